@@ -1,0 +1,590 @@
+//! The `Connection` resource: one physical system, described by exactly one connector block.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::secret::SecretValue;
+
+/// A Connection describes one physical system SynqX reads from or writes to. Exactly one
+/// connector block (`postgres`, `mysql`, `sqlserver`, `snowflake`, `bigquery`, `rest`, `s3`,
+/// `filesystem`, `mongodb`, `redis`, `sqlite`) is set, like a Pod volume.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[kube(
+    group = "synqx.io",
+    version = "v1alpha1",
+    kind = "Connection",
+    doc = "Connection: one physical system SynqX reads from or writes to (a database, bucket, directory or API).",
+    namespaced,
+    status = "ConnectionStatus",
+    shortname = "sqc",
+    category = "synqx",
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".status.type","description":"Connector type"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the last check succeeded"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "[has(self.postgres), has(self.mysql), has(self.sqlserver), has(self.snowflake), has(self.bigquery), has(self.rest), has(self.s3), has(self.filesystem), has(self.mongodb), has(self.redis), has(self.sqlite)].filter(x, x).size() == 1"
+).message("exactly one connector block must be set (postgres, mysql, sqlserver, snowflake, bigquery, rest, s3, filesystem, mongodb, redis or sqlite)"))]
+pub struct ConnectionSpec {
+    /// A PostgreSQL database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresConnection>,
+    /// A MySQL or MariaDB database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<MysqlConnection>,
+    /// A Microsoft SQL Server database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlserver: Option<SqlServerConnection>,
+    /// A Snowflake account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake: Option<SnowflakeConnection>,
+    /// A Google BigQuery project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bigquery: Option<BigQueryConnection>,
+    /// An HTTP JSON API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<RestConnection>,
+    /// An S3 (or S3-compatible) bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Connection>,
+    /// A local directory: asset FQNs are paths below it; a trailing `/` means a folder of part
+    /// files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemConnection>,
+    /// A MongoDB database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mongodb: Option<MongoConnection>,
+    /// A Redis server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConnection>,
+    /// An embedded SQLite database file: asset FQNs are table names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<SqliteConnection>,
+}
+
+/// TLS mode of a PostgreSQL or MySQL connection: `disable` (plain TCP), `prefer` (TLS when
+/// the server offers it), `require` (TLS, certificate not verified), `verify-ca` (certificate
+/// verified against the CA) or `verify-full` (certificate and host name verified).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Connection to a PostgreSQL server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresConnection {
+    /// Host name or IP address of the server.
+    pub host: String,
+    /// TCP port (default 5432).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database to connect to.
+    pub database: String,
+    /// Role to log in as.
+    pub user: SecretValue,
+    /// Password of the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretValue>,
+    /// TLS mode (default `prefer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+}
+
+/// Connection to a MySQL or MariaDB server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlConnection {
+    /// Host name or IP address of the server.
+    pub host: String,
+    /// TCP port (default 3306).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database (schema) to use.
+    pub database: String,
+    /// User to log in as.
+    pub user: SecretValue,
+    /// Password of the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretValue>,
+    /// TLS mode (default `prefer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+}
+
+/// Connection to a Microsoft SQL Server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlServerConnection {
+    /// Host name or IP address of the server.
+    pub host: String,
+    /// TCP port (default 1433).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Database to use.
+    pub database: String,
+    /// SQL login.
+    pub user: SecretValue,
+    /// Password of the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretValue>,
+    /// Encrypt the connection with TLS (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<bool>,
+    /// Accept the server certificate without verification (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_server_certificate: Option<bool>,
+}
+
+/// Connection to a Snowflake account.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnowflakeConnection {
+    /// Account identifier, e.g. `myorg-myaccount`.
+    pub account: String,
+    /// Overrides the API host (for private links or a local test server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// User to log in as.
+    pub user: SecretValue,
+    /// Password of the user (or use `privateKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretValue>,
+    /// PEM private key for key-pair authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<SecretValue>,
+    /// Virtual warehouse that runs the queries.
+    pub warehouse: String,
+    /// Database to use.
+    pub database: String,
+    /// Default schema (default `PUBLIC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Role to assume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Connection to a Google BigQuery project.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BigQueryConnection {
+    /// Google Cloud project id.
+    pub project: String,
+    /// Default dataset for unqualified table names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Location of the jobs (e.g. `EU`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Service-account key JSON. Without it, workload identity is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_json: Option<SecretValue>,
+    /// Overrides the API endpoint (for a local emulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Pagination style of a REST API: `none` (one request returns everything), `page` (a
+/// page-number query parameter), `offset` (an offset query parameter), `cursor` (a cursor
+/// taken from each response body) or `linkHeader` (the RFC 8288 `Link: <…>; rel="next"`
+/// header).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PaginationKind {
+    #[default]
+    None,
+    Page,
+    Offset,
+    Cursor,
+    LinkHeader,
+}
+
+/// How a REST API pages through results.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestPagination {
+    /// Pagination style.
+    #[serde(default)]
+    pub kind: PaginationKind,
+    /// Query parameter carrying the page number, offset or cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// Query parameter carrying the page size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_param: Option<String>,
+    /// Page size to request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// JSON pointer of the next cursor in a response body (for `cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_path: Option<String>,
+}
+
+/// Authentication of a REST API. At most one method is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "[has(self.bearerToken), has(self.basic), has(self.apiKey)].filter(x, x).size() <= 1"
+).message("at most one of bearerToken, basic or apiKey may be set"))]
+pub struct RestAuth {
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<SecretValue>,
+    /// HTTP basic authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// A key sent in a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyAuth>,
+}
+
+/// HTTP basic authentication.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// User name.
+    pub username: SecretValue,
+    /// Password.
+    pub password: SecretValue,
+}
+
+/// An API key sent in a request header.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyAuth {
+    /// Header name, e.g. `X-Api-Key`.
+    pub header: String,
+    /// The key.
+    pub value: SecretValue,
+}
+
+/// Connection to an HTTP JSON API. Asset FQNs are paths below `baseUrl`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestConnection {
+    /// Base URL every asset path is resolved against.
+    pub base_url: String,
+    /// Authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RestAuth>,
+    /// Extra request headers (not secret).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// JSON pointer to the array of records in a response (default: the whole body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_path: Option<String>,
+    /// Pagination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<RestPagination>,
+    /// Query parameter that receives the watermark of an incremental sync. Without it the API
+    /// cannot filter, and incremental steps reading from it are rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_param: Option<String>,
+    /// Requests per second at most (default unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+}
+
+/// Connection to an S3 bucket. Asset FQNs are keys below `prefix`; a trailing `/` means a
+/// folder of part files.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Connection {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint override for S3-compatible stores (MinIO, a local test server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Use path-style URLs (`endpoint/bucket/key`); needed by most S3-compatible stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// Key prefix every asset FQN is below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Access key id. Without it, the pod's ambient credentials are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<SecretValue>,
+    /// Secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<SecretValue>,
+    /// Session token of temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<SecretValue>,
+}
+
+/// A local directory.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesystemConnection {
+    /// Directory every asset FQN is below. Relative paths are resolved against the working
+    /// directory of `synqx run` (or of the step's pod).
+    pub path: String,
+}
+
+/// Connection to a MongoDB database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MongoConnection {
+    /// Connection string (`mongodb://user:pass@host/`); it usually holds credentials.
+    pub uri: SecretValue,
+    /// Database; asset FQNs are collection names.
+    pub database: String,
+}
+
+/// Connection to a Redis server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisConnection {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port (default 6379).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Logical database number (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<u32>,
+    /// ACL user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<SecretValue>,
+    /// Password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretValue>,
+    /// Use TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
+}
+
+/// An embedded SQLite database file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqliteConnection {
+    /// Path of the database file; created when missing.
+    pub path: String,
+}
+
+/// Observed state of a Connection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStatus {
+    /// Connector type of the spec (`postgres`, `s3`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// `Ready` (the last check connected and authenticated), with reasons `Unreachable`,
+    /// `Unauthorized` or `Invalid` when it did not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Generation of the spec the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the last check finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<String>,
+}
+
+/// The kind of system a Connection points at, with what it can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnectorKind {
+    Postgres,
+    Mysql,
+    SqlServer,
+    Snowflake,
+    BigQuery,
+    Rest,
+    S3,
+    Filesystem,
+    Mongodb,
+    Redis,
+    Sqlite,
+}
+
+impl ConnectorKind {
+    /// Every kind, in the order of the connector blocks.
+    pub const ALL: [ConnectorKind; 11] = [
+        Self::Postgres,
+        Self::Mysql,
+        Self::SqlServer,
+        Self::Snowflake,
+        Self::BigQuery,
+        Self::Rest,
+        Self::S3,
+        Self::Filesystem,
+        Self::Mongodb,
+        Self::Redis,
+        Self::Sqlite,
+    ];
+
+    /// The connector block name, as written in YAML.
+    pub fn block_name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::SqlServer => "sqlserver",
+            Self::Snowflake => "snowflake",
+            Self::BigQuery => "bigquery",
+            Self::Rest => "rest",
+            Self::S3 => "s3",
+            Self::Filesystem => "filesystem",
+            Self::Mongodb => "mongodb",
+            Self::Redis => "redis",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// Systems that run SQL: tables as assets, `sql` steps, queries on sources.
+    pub fn is_sql(self) -> bool {
+        matches!(
+            self,
+            Self::Postgres | Self::Mysql | Self::SqlServer | Self::Snowflake | Self::BigQuery | Self::Sqlite
+        )
+    }
+
+    /// Systems that hold files: assets need a `format`.
+    pub fn is_files(self) -> bool {
+        matches!(self, Self::S3 | Self::Filesystem)
+    }
+
+    /// Whether a step may write to this system.
+    pub fn can_be_destination(self) -> bool {
+        !matches!(self, Self::Rest)
+    }
+
+    /// Whether an upsert by primary key is possible (files have no keys to merge on).
+    pub fn supports_upsert(self) -> bool {
+        !self.is_files() && self.can_be_destination()
+    }
+}
+
+impl fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.block_name())
+    }
+}
+
+impl ConnectionSpec {
+    /// The connector blocks that are set (a valid spec has exactly one).
+    pub fn kinds(&self) -> Vec<ConnectorKind> {
+        let set = [
+            self.postgres.is_some(),
+            self.mysql.is_some(),
+            self.sqlserver.is_some(),
+            self.snowflake.is_some(),
+            self.bigquery.is_some(),
+            self.rest.is_some(),
+            self.s3.is_some(),
+            self.filesystem.is_some(),
+            self.mongodb.is_some(),
+            self.redis.is_some(),
+            self.sqlite.is_some(),
+        ];
+        ConnectorKind::ALL.into_iter().zip(set).filter(|(_, s)| *s).map(|(k, _)| k).collect()
+    }
+
+    /// The connector kind when exactly one block is set.
+    pub fn kind(&self) -> Option<ConnectorKind> {
+        match self.kinds().as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Every secret field of the spec with its path below `spec` (e.g. `postgres.password`).
+    pub fn secret_values<'s>(&'s self) -> Vec<(String, &'s SecretValue)> {
+        let mut out: Vec<(String, &SecretValue)> = Vec::new();
+        let mut push = |path: &str, v: Option<&'s SecretValue>| {
+            if let Some(v) = v {
+                out.push((path.to_string(), v));
+            }
+        };
+        if let Some(c) = &self.postgres {
+            push("postgres.user", Some(&c.user));
+            push("postgres.password", c.password.as_ref());
+        }
+        if let Some(c) = &self.mysql {
+            push("mysql.user", Some(&c.user));
+            push("mysql.password", c.password.as_ref());
+        }
+        if let Some(c) = &self.sqlserver {
+            push("sqlserver.user", Some(&c.user));
+            push("sqlserver.password", c.password.as_ref());
+        }
+        if let Some(c) = &self.snowflake {
+            push("snowflake.user", Some(&c.user));
+            push("snowflake.password", c.password.as_ref());
+            push("snowflake.privateKey", c.private_key.as_ref());
+        }
+        if let Some(c) = &self.bigquery {
+            push("bigquery.credentialsJson", c.credentials_json.as_ref());
+        }
+        if let Some(auth) = self.rest.as_ref().and_then(|r| r.auth.as_ref()) {
+            push("rest.auth.bearerToken", auth.bearer_token.as_ref());
+            if let Some(b) = &auth.basic {
+                push("rest.auth.basic.username", Some(&b.username));
+                push("rest.auth.basic.password", Some(&b.password));
+            }
+            if let Some(k) = &auth.api_key {
+                push("rest.auth.apiKey.value", Some(&k.value));
+            }
+        }
+        if let Some(c) = &self.s3 {
+            push("s3.accessKeyId", c.access_key_id.as_ref());
+            push("s3.secretAccessKey", c.secret_access_key.as_ref());
+            push("s3.sessionToken", c.session_token.as_ref());
+        }
+        if let Some(c) = &self.mongodb {
+            push("mongodb.uri", Some(&c.uri));
+        }
+        if let Some(c) = &self.redis {
+            push("redis.username", c.username.as_ref());
+            push("redis.password", c.password.as_ref());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_needs_exactly_one_block() {
+        let mut spec = ConnectionSpec::default();
+        assert_eq!(spec.kind(), None);
+        spec.sqlite = Some(SqliteConnection { path: "x.db".into() });
+        assert_eq!(spec.kind(), Some(ConnectorKind::Sqlite));
+        spec.filesystem = Some(FilesystemConnection { path: "data".into() });
+        assert_eq!(spec.kind(), None);
+        assert_eq!(spec.kinds(), vec![ConnectorKind::Filesystem, ConnectorKind::Sqlite]);
+    }
+
+    #[test]
+    fn secret_values_are_listed_with_paths() {
+        let spec = ConnectionSpec {
+            postgres: Some(PostgresConnection {
+                host: "db".into(),
+                database: "d".into(),
+                user: SecretValue::plain("etl"),
+                password: Some(SecretValue::from_secret("creds", "password")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let paths: Vec<String> = spec.secret_values().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["postgres.user", "postgres.password"]);
+    }
+}

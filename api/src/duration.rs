@@ -1,0 +1,126 @@
+//! Durations and byte sizes as users write them: `30m`, `1h30m`, `500ms`; `8MiB`, `256MB`.
+
+use std::time::Duration;
+
+/// Parses a duration such as `10s`, `5m`, `1h30m`, `250ms` or `2d`. A bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration (write e.g. `30s`, `5m`, `1h30m`)".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{text}` is not a duration (write e.g. `30s`, `5m`, `1h30m`)"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
+            "" => return Err(format!("`{text}`: missing unit after {number} (ms, s, m, h or d)")),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (ms, s, m, h or d)")),
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// Formats a duration compactly: `1h2m3s`, `450ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        if h == 0 && m == 0 && secs < 10 {
+            out.push_str(&format!("{:.1}s", d.as_secs_f64()));
+        } else {
+            out.push_str(&format!("{s}s"));
+        }
+    }
+    out
+}
+
+/// Parses a byte size such as `8MiB`, `256MB`, `1GiB`, `4096` (bytes) or `64k`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (write e.g. `8MiB`, `256MB`)"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "ki" | "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("`{text}`: unknown size unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    let bytes = number * factor;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("m5").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("10").is_ok());
+        assert!(parse_duration("1h5").unwrap_err().contains("missing unit"));
+    }
+
+    #[test]
+    fn durations_format() {
+        assert_eq!(format_duration(Duration::from_millis(450)), "450ms");
+        assert_eq!(format_duration(Duration::from_millis(2500)), "2.5s");
+        assert_eq!(format_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("8MiB"), Ok(8 * 1024 * 1024));
+        assert_eq!(parse_bytes("256MB"), Ok(256_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert!(parse_bytes("8 parsecs").is_err());
+        assert!(parse_bytes("0").is_err());
+    }
+}

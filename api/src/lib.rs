@@ -1,0 +1,26 @@
+//! The vocabulary of SynqX: resource types, the DAG compiler and validation. No I/O.
+
+pub mod condition;
+pub mod crd;
+pub mod connection;
+
+pub mod dag;
+pub mod duration;
+pub mod pipeline;
+pub mod run;
+pub mod schedule;
+pub mod types;
+pub mod secret;
+
+
+pub use connection::{Connection, ConnectionSpec, ConnectorKind};
+pub use pipeline::{Pipeline, PipelineSpec, Step};
+pub use run::{PipelineRun, PipelineRunSpec};
+pub use secret::SecretValue;
+
+/// API group of every SynqX resource.
+pub const GROUP: &str = "synqx.io";
+/// API version of every SynqX resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in YAML.
+pub const API_VERSION: &str = "synqx.io/v1alpha1";

@@ -1,0 +1,165 @@
+//! The `PipelineRun` resource: one execution of a Pipeline, pinned to one revision of its plan.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+/// One execution of a Pipeline. It pins the Pipeline's current revision when it starts, so
+/// editing the Pipeline never changes a running run.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[kube(
+    group = "synqx.io",
+    version = "v1alpha1",
+    kind = "PipelineRun",
+    doc = "PipelineRun: one execution of a Pipeline, pinned to one revision of its plan.",
+    namespaced,
+    status = "PipelineRunStatus",
+    shortname = "sqr",
+    category = "synqx",
+    printcolumn = r#"{"name":"Pipeline","type":"string","jsonPath":".spec.pipelineRef.name"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.startTime"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRunSpec {
+    /// The Pipeline to run, in the same namespace.
+    pub pipeline_ref: PipelineRef,
+    /// Name of an earlier run of the same Pipeline: steps that succeeded there are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<String>,
+    /// Set to true to cancel the run: active Jobs are deleted and the run ends `Cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<bool>,
+}
+
+/// A reference to a Pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRef {
+    /// Name of the Pipeline.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// Phase of a run: `Pending`, `Running`, `Succeeded`, `Failed` or `Cancelled`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RunPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunPhase {
+    /// Whether the run (or step) has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Phase of a step within a run: `Pending`, `Running`, `Retrying`, `Succeeded`, `Failed`,
+/// `Skipped` (not run: resumed, or cut off by a failure) or `Cancelled`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StepPhase {
+    #[default]
+    Pending,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+/// Observed state of a run. Small on purpose: no per-batch data, no logs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineRunStatus {
+    /// Phase of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RunPhase>,
+    /// Name of the ControllerRevision whose plan this run executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Finished steps out of all steps, e.g. `3/7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// When the run started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// When the run ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    /// Wall time of the run, e.g. `4m12s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Conditions of the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// One entry per step, keyed by name. Each step's runner applies its own entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub steps: Vec<StepStatus>,
+}
+
+/// State of one step within a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Name of the step.
+    pub name: String,
+    /// Phase of the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<StepPhase>,
+    /// Current attempt, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Name of the Job of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// Rows read from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_read: Option<u64>,
+    /// Rows written to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_written: Option<u64>,
+    /// Rows rejected by `onError: skip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_rejected: Option<u64>,
+    /// Bytes read from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+    /// Bytes written to the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    /// When the current attempt started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the step ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Watermark range this step read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkRange>,
+    /// What happened, e.g. the error of a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The watermark a step started from and the one it reached.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WatermarkRange {
+    /// Watermark before the step (empty on a first or full run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Highest cursor value committed by the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}

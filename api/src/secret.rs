@@ -1,0 +1,116 @@
+//! `SecretValue`: how every credential field of a Connection is given.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// A value that may be secret. Exactly one of `value`, `secretKeyRef` or `sealed` is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "[has(self.value), has(self.secretKeyRef), has(self.sealed)].filter(x, x).size() == 1"
+).message("exactly one of value, secretKeyRef or sealed must be set"))]
+pub struct SecretValue {
+    /// A plain value. Only for values that are not secret (a user name, a host): it is stored
+    /// in the resource as written and visible to anyone who can read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A key of a Kubernetes Secret in the same namespace. Locally (`synqx run`), the Secret
+    /// comes from a v1 Secret document in the given files or from the environment variable
+    /// `SYNQX_SECRET_<SECRET>_<KEY>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    /// Vault ciphertext produced by `synqx seal` (`sqx1:<key-id>:<nonce>:<ciphertext>`);
+    /// safe to commit to Git. Only the runner opens it, in memory, right before connecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+/// A reference to one key of a Kubernetes Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret, in the namespace of the Connection.
+    pub name: String,
+    /// Key within the Secret's `data` or `stringData`.
+    pub key: String,
+}
+
+/// Prefix of every vault envelope.
+pub const SEALED_PREFIX: &str = "sqx1";
+
+impl SecretValue {
+    /// A plain value, for tests and generated resources.
+    pub fn plain(value: impl Into<String>) -> Self {
+        Self { value: Some(value.into()), ..Self::default() }
+    }
+
+    /// A reference to a key of a Secret.
+    pub fn from_secret(name: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            secret_key_ref: Some(SecretKeyRef { name: name.into(), key: key.into() }),
+            ..Self::default()
+        }
+    }
+
+    /// How many of the three alternatives are set (valid values have exactly one).
+    pub fn alternatives_set(&self) -> usize {
+        usize::from(self.value.is_some())
+            + usize::from(self.secret_key_ref.is_some())
+            + usize::from(self.sealed.is_some())
+    }
+}
+
+/// Checks the shape of a vault envelope without opening it: `sqx1:<key-id>:<nonce>:<ciphertext>`
+/// with a non-empty key id and base64url nonce and ciphertext. Returns what is wrong.
+pub fn check_sealed_format(envelope: &str) -> Result<(), String> {
+    let parts: Vec<&str> = envelope.split(':').collect();
+    if parts.len() != 4 {
+        return Err(format!(
+            "sealed value must have 4 parts `{SEALED_PREFIX}:<key-id>:<nonce>:<ciphertext>`, found {}",
+            parts.len()
+        ));
+    }
+    if parts[0] != SEALED_PREFIX {
+        return Err(format!(
+            "sealed value must start with `{SEALED_PREFIX}:`, found `{}:` (produce it with `synqx seal`)",
+            parts[0]
+        ));
+    }
+    if parts[1].is_empty() {
+        return Err("sealed value has an empty key id".into());
+    }
+    let is_b64url = |s: &str| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    };
+    if !is_b64url(parts[2]) {
+        return Err("sealed value has a malformed nonce (expected base64url)".into());
+    }
+    if !is_b64url(parts[3]) {
+        return Err("sealed value has a malformed ciphertext (expected base64url)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_format_is_checked() {
+        assert!(check_sealed_format("sqx1:k1:AAAA:BBBB_-").is_ok());
+        assert!(check_sealed_format("sqx1:k1:AAAA").unwrap_err().contains("4 parts"));
+        assert!(check_sealed_format("sqx2:k1:AAAA:BBBB").unwrap_err().contains("start with"));
+        assert!(check_sealed_format("sqx1::AAAA:BBBB").unwrap_err().contains("key id"));
+        assert!(check_sealed_format("sqx1:k1:AA AA:BBBB").unwrap_err().contains("nonce"));
+        assert!(check_sealed_format("sqx1:k1:AAAA:").unwrap_err().contains("ciphertext"));
+    }
+
+    #[test]
+    fn alternatives_are_counted() {
+        assert_eq!(SecretValue::plain("x").alternatives_set(), 1);
+        assert_eq!(SecretValue::default().alternatives_set(), 0);
+        let both = SecretValue { sealed: Some("s".into()), ..SecretValue::plain("x") };
+        assert_eq!(both.alternatives_set(), 2);
+    }
+}
