@@ -450,7 +450,12 @@ impl ConnectorKind {
     pub fn is_sql(self) -> bool {
         matches!(
             self,
-            Self::Postgres | Self::Mysql | Self::SqlServer | Self::Snowflake | Self::BigQuery | Self::Sqlite
+            Self::Postgres
+                | Self::Mysql
+                | Self::SqlServer
+                | Self::Snowflake
+                | Self::BigQuery
+                | Self::Sqlite
         )
     }
 
@@ -492,7 +497,12 @@ impl ConnectionSpec {
             self.redis.is_some(),
             self.sqlite.is_some(),
         ];
-        ConnectorKind::ALL.into_iter().zip(set).filter(|(_, s)| *s).map(|(k, _)| k).collect()
+        ConnectorKind::ALL
+            .into_iter()
+            .zip(set)
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// The connector kind when exactly one block is set.
@@ -565,11 +575,18 @@ mod tests {
     fn kind_needs_exactly_one_block() {
         let mut spec = ConnectionSpec::default();
         assert_eq!(spec.kind(), None);
-        spec.sqlite = Some(SqliteConnection { path: "x.db".into() });
+        spec.sqlite = Some(SqliteConnection {
+            path: "x.db".into(),
+        });
         assert_eq!(spec.kind(), Some(ConnectorKind::Sqlite));
-        spec.filesystem = Some(FilesystemConnection { path: "data".into() });
+        spec.filesystem = Some(FilesystemConnection {
+            path: "data".into(),
+        });
         assert_eq!(spec.kind(), None);
-        assert_eq!(spec.kinds(), vec![ConnectorKind::Filesystem, ConnectorKind::Sqlite]);
+        assert_eq!(
+            spec.kinds(),
+            vec![ConnectorKind::Filesystem, ConnectorKind::Sqlite]
+        );
     }
 
     #[test]

@@ -58,18 +58,34 @@ fn walk(node: &Value, path: &str, in_junctor: bool, problems: &mut Vec<String>) 
         problems.push(format!("{here}: $ref or definitions are not allowed"));
     }
     if in_junctor {
-        for key in ["type", "default", "description", "nullable", "additionalProperties"] {
+        for key in [
+            "type",
+            "default",
+            "description",
+            "nullable",
+            "additionalProperties",
+        ] {
             if obj.contains_key(key) {
                 problems.push(format!("{here}: `{key}` inside allOf/anyOf/oneOf/not"));
             }
         }
         if obj.keys().any(|k| k.starts_with("x-kubernetes-")) {
-            problems.push(format!("{here}: x-kubernetes extension inside allOf/anyOf/oneOf/not"));
+            problems.push(format!(
+                "{here}: x-kubernetes extension inside allOf/anyOf/oneOf/not"
+            ));
         }
     } else {
-        let typed = obj.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
-        if !typed && !flag("x-kubernetes-int-or-string") && !flag("x-kubernetes-preserve-unknown-fields") {
-            problems.push(format!("{here}: no type (and not x-kubernetes-preserve-unknown-fields)"));
+        let typed = obj
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty());
+        if !typed
+            && !flag("x-kubernetes-int-or-string")
+            && !flag("x-kubernetes-preserve-unknown-fields")
+        {
+            problems.push(format!(
+                "{here}: no type (and not x-kubernetes-preserve-unknown-fields)"
+            ));
         }
         if obj.get("type").is_some_and(Value::is_array) {
             problems.push(format!("{here}: type must be a single string, not a list"));
@@ -133,7 +149,12 @@ mod tests {
             assert!(!schemas.is_empty(), "{} has no schema", file_name(&crd));
             for schema in schemas {
                 let problems = structural_problems(&schema);
-                assert!(problems.is_empty(), "{}:\n{}", file_name(&crd), problems.join("\n"));
+                assert!(
+                    problems.is_empty(),
+                    "{}:\n{}",
+                    file_name(&crd),
+                    problems.join("\n")
+                );
             }
         }
     }
@@ -155,8 +176,14 @@ mod tests {
         assert!(joined.contains(".untyped: no type"), "{joined}");
         assert!(!joined.contains(".free"), "{joined}");
         assert!(joined.contains(".either: anyOf[0] is empty"), "{joined}");
-        assert!(joined.contains(".either.anyOf[1]: `type` inside"), "{joined}");
-        assert!(joined.contains(".nullable: type must be a single string"), "{joined}");
+        assert!(
+            joined.contains(".either.anyOf[1]: `type` inside"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(".nullable: type must be a single string"),
+            "{joined}"
+        );
         assert!(joined.contains(".ref: $ref"), "{joined}");
     }
 
@@ -186,7 +213,8 @@ mod tests {
             let path = dir.join(file_name(&crd));
             let expected = to_yaml(&crd).unwrap_or_default();
             if std::env::var_os("SYNQX_UPDATE_CRDS").is_some() {
-                std::fs::write(&path, &expected).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                std::fs::write(&path, &expected)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
             let found = std::fs::read_to_string(&path).unwrap_or_default();
             assert!(

@@ -90,7 +90,11 @@ pub enum DagError {
     /// Two or more steps share a name.
     DuplicateStep { name: String, count: usize },
     /// `dependsOn` names a step that does not exist.
-    UnknownDependency { step: String, target: String, known: Vec<String> },
+    UnknownDependency {
+        step: String,
+        target: String,
+        known: Vec<String>,
+    },
     /// A step lists itself in `dependsOn`.
     SelfDependency { step: String },
     /// A cycle, as a closed path: `[a, b, c, a]`.
@@ -113,14 +117,19 @@ impl fmt::Display for DagError {
         match self {
             Self::Empty => f.write_str("pipeline has no steps (add at least one under spec.steps)"),
             Self::DuplicateStep { name, count } => {
-                write!(f, "step name \"{name}\" is used by {count} steps (names must be unique)")
+                write!(
+                    f,
+                    "step name \"{name}\" is used by {count} steps (names must be unique)"
+                )
             }
             Self::UnknownDependency { target, known, .. } => write!(
                 f,
                 "dependsOn \"{target}\" does not exist (steps: {})",
                 known.join(", ")
             ),
-            Self::SelfDependency { .. } => f.write_str("step depends on itself in dependsOn"),
+            Self::SelfDependency { step } => {
+                write!(f, "dependsOn lists the step itself (\"{step}\")")
+            }
             Self::Cycle { path } => write!(f, "dependency cycle: {}", path.join(" -> ")),
         }
     }
@@ -146,7 +155,10 @@ pub fn compile(
     }
     for (name, count) in &counts {
         if *count > 1 {
-            errors.push(DagError::DuplicateStep { name: name.to_string(), count: *count });
+            errors.push(DagError::DuplicateStep {
+                name: name.to_string(),
+                count: *count,
+            });
         }
     }
 
@@ -155,7 +167,9 @@ pub fn compile(
     for (to, step) in steps.iter().enumerate() {
         for target in &step.depends_on {
             if *target == step.name {
-                errors.push(DagError::SelfDependency { step: step.name.clone() });
+                errors.push(DagError::SelfDependency {
+                    step: step.name.clone(),
+                });
                 continue;
             }
             match index.get(target.as_str()) {
@@ -215,21 +229,38 @@ fn assemble(
     layers.iter_mut().for_each(|l| l.sort_unstable());
 
     let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by(|a, b| layer_of[*a].cmp(&layer_of[*b]).then_with(|| steps[*a].name.cmp(&steps[*b].name)));
+    order.sort_by(|a, b| {
+        layer_of[*a]
+            .cmp(&layer_of[*b])
+            .then_with(|| steps[*a].name.cmp(&steps[*b].name))
+    });
     let planned = order
         .iter()
         .map(|&i| {
             let mut up = std::mem::take(&mut upstream[i]);
             up.sort_unstable();
-            PlannedStep { step: steps[i].clone(), layer: layer_of[i], upstream: up }
+            PlannedStep {
+                step: steps[i].clone(),
+                layer: layer_of[i],
+                upstream: up,
+            }
         })
         .collect();
 
-    let critical_path = critical_path(steps.len(), &edges, layer_of).into_iter().map(name).collect();
-    edges.sort_by(|a, b| (&steps[a.0].name, &steps[a.1].name).cmp(&(&steps[b.0].name, &steps[b.1].name)));
+    let critical_path = critical_path(steps.len(), &edges, layer_of)
+        .into_iter()
+        .map(name)
+        .collect();
+    edges.sort_by(|a, b| {
+        (&steps[a.0].name, &steps[a.1].name).cmp(&(&steps[b.0].name, &steps[b.1].name))
+    });
     let edges = edges
         .into_iter()
-        .map(|(from, to, kind)| Edge { from: name(from), to: name(to), kind })
+        .map(|(from, to, kind)| Edge {
+            from: name(from),
+            to: name(to),
+            kind,
+        })
         .collect();
 
     let used: BTreeMap<String, ConnectionSpec> = steps
@@ -238,7 +269,14 @@ fn assemble(
         .filter_map(|c| connections.get(c).map(|spec| (c.to_string(), spec.clone())))
         .collect();
     let hash = plan_hash(steps, &used);
-    Plan { steps: planned, edges, layers, critical_path, connections: used, hash }
+    Plan {
+        steps: planned,
+        edges,
+        layers,
+        critical_path,
+        connections: used,
+        hash,
+    }
 }
 
 /// SHA-256 over canonical JSON (object keys sorted, steps sorted by name), so neither map
@@ -324,8 +362,15 @@ fn find_cycles(n: usize, edges: &[(usize, usize, EdgeKind)]) -> Vec<Vec<usize>> 
         .filter(|scc| scc.len() > 1)
         .map(|scc| {
             let members: HashSet<NodeIndex> = scc.iter().copied().collect();
-            let start = scc.iter().copied().min_by_key(|n| n.index()).unwrap_or(scc[0]);
-            cycle_through(&graph, &members, start).into_iter().map(|n| graph[n]).collect()
+            let start = scc
+                .iter()
+                .copied()
+                .min_by_key(|n| n.index())
+                .unwrap_or(scc[0]);
+            cycle_through(&graph, &members, start)
+                .into_iter()
+                .map(|n| graph[n])
+                .collect()
         })
         .collect();
     cycles.sort();
@@ -342,7 +387,10 @@ fn cycle_through(
     let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
-        let mut next: Vec<NodeIndex> = graph.neighbors(node).filter(|n| members.contains(n)).collect();
+        let mut next: Vec<NodeIndex> = graph
+            .neighbors(node)
+            .filter(|n| members.contains(n))
+            .collect();
         next.sort_by_key(|n| n.index());
         for succ in next {
             if succ == start {
@@ -375,7 +423,11 @@ fn critical_path(n: usize, edges: &[(usize, usize, EdgeKind)], layer_of: &[usize
     }
     let mut path = vec![node];
     while layer_of[node] > 0 {
-        let Some(&prev) = preds[node].iter().filter(|&&p| layer_of[p] + 1 == layer_of[node]).min() else {
+        let Some(&prev) = preds[node]
+            .iter()
+            .filter(|&&p| layer_of[p] + 1 == layer_of[node])
+            .min()
+        else {
             break;
         };
         path.push(prev);
@@ -400,12 +452,24 @@ impl AssetKey {
         let fqn = asset.fqn.trim();
         let is_path = fqn.contains('/') || fqn.contains(['*', '?', '[']);
         if !is_path {
-            return Self { connection: connection.to_string(), prefix: fqn.to_ascii_lowercase(), covers_below: false };
+            return Self {
+                connection: connection.to_string(),
+                prefix: fqn.to_ascii_lowercase(),
+                covers_below: false,
+            };
         }
         let fqn = fqn.trim_start_matches("./");
         match fqn.find(['*', '?', '[']) {
-            Some(glob) => Self { connection: connection.to_string(), prefix: fqn[..glob].to_string(), covers_below: true },
-            None => Self { connection: connection.to_string(), prefix: fqn.to_string(), covers_below: fqn.ends_with('/') },
+            Some(glob) => Self {
+                connection: connection.to_string(),
+                prefix: fqn[..glob].to_string(),
+                covers_below: true,
+            },
+            None => Self {
+                connection: connection.to_string(),
+                prefix: fqn.to_string(),
+                covers_below: fqn.ends_with('/'),
+            },
         }
     }
 }
@@ -416,11 +480,15 @@ fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
     for (i, step) in steps.iter().enumerate() {
         if let Some(sync) = &step.sync {
             let d = &sync.destination;
-            writers.entry(AssetKey::new(&d.connection, &d.asset)).or_default().push(i);
+            writers
+                .entry(AssetKey::new(&d.connection, &d.asset))
+                .or_default()
+                .push(i);
         }
     }
     // Folders and globs written are few; readers inside them are found by their prefixes.
-    let covering_writers: Vec<(&AssetKey, &Vec<usize>)> = writers.iter().filter(|(k, _)| k.covers_below).collect();
+    let covering_writers: Vec<(&AssetKey, &Vec<usize>)> =
+        writers.iter().filter(|(k, _)| k.covers_below).collect();
 
     let mut out = Vec::new();
     for (to, step) in steps.iter().enumerate() {
@@ -430,13 +498,24 @@ fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
         let mut add = |froms: &Vec<usize>| {
             for &from in froms {
                 if from != to {
-                    out.push((from, to, EdgeKind::Lineage { connection: s.connection.clone(), fqn: s.asset.fqn.clone() }));
+                    out.push((
+                        from,
+                        to,
+                        EdgeKind::Lineage {
+                            connection: s.connection.clone(),
+                            fqn: s.asset.fqn.clone(),
+                        },
+                    ));
                 }
             }
         };
         if reader.covers_below {
             // Every writer at or below the reader's prefix.
-            let start = AssetKey { connection: reader.connection.clone(), prefix: reader.prefix.clone(), covers_below: false };
+            let start = AssetKey {
+                connection: reader.connection.clone(),
+                prefix: reader.prefix.clone(),
+                covers_below: false,
+            };
             for (key, froms) in writers.range(start..) {
                 if key.connection != reader.connection || !key.prefix.starts_with(&reader.prefix) {
                     break;

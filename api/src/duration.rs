@@ -14,16 +14,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration (write e.g. `30s`, `5m`, `1h30m`)"));
+            return Err(format!(
+                "`{text}` is not a duration (write e.g. `30s`, `5m`, `1h30m`)"
+            ));
         }
         let number: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("`{text}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim();
         rest = &rest[unit_len..];
         let part = match unit {
             "ms" => Duration::from_millis(number),
@@ -31,8 +37,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => return Err(format!("`{text}`: missing unit after {number} (ms, s, m, h or d)")),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (ms, s, m, h or d)")),
+            "" => {
+                return Err(format!(
+                    "`{text}`: missing unit after {number} (ms, s, m, h or d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}` (ms, s, m, h or d)"
+                ));
+            }
         };
         total = total.saturating_add(part);
     }
@@ -67,7 +81,9 @@ pub fn format_duration(d: Duration) -> String {
 /// Parses a byte size such as `8MiB`, `256MB`, `1GiB`, `4096` (bytes) or `64k`.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
@@ -80,7 +96,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "mi" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("`{text}`: unknown size unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown size unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     let bytes = number * factor;
     if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
@@ -99,7 +119,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 minutes")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("m5").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10").is_ok());

@@ -1,17 +1,17 @@
 //! The vocabulary of SynqX: resource types, the DAG compiler and validation. No I/O.
 
 pub mod condition;
-pub mod crd;
 pub mod connection;
+pub mod crd;
 
 pub mod dag;
 pub mod duration;
 pub mod pipeline;
 pub mod run;
 pub mod schedule;
-pub mod types;
 pub mod secret;
-
+pub mod types;
+pub mod validate;
 
 pub use connection::{Connection, ConnectionSpec, ConnectorKind};
 pub use pipeline::{Pipeline, PipelineSpec, Step};

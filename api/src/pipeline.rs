@@ -90,7 +90,10 @@ impl Step {
     /// The connection the step reads from (`sync`) or runs on (`sql`).
     pub fn connections(&self) -> Vec<&str> {
         match (&self.sync, &self.sql) {
-            (Some(s), _) => vec![s.source.connection.as_str(), s.destination.connection.as_str()],
+            (Some(s), _) => vec![
+                s.source.connection.as_str(),
+                s.destination.connection.as_str(),
+            ],
             (None, Some(q)) => vec![q.connection.as_str()],
             (None, None) => Vec::new(),
         }
@@ -263,7 +266,10 @@ impl FileFormat {
     /// The format a path's extension implies (`orders.csv.gz` is CSV), if any.
     pub fn from_path(path: &str) -> Option<Self> {
         let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-        let name = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).unwrap_or(&name);
+        let name = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".zst"))
+            .unwrap_or(&name);
         if name.ends_with(".csv") {
             Some(Self::Csv)
         } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
@@ -273,6 +279,27 @@ impl FileFormat {
         } else {
             None
         }
+    }
+}
+
+impl std::fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Csv => "csv",
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        })
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+            Self::Snappy => "snappy",
+        })
     }
 }
 

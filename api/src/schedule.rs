@@ -47,14 +47,22 @@ mod tests {
         assert!(parse_cron("*/15 * * * *").is_ok());
         assert!(parse_cron("@hourly").is_ok());
         assert!(parse_cron("0 */15 * * * *").is_err());
-        assert!(parse_cron("61 * * * *").unwrap_err().contains("invalid cron expression"));
+        assert!(
+            parse_cron("61 * * * *")
+                .unwrap_err()
+                .contains("invalid cron expression")
+        );
         assert!(parse_cron("").is_err());
     }
 
     #[test]
     fn time_zones_are_iana() {
         assert!(parse_time_zone("Europe/Berlin").is_ok());
-        assert!(parse_time_zone("Mars/Olympus").unwrap_err().contains("unknown time zone"));
+        assert!(
+            parse_time_zone("Mars/Olympus")
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
     }
 
     #[test]
@@ -65,8 +73,17 @@ mod tests {
             ..Default::default()
         };
         // 2026-07-01 is summer time in Berlin (UTC+2): 09:00 local is 07:00 UTC.
-        let after = Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).single().unwrap_or_default();
+        let after = Utc
+            .with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
         let next = next_fire_time(&schedule, after);
-        assert_eq!(next, Ok(Utc.with_ymd_and_hms(2026, 7, 1, 7, 0, 0).single().unwrap_or_default()));
+        assert_eq!(
+            next,
+            Ok(Utc
+                .with_ymd_and_hms(2026, 7, 1, 7, 0, 0)
+                .single()
+                .unwrap_or_default())
+        );
     }
 }

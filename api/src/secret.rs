@@ -41,13 +41,19 @@ pub const SEALED_PREFIX: &str = "sqx1";
 impl SecretValue {
     /// A plain value, for tests and generated resources.
     pub fn plain(value: impl Into<String>) -> Self {
-        Self { value: Some(value.into()), ..Self::default() }
+        Self {
+            value: Some(value.into()),
+            ..Self::default()
+        }
     }
 
     /// A reference to a key of a Secret.
     pub fn from_secret(name: impl Into<String>, key: impl Into<String>) -> Self {
         Self {
-            secret_key_ref: Some(SecretKeyRef { name: name.into(), key: key.into() }),
+            secret_key_ref: Some(SecretKeyRef {
+                name: name.into(),
+                key: key.into(),
+            }),
             ..Self::default()
         }
     }
@@ -81,7 +87,8 @@ pub fn check_sealed_format(envelope: &str) -> Result<(), String> {
     }
     let is_b64url = |s: &str| {
         !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
     };
     if !is_b64url(parts[2]) {
         return Err("sealed value has a malformed nonce (expected base64url)".into());
@@ -99,18 +106,41 @@ mod tests {
     #[test]
     fn sealed_format_is_checked() {
         assert!(check_sealed_format("sqx1:k1:AAAA:BBBB_-").is_ok());
-        assert!(check_sealed_format("sqx1:k1:AAAA").unwrap_err().contains("4 parts"));
-        assert!(check_sealed_format("sqx2:k1:AAAA:BBBB").unwrap_err().contains("start with"));
-        assert!(check_sealed_format("sqx1::AAAA:BBBB").unwrap_err().contains("key id"));
-        assert!(check_sealed_format("sqx1:k1:AA AA:BBBB").unwrap_err().contains("nonce"));
-        assert!(check_sealed_format("sqx1:k1:AAAA:").unwrap_err().contains("ciphertext"));
+        assert!(
+            check_sealed_format("sqx1:k1:AAAA")
+                .unwrap_err()
+                .contains("4 parts")
+        );
+        assert!(
+            check_sealed_format("sqx2:k1:AAAA:BBBB")
+                .unwrap_err()
+                .contains("start with")
+        );
+        assert!(
+            check_sealed_format("sqx1::AAAA:BBBB")
+                .unwrap_err()
+                .contains("key id")
+        );
+        assert!(
+            check_sealed_format("sqx1:k1:AA AA:BBBB")
+                .unwrap_err()
+                .contains("nonce")
+        );
+        assert!(
+            check_sealed_format("sqx1:k1:AAAA:")
+                .unwrap_err()
+                .contains("ciphertext")
+        );
     }
 
     #[test]
     fn alternatives_are_counted() {
         assert_eq!(SecretValue::plain("x").alternatives_set(), 1);
         assert_eq!(SecretValue::default().alternatives_set(), 0);
-        let both = SecretValue { sealed: Some("s".into()), ..SecretValue::plain("x") };
+        let both = SecretValue {
+            sealed: Some("s".into()),
+            ..SecretValue::plain("x")
+        };
         assert_eq!(both.alternatives_set(), 2);
     }
 }

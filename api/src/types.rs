@@ -18,7 +18,10 @@ pub enum LogicalType {
     Float32,
     Float64,
     /// Fixed-point number with precision (1..=38) and scale (0..=precision).
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     String,
     Binary,
     Date,
@@ -71,12 +74,17 @@ impl LogicalType {
 
 fn parse_decimal(args: &str, text: &str) -> Result<LogicalType, String> {
     if args.is_empty() {
-        return Ok(LogicalType::Decimal { precision: 38, scale: 10 });
+        return Ok(LogicalType::Decimal {
+            precision: 38,
+            scale: 10,
+        });
     }
     let inner = args
         .strip_prefix('(')
         .and_then(|a| a.strip_suffix(')'))
-        .ok_or_else(|| format!("type `{text}`: write decimal(precision,scale), e.g. decimal(12,2)"))?;
+        .ok_or_else(|| {
+            format!("type `{text}`: write decimal(precision,scale), e.g. decimal(12,2)")
+        })?;
     let mut parts = inner.split(',').map(str::trim);
     let precision: u8 = parts
         .next()
@@ -84,16 +92,22 @@ fn parse_decimal(args: &str, text: &str) -> Result<LogicalType, String> {
         .ok_or_else(|| format!("type `{text}`: precision must be a number from 1 to 38"))?;
     let scale: u8 = match parts.next() {
         None => 0,
-        Some(s) => s.parse().map_err(|_| format!("type `{text}`: scale must be a number"))?,
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("type `{text}`: scale must be a number"))?,
     };
     if parts.next().is_some() {
-        return Err(format!("type `{text}`: decimal takes two arguments, precision and scale"));
+        return Err(format!(
+            "type `{text}`: decimal takes two arguments, precision and scale"
+        ));
     }
     if !(1..=38).contains(&precision) {
         return Err(format!("type `{text}`: precision must be from 1 to 38"));
     }
     if scale > precision {
-        return Err(format!("type `{text}`: scale {scale} exceeds precision {precision}"));
+        return Err(format!(
+            "type `{text}`: scale {scale} exceeds precision {precision}"
+        ));
     }
     Ok(LogicalType::Decimal { precision, scale })
 }
@@ -133,17 +147,42 @@ mod tests {
         assert_eq!(LogicalType::parse("BIGINT"), Ok(LogicalType::Int64));
         assert_eq!(
             LogicalType::parse("decimal(12, 2)"),
-            Ok(LogicalType::Decimal { precision: 12, scale: 2 })
+            Ok(LogicalType::Decimal {
+                precision: 12,
+                scale: 2
+            })
         );
-        assert_eq!(LogicalType::parse("timestamp  with time zone"), Ok(LogicalType::TimestampTz));
-        assert!(LogicalType::parse("decimal(40,2)").unwrap_err().contains("precision"));
-        assert!(LogicalType::parse("decimal(5,6)").unwrap_err().contains("exceeds"));
-        assert!(LogicalType::parse("money").unwrap_err().contains("unknown type"));
+        assert_eq!(
+            LogicalType::parse("timestamp  with time zone"),
+            Ok(LogicalType::TimestampTz)
+        );
+        assert!(
+            LogicalType::parse("decimal(40,2)")
+                .unwrap_err()
+                .contains("precision")
+        );
+        assert!(
+            LogicalType::parse("decimal(5,6)")
+                .unwrap_err()
+                .contains("exceeds")
+        );
+        assert!(
+            LogicalType::parse("money")
+                .unwrap_err()
+                .contains("unknown type")
+        );
     }
 
     #[test]
     fn display_round_trips() {
-        for name in ["boolean", "int64", "decimal(12,2)", "timestamptz", "json", "uint16"] {
+        for name in [
+            "boolean",
+            "int64",
+            "decimal(12,2)",
+            "timestamptz",
+            "json",
+            "uint16",
+        ] {
             let t = LogicalType::parse(name).unwrap_or(LogicalType::Json);
             assert_eq!(t.to_string(), name);
         }

@@ -9,7 +9,10 @@ fn sql(name: &str, deps: &[&str]) -> Step {
     Step {
         name: name.into(),
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        sql: Some(SqlStep { connection: "db".into(), statements: vec!["select 1".into()] }),
+        sql: Some(SqlStep {
+            connection: "db".into(),
+            statements: vec!["select 1".into()],
+        }),
         ..Default::default()
     }
 }
@@ -20,12 +23,18 @@ fn sync(name: &str, from: (&str, &str), to: (&str, &str)) -> Step {
         sync: Some(SyncStep {
             source: Source {
                 connection: from.0.into(),
-                asset: Asset { name: None, fqn: from.1.into() },
+                asset: Asset {
+                    name: None,
+                    fqn: from.1.into(),
+                },
                 ..Default::default()
             },
             destination: Destination {
                 connection: to.0.into(),
-                asset: Asset { name: None, fqn: to.1.into() },
+                asset: Asset {
+                    name: None,
+                    fqn: to.1.into(),
+                },
                 ..Default::default()
             },
             ..Default::default()
@@ -35,7 +44,10 @@ fn sync(name: &str, from: (&str, &str), to: (&str, &str)) -> Step {
 }
 
 fn spec(steps: Vec<Step>) -> PipelineSpec {
-    PipelineSpec { steps, ..Default::default() }
+    PipelineSpec {
+        steps,
+        ..Default::default()
+    }
 }
 
 fn plan(steps: Vec<Step>) -> Plan {
@@ -46,41 +58,89 @@ fn plan(steps: Vec<Step>) -> Plan {
 }
 
 fn errors(steps: Vec<Step>) -> Vec<DagError> {
-    compile(&spec(steps), &BTreeMap::new()).err().unwrap_or_default()
+    compile(&spec(steps), &BTreeMap::new())
+        .err()
+        .unwrap_or_default()
 }
 
 #[test]
 fn layers_are_longest_path_levels() {
-    let p = plan(vec![sql("a", &[]), sql("b", &["a"]), sql("c", &["a", "b"]), sql("d", &[])]);
+    let p = plan(vec![
+        sql("a", &[]),
+        sql("b", &["a"]),
+        sql("c", &["a", "b"]),
+        sql("d", &[]),
+    ]);
     assert_eq!(p.layers, vec![vec!["a", "d"], vec!["b"], vec!["c"]]);
     assert_eq!(p.critical_path, vec!["a", "b", "c"]);
     assert_eq!(p.order().collect::<Vec<_>>(), vec!["a", "d", "b", "c"]);
-    assert_eq!(p.step("c").map(|s| s.upstream.clone()), Some(vec!["a".to_string(), "b".to_string()]));
+    assert_eq!(
+        p.step("c").map(|s| s.upstream.clone()),
+        Some(vec!["a".to_string(), "b".to_string()])
+    );
 }
 
 #[test]
 fn lineage_adds_edges_for_tables_and_folders() {
     let p = plan(vec![
-        sync("load-mart", ("lake", "raw/orders/*.parquet"), ("wh", "mart.orders")),
+        sync(
+            "load-mart",
+            ("lake", "raw/orders/*.parquet"),
+            ("wh", "mart.orders"),
+        ),
         sync("extract", ("wh", "public.orders"), ("lake", "raw/orders/")),
-        sync("report", ("wh", "MART.ORDERS"), ("lake", "reports/orders.csv")),
-        sync("unrelated", ("lake", "raw/orders_archive/x.csv"), ("wh", "archive")),
+        sync(
+            "report",
+            ("wh", "MART.ORDERS"),
+            ("lake", "reports/orders.csv"),
+        ),
+        sync(
+            "unrelated",
+            ("lake", "raw/orders_archive/x.csv"),
+            ("wh", "archive"),
+        ),
     ]);
-    assert_eq!(p.layers, vec![vec!["extract", "unrelated"], vec!["load-mart"], vec!["report"]]);
-    let kinds: Vec<_> = p.edges.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
-    assert_eq!(kinds, vec![("extract", "load-mart"), ("load-mart", "report")]);
-    assert!(matches!(&p.edges[0].kind, EdgeKind::Lineage { fqn, .. } if fqn == "raw/orders/*.parquet"));
+    assert_eq!(
+        p.layers,
+        vec![
+            vec!["extract", "unrelated"],
+            vec!["load-mart"],
+            vec!["report"]
+        ]
+    );
+    let kinds: Vec<_> = p
+        .edges
+        .iter()
+        .map(|e| (e.from.as_str(), e.to.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("extract", "load-mart"), ("load-mart", "report")]
+    );
+    assert!(
+        matches!(&p.edges[0].kind, EdgeKind::Lineage { fqn, .. } if fqn == "raw/orders/*.parquet")
+    );
 }
 
 #[test]
 fn lineage_finds_files_inside_written_folders() {
     let p = plan(vec![
         sync("write", ("db", "t"), ("lake", "raw/orders/")),
-        sync("read-one", ("lake", "raw/orders/part-00000.parquet"), ("db", "u")),
+        sync(
+            "read-one",
+            ("lake", "raw/orders/part-00000.parquet"),
+            ("db", "u"),
+        ),
         sync("read-all", ("lake", "raw/"), ("db", "v")),
         sync("other-connection", ("lake2", "raw/orders/"), ("db", "w")),
     ]);
-    assert_eq!(p.layers, vec![vec!["other-connection", "write"], vec!["read-all", "read-one"]]);
+    assert_eq!(
+        p.layers,
+        vec![
+            vec!["other-connection", "write"],
+            vec!["read-all", "read-one"]
+        ]
+    );
 }
 
 #[test]
@@ -94,18 +154,37 @@ fn depends_on_and_lineage_edges_are_not_duplicated() {
 
 #[test]
 fn problems_are_all_reported() {
-    let errs = errors(vec![sql("a", &["a", "ghost"]), sql("a", &[]), sql("b", &[])]);
-    assert!(errs.contains(&DagError::DuplicateStep { name: "a".into(), count: 2 }));
+    let errs = errors(vec![
+        sql("a", &["a", "ghost"]),
+        sql("a", &[]),
+        sql("b", &[]),
+    ]);
+    assert!(errs.contains(&DagError::DuplicateStep {
+        name: "a".into(),
+        count: 2
+    }));
     assert!(errs.contains(&DagError::SelfDependency { step: "a".into() }));
-    assert!(errs.iter().any(|e| matches!(e, DagError::UnknownDependency { target, known, .. }
-        if target == "ghost" && known == &["a".to_string(), "b".to_string()])));
+    assert!(errs.iter().any(
+        |e| matches!(e, DagError::UnknownDependency { target, known, .. }
+        if target == "ghost" && known == &["a".to_string(), "b".to_string()])
+    ));
     assert_eq!(errors(vec![]), vec![DagError::Empty]);
 }
 
 #[test]
 fn cycles_are_printed_as_closed_paths() {
-    let errs = errors(vec![sql("a", &["c"]), sql("b", &["a"]), sql("c", &["b"]), sql("d", &[])]);
-    assert_eq!(errs, vec![DagError::Cycle { path: vec!["a".into(), "b".into(), "c".into(), "a".into()] }]);
+    let errs = errors(vec![
+        sql("a", &["c"]),
+        sql("b", &["a"]),
+        sql("c", &["b"]),
+        sql("d", &[]),
+    ]);
+    assert_eq!(
+        errs,
+        vec![DagError::Cycle {
+            path: vec!["a".into(), "b".into(), "c".into(), "a".into()]
+        }]
+    );
     assert_eq!(errs[0].to_string(), "dependency cycle: a -> b -> c -> a");
 }
 
@@ -144,7 +223,10 @@ fn hash_covers_connections_used() {
 #[test]
 fn canonical_json_sorts_keys() {
     let mut out = String::new();
-    write_canonical(&serde_json::json!({"b": [1, {"z": 1, "a": "x"}], "a": null}), &mut out);
+    write_canonical(
+        &serde_json::json!({"b": [1, {"z": 1, "a": "x"}], "a": null}),
+        &mut out,
+    );
     assert_eq!(out, r#"{"a":null,"b":[1,{"a":"x","z":1}]}"#);
 }
 

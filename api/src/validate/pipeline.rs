@@ -1,0 +1,554 @@
+//! Checks of Pipeline and PipelineRun documents, and compilation of each Pipeline.
+
+use super::{Bundle, Doc, Problem, name_of};
+use crate::connection::ConnectorKind;
+use crate::dag::{self, DagError, Plan};
+use crate::duration::{parse_bytes, parse_duration};
+use crate::pipeline::{
+    Compression, Destination, FileFormat, Pipeline, RetryPolicy, Source, Step, SyncStep, Transform,
+    WriteMode,
+};
+use crate::schedule::{parse_cron, parse_time_zone};
+use crate::types::LogicalType;
+
+/// Collects the problems of one Pipeline.
+struct Checker<'a> {
+    bundle: &'a Bundle,
+    file: &'a str,
+    resource: String,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, step: Option<&str>, field: Option<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            resource: Some(self.resource.clone()),
+            step: step.map(str::to_string),
+            field,
+            message: message.into(),
+            ..Default::default()
+        });
+    }
+
+    fn step(&mut self, step: &Step, field: impl Into<String>, message: impl Into<String>) {
+        let field = field.into();
+        self.push(
+            Some(&step.name),
+            (!field.is_empty()).then_some(field),
+            message,
+        );
+    }
+
+    /// The kind of a Connection named by a step, when the files hold Connections at all.
+    /// `Err(())` after reporting a reference to a Connection that is not there.
+    fn connection_kind(
+        &mut self,
+        step: &Step,
+        role: &str,
+        name: &str,
+    ) -> Result<Option<ConnectorKind>, ()> {
+        if self.bundle.connections.is_empty() || self.bundle.is_unreadable("Connection", name) {
+            return Ok(None);
+        }
+        match self.bundle.connection(name) {
+            Some(c) => Ok(c.spec.kind()),
+            None => {
+                let mut names: Vec<&str> = self
+                    .bundle
+                    .connections
+                    .iter()
+                    .map(|d| name_of(&d.object.metadata))
+                    .collect();
+                names.sort_unstable();
+                self.step(
+                    step,
+                    "",
+                    format!(
+                        "{role} connection \"{name}\" does not exist (connections: {})",
+                        names.join(", ")
+                    ),
+                );
+                Err(())
+            }
+        }
+    }
+}
+
+/// Checks one Pipeline and compiles it; returns the plan when the Pipeline is valid.
+pub(super) fn check(
+    bundle: &Bundle,
+    doc: &Doc<Pipeline>,
+    problems: &mut Vec<Problem>,
+) -> Option<Plan> {
+    let pipeline = &doc.object;
+    let mut c = Checker {
+        bundle,
+        file: &doc.file,
+        resource: format!("Pipeline/{}", name_of(&pipeline.metadata)),
+        problems: Vec::new(),
+    };
+    let spec = &pipeline.spec;
+    if let Some(schedule) = &spec.schedule {
+        if let Err(e) = parse_cron(&schedule.cron) {
+            c.push(None, Some("spec.schedule.cron".into()), e);
+        }
+        if let Some(tz) = &schedule.time_zone
+            && let Err(e) = parse_time_zone(tz)
+        {
+            c.push(None, Some("spec.schedule.timeZone".into()), e);
+        }
+        if schedule.starting_deadline_seconds.is_some_and(|s| s < 0) {
+            c.push(
+                None,
+                Some("spec.schedule.startingDeadlineSeconds".into()),
+                "must not be negative",
+            );
+        }
+    }
+    if spec.parallelism == Some(0) {
+        c.push(None, Some("spec.parallelism".into()), "must be at least 1");
+    }
+    if let Some(retry) = &spec.retry {
+        for (field, message) in retry_problems(retry) {
+            c.push(None, Some(format!("spec.retry.{field}")), message);
+        }
+    }
+    for step in &spec.steps {
+        check_step(&mut c, step);
+    }
+    let plan = match dag::compile(spec, &bundle.connection_specs()) {
+        Ok(plan) => Some(plan),
+        Err(errors) => {
+            for e in errors {
+                let step = match &e {
+                    DagError::UnknownDependency { step, .. }
+                    | DagError::SelfDependency { step } => Some(step.as_str()),
+                    _ => None,
+                };
+                c.push(step, None, e.to_string());
+            }
+            None
+        }
+    };
+    let valid = c.problems.is_empty();
+    problems.append(&mut c.problems);
+    plan.filter(|_| valid)
+}
+
+fn retry_problems(retry: &RetryPolicy) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(b) = &retry.backoff {
+        for (field, value) in [("backoff.initial", &b.initial), ("backoff.max", &b.max)] {
+            if let Some(Err(e)) = value.as_deref().map(parse_duration) {
+                out.push((field, e));
+            }
+        }
+        if b.factor.is_some_and(|f| !(1.0..=100.0).contains(&f)) {
+            out.push(("backoff.factor", "must be from 1 to 100".to_string()));
+        }
+    }
+    out
+}
+
+fn check_step(c: &mut Checker<'_>, step: &Step) {
+    let valid_name = !step.name.is_empty()
+        && step.name.len() <= 63
+        && step
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !step.name.starts_with('-')
+        && !step.name.ends_with('-');
+    if !valid_name {
+        c.step(step, "name", "must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit (it becomes part of Job names)");
+    }
+    if let Some(Err(e)) = step.timeout.as_deref().map(parse_duration) {
+        c.step(step, "timeout", e);
+    }
+    if let Some(retry) = &step.retry {
+        for (field, message) in retry_problems(retry) {
+            c.step(step, format!("retry.{field}"), message);
+        }
+    }
+    match (&step.sync, &step.sql) {
+        (Some(sync), None) => check_sync(c, step, sync),
+        (None, Some(sql)) => {
+            if let Ok(Some(kind)) = c.connection_kind(step, "sql", &sql.connection)
+                && !kind.is_sql()
+            {
+                c.step(step, "sql.connection", format!("\"{}\" is a {kind} Connection; sql steps need a SQL system (postgres, mysql, sqlserver, snowflake, bigquery, sqlite)", sql.connection));
+            }
+            if sql.statements.is_empty() {
+                c.step(step, "sql.statements", "needs at least one statement");
+            }
+            for (i, s) in sql.statements.iter().enumerate() {
+                if s.trim().is_empty() {
+                    c.step(step, format!("sql.statements[{i}]"), "is empty");
+                }
+            }
+        }
+        (None, None) => c.step(step, "", "has no body: set sync or sql"),
+        (Some(_), Some(_)) => c.step(step, "", "has two bodies: set either sync or sql, not both"),
+    }
+}
+
+fn check_sync(c: &mut Checker<'_>, step: &Step, sync: &SyncStep) {
+    let source_kind = c
+        .connection_kind(step, "source", &sync.source.connection)
+        .ok()
+        .flatten();
+    let dest_kind = c
+        .connection_kind(step, "destination", &sync.destination.connection)
+        .ok()
+        .flatten();
+    check_source(c, step, &sync.source, source_kind);
+    check_destination(c, step, &sync.destination, dest_kind);
+    if sync.source.connection == sync.destination.connection
+        && sync.source.asset.fqn.trim() == sync.destination.asset.fqn.trim()
+    {
+        c.step(
+            step,
+            "",
+            format!(
+                "reads and writes the same asset \"{}\" on Connection \"{}\"",
+                sync.source.asset.fqn, sync.source.connection
+            ),
+        );
+    }
+    if let Some(Err(e)) = sync.batch_size.as_deref().map(parse_bytes) {
+        c.step(step, "sync.batchSize", e);
+    }
+    for (i, t) in sync.transforms.iter().enumerate() {
+        for (field, message) in transform_problems(t) {
+            let field = if field.is_empty() {
+                format!("sync.transforms[{i}]")
+            } else {
+                format!("sync.transforms[{i}].{field}")
+            };
+            c.step(step, field, message);
+        }
+    }
+}
+
+/// The file format of a file asset: given, or implied by the FQN's extension.
+fn file_format(given: Option<FileFormat>, fqn: &str) -> Option<FileFormat> {
+    given.or_else(|| FileFormat::from_path(fqn))
+}
+
+fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<ConnectorKind>) {
+    let conn = &source.connection;
+    if source.asset.fqn.trim().is_empty() {
+        c.step(step, "sync.source.asset.fqn", "must not be empty");
+    }
+    if let Some(kind) = kind {
+        if kind.is_files() && file_format(source.format, &source.asset.fqn).is_none() {
+            c.step(step, "sync.source.format", format!("source asset \"{}\" on {kind} Connection \"{conn}\" needs a format: set format to csv, jsonl or parquet, or give the FQN an extension", source.asset.fqn));
+        }
+        if !kind.is_files() && source.format.is_some() {
+            c.step(
+                step,
+                "sync.source.format",
+                format!("applies only to files; \"{conn}\" is a {kind} Connection"),
+            );
+        }
+        if source.query.is_some() && !kind.is_sql() {
+            c.step(
+                step,
+                "sync.source.query",
+                format!("applies only to SQL systems; \"{conn}\" is a {kind} Connection"),
+            );
+        }
+        if let Some(inc) = &source.incremental {
+            let rest_without_param = kind == ConnectorKind::Rest
+                && c.bundle
+                    .connection(conn)
+                    .and_then(|x| x.spec.rest.as_ref())
+                    .is_some_and(|r| r.cursor_param.is_none());
+            if kind == ConnectorKind::Redis {
+                c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: redis Connection \"{conn}\" cannot filter by a cursor (remove incremental and use overwrite or upsert)", inc.cursor));
+            } else if rest_without_param {
+                c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: rest Connection \"{conn}\" has no cursorParam (set spec.rest.cursorParam to the query parameter that takes the watermark)", inc.cursor));
+            }
+        }
+    }
+    if let Some(inc) = &source.incremental {
+        if inc.cursor.trim().is_empty() {
+            c.step(step, "sync.source.incremental.cursor", "must name a column");
+        }
+        if let Some(lb) = &inc.lookback
+            && lb.trim().parse::<f64>().is_err()
+            && parse_duration(lb).is_err()
+        {
+            c.step(
+                step,
+                "sync.source.incremental.lookback",
+                format!("\"{lb}\" is neither a duration (`2h`) nor a number"),
+            );
+        }
+    }
+    if let Some(csv) = &source.csv {
+        check_delimiter(
+            c,
+            step,
+            "sync.source.csv.delimiter",
+            csv.delimiter.as_deref(),
+        );
+    }
+    for (column, ty) in &source.columns {
+        if let Err(e) = LogicalType::parse(ty) {
+            c.step(step, format!("sync.source.columns.{column}"), e);
+        }
+    }
+    if let Some(comp) = source.compression {
+        check_compression(
+            c,
+            step,
+            "sync.source.compression",
+            comp,
+            file_format(source.format, &source.asset.fqn),
+        );
+    }
+}
+
+fn check_destination(
+    c: &mut Checker<'_>,
+    step: &Step,
+    dest: &Destination,
+    kind: Option<ConnectorKind>,
+) {
+    let conn = &dest.connection;
+    let fqn = &dest.asset.fqn;
+    if fqn.trim().is_empty() {
+        c.step(step, "sync.destination.asset.fqn", "must not be empty");
+    }
+    if fqn.contains(['*', '?', '[']) {
+        c.step(
+            step,
+            "sync.destination.asset.fqn",
+            format!("\"{fqn}\" is a glob; a destination is one table, file or folder"),
+        );
+    }
+    if dest.mode() == WriteMode::Upsert && dest.primary_key.is_empty() {
+        c.step(
+            step,
+            "sync.destination.primaryKey",
+            "mode upsert requires primaryKey (the columns that identify a row)",
+        );
+    }
+    if let Some(kind) = kind {
+        if !kind.can_be_destination() {
+            c.step(
+                step,
+                "sync.destination.connection",
+                format!("{kind} Connection \"{conn}\" cannot be a destination"),
+            );
+        } else if dest.mode() == WriteMode::Upsert && !kind.supports_upsert() {
+            c.step(step, "sync.destination.mode", format!("upsert is not possible on {kind} Connection \"{conn}\" (files have no keys to merge on): use append or overwrite"));
+        }
+        if kind.is_files() && file_format(dest.format, fqn).is_none() {
+            c.step(step, "sync.destination.format", format!("destination asset \"{fqn}\" on {kind} Connection \"{conn}\" needs a format: set format to csv, jsonl or parquet, or give the FQN an extension"));
+        }
+        if !kind.is_files() {
+            for (field, set) in [
+                ("format", dest.format.is_some()),
+                ("fileSize", dest.file_size.is_some()),
+                ("compression", dest.compression.is_some()),
+            ] {
+                if set {
+                    c.step(
+                        step,
+                        format!("sync.destination.{field}"),
+                        format!("applies only to files; \"{conn}\" is a {kind} Connection"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(size) = &dest.file_size {
+        if let Err(e) = parse_bytes(size) {
+            c.step(step, "sync.destination.fileSize", e);
+        } else if !fqn.ends_with('/') {
+            c.step(
+                step,
+                "sync.destination.fileSize",
+                format!("rotation needs a folder: end the FQN \"{fqn}\" with '/'"),
+            );
+        }
+    }
+    if let Some(csv) = &dest.csv {
+        check_delimiter(
+            c,
+            step,
+            "sync.destination.csv.delimiter",
+            csv.delimiter.as_deref(),
+        );
+    }
+    if let Some(comp) = dest.compression {
+        check_compression(
+            c,
+            step,
+            "sync.destination.compression",
+            comp,
+            file_format(dest.format, fqn),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for k in &dest.primary_key {
+        if !seen.insert(k) {
+            c.step(
+                step,
+                "sync.destination.primaryKey",
+                format!("column \"{k}\" is listed twice"),
+            );
+        }
+    }
+}
+
+fn check_delimiter(c: &mut Checker<'_>, step: &Step, field: &str, delimiter: Option<&str>) {
+    if let Some(d) = delimiter
+        && (d.chars().count() != 1 || !d.is_ascii())
+    {
+        c.step(
+            step,
+            field,
+            format!("\"{d}\" must be exactly one ASCII character"),
+        );
+    }
+}
+
+fn check_compression(
+    c: &mut Checker<'_>,
+    step: &Step,
+    field: &str,
+    comp: Compression,
+    format: Option<FileFormat>,
+) {
+    let Some(format) = format else { return };
+    let fits = match comp {
+        Compression::None => true,
+        Compression::Snappy | Compression::Zstd => format == FileFormat::Parquet,
+        Compression::Gzip => format != FileFormat::Parquet,
+    };
+    if !fits {
+        c.step(step, field, format!("{comp} does not apply to {format} files (Parquet takes zstd or snappy; CSV and JSONL take gzip)"));
+    }
+}
+
+/// Problems of one transform, as (field below the transform, message).
+fn transform_problems(t: &Transform) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if t.kinds_set() != 1 {
+        out.push((String::new(), format!(
+            "a transform has exactly one of select, drop, rename, cast, filter, derive, hash or sql (found {})",
+            t.kinds_set()
+        )));
+        return out;
+    }
+    let lists = [("select", &t.select), ("drop", &t.drop), ("hash", &t.hash)];
+    for (field, list) in lists {
+        if let Some(list) = list {
+            if list.is_empty() {
+                out.push((field.to_string(), "needs at least one column".to_string()));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for col in list {
+                if !seen.insert(col) {
+                    out.push((
+                        field.to_string(),
+                        format!("column \"{col}\" is listed twice"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(rename) = &t.rename {
+        let mut targets = std::collections::BTreeSet::new();
+        for (from, to) in rename {
+            if to.trim().is_empty() {
+                out.push((
+                    format!("rename.{from}"),
+                    "new name must not be empty".to_string(),
+                ));
+            } else if !targets.insert(to) {
+                out.push((
+                    format!("rename.{from}"),
+                    format!("two columns are renamed to \"{to}\""),
+                ));
+            }
+        }
+    }
+    if let Some(cast) = &t.cast {
+        for (col, ty) in cast {
+            if let Err(e) = LogicalType::parse(ty) {
+                out.push((format!("cast.{col}"), e));
+            }
+        }
+    }
+    for (field, expr) in [("filter", &t.filter), ("sql", &t.sql)] {
+        if expr.as_deref().is_some_and(|e| e.trim().is_empty()) {
+            out.push((
+                field.to_string(),
+                "expression must not be empty".to_string(),
+            ));
+        }
+    }
+    if let Some(derive) = &t.derive {
+        if derive.is_empty() {
+            out.push((
+                "derive".to_string(),
+                "needs at least one column".to_string(),
+            ));
+        }
+        for (col, expr) in derive {
+            if expr.trim().is_empty() {
+                out.push((
+                    format!("derive.{col}"),
+                    "expression must not be empty".to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Checks every PipelineRun: its Pipeline exists when the files hold Pipelines.
+pub(super) fn check_runs(bundle: &Bundle, problems: &mut Vec<Problem>) {
+    for doc in &bundle.runs {
+        let run = &doc.object;
+        let name = name_of(&run.metadata);
+        let mut push = |field: &str, message: String| {
+            problems.push(Problem {
+                file: doc.file.clone(),
+                resource: Some(format!("PipelineRun/{name}")),
+                field: Some(field.to_string()),
+                message,
+                ..Default::default()
+            })
+        };
+        let target = &run.spec.pipeline_ref.name;
+        let missing =
+            bundle.pipeline(target).is_none() && !bundle.is_unreadable("Pipeline", target);
+        if !bundle.pipelines.is_empty() && missing {
+            let mut names: Vec<&str> = bundle
+                .pipelines
+                .iter()
+                .map(|d| name_of(&d.object.metadata))
+                .collect();
+            names.sort_unstable();
+            push(
+                "spec.pipelineRef.name",
+                format!(
+                    "Pipeline \"{target}\" does not exist (pipelines: {})",
+                    names.join(", ")
+                ),
+            );
+        }
+        if run.spec.resume_from.as_deref() == Some(name) {
+            push(
+                "spec.resumeFrom",
+                "a run cannot resume from itself".to_string(),
+            );
+        }
+    }
+}
