@@ -4,14 +4,14 @@
 //! is another step's destination runs after it. Layers are longest-path levels, so every edge
 //! points to a later layer and a layer's steps can run at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
-use ring::digest::{SHA256, digest};
+use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::connection::ConnectionSpec;
 use crate::pipeline::{Asset, PipelineSpec, Step};
@@ -218,32 +218,32 @@ fn assemble(
     let name = |i: usize| steps[i].name.clone();
     let layer_count = layer_of.iter().max().map_or(0, |m| m + 1);
 
+    // Every "sorted by name" below goes through integer ranks: one string sort in all.
+    let mut by_name: Vec<usize> = (0..steps.len()).collect();
+    by_name.sort_unstable_by(|a, b| steps[*a].name.cmp(&steps[*b].name));
+    let mut rank = vec![0usize; steps.len()];
+    for (r, &i) in by_name.iter().enumerate() {
+        rank[i] = r;
+    }
+
+    edges.sort_unstable_by_key(|(from, to, _)| (rank[*from], rank[*to]));
     let mut upstream: Vec<Vec<String>> = vec![Vec::new(); steps.len()];
     for (from, to, _) in &edges {
         upstream[*to].push(name(*from));
     }
     let mut layers: Vec<Vec<String>> = vec![Vec::new(); layer_count];
-    for (i, layer) in layer_of.iter().enumerate() {
-        layers[*layer].push(name(i));
+    for &i in &by_name {
+        layers[layer_of[i]].push(name(i));
     }
-    layers.iter_mut().for_each(|l| l.sort_unstable());
 
-    let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by(|a, b| {
-        layer_of[*a]
-            .cmp(&layer_of[*b])
-            .then_with(|| steps[*a].name.cmp(&steps[*b].name))
-    });
+    let mut order = by_name;
+    order.sort_by_key(|&i| layer_of[i]);
     let planned = order
         .iter()
-        .map(|&i| {
-            let mut up = std::mem::take(&mut upstream[i]);
-            up.sort_unstable();
-            PlannedStep {
-                step: steps[i].clone(),
-                layer: layer_of[i],
-                upstream: up,
-            }
+        .map(|&i| PlannedStep {
+            step: steps[i].clone(),
+            layer: layer_of[i],
+            upstream: std::mem::take(&mut upstream[i]),
         })
         .collect();
 
@@ -251,9 +251,6 @@ fn assemble(
         .into_iter()
         .map(name)
         .collect();
-    edges.sort_by(|a, b| {
-        (&steps[a.0].name, &steps[a.1].name).cmp(&(&steps[b.0].name, &steps[b.1].name))
-    });
     let edges = edges
         .into_iter()
         .map(|(from, to, kind)| Edge {
@@ -279,46 +276,53 @@ fn assemble(
     }
 }
 
-/// SHA-256 over canonical JSON (object keys sorted, steps sorted by name), so neither map
-/// order in the YAML nor the order of the step list changes it.
+/// SHA-256 over canonical JSON of the steps (sorted by name) and the Connections they use, so
+/// neither map order in the YAML nor the order of the step list changes it. The JSON is
+/// canonical because every map in the types is a `BTreeMap` (keys sorted) and struct fields
+/// serialize in declaration order; it streams into the digest without an intermediate string.
 pub fn plan_hash(steps: &[Step], connections: &BTreeMap<String, ConnectionSpec>) -> String {
     let mut sorted: Vec<&Step> = steps.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let doc = serde_json::json!({ "steps": sorted, "connections": connections });
-    let mut canonical = String::with_capacity(256 * steps.len());
-    write_canonical(&doc, &mut canonical);
-    let sum = digest(&SHA256, canonical.as_bytes());
-    sum.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        connections: &'a BTreeMap<String, ConnectionSpec>,
+        steps: Vec<&'a Step>,
+    }
+    let mut writer = DigestWriter(Context::new(&SHA256));
+    // Writing into a digest cannot fail, and every value here serializes.
+    if serde_json::to_writer(
+        &mut writer,
+        &Canonical {
+            connections,
+            steps: sorted,
+        },
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let sum = writer.0.finish();
+    let mut hex = String::with_capacity(64);
+    for b in sum.as_ref() {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hex
 }
 
-/// Writes JSON with object keys in sorted order, whatever the map implementation keeps.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// An `io::Write` that feeds a SHA-256 context.
+struct DigestWriter(Context);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -439,35 +443,39 @@ fn critical_path(n: usize, edges: &[(usize, usize, EdgeKind)], layer_of: &[usize
 
 /// Where an asset sits, for lineage matching.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct AssetKey {
-    connection: String,
+struct AssetKey<'a> {
+    connection: &'a str,
     /// Tables: the lower-cased name. Paths: the literal part before any glob character.
-    prefix: String,
+    prefix: Cow<'a, str>,
     /// A folder (`raw/orders/`) or glob (`raw/*.csv`): it covers every path below its prefix.
     covers_below: bool,
 }
 
-impl AssetKey {
-    fn new(connection: &str, asset: &Asset) -> Self {
+impl<'a> AssetKey<'a> {
+    fn new(connection: &'a str, asset: &'a Asset) -> Self {
         let fqn = asset.fqn.trim();
-        let is_path = fqn.contains('/') || fqn.contains(['*', '?', '[']);
-        if !is_path {
+        if !fqn.contains(['/', '*', '?', '[']) {
+            let prefix = if fqn.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(fqn.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(fqn)
+            };
             return Self {
-                connection: connection.to_string(),
-                prefix: fqn.to_ascii_lowercase(),
+                connection,
+                prefix,
                 covers_below: false,
             };
         }
         let fqn = fqn.trim_start_matches("./");
         match fqn.find(['*', '?', '[']) {
             Some(glob) => Self {
-                connection: connection.to_string(),
-                prefix: fqn[..glob].to_string(),
+                connection,
+                prefix: Cow::Borrowed(&fqn[..glob]),
                 covers_below: true,
             },
             None => Self {
-                connection: connection.to_string(),
-                prefix: fqn.to_string(),
+                connection,
+                prefix: Cow::Borrowed(fqn),
                 covers_below: fqn.ends_with('/'),
             },
         }
@@ -476,7 +484,7 @@ impl AssetKey {
 
 /// Edges from each step that writes an asset to each step that reads it.
 fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
-    let mut writers: BTreeMap<AssetKey, Vec<usize>> = BTreeMap::new();
+    let mut writers: HashMap<AssetKey<'_>, Vec<usize>> = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         if let Some(sync) = &step.sync {
             let d = &sync.destination;
@@ -486,9 +494,15 @@ fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
                 .push(i);
         }
     }
+    // Writers sorted by key, for readers that cover many paths (folders, globs).
+    let mut sorted: Vec<(&AssetKey<'_>, &Vec<usize>)> = writers.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     // Folders and globs written are few; readers inside them are found by their prefixes.
-    let covering_writers: Vec<(&AssetKey, &Vec<usize>)> =
-        writers.iter().filter(|(k, _)| k.covers_below).collect();
+    let covering: Vec<(&AssetKey<'_>, &Vec<usize>)> = sorted
+        .iter()
+        .copied()
+        .filter(|(k, _)| k.covers_below)
+        .collect();
 
     let mut out = Vec::new();
     for (to, step) in steps.iter().enumerate() {
@@ -496,28 +510,20 @@ fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
         let s = &sync.source;
         let reader = AssetKey::new(&s.connection, &s.asset);
         let mut add = |froms: &Vec<usize>| {
-            for &from in froms {
-                if from != to {
-                    out.push((
-                        from,
-                        to,
-                        EdgeKind::Lineage {
-                            connection: s.connection.clone(),
-                            fqn: s.asset.fqn.clone(),
-                        },
-                    ));
-                }
+            for &from in froms.iter().filter(|&&f| f != to) {
+                let kind = EdgeKind::Lineage {
+                    connection: s.connection.clone(),
+                    fqn: s.asset.fqn.clone(),
+                };
+                out.push((from, to, kind));
             }
         };
         if reader.covers_below {
-            // Every writer at or below the reader's prefix.
-            let start = AssetKey {
-                connection: reader.connection.clone(),
-                prefix: reader.prefix.clone(),
-                covers_below: false,
-            };
-            for (key, froms) in writers.range(start..) {
-                if key.connection != reader.connection || !key.prefix.starts_with(&reader.prefix) {
+            // Every writer at or below the reader's prefix: a contiguous run of sorted keys.
+            let key = (reader.connection, reader.prefix.as_ref());
+            let first = sorted.partition_point(|(k, _)| (k.connection, k.prefix.as_ref()) < key);
+            for (k, froms) in &sorted[first..] {
+                if k.connection != reader.connection || !k.prefix.starts_with(key.1) {
                     break;
                 }
                 add(froms);
@@ -525,9 +531,9 @@ fn lineage_edges(steps: &[Step]) -> Vec<(usize, usize, EdgeKind)> {
         } else if let Some(froms) = writers.get(&reader) {
             add(froms);
         }
-        for (key, froms) in &covering_writers {
-            // Duplicates with the range above are removed by the caller.
-            if key.connection == reader.connection && reader.prefix.starts_with(&key.prefix) {
+        for (k, froms) in &covering {
+            // Duplicates with the run above are removed by the caller.
+            if k.connection == reader.connection && reader.prefix.starts_with(k.prefix.as_ref()) {
                 add(froms);
             }
         }
