@@ -332,8 +332,9 @@ pub struct S3Connection {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FilesystemConnection {
-    /// Directory every asset FQN is below. Relative paths are resolved against the working
-    /// directory of `synqx run` (or of the step's pod).
+    /// Directory every asset FQN is below. A relative path starts at the directory of the YAML
+    /// file that declares the Connection (`synqx run`), or at the working directory of the
+    /// step's pod.
     pub path: String,
 }
 
@@ -374,7 +375,9 @@ pub struct RedisConnection {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SqliteConnection {
-    /// Path of the database file; created when missing.
+    /// Path of the database file; created when missing. A relative path starts at the
+    /// directory of the YAML file that declares the Connection (`synqx run`), or at the working
+    /// directory of the step's pod.
     pub path: String,
 }
 

@@ -58,6 +58,17 @@ fn valid_examples_validate() {
 }
 
 #[test]
+fn the_quickstart_validates() {
+    let out = synqx(&["validate", "examples/quickstart/pipeline.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Pipeline/quickstart: 4 steps, 3 edges, 3 layers"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn the_examples_use_every_connector_type() {
     let all =
         std::fs::read_to_string(root().join("examples/all-connectors.yaml")).unwrap_or_default();

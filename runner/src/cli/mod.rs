@@ -3,6 +3,8 @@
 mod crd;
 mod files;
 mod graph;
+mod run;
+mod state;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,11 +40,67 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Run a pipeline here, in-process, layer by layer; keep runs and watermarks in the state
+    /// directory.
+    Run {
+        /// YAML files (multi-document) or directories of them: Connections, the Pipeline and
+        /// any v1 Secrets it needs.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The pipeline to run (needed when the files hold several).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Run only this step (repeatable); its upstream steps are assumed done.
+        #[arg(long = "step")]
+        steps: Vec<String>,
+        /// Where runs and watermarks are kept.
+        #[arg(long, default_value = ".synqx", env = "SYNQX_STATE")]
+        state: PathBuf,
+        /// Ignore stored watermarks and read everything.
+        #[arg(long)]
+        full_refresh: bool,
+        /// Steps of one layer running at once (default: the pipeline's parallelism, else 4).
+        #[arg(long)]
+        parallelism: Option<usize>,
+    },
+    /// Show, reset or set the runs and watermarks kept by `synqx run`.
+    State {
+        #[command(subcommand)]
+        action: StateCommand,
+        /// Where runs and watermarks are kept.
+        #[arg(long, default_value = ".synqx", env = "SYNQX_STATE", global = true)]
+        state: PathBuf,
+    },
     /// Print every CustomResourceDefinition as YAML, ready for `kubectl apply -f -`.
     Crd {
         /// Write one file per CRD into this directory instead.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Watermarks and recent runs.
+    Show {
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Forget watermarks: the next run reads everything.
+    Reset {
+        #[arg(long)]
+        pipeline: String,
+        #[arg(long)]
+        step: Option<String>,
+    },
+    /// Set a step's watermark on purpose.
+    Set {
+        #[arg(long)]
+        pipeline: String,
+        #[arg(long)]
+        step: String,
+        #[arg(long)]
+        watermark: String,
     },
 }
 
@@ -66,6 +124,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pipeline,
             format,
         } => graph::run(&files, pipeline.as_deref(), format),
+        Command::Run {
+            files,
+            pipeline,
+            steps,
+            state,
+            full_refresh,
+            parallelism,
+        } => run::run(run::Args {
+            files,
+            pipeline,
+            steps,
+            state,
+            full_refresh,
+            parallelism,
+        }),
+        Command::State { action, state: dir } => {
+            let action = match action {
+                StateCommand::Show { pipeline } => state::Action::Show { pipeline },
+                StateCommand::Reset { pipeline, step } => state::Action::Reset { pipeline, step },
+                StateCommand::Set {
+                    pipeline,
+                    step,
+                    watermark,
+                } => state::Action::Set {
+                    pipeline,
+                    step,
+                    watermark,
+                },
+            };
+            state::run(&dir, action)
+        }
         Command::Crd { dir } => crd::run(dir.as_deref()),
     }
 }

@@ -1,0 +1,80 @@
+//! `synqx run`: a pipeline on this machine, no cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use synqx_runner::local::{LocalRun, Progress, RunOptions, choose_pipeline, render};
+use synqx_runner::secrets::Secrets;
+use synqx_runner::state::StateStore;
+use tokio_util::sync::CancellationToken;
+
+use super::files::load_and_validate;
+
+pub struct Args {
+    pub files: Vec<PathBuf>,
+    pub pipeline: Option<String>,
+    pub steps: Vec<String>,
+    pub state: PathBuf,
+    pub full_refresh: bool,
+    pub parallelism: Option<usize>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (report, _) = load_and_validate(&args.files);
+    if !report.is_valid() {
+        for problem in &report.problems {
+            eprintln!("{problem}");
+        }
+        eprintln!("nothing ran: fix these problems first (synqx validate shows the same list)");
+        return Ok(ExitCode::FAILURE);
+    }
+    let (pipeline, _) = choose_pipeline(&report, args.pipeline.as_deref())?;
+    let secrets = Secrets::new(
+        report.bundle.secrets.iter().map(|d| &d.object),
+        std::env::vars(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let state = StateStore::open(&args.state).await?;
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: cancelling running steps (destinations stay as they were)");
+                on_signal.cancel();
+            }
+        });
+        let local = LocalRun {
+            report: &report,
+            pipeline,
+            secrets: &secrets,
+            state: &state,
+            options: RunOptions {
+                steps: args.steps,
+                full_refresh: args.full_refresh,
+                parallelism: args.parallelism,
+            },
+            cancel,
+            progress: Progress::stderr(),
+        };
+        let summary = local.run().await?;
+        print!("{}", render(&summary));
+        println!(
+            "state: {}",
+            display(&args.state.join(synqx_runner::state::STATE_FILE))
+        );
+        Ok(if summary.succeeded() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}

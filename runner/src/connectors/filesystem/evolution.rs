@@ -1,0 +1,327 @@
+//! Appending rows whose columns differ from the files already there, as `schemaEvolution`
+//! says: `addColumns` writes the new columns (readers see them as null in older files),
+//! `ignore` keeps the existing columns only, `fail` refuses.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use synqx_api::pipeline::{FileFormat, SchemaEvolution};
+
+use crate::connectors::formats::convert::quote;
+use crate::connectors::formats::infer::type_name;
+use crate::connectors::formats::write::{Counting, Encoded, WriteFormat};
+use crate::connectors::formats::{csv, jsonl, parquet, text_input};
+use crate::error::{Context, Error, Result};
+
+/// A column of existing files; its type when the file records it (Parquet).
+pub(super) type Column = (String, Option<DataType>);
+
+/// The columns of existing files in first-seen order: CSV headers, the keys of each JSONL
+/// file's first object, Parquet footers. `None` when the files do not name their columns
+/// (CSV without header) or there are none.
+pub(super) fn existing_columns(
+    files: &[(&Path, bool)],
+    format: &WriteFormat,
+) -> Result<Option<Vec<Column>>> {
+    if files.is_empty() || (format.format == FileFormat::Csv && !format.csv.header) {
+        return Ok(None);
+    }
+    let mut columns: Vec<Column> = Vec::new();
+    for (path, gzip) in files {
+        let name = path.display().to_string();
+        let file = File::open(path).context(|| format!("opening {name}"))?;
+        let found: Vec<Column> = match format.format {
+            FileFormat::Csv => csv::header(text_input(Box::new(file), *gzip), &format.csv, &name)?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect(),
+            FileFormat::Jsonl => jsonl::first_keys(text_input(Box::new(file), *gzip), &name)?
+                .into_iter()
+                .map(|c| (c, None))
+                .collect(),
+            FileFormat::Parquet => {
+                let (schema, _) = parquet::file_schema(&file, &name)?;
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), Some(f.data_type().clone())))
+                    .collect()
+            }
+        };
+        for (column, data_type) in found {
+            if !columns.iter().any(|(c, _)| *c == column) {
+                columns.push((column, data_type));
+            }
+        }
+    }
+    Ok((!columns.is_empty()).then_some(columns))
+}
+
+/// The schema new rows are written with, and whether the existing rows of a single CSV file
+/// must be rewritten with the added columns (its header is fixed at the top).
+#[derive(Debug)]
+pub(super) struct Evolved {
+    pub(super) schema: SchemaRef,
+    pub(super) widen_old: bool,
+}
+
+fn names(list: &[&str]) -> String {
+    list.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+}
+
+/// Decides how new rows are written next to `existing` columns. `fixed_order`: the file
+/// keeps the existing column order (a CSV appended to in place).
+pub(super) fn evolve(
+    incoming: &SchemaRef,
+    existing: &[Column],
+    policy: SchemaEvolution,
+    destination: &str,
+    fixed_order: bool,
+) -> Result<Evolved> {
+    let has = |name: &str| existing.iter().any(|(c, _)| c == name);
+    let extra: Vec<&str> = incoming
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| !has(n))
+        .collect();
+    let missing: Vec<&str> = existing
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| incoming.field_with_name(c).is_err())
+        .collect();
+    if policy == SchemaEvolution::Fail && !(extra.is_empty() && missing.is_empty()) {
+        let mut parts = Vec::new();
+        if !extra.is_empty() {
+            parts.push(format!("new columns {}", names(&extra)));
+        }
+        if !missing.is_empty() {
+            parts.push(format!("missing columns {}", names(&missing)));
+        }
+        return Err(Error::Config(format!(
+            "destination {destination}: schemaEvolution is fail and the rows differ from the existing files: {}",
+            parts.join("; ")
+        )));
+    }
+    if policy != SchemaEvolution::Ignore {
+        for (column, known) in existing {
+            let (Some(old), Ok(new)) = (known, incoming.field_with_name(column)) else {
+                continue;
+            };
+            if old != new.data_type() {
+                return Err(Error::Config(format!(
+                    "destination {destination}: column \"{column}\" is {} in the existing files but {} in the new rows (cast it, or set schemaEvolution: ignore to convert)",
+                    type_name(old),
+                    type_name(new.data_type())
+                )));
+            }
+        }
+    }
+    let kept = |(column, known): &Column| {
+        let data_type = known.clone().or_else(|| {
+            incoming
+                .field_with_name(column)
+                .ok()
+                .map(|f| f.data_type().clone())
+        });
+        Field::new(column, data_type.unwrap_or(DataType::Utf8), true)
+    };
+    let fields: Vec<Field> = match policy {
+        SchemaEvolution::Ignore => existing.iter().map(kept).collect(),
+        _ if fixed_order => existing
+            .iter()
+            .map(kept)
+            .chain(
+                incoming
+                    .fields()
+                    .iter()
+                    .filter(|f| !has(f.name()))
+                    .map(|f| f.as_ref().clone()),
+            )
+            .collect(),
+        _ => {
+            return Ok(Evolved {
+                schema: incoming.clone(),
+                widen_old: false,
+            });
+        }
+    };
+    Ok(Evolved {
+        schema: Arc::new(Schema::new(fields)),
+        widen_old: fixed_order && policy == SchemaEvolution::AddColumns && !extra.is_empty(),
+    })
+}
+
+/// Copies the records of an existing CSV file under a wider header, empty in the added
+/// columns. Returns the bytes written.
+pub(super) fn widen_csv(
+    from: &Path,
+    gzip: bool,
+    header: &[String],
+    format: &WriteFormat,
+    out: &File,
+) -> Result<u64> {
+    let name = from.display().to_string();
+    let input = File::open(from).context(|| format!("opening {name}"))?;
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .delimiter(format.csv.delimiter)
+        .from_reader(text_input(Box::new(BufReader::new(input)), gzip));
+    let sink = out.try_clone().context(|| format!("writing {name}"))?;
+    let encoded = Encoded::new(Counting::new(Box::new(sink)), gzip);
+    let counter = encoded.counter();
+    let mut writer = ::csv::WriterBuilder::new()
+        .delimiter(format.csv.delimiter)
+        .flexible(true)
+        .from_writer(encoded);
+    let failed =
+        |e: ::csv::Error| Error::BadRow(format!("rewriting {name} with the added columns: {e}"));
+    writer.write_record(header).map_err(failed)?;
+    let mut record = ::csv::ByteRecord::new();
+    while reader.read_byte_record(&mut record).map_err(failed)? {
+        let padding = header.len().saturating_sub(record.len());
+        writer
+            .write_record(record.iter().chain(std::iter::repeat_n(&b""[..], padding)))
+            .map_err(failed)?;
+    }
+    writer.flush().context(|| format!("writing {name}"))?;
+    let encoded = writer
+        .into_inner()
+        .map_err(|e| Error::io(format!("writing {name}"), e.into_error()))?;
+    encoded.finish().context(|| format!("writing {name}"))?;
+    Ok(crate::connectors::formats::write::count(&counter))
+}
+
+/// Copies an existing file byte for byte, ending it with a line break if the last line has
+/// none (plain text only: gzip members are appended as they are). Returns the bytes written.
+pub(super) fn copy_file(from: &Path, gzip: bool, out: &mut File) -> Result<u64> {
+    let name = from.display().to_string();
+    let mut input = File::open(from).context(|| format!("opening {name}"))?;
+    let mut copied = std::io::copy(&mut input, out).context(|| format!("copying {name}"))?;
+    if !gzip && copied > 0 {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        input
+            .seek(SeekFrom::End(-1))
+            .and_then(|_| input.read_exact(&mut last))
+            .context(|| format!("reading {name}"))?;
+        if last[0] != b'\n' {
+            out.write_all(b"\n").context(|| format!("copying {name}"))?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+        Arc::new(Schema::new(
+            fields
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn col(name: &str, t: Option<DataType>) -> Column {
+        (name.to_string(), t)
+    }
+
+    #[test]
+    fn fail_names_new_and_missing_columns() {
+        let incoming = schema(&[("id", DataType::Int64), ("x", DataType::Utf8)]);
+        let existing = vec![col("id", None), col("y", None)];
+        let err = evolve(
+            &incoming,
+            &existing,
+            SchemaEvolution::Fail,
+            "raw/orders/",
+            false,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "destination raw/orders/: schemaEvolution is fail and the rows differ from the existing files: new columns \"x\"; missing columns \"y\""
+            )
+        );
+        let same = vec![col("x", None), col("id", None)];
+        let ok = evolve(&incoming, &same, SchemaEvolution::Fail, "d", true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok.schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            vec!["x", "id"]
+        );
+        assert!(!ok.widen_old);
+    }
+
+    #[test]
+    fn ignore_keeps_existing_columns_and_types() {
+        let incoming = schema(&[("id", DataType::Int32), ("x", DataType::Utf8)]);
+        let existing = vec![
+            col("id", Some(DataType::Int64)),
+            col("y", Some(DataType::Float64)),
+        ];
+        let out = evolve(&incoming, &existing, SchemaEvolution::Ignore, "d", false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out.schema.as_ref(),
+            schema(&[("id", DataType::Int64), ("y", DataType::Float64)]).as_ref()
+        );
+        let err = evolve(
+            &incoming,
+            &existing,
+            SchemaEvolution::AddColumns,
+            "d/",
+            false,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.starts_with("destination d/: column \"id\" is int64 in the existing files but int32 in the new rows"), "{err}");
+    }
+
+    #[test]
+    fn add_columns_widens_a_fixed_order_file() {
+        let incoming = schema(&[("x", DataType::Utf8), ("id", DataType::Int64)]);
+        let existing = vec![col("id", None)];
+        let folder = evolve(
+            &incoming,
+            &existing,
+            SchemaEvolution::AddColumns,
+            "d/",
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(folder.schema, incoming);
+        let file = evolve(
+            &incoming,
+            &existing,
+            SchemaEvolution::AddColumns,
+            "d.csv",
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            file.schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            vec!["id", "x"]
+        );
+        assert!(file.widen_old);
+    }
+}

@@ -1,0 +1,315 @@
+use std::sync::Mutex;
+
+use arrow::array::{AsArray, Int64Array, StructArray};
+use arrow::datatypes::{Fields, Float64Type, Int64Type, TimeUnit};
+use synqx_api::pipeline::OnError;
+
+use super::*;
+use crate::connectors::formats::write::Counting;
+use crate::engine::Counters;
+
+const ORDERS: &str = "id,total,paid,day,at,note\n\
+1,10.5,true,2024-01-31,2024-01-31T10:00:00+00:00,\"a, b\"\n\
+2,7,false,2024-02-01,2024-02-01 11:30:00Z,\"say \"\"hi\"\"\"\n\
+3,,,,,\n\
+4,1e3,TRUE,2024-02-03,2024-02-03T00:00:00.250+02:00,\"two\nlines\"\n";
+
+fn schema_of(text: &str, settings: &CsvSettings) -> Schema {
+    let mut sampler = CsvSampler::default();
+    sampler
+        .sample(text.as_bytes(), settings, "orders.csv", 1000)
+        .unwrap_or_else(|e| panic!("{e}"));
+    sampler
+        .finish()
+        .map(|(schema, _)| schema)
+        .unwrap_or_else(|| panic!("no schema"))
+}
+
+fn read(
+    text: &str,
+    schema: &Schema,
+    batch_rows: usize,
+    rejects: Rejects,
+) -> Result<Vec<RecordBatch>> {
+    CsvBatches::new(
+        text.as_bytes(),
+        &CsvSettings::default(),
+        "orders.csv",
+        Arc::new(schema.clone()),
+        batch_rows,
+        rejects,
+    )?
+    .collect()
+}
+
+fn ok<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn sample_infers_every_scalar_type() {
+    let schema = schema_of(ORDERS, &CsvSettings::default());
+    let types: Vec<(&str, &DataType)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("id", &DataType::Int64),
+            ("total", &DataType::Float64),
+            ("paid", &DataType::Boolean),
+            ("day", &DataType::Date32),
+            (
+                "at",
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+            ),
+            ("note", &DataType::Utf8),
+        ]
+    );
+}
+
+#[test]
+fn quoted_fields_and_nulls_are_read() {
+    let schema = schema_of(ORDERS, &CsvSettings::default());
+    let batches = ok(read(ORDERS, &schema, 3, Rejects::failing()));
+    assert_eq!(
+        batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .collect::<Vec<_>>(),
+        vec![3, 1]
+    );
+    let notes: Vec<Option<&str>> = batches
+        .iter()
+        .flat_map(|b| b.column(5).as_string::<i32>().iter())
+        .collect();
+    assert_eq!(
+        notes,
+        vec![Some("a, b"), Some("say \"hi\""), None, Some("two\nlines")]
+    );
+    let totals: Vec<Option<f64>> = batches
+        .iter()
+        .flat_map(|b| b.column(1).as_primitive::<Float64Type>().iter())
+        .collect();
+    assert_eq!(totals, vec![Some(10.5), Some(7.0), None, Some(1000.0)]);
+    let at = batches[1]
+        .column(4)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    // 2024-02-03T00:00:00.250+02:00 is 2024-02-02T22:00:00.250Z.
+    assert_eq!(at.value(0), 1_706_911_200_250_000);
+}
+
+#[test]
+fn a_bad_value_fails_the_read_naming_file_line_column_and_value() {
+    let text = "id,total\n1,2.5\n2,\"x\ny\"\n3,\"12,5x\"\n";
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+    ]);
+    let err = read(text, &schema, 100, Rejects::failing())
+        .err()
+        .map(|e| e.to_string());
+    // The second record spans lines 3 and 4: it is reported at the line it starts on.
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "orders.csv: line 3: column \"total\": cannot parse \"x\ny\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+        )
+    );
+    let only_last = "id,total\n1,2.5\n3,\"12,5x\"\n";
+    let err = read(only_last, &schema, 100, Rejects::failing())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("orders.csv: line 3: column \"total\": cannot parse \"12,5x\" as float64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn skipped_rows_are_counted_and_written_to_the_dead_letter_file() {
+    let text = "id,total\n1,2.5\n2,oops\n3\n4,4.5,extra\n5,5.5\n";
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+    ]);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dead = dir.path().join("rejected.jsonl");
+    let counters = Arc::new(Counters::default());
+    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), counters.clone());
+    let batches = ok(read(text, &schema, 2, rejects));
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids, vec![1, 5]);
+    assert_eq!(counters.snapshot().rows_rejected, 3);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"location": "orders.csv: line 3", "reason": "column \"total\": cannot parse \"oops\" as float64", "row": "2,oops"}),
+            serde_json::json!({"location": "orders.csv: line 4", "reason": "expected 2 fields, found 1", "row": "3"}),
+            serde_json::json!({"location": "orders.csv: line 5", "reason": "expected 2 fields, found 3", "row": "4,4.5,extra"}),
+        ]
+    );
+}
+
+#[test]
+fn columns_are_matched_by_header_name_and_missing_ones_are_null() {
+    let schema = Schema::new(vec![
+        Field::new("total", DataType::Decimal128(12, 2), true),
+        Field::new("id", DataType::Int64, true),
+        Field::new("later", DataType::Utf8, true),
+    ]);
+    let batches = ok(read(
+        "id,total\n1,12.50\n2,0.1\n",
+        &schema,
+        10,
+        Rejects::failing(),
+    ));
+    let batch = &batches[0];
+    let totals = batch
+        .column(0)
+        .as_primitive::<arrow::datatypes::Decimal128Type>();
+    assert_eq!(totals.values().to_vec(), vec![1250, 10]);
+    assert_eq!(
+        batch
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        vec![1, 2]
+    );
+    assert_eq!(batch.column(2).null_count(), 2);
+}
+
+#[test]
+fn files_without_header_use_positional_names_and_other_delimiters() {
+    let settings = CsvSettings {
+        delimiter: b';',
+        header: false,
+    };
+    let text = "1;x\n2;y\n";
+    let schema = schema_of(text, &settings);
+    assert_eq!(
+        crate::connectors::formats::infer::column_list(&schema),
+        "column_1, column_2"
+    );
+    let batches: Vec<RecordBatch> = ok(ok(CsvBatches::new(
+        text.as_bytes(),
+        &settings,
+        "t.csv",
+        Arc::new(schema),
+        10,
+        Rejects::failing(),
+    ))
+    .collect());
+    assert_eq!(batches[0].num_rows(), 2);
+    assert_eq!(batches[0].column(1).as_string::<i32>().value(1), "y");
+}
+
+#[test]
+fn duplicate_header_names_and_empty_files() {
+    let err = header("a,b,a\n".as_bytes(), &CsvSettings::default(), "d.csv")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("d.csv: the header names column \"a\" twice")
+    );
+    assert!(ok(header("".as_bytes(), &CsvSettings::default(), "e.csv")).is_empty());
+    let mut sampler = CsvSampler::default();
+    ok(sampler.sample("".as_bytes(), &CsvSettings::default(), "e.csv", 10));
+    assert!(sampler.finish().is_none());
+    assert_eq!(
+        ok(header(
+            "\u{feff}id,x\n".as_bytes(),
+            &CsvSettings::default(),
+            "bom.csv"
+        )),
+        vec!["id", "x"]
+    );
+}
+
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_csv(schema: SchemaRef, batches: &[RecordBatch], settings: CsvSettings) -> String {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut writer = ok(CsvWriter::new(
+        schema,
+        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), false),
+        settings,
+        "o.csv",
+    ));
+    for b in batches {
+        ok(writer.write(b));
+    }
+    let bytes = ok(Box::new(writer).finish());
+    let text = out
+        .lock()
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default();
+    assert_eq!(bytes, text.len() as u64);
+    text
+}
+
+#[test]
+fn the_writer_quotes_encodes_nested_values_as_json_and_heads_empty_files() {
+    let point = Fields::from(vec![Field::new("x", DataType::Int64, true)]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("note", DataType::Utf8, true),
+        Field::new("point", DataType::Struct(point.clone()), true),
+    ]));
+    let batch = ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![Some("a, \"b\"\nc"), None])),
+            Arc::new(StructArray::new(
+                point,
+                vec![Arc::new(Int64Array::from(vec![1, 2]))],
+                None,
+            )),
+        ],
+    )
+    .map_err(|e| Error::arrow("test", e)));
+    assert_eq!(
+        write_csv(schema.clone(), &[batch], CsvSettings::default()),
+        "note,point\n\"a, \"\"b\"\"\nc\",\"{\"\"x\"\":1}\"\n,\"{\"\"x\"\":2}\"\n"
+    );
+    assert_eq!(
+        write_csv(schema.clone(), &[], CsvSettings::default()),
+        "note,point\n"
+    );
+    assert_eq!(
+        write_csv(
+            schema,
+            &[],
+            CsvSettings {
+                delimiter: b';',
+                header: false
+            }
+        ),
+        ""
+    );
+}

@@ -1,0 +1,260 @@
+use std::sync::Mutex;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+use synqx_api::pipeline::OnError;
+
+use super::*;
+use crate::connectors::formats::write::Counting;
+use crate::engine::Counters;
+
+const EVENTS: &str = r#"{"id": 1, "user": {"name": "ann", "tags": ["a", "b"]}, "score": 1.5, "ok": true, "day": "2024-01-31", "at": "2024-01-31T10:00:00Z", "note": null}
+
+{"id": 2, "user": {"name": "bob", "tags": []}, "score": 2, "ok": false, "day": "2024-02-01", "at": "2024-02-01T10:00:00.5+01:00", "note": "2024"}
+{"id": 3, "user": null, "score": null, "ok": null, "day": null, "at": null, "note": "x"}
+"#;
+
+fn ok<T>(result: Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn schema_of(text: &str) -> Schema {
+    let mut sampler = JsonlSampler::default();
+    ok(sampler.sample(text.as_bytes(), "events.jsonl", 1000));
+    ok(sampler.finish("events.jsonl"))
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| panic!("no schema"))
+}
+
+fn read(
+    text: &str,
+    schema: &Schema,
+    batch_rows: usize,
+    rejects: Rejects,
+) -> Result<Vec<RecordBatch>> {
+    JsonlBatches::new(
+        text.as_bytes(),
+        "events.jsonl",
+        Arc::new(schema.clone()),
+        batch_rows,
+        rejects,
+    )
+    .collect()
+}
+
+#[test]
+fn inference_keeps_key_order_nesting_and_temporal_strings() {
+    let schema = schema_of(EVENTS);
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["id", "user", "score", "ok", "day", "at", "note"]
+    );
+    let user = DataType::Struct(Fields::from(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    assert_eq!(schema.field(1).data_type(), &user);
+    assert_eq!(schema.field(2).data_type(), &DataType::Float64);
+    assert_eq!(schema.field(3).data_type(), &DataType::Boolean);
+    assert_eq!(schema.field(4).data_type(), &DataType::Date32);
+    assert_eq!(
+        schema.field(5).data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+    );
+    // A quoted number stays text.
+    assert_eq!(schema.field(6).data_type(), &DataType::Utf8);
+}
+
+#[test]
+fn lines_decode_into_typed_and_nested_columns() {
+    let schema = schema_of(EVENTS);
+    let batches = ok(read(EVENTS, &schema, 2, Rejects::failing()));
+    assert_eq!(
+        batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let first = &batches[0];
+    assert_eq!(
+        first
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        vec![1, 2]
+    );
+    let user = first.column(1).as_struct();
+    assert_eq!(user.column(0).as_string::<i32>().value(1), "bob");
+    assert_eq!(
+        user.column(1)
+            .as_list::<i32>()
+            .value(0)
+            .as_string::<i32>()
+            .value(1),
+        "b"
+    );
+    assert_eq!(first.column(2).as_primitive::<Float64Type>().value(1), 2.0);
+    assert_eq!(first.column(4).as_primitive::<Date32Type>().value(0), 19753);
+    assert_eq!(
+        first
+            .column(5)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(1),
+        1_706_778_000_500_000
+    );
+    assert!(batches[1].column(1).is_null(0));
+}
+
+#[test]
+fn bad_lines_fail_with_file_line_column_and_value() {
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+    ]);
+    let text = "{\"id\": 1, \"total\": 2.5}\n\n{\"id\": 2, \"total\": \"12,5x\"}\n";
+    let err = read(text, &schema, 100, Rejects::failing())
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "events.jsonl: line 3: column \"total\": cannot parse \"12,5x\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+        )
+    );
+    let broken = "{\"id\": 1}\n{\"id\": 2,, }\n";
+    let err = read(broken, &schema, 100, Rejects::failing())
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "events.jsonl: line 2: invalid JSON at column 10: key must be a string (set onError: skip to skip such rows into a dead-letter file)"
+        )
+    );
+    let array = "[1, 2]\n";
+    let err = read(array, &schema, 100, Rejects::failing())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("events.jsonl: line 1: expected a JSON object, found an array"),
+        "{err}"
+    );
+}
+
+#[test]
+fn skipped_lines_are_isolated_counted_and_dead_lettered() {
+    let schema = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
+    let mut text = String::new();
+    for i in 1..=20 {
+        match i {
+            5 => text.push_str("{\"id\": \"five\"}\n"),
+            6 => text.push_str("{\"id\": 6\n"),
+            17 => text.push_str("{\"id\": 1} {\"id\": 2}\n"),
+            _ => text.push_str(&format!("{{\"id\": {i}}}\n")),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dead = dir.path().join("dead.jsonl");
+    let counters = Arc::new(Counters::default());
+    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), counters.clone());
+    let batches = ok(read(&text, &schema, 8, rejects));
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    let expected: Vec<i64> = (1..=20).filter(|i| ![5, 6, 17].contains(i)).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(counters.snapshot().rows_rejected, 3);
+    let dead_lines: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let locations: Vec<&str> = dead_lines
+        .iter()
+        .filter_map(|v| v["location"].as_str())
+        .collect();
+    assert_eq!(
+        locations,
+        vec![
+            "events.jsonl: line 5",
+            "events.jsonl: line 6",
+            "events.jsonl: line 17"
+        ]
+    );
+    assert_eq!(
+        dead_lines[0]["reason"],
+        "column \"id\": cannot parse \"five\" as int64"
+    );
+    assert_eq!(dead_lines[0]["row"], "{\"id\": \"five\"}");
+    assert_eq!(
+        dead_lines[1]["reason"],
+        "invalid JSON at column 8: EOF while parsing an object"
+    );
+    assert_eq!(
+        dead_lines[2]["reason"],
+        "invalid JSON at column 11: trailing characters"
+    );
+}
+
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn written_lines_read_back_with_the_same_values() {
+    let schema = Arc::new(schema_of(EVENTS));
+    let batches = ok(read(EVENTS, &schema, 10, Rejects::failing()));
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let mut writer = JsonlWriter::new(
+        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), true),
+        "o.jsonl.gz",
+    );
+    for b in &batches {
+        ok(writer.write(b));
+    }
+    let bytes = ok(Box::new(writer).finish());
+    let gz = out.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(bytes, gz.len() as u64);
+    let text = crate::connectors::formats::text_input(Box::new(std::io::Cursor::new(gz)), true);
+    let again: Vec<RecordBatch> =
+        ok(JsonlBatches::new(text, "o.jsonl.gz", schema.clone(), 10, Rejects::failing()).collect());
+    assert_eq!(again, batches);
+    let mut plain = Vec::new();
+    let mut w = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(&mut plain);
+    ok(w.write(&batches[0]).map_err(|e| Error::arrow("test", e)));
+    let first_line = String::from_utf8_lossy(&plain)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        first_line,
+        r#"{"id":1,"user":{"name":"ann","tags":["a","b"]},"score":1.5,"ok":true,"day":"2024-01-31","at":"2024-01-31T10:00:00Z","note":null}"#
+    );
+    assert_eq!(
+        ok(first_keys("\n{\"b\":1,\"a\":2}\n".as_bytes(), "k.jsonl")),
+        vec!["b", "a"]
+    );
+}

@@ -1,0 +1,345 @@
+//! Parquet: the schema from the footer, a reader that arranges each file's columns into the
+//! schema of the read, and a writer with size-bounded row groups.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use arrow::array::{BooleanArray, RecordBatch, new_null_array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
+use synqx_api::pipeline::Compression;
+
+use super::batching;
+use super::convert::{convert, quoted_value};
+use super::infer::type_name;
+use super::write::{Counting, FileWriter, count};
+use crate::engine::Rejects;
+use crate::error::{Context, Result};
+
+/// Encoded bytes a row group may reach before it is written out: large enough for efficient
+/// scans, small enough that the writer's buffer stays a bounded share of a step's memory.
+const ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// The Arrow schema of a file (every column nullable, so files written with and without
+/// nulls agree) and the uncompressed bytes of a row.
+pub fn file_schema<R: ChunkReader>(reader: &R, file: &str) -> Result<(Schema, f64)> {
+    let meta = ArrowReaderMetadata::load(reader, ArrowReaderOptions::default())
+        .context(|| format!("reading the footer of {file}"))?;
+    let fields: Vec<_> = meta
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let groups = meta.metadata().row_groups();
+    let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
+    let bytes: i64 = groups.iter().map(|g| g.total_byte_size()).sum();
+    let row_bytes = batching::row_bytes(bytes.max(0) as u64, rows.max(0) as usize, 0);
+    Ok((Schema::new(fields), row_bytes))
+}
+
+/// Streams one Parquet file as batches of `schema`: columns by name, the file's missing
+/// columns null, and overridden types cast (values that do not convert are bad rows).
+pub struct ParquetBatches {
+    inner: ParquetRecordBatchReader,
+    file: String,
+    schema: SchemaRef,
+    rejects: Rejects,
+    rows_before: u64,
+}
+
+impl ParquetBatches {
+    pub fn new<R: ChunkReader + 'static>(
+        reader: R,
+        file: &str,
+        schema: SchemaRef,
+        batch_rows: usize,
+        rejects: Rejects,
+    ) -> Result<Self> {
+        let inner = ParquetRecordBatchReaderBuilder::try_new(reader)
+            .context(|| format!("opening {file}"))?
+            .with_batch_size(batch_rows.max(1))
+            .build()
+            .context(|| format!("opening {file}"))?;
+        Ok(Self {
+            inner,
+            file: file.to_string(),
+            schema,
+            rejects,
+            rows_before: 0,
+        })
+    }
+
+    fn arrange(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut failed: Vec<Option<usize>> = vec![None; rows];
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            let Ok(index) = batch.schema().index_of(field.name()) else {
+                columns.push(new_null_array(field.data_type(), rows));
+                continue;
+            };
+            let converted = convert(batch.column(index), field.data_type())
+                .context(|| format!("{}: column \"{}\"", self.file, field.name()))?;
+            for row in converted.failed {
+                failed[row].get_or_insert(i);
+            }
+            columns.push(converted.array);
+        }
+        for (row, column) in failed.iter().enumerate() {
+            let Some(i) = column else { continue };
+            let field = self.schema.field(*i);
+            let source = batch
+                .column_by_name(field.name())
+                .map(|c| quoted_value(c.as_ref(), row))
+                .unwrap_or_default();
+            let reason = format!(
+                "column \"{}\": cannot convert {source} to {}",
+                field.name(),
+                type_name(field.data_type())
+            );
+            let location = format!("{}: row {}", self.file, self.rows_before + row as u64 + 1);
+            self.rejects
+                .reject(&location, &reason, row_as_json(&batch, row).as_deref())?;
+        }
+        self.rows_before += rows as u64;
+        let arranged = RecordBatch::try_new(self.schema.clone(), columns)
+            .context(|| format!("reading {}", self.file))?;
+        if failed.iter().all(Option::is_none) {
+            return Ok(arranged);
+        }
+        let keep: BooleanArray = failed.iter().map(|f| Some(f.is_none())).collect();
+        filter_record_batch(&arranged, &keep).context(|| format!("reading {}", self.file))
+    }
+}
+
+/// One row as a JSON object, for the dead-letter file.
+fn row_as_json(batch: &RecordBatch, row: usize) -> Option<String> {
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&batch.slice(row, 1)).ok()?;
+    writer.finish().ok()?;
+    String::from_utf8(writer.into_inner())
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+impl Iterator for ParquetBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let batch = match self.inner.next()? {
+                Ok(batch) => batch,
+                Err(e) => {
+                    return Some(Err(crate::error::Error::arrow(
+                        format!("reading {}", self.file),
+                        e,
+                    )));
+                }
+            };
+            match self.arrange(batch) {
+                Ok(b) if b.num_rows() == 0 => continue,
+                other => return Some(other),
+            }
+        }
+    }
+}
+
+/// Writes batches into one Parquet file.
+pub struct ParquetWriter {
+    writer: Option<ArrowWriter<Counting>>,
+    counter: Arc<AtomicU64>,
+    file: String,
+}
+
+impl ParquetWriter {
+    pub fn new(
+        schema: SchemaRef,
+        sink: Counting,
+        compression: Compression,
+        file: &str,
+    ) -> Result<Self> {
+        let codec = match compression {
+            Compression::Snappy => ParquetCompression::SNAPPY,
+            Compression::None => ParquetCompression::UNCOMPRESSED,
+            Compression::Zstd | Compression::Gzip => ParquetCompression::ZSTD(ZstdLevel::default()),
+        };
+        let properties = WriterProperties::builder()
+            .set_compression(codec)
+            .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+            .build();
+        let counter = sink.counter();
+        let writer = ArrowWriter::try_new(sink, schema, Some(properties))
+            .context(|| format!("creating {file}"))?;
+        Ok(Self {
+            writer: Some(writer),
+            counter,
+            file: file.to_string(),
+        })
+    }
+}
+
+impl FileWriter for ParquetWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        writer
+            .write(batch)
+            .context(|| format!("writing {}", self.file))
+    }
+
+    fn size(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<u64> {
+        if let Some(writer) = self.writer.take() {
+            let mut sink = writer
+                .into_inner()
+                .context(|| format!("writing the footer of {}", self.file))?;
+            sink.flush().context(|| format!("writing {}", self.file))?;
+        }
+        Ok(count(&self.counter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+
+    use arrow::array::{Array, AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
+    use synqx_api::pipeline::OnError;
+
+    use super::*;
+    use crate::engine::Counters;
+
+    fn sample() -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("code", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec![Some("10"), Some("x"), None])),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (schema, batch)
+    }
+
+    /// Writes the sample into `dir/t.parquet` and opens it again.
+    fn encode(dir: &std::path::Path) -> File {
+        let (schema, batch) = sample();
+        let path = dir.join("t.parquet");
+        let file = File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut writer = ParquetWriter::new(
+            schema,
+            Counting::new(Box::new(file)),
+            Compression::Snappy,
+            "t.parquet",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        writer.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(writer.size() > 0);
+        let written = Box::new(writer).finish().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            written,
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .unwrap_or_default()
+        );
+        File::open(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn footer_schema_and_missing_columns() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = encode(dir.path());
+        let (read, row_bytes) = file_schema(&file, "t.parquet").unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<_> = read
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.is_nullable()))
+            .collect();
+        assert_eq!(names, vec![("id", true), ("code", true)]);
+        assert!(row_bytes > 1.0);
+        let target = Arc::new(Schema::new(vec![
+            Field::new("extra", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, true),
+        ]));
+        let out: Vec<RecordBatch> =
+            ParquetBatches::new(file, "t.parquet", target, 2, Rejects::failing())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .collect::<Result<_>>()
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(out[0].column(0).null_count(), 2);
+        assert_eq!(out[1].column(1).as_primitive::<Int64Type>().value(0), 3);
+    }
+
+    #[test]
+    fn overridden_types_reject_values_that_do_not_convert() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("code", DataType::Int32, true),
+        ]));
+        let failing = ParquetBatches::new(
+            encode(dir.path()),
+            "t.parquet",
+            target.clone(),
+            10,
+            Rejects::failing(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect::<Result<Vec<_>>>();
+        assert_eq!(
+            failing.err().map(|e| e.to_string()).as_deref(),
+            Some(
+                "t.parquet: row 2: column \"code\": cannot convert \"x\" to int32 (set onError: skip to skip such rows into a dead-letter file)"
+            )
+        );
+        let dead = dir.path().join("dead.jsonl");
+        let counters = Arc::new(Counters::default());
+        let skip = Rejects::new(OnError::Skip, Some(dead.clone()), counters.clone());
+        let out: Vec<RecordBatch> =
+            ParquetBatches::new(encode(dir.path()), "t.parquet", target, 10, skip)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .collect::<Result<_>>()
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out[0]
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec(),
+            vec![1, 3]
+        );
+        assert_eq!(out[0].column(1).as_primitive::<Int32Type>().value(0), 10);
+        assert!(out[0].column(1).is_null(1));
+        assert_eq!(counters.snapshot().rows_rejected, 1);
+        let line = std::fs::read_to_string(&dead).unwrap_or_default();
+        assert!(
+            line.contains(r#""row":"{\"id\":2,\"code\":\"x\"}""#),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! Writing batches into one file of a format, through any `Write` sink.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use flate2::write::GzEncoder;
+use synqx_api::pipeline::{Compression, FileFormat};
+
+use super::CsvSettings;
+use crate::error::{Error, Result};
+
+/// One file being written.
+pub trait FileWriter: Send {
+    /// Encodes a batch (the schema given at creation).
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Bytes the file holds so far, counting data still buffered in the encoder: what size
+    /// rotation compares with `fileSize`.
+    fn size(&self) -> u64;
+    /// Ends the file (CSV header of an empty file, gzip trailer, Parquet footer) and returns
+    /// the bytes written to the sink.
+    fn finish(self: Box<Self>) -> Result<u64>;
+}
+
+/// How files of a destination are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteFormat {
+    pub format: FileFormat,
+    /// `gzip` or `none` for text formats; `zstd`, `snappy` or `none` for Parquet.
+    pub compression: Compression,
+    pub csv: CsvSettings,
+}
+
+impl WriteFormat {
+    /// Resolves the compression: the option, else `.gz` in `name` for text formats, else the
+    /// format's default (none for text, zstd for Parquet).
+    pub fn new(
+        format: FileFormat,
+        explicit: Option<Compression>,
+        name: &str,
+        csv: CsvSettings,
+    ) -> Result<Self> {
+        let gz_name = name.to_ascii_lowercase().ends_with(".gz");
+        let compression = match (format, explicit) {
+            (FileFormat::Parquet, None) => Compression::Zstd,
+            (
+                FileFormat::Parquet,
+                Some(c @ (Compression::Zstd | Compression::Snappy | Compression::None)),
+            ) => c,
+            (_, None) if gz_name => Compression::Gzip,
+            (_, None) => Compression::None,
+            (
+                FileFormat::Csv | FileFormat::Jsonl,
+                Some(c @ (Compression::Gzip | Compression::None)),
+            ) => c,
+            (format, Some(other)) => {
+                let allowed = if format == FileFormat::Parquet {
+                    "zstd, snappy or none"
+                } else {
+                    "gzip or none"
+                };
+                return Err(Error::Config(format!(
+                    "compression {other} is not available for {format} files (use {allowed})"
+                )));
+            }
+        };
+        Ok(Self {
+            format,
+            compression,
+            csv,
+        })
+    }
+
+    /// The extension of part files: `csv`, `csv.gz`, `jsonl`, `jsonl.gz` or `parquet`.
+    pub fn extension(&self) -> String {
+        let base = super::extension(self.format);
+        if self.compression == Compression::Gzip {
+            format!("{base}.gz")
+        } else {
+            base.to_string()
+        }
+    }
+
+    /// Starts a file. `name` is used in messages.
+    pub fn writer(
+        &self,
+        schema: SchemaRef,
+        sink: Box<dyn Write + Send>,
+        name: &str,
+    ) -> Result<Box<dyn FileWriter>> {
+        match self.format {
+            FileFormat::Csv => Ok(Box::new(super::csv::CsvWriter::new(
+                schema,
+                self.encoded(sink),
+                self.csv,
+                name,
+            )?)),
+            FileFormat::Jsonl => Ok(Box::new(super::jsonl::JsonlWriter::new(
+                self.encoded(sink),
+                name,
+            ))),
+            FileFormat::Parquet => Ok(Box::new(super::parquet::ParquetWriter::new(
+                schema,
+                Counting::new(sink),
+                self.compression,
+                name,
+            )?)),
+        }
+    }
+
+    /// A text sink compressed as configured.
+    pub fn encoded(&self, sink: Box<dyn Write + Send>) -> Encoded {
+        Encoded::new(Counting::new(sink), self.compression == Compression::Gzip)
+    }
+}
+
+/// A sink that counts the bytes that reach it.
+pub struct Counting {
+    inner: Box<dyn Write + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Counting {
+    pub fn new(inner: Box<dyn Write + Send>) -> Self {
+        Self {
+            inner,
+            count: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A handle on the count that stays readable after the sink moved into an encoder.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A text sink, plain or gzip.
+pub enum Encoded {
+    Plain(Counting),
+    Gzip(GzEncoder<Counting>),
+}
+
+impl Encoded {
+    pub fn new(sink: Counting, gzip: bool) -> Self {
+        if gzip {
+            Self::Gzip(GzEncoder::new(sink, flate2::Compression::default()))
+        } else {
+            Self::Plain(sink)
+        }
+    }
+
+    /// Bytes that reached the sink so far.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        match self {
+            Self::Plain(c) => c.counter(),
+            Self::Gzip(g) => g.get_ref().counter(),
+        }
+    }
+
+    /// Writes the gzip trailer and flushes the sink.
+    pub fn finish(self) -> io::Result<()> {
+        match self {
+            Self::Plain(mut c) => c.flush(),
+            Self::Gzip(g) => g.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Encoded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(c) => c.write(buf),
+            Self::Gzip(g) => g.write(buf),
+        }
+    }
+
+    /// Does nothing: the CSV writer flushes after every batch, which would end a deflate
+    /// block each time and hurt compression. `finish` flushes once at the end.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes counted so far.
+pub fn count(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn compression_is_resolved_per_format() {
+        let csv = CsvSettings::default();
+        let w = |f, c, n| WriteFormat::new(f, c, n, csv).map(|w| (w.compression, w.extension()));
+        assert_eq!(
+            w(FileFormat::Parquet, None, "x/").ok(),
+            Some((Compression::Zstd, "parquet".into()))
+        );
+        assert_eq!(
+            w(FileFormat::Parquet, Some(Compression::Snappy), "x/").ok(),
+            Some((Compression::Snappy, "parquet".into()))
+        );
+        assert_eq!(
+            w(FileFormat::Csv, None, "a.csv.gz").ok(),
+            Some((Compression::Gzip, "csv.gz".into()))
+        );
+        assert_eq!(
+            w(FileFormat::Jsonl, Some(Compression::Gzip), "x/").ok(),
+            Some((Compression::Gzip, "jsonl.gz".into()))
+        );
+        let err = w(FileFormat::Csv, Some(Compression::Zstd), "x/")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("compression zstd is not available for csv files (use gzip or none)")
+        );
+        assert!(w(FileFormat::Parquet, Some(Compression::Gzip), "x/").is_err());
+    }
+
+    #[test]
+    fn gzip_output_is_counted_and_decodes() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| io::Error::other("poisoned"))?
+                    .extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut enc = Encoded::new(Counting::new(Box::new(Shared(out.clone()))), true);
+        let counter = enc.counter();
+        enc.write_all(b"hello\nworld\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        enc.finish().unwrap_or_else(|e| panic!("{e}"));
+        let bytes = out.lock().map(|b| b.clone()).unwrap_or_default();
+        assert_eq!(count(&counter), bytes.len() as u64);
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, "hello\nworld\n");
+    }
+}

@@ -1,0 +1,74 @@
+//! Connectors: one folder per system, each implementing `Source` and/or `Sink`. The registry
+//! below maps a Connection's block to its constructor, so adding a system never touches the
+//! engine.
+
+pub mod filesystem;
+pub mod formats;
+pub mod sql_step;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use synqx_api::{ConnectionSpec, ConnectorKind};
+
+use crate::engine::{Sink, Source};
+use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+/// A Connection ready to be opened: its spec, where relative paths start, and how its secret
+/// values are resolved.
+pub struct ConnectionRef<'a> {
+    pub name: &'a str,
+    pub spec: &'a ConnectionSpec,
+    /// Directory that relative paths in the spec are resolved against.
+    pub base_dir: PathBuf,
+    pub secrets: &'a Secrets,
+}
+
+impl ConnectionRef<'_> {
+    /// The connector kind, or an error naming the Connection when its spec is ambiguous.
+    pub fn kind(&self) -> Result<ConnectorKind> {
+        self.spec.kind().ok_or_else(|| {
+            Error::Config(format!(
+                "Connection \"{}\" must have exactly one connector block",
+                self.name
+            ))
+        })
+    }
+
+    /// A path of the spec, resolved against the base directory.
+    pub fn path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn not_available(&self, kind: ConnectorKind, role: &str) -> Error {
+        Error::Config(format!(
+            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: filesystem, sqlite)",
+            self.name
+        ))
+    }
+}
+
+/// Opens a Connection as a source.
+pub fn source(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Source>> {
+    match conn.kind()? {
+        ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSource::new(conn)?)),
+        ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSource::new(conn)?)),
+        other => Err(conn.not_available(other, "source")),
+    }
+}
+
+/// Opens a Connection as a sink.
+pub fn sink(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Sink>> {
+    match conn.kind()? {
+        ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSink::new(conn)?)),
+        ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSink::new(conn)?)),
+        other => Err(conn.not_available(other, "destination")),
+    }
+}

@@ -1,0 +1,44 @@
+//! Counters of a running step, shared between its tasks and the progress display.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Rows, bytes and batches that have moved through a step so far.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub batches: AtomicU64,
+    pub rows_rejected: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterSnapshot {
+    pub rows_read: u64,
+    pub bytes_read: u64,
+    pub rows_written: u64,
+    pub bytes_written: u64,
+    pub batches: u64,
+    pub rows_rejected: u64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            rows_read: get(&self.rows_read),
+            bytes_read: get(&self.bytes_read),
+            rows_written: get(&self.rows_written),
+            bytes_written: get(&self.bytes_written),
+            batches: get(&self.batches),
+            rows_rejected: get(&self.rows_rejected),
+        }
+    }
+}

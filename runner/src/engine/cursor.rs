@@ -1,0 +1,309 @@
+//! Incremental cursors: the lower bound pushed down to sources, and the highest value seen.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow::compute::kernels::cmp::gt;
+use arrow::compute::{SortOptions, cast, filter_record_batch};
+use arrow::datatypes::DataType;
+use arrow::util::display::array_value_to_string;
+use arrow_ord::ord::make_comparator;
+use chrono::{DateTime, NaiveDateTime};
+use synqx_api::duration::parse_duration;
+
+use crate::error::{Context, Error, Result};
+
+/// Rows whose `column` is greater than `after` (exclusive). `after` is the stored watermark
+/// minus the lookback window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorFilter {
+    pub column: String,
+    pub after: String,
+}
+
+/// The lower bound for a run: the watermark moved back by `lookback` (a duration for time
+/// cursors, a number for numeric ones). `None` when there is no watermark yet.
+pub fn lower_bound(watermark: Option<&str>, lookback: Option<&str>) -> Result<Option<String>> {
+    let Some(wm) = watermark else { return Ok(None) };
+    let Some(lb) = lookback.map(str::trim).filter(|l| !l.is_empty()) else {
+        return Ok(Some(wm.to_string()));
+    };
+    if let (Ok(w), Ok(l)) = (wm.parse::<i64>(), lb.parse::<i64>()) {
+        return Ok(Some(w.saturating_sub(l).to_string()));
+    }
+    if let (Ok(w), Ok(l)) = (wm.parse::<f64>(), lb.parse::<f64>()) {
+        return Ok(Some((w - l).to_string()));
+    }
+    let window =
+        parse_duration(lb).map_err(|e| Error::Config(format!("incremental.lookback: {e}")))?;
+    let window = chrono::Duration::from_std(window)
+        .map_err(|e| Error::Config(format!("incremental.lookback: {e}")))?;
+    if let Ok(t) = DateTime::parse_from_rfc3339(wm) {
+        return Ok(Some((t - window).to_rfc3339()));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(wm, format) {
+            return Ok(Some(
+                (t - window).format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+            ));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(wm, "%Y-%m-%d") {
+        let days = window.num_days().max(1);
+        return Ok(Some((d - chrono::Duration::days(days)).to_string()));
+    }
+    Err(Error::Config(format!(
+        "incremental.lookback `{lb}` cannot be applied to watermark `{wm}` (a number needs a numeric lookback, a time a duration)"
+    )))
+}
+
+/// `after` as a one-element array of the column's type, for comparisons.
+fn bound_as(after: &str, data_type: &DataType, column: &str) -> Result<ArrayRef> {
+    let text: ArrayRef = Arc::new(StringArray::from(vec![after]));
+    let typed = cast(&text, data_type).context(|| format!("watermark `{after}` does not convert to the type {data_type} of cursor column \"{column}\""))?;
+    if typed.null_count() > 0 {
+        return Err(Error::Config(format!(
+            "watermark `{after}` does not convert to the type {data_type} of cursor column \"{column}\" (reset it with `synqx state reset` or set it with `synqx state set`)"
+        )));
+    }
+    Ok(typed)
+}
+
+/// Keeps the rows of `batch` whose cursor is above the bound.
+pub fn filter_batch(batch: &RecordBatch, filter: &CursorFilter) -> Result<RecordBatch> {
+    let Some(index) = batch.schema().index_of(&filter.column).ok() else {
+        return Err(Error::Config(format!(
+            "incremental cursor column \"{}\" is not in the source (columns: {})",
+            filter.column,
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let column = batch.column(index);
+    let bound = bound_as(&filter.after, column.data_type(), &filter.column)?;
+    let keep: BooleanArray = gt(column, &Scalar::new(bound))
+        .context(|| format!("comparing cursor column \"{}\"", filter.column))?;
+    filter_record_batch(batch, &keep).context(|| "filtering rows by cursor".to_string())
+}
+
+/// The highest cursor value seen so far, compared in the column's own type.
+#[derive(Debug)]
+pub struct MaxTracker {
+    column: String,
+    best: Option<ArrayRef>,
+}
+
+impl MaxTracker {
+    pub fn new(column: impl Into<String>) -> Self {
+        Self {
+            column: column.into(),
+            best: None,
+        }
+    }
+
+    /// Looks at one batch.
+    pub fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Ok(index) = batch.schema().index_of(&self.column) else {
+            return Err(Error::Config(format!(
+                "incremental cursor column \"{}\" is not in the source (columns: {})",
+                self.column,
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let column = batch.column(index);
+        if column.len() == column.null_count() {
+            return Ok(());
+        }
+        let cmp = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())
+            .context(|| format!("cursor column \"{}\" cannot be ordered", self.column))?;
+        let mut max: Option<usize> = None;
+        for i in 0..column.len() {
+            if column.is_null(i) {
+                continue;
+            }
+            if max.is_none_or(|m| cmp(i, m).is_gt()) {
+                max = Some(i);
+            }
+        }
+        let Some(m) = max else { return Ok(()) };
+        let candidate = column.slice(m, 1);
+        let better = match &self.best {
+            None => true,
+            Some(best) if best.data_type() != candidate.data_type() => true,
+            Some(best) => {
+                make_comparator(candidate.as_ref(), best.as_ref(), SortOptions::default())
+                    .context(|| format!("comparing cursor column \"{}\"", self.column))?(
+                    0, 0
+                )
+                .is_gt()
+            }
+        };
+        if better {
+            self.best = Some(candidate);
+        }
+        Ok(())
+    }
+
+    /// The highest value as text, in the form the source can parse back.
+    pub fn value(&self) -> Result<Option<String>> {
+        let Some(best) = &self.best else {
+            return Ok(None);
+        };
+        array_value_to_string(best.as_ref(), 0)
+            .context(|| format!("formatting cursor column \"{}\"", self.column))
+            .map(Some)
+    }
+}
+
+/// The later of two watermarks of the same column; the new one wins when they cannot be
+/// compared as numbers or times.
+pub fn later(old: Option<&str>, new: Option<&str>) -> Option<String> {
+    match (old, new) {
+        (None, n) => n.map(str::to_string),
+        (o, None) => o.map(str::to_string),
+        (Some(o), Some(n)) => {
+            let newer = match (o.parse::<f64>(), n.parse::<f64>()) {
+                (Ok(a), Ok(b)) => b >= a,
+                _ => match (
+                    DateTime::parse_from_rfc3339(o),
+                    DateTime::parse_from_rfc3339(n),
+                ) {
+                    (Ok(a), Ok(b)) => b >= a,
+                    _ => n >= o,
+                },
+            };
+            Some(if newer { n } else { o }.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn batch(column: ArrayRef) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "c",
+            column.data_type().clone(),
+            true,
+        )]));
+        RecordBatch::try_new(schema, vec![column]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn lookback_moves_the_bound_back() {
+        assert_eq!(
+            lower_bound(Some("100"), Some("10")).ok().flatten(),
+            Some("90".into())
+        );
+        assert_eq!(
+            lower_bound(Some("2024-01-01T02:00:00+00:00"), Some("2h"))
+                .ok()
+                .flatten(),
+            Some("2024-01-01T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            lower_bound(Some("2024-01-01 02:00:00"), Some("30m"))
+                .ok()
+                .flatten(),
+            Some("2024-01-01T01:30:00".into())
+        );
+        assert_eq!(lower_bound(None, Some("2h")).ok().flatten(), None);
+        assert!(lower_bound(Some("abc"), Some("2h")).is_err());
+    }
+
+    #[test]
+    fn filter_keeps_rows_above_the_bound_in_the_column_type() {
+        let b = batch(Arc::new(Int64Array::from(vec![
+            Some(5),
+            Some(10),
+            None,
+            Some(11),
+            Some(100),
+        ])));
+        let out = filter_batch(
+            &b,
+            &CursorFilter {
+                column: "c".into(),
+                after: "10".into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.num_rows(), 2);
+        let err = filter_batch(
+            &b,
+            &CursorFilter {
+                column: "c".into(),
+                after: "ten".into(),
+            },
+        );
+        assert!(err.is_err());
+        let missing = filter_batch(
+            &b,
+            &CursorFilter {
+                column: "x".into(),
+                after: "1".into(),
+            },
+        );
+        assert!(
+            missing
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("not in the source (columns: c)")
+        );
+    }
+
+    #[test]
+    fn max_is_tracked_across_batches_and_round_trips() {
+        let mut t = MaxTracker::new("c");
+        let ts = |v: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("+00:00"))
+        };
+        t.observe(&batch(ts(vec![Some(1_700_000_000_000_000), None])))
+            .unwrap_or_else(|e| panic!("{e}"));
+        t.observe(&batch(ts(vec![Some(1_600_000_000_000_000)])))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v = t.value().ok().flatten().unwrap_or_default();
+        assert!(v.starts_with("2023-11-14T22:13:20"), "{v}");
+        // The text parses back to the same type for the next run's filter.
+        let b = batch(ts(vec![
+            Some(1_700_000_000_000_000),
+            Some(1_700_000_000_000_001),
+        ]));
+        let out = filter_batch(
+            &b,
+            &CursorFilter {
+                column: "c".into(),
+                after: v,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.num_rows(), 1);
+    }
+
+    #[test]
+    fn later_never_goes_back() {
+        assert_eq!(later(Some("10"), Some("9")).as_deref(), Some("10"));
+        assert_eq!(later(Some("9"), Some("10")).as_deref(), Some("10"));
+        assert_eq!(later(None, Some("a")).as_deref(), Some("a"));
+        assert_eq!(
+            later(Some("2024-01-02T00:00:00Z"), Some("2024-01-01T00:00:00Z")).as_deref(),
+            Some("2024-01-02T00:00:00Z")
+        );
+    }
+}

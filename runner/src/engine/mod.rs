@@ -1,0 +1,290 @@
+//! The streaming engine: a step is `Source -> Transform* -> Sink`, each a task, joined by
+//! bounded channels of Arrow batches. Memory is bounded by bytes: sources cut batches to a
+//! byte budget, and each channel holds at most a few batches.
+
+pub mod counters;
+pub mod cursor;
+pub mod rejects;
+pub mod stream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use futures::StreamExt;
+use synqx_api::pipeline::{Destination, Source as SourceSpec, SyncStep};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use counters::{CounterSnapshot, Counters};
+pub use cursor::CursorFilter;
+pub use rejects::Rejects;
+pub use stream::{BatchStream, SchemaStream};
+
+use crate::error::{Error, Result};
+
+/// Default byte budget of one batch.
+pub const DEFAULT_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Batches a channel between two tasks holds at most.
+pub const CHANNEL_DEPTH: usize = 2;
+/// The pseudo-column of file sources that carries each file's modification time.
+pub const FILE_MODIFIED_COLUMN: &str = "_file_modified";
+
+/// What a source is asked to read.
+#[derive(Clone)]
+pub struct ReadRequest {
+    /// The source block of the step.
+    pub spec: SourceSpec,
+    /// Rows to skip, pushed down where the system can filter.
+    pub filter: Option<CursorFilter>,
+    /// Byte budget of one batch.
+    pub batch_bytes: usize,
+    /// Where bad rows go.
+    pub rejects: Rejects,
+}
+
+/// What a sink is asked to write.
+#[derive(Clone)]
+pub struct WriteRequest {
+    /// The destination block of the step.
+    pub spec: Destination,
+    /// Byte budget of one batch.
+    pub batch_bytes: usize,
+}
+
+/// What a sink wrote, once committed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Reads an asset as a stream of batches whose schema is known before the first row.
+#[async_trait]
+pub trait Source: Send + Sync {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream>;
+}
+
+/// Writes a stream into an asset and commits it as its mode promises: append adds, overwrite
+/// replaces atomically, upsert merges by primary key. Nothing is visible before the commit, so
+/// a failed or cancelled write leaves the destination as it was.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome>;
+}
+
+/// Everything a sync step needs besides its connectors.
+pub struct StepRun {
+    /// Name of the step, for messages.
+    pub step: String,
+    /// The watermark stored by the last committed run (ignored on a full refresh).
+    pub watermark: Option<String>,
+    pub counters: Arc<Counters>,
+    pub cancel: CancellationToken,
+    /// Longest time the step may take.
+    pub timeout: Option<Duration>,
+    /// Dead-letter file for `onError: skip`.
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// The result of a committed sync step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub counters: CounterSnapshot,
+    pub watermark_from: Option<String>,
+    /// The new watermark: the highest cursor committed, never lower than the old one.
+    pub watermark_to: Option<String>,
+    pub duration: Duration,
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// Runs one sync step: source, transforms and sink as tasks joined by bounded channels. The
+/// new watermark is returned only after the sink committed.
+pub async fn run_sync(
+    sync: &SyncStep,
+    source: Arc<dyn Source>,
+    sink: Arc<dyn Sink>,
+    run: StepRun,
+) -> Result<StepOutcome> {
+    let started = Instant::now();
+    let step = run.step.clone();
+    let cancel = run.cancel.clone();
+    let timeout = run.timeout;
+    let work = run_sync_inner(sync, source, sink, run);
+    let outcome = tokio::select! {
+        result = work => result,
+        () = cancel.cancelled() => Err(Error::Cancelled(format!("step \"{step}\" was cancelled before it committed; the destination is unchanged"))),
+        () = sleep_or_forever(timeout) => Err(Error::Cancelled(format!(
+            "step \"{step}\" exceeded its timeout of {}; the destination is unchanged",
+            synqx_api::duration::format_duration(timeout.unwrap_or_default())
+        ))),
+    };
+    outcome.map(|mut o| {
+        o.duration = started.elapsed();
+        o
+    })
+}
+
+async fn sleep_or_forever(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_sync_inner(
+    sync: &SyncStep,
+    source: Arc<dyn Source>,
+    sink: Arc<dyn Sink>,
+    run: StepRun,
+) -> Result<StepOutcome> {
+    let batch_bytes = match sync.batch_size.as_deref() {
+        Some(text) => synqx_api::duration::parse_bytes(text).map_err(Error::Config)? as usize,
+        None => DEFAULT_BATCH_BYTES,
+    };
+    let incremental = sync.source.incremental.as_ref();
+    let watermark_from = incremental.and(run.watermark.clone());
+    let filter = match incremental {
+        Some(inc) => {
+            let initial = watermark_from.clone().or_else(|| inc.initial.clone());
+            let after = match (&watermark_from, initial) {
+                (Some(_), _) => {
+                    cursor::lower_bound(watermark_from.as_deref(), inc.lookback.as_deref())?
+                }
+                (None, initial) => initial,
+            };
+            after.map(|after| CursorFilter {
+                column: inc.cursor.clone(),
+                after,
+            })
+        }
+        None => None,
+    };
+    let rejects = Rejects::new(
+        sync.on_error.unwrap_or_default(),
+        run.dead_letter.clone(),
+        run.counters.clone(),
+    );
+    let request = ReadRequest {
+        spec: sync.source.clone(),
+        filter,
+        batch_bytes,
+        rejects: rejects.clone(),
+    };
+    let input = source.read(&request).await?;
+
+    // Source task: count, track the cursor, drop pseudo-columns, hand batches on.
+    let mut tracker = incremental.map(|inc| cursor::MaxTracker::new(inc.cursor.clone()));
+    let drop_modified = incremental.is_some_and(|i| i.cursor == FILE_MODIFIED_COLUMN);
+    let schema = if drop_modified {
+        without_column(&input.schema, FILE_MODIFIED_COLUMN)
+    } else {
+        input.schema.clone()
+    };
+    let counters = run.counters.clone();
+    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
+    let mut stream = input.stream;
+    let tracked = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let item = item.and_then(|batch| {
+                Counters::add(&counters.rows_read, batch.num_rows() as u64);
+                Counters::add(&counters.bytes_read, batch.get_array_memory_size() as u64);
+                Counters::add(&counters.batches, 1);
+                if let Some(t) = tracker.as_mut() {
+                    t.observe(&batch)?;
+                }
+                if drop_modified {
+                    drop_column(&batch, FILE_MODIFIED_COLUMN)
+                } else {
+                    Ok(batch)
+                }
+            });
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        tracker.map(|t| t.value()).transpose().map(Option::flatten)
+    });
+    let from_source = SchemaStream::new(schema, receiver_stream(rx));
+
+    // Transform task, then the sink drains the last channel and commits.
+    let transformed = crate::transforms::apply(&sync.transforms, from_source, &run.step).await?;
+    let (tx2, rx2) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
+    let out_schema = transformed.schema.clone();
+    let mut tstream = transformed.stream;
+    let transform_task = tokio::spawn(async move {
+        while let Some(item) = tstream.next().await {
+            let failed = item.is_err();
+            if tx2.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let write = WriteRequest {
+        spec: sync.destination.clone(),
+        batch_bytes,
+    };
+    let written = sink
+        .write(
+            &write,
+            SchemaStream::new(out_schema, receiver_stream(rx2)),
+            &run.counters,
+        )
+        .await;
+    let max_seen = tracked.await.map_err(|e| {
+        Error::Config(format!("source task of step \"{}\" failed: {e}", run.step))
+    })??;
+    let _ = transform_task.await;
+    let written = written?;
+    let mut counters = run.counters.snapshot();
+    counters.rows_written = written.rows;
+    counters.bytes_written = written.bytes;
+    Ok(StepOutcome {
+        counters,
+        watermark_to: cursor::later(watermark_from.as_deref(), max_seen.as_deref()),
+        watermark_from,
+        duration: Duration::ZERO,
+        dead_letter: rejects.dead_letter_path(),
+    })
+}
+
+fn receiver_stream(
+    mut rx: mpsc::Receiver<Result<RecordBatch>>,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn without_column(schema: &arrow::datatypes::SchemaRef, name: &str) -> arrow::datatypes::SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != name)
+        .cloned()
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
+fn drop_column(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
+    match batch.schema().index_of(name) {
+        Ok(i) => {
+            let mut b = batch.clone();
+            b.remove_column(i);
+            Ok(b)
+        }
+        Err(_) => Ok(batch.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+//! The engine with in-memory sources and sinks: channel flow, counters, watermarks that move
+//! only after a commit, cancellation and timeouts.
+
+use std::sync::Mutex;
+
+use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use synqx_api::pipeline::{Asset, Incremental, SyncStep, Transform};
+
+use super::*;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("status", DataType::Utf8, true),
+    ]))
+}
+
+fn batch(ids: &[i64]) -> RecordBatch {
+    let status: Vec<&str> = ids
+        .iter()
+        .map(|i| if i % 2 == 0 { "even" } else { "odd" })
+        .collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(status)),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Serves fixed batches, applying the pushed-down filter like a real source would.
+struct Memory {
+    batches: Vec<RecordBatch>,
+    fail_after: Option<usize>,
+    seen_filter: Mutex<Option<CursorFilter>>,
+}
+
+#[async_trait]
+impl Source for Memory {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        *self.seen_filter.lock().unwrap_or_else(|e| e.into_inner()) = request.filter.clone();
+        let mut items: Vec<Result<RecordBatch>> = Vec::new();
+        for (i, b) in self.batches.iter().enumerate() {
+            if self.fail_after == Some(i) {
+                items.push(Err(Error::BadRow(
+                    "memory: row 3: column \"id\": broken".into(),
+                )));
+                break;
+            }
+            items.push(match &request.filter {
+                Some(f) => cursor::filter_batch(b, f),
+                None => Ok(b.clone()),
+            });
+        }
+        Ok(SchemaStream::new(schema(), futures::stream::iter(items)))
+    }
+}
+
+/// Collects rows and "commits" them only when the whole stream was read.
+#[derive(Default)]
+struct Collect {
+    committed: Mutex<Vec<i64>>,
+    delay: Option<Duration>,
+}
+
+#[async_trait]
+impl Sink for Collect {
+    async fn write(
+        &self,
+        _request: &WriteRequest,
+        mut input: SchemaStream,
+        _counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        let mut pending = Vec::new();
+        while let Some(b) = input.stream.next().await {
+            let b = b?;
+            if let Some(d) = self.delay {
+                tokio::time::sleep(d).await;
+            }
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .map(|a| a.values().to_vec())
+                .unwrap_or_default();
+            pending.extend(ids);
+        }
+        let rows = pending.len() as u64;
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(pending);
+        Ok(WriteOutcome {
+            rows,
+            bytes: rows * 8,
+        })
+    }
+}
+
+fn step(incremental: bool, transforms: Vec<Transform>) -> SyncStep {
+    let mut s = SyncStep::default();
+    s.source.asset = Asset {
+        name: None,
+        fqn: "t".into(),
+    };
+    s.source.incremental = incremental.then(|| Incremental {
+        cursor: "id".into(),
+        ..Default::default()
+    });
+    s.transforms = transforms;
+    s
+}
+
+fn run_of(watermark: Option<&str>) -> StepRun {
+    StepRun {
+        step: "s".into(),
+        watermark: watermark.map(str::to_string),
+        counters: Arc::new(Counters::default()),
+        cancel: CancellationToken::new(),
+        timeout: None,
+        dead_letter: None,
+    }
+}
+
+fn memory(batches: Vec<RecordBatch>, fail_after: Option<usize>) -> Arc<Memory> {
+    Arc::new(Memory {
+        batches,
+        fail_after,
+        seen_filter: Mutex::new(None),
+    })
+}
+
+#[tokio::test]
+async fn rows_flow_through_transforms_into_the_sink() {
+    let sink = Arc::new(Collect::default());
+    let filter = Transform {
+        filter: Some("status = 'even'".into()),
+        ..Default::default()
+    };
+    let out = run_sync(
+        &step(false, vec![filter]),
+        memory(vec![batch(&[1, 2, 3]), batch(&[4, 5])], None),
+        sink.clone(),
+        run_of(None),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        *sink.committed.lock().unwrap_or_else(|e| e.into_inner()),
+        vec![2, 4]
+    );
+    assert_eq!(out.counters.rows_read, 5);
+    assert_eq!(out.counters.rows_written, 2);
+    assert_eq!(out.counters.batches, 2);
+    assert_eq!(out.watermark_to, None);
+}
+
+#[tokio::test]
+async fn the_watermark_is_the_highest_cursor_and_is_pushed_down_next_time() {
+    let source = memory(vec![batch(&[3, 9, 4]), batch(&[7])], None);
+    let first = run_sync(
+        &step(true, vec![]),
+        source.clone(),
+        Arc::new(Collect::default()),
+        run_of(None),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.watermark_to.as_deref(), Some("9"));
+    let sink = Arc::new(Collect::default());
+    let second = run_sync(
+        &step(true, vec![]),
+        source.clone(),
+        sink.clone(),
+        run_of(Some("7")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        *source.seen_filter.lock().unwrap_or_else(|e| e.into_inner()),
+        Some(CursorFilter {
+            column: "id".into(),
+            after: "7".into()
+        })
+    );
+    assert_eq!(
+        *sink.committed.lock().unwrap_or_else(|e| e.into_inner()),
+        vec![9]
+    );
+    assert_eq!(
+        (
+            second.watermark_from.as_deref(),
+            second.watermark_to.as_deref()
+        ),
+        (Some("7"), Some("9"))
+    );
+    // Nothing new: the watermark stays where it was.
+    let third = run_sync(
+        &step(true, vec![]),
+        source,
+        Arc::new(Collect::default()),
+        run_of(Some("9")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(third.counters.rows_read, 0);
+    assert_eq!(third.watermark_to.as_deref(), Some("9"));
+}
+
+#[tokio::test]
+async fn a_failing_source_commits_nothing_and_returns_no_watermark() {
+    let sink = Arc::new(Collect::default());
+    let err = run_sync(
+        &step(true, vec![]),
+        memory(vec![batch(&[1]), batch(&[2])], Some(1)),
+        sink.clone(),
+        run_of(None),
+    )
+    .await;
+    assert_eq!(
+        err.err().map(|e| e.to_string()).as_deref(),
+        Some("memory: row 3: column \"id\": broken")
+    );
+    assert!(
+        sink.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn cancellation_and_timeout_stop_before_the_commit() {
+    let slow = || {
+        Arc::new(Collect {
+            delay: Some(Duration::from_millis(200)),
+            ..Default::default()
+        })
+    };
+    let sink = slow();
+    let mut run = run_of(None);
+    let cancel = run.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+    });
+    run.step = "slow".into();
+    let err = run_sync(
+        &step(false, vec![]),
+        memory(vec![batch(&[1]), batch(&[2])], None),
+        sink.clone(),
+        run,
+    )
+    .await;
+    assert!(matches!(err, Err(Error::Cancelled(_))));
+    assert!(
+        sink.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    );
+
+    let sink = slow();
+    let mut run = run_of(None);
+    run.timeout = Some(Duration::from_millis(50));
+    let err = run_sync(
+        &step(false, vec![]),
+        memory(vec![batch(&[1]), batch(&[2])], None),
+        sink.clone(),
+        run,
+    )
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("exceeded its timeout of 50ms"), "{err}");
+    assert!(
+        sink.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_initial_watermark_applies_to_the_first_run_only() {
+    let source = memory(vec![batch(&[1, 5, 10])], None);
+    let mut s = step(true, vec![]);
+    if let Some(inc) = s.source.incremental.as_mut() {
+        inc.initial = Some("4".into());
+    }
+    let out = run_sync(
+        &s,
+        source.clone(),
+        Arc::new(Collect::default()),
+        run_of(None),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.counters.rows_read, 2);
+    assert_eq!(out.watermark_from, None);
+    assert_eq!(out.watermark_to.as_deref(), Some("10"));
+}

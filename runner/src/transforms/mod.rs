@@ -1,0 +1,231 @@
+//! Transforms, planned and run by Apache DataFusion over the step's stream. Projections,
+//! filters and derived columns stay streaming (one batch in, one batch out); only a `sql`
+//! transform that needs it (ORDER BY, GROUP BY, joins) holds more.
+
+mod input;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::common::DataFusionError;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::cast;
+use datafusion::prelude::{SessionConfig, SessionContext, ident};
+use futures::StreamExt;
+use synqx_api::pipeline::Transform;
+
+use crate::engine::SchemaStream;
+use crate::error::{Error, Result};
+use crate::types::parse_arrow;
+
+/// The name a `sql` transform reads its input from.
+pub const INPUT_TABLE: &str = "input";
+
+/// Applies the transforms in order. Planning errors (unknown column, an expression that does
+/// not parse) are reported here, before any row moves, naming the step and the transform.
+pub async fn apply(
+    transforms: &[Transform],
+    input: SchemaStream,
+    step: &str,
+) -> Result<SchemaStream> {
+    if transforms.is_empty() {
+        return Ok(input);
+    }
+    let ctx = session();
+    let table = input::single_use_table(input).map_err(|e| planning(step, None, e))?;
+    let mut df = ctx.read_table(table).map_err(|e| planning(step, None, e))?;
+    for (i, t) in transforms.iter().enumerate() {
+        df = apply_one(&ctx, df, t).await.map_err(|e| match e {
+            Problem::Column(message) => Error::Transform(format!(
+                "step \"{step}\": transforms[{i}] ({}): {message}",
+                t.kind_name()
+            )),
+            Problem::DataFusion(e) => planning(step, Some((i, t)), e),
+        })?;
+    }
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| planning(step, None, e))?;
+    let step = step.to_string();
+    Ok(SchemaStream::new(
+        schema,
+        stream.map(move |item| item.map_err(|e| running(&step, e))),
+    ))
+}
+
+/// One DataFusion session per step: a single partition keeps row order and memory flat, and
+/// identifiers keep their case so `Customer_ID` means the column of that name.
+fn session() -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(false);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    SessionContext::new_with_config(config)
+}
+
+enum Problem {
+    Column(String),
+    DataFusion(DataFusionError),
+}
+
+impl From<DataFusionError> for Problem {
+    fn from(e: DataFusionError) -> Self {
+        Self::DataFusion(e)
+    }
+}
+
+fn columns(df: &DataFrame) -> Vec<String> {
+    df.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+/// Every named column must exist: DataFusion would drop unknown ones from `drop` silently.
+fn require(df: &DataFrame, wanted: &[&String]) -> Result<(), Problem> {
+    let have: BTreeSet<String> = columns(df).into_iter().collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !have.contains(w.as_str()))
+        .map(|w| w.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Problem::Column(format!(
+        "column{} {} not found (columns: {})",
+        if missing.len() == 1 { "" } else { "s" },
+        missing
+            .iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        columns(df).join(", ")
+    )))
+}
+
+async fn apply_one(
+    ctx: &SessionContext,
+    df: DataFrame,
+    t: &Transform,
+) -> Result<DataFrame, Problem> {
+    if let Some(list) = &t.select {
+        require(&df, &list.iter().collect::<Vec<_>>())?;
+        let names: Vec<&str> = list.iter().map(String::as_str).collect();
+        return Ok(df.select(names.iter().map(|n| ident(*n)).collect::<Vec<_>>())?);
+    }
+    if let Some(list) = &t.drop {
+        require(&df, &list.iter().collect::<Vec<_>>())?;
+        let keep: Vec<_> = columns(&df)
+            .into_iter()
+            .filter(|c| !list.contains(c))
+            .map(ident)
+            .collect();
+        return Ok(df.select(keep)?);
+    }
+    if let Some(map) = &t.rename {
+        require(&df, &map.keys().collect::<Vec<_>>())?;
+        let exprs: Vec<_> = columns(&df)
+            .into_iter()
+            .map(|c| match map.get(&c) {
+                Some(new) => ident(c).alias(new),
+                None => ident(c),
+            })
+            .collect();
+        return Ok(df.select(exprs)?);
+    }
+    if let Some(map) = &t.cast {
+        require(&df, &map.keys().collect::<Vec<_>>())?;
+        let mut exprs = Vec::new();
+        for c in columns(&df) {
+            match map.get(&c) {
+                Some(type_name) => {
+                    let to = parse_arrow(type_name)
+                        .map_err(|e| Problem::Column(format!("column \"{c}\": {e}")))?;
+                    exprs.push(cast(ident(c.clone()), to).alias(c));
+                }
+                None => exprs.push(ident(c)),
+            }
+        }
+        return Ok(df.select(exprs)?);
+    }
+    if let Some(expr) = &t.filter {
+        let predicate = df.parse_sql_expr(expr)?;
+        return Ok(df.filter(predicate)?);
+    }
+    if let Some(map) = &t.derive {
+        let mut df = df;
+        for (name, expr) in map {
+            let e = df.parse_sql_expr(expr)?;
+            df = df.with_column(name, e)?;
+        }
+        return Ok(df);
+    }
+    if let Some(list) = &t.hash {
+        require(&df, &list.iter().collect::<Vec<_>>())?;
+        let mut exprs = Vec::new();
+        for c in columns(&df) {
+            if list.contains(&c) {
+                let quoted = c.replace('"', "\"\"");
+                let sql = format!("encode(sha256(CAST(\"{quoted}\" AS VARCHAR)), 'hex')");
+                exprs.push(df.parse_sql_expr(&sql)?.alias(c));
+            } else {
+                exprs.push(ident(c));
+            }
+        }
+        return Ok(df.select(exprs)?);
+    }
+    if let Some(query) = &t.sql {
+        ctx.deregister_table(INPUT_TABLE)?;
+        ctx.register_table(INPUT_TABLE, df.into_view())?;
+        return Ok(ctx.sql(query).await?);
+    }
+    Err(Problem::Column(
+        "empty transform: set one of select, drop, rename, cast, filter, derive, hash or sql"
+            .into(),
+    ))
+}
+
+/// A planning error, with the step and the transform it came from.
+fn planning(step: &str, at: Option<(usize, &Transform)>, e: DataFusionError) -> Error {
+    if let Some(ours) = ours(&e) {
+        return ours;
+    }
+    let message = first_line(&e);
+    match at {
+        Some((i, t)) => Error::Transform(format!(
+            "step \"{step}\": transforms[{i}] ({}): {message}",
+            t.kind_name()
+        )),
+        None => Error::Transform(format!("step \"{step}\": transforms: {message}")),
+    }
+}
+
+/// An error while rows flow: our own errors (from the source) pass through unchanged.
+fn running(step: &str, e: DataFusionError) -> Error {
+    ours(&e).unwrap_or_else(|| {
+        Error::Transform(format!("step \"{step}\": transforms: {}", first_line(&e)))
+    })
+}
+
+/// Our error, when DataFusion only carried it from the input stream.
+fn ours(e: &DataFusionError) -> Option<Error> {
+    match e {
+        DataFusionError::External(inner) => inner
+            .downcast_ref::<input::Carried>()
+            .map(input::Carried::take),
+        DataFusionError::Context(_, inner) => ours(inner),
+        _ => None,
+    }
+}
+
+fn first_line(e: &DataFusionError) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests;

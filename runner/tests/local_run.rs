@@ -1,0 +1,264 @@
+//! `synqx run` end to end on the quickstart: files through transforms into Parquet and SQLite,
+//! incremental runs, state commands and failure semantics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::Connection;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn synqx(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synqx"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            if entry.file_name() != "out" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+/// A private copy of the quickstart, so runs do not touch the checkout.
+fn quickstart() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    copy_dir(&root().join("examples/quickstart"), dir.path());
+    dir
+}
+
+/// Rows of an orders CSV whose status is not `test`.
+fn kept_orders(path: &Path) -> i64 {
+    let csv = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    csv.lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(2) != Some("test"))
+        .count() as i64
+}
+
+fn query(db: &Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+}
+
+/// The summary line of one step: `name  status  rows-read  rows-written …`.
+fn step_line<'a>(out: &'a str, step: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_quickstart_runs_incrementally() {
+    let dir = quickstart();
+    let d = dir.path();
+    let db = d.join("out/warehouse.db");
+    let expected = kept_orders(&d.join("data/orders/orders-2024-01.csv"))
+        + kept_orders(&d.join("data/orders/orders-2024-02.csv"));
+
+    let first = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
+    let out = text(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(out.contains("Pipeline quickstart run "), "{out}");
+    assert_eq!(
+        step_line(&out, "orders-to-lake")[1..4],
+        ["Succeeded", "5,000", &group(expected)],
+        "{out}"
+    );
+    assert_eq!(query(&db, "SELECT count(*) FROM orders"), expected);
+    assert_eq!(query(&db, "SELECT count(*) FROM customers"), 500);
+    assert_eq!(
+        query(
+            &db,
+            "SELECT count(*) FROM customers WHERE length(email) = 64"
+        ),
+        500,
+        "e-mails are hashed"
+    );
+    assert!(query(&db, "SELECT count(*) FROM daily_revenue") > 0);
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM orders WHERE status = 'test'"),
+        0
+    );
+    let parts = std::fs::read_dir(d.join("out/lake/orders"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert!(parts >= 1, "no Parquet part written");
+
+    // Nothing new: no rows move, the watermark stays.
+    let second = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
+    let out = text(&second);
+    assert!(second.status.success(), "{out}");
+    assert_eq!(
+        step_line(&out, "orders-to-lake")[1..4],
+        ["Succeeded", "0", "0"],
+        "{out}"
+    );
+    assert_eq!(
+        step_line(&out, "orders-to-warehouse")[1..4],
+        ["Succeeded", "0", "0"],
+        "{out}"
+    );
+
+    // A new month arrives: only its rows move.
+    std::fs::copy(
+        d.join("extra/orders-2024-03.csv"),
+        d.join("data/orders/orders-2024-03.csv"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let more = kept_orders(&d.join("extra/orders-2024-03.csv"));
+    let third = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
+    let out = text(&third);
+    assert!(third.status.success(), "{out}");
+    assert_eq!(
+        step_line(&out, "orders-to-lake")[1..4],
+        ["Succeeded", "1,000", &group(more)],
+        "{out}"
+    );
+    assert_eq!(query(&db, "SELECT count(*) FROM orders"), expected + more);
+
+    // The state shows the watermarks; a reset makes the next run read everything again, and
+    // the upsert keeps the warehouse exact.
+    let shown = text(&synqx(d, &["state", "show", "--state", "state"]));
+    assert!(
+        shown.contains("quickstart/orders-to-lake: 2024-03-"),
+        "{shown}"
+    );
+    let reset = synqx(
+        d,
+        &[
+            "state",
+            "reset",
+            "--pipeline",
+            "quickstart",
+            "--step",
+            "orders-to-lake",
+            "--state",
+            "state",
+        ],
+    );
+    assert!(
+        text(&reset).contains("removed 1 watermark"),
+        "{}",
+        text(&reset)
+    );
+    let fourth = synqx(
+        d,
+        &[
+            "run",
+            "pipeline.yaml",
+            "--state",
+            "state",
+            "--step",
+            "orders-to-lake",
+        ],
+    );
+    let out = text(&fourth);
+    assert_eq!(
+        step_line(&out, "orders-to-lake")[1..3],
+        ["Succeeded", "6,000"],
+        "{out}"
+    );
+    assert_eq!(
+        step_line(&out, "orders-to-warehouse"),
+        Vec::<&str>::new(),
+        "only the chosen step runs: {out}"
+    );
+}
+
+fn group(n: i64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn a_failed_step_stops_the_run_and_keeps_the_watermark() {
+    let dir = quickstart();
+    let d = dir.path();
+    let yaml = std::fs::read_to_string(d.join("pipeline.yaml")).unwrap_or_default();
+    let broken = yaml.replace("- rename: {total: amount}", "- rename: {totl: amount}");
+    assert_ne!(yaml, broken);
+    std::fs::write(d.join("broken.yaml"), broken).unwrap_or_else(|e| panic!("{e}"));
+    let run = synqx(d, &["run", "broken.yaml", "--state", "state"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert_eq!(step_line(&out, "orders-to-lake")[1], "Failed", "{out}");
+    assert_eq!(
+        step_line(&out, "orders-to-warehouse")[1],
+        "Skipped",
+        "{out}"
+    );
+    assert_eq!(step_line(&out, "daily-revenue")[1], "Skipped", "{out}");
+    assert!(
+        out.contains("step \"orders-to-lake\": transforms[1] (rename): column \"totl\" not found"),
+        "{out}"
+    );
+    let shown = text(&synqx(d, &["state", "show", "--state", "state"]));
+    assert!(
+        !shown.contains("quickstart/orders-to-lake:"),
+        "a failed step moved its watermark: {shown}"
+    );
+}
+
+#[test]
+fn invalid_files_run_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = synqx(
+        dir.path(),
+        &[
+            "run",
+            &root()
+                .join("examples/invalid/06-cycle.yaml")
+                .display()
+                .to_string(),
+            "--state",
+            "state",
+        ],
+    );
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(out.contains("dependency cycle: a -> b -> c -> a"), "{out}");
+    assert!(out.contains("nothing ran"), "{out}");
+    assert!(!dir.path().join("state").exists());
+}
