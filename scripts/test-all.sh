@@ -18,6 +18,15 @@ for component in rustfmt clippy; do
   fi
 done
 
+step "test servers"
+# moto's server mode is the local S3 the S3 connector's tests start on loopback.
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
+  # pyenv puts new console scripts on PATH only after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+command -v moto_server
+
 step "format"
 cargo fmt --all -- --check
 

@@ -262,3 +262,200 @@ fn invalid_files_run_nothing() {
     assert!(out.contains("nothing ran"), "{out}");
     assert!(!dir.path().join("state").exists());
 }
+
+/// A pipeline of two independent branches where one fails, under a given onFailure.
+fn branches(on_failure: &str) -> String {
+    format!(
+        r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: inbox}}
+spec: {{filesystem: {{path: ./data}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: db}}
+spec: {{sqlite: {{path: ./out/db.sqlite}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: branches}}
+spec:
+  parallelism: 1
+  onFailure: {on_failure}
+  steps:
+    - name: broken
+      sync:
+        source: {{connection: inbox, asset: {{fqn: customers.csv}}}}
+        transforms: [{{select: [no_such_column]}}]
+        destination: {{connection: db, asset: {{fqn: broken}}}}
+    - name: after-broken
+      dependsOn: [broken]
+      sql: {{connection: db, statements: ["SELECT 1"]}}
+    - name: healthy
+      sync:
+        source: {{connection: inbox, asset: {{fqn: customers.csv}}}}
+        destination: {{connection: db, asset: {{fqn: customers}}, mode: overwrite}}
+    - name: after-healthy
+      dependsOn: [healthy]
+      sql: {{connection: db, statements: ["CREATE TABLE IF NOT EXISTS done AS SELECT count(*) AS n FROM customers"]}}
+"#
+    )
+}
+
+#[test]
+fn on_failure_continue_finishes_independent_branches() {
+    let dir = quickstart();
+    let d = dir.path();
+    std::fs::write(d.join("continue.yaml"), branches("Continue")).unwrap_or_else(|e| panic!("{e}"));
+    let run = synqx(d, &["run", "continue.yaml", "--state", "state"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert_eq!(step_line(&out, "broken")[1], "Failed", "{out}");
+    assert_eq!(step_line(&out, "after-broken")[1], "Skipped", "{out}");
+    assert_eq!(step_line(&out, "healthy")[1], "Succeeded", "{out}");
+    assert_eq!(step_line(&out, "after-healthy")[1], "Succeeded", "{out}");
+    assert_eq!(query(&d.join("out/db.sqlite"), "SELECT n FROM done"), 500);
+
+    // Stop: after the failure nothing new starts, even on the other branch.
+    std::fs::write(d.join("stop.yaml"), branches("Stop")).unwrap_or_else(|e| panic!("{e}"));
+    let run = synqx(d, &["run", "stop.yaml", "--state", "state2"]);
+    let out = text(&run);
+    assert_eq!(step_line(&out, "broken")[1], "Failed", "{out}");
+    assert_eq!(step_line(&out, "healthy")[1], "Skipped", "{out}");
+    assert!(
+        out.contains("not started: an earlier step failed (onFailure: Stop)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn full_refresh_and_state_set_move_the_starting_point() {
+    let dir = quickstart();
+    let d = dir.path();
+    let first = synqx(
+        d,
+        &[
+            "run",
+            "pipeline.yaml",
+            "--state",
+            "state",
+            "--step",
+            "orders-to-lake",
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    let again = text(&synqx(
+        d,
+        &[
+            "run",
+            "pipeline.yaml",
+            "--state",
+            "state",
+            "--step",
+            "orders-to-lake",
+            "--full-refresh",
+        ],
+    ));
+    assert_eq!(
+        step_line(&again, "orders-to-lake")[1..3],
+        ["Succeeded", "5,000"],
+        "{again}"
+    );
+    // Set the watermark to the end of January: only February's rows are read.
+    let set = synqx(
+        d,
+        &[
+            "state",
+            "set",
+            "--pipeline",
+            "quickstart",
+            "--step",
+            "orders-to-lake",
+            "--watermark",
+            "2024-02-01T00:00:00Z",
+            "--state",
+            "state",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let feb = text(&synqx(
+        d,
+        &[
+            "run",
+            "pipeline.yaml",
+            "--state",
+            "state",
+            "--step",
+            "orders-to-lake",
+        ],
+    ));
+    let csv = std::fs::read_to_string(d.join("data/orders/orders-2024-02.csv")).unwrap_or_default();
+    let expected = csv
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split(',')
+                .nth(6)
+                .is_some_and(|u| u > "2024-02-01T00:00:00Z")
+        })
+        .count() as i64;
+    assert_eq!(
+        step_line(&feb, "orders-to-lake")[1..3],
+        ["Succeeded", &group(expected)],
+        "{feb}"
+    );
+}
+
+#[test]
+fn a_run_killed_mid_overwrite_leaves_the_old_table() {
+    let dir = quickstart();
+    let d = dir.path();
+    // A large input so the load is still running when the process is killed.
+    let mut big = String::from("id,payload\n");
+    for i in 0..400_000 {
+        big.push_str(&format!("{i},row-{i}-{}\n", "x".repeat(40)));
+    }
+    std::fs::write(d.join("data/big.csv"), big).unwrap_or_else(|e| panic!("{e}"));
+    let yaml = |mode: &str, fqn: &str| {
+        format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: inbox}}\nspec: {{filesystem: {{path: ./data}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db}}\nspec: {{sqlite: {{path: ./out/db.sqlite}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: big}}\nspec:\n  steps:\n    - name: load\n      sync:\n        source: {{connection: inbox, asset: {{fqn: {fqn}}}}}\n        destination: {{connection: db, asset: {{fqn: t}}, mode: {mode}}}\n"
+        )
+    };
+    std::fs::write(d.join("small.yaml"), yaml("overwrite", "customers.csv"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = synqx(d, &["run", "small.yaml", "--state", "state"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let db = d.join("out/db.sqlite");
+    assert_eq!(query(&db, "SELECT count(*) FROM t"), 500);
+
+    std::fs::write(d.join("big.yaml"), yaml("overwrite", "big.csv"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synqx"))
+        .args(["run", "big.yaml", "--state", "state"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let finished_early = child.try_wait().ok().flatten().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !finished_early,
+        "the load finished before it could be killed; make the input larger"
+    );
+    // Killed mid-load: the old table is intact, nothing half-written shows.
+    assert_eq!(query(&db, "SELECT count(*) FROM t"), 500);
+    assert_eq!(
+        query(
+            &db,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '%synqx_new%'"
+        ),
+        0
+    );
+    // And a complete run replaces it.
+    let full = synqx(d, &["run", "big.yaml", "--state", "state"]);
+    assert!(full.status.success(), "{}", text(&full));
+    assert_eq!(query(&db, "SELECT count(*) FROM t"), 400_000);
+}

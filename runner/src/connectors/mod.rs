@@ -4,6 +4,7 @@
 
 pub mod filesystem;
 pub mod formats;
+pub mod s3;
 pub mod sql_step;
 pub mod sqlite;
 
@@ -49,7 +50,7 @@ impl ConnectionRef<'_> {
 
     fn not_available(&self, kind: ConnectorKind, role: &str) -> Error {
         Error::Config(format!(
-            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: filesystem, sqlite)",
+            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: filesystem, s3, sqlite)",
             self.name
         ))
     }
@@ -59,6 +60,7 @@ impl ConnectionRef<'_> {
 pub fn source(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Source>> {
     match conn.kind()? {
         ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSource::new(conn)?)),
+        ConnectorKind::S3 => Ok(Arc::new(s3::S3Source::new(conn)?)),
         ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSource::new(conn)?)),
         other => Err(conn.not_available(other, "source")),
     }
@@ -68,6 +70,7 @@ pub fn source(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Source>> {
 pub fn sink(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Sink>> {
     match conn.kind()? {
         ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSink::new(conn)?)),
+        ConnectorKind::S3 => Ok(Arc::new(s3::S3Sink::new(conn)?)),
         ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSink::new(conn)?)),
         other => Err(conn.not_available(other, "destination")),
     }

@@ -4,21 +4,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use chrono::Utc;
 
 use crate::engine::WriteOutcome;
 use crate::error::{Context, Error, Result};
-
-/// An id for the files of one write: it sorts in the order writes started (so part files
-/// list in the order they were appended), and differs between processes and between the
-/// writes of one process.
-pub(super) fn write_id() -> String {
-    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-    let salt = std::process::id().rotate_left(16) ^ SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{salt:08x}", Utc::now().format("%Y%m%dT%H%M%S%6fZ"))
-}
 
 /// Paths removed (files, or folders with their content) when dropped, unless released.
 #[derive(Debug, Default)]
@@ -253,10 +241,5 @@ mod tests {
         );
         assert!(!t1.exists() && !s1.exists() && !s2.exists());
         assert_eq!(read(&t2), "existing");
-    }
-
-    #[test]
-    fn write_ids_differ() {
-        assert_ne!(write_id(), write_id());
     }
 }

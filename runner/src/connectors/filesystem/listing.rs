@@ -2,22 +2,11 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-use synqx_api::pipeline::FileFormat;
+use std::path::Path;
 
 use crate::connectors::formats::Selection;
+use crate::connectors::formats::read::Listed;
 use crate::error::{Context, Result};
-
-/// One selected file.
-#[derive(Clone, Debug)]
-pub(super) struct Listed {
-    /// Path relative to the root, `/`-separated: the name in messages.
-    pub(super) name: String,
-    pub(super) path: PathBuf,
-    pub(super) modified: SystemTime,
-}
 
 /// The files selected, sorted by path, and whether the FQN named a single file (whose
 /// extension then does not have to match the format).
@@ -33,8 +22,8 @@ pub(super) fn list(root: &Path, selection: &Selection) -> Result<(Vec<Listed>, b
                 return Ok((
                     vec![Listed {
                         name: name.clone(),
-                        path,
                         modified,
+                        size: meta.len(),
                     }],
                     true,
                 ));
@@ -95,38 +84,20 @@ fn walk(dir: &Path, prefix: &str, selection: &Selection, out: &mut Vec<Listed>) 
                 .context(|| format!("reading the modification time of {}", path.display()))?;
             out.push(Listed {
                 name,
-                path,
                 modified,
+                size: meta.len(),
             });
         }
     }
     Ok(())
 }
 
-/// The one format of the listed files' extensions, for a folder read without `format`.
-pub(super) fn common_format(files: &[Listed]) -> std::result::Result<FileFormat, String> {
-    let mut found: Vec<FileFormat> = files
-        .iter()
-        .filter_map(|f| FileFormat::from_path(&f.name))
-        .collect();
-    found.sort_by_key(|f| f.to_string());
-    found.dedup();
-    match found.as_slice() {
-        [one] => Ok(*one),
-        [] => Err("no file has a csv, jsonl or parquet extension".into()),
-        many => Err(format!(
-            "the files have several formats ({})",
-            many.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use synqx_api::pipeline::FileFormat;
+
     use super::*;
+    use crate::connectors::formats::read::common_format;
 
     #[test]
     fn folders_and_globs_list_sorted_visible_files() {

@@ -3,7 +3,6 @@
 //! (see `formats`); writes are staged under hidden names and committed by renames.
 
 mod commit;
-mod evolution;
 mod listing;
 mod sink;
 mod source;
@@ -68,11 +67,6 @@ impl Sink for FilesystemSink {
     ) -> Result<WriteOutcome> {
         sink::write(self.root.clone(), request, input, counters).await
     }
-}
-
-/// A blocking task that panicked or was cancelled by the runtime shutting down.
-fn task_failed(e: tokio::task::JoinError) -> Error {
-    Error::io("file I/O task", std::io::Error::other(e.to_string()))
 }
 
 #[cfg(test)]

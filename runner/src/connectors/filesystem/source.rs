@@ -1,33 +1,20 @@
-//! Reading the files an FQN selects as one stream: the schema is inferred on a blocking
-//! thread before the stream is returned, then another blocking thread decodes file after
-//! file into a bounded channel, so neither parsing nor I/O runs on the async runtime and at
-//! most a channel's worth of batches is in memory.
+//! Reading the files an FQN selects below the connection's root: this lists and opens them;
+//! `formats::read` does the rest, as for every file store.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{RecordBatch, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use synqx_api::pipeline::FileFormat;
-use tokio::sync::mpsc;
-
-use super::listing::{Listed, common_format, list};
-use super::task_failed;
-use crate::connectors::formats::infer::{UTC, column_list};
-use crate::connectors::formats::scan::{self, Opener, ReadSpec};
-use crate::connectors::formats::{CsvSettings, Selection, batching, format_of};
-use crate::engine::cursor::filter_batch;
-use crate::engine::{
-    CHANNEL_DEPTH, CursorFilter, FILE_MODIFIED_COLUMN, ReadRequest, Rejects, SchemaStream,
-};
-use crate::error::{Context, Error, Result};
+use super::listing::list;
+use crate::connectors::formats::Selection;
+use crate::connectors::formats::read::{self, task_failed};
+use crate::connectors::formats::scan::Opener;
+use crate::engine::{ReadRequest, SchemaStream};
+use crate::error::{Context, Result};
 
 /// Opens files below the connection's root.
-struct DirOpener {
-    root: PathBuf,
+pub(super) struct DirOpener {
+    pub(super) root: PathBuf,
 }
 
 impl Opener for DirOpener {
@@ -43,199 +30,16 @@ impl Opener for DirOpener {
     }
 }
 
-/// Everything the reading thread needs, decided before the first row.
-struct Prepared {
-    opener: DirOpener,
-    spec: ReadSpec,
-    files: Vec<Listed>,
-    /// Columns of the files.
-    data_schema: SchemaRef,
-    /// `data_schema` plus `_file_modified` when that is the cursor.
-    schema: SchemaRef,
-    with_modified: bool,
-    filter: Option<CursorFilter>,
-    batch_rows: usize,
-    rejects: Rejects,
-}
-
 pub(super) async fn read(root: PathBuf, request: &ReadRequest) -> Result<SchemaStream> {
     let request = request.clone();
-    let prepared = tokio::task::spawn_blocking(move || prepare(root, request))
-        .await
-        .map_err(task_failed)??;
-    let schema = prepared.schema.clone();
-    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-    // Detached: the thread ends at the last file, or when the stream is dropped and its
-    // next send fails.
-    drop(tokio::task::spawn_blocking(move || produce(&prepared, &tx)));
-    Ok(SchemaStream::new(
-        schema,
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
-    ))
-}
-
-fn prepare(root: PathBuf, request: ReadRequest) -> Result<Prepared> {
-    let spec = &request.spec;
-    let fqn = spec.asset.fqn.as_str();
-    let selection = Selection::parse(fqn)?;
-    let (mut files, explicit) = list(&root, &selection)?;
-    let no_match = |format: Option<FileFormat>| {
-        let kind = format.map(|f| format!("{f} ")).unwrap_or_default();
-        Error::Config(format!(
-            "no {kind}file matches `{}` in {}",
-            selection.pattern(),
-            root.display()
-        ))
-    };
-    let format = match format_of(spec.format, fqn) {
-        Some(format) => format,
-        None if files.is_empty() => return Err(no_match(None)),
-        None if explicit => {
-            return Err(Error::Config(format!(
-                "asset {fqn}: set `format` (csv, jsonl or parquet); the extension does not tell"
-            )));
-        }
-        None => common_format(&files).map_err(|why| {
-            Error::Config(format!(
-                "asset {fqn} in {}: set `format` (csv, jsonl or parquet); {why}",
-                root.display()
-            ))
-        })?,
-    };
-    if !explicit {
-        files.retain(|f| FileFormat::from_path(&f.name) == Some(format));
-    }
-    if files.is_empty() {
-        return Err(no_match(Some(format)));
-    }
-    let read_spec = ReadSpec {
-        format,
-        compression: spec.compression,
-        csv: CsvSettings::from_options(spec.csv.as_ref())?,
-        overrides: spec.columns.clone(),
-    };
-    let opener = DirOpener { root };
-    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    let scanned = scan::infer(&read_spec, &names, &opener, fqn)?;
-    let with_modified = spec
-        .incremental
-        .as_ref()
-        .is_some_and(|i| i.cursor == FILE_MODIFIED_COLUMN);
-    let schema = if with_modified {
-        let mut fields: Vec<Field> = scanned
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(modified_field());
-        Arc::new(Schema::new(fields))
-    } else {
-        scanned.schema.clone()
-    };
-    if let Some(filter) = &request.filter {
-        if schema.index_of(&filter.column).is_err() {
-            return Err(Error::Config(format!(
-                "incremental cursor column \"{}\" is not in {fqn} (columns: {})",
-                filter.column,
-                column_list(&schema)
-            )));
-        }
-        if filter.column == FILE_MODIFIED_COLUMN {
-            let mut kept = Vec::with_capacity(files.len());
-            for file in files {
-                if modified_after(file.modified, filter)? {
-                    kept.push(file);
-                }
-            }
-            files = kept;
-        }
-    }
-    let row_bytes = scanned.row_bytes + if with_modified { 8.0 } else { 0.0 };
-    Ok(Prepared {
-        opener,
-        spec: read_spec,
-        files,
-        data_schema: scanned.schema,
-        schema,
-        with_modified,
-        filter: request.filter.clone(),
-        batch_rows: batching::rows_per_batch(request.batch_bytes, row_bytes),
-        rejects: request.rejects.clone(),
+    let prepared = tokio::task::spawn_blocking(move || {
+        let selection = Selection::parse(&request.spec.asset.fqn)?;
+        let (files, explicit) = list(&root, &selection)?;
+        let location = root.display().to_string();
+        let opener = DirOpener { root };
+        read::prepare(opener, &selection, files, explicit, &location, &request)
     })
-}
-
-fn modified_field() -> Field {
-    Field::new(
-        FILE_MODIFIED_COLUMN,
-        DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
-        false,
-    )
-}
-
-fn micros(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
-    }
-}
-
-fn modified_column(time: SystemTime, rows: usize) -> Arc<TimestampMicrosecondArray> {
-    Arc::new(TimestampMicrosecondArray::from_value(micros(time), rows).with_timezone(UTC))
-}
-
-/// Whether a file changed after the bound, compared exactly as rows are.
-fn modified_after(time: SystemTime, filter: &CursorFilter) -> Result<bool> {
-    let schema = Arc::new(Schema::new(vec![modified_field()]));
-    let batch = RecordBatch::try_new(schema, vec![modified_column(time, 1)])
-        .context(|| "comparing modification times".into())?;
-    Ok(filter_batch(&batch, filter)?.num_rows() == 1)
-}
-
-impl Prepared {
-    /// Adds `_file_modified` and applies the cursor filter.
-    fn finish(&self, batch: RecordBatch, file: &Listed) -> Result<RecordBatch> {
-        let batch = if self.with_modified {
-            let mut columns = batch.columns().to_vec();
-            columns.push(modified_column(file.modified, batch.num_rows()));
-            RecordBatch::try_new(self.schema.clone(), columns)
-                .context(|| format!("reading {}", file.name))?
-        } else {
-            batch
-        };
-        match &self.filter {
-            // Whole files were already kept or skipped by their time.
-            Some(filter) if filter.column != FILE_MODIFIED_COLUMN => filter_batch(&batch, filter),
-            _ => Ok(batch),
-        }
-    }
-}
-
-fn produce(p: &Prepared, tx: &mpsc::Sender<Result<RecordBatch>>) {
-    for file in &p.files {
-        let batches = match scan::open(
-            &p.spec,
-            &file.name,
-            &p.opener,
-            p.data_schema.clone(),
-            p.batch_rows,
-            p.rejects.clone(),
-        ) {
-            Ok(batches) => batches,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        for item in batches {
-            let item = match item.and_then(|batch| p.finish(batch, file)) {
-                Ok(batch) if batch.num_rows() == 0 => continue,
-                other => other,
-            };
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
-                return;
-            }
-        }
-    }
+    .await
+    .map_err(task_failed)??;
+    Ok(read::stream(prepared))
 }

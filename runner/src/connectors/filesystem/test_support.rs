@@ -1,31 +1,26 @@
-//! A temporary lake for the connector's tests: a connection over a temp directory, and a
-//! batch holding every type that must survive a round trip.
+//! A temporary lake for the connector's tests: a connection over a temp directory. The test
+//! data is shared with the other file connectors (`formats::test_data`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
-    ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
-};
+use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::FilesystemConnection;
-use synqx_api::pipeline::{Asset, Destination, FileFormat, Source as SourceSpec};
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 use super::{FilesystemSink, FilesystemSource};
 use crate::connectors::ConnectionRef;
+pub(super) use crate::connectors::formats::test_data::{
+    destination, id_values, ids, nested, ok, scalars, source,
+};
 use crate::engine::{
     Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
     WriteRequest,
 };
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
-
-pub(super) fn ok<T>(result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A connection whose `filesystem.path` is `lake`, relative to a temp base directory.
 pub(super) struct Lake {
@@ -145,148 +140,4 @@ impl Lake {
         };
         self.sink.write(&request, input, &Counters::default()).await
     }
-}
-
-pub(super) fn source(fqn: &str) -> SourceSpec {
-    SourceSpec {
-        connection: "lake".into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        ..Default::default()
-    }
-}
-
-pub(super) fn destination(fqn: &str, format: Option<FileFormat>) -> Destination {
-    Destination {
-        connection: "lake".into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        format,
-        ..Default::default()
-    }
-}
-
-pub(super) const TZ: &str = "+00:00";
-
-/// Ints, floats, decimals, text with commas, quotes and line breaks, booleans, dates,
-/// timestamps with time zone, and a null in every column.
-pub(super) fn scalars() -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("amount", DataType::Float64, true),
-        Field::new("price", DataType::Decimal128(12, 2), true),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("paid", DataType::Boolean, true),
-        Field::new("day", DataType::Date32, true),
-        Field::new(
-            "at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
-            true,
-        ),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![Some(1), Some(-2), None, Some(4)])),
-        Arc::new(Float64Array::from(vec![
-            Some(10.5),
-            Some(2.0),
-            Some(-0.25),
-            None,
-        ])),
-        Arc::new(
-            Decimal128Array::from(vec![Some(123_456), None, Some(-5), Some(99_999_999_999)])
-                .with_precision_and_scale(12, 2)
-                .unwrap_or_else(|e| panic!("{e}")),
-        ),
-        Arc::new(StringArray::from(vec![
-            Some("plain"),
-            Some("a, \"quoted\" name"),
-            Some("two\nlines"),
-            None,
-        ])),
-        Arc::new(BooleanArray::from(vec![
-            Some(true),
-            Some(false),
-            None,
-            Some(true),
-        ])),
-        Arc::new(Date32Array::from(vec![
-            Some(19_753),
-            Some(0),
-            Some(-1),
-            None,
-        ])),
-        Arc::new(
-            TimestampMicrosecondArray::from(vec![
-                Some(1_706_695_200_123_456),
-                None,
-                Some(0),
-                Some(1_706_778_000_000_000),
-            ])
-            .with_timezone(TZ),
-        ),
-    ];
-    RecordBatch::try_new(schema, columns).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `scalars` plus a struct and a list column.
-pub(super) fn nested() -> RecordBatch {
-    let base = scalars();
-    let user_fields = Fields::from(vec![
-        Field::new("name", DataType::Utf8, true),
-        Field::new("age", DataType::Int64, true),
-    ]);
-    let user = StructArray::new(
-        user_fields.clone(),
-        vec![
-            Arc::new(StringArray::from(vec![Some("ann"), None, Some("cy"), None])),
-            Arc::new(Int64Array::from(vec![Some(30), Some(40), None, None])),
-        ],
-        Some(vec![true, true, true, false].into()),
-    );
-    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
-        Some(vec![Some(1), Some(2)]),
-        Some(vec![]),
-        None,
-        Some(vec![Some(3)]),
-    ]);
-    let mut fields: Vec<Field> = base
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("user", DataType::Struct(user_fields), true));
-    fields.push(Field::new("tags", tags.data_type().clone(), true));
-    let mut columns = base.columns().to_vec();
-    columns.push(Arc::new(user));
-    columns.push(Arc::new(tags));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A batch of `ids` in one `id` column.
-pub(super) fn ids(values: std::ops::Range<i64>) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(values))])
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The `id` column of batches, in order.
-pub(super) fn id_values(batches: &[RecordBatch]) -> Vec<Option<i64>> {
-    use arrow::array::AsArray;
-    batches
-        .iter()
-        .flat_map(|b| {
-            let column = b
-                .column_by_name("id")
-                .unwrap_or_else(|| panic!("no id column"));
-            column
-                .as_primitive::<Int64Type>()
-                .iter()
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }

@@ -2,14 +2,21 @@
 //! selects, which format and compression they have, schema inference, and streaming readers
 //! and writers. Nothing here touches a file system: readers take a `Read` (or a Parquet
 //! `ChunkReader`) and writers a `Write`, so local directories and object stores share them.
+//! `read` and `parts` are the source and sink logic of every file store: a store supplies
+//! listing, opening (`scan::Opener`) and staging (`parts::PartStore`), nothing else.
 
 pub mod batching;
 pub mod convert;
 pub mod csv;
+pub mod evolution;
 pub mod infer;
 pub mod jsonl;
 pub mod parquet;
+pub mod parts;
+pub mod read;
 pub mod scan;
+#[cfg(test)]
+pub mod test_data;
 pub mod write;
 
 use std::io::{BufRead, BufReader, Read};

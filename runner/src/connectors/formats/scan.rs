@@ -36,6 +36,11 @@ pub trait Opener: Send + Sync {
     fn stream(&self, name: &str) -> Result<Box<dyn Read + Send>>;
     /// The file for random access.
     fn chunks(&self, name: &str) -> Result<Self::Chunks>;
+    /// The file for reading only its Parquet footer (schema inference, appends): a store
+    /// where every random read is a request can fetch just the tail instead of the file.
+    fn footer(&self, name: &str) -> Result<Self::Chunks> {
+        self.chunks(name)
+    }
 }
 
 /// A stream of batches of one file.
@@ -120,9 +125,9 @@ pub fn infer<O: Opener>(
             })?
         }
         FileFormat::Parquet => {
-            let (mut schema, row_bytes) = file_schema(&opener.chunks(first)?, first)?;
+            let (mut schema, row_bytes) = file_schema(&opener.footer(first)?, first)?;
             for name in &files[1..] {
-                let (other, _) = file_schema(&opener.chunks(name)?, name)?;
+                let (other, _) = file_schema(&opener.footer(name)?, name)?;
                 schema = merge_columns(&schema, &other, name, first, true)?;
             }
             (schema, row_bytes)

@@ -1,49 +1,53 @@
 //! Appending rows whose columns differ from the files already there, as `schemaEvolution`
 //! says: `addColumns` writes the new columns (readers see them as null in older files),
-//! `ignore` keeps the existing columns only, `fail` refuses.
+//! `ignore` keeps the existing columns only, `fail` refuses. Also the copies that put an
+//! existing single file's content in front of appended rows. Files are read through an
+//! [`Opener`] and written to any `Write`, so every file store shares this.
 
-use std::fs::File;
-use std::io::{BufReader, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use flate2::write::GzEncoder;
 use synqx_api::pipeline::{FileFormat, SchemaEvolution};
 
-use crate::connectors::formats::convert::quote;
-use crate::connectors::formats::infer::type_name;
-use crate::connectors::formats::write::{Counting, Encoded, WriteFormat};
-use crate::connectors::formats::{csv, jsonl, parquet, text_input};
+use super::convert::quote;
+use super::infer::type_name;
+use super::scan::Opener;
+use super::write::WriteFormat;
+use super::{csv, jsonl, parquet, text_input};
 use crate::error::{Context, Error, Result};
 
 /// A column of existing files; its type when the file records it (Parquet).
-pub(super) type Column = (String, Option<DataType>);
+pub type Column = (String, Option<DataType>);
 
-/// The columns of existing files in first-seen order: CSV headers, the keys of each JSONL
-/// file's first object, Parquet footers. `None` when the files do not name their columns
-/// (CSV without header) or there are none.
-pub(super) fn existing_columns(
-    files: &[(&Path, bool)],
+/// The columns of existing files (named as the opener knows them, each with whether it is
+/// gzip-compressed) in first-seen order: CSV headers, the keys of each JSONL file's first
+/// object, Parquet footers. `None` when the files do not name their columns (CSV without
+/// header) or there are none.
+pub fn existing_columns<O: Opener>(
+    opener: &O,
+    files: &[(String, bool)],
     format: &WriteFormat,
 ) -> Result<Option<Vec<Column>>> {
     if files.is_empty() || (format.format == FileFormat::Csv && !format.csv.header) {
         return Ok(None);
     }
     let mut columns: Vec<Column> = Vec::new();
-    for (path, gzip) in files {
-        let name = path.display().to_string();
-        let file = File::open(path).context(|| format!("opening {name}"))?;
+    for (name, gzip) in files {
         let found: Vec<Column> = match format.format {
-            FileFormat::Csv => csv::header(text_input(Box::new(file), *gzip), &format.csv, &name)?
-                .into_iter()
-                .map(|c| (c, None))
-                .collect(),
-            FileFormat::Jsonl => jsonl::first_keys(text_input(Box::new(file), *gzip), &name)?
+            FileFormat::Csv => {
+                csv::header(text_input(opener.stream(name)?, *gzip), &format.csv, name)?
+                    .into_iter()
+                    .map(|c| (c, None))
+                    .collect()
+            }
+            FileFormat::Jsonl => jsonl::first_keys(text_input(opener.stream(name)?, *gzip), name)?
                 .into_iter()
                 .map(|c| (c, None))
                 .collect(),
             FileFormat::Parquet => {
-                let (schema, _) = parquet::file_schema(&file, &name)?;
+                let (schema, _) = parquet::file_schema(&opener.footer(name)?, name)?;
                 schema
                     .fields()
                     .iter()
@@ -63,9 +67,9 @@ pub(super) fn existing_columns(
 /// The schema new rows are written with, and whether the existing rows of a single CSV file
 /// must be rewritten with the added columns (its header is fixed at the top).
 #[derive(Debug)]
-pub(super) struct Evolved {
-    pub(super) schema: SchemaRef,
-    pub(super) widen_old: bool,
+pub struct Evolved {
+    pub schema: SchemaRef,
+    pub widen_old: bool,
 }
 
 fn names(list: &[&str]) -> String {
@@ -74,7 +78,7 @@ fn names(list: &[&str]) -> String {
 
 /// Decides how new rows are written next to `existing` columns. `fixed_order`: the file
 /// keeps the existing column order (a CSV appended to in place).
-pub(super) fn evolve(
+pub fn evolve(
     incoming: &SchemaRef,
     existing: &[Column],
     policy: SchemaEvolution,
@@ -155,29 +159,71 @@ pub(super) fn evolve(
     })
 }
 
-/// Copies the records of an existing CSV file under a wider header, empty in the added
-/// columns. Returns the bytes written.
-pub(super) fn widen_csv(
-    from: &Path,
+/// A sink that counts what reaches it and remembers the last byte.
+struct Tally<W> {
+    out: W,
+    bytes: u64,
+    last: Option<u8>,
+}
+
+impl<W: Write> Write for Tally<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n as u64;
+        if n > 0 {
+            self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Copies the records of an existing CSV file (`name`, for messages) under a wider header,
+/// empty in the added columns, compressed like the original. Returns the bytes written.
+pub fn widen_csv(
+    input: Box<dyn Read + Send>,
     gzip: bool,
     header: &[String],
     format: &WriteFormat,
-    out: &File,
+    out: &mut dyn Write,
+    name: &str,
 ) -> Result<u64> {
-    let name = from.display().to_string();
-    let input = File::open(from).context(|| format!("opening {name}"))?;
-    let mut reader = ::csv::ReaderBuilder::new()
+    let reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .delimiter(format.csv.delimiter)
-        .from_reader(text_input(Box::new(BufReader::new(input)), gzip));
-    let sink = out.try_clone().context(|| format!("writing {name}"))?;
-    let encoded = Encoded::new(Counting::new(Box::new(sink)), gzip);
-    let counter = encoded.counter();
+        .from_reader(text_input(input, gzip));
+    let tally = Tally {
+        out,
+        bytes: 0,
+        last: None,
+    };
+    let done = |e: io::Error| Error::io(format!("writing {name}"), e);
+    let tally = if gzip {
+        let encoder = GzEncoder::new(tally, flate2::Compression::default());
+        rewrite(reader, encoder, header, format, name)?
+            .finish()
+            .map_err(done)?
+    } else {
+        rewrite(reader, tally, header, format, name)?
+    };
+    Ok(tally.bytes)
+}
+
+fn rewrite<R: Read, W: Write>(
+    mut reader: ::csv::Reader<R>,
+    out: W,
+    header: &[String],
+    format: &WriteFormat,
+    name: &str,
+) -> Result<W> {
     let mut writer = ::csv::WriterBuilder::new()
         .delimiter(format.csv.delimiter)
         .flexible(true)
-        .from_writer(encoded);
+        .from_writer(out);
     let failed =
         |e: ::csv::Error| Error::BadRow(format!("rewriting {name} with the added columns: {e}"));
     writer.write_record(header).map_err(failed)?;
@@ -189,32 +235,27 @@ pub(super) fn widen_csv(
             .map_err(failed)?;
     }
     writer.flush().context(|| format!("writing {name}"))?;
-    let encoded = writer
+    writer
         .into_inner()
-        .map_err(|e| Error::io(format!("writing {name}"), e.into_error()))?;
-    encoded.finish().context(|| format!("writing {name}"))?;
-    Ok(crate::connectors::formats::write::count(&counter))
+        .map_err(|e| Error::io(format!("writing {name}"), e.into_error()))
 }
 
-/// Copies an existing file byte for byte, ending it with a line break if the last line has
-/// none (plain text only: gzip members are appended as they are). Returns the bytes written.
-pub(super) fn copy_file(from: &Path, gzip: bool, out: &mut File) -> Result<u64> {
-    let name = from.display().to_string();
-    let mut input = File::open(from).context(|| format!("opening {name}"))?;
-    let mut copied = std::io::copy(&mut input, out).context(|| format!("copying {name}"))?;
-    if !gzip && copied > 0 {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut last = [0u8; 1];
-        input
-            .seek(SeekFrom::End(-1))
-            .and_then(|_| input.read_exact(&mut last))
-            .context(|| format!("reading {name}"))?;
-        if last[0] != b'\n' {
-            out.write_all(b"\n").context(|| format!("copying {name}"))?;
-            copied += 1;
-        }
+/// Copies an existing file (`name`, for messages) byte for byte, ending it with a line
+/// break if the last line has none (plain text only: gzip members are appended as they
+/// are). Returns the bytes written.
+pub fn copy_file(mut input: impl Read, gzip: bool, out: &mut dyn Write, name: &str) -> Result<u64> {
+    let mut tally = Tally {
+        out,
+        bytes: 0,
+        last: None,
+    };
+    io::copy(&mut input, &mut tally).context(|| format!("copying {name}"))?;
+    if !gzip && tally.last.is_some_and(|b| b != b'\n') {
+        tally
+            .write_all(b"\n")
+            .context(|| format!("copying {name}"))?;
     }
-    Ok(copied)
+    Ok(tally.bytes)
 }
 
 #[cfg(test)]

@@ -1,0 +1,200 @@
+//! A lake in a fresh bucket of the test binary's moto server: a connection with a key prefix,
+//! its source and sink, and direct access to the bucket for what the tests check. The test
+//! data is shared with the other file connectors (`formats::test_data`).
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use synqx_api::connection::S3Connection;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+use synqx_api::{ConnectionSpec, SecretValue};
+
+use super::moto::{self, Moto};
+use super::{Bucket, S3Sink, S3Source};
+use crate::connectors::ConnectionRef;
+pub(super) use crate::connectors::formats::test_data::{
+    destination, id_values, ids, nested, ok, scalars, source,
+};
+use crate::engine::{
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
+    WriteRequest,
+};
+use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+/// Key prefix of the lakes' connections.
+pub(super) const PREFIX: &str = "lake";
+
+/// The `s3` block of a connection to a moto bucket, with plain test keys.
+pub(super) fn connection(endpoint: &str, bucket: &str, prefix: Option<&str>) -> ConnectionSpec {
+    ConnectionSpec {
+        s3: Some(S3Connection {
+            bucket: bucket.into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(endpoint.into()),
+            force_path_style: Some(true),
+            prefix: prefix.map(str::to_string),
+            access_key_id: Some(SecretValue::plain("testing-key")),
+            secret_access_key: Some(SecretValue::plain("testing-secret")),
+            session_token: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A source and sink of `spec`, named `name`.
+pub(super) fn open(name: &str, spec: &ConnectionSpec, secrets: &Secrets) -> (S3Source, S3Sink) {
+    let conn = ConnectionRef {
+        name,
+        spec,
+        base_dir: std::env::temp_dir(),
+        secrets,
+    };
+    (ok(S3Source::new(&conn)), ok(S3Sink::new(&conn)))
+}
+
+pub(super) struct Lake {
+    pub(super) moto: &'static Moto,
+    pub(super) bucket: String,
+    /// The whole bucket, without the prefix.
+    pub(super) raw: Bucket,
+    pub(super) source: S3Source,
+    pub(super) sink: S3Sink,
+}
+
+impl Lake {
+    /// A new bucket, and a connection `lake` to it with prefix `lake/`.
+    pub(super) fn new(tag: &str) -> Self {
+        let moto = moto::server();
+        let bucket = moto.bucket(tag);
+        let secrets = Secrets::default();
+        let endpoint = moto.endpoint();
+        let (source, sink) = open(
+            "lake",
+            &connection(&endpoint, &bucket, Some(PREFIX)),
+            &secrets,
+        );
+        let whole = connection(&endpoint, &bucket, None);
+        let conn = ConnectionRef {
+            name: "raw",
+            spec: &whole,
+            base_dir: std::env::temp_dir(),
+            secrets: &secrets,
+        };
+        let raw = ok(Bucket::new(&conn));
+        Self {
+            moto,
+            bucket,
+            raw,
+            source,
+            sink,
+        }
+    }
+
+    fn key(relative: &str) -> Path {
+        Path::from(format!("{PREFIX}/{relative}"))
+    }
+
+    /// Puts an object below the prefix.
+    pub(super) async fn put(&self, relative: &str, contents: impl Into<Vec<u8>>) {
+        let payload = PutPayload::from(contents.into());
+        let put = self.raw.store.put(&Self::key(relative), payload).await;
+        put.unwrap_or_else(|e| panic!("{relative}: {e}"));
+    }
+
+    pub(super) async fn bytes(&self, relative: &str) -> Vec<u8> {
+        let got = self.raw.store.get(&Self::key(relative)).await;
+        let body = got.unwrap_or_else(|e| panic!("{relative}: {e}")).bytes();
+        body.await
+            .unwrap_or_else(|e| panic!("{relative}: {e}"))
+            .to_vec()
+    }
+
+    pub(super) async fn text(&self, relative: &str) -> String {
+        String::from_utf8_lossy(&self.bytes(relative).await).to_string()
+    }
+
+    /// Size and ETag of an object below the prefix.
+    pub(super) async fn head(&self, relative: &str) -> (u64, String) {
+        let meta = self.raw.store.head(&Self::key(relative)).await;
+        let meta = meta.unwrap_or_else(|e| panic!("{relative}: {e}"));
+        (meta.size, meta.e_tag.unwrap_or_default())
+    }
+
+    /// Every key of the bucket, sorted, hidden ones and those outside the prefix included.
+    pub(super) async fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .raw
+            .store
+            .list(None)
+            .map(|meta| meta.map(|m| m.location.to_string()))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|k| k.unwrap_or_else(|e| panic!("listing: {e}")))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Keys below the prefix, relative to it.
+    pub(super) async fn files(&self) -> Vec<String> {
+        let below = format!("{PREFIX}/");
+        self.keys()
+            .await
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&below).map(str::to_string))
+            .collect()
+    }
+
+    pub(super) fn pending_uploads(&self) -> usize {
+        self.moto.pending_uploads(&self.bucket)
+    }
+
+    pub(super) async fn read_with(
+        &self,
+        spec: SourceSpec,
+        filter: Option<CursorFilter>,
+        batch_bytes: usize,
+        rejects: Rejects,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let request = ReadRequest {
+            spec,
+            filter,
+            batch_bytes,
+            rejects,
+        };
+        let stream = self.source.read(&request).await?;
+        let schema = stream.schema.clone();
+        let batches: Vec<Result<RecordBatch>> = stream.stream.collect().await;
+        Ok((schema, batches.into_iter().collect::<Result<Vec<_>>>()?))
+    }
+
+    pub(super) async fn read(&self, spec: SourceSpec) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let budget = crate::engine::DEFAULT_BATCH_BYTES;
+        self.read_with(spec, None, budget, Rejects::failing()).await
+    }
+
+    /// All rows of a read as one batch.
+    pub(super) async fn read_all(&self, spec: SourceSpec) -> Result<RecordBatch> {
+        let (schema, batches) = self.read(spec).await?;
+        concat_batches(&schema, &batches).map_err(|e| Error::arrow("concat", e))
+    }
+
+    pub(super) async fn write(
+        &self,
+        spec: Destination,
+        schema: SchemaRef,
+        batches: Vec<Result<RecordBatch>>,
+    ) -> Result<WriteOutcome> {
+        let input = SchemaStream::new(schema, futures::stream::iter(batches));
+        let request = WriteRequest {
+            spec,
+            batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+        };
+        self.sink.write(&request, input, &Counters::default()).await
+    }
+}
