@@ -18,11 +18,12 @@ mod source;
 mod upload;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use synqx_api::SecretValue;
 
 use crate::connectors::ConnectionRef;
@@ -130,7 +131,16 @@ impl Bucket {
                 )));
             }
         };
-        builder = builder.with_bucket_name(&bucket);
+        // Transient errors are retried with backoff, but an endpoint that refuses or never
+        // answers fails within seconds instead of object_store's default three minutes.
+        builder = builder
+            .with_bucket_name(&bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(60),
+            })
+            .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(5)));
         if let Some(region) = spec.region.as_deref().filter(|r| !r.is_empty()) {
             builder = builder.with_region(region);
         }

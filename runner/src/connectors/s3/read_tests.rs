@@ -274,6 +274,33 @@ fn keyed(endpoint: String, bucket: &str) -> ConnectionSpec {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_fails_with_the_connection_named() {
+    // A port nothing listens on: the connection is refused on every attempt.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9);
+    let spec = connection(&format!("http://127.0.0.1:{port}"), "lake", None);
+    let (source_side, _) = open("offline-lake", &spec, &Secrets::default());
+    let request = crate::engine::ReadRequest {
+        spec: source("raw/orders/"),
+        filter: None,
+        batch_bytes: 1 << 20,
+        rejects: Rejects::failing(),
+    };
+    let err = source_side
+        .read(&request)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("Connection \"offline-lake\": listing s3://lake/"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_is_named_without_the_credentials() {
     let moto = moto::server();
     let secrets = Secrets::new([secret_documents()].iter(), []);
