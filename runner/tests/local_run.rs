@@ -201,15 +201,7 @@ fn the_quickstart_runs_incrementally() {
 }
 
 fn group(n: i64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    synqx_runner::local::group(n.max(0) as u64)
 }
 
 #[test]

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use progress::Progress;
-pub use summary::{RunSummary, StepStatus, StepSummary, render};
+pub use summary::{RunSummary, StepStatus, StepSummary, group, render};
 
 use crate::connectors::{self, ConnectionRef};
 use crate::engine::{self, Counters, StepRun, rejects};
