@@ -47,6 +47,78 @@ pub fn file_schema<R: ChunkReader>(reader: &R, file: &str) -> Result<(Schema, f6
     Ok((Schema::new(fields), row_bytes))
 }
 
+/// Rows a probe decodes to measure a file's in-memory row size.
+const PROBE_ROWS: usize = 1024;
+
+/// `batch_rows` shrunk by how much more memory decoded rows take than the footer's
+/// uncompressed sizes suggest (the estimate `batch_rows` came from): dictionary-encoded
+/// strings expand several times when decoded, and batches must stay within their byte budget.
+fn calibrated<R: ChunkReader + 'static>(
+    reader: &Shared<R>,
+    file: &str,
+    batch_rows: usize,
+) -> Result<usize> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader.clone())
+        .context(|| format!("opening {file}"))?;
+    let groups = builder.metadata().row_groups();
+    let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
+    let bytes: i64 = groups.iter().map(|g| g.total_byte_size()).sum();
+    // A file this small fits any budget, and its buffers' fixed minimum sizes would make the
+    // probe overstate the size of a row.
+    if rows < PROBE_ROWS as i64 {
+        return Ok(batch_rows);
+    }
+    let estimated = batching::row_bytes(bytes.max(0) as u64, rows.max(0) as usize, 0);
+    let mut probe = builder
+        .with_batch_size(PROBE_ROWS)
+        .with_limit(PROBE_ROWS)
+        .build()
+        .context(|| format!("opening {file}"))?;
+    let Some(first) = probe
+        .next()
+        .transpose()
+        .context(|| format!("reading {file}"))?
+    else {
+        return Ok(batch_rows);
+    };
+    if first.num_rows() == 0 {
+        return Ok(batch_rows);
+    }
+    let measured = first.get_array_memory_size() as f64 / first.num_rows() as f64;
+    let ratio = measured / estimated;
+    if ratio <= 1.0 || !ratio.is_finite() {
+        return Ok(batch_rows);
+    }
+    Ok(((batch_rows as f64 / ratio) as usize).max(1))
+}
+
+/// One open file read by several readers (the calibration probe, then the stream).
+struct Shared<R>(Arc<R>);
+
+impl<R> Clone for Shared<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<R: ChunkReader> parquet::file::reader::Length for Shared<R> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl<R: ChunkReader> ChunkReader for Shared<R> {
+    type T = R::T;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
+}
+
 /// Streams one Parquet file as batches of `schema`: columns by name, the file's missing
 /// columns null, and overridden types cast (values that do not convert are bad rows).
 pub struct ParquetBatches {
@@ -65,6 +137,8 @@ impl ParquetBatches {
         batch_rows: usize,
         rejects: Rejects,
     ) -> Result<Self> {
+        let reader = Shared(Arc::new(reader));
+        let batch_rows = calibrated(&reader, file, batch_rows)?;
         let inner = ParquetRecordBatchReaderBuilder::try_new(reader)
             .context(|| format!("opening {file}"))?
             .with_batch_size(batch_rows.max(1))
@@ -264,6 +338,36 @@ mod tests {
                 .unwrap_or_default()
         );
         File::open(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn batches_are_calibrated_to_decoded_row_size() {
+        // Three long strings repeated: dictionary encoding makes the footer's uncompressed
+        // size a small fraction of the decoded Arrow data.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("dict.parquet");
+        let values: Vec<String> = (0..20_000)
+            .map(|i| format!("{}{}", "x".repeat(100), i % 3))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(values))],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut writer = ArrowWriter::try_new(out, schema, None).unwrap_or_else(|e| panic!("{e}"));
+        writer.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        writer.close().unwrap_or_else(|e| panic!("{e}"));
+        let reader = Shared(Arc::new(
+            File::open(&path).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        let rows = calibrated(&reader, "dict.parquet", 10_000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            rows < 1_000,
+            "decoded rows are ~100 bytes, the footer says a few: got {rows}"
+        );
+        assert!(rows >= 1);
     }
 
     #[test]
