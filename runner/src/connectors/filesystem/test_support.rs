@@ -16,8 +16,7 @@ pub(super) use crate::connectors::formats::test_data::{
     destination, id_values, ids, nested, ok, scalars, source,
 };
 use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, WriteOutcome, WriteRequest,
 };
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
@@ -98,17 +97,13 @@ impl Lake {
         batch_bytes: usize,
         rejects: Rejects,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        use futures::StreamExt;
         let request = ReadRequest {
             spec,
             filter,
             batch_bytes,
             rejects,
         };
-        let stream = self.source.read(&request).await?;
-        let schema = stream.schema.clone();
-        let batches: Vec<Result<RecordBatch>> = stream.stream.collect().await;
-        Ok((schema, batches.into_iter().collect::<Result<Vec<_>>>()?))
+        crate::connectors::formats::test_data::read_all(&self.source, &request).await
     }
 
     pub(super) async fn read(&self, spec: SourceSpec) -> Result<(SchemaRef, Vec<RecordBatch>)> {

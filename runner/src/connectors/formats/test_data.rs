@@ -16,6 +16,17 @@ pub fn ok<T>(result: Result<T>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Reads everything a source yields for one request: its schema and batches.
+pub async fn read_all(
+    source: &dyn crate::engine::Source,
+    request: &crate::engine::ReadRequest,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    use futures::TryStreamExt;
+    let stream = source.read(request).await?;
+    let schema = stream.schema.clone();
+    Ok((schema, stream.stream.try_collect().await?))
+}
+
 pub fn source(fqn: &str) -> SourceSpec {
     SourceSpec {
         connection: "lake".into(),
