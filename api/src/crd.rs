@@ -198,7 +198,6 @@ mod tests {
             "name: Progress",
             "name: Last Run",
             "exactly one connector block must be set",
-            "step names must be unique",
             "mode upsert requires primaryKey",
             "x-kubernetes-list-type: map",
         ] {

@@ -31,8 +31,10 @@ use crate::condition::Condition;
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {
     /// The steps of the pipeline. Names are unique.
+    // A list map keyed by name: the API server enforces unique names itself, at no CEL
+    // cost, and server-side apply merges steps by name.
     #[schemars(length(max = 500))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("step names must be unique"))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub steps: Vec<Step>,
     /// Run the pipeline on a cron schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,7 +109,9 @@ pub struct SyncStep {
     /// Where rows come from.
     pub source: Source,
     /// Transforms applied in order to every batch.
+    // Bounded so the API server's CEL cost estimate for each transform's rule fits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub transforms: Vec<Transform>,
     /// Where rows go.
     pub destination: Destination,
