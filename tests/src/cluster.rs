@@ -1,0 +1,192 @@
+//! The test harness's view of the control plane: starts it once per test process with
+//! `tests/cluster/up` (which reuses a running one), and gives tests a client, kubectl and
+//! throwaway namespaces.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+
+/// A running test control plane.
+#[derive(Debug)]
+pub struct Cluster {
+    pub repo: PathBuf,
+    pub run_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    /// The folder of kubectl and the control-plane binaries.
+    pub testbin: PathBuf,
+    /// The folder of the built synqx binaries the kubelet runs.
+    pub bin_dir: PathBuf,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+impl Cluster {
+    /// The cluster for this test process; the first call starts it (or finds it running).
+    /// Panics with the reason and what to do if it cannot start: these tests need it.
+    pub fn shared() -> &'static Cluster {
+        CLUSTER.get_or_init(|| match Self::up() {
+            Ok(cluster) => cluster,
+            Err(message) => panic!("the test control plane is not available: {message}"),
+        })
+    }
+
+    fn up() -> Result<Cluster, String> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("no repository root")?
+            .to_path_buf();
+        // Test binaries live in <target>/<profile>/deps; the synqx binaries one level up.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let bin_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("cannot locate the target folder")?
+            .to_path_buf();
+        for binary in ["synqx", "synqx-operator", "synqx-kubelet"] {
+            if !bin_dir.join(binary).is_file() {
+                return Err(format!(
+                    "{} is not built; run `cargo build --workspace --bins` before these tests \
+                     (scripts/test-all.sh does)",
+                    bin_dir.join(binary).display()
+                ));
+            }
+        }
+        let run_dir = std::env::var_os("SYNQX_CLUSTER_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join(".synqx-cluster"));
+        let output = Command::new(repo.join("tests/cluster/up"))
+            .env("SYNQX_BIN_DIR", &bin_dir)
+            .env("SYNQX_CLUSTER_DIR", &run_dir)
+            .output()
+            .map_err(|e| format!("running tests/cluster/up: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "tests/cluster/up failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let testbin =
+            std::fs::read_to_string(run_dir.join("bin-path")).map_err(|e| e.to_string())?;
+        Ok(Cluster {
+            kubeconfig: run_dir.join("kubeconfig"),
+            testbin: PathBuf::from(testbin.trim()),
+            run_dir,
+            repo,
+            bin_dir,
+        })
+    }
+
+    /// A client for the admin identity, on the calling test's runtime.
+    pub async fn client(&self) -> Client {
+        let file = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading the kubeconfig: {e}"));
+        let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("using the kubeconfig: {e}"));
+        Client::try_from(config).unwrap_or_else(|e| panic!("building a client: {e}"))
+    }
+
+    /// `kubectl ARGS` as the admin, with `stdin` piped in when given.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut command = Command::new(self.testbin.join("kubectl"));
+        command.args(args).env("KUBECONFIG", &self.kubeconfig);
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting kubectl: {e}"));
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.unwrap_or_default().as_bytes())
+                .unwrap_or_else(|e| panic!("writing to kubectl: {e}"));
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("running kubectl: {e}"))
+    }
+
+    /// The logs the process kubelet kept of the newest pod with this name.
+    pub fn pod_logs(&self, namespace: &str, pod: &str) -> String {
+        crate::kubelet::pod_logs(&self.run_dir.join("kubelet"), namespace, pod).unwrap_or_default()
+    }
+
+    /// A fresh namespace whose `default` service account exists, deleted when dropped.
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let client = self.client().await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = Namespace {
+            metadata: kube::api::ObjectMeta {
+                generate_name: Some(format!("{prefix}-")),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let created = namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating a namespace: {e}"));
+        let name = created.metadata.name.unwrap_or_default();
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        wait_until(
+            Duration::from_secs(30),
+            "the default service account",
+            || async { accounts.get_opt("default").await.ok().flatten().is_some() },
+        )
+        .await;
+        TestNamespace { name, client }
+    }
+}
+
+/// A namespace a test works in; deleted (in the background) when the test ends.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestNamespace {
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // The runtime may be ending; kubectl needs none and returns at once.
+        let _ = Command::new(Cluster::shared().testbin.join("kubectl"))
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .env("KUBECONFIG", &Cluster::shared().kubeconfig)
+            .output();
+    }
+}
+
+/// Polls `check` every 200 ms until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deletes with background propagation, as `kubectl delete` does.
+pub fn background() -> DeleteParams {
+    DeleteParams::background()
+}

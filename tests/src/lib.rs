@@ -1,0 +1,6 @@
+//! End-to-end support for SynqX: the process kubelet ([`kubelet`]) that lets a real API
+//! server run pods on a machine without containers, and the harness ([`cluster`]) that
+//! starts the test control plane of `tests/cluster` for the tests in `tests/tests`.
+
+pub mod cluster;
+pub mod kubelet;
