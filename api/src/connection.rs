@@ -608,3 +608,16 @@ mod tests {
         assert_eq!(paths, ["postgres.user", "postgres.password"]);
     }
 }
+
+/// What `synqx check` reports for a Connection: written as JSON to the check Job's
+/// termination message, read by the operator into the Connection's `Ready` condition.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    /// Whether the check connected, authenticated and reached the target.
+    pub ready: bool,
+    /// `Connected` when ready; else `Unreachable`, `Unauthorized`, `NotFound` or `Invalid`.
+    pub reason: String,
+    /// What was checked, or what failed and what to do (credentials redacted).
+    pub message: String,
+}

@@ -526,6 +526,9 @@ pub struct PipelineStatus {
     /// When the schedule fires next (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<String>,
+    /// The last fire time the schedule handled (a run created, or skipped by policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<String>,
 }
 
 /// Size of a compiled DAG.

@@ -163,3 +163,94 @@ pub struct WatermarkRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
+
+/// What an in-pod runner (`synqx step`) reports when it ends: written as JSON to the
+/// container's termination message, so the operator learns the outcome even when the
+/// runner could not write the run's status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    /// Name of the step.
+    pub step: String,
+    /// `Succeeded`, `Failed` or `Cancelled`.
+    pub phase: StepPhase,
+    #[serde(default)]
+    pub rows_read: u64,
+    #[serde(default)]
+    pub rows_written: u64,
+    #[serde(default)]
+    pub rows_rejected: u64,
+    #[serde(default)]
+    pub bytes_read: u64,
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// The watermark the step started from and the one it committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkRange>,
+    /// The error of a failed or cancelled step (credentials redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl StepReport {
+    /// The longest termination message Kubernetes keeps.
+    pub const MAX_BYTES: usize = 4096;
+
+    /// JSON that fits a termination message: a long error message is cut to fit.
+    pub fn to_termination_message(&self) -> String {
+        let mut report = self.clone();
+        loop {
+            let json = serde_json::to_string(&report).unwrap_or_default();
+            let Some(message) = report
+                .message
+                .as_mut()
+                .filter(|_| json.len() > Self::MAX_BYTES)
+            else {
+                return json;
+            };
+            let keep = message
+                .len()
+                .saturating_sub(json.len() - Self::MAX_BYTES + 3);
+            let mut cut = keep;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("...");
+            if keep == 0 {
+                report.message = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_fits_a_termination_message() {
+        let report = StepReport {
+            step: "load".into(),
+            phase: StepPhase::Failed,
+            rows_read: 7,
+            message: Some("é".repeat(5000)),
+            ..Default::default()
+        };
+        let json = report.to_termination_message();
+        assert!(json.len() <= StepReport::MAX_BYTES, "{}", json.len());
+        let back: StepReport = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(back.rows_read, 7);
+        assert!(back.message.is_some_and(|m| m.ends_with("...")));
+
+        let small = StepReport {
+            step: "load".into(),
+            phase: StepPhase::Succeeded,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::from_str::<StepReport>(&small.to_termination_message()).ok(),
+            Some(small)
+        );
+    }
+}

@@ -35,6 +35,25 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// The environment variable that carries a Secret's key to a runner:
+/// `SYNQX_SECRET_<SECRET>_<KEY>`, upper-cased, every character that is not a letter or digit
+/// replaced by `_`. The operator sets it from a `secretKeyRef` in a step's Job; locally a
+/// user exports it.
+pub fn secret_env_name(secret: &str, key: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("SYNQX_SECRET_{}_{}", clean(secret), clean(key))
+}
+
 /// Prefix of every vault envelope.
 pub const SEALED_PREFIX: &str = "sqx1";
 
