@@ -1,12 +1,16 @@
-//! The SynqX data plane: the streaming engine, connectors, transforms, local state and the
-//! local runner behind `synqx run`.
+//! The SynqX data plane: the streaming engine, connectors, transforms, local state, the local
+//! runner behind `synqx run`, the in-pod runner behind `synqx step` and the Connection probe
+//! behind `synqx check`.
 
+pub mod check;
 pub mod connectors;
 pub mod engine;
 pub mod error;
 pub mod local;
+pub mod pod;
 pub mod secrets;
 pub mod state;
+pub mod step;
 pub mod transforms;
 pub mod types;
 

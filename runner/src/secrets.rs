@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use synqx_api::SecretValue;
+use synqx_api::secret::secret_env_name;
 
 use crate::error::{Error, Result};
 
@@ -54,20 +55,10 @@ impl Secrets {
     }
 
     /// The environment variable that can carry a Secret's key: `SYNQX_SECRET_<SECRET>_<KEY>`,
-    /// upper-cased, with every character that is not a letter or digit replaced by `_`.
+    /// upper-cased, with every character that is not a letter or digit replaced by `_` (the
+    /// name the operator gives it in a Job, [`secret_env_name`]).
     pub fn env_name(secret: &str, key: &str) -> String {
-        let clean = |s: &str| {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect::<String>()
-        };
-        format!("SYNQX_SECRET_{}_{}", clean(secret), clean(key))
+        secret_env_name(secret, key)
     }
 
     /// The plaintext of one field of a Connection. Errors name the Connection, the field, the

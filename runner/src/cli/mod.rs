@@ -1,10 +1,12 @@
 //! Command-line interface.
 
+mod check;
 mod crd;
 mod files;
 mod graph;
 mod run;
 mod state;
+mod step;
 mod validate;
 
 use std::path::PathBuf;
@@ -62,6 +64,43 @@ enum Command {
         /// Steps of one layer running at once (default: the pipeline's parallelism, else 4).
         #[arg(long)]
         parallelism: Option<usize>,
+    },
+    /// Run one attempt of one step of a PipelineRun, in the pod of its Job (the operator starts
+    /// it): write the step's entry of the run's status and a termination message. Exit 0 when
+    /// it succeeded, 1 when it failed, 130 when it was cancelled (SIGTERM or SIGINT).
+    Step {
+        /// Namespace of the PipelineRun (default: $POD_NAMESPACE, else the kube client's).
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: Option<String>,
+        /// Name of the PipelineRun.
+        #[arg(long)]
+        run: String,
+        /// Name of the step in the run's plan.
+        #[arg(long)]
+        step: String,
+        /// Attempt number, from 1.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: u32,
+    },
+    /// Check that Connections can be used: connect, authenticate and reach the target, without
+    /// writing.
+    ///
+    /// With FILES, the Connections in them (credentials from their Secret documents or
+    /// SYNQX_SECRET_<SECRET>_<KEY>) are checked here, one line each. Without, the Connection
+    /// named by --connection is read from the cluster, as a check Job does (the operator starts
+    /// it), and its report goes to the termination message. Exit 0 when every Connection is
+    /// ready, 1 otherwise.
+    Check {
+        /// YAML files (multi-document) or directories of them: Connections and any v1 Secrets
+        /// they need.
+        files: Vec<PathBuf>,
+        /// Namespace of the Connection in the cluster (default: $POD_NAMESPACE, else the kube
+        /// client's).
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: Option<String>,
+        /// The Connection to check (with FILES, default: every Connection in them).
+        #[arg(long)]
+        connection: Option<String>,
     },
     /// Show, reset or set the runs and watermarks kept by `synqx run`.
     State {
@@ -155,6 +194,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             state::run(&dir, action)
         }
+        Command::Step {
+            namespace,
+            run,
+            step,
+            attempt,
+        } => step::run(step::Args {
+            namespace,
+            run,
+            step,
+            attempt,
+        }),
+        Command::Check {
+            files,
+            namespace,
+            connection,
+        } => check::run(check::Args {
+            files,
+            namespace,
+            connection,
+        }),
         Command::Crd { dir } => crd::run(dir.as_deref()),
     }
 }

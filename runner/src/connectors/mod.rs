@@ -1,6 +1,6 @@
-//! Connectors: one folder per system, each implementing `Source` and/or `Sink`. The registry
-//! below maps a Connection's block to its constructor, so adding a system never touches the
-//! engine.
+//! Connectors: one folder per system, each implementing `Source` and/or `Sink` and a `check`
+//! probe. The registry below maps a Connection's block to its constructor and its probe, so
+//! adding a system never touches the engine.
 
 pub mod filesystem;
 pub mod formats;
@@ -11,11 +11,16 @@ pub mod sqlite;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use synqx_api::connection::CheckReport;
 use synqx_api::{ConnectionSpec, ConnectorKind};
 
+use crate::check::{Reason, invalid, report};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
+
+/// The connectors this version of synqx has, for messages.
+const AVAILABLE: &str = "filesystem, s3, sqlite";
 
 /// A Connection ready to be opened: its spec, where relative paths start, and how its secret
 /// values are resolved.
@@ -50,7 +55,7 @@ impl ConnectionRef<'_> {
 
     fn not_available(&self, kind: ConnectorKind, role: &str) -> Error {
         Error::Config(format!(
-            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: filesystem, s3, sqlite)",
+            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: {AVAILABLE})",
             self.name
         ))
     }
@@ -73,5 +78,23 @@ pub fn sink(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Sink>> {
         ConnectorKind::S3 => Ok(Arc::new(s3::S3Sink::new(conn)?)),
         ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSink::new(conn)?)),
         other => Err(conn.not_available(other, "destination")),
+    }
+}
+
+/// Probes a Connection: its connector connects, authenticates and reaches the target, quickly
+/// and without writing data.
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    match conn.kind() {
+        Err(e) => invalid(&e),
+        Ok(ConnectorKind::Filesystem) => filesystem::check(conn).await,
+        Ok(ConnectorKind::S3) => s3::check(conn).await,
+        Ok(ConnectorKind::Sqlite) => sqlite::check(conn).await,
+        Ok(other) => report(
+            Reason::Unsupported,
+            format!(
+                "Connection \"{}\": the {other} connector is not available in this version of synqx (available: {AVAILABLE}); steps that use this Connection cannot run until a version with it is installed",
+                conn.name
+            ),
+        ),
     }
 }

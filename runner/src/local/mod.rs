@@ -10,21 +10,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use synqx_api::Connection;
 use synqx_api::dag::Plan;
 use synqx_api::duration::parse_duration;
 use synqx_api::pipeline::{OnFailure, RetryPolicy, Step};
-use synqx_api::validate::Report;
+use synqx_api::validate::{Doc, Report};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use progress::Progress;
 pub use summary::{RunSummary, StepStatus, StepSummary, group, render};
 
-use crate::connectors::{self, ConnectionRef};
-use crate::engine::{self, Counters, StepRun, rejects};
+use crate::connectors::ConnectionRef;
+use crate::engine::{self, Counters, rejects};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 use crate::state::StateStore;
+use crate::step::StepInputs;
+
+/// A Connection of the files, ready to be opened: relative paths in it start at the directory
+/// of the file that declares it.
+pub fn file_connection<'a>(doc: &'a Doc<Connection>, secrets: &'a Secrets) -> ConnectionRef<'a> {
+    ConnectionRef {
+        name: doc.object.metadata.name.as_deref().unwrap_or_default(),
+        spec: &doc.object.spec,
+        base_dir: Path::new(&doc.file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        secrets,
+    }
+}
 
 /// Options of a local run.
 #[derive(Clone, Debug, Default)]
@@ -269,17 +285,7 @@ impl LocalRun<'_> {
             .iter()
             .find(|d| d.object.metadata.name.as_deref() == Some(name))
             .ok_or_else(|| Error::Config(format!("Connection \"{name}\" is not in the given files (add its YAML to the command line)")))?;
-        // Relative paths in a Connection start at the directory of the file that declares it.
-        let base_dir = Path::new(&doc.file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        Ok(ConnectionRef {
-            name: doc.object.metadata.name.as_deref().unwrap_or_default(),
-            spec: &doc.object.spec,
-            base_dir,
-            secrets: self.secrets,
-        })
+        Ok(file_connection(doc, self.secrets))
     }
 
     async fn execute(
@@ -288,43 +294,19 @@ impl LocalRun<'_> {
         step: &Step,
         counters: Arc<Counters>,
     ) -> Result<engine::StepOutcome> {
-        let timeout = step
-            .timeout
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(Error::Config)?;
-        if let Some(sql) = &step.sql {
-            let conn = self.connection(&sql.connection)?;
-            let started = Instant::now();
-            let work = connectors::sql_step::run(&conn, &sql.statements);
-            let affected = tokio::select! {
-                r = work => r?,
-                () = self.cancel.cancelled() => return Err(Error::Cancelled(format!("step \"{}\" was cancelled", step.name))),
-            };
-            Counters::add(&counters.rows_written, affected);
-            return Ok(engine::StepOutcome {
-                counters: counters.snapshot(),
-                duration: started.elapsed(),
-                ..Default::default()
-            });
-        }
-        let Some(sync) = &step.sync else {
-            return Err(Error::Config(format!("step \"{}\" has no body", step.name)));
-        };
-        let source = connectors::source(&self.connection(&sync.source.connection)?)?;
-        let sink = connectors::sink(&self.connection(&sync.destination.connection)?)?;
-        let watermark = if self.options.full_refresh || sync.source.incremental.is_none() {
+        let incremental = step
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.source.incremental.is_some());
+        let watermark = if self.options.full_refresh || !incremental {
             None
         } else {
             self.state.watermark(self.pipeline, &step.name).await?
         };
-        let run = StepRun {
-            step: step.name.clone(),
+        let inputs = StepInputs {
             watermark,
             counters,
             cancel: self.cancel.child_token(),
-            timeout,
             dead_letter: Some(rejects::dead_letter_file(
                 self.state.dir(),
                 self.pipeline,
@@ -332,7 +314,7 @@ impl LocalRun<'_> {
                 run_id,
             )),
         };
-        engine::run_sync(sync, source, sink, run).await
+        crate::step::execute(step, |name| self.connection(name), inputs).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! file, a folder of part files (trailing `/`) or a glob. Files are CSV, JSONL or Parquet
 //! (see `formats`); writes are staged under hidden names and committed by renames.
 
+mod check;
 mod commit;
 mod listing;
 mod sink;
@@ -10,6 +11,8 @@ mod source;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+
+pub use check::check;
 
 use crate::connectors::ConnectionRef;
 use crate::engine::{

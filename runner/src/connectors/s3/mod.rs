@@ -7,12 +7,14 @@
 //!   temporary file for random access.
 //! - `upload`: one object written as a stream, in 8 MiB multipart parts.
 //! - `sink`: parts staged under a hidden temporary prefix, copied into place at the commit.
+//! - `check`: the probe of `synqx check`, one bounded listing of at most one key.
 //!
 //! Credentials come from the Connection's secret values or, without them, from the pod's
 //! ambient AWS environment. Every error names the Connection, bucket and key, and passes
 //! through [`Bucket::describe`], which removes the credential values from the text (S3 error
 //! bodies can echo the access key id).
 
+mod check;
 mod sink;
 mod source;
 mod upload;
@@ -22,9 +24,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::aws::AmazonS3Builder;
+use object_store::list::PaginatedListStore;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use synqx_api::SecretValue;
+
+pub use check::check;
 
 use crate::connectors::ConnectionRef;
 use crate::engine::{
@@ -82,6 +87,8 @@ impl Sink for S3Sink {
 #[derive(Clone)]
 pub(crate) struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// The same client, for listings of a bounded number of keys.
+    lister: Arc<dyn PaginatedListStore>,
     connection: String,
     bucket: String,
     /// Empty, or the connection's prefix with one trailing `/`.
@@ -90,8 +97,35 @@ pub(crate) struct Bucket {
     secrets: Arc<Vec<String>>,
 }
 
+/// How long requests may take, and how often a failed one is tried again.
+#[derive(Clone, Copy, Debug)]
+struct Patience {
+    connect_timeout: Duration,
+    /// Longest wait for one request; `None` keeps object_store's default.
+    request_timeout: Option<Duration>,
+    max_retries: usize,
+    /// No retry starts later than this after the first attempt.
+    retry_timeout: Duration,
+}
+
+impl Patience {
+    /// Reads and writes: transient errors are retried with backoff, but an endpoint that
+    /// refuses or never answers fails within seconds instead of object_store's default three
+    /// minutes.
+    const TRANSFER: Self = Self {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: None,
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(60),
+    };
+}
+
 impl Bucket {
     fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
+        Self::with_patience(conn, Patience::TRANSFER)
+    }
+
+    fn with_patience(conn: &ConnectionRef<'_>, patience: Patience) -> Result<Self> {
         let name = conn.name;
         let spec = conn
             .spec
@@ -131,16 +165,18 @@ impl Bucket {
                 )));
             }
         };
-        // Transient errors are retried with backoff, but an endpoint that refuses or never
-        // answers fails within seconds instead of object_store's default three minutes.
+        let mut options = ClientOptions::new().with_connect_timeout(patience.connect_timeout);
+        if let Some(timeout) = patience.request_timeout {
+            options = options.with_timeout(timeout);
+        }
         builder = builder
             .with_bucket_name(&bucket)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
-                max_retries: 4,
-                retry_timeout: Duration::from_secs(60),
+                max_retries: patience.max_retries,
+                retry_timeout: patience.retry_timeout,
             })
-            .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(5)));
+            .with_client_options(options);
         if let Some(region) = spec.region.as_deref().filter(|r| !r.is_empty()) {
             builder = builder.with_region(region);
         }
@@ -171,14 +207,15 @@ impl Bucket {
             .filter(|s| !s.is_empty())
             .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        let store = builder.build().map_err(|e| {
+        let store = Arc::new(builder.build().map_err(|e| {
             Error::Config(format!(
                 "Connection \"{name}\": s3: {}",
                 redact(&secrets, &e.to_string())
             ))
-        })?;
+        })?);
         Ok(Self {
-            store: Arc::new(store),
+            store: store.clone(),
+            lister: store,
             connection: name.to_string(),
             bucket,
             prefix: normalise_prefix(spec.prefix.as_deref().unwrap_or(""), name)?,
@@ -218,13 +255,7 @@ impl Bucket {
     /// when the response carried them, else object_store's text.
     fn describe(&self, e: &object_store::Error) -> String {
         let text = e.to_string();
-        let tag = |name: &str| {
-            let open = format!("<{name}>");
-            let start = text.find(&open)? + open.len();
-            let end = text[start..].find(&format!("</{name}>"))? + start;
-            Some(text[start..end].trim().to_string())
-        };
-        let reason = match (tag("Code"), tag("Message")) {
+        let reason = match (xml_tag(&text, "Code"), xml_tag(&text, "Message")) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code,
             _ => text.clone(),
@@ -255,6 +286,15 @@ impl Bucket {
     }
 }
 
+/// The text of the first `<name>…</name>` element in an error's text: S3 error bodies carry
+/// `<Code>` and `<Message>`.
+fn xml_tag(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{name}>"))? + start;
+    Some(text[start..end].trim().to_string())
+}
+
 /// `text` with every credential value replaced by `***`.
 fn redact(secrets: &[String], text: &str) -> String {
     secrets
@@ -279,6 +319,8 @@ fn normalise_prefix(prefix: &str, connection: &str) -> Result<String> {
     Ok(parts.iter().map(|p| format!("{p}/")).collect())
 }
 
+#[cfg(test)]
+mod check_tests;
 #[cfg(test)]
 mod moto;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A real S3 server for the tests: one `moto_server` per test binary, started on first use on
 //! a free port. Buckets are made with plain unsigned HTTP (moto accepts it), so the helper
-//! depends on nothing the connector itself uses.
+//! depends on nothing the connector itself uses. A second, strict server that checks
+//! signatures (and knows no access key) starts only for the tests that need it.
 //!
 //! The server runs under a shell that waits on this process's stdin pipe: when the test
 //! binary exits, however it exits, the pipe closes and the shell stops the server.
@@ -24,16 +25,27 @@ pub(super) struct Moto {
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+static STRICT: OnceLock<Result<Moto, String>> = OnceLock::new();
 
 /// The server, started once; a test fails (never skips) when it cannot run.
 pub(super) fn server() -> &'static Moto {
-    match MOTO.get_or_init(start) {
+    match MOTO.get_or_init(|| start("")) {
         Ok(moto) => moto,
         Err(e) => panic!("{e}"),
     }
 }
 
-fn start() -> Result<Moto, String> {
+/// A server that authenticates every request: it knows no access key, so it rejects every
+/// signed request with `InvalidAccessKeyId`. Started once, like [`server`].
+pub(super) fn strict_server() -> &'static Moto {
+    match STRICT.get_or_init(|| start("INITIAL_NO_AUTH_ACTION_COUNT=0")) {
+        Ok(moto) => moto,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Starts `moto_server` with the environment assignments `env` (shell syntax).
+fn start(env: &str) -> Result<Moto, String> {
     match Command::new("moto_server")
         .arg("--help")
         .stdout(Stdio::null())
@@ -56,7 +68,7 @@ fn start() -> Result<Moto, String> {
         .map(|a| a.port())
         .map_err(|e| format!("finding a free port for moto_server: {e}"))?;
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & server=$!; read line; kill $server; wait $server"
+        "{env} moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & server=$!; read line; kill $server; wait $server"
     );
     let mut guard = Command::new("sh")
         .arg("-c")
@@ -68,7 +80,8 @@ fn start() -> Result<Moto, String> {
         .map_err(|e| format!("starting moto_server: {e}"))?;
     let started = Instant::now();
     loop {
-        if let Ok((200, _)) = request(port, "GET / HTTP/1.1") {
+        // Any answer will do: the strict server refuses the unsigned request.
+        if let Ok((100.., _)) = request(port, "GET / HTTP/1.1") {
             return Ok(Moto {
                 port,
                 _guard: guard,

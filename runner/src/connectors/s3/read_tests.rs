@@ -2,19 +2,18 @@
 //! rows, incremental reads, and errors that name where and never what the credentials are.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
-use k8s_openapi::api::core::v1::Secret;
 use synqx_api::pipeline::{Compression, FileFormat, Incremental, OnError, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 
 use super::moto;
 use super::test_support::{
-    Lake, PREFIX, connection, destination, id_values, ids, nested, ok, open, scalars, source,
+    Lake, PREFIX, assert_redacted, closed_endpoint, connection, destination, echoing_server,
+    id_values, ids, keyed, nested, ok, open, scalars, secret_documents, source,
 };
 use crate::connectors::ConnectionRef;
 use crate::engine::{Counters, CursorFilter, FILE_MODIFIED_COLUMN, Rejects, Source};
@@ -237,50 +236,10 @@ async fn incremental_reads_filter_rows_and_skip_unchanged_objects() {
     assert_eq!(id_values(&next), vec![Some(3)]);
 }
 
-fn secret_documents() -> Secret {
-    let mut secret = Secret::default();
-    secret.metadata.name = Some("lake-keys".into());
-    secret.string_data = Some(
-        [
-            ("id", "AKIDSYNQXREDACTME01"),
-            ("secret", "s3cr3t/SYNQX+redact-me-please"),
-            ("token", "SESSIONTOKENSYNQXREDACTME"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .into(),
-    );
-    secret
-}
-
-fn assert_redacted(message: &str) {
-    for value in [
-        "AKIDSYNQXREDACTME01",
-        "s3cr3t/SYNQX+redact-me-please",
-        "SESSIONTOKENSYNQXREDACTME",
-    ] {
-        assert!(!message.contains(value), "{value} leaked: {message}");
-    }
-}
-
-/// A connection whose keys come from a Secret document.
-fn keyed(endpoint: String, bucket: &str) -> ConnectionSpec {
-    let mut spec = connection(&endpoint, bucket, Some(PREFIX));
-    if let Some(s3) = spec.s3.as_mut() {
-        s3.access_key_id = Some(SecretValue::from_secret("lake-keys", "id"));
-        s3.secret_access_key = Some(SecretValue::from_secret("lake-keys", "secret"));
-        s3.session_token = Some(SecretValue::from_secret("lake-keys", "token"));
-    }
-    spec
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_fails_with_the_connection_named() {
-    // A port nothing listens on: the connection is refused on every attempt.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9);
-    let spec = connection(&format!("http://127.0.0.1:{port}"), "lake", None);
+    // The connection is refused on every attempt.
+    let spec = connection(&closed_endpoint(), "lake", None);
     let (source_side, _) = open("offline-lake", &spec, &Secrets::default());
     let request = crate::engine::ReadRequest {
         spec: source("raw/orders/"),
@@ -346,40 +305,6 @@ async fn a_missing_bucket_is_named_without_the_credentials() {
         "{err}"
     );
     assert_redacted(&err);
-}
-
-/// A server that refuses every request with an S3 error whose message echoes the request
-/// head, as a misconfigured proxy or a verbose store might: the credentials reach the error
-/// body, and must not reach the error's text.
-fn echoing_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).to_string();
-            // Logged before the answer, so the test sees it once its request failed.
-            if let Ok(mut log) = log.lock() {
-                log.push(head.clone());
-            }
-            let body = format!(
-                "<?xml version=\"1.0\"?><Error><Code>InvalidAccessKeyId</Code><Message>request was: {}</Message></Error>",
-                head.replace('&', "&amp;").replace('<', "&lt;")
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (format!("http://127.0.0.1:{port}"), seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

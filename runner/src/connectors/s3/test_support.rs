@@ -2,10 +2,15 @@
 //! its source and sink, and direct access to the bucket for what the tests check. The test
 //! data is shared with the other file connectors (`formats::test_data`).
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use synqx_api::connection::S3Connection;
@@ -193,4 +198,83 @@ impl Lake {
         };
         self.sink.write(&request, input, &Counters::default()).await
     }
+}
+
+pub(super) fn secret_documents() -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("lake-keys".into());
+    secret.string_data = Some(
+        [
+            ("id", "AKIDSYNQXREDACTME01"),
+            ("secret", "s3cr3t/SYNQX+redact-me-please"),
+            ("token", "SESSIONTOKENSYNQXREDACTME"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+    );
+    secret
+}
+
+pub(super) fn assert_redacted(message: &str) {
+    for value in [
+        "AKIDSYNQXREDACTME01",
+        "s3cr3t/SYNQX+redact-me-please",
+        "SESSIONTOKENSYNQXREDACTME",
+    ] {
+        assert!(!message.contains(value), "{value} leaked: {message}");
+    }
+}
+
+/// A connection whose keys come from a Secret document.
+pub(super) fn keyed(endpoint: String, bucket: &str) -> ConnectionSpec {
+    let mut spec = connection(&endpoint, bucket, Some(PREFIX));
+    if let Some(s3) = spec.s3.as_mut() {
+        s3.access_key_id = Some(SecretValue::from_secret("lake-keys", "id"));
+        s3.secret_access_key = Some(SecretValue::from_secret("lake-keys", "secret"));
+        s3.session_token = Some(SecretValue::from_secret("lake-keys", "token"));
+    }
+    spec
+}
+
+/// A server that refuses every request with an S3 error whose message echoes the request
+/// head, as a misconfigured proxy or a verbose store might: the credentials reach the error
+/// body, and must not reach the error's text.
+pub(super) fn echoing_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            // Logged before the answer, so the test sees it once its request failed.
+            if let Ok(mut log) = log.lock() {
+                log.push(head.clone());
+            }
+            let body = format!(
+                "<?xml version=\"1.0\"?><Error><Code>InvalidAccessKeyId</Code><Message>request was: {}</Message></Error>",
+                head.replace('&', "&amp;").replace('<', "&lt;")
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), seen)
+}
+
+/// An endpoint nothing listens on: every connection to it is refused.
+pub(super) fn closed_endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(9);
+    format!("http://127.0.0.1:{port}")
 }

@@ -7,6 +7,7 @@
 
 mod batch;
 mod cell;
+mod check;
 mod insert;
 mod sink;
 mod source;
@@ -26,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Executor, Sqlite};
 use tokio::sync::OnceCell;
+
+pub use check::check;
 
 use crate::connectors::ConnectionRef;
 use crate::error::{Context, Error, Result};

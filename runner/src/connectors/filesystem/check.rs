@@ -1,0 +1,178 @@
+//! The probe of `synqx check`: the directory exists and can be listed.
+
+use std::io::ErrorKind;
+
+use synqx_api::connection::CheckReport;
+
+use super::root;
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let dir = match root(conn) {
+        Ok(dir) => dir,
+        Err(e) => return invalid(&e),
+    };
+    let shown = dir.display();
+    let fail = |reason: Reason, what: String| {
+        report(reason, format!("Connection \"{}\": {what}", conn.name))
+    };
+    let unreadable = |e: std::io::Error| {
+        if e.kind() == ErrorKind::PermissionDenied {
+            fail(
+                Reason::Unauthorized,
+                format!(
+                    "cannot read directory {shown}: {e}: give the runner's user read access to it"
+                ),
+            )
+        } else {
+            fail(
+                Reason::Unreachable,
+                format!("cannot read directory {shown}: {e}"),
+            )
+        }
+    };
+    match tokio::fs::metadata(&dir).await {
+        // A destination folder is created on the first write, as a SQLite file is: its
+        // parent existing is enough.
+        Err(e) if e.kind() == ErrorKind::NotFound && dir.parent().is_some_and(|p| p.is_dir()) => {
+            return report(
+                Reason::Connected,
+                format!(
+                    "Connection \"{}\": directory {shown} does not exist yet: it will be created on the first write (its parent exists)",
+                    conn.name
+                ),
+            );
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return fail(
+                Reason::NotFound,
+                format!(
+                    "directory {shown} does not exist: create or mount it, or fix filesystem.path (a relative path starts at the directory of the YAML file, or at the working directory of the runner's pod)"
+                ),
+            );
+        }
+        Err(e) => return unreadable(e),
+        Ok(meta) if !meta.is_dir() => {
+            return fail(
+                Reason::Invalid,
+                format!(
+                    "{shown} is a file, not a directory: filesystem.path must name the directory the assets are below"
+                ),
+            );
+        }
+        Ok(_) => {}
+    }
+    // Listing one entry proves the directory can be listed; counting them could take long.
+    let listed = match tokio::fs::read_dir(&dir).await {
+        Ok(mut entries) => entries.next_entry().await,
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok(first) => report(
+            Reason::Connected,
+            format!(
+                "Connection \"{}\": directory {shown} exists and can be listed ({})",
+                conn.name,
+                if first.is_some() {
+                    "not empty"
+                } else {
+                    "empty"
+                }
+            ),
+        ),
+        Err(e) => unreadable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use synqx_api::ConnectionSpec;
+    use synqx_api::connection::FilesystemConnection;
+
+    use super::*;
+    use crate::secrets::Secrets;
+
+    async fn check_path(base: &Path, path: &str) -> CheckReport {
+        let spec = ConnectionSpec {
+            filesystem: Some(FilesystemConnection { path: path.into() }),
+            ..Default::default()
+        };
+        let secrets = Secrets::default();
+        let conn = ConnectionRef {
+            name: "lake",
+            spec: &spec,
+            base_dir: base.to_path_buf(),
+            secrets: &secrets,
+        };
+        crate::connectors::check(&conn).await
+    }
+
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn an_existing_directory_is_ready() {
+        let base = tempdir();
+        let lake = base.path().join("lake");
+        std::fs::create_dir(&lake).unwrap_or_else(|e| panic!("{e}"));
+        let report = check_path(base.path(), "lake").await;
+        assert!(report.ready, "{report:?}");
+        assert_eq!(report.reason, "Connected");
+        assert_eq!(
+            report.message,
+            format!(
+                "Connection \"lake\": directory {} exists and can be listed (empty)",
+                lake.display()
+            )
+        );
+        std::fs::write(lake.join("a.csv"), "id\n1\n").unwrap_or_else(|e| panic!("{e}"));
+        let absolute = lake.display().to_string();
+        let report = check_path(Path::new("/nowhere"), &absolute).await;
+        assert!(report.message.ends_with("(not empty)"), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_ready_when_its_parent_exists_else_not_found() {
+        let base = tempdir();
+        let report = check_path(base.path(), "lake").await;
+        assert!(report.ready, "{report:?}");
+        assert!(
+            report
+                .message
+                .contains("will be created on the first write"),
+            "{report:?}"
+        );
+
+        let report = check_path(base.path(), "deep/lake").await;
+        assert!(!report.ready);
+        assert_eq!(report.reason, "NotFound");
+        assert!(
+            report.message.starts_with(&format!(
+                "Connection \"lake\": directory {} does not exist: create or mount it",
+                base.path().join("deep/lake").display()
+            )),
+            "{}",
+            report.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_is_not_a_directory() {
+        let base = tempdir();
+        std::fs::write(base.path().join("lake"), "x").unwrap_or_else(|e| panic!("{e}"));
+        let report = check_path(base.path(), "lake").await;
+        assert!(!report.ready);
+        assert_eq!(report.reason, "Invalid");
+        assert!(
+            report
+                .message
+                .contains("is a file, not a directory: filesystem.path must name the directory"),
+            "{}",
+            report.message
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job (DESIGN §4).
+//!
+//! The runner reads its run, the ControllerRevision that holds the run's plan and the
+//! watermark the operator hands it, executes the step with the engine `synqx run` uses
+//! ([`crate::step::execute`]), server-side-applies its own `status.steps[name]` entry while it
+//! runs and once at the end, and leaves a [`StepReport`] in the termination message.
+
+mod plan;
+mod report;
+mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::HumanBytes;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::{Api, Client};
+use synqx_api::dag::Plan;
+use synqx_api::run::{PipelineRun, StepPhase, StepReport};
+use tokio_util::sync::CancellationToken;
+
+pub use plan::{choose_step, plan_connection, plan_from_revision};
+pub use report::{TerminationMessage, exit_code, write_termination_message};
+pub use status::{KubeStatus, StatusWriter, apply_body, final_entry, progress_entry};
+pub(crate) use status::{explain, is_not_found};
+
+use crate::engine::Counters;
+use crate::local::group;
+use crate::secrets::Secrets;
+use crate::step::{self, StepInputs};
+
+/// The environment variable that carries the step's committed watermark.
+pub const WATERMARK_ENV: &str = "SYNQX_WATERMARK";
+/// The environment variable that names the termination-message file.
+pub const TERMINATION_MESSAGE_ENV: &str = "SYNQX_TERMINATION_MESSAGE_PATH";
+/// The termination-message file when [`TERMINATION_MESSAGE_ENV`] is not set.
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// Shortest time between two progress writes of the run's status.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Which attempt of which step of which run this pod executes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub namespace: String,
+    pub run: String,
+    pub step: String,
+    pub attempt: u32,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "PipelineRun {}", self.run)?;
+        } else {
+            write!(f, "PipelineRun {}/{}", self.namespace, self.run)?;
+        }
+        write!(f, " step \"{}\" attempt {}", self.step, self.attempt)
+    }
+}
+
+/// What the pod's environment gives the step.
+pub struct PodEnv {
+    /// The committed watermark (`SYNQX_WATERMARK`); `None` reads everything.
+    pub watermark: Option<String>,
+    /// Credentials from `SYNQX_SECRET_<SECRET>_<KEY>` variables.
+    pub secrets: Secrets,
+    /// Where relative paths of Connections start, and where `rejects/` goes.
+    pub work_dir: PathBuf,
+    /// Where the [`StepReport`] is written at the end.
+    pub termination_path: PathBuf,
+}
+
+impl PodEnv {
+    /// The environment of this process. Variables that are not valid UTF-8 are ignored; an
+    /// empty `SYNQX_WATERMARK` counts as none.
+    pub fn from_process() -> Self {
+        let vars: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            watermark: get(WATERMARK_ENV),
+            termination_path: get(TERMINATION_MESSAGE_ENV)
+                .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from),
+            work_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            secrets: Secrets::new(std::iter::empty(), vars),
+        }
+    }
+}
+
+/// Runs one attempt of a step against the cluster and reports it: the run's status, the
+/// termination message and stderr. `namespace` defaults to the kube client's namespace.
+/// Never fails: every error ends in a `Failed` report.
+pub async fn run(
+    namespace: Option<String>,
+    run: String,
+    step: String,
+    attempt: u32,
+    env: &PodEnv,
+    cancel: CancellationToken,
+) -> StepReport {
+    let started = Instant::now();
+    let mut target = Attempt {
+        namespace: namespace.unwrap_or_default(),
+        run,
+        step,
+        attempt,
+    };
+    let report = match Client::try_default().await {
+        Err(e) => {
+            let report = report::failed(
+                &target.step,
+                format!(
+                    "{target}: cannot reach the Kubernetes API: {e} (in a pod this needs the service account token; elsewhere set KUBECONFIG)"
+                ),
+            );
+            log_end(&target, &report, started.elapsed());
+            report
+        }
+        Ok(client) => {
+            if target.namespace.is_empty() {
+                target.namespace = client.default_namespace().to_string();
+            }
+            let status: Arc<dyn StatusWriter> = Arc::new(KubeStatus::new(
+                client.clone(),
+                &target.namespace,
+                &target.run,
+                &target.step,
+            ));
+            let (report, known) = match load_plan(&client, &target).await {
+                Ok((revision, plan)) => (
+                    execute_planned(&target, &revision, &plan, env, status.clone(), cancel).await,
+                    plan.step(&target.step).is_some(),
+                ),
+                Err(message) => (report::failed(&target.step, message), true),
+            };
+            if known {
+                finish(&target, &report, status.as_ref(), started.elapsed()).await;
+            } else {
+                // A step the plan does not have gets no entry in the run's status.
+                log_end(&target, &report, started.elapsed());
+            }
+            report
+        }
+    };
+    if let Err(e) = write_termination_message(&env.termination_path, &report) {
+        eprintln!(
+            "synqx step: {target}: cannot write the termination message to {}: {e} (the run's status still has the counters)",
+            env.termination_path.display()
+        );
+    }
+    report
+}
+
+/// Reads the run, its `status.revision` and the plan in that ControllerRevision.
+async fn load_plan(client: &Client, target: &Attempt) -> Result<(String, Plan), String> {
+    let runs: Api<PipelineRun> = Api::namespaced(client.clone(), &target.namespace);
+    let run = runs.get(&target.run).await.map_err(|e| {
+        if status::is_not_found(&e) {
+            format!(
+                "{target}: PipelineRun \"{}\" does not exist in namespace \"{}\": it was deleted, so there is nothing to run",
+                target.run, target.namespace
+            )
+        } else {
+            format!(
+                "{target}: cannot read the PipelineRun: {}",
+                status::explain(&e, "get on pipelineruns.synqx.io")
+            )
+        }
+    })?;
+    let Some(revision) = run
+        .status
+        .as_ref()
+        .and_then(|s| s.revision.clone())
+        .filter(|r| !r.is_empty())
+    else {
+        return Err(format!(
+            "{target}: the PipelineRun has no status.revision, so its plan is unknown: the operator sets it before it starts steps; check the operator's logs"
+        ));
+    };
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &target.namespace);
+    let found = revisions.get(&revision).await.map_err(|e| {
+        if status::is_not_found(&e) {
+            format!(
+                "{target}: ControllerRevision \"{revision}\" (the run's plan) does not exist: it was deleted; start a new run of the Pipeline"
+            )
+        } else {
+            format!(
+                "{target}: cannot read ControllerRevision \"{revision}\": {}",
+                status::explain(&e, "get on controllerrevisions.apps")
+            )
+        }
+    })?;
+    let plan = plan_from_revision(&found).map_err(|e| format!("{target}: {e}"))?;
+    Ok((revision, plan))
+}
+
+/// Executes the step of a known plan: progress written every [`PROGRESS_EVERY`] while it
+/// runs. Returns the report; the final status write is the caller's ([`finish`]).
+pub async fn execute_planned(
+    target: &Attempt,
+    revision: &str,
+    plan: &Plan,
+    env: &PodEnv,
+    status: Arc<dyn StatusWriter>,
+    cancel: CancellationToken,
+) -> StepReport {
+    let step = match choose_step(plan, &target.run, &target.step) {
+        Ok(step) => step,
+        Err(message) => return report::failed(&target.step, format!("{target}: {message}")),
+    };
+    let incremental = step
+        .sync
+        .as_ref()
+        .is_some_and(|s| s.source.incremental.is_some());
+    let watermark = env.watermark.clone().filter(|_| incremental);
+    eprintln!(
+        "synqx step: {target}: started (revision {revision}, plan {}, {})",
+        plan.short_hash(),
+        match &watermark {
+            Some(w) => format!("rows with cursor > {w}"),
+            None if incremental => "no watermark yet: reading everything".to_string(),
+            None => "not incremental".to_string(),
+        }
+    );
+    if cancel.is_cancelled() {
+        return report::cancelled(
+            &target.step,
+            format!("{target}: cancelled before it started; nothing was written"),
+        );
+    }
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let progress = tokio::spawn(status::report_progress(
+        status,
+        target.clone(),
+        counters.clone(),
+        PROGRESS_EVERY,
+        stop.clone(),
+    ));
+    let inputs = StepInputs {
+        watermark: watermark.clone(),
+        counters: counters.clone(),
+        cancel: cancel.clone(),
+        dead_letter: Some(env.work_dir.join("rejects").join(format!(
+            "{}-{}-{}.jsonl",
+            target.step, target.run, target.attempt
+        ))),
+    };
+    let open = |name: &str| plan_connection(plan, name, &target.step, &env.secrets, &env.work_dir);
+    let result = step::execute(step, open, inputs).await;
+    // The last progress write ends before the final one starts, so it can never land after it.
+    stop.cancel();
+    let _ = progress.await;
+    report::from_result(
+        &target.step,
+        result,
+        counters.snapshot(),
+        watermark,
+        cancel.is_cancelled(),
+    )
+}
+
+/// The final status write and the end line on stderr.
+pub async fn finish(
+    target: &Attempt,
+    report: &StepReport,
+    status: &dyn StatusWriter,
+    elapsed: Duration,
+) {
+    if let Err(e) = status.apply(&final_entry(report)).await {
+        eprintln!(
+            "synqx step: {target}: could not write the run's status: {e} (the termination message still reports the outcome)"
+        );
+    }
+    log_end(target, report, elapsed);
+}
+
+fn log_end(target: &Attempt, report: &StepReport, elapsed: Duration) {
+    let phase = match report.phase {
+        StepPhase::Succeeded => "succeeded",
+        StepPhase::Cancelled => "cancelled",
+        _ => "failed",
+    };
+    let watermark = report
+        .watermark
+        .as_ref()
+        .filter(|_| report.phase == StepPhase::Succeeded)
+        .map(|w| {
+            format!(
+                "; watermark {} -> {}",
+                w.from.as_deref().unwrap_or("(none)"),
+                w.to.as_deref().unwrap_or("(none)")
+            )
+        })
+        .unwrap_or_default();
+    // Messages of errors found before the step ran start with the attempt already.
+    let prefix = format!("{target}: ");
+    let message = report
+        .message
+        .as_deref()
+        .map(|m| format!(": {}", m.strip_prefix(&prefix).unwrap_or(m)))
+        .unwrap_or_default();
+    eprintln!(
+        "synqx step: {target}: {phase} after {:.1}s: read {} rows ({}), wrote {} rows ({}), rejected {}{watermark}{message}",
+        elapsed.as_secs_f64(),
+        group(report.rows_read),
+        HumanBytes(report.bytes_read),
+        group(report.rows_written),
+        HumanBytes(report.bytes_written),
+        group(report.rows_rejected),
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,69 @@
+//! The run's plan, as the operator stored it: read from a ControllerRevision, the step chosen by
+//! name and its Connections opened from the specs the plan embeds.
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use serde::Deserialize as _;
+use synqx_api::dag::Plan;
+use synqx_api::pipeline::Step;
+
+use crate::connectors::ConnectionRef;
+use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+/// The plan in a ControllerRevision's `data`.
+pub fn plan_from_revision(revision: &ControllerRevision) -> Result<Plan, String> {
+    let name = revision.metadata.name.as_deref().unwrap_or_default();
+    let Some(data) = &revision.data else {
+        return Err(format!(
+            "ControllerRevision \"{name}\" has no data, so it holds no plan: it was not written by the SynqX operator; start a new run of the Pipeline"
+        ));
+    };
+    // Deserializing from a borrowed Value clones only the strings the plan keeps.
+    Plan::deserialize(&data.0).map_err(|e| {
+        format!(
+            "ControllerRevision \"{name}\" does not hold a SynqX plan: {e} (are the operator and the runner image of the same SynqX version?)"
+        )
+    })
+}
+
+/// The step named `step` of the plan, or an error listing the plan's steps.
+pub fn choose_step<'p>(plan: &'p Plan, run: &str, step: &str) -> Result<&'p Step, String> {
+    if let Some(planned) = plan.step(step) {
+        return Ok(&planned.step);
+    }
+    let names: Vec<&str> = plan.order().collect();
+    Err(format!(
+        "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {}); the Job's --step argument must name one of them",
+        names.join(", ")
+    ))
+}
+
+/// A Connection of the plan, opened for `step`: relative paths start at `work_dir` and secret
+/// values come from `secrets`.
+pub fn plan_connection<'a>(
+    plan: &'a Plan,
+    name: &str,
+    step: &str,
+    secrets: &'a Secrets,
+    work_dir: &Path,
+) -> Result<ConnectionRef<'a>> {
+    let Some((name, spec)) = plan.connections.get_key_value(name) else {
+        let known: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
+        return Err(Error::Config(format!(
+            "step \"{step}\" uses Connection \"{name}\", which is not in the run's plan (connections: {}): it did not exist when the Pipeline was compiled; create it, then start a new run",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    Ok(ConnectionRef {
+        name,
+        spec,
+        base_dir: work_dir.to_path_buf(),
+        secrets,
+    })
+}

@@ -1,0 +1,164 @@
+//! The step's own entry of its run's `status.steps`, server-side-applied under a field manager
+//! of its own (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes
+//! counters, the watermark range and the error; phase, attempt, Job name and times belong to
+//! the operator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use synqx_api::run::{PipelineRun, StepPhase, StepReport, StepStatus};
+use tokio_util::sync::CancellationToken;
+
+use super::Attempt;
+use crate::engine::{CounterSnapshot, Counters};
+
+/// Longest wait for the API server to answer one status write.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the step's status entry goes.
+#[async_trait]
+pub trait StatusWriter: Send + Sync {
+    /// Applies the entry; the error says why it was not written.
+    async fn apply(&self, entry: &StepStatus) -> Result<(), String>;
+}
+
+/// The run's status on the API server.
+pub struct KubeStatus {
+    api: Api<PipelineRun>,
+    run: String,
+    params: PatchParams,
+}
+
+impl KubeStatus {
+    pub fn new(client: Client, namespace: &str, run: &str, step: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            run: run.to_string(),
+            params: PatchParams::apply(&field_manager(step)).force(),
+        }
+    }
+}
+
+#[async_trait]
+impl StatusWriter for KubeStatus {
+    async fn apply(&self, entry: &StepStatus) -> Result<(), String> {
+        let body = apply_body(entry);
+        let patch = Patch::Apply(&body);
+        let write = self.api.patch_status(&self.run, &self.params, &patch);
+        match tokio::time::timeout(APPLY_TIMEOUT, write).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(explain(&e, "patch on pipelineruns.synqx.io/status")),
+            Err(_) => Err(format!(
+                "the Kubernetes API did not answer within {}s",
+                APPLY_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// The field manager of a step's status entry.
+pub fn field_manager(step: &str) -> String {
+    format!("synqx-step-{step}")
+}
+
+/// The body of the server-side apply: a PipelineRun with only this step's entry.
+pub fn apply_body(entry: &StepStatus) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": PipelineRun::api_version(&()),
+        "kind": PipelineRun::kind(&()),
+        "status": { "steps": [entry] },
+    })
+}
+
+/// The entry written while the step runs: counters only.
+pub fn progress_entry(step: &str, counters: CounterSnapshot) -> StepStatus {
+    StepStatus {
+        name: step.to_string(),
+        rows_read: Some(counters.rows_read),
+        rows_written: Some(counters.rows_written),
+        rows_rejected: Some(counters.rows_rejected),
+        bytes_read: Some(counters.bytes_read),
+        bytes_written: Some(counters.bytes_written),
+        ..Default::default()
+    }
+}
+
+/// The entry written at the end: the final counters, the watermark range when known, and the
+/// error when the step failed.
+pub fn final_entry(report: &StepReport) -> StepStatus {
+    StepStatus {
+        name: report.step.clone(),
+        rows_read: Some(report.rows_read),
+        rows_written: Some(report.rows_written),
+        rows_rejected: Some(report.rows_rejected),
+        bytes_read: Some(report.bytes_read),
+        bytes_written: Some(report.bytes_written),
+        watermark: report
+            .watermark
+            .clone()
+            .filter(|w| w.from.is_some() || w.to.is_some()),
+        message: report
+            .message
+            .clone()
+            .filter(|_| report.phase == StepPhase::Failed),
+        ..Default::default()
+    }
+}
+
+/// Writes the counters every `every` while they change, until `stop` fires. A failed write is
+/// logged and tried again at the next tick; it never fails the step. A write in flight when
+/// `stop` fires completes first, so it cannot land after the final one.
+pub(super) async fn report_progress(
+    status: Arc<dyn StatusWriter>,
+    target: Attempt,
+    counters: Arc<Counters>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut written: Option<CounterSnapshot> = None;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = counters.snapshot();
+        if written == Some(now) {
+            continue;
+        }
+        match status.apply(&progress_entry(&target.step, now)).await {
+            Ok(()) => written = Some(now),
+            Err(e) => eprintln!(
+                "synqx step: {target}: could not write progress to the run's status: {e} (the step goes on)"
+            ),
+        }
+    }
+}
+
+/// Whether the API server answered 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}
+
+/// An API error as one readable line, with what to do: the server's message and code (not the
+/// whole Status), the permission the runner's service account lacks when it was forbidden, or
+/// a pointer to the network when the server could not be reached. `permission` names the verb
+/// and resource, e.g. `get on pipelineruns.synqx.io`.
+pub(crate) fn explain(e: &kube::Error, permission: &str) -> String {
+    match e {
+        kube::Error::Api(s) if s.is_forbidden() => format!(
+            "{} (HTTP {}): the pod's service account needs {permission}",
+            s.message, s.code
+        ),
+        kube::Error::Api(s) if !s.message.is_empty() => {
+            format!("{} (HTTP {})", s.message, s.code)
+        }
+        kube::Error::Api(s) => format!("HTTP {} {}", s.code, s.reason),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
+            "{e}: the Kubernetes API cannot be reached from here; check the pod's network policy and the API server"
+        ),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,535 @@
+//! `synqx step` without a cluster: the status bodies it applies, the step chosen from a plan,
+//! the termination message, and whole attempts run against a recording status writer.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use synqx_api::run::{StepStatus, WatermarkRange};
+use synqx_api::validate::{InputFile, validate};
+
+use super::report::from_result;
+use super::status::{field_manager, report_progress};
+use super::*;
+use crate::engine::{CounterSnapshot, StepOutcome};
+use crate::error::Error;
+
+const YAML: &str = r#"
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: inbox}
+spec:
+  filesystem: {path: ./in}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: warehouse}
+spec:
+  sqlite: {path: ./w.db}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {name: orders}
+spec:
+  steps:
+    - name: load
+      sync:
+        onError: skip
+        source:
+          connection: inbox
+          asset: {fqn: orders.csv}
+          columns: {id: int64}
+          incremental: {cursor: id}
+        destination:
+          connection: warehouse
+          asset: {fqn: orders}
+          mode: append
+    - name: count
+      dependsOn: [load]
+      sql:
+        connection: warehouse
+        statements: ["CREATE TABLE IF NOT EXISTS n AS SELECT count(*) AS c FROM orders"]
+"#;
+
+fn plan() -> Plan {
+    let report = validate(&[InputFile {
+        name: "orders.yaml",
+        text: YAML,
+    }]);
+    assert!(report.is_valid(), "{:?}", report.problems);
+    report
+        .plans
+        .get("orders")
+        .cloned()
+        .unwrap_or_else(|| panic!("no plan"))
+}
+
+fn target(step: &str) -> Attempt {
+    Attempt {
+        namespace: "etl".into(),
+        run: "orders-1".into(),
+        step: step.into(),
+        attempt: 2,
+    }
+}
+
+fn env(dir: &Path, watermark: Option<&str>) -> PodEnv {
+    PodEnv {
+        watermark: watermark.map(str::to_string),
+        secrets: Secrets::default(),
+        work_dir: dir.to_path_buf(),
+        termination_path: dir.join("termination-log"),
+    }
+}
+
+/// A status writer that keeps every entry it is given.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<StepStatus>>);
+
+impl Recorded {
+    fn entries(&self) -> Vec<StepStatus> {
+        self.0.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl StatusWriter for Recorded {
+    async fn apply(&self, entry: &StepStatus) -> Result<(), String> {
+        self.0
+            .lock()
+            .map_err(|_| "poisoned".to_string())?
+            .push(entry.clone());
+        Ok(())
+    }
+}
+
+/// A status writer whose every write fails.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl StatusWriter for Unreachable {
+    async fn apply(&self, _: &StepStatus) -> Result<(), String> {
+        Err("connection refused".into())
+    }
+}
+
+fn counters() -> CounterSnapshot {
+    CounterSnapshot {
+        rows_read: 10,
+        bytes_read: 100,
+        rows_written: 8,
+        bytes_written: 80,
+        batches: 1,
+        rows_rejected: 2,
+    }
+}
+
+#[test]
+fn the_progress_body_holds_only_the_counters_the_runner_owns() {
+    let body = apply_body(&progress_entry("load", counters()));
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "apiVersion": "synqx.io/v1alpha1",
+            "kind": "PipelineRun",
+            "status": {"steps": [{
+                "name": "load",
+                "rowsRead": 10,
+                "rowsWritten": 8,
+                "rowsRejected": 2,
+                "bytesRead": 100,
+                "bytesWritten": 80,
+            }]},
+        })
+    );
+    assert_eq!(field_manager("load"), "synqx-step-load");
+}
+
+#[test]
+fn the_final_body_adds_the_watermark_and_the_error_of_a_failure() {
+    let succeeded = StepReport {
+        step: "load".into(),
+        phase: StepPhase::Succeeded,
+        rows_read: 3,
+        rows_written: 3,
+        watermark: Some(WatermarkRange {
+            from: None,
+            to: Some("42".into()),
+        }),
+        ..Default::default()
+    };
+    let body = apply_body(&final_entry(&succeeded));
+    assert_eq!(
+        body["status"]["steps"][0],
+        serde_json::json!({
+            "name": "load",
+            "rowsRead": 3,
+            "rowsWritten": 3,
+            "rowsRejected": 0,
+            "bytesRead": 0,
+            "bytesWritten": 0,
+            "watermark": {"to": "42"},
+        })
+    );
+
+    let failed = StepReport {
+        phase: StepPhase::Failed,
+        watermark: Some(WatermarkRange::default()),
+        message: Some("source: boom".into()),
+        ..succeeded.clone()
+    };
+    let entry = final_entry(&failed);
+    assert_eq!(entry.message.as_deref(), Some("source: boom"));
+    assert_eq!(entry.watermark, None, "an empty range is not written");
+    for field in ["phase", "attempt", "jobName", "startedAt", "finishedAt"] {
+        assert!(
+            apply_body(&entry)["status"]["steps"][0]
+                .get(field)
+                .is_none(),
+            "{field} belongs to the operator"
+        );
+    }
+
+    let cancelled = StepReport {
+        phase: StepPhase::Cancelled,
+        ..failed
+    };
+    assert_eq!(final_entry(&cancelled).message, None);
+}
+
+#[test]
+fn a_step_is_chosen_by_name_and_a_wrong_name_lists_the_steps() {
+    let plan = plan();
+    assert_eq!(
+        choose_step(&plan, "orders-1", "count").map(|s| s.name.as_str()),
+        Ok("count")
+    );
+    let e = choose_step(&plan, "orders-1", "lod")
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("PipelineRun \"orders-1\" has no step \"lod\" (steps: load, count)"),
+        "{e}"
+    );
+    assert!(e.contains("--step"), "{e}");
+}
+
+#[test]
+fn the_plan_comes_from_the_revision_data() {
+    let plan = plan();
+    let mut revision = ControllerRevision {
+        data: Some(RawExtension(
+            serde_json::to_value(&plan).unwrap_or_else(|e| panic!("{e}")),
+        )),
+        ..Default::default()
+    };
+    revision.metadata.name = Some("orders-5d8f".into());
+    assert_eq!(plan_from_revision(&revision).as_ref(), Ok(&plan));
+
+    revision.data = Some(RawExtension(serde_json::json!({"steps": "no"})));
+    let e = plan_from_revision(&revision).err().unwrap_or_default();
+    assert!(
+        e.contains("ControllerRevision \"orders-5d8f\" does not hold a SynqX plan"),
+        "{e}"
+    );
+
+    revision.data = None;
+    let e = plan_from_revision(&revision).err().unwrap_or_default();
+    assert!(e.contains("\"orders-5d8f\" has no data"), "{e}");
+}
+
+#[test]
+fn connections_come_from_the_plan_and_start_at_the_working_directory() {
+    let plan = plan();
+    let secrets = Secrets::default();
+    let work = Path::new("/work/dir");
+    let conn = plan_connection(&plan, "warehouse", "load", &secrets, work)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(conn.name, "warehouse");
+    assert_eq!(conn.path("./w.db"), work.join("./w.db"));
+    let e = plan_connection(&plan, "lake", "load", &secrets, work)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("step \"load\" uses Connection \"lake\", which is not in the run's plan (connections: inbox, warehouse)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_report_says_how_the_step_ended() {
+    let ok = from_result(
+        "load",
+        Ok(StepOutcome {
+            counters: counters(),
+            watermark_from: Some("7".into()),
+            watermark_to: Some("9".into()),
+            ..Default::default()
+        }),
+        CounterSnapshot::default(),
+        Some("7".into()),
+        false,
+    );
+    assert_eq!(ok.phase, StepPhase::Succeeded);
+    assert_eq!((ok.rows_read, ok.rows_rejected), (10, 2));
+    assert_eq!(
+        ok.watermark,
+        Some(WatermarkRange {
+            from: Some("7".into()),
+            to: Some("9".into())
+        })
+    );
+    assert_eq!(exit_code(ok.phase), 0);
+
+    let timeout = from_result(
+        "load",
+        Err(Error::Cancelled(
+            "step \"load\" exceeded its timeout of 1s".into(),
+        )),
+        counters(),
+        None,
+        false,
+    );
+    assert_eq!(
+        timeout.phase,
+        StepPhase::Failed,
+        "a timeout is a failed attempt"
+    );
+    assert_eq!(timeout.rows_read, 10);
+    assert_eq!(timeout.watermark, None);
+    assert!(timeout.message.is_some_and(|m| m.contains("timeout")));
+    assert_eq!(exit_code(timeout.phase), 1);
+
+    let signalled = from_result(
+        "load",
+        Err(Error::Cancelled("step \"load\" was cancelled".into())),
+        counters(),
+        Some("7".into()),
+        true,
+    );
+    assert_eq!(signalled.phase, StepPhase::Cancelled);
+    assert_eq!(
+        signalled.watermark.and_then(|w| w.from).as_deref(),
+        Some("7")
+    );
+    assert_eq!(exit_code(signalled.phase), 130);
+}
+
+#[test]
+fn the_termination_message_is_the_report_as_json() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("termination-log");
+    let report = StepReport {
+        step: "load".into(),
+        phase: StepPhase::Failed,
+        rows_read: 5,
+        message: Some("x".repeat(10_000)),
+        ..Default::default()
+    };
+    write_termination_message(&path, &report).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(text.len() <= StepReport::MAX_BYTES, "{}", text.len());
+    let back: StepReport = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (back.step.as_str(), back.phase, back.rows_read),
+        ("load", StepPhase::Failed, 5)
+    );
+
+    assert!(write_termination_message(&dir.path().join("no/such/dir"), &report).is_err());
+}
+
+#[tokio::test]
+async fn progress_is_written_while_counters_change_and_stops_when_told() {
+    let recorded = Arc::new(Recorded::default());
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(report_progress(
+        recorded.clone(),
+        target("load"),
+        counters.clone(),
+        Duration::from_millis(10),
+        stop.clone(),
+    ));
+    Counters::add(&counters.rows_read, 4);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while recorded.entries().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = recorded.entries();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].rows_read, Some(4));
+    assert_eq!(first[0].watermark, None);
+
+    // Unchanged counters are not written again.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(recorded.entries().len(), 1);
+
+    stop.cancel();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_ok(),
+        "the progress task ends when told"
+    );
+
+    // A writer that always fails is logged, never fatal.
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(report_progress(
+        Arc::new(Unreachable),
+        target("load"),
+        counters,
+        Duration::from_millis(5),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stop.cancel();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_runs_the_planned_step_from_its_watermark() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join("in")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("in/orders.csv"),
+        "id,item\n1,tea\n2,cake\nthree,jam\n3,milk\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan();
+    let recorded = Arc::new(Recorded::default());
+    let t = target("load");
+
+    let first = execute_planned(
+        &t,
+        "orders-5d8f",
+        &plan,
+        &env(dir.path(), None),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(first.phase, StepPhase::Succeeded, "{:?}", first.message);
+    assert_eq!(
+        (first.rows_read, first.rows_written, first.rows_rejected),
+        (3, 3, 1)
+    );
+    assert_eq!(
+        first.watermark,
+        Some(WatermarkRange {
+            from: None,
+            to: Some("3".into())
+        })
+    );
+    let rejects = dir.path().join("rejects/load-orders-1-2.jsonl");
+    assert!(rejects.exists(), "the dead-letter file is under ./rejects/");
+
+    finish(&t, &first, recorded.as_ref(), Duration::from_millis(1)).await;
+    let last = recorded.entries().pop().unwrap_or_default();
+    assert_eq!(last.rows_written, Some(3));
+    assert_eq!(last.watermark.and_then(|w| w.to).as_deref(), Some("3"));
+
+    // From the committed watermark: nothing new.
+    let second = execute_planned(
+        &t,
+        "orders-5d8f",
+        &plan,
+        &env(dir.path(), Some("3")),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(second.phase, StepPhase::Succeeded, "{:?}", second.message);
+    assert_eq!((second.rows_read, second.rows_written), (0, 0));
+    assert_eq!(second.watermark.and_then(|w| w.from).as_deref(), Some("3"));
+
+    // The sql step of the same plan, on the same working directory.
+    let count = execute_planned(
+        &target("count"),
+        "orders-5d8f",
+        &plan,
+        &env(dir.path(), Some("ignored")),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(count.phase, StepPhase::Succeeded, "{:?}", count.message);
+    assert_eq!(count.watermark, None);
+}
+
+#[tokio::test]
+async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut plan = plan();
+    let recorded = Arc::new(Recorded::default());
+
+    let missing = execute_planned(
+        &target("lod"),
+        "r",
+        &plan,
+        &env(dir.path(), None),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(missing.phase, StepPhase::Failed);
+    let message = missing.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("PipelineRun etl/orders-1 step \"lod\" attempt 2: "),
+        "{message}"
+    );
+    assert!(message.contains("(steps: load, count)"), "{message}");
+
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let cancelled = execute_planned(
+        &target("load"),
+        "r",
+        &plan,
+        &env(dir.path(), None),
+        recorded.clone(),
+        cancel,
+    )
+    .await;
+    assert_eq!(cancelled.phase, StepPhase::Cancelled);
+    assert_eq!(exit_code(cancelled.phase), 130);
+
+    plan.connections.remove("warehouse");
+    let broken = execute_planned(
+        &target("count"),
+        "r",
+        &plan,
+        &env(dir.path(), None),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(broken.phase, StepPhase::Failed);
+    finish(
+        &target("count"),
+        &broken,
+        &Unreachable,
+        Duration::from_millis(1),
+    )
+    .await;
+    finish(
+        &target("count"),
+        &broken,
+        recorded.as_ref(),
+        Duration::from_millis(1),
+    )
+    .await;
+    let entry = recorded.entries().pop().unwrap_or_default();
+    assert!(
+        entry
+            .message
+            .is_some_and(|m| m.contains("Connection \"warehouse\", which is not in the run's plan")),
+        "{:?}",
+        recorded.entries()
+    );
+}

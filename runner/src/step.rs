@@ -1,0 +1,179 @@
+//! One step, executed: the code `synqx run` (every step of a local run) and `synqx step` (one
+//! step in the pod of its Job) share. A `sql` body runs its statements on one Connection; a
+//! `sync` body streams its source through its transforms into its destination. Both end at the
+//! step's timeout and stop when cancelled, before anything is committed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use synqx_api::duration::{format_duration, parse_duration};
+use synqx_api::pipeline::Step;
+use tokio_util::sync::CancellationToken;
+
+use crate::connectors::{self, ConnectionRef};
+use crate::engine::{self, Counters, StepOutcome, StepRun};
+use crate::error::{Error, Result};
+
+/// What one execution of a step needs besides the step and its Connections.
+pub struct StepInputs {
+    /// The committed watermark of the step: an incremental source reads rows above it. `None`
+    /// reads everything (a first run or a full refresh). Ignored by non-incremental steps.
+    pub watermark: Option<String>,
+    /// Counters the engine updates as rows move, read by progress displays and status writers.
+    pub counters: Arc<Counters>,
+    /// Cancels the step; nothing is committed after it fires.
+    pub cancel: CancellationToken,
+    /// Dead-letter file for rows skipped under `onError: skip`.
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// Executes one step. `connection` opens a Connection by the name the step uses; it decides
+/// where relative paths start and how secret values are resolved. The step's `timeout` ends it
+/// as cancelled; so does `inputs.cancel`.
+pub async fn execute<'c>(
+    step: &Step,
+    connection: impl Fn(&str) -> Result<ConnectionRef<'c>>,
+    inputs: StepInputs,
+) -> Result<StepOutcome> {
+    let timeout = step
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| Error::Config(format!("step \"{}\": timeout: {e}", step.name)))?;
+    if let Some(sql) = &step.sql {
+        let conn = connection(&sql.connection)?;
+        let started = Instant::now();
+        let work = connectors::sql_step::run(&conn, &sql.statements);
+        let affected = tokio::select! {
+            r = work => r?,
+            () = inputs.cancel.cancelled() => return Err(Error::Cancelled(format!(
+                "step \"{}\" was cancelled before its transaction committed", step.name
+            ))),
+            () = sleep_or_forever(timeout) => return Err(Error::Cancelled(format!(
+                "step \"{}\" exceeded its timeout of {}; its transaction was rolled back",
+                step.name,
+                format_duration(timeout.unwrap_or_default())
+            ))),
+        };
+        Counters::add(&inputs.counters.rows_written, affected);
+        return Ok(StepOutcome {
+            counters: inputs.counters.snapshot(),
+            duration: started.elapsed(),
+            ..Default::default()
+        });
+    }
+    let Some(sync) = &step.sync else {
+        return Err(Error::Config(format!(
+            "step \"{}\" has no body: give it a sync or a sql block",
+            step.name
+        )));
+    };
+    let source = connectors::source(&connection(&sync.source.connection)?)?;
+    let sink = connectors::sink(&connection(&sync.destination.connection)?)?;
+    let run = StepRun {
+        step: step.name.clone(),
+        watermark: inputs.watermark,
+        counters: inputs.counters,
+        cancel: inputs.cancel,
+        timeout,
+        dead_letter: inputs.dead_letter,
+    };
+    engine::run_sync(sync, source, sink, run).await
+}
+
+async fn sleep_or_forever(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::ConnectionSpec;
+    use synqx_api::connection::SqliteConnection;
+    use synqx_api::pipeline::SqlStep;
+
+    use super::*;
+    use crate::secrets::Secrets;
+
+    fn sql_step(statements: &[&str]) -> Step {
+        Step {
+            name: "build".into(),
+            sql: Some(SqlStep {
+                connection: "db".into(),
+                statements: statements.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn inputs(cancel: CancellationToken) -> StepInputs {
+        StepInputs {
+            watermark: None,
+            counters: Arc::new(Counters::default()),
+            cancel,
+            dead_letter: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sql_step_runs_on_the_connection_it_names() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spec = ConnectionSpec {
+            sqlite: Some(SqliteConnection {
+                path: "w.db".into(),
+            }),
+            ..Default::default()
+        };
+        let secrets = Secrets::default();
+        let open = |name: &str| {
+            assert_eq!(name, "db");
+            Ok(ConnectionRef {
+                name: "db",
+                spec: &spec,
+                base_dir: dir.path().to_path_buf(),
+                secrets: &secrets,
+            })
+        };
+        let step = sql_step(&[
+            "CREATE TABLE t (x INTEGER)",
+            "INSERT INTO t VALUES (1), (2)",
+        ]);
+        let outcome = execute(&step, open, inputs(CancellationToken::new()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.counters.rows_written, 2);
+        assert!(dir.path().join("w.db").exists());
+    }
+
+    #[tokio::test]
+    async fn a_step_without_a_body_or_with_a_bad_timeout_says_what_to_fix() {
+        let never = |name: &str| -> Result<ConnectionRef<'static>> {
+            Err(Error::Config(format!("no Connection \"{name}\"")))
+        };
+        let step = Step {
+            name: "empty".into(),
+            ..Default::default()
+        };
+        let e = execute(&step, never, inputs(CancellationToken::new()))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("step \"empty\" has no body"), "{e}");
+
+        let bad = Step {
+            timeout: Some("soon".into()),
+            ..sql_step(&["select 1"])
+        };
+        let e = execute(&bad, never, inputs(CancellationToken::new()))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("step \"build\": timeout"), "{e}");
+    }
+}
