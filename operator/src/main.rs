@@ -1,12 +1,39 @@
-//! `synqx-operator`: the SynqX control plane.
-//!
-//! Today it prints the CustomResourceDefinitions it serves; the controllers that run pipelines
-//! as Jobs build on the same API crate.
+//! `synqx-operator`: the SynqX control plane. `run` starts the controllers (behind a leader
+//! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
+mod connection_controller;
+mod context;
+#[cfg(test)]
+mod install;
+mod job;
+mod leader;
+mod metrics;
+mod names;
+mod pipeline_controller;
+mod progress;
+mod revision;
+mod run_controller;
+mod scheduling;
+mod watermark;
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use synqx_api::{Connection, Pipeline, PipelineRun};
+use tokio::sync::watch;
+
+use crate::context::{Context, Settings};
+use crate::metrics::Metrics;
 
 /// The SynqX operator: runs Pipelines declared as Kubernetes resources.
 #[derive(Parser, Debug)]
@@ -18,8 +45,41 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the controllers against the cluster of the current kubeconfig or service account.
+    Run(RunArgs),
     /// Print every CustomResourceDefinition as YAML, ready for `kubectl apply -f -`.
     Crd,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Serve only this namespace (default: the current context's namespace).
+    #[arg(long, conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Serve every namespace.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Reconcile only while holding the leader Lease (run several replicas for HA).
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: the operator's own, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Image of step Jobs when a Pipeline's `spec.runner.image` is not set.
+    #[arg(long, default_value = concat!("ghcr.io/synqx/synqx:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
+    /// Most step Jobs running at once in a namespace (default: no limit).
+    #[arg(long)]
+    max_concurrent_jobs: Option<u32>,
+    /// Plan revisions of each Pipeline kept besides the ones runs use.
+    #[arg(long, default_value_t = 10)]
+    revision_history: usize,
+    /// `json` (default) or `text` log lines.
+    #[arg(long, default_value = "json")]
+    log_format: String,
 }
 
 fn main() -> ExitCode {
@@ -28,6 +88,11 @@ fn main() -> ExitCode {
         Command::Crd => synqx_api::crd::all_to_yaml()
             .context("serializing the CRDs")
             .map(|yaml| print!("{yaml}")),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|runtime| runtime.block_on(run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,5 +100,194 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logs(&args.log_format);
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    let settings = Settings {
+        runner_image: args.runner_image.clone(),
+        max_concurrent_jobs: args.max_concurrent_jobs,
+        revision_history: args.revision_history,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    let namespace = match (&args.namespace, args.all_namespaces) {
+        (_, true) => None,
+        (Some(ns), false) => Some(ns.clone()),
+        (None, false) => Some(client.default_namespace().to_string()),
+    };
+    let shutdown = shutdown_signal();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("synqx-operator-{}", std::process::id()));
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_namespace);
+    let (leader_tx, mut leader) = watch::channel(!args.leader_elect);
+    if args.leader_elect {
+        tokio::spawn(
+            leader::Elector::new(leases.clone(), "synqx-operator", &identity).run(leader_tx),
+        );
+        metrics.ready.store(true, Ordering::SeqCst);
+        tracing::info!(%identity, lease = %format!("{lease_namespace}/synqx-operator"), "waiting for the leader Lease");
+        loop {
+            if *leader.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leader.changed() => changed.context("the leader election stopped")?,
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+    metrics.leader.set(1);
+    tracing::info!(%identity, namespace = namespace.as_deref().unwrap_or("*"), "reconciling");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let api = |client: &Client| -> (Api<Pipeline>, Api<PipelineRun>, Api<Connection>, Api<Job>) {
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        }
+    };
+    let (pipelines, runs, connections, jobs) = api(&client);
+    let (_, _, connections_api, check_jobs) = api(&client);
+
+    let pipeline_controller = Controller::new(pipelines, watcher::Config::default());
+    let store = pipeline_controller.store();
+    let pipeline_controller = pipeline_controller
+        // A changed Connection can make any Pipeline of its namespace valid or invalid.
+        .watches(
+            connections,
+            watcher::Config::default(),
+            move |connection: Connection| {
+                let namespace = connection.namespace();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace() == namespace)
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(
+            pipeline_controller::reconcile,
+            pipeline_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let run_controller = Controller::new(runs, watcher::Config::default())
+        .owns(
+            jobs,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(
+            run_controller::reconcile,
+            run_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let connection_controller = Controller::new(connections_api, watcher::Config::default())
+        .owns(
+            check_jobs,
+            watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(
+            connection_controller::reconcile,
+            connection_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    metrics.ready.store(true, Ordering::SeqCst);
+
+    let controllers =
+        futures::future::join3(pipeline_controller, run_controller, connection_controller);
+    let mut controllers = std::pin::pin!(controllers);
+    let lost = async {
+        if !args.leader_elect {
+            return std::future::pending().await;
+        }
+        while *leader.borrow_and_update() {
+            if leader.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutting down: letting reconciliations in flight finish");
+            let _ = stop_tx.send(true);
+            controllers.await;
+            if args.leader_elect {
+                leader::Elector::release(&leases, "synqx-operator", &identity).await;
+            }
+        }
+        () = lost => {
+            server.abort();
+            anyhow::bail!("lost the leader Lease to another replica; exiting so nothing reconciles twice");
+        }
+        _ = &mut controllers => anyhow::bail!("the controllers stopped"),
+    }
+    server.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }

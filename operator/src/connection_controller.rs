@@ -1,0 +1,318 @@
+//! The Connection controller: checks that every Secret and key a Connection references exists
+//! and sealed values are well-formed, then on every change of its spec runs a short check Job
+//! (`synqx check`: connect, authenticate, probe the target) and records `Ready`, or
+//! `Unreachable`/`Unauthorized`/`Invalid` with the error, and when it was checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, Pod, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
+};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use synqx_api::Connection;
+use synqx_api::connection::CheckReport;
+use synqx_api::secret::{check_sealed_format, secret_env_name};
+
+use crate::context::{Context, Error, Result, now_rfc3339};
+use crate::job::{DEFAULT_SERVICE_ACCOUNT, hardened_container, hardened_pod};
+use crate::names;
+use crate::pipeline_controller::condition;
+
+const CONTROLLER: &str = "connection";
+pub const LABEL_CONNECTION: &str = "synqx.io/connection";
+/// A check that takes longer than this is reported `Unreachable`.
+const CHECK_DEADLINE_SECONDS: i64 = 60;
+
+pub async fn reconcile(connection: Arc<Connection>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.reconciled(CONTROLLER, reconcile_inner(&connection, &ctx))
+        .await
+}
+
+pub fn error_policy(connection: Arc<Connection>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.retry_after(
+        CONTROLLER,
+        &connection.name_any(),
+        error,
+        Duration::from_secs(5),
+    )
+}
+
+/// The check Job of one generation of a Connection's spec.
+pub fn check_job_name(connection: &str, generation: i64) -> String {
+    names::fit(&format!("{connection}-check-{generation}"))
+}
+
+async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Action> {
+    let namespace = connection.namespace().unwrap_or_default();
+    let name = connection.name_any();
+    let generation = connection.metadata.generation.unwrap_or(0);
+    let status = connection.status.clone().unwrap_or_default();
+    let connections: Api<Connection> = Api::namespaced(ctx.client.clone(), &namespace);
+    let kind = connection
+        .spec
+        .kind()
+        .map(|k| format!("{k:?}").to_lowercase());
+    let view = View {
+        ctx,
+        api: &connections,
+        connection,
+        status: &status,
+        kind,
+    };
+
+    if let Err(problem) = references(connection, ctx, &namespace).await? {
+        view.set(false, "Invalid", &problem, false).await?;
+        // A Secret created later fixes it: look again, Secrets are not watched.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let checked = status.observed_generation == Some(generation)
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "Ready" && c.reason != "Checking");
+    if checked {
+        return Ok(Action::await_change());
+    }
+
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let job_name = check_job_name(&name, generation);
+    let Some(job) = jobs.get_opt(&job_name).await? else {
+        let job = check_job(connection, &job_name, &ctx.settings.runner_image);
+        match jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+        let message = format!("check Job {job_name} started");
+        view.set(false, "Checking", &message, false).await?;
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let ended = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+                .cloned()
+        });
+    let Some(ended) = ended else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let report = report_of(ctx, &namespace, &job_name)
+        .await?
+        .unwrap_or_else(|| CheckReport {
+            ready: false,
+            reason: if ended.reason.as_deref() == Some("DeadlineExceeded") {
+                "Unreachable"
+            } else {
+                "CheckFailed"
+            }
+            .into(),
+            message: format!(
+                "the check Job {job_name} ended without a report: {}",
+                ended.message.clone().unwrap_or_default()
+            ),
+        });
+    view.set(report.ready, &report.reason, &report.message, true)
+        .await?;
+    Ok(Action::await_change())
+}
+
+/// Every `secretKeyRef` names an existing Secret and key; every sealed value is well-formed.
+async fn references(
+    connection: &Connection,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Result<(), String>> {
+    if connection.spec.kind().is_none() {
+        return Ok(Err("exactly one connector block must be set".into()));
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    for (field, value) in connection.spec.secret_values() {
+        if let Some(sealed) = &value.sealed
+            && let Err(problem) = check_sealed_format(sealed)
+        {
+            return Ok(Err(format!("{field}: {problem}")));
+        }
+        let Some(reference) = &value.secret_key_ref else {
+            continue;
+        };
+        let Some(secret) = secrets.get_opt(&reference.name).await? else {
+            return Ok(Err(format!(
+                "{field}: Secret \"{}\" does not exist in namespace {namespace}; create it or fix secretKeyRef.name",
+                reference.name
+            )));
+        };
+        let has_key = secret
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(&reference.key))
+            || secret
+                .string_data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&reference.key));
+        if !has_key {
+            let mut keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
+            keys.sort();
+            return Ok(Err(format!(
+                "{field}: Secret \"{}\" has no key \"{}\" (keys: {})",
+                reference.name,
+                reference.key,
+                keys.join(", ")
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// A Connection being reconciled, and where its status goes.
+struct View<'a> {
+    ctx: &'a Context,
+    api: &'a Api<Connection>,
+    connection: &'a Connection,
+    status: &'a synqx_api::connection::ConnectionStatus,
+    kind: Option<String>,
+}
+
+impl View<'_> {
+    /// Records the `Ready` condition (and `lastChecked` after a check), with an Event when
+    /// the verdict changed.
+    async fn set(&self, ready: bool, reason: &str, message: &str, checked: bool) -> Result<()> {
+        let (connection, status) = (self.connection, self.status);
+        let generation = connection.metadata.generation;
+        let new = condition(
+            &status.conditions,
+            "Ready",
+            ready,
+            reason,
+            message,
+            generation,
+        );
+        let same = status
+            .conditions
+            .first()
+            .is_some_and(|c| c.reason == new.reason && c.message == new.message)
+            && status.observed_generation == generation;
+        if same {
+            return Ok(());
+        }
+        let mut patch = json!({"status": {"type": self.kind, "conditions": [new], "observedGeneration": generation}});
+        if checked {
+            patch["status"]["lastChecked"] = json!(now_rfc3339());
+        }
+        self.api
+            .patch_status(
+                &connection.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        if reason != "Checking" {
+            self.ctx
+                .event(
+                    &connection.object_ref(&()),
+                    !ready,
+                    reason,
+                    message.to_string(),
+                )
+                .await;
+        }
+        Ok(())
+    }
+}
+
+async fn report_of(ctx: &Context, namespace: &str, job: &str) -> Result<Option<CheckReport>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await?;
+    Ok(list.items.iter().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find_map(|c| {
+                let message = c.state.as_ref()?.terminated.as_ref()?.message.clone()?;
+                serde_json::from_str::<CheckReport>(&message).ok()
+            })
+    }))
+}
+
+fn check_job(connection: &Connection, name: &str, image: &str) -> Job {
+    let namespace = connection.namespace().unwrap_or_default();
+    let connection_name = connection.name_any();
+    let labels = [
+        (LABEL_CONNECTION.to_string(), names::fit(&connection_name)),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "synqx-operator".to_string(),
+        ),
+    ];
+    let env: Vec<EnvVar> = connection
+        .spec
+        .secret_values()
+        .into_iter()
+        .filter_map(|(_, value)| value.secret_key_ref.clone())
+        .map(|r| EnvVar {
+            name: secret_env_name(&r.name, &r.key),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name,
+                    key: r.key,
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let container = Container {
+        name: "check".into(),
+        image: Some(image.into()),
+        command: Some(vec!["synqx".into()]),
+        args: Some(vec![
+            "check".into(),
+            "--namespace".into(),
+            namespace.clone(),
+            "--connection".into(),
+            connection_name,
+        ]),
+        env: Some(env),
+        ..hardened_container()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace),
+            labels: Some(labels.clone().into()),
+            owner_references: connection.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(CHECK_DEADLINE_SECONDS),
+            ttl_seconds_after_finished: Some(600),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.into()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(DEFAULT_SERVICE_ACCOUNT.into()),
+                    ..hardened_pod()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,120 @@
+//! What every controller shares: the client, the operator's settings, metrics and the
+//! event recorder, and the error type reconcilers return.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::metrics::Metrics;
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Image of step Jobs when a Pipeline names none.
+    pub runner_image: String,
+    /// Most step Jobs running at once across everything this operator serves.
+    pub max_concurrent_jobs: Option<u32>,
+    /// Revisions of a Pipeline's plan kept besides those runs still use.
+    pub revision_history: usize,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let instance = std::env::var("POD_NAME").ok();
+        let reporter = Reporter {
+            controller: "synqx-operator".into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Runs one reconciliation of `controller`, counted and timed.
+    pub async fn reconciled(
+        &self,
+        controller: &str,
+        work: impl Future<Output = Result<kube::runtime::controller::Action>>,
+    ) -> Result<kube::runtime::controller::Action> {
+        let started = std::time::Instant::now();
+        self.metrics
+            .reconciles
+            .with_label_values(&[controller])
+            .inc();
+        let result = work.await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .reconcile_seconds
+            .with_label_values(&[controller])
+            .observe(seconds);
+        result
+    }
+
+    /// Counts and logs a failed reconciliation; the controller retries it after `delay`.
+    pub fn retry_after(
+        &self,
+        controller: &str,
+        object: &str,
+        error: &Error,
+        delay: std::time::Duration,
+    ) -> kube::runtime::controller::Action {
+        self.metrics
+            .reconcile_errors
+            .with_label_values(&[controller])
+            .inc();
+        tracing::warn!(controller, object, %error, "reconciliation failed; retrying");
+        kube::runtime::controller::Action::requeue(delay)
+    }
+
+    /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, object).await {
+            tracing::warn!(%error, reason, "publishing an event failed");
+        }
+    }
+}
+
+/// Why a reconciliation failed; the controller retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The current time as Kubernetes writes it in status fields.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

@@ -1,0 +1,394 @@
+//! The Job that runs one attempt of one step (DESIGN §3): no retries of its own, owned by
+//! its run, hardened, credentials as `secretKeyRef` env, the step's watermark passed in.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
+};
+use kube::Resource;
+use kube::api::ObjectMeta;
+use synqx_api::dag::Plan;
+use synqx_api::duration::parse_duration;
+use synqx_api::pipeline::{PipelineSpec, Step};
+use synqx_api::run::PipelineRun;
+use synqx_api::secret::secret_env_name;
+
+use crate::names;
+
+pub const LABEL_PIPELINE: &str = "synqx.io/pipeline";
+pub const LABEL_RUN: &str = "synqx.io/run";
+pub const LABEL_STEP: &str = "synqx.io/step";
+pub const LABEL_ATTEMPT: &str = "synqx.io/attempt";
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "synqx-runner";
+/// The writable working directory of a step's container.
+pub const WORK_DIR: &str = "/work";
+/// Where the step's committed watermark reaches the runner.
+pub const WATERMARK_ENV: &str = "SYNQX_WATERMARK";
+
+/// One attempt of one step, with everything its Job needs.
+pub struct StepJob<'a> {
+    pub run: &'a PipelineRun,
+    pub pipeline: &'a PipelineSpec,
+    pub plan: &'a Plan,
+    pub step: &'a Step,
+    pub attempt: u32,
+    pub watermark: Option<&'a str>,
+    /// The image when the Pipeline names none (`--runner-image`).
+    pub default_image: &'a str,
+}
+
+impl StepJob<'_> {
+    pub fn name(&self) -> String {
+        names::job_name(&self.run_name(), &self.step.name, self.attempt)
+    }
+
+    fn run_name(&self) -> String {
+        self.run.metadata.name.clone().unwrap_or_default()
+    }
+
+    pub fn build(&self) -> Job {
+        let run = self.run_name();
+        let namespace = self.run.metadata.namespace.clone().unwrap_or_default();
+        let pipeline = self.run.spec.pipeline_ref.name.clone();
+        let labels: BTreeMap<String, String> = [
+            (LABEL_PIPELINE, names::fit(&pipeline)),
+            (LABEL_RUN, names::fit(&run)),
+            (LABEL_STEP, self.step.name.clone()),
+            (LABEL_ATTEMPT, self.attempt.to_string()),
+            ("app.kubernetes.io/managed-by", "synqx-operator".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let runner = self.pipeline.runner.clone().unwrap_or_default();
+        let image = runner
+            .image
+            .clone()
+            .unwrap_or_else(|| self.default_image.to_string());
+
+        let mut env = vec![EnvVar {
+            name: "POD_NAMESPACE".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        if let Some(watermark) = self.watermark {
+            env.push(EnvVar {
+                name: WATERMARK_ENV.into(),
+                value: Some(watermark.to_string()),
+                ..Default::default()
+            });
+        }
+        env.extend(self.secret_env());
+
+        let container = Container {
+            name: "step".into(),
+            image: Some(image),
+            command: Some(vec!["synqx".into()]),
+            args: Some(vec![
+                "step".into(),
+                "--namespace".into(),
+                namespace.clone(),
+                "--run".into(),
+                run.clone(),
+                "--step".into(),
+                self.step.name.clone(),
+                "--attempt".into(),
+                self.attempt.to_string(),
+            ]),
+            env: Some(env),
+            resources: runner.resources.clone(),
+            // The root file system is read-only: relative paths and dead-letter files of
+            // `onError: skip` live in a scratch volume.
+            working_dir: Some(WORK_DIR.into()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "work".into(),
+                mount_path: WORK_DIR.into(),
+                ..Default::default()
+            }]),
+            ..hardened_container()
+        };
+        let pod = PodSpec {
+            containers: vec![container],
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(
+                runner
+                    .service_account_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.into()),
+            ),
+            node_selector: (!runner.node_selector.is_empty()).then(|| runner.node_selector.clone()),
+            tolerations: (!runner.tolerations.is_empty()).then(|| runner.tolerations.clone()),
+            volumes: Some(vec![Volume {
+                name: "work".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }]),
+            ..hardened_pod()
+        };
+        Job {
+            metadata: ObjectMeta {
+                name: Some(self.name()),
+                namespace: Some(namespace),
+                labels: Some(labels.clone()),
+                owner_references: self.run.controller_owner_ref(&()).map(|r| vec![r]),
+                ..Default::default()
+            },
+            spec: Some(JobSpec {
+                backoff_limit: Some(0),
+                active_deadline_seconds: self.timeout_seconds(),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn timeout_seconds(&self) -> Option<i64> {
+        let timeout = self
+            .step
+            .timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())?;
+        Some(timeout.as_secs().max(1) as i64)
+    }
+
+    /// `SYNQX_SECRET_<SECRET>_<KEY>` from `secretKeyRef`, for the Connections this step uses.
+    fn secret_env(&self) -> Vec<EnvVar> {
+        let mut seen = BTreeMap::new();
+        for connection in step_connections(self.step) {
+            let Some(spec) = self.plan.connections.get(connection) else {
+                continue;
+            };
+            for (_, value) in spec.secret_values() {
+                if let Some(r) = &value.secret_key_ref {
+                    seen.insert(
+                        secret_env_name(&r.name, &r.key),
+                        (r.name.clone(), r.key.clone()),
+                    );
+                }
+            }
+        }
+        seen.into_iter()
+            .map(|(name, (secret, key))| EnvVar {
+                name,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret,
+                        key,
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// A container that runs as non-root on a read-only root file system with no capabilities,
+/// its termination message falling back to its log's tail.
+pub fn hardened_container() -> Container {
+    Container {
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A pod that runs as an unprivileged user under the runtime's default seccomp profile.
+pub fn hardened_pod() -> PodSpec {
+    PodSpec {
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            fs_group: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The Connections a step names.
+pub fn step_connections(step: &Step) -> Vec<&str> {
+    let mut names = Vec::new();
+    if let Some(sync) = &step.sync {
+        names.push(sync.source.connection.as_str());
+        names.push(sync.destination.connection.as_str());
+    }
+    if let Some(sql) = &step.sql {
+        names.push(sql.connection.as_str());
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use synqx_api::validate::{InputFile, validate};
+
+    const YAML: &str = r#"
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: db}
+spec:
+  postgres:
+    host: db
+    database: shop
+    user: {value: etl}
+    password: {secretKeyRef: {name: db-credentials, key: password}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: lake}
+spec:
+  filesystem: {path: /lake}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {name: orders, namespace: etl}
+spec:
+  runner:
+    image: registry.example.com/synqx:1.2.3
+    nodeSelector: {pool: etl}
+  steps:
+    - name: extract
+      timeout: 10m
+      sync:
+        source: {connection: db, asset: {fqn: public.orders}, incremental: {cursor: updated_at}}
+        destination: {connection: lake, asset: {fqn: raw/orders/}, format: parquet}
+"#;
+
+    fn run() -> PipelineRun {
+        let mut run = PipelineRun::new(
+            "orders-1",
+            synqx_api::run::PipelineRunSpec {
+                pipeline_ref: synqx_api::run::PipelineRef {
+                    name: "orders".into(),
+                },
+                ..Default::default()
+            },
+        );
+        run.metadata.namespace = Some("etl".into());
+        run.metadata.uid = Some("uid-1".into());
+        run
+    }
+
+    #[test]
+    fn a_step_job_is_hardened_owned_and_carries_its_inputs() {
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: YAML,
+        }]);
+        assert!(report.is_valid(), "{:?}", report.problems);
+        let plan = &report.plans["orders"];
+        let pipeline = report.bundle.pipeline("orders").expect("pipeline");
+        let run = run();
+        let step_job = StepJob {
+            run: &run,
+            pipeline: &pipeline.spec,
+            plan,
+            step: &plan.steps[0].step,
+            attempt: 2,
+            watermark: Some("2026-11-01T00:00:00Z"),
+            default_image: "ghcr.io/synqx/synqx:0.1.0",
+        };
+        let job = step_job.build();
+        assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-2"));
+        let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("PipelineRun", "uid-1", Some(true))
+        );
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(LABEL_STEP).map(String::as_str), Some("extract"));
+        assert_eq!(labels.get(LABEL_ATTEMPT).map(String::as_str), Some("2"));
+
+        let spec = job.spec.expect("spec");
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(600));
+        let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.service_account_name.as_deref(), Some("synqx-runner"));
+        assert_eq!(
+            pod.node_selector,
+            Some(BTreeMap::from([("pool".to_string(), "etl".to_string())]))
+        );
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let security = pod.security_context.expect("pod security");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(
+            security.seccomp_profile.map(|s| s.type_),
+            Some("RuntimeDefault".to_string())
+        );
+
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.image.as_deref(),
+            Some("registry.example.com/synqx:1.2.3")
+        );
+        let args = container.args.clone().unwrap_or_default().join(" ");
+        assert_eq!(
+            args,
+            "step --namespace etl --run orders-1 --step extract --attempt 2"
+        );
+        let hardening = container
+            .security_context
+            .clone()
+            .expect("container security");
+        assert_eq!(hardening.read_only_root_filesystem, Some(true));
+        assert_eq!(hardening.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            hardening.capabilities.and_then(|c| c.drop),
+            Some(vec!["ALL".to_string()])
+        );
+
+        let env = container.env.clone().unwrap_or_default();
+        let find = |name: &str| env.iter().find(|e| e.name == name).cloned();
+        assert_eq!(
+            find(WATERMARK_ENV).and_then(|e| e.value).as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
+        let secret = find("SYNQX_SECRET_DB_CREDENTIALS_PASSWORD")
+            .and_then(|e| e.value_from)
+            .and_then(|v| v.secret_key_ref);
+        assert_eq!(
+            secret.map(|s| (s.name, s.key)),
+            Some(("db-credentials".to_string(), "password".to_string()))
+        );
+        assert!(
+            env.iter()
+                .all(|e| e.value.as_deref() != Some("etl") || e.name.is_empty()),
+            "no plaintext secrets"
+        );
+    }
+}

@@ -1,0 +1,264 @@
+use super::*;
+use synqx_api::pipeline::Backoff;
+use synqx_api::validate::{InputFile, validate};
+
+/// a -> (b, c) -> d, and e on its own.
+fn plan() -> Plan {
+    let yaml = r#"
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: db}
+spec: {sqlite: {path: /tmp/db.sqlite}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {name: p}
+spec:
+  steps:
+    - {name: a, sql: {connection: db, statements: ["select 1"]}}
+    - {name: b, dependsOn: [a], sql: {connection: db, statements: ["select 1"]}}
+    - {name: c, dependsOn: [a], sql: {connection: db, statements: ["select 1"]}}
+    - {name: d, dependsOn: [b, c], sql: {connection: db, statements: ["select 1"]}}
+    - {name: e, sql: {connection: db, statements: ["select 1"]}}
+"#;
+    let report = validate(&[InputFile {
+        name: "p.yaml",
+        text: yaml,
+    }]);
+    assert!(report.is_valid(), "{:?}", report.problems);
+    report.plans["p"].clone()
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap_or_default()
+}
+
+struct Case {
+    jobs: BTreeMap<String, BTreeMap<u32, JobState>>,
+    resumed: BTreeSet<String>,
+    on_failure: OnFailure,
+    retry: Option<RetryPolicy>,
+    parallelism: Option<u32>,
+    cancel: bool,
+    now: DateTime<Utc>,
+}
+
+impl Case {
+    fn new() -> Self {
+        Self {
+            jobs: BTreeMap::new(),
+            resumed: BTreeSet::new(),
+            on_failure: OnFailure::Stop,
+            retry: None,
+            parallelism: None,
+            cancel: false,
+            now: at(0),
+        }
+    }
+
+    fn job(mut self, step: &str, attempt: u32, state: JobState) -> Self {
+        self.jobs
+            .entry(step.into())
+            .or_default()
+            .insert(attempt, state);
+        self
+    }
+
+    fn decide(&self) -> Decision {
+        let plan = plan();
+        let retry = self.retry.clone();
+        let retry_of = move |_: &str| retry.clone();
+        decide(&RunFacts {
+            plan: &plan,
+            jobs: &self.jobs,
+            resumed: &self.resumed,
+            on_failure: self.on_failure,
+            retry: &retry_of,
+            parallelism: self.parallelism,
+            cancel: self.cancel,
+            now: self.now,
+        })
+    }
+}
+
+fn ok(at_s: i64) -> JobState {
+    JobState::Succeeded { finished: at(at_s) }
+}
+
+fn failed(at_s: i64) -> JobState {
+    JobState::Failed {
+        finished: at(at_s),
+        reason: "exit code 1".into(),
+    }
+}
+
+fn phase(d: &Decision, step: &str) -> StepPhase {
+    d.steps[step].phase
+}
+
+fn starts(d: &Decision) -> Vec<(&str, u32)> {
+    d.start.iter().map(|(s, a)| (s.as_str(), *a)).collect()
+}
+
+#[test]
+fn the_first_layer_starts_then_each_step_after_its_upstream() {
+    let d = Case::new().decide();
+    assert_eq!(starts(&d), [("a", 1), ("e", 1)]);
+    assert_eq!(d.phase, RunPhase::Running);
+
+    let d = Case::new()
+        .job("a", 1, ok(1))
+        .job("e", 1, JobState::Active)
+        .decide();
+    assert_eq!(starts(&d), [("b", 1), ("c", 1)]);
+
+    // d waits for both b and c.
+    let d = Case::new()
+        .job("a", 1, ok(1))
+        .job("e", 1, ok(1))
+        .job("b", 1, ok(2))
+        .job("c", 1, JobState::Active)
+        .decide();
+    assert!(starts(&d).is_empty());
+    assert_eq!(phase(&d, "d"), StepPhase::Pending);
+
+    let all = ["a", "b", "c", "d", "e"]
+        .iter()
+        .fold(Case::new(), |c, s| c.job(s, 1, ok(3)));
+    let d = all.decide();
+    assert_eq!(d.phase, RunPhase::Succeeded);
+    assert!(d.start.is_empty());
+}
+
+#[test]
+fn parallelism_caps_how_many_jobs_run_at_once() {
+    let mut case = Case::new().job("a", 1, ok(1));
+    case.parallelism = Some(2);
+    // Plan order: layer by layer, then by name.
+    assert_eq!(starts(&case.decide()), [("e", 1), ("b", 1)]);
+    let case = {
+        let mut c = Case::new().job("a", 1, ok(1)).job("e", 1, JobState::Active);
+        c.parallelism = Some(2);
+        c
+    };
+    assert_eq!(starts(&case.decide()), [("b", 1)]);
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_its_backoff() {
+    let mut case = Case::new().job("a", 1, failed(0));
+    case.retry = Some(RetryPolicy {
+        limit: 2,
+        backoff: Some(Backoff {
+            initial: Some("10s".into()),
+            factor: Some(3.0),
+            max: Some("1m".into()),
+        }),
+    });
+    case.now = at(4);
+    let d = case.decide();
+    assert_eq!(phase(&d, "a"), StepPhase::Retrying);
+    assert!(d.start.iter().all(|(s, _)| s != "a"));
+    assert_eq!(d.wake_in, Some(Duration::from_secs(6)));
+    assert_eq!(d.phase, RunPhase::Running);
+
+    case.now = at(10);
+    assert!(starts(&case.decide()).contains(&("a", 2)));
+
+    // The second retry waits 10s × 3.
+    let mut case = case.job("a", 2, failed(20));
+    case.now = at(49);
+    assert_eq!(case.decide().wake_in, Some(Duration::from_secs(1)));
+    case.now = at(50);
+    assert!(starts(&case.decide()).contains(&("a", 3)));
+
+    // The limit reached, the step fails and so does the run.
+    let mut case = case.job("a", 3, failed(60));
+    case.now = at(1000);
+    let d = case.decide();
+    assert_eq!(phase(&d, "a"), StepPhase::Failed);
+    assert_eq!(d.steps["a"].attempt, 3);
+}
+
+#[test]
+fn backoff_grows_by_factor_up_to_max() {
+    let policy = RetryPolicy {
+        limit: 10,
+        backoff: Some(Backoff {
+            initial: Some("1s".into()),
+            factor: Some(2.0),
+            max: Some("5s".into()),
+        }),
+    };
+    let delays: Vec<u64> = (2..=6)
+        .map(|n| backoff(Some(&policy), n).as_secs())
+        .collect();
+    assert_eq!(delays, [1, 2, 4, 5, 5]);
+    assert_eq!(backoff(None, 2), Duration::from_secs(10));
+}
+
+#[test]
+fn stop_starts_nothing_new_and_lets_running_steps_finish() {
+    let d = Case::new()
+        .job("a", 1, failed(1))
+        .job("e", 1, JobState::Active)
+        .decide();
+    assert_eq!(phase(&d, "a"), StepPhase::Failed);
+    assert_eq!(phase(&d, "e"), StepPhase::Running);
+    assert_eq!(phase(&d, "b"), StepPhase::Skipped);
+    assert!(d.start.is_empty() && d.stop.is_empty());
+    assert_eq!(d.phase, RunPhase::Running, "e still runs");
+
+    let d = Case::new()
+        .job("a", 1, failed(1))
+        .job("e", 1, ok(2))
+        .decide();
+    assert_eq!(d.phase, RunPhase::Failed);
+}
+
+#[test]
+fn continue_finishes_every_branch_that_does_not_depend_on_the_failure() {
+    let mut case = Case::new().job("a", 1, ok(1)).job("b", 1, failed(2));
+    case.on_failure = OnFailure::Continue;
+    let d = case.decide();
+    assert_eq!(starts(&d), [("e", 1), ("c", 1)]);
+    assert_eq!(phase(&d, "d"), StepPhase::Skipped);
+    assert!(
+        d.steps["d"]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("\"b\""))
+    );
+
+    let mut case = case.job("c", 1, ok(3)).job("e", 1, ok(3));
+    case.on_failure = OnFailure::Continue;
+    assert_eq!(case.decide().phase, RunPhase::Failed);
+}
+
+#[test]
+fn cancel_stops_active_jobs_and_ends_the_run() {
+    let mut case = Case::new()
+        .job("a", 1, ok(1))
+        .job("b", 1, JobState::Active)
+        .job("e", 1, JobState::Active);
+    case.cancel = true;
+    let d = case.decide();
+    assert_eq!(d.stop, ["b", "e"]);
+    assert!(d.start.is_empty());
+    assert_eq!(phase(&d, "b"), StepPhase::Cancelled);
+    assert_eq!(phase(&d, "c"), StepPhase::Skipped);
+    assert_eq!(d.phase, RunPhase::Cancelled);
+}
+
+#[test]
+fn resume_from_skips_what_succeeded_and_runs_the_rest() {
+    let mut case = Case::new();
+    case.resumed = ["a", "b", "e"].iter().map(|s| s.to_string()).collect();
+    let d = case.decide();
+    assert_eq!(starts(&d), [("c", 1)]);
+    assert_eq!(phase(&d, "a"), StepPhase::Skipped);
+
+    let mut case = case.job("c", 1, ok(1)).job("d", 1, ok(2));
+    case.resumed = ["a", "b", "e"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(case.decide().phase, RunPhase::Succeeded);
+}
