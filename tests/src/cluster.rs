@@ -25,6 +25,7 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
 
 impl Cluster {
     /// The cluster for this test process; the first call starts it (or finds it running).
@@ -111,6 +112,84 @@ impl Cluster {
         child
             .wait_with_output()
             .unwrap_or_else(|e| panic!("running kubectl: {e}"))
+    }
+
+    /// Installs SynqX with `manifests/install.yaml`, exactly as users do, once per test
+    /// process, and waits until the operator's pod is available.
+    pub fn install_synqx(&self) {
+        let installed = INSTALLED.get_or_init(|| {
+            let manifest = self.repo.join("manifests/install.yaml");
+            let manifest = manifest.to_string_lossy();
+            let apply = self.kubectl(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-f",
+                    &manifest,
+                ],
+                None,
+            );
+            if !apply.status.success() {
+                return Err(format!(
+                    "kubectl apply -f manifests/install.yaml: {}",
+                    String::from_utf8_lossy(&apply.stderr)
+                ));
+            }
+            // A pod started before the binaries were rebuilt runs the old operator.
+            let restart = self.kubectl(
+                &[
+                    "rollout",
+                    "restart",
+                    "-n",
+                    "synqx-system",
+                    "deployment/synqx-operator",
+                ],
+                None,
+            );
+            if !restart.status.success() {
+                return Err(format!(
+                    "restarting the operator: {}",
+                    String::from_utf8_lossy(&restart.stderr)
+                ));
+            }
+            let wait = self.kubectl(
+                &[
+                    "rollout",
+                    "status",
+                    "--timeout=90s",
+                    "-n",
+                    "synqx-system",
+                    "deployment/synqx-operator",
+                ],
+                None,
+            );
+            if !wait.status.success() {
+                return Err(format!(
+                    "the operator did not become available: {}",
+                    String::from_utf8_lossy(&wait.stderr)
+                ));
+            }
+            Ok(())
+        });
+        if let Err(message) = installed {
+            panic!("{message}");
+        }
+    }
+
+    /// Lets step Jobs run in `namespace`: the runner identity of `manifests/runner.yaml`.
+    pub fn serve_namespace(&self, namespace: &str) {
+        let template =
+            std::fs::read_to_string(self.repo.join("manifests/runner.yaml")).unwrap_or_default();
+        let apply = self.kubectl(
+            &["apply", "-f", "-"],
+            Some(&template.replace("NAMESPACE", namespace)),
+        );
+        assert!(
+            apply.status.success(),
+            "applying manifests/runner.yaml: {}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
     }
 
     /// The logs the process kubelet kept of the newest pod with this name.

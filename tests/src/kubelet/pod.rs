@@ -273,11 +273,7 @@ impl Worker {
                 index,
                 program,
                 env,
-                working_dir: c
-                    .working_dir
-                    .as_ref()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| self.dir.clone()),
+                working_dir: self.working_dir(&spec, c).map_err(config_error)?,
                 log: self.dir.join(format!("{}.log", c.name)),
                 termination_message: self.dir.join(format!("{}.termination-log", c.name)),
                 fallback_to_logs: c.termination_message_policy.as_deref()
@@ -287,6 +283,42 @@ impl Worker {
             });
         }
         Ok(launches)
+    }
+
+    /// The folder a container starts in. An `emptyDir` volume is a folder of the pod's own
+    /// (`volumes/<name>`), so a `workingDir` inside one lands there; any other `workingDir`
+    /// would be a folder of the host and is refused rather than written to.
+    fn working_dir(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        c: &Container,
+    ) -> Result<PathBuf, String> {
+        let Some(wanted) = &c.working_dir else {
+            return Ok(self.dir.clone());
+        };
+        for mount in c.volume_mounts.iter().flatten() {
+            let empty_dir = spec
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == mount.name && v.empty_dir.is_some());
+            let Some(rest) = std::path::Path::new(wanted)
+                .strip_prefix(&mount.mount_path)
+                .ok()
+            else {
+                continue;
+            };
+            if empty_dir {
+                let dir = self.dir.join("volumes").join(&mount.name).join(rest);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                return Ok(dir);
+            }
+        }
+        Err(format!(
+            "workingDir {wanted} is not inside an emptyDir volume; the process kubelet runs containers on the host's \
+             file system and only maps emptyDir volumes"
+        ))
     }
 
     fn set_waiting(&mut self, reason: &str, message: &str) {

@@ -1,0 +1,178 @@
+//! Helpers for tests that run pipelines through the operator: install, apply, start a
+//! run, wait for it, read what it did.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::Api;
+use synqx_api::PipelineRun;
+
+use crate::cluster::{Cluster, TestNamespace};
+
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub async fn setup(prefix: &str) -> (&'static Cluster, TestNamespace) {
+    let cluster = Cluster::shared();
+    cluster.install_synqx();
+    let ns = cluster.namespace(prefix).await;
+    cluster.serve_namespace(&ns.name);
+    (cluster, ns)
+}
+
+pub fn apply(cluster: &Cluster, ns: &TestNamespace, yaml: &str) {
+    let out = cluster.kubectl(&["apply", "--namespace", &ns.name, "-f", "-"], Some(yaml));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn start_run(cluster: &Cluster, ns: &TestNamespace, pipeline: &str, run: &str, extra: &str) {
+    let yaml = format!(
+        "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {{name: {run}}}\nspec:\n  pipelineRef: {{name: {pipeline}}}\n{extra}"
+    );
+    apply(cluster, ns, &yaml);
+}
+
+/// Waits for the run to end and returns it.
+pub async fn finished(ns: &TestNamespace, run: &str) -> PipelineRun {
+    let runs: Api<PipelineRun> = ns.api();
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Ok(found) = runs.get(run).await
+            && found
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| p.is_finished())
+        {
+            return found;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let state = runs
+                .get(run)
+                .await
+                .ok()
+                .and_then(|r| r.status)
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_default();
+            panic!("run {run} did not finish within {RUN_TIMEOUT:?}; status: {state}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub fn step<'a>(run: &'a PipelineRun, name: &str) -> &'a synqx_api::run::StepStatus {
+    run.status
+        .as_ref()
+        .and_then(|s| s.steps.iter().find(|s| s.name == name))
+        .unwrap_or_else(|| panic!("run {:?} has no status for step {name}", run.metadata.name))
+}
+
+/// Data rows in every CSV file under `dir` (each file has a header line).
+pub fn csv_rows(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .count()
+                .saturating_sub(1)
+        })
+        .sum()
+}
+
+/// Waits until `step` of `run` reaches `phase` and returns the run.
+pub async fn step_reaches(
+    ns: &TestNamespace,
+    run: &str,
+    step_name: &str,
+    phase: synqx_api::run::StepPhase,
+) -> PipelineRun {
+    let runs: Api<PipelineRun> = ns.api();
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    loop {
+        if let Ok(found) = runs.get(run).await
+            && found.status.as_ref().is_some_and(|s| {
+                s.steps
+                    .iter()
+                    .any(|s| s.name == step_name && s.phase == Some(phase))
+            })
+        {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "step {step_name} of {run} never reached {phase:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The Jobs of a run, by name.
+pub async fn jobs_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = ns.api();
+    let params = kube::api::ListParams::default().labels(&format!("synqx.io/run={run}"));
+    jobs.list(&params)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// The steps that have a Job in `jobs`.
+pub fn steps_with_jobs(
+    jobs: &[k8s_openapi::api::batch::v1::Job],
+) -> std::collections::BTreeSet<String> {
+    jobs.iter()
+        .filter_map(|j| j.metadata.labels.as_ref()?.get("synqx.io/step").cloned())
+        .collect()
+}
+
+/// A SQLite query that keeps a step busy for a few seconds (or until it is cancelled).
+pub fn slow_query(rows: u64) -> String {
+    format!(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT count(*) FROM c"
+    )
+}
+
+/// The body of `GET http://127.0.0.1:{port}{path}` (plain HTTP/1.0, loopback only).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// The reasons of the Events about one object, oldest first.
+pub fn event_reasons(cluster: &Cluster, ns: &TestNamespace, object: &str) -> Vec<String> {
+    let selector = format!("regarding.name={object}");
+    let out = cluster.kubectl(
+        &[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            &ns.name,
+            "--field-selector",
+            &selector,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}

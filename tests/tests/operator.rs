@@ -1,0 +1,411 @@
+//! SynqX on a real control plane, installed with `manifests/install.yaml`: the operator runs
+//! as a pod under its own RBAC, steps run as Jobs through the process kubelet, and every
+//! resource is created with `kubectl apply`, as users do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::ListParams;
+use synqx_api::run::{RunPhase, StepPhase};
+use synqx_api::{Pipeline, PipelineRun};
+use synqx_e2e::cluster::wait_until;
+use synqx_e2e::runs::{apply, csv_rows, event_reasons, finished, http_get, setup, start_run, step};
+
+fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
+    let mut csv = String::from("id,customer_id,amount\n");
+    for id in ids {
+        csv.push_str(&format!("{id},{},{}.50\n", id % 3 + 1, id * 10));
+    }
+    std::fs::create_dir_all(dir.join("orders")).expect("mkdir");
+    std::fs::write(dir.join("orders").join(file), csv).expect("write orders");
+}
+
+/// Six steps in three layers: `orders` fans out to `orders-db` (through lineage: it reads
+/// what `orders` writes) and `orders-count`; `report` fans in.
+fn six_step_pipeline(data: &Path) -> String {
+    let d = data.display();
+    format!(
+        r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: inbox}}
+spec: {{filesystem: {{path: {d}/inbox}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: lake}}
+spec: {{filesystem: {{path: {d}/lake}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: customers-db}}
+spec: {{sqlite: {{path: {d}/customers.db}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: orders-db}}
+spec: {{sqlite: {{path: {d}/orders.db}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: stats-db}}
+spec: {{sqlite: {{path: {d}/stats.db}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: shop}}
+spec:
+  steps:
+    - name: orders
+      sync:
+        source: {{connection: inbox, asset: {{fqn: "orders/*.csv"}}, incremental: {{cursor: id}}}}
+        destination: {{connection: lake, asset: {{fqn: orders/}}, format: csv, mode: append}}
+    - name: customers
+      sync:
+        source: {{connection: inbox, asset: {{fqn: customers.csv}}}}
+        destination: {{connection: customers-db, asset: {{fqn: customers}}, mode: overwrite}}
+    - name: orders-db
+      sync:
+        source: {{connection: lake, asset: {{fqn: orders/}}, format: csv, incremental: {{cursor: id}}}}
+        destination: {{connection: orders-db, asset: {{fqn: orders}}, mode: append}}
+    - name: customers-copy
+      dependsOn: [customers]
+      sync:
+        source: {{connection: customers-db, asset: {{fqn: customers}}}}
+        destination: {{connection: lake, asset: {{fqn: customers/}}, format: csv, mode: overwrite}}
+    - name: orders-count
+      dependsOn: [orders]
+      sql:
+        connection: stats-db
+        statements: ["CREATE TABLE IF NOT EXISTS runs (at TEXT)", "INSERT INTO runs VALUES (datetime('now'))"]
+    - name: report
+      dependsOn: [orders-db, customers-copy, orders-count]
+      sql:
+        connection: orders-db
+        statements: ["DROP TABLE IF EXISTS report", "CREATE TABLE report AS SELECT customer_id, count(*) AS n FROM orders GROUP BY 1"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_second_time() {
+    let (cluster, ns) = setup("dag").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let inbox = data.path().join("inbox");
+    write_orders(&inbox, "1.csv", 1..=5);
+    std::fs::write(
+        inbox.join("customers.csv"),
+        "customer_id,name\n1,Ada\n2,Grace\n3,Edsger\n",
+    )
+    .expect("write");
+    apply(cluster, &ns, &six_step_pipeline(data.path()));
+
+    let pipelines: Api<Pipeline> = ns.api();
+    wait_until(
+        Duration::from_secs(60),
+        "the pipeline to be Ready",
+        || async {
+            pipelines
+                .get("shop")
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.r#type == "Ready" && c.status == "True")
+                })
+        },
+    )
+    .await;
+    let status = pipelines
+        .get("shop")
+        .await
+        .expect("pipeline")
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        status.layers,
+        [
+            vec!["customers", "orders"],
+            vec!["customers-copy", "orders-count", "orders-db"],
+            vec!["report"]
+        ]
+    );
+
+    start_run(cluster, &ns, "shop", "shop-1", "");
+    let run = finished(&ns, "shop-1").await;
+    let phase = run.status.as_ref().and_then(|s| s.phase);
+    assert_eq!(phase, Some(RunPhase::Succeeded), "{:?}", run.status);
+    assert_eq!(
+        run.status.as_ref().and_then(|s| s.progress.as_deref()),
+        Some("6/6")
+    );
+
+    // No Job was created before the Jobs of its upstream steps completed.
+    let jobs: Api<Job> = ns.api();
+    let all = jobs
+        .list(&ListParams::default().labels("synqx.io/run=shop-1"))
+        .await
+        .expect("jobs")
+        .items;
+    assert_eq!(all.len(), 6, "one Job per step");
+    let by_step: BTreeMap<String, &Job> = all
+        .iter()
+        .map(|j| {
+            (
+                j.metadata.labels.clone().unwrap_or_default()["synqx.io/step"].clone(),
+                j,
+            )
+        })
+        .collect();
+    let upstream: [(&str, &[&str]); 4] = [
+        ("orders-db", &["orders"]),
+        ("customers-copy", &["customers"]),
+        ("orders-count", &["orders"]),
+        ("report", &["orders-db", "customers-copy", "orders-count"]),
+    ];
+    for (step, ups) in upstream {
+        let created = by_step[step]
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .expect("created");
+        for up in ups {
+            let done = by_step[*up]
+                .status
+                .as_ref()
+                .and_then(|s| s.completion_time.as_ref())
+                .map(|t| t.0)
+                .expect("completed");
+            assert!(
+                created >= done,
+                "{step} was created at {created} before {up} completed at {done}"
+            );
+        }
+    }
+
+    // Row counts in status are what the destinations hold.
+    assert_eq!(step(&run, "orders").rows_written, Some(5));
+    assert_eq!(csv_rows(&data.path().join("lake/orders")), 5);
+    assert_eq!(step(&run, "orders-db").rows_written, Some(5));
+    assert_eq!(step(&run, "customers").rows_written, Some(3));
+    assert_eq!(step(&run, "customers-copy").rows_written, Some(3));
+    assert_eq!(csv_rows(&data.path().join("lake/customers")), 3);
+
+    let watermarks = pipelines
+        .get("shop")
+        .await
+        .expect("pipeline")
+        .status
+        .unwrap_or_default()
+        .watermarks;
+    assert_eq!(
+        watermarks.get("orders").map(|w| w.value.as_str()),
+        Some("5")
+    );
+    assert_eq!(
+        watermarks.get("orders").and_then(|w| w.run.as_deref()),
+        Some("shop-1")
+    );
+    assert_eq!(
+        watermarks.get("orders-db").map(|w| w.value.as_str()),
+        Some("5")
+    );
+
+    // The second run moves only the rows added in between.
+    write_orders(&inbox, "2.csv", 6..=8);
+    start_run(cluster, &ns, "shop", "shop-2", "");
+    let run = finished(&ns, "shop-2").await;
+    assert_eq!(
+        run.status.as_ref().and_then(|s| s.phase),
+        Some(RunPhase::Succeeded),
+        "{:?}",
+        run.status
+    );
+    assert_eq!(step(&run, "orders").rows_read, Some(3));
+    assert_eq!(step(&run, "orders").rows_written, Some(3));
+    assert_eq!(step(&run, "orders-db").rows_written, Some(3));
+    assert_eq!(csv_rows(&data.path().join("lake/orders")), 8);
+    let orders = step(&run, "orders").watermark.clone().unwrap_or_default();
+    assert_eq!(
+        (orders.from.as_deref(), orders.to.as_deref()),
+        (Some("5"), Some("8"))
+    );
+    let watermarks = pipelines
+        .get("shop")
+        .await
+        .expect("pipeline")
+        .status
+        .unwrap_or_default()
+        .watermarks;
+    assert_eq!(
+        watermarks.get("orders").map(|w| w.value.as_str()),
+        Some("8")
+    );
+
+    // Every Connection passed its check Job, and the Pipeline says so.
+    let connections: Api<synqx_api::Connection> = ns.api();
+    wait_until(
+        Duration::from_secs(60),
+        "every Connection to be Ready",
+        || async {
+            connections
+                .list(&ListParams::default())
+                .await
+                .is_ok_and(|l| {
+                    l.items.iter().all(|c| {
+                        c.status.as_ref().is_some_and(|s| {
+                            s.conditions
+                                .iter()
+                                .any(|c| c.r#type == "Ready" && c.status == "True")
+                        })
+                    })
+                })
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(60),
+        "the pipeline's ConnectionsReady condition",
+        || async {
+            pipelines
+                .get("shop")
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.r#type == "ConnectionsReady" && c.status == "True")
+                })
+        },
+    )
+    .await;
+
+    // Events tell the story of each run; /metrics counts it.
+    let reasons = event_reasons(cluster, &ns, "shop-2");
+    for expected in ["RunStarted", "StepRunning", "StepSucceeded", "RunSucceeded"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "no {expected} event in {reasons:?}"
+        );
+    }
+    let metrics = http_get(8080, "/metrics").expect("the operator serves /metrics on port 8080");
+    let labels = format!("namespace=\"{}\",pipeline=\"shop\"", ns.name);
+    assert!(
+        metrics.contains(&format!(
+            "synqx_runs_total{{namespace=\"{}\",phase=\"Succeeded\",pipeline=\"shop\"}} 2",
+            ns.name
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "synqx_rows_written_total{{{labels},step=\"orders\"}} 8"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "synqx_watermark_age_seconds{{{labels},step=\"orders\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("synqx_leader 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
+    let (cluster, ns) = setup("invalid").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let db = data.path().join("db.sqlite");
+    let pipeline = |first_depends: &str, connection: &str| {
+        format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db}}\nspec: {{sqlite: {{path: {}}}}}\n---\n\
+             apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: broken}}\nspec:\n  steps:\n\
+             \x20   - {{name: a, dependsOn: [{first_depends}], sql: {{connection: db, statements: [\"SELECT 1\"]}}}}\n\
+             \x20   - {{name: b, dependsOn: [a], sql: {{connection: {connection}, statements: [\"SELECT 1\"]}}}}\n",
+            db.display()
+        )
+    };
+    apply(cluster, &ns, &pipeline("b", "nowhere"));
+    let pipelines: Api<Pipeline> = ns.api();
+    let mut message = String::new();
+    wait_until(
+        Duration::from_secs(60),
+        "the pipeline to be Invalid",
+        || {
+            let pipelines = pipelines.clone();
+            async move {
+                pipelines
+                    .get("broken")
+                    .await
+                    .ok()
+                    .and_then(|p| p.status)
+                    .is_some_and(|s| {
+                        s.conditions.iter().any(|c| {
+                            c.r#type == "Ready" && c.status == "False" && c.reason == "Invalid"
+                        })
+                    })
+            }
+        },
+    )
+    .await;
+    if let Some(c) = pipelines
+        .get("broken")
+        .await
+        .expect("pipeline")
+        .status
+        .and_then(|s| s.conditions.into_iter().next())
+    {
+        message = c.message;
+    }
+    assert!(
+        message.contains("dependency cycle: a -> b -> a"),
+        "{message}"
+    );
+    assert!(
+        message.contains("connection \"nowhere\" does not exist"),
+        "{message}"
+    );
+
+    start_run(cluster, &ns, "broken", "broken-1", "");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs: Api<PipelineRun> = ns.api();
+    let waiting = runs
+        .get("broken-1")
+        .await
+        .expect("run")
+        .status
+        .unwrap_or_default();
+    assert_eq!(waiting.phase, Some(RunPhase::Pending));
+    assert!(
+        waiting
+            .conditions
+            .iter()
+            .any(|c| c.message.contains("dependency cycle")),
+        "{waiting:?}"
+    );
+    let jobs: Api<Job> = ns.api();
+    let step_jobs = jobs
+        .list(&ListParams::default().labels("synqx.io/run"))
+        .await
+        .expect("jobs")
+        .items;
+    assert!(step_jobs.is_empty(), "no step Job for an invalid pipeline");
+
+    // Fixed, it becomes Ready and the waiting run goes on.
+    apply(cluster, &ns, &pipeline("", "db"));
+    let run = finished(&ns, "broken-1").await;
+    assert_eq!(
+        run.status.as_ref().and_then(|s| s.phase),
+        Some(RunPhase::Succeeded),
+        "{:?}",
+        run.status
+    );
+    assert_eq!(step(&run, "b").phase, Some(StepPhase::Succeeded));
+}
