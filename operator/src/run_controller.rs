@@ -596,6 +596,15 @@ impl RunView<'_> {
                 .await;
         }
         for (step, step_phase, attempt, message) in transitions {
+            tracing::info!(
+                namespace = %self.namespace,
+                run = %self.name,
+                step = %step,
+                attempt,
+                phase = ?step_phase,
+                message = message.as_deref().unwrap_or_default(),
+                "step transition"
+            );
             let warning = matches!(step_phase, StepPhase::Failed | StepPhase::Retrying);
             let reason = format!("Step{step_phase:?}");
             let note = match message {
@@ -605,6 +614,7 @@ impl RunView<'_> {
             self.ctx.event(&reference, warning, &reason, note).await;
         }
         if phase.is_finished() {
+            tracing::info!(namespace = %self.namespace, run = %self.name, phase = ?phase, "run ended");
             let warning = phase != RunPhase::Succeeded;
             self.ctx
                 .event(

@@ -176,3 +176,20 @@ pub fn event_reasons(cluster: &Cluster, ns: &TestNamespace, object: &str) -> Vec
         .map(String::from)
         .collect()
 }
+
+/// A Connection document followed by `---`: `connection("lake", "filesystem: {path: /x}")`.
+pub fn connection(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: {name}}}\nspec: {{{spec}}}\n---\n"
+    )
+}
+
+/// A `filesystem` Connection at `dir`.
+pub fn folder(name: &str, dir: &Path) -> String {
+    connection(name, &format!("filesystem: {{path: {}}}", dir.display()))
+}
+
+/// A `sqlite` Connection at `file`.
+pub fn sqlite(name: &str, file: &Path) -> String {
+    connection(name, &format!("sqlite: {{path: {}}}", file.display()))
+}

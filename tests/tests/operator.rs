@@ -12,7 +12,9 @@ use kube::api::ListParams;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::wait_until;
-use synqx_e2e::runs::{apply, csv_rows, event_reasons, finished, http_get, setup, start_run, step};
+use synqx_e2e::runs::{
+    apply, csv_rows, event_reasons, finished, folder, http_get, setup, sqlite, start_run, step,
+};
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
     let mut csv = String::from("id,customer_id,amount\n");
@@ -26,55 +28,37 @@ fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
 /// Six steps in three layers: `orders` fans out to `orders-db` (through lineage: it reads
 /// what `orders` writes) and `orders-count`; `report` fans in.
 fn six_step_pipeline(data: &Path) -> String {
-    let d = data.display();
-    format!(
-        r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: inbox}}
-spec: {{filesystem: {{path: {d}/inbox}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lake}}
-spec: {{filesystem: {{path: {d}/lake}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: customers-db}}
-spec: {{sqlite: {{path: {d}/customers.db}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: orders-db}}
-spec: {{sqlite: {{path: {d}/orders.db}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: stats-db}}
-spec: {{sqlite: {{path: {d}/stats.db}}}}
----
-apiVersion: synqx.io/v1alpha1
+    let connections = [
+        folder("inbox", &data.join("inbox")),
+        folder("lake", &data.join("lake")),
+        sqlite("customers-db", &data.join("customers.db")),
+        sqlite("orders-db", &data.join("orders.db")),
+        sqlite("stats-db", &data.join("stats.db")),
+    ]
+    .concat();
+    connections
+        + r#"apiVersion: synqx.io/v1alpha1
 kind: Pipeline
-metadata: {{name: shop}}
+metadata: {name: shop}
 spec:
   steps:
     - name: orders
       sync:
-        source: {{connection: inbox, asset: {{fqn: "orders/*.csv"}}, incremental: {{cursor: id}}}}
-        destination: {{connection: lake, asset: {{fqn: orders/}}, format: csv, mode: append}}
+        source: {connection: inbox, asset: {fqn: "orders/*.csv"}, incremental: {cursor: id}}
+        destination: {connection: lake, asset: {fqn: orders/}, format: csv, mode: append}
     - name: customers
       sync:
-        source: {{connection: inbox, asset: {{fqn: customers.csv}}}}
-        destination: {{connection: customers-db, asset: {{fqn: customers}}, mode: overwrite}}
+        source: {connection: inbox, asset: {fqn: customers.csv}}
+        destination: {connection: customers-db, asset: {fqn: customers}, mode: overwrite}
     - name: orders-db
       sync:
-        source: {{connection: lake, asset: {{fqn: orders/}}, format: csv, incremental: {{cursor: id}}}}
-        destination: {{connection: orders-db, asset: {{fqn: orders}}, mode: append}}
+        source: {connection: lake, asset: {fqn: orders/}, format: csv, incremental: {cursor: id}}
+        destination: {connection: orders-db, asset: {fqn: orders}, mode: append}
     - name: customers-copy
       dependsOn: [customers]
       sync:
-        source: {{connection: customers-db, asset: {{fqn: customers}}}}
-        destination: {{connection: lake, asset: {{fqn: customers/}}, format: csv, mode: overwrite}}
+        source: {connection: customers-db, asset: {fqn: customers}}
+        destination: {connection: lake, asset: {fqn: customers/}, format: csv, mode: overwrite}
     - name: orders-count
       dependsOn: [orders]
       sql:
@@ -86,7 +70,6 @@ spec:
         connection: orders-db
         statements: ["DROP TABLE IF EXISTS report", "CREATE TABLE report AS SELECT customer_id, count(*) AS n FROM orders GROUP BY 1"]
 "#
-    )
 }
 
 #[tokio::test]

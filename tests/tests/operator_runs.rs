@@ -10,17 +10,20 @@ use kube::api::{ListParams, Patch, PatchParams};
 use synqx_api::PipelineRun;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::runs::{
-    apply, finished, jobs_of, setup, slow_query, start_run, step, step_reaches, steps_with_jobs,
+    apply, finished, folder, jobs_of, setup, slow_query, sqlite, start_run, step, step_reaches,
+    steps_with_jobs,
 };
 
 fn connections(data: &Path) -> String {
-    let d = data.display();
-    format!(
-        "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: late}}\nspec: {{filesystem: {{path: {d}/late}}}}\n---\n\
-         apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: never}}\nspec: {{filesystem: {{path: {d}/never}}}}\n---\n\
-         apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db}}\nspec: {{sqlite: {{path: {d}/db.sqlite}}}}\n---\n\
-         apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: other}}\nspec: {{sqlite: {{path: {d}/other.sqlite}}}}\n"
-    )
+    let all = [
+        folder("late", &data.join("late")),
+        folder("never", &data.join("never")),
+        sqlite("db", &data.join("db.sqlite")),
+        sqlite("other", &data.join("other.sqlite")),
+    ]
+    .concat();
+    // Callers add the separator before their Pipeline.
+    all.trim_end_matches("---\n").to_string()
 }
 
 fn seconds(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
@@ -235,7 +238,7 @@ async fn a_running_run_keeps_its_revision_when_the_pipeline_changes() {
     let data = tempfile::tempdir().expect("tempdir");
     let pipeline = |extra_step: &str| {
         format!(
-            "{}---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: evolving}}\nspec:\n  steps:\n\
+            "{}---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: evolving}}\nspec:\n  successfulRunsHistoryLimit: 1\n  steps:\n\
              \x20   - {{name: busy, sql: {{connection: db, statements: [\"{}\"]}}}}\n{extra_step}",
             connections(data.path()),
             slow_query(3_000_000)
@@ -296,4 +299,14 @@ async fn a_running_run_keeps_its_revision_when_the_pipeline_changes() {
         names.contains(&status.revision.unwrap_or_default()),
         "{names:?}"
     );
+
+    // successfulRunsHistoryLimit: 1 keeps only the newer run.
+    let runs: Api<PipelineRun> = ns.api();
+    synqx_e2e::cluster::wait_until(
+        Duration::from_secs(60),
+        "the older run to be deleted",
+        || async { matches!(runs.get_opt("evolving-1").await, Ok(None)) },
+    )
+    .await;
+    assert!(runs.get_opt("evolving-2").await.is_ok_and(|r| r.is_some()));
 }

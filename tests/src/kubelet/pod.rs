@@ -77,7 +77,10 @@ struct Worker {
 
 enum Outcome {
     Finished,
-    Deleted,
+    /// Deleted through the API: the processes get the deletion's grace period.
+    Deleted {
+        grace_seconds: Option<i64>,
+    },
     Shutdown,
 }
 
@@ -191,7 +194,7 @@ impl Worker {
                 next = next_stop(updates), if !stopping => {
                     stopping = true;
                     let grace = match next {
-                        Outcome::Deleted => self.grace(),
+                        Outcome::Deleted { grace_seconds } => self.grace(grace_seconds),
                         _ => Duration::from_secs(5),
                     };
                     outcome = next;
@@ -200,7 +203,7 @@ impl Worker {
                 () = sleep_until(deadline), if !stopping => {
                     stopping = true;
                     reason = Some(("DeadlineExceeded", "Pod was active on the node longer than the specified deadline"));
-                    let _ = stop_tx.send(Some(self.grace()));
+                    let _ = stop_tx.send(Some(self.grace(None)));
                 }
             }
         }
@@ -437,8 +440,10 @@ impl Worker {
     async fn end(&mut self, outcome: Outcome, ran: usize) -> Result<(), kube::Error> {
         match outcome {
             Outcome::Finished => Ok(()),
-            Outcome::Deleted => self.delete_now().await,
-            Outcome::Shutdown if ran > 0 => {
+            Outcome::Deleted { .. } => self.delete_now().await,
+            // A pod that always restarts is started again by the next kubelet, as a real
+            // kubelet restarts its containers; only run-to-completion pods end here.
+            Outcome::Shutdown if ran > 0 && !self.always_restarts() => {
                 self.patch_phase(
                     "Failed",
                     "NodeShutdown",
@@ -476,11 +481,19 @@ impl Worker {
         }
     }
 
-    fn grace(&self) -> Duration {
-        let seconds = self
+    fn always_restarts(&self) -> bool {
+        let policy = self
             .pod
-            .metadata
-            .deletion_grace_period_seconds
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref());
+        policy.unwrap_or("Always") == "Always"
+    }
+
+    /// The grace period of a stop: the deletion's own (0 for a forced one, so the process
+    /// gets SIGKILL at once), else the pod's `terminationGracePeriodSeconds`, at most 10 s.
+    fn grace(&self, deletion: Option<i64>) -> Duration {
+        let seconds = deletion
             .or_else(|| {
                 self.pod
                     .spec
@@ -506,9 +519,15 @@ async fn next_stop(updates: &mut watch::Receiver<PodUpdate>) -> Outcome {
     loop {
         match &*updates.borrow_and_update() {
             PodUpdate::Seen(pod) if pod.metadata.deletion_timestamp.is_some() => {
-                return Outcome::Deleted;
+                let grace_seconds = pod.metadata.deletion_grace_period_seconds;
+                return Outcome::Deleted { grace_seconds };
             }
-            PodUpdate::Gone => return Outcome::Deleted,
+            // Gone from the API without our final delete: a forced deletion.
+            PodUpdate::Gone => {
+                return Outcome::Deleted {
+                    grace_seconds: Some(0),
+                };
+            }
             PodUpdate::Shutdown => return Outcome::Shutdown,
             PodUpdate::Seen(_) => {}
         }
