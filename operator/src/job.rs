@@ -238,6 +238,17 @@ pub fn hardened_pod() -> PodSpec {
     }
 }
 
+/// Whether a Job has ended: `Complete` or `Failed`.
+pub fn is_finished(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+        })
+}
+
 /// The Connections a step names.
 pub fn step_connections(step: &Step) -> Vec<&str> {
     let mut names = Vec::new();

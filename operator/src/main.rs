@@ -71,7 +71,7 @@ struct RunArgs {
     /// Image of step Jobs when a Pipeline's `spec.runner.image` is not set.
     #[arg(long, default_value = concat!("ghcr.io/synqx/synqx:", env!("CARGO_PKG_VERSION")))]
     runner_image: String,
-    /// Most step Jobs running at once in a namespace (default: no limit).
+    /// Most step Jobs running at once across every namespace served (default: no limit).
     #[arg(long)]
     max_concurrent_jobs: Option<u32>,
     /// Plan revisions of each Pipeline kept besides the ones runs use.
@@ -126,18 +126,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
-    let settings = Settings {
-        runner_image: args.runner_image.clone(),
-        max_concurrent_jobs: args.max_concurrent_jobs,
-        revision_history: args.revision_history,
-    };
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    // Bound before anything else: a taken port is an error to see at once, not a silent
+    // operator without metrics or probes.
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("listening on --metrics-addr {}", args.metrics_addr))?;
+    let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
     let namespace = match (&args.namespace, args.all_namespaces) {
         (_, true) => None,
         (Some(ns), false) => Some(ns.clone()),
         (None, false) => Some(client.default_namespace().to_string()),
     };
+    let settings = Settings {
+        runner_image: args.runner_image.clone(),
+        max_concurrent_jobs: args.max_concurrent_jobs,
+        revision_history: args.revision_history,
+        namespace: namespace.clone(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
     let shutdown = shutdown_signal();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -195,6 +201,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let (pipelines, runs, connections, jobs) = api(&client);
     let (_, _, connections_api, check_jobs) = api(&client);
+    let (_, _, _, counted_jobs) = api(&client);
+    let counter = tokio::spawn(metrics::count_active_jobs(counted_jobs, metrics.clone()));
 
     let pipeline_controller = Controller::new(pipelines, watcher::Config::default());
     let store = pipeline_controller.store();
@@ -275,6 +283,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = &mut controllers => anyhow::bail!("the controllers stopped"),
     }
     server.abort();
+    counter.abort();
     Ok(())
 }
 

@@ -1,6 +1,5 @@
 //! Prometheus metrics, and the HTTP endpoint that serves them with `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -140,12 +139,54 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+/// Keeps `synqx_active_jobs` current: step Jobs not yet ended, per namespace, counted every
+/// 15 s rather than on every reconciliation.
+pub async fn count_active_jobs(
+    jobs: kube::Api<k8s_openapi::api::batch::v1::Job>,
+    metrics: Arc<Metrics>,
+) {
+    let params = kube::api::ListParams::default().labels(crate::job::LABEL_RUN);
     loop {
-        let (stream, _) = listener.accept().await?;
+        match jobs.list(&params).await {
+            Ok(list) => {
+                let mut by_namespace = std::collections::BTreeMap::<String, i64>::new();
+                for job in list.items.iter().filter(|j| !crate::job::is_finished(j)) {
+                    *by_namespace
+                        .entry(job.metadata.namespace.clone().unwrap_or_default())
+                        .or_default() += 1;
+                }
+                metrics.active_jobs.reset();
+                for (namespace, count) in by_namespace {
+                    metrics
+                        .active_jobs
+                        .with_label_values(&[&namespace])
+                        .set(count);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "counting active Jobs"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // A failed accept (too many open files) must not end the endpoint for good.
+            Err(error) => {
+                tracing::warn!(%error, "accepting a metrics connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service =

@@ -20,7 +20,7 @@ use synqx_api::run::{RunPhase, StepPhase, StepReport, StepStatus};
 use synqx_api::{Pipeline, PipelineRun};
 
 use crate::context::{Context, Error, Result, now_rfc3339, parse_time};
-use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, StepJob};
+use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, StepJob, is_finished};
 use crate::pipeline_controller::condition;
 use crate::progress::{self, JobState, RunFacts};
 use crate::{names, revision, watermark};
@@ -168,7 +168,7 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Context) -> Result<Action> {
             }
         }
     }
-    let room = view.room(states.active).await?;
+    let room = view.room().await?;
     let mut created = BTreeMap::new();
     for (step, attempt) in decision.start.iter().take(room) {
         let Some(planned) = plan.step(step) else {
@@ -403,35 +403,19 @@ impl RunView<'_> {
             .collect())
     }
 
-    /// How many Jobs may start now under `--max-concurrent-jobs`.
-    async fn room(&self, _own_active: usize) -> Result<usize> {
-        let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let managed = jobs
-            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=synqx-operator"))
-            .await?;
-        let active = managed
-            .items
-            .iter()
-            .filter(|j| {
-                !j.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| {
-                        c.iter().any(|c| {
-                            c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
-                        })
-                    })
-            })
-            .count();
-        self.ctx
-            .metrics
-            .active_jobs
-            .with_label_values(&[&self.namespace])
-            .set(active as i64);
-        Ok(match self.ctx.settings.max_concurrent_jobs {
-            Some(max) => (max as usize).saturating_sub(active),
-            None => usize::MAX,
-        })
+    /// How many Jobs may start now under `--max-concurrent-jobs`, which counts every step
+    /// Job the operator serves (all its namespaces), not just this run's.
+    async fn room(&self) -> Result<usize> {
+        let Some(max) = self.ctx.settings.max_concurrent_jobs else {
+            return Ok(usize::MAX);
+        };
+        let jobs: Api<Job> = match &self.ctx.settings.namespace {
+            Some(ns) => Api::namespaced(self.ctx.client.clone(), ns),
+            None => Api::all(self.ctx.client.clone()),
+        };
+        let managed = jobs.list(&ListParams::default().labels(LABEL_RUN)).await?;
+        let active = managed.items.iter().filter(|j| !is_finished(j)).count();
+        Ok((max as usize).saturating_sub(active))
     }
 
     /// Applies the operator's part of the run's status and publishes an Event per transition.

@@ -497,3 +497,53 @@ spec:
     .await;
     assert_eq!(live_processes(cluster, "idle-"), 2);
 }
+
+#[tokio::test]
+async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
+    let cluster = Cluster::shared();
+    let ns = cluster.namespace("probe").await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    };
+    let (served, other, silent) = (free(), free(), free());
+    let deployment = |name: &str, serve_on: u16, probe_on: u16| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n\
+             \x20 selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n\
+             \x20     containers:\n        - name: web\n          image: ghcr.io/synqx/synqx:dev\n\
+             \x20         command: [python3, -m, http.server, \"{serve_on}\", --bind, 127.0.0.1]\n\
+             \x20         ports: [{{name: http, containerPort: {probe_on}}}]\n\
+             \x20         readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}\n"
+        )
+    };
+    apply_ok(cluster, &ns.name, &deployment("served", served, served));
+    apply_ok(cluster, &ns.name, &deployment("silent", other, silent));
+    let deployments: Api<Deployment> = ns.api();
+    wait_until(WAIT, "the probed deployment to be available", || async {
+        deployments
+            .get("served")
+            .await
+            .ok()
+            .and_then(|d| d.status)
+            .and_then(|s| s.available_replicas)
+            == Some(1)
+    })
+    .await;
+    // The other one's probe asks a port nobody serves: running, never ready.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let silent_status = deployments
+        .get("silent")
+        .await
+        .ok()
+        .and_then(|d| d.status)
+        .unwrap_or_default();
+    assert_eq!(
+        silent_status.available_replicas.unwrap_or(0),
+        0,
+        "{silent_status:?}"
+    );
+    assert_eq!(silent_status.replicas, Some(1));
+}

@@ -114,7 +114,11 @@ pub enum ContainerEvent {
     Started {
         index: usize,
         at: Timestamp,
+        /// Ready at once: the container has no readiness probe.
+        ready: bool,
     },
+    /// The readiness probe passed.
+    Ready { index: usize },
     Exited {
         index: usize,
         exit: Exit,
@@ -140,6 +144,8 @@ pub struct Launch {
     pub pid_dir: PathBuf,
     /// `Always`, `OnFailure` or `Never`.
     pub restart_policy: String,
+    /// The `httpGet` readiness probe: port on 127.0.0.1 and path.
+    pub readiness: Option<(u16, String)>,
 }
 
 /// Runs a container until it ends for good or `stop` carries a grace period: restarts it as
@@ -177,14 +183,24 @@ pub async fn supervise(
             .send(ContainerEvent::Started {
                 index: launch.index,
                 at: started,
+                ready: launch.readiness.is_none(),
             })
             .await;
 
-        let (status, stopped) = tokio::select! {
-            status = child.wait() => (status, false),
-            grace = wait_for_stop(&mut stop) => {
-                terminate(&mut child, pid, grace).await;
-                (child.wait().await, true)
+        let probe = ready_when_probed(launch.readiness.clone());
+        tokio::pin!(probe);
+        let mut probed = launch.readiness.is_none();
+        let (status, stopped) = loop {
+            tokio::select! {
+                status = child.wait() => break (status, false),
+                grace = wait_for_stop(&mut stop) => {
+                    terminate(&mut child, pid, grace).await;
+                    break (child.wait().await, true);
+                }
+                () = &mut probe, if !probed => {
+                    probed = true;
+                    let _ = events.send(ContainerEvent::Ready { index: launch.index }).await;
+                }
             }
         };
         if let Some(file) = &pid_file {
@@ -260,6 +276,52 @@ fn spawn(launch: &Launch) -> std::io::Result<tokio::process::Child> {
     command.spawn()
 }
 
+/// Returns once `GET http://127.0.0.1:{port}{path}` answers 200, polling every 500 ms, as
+/// a kubelet's `httpGet` readiness probe does (pods share the host's network here).
+async fn ready_when_probed(probe: Option<(u16, String)>) {
+    let Some((port, path)) = probe else {
+        return std::future::pending().await;
+    };
+    loop {
+        let attempt = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut head = [0u8; 16];
+            let read = stream.read(&mut head).await.ok()?;
+            Some(String::from_utf8_lossy(&head[..read]).contains(" 200"))
+        };
+        if let Ok(Some(true)) = tokio::time::timeout(Duration::from_secs(1), attempt).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The port and path of a container's `httpGet` readiness probe, a named port resolved.
+pub fn readiness(container: &Container) -> Option<(u16, String)> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let get = container.readiness_probe.as_ref()?.http_get.as_ref()?;
+    let port = match &get.port {
+        IntOrString::Int(port) => *port,
+        IntOrString::String(name) => {
+            container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name))?
+                .container_port
+        }
+    };
+    Some((
+        u16::try_from(port).ok()?,
+        get.path.clone().unwrap_or_else(|| "/".into()),
+    ))
+}
+
 async fn wait_for_stop(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
     loop {
         if let Some(grace) = *stop.borrow_and_update() {
@@ -319,6 +381,34 @@ mod tests {
             args: list(args),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn readiness_probes_resolve_named_ports() {
+        use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe};
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let probe = |port: IntOrString| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/readyz".into()),
+                port,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut c = Container {
+            ports: Some(vec![ContainerPort {
+                name: Some("metrics".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            readiness_probe: Some(probe(IntOrString::String("metrics".into()))),
+            ..Default::default()
+        };
+        assert_eq!(readiness(&c), Some((8080, "/readyz".to_string())));
+        c.readiness_probe = Some(probe(IntOrString::Int(9090)));
+        assert_eq!(readiness(&c), Some((9090, "/readyz".to_string())));
+        c.readiness_probe = Some(probe(IntOrString::String("nope".into())));
+        assert_eq!(readiness(&c), None);
     }
 
     #[test]

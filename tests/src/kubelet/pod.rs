@@ -283,6 +283,7 @@ impl Worker {
                     == Some("FallbackToLogsOnError"),
                 pid_dir: self.ctx.run_dir.join("pids"),
                 restart_policy: restart_policy.clone(),
+                readiness: container::readiness(c),
             });
         }
         Ok(launches)
@@ -332,13 +333,14 @@ impl Worker {
 
     fn apply(&mut self, event: ContainerEvent) {
         match event {
-            ContainerEvent::Started { index, at } => {
+            ContainerEvent::Started { index, at, ready } => {
                 self.ever_started = true;
                 let status = &mut self.statuses[index];
                 status["state"] = json!({"running": {"startedAt": at}});
-                status["ready"] = json!(true);
+                status["ready"] = json!(ready);
                 status["started"] = json!(true);
             }
+            ContainerEvent::Ready { index } => self.statuses[index]["ready"] = json!(true),
             ContainerEvent::Exited {
                 index,
                 exit,
