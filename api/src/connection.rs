@@ -389,7 +389,8 @@ pub struct ConnectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
     /// `Ready` (the last check connected and authenticated), with reasons `Unreachable`,
-    /// `Unauthorized` or `Invalid` when it did not.
+    /// `Unauthorized`, `NotFound` or `Invalid` when it did not, and `SecretNotFound` while a
+    /// referenced Secret or key is missing (no check runs until it exists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Generation of the spec the conditions describe.

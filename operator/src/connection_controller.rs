@@ -25,6 +25,8 @@ use crate::pipeline_controller::condition;
 
 const CONTROLLER: &str = "connection";
 pub const LABEL_CONNECTION: &str = "synqx.io/connection";
+/// The reason while a referenced Secret or key is missing.
+const SECRET_NOT_FOUND: &str = "SecretNotFound";
 /// A check that takes longer than this is reported `Unreachable`.
 const CHECK_DEADLINE_SECONDS: i64 = 60;
 
@@ -65,16 +67,21 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
         kind,
     };
 
-    if let Err(problem) = references(connection, ctx, &namespace).await? {
-        view.set(false, "Invalid", &problem, false).await?;
-        // A Secret created later fixes it: look again, Secrets are not watched.
-        return Ok(Action::requeue(Duration::from_secs(30)));
+    if let Err((reason, problem)) = references(connection, ctx, &namespace).await? {
+        view.set(false, reason, &problem, false).await?;
+        return Ok(match reason {
+            // A Secret created later fixes it: look again, Secrets are not watched.
+            SECRET_NOT_FOUND => Action::requeue(Duration::from_secs(30)),
+            // Only a new spec fixes the others.
+            _ => Action::await_change(),
+        });
     }
+    // A verdict for this generation, from its check Job or a spec that cannot be checked.
     let checked = status.observed_generation == Some(generation)
         && status
             .conditions
             .iter()
-            .any(|c| c.r#type == "Ready" && c.reason != "Checking");
+            .any(|c| c.r#type == "Ready" && c.reason != "Checking" && c.reason != SECRET_NOT_FOUND);
     if checked {
         return Ok(Action::await_change());
     }
@@ -129,24 +136,30 @@ async fn references(
     connection: &Connection,
     ctx: &Context,
     namespace: &str,
-) -> Result<Result<(), String>> {
+) -> Result<Result<(), (&'static str, String)>> {
     if connection.spec.kind().is_none() {
-        return Ok(Err("exactly one connector block must be set".into()));
+        return Ok(Err((
+            "Invalid",
+            "exactly one connector block must be set".into(),
+        )));
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     for (field, value) in connection.spec.secret_values() {
         if let Some(sealed) = &value.sealed
             && let Err(problem) = check_sealed_format(sealed)
         {
-            return Ok(Err(format!("{field}: {problem}")));
+            return Ok(Err(("Invalid", format!("{field}: {problem}"))));
         }
         let Some(reference) = &value.secret_key_ref else {
             continue;
         };
         let Some(secret) = secrets.get_opt(&reference.name).await? else {
-            return Ok(Err(format!(
-                "{field}: Secret \"{}\" does not exist in namespace {namespace}; create it or fix secretKeyRef.name",
-                reference.name
+            return Ok(Err((
+                SECRET_NOT_FOUND,
+                format!(
+                    "{field}: Secret \"{}\" does not exist in namespace {namespace}; create it or fix secretKeyRef.name",
+                    reference.name
+                ),
             )));
         };
         let has_key = secret
@@ -160,11 +173,14 @@ async fn references(
         if !has_key {
             let mut keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
             keys.sort();
-            return Ok(Err(format!(
-                "{field}: Secret \"{}\" has no key \"{}\" (keys: {})",
-                reference.name,
-                reference.key,
-                keys.join(", ")
+            return Ok(Err((
+                SECRET_NOT_FOUND,
+                format!(
+                    "{field}: Secret \"{}\" has no key \"{}\" (keys: {})",
+                    reference.name,
+                    reference.key,
+                    keys.join(", ")
+                ),
             )));
         }
     }

@@ -82,6 +82,20 @@ impl Context {
 
     /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.
     pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        self.event_about(object, None, warning, reason, note).await;
+    }
+
+    /// An Event about `object` that concerns `related` too (the Job of a step, the run a
+    /// schedule created). Events with the same reason about the same objects are folded
+    /// into one series, so `related` keeps the Events of different Jobs apart.
+    pub async fn event_about(
+        &self,
+        object: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -91,7 +105,7 @@ impl Context {
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
             action: reason.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = self.recorder.publish(&event, object).await {
             tracing::warn!(%error, reason, "publishing an event failed");
@@ -109,6 +123,17 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A reference to a namespaced object for an Event's `related` field.
+pub fn reference(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
 
 /// The current time as Kubernetes writes it in status fields.
 pub fn now_rfc3339() -> String {

@@ -18,7 +18,7 @@ use synqx_api::run::{PipelineRef, PipelineRunSpec};
 use synqx_api::validate::{InputFile, Problem, validate};
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
-use crate::context::{Context, Error, Result, now_rfc3339, parse_time};
+use crate::context::{self, Context, Error, Result, now_rfc3339, parse_time};
 use crate::job::{LABEL_PIPELINE, step_connections};
 use crate::scheduling::{self, Fire};
 use crate::{names, revision};
@@ -381,8 +381,15 @@ async fn schedule(
                         &Patch::Merge(&patch),
                     )
                     .await?;
-                    ctx.event(
+                    let related = context::reference(
+                        "synqx.io/v1alpha1",
+                        "PipelineRun",
+                        &run.namespace().unwrap_or_default(),
+                        &run.name_any(),
+                    );
+                    ctx.event_about(
                         &reference,
+                        Some(related),
                         false,
                         "RunReplaced",
                         format!("cancelled {} (concurrencyPolicy: Replace)", run.name_any()),
@@ -409,8 +416,16 @@ async fn schedule(
             };
             match runs.create(&PostParams::default(), &run).await {
                 Ok(_) => {
-                    ctx.event(
+                    let namespace = pipeline.namespace().unwrap_or_default();
+                    let related = context::reference(
+                        "synqx.io/v1alpha1",
+                        "PipelineRun",
+                        &namespace,
+                        &run_name,
+                    );
+                    ctx.event_about(
                         &reference,
+                        Some(related),
                         false,
                         "RunScheduled",
                         format!("created {run_name} for {at}"),
@@ -462,8 +477,15 @@ async fn delete_old_runs(
     for name in &doomed {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
-                ctx.event(
+                let related = context::reference(
+                    "synqx.io/v1alpha1",
+                    "PipelineRun",
+                    &pipeline.namespace().unwrap_or_default(),
+                    name,
+                );
+                ctx.event_about(
                     &pipeline.object_ref(&()),
+                    Some(related),
                     false,
                     "RunDeleted",
                     format!("{name} is beyond the history limit"),

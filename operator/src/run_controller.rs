@@ -19,7 +19,7 @@ use synqx_api::dag::Plan;
 use synqx_api::run::{RunPhase, StepPhase, StepReport, StepStatus};
 use synqx_api::{Pipeline, PipelineRun};
 
-use crate::context::{Context, Error, Result, now_rfc3339, parse_time};
+use crate::context::{self, Context, Error, Result, now_rfc3339, parse_time};
 use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, StepJob, is_finished};
 use crate::pipeline_controller::condition;
 use crate::progress::{self, JobState, RunFacts};
@@ -155,7 +155,12 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Context) -> Result<Action> {
             && was != Some(StepPhase::Succeeded)
             && let Some(report) = states.reports.get(&(step.clone(), state.attempt))
         {
-            watermark::commit(ctx, &pipelines, &pipeline, &view.name, step, report).await?;
+            let job = states
+                .names
+                .get(&(step.clone(), state.attempt))
+                .cloned()
+                .unwrap_or_default();
+            watermark::commit(ctx, &pipelines, &pipeline, &view.name, step, &job, report).await?;
         }
     }
 
@@ -579,6 +584,7 @@ impl RunView<'_> {
                 )
                 .await;
         }
+        let mut skipped = Vec::new();
         for (step, step_phase, attempt, message) in transitions {
             tracing::info!(
                 namespace = %self.namespace,
@@ -589,13 +595,34 @@ impl RunView<'_> {
                 message = message.as_deref().unwrap_or_default(),
                 "step transition"
             );
+            let job = states
+                .names
+                .get(&(step.clone(), attempt))
+                .or_else(|| created.get(&step).map(|(_, job)| job));
+            let Some(job) = job else {
+                // Steps that never got a Job (skipped) are told in one Event below.
+                skipped.push(match message {
+                    Some(m) => format!("{step} ({m})"),
+                    None => step,
+                });
+                continue;
+            };
             let warning = matches!(step_phase, StepPhase::Failed | StepPhase::Retrying);
             let reason = format!("Step{step_phase:?}");
             let note = match message {
                 Some(m) => format!("step {step} attempt {attempt}: {m}"),
                 None => format!("step {step} attempt {attempt}"),
             };
-            self.ctx.event(&reference, warning, &reason, note).await;
+            let related = context::reference("batch/v1", "Job", &self.namespace, job);
+            self.ctx
+                .event_about(&reference, Some(related), warning, &reason, note)
+                .await;
+        }
+        if !skipped.is_empty() {
+            let note = format!("not run: {}", skipped.join("; "));
+            self.ctx
+                .event(&reference, false, "StepsSkipped", note)
+                .await;
         }
         if phase.is_finished() {
             tracing::info!(namespace = %self.namespace, run = %self.name, phase = ?phase, "run ended");

@@ -7,7 +7,7 @@ use serde_json::json;
 use synqx_api::Pipeline;
 use synqx_api::run::StepReport;
 
-use crate::context::{Context, Result, now_rfc3339};
+use crate::context::{self, Context, Result, now_rfc3339};
 
 /// What committing a reported watermark does.
 #[derive(Debug, PartialEq)]
@@ -58,6 +58,7 @@ pub async fn commit(
     pipeline: &Pipeline,
     run: &str,
     step: &str,
+    job: &str,
     report: &StepReport,
 ) -> Result<()> {
     let name = pipeline.name_any();
@@ -87,8 +88,21 @@ pub async fn commit(
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             let note = format!("step {step}: watermark {value} committed by run {run}");
-            ctx.event(&pipeline.object_ref(&()), false, "WatermarkCommitted", note)
-                .await;
+            // Related to the step's Job, so the commits of different steps stay apart.
+            let related = context::reference(
+                "batch/v1",
+                "Job",
+                &pipeline.namespace().unwrap_or_default(),
+                job,
+            );
+            ctx.event_about(
+                &pipeline.object_ref(&()),
+                Some(related),
+                false,
+                "WatermarkCommitted",
+                note,
+            )
+            .await;
             Ok(())
         }
     }

@@ -271,6 +271,11 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
 
     // Events tell the story of each run; /metrics counts it.
     let reasons = event_reasons(cluster, &ns, "shop-2");
+    let succeeded = reasons.iter().filter(|r| *r == "StepSucceeded").count();
+    assert_eq!(
+        succeeded, 6,
+        "one StepSucceeded Event per step: {reasons:?}"
+    );
     for expected in ["RunStarted", "StepRunning", "StepSucceeded", "RunSucceeded"] {
         assert!(
             reasons.iter().any(|r| r == expected),
@@ -391,4 +396,98 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
         run.status
     );
     assert_eq!(step(&run, "b").phase, Some(StepPhase::Succeeded));
+}
+
+#[tokio::test]
+async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
+    let (cluster, ns) = setup("conn").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "{}{}apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: lake}}\n\
+         spec: {{s3: {{bucket: lake, endpoint: \"http://127.0.0.1:9\", forcePathStyle: true, accessKeyId: {{secretKeyRef: {{name: s3-keys, key: id}}}}, \
+         secretAccessKey: {{secretKeyRef: {{name: s3-keys, key: secret}}}}}}}}\n",
+        folder("present", data.path()),
+        folder("absent", &data.path().join("no/such/folder")),
+    );
+    apply(cluster, &ns, &yaml);
+    let connections: Api<synqx_api::Connection> = ns.api();
+    let ready = |name: &'static str| {
+        let connections = connections.clone();
+        async move {
+            connections
+                .get(name)
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .and_then(|s| {
+                    let c = s.conditions.into_iter().find(|c| c.r#type == "Ready")?;
+                    Some((c.status, c.reason, c.message, s.last_checked.is_some()))
+                })
+        }
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every Connection to have a verdict",
+        || async {
+            let done = |r: Option<(String, String, String, bool)>| {
+                r.is_some_and(|(_, reason, _, _)| reason != "Checking")
+            };
+            done(ready("present").await) && done(ready("absent").await) && done(ready("lake").await)
+        },
+    )
+    .await;
+
+    let (status, reason, _, checked) = ready("present").await.expect("present");
+    assert_eq!(
+        (status.as_str(), reason.as_str(), checked),
+        ("True", "Connected", true)
+    );
+    let (status, reason, message, _) = ready("absent").await.expect("absent");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "NotFound"),
+        "{message}"
+    );
+    assert!(message.contains("no/such/folder"), "{message}");
+    // No check Job runs before the Secret it needs exists.
+    let (status, reason, message, _) = ready("lake").await.expect("lake");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretNotFound"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Secret \"s3-keys\" does not exist"),
+        "{message}"
+    );
+    let jobs: Api<Job> = ns.api();
+    let checks = jobs
+        .list(&ListParams::default().labels("synqx.io/connection=lake"))
+        .await
+        .expect("jobs")
+        .items;
+    assert!(checks.is_empty(), "a check Job ran without its Secret");
+
+    // With the Secret there, the check runs: nothing listens on the endpoint's port.
+    apply(
+        cluster,
+        &ns,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-keys}\nstringData: {id: AKIAEXAMPLE, secret: do-not-print}\n",
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "the lake Connection to be checked",
+        || async {
+            ready("lake").await.is_some_and(|(_, reason, _, checked)| {
+                reason != "SecretNotFound" && reason != "Checking" && checked
+            })
+        },
+    )
+    .await;
+    let (_, reason, message, _) = ready("lake").await.expect("lake");
+    assert_eq!(reason, "Unreachable", "{message}");
+    assert!(
+        !message.contains("do-not-print"),
+        "credentials leaked into status: {message}"
+    );
 }
