@@ -143,7 +143,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         revision_history: args.revision_history,
         namespace: namespace.clone(),
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
     let shutdown = shutdown_signal();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -204,8 +203,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (_, _, _, counted_jobs) = api(&client);
     let counter = tokio::spawn(metrics::count_active_jobs(counted_jobs, metrics.clone()));
 
-    let pipeline_controller = Controller::new(pipelines, watcher::Config::default());
-    let store = pipeline_controller.store();
+    // Reconciliations in flight at once, per controller: bounds memory and API load when
+    // hundreds of objects change together.
+    let config = || kube::runtime::controller::Config::default().concurrency(16);
+    let pipeline_controller =
+        Controller::new(pipelines, watcher::Config::default()).with_config(config());
+    let pipeline_store = pipeline_controller.store();
+    let run_controller = Controller::new(runs, watcher::Config::default())
+        .with_config(config())
+        .owns(
+            jobs,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
+        );
+    let connection_controller = Controller::new(connections_api, watcher::Config::default())
+        .with_config(config())
+        .owns(
+            check_jobs,
+            watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
+        );
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+
     let pipeline_controller = pipeline_controller
         // A changed Connection can make any Pipeline of its namespace valid or invalid.
         .watches(
@@ -213,7 +230,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             watcher::Config::default(),
             move |connection: Connection| {
                 let namespace = connection.namespace();
-                store
+                pipeline_store
                     .state()
                     .into_iter()
                     .filter(|p| p.namespace() == namespace)
@@ -228,11 +245,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
-    let run_controller = Controller::new(runs, watcher::Config::default())
-        .owns(
-            jobs,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
-        )
+    let run_controller = run_controller
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(
             run_controller::reconcile,
@@ -240,11 +253,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
-    let connection_controller = Controller::new(connections_api, watcher::Config::default())
-        .owns(
-            check_jobs,
-            watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
-        )
+    let connection_controller = connection_controller
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(
             connection_controller::reconcile,

@@ -12,7 +12,7 @@ pub mod identity;
 pub mod node;
 pub mod pod;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,7 +84,7 @@ pub async fn run(
     let mut pending = std::pin::pin!(pending);
     let mut ours = std::pin::pin!(ours);
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut workers: HashMap<String, (watch::Sender<PodUpdate>, JoinHandle<()>)> = HashMap::new();
+    let mut pods = Pods::default();
 
     let result = loop {
         tokio::select! {
@@ -95,51 +95,76 @@ pub async fn run(
                 Err(error) => tracing::warn!(%error, "watching pending pods"),
             },
             next = ours.next() => match next {
-                Some(Ok(event)) => dispatch(&ctx, &mut workers, event),
+                Some(Ok(event)) => dispatch(&ctx, &mut pods, event),
                 Some(Err(error)) => tracing::warn!(%error, "watching the node's pods"),
                 None => break Ok(()),
             },
         }
     };
 
-    for (sender, _) in workers.values() {
+    for (sender, _) in pods.workers.values() {
         let _ = sender.send(PodUpdate::Shutdown);
     }
-    for (_, (_, task)) in workers {
+    for (_, (_, task)) in pods.workers {
         let _ = task.await;
     }
     heartbeat.abort();
     result
 }
 
-fn dispatch(
-    ctx: &Arc<NodeContext>,
-    workers: &mut HashMap<String, (watch::Sender<PodUpdate>, JoinHandle<()>)>,
-    event: Event<Pod>,
-) {
-    workers.retain(|_, (_, task)| !task.is_finished());
-    match event {
-        Event::Apply(pod) | Event::InitApply(pod) => {
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            match workers.get(&uid) {
-                Some((sender, _)) => {
-                    let _ = sender.send(PodUpdate::Seen(Box::new(pod)));
-                }
-                None if pod::is_terminal(&pod) && pod.metadata.deletion_timestamp.is_none() => {}
-                None => {
-                    let (sender, receiver) = watch::channel(PodUpdate::Seen(Box::new(pod)));
-                    let task = tokio::spawn(pod::run(ctx.clone(), receiver));
-                    workers.insert(uid, (sender, task));
-                }
-            }
-        }
+/// The pods of this node: a worker per running pod, and the pods whose worker ended, which
+/// never start again (a late watch event with an older status must not look like a pod
+/// that still has to run).
+#[derive(Default)]
+struct Pods {
+    workers: HashMap<String, (watch::Sender<PodUpdate>, JoinHandle<()>)>,
+    done: HashSet<String>,
+}
+
+fn dispatch(ctx: &Arc<NodeContext>, pods: &mut Pods, event: Event<Pod>) {
+    let finished: Vec<String> = pods
+        .workers
+        .iter()
+        .filter(|(_, (_, task))| task.is_finished())
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    for uid in finished {
+        pods.workers.remove(&uid);
+        pods.done.insert(uid);
+    }
+    // Only pods listed when the watch (re)starts can be left over by an earlier kubelet.
+    let (pod, listed) = match event {
+        Event::Apply(pod) => (pod, false),
+        Event::InitApply(pod) => (pod, true),
         Event::Delete(pod) => {
-            if let Some((sender, _)) = pod.metadata.uid.as_ref().and_then(|uid| workers.get(uid)) {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if let Some((sender, _)) = pods.workers.get(&uid) {
                 let _ = sender.send(PodUpdate::Gone);
             }
+            pods.done.remove(&uid);
+            return;
         }
-        Event::Init | Event::InitDone => {}
+        Event::Init | Event::InitDone => return,
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if let Some((sender, _)) = pods.workers.get(&uid) {
+        let _ = sender.send(PodUpdate::Seen(Box::new(pod)));
+        return;
     }
+    let ran_here = pods.done.contains(&uid);
+    if (pod::is_terminal(&pod) || ran_here) && pod.metadata.deletion_timestamp.is_none() {
+        return;
+    }
+    let start = if ran_here {
+        pod::Start::FinishDeletion
+    } else if listed {
+        pod::Start::Listed
+    } else {
+        pod::Start::New
+    };
+    let (sender, receiver) = watch::channel(PodUpdate::Seen(Box::new(pod)));
+    let task = tokio::spawn(pod::run(ctx.clone(), receiver, start));
+    pods.workers.insert(uid, (sender, task));
 }
 
 /// Binds a pending pod to this node, as the scheduler would, if its node selector fits.

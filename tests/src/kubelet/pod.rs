@@ -53,12 +53,27 @@ pub fn pod_dir(run_dir: &std::path::Path, pod: &Pod) -> PathBuf {
 }
 
 /// Runs one pod from start to its end (or its deletion).
-pub async fn run(ctx: Arc<NodeContext>, mut updates: watch::Receiver<PodUpdate>) {
+/// How a pod worker begins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Start {
+    /// A pod that appeared while this kubelet watched.
+    New,
+    /// A pod listed when the watch started: an earlier kubelet may have run it.
+    Listed,
+    /// A pod this kubelet already ran to its end, now being deleted.
+    FinishDeletion,
+}
+
+pub async fn run(ctx: Arc<NodeContext>, mut updates: watch::Receiver<PodUpdate>, start: Start) {
     let PodUpdate::Seen(first) = updates.borrow_and_update().clone() else {
         return;
     };
     let mut worker = Worker::new(ctx, *first);
-    if let Err(error) = worker.drive(&mut updates).await {
+    let result = match start {
+        Start::FinishDeletion => worker.finish_deletion_if_asked().await,
+        Start::New | Start::Listed => worker.drive(&mut updates, start == Start::Listed).await,
+    };
+    if let Err(error) = result {
         tracing::warn!(pod = %worker.key(), %error, "pod worker stopped on an API error");
     }
 }
@@ -127,11 +142,15 @@ impl Worker {
             .unwrap_or_default()
     }
 
-    async fn drive(&mut self, updates: &mut watch::Receiver<PodUpdate>) -> Result<(), kube::Error> {
+    async fn drive(
+        &mut self,
+        updates: &mut watch::Receiver<PodUpdate>,
+        listed: bool,
+    ) -> Result<(), kube::Error> {
         if is_terminal(&self.pod) {
             return self.finish_deletion_if_asked().await;
         }
-        if lost_by_previous_kubelet(&self.pod) {
+        if listed && lost_by_previous_kubelet(&self.pod) {
             let message = "the process kubelet restarted and its processes ended with it";
             self.patch_phase("Failed", "ProcessLost", message).await?;
             return self.finish_deletion_if_asked().await;
