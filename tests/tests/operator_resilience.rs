@@ -425,3 +425,98 @@ async fn a_minutely_schedule_creates_one_run_per_minute_and_forbid_skips_while_o
     )
     .await;
 }
+
+#[tokio::test]
+async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
+    let _serial = OPERATOR.lock().await;
+    let (cluster, ns) = setup("capped").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // This test's operator, as a process with --max-concurrent-jobs 1, stands in for the pod.
+    let scale = |replicas: &str| {
+        let out = cluster.kubectl(
+            &[
+                "scale",
+                "-n",
+                "synqx-system",
+                "deployment/synqx-operator",
+                "--replicas",
+                replicas,
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    scale("0");
+    wait_until(
+        Duration::from_secs(60),
+        "the operator pod to stop",
+        || async { lease_holder(cluster).await.is_none_or(|h| h.is_empty()) },
+    )
+    .await;
+    let log = std::fs::File::create(dir.path().join("capped.log")).expect("log");
+    let mut capped = Command::new(cluster.bin_dir.join("synqx-operator"))
+        .args([
+            "run",
+            "--all-namespaces",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--max-concurrent-jobs",
+            "1",
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the capped operator");
+
+    let steps: String = (1..=3)
+        .map(|i| {
+            format!(
+                "    - {{name: s{i}, sql: {{connection: db, statements: [\"{}\"]}}}}\n",
+                slow_query(2_000_000)
+            )
+        })
+        .collect();
+    apply(
+        cluster,
+        &ns,
+        &format!(
+            "{}apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: wide}}\nspec:\n  steps:\n{steps}",
+            sqlite("db", &dir.path().join("db.sqlite"))
+        ),
+    );
+    start_run(cluster, &ns, "wide", "wide-1", "");
+    let run = finished(&ns, "wide-1").await;
+    let _ = capped.kill();
+    let _ = capped.wait();
+    scale("1");
+    assert_eq!(
+        run.status.as_ref().and_then(|s| s.phase),
+        Some(RunPhase::Succeeded),
+        "{:?}",
+        run.status
+    );
+
+    // Three independent steps, one Job at a time: each starts after the one before ended.
+    let mut spans: Vec<(i64, i64)> = jobs_of(&ns, "wide-1")
+        .await
+        .iter()
+        .filter_map(|j| {
+            let created = j.metadata.creation_timestamp.as_ref()?.0.as_second();
+            let done = j.status.as_ref()?.completion_time.as_ref()?.0.as_second();
+            Some((created, done))
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two step Jobs ran at once: {spans:?}"
+        );
+    }
+}
