@@ -194,6 +194,23 @@ impl TerminationMessage for CheckReport {
     }
 }
 
+/// Checks a Connection built from `spec`, its relative paths under `base`, with no secrets.
+#[cfg(test)]
+pub async fn check_spec(
+    name: &str,
+    spec: synqx_api::ConnectionSpec,
+    base: &std::path::Path,
+) -> CheckReport {
+    let secrets = crate::secrets::Secrets::default();
+    let conn = ConnectionRef {
+        name,
+        spec: &spec,
+        base_dir: base.to_path_buf(),
+        secrets: &secrets,
+    };
+    connectors::check(&conn).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,21 +93,13 @@ mod tests {
     use synqx_api::connection::FilesystemConnection;
 
     use super::*;
-    use crate::secrets::Secrets;
 
     async fn check_path(base: &Path, path: &str) -> CheckReport {
         let spec = ConnectionSpec {
             filesystem: Some(FilesystemConnection { path: path.into() }),
             ..Default::default()
         };
-        let secrets = Secrets::default();
-        let conn = ConnectionRef {
-            name: "lake",
-            spec: &spec,
-            base_dir: base.to_path_buf(),
-            secrets: &secrets,
-        };
-        crate::connectors::check(&conn).await
+        crate::check::check_spec("lake", spec, base).await
     }
 
     fn tempdir() -> tempfile::TempDir {

@@ -154,21 +154,13 @@ mod tests {
     use synqx_api::connection::SqliteConnection as SqliteSpec;
 
     use super::*;
-    use crate::secrets::Secrets;
 
     async fn check_path(base: &Path, path: &str) -> CheckReport {
         let spec = ConnectionSpec {
             sqlite: Some(SqliteSpec { path: path.into() }),
             ..Default::default()
         };
-        let secrets = Secrets::default();
-        let conn = ConnectionRef {
-            name: "db",
-            spec: &spec,
-            base_dir: base.to_path_buf(),
-            secrets: &secrets,
-        };
-        crate::connectors::check(&conn).await
+        crate::check::check_spec("db", spec, base).await
     }
 
     fn tempdir() -> tempfile::TempDir {
