@@ -40,6 +40,8 @@ if ! command -v moto_server >/dev/null 2>&1; then
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 command -v moto_server
+# PostgreSQL and MariaDB from Debian's packages, on loopback, for the database connectors.
+eval "$(scripts/services up)"
 
 step "format"
 cargo fmt --all -- --check
@@ -51,7 +53,7 @@ step "control plane"
 # The end-to-end tests run the built binaries as pods, so build them before starting.
 cargo build --workspace --bins --locked
 export SYNQX_BIN_DIR="$CARGO_TARGET_DIR/debug"
-trap 'tests/cluster/down' EXIT
+trap 'tests/cluster/down; scripts/services down' EXIT
 tests/cluster/up >/dev/null
 
 step "tests"

@@ -4,9 +4,12 @@
 
 pub mod filesystem;
 pub mod formats;
+pub mod retry;
 pub mod s3;
 pub mod sql_step;
 pub mod sqlite;
+#[cfg(test)]
+pub mod test_servers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
