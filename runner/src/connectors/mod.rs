@@ -4,10 +4,13 @@
 
 pub mod filesystem;
 pub mod formats;
+pub mod mysql;
+pub mod postgres;
 pub mod retry;
 pub mod s3;
 pub mod sql_step;
 pub mod sqlite;
+pub mod sqlserver;
 #[cfg(test)]
 pub mod test_servers;
 
