@@ -1,0 +1,51 @@
+//! The probe of `synqx check`: connect, authenticate, and ask the database its name. One
+//! attempt, no retries: a check reports the state of now, quickly.
+
+use sqlx::Connection;
+use synqx_api::connection::CheckReport;
+
+use super::config::Settings;
+use super::connect::{attempt, connect_failure, server_message};
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    match Settings::new(conn) {
+        Ok(settings) => probe(&settings).await,
+        Err(e) => invalid(&e),
+    }
+}
+
+async fn probe(settings: &Settings) -> CheckReport {
+    let say = |reason: Reason, what: String| report(reason, format!("{}: {what}", settings.at()));
+    let mut db = match attempt(settings).await {
+        Ok(db) => db,
+        Err(e) => {
+            let (reason, text) = connect_failure(settings, &e);
+            return say(reason, text);
+        }
+    };
+    let answer: sqlx::Result<(String, String, String)> = sqlx::query_as(
+        "SELECT current_database()::text, current_user::text, current_setting('server_version')",
+    )
+    .fetch_one(&mut db)
+    .await;
+    let _ = db.close().await;
+    match answer {
+        Ok((database, user, version)) => say(
+            Reason::Connected,
+            format!(
+                "connected to database \"{database}\" on PostgreSQL {version} at {}:{} as user \"{user}\"",
+                settings.host, settings.port
+            ),
+        ),
+        Err(e) => say(
+            Reason::Invalid,
+            settings.redact(format!(
+                "connected to {}, but the first query failed: {}",
+                settings.server(),
+                server_message(&e)
+            )),
+        ),
+    }
+}

@@ -1,0 +1,300 @@
+//! Column encoders of binary COPY: each writes one Arrow value as a length-prefixed field into
+//! the output buffer, with no allocation per value.
+
+use arrow::array::{
+    Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray,
+    Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray,
+    ListArray, StringArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::DataType;
+use bytes::{BufMut, BytesMut};
+
+use super::codec_decode::{EPOCH_DAYS, EPOCH_MICROS};
+use super::numeric;
+use super::types::{PgType, oid};
+
+/// PostgreSQL's date range in days from 2000-01-01: Julian day 0 (4714-11-24 BC) up to
+/// 5874897-12-31.
+const PG_DATE_MIN: i64 = -2_451_545;
+const PG_DATE_END: i64 = 2_147_483_494 - 2_451_545;
+/// PostgreSQL's timestamp range in microseconds from 2000-01-01: 4714-11-24 BC up to (not
+/// including) 294277-01-01.
+const PG_TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
+const PG_TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// How the values of one target column are written; chosen once from its type.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Decimal(u8),
+    NumericText,
+    Text,
+    Jsonb,
+    Bytea,
+    Uuid,
+    Date,
+    Time,
+    Timestamp,
+    Interval,
+    List(Box<Kind>, u32),
+}
+
+impl Kind {
+    /// The kind for a target column of PostgreSQL type `t` whose Arrow form is `data_type`
+    /// (from `arrow_type(t)`, or Utf8 for a type without a binary mapping).
+    pub fn new(t: &PgType, data_type: &DataType) -> Option<Kind> {
+        Some(match data_type {
+            DataType::List(item) => {
+                let element = t.element_type()?;
+                Kind::List(
+                    Box::new(Kind::new(&element, item.data_type())?),
+                    element.oid,
+                )
+            }
+            DataType::Boolean => Kind::Bool,
+            DataType::Int16 => Kind::I16,
+            DataType::Int32 => Kind::I32,
+            DataType::Int64 => Kind::I64,
+            DataType::Float32 => Kind::F32,
+            DataType::Float64 => Kind::F64,
+            DataType::Decimal128(_, s) => Kind::Decimal(u8::try_from(*s).ok()?),
+            DataType::Utf8 => match t.oid {
+                oid::NUMERIC => Kind::NumericText,
+                oid::JSONB => Kind::Jsonb,
+                _ => Kind::Text,
+            },
+            DataType::Binary => Kind::Bytea,
+            DataType::FixedSizeBinary(16) => Kind::Uuid,
+            DataType::Date32 => Kind::Date,
+            DataType::Time64(_) => Kind::Time,
+            DataType::Timestamp(..) => Kind::Timestamp,
+            DataType::Interval(_) => Kind::Interval,
+            _ => return None,
+        })
+    }
+}
+
+/// A converted column of one batch, typed for its kind.
+pub enum View<'a> {
+    Bool(&'a BooleanArray),
+    I16(&'a Int16Array),
+    I32(&'a Int32Array),
+    I64(&'a Int64Array),
+    F32(&'a Float32Array),
+    F64(&'a Float64Array),
+    Decimal(&'a Decimal128Array, u8),
+    NumericText(&'a StringArray),
+    Text(&'a StringArray),
+    Jsonb(&'a StringArray),
+    Bytea(&'a BinaryArray),
+    Uuid(&'a FixedSizeBinaryArray),
+    Date(&'a Date32Array),
+    Time(&'a Time64MicrosecondArray),
+    Timestamp(&'a TimestampMicrosecondArray),
+    Interval(&'a IntervalMonthDayNanoArray),
+    List(&'a ListArray, Box<View<'a>>, u32),
+}
+
+fn cast<T: 'static>(array: &dyn Array) -> Option<&T> {
+    array.as_any().downcast_ref::<T>()
+}
+
+impl<'a> View<'a> {
+    /// The typed view of `array`, which has the Arrow type `kind` was made for.
+    pub fn new(kind: &Kind, array: &'a dyn Array) -> Option<View<'a>> {
+        Some(match kind {
+            Kind::Bool => View::Bool(cast(array)?),
+            Kind::I16 => View::I16(cast(array)?),
+            Kind::I32 => View::I32(cast(array)?),
+            Kind::I64 => View::I64(cast(array)?),
+            Kind::F32 => View::F32(cast(array)?),
+            Kind::F64 => View::F64(cast(array)?),
+            Kind::Decimal(s) => View::Decimal(cast(array)?, *s),
+            Kind::NumericText => View::NumericText(cast(array)?),
+            Kind::Text => View::Text(cast(array)?),
+            Kind::Jsonb => View::Jsonb(cast(array)?),
+            Kind::Bytea => View::Bytea(cast(array)?),
+            Kind::Uuid => View::Uuid(cast(array)?),
+            Kind::Date => View::Date(cast(array)?),
+            Kind::Time => View::Time(cast(array)?),
+            Kind::Timestamp => View::Timestamp(cast(array)?),
+            Kind::Interval => View::Interval(cast(array)?),
+            Kind::List(item, element) => {
+                let list: &ListArray = cast(array)?;
+                View::List(
+                    list,
+                    Box::new(View::new(item, list.values().as_ref())?),
+                    *element,
+                )
+            }
+        })
+    }
+
+    fn is_null(&self, i: usize) -> bool {
+        match self {
+            View::Bool(a) => a.is_null(i),
+            View::I16(a) => a.is_null(i),
+            View::I32(a) => a.is_null(i),
+            View::I64(a) => a.is_null(i),
+            View::F32(a) => a.is_null(i),
+            View::F64(a) => a.is_null(i),
+            View::Decimal(a, _) => a.is_null(i),
+            View::NumericText(a) | View::Text(a) | View::Jsonb(a) => a.is_null(i),
+            View::Bytea(a) => a.is_null(i),
+            View::Uuid(a) => a.is_null(i),
+            View::Date(a) => a.is_null(i),
+            View::Time(a) => a.is_null(i),
+            View::Timestamp(a) => a.is_null(i),
+            View::Interval(a) => a.is_null(i),
+            View::List(a, ..) => a.is_null(i),
+        }
+    }
+
+    /// Appends value `i` as a field; Err says why PostgreSQL cannot take it.
+    #[inline]
+    pub fn put(&self, i: usize, buf: &mut BytesMut) -> Result<(), String> {
+        if self.is_null(i) {
+            buf.put_i32(-1);
+            return Ok(());
+        }
+        match self {
+            View::Bool(a) => {
+                buf.put_i32(1);
+                buf.put_u8(u8::from(a.value(i)));
+            }
+            View::I16(a) => {
+                buf.put_i32(2);
+                buf.put_i16(a.value(i));
+            }
+            View::I32(a) => {
+                buf.put_i32(4);
+                buf.put_i32(a.value(i));
+            }
+            View::I64(a) => {
+                buf.put_i32(8);
+                buf.put_i64(a.value(i));
+            }
+            View::F32(a) => {
+                buf.put_i32(4);
+                buf.put_f32(a.value(i));
+            }
+            View::F64(a) => {
+                buf.put_i32(8);
+                buf.put_f64(a.value(i));
+            }
+            View::Decimal(a, scale) => numeric::put_i128(a.value(i), *scale, buf),
+            View::NumericText(a) => numeric::put_text(a.value(i), buf)
+                .map_err(|e| format!("{e}; write it as decimal digits"))?,
+            View::Text(a) => put_bytes(a.value(i).as_bytes(), buf)?,
+            View::Jsonb(a) => {
+                let json = a.value(i).as_bytes();
+                buf.put_i32(length(json.len() + 1)?);
+                // jsonb's binary form is a version byte, then the JSON text.
+                buf.put_u8(1);
+                buf.put_slice(json);
+            }
+            View::Bytea(a) => put_bytes(a.value(i), buf)?,
+            View::Uuid(a) => {
+                buf.put_i32(16);
+                buf.put_slice(a.value(i));
+            }
+            View::Date(a) => {
+                let days = i64::from(a.value(i)) - i64::from(EPOCH_DAYS);
+                if !(PG_DATE_MIN..PG_DATE_END).contains(&days) {
+                    return Err("outside PostgreSQL's date range (4713 BC to 5874897 AD)".into());
+                }
+                buf.put_i32(4);
+                buf.put_i32(days as i32);
+            }
+            View::Time(a) => {
+                let micros = a.value(i);
+                if !(0..=MICROS_PER_DAY).contains(&micros) {
+                    return Err("outside the 24 hours of a time of day".into());
+                }
+                buf.put_i32(8);
+                buf.put_i64(micros);
+            }
+            View::Timestamp(a) => {
+                let micros = a.value(i).checked_sub(EPOCH_MICROS).unwrap_or(i64::MIN);
+                if !(PG_TIMESTAMP_MIN..PG_TIMESTAMP_END).contains(&micros) {
+                    return Err(
+                        "outside PostgreSQL's timestamp range (4713 BC to 294276 AD)".into(),
+                    );
+                }
+                buf.put_i32(8);
+                buf.put_i64(micros);
+            }
+            View::Interval(a) => {
+                let v = a.value(i);
+                buf.put_i32(16);
+                // PostgreSQL keeps microseconds: nanoseconds below that are dropped.
+                buf.put_i64(v.nanoseconds / 1000);
+                buf.put_i32(v.days);
+                buf.put_i32(v.months);
+            }
+            View::List(a, items, element) => {
+                let offsets = a.value_offsets();
+                let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+                let at = buf.len();
+                buf.put_i32(0);
+                let count = end - start;
+                let has_null = (start..end).any(|j| items.is_null(j));
+                buf.put_i32(i32::from(count > 0));
+                buf.put_i32(i32::from(has_null));
+                buf.put_u32(*element);
+                if count > 0 {
+                    buf.put_i32(length(count)?);
+                    buf.put_i32(1);
+                }
+                for j in start..end {
+                    items
+                        .put(j, buf)
+                        .map_err(|e| format!("element {}: {e}", j - start + 1))?;
+                }
+                let len = length(buf.len() - at - 4)?;
+                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn length(n: usize) -> Result<i32, String> {
+    i32::try_from(n).map_err(|_| format!("{n} bytes exceed PostgreSQL's 1 GB value limit"))
+}
+
+fn put_bytes(v: &[u8], buf: &mut BytesMut) -> Result<(), String> {
+    buf.put_i32(length(v.len())?);
+    buf.put_slice(v);
+    Ok(())
+}
+
+/// The 16 bytes of a UUID written as 32 hex digits, with optional hyphens and braces as
+/// PostgreSQL's uuid input accepts them.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(t);
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    for c in t.bytes() {
+        if c == b'-' {
+            continue;
+        }
+        let v = (c as char).to_digit(16)? as u8;
+        if n >= 32 {
+            return None;
+        }
+        out[n / 2] |= if n % 2 == 0 { v << 4 } else { v };
+        n += 1;
+    }
+    (n == 32).then_some(out)
+}

@@ -1,0 +1,243 @@
+//! The Connection spec turned into connect options. Pure: secrets are resolved from memory,
+//! nothing touches the network, so a bad spec fails when the step is built.
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use synqx_api::SecretValue;
+use synqx_api::connection::SslMode;
+
+use crate::connectors::ConnectionRef;
+use crate::connectors::retry::Backoff;
+use crate::error::{Error, Result};
+
+/// Port of a spec without one.
+pub const DEFAULT_PORT: u16 = 5432;
+
+/// What a connector needs to open connections, and to explain why one failed.
+#[derive(Clone)]
+pub struct Settings {
+    /// Name of the Connection, for messages.
+    pub connection: String,
+    pub options: PgConnectOptions,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// Where the password comes from, in the user's words (`Secret "pg" key "password"`).
+    pub password_from: String,
+    /// Retries of a failed connect.
+    pub backoff: Backoff,
+    /// The password, kept only to scrub it from any text a message could carry.
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("connection", &self.connection)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<Settings> {
+        let name = conn.name;
+        let spec =
+            conn.spec.postgres.as_ref().ok_or_else(|| {
+                Error::Config(format!("Connection \"{name}\" has no postgres block"))
+            })?;
+        let host = spec.host.trim();
+        if host.is_empty() {
+            return Err(Error::Config(format!(
+                "Connection \"{name}\": postgres.host is empty"
+            )));
+        }
+        let database = spec.database.trim();
+        if database.is_empty() {
+            return Err(Error::Config(format!(
+                "Connection \"{name}\": postgres.database is empty"
+            )));
+        }
+        let user = conn.secrets.resolve(name, "postgres.user", &spec.user)?;
+        if user.is_empty() {
+            return Err(Error::Config(format!(
+                "Connection \"{name}\": postgres.user is empty"
+            )));
+        }
+        let port = spec.port.unwrap_or(DEFAULT_PORT);
+        // `new_without_pgpass` with every field set: the environment of the runner (PGHOST,
+        // PGPASSWORD, ~/.pgpass) must never change what a Connection connects to.
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(host)
+            .port(port)
+            .database(database)
+            .username(&user)
+            .ssl_mode(ssl_mode(spec.ssl_mode.unwrap_or_default()))
+            .application_name("synqx")
+            // A session zone other than UTC would shift every `timestamptz` rendered as text
+            // (the `::text` fallback) and every watermark literal without an offset.
+            .options([("TimeZone", "UTC")]);
+        let mut password = None;
+        let password_from = match &spec.password {
+            Some(value) => {
+                let plain = conn.secrets.resolve(name, "postgres.password", value)?;
+                options = options.password(&plain);
+                password = Some(plain).filter(|p| !p.is_empty());
+                describe(value)
+            }
+            None => "nowhere (postgres.password is not set)".into(),
+        };
+        Ok(Settings {
+            connection: name.to_string(),
+            options,
+            host: host.to_string(),
+            port,
+            database: database.to_string(),
+            user,
+            password_from,
+            backoff: Backoff::default(),
+            password,
+        })
+    }
+
+    /// Text with the password replaced by `***`, for anything the server or driver said.
+    pub fn redact(&self, text: impl std::fmt::Display) -> String {
+        let text = text.to_string();
+        match &self.password {
+            Some(p) => text.replace(p.as_str(), "***"),
+            None => text,
+        }
+    }
+
+    /// `Connection "c"`: the start of every message.
+    pub fn at(&self) -> String {
+        format!("Connection \"{}\"", self.connection)
+    }
+
+    /// `Connection "c", table "s.t"`.
+    pub fn at_table(&self, table: &impl std::fmt::Display) -> String {
+        format!("Connection \"{}\", table \"{table}\"", self.connection)
+    }
+
+    /// `host:port/database`, for messages.
+    pub fn server(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+}
+
+fn ssl_mode(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// Where a secret value is kept, never the value.
+fn describe(value: &SecretValue) -> String {
+    if let Some(r) = &value.secret_key_ref {
+        format!(
+            "key \"{}\" of Secret \"{}\" (postgres.password)",
+            r.key, r.name
+        )
+    } else if value.sealed.is_some() {
+        "the sealed value of postgres.password".into()
+    } else {
+        "the plain value of postgres.password".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::ConnectionSpec;
+    use synqx_api::connection::PostgresConnection;
+
+    use super::*;
+    use crate::secrets::Secrets;
+
+    fn settings(spec: PostgresConnection, env: Vec<(String, String)>) -> Result<Settings> {
+        let spec = ConnectionSpec {
+            postgres: Some(spec),
+            ..Default::default()
+        };
+        let secrets = Secrets::new([], env);
+        Settings::new(&ConnectionRef {
+            name: "warehouse",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        })
+    }
+
+    #[test]
+    fn a_spec_becomes_options_with_defaults() {
+        let s = settings(
+            PostgresConnection {
+                host: " db.internal ".into(),
+                database: "sales".into(),
+                user: SecretValue::plain("etl"),
+                password: Some(SecretValue::from_secret("pg", "password")),
+                ..Default::default()
+            },
+            vec![(Secrets::env_name("pg", "password"), "s3cret".into())],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.options.get_host(), "db.internal");
+        assert_eq!(s.options.get_port(), 5432);
+        assert_eq!(s.options.get_database(), Some("sales"));
+        assert_eq!(s.options.get_username(), "etl");
+        assert_eq!(s.options.get_application_name(), Some("synqx"));
+        assert!(matches!(s.options.get_ssl_mode(), PgSslMode::Prefer));
+        assert_eq!(
+            s.password_from,
+            "key \"password\" of Secret \"pg\" (postgres.password)"
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn missing_fields_and_secrets_are_named() {
+        let e = |spec| {
+            settings(spec, vec![])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let base = PostgresConnection {
+            host: "db".into(),
+            database: "sales".into(),
+            user: SecretValue::plain("etl"),
+            ssl_mode: Some(SslMode::VerifyFull),
+            ..Default::default()
+        };
+        assert_eq!(
+            e(PostgresConnection {
+                host: " ".into(),
+                ..base.clone()
+            }),
+            "Connection \"warehouse\": postgres.host is empty"
+        );
+        assert_eq!(
+            e(PostgresConnection {
+                database: String::new(),
+                ..base.clone()
+            }),
+            "Connection \"warehouse\": postgres.database is empty"
+        );
+        let missing = e(PostgresConnection {
+            password: Some(SecretValue::from_secret("pg", "password")),
+            ..base.clone()
+        });
+        assert!(
+            missing.starts_with("Connection \"warehouse\": postgres.password: secret key \"password\" of Secret \"pg\" is missing"),
+            "{missing}"
+        );
+        let ok = settings(base, vec![]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(ok.options.get_ssl_mode(), PgSslMode::VerifyFull));
+    }
+}

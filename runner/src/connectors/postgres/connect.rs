@@ -1,0 +1,220 @@
+//! Opening a connection, with retries of transient failures, and the messages of everything
+//! that can go wrong while doing it or later.
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnection, PgDatabaseError};
+
+use super::config::Settings;
+use crate::check::Reason;
+use crate::connectors::retry::{retry, sqlx_transient};
+use crate::error::{Error, Result};
+
+/// Longest wait for one connection attempt: the TCP connect, TLS and authentication.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A connection to the Connection's database, after up to `settings.backoff.attempts`
+/// attempts when the server is restarting or not reachable yet.
+pub async fn connect(settings: &Settings) -> Result<PgConnection> {
+    retry(
+        settings.backoff,
+        sqlx_transient,
+        |_, _, _| {},
+        || attempt(settings),
+    )
+    .await
+    .map_err(|e| {
+        let (_, message) = connect_failure(settings, &e);
+        Error::database(settings.at(), message)
+    })
+}
+
+/// One connect, bounded by [`CONNECT_TIMEOUT`]; a timeout is an I/O error, transient as the
+/// others.
+pub async fn attempt(settings: &Settings) -> sqlx::Result<PgConnection> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, settings.options.connect()).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            ErrorKind::TimedOut,
+            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        ))),
+    }
+}
+
+/// Why a connect failed and what to do, for an error or a check report. Never contains the
+/// password.
+pub fn connect_failure(settings: &Settings, e: &sqlx::Error) -> (Reason, String) {
+    let server = format!("{}:{}", settings.host, settings.port);
+    let (reason, text) = match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => (
+                Reason::Unauthorized,
+                format!(
+                    "PostgreSQL at {server} rejected the password of user \"{}\" (28P01): the password in {} is wrong, or the user does not exist; fix the Secret or the user",
+                    settings.user, settings.password_from
+                ),
+            ),
+            Some("28000") => (
+                Reason::Unauthorized,
+                format!(
+                    "PostgreSQL at {server} does not let user \"{}\" connect to database \"{}\" (28000): {}; allow it in pg_hba.conf or grant the role LOGIN",
+                    settings.user,
+                    settings.database,
+                    db.message()
+                ),
+            ),
+            Some("3D000") => (
+                Reason::NotFound,
+                format!(
+                    "database \"{}\" does not exist on PostgreSQL at {server} (3D000): create it or fix postgres.database",
+                    settings.database
+                ),
+            ),
+            Some("42501") => (
+                Reason::Unauthorized,
+                format!(
+                    "user \"{}\" may not connect to database \"{}\" on {server} (42501): {}; GRANT CONNECT ON DATABASE to it",
+                    settings.user,
+                    settings.database,
+                    db.message()
+                ),
+            ),
+            code => (
+                Reason::Unreachable,
+                format!(
+                    "PostgreSQL at {server} refused the connection{}: {}",
+                    code.map(|c| format!(" ({c})")).unwrap_or_default(),
+                    db.message()
+                ),
+            ),
+        },
+        sqlx::Error::Io(io) if io.kind() == ErrorKind::ConnectionRefused => (
+            Reason::Unreachable,
+            format!(
+                "cannot connect to PostgreSQL at {server}: connection refused; is the server running and listening on port {}?",
+                settings.port
+            ),
+        ),
+        sqlx::Error::Io(io) if io.kind() == ErrorKind::TimedOut => (
+            Reason::Unreachable,
+            format!(
+                "cannot connect to PostgreSQL at {server}: {io}; check postgres.host, the port and any firewall between"
+            ),
+        ),
+        sqlx::Error::Io(io) if is_name_resolution(io) => (
+            Reason::Unreachable,
+            format!(
+                "cannot resolve host \"{}\" ({io}): fix postgres.host",
+                settings.host
+            ),
+        ),
+        sqlx::Error::Tls(tls) => (
+            Reason::Unreachable,
+            format!(
+                "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode and the server's certificate"
+            ),
+        ),
+        other => (
+            Reason::Unreachable,
+            format!("cannot connect to PostgreSQL at {server}: {other}"),
+        ),
+    };
+    (reason, settings.redact(text))
+}
+
+/// Whether an I/O error is a failed host name lookup (the standard library reports these as
+/// uncategorized errors, so only the text tells).
+fn is_name_resolution(e: &std::io::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    ["lookup", "resolve", "name or service not known", "nodename"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
+/// A database error during work on a connection: the server's message with its SQLSTATE and
+/// detail, the password scrubbed.
+pub fn database(settings: &Settings, context: String, e: &sqlx::Error) -> Error {
+    Error::database(context, settings.redact(server_message(e)))
+}
+
+/// What the server said: message, SQLSTATE and detail. The server's hints are left out: the
+/// one it gives for a failed `DROP` recommends `CASCADE`, which would drop the user's views.
+pub fn server_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let mut text = db.message().to_string();
+            if let Some(code) = db.code() {
+                text.push_str(&format!(" ({code})"));
+            }
+            if let Some(detail) = db
+                .try_downcast_ref::<PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+            {
+                text.push_str(&format!("; {detail}"));
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The SQLSTATE of a database error.
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::connection::PostgresConnection;
+    use synqx_api::{ConnectionSpec, SecretValue};
+
+    use super::*;
+    use crate::connectors::ConnectionRef;
+    use crate::connectors::retry::Backoff;
+    use crate::secrets::Secrets;
+
+    #[tokio::test]
+    async fn a_connect_error_never_shows_the_password() {
+        // A password that also appears in the host name, so that any echo of the host or the
+        // options would carry it.
+        let spec = ConnectionSpec {
+            postgres: Some(PostgresConnection {
+                host: "no-such-host-Hunter2pw.invalid".into(),
+                database: "Hunter2pw".into(),
+                user: SecretValue::plain("etl"),
+                password: Some(SecretValue::plain("Hunter2pw")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let secrets = Secrets::default();
+        let mut settings = Settings::new(&ConnectionRef {
+            name: "warehouse",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        settings.backoff = Backoff {
+            attempts: 1,
+            ..Backoff::default()
+        };
+        let e = connect(&settings)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("Connection \"warehouse\": "), "{e}");
+        assert!(!e.contains("Hunter2pw"), "{e}");
+        assert!(e.contains("no-such-host-***.invalid"), "{e}");
+        let (_, text) = connect_failure(
+            &settings,
+            &sqlx::Error::Configuration("password=Hunter2pw is bad".into()),
+        );
+        assert!(!text.contains("Hunter2pw"), "{text}");
+    }
+}
