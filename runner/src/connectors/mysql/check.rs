@@ -1,0 +1,62 @@
+//! The probe of `synqx check`: connect, authenticate, and ask the server which database the
+//! session uses. One attempt, no retries: a check reports the state of the moment, quickly.
+
+use std::time::Duration;
+
+use sqlx::{ConnectOptions, Connection};
+use synqx_api::connection::CheckReport;
+
+use super::config::Target;
+use super::connect::{connect_error, mysql_code};
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+/// Longest wait for the server to accept and answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let target = match Target::new(conn) {
+        Ok(t) => t,
+        Err(e) => return invalid(&e),
+    };
+    let probe = async {
+        let mut connection = target.options.connect().await?;
+        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
+            .fetch_one(&mut connection)
+            .await?;
+        let _ = connection.close().await;
+        Ok::<_, sqlx::Error>(database)
+    };
+    match tokio::time::timeout(TIMEOUT, probe).await {
+        Ok(Ok(database)) => report(
+            Reason::Connected,
+            format!(
+                "{}: connected; the session uses database \"{}\"",
+                target.server(),
+                database.unwrap_or_default()
+            ),
+        ),
+        Ok(Err(e)) => report(reason_of(&e), connect_error(&target, &e).to_string()),
+        Err(_) => report(
+            Reason::Unreachable,
+            format!(
+                "{}: no answer within {}s; check mysql.host, mysql.port and the network between them",
+                target.server(),
+                TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+fn reason_of(e: &sqlx::Error) -> Reason {
+    match mysql_code(e) {
+        // Access denied: wrong password, no access to the database, a command denied.
+        Some(1045 | 1044 | 1142 | 1227 | 1698) => Reason::Unauthorized,
+        Some(1049) => Reason::NotFound,
+        Some(_) => Reason::Invalid,
+        None => match e {
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => Reason::Invalid,
+            _ => Reason::Unreachable,
+        },
+    }
+}

@@ -1,0 +1,167 @@
+//! The Connection's `mysql` block as connect options. Pure: nothing here touches the network,
+//! so `synqx validate` can call it.
+
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
+use synqx_api::connection::SslMode;
+
+use crate::connectors::ConnectionRef;
+use crate::error::{Error, Result};
+
+/// Port of a MySQL server when the spec names none.
+pub(super) const DEFAULT_PORT: u16 = 3306;
+/// Longest wait for one connection attempt: TCP, TLS, authentication and session setup.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where and as whom to connect, and how messages name it.
+#[derive(Clone)]
+pub(super) struct Target {
+    /// Name of the Connection, for messages.
+    pub connection: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// Carries the password: never formatted into a message (`MySqlConnectOptions` has no
+    /// `Display`, and its `Debug` is never used here).
+    pub options: MySqlConnectOptions,
+}
+
+impl Target {
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
+        let spec = conn.spec.mysql.as_ref().ok_or_else(|| {
+            Error::Config(format!("Connection \"{}\" has no mysql block", conn.name))
+        })?;
+        let host = spec.host.trim();
+        if host.is_empty() {
+            return Err(Error::Config(format!(
+                "Connection \"{}\": mysql.host is empty",
+                conn.name
+            )));
+        }
+        let database = spec.database.trim();
+        if database.is_empty() {
+            return Err(Error::Config(format!(
+                "Connection \"{}\": mysql.database is empty",
+                conn.name
+            )));
+        }
+        let user = conn.secrets.resolve(conn.name, "mysql.user", &spec.user)?;
+        let port = spec.port.unwrap_or(DEFAULT_PORT);
+        let mut options = MySqlConnectOptions::new()
+            .host(host)
+            .port(port)
+            .username(&user)
+            .database(database)
+            .ssl_mode(ssl_mode(spec.ssl_mode.unwrap_or_default()))
+            // utf8mb4 so 4-byte characters survive both ways.
+            .charset("utf8mb4")
+            // The session's sql_mode is set whole after connecting (see `connect.rs`); these
+            // two would only be appended to the server's default.
+            .pipes_as_concat(false)
+            .no_engine_substitution(false)
+            // Datetimes and timestamps are read and written as UTC text.
+            .timezone(Some("+00:00".to_string()))
+            // Each read and write prepares few statements; a large cache only holds server
+            // resources.
+            .statement_cache_capacity(16);
+        if let Some(password) = &spec.password {
+            let password = conn
+                .secrets
+                .resolve(conn.name, "mysql.password", password)?;
+            options = options.password(&password);
+        }
+        Ok(Self {
+            connection: conn.name.to_string(),
+            host: host.to_string(),
+            port,
+            database: database.to_string(),
+            options,
+        })
+    }
+
+    /// `Connection "c" (MySQL at host:port, database "db")`, for connect errors.
+    pub fn server(&self) -> String {
+        format!(
+            "Connection \"{}\" (MySQL at {}:{}, database \"{}\")",
+            self.connection, self.host, self.port, self.database
+        )
+    }
+}
+
+fn ssl_mode(mode: SslMode) -> MySqlSslMode {
+    match mode {
+        SslMode::Disable => MySqlSslMode::Disabled,
+        SslMode::Prefer => MySqlSslMode::Preferred,
+        SslMode::Require => MySqlSslMode::Required,
+        SslMode::VerifyCa => MySqlSslMode::VerifyCa,
+        SslMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::ConnectionSpec;
+    use synqx_api::SecretValue;
+    use synqx_api::connection::MysqlConnection;
+
+    use super::*;
+    use crate::secrets::Secrets;
+
+    fn value(v: &str) -> SecretValue {
+        SecretValue {
+            value: Some(v.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spec_fields_become_options_and_empty_fields_are_refused() {
+        let secrets = Secrets::default();
+        let mut spec = ConnectionSpec {
+            mysql: Some(MysqlConnection {
+                host: " db.internal ".into(),
+                port: None,
+                database: "shop".into(),
+                user: value("app"),
+                password: Some(value("pw")),
+                ssl_mode: Some(SslMode::Require),
+            }),
+            ..Default::default()
+        };
+        let conn = ConnectionRef {
+            name: "orders-db",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        let target = Target::new(&conn).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(target.port, 3306);
+        assert_eq!(target.options.get_host(), "db.internal");
+        assert_eq!(target.options.get_username(), "app");
+        assert_eq!(target.options.get_database(), Some("shop"));
+        assert!(matches!(
+            target.options.get_ssl_mode(),
+            MySqlSslMode::Required
+        ));
+        assert_eq!(
+            target.server(),
+            "Connection \"orders-db\" (MySQL at db.internal:3306, database \"shop\")"
+        );
+
+        if let Some(m) = spec.mysql.as_mut() {
+            m.database = " ".into();
+        }
+        let conn = ConnectionRef {
+            name: "orders-db",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        let err = Target::new(&conn).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Connection \"orders-db\": mysql.database is empty")
+        );
+    }
+}

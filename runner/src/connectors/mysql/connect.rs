@@ -1,0 +1,141 @@
+//! Opening a session: connect with retries of transient failures, then fix the session
+//! settings every statement SynqX builds relies on.
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::{ConnectOptions, Executor};
+
+use super::config::{CONNECT_TIMEOUT, Target};
+use crate::connectors::retry::{Backoff, retry, sqlx_transient};
+use crate::error::{Error, Result};
+
+/// The session SynqX sets, whatever the server's defaults:
+/// - `STRICT_ALL_TABLES`: a value that does not fit its column is an error, never silently
+///   truncated or zeroed.
+/// - `NO_BACKSLASH_ESCAPES`: a backslash is an ordinary character in string literals, so the
+///   literals built in `literal.rs` only double single quotes. (Without it, `\'` would end a
+///   literal early; with it, the escaping is the SQL standard's and always right.)
+/// - no `ANSI_QUOTES`: double quotes delimit strings, identifiers are quoted with backticks.
+/// - `NO_ENGINE_SUBSTITUTION`: a table is never silently created with another engine, which
+///   could lose the transactions every write mode relies on.
+const SQL_MODE: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'";
+
+/// Bytes of one INSERT statement at most, below `max_allowed_packet`: large enough that the
+/// round trips do not matter, small enough that the server parses it without a spike.
+const STATEMENT_BYTES: usize = 4 << 20;
+
+/// An open connection and what was learned about its server.
+pub(super) struct Session {
+    pub conn: MySqlConnection,
+    /// The longest statement to send, below the server's `max_allowed_packet`.
+    pub statement_bytes: usize,
+    /// MariaDB (not Oracle MySQL): it stores JSON as checked longtext and has a `uuid` type
+    /// from 10.7.
+    pub mariadb: bool,
+    /// Major and minor version of the server.
+    pub version: (u32, u32),
+}
+
+impl Session {
+    /// Whether the server has MariaDB's native `uuid` column type.
+    pub fn has_uuid_type(&self) -> bool {
+        self.mariadb && self.version >= (10, 7)
+    }
+}
+
+/// Connects, retrying transient failures (a server restarting, a refused connection).
+pub(super) async fn connect(target: &Target) -> Result<Session> {
+    let attempt = || async {
+        match tokio::time::timeout(CONNECT_TIMEOUT, target.options.connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            ))),
+        }
+    };
+    let conn = retry(Backoff::default(), sqlx_transient, |_, _, _| {}, attempt)
+        .await
+        .map_err(|e| connect_error(target, &e))?;
+    setup(target, conn).await
+}
+
+async fn setup(target: &Target, mut conn: MySqlConnection) -> Result<Session> {
+    let at = || format!("{}: setting up the session", target.server());
+    (&mut conn)
+        .execute(SQL_MODE)
+        .await
+        .map_err(|e| Error::database(at(), e))?;
+    let (packet, version): (u64, String) =
+        sqlx::query_as("SELECT CAST(@@max_allowed_packet AS UNSIGNED), VERSION()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| Error::database(at(), e))?;
+    // Room for the statement's header and the protocol's own bytes.
+    let limit = usize::try_from(packet)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(64 << 10);
+    Ok(Session {
+        conn,
+        statement_bytes: limit.clamp(16 << 10, STATEMENT_BYTES),
+        mariadb: version.to_ascii_lowercase().contains("mariadb"),
+        version: parse_version(&version),
+    })
+}
+
+fn parse_version(text: &str) -> (u32, u32) {
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// A connect failure as the user needs it: where, what the server said, and what to check.
+/// The password is never part of it: sqlx's errors do not carry it and the target is named by
+/// host, port and database only.
+pub(super) fn connect_error(target: &Target, e: &sqlx::Error) -> Error {
+    let hint = match mysql_code(e) {
+        Some(1045) => ": check mysql.user and mysql.password",
+        Some(1044) => ": the user has no access to this database; grant it or fix mysql.database",
+        Some(1049) => ": the database does not exist; create it or fix mysql.database",
+        _ => match e {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ": nothing accepts connections there; is the server running and mysql.port right?"
+            }
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ": check mysql.host, mysql.port and the network between them"
+            }
+            sqlx::Error::Io(_) if is_name_failure(e) => ": check mysql.host",
+            sqlx::Error::Tls(_) => ": check mysql.sslMode and the server's certificate",
+            _ => "",
+        },
+    };
+    Error::database(
+        format!("{}: connecting", target.server()),
+        format!("{e}{hint}"),
+    )
+}
+
+fn is_name_failure(e: &sqlx::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("lookup") || text.contains("name or service") || text.contains("resolve")
+}
+
+/// The MySQL error number of a server error (1045, 1146, …).
+pub(super) fn mysql_code(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|d| d.number())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_both_servers_strings() {
+        assert_eq!(parse_version("10.11.19-MariaDB-0+deb12u1"), (10, 11));
+        assert_eq!(parse_version("8.0.36"), (8, 0));
+        assert_eq!(parse_version("garbage"), (0, 0));
+    }
+}

@@ -1,0 +1,80 @@
+//! Tables SynqX creates, alters, swaps and drops. MySQL commits every DDL statement on its
+//! own (an implicit commit before and after), so none of these is part of a load's
+//! transaction; `sink.rs` orders them so that a failure between them never changes the data
+//! readers see.
+
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::MySqlConnection;
+
+use super::{TableRef, quote};
+use crate::error::{Error, Result};
+
+/// A column of a table to create or extend.
+pub(super) struct ColumnDef {
+    pub name: String,
+    pub declared: String,
+}
+
+/// Creates `table` with the columns and, when given, `PRIMARY KEY (key…)`.
+pub(super) async fn create_table(
+    conn: &mut MySqlConnection,
+    table: &TableRef,
+    columns: &[ColumnDef],
+    key: &[String],
+    at: &str,
+) -> Result<()> {
+    let mut definitions: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", quote(&c.name), c.declared))
+        .collect();
+    if !key.is_empty() {
+        let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
+        definitions.push(format!("PRIMARY KEY ({})", list.join(", ")));
+    }
+    // InnoDB is named: the write modes rely on its transactions, and NO_ENGINE_SUBSTITUTION
+    // makes a server without it fail here rather than create a table that cannot roll back.
+    let sql = format!(
+        "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        table.sql(),
+        definitions.join(",\n  ")
+    );
+    execute(conn, sql, || {
+        format!("{at}: creating table \"{}\"", table.table)
+    })
+    .await
+}
+
+/// Adds nullable columns. Safe outside the load's transaction: the new columns are NULL in
+/// every existing row, so the data readers see does not change even if the load then fails.
+pub(super) async fn add_columns(
+    conn: &mut MySqlConnection,
+    table: &TableRef,
+    columns: &[ColumnDef],
+    at: &str,
+) -> Result<()> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let adds: Vec<String> = columns
+        .iter()
+        .map(|c| format!("ADD COLUMN {} {} NULL", quote(&c.name), c.declared))
+        .collect();
+    let sql = format!("ALTER TABLE {} {}", table.sql(), adds.join(", "));
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    execute(conn, sql, || {
+        format!("{at}: adding columns \"{}\"", names.join("\", \""))
+    })
+    .await
+}
+
+pub(super) async fn execute(
+    conn: &mut MySqlConnection,
+    sql: String,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::database(context(), e))
+}

@@ -1,0 +1,217 @@
+//! Multi-row `INSERT … VALUES (…),(…)` statements built as text in a reused buffer, each kept
+//! under the session's statement size (below `max_allowed_packet`).
+
+use arrow::array::{ArrayRef, RecordBatch};
+use sqlx::AssertSqlSafe;
+use sqlx::mysql::MySqlConnection;
+
+use super::literal::{Values, prepare};
+use super::quote;
+use crate::error::{Error, Result};
+
+/// A column written: where it is in the batches and how its values are written.
+#[derive(Clone, Debug)]
+pub(super) struct WriteColumn {
+    /// Index in the input batches.
+    pub index: usize,
+    pub name: String,
+    /// Its target column is MariaDB's `uuid`: 16-byte values are written as canonical text.
+    pub uuid_text: bool,
+}
+
+/// Builds and sends the INSERT statements of one load.
+pub(super) struct Inserter<'a> {
+    at: &'a str,
+    columns: &'a [WriteColumn],
+    /// `INSERT INTO t (a, b) VALUES `.
+    head: String,
+    /// ` ON DUPLICATE KEY UPDATE …` for upserts, else empty.
+    tail: String,
+    limit: usize,
+    statement: String,
+    row: String,
+}
+
+impl<'a> Inserter<'a> {
+    /// `upsert_key`: the key of an upsert, whose other columns take the new values.
+    pub fn new(
+        at: &'a str,
+        table_sql: &str,
+        columns: &'a [WriteColumn],
+        upsert_key: Option<&[String]>,
+        limit: usize,
+    ) -> Self {
+        let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+        let head = format!("INSERT INTO {table_sql} ({}) VALUES ", names.join(", "));
+        let tail = match upsert_key {
+            None => String::new(),
+            Some(key) => {
+                let mut updated: Vec<&WriteColumn> = columns
+                    .iter()
+                    .filter(|c| !key.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
+                    .collect();
+                // All columns in the key: a duplicate changes nothing, but MySQL needs one
+                // assignment.
+                if updated.is_empty() {
+                    updated = columns.iter().take(1).collect();
+                }
+                let sets: Vec<String> = updated
+                    .iter()
+                    .map(|c| format!("{0} = VALUES({0})", quote(&c.name)))
+                    .collect();
+                format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+            }
+        };
+        Self {
+            at,
+            columns,
+            head,
+            tail,
+            limit,
+            statement: String::new(),
+            row: String::new(),
+        }
+    }
+
+    /// Inserts every row of the batch; `first_row` counts the rows of the load before it, so
+    /// errors name a row of the whole load (from 1).
+    pub async fn insert(
+        &mut self,
+        conn: &mut MySqlConnection,
+        batch: &RecordBatch,
+        first_row: u64,
+    ) -> Result<()> {
+        let prepared = self
+            .columns
+            .iter()
+            .map(|c| {
+                batch
+                    .columns()
+                    .get(c.index)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "{}: the batch has no column \"{}\"",
+                            self.at, c.name
+                        ))
+                    })
+                    .and_then(|a| {
+                        prepare(a).map_err(|e| {
+                            Error::Config(format!("{}: column \"{}\": {e}", self.at, c.name))
+                        })
+                    })
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let values = prepared
+            .iter()
+            .zip(self.columns)
+            .map(|(array, c)| {
+                Values::of(array, c.uuid_text)
+                    .map_err(|e| Error::Config(format!("{}: column \"{}\": {e}", self.at, c.name)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        self.statement.clear();
+        self.statement.push_str(&self.head);
+        let mut rows_in_statement = 0u64;
+        let mut statement_first = first_row + 1;
+        for row in 0..batch.num_rows() {
+            let row_number = first_row + row as u64 + 1;
+            self.row.clear();
+            self.row.push('(');
+            for (i, (v, column)) in values.iter().zip(self.columns).enumerate() {
+                if i > 0 {
+                    self.row.push_str(", ");
+                }
+                v.write(&mut self.row, row).map_err(|reason| {
+                    Error::BadRow(format!(
+                        "{}, row {row_number} of the load: column \"{}\": value {reason}",
+                        self.at, column.name
+                    ))
+                })?;
+            }
+            self.row.push(')');
+            let full = self.statement.len() + 1 + self.row.len() + self.tail.len() > self.limit;
+            if full && rows_in_statement > 0 {
+                self.send(conn, statement_first).await?;
+                self.statement.clear();
+                self.statement.push_str(&self.head);
+                rows_in_statement = 0;
+                statement_first = row_number;
+            }
+            if rows_in_statement > 0 {
+                self.statement.push(',');
+            }
+            self.statement.push_str(&self.row);
+            rows_in_statement += 1;
+        }
+        if rows_in_statement > 0 {
+            self.send(conn, statement_first).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, conn: &mut MySqlConnection, first_row: u64) -> Result<()> {
+        self.statement.push_str(&self.tail);
+        sqlx::raw_sql(AssertSqlSafe(self.statement.as_str()))
+            .execute(conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(&e, first_row))
+    }
+
+    /// A server error about a statement, with MySQL's `at row N` (counted in the statement)
+    /// turned into the row of the load.
+    fn error(&self, e: &sqlx::Error, first_row: u64) -> Error {
+        let text = e.to_string();
+        let row = text
+            .rfind(" at row ")
+            .and_then(|i| text[i + 8..].trim().parse::<u64>().ok());
+        match row {
+            Some(n) => Error::BadRow(format!(
+                "{}, row {} of the load: {text}",
+                self.at,
+                first_row + n.saturating_sub(1)
+            )),
+            None => Error::database(
+                format!("{}: inserting rows from {first_row} of the load", self.at),
+                text,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upserts_update_every_column_outside_the_key() {
+        let columns = vec![
+            WriteColumn {
+                index: 0,
+                name: "id".into(),
+                uuid_text: false,
+            },
+            WriteColumn {
+                index: 1,
+                name: "na`me".into(),
+                uuid_text: false,
+            },
+        ];
+        let key = vec!["ID".to_string()];
+        let inserter = Inserter::new("at", "`db`.`t`", &columns, Some(&key), 1000);
+        assert_eq!(
+            inserter.head,
+            "INSERT INTO `db`.`t` (`id`, `na``me`) VALUES "
+        );
+        assert_eq!(
+            inserter.tail,
+            " ON DUPLICATE KEY UPDATE `na``me` = VALUES(`na``me`)"
+        );
+        let inserter = Inserter::new("at", "`t`", &columns[..1], Some(&key), 1000);
+        assert_eq!(
+            inserter.tail,
+            " ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"
+        );
+    }
+}
