@@ -1,0 +1,151 @@
+//! The probe of `synqx check`: connect, log in, and ask the server which database the session
+//! is in. Nothing is written. One attempt only: a check reports at once, it does not wait for
+//! a server to come back.
+
+use std::time::Duration;
+
+use synqx_api::connection::CheckReport;
+
+use super::config::{Settings, connect_failure};
+use super::errors::{Failure, Kind, server_text};
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+use crate::connectors::retry::Backoff;
+
+/// Longest wait for the whole probe.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let mut settings = match Settings::from_connection(conn) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    settings.backoff = Backoff {
+        attempts: 1,
+        ..Backoff::default()
+    };
+    let server = format!("{}:{}", settings.host, settings.port);
+    let probe = async {
+        let mut client = connect_failure(&settings).await?;
+        let query_failed = |e: tiberius::error::Error| Failure {
+            kind: Kind::Other,
+            detail: settings.redact(format!("SELECT DB_NAME() failed: {}", server_text(&e))),
+            text: settings.redact(format!(
+                "{}: SELECT DB_NAME() failed: {}",
+                settings.at(),
+                server_text(&e)
+            )),
+        };
+        let row = client
+            .simple_query("SELECT DB_NAME()")
+            .await
+            .map_err(query_failed)?
+            .into_row()
+            .await
+            .map_err(query_failed)?;
+        let database = match &row {
+            Some(r) => r
+                .try_get::<&str, _>(0)
+                .map_err(query_failed)?
+                .unwrap_or_default()
+                .to_string(),
+            None => String::new(),
+        };
+        let _ = client.close().await;
+        Ok::<_, Failure>(database)
+    };
+    match tokio::time::timeout(TIMEOUT, probe).await {
+        Ok(Ok(database)) => report(
+            Reason::Connected,
+            format!(
+                "{}: connected to SQL Server at {server} as \"{}\", database \"{database}\"",
+                settings.at(),
+                settings.user
+            ),
+        ),
+        Ok(Err(failure)) => report(failure.reason(), failure.text),
+        Err(_) => report(
+            Reason::Unreachable,
+            format!(
+                "{}: SQL Server at {server} did not answer within {}s",
+                settings.at(),
+                TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use synqx_api::ConnectionSpec;
+
+    use super::super::config::tests::spec;
+
+    fn with(port: u16, host: &str) -> ConnectionSpec {
+        let mut s = spec("hunter2-secret");
+        if let Some(c) = s.sqlserver.as_mut() {
+            c.host = host.into();
+            c.port = Some(port);
+        }
+        s
+    }
+
+    /// A loopback port nothing listens on: bound, then released.
+    fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_refused_port_is_unreachable_within_seconds_and_hides_the_password() {
+        let port = free_port();
+        let started = Instant::now();
+        let report =
+            crate::check::check_spec("mssql", with(port, "127.0.0.1"), Path::new(".")).await;
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!report.ready);
+        assert_eq!(report.reason, "Unreachable", "{report:?}");
+        assert!(
+            report.message.starts_with(&format!(
+                "Connection \"mssql\": cannot reach SQL Server at 127.0.0.1:{port} ("
+            )),
+            "{}",
+            report.message
+        );
+        assert!(
+            report
+                .message
+                .contains("check sqlserver.host, sqlserver.port")
+        );
+        assert!(!report.message.contains("hunter2-secret"));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_is_invalid_without_connecting() {
+        let report = crate::check::check_spec("mssql", with(1433, "  "), Path::new(".")).await;
+        assert!(!report.ready);
+        assert_eq!(report.reason, "Invalid");
+        assert_eq!(
+            report.message,
+            "Connection \"mssql\": sqlserver.host is empty"
+        );
+        let mut no_user = with(1433, "db");
+        if let Some(c) = no_user.sqlserver.as_mut() {
+            c.user.value = Some(String::new());
+        }
+        let report = crate::check::check_spec("mssql", no_user, Path::new(".")).await;
+        assert_eq!(report.reason, "Invalid");
+        assert!(
+            report.message.contains("sqlserver.user is empty"),
+            "{}",
+            report.message
+        );
+    }
+}
