@@ -42,6 +42,7 @@ fi
 command -v moto_server
 # PostgreSQL and MariaDB from Debian's packages, on loopback, for the database connectors.
 eval "$(scripts/services up)"
+trap 'scripts/services down' EXIT
 
 step "format"
 cargo fmt --all -- --check

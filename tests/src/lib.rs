@@ -1,7 +1,9 @@
 //! End-to-end support for SynqX: the process kubelet ([`kubelet`]) that lets a real API
 //! server run pods on a machine without containers, and the harness ([`cluster`]) that
-//! starts the test control plane of `tests/cluster` for the tests in `tests/tests`.
+//! starts the test control plane of `tests/cluster` for the tests in `tests/tests`, and the
+//! clients of the database test servers ([`databases`]).
 
 pub mod cluster;
+pub mod databases;
 pub mod kubelet;
 pub mod runs;

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
 /// The connectors this version of synqx has, for messages.
-const AVAILABLE: &str = "filesystem, s3, sqlite";
+const AVAILABLE: &str = "filesystem, mysql, postgres, s3, sqlite, sqlserver";
 
 /// A Connection ready to be opened: its spec, where relative paths start, and how its secret
 /// values are resolved.
@@ -73,6 +73,9 @@ pub fn source(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Source>> {
         ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSource::new(conn)?)),
         ConnectorKind::S3 => Ok(Arc::new(s3::S3Source::new(conn)?)),
         ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSource::new(conn)?)),
+        ConnectorKind::SqlServer => Ok(Arc::new(sqlserver::SqlServerSource::new(conn)?)),
+        ConnectorKind::Mysql => Ok(Arc::new(mysql::MysqlSource::new(conn)?)),
+        ConnectorKind::Postgres => Ok(Arc::new(postgres::PostgresSource::new(conn)?)),
         other => Err(conn.not_available(other, "source")),
     }
 }
@@ -83,6 +86,9 @@ pub fn sink(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Sink>> {
         ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSink::new(conn)?)),
         ConnectorKind::S3 => Ok(Arc::new(s3::S3Sink::new(conn)?)),
         ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSink::new(conn)?)),
+        ConnectorKind::SqlServer => Ok(Arc::new(sqlserver::SqlServerSink::new(conn)?)),
+        ConnectorKind::Mysql => Ok(Arc::new(mysql::MysqlSink::new(conn)?)),
+        ConnectorKind::Postgres => Ok(Arc::new(postgres::PostgresSink::new(conn)?)),
         other => Err(conn.not_available(other, "destination")),
     }
 }
@@ -95,6 +101,9 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
         Ok(ConnectorKind::Filesystem) => filesystem::check(conn).await,
         Ok(ConnectorKind::S3) => s3::check(conn).await,
         Ok(ConnectorKind::Sqlite) => sqlite::check(conn).await,
+        Ok(ConnectorKind::SqlServer) => sqlserver::check(conn).await,
+        Ok(ConnectorKind::Mysql) => mysql::check(conn).await,
+        Ok(ConnectorKind::Postgres) => postgres::check(conn).await,
         Ok(other) => report(
             Reason::Unsupported,
             format!(

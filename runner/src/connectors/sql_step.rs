@@ -52,8 +52,11 @@ pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64>
                 .map_err(|e| Error::database(format!("Connection \"{}\": commit", conn.name), e))?;
             Ok(affected)
         }
+        ConnectorKind::Mysql => super::mysql::sql::run(conn, statements).await,
+        ConnectorKind::SqlServer => super::sqlserver::sql::run(conn, statements).await,
+        ConnectorKind::Postgres => super::postgres::sql::run(conn, statements).await,
         other => Err(Error::Config(format!(
-            "Connection \"{}\": sql steps on {other} cannot run in this version of synqx (available: sqlite)",
+            "Connection \"{}\": sql steps on {other} cannot run in this version of synqx (available: mysql, postgres, sqlite, sqlserver)",
             conn.name
         ))),
     }
