@@ -8,7 +8,12 @@ pub mod mysql;
 pub mod postgres;
 pub mod retry;
 pub mod s3;
+mod sql_config;
+mod sql_names;
+mod sql_sink;
 pub mod sql_step;
+#[cfg(test)]
+mod sql_test_support;
 pub mod sqlite;
 pub mod sqlserver;
 #[cfg(test)]

@@ -7,7 +7,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use synqx_api::connection::SslMode;
 
 use crate::connectors::ConnectionRef;
-use crate::error::{Error, Result};
+use crate::connectors::sql_config::{block, required};
+use crate::error::Result;
 
 /// Port of a MySQL server when the spec names none.
 pub(super) const DEFAULT_PORT: u16 = 3306;
@@ -29,23 +30,9 @@ pub(super) struct Target {
 
 impl Target {
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = conn.spec.mysql.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{}\" has no mysql block", conn.name))
-        })?;
-        let host = spec.host.trim();
-        if host.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": mysql.host is empty",
-                conn.name
-            )));
-        }
-        let database = spec.database.trim();
-        if database.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": mysql.database is empty",
-                conn.name
-            )));
-        }
+        let spec = block(conn.name, "mysql", conn.spec.mysql.as_ref())?;
+        let host = required(conn.name, "mysql.host", &spec.host)?;
+        let database = required(conn.name, "mysql.database", &spec.database)?;
         let user = conn.secrets.resolve(conn.name, "mysql.user", &spec.user)?;
         let port = spec.port.unwrap_or(DEFAULT_PORT);
         let mut options = MySqlConnectOptions::new()

@@ -64,12 +64,10 @@ mod tests_support;
 #[cfg(test)]
 mod tests_types;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use check::check;
 
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_names::{at_table, unique_suffix};
 use crate::error::{Error, Result};
 use config::Target;
 
@@ -145,10 +143,7 @@ impl TableRef {
 
 /// `Connection "c", table "t"`: the start of every message about a table.
 fn at(target: &Target, table: &TableRef) -> String {
-    format!(
-        "Connection \"{}\", table \"{}\"",
-        target.connection, table.shown
-    )
+    at_table(&target.connection, &table.shown)
 }
 
 /// An identifier in backticks, with embedded backticks doubled.
@@ -158,20 +153,27 @@ fn quote(ident: &str) -> String {
 
 /// A name for a table SynqX creates beside `table`, within MySQL's 64-character limit.
 fn work_table(table: &str, role: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let suffix = format!(
-        "_synqx_{role}_{:x}",
-        (nanos as u64)
-            ^ (u64::from(std::process::id()) << 40)
-            ^ NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let suffix = format!("_synqx_{role}_{}", unique_suffix());
     let mut base: String = table.to_string();
     while base.chars().count() + suffix.len() > 64 {
         base.pop();
     }
     format!("{base}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work_table;
+
+    #[test]
+    fn work_tables_fit_mysql_identifiers_and_differ() {
+        let long = "t".repeat(64);
+        let a = work_table(&long, "new");
+        let b = work_table(&long, "new");
+        assert_ne!(a, b);
+        assert_eq!(a.chars().count(), 64, "{a}");
+        assert!(a.starts_with("ttt") && a.contains("_synqx_new_"), "{a}");
+        let short = work_table("orders", "old");
+        assert!(short.starts_with("orders_synqx_old_"), "{short}");
+    }
 }

@@ -25,21 +25,23 @@
 //! nullable columns before the load (safe outside the transaction: they are NULL in every
 //! existing row), `fail` stops before writing, `ignore` leaves them out.
 
-use std::sync::atomic::Ordering;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use sqlx::Connection;
 use sqlx::mysql::MySqlConnection;
-use synqx_api::pipeline::{Destination, SchemaEvolution, WriteMode};
+use synqx_api::pipeline::{Destination, WriteMode};
 
-use super::catalog::{CatalogColumn, table_columns, unique_keys};
+use super::catalog::{table_columns, unique_keys};
 use super::connect::{Session, connect};
 use super::ddl::{ColumnDef, add_columns, create_table, execute};
 use super::insert::{Inserter, WriteColumn};
 use super::literal::writable_type;
 use super::types::declared_type;
 use super::{MysqlSink, TableRef, at, quote, work_table};
+use crate::connectors::sql_names::quoted_list;
+use crate::connectors::sql_sink::{
+    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
+};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
@@ -74,12 +76,7 @@ impl Sink for MysqlSink {
         let result = load.run(&mut session, input).await;
         if result.is_err() {
             // The progress counted while sending rows was not committed.
-            counters
-                .rows_written
-                .fetch_sub(load.outcome.rows, Ordering::Relaxed);
-            counters
-                .bytes_written
-                .fetch_sub(load.outcome.bytes, Ordering::Relaxed);
+            uncount(counters, &load.outcome);
             if let Some(created) = &load.created {
                 // Best effort: the error that stopped the load matters more, and a table left
                 // behind by a broken connection holds no committed rows.
@@ -118,45 +115,22 @@ impl Load<'_> {
             .map_err(|e| Error::database(format!("{at}: reading its columns"), e))?;
         let mode = self.spec.mode();
         let key = &self.spec.primary_key;
-        let mut fields: Vec<(usize, arrow::datatypes::FieldRef)> =
-            input.schema.fields().iter().cloned().enumerate().collect();
-        let missing: Vec<String> = fields
+        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+        let plan = plan_columns(
+            at,
+            (!names.is_empty()).then_some(names.as_slice()),
+            &input.schema,
+            self.spec.schema_evolution.unwrap_or_default(),
+            same_name,
+        )?;
+        let fields: Vec<(usize, arrow::datatypes::FieldRef)> = plan
+            .written
             .iter()
-            .map(|(_, f)| f.name().clone())
-            .filter(|name| !existing.is_empty() && find(&existing, name).is_none())
+            .map(|&i| (i, input.schema.fields()[i].clone()))
             .collect();
-        let evolution = self.spec.schema_evolution.unwrap_or_default();
-        if !missing.is_empty() {
-            match evolution {
-                SchemaEvolution::Fail => {
-                    return Err(Error::Config(format!(
-                        "{at}: the table has no column {} of the source (schemaEvolution: fail; set addColumns to add them or ignore to leave them out)",
-                        quoted_list(&missing)
-                    )));
-                }
-                SchemaEvolution::Ignore => fields.retain(|(_, f)| !missing.contains(f.name())),
-                SchemaEvolution::AddColumns => {}
-            }
-        }
-        if fields.is_empty() {
-            return Err(Error::Config(format!(
-                "{at}: the source has no column to write"
-            )));
-        }
-        if mode == WriteMode::Upsert && key.is_empty() {
-            return Err(Error::Config(format!("{at}: mode upsert needs primaryKey")));
-        }
         let creates = existing.is_empty();
-        let unknown_key = key
-            .iter()
-            .find(|k| !fields.iter().any(|(_, f)| f.name().eq_ignore_ascii_case(k)));
-        if let (true, Some(k)) = (creates || mode == WriteMode::Upsert, unknown_key) {
-            let names: Vec<String> = fields.iter().map(|(_, f)| f.name().clone()).collect();
-            return Err(Error::Config(format!(
-                "{at}: primaryKey column \"{k}\" is not among the columns written ({})",
-                quoted_list(&names)
-            )));
-        }
+        let written: Vec<&str> = fields.iter().map(|(_, f)| f.name().as_str()).collect();
+        check_primary_key(at, mode, key, &written, creates, same_name)?;
         let definition = |(_, f): &(usize, arrow::datatypes::FieldRef)| {
             let in_key = key.iter().any(|k| k.eq_ignore_ascii_case(f.name()));
             declared_type(f, in_key, uuid_type)
@@ -168,7 +142,7 @@ impl Load<'_> {
         };
         let added: Vec<ColumnDef> = fields
             .iter()
-            .filter(|(_, f)| missing.contains(f.name()))
+            .filter(|(i, _)| plan.added.contains(i))
             .map(definition)
             .collect::<Result<_>>()?;
 
@@ -234,16 +208,13 @@ impl Load<'_> {
                 continue;
             }
             inserter.insert(&mut tx, &batch, self.outcome.rows).await?;
-            let rows = batch.num_rows() as u64;
-            let bytes: usize = columns
-                .iter()
-                .filter_map(|c| batch.columns().get(c.index))
-                .map(|a| a.get_array_memory_size())
-                .sum();
-            self.outcome.rows += rows;
-            self.outcome.bytes += bytes as u64;
-            Counters::add(&self.counters.rows_written, rows);
-            Counters::add(&self.counters.bytes_written, bytes as u64);
+            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
+            count_sent(
+                &mut self.outcome,
+                self.counters,
+                batch.num_rows() as u64,
+                bytes,
+            );
         }
         tx.commit()
             .await
@@ -314,8 +285,9 @@ impl Load<'_> {
     }
 }
 
-fn find<'c>(columns: &'c [CatalogColumn], name: &str) -> Option<&'c CatalogColumn> {
-    columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+/// Whether two column names are the same to MySQL, whose column names ignore case.
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// Column names as MySQL compares them: without case, in any order.
@@ -323,12 +295,4 @@ fn normalized(names: &[String]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     names.sort();
     names
-}
-
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

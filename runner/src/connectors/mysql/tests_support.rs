@@ -1,24 +1,21 @@
 //! Helpers of the MySQL tests: a database of its own on the MariaDB test server per test,
 //! read back through a separate connection so assertions see what was committed.
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::{StreamExt, TryStreamExt};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use futures::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Decode, Row, ValueRef};
 use synqx_api::connection::{MysqlConnection, SslMode};
-use synqx_api::pipeline::{Asset, Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 
 use super::{MysqlSink, MysqlSource};
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_test_support::{destination, read_all, write_batches};
+pub(super) use crate::connectors::sql_test_support::{err, ok, people};
 use crate::connectors::test_servers::{mysql_url, unique_name, unreachable};
-use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
-};
+use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, WriteOutcome};
 use crate::error::Result;
 use crate::secrets::Secrets;
 
@@ -160,14 +157,7 @@ impl Db {
         schema: SchemaRef,
         batches: Vec<Result<RecordBatch>>,
     ) -> Result<WriteOutcome> {
-        let input = SchemaStream::new(schema, futures::stream::iter(batches));
-        let request = WriteRequest {
-            spec: dest,
-            batch_bytes: 1 << 20,
-        };
-        self.sink()
-            .write(&request, input, &Counters::default())
-            .await
+        write_batches(&self.sink(), dest, schema, batches, &Counters::default()).await
     }
 
     pub async fn read(
@@ -182,13 +172,7 @@ impl Db {
             batch_bytes,
             rejects: Rejects::failing(),
         };
-        let stream = self.source().read(&request).await?;
-        let mut batches = Vec::new();
-        let mut s = stream.stream;
-        while let Some(b) = s.next().await {
-            batches.push(b?);
-        }
-        Ok((stream.schema, batches))
+        read_all(&self.source(), &request).await
     }
 }
 
@@ -224,52 +208,9 @@ pub(super) fn dest(
     key: &[&str],
     evolution: Option<SchemaEvolution>,
 ) -> Destination {
-    Destination {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        mode: Some(mode),
-        primary_key: key.iter().map(|k| k.to_string()).collect(),
-        schema_evolution: evolution,
-        ..Default::default()
-    }
+    destination(CONNECTION, fqn, mode, key, evolution)
 }
 
 pub(super) fn table_source(fqn: &str) -> SourceSpec {
-    SourceSpec {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        ..Default::default()
-    }
-}
-
-/// A batch of `(id Int64, name Utf8)` rows.
-pub(super) fn people(rows: &[(i64, Option<&str>)]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]));
-    let ids: ArrayRef = Arc::new(Int64Array::from(
-        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-    ));
-    let names: ArrayRef = Arc::new(StringArray::from(
-        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-    ));
-    RecordBatch::try_new(schema, vec![ids, names]).unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(super) fn ok<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(super) fn err<T>(r: Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
-    }
+    crate::connectors::sql_test_support::table_source(CONNECTION, fqn)
 }

@@ -7,6 +7,8 @@ use synqx_api::connection::SslMode;
 
 use crate::connectors::ConnectionRef;
 use crate::connectors::retry::Backoff;
+use crate::connectors::sql_config::{block, required};
+use crate::connectors::sql_names::at_table;
 use crate::error::{Error, Result};
 
 /// Port of a spec without one.
@@ -45,22 +47,9 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Settings> {
         let name = conn.name;
-        let spec =
-            conn.spec.postgres.as_ref().ok_or_else(|| {
-                Error::Config(format!("Connection \"{name}\" has no postgres block"))
-            })?;
-        let host = spec.host.trim();
-        if host.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{name}\": postgres.host is empty"
-            )));
-        }
-        let database = spec.database.trim();
-        if database.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{name}\": postgres.database is empty"
-            )));
-        }
+        let spec = block(name, "postgres", conn.spec.postgres.as_ref())?;
+        let host = required(name, "postgres.host", &spec.host)?;
+        let database = required(name, "postgres.database", &spec.database)?;
         let user = conn.secrets.resolve(name, "postgres.user", &spec.user)?;
         if user.is_empty() {
             return Err(Error::Config(format!(
@@ -119,7 +108,7 @@ impl Settings {
 
     /// `Connection "c", table "s.t"`.
     pub fn at_table(&self, table: &impl std::fmt::Display) -> String {
-        format!("Connection \"{}\", table \"{table}\"", self.connection)
+        at_table(&self.connection, table)
     }
 
     /// `host:port/database`, for messages.

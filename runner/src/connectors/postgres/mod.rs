@@ -36,9 +36,6 @@ mod tests_sink;
 #[cfg(test)]
 mod tests_source;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use check::check;
 
 use self::config::Settings;
@@ -172,30 +169,6 @@ fn quote(ident: &str) -> String {
 /// PostgreSQL 9.1, so backslashes are plain characters).
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
-}
-
-/// A suffix no other object of this process or a concurrent one uses.
-fn unique_suffix() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}_{:x}_{}",
-        nanos & 0xffff_ffff_ffff,
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Names as a message lists them: `"a", "b"`.
-fn quoted_list<S: AsRef<str>>(names: &[S]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{}\"", n.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

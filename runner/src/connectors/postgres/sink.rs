@@ -16,14 +16,12 @@
 //! stops before writing, `ignore` leaves them out. Table columns the source lacks get their
 //! default or NULL. Columns match by exact name.
 
-use std::sync::atomic::Ordering;
-
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::StreamExt;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
-use synqx_api::pipeline::{Destination, SchemaEvolution, WriteMode};
+use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::catalog::{self, Column};
 use super::config::Settings;
@@ -31,7 +29,11 @@ use super::connect::{connect, database, sqlstate};
 use super::copy_in::CopyInEncoder;
 use super::ddl::{self, NewColumn};
 use super::types::ddl_type;
-use super::{PostgresSink, Table, quote, quoted_list, unique_suffix};
+use super::{PostgresSink, Table, quote};
+use crate::connectors::sql_names::{quoted_list, unique_suffix};
+use crate::connectors::sql_sink::{
+    check_primary_key, commit_or_roll_back, count_sent, plan_columns,
+};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
@@ -68,30 +70,12 @@ impl Sink for PostgresSink {
             counters,
             outcome: WriteOutcome::default(),
         };
-        let result = match load.run(&mut tx, input).await {
-            Ok(()) => tx
-                .commit()
-                .await
-                .map_err(|e| database(settings, format!("{at}: committing"), &e)),
-            Err(e) => {
-                // Roll back now so the table is as it was once the error is seen; the error
-                // that caused it matters more than a failed rollback, and closing the
-                // connection rolls back anyway.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        };
-        if result.is_err() {
-            // The progress counted while sending rows was not committed.
-            let sent = &load.outcome;
-            counters
-                .rows_written
-                .fetch_sub(sent.rows, Ordering::Relaxed);
-            counters
-                .bytes_written
-                .fetch_sub(sent.bytes, Ordering::Relaxed);
-        }
-        result.map(|()| load.outcome)
+        let loaded = load.run(&mut tx, input).await;
+        commit_or_roll_back(tx, loaded, counters, &load.outcome, |e| {
+            database(settings, format!("{at}: committing"), &e)
+        })
+        .await?;
+        Ok(load.outcome)
     }
 }
 
@@ -126,50 +110,26 @@ impl Load<'_> {
         let mode = self.spec.mode();
         let key = &self.spec.primary_key;
 
-        // The source columns written, in source order.
-        let mut written: Vec<usize> = (0..input.schema.fields().len()).collect();
-        let mut added = Vec::new();
-        if let Some(existing) = &existing {
-            let missing: Vec<usize> = written
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let name = input.schema.field(i).name();
-                    !existing.iter().any(|c| &c.name == name)
-                })
-                .collect();
-            let names: Vec<&String> = missing
-                .iter()
-                .map(|&i| input.schema.field(i).name())
-                .collect();
-            if !missing.is_empty() {
-                match self.spec.schema_evolution.unwrap_or_default() {
-                    SchemaEvolution::Fail => {
-                        return Err(Error::Config(format!(
-                            "{at}: the table has no column {} of the source (schemaEvolution: fail; set addColumns to add them or ignore to leave them out)",
-                            quoted_list(&names)
-                        )));
-                    }
-                    SchemaEvolution::Ignore => written.retain(|i| !missing.contains(i)),
-                    SchemaEvolution::AddColumns => added = missing,
-                }
-            }
-        }
-        if written.is_empty() {
-            return Err(Error::Config(format!(
-                "{at}: the source has no column to write"
-            )));
-        }
+        let existing_names: Option<Vec<&str>> = existing
+            .as_ref()
+            .map(|columns| columns.iter().map(|c| c.name.as_str()).collect());
+        // Columns match by exact name: every name is quoted, so PostgreSQL compares it with case.
+        let same_name = |a: &str, b: &str| a == b;
+        let plan = plan_columns(
+            at,
+            existing_names.as_deref(),
+            &input.schema,
+            self.spec.schema_evolution.unwrap_or_default(),
+            same_name,
+        )?;
+        let (written, added) = (plan.written, plan.added);
         let names: Vec<String> = written
             .iter()
             .map(|&i| input.schema.field(i).name().clone())
             .collect();
-        if let Some(k) = key.iter().find(|k| !names.contains(k)) {
-            return Err(Error::Config(format!(
-                "{at}: primaryKey column \"{k}\" is not among the columns written ({})",
-                quoted_list(&names)
-            )));
-        }
+        // The key is checked even when the table exists: it is what the table is created with
+        // or merged on, and a key that is not written is a mistake in either case.
+        check_primary_key(at, mode, key, &names, true, same_name)?;
 
         let new_columns = |indexes: &[usize]| -> Result<Vec<NewColumn>> {
             indexes
@@ -309,10 +269,7 @@ impl Load<'_> {
                     break;
                 }
             };
-            self.outcome.rows += rows;
-            self.outcome.bytes += bytes;
-            Counters::add(&self.counters.rows_written, rows);
-            Counters::add(&self.counters.bytes_written, bytes);
+            count_sent(&mut self.outcome, self.counters, rows, bytes);
             if buf.len() >= FLUSH_BYTES {
                 if let Err(e) = copy.send(&buf[..]).await {
                     failure = Some(self.fail(&e, "sending rows"));

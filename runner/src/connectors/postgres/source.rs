@@ -20,7 +20,8 @@ use super::connect::{connect, database, sqlstate};
 use super::copy_out::CopyOutDecoder;
 use super::ddl::{self, After, Selected};
 use super::types::{PgType, arrow_type};
-use super::{PostgresSource, Table, quote, unique_suffix};
+use super::{PostgresSource, Table, quote};
+use crate::connectors::sql_names::unique_suffix;
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 

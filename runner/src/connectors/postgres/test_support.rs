@@ -7,20 +7,17 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use synqx_api::connection::PostgresConnection;
-use synqx_api::pipeline::{Asset, Destination, Source as SourceSpec, WriteMode};
+use synqx_api::pipeline::{Destination, Source as SourceSpec, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 
 use super::{PostgresSink, PostgresSource};
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_test_support::{self, read_all, write_batches};
 use crate::connectors::test_servers::{postgres_url, unique_name, unreachable};
-use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
-};
+use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, WriteOutcome};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
@@ -192,12 +189,7 @@ impl Pg {
         batches: Vec<Result<RecordBatch>>,
         counters: &Counters,
     ) -> Result<WriteOutcome> {
-        let request = WriteRequest {
-            spec: destination,
-            batch_bytes: 1 << 20,
-        };
-        let input = SchemaStream::new(schema, futures::stream::iter(batches));
-        self.sink().write(&request, input, counters).await
+        write_batches(&self.sink(), destination, schema, batches, counters).await
     }
 
     /// Reads an asset through the engine's `Source::read`.
@@ -213,35 +205,16 @@ impl Pg {
             batch_bytes,
             rejects: Rejects::new(Default::default(), None, Arc::new(Counters::default())),
         };
-        let stream = self.source().read(&request).await?;
-        let schema = stream.schema.clone();
-        let batches: Vec<RecordBatch> = stream.stream.try_collect().await?;
-        Ok((schema, batches))
+        read_all(&self.source(), &request).await
     }
 }
 
 pub fn destination(fqn: &str, mode: WriteMode, key: &[&str]) -> Destination {
-    Destination {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        mode: Some(mode),
-        primary_key: key.iter().map(|k| k.to_string()).collect(),
-        ..Default::default()
-    }
+    sql_test_support::destination(CONNECTION, fqn, mode, key, None)
 }
 
 pub fn source(fqn: &str) -> SourceSpec {
-    SourceSpec {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        ..Default::default()
-    }
+    sql_test_support::table_source(CONNECTION, fqn)
 }
 
 /// The message of an error, for assertions.

@@ -21,8 +21,7 @@ mod tests_schema;
 mod tests_source;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Executor, Sqlite};
@@ -31,6 +30,7 @@ use tokio::sync::OnceCell;
 pub use check::check;
 
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_names::at_table;
 use crate::error::{Context, Error, Result};
 
 /// How long a writer waits for another writer of the same file. SQLite has one writer at a
@@ -150,7 +150,7 @@ impl Database {
 
     /// `Connection "c", table "t"`: the start of every message about a table.
     fn at(&self, table: &str) -> String {
-        format!("Connection \"{}\", table \"{table}\"", self.connection)
+        at_table(&self.connection, table)
     }
 }
 
@@ -162,20 +162,6 @@ fn quote(ident: &str) -> String {
 /// A table of the main schema, so that a temporary table of the same name never shadows it.
 fn qualified(table: &str) -> String {
     format!("\"main\".{}", quote(table))
-}
-
-/// A suffix no other object of this process or a concurrent one uses.
-fn unique_suffix() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{nanos:x}_{:x}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A column of an existing table or view.

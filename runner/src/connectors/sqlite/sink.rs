@@ -14,17 +14,19 @@
 //! TABLE … ADD COLUMN`; an overwritten table simply has them), `fail` stops before writing,
 //! `ignore` leaves them out.
 
-use std::sync::atomic::Ordering;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Executor};
-use synqx_api::pipeline::{Destination, SchemaEvolution, WriteMode};
+use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::insert::{Inserter, WriteColumn};
 use super::types::declared_type;
-use super::{SqliteSink, TableColumn, qualified, quote, same_name, table_columns, unique_suffix};
+use super::{SqliteSink, TableColumn, qualified, quote, same_name, table_columns};
+use crate::connectors::sql_names::{quoted_list, unique_suffix};
+use crate::connectors::sql_sink::{
+    check_primary_key, commit_or_roll_back, count_sent, plan_columns, written_bytes,
+};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
@@ -73,27 +75,12 @@ impl Sink for SqliteSink {
             counters,
             outcome: WriteOutcome::default(),
         };
-        let result = match writer.run(&mut tx, columns, input).await {
-            Ok(()) => tx.commit().await.context(|| format!("{at}: committing")),
-            Err(e) => {
-                // Roll back now, not when the connection is next used, so the table is as it
-                // was once the error is seen; the error that caused it matters more than a
-                // failed rollback, and closing the connection rolls back anyway.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        };
-        if result.is_err() {
-            // The progress counted while sending rows was not committed.
-            let sent = &writer.outcome;
-            counters
-                .rows_written
-                .fetch_sub(sent.rows, Ordering::Relaxed);
-            counters
-                .bytes_written
-                .fetch_sub(sent.bytes, Ordering::Relaxed);
-        }
-        result.map(|()| writer.outcome)
+        let loaded = writer.run(&mut tx, columns, input).await;
+        commit_or_roll_back(tx, loaded, counters, &writer.outcome, |e| {
+            Error::database(format!("{at}: committing"), e)
+        })
+        .await?;
+        Ok(writer.outcome)
     }
 }
 
@@ -119,59 +106,34 @@ impl Writer<'_> {
             .await
             .context(|| format!("{at}: reading its columns"))?;
         let mode = self.spec.mode();
-        let missing: Vec<String> = columns
-            .iter()
-            .filter(|c| {
-                !existing.is_empty() && !existing.iter().any(|e| same_name(&e.name, &c.name))
-            })
-            .map(|c| c.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            match self.spec.schema_evolution.unwrap_or_default() {
-                SchemaEvolution::Fail => {
-                    return Err(Error::Config(format!(
-                        "{at}: the table has no column {} of the source (schemaEvolution: fail; set addColumns to add them or ignore to leave them out)",
-                        quoted_list(&missing)
-                    )));
-                }
-                SchemaEvolution::Ignore => columns.retain(|c| !missing.contains(&c.name)),
-                SchemaEvolution::AddColumns if mode == WriteMode::Overwrite => {}
-                SchemaEvolution::AddColumns => {
-                    for column in columns.iter().filter(|c| missing.contains(&c.name)) {
-                        let sql = format!(
-                            "ALTER TABLE {} ADD COLUMN {} {}",
-                            qualified(self.table),
-                            quote(&column.name),
-                            column.declared
-                        );
-                        execute(conn, sql, || {
-                            format!("{at}: adding column \"{}\"", column.name)
-                        })
-                        .await?;
-                    }
-                }
+        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+        let plan = plan_columns(
+            at,
+            (!names.is_empty()).then_some(names.as_slice()),
+            &input.schema,
+            self.spec.schema_evolution.unwrap_or_default(),
+            same_name,
+        )?;
+        columns.retain(|c| plan.written.contains(&c.index));
+        // An overwritten table is created from the source schema, so it has them already.
+        if mode != WriteMode::Overwrite {
+            for column in columns.iter().filter(|c| plan.added.contains(&c.index)) {
+                let sql = format!(
+                    "ALTER TABLE {} ADD COLUMN {} {}",
+                    qualified(self.table),
+                    quote(&column.name),
+                    column.declared
+                );
+                execute(conn, sql, || {
+                    format!("{at}: adding column \"{}\"", column.name)
+                })
+                .await?;
             }
-        }
-        if columns.is_empty() {
-            return Err(Error::Config(format!(
-                "{at}: the source has no column to write"
-            )));
         }
         let key = &self.spec.primary_key;
         let creates = mode == WriteMode::Overwrite || existing.is_empty();
-        if mode == WriteMode::Upsert && key.is_empty() {
-            return Err(Error::Config(format!("{at}: mode upsert needs primaryKey")));
-        }
-        let unknown_key = key
-            .iter()
-            .find(|k| !columns.iter().any(|c| same_name(&c.name, k)));
-        if let (true, Some(k)) = (creates || mode == WriteMode::Upsert, unknown_key) {
-            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            return Err(Error::Config(format!(
-                "{at}: primaryKey column \"{k}\" is not among the columns written ({})",
-                quoted_list(&names)
-            )));
-        }
+        let written: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        check_primary_key(at, mode, key, &written, creates, same_name)?;
 
         let target = if mode == WriteMode::Overwrite {
             format!("{}__synqx_new_{}", self.table, unique_suffix())
@@ -197,16 +159,13 @@ impl Writer<'_> {
                 continue;
             }
             inserter.insert(conn, &batch, self.outcome.rows).await?;
-            let rows = batch.num_rows() as u64;
-            let bytes: usize = columns
-                .iter()
-                .filter_map(|c| batch.columns().get(c.index))
-                .map(|a| a.get_array_memory_size())
-                .sum();
-            self.outcome.rows += rows;
-            self.outcome.bytes += bytes as u64;
-            Counters::add(&self.counters.rows_written, rows);
-            Counters::add(&self.counters.bytes_written, bytes as u64);
+            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
+            count_sent(
+                &mut self.outcome,
+                self.counters,
+                batch.num_rows() as u64,
+                bytes,
+            );
         }
         if mode == WriteMode::Overwrite {
             self.swap(conn, &target, !existing.is_empty(), &columns)
@@ -388,12 +347,4 @@ fn normalized<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut names: Vec<String> = names.map(str::to_ascii_lowercase).collect();
     names.sort();
     names
-}
-
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

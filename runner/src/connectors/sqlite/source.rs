@@ -19,7 +19,8 @@ use super::types::{
     arrow_type, format_date, format_time, format_timestamp, parse_date, parse_time,
     parse_timestamp, type_name,
 };
-use super::{SqliteSource, qualified, quote, same_name, table_columns, unique_suffix};
+use super::{SqliteSource, qualified, quote, same_name, table_columns};
+use crate::connectors::sql_names::unique_suffix;
 use crate::engine::{CursorFilter, ReadRequest, SchemaStream, Source};
 use crate::error::{Context, Error, Result};
 

@@ -5,21 +5,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::{StreamExt, TryStreamExt};
+use arrow::array::{ArrayRef, Decimal128Array, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection as RawConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::SqliteConnection;
-use synqx_api::pipeline::{Asset, Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 
 use super::cell::Cell;
 use super::{SqliteSink, SqliteSource};
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_test_support::{destination, read_all, write_batches};
+pub(super) use crate::connectors::sql_test_support::{err, ok, people};
 use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, WriteOutcome, WriteRequest,
 };
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
@@ -131,14 +132,7 @@ impl Db {
         schema: SchemaRef,
         batches: Vec<Result<RecordBatch>>,
     ) -> Result<WriteOutcome> {
-        let input = SchemaStream::new(schema, futures::stream::iter(batches));
-        let request = WriteRequest {
-            spec: dest,
-            batch_bytes: 1 << 20,
-        };
-        self.sink()
-            .write(&request, input, &Counters::default())
-            .await
+        write_batches(&self.sink(), dest, schema, batches, &Counters::default()).await
     }
 
     pub async fn read(
@@ -153,9 +147,7 @@ impl Db {
             batch_bytes: 1 << 20,
             rejects,
         };
-        let stream = self.source().read(&request).await?;
-        let batches: Vec<RecordBatch> = stream.stream.try_collect().await?;
-        Ok((stream.schema, batches))
+        read_all(&self.source(), &request).await
     }
 }
 
@@ -165,43 +157,11 @@ pub(super) fn dest(
     key: &[&str],
     evolution: Option<SchemaEvolution>,
 ) -> Destination {
-    Destination {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        mode: Some(mode),
-        primary_key: key.iter().map(|k| k.to_string()).collect(),
-        schema_evolution: evolution,
-        ..Default::default()
-    }
+    destination(CONNECTION, fqn, mode, key, evolution)
 }
 
 pub(super) fn table_source(fqn: &str) -> SourceSpec {
-    SourceSpec {
-        connection: CONNECTION.into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        ..Default::default()
-    }
-}
-
-/// A batch of `(id Int64, name Utf8)` rows.
-pub(super) fn people(rows: &[(i64, Option<&str>)]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("name", DataType::Utf8, true),
-    ]));
-    let ids: ArrayRef = Arc::new(Int64Array::from(
-        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-    ));
-    let names: ArrayRef = Arc::new(StringArray::from(
-        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-    ));
-    RecordBatch::try_new(schema, vec![ids, names]).unwrap_or_else(|e| panic!("{e}"))
+    crate::connectors::sql_test_support::table_source(CONNECTION, fqn)
 }
 
 pub(super) fn decimals(values: Vec<Option<i128>>, p: u8, s: i8) -> ArrayRef {
@@ -210,17 +170,6 @@ pub(super) fn decimals(values: Vec<Option<i128>>, p: u8, s: i8) -> ArrayRef {
             .with_precision_and_scale(p, s)
             .unwrap_or_else(|e| panic!("{e}")),
     )
-}
-
-pub(super) fn ok<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(super) fn err<T>(r: Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use super::errors::{Failure, is_transient};
 use crate::connectors::ConnectionRef;
 use crate::connectors::retry::{Backoff, retry};
+use crate::connectors::sql_config::{block, required};
 use crate::error::{Error, Result};
 
 /// A connected client.
@@ -59,21 +60,9 @@ impl Settings {
     /// Checks the spec and resolves its secrets; no network.
     pub fn from_connection(conn: &ConnectionRef<'_>) -> Result<Self> {
         let name = conn.name;
-        let spec = conn.spec.sqlserver.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{name}\" has no sqlserver block"))
-        })?;
-        let host = spec.host.trim();
-        if host.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{name}\": sqlserver.host is empty"
-            )));
-        }
-        let database = spec.database.trim();
-        if database.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{name}\": sqlserver.database is empty"
-            )));
-        }
+        let spec = block(name, "sqlserver", conn.spec.sqlserver.as_ref())?;
+        let host = required(name, "sqlserver.host", &spec.host)?;
+        let database = required(name, "sqlserver.database", &spec.database)?;
         let port = spec.port.unwrap_or(1433);
         if port == 0 {
             return Err(Error::Config(format!(

@@ -65,12 +65,10 @@ mod statements;
 mod types;
 mod write_values;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 pub use check::check;
 
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql_names::at_table;
 use crate::error::{Error, Result};
 use config::Settings;
 
@@ -203,21 +201,7 @@ pub(crate) fn quote(ident: &str) -> String {
 
 /// `Connection "c", table "s.t"`: the start of every message about a table.
 pub(crate) fn at(connection: &str, table: &Table) -> String {
-    format!("Connection \"{connection}\", table \"{}\"", table.shown())
-}
-
-/// A suffix no other object of this process or a concurrent one uses.
-fn unique_suffix() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{nanos:x}_{:x}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    at_table(connection, table.shown())
 }
 
 #[cfg(test)]

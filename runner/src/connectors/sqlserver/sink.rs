@@ -20,12 +20,10 @@
 //! TABLE … ADD`; an overwritten table simply has them), `fail` stops before writing, `ignore`
 //! leaves them out.
 
-use std::sync::atomic::Ordering;
-
 use arrow::datatypes::Field;
 use async_trait::async_trait;
 use futures::StreamExt;
-use synqx_api::pipeline::{Destination, SchemaEvolution, WriteMode};
+use synqx_api::pipeline::{Destination, WriteMode};
 use tiberius::{ColumnData, TokenRow};
 
 use super::config::{Client, Settings, connect};
@@ -36,7 +34,11 @@ use super::statements::{
 };
 use super::types::column_type;
 use super::write_values::{Wire, WireColumn};
-use super::{SqlServerSink, Table, at, quote, unique_suffix};
+use super::{SqlServerSink, Table, at, quote};
+use crate::connectors::sql_names::{quoted_list, unique_suffix};
+use crate::connectors::sql_sink::{
+    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
+};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
@@ -99,13 +101,7 @@ impl Sink for SqlServerSink {
         if result.is_err() {
             rollback(&mut client).await;
             // The progress counted while sending rows was not committed.
-            let sent = &writer.outcome;
-            counters
-                .rows_written
-                .fetch_sub(sent.rows, Ordering::Relaxed);
-            counters
-                .bytes_written
-                .fetch_sub(sent.bytes, Ordering::Relaxed);
+            uncount(counters, &writer.outcome);
         }
         let _ = client.close().await;
         result.map(|()| writer.outcome)
@@ -151,58 +147,34 @@ impl Writer<'_> {
         let here = self.here;
         let existing = self.existing_columns(client).await?;
         let mode = self.spec.mode();
-        let missing: Vec<String> = columns
-            .iter()
-            .filter(|c| !existing.is_empty() && !existing.iter().any(|e| same_name(e, &c.name)))
-            .map(|c| c.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            match self.spec.schema_evolution.unwrap_or_default() {
-                SchemaEvolution::Fail => {
-                    return Err(Error::Config(format!(
-                        "{here}: the table has no column {} of the source (schemaEvolution: fail; set addColumns to add them or ignore to leave them out)",
-                        listed(&missing)
-                    )));
-                }
-                SchemaEvolution::Ignore => columns.retain(|c| !missing.contains(&c.name)),
-                SchemaEvolution::AddColumns if mode == WriteMode::Overwrite => {}
-                SchemaEvolution::AddColumns => {
-                    let added: Vec<ColumnDef> = columns
-                        .iter()
-                        .filter(|c| missing.contains(&c.name))
-                        .map(def)
-                        .collect();
-                    self.batch(
-                        client,
-                        &add_columns(&self.table.quoted(), &added),
-                        &format!("adding column {}", listed(&missing)),
-                    )
-                    .await?;
-                }
-            }
-        }
-        if columns.is_empty() {
-            return Err(Error::Config(format!(
-                "{here}: the source has no column to write"
-            )));
+        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
+        let plan = plan_columns(
+            here,
+            (!names.is_empty()).then_some(names.as_slice()),
+            &input.schema,
+            self.spec.schema_evolution.unwrap_or_default(),
+            same_name,
+        )?;
+        columns.retain(|c| plan.written.contains(&c.index));
+        // An overwritten table is created from the source schema, so it has them already.
+        if mode != WriteMode::Overwrite && !plan.added.is_empty() {
+            let added: Vec<&WriteColumn> = columns
+                .iter()
+                .filter(|c| plan.added.contains(&c.index))
+                .collect();
+            let added_names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+            let defs: Vec<ColumnDef> = added.into_iter().map(def).collect();
+            self.batch(
+                client,
+                &add_columns(&self.table.quoted(), &defs),
+                &format!("adding column {}", quoted_list(&added_names)),
+            )
+            .await?;
         }
         let key = &self.spec.primary_key;
         let creates = mode == WriteMode::Overwrite || existing.is_empty();
-        if mode == WriteMode::Upsert && key.is_empty() {
-            return Err(Error::Config(format!(
-                "{here}: mode upsert needs primaryKey"
-            )));
-        }
-        let unknown_key = key
-            .iter()
-            .find(|k| !columns.iter().any(|c| same_name(&c.name, k)));
-        if let (true, Some(k)) = (creates || mode == WriteMode::Upsert, unknown_key) {
-            let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-            return Err(Error::Config(format!(
-                "{here}: primaryKey column \"{k}\" is not among the columns written ({})",
-                listed(&names)
-            )));
-        }
+        let written: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        check_primary_key(here, mode, key, &written, creates, same_name)?;
         let defs: Vec<ColumnDef> = columns.iter().map(def).collect();
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let suffix = unique_suffix();
@@ -355,16 +327,13 @@ impl Writer<'_> {
                     )
                 })?;
             }
-            let rows = batch.num_rows() as u64;
-            let bytes: usize = columns
-                .iter()
-                .filter_map(|c| batch.columns().get(c.index))
-                .map(|a| a.get_array_memory_size())
-                .sum();
-            self.outcome.rows += rows;
-            self.outcome.bytes += bytes as u64;
-            Counters::add(&self.counters.rows_written, rows);
-            Counters::add(&self.counters.bytes_written, bytes as u64);
+            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
+            count_sent(
+                &mut self.outcome,
+                self.counters,
+                batch.num_rows() as u64,
+                bytes,
+            );
         }
         bulk.finalize().await.map_err(failed)?;
         Ok(())
@@ -390,12 +359,4 @@ fn def(c: &WriteColumn) -> ColumnDef {
 /// collation.
 fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
-}
-
-fn listed(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
