@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 
 use arrow::array::{BooleanArray, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, IntervalUnit, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
@@ -23,7 +23,7 @@ use super::convert::{convert, quoted_value};
 use super::infer::type_name;
 use super::write::{Counting, FileWriter, count};
 use crate::engine::Rejects;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 /// Encoded bytes a row group may reach before it is written out: large enough for efficient
 /// scans, small enough that the writer's buffer stays a bounded share of a step's memory.
@@ -251,6 +251,17 @@ impl ParquetWriter {
             .set_compression(codec)
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .build();
+        if let Some(field) = schema
+            .fields()
+            .iter()
+            .find(|f| holds_interval(f.data_type()))
+        {
+            return Err(Error::Config(format!(
+                "{file}: column \"{}\" is an interval ({}), which Parquet cannot store; convert it in a transform first (to text, or to a number of seconds)",
+                field.name(),
+                field.data_type()
+            )));
+        }
         let counter = sink.counter();
         let writer = ArrowWriter::try_new(sink, schema, Some(properties))
             .context(|| format!("creating {file}"))?;
@@ -259,6 +270,24 @@ impl ParquetWriter {
             counter,
             file: file.to_string(),
         })
+    }
+}
+
+/// Whether a type is or contains an Arrow interval of months, days and nanoseconds: Parquet's
+/// INTERVAL holds milliseconds, and the Parquet writer refuses it only at the first row, with
+/// an error that names no column.
+fn holds_interval(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Interval(IntervalUnit::MonthDayNano) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => holds_interval(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| holds_interval(f.data_type())),
+        DataType::Dictionary(_, value) => holds_interval(value),
+        _ => false,
     }
 }
 
@@ -338,6 +367,41 @@ mod tests {
                 .unwrap_or_default()
         );
         File::open(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_interval_column_is_refused_by_name_before_any_row() {
+        use arrow::datatypes::IntervalUnit;
+        let item = Arc::new(Field::new(
+            "item",
+            DataType::Interval(IntervalUnit::MonthDayNano),
+            true,
+        ));
+        for data_type in [
+            DataType::Interval(IntervalUnit::MonthDayNano),
+            DataType::List(item),
+        ] {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("waited", data_type, true),
+            ]));
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let file = File::create(dir.path().join("t.parquet")).unwrap_or_else(|e| panic!("{e}"));
+            let error = ParquetWriter::new(
+                schema,
+                Counting::new(Box::new(file)),
+                Compression::Snappy,
+                "out/t.parquet",
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(
+                error.contains("out/t.parquet: column \"waited\" is an interval"),
+                "{error}"
+            );
+            assert!(error.contains("convert it in a transform"), "{error}");
+        }
     }
 
     #[test]

@@ -191,7 +191,14 @@ impl<'a> View<'a> {
             View::Decimal(a, scale) => numeric::put_i128(a.value(i), *scale, buf),
             View::NumericText(a) => numeric::put_text(a.value(i), buf)
                 .map_err(|e| format!("{e}; write it as decimal digits"))?,
-            View::Text(a) => put_bytes(a.value(i).as_bytes(), buf)?,
+            View::Text(a) => {
+                let text = a.value(i).as_bytes();
+                // PostgreSQL refuses it for the whole COPY, naming neither row nor column.
+                if text.contains(&0) {
+                    return Err("PostgreSQL text cannot hold the NUL character (\\0); remove it in a transform, e.g. replace(column, chr(0), '')".into());
+                }
+                put_bytes(text, buf)?
+            }
             View::Jsonb(a) => {
                 let json = a.value(i).as_bytes();
                 buf.put_i32(length(json.len() + 1)?);

@@ -647,6 +647,11 @@ fn values_the_target_cannot_take_are_bad_rows() {
         &["date range"],
     );
     check(
+        Arc::new(StringArray::from(vec!["ok", "a\0b"])),
+        "character varying(5)",
+        &["row 102", "NUL character", "in a transform"],
+    );
+    check(
         Arc::new(StringArray::from(vec!["123456789"])),
         "numeric(5,2)",
         &["\"123456789\"", "numeric(5,2)"],
