@@ -26,8 +26,10 @@ use crate::engine::Rejects;
 use crate::error::{Context, Error, Result};
 
 /// Encoded bytes a row group may reach before it is written out: large enough for efficient
-/// scans, small enough that the writer's buffer stays a bounded share of a step's memory.
-const ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+/// scans (about 120k TPC-H lineitem rows, DuckDB's default row group), small enough that the
+/// writer's buffer, which holds the whole row group until then, stays a bounded share of a
+/// step's memory.
+const ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 /// The Arrow schema of a file (every column nullable, so files written with and without
 /// nulls agree) and the uncompressed bytes of a row.

@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 
 /// COPY data is sent once this much is encoded: large enough for few round trips, small
 /// enough that a load never holds much of itself in memory.
-const FLUSH_BYTES: usize = 4 * 1024 * 1024;
+const FLUSH_BYTES: usize = 1024 * 1024;
 
 #[async_trait]
 impl Sink for PostgresSink {

@@ -26,7 +26,7 @@ use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
 /// Batches decoded ahead of the consumer: the channel holds at most this many.
-const AHEAD: usize = 2;
+const AHEAD: usize = 1;
 
 #[async_trait]
 impl Source for PostgresSource {
