@@ -98,8 +98,8 @@ fn every_connection_of_the_files_gets_one_line() {
     );
     assert!(
         lines[3].starts_with(
-            "connections.yaml: Connection/warehouse: Unsupported: the postgres connector is not available in this version of synqx"
-        ),
+            "connections.yaml: Connection/warehouse: Unreachable: cannot resolve host \"pg.data.svc\""
+        ) && lines[3].contains("fix postgres.host"),
         "{stdout}"
     );
     assert!(
