@@ -136,8 +136,10 @@ impl CopyInEncoder {
                 views.len()
             ))
         })?;
-        let size: usize = converted.iter().map(|a| a.get_buffer_memory_size()).sum();
-        buf.reserve(size + batch.num_rows() * (2 + 4 * views.len()));
+        // Only the fixed framing is reserved up front: the buffer sizes of a sliced batch are
+        // those of the whole batch it shares them with, and reserving them for every slice
+        // would grow the buffer to the batch's size. Values grow it as they are written.
+        buf.reserve(batch.num_rows() * (2 + 4 * views.len()));
         for row in 0..batch.num_rows() {
             buf.put_i16(fields);
             for (c, view) in views.iter().enumerate() {

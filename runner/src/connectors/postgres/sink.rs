@@ -40,6 +40,13 @@ use crate::error::{Error, Result};
 /// COPY data is sent once this much is encoded: large enough for few round trips, small
 /// enough that a load never holds much of itself in memory.
 const FLUSH_BYTES: usize = 1024 * 1024;
+/// Rows of the first slice encoded, before the encoded size of a row is known.
+const FIRST_SLICE_ROWS: usize = 1024;
+
+/// Rows of the next slice, so that it encodes to about one COPY message.
+fn rows_per_message(rows: usize, bytes: usize) -> usize {
+    (FLUSH_BYTES * rows / bytes.max(1)).clamp(1, 1 << 20)
+}
 
 #[async_trait]
 impl Sink for PostgresSink {
@@ -256,26 +263,37 @@ impl Load<'_> {
         CopyInEncoder::header(&mut buf);
         let mut stream = input.stream;
         let mut failure = None;
-        while let Some(item) = stream.next().await {
-            let encoded = item.and_then(|batch| {
-                let before = buf.len();
-                encoder.encode(&batch, self.outcome.rows + 1, &mut buf)?;
-                Ok((batch.num_rows() as u64, (buf.len() - before) as u64))
-            });
-            let (rows, bytes) = match encoded {
-                Ok(counts) => counts,
+        let mut slice_rows = FIRST_SLICE_ROWS;
+        'batches: while let Some(item) = stream.next().await {
+            let batch = match item {
+                Ok(batch) => batch,
                 Err(e) => {
                     failure = Some(e);
                     break;
                 }
             };
-            count_sent(&mut self.outcome, self.counters, rows, bytes);
-            if buf.len() >= FLUSH_BYTES {
-                if let Err(e) = copy.send(&buf[..]).await {
-                    failure = Some(self.fail(&e, "sending rows"));
-                    break;
+            // A batch is encoded a slice at a time, each about one COPY message, so the
+            // buffer never holds a whole batch's encoding (several times its Arrow size).
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let rows = slice_rows.min(batch.num_rows() - offset);
+                let before = buf.len();
+                let first_row = self.outcome.rows + 1;
+                if let Err(e) = encoder.encode(&batch.slice(offset, rows), first_row, &mut buf) {
+                    failure = Some(e);
+                    break 'batches;
                 }
-                buf.clear();
+                let bytes = buf.len() - before;
+                offset += rows;
+                count_sent(&mut self.outcome, self.counters, rows as u64, bytes as u64);
+                slice_rows = rows_per_message(rows, bytes);
+                if buf.len() >= FLUSH_BYTES {
+                    if let Err(e) = copy.send(&buf[..]).await {
+                        failure = Some(self.fail(&e, "sending rows"));
+                        break 'batches;
+                    }
+                    buf.clear();
+                }
             }
         }
         if let Some(e) = failure {
@@ -404,5 +422,19 @@ impl Load<'_> {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_are_sized_to_one_copy_message() {
+        // 1024 rows took 128 KiB: 8192 rows make the next 1 MiB message.
+        assert_eq!(rows_per_message(1024, 128 * 1024), 8192);
+        // A row larger than a message goes alone; an empty slice does not divide by zero.
+        assert_eq!(rows_per_message(1, 5 * FLUSH_BYTES), 1);
+        assert_eq!(rows_per_message(10, 0), 1 << 20);
     }
 }
