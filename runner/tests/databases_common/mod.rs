@@ -155,17 +155,19 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            runtime().block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&postgres_url()).await {
-                    let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-                    let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            })
-        })
-        .join();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        clean_up(async move {
+            if let Ok(mut c) = PgConnection::connect(&postgres_url()).await {
+                let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await;
+            }
+        });
     }
+}
+
+/// Runs a clean-up on a thread of its own: `Drop` may run inside the test's runtime, which
+/// cannot block on another future.
+fn clean_up(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || runtime().block_on(work)).join();
 }
 
 /// A MariaDB database of its own, dropped when the test ends (also when it fails).
@@ -183,16 +185,12 @@ impl MyDatabase {
 
 impl Drop for MyDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            runtime().block_on(async {
-                if let Ok(mut c) = MySqlConnection::connect(&mysql_url()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name}");
-                    let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await;
-                }
-            })
-        })
-        .join();
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
+        clean_up(async move {
+            if let Ok(mut c) = MySqlConnection::connect(&mysql_url()).await {
+                let _ = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await;
+            }
+        });
     }
 }
 
