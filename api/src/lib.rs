@@ -8,6 +8,7 @@ pub mod dag;
 pub mod duration;
 pub mod pipeline;
 pub mod run;
+pub mod runner;
 pub mod schedule;
 pub mod secret;
 pub mod types;

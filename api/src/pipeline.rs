@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+pub use crate::runner::{RunnerSpec, RunnerVolume};
 
 /// A Pipeline is a DAG of steps. Edges come from `dependsOn` and from lineage: a step whose
 /// source asset (connection + FQN) is another step's destination runs after it.
@@ -472,27 +472,6 @@ pub struct Backoff {
     /// Longest delay, e.g. `5m` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<String>,
-}
-
-/// Pod settings of step Jobs.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RunnerSpec {
-    /// Runner image (default: the operator's own version of `synqx`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Resource requests and limits of the runner container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
-    /// Service account of the pods (default `synqx-runner`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_account_name: Option<String>,
-    /// Node labels the pods must match.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Taints the pods tolerate.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tolerations: Vec<Toleration>,
 }
 
 /// Observed state of a Pipeline.

@@ -18,10 +18,11 @@ use synqx_api::Connection;
 use synqx_api::connection::CheckReport;
 use synqx_api::secret::{check_sealed_format, secret_env_name};
 
-use crate::context::{Context, Error, Result, now_rfc3339};
+use crate::context::{Context, Error, Result, Settings, now_rfc3339};
 use crate::job::{DEFAULT_SERVICE_ACCOUNT, hardened_container, hardened_pod};
 use crate::names;
 use crate::pipeline_controller::condition;
+use crate::step_pod;
 
 const CONTROLLER: &str = "connection";
 pub const LABEL_CONNECTION: &str = "synqx.io/connection";
@@ -89,7 +90,7 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let job_name = check_job_name(&name, generation);
     let Some(job) = jobs.get_opt(&job_name).await? else {
-        let job = check_job(connection, &job_name, &ctx.settings.runner_image);
+        let job = check_job(connection, &job_name, &ctx.settings);
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -261,7 +262,7 @@ async fn report_of(ctx: &Context, namespace: &str, job: &str) -> Result<Option<C
     }))
 }
 
-fn check_job(connection: &Connection, name: &str, image: &str) -> Job {
+fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
     let namespace = connection.namespace().unwrap_or_default();
     let connection_name = connection.name_any();
     let labels = [
@@ -289,9 +290,9 @@ fn check_job(connection: &Connection, name: &str, image: &str) -> Job {
             ..Default::default()
         })
         .collect();
-    let container = Container {
+    let mut container = Container {
         name: "check".into(),
-        image: Some(image.into()),
+        image: Some(settings.runner_image.clone()),
         command: Some(vec!["synqx".into()]),
         args: Some(vec![
             "check".into(),
@@ -303,6 +304,13 @@ fn check_job(connection: &Connection, name: &str, image: &str) -> Job {
         env: Some(env),
         ..hardened_container()
     };
+    let mut pod = PodSpec {
+        restart_policy: Some("Never".into()),
+        service_account_name: Some(DEFAULT_SERVICE_ACCOUNT.into()),
+        ..hardened_pod()
+    };
+    step_pod::add_scratch(&mut pod, &mut container, &settings.pods);
+    pod.containers = vec![container];
     Job {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -320,12 +328,7 @@ fn check_job(connection: &Connection, name: &str, image: &str) -> Job {
                     labels: Some(labels.into()),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    restart_policy: Some("Never".into()),
-                    service_account_name: Some(DEFAULT_SERVICE_ACCOUNT.into()),
-                    ..hardened_pod()
-                }),
+                spec: Some(pod),
             },
             ..Default::default()
         }),

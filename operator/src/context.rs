@@ -20,6 +20,8 @@ pub struct Settings {
     pub revision_history: usize,
     /// The one namespace served, or all.
     pub namespace: Option<String>,
+    /// Scratch volume, resources, deadlines and start timeout of step and check pods.
+    pub pods: crate::step_pod::PodDefaults,
 }
 
 pub struct Context {

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
-    VolumeMount,
+    Capabilities, Container, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    SeccompProfile, SecretKeySelector, SecurityContext,
 };
 use kube::Resource;
 use kube::api::ObjectMeta;
@@ -18,14 +17,13 @@ use synqx_api::run::PipelineRun;
 use synqx_api::secret::secret_env_name;
 
 use crate::names;
+use crate::step_pod::{self, PodDefaults};
 
 pub const LABEL_PIPELINE: &str = "synqx.io/pipeline";
 pub const LABEL_RUN: &str = "synqx.io/run";
 pub const LABEL_STEP: &str = "synqx.io/step";
 pub const LABEL_ATTEMPT: &str = "synqx.io/attempt";
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "synqx-runner";
-/// The writable working directory of a step's container.
-pub const WORK_DIR: &str = "/work";
 /// Where the step's committed watermark reaches the runner.
 pub const WATERMARK_ENV: &str = "SYNQX_WATERMARK";
 
@@ -39,6 +37,8 @@ pub struct StepJob<'a> {
     pub watermark: Option<&'a str>,
     /// The image when the Pipeline names none (`--runner-image`).
     pub default_image: &'a str,
+    /// Scratch volume, resources and deadline when the Pipeline sets none.
+    pub pods: &'a PodDefaults,
 }
 
 impl StepJob<'_> {
@@ -90,7 +90,7 @@ impl StepJob<'_> {
         }
         env.extend(self.secret_env());
 
-        let container = Container {
+        let mut container = Container {
             name: "step".into(),
             image: Some(image),
             command: Some(vec!["synqx".into()]),
@@ -107,18 +107,9 @@ impl StepJob<'_> {
             ]),
             env: Some(env),
             resources: runner.resources.clone(),
-            // The root file system is read-only: relative paths and dead-letter files of
-            // `onError: skip` live in a scratch volume.
-            working_dir: Some(WORK_DIR.into()),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "work".into(),
-                mount_path: WORK_DIR.into(),
-                ..Default::default()
-            }]),
             ..hardened_container()
         };
-        let pod = PodSpec {
-            containers: vec![container],
+        let mut pod = PodSpec {
             restart_policy: Some("Never".into()),
             service_account_name: Some(
                 runner
@@ -128,27 +119,39 @@ impl StepJob<'_> {
             ),
             node_selector: (!runner.node_selector.is_empty()).then(|| runner.node_selector.clone()),
             tolerations: (!runner.tolerations.is_empty()).then(|| runner.tolerations.clone()),
-            volumes: Some(vec![Volume {
-                name: "work".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            }]),
             ..hardened_pod()
         };
+        // The root file system is read-only: relative paths, temporary files and
+        // dead-letter files of `onError: skip` live in the scratch volume.
+        step_pod::add_scratch(&mut pod, &mut container, self.pods);
+        let mut pod_labels = labels.clone();
+        let mut annotations = BTreeMap::new();
+        step_pod::add_runner(
+            &mut pod,
+            &mut container,
+            &mut pod_labels,
+            &mut annotations,
+            &runner,
+        );
+        pod.containers = vec![container];
         Job {
             metadata: ObjectMeta {
                 name: Some(self.name()),
                 namespace: Some(namespace),
-                labels: Some(labels.clone()),
+                labels: Some(labels),
                 owner_references: self.run.controller_owner_ref(&()).map(|r| vec![r]),
                 ..Default::default()
             },
             spec: Some(JobSpec {
                 backoff_limit: Some(0),
-                active_deadline_seconds: self.timeout_seconds(),
+                active_deadline_seconds: Some(step_pod::deadline_seconds(
+                    self.timeout(),
+                    self.pods,
+                )),
                 template: PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(labels),
+                        labels: Some(pod_labels),
+                        annotations: (!annotations.is_empty()).then_some(annotations),
                         ..Default::default()
                     }),
                     spec: Some(pod),
@@ -159,13 +162,11 @@ impl StepJob<'_> {
         }
     }
 
-    fn timeout_seconds(&self) -> Option<i64> {
-        let timeout = self
-            .step
+    fn timeout(&self) -> Option<std::time::Duration> {
+        self.step
             .timeout
             .as_deref()
-            .and_then(|t| parse_duration(t).ok())?;
-        Some(timeout.as_secs().max(1) as i64)
+            .and_then(|t| parse_duration(t).ok())
     }
 
     /// `SYNQX_SECRET_<SECRET>_<KEY>` from `secretKeyRef`, for the Connections this step uses.
@@ -292,6 +293,17 @@ spec:
   runner:
     image: registry.example.com/synqx:1.2.3
     nodeSelector: {pool: etl}
+    volumes: [{name: data, persistentVolumeClaim: {claimName: etl-data}}]
+    volumeMounts: [{name: data, mountPath: /data}]
+    env: [{name: RUST_LOG, value: debug}]
+    podLabels: {team: data}
+    podAnnotations: {"example.com/owner": data}
+    priorityClassName: batch-low
+    imagePullSecrets: [{name: registry}]
+    affinity:
+      nodeAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          nodeSelectorTerms: [{matchExpressions: [{key: pool, operator: In, values: [etl]}]}]
   steps:
     - name: extract
       timeout: 10m
@@ -333,6 +345,7 @@ spec:
             attempt: 2,
             watermark: Some("2026-11-01T00:00:00Z"),
             default_image: "ghcr.io/synqx/synqx:0.1.0",
+            pods: &PodDefaults::default(),
         };
         let job = step_job.build();
         assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-2"));
@@ -348,7 +361,44 @@ spec:
         let spec = job.spec.expect("spec");
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.active_deadline_seconds, Some(600));
+        let template = spec.template.metadata.clone().unwrap_or_default();
+        let pod_labels = template.labels.unwrap_or_default();
+        assert_eq!(pod_labels.get("team").map(String::as_str), Some("data"));
+        assert_eq!(
+            pod_labels.get(LABEL_STEP).map(String::as_str),
+            Some("extract")
+        );
+        assert_eq!(
+            template
+                .annotations
+                .unwrap_or_default()
+                .get("example.com/owner")
+                .map(String::as_str),
+            Some("data")
+        );
         let pod = spec.template.spec.expect("pod");
+        assert_eq!(pod.priority_class_name.as_deref(), Some("batch-low"));
+        assert_eq!(
+            pod.image_pull_secrets.clone().unwrap_or_default()[0].name,
+            "registry"
+        );
+        assert!(
+            pod.affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .is_some()
+        );
+        let volumes: Vec<(String, bool)> = pod
+            .volumes
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.persistent_volume_claim.is_some()))
+            .collect();
+        assert_eq!(
+            volumes,
+            vec![("scratch".to_string(), false), ("data".to_string(), true)]
+        );
         assert_eq!(pod.service_account_name.as_deref(), Some("synqx-runner"));
         assert_eq!(
             pod.node_selector,
@@ -383,8 +433,24 @@ spec:
             Some(vec!["ALL".to_string()])
         );
 
+        let mounts: Vec<&str> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, vec!["/work", "/tmp", "/data"]);
+        assert_eq!(container.working_dir.as_deref(), Some("/work"));
         let env = container.env.clone().unwrap_or_default();
         let find = |name: &str| env.iter().find(|e| e.name == name).cloned();
+        assert_eq!(
+            find("TMPDIR").and_then(|e| e.value).as_deref(),
+            Some("/tmp")
+        );
+        assert_eq!(
+            find("RUST_LOG").and_then(|e| e.value).as_deref(),
+            Some("debug")
+        );
         assert_eq!(
             find(WATERMARK_ENV).and_then(|e| e.value).as_deref(),
             Some("2026-11-01T00:00:00Z")

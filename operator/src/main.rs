@@ -14,21 +14,27 @@ mod progress;
 mod revision;
 mod run_controller;
 mod scheduling;
+mod start_failure;
+mod step_pod;
 mod watermark;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt};
+use synqx_api::duration::parse_duration;
 use synqx_api::{Connection, Pipeline, PipelineRun};
 use tokio::sync::watch;
 
@@ -46,7 +52,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controllers against the cluster of the current kubeconfig or service account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as YAML, ready for `kubectl apply -f -`.
     Crd,
 }
@@ -80,6 +86,23 @@ struct RunArgs {
     /// `json` (default) or `text` log lines.
     #[arg(long, default_value = "json")]
     log_format: String,
+    /// Resource requests and limits (JSON) of step and check containers whose Pipeline sets
+    /// no `spec.runner.resources`.
+    #[arg(long, default_value = step_pod::DEFAULT_RESOURCES, value_parser = step_pod::parse_resources)]
+    step_resources: ResourceRequirements,
+    /// Size limit of each step pod's scratch volume (working directory and TMPDIR).
+    #[arg(long, default_value = step_pod::DEFAULT_SCRATCH_SIZE_LIMIT, value_parser = step_pod::parse_quantity)]
+    scratch_size_limit: Quantity,
+    /// Deadline of a step Job whose step sets no `timeout`, e.g. `6h`.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    default_step_timeout: Duration,
+    /// How long a step pod may fail to start (image pull, missing Secret key, no node,
+    /// missing service account) before the step fails with that reason.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pod_start_timeout: Duration,
+    /// Let Pipelines mount `hostPath` volumes into step pods.
+    #[arg(long)]
+    allow_host_path: bool,
 }
 
 fn main() -> ExitCode {
@@ -92,7 +115,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the async runtime")
-            .and_then(|runtime| runtime.block_on(run(args))),
+            .and_then(|runtime| runtime.block_on(run(*args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +165,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_concurrent_jobs: args.max_concurrent_jobs,
         revision_history: args.revision_history,
         namespace: namespace.clone(),
+        pods: step_pod::PodDefaults {
+            resources: args.step_resources.clone(),
+            scratch_size_limit: args.scratch_size_limit.clone(),
+            step_deadline: args.default_step_timeout,
+            allow_host_path: args.allow_host_path,
+            start_timeout: args.pod_start_timeout,
+        },
     };
     let shutdown = shutdown_signal();
     let mut shutdown = std::pin::pin!(shutdown);

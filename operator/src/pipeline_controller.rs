@@ -51,7 +51,9 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
     let status = pipeline.status.clone().unwrap_or_default();
     let reference = pipeline.object_ref(&());
 
-    let plan = match compile(pipeline, &connections) {
+    let compiled = compile(pipeline, &connections)
+        .and_then(|plan| runner_policy(pipeline, &ctx.settings.pods).map(|()| plan));
+    let plan = match compiled {
         Ok(plan) => plan,
         Err(problems) => {
             let message = problems.join("; ");
@@ -181,6 +183,36 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
         .map(|t| (t - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200))
         .map_or(RESYNC, |w| w.min(RESYNC));
     Ok(Action::requeue(wake))
+}
+
+/// What this operator allows in `spec.runner` besides what `synqx validate` checks:
+/// `hostPath` volumes only with `--allow-host-path`.
+fn runner_policy(
+    pipeline: &Pipeline,
+    pods: &crate::step_pod::PodDefaults,
+) -> Result<(), Vec<String>> {
+    let Some(runner) = pipeline
+        .spec
+        .runner
+        .as_ref()
+        .filter(|_| !pods.allow_host_path)
+    else {
+        return Ok(());
+    };
+    let problems: Vec<String> = synqx_api::runner::host_path_problems(runner)
+        .into_iter()
+        .map(|(field, message)| {
+            format!(
+                "Pipeline/{}: spec.runner.{field}: {message}",
+                pipeline.name_any()
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// `ConnectionsReady`: whether every Connection the steps use passed its last check.

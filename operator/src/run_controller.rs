@@ -23,7 +23,7 @@ use crate::context::{self, Context, Error, Result, now_rfc3339, parse_time};
 use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, StepJob, is_finished};
 use crate::pipeline_controller::condition;
 use crate::progress::{self, JobState, RunFacts};
-use crate::{names, revision, watermark};
+use crate::{names, revision, start_failure, watermark};
 
 const CONTROLLER: &str = "pipelinerun";
 pub const FIELD_MANAGER: &str = "synqx-operator";
@@ -202,6 +202,7 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Context) -> Result<Action> {
             attempt: *attempt,
             watermark: watermark.as_deref(),
             default_image: &ctx.settings.runner_image,
+            pods: &ctx.settings.pods,
         };
         let body = job.build();
         match jobs_api.create(&PostParams::default(), &body).await {
@@ -274,6 +275,12 @@ impl RunView<'_> {
                 .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
             let state = match ended {
                 None => {
+                    let timeout = self.ctx.settings.pods.start_timeout;
+                    if let Some(failure) =
+                        start_failure::inspect(&self.ctx.client, job, timeout).await?
+                    {
+                        start_failure::fail(&self.ctx.client, job, &failure).await?;
+                    }
                     states.active += 1;
                     JobState::Active
                 }
@@ -318,11 +325,13 @@ impl RunView<'_> {
                             (Some(r), _) if r.message.is_some() => {
                                 r.message.clone().unwrap_or_default()
                             }
-                            _ => format!(
-                                "{}: {}",
-                                c.reason.unwrap_or_default(),
-                                c.message.unwrap_or_default()
-                            ),
+                            _ => start_failure::recorded(job).unwrap_or_else(|| {
+                                format!(
+                                    "{}: {}",
+                                    c.reason.unwrap_or_default(),
+                                    c.message.unwrap_or_default()
+                                )
+                            }),
                         };
                         if let Some(report) = report {
                             states.reports.insert(key.clone(), report);

@@ -114,6 +114,11 @@ pub(super) fn check(
             c.push(None, Some(format!("spec.retry.{field}")), message);
         }
     }
+    if let Some(runner) = &spec.runner {
+        for (field, message) in crate::runner::problems(runner) {
+            c.push(None, Some(format!("spec.runner.{field}")), message);
+        }
+    }
     for step in &spec.steps {
         check_step(&mut c, step);
     }

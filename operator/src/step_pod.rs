@@ -1,0 +1,265 @@
+//! What every step and check pod gets on a real node: a scratch volume with a size limit
+//! that holds the working directory and `TMPDIR` (the root file system is read-only),
+//! default resources and deadlines, and the parts of `spec.runner` a Pipeline adds
+//! (volumes, mounts, env, labels, annotations, affinity, priority, pull secrets).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, PodSpec, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use synqx_api::runner::{RunnerSpec, RunnerVolume, SCRATCH_VOLUME, TMP_DIR, WORK_DIR};
+
+/// Defaults from the operator's command line.
+#[derive(Clone, Debug)]
+pub struct PodDefaults {
+    /// Requests and limits of a runner container whose Pipeline sets none.
+    pub resources: ResourceRequirements,
+    /// Size limit of the scratch volume.
+    pub scratch_size_limit: Quantity,
+    /// `activeDeadlineSeconds` of a step Job whose step sets no `timeout`.
+    pub step_deadline: Duration,
+    /// Whether Pipelines may mount `hostPath` volumes.
+    pub allow_host_path: bool,
+    /// How long a pod may fail to start (image pull, configuration, scheduling) before its
+    /// step fails with that reason.
+    pub start_timeout: Duration,
+}
+
+impl Default for PodDefaults {
+    fn default() -> Self {
+        Self {
+            resources: default_resources(),
+            scratch_size_limit: Quantity(DEFAULT_SCRATCH_SIZE_LIMIT.into()),
+            step_deadline: Duration::from_secs(6 * 3600),
+            allow_host_path: false,
+            start_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `--step-resources` default, as JSON.
+pub const DEFAULT_RESOURCES: &str =
+    r#"{"requests":{"cpu":"100m","memory":"256Mi"},"limits":{"memory":"2Gi"}}"#;
+pub const DEFAULT_SCRATCH_SIZE_LIMIT: &str = "4Gi";
+
+fn default_resources() -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    ResourceRequirements {
+        requests: quantities(&[("cpu", "100m"), ("memory", "256Mi")]),
+        limits: quantities(&[("memory", "2Gi")]),
+        ..Default::default()
+    }
+}
+
+/// Parses `--step-resources`: a ResourceRequirements object as JSON.
+pub fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("--step-resources {text:?}: {e} (expected e.g. {DEFAULT_RESOURCES})"))
+}
+
+/// Parses `--scratch-size-limit`: a Kubernetes quantity such as `4Gi` or `500M`.
+pub fn parse_quantity(text: &str) -> Result<Quantity, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &text[digits.len()..];
+    let known = [
+        "", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let number = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|b| *b == b'.').count() <= 1;
+    if number && known.contains(&suffix) {
+        Ok(Quantity(text.to_string()))
+    } else {
+        Err(format!(
+            "{text:?} is not a size: a number with an optional suffix (Ki, Mi, Gi, Ti, k, M, G, T), e.g. 4Gi"
+        ))
+    }
+}
+
+/// The scratch volume, its mounts (`/work` and `/tmp`) and `TMPDIR` on the pod and its one
+/// container, plus default resources where the container has none.
+pub fn add_scratch(pod: &mut PodSpec, container: &mut Container, defaults: &PodDefaults) {
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: SCRATCH_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(defaults.scratch_size_limit.clone()),
+            medium: None,
+        }),
+        ..Default::default()
+    });
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    mounts.push(VolumeMount {
+        name: SCRATCH_VOLUME.into(),
+        mount_path: WORK_DIR.into(),
+        ..Default::default()
+    });
+    mounts.push(VolumeMount {
+        name: SCRATCH_VOLUME.into(),
+        mount_path: TMP_DIR.into(),
+        sub_path: Some("tmp".into()),
+        ..Default::default()
+    });
+    container.working_dir = Some(WORK_DIR.into());
+    container.env.get_or_insert_with(Vec::new).push(EnvVar {
+        name: "TMPDIR".into(),
+        value: Some(TMP_DIR.into()),
+        ..Default::default()
+    });
+    if container.resources.is_none() {
+        container.resources = Some(defaults.resources.clone());
+    }
+}
+
+/// The parts of `spec.runner` that go into the pod besides image, resources, service
+/// account, node selector and tolerations. The Pipeline was validated (`runner::problems`)
+/// before any Job is built, so names and keys here are already known to be valid.
+pub fn add_runner(
+    pod: &mut PodSpec,
+    container: &mut Container,
+    labels: &mut BTreeMap<String, String>,
+    annotations: &mut BTreeMap<String, String>,
+    runner: &RunnerSpec,
+) {
+    if !runner.volumes.is_empty() {
+        pod.volumes
+            .get_or_insert_with(Vec::new)
+            .extend(runner.volumes.iter().map(volume));
+    }
+    if !runner.volume_mounts.is_empty() {
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .extend(runner.volume_mounts.iter().cloned());
+    }
+    if !runner.env.is_empty() {
+        container
+            .env
+            .get_or_insert_with(Vec::new)
+            .extend(runner.env.iter().cloned());
+    }
+    for (key, value) in &runner.pod_labels {
+        // The operator's own labels select the pod; they win.
+        labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    annotations.extend(runner.pod_annotations.clone());
+    pod.affinity = runner.affinity.clone();
+    pod.priority_class_name = runner.priority_class_name.clone();
+    if !runner.image_pull_secrets.is_empty() {
+        pod.image_pull_secrets = Some(runner.image_pull_secrets.clone());
+    }
+}
+
+fn volume(v: &RunnerVolume) -> Volume {
+    Volume {
+        name: v.name.clone(),
+        persistent_volume_claim: v.persistent_volume_claim.clone(),
+        empty_dir: v.empty_dir.clone(),
+        config_map: v.config_map.clone(),
+        csi: v.csi.clone(),
+        host_path: v.host_path.clone(),
+        ..Default::default()
+    }
+}
+
+/// `activeDeadlineSeconds` for a step: its own `timeout`, else the operator's default.
+pub fn deadline_seconds(timeout: Option<Duration>, defaults: &PodDefaults) -> i64 {
+    let seconds = timeout.unwrap_or(defaults.step_deadline).as_secs().max(1);
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_holds_work_and_tmp_and_resources_default() {
+        let mut pod = PodSpec::default();
+        let mut container = Container::default();
+        add_scratch(&mut pod, &mut container, &PodDefaults::default());
+        let volumes = pod.volumes.unwrap_or_default();
+        assert_eq!(volumes.len(), 1);
+        assert_eq!(
+            volumes[0]
+                .empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.clone()),
+            Some(Quantity("4Gi".into()))
+        );
+        let mounts: Vec<(String, Option<String>)> = container
+            .volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.mount_path, m.sub_path))
+            .collect();
+        assert_eq!(
+            mounts,
+            vec![
+                ("/work".to_string(), None),
+                ("/tmp".to_string(), Some("tmp".to_string()))
+            ]
+        );
+        let env = container.env.unwrap_or_default();
+        assert_eq!(env[0].name, "TMPDIR");
+        assert_eq!(env[0].value.as_deref(), Some("/tmp"));
+        assert_eq!(container.resources, Some(default_resources()));
+        assert_eq!(parse_resources(DEFAULT_RESOURCES), Ok(default_resources()));
+        let err = parse_resources("{\"requests\": 1}").unwrap_err();
+        assert!(err.contains("--step-resources"), "{err}");
+    }
+
+    #[test]
+    fn a_pipelines_own_resources_replace_the_defaults() {
+        let mut container = Container {
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("8Gi".into()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        add_scratch(
+            &mut PodSpec::default(),
+            &mut container,
+            &PodDefaults::default(),
+        );
+        let resources = container.resources.unwrap_or_default();
+        assert_eq!(resources.requests, None);
+        assert_eq!(
+            resources.limits.and_then(|l| l.get("memory").cloned()),
+            Some(Quantity("8Gi".into()))
+        );
+    }
+
+    #[test]
+    fn deadlines_come_from_the_step_or_the_default() {
+        let defaults = PodDefaults::default();
+        assert_eq!(deadline_seconds(None, &defaults), 21_600);
+        assert_eq!(
+            deadline_seconds(Some(Duration::from_secs(90)), &defaults),
+            90
+        );
+        assert_eq!(deadline_seconds(Some(Duration::ZERO), &defaults), 1);
+    }
+
+    #[test]
+    fn sizes_are_kubernetes_quantities() {
+        for ok in ["4Gi", "500M", "1.5Gi", "1024"] {
+            assert_eq!(parse_quantity(ok), Ok(Quantity(ok.into())));
+        }
+        for bad in ["", "Gi", "4 Gi", "4GB", "1.2.3Gi"] {
+            assert!(parse_quantity(bad).is_err(), "{bad}");
+        }
+    }
+}
