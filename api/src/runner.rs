@@ -48,6 +48,7 @@ pub struct RunnerSpec {
     /// Volumes of the pods: `persistentVolumeClaim`, `emptyDir`, `configMap`, `csi`, and
     /// `hostPath` where the operator runs with `--allow-host-path`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub volumes: Vec<RunnerVolume>,
     /// Where the runner container mounts them, e.g. `{name: data, mountPath: /data}`; a
     /// `filesystem` or `sqlite` Connection then uses a path below `/data`.
@@ -77,7 +78,7 @@ pub struct RunnerSpec {
 /// A volume of step pods: a name and exactly one source.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("[has(self.persistentVolumeClaim), has(self.emptyDir), has(self.configMap), has(self.csi), has(self.hostPath)].filter(x, x).size() == 1").message("a volume has exactly one source: persistentVolumeClaim, emptyDir, configMap, csi or hostPath"))]
+#[x_kube(validation = kube::core::Rule::new("(has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.emptyDir) ? 1 : 0) + (has(self.configMap) ? 1 : 0) + (has(self.csi) ? 1 : 0) + (has(self.hostPath) ? 1 : 0) == 1").message("a volume has exactly one source: persistentVolumeClaim, emptyDir, configMap, csi or hostPath"))]
 pub struct RunnerVolume {
     /// Name that `volumeMounts` refer to (a DNS label; `scratch` is the pod's own).
     pub name: String,

@@ -4,8 +4,9 @@
 cluster_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$cluster_here/../.." && pwd)"
 run_dir="${SYNQX_CLUSTER_DIR:-$repo/.synqx-cluster}"
-# Stopped in this order: the kubelet first so it can stop its pods, etcd last.
-components=(synqx-kubelet kube-controller-manager kube-apiserver etcd)
+# Stopped in this order: the kubelets first so they can stop their pods (the containerd
+# node's containers are stopped between kubelet and containerd), etcd last.
+components=(synqx-kubelet kubelet kube-proxy kube-scheduler containerd kube-controller-manager kube-apiserver etcd)
 
 # The pid recorded for a component, if that process still runs that program.
 live_pid() {
