@@ -15,7 +15,8 @@ FROM ${RUST_IMAGE} AS binaries
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin synqx --bin synqx-operator \
- && cp target/release/synqx target/release/synqx-operator /
+ && objcopy --strip-all target/release/synqx /synqx \
+ && objcopy --strip-all target/release/synqx-operator /synqx-operator
 
 # --- runtime ------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime

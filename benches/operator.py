@@ -162,7 +162,10 @@ def main():
     kubectl = f"{testbin}/kubectl"
     os.environ["KUBECONFIG"] = str(RUN_DIR / "kubeconfig")
     try:
-        sh(kubectl, "apply", "-f", str(REPO / "manifests/install.yaml"))
+        # One operator replica: process pods share the host's network (port 8080).
+        install = (REPO / "manifests/install.yaml").read_text().replace(
+            "\nspec:\n  replicas: 2\n", "\nspec:\n  replicas: 1\n", 1)
+        sh(kubectl, "apply", "--server-side", "-f", "-", stdin=install)
         sh(kubectl, "rollout", "status", "--timeout=120s", "-n", "synqx-system", "deployment/synqx-operator")
         sh(kubectl, "create", "namespace", NAMESPACE)
         runner = (REPO / "manifests/runner.yaml").read_text().replace("NAMESPACE", NAMESPACE)

@@ -21,18 +21,27 @@ done
 step "test servers"
 # The test control plane (tests/cluster) is built from Go modules and needs these tools.
 if ! command -v go >/dev/null 2>&1; then
-  echo "error: Go 1.24 or newer is needed to build the test control plane (tests/cluster/build);" >&2
+  echo "error: Go 1.26 or newer is needed to build the test control plane and Helm (tests/cluster/build);" >&2
   echo "       install it from https://go.dev/doc/install and run this again." >&2
   exit 1
 fi
+# The containerd node (tests/cluster/up --node containerd) and the image build need
+# containerd, runc, the CNI plugins, buildah and skopeo, iptables, and a C compiler with a
+# static libc for the pause binary.
 missing=()
-for tool in openssl curl python3; do
+for tool in openssl curl python3 containerd runc buildah skopeo iptables ip cc objcopy; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
 if (( ${#missing[@]} > 0 )); then
   sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
-  $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y -qq "${missing[@]}"
+  $sudo_if_needed apt-get update -qq
+  $sudo_if_needed apt-get install -y -qq openssl curl python3 containerd runc containernetworking-plugins \
+    buildah skopeo iptables iproute2 gcc libc6-dev binutils
 fi
+# Helm for the chart tests, from its Go module (cached in ~/.cache/synqx/testbin).
+tests/cluster/build helm >/dev/null
 # moto's server mode is the local S3 the S3 connector's tests start on loopback.
 if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
@@ -49,6 +58,7 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p synqx-e2e --all-targets --features containerd-node --locked -- -D warnings
 
 step "control plane"
 # The end-to-end tests run the built binaries as pods, so build them before starting.
@@ -59,3 +69,12 @@ tests/cluster/up >/dev/null
 
 step "tests"
 cargo test --workspace --locked
+
+step "tests on a containerd node"
+# The same binaries in real containers: the image from the debug build (scripts/image
+# build --bin-dir), one node shared by the tests of tests/tests/node.rs.
+tests/cluster/down
+export SYNQX_NODE_CLUSTER_DIR="$PWD/.synqx-node-cluster"
+trap 'SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/down; scripts/services down' EXIT
+SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/up --node containerd >/dev/null
+cargo test -p synqx-e2e --locked --features containerd-node --test node

@@ -207,8 +207,13 @@ mod tests {
 
     #[test]
     fn checked_in_crds_are_current() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-        for crd in all() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        // crds/ for kubectl, and the Helm chart's copy it templates (charts/synqx/files/crds).
+        let dirs = [root.join("crds"), root.join("charts/synqx/files/crds")];
+        for (dir, crd) in dirs
+            .iter()
+            .flat_map(|d| all().into_iter().map(move |c| (d, c)))
+        {
             let path = dir.join(file_name(&crd));
             let expected = to_yaml(&crd).unwrap_or_default();
             if std::env::var_os("SYNQX_UPDATE_CRDS").is_some() {

@@ -18,8 +18,8 @@ pub struct Settings {
     pub max_concurrent_jobs: Option<u32>,
     /// Revisions of a Pipeline's plan kept besides those runs still use.
     pub revision_history: usize,
-    /// The one namespace served, or all.
-    pub namespace: Option<String>,
+    /// The namespaces served; empty: all of them.
+    pub namespaces: Vec<String>,
     /// Scratch volume, resources, deadlines and start timeout of step and check pods.
     pub pods: crate::step_pod::PodDefaults,
 }

@@ -3,8 +3,6 @@
 
 mod connection_controller;
 mod context;
-#[cfg(test)]
-mod install;
 mod job;
 mod leader;
 mod metrics;
@@ -59,9 +57,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Serve only this namespace (default: the current context's namespace).
+    /// Serve only this namespace; repeat for several (default: the current context's
+    /// namespace).
     #[arg(long, conflicts_with = "all_namespaces")]
-    namespace: Option<String>,
+    namespace: Vec<String>,
     /// Serve every namespace.
     #[arg(long, short = 'A')]
     all_namespaces: bool,
@@ -155,16 +154,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on --metrics-addr {}", args.metrics_addr))?;
     let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
-    let namespace = match (&args.namespace, args.all_namespaces) {
-        (_, true) => None,
-        (Some(ns), false) => Some(ns.clone()),
-        (None, false) => Some(client.default_namespace().to_string()),
+    // Each scope is one namespace, or `None` for all of them.
+    let scopes: Vec<Option<String>> = match (&args.namespace[..], args.all_namespaces) {
+        (_, true) => vec![None],
+        ([], false) => vec![Some(client.default_namespace().to_string())],
+        (some, false) => some.iter().cloned().map(Some).collect(),
     };
+    let served: Vec<String> = scopes.iter().flatten().cloned().collect();
     let settings = Settings {
         runner_image: args.runner_image.clone(),
         max_concurrent_jobs: args.max_concurrent_jobs,
         revision_history: args.revision_history,
-        namespace: namespace.clone(),
+        namespaces: served.clone(),
         pods: step_pod::PodDefaults {
             resources: args.step_resources.clone(),
             scratch_size_limit: args.scratch_size_limit.clone(),
@@ -202,99 +203,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     metrics.leader.set(1);
-    tracing::info!(%identity, namespace = namespace.as_deref().unwrap_or("*"), "reconciling");
+    let shown = if served.is_empty() {
+        "*".to_string()
+    } else {
+        served.join(",")
+    };
+    tracing::info!(%identity, namespaces = %shown, "reconciling");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    let api = |client: &Client| -> (Api<Pipeline>, Api<PipelineRun>, Api<Connection>, Api<Job>) {
-        match &namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        }
-    };
-    let (pipelines, runs, connections, jobs) = api(&client);
-    let (_, _, connections_api, check_jobs) = api(&client);
-    let (_, _, _, counted_jobs) = api(&client);
-    let counter = tokio::spawn(metrics::count_active_jobs(counted_jobs, metrics.clone()));
-
-    // Reconciliations in flight at once, per controller: bounds memory and API load when
-    // hundreds of objects change together.
-    let config = || kube::runtime::controller::Config::default().concurrency(16);
-    let pipeline_controller =
-        Controller::new(pipelines, watcher::Config::default()).with_config(config());
-    let pipeline_store = pipeline_controller.store();
-    let run_controller = Controller::new(runs, watcher::Config::default())
-        .with_config(config())
-        .owns(
-            jobs,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
-        );
-    let connection_controller = Controller::new(connections_api, watcher::Config::default())
-        .with_config(config())
-        .owns(
-            check_jobs,
-            watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
-        );
+    let counted: Vec<Api<Job>> = scopes.iter().map(|scope| scoped(&client, scope)).collect();
+    let counter = tokio::spawn(metrics::count_active_jobs(counted, metrics.clone()));
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
-
-    let pipeline_controller = pipeline_controller
-        // A changed Connection can make any Pipeline of its namespace valid or invalid.
-        .watches(
-            connections,
-            watcher::Config::default(),
-            move |connection: Connection| {
-                let namespace = connection.namespace();
-                pipeline_store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.namespace() == namespace)
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(
-            pipeline_controller::reconcile,
-            pipeline_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    let run_controller = run_controller
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(
-            run_controller::reconcile,
-            run_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    let connection_controller = connection_controller
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(
-            connection_controller::reconcile,
-            connection_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
+    let controllers = futures::future::join_all(
+        scopes
+            .iter()
+            .map(|scope| serve(&client, scope, ctx.clone(), stop_rx.clone())),
+    );
     metrics.ready.store(true, Ordering::SeqCst);
-
-    let controllers =
-        futures::future::join3(pipeline_controller, run_controller, connection_controller);
     let mut controllers = std::pin::pin!(controllers);
     let lost = async {
         if !args.leader_elect {
@@ -324,6 +249,102 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     server.abort();
     counter.abort();
     Ok(())
+}
+
+/// An API of every namespace (`None`) or of one.
+fn scoped<K>(client: &Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The three controllers for one scope, until `stop` turns true.
+fn serve(
+    client: &Client,
+    scope: &Option<String>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + use<> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    // Reconciliations in flight at once, per controller: bounds memory and API load when
+    // hundreds of objects change together.
+    let config = || kube::runtime::controller::Config::default().concurrency(16);
+    let pipeline_controller = Controller::new(
+        scoped::<Pipeline>(client, scope),
+        watcher::Config::default(),
+    )
+    .with_config(config());
+    let pipeline_store = pipeline_controller.store();
+    let run_controller = Controller::new(
+        scoped::<PipelineRun>(client, scope),
+        watcher::Config::default(),
+    )
+    .with_config(config())
+    .owns(
+        scoped::<Job>(client, scope),
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
+    );
+    let connection_controller = Controller::new(
+        scoped::<Connection>(client, scope),
+        watcher::Config::default(),
+    )
+    .with_config(config())
+    .owns(
+        scoped::<Job>(client, scope),
+        watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
+    );
+    let pipeline_controller = pipeline_controller
+        // A changed Connection can make any Pipeline of its namespace valid or invalid.
+        .watches(
+            scoped::<Connection>(client, scope),
+            watcher::Config::default(),
+            move |connection: Connection| {
+                let namespace = connection.namespace();
+                pipeline_store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace() == namespace)
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            pipeline_controller::reconcile,
+            pipeline_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let run_controller = run_controller
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            run_controller::reconcile,
+            run_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let connection_controller = connection_controller
+        .graceful_shutdown_on(stopped(stop))
+        .run(
+            connection_controller::reconcile,
+            connection_controller::error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()));
+    async move {
+        futures::future::join3(pipeline_controller, run_controller, connection_controller).await;
+    }
 }
 
 async fn shutdown_signal() {

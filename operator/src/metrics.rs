@@ -142,28 +142,36 @@ impl Metrics {
 /// Keeps `synqx_active_jobs` current: step Jobs not yet ended, per namespace, counted every
 /// 15 s rather than on every reconciliation.
 pub async fn count_active_jobs(
-    jobs: kube::Api<k8s_openapi::api::batch::v1::Job>,
+    scopes: Vec<kube::Api<k8s_openapi::api::batch::v1::Job>>,
     metrics: Arc<Metrics>,
 ) {
     let params = kube::api::ListParams::default().labels(crate::job::LABEL_RUN);
     loop {
-        match jobs.list(&params).await {
-            Ok(list) => {
-                let mut by_namespace = std::collections::BTreeMap::<String, i64>::new();
-                for job in list.items.iter().filter(|j| !crate::job::is_finished(j)) {
-                    *by_namespace
-                        .entry(job.metadata.namespace.clone().unwrap_or_default())
-                        .or_default() += 1;
+        let mut by_namespace = std::collections::BTreeMap::<String, i64>::new();
+        let mut complete = true;
+        for jobs in &scopes {
+            match jobs.list(&params).await {
+                Ok(list) => {
+                    for job in list.items.iter().filter(|j| !crate::job::is_finished(j)) {
+                        *by_namespace
+                            .entry(job.metadata.namespace.clone().unwrap_or_default())
+                            .or_default() += 1;
+                    }
                 }
-                metrics.active_jobs.reset();
-                for (namespace, count) in by_namespace {
-                    metrics
-                        .active_jobs
-                        .with_label_values(&[&namespace])
-                        .set(count);
+                Err(error) => {
+                    complete = false;
+                    tracing::warn!(%error, "counting active Jobs");
                 }
             }
-            Err(error) => tracing::warn!(%error, "counting active Jobs"),
+        }
+        if complete {
+            metrics.active_jobs.reset();
+            for (namespace, count) in by_namespace {
+                metrics
+                    .active_jobs
+                    .with_label_values(&[&namespace])
+                    .set(count);
+            }
         }
         tokio::time::sleep(std::time::Duration::from_secs(15)).await;
     }

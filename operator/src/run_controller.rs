@@ -423,12 +423,18 @@ impl RunView<'_> {
         let Some(max) = self.ctx.settings.max_concurrent_jobs else {
             return Ok(usize::MAX);
         };
-        let jobs: Api<Job> = match &self.ctx.settings.namespace {
-            Some(ns) => Api::namespaced(self.ctx.client.clone(), ns),
-            None => Api::all(self.ctx.client.clone()),
+        let scopes: Vec<Api<Job>> = match &self.ctx.settings.namespaces[..] {
+            [] => vec![Api::all(self.ctx.client.clone())],
+            some => some
+                .iter()
+                .map(|ns| Api::namespaced(self.ctx.client.clone(), ns))
+                .collect(),
         };
-        let managed = jobs.list(&ListParams::default().labels(LABEL_RUN)).await?;
-        let active = managed.items.iter().filter(|j| !is_finished(j)).count();
+        let mut active = 0;
+        for jobs in scopes {
+            let managed = jobs.list(&ListParams::default().labels(LABEL_RUN)).await?;
+            active += managed.items.iter().filter(|j| !is_finished(j)).count();
+        }
         Ok((max as usize).saturating_sub(active))
     }
 

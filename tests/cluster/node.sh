@@ -229,7 +229,7 @@ node_remove_kube_chains() {
   local cmd="$1" table rule chain
   command -v "$cmd" >/dev/null || return 0
   for table in filter nat mangle; do
-    "$cmd" -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | while read -r rule; do
+    { "$cmd" -t "$table" -S 2>/dev/null || true; } | { grep -E '^-A [A-Z]+ .*-j KUBE-' || true; } | while read -r rule; do
       # shellcheck disable=SC2086 # the rule's words, as iptables printed them
       eval "$cmd -t $table ${rule/-A/-D}" 2>/dev/null || true
     done

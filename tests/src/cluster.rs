@@ -25,19 +25,38 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NODE_CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
 
 impl Cluster {
     /// The cluster for this test process; the first call starts it (or finds it running).
     /// Panics with the reason and what to do if it cannot start: these tests need it.
     pub fn shared() -> &'static Cluster {
-        CLUSTER.get_or_init(|| match Self::up() {
-            Ok(cluster) => cluster,
-            Err(message) => panic!("the test control plane is not available: {message}"),
+        CLUSTER.get_or_init(
+            || match Self::up(&[], "SYNQX_CLUSTER_DIR", ".synqx-cluster") {
+                Ok(cluster) => cluster,
+                Err(message) => panic!("the test control plane is not available: {message}"),
+            },
+        )
+    }
+
+    /// The cluster with a real node (`tests/cluster/up --node containerd`), in its own run
+    /// directory (`SYNQX_NODE_CLUSTER_DIR`, default `.synqx-node-cluster`), shared by every
+    /// test of this process and reused when it runs already.
+    pub fn containerd_node() -> &'static Cluster {
+        NODE_CLUSTER.get_or_init(|| {
+            match Self::up(
+                &["--node", "containerd"],
+                "SYNQX_NODE_CLUSTER_DIR",
+                ".synqx-node-cluster",
+            ) {
+                Ok(cluster) => cluster,
+                Err(message) => panic!("the containerd test node is not available: {message}"),
+            }
         })
     }
 
-    fn up() -> Result<Cluster, String> {
+    fn up(args: &[&str], dir_variable: &str, default_dir: &str) -> Result<Cluster, String> {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .ok_or("no repository root")?
@@ -58,10 +77,11 @@ impl Cluster {
                 ));
             }
         }
-        let run_dir = std::env::var_os("SYNQX_CLUSTER_DIR")
+        let run_dir = std::env::var_os(dir_variable)
             .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join(".synqx-cluster"));
+            .unwrap_or_else(|| repo.join(default_dir));
         let output = Command::new(repo.join("tests/cluster/up"))
+            .args(args)
             .env("SYNQX_BIN_DIR", &bin_dir)
             .env("SYNQX_CLUSTER_DIR", &run_dir)
             .output()
@@ -114,21 +134,17 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("running kubectl: {e}"))
     }
 
-    /// Installs SynqX with `manifests/install.yaml`, exactly as users do, once per test
-    /// process, and waits until the operator's pod is available.
+    /// Installs SynqX with `manifests/install.yaml`, as users do, once per test process, and
+    /// waits until the operator's pod is available. One replica: process pods share the
+    /// host's network, so a second would find the metrics port taken.
     pub fn install_synqx(&self) {
         let installed = INSTALLED.get_or_init(|| {
-            let manifest = self.repo.join("manifests/install.yaml");
-            let manifest = manifest.to_string_lossy();
+            let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
+                .map_err(|e| format!("reading manifests/install.yaml: {e}"))?;
+            let manifest = one_replica(&manifest)?;
             let apply = self.kubectl(
-                &[
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "-f",
-                    &manifest,
-                ],
-                None,
+                &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+                Some(&manifest),
             );
             if !apply.status.success() {
                 return Err(format!(
@@ -198,6 +214,7 @@ impl Cluster {
     }
 
     /// A fresh namespace whose `default` service account exists, deleted when dropped.
+    /// Its name starts with `prefix`.
     pub async fn namespace(&self, prefix: &str) -> TestNamespace {
         let client = self.client().await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -220,14 +237,30 @@ impl Cluster {
             || async { accounts.get_opt("default").await.ok().flatten().is_some() },
         )
         .await;
-        TestNamespace { name, client }
+        TestNamespace {
+            name,
+            client,
+            kubectl: self.testbin.join("kubectl"),
+            kubeconfig: self.kubeconfig.clone(),
+        }
     }
+}
+
+/// `manifests/install.yaml` with the operator Deployment at one replica.
+fn one_replica(manifest: &str) -> Result<String, String> {
+    let replicas = "\nspec:\n  replicas: 2\n";
+    if !manifest.contains(replicas) {
+        return Err("manifests/install.yaml has no Deployment with `replicas: 2`".into());
+    }
+    Ok(manifest.replacen(replicas, "\nspec:\n  replicas: 1\n", 1))
 }
 
 /// A namespace a test works in; deleted (in the background) when the test ends.
 pub struct TestNamespace {
     pub name: String,
     pub client: Client,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
 }
 
 impl TestNamespace {
@@ -243,9 +276,9 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // The runtime may be ending; kubectl needs none and returns at once.
-        let _ = Command::new(Cluster::shared().testbin.join("kubectl"))
+        let _ = Command::new(&self.kubectl)
             .args(["delete", "namespace", &self.name, "--wait=false"])
-            .env("KUBECONFIG", &Cluster::shared().kubeconfig)
+            .env("KUBECONFIG", &self.kubeconfig)
             .output();
     }
 }

@@ -5,5 +5,7 @@
 
 pub mod cluster;
 pub mod databases;
+pub mod helm;
 pub mod kubelet;
+pub mod node;
 pub mod runs;

@@ -193,3 +193,55 @@ pub fn folder(name: &str, dir: &Path) -> String {
 pub fn sqlite(name: &str, file: &Path) -> String {
     connection(name, &format!("sqlite: {{path: {}}}", file.display()))
 }
+
+/// The runs `no-image-1`, `no-secret-1` and `no-account-1` of three one-step Pipelines whose
+/// pods cannot start: `image` cannot be run, a Connection's Secret does not exist, the
+/// service account does not exist. Returns the three names.
+pub fn start_unstartable_runs(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    image: &str,
+) -> [&'static str; 3] {
+    let pipeline = |name: &str, runner: &str, connection: &str| {
+        format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: {name}}}\nspec:\n  runner: {runner}\n  steps:\n    - {{name: only, sql: {{connection: {connection}, statements: [\"SELECT 1\"]}}}}\n---\n"
+        )
+    };
+    let yaml = [
+        connection("unstartable-db", "sqlite: {path: unstartable.db}"),
+        connection(
+            "locked",
+            "postgres: {host: db.example, port: 5432, database: d, user: {value: u}, password: {secretKeyRef: {name: no-such-secret, key: password}}}",
+        ),
+        pipeline("no-image", &format!("{{image: \"{image}\"}}"), "unstartable-db"),
+        pipeline("no-secret", "{}", "locked"),
+        pipeline("no-account", "{serviceAccountName: no-such-account}", "unstartable-db"),
+    ]
+    .concat();
+    apply(cluster, ns, &yaml);
+    let names = ["no-image", "no-secret", "no-account"];
+    for name in names {
+        start_run(cluster, ns, name, &format!("{name}-1"), "");
+    }
+    names
+}
+
+/// Scales the installed operator's Deployment, for tests that run their own operator.
+pub fn scale_operator(cluster: &Cluster, replicas: &str) {
+    let out = cluster.kubectl(
+        &[
+            "scale",
+            "-n",
+            "synqx-system",
+            "deployment/synqx-operator",
+            "--replicas",
+            replicas,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "kubectl scale deployment/synqx-operator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -14,8 +14,8 @@ use synqx_api::PipelineRun;
 use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, wait_until};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, jobs_of, setup, slow_query, sqlite,
-    start_run, step,
+    apply, csv_rows, event_reasons, finished, folder, jobs_of, scale_operator, setup, slow_query,
+    sqlite, start_run, step,
 };
 
 /// Tests that kill the shared operator must not overlap.
@@ -432,25 +432,7 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
     let (cluster, ns) = setup("capped").await;
     let dir = tempfile::tempdir().expect("tempdir");
     // This test's operator, as a process with --max-concurrent-jobs 1, stands in for the pod.
-    let scale = |replicas: &str| {
-        let out = cluster.kubectl(
-            &[
-                "scale",
-                "-n",
-                "synqx-system",
-                "deployment/synqx-operator",
-                "--replicas",
-                replicas,
-            ],
-            None,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    scale("0");
+    scale_operator(cluster, "0");
     wait_until(
         Duration::from_secs(60),
         "the operator pod to stop",
@@ -493,7 +475,7 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
     let run = finished(&ns, "wide-1").await;
     let _ = capped.kill();
     let _ = capped.wait();
-    scale("1");
+    scale_operator(cluster, "1");
     assert_eq!(
         run.status.as_ref().and_then(|s| s.phase),
         Some(RunPhase::Succeeded),

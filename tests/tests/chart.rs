@@ -1,0 +1,209 @@
+//! The Helm chart: lint, its values schema, the manifests generated from it, and its
+//! renderings applied to the real API server with a server-side dry run.
+
+use synqx_e2e::cluster::Cluster;
+use synqx_e2e::helm::{self, NAMESPACE, install_manifest, runner_manifest, template};
+
+const NAMESPACED_VALUES: &str = "tests/fixtures/chart/namespaced-values.yaml";
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `kind/name` of every document, in order.
+fn objects(yaml: &str) -> Vec<String> {
+    yaml.split("\n---")
+        .filter_map(|doc| {
+            let value: serde_yaml::Value = serde_yaml::from_str(doc).ok()?;
+            let kind = value.get("kind")?.as_str()?.to_string();
+            let name = value.get("metadata")?.get("name")?.as_str()?.to_string();
+            let namespace = value
+                .get("metadata")?
+                .get("namespace")
+                .and_then(|n| n.as_str())
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default();
+            Some(format!("{kind}/{namespace}{name}"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_strictly() {
+    let out = helm::run(&["lint", "--strict", helm::CHART], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn install_and_runner_manifests_are_the_rendered_chart() {
+    let root = helm::repo();
+    for (file, expected) in [
+        ("manifests/install.yaml", install_manifest()),
+        ("manifests/runner.yaml", runner_manifest()),
+    ] {
+        let path = root.join(file);
+        if std::env::var_os("UPDATE_MANIFESTS").is_some() {
+            std::fs::write(&path, &expected).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let found = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            found == expected,
+            "{file} is not what the chart renders: run `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test chart`"
+        );
+    }
+}
+
+#[test]
+fn default_values_install_everything_cluster_wide() {
+    let rendered = template(NAMESPACE, &[]);
+    let found = objects(&rendered);
+    for expected in [
+        "CustomResourceDefinition/pipelines.synqx.io",
+        "CustomResourceDefinition/pipelineruns.synqx.io",
+        "CustomResourceDefinition/connections.synqx.io",
+        "ClusterRole/synqx-operator",
+        "ClusterRoleBinding/synqx-operator",
+        "Role/synqx-system/synqx-operator-leader",
+        "ServiceAccount/synqx-system/synqx-operator",
+        "ServiceAccount/default/synqx-runner",
+        "Role/default/synqx-runner",
+        "RoleBinding/default/synqx-runner",
+        "Deployment/synqx-system/synqx-operator",
+        "Service/synqx-system/synqx-operator-metrics",
+        "PodDisruptionBudget/synqx-system/synqx-operator",
+    ] {
+        assert!(
+            found.contains(&expected.to_string()),
+            "{expected} missing from {found:#?}"
+        );
+    }
+    for expected in [
+        "replicas: 2",
+        "- --all-namespaces",
+        "- --leader-elect",
+        "image: ghcr.io/synqx/synqx:0.1.0",
+        "imagePullPolicy: IfNotPresent",
+        "helm.sh/resource-policy: keep",
+        "- --pod-start-timeout=5m",
+    ] {
+        assert!(
+            rendered.contains(expected),
+            "the default rendering lacks `{expected}`"
+        );
+    }
+    // crds.install=false leaves the CRDs to whoever manages them.
+    let without = objects(&template(NAMESPACE, &["--set", "crds.install=false"]));
+    assert!(
+        !without
+            .iter()
+            .any(|o| o.starts_with("CustomResourceDefinition/")),
+        "{without:?}"
+    );
+}
+
+#[test]
+fn namespaced_values_grant_roles_only_in_the_listed_namespaces() {
+    let rendered = template("synqx-chart-system", &["--values", NAMESPACED_VALUES]);
+    let found = objects(&rendered);
+    let cluster_wide: Vec<&String> = found
+        .iter()
+        .filter(|o| o.starts_with("ClusterRole"))
+        .collect();
+    assert!(cluster_wide.is_empty(), "{cluster_wide:?}");
+    for ns in ["synqx-chart-etl-a", "synqx-chart-etl-b"] {
+        for kind in ["Role", "RoleBinding"] {
+            for name in ["synqx-operator", "synqx-runner"] {
+                let expected = format!("{kind}/{ns}/{name}");
+                assert!(
+                    found.contains(&expected),
+                    "{expected} missing from {found:#?}"
+                );
+            }
+        }
+        assert!(
+            rendered.contains(&format!("- --namespace={ns}")),
+            "{rendered}"
+        );
+    }
+    assert!(!rendered.contains("--all-namespaces"));
+    assert!(
+        rendered.contains("- \"--revision-history\"\n            - \"5\""),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn the_values_schema_rejects_a_wrong_type_and_an_unknown_key() {
+    let wrong_type = helm::run(
+        &[
+            "template",
+            "x",
+            helm::CHART,
+            "--set",
+            "operator.replicas=two",
+        ],
+        None,
+    );
+    assert!(!wrong_type.status.success());
+    assert!(
+        stderr(&wrong_type).contains("at '/operator/replicas': got string, want integer"),
+        "{}",
+        stderr(&wrong_type)
+    );
+    let unknown = helm::run(
+        &["template", "x", helm::CHART, "--set", "operator.replica=2"],
+        None,
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("additional properties 'replica' not allowed"),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad_enum = helm::run(
+        &[
+            "template",
+            "x",
+            helm::CHART,
+            "--set",
+            "image.pullPolicy=Sometimes",
+        ],
+        None,
+    );
+    assert!(!bad_enum.status.success());
+    assert!(
+        stderr(&bad_enum).contains("/image/pullPolicy"),
+        "{}",
+        stderr(&bad_enum)
+    );
+}
+
+#[tokio::test]
+async fn both_renderings_pass_a_server_side_dry_run() {
+    let cluster = Cluster::shared();
+    let release = cluster.namespace("chart").await;
+    for ns in ["synqx-chart-etl-a", "synqx-chart-etl-b"] {
+        let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+        let out = cluster.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for extra in [vec![], vec!["--values", NAMESPACED_VALUES]] {
+        let rendered = template(&release.name, &extra);
+        let out = cluster.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+        assert!(
+            out.status.success(),
+            "kubectl apply --dry-run=server of the chart with {extra:?}: {}",
+            stderr(&out)
+        );
+        let applied = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            applied.contains("deployment.apps/synqx-operator created (server dry run)"),
+            "{applied}"
+        );
+    }
+}
