@@ -192,8 +192,9 @@ async fn quickstart_on_a_volume(cluster: &Cluster, ns: &TestNamespace, volume: &
     );
     assert!(
         logs.contains("synqx step: ")
-            && logs.contains("customers")
-            && logs.contains("Succeeded after"),
+            && logs.contains("step \"customers\" attempt 1: started")
+            && logs.contains("succeeded after")
+            && logs.contains("wrote 500 rows"),
         "kubectl logs job/{job}:\n{logs}"
     );
 }
