@@ -1,6 +1,7 @@
 //! `synqx-operator`: the SynqX control plane. `run` starts the controllers (behind a leader
 //! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
+mod cache_metrics;
 mod connection_controller;
 mod context;
 mod job;
@@ -286,6 +287,7 @@ fn serve(
     )
     .with_config(config());
     let pipeline_store = pipeline_controller.store();
+    let caches_of_pipelines = pipeline_store.clone();
     let run_controller = Controller::new(
         scoped::<PipelineRun>(client, scope),
         watcher::Config::default(),
@@ -304,6 +306,10 @@ fn serve(
         scoped::<Job>(client, scope),
         watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
     );
+    ctx.metrics.observe_caches(cache_metrics::Caches {
+        pipelines: caches_of_pipelines,
+        runs: run_controller.store(),
+    });
     let pipeline_controller = pipeline_controller
         // A changed Connection can make any Pipeline of its namespace valid or invalid.
         .watches(

@@ -169,14 +169,9 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
                 .await;
         }
     }
-    for (step, watermark) in &status.watermarks {
-        if let Some(at) = watermark.updated_at.as_deref().and_then(parse_time) {
-            let age = (Utc::now() - at).num_milliseconds() as f64 / 1000.0;
-            ctx.metrics
-                .watermark_age
-                .with_label_values(&[&namespace, &name, step])
-                .set(age);
-        }
+    if let Err(problem) = crate::cache_metrics::stale_after(pipeline) {
+        ctx.event(&reference, true, "InvalidAnnotation", problem)
+            .await;
     }
 
     let wake = next_schedule

@@ -500,7 +500,9 @@ impl RunView<'_> {
                     entry["watermark"] = json!(report.watermark);
                 }
                 if step_phase == StepPhase::Succeeded {
-                    self.count(name, report);
+                    let pipeline = self.run.spec.pipeline_ref.name.as_str();
+                    let metrics = &self.ctx.metrics;
+                    metrics.step_succeeded(&self.namespace, pipeline, name, report);
                 }
             }
             let previous = before.get(name);
@@ -516,17 +518,9 @@ impl RunView<'_> {
                 let finished = states.finished.get(&key).and_then(|t| parse_time(t));
                 if let (Some(started), Some(finished)) = (started, finished) {
                     let seconds = (finished - started).num_milliseconds().max(0) as f64 / 1000.0;
-                    let labels = [
-                        self.namespace.as_str(),
-                        self.run.spec.pipeline_ref.name.as_str(),
-                        name,
-                        &format!("{step_phase:?}"),
-                    ];
-                    self.ctx
-                        .metrics
-                        .step_seconds
-                        .with_label_values(&labels)
-                        .observe(seconds);
+                    let pipeline = self.run.spec.pipeline_ref.name.as_str();
+                    let metrics = &self.ctx.metrics;
+                    metrics.step_ended(&self.namespace, pipeline, name, step_phase, seconds);
                 }
             }
             if moved {
@@ -654,27 +648,6 @@ impl RunView<'_> {
         Ok(())
     }
 
-    fn count(&self, step: &str, report: &StepReport) {
-        let labels = [
-            self.namespace.as_str(),
-            self.run.spec.pipeline_ref.name.as_str(),
-            step,
-        ];
-        let m = &self.ctx.metrics;
-        m.rows_read
-            .with_label_values(&labels)
-            .inc_by(report.rows_read);
-        m.rows_written
-            .with_label_values(&labels)
-            .inc_by(report.rows_written);
-        m.bytes_read
-            .with_label_values(&labels)
-            .inc_by(report.bytes_read);
-        m.bytes_written
-            .with_label_values(&labels)
-            .inc_by(report.bytes_written);
-    }
-
     async fn apply_status(&self, status: Value) -> Result<()> {
         let body =
             json!({"apiVersion": "synqx.io/v1alpha1", "kind": "PipelineRun", "status": status});
@@ -725,12 +698,9 @@ impl RunView<'_> {
         self.ctx
             .event(&self.run.object_ref(&()), true, reason, message.to_string())
             .await;
-        let pipeline = self.run.spec.pipeline_ref.name.as_str();
-        self.ctx
-            .metrics
-            .runs
-            .with_label_values(&[&self.namespace, pipeline, &format!("{phase:?}")])
-            .inc();
+        let (pipeline, started) = (&self.run.spec.pipeline_ref.name, &self.status.start_time);
+        let metrics = &self.ctx.metrics;
+        metrics.run_ended(&self.namespace, pipeline, phase, started.as_deref());
         Ok(Action::await_change())
     }
 
@@ -741,11 +711,10 @@ impl RunView<'_> {
         phase: RunPhase,
     ) -> Result<()> {
         let name = pipeline.name_any();
+        let started = self.status.start_time.as_deref();
         self.ctx
             .metrics
-            .runs
-            .with_label_values(&[&self.namespace, &name, &format!("{phase:?}")])
-            .inc();
+            .run_ended(&self.namespace, &name, phase, started);
         let patch = json!({"status": {"lastRun": {
             "name": self.name,
             "phase": format!("{phase:?}"),
