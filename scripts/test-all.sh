@@ -49,6 +49,15 @@ if ! command -v moto_server >/dev/null 2>&1; then
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 command -v moto_server
+# Prometheus and promtool from Debian's package: the alert rules' checks and unit tests, and
+# a real Prometheus on loopback that scrapes the operator in the end-to-end tests.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
+  $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y -qq prometheus
+fi
+promtool --version 2>&1 | sed -n 1p
+# The ArgoCD health checks run in gopher-lua, ArgoCD's Lua engine, from a small Go harness.
+tests/argocd-health/build
 # PostgreSQL and MariaDB from Debian's packages, on loopback, for the database connectors.
 eval "$(scripts/services up)"
 trap 'scripts/services down' EXIT

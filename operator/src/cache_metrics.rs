@@ -44,6 +44,8 @@ pub struct Observed {
     pub last_success: BTreeMap<PipelineKey, f64>,
     pub watermarks: BTreeMap<StepKey, f64>,
     pub step_started: BTreeMap<StepKey, f64>,
+    /// Every step of every Pipeline, so its counters start at zero before its first run.
+    pub steps: Vec<StepKey>,
 }
 
 /// The stale threshold a Pipeline sets with its annotation, or the default; an annotation
@@ -83,6 +85,10 @@ pub fn observe(
         observed
             .stale_after
             .insert((namespace.clone(), name.clone()), threshold.as_secs_f64());
+        for step in &pipeline.spec.steps {
+            let key = (namespace.clone(), name.clone(), step.name.clone());
+            observed.steps.push(key);
+        }
         let watermarks = pipeline.status.iter().flat_map(|s| &s.watermarks);
         for (step, watermark) in watermarks {
             if let Some(at) = watermark.updated_at.as_deref().and_then(unix) {
@@ -139,7 +145,7 @@ mod tests {
     fn thresholds_watermarks_successes_and_running_steps_come_from_the_caches() {
         let orders = pipeline(&format!(
             "{HEAD}metadata: {{name: orders, namespace: etl, annotations: {{synqx.io/stale-after: 90m}}}}\n\
-             spec: {{steps: []}}\n\
+             spec: {{steps: [{{name: extract, sql: {{connection: db, statements: [x]}}}}]}}\n\
              status:\n  watermarks:\n    extract: {{value: '7', updatedAt: '2026-01-01T00:00:10Z'}}\n    never: {{value: '1'}}\n"
         ));
         let plain = pipeline(&format!(

@@ -293,9 +293,10 @@ impl Metrics {
         String::from_utf8_lossy(&buffer).into_owned()
     }
 
-    /// Replaces the state gauges with what the caches hold now, starts the run counters of
-    /// every Pipeline at zero (so the first failure is an increase Prometheus can see), and
-    /// drops every series of Pipelines deleted since the last scrape.
+    /// Replaces the state gauges with what the caches hold now, starts the counters of every
+    /// Pipeline, step and namespace at zero (so the first failure, the first rows, are an
+    /// increase Prometheus can see), and drops every series of Pipelines deleted since the
+    /// last scrape.
     fn apply(&self, observed: &Observed, seen: &mut Vec<(String, String)>) {
         for gauge in [
             &self.stale_after,
@@ -313,6 +314,14 @@ impl Metrics {
             for phase in [RunPhase::Succeeded, RunPhase::Failed, RunPhase::Cancelled] {
                 let phase = format!("{phase:?}");
                 self.runs.with_label_values(&[namespace, pipeline, &phase]);
+            }
+            self.active_jobs.with_label_values(&[namespace]);
+            self.pending_jobs.with_label_values(&[namespace]);
+        }
+        for (namespace, pipeline, step) in &observed.steps {
+            let labels = [namespace.as_str(), pipeline, step];
+            for counter in self.step_counters() {
+                counter.with_label_values(&labels);
             }
         }
         for ((namespace, pipeline), at) in &observed.last_success {
@@ -342,17 +351,20 @@ impl Metrics {
         *seen = now;
     }
 
-    /// Drops every counter and histogram series of one Pipeline.
-    fn forget(&self, namespace: &str, pipeline: &str) {
-        let counters = [
-            &self.runs,
+    /// The counters with namespace, pipeline and step labels.
+    fn step_counters(&self) -> [&IntCounterVec; 5] {
+        [
             &self.rows_read,
             &self.rows_written,
             &self.rows_rejected,
             &self.bytes_read,
             &self.bytes_written,
-        ];
-        for counter in counters {
+        ]
+    }
+
+    /// Drops every counter and histogram series of one Pipeline.
+    fn forget(&self, namespace: &str, pipeline: &str) {
+        for counter in std::iter::once(&self.runs).chain(self.step_counters()) {
             for labels in label_sets(counter, namespace, pipeline) {
                 let _ = counter.remove(&as_refs(&labels));
             }
@@ -619,6 +631,7 @@ mod tests {
             observed.last_success.insert(key, 900.0);
             let step = ("etl".to_string(), name.to_string(), "extract".to_string());
             observed.watermarks.insert(step.clone(), 400.0);
+            observed.steps.push(step.clone());
             observed.step_started.insert(step, 990.0);
         }
         observed
@@ -642,6 +655,8 @@ mod tests {
             r#"synqx_runs_total{namespace="etl",phase="Failed",pipeline="orders"} 0"#,
             r#"synqx_runs_total{namespace="etl",phase="Failed",pipeline="gone"} 1"#,
             r#"synqx_rows_written_total{namespace="etl",pipeline="gone",step="load"} 5"#,
+            r#"synqx_rows_rejected_total{namespace="etl",pipeline="orders",step="extract"} 0"#,
+            r#"synqx_active_jobs{namespace="etl"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
