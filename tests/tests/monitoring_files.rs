@@ -235,3 +235,96 @@ fn the_argocd_config_map_installs_every_health_check_verbatim() {
         );
     }
 }
+
+#[test]
+fn the_chart_renders_the_monitoring_objects_only_when_asked_from_the_same_sources() {
+    use synqx_e2e::helm::{NAMESPACE, template};
+    let documents = |yaml: &str| -> Vec<serde_yaml::Value> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|doc| serde::Deserialize::deserialize(doc).expect("rendered YAML"))
+            .filter(|doc: &serde_yaml::Value| !doc.is_null())
+            .collect()
+    };
+    let find = |docs: &[serde_yaml::Value], kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .cloned()
+    };
+    let off = documents(&template(NAMESPACE, &[]));
+    assert!(find(&off, "PrometheusRule", "synqx").is_none());
+    assert!(find(&off, "ServiceMonitor", "synqx-operator").is_none());
+    assert!(find(&off, "ConfigMap", "synqx-grafana-dashboard").is_none());
+
+    let on = documents(&template(
+        NAMESPACE,
+        &[
+            "--set",
+            "prometheusRule.enabled=true,serviceMonitor.enabled=true,grafanaDashboard.enabled=true",
+        ],
+    ));
+    // The PrometheusRule holds the plain file's rules, and promtool accepts them.
+    let rule = find(&on, "PrometheusRule", "synqx").expect("the PrometheusRule");
+    let plain: serde_yaml::Value = serde_yaml::from_str(&read(RULES_PLAIN)).expect("rules");
+    assert_eq!(rule["spec"], plain);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rendered = dir.path().join("chart-rules.yaml");
+    std::fs::write(
+        &rendered,
+        serde_yaml::to_string(&rule["spec"]).expect("YAML"),
+    )
+    .expect("write");
+    let out = run(
+        &promtool(),
+        &["check", "rules", "chart-rules.yaml"],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("SUCCESS: 7 rules found"),
+        "{text}"
+    );
+
+    // The ServiceMonitor selects the metrics Service, keeps the operator's labels and names
+    // the job the rules select.
+    let monitor = find(&on, "ServiceMonitor", "synqx-operator").expect("the ServiceMonitor");
+    let service = on
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("Service")
+                && d["spec"]["ports"][0]["name"].as_str() == Some("metrics")
+        })
+        .expect("the metrics Service");
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("selector");
+    for (label, value) in selector {
+        assert_eq!(&service["metadata"]["labels"][label], value, "{label:?}");
+    }
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"].as_str(), Some("metrics"));
+    assert_eq!(endpoint["honorLabels"].as_bool(), Some(true));
+    assert_eq!(
+        endpoint["relabelings"][0]["targetLabel"].as_str(),
+        Some("job")
+    );
+    assert_eq!(
+        endpoint["relabelings"][0]["replacement"].as_str(),
+        Some(JOB)
+    );
+
+    // The dashboard ConfigMap carries the sidecar's label and the dashboard's source.
+    let dashboard = find(&on, "ConfigMap", "synqx-grafana-dashboard").expect("the ConfigMap");
+    assert_eq!(
+        dashboard["metadata"]["labels"]["grafana_dashboard"].as_str(),
+        Some("1")
+    );
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["synqx-dashboard.json"]
+            .as_str()
+            .expect("dashboard data"),
+    )
+    .expect("dashboard JSON");
+    assert_eq!(json, self::dashboard());
+}
