@@ -105,23 +105,33 @@ fn the_example_scrape_config_finds_the_operator_of_the_install_manifest() {
             .map(String::from)
             .unwrap_or_else(|| panic!("no relabel rule keeps by {label}"))
     };
-    let operator: Vec<serde_yaml::Value> =
-        serde_yaml::Deserializer::from_str(&read("manifests/operator.yaml"))
-            .map(|doc| serde::Deserialize::deserialize(doc).expect("operator.yaml"))
+    let install: Vec<serde_yaml::Value> =
+        serde_yaml::Deserializer::from_str(&read("manifests/install.yaml"))
+            .map(|doc| serde::Deserialize::deserialize(doc).expect("install.yaml"))
             .collect();
-    let deployment = operator
+    let deployment = install
         .iter()
-        .find(|d| d["kind"].as_str() == Some("Deployment"))
-        .expect("the operator's Deployment");
+        .find(|d| {
+            d["kind"].as_str() == Some("Deployment")
+                && d["metadata"]["name"].as_str() == Some("synqx-operator")
+        })
+        .expect("the operator's Deployment in manifests/install.yaml");
     let template = &deployment["spec"]["template"];
     assert_eq!(
         template["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
         Some(keep("__meta_kubernetes_pod_label_app_kubernetes_io_name").as_str())
     );
-    let port = &template["spec"]["containers"][0]["ports"][0];
-    assert_eq!(
-        port["name"].as_str(),
-        Some(keep("__meta_kubernetes_pod_container_port_name").as_str())
+    let port = keep("__meta_kubernetes_pod_container_port_name");
+    let ports: Vec<&str> = template["spec"]["containers"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["ports"].as_sequence().into_iter().flatten())
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        ports.contains(&port.as_str()),
+        "no port {port} in {ports:?}"
     );
 }
 
