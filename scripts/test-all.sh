@@ -29,7 +29,7 @@ fi
 # containerd, runc, the CNI plugins, buildah and skopeo, iptables, and a C compiler with a
 # static libc for the pause binary.
 missing=()
-for tool in openssl curl python3 containerd runc buildah skopeo iptables ip cc objcopy; do
+for tool in openssl curl python3 g++ containerd runc buildah skopeo iptables ip cc objcopy; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
@@ -37,7 +37,7 @@ done
 if (( ${#missing[@]} > 0 )); then
   sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
   $sudo_if_needed apt-get update -qq
-  $sudo_if_needed apt-get install -y -qq openssl curl python3 containerd runc containernetworking-plugins \
+  $sudo_if_needed apt-get install -y -qq openssl curl python3 g++ containerd runc containernetworking-plugins \
     buildah skopeo iptables iproute2 gcc libc6-dev binutils
 fi
 # Helm for the chart tests, from its Go module (cached in ~/.cache/synqx/testbin).
@@ -65,8 +65,11 @@ trap 'scripts/services down' EXIT
 step "format"
 cargo fmt --all -- --check
 
+# The end-to-end tests need the control plane started below; they build only with this on.
+E2E=(--features synqx-e2e/control-plane)
+
 step "lint"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked "${E2E[@]}" -- -D warnings
 cargo clippy -p synqx-e2e --all-targets --features containerd-node --locked -- -D warnings
 
 step "control plane"
@@ -77,7 +80,7 @@ trap 'tests/cluster/down; scripts/services down' EXIT
 tests/cluster/up >/dev/null
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked "${E2E[@]}"
 
 step "tests on a containerd node"
 # The same binaries in real containers: the image from the debug build (scripts/image
@@ -87,3 +90,15 @@ export SYNQX_NODE_CLUSTER_DIR="$PWD/.synqx-node-cluster"
 trap 'SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/down; scripts/services down' EXIT
 SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/up --node containerd >/dev/null
 cargo test -p synqx-e2e --locked --features containerd-node --test node
+
+step "fuzz"
+# 60 s of coverage-guided fuzzing of validate -> compile: libFuzzer through cargo-fuzz's
+# sanitizer-free mode, which builds on stable Rust. New inputs go to a scratch folder; the
+# checked-in corpus is only read.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz
+fi
+new_inputs="$(mktemp -d)"
+cargo fuzz run --fuzz-dir fuzz --sanitizer none validate "$new_inputs" fuzz/corpus/validate \
+  -- -max_total_time=60
+rm -rf "$new_inputs"

@@ -2,11 +2,37 @@
 
 use std::time::Duration;
 
+/// Why a duration does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration (write e.g. `30s`, `5m`, `1h30m`)")]
+    Empty,
+    #[error("`{text}` is not a duration (write e.g. `30s`, `5m`, `1h30m`)")]
+    NotADuration { text: String },
+    #[error("`{text}`: number too large")]
+    TooLarge { text: String },
+    #[error("`{text}`: missing unit after {number} (ms, s, m, h or d)")]
+    MissingUnit { text: String, number: u64 },
+    #[error("`{text}`: unknown unit `{unit}` (ms, s, m, h or d)")]
+    UnknownUnit { text: String, unit: String },
+}
+
+/// Why a byte size does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("`{text}` is not a size (write e.g. `8MiB`, `256MB`)")]
+    NotASize { text: String },
+    #[error("`{text}`: unknown size unit `{unit}` (B, KiB, MiB, GiB, KB, MB, GB)")]
+    UnknownUnit { text: String, unit: String },
+    #[error("`{text}` is out of range")]
+    OutOfRange { text: String },
+}
+
 /// Parses a duration such as `10s`, `5m`, `1h30m`, `250ms` or `2d`. A bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration (write e.g. `30s`, `5m`, `1h30m`)".into());
+        return Err(DurationError::Empty);
     }
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
@@ -18,13 +44,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (write e.g. `30s`, `5m`, `1h30m`)"
-            ));
+            return Err(DurationError::NotADuration { text: text.into() });
         }
         let number: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
+            .map_err(|_| DurationError::TooLarge { text: text.into() })?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -38,14 +62,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(number.saturating_mul(3600)),
             "d" => Duration::from_secs(number.saturating_mul(86_400)),
             "" => {
-                return Err(format!(
-                    "`{text}`: missing unit after {number} (ms, s, m, h or d)"
-                ));
+                return Err(DurationError::MissingUnit {
+                    text: text.into(),
+                    number,
+                });
             }
             other => {
-                return Err(format!(
-                    "`{text}`: unknown unit `{other}` (ms, s, m, h or d)"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    text: text.into(),
+                    unit: other.into(),
+                });
             }
         };
         total = total.saturating_add(part);
@@ -79,7 +105,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Parses a byte size such as `8MiB`, `256MB`, `1GiB`, `4096` (bytes) or `64k`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -87,7 +113,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a size (write e.g. `8MiB`, `256MB`)"))?;
+        .map_err(|_| SizeError::NotASize { text: text.into() })?;
     let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -97,14 +123,15 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "g" | "gb" => 1e9,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
         other => {
-            return Err(format!(
-                "`{text}`: unknown size unit `{other}` (B, KiB, MiB, GiB, KB, MB, GB)"
-            ));
+            return Err(SizeError::UnknownUnit {
+                text: text.into(),
+                unit: other.into(),
+            });
         }
     };
     let bytes = number * factor;
     if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
-        return Err(format!("`{text}` is out of range"));
+        return Err(SizeError::OutOfRange { text: text.into() });
     }
     Ok(bytes as u64)
 }
@@ -119,15 +146,11 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert!(
-            parse_duration("5 minutes")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
+        assert!(parse_duration("5 minutes").is_err_and(|e| e.to_string().contains("unknown unit")));
         assert!(parse_duration("m5").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10").is_ok());
-        assert!(parse_duration("1h5").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("1h5").is_err_and(|e| e.to_string().contains("missing unit")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The vocabulary of SynqX: resource types, the DAG compiler and validation. No I/O.
 
+pub mod apply;
 pub mod condition;
 pub mod connection;
 pub mod crd;
@@ -10,6 +11,7 @@ pub mod pipeline;
 pub mod run;
 pub mod runner;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod types;
 pub mod validate;

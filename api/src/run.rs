@@ -57,9 +57,20 @@ pub enum RunPhase {
 }
 
 impl RunPhase {
-    /// Whether the run (or step) has ended.
+    /// Whether the run has ended.
     pub fn is_finished(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// The phase as it is written in status, Events, metrics and the local state database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
     }
 }
 
@@ -75,6 +86,29 @@ pub enum StepPhase {
     Failed,
     Skipped,
     Cancelled,
+}
+
+impl StepPhase {
+    /// Whether the step has ended for this run: it will not run (again).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
+
+    /// The phase as it is written in status, Events and the local state database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Retrying => "Retrying",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+            Self::Cancelled => "Cancelled",
+        }
+    }
 }
 
 /// Observed state of a run. Small on purpose: no per-batch data, no logs.

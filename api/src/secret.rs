@@ -85,24 +85,39 @@ impl SecretValue {
     }
 }
 
+/// What is wrong with the shape of a vault envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealedFormatError {
+    #[error(
+        "sealed value must have 4 parts `{SEALED_PREFIX}:<key-id>:<nonce>:<ciphertext>`, found {found}"
+    )]
+    Parts { found: usize },
+    #[error(
+        "sealed value must start with `{SEALED_PREFIX}:`, found `{found}:` (produce it with `synqx seal`)"
+    )]
+    Prefix { found: String },
+    #[error("sealed value has an empty key id")]
+    EmptyKeyId,
+    #[error("sealed value has a malformed nonce (expected base64url)")]
+    Nonce,
+    #[error("sealed value has a malformed ciphertext (expected base64url)")]
+    Ciphertext,
+}
+
 /// Checks the shape of a vault envelope without opening it: `sqx1:<key-id>:<nonce>:<ciphertext>`
 /// with a non-empty key id and base64url nonce and ciphertext. Returns what is wrong.
-pub fn check_sealed_format(envelope: &str) -> Result<(), String> {
+pub fn check_sealed_format(envelope: &str) -> Result<(), SealedFormatError> {
     let parts: Vec<&str> = envelope.split(':').collect();
     if parts.len() != 4 {
-        return Err(format!(
-            "sealed value must have 4 parts `{SEALED_PREFIX}:<key-id>:<nonce>:<ciphertext>`, found {}",
-            parts.len()
-        ));
+        return Err(SealedFormatError::Parts { found: parts.len() });
     }
     if parts[0] != SEALED_PREFIX {
-        return Err(format!(
-            "sealed value must start with `{SEALED_PREFIX}:`, found `{}:` (produce it with `synqx seal`)",
-            parts[0]
-        ));
+        return Err(SealedFormatError::Prefix {
+            found: parts[0].into(),
+        });
     }
     if parts[1].is_empty() {
-        return Err("sealed value has an empty key id".into());
+        return Err(SealedFormatError::EmptyKeyId);
     }
     let is_b64url = |s: &str| {
         !s.is_empty()
@@ -110,10 +125,10 @@ pub fn check_sealed_format(envelope: &str) -> Result<(), String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
     };
     if !is_b64url(parts[2]) {
-        return Err("sealed value has a malformed nonce (expected base64url)".into());
+        return Err(SealedFormatError::Nonce);
     }
     if !is_b64url(parts[3]) {
-        return Err("sealed value has a malformed ciphertext (expected base64url)".into());
+        return Err(SealedFormatError::Ciphertext);
     }
     Ok(())
 }
@@ -126,29 +141,22 @@ mod tests {
     fn sealed_format_is_checked() {
         assert!(check_sealed_format("sqx1:k1:AAAA:BBBB_-").is_ok());
         assert!(
-            check_sealed_format("sqx1:k1:AAAA")
-                .unwrap_err()
-                .contains("4 parts")
+            check_sealed_format("sqx1:k1:AAAA").is_err_and(|e| e.to_string().contains("4 parts"))
         );
         assert!(
             check_sealed_format("sqx2:k1:AAAA:BBBB")
-                .unwrap_err()
-                .contains("start with")
+                .is_err_and(|e| e.to_string().contains("start with"))
         );
         assert!(
-            check_sealed_format("sqx1::AAAA:BBBB")
-                .unwrap_err()
-                .contains("key id")
+            check_sealed_format("sqx1::AAAA:BBBB").is_err_and(|e| e.to_string().contains("key id"))
         );
         assert!(
             check_sealed_format("sqx1:k1:AA AA:BBBB")
-                .unwrap_err()
-                .contains("nonce")
+                .is_err_and(|e| e.to_string().contains("nonce"))
         );
         assert!(
             check_sealed_format("sqx1:k1:AAAA:")
-                .unwrap_err()
-                .contains("ciphertext")
+                .is_err_and(|e| e.to_string().contains("ciphertext"))
         );
     }
 

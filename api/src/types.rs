@@ -34,12 +34,35 @@ pub enum LogicalType {
     Json,
 }
 
+/// Why a type name does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypeError {
+    #[error("unknown type `{text}` (known: {TYPE_NAMES})")]
+    Unknown { text: String },
+    #[error("type `{text}`: write decimal(precision,scale), e.g. decimal(12,2)")]
+    DecimalSyntax { text: String },
+    #[error("type `{text}`: precision must be a number from 1 to 38")]
+    PrecisionNotANumber { text: String },
+    #[error("type `{text}`: scale must be a number")]
+    ScaleNotANumber { text: String },
+    #[error("type `{text}`: decimal takes two arguments, precision and scale")]
+    TooManyArguments { text: String },
+    #[error("type `{text}`: precision must be from 1 to 38")]
+    Precision { text: String },
+    #[error("type `{text}`: scale {scale} exceeds precision {precision}")]
+    ScaleAbovePrecision {
+        text: String,
+        scale: u8,
+        precision: u8,
+    },
+}
+
 /// The type names accepted, for error messages.
 pub const TYPE_NAMES: &str = "boolean, int8, int16, int32 (int), int64 (bigint), uint8..uint64, float32 (real), float64 (double), decimal(p,s), string (text), binary, date, time, timestamp, timestamptz, json";
 
 impl LogicalType {
     /// Parses a type name such as `bigint`, `decimal(12,2)` or `timestamp with time zone`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TypeError> {
         let name = text.trim().to_ascii_lowercase();
         let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
         if let Some(args) = name
@@ -67,12 +90,12 @@ impl LogicalType {
             "timestamp" | "datetime" | "timestamp without time zone" => Self::Timestamp,
             "timestamptz" | "timestamp with time zone" => Self::TimestampTz,
             "json" | "jsonb" => Self::Json,
-            _ => return Err(format!("unknown type `{text}` (known: {TYPE_NAMES})")),
+            _ => return Err(TypeError::Unknown { text: text.into() }),
         })
     }
 }
 
-fn parse_decimal(args: &str, text: &str) -> Result<LogicalType, String> {
+fn parse_decimal(args: &str, text: &str) -> Result<LogicalType, TypeError> {
     if args.is_empty() {
         return Ok(LogicalType::Decimal {
             precision: 38,
@@ -82,32 +105,30 @@ fn parse_decimal(args: &str, text: &str) -> Result<LogicalType, String> {
     let inner = args
         .strip_prefix('(')
         .and_then(|a| a.strip_suffix(')'))
-        .ok_or_else(|| {
-            format!("type `{text}`: write decimal(precision,scale), e.g. decimal(12,2)")
-        })?;
+        .ok_or_else(|| TypeError::DecimalSyntax { text: text.into() })?;
     let mut parts = inner.split(',').map(str::trim);
     let precision: u8 = parts
         .next()
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| format!("type `{text}`: precision must be a number from 1 to 38"))?;
+        .ok_or_else(|| TypeError::PrecisionNotANumber { text: text.into() })?;
     let scale: u8 = match parts.next() {
         None => 0,
         Some(s) => s
             .parse()
-            .map_err(|_| format!("type `{text}`: scale must be a number"))?,
+            .map_err(|_| TypeError::ScaleNotANumber { text: text.into() })?,
     };
     if parts.next().is_some() {
-        return Err(format!(
-            "type `{text}`: decimal takes two arguments, precision and scale"
-        ));
+        return Err(TypeError::TooManyArguments { text: text.into() });
     }
     if !(1..=38).contains(&precision) {
-        return Err(format!("type `{text}`: precision must be from 1 to 38"));
+        return Err(TypeError::Precision { text: text.into() });
     }
     if scale > precision {
-        return Err(format!(
-            "type `{text}`: scale {scale} exceeds precision {precision}"
-        ));
+        return Err(TypeError::ScaleAbovePrecision {
+            text: text.into(),
+            scale,
+            precision,
+        });
     }
     Ok(LogicalType::Decimal { precision, scale })
 }
@@ -157,20 +178,12 @@ mod tests {
             Ok(LogicalType::TimestampTz)
         );
         assert!(
-            LogicalType::parse("decimal(40,2)")
-                .unwrap_err()
-                .contains("precision")
+            LogicalType::parse("decimal(40,2)").is_err_and(|e| e.to_string().contains("precision"))
         );
         assert!(
-            LogicalType::parse("decimal(5,6)")
-                .unwrap_err()
-                .contains("exceeds")
+            LogicalType::parse("decimal(5,6)").is_err_and(|e| e.to_string().contains("exceeds"))
         );
-        assert!(
-            LogicalType::parse("money")
-                .unwrap_err()
-                .contains("unknown type")
-        );
+        assert!(LogicalType::parse("money").is_err_and(|e| e.to_string().contains("unknown type")));
     }
 
     #[test]

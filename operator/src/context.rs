@@ -1,5 +1,5 @@
 //! What every controller shares: the client, the operator's settings, metrics and the
-//! event recorder, and the error type reconcilers return.
+//! event recorder.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 /// Settings from the command line.
@@ -24,14 +25,15 @@ pub struct Settings {
     pub pods: crate::step_pod::PodDefaults,
 }
 
-pub struct Context {
+/// The operator as its controllers see it.
+pub struct Operator {
     pub client: Client,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     recorder: Recorder,
 }
 
-impl Context {
+impl Operator {
     pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter {
@@ -66,7 +68,8 @@ impl Context {
         result
     }
 
-    /// Counts and logs a failed reconciliation; the controller retries it after `delay`.
+    /// Counts a failed reconciliation by controller and kind, logs it; the controller
+    /// retries it after `delay`.
     pub fn retry_after(
         &self,
         controller: &str,
@@ -76,9 +79,10 @@ impl Context {
     ) -> kube::runtime::controller::Action {
         self.metrics
             .reconcile_errors
-            .with_label_values(&[controller])
+            .with_label_values(&[controller, error.kind().as_str()])
             .inc();
-        tracing::warn!(controller, object, %error, "reconciliation failed; retrying");
+        let kind = error.kind().as_str();
+        tracing::warn!(controller, object, kind, %error, "reconciliation failed; retrying");
         kube::runtime::controller::Action::requeue(delay)
     }
 
@@ -115,17 +119,6 @@ impl Context {
     }
 }
 
-/// Why a reconciliation failed; the controller retries with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Other(String),
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
 /// A reference to a namespaced object for an Event's `related` field.
 pub fn reference(api_version: &str, kind: &str, namespace: &str, name: &str) -> ObjectReference {
     ObjectReference {
@@ -139,9 +132,15 @@ pub fn reference(api_version: &str, kind: &str, namespace: &str, name: &str) -> 
 
 /// The current time as Kubernetes writes it in status fields.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    rfc3339(chrono::Utc::now())
 }
 
+/// A time as Kubernetes writes it in status fields.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A time Kubernetes wrote in a status field.
 pub fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()

@@ -1,9 +1,10 @@
-//! The Job that runs one attempt of one step (DESIGN §3): no retries of its own, owned by
-//! its run, hardened, credentials as `secretKeyRef` env, the step's watermark passed in.
+//! The Job that runs one attempt of one step: no retries of its own (the operator retries, so
+//! every attempt is a Job to see), owned by its run, hardened, credentials as `secretKeyRef`
+//! env, the step's watermark passed in.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, PodSecurityContext, PodSpec, PodTemplateSpec,
     SeccompProfile, SecretKeySelector, SecurityContext,
@@ -240,14 +241,18 @@ pub fn hardened_pod() -> PodSpec {
 }
 
 /// Whether a Job has ended: `Complete` or `Failed`.
-pub fn is_finished(job: &Job) -> bool {
+pub fn job_ended(job: &Job) -> bool {
+    end_of(job).is_some()
+}
+
+/// The condition that ended a Job: `Complete` or `Failed`, when one is true.
+pub fn end_of(job: &Job) -> Option<&JobCondition> {
     job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-        })
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
 }
 
 /// The Connections a step names.

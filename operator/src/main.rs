@@ -2,19 +2,21 @@
 //! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
 mod cache_metrics;
+mod condition;
 mod connection_controller;
 mod context;
+mod error;
 mod job;
 mod leader;
 mod metrics;
 mod names;
 mod pipeline_controller;
-mod progress;
 mod revision;
 mod run_controller;
 mod scheduling;
 mod start_failure;
 mod step_pod;
+mod termination;
 mod watermark;
 
 use std::net::SocketAddr;
@@ -37,7 +39,7 @@ use synqx_api::duration::parse_duration;
 use synqx_api::{Connection, Pipeline, PipelineRun};
 use tokio::sync::watch;
 
-use crate::context::{Context, Settings};
+use crate::context::{Operator, Settings};
 use crate::metrics::Metrics;
 
 /// The SynqX operator: runs Pipelines declared as Kubernetes resources.
@@ -214,7 +216,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let counted: Vec<Api<Job>> = scopes.iter().map(|scope| scoped(&client, scope)).collect();
     let counter = tokio::spawn(metrics::count_active_jobs(counted, metrics.clone()));
-    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    let ctx = Arc::new(Operator::new(client.clone(), settings, metrics.clone()));
     let controllers = futures::future::join_all(
         scopes
             .iter()
@@ -268,7 +270,7 @@ where
 fn serve(
     client: &Client,
     scope: &Option<String>,
-    ctx: Arc<Context>,
+    ctx: Arc<Operator>,
     stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + use<> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -323,6 +325,19 @@ fn serve(
                     .filter(|p| p.namespace() == namespace)
                     .map(|p| ObjectRef::from_obj(p.as_ref()))
                     .collect::<Vec<_>>()
+            },
+        )
+        // A run that starts or ends changes its Pipeline's `lastRun`, which only the Pipeline
+        // controller writes; the progress of a running run does not.
+        .watches(
+            scoped::<PipelineRun>(client, scope),
+            watcher::Config::default(),
+            |run: PipelineRun| {
+                let phase = run.status.as_ref().and_then(|s| s.phase);
+                let moved = phase.is_none_or(|p| p.is_finished());
+                let pipeline = ObjectRef::<Pipeline>::new(&run.spec.pipeline_ref.name)
+                    .within(&run.namespace().unwrap_or_default());
+                moved.then_some(pipeline)
             },
         )
         .graceful_shutdown_on(stopped(stop.clone()))

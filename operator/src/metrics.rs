@@ -118,8 +118,8 @@ impl Metrics {
             )?,
             reconcile_errors: m.counter(
                 "reconcile_errors_total",
-                "Failed reconciliations by controller.",
-                &["controller"],
+                "Failed reconciliations by controller and kind of error (forbidden, conflict, unreachable, api, revision, schedule, resume_from).",
+                &["controller", "kind"],
             )?,
             reconcile_seconds: m.histogram(
                 "reconcile_duration_seconds",
@@ -247,9 +247,8 @@ impl Metrics {
         phase: StepPhase,
         seconds: f64,
     ) {
-        let phase = format!("{phase:?}");
         self.step_seconds
-            .with_label_values(&[namespace, pipeline, step, &phase])
+            .with_label_values(&[namespace, pipeline, step, phase.as_str()])
             .observe(seconds);
     }
 
@@ -261,7 +260,6 @@ impl Metrics {
         phase: RunPhase,
         started: Option<&str>,
     ) {
-        let phase = format!("{phase:?}");
         let labels = [namespace, pipeline, phase.as_str()];
         self.runs.with_label_values(&labels).inc();
         let took = started
@@ -460,7 +458,7 @@ pub fn count_jobs(
     now: chrono::DateTime<chrono::Utc>,
 ) -> std::collections::BTreeMap<String, JobCount> {
     let mut by_namespace = std::collections::BTreeMap::<String, JobCount>::new();
-    for job in jobs.iter().filter(|j| !crate::job::is_finished(j)) {
+    for job in jobs.iter().filter(|j| !crate::job::job_ended(j)) {
         let count = by_namespace
             .entry(job.metadata.namespace.clone().unwrap_or_default())
             .or_default();

@@ -10,7 +10,7 @@ use kube::{Api, Resource};
 use synqx_api::Pipeline;
 use synqx_api::dag::Plan;
 
-use crate::context::{Error, Result};
+use crate::error::{Error, Result, is_conflict, is_not_found};
 use crate::job::LABEL_PIPELINE;
 use crate::names;
 
@@ -27,8 +27,10 @@ pub async fn store(
     }
     let existing = list(api, &pipeline_name).await?;
     let number = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
-    let data = serde_json::to_value(plan)
-        .map_err(|e| Error::Other(format!("serializing the plan: {e}")))?;
+    let data = serde_json::to_value(plan).map_err(|source| Error::Plan {
+        pipeline: pipeline_name.clone(),
+        source,
+    })?;
     let revision = ControllerRevision {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -41,7 +43,7 @@ pub async fn store(
     };
     match api.create(&PostParams::default(), &revision).await {
         Ok(_) => Ok(name),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(name),
+        Err(error) if is_conflict(&error) => Ok(name),
         Err(error) => Err(error.into()),
     }
 }
@@ -52,11 +54,12 @@ pub async fn load(api: &Api<ControllerRevision>, name: &str) -> Result<Option<Pl
         return Ok(None);
     };
     let data = revision.data.map(|d| d.0).unwrap_or_default();
-    serde_json::from_value(data).map(Some).map_err(|e| {
-        Error::Other(format!(
-            "ControllerRevision {name} does not hold a plan: {e}"
-        ))
-    })
+    serde_json::from_value(data)
+        .map(Some)
+        .map_err(|source| Error::Revision {
+            revision: name.to_string(),
+            source,
+        })
 }
 
 async fn list(api: &Api<ControllerRevision>, pipeline: &str) -> Result<Vec<ControllerRevision>> {
@@ -83,7 +86,7 @@ pub async fn prune(
         }
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(pipeline, revision = %name, "pruned an old revision"),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) if is_not_found(&error) => {}
             Err(error) => return Err(error.into()),
         }
     }

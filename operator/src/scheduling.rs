@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use synqx_api::pipeline::{ConcurrencyPolicy, Schedule};
-use synqx_api::schedule::next_fire_time;
+use synqx_api::schedule::{ScheduleError, next_fire_time};
 
 /// What the schedule does now.
 #[derive(Debug, PartialEq)]
@@ -31,7 +31,7 @@ pub fn decide(
     last: DateTime<Utc>,
     now: DateTime<Utc>,
     active_runs: usize,
-) -> Result<ScheduleDecision, String> {
+) -> Result<ScheduleDecision, ScheduleError> {
     let next = next_fire_time(schedule, now)?;
     if schedule.suspend == Some(true) {
         return Ok(ScheduleDecision {

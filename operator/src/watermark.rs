@@ -3,11 +3,13 @@
 
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use synqx_api::Pipeline;
+use synqx_api::apply::StatusApply;
+use synqx_api::pipeline::{PipelineStatus, Watermark};
 use synqx_api::run::StepReport;
 
-use crate::context::{self, Context, Result, now_rfc3339};
+use crate::context::{self, Operator, now_rfc3339};
+use crate::error::Result;
 
 /// What committing a reported watermark does.
 #[derive(Debug, PartialEq)]
@@ -26,11 +28,7 @@ pub enum Commit {
 }
 
 /// Decides from the Pipeline's current watermark of the step.
-pub fn decide(
-    current: Option<&synqx_api::pipeline::Watermark>,
-    run: &str,
-    report: &StepReport,
-) -> Commit {
+pub fn decide(current: Option<&Watermark>, run: &str, report: &StepReport) -> Commit {
     let Some(range) = &report.watermark else {
         return Commit::Nothing;
     };
@@ -50,21 +48,39 @@ pub fn decide(
     }
 }
 
-/// Commits the watermark of `step` reported by `report`, guarded by the Pipeline's
-/// resourceVersion so two writers never interleave.
-pub async fn commit(
-    ctx: &Context,
-    pipelines: &Api<Pipeline>,
-    pipeline: &Pipeline,
-    run: &str,
-    step: &str,
-    job: &str,
-    report: &StepReport,
-) -> Result<()> {
+/// A step's report to commit.
+pub struct Committed<'a> {
+    pub run: &'a str,
+    pub step: &'a str,
+    /// The step's Job, which the Event names.
+    pub job: &'a str,
+    pub report: &'a StepReport,
+}
+
+/// The field manager of one step's watermark: each step's entry of `status.watermarks` has
+/// its own, so a commit of one step never touches another's.
+pub fn field_manager(step: &str) -> String {
+    format!("synqx-watermark-{step}")
+}
+
+/// The Pipeline status a commit applies: only this step's watermark.
+pub fn watermark_status(step: &str, watermark: Watermark) -> PipelineStatus {
+    PipelineStatus {
+        watermarks: [(step.to_string(), watermark)].into(),
+        ..Default::default()
+    }
+}
+
+/// Commits the watermark a step reported, guarded by the Pipeline's resourceVersion so two
+/// writers never interleave.
+pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>) -> Result<()> {
     let name = pipeline.name_any();
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let pipelines: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let fresh = pipelines.get_status(&name).await?;
+    let (run, step) = (commit.run, commit.step);
     let current = fresh.status.as_ref().and_then(|s| s.watermarks.get(step));
-    match decide(current, run, report) {
+    match decide(current, run, commit.report) {
         Commit::Nothing | Commit::AlreadyDone => Ok(()),
         Commit::Moved { current } => {
             let note = format!(
@@ -80,21 +96,20 @@ pub async fn commit(
             Ok(())
         }
         Commit::Write { value } => {
-            let patch = json!({
-                "metadata": {"resourceVersion": fresh.resource_version()},
-                "status": {"watermarks": {step: {"value": value, "run": run, "updatedAt": now_rfc3339()}}},
-            });
+            let watermark = Watermark {
+                value: value.clone(),
+                run: Some(run.to_string()),
+                updated_at: Some(now_rfc3339()),
+            };
+            let body = StatusApply::of::<Pipeline>(watermark_status(step, watermark))
+                .at(fresh.resource_version());
+            let params = PatchParams::apply(&field_manager(step)).force();
             pipelines
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(&name, &params, &Patch::Apply(&body))
                 .await?;
             let note = format!("step {step}: watermark {value} committed by run {run}");
             // Related to the step's Job, so the commits of different steps stay apart.
-            let related = context::reference(
-                "batch/v1",
-                "Job",
-                &pipeline.namespace().unwrap_or_default(),
-                job,
-            );
+            let related = context::reference("batch/v1", "Job", &namespace, commit.job);
             ctx.event_about(
                 &pipeline.object_ref(&()),
                 Some(related),
@@ -111,7 +126,6 @@ pub async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synqx_api::pipeline::Watermark;
     use synqx_api::run::WatermarkRange;
 
     fn report(from: Option<&str>, to: Option<&str>) -> StepReport {
@@ -158,5 +172,16 @@ mod tests {
         );
         assert_eq!(decide(None, "r1", &report(None, None)), Commit::Nothing);
         assert_eq!(decide(None, "r1", &StepReport::default()), Commit::Nothing);
+    }
+
+    #[test]
+    fn a_commit_applies_only_its_steps_watermark_under_its_own_manager() {
+        let status = watermark_status("load", mark("9", "r2"));
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"watermarks": {"load": {"value": "9", "run": "r2"}}})
+        );
+        assert_eq!(field_manager("load"), "synqx-watermark-load");
     }
 }

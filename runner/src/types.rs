@@ -31,7 +31,9 @@ pub fn to_arrow(t: LogicalType) -> DataType {
 
 /// Parses a type name straight to Arrow, with the error text of `LogicalType::parse`.
 pub fn parse_arrow(name: &str) -> Result<DataType, String> {
-    LogicalType::parse(name).map(to_arrow)
+    LogicalType::parse(name)
+        .map(to_arrow)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

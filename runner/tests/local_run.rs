@@ -315,7 +315,7 @@ fn on_failure_continue_finishes_independent_branches() {
     assert_eq!(step_line(&out, "broken")[1], "Failed", "{out}");
     assert_eq!(step_line(&out, "healthy")[1], "Skipped", "{out}");
     assert!(
-        out.contains("not started: an earlier step failed (onFailure: Stop)"),
+        out.contains("not started: a step failed (onFailure: Stop)"),
         "{out}"
     );
 }

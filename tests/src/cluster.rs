@@ -142,49 +142,30 @@ impl Cluster {
             let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
                 .map_err(|e| format!("reading manifests/install.yaml: {e}"))?;
             let manifest = one_replica(&manifest)?;
-            let apply = self.kubectl(
-                &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-                Some(&manifest),
-            );
-            if !apply.status.success() {
-                return Err(format!(
-                    "kubectl apply -f manifests/install.yaml: {}",
-                    String::from_utf8_lossy(&apply.stderr)
-                ));
-            }
-            // A pod started before the binaries were rebuilt runs the old operator.
-            let restart = self.kubectl(
-                &[
-                    "rollout",
-                    "restart",
-                    "-n",
-                    "synqx-system",
-                    "deployment/synqx-operator",
-                ],
-                None,
-            );
-            if !restart.status.success() {
-                return Err(format!(
-                    "restarting the operator: {}",
-                    String::from_utf8_lossy(&restart.stderr)
-                ));
-            }
-            let wait = self.kubectl(
-                &[
-                    "rollout",
-                    "status",
-                    "--timeout=90s",
-                    "-n",
-                    "synqx-system",
-                    "deployment/synqx-operator",
-                ],
-                None,
-            );
-            if !wait.status.success() {
-                return Err(format!(
-                    "the operator did not become available: {}",
-                    String::from_utf8_lossy(&wait.stderr)
-                ));
+            let deployment = ["-n", "synqx-system", "deployment/synqx-operator"];
+            let steps: [(&str, Vec<&str>, Option<&str>); 3] = [
+                (
+                    "kubectl apply -f manifests/install.yaml",
+                    vec!["apply", "--server-side", "--force-conflicts", "-f", "-"],
+                    Some(&manifest),
+                ),
+                // A pod started before the binaries were rebuilt runs the old operator.
+                (
+                    "restarting the operator",
+                    [&["rollout", "restart"][..], &deployment].concat(),
+                    None,
+                ),
+                (
+                    "the operator did not become available",
+                    [&["rollout", "status", "--timeout=90s"][..], &deployment].concat(),
+                    None,
+                ),
+            ];
+            for (what, args, stdin) in steps {
+                let out = self.kubectl(&args, stdin);
+                if !out.status.success() {
+                    return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
+                }
             }
             Ok(())
         });
@@ -296,6 +277,44 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Watches the object `name` for `window` and fails at the first state in which `bad` holds:
+/// a negative check ("this never happens") that looks at every change while it waits, not
+/// at one moment after a sleep. An error of the watch fails too.
+pub async fn never_within<K>(
+    api: Api<K>,
+    name: &str,
+    window: Duration,
+    what: &str,
+    bad: impl Fn(&K) -> bool,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = std::pin::pin!(watcher(api, config).touched_objects());
+    let deadline = tokio::time::sleep(window);
+    let mut deadline = std::pin::pin!(deadline);
+    let mut seen = false;
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            next = stream.next() => match next {
+                Some(Ok(object)) => {
+                    seen = true;
+                    assert!(!bad(&object), "{what} happened: {object:?}");
+                }
+                Some(Err(e)) => panic!("watching {name} while checking that {what} never happens: {e}"),
+                None => panic!("the watch on {name} ended before {window:?}"),
+            }
+        }
+    }
+    assert!(
+        seen,
+        "{name} was never seen while checking that {what} never happens"
+    );
 }
 
 /// Deletes with background propagation, as `kubectl delete` does.

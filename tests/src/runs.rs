@@ -35,30 +35,28 @@ pub fn start_run(cluster: &Cluster, ns: &TestNamespace, pipeline: &str, run: &st
     apply(cluster, ns, &yaml);
 }
 
+/// The run, failing on any error of the API server.
+pub async fn get_run(ns: &TestNamespace, run: &str) -> PipelineRun {
+    let runs: Api<PipelineRun> = ns.api();
+    runs.get(run)
+        .await
+        .unwrap_or_else(|e| panic!("reading PipelineRun {run}: {e}"))
+}
+
 /// Waits for the run to end and returns it.
 pub async fn finished(ns: &TestNamespace, run: &str) -> PipelineRun {
-    let runs: Api<PipelineRun> = ns.api();
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
     loop {
-        if let Ok(found) = runs.get(run).await
-            && found
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .is_some_and(|p| p.is_finished())
-        {
+        let found = get_run(ns, run).await;
+        let phase = found.status.as_ref().and_then(|s| s.phase);
+        if phase.is_some_and(|p| p.is_finished()) {
             return found;
         }
-        if tokio::time::Instant::now() > deadline {
-            let state = runs
-                .get(run)
-                .await
-                .ok()
-                .and_then(|r| r.status)
-                .map(|s| format!("{s:?}"))
-                .unwrap_or_default();
-            panic!("run {run} did not finish within {RUN_TIMEOUT:?}; status: {state}");
-        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run} did not finish within {RUN_TIMEOUT:?}; status: {:?}",
+            found.status
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -70,17 +68,16 @@ pub fn step<'a>(run: &'a PipelineRun, name: &str) -> &'a synqx_api::run::StepSta
         .unwrap_or_else(|| panic!("run {:?} has no status for step {name}", run.metadata.name))
 }
 
-/// Data rows in every CSV file under `dir` (each file has a header line).
+/// Data rows in every CSV file under `dir` (each file has a header line); fails when `dir`
+/// cannot be read.
 pub fn csv_rows(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "csv"))
         .map(|e| {
             std::fs::read_to_string(e.path())
-                .unwrap_or_default()
+                .unwrap_or_else(|err| panic!("reading {}: {err}", e.path().display()))
                 .lines()
                 .count()
                 .saturating_sub(1)
@@ -95,16 +92,14 @@ pub async fn step_reaches(
     step_name: &str,
     phase: synqx_api::run::StepPhase,
 ) -> PipelineRun {
-    let runs: Api<PipelineRun> = ns.api();
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
     loop {
-        if let Ok(found) = runs.get(run).await
-            && found.status.as_ref().is_some_and(|s| {
-                s.steps
-                    .iter()
-                    .any(|s| s.name == step_name && s.phase == Some(phase))
-            })
-        {
+        let found = get_run(ns, run).await;
+        if found.status.as_ref().is_some_and(|s| {
+            s.steps
+                .iter()
+                .any(|s| s.name == step_name && s.phase == Some(phase))
+        }) {
             return found;
         }
         assert!(
@@ -115,14 +110,25 @@ pub async fn step_reaches(
     }
 }
 
-/// The Jobs of a run, by name.
+/// The Jobs of a run; fails on any error of the API server (never an empty list instead).
 pub async fn jobs_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = ns.api();
     let params = kube::api::ListParams::default().labels(&format!("synqx.io/run={run}"));
     jobs.list(&params)
         .await
-        .map(|l| l.items)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("listing the Jobs of run {run}: {e}"))
+        .items
+}
+
+/// The names of the Jobs of a run, sorted.
+pub async fn job_names(ns: &TestNamespace, run: &str) -> Vec<String> {
+    let mut names: Vec<String> = jobs_of(ns, run)
+        .await
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    names
 }
 
 /// The steps that have a Job in `jobs`.
@@ -170,6 +176,11 @@ pub fn event_reasons(cluster: &Cluster, ns: &TestNamespace, object: &str) -> Vec
             "jsonpath={.items[*].reason}",
         ],
         None,
+    );
+    assert!(
+        out.status.success(),
+        "kubectl get events: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::ListParams;
-use synqx_e2e::cluster::{Cluster, TestNamespace, background, wait_until};
+use synqx_e2e::cluster::{Cluster, TestNamespace, background, never_within, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -61,7 +61,11 @@ async fn finished(ns: &TestNamespace, name: &str) -> (Job, String) {
     let jobs: Api<Job> = ns.api();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Ok(job) = jobs.get(name).await {
+        let job = jobs
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Job {name}: {e}"));
+        {
             let done = job
                 .status
                 .as_ref()
@@ -88,8 +92,8 @@ async fn job_pods(ns: &TestNamespace, job: &str) -> Vec<Pod> {
     let pods: Api<Pod> = ns.api();
     pods.list(&ListParams::default().labels(&format!("job-name={job}")))
         .await
-        .map(|list| list.items)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("listing the pods of Job {job}: {e}"))
+        .items
 }
 
 /// Pid files the kubelet keeps for live processes of pods whose name starts with `prefix`.
@@ -526,24 +530,36 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
         deployments
             .get("served")
             .await
-            .ok()
-            .and_then(|d| d.status)
+            .unwrap_or_else(|e| panic!("reading Deployment served: {e}"))
+            .status
             .and_then(|s| s.available_replicas)
             == Some(1)
     })
     .await;
-    // The other one's probe asks a port nobody serves: running, never ready.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let silent_status = deployments
-        .get("silent")
-        .await
-        .ok()
-        .and_then(|d| d.status)
-        .unwrap_or_default();
-    assert_eq!(
-        silent_status.available_replicas.unwrap_or(0),
-        0,
-        "{silent_status:?}"
-    );
-    assert_eq!(silent_status.replicas, Some(1));
+    // The other one's probe asks a port nobody serves: its pod runs, and is never ready while
+    // its probe is asked a few times over.
+    wait_until(WAIT, "the silent deployment's pod to run", || async {
+        deployments
+            .get("silent")
+            .await
+            .unwrap_or_else(|e| panic!("reading Deployment silent: {e}"))
+            .status
+            .and_then(|s| s.replicas)
+            == Some(1)
+    })
+    .await;
+    never_within(
+        ns.api::<Deployment>(),
+        "silent",
+        Duration::from_secs(5),
+        "the silent deployment becoming available",
+        |d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+                > 0
+        },
+    )
+    .await;
 }

@@ -11,9 +11,10 @@ use kube::Api;
 use kube::api::ListParams;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
-use synqx_e2e::cluster::wait_until;
+use synqx_e2e::cluster::{never_within, wait_until};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, http_get, setup, sqlite, start_run, step,
+    apply, csv_rows, event_reasons, finished, folder, get_run, http_get, jobs_of, setup, sqlite,
+    start_run, step,
 };
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -362,22 +363,33 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
     );
 
     start_run(cluster, &ns, "broken", "broken-1", "");
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let runs: Api<PipelineRun> = ns.api();
-    let waiting = runs
-        .get("broken-1")
-        .await
-        .expect("run")
-        .status
-        .unwrap_or_default();
-    assert_eq!(waiting.phase, Some(RunPhase::Pending));
-    assert!(
-        waiting
-            .conditions
-            .iter()
-            .any(|c| c.message.contains("dependency cycle")),
-        "{waiting:?}"
-    );
+    wait_until(
+        Duration::from_secs(30),
+        "the run to wait for its invalid Pipeline",
+        || async {
+            let status = get_run(&ns, "broken-1").await.status.unwrap_or_default();
+            status.phase == Some(RunPhase::Pending)
+                && status
+                    .conditions
+                    .iter()
+                    .any(|c| c.r#type == "Waiting" && c.message.contains("dependency cycle"))
+        },
+    )
+    .await;
+    // It keeps waiting: it never starts while the Pipeline is invalid.
+    never_within(
+        runs,
+        "broken-1",
+        Duration::from_secs(6),
+        "a run of an invalid Pipeline starting",
+        |r| {
+            let status = r.status.clone().unwrap_or_default();
+            status.phase != Some(RunPhase::Pending) || status.revision.is_some()
+        },
+    )
+    .await;
+    assert!(jobs_of(&ns, "broken-1").await.is_empty());
     let jobs: Api<Job> = ns.api();
     let step_jobs = jobs
         .list(&ListParams::default().labels("synqx.io/run"))

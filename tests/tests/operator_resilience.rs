@@ -8,30 +8,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use synqx_api::PipelineRun;
 use synqx_api::run::RunPhase;
-use synqx_e2e::cluster::{Cluster, wait_until};
+use synqx_e2e::cluster::{Cluster, never_within, wait_until};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, jobs_of, scale_operator, setup, slow_query,
-    sqlite, start_run, step,
+    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of, scale_operator,
+    setup, slow_query, sqlite, start_run, step,
 };
 
 /// Tests that kill the shared operator must not overlap.
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Deletes the operator's pod at once: the process kubelet kills it with SIGKILL, so it
+/// Deletes one pod of the operator at once: the process kubelet kills it with SIGKILL, so it
 /// neither finishes its work nor releases its Lease.
-fn kill_operator_pod(cluster: &Cluster) {
+fn kill_pod(cluster: &Cluster, pod: &str) {
     let out = cluster.kubectl(
         &[
             "delete",
             "pod",
             "-n",
             "synqx-system",
-            "-l",
-            "app.kubernetes.io/name=synqx-operator",
+            pod,
             "--grace-period=0",
             "--force",
             "--wait=false",
@@ -40,19 +40,75 @@ fn kill_operator_pod(cluster: &Cluster) {
     );
     assert!(
         out.status.success(),
-        "{}",
+        "killing {pod}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
+/// Who holds the operator's Lease; fails on any error of the API server.
 async fn lease_holder(cluster: &Cluster) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(cluster.client().await, "synqx-system");
     leases
-        .get("synqx-operator")
+        .get_opt("synqx-operator")
         .await
-        .ok()?
+        .unwrap_or_else(|e| panic!("reading the Lease synqx-system/synqx-operator: {e}"))?
         .spec?
         .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+/// Whether the operator's pod of this name exists.
+async fn operator_pod_exists(cluster: &Cluster, pod: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, "synqx-system");
+    pods.get_opt(pod)
+        .await
+        .unwrap_or_else(|e| panic!("reading pod synqx-system/{pod}: {e}"))
+        .is_some()
+}
+
+/// The operator pod that leads now: it holds the Lease and exists.
+async fn leading_pod(cluster: &Cluster) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(holder) = lease_holder(cluster).await
+            && holder.starts_with("synqx-operator-")
+            && operator_pod_exists(cluster, &holder).await
+        {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no operator pod led within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Kills the leading operator pod and waits until another pod leads; returns the killed one.
+async fn kill_the_leader(cluster: &Cluster) -> String {
+    let leader = leading_pod(cluster).await;
+    kill_pod(cluster, &leader);
+    // The kill hit the leader: its pod is gone while the Lease still names it, since a
+    // process killed with SIGKILL never gives it back.
+    wait_until(
+        Duration::from_secs(30),
+        "the killed leader's pod to be gone",
+        || async { !operator_pod_exists(cluster, &leader).await },
+    )
+    .await;
+    assert_eq!(
+        lease_holder(cluster).await.as_deref(),
+        Some(leader.as_str()),
+        "the pod killed held the Lease"
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "a new leader after the kill",
+        || async {
+            lease_holder(cluster)
+                .await
+                .is_some_and(|h| h != leader && h.starts_with("synqx-operator-"))
+        },
+    )
+    .await;
+    leader
 }
 
 fn pipeline(data: &Path, name: &str) -> String {
@@ -120,16 +176,34 @@ async fn runs_survive_the_operator_being_killed_five_times() {
         apply(cluster, &ns, &pipeline(data.path(), name));
         expected.push((name, rows as usize));
     }
+    let leader = leading_pod(cluster).await;
     start_run(cluster, &ns, "alpha", "alpha-1", "");
     start_run(cluster, &ns, "beta", "beta-1", "");
 
-    for delay in kill_delays() {
+    let mut killed = Vec::new();
+    for (i, delay) in kill_delays().into_iter().enumerate() {
         tokio::time::sleep(delay).await;
-        kill_operator_pod(cluster);
+        if i == 0 {
+            // The first kill lands while both runs are active.
+            for run in ["alpha-1", "beta-1"] {
+                let phase = get_run(&ns, run).await.status.and_then(|s| s.phase);
+                assert!(!phase.is_some_and(|p| p.is_finished()), "{run} ended early");
+            }
+        }
+        killed.push(kill_the_leader(cluster).await);
     }
+    // Five different leaders were killed, the first being the one that led at the start.
+    assert_eq!(killed.first(), Some(&leader));
+    let distinct: BTreeSet<&String> = killed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        5,
+        "each kill hit the pod leading then: {killed:?}"
+    );
 
     for (name, rows) in &expected {
-        let run = finished(&ns, &format!("{name}-1")).await;
+        let run_name = format!("{name}-1");
+        let run = finished(&ns, &run_name).await;
         assert_eq!(
             run.status.as_ref().and_then(|s| s.phase),
             Some(RunPhase::Succeeded),
@@ -142,22 +216,12 @@ async fn runs_survive_the_operator_being_killed_five_times() {
             *rows,
             "rows of {name} loaded exactly once"
         );
-        let jobs = jobs_of(&ns, &format!("{name}-1")).await;
-        let names: BTreeSet<String> = jobs
+        // One Job per step, first attempts only: no Job was created twice, none retried.
+        let expected_jobs: Vec<String> = ["crunch-1", "crunch-2", "crunch-3", "crunch-4", "load"]
             .iter()
-            .filter_map(|j| j.metadata.name.clone())
+            .map(|step| format!("{run_name}-{step}-1"))
             .collect();
-        let uids: BTreeSet<String> = jobs.iter().filter_map(|j| j.metadata.uid.clone()).collect();
-        assert_eq!(jobs.len(), 5, "one Job per step: {names:?}");
-        assert_eq!(
-            (names.len(), uids.len()),
-            (5, 5),
-            "no Job was created twice"
-        );
-        assert!(
-            names.iter().all(|n| n.ends_with("-1")),
-            "no step needed a second attempt: {names:?}"
-        );
+        assert_eq!(job_names(&ns, &run_name).await, expected_jobs);
     }
 }
 
@@ -221,17 +285,7 @@ async fn a_standby_replica_takes_over_a_dead_leaders_lease() {
     let _serial = OPERATOR.lock().await;
     let (cluster, ns) = setup("ha").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    wait_until(
-        Duration::from_secs(60),
-        "the operator pod to hold the Lease",
-        || async {
-            lease_holder(cluster)
-                .await
-                .is_some_and(|h| h.starts_with("synqx-operator-"))
-        },
-    )
-    .await;
-    let leader = lease_holder(cluster).await.unwrap_or_default();
+    let leader = leading_pod(cluster).await;
     let mut standby = Standby::start(cluster, dir.path());
     wait_until(
         Duration::from_secs(30),
@@ -239,12 +293,15 @@ async fn a_standby_replica_takes_over_a_dead_leaders_lease() {
         || async { standby.log().contains("waiting for the leader Lease") },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(
-        lease_holder(cluster).await,
-        Some(leader.clone()),
-        "exactly one replica leads"
-    );
+    let leases: Api<Lease> = Api::namespaced(cluster.client().await, "synqx-system");
+    never_within(
+        leases.clone(),
+        "synqx-operator",
+        Duration::from_secs(6),
+        "the Lease changing hands while its leader lives",
+        |l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(leader.as_str()),
+    )
+    .await;
     assert!(
         !standby.log().contains("reconciling"),
         "the standby reconciles nothing:\n{}",
@@ -252,7 +309,7 @@ async fn a_standby_replica_takes_over_a_dead_leaders_lease() {
     );
 
     let killed = Instant::now();
-    kill_operator_pod(cluster);
+    kill_pod(cluster, &leader);
     // The standby and the pod the Deployment starts in place of the dead one race for the
     // expired Lease: either may win, but only one.
     wait_until(
@@ -273,10 +330,22 @@ async fn a_standby_replica_takes_over_a_dead_leaders_lease() {
         "the killed leader released its Lease: {takeover:?}"
     );
     let holder = lease_holder(cluster).await.unwrap_or_default();
-    tokio::time::sleep(Duration::from_secs(2)).await;
     if holder == "standby-replica" {
-        assert!(standby.log().contains("reconciling"), "{}", standby.log());
+        wait_until(
+            Duration::from_secs(15),
+            "the standby to reconcile",
+            || async { standby.log().contains("reconciling") },
+        )
+        .await;
     } else {
+        never_within(
+            leases,
+            "synqx-operator",
+            Duration::from_secs(3),
+            "the Lease leaving the new pod",
+            |l| l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(holder.as_str()),
+        )
+        .await;
         assert!(
             !standby.log().contains("reconciling"),
             "two leaders:\n{}",
@@ -319,6 +388,7 @@ async fn a_standby_replica_takes_over_a_dead_leaders_lease() {
 
 #[tokio::test]
 async fn a_minutely_schedule_creates_one_run_per_minute_and_forbid_skips_while_one_is_active() {
+    let _serial = OPERATOR.lock().await;
     let (cluster, ns) = setup("cron").await;
     let data = tempfile::tempdir().expect("tempdir");
     // The step waits 75 s between attempts for a file that never comes, so the first run is
@@ -341,8 +411,8 @@ async fn a_minutely_schedule_creates_one_run_per_minute_and_forbid_skips_while_o
         let mut names: Vec<String> = runs
             .list(&ListParams::default())
             .await
-            .map(|l| l.items)
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("listing the runs: {e}"))
+            .items
             .into_iter()
             .filter_map(|r| r.metadata.name)
             .collect();
@@ -418,8 +488,8 @@ async fn a_minutely_schedule_creates_one_run_per_minute_and_forbid_skips_while_o
             pipelines
                 .get("ticker")
                 .await
-                .ok()
-                .and_then(|p| p.status)
+                .unwrap_or_else(|e| panic!("reading Pipeline ticker: {e}"))
+                .status
                 .is_some_and(|s| s.next_schedule_time.is_none())
         },
     )
@@ -471,21 +541,27 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
             sqlite("db", &dir.path().join("db.sqlite"))
         ),
     );
+    // Two runs of three independent steps each: six Jobs that could all run at once.
     start_run(cluster, &ns, "wide", "wide-1", "");
-    let run = finished(&ns, "wide-1").await;
+    start_run(cluster, &ns, "wide", "wide-2", "");
+    let first = finished(&ns, "wide-1").await;
+    let second = finished(&ns, "wide-2").await;
     let _ = capped.kill();
     let _ = capped.wait();
     scale_operator(cluster, "1");
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    for run in [&first, &second] {
+        assert_eq!(
+            run.status.as_ref().and_then(|s| s.phase),
+            Some(RunPhase::Succeeded),
+            "{:?}",
+            run.status
+        );
+    }
 
-    // Three independent steps, one Job at a time: each starts after the one before ended.
-    let mut spans: Vec<(i64, i64)> = jobs_of(&ns, "wide-1")
-        .await
+    // One Job at a time across both runs: each starts after the one before ended.
+    let mut jobs = jobs_of(&ns, "wide-1").await;
+    jobs.extend(jobs_of(&ns, "wide-2").await);
+    let mut spans: Vec<(i64, i64)> = jobs
         .iter()
         .filter_map(|j| {
             let created = j.metadata.creation_timestamp.as_ref()?.0.as_second();
@@ -494,7 +570,7 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
         })
         .collect();
     spans.sort();
-    assert_eq!(spans.len(), 3, "{spans:?}");
+    assert_eq!(spans.len(), 6, "{spans:?}");
     for pair in spans.windows(2) {
         assert!(
             pair[1].0 >= pair[0].1,

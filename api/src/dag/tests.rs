@@ -200,11 +200,20 @@ fn lineage_cycles_are_found() {
 #[test]
 fn hash_ignores_step_order_and_changes_with_content() {
     let a = plan(vec![sql("a", &[]), sql("b", &["a"])]);
+    // The same steps listed the other way round: the same plan, the same hash.
     let b = plan(vec![sql("b", &["a"]), sql("a", &[])]);
     assert_eq!(a.hash, b.hash);
     assert_eq!(a.hash.len(), 64);
+    // One dependency less: another plan.
     let c = plan(vec![sql("a", &[]), sql("b", &[])]);
     assert_ne!(a.hash, c.hash);
+    // One statement changed: another plan.
+    let mut changed = sql("b", &["a"]);
+    if let Some(body) = changed.sql.as_mut() {
+        body.statements = vec!["select 2".into()];
+    }
+    let d = plan(vec![sql("a", &[]), changed]);
+    assert_ne!(a.hash, d.hash);
 }
 
 #[test]
@@ -227,10 +236,21 @@ fn hash_ignores_map_order_in_the_yaml() {
             "steps:\n- name: a\n  sync:\n    source: {{connection: c, asset: {{fqn: x}}}}\n    transforms: [{{rename: {rename}}}]\n    destination: {{connection: c, asset: {{fqn: y}}}}\n"
         )
     };
-    let parse = |text: String| -> PipelineSpec { serde_yaml::from_str(&text).unwrap_or_default() };
+    let parse = |text: String| -> PipelineSpec {
+        let spec: PipelineSpec = serde_yaml::from_str(&text).expect("the spec parses");
+        let renames = spec.steps[0]
+            .sync
+            .as_ref()
+            .and_then(|s| s.transforms[0].rename.clone())
+            .expect("a rename transform");
+        assert_eq!(renames.len(), 2, "both renames were read");
+        spec
+    };
     let a = plan_hash(&parse(yaml("{p: q, a: b}")).steps, &BTreeMap::new());
     let b = plan_hash(&parse(yaml("{a: b, p: q}")).steps, &BTreeMap::new());
     assert_eq!(a, b);
+    let other = plan_hash(&parse(yaml("{a: b, p: r}")).steps, &BTreeMap::new());
+    assert_ne!(a, other, "a renamed column is another plan");
     assert_eq!(a.len(), 64);
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
 }
@@ -278,6 +298,48 @@ fn has_cycle(n: usize, edges: &[(usize, usize)]) -> bool {
     (0..n).any(|v| state[v] == 0 && visit(v, &adj, &mut state))
 }
 
+/// How many strongly connected components of more than one step the edges form (self-loops
+/// removed): the number of cycles the compiler must report, one per component.
+fn cyclic_components(n: usize, edges: &[(usize, usize)]) -> usize {
+    let mut next = vec![Vec::new(); n];
+    for &(f, t) in edges {
+        if f != t {
+            next[f].push(t);
+        }
+    }
+    // What each step reaches, by depth-first search.
+    let reach: Vec<Vec<bool>> = (0..n)
+        .map(|start| {
+            let mut seen = vec![false; n];
+            let mut stack = next[start].clone();
+            while let Some(v) = stack.pop() {
+                if !seen[v] {
+                    seen[v] = true;
+                    stack.extend(&next[v]);
+                }
+            }
+            seen
+        })
+        .collect();
+    let mut placed = vec![false; n];
+    let mut components = 0;
+    for i in 0..n {
+        if placed[i] {
+            continue;
+        }
+        let members: Vec<usize> = (0..n)
+            .filter(|&j| j == i || (reach[i][j] && reach[j][i]))
+            .collect();
+        for &j in &members {
+            placed[j] = true;
+        }
+        if members.len() > 1 {
+            components += 1;
+        }
+    }
+    components
+}
+
 proptest! {
     #[test]
     fn every_step_lands_in_one_layer_and_edges_go_forward((n, edges) in random_graph()) {
@@ -320,7 +382,7 @@ proptest! {
             }
             // Each strongly connected component with a cycle is reported once.
             let reported: usize = errs.iter().filter(|e| matches!(e, DagError::Cycle { .. })).count();
-            prop_assert!(reported >= 1);
+            prop_assert_eq!(reported, cyclic_components(n, &edges));
         }
     }
 }

@@ -39,7 +39,7 @@ pub(super) fn check_all(bundle: &Bundle, problems: &mut Vec<Problem>) {
             ),
         }
         for (path, value) in spec.secret_values() {
-            if let Err(message) = check_secret_value(bundle, value) {
+            if let Some(message) = secret_value_problem(bundle, value) {
                 push(&format!("spec.{path}"), message);
             }
         }
@@ -50,19 +50,19 @@ pub(super) fn check_all(bundle: &Bundle, problems: &mut Vec<Problem>) {
 }
 
 /// What is wrong with one secret value, given the Secrets in the files.
-pub(super) fn check_secret_value(bundle: &Bundle, value: &SecretValue) -> Result<(), String> {
+pub(super) fn secret_value_problem(bundle: &Bundle, value: &SecretValue) -> Option<String> {
     if value.alternatives_set() != 1 {
-        return Err(format!(
+        return Some(format!(
             "set exactly one of value, secretKeyRef or sealed (found {})",
             value.alternatives_set()
         ));
     }
-    if let Some(sealed) = &value.sealed {
-        check_sealed_format(sealed)?;
+    if let Some(Err(problem)) = value.sealed.as_deref().map(check_sealed_format) {
+        return Some(problem.to_string());
     }
     if let Some(r) = &value.secret_key_ref {
         if r.name.is_empty() || r.key.is_empty() {
-            return Err("secretKeyRef needs both name and key".into());
+            return Some("secretKeyRef needs both name and key".into());
         }
         if let Some(secret) = bundle.secret(&r.name) {
             let mut keys: Vec<&str> = secret
@@ -80,7 +80,7 @@ pub(super) fn check_secret_value(bundle: &Bundle, value: &SecretValue) -> Result
             );
             if !keys.contains(&r.key.as_str()) {
                 keys.sort_unstable();
-                return Err(format!(
+                return Some(format!(
                     "Secret \"{}\" has no key \"{}\" (keys: {})",
                     r.name,
                     r.key,
@@ -93,7 +93,7 @@ pub(super) fn check_secret_value(bundle: &Bundle, value: &SecretValue) -> Result
             }
         }
     }
-    Ok(())
+    None
 }
 
 /// Field problems of the connector block, as (path below spec, message).

@@ -88,7 +88,7 @@ pub fn load(files: &[InputFile<'_>]) -> (Bundle, Vec<Problem>) {
                 );
                 continue;
             }
-            if let Err(message) = check_name(&name) {
+            if let Some(message) = name_problem(&name) {
                 problem(
                     Some(resource.clone()),
                     Some("metadata.name".into()),
@@ -135,20 +135,18 @@ pub fn load(files: &[InputFile<'_>]) -> (Bundle, Vec<Problem>) {
 }
 
 /// Kubernetes object names: a DNS-1123 subdomain (lower-case letters, digits, `-`, `.`).
-pub(super) fn check_name(name: &str) -> Result<(), String> {
+pub(super) fn name_problem(name: &str) -> Option<String> {
     let valid = name.len() <= 253
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
+    (!valid).then(|| {
+        format!(
             "\"{name}\" is not a valid name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit)"
-        ))
-    }
+        )
+    })
 }
 
 /// The documents of one file, with their index; a syntax error ends the file.

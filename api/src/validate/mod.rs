@@ -1,7 +1,9 @@
 //! Validation of SynqX documents: pure (no I/O), and reports every problem at once, each
 //! naming the file, resource, step and field it is about.
 //!
-//! `synqx validate`, `synqx run` and the operator's compile step all call [`validate`].
+//! `synqx validate` and `synqx run` call [`validate`] on files; the operator calls
+//! [`validate_objects`] on the objects it reads from the cluster. Both run the same checks
+//! and so print the same messages.
 
 mod connection;
 mod load;
@@ -42,22 +44,26 @@ pub struct Problem {
     pub message: String,
 }
 
+/// `file:line:column: Kind/name: step "s": field: message`; a problem of an object read
+/// from the cluster has no file and starts with its resource.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.file)?;
         if let Some((line, column)) = self.position {
             write!(f, ":{line}:{column}")?;
         }
-        if let Some(resource) = &self.resource {
-            write!(f, ": {resource}")?;
+        let mut separator = if self.file.is_empty() { "" } else { ": " };
+        let parts = [
+            self.resource.clone(),
+            self.step.as_ref().map(|step| format!("step \"{step}\"")),
+            self.field.clone(),
+            Some(self.message.clone()),
+        ];
+        for part in parts.into_iter().flatten() {
+            write!(f, "{separator}{part}")?;
+            separator = ": ";
         }
-        if let Some(step) = &self.step {
-            write!(f, ": step \"{step}\"")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
+        Ok(())
     }
 }
 
@@ -150,7 +156,41 @@ impl Report {
 
 /// Loads, checks and compiles every document of the files.
 pub fn validate(files: &[InputFile<'_>]) -> Report {
-    let (bundle, mut problems) = load(files);
+    let (bundle, problems) = load(files);
+    check(bundle, problems)
+}
+
+/// Checks and compiles objects read from the cluster, with the checks of [`validate`] past
+/// reading YAML (the API server already parsed them, pruned unknown fields and checked
+/// their names). Their problems have no file.
+pub fn validate_objects(connections: &[Connection], pipelines: &[Pipeline]) -> Report {
+    let doc = |index, object| Doc {
+        file: String::new(),
+        index,
+        object,
+    };
+    let bundle = Bundle {
+        connections: connections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| doc(i, c.clone()))
+            .collect(),
+        pipelines: pipelines
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Doc {
+                file: String::new(),
+                index: i,
+                object: p.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    check(bundle, Vec::new())
+}
+
+/// Every check past loading, and the plans of the valid Pipelines.
+fn check(bundle: Bundle, mut problems: Vec<Problem>) -> Report {
     let mut plans = BTreeMap::new();
     connection::check_all(&bundle, &mut problems);
     for doc in &bundle.pipelines {

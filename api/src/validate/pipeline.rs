@@ -91,12 +91,12 @@ pub(super) fn check(
     let spec = &pipeline.spec;
     if let Some(schedule) = &spec.schedule {
         if let Err(e) = parse_cron(&schedule.cron) {
-            c.push(None, Some("spec.schedule.cron".into()), e);
+            c.push(None, Some("spec.schedule.cron".into()), e.to_string());
         }
         if let Some(tz) = &schedule.time_zone
             && let Err(e) = parse_time_zone(tz)
         {
-            c.push(None, Some("spec.schedule.timeZone".into()), e);
+            c.push(None, Some("spec.schedule.timeZone".into()), e.to_string());
         }
         if schedule.starting_deadline_seconds.is_some_and(|s| s < 0) {
             c.push(
@@ -146,7 +146,7 @@ fn retry_problems(retry: &RetryPolicy) -> Vec<(&'static str, String)> {
     if let Some(b) = &retry.backoff {
         for (field, value) in [("backoff.initial", &b.initial), ("backoff.max", &b.max)] {
             if let Some(Err(e)) = value.as_deref().map(parse_duration) {
-                out.push((field, e));
+                out.push((field, e.to_string()));
             }
         }
         if b.factor.is_some_and(|f| !(1.0..=100.0).contains(&f)) {
@@ -169,7 +169,7 @@ fn check_step(c: &mut Checker<'_>, step: &Step) {
         c.step(step, "name", "must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit (it becomes part of Job names)");
     }
     if let Some(Err(e)) = step.timeout.as_deref().map(parse_duration) {
-        c.step(step, "timeout", e);
+        c.step(step, "timeout", e.to_string());
     }
     if let Some(retry) = &step.retry {
         for (field, message) in retry_problems(retry) {
@@ -222,7 +222,7 @@ fn check_sync(c: &mut Checker<'_>, step: &Step, sync: &SyncStep) {
         );
     }
     if let Some(Err(e)) = sync.batch_size.as_deref().map(parse_bytes) {
-        c.step(step, "sync.batchSize", e);
+        c.step(step, "sync.batchSize", e.to_string());
     }
     for (i, t) in sync.transforms.iter().enumerate() {
         for (field, message) in transform_problems(t) {
@@ -302,7 +302,7 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
     }
     for (column, ty) in &source.columns {
         if let Err(e) = LogicalType::parse(ty) {
-            c.step(step, format!("sync.source.columns.{column}"), e);
+            c.step(step, format!("sync.source.columns.{column}"), e.to_string());
         }
     }
     if let Some(comp) = source.compression {
@@ -372,7 +372,7 @@ fn check_destination(
     }
     if let Some(size) = &dest.file_size {
         if let Err(e) = parse_bytes(size) {
-            c.step(step, "sync.destination.fileSize", e);
+            c.step(step, "sync.destination.fileSize", e.to_string());
         } else if !fqn.ends_with('/') {
             c.step(
                 step,
@@ -486,7 +486,7 @@ fn transform_problems(t: &Transform) -> Vec<(String, String)> {
     if let Some(cast) = &t.cast {
         for (col, ty) in cast {
             if let Err(e) = LogicalType::parse(ty) {
-                out.push((format!("cast.{col}"), e));
+                out.push((format!("cast.{col}"), e.to_string()));
             }
         }
     }

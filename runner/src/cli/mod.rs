@@ -61,7 +61,8 @@ enum Command {
         /// Ignore stored watermarks and read everything.
         #[arg(long)]
         full_refresh: bool,
-        /// Steps of one layer running at once (default: the pipeline's parallelism, else 4).
+        /// Steps running at once, replacing the pipeline's parallelism (default: every step
+        /// whose upstream steps succeeded, as on a cluster).
         #[arg(long)]
         parallelism: Option<usize>,
     },

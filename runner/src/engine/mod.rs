@@ -146,7 +146,8 @@ async fn run_sync_inner(
     run: StepRun,
 ) -> Result<StepOutcome> {
     let batch_bytes = match sync.batch_size.as_deref() {
-        Some(text) => synqx_api::duration::parse_bytes(text).map_err(Error::Config)? as usize,
+        Some(text) => synqx_api::duration::parse_bytes(text)
+            .map_err(|e| Error::Config(format!("batchSize: {e}")))? as usize,
         None => DEFAULT_BATCH_BYTES,
     };
     let incremental = sync.source.incremental.as_ref();

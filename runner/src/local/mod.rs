@@ -1,25 +1,28 @@
-//! `synqx run`: the whole DAG in-process, layer by layer, with `onFailure` semantics, retries,
-//! progress bars, a summary, and runs and watermarks kept in the local state database.
+//! `synqx run`: the whole DAG in-process, scheduled exactly as the operator schedules it
+//! (`synqx_api::scheduler`), with progress bars, a summary, and runs and watermarks kept in
+//! the local state database.
 
+mod drive;
 mod progress;
 mod summary;
+#[cfg(test)]
+mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use synqx_api::Connection;
 use synqx_api::dag::Plan;
-use synqx_api::duration::parse_duration;
-use synqx_api::pipeline::{OnFailure, RetryPolicy, Step};
+use synqx_api::pipeline::Step;
+use synqx_api::run::{RunPhase, StepPhase};
+use synqx_api::scheduler::RunPolicy;
 use synqx_api::validate::{Doc, Report};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub use progress::Progress;
-pub use summary::{RunSummary, StepStatus, StepSummary, group, render};
+pub use summary::{RunSummary, StepSummary, group, render};
 
 use crate::connectors::ConnectionRef;
 use crate::engine::{self, Counters, rejects};
@@ -49,7 +52,8 @@ pub struct RunOptions {
     pub steps: Vec<String>,
     /// Ignore stored watermarks: read everything.
     pub full_refresh: bool,
-    /// Steps of one layer running at once (default: the pipeline's `parallelism`, else 4).
+    /// Steps running at once, replacing the pipeline's `parallelism` (default: every step
+    /// whose upstream steps succeeded).
     pub parallelism: Option<usize>,
 }
 
@@ -75,7 +79,9 @@ pub fn new_run_id() -> String {
 }
 
 impl LocalRun<'_> {
-    /// Runs the pipeline's plan layer by layer and records everything in the state database.
+    /// Runs the pipeline's plan with the scheduler the operator uses: each step as soon as
+    /// its upstream steps succeeded, at most `parallelism` at once, retries after their
+    /// backoff, `onFailure` as on a cluster; records everything in the state database.
     pub async fn run(&self) -> Result<RunSummary> {
         let plan = self.report.plans.get(self.pipeline).ok_or_else(|| {
             Error::Config(format!(
@@ -101,152 +107,62 @@ impl LocalRun<'_> {
         self.state
             .start_run(&run_id, self.pipeline, &plan.hash)
             .await?;
-        let run = run_id.as_str();
-        let on_failure = pipeline.spec.on_failure.unwrap_or_default();
-        let parallelism = self
-            .options
-            .parallelism
-            .or(pipeline.spec.parallelism.map(|p| p as usize))
-            .unwrap_or(4)
-            .max(1);
-        let semaphore = Arc::new(Semaphore::new(parallelism));
-        let stopped = Arc::new(AtomicBool::new(false));
-        let mut results: BTreeMap<String, StepSummary> = BTreeMap::new();
-
-        for layer in &plan.layers {
-            let mut tasks = Vec::new();
-            for name in layer {
-                let Some(planned) = plan.step(name) else {
-                    continue;
-                };
-                if !self.options.steps.is_empty() && !self.options.steps.contains(name) {
-                    continue;
-                }
-                let blocked: Vec<&String> = planned
-                    .upstream
-                    .iter()
-                    .filter(|u| {
-                        results
-                            .get(*u)
-                            .is_some_and(|r| r.status != StepStatus::Succeeded)
-                    })
-                    .collect();
-                if let Some(first) = blocked.first() {
-                    results.insert(
-                        name.clone(),
-                        StepSummary::skipped(
-                            name,
-                            format!("upstream step \"{first}\" did not succeed"),
-                        ),
-                    );
-                    continue;
-                }
-                let step = planned.step.clone();
-                let semaphore = semaphore.clone();
-                let stopped = stopped.clone();
-                let retry = step.retry.clone().or_else(|| pipeline.spec.retry.clone());
-                tasks.push(async move {
-                    let _permit = semaphore.acquire().await;
-                    if stopped.load(Ordering::SeqCst) {
-                        return StepSummary::skipped(
-                            &step.name,
-                            "not started: an earlier step failed (onFailure: Stop)".into(),
-                        );
-                    }
-                    let summary = self.run_with_retries(run, &step, retry.as_ref()).await;
-                    if summary.status != StepStatus::Succeeded && on_failure == OnFailure::Stop {
-                        stopped.store(true, Ordering::SeqCst);
-                    }
-                    summary
-                });
-            }
-            for summary in futures::future::join_all(tasks).await {
-                self.state
-                    .record_step(&run_id, self.pipeline, &summary.record())
-                    .await?;
-                results.insert(summary.name.clone(), summary);
-            }
-            if stopped.load(Ordering::SeqCst) || self.cancel.is_cancelled() {
-                // Stop: nothing new starts; the steps not reached are reported as skipped.
-                for name in plan.order() {
-                    let selected = self.options.steps.is_empty()
-                        || self.options.steps.iter().any(|s| s == name);
-                    if selected && !results.contains_key(name) {
-                        let why = if self.cancel.is_cancelled() {
-                            "not started: the run was cancelled"
-                        } else {
-                            "not started: an earlier step failed (onFailure: Stop)"
-                        };
-                        let s = StepSummary::skipped(name, why.into());
-                        self.state
-                            .record_step(&run_id, self.pipeline, &s.record())
-                            .await?;
-                        results.insert(name.to_string(), s);
-                    }
-                }
-                break;
-            }
+        let mut policy = RunPolicy::of(&pipeline.spec);
+        if let Some(parallelism) = self.options.parallelism {
+            policy.parallelism = Some(u32::try_from(parallelism.max(1)).unwrap_or(u32::MAX));
         }
-
-        let steps: Vec<StepSummary> = plan.order().filter_map(|n| results.remove(n)).collect();
-        let status = if self.cancel.is_cancelled() {
-            "Cancelled"
-        } else if steps.iter().all(|s| s.status == StepStatus::Succeeded) {
-            "Succeeded"
-        } else {
-            "Failed"
+        // Steps left out with --step are taken as done, as a resumed run takes the steps that
+        // succeeded in the run it resumes from.
+        let selected = |step: &str| {
+            self.options.steps.is_empty() || self.options.steps.iter().any(|w| w == step)
         };
-        self.state.finish_run(&run_id, status).await?;
+        let left_out: BTreeSet<String> = plan
+            .order()
+            .filter(|s| !selected(s))
+            .map(String::from)
+            .collect();
+        let mut recorder = Recorder {
+            run: self,
+            run_id: &run_id,
+            policy: &policy,
+            failed: None,
+        };
+        let run = run_id.as_str();
+        let driven = drive::drive(
+            plan,
+            &policy,
+            &left_out,
+            &self.cancel,
+            |step, attempt| async move {
+                match plan.step(&step) {
+                    Some(planned) => self.run_step(run, &planned.step, attempt).await,
+                    None => StepSummary::ended(
+                        &step,
+                        StepPhase::Failed,
+                        format!("step \"{step}\" is not in the plan"),
+                        Default::default(),
+                    ),
+                }
+            },
+            &mut recorder,
+        )
+        .await;
+        if let Some(error) = recorder.failed {
+            return Err(error);
+        }
+        let status = if self.cancel.is_cancelled() {
+            RunPhase::Cancelled
+        } else {
+            driven.phase
+        };
+        self.state.finish_run(&run_id, status.as_str()).await?;
         Ok(RunSummary {
             pipeline: self.pipeline.to_string(),
             run_id,
-            status: status.to_string(),
+            status,
             duration: started.elapsed(),
-            steps,
+            steps: driven.steps,
         })
-    }
-
-    async fn run_with_retries(
-        &self,
-        run_id: &str,
-        step: &Step,
-        retry: Option<&RetryPolicy>,
-    ) -> StepSummary {
-        let limit = retry.map_or(0, |r| r.limit);
-        let backoff = retry.and_then(|r| r.backoff.clone()).unwrap_or_default();
-        let mut delay = backoff
-            .initial
-            .as_deref()
-            .and_then(|d| parse_duration(d).ok())
-            .unwrap_or(Duration::from_secs(10));
-        let max = backoff
-            .max
-            .as_deref()
-            .and_then(|d| parse_duration(d).ok())
-            .unwrap_or(Duration::from_secs(300));
-        let factor = backoff.factor.unwrap_or(2.0).max(1.0);
-        let mut attempt = 1;
-        loop {
-            let summary = self.run_step(run_id, step, attempt).await;
-            let retryable =
-                matches!(summary.status, StepStatus::Failed) && !self.cancel.is_cancelled();
-            if !retryable || attempt > limit {
-                return summary;
-            }
-            self.progress.note(&format!(
-                "step \"{}\" failed (attempt {attempt} of {}), retrying in {}: {}",
-                step.name,
-                limit + 1,
-                synqx_api::duration::format_duration(delay),
-                summary.message.as_deref().unwrap_or_default()
-            ));
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.cancel.cancelled() => return summary,
-            }
-            delay = Duration::from_secs_f64((delay.as_secs_f64() * factor).min(max.as_secs_f64()));
-            attempt += 1;
-        }
     }
 
     async fn run_step(&self, run_id: &str, step: &Step, attempt: u32) -> StepSummary {
@@ -259,13 +175,13 @@ impl LocalRun<'_> {
             Ok(outcome) => StepSummary::succeeded(&step.name, outcome),
             Err(Error::Cancelled(message)) => StepSummary::ended(
                 &step.name,
-                StepStatus::Cancelled,
+                StepPhase::Cancelled,
                 message,
                 counters.snapshot(),
             ),
             Err(e) => StepSummary::ended(
                 &step.name,
-                StepStatus::Failed,
+                StepPhase::Failed,
                 e.to_string(),
                 counters.snapshot(),
             ),
@@ -350,5 +266,49 @@ pub fn choose_pipeline<'r>(
                 list()
             ))),
         },
+    }
+}
+
+/// Records each step in the state database as it ends and says when one is retried.
+struct Recorder<'r, 'a> {
+    run: &'r LocalRun<'a>,
+    run_id: &'r str,
+    policy: &'r RunPolicy,
+    /// The first error of the state database; the run returns it at the end.
+    failed: Option<Error>,
+}
+
+impl drive::Observer for Recorder<'_, '_> {
+    async fn ended(&mut self, summary: &StepSummary) {
+        if self.failed.is_some() {
+            return;
+        }
+        let recorded = self
+            .run
+            .state
+            .record_step(self.run_id, self.run.pipeline, &summary.record())
+            .await;
+        if let Err(error) = recorded {
+            self.failed = Some(error);
+        }
+    }
+
+    fn retrying(&mut self, summary: &StepSummary, wait: Duration) {
+        let limit = self
+            .run
+            .report
+            .plans
+            .get(self.run.pipeline)
+            .and_then(|p| p.step(&summary.name))
+            .and_then(|p| self.policy.retry_of(&p.step))
+            .map_or(0, |r| r.limit);
+        self.run.progress.note(&format!(
+            "step \"{}\" failed (attempt {} of {}), retrying in {}: {}",
+            summary.name,
+            summary.attempt,
+            limit.saturating_add(1),
+            synqx_api::duration::format_duration(wait),
+            summary.message.as_deref().unwrap_or_default()
+        ));
     }
 }

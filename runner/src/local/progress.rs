@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::summary::{StepStatus, StepSummary, group};
+use synqx_api::run::StepPhase;
+
+use super::summary::{StepSummary, group};
 use crate::engine::Counters;
 
 /// The progress display of a run.
@@ -75,10 +77,11 @@ impl Progress {
     pub fn finish(&self, step: StepBar, summary: &StepSummary) {
         step.ticker.abort();
         let mark = match summary.status {
-            StepStatus::Succeeded => "done",
-            StepStatus::Failed => "FAILED",
-            StepStatus::Cancelled => "cancelled",
-            StepStatus::Skipped => "skipped",
+            StepPhase::Succeeded => "done",
+            StepPhase::Failed => "FAILED",
+            StepPhase::Cancelled => "cancelled",
+            StepPhase::Skipped => "skipped",
+            StepPhase::Pending | StepPhase::Running | StepPhase::Retrying => "running",
         };
         step.bar.finish_with_message(format!(
             "{mark}: {} rows read, {} written in {}",

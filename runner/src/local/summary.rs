@@ -6,34 +6,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use indicatif::HumanBytes;
 
+use synqx_api::run::{RunPhase, StepPhase};
+
 use crate::engine::{CounterSnapshot, StepOutcome};
 use crate::state::StepRecord;
-
-/// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepStatus {
-    Succeeded,
-    Failed,
-    Cancelled,
-    Skipped,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::Cancelled => "Cancelled",
-            Self::Skipped => "Skipped",
-        }
-    }
-}
 
 /// One step of a run.
 #[derive(Clone, Debug)]
 pub struct StepSummary {
     pub name: String,
-    pub status: StepStatus,
+    pub status: StepPhase,
     pub attempt: u32,
     pub counters: CounterSnapshot,
     pub started_at: Option<DateTime<Utc>>,
@@ -48,7 +30,7 @@ impl StepSummary {
     pub fn succeeded(name: &str, o: StepOutcome) -> Self {
         Self {
             name: name.to_string(),
-            status: StepStatus::Succeeded,
+            status: StepPhase::Succeeded,
             attempt: 1,
             counters: o.counters,
             started_at: None,
@@ -62,7 +44,7 @@ impl StepSummary {
 
     pub fn ended(
         name: &str,
-        status: StepStatus,
+        status: StepPhase,
         message: String,
         counters: CounterSnapshot,
     ) -> Self {
@@ -77,7 +59,7 @@ impl StepSummary {
     pub fn skipped(name: &str, why: String) -> Self {
         Self {
             name: name.to_string(),
-            status: StepStatus::Skipped,
+            status: StepPhase::Skipped,
             attempt: 0,
             counters: CounterSnapshot::default(),
             started_at: None,
@@ -89,7 +71,7 @@ impl StepSummary {
         }
     }
 
-    fn with_status(mut self, status: StepStatus) -> Self {
+    fn with_status(mut self, status: StepPhase) -> Self {
         self.status = status;
         self
     }
@@ -116,14 +98,14 @@ impl StepSummary {
 pub struct RunSummary {
     pub pipeline: String,
     pub run_id: String,
-    pub status: String,
+    pub status: RunPhase,
     pub duration: Duration,
     pub steps: Vec<StepSummary>,
 }
 
 impl RunSummary {
     pub fn succeeded(&self) -> bool {
-        self.status == "Succeeded"
+        self.status == RunPhase::Succeeded
     }
 }
 
@@ -187,7 +169,7 @@ pub fn render(run: &RunSummary) -> String {
         "Pipeline {} run {}: {} in {}\n",
         run.pipeline,
         run.run_id,
-        run.status,
+        run.status.as_str(),
         synqx_api::duration::format_duration(run.duration)
     );
     let line = |cells: &[String]| {
@@ -206,7 +188,7 @@ pub fn render(run: &RunSummary) -> String {
     }
     for s in &run.steps {
         if let Some(m) = &s.message
-            && s.status != StepStatus::Succeeded
+            && s.status != StepPhase::Succeeded
         {
             let _ = writeln!(out, "{} {}: {m}", s.status.as_str().to_lowercase(), s.name);
         }
@@ -238,20 +220,20 @@ mod tests {
     #[test]
     fn the_table_lists_every_step_and_failures() {
         let mut ok = StepSummary::skipped("load", String::new());
-        ok.status = StepStatus::Succeeded;
+        ok.status = StepPhase::Succeeded;
         ok.counters.rows_read = 1500;
         ok.counters.rows_written = 1500;
         ok.watermark_to = Some("2024-01-31".into());
         let failed = StepSummary::ended(
             "export",
-            StepStatus::Failed,
+            StepPhase::Failed,
             "disk full".into(),
             CounterSnapshot::default(),
         );
         let run = RunSummary {
             pipeline: "p".into(),
             run_id: "r".into(),
-            status: "Failed".into(),
+            status: RunPhase::Failed,
             duration: Duration::from_secs(2),
             steps: vec![ok, failed],
         };

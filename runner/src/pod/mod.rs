@@ -1,4 +1,4 @@
-//! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job (DESIGN §4).
+//! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job.
 //!
 //! The runner reads its run, the ControllerRevision that holds the run's plan and the
 //! watermark the operator hands it, executes the step with the engine `synqx run` uses

@@ -1,15 +1,17 @@
 //! The step's own entry of its run's `status.steps`, server-side-applied under a field manager
-//! of its own (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes
-//! counters, the watermark range and the error; phase, attempt, Job name and times belong to
-//! the operator.
+//! of its own (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes the
+//! counters and the watermark range, and nothing else: phase, attempt, Job name, times and
+//! the message (the error, which the operator reads from the termination message) belong to
+//! the operator's run controller. One writer per field.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource};
-use synqx_api::run::{PipelineRun, StepPhase, StepReport, StepStatus};
+use kube::{Api, Client};
+use synqx_api::apply::StatusApply;
+use synqx_api::run::{PipelineRun, PipelineRunStatus, StepReport, StepStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::Attempt;
@@ -65,11 +67,10 @@ pub fn field_manager(step: &str) -> String {
 }
 
 /// The body of the server-side apply: a PipelineRun with only this step's entry.
-pub fn apply_body(entry: &StepStatus) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": PipelineRun::api_version(&()),
-        "kind": PipelineRun::kind(&()),
-        "status": { "steps": [entry] },
+pub fn apply_body(entry: &StepStatus) -> StatusApply<PipelineRunStatus> {
+    StatusApply::of::<PipelineRun>(PipelineRunStatus {
+        steps: vec![entry.clone()],
+        ..Default::default()
     })
 }
 
@@ -86,8 +87,7 @@ pub fn progress_entry(step: &str, counters: CounterSnapshot) -> StepStatus {
     }
 }
 
-/// The entry written at the end: the final counters, the watermark range when known, and the
-/// error when the step failed.
+/// The entry written at the end: the final counters and the watermark range when known.
 pub fn final_entry(report: &StepReport) -> StepStatus {
     StepStatus {
         name: report.step.clone(),
@@ -100,10 +100,6 @@ pub fn final_entry(report: &StepReport) -> StepStatus {
             .watermark
             .clone()
             .filter(|w| w.from.is_some() || w.to.is_some()),
-        message: report
-            .message
-            .clone()
-            .filter(|_| report.phase == StepPhase::Failed),
         ..Default::default()
     }
 }

@@ -60,55 +60,60 @@ impl ClusterLookup {
     }
 }
 
-impl KeyLookup for ClusterLookup {
-    async fn secret(&mut self, name: &str) -> Result<Option<BTreeMap<String, String>>, EnvError> {
-        if let Some(hit) = self.cache.get(&("Secret", name.to_string())) {
+impl ClusterLookup {
+    /// The keys of the object `kind/name`, from the cache or from `get`, which it fills.
+    async fn cached<K>(
+        &mut self,
+        kind: &'static str,
+        name: &str,
+        api: Api<K>,
+        keys: impl FnOnce(K) -> BTreeMap<String, String>,
+    ) -> Result<Option<BTreeMap<String, String>>, EnvError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        if let Some(hit) = self.cache.get(&(kind, name.to_string())) {
             return Ok(hit.clone());
         }
-        let found = self
-            .secrets
+        let found = api
             .get_opt(name)
             .await
             .map_err(|source| EnvError::Api {
-                kind: "Secret",
+                kind,
                 name: name.to_string(),
                 source,
             })?
-            .map(|secret| {
-                let mut keys: BTreeMap<String, String> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
-                keys.extend(secret.string_data.unwrap_or_default());
-                keys
-            });
-        self.cache
-            .insert(("Secret", name.to_string()), found.clone());
+            .map(keys);
+        self.cache.insert((kind, name.to_string()), found.clone());
         Ok(found)
+    }
+}
+
+impl KeyLookup for ClusterLookup {
+    async fn secret(&mut self, name: &str) -> Result<Option<BTreeMap<String, String>>, EnvError> {
+        let api = self.secrets.clone();
+        self.cached("Secret", name, api, |secret: Secret| {
+            let mut keys: BTreeMap<String, String> = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
+            keys.extend(secret.string_data.unwrap_or_default());
+            keys
+        })
+        .await
     }
 
     async fn config_map(
         &mut self,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, EnvError> {
-        if let Some(hit) = self.cache.get(&("ConfigMap", name.to_string())) {
-            return Ok(hit.clone());
-        }
-        let found = self
-            .config_maps
-            .get_opt(name)
-            .await
-            .map_err(|source| EnvError::Api {
-                kind: "ConfigMap",
-                name: name.to_string(),
-                source,
-            })?
-            .map(|cm| cm.data.unwrap_or_default());
-        self.cache
-            .insert(("ConfigMap", name.to_string()), found.clone());
-        Ok(found)
+        let api = self.config_maps.clone();
+        self.cached("ConfigMap", name, api, |cm: ConfigMap| {
+            cm.data.unwrap_or_default()
+        })
+        .await
     }
 }
 

@@ -1,6 +1,6 @@
 use super::*;
-use synqx_api::pipeline::Backoff;
-use synqx_api::validate::{InputFile, validate};
+use crate::pipeline::Backoff;
+use crate::validate::{InputFile, validate};
 
 /// a -> (b, c) -> d, and e on its own.
 fn plan() -> Plan {
@@ -34,7 +34,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
 }
 
 struct Case {
-    jobs: BTreeMap<String, BTreeMap<u32, JobState>>,
+    jobs: BTreeMap<String, BTreeMap<u32, AttemptState>>,
     resumed: BTreeSet<String>,
     on_failure: OnFailure,
     retry: Option<RetryPolicy>,
@@ -56,7 +56,7 @@ impl Case {
         }
     }
 
-    fn job(mut self, step: &str, attempt: u32, state: JobState) -> Self {
+    fn job(mut self, step: &str, attempt: u32, state: AttemptState) -> Self {
         self.jobs
             .entry(step.into())
             .or_default()
@@ -66,27 +66,28 @@ impl Case {
 
     fn decide(&self) -> Decision {
         let plan = plan();
-        let retry = self.retry.clone();
-        let retry_of = move |_: &str| retry.clone();
+        let policy = RunPolicy {
+            on_failure: self.on_failure,
+            parallelism: self.parallelism,
+            retry: self.retry.clone(),
+        };
         decide(&RunFacts {
             plan: &plan,
-            jobs: &self.jobs,
+            attempts: &self.jobs,
             resumed: &self.resumed,
-            on_failure: self.on_failure,
-            retry: &retry_of,
-            parallelism: self.parallelism,
+            policy: &policy,
             cancel: self.cancel,
             now: self.now,
         })
     }
 }
 
-fn ok(at_s: i64) -> JobState {
-    JobState::Succeeded { finished: at(at_s) }
+fn ok(at_s: i64) -> AttemptState {
+    AttemptState::Succeeded { finished: at(at_s) }
 }
 
-fn failed(at_s: i64) -> JobState {
-    JobState::Failed {
+fn failed(at_s: i64) -> AttemptState {
+    AttemptState::Failed {
         finished: at(at_s),
         reason: "exit code 1".into(),
     }
@@ -108,7 +109,7 @@ fn the_first_layer_starts_then_each_step_after_its_upstream() {
 
     let d = Case::new()
         .job("a", 1, ok(1))
-        .job("e", 1, JobState::Active)
+        .job("e", 1, AttemptState::Active)
         .decide();
     assert_eq!(starts(&d), [("b", 1), ("c", 1)]);
 
@@ -117,7 +118,7 @@ fn the_first_layer_starts_then_each_step_after_its_upstream() {
         .job("a", 1, ok(1))
         .job("e", 1, ok(1))
         .job("b", 1, ok(2))
-        .job("c", 1, JobState::Active)
+        .job("c", 1, AttemptState::Active)
         .decide();
     assert!(starts(&d).is_empty());
     assert_eq!(phase(&d, "d"), StepPhase::Pending);
@@ -137,7 +138,9 @@ fn parallelism_caps_how_many_jobs_run_at_once() {
     // Plan order: layer by layer, then by name.
     assert_eq!(starts(&case.decide()), [("e", 1), ("b", 1)]);
     let case = {
-        let mut c = Case::new().job("a", 1, ok(1)).job("e", 1, JobState::Active);
+        let mut c = Case::new()
+            .job("a", 1, ok(1))
+            .job("e", 1, AttemptState::Active);
         c.parallelism = Some(2);
         c
     };
@@ -181,27 +184,10 @@ fn a_failed_attempt_is_retried_after_its_backoff() {
 }
 
 #[test]
-fn backoff_grows_by_factor_up_to_max() {
-    let policy = RetryPolicy {
-        limit: 10,
-        backoff: Some(Backoff {
-            initial: Some("1s".into()),
-            factor: Some(2.0),
-            max: Some("5s".into()),
-        }),
-    };
-    let delays: Vec<u64> = (2..=6)
-        .map(|n| backoff(Some(&policy), n).as_secs())
-        .collect();
-    assert_eq!(delays, [1, 2, 4, 5, 5]);
-    assert_eq!(backoff(None, 2), Duration::from_secs(10));
-}
-
-#[test]
 fn stop_starts_nothing_new_and_lets_running_steps_finish() {
     let d = Case::new()
         .job("a", 1, failed(1))
-        .job("e", 1, JobState::Active)
+        .job("e", 1, AttemptState::Active)
         .decide();
     assert_eq!(phase(&d, "a"), StepPhase::Failed);
     assert_eq!(phase(&d, "e"), StepPhase::Running);
@@ -239,8 +225,8 @@ fn continue_finishes_every_branch_that_does_not_depend_on_the_failure() {
 fn cancel_stops_active_jobs_and_ends_the_run() {
     let mut case = Case::new()
         .job("a", 1, ok(1))
-        .job("b", 1, JobState::Active)
-        .job("e", 1, JobState::Active);
+        .job("b", 1, AttemptState::Active)
+        .job("e", 1, AttemptState::Active);
     case.cancel = true;
     let d = case.decide();
     assert_eq!(d.stop, ["b", "e"]);
@@ -261,4 +247,133 @@ fn resume_from_skips_what_succeeded_and_runs_the_rest() {
     let mut case = case.job("c", 1, ok(1)).job("d", 1, ok(2));
     case.resumed = ["a", "b", "e"].iter().map(|s| s.to_string()).collect();
     assert_eq!(case.decide().phase, RunPhase::Succeeded);
+}
+
+#[test]
+fn a_steps_own_retry_policy_replaces_the_pipelines() {
+    let mut case = Case::new().job("a", 1, failed(0));
+    case.retry = Some(RetryPolicy {
+        limit: 0,
+        backoff: None,
+    });
+    // The pipeline allows no retry: a fails at once.
+    assert_eq!(phase(&case.decide(), "a"), StepPhase::Failed);
+    let mut plan = plan();
+    if let Some(step) = plan.steps.iter_mut().find(|s| s.step.name == "a") {
+        step.step.retry = Some(RetryPolicy {
+            limit: 1,
+            backoff: None,
+        });
+    }
+    let policy = RunPolicy {
+        retry: case.retry.clone(),
+        ..Default::default()
+    };
+    let d = decide(&RunFacts {
+        plan: &plan,
+        attempts: &case.jobs,
+        resumed: &case.resumed,
+        policy: &policy,
+        cancel: false,
+        now: at(10),
+    });
+    assert_eq!(phase(&d, "a"), StepPhase::Retrying);
+    assert_eq!(starts(&d), [("a", 2), ("e", 1)]);
+}
+
+#[test]
+fn a_cancelled_attempt_ends_its_step_cancelled_and_blocks_what_follows() {
+    let mut case = Case::new().job("a", 1, AttemptState::Cancelled { finished: at(1) });
+    case.on_failure = OnFailure::Continue;
+    let d = case.decide();
+    assert_eq!(phase(&d, "a"), StepPhase::Cancelled);
+    assert_eq!(phase(&d, "b"), StepPhase::Skipped);
+    assert_eq!(starts(&d), [("e", 1)]);
+}
+
+#[test]
+fn progress_counts_steps_that_ended() {
+    let d = Case::new()
+        .job("a", 1, ok(1))
+        .job("e", 1, failed(1))
+        .decide();
+    // a succeeded, e failed, b, c and d are skipped by Stop.
+    assert_eq!(d.done(), 5);
+    assert_eq!(d.failed(), ["e"]);
+}
+
+/// The shared scenarios, played by the scheduler alone with an ideal clock: the reference
+/// the drivers of `synqx run` and the operator are held to in their own tests.
+#[test]
+fn every_shared_scenario_plays_out_as_expected() {
+    for scenario in scenarios::all() {
+        let trace = play(&scenario);
+        assert_eq!(
+            trace,
+            scenarios::Trace::expected(&scenario),
+            "{}",
+            scenario.name
+        );
+    }
+}
+
+fn play(scenario: &scenarios::Scenario) -> scenarios::Trace {
+    let plan = scenario.plan().expect("the scenario compiles");
+    let policy = scenario.policy();
+    let resumed = BTreeSet::new();
+    let mut attempts = Attempts::new();
+    let mut ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let mut trace = scenarios::Trace::default();
+    let mut now = 0u64;
+    for _ in 0..1000 {
+        // Attempts due to end now end first.
+        for ((step, attempt), end) in &ends {
+            if *end == now {
+                let (_, ok) = scenario.outcome(step, *attempt);
+                let finished = at(now as i64);
+                let state = if ok {
+                    AttemptState::Succeeded { finished }
+                } else {
+                    AttemptState::Failed {
+                        finished,
+                        reason: scenarios::SCRIPTED_FAILURE.into(),
+                    }
+                };
+                attempts
+                    .entry(step.clone())
+                    .or_default()
+                    .insert(*attempt, state);
+            }
+        }
+        let d = decide(&RunFacts {
+            plan: &plan,
+            attempts: &attempts,
+            resumed: &resumed,
+            policy: &policy,
+            cancel: false,
+            now: at(now as i64),
+        });
+        for (step, attempt) in &d.start {
+            let (seconds, _) = scenario.outcome(step, *attempt);
+            attempts
+                .entry(step.clone())
+                .or_default()
+                .insert(*attempt, AttemptState::Active);
+            ends.insert((step.clone(), *attempt), now + seconds);
+            trace.starts.push((step.clone(), *attempt, now));
+        }
+        if d.phase.is_finished() {
+            trace.ends = d
+                .steps
+                .iter()
+                .map(|(n, s)| (n.clone(), s.phase, s.attempt))
+                .collect();
+            trace.phase = d.phase;
+            trace.sort();
+            return trace;
+        }
+        now = scenarios::next_moment(now, ends.values().copied(), d.wake_in)
+            .unwrap_or_else(|| panic!("{}: stuck at {now}s: {d:?}", scenario.name));
+    }
+    panic!("{}: did not finish", scenario.name)
 }

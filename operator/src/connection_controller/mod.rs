@@ -6,37 +6,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, Pod, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
 };
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use synqx_api::Connection;
+use synqx_api::apply::StatusApply;
 use synqx_api::connection::CheckReport;
 use synqx_api::secret::{check_sealed_format, secret_env_name};
 
-use crate::context::{Context, Error, Result, Settings, now_rfc3339};
-use crate::job::{DEFAULT_SERVICE_ACCOUNT, hardened_container, hardened_pod};
-use crate::names;
-use crate::pipeline_controller::condition;
-use crate::step_pod;
+use crate::condition::{ConditionType, Reason, find};
+use crate::context::{Operator, Settings};
+use crate::error::{Error, Result, is_conflict};
+use crate::job::{DEFAULT_SERVICE_ACCOUNT, end_of, hardened_container, hardened_pod};
+use crate::{names, step_pod, termination};
+use status::{Verdict, connection_status, says};
+
+mod status;
 
 const CONTROLLER: &str = "connection";
+/// The field manager of everything the Connection controller writes in a Connection's status.
+pub const FIELD_MANAGER: &str = "synqx-connection-controller";
 pub const LABEL_CONNECTION: &str = "synqx.io/connection";
-/// The reason while a referenced Secret or key is missing.
-const SECRET_NOT_FOUND: &str = "SecretNotFound";
 /// A check that takes longer than this is reported `Unreachable`.
 const CHECK_DEADLINE_SECONDS: i64 = 60;
 
-pub async fn reconcile(connection: Arc<Connection>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(connection: Arc<Connection>, ctx: Arc<Operator>) -> Result<Action> {
     ctx.reconciled(CONTROLLER, reconcile_inner(&connection, &ctx))
         .await
 }
 
-pub fn error_policy(connection: Arc<Connection>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(connection: Arc<Connection>, error: &Error, ctx: Arc<Operator>) -> Action {
     ctx.retry_after(
         CONTROLLER,
         &connection.name_any(),
@@ -50,7 +54,7 @@ pub fn check_job_name(connection: &str, generation: i64) -> String {
     names::fit(&format!("{connection}-check-{generation}"))
 }
 
-async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Action> {
     let namespace = connection.namespace().unwrap_or_default();
     let name = connection.name_any();
     let generation = connection.metadata.generation.unwrap_or(0);
@@ -72,17 +76,16 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
         view.set(false, reason, &problem, false).await?;
         return Ok(match reason {
             // A Secret created later fixes it: look again, Secrets are not watched.
-            SECRET_NOT_FOUND => Action::requeue(Duration::from_secs(30)),
+            Reason::SecretNotFound => Action::requeue(Duration::from_secs(30)),
             // Only a new spec fixes the others.
             _ => Action::await_change(),
         });
     }
     // A verdict for this generation, from its check Job or a spec that cannot be checked.
     let checked = status.observed_generation == Some(generation)
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.r#type == "Ready" && c.reason != "Checking" && c.reason != SECRET_NOT_FOUND);
+        && find(&status.conditions, ConditionType::Ready).is_some_and(|c| {
+            c.reason != Reason::Checking.as_str() && c.reason != Reason::SecretNotFound.as_str()
+        });
     if checked {
         return Ok(Action::await_change());
     }
@@ -93,23 +96,14 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
         let job = check_job(connection, &job_name, &ctx.settings);
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error.into()),
         }
         let message = format!("check Job {job_name} started");
-        view.set(false, "Checking", &message, false).await?;
+        view.set(false, Reason::Checking, &message, false).await?;
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
-    let ended = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-                .cloned()
-        });
-    let Some(ended) = ended else {
+    let Some(ended) = end_of(&job) else {
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
     let report = report_of(ctx, &namespace, &job_name)
@@ -117,17 +111,19 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
         .unwrap_or_else(|| CheckReport {
             ready: false,
             reason: if ended.reason.as_deref() == Some("DeadlineExceeded") {
-                "Unreachable"
+                Reason::Unreachable
             } else {
-                "CheckFailed"
+                Reason::CheckFailed
             }
+            .as_str()
             .into(),
             message: format!(
                 "the check Job {job_name} ended without a report: {}",
                 ended.message.clone().unwrap_or_default()
             ),
         });
-    view.set(report.ready, &report.reason, &report.message, true)
+    let reason = Reason::of_check(&report.reason);
+    view.set(report.ready, reason, &report.message, true)
         .await?;
     Ok(Action::await_change())
 }
@@ -135,12 +131,12 @@ async fn reconcile_inner(connection: &Connection, ctx: &Context) -> Result<Actio
 /// Every `secretKeyRef` names an existing Secret and key; every sealed value is well-formed.
 async fn references(
     connection: &Connection,
-    ctx: &Context,
+    ctx: &Operator,
     namespace: &str,
-) -> Result<Result<(), (&'static str, String)>> {
+) -> Result<Result<(), (Reason, String)>> {
     if connection.spec.kind().is_none() {
         return Ok(Err((
-            "Invalid",
+            Reason::Invalid,
             "exactly one connector block must be set".into(),
         )));
     }
@@ -149,14 +145,14 @@ async fn references(
         if let Some(sealed) = &value.sealed
             && let Err(problem) = check_sealed_format(sealed)
         {
-            return Ok(Err(("Invalid", format!("{field}: {problem}"))));
+            return Ok(Err((Reason::Invalid, format!("{field}: {problem}"))));
         }
         let Some(reference) = &value.secret_key_ref else {
             continue;
         };
         let Some(secret) = secrets.get_opt(&reference.name).await? else {
             return Ok(Err((
-                SECRET_NOT_FOUND,
+                Reason::SecretNotFound,
                 format!(
                     "{field}: Secret \"{}\" does not exist in namespace {namespace}; create it or fix secretKeyRef.name",
                     reference.name
@@ -175,7 +171,7 @@ async fn references(
             let mut keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
             keys.sort();
             return Ok(Err((
-                SECRET_NOT_FOUND,
+                Reason::SecretNotFound,
                 format!(
                     "{field}: Secret \"{}\" has no key \"{}\" (keys: {})",
                     reference.name,
@@ -190,7 +186,7 @@ async fn references(
 
 /// A Connection being reconciled, and where its status goes.
 struct View<'a> {
-    ctx: &'a Context,
+    ctx: &'a Operator,
     api: &'a Api<Connection>,
     connection: &'a Connection,
     status: &'a synqx_api::connection::ConnectionStatus,
@@ -200,66 +196,44 @@ struct View<'a> {
 impl View<'_> {
     /// Records the `Ready` condition (and `lastChecked` after a check), with an Event when
     /// the verdict changed.
-    async fn set(&self, ready: bool, reason: &str, message: &str, checked: bool) -> Result<()> {
-        let (connection, status) = (self.connection, self.status);
+    async fn set(&self, ready: bool, reason: Reason, message: &str, checked: bool) -> Result<()> {
+        let connection = self.connection;
         let generation = connection.metadata.generation;
-        let new = condition(
-            &status.conditions,
-            "Ready",
+        let verdict = Verdict {
             ready,
             reason,
             message,
-            generation,
-        );
-        let same = status
-            .conditions
-            .first()
-            .is_some_and(|c| c.reason == new.reason && c.message == new.message)
-            && status.observed_generation == generation;
-        if same {
+            checked,
+        };
+        if says(self.status, generation, &verdict) {
             return Ok(());
         }
-        let mut patch = json!({"status": {"type": self.kind, "conditions": [new], "observedGeneration": generation}});
-        if checked {
-            patch["status"]["lastChecked"] = json!(now_rfc3339());
-        }
+        let status = connection_status(
+            self.status,
+            self.kind.clone(),
+            generation,
+            &verdict,
+            Utc::now(),
+        );
+        let body = StatusApply::of::<Connection>(status);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
         self.api
-            .patch_status(
-                &connection.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch_status(&connection.name_any(), &params, &Patch::Apply(&body))
             .await?;
-        if reason != "Checking" {
+        if reason != Reason::Checking {
+            let note = message.to_string();
             self.ctx
-                .event(
-                    &connection.object_ref(&()),
-                    !ready,
-                    reason,
-                    message.to_string(),
-                )
+                .event(&connection.object_ref(&()), !ready, reason.as_str(), note)
                 .await;
         }
         Ok(())
     }
 }
 
-async fn report_of(ctx: &Context, namespace: &str, job: &str) -> Result<Option<CheckReport>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await?;
-    Ok(list.items.iter().find_map(|pod| {
-        pod.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find_map(|c| {
-                let message = c.state.as_ref()?.terminated.as_ref()?.message.clone()?;
-                serde_json::from_str::<CheckReport>(&message).ok()
-            })
-    }))
+/// The report the check pod left as its termination message, if it left one.
+async fn report_of(ctx: &Operator, namespace: &str, job: &str) -> Result<Option<CheckReport>> {
+    let ended = termination::of_job(ctx, namespace, job).await?;
+    Ok(ended.and_then(|t| serde_json::from_str::<CheckReport>(&t.message).ok()))
 }
 
 fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {

@@ -1,0 +1,191 @@
+//! The Pipeline controller. One pass reads in order:
+//! - observe: the Pipeline, the namespace's Connections and the Pipeline's runs;
+//! - decide (pure): compile with the checks of `synqx validate` ([`compile`]), what the
+//!   schedule and the history limits ask for ([`runs`]), the status that follows
+//!   ([`status`]);
+//! - act: store the plan as a ControllerRevision, prune old ones, create and delete runs;
+//! - report: apply the status under the controller's field manager, Events, metrics.
+
+mod compile;
+pub mod runs;
+mod status;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use synqx_api::apply::StatusApply;
+use synqx_api::pipeline::PipelineStatus;
+use synqx_api::{Connection, Pipeline, PipelineRun};
+
+use crate::condition::{ConditionType, is_true};
+use crate::context::Operator;
+use crate::error::{Error, Result};
+use crate::revision;
+pub use compile::compile;
+use runs::run_ended;
+use status::{Compiled, PipelineInputs, owned, pipeline_status, ready_message};
+
+const CONTROLLER: &str = "pipeline";
+/// The field manager of everything the Pipeline controller writes in a Pipeline's status.
+pub const FIELD_MANAGER: &str = "synqx-pipeline-controller";
+/// How often a valid Pipeline is looked at even when nothing changed (schedules, metrics).
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Operator>) -> Result<Action> {
+    ctx.reconciled(CONTROLLER, reconcile_inner(&pipeline, &ctx))
+        .await
+}
+
+pub fn error_policy(pipeline: Arc<Pipeline>, error: &Error, ctx: Arc<Operator>) -> Action {
+    ctx.retry_after(
+        CONTROLLER,
+        &pipeline.name_any(),
+        error,
+        Duration::from_secs(5),
+    )
+}
+
+async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> {
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let name = pipeline.name_any();
+    let connections: Api<Connection> = Api::namespaced(ctx.client.clone(), &namespace);
+    let connections = connections.list(&ListParams::default()).await?.items;
+
+    let compiled = compile(pipeline, &connections)
+        .and_then(|plan| runner_policy(pipeline, &ctx.settings.pods).map(|()| plan));
+    let plan = match compiled {
+        Ok(plan) => plan,
+        Err(problems) => {
+            let message = problems.join("; ");
+            let status = pipeline_status(&PipelineInputs {
+                pipeline,
+                compiled: Compiled::Invalid { message: &message },
+                connections: &connections,
+                runs: &[],
+                scheduled: None,
+                next_schedule: None,
+                now: Utc::now(),
+            });
+            if report(ctx, pipeline, status).await? {
+                ctx.event(&pipeline.object_ref(&()), true, "Invalid", message)
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = revision::store(&revisions, pipeline, &plan).await?;
+    let runs_api: Api<PipelineRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut runs: Vec<PipelineRun> = runs_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.spec.pipeline_ref.name == name)
+        .collect();
+    let active: Vec<&PipelineRun> = runs.iter().filter(|r| !run_ended(r)).collect();
+    let mut in_use: BTreeSet<String> = active
+        .iter()
+        .filter_map(|r| r.status.as_ref()?.revision.clone())
+        .collect();
+    in_use.insert(current.clone());
+    revision::prune(&revisions, &name, ctx.settings.revision_history, &in_use).await?;
+
+    let scheduled = runs::schedule(pipeline, ctx, &runs_api, &active).await?;
+    runs::delete_old_runs(pipeline, ctx, &runs_api, &mut runs).await?;
+
+    let previous = pipeline.status.clone().unwrap_or_default();
+    let status = pipeline_status(&PipelineInputs {
+        pipeline,
+        compiled: Compiled::Valid {
+            plan: &plan,
+            revision: &current,
+        },
+        connections: &connections,
+        runs: &runs,
+        scheduled: scheduled.handled,
+        next_schedule: scheduled.next,
+        now: Utc::now(),
+    });
+    let connections_ready = status.conditions.get(1).cloned();
+    if report(ctx, pipeline, status).await? {
+        let reference = pipeline.object_ref(&());
+        if !is_true(&previous.conditions, ConditionType::Ready) {
+            ctx.event(&reference, false, "Ready", ready_message(&plan))
+                .await;
+        }
+        if let Some(c) = connections_ready.filter(|c| c.status == "False")
+            && previous.conditions.get(1).map(|o| &o.message) != Some(&c.message)
+        {
+            ctx.event(&reference, true, "ConnectionsNotReady", c.message)
+                .await;
+        }
+    }
+    if let Err(problem) = crate::cache_metrics::stale_after(pipeline) {
+        let reference = pipeline.object_ref(&());
+        ctx.event(&reference, true, "InvalidAnnotation", problem)
+            .await;
+    }
+
+    let wake = scheduled
+        .next
+        .map(|t| (t - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200))
+        .map_or(RESYNC, |w| w.min(RESYNC));
+    Ok(Action::requeue(wake))
+}
+
+/// What this operator allows in `spec.runner` besides what `synqx validate` checks:
+/// `hostPath` volumes only with `--allow-host-path`.
+fn runner_policy(
+    pipeline: &Pipeline,
+    pods: &crate::step_pod::PodDefaults,
+) -> std::result::Result<(), Vec<String>> {
+    let Some(runner) = pipeline
+        .spec
+        .runner
+        .as_ref()
+        .filter(|_| !pods.allow_host_path)
+    else {
+        return Ok(());
+    };
+    let problems: Vec<String> = synqx_api::runner::host_path_problems(runner)
+        .into_iter()
+        .map(|(field, message)| {
+            format!(
+                "Pipeline/{}: spec.runner.{field}: {message}",
+                pipeline.name_any()
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Applies the status when it differs from what the controller wrote before; returns
+/// whether it did.
+async fn report(ctx: &Operator, pipeline: &Pipeline, status: PipelineStatus) -> Result<bool> {
+    let previous = pipeline.status.as_ref().map(owned).unwrap_or_default();
+    if previous == status {
+        return Ok(false);
+    }
+    let pipelines: Api<Pipeline> = Api::namespaced(
+        ctx.client.clone(),
+        &pipeline.namespace().unwrap_or_default(),
+    );
+    let body = StatusApply::of::<Pipeline>(status);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    pipelines
+        .patch_status(&pipeline.name_any(), &params, &Patch::Apply(&body))
+        .await?;
+    Ok(true)
+}

@@ -1,0 +1,99 @@
+//! Act: what the decision asks of the cluster — commit the watermarks of steps that just
+//! succeeded, delete the Jobs of a cancelled run, create the Jobs of attempts that start.
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use synqx_api::PipelineRun;
+use synqx_api::scheduler::Decision;
+
+use super::observe::Observation;
+use super::status::{Created, newly_succeeded};
+use crate::context::Operator;
+use crate::error::{Result, is_conflict, is_not_found};
+use crate::job::StepJob;
+use crate::watermark;
+
+/// Steps that just succeeded commit their watermark before anything reports them done.
+pub async fn commit_watermarks(
+    ctx: &Operator,
+    run: &PipelineRun,
+    observation: &Observation,
+    decision: &Decision,
+) -> Result<()> {
+    let previous = run.status.clone().unwrap_or_default();
+    for (step, attempt) in newly_succeeded(&previous, decision, &observation.jobs) {
+        let key = (step.to_string(), attempt);
+        let (Some(report), Some(job)) = (
+            observation.jobs.reports.get(&key),
+            observation.jobs.names.get(&key),
+        ) else {
+            continue;
+        };
+        let commit = watermark::Committed {
+            run: &run.name_any(),
+            step,
+            job,
+            report,
+        };
+        watermark::commit(ctx, &observation.pipeline, &commit).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the Jobs the decision stops and creates the ones it starts; returns the attempts
+/// created (a Job that exists already, from before a restart, counts as created).
+pub async fn stop_and_start(
+    ctx: &Operator,
+    run: &PipelineRun,
+    observation: &Observation,
+    decision: &Decision,
+) -> Result<Created> {
+    let namespace = run.namespace().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    for step in &decision.stop {
+        if let Some(job) = observation.jobs.latest_job(step) {
+            match jobs.delete(job, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(error) if is_not_found(&error) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+    let pipeline = &observation.pipeline;
+    let mut created = Created::new();
+    for (step, attempt) in &decision.start {
+        let Some(planned) = observation.plan.step(step) else {
+            continue;
+        };
+        let incremental = planned
+            .step
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.source.incremental.is_some());
+        let watermark = pipeline
+            .status
+            .as_ref()
+            .and_then(|s| s.watermarks.get(step))
+            .filter(|_| incremental)
+            .map(|w| w.value.as_str());
+        let job = StepJob {
+            run,
+            pipeline: &pipeline.spec,
+            plan: &observation.plan,
+            step: &planned.step,
+            attempt: *attempt,
+            watermark,
+            default_image: &ctx.settings.runner_image,
+            pods: &ctx.settings.pods,
+        };
+        match jobs.create(&PostParams::default(), &job.build()).await {
+            Ok(_) => {}
+            // Created before a restart: deterministic names make this the same Job.
+            Err(error) if is_conflict(&error) => {}
+            Err(error) => return Err(error.into()),
+        }
+        created.insert(step.clone(), (*attempt, job.name()));
+    }
+    Ok(created)
+}

@@ -1,0 +1,193 @@
+//! Report: the run's status applied under the run controller's field manager, an Event for
+//! every transition, and the metrics of steps and runs that ended.
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use synqx_api::PipelineRun;
+use synqx_api::apply::StatusApply;
+use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase};
+
+use super::observe::JobStates;
+use super::status::{Transition, transitions};
+use crate::condition::Reason;
+use crate::context::{self, Operator};
+use crate::error::Result;
+
+/// The field manager of everything the run controller writes in a run's status.
+pub const FIELD_MANAGER: &str = "synqx-run-controller";
+
+/// One run being reported on.
+pub struct Reporter<'a> {
+    pub ctx: &'a Operator,
+    pub run: &'a PipelineRun,
+}
+
+impl Reporter<'_> {
+    fn namespace(&self) -> String {
+        self.run.namespace().unwrap_or_default()
+    }
+
+    fn pipeline(&self) -> &str {
+        &self.run.spec.pipeline_ref.name
+    }
+
+    pub async fn apply(&self, status: PipelineRunStatus) -> Result<()> {
+        let runs: Api<PipelineRun> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        let body = StatusApply::of::<PipelineRun>(status);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        runs.patch_status(&self.run.name_any(), &params, &Patch::Apply(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Applies the status of a run that goes on (or ended normally) and tells what moved.
+    pub async fn progress(&self, status: PipelineRunStatus, jobs: &JobStates) -> Result<()> {
+        let previous = self.run.status.clone().unwrap_or_default();
+        let moved = transitions(&previous, &status);
+        let phase = status.phase.unwrap_or_default();
+        let revision = status.revision.clone().unwrap_or_default();
+        self.apply(status).await?;
+        let reference = self.run.object_ref(&());
+        if previous.revision.is_none() {
+            let note = format!("pinned revision {revision}");
+            self.ctx.event(&reference, false, "RunStarted", note).await;
+        }
+        let mut skipped = Vec::new();
+        for transition in moved {
+            self.measure(&transition, jobs);
+            let Transition {
+                step,
+                phase: step_phase,
+                attempt,
+                message,
+                job,
+            } = transition;
+            tracing::info!(
+                namespace = %self.namespace(),
+                run = %self.run.name_any(),
+                step = %step,
+                attempt,
+                phase = step_phase.as_str(),
+                message = message.as_deref().unwrap_or_default(),
+                "step transition"
+            );
+            let Some(job) = job else {
+                // Steps that never got a Job (skipped) are told in one Event below.
+                skipped.push(match message {
+                    Some(m) => format!("{step} ({m})"),
+                    None => step,
+                });
+                continue;
+            };
+            let warning = matches!(step_phase, StepPhase::Failed | StepPhase::Retrying);
+            let reason = format!("Step{}", step_phase.as_str());
+            let note = match message {
+                Some(m) => format!("step {step} attempt {attempt}: {m}"),
+                None => format!("step {step} attempt {attempt}"),
+            };
+            let related = context::reference("batch/v1", "Job", &self.namespace(), &job);
+            self.ctx
+                .event_about(&reference, Some(related), warning, &reason, note)
+                .await;
+        }
+        if !skipped.is_empty() {
+            let note = format!("not run: {}", skipped.join("; "));
+            self.ctx
+                .event(&reference, false, "StepsSkipped", note)
+                .await;
+        }
+        if phase.is_finished() {
+            self.ended(phase).await;
+        }
+        Ok(())
+    }
+
+    /// Applies the status of a run that cannot go on, with an Event saying why.
+    pub async fn ends(
+        &self,
+        status: PipelineRunStatus,
+        reason: Reason,
+        message: &str,
+    ) -> Result<()> {
+        let phase = status.phase.unwrap_or(RunPhase::Failed);
+        self.apply(status).await?;
+        self.ctx
+            .event(
+                &self.run.object_ref(&()),
+                true,
+                reason.as_str(),
+                message.to_string(),
+            )
+            .await;
+        self.count_run(phase);
+        Ok(())
+    }
+
+    /// Applies the status of a run that waits for its Pipeline, once per message.
+    pub async fn waits(&self, status: PipelineRunStatus, message: &str) -> Result<()> {
+        let previous = self.run.status.clone().unwrap_or_default();
+        if previous.conditions == status.conditions && previous.phase == status.phase {
+            return Ok(());
+        }
+        self.apply(status).await?;
+        self.ctx
+            .event(
+                &self.run.object_ref(&()),
+                true,
+                "Waiting",
+                message.to_string(),
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn ended(&self, phase: RunPhase) {
+        let name = self.run.name_any();
+        tracing::info!(namespace = %self.namespace(), run = %name, phase = phase.as_str(), "run ended");
+        let warning = phase != RunPhase::Succeeded;
+        let note = format!("run {name} ended {}", phase.as_str());
+        self.ctx
+            .event(
+                &self.run.object_ref(&()),
+                warning,
+                &format!("Run{}", phase.as_str()),
+                note,
+            )
+            .await;
+        self.count_run(phase);
+    }
+
+    fn count_run(&self, phase: RunPhase) {
+        let started = self
+            .run
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_deref());
+        let metrics = &self.ctx.metrics;
+        metrics.run_ended(&self.namespace(), self.pipeline(), phase, started);
+    }
+
+    /// The duration of an attempt that ended, and the rows and bytes of one that succeeded.
+    fn measure(&self, transition: &Transition, jobs: &JobStates) {
+        if !matches!(
+            transition.phase,
+            StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying
+        ) {
+            return;
+        }
+        let key = (transition.step.clone(), transition.attempt);
+        let namespace = self.namespace();
+        let step = transition.step.as_str();
+        if let (Some(started), Some(finished)) = (jobs.started.get(&key), jobs.finished.get(&key)) {
+            let seconds = (*finished - *started).num_milliseconds().max(0) as f64 / 1000.0;
+            let metrics = &self.ctx.metrics;
+            metrics.step_ended(&namespace, self.pipeline(), step, transition.phase, seconds);
+        }
+        if transition.phase == StepPhase::Succeeded
+            && let Some(report) = jobs.reports.get(&key)
+        {
+            let metrics = &self.ctx.metrics;
+            metrics.step_succeeded(&namespace, self.pipeline(), step, report);
+        }
+    }
+}
