@@ -69,8 +69,9 @@ cargo fmt --all -- --check
 E2E=(--features synqx-e2e/control-plane)
 
 step "lint"
-cargo clippy --workspace --all-targets --locked "${E2E[@]}" -- -D warnings
-cargo clippy -p synqx-e2e --all-targets --features containerd-node --locked -- -D warnings
+# Every feature, so the tests that need servers, the control plane or the containerd node
+# are linted too.
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "control plane"
 # The end-to-end tests run the built binaries as pods, so build them before starting.
@@ -80,7 +81,10 @@ trap 'tests/cluster/down; scripts/services down' EXIT
 tests/cluster/up >/dev/null
 
 step "tests"
-cargo test --workspace --locked "${E2E[@]}"
+# The integration-test features compile the tests that need PostgreSQL, MariaDB and moto, and
+# the control-plane feature the end-to-end tests; the servers were started above, and a test
+# whose server is missing fails.
+cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests
 
 step "tests on a containerd node"
 # The same binaries in real containers: the image from the debug build (scripts/image

@@ -13,7 +13,7 @@ const BIG: i64 = 1_000_000;
 
 /// A source table `{s}.big` of `rows` generated rows.
 async fn big_source(conn: &mut sqlx::PgConnection, s: &str, rows: i64) {
-    pg_exec(
+    postgres::exec(
         conn,
         &format!(
             "CREATE TABLE {s}.big AS SELECT g::bigint AS id, md5(g::text) AS payload \
@@ -25,7 +25,7 @@ async fn big_source(conn: &mut sqlx::PgConnection, s: &str, rows: i64) {
 
 /// Count and a digest of every row of a PostgreSQL table `(id, payload)`.
 async fn pg_checksum(conn: &mut sqlx::PgConnection, table: &str) -> String {
-    pg_text(
+    postgres::text(
         conn,
         &format!(
             "SELECT count(*)::text || ':' || coalesce(md5(string_agg(id::text || '=' || payload, ',' ORDER BY id)), '') FROM {table}"
@@ -100,11 +100,11 @@ fn pg_copy_under_way(pid: u32) -> String {
 #[test]
 fn a_killed_postgres_overwrite_leaves_the_old_table() {
     runtime().block_on(async {
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "kill_over").await;
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "kill_over").await;
         let s = schema.name.clone();
         big_source(&mut conn, &s, BIG).await;
-        pg_exec(
+        postgres::exec(
             &mut conn,
             &format!(
                 "CREATE TABLE {s}.dst (id bigint PRIMARY KEY, payload text); \
@@ -131,19 +131,19 @@ fn a_killed_postgres_overwrite_leaves_the_old_table() {
         let pid = child.id();
         let under_way = pg_copy_under_way(pid);
         wait_for(&mut child, "the COPY into the new table", async || {
-            pg_i64(&mut conn, &under_way).await
+            postgres::int(&mut conn, &under_way).await
         })
         .await;
         child.kill().unwrap_or_else(|e| panic!("{e}"));
         let _ = child.wait();
         let sessions = pg_sessions_of(pid);
         wait_until_gone("the killed run", async || {
-            pg_i64(&mut conn, &sessions).await
+            postgres::int(&mut conn, &sessions).await
         })
         .await;
 
         assert_eq!(pg_checksum(&mut conn, &format!("{s}.dst")).await, before);
-        let leftovers = pg_i64(
+        let leftovers = postgres::int(
             &mut conn,
             &format!(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -160,13 +160,13 @@ fn a_killed_postgres_overwrite_leaves_the_old_table() {
 #[test]
 fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
     runtime().block_on(async {
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "kill_upsert").await;
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "kill_upsert").await;
         let s = schema.name.clone();
         big_source(&mut conn, &s, BIG).await;
         // Rows the load replaces (1–1000) and six it must leave alone (-5–0).
         for table in ["dst", "reference"] {
-            pg_exec(
+            postgres::exec(
                 &mut conn,
                 &format!(
                     "CREATE TABLE {s}.{table} (id bigint PRIMARY KEY, payload text); \
@@ -207,18 +207,18 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
         let pid = child.id();
         let under_way = pg_copy_under_way(pid);
         wait_for(&mut child, "the COPY into the staging table", async || {
-            pg_i64(&mut conn, &under_way).await
+            postgres::int(&mut conn, &under_way).await
         })
         .await;
         child.kill().unwrap_or_else(|e| panic!("{e}"));
         let _ = child.wait();
         let sessions = pg_sessions_of(pid);
         wait_until_gone("the killed run", async || {
-            pg_i64(&mut conn, &sessions).await
+            postgres::int(&mut conn, &sessions).await
         })
         .await;
         assert_eq!(
-            pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+            postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
             1006,
             "the killed upsert changed the table"
         );
@@ -233,13 +233,13 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
                 "SELECT count(*) FROM (SELECT * FROM {s}.{a} EXCEPT ALL SELECT * FROM {s}.{b}) x"
             );
             assert_eq!(
-                pg_i64(&mut conn, &sql).await,
+                postgres::int(&mut conn, &sql).await,
                 0,
                 "rows of {a} missing in {b}"
             );
         }
         assert_eq!(
-            pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+            postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
             BIG + 6,
             "the source's rows plus the six it does not touch"
         );
@@ -252,19 +252,19 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
 #[test]
 fn a_killed_mariadb_overwrite_leaves_the_old_table() {
     runtime().block_on(async {
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "kill_maria").await;
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "kill_maria").await;
         let s = schema.name.clone();
         big_source(&mut conn, &s, BIG / 5).await;
-        let mut admin = my(None).await;
-        let db = MyDatabase::new(&mut admin, "kill_maria").await;
+        let mut admin = mysql::connect(None).await;
+        let db = mysql::Database::new("kill_maria").await;
         let m = db.name.clone();
-        my_exec(
+        mysql::exec(
             &mut admin,
             &format!("CREATE TABLE {m}.dst (id bigint PRIMARY KEY, payload text)"),
         )
         .await;
-        my_exec(
+        mysql::exec(
             &mut admin,
             &format!("INSERT INTO {m}.dst SELECT seq, CONCAT('old ', seq) FROM seq_1_to_1000"),
         )
@@ -310,7 +310,7 @@ fn a_killed_mariadb_overwrite_leaves_the_old_table() {
         wait_until_gone("the killed run", async || my_count(&mut admin, &sessions).await).await;
 
         assert_eq!(my_text(&mut admin, &checksum).await, before);
-        let leftovers = my_rows(
+        let leftovers = mysql::rows(
             &mut admin,
             &format!(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = '{m}' \

@@ -64,19 +64,19 @@ newline', 'üüüüüüüüüüüüüüüüüüüü', 'ab', true, '5874897-12-31
 #[test]
 fn postgres_types_round_trip_through_parquet() {
     runtime().block_on(async {
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "rt_parquet").await;
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "rt_parquet").await;
         let s = &schema.name;
         let defs: Vec<String> = PG_COLUMNS
             .iter()
             .map(|(n, t, _)| format!("{n} {t}"))
             .collect();
-        pg_exec(
+        postgres::exec(
             &mut conn,
             &format!("CREATE TABLE {s}.src ({})", defs.join(", ")),
         )
         .await;
-        pg_exec(&mut conn, &format!("INSERT INTO {s}.src VALUES {PG_ROWS}")).await;
+        postgres::exec(&mut conn, &format!("INSERT INTO {s}.src VALUES {PG_ROWS}")).await;
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
@@ -142,7 +142,7 @@ spec:
             .filter(|c| c.0 != "c_interval")
             .collect();
         for (table, columns) in [("dst", via_parquet), ("direct", PG_COLUMNS.iter().collect())] {
-            let types = pg_rows(
+            let types = postgres::rows(
                 &mut conn,
                 &format!(
                     "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
@@ -173,7 +173,7 @@ spec:
                     .join(", ")
             };
             assert_eq!(
-                pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.{table}")).await,
+                postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.{table}")).await,
                 4
             );
             for (a, b) in [("src", table), (table, "src")] {
@@ -182,11 +182,11 @@ spec:
                     list(a),
                     list(b),
                 );
-                assert_eq!(pg_i64(&mut conn, &sql).await, 0, "rows of {a} missing in {b}");
+                assert_eq!(postgres::int(&mut conn, &sql).await, 0, "rows of {a} missing in {b}");
             }
             // The padding is really kept, not re-added by the cast above.
             assert_eq!(
-                pg_text(&mut conn, &format!("SELECT c_char FROM {s}.{table} WHERE id = 3")).await,
+                postgres::text(&mut conn, &format!("SELECT c_char FROM {s}.{table} WHERE id = 3")).await,
                 Some("ab ".into())
             );
         }
@@ -405,24 +405,23 @@ fn same_value(how: Becomes, expected: &Option<String>, actual: &Option<String>) 
 #[test]
 fn mariadb_types_arrive_in_postgres() {
     runtime().block_on(async {
-        let mut admin = my(None).await;
-        let db = MyDatabase::new(&mut admin, "rt_maria").await;
-        let mut mc = my(Some(&db.name)).await;
-        my_exec(&mut mc, "SET time_zone = '+00:00'").await;
+        let db = mysql::Database::new("rt_maria").await;
+        let mut mc = mysql::connect(Some(&db.name)).await;
+        mysql::exec(&mut mc, "SET time_zone = '+00:00'").await;
         let defs: Vec<String> = MY_COLUMNS
             .iter()
             .map(|(n, t, ..)| format!("{n} {t}"))
             .collect();
-        my_exec(
+        mysql::exec(
             &mut mc,
             &format!("CREATE TABLE src (id int PRIMARY KEY, {})", defs.join(", ")),
         )
         .await;
-        my_exec(&mut mc, &format!("INSERT INTO src VALUES {MY_ROWS}")).await;
+        mysql::exec(&mut mc, &format!("INSERT INTO src VALUES {MY_ROWS}")).await;
 
-        let mut conn = pg().await;
-        pg_exec(&mut conn, "SET TIME ZONE 'UTC'").await;
-        let schema = PgSchema::new(&mut conn, "rt_maria").await;
+        let mut conn = postgres::connect().await;
+        postgres::exec(&mut conn, "SET TIME ZONE 'UTC'").await;
+        let schema = postgres::Schema::new(&mut conn, "rt_maria").await;
         let s = &schema.name;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
@@ -444,7 +443,7 @@ spec:
         );
         run_ok(d, &[]);
 
-        let types = pg_rows(
+        let types = postgres::rows(
             &mut conn,
             &format!(
                 "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
@@ -458,7 +457,7 @@ spec:
             .collect();
         assert_eq!(types, expected, "column types of the table created in PostgreSQL");
 
-        let mysql_side = my_rows(
+        let mysql_side = mysql::rows(
             &mut mc,
             &format!(
                 "SELECT {} FROM src ORDER BY id",
@@ -470,7 +469,7 @@ spec:
             ),
         )
         .await;
-        let pg_side = pg_rows(
+        let pg_side = postgres::rows(
             &mut conn,
             &format!(
                 "SELECT {} FROM {s}.dst ORDER BY id",
@@ -501,7 +500,7 @@ spec:
         assert!(wrong.is_empty(), "values that changed:\n{}", wrong.join("\n"));
         // Anchors the comparison above cannot vouch for on its own: the extremes really are
         // there, and a zero date really is NULL.
-        let anchors = pg_rows(
+        let anchors = postgres::rows(
             &mut conn,
             &format!(
                 "SELECT c_ubig::text, c_big::text, c_bits::text, c_date::text, c_bool::text, \
@@ -534,7 +533,7 @@ spec:
 
         // MariaDB text may hold NUL, PostgreSQL text cannot: the run fails naming the column
         // and row, and the overwrite leaves the table as it was.
-        my_exec(&mut mc, "INSERT INTO src (id, c_text) VALUES (5, 'a\\0b')").await;
+        mysql::exec(&mut mc, "INSERT INTO src (id, c_text) VALUES (5, 'a\\0b')").await;
         let out = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
         let t = text(&out);
         assert!(!out.status.success(), "{t}");
@@ -542,7 +541,7 @@ spec:
             t.contains("row 5, column \"c_text\"") && t.contains("NUL character"),
             "{t}"
         );
-        assert_eq!(pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 4);
+        assert_eq!(postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 4);
         drop(schema);
         drop(db);
     });
@@ -568,8 +567,8 @@ async fn insert_source(
         .collect();
     let sql = format!("INSERT INTO {table} VALUES {}", values.join(", "));
     match (origin, my_conn) {
-        (Origin::Mariadb, Some(c)) => my_exec(c, &sql).await,
-        _ => pg_exec(pg_conn, &sql).await,
+        (Origin::Mariadb, Some(c)) => mysql::exec(c, &sql).await,
+        _ => postgres::exec(pg_conn, &sql).await,
     }
 }
 
@@ -583,16 +582,16 @@ async fn insert_source(
 /// late rows arrive too and nothing is doubled.
 fn incremental_with_concurrent_inserts(origin: Origin, lookback: bool) {
     runtime().block_on(async {
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "incr").await;
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "incr").await;
         let s = schema.name.clone();
-        let mut admin = my(None).await;
+        let mut admin = mysql::connect(None).await;
         let db = match origin {
-            Origin::Mariadb => Some(MyDatabase::new(&mut admin, "incr").await),
+            Origin::Mariadb => Some(mysql::Database::new("incr").await),
             Origin::Postgres => None,
         };
         let mut mc = match &db {
-            Some(db) => Some(my(Some(&db.name)).await),
+            Some(db) => Some(mysql::connect(Some(&db.name)).await),
             None => None,
         };
         let (src, ctl, query, connection) = match origin {
@@ -618,8 +617,8 @@ fn incremental_with_concurrent_inserts(origin: Origin, lookback: bool) {
             format!("INSERT INTO {ctl} VALUES (0)"),
         ] {
             match mc.as_mut() {
-                Some(c) => my_exec(c, &sql).await,
-                None => pg_exec(&mut conn, &sql).await,
+                Some(c) => mysql::exec(c, &sql).await,
+                None => postgres::exec(&mut conn, &sql).await,
             }
         }
         let pairs = |ids: std::ops::RangeInclusive<i64>| -> Vec<(i64, i64)> {
@@ -666,14 +665,14 @@ spec:
         };
 
         run_ok(d, &[]);
-        assert_eq!(pg_text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=20, &[]), "after run 1");
+        assert_eq!(postgres::text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=20, &[]), "after run 1");
         assert_eq!(watermark(d, "incr", "load").as_deref(), Some("10"));
 
         insert_source(origin, &mut conn, mc.as_mut(), &src, &pairs(21..=40)).await;
         let slow = format!("UPDATE {ctl} SET secs = 0.1");
         match mc.as_mut() {
-            Some(c) => my_exec(c, &slow).await,
-            None => pg_exec(&mut conn, &slow).await,
+            Some(c) => mysql::exec(c, &slow).await,
+            None => postgres::exec(&mut conn, &slow).await,
         }
         let mut run2 = spawn_synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
         // The source is inside its statement once a row's sleep shows on the server: its
@@ -690,7 +689,7 @@ spec:
         let started = std::time::Instant::now();
         loop {
             let n = match origin {
-                Origin::Postgres => pg_i64(&mut conn, &sleeping).await,
+                Origin::Postgres => postgres::int(&mut conn, &sleeping).await,
                 Origin::Mariadb => {
                     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sleeping.clone()))
                         .fetch_one(&mut admin)
@@ -724,13 +723,13 @@ spec:
         );
         let out = run2.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
         assert!(out.status.success(), "run 2 failed:\n{}", text(&out));
-        assert_eq!(pg_text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=40, &[]), "after run 2");
+        assert_eq!(postgres::text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=40, &[]), "after run 2");
         assert_eq!(watermark(d, "incr", "load").as_deref(), Some("20"));
 
         let fast = format!("UPDATE {ctl} SET secs = 0");
         match mc.as_mut() {
-            Some(c) => my_exec(c, &fast).await,
-            None => pg_exec(&mut conn, &fast).await,
+            Some(c) => mysql::exec(c, &fast).await,
+            None => postgres::exec(&mut conn, &fast).await,
         }
         run_ok(d, &[]);
         let after3 = if lookback {
@@ -738,9 +737,9 @@ spec:
         } else {
             list(1..=40, &[43, 44])
         };
-        assert_eq!(pg_text(&mut conn, &ids_sql).await.unwrap_or_default(), after3, "after run 3");
+        assert_eq!(postgres::text(&mut conn, &ids_sql).await.unwrap_or_default(), after3, "after run 3");
         assert_eq!(
-            pg_i64(
+            postgres::int(
                 &mut conn,
                 &format!("SELECT count(*) - count(DISTINCT id) FROM {s}.dst")
             )

@@ -5,8 +5,10 @@
 use kube::Api;
 use synqx_api::Pipeline;
 use synqx_api::run::RunPhase;
-use synqx_e2e::databases::{mariadb, mysql, postgres, psql};
 use synqx_e2e::runs::{apply, connection, finished, folder, setup, start_run, step};
+use synqx_testkit::mysql::mariadb;
+use synqx_testkit::postgres::psql;
+use synqx_testkit::servers::{mysql, postgres};
 
 fn insert_orders(schema: &str, ids: std::ops::RangeInclusive<u32>) {
     let rows: Vec<String> = ids

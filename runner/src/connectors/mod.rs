@@ -12,12 +12,10 @@ mod sql_config;
 mod sql_names;
 mod sql_sink;
 pub mod sql_step;
-#[cfg(test)]
-mod sql_test_support;
 pub mod sqlite;
 pub mod sqlserver;
 #[cfg(test)]
-pub mod test_servers;
+pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

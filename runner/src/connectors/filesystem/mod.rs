@@ -73,8 +73,4 @@ impl Sink for FilesystemSink {
 }
 
 #[cfg(test)]
-mod read_tests;
-#[cfg(test)]
-mod test_support;
-#[cfg(test)]
-mod write_tests;
+mod tests;

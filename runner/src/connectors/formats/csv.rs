@@ -497,5 +497,4 @@ impl FileWriter for CsvWriter {
 }
 
 #[cfg(test)]
-#[path = "csv_tests.rs"]
 mod tests;

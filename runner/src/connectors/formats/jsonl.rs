@@ -542,5 +542,4 @@ impl FileWriter for JsonlWriter {
 }
 
 #[cfg(test)]
-#[path = "jsonl_tests.rs"]
 mod tests;

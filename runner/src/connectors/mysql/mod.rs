@@ -54,15 +54,7 @@ pub mod sql;
 mod types;
 
 #[cfg(test)]
-mod tests_errors;
-#[cfg(test)]
-mod tests_sink;
-#[cfg(test)]
-mod tests_source;
-#[cfg(test)]
-mod tests_support;
-#[cfg(test)]
-mod tests_types;
+mod tests;
 
 pub use check::check;
 
@@ -159,21 +151,4 @@ fn work_table(table: &str, role: &str) -> String {
         base.pop();
     }
     format!("{base}{suffix}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::work_table;
-
-    #[test]
-    fn work_tables_fit_mysql_identifiers_and_differ() {
-        let long = "t".repeat(64);
-        let a = work_table(&long, "new");
-        let b = work_table(&long, "new");
-        assert_ne!(a, b);
-        assert_eq!(a.chars().count(), 64, "{a}");
-        assert!(a.starts_with("ttt") && a.contains("_synqx_new_"), "{a}");
-        let short = work_table("orders", "old");
-        assert!(short.starts_with("orders_synqx_old_"), "{short}");
-    }
 }

@@ -319,13 +319,5 @@ fn normalise_prefix(prefix: &str, connection: &str) -> Result<String> {
     Ok(parts.iter().map(|p| format!("{p}/")).collect())
 }
 
-#[cfg(test)]
-mod check_tests;
-#[cfg(test)]
-mod moto;
-#[cfg(test)]
-mod read_tests;
-#[cfg(test)]
-mod test_support;
-#[cfg(test)]
-mod write_tests;
+#[cfg(all(test, feature = "s3-integration-tests"))]
+mod tests;

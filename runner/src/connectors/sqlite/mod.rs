@@ -15,10 +15,6 @@ mod types;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_schema;
-#[cfg(test)]
-mod tests_source;
 
 use std::path::PathBuf;
 use std::time::Duration;

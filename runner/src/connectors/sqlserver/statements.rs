@@ -321,5 +321,4 @@ pub fn quoted_list(names: &[String]) -> String {
 }
 
 #[cfg(test)]
-#[path = "statements_tests.rs"]
 mod tests;

@@ -1,0 +1,5 @@
+//! The filesystem connector on temporary directories.
+
+mod read;
+mod support;
+mod write;

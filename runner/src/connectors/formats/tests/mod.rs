@@ -1,0 +1,159 @@
+//! Test data every file connector's tests share: source and destination specs of a lake, and
+//! batches holding every type that must survive a round trip.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
+    ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, TimeUnit};
+use synqx_api::pipeline::{Asset, Destination, FileFormat, Source as SourceSpec};
+
+pub use crate::connectors::tests::ok;
+
+mod options;
+
+pub fn source(fqn: &str) -> SourceSpec {
+    SourceSpec {
+        connection: "lake".into(),
+        asset: Asset {
+            name: None,
+            fqn: fqn.into(),
+        },
+        ..Default::default()
+    }
+}
+
+pub fn destination(fqn: &str, format: Option<FileFormat>) -> Destination {
+    Destination {
+        connection: "lake".into(),
+        asset: Asset {
+            name: None,
+            fqn: fqn.into(),
+        },
+        format,
+        ..Default::default()
+    }
+}
+
+pub const TZ: &str = "+00:00";
+
+/// Ints, floats, decimals, text with commas, quotes and line breaks, booleans, dates,
+/// timestamps with time zone, and a null in every column.
+pub fn scalars() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("price", DataType::Decimal128(12, 2), true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("paid", DataType::Boolean, true),
+        Field::new("day", DataType::Date32, true),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(TZ.into())),
+            true,
+        ),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![Some(1), Some(-2), None, Some(4)])),
+        Arc::new(Float64Array::from(vec![
+            Some(10.5),
+            Some(2.0),
+            Some(-0.25),
+            None,
+        ])),
+        Arc::new(
+            Decimal128Array::from(vec![Some(123_456), None, Some(-5), Some(99_999_999_999)])
+                .with_precision_and_scale(12, 2)
+                .unwrap_or_else(|e| panic!("{e}")),
+        ),
+        Arc::new(StringArray::from(vec![
+            Some("plain"),
+            Some("a, \"quoted\" name"),
+            Some("two\nlines"),
+            None,
+        ])),
+        Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+        ])),
+        Arc::new(Date32Array::from(vec![
+            Some(19_753),
+            Some(0),
+            Some(-1),
+            None,
+        ])),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![
+                Some(1_706_695_200_123_456),
+                None,
+                Some(0),
+                Some(1_706_778_000_000_000),
+            ])
+            .with_timezone(TZ),
+        ),
+    ];
+    RecordBatch::try_new(schema, columns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `scalars` plus a struct and a list column.
+pub fn nested() -> RecordBatch {
+    let base = scalars();
+    let user_fields = Fields::from(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("age", DataType::Int64, true),
+    ]);
+    let user = StructArray::new(
+        user_fields.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![Some("ann"), None, Some("cy"), None])),
+            Arc::new(Int64Array::from(vec![Some(30), Some(40), None, None])),
+        ],
+        Some(vec![true, true, true, false].into()),
+    );
+    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        Some(vec![]),
+        None,
+        Some(vec![Some(3)]),
+    ]);
+    let mut fields: Vec<Field> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("user", DataType::Struct(user_fields), true));
+    fields.push(Field::new("tags", tags.data_type().clone(), true));
+    let mut columns = base.columns().to_vec();
+    columns.push(Arc::new(user));
+    columns.push(Arc::new(tags));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A batch of `ids` in one `id` column.
+pub fn ids(values: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(values))])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `id` column of batches, in order.
+pub fn id_values(batches: &[RecordBatch]) -> Vec<Option<i64>> {
+    use arrow::array::AsArray;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b
+                .column_by_name("id")
+                .unwrap_or_else(|| panic!("no id column"));
+            column
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

@@ -1,0 +1,136 @@
+//! What the MySQL tests share: a database of its own on the MariaDB test server per test, the
+//! connector opened on it through the registry, and the database read back through a
+//! separate connection so assertions see what was committed.
+
+use std::ops::Deref;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use sqlx::mysql::MySqlConnection;
+use synqx_api::connection::{MysqlConnection, SslMode};
+use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+use synqx_api::{ConnectionSpec, SecretValue};
+use synqx_testkit::mysql::{self as server, Database};
+
+use crate::connectors::ConnectionRef;
+use crate::connectors::tests::{Harness, destination};
+pub(super) use crate::connectors::tests::{err, ok, people};
+use crate::engine::{CursorFilter, Rejects};
+use crate::error::Result;
+use crate::secrets::Secrets;
+
+pub(super) const CONNECTION: &str = "shop-db";
+
+/// The tests' Connections carry their passwords as plain values.
+static SECRETS: std::sync::LazyLock<Secrets> = std::sync::LazyLock::new(Secrets::default);
+
+/// A Connection spec for the test server with the given database, user and password.
+pub(super) fn spec(database: &str, user: &str, password: &str, port: u16) -> ConnectionSpec {
+    ConnectionSpec {
+        mysql: Some(MysqlConnection {
+            host: synqx_testkit::servers::mysql().host,
+            port: Some(port),
+            database: database.into(),
+            user: SecretValue::plain(user),
+            password: Some(SecretValue::plain(password)),
+            ssl_mode: Some(SslMode::Disable),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A database of its own, dropped when the test ends, and the connector opened on it.
+pub(super) struct Db {
+    pub name: String,
+    pub spec: ConnectionSpec,
+    database: Database,
+    harness: Harness,
+}
+
+impl Deref for Db {
+    type Target = Harness;
+
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
+}
+
+impl Db {
+    pub async fn new() -> Db {
+        let database = Database::new("synqx_my").await;
+        let s = synqx_testkit::servers::mysql();
+        let spec = spec(&database.name, &s.user, &s.password, s.port);
+        let harness = Harness::open(&conn(&spec, &SECRETS));
+        Db {
+            name: database.name.clone(),
+            spec,
+            database,
+            harness,
+        }
+    }
+
+    pub async fn connect(&self) -> MySqlConnection {
+        self.database.connect().await
+    }
+
+    pub async fn sql(&self, sql: &str) {
+        server::exec(&mut self.connect().await, sql).await;
+    }
+
+    /// Every row of a query, its values as text (`NULL`, binary as hex) joined by `, `.
+    pub fn conn(&self) -> ConnectionRef<'_> {
+        conn(&self.spec, &SECRETS)
+    }
+
+    pub async fn dump(&self, sql: &str) -> Vec<String> {
+        server::rows(&mut self.connect().await, sql)
+            .await
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect()
+    }
+
+    /// Reads through the source; a bad row fails the read.
+    pub async fn read(
+        &self,
+        spec: SourceSpec,
+        filter: Option<CursorFilter>,
+        batch_bytes: usize,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.read_with(spec, filter, batch_bytes, Rejects::failing())
+            .await
+    }
+}
+
+/// The Connection `spec` as the tests name it.
+pub(super) fn conn<'a>(spec: &'a ConnectionSpec, secrets: &'a Secrets) -> ConnectionRef<'a> {
+    ConnectionRef {
+        name: CONNECTION,
+        spec,
+        base_dir: ".".into(),
+        secrets,
+    }
+}
+
+/// Runs statements as the admin user, outside any test database.
+pub(super) async fn admin(sql: &str) {
+    server::exec(&mut server::connect(None).await, sql).await;
+}
+
+pub(super) fn dest(
+    fqn: &str,
+    mode: WriteMode,
+    key: &[&str],
+    evolution: Option<SchemaEvolution>,
+) -> Destination {
+    destination(CONNECTION, fqn, mode, key, evolution)
+}
+
+pub(super) fn table_source(fqn: &str) -> SourceSpec {
+    crate::connectors::tests::table_source(CONNECTION, fqn)
+}

@@ -1,0 +1,15 @@
+//! The PostgreSQL connector: the COPY codec on hand-built bytes, and everything else against
+//! the PostgreSQL test server.
+
+mod codec;
+#[cfg(feature = "postgres-integration-tests")]
+mod codec_server;
+#[cfg(feature = "postgres-integration-tests")]
+mod errors;
+mod names;
+#[cfg(feature = "postgres-integration-tests")]
+mod sink;
+#[cfg(feature = "postgres-integration-tests")]
+mod source;
+#[cfg(feature = "postgres-integration-tests")]
+mod support;

@@ -1,0 +1,159 @@
+//! What the connectors' tests share: a connector opened through the registry and driven the
+//! way the engine drives it ([`Harness`]), the specs a test reads and writes with, and small
+//! batches of rows. Servers, URLs and reading data back without the connector live in the
+//! `synqx-testkit` crate; test data of file formats in `formats::tests`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
+use synqx_api::pipeline::{Asset, Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+
+use super::ConnectionRef;
+use crate::engine::{
+    Counters, CursorFilter, DEFAULT_BATCH_BYTES, ReadRequest, Rejects, SchemaStream, Sink, Source,
+    WriteOutcome, WriteRequest,
+};
+use crate::error::{Error, Result};
+
+/// The value of a result that must be a success.
+pub fn ok<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The message of a result that must be an error.
+pub fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// An error a stream can return in the middle of a load.
+pub fn upstream_error() -> Error {
+    Error::BadRow("upstream broke".into())
+}
+
+/// A destination of Connection `connection`.
+pub fn destination(
+    connection: &str,
+    fqn: &str,
+    mode: WriteMode,
+    key: &[&str],
+    evolution: Option<SchemaEvolution>,
+) -> Destination {
+    Destination {
+        connection: connection.into(),
+        asset: Asset {
+            name: None,
+            fqn: fqn.into(),
+        },
+        mode: Some(mode),
+        primary_key: key.iter().map(|k| k.to_string()).collect(),
+        schema_evolution: evolution,
+        ..Default::default()
+    }
+}
+
+/// A source reading the whole asset `fqn` of Connection `connection`.
+pub fn table_source(connection: &str, fqn: &str) -> SourceSpec {
+    SourceSpec {
+        connection: connection.into(),
+        asset: Asset {
+            name: None,
+            fqn: fqn.into(),
+        },
+        ..Default::default()
+    }
+}
+
+/// A batch of `(id Int64, name Utf8)` rows.
+pub fn people(rows: &[(i64, Option<&str>)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let ids: ArrayRef = Arc::new(Int64Array::from(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+    ));
+    let names: ArrayRef = Arc::new(StringArray::from(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(schema, vec![ids, names]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A Connection opened as a source and as a sink through the registry, as a step opens it.
+#[derive(Clone)]
+pub struct Harness {
+    pub source: Arc<dyn Source>,
+    pub sink: Arc<dyn Sink>,
+}
+
+impl Harness {
+    pub fn open(conn: &ConnectionRef<'_>) -> Harness {
+        Harness {
+            source: ok(super::source(conn)),
+            sink: ok(super::sink(conn)),
+        }
+    }
+
+    /// Reads through `Source::read` to the end: the schema and every batch.
+    pub async fn read_with(
+        &self,
+        spec: SourceSpec,
+        filter: Option<CursorFilter>,
+        batch_bytes: usize,
+        rejects: Rejects,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let request = ReadRequest {
+            spec,
+            filter,
+            batch_bytes,
+            rejects,
+        };
+        let stream = self.source.read(&request).await?;
+        let schema = stream.schema.clone();
+        Ok((schema, stream.stream.try_collect().await?))
+    }
+
+    /// Reads everything with the default batch budget; a bad row fails the read.
+    pub async fn read(&self, spec: SourceSpec) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.read_with(spec, None, DEFAULT_BATCH_BYTES, Rejects::failing())
+            .await
+    }
+
+    /// Every row a read yields, as one batch.
+    pub async fn read_all(&self, spec: SourceSpec) -> Result<RecordBatch> {
+        let (schema, batches) = self.read(spec).await?;
+        concat_batches(&schema, &batches).map_err(|e| Error::arrow("concat", e))
+    }
+
+    /// Writes batches through `Sink::write` as the engine does.
+    pub async fn write(
+        &self,
+        spec: Destination,
+        schema: SchemaRef,
+        batches: Vec<Result<RecordBatch>>,
+    ) -> Result<WriteOutcome> {
+        self.write_counted(spec, schema, batches, &Counters::default())
+            .await
+    }
+
+    /// Writes batches, counting progress into `counters`.
+    pub async fn write_counted(
+        &self,
+        spec: Destination,
+        schema: SchemaRef,
+        batches: Vec<Result<RecordBatch>>,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        let request = WriteRequest {
+            spec,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+        };
+        let input = SchemaStream::new(schema, futures::stream::iter(batches));
+        self.sink.write(&request, input, counters).await
+    }
+}

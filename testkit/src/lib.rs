@@ -1,0 +1,82 @@
+//! What SynqX's tests share, so that each test says only what it checks:
+//!
+//! - [`servers`]: where the PostgreSQL and MariaDB test servers of `scripts/services up` listen
+//!   (`SYNQX_TEST_POSTGRES`, `SYNQX_TEST_MYSQL`), parsed once.
+//! - [`postgres`] and [`mysql`]: connections to them, statements, rows read back as text,
+//!   and a schema or database of a test's own that is dropped when the test ends.
+//! - [`s3`]: moto's S3 server, started on a free port on first use, and fake S3 endpoints.
+//! - [`files`]: Parquet files read back (rows and column codecs).
+//!
+//! A test that needs a server fails when the server is not there, and says how to start it: a
+//! missing server is a broken test setup, never a reason to skip. Tests that need a server are
+//! compiled only with their crate's `*-integration-tests` feature, which `scripts/test-all.sh`
+//! turns on.
+
+pub mod files;
+pub mod mysql;
+pub mod postgres;
+pub mod s3;
+pub mod servers;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A name no other test of this or a concurrent run uses, for schemas, databases, tables and
+/// buckets: the prefix, the process id, the clock's nanoseconds and a counter.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{nanos:x}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A runtime for tests that are not `#[tokio::test]` (they drive a child process too).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("starting a runtime: {e}"))
+}
+
+/// Runs a clean-up on a thread of its own: `Drop` may run inside a test's runtime, which
+/// cannot block on another future.
+pub(crate) fn clean_up(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || runtime().block_on(work)).join();
+}
+
+/// The output of a database client that must succeed.
+pub(crate) fn client_output(mut command: Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start the client: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed (is the test server up? `eval \"$(scripts/services up)\"`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_keep_their_prefix() {
+        let a = unique_name("sx_test");
+        let b = unique_name("sx_test");
+        assert_ne!(a, b);
+        assert!(a.starts_with("sx_test_"), "{a}");
+        assert!(
+            a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{a}"
+        );
+    }
+}

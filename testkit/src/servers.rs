@@ -1,0 +1,116 @@
+//! Where the database test servers listen. `scripts/services up` starts PostgreSQL and
+//! MariaDB on loopback and prints `SYNQX_TEST_POSTGRES` and `SYNQX_TEST_MYSQL`; without them
+//! the defaults are the ports it uses.
+
+/// One server: where it listens and how to log in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// `postgres` or `mysql`.
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+impl Server {
+    /// Parses `scheme://user:password@host:port/database?options`; the port defaults to
+    /// `default_port`, the options are dropped.
+    pub fn parse(url: &str, default_port: u16) -> Server {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let (login, place) = rest.rsplit_once('@').unwrap_or(("", rest));
+        let (user, password) = login.split_once(':').unwrap_or((login, ""));
+        let (address, database) = place.split_once('/').unwrap_or((place, ""));
+        let (host, port) = match address.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .unwrap_or_else(|e| panic!("the port of {url} is not a number: {e}")),
+            ),
+            None => (address, default_port),
+        };
+        Server {
+            scheme: scheme.into(),
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: password.into(),
+            database: database.split('?').next().unwrap_or_default().into(),
+        }
+    }
+
+    /// The URL again, for `database` (another database of the same server).
+    pub fn url_of(&self, database: &str) -> String {
+        format!(
+            "{}://{}:{}@{}:{}/{database}",
+            self.scheme, self.user, self.password, self.host, self.port
+        )
+    }
+
+    /// The URL of the server's own database.
+    pub fn url(&self) -> String {
+        self.url_of(&self.database)
+    }
+
+    /// The message of a test that could not reach this server.
+    pub fn unreachable(&self, what: &str, error: impl std::fmt::Display) -> String {
+        format!(
+            "the {what} test server at {}:{} is not reachable ({error}); start it with `eval \"$(scripts/services up)\"`",
+            self.host, self.port
+        )
+    }
+}
+
+/// The PostgreSQL test server: a superuser `synqx`, database `synqx`.
+pub fn postgres() -> Server {
+    Server::parse(
+        &std::env::var("SYNQX_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://synqx:synqx@127.0.0.1:55432/synqx".into()),
+        5432,
+    )
+}
+
+/// The MariaDB test server: a user `synqx` with all privileges, database `synqx`.
+pub fn mysql() -> Server {
+    Server::parse(
+        &std::env::var("SYNQX_TEST_MYSQL")
+            .unwrap_or_else(|_| "mysql://synqx:synqx@127.0.0.1:53306/synqx".into()),
+        3306,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_their_parts_and_back() {
+        let s = Server::parse(
+            "postgres://etl:p%40ss@db.example:6543/warehouse?sslmode=disable",
+            5432,
+        );
+        assert_eq!(
+            s,
+            Server {
+                scheme: "postgres".into(),
+                host: "db.example".into(),
+                port: 6543,
+                user: "etl".into(),
+                password: "p%40ss".into(),
+                database: "warehouse".into(),
+            }
+        );
+        assert_eq!(s.url(), "postgres://etl:p%40ss@db.example:6543/warehouse");
+        assert_eq!(
+            s.url_of("other"),
+            "postgres://etl:p%40ss@db.example:6543/other"
+        );
+        let s = Server::parse("mysql://root@localhost/app", 3306);
+        assert_eq!((s.port, s.password.as_str()), (3306, ""));
+        assert!(
+            s.unreachable("MariaDB", "refused")
+                .contains("localhost:3306 is not reachable (refused)")
+        );
+    }
+}
