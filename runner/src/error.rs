@@ -1,7 +1,13 @@
 //! Errors of the data plane. Every message names what failed and where (file, row, column,
 //! step, connection), and never carries a credential.
+//!
+//! Each variant keeps the error it came from. Most expose it as their `source()`; a database's
+//! or an object store's error is kept in the variant but not chained, because its text is what
+//! the redactor removed credentials from ([`crate::secrets::Redactor`]): the message shows the
+//! redacted `detail`, and code that needs the driver's error asks [`Error::driver_error`].
 
 use arrow::error::ArrowError;
+use datafusion::common::DataFusionError;
 
 /// An error while reading, transforming or writing data.
 #[derive(Debug, thiserror::Error)]
@@ -23,18 +29,50 @@ pub enum Error {
     /// A row that cannot be read or converted: names the location, column and value.
     #[error("{0}")]
     BadRow(String),
-    /// The database reported an error.
-    #[error("{context}: {message}")]
-    Database { context: String, message: String },
-    /// The configuration cannot work at run time (a missing secret, an unsupported option).
+    /// A database or object store reported an error. `detail` is what it said, without
+    /// credentials and with what to do where that is known; `driver` is the driver's error
+    /// (`None` when SynqX itself found the answer wrong, such as a malformed COPY stream),
+    /// deliberately not the error's `source()`.
+    #[error("{context}: {detail}")]
+    Database {
+        context: String,
+        detail: String,
+        driver: Option<Box<DriverError>>,
+    },
+    /// The configuration cannot work (a missing secret, an unsupported option, a bad FQN).
     #[error("{0}")]
     Config(String),
-    /// A transform failed to plan or run.
-    #[error("{0}")]
-    Transform(String),
+    /// A transform failed to plan or run. `source` is DataFusion's error, when it had one.
+    #[error("{message}")]
+    Transform {
+        message: String,
+        #[source]
+        source: Option<DataFusionError>,
+    },
     /// The step was cancelled (Ctrl-C or timeout) before it committed.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A task of the engine panicked or was aborted: a defect of SynqX, not of the data or the
+    /// configuration.
+    #[error("{context} failed: {source}")]
+    Internal {
+        context: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// The error of a database driver or object store client, kept by [`Error::Database`].
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error(transparent)]
+    Tds(#[from] tiberius::error::Error),
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 /// Shorthand for data-plane results.
@@ -57,11 +95,77 @@ impl Error {
         }
     }
 
-    /// A database error with what was being done.
-    pub fn database(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
+    /// A driver's error with what was being done; its text is the detail. Use
+    /// [`Error::database_detail`] where the text can carry a credential or needs a hint.
+    pub fn database(context: impl Into<String>, source: impl Into<DriverError>) -> Self {
+        let source = source.into();
         Self::Database {
             context: context.into(),
-            message: message.to_string(),
+            detail: source.to_string(),
+            driver: Some(Box::new(source)),
+        }
+    }
+
+    /// A driver's error with what was being done and the text the user reads (redacted, with
+    /// what to do).
+    pub fn database_detail(
+        context: impl Into<String>,
+        detail: impl Into<String>,
+        source: impl Into<DriverError>,
+    ) -> Self {
+        Self::Database {
+            context: context.into(),
+            detail: detail.into(),
+            driver: Some(Box::new(source.into())),
+        }
+    }
+
+    /// A database answer SynqX found wrong, with no driver error behind it.
+    pub fn protocol(context: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Database {
+            context: context.into(),
+            detail: detail.into(),
+            driver: None,
+        }
+    }
+
+    /// A transform error SynqX found itself.
+    pub fn transform(message: impl Into<String>) -> Self {
+        Self::Transform {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A task that panicked or was aborted; `context` names it (`the source task of step "x"`).
+    pub fn internal(context: impl Into<String>, source: tokio::task::JoinError) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The driver's error behind a [`Error::Database`].
+    pub fn driver_error(&self) -> Option<&DriverError> {
+        match self {
+            Self::Database { driver, .. } => driver.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The same error with its detail changed (a hint added, a message reworded).
+    pub fn map_detail(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::Database {
+                context,
+                detail,
+                driver,
+            } => Self::Database {
+                context,
+                detail: f(detail),
+                driver,
+            },
+            other => other,
         }
     }
 }
@@ -93,5 +197,47 @@ impl<T> Context<T> for std::result::Result<T, parquet::errors::ParquetError> {
 impl<T> Context<T> for std::result::Result<T, sqlx::Error> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::database(context(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn database_errors_keep_the_driver_error_out_of_the_message_chain() {
+        let e = Error::database_detail(
+            "Connection \"db\": connecting",
+            "password authentication failed for ***",
+            sqlx::Error::Protocol("password authentication failed for hunter2".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "Connection \"db\": connecting: password authentication failed for ***"
+        );
+        assert!(e.source().is_none(), "the unredacted text would be printed");
+        assert!(matches!(
+            e.driver_error(),
+            Some(DriverError::Sqlx(sqlx::Error::Protocol(_)))
+        ));
+        let hinted = e.map_detail(|d| format!("{d}; check the Secret"));
+        assert!(
+            hinted.to_string().ends_with("; check the Secret"),
+            "{hinted}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_is_internal_and_keeps_its_join_error() {
+        let join = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = Error::internal("the source task of step \"load\"", join);
+        assert!(
+            e.to_string()
+                .starts_with("the source task of step \"load\" failed: task"),
+            "{e}"
+        );
+        assert!(e.source().is_some());
     }
 }

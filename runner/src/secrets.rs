@@ -1,8 +1,16 @@
-//! Secret values for local runs: from v1 Secret documents in the given files, or from
-//! `SYNQX_SECRET_<SECRET>_<KEY>` environment variables. Plaintext stays in memory and never
-//! reaches logs, errors or the state database.
+//! Secret values: from v1 Secret documents in the given files, or from
+//! `SYNQX_SECRET_<SECRET>_<KEY>` environment variables (what the operator gives a step's pod).
+//! Plaintext stays in memory and never reaches logs, errors or the state database.
+//!
+//! One description and one redaction serve every connector: a connector resolves a field that
+//! is a credential with [`Secrets::secret`], which remembers the value in the run's one
+//! [`Redactor`]; every text a server or driver returns passes through
+//! [`Redactor::redact`] before it reaches a message; and a message says where a value comes
+//! from with [`describe`], never what it is. A credential given as a plain `value` is
+//! remembered too: it should not be there, and a message is no place to repeat it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use synqx_api::SecretValue;
@@ -17,6 +25,68 @@ pub struct Secrets {
     documents: BTreeMap<String, BTreeMap<String, String>>,
     /// Environment variables, normally `std::env::vars()`; injectable for tests.
     env: BTreeMap<String, String>,
+    /// Every credential resolved so far.
+    redactor: Redactor,
+    /// Resolve every reference to [`PLACEHOLDER`] (for checks without secrets).
+    placeholders: bool,
+}
+
+/// What a reference resolves to when Connections are only validated: `synqx validate` checks
+/// the fields of a Connection without the secret values, which exist only where it runs.
+pub const PLACEHOLDER: &str = "synqx-validate-placeholder";
+
+/// The credential values resolved so far, removed from any text a message could carry. Clones
+/// share the values: the run has one.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Arc<RwLock<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.values.read().map(|v| v.len()).unwrap_or(0);
+        write!(f, "Redactor({known} values)")
+    }
+}
+
+impl Redactor {
+    /// Remembers a credential; empty values are ignored (they would match everywhere).
+    pub fn remember(&self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        if let Ok(mut values) = self.values.write()
+            && !values.iter().any(|v| v == value)
+        {
+            values.push(value.to_string());
+            // Longest first, so a value that contains another is replaced whole.
+            values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// The text with every remembered credential replaced by `***`.
+    pub fn redact(&self, text: impl std::fmt::Display) -> String {
+        let text = text.to_string();
+        match self.values.read() {
+            Ok(values) => values
+                .iter()
+                .fold(text, |text, value| text.replace(value.as_str(), "***")),
+            // A writer panicked while holding the lock: nothing can be trusted to be removed.
+            Err(_) => "(message withheld: the redactor is unusable)".into(),
+        }
+    }
+}
+
+/// Where a secret value comes from, in the user's words, never the value:
+/// `key "password" of Secret "pg" (postgres.password)`.
+pub fn describe(field: &str, value: &SecretValue) -> String {
+    if let Some(r) = &value.secret_key_ref {
+        format!("key \"{}\" of Secret \"{}\" ({field})", r.key, r.name)
+    } else if value.sealed.is_some() {
+        format!("the sealed value of {field}")
+    } else {
+        format!("the plain value of {field}")
+    }
 }
 
 impl std::fmt::Debug for Secrets {
@@ -51,7 +121,32 @@ impl Secrets {
         Self {
             documents: by_name,
             env,
+            ..Default::default()
         }
+    }
+
+    /// Secrets for validating Connections without their values: every reference resolves to
+    /// [`PLACEHOLDER`], so only the fields themselves are checked.
+    pub fn placeholders() -> Self {
+        Self {
+            placeholders: true,
+            ..Default::default()
+        }
+    }
+
+    /// The run's redactor: it knows every credential resolved through [`Secrets::secret`].
+    pub fn redactor(&self) -> Redactor {
+        self.redactor.clone()
+    }
+
+    /// The plaintext of a credential field of a Connection (a password, a key, a token),
+    /// remembered by the redactor. Errors as [`Secrets::resolve`].
+    pub fn secret(&self, connection: &str, field: &str, value: &SecretValue) -> Result<String> {
+        let plain = self.resolve(connection, field, value)?;
+        if !self.placeholders {
+            self.redactor.remember(&plain);
+        }
+        Ok(plain)
     }
 
     /// The environment variable that can carry a Secret's key: `SYNQX_SECRET_<SECRET>_<KEY>`,
@@ -66,6 +161,9 @@ impl Secrets {
     pub fn resolve(&self, connection: &str, field: &str, value: &SecretValue) -> Result<String> {
         if let Some(v) = &value.value {
             return Ok(v.clone());
+        }
+        if self.placeholders {
+            return Ok(PLACEHOLDER.to_string());
         }
         if let Some(r) = &value.secret_key_ref {
             if let Some(v) = self.documents.get(&r.name).and_then(|s| s.get(&r.key)) {
@@ -142,6 +240,53 @@ mod tests {
             Secrets::env_name("api-creds", "token"),
             "SYNQX_SECRET_API_CREDS_TOKEN"
         );
+    }
+
+    #[test]
+    fn credentials_are_remembered_and_redacted_longest_first() {
+        let docs = [
+            secret("db", "password", "hunter2"),
+            secret("db2", "pw", "hunter"),
+        ];
+        let s = Secrets::new(docs.iter(), []);
+        let redactor = s.redactor();
+        assert_eq!(redactor.redact("hunter2 hunter"), "hunter2 hunter");
+        let plain = s.secret("c", "f", &SecretValue::from_secret("db2", "pw"));
+        assert_eq!(plain.ok().as_deref(), Some("hunter"));
+        let plain = s.secret("c", "f", &SecretValue::from_secret("db", "password"));
+        assert_eq!(plain.ok().as_deref(), Some("hunter2"));
+        assert_eq!(redactor.redact("a hunter2 b hunter"), "a *** b ***");
+        // A credential given as a plain value is still a credential; a user name is not one.
+        let plain = s.secret("c", "f", &SecretValue::plain("pl4in-pw"));
+        assert_eq!(plain.ok().as_deref(), Some("pl4in-pw"));
+        let user = s.resolve("c", "f", &SecretValue::plain("etl"));
+        assert_eq!(user.ok().as_deref(), Some("etl"));
+        assert_eq!(redactor.redact("etl pl4in-pw"), "etl ***");
+        assert_eq!(format!("{redactor:?}"), "Redactor(3 values)");
+    }
+
+    #[test]
+    fn descriptions_say_where_a_value_comes_from_never_what_it_is() {
+        assert_eq!(
+            describe(
+                "postgres.password",
+                &SecretValue::from_secret("pg", "password")
+            ),
+            "key \"password\" of Secret \"pg\" (postgres.password)"
+        );
+        assert_eq!(
+            describe("s3.secretAccessKey", &SecretValue::plain("x")),
+            "the plain value of s3.secretAccessKey"
+        );
+    }
+
+    #[test]
+    fn placeholders_resolve_every_reference_without_values() {
+        let s = Secrets::placeholders();
+        let resolved = s.secret("c", "f", &SecretValue::from_secret("missing", "key"));
+        assert_eq!(resolved.ok().as_deref(), Some(PLACEHOLDER));
+        let plain = s.resolve("c", "f", &SecretValue::plain("etl"));
+        assert_eq!(plain.ok().as_deref(), Some("etl"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use synqx_api::duration::{format_duration, parse_duration};
 use synqx_api::pipeline::Step;
 use tokio_util::sync::CancellationToken;
 
-use crate::connectors::{self, ConnectionRef};
+use crate::connectors::{self, ConnectionRef, Usage};
 use crate::engine::{self, Counters, StepOutcome, StepRun};
 use crate::error::{Error, Result};
 
@@ -45,7 +45,7 @@ pub async fn execute<'c>(
     if let Some(sql) = &step.sql {
         let conn = connection(&sql.connection)?;
         let started = Instant::now();
-        let work = connectors::sql_step::run(&conn, &sql.statements);
+        let work = connectors::run_sql(&conn, &sql.statements);
         let affected = tokio::select! {
             r = work => r?,
             () = inputs.cancel.cancelled() => return Err(Error::Cancelled(format!(
@@ -70,8 +70,14 @@ pub async fn execute<'c>(
             step.name
         )));
     };
-    let source = connectors::source(&connection(&sync.source.connection)?)?;
-    let sink = connectors::sink(&connection(&sync.destination.connection)?)?;
+    // Checked before either is opened: a mistake in the destination fails the step before
+    // the source is read.
+    let from = connection(&sync.source.connection)?;
+    let to = connection(&sync.destination.connection)?;
+    connectors::validate(&from, Some(Usage::Source(&sync.source)))?;
+    connectors::validate(&to, Some(Usage::Destination(&sync.destination)))?;
+    let source = connectors::source(&from)?;
+    let sink = connectors::sink(&to)?;
     let run = StepRun {
         step: step.name.clone(),
         watermark: inputs.watermark,

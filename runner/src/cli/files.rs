@@ -46,6 +46,15 @@ pub fn read_all(paths: &[PathBuf]) -> (Vec<(String, String)>, Vec<Problem>) {
     (out, problems)
 }
 
+/// Reads and validates the files, and checks every Connection and step with its connector
+/// (no I/O): what `synqx validate` reports and what `synqx run` refuses to start with.
+pub fn load_and_check(paths: &[PathBuf]) -> (Report, usize) {
+    let (mut report, files) = load_and_validate(paths);
+    let mut connector_problems = synqx_runner::connectors::validate::problems(&report);
+    report.problems.append(&mut connector_problems);
+    (report, files)
+}
+
 /// Reads and validates the files; unreadable files are reported like other problems.
 pub fn load_and_validate(paths: &[PathBuf]) -> (Report, usize) {
     let (texts, read_problems) = read_all(paths);

@@ -9,7 +9,7 @@ use synqx_runner::secrets::Secrets;
 use synqx_runner::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
-use super::files::load_and_validate;
+use super::files::load_and_check;
 
 pub struct Args {
     pub files: Vec<PathBuf>,
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (report, _) = load_and_validate(&args.files);
+    let (report, _) = load_and_check(&args.files);
     if !report.is_valid() {
         for problem in &report.problems {
             eprintln!("{problem}");

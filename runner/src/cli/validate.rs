@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::files::load_and_validate;
+use super::files::load_and_check;
 
 pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (report, file_count) = load_and_validate(paths);
+    let (report, file_count) = load_and_check(paths);
     if !report.is_valid() {
         for problem in &report.problems {
             eprintln!("{problem}");

@@ -1,117 +1,141 @@
-//! Connectors: one folder per system, each implementing `Source` and/or `Sink` and a `check`
-//! probe. The registry below maps a Connection's block to its constructor and its probe, so
-//! adding a system never touches the engine.
+//! Connectors: one folder per system, each a [`Connector`], all registered once in
+//! [`CONNECTORS`]. The engine, `synqx validate`, `synqx check` and the `sql` step reach a
+//! system only through the functions below, which find its connector by the Connection's
+//! block; nothing else names a connector.
+//!
+//! # Adding a connector
+//!
+//! 1. Add its Connection block to `api/src/connection.rs` (a `ConnectorKind` and a field of
+//!    `ConnectionSpec`), if the API does not have it yet.
+//! 2. Make a folder `connectors/<system>/` with the same anatomy as every other:
+//!    - `mod.rs`: what the connector does (the module docs are its reference: FQNs, type map,
+//!      write modes), a unit struct `pub struct <System>;` and its `impl Connector`.
+//!    - `config.rs`: `<System>Config::new(&ConnectionRef)`, the block parsed and checked with
+//!      no I/O. Credentials go through `conn.secret(field, value)` so the run's redactor knows
+//!      them; messages say where a value comes from with `secrets::describe`, never what it is.
+//!    - `connect.rs`: opening a connection or client (retries of transient failures with
+//!      `retry::retry`), and what each failure means to the user, text passed through the
+//!      config's redactor.
+//!    - `source.rs`, `sink.rs`: `impl Source`/`impl Sink`. A SQL database implements
+//!      `sql::SqlDialect` in `sink.rs` instead of a sink of its own: the generic `sql::SqlSink`
+//!      plans, evolves the schema, stages and swaps; the dialect supplies its SQL and its bulk
+//!      path. File stores use `formats` for everything but listing, opening and staging.
+//!    - `check.rs`: the probe of `synqx check`: connect, authenticate, reach the target,
+//!      write nothing, answer within seconds.
+//!    - `types.rs`: the type map between the system and Arrow (file stores share `formats`).
+//!    - `tests/`: `mod.rs` lists the test files, `support.rs` opens the connector with
+//!      [`tests::Harness`] and reads data back through the system's own client
+//!      (`synqx-testkit` has the servers); tests that need a server are behind the crate
+//!      feature `<system>-integration-tests`, which `scripts/test-all.sh` turns on (and
+//!      installs and starts the server).
+//! 3. Add one line to [`CONNECTORS`].
+//! 4. Add a row to the connector table of the README.
 
+mod connector;
 pub mod filesystem;
 pub mod formats;
 pub mod mysql;
 pub mod postgres;
 pub mod retry;
 pub mod s3;
-mod sql_config;
-mod sql_names;
-mod sql_sink;
-pub mod sql_step;
+pub mod sql;
 pub mod sqlite;
 pub mod sqlserver;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod validate;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
-use synqx_api::{ConnectionSpec, ConnectorKind};
+
+pub use connector::{ConnectionRef, Connector, Registered, Role, Usage, unsupported};
 
 use crate::check::{Reason, invalid, report};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
-use crate::secrets::Secrets;
 
-/// The connectors this version of synqx has, for messages.
-const AVAILABLE: &str = "filesystem, mysql, postgres, s3, sqlite, sqlserver";
+/// Every connector of this version of synqx, once.
+pub static CONNECTORS: &[&dyn Registered] = &[
+    &filesystem::Filesystem,
+    &mysql::Mysql,
+    &postgres::Postgres,
+    &s3::S3,
+    &sqlite::Sqlite,
+    &sqlserver::SqlServer,
+];
 
-/// A Connection ready to be opened: its spec, where relative paths start, and how its secret
-/// values are resolved.
-pub struct ConnectionRef<'a> {
-    pub name: &'a str,
-    pub spec: &'a ConnectionSpec,
-    /// Directory that relative paths in the spec are resolved against.
-    pub base_dir: PathBuf,
-    pub secrets: &'a Secrets,
+/// The kinds of Connection this version of synqx can use, in the registry's order.
+pub fn available() -> impl Iterator<Item = ConnectorKind> {
+    CONNECTORS.iter().map(|c| c.kind())
 }
 
-impl ConnectionRef<'_> {
-    /// The connector kind, or an error naming the Connection when its spec is ambiguous.
-    pub fn kind(&self) -> Result<ConnectorKind> {
-        self.spec.kind().ok_or_else(|| {
+/// `filesystem, mysql, …`, for messages.
+fn available_list() -> String {
+    available()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The connector of a Connection, or why there is none.
+fn connector(conn: &ConnectionRef<'_>) -> Result<&'static dyn Registered> {
+    let kind = conn.kind()?;
+    CONNECTORS
+        .iter()
+        .copied()
+        .find(|c| c.kind() == kind)
+        .ok_or_else(|| {
             Error::Config(format!(
-                "Connection \"{}\" must have exactly one connector block",
-                self.name
+                "Connection \"{}\": the {kind} connector is not available in this version of synqx (available: {})",
+                conn.name,
+                available_list()
             ))
         })
-    }
-
-    /// A path of the spec, resolved against the base directory.
-    pub fn path(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
-    }
-
-    fn not_available(&self, kind: ConnectorKind, role: &str) -> Error {
-        Error::Config(format!(
-            "Connection \"{}\": the {kind} connector cannot be used as a {role} by this version of synqx (available: {AVAILABLE})",
-            self.name
-        ))
-    }
 }
 
 /// Opens a Connection as a source.
 pub fn source(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Source>> {
-    match conn.kind()? {
-        ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSource::new(conn)?)),
-        ConnectorKind::S3 => Ok(Arc::new(s3::S3Source::new(conn)?)),
-        ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSource::new(conn)?)),
-        ConnectorKind::SqlServer => Ok(Arc::new(sqlserver::SqlServerSource::new(conn)?)),
-        ConnectorKind::Mysql => Ok(Arc::new(mysql::MysqlSource::new(conn)?)),
-        ConnectorKind::Postgres => Ok(Arc::new(postgres::PostgresSource::new(conn)?)),
-        other => Err(conn.not_available(other, "source")),
-    }
+    connector(conn)?.source(conn)
 }
 
 /// Opens a Connection as a sink.
 pub fn sink(conn: &ConnectionRef<'_>) -> Result<Arc<dyn Sink>> {
-    match conn.kind()? {
-        ConnectorKind::Filesystem => Ok(Arc::new(filesystem::FilesystemSink::new(conn)?)),
-        ConnectorKind::S3 => Ok(Arc::new(s3::S3Sink::new(conn)?)),
-        ConnectorKind::Sqlite => Ok(Arc::new(sqlite::SqliteSink::new(conn)?)),
-        ConnectorKind::SqlServer => Ok(Arc::new(sqlserver::SqlServerSink::new(conn)?)),
-        ConnectorKind::Mysql => Ok(Arc::new(mysql::MysqlSink::new(conn)?)),
-        ConnectorKind::Postgres => Ok(Arc::new(postgres::PostgresSink::new(conn)?)),
-        other => Err(conn.not_available(other, "destination")),
+    connector(conn)?.sink(conn)
+}
+
+/// Runs a sql step's statements on a Connection, in one transaction; returns the rows they
+/// affected.
+pub async fn run_sql(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64> {
+    connector(conn)?.run_sql(conn, statements).await
+}
+
+/// Checks, without I/O, that a Connection's block works and that a step can use it as it
+/// says: what `synqx validate` and a step call before anything runs.
+pub fn validate(conn: &ConnectionRef<'_>, usage: Option<Usage<'_>>) -> Result<()> {
+    let connector = connector(conn)?;
+    match usage {
+        Some(usage) => connector.validate(conn, usage),
+        None => connector.validate_connection(conn),
     }
 }
 
 /// Probes a Connection: its connector connects, authenticates and reaches the target, quickly
 /// and without writing data.
 pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    match conn.kind() {
-        Err(e) => invalid(&e),
-        Ok(ConnectorKind::Filesystem) => filesystem::check(conn).await,
-        Ok(ConnectorKind::S3) => s3::check(conn).await,
-        Ok(ConnectorKind::Sqlite) => sqlite::check(conn).await,
-        Ok(ConnectorKind::SqlServer) => sqlserver::check(conn).await,
-        Ok(ConnectorKind::Mysql) => mysql::check(conn).await,
-        Ok(ConnectorKind::Postgres) => postgres::check(conn).await,
-        Ok(other) => report(
+    let kind = match conn.kind() {
+        Ok(kind) => kind,
+        Err(e) => return invalid(&e),
+    };
+    match connector(conn) {
+        Ok(connector) => connector.check(conn).await,
+        Err(_) => report(
             Reason::Unsupported,
             format!(
-                "Connection \"{}\": the {other} connector is not available in this version of synqx (available: {AVAILABLE}); steps that use this Connection cannot run until a version with it is installed",
-                conn.name
+                "Connection \"{}\": the {kind} connector is not available in this version of synqx (available: {}); steps that use this Connection cannot run until a version with it is installed",
+                conn.name,
+                available_list()
             ),
         ),
     }

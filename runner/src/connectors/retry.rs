@@ -7,9 +7,10 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::time::Duration;
 
-/// How often and how patiently to retry.
+/// How often and how patiently a transient failure is retried: the attempts and the waits
+/// between them (not a step's `retry` policy, which the scheduler applies to whole attempts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
+pub struct RetrySchedule {
     /// Attempts in all, the first included.
     pub attempts: u32,
     /// Wait before the second attempt.
@@ -18,7 +19,7 @@ pub struct Backoff {
     pub max: Duration,
 }
 
-impl Default for Backoff {
+impl Default for RetrySchedule {
     /// Five attempts over about 15 seconds: long enough for a server restart or a failover,
     /// short enough that an unreachable host is reported quickly.
     fn default() -> Self {
@@ -30,7 +31,7 @@ impl Default for Backoff {
     }
 }
 
-impl Backoff {
+impl RetrySchedule {
     /// The wait before attempt `n` (from 2): doubling from `initial`, capped at `max`.
     pub fn delay(&self, n: u32) -> Duration {
         let doublings = n.saturating_sub(2).min(16);
@@ -41,7 +42,7 @@ impl Backoff {
 /// Runs `op` until it succeeds, fails permanently, or the attempts are used up; returns the
 /// last error. `on_retry` hears about each retried failure (for logs).
 pub async fn retry<T, E, F, Fut>(
-    backoff: Backoff,
+    schedule: RetrySchedule,
     is_transient: impl Fn(&E) -> bool,
     mut on_retry: impl FnMut(u32, &E, Duration),
     mut op: F,
@@ -54,9 +55,9 @@ where
     loop {
         match op().await {
             Ok(value) => return Ok(value),
-            Err(e) if attempt < backoff.attempts && is_transient(&e) => {
+            Err(e) if attempt < schedule.attempts && is_transient(&e) => {
                 attempt += 1;
-                let wait = backoff.delay(attempt);
+                let wait = schedule.delay(attempt);
                 on_retry(attempt, &e, wait);
                 tokio::time::sleep(wait).await;
             }
@@ -113,8 +114,8 @@ mod tests {
 
     use super::*;
 
-    fn quick() -> Backoff {
-        Backoff {
+    fn quick() -> RetrySchedule {
+        RetrySchedule {
             attempts: 4,
             initial: Duration::from_millis(1),
             max: Duration::from_millis(3),
@@ -123,7 +124,7 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap() {
-        let b = Backoff {
+        let b = RetrySchedule {
             attempts: 10,
             initial: Duration::from_millis(100),
             max: Duration::from_millis(500),

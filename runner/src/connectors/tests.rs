@@ -157,3 +157,77 @@ impl Harness {
         self.sink.write(&request, input, counters).await
     }
 }
+
+mod registry {
+    use synqx_api::connection::{FilesystemConnection, RestConnection};
+    use synqx_api::{ConnectionSpec, ConnectorKind};
+
+    use super::*;
+    use crate::connectors::{CONNECTORS, available};
+    use crate::secrets::Secrets;
+
+    fn conn<'a>(spec: &'a ConnectionSpec, secrets: &'a Secrets) -> ConnectionRef<'a> {
+        ConnectionRef {
+            name: "c",
+            spec,
+            base_dir: ".".into(),
+            secrets,
+        }
+    }
+
+    #[test]
+    fn every_connector_is_registered_once() {
+        let kinds: Vec<ConnectorKind> = available().collect();
+        let mut unique = kinds.clone();
+        unique.dedup();
+        assert_eq!(kinds, unique);
+        assert_eq!(kinds.len(), CONNECTORS.len());
+        assert_eq!(
+            kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            [
+                "filesystem",
+                "mysql",
+                "postgres",
+                "s3",
+                "sqlite",
+                "sqlserver"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kind_without_a_connector_says_which_are_available() {
+        let secrets = Secrets::default();
+        let spec = ConnectionSpec {
+            rest: Some(RestConnection {
+                base_url: "https://api.example".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = err(crate::connectors::source(&conn(&spec, &secrets)).map(drop));
+        assert_eq!(
+            e,
+            "Connection \"c\": the rest connector is not available in this version of synqx (available: filesystem, mysql, postgres, s3, sqlite, sqlserver)"
+        );
+        let report = crate::connectors::check(&conn(&spec, &secrets)).await;
+        assert_eq!(report.reason, "Unsupported");
+        assert!(report.message.starts_with(&e), "{}", report.message);
+    }
+
+    #[tokio::test]
+    async fn a_role_a_connector_lacks_is_refused_before_any_io() {
+        let secrets = Secrets::default();
+        let spec = ConnectionSpec {
+            filesystem: Some(FilesystemConnection {
+                path: "/nonexistent".into(),
+            }),
+            ..Default::default()
+        };
+        let e = err(crate::connectors::run_sql(&conn(&spec, &secrets), &["SELECT 1".into()]).await);
+        assert_eq!(
+            e,
+            "Connection \"c\": the filesystem connector cannot be the Connection of a sql step in this version of synqx"
+        );
+    }
+}

@@ -240,9 +240,9 @@ async fn run_sync_inner(
             &run.counters,
         )
         .await;
-    let max_seen = tracked.await.map_err(|e| {
-        Error::Config(format!("source task of step \"{}\" failed: {e}", run.step))
-    })??;
+    let max_seen = tracked
+        .await
+        .map_err(|e| Error::internal(format!("the source task of step \"{}\"", run.step), e))??;
     let _ = transform_task.await;
     let written = written?;
     let mut counters = run.counters.snapshot();

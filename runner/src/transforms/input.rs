@@ -26,7 +26,7 @@ impl Carried {
             .lock()
             .ok()
             .and_then(|mut e| e.take())
-            .unwrap_or_else(|| Error::Transform("an input error was already reported".into()))
+            .unwrap_or_else(|| Error::transform("an input error was already reported"))
     }
 }
 
@@ -61,9 +61,7 @@ impl PartitionStream for OnePass {
         let taken = self.stream.lock().ok().and_then(|mut s| s.take());
         let stream: BatchStream = taken.unwrap_or_else(|| {
             Box::pin(futures::stream::once(async {
-                Err(Error::Transform(
-                    "the step input can be read only once".into(),
-                ))
+                Err(Error::transform("the step input can be read only once"))
             }))
         });
         let mapped = stream.map(|item| {

@@ -36,7 +36,7 @@ pub async fn apply(
     let mut df = ctx.read_table(table).map_err(|e| planning(step, None, e))?;
     for (i, t) in transforms.iter().enumerate() {
         df = apply_one(&ctx, df, t).await.map_err(|e| match e {
-            Problem::Column(message) => Error::Transform(format!(
+            Problem::Column(message) => Error::transform(format!(
                 "step \"{step}\": transforms[{i}] ({}): {message}",
                 t.kind_name()
             )),
@@ -194,20 +194,25 @@ fn planning(step: &str, at: Option<(usize, &Transform)>, e: DataFusionError) -> 
     if let Some(ours) = ours(&e) {
         return ours;
     }
-    let message = first_line(&e);
-    match at {
-        Some((i, t)) => Error::Transform(format!(
-            "step \"{step}\": transforms[{i}] ({}): {message}",
-            t.kind_name()
-        )),
-        None => Error::Transform(format!("step \"{step}\": transforms: {message}")),
+    let message = match at {
+        Some((i, t)) => format!(
+            "step \"{step}\": transforms[{i}] ({}): {}",
+            t.kind_name(),
+            first_line(&e)
+        ),
+        None => format!("step \"{step}\": transforms: {}", first_line(&e)),
+    };
+    Error::Transform {
+        message,
+        source: Some(e),
     }
 }
 
 /// An error while rows flow: our own errors (from the source) pass through unchanged.
 fn running(step: &str, e: DataFusionError) -> Error {
-    ours(&e).unwrap_or_else(|| {
-        Error::Transform(format!("step \"{step}\": transforms: {}", first_line(&e)))
+    ours(&e).unwrap_or_else(|| Error::Transform {
+        message: format!("step \"{step}\": transforms: {}", first_line(&e)),
+        source: Some(e),
     })
 }
 

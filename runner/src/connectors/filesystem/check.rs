@@ -4,19 +4,15 @@ use std::io::ErrorKind;
 
 use synqx_api::connection::CheckReport;
 
-use super::root;
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use super::config::FilesystemConfig;
+use crate::check::{Reason, report};
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let dir = match root(conn) {
-        Ok(dir) => dir,
-        Err(e) => return invalid(&e),
-    };
+pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
+    let dir = config.root;
+    let name = config.connection.as_str();
     let shown = dir.display();
-    let fail = |reason: Reason, what: String| {
-        report(reason, format!("Connection \"{}\": {what}", conn.name))
-    };
+    let fail =
+        |reason: Reason, what: String| report(reason, format!("Connection \"{name}\": {what}"));
     let unreadable = |e: std::io::Error| {
         if e.kind() == ErrorKind::PermissionDenied {
             fail(
@@ -39,8 +35,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
             return report(
                 Reason::Connected,
                 format!(
-                    "Connection \"{}\": directory {shown} does not exist yet: it will be created on the first write (its parent exists)",
-                    conn.name
+                    "Connection \"{name}\": directory {shown} does not exist yet: it will be created on the first write (its parent exists)"
                 ),
             );
         }
@@ -72,8 +67,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
         Ok(first) => report(
             Reason::Connected,
             format!(
-                "Connection \"{}\": directory {shown} exists and can be listed ({})",
-                conn.name,
+                "Connection \"{name}\": directory {shown} exists and can be listed ({})",
                 if first.is_some() {
                     "not empty"
                 } else {

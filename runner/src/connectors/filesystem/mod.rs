@@ -1,76 +1,61 @@
-//! Local directories. An asset FQN is a path below the connection's `filesystem.path`: one
-//! file, a folder of part files (trailing `/`) or a glob. Files are CSV, JSONL or Parquet
-//! (see `formats`); writes are staged under hidden names and committed by renames.
+//! Local directories. An asset FQN is a path below the Connection's `filesystem.path`: one
+//! file, a folder of part files (trailing `/`) or a glob. Files are CSV, JSONL or Parquet: the
+//! type map, inference, encoding and rotation are `formats`'s, shared with every file store;
+//! this folder lists and opens files (`connect.rs`), stages writes under hidden names and
+//! commits them by renames (`sink.rs`, `commit.rs`).
 
 mod check;
 mod commit;
-mod listing;
+mod config;
+mod connect;
 mod sink;
 mod source;
 
-use std::path::PathBuf;
-
-use async_trait::async_trait;
-
-pub use check::check;
-
-use crate::connectors::ConnectionRef;
-use crate::engine::{
-    Counters, ReadRequest, SchemaStream, Sink, Source, WriteOutcome, WriteRequest,
-};
-use crate::error::{Error, Result};
-
-/// Reads files below a directory.
-pub struct FilesystemSource {
-    root: PathBuf,
-}
-
-/// Writes files below a directory.
-pub struct FilesystemSink {
-    root: PathBuf,
-}
-
-/// The connection's directory, resolved against the base directory.
-fn root(conn: &ConnectionRef<'_>) -> Result<PathBuf> {
-    let fs = conn.spec.filesystem.as_ref().ok_or_else(|| {
-        Error::Config(format!(
-            "Connection \"{}\" has no filesystem block",
-            conn.name
-        ))
-    })?;
-    Ok(conn.path(&fs.path))
-}
-
-impl FilesystemSource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self { root: root(conn)? })
-    }
-}
-
-impl FilesystemSink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self { root: root(conn)? })
-    }
-}
-
-#[async_trait]
-impl Source for FilesystemSource {
-    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
-        source::read(self.root.clone(), request).await
-    }
-}
-
-#[async_trait]
-impl Sink for FilesystemSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        sink::write(self.root.clone(), request, input, counters).await
-    }
-}
-
 #[cfg(test)]
 mod tests;
+
+use std::sync::Arc;
+
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::FilesystemConfig;
+pub use sink::FilesystemSink;
+pub use source::FilesystemSource;
+
+use crate::connectors::{ConnectionRef, Connector, formats};
+use crate::engine::{Sink, Source};
+use crate::error::Result;
+
+/// The `filesystem` connector.
+pub struct Filesystem;
+
+impl Connector for Filesystem {
+    const KIND: ConnectorKind = ConnectorKind::Filesystem;
+    type Config = FilesystemConfig;
+
+    fn config(conn: &ConnectionRef<'_>) -> Result<FilesystemConfig> {
+        FilesystemConfig::new(conn)
+    }
+
+    fn validate_source(_config: &FilesystemConfig, source: &SourceSpec) -> Result<()> {
+        formats::validate_source(source)
+    }
+
+    fn validate_destination(_config: &FilesystemConfig, destination: &Destination) -> Result<()> {
+        formats::validate_destination(destination)
+    }
+
+    fn source(config: FilesystemConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(FilesystemSource { config }))
+    }
+
+    fn sink(config: FilesystemConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(FilesystemSink { config }))
+    }
+
+    async fn check(config: FilesystemConfig) -> CheckReport {
+        check::check(config).await
+    }
+}

@@ -7,17 +7,36 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
+
 use super::commit::{Staged, Swap, Temporaries};
-use super::listing::list;
-use super::source::DirOpener;
+use super::config::FilesystemConfig;
+use super::connect::{DirOpener, list};
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, Target, write_id};
 use crate::connectors::formats::read::task_failed;
 use crate::connectors::formats::scan::Opener;
-use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
+use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Result};
 
-pub(super) async fn write(
+/// Writes files below a directory.
+pub struct FilesystemSink {
+    pub(super) config: FilesystemConfig,
+}
+
+#[async_trait]
+impl Sink for FilesystemSink {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        write(self.config.root.clone(), request, input, counters).await
+    }
+}
+
+async fn write(
     root: PathBuf,
     request: &WriteRequest,
     input: SchemaStream,

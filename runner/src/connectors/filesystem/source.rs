@@ -1,36 +1,30 @@
 //! Reading the files an FQN selects below the connection's root: this lists and opens them;
 //! `formats::read` does the rest, as for every file store.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
 
-use super::listing::list;
+use async_trait::async_trait;
+
+use super::config::FilesystemConfig;
+use super::connect::{DirOpener, list};
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::read::{self, task_failed};
-use crate::connectors::formats::scan::Opener;
-use crate::engine::{ReadRequest, SchemaStream};
-use crate::error::{Context, Result};
+use crate::engine::{ReadRequest, SchemaStream, Source};
+use crate::error::Result;
 
-/// Opens files below the connection's root.
-pub(super) struct DirOpener {
-    pub(super) root: PathBuf,
+/// Reads files below a directory.
+pub struct FilesystemSource {
+    pub(super) config: FilesystemConfig,
 }
 
-impl Opener for DirOpener {
-    type Chunks = File;
-
-    fn stream(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(self.chunks(name)?))
-    }
-
-    fn chunks(&self, name: &str) -> Result<File> {
-        let path = self.root.join(name);
-        File::open(&path).context(|| format!("opening {}", path.display()))
+#[async_trait]
+impl Source for FilesystemSource {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        read(self.config.root.clone(), request).await
     }
 }
 
-pub(super) async fn read(root: PathBuf, request: &ReadRequest) -> Result<SchemaStream> {
+async fn read(root: PathBuf, request: &ReadRequest) -> Result<SchemaStream> {
     let request = request.clone();
     let prepared = tokio::task::spawn_blocking(move || {
         let selection = Selection::parse(&request.spec.asset.fqn)?;

@@ -22,7 +22,7 @@ pub mod write;
 use std::io::{BufRead, BufReader, Read};
 
 use globset::{GlobBuilder, GlobMatcher};
-use synqx_api::pipeline::{Compression, CsvOptions, FileFormat};
+use synqx_api::pipeline::{Compression, CsvOptions, Destination, FileFormat, Source as SourceSpec};
 
 use crate::error::{Error, Result};
 
@@ -138,6 +138,25 @@ fn normalise(fqn: &str) -> Result<String> {
         }
     }
     Ok(parts.join("/"))
+}
+
+/// Checks a file source without touching a store: the FQN stays below the Connection's path
+/// and is a valid glob, and the compression and CSV options fit the format.
+pub fn validate_source(source: &SourceSpec) -> Result<()> {
+    let fqn = &source.asset.fqn;
+    Selection::parse(fqn)?;
+    CsvSettings::from_options(source.csv.as_ref())?;
+    if let Some(format) = format_of(source.format, fqn) {
+        gzipped(source.compression, format, fqn)
+            .map_err(|e| Error::Config(format!("asset {fqn}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Checks a file destination without touching a store: one file or a folder below the
+/// Connection's path, a format, a compression of that format, a mode files can have.
+pub fn validate_destination(destination: &Destination) -> Result<()> {
+    parts::Target::resolve(destination).map(drop)
 }
 
 /// The format of a source: given, or implied by the FQN's extension.

@@ -54,7 +54,7 @@ pub fn common_format(files: &[Listed]) -> std::result::Result<FileFormat, String
 
 /// A blocking task that panicked or was cancelled by the runtime shutting down.
 pub fn task_failed(e: tokio::task::JoinError) -> Error {
-    Error::io("file I/O task", std::io::Error::other(e.to_string()))
+    Error::internal("a file I/O task", e)
 }
 
 /// Everything the reading thread needs, decided before the first row.

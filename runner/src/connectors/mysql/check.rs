@@ -6,19 +6,14 @@ use std::time::Duration;
 use sqlx::{ConnectOptions, Connection};
 use synqx_api::connection::CheckReport;
 
-use super::config::Target;
+use super::config::MysqlConfig;
 use super::connect::{connect_error, mysql_code};
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use crate::check::{Reason, report};
 
 /// Longest wait for the server to accept and answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let target = match Target::new(conn) {
-        Ok(t) => t,
-        Err(e) => return invalid(&e),
-    };
+pub(super) async fn check(target: &MysqlConfig) -> CheckReport {
     let probe = async {
         let mut connection = target.options.connect().await?;
         let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
@@ -36,7 +31,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
                 database.unwrap_or_default()
             ),
         ),
-        Ok(Err(e)) => report(reason_of(&e), connect_error(&target, &e).to_string()),
+        Ok(Err(e)) => report(reason_of(&e), connect_error(target, e).to_string()),
         Err(_) => report(
             Reason::Unreachable,
             format!(

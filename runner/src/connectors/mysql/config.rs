@@ -7,8 +7,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use synqx_api::connection::SslMode;
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::sql_config::{block, required};
 use crate::error::Result;
+use crate::secrets::Redactor;
 
 /// Port of a MySQL server when the spec names none.
 pub(super) const DEFAULT_PORT: u16 = 3306;
@@ -17,7 +17,7 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where and as whom to connect, and how messages name it.
 #[derive(Clone)]
-pub(super) struct Target {
+pub struct MysqlConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
     pub host: String,
@@ -26,14 +26,16 @@ pub(super) struct Target {
     /// Carries the password: never formatted into a message (`MySqlConnectOptions` has no
     /// `Display`, and its `Debug` is never used here).
     pub options: MySqlConnectOptions,
+    /// Knows the password: every text the server or driver returns passes through it.
+    pub redactor: Redactor,
 }
 
-impl Target {
+impl MysqlConfig {
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = block(conn.name, "mysql", conn.spec.mysql.as_ref())?;
-        let host = required(conn.name, "mysql.host", &spec.host)?;
-        let database = required(conn.name, "mysql.database", &spec.database)?;
-        let user = conn.secrets.resolve(conn.name, "mysql.user", &spec.user)?;
+        let spec = conn.block(conn.spec.mysql.as_ref())?;
+        let host = conn.required("mysql.host", &spec.host)?;
+        let database = conn.required("mysql.database", &spec.database)?;
+        let user = conn.resolve("mysql.user", &spec.user)?;
         let port = spec.port.unwrap_or(DEFAULT_PORT);
         let mut options = MySqlConnectOptions::new()
             .host(host)
@@ -53,9 +55,7 @@ impl Target {
             // resources.
             .statement_cache_capacity(16);
         if let Some(password) = &spec.password {
-            let password = conn
-                .secrets
-                .resolve(conn.name, "mysql.password", password)?;
+            let password = conn.secret("mysql.password", password)?;
             options = options.password(&password);
         }
         Ok(Self {
@@ -64,6 +64,7 @@ impl Target {
             port,
             database: database.to_string(),
             options,
+            redactor: conn.secrets.redactor(),
         })
     }
 
@@ -122,7 +123,7 @@ mod tests {
             base_dir: ".".into(),
             secrets: &secrets,
         };
-        let target = Target::new(&conn).unwrap_or_else(|e| panic!("{e}"));
+        let target = MysqlConfig::new(&conn).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(target.port, 3306);
         assert_eq!(target.options.get_host(), "db.internal");
         assert_eq!(target.options.get_username(), "app");
@@ -145,7 +146,7 @@ mod tests {
             base_dir: ".".into(),
             secrets: &secrets,
         };
-        let err = Target::new(&conn).err().map(|e| e.to_string());
+        let err = MysqlConfig::new(&conn).err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
             Some("Connection \"orders-db\": mysql.database is empty")

@@ -4,8 +4,8 @@
 use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Executor};
 
-use super::config::{CONNECT_TIMEOUT, Target};
-use crate::connectors::retry::{Backoff, retry, sqlx_transient};
+use super::config::{CONNECT_TIMEOUT, MysqlConfig};
+use crate::connectors::retry::{RetrySchedule, retry, sqlx_transient};
 use crate::error::{Error, Result};
 
 /// The session SynqX sets, whatever the server's defaults:
@@ -43,7 +43,7 @@ impl Session {
 }
 
 /// Connects, retrying transient failures (a server restarting, a refused connection).
-pub(super) async fn connect(target: &Target) -> Result<Session> {
+pub(super) async fn connect(target: &MysqlConfig) -> Result<Session> {
     let attempt = || async {
         match tokio::time::timeout(CONNECT_TIMEOUT, target.options.connect()).await {
             Ok(result) => result,
@@ -53,23 +53,28 @@ pub(super) async fn connect(target: &Target) -> Result<Session> {
             ))),
         }
     };
-    let conn = retry(Backoff::default(), sqlx_transient, |_, _, _| {}, attempt)
-        .await
-        .map_err(|e| connect_error(target, &e))?;
+    let conn = retry(
+        RetrySchedule::default(),
+        sqlx_transient,
+        |_, _, _| {},
+        attempt,
+    )
+    .await
+    .map_err(|e| connect_error(target, e))?;
     setup(target, conn).await
 }
 
-async fn setup(target: &Target, mut conn: MySqlConnection) -> Result<Session> {
+async fn setup(target: &MysqlConfig, mut conn: MySqlConnection) -> Result<Session> {
     let at = || format!("{}: setting up the session", target.server());
     (&mut conn)
         .execute(SQL_MODE)
         .await
-        .map_err(|e| Error::database(at(), e))?;
+        .map_err(|e| database(target, at(), e))?;
     let (packet, version): (u64, String) =
         sqlx::query_as("SELECT CAST(@@max_allowed_packet AS UNSIGNED), VERSION()")
             .fetch_one(&mut conn)
             .await
-            .map_err(|e| Error::database(at(), e))?;
+            .map_err(|e| database(target, at(), e))?;
     // Room for the statement's header and the protocol's own bytes.
     let limit = usize::try_from(packet)
         .unwrap_or(usize::MAX)
@@ -93,27 +98,30 @@ fn parse_version(text: &str) -> (u32, u32) {
 /// A connect failure as the user needs it: where, what the server said, and what to check.
 /// The password is never part of it: sqlx's errors do not carry it and the target is named by
 /// host, port and database only.
-pub(super) fn connect_error(target: &Target, e: &sqlx::Error) -> Error {
-    let hint = match mysql_code(e) {
+pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
+    let hint = match mysql_code(&e) {
         Some(1045) => ": check mysql.user and mysql.password",
         Some(1044) => ": the user has no access to this database; grant it or fix mysql.database",
         Some(1049) => ": the database does not exist; create it or fix mysql.database",
-        _ => match e {
+        _ => match &e {
             sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 ": nothing accepts connections there; is the server running and mysql.port right?"
             }
             sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 ": check mysql.host, mysql.port and the network between them"
             }
-            sqlx::Error::Io(_) if is_name_failure(e) => ": check mysql.host",
+            sqlx::Error::Io(_) if is_name_failure(&e) => ": check mysql.host",
             sqlx::Error::Tls(_) => ": check mysql.sslMode and the server's certificate",
             _ => "",
         },
     };
-    Error::database(
-        format!("{}: connecting", target.server()),
-        format!("{e}{hint}"),
-    )
+    let detail = format!("{}{hint}", target.redactor.redact(&e));
+    Error::database_detail(format!("{}: connecting", target.server()), detail, e)
+}
+
+/// A server or driver error about `context`, the credentials removed from its text.
+pub(super) fn database(target: &MysqlConfig, context: impl Into<String>, e: sqlx::Error) -> Error {
+    Error::database_detail(context, target.redactor.redact(&e), e)
 }
 
 fn is_name_failure(e: &sqlx::Error) -> bool {
@@ -130,7 +138,43 @@ pub(super) fn mysql_code(e: &sqlx::Error) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    use synqx_api::ConnectionSpec;
+    use synqx_api::SecretValue;
+    use synqx_api::connection::MysqlConnection;
+
     use super::*;
+    use crate::connectors::ConnectionRef;
+    use crate::secrets::Secrets;
+
+    #[test]
+    fn connect_errors_name_the_server_and_never_the_password() {
+        let secrets = Secrets::new([], [("SYNQX_SECRET_MY_PW".into(), "Sup3r-s3cret".into())]);
+        let spec = ConnectionSpec {
+            mysql: Some(MysqlConnection {
+                host: "db".into(),
+                database: "shop".into(),
+                user: SecretValue::plain("app"),
+                password: Some(SecretValue::from_secret("my", "pw")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let config = MysqlConfig::new(&ConnectionRef {
+            name: "orders",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        // A driver that echoed what it was given.
+        let echoed = sqlx::Error::Protocol("handshake with password Sup3r-s3cret failed".into());
+        let e = connect_error(&config, echoed);
+        assert_eq!(
+            e.to_string(),
+            "Connection \"orders\" (MySQL at db:3306, database \"shop\"): connecting: encountered unexpected or invalid data: handshake with password *** failed"
+        );
+        assert!(e.driver_error().is_some());
+    }
 
     #[test]
     fn versions_are_read_from_both_servers_strings() {

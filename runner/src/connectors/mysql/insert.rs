@@ -156,12 +156,12 @@ impl<'a> Inserter<'a> {
             .execute(conn)
             .await
             .map(|_| ())
-            .map_err(|e| self.error(&e, first_row))
+            .map_err(|e| self.error(e, first_row))
     }
 
     /// A server error about a statement, with MySQL's `at row N` (counted in the statement)
     /// turned into the row of the load.
-    fn error(&self, e: &sqlx::Error, first_row: u64) -> Error {
+    fn error(&self, e: sqlx::Error, first_row: u64) -> Error {
         let text = e.to_string();
         let row = text
             .rfind(" at row ")
@@ -172,9 +172,10 @@ impl<'a> Inserter<'a> {
                 self.at,
                 first_row + n.saturating_sub(1)
             )),
-            None => Error::database(
+            None => Error::database_detail(
                 format!("{}: inserting rows from {first_row} of the load", self.at),
                 text,
+                e,
             ),
         }
     }

@@ -50,42 +50,64 @@ mod insert;
 mod literal;
 mod sink;
 mod source;
-pub mod sql;
+mod sql;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use check::check;
+use std::sync::Arc;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::sql_names::{at_table, unique_suffix};
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::MysqlConfig;
+pub use sink::MysqlSink;
+pub use source::MysqlSource;
+
+use crate::connectors::sql::{at_table, unique_suffix};
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
-use config::Target;
 
-/// Reads tables and queries of a MySQL or MariaDB database.
-pub struct MysqlSource {
-    target: Target,
-}
+/// The `mysql` connector (MySQL and MariaDB).
+pub struct Mysql;
 
-/// Writes tables of a MySQL or MariaDB database.
-pub struct MysqlSink {
-    target: Target,
-}
+impl Connector for Mysql {
+    const KIND: ConnectorKind = ConnectorKind::Mysql;
+    type Config = MysqlConfig;
 
-impl MysqlSource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            target: Target::new(conn)?,
-        })
+    fn config(conn: &ConnectionRef<'_>) -> Result<MysqlConfig> {
+        MysqlConfig::new(conn)
     }
-}
 
-impl MysqlSink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            target: Target::new(conn)?,
-        })
+    fn validate_source(config: &MysqlConfig, source: &SourceSpec) -> Result<()> {
+        TableRef::parse(config, &source.asset.fqn).map(drop)
+    }
+
+    fn validate_destination(config: &MysqlConfig, destination: &Destination) -> Result<()> {
+        TableRef::parse(config, &destination.asset.fqn).map(drop)
+    }
+
+    fn validate_sql(_config: &MysqlConfig, _statements: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn source(config: MysqlConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(MysqlSource { target: config }))
+    }
+
+    fn sink(config: MysqlConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(MysqlSink { target: config }))
+    }
+
+    async fn check(config: MysqlConfig) -> CheckReport {
+        check::check(&config).await
+    }
+
+    async fn run_sql(config: MysqlConfig, statements: &[String]) -> Result<u64> {
+        sql::run(&config, statements).await
     }
 }
 
@@ -99,7 +121,7 @@ struct TableRef {
 }
 
 impl TableRef {
-    fn parse(target: &Target, fqn: &str) -> Result<Self> {
+    fn parse(target: &MysqlConfig, fqn: &str) -> Result<Self> {
         let fqn = fqn.trim();
         let (database, table) = match fqn.split_once('.') {
             Some((database, table)) => (database, table),
@@ -134,7 +156,7 @@ impl TableRef {
 }
 
 /// `Connection "c", table "t"`: the start of every message about a table.
-fn at(target: &Target, table: &TableRef) -> String {
+fn at(target: &MysqlConfig, table: &TableRef) -> String {
     at_table(&target.connection, &table.shown)
 }
 

@@ -32,18 +32,24 @@ use sqlx::mysql::MySqlConnection;
 use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::catalog::{table_columns, unique_keys};
+use super::config::MysqlConfig;
 use super::connect::{Session, connect};
 use super::ddl::{ColumnDef, add_columns, create_table, execute};
 use super::insert::{Inserter, WriteColumn};
 use super::literal::writable_type;
 use super::types::declared_type;
-use super::{MysqlSink, TableRef, at, quote, work_table};
-use crate::connectors::sql_names::quoted_list;
-use crate::connectors::sql_sink::{
+use super::{TableRef, at, quote, work_table};
+use crate::connectors::sql::names::quoted_list;
+use crate::connectors::sql::plan::{
     check_primary_key, count_sent, plan_columns, uncount, written_bytes,
 };
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
+
+/// Writes tables of a MySQL or MariaDB database.
+pub struct MysqlSink {
+    pub(super) target: MysqlConfig,
+}
 
 #[async_trait]
 impl Sink for MysqlSink {

@@ -26,13 +26,19 @@ use tokio::sync::mpsc;
 
 use super::binary::decode;
 use super::catalog::{CatalogColumn, query_columns, table_columns};
-use super::connect::connect;
+use super::config::MysqlConfig;
+use super::connect::{connect, database};
 use super::decode::{Batch, Value, parse_date, parse_datetime, parse_decimal};
 use super::literal::string;
 use super::types::{Kind, ReadType, read_type};
-use super::{MysqlSource, TableRef, at, quote};
+use super::{TableRef, at, quote};
 use crate::engine::{CursorFilter, ReadRequest, Rejects, SchemaStream, Source};
 use crate::error::{Error, Result};
+
+/// Reads tables and queries of a MySQL or MariaDB database.
+pub struct MysqlSource {
+    pub(super) target: MysqlConfig,
+}
 
 #[async_trait]
 impl Source for MysqlSource {
@@ -56,11 +62,11 @@ impl Source for MysqlSource {
         let catalog = match query {
             Some(q) => query_columns(conn, q)
                 .await
-                .map_err(|e| Error::database(format!("{at}: preparing the query"), e))?,
+                .map_err(|e| database(&self.target, format!("{at}: preparing the query"), e))?,
             None => {
                 let columns = table_columns(conn, &table)
                     .await
-                    .map_err(|e| Error::database(format!("{at}: reading its columns"), e))?;
+                    .map_err(|e| database(&self.target, format!("{at}: reading its columns"), e))?;
                 if columns.is_empty() {
                     return Err(missing_table(conn, &table, &at).await);
                 }
@@ -145,7 +151,7 @@ impl Source for MysqlSource {
                 // The reader reports its own errors; only a panic is left to say.
                 joined
                     .err()
-                    .map(|e| Err(Error::Config(format!("the MySQL reading task failed: {e}"))))
+                    .map(|e| Err(Error::internal("the MySQL reading task", e)))
             }),
         );
         Ok(SchemaStream::new(schema, batches))
@@ -163,7 +169,7 @@ async fn missing_table(conn: &mut MySqlConnection, table: &TableRef, at: &str) -
                 Some(1142) => ": grant the Connection's user SELECT on it",
                 _ => "",
             };
-            Error::database(at.to_string(), format!("{e}{hint}"))
+            Error::database_detail(at.to_string(), format!("{e}{hint}"), e)
         }
         Ok(_) => Error::Config(format!(
             "{at}: the table has no columns the Connection's user may read"
@@ -376,12 +382,12 @@ impl Reader {
                 continue;
             }
             let bytes = <&[u8] as Decode<MySql>>::decode(raw).map_err(|e| {
-                Error::database(
+                Error::protocol(
                     format!(
                         "{}: row {row_number}, column \"{}\"",
                         self.at, self.names[i]
                     ),
-                    e,
+                    e.to_string(),
                 )
             })?;
             match decode(*kind, bytes) {

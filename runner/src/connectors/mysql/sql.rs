@@ -5,18 +5,20 @@
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::config::Target;
-use super::connect::connect;
-use crate::connectors::ConnectionRef;
-use crate::error::{Error, Result};
+use super::config::MysqlConfig;
+use super::connect::{connect, database};
+use crate::error::Result;
 
 /// Runs the statements in order in one transaction; returns the rows they affected.
-pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64> {
-    let target = Target::new(conn)?;
-    let mut session = connect(&target).await?;
+pub(super) async fn run(target: &MysqlConfig, statements: &[String]) -> Result<u64> {
+    let mut session = connect(target).await?;
     let name = &target.connection;
     let mut tx = session.conn.begin().await.map_err(|e| {
-        Error::database(format!("Connection \"{name}\": starting a transaction"), e)
+        database(
+            target,
+            format!("Connection \"{name}\": starting a transaction"),
+            e,
+        )
     })?;
     let mut affected = 0;
     // The statements are the pipeline author's own SQL, run as written.
@@ -24,11 +26,11 @@ pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64>
         let done = sqlx::raw_sql(AssertSqlSafe(statement.as_str()))
             .execute(&mut *tx)
             .await
-            .map_err(|e| Error::database(format!("Connection \"{name}\": statements[{i}]"), e))?;
+            .map_err(|e| database(target, format!("Connection \"{name}\": statements[{i}]"), e))?;
         affected += done.rows_affected();
     }
     tx.commit()
         .await
-        .map_err(|e| Error::database(format!("Connection \"{name}\": commit"), e))?;
+        .map_err(|e| database(target, format!("Connection \"{name}\": commit"), e))?;
     Ok(affected)
 }

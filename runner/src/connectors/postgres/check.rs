@@ -4,19 +4,11 @@
 use sqlx::Connection;
 use synqx_api::connection::CheckReport;
 
-use super::config::Settings;
+use super::config::PostgresConfig;
 use super::connect::{attempt, connect_failure, server_message};
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use crate::check::{Reason, report};
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    match Settings::new(conn) {
-        Ok(settings) => probe(&settings).await,
-        Err(e) => invalid(&e),
-    }
-}
-
-async fn probe(settings: &Settings) -> CheckReport {
+pub(super) async fn check(settings: &PostgresConfig) -> CheckReport {
     let say = |reason: Reason, what: String| report(reason, format!("{}: {what}", settings.at()));
     let mut db = match attempt(settings).await {
         Ok(db) => db,

@@ -1,22 +1,22 @@
-//! The Connection spec turned into connect options. Pure: secrets are resolved from memory,
-//! nothing touches the network, so a bad spec fails when the step is built.
+//! The Connection's `postgres` block as connect options. Pure: secrets are resolved from
+//! memory, nothing touches the network, so `synqx validate` can call it and a bad spec fails
+//! before a step starts.
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use synqx_api::SecretValue;
 use synqx_api::connection::SslMode;
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::retry::Backoff;
-use crate::connectors::sql_config::{block, required};
-use crate::connectors::sql_names::at_table;
+use crate::connectors::retry::RetrySchedule;
+use crate::connectors::sql::at_table;
 use crate::error::{Error, Result};
+use crate::secrets::{Redactor, describe};
 
 /// Port of a spec without one.
 pub const DEFAULT_PORT: u16 = 5432;
 
-/// What a connector needs to open connections, and to explain why one failed.
+/// What the connector needs to open connections, and to explain why one failed.
 #[derive(Clone)]
-pub struct Settings {
+pub struct PostgresConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
     pub options: PgConnectOptions,
@@ -27,14 +27,14 @@ pub struct Settings {
     /// Where the password comes from, in the user's words (`Secret "pg" key "password"`).
     pub password_from: String,
     /// Retries of a failed connect.
-    pub backoff: Backoff,
-    /// The password, kept only to scrub it from any text a message could carry.
-    password: Option<String>,
+    pub retry: RetrySchedule,
+    /// Knows the password: every text the server or driver returns passes through it.
+    pub redactor: Redactor,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("PostgresConfig")
             .field("connection", &self.connection)
             .field("host", &self.host)
             .field("port", &self.port)
@@ -44,13 +44,13 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Settings> {
+impl PostgresConfig {
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<PostgresConfig> {
         let name = conn.name;
-        let spec = block(name, "postgres", conn.spec.postgres.as_ref())?;
-        let host = required(name, "postgres.host", &spec.host)?;
-        let database = required(name, "postgres.database", &spec.database)?;
-        let user = conn.secrets.resolve(name, "postgres.user", &spec.user)?;
+        let spec = conn.block(conn.spec.postgres.as_ref())?;
+        let host = conn.required("postgres.host", &spec.host)?;
+        let database = conn.required("postgres.database", &spec.database)?;
+        let user = conn.resolve("postgres.user", &spec.user)?;
         if user.is_empty() {
             return Err(Error::Config(format!(
                 "Connection \"{name}\": postgres.user is empty"
@@ -69,17 +69,15 @@ impl Settings {
             // A session zone other than UTC would shift every `timestamptz` rendered as text
             // (the `::text` fallback) and every watermark literal without an offset.
             .options([("TimeZone", "UTC")]);
-        let mut password = None;
         let password_from = match &spec.password {
             Some(value) => {
-                let plain = conn.secrets.resolve(name, "postgres.password", value)?;
+                let plain = conn.secret("postgres.password", value)?;
                 options = options.password(&plain);
-                password = Some(plain).filter(|p| !p.is_empty());
-                describe(value)
+                describe("postgres.password", value)
             }
             None => "nowhere (postgres.password is not set)".into(),
         };
-        Ok(Settings {
+        Ok(PostgresConfig {
             connection: name.to_string(),
             options,
             host: host.to_string(),
@@ -87,18 +85,14 @@ impl Settings {
             database: database.to_string(),
             user,
             password_from,
-            backoff: Backoff::default(),
-            password,
+            retry: RetrySchedule::default(),
+            redactor: conn.secrets.redactor(),
         })
     }
 
-    /// Text with the password replaced by `***`, for anything the server or driver said.
+    /// Text with the credentials replaced by `***`, for anything the server or driver said.
     pub fn redact(&self, text: impl std::fmt::Display) -> String {
-        let text = text.to_string();
-        match &self.password {
-            Some(p) => text.replace(p.as_str(), "***"),
-            None => text,
-        }
+        self.redactor.redact(text)
     }
 
     /// `Connection "c"`: the start of every message.
@@ -127,35 +121,21 @@ fn ssl_mode(mode: SslMode) -> PgSslMode {
     }
 }
 
-/// Where a secret value is kept, never the value.
-fn describe(value: &SecretValue) -> String {
-    if let Some(r) = &value.secret_key_ref {
-        format!(
-            "key \"{}\" of Secret \"{}\" (postgres.password)",
-            r.key, r.name
-        )
-    } else if value.sealed.is_some() {
-        "the sealed value of postgres.password".into()
-    } else {
-        "the plain value of postgres.password".into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use synqx_api::ConnectionSpec;
     use synqx_api::connection::PostgresConnection;
+    use synqx_api::{ConnectionSpec, SecretValue};
 
     use super::*;
     use crate::secrets::Secrets;
 
-    fn settings(spec: PostgresConnection, env: Vec<(String, String)>) -> Result<Settings> {
+    fn settings(spec: PostgresConnection, env: Vec<(String, String)>) -> Result<PostgresConfig> {
         let spec = ConnectionSpec {
             postgres: Some(spec),
             ..Default::default()
         };
         let secrets = Secrets::new([], env);
-        Settings::new(&ConnectionRef {
+        PostgresConfig::new(&ConnectionRef {
             name: "warehouse",
             spec: &spec,
             base_dir: ".".into(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnection, PgDatabaseError};
 
-use super::config::Settings;
+use super::config::PostgresConfig;
 use crate::check::Reason;
 use crate::connectors::retry::{retry, sqlx_transient};
 use crate::error::{Error, Result};
@@ -15,11 +15,11 @@ use crate::error::{Error, Result};
 /// Longest wait for one connection attempt: the TCP connect, TLS and authentication.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A connection to the Connection's database, after up to `settings.backoff.attempts`
+/// A connection to the Connection's database, after up to `settings.retry.attempts`
 /// attempts when the server is restarting or not reachable yet.
-pub async fn connect(settings: &Settings) -> Result<PgConnection> {
+pub async fn connect(settings: &PostgresConfig) -> Result<PgConnection> {
     retry(
-        settings.backoff,
+        settings.retry,
         sqlx_transient,
         |_, _, _| {},
         || attempt(settings),
@@ -27,13 +27,13 @@ pub async fn connect(settings: &Settings) -> Result<PgConnection> {
     .await
     .map_err(|e| {
         let (_, message) = connect_failure(settings, &e);
-        Error::database(settings.at(), message)
+        Error::database_detail(settings.at(), message, e)
     })
 }
 
 /// One connect, bounded by [`CONNECT_TIMEOUT`]; a timeout is an I/O error, transient as the
 /// others.
-pub async fn attempt(settings: &Settings) -> sqlx::Result<PgConnection> {
+pub async fn attempt(settings: &PostgresConfig) -> sqlx::Result<PgConnection> {
     match tokio::time::timeout(CONNECT_TIMEOUT, settings.options.connect()).await {
         Ok(result) => result,
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
@@ -45,7 +45,7 @@ pub async fn attempt(settings: &Settings) -> sqlx::Result<PgConnection> {
 
 /// Why a connect failed and what to do, for an error or a check report. Never contains the
 /// password.
-pub fn connect_failure(settings: &Settings, e: &sqlx::Error) -> (Reason, String) {
+pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, String) {
     let server = format!("{}:{}", settings.host, settings.port);
     let (reason, text) = match e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
@@ -135,8 +135,8 @@ fn is_name_resolution(e: &std::io::Error) -> bool {
 
 /// A database error during work on a connection: the server's message with its SQLSTATE and
 /// detail, the password scrubbed.
-pub fn database(settings: &Settings, context: String, e: &sqlx::Error) -> Error {
-    Error::database(context, settings.redact(server_message(e)))
+pub fn database(settings: &PostgresConfig, context: String, e: sqlx::Error) -> Error {
+    Error::database_detail(context, settings.redact(server_message(&e)), e)
 }
 
 /// What the server said: message, SQLSTATE and detail. The server's hints are left out: the
@@ -174,7 +174,7 @@ mod tests {
 
     use super::*;
     use crate::connectors::ConnectionRef;
-    use crate::connectors::retry::Backoff;
+    use crate::connectors::retry::RetrySchedule;
     use crate::secrets::Secrets;
 
     #[tokio::test]
@@ -192,16 +192,16 @@ mod tests {
             ..Default::default()
         };
         let secrets = Secrets::default();
-        let mut settings = Settings::new(&ConnectionRef {
+        let mut settings = PostgresConfig::new(&ConnectionRef {
             name: "warehouse",
             spec: &spec,
             base_dir: ".".into(),
             secrets: &secrets,
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        settings.backoff = Backoff {
+        settings.retry = RetrySchedule {
             attempts: 1,
-            ..Backoff::default()
+            ..RetrySchedule::default()
         };
         let e = connect(&settings)
             .await

@@ -144,7 +144,7 @@ impl CopyOutDecoder {
     }
 
     fn protocol(&self, message: String) -> Error {
-        Error::database(self.context.clone(), message)
+        Error::protocol(self.context.clone(), message)
     }
 
     /// Decodes what `data` holds completely; returns how many bytes it used and sets `need`

@@ -20,41 +20,63 @@ mod ddl;
 mod numeric;
 mod sink;
 mod source;
-pub mod sql;
+mod sql;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use check::check;
+use std::sync::Arc;
 
-use self::config::Settings;
-use crate::connectors::ConnectionRef;
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::PostgresConfig;
+pub use sink::PostgresSink;
+pub use source::PostgresSource;
+
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 
-/// Reads tables and queries of a PostgreSQL database.
-pub struct PostgresSource {
-    settings: Settings,
-}
+/// The `postgres` connector.
+pub struct Postgres;
 
-/// Writes tables of a PostgreSQL database.
-pub struct PostgresSink {
-    settings: Settings,
-}
+impl Connector for Postgres {
+    const KIND: ConnectorKind = ConnectorKind::Postgres;
+    type Config = PostgresConfig;
 
-impl PostgresSource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Settings::new(conn)?,
-        })
+    fn config(conn: &ConnectionRef<'_>) -> Result<PostgresConfig> {
+        PostgresConfig::new(conn)
     }
-}
 
-impl PostgresSink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Settings::new(conn)?,
-        })
+    fn validate_source(config: &PostgresConfig, source: &SourceSpec) -> Result<()> {
+        Table::parse(&config.connection, &source.asset.fqn).map(drop)
+    }
+
+    fn validate_destination(config: &PostgresConfig, destination: &Destination) -> Result<()> {
+        Table::parse(&config.connection, &destination.asset.fqn).map(drop)
+    }
+
+    fn validate_sql(_config: &PostgresConfig, _statements: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn source(config: PostgresConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(PostgresSource { settings: config }))
+    }
+
+    fn sink(config: PostgresConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(PostgresSink { settings: config }))
+    }
+
+    async fn check(config: PostgresConfig) -> CheckReport {
+        check::check(&config).await
+    }
+
+    async fn run_sql(config: PostgresConfig, statements: &[String]) -> Result<u64> {
+        sql::run(&config, statements).await
     }
 }
 

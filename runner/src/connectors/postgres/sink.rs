@@ -24,14 +24,14 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::catalog::{self, Column};
-use super::config::Settings;
-use super::connect::{connect, database, sqlstate};
+use super::config::PostgresConfig;
+use super::connect::{connect, database, server_message, sqlstate};
 use super::copy_in::CopyInEncoder;
 use super::ddl::{self, NewColumn};
 use super::types::ddl_type;
-use super::{PostgresSink, Table, quote};
-use crate::connectors::sql_names::{quoted_list, unique_suffix};
-use crate::connectors::sql_sink::{
+use super::{Table, quote};
+use crate::connectors::sql::names::{quoted_list, unique_suffix};
+use crate::connectors::sql::plan::{
     check_primary_key, commit_or_roll_back, count_sent, plan_columns,
 };
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -46,6 +46,11 @@ const FIRST_SLICE_ROWS: usize = 1024;
 /// Rows of the next slice, so that it encodes to about one COPY message.
 fn rows_per_message(rows: usize, bytes: usize) -> usize {
     (FLUSH_BYTES * rows / bytes.max(1)).clamp(1, 1 << 20)
+}
+
+/// Writes tables of a PostgreSQL database.
+pub struct PostgresSink {
+    pub(super) settings: PostgresConfig,
 }
 
 #[async_trait]
@@ -68,7 +73,7 @@ impl Sink for PostgresSink {
         let mut tx = conn
             .begin()
             .await
-            .map_err(|e| database(settings, format!("{at}: starting a transaction"), &e))?;
+            .map_err(|e| database(settings, format!("{at}: starting a transaction"), e))?;
         let mut load = Load {
             settings,
             at: &at,
@@ -79,7 +84,7 @@ impl Sink for PostgresSink {
         };
         let loaded = load.run(&mut tx, input).await;
         commit_or_roll_back(tx, loaded, counters, &load.outcome, |e| {
-            database(settings, format!("{at}: committing"), &e)
+            database(settings, format!("{at}: committing"), e)
         })
         .await?;
         Ok(load.outcome)
@@ -88,7 +93,7 @@ impl Sink for PostgresSink {
 
 /// One load, inside its transaction.
 struct Load<'a> {
-    settings: &'a Settings,
+    settings: &'a PostgresConfig,
     at: &'a str,
     table: &'a Table,
     spec: &'a Destination,
@@ -102,7 +107,7 @@ impl Load<'_> {
         let at = self.at;
         let exists = catalog::schema_exists(conn, &self.table.schema)
             .await
-            .map_err(|e| self.fail(&e, "reading the catalog"))?;
+            .map_err(|e| self.fail(e, "reading the catalog"))?;
         if !exists {
             return Err(Error::Config(format!(
                 "{at}: schema \"{}\" does not exist in database \"{}\": create it (CREATE SCHEMA {}) or fix asset.fqn",
@@ -113,7 +118,7 @@ impl Load<'_> {
         }
         let existing = catalog::table_columns(conn, self.table)
             .await
-            .map_err(|e| self.fail(&e, "reading its columns"))?;
+            .map_err(|e| self.fail(e, "reading its columns"))?;
         let mode = self.spec.mode();
         let key = &self.spec.primary_key;
 
@@ -214,11 +219,11 @@ impl Load<'_> {
         };
         let oid = catalog::relation(conn, &target)
             .await
-            .map_err(|e| self.fail(&e, "reading the catalog"))?
+            .map_err(|e| self.fail(e, "reading the catalog"))?
             .ok_or_else(|| Error::Config(format!("{at}: the table {target} vanished")))?;
         let columns = catalog::columns(conn, oid)
             .await
-            .map_err(|e| self.fail(&e, "reading its columns"))?;
+            .map_err(|e| self.fail(e, "reading its columns"))?;
         let target_columns = names
             .iter()
             .map(|name| {
@@ -258,7 +263,7 @@ impl Load<'_> {
         let mut copy = conn
             .copy_in_raw(&ddl::copy_in(target, &names))
             .await
-            .map_err(|e| self.fail(&e, "starting the COPY"))?;
+            .map_err(|e| self.fail(e, "starting the COPY"))?;
         let mut buf = BytesMut::with_capacity(FLUSH_BYTES + FLUSH_BYTES / 4);
         CopyInEncoder::header(&mut buf);
         let mut stream = input.stream;
@@ -289,7 +294,7 @@ impl Load<'_> {
                 slice_rows = rows_per_message(rows, bytes);
                 if buf.len() >= FLUSH_BYTES {
                     if let Err(e) = copy.send(&buf[..]).await {
-                        failure = Some(self.fail(&e, "sending rows"));
+                        failure = Some(self.fail(e, "sending rows"));
                         break 'batches;
                     }
                     buf.clear();
@@ -304,10 +309,10 @@ impl Load<'_> {
         CopyInEncoder::trailer(&mut buf);
         copy.send(&buf[..])
             .await
-            .map_err(|e| self.fail(&e, "sending rows"))?;
+            .map_err(|e| self.fail(e, "sending rows"))?;
         copy.finish()
             .await
-            .map_err(|e| self.fail(&e, "loading rows"))?;
+            .map_err(|e| self.fail(e, "loading rows"))?;
         Ok(())
     }
 
@@ -316,11 +321,11 @@ impl Load<'_> {
         let key = &self.spec.primary_key;
         let oid = catalog::relation(conn, &self.table.sql())
             .await
-            .map_err(|e| self.fail(&e, "reading the catalog"))?;
+            .map_err(|e| self.fail(e, "reading the catalog"))?;
         let keys = match oid {
             Some(oid) => catalog::unique_keys(conn, oid)
                 .await
-                .map_err(|e| self.fail(&e, "reading its keys"))?,
+                .map_err(|e| self.fail(e, "reading its keys"))?,
             None => Vec::new(),
         };
         if catalog::has_unique_key(&keys, key) {
@@ -341,11 +346,11 @@ impl Load<'_> {
         let indexes_of = async |conn: &mut PgConnection, table: &Table| -> Result<_> {
             let oid = catalog::relation(conn, &table.sql())
                 .await
-                .map_err(|e| self.fail(&e, "reading the catalog"))?;
+                .map_err(|e| self.fail(e, "reading the catalog"))?;
             match oid {
                 Some(oid) => catalog::indexes(conn, oid)
                     .await
-                    .map_err(|e| self.fail(&e, "reading its indexes")),
+                    .map_err(|e| self.fail(e, "reading its indexes")),
                 None => Ok(Vec::new()),
             }
         };
@@ -371,18 +376,16 @@ impl Load<'_> {
         match conn.execute(AssertSqlSafe(sql)).await {
             Ok(_) => Ok(()),
             Err(e) if sqlstate(&e).as_deref() == Some("2BP01") => {
-                let Error::Database { message, .. } = database(self.settings, String::new(), &e)
-                else {
-                    return Err(self.fail(&e, "replacing the table"));
-                };
-                Err(Error::Database {
-                    context: self.at.to_string(),
-                    message: format!(
-                        "overwrite cannot replace the table because other objects depend on it ({message}); the table is unchanged: drop or change those objects first, or write with mode append or upsert"
+                let said = self.settings.redact(server_message(&e));
+                Err(Error::database_detail(
+                    self.at,
+                    format!(
+                        "overwrite cannot replace the table because other objects depend on it ({said}); the table is unchanged: drop or change those objects first, or write with mode append or upsert"
                     ),
-                })
+                    e,
+                ))
             }
-            Err(e) => Err(self.fail(&e, "replacing the table")),
+            Err(e) => Err(self.fail(e, "replacing the table")),
         }
     }
 
@@ -390,13 +393,13 @@ impl Load<'_> {
         conn.execute(AssertSqlSafe(sql))
             .await
             .map(|_| ())
-            .map_err(|e| self.fail(&e, doing))
+            .map_err(|e| self.fail(e, doing))
     }
 
     /// A server error of the load, with what to do for the common ones.
-    fn fail(&self, e: &sqlx::Error, doing: &str) -> Error {
+    fn fail(&self, e: sqlx::Error, doing: &str) -> Error {
         let user = &self.settings.user;
-        let hint = match sqlstate(e).as_deref() {
+        let hint = match sqlstate(&e).as_deref() {
             Some("42501") => {
                 let privilege = match self.spec.mode() {
                     WriteMode::Append => "INSERT",
@@ -415,13 +418,8 @@ impl Load<'_> {
             }
             _ => String::new(),
         };
-        match database(self.settings, format!("{}: {doing}", self.at), e) {
-            Error::Database { context, message } => Error::Database {
-                context,
-                message: format!("{message}{hint}"),
-            },
-            other => other,
-        }
+        database(self.settings, format!("{}: {doing}", self.at), e)
+            .map_detail(|detail| format!("{detail}{hint}"))
     }
 }
 

@@ -15,18 +15,23 @@ use sqlx::{AssertSqlSafe, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::catalog::{self, Column};
-use super::config::Settings;
+use super::config::PostgresConfig;
 use super::connect::{connect, database, sqlstate};
 use super::copy_out::CopyOutDecoder;
 use super::ddl::{self, After, Selected};
 use super::types::{PgType, arrow_type};
-use super::{PostgresSource, Table, quote};
-use crate::connectors::sql_names::unique_suffix;
+use super::{Table, quote};
+use crate::connectors::sql::names::unique_suffix;
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
 /// Batches decoded ahead of the consumer: the channel holds at most this many.
 const AHEAD: usize = 1;
+
+/// Reads tables and queries of a PostgreSQL database.
+pub struct PostgresSource {
+    pub(super) settings: PostgresConfig,
+}
 
 #[async_trait]
 impl Source for PostgresSource {
@@ -53,13 +58,21 @@ impl Source for PostgresSource {
         };
         let (started_tx, started_rx) = oneshot::channel();
         let (batches_tx, mut batches_rx) = mpsc::channel::<Result<RecordBatch>>(AHEAD);
-        tokio::spawn(async move {
+        let at = read.at.clone();
+        let task = tokio::spawn(async move {
             read.run(started_tx, batches_tx).await;
         });
         // The task reports the schema once the COPY has started, or why it could not start.
-        let schema = started_rx.await.map_err(|_| {
-            Error::Config("the PostgreSQL read task ended before it started".into())
-        })??;
+        let schema = match started_rx.await {
+            Ok(started) => started?,
+            // It ended without a word: it panicked.
+            Err(_) => {
+                return Err(match task.await {
+                    Err(e) => Error::internal(format!("{at}: the reading task"), e),
+                    Ok(()) => Error::protocol(at, "the reading task ended before it started"),
+                });
+            }
+        };
         Ok(SchemaStream::new(
             schema,
             futures::stream::poll_fn(move |cx| batches_rx.poll_recv(cx)),
@@ -69,7 +82,7 @@ impl Source for PostgresSource {
 
 /// One read, owning its connection for its whole life.
 struct Read {
-    settings: Settings,
+    settings: PostgresConfig,
     /// `Connection "c", table "s.t"`, or the query's equivalent.
     at: String,
     table: Table,
@@ -100,7 +113,7 @@ impl Read {
         let chunks = match conn.copy_out_raw(&sql).await {
             Ok(chunks) => chunks,
             Err(e) => {
-                let _ = started.send(Err(self.explain(&e)));
+                let _ = started.send(Err(self.explain(e)));
                 return;
             }
         };
@@ -128,15 +141,15 @@ impl Read {
                 .await?;
                 catalog::table_columns(conn, &self.table)
                     .await
-                    .map_err(|e| database(&self.settings, format!("{at}: reading its columns"), &e))?
+                    .map_err(|e| database(&self.settings, format!("{at}: reading its columns"), e))?
                     .ok_or_else(|| {
-                        Error::Database {
-                            context: at.clone(),
-                            message: format!(
+                        Error::protocol(
+                            at.clone(),
+                            format!(
                                 "the source table does not exist in database \"{}\" (42P01); create it or fix asset.fqn (names are case-sensitive as written)",
                                 self.settings.database
                             ),
-                        }
+                        )
                     })?
             }
             Some(query) => {
@@ -159,12 +172,11 @@ impl Read {
                     .await
                     .ok()
                     .flatten()
-                    .ok_or_else(|| Error::Database {
-                        context: at.clone(),
-                        message: "the temporary view of the query vanished".into(),
+                    .ok_or_else(|| {
+                        Error::protocol(at.clone(), "the temporary view of the query vanished")
                     })?;
                 catalog::columns(conn, oid).await.map_err(|e| {
-                    database(&self.settings, format!("{at}: reading its columns"), &e)
+                    database(&self.settings, format!("{at}: reading its columns"), e)
                 })?
             }
         };
@@ -231,7 +243,7 @@ impl Read {
         while let Some(chunk) = chunks.next().await {
             let pushed = match chunk {
                 Ok(chunk) => decoder.push(&chunk, &mut out),
-                Err(e) => Err(self.explain(&e)),
+                Err(e) => Err(self.explain(e)),
             };
             for batch in out.drain(..) {
                 // A failed send means the consumer is gone: the step failed or was cancelled.
@@ -257,13 +269,13 @@ impl Read {
         conn.execute(AssertSqlSafe(sql))
             .await
             .map(|_| ())
-            .map_err(|e| self.explain(&e))
+            .map_err(|e| self.explain(e))
     }
 
     /// A server error of the read, with what to do for the common ones.
-    fn explain(&self, e: &sqlx::Error) -> Error {
+    fn explain(&self, e: sqlx::Error) -> Error {
         let user = &self.settings.user;
-        let hint = match sqlstate(e).as_deref() {
+        let hint = match sqlstate(&e).as_deref() {
             Some("42501") => format!(
                 "; user \"{user}\" lacks the SELECT privilege: GRANT SELECT ON {} TO {} (and USAGE on its schema)",
                 self.table.sql(),
@@ -277,13 +289,6 @@ impl Read {
             }
             _ => String::new(),
         };
-        let base = database(&self.settings, self.at.clone(), e);
-        match base {
-            Error::Database { context, message } => Error::Database {
-                context,
-                message: format!("{message}{hint}"),
-            },
-            other => other,
-        }
+        database(&self.settings, self.at.clone(), e).map_detail(|detail| format!("{detail}{hint}"))
     }
 }

@@ -2,20 +2,19 @@
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::config::Settings;
+use super::config::PostgresConfig;
 use super::connect::{connect, database};
-use crate::connectors::ConnectionRef;
 use crate::error::Result;
 
 /// Runs the statements in one transaction and returns the rows they affected. A failing
 /// statement rolls back all of them.
-pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64> {
-    let settings = Settings::new(conn)?;
+pub(super) async fn run(settings: &PostgresConfig, statements: &[String]) -> Result<u64> {
+    let settings = settings.clone();
     let mut db = connect(&settings).await?;
     let mut tx = db
         .begin()
         .await
-        .map_err(|e| database(&settings, settings.at(), &e))?;
+        .map_err(|e| database(&settings, settings.at(), e))?;
     let mut affected = 0;
     for (i, statement) in statements.iter().enumerate() {
         // The statements are the pipeline author's own SQL, run as written.
@@ -34,13 +33,13 @@ pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64>
                         "{}: statements[{i}] failed, nothing was committed",
                         settings.at()
                     ),
-                    &e,
+                    e,
                 ));
             }
         }
     }
     tx.commit()
         .await
-        .map_err(|e| database(&settings, format!("{}: commit", settings.at()), &e))?;
+        .map_err(|e| database(&settings, format!("{}: commit", settings.at()), e))?;
     Ok(affected)
 }

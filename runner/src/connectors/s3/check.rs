@@ -7,9 +7,9 @@ use std::time::Duration;
 use object_store::list::PaginatedListOptions;
 use synqx_api::connection::CheckReport;
 
-use super::{Bucket, Patience, xml_tag};
+use super::config::S3Config;
+use super::connect::{Bucket, Patience, xml_tag};
 use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
 
 /// Timeouts and retries of the probe's requests.
 const PATIENCE: Patience = Patience {
@@ -21,8 +21,8 @@ const PATIENCE: Patience = Patience {
 /// Longest wait for the whole probe, fetching ambient credentials included.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let bucket = match Bucket::with_patience(conn, PATIENCE) {
+pub(super) async fn check(config: S3Config) -> CheckReport {
+    let bucket = match Bucket::open(&config, PATIENCE) {
         Ok(bucket) => bucket,
         Err(e) => return invalid(&e),
     };

@@ -16,23 +16,41 @@
 
 use std::io::{Read, Write};
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use synqx_api::pipeline::WriteMode;
 use tokio::runtime::Handle;
 
-use super::Bucket;
+use super::connect::Bucket;
 use super::source::{ObjectChunks, ObjectOpener, list_below};
 use super::upload::Upload;
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, Target, write_id};
 use crate::connectors::formats::read::{Listed, task_failed};
 use crate::connectors::formats::scan::Opener;
-use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
+use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
-pub(super) async fn write(
+/// Writes objects into a bucket.
+pub struct S3Sink {
+    pub(super) bucket: Bucket,
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        write(&self.bucket, request, input, counters).await
+    }
+}
+
+async fn write(
     bucket: &Bucket,
     request: &WriteRequest,
     input: SchemaStream,
@@ -80,7 +98,7 @@ async fn existing(bucket: &Bucket, target: &Target) -> Result<Vec<Listed>> {
             size: meta.size,
         }]),
         Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-        Err(e) => Err(bucket.fail("reading", &target.relative, &e)),
+        Err(e) => Err(bucket.fail("reading", &target.relative, e)),
     }
 }
 
@@ -150,7 +168,7 @@ impl ObjectParts {
                 }
                 self.discard().await;
                 let name = self.bucket.relative(destination).unwrap_or_default();
-                return Err(self.bucket.fail("committing", &name, &e));
+                return Err(self.bucket.fail("committing", &name, e));
             }
             copied.push(destination.clone());
         }
@@ -184,7 +202,7 @@ impl ObjectParts {
         let mut listing = self.bucket.store.list(Some(&prefix));
         let mut old = Vec::new();
         while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|e| self.bucket.fail("listing", &format!("{folder}/"), &e))?;
+            let meta = meta.map_err(|e| self.bucket.fail("listing", &format!("{folder}/"), e))?;
             old.push(meta.location);
         }
         Ok(old)

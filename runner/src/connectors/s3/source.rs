@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -24,18 +25,30 @@ use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 use tokio::runtime::Handle;
 
-use super::Bucket;
+use super::connect::Bucket;
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::read::{self, Listed, task_failed};
 use crate::connectors::formats::scan::Opener;
-use crate::engine::{ReadRequest, SchemaStream};
+use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Context, Error, Result};
 
 /// Bytes fetched from the end of a Parquet object to read its footer: enough for the
 /// footers of most files in one request.
 const FOOTER_PREFETCH: u64 = 64 * 1024;
 
-pub(super) async fn read(bucket: &Bucket, request: &ReadRequest) -> Result<SchemaStream> {
+/// Reads objects of a bucket.
+pub struct S3Source {
+    pub(super) bucket: Bucket,
+}
+
+#[async_trait]
+impl Source for S3Source {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        read(&self.bucket, request).await
+    }
+}
+
+async fn read(bucket: &Bucket, request: &ReadRequest) -> Result<SchemaStream> {
     let selection = Selection::parse(&request.spec.asset.fqn)?;
     let (files, explicit) = list(bucket, &selection).await?;
     let opener = ObjectOpener::new(bucket.clone(), &files)?;
@@ -71,7 +84,7 @@ pub(super) async fn list(bucket: &Bucket, selection: &Selection) -> Result<(Vec<
             let single = files.is_empty();
             Ok((files, single))
         }
-        Err(e) => Err(bucket.fail("reading", name, &e)),
+        Err(e) => Err(bucket.fail("reading", name, e)),
     }
 }
 
@@ -83,7 +96,7 @@ pub(super) async fn list_below(bucket: &Bucket, selection: &Selection) -> Result
     let mut objects = bucket.store.list(prefix.as_ref());
     let mut out = Vec::new();
     while let Some(meta) = objects.next().await {
-        let meta = meta.map_err(|e| bucket.fail("listing", base, &e))?;
+        let meta = meta.map_err(|e| bucket.fail("listing", base, e))?;
         if let Some(name) = bucket.relative(&meta.location)
             && selection.accepts(&name)
         {
@@ -127,7 +140,7 @@ impl ObjectOpener {
         let meta = self
             .handle
             .block_on(head)
-            .map_err(|e| self.bucket.fail("reading", name, &e))?;
+            .map_err(|e| self.bucket.fail("reading", name, e))?;
         Ok(meta.size)
     }
 }
@@ -140,7 +153,7 @@ impl Opener for ObjectOpener {
         let got = self
             .handle
             .block_on(self.bucket.store.get(&key))
-            .map_err(|e| self.bucket.fail("reading", name, &e))?;
+            .map_err(|e| self.bucket.fail("reading", name, e))?;
         Ok(Box::new(Body {
             chunks: got.into_stream(),
             chunk: Bytes::new(),
@@ -172,7 +185,7 @@ impl Opener for ObjectOpener {
         } else {
             self.handle
                 .block_on(self.bucket.store.get_range(&key, start..size))
-                .map_err(|e| self.bucket.fail("reading", name, &e))?
+                .map_err(|e| self.bucket.fail("reading", name, e))?
         };
         Ok(ObjectChunks::Tail(Box::new(Tail {
             bucket: self.bucket.clone(),

@@ -15,7 +15,7 @@ use object_store::{
 };
 use tokio::runtime::Handle;
 
-use super::Bucket;
+use super::connect::Bucket;
 use crate::error::{Error, Result};
 
 /// Size of a multipart part (S3 requires at least 5 MiB for all but the last).
@@ -80,17 +80,17 @@ impl Upload {
             state.key.clone(),
         );
         let fail =
-            |state: &State, e: &object_store::Error| state.bucket.fail("writing", &state.name, e);
+            |state: &State, e: object_store::Error| state.bucket.fail("writing", &state.name, e);
         match std::mem::replace(&mut state.phase, Phase::Done) {
             Phase::Buffering(buffer) => {
                 handle
                     .block_on(store.put(&key, PutPayload::from(buffer)))
-                    .map_err(|e| fail(&state, &e))?;
+                    .map_err(|e| fail(&state, e))?;
             }
             Phase::Streaming(parts, abortable) => {
                 if let Err(e) = handle.block_on(parts.finish()) {
                     handle.block_on(abortable.abandon());
-                    return Err(fail(&state, &e));
+                    return Err(fail(&state, e));
                 }
             }
             Phase::Done => {

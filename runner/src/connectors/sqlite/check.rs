@@ -9,22 +9,20 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 use synqx_api::connection::CheckReport;
 
-use super::Database;
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use super::config::SqliteConfig;
+use crate::check::{Reason, report};
 
 /// Longest wait for the file to open and answer; a writer of the same file can hold a lock.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let db = match Database::new(conn) {
-        Ok(db) => db,
-        Err(e) => return invalid(&e),
-    };
-    let path = db.path.as_path();
+pub(super) async fn check(config: SqliteConfig) -> CheckReport {
+    let path = config.path.as_path();
     let shown = path.display();
     let say = |reason: Reason, what: String| {
-        report(reason, format!("Connection \"{}\": {what}", db.connection))
+        report(
+            reason,
+            format!("Connection \"{}\": {what}", config.connection),
+        )
     };
     let io_failure = |what: &str, e: std::io::Error| {
         if e.kind() == ErrorKind::PermissionDenied {

@@ -8,148 +8,76 @@
 mod batch;
 mod cell;
 mod check;
+mod config;
+mod connect;
 mod insert;
 mod sink;
 mod source;
+mod sql;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Executor, Sqlite};
-use tokio::sync::OnceCell;
+use sqlx::Executor;
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
-pub use check::check;
+pub use config::SqliteConfig;
+pub use sink::SqliteSink;
+pub use source::SqliteSource;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::sql_names::at_table;
-use crate::error::{Context, Error, Result};
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
+use crate::error::Result;
+use connect::Database;
 
-/// How long a writer waits for another writer of the same file. SQLite has one writer at a
-/// time and every SynqX write holds it for its whole transaction, so parallel steps writing
-/// to one file queue here instead of failing with `database is locked`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
-/// Connections per pool: a reading stream holds one, schema probes and writes take another.
-const MAX_CONNECTIONS: u32 = 4;
+/// The `sqlite` connector.
+pub struct Sqlite;
 
-/// Reads tables and queries of a SQLite database.
-pub struct SqliteSource {
-    db: Database,
-}
+impl Connector for Sqlite {
+    const KIND: ConnectorKind = ConnectorKind::Sqlite;
+    type Config = SqliteConfig;
 
-/// Writes tables of a SQLite database.
-pub struct SqliteSink {
-    db: Database,
-}
+    fn config(conn: &ConnectionRef<'_>) -> Result<SqliteConfig> {
+        SqliteConfig::new(conn)
+    }
 
-impl SqliteSource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            db: Database::new(conn)?,
-        })
+    fn validate_source(config: &SqliteConfig, source: &SourceSpec) -> Result<()> {
+        config.table(&source.asset.fqn).map(drop)
+    }
+
+    fn validate_destination(config: &SqliteConfig, destination: &Destination) -> Result<()> {
+        config.table(&destination.asset.fqn).map(drop)
+    }
+
+    fn validate_sql(_config: &SqliteConfig, _statements: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn source(config: SqliteConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(SqliteSource {
+            db: Database::new(config),
+        }))
+    }
+
+    fn sink(config: SqliteConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(SqliteSink {
+            db: Database::new(config),
+        }))
+    }
+
+    async fn check(config: SqliteConfig) -> CheckReport {
+        check::check(config).await
+    }
+
+    async fn run_sql(config: SqliteConfig, statements: &[String]) -> Result<u64> {
+        sql::run(&config, statements).await
     }
 }
-
-impl SqliteSink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            db: Database::new(conn)?,
-        })
-    }
-}
-
-/// One database file, opened on first use (opening needs the async runtime and does I/O,
-/// which constructors must not).
-struct Database {
-    /// Name of the Connection, for messages.
-    connection: String,
-    path: PathBuf,
-    pool: OnceCell<SqlitePool>,
-}
-
-impl Database {
-    fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = conn.spec.sqlite.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{}\" has no sqlite block", conn.name))
-        })?;
-        if spec.path.trim().is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": sqlite.path is empty",
-                conn.name
-            )));
-        }
-        Ok(Self {
-            connection: conn.name.to_string(),
-            path: conn.path(spec.path.trim()),
-            pool: OnceCell::new(),
-        })
-    }
-
-    /// The pool, opening the file (and creating it and its directory) on first use.
-    async fn pool(&self) -> Result<&SqlitePool> {
-        self.pool.get_or_try_init(|| self.open()).await
-    }
-
-    async fn open(&self) -> Result<SqlitePool> {
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.context(|| {
-                format!(
-                    "Connection \"{}\": creating directory {}",
-                    self.connection,
-                    parent.display()
-                )
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(&self.path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(BUSY_TIMEOUT);
-        SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .context(|| {
-                format!(
-                    "Connection \"{}\": opening SQLite database {}",
-                    self.connection,
-                    self.path.display()
-                )
-            })
-    }
-
-    /// The table an asset FQN names.
-    fn table_name(&self, fqn: &str) -> Result<String> {
-        let fqn = fqn.trim();
-        let name = match fqn.split_once('.') {
-            None => fqn,
-            Some((schema, table)) if schema.eq_ignore_ascii_case("main") => table,
-            Some(_) => {
-                return Err(Error::Config(format!(
-                    "Connection \"{}\": asset \"{fqn}\" is not a SQLite table (write `table` or `main.table`)",
-                    self.connection
-                )));
-            }
-        };
-        if name.is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": asset \"{fqn}\" has an empty table name",
-                self.connection
-            )));
-        }
-        Ok(name.to_string())
-    }
-
-    /// `Connection "c", table "t"`: the start of every message about a table.
-    fn at(&self, table: &str) -> String {
-        at_table(&self.connection, table)
-    }
-}
-
 /// An identifier in double quotes, with embedded quotes doubled.
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -180,7 +108,7 @@ async fn table_columns<'c, E>(
     table: &str,
 ) -> sqlx::Result<Vec<TableColumn>>
 where
-    E: Executor<'c, Database = Sqlite>,
+    E: Executor<'c, Database = sqlx::Sqlite>,
 {
     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
         "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2) ORDER BY cid",

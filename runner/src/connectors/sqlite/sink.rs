@@ -20,15 +20,21 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Executor};
 use synqx_api::pipeline::{Destination, WriteMode};
 
+use super::connect::Database;
 use super::insert::{Inserter, WriteColumn};
 use super::types::declared_type;
-use super::{SqliteSink, TableColumn, qualified, quote, same_name, table_columns};
-use crate::connectors::sql_names::{quoted_list, unique_suffix};
-use crate::connectors::sql_sink::{
+use super::{TableColumn, qualified, quote, same_name, table_columns};
+use crate::connectors::sql::names::{quoted_list, unique_suffix};
+use crate::connectors::sql::plan::{
     check_primary_key, commit_or_roll_back, count_sent, plan_columns, written_bytes,
 };
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
+
+/// Writes tables of a SQLite database.
+pub struct SqliteSink {
+    pub(super) db: Database,
+}
 
 #[async_trait]
 impl Sink for SqliteSink {

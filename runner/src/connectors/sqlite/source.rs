@@ -15,17 +15,23 @@ use sqlx::{
 
 use super::batch::{Origin, RowBatches};
 use super::cell::Cell;
+use super::connect::Database;
 use super::types::{
     arrow_type, format_date, format_time, format_timestamp, parse_date, parse_time,
     parse_timestamp, type_name,
 };
-use super::{SqliteSource, qualified, quote, same_name, table_columns};
-use crate::connectors::sql_names::unique_suffix;
+use super::{qualified, quote, same_name, table_columns};
+use crate::connectors::sql::names::unique_suffix;
 use crate::engine::{CursorFilter, ReadRequest, SchemaStream, Source};
 use crate::error::{Context, Error, Result};
 
 /// Rows read ahead of the batch being built.
 const ROWS_IN_FLIGHT: usize = 256;
+
+/// Reads tables and queries of a SQLite database.
+pub struct SqliteSource {
+    pub(super) db: Database,
+}
 
 #[async_trait]
 impl Source for SqliteSource {
@@ -53,7 +59,7 @@ impl Source for SqliteSource {
         let at = match query {
             Some(_) => format!(
                 "Connection \"{}\", query of asset \"{table}\"",
-                self.db.connection
+                self.db.config.connection
             ),
             None => self.db.at(&table),
         };
@@ -126,7 +132,7 @@ impl Source for SqliteSource {
             exact_filter = pushed.exact.then(|| filter.clone());
             pushed
                 .bind(&mut args)
-                .map_err(|e| Error::database(format!("{at}: binding the cursor"), e))?;
+                .map_err(|e| Error::protocol(format!("{at}: binding the cursor"), e.to_string()))?;
         }
 
         let mut rows = stream_rows(tx, sql, args);

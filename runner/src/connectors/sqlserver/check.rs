@@ -6,27 +6,23 @@ use std::time::Duration;
 
 use synqx_api::connection::CheckReport;
 
-use super::config::{Settings, connect_failure};
+use super::config::SqlServerConfig;
+use super::connect::connect_failure;
 use super::errors::{Failure, Kind, server_text};
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
-use crate::connectors::retry::Backoff;
+use crate::check::{Reason, report};
+use crate::connectors::retry::RetrySchedule;
 
 /// Longest wait for the whole probe.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let mut settings = match Settings::from_connection(conn) {
-        Ok(s) => s,
-        Err(e) => return invalid(&e),
-    };
-    settings.backoff = Backoff {
+pub(super) async fn check(mut settings: SqlServerConfig) -> CheckReport {
+    settings.retry = RetrySchedule {
         attempts: 1,
-        ..Backoff::default()
+        ..RetrySchedule::default()
     };
     let server = format!("{}:{}", settings.host, settings.port);
     let probe = async {
-        let mut client = connect_failure(&settings).await?;
+        let mut client = connect_failure(&settings).await.map_err(|(f, _)| f)?;
         let query_failed = |e: tiberius::error::Error| Failure {
             kind: Kind::Other,
             detail: settings.redact(format!("SELECT DB_NAME() failed: {}", server_text(&e))),

@@ -1,31 +1,16 @@
-//! The Connection spec as tiberius settings, and opening a connection: TCP with a timeout,
-//! retries of transient failures, and one reconnect where the server routes the client (Azure
-//! SQL gateways answer the login with the address of the node that holds the database).
+//! The Connection's `sqlserver` block as tiberius settings. Pure: secrets are resolved from
+//! memory and nothing touches the network.
 
-use std::io::ErrorKind;
-use std::time::Duration;
-
-use synqx_api::SecretValue;
-use tiberius::error::Error as TdsError;
 use tiberius::{AuthMethod, EncryptionLevel};
-use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::errors::{Failure, is_transient};
 use crate::connectors::ConnectionRef;
-use crate::connectors::retry::{Backoff, retry};
-use crate::connectors::sql_config::{block, required};
+use crate::connectors::retry::RetrySchedule;
 use crate::error::{Error, Result};
-
-/// A connected client.
-pub type Client = tiberius::Client<Compat<TcpStream>>;
-
-/// Longest wait for the TCP connect, and separately for TLS and the login.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::secrets::{Redactor, describe};
 
 /// Everything needed to connect, resolved from the spec and its secrets.
 #[derive(Clone)]
-pub struct Settings {
+pub struct SqlServerConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
     pub host: String,
@@ -37,14 +22,16 @@ pub struct Settings {
     pub encrypt: bool,
     pub trust_server_certificate: bool,
     /// Retries of a failed connect.
-    pub backoff: Backoff,
-    /// Kept to log in and to scrub it from any text a message could carry.
+    pub retry: RetrySchedule,
+    /// Kept to log in.
     password: String,
+    /// Knows the password: every text the server or driver returns passes through it.
+    pub redactor: Redactor,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for SqlServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("SqlServerConfig")
             .field("connection", &self.connection)
             .field("host", &self.host)
             .field("port", &self.port)
@@ -56,20 +43,20 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
+impl SqlServerConfig {
     /// Checks the spec and resolves its secrets; no network.
-    pub fn from_connection(conn: &ConnectionRef<'_>) -> Result<Self> {
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
         let name = conn.name;
-        let spec = block(name, "sqlserver", conn.spec.sqlserver.as_ref())?;
-        let host = required(name, "sqlserver.host", &spec.host)?;
-        let database = required(name, "sqlserver.database", &spec.database)?;
+        let spec = conn.block(conn.spec.sqlserver.as_ref())?;
+        let host = conn.required("sqlserver.host", &spec.host)?;
+        let database = conn.required("sqlserver.database", &spec.database)?;
         let port = spec.port.unwrap_or(1433);
         if port == 0 {
             return Err(Error::Config(format!(
                 "Connection \"{name}\": sqlserver.port 0 is not a port"
             )));
         }
-        let user = conn.secrets.resolve(name, "sqlserver.user", &spec.user)?;
+        let user = conn.resolve("sqlserver.user", &spec.user)?;
         if user.trim().is_empty() {
             return Err(Error::Config(format!(
                 "Connection \"{name}\": sqlserver.user is empty (SQL Server logins need a user name)"
@@ -77,8 +64,8 @@ impl Settings {
         }
         let (password, password_from) = match &spec.password {
             Some(value) => (
-                conn.secrets.resolve(name, "sqlserver.password", value)?,
-                describe(value),
+                conn.secret("sqlserver.password", value)?,
+                describe("sqlserver.password", value),
             ),
             None => (
                 String::new(),
@@ -94,8 +81,9 @@ impl Settings {
             password_from,
             encrypt: spec.encrypt.unwrap_or(true),
             trust_server_certificate: spec.trust_server_certificate.unwrap_or(false),
-            backoff: Backoff::default(),
+            retry: RetrySchedule::default(),
             password,
+            redactor: conn.secrets.redactor(),
         })
     }
 
@@ -125,84 +113,10 @@ impl Settings {
         config
     }
 
-    /// Text with the password replaced by `***`, for anything the server or driver said.
+    /// Text with the credentials replaced by `***`, for anything the server or driver said.
     pub fn redact(&self, text: impl std::fmt::Display) -> String {
-        let text = text.to_string();
-        if self.password.is_empty() {
-            text
-        } else {
-            text.replace(self.password.as_str(), "***")
-        }
+        self.redactor.redact(text)
     }
-}
-
-/// Where a secret value comes from, without its value.
-fn describe(value: &SecretValue) -> String {
-    if let Some(r) = &value.secret_key_ref {
-        format!(
-            "key \"{}\" of Secret \"{}\" (sqlserver.password)",
-            r.key, r.name
-        )
-    } else if value.sealed.is_some() {
-        "the sealed value of sqlserver.password".into()
-    } else {
-        "sqlserver.password".into()
-    }
-}
-
-/// A connection, after up to `settings.backoff.attempts` attempts while the server is
-/// restarting or not reachable yet. The error names the Connection and says what to do.
-pub async fn connect(settings: &Settings) -> Result<Client> {
-    connect_failure(settings)
-        .await
-        .map_err(|f| Error::database(settings.at(), f.text))
-}
-
-/// Like [`connect`], with the failure classified (for the check probe).
-pub async fn connect_failure(settings: &Settings) -> std::result::Result<Client, Failure> {
-    retry(
-        settings.backoff,
-        is_transient,
-        |attempt, e, wait| {
-            eprintln!(
-                "{}: connecting failed ({}); attempt {attempt} in {:.1}s",
-                settings.at(),
-                settings.redact(e),
-                wait.as_secs_f64()
-            )
-        },
-        || following_routing(settings),
-    )
-    .await
-    .map_err(|e| Failure::of_connect(settings, &e))
-}
-
-/// One connect; when the server routes the client elsewhere, one connect there.
-async fn following_routing(settings: &Settings) -> std::result::Result<Client, TdsError> {
-    match attempt(settings, &settings.host, settings.port).await {
-        Err(TdsError::Routing { host, port }) => attempt(settings, &host, port).await,
-        other => other,
-    }
-}
-
-async fn attempt(
-    settings: &Settings,
-    host: &str,
-    port: u16,
-) -> std::result::Result<Client, TdsError> {
-    let timed_out = || TdsError::Io {
-        kind: ErrorKind::TimedOut,
-        message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-    };
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| timed_out())??;
-    // Rows go out in small packets; waiting to coalesce them only adds latency.
-    tcp.set_nodelay(true)?;
-    let config = settings.tiberius_config(host, port);
-    tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(config, tcp.compat_write()))
-        .await
-        .map_err(|_| timed_out())?
 }
 
 #[cfg(test)]
@@ -211,6 +125,8 @@ pub(super) mod tests {
 
     use synqx_api::ConnectionSpec;
     use synqx_api::connection::SqlServerConnection;
+
+    use synqx_api::SecretValue;
 
     use super::*;
     use crate::secrets::Secrets;
@@ -236,7 +152,7 @@ pub(super) mod tests {
         }
     }
 
-    pub fn settings_of(spec: &ConnectionSpec) -> Result<Settings> {
+    pub fn settings_of(spec: &ConnectionSpec) -> Result<SqlServerConfig> {
         let secrets = Secrets::default();
         let conn = ConnectionRef {
             name: "mssql",
@@ -244,7 +160,7 @@ pub(super) mod tests {
             base_dir: PathBuf::from("."),
             secrets: &secrets,
         };
-        Settings::from_connection(&conn)
+        SqlServerConfig::new(&conn)
     }
 
     #[test]
@@ -253,7 +169,7 @@ pub(super) mod tests {
         assert_eq!((s.host.as_str(), s.port), ("db.example", 1433));
         assert_eq!((s.database.as_str(), s.user.as_str()), ("sales", "etl"));
         assert!(s.encrypt && !s.trust_server_certificate);
-        assert_eq!(s.password_from, "sqlserver.password");
+        assert_eq!(s.password_from, "the plain value of sqlserver.password");
         assert!(!format!("{s:?}").contains("s3cret"));
         let config = s.tiberius_config(&s.host, s.port);
         assert_eq!(config.get_addr(), "db.example:1433");
@@ -286,7 +202,7 @@ pub(super) mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("Connection \"mssql\" has no sqlserver block")
+            Some("Connection \"mssql\" must have exactly one connector block")
         );
     }
 }

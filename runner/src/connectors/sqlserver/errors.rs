@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 
 use tiberius::error::Error as TdsError;
 
-use super::config::Settings;
+use super::config::SqlServerConfig;
 use crate::check::Reason;
 use crate::connectors::retry::io_transient;
 use crate::error::Error;
@@ -98,12 +98,12 @@ pub struct Failure {
 
 impl Failure {
     /// A failed connect, with what to check.
-    pub fn of_connect(settings: &Settings, e: &TdsError) -> Self {
+    pub fn of_connect(settings: &SqlServerConfig, e: &TdsError) -> Self {
         Self::connect(settings, kind_of(e), &server_text(e))
     }
 
     /// A failed connect of a kind, with what the server or driver said.
-    pub fn connect(settings: &Settings, kind: Kind, said: &str) -> Self {
+    pub fn connect(settings: &SqlServerConfig, kind: Kind, said: &str) -> Self {
         let server = format!("{}:{}", settings.host, settings.port);
         let detail = match kind {
             Kind::LoginFailed => format!(
@@ -156,22 +156,25 @@ pub fn server_text(e: &TdsError) -> String {
 /// A failed statement on a table (or the step's SQL), with what to do. `doing` says what was
 /// being done (`reading`, `bulk loading`, `statements[2]`).
 pub fn statement_error(
-    settings: &Settings,
+    settings: &SqlServerConfig,
     table: Option<&str>,
     doing: &str,
-    e: &TdsError,
+    e: TdsError,
 ) -> Error {
-    statement_failure(settings, table, doing, kind_of(e), &server_text(e))
+    let (context, detail) =
+        statement_message(settings, table, doing, kind_of(&e), &server_text(&e));
+    Error::database_detail(context, detail, e)
 }
 
-/// [`statement_error`] of a kind, with what the server or driver said.
-pub fn statement_failure(
-    settings: &Settings,
+/// The context and detail of a failed statement of a kind, with what the server or driver
+/// said.
+pub fn statement_message(
+    settings: &SqlServerConfig,
     table: Option<&str>,
     doing: &str,
     kind: Kind,
     said: &str,
-) -> Error {
+) -> (String, String) {
     let context = match table {
         Some(t) => format!("{}, table \"{t}\"", settings.at()),
         None => settings.at(),
@@ -198,13 +201,25 @@ pub fn statement_failure(
         | Kind::Tls => format!("{doing}: {}", Failure::connect(settings, kind, said).detail),
         Kind::Busy | Kind::Other => format!("{doing}: {said}"),
     };
-    Error::database(context, settings.redact(message))
+    (context, settings.redact(message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::connectors::sqlserver::config::tests::{settings_of, spec};
+
+    /// The message of a failed statement of a kind.
+    fn statement_failure(
+        s: &SqlServerConfig,
+        table: Option<&str>,
+        doing: &str,
+        kind: Kind,
+        said: &str,
+    ) -> String {
+        let (context, detail) = statement_message(s, table, doing, kind, said);
+        format!("{context}: {detail}")
+    }
 
     fn io(kind: ErrorKind, message: &str) -> TdsError {
         TdsError::Io {
@@ -310,7 +325,7 @@ mod tests {
             &s,
             Some("dbo.orders"),
             "bulk loading",
-            &TdsError::BulkInput("invalid data type".into()),
+            TdsError::BulkInput("invalid data type".into()),
         )
         .to_string();
         assert!(
@@ -321,7 +336,7 @@ mod tests {
             &s,
             None,
             "statements[1]",
-            &io(ErrorKind::ConnectionReset, "connection reset by peer"),
+            io(ErrorKind::ConnectionReset, "connection reset by peer"),
         )
         .to_string();
         assert!(
@@ -334,8 +349,7 @@ mod tests {
             "reading its columns",
             kind_of_code(208),
             "Invalid object name 'dbo.nope'. (error 208)",
-        )
-        .to_string();
+        );
         assert_eq!(
             missing,
             "Connection \"mssql\", table \"dbo.nope\": reading its columns: table \"dbo.nope\" does not exist (Invalid object name 'dbo.nope'. (error 208)); create it, or fix the asset fqn (`table`, `schema.table` or `database.schema.table`)"
@@ -346,8 +360,7 @@ mod tests {
             "bulk loading",
             kind_of_code(229),
             "The INSERT permission was denied on the object 'orders'. (error 229)",
-        )
-        .to_string();
+        );
         assert!(
             denied.contains("login \"etl\" lacks a permission on table \"dbo.orders\""),
             "{denied}"
@@ -359,7 +372,7 @@ mod tests {
             "Login failed for user 'etl'. (error 18456)",
         );
         assert_eq!(login.reason(), Reason::Unauthorized);
-        assert!(login.text.contains("the user or the password is wrong; check sqlserver.user and the password in sqlserver.password"), "{}", login.text);
+        assert!(login.text.contains("the user or the password is wrong; check sqlserver.user and the password in the plain value of sqlserver.password"), "{}", login.text);
         let db = Failure::connect(
             &s,
             kind_of_code(4060),
@@ -372,8 +385,7 @@ mod tests {
             db.text
         );
         // The server echoing the password back is scrubbed from statement errors too.
-        let echoed = statement_failure(&s, None, "statements[0]", Kind::Other, "near 'pw-123456'")
-            .to_string();
+        let echoed = statement_failure(&s, None, "statements[0]", Kind::Other, "near 'pw-123456'");
         assert!(
             !echoed.contains("pw-123456") && echoed.contains("near '***'"),
             "{echoed}"

@@ -56,45 +56,68 @@
 
 mod check;
 mod config;
+mod connect;
 mod errors;
 mod read_values;
 mod sink;
 mod source;
-pub mod sql;
+mod sql;
 mod statements;
 mod types;
 mod write_values;
 
-pub use check::check;
+use std::sync::Arc;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::sql_names::at_table;
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::SqlServerConfig;
+pub use sink::SqlServerSink;
+pub use source::SqlServerSource;
+
+use crate::connectors::sql::at_table;
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
-use config::Settings;
 
-/// Reads tables and queries of a SQL Server database.
-pub struct SqlServerSource {
-    settings: Settings,
-}
+/// The `sqlserver` connector.
+pub struct SqlServer;
 
-/// Writes tables of a SQL Server database.
-pub struct SqlServerSink {
-    settings: Settings,
-}
+impl Connector for SqlServer {
+    const KIND: ConnectorKind = ConnectorKind::SqlServer;
+    type Config = SqlServerConfig;
 
-impl SqlServerSource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Settings::from_connection(conn)?,
-        })
+    fn config(conn: &ConnectionRef<'_>) -> Result<SqlServerConfig> {
+        SqlServerConfig::new(conn)
     }
-}
 
-impl SqlServerSink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Settings::from_connection(conn)?,
-        })
+    fn validate_source(config: &SqlServerConfig, source: &SourceSpec) -> Result<()> {
+        Table::parse(&config.connection, &source.asset.fqn).map(drop)
+    }
+
+    fn validate_destination(config: &SqlServerConfig, destination: &Destination) -> Result<()> {
+        Table::parse(&config.connection, &destination.asset.fqn).map(drop)
+    }
+
+    fn validate_sql(_config: &SqlServerConfig, _statements: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    fn source(config: SqlServerConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(SqlServerSource { settings: config }))
+    }
+
+    fn sink(config: SqlServerConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(SqlServerSink { settings: config }))
+    }
+
+    async fn check(config: SqlServerConfig) -> CheckReport {
+        check::check(config).await
+    }
+
+    async fn run_sql(config: SqlServerConfig, statements: &[String]) -> Result<u64> {
+        sql::run(&config, statements).await
     }
 }
 

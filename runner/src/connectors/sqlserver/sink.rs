@@ -26,7 +26,8 @@ use futures::StreamExt;
 use synqx_api::pipeline::{Destination, WriteMode};
 use tiberius::{ColumnData, TokenRow};
 
-use super::config::{Client, Settings, connect};
+use super::config::SqlServerConfig;
+use super::connect::{Client, connect};
 use super::errors::statement_error;
 use super::sql::{batch, execute, rollback};
 use super::statements::{
@@ -34,9 +35,9 @@ use super::statements::{
 };
 use super::types::column_type;
 use super::write_values::{Wire, WireColumn};
-use super::{SqlServerSink, Table, at, quote};
-use crate::connectors::sql_names::{quoted_list, unique_suffix};
-use crate::connectors::sql_sink::{
+use super::{Table, at, quote};
+use crate::connectors::sql::names::{quoted_list, unique_suffix};
+use crate::connectors::sql::plan::{
     check_primary_key, count_sent, plan_columns, uncount, written_bytes,
 };
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -49,6 +50,11 @@ struct WriteColumn {
     name: String,
     sql_type: String,
     wire: Wire,
+}
+
+/// Writes tables of a SQL Server database.
+pub struct SqlServerSink {
+    pub(super) settings: SqlServerConfig,
 }
 
 #[async_trait]
@@ -128,7 +134,7 @@ fn write_column(here: &str, index: usize, field: &Field, key: &[String]) -> Resu
 
 /// One write, inside its transaction.
 struct Writer<'a> {
-    settings: &'a Settings,
+    settings: &'a SqlServerConfig,
     here: &'a str,
     table: &'a Table,
     spec: &'a Destination,
@@ -253,7 +259,7 @@ impl Writer<'_> {
     async fn existing_columns(&self, client: &mut Client) -> Result<Vec<String>> {
         let shown = self.table.shown();
         let failed = |e: tiberius::error::Error| {
-            statement_error(self.settings, Some(&shown), "reading its columns", &e)
+            statement_error(self.settings, Some(&shown), "reading its columns", e)
         };
         let rows = client
             .simple_query(columns_query(self.table))
@@ -284,7 +290,7 @@ impl Writer<'_> {
         let here = self.here;
         let shown = self.table.shown();
         let failed = |e: tiberius::error::Error| {
-            statement_error(self.settings, Some(&shown), "bulk loading", &e)
+            statement_error(self.settings, Some(&shown), "bulk loading", e)
         };
         let mut bulk = client.bulk_insert(target).await.map_err(failed)?;
         let mut stream = input.stream;
@@ -323,7 +329,7 @@ impl Writer<'_> {
                         self.settings,
                         Some(&shown),
                         &format!("bulk loading row {number}"),
-                        &e,
+                        e,
                     )
                 })?;
             }

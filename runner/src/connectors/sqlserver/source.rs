@@ -12,14 +12,20 @@ use futures::TryStreamExt;
 use tiberius::{ColumnData, QueryItem};
 use tokio::sync::mpsc;
 
-use super::config::{Client, Settings, connect};
+use super::config::SqlServerConfig;
+use super::connect::{Client, connect};
 use super::errors::statement_error;
 use super::read_values::{Cell, ColumnBuilder, value_size};
 use super::statements::{self, Source as From, columns_query, cursor_condition, describe_query};
 use super::types::{ReadColumn, read_column};
-use super::{SqlServerSource, Table, at};
+use super::{Table, at};
 use crate::engine::{ReadRequest, Rejects, SchemaStream, Source};
 use crate::error::{Context, Error, Result};
+
+/// Reads tables and queries of a SQL Server database.
+pub struct SqlServerSource {
+    pub(super) settings: SqlServerConfig,
+}
 
 #[async_trait]
 impl Source for SqlServerSource {
@@ -125,7 +131,7 @@ impl Source for SqlServerSource {
 /// The task that reads the rows and sends batches; it ends when the rows do or the receiver
 /// is gone (a cancelled step), closing the connection either way.
 struct Reader {
-    settings: Settings,
+    settings: SqlServerConfig,
     /// The table for error messages; `None` for a query.
     table: Option<String>,
     here: String,
@@ -145,7 +151,7 @@ impl Reader {
     ) -> Result<()> {
         let (settings, table) = (self.settings.clone(), self.table.clone());
         let failed =
-            |e: tiberius::error::Error| statement_error(&settings, table.as_deref(), "reading", &e);
+            |e: tiberius::error::Error| statement_error(&settings, table.as_deref(), "reading", e);
         let mut stream = client
             .simple_query(self.sql.as_str())
             .await
@@ -254,13 +260,13 @@ impl Reader {
 /// The columns of a table, from `INFORMATION_SCHEMA.COLUMNS`.
 pub async fn table_columns(
     client: &mut Client,
-    settings: &Settings,
+    settings: &SqlServerConfig,
     table: &Table,
     here: &str,
 ) -> Result<Vec<ReadColumn>> {
     let shown = table.shown();
     let failed = |e: tiberius::error::Error| {
-        statement_error(settings, Some(&shown), "reading its columns", &e)
+        statement_error(settings, Some(&shown), "reading its columns", e)
     };
     let rows = client
         .simple_query(columns_query(table))
@@ -283,12 +289,12 @@ pub async fn table_columns(
 /// The columns of a query, described by the server without running it.
 async fn query_columns(
     client: &mut Client,
-    settings: &Settings,
+    settings: &SqlServerConfig,
     query: &str,
     here: &str,
 ) -> Result<Vec<ReadColumn>> {
     let failed =
-        |e: tiberius::error::Error| statement_error(settings, None, "describing the query", &e);
+        |e: tiberius::error::Error| statement_error(settings, None, "describing the query", e);
     let rows = client
         .simple_query(describe_query(query))
         .await

@@ -1,19 +1,18 @@
 //! The `sql` step body on SQL Server: the statements in one transaction, in order, with the
 //! rows they affected summed.
 
-use super::config::{Client, Settings, connect};
+use super::config::SqlServerConfig;
+use super::connect::{Client, connect};
 use super::errors::statement_error;
-use crate::connectors::ConnectionRef;
 use crate::error::Result;
 
 /// Runs the statements in one transaction; returns the rows they affected. A failure rolls
 /// everything back and names the statement by its index.
-pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64> {
-    let settings = Settings::from_connection(conn)?;
-    let mut client = connect(&settings).await?;
+pub(super) async fn run(settings: &SqlServerConfig, statements: &[String]) -> Result<u64> {
+    let mut client = connect(settings).await?;
     batch(
         &mut client,
-        &settings,
+        settings,
         None,
         "BEGIN TRANSACTION",
         "starting a transaction",
@@ -27,17 +26,17 @@ pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64>
             Err(e) => {
                 rollback(&mut client).await;
                 return Err(statement_error(
-                    &settings,
+                    settings,
                     None,
                     &format!("statements[{i}]"),
-                    &e,
+                    e,
                 ));
             }
         }
     }
     if let Err(e) = batch(
         &mut client,
-        &settings,
+        settings,
         None,
         "COMMIT TRANSACTION",
         "committing",
@@ -56,12 +55,12 @@ pub async fn run(conn: &ConnectionRef<'_>, statements: &[String]) -> Result<u64>
 /// fails with error 266, and a `#table` created there is gone when it returns.
 pub(super) async fn batch(
     client: &mut Client,
-    settings: &Settings,
+    settings: &SqlServerConfig,
     table: Option<&str>,
     sql: &str,
     doing: &str,
 ) -> Result<()> {
-    let failed = |e: tiberius::error::Error| statement_error(settings, table, doing, &e);
+    let failed = |e: tiberius::error::Error| statement_error(settings, table, doing, e);
     client
         .simple_query(sql)
         .await
@@ -75,7 +74,7 @@ pub(super) async fn batch(
 /// Runs one statement of the connector's own; returns the rows it affected.
 pub(super) async fn execute(
     client: &mut Client,
-    settings: &Settings,
+    settings: &SqlServerConfig,
     table: Option<&str>,
     sql: &str,
     doing: &str,
@@ -84,7 +83,7 @@ pub(super) async fn execute(
         .execute(sql, &[])
         .await
         .map(|done| done.total())
-        .map_err(|e| statement_error(settings, table, doing, &e))
+        .map_err(|e| statement_error(settings, table, doing, e))
 }
 
 /// Rolls back when a transaction is open. The error that caused it matters more than a failed

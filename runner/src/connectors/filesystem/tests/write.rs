@@ -199,7 +199,7 @@ async fn a_failed_overwrite_leaves_the_old_data_and_no_temporaries() {
         let before = lake.files();
         let input = vec![
             Ok(ids(10..20)),
-            Err(Error::Transform("boom in transform".into())),
+            Err(Error::transform("boom in transform")),
             Ok(ids(20..30)),
         ];
         let err = lake

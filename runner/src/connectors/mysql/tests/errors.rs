@@ -54,7 +54,7 @@ fn closed_port() -> u16 {
 #[tokio::test]
 async fn a_wrong_password_is_named_without_the_password() {
     let s = server();
-    let db_name = unique_name("synqx_my");
+    let db_name = unique_name("sx_my");
     let wrong = spec("synqx", &s.user, SECRET, s.port);
     let e = read_error(&wrong, "t").await;
     assert!(
@@ -183,21 +183,21 @@ async fn sql_steps_run_in_one_transaction_and_name_the_failing_statement() {
         "INSERT INTO n VALUES (1), (2)".to_string(),
         "UPDATE n SET v = v * 10".to_string(),
     ];
-    let affected = ok(super::super::sql::run(&db.conn(), &statements).await);
+    let affected = ok(crate::connectors::run_sql(&db.conn(), &statements).await);
     assert_eq!(affected, 4);
     assert_eq!(db.dump("SELECT v FROM n ORDER BY v").await, ["10", "20"]);
     let failing = vec![
         "INSERT INTO n VALUES (3)".to_string(),
         "INSERT INTO missing VALUES (1)".to_string(),
     ];
-    let e = err(super::super::sql::run(&db.conn(), &failing).await);
+    let e = err(crate::connectors::run_sql(&db.conn(), &failing).await);
     assert!(
         e.starts_with("Connection \"shop-db\": statements[1]: error returned from database: 1146"),
         "{e}"
     );
     assert_eq!(db.dump("SELECT v FROM n ORDER BY v").await, ["10", "20"]);
     // Through the sql step's dispatch.
-    let affected = ok(crate::connectors::sql_step::run(
+    let affected = ok(crate::connectors::run_sql(
         &db.conn(),
         &["DELETE FROM n WHERE v = 10".to_string()],
     )

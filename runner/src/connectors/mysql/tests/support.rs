@@ -57,7 +57,7 @@ impl Deref for Db {
 
 impl Db {
     pub async fn new() -> Db {
-        let database = Database::new("synqx_my").await;
+        let database = Database::new("sx_my").await;
         let s = synqx_testkit::servers::mysql();
         let spec = spec(&database.name, &s.user, &s.password, s.port);
         let harness = Harness::open(&conn(&spec, &SECRETS));

@@ -37,7 +37,7 @@ async fn a_wrong_password_names_the_user_and_where_the_password_comes_from() {
         )
     );
     assert!(!e.contains("Wr0ngPassw0rd"));
-    let report = super::super::check(&pg.conn()).await;
+    let report = crate::connectors::check(&pg.conn()).await;
     assert_eq!(report.reason, "Unauthorized", "{report:?}");
     assert!(!report.ready);
     assert!(!report.message.contains("Wr0ngPassw0rd"));
@@ -64,7 +64,7 @@ async fn an_unknown_host_and_a_refused_port_say_so() {
         spec.host = "127.0.0.1".into();
         spec.port = Some(port);
     });
-    let report = super::super::check(&pg.conn()).await;
+    let report = crate::connectors::check(&pg.conn()).await;
     assert_eq!(report.reason, "Unreachable", "{report:?}");
     assert_eq!(
         report.message,
@@ -84,14 +84,14 @@ async fn a_missing_database_is_named() {
         ),
         "{e}"
     );
-    let report = super::super::check(&pg.conn()).await;
+    let report = crate::connectors::check(&pg.conn()).await;
     assert_eq!(report.reason, "NotFound", "{report:?}");
 }
 
 #[tokio::test]
 async fn the_check_connects_and_names_the_database() {
     let pg = Pg::on_schema("public".into(), None, None);
-    let report = super::super::check(&pg.conn()).await;
+    let report = crate::connectors::check(&pg.conn()).await;
     assert!(report.ready, "{report:?}");
     assert_eq!(report.reason, "Connected");
     let s = server();
@@ -177,7 +177,7 @@ async fn sql_statements_run_in_one_transaction_and_a_failure_rolls_all_back() {
         format!("INSERT INTO {t} VALUES (1), (2), (3)"),
         format!("UPDATE {t} SET id = id + 10 WHERE id > 1"),
     ];
-    let affected = super::super::sql::run(&pg.conn(), &statements)
+    let affected = crate::connectors::run_sql(&pg.conn(), &statements)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(affected, 5);
@@ -185,7 +185,7 @@ async fn sql_statements_run_in_one_transaction_and_a_failure_rolls_all_back() {
         format!("DELETE FROM {t}"),
         format!("INSERT INTO {t} VALUES ('not a number')"),
     ];
-    let e = message(super::super::sql::run(&pg.conn(), &failing).await);
+    let e = message(crate::connectors::run_sql(&pg.conn(), &failing).await);
     assert!(
         e.starts_with("Connection \"warehouse\": statements[1] failed, nothing was committed: invalid input syntax for type integer"),
         "{e}"

@@ -8,13 +8,11 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use synqx_api::pipeline::{Compression, FileFormat, Incremental, OnError, WriteMode};
-use synqx_api::{ConnectionSpec, SecretValue};
 
 use super::support::{
     Lake, PREFIX, assert_redacted, connection, destination, id_values, ids, keyed, nested, ok,
     open, scalars, secret_documents, source,
 };
-use crate::connectors::ConnectionRef;
 use crate::engine::{Counters, CursorFilter, FILE_MODIFIED_COLUMN, Rejects};
 use crate::secrets::Secrets;
 use synqx_testkit::s3::{self as moto, closed_endpoint, echoing_server};
@@ -310,61 +308,3 @@ async fn credentials_echoed_by_the_server_are_redacted_from_errors() {
     assert!(err.contains("Credential=***/"), "{err}");
     assert_redacted(&err);
 }
-
-#[test]
-fn configuration_errors_name_the_connection_and_field() {
-    let secrets = Secrets::default();
-    let check = |spec: ConnectionSpec| {
-        let conn = ConnectionRef {
-            name: "lake",
-            spec: &spec,
-            base_dir: std::env::temp_dir(),
-            secrets: &secrets,
-        };
-        super::super::Bucket::new(&conn)
-            .err()
-            .map(|e| e.to_string())
-    };
-    let mut half = connection(NOWHERE, "b", None);
-    if let Some(s3) = half.s3.as_mut() {
-        s3.secret_access_key = None;
-    }
-    assert_eq!(
-        check(half).as_deref(),
-        Some(
-            "Connection \"lake\": set s3.accessKeyId and s3.secretAccessKey together (s3.sessionToken only with both), or none of them to use the ambient AWS credentials"
-        )
-    );
-    let mut missing = connection(NOWHERE, "b", None);
-    if let Some(s3) = missing.s3.as_mut() {
-        s3.access_key_id = Some(SecretValue::from_secret("nope", "id"));
-    }
-    let err = check(missing).unwrap_or_default();
-    assert!(
-        err.starts_with(
-            "Connection \"lake\": s3.accessKeyId: secret key \"id\" of Secret \"nope\" is missing"
-        ),
-        "{err}"
-    );
-    let mut dots = connection(NOWHERE, "b", Some("a/../b"));
-    if let Some(s3) = dots.s3.as_mut() {
-        s3.force_path_style = Some(false);
-    }
-    assert_eq!(
-        check(dots).as_deref(),
-        Some("Connection \"lake\": s3.prefix `a/../b` may not contain `.` or `..`")
-    );
-    assert_eq!(
-        super::super::virtual_host("https://minio.example:9000/s3", "b").as_deref(),
-        Some("https://b.minio.example:9000/s3")
-    );
-    assert_eq!(
-        super::super::normalise_prefix("/a//b/", "c")
-            .ok()
-            .as_deref(),
-        Some("a/b/")
-    );
-}
-
-/// An endpoint for configuration checks, which never connect.
-const NOWHERE: &str = "http://127.0.0.1:9";

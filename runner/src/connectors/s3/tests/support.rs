@@ -12,7 +12,8 @@ use synqx_api::connection::S3Connection;
 use synqx_api::{ConnectionSpec, SecretValue};
 use synqx_testkit::s3::{self as moto, Moto};
 
-use super::super::Bucket;
+use super::super::S3Config;
+use super::super::connect::{Bucket, Patience};
 use crate::connectors::ConnectionRef;
 pub(super) use crate::connectors::formats::tests::{
     destination, id_values, ids, nested, ok, scalars, source,
@@ -85,7 +86,7 @@ impl Lake {
             base_dir: std::env::temp_dir(),
             secrets: &secrets,
         };
-        let raw = ok(Bucket::new(&conn));
+        let raw = ok(S3Config::new(&conn).and_then(|c| Bucket::open(&c, Patience::TRANSFER)));
         Self {
             moto,
             bucket,

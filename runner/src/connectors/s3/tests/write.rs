@@ -134,7 +134,7 @@ async fn a_failed_overwrite_leaves_the_old_objects_and_no_temporaries() {
         // the input fails.
         let input = vec![
             Ok(wide(10..100_010)),
-            Err(Error::Transform("boom in transform".into())),
+            Err(Error::transform("boom in transform")),
             Ok(wide(20..30)),
         ];
         let err = lake

@@ -175,7 +175,7 @@ async fn overwrite_that_fails_midway_leaves_the_old_table_intact() {
         .await);
     let batches = vec![
         Ok(people(&[(2, Some("lost"))])),
-        Err(Error::Transform("derive failed".into())),
+        Err(Error::transform("derive failed")),
         Ok(people(&[(3, None)])),
     ];
     let message = err(db

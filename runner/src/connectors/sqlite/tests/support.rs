@@ -13,8 +13,9 @@ use synqx_api::ConnectionSpec;
 use synqx_api::connection::SqliteConnection;
 use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 
-use super::super::SqliteSink;
+use super::super::SqliteConfig;
 use super::super::cell::Cell;
+use super::super::connect::Database;
 use crate::connectors::ConnectionRef;
 use crate::connectors::tests::{Harness, destination};
 pub(super) use crate::connectors::tests::{err, ok, people};
@@ -59,8 +60,8 @@ impl Db {
             base_dir: dir.path().into(),
             secrets: &secrets,
         };
-        let sink = SqliteSink::new(&conn).unwrap_or_else(|e| panic!("{e}"));
-        sink.db.pool().await.unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::new(ok(SqliteConfig::new(&conn)));
+        ok(db.pool().await);
         assert!(path.is_file());
         let harness = Harness::open(&conn);
         Db {

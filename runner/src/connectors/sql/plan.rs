@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
-use super::sql_names::quoted_list;
+use super::names::quoted_list;
 use crate::engine::{Counters, WriteOutcome};
 use crate::error::{Error, Result};
 

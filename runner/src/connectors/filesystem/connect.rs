@@ -1,12 +1,32 @@
-//! Listing the files an FQN selects below a connection's root.
+//! Reaching the files: listing what an FQN selects below the connection's root, and opening
+//! them.
 
-use std::fs;
-use std::io::ErrorKind;
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
 
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::read::Listed;
+use crate::connectors::formats::scan::Opener;
 use crate::error::{Context, Result};
+
+/// Opens files below the connection's root.
+pub(super) struct DirOpener {
+    pub(super) root: PathBuf,
+}
+
+impl Opener for DirOpener {
+    type Chunks = File;
+
+    fn stream(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(self.chunks(name)?))
+    }
+
+    fn chunks(&self, name: &str) -> Result<File> {
+        let path = self.root.join(name);
+        File::open(&path).context(|| format!("opening {}", path.display()))
+    }
+}
 
 /// The files selected, sorted by path, and whether the FQN named a single file (whose
 /// extension then does not have to match the format).

@@ -1,0 +1,263 @@
+//! The Connection's `s3` block: bucket, prefix, endpoint and credentials, checked and resolved.
+//! Pure: the client is built from it only when the connector is used (`connect.rs`).
+
+use synqx_api::SecretValue;
+
+use crate::connectors::ConnectionRef;
+use crate::error::{Error, Result};
+use crate::secrets::Redactor;
+
+/// A bucket and key prefix, and how to reach them.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// Name of the Connection, for messages.
+    pub connection: String,
+    pub bucket: String,
+    /// Empty, or the Connection's prefix with one trailing `/`.
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<Endpoint>,
+    /// `forcePathStyle` without an endpoint: AWS with path-style requests (or not).
+    pub path_style: Option<bool>,
+    /// Explicit keys; `None` uses the ambient AWS environment.
+    pub(super) keys: Option<Keys>,
+    /// Knows the keys: every message passes through it.
+    pub redactor: Redactor,
+}
+
+/// An S3-compatible endpoint as object_store takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL, with the bucket in the host for virtual-hosted style.
+    pub url: String,
+    pub virtual_hosted: bool,
+}
+
+/// Explicit credentials. Deliberately not `Debug`-printed with their values.
+#[derive(Clone)]
+pub(super) struct Keys {
+    pub id: String,
+    pub secret: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
+impl S3Config {
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
+        let name = conn.name;
+        let spec = conn.block(conn.spec.s3.as_ref())?;
+        let bucket = conn.required("s3.bucket", &spec.bucket)?.to_string();
+        let secret = |field: &str, value: &Option<SecretValue>| {
+            value.as_ref().map(|v| conn.secret(field, v)).transpose()
+        };
+        let key_id = secret("s3.accessKeyId", &spec.access_key_id)?;
+        let secret_key = secret("s3.secretAccessKey", &spec.secret_access_key)?;
+        let token = secret("s3.sessionToken", &spec.session_token)?;
+        let keys = match (key_id, secret_key) {
+            // Explicit keys stand alone: an ambient AWS_SESSION_TOKEN must not pair with them.
+            (Some(id), Some(secret)) => Some(Keys { id, secret, token }),
+            (None, None) if token.is_none() => None,
+            _ => {
+                return Err(Error::Config(format!(
+                    "Connection \"{name}\": set s3.accessKeyId and s3.secretAccessKey together (s3.sessionToken only with both), or none of them to use the ambient AWS credentials"
+                )));
+            }
+        };
+        let endpoint = match spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            Some(url) => Some(endpoint(name, url, &bucket, spec.force_path_style)?),
+            None => None,
+        };
+        Ok(Self {
+            connection: name.to_string(),
+            prefix: normalise_prefix(spec.prefix.as_deref().unwrap_or(""), name)?,
+            bucket,
+            region: spec.region.clone().filter(|r| !r.is_empty()),
+            path_style: spec.force_path_style.filter(|_| endpoint.is_none()),
+            endpoint,
+            keys,
+            redactor: conn.secrets.redactor(),
+        })
+    }
+
+    /// `s3://bucket/prefix/relative`, for messages.
+    pub fn url(&self, relative: &str) -> String {
+        format!("s3://{}/{}{relative}", self.bucket, self.prefix)
+    }
+}
+
+/// The endpoint of `url`: path style unless `forcePathStyle` is `false`, where object_store
+/// wants the bucket in the host.
+fn endpoint(
+    connection: &str,
+    url: &str,
+    bucket: &str,
+    path_style: Option<bool>,
+) -> Result<Endpoint> {
+    let url = url.trim_end_matches('/');
+    let hosted = |url: &str| {
+        let (scheme, rest) = url.split_once("://")?;
+        (!rest.is_empty()).then(|| format!("{scheme}://{bucket}.{rest}"))
+    };
+    match path_style {
+        Some(false) => Ok(Endpoint {
+            url: hosted(url).ok_or_else(|| {
+                Error::Config(format!(
+                    "Connection \"{connection}\": s3.endpoint must be a URL such as https://minio.example:9000, got `{url}`"
+                ))
+            })?,
+            virtual_hosted: true,
+        }),
+        _ => Ok(Endpoint {
+            url: url.to_string(),
+            virtual_hosted: false,
+        }),
+    }
+}
+
+/// The prefix as keys start with it: no leading or doubled `/`, one trailing `/`.
+fn normalise_prefix(prefix: &str, connection: &str) -> Result<String> {
+    let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(Error::Config(format!(
+            "Connection \"{connection}\": s3.prefix `{prefix}` may not contain `.` or `..`"
+        )));
+    }
+    Ok(parts.iter().map(|p| format!("{p}/")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::ConnectionSpec;
+    use synqx_api::connection::S3Connection;
+
+    use super::*;
+    use crate::secrets::Secrets;
+
+    fn config(s3: S3Connection, secrets: &Secrets) -> Result<S3Config> {
+        let spec = ConnectionSpec {
+            s3: Some(s3),
+            ..Default::default()
+        };
+        S3Config::new(&ConnectionRef {
+            name: "lake",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets,
+        })
+    }
+
+    fn message(r: Result<S3Config>) -> String {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn prefixes_endpoints_and_keys_are_checked_without_a_store() {
+        let secrets = Secrets::new([], [("SYNQX_SECRET_S3_ID".into(), "AKIDEXAMPLE".into())]);
+        let base = S3Connection {
+            bucket: " lake ".into(),
+            prefix: Some("/raw//orders".into()),
+            endpoint: Some("http://127.0.0.1:9000/".into()),
+            force_path_style: Some(false),
+            ..Default::default()
+        };
+        let c = config(base.clone(), &secrets).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.bucket.as_str(), c.prefix.as_str()),
+            ("lake", "raw/orders/")
+        );
+        assert_eq!(c.url("a.csv"), "s3://lake/raw/orders/a.csv");
+        assert_eq!(
+            c.endpoint,
+            Some(Endpoint {
+                url: "http://lake.127.0.0.1:9000".into(),
+                virtual_hosted: true
+            })
+        );
+        assert!(c.keys.is_none());
+
+        let e = message(config(
+            S3Connection {
+                prefix: Some("a/../b".into()),
+                ..base.clone()
+            },
+            &secrets,
+        ));
+        assert_eq!(
+            e,
+            "Connection \"lake\": s3.prefix `a/../b` may not contain `.` or `..`"
+        );
+        let e = message(config(
+            S3Connection {
+                access_key_id: Some(SecretValue::from_secret("s3", "id")),
+                ..base.clone()
+            },
+            &secrets,
+        ));
+        assert!(
+            e.contains("set s3.accessKeyId and s3.secretAccessKey together"),
+            "{e}"
+        );
+        let e = message(config(
+            S3Connection {
+                access_key_id: Some(SecretValue::from_secret("nope", "id")),
+                secret_access_key: Some(SecretValue::from_secret("nope", "key")),
+                ..base.clone()
+            },
+            &secrets,
+        ));
+        assert!(
+            e.starts_with(
+                "Connection \"lake\": s3.accessKeyId: secret key \"id\" of Secret \"nope\" is missing"
+            ),
+            "{e}"
+        );
+        let e = message(config(
+            S3Connection {
+                endpoint: Some("minio:9000".into()),
+                ..base.clone()
+            },
+            &secrets,
+        ));
+        assert!(e.contains("s3.endpoint must be a URL"), "{e}");
+        let e = message(config(
+            S3Connection {
+                bucket: " ".into(),
+                ..base
+            },
+            &secrets,
+        ));
+        assert_eq!(e, "Connection \"lake\": s3.bucket is empty");
+    }
+
+    #[test]
+    fn keys_from_secrets_are_redacted_and_never_printed() {
+        let secrets = Secrets::new(
+            [],
+            [
+                ("SYNQX_SECRET_S3_ID".into(), "AKIDEXAMPLE".into()),
+                ("SYNQX_SECRET_S3_KEY".into(), "wJalrXUtnFEMI/K7MDENG".into()),
+            ],
+        );
+        let c = config(
+            S3Connection {
+                bucket: "lake".into(),
+                access_key_id: Some(SecretValue::from_secret("s3", "id")),
+                secret_access_key: Some(SecretValue::from_secret("s3", "key")),
+                ..Default::default()
+            },
+            &secrets,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{c:?}").contains("AKIDEXAMPLE"));
+        assert_eq!(
+            c.redactor
+                .redact("id AKIDEXAMPLE key wJalrXUtnFEMI/K7MDENG"),
+            "id *** key ***"
+        );
+    }
+}

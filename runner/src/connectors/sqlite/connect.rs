@@ -1,0 +1,74 @@
+//! Opening the database file: one pool per connector, opened on first use (opening needs the
+//! async runtime and does I/O, which `config` must not), creating the file and its folder.
+
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::OnceCell;
+
+use super::config::SqliteConfig;
+use crate::error::{Context, Result};
+
+/// How long a writer waits for another writer of the same file. SQLite has one writer at a
+/// time and every SynqX write holds it for its whole transaction, so parallel steps writing
+/// to one file queue here instead of failing with `database is locked`.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections per pool: a reading stream holds one, schema probes and writes take another.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// One database file and its pool.
+pub(super) struct Database {
+    pub config: SqliteConfig,
+    pool: OnceCell<SqlitePool>,
+}
+
+impl Database {
+    pub fn new(config: SqliteConfig) -> Self {
+        Self {
+            config,
+            pool: OnceCell::new(),
+        }
+    }
+
+    /// The pool, opening the file (and creating it and its directory) on first use.
+    pub async fn pool(&self) -> Result<&SqlitePool> {
+        self.pool.get_or_try_init(|| self.open()).await
+    }
+
+    async fn open(&self) -> Result<SqlitePool> {
+        let (name, path) = (&self.config.connection, &self.config.path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.context(|| {
+                format!(
+                    "Connection \"{name}\": creating directory {}",
+                    parent.display()
+                )
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT);
+        SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .context(|| {
+                format!(
+                    "Connection \"{name}\": opening SQLite database {}",
+                    path.display()
+                )
+            })
+    }
+
+    /// The table an asset FQN names.
+    pub fn table_name(&self, fqn: &str) -> Result<String> {
+        self.config.table(fqn)
+    }
+
+    /// `Connection "c", table "t"`: the start of every message about a table.
+    pub fn at(&self, table: &str) -> String {
+        self.config.at(table)
+    }
+}
