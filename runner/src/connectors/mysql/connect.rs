@@ -24,7 +24,7 @@ const SQL_MODE: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_E
 const STATEMENT_BYTES: usize = 4 << 20;
 
 /// An open connection and what was learned about its server.
-pub(super) struct Session {
+pub struct Session {
     pub conn: MySqlConnection,
     /// The longest statement to send, below the server's `max_allowed_packet`.
     pub statement_bytes: usize,

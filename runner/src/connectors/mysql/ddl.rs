@@ -1,19 +1,14 @@
 //! Tables SynqX creates, alters, swaps and drops. MySQL commits every DDL statement on its
 //! own (an implicit commit before and after), so none of these is part of a load's
-//! transaction; `sink.rs` orders them so that a failure between them never changes the data
-//! readers see.
+//! transaction; the generic sink orders them so that a failure between them never changes the
+//! data readers see.
 
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
 use super::{TableRef, quote};
+use crate::connectors::sql::dialect::ColumnDef;
 use crate::error::{Error, Result};
-
-/// A column of a table to create or extend.
-pub(super) struct ColumnDef {
-    pub name: String,
-    pub declared: String,
-}
 
 /// Creates `table` with the columns and, when given, `PRIMARY KEY (key…)`.
 pub(super) async fn create_table(

@@ -50,7 +50,6 @@ mod insert;
 mod literal;
 mod sink;
 mod source;
-mod sql;
 mod types;
 
 #[cfg(test)]
@@ -63,10 +62,9 @@ use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::MysqlConfig;
-pub use sink::MysqlSink;
 pub use source::MysqlSource;
 
-use crate::connectors::sql::{at_table, unique_suffix};
+use crate::connectors::sql::{SqlSink, at_table, statements, unique_suffix};
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
@@ -99,7 +97,7 @@ impl Connector for Mysql {
     }
 
     fn sink(config: MysqlConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(MysqlSink { target: config }))
+        Ok(Arc::new(SqlSink::new(config)))
     }
 
     async fn check(config: MysqlConfig) -> CheckReport {
@@ -107,13 +105,13 @@ impl Connector for Mysql {
     }
 
     async fn run_sql(config: MysqlConfig, statements: &[String]) -> Result<u64> {
-        sql::run(&config, statements).await
+        statements::run(&config, statements).await
     }
 }
 
 /// A table an asset FQN names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct TableRef {
+pub struct TableRef {
     database: String,
     table: String,
     /// The FQN as written, for messages.
@@ -152,6 +150,13 @@ impl TableRef {
     /// `` `database`.`table` ``.
     fn sql(&self) -> String {
         format!("{}.{}", quote(&self.database), quote(&self.table))
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    /// The FQN as written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
     }
 }
 

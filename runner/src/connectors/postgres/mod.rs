@@ -20,7 +20,6 @@ mod ddl;
 mod numeric;
 mod sink;
 mod source;
-mod sql;
 mod types;
 
 #[cfg(test)]
@@ -33,9 +32,9 @@ use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::PostgresConfig;
-pub use sink::PostgresSink;
 pub use source::PostgresSource;
 
+use crate::connectors::sql::{SqlSink, statements};
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
@@ -68,7 +67,7 @@ impl Connector for Postgres {
     }
 
     fn sink(config: PostgresConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(PostgresSink { settings: config }))
+        Ok(Arc::new(SqlSink::new(config)))
     }
 
     async fn check(config: PostgresConfig) -> CheckReport {
@@ -76,13 +75,13 @@ impl Connector for Postgres {
     }
 
     async fn run_sql(config: PostgresConfig, statements: &[String]) -> Result<u64> {
-        sql::run(&config, statements).await
+        statements::run(&config, statements).await
     }
 }
 
 /// A table named by an asset FQN.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Table {
+pub struct Table {
     schema: String,
     name: String,
 }

@@ -1,40 +1,40 @@
-//! Writing a table with binary `COPY … FROM STDIN`, every mode in one transaction committed
-//! after the last row, so an error, a cancel or a killed runner leaves the table as it was:
+//! Writing a table: the PostgreSQL dialect of the generic SQL sink (`connectors::sql`). Rows
+//! move with binary `COPY … FROM STDIN`, and every mode runs in one transaction committed
+//! after the last row (DDL included), so an error, a cancel or a killed runner leaves the
+//! table as it was:
 //!
-//! - `append` creates the table from the Arrow schema when it is missing (with
-//!   `PRIMARY KEY (primaryKey…)` when given) and copies the rows into it.
 //! - `overwrite` creates `<table>_synqx_new_<id>` (`LIKE` the old table, so its defaults,
 //!   constraints and indexes carry over, or from the Arrow schema when there is none), copies
-//!   into it, then drops the old table and renames the new one into its place. Readers see the
-//!   old table until the commit; a failure takes the new table away with the rollback.
+//!   into it, then drops the old table, renames the new one into its place and names its
+//!   indexes as the old ones were.
 //! - `upsert` copies into a temporary staging table with an arrival ordinal, then merges it
 //!   with `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT (key) DO UPDATE`, so the last row of
 //!   a key in one load wins. It needs a unique constraint on the key; a table it creates gets
 //!   `PRIMARY KEY (key)`.
 //!
-//! Source columns the table lacks follow `schemaEvolution`: `addColumns` adds them, `fail`
-//! stops before writing, `ignore` leaves them out. Table columns the source lacks get their
-//! default or NULL. Columns match by exact name.
+//! Table columns the source lacks get their default or NULL. Columns match by exact name.
 
+use arrow::datatypes::Field;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::StreamExt;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
-use synqx_api::pipeline::{Destination, WriteMode};
+use synqx_api::pipeline::WriteMode;
 
 use super::catalog::{self, Column};
 use super::config::PostgresConfig;
 use super::connect::{connect, database, server_message, sqlstate};
 use super::copy_in::CopyInEncoder;
 use super::ddl::{self, NewColumn};
-use super::types::ddl_type;
+use super::types::{PgType, ddl_type};
 use super::{Table, quote};
-use crate::connectors::sql::names::{quoted_list, unique_suffix};
-use crate::connectors::sql::plan::{
-    check_primary_key, commit_or_roll_back, count_sent, plan_columns,
+use crate::connectors::sql::dialect::{
+    ColumnDef, ExistingColumn, OverwriteAs, Progress, SqlDialect, Target, UpsertPath, Write,
+    WriteColumn,
 };
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::connectors::sql::{quoted_list, unique_suffix};
+use crate::engine::SchemaStream;
 use crate::error::{Error, Result};
 
 /// COPY data is sent once this much is encoded: large enough for few round trips, small
@@ -48,215 +48,317 @@ fn rows_per_message(rows: usize, bytes: usize) -> usize {
     (FLUSH_BYTES * rows / bytes.max(1)).clamp(1, 1 << 20)
 }
 
-/// Writes tables of a PostgreSQL database.
-pub struct PostgresSink {
-    pub(super) settings: PostgresConfig,
-}
-
 #[async_trait]
-impl Sink for PostgresSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        let settings = &self.settings;
-        let table = Table::parse(&settings.connection, &request.spec.asset.fqn)?;
-        let at = settings.at_table(&table);
-        if request.spec.mode() == WriteMode::Upsert && request.spec.primary_key.is_empty() {
-            return Err(Error::Config(format!(
-                "{at}: mode upsert needs primaryKey (the columns that identify a row)"
-            )));
-        }
-        let mut conn = connect(settings).await?;
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(|e| database(settings, format!("{at}: starting a transaction"), e))?;
-        let mut load = Load {
-            settings,
-            at: &at,
-            table: &table,
-            spec: &request.spec,
-            counters,
-            outcome: WriteOutcome::default(),
-        };
-        let loaded = load.run(&mut tx, input).await;
-        commit_or_roll_back(tx, loaded, counters, &load.outcome, |e| {
-            database(settings, format!("{at}: committing"), e)
-        })
-        .await?;
-        Ok(load.outcome)
+impl SqlDialect for PostgresConfig {
+    type Conn = PgConnection;
+    type Table = Table;
+
+    const TRANSACTIONAL_DDL: bool = true;
+    const UPSERT: UpsertPath = UpsertPath::Staged;
+    const OVERWRITE: OverwriteAs = OverwriteAs::LikeExisting;
+
+    fn connection(&self) -> &str {
+        &self.connection
     }
-}
 
-/// One load, inside its transaction.
-struct Load<'a> {
-    settings: &'a PostgresConfig,
-    at: &'a str,
-    table: &'a Table,
-    spec: &'a Destination,
-    counters: &'a Counters,
-    /// Rows and COPY bytes sent so far (committed only with the transaction).
-    outcome: WriteOutcome,
-}
+    fn table(&self, fqn: &str) -> Result<Table> {
+        Table::parse(&self.connection, fqn)
+    }
 
-impl Load<'_> {
-    async fn run(&mut self, conn: &mut PgConnection, input: SchemaStream) -> Result<()> {
-        let at = self.at;
-        let exists = catalog::schema_exists(conn, &self.table.schema)
+    /// Every name is quoted, so PostgreSQL compares it with case.
+    fn same_name(a: &str, b: &str) -> bool {
+        a == b
+    }
+
+    fn work_table(&self, table: &Table, role: &str) -> Table {
+        table.sibling(format!("{}_synqx_{role}_{}", table.name, unique_suffix()))
+    }
+
+    /// Only columns the load creates need a PostgreSQL type of their own: the COPY encoder
+    /// writes into an existing column's type, and says so when it cannot.
+    fn check_field(&self, _at: &str, _field: &Field, _in_key: bool) -> Result<()> {
+        Ok(())
+    }
+
+    fn column_type(
+        &self,
+        _conn: &PgConnection,
+        at: &str,
+        field: &Field,
+        _in_key: bool,
+    ) -> Result<String> {
+        ddl_type(field).map_err(|why| {
+            Error::Config(format!(
+                "{at}: column \"{}\" cannot be stored in PostgreSQL: {why}",
+                field.name()
+            ))
+        })
+    }
+
+    async fn connect(&self) -> Result<PgConnection> {
+        connect(self).await
+    }
+
+    async fn begin(&self, conn: &mut PgConnection, at: &str) -> Result<()> {
+        conn.execute("BEGIN")
             .await
-            .map_err(|e| self.fail(e, "reading the catalog"))?;
+            .map(drop)
+            .map_err(|e| database(self, format!("{at}: starting a transaction"), e))
+    }
+
+    async fn commit(&self, conn: &mut PgConnection, at: &str) -> Result<()> {
+        conn.execute("COMMIT")
+            .await
+            .map(drop)
+            .map_err(|e| database(self, format!("{at}: committing"), e))
+    }
+
+    async fn roll_back(&self, conn: &mut PgConnection) {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+
+    async fn close(&self, conn: PgConnection) {
+        let _ = conn.close().await;
+    }
+
+    async fn execute(
+        &self,
+        conn: &mut PgConnection,
+        context: &str,
+        statement: &str,
+    ) -> Result<u64> {
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| database(self, context.to_string(), e))
+    }
+
+    async fn columns(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+    ) -> Result<Option<Vec<ExistingColumn>>> {
+        let pg = Pg {
+            config: self,
+            write,
+        };
+        let schema = &write.table.schema;
+        let exists = catalog::schema_exists(conn, schema)
+            .await
+            .map_err(|e| pg.fail(e, "reading the catalog"))?;
         if !exists {
             return Err(Error::Config(format!(
-                "{at}: schema \"{}\" does not exist in database \"{}\": create it (CREATE SCHEMA {}) or fix asset.fqn",
-                self.table.schema,
-                self.settings.database,
-                quote(&self.table.schema)
+                "{}: schema \"{schema}\" does not exist in database \"{}\": create it (CREATE SCHEMA {}) or fix asset.fqn",
+                write.at,
+                self.database,
+                quote(schema)
             )));
         }
-        let existing = catalog::table_columns(conn, self.table)
+        let columns = catalog::table_columns(conn, write.table)
             .await
-            .map_err(|e| self.fail(e, "reading its columns"))?;
-        let mode = self.spec.mode();
-        let key = &self.spec.primary_key;
-
-        let existing_names: Option<Vec<&str>> = existing
-            .as_ref()
-            .map(|columns| columns.iter().map(|c| c.name.as_str()).collect());
-        // Columns match by exact name: every name is quoted, so PostgreSQL compares it with case.
-        let same_name = |a: &str, b: &str| a == b;
-        let plan = plan_columns(
-            at,
-            existing_names.as_deref(),
-            &input.schema,
-            self.spec.schema_evolution.unwrap_or_default(),
-            same_name,
-        )?;
-        let (written, added) = (plan.written, plan.added);
-        let names: Vec<String> = written
-            .iter()
-            .map(|&i| input.schema.field(i).name().clone())
-            .collect();
-        // The key is checked even when the table exists: it is what the table is created with
-        // or merged on, and a key that is not written is a mistake in either case.
-        check_primary_key(at, mode, key, &names, true, same_name)?;
-
-        let new_columns = |indexes: &[usize]| -> Result<Vec<NewColumn>> {
-            indexes
-                .iter()
-                .map(|&i| {
-                    let field = input.schema.field(i);
-                    let sql_type = ddl_type(field).map_err(|why| {
-                        Error::Config(format!(
-                            "{at}: column \"{}\" cannot be stored in PostgreSQL: {why}",
-                            field.name()
-                        ))
-                    })?;
-                    Ok(NewColumn {
-                        name: field.name().clone(),
-                        sql_type,
-                    })
+            .map_err(|e| pg.fail(e, "reading its columns"))?;
+        Ok(columns.map(|columns| {
+            columns
+                .into_iter()
+                .map(|c| ExistingColumn {
+                    name: c.name,
+                    declared: c.pg.name,
                 })
                 .collect()
-        };
-        // Where the COPY goes: the table, the table loaded aside, or the staging table.
-        let mut loaded = None;
-        let mut staging = None;
-        let target = match mode {
-            WriteMode::Overwrite => {
-                let new = self.table.sibling(format!(
-                    "{}_synqx_new_{}",
-                    self.table.name,
-                    unique_suffix()
-                ));
-                if existing.is_some() {
-                    self.execute(
-                        conn,
-                        ddl::create_like(&new, self.table),
-                        "creating the new table",
-                    )
-                    .await?;
-                    for column in new_columns(&added)? {
-                        self.execute(conn, ddl::add_column(&new, &column), "adding a column")
-                            .await?;
-                    }
-                } else {
-                    let sql = ddl::create_table(&new, &new_columns(&written)?, key);
-                    self.execute(conn, sql, "creating the table").await?;
-                }
-                let sql = new.sql();
-                loaded = Some(new);
-                sql
-            }
-            WriteMode::Append | WriteMode::Upsert => {
-                if existing.is_some() {
-                    for column in new_columns(&added)? {
-                        let sql = ddl::add_column(self.table, &column);
-                        self.execute(conn, sql, "adding a column").await?;
-                    }
-                } else {
-                    let sql = ddl::create_table(self.table, &new_columns(&written)?, key);
-                    self.execute(conn, sql, "creating the table").await?;
-                }
-                if mode == WriteMode::Upsert {
-                    if existing.is_some() {
-                        self.require_unique_key(conn).await?;
-                    }
-                    let name = format!("synqx_stage_{}", unique_suffix());
-                    for sql in ddl::create_staging(&name, self.table) {
-                        self.execute(conn, sql, "creating the staging table")
-                            .await?;
-                    }
-                    let sql = format!("pg_temp.{}", quote(&name));
-                    staging = Some(name);
-                    sql
-                } else {
-                    self.table.sql()
-                }
-            }
-        };
-        let oid = catalog::relation(conn, &target)
-            .await
-            .map_err(|e| self.fail(e, "reading the catalog"))?
-            .ok_or_else(|| Error::Config(format!("{at}: the table {target} vanished")))?;
-        let columns = catalog::columns(conn, oid)
-            .await
-            .map_err(|e| self.fail(e, "reading its columns"))?;
-        let target_columns = names
-            .iter()
-            .map(|name| {
-                columns
-                    .iter()
-                    .find(|c| &c.name == name)
-                    .map(|c: &Column| (c.name.clone(), c.pg.clone()))
-                    .ok_or_else(|| {
-                        Error::Config(format!("{at}: the table has no column \"{name}\""))
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.copy(conn, &target, &target_columns, input).await?;
+        }))
+    }
 
-        if let Some(staging) = staging {
-            let sql = ddl::merge(self.table, &staging, &names, key);
-            self.execute(conn, sql, "merging the staged rows").await?;
+    async fn create_table(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        table: &Table,
+        columns: &[ColumnDef],
+        key: &[String],
+    ) -> Result<()> {
+        let columns: Vec<NewColumn> = columns.iter().map(new_column).collect();
+        Pg {
+            config: self,
+            write,
         }
-        if let Some(loaded) = loaded {
-            self.swap(conn, &loaded, existing.is_some()).await?;
+        .execute(
+            conn,
+            ddl::create_table(table, &columns, key),
+            "creating the table",
+        )
+        .await
+    }
+
+    async fn create_like(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        table: &Table,
+    ) -> Result<()> {
+        let sql = ddl::create_like(table, write.table);
+        Pg {
+            config: self,
+            write,
+        }
+        .execute(conn, sql, "creating the new table")
+        .await
+    }
+
+    async fn add_columns(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        table: &Table,
+        columns: &[ColumnDef],
+    ) -> Result<()> {
+        let pg = Pg {
+            config: self,
+            write,
+        };
+        for column in columns {
+            let sql = ddl::add_column(table, &new_column(column));
+            pg.execute(conn, sql, "adding a column").await?;
         }
         Ok(())
     }
 
+    async fn ensure_unique_key(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+    ) -> Result<()> {
+        Pg {
+            config: self,
+            write,
+        }
+        .require_unique_key(conn)
+        .await
+    }
+
+    /// A temporary table like the target (without its constraints, so duplicate keys can
+    /// land) with the arrival ordinal, dropped with the transaction.
+    async fn create_staging(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        _columns: &[WriteColumn],
+        _numbered: bool,
+    ) -> Result<Table> {
+        let pg = Pg {
+            config: self,
+            write,
+        };
+        let name = format!("synqx_stage_{}", unique_suffix());
+        for sql in ddl::create_staging(&name, write.table) {
+            pg.execute(conn, sql, "creating the staging table").await?;
+        }
+        Ok(Table {
+            schema: "pg_temp".into(),
+            name,
+        })
+    }
+
+    async fn load(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        target: Target<'_, Table>,
+        input: SchemaStream,
+        progress: &mut Progress<'_>,
+    ) -> Result<()> {
+        let pg = Pg {
+            config: self,
+            write,
+        };
+        let target_sql = target.table.sql();
+        let oid = catalog::relation(conn, &target_sql)
+            .await
+            .map_err(|e| pg.fail(e, "reading the catalog"))?
+            .ok_or_else(|| {
+                Error::Config(format!("{}: the table {target_sql} vanished", write.at))
+            })?;
+        let in_table = catalog::columns(conn, oid)
+            .await
+            .map_err(|e| pg.fail(e, "reading its columns"))?;
+        let target_columns = target
+            .columns
+            .iter()
+            .map(|c| {
+                in_table
+                    .iter()
+                    .find(|t| t.name == c.name())
+                    .map(|t: &Column| (t.name.clone(), t.pg.clone()))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "{}: the table has no column \"{}\"",
+                            write.at,
+                            c.name()
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        pg.copy(conn, &target_sql, &target_columns, input, progress)
+            .await
+    }
+
+    async fn merge(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        staging: &Table,
+        columns: &[String],
+    ) -> Result<()> {
+        let sql = ddl::merge(write.table, &staging.name, columns, write.key());
+        Pg {
+            config: self,
+            write,
+        }
+        .execute(conn, sql, "merging the staged rows")
+        .await
+    }
+
+    async fn swap(
+        &self,
+        conn: &mut PgConnection,
+        write: &Write<'_, Table>,
+        loaded: &Table,
+        existed: bool,
+        _columns: &[String],
+    ) -> Result<()> {
+        Pg {
+            config: self,
+            write,
+        }
+        .swap(conn, loaded, existed)
+        .await
+    }
+}
+
+fn new_column(c: &ColumnDef) -> NewColumn {
+    NewColumn {
+        name: c.name.clone(),
+        sql_type: c.declared.clone(),
+    }
+}
+
+/// One write's view of the connection: what its messages say and how it explains failures.
+struct Pg<'a> {
+    config: &'a PostgresConfig,
+    write: &'a Write<'a, Table>,
+}
+
+impl Pg<'_> {
     /// Streams the input through one COPY, flushing every [`FLUSH_BYTES`].
     async fn copy(
-        &mut self,
+        &self,
         conn: &mut PgConnection,
         target: &str,
-        target_columns: &[(String, super::types::PgType)],
+        target_columns: &[(String, PgType)],
         input: SchemaStream,
+        progress: &mut Progress<'_>,
     ) -> Result<()> {
-        let at = self.at;
+        let at = self.write.at;
         // The encoder picks the written columns out of each batch by name.
         let encoder = CopyInEncoder::new(&input.schema, target_columns, at.to_string())?;
         let names: Vec<String> = target_columns.iter().map(|c| c.0.clone()).collect();
@@ -283,14 +385,14 @@ impl Load<'_> {
             while offset < batch.num_rows() {
                 let rows = slice_rows.min(batch.num_rows() - offset);
                 let before = buf.len();
-                let first_row = self.outcome.rows + 1;
+                let first_row = progress.outcome.rows + 1;
                 if let Err(e) = encoder.encode(&batch.slice(offset, rows), first_row, &mut buf) {
                     failure = Some(e);
                     break 'batches;
                 }
                 let bytes = buf.len() - before;
                 offset += rows;
-                count_sent(&mut self.outcome, self.counters, rows as u64, bytes as u64);
+                progress.sent(rows as u64, bytes as u64);
                 slice_rows = rows_per_message(rows, bytes);
                 if buf.len() >= FLUSH_BYTES {
                     if let Err(e) = copy.send(&buf[..]).await {
@@ -318,8 +420,8 @@ impl Load<'_> {
 
     /// An upsert into an existing table needs a unique constraint on exactly the key.
     async fn require_unique_key(&self, conn: &mut PgConnection) -> Result<()> {
-        let key = &self.spec.primary_key;
-        let oid = catalog::relation(conn, &self.table.sql())
+        let key = self.write.key();
+        let oid = catalog::relation(conn, &self.write.table.sql())
             .await
             .map_err(|e| self.fail(e, "reading the catalog"))?;
         let keys = match oid {
@@ -334,9 +436,9 @@ impl Load<'_> {
         let columns: Vec<String> = key.iter().map(|k| quote(k)).collect();
         Err(Error::Config(format!(
             "{}: upsert needs a primary key or unique constraint on exactly ({}), and the table has none; add one (ALTER TABLE {} ADD PRIMARY KEY ({})) or change primaryKey",
-            self.at,
+            self.write.at,
             quoted_list(key),
-            self.table.sql(),
+            self.write.table.sql(),
             columns.join(", ")
         )))
     }
@@ -355,15 +457,15 @@ impl Load<'_> {
             }
         };
         let old = if existed {
-            indexes_of(conn, self.table).await?
+            indexes_of(conn, self.write.table).await?
         } else {
             Vec::new()
         };
         let new = indexes_of(conn, loaded).await?;
-        for sql in ddl::swap(self.table, loaded, existed) {
+        for sql in ddl::swap(self.write.table, loaded, existed) {
             self.swap_statement(conn, sql).await?;
         }
-        for sql in ddl::index_renames(&self.table.schema, &old, &new) {
+        for sql in ddl::index_renames(&self.write.table.schema, &old, &new) {
             self.execute(conn, sql, "naming the new table's indexes as the old ones")
                 .await?;
         }
@@ -376,9 +478,9 @@ impl Load<'_> {
         match conn.execute(AssertSqlSafe(sql)).await {
             Ok(_) => Ok(()),
             Err(e) if sqlstate(&e).as_deref() == Some("2BP01") => {
-                let said = self.settings.redact(server_message(&e));
+                let said = self.config.redact(server_message(&e));
                 Err(Error::database_detail(
-                    self.at,
+                    self.write.at,
                     format!(
                         "overwrite cannot replace the table because other objects depend on it ({said}); the table is unchanged: drop or change those objects first, or write with mode append or upsert"
                     ),
@@ -398,10 +500,10 @@ impl Load<'_> {
 
     /// A server error of the load, with what to do for the common ones.
     fn fail(&self, e: sqlx::Error, doing: &str) -> Error {
-        let user = &self.settings.user;
+        let user = &self.config.user;
         let hint = match sqlstate(&e).as_deref() {
             Some("42501") => {
-                let privilege = match self.spec.mode() {
+                let privilege = match self.write.mode() {
                     WriteMode::Append => "INSERT",
                     WriteMode::Upsert => "INSERT and UPDATE",
                     WriteMode::Overwrite => {
@@ -410,15 +512,15 @@ impl Load<'_> {
                 };
                 format!(
                     "; user \"{user}\" needs {privilege} on {} (creating a table needs CREATE on schema {}): GRANT it, e.g. GRANT INSERT, UPDATE ON {} TO {}",
-                    self.table.sql(),
-                    quote(&self.table.schema),
-                    self.table.sql(),
+                    self.write.table.sql(),
+                    quote(&self.write.table.schema),
+                    self.write.table.sql(),
                     quote(user)
                 )
             }
             _ => String::new(),
         };
-        database(self.settings, format!("{}: {doing}", self.at), e)
+        database(self.config, format!("{}: {doing}", self.write.at), e)
             .map_detail(|detail| format!("{detail}{hint}"))
     }
 }

@@ -1,7 +1,6 @@
-//! What the SQL sinks (sqlite, postgres, mysql, sqlserver) decide alike before and while they
-//! write: which source columns go into the table and which the table must gain
-//! (`schemaEvolution`), whether `primaryKey` fits the columns written, and the progress a load
-//! counts. Each sink keeps its own SQL; only the decisions and their messages live here.
+//! What every SQL load decides alike before and while it writes: which source columns go into
+//! the table and which the table must gain (`schemaEvolution`), whether `primaryKey` fits the
+//! columns written, and the progress a load counts.
 
 use std::sync::atomic::Ordering;
 
@@ -67,6 +66,14 @@ pub fn plan_columns(
     Ok(ColumnPlan { written, added })
 }
 
+/// An upsert needs `primaryKey`: the columns that identify a row.
+pub fn require_key(at: &str, mode: WriteMode, key: &[String]) -> Result<()> {
+    if mode == WriteMode::Upsert && key.is_empty() {
+        return Err(Error::Config(format!("{at}: mode upsert needs primaryKey")));
+    }
+    Ok(())
+}
+
 /// Checks `primaryKey` against the columns written: an upsert needs one, and when the key is
 /// used (`used`: the write creates the table or upserts) every key column must be written.
 pub fn check_primary_key<S: AsRef<str>>(
@@ -77,9 +84,7 @@ pub fn check_primary_key<S: AsRef<str>>(
     used: bool,
     same_name: fn(&str, &str) -> bool,
 ) -> Result<()> {
-    if mode == WriteMode::Upsert && key.is_empty() {
-        return Err(Error::Config(format!("{at}: mode upsert needs primaryKey")));
-    }
+    require_key(at, mode, key)?;
     let unknown = key
         .iter()
         .find(|k| !written.iter().any(|c| same_name(c.as_ref(), k)));
@@ -106,30 +111,6 @@ pub fn count_sent(outcome: &mut WriteOutcome, counters: &Counters, rows: u64, by
     outcome.bytes += bytes;
     Counters::add(&counters.rows_written, rows);
     Counters::add(&counters.bytes_written, bytes);
-}
-
-/// Ends the transaction of a load on sqlx (`sent` is what the load counted): commits it when the
-/// load went through; otherwise rolls it back at once, so the table is as it was once the error
-/// is seen, and takes the uncommitted rows back from the run's progress. The load's error
-/// matters more than a failed rollback, and closing the connection rolls back anyway.
-pub async fn commit_or_roll_back<DB: sqlx::Database>(
-    tx: sqlx::Transaction<'_, DB>,
-    loaded: Result<()>,
-    counters: &Counters,
-    sent: &WriteOutcome,
-    commit_failed: impl FnOnce(sqlx::Error) -> Error,
-) -> Result<()> {
-    let result = match loaded {
-        Ok(()) => tx.commit().await.map_err(commit_failed),
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    };
-    if result.is_err() {
-        uncount(counters, sent);
-    }
-    result
 }
 
 /// Takes back from the run's progress what a load that was not committed counted.

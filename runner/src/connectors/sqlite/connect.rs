@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+};
 use tokio::sync::OnceCell;
 
 use super::config::SqliteConfig;
@@ -36,30 +39,12 @@ impl Database {
     }
 
     async fn open(&self) -> Result<SqlitePool> {
-        let (name, path) = (&self.config.connection, &self.config.path);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.context(|| {
-                format!(
-                    "Connection \"{name}\": creating directory {}",
-                    parent.display()
-                )
-            })?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(BUSY_TIMEOUT);
+        let options = prepare(&self.config).await?;
         SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await
-            .context(|| {
-                format!(
-                    "Connection \"{name}\": opening SQLite database {}",
-                    path.display()
-                )
-            })
+            .context(|| opening(&self.config))
     }
 
     /// The table an asset FQN names.
@@ -71,4 +56,41 @@ impl Database {
     pub fn at(&self, table: &str) -> String {
         self.config.at(table)
     }
+}
+
+/// A connection of its own, as a write takes it: closing it (or dropping it, when the write
+/// is cancelled) rolls back what it did not commit and releases the write lock at once.
+pub(super) async fn connect(config: &SqliteConfig) -> Result<SqliteConnection> {
+    let options = prepare(config).await?;
+    SqliteConnection::connect_with(&options)
+        .await
+        .context(|| opening(config))
+}
+
+/// Creates the folder of the database file, and the options every connection opens it with:
+/// created when missing, in WAL mode, waiting for other writers.
+async fn prepare(config: &SqliteConfig) -> Result<SqliteConnectOptions> {
+    let path = &config.path;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(parent).await.context(|| {
+            format!(
+                "Connection \"{}\": creating directory {}",
+                config.connection,
+                parent.display()
+            )
+        })?;
+    }
+    Ok(SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT))
+}
+
+fn opening(config: &SqliteConfig) -> String {
+    format!(
+        "Connection \"{}\": opening SQLite database {}",
+        config.connection,
+        config.path.display()
+    )
 }

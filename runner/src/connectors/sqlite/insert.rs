@@ -32,8 +32,6 @@ pub(super) struct WriteColumn {
     /// Position in the input schema.
     pub index: usize,
     pub name: String,
-    /// Declared type for CREATE TABLE and ADD COLUMN.
-    pub declared: String,
     pub storage: Storage,
 }
 

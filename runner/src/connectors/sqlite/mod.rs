@@ -13,7 +13,6 @@ mod connect;
 mod insert;
 mod sink;
 mod source;
-mod sql;
 mod types;
 
 #[cfg(test)]
@@ -27,9 +26,9 @@ use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::SqliteConfig;
-pub use sink::SqliteSink;
 pub use source::SqliteSource;
 
+use crate::connectors::sql::{SqlSink, statements};
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};
 use crate::error::Result;
@@ -65,9 +64,7 @@ impl Connector for Sqlite {
     }
 
     fn sink(config: SqliteConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqliteSink {
-            db: Database::new(config),
-        }))
+        Ok(Arc::new(SqlSink::new(config)))
     }
 
     async fn check(config: SqliteConfig) -> CheckReport {
@@ -75,7 +72,7 @@ impl Connector for Sqlite {
     }
 
     async fn run_sql(config: SqliteConfig, statements: &[String]) -> Result<u64> {
-        sql::run(&config, statements).await
+        statements::run(&config, statements).await
     }
 }
 /// An identifier in double quotes, with embedded quotes doubled.

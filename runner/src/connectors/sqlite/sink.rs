@@ -1,193 +1,189 @@
-//! Writing a table. Every mode runs in one `BEGIN IMMEDIATE` transaction committed after the
-//! last row, so an error, or a dropped future, rolls everything back:
+//! Writing a table: the SQLite dialect of the generic SQL sink (`connectors::sql`). A write
+//! takes a connection of its own and holds SQLite's one write lock for its whole transaction
+//! (`BEGIN IMMEDIATE`), DDL included, so an error or a dropped future rolls everything back:
 //!
-//! - `append` creates the table from the Arrow schema when it is missing (with
-//!   `PRIMARY KEY (primaryKey…)` when given) and inserts the rows.
-//! - `overwrite` creates `<table>__synqx_new_<id>` from the Arrow schema, loads it, then drops
-//!   the old table, renames the new one into its place and re-creates the old table's indexes
-//!   whose columns still exist. Until the commit, readers see the old table; a failure at any
-//!   point leaves it intact and takes the new table away with the rollback.
+//! - `overwrite` creates `<table>__synqx_new_<id>` from the Arrow schema, loads it, then
+//!   drops the old table, renames the new one into its place and re-creates the old table's
+//!   indexes whose columns still exist.
 //! - `upsert` inserts with `ON CONFLICT (key) DO UPDATE`, which needs a unique constraint on
 //!   the key: a table without one gets a unique index first.
-//!
-//! Source columns the table lacks follow `schemaEvolution`: `addColumns` adds them (`ALTER
-//! TABLE … ADD COLUMN`; an overwritten table simply has them), `fail` stops before writing,
-//! `ignore` leaves them out.
+//! - Rows go in as multi-row prepared `INSERT`s bound from Arrow (`insert.rs`).
 
+use arrow::datatypes::Field;
 use async_trait::async_trait;
 use futures::StreamExt;
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Executor};
-use synqx_api::pipeline::{Destination, WriteMode};
+use sqlx::{AssertSqlSafe, Connection, Executor};
 
-use super::connect::Database;
-use super::insert::{Inserter, WriteColumn};
-use super::types::declared_type;
+use super::config::SqliteConfig;
+use super::connect::connect;
+use super::insert::{Inserter, WriteColumn as InsertColumn};
+use super::types::{Storage, declared_type};
 use super::{TableColumn, qualified, quote, same_name, table_columns};
-use crate::connectors::sql::names::{quoted_list, unique_suffix};
-use crate::connectors::sql::plan::{
-    check_primary_key, commit_or_roll_back, count_sent, plan_columns, written_bytes,
+use crate::connectors::sql::dialect::{
+    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    Write,
 };
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::connectors::sql::plan::written_bytes;
+use crate::connectors::sql::{quoted_list, unique_suffix};
+use crate::engine::SchemaStream;
 use crate::error::{Context, Error, Result};
 
-/// Writes tables of a SQLite database.
-pub struct SqliteSink {
-    pub(super) db: Database,
-}
-
 #[async_trait]
-impl Sink for SqliteSink {
-    async fn write(
+impl SqlDialect for SqliteConfig {
+    type Conn = SqliteConnection;
+    type Table = String;
+
+    const TRANSACTIONAL_DDL: bool = true;
+    const UPSERT: UpsertPath = UpsertPath::Direct;
+    const OVERWRITE: OverwriteAs = OverwriteAs::FromSchema;
+
+    fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    fn table(&self, fqn: &str) -> Result<String> {
+        SqliteConfig::table(self, fqn)
+    }
+
+    fn same_name(a: &str, b: &str) -> bool {
+        same_name(a, b)
+    }
+
+    fn work_table(&self, table: &String, role: &str) -> String {
+        format!("{table}__synqx_{role}_{}", unique_suffix())
+    }
+
+    fn check_field(&self, at: &str, field: &Field, _in_key: bool) -> Result<()> {
+        storage_of(at, field).map(drop)
+    }
+
+    fn column_type(
         &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        let table = self.db.table_name(&request.spec.asset.fqn)?;
-        let at = self.db.at(&table);
-        let columns = input
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(index, field)| {
-                let (declared, storage) = declared_type(field.data_type()).ok_or_else(|| {
-                    Error::Config(format!(
-                        "{at}: column \"{}\" has the type {} which SQLite cannot store",
-                        field.name(),
-                        field.data_type()
-                    ))
-                })?;
-                Ok(WriteColumn {
-                    index,
-                    name: field.name().clone(),
-                    declared,
-                    storage,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pool = self.db.pool().await?;
+        _conn: &SqliteConnection,
+        at: &str,
+        field: &Field,
+        _in_key: bool,
+    ) -> Result<String> {
+        storage_of(at, field).map(|(declared, _)| declared)
+    }
+
+    async fn connect(&self) -> Result<SqliteConnection> {
+        connect(self).await
+    }
+
+    async fn begin(&self, conn: &mut SqliteConnection, at: &str) -> Result<()> {
         // IMMEDIATE takes the write lock up front: a deferred transaction that starts reading
         // and then writes can fail with SQLITE_BUSY without waiting.
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context(|| format!("{at}: starting a write transaction"))?;
-        let mut writer = Writer {
-            at: &at,
-            table: &table,
-            spec: &request.spec,
-            counters,
-            outcome: WriteOutcome::default(),
-        };
-        let loaded = writer.run(&mut tx, columns, input).await;
-        commit_or_roll_back(tx, loaded, counters, &writer.outcome, |e| {
-            Error::database(format!("{at}: committing"), e)
+        execute(conn, "BEGIN IMMEDIATE".into(), || {
+            format!("{at}: starting a write transaction")
         })
-        .await?;
-        Ok(writer.outcome)
+        .await
     }
-}
 
-/// One write, inside its transaction.
-struct Writer<'a> {
-    at: &'a str,
-    table: &'a str,
-    spec: &'a Destination,
-    counters: &'a Counters,
-    /// Rows and bytes sent so far (committed only with the transaction).
-    outcome: WriteOutcome,
-}
+    async fn commit(&self, conn: &mut SqliteConnection, at: &str) -> Result<()> {
+        execute(conn, "COMMIT".into(), || format!("{at}: committing")).await
+    }
 
-impl Writer<'_> {
-    async fn run(
-        &mut self,
+    async fn roll_back(&self, conn: &mut SqliteConnection) {
+        let _ = conn.execute("ROLLBACK").await;
+    }
+
+    async fn close(&self, conn: SqliteConnection) {
+        let _ = conn.close().await;
+    }
+
+    async fn execute(
+        &self,
         conn: &mut SqliteConnection,
-        mut columns: Vec<WriteColumn>,
-        input: SchemaStream,
-    ) -> Result<()> {
-        let at = self.at;
-        let existing = table_columns(&mut *conn, "main", self.table)
+        context: &str,
+        statement: &str,
+    ) -> Result<u64> {
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(conn)
             .await
-            .context(|| format!("{at}: reading its columns"))?;
-        let mode = self.spec.mode();
-        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
-        let plan = plan_columns(
-            at,
-            (!names.is_empty()).then_some(names.as_slice()),
-            &input.schema,
-            self.spec.schema_evolution.unwrap_or_default(),
-            same_name,
-        )?;
-        columns.retain(|c| plan.written.contains(&c.index));
-        // An overwritten table is created from the source schema, so it has them already.
-        if mode != WriteMode::Overwrite {
-            for column in columns.iter().filter(|c| plan.added.contains(&c.index)) {
-                let sql = format!(
-                    "ALTER TABLE {} ADD COLUMN {} {}",
-                    qualified(self.table),
-                    quote(&column.name),
-                    column.declared
-                );
-                execute(conn, sql, || {
-                    format!("{at}: adding column \"{}\"", column.name)
+            .map(|done| done.rows_affected())
+            .context(|| context.to_string())
+    }
+
+    async fn columns(
+        &self,
+        conn: &mut SqliteConnection,
+        write: &Write<'_, String>,
+    ) -> Result<Option<Vec<ExistingColumn>>> {
+        let columns = table_columns(&mut *conn, "main", write.table)
+            .await
+            .context(|| format!("{}: reading its columns", write.at))?;
+        Ok((!columns.is_empty()).then(|| {
+            columns
+                .into_iter()
+                .map(|c| ExistingColumn {
+                    name: c.name,
+                    declared: c.declared,
                 })
-                .await?;
-            }
-        }
-        let key = &self.spec.primary_key;
-        let creates = mode == WriteMode::Overwrite || existing.is_empty();
-        let written: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        check_primary_key(at, mode, key, &written, creates, same_name)?;
+                .collect()
+        }))
+    }
 
-        let target = if mode == WriteMode::Overwrite {
-            format!("{}__synqx_new_{}", self.table, unique_suffix())
-        } else {
-            self.table.to_string()
-        };
-        if creates {
-            create_table(conn, &target, &columns, key, at).await?;
-        } else if mode == WriteMode::Upsert {
-            self.ensure_unique(conn, &existing, key).await?;
+    async fn create_table(
+        &self,
+        conn: &mut SqliteConnection,
+        write: &Write<'_, String>,
+        table: &String,
+        columns: &[ColumnDef],
+        key: &[String],
+    ) -> Result<()> {
+        let mut definitions: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), c.declared))
+            .collect();
+        if !key.is_empty() {
+            let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
+            definitions.push(format!("PRIMARY KEY ({})", list.join(", ")));
         }
-
-        let inserter = Inserter::new(
-            at,
-            &qualified(&target),
-            &columns,
-            (mode == WriteMode::Upsert).then_some(key.as_slice()),
+        let sql = format!(
+            "CREATE TABLE {} (\n  {}\n)",
+            qualified(table),
+            definitions.join(",\n  ")
         );
-        let mut stream = input.stream;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            inserter.insert(conn, &batch, self.outcome.rows).await?;
-            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
-            count_sent(
-                &mut self.outcome,
-                self.counters,
-                batch.num_rows() as u64,
-                bytes,
+        execute(conn, sql, || {
+            format!("{}: creating table \"{table}\"", write.at)
+        })
+        .await
+    }
+
+    async fn add_columns(
+        &self,
+        conn: &mut SqliteConnection,
+        write: &Write<'_, String>,
+        table: &String,
+        columns: &[ColumnDef],
+    ) -> Result<()> {
+        for column in columns {
+            let sql = format!(
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                qualified(table),
+                quote(&column.name),
+                column.declared
             );
-        }
-        if mode == WriteMode::Overwrite {
-            self.swap(conn, &target, !existing.is_empty(), &columns)
-                .await?;
+            execute(conn, sql, || {
+                format!("{}: adding column \"{}\"", write.at, column.name)
+            })
+            .await?;
         }
         Ok(())
     }
 
-    /// Makes sure the key is unique in the existing table, creating a unique index if needed.
-    async fn ensure_unique(
+    /// A table without a unique key on exactly the key columns gets a unique index.
+    async fn ensure_unique_key(
         &self,
         conn: &mut SqliteConnection,
-        existing: &[TableColumn],
-        key: &[String],
+        write: &Write<'_, String>,
     ) -> Result<()> {
-        let at = self.at;
+        let (at, table, key) = (write.at, write.table, write.key());
+        let existing = table_columns(&mut *conn, "main", table)
+            .await
+            .context(|| format!("{at}: reading its columns"))?;
         let wanted = normalized(key.iter().map(String::as_str));
         let mut primary: Vec<&TableColumn> = existing.iter().filter(|c| c.pk > 0).collect();
         primary.sort_by_key(|c| c.pk);
@@ -197,7 +193,7 @@ impl Writer<'_> {
         let indexes: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM pragma_index_list(?1, 'main') WHERE \"unique\" = 1 AND partial = 0",
         )
-        .bind(self.table.to_string())
+        .bind(table.to_string())
         .fetch_all(&mut *conn)
         .await
         .context(|| format!("{at}: listing its indexes"))?;
@@ -211,12 +207,12 @@ impl Writer<'_> {
                 return Ok(());
             }
         }
-        let index = format!("{}__synqx_key_{}", self.table, key.join("_"));
+        let index = format!("{table}__synqx_key_{}", key.join("_"));
         let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
         let sql = format!(
             "CREATE UNIQUE INDEX \"main\".{} ON {} ({})",
             quote(&index),
-            quote(self.table),
+            quote(table),
             list.join(", ")
         );
         (&mut *conn).execute(AssertSqlSafe(sql)).await.map_err(|e| {
@@ -228,20 +224,61 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Puts the loaded table in place of the old one.
+    async fn load(
+        &self,
+        conn: &mut SqliteConnection,
+        write: &Write<'_, String>,
+        target: Target<'_, String>,
+        input: SchemaStream,
+        progress: &mut Progress<'_>,
+    ) -> Result<()> {
+        let at = write.at;
+        let columns = target
+            .columns
+            .iter()
+            .map(|c| {
+                let (_, storage) = storage_of(at, &c.field)?;
+                Ok(InsertColumn {
+                    index: c.index,
+                    name: c.name().to_string(),
+                    storage,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key = match target.kind {
+            LoadKind::Upsert(key) => Some(key),
+            LoadKind::Insert | LoadKind::Staging { .. } => None,
+        };
+        let inserter = Inserter::new(at, &qualified(target.table), &columns, key);
+        let mut stream = input.stream;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            inserter.insert(conn, &batch, progress.outcome.rows).await?;
+            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
+            progress.sent(batch.num_rows() as u64, bytes);
+        }
+        Ok(())
+    }
+
+    /// Drops the old table, renames the loaded one into its place, and re-creates the old
+    /// table's indexes whose columns the new one still has.
     async fn swap(
         &self,
         conn: &mut SqliteConnection,
-        loaded: &str,
+        write: &Write<'_, String>,
+        loaded: &String,
         existed: bool,
-        columns: &[WriteColumn],
+        columns: &[String],
     ) -> Result<()> {
-        let at = self.at;
+        let (at, table) = (write.at, write.table);
         let indexes: Vec<(String, String)> = if existed {
             sqlx::query_as(
                 "SELECT name, sql FROM \"main\".sqlite_master WHERE type = 'index' AND tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL",
             )
-            .bind(self.table.to_string())
+            .bind(table.to_string())
             .fetch_all(&mut *conn)
             .await
             .context(|| format!("{at}: listing its indexes"))?
@@ -256,17 +293,15 @@ impl Writer<'_> {
             if names
                 .iter()
                 .flatten()
-                .all(|n| columns.iter().any(|c| same_name(&c.name, n)))
+                .all(|n| columns.iter().any(|c| same_name(c, n)))
             {
                 kept.push((name, sql));
             }
         }
         if existed {
-            execute(
-                conn,
-                format!("DROP TABLE {}", qualified(self.table)),
-                || format!("{at}: dropping the old table"),
-            )
+            execute(conn, format!("DROP TABLE {}", qualified(table)), || {
+                format!("{at}: dropping the old table")
+            })
             .await?;
         }
         // Legacy renaming does not re-check views that name the table, which SQLite would
@@ -280,7 +315,7 @@ impl Writer<'_> {
             format!(
                 "ALTER TABLE {} RENAME TO {}",
                 qualified(loaded),
-                quote(self.table)
+                quote(table)
             ),
             || format!("{at}: renaming \"{loaded}\" into its place"),
         )
@@ -300,27 +335,15 @@ impl Writer<'_> {
     }
 }
 
-async fn create_table(
-    conn: &mut SqliteConnection,
-    table: &str,
-    columns: &[WriteColumn],
-    key: &[String],
-    at: &str,
-) -> Result<()> {
-    let mut definitions: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} {}", quote(&c.name), c.declared))
-        .collect();
-    if !key.is_empty() {
-        let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
-        definitions.push(format!("PRIMARY KEY ({})", list.join(", ")));
-    }
-    let sql = format!(
-        "CREATE TABLE {} (\n  {}\n)",
-        qualified(table),
-        definitions.join(",\n  ")
-    );
-    execute(conn, sql, || format!("{at}: creating table \"{table}\"")).await
+/// The declared type and storage class of a column for `field`.
+fn storage_of(at: &str, field: &Field) -> Result<(String, Storage)> {
+    declared_type(field.data_type()).ok_or_else(|| {
+        Error::Config(format!(
+            "{at}: column \"{}\" has the type {} which SQLite cannot store",
+            field.name(),
+            field.data_type()
+        ))
+    })
 }
 
 /// Column names of an index, `None` for an expression.

@@ -61,8 +61,8 @@ mod errors;
 mod read_values;
 mod sink;
 mod source;
-mod sql;
 mod statements;
+mod transaction;
 mod types;
 mod write_values;
 
@@ -73,10 +73,9 @@ use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::SqlServerConfig;
-pub use sink::SqlServerSink;
 pub use source::SqlServerSource;
 
-use crate::connectors::sql::at_table;
+use crate::connectors::sql::{self, SqlSink, at_table};
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
@@ -109,7 +108,7 @@ impl Connector for SqlServer {
     }
 
     fn sink(config: SqlServerConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlServerSink { settings: config }))
+        Ok(Arc::new(SqlSink::new(config)))
     }
 
     async fn check(config: SqlServerConfig) -> CheckReport {
@@ -117,13 +116,13 @@ impl Connector for SqlServer {
     }
 
     async fn run_sql(config: SqlServerConfig, statements: &[String]) -> Result<u64> {
-        sql::run(&config, statements).await
+        sql::statements::run(&config, statements).await
     }
 }
 
 /// A table named by an asset FQN.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Table {
+pub struct Table {
     pub database: Option<String>,
     pub schema: String,
     pub name: String,
@@ -171,10 +170,12 @@ impl Table {
         self.with_name(&self.name)
     }
 
-    /// Another table of the same schema, quoted.
+    /// Another table of the same schema, quoted. A table without a schema is a `#temporary`
+    /// one, named alone.
     pub fn with_name(&self, name: &str) -> String {
         match &self.database {
             Some(db) => format!("{}.{}.{}", quote(db), quote(&self.schema), quote(name)),
+            None if self.schema.is_empty() => quote(name),
             None => format!("{}.{}", quote(&self.schema), quote(name)),
         }
     }
@@ -185,6 +186,12 @@ impl Table {
             Some(db) => format!("{db}.{}.{}", self.schema, self.name),
             None => format!("{}.{}", self.schema, self.name),
         }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
     }
 }
 

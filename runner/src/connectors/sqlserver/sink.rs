@@ -1,13 +1,13 @@
-//! Writing a table. Every mode runs in one transaction committed after the last row, so an
-//! error rolls everything back:
+//! Writing a table: the SQL Server dialect of the generic SQL sink (`connectors::sql`). Every
+//! mode runs in one transaction committed after the last row, so an error rolls everything
+//! back:
 //!
-//! - `append` creates the table from the Arrow schema when it is missing (with `PRIMARY KEY
-//!   (primaryKey…)` when given) and bulk-loads into it; into an existing table it bulk-loads a
-//!   `#staging` table and copies it with `INSERT … SELECT`.
+//! - `append` bulk-loads (`INSERT BULK`) into a table it creates; into an existing table it
+//!   bulk-loads a `#staging` table and copies it with `INSERT … SELECT`.
 //! - `overwrite` creates `<table>_synqx_new_<id>` from the Arrow schema, bulk-loads it, then
-//!   renames the old table aside, the new one into place and drops the old one. Until the
-//!   commit, readers see the old table. The new table has the primary key of `primaryKey`;
-//!   other indexes, constraints and grants of the old table are not carried over.
+//!   renames the old table aside, the new one into place and drops the old one. The new table
+//!   has the primary key of `primaryKey`; other indexes, constraints and grants of the old
+//!   table are not carried over.
 //! - `upsert` bulk-loads a `#staging` table numbered in input order, then `MERGE`s it into the
 //!   table by the primary key (the last row of a key wins).
 //!
@@ -15,354 +15,401 @@
 //! value against its column's exact type (a decimal of another scale makes it panic), so an
 //! existing table of other types is reached through `INSERT … SELECT`, where SQL Server
 //! converts with its own rules and errors.
-//!
-//! Source columns the table lacks follow `schemaEvolution`: `addColumns` adds them (`ALTER
-//! TABLE … ADD`; an overwritten table simply has them), `fail` stops before writing, `ignore`
-//! leaves them out.
 
 use arrow::datatypes::Field;
 use async_trait::async_trait;
 use futures::StreamExt;
-use synqx_api::pipeline::{Destination, WriteMode};
 use tiberius::{ColumnData, TokenRow};
 
+use super::Table;
 use super::config::SqlServerConfig;
 use super::connect::{Client, connect};
-use super::errors::statement_error;
-use super::sql::{batch, execute, rollback};
+use super::errors::{kind_of, server_text, statement_error, statement_message};
 use super::statements::{
-    ColumnDef, ORDINAL_COLUMN, add_columns, columns_query, create_table, insert_select, merge, swap,
+    ORDINAL_COLUMN, add_columns, columns_query, create_table, insert_select, merge, swap,
 };
+use super::transaction::{batch, execute, rollback};
 use super::types::column_type;
 use super::write_values::{Wire, WireColumn};
-use super::{Table, at, quote};
-use crate::connectors::sql::names::{quoted_list, unique_suffix};
-use crate::connectors::sql::plan::{
-    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
+use crate::connectors::sql::dialect::{
+    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    Write, WriteColumn,
 };
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::connectors::sql::plan::written_bytes;
+use crate::connectors::sql::unique_suffix;
+use crate::engine::SchemaStream;
 use crate::error::{Error, Result};
 
-/// A source column to write: where it is in the batch, its name, declared type and wire form.
-#[derive(Clone, Debug)]
-struct WriteColumn {
-    index: usize,
-    name: String,
-    sql_type: String,
-    wire: Wire,
-}
-
-/// Writes tables of a SQL Server database.
-pub struct SqlServerSink {
-    pub(super) settings: SqlServerConfig,
-}
-
 #[async_trait]
-impl Sink for SqlServerSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        let settings = &self.settings;
-        let table = Table::parse(&settings.connection, &request.spec.asset.fqn)?;
-        let here = at(&settings.connection, &table);
-        let key = &request.spec.primary_key;
-        let columns = input
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(index, field)| write_column(&here, index, field, key))
-            .collect::<Result<Vec<_>>>()?;
-        let mut client = connect(settings).await?;
+impl SqlDialect for SqlServerConfig {
+    type Conn = Client;
+    type Table = Table;
+
+    const TRANSACTIONAL_DDL: bool = true;
+    const UPSERT: UpsertPath = UpsertPath::Staged;
+    const OVERWRITE: OverwriteAs = OverwriteAs::FromSchema;
+    const APPEND_STAGED: bool = true;
+
+    fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    fn table(&self, fqn: &str) -> Result<Table> {
+        Table::parse(&self.connection, fqn)
+    }
+
+    /// Under SQL Server's default, case-insensitive collation.
+    fn same_name(a: &str, b: &str) -> bool {
+        a.eq_ignore_ascii_case(b)
+    }
+
+    fn work_table(&self, table: &Table, role: &str) -> Table {
+        let base: String = table.name.chars().take(80).collect();
+        Table {
+            name: format!("{base}_synqx_{role}_{}", unique_suffix()),
+            ..table.clone()
+        }
+    }
+
+    fn check_field(&self, at: &str, field: &Field, in_key: bool) -> Result<()> {
+        sql_type(at, field, in_key)?;
+        wire(at, field).map(drop)
+    }
+
+    fn column_type(&self, _conn: &Client, at: &str, field: &Field, in_key: bool) -> Result<String> {
+        sql_type(at, field, in_key)
+    }
+
+    async fn connect(&self) -> Result<Client> {
+        connect(self).await
+    }
+
+    async fn begin(&self, client: &mut Client, _at: &str) -> Result<()> {
         batch(
-            &mut client,
-            settings,
-            Some(&table.shown()),
+            client,
+            self,
+            None,
             "BEGIN TRANSACTION",
             "starting a transaction",
         )
-        .await?;
-        let mut writer = Writer {
-            settings,
-            here: &here,
-            table: &table,
-            spec: &request.spec,
-            counters,
-            outcome: WriteOutcome::default(),
-        };
-        let mut result = writer.run(&mut client, columns, input).await;
-        if result.is_ok() {
-            result = batch(
-                &mut client,
-                settings,
-                Some(&table.shown()),
-                "COMMIT TRANSACTION",
-                "committing",
-            )
-            .await;
-        }
-        if result.is_err() {
-            rollback(&mut client).await;
-            // The progress counted while sending rows was not committed.
-            uncount(counters, &writer.outcome);
-        }
+        .await
+    }
+
+    async fn commit(&self, client: &mut Client, _at: &str) -> Result<()> {
+        batch(client, self, None, "COMMIT TRANSACTION", "committing").await
+    }
+
+    async fn roll_back(&self, client: &mut Client) {
+        rollback(client).await;
+    }
+
+    async fn close(&self, client: Client) {
         let _ = client.close().await;
-        result.map(|()| writer.outcome)
     }
-}
 
-fn write_column(here: &str, index: usize, field: &Field, key: &[String]) -> Result<WriteColumn> {
-    let in_key = key.iter().any(|k| k == field.name());
-    let unsupported = |why: String| {
-        Error::Config(format!(
-            "{here}: column \"{}\" has the type {why}, which SQL Server cannot store; cast it with a transform first",
-            field.name()
-        ))
-    };
-    let sql_type = column_type(field, in_key).map_err(unsupported)?;
-    let wire = Wire::of(field).ok_or_else(|| unsupported(field.data_type().to_string()))?;
-    Ok(WriteColumn {
-        index,
-        name: field.name().clone(),
-        sql_type,
-        wire,
-    })
-}
+    async fn execute(&self, client: &mut Client, context: &str, statement: &str) -> Result<u64> {
+        match client.execute(statement, &[]).await {
+            Ok(done) => Ok(done.total()),
+            Err(e) => {
+                let (_, detail) = statement_message(self, None, "", kind_of(&e), &server_text(&e));
+                let detail = detail.trim_start_matches(": ").to_string();
+                Err(Error::database_detail(context, detail, e))
+            }
+        }
+    }
 
-/// One write, inside its transaction.
-struct Writer<'a> {
-    settings: &'a SqlServerConfig,
-    here: &'a str,
-    table: &'a Table,
-    spec: &'a Destination,
-    counters: &'a Counters,
-    /// Rows and bytes sent so far (committed only with the transaction).
-    outcome: WriteOutcome,
-}
-
-impl Writer<'_> {
-    async fn run(
-        &mut self,
+    async fn columns(
+        &self,
         client: &mut Client,
-        mut columns: Vec<WriteColumn>,
-        input: SchemaStream,
-    ) -> Result<()> {
-        let here = self.here;
-        let existing = self.existing_columns(client).await?;
-        let mode = self.spec.mode();
-        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
-        let plan = plan_columns(
-            here,
-            (!names.is_empty()).then_some(names.as_slice()),
-            &input.schema,
-            self.spec.schema_evolution.unwrap_or_default(),
-            same_name,
-        )?;
-        columns.retain(|c| plan.written.contains(&c.index));
-        // An overwritten table is created from the source schema, so it has them already.
-        if mode != WriteMode::Overwrite && !plan.added.is_empty() {
-            let added: Vec<&WriteColumn> = columns
-                .iter()
-                .filter(|c| plan.added.contains(&c.index))
-                .collect();
-            let added_names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
-            let defs: Vec<ColumnDef> = added.into_iter().map(def).collect();
-            self.batch(
-                client,
-                &add_columns(&self.table.quoted(), &defs),
-                &format!("adding column {}", quoted_list(&added_names)),
-            )
-            .await?;
-        }
-        let key = &self.spec.primary_key;
-        let creates = mode == WriteMode::Overwrite || existing.is_empty();
-        let written: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        check_primary_key(here, mode, key, &written, creates, same_name)?;
-        let defs: Vec<ColumnDef> = columns.iter().map(def).collect();
-        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-        let suffix = unique_suffix();
-        let base: String = self.table.name.chars().take(80).collect();
-        let staging = quote(&format!("#synqx_stage_{suffix}"));
-        match mode {
-            WriteMode::Overwrite => {
-                let new = format!("{base}_synqx_new_{suffix}");
-                let loaded = self.table.with_name(&new);
-                self.batch(
-                    client,
-                    &create_table(&loaded, &defs, key),
-                    "creating the new table",
-                )
-                .await?;
-                self.load(client, &loaded, &columns, false, input).await?;
-                let old = format!("{base}_synqx_old_{suffix}");
-                for statement in swap(self.table, &new, &old, !existing.is_empty()) {
-                    self.batch(client, &statement, "swapping the new table into place")
-                        .await?;
-                }
-            }
-            WriteMode::Append if existing.is_empty() => {
-                let target = self.table.quoted();
-                self.batch(
-                    client,
-                    &create_table(&target, &defs, key),
-                    "creating the table",
-                )
-                .await?;
-                self.load(client, &target, &columns, false, input).await?;
-            }
-            WriteMode::Append => {
-                self.batch(
-                    client,
-                    &create_table(&staging, &defs, &[]),
-                    "creating the staging table",
-                )
-                .await?;
-                self.load(client, &staging, &columns, false, input).await?;
-                let copy = insert_select(&self.table.quoted(), &staging, &names);
-                self.execute(client, &copy, "copying the staged rows")
-                    .await?;
-            }
-            WriteMode::Upsert => {
-                let target = self.table.quoted();
-                if existing.is_empty() {
-                    self.batch(
-                        client,
-                        &create_table(&target, &defs, key),
-                        "creating the table",
-                    )
-                    .await?;
-                }
-                let mut staged = defs.clone();
-                staged.push(ColumnDef {
-                    name: ORDINAL_COLUMN.into(),
-                    sql_type: "bigint".into(),
-                });
-                self.batch(
-                    client,
-                    &create_table(&staging, &staged, &[]),
-                    "creating the staging table",
-                )
-                .await?;
-                self.load(client, &staging, &columns, true, input).await?;
-                let merge = merge(&target, &staging, &names, key);
-                self.execute(client, &merge, "merging the staged rows")
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The columns of the table, empty when it does not exist.
-    async fn existing_columns(&self, client: &mut Client) -> Result<Vec<String>> {
-        let shown = self.table.shown();
+        write: &Write<'_, Table>,
+    ) -> Result<Option<Vec<ExistingColumn>>> {
+        let shown = write.table.shown();
         let failed = |e: tiberius::error::Error| {
-            statement_error(self.settings, Some(&shown), "reading its columns", e)
+            statement_error(self, Some(&shown), "reading its columns", e)
         };
         let rows = client
-            .simple_query(columns_query(self.table))
+            .simple_query(columns_query(write.table))
             .await
             .map_err(failed)?
             .into_first_result()
             .await
             .map_err(failed)?;
-        rows.iter()
+        let columns = rows
+            .iter()
             .map(|r| {
-                super::source::text(r, 0)
-                    .map(|name| name.unwrap_or_default().to_string())
-                    .map_err(failed)
+                let name = super::source::text(r, 0).map_err(failed)?;
+                let declared = super::source::text(r, 1).map_err(failed)?;
+                Ok(ExistingColumn {
+                    name: name.unwrap_or_default().to_string(),
+                    declared: declared.unwrap_or_default().to_ascii_lowercase(),
+                })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok((!columns.is_empty()).then_some(columns))
     }
 
-    /// Bulk-loads the stream into `target`, a table created from `columns` (and the ordinal
-    /// column after them when `numbered`).
-    async fn load(
-        &mut self,
+    async fn create_table(
+        &self,
         client: &mut Client,
-        target: &str,
+        write: &Write<'_, Table>,
+        table: &Table,
+        columns: &[ColumnDef],
+        key: &[String],
+    ) -> Result<()> {
+        let sql = create_table(&table.quoted(), columns, key);
+        on_table(client, self, write, &sql, "creating the table").await
+    }
+
+    async fn add_columns(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
+        table: &Table,
+        columns: &[ColumnDef],
+    ) -> Result<()> {
+        if columns.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let doing = format!(
+            "adding column {}",
+            crate::connectors::sql::quoted_list(&names)
+        );
+        on_table(
+            client,
+            self,
+            write,
+            &add_columns(&table.quoted(), columns),
+            &doing,
+        )
+        .await
+    }
+
+    /// `MERGE` matches rows by the key columns itself; it needs no unique constraint.
+    async fn ensure_unique_key(
+        &self,
+        _client: &mut Client,
+        _write: &Write<'_, Table>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// A `#table`, gone with the session, typed from the Arrow schema so the bulk load can
+    /// encode into it.
+    async fn create_staging(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
         columns: &[WriteColumn],
         numbered: bool,
-        input: SchemaStream,
-    ) -> Result<()> {
-        let here = self.here;
-        let shown = self.table.shown();
-        let failed = |e: tiberius::error::Error| {
-            statement_error(self.settings, Some(&shown), "bulk loading", e)
+    ) -> Result<Table> {
+        let mut defs = columns
+            .iter()
+            .map(|c| {
+                let in_key = write.key().iter().any(|k| Self::same_name(k, c.name()));
+                Ok(ColumnDef {
+                    name: c.name().to_string(),
+                    declared: sql_type(write.at, &c.field, in_key)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if numbered {
+            defs.push(ColumnDef {
+                name: ORDINAL_COLUMN.into(),
+                declared: "bigint".into(),
+            });
+        }
+        let staging = Table {
+            database: None,
+            schema: String::new(),
+            name: format!("#synqx_stage_{}", unique_suffix()),
         };
-        let mut bulk = client.bulk_insert(target).await.map_err(failed)?;
+        let sql = create_table(&staging.quoted(), &defs, &[]);
+        on_table(client, self, write, &sql, "creating the staging table").await?;
+        Ok(staging)
+    }
+
+    /// Bulk-loads the stream into `target`, a table created from the columns (and the
+    /// ordinal column after them for a numbered staging table).
+    async fn load(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
+        target: Target<'_, Table>,
+        input: SchemaStream,
+        progress: &mut Progress<'_>,
+    ) -> Result<()> {
+        let here = write.at;
+        let numbered = matches!(target.kind, LoadKind::Staging { numbered: true });
+        let shown = write.table.shown();
+        let columns = target.columns;
+        let wires = columns
+            .iter()
+            .map(|c| wire(here, &c.field))
+            .collect::<Result<Vec<_>>>()?;
+        let table = target.table.quoted();
+        let mut bulk = client
+            .bulk_insert(&table)
+            .await
+            .map_err(|e| statement_error(self, Some(&shown), "bulk loading", e))?;
         let mut stream = input.stream;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
                 continue;
             }
-            let wires = columns
+            let values = columns
                 .iter()
-                .map(|c| {
+                .zip(&wires)
+                .map(|(c, wire)| {
                     let array = batch.columns().get(c.index).ok_or_else(|| {
-                        Error::Config(format!("{here}: the batch has no column \"{}\"", c.name))
+                        Error::Config(format!("{here}: the batch has no column \"{}\"", c.name()))
                     })?;
-                    WireColumn::new(c.wire, array)
-                        .map_err(|e| Error::BadRow(format!("{here}: column \"{}\": {e}", c.name)))
+                    WireColumn::new(*wire, array)
+                        .map_err(|e| Error::BadRow(format!("{here}: column \"{}\": {e}", c.name())))
                 })
                 .collect::<Result<Vec<_>>>()?;
             for row in 0..batch.num_rows() {
-                let number = self.outcome.rows + row as u64 + 1;
-                let mut values = TokenRow::with_capacity(wires.len() + usize::from(numbered));
-                for (wire, column) in wires.iter().zip(columns) {
-                    let value = wire.value(row).map_err(|e| {
+                let number = progress.outcome.rows + row as u64 + 1;
+                let mut token = TokenRow::with_capacity(values.len() + usize::from(numbered));
+                for (value, column) in values.iter().zip(columns) {
+                    token.push(value.value(row).map_err(|e| {
                         Error::BadRow(format!(
                             "{here}: row {number}, column \"{}\": {e}",
-                            column.name
+                            column.name()
                         ))
-                    })?;
-                    values.push(value);
+                    })?);
                 }
                 if numbered {
-                    values.push(ColumnData::I64(Some(number as i64)));
+                    token.push(ColumnData::I64(Some(number as i64)));
                 }
-                bulk.send(values).await.map_err(|e| {
-                    statement_error(
-                        self.settings,
-                        Some(&shown),
-                        &format!("bulk loading row {number}"),
-                        e,
-                    )
+                bulk.send(token).await.map_err(|e| {
+                    statement_error(self, Some(&shown), &format!("bulk loading row {number}"), e)
                 })?;
             }
             let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
-            count_sent(
-                &mut self.outcome,
-                self.counters,
-                batch.num_rows() as u64,
-                bytes,
-            );
+            progress.sent(batch.num_rows() as u64, bytes);
         }
-        bulk.finalize().await.map_err(failed)?;
+        bulk.finalize()
+            .await
+            .map_err(|e| statement_error(self, Some(&shown), "bulk loading", e))?;
         Ok(())
     }
 
-    async fn batch(&self, client: &mut Client, sql: &str, doing: &str) -> Result<()> {
-        batch(client, self.settings, Some(&self.table.shown()), sql, doing).await
+    async fn merge(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
+        staging: &Table,
+        columns: &[String],
+    ) -> Result<()> {
+        let sql = merge(
+            &write.table.quoted(),
+            &staging.quoted(),
+            columns,
+            write.key(),
+        );
+        let shown = write.table.shown();
+        execute(client, self, Some(&shown), &sql, "merging the staged rows")
+            .await
+            .map(drop)
     }
 
-    async fn execute(&self, client: &mut Client, sql: &str, doing: &str) -> Result<u64> {
-        execute(client, self.settings, Some(&self.table.shown()), sql, doing).await
+    async fn insert_select(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
+        staging: &Table,
+        columns: &[String],
+    ) -> Result<()> {
+        let sql = insert_select(&write.table.quoted(), &staging.quoted(), columns);
+        let shown = write.table.shown();
+        execute(client, self, Some(&shown), &sql, "copying the staged rows")
+            .await
+            .map(drop)
+    }
+
+    async fn swap(
+        &self,
+        client: &mut Client,
+        write: &Write<'_, Table>,
+        loaded: &Table,
+        existed: bool,
+        _columns: &[String],
+    ) -> Result<()> {
+        let old = self.work_table(write.table, "old");
+        for statement in swap(write.table, &loaded.name, &old.name, existed) {
+            on_table(
+                client,
+                self,
+                write,
+                &statement,
+                "swapping the new table into place",
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
-fn def(c: &WriteColumn) -> ColumnDef {
-    ColumnDef {
-        name: c.name.clone(),
-        sql_type: c.sql_type.clone(),
-    }
+/// The SQL Server type of a column created for `field`.
+fn sql_type(at: &str, field: &Field, in_key: bool) -> Result<String> {
+    column_type(field, in_key).map_err(|why| unsupported(at, field, &why))
 }
 
-/// Whether two column names are the same to SQL Server under its default, case-insensitive
-/// collation.
-fn same_name(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
+/// How values of `field` go over the wire in a bulk load.
+fn wire(at: &str, field: &Field) -> Result<Wire> {
+    Wire::of(field).ok_or_else(|| unsupported(at, field, &field.data_type().to_string()))
+}
+
+fn unsupported(at: &str, field: &Field, why: &str) -> Error {
+    Error::Config(format!(
+        "{at}: column \"{}\" has the type {why}, which SQL Server cannot store; cast it with a transform first",
+        field.name()
+    ))
+}
+
+/// Runs the connector's own statements about the write's table as a batch.
+async fn on_table(
+    client: &mut Client,
+    config: &SqlServerConfig,
+    write: &Write<'_, Table>,
+    sql: &str,
+    doing: &str,
+) -> Result<()> {
+    batch(client, config, Some(&write.table.shown()), sql, doing).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::tests::{settings_of, spec};
+    use super::*;
+
+    #[test]
+    fn staging_and_work_tables_are_named_for_sql_server() {
+        let staging = Table {
+            database: None,
+            schema: String::new(),
+            name: "#synqx_stage_1".into(),
+        };
+        assert_eq!(staging.quoted(), "[#synqx_stage_1]");
+        let table = Table {
+            database: Some("dw".into()),
+            schema: "sales".into(),
+            name: "o".repeat(100),
+        };
+        let config = settings_of(&spec("pw")).unwrap_or_else(|e| panic!("{e}"));
+        let new = config.work_table(&table, "new");
+        assert!(
+            new.name
+                .starts_with(&format!("{}_synqx_new_", "o".repeat(80))),
+            "{}",
+            new.name
+        );
+        assert_eq!(
+            (new.database.as_deref(), new.schema.as_str()),
+            (Some("dw"), "sales")
+        );
+        assert_ne!(new, config.work_table(&table, "new"));
+    }
 }

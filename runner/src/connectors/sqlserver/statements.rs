@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use super::Table;
 use super::quote;
 use super::types::{ReadColumn, Select};
+use crate::connectors::sql::dialect::ColumnDef;
 
 /// The column of the staging table that numbers the rows in input order, so the last row of
 /// a key wins the MERGE.
@@ -209,13 +210,6 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
     parse_timestamp(text).map(|t| t.and_utc())
 }
 
-/// A column of a created table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ColumnDef {
-    pub name: String,
-    pub sql_type: String,
-}
-
 /// `CREATE TABLE`, with `PRIMARY KEY (…)` when a key is given (its columns NOT NULL).
 pub fn create_table(table: &str, columns: &[ColumnDef], key: &[String]) -> String {
     let mut lines: Vec<String> = columns
@@ -226,7 +220,7 @@ pub fn create_table(table: &str, columns: &[ColumnDef], key: &[String]) -> Strin
             } else {
                 "NULL"
             };
-            format!("{} {} {null}", quote(&c.name), c.sql_type)
+            format!("{} {} {null}", quote(&c.name), c.declared)
         })
         .collect();
     if !key.is_empty() {
@@ -239,7 +233,7 @@ pub fn create_table(table: &str, columns: &[ColumnDef], key: &[String]) -> Strin
 pub fn add_columns(table: &str, columns: &[ColumnDef]) -> String {
     let list = columns
         .iter()
-        .map(|c| format!("{} {} NULL", quote(&c.name), c.sql_type))
+        .map(|c| format!("{} {} NULL", quote(&c.name), c.declared))
         .collect::<Vec<_>>()
         .join(", ");
     format!("ALTER TABLE {table} ADD {list}")

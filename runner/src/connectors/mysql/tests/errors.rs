@@ -192,11 +192,10 @@ async fn sql_steps_run_in_one_transaction_and_name_the_failing_statement() {
     ];
     let e = err(crate::connectors::run_sql(&db.conn(), &failing).await);
     assert!(
-        e.starts_with("Connection \"shop-db\": statements[1]: error returned from database: 1146"),
+        e.starts_with("Connection \"shop-db\": statements[1] failed, the data statements before it were rolled back (DDL commits at once): error returned from database: 1146"),
         "{e}"
     );
     assert_eq!(db.dump("SELECT v FROM n ORDER BY v").await, ["10", "20"]);
-    // Through the sql step's dispatch.
     let affected = ok(crate::connectors::run_sql(
         &db.conn(),
         &["DELETE FROM n WHERE v = 10".to_string()],

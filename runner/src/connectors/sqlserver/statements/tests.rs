@@ -9,7 +9,7 @@ fn defs(list: &[(&str, &str)]) -> Vec<ColumnDef> {
     list.iter()
         .map(|(n, t)| ColumnDef {
             name: n.to_string(),
-            sql_type: t.to_string(),
+            declared: t.to_string(),
         })
         .collect()
 }

@@ -1,54 +1,10 @@
-//! The `sql` step body on SQL Server: the statements in one transaction, in order, with the
-//! rows they affected summed.
+//! Statements of the connector's own, and transaction control: what the sink and `sql` steps
+//! send besides rows.
 
 use super::config::SqlServerConfig;
-use super::connect::{Client, connect};
+use super::connect::Client;
 use super::errors::statement_error;
 use crate::error::Result;
-
-/// Runs the statements in one transaction; returns the rows they affected. A failure rolls
-/// everything back and names the statement by its index.
-pub(super) async fn run(settings: &SqlServerConfig, statements: &[String]) -> Result<u64> {
-    let mut client = connect(settings).await?;
-    batch(
-        &mut client,
-        settings,
-        None,
-        "BEGIN TRANSACTION",
-        "starting a transaction",
-    )
-    .await?;
-    let mut affected = 0;
-    for (i, statement) in statements.iter().enumerate() {
-        // The statements are the pipeline author's own SQL, run as written.
-        match client.execute(statement.as_str(), &[]).await {
-            Ok(done) => affected += done.total(),
-            Err(e) => {
-                rollback(&mut client).await;
-                return Err(statement_error(
-                    settings,
-                    None,
-                    &format!("statements[{i}]"),
-                    e,
-                ));
-            }
-        }
-    }
-    if let Err(e) = batch(
-        &mut client,
-        settings,
-        None,
-        "COMMIT TRANSACTION",
-        "committing",
-    )
-    .await
-    {
-        rollback(&mut client).await;
-        return Err(e);
-    }
-    let _ = client.close().await;
-    Ok(affected)
-}
 
 /// Runs statements of the connector's own as a batch. Transaction control and temporary
 /// tables go this way: a `BEGIN TRANSACTION` inside `sp_executesql` (which `execute` uses)
