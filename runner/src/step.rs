@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connectors::{self, ConnectionRef, Usage};
 use crate::engine::{self, Counters, StepOutcome, StepRun};
 use crate::error::{Error, Result};
+use crate::transforms::MemoryBudget;
 
 /// What one execution of a step needs besides the step and its Connections.
 pub struct StepInputs {
@@ -85,6 +86,7 @@ pub async fn execute<'c>(
         cancel: inputs.cancel,
         timeout,
         dead_letter: inputs.dead_letter,
+        memory: MemoryBudget::detect()?,
     };
     engine::run_sync(sync, source, sink, run).await
 }

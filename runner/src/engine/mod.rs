@@ -24,6 +24,7 @@ pub use rejects::Rejects;
 pub use stream::{BatchStream, SchemaStream};
 
 use crate::error::{Error, Result};
+use crate::transforms::MemoryBudget;
 
 /// Default byte budget of one batch.
 pub const DEFAULT_BATCH_BYTES: usize = 8 * 1024 * 1024;
@@ -92,6 +93,8 @@ pub struct StepRun {
     pub timeout: Option<Duration>,
     /// Dead-letter file for `onError: skip`.
     pub dead_letter: Option<PathBuf>,
+    /// What the step's transforms may hold, and where they spill.
+    pub memory: MemoryBudget,
 }
 
 /// The result of a committed sync step.
@@ -217,7 +220,8 @@ async fn run_sync_inner(
     let from_source = SchemaStream::new(schema, receiver_stream(rx));
 
     // Transform task, then the sink drains the last channel and commits.
-    let transformed = crate::transforms::apply(&sync.transforms, from_source, &run.step).await?;
+    let transformed =
+        crate::transforms::apply(&sync.transforms, from_source, &run.step, &run.memory).await?;
     let (tx2, rx2) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
     let out_schema = transformed.schema.clone();
     let mut tstream = transformed.stream;

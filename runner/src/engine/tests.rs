@@ -122,6 +122,7 @@ fn run_of(watermark: Option<&str>) -> StepRun {
         cancel: CancellationToken::new(),
         timeout: None,
         dead_letter: None,
+        memory: crate::transforms::MemoryBudget::detect().unwrap_or_else(|e| panic!("{e}")),
     }
 }
 

@@ -1,8 +1,12 @@
 //! Transforms, planned and run by Apache DataFusion over the step's stream. Projections,
 //! filters and derived columns stay streaming (one batch in, one batch out); only a `sql`
-//! transform that needs it (ORDER BY, GROUP BY, joins) holds more.
+//! transform that needs it (ORDER BY, GROUP BY, joins) holds more, within the step's memory
+//! budget ([`MemoryBudget`]), spilling to the scratch folder beyond it.
 
 mod input;
+mod memory;
+
+pub use memory::{MEMORY_VARIABLE, MemoryBudget};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,17 +25,19 @@ use crate::types::parse_arrow;
 /// The name a `sql` transform reads its input from.
 pub const INPUT_TABLE: &str = "input";
 
-/// Applies the transforms in order. Planning errors (unknown column, an expression that does
-/// not parse) are reported here, before any row moves, naming the step and the transform.
+/// Applies the transforms in order, within `memory`. Planning errors (unknown column, an
+/// expression that does not parse) are reported here, before any row moves, naming the step
+/// and the transform.
 pub async fn apply(
     transforms: &[Transform],
     input: SchemaStream,
     step: &str,
+    memory: &MemoryBudget,
 ) -> Result<SchemaStream> {
     if transforms.is_empty() {
         return Ok(input);
     }
-    let ctx = session();
+    let ctx = session(memory)?;
     let table = input::single_use_table(input).map_err(|e| planning(step, None, e))?;
     let mut df = ctx.read_table(table).map_err(|e| planning(step, None, e))?;
     for (i, t) in transforms.iter().enumerate() {
@@ -48,21 +54,101 @@ pub async fn apply(
         .execute_stream()
         .await
         .map_err(|e| planning(step, None, e))?;
-    let step = step.to_string();
+    let failed = Failure {
+        step: step.to_string(),
+        holding: holding(transforms),
+        memory: memory.clone(),
+    };
     Ok(SchemaStream::new(
         schema,
-        stream.map(move |item| item.map_err(|e| running(&step, e))),
+        stream.map(move |item| item.map_err(|e| failed.running(e))),
     ))
 }
 
-/// One DataFusion session per step: a single partition keeps row order and memory flat, and
-/// identifiers keep their case so `Customer_ID` means the column of that name.
-fn session() -> SessionContext {
+/// One DataFusion session per step: a single partition keeps row order and memory flat,
+/// identifiers keep their case so `Customer_ID` means the column of that name, and the
+/// runtime holds at most the step's pool, spilling beyond it.
+fn session(memory: &MemoryBudget) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
-        .with_information_schema(false);
+        .with_information_schema(false)
+        // A sort keeps this much back to merge its spilled runs; DataFusion's 10 MiB would
+        // take most of a small pool.
+        .with_sort_spill_reservation_bytes(memory.pool() / 8);
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    SessionContext::new_with_config(config)
+    Ok(SessionContext::new_with_config_rt(
+        config,
+        memory.runtime()?,
+    ))
+}
+
+/// The transforms that can hold more than a batch (`sql`: sorts, groups, joins), as messages
+/// name them: `transforms[2] (sql)`.
+fn holding(transforms: &[Transform]) -> Vec<String> {
+    transforms
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.sql.is_some())
+        .map(|(i, t)| format!("transforms[{i}] ({})", t.kind_name()))
+        .collect()
+}
+
+/// How an error while rows flow is reported.
+struct Failure {
+    step: String,
+    holding: Vec<String>,
+    memory: MemoryBudget,
+}
+
+impl Failure {
+    /// Our own errors (from the source) pass through unchanged; a query that ran out of memory
+    /// says which transform, how much it had and what to do.
+    fn running(&self, e: DataFusionError) -> Error {
+        if let Some(ours) = ours(&e) {
+            return ours;
+        }
+        let step = &self.step;
+        let message = match exhausted(&e) {
+            Some(said) => {
+                let which = match self.holding.as_slice() {
+                    [] => "transforms".to_string(),
+                    names => names.join(", "),
+                };
+                format!(
+                    "step \"{step}\": {which}: the query needs more memory than the step's transforms may hold, {}, and what it holds could not be spilled to {}: raise the step's memory (the container's limit, or {MEMORY_VARIABLE} where synqx runs), or make the query hold less (fewer groups, a LIMIT, a sort of fewer columns) ({said})",
+                    self.memory.describe(),
+                    self.memory.scratch.display(),
+                )
+            }
+            None => format!("step \"{step}\": transforms: {}", first_line(&e)),
+        };
+        Error::Transform {
+            message,
+            source: Some(e),
+        }
+    }
+}
+
+/// What DataFusion's "resources exhausted" error says last (the allocation that failed, and
+/// what was left), wherever it is in the chain.
+fn exhausted(e: &DataFusionError) -> Option<String> {
+    match e {
+        DataFusionError::ResourcesExhausted(said) => {
+            let last = said.lines().rev().find(|l| !l.trim().is_empty());
+            Some(
+                last.unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("Error: ")
+                    .to_string(),
+            )
+        }
+        DataFusionError::Context(_, inner) => exhausted(inner),
+        DataFusionError::Shared(inner) => exhausted(inner),
+        DataFusionError::External(inner) => {
+            inner.downcast_ref::<DataFusionError>().and_then(exhausted)
+        }
+        _ => None,
+    }
 }
 
 enum Problem {
@@ -206,14 +292,6 @@ fn planning(step: &str, at: Option<(usize, &Transform)>, e: DataFusionError) -> 
         message,
         source: Some(e),
     }
-}
-
-/// An error while rows flow: our own errors (from the source) pass through unchanged.
-fn running(step: &str, e: DataFusionError) -> Error {
-    ours(&e).unwrap_or_else(|| Error::Transform {
-        message: format!("step \"{step}\": transforms: {}", first_line(&e)),
-        source: Some(e),
-    })
 }
 
 /// Our error, when DataFusion only carried it from the input stream.

@@ -8,6 +8,15 @@ use synqx_api::pipeline::Transform;
 
 use super::*;
 
+/// The default budget, spilling to the system's temporary folder.
+fn budget() -> MemoryBudget {
+    MemoryBudget {
+        bytes: memory::DEFAULT_BUDGET,
+        from: "the default".into(),
+        scratch: std::env::temp_dir(),
+    }
+}
+
 fn orders() -> SchemaStream {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -47,7 +56,7 @@ fn orders() -> SchemaStream {
 }
 
 async fn run(transforms: Vec<Transform>) -> Result<(Vec<String>, Vec<RecordBatch>)> {
-    let out = apply(&transforms, orders(), "clean").await?;
+    let out = apply(&transforms, orders(), "clean", &budget()).await?;
     let names = out
         .schema
         .fields()
@@ -106,7 +115,7 @@ async fn filter_and_derive_use_sql_expressions_with_case_kept() {
 async fn cast_changes_types_in_place() {
     let cast: BTreeMap<String, String> =
         [("total".to_string(), "decimal(10,2)".to_string())].into();
-    let out = apply(&[t(|t| t.cast = Some(cast))], orders(), "s")
+    let out = apply(&[t(|t| t.cast = Some(cast))], orders(), "s", &budget())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -186,12 +195,133 @@ async fn source_errors_pass_through_unchanged() {
             "orders.csv: line 3: column \"id\": cannot parse \"x\"".into(),
         ))]),
     );
-    let out = apply(&[t(|t| t.filter = Some("id > 0".into()))], failing, "s")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = apply(
+        &[t(|t| t.filter = Some("id > 0".into()))],
+        failing,
+        "s",
+        &budget(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let err: Result<Vec<RecordBatch>> = out.stream.try_collect().await;
     assert_eq!(
         err.err().map(|e| e.to_string()).as_deref(),
         Some("orders.csv: line 3: column \"id\": cannot parse \"x\"")
     );
+}
+
+/// `rows` rows of `(id, payload)`, payloads of 100 characters in a shuffled order, in
+/// batches of 10,000.
+fn wide(rows: i64) -> SchemaStream {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("payload", DataType::Utf8, false),
+    ]));
+    let out = schema.clone();
+    let batches = (0..rows).step_by(10_000).map(move |start| {
+        let ids: Vec<i64> = (start..(start + 10_000).min(rows)).collect();
+        let payloads: Vec<String> = ids
+            .iter()
+            .map(|i| format!("{:08}{}", (i * 7919) % rows, "x".repeat(92)))
+            .collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)) as ArrayRef,
+                Arc::new(StringArray::from(payloads)),
+            ],
+        )
+        .map_err(|e| Error::arrow("test rows", e))
+    });
+    SchemaStream::new(out, futures::stream::iter(batches))
+}
+
+/// A budget whose pool is the smallest, 16 MiB, spilling into `scratch`.
+fn small(scratch: &std::path::Path) -> MemoryBudget {
+    MemoryBudget {
+        bytes: 32 << 20,
+        from: MEMORY_VARIABLE.into(),
+        scratch: scratch.to_path_buf(),
+    }
+}
+
+/// Every file below a folder, and its size.
+fn spilled(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        total += if path.is_dir() {
+            spilled(&path)
+        } else {
+            entry.metadata().map(|m| m.len()).unwrap_or(0)
+        };
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_sort_larger_than_the_pool_spills_to_the_scratch_folder_and_stays_exact() {
+    let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rows = 300_000;
+    let sort = t(|t| t.sql = Some("SELECT id, payload FROM input ORDER BY payload".into()));
+    let out = apply(&[sort], wide(rows), "sort", &small(scratch.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = out.stream;
+    let first = stream
+        .try_next()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no rows"));
+    // About 30 MB went into a 16 MiB pool: the sorted runs are on disk while they merge.
+    let on_disk = spilled(scratch.path());
+    assert!(on_disk > 1 << 20, "spilled {on_disk} bytes");
+    let mut batches = vec![first];
+    while let Some(batch) = stream.try_next().await.unwrap_or_else(|e| panic!("{e}")) {
+        batches.push(batch);
+    }
+    let payloads: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column(1).as_any().downcast_ref::<StringArray>();
+            column
+                .map(|c| {
+                    c.iter()
+                        .flatten()
+                        .map(|s| s[..8].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let expected: Vec<String> = (0..rows).map(|i| format!("{i:08}")).collect();
+    assert_eq!(payloads, expected);
+}
+
+#[tokio::test]
+async fn a_query_that_cannot_fit_names_the_step_the_transform_and_the_budget() {
+    let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // One group holding every payload: nothing of it can be spilled.
+    let transforms = [
+        t(|t| t.filter = Some("id >= 0".into())),
+        t(|t| t.sql = Some("SELECT array_agg(payload) AS everything FROM input".into())),
+    ];
+    let out = apply(&transforms, wide(300_000), "bundle", &small(scratch.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = out
+        .stream
+        .try_collect::<Vec<RecordBatch>>()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with(&format!(
+            "step \"bundle\": transforms[1] (sql): the query needs more memory than the step's transforms may hold, 16 MiB (half of 32 MiB from SYNQX_STEP_MEMORY), and what it holds could not be spilled to {}: raise the step's memory",
+            scratch.path().display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("(Failed to allocate additional"), "{e}");
 }

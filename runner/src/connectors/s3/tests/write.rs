@@ -313,6 +313,7 @@ async fn a_step_moves_a_csv_folder_to_s3_parquet_and_back() {
         cancel: CancellationToken::new(),
         timeout: Some(Duration::from_secs(120)),
         dead_letter: None,
+        memory: crate::transforms::MemoryBudget::detect().unwrap_or_else(|e| panic!("{e}")),
     };
 
     let to_lake = SyncStep {
