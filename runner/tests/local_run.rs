@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use arrow::array::Int64Array;
+use parquet::basic::Compression;
+use synqx_testkit::{files, sqlite};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -50,28 +53,85 @@ fn quickstart() -> tempfile::TempDir {
     dir
 }
 
-/// Rows of an orders CSV whose status is not `test`.
-fn kept_orders(path: &Path) -> i64 {
+/// The orders of a CSV whose status is not `test`: `(order_id, amount in cents)`.
+fn kept_orders(path: &Path) -> Vec<(i64, i64)> {
     let csv = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
     csv.lines()
         .skip(1)
-        .filter(|l| l.split(',').nth(2) != Some("test"))
-        .count() as i64
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.get(2) != Some(&"test"))
+        .map(|f| {
+            let id = f[0].parse().unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            let (units, cents) = f[3].split_once('.').unwrap_or((f[3], "0"));
+            let cents = format!("{cents:0<2}");
+            let amount = units
+                .parse::<i64>()
+                .unwrap_or_else(|e| panic!("{f:?}: {e}"))
+                * 100
+                + cents
+                    .parse::<i64>()
+                    .unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            (id, amount)
+        })
+        .collect()
 }
 
 fn query(db: &Path, sql: &str) -> i64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    })
+    sqlite::int(db, sql)
+}
+
+/// `(customer_id, hex SHA-256 of the e-mail)` of every customer in the CSV.
+fn hashed_customers(path: &Path) -> Vec<Vec<Option<String>>> {
+    let csv = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    csv.lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .map(|f| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, f[2].as_bytes());
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            vec![Some(f[0].to_string()), Some(hex)]
+        })
+        .collect()
+}
+
+/// What the quickstart wrote: the warehouse's tables and the lake's Parquet parts.
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    customers: Vec<Vec<Option<String>>>,
+    orders: Vec<Vec<Option<String>>>,
+    revenue: Vec<Vec<Option<String>>>,
+    lake_parts: Vec<PathBuf>,
+    lake_orders: Vec<i64>,
+}
+
+fn outputs(d: &Path) -> Outputs {
+    let db = d.join("out/warehouse.db");
+    let lake = d.join("out/lake/orders");
+    let parts = files::parquet_parts(&lake);
+    for part in &parts {
+        let codecs = files::parquet_codecs(part);
+        assert!(
+            !codecs.is_empty() && codecs.iter().all(|c| matches!(c, Compression::ZSTD(_))),
+            "{}: {codecs:?}",
+            part.display()
+        );
+    }
+    let rows = files::parquet_folder_rows(&lake);
+    let ids = rows
+        .column_by_name("order_id")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .map(|c| c.values().to_vec())
+        .unwrap_or_else(|| panic!("no Int64 order_id in the lake"));
+    let mut lake_orders = ids.clone();
+    lake_orders.sort_unstable();
+    assert_eq!(lake_orders.len(), ids.len());
+    Outputs {
+        customers: sqlite::rows(&db, "SELECT customer_id, email FROM customers ORDER BY 1"),
+        orders: sqlite::rows(&db, "SELECT order_id, amount_cents FROM orders ORDER BY 1"),
+        revenue: sqlite::rows(&db, "SELECT * FROM daily_revenue ORDER BY 1, 2"),
+        lake_parts: parts,
+        lake_orders,
+    }
 }
 
 /// The summary line of one step: `name  status  rows-read  rows-written …`.
@@ -87,8 +147,9 @@ fn the_quickstart_runs_incrementally() {
     let dir = quickstart();
     let d = dir.path();
     let db = d.join("out/warehouse.db");
-    let expected = kept_orders(&d.join("data/orders/orders-2024-01.csv"))
-        + kept_orders(&d.join("data/orders/orders-2024-02.csv"));
+    let mut expected = kept_orders(&d.join("data/orders/orders-2024-01.csv"));
+    expected.extend(kept_orders(&d.join("data/orders/orders-2024-02.csv")));
+    expected.sort_unstable();
 
     let first = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
     let out = text(&first);
@@ -96,30 +157,30 @@ fn the_quickstart_runs_incrementally() {
     assert!(out.contains("Pipeline quickstart run "), "{out}");
     assert_eq!(
         step_line(&out, "orders-to-lake")[1..4],
-        ["Succeeded", "5,000", &group(expected)],
+        ["Succeeded", "5,000", &group(expected.len() as i64)],
         "{out}"
     );
-    assert_eq!(query(&db, "SELECT count(*) FROM orders"), expected);
-    assert_eq!(query(&db, "SELECT count(*) FROM customers"), 500);
+    let written = outputs(d);
+    // Every kept order, with its amount in cents, in the lake and in the warehouse.
+    let as_rows: Vec<Vec<Option<String>>> = expected
+        .iter()
+        .map(|(id, cents)| vec![Some(id.to_string()), Some(cents.to_string())])
+        .collect();
+    assert_eq!(written.orders, as_rows);
+    let ids: Vec<i64> = expected.iter().map(|(id, _)| *id).collect();
+    assert_eq!(written.lake_orders, ids);
+    // E-mails are the hex SHA-256 of the addresses, per customer.
     assert_eq!(
-        query(
-            &db,
-            "SELECT count(*) FROM customers WHERE length(email) = 64"
-        ),
-        500,
-        "e-mails are hashed"
+        written.customers,
+        hashed_customers(&d.join("data/customers.csv"))
     );
-    assert!(query(&db, "SELECT count(*) FROM daily_revenue") > 0);
+    assert!(!written.revenue.is_empty());
     assert_eq!(
         query(&db, "SELECT count(*) FROM orders WHERE status = 'test'"),
         0
     );
-    let parts = std::fs::read_dir(d.join("out/lake/orders"))
-        .map(|r| r.count())
-        .unwrap_or(0);
-    assert!(parts >= 1, "no Parquet part written");
 
-    // Nothing new: no rows move, the watermark stays.
+    // Nothing new: no rows move, and the warehouse and the lake are as they were.
     let second = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
     let out = text(&second);
     assert!(second.status.success(), "{out}");
@@ -133,6 +194,7 @@ fn the_quickstart_runs_incrementally() {
         ["Succeeded", "0", "0"],
         "{out}"
     );
+    assert_eq!(outputs(d), written);
 
     // A new month arrives: only its rows move.
     std::fs::copy(
@@ -140,7 +202,7 @@ fn the_quickstart_runs_incrementally() {
         d.join("data/orders/orders-2024-03.csv"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let more = kept_orders(&d.join("extra/orders-2024-03.csv"));
+    let more = kept_orders(&d.join("extra/orders-2024-03.csv")).len() as i64;
     let third = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
     let out = text(&third);
     assert!(third.status.success(), "{out}");
@@ -149,7 +211,10 @@ fn the_quickstart_runs_incrementally() {
         ["Succeeded", "1,000", &group(more)],
         "{out}"
     );
-    assert_eq!(query(&db, "SELECT count(*) FROM orders"), expected + more);
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM orders"),
+        expected.len() as i64 + more
+    );
 
     // The state shows the watermarks; a reset makes the next run read everything again, and
     // the upsert keeps the warehouse exact.
@@ -398,6 +463,11 @@ fn full_refresh_and_state_set_move_the_starting_point() {
     );
 }
 
+/// Bytes of a file, 0 when there is none.
+fn wal_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
 #[test]
 fn a_run_killed_mid_overwrite_leaves_the_old_table() {
     let dir = quickstart();
@@ -422,6 +492,8 @@ fn a_run_killed_mid_overwrite_leaves_the_old_table() {
 
     std::fs::write(d.join("big.yaml"), yaml("overwrite", "big.csv"))
         .unwrap_or_else(|e| panic!("{e}"));
+    let wal = d.join("out/db.sqlite-wal");
+    let before = wal_size(&wal);
     let mut child = Command::new(env!("CARGO_BIN_EXE_synqx"))
         .args(["run", "big.yaml", "--state", "state"])
         .current_dir(d)
@@ -429,14 +501,20 @@ fn a_run_killed_mid_overwrite_leaves_the_old_table() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let finished_early = child.try_wait().ok().flatten().is_some();
+    // The load has started once its uncommitted pages overflow SQLite's cache into the WAL.
+    let started = Instant::now();
+    while wal_size(&wal) < before + (4 << 20) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the load ended ({status}) before it could be killed; make the input larger");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the load did not start writing within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        !finished_early,
-        "the load finished before it could be killed; make the input larger"
-    );
     // Killed mid-load: the old table is intact, nothing half-written shows.
     assert_eq!(query(&db, "SELECT count(*) FROM t"), 500);
     assert_eq!(

@@ -5,7 +5,8 @@
 //! - [`postgres`] and [`mysql`]: connections to them, statements, rows read back as text,
 //!   and a schema or database of a test's own that is dropped when the test ends.
 //! - [`s3`]: moto's S3 server, started on a free port on first use, and fake S3 endpoints.
-//! - [`files`]: Parquet files read back (rows and column codecs).
+//! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
+//!   read back.
 //!
 //! A test that needs a server fails when the server is not there, and says how to start it: a
 //! missing server is a broken test setup, never a reason to skip. Tests that need a server are
@@ -17,6 +18,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod s3;
 pub mod servers;
+pub mod sqlite;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
