@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # One shared, cached target directory so a warm rerun only rebuilds what changed.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/synqx/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A suite run rebuilds only what changed at crate level; incremental caches would add
+# gigabytes to the target directory for little gain here.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n== %s\n' "$*"; }
 
