@@ -197,19 +197,24 @@ pub struct BigQueryConnection {
     pub endpoint: Option<String>,
 }
 
-/// Pagination style of a REST API: `none` (one request returns everything), `page` (a
-/// page-number query parameter), `offset` (an offset query parameter), `cursor` (a cursor
-/// taken from each response body) or `linkHeader` (the RFC 8288 `Link: <…>; rel="next"`
-/// header).
+/// Pagination style of a REST API. `auto` (default) detects the style from the first
+/// responses: an RFC 8288 `Link: <…>; rel="next"` header, a next-page URL in the body, a
+/// cursor token sent back as a query parameter, or offset or page-number fields; it reads one
+/// page when none is found. The other kinds force a style: `none` (one request returns
+/// everything), `page` (a page-number query parameter), `offset` (an offset query parameter),
+/// `cursor` (a token taken from each response body), `linkHeader` (the `Link` header) or
+/// `nextUrl` (a next-page URL in the body, at `nextPath`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum PaginationKind {
     #[default]
+    Auto,
     None,
     Page,
     Offset,
     Cursor,
     LinkHeader,
+    NextUrl,
 }
 
 /// How a REST API pages through results.
@@ -231,14 +236,19 @@ pub struct RestPagination {
     /// JSON pointer of the next cursor in a response body (for `cursor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor_path: Option<String>,
+    /// JSON pointer of the next page's URL in a response body (for `nextUrl`; default: the
+    /// first of `next`, `next_url`, `links.next`, `paging.next`, `@odata.nextLink`,
+    /// `nextLink`, `meta.next` that is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_path: Option<String>,
 }
 
 /// Authentication of a REST API. At most one method is set.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
-    "[has(self.bearerToken), has(self.basic), has(self.apiKey)].filter(x, x).size() <= 1"
-).message("at most one of bearerToken, basic or apiKey may be set"))]
+    "[has(self.bearerToken), has(self.basic), has(self.apiKey), has(self.oauth2)].filter(x, x).size() <= 1"
+).message("at most one of bearerToken, basic, apiKey or oauth2 may be set"))]
 pub struct RestAuth {
     /// Sent as `Authorization: Bearer <token>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,9 +256,28 @@ pub struct RestAuth {
     /// HTTP basic authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
-    /// A key sent in a header.
+    /// A key sent in a header or a query parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKeyAuth>,
+    /// OAuth2 client credentials: a token is requested before the first page and again when
+    /// it expires or the API answers 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Auth>,
+}
+
+/// OAuth2 client-credentials grant (RFC 6749 section 4.4).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Auth {
+    /// Token endpoint, e.g. `https://auth.example.com/oauth/token`.
+    pub token_url: String,
+    /// Client id.
+    pub client_id: SecretValue,
+    /// Client secret.
+    pub client_secret: SecretValue,
+    /// Scopes to request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// HTTP basic authentication.
@@ -261,12 +290,20 @@ pub struct BasicAuth {
     pub password: SecretValue,
 }
 
-/// An API key sent in a request header.
+/// An API key sent in a request header or a query parameter: exactly one of `header` and
+/// `query`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "has(self.header) != has(self.query)"
+).message("set exactly one of header and query"))]
 pub struct ApiKeyAuth {
     /// Header name, e.g. `X-Api-Key`.
-    pub header: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Query parameter name, e.g. `api_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// The key.
     pub value: SecretValue,
 }
@@ -283,7 +320,10 @@ pub struct RestConnection {
     /// Extra request headers (not secret).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// JSON pointer to the array of records in a response (default: the whole body).
+    /// JSON pointer to the array of records in a response, e.g. `/result/items` (default:
+    /// found automatically: the body when it is an array, else the first array of objects
+    /// under `data`, `items`, `results`, `records`, `value` or `entries`, else the only array
+    /// of objects at the top level). A step's `source.recordsPath` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_path: Option<String>,
     /// Pagination.
@@ -296,6 +336,13 @@ pub struct RestConnection {
     /// Requests per second at most (default unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Longest time one request may take, e.g. `30s` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Attempts per request, the first included, when the API answers 429 or 5xx or the
+    /// connection fails (default 5). A `Retry-After` header sets the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 /// Connection to an S3 bucket. Asset FQNs are keys below `prefix`; a trailing `/` means a
@@ -553,6 +600,10 @@ impl ConnectionSpec {
             }
             if let Some(k) = &auth.api_key {
                 push("rest.auth.apiKey.value", Some(&k.value));
+            }
+            if let Some(o) = &auth.oauth2 {
+                push("rest.auth.oauth2.clientId", Some(&o.client_id));
+                push("rest.auth.oauth2.clientSecret", Some(&o.client_secret));
             }
         }
         if let Some(c) = &self.s3 {

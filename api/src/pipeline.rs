@@ -165,6 +165,41 @@ pub struct Source {
     /// Column types that override schema inference, e.g. `{amount: decimal(12,2)}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub columns: BTreeMap<String, String>,
+    /// REST: JSON pointer to the array of records in a response, e.g. `/result/items`; it
+    /// overrides the Connection's `recordsPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_path: Option<String>,
+    /// REST: query parameters of every request for this asset, e.g. `{status: active}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// REST: request headers for this asset (not secret), added to the Connection's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// REST and MongoDB: what a nested object becomes: `json` (default; a text column holding
+    /// its JSON), `flatten` (one column per field, `parent.child`, one level deep) or
+    /// `struct` (MongoDB only: an Arrow struct column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested: Option<Nested>,
+    /// MongoDB: a query filter as MongoDB Extended JSON, e.g. `{"status": "paid"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// MongoDB: a projection as MongoDB Extended JSON, e.g. `{"_id": 1, "total": 1}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<String>,
+}
+
+/// What a nested object of a JSON or BSON document becomes in a table.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Nested {
+    /// A text column holding the object's JSON.
+    #[default]
+    Json,
+    /// One column per field of the object (`parent.child`), one level deep; deeper objects
+    /// are JSON text.
+    Flatten,
+    /// An Arrow struct column (MongoDB).
+    Struct,
 }
 
 /// Incremental reading: only rows whose `cursor` column is above the watermark.
@@ -216,6 +251,34 @@ pub struct Destination {
     /// (default), `fail` or `ignore` (drop it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_evolution: Option<SchemaEvolution>,
+    /// Redis: how rows are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisWrite>,
+}
+
+/// How rows are written to Redis. The asset FQN is a key template for `hash` and `json`
+/// (`orders:{id}`: each `{column}` is replaced by the row's value) and the stream's key for
+/// `stream`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisWrite {
+    /// `hash` (default: one field per column), `json` (the row as a JSON string) or
+    /// `stream` (one `XADD` entry per row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RedisWriteKind>,
+    /// Expiry of each written key, e.g. `24h` (`hash` and `json`; default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// What a row becomes in Redis.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RedisWriteKind {
+    #[default]
+    Hash,
+    Json,
+    Stream,
 }
 
 impl Destination {

@@ -39,6 +39,14 @@ pub enum Error {
         detail: String,
         driver: Option<Box<DriverError>>,
     },
+    /// A remote service (an HTTP API, MongoDB, Redis) failed or refused; the message names
+    /// the Connection and what was asked, with credentials redacted.
+    #[error("{message}")]
+    Service {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The configuration cannot work (a missing secret, an unsupported option, a bad FQN).
     #[error("{0}")]
     Config(String),
@@ -166,6 +174,19 @@ impl Error {
                 driver,
             },
             other => other,
+        }
+    }
+}
+
+impl Error {
+    /// A failure of a remote service, its message already redacted.
+    pub fn service(
+        message: impl Into<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Service {
+            message: message.into(),
+            source,
         }
     }
 }

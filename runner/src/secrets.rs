@@ -314,3 +314,63 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
     }
 }
+
+/// Replaces every resolved credential of a Connection by `***` in text that a server, a
+/// driver or a URL may have echoed them into: plain, and percent-encoded as in a URL.
+#[derive(Clone, Default)]
+pub struct Redactor(Vec<String>);
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} values)", self.0.len())
+    }
+}
+
+impl Redactor {
+    /// Remembers a credential. Very short values are left out: replacing every `a` in a
+    /// message would hide the message, not the secret.
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() < 3 {
+            return;
+        }
+        let encoded: String = secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        for value in [secret.to_string(), encoded] {
+            if !self.0.contains(&value) {
+                self.0.push(value);
+            }
+        }
+        // Longest first, so a secret that contains another is replaced whole.
+        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with every remembered credential replaced by `***`.
+    pub fn redact(&self, text: impl std::fmt::Display) -> String {
+        self.0
+            .iter()
+            .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
+    }
+}
+
+#[cfg(test)]
+mod redactor_tests {
+    use super::Redactor;
+
+    #[test]
+    fn plain_and_url_encoded_values_are_replaced() {
+        let mut r = Redactor::default();
+        r.add("p@ss word");
+        r.add("ab");
+        assert_eq!(
+            r.redact("login p@ss word at http://h/?k=p%40ss%20word, ab"),
+            "login *** at http://h/?k=***, ab"
+        );
+    }
+}

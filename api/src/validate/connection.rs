@@ -126,6 +126,9 @@ fn block_problems(spec: &crate::ConnectionSpec) -> Vec<(String, String)> {
     }
     if let Some(c) = &spec.rest {
         required("rest.baseUrl", &c.base_url);
+        if let Some(o) = c.auth.as_ref().and_then(|a| a.oauth2.as_ref()) {
+            required("rest.auth.oauth2.tokenUrl", &o.token_url);
+        }
     }
     if let Some(c) = &spec.s3 {
         required("s3.bucket", &c.bucket);
@@ -209,7 +212,72 @@ fn block_problems(spec: &crate::ConnectionSpec) -> Vec<(String, String)> {
                 "rest.pagination.cursorPath".to_string(),
                 "is required for cursor pagination (JSON pointer of the next cursor)".to_string(),
             )),
+            PaginationKind::Cursor if p.param.is_none() => out.push((
+                "rest.pagination.param".to_string(),
+                "is required for cursor pagination (the query parameter that sends the cursor back)"
+                    .to_string(),
+            )),
             _ => {}
+        }
+        for (field, pointer) in [("cursorPath", &p.cursor_path), ("nextPath", &p.next_path)] {
+            if let Some(pointer) = pointer.as_deref().filter(|x| !x.starts_with('/')) {
+                out.push((
+                    format!("rest.pagination.{field}"),
+                    format!(
+                        "\"{pointer}\" is not a JSON pointer: start it with '/', e.g. /meta/next"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(rest) = &spec.rest {
+        if let Some(pointer) = rest
+            .records_path
+            .as_deref()
+            .filter(|x| !x.is_empty() && !x.starts_with('/'))
+        {
+            out.push((
+                "rest.recordsPath".to_string(),
+                format!(
+                    "\"{pointer}\" is not a JSON pointer: start it with '/', e.g. /result/items"
+                ),
+            ));
+        }
+        if let Some(Err(e)) = rest.timeout.as_deref().map(crate::duration::parse_duration) {
+            out.push(("rest.timeout".to_string(), e));
+        }
+        if rest.max_attempts == Some(0) {
+            out.push((
+                "rest.maxAttempts".to_string(),
+                "must be at least 1".to_string(),
+            ));
+        }
+        if rest.rate_limit == Some(0) {
+            out.push((
+                "rest.rateLimit".to_string(),
+                "must be at least 1 request per second (leave it out for no limit)".to_string(),
+            ));
+        }
+        if let Some(k) = rest.auth.as_ref().and_then(|a| a.api_key.as_ref())
+            && k.header.is_some() == k.query.is_some()
+        {
+            out.push((
+                "rest.auth.apiKey".to_string(),
+                "set exactly one of header and query".to_string(),
+            ));
+        }
+        if let Some(url) = rest
+            .auth
+            .as_ref()
+            .and_then(|a| a.oauth2.as_ref())
+            .map(|o| o.token_url.as_str())
+            && !url.is_empty()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            out.push((
+                "rest.auth.oauth2.tokenUrl".to_string(),
+                format!("\"{url}\" is not an http:// or https:// URL"),
+            ));
         }
     }
     if let Some(uri) = spec.mongodb.as_ref().and_then(|m| m.uri.value.as_deref())

@@ -7,6 +7,7 @@
 
 mod connection;
 mod load;
+mod options;
 mod pipeline;
 mod suggest;
 

@@ -247,6 +247,9 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
         c.step(step, "sync.source.asset.fqn", "must not be empty");
     }
     if let Some(kind) = kind {
+        for (field, message) in super::options::source_options(source, kind) {
+            c.step(step, field, message);
+        }
         if kind.is_files() && file_format(source.format, &source.asset.fqn).is_none() {
             c.step(step, "sync.source.format", format!("source asset \"{}\" on {kind} Connection \"{conn}\" needs a format: set format to csv, jsonl or parquet, or give the FQN an extension", source.asset.fqn));
         }
@@ -270,8 +273,8 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
                     .connection(conn)
                     .and_then(|x| x.spec.rest.as_ref())
                     .is_some_and(|r| r.cursor_param.is_none());
-            if kind == ConnectorKind::Redis {
-                c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: redis Connection \"{conn}\" cannot filter by a cursor (remove incremental and use overwrite or upsert)", inc.cursor));
+            if kind == ConnectorKind::Redis && inc.cursor != "_id" {
+                c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: redis Connection \"{conn}\" reads streams incrementally by entry id only (set cursor: _id), and keys not at all (remove incremental and use overwrite or upsert)", inc.cursor));
             } else if rest_without_param {
                 c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: rest Connection \"{conn}\" has no cursorParam (set spec.rest.cursorParam to the query parameter that takes the watermark)", inc.cursor));
             }
@@ -342,6 +345,9 @@ fn check_destination(
         );
     }
     if let Some(kind) = kind {
+        for (field, message) in super::options::destination_options(dest, kind) {
+            c.step(step, field, message);
+        }
         if !kind.can_be_destination() {
             c.step(
                 step,

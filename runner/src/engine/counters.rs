@@ -11,6 +11,9 @@ pub struct Counters {
     pub bytes_written: AtomicU64,
     pub batches: AtomicU64,
     pub rows_rejected: AtomicU64,
+    /// What a connector decided on its own and the user should see (the pagination style a
+    /// REST source detected): logged once, and the step's message when it succeeds.
+    notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// A copy of the counters at one moment.
@@ -28,6 +31,24 @@ pub struct CounterSnapshot {
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records a note (once, however often it is said) and prints it to stderr.
+    pub fn note(&self, text: impl Into<String>) {
+        let text = text.into();
+        let Ok(mut notes) = self.notes.lock() else {
+            return;
+        };
+        if !notes.contains(&text) {
+            eprintln!("{text}");
+            notes.push(text);
+        }
+    }
+
+    /// The notes, joined into one message.
+    pub fn notes(&self) -> Option<String> {
+        let notes = self.notes.lock().ok()?;
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {

@@ -13,6 +13,18 @@ use synqx_api::duration::parse_duration;
 
 use crate::error::{Context, Error, Result};
 
+/// Field metadata that says how a text cursor column orders, when not as text: the value
+/// [`STREAM_ID_ORDER`] marks Redis stream entry ids (`<ms>-<seq>`, ordered as number pairs).
+pub const CURSOR_ORDER: &str = "synqx.cursor.order";
+/// See [`CURSOR_ORDER`].
+pub const STREAM_ID_ORDER: &str = "stream-id";
+
+/// A Redis stream entry id as its two numbers.
+pub fn stream_id(text: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = text.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// Rows whose `column` is greater than `after` (exclusive). `after` is the stored watermark
 /// minus the lookback window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +137,11 @@ impl MaxTracker {
         if column.len() == column.null_count() {
             return Ok(());
         }
+        let schema = batch.schema();
+        let field = schema.field(index);
+        if field.metadata().get(CURSOR_ORDER).map(String::as_str) == Some(STREAM_ID_ORDER) {
+            return self.observe_stream_ids(column);
+        }
         let cmp = make_comparator(column.as_ref(), column.as_ref(), SortOptions::default())
             .context(|| format!("cursor column \"{}\" cannot be ordered", self.column))?;
         let mut max: Option<usize> = None;
@@ -155,6 +172,32 @@ impl MaxTracker {
         Ok(())
     }
 
+    /// Stream entry ids compare as number pairs: `10-0` is after `9-5`.
+    fn observe_stream_ids(&mut self, column: &ArrayRef) -> Result<()> {
+        let Some(text) = column.as_any().downcast_ref::<StringArray>() else {
+            return Err(Error::Config(format!(
+                "cursor column \"{}\" holds stream ids but is not text",
+                self.column
+            )));
+        };
+        let best = self
+            .best
+            .as_ref()
+            .and_then(|b| b.as_any().downcast_ref::<StringArray>())
+            .and_then(|b| stream_id(b.value(0)));
+        let mut max = best.map(|id| (id, None));
+        for value in text.iter().flatten() {
+            let Some(id) = stream_id(value) else { continue };
+            if max.is_none_or(|(m, _)| id > m) {
+                max = Some((id, Some(value)));
+            }
+        }
+        if let Some((_, Some(value))) = max {
+            self.best = Some(Arc::new(StringArray::from(vec![value])));
+        }
+        Ok(())
+    }
+
     /// The highest value as text, in the form the source can parse back.
     pub fn value(&self) -> Result<Option<String>> {
         let Some(best) = &self.best else {
@@ -173,6 +216,9 @@ pub fn later(old: Option<&str>, new: Option<&str>) -> Option<String> {
         (None, n) => n.map(str::to_string),
         (o, None) => o.map(str::to_string),
         (Some(o), Some(n)) => {
+            if let (Some(a), Some(b)) = (stream_id(o), stream_id(n)) {
+                return Some(if b >= a { n } else { o }.to_string());
+            }
             let newer = match (o.parse::<f64>(), n.parse::<f64>()) {
                 (Ok(a), Ok(b)) => b >= a,
                 _ => match (

@@ -106,6 +106,8 @@ pub struct StepOutcome {
     pub watermark_to: Option<String>,
     pub duration: Duration,
     pub dead_letter: Option<PathBuf>,
+    /// What the step's connectors noted (see [`Counters::note`]).
+    pub message: Option<String>,
 }
 
 /// Runs one sync step: source, transforms and sink as tasks joined by bounded channels. The
@@ -258,6 +260,7 @@ async fn run_sync_inner(
         watermark_from,
         duration: Duration::ZERO,
         dead_letter: rejects.dead_letter_path(),
+        message: run.counters.notes(),
     })
 }
 

@@ -39,6 +39,11 @@ impl Rejects {
         Self::new(OnError::Fail, None, Arc::new(Counters::default()))
     }
 
+    /// The counters of the step the rejects belong to.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
     pub fn policy(&self) -> OnError {
         self.policy
     }

@@ -37,7 +37,7 @@ impl StepSummary {
             duration: o.duration,
             watermark_from: o.watermark_from,
             watermark_to: o.watermark_to,
-            message: None,
+            message: o.message,
             dead_letter: o.dead_letter,
         }
     }

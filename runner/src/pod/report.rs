@@ -42,7 +42,7 @@ pub(super) fn from_result(
             StepPhase::Succeeded,
             o.counters,
             (o.watermark_from, o.watermark_to),
-            None,
+            o.message,
         ),
         Err(e) => {
             let phase = if signalled {

@@ -1,0 +1,58 @@
+//! The probe of `synqx check`: one GET of the base URL, authenticated as the steps will be
+//! (an OAuth2 token is requested first). One attempt, no retries: a check reports the state of
+//! now. A base URL that answers 404 or 405 still proves the server is there and took the
+//! credentials, since many APIs serve nothing at their root.
+
+use synqx_api::connection::CheckReport;
+
+use super::config::Settings;
+use super::connect::{Client, FailureKind};
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let mut settings = match Settings::new(conn) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    settings.max_attempts = 1;
+    let client = match Client::new(&settings, &settings.headers) {
+        Ok(c) => c,
+        Err(e) => return report(Reason::Invalid, e.message),
+    };
+    let url = settings.base_url.clone();
+    match client.get(&url, 1).await {
+        Ok(_) => report(
+            Reason::Connected,
+            format!(
+                "{}: {} answered with {}",
+                settings.at(),
+                client.shown(&url),
+                settings.auth.describe()
+            ),
+        ),
+        Err(e) => match e.kind {
+            FailureKind::NotFound => report(
+                Reason::Connected,
+                format!(
+                    "{}: {} is reachable with {} (HTTP 404 at the base URL itself; steps read paths below it)",
+                    settings.at(),
+                    client.shown(&url),
+                    settings.auth.describe()
+                ),
+            ),
+            FailureKind::Rejected if e.message.contains("HTTP 405") => report(
+                Reason::Connected,
+                format!(
+                    "{}: {} is reachable with {} (HTTP 405 at the base URL itself)",
+                    settings.at(),
+                    client.shown(&url),
+                    settings.auth.describe()
+                ),
+            ),
+            FailureKind::Unauthorized => report(Reason::Unauthorized, e.message),
+            FailureKind::Unreachable => report(Reason::Unreachable, e.message),
+            FailureKind::Rejected => report(Reason::Invalid, e.message),
+        },
+    }
+}

@@ -1,0 +1,241 @@
+//! The REST Connection and a step's source, parsed and checked without I/O: the base URL, the
+//! asset's URL, headers, query parameters, pagination, auth with its secrets resolved, and
+//! the limits of every request.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reqwest::Url;
+use synqx_api::connection::{PaginationKind, RestConnection};
+use synqx_api::pipeline::{Nested, Source};
+
+use super::pagination::Options;
+use crate::connectors::ConnectionRef;
+use crate::error::{Error, Result};
+use crate::secrets::Redactor;
+
+/// Longest time one request may take unless `timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per request unless `maxAttempts` says otherwise.
+pub const DEFAULT_ATTEMPTS: u32 = 5;
+/// Largest response body read: a page is parsed whole, so this bounds its memory.
+pub const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// How requests authenticate, with the secrets resolved.
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    Basic { user: String, password: String },
+    HeaderKey { name: String, value: String },
+    QueryKey { name: String, value: String },
+    OAuth2(OAuth2Client),
+}
+
+/// An OAuth2 client-credentials client.
+#[derive(Clone)]
+pub struct OAuth2Client {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+}
+
+impl Auth {
+    /// The auth kind, for messages (never its values).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::None => "no auth",
+            Self::Bearer(_) => "bearer token",
+            Self::Basic { .. } => "basic auth",
+            Self::HeaderKey { .. } | Self::QueryKey { .. } => "API key",
+            Self::OAuth2(_) => "OAuth2 client credentials",
+        }
+    }
+}
+
+/// A REST Connection ready to use.
+#[derive(Clone)]
+pub struct Settings {
+    pub connection: String,
+    pub base_url: Url,
+    pub headers: BTreeMap<String, String>,
+    pub auth: Auth,
+    pub pagination: Options,
+    pub records_path: Option<String>,
+    pub cursor_param: Option<String>,
+    pub rate_limit: Option<u32>,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub redactor: Redactor,
+}
+
+impl Settings {
+    /// Parses the Connection and resolves its secrets. No I/O.
+    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
+        let spec = conn.spec.rest.as_ref().ok_or_else(|| {
+            Error::Config(format!("Connection \"{}\" has no rest block", conn.name))
+        })?;
+        Self::from_spec(conn, spec)
+    }
+
+    fn from_spec(conn: &ConnectionRef<'_>, spec: &RestConnection) -> Result<Self> {
+        let name = conn.name;
+        let bad = |field: &str, why: String| {
+            Error::Config(format!("Connection \"{name}\": rest.{field}: {why}"))
+        };
+        let mut base_url = Url::parse(&spec.base_url).map_err(|e| {
+            bad(
+                "baseUrl",
+                format!("\"{}\" is not a URL: {e}", spec.base_url),
+            )
+        })?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(bad(
+                "baseUrl",
+                format!("\"{}\" is not an http:// or https:// URL", spec.base_url),
+            ));
+        }
+        // Asset paths are below the base URL: `https://h/v1` + `orders` is `https://h/v1/orders`.
+        if !base_url.path().ends_with('/') {
+            let path = format!("{}/", base_url.path());
+            base_url.set_path(&path);
+        }
+        let mut redactor = Redactor::default();
+        let mut secret = |field: &str, value: &synqx_api::SecretValue| -> Result<String> {
+            let plain = conn.secrets.resolve(name, field, value)?;
+            redactor.add(&plain);
+            Ok(plain)
+        };
+        let auth = match &spec.auth {
+            None => Auth::None,
+            Some(a) => {
+                if let Some(token) = &a.bearer_token {
+                    Auth::Bearer(secret("rest.auth.bearerToken", token)?)
+                } else if let Some(b) = &a.basic {
+                    Auth::Basic {
+                        user: secret("rest.auth.basic.username", &b.username)?,
+                        password: secret("rest.auth.basic.password", &b.password)?,
+                    }
+                } else if let Some(k) = &a.api_key {
+                    let value = secret("rest.auth.apiKey.value", &k.value)?;
+                    match (&k.header, &k.query) {
+                        (Some(h), None) => Auth::HeaderKey {
+                            name: h.clone(),
+                            value,
+                        },
+                        (None, Some(q)) => Auth::QueryKey {
+                            name: q.clone(),
+                            value,
+                        },
+                        _ => {
+                            return Err(bad(
+                                "auth.apiKey",
+                                "set exactly one of header and query".into(),
+                            ));
+                        }
+                    }
+                } else if let Some(o) = &a.oauth2 {
+                    let token_url = Url::parse(&o.token_url).map_err(|e| {
+                        bad(
+                            "auth.oauth2.tokenUrl",
+                            format!("\"{}\" is not a URL: {e}", o.token_url),
+                        )
+                    })?;
+                    Auth::OAuth2(OAuth2Client {
+                        token_url,
+                        client_id: secret("rest.auth.oauth2.clientId", &o.client_id)?,
+                        client_secret: secret("rest.auth.oauth2.clientSecret", &o.client_secret)?,
+                        scopes: o.scopes.clone(),
+                    })
+                } else {
+                    Auth::None
+                }
+            }
+        };
+        let timeout = match spec.timeout.as_deref() {
+            Some(t) => synqx_api::duration::parse_duration(t).map_err(|e| bad("timeout", e))?,
+            None => DEFAULT_TIMEOUT,
+        };
+        let p = spec.pagination.clone().unwrap_or_default();
+        let pagination = Options {
+            kind: p.kind,
+            param: p.param,
+            size_param: p.size_param,
+            size: p.size.map(u64::from),
+            cursor_path: p.cursor_path,
+            next_path: p.next_path,
+        };
+        if pagination.kind == PaginationKind::Cursor && pagination.cursor_path.is_none() {
+            return Err(bad(
+                "pagination.cursorPath",
+                "is required for cursor pagination".into(),
+            ));
+        }
+        Ok(Self {
+            connection: name.to_string(),
+            base_url,
+            headers: spec.headers.clone(),
+            auth,
+            pagination,
+            records_path: spec.records_path.clone(),
+            cursor_param: spec.cursor_param.clone(),
+            rate_limit: spec.rate_limit.filter(|r| *r > 0),
+            timeout,
+            max_attempts: spec.max_attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
+            redactor,
+        })
+    }
+
+    /// `Connection "c"`: the start of every message.
+    pub fn at(&self) -> String {
+        format!("Connection \"{}\"", self.connection)
+    }
+}
+
+/// What one step reads: the asset's URL with its query, its headers, where the records are.
+#[derive(Clone, Debug)]
+pub struct Asset {
+    pub url: Url,
+    pub headers: BTreeMap<String, String>,
+    pub records_path: Option<String>,
+    pub nested: Nested,
+}
+
+impl Asset {
+    /// The asset of a source: its FQN below the base URL (or an absolute URL), the step's
+    /// `params` on its query, the step's headers over the Connection's, and the step's
+    /// `recordsPath` over the Connection's.
+    pub fn new(settings: &Settings, source: &Source) -> Result<Self> {
+        let fqn = source.asset.fqn.trim();
+        let joined = if fqn.starts_with("http://") || fqn.starts_with("https://") {
+            Url::parse(fqn)
+        } else {
+            settings.base_url.join(fqn.trim_start_matches('/'))
+        };
+        let mut url = joined.map_err(|e| {
+            Error::Config(format!(
+                "{}: asset \"{fqn}\" is not a path below {}: {e}",
+                settings.at(),
+                settings.base_url
+            ))
+        })?;
+        if !source.params.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &source.params {
+                pairs.append_pair(k, v);
+            }
+        }
+        let mut headers = settings.headers.clone();
+        headers.extend(source.headers.clone());
+        Ok(Self {
+            url,
+            headers,
+            records_path: source
+                .records_path
+                .clone()
+                .or_else(|| settings.records_path.clone()),
+            nested: source.nested.unwrap_or_default(),
+        })
+    }
+}

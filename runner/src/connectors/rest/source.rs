@@ -1,0 +1,224 @@
+//! The REST source: pages are fetched one after another; the first ones (up to
+//! [`SAMPLE_RECORDS`] records) are held to infer the schema, then every page is cut into
+//! batches by the byte budget and sent on while the next page is fetched. Incremental reads
+//! send the watermark in `cursorParam` and drop records at or below it, in case the API's
+//! filter is inclusive.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use reqwest::Url;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::config::{Asset, Settings};
+use super::connect::{Client, HttpError};
+use super::pagination::{Next, Paginator, Response, set_param};
+use super::records::{RecordsPath, locate};
+use crate::connectors::formats::infer::SAMPLE_RECORDS;
+use crate::connectors::json_table::{Converter, Emitter, Inference};
+use crate::engine::{ReadRequest, SchemaStream, Source};
+use crate::error::{Error, Result};
+
+/// Reads API paths of one REST Connection.
+pub struct RestSource {
+    settings: Settings,
+}
+
+impl RestSource {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+}
+
+/// One fetched page: its records taken out of the body, and the body's size.
+struct Page {
+    number: u64,
+    url: String,
+    records: Vec<Map<String, Value>>,
+    bytes: usize,
+}
+
+/// Fetches pages in order.
+struct Pager {
+    client: Client,
+    settings: Settings,
+    asset: Asset,
+    paginator: Paginator,
+    next: Option<Url>,
+    path: Option<RecordsPath>,
+}
+
+impl Pager {
+    async fn page(&mut self) -> Result<Option<Page>> {
+        let Some(url) = self.next.take() else {
+            return Ok(None);
+        };
+        let number = self.paginator.pages() + 1;
+        let fetched = self.client.get(&url, number).await.map_err(service)?;
+        let shown = self.client.shown(&url);
+        let mut body: Value = serde_json::from_slice(&fetched.body).map_err(|e| {
+            Error::service(
+                format!(
+                    "{}: page {number} ({shown}) is not valid JSON: {e}; nothing was written",
+                    self.settings.at()
+                ),
+                Some(Box::new(e)),
+            )
+        })?;
+        let path = match &self.path {
+            Some(p) => p.clone(),
+            None => {
+                let found = locate(&body, self.asset.records_path.as_deref()).map_err(|e| {
+                    Error::Config(format!(
+                        "{}: page {number} ({shown}): {e}",
+                        self.settings.at()
+                    ))
+                })?;
+                self.path.insert(found).clone()
+            }
+        };
+        let next = {
+            let records = path.records(&body).map_err(|e| {
+                Error::Config(format!(
+                    "{}: page {number} ({shown}): {e}",
+                    self.settings.at()
+                ))
+            })?;
+            let response = Response {
+                url: &url,
+                link: fetched.link.as_deref(),
+                body: &body,
+                records,
+            };
+            self.paginator.next(&response).map_err(|e| {
+                Error::Config(
+                    self.settings
+                        .redactor
+                        .redact(format!("{}: {e}", self.settings.at())),
+                )
+            })?
+        };
+        self.next = match next {
+            Next::Url(u) => Some(u),
+            Next::Done => None,
+        };
+        let records = match body.pointer_mut(&path.0).map(Value::take) {
+            Some(Value::Array(items)) => items.into_iter().map(document).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(Page {
+            number,
+            url: shown,
+            records,
+            bytes: fetched.body.len(),
+        }))
+    }
+}
+
+/// A record as a document: objects as they are, anything else as `{"value": …}`.
+fn document(record: Value) -> Map<String, Value> {
+    match record {
+        Value::Object(map) => map,
+        other => Map::from_iter([("value".to_string(), other)]),
+    }
+}
+
+#[async_trait]
+impl Source for RestSource {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        let asset = Asset::new(&self.settings, &request.spec)?;
+        let client = Client::new(&self.settings, &asset.headers).map_err(service)?;
+        let mut url = asset.url.clone();
+        if let Some(filter) = &request.filter {
+            let Some(param) = &self.settings.cursor_param else {
+                return Err(Error::Config(format!(
+                    "{}: incremental reads need rest.cursorParam (the query parameter that takes the watermark)",
+                    self.settings.at()
+                )));
+            };
+            set_param(&mut url, param, &filter.after);
+        }
+        let paginator = Paginator::new(self.settings.pagination.clone());
+        let first = paginator.first_url(url);
+        let mut pager = Pager {
+            client,
+            settings: self.settings.clone(),
+            asset: asset.clone(),
+            paginator,
+            next: Some(first),
+            path: None,
+        };
+        // Sample: hold pages until enough records were seen to infer the schema.
+        let mut held = Vec::new();
+        let mut inference = Inference::new(asset.nested);
+        let mut sampled = 0;
+        while sampled < SAMPLE_RECORDS {
+            let Some(page) = pager.page().await? else {
+                break;
+            };
+            if page.number == 1
+                && pager.paginator.is_auto()
+                && let Some(style) = pager.paginator.style()
+            {
+                request.rejects.counters().note(format!(
+                    "{}: asset \"{}\": pagination auto chose {}",
+                    self.settings.at(),
+                    request.spec.asset.fqn,
+                    style.describe()
+                ));
+            }
+            for record in page.records.iter().take(SAMPLE_RECORDS - sampled) {
+                inference.observe(record);
+            }
+            sampled += page.records.len();
+            held.push(page);
+        }
+        let schema: SchemaRef = Arc::new(inference.schema(&request.spec.columns)?);
+        let converter = Converter::new(schema.clone(), asset.nested);
+        let (tx, rx) = mpsc::channel(1);
+        let context = Emitter {
+            converter,
+            rejects: request.rejects.clone(),
+            filter: request.filter.clone(),
+            batch_bytes: request.batch_bytes,
+        };
+        let at = self.settings.at();
+        tokio::spawn(async move {
+            let result = async {
+                let mut held = held.into_iter();
+                loop {
+                    let page = match held.next() {
+                        Some(page) => page,
+                        None => match pager.page().await? {
+                            Some(page) => page,
+                            None => break,
+                        },
+                    };
+                    let location = format!("{at}: page {} ({})", page.number, page.url);
+                    if !context
+                        .emit(page.records, page.bytes, location, &tx)
+                        .await?
+                    {
+                        break;
+                    }
+                }
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        let mut rx = rx;
+        Ok(SchemaStream::new(
+            schema,
+            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
+        ))
+    }
+}
+
+fn service(e: HttpError) -> Error {
+    Error::service(e.message, e.source.map(|s| Box::new(s) as _))
+}

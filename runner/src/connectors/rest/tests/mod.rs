@@ -1,0 +1,6 @@
+mod failures;
+mod pagination;
+mod records;
+mod server;
+mod source;
+mod support;
