@@ -34,8 +34,11 @@
 mod connector;
 pub mod filesystem;
 pub mod formats;
+pub mod json_table;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
+pub mod rest;
 pub mod retry;
 pub mod s3;
 pub mod sql;

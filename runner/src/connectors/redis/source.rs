@@ -1,0 +1,354 @@
+//! The Redis source. The asset FQN is either a stream's key, read with `XRANGE` in entry-id
+//! order (incrementally with `cursor: _id`: entries after the watermark's id), or a key
+//! pattern (`orders:*`), read with `SCAN`: hashes become rows of their fields, strings rows
+//! of their JSON (see [`super::types`]). Keys of other types are skipped and counted in the
+//! step's message. The first 1,000 documents decide the schema.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::config::Settings;
+use super::connect::{connect, failure};
+use super::types::{fields_document, string_document};
+use crate::connectors::formats::infer::SAMPLE_RECORDS;
+use crate::connectors::json_table::{Converter, Emitter, Inference};
+use crate::engine::cursor::{CURSOR_ORDER, STREAM_ID_ORDER, stream_id};
+use crate::engine::{ReadRequest, SchemaStream, Source};
+use crate::error::{Error, Result};
+
+/// Keys asked for per `SCAN` and entries per `XRANGE`.
+const CHUNK: usize = 1000;
+
+/// Reads keys and streams of one Redis Connection.
+pub struct RedisSource {
+    settings: Settings,
+}
+
+impl RedisSource {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+}
+
+/// Where the documents come from.
+enum Reader {
+    Keys {
+        pattern: String,
+        cursor: u64,
+        done: bool,
+        skipped: u64,
+    },
+    Stream {
+        key: String,
+        /// Read entries after this id (exclusive); `None` reads from the start.
+        after: Option<String>,
+        done: bool,
+    },
+}
+
+struct Chunk {
+    documents: Vec<Map<String, Value>>,
+    bytes: usize,
+}
+
+impl Reader {
+    async fn next(
+        &mut self,
+        db: &mut MultiplexedConnection,
+        settings: &Settings,
+    ) -> Result<Option<Chunk>> {
+        match self {
+            Self::Keys {
+                pattern,
+                cursor,
+                done,
+                skipped,
+            } => loop {
+                if *done {
+                    return Ok(None);
+                }
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(*cursor)
+                    .arg("MATCH")
+                    .arg(pattern.as_str())
+                    .arg("COUNT")
+                    .arg(CHUNK)
+                    .query_async(db)
+                    .await
+                    .map_err(|e| {
+                        failure(settings, &format!("scanning keys \"{pattern}\" on"), e)
+                    })?;
+                *cursor = next;
+                *done = next == 0;
+                if keys.is_empty() {
+                    continue;
+                }
+                let mut types = redis::pipe();
+                for k in &keys {
+                    types.cmd("TYPE").arg(k);
+                }
+                let types: Vec<String> = types
+                    .query_async(db)
+                    .await
+                    .map_err(|e| failure(settings, "reading key types on", e))?;
+                let mut values = redis::pipe();
+                let mut read = Vec::new();
+                for (key, kind) in keys.iter().zip(&types) {
+                    match kind.as_str() {
+                        "hash" => {
+                            values.cmd("HGETALL").arg(key);
+                        }
+                        "string" => {
+                            values.cmd("GET").arg(key);
+                        }
+                        _ => {
+                            *skipped += 1;
+                            continue;
+                        }
+                    }
+                    read.push((key, kind.as_str()));
+                }
+                let answers: Vec<redis::Value> = values
+                    .query_async(db)
+                    .await
+                    .map_err(|e| failure(settings, "reading keys on", e))?;
+                let mut documents = Vec::with_capacity(read.len());
+                let mut bytes = 0;
+                for ((key, kind), answer) in read.into_iter().zip(answers) {
+                    // A key deleted between SCAN and the read answers nil: it is gone.
+                    if matches!(answer, redis::Value::Nil) {
+                        continue;
+                    }
+                    let document = if kind == "hash" {
+                        let fields = pairs(answer);
+                        if fields.is_empty() {
+                            continue;
+                        }
+                        bytes += fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        fields_document(("_key", key), fields)
+                    } else {
+                        let text = text(answer);
+                        bytes += text.len();
+                        string_document(key, &text)
+                    };
+                    documents.push(document);
+                }
+                if !documents.is_empty() {
+                    return Ok(Some(Chunk { documents, bytes }));
+                }
+            },
+            Self::Stream { key, after, done } => {
+                if *done {
+                    return Ok(None);
+                }
+                let start = match after {
+                    Some(id) => format!("({id}"),
+                    None => "-".to_string(),
+                };
+                let entries: Vec<(String, Vec<redis::Value>)> = redis::cmd("XRANGE")
+                    .arg(key.as_str())
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(CHUNK)
+                    .query_async(db)
+                    .await
+                    .map_err(|e| failure(settings, &format!("reading stream \"{key}\" on"), e))?;
+                if entries.len() < CHUNK {
+                    *done = true;
+                }
+                let Some((last, _)) = entries.last() else {
+                    return Ok(None);
+                };
+                *after = Some(last.clone());
+                let mut bytes = 0;
+                let documents = entries
+                    .into_iter()
+                    .map(|(id, fields)| {
+                        let fields = pairs(redis::Value::Array(fields));
+                        bytes +=
+                            id.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        fields_document(("_id", &id), fields)
+                    })
+                    .collect();
+                Ok(Some(Chunk { documents, bytes }))
+            }
+        }
+    }
+}
+
+/// A flat array (or map) of field, value, field, value… as pairs of text.
+fn pairs(value: redis::Value) -> Vec<(String, String)> {
+    match value {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((text(k.clone()), text(v.clone()))),
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(items) => items.into_iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A Redis value as text (bytes that are not UTF-8 are replaced).
+fn text(value: redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(b) => String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        redis::Value::SimpleString(s) => s,
+        redis::Value::Int(i) => i.to_string(),
+        redis::Value::Double(d) => d.to_string(),
+        redis::Value::Boolean(b) => b.to_string(),
+        redis::Value::VerbatimString { text, .. } => text,
+        _ => String::new(),
+    }
+}
+
+#[async_trait]
+impl Source for RedisSource {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        let settings = &self.settings;
+        let fqn = request.spec.asset.fqn.trim().to_string();
+        let mut db = connect(settings).await?;
+        let kind: String = redis::cmd("TYPE")
+            .arg(&fqn)
+            .query_async(&mut db)
+            .await
+            .map_err(|e| failure(settings, &format!("reading the type of \"{fqn}\" on"), e))?;
+        let mut reader = if kind == "stream" {
+            let after = match &request.filter {
+                Some(f) if f.column == "_id" => {
+                    if stream_id(&f.after).is_none() {
+                        return Err(Error::Config(format!(
+                            "{}: stream \"{fqn}\": watermark \"{}\" is not a stream entry id (<ms>-<seq>)",
+                            settings.at(),
+                            f.after
+                        )));
+                    }
+                    Some(f.after.clone())
+                }
+                Some(f) => {
+                    return Err(Error::Config(format!(
+                        "{}: stream \"{fqn}\" is read incrementally by entry id only: set incremental.cursor to _id (not \"{}\")",
+                        settings.at(),
+                        f.column
+                    )));
+                }
+                None => None,
+            };
+            Reader::Stream {
+                key: fqn.clone(),
+                after,
+                done: false,
+            }
+        } else {
+            if request.filter.is_some() {
+                return Err(Error::Config(format!(
+                    "{}: \"{fqn}\" is a key pattern, and keys have no cursor to read incrementally by; only streams are read incrementally (cursor: _id)",
+                    settings.at()
+                )));
+            }
+            Reader::Keys {
+                pattern: fqn.clone(),
+                cursor: 0,
+                done: false,
+                skipped: 0,
+            }
+        };
+        let label = if kind == "stream" { "_id" } else { "_key" };
+        let mut held = Vec::new();
+        let mut inference = Inference::new(synqx_api::pipeline::Nested::Json);
+        let mut sampled = 0;
+        while sampled < SAMPLE_RECORDS {
+            let Some(chunk) = reader.next(&mut db, settings).await? else {
+                break;
+            };
+            for d in chunk.documents.iter().take(SAMPLE_RECORDS - sampled) {
+                inference.observe(d);
+            }
+            sampled += chunk.documents.len();
+            held.push(chunk);
+        }
+        let mut schema = inference.schema(&request.spec.columns)?;
+        if schema.fields().is_empty() {
+            // Nothing matched: the one column every document has.
+            schema = Schema::new(vec![Field::new(
+                label,
+                arrow::datatypes::DataType::Utf8,
+                true,
+            )]);
+        }
+        let schema: SchemaRef = Arc::new(mark_stream_ids(schema, label == "_id"));
+        let emitter = Emitter {
+            converter: Converter::new(schema.clone(), synqx_api::pipeline::Nested::Json),
+            rejects: request.rejects.clone(),
+            filter: None,
+            batch_bytes: request.batch_bytes,
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let at = format!("{}: \"{fqn}\"", settings.at());
+        let settings = settings.clone();
+        let counters = request.rejects.counters().clone();
+        tokio::spawn(async move {
+            let result = async {
+                let mut held = held.into_iter();
+                loop {
+                    let chunk = match held.next() {
+                        Some(c) => c,
+                        None => match reader.next(&mut db, &settings).await? {
+                            Some(c) => c,
+                            None => break,
+                        },
+                    };
+                    if !emitter.emit(chunk.documents, chunk.bytes, at.clone(), &tx).await? {
+                        return Ok(());
+                    }
+                }
+                if let Reader::Keys { skipped, pattern, .. } = &reader
+                    && *skipped > 0
+                {
+                    counters.note(format!(
+                        "{at}: skipped {skipped} keys matching \"{pattern}\" that are neither hashes nor strings"
+                    ));
+                }
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(SchemaStream::new(
+            schema,
+            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
+        ))
+    }
+}
+
+/// Marks `_id` of a stream as ordered like stream ids, so the watermark is the latest entry.
+fn mark_stream_ids(schema: Schema, stream: bool) -> Schema {
+    if !stream {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "_id" {
+                f.as_ref()
+                    .clone()
+                    .with_metadata([(CURSOR_ORDER.to_string(), STREAM_ID_ORDER.to_string())].into())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Schema::new(fields)
+}

@@ -1,0 +1,443 @@
+//! The Redis source and sink against redis-server: hashes, JSON strings and streams both
+//! ways, streams read incrementally over three runs, overwrite (and a failed one), upsert,
+//! TTL, a wrong password and an unreachable server.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit};
+use synqx_api::pipeline::{RedisWriteKind, WriteMode};
+
+use super::support::{connection, password, raw, read, write};
+use crate::connectors::test_servers::unique_name;
+use crate::engine::cursor::{MaxTracker, later};
+use crate::error::Error;
+
+fn orders(ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("paid", DataType::Boolean, true),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        ),
+    ]));
+    let n = ids.clone().count();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| format!("order {i}, \"quoted\" ü")),
+            )),
+            Arc::new(Float64Array::from_iter(
+                ids.clone().map(|i| (i % 3 != 0).then_some(i as f64 * 2.5)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                ids.clone().map(|i| Some(i % 2 == 0)),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    ids.map(|i| 1_700_000_000_000_000 + i * 1_000_000),
+                )
+                .with_timezone("+00:00"),
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e} ({n} rows)"))
+}
+
+/// Writes `batch` as hashes at `template`.
+async fn hashes(
+    conn: &synqx_api::ConnectionSpec,
+    template: &str,
+    mode: WriteMode,
+    batch: RecordBatch,
+) -> crate::engine::WriteOutcome {
+    write(
+        conn,
+        template,
+        RedisWriteKind::Hash,
+        mode,
+        None,
+        vec![Ok(batch)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("writing hashes at {template}: {e}"))
+}
+
+fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    let mut all: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", b.schema()))
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test]
+async fn hashes_round_trip_with_their_types() {
+    let _ = raw().await;
+    let prefix = unique_name("rh");
+    let conn = connection(&password());
+    let out = hashes(
+        &conn,
+        &format!("{prefix}:{{id}}"),
+        WriteMode::Append,
+        orders(0..25),
+    )
+    .await;
+    assert_eq!(out.rows, 25);
+    let (batches, _) = read(&conn, &format!("{prefix}:*"), None).await.unwrap();
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(0).name(), "_key");
+    assert_eq!(
+        schema.field_with_name("id").unwrap().data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        schema.field_with_name("price").unwrap().data_type(),
+        &DataType::Float64
+    );
+    assert_eq!(
+        schema.field_with_name("paid").unwrap().data_type(),
+        &DataType::Boolean
+    );
+    assert!(matches!(
+        schema.field_with_name("at").unwrap().data_type(),
+        DataType::Timestamp(_, Some(_))
+    ));
+    assert_eq!(column_i64(&batches, "id"), (0..25).collect::<Vec<_>>());
+    for b in &batches {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        let keys = b.column_by_name("_key").unwrap().as_string::<i32>();
+        let names = b.column_by_name("name").unwrap().as_string::<i32>();
+        let prices = b
+            .column_by_name("price")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for r in 0..b.num_rows() {
+            let id = ids.value(r);
+            assert_eq!(keys.value(r), format!("{prefix}:{id}"));
+            assert_eq!(names.value(r), format!("order {id}, \"quoted\" ü"));
+            // A null is no field at all, and reads back as null.
+            assert_eq!(prices.is_null(r), id % 3 == 0, "id {id}");
+            if id % 3 != 0 {
+                assert_eq!(prices.value(r), id as f64 * 2.5);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_strings_round_trip_and_expire_with_ttl() {
+    let mut db = raw().await;
+    let prefix = unique_name("rj");
+    let conn = connection(&password());
+    write(
+        &conn,
+        &format!("{prefix}:o:{{id}}"),
+        RedisWriteKind::Json,
+        WriteMode::Append,
+        Some("1h"),
+        vec![Ok(orders(0..10))],
+    )
+    .await
+    .unwrap();
+    let text: String = redis::cmd("GET")
+        .arg(format!("{prefix}:o:4"))
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["id"], 4);
+    assert_eq!(json["price"], 10.0);
+    assert_eq!(json["paid"], true);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}:o:4"))
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "PTTL {ttl}");
+    let (batches, _) = read(&conn, &format!("{prefix}:o:*"), None).await.unwrap();
+    assert_eq!(column_i64(&batches, "id"), (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        batches[0]
+            .schema()
+            .field_with_name("paid")
+            .unwrap()
+            .data_type(),
+        &DataType::Boolean
+    );
+}
+
+#[tokio::test]
+async fn streams_are_read_incrementally_over_three_runs() {
+    let mut db = raw().await;
+    let stream = unique_name("rs");
+    let conn = connection(&password());
+    // Many entries in the same millisecond: ids like 5-10 must come after 5-9.
+    for i in 0..12 {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg(format!("5-{}", i + 1))
+            .arg("n")
+            .arg(i)
+            .query_async(&mut db)
+            .await
+            .unwrap();
+    }
+    let mut watermark: Option<String> = None;
+    let mut seen = Vec::new();
+    for (run, new_entries) in [(1, 0), (2, 1500), (3, 0)] {
+        for i in 0..new_entries {
+            let _: String = redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("n")
+                .arg(100 + i)
+                .query_async(&mut db)
+                .await
+                .unwrap();
+        }
+        let (batches, _) = read(&conn, &stream, watermark.as_deref()).await.unwrap();
+        let mut tracker = MaxTracker::new("_id");
+        let mut n = Vec::new();
+        for b in &batches {
+            tracker.observe(b).unwrap();
+            n.extend(
+                b.column_by_name("n")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        watermark = later(watermark.as_deref(), tracker.value().unwrap().as_deref());
+        match run {
+            1 => {
+                assert_eq!(n, (0..12).collect::<Vec<_>>());
+                assert_eq!(watermark.as_deref(), Some("5-12"));
+            }
+            2 => assert_eq!(
+                n,
+                (100..1600).collect::<Vec<_>>(),
+                "only the new entries, across XRANGE pages"
+            ),
+            _ => assert!(n.is_empty(), "nothing new: {n:?}"),
+        }
+        seen.extend(n);
+    }
+    assert_eq!(seen.len(), 1512);
+    // Written back to another stream with XADD, the entries keep their fields.
+    let copy = unique_name("rs_copy");
+    write(
+        &conn,
+        &copy,
+        RedisWriteKind::Stream,
+        WriteMode::Append,
+        None,
+        vec![Ok(orders(0..5))],
+    )
+    .await
+    .unwrap();
+    let len: i64 = redis::cmd("XLEN")
+        .arg(&copy)
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(len, 5);
+    let (batches, _) = read(&conn, &copy, None).await.unwrap();
+    assert_eq!(column_i64(&batches, "id"), (0..5).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn overwrite_swaps_keys_and_a_failed_one_leaves_the_old() {
+    let mut db = raw().await;
+    let prefix = unique_name("ro");
+    let template = format!("{prefix}:{{id}}");
+    let conn = connection(&password());
+    hashes(&conn, &template, WriteMode::Append, orders(0..5)).await;
+    hashes(&conn, &template, WriteMode::Overwrite, orders(3..8)).await;
+    let (batches, _) = read(&conn, &format!("{prefix}:*"), None).await.unwrap();
+    assert_eq!(column_i64(&batches, "id"), (3..8).collect::<Vec<_>>());
+    // A failing input after a first batch: the old keys stay, nothing staged is left.
+    let failed = write(
+        &conn,
+        &template,
+        RedisWriteKind::Hash,
+        WriteMode::Overwrite,
+        None,
+        vec![
+            Ok(orders(100..110)),
+            Err(Error::Config("source broke".into())),
+        ],
+    )
+    .await;
+    assert!(failed.is_err());
+    let (batches, _) = read(&conn, &format!("{prefix}:*"), None).await.unwrap();
+    assert_eq!(column_i64(&batches, "id"), (3..8).collect::<Vec<_>>());
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("synqx-staging:*{prefix}*"))
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "staged keys left: {staged:?}");
+    // Streams are swapped whole.
+    let stream = unique_name("ro_stream");
+    write(
+        &conn,
+        &stream,
+        RedisWriteKind::Stream,
+        WriteMode::Append,
+        None,
+        vec![Ok(orders(0..4))],
+    )
+    .await
+    .unwrap();
+    write(
+        &conn,
+        &stream,
+        RedisWriteKind::Stream,
+        WriteMode::Overwrite,
+        None,
+        vec![Ok(orders(10..12))],
+    )
+    .await
+    .unwrap();
+    let (batches, _) = read(&conn, &stream, None).await.unwrap();
+    assert_eq!(column_i64(&batches, "id"), [10, 11]);
+}
+
+#[tokio::test]
+async fn upsert_replaces_whole_hashes_and_append_merges_fields() {
+    let mut db = raw().await;
+    let prefix = unique_name("ru");
+    let template = format!("{prefix}:{{id}}");
+    let conn = connection(&password());
+    hashes(&conn, &template, WriteMode::Append, orders(0..3)).await;
+    // Rows of id 1 without a price: upsert drops the old price, append would keep it.
+    let mut one = orders(1..2);
+    let cols: Vec<Arc<dyn Array>> = one
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 2 {
+                Arc::new(Float64Array::from(vec![None::<f64>])) as Arc<dyn Array>
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    one = RecordBatch::try_new(one.schema(), cols).unwrap();
+    write(
+        &conn,
+        &template,
+        RedisWriteKind::Hash,
+        WriteMode::Append,
+        None,
+        vec![Ok(one.clone())],
+    )
+    .await
+    .unwrap();
+    let price: Option<String> = redis::cmd("HGET")
+        .arg(format!("{prefix}:1"))
+        .arg("price")
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(price.as_deref(), Some("2.5"));
+    write(
+        &conn,
+        &template,
+        RedisWriteKind::Hash,
+        WriteMode::Upsert,
+        None,
+        vec![Ok(one)],
+    )
+    .await
+    .unwrap();
+    let price: Option<String> = redis::cmd("HGET")
+        .arg(format!("{prefix}:1"))
+        .arg("price")
+        .query_async(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(price, None);
+}
+
+#[tokio::test]
+async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
+    let _ = raw().await;
+    let conn = connection(&password());
+    let e = write(
+        &conn,
+        "x:{missing}",
+        RedisWriteKind::Hash,
+        WriteMode::Append,
+        None,
+        vec![Ok(orders(0..1))],
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("key template \"x:{missing}\" names column \"missing\", which the rows do not have (columns: id, name, price, paid, at)"), "{e}");
+    let bad = connection("not-the-password");
+    let e = read(&bad, "x:*", None).await.err().unwrap().to_string();
+    assert!(
+        e.starts_with("Connection \"cache\": connecting to Redis at 127.0.0.1:"),
+        "{e}"
+    );
+    assert!(
+        e.contains("check the Connection's username and password"),
+        "{e}"
+    );
+    assert!(!e.contains("not-the-password"), "{e}");
+    let secrets = crate::secrets::Secrets::default();
+    let report = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+        name: "cache",
+        spec: &bad,
+        base_dir: std::env::temp_dir(),
+        secrets: &secrets,
+    })
+    .await;
+    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    let ok = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+        name: "cache",
+        spec: &conn,
+        base_dir: std::env::temp_dir(),
+        secrets: &secrets,
+    })
+    .await;
+    assert!(
+        ok.ready && ok.message.contains("connected to Redis 7."),
+        "{ok:?}"
+    );
+    let mut down = connection("x");
+    if let Some(r) = down.redis.as_mut() {
+        r.port = Some(9);
+    }
+    let report = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+        name: "cache",
+        spec: &down,
+        base_dir: std::env::temp_dir(),
+        secrets: &secrets,
+    })
+    .await;
+    assert_eq!(report.reason, "Unreachable", "{report:?}");
+}
