@@ -176,8 +176,7 @@ pub struct Source {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// REST and MongoDB: what a nested object becomes: `json` (default; a text column holding
-    /// its JSON), `flatten` (one column per field, `parent.child`, one level deep) or
-    /// `struct` (MongoDB only: an Arrow struct column).
+    /// its JSON) or `flatten` (one column per field, `parent.child`, one level deep).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nested: Option<Nested>,
     /// MongoDB: a query filter as MongoDB Extended JSON, e.g. `{"status": "paid"}`.
@@ -198,8 +197,6 @@ pub enum Nested {
     /// One column per field of the object (`parent.child`), one level deep; deeper objects
     /// are JSON text.
     Flatten,
-    /// An Arrow struct column (MongoDB).
-    Struct,
 }
 
 /// Incremental reading: only rows whose `cursor` column is above the watermark.

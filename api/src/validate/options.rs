@@ -5,7 +5,7 @@
 
 use crate::connection::ConnectorKind;
 use crate::duration::parse_duration;
-use crate::pipeline::{Destination, Nested, RedisWriteKind, Source, WriteMode};
+use crate::pipeline::{Destination, RedisWriteKind, Source, WriteMode};
 
 /// Problems of the connector-specific fields of a source on a Connection of `kind`.
 pub fn source_options(source: &Source, kind: ConnectorKind) -> Vec<(String, String)> {
@@ -37,12 +37,6 @@ pub fn source_options(source: &Source, kind: ConnectorKind) -> Vec<(String, Stri
         &[ConnectorKind::Rest, ConnectorKind::Mongodb],
         "REST APIs and MongoDB",
     );
-    if kind == ConnectorKind::Rest && source.nested == Some(Nested::Struct) {
-        out.push((
-            "sync.source.nested".to_string(),
-            "struct is for MongoDB; a REST source keeps nested objects as json or flattens them (flatten)".to_string(),
-        ));
-    }
     if let Some(path) = &source.records_path
         && !path.is_empty()
         && !path.starts_with('/')
@@ -170,19 +164,6 @@ mod tests {
         assert!(problems[1].1.contains("must be a JSON object"));
         source.filter = Some("{\"status\": \"paid\"}".into());
         source.projection = None;
-        assert!(source_options(&source, ConnectorKind::Mongodb).is_empty());
-    }
-
-    #[test]
-    fn nested_struct_is_mongo_only() {
-        let source = Source {
-            nested: Some(Nested::Struct),
-            ..Default::default()
-        };
-        assert_eq!(
-            fields(&source_options(&source, ConnectorKind::Rest)),
-            ["sync.source.nested"]
-        );
         assert!(source_options(&source, ConnectorKind::Mongodb).is_empty());
     }
 

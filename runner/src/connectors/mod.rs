@@ -35,6 +35,7 @@ mod connector;
 pub mod filesystem;
 pub mod formats;
 pub mod json_table;
+pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;

@@ -62,6 +62,16 @@ pub struct WriteOutcome {
     pub bytes: u64,
 }
 
+impl WriteOutcome {
+    /// Adds rows and bytes sent to the system, to the outcome and to the step's counters.
+    pub fn count(&mut self, counters: &Counters, rows: u64, bytes: u64) {
+        self.rows += rows;
+        self.bytes += bytes;
+        Counters::add(&counters.rows_written, rows);
+        Counters::add(&counters.bytes_written, bytes);
+    }
+}
+
 /// Reads an asset as a stream of batches whose schema is known before the first row.
 #[async_trait]
 pub trait Source: Send + Sync {

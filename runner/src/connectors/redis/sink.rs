@@ -276,10 +276,7 @@ impl RedisSink {
                 pipe.query_async::<()>(db)
                     .await
                     .map_err(|e| failure(s, &format!("writing \"{fqn}\" to"), e))?;
-                outcome.rows += rows;
-                outcome.bytes += bytes;
-                Counters::add(&counters.rows_written, rows);
-                Counters::add(&counters.bytes_written, bytes);
+                outcome.count(counters, rows, bytes);
             }
         }
         Ok(outcome)

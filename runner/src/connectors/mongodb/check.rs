@@ -1,0 +1,42 @@
+//! The probe of `synqx check`: connect, authenticate and list the database's collections
+//! (which also proves the credentials: the driver connects lazily). One attempt.
+
+use synqx_api::connection::CheckReport;
+
+use super::config::Settings;
+use super::connect::{connect, reason};
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let settings = match Settings::new(conn) {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    let say = |r: Reason, what: String| {
+        report(
+            r,
+            settings
+                .redactor
+                .redact(format!("{}: {what}", settings.at())),
+        )
+    };
+    let db = match connect(&settings).await {
+        Ok(db) => db,
+        Err(e) => return say(Reason::Invalid, e.to_string()),
+    };
+    match db.list_collection_names().await {
+        Ok(names) => say(
+            Reason::Connected,
+            format!(
+                "connected to database \"{}\" ({} collections)",
+                settings.database,
+                names.len()
+            ),
+        ),
+        Err(e) => say(
+            reason(&e),
+            format!("database \"{}\": {}", settings.database, e),
+        ),
+    }
+}

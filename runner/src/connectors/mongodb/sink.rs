@@ -1,0 +1,201 @@
+//! The MongoDB sink. `append` inserts documents in batches (`insertMany`); `upsert` sends
+//! each batch as one `update` command of replace-or-insert statements keyed by the primary
+//! key (a bulk write); `overwrite` writes a new collection and renames it over the old one.
+//!
+//! MongoDB's `renameCollection` with `dropTarget` swaps atomically. FerretDB has no
+//! `dropTarget`: there the old collection is renamed aside first, the new one renamed in,
+//! and the old one dropped; a run killed between the two renames leaves both, named
+//! `<collection>__synqx_old_<n>` and `<collection>__synqx_new_<n>`, and no data lost. A failed
+//! overwrite drops its new collection and leaves the old one. Append and upsert write as they
+//! go (MongoDB without a replica set has no transactions): a failed run keeps what it wrote,
+//! and upsert makes the rerun exact.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::{Collection, Database};
+use synqx_api::pipeline::WriteMode;
+
+use super::config::Settings;
+use super::connect::{connect, failure};
+use super::types::rows_to_documents;
+use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::error::{Error, Result};
+
+/// Documents per `insertMany` or `update` command.
+const CHUNK: usize = 1000;
+/// "NotImplemented", what FerretDB answers for `dropTarget: true`.
+const NOT_IMPLEMENTED: i32 = 238;
+
+/// Writes collections of one MongoDB Connection.
+pub struct MongoSink {
+    settings: Settings,
+}
+
+impl MongoSink {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+}
+
+#[async_trait]
+impl Sink for MongoSink {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        let s = &self.settings;
+        let spec = &request.spec;
+        let name = spec.asset.fqn.trim().to_string();
+        let at = s.at_collection(&name);
+        let mode = spec.mode();
+        for key in &spec.primary_key {
+            if input.schema.index_of(key).is_err() {
+                return Err(Error::Config(format!(
+                    "{at}: primaryKey column \"{key}\" is not in the rows"
+                )));
+            }
+        }
+        let db = connect(s).await?;
+        match mode {
+            WriteMode::Overwrite => {
+                let nonce = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                let staged = format!("{name}__synqx_new_{nonce}");
+                let written = self
+                    .load(&db, &staged, mode, &[], input, counters, &at)
+                    .await;
+                let outcome = match written {
+                    Ok(o) => self.swap(&db, &staged, &name, nonce, &at).await.map(|()| o),
+                    Err(e) => Err(e),
+                };
+                if outcome.is_err() {
+                    // The old collection is untouched; the half-written new one goes.
+                    let _ = db.collection::<Document>(&staged).drop().await;
+                }
+                outcome
+            }
+            _ => {
+                self.load(&db, &name, mode, &spec.primary_key, input, counters, &at)
+                    .await
+            }
+        }
+    }
+}
+
+impl MongoSink {
+    #[allow(clippy::too_many_arguments)]
+    async fn load(
+        &self,
+        db: &Database,
+        name: &str,
+        mode: WriteMode,
+        key: &[String],
+        mut input: SchemaStream,
+        counters: &Counters,
+        at: &str,
+    ) -> Result<WriteOutcome> {
+        let s = &self.settings;
+        let collection: Collection<Document> = db.collection(name);
+        let mut outcome = WriteOutcome::default();
+        // The new collection exists even when no row comes, as an empty source means.
+        if mode == WriteMode::Overwrite {
+            db.create_collection(name)
+                .await
+                .map_err(|e| failure(s, at, "creating the new collection in", e))?;
+        }
+        while let Some(batch) = input.stream.next().await {
+            let batch = batch?;
+            let documents = rows_to_documents(&batch).map_err(|e| match e {
+                Error::BadRow(m) => Error::BadRow(format!("{at}: {m}")),
+                other => other,
+            })?;
+            for chunk in documents.chunks(CHUNK) {
+                let bytes: u64 = chunk
+                    .iter()
+                    .map(|d| {
+                        mongodb::bson::to_vec(d)
+                            .map(|v| v.len() as u64)
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                if mode == WriteMode::Upsert {
+                    let updates = chunk
+                        .iter()
+                        .map(|d| {
+                            let mut q = Document::new();
+                            for k in key {
+                                q.insert(k.clone(), d.get(k).cloned().unwrap_or(Bson::Null));
+                            }
+                            doc! { "q": q, "u": d.clone(), "upsert": true }
+                        })
+                        .collect::<Vec<_>>();
+                    db.run_command(doc! { "update": name, "updates": updates, "ordered": true })
+                        .await
+                        .map_err(|e| failure(s, at, "upserting into", e))?;
+                } else {
+                    collection
+                        .insert_many(chunk)
+                        .await
+                        .map_err(|e| failure(s, at, "inserting into", e))?;
+                }
+                outcome.count(counters, chunk.len() as u64, bytes);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Puts `staged` in place of `target`.
+    async fn swap(
+        &self,
+        db: &Database,
+        staged: &str,
+        target: &str,
+        nonce: u128,
+        at: &str,
+    ) -> Result<()> {
+        let s = &self.settings;
+        let database = &s.database;
+        let admin = db.client().database("admin");
+        let rename = |from: &str, to: &str, drop_target: bool| {
+            let mut command = doc! { "renameCollection": format!("{database}.{from}"), "to": format!("{database}.{to}") };
+            if drop_target {
+                command.insert("dropTarget", true);
+            }
+            admin.run_command(command)
+        };
+        match rename(staged, target, true).await {
+            Ok(_) => return Ok(()),
+            Err(e) if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == NOT_IMPLEMENTED) =>
+                {}
+            Err(e) => return Err(failure(s, at, "swapping the new collection in on", e)),
+        }
+        let names = db
+            .list_collection_names()
+            .await
+            .map_err(|e| failure(s, at, "listing collections of", e))?;
+        if !names.iter().any(|n| n == target) {
+            return rename(staged, target, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| failure(s, at, "renaming the new collection in on", e));
+        }
+        let old = format!("{target}__synqx_old_{nonce}");
+        rename(target, &old, false)
+            .await
+            .map_err(|e| failure(s, at, "renaming the old collection aside on", e))?;
+        if let Err(e) = rename(staged, target, false).await {
+            // Put the old data back before reporting.
+            let _ = rename(&old, target, false).await;
+            return Err(failure(s, at, "renaming the new collection in on", e));
+        }
+        db.collection::<Document>(&old)
+            .drop()
+            .await
+            .map_err(|e| failure(s, at, "dropping the replaced collection from", e))
+    }
+}

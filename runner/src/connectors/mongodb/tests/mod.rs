@@ -1,0 +1,2 @@
+mod roundtrip;
+mod support;

@@ -1,0 +1,409 @@
+//! The MongoDB source and sink against FerretDB: every BSON type FerretDB stores (not
+//! decimal128: FerretDB v1 refuses it; its mapping is unit-tested in `types`) read and written back,
+//! each write mode, filter and projection, incremental reads, a failed overwrite that leaves
+//! the old collection, bad credentials and an unreachable server.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use mongodb::bson::{self, Bson, Document, doc};
+use synqx_api::pipeline::{Nested, Source as SourceSpec, WriteMode};
+
+use super::support::{connection, documents, raw, read, uri, write};
+use crate::connectors::test_servers::unique_name;
+use crate::engine::CursorFilter;
+use crate::engine::cursor::MaxTracker;
+use crate::error::Error;
+
+const DB: &str = "synqx_tests";
+
+fn every_type(i: i64) -> Document {
+    doc! {
+        "_id": bson::oid::ObjectId::parse_str(format!("65a1b2c3d4e5f607182930{i:02x}")).unwrap(),
+        "n32": i as i32,
+        "n64": (1_i64 << 40) + i,
+        "price": i as f64 + 0.25,
+        "name": format!("doc {i} ü \"q\""),
+        "ok": i % 2 == 0,
+        "at": bson::DateTime::from_millis(1_700_000_000_000 + i * 1000),
+        "blob": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![i as u8, 255] }),
+        "sub": {"city": format!("c{i}"), "zip": i},
+        "tags": ["a", i],
+        "maybe": if i == 0 { Bson::Null } else { Bson::String("x".into()) },
+    }
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name(column)
+                .unwrap_or_else(|| panic!("no {column} in {:?}", b.schema()));
+            (0..c.len())
+                .map(|r| c.as_string::<i32>().value(r).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_type_reads_into_arrow_and_writes_back() {
+    let db = raw(DB).await;
+    let source_name = unique_name("m_types");
+    db.collection::<Document>(&source_name)
+        .insert_many((0..3).map(every_type))
+        .await
+        .unwrap();
+    let conn = connection(&uri(), DB);
+    let batches = read(&conn, SourceSpec::default(), &source_name, None)
+        .await
+        .unwrap();
+    let schema = batches[0].schema();
+    let types: Vec<(&str, DataType)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type().clone()))
+        .collect();
+    assert_eq!(
+        types[..6],
+        [
+            ("_id", DataType::Utf8),
+            ("n32", DataType::Int64),
+            ("n64", DataType::Int64),
+            ("price", DataType::Float64),
+            ("name", DataType::Utf8),
+            ("ok", DataType::Boolean),
+        ]
+    );
+    assert!(
+        matches!(&types[6], ("at", DataType::Timestamp(_, Some(_)))),
+        "{:?}",
+        types[6]
+    );
+    assert_eq!(
+        types[7..],
+        [
+            ("blob", DataType::Utf8),
+            ("sub", DataType::Utf8),
+            ("tags", DataType::Utf8),
+            ("maybe", DataType::Utf8)
+        ]
+    );
+    assert_eq!(
+        schema
+            .field_with_name("sub")
+            .unwrap()
+            .metadata()
+            .get("ARROW:extension:name")
+            .map(String::as_str),
+        Some("arrow.json")
+    );
+    let b = &batches[0];
+    assert_eq!(strings(&batches, "_id")[1], "65a1b2c3d4e5f60718293001");
+    assert_eq!(
+        b.column_by_name("n64")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(2),
+        (1 << 40) + 2
+    );
+    assert_eq!(
+        b.column_by_name("price")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .value(1),
+        1.25
+    );
+    assert_eq!(strings(&batches, "name")[2], "doc 2 ü \"q\"");
+    assert_eq!(strings(&batches, "blob")[1], "Af8=");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&strings(&batches, "sub")[2]).unwrap(),
+        serde_json::json!({"city": "c2", "zip": 2})
+    );
+    assert!(b.column_by_name("maybe").unwrap().is_null(0));
+
+    // Written back: the same values, `_id` as an objectId again, nested documents as documents.
+    let copy = unique_name("m_types_copy");
+    let out = write(
+        &conn,
+        &copy,
+        WriteMode::Append,
+        &[],
+        batches.into_iter().map(Ok).collect(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.rows, 3);
+    let back = documents(&db, &copy, "_id").await;
+    let original = every_type(1);
+    let got = &back[1];
+    assert_eq!(got.get("_id"), original.get("_id"));
+    assert_eq!(got.get_i64("n32").unwrap(), 1);
+    assert_eq!(got.get("n64"), original.get("n64"));
+    assert_eq!(got.get("price"), original.get("price"));
+    assert_eq!(got.get("name"), original.get("name"));
+    assert_eq!(got.get("ok"), original.get("ok"));
+    assert_eq!(got.get("at"), original.get("at"));
+    assert_eq!(
+        got.get("sub"),
+        Some(&Bson::Document(doc! {"city": "c1", "zip": 1_i64}))
+    );
+    assert_eq!(
+        got.get("tags"),
+        Some(&Bson::Array(vec![Bson::String("a".into()), Bson::Int64(1)]))
+    );
+    assert!(
+        back[0].get("maybe").is_none(),
+        "nulls are left out: {:?}",
+        back[0]
+    );
+}
+
+#[tokio::test]
+async fn filter_projection_and_flatten() {
+    let db = raw(DB).await;
+    let name = unique_name("m_filter");
+    db.collection::<Document>(&name)
+        .insert_many((0..6).map(every_type))
+        .await
+        .unwrap();
+    let conn = connection(&uri(), DB);
+    let spec = SourceSpec {
+        filter: Some(r#"{"ok": true, "n32": {"$gte": 2}}"#.into()),
+        projection: Some(r#"{"n32": 1, "sub": 1}"#.into()),
+        nested: Some(Nested::Flatten),
+        ..Default::default()
+    };
+    let batches = read(&conn, spec, &name, None).await.unwrap();
+    let schema = batches[0].schema();
+    assert_eq!(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>(),
+        ["_id", "n32", "sub.city", "sub.zip"]
+    );
+    let n: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("n32")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(n, [2, 4]);
+    assert_eq!(strings(&batches, "sub.city"), ["c2", "c4"]);
+}
+
+fn rows(ids: &[i64], names: &[&str]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(names.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn pairs(docs: &[Document]) -> Vec<(i64, String)> {
+    docs.iter()
+        .map(|d| {
+            (
+                d.get_i64("id").unwrap(),
+                d.get_str("name").unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn append_upsert_and_overwrite() {
+    let db = raw(DB).await;
+    let name = unique_name("m_modes");
+    let conn = connection(&uri(), DB);
+    write(
+        &conn,
+        &name,
+        WriteMode::Append,
+        &[],
+        vec![Ok(rows(&[1, 2], &["a", "b"]))],
+    )
+    .await
+    .unwrap();
+    write(
+        &conn,
+        &name,
+        WriteMode::Append,
+        &[],
+        vec![Ok(rows(&[3], &["c"]))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pairs(&documents(&db, &name, "id").await),
+        [(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+    write(
+        &conn,
+        &name,
+        WriteMode::Upsert,
+        &["id"],
+        vec![Ok(rows(&[2, 4], &["B", "d"]))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pairs(&documents(&db, &name, "id").await),
+        [
+            (1, "a".into()),
+            (2, "B".into()),
+            (3, "c".into()),
+            (4, "d".into())
+        ]
+    );
+    write(
+        &conn,
+        &name,
+        WriteMode::Overwrite,
+        &[],
+        vec![Ok(rows(&[9], &["z"]))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(pairs(&documents(&db, &name, "id").await), [(9, "z".into())]);
+    let names = db.list_collection_names().await.unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(&format!("{name}__synqx"))),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_overwrite_leaves_the_old_collection() {
+    let db = raw(DB).await;
+    let name = unique_name("m_killed");
+    let conn = connection(&uri(), DB);
+    write(
+        &conn,
+        &name,
+        WriteMode::Append,
+        &[],
+        vec![Ok(rows(&[1, 2], &["a", "b"]))],
+    )
+    .await
+    .unwrap();
+    let failed = write(
+        &conn,
+        &name,
+        WriteMode::Overwrite,
+        &[],
+        vec![
+            Ok(rows(&[7, 8], &["x", "y"])),
+            Err(Error::Config("source died".into())),
+        ],
+    )
+    .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        pairs(&documents(&db, &name, "id").await),
+        [(1, "a".into()), (2, "b".into())]
+    );
+    let names = db.list_collection_names().await.unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(&format!("{name}__synqx"))),
+        "staged collection left: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn incremental_reads_push_the_cursor_down_in_its_type() {
+    let db = raw(DB).await;
+    let name = unique_name("m_incr");
+    let coll = db.collection::<Document>(&name);
+    coll.insert_many((0..5).map(every_type)).await.unwrap();
+    let conn = connection(&uri(), DB);
+    let mut watermark = None;
+    for (run, expected) in [(1, vec![0, 1, 2, 3, 4]), (2, vec![5, 6]), (3, vec![])] {
+        if run == 2 {
+            coll.insert_many((5..7).map(every_type)).await.unwrap();
+        }
+        let filter = watermark.clone().map(|after| CursorFilter {
+            column: "at".into(),
+            after,
+        });
+        let batches = read(&conn, SourceSpec::default(), &name, filter)
+            .await
+            .unwrap();
+        let mut tracker = MaxTracker::new("at");
+        let mut n = Vec::new();
+        for b in &batches {
+            tracker.observe(b).unwrap();
+            n.extend(
+                b.column_by_name("n32")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(n, expected, "run {run}");
+        if let Some(v) = tracker.value().unwrap() {
+            watermark = Some(v);
+        }
+    }
+    assert_eq!(watermark.as_deref(), Some("2023-11-14T22:13:26Z"));
+}
+
+#[tokio::test]
+async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
+    let _ = raw(DB).await;
+    let wrong = uri().replace("synqx:synqx@", "synqx:Wr0ngPassw0rd@");
+    assert_ne!(wrong, uri(), "the test URI has the synqx:synqx credentials");
+    let conn = connection(&wrong, DB);
+    let e = read(&conn, SourceSpec::default(), "anything", None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with("Connection \"docs\", collection \"synqx_tests.anything\": reading MongoDB:"),
+        "{e}"
+    );
+    assert!(e.contains("check the user and password"), "{e}");
+    assert!(!e.contains("Wr0ngPassw0rd"), "{e}");
+    let secrets = crate::secrets::Secrets::default();
+    let at = |spec| crate::connectors::ConnectionRef {
+        name: "docs",
+        spec,
+        base_dir: std::env::temp_dir(),
+        secrets: &secrets,
+    };
+    let report = crate::connectors::mongodb::check(&at(&conn)).await;
+    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    assert!(!report.message.contains("Wr0ngPassw0rd"));
+    let good = connection(&uri(), DB);
+    let report = crate::connectors::mongodb::check(&at(&good)).await;
+    assert!(report.ready, "{report:?}");
+    let down = connection(
+        "mongodb://synqx:secret-pw@127.0.0.1:9/?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
+        DB,
+    );
+    let report = crate::connectors::mongodb::check(&at(&down)).await;
+    assert_eq!(report.reason, "Unreachable", "{report:?}");
+    assert!(!report.message.contains("secret-pw"), "{report:?}");
+}

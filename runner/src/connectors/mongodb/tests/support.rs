@@ -1,0 +1,139 @@
+//! The MongoDB test server (FerretDB from `scripts/nosql-services up`, `SYNQX_TEST_MONGODB`),
+//! Connections to it, and read and write helpers. A missing server fails the test.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+use mongodb::bson::Document;
+use synqx_api::ConnectionSpec;
+use synqx_api::SecretValue;
+use synqx_api::connection::MongoConnection;
+use synqx_api::pipeline::{Asset, Destination, OnError, Source as SourceSpec, WriteMode};
+
+use crate::connectors::ConnectionRef;
+use crate::connectors::mongodb::{MongoSink, MongoSource, Settings};
+use crate::engine::{
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
+    WriteRequest,
+};
+use crate::error::Result;
+use crate::secrets::Secrets;
+
+/// URI of the test server.
+pub fn uri() -> String {
+    std::env::var("SYNQX_TEST_MONGODB")
+        .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into())
+}
+
+/// A Connection to database `database` with `uri`.
+pub fn connection(uri: &str, database: &str) -> ConnectionSpec {
+    ConnectionSpec {
+        mongodb: Some(MongoConnection {
+            uri: SecretValue {
+                value: Some(uri.to_string()),
+                ..Default::default()
+            },
+            database: database.to_string(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A raw handle for setting up and checking data; fails the test when the server is down.
+pub async fn raw(database: &str) -> mongodb::Database {
+    let uri = uri();
+    let client = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = client.database(database);
+    if let Err(e) = db.list_collection_names().await {
+        panic!(
+            "the MongoDB test server (FerretDB) at {uri} is not reachable ({e}); start it with `eval \"$(scripts/nosql-services up)\"`"
+        );
+    }
+    db
+}
+
+fn settings(spec: &ConnectionSpec) -> Result<Settings> {
+    let secrets = Secrets::default();
+    Settings::new(&ConnectionRef {
+        name: "docs",
+        spec,
+        base_dir: std::env::temp_dir(),
+        secrets: &secrets,
+    })
+}
+
+/// Reads `source` (its connection and asset are set here) with an optional cursor filter.
+pub async fn read(
+    spec: &ConnectionSpec,
+    mut source: SourceSpec,
+    collection: &str,
+    filter: Option<CursorFilter>,
+) -> Result<Vec<RecordBatch>> {
+    source.connection = "docs".into();
+    source.asset = Asset {
+        name: None,
+        fqn: collection.into(),
+    };
+    let counters = Arc::new(Counters::default());
+    let request = ReadRequest {
+        spec: source,
+        filter,
+        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+        rejects: Rejects::new(OnError::Fail, None, counters),
+    };
+    let mut stream = MongoSource::new(settings(spec)?).read(&request).await?;
+    let mut batches = Vec::new();
+    while let Some(b) = stream.stream.next().await {
+        batches.push(b?);
+    }
+    Ok(batches)
+}
+
+/// Writes `batches` to `collection` in `mode` keyed by `key`.
+pub async fn write(
+    spec: &ConnectionSpec,
+    collection: &str,
+    mode: WriteMode,
+    key: &[&str],
+    batches: Vec<Result<RecordBatch>>,
+) -> Result<WriteOutcome> {
+    let schema = match batches.first() {
+        Some(Ok(b)) => b.schema(),
+        _ => panic!("write needs a first batch for its schema"),
+    };
+    let request = WriteRequest {
+        spec: Destination {
+            connection: "docs".into(),
+            asset: Asset {
+                name: None,
+                fqn: collection.into(),
+            },
+            mode: Some(mode),
+            primary_key: key.iter().map(|k| k.to_string()).collect(),
+            ..Default::default()
+        },
+        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+    };
+    let input = SchemaStream::new(schema, futures::stream::iter(batches));
+    MongoSink::new(settings(spec)?)
+        .write(&request, input, &Counters::default())
+        .await
+}
+
+/// Every document of a collection, sorted by `sort`.
+pub async fn documents(db: &mongodb::Database, collection: &str, sort: &str) -> Vec<Document> {
+    let mut cursor = db
+        .collection::<Document>(collection)
+        .find(Document::new())
+        .sort(mongodb::bson::doc! { sort: 1 })
+        .await
+        .unwrap_or_else(|e| panic!("reading {collection}: {e}"));
+    let mut all = Vec::new();
+    while let Some(d) = cursor.next().await {
+        all.push(d.unwrap_or_else(|e| panic!("{e}")));
+    }
+    all
+}
