@@ -64,6 +64,10 @@ tests/argocd-health/build
 # PostgreSQL and MariaDB from Debian's packages, on loopback, for the database connectors.
 eval "$(scripts/services up)"
 trap 'scripts/services down' EXIT
+# redis-server from Debian's package and FerretDB (the MongoDB wire protocol), built once from
+# its Go module into ~/.cache/synqx/testbin and storing its data in the PostgreSQL above.
+eval "$(scripts/nosql-services up)"
+trap 'scripts/nosql-services down; scripts/services down' EXIT
 
 step "format"
 cargo fmt --all -- --check
@@ -80,7 +84,7 @@ step "control plane"
 # The end-to-end tests run the built binaries as pods, so build them before starting.
 cargo build --workspace --bins --locked
 export SYNQX_BIN_DIR="$CARGO_TARGET_DIR/debug"
-trap 'tests/cluster/down; scripts/services down' EXIT
+trap 'tests/cluster/down; scripts/nosql-services down; scripts/services down' EXIT
 tests/cluster/up >/dev/null
 
 step "tests"
