@@ -407,3 +407,32 @@ async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
     assert_eq!(report.reason, "Unreachable", "{report:?}");
     assert!(!report.message.contains("secret-pw"), "{report:?}");
 }
+
+#[tokio::test]
+async fn schema_drift_after_the_sample_names_the_document_and_field() {
+    let db = raw(DB).await;
+    let name = unique_name("m_drift");
+    let coll = db.collection::<Document>(&name);
+    coll.insert_many((0..1000).map(|i| doc! {"i": i, "n": i}))
+        .await
+        .unwrap();
+    coll.insert_one(doc! {"i": 1000, "n": "not a number"})
+        .await
+        .unwrap();
+    let conn = connection(&uri(), DB);
+    let e = read(&conn, SourceSpec::default(), &name, None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "collection \"synqx_tests.{name}\": documents 1..1001, record 1001"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("field \"n\" is a string \"not a number\", but the column is int64"),
+        "{e}"
+    );
+}

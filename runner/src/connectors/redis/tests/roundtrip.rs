@@ -441,3 +441,37 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
     .await;
     assert_eq!(report.reason, "Unreachable", "{report:?}");
 }
+
+#[tokio::test]
+async fn schema_drift_after_the_sample_names_the_entry_and_field() {
+    let mut db = raw().await;
+    let stream = unique_name("r_drift");
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .ignore();
+    }
+    pipe.cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("n")
+        .arg(1)
+        .arg("surprise")
+        .arg("x")
+        .ignore();
+    pipe.query_async::<()>(&mut db).await.unwrap();
+    let e = read(&connection(&password()), &stream, None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("record 1"), "{e}");
+    assert!(
+        e.contains("field \"surprise\" was not in the documents the schema was inferred from"),
+        "{e}"
+    );
+}

@@ -90,7 +90,10 @@ async fn flaky_server_errors_are_retried_and_persistent_ones_reported() {
         // Every other request fails once with 502 or 500.
         let n = counted.fetch_add(1, Ordering::SeqCst);
         if n.is_multiple_of(2) {
-            Reply::raw(if n.is_multiple_of(4) { 502 } else { 500 }, b"oops".to_vec())
+            Reply::raw(
+                if n.is_multiple_of(4) { 502 } else { 500 },
+                b"oops".to_vec(),
+            )
         } else {
             api("cursor", 30, 10, "items")(seen)
         }
