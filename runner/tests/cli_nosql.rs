@@ -1,0 +1,192 @@
+//! REST, MongoDB and Redis through the `synqx` binary: `synqx check` on each, and one pipeline
+//! API → MongoDB (upsert) → Redis hashes (overwrite) → Parquet, run twice, a nested object
+//! carried all the way. Needs the servers
+//! of `scripts/nosql-services up` (SYNQX_TEST_MONGODB, SYNQX_TEST_REDIS); the API is a small
+//! HTTP server on loopback in this test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+
+fn synqx(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synqx"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
+}
+
+/// An API of 25 records in pages of 10 with a `next` URL, answering at most 200 requests.
+fn start_api() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Drain the headers.
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let page: i64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|path| path.split("page=").nth(1))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let records: Vec<serde_json::Value> = (page * 10..(page * 10 + 10).min(25))
+                .map(|i| serde_json::json!({"id": i, "name": format!("n{i}"), "meta": {"tier": i % 3}}))
+                .collect();
+            let next = ((page + 1) * 10 < 25).then(|| format!("/items?page={}", page + 1));
+            let body = serde_json::json!({"data": records, "next": next}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos:x}", std::process::id())
+}
+
+#[test]
+fn api_to_mongodb_to_redis_to_parquet_through_the_binary() {
+    let mongo = std::env::var("SYNQX_TEST_MONGODB")
+        .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into());
+    let redis = reqwest::Url::parse(
+        &std::env::var("SYNQX_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://:synqx@127.0.0.1:56379/0".into()),
+    )
+    .unwrap_or_else(|e| panic!("SYNQX_TEST_REDIS: {e}"));
+    let port = start_api();
+    let collection = unique("cli_items");
+    let prefix = unique("cli_item");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{mongo-uri: "{mongo}", redis-password: "{password}"}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: api}}
+spec: {{rest: {{baseUrl: "http://127.0.0.1:{port}/"}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: docs}}
+spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: mongo-uri}}}}, database: synqx_tests}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: cache}}
+spec: {{redis: {{host: "{host}", port: {rport}, password: {{secretKeyRef: {{name: creds, key: redis-password}}}}}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: lake}}
+spec: {{filesystem: {{path: ./lake}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: nosql}}
+spec:
+  steps:
+    - name: api-to-docs
+      sync:
+        source: {{connection: api, asset: {{fqn: items}}}}
+        destination: {{connection: docs, asset: {{fqn: {collection}}}, mode: upsert, primaryKey: [id]}}
+    - name: docs-to-cache
+      sync:
+        source: {{connection: docs, asset: {{fqn: {collection}}}, projection: '{{"_id": 0}}'}}
+        destination: {{connection: cache, asset: {{fqn: "{prefix}:{{id}}"}}, mode: overwrite, redis: {{kind: hash, ttl: 1h}}}}
+    - name: cache-to-lake
+      sync:
+        source: {{connection: cache, asset: {{fqn: "{prefix}:*"}}}}
+        destination: {{connection: lake, asset: {{fqn: items.parquet}}, mode: overwrite}}
+"#,
+        password = redis.password().unwrap_or_default(),
+        host = redis.host_str().unwrap_or("127.0.0.1"),
+        rport = redis.port().unwrap_or(6379),
+    );
+    std::fs::write(dir.path().join("nosql.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"));
+
+    let check = synqx(dir.path(), &["check", "nosql.yaml"]);
+    let stdout = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    for name in ["api", "docs", "cache"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("Connection/{name}")) && l.contains(": OK: ")),
+            "{name} is not OK:\n{stdout}"
+        );
+    }
+
+    for run in 1..=2 {
+        let out = synqx(dir.path(), &["run", "nosql.yaml", "--state", "state"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "run {run}:\n{text}");
+        assert!(
+            text.contains("pagination auto chose nextUrl (nextPath /next)"),
+            "run {run}:\n{text}"
+        );
+        let file = std::fs::File::open(dir.path().join("lake/items.parquet"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut ids = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap_or_else(|e| panic!("{e}"));
+            let id = batch
+                .column_by_name("id")
+                .unwrap_or_else(|| panic!("no id: {:?}", batch.schema()));
+            let meta = batch
+                .column_by_name("meta")
+                .unwrap_or_else(|| panic!("no meta: {:?}", batch.schema()));
+            for r in 0..batch.num_rows() {
+                let i = id.as_primitive::<Int64Type>().value(r);
+                // The nested object went API → MongoDB subdocument → Redis field → text.
+                let meta: serde_json::Value =
+                    serde_json::from_str(meta.as_string::<i32>().value(r))
+                        .unwrap_or_else(|e| panic!("meta of {i}: {e}"));
+                assert_eq!(
+                    meta,
+                    serde_json::json!({"tier": i % 3}),
+                    "run {run}, id {i}"
+                );
+                ids.push(i);
+            }
+        }
+        ids.sort();
+        assert_eq!(
+            ids,
+            (0..25).collect::<Vec<_>>(),
+            "run {run}: upsert and overwrite keep one row per id"
+        );
+    }
+}
