@@ -202,7 +202,6 @@ def main() -> int:
     ap.add_argument("--synqx", default=None)
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
-    become_subreaper()
     n = parse_size(args.records)
     mongo_n = parse_size(args.mongo_records)
     cases = set(args.cases.split(","))
@@ -230,6 +229,9 @@ def main() -> int:
         for part in services.replace("export ", "").split():
             k, _, v = part.partition("=")
             os.environ[k] = v.strip("'")
+    # After the servers start: they daemonise, and a subreaper would adopt them into the
+    # process tree whose RSS is measured.
+    become_subreaper()
     if "mongodb" in cases:
         import pymongo
         uri = os.environ["SYNQX_TEST_MONGODB"]
