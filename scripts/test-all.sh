@@ -88,7 +88,8 @@ trap 'tests/cluster/down; scripts/nosql-services down; scripts/services down' EX
 tests/cluster/up >/dev/null
 
 step "tests"
-# The integration-test features compile the tests that need PostgreSQL, MariaDB and moto, and
+# The integration-test features compile the tests that need PostgreSQL, MariaDB, moto,
+# redis-server and FerretDB, and
 # the control-plane feature the end-to-end tests; the servers were started above, and a test
 # whose server is missing fails.
 cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests

@@ -1,10 +1,11 @@
 //! Errors of the data plane. Every message names what failed and where (file, row, column,
 //! step, connection), and never carries a credential.
 //!
-//! Each variant keeps the error it came from. Most expose it as their `source()`; a database's
-//! or an object store's error is kept in the variant but not chained, because its text is what
-//! the redactor removed credentials from ([`crate::secrets::Redactor`]): the message shows the
-//! redacted `detail`, and code that needs the driver's error asks [`Error::driver_error`].
+//! Each variant keeps the error it came from. Most expose it as their `source()`; the error
+//! of a database, an object store or a remote service is kept in the variant but not chained,
+//! because its text is what the redactor removed credentials from
+//! ([`crate::secrets::Redactor`]): the message shows the redacted `detail`, and code that needs
+//! the driver's error asks [`Error::driver_error`].
 
 use arrow::error::ArrowError;
 use datafusion::common::DataFusionError;
@@ -29,7 +30,8 @@ pub enum Error {
     /// A row that cannot be read or converted: names the location, column and value.
     #[error("{0}")]
     BadRow(String),
-    /// A database or object store reported an error. `detail` is what it said, without
+    /// A database, an object store or a remote service (an HTTP API, MongoDB, Redis) reported
+    /// an error. `detail` is what it said, without
     /// credentials and with what to do where that is known; `driver` is the driver's error
     /// (`None` when SynqX itself found the answer wrong, such as a malformed COPY stream),
     /// deliberately not the error's `source()`.
@@ -38,14 +40,6 @@ pub enum Error {
         context: String,
         detail: String,
         driver: Option<Box<DriverError>>,
-    },
-    /// A remote service (an HTTP API, MongoDB, Redis) failed or refused; the message names
-    /// the Connection and what was asked, with credentials redacted.
-    #[error("{message}")]
-    Service {
-        message: String,
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The configuration cannot work (a missing secret, an unsupported option, a bad FQN).
     #[error("{0}")]
@@ -81,6 +75,12 @@ pub enum DriverError {
     ObjectStore(#[from] object_store::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Mongo(#[from] mongodb::error::Error),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Shorthand for data-plane results.
@@ -174,19 +174,6 @@ impl Error {
                 driver,
             },
             other => other,
-        }
-    }
-}
-
-impl Error {
-    /// A failure of a remote service, its message already redacted.
-    pub fn service(
-        message: impl Into<String>,
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Self::Service {
-            message: message.into(),
-            source,
         }
     }
 }

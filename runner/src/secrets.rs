@@ -50,15 +50,19 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    /// Remembers a credential; empty values are ignored (they would match everywhere).
+    /// Remembers a credential, as it is and percent-encoded (as a URL, a query string or a
+    /// driver's connection string carries it); empty values are ignored (they would match
+    /// everywhere).
     pub fn remember(&self, value: &str) {
         if value.is_empty() {
             return;
         }
-        if let Ok(mut values) = self.values.write()
-            && !values.iter().any(|v| v == value)
-        {
-            values.push(value.to_string());
+        if let Ok(mut values) = self.values.write() {
+            for form in [value.to_string(), percent_encoded(value)] {
+                if !values.contains(&form) {
+                    values.push(form);
+                }
+            }
             // Longest first, so a value that contains another is replaced whole.
             values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         }
@@ -75,6 +79,19 @@ impl Redactor {
             Err(_) => "(message withheld: the redactor is unusable)".into(),
         }
     }
+}
+
+/// `value` with every byte but RFC 3986's unreserved characters as `%XX`.
+fn percent_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Where a secret value comes from, in the user's words, never the value:
@@ -266,6 +283,18 @@ mod tests {
     }
 
     #[test]
+    fn url_encoded_credentials_are_redacted_too() {
+        let s = Secrets::default();
+        let plain = s.secret("c", "f", &SecretValue::plain("p@ss word"));
+        assert_eq!(plain.ok().as_deref(), Some("p@ss word"));
+        assert_eq!(
+            s.redactor()
+                .redact("login p@ss word at http://h/?k=p%40ss%20word"),
+            "login *** at http://h/?k=***"
+        );
+    }
+
+    #[test]
     fn descriptions_say_where_a_value_comes_from_never_what_it_is() {
         assert_eq!(
             describe(
@@ -312,65 +341,5 @@ mod tests {
         );
         assert!(e.contains("SYNQX_SECRET_DB_PW"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
-    }
-}
-
-/// Replaces every resolved credential of a Connection by `***` in text that a server, a
-/// driver or a URL may have echoed them into: plain, and percent-encoded as in a URL.
-#[derive(Clone, Default)]
-pub struct Redactor(Vec<String>);
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} values)", self.0.len())
-    }
-}
-
-impl Redactor {
-    /// Remembers a credential. Very short values are left out: replacing every `a` in a
-    /// message would hide the message, not the secret.
-    pub fn add(&mut self, secret: &str) {
-        if secret.len() < 3 {
-            return;
-        }
-        let encoded: String = secret
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        for value in [secret.to_string(), encoded] {
-            if !self.0.contains(&value) {
-                self.0.push(value);
-            }
-        }
-        // Longest first, so a secret that contains another is replaced whole.
-        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// `text` with every remembered credential replaced by `***`.
-    pub fn redact(&self, text: impl std::fmt::Display) -> String {
-        self.0
-            .iter()
-            .fold(text.to_string(), |text, secret| text.replace(secret, "***"))
-    }
-}
-
-#[cfg(test)]
-mod redactor_tests {
-    use super::Redactor;
-
-    #[test]
-    fn plain_and_url_encoded_values_are_replaced() {
-        let mut r = Redactor::default();
-        r.add("p@ss word");
-        r.add("ab");
-        assert_eq!(
-            r.redact("login p@ss word at http://h/?k=p%40ss%20word, ab"),
-            "login *** at http://h/?k=***, ab"
-        );
     }
 }

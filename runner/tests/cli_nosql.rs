@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
+use synqx_testkit::{servers, unique_name};
 
 fn synqx(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_synqx"))
@@ -62,26 +63,13 @@ fn start_api() -> u16 {
     port
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{prefix}_{}_{nanos:x}", std::process::id())
-}
-
 #[test]
 fn api_to_mongodb_to_redis_to_parquet_through_the_binary() {
-    let mongo = std::env::var("SYNQX_TEST_MONGODB")
-        .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into());
-    let redis = reqwest::Url::parse(
-        &std::env::var("SYNQX_TEST_REDIS")
-            .unwrap_or_else(|_| "redis://:synqx@127.0.0.1:56379/0".into()),
-    )
-    .unwrap_or_else(|e| panic!("SYNQX_TEST_REDIS: {e}"));
+    let mongo = servers::mongodb_uri();
+    let redis = servers::redis();
     let port = start_api();
-    let collection = unique("cli_items");
-    let prefix = unique("cli_item");
+    let collection = unique_name("cli_items");
+    let prefix = unique_name("cli_item");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let yaml = format!(
         r#"apiVersion: v1
@@ -127,9 +115,9 @@ spec:
         source: {{connection: cache, asset: {{fqn: "{prefix}:*"}}}}
         destination: {{connection: lake, asset: {{fqn: items.parquet}}, mode: overwrite}}
 "#,
-        password = redis.password().unwrap_or_default(),
-        host = redis.host_str().unwrap_or("127.0.0.1"),
-        rport = redis.port().unwrap_or(6379),
+        password = redis.password,
+        host = redis.host,
+        rport = redis.port,
     );
     std::fs::write(dir.path().join("nosql.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"));
 

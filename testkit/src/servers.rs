@@ -1,6 +1,8 @@
 //! Where the database test servers listen. `scripts/services up` starts PostgreSQL and
-//! MariaDB on loopback and prints `SYNQX_TEST_POSTGRES` and `SYNQX_TEST_MYSQL`; without them
-//! the defaults are the ports it uses.
+//! MariaDB on loopback and prints `SYNQX_TEST_POSTGRES` and `SYNQX_TEST_MYSQL`;
+//! `scripts/nosql-services up` starts redis-server and FerretDB (MongoDB) and prints
+//! `SYNQX_TEST_REDIS` and `SYNQX_TEST_MONGODB`. Without them the defaults are the ports the
+//! scripts use.
 
 /// One server: where it listens and how to log in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +79,29 @@ pub fn mysql() -> Server {
         &std::env::var("SYNQX_TEST_MYSQL")
             .unwrap_or_else(|_| "mysql://synqx:synqx@127.0.0.1:53306/synqx".into()),
         3306,
+    )
+}
+
+/// The Redis test server: password `synqx` for the default user, database 0.
+pub fn redis() -> Server {
+    Server::parse(
+        &std::env::var("SYNQX_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://:synqx@127.0.0.1:56379/0".into()),
+        6379,
+    )
+}
+
+/// The URI of the MongoDB test server (FerretDB), with the options its logins need
+/// (`authMechanism=PLAIN`: FerretDB passes the login on to PostgreSQL).
+pub fn mongodb_uri() -> String {
+    std::env::var("SYNQX_TEST_MONGODB")
+        .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into())
+}
+
+/// The message of a test that could not reach the Redis or MongoDB test server.
+pub fn nosql_unreachable(what: &str, at: &str, error: impl std::fmt::Display) -> String {
+    format!(
+        "the {what} test server at {at} is not reachable ({error}); start it with `eval \"$(scripts/services up)\" && eval \"$(scripts/nosql-services up)\"`"
     )
 }
 

@@ -244,7 +244,7 @@ fn block_problems(spec: &crate::ConnectionSpec) -> Vec<(String, String)> {
             ));
         }
         if let Some(Err(e)) = rest.timeout.as_deref().map(crate::duration::parse_duration) {
-            out.push(("rest.timeout".to_string(), e));
+            out.push(("rest.timeout".to_string(), e.to_string()));
         }
         if rest.max_attempts == Some(0) {
             out.push((

@@ -89,7 +89,7 @@ pub fn destination_options(dest: &Destination, kind: ConnectorKind) -> Vec<(Stri
                 "applies to hash and json keys; a stream is one key that keeps growing".to_string(),
             ));
         } else if let Err(e) = parse_duration(ttl) {
-            out.push(("sync.destination.redis.ttl".to_string(), e));
+            out.push(("sync.destination.redis.ttl".to_string(), e.to_string()));
         }
     }
     if write != RedisWriteKind::Stream && !dest.asset.fqn.contains('{') {

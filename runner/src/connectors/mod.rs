@@ -63,8 +63,11 @@ use crate::error::{Error, Result};
 /// Every connector of this version of synqx, once.
 pub static CONNECTORS: &[&dyn Registered] = &[
     &filesystem::Filesystem,
+    &mongodb::Mongodb,
     &mysql::Mysql,
     &postgres::Postgres,
+    &redis::Redis,
+    &rest::Rest,
     &s3::S3,
     &sqlite::Sqlite,
     &sqlserver::SqlServer,

@@ -159,7 +159,7 @@ impl Harness {
 }
 
 mod registry {
-    use synqx_api::connection::{FilesystemConnection, RestConnection};
+    use synqx_api::connection::{FilesystemConnection, SnowflakeConnection};
     use synqx_api::{ConnectionSpec, ConnectorKind};
 
     use super::*;
@@ -186,8 +186,11 @@ mod registry {
             kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
             [
                 "filesystem",
+                "mongodb",
                 "mysql",
                 "postgres",
+                "redis",
+                "rest",
                 "s3",
                 "sqlite",
                 "sqlserver"
@@ -199,8 +202,8 @@ mod registry {
     async fn a_kind_without_a_connector_says_which_are_available() {
         let secrets = Secrets::default();
         let spec = ConnectionSpec {
-            rest: Some(RestConnection {
-                base_url: "https://api.example".into(),
+            snowflake: Some(SnowflakeConnection {
+                account: "org-account".into(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -208,7 +211,7 @@ mod registry {
         let e = err(crate::connectors::source(&conn(&spec, &secrets)).map(drop));
         assert_eq!(
             e,
-            "Connection \"c\": the rest connector is not available in this version of synqx (available: filesystem, mysql, postgres, s3, sqlite, sqlserver)"
+            "Connection \"c\": the snowflake connector is not available in this version of synqx (available: filesystem, mongodb, mysql, postgres, redis, rest, s3, sqlite, sqlserver)"
         );
         let report = crate::connectors::check(&conn(&spec, &secrets)).await;
         assert_eq!(report.reason, "Unsupported");
@@ -229,5 +232,103 @@ mod registry {
             e,
             "Connection \"c\": the filesystem connector cannot be the Connection of a sql step in this version of synqx"
         );
+    }
+
+    #[test]
+    fn rest_mongodb_and_redis_check_their_assets_without_io() {
+        use synqx_api::SecretValue;
+        use synqx_api::connection::{MongoConnection, RedisConnection, RestConnection};
+        use synqx_api::pipeline::{RedisWrite, RedisWriteKind, WriteMode};
+
+        use crate::connectors::{Usage, validate};
+
+        let secrets = Secrets::placeholders();
+        let rest = ConnectionSpec {
+            rest: Some(RestConnection {
+                base_url: "http://127.0.0.1:9/v1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ok(validate(
+            &conn(&rest, &secrets),
+            Some(Usage::Source(&table_source("c", "orders"))),
+        ));
+        let e = err(validate(
+            &conn(&rest, &secrets),
+            Some(Usage::Destination(&destination(
+                "c",
+                "orders",
+                WriteMode::Append,
+                &[],
+                None,
+            ))),
+        ));
+        assert_eq!(
+            e,
+            "Connection \"c\": the rest connector cannot be a destination in this version of synqx"
+        );
+
+        // The URI is a secret: validation sees a placeholder and checks the rest.
+        let mongodb = ConnectionSpec {
+            mongodb: Some(MongoConnection {
+                uri: SecretValue::from_secret("mongo", "uri"),
+                database: "shop".into(),
+            }),
+            ..Default::default()
+        };
+        let mut source = table_source("c", "orders");
+        source.filter = Some("{\"status\": ".into());
+        let e = err(validate(
+            &conn(&mongodb, &secrets),
+            Some(Usage::Source(&source)),
+        ));
+        assert!(
+            e.starts_with(
+                "Connection \"c\", collection \"shop.orders\": source.filter is not valid JSON"
+            ),
+            "{e}"
+        );
+        let e = err(validate(
+            &conn(&mongodb, &secrets),
+            Some(Usage::Destination(&destination(
+                "c",
+                "a$b",
+                WriteMode::Append,
+                &[],
+                None,
+            ))),
+        ));
+        assert_eq!(
+            e,
+            "Connection \"c\", collection \"shop.a$b\": a collection name cannot contain $ or NUL"
+        );
+
+        let redis = ConnectionSpec {
+            redis: Some(RedisConnection {
+                host: "127.0.0.1".into(),
+                password: Some(SecretValue::from_secret("redis", "password")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut to_stream = destination("c", "events", WriteMode::Upsert, &["id"], None);
+        to_stream.redis = Some(RedisWrite {
+            kind: Some(RedisWriteKind::Stream),
+            ttl: None,
+        });
+        let e = err(validate(
+            &conn(&redis, &secrets),
+            Some(Usage::Destination(&to_stream)),
+        ));
+        assert_eq!(
+            e,
+            "Connection \"c\": \"events\": a stream only appends entries; upsert needs kind hash or json"
+        );
+        let e = err(validate(
+            &conn(&redis, &secrets),
+            Some(Usage::Source(&table_source("c", " "))),
+        ));
+        assert!(e.contains("the asset is empty"), "{e}");
     }
 }

@@ -6,40 +6,34 @@ use crate::secrets::Redactor;
 
 /// A MongoDB Connection ready to open.
 #[derive(Clone)]
-pub struct Settings {
+pub struct MongodbConfig {
     pub connection: String,
     pub uri: String,
     pub database: String,
     pub redactor: Redactor,
 }
 
-impl Settings {
+impl MongodbConfig {
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = conn.spec.mongodb.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{}\" has no mongodb block", conn.name))
-        })?;
-        let uri = conn.secrets.resolve(conn.name, "mongodb.uri", &spec.uri)?;
-        let mut redactor = Redactor::default();
-        redactor.add(&uri);
+        let spec = conn.block(conn.spec.mongodb.as_ref())?;
+        let uri = conn.secret("mongodb.uri", &spec.uri)?;
+        let redactor = conn.secrets.redactor();
         if let Some(password) = uri_password(&uri) {
-            redactor.add(&password);
+            redactor.remember(&password);
         }
-        if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+        // `synqx validate` has no secret values: a placeholder stands for the URI.
+        let known = uri != crate::secrets::PLACEHOLDER;
+        if known && !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
             return Err(Error::Config(format!(
                 "Connection \"{}\": mongodb.uri must start with mongodb:// or mongodb+srv://",
                 conn.name
             )));
         }
-        if spec.database.trim().is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": mongodb.database is empty",
-                conn.name
-            )));
-        }
+        let database = conn.required("mongodb.database", &spec.database)?;
         Ok(Self {
             connection: conn.name.to_string(),
             uri,
-            database: spec.database.trim().to_string(),
+            database: database.to_string(),
             redactor,
         })
     }
@@ -47,6 +41,26 @@ impl Settings {
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
         format!("Connection \"{}\"", self.connection)
+    }
+
+    /// A collection an asset FQN names, checked as MongoDB names them (not empty, no `$`,
+    /// no NUL, not in the `system.` namespace); returns where it is, for messages.
+    pub fn collection(&self, fqn: &str) -> Result<String> {
+        let name = fqn.trim();
+        let at = self.at_collection(name);
+        let why = if name.is_empty() {
+            Some("the collection name is empty")
+        } else if name.contains('$') || name.contains('\0') {
+            Some("a collection name cannot contain $ or NUL")
+        } else if name.starts_with("system.") {
+            Some("collections in the system. namespace belong to the server")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(Error::Config(format!("{at}: {why}"))),
+            None => Ok(at),
+        }
     }
 
     /// `Connection "c", collection "db.coll"`.

@@ -8,7 +8,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
-use super::config::Settings;
+use super::config::MongodbConfig;
 use crate::check::Reason;
 use crate::error::{Error, Result};
 
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The Connection's database.
-pub async fn connect(settings: &Settings) -> Result<Database> {
+pub async fn connect(settings: &MongodbConfig) -> Result<Database> {
     let mut options = ClientOptions::parse(&settings.uri)
         .await
         .map_err(|e| failure(settings, &settings.at(), "parsing the URI of", e))?;
@@ -51,16 +51,16 @@ pub fn reason(e: &mongodb::error::Error) -> Reason {
 }
 
 /// A MongoDB error as the step's error: where, what was being done, and what to check.
-pub fn failure(settings: &Settings, at: &str, doing: &str, e: mongodb::error::Error) -> Error {
+pub fn failure(settings: &MongodbConfig, at: &str, doing: &str, e: mongodb::error::Error) -> Error {
     let hint = match reason(&e) {
         Reason::Unauthorized => " (check the user and password in the Connection's uri)",
         Reason::Unreachable => " (is the server running, and reachable from here?)",
         _ => "",
     };
-    let message = settings
+    let detail = settings
         .redactor
-        .redact(format!("{at}: {doing} MongoDB: {}{hint}", first_line(&e)));
-    Error::service(message, Some(Box::new(e)))
+        .redact(format!("{doing} MongoDB: {}{hint}", first_line(&e)));
+    Error::database_detail(at, detail, e)
 }
 
 /// The driver's message without FerretDB's stack of source locations.

@@ -9,24 +9,55 @@ mod config;
 mod connect;
 mod sink;
 mod source;
-#[cfg(test)]
+#[cfg(all(test, feature = "mongodb-integration-tests"))]
 mod tests;
 pub mod types;
 
-pub use check::check;
-pub use config::Settings;
+use std::sync::Arc;
+
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::MongodbConfig;
 pub use sink::MongoSink;
 pub use source::MongoSource;
 
-use crate::connectors::ConnectionRef;
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
 use crate::error::Result;
 
-/// The source of a MongoDB Connection.
-pub fn source(conn: &ConnectionRef<'_>) -> Result<MongoSource> {
-    Ok(MongoSource::new(Settings::new(conn)?))
-}
+/// The `mongodb` connector.
+pub struct Mongodb;
 
-/// The sink of a MongoDB Connection.
-pub fn sink(conn: &ConnectionRef<'_>) -> Result<MongoSink> {
-    Ok(MongoSink::new(Settings::new(conn)?))
+impl Connector for Mongodb {
+    const KIND: ConnectorKind = ConnectorKind::Mongodb;
+    type Config = MongodbConfig;
+
+    fn config(conn: &ConnectionRef<'_>) -> Result<MongodbConfig> {
+        MongodbConfig::new(conn)
+    }
+
+    fn validate_source(config: &MongodbConfig, source: &SourceSpec) -> Result<()> {
+        let at = config.collection(&source.asset.fqn)?;
+        source::extended_json(source.filter.as_deref(), "filter", &at)?;
+        source::extended_json(source.projection.as_deref(), "projection", &at)?;
+        Ok(())
+    }
+
+    fn validate_destination(config: &MongodbConfig, destination: &Destination) -> Result<()> {
+        config.collection(&destination.asset.fqn).map(drop)
+    }
+
+    fn source(config: MongodbConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(MongoSource::new(config)))
+    }
+
+    fn sink(config: MongodbConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(MongoSink::new(config)))
+    }
+
+    async fn check(config: MongodbConfig) -> CheckReport {
+        check::check(config).await
+    }
 }

@@ -16,7 +16,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
 use synqx_api::pipeline::WriteMode;
 
-use super::config::Settings;
+use super::config::MongodbConfig;
 use super::connect::{connect, failure};
 use super::types::rows_to_documents;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -29,11 +29,11 @@ const NOT_IMPLEMENTED: i32 = 238;
 
 /// Writes collections of one MongoDB Connection.
 pub struct MongoSink {
-    settings: Settings,
+    settings: MongodbConfig,
 }
 
 impl MongoSink {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: MongodbConfig) -> Self {
         Self { settings }
     }
 }

@@ -13,7 +13,7 @@ use mongodb::{Collection, Database};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::config::Settings;
+use super::config::MongodbConfig;
 use super::connect::{connect, failure};
 use super::types::document_to_json;
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
@@ -26,11 +26,11 @@ const CHUNK: usize = 2000;
 
 /// Reads collections of one MongoDB Connection.
 pub struct MongoSource {
-    settings: Settings,
+    settings: MongodbConfig,
 }
 
 impl MongoSource {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: MongodbConfig) -> Self {
         Self { settings }
     }
 }
@@ -165,7 +165,7 @@ async fn typed_bound(
     collection: &Collection<Document>,
     cursor: &CursorFilter,
     at: &str,
-    s: &Settings,
+    s: &MongodbConfig,
 ) -> Result<Bson> {
     let field = cursor.column.as_str();
     let sample = collection

@@ -3,16 +3,11 @@
 
 use synqx_api::connection::CheckReport;
 
-use super::config::Settings;
+use super::config::RedisConfig;
 use super::connect::reason;
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use crate::check::{Reason, report};
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let settings = match Settings::new(conn) {
-        Ok(s) => s,
-        Err(e) => return invalid(&e),
-    };
+pub async fn check(settings: RedisConfig) -> CheckReport {
     let say = |r: Reason, what: String| {
         report(
             r,

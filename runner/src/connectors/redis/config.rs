@@ -8,7 +8,7 @@ use crate::secrets::Redactor;
 
 /// A Redis Connection ready to open.
 #[derive(Clone)]
-pub struct Settings {
+pub struct RedisConfig {
     pub connection: String,
     pub host: String,
     pub port: u16,
@@ -19,39 +19,29 @@ pub struct Settings {
     pub redactor: Redactor,
 }
 
-impl Settings {
+impl RedisConfig {
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = conn.spec.redis.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{}\" has no redis block", conn.name))
-        })?;
-        let mut redactor = Redactor::default();
-        let mut secret =
-            |field: &str, value: Option<&synqx_api::SecretValue>| -> Result<Option<String>> {
-                value
-                    .map(|v| {
-                        let plain = conn.secrets.resolve(conn.name, field, v)?;
-                        redactor.add(&plain);
-                        Ok(plain)
-                    })
-                    .transpose()
-            };
-        let username = secret("redis.username", spec.username.as_ref())?;
-        let password = secret("redis.password", spec.password.as_ref())?;
-        if spec.host.trim().is_empty() {
-            return Err(Error::Config(format!(
-                "Connection \"{}\": redis.host is empty",
-                conn.name
-            )));
-        }
+        let spec = conn.block(conn.spec.redis.as_ref())?;
+        let username = spec
+            .username
+            .as_ref()
+            .map(|v| conn.resolve("redis.username", v))
+            .transpose()?;
+        let password = spec
+            .password
+            .as_ref()
+            .map(|v| conn.secret("redis.password", v))
+            .transpose()?;
+        let host = conn.required("redis.host", &spec.host)?;
         Ok(Self {
             connection: conn.name.to_string(),
-            host: spec.host.trim().to_string(),
+            host: host.to_string(),
             port: spec.port.unwrap_or(6379),
             db: spec.db.unwrap_or(0),
             username,
             password,
             tls: spec.tls.unwrap_or(false),
-            redactor,
+            redactor: conn.secrets.redactor(),
         })
     }
 

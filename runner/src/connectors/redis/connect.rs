@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
-use super::config::Settings;
+use super::config::RedisConfig;
 use crate::check::Reason;
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An open connection (multiplexed: pipelines from one task share it).
-pub async fn connect(settings: &Settings) -> Result<MultiplexedConnection> {
+pub async fn connect(settings: &RedisConfig) -> Result<MultiplexedConnection> {
     let client =
         redis::Client::open(settings.info()?).map_err(|e| failure(settings, "opening", e))?;
     let config = AsyncConnectionConfig::new()
@@ -42,16 +42,14 @@ pub fn reason(e: &RedisError) -> Reason {
 }
 
 /// A Redis error as the step's error: what was being done, on which server, and what to do.
-pub fn failure(settings: &Settings, doing: &str, e: RedisError) -> Error {
+pub fn failure(settings: &RedisConfig, doing: &str, e: RedisError) -> Error {
     let hint = match reason(&e) {
         Reason::Unauthorized => " (check the Connection's username and password)",
         Reason::Unreachable => " (is the server running, and reachable from here?)",
         _ => "",
     };
-    let message = settings.redactor.redact(format!(
-        "{}: {doing} Redis at {}: {e}{hint}",
-        settings.at(),
-        settings.server()
-    ));
-    Error::service(message, Some(Box::new(e)))
+    let detail = settings
+        .redactor
+        .redact(format!("{doing} Redis at {}: {e}{hint}", settings.server()));
+    Error::database_detail(settings.at(), detail, e)
 }

@@ -9,24 +9,58 @@ mod config;
 mod connect;
 mod sink;
 mod source;
-#[cfg(test)]
+#[cfg(all(test, feature = "redis-integration-tests"))]
 mod tests;
 pub mod types;
 
-pub use check::check;
-pub use config::Settings;
+use std::sync::Arc;
+
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::RedisConfig;
 pub use sink::{RedisSink, Template};
 pub use source::RedisSource;
 
-use crate::connectors::ConnectionRef;
-use crate::error::Result;
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
+use crate::error::{Error, Result};
 
-/// The source of a Redis Connection.
-pub fn source(conn: &ConnectionRef<'_>) -> Result<RedisSource> {
-    Ok(RedisSource::new(Settings::new(conn)?))
-}
+/// The `redis` connector.
+pub struct Redis;
 
-/// The sink of a Redis Connection.
-pub fn sink(conn: &ConnectionRef<'_>) -> Result<RedisSink> {
-    Ok(RedisSink::new(Settings::new(conn)?))
+impl Connector for Redis {
+    const KIND: ConnectorKind = ConnectorKind::Redis;
+    type Config = RedisConfig;
+
+    fn config(conn: &ConnectionRef<'_>) -> Result<RedisConfig> {
+        RedisConfig::new(conn)
+    }
+
+    fn validate_source(config: &RedisConfig, source: &SourceSpec) -> Result<()> {
+        if source.asset.fqn.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{}: the asset is empty (write a key pattern such as orders:*, or a stream key)",
+                config.at()
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_destination(config: &RedisConfig, destination: &Destination) -> Result<()> {
+        sink::Options::of(config, destination).map(drop)
+    }
+
+    fn source(config: RedisConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(RedisSource::new(config)))
+    }
+
+    fn sink(config: RedisConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(RedisSink::new(config)))
+    }
+
+    async fn check(config: RedisConfig) -> CheckReport {
+        check::check(config).await
+    }
 }

@@ -16,9 +16,9 @@ use arrow::datatypes::Schema;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
-use synqx_api::pipeline::{RedisWriteKind, WriteMode};
+use synqx_api::pipeline::{Destination, RedisWriteKind, WriteMode};
 
-use super::config::Settings;
+use super::config::RedisConfig;
 use super::connect::{connect, failure};
 use super::types::Cells;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -27,13 +27,45 @@ use crate::error::{Error, Result};
 /// Keys renamed or deleted per command batch of the swap, and rows per pipeline.
 const CHUNK: usize = 1000;
 
+/// What a destination asks of the sink, checked without I/O.
+pub struct Options {
+    pub kind: RedisWriteKind,
+    pub ttl: Option<Duration>,
+}
+
+impl Options {
+    /// The destination's `redis` options: a TTL that parses, and a mode the kind supports.
+    pub fn of(settings: &RedisConfig, destination: &Destination) -> Result<Options> {
+        let at = format!("{}: \"{}\"", settings.at(), destination.asset.fqn.trim());
+        let options = destination.redis.clone().unwrap_or_default();
+        let kind = options.kind.unwrap_or_default();
+        let ttl = options
+            .ttl
+            .as_deref()
+            .map(synqx_api::duration::parse_duration)
+            .transpose()
+            .map_err(|e| Error::Config(format!("{at}: redis.ttl: {e}")))?;
+        if kind == RedisWriteKind::Stream && destination.mode() == WriteMode::Upsert {
+            return Err(Error::Config(format!(
+                "{at}: a stream only appends entries; upsert needs kind hash or json"
+            )));
+        }
+        if destination.asset.fqn.trim().is_empty() {
+            return Err(Error::Config(format!(
+                "{at}: the asset is empty (write a key template such as orders:{{id}}, or a stream key)"
+            )));
+        }
+        Ok(Options { kind, ttl })
+    }
+}
+
 /// Writes rows to one Redis Connection.
 pub struct RedisSink {
-    settings: Settings,
+    settings: RedisConfig,
 }
 
 impl RedisSink {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: RedisConfig) -> Self {
         Self { settings }
     }
 }
@@ -120,21 +152,9 @@ impl Sink for RedisSink {
         let s = &self.settings;
         let spec = &request.spec;
         let fqn = spec.asset.fqn.trim();
-        let options = spec.redis.clone().unwrap_or_default();
-        let kind = options.kind.unwrap_or_default();
         let mode = spec.mode();
         let at = format!("{}: \"{fqn}\"", s.at());
-        let ttl = options
-            .ttl
-            .as_deref()
-            .map(synqx_api::duration::parse_duration)
-            .transpose()
-            .map_err(|e| Error::Config(format!("{at}: redis.ttl: {e}")))?;
-        if kind == RedisWriteKind::Stream && mode == WriteMode::Upsert {
-            return Err(Error::Config(format!(
-                "{at}: a stream only appends entries; upsert needs kind hash or json"
-            )));
-        }
+        let Options { kind, ttl } = Options::of(s, spec)?;
         let template = match kind {
             RedisWriteKind::Stream => None,
             _ => Some(

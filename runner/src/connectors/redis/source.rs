@@ -12,7 +12,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::config::Settings;
+use super::config::RedisConfig;
 use super::connect::{connect, failure};
 use super::types::{fields_document, string_document};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
@@ -26,11 +26,11 @@ const CHUNK: usize = 1000;
 
 /// Reads keys and streams of one Redis Connection.
 pub struct RedisSource {
-    settings: Settings,
+    settings: RedisConfig,
 }
 
 impl RedisSource {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: RedisConfig) -> Self {
         Self { settings }
     }
 }
@@ -60,7 +60,7 @@ impl Reader {
     async fn next(
         &mut self,
         db: &mut MultiplexedConnection,
-        settings: &Settings,
+        settings: &RedisConfig,
     ) -> Result<Option<Chunk>> {
         match self {
             Self::Keys {

@@ -5,16 +5,11 @@
 
 use synqx_api::connection::CheckReport;
 
-use super::config::Settings;
+use super::config::RestConfig;
 use super::connect::{Client, FailureKind};
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use crate::check::{Reason, report};
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let mut settings = match Settings::new(conn) {
-        Ok(s) => s,
-        Err(e) => return invalid(&e),
-    };
+pub async fn check(mut settings: RestConfig) -> CheckReport {
     settings.max_attempts = 1;
     let client = match Client::new(&settings, &settings.headers) {
         Ok(c) => c,

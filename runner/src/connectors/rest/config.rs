@@ -56,7 +56,7 @@ impl Auth {
 
 /// A REST Connection ready to use.
 #[derive(Clone)]
-pub struct Settings {
+pub struct RestConfig {
     pub connection: String,
     pub base_url: Url,
     pub headers: BTreeMap<String, String>,
@@ -70,13 +70,10 @@ pub struct Settings {
     pub redactor: Redactor,
 }
 
-impl Settings {
+impl RestConfig {
     /// Parses the Connection and resolves its secrets. No I/O.
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let spec = conn.spec.rest.as_ref().ok_or_else(|| {
-            Error::Config(format!("Connection \"{}\" has no rest block", conn.name))
-        })?;
-        Self::from_spec(conn, spec)
+        Self::from_spec(conn, conn.block(conn.spec.rest.as_ref())?)
     }
 
     fn from_spec(conn: &ConnectionRef<'_>, spec: &RestConnection) -> Result<Self> {
@@ -101,12 +98,7 @@ impl Settings {
             let path = format!("{}/", base_url.path());
             base_url.set_path(&path);
         }
-        let mut redactor = Redactor::default();
-        let mut secret = |field: &str, value: &synqx_api::SecretValue| -> Result<String> {
-            let plain = conn.secrets.resolve(name, field, value)?;
-            redactor.add(&plain);
-            Ok(plain)
-        };
+        let secret = |field: &str, value: &synqx_api::SecretValue| conn.secret(field, value);
         let auth = match &spec.auth {
             None => Auth::None,
             Some(a) => {
@@ -154,7 +146,9 @@ impl Settings {
             }
         };
         let timeout = match spec.timeout.as_deref() {
-            Some(t) => synqx_api::duration::parse_duration(t).map_err(|e| bad("timeout", e))?,
+            Some(t) => {
+                synqx_api::duration::parse_duration(t).map_err(|e| bad("timeout", e.to_string()))?
+            }
             None => DEFAULT_TIMEOUT,
         };
         let p = spec.pagination.clone().unwrap_or_default();
@@ -183,7 +177,7 @@ impl Settings {
             rate_limit: spec.rate_limit.filter(|r| *r > 0),
             timeout,
             max_attempts: spec.max_attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
-            redactor,
+            redactor: conn.secrets.redactor(),
         })
     }
 
@@ -206,7 +200,7 @@ impl Asset {
     /// The asset of a source: its FQN below the base URL (or an absolute URL), the step's
     /// `params` on its query, the step's headers over the Connection's, and the step's
     /// `recordsPath` over the Connection's.
-    pub fn new(settings: &Settings, source: &Source) -> Result<Self> {
+    pub fn new(settings: &RestConfig, source: &Source) -> Result<Self> {
         let fqn = source.asset.fqn.trim();
         let joined = if fqn.starts_with("http://") || fqn.starts_with("https://") {
             Url::parse(fqn)

@@ -9,8 +9,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Mutex;
 
-use super::config::{Auth, MAX_PAGE_BYTES, OAuth2Client, Settings};
-use crate::connectors::retry::Backoff;
+use super::config::{Auth, MAX_PAGE_BYTES, OAuth2Client, RestConfig};
+use crate::connectors::retry::RetrySchedule;
 
 /// Longest wait a `Retry-After` may ask for: beyond it the request fails and says so.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
@@ -48,7 +48,7 @@ pub struct Fetched {
 /// An HTTP client of one Connection and asset.
 pub struct Client {
     http: reqwest::Client,
-    settings: Settings,
+    settings: RestConfig,
     headers: HeaderMap,
     limiter: Option<Limiter>,
     token: Mutex<Option<Token>>,
@@ -83,7 +83,7 @@ impl Limiter {
 impl Client {
     /// A client with the Connection's settings and these extra headers (the asset's).
     pub fn new(
-        settings: &Settings,
+        settings: &RestConfig,
         extra: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self, HttpError> {
         let mut headers = HeaderMap::new();
@@ -149,7 +149,7 @@ impl Client {
 
     /// GETs `url` (page `page` of the read, for messages), retrying what is worth retrying.
     pub async fn get(&self, url: &Url, page: u64) -> Result<Fetched, HttpError> {
-        let backoff = Backoff {
+        let backoff = RetrySchedule {
             attempts: self.settings.max_attempts,
             initial: Duration::from_millis(250),
             max: Duration::from_secs(30),
@@ -446,7 +446,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-fn secret_header(value: &str, settings: &Settings) -> Result<HeaderValue, HttpError> {
+fn secret_header(value: &str, settings: &RestConfig) -> Result<HeaderValue, HttpError> {
     let mut header = HeaderValue::try_from(value).map_err(|_| {
         rejected(format!(
             "{}: the {} contains characters a header cannot carry",

@@ -31,14 +31,48 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use check::check;
-pub use config::Settings;
+use std::sync::Arc;
+
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
+
+pub use config::RestConfig;
 pub use source::RestSource;
 
-use crate::connectors::ConnectionRef;
+use crate::connectors::{ConnectionRef, Connector, Role, unsupported};
+use crate::engine::{Sink, Source};
 use crate::error::Result;
+use config::Asset;
 
-/// The source of a REST Connection.
-pub fn source(conn: &ConnectionRef<'_>) -> Result<RestSource> {
-    Ok(RestSource::new(Settings::new(conn)?))
+/// The `rest` connector: a source only.
+pub struct Rest;
+
+impl Connector for Rest {
+    const KIND: ConnectorKind = ConnectorKind::Rest;
+    type Config = RestConfig;
+
+    fn config(conn: &ConnectionRef<'_>) -> Result<RestConfig> {
+        RestConfig::new(conn)
+    }
+
+    fn validate_source(config: &RestConfig, source: &SourceSpec) -> Result<()> {
+        Asset::new(config, source).map(drop)
+    }
+
+    fn validate_destination(_config: &RestConfig, _destination: &Destination) -> Result<()> {
+        Err(unsupported(Self::KIND, Role::Destination))
+    }
+
+    fn source(config: RestConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(RestSource::new(config)))
+    }
+
+    fn sink(_config: RestConfig) -> Result<Arc<dyn Sink>> {
+        Err(unsupported(Self::KIND, Role::Destination))
+    }
+
+    async fn check(config: RestConfig) -> CheckReport {
+        check::check(config).await
+    }
 }

@@ -12,7 +12,7 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::config::{Asset, Settings};
+use super::config::{Asset, RestConfig};
 use super::connect::{Client, HttpError};
 use super::pagination::{Next, Paginator, Response, set_param};
 use super::records::{RecordsPath, locate};
@@ -23,11 +23,11 @@ use crate::error::{Error, Result};
 
 /// Reads API paths of one REST Connection.
 pub struct RestSource {
-    settings: Settings,
+    settings: RestConfig,
 }
 
 impl RestSource {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: RestConfig) -> Self {
         Self { settings }
     }
 }
@@ -43,7 +43,7 @@ struct Page {
 /// Fetches pages in order.
 struct Pager {
     client: Client,
-    settings: Settings,
+    settings: RestConfig,
     asset: Asset,
     paginator: Paginator,
     next: Option<Url>,
@@ -56,15 +56,16 @@ impl Pager {
             return Ok(None);
         };
         let number = self.paginator.pages() + 1;
-        let fetched = self.client.get(&url, number).await.map_err(service)?;
+        let fetched = self
+            .client
+            .get(&url, number)
+            .await
+            .map_err(|e| service(&self.settings.at(), e))?;
         let shown = self.client.shown(&url);
         let mut body: Value = serde_json::from_slice(&fetched.body).map_err(|e| {
-            Error::service(
-                format!(
-                    "{}: page {number} ({shown}) is not valid JSON: {e}; nothing was written",
-                    self.settings.at()
-                ),
-                Some(Box::new(e)),
+            Error::protocol(
+                self.settings.at(),
+                format!("page {number} ({shown}) is not valid JSON: {e}; nothing was written"),
             )
         })?;
         let path = match &self.path {
@@ -129,7 +130,8 @@ fn document(record: Value) -> Map<String, Value> {
 impl Source for RestSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let asset = Asset::new(&self.settings, &request.spec)?;
-        let client = Client::new(&self.settings, &asset.headers).map_err(service)?;
+        let client = Client::new(&self.settings, &asset.headers)
+            .map_err(|e| service(&self.settings.at(), e))?;
         let mut url = asset.url.clone();
         if let Some(filter) = &request.filter {
             let Some(param) = &self.settings.cursor_param else {
@@ -219,6 +221,18 @@ impl Source for RestSource {
     }
 }
 
-fn service(e: HttpError) -> Error {
-    Error::service(e.message, e.source.map(|s| Box::new(s) as _))
+/// A failed request as the step's error; its message already starts with the Connection.
+fn service(at: &str, e: HttpError) -> Error {
+    let detail = match e
+        .message
+        .strip_prefix(at)
+        .and_then(|m| m.strip_prefix(": "))
+    {
+        Some(detail) => detail.to_string(),
+        None => e.message,
+    };
+    match e.source {
+        Some(source) => Error::database_detail(at, detail, source),
+        None => Error::protocol(at, detail),
+    }
 }

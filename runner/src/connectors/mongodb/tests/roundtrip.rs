@@ -11,10 +11,10 @@ use mongodb::bson::{self, Bson, Document, doc};
 use synqx_api::pipeline::{Nested, Source as SourceSpec, WriteMode};
 
 use super::support::{connection, documents, raw, read, uri, write};
-use crate::connectors::test_servers::unique_name;
 use crate::engine::CursorFilter;
 use crate::engine::cursor::MaxTracker;
 use crate::error::Error;
+use synqx_testkit::unique_name;
 
 const DB: &str = "synqx_tests";
 
@@ -393,17 +393,17 @@ async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
         base_dir: std::env::temp_dir(),
         secrets: &secrets,
     };
-    let report = crate::connectors::mongodb::check(&at(&conn)).await;
+    let report = crate::connectors::check(&at(&conn)).await;
     assert_eq!(report.reason, "Unauthorized", "{report:?}");
     assert!(!report.message.contains("Wr0ngPassw0rd"));
     let good = connection(&uri(), DB);
-    let report = crate::connectors::mongodb::check(&at(&good)).await;
+    let report = crate::connectors::check(&at(&good)).await;
     assert!(report.ready, "{report:?}");
     let down = connection(
         "mongodb://synqx:secret-pw@127.0.0.1:9/?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
         DB,
     );
-    let report = crate::connectors::mongodb::check(&at(&down)).await;
+    let report = crate::connectors::check(&at(&down)).await;
     assert_eq!(report.reason, "Unreachable", "{report:?}");
     assert!(!report.message.contains("secret-pw"), "{report:?}");
 }

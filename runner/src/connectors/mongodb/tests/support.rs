@@ -11,19 +11,19 @@ use synqx_api::SecretValue;
 use synqx_api::connection::MongoConnection;
 use synqx_api::pipeline::{Asset, Destination, OnError, Source as SourceSpec, WriteMode};
 
+use synqx_testkit::servers;
+
 use crate::connectors::ConnectionRef;
-use crate::connectors::mongodb::{MongoSink, MongoSource, Settings};
+use crate::connectors::tests::Harness;
 use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, WriteOutcome, WriteRequest,
 };
 use crate::error::Result;
 use crate::secrets::Secrets;
 
 /// URI of the test server.
 pub fn uri() -> String {
-    std::env::var("SYNQX_TEST_MONGODB")
-        .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into())
+    servers::mongodb_uri()
 }
 
 /// A Connection to database `database` with `uri`.
@@ -49,19 +49,25 @@ pub async fn raw(database: &str) -> mongodb::Database {
     let db = client.database(database);
     if let Err(e) = db.list_collection_names().await {
         panic!(
-            "the MongoDB test server (FerretDB) at {uri} is not reachable ({e}); start it with `eval \"$(scripts/nosql-services up)\"`"
+            "{}",
+            servers::nosql_unreachable("MongoDB (FerretDB)", &uri, e)
         );
     }
     db
 }
 
-fn settings(spec: &ConnectionSpec) -> Result<Settings> {
+/// The Connection `docs` of `spec`, opened through the registry as a step opens it.
+pub fn harness(spec: &ConnectionSpec) -> Result<Harness> {
     let secrets = Secrets::default();
-    Settings::new(&ConnectionRef {
+    let conn = ConnectionRef {
         name: "docs",
         spec,
         base_dir: std::env::temp_dir(),
         secrets: &secrets,
+    };
+    Ok(Harness {
+        source: crate::connectors::source(&conn)?,
+        sink: crate::connectors::sink(&conn)?,
     })
 }
 
@@ -84,7 +90,7 @@ pub async fn read(
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
         rejects: Rejects::new(OnError::Fail, None, counters),
     };
-    let mut stream = MongoSource::new(settings(spec)?).read(&request).await?;
+    let mut stream = harness(spec)?.source.read(&request).await?;
     let mut batches = Vec::new();
     while let Some(b) = stream.stream.next().await {
         batches.push(b?);
@@ -118,7 +124,8 @@ pub async fn write(
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
     };
     let input = SchemaStream::new(schema, futures::stream::iter(batches));
-    MongoSink::new(settings(spec)?)
+    harness(spec)?
+        .sink
         .write(&request, input, &Counters::default())
         .await
 }

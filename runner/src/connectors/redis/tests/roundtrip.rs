@@ -12,9 +12,9 @@ use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit
 use synqx_api::pipeline::{RedisWriteKind, WriteMode};
 
 use super::support::{connection, password, raw, read, write};
-use crate::connectors::test_servers::unique_name;
 use crate::engine::cursor::{MaxTracker, later};
 use crate::error::Error;
+use synqx_testkit::unique_name;
 
 fn orders(ids: std::ops::Range<i64>) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
@@ -409,7 +409,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
     );
     assert!(!e.contains("not-the-password"), "{e}");
     let secrets = crate::secrets::Secrets::default();
-    let report = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+    let report = crate::connectors::check(&crate::connectors::ConnectionRef {
         name: "cache",
         spec: &bad,
         base_dir: std::env::temp_dir(),
@@ -417,7 +417,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
     })
     .await;
     assert_eq!(report.reason, "Unauthorized", "{report:?}");
-    let ok = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+    let ok = crate::connectors::check(&crate::connectors::ConnectionRef {
         name: "cache",
         spec: &conn,
         base_dir: std::env::temp_dir(),
@@ -432,7 +432,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
     if let Some(r) = down.redis.as_mut() {
         r.port = Some(9);
     }
-    let report = crate::connectors::redis::check(&crate::connectors::ConnectionRef {
+    let report = crate::connectors::check(&crate::connectors::ConnectionRef {
         name: "cache",
         spec: &down,
         base_dir: std::env::temp_dir(),

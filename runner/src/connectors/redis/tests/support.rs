@@ -12,29 +12,23 @@ use synqx_api::pipeline::{
     Asset, Destination, OnError, RedisWrite, RedisWriteKind, Source as SourceSpec, WriteMode,
 };
 
+use synqx_testkit::servers;
+
 use crate::connectors::ConnectionRef;
-use crate::connectors::redis::{RedisSink, RedisSource, Settings};
+use crate::connectors::tests::Harness;
 use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, Source, WriteOutcome,
-    WriteRequest,
+    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, WriteOutcome, WriteRequest,
 };
 use crate::error::Result;
 use crate::secrets::Secrets;
 
-/// URL of the Redis test server.
-pub fn url() -> reqwest::Url {
-    let text = std::env::var("SYNQX_TEST_REDIS")
-        .unwrap_or_else(|_| "redis://:synqx@127.0.0.1:56379/0".into());
-    reqwest::Url::parse(&text).unwrap_or_else(|e| panic!("SYNQX_TEST_REDIS \"{text}\": {e}"))
-}
-
 /// A Connection to the test server with `password`.
 pub fn connection(password: &str) -> ConnectionSpec {
-    let url = url();
+    let server = servers::redis();
     ConnectionSpec {
         redis: Some(RedisConnection {
-            host: url.host_str().unwrap_or("127.0.0.1").to_string(),
-            port: url.port(),
+            host: server.host,
+            port: Some(server.port),
             db: Some(0),
             password: Some(SecretValue {
                 value: Some(password.to_string()),
@@ -48,25 +42,36 @@ pub fn connection(password: &str) -> ConnectionSpec {
 
 /// The test server's password.
 pub fn password() -> String {
-    url().password().unwrap_or_default().to_string()
+    servers::redis().password
 }
 
 /// A raw connection for setting up and checking data; fails the test when the server is down.
 pub async fn raw() -> redis::aio::MultiplexedConnection {
-    let url = url();
-    let client = redis::Client::open(url.as_str()).unwrap_or_else(|e| panic!("{e}"));
-    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
-        panic!("the Redis test server at {url} is not reachable ({e}); start it with `eval \"$(scripts/nosql-services up)\"`")
-    })
+    let server = servers::redis();
+    let client = redis::Client::open(server.url()).unwrap_or_else(|e| panic!("{e}"));
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                servers::nosql_unreachable("Redis", &format!("{}:{}", server.host, server.port), e)
+            )
+        })
 }
 
-pub fn settings(spec: &ConnectionSpec) -> Result<Settings> {
+/// The Connection `cache` of `spec`, opened through the registry as a step opens it.
+pub fn harness(spec: &ConnectionSpec) -> Result<Harness> {
     let secrets = Secrets::default();
-    Settings::new(&ConnectionRef {
+    let conn = ConnectionRef {
         name: "cache",
         spec,
         base_dir: std::env::temp_dir(),
         secrets: &secrets,
+    };
+    Ok(Harness {
+        source: crate::connectors::source(&conn)?,
+        sink: crate::connectors::sink(&conn)?,
     })
 }
 
@@ -76,7 +81,7 @@ pub async fn read(
     fqn: &str,
     after: Option<&str>,
 ) -> Result<(Vec<RecordBatch>, Arc<Counters>)> {
-    let source = RedisSource::new(settings(spec)?);
+    let source = harness(spec)?.source;
     let counters = Arc::new(Counters::default());
     let request = ReadRequest {
         spec: SourceSpec {
@@ -111,7 +116,7 @@ pub async fn write(
     ttl: Option<&str>,
     batches: Vec<Result<RecordBatch>>,
 ) -> Result<WriteOutcome> {
-    let sink = RedisSink::new(settings(spec)?);
+    let sink = harness(spec)?.sink;
     let schema = match batches.first() {
         Some(Ok(b)) => b.schema(),
         _ => panic!("write needs a first batch for its schema"),

@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::server::{Reply, Server};
 use super::support::{api, connection, read, record, records, source};
 use crate::connectors::ConnectionRef;
-use crate::connectors::filesystem::FilesystemSink;
-use crate::connectors::formats::test_data::destination;
-use crate::connectors::rest::{RestSource, Settings};
+use crate::connectors::formats::tests::destination;
 use crate::engine::{Counters, StepOutcome, StepRun, run_sync};
 use crate::error::Result;
 use crate::secrets::Secrets;
@@ -145,8 +143,8 @@ impl Lake {
             base_dir: self.dir.path().to_path_buf(),
             secrets: &secrets,
         };
-        let source = Arc::new(RestSource::new(Settings::new(&at("api", rest))?));
-        let sink = Arc::new(FilesystemSink::new(&at("lake", &self.spec))?);
+        let source = crate::connectors::source(&at("api", rest))?;
+        let sink = crate::connectors::sink(&at("lake", &self.spec))?;
         let run = StepRun {
             step: "pull".into(),
             watermark: watermark.map(str::to_string),
@@ -154,6 +152,7 @@ impl Lake {
             cancel: CancellationToken::new(),
             timeout: None,
             dead_letter: None,
+            memory: crate::transforms::MemoryBudget::detect()?,
         };
         run_sync(sync, source, sink, run).await
     }
@@ -433,7 +432,7 @@ async fn check_reports_connected_unauthorized_and_unreachable() {
             base_dir: std::env::temp_dir(),
             secrets: &secrets,
         };
-        crate::connectors::rest::check(&conn).await
+        crate::connectors::check(&conn).await
     };
     let with = |token: &str| {
         connection(&server.url(), |r: &mut RestConnection| {

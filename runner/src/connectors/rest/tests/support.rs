@@ -13,8 +13,7 @@ use synqx_api::pipeline::{Asset, OnError, Source as SourceSpec};
 
 use super::server::{Reply, Seen};
 use crate::connectors::ConnectionRef;
-use crate::connectors::rest::{RestSource, Settings};
-use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, Source};
+use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects};
 use crate::error::Result;
 use crate::secrets::Secrets;
 
@@ -83,7 +82,7 @@ pub async fn read_with(
         base_dir: std::env::temp_dir(),
         secrets: &secrets,
     };
-    let source = RestSource::new(Settings::new(&conn)?);
+    let source = crate::connectors::source(&conn)?;
     let counters = Arc::new(Counters::default());
     let request = ReadRequest {
         spec,
