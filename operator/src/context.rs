@@ -1,5 +1,5 @@
-//! What every controller shares: the client, the operator's settings, metrics and the
-//! event recorder.
+//! What every controller of a scope shares: the client, the operator's settings, metrics,
+//! the event recorder and the caches of the scope's watches.
 
 use std::sync::Arc;
 
@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use crate::caches::Caches;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -19,22 +20,32 @@ pub struct Settings {
     pub max_concurrent_jobs: Option<u32>,
     /// Revisions of a Pipeline's plan kept besides those runs still use.
     pub revision_history: usize,
-    /// The namespaces served; empty: all of them.
-    pub namespaces: Vec<String>,
     /// Scratch volume, resources, deadlines and start timeout of step and check pods.
     pub pods: crate::step_pod::PodDefaults,
 }
 
-/// The operator as its controllers see it.
+/// The operator as the controllers of one scope see it.
 pub struct Operator {
     pub client: Client,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// What the scope's watches hold; reconciles read here and never list.
+    pub caches: Caches,
+    /// The Job caches of every scope: `--max-concurrent-jobs` counts them all.
+    pub all_jobs: Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>,
+    /// Plans of the revisions runs pinned, read once each.
+    pub plans: crate::revision::Plans,
     recorder: Recorder,
 }
 
 impl Operator {
-    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+        all_jobs: Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>,
+    ) -> Self {
         let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter {
             controller: "synqx-operator".into(),
@@ -45,6 +56,9 @@ impl Operator {
             client,
             settings,
             metrics,
+            caches,
+            all_jobs,
+            plans: crate::revision::Plans::default(),
         }
     }
 

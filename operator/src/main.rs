@@ -2,9 +2,11 @@
 //! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
 mod cache_metrics;
+mod caches;
 mod condition;
 mod connection_controller;
 mod context;
+mod controllers;
 mod error;
 mod job;
 mod leader;
@@ -27,16 +29,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use synqx_api::duration::parse_duration;
-use synqx_api::{Connection, Pipeline, PipelineRun};
 use tokio::sync::watch;
 
 use crate::context::{Operator, Settings};
@@ -168,7 +165,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         runner_image: args.runner_image.clone(),
         max_concurrent_jobs: args.max_concurrent_jobs,
         revision_history: args.revision_history,
-        namespaces: served.clone(),
         pods: step_pod::PodDefaults {
             resources: args.step_resources.clone(),
             scratch_size_limit: args.scratch_size_limit.clone(),
@@ -214,14 +210,41 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%identity, namespaces = %shown, "reconciling");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let counted: Vec<Api<Job>> = scopes.iter().map(|scope| scoped(&client, scope)).collect();
-    let counter = tokio::spawn(metrics::count_active_jobs(counted, metrics.clone()));
-    let ctx = Arc::new(Operator::new(client.clone(), settings, metrics.clone()));
-    let controllers = futures::future::join_all(
-        scopes
-            .iter()
-            .map(|scope| serve(&client, scope, ctx.clone(), stop_rx.clone())),
-    );
+    // One set of watches per scope, every subscription taken before they start.
+    let feeds: Vec<caches::Feeds> = scopes.iter().map(|_| caches::Feeds::new()).collect();
+    let scope_caches: Vec<caches::Caches> = feeds.iter().map(caches::Feeds::caches).collect();
+    let triggers: Vec<caches::Triggers> = feeds.iter().map(caches::Feeds::triggers).collect();
+    let all_jobs: Vec<_> = scope_caches.iter().map(|c| c.jobs.clone()).collect();
+    let mut watches = Vec::new();
+    for (feeds, scope) in feeds.into_iter().zip(&scopes) {
+        watches.extend(feeds.watch(&client, scope));
+    }
+    for caches in &scope_caches {
+        caches
+            .wait_until_ready()
+            .await
+            .context("a watch stopped before its first list")?;
+        metrics.observe_caches(cache_metrics::Caches {
+            pipelines: caches.pipelines.clone(),
+            runs: caches.runs.clone(),
+        });
+    }
+    let counter = tokio::spawn(metrics::count_active_jobs(
+        all_jobs.clone(),
+        metrics.clone(),
+    ));
+    let controllers = futures::future::join_all(scope_caches.into_iter().zip(triggers).map(
+        |(caches, triggers)| {
+            let ctx = Arc::new(Operator::new(
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+                caches.clone(),
+                all_jobs.clone(),
+            ));
+            controllers::run(triggers, &caches, reconcilers(), ctx, stop_rx.clone())
+        },
+    ));
     metrics.ready.store(true, Ordering::SeqCst);
     let mut controllers = std::pin::pin!(controllers);
     let lost = async {
@@ -251,120 +274,30 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     server.abort();
     counter.abort();
+    for watch in watches {
+        watch.abort();
+    }
     Ok(())
 }
 
-/// An API of every namespace (`None`) or of one.
-fn scoped<K>(client: &Client, scope: &Option<String>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    match scope {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// The three controllers for one scope, until `stop` turns true.
-fn serve(
-    client: &Client,
-    scope: &Option<String>,
-    ctx: Arc<Operator>,
-    stop: watch::Receiver<bool>,
-) -> impl Future<Output = ()> + use<> {
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    // Reconciliations in flight at once, per controller: bounds memory and API load when
-    // hundreds of objects change together.
-    let config = || kube::runtime::controller::Config::default().concurrency(16);
-    let pipeline_controller = Controller::new(
-        scoped::<Pipeline>(client, scope),
-        watcher::Config::default(),
-    )
-    .with_config(config());
-    let pipeline_store = pipeline_controller.store();
-    let caches_of_pipelines = pipeline_store.clone();
-    let run_controller = Controller::new(
-        scoped::<PipelineRun>(client, scope),
-        watcher::Config::default(),
-    )
-    .with_config(config())
-    .owns(
-        scoped::<Job>(client, scope),
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=synqx-operator"),
-    );
-    let connection_controller = Controller::new(
-        scoped::<Connection>(client, scope),
-        watcher::Config::default(),
-    )
-    .with_config(config())
-    .owns(
-        scoped::<Job>(client, scope),
-        watcher::Config::default().labels(connection_controller::LABEL_CONNECTION),
-    );
-    ctx.metrics.observe_caches(cache_metrics::Caches {
-        pipelines: caches_of_pipelines,
-        runs: run_controller.store(),
-    });
-    let pipeline_controller = pipeline_controller
-        // A changed Connection can make any Pipeline of its namespace valid or invalid.
-        .watches(
-            scoped::<Connection>(client, scope),
-            watcher::Config::default(),
-            move |connection: Connection| {
-                let namespace = connection.namespace();
-                pipeline_store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.namespace() == namespace)
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
+/// The operator's reconcile functions.
+fn reconcilers() -> controllers::Reconcilers<Operator> {
+    use controllers::Reconciler;
+    controllers::Reconcilers {
+        pipelines: Reconciler {
+            reconcile: |pipeline, ctx| Box::pin(pipeline_controller::reconcile(pipeline, ctx)),
+            error_policy: pipeline_controller::error_policy,
+        },
+        runs: Reconciler {
+            reconcile: |run, ctx| Box::pin(run_controller::reconcile(run, ctx)),
+            error_policy: run_controller::error_policy,
+        },
+        connections: Reconciler {
+            reconcile: |connection, ctx| {
+                Box::pin(connection_controller::reconcile(connection, ctx))
             },
-        )
-        // A run that starts or ends changes its Pipeline's `lastRun`, which only the Pipeline
-        // controller writes; the progress of a running run does not.
-        .watches(
-            scoped::<PipelineRun>(client, scope),
-            watcher::Config::default(),
-            |run: PipelineRun| {
-                let phase = run.status.as_ref().and_then(|s| s.phase);
-                let moved = phase.is_none_or(|p| p.is_finished());
-                let pipeline = ObjectRef::<Pipeline>::new(&run.spec.pipeline_ref.name)
-                    .within(&run.namespace().unwrap_or_default());
-                moved.then_some(pipeline)
-            },
-        )
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(
-            pipeline_controller::reconcile,
-            pipeline_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    let run_controller = run_controller
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(
-            run_controller::reconcile,
-            run_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-    let connection_controller = connection_controller
-        .graceful_shutdown_on(stopped(stop))
-        .run(
-            connection_controller::reconcile,
-            connection_controller::error_policy,
-            ctx,
-        )
-        .for_each(|_| futures::future::ready(()));
-    async move {
-        futures::future::join3(pipeline_controller, run_controller, connection_controller).await;
+            error_policy: connection_controller::error_policy,
+        },
     }
 }
 

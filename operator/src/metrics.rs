@@ -416,28 +416,21 @@ fn as_refs(labels: &HashMap<String, String>) -> HashMap<&str, &str> {
 
 /// Keeps `synqx_active_jobs`, `synqx_pending_jobs` and `synqx_pending_job_max_age_seconds`
 /// current: step Jobs not yet ended, and those of them whose pod is not running yet, per
-/// namespace, counted every 15 s rather than on every reconciliation.
+/// namespace, counted from the Job caches every 15 s rather than on every reconciliation.
 pub async fn count_active_jobs(
-    scopes: Vec<kube::Api<k8s_openapi::api::batch::v1::Job>>,
+    caches: Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>,
     metrics: Arc<Metrics>,
 ) {
-    let params = kube::api::ListParams::default().labels(crate::job::LABEL_RUN);
     loop {
-        let mut jobs = Vec::new();
-        let mut complete = true;
-        for scope in &scopes {
-            match scope.list(&params).await {
-                Ok(list) => jobs.extend(list.items),
-                Err(error) => {
-                    complete = false;
-                    tracing::warn!(%error, "counting active Jobs");
-                }
-            }
-        }
-        // A partial count would show namespaces emptied that are not: keep the last one.
-        if complete {
-            metrics.jobs_counted(&count_jobs(&jobs, chrono::Utc::now()));
-        }
+        let jobs: Vec<k8s_openapi::api::batch::v1::Job> = caches
+            .iter()
+            .flat_map(|cache| cache.state())
+            .filter(|job| {
+                kube::ResourceExt::labels(job.as_ref()).contains_key(crate::job::LABEL_RUN)
+            })
+            .map(|job| job.as_ref().clone())
+            .collect();
+        metrics.jobs_counted(&count_jobs(&jobs, chrono::Utc::now()));
         tokio::time::sleep(std::time::Duration::from_secs(15)).await;
     }
 }

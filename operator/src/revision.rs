@@ -1,32 +1,43 @@
 //! Compiled plans as `apps/v1 ControllerRevision`s owned by their Pipeline: immutable, one
 //! per distinct plan, so a run pinned to one keeps it however the Pipeline changes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Resource};
 use synqx_api::Pipeline;
 use synqx_api::dag::Plan;
 
+use crate::caches::Caches;
 use crate::error::{Error, Result, is_conflict, is_not_found};
 use crate::job::LABEL_PIPELINE;
 use crate::names;
 
 /// Stores `plan` for `pipeline` unless a revision of it exists; returns the revision's name.
+/// What exists comes from the cache; a revision created meanwhile answers 409, which is the
+/// same outcome.
 pub async fn store(
     api: &Api<ControllerRevision>,
+    caches: &Caches,
     pipeline: &Pipeline,
     plan: &Plan,
 ) -> Result<String> {
     let pipeline_name = pipeline.metadata.name.clone().unwrap_or_default();
+    let namespace = pipeline.metadata.namespace.clone().unwrap_or_default();
     let name = names::revision_name(&pipeline_name, &plan.hash);
-    if api.get_opt(&name).await?.is_some() {
+    if Caches::get(&caches.revisions, &namespace, &name).is_some() {
         return Ok(name);
     }
-    let existing = list(api, &pipeline_name).await?;
-    let number = existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+    let existing = caches.revisions_of(&namespace, &names::fit(&pipeline_name));
+    let number = existing
+        .iter()
+        .map(|r| r.revision)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
     let data = serde_json::to_value(plan).map_err(|source| Error::Plan {
         pipeline: pipeline_name.clone(),
         source,
@@ -48,8 +59,49 @@ pub async fn store(
     }
 }
 
+/// Most plans kept in memory; beyond, the cache starts over (plans are read again on use).
+const PLANS_KEPT: usize = 512;
+
+/// The plans of revisions read so far. A revision never changes, so a plan read once is
+/// good for every later reconcile of every run that pinned it.
+#[derive(Default)]
+pub struct Plans {
+    read: Mutex<HashMap<(String, String), Arc<Plan>>>,
+}
+
+impl Plans {
+    /// The plan revision `name` of `namespace` holds; `None` when the revision is gone.
+    pub async fn load(
+        &self,
+        api: &Api<ControllerRevision>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Plan>>> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(plan) = self.lock().get(&key) {
+            return Ok(Some(plan.clone()));
+        }
+        let Some(plan) = load(api, name).await? else {
+            return Ok(None);
+        };
+        let plan = Arc::new(plan);
+        let mut read = self.lock();
+        if read.len() >= PLANS_KEPT {
+            read.clear();
+        }
+        read.insert(key, plan.clone());
+        Ok(Some(plan))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Plan>>> {
+        self.read
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// The plan a revision holds.
-pub async fn load(api: &Api<ControllerRevision>, name: &str) -> Result<Option<Plan>> {
+async fn load(api: &Api<ControllerRevision>, name: &str) -> Result<Option<Plan>> {
     let Some(revision) = api.get_opt(name).await? else {
         return Ok(None);
     };
@@ -62,25 +114,19 @@ pub async fn load(api: &Api<ControllerRevision>, name: &str) -> Result<Option<Pl
         })
 }
 
-async fn list(api: &Api<ControllerRevision>, pipeline: &str) -> Result<Vec<ControllerRevision>> {
-    let selector = format!("{LABEL_PIPELINE}={}", names::fit(pipeline));
-    Ok(api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items)
-}
-
 /// Deletes the oldest revisions beyond `keep`, never the current one or one a run still uses.
 pub async fn prune(
     api: &Api<ControllerRevision>,
+    caches: &Caches,
+    namespace: &str,
     pipeline: &str,
     keep: usize,
     in_use: &BTreeSet<String>,
 ) -> Result<()> {
-    let mut revisions = list(api, pipeline).await?;
+    let mut revisions = caches.revisions_of(namespace, &names::fit(pipeline));
     revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
     for old in revisions.into_iter().skip(keep.max(1)) {
-        let name = old.metadata.name.unwrap_or_default();
+        let name = old.metadata.name.clone().unwrap_or_default();
         if in_use.contains(&name) {
             continue;
         }

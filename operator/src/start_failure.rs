@@ -3,8 +3,9 @@
 //! or ConfigMap, a pod that no node can take, a pod the Job controller cannot create (a
 //! missing service account).
 //!
-//! [`classify`] is pure. [`inspect`] reads the pods (and, when there are none, the Job's
-//! `FailedCreate` Events) of an active Job that has no ready pod; [`fail`] records the
+//! [`classify`] is pure. [`inspect`] looks at the cached pods (and, when there are none once
+//! the start timeout has passed, the Job's `FailedCreate` Events) of an active Job that has
+//! no ready pod; [`fail`] records the
 //! reason on the Job (annotation [`ANNOTATION`]) and lets the Job controller end it by
 //! setting its `activeDeadlineSeconds` to 1, so the Job ends `Failed` like any other and
 //! the reason survives an operator restart.
@@ -118,11 +119,12 @@ pub fn recorded(job: &Job) -> Option<String> {
     job.annotations().get(ANNOTATION).cloned()
 }
 
-/// Looks at an active Job whose pod is not ready; `None` when it is fine, already ended by
-/// the operator, or too young to judge.
+/// Looks at an active Job whose pod is not ready, with its pods as the cache holds them;
+/// `None` when it is fine, already ended by the operator, or too young to judge.
 pub async fn inspect(
     client: &Client,
     job: &Job,
+    pods: &[Pod],
     timeout: Duration,
 ) -> Result<Option<StartFailure>, kube::Error> {
     let status = job.status.clone().unwrap_or_default();
@@ -135,16 +137,14 @@ pub async fn inspect(
     if job_age < 5 {
         return Ok(None);
     }
-    let namespace = job.namespace().unwrap_or_default();
-    let name = job.name_any();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let pods = pods
-        .list(&ListParams::default().labels(&format!("job-name={name}")))
-        .await?
-        .items;
     let mut failed_creates = Vec::new();
-    if pods.is_empty() {
-        let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    // Without a pod, only the Job controller's Events say why, and they count only once the
+    // start timeout has passed: read them then, not on every look.
+    let timeout_secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+    if pods.is_empty() && job_age >= timeout_secs {
+        let name = job.name_any();
+        let events: Api<Event> =
+            Api::namespaced(client.clone(), &job.namespace().unwrap_or_default());
         let mut found = events
             .list(&ListParams::default().fields(&format!(
                 "involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
@@ -156,7 +156,7 @@ pub async fn inspect(
     }
     Ok(classify(
         &Observed {
-            pods: &pods,
+            pods,
             failed_creates: &failed_creates,
             job_age,
             now,

@@ -174,6 +174,53 @@ impl Cluster {
         }
     }
 
+    /// Applies `manifests/install.yaml` with the operator Deployment at zero replicas: the
+    /// CRDs, the operator's service account and RBAC, for a test that runs its own operator.
+    pub fn install_synqx_without_operator(&self) {
+        let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
+            .unwrap_or_else(|e| panic!("reading manifests/install.yaml: {e}"));
+        let manifest = one_replica(&manifest)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .replacen("\nspec:\n  replicas: 1\n", "\nspec:\n  replicas: 0\n", 1);
+        let args = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
+        let out = self.kubectl(&args, Some(&manifest));
+        assert!(
+            out.status.success(),
+            "kubectl apply -f manifests/install.yaml: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A kubeconfig (written into `dir`) that acts as the service account `name` of
+    /// `namespace`, with a token the API server issues for an hour.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, dir: &Path) -> PathBuf {
+        let out = self.kubectl(
+            &["create", "token", name, "-n", namespace, "--duration", "1h"],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "kubectl create token {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let admin = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading the kubeconfig: {e}"));
+        let server = admin
+            .clusters
+            .iter()
+            .find_map(|c| c.cluster.as_ref()?.server.clone())
+            .unwrap_or_else(|| panic!("{} names no server", self.kubeconfig.display()));
+        let ca = self.run_dir.join("certs/ca.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: test, cluster: {{server: \"{server}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: {name}, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: test, context: {{cluster: test, user: {name}, namespace: {namespace}}}}}]\ncurrent-context: test\n",
+            ca.display()
+        );
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+
     /// Lets step Jobs run in `namespace`: the runner identity of `manifests/runner.yaml`.
     pub fn serve_namespace(&self, namespace: &str) {
         let template =

@@ -1,9 +1,11 @@
 //! End-to-end support for SynqX: the process kubelet ([`kubelet`]) that lets a real API
 //! server run pods on a machine without containers, and the harness ([`cluster`]) that
 //! starts the test control plane of `tests/cluster` for the tests in `tests/tests`, the
-//! monitoring files ([`monitoring`]) and a real Prometheus to scrape the operator
-//! ([`prometheus`]). The database test servers are reached through `synqx-testkit`.
+//! monitoring files ([`monitoring`]), a real Prometheus to scrape the operator
+//! ([`prometheus`]) and the API server's audit log ([`audit`]) to count what a client asked.
+//! The database test servers are reached through `synqx-testkit`.
 
+pub mod audit;
 pub mod cluster;
 pub mod helm;
 pub mod kubelet;

@@ -31,10 +31,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [controllerrevisions]
   verbs: [get, list, watch, create, delete]
-# Pods for their termination messages and start-up failures; Secrets only to confirm that
-# the keys Connections name exist; the Job controller's Events for pods it cannot create.
+# The pods of the operator's Jobs (watched: their termination messages and start-up
+# failures); Secrets only to confirm that the keys Connections name exist; the Job
+# controller's Events for pods it cannot create.
 - apiGroups: [""]
-  resources: [pods, secrets, events]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets, events]
   verbs: [get, list]
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -19,6 +19,7 @@ use synqx_api::apply::StatusApply;
 use synqx_api::connection::CheckReport;
 use synqx_api::secret::{check_sealed_format, secret_env_name};
 
+use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::{Operator, Settings};
 use crate::error::{Error, Result, is_conflict};
@@ -92,7 +93,8 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let job_name = check_job_name(&name, generation);
-    let Some(job) = jobs.get_opt(&job_name).await? else {
+    // From the cache: a check Job created a moment ago and not cached yet answers 409 below.
+    let Some(job) = Caches::get(&ctx.caches.jobs, &namespace, &job_name) else {
         let job = check_job(connection, &job_name, &ctx.settings);
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}

@@ -1,5 +1,5 @@
 //! The Pipeline controller. One pass reads in order:
-//! - observe: the Pipeline, the namespace's Connections and the Pipeline's runs;
+//! - observe: the Pipeline, the Connections its steps use and its runs, from the caches;
 //! - decide (pure): compile with the checks of `synqx validate` ([`compile`]), what the
 //!   schedule and the history limits ask for ([`runs`]), the status that follows
 //!   ([`status`]);
@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use synqx_api::apply::StatusApply;
 use synqx_api::pipeline::PipelineStatus;
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
+use crate::caches::Caches;
 use crate::condition::{ConditionType, is_true};
 use crate::context::Operator;
 use crate::error::{Error, Result};
@@ -54,8 +55,7 @@ pub fn error_policy(pipeline: Arc<Pipeline>, error: &Error, ctx: Arc<Operator>) 
 async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> {
     let namespace = pipeline.namespace().unwrap_or_default();
     let name = pipeline.name_any();
-    let connections: Api<Connection> = Api::namespaced(ctx.client.clone(), &namespace);
-    let connections = connections.list(&ListParams::default()).await?.items;
+    let connections = used_connections(ctx, pipeline, &namespace);
 
     let compiled = compile(pipeline, &connections)
         .and_then(|plan| runner_policy(pipeline, &ctx.settings.pods).map(|()| plan));
@@ -81,14 +81,13 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     };
 
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = revision::store(&revisions, pipeline, &plan).await?;
+    let current = revision::store(&revisions, &ctx.caches, pipeline, &plan).await?;
     let runs_api: Api<PipelineRun> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut runs: Vec<PipelineRun> = runs_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| r.spec.pipeline_ref.name == name)
+    let mut runs: Vec<PipelineRun> = ctx
+        .caches
+        .runs_of(&namespace, &name)
+        .iter()
+        .map(|r| r.as_ref().clone())
         .collect();
     let active: Vec<&PipelineRun> = runs.iter().filter(|r| !run_ended(r)).collect();
     let mut in_use: BTreeSet<String> = active
@@ -96,7 +95,15 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
         .filter_map(|r| r.status.as_ref()?.revision.clone())
         .collect();
     in_use.insert(current.clone());
-    revision::prune(&revisions, &name, ctx.settings.revision_history, &in_use).await?;
+    revision::prune(
+        &revisions,
+        &ctx.caches,
+        &namespace,
+        &name,
+        ctx.settings.revision_history,
+        &in_use,
+    )
+    .await?;
 
     let scheduled = runs::schedule(pipeline, ctx, &runs_api, &active).await?;
     runs::delete_old_runs(pipeline, ctx, &runs_api, &mut runs).await?;
@@ -139,6 +146,21 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
         .map(|t| (t - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200))
         .map_or(RESYNC, |w| w.min(RESYNC));
     Ok(Action::requeue(wake))
+}
+
+/// The Connections the Pipeline's steps name, as the cache holds them; a missing one is left
+/// out, and compiling names it.
+fn used_connections(ctx: &Operator, pipeline: &Pipeline, namespace: &str) -> Vec<Connection> {
+    let used: BTreeSet<&str> = pipeline
+        .spec
+        .steps
+        .iter()
+        .flat_map(crate::job::step_connections)
+        .collect();
+    used.into_iter()
+        .filter_map(|name| Caches::get(&ctx.caches.connections, namespace, name))
+        .map(|c| c.as_ref().clone())
+        .collect()
 }
 
 /// What this operator allows in `spec.runner` besides what `synqx validate` checks:

@@ -1,25 +1,27 @@
-//! Observe: everything a decision about a run needs, read from the API server — its Pipeline,
-//! the revision it pinned, its Jobs with the reports their pods left, the run it resumes
-//! from, and the room `--max-concurrent-jobs` leaves. What the Jobs say is turned into
+//! Observe: everything a decision about a run needs, read from the caches of the operator's
+//! watches (never a list) — its Pipeline, the revision it pinned, its Jobs with the reports
+//! their pods left, the run it resumes from, and the room `--max-concurrent-jobs` leaves. What the Jobs say is turned into
 //! attempts by [`job_states`], a pure function the tests drive with Jobs they build.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use synqx_api::dag::Plan;
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepReport, StepStatus};
 use synqx_api::scheduler::{AttemptState, Attempts, RESUMED};
 use synqx_api::{Pipeline, PipelineRun};
 
+use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::Operator;
 use crate::error::{Error, Result};
 use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, end_of, job_ended};
-use crate::{names, revision, start_failure, termination};
+use crate::{names, start_failure, termination};
 
 /// What the API server says about a run.
 pub enum Observed {
@@ -36,9 +38,9 @@ pub enum Observed {
 }
 
 pub struct Observation {
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     pub revision: String,
-    pub plan: Plan,
+    pub plan: Arc<Plan>,
     pub jobs: JobStates,
     pub resumed: BTreeSet<String>,
     /// How many Jobs may start now under `--max-concurrent-jobs`.
@@ -68,9 +70,8 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
-    let pipelines: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let pipeline_name = &run.spec.pipeline_ref.name;
-    let Some(pipeline) = pipelines.get_opt(pipeline_name).await? else {
+    let Some(pipeline) = pipeline_of(ctx, &namespace, pipeline_name).await? else {
         return Ok(Observed::Ends {
             phase: RunPhase::Failed,
             reason: Reason::PipelineNotFound,
@@ -99,24 +100,30 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
         },
     };
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(plan) = revision::load(&revisions, &revision).await? else {
+    let Some(plan) = ctx.plans.load(&revisions, &namespace, &revision).await? else {
         return Ok(Observed::Ends {
             phase: RunPhase::Failed,
             reason: Reason::RevisionMissing,
             message: format!("the pinned revision {revision} no longer exists"),
         });
     };
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{LABEL_RUN}={}", names::fit(&name));
-    let jobs = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+    let jobs: Vec<Job> = ctx
+        .caches
+        .jobs_of(&namespace, &names::fit(&name))
+        .iter()
+        .map(|job| job.as_ref().clone())
+        .collect();
     // A pod that cannot start (an image that cannot be pulled, a missing Secret) fails its
     // Job, so the attempt ends with the reason instead of hanging.
     let timeout = ctx.settings.pods.start_timeout;
     for job in jobs.iter().filter(|j| !job_ended(j)) {
-        if let Some(failure) = start_failure::inspect(&ctx.client, job, timeout).await? {
+        let pods: Vec<Pod> = ctx
+            .caches
+            .pods_of(&namespace, &job.name_any())
+            .iter()
+            .map(|pod| pod.as_ref().clone())
+            .collect();
+        if let Some(failure) = start_failure::inspect(&ctx.client, job, &pods, timeout).await? {
             start_failure::fail(&ctx.client, job, &failure).await?;
         }
     }
@@ -134,11 +141,21 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
     Ok(Observed::Ready(Box::new(Observation {
         jobs: job_states(&jobs, reports, &status, Utc::now()),
         resumed: resumed(ctx, run, &namespace).await?,
-        room: room(ctx).await?,
+        room: room(ctx),
         pipeline,
         revision,
         plan,
     })))
+}
+
+/// The run's Pipeline from the cache; one that is not there yet (created a moment ago) is
+/// asked for, since a run whose Pipeline is missing fails.
+async fn pipeline_of(ctx: &Operator, namespace: &str, name: &str) -> Result<Option<Arc<Pipeline>>> {
+    if let Some(pipeline) = Caches::get(&ctx.caches.pipelines, namespace, name) {
+        return Ok(Some(pipeline));
+    }
+    let pipelines: Api<Pipeline> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(pipelines.get_opt(name).await?.map(Arc::new))
 }
 
 /// The revision a new run pins: the Pipeline's current one, if it is Ready and its status
@@ -294,12 +311,19 @@ async fn resumed(ctx: &Operator, run: &PipelineRun, namespace: &str) -> Result<B
     let Some(from) = &run.spec.resume_from else {
         return Ok(BTreeSet::new());
     };
-    let runs: Api<PipelineRun> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(earlier) = runs.get_opt(from).await? else {
-        return Err(Error::ResumeFrom { run: from.clone() });
+    let earlier = match Caches::get(&ctx.caches.runs, namespace, from) {
+        Some(earlier) => earlier,
+        None => {
+            let runs: Api<PipelineRun> = Api::namespaced(ctx.client.clone(), namespace);
+            match runs.get_opt(from).await? {
+                Some(earlier) => Arc::new(earlier),
+                None => return Err(Error::ResumeFrom { run: from.clone() }),
+            }
+        }
     };
     Ok(earlier
         .status
+        .clone()
         .unwrap_or_default()
         .steps
         .into_iter()
@@ -313,24 +337,17 @@ async fn resumed(ctx: &Operator, run: &PipelineRun, namespace: &str) -> Result<B
 
 /// How many Jobs may start now under `--max-concurrent-jobs`, which counts every step Job
 /// the operator serves (all its namespaces), not just this run's.
-async fn room(ctx: &Operator) -> Result<usize> {
+fn room(ctx: &Operator) -> usize {
     let Some(max) = ctx.settings.max_concurrent_jobs else {
-        return Ok(usize::MAX);
+        return usize::MAX;
     };
-    let scopes: Vec<Api<Job>> = match &ctx.settings.namespaces[..] {
-        [] => vec![Api::all(ctx.client.clone())],
-        some => some
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect(),
-    };
-    let mut active = 0usize;
-    for jobs in scopes {
-        let managed = jobs.list(&ListParams::default().labels(LABEL_RUN)).await?;
-        let running = managed.items.iter().filter(|j| !job_ended(j)).count();
-        active = active.saturating_add(running);
-    }
-    Ok(usize::try_from(max)
+    let active = ctx
+        .all_jobs
+        .iter()
+        .flat_map(|jobs| jobs.state())
+        .filter(|j| j.labels().contains_key(LABEL_RUN) && !job_ended(j))
+        .count();
+    usize::try_from(max)
         .unwrap_or(usize::MAX)
-        .saturating_sub(active))
+        .saturating_sub(active)
 }

@@ -92,9 +92,9 @@ fn play(scenario: &Scenario) -> Trace {
         }
         let listed: Vec<Job> = jobs.iter().map(|(j, _, _)| j.clone()).collect();
         let observation = Observation {
-            pipeline: pipeline.clone(),
+            pipeline: pipeline.clone().into(),
             revision: "scenario-1".into(),
-            plan: plan.clone(),
+            plan: plan.clone().into(),
             jobs: job_states(&listed, reports, &status, at(now)),
             resumed: BTreeSet::new(),
             room: usize::MAX,
@@ -226,9 +226,9 @@ fn the_run_status_holds_only_the_fields_the_controller_owns() {
         at(1),
     );
     let observation = Observation {
-        pipeline: Pipeline::new("p", scenario.spec()),
+        pipeline: Pipeline::new("p", scenario.spec()).into(),
         revision: "p-1".into(),
-        plan: plan.clone(),
+        plan: plan.clone().into(),
         jobs,
         resumed: BTreeSet::new(),
         room: 1,

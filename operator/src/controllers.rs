@@ -1,0 +1,109 @@
+//! The three controllers of one scope, built on the shared watches of [`crate::caches`]: each
+//! reads its objects from the caches and is triggered by its subscriptions, every one of which
+//! it polls. The reconcile functions are parameters so the wiring test can drive exactly this
+//! wiring with reconcilers that record what they see.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::ResourceExt;
+use kube::runtime::Controller;
+use kube::runtime::controller::{Action, Config};
+use kube::runtime::reflector::ObjectRef;
+use synqx_api::{Connection, Pipeline, PipelineRun};
+use tokio::sync::watch;
+
+use crate::caches::{Caches, Triggers};
+use crate::error::{Error, Result};
+
+/// Reconciliations in flight at once, per controller: bounds memory and API load when
+/// hundreds of objects change together.
+const CONCURRENCY: u16 = 16;
+
+/// How one controller reconciles objects of kind `K` with context `C`.
+pub struct Reconciler<K, C> {
+    pub reconcile: fn(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action>>,
+    pub error_policy: fn(Arc<K>, &Error, Arc<C>) -> Action,
+}
+
+pub struct Reconcilers<C> {
+    pub pipelines: Reconciler<Pipeline, C>,
+    pub runs: Reconciler<PipelineRun, C>,
+    pub connections: Reconciler<Connection, C>,
+}
+
+/// Runs the three controllers until `stop` turns true (or their triggers end).
+pub fn run<C: Send + Sync + 'static>(
+    triggers: Triggers,
+    caches: &Caches,
+    reconcilers: Reconcilers<C>,
+    ctx: Arc<C>,
+    stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + use<C> {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let config = || Config::default().concurrency(CONCURRENCY);
+    let pipelines = caches.pipelines.clone();
+    let pipeline_controller =
+        Controller::for_shared_stream(triggers.pipelines, caches.pipelines.clone())
+            .with_config(config())
+            // A changed Connection can make any Pipeline of its namespace valid or invalid.
+            .watches_shared_stream(
+                triggers.connections_for_pipelines,
+                move |connection: Arc<Connection>| {
+                    let namespace = connection.namespace();
+                    pipelines
+                        .state()
+                        .into_iter()
+                        .filter(|p| p.namespace() == namespace)
+                        .map(|p| ObjectRef::from_obj(p.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
+            // A run that starts or ends changes its Pipeline's `lastRun`, which only the
+            // Pipeline controller writes; the progress of a running run does not.
+            .watches_shared_stream(triggers.runs_for_pipelines, |run: Arc<PipelineRun>| {
+                let phase = run.status.as_ref().and_then(|s| s.phase);
+                let moved = phase.is_none_or(|p| p.is_finished());
+                let pipeline = ObjectRef::<Pipeline>::new(&run.spec.pipeline_ref.name)
+                    .within(&run.namespace().unwrap_or_default());
+                moved.then_some(pipeline)
+            })
+            .graceful_shutdown_on(stopped(stop.clone()))
+            .run(
+                reconcilers.pipelines.reconcile,
+                reconcilers.pipelines.error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+    let run_controller = Controller::for_shared_stream(triggers.runs, caches.runs.clone())
+        .with_config(config())
+        .owns_shared_stream(triggers.jobs_for_runs)
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            reconcilers.runs.reconcile,
+            reconcilers.runs.error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
+    let connection_controller =
+        Controller::for_shared_stream(triggers.connections, caches.connections.clone())
+            .with_config(config())
+            .owns_shared_stream(triggers.jobs_for_connections)
+            .graceful_shutdown_on(stopped(stop))
+            .run(
+                reconcilers.connections.reconcile,
+                reconcilers.connections.error_policy,
+                ctx,
+            )
+            .for_each(|_| futures::future::ready(()));
+    async move {
+        futures::future::join3(pipeline_controller, run_controller, connection_controller).await;
+    }
+}
