@@ -1,38 +1,54 @@
 #!/usr/bin/env python3
-"""Operator scale benchmark on the real test control plane (tests/cluster).
+"""Operator scale benchmark on the real test control plane (tests/cluster), one invocation:
 
-N Pipelines of M trivial steps (SQLite `SELECT 1`, in four layers: one root, a fan-out, a
-second fan-out, one fan-in) are started together, one PipelineRun each. Measured from a
-watch on Jobs, with this process's clock:
+1. SynqX: N Pipelines of M trivial steps (SQLite `SELECT 1`, four layers: one root, a
+   fan-out, a second fan-out, one fan-in), one PipelineRun each, all started together.
+2. Reference: the same DAGs as plain Jobs, created by this script itself in dependency order
+   as soon as their upstream Jobs complete (the same pod template as SynqX's step Jobs,
+   running `synqx --version`): what the control plane manages on this machine without SynqX.
+3. Idle scale: I Pipelines with schedules that do not fire and H finished runs in history,
+   nothing running: the operator's RSS and CPU.
 
-  step-ready -> Job-created   for every Job: when its Job appeared, minus when the last of
-                              its upstream Jobs completed (for root steps: when the runs
-                              were created); p50, p99, max
-  runs per minute             runs finished / (last run end - runs created)
-  operator peak RSS           VmHWM of the operator pod's process
-  API requests per run        growth of kube-apiserver's apiserver_request_total, all
-                              clients (operator, step pods, kubelet, controller manager)
+Measured with this process's clock from watches on Jobs and runs:
 
-  python3 benches/operator.py [--pipelines 200] [--steps 10] [--profile release]
+  step-ready -> Job-created   per Job: when it appeared, minus when the last of its upstream
+                              Jobs completed (root steps: when the runs were created)
+  run makespan                per run: last Job completed - runs created
+  runs per minute             succeeded runs / (last run end - runs created)
+  operator peak RSS, CPU      VmHWM and utime+stime of the operator's process (kernel)
+  API requests per run        from the API server's audit log, by client
+
+It fails (exit 1) when a run does not succeed, when the Job count is not pipelines × steps,
+or when a wait runs out (--timeout).
+
+  python3 benches/operator.py [--pipelines 200] [--steps 10] [--idle-pipelines 2000]
+                              [--idle-runs 10000] [--profile release] [--timeout 1800]
 
 It builds the binaries (cargo, --profile), starts its own cluster in /tmp/synqx-bench-cluster
-(stopped at the end), installs SynqX from manifests/install.yaml and prints one table.
+(stopped at the end), installs SynqX from manifests/install.yaml and prints one table. The
+operator pod listens on host port 8080: run it where that port is free (`unshare --net`
+gives a network namespace of its own; `ip link set lo up` inside it).
 """
 
 import argparse
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = Path("/tmp/synqx-bench-cluster")
 NAMESPACE = "bench"
+REFERENCE = "bench-ref"
+IDLE = "bench-idle"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def sh(*args, stdin=None, check=True, env=None):
@@ -54,14 +70,19 @@ def upstream_of(step, steps):
     return list(range(first + 1, steps - 1)) or list(range(1, first + 1))
 
 
-def pipelines_yaml(count, steps, data):
+def pipelines_yaml(count, steps, data, schedule=None, history=None):
     docs = []
     for p in range(count):
         docs.append(
             f"apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db-{p}}}\n"
             f"spec: {{sqlite: {{path: {data}/p{p}.db}}}}\n"
         )
-        lines = [f"apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p{p}}}\nspec:\n  steps:"]
+        lines = [f"apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p{p}}}\nspec:"]
+        if schedule:
+            lines.append(f"  schedule: {{cron: \"{schedule}\"}}")
+        if history:
+            lines.append(f"  successfulRunsHistoryLimit: {history}")
+        lines.append("  steps:")
         for s in range(steps):
             ups = ", ".join(f"s{u}" for u in upstream_of(s, steps))
             lines.append(
@@ -79,30 +100,28 @@ def runs_yaml(count):
     )
 
 
-def api_requests(kubectl):
-    total = 0.0
-    for line in sh(kubectl, "get", "--raw", "/metrics").splitlines():
-        if line.startswith("apiserver_request_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+class Deadline:
+    def __init__(self, seconds, what):
+        self.end = time.monotonic() + seconds
+        self.what = what
+
+    def check(self, detail=""):
+        if time.monotonic() > self.end:
+            sys.exit(f"timed out waiting for {self.what} {detail}")
 
 
 class JobWatch(threading.Thread):
-    """Records when each Job appeared and when it completed, by this process's clock."""
+    """Records when each Job of a namespace appeared and when it completed or failed."""
 
-    def __init__(self, kubectl):
+    def __init__(self, kubectl, namespace, selector):
         super().__init__(daemon=True)
-        self.kubectl = kubectl
-        self.added = {}
-        self.completed = {}
-        self.labels = {}
+        self.args = [kubectl, "get", "jobs", "-n", namespace, "-l", selector, "--watch",
+                     "--output-watch-events", "-o", "json"]
+        self.added, self.completed, self.failed, self.labels = {}, {}, {}, {}
+        self.objects = {}
 
     def run(self):
-        proc = subprocess.Popen(
-            [self.kubectl, "get", "jobs", "-n", NAMESPACE, "-l", "synqx.io/run", "--watch",
-             "--output-watch-events", "-o", "json"],
-            stdout=subprocess.PIPE, text=True,
-        )
+        proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
         decoder = json.JSONDecoder()
         buffer = ""
         for chunk in iter(lambda: proc.stdout.readline(), ""):
@@ -118,12 +137,15 @@ class JobWatch(threading.Thread):
                 name = job.get("metadata", {}).get("name")
                 self.added.setdefault(name, now)
                 self.labels[name] = job.get("metadata", {}).get("labels", {})
-                conditions = (job.get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Complete" and c["status"] == "True" for c in conditions):
-                    self.completed.setdefault(name, now)
+                self.objects[name] = job
+                for c in (job.get("status") or {}).get("conditions") or []:
+                    if c["status"] == "True" and c["type"] == "Complete":
+                        self.completed.setdefault(name, now)
+                    if c["status"] == "True" and c["type"] == "Failed":
+                        self.failed.setdefault(name, now)
 
 
-def operator_peak_rss_mib():
+def operator_process():
     pids = RUN_DIR / "kubelet" / "pids"
     for entry in pids.iterdir() if pids.exists() else []:
         try:
@@ -131,22 +153,208 @@ def operator_peak_rss_mib():
         except OSError:
             continue
         if Path(exe.replace(" (deleted)", "")).name == "synqx-operator":
-            for line in Path(f"/proc/{entry.name}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+            return int(entry.name)
+    sys.exit("the operator's process was not found among the kubelet's pods")
+
+
+def rss_mib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def percentile(values, q):
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Audit:
+    """The API server's audit log (tests/cluster/up writes it): requests by client."""
+
+    def __init__(self):
+        self.path = RUN_DIR / "audit.log"
+
+    def end(self):
+        return self.path.stat().st_size
+
+    def clients(self, start, stop):
+        counts = {}
+        with self.path.open() as log:
+            log.seek(start)
+            text = log.read(stop - start)
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            user = event.get("user", {}).get("username", "")
+            agent = event.get("userAgent", "")
+            if user.endswith(":synqx-operator"):
+                client = "operator"
+            elif user.endswith(":synqx-runner"):
+                client = "steps"
+            elif user.startswith("system:kube-controller-manager") or user.startswith("system:serviceaccount:kube-system:"):
+                client = "controllers"
+            elif agent.startswith("kubectl"):
+                client = "bench script"
+            else:
+                client = "kubelet and others"
+            counts[client] = counts.get(client, 0) + 1
+        return counts
+
+
+def percentiles(values):
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return statistics.median(ordered), pick(0.95), pick(0.99), ordered[-1]
+
+
+def latencies(watch, steps, created, label_run, label_step):
+    """step-ready -> Job-created per Job, and makespan per run."""
+    by_run_step = {(l.get(label_run), l.get(label_step)): n for n, l in watch.labels.items()}
+    ready_to_created, ends = [], {}
+    for (run, step), name in by_run_step.items():
+        ups = upstream_of(int(step[1:]), steps)
+        ready = created if not ups else max(
+            watch.completed.get(by_run_step.get((run, f"s{u}")), created) for u in ups)
+        ready_to_created.append(watch.added[name] - ready)
+        if name in watch.completed:
+            ends[run] = max(ends.get(run, created), watch.completed[name])
+    return ready_to_created, [end - created for end in ends.values()]
+
+
+def synqx_case(args, kubectl, data, audit, deadline_s):
+    sh(kubectl, "apply", "-n", NAMESPACE, "-f", "-", stdin=pipelines_yaml(args.pipelines, args.steps, data))
+    deadline = Deadline(deadline_s, "the Pipelines to be Ready")
+    while True:
+        items = json.loads(sh(kubectl, "get", "sqp", "-n", NAMESPACE, "-o", "json"))["items"]
+        ready = sum(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions", []))
+            for i in items)
+        if ready == args.pipelines:
+            break
+        deadline.check(f"({ready} of {args.pipelines})")
+        time.sleep(1)
+    watch = JobWatch(kubectl, NAMESPACE, "synqx.io/run")
+    watch.start()
+    time.sleep(2)
+    pid = operator_process()
+    cpu_before, audit_before = cpu_seconds(pid), audit.end()
+    created = time.monotonic()
+    sh(kubectl, "create", "-n", NAMESPACE, "-f", "-", stdin=runs_yaml(args.pipelines))
+    finished = {}
+    deadline = Deadline(deadline_s, "the runs to finish")
+    while len(finished) < args.pipelines:
+        for run in json.loads(sh(kubectl, "get", "sqr", "-n", NAMESPACE, "-o", "json"))["items"]:
+            phase = (run.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed", "Cancelled"):
+                finished.setdefault(run["metadata"]["name"], (time.monotonic(), phase))
+        deadline.check(f"({len(finished)} of {args.pipelines} ended)")
+        time.sleep(1)
+    time.sleep(2)
+    result = {
+        "cpu": cpu_seconds(pid) - cpu_before,
+        "rss": rss_mib(pid, "VmHWM"),
+        "requests": audit.clients(audit_before, audit.end()),
+        "succeeded": sum(1 for _, phase in finished.values() if phase == "Succeeded"),
+        "elapsed": max(t for t, _ in finished.values()) - created,
+        "jobs": len(watch.added),
+        "watch": watch,
+    }
+    result["ready"], result["makespan"] = latencies(watch, args.steps, created, "synqx.io/run", "synqx.io/step")
+    return result
+
+
+def reference_case(args, kubectl, template, deadline_s):
+    """Creates the same DAGs as Jobs, each as soon as its upstream Jobs completed."""
+    sh(kubectl, "create", "namespace", REFERENCE)
+    runner = (REPO / "manifests/runner.yaml").read_text().replace("NAMESPACE", REFERENCE)
+    sh(kubectl, "apply", "-f", "-", stdin=runner)
+    watch = JobWatch(kubectl, REFERENCE, "bench/run")
+    watch.start()
+    time.sleep(2)
+
+    def job(p, s):
+        spec = json.loads(json.dumps(template))
+        spec["template"]["metadata"] = {"labels": {"bench/run": f"p{p}", "bench/step": f"s{s}"}}
+        container = spec["template"]["spec"]["containers"][0]
+        container["command"], container["args"] = ["synqx"], ["--version"]
+        return json.dumps({"apiVersion": "batch/v1", "kind": "Job",
+                           "metadata": {"name": f"p{p}-s{s}", "labels": {"bench/run": f"p{p}", "bench/step": f"s{s}"}},
+                           "spec": spec})
+
+    pending = {(p, s) for p in range(args.pipelines) for s in range(args.steps)}
+    created = time.monotonic()
+    deadline = Deadline(deadline_s, "the reference Jobs")
+    while pending or len(watch.completed) + len(watch.failed) < args.pipelines * args.steps:
+        done = set(watch.completed)
+        ready = [(p, s) for p, s in pending
+                 if all(f"p{p}-s{u}" in done for u in upstream_of(s, args.steps))]
+        if ready:
+            sh(kubectl, "create", "-n", REFERENCE, "-f", "-", stdin="\n".join(job(p, s) for p, s in ready))
+            pending -= set(ready)
+        deadline.check(f"({len(watch.completed)} of {args.pipelines * args.steps} complete)")
+        time.sleep(0.05)
+    ready_to_created, makespan = latencies(watch, args.steps, created, "bench/run", "bench/step")
+    return {"elapsed": max(watch.completed.values()) - created, "ready": ready_to_created,
+            "makespan": makespan, "failed": len(watch.failed)}
+
+
+def api_client():
+    """Requests to the API server as the admin of the bench cluster (for bulk objects)."""
+    config = sh(os.environ["KUBECTL"], "config", "view", "--raw", "-o", "json")
+    server = json.loads(config)["clusters"][0]["cluster"]["server"]
+    context = ssl.create_default_context(cafile=str(RUN_DIR / "certs/ca.crt"))
+    context.load_cert_chain(str(RUN_DIR / "certs/admin.crt"), str(RUN_DIR / "certs/admin.key"))
+
+    def call(method, path, body, content_type="application/json"):
+        request = urllib.request.Request(server + path, data=json.dumps(body).encode(), method=method,
+                                         headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, context=context) as answer:
+            return answer.status
+    return call
+
+
+def idle_case(args, kubectl, data):
+    sh(kubectl, "create", "namespace", IDLE)
+    per_pipeline = max(1, args.idle_runs // max(1, args.idle_pipelines))
+    sh(kubectl, "apply", "--server-side", "-n", IDLE, "-f", "-",
+       stdin=pipelines_yaml(args.idle_pipelines, 2, data, schedule="0 0 1 1 *", history=per_pipeline))
+    call = api_client()
+    base = f"/apis/synqx.io/v1alpha1/namespaces/{IDLE}/pipelineruns"
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for p in range(args.idle_pipelines):
+        for r in range(per_pipeline):
+            name = f"p{p}-old-{r}"
+            call("POST", base, {"apiVersion": "synqx.io/v1alpha1", "kind": "PipelineRun",
+                                "metadata": {"name": name}, "spec": {"pipelineRef": {"name": f"p{p}"}}})
+            call("PATCH", f"{base}/{name}/status",
+                 {"status": {"phase": "Succeeded", "startTime": now, "completionTime": now,
+                             "steps": [{"name": "s0", "phase": "Succeeded"}, {"name": "s1", "phase": "Succeeded"}]}},
+                 "application/merge-patch+json")
+    # Settle: the operator has seen everything and has nothing to do.
+    time.sleep(30)
+    pid = operator_process()
+    before = cpu_seconds(pid)
+    time.sleep(60)
+    return {"cpu_per_minute": cpu_seconds(pid) - before, "rss": rss_mib(pid, "VmRSS"),
+            "pipelines": args.idle_pipelines, "runs": per_pipeline * args.idle_pipelines}
+
+
+def row(name, values, unit="ms", scale=1000):
+    p50, p95, p99, top = percentiles(values)
+    return (f"| {name} | {p50 * scale:.0f} {unit} | {p95 * scale:.0f} {unit} | {p99 * scale:.0f} {unit} "
+            f"| {top * scale:.0f} {unit} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipelines", type=int, default=200)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--idle-pipelines", type=int, default=2000)
+    parser.add_argument("--idle-runs", type=int, default=10000)
     parser.add_argument("--profile", default="release")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds each wait may take")
     args = parser.parse_args()
 
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/synqx/target"))
@@ -157,10 +365,11 @@ def main():
     profile_dir = "debug" if args.profile == "dev" else args.profile
     cluster_env = dict(env, SYNQX_CLUSTER_DIR=str(RUN_DIR), SYNQX_BIN_DIR=str(target / profile_dir))
     sh(str(REPO / "tests/cluster/down"), env=cluster_env, check=False)
-    up = sh(str(REPO / "tests/cluster/up"), env=cluster_env)
+    sh(str(REPO / "tests/cluster/up"), env=cluster_env)
     testbin = (RUN_DIR / "bin-path").read_text().strip()
     kubectl = f"{testbin}/kubectl"
     os.environ["KUBECONFIG"] = str(RUN_DIR / "kubeconfig")
+    os.environ["KUBECTL"] = kubectl
     try:
         # One operator replica: process pods share the host's network (port 8080).
         install = (REPO / "manifests/install.yaml").read_text().replace(
@@ -171,52 +380,46 @@ def main():
         runner = (REPO / "manifests/runner.yaml").read_text().replace("NAMESPACE", NAMESPACE)
         sh(kubectl, "apply", "-f", "-", stdin=runner)
         data = tempfile.mkdtemp(prefix="synqx-bench-")
-        sh(kubectl, "apply", "-n", NAMESPACE, "-f", "-", stdin=pipelines_yaml(args.pipelines, args.steps, data))
-        while True:
-            items = json.loads(sh(kubectl, "get", "sqp", "-n", NAMESPACE, "-o", "json"))["items"]
-            ready = sum(
-                any(c["type"] == "Ready" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions", []))
-                for i in items
-            )
-            if ready == args.pipelines:
-                break
-            time.sleep(1)
+        audit = Audit()
 
-        watch = JobWatch(kubectl)
-        watch.start()
-        time.sleep(2)
-        requests_before = api_requests(kubectl)
-        created = time.monotonic()
-        sh(kubectl, "create", "-n", NAMESPACE, "-f", "-", stdin=runs_yaml(args.pipelines))
-        finished_at = {}
-        while len(finished_at) < args.pipelines:
-            runs = json.loads(sh(kubectl, "get", "sqr", "-n", NAMESPACE, "-o", "json"))["items"]
-            now = time.monotonic()
-            for run in runs:
-                phase = (run.get("status") or {}).get("phase")
-                if phase in ("Succeeded", "Failed", "Cancelled"):
-                    finished_at.setdefault(run["metadata"]["name"], (now, phase))
-            time.sleep(1)
-        requests_after = api_requests(kubectl)
-        rss = operator_peak_rss_mib()
+        synqx = synqx_case(args, kubectl, data, audit, args.timeout)
+        any_job = next(iter(synqx["watch"].objects.values()))
+        reference = reference_case(args, kubectl, any_job["spec"], args.timeout)
+        idle = idle_case(args, kubectl, data) if args.idle_pipelines else None
 
-        latencies = []
-        by_run_step = {(l.get("synqx.io/run"), l.get("synqx.io/step")): n for n, l in watch.labels.items()}
-        for (run, step), name in by_run_step.items():
-            ups = upstream_of(int(step[1:]), args.steps)
-            ready = created if not ups else max(
-                watch.completed.get(by_run_step.get((run, f"s{u}")), created) for u in ups
-            )
-            latencies.append(watch.added[name] - ready)
-        elapsed = max(t for t, _ in finished_at.values()) - created
-        failed = sum(1 for _, phase in finished_at.values() if phase != "Succeeded")
-        print(f"\n{args.pipelines} pipelines x {args.steps} steps, {len(latencies)} Jobs, profile {args.profile}, "
-              f"{os.cpu_count()} cores")
-        print(f"{'step-ready -> Job-created':28} p50 {statistics.median(latencies) * 1000:7.0f} ms   "
-              f"p99 {percentile(latencies, 0.99) * 1000:7.0f} ms   max {max(latencies) * 1000:7.0f} ms")
-        print(f"{'runs per minute':28} {args.pipelines / elapsed * 60:7.1f}   ({elapsed:.0f} s for all, {failed} not Succeeded)")
-        print(f"{'operator peak RSS':28} {rss:7.1f} MiB")
-        print(f"{'API requests per run':28} {(requests_after - requests_before) / args.pipelines:7.1f}   (all clients)")
+        expected = args.pipelines * args.steps
+        problems = []
+        if synqx["succeeded"] != args.pipelines:
+            problems.append(f"{args.pipelines - synqx['succeeded']} SynqX runs did not succeed")
+        if synqx["jobs"] != expected:
+            problems.append(f"SynqX created {synqx['jobs']} Jobs, not {expected}")
+        if reference["failed"]:
+            problems.append(f"{reference['failed']} reference Jobs failed")
+
+        per_minute = synqx["succeeded"] / synqx["elapsed"] * 60
+        reference_per_minute = args.pipelines / reference["elapsed"] * 60
+        requests = synqx["requests"]
+        print(f"\n{args.pipelines} pipelines × {args.steps} steps ({expected} Jobs), profile {args.profile}, "
+              f"{os.cpu_count()} cores; command: python3 benches/operator.py {' '.join(sys.argv[1:])}\n")
+        print("| case | p50 | p95 | p99 | max |\n|---|---|---|---|---|")
+        print(row("SynqX step-ready → Job-created", synqx["ready"]))
+        print(row("reference step-ready → Job-created", reference["ready"]))
+        print(row("SynqX run makespan", synqx["makespan"], "s", 1))
+        print(row("reference run makespan", reference["makespan"], "s", 1))
+        print("\n| measure | value |\n|---|---|")
+        print(f"| SynqX runs per minute (succeeded) | {per_minute:.1f} |")
+        print(f"| reference runs per minute | {reference_per_minute:.1f} |")
+        print(f"| SynqX / reference throughput | {per_minute / reference_per_minute:.2f} |")
+        print(f"| operator peak RSS | {synqx['rss']:.1f} MiB |")
+        print(f"| operator CPU during the runs | {synqx['cpu']:.1f} s |")
+        for client, count in sorted(requests.items()):
+            print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
+        if idle:
+            print(f"| idle: {idle['pipelines']} scheduled Pipelines, {idle['runs']} finished runs: operator RSS "
+                  f"| {idle['rss']:.1f} MiB |")
+            print(f"| idle: operator CPU | {idle['cpu_per_minute'] / 60 * 100:.2f} % of a core |")
+        if problems:
+            sys.exit("FAILED: " + "; ".join(problems))
     finally:
         sh(str(REPO / "tests/cluster/down"), env=cluster_env, check=False)
 

@@ -76,6 +76,10 @@ pub fn watermark_status(step: &str, watermark: Watermark) -> PipelineStatus {
 pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>) -> Result<()> {
     let name = pipeline.name_any();
     let namespace = pipeline.namespace().unwrap_or_default();
+    // Most steps report no watermark: nothing to read the Pipeline for.
+    if decide(None, commit.run, commit.report) == Commit::Nothing {
+        return Ok(());
+    }
     let pipelines: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &namespace);
     let fresh = pipelines.get_status(&name).await?;
     let (run, step) = (commit.run, commit.step);

@@ -1,4 +1,5 @@
-//! The operator reads from its watches: during a steady run it never lists, as the API
+//! The operator reads from its watches and writes only what changed: during a steady run it
+//! never lists, reads nothing, and writes a run's status only when it changed, as the API
 //! server's own audit log records what the operator's service account asked. The test runs
 //! its own operator, as that service account, so it knows when the operator's watches
 //! started and that no other replica acts meanwhile.
@@ -42,7 +43,7 @@ impl Drop for Operator {
 }
 
 #[tokio::test]
-async fn runs_in_a_steady_state_cost_the_operator_no_list_call() {
+async fn runs_in_a_steady_state_cost_the_operator_no_list_and_few_writes() {
     let cluster = Cluster::shared();
     cluster.install_synqx_without_operator();
     let ns = cluster.namespace("reads").await;
@@ -114,6 +115,22 @@ async fn runs_in_a_steady_state_cost_the_operator_no_list_call() {
         "Job creates of the operator; all its requests: {:?}",
         tally(&operator)
     );
+    // Status only when it changed: at most two writes per step (it starts, it ends) and two
+    // per run, not one per Job event.
+    let status_writes = operator
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource() == "pipelineruns")
+        .filter(|r| r.subresource() == Some("status"))
+        .count();
+    assert!(
+        status_writes <= runs.len() * (2 * 6 + 2),
+        "{status_writes} status writes for {} runs of 6 steps; all requests: {:?}",
+        runs.len(),
+        tally(&operator)
+    );
+    // Nothing read a Pipeline for a watermark none of these steps reports.
+    let gets = operator.iter().filter(|r| r.verb == "get").count();
+    assert_eq!(gets, 0, "all requests: {:?}", tally(&operator));
     eprintln!(
         "the operator's requests for 3 runs of 6 steps: {:?}",
         tally(&operator)

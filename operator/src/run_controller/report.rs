@@ -8,7 +8,7 @@ use synqx_api::apply::StatusApply;
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase};
 
 use super::observe::JobStates;
-use super::status::{Transition, transitions};
+use super::status::{Transition, controller_fields, transitions};
 use crate::condition::Reason;
 use crate::context::{self, Operator};
 use crate::error::Result;
@@ -40,9 +40,14 @@ impl Reporter<'_> {
         Ok(())
     }
 
-    /// Applies the status of a run that goes on (or ended normally) and tells what moved.
+    /// Applies the status of a run that goes on (or ended normally) and tells what moved;
+    /// a status the controller wrote before as it is now is not written again (most Job
+    /// events change nothing a user sees).
     pub async fn progress(&self, status: PipelineRunStatus, jobs: &JobStates) -> Result<()> {
         let previous = self.run.status.clone().unwrap_or_default();
+        if owned(&previous) == status {
+            return Ok(());
+        }
         let moved = transitions(&previous, &status);
         let phase = status.phase.unwrap_or_default();
         let revision = status.revision.clone().unwrap_or_default();
@@ -189,5 +194,14 @@ impl Reporter<'_> {
             let metrics = &self.ctx.metrics;
             metrics.step_succeeded(&namespace, self.pipeline(), step, report);
         }
+    }
+}
+
+/// The part of a run's status the controller writes: all of it but the runner's fields of
+/// each step.
+pub fn owned(status: &PipelineRunStatus) -> PipelineRunStatus {
+    PipelineRunStatus {
+        steps: status.steps.iter().map(controller_fields).collect(),
+        ..status.clone()
     }
 }
