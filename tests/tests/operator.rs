@@ -410,6 +410,59 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
     assert_eq!(step(&run, "b").phase, Some(StepPhase::Succeeded));
 }
 
+/// The Pipeline applied before the only Connection it uses (`kubectl apply` of two files, or
+/// a cache that has not seen the Connection yet): Invalid naming it, never a plan without
+/// it; its run waits and succeeds once the Connection exists.
+#[tokio::test]
+async fn a_pipeline_applied_before_its_connection_waits_for_it() {
+    let (cluster, ns) = setup("late-connection").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    apply(
+        cluster,
+        &ns,
+        "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {name: early}\nspec:\n  steps:\n\
+         \x20   - {name: only, sql: {connection: late, statements: [\"SELECT 1\"]}}\n",
+    );
+    start_run(cluster, &ns, "early", "early-1", "");
+    let pipelines: Api<Pipeline> = ns.api();
+    wait_until(
+        Duration::from_secs(60),
+        "the pipeline to be Invalid for want of its Connection",
+        || {
+            let pipelines = pipelines.clone();
+            async move {
+                let status = pipelines.get("early").await.expect("pipeline").status;
+                status.is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.r#type == "Ready"
+                            && c.status == "False"
+                            && c.message
+                                .contains("connection \"late\" does not exist (connections: none)")
+                    })
+                })
+            }
+        },
+    )
+    .await;
+    assert!(jobs_of(&ns, "early-1").await.is_empty());
+
+    apply(
+        cluster,
+        &ns,
+        &format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: late}}\nspec: {{sqlite: {{path: {}}}}}\n",
+            data.path().join("late.sqlite").display()
+        ),
+    );
+    let run = finished(&ns, "early-1").await;
+    assert_eq!(
+        run.status.as_ref().and_then(|s| s.phase),
+        Some(RunPhase::Succeeded),
+        "{:?}",
+        run.status
+    );
+}
+
 #[tokio::test]
 async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
     let (cluster, ns) = setup("conn").await;

@@ -88,6 +88,10 @@ pub struct Bundle {
     /// `(kind, name)` of documents that were found but could not be read; references to
     /// them are not reported again as missing.
     pub unreadable: Vec<(String, String)>,
+    /// Whether `connections` is every Connection there is (a namespace read from the
+    /// cluster), so a step naming another one is wrong even when the list is empty. Files
+    /// may hold none and name Connections applied from elsewhere.
+    pub connections_complete: bool,
 }
 
 fn name_of(meta: &kube::core::ObjectMeta) -> &str {
@@ -163,7 +167,8 @@ pub fn validate(files: &[InputFile<'_>]) -> Report {
 
 /// Checks and compiles objects read from the cluster, with the checks of [`validate`] past
 /// reading YAML (the API server already parsed them, pruned unknown fields and checked
-/// their names). Their problems have no file.
+/// their names). Their problems have no file. `connections` are all the Connections the
+/// Pipelines may use: a step naming any other is a problem, even when `connections` is empty.
 pub fn validate_objects(connections: &[Connection], pipelines: &[Pipeline]) -> Report {
     let doc = |index, object| Doc {
         file: String::new(),
@@ -185,6 +190,7 @@ pub fn validate_objects(connections: &[Connection], pipelines: &[Pipeline]) -> R
                 object: p.clone(),
             })
             .collect(),
+        connections_complete: true,
         ..Default::default()
     };
     check(bundle, Vec::new())

@@ -48,7 +48,9 @@ impl Checker<'_> {
         role: &str,
         name: &str,
     ) -> Result<Option<ConnectorKind>, ()> {
-        if self.bundle.connections.is_empty() || self.bundle.is_unreadable("Connection", name) {
+        if (self.bundle.connections.is_empty() && !self.bundle.connections_complete)
+            || self.bundle.is_unreadable("Connection", name)
+        {
             return Ok(None);
         }
         match self.bundle.connection(name) {
@@ -61,13 +63,15 @@ impl Checker<'_> {
                     .map(|d| name_of(&d.object.metadata))
                     .collect();
                 names.sort_unstable();
+                let known = if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                };
                 self.step(
                     step,
                     "",
-                    format!(
-                        "{role} connection \"{name}\" does not exist (connections: {})",
-                        names.join(", ")
-                    ),
+                    format!("{role} connection \"{name}\" does not exist (connections: {known})"),
                 );
                 Err(())
             }

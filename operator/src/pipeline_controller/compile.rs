@@ -101,6 +101,29 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
         assert!(plan.connections.contains_key("db"));
     }
 
+    /// A namespace with none of the Pipeline's Connections yet (the Pipeline applied first):
+    /// invalid, naming each missing one, never a plan without them.
+    #[test]
+    fn a_pipeline_whose_connections_are_all_missing_does_not_compile() {
+        let yaml = with_pipeline(
+            "    - {name: a, sql: {connection: db, statements: [\"select 1\"]}}\n    - {name: b, sql: {connection: lake, statements: [\"select 1\"]}}\n",
+        );
+        let (pipeline, _) = objects(&yaml);
+        let problems = compile(&pipeline, &[])
+            .expect_err("no Connections")
+            .join("\n");
+        assert!(
+            problems.contains("step \"a\"")
+                && problems.contains("connection \"db\" does not exist (connections: none)"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("step \"b\"")
+                && problems.contains("connection \"lake\" does not exist"),
+            "{problems}"
+        );
+    }
+
     #[test]
     fn problems_read_as_synqx_validate_prints_them_without_the_file() {
         let yaml = with_pipeline(
