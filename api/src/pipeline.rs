@@ -235,9 +235,14 @@ pub struct Destination {
     /// File format (files only; inferred from the FQN's extension when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<FileFormat>,
-    /// Compression of written files: `zstd` or `snappy` for Parquet, `gzip` for CSV/JSONL.
+    /// Compression of written files: `zstd` (default), `snappy`, `gzip`, `lz4`, `brotli` or
+    /// `none` for Parquet; `gzip` or `none` for CSV/JSONL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// Level of the compression: gzip 0–9 (default 6), zstd 1–22 (default 3), brotli 0–11
+    /// (default 1). Snappy, lz4 and none have no levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<i32>,
     /// Start a new part file once one reaches this size, e.g. `256MiB` (folders only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size: Option<String>,
@@ -363,11 +368,15 @@ impl std::fmt::Display for Compression {
             Self::Gzip => "gzip",
             Self::Zstd => "zstd",
             Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Brotli => "brotli",
         })
     }
 }
 
-/// Compression of files: `none`, `gzip`, `zstd` or `snappy`.
+/// Compression of files: `none`, `gzip`, `zstd`, `snappy`, `lz4` or `brotli`. Text files
+/// take `gzip`; Parquet compresses its pages with any of them (`lz4` is Parquet's
+/// `LZ4_RAW`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Compression {
@@ -375,6 +384,44 @@ pub enum Compression {
     Gzip,
     Zstd,
     Snappy,
+    Lz4,
+    Brotli,
+}
+
+impl Compression {
+    /// The levels a codec takes and its default level; `None` for codecs without levels.
+    pub fn levels(self) -> Option<(std::ops::RangeInclusive<i32>, i32)> {
+        match self {
+            Self::Gzip => Some((0..=9, 6)),
+            Self::Zstd => Some((1..=22, 3)),
+            Self::Brotli => Some((0..=11, 1)),
+            Self::None | Self::Snappy | Self::Lz4 => None,
+        }
+    }
+
+    /// Whether files of `format` can be written with this codec.
+    pub fn applies_to(self, format: FileFormat) -> bool {
+        match format {
+            FileFormat::Parquet => true,
+            FileFormat::Csv | FileFormat::Jsonl => matches!(self, Self::None | Self::Gzip),
+        }
+    }
+
+    /// `level` checked against the codec's range, or the codec's default level; `None` for a
+    /// codec without levels. The error says what is allowed.
+    pub fn level(self, level: Option<i32>) -> Result<Option<i32>, String> {
+        match (self.levels(), level) {
+            (Some((_, default)), None) => Ok(Some(default)),
+            (Some((range, _)), Some(l)) if range.contains(&l) => Ok(Some(l)),
+            (Some((range, default)), Some(l)) => Err(format!(
+                "{l} is not a {self} level (use {} to {}; default {default})",
+                range.start(),
+                range.end()
+            )),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(format!("{self} has no levels (gzip, zstd and brotli do)")),
+        }
+    }
 }
 
 /// Handling of bad rows: `fail` or `skip`.

@@ -369,6 +369,7 @@ fn check_destination(
                 ("format", dest.format.is_some()),
                 ("fileSize", dest.file_size.is_some()),
                 ("compression", dest.compression.is_some()),
+                ("compressionLevel", dest.compression_level.is_some()),
             ] {
                 if set {
                     c.step(
@@ -408,6 +409,7 @@ fn check_destination(
             file_format(dest.format, fqn),
         );
     }
+    check_compression_level(c, step, dest);
     let mut seen = std::collections::BTreeSet::new();
     for k in &dest.primary_key {
         if !seen.insert(k) {
@@ -440,13 +442,28 @@ fn check_compression(
     format: Option<FileFormat>,
 ) {
     let Some(format) = format else { return };
-    let fits = match comp {
-        Compression::None => true,
-        Compression::Snappy | Compression::Zstd => format == FileFormat::Parquet,
-        Compression::Gzip => format != FileFormat::Parquet,
+    if !comp.applies_to(format) {
+        c.step(step, field, format!("{comp} does not apply to {format} files (Parquet takes zstd, snappy, gzip, lz4, brotli or none; CSV and JSONL take gzip or none)"));
+    }
+}
+
+/// `compressionLevel` against the codec the destination writes (Parquet's default is zstd;
+/// text files are uncompressed unless they say gzip).
+fn check_compression_level(c: &mut Checker<'_>, step: &Step, dest: &Destination) {
+    let Some(level) = dest.compression_level else {
+        return;
     };
-    if !fits {
-        c.step(step, field, format!("{comp} does not apply to {format} files (Parquet takes zstd or snappy; CSV and JSONL take gzip)"));
+    let codec = match (dest.compression, file_format(dest.format, &dest.asset.fqn)) {
+        (Some(codec), _) => codec,
+        (None, Some(FileFormat::Parquet)) => Compression::Zstd,
+        (None, Some(_)) if dest.asset.fqn.to_ascii_lowercase().ends_with(".gz") => {
+            Compression::Gzip
+        }
+        (None, Some(_)) => Compression::None,
+        (None, None) => return,
+    };
+    if let Err(e) = codec.level(Some(level)) {
+        c.step(step, "sync.destination.compressionLevel", e);
     }
 }
 

@@ -65,6 +65,10 @@ enum Command {
         /// whose upstream steps succeeded, as on a cluster).
         #[arg(long)]
         parallelism: Option<usize>,
+        /// Threads that parse, encode and run transforms at once (default: the machine's
+        /// cores).
+        #[arg(long, env = "SYNQX_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Run one attempt of one step of a PipelineRun, in the pod of its Job (the operator starts
     /// it): write the step's entry of the run's status and a termination message. Exit 0 when
@@ -171,6 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state,
             full_refresh,
             parallelism,
+            threads,
         } => run::run(run::Args {
             files,
             pipeline,
@@ -178,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state,
             full_refresh,
             parallelism,
+            threads: threads.map(usize::from),
         }),
         Command::State { action, state: dir } => {
             let action = match action {

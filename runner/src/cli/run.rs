@@ -18,6 +18,7 @@ pub struct Args {
     pub state: PathBuf,
     pub full_refresh: bool,
     pub parallelism: Option<usize>,
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -34,7 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         report.bundle.secrets.iter().map(|d| &d.object),
         std::env::vars(),
     );
+    if let Some(threads) = args.threads {
+        synqx_runner::engine::threads::set(threads);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(synqx_runner::engine::threads::count())
         .enable_all()
         .build()
         .context("starting the runtime")?;

@@ -6,6 +6,7 @@ pub mod counters;
 pub mod cursor;
 pub mod rejects;
 pub mod stream;
+pub mod threads;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,35 +1,26 @@
 //! Parquet: the schema from the footer, a reader that arranges each file's columns into the
-//! schema of the read, and a writer with size-bounded row groups.
+//! schema of the read, and a writer (`writer`) that encodes columns in parallel.
 
-use std::io::Write;
+mod writer;
+
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use arrow::array::{BooleanArray, RecordBatch, new_null_array};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, IntervalUnit, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
+use arrow::datatypes::{Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
-use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::reader::ChunkReader;
-use synqx_api::pipeline::Compression;
+
+pub use writer::{Codec, ParquetWriter, ROW_GROUP_ROWS};
 
 use super::batching;
 use super::convert::{convert, quoted_value};
 use super::infer::type_name;
-use super::write::{Counting, FileWriter, count};
 use crate::engine::Rejects;
-use crate::error::{Context, Error, Result};
-
-/// Encoded bytes a row group may reach before it is written out: large enough for efficient
-/// scans (about 120k TPC-H lineitem rows, DuckDB's default row group), small enough that the
-/// writer's buffer, which holds the whole row group until then, stays a bounded share of a
-/// step's memory.
-const ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
+use crate::error::{Context, Result};
 
 /// The Arrow schema of a file (every column nullable, so files written with and without
 /// nulls agree) and the uncompressed bytes of a row.
@@ -230,105 +221,18 @@ impl Iterator for ParquetBatches {
     }
 }
 
-/// Writes batches into one Parquet file.
-pub struct ParquetWriter {
-    writer: Option<ArrowWriter<Counting>>,
-    counter: Arc<AtomicU64>,
-    file: String,
-}
-
-impl ParquetWriter {
-    pub fn new(
-        schema: SchemaRef,
-        sink: Counting,
-        compression: Compression,
-        file: &str,
-    ) -> Result<Self> {
-        let codec = match compression {
-            Compression::Snappy => ParquetCompression::SNAPPY,
-            Compression::None => ParquetCompression::UNCOMPRESSED,
-            Compression::Zstd | Compression::Gzip => ParquetCompression::ZSTD(ZstdLevel::default()),
-        };
-        let properties = WriterProperties::builder()
-            .set_compression(codec)
-            .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
-            .build();
-        if let Some(field) = schema
-            .fields()
-            .iter()
-            .find(|f| holds_interval(f.data_type()))
-        {
-            return Err(Error::Config(format!(
-                "{file}: column \"{}\" is an interval ({}), which Parquet cannot store; convert it in a transform first (to text, or to a number of seconds)",
-                field.name(),
-                field.data_type()
-            )));
-        }
-        let counter = sink.counter();
-        let writer = ArrowWriter::try_new(sink, schema, Some(properties))
-            .context(|| format!("creating {file}"))?;
-        Ok(Self {
-            writer: Some(writer),
-            counter,
-            file: file.to_string(),
-        })
-    }
-}
-
-/// Whether a type is or contains an Arrow interval of months, days and nanoseconds: Parquet's
-/// INTERVAL holds milliseconds, and the Parquet writer refuses it only at the first row, with
-/// an error that names no column.
-fn holds_interval(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Interval(IntervalUnit::MonthDayNano) => true,
-        DataType::List(f)
-        | DataType::LargeList(f)
-        | DataType::ListView(f)
-        | DataType::LargeListView(f)
-        | DataType::FixedSizeList(f, _)
-        | DataType::Map(f, _) => holds_interval(f.data_type()),
-        DataType::Struct(fields) => fields.iter().any(|f| holds_interval(f.data_type())),
-        DataType::Dictionary(_, value) => holds_interval(value),
-        _ => false,
-    }
-}
-
-impl FileWriter for ParquetWriter {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        writer
-            .write(batch)
-            .context(|| format!("writing {}", self.file))
-    }
-
-    fn size(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<u64> {
-        if let Some(writer) = self.writer.take() {
-            let mut sink = writer
-                .into_inner()
-                .context(|| format!("writing the footer of {}", self.file))?;
-            sink.flush().context(|| format!("writing {}", self.file))?;
-        }
-        Ok(count(&self.counter))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs::File;
 
     use arrow::array::{Array, AsArray, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression as ParquetCompression;
     use synqx_api::pipeline::OnError;
 
     use super::*;
+    use crate::connectors::formats::write::{Counting, FileWriter};
     use crate::engine::Counters;
 
     fn sample() -> (SchemaRef, RecordBatch) {
@@ -355,7 +259,7 @@ mod tests {
         let mut writer = ParquetWriter::new(
             schema,
             Counting::new(Box::new(file)),
-            Compression::Snappy,
+            Codec(ParquetCompression::SNAPPY),
             "t.parquet",
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -392,7 +296,7 @@ mod tests {
             let error = ParquetWriter::new(
                 schema,
                 Counting::new(Box::new(file)),
-                Compression::Snappy,
+                Codec(ParquetCompression::SNAPPY),
                 "out/t.parquet",
             )
             .err()

@@ -11,7 +11,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::Utc;
 use futures::StreamExt;
-use synqx_api::pipeline::{Compression, Destination, FileFormat, SchemaEvolution, WriteMode};
+use synqx_api::pipeline::{Destination, FileFormat, SchemaEvolution, WriteMode};
 use tokio::sync::mpsc;
 
 use super::convert::project;
@@ -94,7 +94,7 @@ impl Target {
         };
         let csv = CsvSettings::from_options(spec.csv.as_ref())?;
         Ok(Self {
-            format: WriteFormat::new(format, spec.compression, &fqn, csv)?,
+            format: WriteFormat::new(format, spec.compression, spec.compression_level, &fqn, csv)?,
             relative,
             fqn,
             folder,
@@ -233,7 +233,7 @@ impl<'s, S: PartStore> Writer<'s, S> {
                 schema = evolve(&incoming, &columns, target.evolution, &target.fqn, false)?.schema;
             }
         } else if !target.folder && target.mode == WriteMode::Append && !existing.is_empty() {
-            let gzip = format.compression == Compression::Gzip;
+            let gzip = format.gzipped_text();
             let fixed_order = format.format == FileFormat::Csv;
             let mut widen = false;
             let file = [(target.relative.clone(), gzip)];

@@ -28,55 +28,56 @@ pub trait FileWriter: Send {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteFormat {
     pub format: FileFormat,
-    /// `gzip` or `none` for text formats; `zstd`, `snappy` or `none` for Parquet.
+    /// `gzip` or `none` for text formats; any codec for Parquet.
     pub compression: Compression,
+    /// The codec's level (its default when none was given); `None` for codecs without.
+    pub level: Option<i32>,
     pub csv: CsvSettings,
 }
 
 impl WriteFormat {
     /// Resolves the compression: the option, else `.gz` in `name` for text formats, else the
-    /// format's default (none for text, zstd for Parquet).
+    /// format's default (none for text, zstd for Parquet); then its level.
     pub fn new(
         format: FileFormat,
         explicit: Option<Compression>,
+        level: Option<i32>,
         name: &str,
         csv: CsvSettings,
     ) -> Result<Self> {
         let gz_name = name.to_ascii_lowercase().ends_with(".gz");
         let compression = match (format, explicit) {
             (FileFormat::Parquet, None) => Compression::Zstd,
-            (
-                FileFormat::Parquet,
-                Some(c @ (Compression::Zstd | Compression::Snappy | Compression::None)),
-            ) => c,
             (_, None) if gz_name => Compression::Gzip,
             (_, None) => Compression::None,
-            (
-                FileFormat::Csv | FileFormat::Jsonl,
-                Some(c @ (Compression::Gzip | Compression::None)),
-            ) => c,
+            (format, Some(codec)) if codec.applies_to(format) => codec,
             (format, Some(other)) => {
-                let allowed = if format == FileFormat::Parquet {
-                    "zstd, snappy or none"
-                } else {
-                    "gzip or none"
-                };
                 return Err(Error::Config(format!(
-                    "compression {other} is not available for {format} files (use {allowed})"
+                    "compression {other} is not available for {format} files (use gzip or none)"
                 )));
             }
         };
+        let level = compression
+            .level(level)
+            .map_err(|e| Error::Config(format!("{name}: compressionLevel: {e}")))?;
         Ok(Self {
             format,
             compression,
+            level,
             csv,
         })
+    }
+
+    /// Whether files are text compressed as a whole with gzip (Parquet compresses its pages
+    /// inside the file instead).
+    pub fn gzipped_text(&self) -> bool {
+        self.compression == Compression::Gzip && self.format != FileFormat::Parquet
     }
 
     /// The extension of part files: `csv`, `csv.gz`, `jsonl`, `jsonl.gz` or `parquet`.
     pub fn extension(&self) -> String {
         let base = super::extension(self.format);
-        if self.compression == Compression::Gzip {
+        if self.gzipped_text() {
             format!("{base}.gz")
         } else {
             base.to_string()
@@ -104,7 +105,7 @@ impl WriteFormat {
             FileFormat::Parquet => Ok(Box::new(super::parquet::ParquetWriter::new(
                 schema,
                 Counting::new(sink),
-                self.compression,
+                super::parquet::Codec::new(self.compression, self.level, name)?,
                 name,
             )?)),
         }
@@ -112,7 +113,12 @@ impl WriteFormat {
 
     /// A text sink compressed as configured.
     pub fn encoded(&self, sink: Box<dyn Write + Send>) -> Encoded {
-        Encoded::new(Counting::new(sink), self.compression == Compression::Gzip)
+        let gzip = self.gzipped_text().then(|| {
+            // Levels were checked against 0..=9 when the format was resolved.
+            let level = self.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(6);
+            flate2::Compression::new(level)
+        });
+        Encoded::new(Counting::new(sink), gzip)
     }
 }
 
@@ -151,15 +157,15 @@ impl Write for Counting {
 /// A text sink, plain or gzip.
 pub enum Encoded {
     Plain(Counting),
-    Gzip(GzEncoder<Counting>),
+    Gzip(Box<GzEncoder<Counting>>),
 }
 
 impl Encoded {
-    pub fn new(sink: Counting, gzip: bool) -> Self {
-        if gzip {
-            Self::Gzip(GzEncoder::new(sink, flate2::Compression::default()))
-        } else {
-            Self::Plain(sink)
+    /// A sink, gzip-compressed at the given level when there is one.
+    pub fn new(sink: Counting, gzip: Option<flate2::Compression>) -> Self {
+        match gzip {
+            Some(level) => Self::Gzip(Box::new(GzEncoder::new(sink, level))),
+            None => Self::Plain(sink),
         }
     }
 
@@ -175,7 +181,7 @@ impl Encoded {
     pub fn finish(self) -> io::Result<()> {
         match self {
             Self::Plain(mut c) => c.flush(),
-            Self::Gzip(g) => g.finish()?.flush(),
+            Self::Gzip(g) => (*g).finish()?.flush(),
         }
     }
 }
@@ -209,7 +215,8 @@ mod tests {
     #[test]
     fn compression_is_resolved_per_format() {
         let csv = CsvSettings::default();
-        let w = |f, c, n| WriteFormat::new(f, c, n, csv).map(|w| (w.compression, w.extension()));
+        let w =
+            |f, c, n| WriteFormat::new(f, c, None, n, csv).map(|w| (w.compression, w.extension()));
         assert_eq!(
             w(FileFormat::Parquet, None, "x/").ok(),
             Some((Compression::Zstd, "parquet".into()))
@@ -233,7 +240,37 @@ mod tests {
             err.as_deref(),
             Some("compression zstd is not available for csv files (use gzip or none)")
         );
-        assert!(w(FileFormat::Parquet, Some(Compression::Gzip), "x/").is_err());
+        assert_eq!(
+            w(FileFormat::Parquet, Some(Compression::Gzip), "x/").ok(),
+            Some((Compression::Gzip, "parquet".into()))
+        );
+    }
+
+    #[test]
+    fn levels_default_per_codec_and_are_checked() {
+        let csv = CsvSettings::default();
+        let level = |f, c, l| WriteFormat::new(f, c, l, "out/", csv).map(|w| w.level);
+        assert_eq!(level(FileFormat::Parquet, None, None).ok(), Some(Some(3)));
+        assert_eq!(
+            level(FileFormat::Parquet, Some(Compression::Brotli), Some(11)).ok(),
+            Some(Some(11))
+        );
+        assert_eq!(
+            level(FileFormat::Csv, Some(Compression::Gzip), None).ok(),
+            Some(Some(6))
+        );
+        assert_eq!(
+            level(FileFormat::Parquet, Some(Compression::Lz4), None).ok(),
+            Some(None)
+        );
+        let err = level(FileFormat::Parquet, Some(Compression::Zstd), Some(0))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("out/: compressionLevel: 0 is not a zstd level (use 1 to 22; default 3)")
+        );
+        assert!(level(FileFormat::Parquet, Some(Compression::Snappy), Some(1)).is_err());
     }
 
     #[test]
@@ -252,7 +289,10 @@ mod tests {
                 Ok(())
             }
         }
-        let mut enc = Encoded::new(Counting::new(Box::new(Shared(out.clone()))), true);
+        let mut enc = Encoded::new(
+            Counting::new(Box::new(Shared(out.clone()))),
+            Some(flate2::Compression::best()),
+        );
         let counter = enc.counter();
         enc.write_all(b"hello\nworld\n")
             .unwrap_or_else(|e| panic!("{e}"));

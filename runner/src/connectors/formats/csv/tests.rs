@@ -258,7 +258,7 @@ fn write_csv(schema: SchemaRef, batches: &[RecordBatch], settings: CsvSettings) 
     let out = Arc::new(Mutex::new(Vec::new()));
     let mut writer = ok(CsvWriter::new(
         schema,
-        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), false),
+        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), None),
         settings,
         "o.csv",
     ));

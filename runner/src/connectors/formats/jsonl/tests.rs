@@ -226,7 +226,10 @@ fn written_lines_read_back_with_the_same_values() {
     let batches = ok(read(EVENTS, &schema, 10, Rejects::failing()));
     let out = Arc::new(Mutex::new(Vec::new()));
     let mut writer = JsonlWriter::new(
-        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), true),
+        Encoded::new(
+            Counting::new(Box::new(Shared(out.clone()))),
+            Some(flate2::Compression::default()),
+        ),
         "o.jsonl.gz",
     );
     for b in &batches {
