@@ -1,27 +1,27 @@
-//! CSV: header and type inference from a sample, a streaming reader that sends bad rows to
+//! CSV: header and type inference from a sample, a streaming reader (`read`: blocks of whole
+//! records cut by `split` and `blocks`, parsed in parallel by `decode`) that sends bad rows to
 //! the rejects with their line, column and value, and a writer.
-//!
-//! Records are split by the `csv` crate (quotes, doubled quotes, line breaks inside quotes),
-//! collected as text columns and converted with Arrow's vectorised cast; only rows whose value
-//! did not convert are looked at one by one. Empty fields are null, as Arrow's CSV reader and
-//! writer have it.
+
+mod blocks;
+mod decode;
+mod fields;
+mod read;
+mod split;
+
+pub use read::CsvBatches;
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder, new_null_array,
-};
-use arrow::compute::filter_record_batch;
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use csv::ByteRecord;
 
-use super::convert::{convert, nested_as_json, quote};
-use super::infer::{Inferred, type_name};
+use super::convert::nested_as_json;
+use super::infer::Inferred;
 use super::write::{Encoded, FileWriter, count};
 use super::{CsvSettings, batching};
-use crate::engine::Rejects;
 use crate::error::{Context, Error, Result};
 
 fn records<R: Read>(input: R, settings: &CsvSettings) -> csv::Reader<R> {
@@ -187,212 +187,6 @@ impl CsvSampler {
             Schema::new(fields),
             batching::row_bytes(self.bytes, self.rows.max(1), self.columns.len()),
         ))
-    }
-}
-
-/// A row that cannot be read, before it goes to the rejects.
-struct BadRow {
-    line: u64,
-    reason: String,
-    raw: String,
-}
-
-/// Streams one CSV file as batches of `schema`, mapping the file's columns by header name
-/// (by position without a header); columns the file lacks are null.
-pub struct CsvBatches<R: Read> {
-    reader: csv::Reader<R>,
-    file: String,
-    schema: SchemaRef,
-    names: Vec<String>,
-    /// For each schema column, its field in this file's records.
-    positions: Vec<Option<usize>>,
-    pending: Option<ByteRecord>,
-    batch_rows: usize,
-    delimiter: u8,
-    rejects: Rejects,
-    done: bool,
-}
-
-impl<R: Read> CsvBatches<R> {
-    pub fn new(
-        input: R,
-        settings: &CsvSettings,
-        file: &str,
-        schema: SchemaRef,
-        batch_rows: usize,
-        rejects: Rejects,
-    ) -> Result<Self> {
-        let mut reader = records(input, settings);
-        let (names, pending, done) = match first_record(&mut reader, settings, file)? {
-            Some((names, first)) => (names, first, false),
-            None => (Vec::new(), None, true),
-        };
-        let positions = schema
-            .fields()
-            .iter()
-            .map(|f| names.iter().position(|n| n == f.name()))
-            .collect();
-        Ok(Self {
-            reader,
-            file: file.to_string(),
-            schema,
-            names,
-            positions,
-            pending,
-            batch_rows: batch_rows.max(1),
-            delimiter: settings.delimiter,
-            rejects,
-            done,
-        })
-    }
-
-    fn raw(&self, fields: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(self.delimiter)
-            .from_writer(Vec::new());
-        let written = out
-            .write_record(fields)
-            .ok()
-            .and_then(|_| out.into_inner().ok())
-            .unwrap_or_default();
-        String::from_utf8_lossy(&written)
-            .trim_end_matches(['\r', '\n'])
-            .to_string()
-    }
-
-    /// Reads up to `batch_rows` good records. `Ok(None)` at the end of the file.
-    fn read_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let width = self.names.len();
-        let capacity = self.batch_rows.min(8192);
-        let mut text: Vec<StringBuilder> = (0..width)
-            .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
-            .collect();
-        let mut lines = Vec::with_capacity(capacity);
-        let mut bad = Vec::new();
-        let mut record = ByteRecord::new();
-        while lines.len() < self.batch_rows {
-            match self.pending.take() {
-                Some(first) => record = first,
-                None => {
-                    if !self
-                        .reader
-                        .read_byte_record(&mut record)
-                        .map_err(|e| read_error(e, &self.file))?
-                    {
-                        self.done = true;
-                        break;
-                    }
-                }
-            }
-            let line = record.position().map_or(0, |p| p.line());
-            if record.len() != width {
-                let reason = format!("expected {width} fields, found {}", record.len());
-                bad.push(BadRow {
-                    line,
-                    reason,
-                    raw: self.raw(record.iter()),
-                });
-                continue;
-            }
-            if let Some(column) = record.iter().position(|v| std::str::from_utf8(v).is_err()) {
-                let reason = format!(
-                    "column \"{}\": value is not valid UTF-8",
-                    self.names[column]
-                );
-                bad.push(BadRow {
-                    line,
-                    reason,
-                    raw: self.raw(record.iter()),
-                });
-                continue;
-            }
-            for (builder, value) in text.iter_mut().zip(record.iter()) {
-                match std::str::from_utf8(value) {
-                    Ok("") | Err(_) => builder.append_null(),
-                    Ok(v) => builder.append_value(v),
-                }
-            }
-            lines.push(line);
-        }
-        if lines.is_empty() && bad.is_empty() {
-            return Ok(None);
-        }
-        let text: Vec<ArrayRef> = text
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        let mut failed: Vec<Option<usize>> = vec![None; lines.len()];
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for (i, field) in self.schema.fields().iter().enumerate() {
-            let Some(p) = self.positions[i] else {
-                columns.push(new_null_array(field.data_type(), lines.len()));
-                continue;
-            };
-            let converted = convert(&text[p], field.data_type())
-                .context(|| format!("{}: column \"{}\"", self.file, field.name()))?;
-            for row in converted.failed {
-                failed[row].get_or_insert(i);
-            }
-            columns.push(converted.array);
-        }
-        for (row, column) in failed.iter().enumerate() {
-            let Some(i) = column else { continue };
-            let (field, p) = (self.schema.field(*i), self.positions[*i].unwrap_or(0));
-            let value = text[p]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .map(|a| a.value(row))
-                .unwrap_or_default();
-            let reason = format!(
-                "column \"{}\": cannot parse {} as {}",
-                field.name(),
-                quote(value),
-                type_name(field.data_type())
-            );
-            let raw = self.raw(text.iter().map(|a| string_at(a, row)));
-            bad.push(BadRow {
-                line: lines[row],
-                reason,
-                raw,
-            });
-        }
-        bad.sort_by_key(|b| b.line);
-        for b in &bad {
-            self.rejects.reject(
-                &format!("{}: line {}", self.file, b.line),
-                &b.reason,
-                Some(&b.raw),
-            )?;
-        }
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .context(|| format!("reading {}", self.file))?;
-        if failed.iter().all(Option::is_none) {
-            return Ok(Some(batch));
-        }
-        let keep: BooleanArray = failed.iter().map(|f| Some(f.is_none())).collect();
-        filter_record_batch(&batch, &keep)
-            .map(Some)
-            .context(|| format!("reading {}", self.file))
-    }
-}
-
-fn string_at(array: &ArrayRef, row: usize) -> String {
-    array
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .filter(|a| a.is_valid(row))
-        .map(|a| a.value(row).to_string())
-        .unwrap_or_default()
-}
-
-impl<R: Read> Iterator for CsvBatches<R> {
-    type Item = Result<RecordBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut done = self.done;
-        let next = super::next_batch(&mut done, || self.read_batch());
-        self.done = done;
-        next
     }
 }
 

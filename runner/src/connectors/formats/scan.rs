@@ -157,6 +157,7 @@ pub fn open<O: Opener>(
             name,
             schema,
             batch_rows,
+            crate::engine::threads::count(),
             rejects,
         )?),
         FileFormat::Jsonl => Box::new(JsonlBatches::new(

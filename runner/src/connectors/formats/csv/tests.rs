@@ -1,12 +1,12 @@
 use std::sync::Mutex;
 
-use arrow::array::{AsArray, Int64Array, StructArray};
+use arrow::array::{Array, AsArray, Int64Array, StringArray, StructArray};
 use arrow::datatypes::{Fields, Float64Type, Int64Type, TimeUnit};
 use synqx_api::pipeline::OnError;
 
 use super::*;
 use crate::connectors::formats::write::Counting;
-use crate::engine::Counters;
+use crate::engine::{Counters, Rejects};
 
 const ORDERS: &str = "id,total,paid,day,at,note\n\
 1,10.5,true,2024-01-31,2024-01-31T10:00:00+00:00,\"a, b\"\n\
@@ -32,11 +32,12 @@ fn read(
     rejects: Rejects,
 ) -> Result<Vec<RecordBatch>> {
     CsvBatches::new(
-        text.as_bytes(),
+        std::io::Cursor::new(text.as_bytes().to_vec()),
         &CsvSettings::default(),
         "orders.csv",
         Arc::new(schema.clone()),
         batch_rows,
+        1,
         rejects,
     )?
     .collect()
@@ -204,11 +205,12 @@ fn files_without_header_use_positional_names_and_other_delimiters() {
         "column_1, column_2"
     );
     let batches: Vec<RecordBatch> = ok(ok(CsvBatches::new(
-        text.as_bytes(),
+        std::io::Cursor::new(text.as_bytes().to_vec()),
         &settings,
         "t.csv",
         Arc::new(schema),
         10,
+        2,
         Rejects::failing(),
     ))
     .collect());
@@ -312,4 +314,112 @@ fn the_writer_quotes_encodes_nested_values_as_json_and_heads_empty_files() {
         ),
         ""
     );
+}
+
+/// Hands out at most `step` bytes per read, so the reader's chunks end anywhere, inside a
+/// multi-byte character or between `\r` and `\n`.
+struct Trickle {
+    bytes: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len() - self.at);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Every row of a read as text (nulls as `None`), and the dead-letter lines.
+fn read_all(text: &[u8], batch_rows: usize, threads: usize, step: usize) -> (Vec<Vec<Option<String>>>, String) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dead = dir.path().join("dead.jsonl");
+    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), Arc::new(Counters::default()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("text", DataType::Utf8, true),
+        Field::new("more", DataType::Utf8, true),
+    ]));
+    let input = Trickle { bytes: text.to_vec(), at: 0, step };
+    let batches = CsvBatches::new(input, &CsvSettings::default(), "t.csv", schema, batch_rows, threads, rejects)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect::<Result<Vec<_>>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        c.is_valid(row).then(|| c.value(row).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    (rows, std::fs::read_to_string(&dead).unwrap_or_default())
+}
+
+#[test]
+fn parallel_blocks_read_exactly_what_one_sequential_parse_reads() {
+    let mut text = String::from("id,text,more\r\n");
+    for i in 0..200 {
+        match i % 9 {
+            0 => text.push_str(&format!("{i},\"two\nlines \u{e9}\u{20ac}\",x\r\n")),
+            1 => text.push_str(&format!("{i},\"say \"\"hi\"\"\r\nthere\",\r\n")),
+            2 => text.push_str(&format!("{i},na\u{ef}ve \u{1f600},\"\"\n")),
+            3 => text.push_str(&format!("{i},12\" pipe,\"a,b\"\n")),
+            4 => text.push_str(&format!("{i},too,many,fields\n")),
+            5 => text.push_str("\n"),
+            6 => text.push_str(&format!("{i},\"\u{65e5}\u{672c}\u{8a9e}\",\"\r\"\r")),
+            _ => text.push_str(&format!("{i},plain,{}\n", "\u{f6}".repeat(i % 5))),
+        }
+    }
+    text.push_str("last,row,\"no newline\"");
+    let bytes = text.as_bytes();
+
+    // The reference: the csv crate over the whole text, row by row.
+    let mut reference = Vec::new();
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(bytes);
+    for record in csv.records() {
+        let record = record.unwrap_or_else(|e| panic!("{e}"));
+        if record.len() == 3 {
+            reference.push(
+                record
+                    .iter()
+                    .map(|v| (!v.is_empty()).then(|| v.to_string()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let (sequential, dead) = read_all(bytes, 1000, 1, 1 << 20);
+    assert_eq!(sequential, reference);
+    assert_eq!(dead.lines().count(), 22, "{dead}");
+    assert!(dead.contains("\"t.csv: line 8\""), "{dead}");
+
+    for (batch_rows, threads, step) in [(1, 2, 1), (2, 2, 3), (3, 3, 2), (7, 2, 5), (50, 2, 64), (1000, 3, 1 << 20)] {
+        let (rows, rejected) = read_all(bytes, batch_rows, threads, step);
+        assert_eq!(rows, sequential, "{batch_rows} rows a batch on {threads} threads, {step}-byte reads");
+        assert_eq!(rejected, dead, "{batch_rows} rows a batch on {threads} threads");
+    }
+}
+
+#[test]
+fn invalid_utf8_rejects_only_its_row_on_any_thread_count() {
+    let text = b"id,text,more\n1,ok,a\n2,bad \xff,b\n3,\xc3\xa9,c\n".to_vec();
+    for threads in [1, 2] {
+        let (rows, dead) = read_all(&text, 2, threads, 7);
+        let ids: Vec<_> = rows.iter().map(|r| r[0].clone().unwrap_or_default()).collect();
+        assert_eq!(ids, vec!["1", "3"]);
+        assert_eq!(rows[1][1].as_deref(), Some("\u{e9}"));
+        assert!(dead.contains("line 3") && dead.contains("not valid UTF-8"), "{dead}");
+    }
 }
