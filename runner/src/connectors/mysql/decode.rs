@@ -265,28 +265,33 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(kind: Kind, data_type: &DataType) -> Self {
+    /// A builder with room for `rows` values and `bytes` of text or binary data.
+    fn new(kind: Kind, data_type: &DataType, rows: usize, bytes: usize) -> Self {
         match kind {
-            Kind::BoolNumber | Kind::BoolBit => Self::Bool(BooleanBuilder::new()),
-            Kind::Int8 => Self::Int8(Int8Builder::new()),
-            Kind::Int16 => Self::Int16(Int16Builder::new()),
-            Kind::Int32 => Self::Int32(Int32Builder::new()),
-            Kind::Int64 => Self::Int64(Int64Builder::new()),
-            Kind::UInt8 => Self::UInt8(UInt8Builder::new()),
-            Kind::UInt16 => Self::UInt16(UInt16Builder::new()),
-            Kind::UInt32 => Self::UInt32(UInt32Builder::new()),
-            Kind::UInt64 => Self::UInt64(UInt64Builder::new()),
-            Kind::Float32 => Self::Float32(Float32Builder::new()),
-            Kind::Float64 => Self::Float64(Float64Builder::new()),
-            Kind::Decimal(_, _) => Self::Decimal(Decimal128Builder::new(), data_type.clone()),
-            Kind::Date => Self::Date(Date32Builder::new()),
-            Kind::Time => Self::Time(Time64MicrosecondBuilder::new()),
-            Kind::Timestamp => {
-                Self::Timestamp(TimestampMicrosecondBuilder::new(), data_type.clone())
-            }
-            Kind::Utf8 => Self::Utf8(StringBuilder::new()),
-            Kind::Binary => Self::Binary(BinaryBuilder::new()),
-            Kind::Uuid => Self::Uuid(FixedSizeBinaryBuilder::new(16)),
+            Kind::BoolNumber | Kind::BoolBit => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Int8 => Self::Int8(Int8Builder::with_capacity(rows)),
+            Kind::Int16 => Self::Int16(Int16Builder::with_capacity(rows)),
+            Kind::Int32 => Self::Int32(Int32Builder::with_capacity(rows)),
+            Kind::Int64 => Self::Int64(Int64Builder::with_capacity(rows)),
+            Kind::UInt8 => Self::UInt8(UInt8Builder::with_capacity(rows)),
+            Kind::UInt16 => Self::UInt16(UInt16Builder::with_capacity(rows)),
+            Kind::UInt32 => Self::UInt32(UInt32Builder::with_capacity(rows)),
+            Kind::UInt64 => Self::UInt64(UInt64Builder::with_capacity(rows)),
+            Kind::Float32 => Self::Float32(Float32Builder::with_capacity(rows)),
+            Kind::Float64 => Self::Float64(Float64Builder::with_capacity(rows)),
+            Kind::Decimal(_, _) => Self::Decimal(
+                Decimal128Builder::with_capacity(rows),
+                data_type.clone(),
+            ),
+            Kind::Date => Self::Date(Date32Builder::with_capacity(rows)),
+            Kind::Time => Self::Time(Time64MicrosecondBuilder::with_capacity(rows)),
+            Kind::Timestamp => Self::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows),
+                data_type.clone(),
+            ),
+            Kind::Utf8 => Self::Utf8(StringBuilder::with_capacity(rows, bytes)),
+            Kind::Binary => Self::Binary(BinaryBuilder::with_capacity(rows, bytes)),
+            Kind::Uuid => Self::Uuid(FixedSizeBinaryBuilder::with_capacity(rows, 16)),
         }
     }
 
@@ -369,21 +374,22 @@ impl Builder {
 /// The batch being built.
 pub(super) struct Batch {
     schema: SchemaRef,
+    kinds: Vec<Kind>,
     builders: Vec<Builder>,
     rows: usize,
     /// Approximate bytes of the rows appended, to cut the batch near its budget.
     pub bytes: usize,
 }
 
+/// Rows the first batch's builders have room for before they grow.
+const FIRST_ROWS: usize = 1024;
+
 impl Batch {
     pub fn new(schema: SchemaRef, kinds: &[Kind]) -> Self {
-        let builders = kinds
-            .iter()
-            .zip(schema.fields())
-            .map(|(kind, field)| Builder::new(*kind, field.data_type()))
-            .collect();
+        let builders = builders(&schema, kinds, FIRST_ROWS, &[]);
         Self {
             schema,
+            kinds: kinds.to_vec(),
             builders,
             rows: 0,
             bytes: 0,
@@ -409,18 +415,38 @@ impl Batch {
         Ok(())
     }
 
-    /// The rows so far as a batch; the builders start over.
+    /// The rows so far as a batch. The builders start over sized like this batch, since the
+    /// next one is about as large: growing them by doubling would copy every value several
+    /// times and leave the allocator with freed buffers of every size.
     pub fn take(&mut self, context: &str) -> Result<RecordBatch> {
         let columns = self
             .builders
             .iter_mut()
             .map(Builder::finish)
             .collect::<Result<Vec<_>>>()?;
+        let bytes: Vec<usize> = columns
+            .iter()
+            .map(|c| c.to_data().buffers().get(1).map_or(0, |b| b.len()))
+            .collect();
+        self.builders = builders(&self.schema, &self.kinds, self.rows.max(FIRST_ROWS), &bytes);
         self.rows = 0;
         self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
             .context(|| format!("{context}: building a batch"))
     }
+}
+
+/// A builder per column, with room for `rows` rows and `bytes[i]` of column i's data.
+fn builders(schema: &SchemaRef, kinds: &[Kind], rows: usize, bytes: &[usize]) -> Vec<Builder> {
+    kinds
+        .iter()
+        .zip(schema.fields())
+        .enumerate()
+        .map(|(i, (kind, field))| {
+            let data = bytes.get(i).copied().unwrap_or(rows * 16);
+            Builder::new(*kind, field.data_type(), rows, data)
+        })
+        .collect()
 }
 
 #[cfg(test)]
