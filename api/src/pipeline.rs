@@ -185,6 +185,11 @@ pub struct Source {
     /// MongoDB: a projection as MongoDB Extended JSON, e.g. `{"_id": 1, "total": 1}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<String>,
+    /// PostgreSQL tables: read with this many connections at once (1 to 64, default 1), each
+    /// a range of the table's pages, all in one snapshot. Pays when the server has cores to
+    /// spare; not for a `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
 }
 
 /// What a nested object of a JSON or BSON document becomes in a table.

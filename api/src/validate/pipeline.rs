@@ -271,6 +271,13 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
                 format!("applies only to SQL systems; \"{conn}\" is a {kind} Connection"),
             );
         }
+        if source.parallelism.is_some() && kind != ConnectorKind::Postgres {
+            c.step(
+                step,
+                "sync.source.parallelism",
+                format!("applies only to postgres tables; \"{conn}\" is a {kind} Connection"),
+            );
+        }
         if let Some(inc) = &source.incremental {
             let rest_without_param = kind == ConnectorKind::Rest
                 && c.bundle
@@ -283,6 +290,19 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
                 c.step(step, "sync.source.incremental", format!("cursor \"{}\" cannot be pushed down: rest Connection \"{conn}\" has no cursorParam (set spec.rest.cursorParam to the query parameter that takes the watermark)", inc.cursor));
             }
         }
+    }
+    match source.parallelism {
+        Some(0) | Some(65..) => c.step(
+            step,
+            "sync.source.parallelism",
+            "must be between 1 and 64 (connections reading the table at once)",
+        ),
+        Some(2..) if source.query.is_some() => c.step(
+            step,
+            "sync.source.parallelism",
+            "splits a table by its pages, so it does not apply to a query: read the table, or leave parallelism at 1",
+        ),
+        _ => {}
     }
     if let Some(inc) = &source.incremental {
         if inc.cursor.trim().is_empty() {

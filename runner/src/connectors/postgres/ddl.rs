@@ -153,8 +153,15 @@ pub struct After {
     pub sql_type: String,
 }
 
-/// `COPY (SELECT …) TO STDOUT` in binary, from a table (`"s"."t"`) or a query (`(…) q`).
-pub fn copy_out(columns: &[Selected], from: &str, after: Option<&After>) -> String {
+/// `COPY (SELECT …) TO STDOUT` in binary, from a table (`"s"."t"`) or a query (`(…) q`),
+/// filtered by the cursor and by `range` (a condition on the rows' place, e.g. a `ctid`
+/// range of a parallel read).
+pub fn copy_out(
+    columns: &[Selected],
+    from: &str,
+    after: Option<&After>,
+    range: Option<&str>,
+) -> String {
     let select: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -165,16 +172,21 @@ pub fn copy_out(columns: &[Selected], from: &str, after: Option<&After>) -> Stri
             }
         })
         .collect();
-    let filter = after
-        .map(|a| {
-            format!(
-                " WHERE {} > {}::{}",
-                quote(&a.column),
-                literal(&a.watermark),
-                a.sql_type
-            )
-        })
-        .unwrap_or_default();
+    let mut conditions: Vec<String> = Vec::new();
+    if let Some(a) = after {
+        conditions.push(format!(
+            "{} > {}::{}",
+            quote(&a.column),
+            literal(&a.watermark),
+            a.sql_type
+        ));
+    }
+    conditions.extend(range.map(str::to_string));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
     format!(
         "COPY (SELECT {} FROM {from}{filter}) TO STDOUT (FORMAT binary)",
         select.join(", ")
@@ -311,7 +323,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            copy_out(&columns, "\"s\".\"x\"", None),
+            copy_out(&columns, "\"s\".\"x\"", None, None),
             "COPY (SELECT \"id\", \"shape\"::text AS \"shape\" FROM \"s\".\"x\") TO STDOUT (FORMAT binary)"
         );
         let after = After {
@@ -320,8 +332,12 @@ mod tests {
             sql_type: "timestamp with time zone".into(),
         };
         assert_eq!(
-            copy_out(&columns[..1], &subquery("SELECT * FROM t;  "), Some(&after)),
+            copy_out(&columns[..1], &subquery("SELECT * FROM t;  "), Some(&after), None),
             "COPY (SELECT \"id\" FROM (SELECT * FROM t) AS q WHERE \"updated_at\" > '2024-01-01 00:00:00''; DROP TABLE x; --'::timestamp with time zone) TO STDOUT (FORMAT binary)"
+        );
+        assert_eq!(
+            copy_out(&columns[..1], "\"s\".\"x\"", Some(&after), Some("ctid >= '(0,0)'::tid")),
+            "COPY (SELECT \"id\" FROM \"s\".\"x\" WHERE \"updated_at\" > '2024-01-01 00:00:00''; DROP TABLE x; --'::timestamp with time zone AND ctid >= '(0,0)'::tid) TO STDOUT (FORMAT binary)"
         );
     }
 }

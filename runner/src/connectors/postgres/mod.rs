@@ -18,6 +18,7 @@ mod copy_in;
 mod copy_out;
 mod ddl;
 mod numeric;
+mod parallel;
 mod sink;
 mod source;
 mod types;

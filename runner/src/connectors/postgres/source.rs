@@ -55,6 +55,7 @@ impl Source for PostgresSource {
             query,
             after: request.filter.clone().map(|f| (f.column, f.after)),
             batch_bytes: request.batch_bytes,
+            parallelism: request.spec.parallelism.unwrap_or(1).max(1) as usize,
         };
         let (started_tx, started_rx) = oneshot::channel();
         let (batches_tx, mut batches_rx) = mpsc::channel::<Result<RecordBatch>>(AHEAD);
@@ -81,18 +82,40 @@ impl Source for PostgresSource {
 }
 
 /// One read, owning its connection for its whole life.
-struct Read {
-    settings: PostgresConfig,
+pub(super) struct Read {
+    pub(super) settings: PostgresConfig,
     /// `Connection "c", table "s.t"`, or the query's equivalent.
-    at: String,
-    table: Table,
-    query: Option<String>,
+    pub(super) at: String,
+    pub(super) table: Table,
+    pub(super) query: Option<String>,
     /// Cursor column and watermark.
-    after: Option<(String, String)>,
-    batch_bytes: usize,
+    pub(super) after: Option<(String, String)>,
+    pub(super) batch_bytes: usize,
+    /// Connections reading a table at once (`source.parallelism`).
+    pub(super) parallelism: usize,
 }
 
-type Started = oneshot::Sender<Result<arrow::datatypes::SchemaRef>>;
+pub(super) type Started = oneshot::Sender<Result<arrow::datatypes::SchemaRef>>;
+
+/// What a read selects, decided from the catalog in the read's transaction.
+pub(super) struct Plan {
+    selected: Vec<Selected>,
+    from: String,
+    after: Option<After>,
+    /// Each column's name and the type its binary COPY data has.
+    decoded: Vec<(String, PgType)>,
+}
+
+impl Plan {
+    /// The COPY statement, for the whole relation or the rows `range` selects.
+    pub(super) fn sql(&self, range: Option<&str>) -> String {
+        ddl::copy_out(&self.selected, &self.from, self.after.as_ref(), range)
+    }
+
+    pub(super) fn decoder(&self, batch_bytes: usize, at: String) -> Result<CopyOutDecoder> {
+        CopyOutDecoder::new(&self.decoded, batch_bytes, at)
+    }
+}
 
 impl Read {
     async fn run(self, started: Started, batches: mpsc::Sender<Result<RecordBatch>>) {
@@ -103,8 +126,19 @@ impl Read {
                 return;
             }
         };
-        let (sql, mut decoder) = match self.prepare(&mut conn).await {
-            Ok(prepared) => prepared,
+        let plan = match self.prepare(&mut conn).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = started.send(Err(e));
+                return;
+            }
+        };
+        if self.parallelism > 1 && self.query.is_none() {
+            super::parallel::run(std::sync::Arc::new(self), conn, plan, started, batches).await;
+            return;
+        }
+        let (sql, mut decoder) = match plan.decoder(self.batch_bytes, self.at.clone()) {
+            Ok(decoder) => (plan.sql(None), decoder),
             Err(e) => {
                 let _ = started.send(Err(e));
                 return;
@@ -128,9 +162,8 @@ impl Read {
         // Otherwise the COPY did not finish: dropping the connection ends it on the server.
     }
 
-    /// Begins the transaction, learns the columns and builds the COPY statement and its
-    /// decoder.
-    async fn prepare(&self, conn: &mut PgConnection) -> Result<(String, CopyOutDecoder)> {
+    /// Begins the transaction and learns the columns and how to read them.
+    async fn prepare(&self, conn: &mut PgConnection) -> Result<Plan> {
         let at = &self.at;
         let columns = match &self.query {
             None => {
@@ -202,9 +235,12 @@ impl Read {
             Some(query) => ddl::subquery(query),
             None => self.table.sql(),
         };
-        let sql = ddl::copy_out(&selected, &from, after.as_ref());
-        let decoder = CopyOutDecoder::new(&decoded, self.batch_bytes, at.clone())?;
-        Ok((sql, decoder))
+        Ok(Plan {
+            selected,
+            from,
+            after,
+            decoded,
+        })
     }
 
     /// The pushed-down cursor filter, in the cursor column's own type.
@@ -233,7 +269,7 @@ impl Read {
 
     /// Decodes the COPY data into batches and sends them on; whether the COPY was read to
     /// its end.
-    async fn stream(
+    pub(super) async fn stream(
         &self,
         mut chunks: futures::stream::BoxStream<'_, sqlx::Result<bytes::Bytes>>,
         decoder: &mut CopyOutDecoder,
@@ -265,7 +301,7 @@ impl Read {
         batches.send(last).await.is_ok() && !failed
     }
 
-    async fn execute(&self, conn: &mut PgConnection, sql: String) -> Result<()> {
+    pub(super) async fn execute(&self, conn: &mut PgConnection, sql: String) -> Result<()> {
         conn.execute(AssertSqlSafe(sql))
             .await
             .map(|_| ())
@@ -273,7 +309,7 @@ impl Read {
     }
 
     /// A server error of the read, with what to do for the common ones.
-    fn explain(&self, e: sqlx::Error) -> Error {
+    pub(super) fn explain(&self, e: sqlx::Error) -> Error {
         let user = &self.settings.user;
         let hint = match sqlstate(&e).as_deref() {
             Some("42501") => format!(

@@ -8,6 +8,8 @@ mod codec_server;
 mod errors;
 mod names;
 #[cfg(feature = "postgres-integration-tests")]
+mod parallel;
+#[cfg(feature = "postgres-integration-tests")]
 mod sink;
 #[cfg(feature = "postgres-integration-tests")]
 mod source;
