@@ -10,8 +10,10 @@ The physical references are what the servers can push and take, with no conversi
 `psql \\copy … TO /dev/null (FORMAT binary)`, `\\copy … FROM` the CSV file, a binary COPY
 piped from one psql into another, and the `mariadb` client reading every row to /dev/null.
 Printed as one Markdown table: wall time, rows/s, MB/s (CSV size of the data / time), the
-ratio of each tool's speed to the reference's, peak RSS of the whole process tree, and a
-row-count check of every output.
+ratio of each tool's speed to the reference's, peak RSS (the kernel's high-water mark summed
+over the tool's processes), and a content check of every output: DuckDB reads it (a table
+through a CSV export made with psql) and the row count and a checksum of every column, cast
+to the input's types, must equal the input CSV's. SynqX runs with `--threads 2`.
 
     python3 benches/databases.py [--sizes 1M,6M] [--work DIR] [--synqx PATH] [--repeat N]
 
@@ -38,15 +40,12 @@ from urllib.parse import urlparse
 
 from files import (
     DEFAULT_SYNQX,
+    THREADS,
     Dataset,
-    Run,
     absolute,
-    become_subreaper,
     build_synqx,
     cell,
-    count_output_rows,
     describe,
-    execute,
     find_duckdb,
     find_sling,
     log,
@@ -54,8 +53,10 @@ from files import (
     parse_size,
     prepare,
     sling_env,
+    verdict,
     version,
 )
+from measure import Run, become_subreaper, check_output, execute
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -236,20 +237,19 @@ spec:
 """
 
 
-def reference_command(case: Case, data: Dataset, servers: Servers) -> list[str]:
+def reference_command(case: Case, data: Dataset, servers: Servers) -> tuple[list[list[str]], bool]:
+    """The reference as a pipeline of processes (no shell, so each one's peak RSS counts) and
+    whether its output is discarded."""
     src, dst = table_name(data, "src"), table_name(data, "dst")
-    pg = shlex.quote(servers.pg)
     if case.key == "pg-to-parquet":
-        return ["psql", servers.pg, "-qc", f"\\copy {src} TO '/dev/null' (FORMAT binary)"]
+        return [["psql", servers.pg, "-qc", f"\\copy {src} TO '/dev/null' (FORMAT binary)"]], True
     if case.key == "pg-to-pg":
-        return ["sh", "-c",
-                f"psql {pg} -qc 'COPY {src} TO STDOUT (FORMAT binary)' | "
-                f"psql {pg} -v ON_ERROR_STOP=1 -qc 'COPY {dst} FROM STDIN (FORMAT binary)'"]  # fmt: skip
+        return [["psql", servers.pg, "-qc", f"COPY {src} TO STDOUT (FORMAT binary)"],
+                ["psql", servers.pg, "-v", "ON_ERROR_STOP=1", "-qc", f"COPY {dst} FROM STDIN (FORMAT binary)"]], True  # fmt: skip
     if case.key == "csv-to-pg":
-        return ["psql", servers.pg, "-v", "ON_ERROR_STOP=1", "-qc",
-                f"\\copy {dst} FROM '{data.input('csv')}' (FORMAT csv, HEADER)"]  # fmt: skip
-    return ["sh", "-c", shlex.join([*mariadb_argv(servers, "-N", "-B", "--quick"), "-e", f"SELECT * FROM {src}"])
-            + " > /dev/null"]  # fmt: skip
+        return [["psql", servers.pg, "-v", "ON_ERROR_STOP=1", "-qc",
+                 f"\\copy {dst} FROM '{data.input('csv')}' (FORMAT csv, HEADER)"]], True  # fmt: skip
+    return [[*mariadb_argv(servers, "-N", "-B", "--quick"), "-e", f"SELECT * FROM {src}"]], True
 
 
 def reference_name(case: Case) -> str:
@@ -287,16 +287,16 @@ class Tool:
     env: dict[str, str]
 
 
-def command(tool: Tool, case: Case, data: Dataset, servers: Servers, out_dir: Path, scratch: Path) -> list[str]:
+def command(tool: Tool, case: Case, data: Dataset, servers: Servers, out_dir: Path, scratch: Path) -> list[list[str]]:
     if tool.key == REFERENCE:
-        return reference_command(case, data, servers)
+        return reference_command(case, data, servers)[0]
     if tool.key == "synqx":
         yaml = scratch / f"{case.key}.yaml"
         yaml.write_text(synqx_yaml(case, data, servers, out_dir))
         state = scratch / f"state-{case.key}"
         shutil.rmtree(state, ignore_errors=True)
-        return [tool.binary, "run", str(yaml), "--state", str(state), "--full-refresh"]
-    return sling_command(tool.binary, case, data, out_dir)
+        return [[tool.binary, "run", str(yaml), "--state", str(state), "--full-refresh", "--threads", str(THREADS)]]
+    return [sling_command(tool.binary, case, data, out_dir)]
 
 
 def reset_destination(tool: Tool, case: Case, data: Dataset, servers: Servers) -> None:
@@ -310,10 +310,17 @@ def reset_destination(tool: Tool, case: Case, data: Dataset, servers: Servers) -
     psql(servers, "CHECKPOINT")
 
 
-def count_rows(case: Case, data: Dataset, servers: Servers, out_dir: Path, duckdb: str) -> int:
+def check(run: Run, case: Case, data: Dataset, servers: Servers, out_dir: Path, duckdb: str) -> None:
+    """Checks the output by content with DuckDB: a Parquet folder directly, a table through a
+    CSV export made with psql."""
     if case.dst == "postgres":
-        return int(psql(servers, f"SELECT count(*) FROM {table_name(data, 'dst')}"))
-    return count_output_rows(out_dir, "parquet", duckdb)
+        export = out_dir / "export" / "table.csv"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        psql(servers, f"\\copy {table_name(data, 'dst')} TO '{export}' (FORMAT csv, HEADER)")
+        check_output(run, duckdb, "csv", export.parent, data.fingerprints["csv"])
+        run.output_bytes = None
+        return
+    check_output(run, duckdb, "parquet", out_dir, data.fingerprints["csv"])
 
 
 def bench_one(tool: Tool, case: Case, data: Dataset, servers: Servers, args, duckdb: str) -> Run:
@@ -328,16 +335,14 @@ def bench_one(tool: Tool, case: Case, data: Dataset, servers: Servers, args, duc
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         reset_destination(tool, case, data, servers)
-        argv = command(tool, case, data, servers, out_dir, scratch)
-        log(f"[{data.label}] {case.title:<24} {tool.name:<30} run {i + 1}/{args.repeat}: {shlex.join(argv)}")
-        run = execute(argv, tool.env, out_dir, scratch / f"{case.key}-{tool.key}", disk_limit, args.timeout)
+        argvs = command(tool, case, data, servers, out_dir, scratch)
+        discard = tool.key == REFERENCE
+        log(f"[{data.label}] {case.title:<24} {tool.name:<30} run {i + 1}/{args.repeat}: "
+            + " | ".join(shlex.join(a) for a in argvs))  # fmt: skip
+        run = execute(argvs, tool.env, scratch, scratch / f"{case.key}-{tool.key}", out_dir, disk_limit,
+                      args.timeout, discard_stdout=discard)  # fmt: skip
         if not run.error and not (tool.key == REFERENCE and case.dst != "postgres"):
-            try:
-                rows = count_rows(case, data, servers, out_dir, duckdb)
-                if rows != data.rows:
-                    run.wrong = f"{rows:,} rows, expected {data.rows:,}"
-            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-                run.wrong = f"cannot count output rows: {e}"
+            check(run, case, data, servers, out_dir, duckdb)
         shutil.rmtree(out_dir, ignore_errors=True)
         log(f"    -> {describe(run)}")
         if run.error or run.wrong:
@@ -375,9 +380,9 @@ def table(rows: list[Row]) -> list[str]:
         base = ref.get((r.case.key, r.data.label))
         ratio = f"{base / s:.2f}×" if base else "–"
         mb_s = r.data.input_bytes("csv") / 1e6 / s
-        verdict = f"WRONG: {cell(r.run.wrong)}" if r.run.wrong else ("ok" if not r.reference else "–")
+        checked = "–" if r.reference and r.case.dst != "postgres" else verdict(r.run)
         lines.append(
-            f"{head} {s:.2f} | {r.data.rows / s:,.0f} | {mb_s:.1f} | {ratio} | {r.run.peak_rss / 2**20:.0f} | {verdict} |"
+            f"{head} {s:.2f} | {r.data.rows / s:,.0f} | {mb_s:.1f} | {ratio} | {r.run.peak_rss / 2**20:.0f} | {checked} |"
         )
     return lines
 
@@ -402,10 +407,12 @@ def report(rows: list[Row], datasets: list[Dataset], tools: list[Tool], servers:
         *table(rows),
         "",
         "MB/s is the CSV size of the data / wall time. Speed vs reference: the reference's time / the tool's "
-        "time (1.00× = as fast as the server pushes or takes the rows with no conversion). Peak RSS is the "
-        "sum over the tool's whole process tree (servers excluded). Check: rows in the output (Parquet counted "
-        "with DuckDB, tables with count(*)). DuckDB is not in the table: every case reads or writes a database, "
-        "which DuckDB reaches only through extensions it downloads at first use, and this machine cannot.",
+        "time (1.00× = as fast as the server pushes or takes the rows with no conversion; above 1 is faster). "
+        "Peak RSS: the kernel's high-water mark (ru_maxrss from wait4) summed over the tool's processes "
+        "(servers excluded). SynqX runs with --threads 2. Check: DuckDB reads the output (a table through a "
+        "CSV export by psql) and the input CSV; row counts and a checksum of every column, cast to the input's "
+        "type, are equal: ok; types that differ from the input CSV's (as DuckDB infers them) are listed. DuckDB "
+        "is not a peer here: it reaches PostgreSQL and MySQL only through extensions it downloads at first use.",
     ]
     return "\n".join(out)
 

@@ -1,51 +1,76 @@
 #!/usr/bin/env python3
-"""File-format benchmark: SynqX against the DuckDB CLI and Sling, side by side.
+"""File-format benchmark: SynqX against DuckDB's CLI, Polars and Sling, side by side.
 
-TPC-H `lineitem` (generated with `tpchgen-cli`) is converted CSV -> Parquet and
-Parquet -> CSV by every tool, one after the other, and the result is printed as one
-Markdown table (wall time, rows/s, input MB/s, ratio to DuckDB with 2 threads, peak RSS of
-the whole process tree, and whether the output holds the expected number of rows).
+TPC-H `lineitem` (generated with `tpchgen-cli`) is converted CSV -> Parquet (once per codec)
+and Parquet -> CSV by every tool, one run at a time, with equal settings: the same codec and
+level, row groups of 122,880 rows (DuckDB's default; Polars and SynqX are set to it), and
+2 threads (DuckDB `SET threads=2`, `POLARS_MAX_THREADS=2`, `synqx run --threads 2`).
+Every output is checked by content: DuckDB reads it and the input, and the row count and
+a checksum of every column (cast to the input's types) must be equal. Printed as one
+Markdown table with the command line, machine and versions.
 
-    python3 benches/files.py [--sizes 1M,6M] [--work DIR] [--synqx PATH] [--repeat N]
+    python3 benches/files.py [--sizes 1M,6M] [--codecs zstd:3,snappy] [--synqx PATH] [--repeat N]
 
 Without --synqx the script first builds SynqX (`cargo build --release --bin synqx`) so the
-numbers are those of the checked-out code; with --synqx it uses that binary as it is.
-Python 3.11 standard library only; needs `tpchgen-cli`, `duckdb` and Sling
-(`pip install tpchgen-cli duckdb-cli sling-linux-amd64`). See benches/README.md.
+numbers are those of the checked-out code. Python 3.11 standard library only; needs
+`tpchgen-cli`, the DuckDB CLI, Polars and Sling from PyPI
+(`pip install tpchgen-cli duckdb-cli polars sling-linux-amd64`). See benches/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.util import find_spec
 from pathlib import Path
 
+from measure import (
+    ANSI,
+    Fingerprint,
+    Run,
+    become_subreaper,
+    check_output,
+    duckdb_sql,
+    execute,
+    fingerprint,
+    first_error_line,
+    relation,
+    sql_string,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SYNQX = REPO / "target" / "release" / "synqx"
 SF1_LINEITEM_ROWS = 6_001_215  # lineitem rows at TPC-H scale factor 1
-RSS_EVERY = 0.02  # seconds between two RSS samples of the process tree
-DISK_EVERY = 0.25  # seconds between two looks at the output size
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ROW_GROUP_ROWS = 122_880  # DuckDB's default row group; every tool writes these here
+THREADS = 2
+INPUT_VERSION = 2  # bump when the way inputs are written changes
 
 
 # --------------------------------------------------------------------------------------
 # What is measured
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str  # zstd, snappy, gzip, lz4, brotli, none
+    level: int | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.level}" if self.level is not None else self.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}{self.level if self.level is not None else ''}"
 
 
 @dataclass(frozen=True)
@@ -54,12 +79,7 @@ class Case:
     key: str  # in file names
     src: str  # input format: csv | parquet
     dst: str  # output format: csv | parquet
-
-
-CASES = (
-    Case("CSV → Parquet", "csv-to-parquet", "csv", "parquet"),
-    Case("Parquet → CSV", "parquet-to-csv", "parquet", "csv"),
-)
+    codec: Codec | None  # Parquet outputs only
 
 
 @dataclass
@@ -69,6 +89,7 @@ class Dataset:
     label: str  # as given on the command line, e.g. 1M
     root: Path  # work/<label>
     rows: int
+    fingerprints: dict[str, Fingerprint]
 
     @property
     def input_dir(self) -> Path:
@@ -82,22 +103,11 @@ class Dataset:
 
 
 @dataclass
-class Run:
-    """One execution of one tool on one case."""
-
-    seconds: float | None = None  # None when the run failed
-    peak_rss: int = 0  # bytes, max over samples of the sum over the process tree
-    error: str | None = None  # why it failed (exit code, timeout, runaway output, ...)
-    runaway: bool = False  # killed because its output grew far past the expected size
-    wrong: str | None = None  # set when it succeeded but the output row count is off
-
-
-@dataclass
 class Row:
     case: Case
     data: Dataset
-    tool: str
-    run: Run  # the fastest correct run, else the last one
+    tool: "Tool"
+    run: Run  # the fastest correct run, else the first wrong or failed one
 
 
 # --------------------------------------------------------------------------------------
@@ -148,14 +158,13 @@ def build_synqx() -> str | None:
     return None
 
 
-def version(argv: list[str] | None) -> str:
+def version(argv: list[str | None]) -> str:
     if not argv or not argv[0]:
         return "not found"
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unknown ({e})"
-    # Only the number: the tools print "v1.5.6 (Variegata) …", "Version: 1.4.11", "synqx 0.1.0".
     found = re.search(r"v?\d+(?:\.\d+)+[\w.+-]*", ANSI.sub("", done.stdout + done.stderr))
     return found.group(0) if found else "unknown"
 
@@ -172,42 +181,17 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * scale)
 
 
-def duckdb_sql(duckdb: str, sql: str, timeout: float | None = None) -> str:
-    """Runs SQL with the DuckDB CLI and returns its CSV output without header."""
-    done = subprocess.run(
-        [duckdb, "-batch", "-noheader", "-csv", "-c", sql], capture_output=True, text=True, timeout=timeout
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"duckdb: {first_error_line(done.stderr or done.stdout)}")
-    return done.stdout.strip()
-
-
-def sql_string(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def count_lines(path: Path) -> int:
-    """Newlines in a file, plus one for a last line without its newline."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
-
-
-def ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
+def parse_codecs(text: str) -> list[Codec]:
+    codecs = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, level = item.partition(":")
+        codecs.append(Codec(name, int(level) if level else None))
+    return codecs
 
 
 def single_csv(generated: Path, target: Path) -> None:
-    """Moves what tpchgen-cli wrote to one CSV file with one header row.
-
-    tpchgen-cli writes `lineitem.csv`, or `lineitem/lineitem.<part>.csv` when it splits the
-    table into parts; parts are concatenated, keeping only the first header.
-    """
+    """Moves what tpchgen-cli wrote to one CSV file with one header row (parts, when it
+    splits the table, are concatenated keeping the first header)."""
     single = generated / "lineitem.csv"
     parts = sorted((generated / "lineitem").glob("*.csv"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])
     if single.is_file():
@@ -219,8 +203,6 @@ def single_csv(generated: Path, target: Path) -> None:
                     if i > 0:
                         f.readline()
                     shutil.copyfileobj(f, out, 1 << 20)
-                if part.stat().st_size and not ends_with_newline(part):
-                    out.write(b"\n")  # else its last row and the next part's first would merge
     else:
         raise RuntimeError(f"tpchgen-cli wrote no lineitem CSV into {generated}")
     with open(target, "rb") as f:
@@ -229,22 +211,21 @@ def single_csv(generated: Path, target: Path) -> None:
 
 
 def prepare(label: str, rows_wanted: int, work: Path, tpchgen: str, duckdb: str) -> Dataset:
-    """Generates the inputs of one size once; later invocations reuse them.
-
-    meta.json is written last, so an interrupted generation is redone from scratch.
-    """
+    """Generates the inputs of one size once; later invocations reuse them (meta.json is
+    written last, so an interrupted generation is redone from scratch). The fingerprints of
+    both inputs are what every output is compared with."""
     root = work / label
     meta = root / "meta.json"
     if meta.is_file():
-        data = Dataset(label, root, json.loads(meta.read_text())["rows"])
-        if data.input("csv").is_file() and data.input("parquet").is_file():
+        saved = json.loads(meta.read_text())
+        data = Dataset(label, root, saved["rows"], {k: Fingerprint(**v) for k, v in saved["fingerprints"].items()})
+        if saved.get("version") == INPUT_VERSION and data.input("csv").is_file() and data.input("parquet").is_file():
             return data
     shutil.rmtree(root, ignore_errors=True)
     generated = root / "tpchgen"
     generated.mkdir(parents=True)
-    data = Dataset(label, root, 0)
+    data = Dataset(label, root, 0, {})
     data.input_dir.mkdir()
-
     scale = rows_wanted / SF1_LINEITEM_ROWS
     log(f"[{label}] generating lineitem at scale factor {scale:.6g} with tpchgen-cli")
     subprocess.run(
@@ -253,18 +234,23 @@ def prepare(label: str, rows_wanted: int, work: Path, tpchgen: str, duckdb: str)
     )
     single_csv(generated, data.input("csv"))
     shutil.rmtree(generated)
-
-    log(f"[{label}] writing the Parquet input with DuckDB (zstd)")
+    log(f"[{label}] writing the Parquet input with DuckDB (zstd 3, {ROW_GROUP_ROWS:,}-row groups)")
     duckdb_sql(
         duckdb,
-        f"COPY (SELECT * FROM read_csv({sql_string(data.input('csv'))})) "
-        f"TO {sql_string(data.input('parquet'))} (FORMAT parquet, COMPRESSION zstd)",
+        f"COPY (SELECT * FROM read_csv({sql_string(data.input('csv'))})) TO {sql_string(data.input('parquet'))} "
+        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 3, ROW_GROUP_SIZE {ROW_GROUP_ROWS})",
     )
-    data.rows = count_lines(data.input("csv")) - 1
-    in_parquet = int(duckdb_sql(duckdb, f"SELECT count(*) FROM read_parquet({sql_string(data.input('parquet'))})"))
-    if in_parquet != data.rows:
-        raise RuntimeError(f"[{label}] the Parquet input has {in_parquet} rows, the CSV {data.rows}")
-    meta.write_text(json.dumps({"rows": data.rows, "scale_factor": scale}))
+    log(f"[{label}] checksums of the inputs")
+    csv_print = fingerprint(duckdb, relation("csv", [data.input("csv")]))
+    parquet_print = fingerprint(duckdb, relation("parquet", [data.input("parquet")]), csv_print.types)
+    if parquet_print.sums != csv_print.sums or parquet_print.rows != csv_print.rows:
+        raise RuntimeError(f"[{label}] the Parquet input does not hold the CSV's values")
+    data.rows = csv_print.rows
+    data.fingerprints = {"csv": csv_print, "parquet": parquet_print}
+    meta.write_text(json.dumps({
+        "version": INPUT_VERSION, "rows": data.rows, "scale_factor": scale,
+        "fingerprints": {k: vars(v) for k, v in data.fingerprints.items()},
+    }))  # fmt: skip
     return data
 
 
@@ -273,12 +259,13 @@ def prepare(label: str, rows_wanted: int, work: Path, tpchgen: str, duckdb: str)
 
 
 def synqx_yaml(case: Case, data: Dataset, out_dir: Path) -> str:
-    """Two filesystem Connections and one Pipeline with one sync step.
-
-    Paths are absolute (JSON strings are valid YAML scalars), so the file works from any
-    directory. Parquet is written with zstd, like DuckDB and Sling here.
-    """
-    compression = ", compression: zstd" if case.dst == "parquet" else ""
+    """Two filesystem Connections and one Pipeline with one sync step (absolute paths as
+    JSON strings, which are YAML scalars)."""
+    codec = ""
+    if case.codec:
+        codec = f", compression: {case.codec.name}"
+        if case.codec.level is not None:
+            codec += f", compressionLevel: {case.codec.level}"
     return f"""\
 apiVersion: synqx.io/v1alpha1
 kind: Connection
@@ -300,23 +287,49 @@ spec:
     - name: convert
       sync:
         source: {{connection: in, asset: {{fqn: lineitem.{case.src}}}}}
-        destination: {{connection: out, asset: {{fqn: lineitem/}}, format: {case.dst}{compression}, mode: overwrite}}
+        destination: {{connection: out, asset: {{fqn: lineitem/}}, format: {case.dst}{codec}, mode: overwrite}}
 """
 
 
 def duckdb_command(duckdb: str, threads: int, case: Case, data: Dataset, out_dir: Path) -> list[str]:
     source = data.input(case.src)
     read = f"read_csv({sql_string(source)})" if case.src == "csv" else f"read_parquet({sql_string(source)})"
-    options = "FORMAT parquet, COMPRESSION zstd" if case.dst == "parquet" else "FORMAT csv, HEADER"
+    if case.dst == "parquet" and case.codec:
+        options = f"FORMAT parquet, COMPRESSION {case.codec.name}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+        if case.codec.level is not None:
+            options += f", COMPRESSION_LEVEL {case.codec.level}"
+    else:
+        options = "FORMAT csv, HEADER"
     target = out_dir / f"lineitem.{case.dst}"
     return [duckdb, "-batch", "-c", f"SET threads={threads}; COPY (SELECT * FROM {read}) TO {sql_string(target)} ({options})"]
 
 
+POLARS_SCRIPT = """\
+import sys, time
+import polars as pl
+src, dst, dst_format, codec, level, group = sys.argv[1:7]
+start = time.perf_counter()
+if dst_format == "parquet":
+    pl.scan_csv(src, try_parse_dates=True).sink_parquet(
+        dst, compression=codec, compression_level=int(level) if level else None, row_group_size=int(group))
+else:
+    pl.scan_parquet(src).sink_csv(dst)
+print(f"in-process seconds: {time.perf_counter() - start:.4f}")
+"""
+
+
+def polars_command(case: Case, data: Dataset, out_dir: Path) -> list[str]:
+    codec = case.codec or Codec("uncompressed", None)
+    level = "" if codec.level is None else str(codec.level)
+    target = out_dir / f"lineitem.{case.dst}"
+    return [sys.executable, "-c", POLARS_SCRIPT, str(data.input(case.src)), str(target), case.dst, codec.name, level,
+            str(ROW_GROUP_ROWS)]  # fmt: skip
+
+
 def sling_command(sling: str, case: Case, data: Dataset, out_dir: Path) -> list[str]:
-    # file_max_rows/file_max_bytes 0: one output file, like the other tools (Sling's
-    # default splits every 500,000 rows into a folder of parts).
+    # file_max_rows/file_max_bytes 0: one output file, like the other tools.
     options = {"format": case.dst, "file_max_rows": 0, "file_max_bytes": 0}
-    options["compression"] = "zstd" if case.dst == "parquet" else "none"
+    options["compression"] = case.codec.name if case.codec else "none"
     return [
         sling, "run",
         "--src-stream", f"file://{data.input(case.src)}",
@@ -343,6 +356,7 @@ def sling_env(work: Path) -> dict[str, str]:
 class Tool:
     key: str  # as given to --tools
     name: str  # as printed
+    threads: str  # as printed
     binary: str | None
     missing: str  # why it cannot run when binary is None or unusable
     env: dict[str, str]
@@ -354,205 +368,16 @@ class Tool:
             yaml.write_text(synqx_yaml(case, data, out_dir))
             state = scratch / f"state-{case.key}"
             shutil.rmtree(state, ignore_errors=True)  # each run starts from empty state
-            return [self.binary, "run", str(yaml), "--state", str(state), "--full-refresh"]
+            return [self.binary, "run", str(yaml), "--state", str(state), "--full-refresh", "--threads", str(THREADS)]
         if self.key.startswith("duckdb"):
             return duckdb_command(self.binary, int(self.key[-1]), case, data, out_dir)
+        if self.key == "polars":
+            return polars_command(case, data, out_dir)
         return sling_command(self.binary, case, data, out_dir)
 
-
-# --------------------------------------------------------------------------------------
-# Running one command and watching its process tree
-
-
-def become_subreaper() -> None:
-    """Descendants whose parent exits are re-parented to us instead of init, so they stay
-    in the tree we measure and kill (PR_SET_CHILD_SUBREAPER; Linux only, best effort)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def descendants_rss(root: int) -> int:
-    """Sum of the RSS of every descendant of `root`, in bytes.
-
-    One pass over /proc/<pid>/stat gives both the parent and the RSS of every process
-    (/proc/<pid>/task/*/children is not available on every kernel).
-    """
-    parent, rss = {}, {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # exited meanwhile
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) ", comm may hold spaces
-        pid = int(entry.name)
-        parent[pid], rss[pid] = int(fields[1]), int(fields[21])
-    children = defaultdict(list)
-    for pid, ppid in parent.items():
-        children[ppid].append(pid)
-    total, stack = 0, list(children[root])
-    while stack:
-        pid = stack.pop()
-        total += rss[pid]
-        stack.extend(children[pid])
-    return total * PAGE_SIZE
-
-
-def tree_bytes(path: Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    # The tool runs in its own session, so its process group id is its pid.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def reap_orphans() -> None:
-    """Collects descendants re-parented to us (as subreaper) so none stays a zombie."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-class Watcher(threading.Thread):
-    """Samples the RSS of our descendants (i.e. the tool's process tree) every RSS_EVERY
-    seconds, and kills the tool when its output grows past `disk_limit` bytes: a writer
-    that never stops would otherwise fill the disk until the timeout."""
-
-    def __init__(self, proc: subprocess.Popen, out_dir: Path, disk_limit: int):
-        super().__init__(daemon=True)
-        self.proc, self.out_dir, self.disk_limit = proc, out_dir, disk_limit
-        self.peak_rss = 0
-        self.runaway: int | None = None  # output size when killed for it
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        me, next_disk_check = os.getpid(), 0.0
-        while True:
-            self.peak_rss = max(self.peak_rss, descendants_rss(me))
-            now = time.monotonic()
-            if now >= next_disk_check:
-                next_disk_check = now + DISK_EVERY
-                size = tree_bytes(self.out_dir)
-                if size > self.disk_limit:
-                    self.runaway = size
-                    kill_group(self.proc)
-                    return
-            if self._done.wait(RSS_EVERY):
-                return
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
-def first_error_line(text: str) -> str:
-    """The line that best says why a tool failed: the first one that mentions an error,
-    else the first non-empty one (Sling, for one, starts its stderr with a banner)."""
-    lines = [ANSI.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    for line in lines:
-        if re.search(r"error|fatal|fail|panic|not found|invalid|unknown", line, re.IGNORECASE):
-            return line
-    return lines[0] if lines else "(no output)"
-
-
-def execute(argv: list[str], env: dict[str, str], out_dir: Path, logs: Path, disk_limit: int, timeout: float) -> Run:
-    """Runs one command with its stdout/stderr in log files; measures wall time and peak RSS."""
-    with open(logs.with_suffix(".out"), "wb") as out, open(logs.with_suffix(".err"), "wb") as err:
-        start = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env={**os.environ, **env}, cwd=out_dir.parent, start_new_session=True,
-            )  # fmt: skip
-        except OSError as e:
-            return Run(error=f"cannot start: {e}")
-        watcher = Watcher(proc, out_dir, disk_limit)
-        watcher.start()
-        try:
-            code = proc.wait(timeout)
-            seconds = time.perf_counter() - start
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            code, seconds = proc.wait(), None
-        watcher.stop()
-        kill_group(proc)  # whatever the tool left behind in its group
-        reap_orphans()
-
-    run = Run(seconds=seconds, peak_rss=watcher.peak_rss, runaway=watcher.runaway is not None)
-    if seconds is None:
-        run.error = f"timeout after {timeout:.0f} s"
-    elif watcher.runaway is not None:
-        run.error = (
-            f"killed after {seconds:.0f} s: output reached {watcher.runaway / 2**20:.0f} MiB, "
-            "over twice the input CSV (runaway writer)"
-        )
-    elif code != 0:
-        run.error = f"exit {code}: {first_error_line(logs.with_suffix('.err').read_text(errors='replace'))}"
-    if run.error:
-        run.seconds = None
-    return run
-
-
-# --------------------------------------------------------------------------------------
-# Checking outputs
-
-
-def output_files(out_dir: Path) -> list[Path]:
-    """Every file the tool wrote, skipping hidden files and `_markers`: the same files a
-    reader of the folder (SynqX's, DuckDB's glob) would take."""
-    return sorted(
-        p
-        for p in out_dir.rglob("*")
-        if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(out_dir).parts)
-    )
-
-
-def count_output_rows(out_dir: Path, fmt: str, duckdb: str) -> int:
-    files = output_files(out_dir)
-    if not files:
-        raise RuntimeError("no output file")
-    if fmt == "parquet":
-        listed = ", ".join(sql_string(f) for f in files)
-        return int(duckdb_sql(duckdb, f"SELECT count(*) FROM read_parquet([{listed}])", timeout=600))
-    # Each CSV file starts with its header; TPC-H text holds no quoted newlines.
-    return sum(count_lines(f) - 1 for f in files)
-
-
-def check(run: Run, case: Case, data: Dataset, out_dir: Path, duckdb: str) -> None:
-    if run.runaway:  # how many rows it had written says what went wrong
-        try:
-            run.error += f"; {count_output_rows(out_dir, case.dst, duckdb):,} rows written, {data.rows:,} expected"
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired):
-            pass
-    if run.error:
-        return
-    try:
-        rows = count_output_rows(out_dir, case.dst, duckdb)
-    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-        run.wrong = f"cannot count output rows: {e}"
-        return
-    if rows != data.rows:
-        run.wrong = f"{rows:,} rows, expected {data.rows:,}"
+    def codec_note(self, codec: Codec) -> str:
+        """Where a tool cannot be given the codec's level."""
+        return " (level: its default)" if self.key == "sling" and codec.level is not None else ""
 
 
 # --------------------------------------------------------------------------------------
@@ -571,18 +396,21 @@ def bench_one(tool: Tool, case: Case, data: Dataset, args, duckdb: str) -> Run:
     scratch = data.root / "scratch"
     out_dir = scratch / f"{case.key}-{tool.key}"
     scratch.mkdir(exist_ok=True)
-    # The largest sane output is about the size of the CSV input; past twice that plus
-    # slack, the writer is not going to stop (Sling 1.4.11 reading Parquet without DuckDB
-    # repeats empty rows forever) and would fill the disk until the timeout.
+    # Past twice the CSV plus slack, a writer is not going to stop (Sling 1.4.11 reading
+    # Parquet without DuckDB repeats empty rows forever) and would fill the disk.
     disk_limit = 2 * data.input_bytes("csv") + 64 * 2**20
     best: Run | None = None
     for i in range(args.repeat):
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         argv = tool.command(case, data, out_dir, scratch)
-        log(f"[{data.label}] {case.title:<14} {tool.name:<19} run {i + 1}/{args.repeat}: {shlex.join(argv)}")
-        run = execute(argv, tool.env, out_dir, scratch / f"{case.key}-{tool.key}", disk_limit, args.timeout)
-        check(run, case, data, out_dir, duckdb)
+        logs = scratch / f"{case.key}-{tool.key}"
+        log(f"[{data.label}] {case.title:<22} {tool.name:<8} run {i + 1}/{args.repeat}: {shlex.join(argv)}")
+        run = execute([argv], tool.env, scratch, logs, out_dir, disk_limit, args.timeout)
+        if not run.error:
+            found = re.search(r"in-process seconds: ([\d.]+)", logs.with_suffix(".out").read_text(errors="replace"))
+            run.inner_seconds = float(found.group(1)) if found else None
+            check_output(run, duckdb, case.dst, out_dir, data.fingerprints[case.src])
         shutil.rmtree(out_dir, ignore_errors=True)  # outputs of 6M rows are large
         log(f"    -> {describe(run)}")
         if run.error or run.wrong:
@@ -596,7 +424,9 @@ def describe(run: Run) -> str:
     if run.error:
         return f"FAILED: {run.error}"
     text = f"{run.seconds:.3f} s, peak RSS {run.peak_rss / 2**20:.0f} MiB"
-    return f"{text}, WRONG: {run.wrong}" if run.wrong else text
+    if run.wrong:
+        return f"{text}, WRONG: {run.wrong}"
+    return f"{text}, {run.note}" if run.note else f"{text}, content ok"
 
 
 def make_tools(args, duckdb: str | None, sling: str | None, work: Path) -> list[Tool]:
@@ -608,11 +438,14 @@ def make_tools(args, duckdb: str | None, sling: str | None, work: Path) -> list[
     if not synqx_missing and not (os.path.isfile(synqx) and os.access(synqx, os.X_OK)):
         synqx_missing = f"no binary at {synqx} (cargo build --release --bin synqx)"
     no_duckdb = "duckdb not found (pip install duckdb-cli)"
+    polars = sys.executable if find_spec("polars") else None
     tools = [
-        Tool("synqx", "SynqX", None if synqx_missing else synqx, synqx_missing, {}),
-        Tool("duckdb1", "DuckDB (1 thread)", duckdb, no_duckdb, {}),
-        Tool("duckdb2", "DuckDB (2 threads)", duckdb, no_duckdb, {}),
-        Tool("sling", "Sling", sling, "sling not found (pip install sling-linux-amd64)", sling_env(work)),
+        Tool("synqx", "SynqX", str(THREADS), None if synqx_missing else synqx, synqx_missing, {}),
+        Tool("duckdb2", "DuckDB", "2", duckdb, no_duckdb, {}),
+        Tool("duckdb1", "DuckDB", "1", duckdb, no_duckdb, {}),
+        Tool("polars", "Polars", str(THREADS), polars, "polars not found (pip install polars)",
+             {"POLARS_MAX_THREADS": str(THREADS)}),  # fmt: skip
+        Tool("sling", "Sling", "not set", sling, "sling not found (pip install sling-linux-amd64)", sling_env(work)),
     ]
     return [t for t in tools if t.key in args.tools]
 
@@ -639,29 +472,40 @@ def machine() -> str:
         memory = f", {kib / 2**20:.1f} GiB RAM"
     except (OSError, AttributeError):
         memory = ""
-    return f"{len(os.sched_getaffinity(0))} CPUs (nproc), {cpu}{memory}, {platform.system()} {platform.release()}"
+    load = os.getloadavg()[0]
+    return f"{len(os.sched_getaffinity(0))} CPUs, {cpu}{memory}, {platform.system()} {platform.release()}, load {load:.2f} at the start"
+
+
+def verdict(run: Run) -> str:
+    if run.wrong:
+        return f"WRONG: {cell(run.wrong)}"
+    return "ok" + (f"; {cell(run.note)}" if run.note else "")
 
 
 def table(rows: list[Row]) -> list[str]:
     reference = {
-        (r.case.key, r.data.label): r.run.seconds for r in rows if r.tool == "DuckDB (2 threads)" and r.run.seconds
+        (r.case.key, r.data.label): r.run.seconds for r in rows if r.tool.key == "duckdb2" and r.run.seconds
     }
     lines = [
-        "| case | size | tool | seconds | rows/s | MB/s | vs DuckDB 2 threads | peak RSS MiB | check |",
-        "|---|---|---|--:|--:|--:|--:|--:|---|",
+        "| case | size | tool | threads | seconds | in-process s | rows/s | MB/s | speed vs DuckDB (2 threads) "
+        "| peak RSS MiB | output MB | rows per row group | check |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
-        head = f"| {r.case.title} | {r.data.label} | {r.tool} |"
+        title = r.case.title + (f" ({r.case.codec.label}{r.tool.codec_note(r.case.codec)})" if r.case.codec else "")
+        head = f"| {title} | {r.data.label} | {r.tool.name} | {r.tool.threads} |"
         if r.run.error:
-            lines.append(f"{head} – | – | – | – | – | FAILED: {cell(r.run.error)} |")
+            lines.append(f"{head} – | – | – | – | – | – | – | – | FAILED: {cell(r.run.error)} |")
             continue
         s = r.run.seconds
         ref = reference.get((r.case.key, r.data.label))
-        ratio = f"{s / ref:.2f}×" if ref else "–"
+        ratio = f"{ref / s:.2f}×" if ref else "–"
+        inner = f"{r.run.inner_seconds:.2f}" if r.run.inner_seconds is not None else "–"
         mb_s = r.data.input_bytes(r.case.src) / 1e6 / s
-        verdict = f"WRONG: {cell(r.run.wrong)}" if r.run.wrong else "ok"
+        out_mb = f"{r.run.output_bytes / 1e6:.1f}" if r.run.output_bytes is not None else "–"
         lines.append(
-            f"{head} {s:.2f} | {r.data.rows / s:,.0f} | {mb_s:.1f} | {ratio} | {r.run.peak_rss / 2**20:.0f} | {verdict} |"
+            f"{head} {s:.2f} | {inner} | {r.data.rows / s:,.0f} | {mb_s:.1f} | {ratio} | "
+            f"{r.run.peak_rss / 2**20:.0f} | {out_mb} | {r.run.rows_per_group or '–'} | {verdict(r.run)} |"
         )
     return lines
 
@@ -670,7 +514,8 @@ def report(rows: list[Row], datasets: list[Dataset], tools: list[Tool], args) ->
     versions = {
         "SynqX": next((version([t.binary, "--version"]) for t in tools if t.key == "synqx" and t.binary), "not run"),
         "DuckDB": version([find_duckdb(args.duckdb), "--version"]),
-        "Sling": version([find_sling(args.sling), "--version"]),
+        "Polars": version([sys.executable, "-c", "import polars; print(polars.__version__)"]),
+        "Sling": version([find_sling(args.sling), "--version"]) if "sling" in args.tools else "not run",
         "tpchgen-cli": version([shutil.which("tpchgen-cli"), "--version"]),
     }
     out = [
@@ -682,15 +527,20 @@ def report(rows: list[Row], datasets: list[Dataset], tools: list[Tool], args) ->
         "Inputs (TPC-H lineitem): "
         + "; ".join(
             f"{d.label} = {d.rows:,} rows, CSV {d.input_bytes('csv') / 1e6:.1f} MB, "
-            f"Parquet (zstd) {d.input_bytes('parquet') / 1e6:.1f} MB"
+            f"Parquet {d.input_bytes('parquet') / 1e6:.1f} MB (DuckDB, zstd 3, {ROW_GROUP_ROWS:,}-row groups)"
             for d in datasets
         ),
         "",
         *table(rows),
         "",
-        "MB/s is input file size / wall time. Peak RSS is the sum over the tool's whole process tree, "
-        f"sampled every {RSS_EVERY * 1000:.0f} ms. Check: output row count (Parquet counted with DuckDB, "
-        f"CSV lines minus header). Logs of every run: {args.work}/<size>/scratch/.",
+        "Seconds: wall time of the whole process (Polars: a Python interpreter that imports polars; its "
+        "in-process time is what its script measured around the conversion). Speed vs DuckDB (2 threads): "
+        "DuckDB's seconds / the tool's (above 1 is faster). MB/s: input file size / seconds. Peak RSS: "
+        "the kernel's high-water mark (ru_maxrss from wait4) summed over the tool's processes. Row groups: "
+        f"{ROW_GROUP_ROWS:,} rows asked of every tool that takes a size. Check: DuckDB reads the output and "
+        "the input; row counts and a checksum of every column (cast to the input's type) are equal: ok; "
+        "types that differ from the input's are listed. "
+        f"Logs of every run: {args.work}/<size>/scratch/.",
     ]
     return "\n".join(out)
 
@@ -698,6 +548,8 @@ def report(rows: list[Row], datasets: list[Dataset], tools: list[Tool], args) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1M,6M", help="lineitem row counts, e.g. 100k,1M,6M (default 1M,6M)")
+    parser.add_argument("--codecs", default="zstd:3,snappy",
+                        help="Parquet codecs of CSV -> Parquet, with levels, e.g. zstd:3,snappy,gzip:6 (default zstd:3,snappy)")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "synqx" / "bench-files",
                         help="inputs and scratch outputs (default ~/.cache/synqx/bench-files)")  # fmt: skip
     parser.add_argument("--synqx", help="SynqX binary to use as is (default: build target/release/synqx first)")
@@ -705,28 +557,31 @@ def main() -> int:
     parser.add_argument("--sling", help="Sling binary (default: the one of pip's sling-linux-amd64, else PATH)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool and case; the best is kept (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run (default 600)")
-    parser.add_argument("--tools", default="synqx,duckdb1,duckdb2,sling",
-                        help="subset of synqx,duckdb1,duckdb2,sling (default: all)")  # fmt: skip
+    parser.add_argument("--tools", default="synqx,duckdb2,duckdb1,polars",
+                        help="subset of synqx,duckdb2,duckdb1,polars,sling (default: all but sling)")  # fmt: skip
     args = parser.parse_args()
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = set(args.tools) - {"synqx", "duckdb1", "duckdb2", "sling"}
+    unknown = set(args.tools) - {"synqx", "duckdb1", "duckdb2", "polars", "sling"}
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
     args.work = args.work.expanduser().resolve()
     sizes = [(label.strip(), parse_size(label)) for label in args.sizes.split(",") if label.strip()]
+    codecs = parse_codecs(args.codecs)
 
     duckdb, sling, tpchgen = find_duckdb(args.duckdb), find_sling(args.sling), shutil.which("tpchgen-cli")
     if not duckdb or not tpchgen:
-        log("needs the DuckDB CLI and tpchgen-cli: pip install tpchgen-cli duckdb-cli sling-linux-amd64")
+        log("needs the DuckDB CLI and tpchgen-cli: pip install tpchgen-cli duckdb-cli polars sling-linux-amd64")
         return 2
     become_subreaper()
     args.work.mkdir(parents=True, exist_ok=True)
     tools = make_tools(args, duckdb, sling, args.work)
     datasets = [prepare(label, n, args.work, tpchgen, duckdb) for label, n in sizes]
+    cases = [Case("CSV → Parquet", f"csv-to-parquet-{c.key}", "csv", "parquet", c) for c in codecs]
+    cases.append(Case("Parquet → CSV", "parquet-to-csv", "parquet", "csv", None))
 
     rows = [
-        Row(case, data, tool.name, bench_one(tool, case, data, args, duckdb))
-        for case in CASES
+        Row(case, data, tool, bench_one(tool, case, data, args, duckdb))
+        for case in cases
         for data in datasets
         for tool in tools
     ]
