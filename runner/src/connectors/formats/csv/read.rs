@@ -95,6 +95,14 @@ impl Parallel {
     }
 }
 
+/// Records of one block when `threads` parse at once: a share of the batch, so that the
+/// `threads + 1` blocks in flight (each with its bytes, text and typed columns) hold about
+/// half a batch budget together, not `threads + 1` budgets; the blocks become the batches.
+fn parallel_block_rows(batch_rows: usize, threads: usize) -> usize {
+    let share = batch_rows / threads.saturating_mul(4).max(1);
+    share.max(1024).min(batch_rows)
+}
+
 /// The reading thread: a block for each ticket, until the file ends, an error, or the
 /// consumer is gone.
 fn read_ahead(
@@ -193,7 +201,12 @@ impl CsvBatches {
         });
         let batch_rows = batch_rows.max(1);
         let blocks = if threads > 1 {
-            Blocks::Parallel(Parallel::start(reader, layout, batch_rows, threads)?)
+            Blocks::Parallel(Parallel::start(
+                reader,
+                layout,
+                parallel_block_rows(batch_rows, threads),
+                threads,
+            )?)
         } else {
             Blocks::Inline {
                 reader,
@@ -257,5 +270,18 @@ impl Iterator for CsvBatches {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parallel_block_rows;
+
+    #[test]
+    fn parallel_blocks_are_a_share_of_the_batch_never_more() {
+        assert_eq!(parallel_block_rows(65_536, 2), 8_192);
+        assert_eq!(parallel_block_rows(65_536, 1), 16_384);
+        assert_eq!(parallel_block_rows(100_000, 64), 1_024);
+        assert_eq!(parallel_block_rows(500, 2), 500);
     }
 }
