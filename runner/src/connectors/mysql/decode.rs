@@ -279,10 +279,9 @@ impl Builder {
             Kind::UInt64 => Self::UInt64(UInt64Builder::with_capacity(rows)),
             Kind::Float32 => Self::Float32(Float32Builder::with_capacity(rows)),
             Kind::Float64 => Self::Float64(Float64Builder::with_capacity(rows)),
-            Kind::Decimal(_, _) => Self::Decimal(
-                Decimal128Builder::with_capacity(rows),
-                data_type.clone(),
-            ),
+            Kind::Decimal(_, _) => {
+                Self::Decimal(Decimal128Builder::with_capacity(rows), data_type.clone())
+            }
             Kind::Date => Self::Date(Date32Builder::with_capacity(rows)),
             Kind::Time => Self::Time(Time64MicrosecondBuilder::with_capacity(rows)),
             Kind::Timestamp => Self::Timestamp(

@@ -332,11 +332,21 @@ mod tests {
             sql_type: "timestamp with time zone".into(),
         };
         assert_eq!(
-            copy_out(&columns[..1], &subquery("SELECT * FROM t;  "), Some(&after), None),
+            copy_out(
+                &columns[..1],
+                &subquery("SELECT * FROM t;  "),
+                Some(&after),
+                None
+            ),
             "COPY (SELECT \"id\" FROM (SELECT * FROM t) AS q WHERE \"updated_at\" > '2024-01-01 00:00:00''; DROP TABLE x; --'::timestamp with time zone) TO STDOUT (FORMAT binary)"
         );
         assert_eq!(
-            copy_out(&columns[..1], "\"s\".\"x\"", Some(&after), Some("ctid >= '(0,0)'::tid")),
+            copy_out(
+                &columns[..1],
+                "\"s\".\"x\"",
+                Some(&after),
+                Some("ctid >= '(0,0)'::tid")
+            ),
             "COPY (SELECT \"id\" FROM \"s\".\"x\" WHERE \"updated_at\" > '2024-01-01 00:00:00''; DROP TABLE x; --'::timestamp with time zone AND ctid >= '(0,0)'::tid) TO STDOUT (FORMAT binary)"
         );
     }

@@ -72,8 +72,12 @@ pub async fn run(
     for range in ranges {
         let (begun, begun_rx) = oneshot::channel();
         starts.push(begun_rx);
-        let (read, plan, snapshot, batches) =
-            (read.clone(), plan.clone(), snapshot.clone(), batches.clone());
+        let (read, plan, snapshot, batches) = (
+            read.clone(),
+            plan.clone(),
+            snapshot.clone(),
+            batches.clone(),
+        );
         readers.push(tokio::spawn(async move {
             read_range(&read, &plan, &snapshot, range, batch_bytes, begun, &batches).await;
         }));
@@ -148,14 +152,20 @@ async fn read_range(
     };
     for sql in [
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
-        format!("SET TRANSACTION SNAPSHOT '{}'", snapshot.replace('\'', "''")),
+        format!(
+            "SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        ),
     ] {
         if let Err(e) = read.execute(&mut conn, sql).await {
             let _ = begun.send(Err(e));
             return;
         }
     }
-    let chunks = match conn.copy_out_raw(&plan.sql(Some(&range_condition(range)))).await {
+    let chunks = match conn
+        .copy_out_raw(&plan.sql(Some(&range_condition(range))))
+        .await
+    {
         Ok(chunks) => chunks,
         Err(e) => {
             let _ = begun.send(Err(read.explain(e)));

@@ -8,10 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array,
-};
 use arrow::array::BooleanBufferBuilder;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
@@ -107,9 +105,8 @@ pub fn raw_line<'a>(delimiter: u8, fields: impl IntoIterator<Item = &'a [u8]>) -
 pub fn decode(block: &Block, layout: &Layout) -> Result<Decoded> {
     match collect(block, layout, false)? {
         Some(decoded) => Ok(decoded),
-        None => collect(block, layout, true)?.ok_or_else(|| {
-            Error::BadRow(format!("{}: a block is not valid UTF-8", layout.file))
-        }),
+        None => collect(block, layout, true)?
+            .ok_or_else(|| Error::BadRow(format!("{}: a block is not valid UTF-8", layout.file))),
     }
 }
 

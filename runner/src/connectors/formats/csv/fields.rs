@@ -239,7 +239,8 @@ pub(super) mod tests {
     #[test]
     fn fields_and_lines_are_those_of_csv_core() {
         for input in [
-            &b"a,b\n1,\"x\ny\"\r\n\"he said \"\"hi\"\"\",c\n\n12\" pipe,\"ab\"cd,\"q\"\"\"\r\r\nz"[..],
+            &b"a,b\n1,\"x\ny\"\r\n\"he said \"\"hi\"\"\",c\n\n12\" pipe,\"ab\"cd,\"q\"\"\"\r\r\nz"
+                [..],
             b"\"unterminated\n,rest",
             b",,\n,\"\"\n",
             b"caf\xc3\xa9;\"na\xc3\xafve\";\xe2\x82\xac\n",

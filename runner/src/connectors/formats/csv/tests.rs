@@ -334,20 +334,41 @@ impl std::io::Read for Trickle {
 }
 
 /// Every row of a read as text (nulls as `None`), and the dead-letter lines.
-fn read_all(text: &[u8], batch_rows: usize, threads: usize, step: usize) -> (Vec<Vec<Option<String>>>, String) {
+fn read_all(
+    text: &[u8],
+    batch_rows: usize,
+    threads: usize,
+    step: usize,
+) -> (Vec<Vec<Option<String>>>, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dead = dir.path().join("dead.jsonl");
-    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), Arc::new(Counters::default()));
+    let rejects = Rejects::new(
+        OnError::Skip,
+        Some(dead.clone()),
+        Arc::new(Counters::default()),
+    );
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("text", DataType::Utf8, true),
         Field::new("more", DataType::Utf8, true),
     ]));
-    let input = Trickle { bytes: text.to_vec(), at: 0, step };
-    let batches = CsvBatches::new(input, &CsvSettings::default(), "t.csv", schema, batch_rows, threads, rejects)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .collect::<Result<Vec<_>>>()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let input = Trickle {
+        bytes: text.to_vec(),
+        at: 0,
+        step,
+    };
+    let batches = CsvBatches::new(
+        input,
+        &CsvSettings::default(),
+        "t.csv",
+        schema,
+        batch_rows,
+        threads,
+        rejects,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .collect::<Result<Vec<_>>>()
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut rows = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
@@ -386,9 +407,7 @@ fn parallel_blocks_read_exactly_what_one_sequential_parse_reads() {
 
     // The reference: the csv crate over the whole text, row by row.
     let mut reference = Vec::new();
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(bytes);
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     for record in csv.records() {
         let record = record.unwrap_or_else(|e| panic!("{e}"));
         if record.len() == 3 {
@@ -405,10 +424,23 @@ fn parallel_blocks_read_exactly_what_one_sequential_parse_reads() {
     assert_eq!(dead.lines().count(), 22, "{dead}");
     assert!(dead.contains("\"t.csv: line 8\""), "{dead}");
 
-    for (batch_rows, threads, step) in [(1, 2, 1), (2, 2, 3), (3, 3, 2), (7, 2, 5), (50, 2, 64), (1000, 3, 1 << 20)] {
+    for (batch_rows, threads, step) in [
+        (1, 2, 1),
+        (2, 2, 3),
+        (3, 3, 2),
+        (7, 2, 5),
+        (50, 2, 64),
+        (1000, 3, 1 << 20),
+    ] {
         let (rows, rejected) = read_all(bytes, batch_rows, threads, step);
-        assert_eq!(rows, sequential, "{batch_rows} rows a batch on {threads} threads, {step}-byte reads");
-        assert_eq!(rejected, dead, "{batch_rows} rows a batch on {threads} threads");
+        assert_eq!(
+            rows, sequential,
+            "{batch_rows} rows a batch on {threads} threads, {step}-byte reads"
+        );
+        assert_eq!(
+            rejected, dead,
+            "{batch_rows} rows a batch on {threads} threads"
+        );
     }
 }
 
@@ -417,9 +449,15 @@ fn invalid_utf8_rejects_only_its_row_on_any_thread_count() {
     let text = b"id,text,more\n1,ok,a\n2,bad \xff,b\n3,\xc3\xa9,c\n".to_vec();
     for threads in [1, 2] {
         let (rows, dead) = read_all(&text, 2, threads, 7);
-        let ids: Vec<_> = rows.iter().map(|r| r[0].clone().unwrap_or_default()).collect();
+        let ids: Vec<_> = rows
+            .iter()
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect();
         assert_eq!(ids, vec!["1", "3"]);
         assert_eq!(rows[1][1].as_deref(), Some("\u{e9}"));
-        assert!(dead.contains("line 3") && dead.contains("not valid UTF-8"), "{dead}");
+        assert!(
+            dead.contains("line 3") && dead.contains("not valid UTF-8"),
+            "{dead}"
+        );
     }
 }

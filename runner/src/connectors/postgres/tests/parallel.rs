@@ -135,9 +135,10 @@ async fn a_parallel_read_is_one_snapshot_while_the_table_changes() {
         batches.push(batch.unwrap_or_else(|e| panic!("{e}")));
     }
     let read = rows(&batches);
-    let expected: Vec<(i64, i32, String)> = (1..=total)
-        .map(|id| (id, 0, "x".repeat(60)))
-        .collect();
+    let expected: Vec<(i64, i32, String)> = (1..=total).map(|id| (id, 0, "x".repeat(60))).collect();
     assert_eq!(read.len(), expected.len());
-    assert!(read == expected, "the read is not the table as it was when it started");
+    assert!(
+        read == expected,
+        "the read is not the table as it was when it started"
+    );
 }
