@@ -397,7 +397,7 @@ fn parallel_blocks_read_exactly_what_one_sequential_parse_reads() {
             2 => text.push_str(&format!("{i},na\u{ef}ve \u{1f600},\"\"\n")),
             3 => text.push_str(&format!("{i},12\" pipe,\"a,b\"\n")),
             4 => text.push_str(&format!("{i},too,many,fields\n")),
-            5 => text.push_str("\n"),
+            5 => text.push('\n'),
             6 => text.push_str(&format!("{i},\"\u{65e5}\u{672c}\u{8a9e}\",\"\r\"\r")),
             _ => text.push_str(&format!("{i},plain,{}\n", "\u{f6}".repeat(i % 5))),
         }

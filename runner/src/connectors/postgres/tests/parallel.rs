@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::support::{Pg, source};
-use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, Source};
+use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects};
 
 /// `(id, v, note)` of every row, sorted by id.
 fn rows(batches: &[RecordBatch]) -> Vec<(i64, i32, String)> {
