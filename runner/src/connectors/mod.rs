@@ -34,7 +34,10 @@
 mod connector;
 pub mod filesystem;
 pub mod formats;
+#[cfg(test)]
+mod http_stub;
 pub mod json_table;
+mod jwt;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
@@ -42,6 +45,7 @@ pub mod redis;
 pub mod rest;
 pub mod retry;
 pub mod s3;
+pub mod snowflake;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlserver;

@@ -1,0 +1,525 @@
+//! Result rows in Arrow: Snowflake sends each result as Arrow IPC streams (inline base64 for
+//! the first part, then chunks fetched from presigned URLs, gzip or not) whose physical types
+//! are Snowflake's own: `NUMBER` as scaled integers of the smallest width or Decimal128,
+//! timestamps as `{epoch, fraction[, timezone]}` structs or scaled integers, `TIME` as scaled
+//! integers. This module turns each column into the Arrow type of [`super::types`].
+
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, RecordBatch, StructArray,
+    Time64MicrosecondArray, Time64NanosecondArray, TimestampMicrosecondArray,
+    TimestampNanosecondArray,
+};
+use arrow::buffer::Buffer;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use arrow::datatypes::{Field, Fields, Schema};
+use arrow_ipc::reader::read_record_batch;
+use base64::Engine;
+use std::collections::HashMap;
+
+use super::connect::{Failure, Kind, Session, transport};
+use super::query::{Chunk, QueryResult};
+use super::types::ColumnType;
+
+/// Decodes an Arrow IPC stream (gzip-compressed or not) into its batches.
+pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plain;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("a result chunk is not valid gzip: {e}"))?;
+        plain = out;
+        &plain[..]
+    } else {
+        bytes
+    };
+    decode_stream(bytes)
+}
+
+/// Reads the messages of an Arrow IPC stream with every field made nullable: Snowflake's
+/// timestamp structs declare non-nullable `epoch` and `fraction` children yet leave them
+/// unset under a null timestamp, which Arrow's own stream reader refuses. The data is still
+/// checked as any IPC read checks it; only the declared nullability is relaxed.
+fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
+    let buffer = Buffer::from(bytes.to_vec());
+    let truncated = || "a result chunk ends in the middle of a message".to_string();
+    let word = |at: usize| -> Result<i32, String> {
+        let b = buffer.get(at..at + 4).ok_or_else(truncated)?;
+        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut offset = 0usize;
+    let mut schema: Option<SchemaRef> = None;
+    let mut batches = Vec::new();
+    while offset < buffer.len() {
+        let mut length = word(offset)?;
+        offset += 4;
+        if length == -1 {
+            // The continuation marker of the current format, then the length.
+            length = word(offset)?;
+            offset += 4;
+        }
+        let Ok(length) = usize::try_from(length) else {
+            return Err(format!(
+                "a result chunk has a message of negative length {length}"
+            ));
+        };
+        if length == 0 {
+            break;
+        }
+        let meta = buffer.get(offset..offset + length).ok_or_else(truncated)?;
+        let message = arrow_ipc::root_as_message(meta)
+            .map_err(|e| format!("a result chunk has an unreadable message: {e}"))?;
+        offset += length;
+        let body_length = usize::try_from(message.bodyLength()).map_err(|_| truncated())?;
+        if offset + body_length > buffer.len() {
+            return Err(truncated());
+        }
+        let body = buffer.slice_with_length(offset, body_length);
+        offset += body_length;
+        match message.header_type() {
+            arrow_ipc::MessageHeader::Schema => {
+                let fb = message.header_as_schema().ok_or_else(truncated)?;
+                let declared = arrow_ipc::convert::fb_to_schema(fb);
+                let fields: Vec<Field> = declared.fields().iter().map(|f| nullable(f)).collect();
+                schema = Some(Arc::new(Schema::new_with_metadata(
+                    fields,
+                    declared.metadata().clone(),
+                )));
+            }
+            arrow_ipc::MessageHeader::RecordBatch => {
+                let header = message.header_as_record_batch().ok_or_else(truncated)?;
+                let schema = schema
+                    .clone()
+                    .ok_or("a result chunk has rows before its schema")?;
+                let batch = read_record_batch(
+                    &body,
+                    header,
+                    schema,
+                    &HashMap::new(),
+                    None,
+                    &message.version(),
+                )
+                .map_err(|e| format!("a result chunk cannot be decoded: {e}"))?;
+                batches.push(batch);
+            }
+            other => {
+                return Err(format!(
+                    "a result chunk has an unexpected {other:?} message"
+                ));
+            }
+        }
+    }
+    Ok(batches)
+}
+
+/// The field with it and every child nullable.
+fn nullable(field: &Field) -> Field {
+    let data_type = match field.data_type() {
+        DataType::Struct(children) => {
+            DataType::Struct(children.iter().map(|c| nullable(c)).collect::<Fields>())
+        }
+        DataType::List(item) => DataType::List(Arc::new(nullable(item))),
+        DataType::LargeList(item) => DataType::LargeList(Arc::new(nullable(item))),
+        DataType::FixedSizeList(item, n) => DataType::FixedSizeList(Arc::new(nullable(item)), *n),
+        DataType::Map(entries, sorted) => DataType::Map(Arc::new(nullable(entries)), *sorted),
+        other => other.clone(),
+    };
+    field.clone().with_data_type(data_type).with_nullable(true)
+}
+
+/// The inline part of a result.
+pub fn inline_batches(result: &QueryResult) -> Result<Vec<RecordBatch>, String> {
+    match result.rowset_base64.as_deref() {
+        None | Some("") => Ok(Vec::new()),
+        Some(text) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("the inline result is not base64: {e}"))?;
+            ipc_batches(&bytes)
+        }
+    }
+}
+
+impl Session {
+    /// Downloads one chunk with the headers the result named (or the SSE-C key `qrmk`).
+    pub async fn chunk(
+        &self,
+        result: &QueryResult,
+        chunk: &Chunk,
+    ) -> Result<Vec<RecordBatch>, Failure> {
+        let settings = &self.settings;
+        let mut request = self.http.get(&chunk.url);
+        match &result.chunk_headers {
+            Some(headers) if !headers.is_empty() => {
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+            }
+            _ => {
+                if let Some(key) = &result.qrmk {
+                    request = request
+                        .header("x-amz-server-side-encryption-customer-algorithm", "AES256")
+                        .header("x-amz-server-side-encryption-customer-key", key);
+                }
+            }
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport(settings, "result chunk", &e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport(settings, "result chunk", &e))?;
+        if !status.is_success() {
+            // The URL is presigned: the message never shows it.
+            return Err(Failure {
+                kind: Kind::Protocol,
+                code: None,
+                message: format!(
+                    "{}: downloading a result chunk failed with HTTP {status}",
+                    settings.at()
+                ),
+            });
+        }
+        ipc_batches(&bytes).map_err(|e| Failure::protocol(format!("{}: {e}", settings.at())))
+    }
+}
+
+/// Converts a batch as Snowflake sent it into the batch of `schema` (same columns, in order).
+pub fn convert_batch(
+    batch: &RecordBatch,
+    columns: &[ColumnType],
+    schema: &SchemaRef,
+) -> Result<RecordBatch, String> {
+    if batch.num_columns() != columns.len() {
+        return Err(format!(
+            "a result batch has {} columns, the result describes {}",
+            batch.num_columns(),
+            columns.len()
+        ));
+    }
+    let arrays = batch
+        .columns()
+        .iter()
+        .zip(columns)
+        .zip(schema.fields())
+        .map(|((array, column), field)| {
+            convert(array, column, field.data_type())
+                .map_err(|e| format!("column \"{}\": {e}", column.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
+}
+
+/// One column into its target type.
+pub fn convert(
+    array: &ArrayRef,
+    column: &ColumnType,
+    target: &DataType,
+) -> Result<ArrayRef, String> {
+    let scale = column.scale();
+    match (array.data_type(), target) {
+        (a, t) if a == t => Ok(array.clone()),
+        // NUMBER: integers are unscaled values at the column's scale.
+        (
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64,
+            DataType::Decimal128(p, s),
+        ) => {
+            let ints = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let ints = ints.as_primitive::<Int64Type>();
+            let unscaled: Decimal128Array = ints.unary(|v| i128::from(v));
+            let at_scale = unscaled
+                .with_precision_and_scale(38, scale as i8)
+                .map_err(|e| e.to_string())?;
+            cast(&at_scale, &DataType::Decimal128(*p, *s)).map_err(|e| e.to_string())
+        }
+        (DataType::Decimal128(..), DataType::Int64) => checked_cast(array, target),
+        (DataType::Int8 | DataType::Int16 | DataType::Int32, DataType::Int64) => {
+            cast(array, target).map_err(|e| e.to_string())
+        }
+        (DataType::Struct(_), DataType::Timestamp(unit, zone)) => {
+            let parts = array.as_struct();
+            let nanos = struct_nanos(parts)?;
+            Ok(timestamp_array(&nanos, *unit, zone.clone()))
+        }
+        (DataType::Int64 | DataType::Int32, DataType::Timestamp(unit, zone)) => {
+            let scaled = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let nanos = rescale_to_nanos(scaled.as_primitive::<Int64Type>(), scale)?;
+            Ok(timestamp_array(&nanos, *unit, zone.clone()))
+        }
+        (DataType::Int64 | DataType::Int32, DataType::Time64(unit)) => {
+            let scaled = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let nanos = rescale_to_nanos(scaled.as_primitive::<Int64Type>(), scale)?;
+            Ok(match unit {
+                TimeUnit::Nanosecond => Arc::new(Time64NanosecondArray::new(
+                    nanos.values().clone(),
+                    nanos.nulls().cloned(),
+                )),
+                _ => Arc::new(Time64MicrosecondArray::new(
+                    nanos.values().iter().map(|v| v / 1000).collect(),
+                    nanos.nulls().cloned(),
+                )),
+            })
+        }
+        _ => checked_cast(array, target),
+    }
+}
+
+/// A cast that fails instead of silently turning values into nulls.
+fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, String> {
+    let out = cast(array, target).map_err(|e| e.to_string())?;
+    if out.null_count() > array.null_count() {
+        let row = (0..array.len())
+            .find(|&i| array.is_valid(i) && out.is_null(i))
+            .unwrap_or(0);
+        return Err(format!(
+            "row {}: value {} does not fit {target}",
+            row + 1,
+            arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
+        ));
+    }
+    Ok(out)
+}
+
+/// Nanoseconds since the epoch from `{epoch (s), fraction (ns)}`; the `timezone` field of
+/// TIMESTAMP_TZ is the offset of the value's zone, and the epoch is already UTC.
+fn struct_nanos(parts: &StructArray) -> Result<Int64Array, String> {
+    let field = |name: &str| {
+        parts
+            .column_by_name(name)
+            .ok_or_else(|| format!("a timestamp struct without \"{name}\""))
+            .and_then(|a| cast(a, &DataType::Int64).map_err(|e| e.to_string()))
+    };
+    let epoch = field("epoch")?;
+    let fraction = field("fraction")?;
+    let (epoch, fraction) = (
+        epoch.as_primitive::<Int64Type>(),
+        fraction.as_primitive::<Int64Type>(),
+    );
+    let mut out = Vec::with_capacity(parts.len());
+    for i in 0..parts.len() {
+        // A null timestamp is a null struct, or (as pyarrow writes it) a struct of nulls.
+        if parts.is_null(i) || epoch.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let nanos = epoch
+            .value(i)
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(fraction.value(i)))
+            .ok_or_else(|| format!("row {}: timestamp out of range", i + 1))?;
+        out.push(Some(nanos));
+    }
+    Ok(Int64Array::from(out))
+}
+
+/// Scaled integers (`scale` fractional digits) to nanoseconds.
+fn rescale_to_nanos(
+    values: &arrow::array::PrimitiveArray<Int64Type>,
+    scale: i64,
+) -> Result<Int64Array, String> {
+    let scale = scale.clamp(0, 9);
+    let factor = 10i64.pow((9 - scale) as u32);
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        out.push(match v {
+            None => None,
+            Some(v) => Some(
+                v.checked_mul(factor)
+                    .ok_or_else(|| format!("row {}: value {v} out of range", i + 1))?,
+            ),
+        });
+    }
+    Ok(Int64Array::from(out))
+}
+
+fn timestamp_array(nanos: &Int64Array, unit: TimeUnit, zone: Option<Arc<str>>) -> ArrayRef {
+    match unit {
+        TimeUnit::Nanosecond => Arc::new(
+            TimestampNanosecondArray::new(nanos.values().clone(), nanos.nulls().cloned())
+                .with_timezone_opt(zone),
+        ),
+        _ => Arc::new(
+            TimestampMicrosecondArray::new(
+                nanos.values().iter().map(|v| v.div_euclid(1000)).collect(),
+                nanos.nulls().cloned(),
+            )
+            .with_timezone_opt(zone),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int16Array, Int32Array};
+    use arrow::datatypes::{Field, Fields};
+
+    use super::*;
+
+    fn col(kind: &str, precision: Option<i64>, scale: Option<i64>) -> ColumnType {
+        ColumnType {
+            name: "C".into(),
+            kind: kind.into(),
+            precision,
+            scale,
+            nullable: true,
+        }
+    }
+
+    #[test]
+    fn scaled_integers_become_decimals() {
+        let a: ArrayRef = Arc::new(Int16Array::from(vec![Some(150), None, Some(-225)]));
+        let out = convert(
+            &a,
+            &col("fixed", Some(10), Some(2)),
+            &DataType::Decimal128(10, 2),
+        )
+        .unwrap();
+        let out = out.as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(out.value_as_string(0), "1.50");
+        assert!(out.is_null(1));
+        assert_eq!(out.value_as_string(2), "-2.25");
+    }
+
+    #[test]
+    fn a_decimal_too_large_for_int64_names_its_row_and_value() {
+        let big = Decimal128Array::from(vec![Some(1), Some(9_999_999_999_999_999_999)])
+            .with_precision_and_scale(19, 0)
+            .unwrap();
+        let e = convert(
+            &(Arc::new(big) as ArrayRef),
+            &col("fixed", Some(19), Some(0)),
+            &DataType::Int64,
+        )
+        .unwrap_err();
+        assert_eq!(e, "row 2: value 9999999999999999999 does not fit Int64");
+    }
+
+    #[test]
+    fn timestamp_structs_and_scaled_integers_become_timestamps() {
+        let fields = Fields::from(vec![
+            Field::new("epoch", DataType::Int64, false),
+            Field::new("fraction", DataType::Int32, false),
+        ]);
+        let parts = StructArray::new(
+            fields,
+            vec![
+                Arc::new(Int64Array::from(vec![1_700_000_000, 0])),
+                Arc::new(Int32Array::from(vec![123_456_789, 0])),
+            ],
+            Some(vec![true, false].into()),
+        );
+        let out = convert(
+            &(Arc::new(parts) as ArrayRef),
+            &col("timestamp_ntz", Some(0), Some(9)),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )
+        .unwrap();
+        let out = out.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(out.value(0), 1_700_000_000_123_456);
+        assert!(out.is_null(1));
+
+        let millis: ArrayRef = Arc::new(Int64Array::from(vec![1_700_000_000_123]));
+        let out = convert(
+            &millis,
+            &col("timestamp_tz", Some(0), Some(3)),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            out.data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(
+            out.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+            1_700_000_000_123_000
+        );
+    }
+
+    #[test]
+    fn times_are_scaled_to_the_target_unit() {
+        let nanos: ArrayRef = Arc::new(Int64Array::from(vec![3_723_000_000_001]));
+        let out = convert(
+            &nanos,
+            &col("time", Some(0), Some(9)),
+            &DataType::Time64(TimeUnit::Microsecond),
+        )
+        .unwrap();
+        assert_eq!(
+            out.as_primitive::<arrow::datatypes::Time64MicrosecondType>()
+                .value(0),
+            3_723_000_000
+        );
+    }
+
+    #[test]
+    fn gzip_and_plain_ipc_streams_decode_alike() {
+        let batch =
+            RecordBatch::try_from_iter([("A", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)])
+                .unwrap();
+        let mut plain = Vec::new();
+        {
+            let mut w =
+                arrow_ipc::writer::StreamWriter::try_new(&mut plain, &batch.schema()).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        for bytes in [&plain, &gz] {
+            let read = ipc_batches(bytes).unwrap();
+            assert_eq!(read.len(), 1);
+            assert_eq!(read[0].column(0), batch.column(0));
+        }
+        assert!(ipc_batches(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn structs_with_unset_children_under_nulls_are_read() {
+        // What fakesnow and the drivers' own writers send for a null TIMESTAMP_NTZ: declared
+        // non-nullable children with nulls under the null parent.
+        let fields = Fields::from(vec![
+            Field::new("epoch", DataType::Int64, false),
+            Field::new("fraction", DataType::Int32, false),
+        ]);
+        // SAFETY: the arrays are well formed; only the declared nullability is violated, which
+        // is the input under test.
+        let parts = unsafe {
+            StructArray::new_unchecked(
+                fields.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(1), None])),
+                    Arc::new(Int32Array::from(vec![Some(5), None])),
+                ],
+                Some(vec![true, false].into()),
+            )
+        };
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "TS",
+            DataType::Struct(fields),
+            true,
+        )]));
+        // SAFETY: as above.
+        let batch = unsafe { RecordBatch::new_unchecked(schema.clone(), vec![Arc::new(parts)], 2) };
+        let mut bytes = Vec::new();
+        {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &schema).unwrap();
+            w.write(&batch).unwrap();
+            w.finish().unwrap();
+        }
+        let read = ipc_batches(&bytes).unwrap();
+        assert_eq!(read[0].num_rows(), 2);
+        assert!(read[0].column(0).is_null(1));
+    }
+}

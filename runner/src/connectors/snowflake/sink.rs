@@ -1,0 +1,247 @@
+//! Writing a table. Rows go to a staging table first (see [`super::load`]); then one statement,
+//! or one transaction, moves them in, so a failed, cancelled or killed load leaves the table as
+//! it was:
+//!
+//! - `append`: `INSERT INTO table SELECT … FROM staging`;
+//! - `overwrite`: `BEGIN; DELETE FROM table; INSERT … SELECT …; COMMIT` (readers see the old
+//!   rows until the commit; the table keeps its grants, clustering and comments);
+//! - `upsert`: `MERGE INTO table USING (staging, last row of each key)` on `primaryKey`.
+//!
+//! The table is created from the Arrow schema when it is missing (with `PRIMARY KEY`, which
+//! Snowflake records but does not enforce); source columns it lacks follow `schemaEvolution`.
+//! Snowflake commits DDL at once, so tables and added columns are created before the
+//! transaction (they are empty or nullable and change no row).
+
+use arrow::datatypes::Field;
+use async_trait::async_trait;
+use futures::StreamExt;
+use synqx_api::pipeline::WriteMode;
+
+use super::connect::{Failure, Session};
+use super::load::Loader;
+use super::query::Binding;
+use super::sql::{
+    Table, add_column, columns_query, create_staging, create_table, delete_all,
+    insert_from_staging, merge, same_name,
+};
+use super::{SnowflakeSink, error};
+use crate::connectors::sql_names::unique_suffix;
+use crate::connectors::sql_sink::{
+    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
+};
+use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::error::{Context, Error, Result};
+
+#[async_trait]
+impl Sink for SnowflakeSink {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        let settings = &self.settings;
+        let spec = &request.spec;
+        let table = Table::parse(&spec.asset.fqn, &settings.database, &settings.schema)
+            .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+        let here = format!("{}, table \"{table}\"", settings.at());
+        let session = Session::login(settings.clone())
+            .await
+            .map_err(|e| error(settings, e))?;
+        let mut outcome = WriteOutcome::default();
+        let result = load(
+            &session,
+            &here,
+            &table,
+            request,
+            input,
+            counters,
+            &mut outcome,
+        )
+        .await;
+        if result.is_err() {
+            // Nothing was committed: take back the progress counted while staging.
+            uncount(counters, &outcome);
+        }
+        session.close().await;
+        result.map(|()| outcome)
+    }
+}
+
+async fn load(
+    session: &Session,
+    here: &str,
+    table: &Table,
+    request: &WriteRequest,
+    input: SchemaStream,
+    counters: &Counters,
+    outcome: &mut WriteOutcome,
+) -> Result<()> {
+    let settings = session.settings();
+    let failed = |e: Failure| error(settings, e);
+    let spec = &request.spec;
+    let mode = spec.mode();
+    let existing = existing_columns(session, table).await.map_err(failed)?;
+    let existing_refs: Option<Vec<&str>> = existing
+        .as_ref()
+        .map(|c| c.iter().map(String::as_str).collect());
+    let evolution = spec.schema_evolution.unwrap_or_default();
+    let plan = plan_columns(
+        here,
+        existing_refs.as_deref(),
+        &input.schema,
+        evolution,
+        same_name,
+    )?;
+    let schema = input.schema.clone();
+    let written: Vec<&Field> = plan.written.iter().map(|&i| schema.field(i)).collect();
+    let written_names: Vec<&str> = written.iter().map(|f| f.name().as_str()).collect();
+    check_primary_key(
+        here,
+        mode,
+        &spec.primary_key,
+        &written_names,
+        existing.is_none(),
+        same_name,
+    )?;
+
+    if existing.is_none() {
+        session
+            .query(&create_table(table, &written, &spec.primary_key), &[])
+            .await
+            .map_err(failed)?;
+    }
+    for &i in &plan.added {
+        session
+            .query(&add_column(table, schema.field(i)), &[])
+            .await
+            .map_err(failed)?;
+    }
+
+    let staging = table.beside(&format!(
+        "SYNQX_STAGE_{}",
+        unique_suffix().to_ascii_uppercase()
+    ));
+    session
+        .query(&create_staging(&staging, &written), &[])
+        .await
+        .map_err(failed)?;
+    let load = Load {
+        session,
+        here,
+        table,
+        staging: &staging,
+        written: &written,
+        indexes: &plan.written,
+    };
+    let result = load.stage_and_move(request, input, counters, outcome).await;
+    // Dropped after a failure too; only a killed process leaves a staging table behind.
+    let _ = session
+        .query(&format!("DROP TABLE IF EXISTS {}", staging.sql()), &[])
+        .await;
+    result
+}
+
+/// One load: where it goes, through which staging table, with which source columns.
+struct Load<'a> {
+    session: &'a Session,
+    here: &'a str,
+    table: &'a Table,
+    staging: &'a Table,
+    written: &'a [&'a Field],
+    /// The written columns' indexes in the source batches.
+    indexes: &'a [usize],
+}
+
+impl Load<'_> {
+    /// Fills the staging table from the input, then moves its rows into the table as the mode says.
+    async fn stage_and_move(
+        &self,
+        request: &WriteRequest,
+        mut input: SchemaStream,
+        counters: &Counters,
+        outcome: &mut WriteOutcome,
+    ) -> Result<()> {
+        let Load {
+            session,
+            here,
+            table,
+            staging,
+            written,
+            indexes,
+        } = *self;
+        let settings = session.settings();
+        let failed = |e: Failure| error(settings, e);
+        let mut loader = Loader::start(session, staging.clone(), written)
+            .await
+            .map_err(failed)?;
+        while let Some(batch) = input.stream.next().await {
+            let batch = batch?;
+            let projected = batch
+                .project(indexes)
+                .context(|| format!("{here}: selecting the written columns"))?;
+            loader.push(&projected).await.map_err(failed)?;
+            let bytes = written_bytes(&batch, indexes.iter().copied());
+            count_sent(outcome, counters, projected.num_rows() as u64, bytes);
+        }
+        loader.finish().await.map_err(failed)?;
+
+        match request.spec.mode() {
+            WriteMode::Append => {
+                session
+                    .query_async(&insert_from_staging(table, staging, written), &[])
+                    .await
+                    .map_err(failed)?;
+            }
+            WriteMode::Upsert => {
+                let sql = merge(table, staging, written, &request.spec.primary_key);
+                session.query_async(&sql, &[]).await.map_err(failed)?;
+            }
+            WriteMode::Overwrite => {
+                session.query("BEGIN", &[]).await.map_err(failed)?;
+                let swapped = async {
+                    session.query(&delete_all(table), &[]).await?;
+                    session
+                        .query_async(&insert_from_staging(table, staging, written), &[])
+                        .await?;
+                    session.query("COMMIT", &[]).await
+                }
+                .await;
+                if let Err(e) = swapped {
+                    let _ = session.query("ROLLBACK", &[]).await;
+                    return Err(failed(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The table's column names in order, or `None` when there is no such table.
+async fn existing_columns(
+    session: &Session,
+    table: &Table,
+) -> Result<Option<Vec<String>>, Failure> {
+    let result = session
+        .query(
+            &columns_query(table),
+            &[
+                Binding::text(table.schema.clone()),
+                Binding::text(table.name.clone()),
+            ],
+        )
+        .await?;
+    let mut batches = super::result::inline_batches(&result).map_err(Failure::protocol)?;
+    // Results beyond the inline part come in chunks.
+    for chunk in &result.chunks {
+        batches.extend(session.chunk(&result, chunk).await?);
+    }
+    let mut names = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| Failure::protocol(e.to_string()))?;
+        let column = arrow::array::AsArray::as_string::<i32>(&column);
+        names.extend(column.iter().flatten().map(str::to_string));
+    }
+    Ok((!names.is_empty()).then_some(names))
+}

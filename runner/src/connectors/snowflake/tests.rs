@@ -1,0 +1,561 @@
+//! The connector against fakesnow (`scripts/emulators up` starts it and prints
+//! `SYNQX_TEST_FAKESNOW`): every mapped type through a load and a read, each write mode,
+//! incremental reads over three runs, a missing table, failed and cancelled overwrites, and
+//! `synqx check`. Each test works in a database of its own. A missing emulator fails the test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
+    Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    Time64MicrosecondArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use futures::StreamExt;
+use synqx_api::connection::SnowflakeConnection;
+use synqx_api::pipeline::{SchemaEvolution, WriteMode};
+use synqx_api::{ConnectionSpec, SecretValue};
+
+use super::config::Settings;
+use super::connect::Session;
+use super::{SnowflakeSink, SnowflakeSource};
+use crate::connectors::ConnectionRef;
+use crate::connectors::sql_test_support::{
+    destination, err, ok, people, read_all, table_source, write_batches,
+};
+use crate::connectors::test_servers::unique_name;
+use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink};
+use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+const CONNECTION: &str = "warehouse";
+const PASSWORD: &str = "sf-pass-8c1f";
+
+/// The fakesnow server, from `scripts/emulators up`.
+fn fakesnow_url() -> String {
+    std::env::var("SYNQX_TEST_FAKESNOW").unwrap_or_else(|_| {
+        panic!("SYNQX_TEST_FAKESNOW is not set; start fakesnow with `eval \"$(scripts/emulators up fakesnow)\"`")
+    })
+}
+
+fn spec(database: &str) -> ConnectionSpec {
+    ConnectionSpec {
+        snowflake: Some(SnowflakeConnection {
+            account: "synqx-test".into(),
+            host: Some(fakesnow_url()),
+            user: SecretValue::plain("loader"),
+            password: Some(SecretValue::from_secret("sf-creds", "password")),
+            warehouse: "WH".into(),
+            database: database.into(),
+            schema: Some("PUBLIC".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A database of its own, with the connection's schema, and the source and sink over it.
+struct Warehouse {
+    spec: ConnectionSpec,
+    secrets: Secrets,
+}
+
+impl Warehouse {
+    async fn new() -> Self {
+        let database = unique_name("SYNQX_T").to_ascii_uppercase();
+        let warehouse = Self {
+            spec: spec(&database),
+            secrets: Secrets::new(
+                [],
+                [(
+                    "SYNQX_SECRET_SF_CREDS_PASSWORD".to_string(),
+                    PASSWORD.to_string(),
+                )],
+            ),
+        };
+        let session = warehouse.session().await;
+        for sql in [
+            format!("CREATE DATABASE IF NOT EXISTS {database}"),
+            format!("CREATE SCHEMA IF NOT EXISTS {database}.PUBLIC"),
+        ] {
+            session
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        session.close().await;
+        warehouse
+    }
+
+    fn conn(&self) -> ConnectionRef<'_> {
+        ConnectionRef {
+            name: CONNECTION,
+            spec: &self.spec,
+            base_dir: ".".into(),
+            secrets: &self.secrets,
+        }
+    }
+
+    async fn session(&self) -> Session {
+        let settings = ok(Settings::new(&self.conn()));
+        Session::login(Arc::new(settings)).await.unwrap_or_else(|e| {
+            panic!("fakesnow at {} is not reachable ({e}); start it with `scripts/emulators up fakesnow`", fakesnow_url())
+        })
+    }
+
+    fn sink(&self) -> SnowflakeSink {
+        ok(SnowflakeSink::new(&self.conn()))
+    }
+
+    fn source(&self) -> SnowflakeSource {
+        ok(SnowflakeSource::new(&self.conn()))
+    }
+
+    async fn write(
+        &self,
+        fqn: &str,
+        mode: WriteMode,
+        key: &[&str],
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let schema = batches[0].schema();
+        let counters = Counters::default();
+        let outcome = write_batches(
+            &self.sink(),
+            destination(
+                CONNECTION,
+                fqn,
+                mode,
+                key,
+                Some(SchemaEvolution::AddColumns),
+            ),
+            schema,
+            batches.into_iter().map(Ok).collect(),
+            &counters,
+        )
+        .await?;
+        Ok(outcome.rows)
+    }
+
+    async fn read(
+        &self,
+        fqn: &str,
+        filter: Option<CursorFilter>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let request = ReadRequest {
+            spec: table_source(CONNECTION, fqn),
+            filter,
+            batch_bytes: 1 << 20,
+            rejects: Rejects::failing(),
+        };
+        read_all(&self.source(), &request).await
+    }
+
+    /// `(id, name)` rows of a people table, by id.
+    async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
+        let (_, batches) = ok(self.read(fqn, None).await);
+        let mut rows = Vec::new();
+        for b in &batches {
+            let ids = b.column_by_name("id").expect("id");
+            let ids = arrow::compute::cast(ids, &DataType::Int64).unwrap();
+            let names = b
+                .column_by_name("name")
+                .expect("name")
+                .as_string::<i32>()
+                .clone();
+            for i in 0..b.num_rows() {
+                rows.push((
+                    ids.as_primitive::<Int64Type>().value(i),
+                    names.is_valid(i).then(|| names.value(i).to_string()),
+                ));
+            }
+        }
+        rows.sort();
+        rows
+    }
+}
+
+fn row(id: i64, name: &str) -> (i64, Option<String>) {
+    (id, Some(name.to_string()))
+}
+
+#[tokio::test]
+async fn every_mapped_type_round_trips() {
+    let w = Warehouse::new().await;
+    let json = Field::new("doc", DataType::Utf8, true).with_metadata(HashMap::from([(
+        "ARROW:extension:name".to_string(),
+        "arrow.json".to_string(),
+    )]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("small", DataType::Int32, true),
+        Field::new("amount", DataType::Decimal128(12, 3), true),
+        Field::new("ratio", DataType::Float64, true),
+        Field::new("name", DataType::Utf8, true),
+        json,
+        Field::new("flag", DataType::Boolean, true),
+        Field::new("day", DataType::Date32, true),
+        Field::new("at_time", DataType::Time64(TimeUnit::Microsecond), true),
+        Field::new(
+            "local_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+        Field::new(
+            "utc_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("raw", DataType::Binary, true),
+        Field::new_list("tags", Field::new("item", DataType::Int64, true), true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![1, 2])),
+        Arc::new(Int32Array::from(vec![Some(-7), None])),
+        Arc::new(
+            Decimal128Array::from(vec![Some(12_345_678), None])
+                .with_precision_and_scale(12, 3)
+                .unwrap(),
+        ),
+        Arc::new(Float64Array::from(vec![Some(0.25), None])),
+        Arc::new(StringArray::from(vec![Some("Zoë ✓"), None])),
+        Arc::new(StringArray::from(vec![Some(r#"{"a":[1,2]}"#), None])),
+        Arc::new(BooleanArray::from(vec![Some(true), None])),
+        Arc::new(Date32Array::from(vec![Some(19_723), None])),
+        Arc::new(Time64MicrosecondArray::from(vec![
+            Some(45_296_789_012),
+            None,
+        ])),
+        Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(1_704_067_200_123_456),
+            None,
+        ])),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![Some(1_704_067_200_654_321), None])
+                .with_timezone("UTC"),
+        ),
+        Arc::new(BinaryArray::from(vec![Some(&b"\x00\xff\x10"[..]), None])),
+        Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            None,
+        ])),
+    ];
+    let batch = RecordBatch::try_new(schema, columns).unwrap();
+    assert_eq!(
+        ok(w.write("all_types", WriteMode::Append, &[], vec![batch])
+            .await),
+        2
+    );
+
+    let (schema, batches) = ok(w.read("all_types", None).await);
+    let read = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let read = arrow::compute::take_record_batch(
+        &read,
+        &arrow::compute::sort_to_indices(read.column_by_name("id").unwrap(), None, None).unwrap(),
+    )
+    .unwrap();
+    let col = |name: &str| {
+        read.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name} in {schema:?}"))
+            .clone()
+    };
+    let text =
+        |name: &str, i: usize| arrow::util::display::array_value_to_string(&col(name), i).unwrap();
+    assert_eq!(col("id").data_type(), &DataType::Int64);
+    assert_eq!(col("small").data_type(), &DataType::Int64);
+    assert_eq!(text("small", 0), "-7");
+    assert!(col("small").is_null(1));
+    assert_eq!(col("amount").data_type(), &DataType::Decimal128(12, 3));
+    assert_eq!(text("amount", 0), "12345.678");
+    assert_eq!(
+        col("ratio")
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(0),
+        0.25
+    );
+    assert_eq!(text("name", 0), "Zoë ✓");
+    let doc: serde_json::Value = serde_json::from_str(&text("doc", 0)).unwrap();
+    assert_eq!(doc, serde_json::json!({"a": [1, 2]}));
+    assert!(super::types::is_json(
+        schema.field_with_name("doc").unwrap()
+    ));
+    assert_eq!(text("flag", 0), "true");
+    assert_eq!(col("day").data_type(), &DataType::Date32);
+    assert_eq!(text("day", 0), "2024-01-01");
+    assert_eq!(text("at_time", 0), "12:34:56.789012");
+    assert_eq!(text("local_ts", 0), "2024-01-01T00:00:00.123456");
+    assert_eq!(
+        col("utc_ts").data_type(),
+        &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+    );
+    assert_eq!(text("utc_ts", 0), "2024-01-01T00:00:00.654321Z");
+    assert_eq!(col("raw").as_binary::<i32>().value(0), b"\x00\xff\x10");
+    let tags: serde_json::Value = serde_json::from_str(&text("tags", 0)).unwrap();
+    assert_eq!(tags, serde_json::json!([1, 2]));
+    for name in [
+        "amount", "ratio", "name", "doc", "flag", "day", "at_time", "local_ts", "utc_ts", "raw",
+        "tags",
+    ] {
+        assert!(col(name).is_null(1), "{name} keeps its null");
+    }
+}
+
+#[tokio::test]
+async fn append_overwrite_and_upsert_write_what_they_promise() {
+    let w = Warehouse::new().await;
+    ok(w.write(
+        "people",
+        WriteMode::Append,
+        &["id"],
+        vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
+    )
+    .await);
+    ok(w.write(
+        "people",
+        WriteMode::Append,
+        &["id"],
+        vec![people(&[(3, None)])],
+    )
+    .await);
+    assert_eq!(
+        w.people("people").await,
+        vec![row(1, "ada"), row(2, "bob"), (3, None)]
+    );
+
+    // Upsert: the last staged row of a key wins, new keys are inserted.
+    let batches = vec![
+        people(&[(2, Some("bea")), (4, Some("dan"))]),
+        people(&[(2, Some("bee"))]),
+    ];
+    assert_eq!(
+        ok(w.write("people", WriteMode::Upsert, &["id"], batches).await),
+        3
+    );
+    assert_eq!(
+        w.people("people").await,
+        vec![row(1, "ada"), row(2, "bee"), (3, None), row(4, "dan")]
+    );
+
+    assert_eq!(
+        ok(w.write(
+            "people",
+            WriteMode::Overwrite,
+            &[],
+            vec![people(&[(9, Some("zed"))])]
+        )
+        .await),
+        1
+    );
+    assert_eq!(w.people("people").await, vec![row(9, "zed")]);
+}
+
+#[tokio::test]
+async fn new_columns_follow_schema_evolution() {
+    let w = Warehouse::new().await;
+    ok(w.write(
+        "evolving",
+        WriteMode::Append,
+        &[],
+        vec![people(&[(1, Some("ada"))])],
+    )
+    .await);
+    let wider = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        wider.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![2])),
+            Arc::new(StringArray::from(vec!["bob"])),
+            Arc::new(Float64Array::from(vec![1.5])),
+        ],
+    )
+    .unwrap();
+    let fail = write_batches(
+        &w.sink(),
+        destination(
+            CONNECTION,
+            "evolving",
+            WriteMode::Append,
+            &[],
+            Some(SchemaEvolution::Fail),
+        ),
+        wider.clone(),
+        vec![Ok(batch.clone())],
+        &Counters::default(),
+    )
+    .await;
+    assert!(
+        err(fail)
+            .contains("the table has no column \"score\" of the source (schemaEvolution: fail")
+    );
+    ok(w.write("evolving", WriteMode::Append, &[], vec![batch])
+        .await);
+    let (schema, batches) = ok(w.read("evolving", None).await);
+    assert!(schema.field_with_name("score").is_ok(), "{schema:?}");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+}
+
+#[tokio::test]
+async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
+    let w = Warehouse::new().await;
+    let session = w.session().await;
+    let run = |sql: String| {
+        let session = &session;
+        async move {
+            session
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    run("CREATE TABLE events (id NUMBER(19,0), updated_at TIMESTAMP_NTZ(6))".into()).await;
+    run("INSERT INTO events VALUES (1, '2024-01-01 10:00:00'), (2, '2024-01-02 10:00:00')".into())
+        .await;
+
+    let read_after = |after: Option<String>| {
+        let w = &w;
+        async move {
+            let filter = after.map(|after| CursorFilter {
+                column: "updated_at".into(),
+                after,
+            });
+            let (_, batches) = ok(w.read("events", filter).await);
+            let mut ids: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| {
+                    let ids =
+                        arrow::compute::cast(b.column_by_name("id").unwrap(), &DataType::Int64)
+                            .unwrap();
+                    ids.as_primitive::<Int64Type>().values().to_vec()
+                })
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    // Run 1 reads everything; its watermark is the highest cursor, 2024-01-02 10:00.
+    assert_eq!(read_after(None).await, vec![1, 2]);
+    // Run 2: nothing new, nothing read.
+    assert_eq!(
+        read_after(Some("2024-01-02T10:00:00".into())).await,
+        Vec::<i64>::new()
+    );
+    // Run 3: one late row at the watermark (not re-read) and one above it.
+    run("INSERT INTO events VALUES (3, '2024-01-02 10:00:00'), (4, '2024-01-03 09:00:00')".into())
+        .await;
+    assert_eq!(
+        read_after(Some("2024-01-02T10:00:00".into())).await,
+        vec![4]
+    );
+    session.close().await;
+
+    let missing = w
+        .read(
+            "events",
+            Some(CursorFilter {
+                column: "changed".into(),
+                after: "1".into(),
+            }),
+        )
+        .await;
+    assert!(err(missing).contains(
+        "incremental cursor column \"changed\" is not a column (columns: ID, UPDATED_AT)"
+    ),);
+}
+
+#[tokio::test]
+async fn a_missing_table_is_named() {
+    let w = Warehouse::new().await;
+    let e = err(w.read("no_such_table", None).await);
+    assert!(
+        e.starts_with("Connection \"warehouse\": `SELECT * FROM"),
+        "{e}"
+    );
+    assert!(e.contains("NO_SUCH_TABLE"), "{e}");
+    assert!(
+        e.contains("(check the database, schema and table names and the role's grants)"),
+        "{e}"
+    );
+    assert!(!e.contains(PASSWORD));
+}
+
+/// An input that yields `batch` and then fails, as a source that breaks mid-load does.
+fn failing_input(batch: RecordBatch) -> SchemaStream {
+    let schema = batch.schema();
+    SchemaStream::new(
+        schema,
+        futures::stream::iter(vec![
+            Ok(batch),
+            Err(Error::Config("the source broke".into())),
+        ]),
+    )
+}
+
+#[tokio::test]
+async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
+    let w = Warehouse::new().await;
+    ok(w.write(
+        "kept",
+        WriteMode::Append,
+        &[],
+        vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
+    )
+    .await);
+    let request = crate::engine::WriteRequest {
+        spec: destination(CONNECTION, "kept", WriteMode::Overwrite, &[], None),
+        batch_bytes: 1 << 20,
+    };
+    let counters = Counters::default();
+    let failed = w
+        .sink()
+        .write(
+            &request,
+            failing_input(people(&[(7, Some("new"))])),
+            &counters,
+        )
+        .await;
+    assert_eq!(err(failed), "the source broke");
+    assert_eq!(
+        counters.snapshot().rows_written,
+        0,
+        "uncommitted rows are taken back"
+    );
+    assert_eq!(w.people("kept").await, vec![row(1, "ada"), row(2, "bob")]);
+
+    // Cancelled while loading: the input stalls after one batch and the write is dropped, as
+    // the engine drops a cancelled step.
+    let stalled = SchemaStream::new(
+        people(&[]).schema(),
+        futures::stream::iter(vec![Ok(people(&[(8, Some("half"))]))])
+            .chain(futures::stream::pending()),
+    );
+    let sink = w.sink();
+    let cancelled = tokio::time::timeout(
+        Duration::from_secs(3),
+        sink.write(&request, stalled, &counters),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the stalled write is still running when dropped"
+    );
+    assert_eq!(w.people("kept").await, vec![row(1, "ada"), row(2, "bob")]);
+}
+
+#[tokio::test]
+async fn check_reports_a_reachable_account() {
+    let w = Warehouse::new().await;
+    let report = super::check(&w.conn()).await;
+    assert!(report.ready, "{report:?}");
+    assert_eq!(report.reason, "Connected");
+    assert!(
+        report.message.contains("logged in to http://127.0.0.1:"),
+        "{}",
+        report.message
+    );
+}
