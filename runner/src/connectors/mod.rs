@@ -31,6 +31,7 @@
 //! 3. Add one line to [`CONNECTORS`].
 //! 4. Add a row to the connector table of the README.
 
+pub mod bigquery;
 mod connector;
 pub mod filesystem;
 pub mod formats;
@@ -41,6 +42,7 @@ mod jwt;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
+mod redact;
 pub mod redis;
 pub mod rest;
 pub mod retry;

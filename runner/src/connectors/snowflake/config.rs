@@ -5,6 +5,7 @@ use synqx_api::connection::SnowflakeConnection;
 
 use crate::connectors::ConnectionRef;
 use crate::connectors::jwt::RsaSigner;
+use crate::connectors::redact::{pem_pieces, redact};
 use crate::connectors::sql_config::{block, required};
 use crate::error::{Error, Result};
 
@@ -88,7 +89,7 @@ impl Settings {
                 let signer = RsaSigner::from_pem(&pem).map_err(|e| {
                     Error::Config(format!("Connection \"{name}\": snowflake.privateKey: {e}"))
                 })?;
-                secrets.push(pem);
+                secrets.extend(pem_pieces(&pem));
                 Auth::KeyPair(signer)
             }
         };
@@ -133,15 +134,6 @@ impl Settings {
             secrets,
         }
     }
-}
-
-/// Replaces every non-empty secret in the text by `***`.
-pub fn redact(secrets: &[String], text: impl std::fmt::Display) -> String {
-    let mut text = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret.as_str(), "***");
-    }
-    text
 }
 
 /// The API's base URL: the account's public host, or `host` (a name, `name:port`, or a URL

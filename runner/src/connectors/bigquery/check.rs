@@ -1,0 +1,71 @@
+//! The probe of `synqx check`: get a token (with a key), then read the Connection's dataset
+//! (`datasets.get`), or run `SELECT 1` when it names none. Nothing is written.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use synqx_api::connection::CheckReport;
+
+use super::client::{Client, Failure, Kind};
+use super::config::Settings;
+use crate::check::{Reason, invalid, report};
+use crate::connectors::ConnectionRef;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    let settings = match Settings::new(conn) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return invalid(&e),
+    };
+    match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
+        Ok(Ok(what)) => report(Reason::Connected, format!("{}: {what}", settings.at())),
+        Ok(Err(f)) => report(reason(f.kind), f.message),
+        Err(_) => report(
+            Reason::Unreachable,
+            format!(
+                "{}: no answer from {} within {}s",
+                settings.at(),
+                settings.endpoint,
+                TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+async fn probe(settings: Arc<Settings>) -> Result<String, Failure> {
+    let client = Client::new(settings.clone())?;
+    match &settings.dataset {
+        Some(dataset) => {
+            if !client.dataset_exists(dataset).await? {
+                return Err(Failure {
+                    kind: Kind::NotFound,
+                    message: format!(
+                        "{}: dataset \"{dataset}\" does not exist in project \"{}\" (create it, or fix bigquery.dataset)",
+                        settings.at(),
+                        settings.project
+                    ),
+                });
+            }
+            Ok(format!(
+                "dataset {}.{dataset} at {} is reachable",
+                settings.project, settings.endpoint
+            ))
+        }
+        None => {
+            client.query("SELECT 1", &[]).await?;
+            Ok(format!(
+                "project {} at {} answers queries",
+                settings.project, settings.endpoint
+            ))
+        }
+    }
+}
+
+fn reason(kind: Kind) -> Reason {
+    match kind {
+        Kind::Unreachable | Kind::Protocol | Kind::Statement => Reason::Unreachable,
+        Kind::Unauthorized => Reason::Unauthorized,
+        Kind::NotFound => Reason::NotFound,
+    }
+}

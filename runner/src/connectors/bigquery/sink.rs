@@ -1,0 +1,244 @@
+//! Writing a table. Rows are loaded as newline-delimited JSON into a staging table beside the
+//! target (load jobs of up to [`PART_BYTES`], so memory stays bounded); then one statement, or
+//! one transaction, moves them in, so a failed, cancelled or killed load leaves the table as it
+//! was:
+//!
+//! - `append`: `INSERT INTO table SELECT … FROM staging`;
+//! - `overwrite`: `BEGIN TRANSACTION; DELETE FROM table WHERE TRUE; INSERT …; COMMIT TRANSACTION`;
+//! - `upsert`: `MERGE` on `primaryKey` from the last staged row of each key.
+//!
+//! Load jobs rather than `tabledata.insertAll`: streamed rows sit in a buffer that DML cannot
+//! touch for up to 90 minutes, which would make the final statement fail.
+//! The table is created from the Arrow schema when it is missing; source columns it lacks
+//! follow `schemaEvolution` (`ALTER TABLE … ADD COLUMN`, before the rows move: new columns are
+//! nullable and change no row).
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+use synqx_api::pipeline::WriteMode;
+
+use super::client::{Client, Failure};
+use super::rows::encode;
+use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
+use super::types::{TableField, table_field};
+use super::{BigQuerySink, error};
+use crate::connectors::sql_names::unique_suffix;
+use crate::connectors::sql_sink::{
+    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
+};
+use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::error::{Context, Error, Result};
+
+/// Newline-delimited JSON sent in one load job.
+pub const PART_BYTES: usize = 32 * 1024 * 1024;
+
+#[async_trait]
+impl Sink for BigQuerySink {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        let settings = &self.settings;
+        let table = Table::parse(&request.spec.asset.fqn, settings.dataset.as_deref())
+            .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+        let here = format!("{}, table \"{table}\"", settings.at());
+        let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
+        let mut outcome = WriteOutcome::default();
+        let result = load(
+            &client,
+            &here,
+            &table,
+            request,
+            input,
+            counters,
+            &mut outcome,
+        )
+        .await;
+        if result.is_err() {
+            // Nothing was committed: take back the progress counted while staging.
+            uncount(counters, &outcome);
+        }
+        result.map(|()| outcome)
+    }
+}
+
+async fn load(
+    client: &Client,
+    here: &str,
+    table: &Table,
+    request: &WriteRequest,
+    input: SchemaStream,
+    counters: &Counters,
+    outcome: &mut WriteOutcome,
+) -> Result<()> {
+    let settings = &client.settings;
+    let failed = |e: Failure| error(settings, e);
+    let spec = &request.spec;
+    let existing = client
+        .table(&table.dataset, &table.name)
+        .await
+        .map_err(failed)?;
+    let existing_names: Option<Vec<&str>> = existing
+        .as_ref()
+        .map(|s| s.fields.iter().map(|f| f.name.as_str()).collect());
+    let evolution = spec.schema_evolution.unwrap_or_default();
+    let plan = plan_columns(
+        here,
+        existing_names.as_deref(),
+        &input.schema,
+        evolution,
+        same_name,
+    )?;
+    let schema = input.schema.clone();
+    let written: Vec<TableField> = plan
+        .written
+        .iter()
+        .map(|&i| {
+            let field = schema.field(i);
+            table_field(field).map_err(|t| {
+                Error::Config(format!("{here}: column \"{}\" has the type {t}, which BigQuery cannot store; cast it with a transform first", field.name()))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let names: Vec<&str> = written.iter().map(|f| f.name.as_str()).collect();
+    check_primary_key(
+        here,
+        spec.mode(),
+        &spec.primary_key,
+        &names,
+        existing.is_none(),
+        same_name,
+    )?;
+
+    if existing.is_none() {
+        client
+            .create_table(&table.dataset, &table.name, &written)
+            .await
+            .map_err(failed)?;
+    }
+    for &i in &plan.added {
+        let field = written
+            .iter()
+            .find(|f| same_name(&f.name, schema.field(i).name()))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{here}: added column \"{}\" is not written",
+                    schema.field(i).name()
+                ))
+            })?;
+        client
+            .query(&add_column(table, field), &[])
+            .await
+            .map_err(failed)?;
+    }
+
+    let staging = table.beside(&format!("_synqx_stage_{}", unique_suffix()));
+    let mut staged_fields = written.clone();
+    staged_fields.push(TableField {
+        name: ROW_COLUMN.into(),
+        kind: "INT64".into(),
+        ..Default::default()
+    });
+    client
+        .create_table(&staging.dataset, &staging.name, &staged_fields)
+        .await
+        .map_err(failed)?;
+    let moved = stage_and_move(
+        client,
+        here,
+        table,
+        &staging,
+        &written,
+        &staged_fields,
+        &plan.written,
+        request,
+        input,
+        counters,
+        outcome,
+    )
+    .await;
+    // Dropped after a failure too; only a killed process leaves a staging table behind.
+    let _ = client.drop_table(&staging.dataset, &staging.name).await;
+    moved
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stage_and_move(
+    client: &Client,
+    here: &str,
+    table: &Table,
+    staging: &Table,
+    written: &[TableField],
+    staged_fields: &[TableField],
+    indexes: &[usize],
+    request: &WriteRequest,
+    mut input: SchemaStream,
+    counters: &Counters,
+    outcome: &mut WriteOutcome,
+) -> Result<()> {
+    let settings = &client.settings;
+    let failed = |e: Failure| error(settings, e);
+    let mut part = Vec::new();
+    let mut next_row: i64 = 0;
+    while let Some(batch) = input.stream.next().await {
+        let batch = batch?;
+        let projected = batch
+            .project(indexes)
+            .context(|| format!("{here}: selecting the written columns"))?;
+        let staged = with_row_numbers(&projected, next_row)?;
+        next_row += projected.num_rows() as i64;
+        encode(&staged, &mut part).map_err(|e| Error::BadRow(format!("{here}: {e}")))?;
+        count_sent(
+            outcome,
+            counters,
+            projected.num_rows() as u64,
+            written_bytes(&batch, indexes.iter().copied()),
+        );
+        if part.len() >= PART_BYTES {
+            client
+                .load_ndjson(
+                    &staging.dataset,
+                    &staging.name,
+                    staged_fields,
+                    std::mem::take(&mut part),
+                )
+                .await
+                .map_err(failed)?;
+        }
+    }
+    if !part.is_empty() {
+        client
+            .load_ndjson(&staging.dataset, &staging.name, staged_fields, part)
+            .await
+            .map_err(failed)?;
+    }
+    let sql = match request.spec.mode() {
+        WriteMode::Append => insert_from_staging(table, staging, written),
+        WriteMode::Overwrite => overwrite(table, staging, written),
+        WriteMode::Upsert => merge(table, staging, written, &request.spec.primary_key),
+    };
+    client.query(&sql, &[]).await.map_err(failed)?;
+    Ok(())
+}
+
+/// The batch with the staging table's row-order column added.
+fn with_row_numbers(batch: &RecordBatch, first: i64) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ROW_COLUMN, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        first..first + batch.num_rows() as i64,
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .context(|| "numbering staged rows".to_string())
+}

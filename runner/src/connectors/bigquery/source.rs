@@ -1,0 +1,161 @@
+//! Reading a table or a query: `jobs.query` returns the schema with the first page; further
+//! pages come from `jobs.getQueryResults` with the page token, read by a task one page ahead.
+//! The incremental cursor is pushed down as `cursor > CAST(@watermark AS <its type>)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::client::{Client, ResultPage};
+use super::rows::decode;
+use super::sql::{Table, incremental, same_name, select, statement};
+use super::types::{TableField, arrow_field};
+use super::{BigQuerySource, error};
+use crate::engine::{ReadRequest, SchemaStream, Source};
+use crate::error::{Error, Result};
+
+#[async_trait]
+impl Source for BigQuerySource {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        let settings = &self.settings;
+        let spec = &request.spec;
+        let query = spec
+            .query
+            .as_deref()
+            .map(|q| q.trim().trim_end_matches(';').trim_end())
+            .filter(|q| !q.is_empty());
+        let (base, here) = match query {
+            Some(q) => (
+                format!("SELECT * FROM ({q})"),
+                format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),
+            ),
+            None => {
+                let table = Table::parse(&spec.asset.fqn, settings.dataset.as_deref())
+                    .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+                (
+                    select(&table),
+                    format!("{}, table \"{table}\"", settings.at()),
+                )
+            }
+        };
+        let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
+        let (sql, parameters) = match &request.filter {
+            None => (base, Vec::new()),
+            Some(filter) => {
+                let described = client
+                    .query(&format!("{base} LIMIT 0"), &[])
+                    .await
+                    .map_err(|e| error(settings, e))?;
+                let fields = described.schema.map(|s| s.fields).unwrap_or_default();
+                let cursor = fields.iter().find(|f| same_name(&f.name, &filter.column)).ok_or_else(|| {
+                    Error::Config(format!(
+                        "{here}: incremental cursor column \"{}\" is not a column (columns: {})",
+                        filter.column,
+                        fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ))
+                })?;
+                (
+                    incremental(&base, cursor),
+                    vec![("watermark".to_string(), filter.after.clone())],
+                )
+            }
+        };
+        let params: Vec<(&str, &str)> = parameters
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let first = client
+            .query(&sql, &params)
+            .await
+            .map_err(|e| error(settings, e))?;
+        let fields = first.schema.clone().map(|s| s.fields).unwrap_or_default();
+        let schema = schema_of(&here, &fields, &spec.columns)?;
+        let (tx, rx) = mpsc::channel(1);
+        let task_schema = schema.clone();
+        let budget = request.batch_bytes;
+        let what = statement(&sql);
+        tokio::spawn(async move {
+            if let Err(e) = pages(&client, &what, first, &fields, &task_schema, budget, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(SchemaStream::new(
+            schema,
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }),
+        ))
+    }
+}
+
+/// Every page as batches cut near the byte budget; stops when the reader hangs up.
+async fn pages(
+    client: &Client,
+    what: &str,
+    first: ResultPage,
+    fields: &[TableField],
+    schema: &SchemaRef,
+    budget: usize,
+    tx: &mpsc::Sender<Result<RecordBatch>>,
+) -> Result<()> {
+    let settings = &client.settings;
+    let mut page = first;
+    loop {
+        let batch = decode(fields, &page.rows, schema)
+            .map_err(|e| Error::BadRow(format!("{}: {what}: {e}", settings.at())))?;
+        for part in cut(&batch, budget) {
+            if part.num_rows() > 0 && tx.send(Ok(part)).await.is_err() {
+                return Ok(());
+            }
+        }
+        let (Some(token), Some(job)) = (page.page_token.clone(), page.job_reference.clone()) else {
+            return Ok(());
+        };
+        page = client
+            .results(what, &job, Some(&token))
+            .await
+            .map_err(|e| error(settings, e))?;
+    }
+}
+
+fn cut(batch: &RecordBatch, budget: usize) -> Vec<RecordBatch> {
+    let size = batch.get_array_memory_size().max(1);
+    let rows = batch.num_rows();
+    if size <= budget || rows <= 1 {
+        return vec![batch.clone()];
+    }
+    let step = rows.div_ceil(size.div_ceil(budget.max(1))).max(1);
+    (0..rows)
+        .step_by(step)
+        .map(|o| batch.slice(o, step.min(rows - o)))
+        .collect()
+}
+
+/// The Arrow schema of a result, with the step's `columns` overrides.
+fn schema_of(
+    here: &str,
+    fields: &[TableField],
+    overrides: &BTreeMap<String, String>,
+) -> Result<SchemaRef> {
+    let mut arrow: Vec<Field> = fields.iter().map(arrow_field).collect();
+    for (name, type_text) in overrides {
+        let Some(index) = fields.iter().position(|f| same_name(&f.name, name)) else {
+            return Err(Error::Config(format!(
+                "{here}: columns override \"{name}\" is not a column (columns: {})",
+                fields
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let data_type = crate::types::parse_arrow(type_text)
+            .map_err(|e| Error::Config(format!("{here}: columns override \"{name}\": {e}")))?;
+        arrow[index] = Field::new(arrow[index].name(), data_type, true);
+    }
+    Ok(Arc::new(Schema::new(arrow)))
+}
