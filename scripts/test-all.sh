@@ -37,11 +37,14 @@ for tool in openssl curl python3 g++ containerd runc buildah skopeo iptables ip 
 done
 [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
 [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+# bigquery-emulator embeds ZetaSQL, which only clang compiles; fakesnow lives in a venv.
+command -v clang++ >/dev/null 2>&1 || missing+=(clang)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if (( ${#missing[@]} > 0 )); then
   sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
   $sudo_if_needed apt-get update -qq
   $sudo_if_needed apt-get install -y -qq openssl curl python3 g++ containerd runc containernetworking-plugins \
-    buildah skopeo iptables iproute2 gcc libc6-dev binutils
+    buildah skopeo iptables iproute2 gcc libc6-dev binutils clang python3-venv
 fi
 # Helm for the chart tests, from its Go module (cached in ~/.cache/synqx/testbin).
 tests/cluster/build helm >/dev/null
@@ -68,6 +71,11 @@ trap 'scripts/services down' EXIT
 # its Go module into ~/.cache/synqx/testbin and storing its data in the PostgreSQL above.
 eval "$(scripts/nosql-services up)"
 trap 'scripts/nosql-services down; scripts/services down' EXIT
+# fakesnow (Snowflake's API, from PyPI), bigquery-emulator (built from its Go module once,
+# about 9 minutes cold) and iridium-server (a TDS server, built once with cargo install, about
+# 2 minutes) on loopback, for the warehouse and SQL Server connectors.
+eval "$(scripts/emulators up)"
+trap 'scripts/emulators down; scripts/nosql-services down; scripts/services down' EXIT
 
 step "format"
 cargo fmt --all -- --check
@@ -84,7 +92,7 @@ step "control plane"
 # The end-to-end tests run the built binaries as pods, so build them before starting.
 cargo build --workspace --bins --locked
 export SYNQX_BIN_DIR="$CARGO_TARGET_DIR/debug"
-trap 'tests/cluster/down; scripts/nosql-services down; scripts/services down' EXIT
+trap 'tests/cluster/down; scripts/emulators down; scripts/nosql-services down; scripts/services down' EXIT
 tests/cluster/up >/dev/null
 
 step "tests"

@@ -1,0 +1,232 @@
+//! The cloud warehouse connectors end to end through `synqx run`, against the emulators
+//! `scripts/emulators up` starts (fakesnow, bigquery-emulator): PostgreSQL → Snowflake →
+//! Parquet, and Parquet → BigQuery → PostgreSQL, each compared row for row with its source.
+
+mod databases_common;
+
+use databases_common::*;
+
+/// A table of the types both warehouses map, with a NULL row.
+const SOURCE: &str = "CREATE TABLE {s}.src (id integer, amount numeric(12,2), name text, flag boolean, \
+     day date, at timestamptz, local_at timestamp, doc jsonb)";
+const ROWS: &str = "INSERT INTO {s}.src VALUES \
+     (1, 12.50, 'Zoë ✓', true, '2024-01-01', '2024-01-01 10:00:00.123456+00', '2024-01-01 10:00:00.5', '{\"a\": \"x\"}'), \
+     (2, -0.01, '', false, '1999-12-31', '1999-12-31 23:59:59+00', '1999-12-31 23:59:59', '[\"y\"]'), \
+     (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
+/// The columns compared, cast to the types both sides have after the trip.
+const COMPARED: &str =
+    "id::bigint, amount::numeric(12,2), name, flag, day, at, local_at, doc::jsonb";
+
+fn env(name: &str, start: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set; start the emulators with `eval \"$({start})\"`")
+    })
+}
+
+/// Runs a statement on fakesnow through its REST API (login, then one query).
+async fn fakesnow_exec(url: &str, database: &str, sql: &str) {
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!(
+            "{url}/session/v1/login-request?databaseName={database}&schemaName=PUBLIC"
+        ))
+        .header("Content-Type", "application/json")
+        .body(r#"{"data": {"LOGIN_NAME": "setup", "PASSWORD": "setup", "SESSION_PARAMETERS": {}}}"#)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("fakesnow at {url} is not reachable ({e}); run `scripts/emulators up`")
+        })
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = login["data"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {login}"));
+    let answer: serde_json::Value = http
+        .post(format!("{url}/queries/v1/query-request?requestId=setup"))
+        .header("Authorization", format!("Snowflake Token=\"{token}\""))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "sqlText": sql }).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer["success"], true, "{sql}: {answer}");
+}
+
+/// Rows of `a` missing in `b`, compared on [`COMPARED`].
+async fn missing(conn: &mut sqlx::postgres::PgConnection, s: &str, a: &str, b: &str) -> i64 {
+    pg_i64(
+        conn,
+        &format!("SELECT count(*) FROM (SELECT {COMPARED} FROM {s}.{a} EXCEPT ALL SELECT {COMPARED} FROM {s}.{b}) x"),
+    )
+    .await
+}
+
+#[test]
+fn postgres_to_snowflake_to_parquet() {
+    runtime().block_on(async {
+        let url = env("SYNQX_TEST_FAKESNOW", "scripts/emulators up");
+        let mut conn = pg().await;
+        let schema = PgSchema::new(&mut conn, "sf_e2e").await;
+        let s = &schema.name;
+        pg_exec(&mut conn, &SOURCE.replace("{s}", s)).await;
+        pg_exec(&mut conn, &ROWS.replace("{s}", s)).await;
+        let database = format!("E2E_{}", s.to_ascii_uppercase());
+        fakesnow_exec(
+            &url,
+            &database,
+            &format!("CREATE DATABASE IF NOT EXISTS {database}"),
+        )
+        .await;
+        fakesnow_exec(
+            &url,
+            &database,
+            &format!("CREATE SCHEMA IF NOT EXISTS {database}.PUBLIC"),
+        )
+        .await;
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        let lake = d.join("lake");
+        let snowflake = format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata: {{name: sf-creds}}
+stringData: {{password: "sf-e2e-pass"}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: warehouse}}
+spec:
+  snowflake:
+    account: synqx-test
+    host: "{url}"
+    user: {{value: loader}}
+    password: {{secretKeyRef: {{name: sf-creds, key: password}}}}
+    warehouse: WH
+    database: {database}
+    schema: PUBLIC
+---
+"#
+        );
+        write_pipeline(
+            d,
+            &format!("{snowflake}{}", connections(None, Some(&lake))),
+            &format!(
+                r#"apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: via-snowflake}}
+spec:
+  steps:
+    - name: to-warehouse
+      sync:
+        source: {{connection: pg, asset: {{fqn: {s}.src}}}}
+        destination: {{connection: warehouse, asset: {{fqn: orders}}, mode: overwrite}}
+    - name: to-lake
+      sync:
+        source: {{connection: warehouse, asset: {{fqn: orders}}}}
+        destination: {{connection: lake, asset: {{fqn: orders/}}, format: parquet, mode: overwrite}}
+    - name: back
+      sync:
+        source: {{connection: lake, asset: {{fqn: orders/}}, format: parquet}}
+        destination: {{connection: pg, asset: {{fqn: {s}.dst}}, mode: overwrite}}
+"#
+            ),
+        );
+        let out = run_ok(d, &[]);
+        assert!(!out.contains("sf-e2e-pass"), "{out}");
+        assert!(
+            std::fs::read_dir(&lake.join("orders"))
+                .map(|r| r.count())
+                .unwrap_or(0)
+                > 0,
+            "Parquet parts in the lake"
+        );
+        assert_eq!(
+            pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+            3
+        );
+        assert_eq!(
+            missing(&mut conn, s, "src", "dst").await,
+            0,
+            "source rows missing after the trip"
+        );
+        assert_eq!(
+            missing(&mut conn, s, "dst", "src").await,
+            0,
+            "rows the trip made up"
+        );
+    });
+}
+
+#[test]
+fn parquet_to_bigquery_to_postgres() {
+    runtime().block_on(async {
+        let url = env("SYNQX_TEST_BIGQUERY", "scripts/emulators up");
+        let project = env("SYNQX_TEST_BIGQUERY_PROJECT", "scripts/emulators up");
+        let mut conn = pg().await;
+        let schema = PgSchema::new(&mut conn, "bq_e2e").await;
+        let s = &schema.name;
+        pg_exec(&mut conn, &SOURCE.replace("{s}", s)).await;
+        pg_exec(&mut conn, &ROWS.replace("{s}", s)).await;
+        let dataset = format!("e2e_{s}");
+        let created = reqwest::Client::new()
+            .post(format!("{url}/bigquery/v2/projects/{project}/datasets"))
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({"datasetReference": {"projectId": project, "datasetId": dataset}}).to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("bigquery-emulator at {url} is not reachable ({e}); run `scripts/emulators up`"));
+        assert!(created.status().is_success(), "creating dataset {dataset}");
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        let lake = d.join("lake");
+        let bigquery = format!(
+            r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: lakehouse}}
+spec:
+  bigquery:
+    project: {project}
+    dataset: {dataset}
+    endpoint: "{url}"
+---
+"#
+        );
+        write_pipeline(
+            d,
+            &format!("{bigquery}{}", connections(None, Some(&lake))),
+            &format!(
+                r#"apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: via-bigquery}}
+spec:
+  steps:
+    - name: to-lake
+      sync:
+        source: {{connection: pg, asset: {{fqn: {s}.src}}}}
+        destination: {{connection: lake, asset: {{fqn: orders/}}, format: parquet, mode: overwrite}}
+    - name: to-warehouse
+      sync:
+        source: {{connection: lake, asset: {{fqn: orders/}}, format: parquet}}
+        destination: {{connection: lakehouse, asset: {{fqn: orders}}, mode: overwrite}}
+    - name: back
+      sync:
+        source: {{connection: lakehouse, asset: {{fqn: orders}}}}
+        destination: {{connection: pg, asset: {{fqn: {s}.dst}}, mode: overwrite}}
+"#
+            ),
+        );
+        run_ok(d, &[]);
+        assert_eq!(pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 3);
+        assert_eq!(missing(&mut conn, s, "src", "dst").await, 0, "source rows missing after the trip");
+        assert_eq!(missing(&mut conn, s, "dst", "src").await, 0, "rows the trip made up");
+    });
+}
