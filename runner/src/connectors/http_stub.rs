@@ -82,6 +82,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    pub fn bytes(status: u16, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            content_type: "application/octet-stream",
+            body,
+        }
+    }
+
     pub fn json(status: u16, body: serde_json::Value) -> Self {
         Self {
             status,

@@ -30,6 +30,9 @@ pub struct Settings {
     pub database: String,
     pub schema: String,
     pub role: Option<String>,
+    /// Stage loads as files when the server offers a stage this client can upload to (always,
+    /// outside tests: the array-bound path is what the tests turn this off to reach).
+    pub stage_files: bool,
     /// The plaintext secrets (password or PEM key), kept only to scrub them from any text a
     /// message could carry.
     secrets: Vec<String>,
@@ -103,6 +106,7 @@ impl Settings {
             database,
             schema,
             role: spec.role.clone().filter(|r| !r.trim().is_empty()),
+            stage_files: true,
             secrets,
         })
     }
@@ -131,6 +135,7 @@ impl Settings {
             database: "DB".into(),
             schema: "PUBLIC".into(),
             role: Some("ETL".into()),
+            stage_files: true,
             secrets,
         }
     }

@@ -67,12 +67,12 @@ impl<'a> Loader<'a> {
         let name = format!("@{}", stage.sql());
         let probe = session.query(&put_command(&name, 1), &[]).await?;
         let path = match upload_target(&probe.other) {
-            Ok(_) => Path::Stage {
+            Ok(_) if session.settings().stage_files => Path::Stage {
                 name,
                 writer: None,
                 parts: 0,
             },
-            Err(_) => Path::Bind,
+            _ => Path::Bind,
         };
         Ok(Self {
             session,

@@ -485,6 +485,90 @@ mod tests {
         assert!(ipc_batches(b"nonsense").is_err());
     }
 
+    fn ipc_of(batch: &RecordBatch) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema()).unwrap();
+        w.write(batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn chunks_are_fetched_with_the_headers_or_key_the_result_names() {
+        use crate::connectors::http_stub::{HttpStub, Reply};
+        use crate::connectors::snowflake::config::{Auth, Settings};
+        use crate::connectors::snowflake::query::Chunk;
+
+        let batch =
+            RecordBatch::try_from_iter([("A", Arc::new(Int64Array::from(vec![7])) as ArrayRef)])
+                .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &ipc_of(&batch)).unwrap();
+        let stub = HttpStub::start(vec![
+            Reply::json(
+                200,
+                serde_json::json!({"data": {"token": "t"}, "success": true}),
+            ),
+            Reply::bytes(200, gz.finish().unwrap()),
+            Reply::bytes(200, ipc_of(&batch)),
+            Reply::bytes(403, b"<Error>AccessDenied</Error>".to_vec()),
+        ])
+        .await;
+        let settings = Settings::for_test(&stub.url, Auth::Password("pw".into()), vec![]);
+        let session = Session::login(Arc::new(settings)).await.unwrap();
+        let chunk = Chunk {
+            url: format!("{}/results/0_0?X-Amz-Signature=secret", stub.url),
+            row_count: 1,
+        };
+        // With chunkHeaders (what the API sends for most accounts) ...
+        let mut result = QueryResult {
+            chunk_headers: Some(
+                [(
+                    "x-amz-server-side-encryption-customer-key".to_string(),
+                    "k1".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            session.chunk(&result, &chunk).await.unwrap()[0].column(0),
+            batch.column(0)
+        );
+        // ... and with only the query result master key.
+        result.chunk_headers = None;
+        result.qrmk = Some("k2".into());
+        assert_eq!(
+            session.chunk(&result, &chunk).await.unwrap()[0].num_rows(),
+            1
+        );
+        let e = session.chunk(&result, &chunk).await.unwrap_err();
+        assert_eq!(
+            e.message,
+            "Connection \"sf\": downloading a result chunk failed with HTTP 403 Forbidden"
+        );
+        let requests = stub.requests();
+        assert_eq!(requests[1].target, "/results/0_0?X-Amz-Signature=secret");
+        assert_eq!(
+            requests[1].header("x-amz-server-side-encryption-customer-key"),
+            Some("k1")
+        );
+        assert_eq!(
+            requests[1].header("Authorization"),
+            None,
+            "chunks are presigned: no session token"
+        );
+        assert_eq!(
+            requests[2].header("x-amz-server-side-encryption-customer-key"),
+            Some("k2")
+        );
+        assert_eq!(
+            requests[2].header("x-amz-server-side-encryption-customer-algorithm"),
+            Some("AES256")
+        );
+    }
+
     #[test]
     fn structs_with_unset_children_under_nulls_are_read() {
         // What fakesnow and the drivers' own writers send for a null TIMESTAMP_NTZ: declared

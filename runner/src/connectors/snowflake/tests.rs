@@ -109,6 +109,16 @@ impl Warehouse {
         ok(SnowflakeSink::new(&self.conn()))
     }
 
+    /// A sink that loads with array-bound `INSERT`s, the path of stages this client cannot
+    /// upload to (every real account's: their stages want client-side encryption).
+    fn binding_sink(&self) -> SnowflakeSink {
+        let mut settings = ok(Settings::new(&self.conn()));
+        settings.stage_files = false;
+        SnowflakeSink {
+            settings: Arc::new(settings),
+        }
+    }
+
     fn source(&self) -> SnowflakeSource {
         ok(SnowflakeSource::new(&self.conn()))
     }
@@ -120,10 +130,21 @@ impl Warehouse {
         key: &[&str],
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
+        self.write_with(&self.sink(), fqn, mode, key, batches).await
+    }
+
+    async fn write_with(
+        &self,
+        sink: &SnowflakeSink,
+        fqn: &str,
+        mode: WriteMode,
+        key: &[&str],
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
         let schema = batches[0].schema();
         let counters = Counters::default();
         let outcome = write_batches(
-            &self.sink(),
+            sink,
             destination(
                 CONNECTION,
                 fqn,
@@ -182,8 +203,27 @@ fn row(id: i64, name: &str) -> (i64, Option<String>) {
 }
 
 #[tokio::test]
-async fn every_mapped_type_round_trips() {
+async fn every_mapped_type_round_trips_through_stage_files() {
     let w = Warehouse::new().await;
+    round_trip_every_mapped_type(&w, &w.sink(), "staged", true).await;
+}
+
+#[tokio::test]
+async fn every_mapped_type_round_trips_through_array_bindings() {
+    let w = Warehouse::new().await;
+    // Without the NULL row: fakesnow 0.12.1 fails on a NULL in a typed binding (its converter
+    // calls int(None)), which Snowflake takes.
+    round_trip_every_mapped_type(&w, &w.binding_sink(), "bound", false).await;
+}
+
+/// Writes a row of every mapped type (and, `with_nulls`, a row of NULLs), reads them back,
+/// checks each value.
+async fn round_trip_every_mapped_type(
+    w: &Warehouse,
+    sink: &SnowflakeSink,
+    table: &str,
+    with_nulls: bool,
+) {
     let json = Field::new("doc", DataType::Utf8, true).with_metadata(HashMap::from([(
         "ARROW:extension:name".to_string(),
         "arrow.json".to_string(),
@@ -243,13 +283,12 @@ async fn every_mapped_type_round_trips() {
         ])),
     ];
     let batch = RecordBatch::try_new(schema, columns).unwrap();
-    assert_eq!(
-        ok(w.write("all_types", WriteMode::Append, &[], vec![batch])
-            .await),
-        2
-    );
+    let batch = if with_nulls { batch } else { batch.slice(0, 1) };
+    let rows = batch.num_rows() as u64;
+    let written = w.write_with(sink, table, WriteMode::Append, &[], vec![batch]);
+    assert_eq!(ok(written.await), rows);
 
-    let (schema, batches) = ok(w.read("all_types", None).await);
+    let (schema, batches) = ok(w.read(table, None).await);
     let read = arrow::compute::concat_batches(&schema, &batches).unwrap();
     let read = arrow::compute::take_record_batch(
         &read,
@@ -266,7 +305,6 @@ async fn every_mapped_type_round_trips() {
     assert_eq!(col("id").data_type(), &DataType::Int64);
     assert_eq!(col("small").data_type(), &DataType::Int64);
     assert_eq!(text("small", 0), "-7");
-    assert!(col("small").is_null(1));
     assert_eq!(col("amount").data_type(), &DataType::Decimal128(12, 3));
     assert_eq!(text("amount", 0), "12345.678");
     assert_eq!(
@@ -294,9 +332,12 @@ async fn every_mapped_type_round_trips() {
     assert_eq!(col("raw").as_binary::<i32>().value(0), b"\x00\xff\x10");
     let tags: serde_json::Value = serde_json::from_str(&text("tags", 0)).unwrap();
     assert_eq!(tags, serde_json::json!([1, 2]));
+    if !with_nulls {
+        return;
+    }
     for name in [
-        "amount", "ratio", "name", "doc", "flag", "day", "at_time", "local_ts", "utc_ts", "raw",
-        "tags",
+        "small", "amount", "ratio", "name", "doc", "flag", "day", "at_time", "local_ts", "utc_ts",
+        "raw", "tags",
     ] {
         assert!(col(name).is_null(1), "{name} keeps its null");
     }
