@@ -465,6 +465,37 @@ mod tests {
         assert!(!e.message.contains("hunter2"));
     }
 
+    #[tokio::test]
+    async fn credentials_a_server_echoes_are_redacted_everywhere() {
+        // A server (or proxy) that quotes the request back must not put the password or a line
+        // of the private key into an error.
+        let key_line = TEST_KEY_PKCS8.lines().nth(3).unwrap().to_string();
+        let echo = format!("bad login hunter2 with key {key_line}");
+        let stub = HttpStub::start(vec![
+            Reply::json(
+                200,
+                json!({"code": "390100", "message": echo, "success": false}),
+            ),
+            Reply::json(502, json!("not json: hunter2")),
+        ])
+        .await;
+        let mut secrets = crate::connectors::redact::pem_pieces(TEST_KEY_PKCS8);
+        secrets.push("hunter2".into());
+        let settings = Arc::new(Settings::for_test(
+            &stub.url,
+            Auth::Password("hunter2".into()),
+            secrets,
+        ));
+        for _ in 0..2 {
+            let e = Session::login(settings.clone()).await.unwrap_err();
+            let text = format!("{e} {e:?} {}", super::super::error(&settings, e.clone()));
+            assert!(text.contains("***"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains(&key_line), "{text}");
+        }
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
     #[test]
     fn request_ids_are_version_4_uuids() {
         let id = request_id();

@@ -21,6 +21,10 @@ pub struct SqlServerConfig {
     pub password_from: String,
     pub encrypt: bool,
     pub trust_server_certificate: bool,
+    /// Send even the login in plain text (TDS encryption `NOT_SUP`). No Connection field sets
+    /// it: only the tests against iridium-server turn it on, whose TLS does not interoperate
+    /// with tiberius's TLS-inside-TDS handshake.
+    pub plaintext_login: bool,
     /// Retries of a failed connect.
     pub retry: RetrySchedule,
     /// Kept to log in.
@@ -81,6 +85,7 @@ impl SqlServerConfig {
             password_from,
             encrypt: spec.encrypt.unwrap_or(true),
             trust_server_certificate: spec.trust_server_certificate.unwrap_or(false),
+            plaintext_login: false,
             retry: RetrySchedule::default(),
             password,
             redactor: conn.secrets.redactor(),
@@ -102,7 +107,9 @@ impl SqlServerConfig {
         config.authentication(AuthMethod::sql_server(&self.user, &self.password));
         // Without `encrypt`, the login (and its password) is still encrypted; only the data
         // that follows is not.
-        config.encryption(if self.encrypt {
+        config.encryption(if self.plaintext_login {
+            EncryptionLevel::NotSupported
+        } else if self.encrypt {
             EncryptionLevel::Required
         } else {
             EncryptionLevel::Off
