@@ -107,7 +107,7 @@ step "tests on a containerd node"
 # build --bin-dir), one node shared by the tests of tests/tests/node.rs.
 tests/cluster/down
 export SYNQX_NODE_CLUSTER_DIR="$PWD/.synqx-node-cluster"
-trap 'SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/down; scripts/nosql-services down; scripts/services down' EXIT
+trap 'SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/down; scripts/emulators down; scripts/nosql-services down; scripts/services down' EXIT
 SYNQX_CLUSTER_DIR="$SYNQX_NODE_CLUSTER_DIR" tests/cluster/up --node containerd >/dev/null
 cargo test -p synqx-e2e --locked --features containerd-node --test node
 

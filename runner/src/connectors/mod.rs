@@ -35,6 +35,7 @@ pub mod bigquery;
 mod connector;
 pub mod filesystem;
 pub mod formats;
+mod http_api;
 #[cfg(test)]
 mod http_stub;
 pub mod json_table;

@@ -20,7 +20,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
     };
     match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
         Ok(Ok(what)) => report(Reason::Connected, format!("{}: {what}", settings.at())),
-        Ok(Err(f)) => report(reason(f.kind), f.message),
+        Ok(Err(f)) => report(f.kind.reason(), f.message),
         Err(_) => report(
             Reason::Unreachable,
             format!(
@@ -40,6 +40,7 @@ async fn probe(settings: Arc<Settings>) -> Result<String, Failure> {
             if !client.dataset_exists(dataset).await? {
                 return Err(Failure {
                     kind: Kind::NotFound,
+                    code: None,
                     message: format!(
                         "{}: dataset \"{dataset}\" does not exist in project \"{}\" (create it, or fix bigquery.dataset)",
                         settings.at(),
@@ -59,13 +60,5 @@ async fn probe(settings: Arc<Settings>) -> Result<String, Failure> {
                 settings.project, settings.endpoint
             ))
         }
-    }
-}
-
-fn reason(kind: Kind) -> Reason {
-    match kind {
-        Kind::Unreachable | Kind::Protocol | Kind::Statement => Reason::Unreachable,
-        Kind::Unauthorized => Reason::Unauthorized,
-        Kind::NotFound => Reason::NotFound,
     }
 }

@@ -21,23 +21,8 @@ const SERVER_WAIT_MS: u64 = 10_000;
 /// Rows per result page.
 pub const PAGE_ROWS: u64 = 20_000;
 
-/// Why a request failed, in the user's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Unreachable,
-    Unauthorized,
-    NotFound,
-    Statement,
-    Protocol,
-}
-
-/// A failed exchange: the kind, and the redacted text that starts with the Connection.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub kind: Kind,
-    pub message: String,
-}
+pub use crate::connectors::http_api::{Failure, Kind};
+use crate::connectors::http_api::{statement, without_url};
 
 /// A client of one Connection.
 pub struct Client {
@@ -105,6 +90,7 @@ impl Client {
         if let Some(tokens) = &self.tokens {
             let token = tokens.token(&self.http).await.map_err(|e| Failure {
                 kind: Kind::Unauthorized,
+                code: None,
                 message: format!(
                     "{}: {what}: {} (service account {}; check bigquery.credentialsJson)",
                     settings.at(),
@@ -116,6 +102,7 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| Failure {
             kind: Kind::Unreachable,
+            code: None,
             message: format!(
                 "{}: {what}: no answer from {}: {} (check bigquery.endpoint and the network)",
                 settings.at(),
@@ -126,6 +113,7 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.map_err(|e| Failure {
             kind: Kind::Unreachable,
+            code: None,
             message: format!(
                 "{}: {what}: the answer broke off: {}",
                 settings.at(),
@@ -173,7 +161,7 @@ impl Client {
                     .collect::<Vec<_>>()
             );
         }
-        let what = super::sql::statement(sql);
+        let what = statement(sql);
         let answer = self
             .send(&what, self.http.post(self.api("/queries")).json_body(&body))
             .await?;
@@ -398,6 +386,7 @@ fn read<T: serde::de::DeserializeOwned>(
 fn protocol(settings: &Settings, detail: String) -> Failure {
     Failure {
         kind: Kind::Protocol,
+        code: None,
         message: format!("{}: {}", settings.at(), settings.redact(detail)),
     }
 }
@@ -426,6 +415,7 @@ fn api_failure(settings: &Settings, what: &str, status: u16, answer: &Value) -> 
     };
     Failure {
         kind,
+        code: Some(status.to_string()),
         message: format!(
             "{}: {what}: BigQuery error {status}{}: {}{advice}",
             settings.at(),
@@ -455,26 +445,13 @@ fn job_failure(settings: &Settings, what: &str, error: &Value) -> Failure {
         } else {
             Kind::Statement
         },
+        code: Some(reason.to_string()),
         message: format!(
             "{}: {what}: the job failed ({reason}): {}",
             settings.at(),
             settings.redact(message)
         ),
     }
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

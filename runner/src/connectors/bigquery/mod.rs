@@ -52,15 +52,8 @@ impl BigQuerySink {
     }
 }
 
-/// A failed exchange as the engine's error: the Connection as context, the redacted text as
-/// the message.
+/// A failed exchange as the engine's error: the Connection as context, the text (redacted
+/// once more) as the message.
 fn error(settings: &Settings, failure: Failure) -> Error {
-    let at = settings.at();
-    let prefix = format!("{at}: ");
-    let message = failure
-        .message
-        .strip_prefix(&prefix)
-        .unwrap_or(&failure.message)
-        .to_string();
-    Error::database(at, settings.redact(message))
+    failure.into_error(&settings.at(), |t| settings.redact(t))
 }

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use super::types::{TableField, is_json};
+use crate::connectors::http_api::checked_cast;
 
 /// One page of rows as a batch of `schema` (built from `fields` by [`super::types`]).
 pub fn decode(
@@ -173,25 +174,6 @@ pub fn epoch_micros(text: &str) -> Option<i64> {
     }
     let value = i64::try_from(value).ok()?;
     Some(if negative { -value } else { value })
-}
-
-/// A cast that fails instead of turning values into nulls, naming the first such row.
-fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, String> {
-    if array.data_type() == target {
-        return Ok(array.clone());
-    }
-    let out = cast(array, target).map_err(|e| e.to_string())?;
-    if out.null_count() > array.null_count() {
-        let row = (0..array.len())
-            .find(|&i| array.is_valid(i) && out.is_null(i))
-            .unwrap_or(0);
-        return Err(format!(
-            "row {}: `{}` is not a {target}",
-            row + 1,
-            arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
-        ));
-    }
-    Ok(out)
 }
 
 /// The batch as newline-delimited JSON, one object per row, keys the field names.
@@ -437,7 +419,7 @@ mod tests {
         ];
         assert_eq!(
             decode(&fields, &bad, &schema).unwrap_err(),
-            "column \"id\": row 1: `x` is not a Int64"
+            "column \"id\": row 1: value x does not fit Int64"
         );
     }
 

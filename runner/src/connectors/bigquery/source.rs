@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 
 use super::client::{Client, ResultPage};
 use super::rows::decode;
-use super::sql::{Table, incremental, same_name, select, statement};
+use super::sql::{Table, incremental, same_name, select};
 use super::types::{TableField, arrow_field};
 use super::{BigQuerySource, error};
+use crate::connectors::http_api::{cut, receiver_stream, statement};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -83,12 +84,7 @@ impl Source for BigQuerySource {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::new(
-            schema,
-            futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }),
-        ))
+        Ok(SchemaStream::new(schema, receiver_stream(rx)))
     }
 }
 
@@ -120,19 +116,6 @@ async fn pages(
             .await
             .map_err(|e| error(settings, e))?;
     }
-}
-
-fn cut(batch: &RecordBatch, budget: usize) -> Vec<RecordBatch> {
-    let size = batch.get_array_memory_size().max(1);
-    let rows = batch.num_rows();
-    if size <= budget || rows <= 1 {
-        return vec![batch.clone()];
-    }
-    let step = rows.div_ceil(size.div_ceil(budget.max(1))).max(1);
-    (0..rows)
-        .step_by(step)
-        .map(|o| batch.slice(o, step.min(rows - o)))
-        .collect()
 }
 
 /// The Arrow schema of a result, with the step's `columns` overrides.

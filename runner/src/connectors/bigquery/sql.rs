@@ -88,20 +88,6 @@ impl std::fmt::Display for Table {
     }
 }
 
-/// A statement as messages quote it: its first words.
-pub fn statement(sql: &str) -> String {
-    let words: String = sql
-        .split_whitespace()
-        .take(12)
-        .collect::<Vec<_>>()
-        .join(" ");
-    if words.len() < sql.trim().len() {
-        format!("`{words} …`")
-    } else {
-        format!("`{words}`")
-    }
-}
-
 pub fn select(table: &Table) -> String {
     format!("SELECT * FROM {}", table.sql())
 }

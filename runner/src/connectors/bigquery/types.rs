@@ -19,13 +19,13 @@
 //! | `STRUCT` (`RECORD`) | Struct | Struct → `RECORD` |
 //! | `GEOGRAPHY`, `INTERVAL`, `RANGE` | Utf8 | |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-pub const JSON_EXTENSION: &str = "arrow.json";
+pub use crate::connectors::http_api::is_json;
+use crate::connectors::http_api::json_field;
 
 /// A table field as the API describes it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -68,10 +68,7 @@ pub fn element_type(field: &TableField) -> DataType {
 pub fn arrow_field(field: &TableField) -> Field {
     let element = Field::new(&field.name, element_type(field), true);
     let element = if field.kind.eq_ignore_ascii_case("JSON") {
-        element.with_metadata(HashMap::from([(
-            "ARROW:extension:name".to_string(),
-            JSON_EXTENSION.to_string(),
-        )]))
+        json_field(element)
     } else {
         element
     };
@@ -84,13 +81,6 @@ pub fn arrow_field(field: &TableField) -> Field {
     } else {
         element
     }
-}
-
-pub fn is_json(field: &Field) -> bool {
-    field
-        .metadata()
-        .get("ARROW:extension:name")
-        .is_some_and(|n| n == JSON_EXTENSION)
 }
 
 /// The table field created for an Arrow field; `Err` names a type BigQuery cannot hold.
@@ -255,10 +245,7 @@ mod tests {
             true,
         )));
         assert!(kind(nested).unwrap_err().starts_with("a list of lists"));
-        let json = Field::new("j", DataType::Utf8, true).with_metadata(HashMap::from([(
-            "ARROW:extension:name".to_string(),
-            JSON_EXTENSION.to_string(),
-        )]));
+        let json = json_field(Field::new("j", DataType::Utf8, true));
         assert_eq!(table_field(&json).unwrap().kind, "JSON");
         assert!(kind(DataType::Duration(TimeUnit::Second)).is_err());
     }

@@ -35,7 +35,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
                 settings.schema
             ),
         ),
-        Ok(Err(failure)) => report(reason(failure.kind), failure.message),
+        Ok(Err(failure)) => report(failure.kind.reason(), failure.message),
         Err(_) => report(
             Reason::Unreachable,
             format!(
@@ -74,13 +74,4 @@ async fn probe(settings: Arc<Settings>) -> Result<(), Failure> {
         });
     }
     Ok(())
-}
-
-fn reason(kind: Kind) -> Reason {
-    match kind {
-        Kind::Unreachable => Reason::Unreachable,
-        Kind::Unauthorized => Reason::Unauthorized,
-        Kind::NotFound => Reason::NotFound,
-        Kind::Statement | Kind::Protocol => Reason::Unreachable,
-    }
 }

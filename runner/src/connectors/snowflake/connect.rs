@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::config::{Auth, Settings};
+use crate::connectors::http_api::without_url;
 use crate::connectors::jwt::JwtHeader;
 
 /// Longest wait for any one HTTP exchange; queries that run longer are polled.
@@ -18,40 +19,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Lifetime of a key-pair JWT (Snowflake accepts at most one hour).
 const JWT_LIFETIME: u64 = 59 * 60;
 
-/// Why a request failed, in the user's terms; the message is already redacted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// No answer: refused, unknown host, timed out.
-    Unreachable,
-    /// Wrong credentials, an expired session, a missing privilege.
-    Unauthorized,
-    /// A database, schema, table or warehouse that does not exist.
-    NotFound,
-    /// The server refused a statement (syntax, types, constraints).
-    Statement,
-    /// An answer this client cannot read.
-    Protocol,
-}
-
-/// A failed exchange with Snowflake: what kind, the server's code, and the redacted text.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub kind: Kind,
-    /// Snowflake's error code (`390100`, `002003`), when it sent one.
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn protocol(message: impl Into<String>) -> Self {
-        Self {
-            kind: Kind::Protocol,
-            code: None,
-            message: message.into(),
-        }
-    }
-}
+pub use crate::connectors::http_api::{Failure, Kind};
 
 /// A logged-in session.
 pub struct Session {
@@ -238,7 +206,7 @@ pub(super) fn unix_now() -> u64 {
 pub(super) fn transport(settings: &Settings, what: &str, e: &reqwest::Error) -> Failure {
     // reqwest names the URL; ours carry no secret, but strip the query string anyway (chunk
     // URLs are presigned).
-    let text = settings.redact(e.without_url_text());
+    let text = settings.redact(without_url(e));
     Failure {
         kind: Kind::Unreachable,
         code: None,
@@ -247,26 +215,6 @@ pub(super) fn transport(settings: &Settings, what: &str, e: &reqwest::Error) -> 
             settings.at(),
             settings.base_url
         ),
-    }
-}
-
-trait WithoutUrl {
-    fn without_url_text(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_text(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "");
-        }
-        let mut source = std::error::Error::source(self);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        text
     }
 }
 

@@ -55,15 +55,8 @@ impl SnowflakeSink {
     }
 }
 
-/// A failed exchange as the engine's error: the Connection as context, Snowflake's text (already
-/// redacted) as the message.
+/// A failed exchange as the engine's error: the Connection as context, Snowflake's text
+/// (redacted once more) as the message.
 fn error(settings: &Settings, failure: Failure) -> Error {
-    let at = settings.at();
-    let prefix = format!("{at}: ");
-    let message = failure
-        .message
-        .strip_prefix(&prefix)
-        .unwrap_or(&failure.message)
-        .to_string();
-    Error::database(at, settings.redact(message))
+    failure.into_error(&settings.at(), |t| settings.redact(t))
 }

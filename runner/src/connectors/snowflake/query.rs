@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::connect::{Failure, Kind, Session, read_envelope, request_id, transport};
 use super::types::ColumnType;
+use crate::connectors::http_api::statement;
 
 /// One placeholder's value(s) and Snowflake type (`FIXED`, `REAL`, `TEXT`, `BOOLEAN`, `DATE`,
 /// `TIME`, `TIMESTAMP_NTZ`, `TIMESTAMP_TZ`, `BINARY`), in the text forms the API takes.
@@ -231,20 +232,6 @@ fn parse(at: String, data: Value) -> Result<QueryResult, Failure> {
     })
 }
 
-/// A statement as messages quote it: its first words, never its bindings.
-pub fn statement(sql: &str) -> String {
-    let words: String = sql
-        .split_whitespace()
-        .take(12)
-        .collect::<Vec<_>>()
-        .join(" ");
-    if words.len() < sql.trim().len() {
-        format!("`{words} …`")
-    } else {
-        format!("`{words}`")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -374,16 +361,6 @@ mod tests {
             e.message.starts_with("Connection \"sf\": `SELECT * FROM NOPE`: Snowflake error 002003: SQL compilation error:"),
             "{}",
             e.message
-        );
-    }
-
-    #[test]
-    fn statements_are_quoted_by_their_first_words() {
-        assert_eq!(statement("SELECT 1"), "`SELECT 1`");
-        let long = "INSERT INTO T (A, B, C, D, E, F, G, H) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-        assert_eq!(
-            statement(long),
-            "`INSERT INTO T (A, B, C, D, E, F, G, H) VALUES …`"
         );
     }
 }

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use super::connect::{Failure, Kind, Session, transport};
 use super::query::{Chunk, QueryResult};
 use super::types::ColumnType;
+use crate::connectors::http_api::checked_cast;
 
 /// Decodes an Arrow IPC stream (gzip-compressed or not) into its batches.
 pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
@@ -272,22 +273,6 @@ pub fn convert(
         }
         _ => checked_cast(array, target),
     }
-}
-
-/// A cast that fails instead of silently turning values into nulls.
-fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, String> {
-    let out = cast(array, target).map_err(|e| e.to_string())?;
-    if out.null_count() > array.null_count() {
-        let row = (0..array.len())
-            .find(|&i| array.is_valid(i) && out.is_null(i))
-            .unwrap_or(0);
-        return Err(format!(
-            "row {}: value {} does not fit {target}",
-            row + 1,
-            arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
-        ));
-    }
-    Ok(out)
 }
 
 /// Nanoseconds since the epoch from `{epoch (s), fraction (ns)}`; the `timezone` field of

@@ -16,6 +16,7 @@ use super::result::{convert_batch, inline_batches};
 use super::sql::{Table, incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
+use crate::connectors::http_api::{cut, receiver_stream};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -118,21 +119,6 @@ async fn stream_rows(
     Ok(())
 }
 
-/// A batch cut into slices of about `budget` bytes.
-fn cut(batch: &RecordBatch, budget: usize) -> Vec<RecordBatch> {
-    let size = batch.get_array_memory_size().max(1);
-    let rows = batch.num_rows();
-    if size <= budget || rows <= 1 {
-        return vec![batch.clone()];
-    }
-    let parts = size.div_ceil(budget.max(1));
-    let step = rows.div_ceil(parts).max(1);
-    (0..rows)
-        .step_by(step)
-        .map(|o| batch.slice(o, step.min(rows - o)))
-        .collect()
-}
-
 /// The Arrow schema of a result, with the step's `columns` overrides applied by cast.
 fn schema_of(
     here: &str,
@@ -179,12 +165,4 @@ fn names(rowtype: &[ColumnType]) -> String {
 /// A query without the trailing semicolon and blanks a subquery cannot have.
 fn trim_query(q: &str) -> &str {
     q.trim().trim_end_matches(';').trim_end()
-}
-
-fn receiver_stream(
-    rx: mpsc::Receiver<Result<RecordBatch>>,
-) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
 }

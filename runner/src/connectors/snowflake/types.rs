@@ -15,14 +15,13 @@
 //! | `VARIANT`, `OBJECT`, `ARRAY` | Utf8 (JSON text), extension `arrow.json` | Utf8 `arrow.json` → `VARIANT`; List, Struct, Map → `VARIANT` |
 //! | `BINARY` | Binary | Binary, FixedSizeBinary → `BINARY` |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use serde::Deserialize;
 
-/// The extension name other connectors give JSON text.
-pub const JSON_EXTENSION: &str = "arrow.json";
+pub use crate::connectors::http_api::is_json;
+use crate::connectors::http_api::json_field;
 
 /// One column of a result as the API describes it (`data.rowtype[]`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -78,10 +77,7 @@ pub fn arrow_type(column: &ColumnType) -> DataType {
 pub fn arrow_field(column: &ColumnType) -> Field {
     let field = Field::new(&column.name, arrow_type(column), column.nullable);
     match column.kind.to_ascii_lowercase().as_str() {
-        "variant" | "object" | "array" => field.with_metadata(HashMap::from([(
-            "ARROW:extension:name".to_string(),
-            JSON_EXTENSION.to_string(),
-        )])),
+        "variant" | "object" | "array" => json_field(field),
         _ => field,
     }
 }
@@ -92,14 +88,6 @@ fn time_unit(scale: i64) -> TimeUnit {
     } else {
         TimeUnit::Nanosecond
     }
-}
-
-/// Whether a field carries JSON text.
-pub fn is_json(field: &Field) -> bool {
-    field
-        .metadata()
-        .get("ARROW:extension:name")
-        .is_some_and(|n| n == JSON_EXTENSION)
 }
 
 /// The column type created for an Arrow field.
@@ -204,10 +192,7 @@ mod tests {
 
     #[test]
     fn arrow_fields_create_snowflake_columns() {
-        let json = Field::new("j", DataType::Utf8, true).with_metadata(HashMap::from([(
-            "ARROW:extension:name".to_string(),
-            JSON_EXTENSION.to_string(),
-        )]));
+        let json = json_field(Field::new("j", DataType::Utf8, true));
         let cases = [
             (Field::new("a", DataType::Int32, true), "NUMBER(19,0)"),
             (Field::new("a", DataType::UInt64, true), "NUMBER(20,0)"),
