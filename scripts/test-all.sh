@@ -97,9 +97,8 @@ tests/cluster/up >/dev/null
 
 step "tests"
 # The integration-test features compile the tests that need PostgreSQL, MariaDB, moto,
-# redis-server and FerretDB, and
-# the control-plane feature the end-to-end tests; the servers were started above, and a test
-# whose server is missing fails.
+# redis-server, FerretDB and the warehouse emulators, and the control-plane feature the
+# end-to-end tests; the servers were started above, and a test whose server is missing fails.
 cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests
 
 step "tests on a containerd node"

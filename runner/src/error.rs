@@ -81,6 +81,9 @@ pub enum DriverError {
     Mongo(#[from] mongodb::error::Error),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+    /// A failed exchange with a warehouse's HTTP API (Snowflake, BigQuery), its text redacted.
+    #[error(transparent)]
+    Api(#[from] crate::connectors::http_api::Failure),
 }
 
 /// Shorthand for data-plane results.

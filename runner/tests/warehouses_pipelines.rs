@@ -5,6 +5,7 @@
 mod databases_common;
 
 use databases_common::*;
+use synqx_testkit::emulators;
 
 /// A table of the types both warehouses map, with a NULL row.
 const SOURCE: &str = "CREATE TABLE {s}.src (id integer, amount numeric(12,2), name text, flag boolean, \
@@ -17,12 +18,6 @@ const ROWS: &str = "INSERT INTO {s}.src VALUES \
 const COMPARED: &str =
     "id::bigint, amount::numeric(12,2), name, flag, day, at, local_at, doc::jsonb";
 
-fn env(name: &str, start: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set; start the emulators with `eval \"$({start})\"`")
-    })
-}
-
 /// Runs a statement on fakesnow through its REST API (login, then one query).
 async fn fakesnow_exec(url: &str, database: &str, sql: &str) {
     let http = reqwest::Client::new();
@@ -34,9 +29,7 @@ async fn fakesnow_exec(url: &str, database: &str, sql: &str) {
         .body(r#"{"data": {"LOGIN_NAME": "setup", "PASSWORD": "setup", "SESSION_PARAMETERS": {}}}"#)
         .send()
         .await
-        .unwrap_or_else(|e| {
-            panic!("fakesnow at {url} is not reachable ({e}); run `scripts/emulators up`")
-        })
+        .unwrap_or_else(|e| panic!("{}", emulators::unreachable("fakesnow", url, e)))
         .bytes()
         .await
         .map(|b| serde_json::from_slice(&b).unwrap_or_default())
@@ -61,7 +54,7 @@ async fn fakesnow_exec(url: &str, database: &str, sql: &str) {
 
 /// Rows of `a` missing in `b`, compared on [`COMPARED`].
 async fn missing(conn: &mut sqlx::postgres::PgConnection, s: &str, a: &str, b: &str) -> i64 {
-    pg_i64(
+    postgres::int(
         conn,
         &format!("SELECT count(*) FROM (SELECT {COMPARED} FROM {s}.{a} EXCEPT ALL SELECT {COMPARED} FROM {s}.{b}) x"),
     )
@@ -71,12 +64,12 @@ async fn missing(conn: &mut sqlx::postgres::PgConnection, s: &str, a: &str, b: &
 #[test]
 fn postgres_to_snowflake_to_parquet() {
     runtime().block_on(async {
-        let url = env("SYNQX_TEST_FAKESNOW", "scripts/emulators up");
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "sf_e2e").await;
+        let url = emulators::fakesnow();
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "sf_e2e").await;
         let s = &schema.name;
-        pg_exec(&mut conn, &SOURCE.replace("{s}", s)).await;
-        pg_exec(&mut conn, &ROWS.replace("{s}", s)).await;
+        postgres::exec(&mut conn, &SOURCE.replace("{s}", s)).await;
+        postgres::exec(&mut conn, &ROWS.replace("{s}", s)).await;
         let database = format!("E2E_{}", s.to_ascii_uppercase());
         fakesnow_exec(
             &url,
@@ -142,14 +135,14 @@ spec:
         let out = run_ok(d, &[]);
         assert!(!out.contains("sf-e2e-pass"), "{out}");
         assert!(
-            std::fs::read_dir(&lake.join("orders"))
+            std::fs::read_dir(lake.join("orders"))
                 .map(|r| r.count())
                 .unwrap_or(0)
                 > 0,
             "Parquet parts in the lake"
         );
         assert_eq!(
-            pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+            postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
             3
         );
         assert_eq!(
@@ -168,13 +161,12 @@ spec:
 #[test]
 fn parquet_to_bigquery_to_postgres() {
     runtime().block_on(async {
-        let url = env("SYNQX_TEST_BIGQUERY", "scripts/emulators up");
-        let project = env("SYNQX_TEST_BIGQUERY_PROJECT", "scripts/emulators up");
-        let mut conn = pg().await;
-        let schema = PgSchema::new(&mut conn, "bq_e2e").await;
+        let emulators::BigQueryEmulator { url, project } = emulators::bigquery();
+        let mut conn = postgres::connect().await;
+        let schema = postgres::Schema::new(&mut conn, "bq_e2e").await;
         let s = &schema.name;
-        pg_exec(&mut conn, &SOURCE.replace("{s}", s)).await;
-        pg_exec(&mut conn, &ROWS.replace("{s}", s)).await;
+        postgres::exec(&mut conn, &SOURCE.replace("{s}", s)).await;
+        postgres::exec(&mut conn, &ROWS.replace("{s}", s)).await;
         let dataset = format!("e2e_{s}");
         let created = reqwest::Client::new()
             .post(format!("{url}/bigquery/v2/projects/{project}/datasets"))
@@ -182,7 +174,7 @@ fn parquet_to_bigquery_to_postgres() {
             .body(serde_json::json!({"datasetReference": {"projectId": project, "datasetId": dataset}}).to_string())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("bigquery-emulator at {url} is not reachable ({e}); run `scripts/emulators up`"));
+            .unwrap_or_else(|e| panic!("{}", emulators::unreachable("bigquery-emulator", &url, e)));
         assert!(created.status().is_success(), "creating dataset {dataset}");
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -225,7 +217,7 @@ spec:
             ),
         );
         run_ok(d, &[]);
-        assert_eq!(pg_i64(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 3);
+        assert_eq!(postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 3);
         assert_eq!(missing(&mut conn, s, "src", "dst").await, 0, "source rows missing after the trip");
         assert_eq!(missing(&mut conn, s, "dst", "src").await, 0, "rows the trip made up");
     });

@@ -5,6 +5,8 @@
 //! - [`postgres`] and [`mysql`]: connections to them, statements, rows read back as text,
 //!   and a schema or database of a test's own that is dropped when the test ends.
 //! - [`s3`]: moto's S3 server, started on a free port on first use, and fake S3 endpoints.
+//! - [`emulators`]: where fakesnow, bigquery-emulator and iridium-server of
+//!   `scripts/emulators up` listen.
 //! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
 //!   read back.
 //!
@@ -13,6 +15,7 @@
 //! compiled only with their crate's `*-integration-tests` feature, which `scripts/test-all.sh`
 //! turns on.
 
+pub mod emulators;
 pub mod files;
 pub mod mysql;
 pub mod postgres;

@@ -66,8 +66,8 @@ impl Failure {
     /// text, scrubbed once more by `redact`, as the message.
     pub fn into_error(self, at: &str, redact: impl Fn(&str) -> String) -> Error {
         let prefix = format!("{at}: ");
-        let message = self.message.strip_prefix(&prefix).unwrap_or(&self.message);
-        Error::database(at, redact(message))
+        let detail = redact(self.message.strip_prefix(&prefix).unwrap_or(&self.message));
+        Error::database_detail(at, detail, self)
     }
 }
 

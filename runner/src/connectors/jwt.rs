@@ -154,6 +154,20 @@ fn der_element(tag: u8, contents: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The pieces of a PEM key a redactor must know on their own: the whole key, and each line
+/// of its body (a message may quote one line, or the key with its newlines escaped).
+pub fn pem_pieces(pem: &str) -> Vec<String> {
+    let pem = pem.replace("\\n", "\n");
+    let mut pieces = vec![pem.clone()];
+    pieces.extend(
+        pem.lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+            .map(str::to_string),
+    );
+    pieces
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
@@ -225,5 +239,16 @@ pub(crate) mod tests {
         let message = RsaSigner::from_pem(garbage).unwrap_err().to_string();
         assert!(message.starts_with("the private key is not a valid RSA key"));
         assert!(!message.contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn a_pem_key_and_each_line_of_its_body_are_pieces_to_redact() {
+        let pem = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\nshort\\n-----END PRIVATE KEY-----\\n";
+        let pieces = pem_pieces(pem);
+        assert!(pieces[0].contains("\nMIIEvQ"), "{pieces:?}");
+        assert_eq!(
+            pieces[1..],
+            ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASC".to_string()]
+        );
     }
 }

@@ -35,7 +35,7 @@ pub mod bigquery;
 mod connector;
 pub mod filesystem;
 pub mod formats;
-mod http_api;
+pub(crate) mod http_api;
 #[cfg(test)]
 mod http_stub;
 pub mod json_table;
@@ -43,7 +43,6 @@ mod jwt;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
-mod redact;
 pub mod redis;
 pub mod rest;
 pub mod retry;
@@ -69,6 +68,7 @@ use crate::error::{Error, Result};
 
 /// Every connector of this version of synqx, once.
 pub static CONNECTORS: &[&dyn Registered] = &[
+    &bigquery::BigQuery,
     &filesystem::Filesystem,
     &mongodb::Mongodb,
     &mysql::Mysql,
@@ -76,6 +76,7 @@ pub static CONNECTORS: &[&dyn Registered] = &[
     &redis::Redis,
     &rest::Rest,
     &s3::S3,
+    &snowflake::Snowflake,
     &sqlite::Sqlite,
     &sqlserver::SqlServer,
 ];
@@ -86,17 +87,28 @@ pub fn available() -> impl Iterator<Item = ConnectorKind> {
 }
 
 /// `filesystem, mysql, …`, for messages.
-fn available_list() -> String {
-    available()
-        .map(|k| k.to_string())
+fn available_list(registry: &[&dyn Registered]) -> String {
+    registry
+        .iter()
+        .map(|c| c.kind().to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// The connector of a Connection, or why there is none.
 fn connector(conn: &ConnectionRef<'_>) -> Result<&'static dyn Registered> {
+    connector_in(CONNECTORS, conn)
+}
+
+/// The connector of a Connection in `registry`: every kind of the API has one in
+/// [`CONNECTORS`], but a Connection written for a newer version of synqx may name a kind this
+/// one does not know how to run.
+fn connector_in<'r>(
+    registry: &[&'r dyn Registered],
+    conn: &ConnectionRef<'_>,
+) -> Result<&'r dyn Registered> {
     let kind = conn.kind()?;
-    CONNECTORS
+    registry
         .iter()
         .copied()
         .find(|c| c.kind() == kind)
@@ -104,7 +116,7 @@ fn connector(conn: &ConnectionRef<'_>) -> Result<&'static dyn Registered> {
             Error::Config(format!(
                 "Connection \"{}\": the {kind} connector is not available in this version of synqx (available: {})",
                 conn.name,
-                available_list()
+                available_list(registry)
             ))
         })
 }
@@ -138,18 +150,23 @@ pub fn validate(conn: &ConnectionRef<'_>, usage: Option<Usage<'_>>) -> Result<()
 /// Probes a Connection: its connector connects, authenticates and reaches the target, quickly
 /// and without writing data.
 pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
+    check_in(CONNECTORS, conn).await
+}
+
+/// [`check`] with the connectors of `registry`.
+async fn check_in(registry: &[&dyn Registered], conn: &ConnectionRef<'_>) -> CheckReport {
     let kind = match conn.kind() {
         Ok(kind) => kind,
         Err(e) => return invalid(&e),
     };
-    match connector(conn) {
+    match connector_in(registry, conn) {
         Ok(connector) => connector.check(conn).await,
         Err(_) => report(
             Reason::Unsupported,
             format!(
                 "Connection \"{}\": the {kind} connector is not available in this version of synqx (available: {}); steps that use this Connection cannot run until a version with it is installed",
                 conn.name,
-                available_list()
+                available_list(registry)
             ),
         ),
     }

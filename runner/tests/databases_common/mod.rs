@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+// Not every test file talks to both servers.
+#[allow(unused_imports)]
 pub use synqx_testkit::{mysql, postgres, runtime};
 
 /// The Secret and Connection documents: `pg` (the PostgreSQL test database), `my` (the

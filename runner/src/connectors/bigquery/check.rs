@@ -7,17 +7,13 @@ use std::time::Duration;
 use synqx_api::connection::CheckReport;
 
 use super::client::{Client, Failure, Kind};
-use super::config::Settings;
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use super::config::BigQueryConfig;
+use crate::check::{Reason, report};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let settings = match Settings::new(conn) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return invalid(&e),
-    };
+pub(super) async fn check(config: BigQueryConfig) -> CheckReport {
+    let settings = Arc::new(config);
     match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
         Ok(Ok(what)) => report(Reason::Connected, format!("{}: {what}", settings.at())),
         Ok(Err(f)) => report(f.kind.reason(), f.message),
@@ -33,7 +29,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
     }
 }
 
-async fn probe(settings: Arc<Settings>) -> Result<String, Failure> {
+async fn probe(settings: Arc<BigQueryConfig>) -> Result<String, Failure> {
     let client = Client::new(settings.clone())?;
     match &settings.dataset {
         Some(dataset) => {

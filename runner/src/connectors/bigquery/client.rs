@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::TokenSource;
-use super::config::Settings;
+use super::config::BigQueryConfig;
 use super::types::TableField;
 
 /// Longest wait for one HTTP exchange.
@@ -27,7 +27,7 @@ use crate::connectors::http_api::{statement, without_url};
 /// A client of one Connection.
 pub struct Client {
     http: reqwest::Client,
-    pub settings: Arc<Settings>,
+    pub settings: Arc<BigQueryConfig>,
     tokens: Option<TokenSource>,
 }
 
@@ -62,7 +62,7 @@ pub struct TableSchema {
 }
 
 impl Client {
-    pub fn new(settings: Arc<Settings>) -> Result<Self, Failure> {
+    pub fn new(settings: Arc<BigQueryConfig>) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(15))
@@ -281,12 +281,9 @@ impl Client {
         fields: &[TableField],
         rows: Vec<u8>,
     ) -> Result<(), Failure> {
-        let job_id = format!(
-            "synqx_load_{}",
-            crate::connectors::sql_names::unique_suffix()
-        );
+        let job_id = format!("synqx_load_{}", crate::connectors::sql::unique_suffix());
         let metadata = load_job(&self.settings, &job_id, dataset, table, fields);
-        let boundary = format!("synqx_{}", crate::connectors::sql_names::unique_suffix());
+        let boundary = format!("synqx_{}", crate::connectors::sql::unique_suffix());
         let body = multipart(&boundary, &metadata, rows);
         let url = format!(
             "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=multipart",
@@ -330,7 +327,7 @@ impl Client {
 
 /// The load job's configuration: append newline-delimited JSON into an existing table.
 pub fn load_job(
-    settings: &Settings,
+    settings: &BigQueryConfig,
     job_id: &str,
     dataset: &str,
     table: &str,
@@ -375,7 +372,7 @@ impl JsonBody for reqwest::RequestBuilder {
 }
 
 fn read<T: serde::de::DeserializeOwned>(
-    settings: &Settings,
+    settings: &BigQueryConfig,
     what: &str,
     value: Value,
 ) -> Result<T, Failure> {
@@ -383,7 +380,7 @@ fn read<T: serde::de::DeserializeOwned>(
         .map_err(|e| protocol(settings, format!("{what}: an unreadable answer: {e}")))
 }
 
-fn protocol(settings: &Settings, detail: String) -> Failure {
+fn protocol(settings: &BigQueryConfig, detail: String) -> Failure {
     Failure {
         kind: Kind::Protocol,
         code: None,
@@ -392,7 +389,7 @@ fn protocol(settings: &Settings, detail: String) -> Failure {
 }
 
 /// An error answer: `{"error": {"code", "message", "errors": [{"reason", …}], "status"}}`.
-fn api_failure(settings: &Settings, what: &str, status: u16, answer: &Value) -> Failure {
+fn api_failure(settings: &BigQueryConfig, what: &str, status: u16, answer: &Value) -> Failure {
     let error = answer.get("error").cloned().unwrap_or_default();
     let message = error
         .get("message")
@@ -430,7 +427,7 @@ fn api_failure(settings: &Settings, what: &str, status: u16, answer: &Value) -> 
 }
 
 /// A job that ended with `status.errorResult`.
-fn job_failure(settings: &Settings, what: &str, error: &Value) -> Failure {
+fn job_failure(settings: &BigQueryConfig, what: &str, error: &Value) -> Failure {
     let message = error
         .get("message")
         .and_then(Value::as_str)
@@ -471,7 +468,7 @@ mod tests {
     async fn client(replies: Vec<Reply>) -> (Client, HttpStub) {
         let stub = HttpStub::start(replies).await;
         let account = service_account("bq", &key_file(&format!("{}/token", stub.url))).unwrap();
-        let settings = Settings::for_test(&stub.url, Some(Arc::new(account)), vec![]);
+        let settings = BigQueryConfig::for_test(&stub.url, Some(Arc::new(account)), vec![]);
         (Client::new(Arc::new(settings)).unwrap(), stub)
     }
 
@@ -613,7 +610,7 @@ mod tests {
                                               "errors": [{"reason": "accessDenied"}], "status": "PERMISSION_DENIED"}})),
         ])
         .await;
-        let settings = Settings::for_test(&stub.url, None, vec!["hunter2-key-line".into()]);
+        let settings = BigQueryConfig::for_test(&stub.url, None, vec!["hunter2-key-line".into()]);
         let client = Client::new(Arc::new(settings)).unwrap();
         let e = client
             .query("SELECT * FROM `ds`.`nope`", &[])

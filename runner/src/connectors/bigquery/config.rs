@@ -7,10 +7,9 @@ use serde::Deserialize;
 use synqx_api::connection::BigQueryConnection;
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::jwt::RsaSigner;
-use crate::connectors::redact::{pem_pieces, redact};
-use crate::connectors::sql_config::{block, required};
+use crate::connectors::jwt::{RsaSigner, pem_pieces};
 use crate::error::{Error, Result};
+use crate::secrets::{PLACEHOLDER, Redactor};
 
 /// The public API's host.
 pub const PUBLIC_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -37,21 +36,24 @@ struct KeyFile {
 }
 
 /// Everything a client needs, and the secrets to scrub from messages.
-pub struct Settings {
+pub struct BigQueryConfig {
     pub connection: String,
     pub project: String,
     pub dataset: Option<String>,
     pub location: Option<String>,
     /// `https://bigquery.googleapis.com`, or the `endpoint` override (a local emulator).
     pub endpoint: String,
-    /// `None` only with an `endpoint` override: emulators take requests without a token.
+    /// `None` only with an `endpoint` override (emulators take requests without a token), or
+    /// when `synqx validate` checks the block without secret values.
     pub account: Option<Arc<ServiceAccount>>,
-    secrets: Vec<String>,
+    /// Knows the key file and each line of its private key: every text the API or the HTTP
+    /// client returns passes through it.
+    pub redactor: Redactor,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for BigQueryConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("BigQueryConfig")
             .field("connection", &self.connection)
             .field("project", &self.project)
             .field("endpoint", &self.endpoint)
@@ -59,11 +61,14 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
+impl BigQueryConfig {
+    /// Checks the block and resolves its secrets; no network.
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
         let name = conn.name;
-        let spec: &BigQueryConnection = block(name, "bigquery", conn.spec.bigquery.as_ref())?;
-        let project = required(name, "bigquery.project", &spec.project)?.to_string();
+        let spec: &BigQueryConnection = conn.block(conn.spec.bigquery.as_ref())?;
+        let project = conn
+            .required("bigquery.project", &spec.project)?
+            .to_string();
         let endpoint = spec
             .endpoint
             .as_deref()
@@ -77,20 +82,21 @@ impl Settings {
                 "Connection \"{name}\": bigquery.endpoint \"{e}\" must be an http:// or https:// URL"
             )));
         }
-        let mut secrets = Vec::new();
+        let redactor = conn.secrets.redactor();
         let account = match &spec.credentials_json {
             Some(value) => {
-                let json = conn
-                    .secrets
-                    .resolve(name, "bigquery.credentialsJson", value)?;
-                let account = service_account(name, &json)?;
+                let json = conn.secret("bigquery.credentialsJson", value)?;
                 if let Ok(key) = serde_json::from_str::<KeyFile>(&json)
                     && let Some(pem) = &key.private_key
                 {
-                    secrets.extend(pem_pieces(pem));
+                    for piece in pem_pieces(pem) {
+                        redactor.remember(&piece);
+                    }
                 }
-                secrets.push(json);
-                Some(Arc::new(account))
+                match json == PLACEHOLDER {
+                    true => None,
+                    false => Some(Arc::new(service_account(name, &json)?)),
+                }
             }
             None if endpoint.is_some() => None,
             None => {
@@ -112,13 +118,13 @@ impl Settings {
             location: optional(&spec.location),
             endpoint: endpoint.unwrap_or_else(|| PUBLIC_ENDPOINT.to_string()),
             account,
-            secrets,
+            redactor,
         })
     }
 
     /// Text with the key (and any part of it) replaced by `***`.
     pub fn redact(&self, text: impl std::fmt::Display) -> String {
-        redact(&self.secrets, text)
+        self.redactor.redact(text)
     }
 
     /// `Connection "c"`: the start of every message.
@@ -126,13 +132,17 @@ impl Settings {
         format!("Connection \"{}\"", self.connection)
     }
 
-    /// Settings for unit tests against a stub at `endpoint`.
+    /// A config for unit tests against a stub at `endpoint`.
     #[cfg(test)]
     pub fn for_test(
         endpoint: &str,
         account: Option<Arc<ServiceAccount>>,
         secrets: Vec<String>,
     ) -> Self {
+        let redactor = Redactor::default();
+        for secret in &secrets {
+            redactor.remember(secret);
+        }
         Self {
             connection: "bq".into(),
             project: "proj".into(),
@@ -140,7 +150,7 @@ impl Settings {
             location: Some("EU".into()),
             endpoint: endpoint.into(),
             account,
-            secrets,
+            redactor,
         }
     }
 }
@@ -192,13 +202,13 @@ pub(crate) mod tests {
         .to_string()
     }
 
-    fn settings(block: BigQueryConnection, key: &str) -> Result<Settings> {
+    fn settings(block: BigQueryConnection, key: &str) -> Result<BigQueryConfig> {
         let spec = ConnectionSpec {
             bigquery: Some(block),
             ..Default::default()
         };
         let secrets = Secrets::new([], [("SYNQX_SECRET_BQ_KEY".to_string(), key.to_string())]);
-        Settings::new(&ConnectionRef {
+        BigQueryConfig::new(&ConnectionRef {
             name: "bq",
             spec: &spec,
             base_dir: ".".into(),
@@ -258,5 +268,50 @@ pub(crate) mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn the_runs_redactor_knows_the_key_file_and_each_line_of_its_key() {
+        let spec = ConnectionSpec {
+            bigquery: Some(block()),
+            ..Default::default()
+        };
+        let secrets = Secrets::new(
+            [],
+            [(
+                "SYNQX_SECRET_BQ_KEY".to_string(),
+                key_file("https://oauth2.googleapis.com/token"),
+            )],
+        );
+        let conn = ConnectionRef {
+            name: "bq",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        BigQueryConfig::new(&conn).unwrap();
+        let line = TEST_KEY_PKCS8.lines().nth(2).unwrap();
+        assert_eq!(
+            secrets
+                .redactor()
+                .redact(format!("token request with {line}")),
+            "token request with ***"
+        );
+    }
+
+    #[test]
+    fn validation_without_secret_values_accepts_a_referenced_key_file() {
+        let spec = ConnectionSpec {
+            bigquery: Some(block()),
+            ..Default::default()
+        };
+        let secrets = Secrets::placeholders();
+        let conn = ConnectionRef {
+            name: "bq",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        crate::connectors::validate(&conn, None).unwrap();
     }
 }

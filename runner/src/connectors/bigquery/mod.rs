@@ -13,47 +13,78 @@ mod rows;
 mod sink;
 mod source;
 mod sql;
-#[cfg(test)]
+#[cfg(all(test, feature = "bigquery-integration-tests"))]
 mod tests;
 mod types;
 
 use std::sync::Arc;
 
-pub use check::check;
+use synqx_api::ConnectorKind;
+use synqx_api::connection::CheckReport;
+use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
-use crate::connectors::ConnectionRef;
+pub use config::BigQueryConfig;
+
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 use client::Failure;
-use config::Settings;
+use sql::Table;
+
+/// The `bigquery` connector.
+pub struct BigQuery;
+
+impl Connector for BigQuery {
+    const KIND: ConnectorKind = ConnectorKind::BigQuery;
+    type Config = BigQueryConfig;
+
+    fn config(conn: &ConnectionRef<'_>) -> Result<BigQueryConfig> {
+        BigQueryConfig::new(conn)
+    }
+
+    fn validate_source(config: &BigQueryConfig, source: &SourceSpec) -> Result<()> {
+        table(config, &source.asset.fqn).map(drop)
+    }
+
+    fn validate_destination(config: &BigQueryConfig, destination: &Destination) -> Result<()> {
+        table(config, &destination.asset.fqn).map(drop)
+    }
+
+    fn source(config: BigQueryConfig) -> Result<Arc<dyn Source>> {
+        Ok(Arc::new(BigQuerySource {
+            settings: Arc::new(config),
+        }))
+    }
+
+    fn sink(config: BigQueryConfig) -> Result<Arc<dyn Sink>> {
+        Ok(Arc::new(BigQuerySink {
+            settings: Arc::new(config),
+        }))
+    }
+
+    async fn check(config: BigQueryConfig) -> CheckReport {
+        check::check(config).await
+    }
+}
 
 /// Reads a BigQuery table or query.
 pub struct BigQuerySource {
-    settings: Arc<Settings>,
+    settings: Arc<BigQueryConfig>,
 }
 
 /// Writes into a BigQuery table.
 pub struct BigQuerySink {
-    settings: Arc<Settings>,
+    settings: Arc<BigQueryConfig>,
 }
 
-impl BigQuerySource {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Arc::new(Settings::new(conn)?),
-        })
-    }
-}
-
-impl BigQuerySink {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        Ok(Self {
-            settings: Arc::new(Settings::new(conn)?),
-        })
-    }
+/// The table an asset FQN names, or a configuration error naming the Connection.
+fn table(config: &BigQueryConfig, fqn: &str) -> Result<Table> {
+    Table::parse(fqn, config.dataset.as_deref())
+        .map_err(|e| Error::Config(format!("{}: {e}", config.at())))
 }
 
 /// A failed exchange as the engine's error: the Connection as context, the text (redacted
 /// once more) as the message.
-fn error(settings: &Settings, failure: Failure) -> Error {
+fn error(settings: &BigQueryConfig, failure: Failure) -> Error {
     failure.into_error(&settings.at(), |t| settings.redact(t))
 }

@@ -25,10 +25,10 @@ use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
-use crate::connectors::sql_names::unique_suffix;
-use crate::connectors::sql_sink::{
+use crate::connectors::sql::plan::{
     check_primary_key, count_sent, plan_columns, uncount, written_bytes,
 };
+use crate::connectors::sql::unique_suffix;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
@@ -44,8 +44,7 @@ impl Sink for BigQuerySink {
         counters: &Counters,
     ) -> Result<WriteOutcome> {
         let settings = &self.settings;
-        let table = Table::parse(&request.spec.asset.fqn, settings.dataset.as_deref())
-            .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+        let table = super::table(settings, &request.spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
         let mut outcome = WriteOutcome::default();

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::client::{Client, ResultPage};
 use super::rows::decode;
-use super::sql::{Table, incremental, same_name, select};
+use super::sql::{incremental, same_name, select};
 use super::types::{TableField, arrow_field};
 use super::{BigQuerySource, error};
 use crate::connectors::http_api::{cut, receiver_stream, statement};
@@ -35,8 +35,7 @@ impl Source for BigQuerySource {
                 format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),
             ),
             None => {
-                let table = Table::parse(&spec.asset.fqn, settings.dataset.as_deref())
-                    .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+                let table = super::table(settings, &spec.asset.fqn)?;
                 (
                     select(&table),
                     format!("{}, table \"{table}\"", settings.at()),

@@ -21,28 +21,15 @@ use synqx_api::ConnectionSpec;
 use synqx_api::connection::BigQueryConnection;
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
-use super::{BigQuerySink, BigQuerySource};
+use synqx_testkit::{emulators, unique_name};
+
 use crate::connectors::ConnectionRef;
-use crate::connectors::sql_test_support::{
-    destination, err, ok, people, read_all, table_source, write_batches,
-};
-use crate::connectors::test_servers::unique_name;
-use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink, WriteRequest,
-};
+use crate::connectors::tests::{Harness, destination, err, ok, people, table_source};
+use crate::engine::{Counters, CursorFilter, Rejects, SchemaStream, WriteRequest};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
 const CONNECTION: &str = "lakehouse";
-
-fn emulator() -> (String, String) {
-    let url = std::env::var("SYNQX_TEST_BIGQUERY").unwrap_or_else(|_| {
-        panic!("SYNQX_TEST_BIGQUERY is not set; start bigquery-emulator with `eval \"$(scripts/emulators up bigquery)\"`")
-    });
-    let project =
-        std::env::var("SYNQX_TEST_BIGQUERY_PROJECT").unwrap_or_else(|_| "synqx-test".into());
-    (url, project)
-}
 
 struct Lakehouse {
     spec: ConnectionSpec,
@@ -52,7 +39,7 @@ struct Lakehouse {
 impl Lakehouse {
     /// A dataset of its own on the emulator.
     async fn new() -> Self {
-        let (url, project) = emulator();
+        let emulators::BigQueryEmulator { url, project } = emulators::bigquery();
         let dataset = unique_name("synqx_t");
         let created = reqwest::Client::new()
             .post(format!("{url}/bigquery/v2/projects/{project}/datasets"))
@@ -60,7 +47,7 @@ impl Lakehouse {
             .body(serde_json::json!({"datasetReference": {"projectId": project, "datasetId": dataset}}).to_string())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("bigquery-emulator at {url} is not reachable ({e}); start it with `scripts/emulators up bigquery`"));
+            .unwrap_or_else(|e| panic!("{}", emulators::unreachable("bigquery-emulator", &url, e)));
         assert!(
             created.status().is_success(),
             "creating dataset {dataset}: {:?}",
@@ -89,26 +76,27 @@ impl Lakehouse {
         }
     }
 
-    fn sink(&self) -> BigQuerySink {
-        ok(BigQuerySink::new(&self.conn()))
+    /// The Connection opened through the registry, as a step opens it.
+    fn harness(&self) -> Harness {
+        Harness::open(&self.conn())
     }
 
     async fn write(&self, fqn: &str, mode: WriteMode, batches: Vec<RecordBatch>) -> Result<u64> {
         let schema = batches[0].schema();
-        let outcome = write_batches(
-            &self.sink(),
-            destination(
-                CONNECTION,
-                fqn,
-                mode,
-                &[],
-                Some(SchemaEvolution::AddColumns),
-            ),
-            schema,
-            batches.into_iter().map(Ok).collect(),
-            &Counters::default(),
-        )
-        .await?;
+        let outcome = self
+            .harness()
+            .write(
+                destination(
+                    CONNECTION,
+                    fqn,
+                    mode,
+                    &[],
+                    Some(SchemaEvolution::AddColumns),
+                ),
+                schema,
+                batches.into_iter().map(Ok).collect(),
+            )
+            .await?;
         Ok(outcome.rows)
     }
 
@@ -117,13 +105,14 @@ impl Lakehouse {
         fqn: &str,
         filter: Option<CursorFilter>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let request = ReadRequest {
-            spec: table_source(CONNECTION, fqn),
-            filter,
-            batch_bytes: 1 << 20,
-            rejects: Rejects::failing(),
-        };
-        read_all(&ok(BigQuerySource::new(&self.conn())), &request).await
+        self.harness()
+            .read_with(
+                table_source(CONNECTION, fqn),
+                filter,
+                1 << 20,
+                Rejects::failing(),
+            )
+            .await
     }
 
     async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
@@ -415,7 +404,7 @@ async fn a_failed_overwrite_leaves_the_old_rows() {
     };
     let counters = Counters::default();
     assert_eq!(
-        err(lake.sink().write(&request, input, &counters).await),
+        err(lake.harness().sink.write(&request, input, &counters).await),
         "the source broke"
     );
     assert_eq!(counters.snapshot().rows_written, 0);
@@ -425,7 +414,7 @@ async fn a_failed_overwrite_leaves_the_old_rows() {
 #[tokio::test]
 async fn check_reaches_the_dataset_and_names_a_missing_one() {
     let lake = Lakehouse::new().await;
-    let report = super::check(&lake.conn()).await;
+    let report = crate::connectors::check(&lake.conn()).await;
     assert!(report.ready, "{report:?}");
     let mut spec = lake.spec.clone();
     if let Some(b) = spec.bigquery.as_mut() {
@@ -438,7 +427,7 @@ async fn check_reaches_the_dataset_and_names_a_missing_one() {
         base_dir: ".".into(),
         secrets: &secrets,
     };
-    let report = super::check(&conn).await;
+    let report = crate::connectors::check(&conn).await;
     assert_eq!(report.reason, "NotFound", "{report:?}");
     assert!(
         report

@@ -9,20 +9,16 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use synqx_api::connection::CheckReport;
 
-use super::config::Settings;
+use super::config::SnowflakeConfig;
 use super::connect::{Failure, Kind, Session};
 use super::result::inline_batches;
-use crate::check::{Reason, invalid, report};
-use crate::connectors::ConnectionRef;
+use crate::check::{Reason, report};
 
 /// Longest wait for the whole probe.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
-    let settings = match Settings::new(conn) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return invalid(&e),
-    };
+pub(super) async fn check(config: SnowflakeConfig) -> CheckReport {
+    let settings = Arc::new(config);
     match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
         Ok(Ok(())) => report(
             Reason::Connected,
@@ -48,7 +44,7 @@ pub async fn check(conn: &ConnectionRef<'_>) -> CheckReport {
     }
 }
 
-async fn probe(settings: Arc<Settings>) -> Result<(), Failure> {
+async fn probe(settings: Arc<SnowflakeConfig>) -> Result<(), Failure> {
     let session = Session::login(settings.clone()).await?;
     let result = session
         .query("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()", &[])

@@ -4,20 +4,22 @@
 use synqx_api::connection::SnowflakeConnection;
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::jwt::RsaSigner;
-use crate::connectors::redact::{pem_pieces, redact};
-use crate::connectors::sql_config::{block, required};
+use crate::connectors::jwt::{RsaSigner, pem_pieces};
 use crate::error::{Error, Result};
+use crate::secrets::{PLACEHOLDER, Redactor};
 
 /// How the session logs in.
 pub enum Auth {
     Password(String),
     /// Key-pair authentication: an RS256 JWT signed with the user's private key.
-    KeyPair(RsaSigner),
+    KeyPair(Box<RsaSigner>),
+    /// `synqx validate` checks the block without secret values: the key referenced is
+    /// parsed where the step runs.
+    KeyNotResolved,
 }
 
 /// Everything a session needs, and the secrets to scrub from messages.
-pub struct Settings {
+pub struct SnowflakeConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
     /// `https://<account>.snowflakecomputing.com`, or the `host` override as given
@@ -33,14 +35,14 @@ pub struct Settings {
     /// Stage loads as files when the server offers a stage this client can upload to (always,
     /// outside tests: the array-bound path is what the tests turn this off to reach).
     pub stage_files: bool,
-    /// The plaintext secrets (password or PEM key), kept only to scrub them from any text a
-    /// message could carry.
-    secrets: Vec<String>,
+    /// Knows the password or key (and each line of the key): every text the server or the
+    /// HTTP client returns passes through it.
+    pub redactor: Redactor,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for SnowflakeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("SnowflakeConfig")
             .field("connection", &self.connection)
             .field("base_url", &self.base_url)
             .field("account", &self.account)
@@ -50,13 +52,20 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
+impl SnowflakeConfig {
+    /// Checks the block and resolves its secrets; no network.
     pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
         let name = conn.name;
-        let spec: &SnowflakeConnection = block(name, "snowflake", conn.spec.snowflake.as_ref())?;
-        let account = required(name, "snowflake.account", &spec.account)?.to_string();
-        let warehouse = required(name, "snowflake.warehouse", &spec.warehouse)?.to_string();
-        let database = required(name, "snowflake.database", &spec.database)?.to_string();
+        let spec: &SnowflakeConnection = conn.block(conn.spec.snowflake.as_ref())?;
+        let account = conn
+            .required("snowflake.account", &spec.account)?
+            .to_string();
+        let warehouse = conn
+            .required("snowflake.warehouse", &spec.warehouse)?
+            .to_string();
+        let database = conn
+            .required("snowflake.database", &spec.database)?
+            .to_string();
         let schema = spec
             .schema
             .as_deref()
@@ -64,13 +73,13 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .unwrap_or("PUBLIC")
             .to_string();
-        let user = conn.secrets.resolve(name, "snowflake.user", &spec.user)?;
+        let user = conn.resolve("snowflake.user", &spec.user)?;
         if user.trim().is_empty() {
             return Err(Error::Config(format!(
                 "Connection \"{name}\": snowflake.user is empty"
             )));
         }
-        let mut secrets = Vec::new();
+        let redactor = conn.secrets.redactor();
         let auth = match (&spec.password, &spec.private_key) {
             (Some(_), Some(_)) => {
                 return Err(Error::Config(format!(
@@ -82,18 +91,20 @@ impl Settings {
                     "Connection \"{name}\": snowflake needs password or privateKey (key-pair authentication)"
                 )));
             }
-            (Some(password), None) => {
-                let plain = conn.secrets.resolve(name, "snowflake.password", password)?;
-                secrets.push(plain.clone());
-                Auth::Password(plain)
-            }
+            (Some(password), None) => Auth::Password(conn.secret("snowflake.password", password)?),
             (None, Some(key)) => {
-                let pem = conn.secrets.resolve(name, "snowflake.privateKey", key)?;
-                let signer = RsaSigner::from_pem(&pem).map_err(|e| {
-                    Error::Config(format!("Connection \"{name}\": snowflake.privateKey: {e}"))
-                })?;
-                secrets.extend(pem_pieces(&pem));
-                Auth::KeyPair(signer)
+                let pem = conn.secret("snowflake.privateKey", key)?;
+                for piece in pem_pieces(&pem) {
+                    redactor.remember(&piece);
+                }
+                if pem == PLACEHOLDER {
+                    Auth::KeyNotResolved
+                } else {
+                    let signer = RsaSigner::from_pem(&pem).map_err(|e| {
+                        Error::Config(format!("Connection \"{name}\": snowflake.privateKey: {e}"))
+                    })?;
+                    Auth::KeyPair(Box::new(signer))
+                }
             }
         };
         Ok(Self {
@@ -107,14 +118,14 @@ impl Settings {
             schema,
             role: spec.role.clone().filter(|r| !r.trim().is_empty()),
             stage_files: true,
-            secrets,
+            redactor,
         })
     }
 
     /// Text with every secret of the Connection replaced by `***`, for anything the server or
     /// the HTTP client said.
     pub fn redact(&self, text: impl std::fmt::Display) -> String {
-        redact(&self.secrets, text)
+        self.redactor.redact(text)
     }
 
     /// `Connection "c"`: the start of every message.
@@ -122,9 +133,13 @@ impl Settings {
         format!("Connection \"{}\"", self.connection)
     }
 
-    /// Settings for unit tests of the protocol, against a stub at `base_url`.
+    /// A config for unit tests of the protocol, against a stub at `base_url`.
     #[cfg(test)]
     pub fn for_test(base_url: &str, auth: Auth, secrets: Vec<String>) -> Self {
+        let redactor = Redactor::default();
+        for secret in &secrets {
+            redactor.remember(secret);
+        }
         Self {
             connection: "sf".into(),
             base_url: base_url.into(),
@@ -136,7 +151,7 @@ impl Settings {
             schema: "PUBLIC".into(),
             role: Some("ETL".into()),
             stage_files: true,
-            secrets,
+            redactor,
         }
     }
 }
@@ -184,7 +199,7 @@ mod tests {
         }
     }
 
-    fn settings(spec: &ConnectionSpec) -> Result<Settings> {
+    fn settings(spec: &ConnectionSpec) -> Result<SnowflakeConfig> {
         let secrets = Secrets::new(
             [],
             [
@@ -198,7 +213,7 @@ mod tests {
                 ),
             ],
         );
-        Settings::new(&ConnectionRef {
+        SnowflakeConfig::new(&ConnectionRef {
             name: "sf",
             spec,
             base_dir: ".".into(),
@@ -268,5 +283,51 @@ mod tests {
             "login as loader/*** failed"
         );
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_runs_redactor_knows_the_key_and_each_line_of_it() {
+        let key = spec(|b| {
+            b.password = None;
+            b.private_key = Some(SecretValue::from_secret("sf", "key"));
+        });
+        let secrets = Secrets::new(
+            [],
+            [(
+                "SYNQX_SECRET_SF_KEY".to_string(),
+                TEST_KEY_PKCS8.to_string(),
+            )],
+        );
+        let conn = ConnectionRef {
+            name: "sf",
+            spec: &key,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        SnowflakeConfig::new(&conn).unwrap();
+        // What the run logs and reports goes through the run's one redactor.
+        let line = TEST_KEY_PKCS8.lines().nth(3).unwrap();
+        assert_eq!(
+            secrets.redactor().redact(format!("bad key line {line}")),
+            "bad key line ***"
+        );
+    }
+
+    #[test]
+    fn validation_without_secret_values_accepts_a_referenced_key() {
+        let key = spec(|b| {
+            b.password = None;
+            b.private_key = Some(SecretValue::from_secret("sf", "key"));
+        });
+        let secrets = Secrets::placeholders();
+        let conn = ConnectionRef {
+            name: "sf",
+            spec: &key,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        };
+        crate::connectors::validate(&conn, None).unwrap();
+        let config = SnowflakeConfig::new(&conn).unwrap();
+        assert!(matches!(config.auth, Auth::KeyNotResolved));
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::config::{Auth, Settings};
+use super::config::{Auth, SnowflakeConfig};
 use crate::connectors::http_api::without_url;
 use crate::connectors::jwt::JwtHeader;
 
@@ -24,7 +24,7 @@ pub use crate::connectors::http_api::{Failure, Kind};
 /// A logged-in session.
 pub struct Session {
     pub(super) http: reqwest::Client,
-    pub(super) settings: Arc<Settings>,
+    pub(super) settings: Arc<SnowflakeConfig>,
     pub(super) token: String,
     pub(super) sequence: AtomicU64,
 }
@@ -53,7 +53,7 @@ pub(super) struct Envelope {
 impl Session {
     /// Logs in. The server picks warehouse, database, schema and role from the query string,
     /// as the drivers send them.
-    pub async fn login(settings: Arc<Settings>) -> Result<Self, Failure> {
+    pub async fn login(settings: Arc<SnowflakeConfig>) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(15))
@@ -117,13 +117,13 @@ impl Session {
         format!("Snowflake Token=\"{}\"", self.token)
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &SnowflakeConfig {
         &self.settings
     }
 }
 
 /// The login request body as the drivers send it.
-fn login_body(settings: &Settings, now: u64) -> Result<Value, Failure> {
+fn login_body(settings: &SnowflakeConfig, now: u64) -> Result<Value, Failure> {
     let mut data = json!({
         "CLIENT_APP_ID": "synqx",
         "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
@@ -166,6 +166,16 @@ fn login_body(settings: &Settings, now: u64) -> Result<Value, Failure> {
             data["AUTHENTICATOR"] = json!("SNOWFLAKE_JWT");
             data["TOKEN"] = json!(token);
         }
+        Auth::KeyNotResolved => {
+            return Err(Failure {
+                kind: Kind::Unauthorized,
+                code: None,
+                message: format!(
+                    "{}: snowflake.privateKey was read without its value (as synqx validate reads it) and cannot log in",
+                    settings.at()
+                ),
+            });
+        }
     }
     Ok(json!({ "data": data }))
 }
@@ -203,7 +213,7 @@ pub(super) fn unix_now() -> u64 {
 }
 
 /// A request that got no answer.
-pub(super) fn transport(settings: &Settings, what: &str, e: &reqwest::Error) -> Failure {
+pub(super) fn transport(settings: &SnowflakeConfig, what: &str, e: &reqwest::Error) -> Failure {
     // reqwest names the URL; ours carry no secret, but strip the query string anyway (chunk
     // URLs are presigned).
     let text = settings.redact(without_url(e));
@@ -220,7 +230,7 @@ pub(super) fn transport(settings: &Settings, what: &str, e: &reqwest::Error) -> 
 
 /// Reads an API answer; a failure names the step, Snowflake's code and its message.
 pub(super) async fn read_envelope(
-    settings: &Settings,
+    settings: &SnowflakeConfig,
     what: &str,
     response: reqwest::Response,
 ) -> Result<Envelope, Failure> {
@@ -261,7 +271,11 @@ pub(super) async fn read_envelope(
 }
 
 /// A failure Snowflake reported, classified by its code.
-pub(super) fn server_failure(settings: &Settings, what: &str, envelope: &Envelope) -> Failure {
+pub(super) fn server_failure(
+    settings: &SnowflakeConfig,
+    what: &str,
+    envelope: &Envelope,
+) -> Failure {
     let code = envelope.code.clone();
     let message = envelope.message.as_deref().unwrap_or("no message");
     let kind = classify(code.as_deref(), message);
@@ -313,7 +327,7 @@ mod tests {
     #[tokio::test]
     async fn password_login_sends_what_the_drivers_send() {
         let stub = HttpStub::start(vec![login_ok()]).await;
-        let settings = Settings::for_test(
+        let settings = SnowflakeConfig::for_test(
             &stub.url,
             Auth::Password("hunter2".into()),
             vec!["hunter2".into()],
@@ -344,7 +358,8 @@ mod tests {
         let stub = HttpStub::start(vec![login_ok()]).await;
         let signer = RsaSigner::from_pem(TEST_KEY_PKCS8).unwrap();
         let check = RsaSigner::from_pem(TEST_KEY_PKCS8).unwrap();
-        let settings = Settings::for_test(&stub.url, Auth::KeyPair(signer), vec![]);
+        let settings =
+            SnowflakeConfig::for_test(&stub.url, Auth::KeyPair(Box::new(signer)), vec![]);
         Session::login(Arc::new(settings)).await.unwrap();
         let body = stub.requests()[0].json();
         assert_eq!(body["data"]["AUTHENTICATOR"], "SNOWFLAKE_JWT");
@@ -379,7 +394,7 @@ mod tests {
                    "success": false}),
         )])
         .await;
-        let settings = Settings::for_test(
+        let settings = SnowflakeConfig::for_test(
             &stub.url,
             Auth::Password("hunter2".into()),
             vec!["hunter2".into()],
@@ -402,7 +417,7 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        let settings = Settings::for_test(
+        let settings = SnowflakeConfig::for_test(
             &url,
             Auth::Password("hunter2".into()),
             vec!["hunter2".into()],
@@ -427,9 +442,9 @@ mod tests {
             Reply::json(502, json!("not json: hunter2")),
         ])
         .await;
-        let mut secrets = crate::connectors::redact::pem_pieces(TEST_KEY_PKCS8);
+        let mut secrets = crate::connectors::jwt::pem_pieces(TEST_KEY_PKCS8);
         secrets.push("hunter2".into());
-        let settings = Arc::new(Settings::for_test(
+        let settings = Arc::new(SnowflakeConfig::for_test(
             &stub.url,
             Auth::Password("hunter2".into()),
             secrets,

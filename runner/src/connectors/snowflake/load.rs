@@ -30,7 +30,7 @@ const BIND_VALUES: usize = 200_000;
 enum Path {
     Stage {
         name: String,
-        writer: Option<ArrowWriter<Vec<u8>>>,
+        writer: Option<Box<ArrowWriter<Vec<u8>>>>,
         parts: u32,
     },
     Bind,
@@ -91,7 +91,7 @@ impl<'a> Loader<'a> {
             Path::Stage { writer, .. } => {
                 let w = match writer {
                     Some(w) => w,
-                    None => writer.insert(parquet_writer(&self.schema)?),
+                    None => writer.insert(Box::new(parquet_writer(&self.schema)?)),
                 };
                 w.write(&staged).map_err(|e| {
                     Failure::protocol(format!("writing a staged Parquet file failed: {e}"))

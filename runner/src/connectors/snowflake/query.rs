@@ -243,7 +243,7 @@ mod tests {
     fn first_count(result: &QueryResult) -> Option<&str> {
         result.other.get("rowset")?.get(0)?.get(0)?.as_str()
     }
-    use crate::connectors::snowflake::config::{Auth, Settings};
+    use crate::connectors::snowflake::config::{Auth, SnowflakeConfig};
 
     async fn session(replies: Vec<Reply>) -> (Session, HttpStub) {
         let mut all = vec![Reply::json(
@@ -253,7 +253,7 @@ mod tests {
         all.extend(replies);
         let stub = HttpStub::start(all).await;
         let settings =
-            Settings::for_test(&stub.url, Auth::Password("pw".into()), vec!["pw".into()]);
+            SnowflakeConfig::for_test(&stub.url, Auth::Password("pw".into()), vec!["pw".into()]);
         (Session::login(Arc::new(settings)).await.unwrap(), stub)
     }
 

@@ -237,7 +237,7 @@ pub fn convert(
         ) => {
             let ints = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
             let ints = ints.as_primitive::<Int64Type>();
-            let unscaled: Decimal128Array = ints.unary(|v| i128::from(v));
+            let unscaled: Decimal128Array = ints.unary(i128::from);
             let at_scale = unscaled
                 .with_precision_and_scale(38, scale as i8)
                 .map_err(|e| e.to_string())?;
@@ -482,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_are_fetched_with_the_headers_or_key_the_result_names() {
         use crate::connectors::http_stub::{HttpStub, Reply};
-        use crate::connectors::snowflake::config::{Auth, Settings};
+        use crate::connectors::snowflake::config::{Auth, SnowflakeConfig};
         use crate::connectors::snowflake::query::Chunk;
 
         let batch =
@@ -500,7 +500,7 @@ mod tests {
             Reply::bytes(403, b"<Error>AccessDenied</Error>".to_vec()),
         ])
         .await;
-        let settings = Settings::for_test(&stub.url, Auth::Password("pw".into()), vec![]);
+        let settings = SnowflakeConfig::for_test(&stub.url, Auth::Password("pw".into()), vec![]);
         let session = Session::login(Arc::new(settings)).await.unwrap();
         let chunk = Chunk {
             url: format!("{}/results/0_0?X-Amz-Signature=secret", stub.url),

@@ -25,12 +25,12 @@ use super::sql::{
     insert_from_staging, merge, same_name,
 };
 use super::{SnowflakeSink, error};
-use crate::connectors::sql_names::unique_suffix;
-use crate::connectors::sql_sink::{
+use crate::connectors::sql::plan::{
     check_primary_key, count_sent, plan_columns, uncount, written_bytes,
 };
+use crate::connectors::sql::unique_suffix;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 
 #[async_trait]
 impl Sink for SnowflakeSink {
@@ -42,8 +42,7 @@ impl Sink for SnowflakeSink {
     ) -> Result<WriteOutcome> {
         let settings = &self.settings;
         let spec = &request.spec;
-        let table = Table::parse(&spec.asset.fqn, &settings.database, &settings.schema)
-            .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+        let table = super::table(settings, &spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let session = Session::login(settings.clone())
             .await

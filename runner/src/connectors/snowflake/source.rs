@@ -9,11 +9,11 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::config::Settings;
+use super::config::SnowflakeConfig;
 use super::connect::{Failure, Session};
 use super::query::{Binding, QueryResult};
 use super::result::{convert_batch, inline_batches};
-use super::sql::{Table, incremental, read_name, same_name, select};
+use super::sql::{incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
 use crate::connectors::http_api::{cut, receiver_stream};
@@ -30,8 +30,7 @@ impl Source for SnowflakeSource {
             .as_deref()
             .map(trim_query)
             .filter(|q| !q.is_empty());
-        let table = Table::parse(&spec.asset.fqn, &settings.database, &settings.schema)
-            .map_err(|e| Error::Config(format!("{}: {e}", settings.at())))?;
+        let table = super::table(settings, &spec.asset.fqn)?;
         let here = match query {
             Some(_) => format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),
             None => format!("{}, table \"{table}\"", settings.at()),
@@ -91,7 +90,7 @@ async fn stream_rows(
     budget: usize,
     tx: &mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
-    let settings: &Settings = session.settings();
+    let settings: &SnowflakeConfig = session.settings();
     let failed = |m: String| error(settings, Failure::protocol(m));
     let send = |batches: Vec<RecordBatch>| async move {
         for batch in batches {

@@ -18,33 +18,25 @@ use synqx_api::connection::SnowflakeConnection;
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 
-use super::config::Settings;
+use synqx_testkit::{emulators, unique_name};
+
+use super::Snowflake;
+use super::config::SnowflakeConfig;
 use super::connect::Session;
-use super::{SnowflakeSink, SnowflakeSource};
-use crate::connectors::ConnectionRef;
-use crate::connectors::sql_test_support::{
-    destination, err, ok, people, read_all, table_source, write_batches,
-};
-use crate::connectors::test_servers::unique_name;
-use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, Sink};
+use crate::connectors::tests::{Harness, destination, err, ok, people, table_source};
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{Counters, CursorFilter, Rejects, SchemaStream};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
 const CONNECTION: &str = "warehouse";
 const PASSWORD: &str = "sf-pass-8c1f";
 
-/// The fakesnow server, from `scripts/emulators up`.
-fn fakesnow_url() -> String {
-    std::env::var("SYNQX_TEST_FAKESNOW").unwrap_or_else(|_| {
-        panic!("SYNQX_TEST_FAKESNOW is not set; start fakesnow with `eval \"$(scripts/emulators up fakesnow)\"`")
-    })
-}
-
 fn spec(database: &str) -> ConnectionSpec {
     ConnectionSpec {
         snowflake: Some(SnowflakeConnection {
             account: "synqx-test".into(),
-            host: Some(fakesnow_url()),
+            host: Some(emulators::fakesnow()),
             user: SecretValue::plain("loader"),
             password: Some(SecretValue::from_secret("sf-creds", "password")),
             warehouse: "WH".into(),
@@ -99,28 +91,31 @@ impl Warehouse {
     }
 
     async fn session(&self) -> Session {
-        let settings = ok(Settings::new(&self.conn()));
-        Session::login(Arc::new(settings)).await.unwrap_or_else(|e| {
-            panic!("fakesnow at {} is not reachable ({e}); start it with `scripts/emulators up fakesnow`", fakesnow_url())
-        })
+        let settings = ok(SnowflakeConfig::new(&self.conn()));
+        Session::login(Arc::new(settings))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}",
+                    emulators::unreachable("fakesnow", &emulators::fakesnow(), e)
+                )
+            })
     }
 
-    fn sink(&self) -> SnowflakeSink {
-        ok(SnowflakeSink::new(&self.conn()))
+    /// The Connection opened through the registry, as a step opens it.
+    fn harness(&self) -> Harness {
+        Harness::open(&self.conn())
     }
 
     /// A sink that loads with array-bound `INSERT`s, the path of stages this client cannot
     /// upload to (every real account's: their stages want client-side encryption).
-    fn binding_sink(&self) -> SnowflakeSink {
-        let mut settings = ok(Settings::new(&self.conn()));
-        settings.stage_files = false;
-        SnowflakeSink {
-            settings: Arc::new(settings),
+    fn binding_harness(&self) -> Harness {
+        let mut config = ok(Snowflake::config(&self.conn()));
+        config.stage_files = false;
+        Harness {
+            source: ok(Snowflake::source(ok(Snowflake::config(&self.conn())))),
+            sink: ok(Snowflake::sink(config)),
         }
-    }
-
-    fn source(&self) -> SnowflakeSource {
-        ok(SnowflakeSource::new(&self.conn()))
     }
 
     async fn write(
@@ -130,12 +125,13 @@ impl Warehouse {
         key: &[&str],
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        self.write_with(&self.sink(), fqn, mode, key, batches).await
+        self.write_with(&self.harness(), fqn, mode, key, batches)
+            .await
     }
 
     async fn write_with(
         &self,
-        sink: &SnowflakeSink,
+        harness: &Harness,
         fqn: &str,
         mode: WriteMode,
         key: &[&str],
@@ -143,20 +139,20 @@ impl Warehouse {
     ) -> Result<u64> {
         let schema = batches[0].schema();
         let counters = Counters::default();
-        let outcome = write_batches(
-            sink,
-            destination(
-                CONNECTION,
-                fqn,
-                mode,
-                key,
-                Some(SchemaEvolution::AddColumns),
-            ),
-            schema,
-            batches.into_iter().map(Ok).collect(),
-            &counters,
-        )
-        .await?;
+        let outcome = harness
+            .write_counted(
+                destination(
+                    CONNECTION,
+                    fqn,
+                    mode,
+                    key,
+                    Some(SchemaEvolution::AddColumns),
+                ),
+                schema,
+                batches.into_iter().map(Ok).collect(),
+                &counters,
+            )
+            .await?;
         Ok(outcome.rows)
     }
 
@@ -165,13 +161,14 @@ impl Warehouse {
         fqn: &str,
         filter: Option<CursorFilter>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let request = ReadRequest {
-            spec: table_source(CONNECTION, fqn),
-            filter,
-            batch_bytes: 1 << 20,
-            rejects: Rejects::failing(),
-        };
-        read_all(&self.source(), &request).await
+        self.harness()
+            .read_with(
+                table_source(CONNECTION, fqn),
+                filter,
+                1 << 20,
+                Rejects::failing(),
+            )
+            .await
     }
 
     /// `(id, name)` rows of a people table, by id.
@@ -205,7 +202,7 @@ fn row(id: i64, name: &str) -> (i64, Option<String>) {
 #[tokio::test]
 async fn every_mapped_type_round_trips_through_stage_files() {
     let w = Warehouse::new().await;
-    round_trip_every_mapped_type(&w, &w.sink(), "staged", true).await;
+    round_trip_every_mapped_type(&w, &w.harness(), "staged", true).await;
 }
 
 #[tokio::test]
@@ -213,14 +210,14 @@ async fn every_mapped_type_round_trips_through_array_bindings() {
     let w = Warehouse::new().await;
     // Without the NULL row: fakesnow 0.12.1 fails on a NULL in a typed binding (its converter
     // calls int(None)), which Snowflake takes.
-    round_trip_every_mapped_type(&w, &w.binding_sink(), "bound", false).await;
+    round_trip_every_mapped_type(&w, &w.binding_harness(), "bound", false).await;
 }
 
 /// Writes a row of every mapped type (and, `with_nulls`, a row of NULLs), reads them back,
 /// checks each value.
 async fn round_trip_every_mapped_type(
     w: &Warehouse,
-    sink: &SnowflakeSink,
+    harness: &Harness,
     table: &str,
     with_nulls: bool,
 ) {
@@ -285,7 +282,7 @@ async fn round_trip_every_mapped_type(
     let batch = RecordBatch::try_new(schema, columns).unwrap();
     let batch = if with_nulls { batch } else { batch.slice(0, 1) };
     let rows = batch.num_rows() as u64;
-    let written = w.write_with(sink, table, WriteMode::Append, &[], vec![batch]);
+    let written = w.write_with(harness, table, WriteMode::Append, &[], vec![batch]);
     assert_eq!(ok(written.await), rows);
 
     let (schema, batches) = ok(w.read(table, None).await);
@@ -416,20 +413,20 @@ async fn new_columns_follow_schema_evolution() {
         ],
     )
     .unwrap();
-    let fail = write_batches(
-        &w.sink(),
-        destination(
-            CONNECTION,
-            "evolving",
-            WriteMode::Append,
-            &[],
-            Some(SchemaEvolution::Fail),
-        ),
-        wider.clone(),
-        vec![Ok(batch.clone())],
-        &Counters::default(),
-    )
-    .await;
+    let fail = w
+        .harness()
+        .write(
+            destination(
+                CONNECTION,
+                "evolving",
+                WriteMode::Append,
+                &[],
+                Some(SchemaEvolution::Fail),
+            ),
+            wider.clone(),
+            vec![Ok(batch.clone())],
+        )
+        .await;
     assert!(
         err(fail)
             .contains("the table has no column \"score\" of the source (schemaEvolution: fail")
@@ -553,7 +550,8 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
     };
     let counters = Counters::default();
     let failed = w
-        .sink()
+        .harness()
+        .sink
         .write(
             &request,
             failing_input(people(&[(7, Some("new"))])),
@@ -575,7 +573,7 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
         futures::stream::iter(vec![Ok(people(&[(8, Some("half"))]))])
             .chain(futures::stream::pending()),
     );
-    let sink = w.sink();
+    let sink = w.harness().sink;
     let cancelled = tokio::time::timeout(
         Duration::from_secs(3),
         sink.write(&request, stalled, &counters),
@@ -591,7 +589,7 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
 #[tokio::test]
 async fn check_reports_a_reachable_account() {
     let w = Warehouse::new().await;
-    let report = super::check(&w.conn()).await;
+    let report = crate::connectors::check(&w.conn()).await;
     assert!(report.ready, "{report:?}");
     assert_eq!(report.reason, "Connected");
     assert!(

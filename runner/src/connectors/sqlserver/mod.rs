@@ -1,7 +1,7 @@
 //! Microsoft SQL Server, over TDS 7.3 with tiberius.
 //!
 //! **No SQL Server has run this connector**: none can run where it was written. What runs
-//! against iridium-server (a T-SQL engine with a TDS server; `tests_iridium.rs`) is login,
+//! against iridium-server (a T-SQL engine with a TDS server; `tests/server.rs`) is login,
 //! `synqx check`, a refused login, streamed `SELECT`s of int, decimal(38,10), nvarchar and bit
 //! columns, and an integer cursor pushed down. Everything else (bulk loads, `MERGE`,
 //! `sp_rename` swaps, transactions, datetime2 and datetimeoffset values, query sources) is
@@ -64,10 +64,11 @@ mod sink;
 mod source;
 mod statements;
 mod transaction;
-#[cfg(test)]
-mod tests_iridium;
 mod types;
 mod write_values;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -235,41 +236,4 @@ pub(crate) fn quote(ident: &str) -> String {
 /// `Connection "c", table "s.t"`: the start of every message about a table.
 pub(crate) fn at(connection: &str, table: &Table) -> String {
     at_table(connection, table.shown())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fqns_name_tables_with_dbo_as_the_default_schema() {
-        let t = Table::parse("c", "orders").unwrap();
-        assert_eq!(
-            (t.database.as_deref(), t.schema.as_str(), t.name.as_str()),
-            (None, "dbo", "orders")
-        );
-        let t = Table::parse("c", "sales.orders").unwrap();
-        assert_eq!(t.quoted(), "[sales].[orders]");
-        let t = Table::parse("c", "dw.sales.orders").unwrap();
-        assert_eq!(t.quoted(), "[dw].[sales].[orders]");
-        let t = Table::parse("c", "[my.schema].[odd]]name]").unwrap();
-        assert_eq!(t.schema, "my.schema");
-        assert_eq!(t.name, "odd]name");
-        assert_eq!(t.quoted(), "[my.schema].[odd]]name]");
-    }
-
-    #[test]
-    fn bad_fqns_are_rejected_with_the_connection_named() {
-        for fqn in ["", "a..b", "a.b.c.d", "[open", "s."] {
-            let e = Table::parse("wh", fqn).unwrap_err().to_string();
-            assert!(e.starts_with("Connection \"wh\": asset"), "{fqn}: {e}");
-        }
-    }
-
-    #[test]
-    fn identifiers_are_bracket_quoted_with_closing_brackets_doubled() {
-        assert_eq!(quote("a]b"), "[a]]b]");
-        assert_eq!(quote("[x]"), "[[x]]]");
-        assert_eq!(quote("naïve col"), "[naïve col]");
-    }
 }

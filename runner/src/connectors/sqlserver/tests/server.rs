@@ -3,7 +3,7 @@
 //! connector sends. Login and `synqx check`, a refused password, a table streamed into Arrow
 //! (int, decimal(38,10), nvarchar, bit), the incremental cursor pushed down as a typed
 //! literal, and a missing table. Not here, because iridium-server 0.1.13 cannot run them (each
-//! stays under unit tests of its exact SQL in `statements_tests.rs`): `INSERT BULK` (it cannot
+//! stays under unit tests of its exact SQL in `statements/tests.rs` and `sql/sink/tests.rs`): `INSERT BULK` (it cannot
 //! parse it, so no sink test), `MERGE … WHEN NOT MATCHED` (it drops the connection),
 //! `datetimeoffset(7)` in DDL (rejected), `datetime2` values (tiberius cannot read what it
 //! sends: "Protocol error: invalid token type 0"), `CAST(… AS datetime2(7))` in a cursor
@@ -12,49 +12,37 @@
 
 use std::collections::BTreeMap;
 
+use arrow::array::RecordBatch;
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Decimal128Type, Int32Type};
+use arrow::datatypes::{DataType, Decimal128Type, Int32Type, SchemaRef};
 use synqx_api::connection::SqlServerConnection;
 use synqx_api::{ConnectionSpec, SecretValue};
+use synqx_testkit::{emulators, unique_name};
 
-use super::SqlServerSource;
-use super::check::check_settings;
-use super::config::{Settings, connect};
-use crate::connectors::ConnectionRef;
-use crate::connectors::sql_test_support::{err, ok, read_all, table_source};
-use crate::connectors::test_servers::unique_name;
-use crate::engine::{CursorFilter, ReadRequest, Rejects};
+use crate::connectors::sqlserver::check::check;
+use crate::connectors::sqlserver::connect::connect;
+use crate::connectors::sqlserver::{SqlServer, SqlServerConfig};
+use crate::connectors::tests::{Harness, err, ok, table_source};
+use crate::connectors::{ConnectionRef, Connector};
+use crate::engine::{CursorFilter, Rejects};
+use crate::error::Result;
 use crate::secrets::Secrets;
 
 const CONNECTION: &str = "mssql";
 
-/// `sqlserver://user:password@host:port/database` from `scripts/emulators up`.
-fn server() -> (String, String, String, u16, String) {
-    let url = std::env::var("SYNQX_TEST_SQLSERVER").unwrap_or_else(|_| {
-        panic!("SYNQX_TEST_SQLSERVER is not set; start iridium-server with `eval \"$(scripts/emulators up iridium)\"`")
-    });
-    let rest = url.trim_start_matches("sqlserver://");
-    let (login, rest) = rest.split_once('@').unwrap_or(("", rest));
-    let (user, password) = login.split_once(':').unwrap_or((login, ""));
-    let (address, database) = rest.split_once('/').unwrap_or((rest, "synqx"));
-    let (host, port) = address.split_once(':').unwrap_or((address, "1433"));
-    (
-        user.into(),
-        password.into(),
-        host.into(),
-        port.parse().unwrap_or(1433),
-        database.into(),
-    )
+/// The login's password on the test server.
+fn password() -> String {
+    emulators::sqlserver().password
 }
 
 fn spec(password: &str) -> ConnectionSpec {
-    let (user, _, host, port, database) = server();
+    let server = emulators::sqlserver();
     ConnectionSpec {
         sqlserver: Some(SqlServerConnection {
-            host,
-            port: Some(port),
-            database,
-            user: SecretValue::plain(&user),
+            host: server.host,
+            port: Some(server.port),
+            database: server.database,
+            user: SecretValue::plain(&server.user),
             password: Some(SecretValue::plain(password)),
             encrypt: Some(false),
             trust_server_certificate: Some(true),
@@ -72,29 +60,43 @@ fn conn<'a>(spec: &'a ConnectionSpec, secrets: &'a Secrets) -> ConnectionRef<'a>
     }
 }
 
-/// The connector's settings for the spec, with the login in plain text: iridium-server's TLS
+/// The connector's config for the spec, with the login in plain text: iridium-server's TLS
 /// does not interoperate with tiberius's (its handshake ends in "received corrupt message of
 /// type InvalidContentType"), so the server runs without TLS.
-fn settings(spec: &ConnectionSpec) -> Settings {
+fn settings(spec: &ConnectionSpec) -> SqlServerConfig {
     let secrets = Secrets::default();
-    let mut settings = ok(Settings::from_connection(&conn(spec, &secrets)));
+    let mut settings = ok(SqlServer::config(&conn(spec, &secrets)));
     settings.plaintext_login = true;
     settings
 }
 
-fn source(spec: &ConnectionSpec) -> SqlServerSource {
-    SqlServerSource {
-        settings: settings(spec),
+/// The connector opened from that config, as the registry opens it.
+fn harness(spec: &ConnectionSpec) -> Harness {
+    Harness {
+        source: ok(SqlServer::source(settings(spec))),
+        sink: ok(SqlServer::sink(settings(spec))),
     }
+}
+
+/// Reads a table (or a query), with an incremental cursor when given.
+async fn read(
+    spec: &ConnectionSpec,
+    fqn: &str,
+    filter: Option<CursorFilter>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut source = table_source(CONNECTION, fqn);
+    source.columns = BTreeMap::new();
+    harness(spec)
+        .read_with(source, filter, 1 << 20, Rejects::failing())
+        .await
 }
 
 /// Runs setup statements through the connector's own connect.
 async fn exec(spec: &ConnectionSpec, sql: &str) {
     let settings = settings(spec);
     let mut client = connect(&settings).await.unwrap_or_else(|e| {
-        panic!(
-            "iridium-server is not reachable ({e}); start it with `scripts/emulators up iridium`"
-        )
+        let at = format!("{}:{}", settings.host, settings.port);
+        panic!("{}", emulators::unreachable("iridium-server", &at, e))
     });
     client
         .simple_query(sql)
@@ -104,18 +106,6 @@ async fn exec(spec: &ConnectionSpec, sql: &str) {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = client.close().await;
-}
-
-fn request(fqn: &str, query: Option<&str>, filter: Option<CursorFilter>) -> ReadRequest {
-    let mut spec = table_source(CONNECTION, fqn);
-    spec.query = query.map(str::to_string);
-    spec.columns = BTreeMap::new();
-    ReadRequest {
-        spec,
-        filter,
-        batch_bytes: 1 << 20,
-        rejects: Rejects::failing(),
-    }
 }
 
 /// A table of its own with three rows.
@@ -142,10 +132,10 @@ async fn orders(spec: &ConnectionSpec) -> String {
 
 #[tokio::test]
 async fn check_logs_in_and_a_wrong_password_is_refused() {
-    let (_, password, ..) = server();
-    let report = check_settings(settings(&spec(&password))).await;
+    let password = password();
+    let report = check(settings(&spec(&password))).await;
     assert!(report.ready, "{report:?}");
-    let report = check_settings(settings(&spec("not-the-password-9f2"))).await;
+    let report = check(settings(&spec("not-the-password-9f2"))).await;
     // iridium-server refuses with error 50000, not SQL Server's 18456, so the check cannot call
     // it Unauthorized (the 18456 classification is unit-tested in errors.rs).
     assert!(!report.ready);
@@ -163,11 +153,10 @@ async fn check_logs_in_and_a_wrong_password_is_refused() {
 
 #[tokio::test]
 async fn a_table_streams_into_arrow_with_its_types() {
-    let (_, password, ..) = server();
+    let password = password();
     let spec = spec(&password);
     let table = orders(&spec).await;
-    let source = source(&spec);
-    let (schema, batches) = ok(read_all(&source, &request(&table, None, None)).await);
+    let (schema, batches) = ok(read(&spec, &table, None).await);
     assert_eq!(
         schema.field_with_name("amount").unwrap().data_type(),
         &DataType::Decimal128(38, 10)
@@ -203,15 +192,14 @@ async fn a_table_streams_into_arrow_with_its_types() {
 
 #[tokio::test]
 async fn the_cursor_is_pushed_down() {
-    let (_, password, ..) = server();
+    let password = password();
     let spec = spec(&password);
     let table = orders(&spec).await;
-    let source = source(&spec);
     let filter = CursorFilter {
         column: "id".into(),
         after: "1".into(),
     };
-    let (_, batches) = ok(read_all(&source, &request(&table, None, Some(filter))).await);
+    let (_, batches) = ok(read(&spec, &table, Some(filter)).await);
     let mut ids: Vec<i32> = batches
         .iter()
         .flat_map(|b| b.column(0).as_primitive::<Int32Type>().values().to_vec())
@@ -222,10 +210,9 @@ async fn the_cursor_is_pushed_down() {
 
 #[tokio::test]
 async fn a_missing_table_is_named() {
-    let (_, password, ..) = server();
+    let password = password();
     let spec = spec(&password);
-    let source = source(&spec);
-    let e = err(read_all(&source, &request("no_such_table_5c1", None, None)).await);
+    let e = err(read(&spec, "no_such_table_5c1", None).await);
     assert!(e.contains("no_such_table_5c1"), "{e}");
     assert!(!e.contains(&password), "{e}");
 }
