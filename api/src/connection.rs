@@ -154,7 +154,8 @@ pub struct SqlServerConnection {
 pub struct SnowflakeConnection {
     /// Account identifier, e.g. `myorg-myaccount`.
     pub account: String,
-    /// Overrides the API host (for private links or a local test server).
+    /// Overrides the API host `<account>.snowflakecomputing.com`: a host name (a private
+    /// link), or a URL with scheme and port (`http://127.0.0.1:54080` for a local test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// User to log in as.
@@ -189,7 +190,8 @@ pub struct BigQueryConnection {
     /// Location of the jobs (e.g. `EU`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// Service-account key JSON. Without it, workload identity is used.
+    /// Service-account key JSON. Needed unless `endpoint` points at an emulator (workload
+    /// identity is not supported yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_json: Option<SecretValue>,
     /// Overrides the API endpoint (for a local emulator).
