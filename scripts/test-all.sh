@@ -22,6 +22,13 @@ for component in rustfmt clippy; do
 done
 
 step "test servers"
+# Runs a `... up` script and takes in the exports it prints. `eval "$(x up)"` would carry on
+# when x fails (eval of nothing succeeds); this stops the suite there, with x's error.
+up() {
+  local exports
+  exports="$("$@" up)"
+  eval "$exports"
+}
 # The test control plane (tests/cluster) is built from Go modules and needs these tools.
 if ! command -v go >/dev/null 2>&1; then
   echo "error: Go 1.26 or newer is needed to build the test control plane and Helm (tests/cluster/build);" >&2
@@ -65,17 +72,17 @@ promtool --version 2>&1 | sed -n 1p
 # The ArgoCD health checks run in gopher-lua, ArgoCD's Lua engine, from a small Go harness.
 tests/argocd-health/build
 # PostgreSQL and MariaDB from Debian's packages, on loopback, for the database connectors.
-eval "$(scripts/services up)"
+up scripts/services
 trap 'scripts/services down' EXIT
 # redis-server from Debian's package and FerretDB (the MongoDB wire protocol), built once from
 # its Go module into ~/.cache/synqx/testbin and storing its data in the PostgreSQL above.
-eval "$(scripts/nosql-services up)"
+up scripts/nosql-services
 trap 'scripts/nosql-services down; scripts/services down' EXIT
 # fakesnow (Snowflake's API, from PyPI), bigquery-emulator (built from its Go module once,
 # about 9 minutes cold) and iridium-server (a TDS server, built once with cargo install, about
 # 2 minutes) on loopback, for the warehouse and SQL Server connectors.
-eval "$(scripts/emulators up)"
 trap 'scripts/emulators down; scripts/nosql-services down; scripts/services down' EXIT
+up scripts/emulators
 
 step "format"
 cargo fmt --all -- --check
