@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod types;
 pub mod validate;
+pub mod vault;
 
 pub use connection::{Connection, ConnectionSpec, ConnectorKind};
 pub use pipeline::{Pipeline, PipelineSpec, Step};
