@@ -13,5 +13,6 @@ pub mod state;
 pub mod step;
 pub mod transforms;
 pub mod types;
+pub mod vault;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ use synqx_api::SecretValue;
 use synqx_api::secret::secret_env_name;
 
 use crate::error::{Error, Result};
+use crate::vault::Vault;
 
 /// Where secret values come from.
 #[derive(Clone, Default)]
@@ -25,6 +26,8 @@ pub struct Secrets {
     documents: BTreeMap<String, BTreeMap<String, String>>,
     /// Environment variables, normally `std::env::vars()`; injectable for tests.
     env: BTreeMap<String, String>,
+    /// The namespace's keyring, which opens sealed values.
+    vault: Option<Arc<Vault>>,
     /// Every credential resolved so far.
     redactor: Redactor,
     /// Resolve every reference to [`PLACEHOLDER`] (for checks without secrets).
@@ -142,6 +145,12 @@ impl Secrets {
         }
     }
 
+    /// The same secrets, opening sealed values with `vault`.
+    pub fn with_vault(mut self, vault: Vault) -> Self {
+        self.vault = Some(Arc::new(vault));
+        self
+    }
+
     /// Secrets for validating Connections without their values: every reference resolves to
     /// [`PLACEHOLDER`], so only the fields themselves are checked.
     pub fn placeholders() -> Self {
@@ -204,11 +213,18 @@ impl Secrets {
                 r.key, r.name
             )));
         }
-        if value.sealed.is_some() {
-            return Err(Error::Config(format!(
-                "Connection \"{connection}\": {field}: sealed values are opened by the vault keyring, which local runs do not have; use a secretKeyRef with a Secret document or {} locally",
-                "SYNQX_SECRET_<SECRET>_<KEY>"
-            )));
+        if let Some(sealed) = &value.sealed {
+            let Some(vault) = &self.vault else {
+                return Err(Error::Config(format!(
+                    "Connection \"{connection}\": {field}: a sealed value needs the namespace's vault keyring: locally pass it with --vault-key FILE (`synqx vault keygen` writes one)"
+                )));
+            };
+            // The driver keeps its own copy for the connection's lifetime; this one is
+            // wiped as soon as the connector has taken it.
+            let plain = vault
+                .open(connection, field, sealed)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            return Ok(plain.as_str().to_owned());
         }
         Err(Error::Config(format!(
             "Connection \"{connection}\": {field}: set value, secretKeyRef or sealed"

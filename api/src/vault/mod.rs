@@ -40,6 +40,31 @@ pub const KEYRING_SECRET_KEY: &str = "keyring";
 /// Key of the newest public key in the `synqx-vault` ConfigMap.
 pub const PUBLIC_KEY_CONFIG_KEY: &str = "publicKey";
 
+/// Every field of a Connection that takes a secret value, as `synqx seal --field` names it:
+/// its path below `spec`.
+pub const SEALABLE_FIELDS: &[&str] = &[
+    "postgres.user",
+    "postgres.password",
+    "mysql.user",
+    "mysql.password",
+    "sqlserver.user",
+    "sqlserver.password",
+    "snowflake.user",
+    "snowflake.password",
+    "snowflake.privateKey",
+    "bigquery.credentialsJson",
+    "rest.auth.bearerToken",
+    "rest.auth.basic.username",
+    "rest.auth.basic.password",
+    "rest.auth.apiKey.value",
+    "s3.accessKeyId",
+    "s3.secretAccessKey",
+    "s3.sessionToken",
+    "mongodb.uri",
+    "redis.username",
+    "redis.password",
+];
+
 /// Where a sealed value may be opened: one field of one Connection in one namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::SecretValue;
 
 const NOW: &str = "2026-12-01T00:00:00Z";
 
@@ -253,4 +254,70 @@ fn empty_and_huge_values_are_not_sealed() {
         seal(&public, &binding(), &huge),
         Err(VaultError::PlaintextTooLong { .. })
     ));
+}
+
+#[test]
+fn every_secret_field_of_every_connector_can_be_sealed() {
+    use crate::connection::*;
+    let v = || SecretValue::plain("x");
+    let some = || Some(SecretValue::plain("x"));
+    let spec = ConnectionSpec {
+        postgres: Some(PostgresConnection {
+            user: v(),
+            password: some(),
+            ..Default::default()
+        }),
+        mysql: Some(MysqlConnection {
+            user: v(),
+            password: some(),
+            ..Default::default()
+        }),
+        sqlserver: Some(SqlServerConnection {
+            user: v(),
+            password: some(),
+            ..Default::default()
+        }),
+        snowflake: Some(SnowflakeConnection {
+            user: v(),
+            password: some(),
+            private_key: some(),
+            ..Default::default()
+        }),
+        bigquery: Some(BigQueryConnection {
+            credentials_json: some(),
+            ..Default::default()
+        }),
+        rest: Some(RestConnection {
+            auth: Some(RestAuth {
+                bearer_token: some(),
+                basic: Some(BasicAuth {
+                    username: v(),
+                    password: v(),
+                }),
+                api_key: Some(ApiKeyAuth {
+                    header: "h".into(),
+                    value: v(),
+                }),
+            }),
+            ..Default::default()
+        }),
+        s3: Some(S3Connection {
+            access_key_id: some(),
+            secret_access_key: some(),
+            session_token: some(),
+            ..Default::default()
+        }),
+        mongodb: Some(MongoConnection {
+            uri: v(),
+            ..Default::default()
+        }),
+        redis: Some(RedisConnection {
+            username: some(),
+            password: some(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let paths: Vec<String> = spec.secret_values().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, SEALABLE_FIELDS);
 }

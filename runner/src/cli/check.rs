@@ -13,6 +13,7 @@ use synqx_runner::connectors;
 use synqx_runner::local::file_connection;
 use synqx_runner::pod::PodEnv;
 use synqx_runner::secrets::Secrets;
+use synqx_runner::vault::Vault;
 
 use super::files::load_and_validate;
 
@@ -20,6 +21,7 @@ pub struct Args {
     pub files: Vec<PathBuf>,
     pub namespace: Option<String>,
     pub connection: Option<String>,
+    pub vault_key: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,7 +38,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (true, None) => bail!(
             "name the Connection to check with --connection NAME (read from the cluster), or give the YAML files that hold it"
         ),
-        (false, wanted) => in_files(&runtime, &args.files, wanted.as_deref()),
+        (false, wanted) => {
+            let vault = match &args.vault_key {
+                Some(path) => Some(Vault::from_file(
+                    path,
+                    args.namespace.as_deref().unwrap_or("default"),
+                )?),
+                None => None,
+            };
+            in_files(&runtime, &args.files, wanted.as_deref(), vault)
+        }
     }
 }
 
@@ -46,6 +57,7 @@ fn in_files(
     runtime: &tokio::runtime::Runtime,
     paths: &[PathBuf],
     wanted: Option<&str>,
+    vault: Option<Vault>,
 ) -> anyhow::Result<ExitCode> {
     let (report, _) = load_and_validate(paths);
     if !report.is_valid() {
@@ -72,10 +84,13 @@ fn in_files(
         (None, true) => bail!("the files hold no Connection"),
         _ => {}
     }
-    let secrets = Secrets::new(
+    let mut secrets = Secrets::new(
         report.bundle.secrets.iter().map(|d| &d.object),
         std::env::vars(),
     );
+    if let Some(vault) = vault {
+        secrets = secrets.with_vault(vault);
+    }
     let reports =
         runtime.block_on(futures::future::join_all(chosen.iter().map(|doc| async {
             connectors::check(&file_connection(doc, &secrets)).await

@@ -8,6 +8,7 @@ mod run;
 mod state;
 mod step;
 mod validate;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,14 @@ enum Command {
         /// cores).
         #[arg(long, env = "SYNQX_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Vault keyring file that opens the sealed values of the Connections
+        /// (`synqx vault keygen` writes one).
+        #[arg(long, env = "SYNQX_VAULT_KEY")]
+        vault_key: Option<PathBuf>,
+        /// Namespace the sealed values were sealed for (default: the Pipeline's
+        /// metadata.namespace, else `default`).
+        #[arg(long)]
+        namespace: Option<String>,
     },
     /// Run one attempt of one step of a PipelineRun, in the pod of its Job (the operator starts
     /// it): write the step's entry of the run's status and a termination message. Exit 0 when
@@ -106,6 +115,36 @@ enum Command {
         /// The Connection to check (with FILES, default: every Connection in them).
         #[arg(long)]
         connection: Option<String>,
+        /// With FILES: vault keyring file that opens sealed values (sealed for --namespace,
+        /// default `default`).
+        #[arg(long, env = "SYNQX_VAULT_KEY")]
+        vault_key: Option<PathBuf>,
+    },
+    /// Seal a value read from standard input for one field of one Connection: prints
+    /// `sqx1:<key-id>:…`, safe to commit. Needs only the namespace's public key (from the
+    /// cluster's ConfigMap synqx-vault, or --public-key FILE).
+    ///
+    /// Example: `printf %s "$PASSWORD" | synqx seal --namespace etl --connection warehouse
+    /// --field postgres.password`.
+    Seal {
+        /// Namespace of the Connection.
+        #[arg(long)]
+        namespace: String,
+        /// Name of the Connection.
+        #[arg(long)]
+        connection: String,
+        /// The field's path below spec, e.g. postgres.password, s3.secretAccessKey.
+        #[arg(long)]
+        field: String,
+        /// File holding the public key (`synqx vault pubkey` prints it) instead of the
+        /// cluster's.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Vault keys: create a keyring file, print a public key, rotate, reseal files.
+    Vault {
+        #[command(subcommand)]
+        action: VaultCommand,
     },
     /// Show, reset or set the runs and watermarks kept by `synqx run`.
     State {
@@ -148,6 +187,59 @@ enum StateCommand {
     },
 }
 
+/// Where a `synqx vault` command finds the keyring: a file, or a namespace's `synqx-vault`
+/// Secret in the cluster.
+#[derive(clap::Args, Debug)]
+struct KeyringArgs {
+    /// Keyring file.
+    #[arg(long, env = "SYNQX_VAULT_KEY", conflicts_with = "namespace")]
+    vault_key: Option<PathBuf>,
+    /// Namespace whose keyring the cluster holds (Secret and ConfigMap synqx-vault).
+    #[arg(long)]
+    namespace: Option<String>,
+}
+
+impl KeyringArgs {
+    fn source(self) -> anyhow::Result<vault::KeyringSource> {
+        match (self.vault_key, self.namespace) {
+            (Some(file), _) => Ok(vault::KeyringSource::File(file)),
+            (None, Some(ns)) => Ok(vault::KeyringSource::Cluster(ns)),
+            (None, None) => anyhow::bail!(
+                "name the keyring: --vault-key FILE, or --namespace NS for the cluster's"
+            ),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum VaultCommand {
+    /// Write a new keyring file (private; never overwrites one) and print its public key.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key that seals (`sqx1-pub:<key-id>:<key>`).
+    Pubkey {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+    /// Add a key that seals from now on; values sealed with older keys still open.
+    Rotate {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+    },
+    /// Rewrite every sealed value in the files with the newest key (nothing else changes).
+    Reseal {
+        #[command(flatten)]
+        keyring: KeyringArgs,
+        /// Namespace of Connections in the files that name none (default `default`).
+        #[arg(long = "default-namespace", default_value = "default")]
+        default_namespace: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 /// How `synqx graph` draws a DAG.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GraphFormat {
@@ -176,6 +268,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full_refresh,
             parallelism,
             threads,
+            vault_key,
+            namespace,
         } => run::run(run::Args {
             files,
             pipeline,
@@ -184,6 +278,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             full_refresh,
             parallelism,
             threads: threads.map(usize::from),
+            vault_key,
+            namespace,
         }),
         Command::State { action, state: dir } => {
             let action = match action {
@@ -216,11 +312,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             namespace,
             connection,
+            vault_key,
         } => check::run(check::Args {
             files,
             namespace,
             connection,
+            vault_key,
         }),
+        Command::Seal {
+            namespace,
+            connection,
+            field,
+            public_key,
+        } => vault::seal_stdin(&namespace, &connection, &field, public_key.as_deref()),
+        Command::Vault { action } => match action {
+            VaultCommand::Keygen { out } => vault::keygen(&out),
+            VaultCommand::Pubkey { keyring } => vault::pubkey(&keyring.source()?),
+            VaultCommand::Rotate { keyring } => vault::rotate(&keyring.source()?),
+            VaultCommand::Reseal {
+                keyring,
+                default_namespace,
+                files,
+            } => vault::reseal(&keyring.source()?, &default_namespace, &files),
+        },
         Command::Crd { dir } => crd::run(dir.as_deref()),
     }
 }

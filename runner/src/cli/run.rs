@@ -7,6 +7,7 @@ use anyhow::Context;
 use synqx_runner::local::{LocalRun, Progress, RunOptions, choose_pipeline, render};
 use synqx_runner::secrets::Secrets;
 use synqx_runner::state::StateStore;
+use synqx_runner::vault::Vault;
 use tokio_util::sync::CancellationToken;
 
 use super::files::load_and_check;
@@ -19,6 +20,8 @@ pub struct Args {
     pub full_refresh: bool,
     pub parallelism: Option<usize>,
     pub threads: Option<usize>,
+    pub vault_key: Option<PathBuf>,
+    pub namespace: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,12 +34,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let (pipeline, _) = choose_pipeline(&report, args.pipeline.as_deref())?;
-    let secrets = Secrets::new(
+    let mut secrets = Secrets::new(
         report.bundle.secrets.iter().map(|d| &d.object),
         std::env::vars(),
     );
     if let Some(threads) = args.threads {
         synqx_runner::engine::threads::set(threads);
+    }
+    if let Some(path) = &args.vault_key {
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| {
+                report
+                    .bundle
+                    .pipelines
+                    .iter()
+                    .find(|d| d.object.metadata.name.as_deref() == Some(pipeline))
+                    .and_then(|d| d.object.metadata.namespace.clone())
+            })
+            .unwrap_or_else(|| "default".into());
+        secrets = secrets.with_vault(Vault::from_file(path, namespace)?);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(synqx_runner::engine::threads::count())
