@@ -28,6 +28,13 @@ pub enum Error {
     },
     #[error("resumeFrom names run \"{run}\", which does not exist")]
     ResumeFrom { run: String },
+    /// The vault of a namespace cannot be read (a damaged `synqx-vault` Secret).
+    #[error("the vault of namespace {namespace}: {source}")]
+    Vault {
+        namespace: String,
+        #[source]
+        source: synqx_api::vault::VaultError,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,6 +56,8 @@ pub enum ErrorKind {
     Schedule,
     /// A run that resumes from a run that does not exist.
     ResumeFrom,
+    /// A namespace's vault keyring that cannot be read.
+    Vault,
 }
 
 impl ErrorKind {
@@ -61,6 +70,7 @@ impl ErrorKind {
             Self::Revision => "revision",
             Self::Schedule => "schedule",
             Self::ResumeFrom => "resume_from",
+            Self::Vault => "vault",
         }
     }
 }
@@ -78,6 +88,7 @@ impl Error {
             Self::Revision { .. } | Self::Plan { .. } => ErrorKind::Revision,
             Self::Schedule { .. } => ErrorKind::Schedule,
             Self::ResumeFrom { .. } => ErrorKind::ResumeFrom,
+            Self::Vault { .. } => ErrorKind::Vault,
         }
     }
 }

@@ -17,8 +17,8 @@ use synqx_api::pipeline::{PipelineSpec, Step};
 use synqx_api::run::PipelineRun;
 use synqx_api::secret::secret_env_name;
 
-use crate::names;
 use crate::step_pod::{self, PodDefaults};
+use crate::{names, vault};
 
 pub const LABEL_PIPELINE: &str = "synqx.io/pipeline";
 pub const LABEL_RUN: &str = "synqx.io/run";
@@ -71,17 +71,7 @@ impl StepJob<'_> {
             .clone()
             .unwrap_or_else(|| self.default_image.to_string());
 
-        let mut env = vec![EnvVar {
-            name: "POD_NAMESPACE".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
-                    field_path: "metadata.namespace".into(),
-                    api_version: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }];
+        let mut env = vec![vault::namespace_env()];
         if let Some(watermark) = self.watermark {
             env.push(EnvVar {
                 name: WATERMARK_ENV.into(),
@@ -90,6 +80,16 @@ impl StepJob<'_> {
             });
         }
         env.extend(self.secret_env());
+        // Only the operator's runner image gets the keyring (the Pipeline controller refuses
+        // other images for Pipelines with sealed values; this holds for runs pinned before).
+        if self.uses_sealed_values() && image == self.default_image {
+            // Only the keyring: POD_NAMESPACE is set above.
+            env.extend(
+                vault::keyring_env()
+                    .into_iter()
+                    .filter(|e| e.name == vault::KEYRING_ENV),
+            );
+        }
 
         let mut container = Container {
             name: "step".into(),
@@ -168,6 +168,15 @@ impl StepJob<'_> {
             .timeout
             .as_deref()
             .and_then(|t| parse_duration(t).ok())
+    }
+
+    /// Whether a Connection this step uses holds a sealed value: only then does the pod get
+    /// the namespace's keyring.
+    fn uses_sealed_values(&self) -> bool {
+        step_connections(self.step)
+            .into_iter()
+            .filter_map(|name| self.plan.connections.get(name))
+            .any(vault::needs_keyring)
     }
 
     /// `SYNQX_SECRET_<SECRET>_<KEY>` from `secretKeyRef`, for the Connections this step uses.
@@ -471,6 +480,60 @@ spec:
             env.iter()
                 .all(|e| e.value.as_deref() != Some("etl") || e.name.is_empty()),
             "no plaintext secrets"
+        );
+        assert!(
+            find(vault::KEYRING_ENV).is_none(),
+            "no sealed value: no keyring"
+        );
+    }
+
+    #[test]
+    fn only_a_step_whose_connections_hold_sealed_values_gets_the_keyring() {
+        let sealed = YAML.replace(
+            "password: {secretKeyRef: {name: db-credentials, key: password}}",
+            "password: {sealed: \"sqx1:k1:AAAA:BBBB\"}",
+        );
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: &sealed,
+        }]);
+        assert!(report.is_valid(), "{:?}", report.problems);
+        let plan = &report.plans["orders"];
+        let pipeline = report.bundle.pipeline("orders").expect("pipeline");
+        let run = run();
+        let env_with = |default_image: &str| {
+            let job = StepJob {
+                run: &run,
+                pipeline: &pipeline.spec,
+                plan,
+                step: &plan.steps[0].step,
+                attempt: 1,
+                watermark: None,
+                default_image,
+                pods: &PodDefaults::default(),
+            }
+            .build();
+            let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+            pod.containers[0].env.clone().unwrap_or_default()
+        };
+        // The Pipeline's own image is not the operator's: no keyring for it.
+        let env = env_with("ghcr.io/synqx/synqx:0.1.0");
+        assert!(env.iter().all(|e| e.name != vault::KEYRING_ENV));
+        let env = env_with("registry.example.com/synqx:1.2.3");
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names.iter().filter(|n| **n == vault::NAMESPACE_ENV).count(),
+            1,
+            "{names:?}"
+        );
+        let keyring = env
+            .iter()
+            .find(|e| e.name == vault::KEYRING_ENV)
+            .and_then(|e| e.value_from.clone())
+            .and_then(|v| v.secret_key_ref);
+        assert_eq!(
+            keyring.map(|r| (r.name, r.key)),
+            Some(("synqx-vault".to_string(), "keyring".to_string()))
         );
     }
 }

@@ -19,6 +19,7 @@ mod scheduling;
 mod start_failure;
 mod step_pod;
 mod termination;
+mod vault;
 mod watermark;
 
 use std::net::SocketAddr;
@@ -208,6 +209,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         served.join(",")
     };
     tracing::info!(%identity, namespaces = %shown, "reconciling");
+    // Namespaces named on the command line get their vault at once, so values can be sealed
+    // before the first Connection exists; others get it with their first Connection.
+    for namespace in &served {
+        if let Err(error) = vault::ensure(&client, namespace).await {
+            tracing::warn!(%namespace, %error, "cannot set up the vault; retried with the namespace's next Connection");
+        }
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // One set of watches per scope, every subscription taken before they start.

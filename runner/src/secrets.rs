@@ -26,8 +26,9 @@ pub struct Secrets {
     documents: BTreeMap<String, BTreeMap<String, String>>,
     /// Environment variables, normally `std::env::vars()`; injectable for tests.
     env: BTreeMap<String, String>,
-    /// The namespace's keyring, which opens sealed values.
-    vault: Option<Arc<Vault>>,
+    /// The namespace's keyring, which opens sealed values; or why the one given cannot be
+    /// used (said when a sealed value needs it).
+    vault: Option<Arc<std::result::Result<Vault, String>>>,
     /// Every credential resolved so far.
     redactor: Redactor,
     /// Resolve every reference to [`PLACEHOLDER`] (for checks without secrets).
@@ -147,7 +148,14 @@ impl Secrets {
 
     /// The same secrets, opening sealed values with `vault`.
     pub fn with_vault(mut self, vault: Vault) -> Self {
-        self.vault = Some(Arc::new(vault));
+        self.vault = Some(Arc::new(Ok(vault)));
+        self
+    }
+
+    /// The same secrets with a keyring that cannot be used: a sealed value fails with
+    /// `problem`, anything else resolves as before.
+    pub fn with_unusable_vault(mut self, problem: String) -> Self {
+        self.vault = Some(Arc::new(Err(problem)));
         self
     }
 
@@ -214,10 +222,18 @@ impl Secrets {
             )));
         }
         if let Some(sealed) = &value.sealed {
-            let Some(vault) = &self.vault else {
-                return Err(Error::Config(format!(
-                    "Connection \"{connection}\": {field}: a sealed value needs the namespace's vault keyring: locally pass it with --vault-key FILE (`synqx vault keygen` writes one)"
-                )));
+            let vault = match self.vault.as_deref() {
+                Some(Ok(vault)) => vault,
+                Some(Err(problem)) => {
+                    return Err(Error::Config(format!(
+                        "Connection \"{connection}\": {field}: the vault keyring cannot be used: {problem}"
+                    )));
+                }
+                None => {
+                    return Err(Error::Config(format!(
+                        "Connection \"{connection}\": {field}: a sealed value needs the namespace's vault keyring: locally pass it with --vault-key FILE (`synqx vault keygen` writes one); on a cluster the operator gives it to the pods of Connections with sealed values"
+                    )));
+                }
             };
             // The driver keeps its own copy for the connection's lifetime; this one is
             // wiped as soon as the connector has taken it.

@@ -1,5 +1,7 @@
 //! Opening sealed values where a step or check runs: the namespace's keyring, read from a
-//! file (`--vault-key`).
+//! file (`--vault-key`) or, in a step or check pod, from `SYNQX_VAULT_KEYRING` (the kubelet
+//! fills it from the namespace's `synqx-vault` Secret; the pod's service account cannot
+//! read that Secret).
 //! A value is opened when a connector resolves its field, right before connecting, and the
 //! opened copy is wiped when dropped.
 
@@ -8,6 +10,12 @@ use std::path::Path;
 use synqx_api::vault::{Binding, Keyring, VaultError, Zeroizing};
 
 use crate::error::{Error, Result};
+
+/// The environment variable that carries a pod's keyring (set by the operator only in pods
+/// whose Connections hold sealed values).
+pub const KEYRING_ENV: &str = "SYNQX_VAULT_KEYRING";
+/// The environment variable that names a pod's namespace (downward API).
+pub const NAMESPACE_ENV: &str = "POD_NAMESPACE";
 
 /// A keyring and the namespace whose Connections it opens.
 pub struct Vault {
@@ -39,6 +47,22 @@ impl Vault {
     pub fn from_file(path: &Path, namespace: impl Into<String>) -> Result<Self> {
         let keyring = read_keyring(path)?;
         Ok(Self::new(keyring, namespace, path.display().to_string()))
+    }
+
+    /// The keyring a pod was given in [`KEYRING_ENV`], for the pod's namespace.
+    pub fn from_pod_env(text: &str, namespace: Option<&str>) -> Result<Self> {
+        let Some(namespace) = namespace.filter(|n| !n.is_empty()) else {
+            return Err(Error::Config(format!(
+                "{KEYRING_ENV} is set but {NAMESPACE_ENV} is not: sealed values open only for the namespace they were sealed for (the operator sets both)"
+            )));
+        };
+        let keyring = Keyring::from_text(&format!("${KEYRING_ENV}"), text)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Self::new(
+            keyring,
+            namespace,
+            format!("Secret {namespace}/synqx-vault"),
+        ))
     }
 
     /// The namespace whose sealed values this vault opens.

@@ -40,6 +40,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [secrets, events]
   verbs: [get, list]
+# The vault of each namespace: the operator creates the keyring Secret synqx-vault once and
+# publishes its public key in the ConfigMap synqx-vault. It never updates or deletes a Secret.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [synqx-vault]
+  verbs: [get, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

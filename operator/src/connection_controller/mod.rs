@@ -24,7 +24,7 @@ use crate::condition::{ConditionType, Reason, find};
 use crate::context::{Operator, Settings};
 use crate::error::{Error, Result, is_conflict};
 use crate::job::{DEFAULT_SERVICE_ACCOUNT, end_of, hardened_container, hardened_pod};
-use crate::{names, step_pod, termination};
+use crate::{names, step_pod, termination, vault};
 use status::{Verdict, connection_status, says};
 
 mod status;
@@ -73,6 +73,19 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
         kind,
     };
 
+    // Every namespace with a Connection has a vault, so `synqx seal` finds its public key.
+    match vault::ensure(&ctx.client, &namespace).await {
+        Ok(_) => {}
+        Err(error @ Error::Vault { .. }) if vault::needs_keyring(&connection.spec) => {
+            view.set(false, Reason::Invalid, &error.to_string(), false)
+                .await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        Err(error @ Error::Vault { .. }) => {
+            tracing::warn!(%namespace, %error, "the vault cannot be read; Connections without sealed values are not affected");
+        }
+        Err(error) => return Err(error),
+    }
     if let Err((reason, problem)) = references(connection, ctx, &namespace).await? {
         view.set(false, reason, &problem, false).await?;
         return Ok(match reason {
@@ -266,6 +279,10 @@ fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
             ..Default::default()
         })
         .collect();
+    let mut env = env;
+    if vault::needs_keyring(&connection.spec) {
+        env.extend(vault::keyring_env());
+    }
     let mut container = Container {
         name: "check".into(),
         image: Some(settings.runner_image.clone()),

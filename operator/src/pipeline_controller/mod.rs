@@ -57,8 +57,11 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     let name = pipeline.name_any();
     let connections = used_connections(ctx, pipeline, &namespace);
 
-    let compiled = compile(pipeline, &connections)
-        .and_then(|plan| runner_policy(pipeline, &ctx.settings.pods).map(|()| plan));
+    let compiled = compile(pipeline, &connections).and_then(|plan| {
+        runner_policy(pipeline, &ctx.settings.pods)
+            .and(keyring_policy(pipeline, &plan, &ctx.settings.runner_image))
+            .map(|()| plan)
+    });
     let plan = match compiled {
         Ok(plan) => plan,
         Err(problems) => {
@@ -193,6 +196,43 @@ fn runner_policy(
     }
 }
 
+/// The namespace's vault keyring goes only into pods that run the operator's runner image:
+/// an image of the Pipeline's own choosing could read it and open every sealed value of the
+/// namespace.
+fn keyring_policy(
+    pipeline: &Pipeline,
+    plan: &synqx_api::dag::Plan,
+    runner_image: &str,
+) -> std::result::Result<(), Vec<String>> {
+    let Some(image) = pipeline
+        .spec
+        .runner
+        .as_ref()
+        .and_then(|r| r.image.as_deref())
+        .filter(|image| *image != runner_image)
+    else {
+        return Ok(());
+    };
+    let sealed: Vec<&str> = plan
+        .connections
+        .iter()
+        .filter(|(_, spec)| crate::vault::needs_keyring(spec))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    Err(vec![format!(
+        "Pipeline/{}: spec.runner.image: \"{image}\" cannot open sealed values: only the operator's runner image ({runner_image}) receives the namespace's vault keyring, and Connection {} holds sealed values; remove spec.runner.image, or use secretKeyRef for these Connections",
+        pipeline.name_any(),
+        sealed
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )])
+}
+
 /// Applies the status when it differs from what the controller wrote before; returns
 /// whether it did.
 async fn report(ctx: &Operator, pipeline: &Pipeline, status: PipelineStatus) -> Result<bool> {
@@ -210,4 +250,43 @@ async fn report(ctx: &Operator, pipeline: &Pipeline, status: PipelineStatus) -> 
         .patch_status(&pipeline.name_any(), &params, &Patch::Apply(&body))
         .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::validate::{InputFile, validate};
+
+    const OPERATOR_IMAGE: &str = "ghcr.io/synqx/synqx:0.1.0";
+
+    fn keyring_problems(password: &str, image: &str) -> Result<(), Vec<String>> {
+        let yaml = format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db, namespace: etl}}\nspec:\n  postgres: {{host: h, database: d, user: {{value: u}}, password: {password}}}\n---\n\
+             apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p, namespace: etl}}\nspec:\n  runner: {{image: \"{image}\"}}\n  steps:\n    - {{name: a, sql: {{connection: db, statements: [\"select 1\"]}}}}\n"
+        );
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: &yaml,
+        }]);
+        assert!(report.is_valid(), "{:?}", report.problems);
+        let pipeline = &report.bundle.pipelines[0].object;
+        super::keyring_policy(pipeline, &report.plans["p"], OPERATOR_IMAGE)
+    }
+
+    #[test]
+    fn only_the_operators_runner_image_may_open_sealed_values() {
+        let sealed = "{sealed: \"sqx1:k1:AAAA:BBBB\"}";
+        let problems = keyring_problems(sealed, "attacker.example/dump:1").unwrap_err();
+        assert_eq!(
+            problems,
+            vec![format!(
+                "Pipeline/p: spec.runner.image: \"attacker.example/dump:1\" cannot open sealed values: only the operator's runner image ({OPERATOR_IMAGE}) receives the namespace's vault keyring, and Connection \"db\" holds sealed values; remove spec.runner.image, or use secretKeyRef for these Connections"
+            )]
+        );
+        assert_eq!(keyring_problems(sealed, OPERATOR_IMAGE), Ok(()));
+        let referenced = "{secretKeyRef: {name: s, key: k}}";
+        assert_eq!(
+            keyring_problems(referenced, "attacker.example/dump:1"),
+            Ok(())
+        );
+    }
 }

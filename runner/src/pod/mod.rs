@@ -29,6 +29,8 @@ use crate::engine::Counters;
 use crate::local::group;
 use crate::secrets::Secrets;
 use crate::step::{self, StepInputs};
+use crate::vault::{self, Vault};
+use synqx_api::vault::Zeroizing;
 
 /// The environment variable that carries the step's committed watermark.
 pub const WATERMARK_ENV: &str = "SYNQX_WATERMARK";
@@ -63,7 +65,8 @@ impl std::fmt::Display for Attempt {
 pub struct PodEnv {
     /// The committed watermark (`SYNQX_WATERMARK`); `None` reads everything.
     pub watermark: Option<String>,
-    /// Credentials from `SYNQX_SECRET_<SECRET>_<KEY>` variables.
+    /// Credentials from `SYNQX_SECRET_<SECRET>_<KEY>` variables, and the namespace's vault
+    /// keyring from `SYNQX_VAULT_KEYRING` when the operator gave the pod one.
     pub secrets: Secrets,
     /// Where relative paths of Connections start, and where `rejects/` goes.
     pub work_dir: PathBuf,
@@ -75,7 +78,7 @@ impl PodEnv {
     /// The environment of this process. Variables that are not valid UTF-8 are ignored; an
     /// empty `SYNQX_WATERMARK` counts as none.
     pub fn from_process() -> Self {
-        let vars: Vec<(String, String)> = std::env::vars_os()
+        let mut vars: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let get = |name: &str| {
@@ -84,12 +87,27 @@ impl PodEnv {
                 .map(|(_, v)| v.clone())
                 .filter(|v| !v.is_empty())
         };
+        let watermark = get(WATERMARK_ENV);
+        let termination_path = get(TERMINATION_MESSAGE_ENV)
+            .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from);
+        let namespace = get(vault::NAMESPACE_ENV);
+        // The keyring is kept only as the vault, never among the variables.
+        let keyring = vars
+            .iter()
+            .position(|(k, _)| k == vault::KEYRING_ENV)
+            .map(|i| Zeroizing::new(vars.swap_remove(i).1));
+        let mut secrets = Secrets::new(std::iter::empty(), vars);
+        if let Some(text) = keyring {
+            secrets = match Vault::from_pod_env(&text, namespace.as_deref()) {
+                Ok(vault) => secrets.with_vault(vault),
+                Err(e) => secrets.with_unusable_vault(e.to_string()),
+            };
+        }
         Self {
-            watermark: get(WATERMARK_ENV),
-            termination_path: get(TERMINATION_MESSAGE_ENV)
-                .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from),
+            watermark,
+            termination_path,
             work_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            secrets: Secrets::new(std::iter::empty(), vars),
+            secrets,
         }
     }
 }
