@@ -200,11 +200,15 @@ impl Secrets {
             return Ok(PLACEHOLDER.to_string());
         }
         if let Some(r) = &value.secret_key_ref {
+            // Whatever comes from a Secret or a sealed value (a user name too) is kept out of
+            // every message.
             if let Some(v) = self.documents.get(&r.name).and_then(|s| s.get(&r.key)) {
+                self.redactor.remember(v);
                 return Ok(v.clone());
             }
             let var = Self::env_name(&r.name, &r.key);
             if let Some(v) = self.env.get(&var) {
+                self.redactor.remember(v);
                 return Ok(v.clone());
             }
             let found = match self.documents.get(&r.name) {
@@ -240,6 +244,7 @@ impl Secrets {
             let plain = vault
                 .open(connection, field, sealed)
                 .map_err(|e| Error::Config(e.to_string()))?;
+            self.redactor.remember(&plain);
             return Ok(plain.as_str().to_owned());
         }
         Err(Error::Config(format!(
@@ -288,6 +293,26 @@ mod tests {
         assert_eq!(
             Secrets::env_name("api-creds", "token"),
             "SYNQX_SECRET_API_CREDS_TOKEN"
+        );
+    }
+
+    #[test]
+    fn a_user_name_from_a_secret_is_redacted_too() {
+        let docs = [secret("db", "user", "zq_login")];
+        let s = Secrets::new(
+            docs.iter(),
+            [("SYNQX_SECRET_ENV_USER".into(), "zq_env".into())],
+        );
+        let redactor = s.redactor();
+        for value in [
+            SecretValue::from_secret("db", "user"),
+            SecretValue::from_secret("env", "user"),
+        ] {
+            assert!(s.resolve("c", "postgres.user", &value).is_ok());
+        }
+        assert_eq!(
+            redactor.redact("role zq_login, zq_env denied"),
+            "role ***, *** denied"
         );
     }
 

@@ -24,12 +24,13 @@ pub(super) async fn check(settings: &PostgresConfig) -> CheckReport {
     .await;
     let _ = db.close().await;
     match answer {
+        // A user name from a Secret or a sealed value is a credential: the redactor hides it.
         Ok((database, user, version)) => say(
             Reason::Connected,
-            format!(
+            settings.redact(format!(
                 "connected to database \"{database}\" on PostgreSQL {version} at {}:{} as user \"{user}\"",
                 settings.host, settings.port
-            ),
+            )),
         ),
         Err(e) => say(
             Reason::Invalid,
