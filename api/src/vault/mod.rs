@@ -57,6 +57,8 @@ pub const SEALABLE_FIELDS: &[&str] = &[
     "rest.auth.basic.username",
     "rest.auth.basic.password",
     "rest.auth.apiKey.value",
+    "rest.auth.oauth2.clientId",
+    "rest.auth.oauth2.clientSecret",
     "s3.accessKeyId",
     "s3.secretAccessKey",
     "s3.sessionToken",

@@ -295,8 +295,15 @@ fn every_secret_field_of_every_connector_can_be_sealed() {
                     password: v(),
                 }),
                 api_key: Some(ApiKeyAuth {
-                    header: "h".into(),
+                    header: Some("h".into()),
+                    query: None,
                     value: v(),
+                }),
+                oauth2: Some(OAuth2Auth {
+                    token_url: "https://auth.example.com/token".into(),
+                    client_id: v(),
+                    client_secret: v(),
+                    scopes: Vec::new(),
                 }),
             }),
             ..Default::default()

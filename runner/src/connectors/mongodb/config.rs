@@ -18,8 +18,10 @@ impl MongodbConfig {
         let spec = conn.block(conn.spec.mongodb.as_ref())?;
         let uri = conn.secret("mongodb.uri", &spec.uri)?;
         let redactor = conn.secrets.redactor();
-        if let Some(password) = uri_password(&uri) {
-            redactor.remember(&password);
+        // The URI as a whole is remembered by `secret`; its parts are too, since a driver's
+        // message may quote the user or the password alone.
+        for part in uri_credentials(&uri) {
+            redactor.remember(&part);
         }
         // `synqx validate` has no secret values: a placeholder stands for the URI.
         let known = uri != crate::secrets::PLACEHOLDER;
@@ -73,14 +75,28 @@ impl MongodbConfig {
     }
 }
 
-/// The password of a `mongodb://user:password@host` URI, decoded.
-fn uri_password(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let credentials = rest.split_once('@')?.0;
-    let password = credentials.split_once(':')?.1;
-    let url = reqwest::Url::parse(&format!("http://x:{password}@h/")).ok()?;
-    let decoded = url.password()?;
-    Some(percent_decode(decoded).unwrap_or_else(|| decoded.to_string()))
+/// The user and the password of a `mongodb://user:password@host` URI, decoded (either may
+/// be absent).
+fn uri_credentials(uri: &str) -> Vec<String> {
+    let Some(rest) = uri.split_once("://").map(|(_, rest)| rest) else {
+        return Vec::new();
+    };
+    // The user information ends at the last `@` of the authority (before the path and the
+    // options, which may hold an `@` of their own).
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let Some((credentials, _)) = authority.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let (user, password) = match credentials.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (credentials, None),
+    };
+    [Some(user), password]
+        .into_iter()
+        .flatten()
+        .filter(|part| !part.is_empty())
+        .map(|part| percent_decode(part).unwrap_or_else(|| part.to_string()))
+        .collect()
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -102,14 +118,16 @@ fn percent_decode(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::uri_password;
+    use super::uri_credentials;
 
     #[test]
-    fn the_password_of_a_uri_is_found_for_redaction() {
+    fn the_user_and_password_of_a_uri_are_found_for_redaction() {
         assert_eq!(
-            uri_password("mongodb://u:p%40ss@h:1/?a=b").as_deref(),
-            Some("p@ss")
+            uri_credentials("mongodb://u%3Ax:p%40ss@h:1/?a=b"),
+            ["u:x", "p@ss"]
         );
-        assert_eq!(uri_password("mongodb://h:1/"), None);
+        assert_eq!(uri_credentials("mongodb+srv://only_user@h/"), ["only_user"]);
+        assert!(uri_credentials("mongodb://h:1/").is_empty());
+        assert!(uri_credentials("mongodb://h:1/?appName=a@b").is_empty());
     }
 }
