@@ -1,6 +1,7 @@
 //! `synqx-operator`: the SynqX control plane. `run` starts the controllers (behind a leader
 //! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
+mod api_client;
 mod cache_metrics;
 mod caches;
 mod condition;
@@ -33,7 +34,7 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::{Api, Client};
+use kube::Api;
 use synqx_api::duration::parse_duration;
 use tokio::sync::watch;
 
@@ -100,6 +101,10 @@ struct RunArgs {
     /// missing service account) before the step fails with that reason.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pod_start_timeout: Duration,
+    /// Most requests a second to the Kubernetes API, as bursts within a second; answers 429
+    /// are retried with backoff.
+    #[arg(long, default_value_t = api_client::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
+    api_qps: u32,
     /// Let Pipelines mount `hostPath` volumes into step pods.
     #[arg(long)]
     allow_host_path: bool,
@@ -145,9 +150,7 @@ fn init_logs(format: &str) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logs(&args.log_format);
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API (kubeconfig or in-cluster)")?;
+    let client = api_client::connect(args.api_qps).await?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     // Bound before anything else: a taken port is an error to see at once, not a silent
     // operator without metrics or probes.
