@@ -31,8 +31,9 @@ pub struct Operator {
     pub metrics: Arc<Metrics>,
     /// What the scope's watches hold; reconciles read here and never list.
     pub caches: Caches,
-    /// The Job caches of every scope: `--max-concurrent-jobs` counts them all.
-    pub all_jobs: Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>,
+    /// The step Jobs `--max-concurrent-jobs` lets start, counted over every scope and
+    /// shared fairly between namespaces.
+    pub slots: Arc<crate::job_slots::JobSlots>,
     /// Plans of the revisions runs pinned, read once each.
     pub plans: crate::revision::Plans,
     recorder: Recorder,
@@ -44,7 +45,7 @@ impl Operator {
         settings: Settings,
         metrics: Arc<Metrics>,
         caches: Caches,
-        all_jobs: Vec<kube::runtime::reflector::Store<k8s_openapi::api::batch::v1::Job>>,
+        slots: Arc<crate::job_slots::JobSlots>,
     ) -> Self {
         let instance = std::env::var("POD_NAME").ok();
         let reporter = Reporter {
@@ -57,7 +58,7 @@ impl Operator {
             settings,
             metrics,
             caches,
-            all_jobs,
+            slots,
             plans: crate::revision::Plans::default(),
         }
     }

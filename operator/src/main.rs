@@ -10,6 +10,7 @@ mod context;
 mod controllers;
 mod error;
 mod job;
+mod job_slots;
 mod leader;
 mod metrics;
 mod names;
@@ -244,6 +245,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         all_jobs.clone(),
         metrics.clone(),
     ));
+    let slots = Arc::new(job_slots::JobSlots::new(
+        settings.max_concurrent_jobs,
+        all_jobs.clone(),
+    ));
     let controllers = futures::future::join_all(scope_caches.into_iter().zip(triggers).map(
         |(caches, triggers)| {
             let ctx = Arc::new(Operator::new(
@@ -251,7 +256,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 settings.clone(),
                 metrics.clone(),
                 caches.clone(),
-                all_jobs.clone(),
+                slots.clone(),
             ));
             controllers::run(triggers, &caches, reconcilers(), ctx, stop_rx.clone())
         },

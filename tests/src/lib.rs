@@ -2,7 +2,8 @@
 //! server run pods on a machine without containers, and the harness ([`cluster`]) that
 //! starts the test control plane of `tests/cluster` for the tests in `tests/tests`, the
 //! monitoring files ([`monitoring`]), a real Prometheus to scrape the operator
-//! ([`prometheus`]) and the API server's audit log ([`audit`]) to count what a client asked.
+//! ([`prometheus`]), the API server's audit log ([`audit`]) to count what a client asked, and
+//! the operator as a process of the test with its own flags ([`own_operator`]).
 //! The database test servers are reached through `synqx-testkit`.
 
 pub mod audit;
@@ -11,5 +12,6 @@ pub mod helm;
 pub mod kubelet;
 pub mod monitoring;
 pub mod node;
+pub mod own_operator;
 pub mod prometheus;
 pub mod runs;

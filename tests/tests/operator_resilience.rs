@@ -14,9 +14,10 @@ use kube::api::ListParams;
 use synqx_api::PipelineRun;
 use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, never_within, wait_until};
+use synqx_e2e::own_operator::{OwnOperator, lease_holder};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of, scale_operator,
-    setup, slow_query, sqlite, start_run, step,
+    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of, setup,
+    slow_query, sqlite, start_run, step,
 };
 
 /// Tests that kill the shared operator must not overlap.
@@ -43,18 +44,6 @@ fn kill_pod(cluster: &Cluster, pod: &str) {
         "killing {pod}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Who holds the operator's Lease; fails on any error of the API server.
-async fn lease_holder(cluster: &Cluster) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(cluster.client().await, "synqx-system");
-    leases
-        .get_opt("synqx-operator")
-        .await
-        .unwrap_or_else(|e| panic!("reading the Lease synqx-system/synqx-operator: {e}"))?
-        .spec?
-        .holder_identity
-        .filter(|h| !h.is_empty())
 }
 
 /// Whether the operator's pod of this name exists.
@@ -502,29 +491,12 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
     let (cluster, ns) = setup("capped").await;
     let dir = tempfile::tempdir().expect("tempdir");
     // This test's operator, as a process with --max-concurrent-jobs 1, stands in for the pod.
-    scale_operator(cluster, "0");
-    wait_until(
-        Duration::from_secs(60),
-        "the operator pod to stop",
-        || async { lease_holder(cluster).await.is_none_or(|h| h.is_empty()) },
+    let capped = OwnOperator::start(
+        cluster,
+        &["--max-concurrent-jobs", "1"],
+        &dir.path().join("capped.log"),
     )
     .await;
-    let log = std::fs::File::create(dir.path().join("capped.log")).expect("log");
-    let mut capped = Command::new(cluster.bin_dir.join("synqx-operator"))
-        .args([
-            "run",
-            "--all-namespaces",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--max-concurrent-jobs",
-            "1",
-        ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the capped operator");
-
     let steps: String = (1..=3)
         .map(|i| {
             format!(
@@ -546,9 +518,7 @@ async fn max_concurrent_jobs_caps_step_jobs_across_runs() {
     start_run(cluster, &ns, "wide", "wide-2", "");
     let first = finished(&ns, "wide-1").await;
     let second = finished(&ns, "wide-2").await;
-    let _ = capped.kill();
-    let _ = capped.wait();
-    scale_operator(cluster, "1");
+    drop(capped);
     for run in [&first, &second] {
         assert_eq!(
             run.status.as_ref().and_then(|s| s.phase),

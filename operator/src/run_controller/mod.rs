@@ -24,6 +24,7 @@ use synqx_api::scheduler::{Decision, RunFacts, RunPolicy};
 
 use crate::context::Operator;
 use crate::error::{Error, Result};
+use crate::job_slots::RETRY_HELD_BACK;
 use observe::{Observation, Observed};
 use report::Reporter;
 use status::{RunInputs, ended_status, run_status, waiting_status};
@@ -67,10 +68,20 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         Observed::Ready(observation) => observation,
     };
 
-    let decision = decide(&observation, run.spec.cancel == Some(true), Utc::now());
+    let namespace = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let cancel = run.spec.cancel == Some(true);
+    let mut decision = decide(&observation, cancel, Utc::now(), usize::MAX);
+    let wanted = decision.start.len();
+    decision
+        .start
+        .truncate(ctx.slots.room(&namespace, &name, wanted));
+    let held_back = decision.start.len() < wanted;
 
     act::commit_watermarks(ctx, run, &observation, &decision).await?;
     let created = act::stop_and_start(ctx, run, &observation, &decision).await?;
+    ctx.slots
+        .record(&namespace, &name, wanted, decision.start.len());
 
     let status = run_status(&RunInputs {
         previous: &previous,
@@ -85,16 +96,26 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
     if decision.phase.is_finished() {
         return Ok(Action::await_change());
     }
-    Ok(Action::requeue(
-        decision.wake_in.map_or(RUNNING_RESYNC, |w| {
-            w.min(RUNNING_RESYNC) + Duration::from_millis(100)
-        }),
-    ))
+    let wake = decision.wake_in.map_or(RUNNING_RESYNC, |w| {
+        w.min(RUNNING_RESYNC) + Duration::from_millis(100)
+    });
+    // Held back by --max-concurrent-jobs: ask again soon, since a slot kept for this run's
+    // namespace is not taken by another.
+    Ok(Action::requeue(if held_back {
+        wake.min(RETRY_HELD_BACK)
+    } else {
+        wake
+    }))
 }
 
 /// What happens next: the scheduler's decision over the attempts the Jobs describe, the
-/// starts cut to the room `--max-concurrent-jobs` leaves.
-fn decide(observation: &Observation, cancel: bool, now: chrono::DateTime<Utc>) -> Decision {
+/// starts cut to `room`, what `--max-concurrent-jobs` leaves this run.
+fn decide(
+    observation: &Observation,
+    cancel: bool,
+    now: chrono::DateTime<Utc>,
+    room: usize,
+) -> Decision {
     let mut decision = synqx_api::scheduler::decide(&RunFacts {
         plan: &observation.plan,
         attempts: &observation.jobs.attempts,
@@ -103,6 +124,6 @@ fn decide(observation: &Observation, cancel: bool, now: chrono::DateTime<Utc>) -
         cancel,
         now,
     });
-    decision.start.truncate(observation.room);
+    decision.start.truncate(room);
     decision
 }

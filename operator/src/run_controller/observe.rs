@@ -20,7 +20,7 @@ use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::Operator;
 use crate::error::{Error, Result};
-use crate::job::{LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, end_of, job_ended};
+use crate::job::{LABEL_ATTEMPT, LABEL_STEP, end_of, job_ended};
 use crate::{names, start_failure, termination};
 
 /// What the API server says about a run.
@@ -43,8 +43,6 @@ pub struct Observation {
     pub plan: Arc<Plan>,
     pub jobs: JobStates,
     pub resumed: BTreeSet<String>,
-    /// How many Jobs may start now under `--max-concurrent-jobs`.
-    pub room: usize,
 }
 
 /// What the run's Jobs say.
@@ -141,7 +139,6 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
     Ok(Observed::Ready(Box::new(Observation {
         jobs: job_states(&jobs, reports, &status, Utc::now()),
         resumed: resumed(ctx, run, &namespace).await?,
-        room: room(ctx),
         pipeline,
         revision,
         plan,
@@ -333,21 +330,4 @@ async fn resumed(ctx: &Operator, run: &PipelineRun, namespace: &str) -> Result<B
         })
         .map(|s| s.name)
         .collect())
-}
-
-/// How many Jobs may start now under `--max-concurrent-jobs`, which counts every step Job
-/// the operator serves (all its namespaces), not just this run's.
-fn room(ctx: &Operator) -> usize {
-    let Some(max) = ctx.settings.max_concurrent_jobs else {
-        return usize::MAX;
-    };
-    let active = ctx
-        .all_jobs
-        .iter()
-        .flat_map(|jobs| jobs.state())
-        .filter(|j| j.labels().contains_key(LABEL_RUN) && !job_ended(j))
-        .count();
-    usize::try_from(max)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(active)
 }

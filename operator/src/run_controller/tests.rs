@@ -97,9 +97,8 @@ fn play(scenario: &Scenario) -> Trace {
             plan: plan.clone().into(),
             jobs: job_states(&listed, reports, &status, at(now)),
             resumed: BTreeSet::new(),
-            room: usize::MAX,
         };
-        let decision = decide(&observation, false, at(now));
+        let decision = decide(&observation, false, at(now), usize::MAX);
         let mut created = Created::new();
         for (step, attempt) in &decision.start {
             let (seconds, ok) = scenario.outcome(step, *attempt);
@@ -231,9 +230,8 @@ fn the_run_status_holds_only_the_fields_the_controller_owns() {
         plan: plan.clone().into(),
         jobs,
         resumed: BTreeSet::new(),
-        room: 1,
     };
-    let decision = decide(&observation, false, at(1));
+    let decision = decide(&observation, false, at(1), 1);
     // Room for one Job: b starts, c waits.
     assert_eq!(decision.start, [("b".to_string(), 1)]);
     let created: Created = [("b".to_string(), (1, "run-b-1".to_string()))].into();
