@@ -90,8 +90,15 @@ async fn a_missing_database_is_named() {
 
 #[tokio::test]
 async fn the_check_connects_and_names_the_database() {
-    let pg = Pg::on_schema("public".into(), None, None);
-    let report = crate::connectors::check(&pg.conn()).await;
+    // A login of its own: the test server's password is also the name of its database, and
+    // a secret's value is masked wherever it appears, the database name included.
+    let pg = Pg::new("pg_check").await;
+    let role = unique_name("sx_check");
+    pg.sql(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'ch3ck-pw'"))
+        .await;
+    let login = Pg::on_schema("public".into(), Some(&role), Some("ch3ck-pw"));
+    let report = crate::connectors::check(&login.conn()).await;
+    pg.sql(&format!("DROP ROLE \"{role}\"")).await;
     assert!(report.ready, "{report:?}");
     assert_eq!(report.reason, "Connected");
     let s = server();
@@ -103,6 +110,12 @@ async fn the_check_connects_and_names_the_database() {
         "{}",
         report.message
     );
+    assert!(
+        report.message.contains(&format!("as user \"{role}\"")),
+        "{}",
+        report.message
+    );
+    assert!(!report.message.contains("ch3ck-pw"), "{}", report.message);
 }
 
 #[tokio::test]
