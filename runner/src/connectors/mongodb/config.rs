@@ -19,8 +19,11 @@ impl MongodbConfig {
         let uri = conn.secret("mongodb.uri", &spec.uri)?;
         let redactor = conn.secrets.redactor();
         // The URI as a whole is remembered by `secret`; its parts are too, since a driver's
-        // message may quote the user or the password alone.
-        for part in uri_credentials(&uri) {
+        // message may quote the user or the password alone. The user is kept out of messages
+        // when it came from a Secret or a sealed value, as a user field is.
+        let (user, password) = uri_credentials(&uri);
+        let from_secret = spec.uri.value.is_none();
+        for part in password.into_iter().chain(user.filter(|_| from_secret)) {
             redactor.remember(&part);
         }
         // `synqx validate` has no secret values: a placeholder stands for the URI.
@@ -77,26 +80,24 @@ impl MongodbConfig {
 
 /// The user and the password of a `mongodb://user:password@host` URI, decoded (either may
 /// be absent).
-fn uri_credentials(uri: &str) -> Vec<String> {
+fn uri_credentials(uri: &str) -> (Option<String>, Option<String>) {
     let Some(rest) = uri.split_once("://").map(|(_, rest)| rest) else {
-        return Vec::new();
+        return (None, None);
     };
     // The user information ends at the last `@` of the authority (before the path and the
     // options, which may hold an `@` of their own).
     let authority = rest.split(['/', '?']).next().unwrap_or(rest);
     let Some((credentials, _)) = authority.rsplit_once('@') else {
-        return Vec::new();
+        return (None, None);
     };
     let (user, password) = match credentials.split_once(':') {
         Some((user, password)) => (user, Some(password)),
         None => (credentials, None),
     };
-    [Some(user), password]
-        .into_iter()
-        .flatten()
-        .filter(|part| !part.is_empty())
-        .map(|part| percent_decode(part).unwrap_or_else(|| part.to_string()))
-        .collect()
+    let decoded = |part: &str| {
+        (!part.is_empty()).then(|| percent_decode(part).unwrap_or_else(|| part.to_string()))
+    };
+    (decoded(user), password.and_then(decoded))
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -122,12 +123,16 @@ mod tests {
 
     #[test]
     fn the_user_and_password_of_a_uri_are_found_for_redaction() {
+        let found = uri_credentials;
         assert_eq!(
-            uri_credentials("mongodb://u%3Ax:p%40ss@h:1/?a=b"),
-            ["u:x", "p@ss"]
+            found("mongodb://u%3Ax:p%40ss@h:1/?a=b"),
+            (Some("u:x".into()), Some("p@ss".into()))
         );
-        assert_eq!(uri_credentials("mongodb+srv://only_user@h/"), ["only_user"]);
-        assert!(uri_credentials("mongodb://h:1/").is_empty());
-        assert!(uri_credentials("mongodb://h:1/?appName=a@b").is_empty());
+        assert_eq!(
+            found("mongodb+srv://only_user@h/"),
+            (Some("only_user".into()), None)
+        );
+        assert_eq!(found("mongodb://h:1/"), (None, None));
+        assert_eq!(found("mongodb://h:1/?appName=a@b"), (None, None));
     }
 }
