@@ -33,6 +33,9 @@ pub struct StepJob<'a> {
     pub run: &'a PipelineRun,
     pub pipeline: &'a PipelineSpec,
     pub plan: &'a Plan,
+    /// The ControllerRevision holding `plan`: the step reads its plan there, and need not
+    /// wait for the run's status to name it.
+    pub revision: &'a str,
     pub step: &'a Step,
     pub attempt: u32,
     pub watermark: Option<&'a str>,
@@ -105,6 +108,8 @@ impl StepJob<'_> {
                 self.step.name.clone(),
                 "--attempt".into(),
                 self.attempt.to_string(),
+                "--revision".into(),
+                self.revision.to_string(),
             ]),
             env: Some(env),
             resources: runner.resources.clone(),
@@ -355,6 +360,7 @@ spec:
             run: &run,
             pipeline: &pipeline.spec,
             plan,
+            revision: "orders-0123456789",
             step: &plan.steps[0].step,
             attempt: 2,
             watermark: Some("2026-11-01T00:00:00Z"),
@@ -434,7 +440,7 @@ spec:
         let args = container.args.clone().unwrap_or_default().join(" ");
         assert_eq!(
             args,
-            "step --namespace etl --run orders-1 --step extract --attempt 2"
+            "step --namespace etl --run orders-1 --step extract --attempt 2 --revision orders-0123456789"
         );
         let hardening = container
             .security_context
@@ -506,6 +512,7 @@ spec:
                 run: &run,
                 pipeline: &pipeline.spec,
                 plan,
+                revision: "orders-0123456789",
                 step: &plan.steps[0].step,
                 attempt: 1,
                 watermark: None,

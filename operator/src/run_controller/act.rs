@@ -81,6 +81,7 @@ pub async fn stop_and_start(
             run,
             pipeline: &pipeline.spec,
             plan: &observation.plan,
+            revision: &observation.revision,
             step: &planned.step,
             attempt: *attempt,
             watermark,

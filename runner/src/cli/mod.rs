@@ -95,6 +95,10 @@ enum Command {
         /// Attempt number, from 1.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         attempt: u32,
+        /// The ControllerRevision holding the run's plan, as the operator pinned it (default:
+        /// the run's status.revision).
+        #[arg(long)]
+        revision: Option<String>,
     },
     /// Check that Connections can be used: connect, authenticate and reach the target, without
     /// writing.
@@ -302,11 +306,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run,
             step,
             attempt,
+            revision,
         } => step::run(step::Args {
             namespace,
             run,
             step,
             attempt,
+            revision,
         }),
         Command::Check {
             files,

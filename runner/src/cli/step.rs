@@ -11,6 +11,7 @@ pub struct Args {
     pub run: String,
     pub step: String,
     pub attempt: u32,
+    pub revision: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.run,
             args.step,
             args.attempt,
+            args.revision,
             &env,
             cancel,
         )

@@ -120,6 +120,7 @@ pub async fn run(
     run: String,
     step: String,
     attempt: u32,
+    revision: Option<String>,
     env: &PodEnv,
     cancel: CancellationToken,
 ) -> StepReport {
@@ -151,7 +152,7 @@ pub async fn run(
                 &target.run,
                 &target.step,
             ));
-            let (report, known) = match load_plan(&client, &target).await {
+            let (report, known) = match load_plan(&client, &target, revision).await {
                 Ok((revision, plan)) => (
                     execute_planned(&target, &revision, &plan, env, status.clone(), cancel).await,
                     plan.step(&target.step).is_some(),
@@ -176,8 +177,23 @@ pub async fn run(
     report
 }
 
-/// Reads the run, its `status.revision` and the plan in that ControllerRevision.
-async fn load_plan(client: &Client, target: &Attempt) -> Result<(String, Plan), String> {
+/// Reads the plan in the ControllerRevision `pinned` (from the Job's arguments), or else in
+/// the one the run's `status.revision` names. The operator creates a step's Job before it
+/// writes the run's status, so only the argument is sure to be there when the pod starts.
+async fn load_plan(
+    client: &Client,
+    target: &Attempt,
+    pinned: Option<String>,
+) -> Result<(String, Plan), String> {
+    let revision = match pinned.filter(|r| !r.is_empty()) {
+        Some(revision) => revision,
+        None => revision_of_run(client, target).await?,
+    };
+    read_plan(client, target, revision).await
+}
+
+/// The revision the run's status names.
+async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, String> {
     let runs: Api<PipelineRun> = Api::namespaced(client.clone(), &target.namespace);
     let run = runs.get(&target.run).await.map_err(|e| {
         if status::is_not_found(&e) {
@@ -192,16 +208,23 @@ async fn load_plan(client: &Client, target: &Attempt) -> Result<(String, Plan), 
             )
         }
     })?;
-    let Some(revision) = run
-        .status
+    run.status
         .as_ref()
         .and_then(|s| s.revision.clone())
         .filter(|r| !r.is_empty())
-    else {
-        return Err(format!(
-            "{target}: the PipelineRun has no status.revision, so its plan is unknown: the operator sets it before it starts steps; check the operator's logs"
-        ));
-    };
+        .ok_or_else(|| {
+            format!(
+                "{target}: the PipelineRun has no status.revision and the Job names no --revision, so its plan is unknown; check the operator's logs"
+            )
+        })
+}
+
+/// The plan in ControllerRevision `revision`.
+async fn read_plan(
+    client: &Client,
+    target: &Attempt,
+    revision: String,
+) -> Result<(String, Plan), String> {
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &target.namespace);
     let found = revisions.get(&revision).await.map_err(|e| {
         if status::is_not_found(&e) {
