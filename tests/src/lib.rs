@@ -15,3 +15,4 @@ pub mod node;
 pub mod own_operator;
 pub mod prometheus;
 pub mod runs;
+pub mod secrets;

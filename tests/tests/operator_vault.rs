@@ -4,64 +4,18 @@
 //! cannot read; the plaintext appears in no object, Event or pod log; a sealed value pasted
 //! into another Connection and a Pipeline with an image of its own are refused, saying why.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
+use synqx_api::Pipeline;
 use synqx_api::run::RunPhase;
-use synqx_api::{Connection, Pipeline};
-use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
+use synqx_e2e::cluster::{TestNamespace, wait_until};
 use synqx_e2e::runs::{apply, csv_rows, finished, folder, setup, start_run, step};
+use synqx_e2e::secrets::{checked, readable, seal, vault_published};
 use synqx_testkit::postgres::psql;
 use synqx_testkit::servers::postgres;
-
-/// `synqx seal` for one field of a Connection of `ns`, with the public key the cluster
-/// publishes (what a user does; it needs no Secret).
-fn seal(cluster: &Cluster, ns: &str, connection: &str, field: &str, value: &str) -> String {
-    let mut child = Command::new(cluster.bin_dir.join("synqx"))
-        .args(["seal", "--namespace", ns, "--connection", connection])
-        .args(["--field", field])
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start synqx seal");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(value.as_bytes()).expect("write the value");
-    }
-    let out = child.wait_with_output().expect("synqx seal");
-    assert!(
-        out.status.success(),
-        "synqx seal: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// The `Ready` condition of a Connection once it is no longer being checked.
-async fn checked(ns: &TestNamespace, name: &str) -> (String, String, String) {
-    let connections: Api<Connection> = ns.api();
-    let verdict = || async {
-        let c = connections.get(name).await.ok()?;
-        let ready = c
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.r#type == "Ready")?;
-        (ready.reason != "Checking").then_some((ready.status, ready.reason, ready.message))
-    };
-    wait_until(
-        Duration::from_secs(120),
-        &format!("Connection {name} to be checked"),
-        || async { verdict().await.is_some() },
-    )
-    .await;
-    verdict().await.unwrap_or_default()
-}
 
 async fn pipeline_ready_message(ns: &TestNamespace, name: &str) -> (String, String) {
     let pipelines: Api<Pipeline> = ns.api();
@@ -83,33 +37,6 @@ async fn pipeline_ready_message(ns: &TestNamespace, name: &str) -> (String, Stri
     ready().await.unwrap_or_default()
 }
 
-/// Everything of the namespace a user or a tool can read, as text: objects, Events, status.
-fn readable(cluster: &Cluster, ns: &str) -> String {
-    let out = cluster.kubectl(
-        &[
-            "get",
-            "pipelines,pipelineruns,connections,jobs,pods,events,configmaps,controllerrevisions",
-            "-n",
-            ns,
-            "-o",
-            "yaml",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "kubectl get: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let pods = cluster.kubectl(&["get", "pods", "-n", ns, "-o", "name"], None);
-    for pod in String::from_utf8_lossy(&pods.stdout).lines() {
-        let name = pod.trim_start_matches("pod/");
-        text.push_str(&cluster.pod_logs(ns, name));
-    }
-    text
-}
-
 #[tokio::test]
 async fn a_sealed_postgres_login_opens_only_in_the_pods_that_use_it() {
     let (cluster, ns) = setup("vault").await;
@@ -124,13 +51,7 @@ async fn a_sealed_postgres_login_opens_only_in_the_pods_that_use_it() {
 
     // A namespace's first Connection makes the operator create its vault.
     apply(cluster, &ns, &folder("lake", &data.path().join("lake")));
-    let maps: Api<ConfigMap> = ns.api();
-    wait_until(
-        Duration::from_secs(60),
-        "the ConfigMap synqx-vault",
-        || async { maps.get_opt("synqx-vault").await.ok().flatten().is_some() },
-    )
-    .await;
+    vault_published(&ns).await;
 
     let pg = postgres();
     let user = seal(cluster, &ns.name, "warehouse", "postgres.user", &role);

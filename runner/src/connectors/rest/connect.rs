@@ -324,7 +324,7 @@ impl Client {
                 message: self.settings.redactor.redact(format!(
                     "{at}: the OAuth2 token endpoint {} refused the client credentials: HTTP {status}: {}",
                     client.token_url,
-                    snippet(&text)
+                    snippet(&self.settings.redactor.redact(&text))
                 )),
                 source: None,
             });
@@ -390,7 +390,7 @@ impl Client {
                     kind,
                     format!(
                         "{at}: page {page} ({shown}): HTTP {status}{tries}: {}{hint}",
-                        snippet(&text)
+                        snippet(&self.settings.redactor.redact(&text))
                     ),
                     None,
                 )
