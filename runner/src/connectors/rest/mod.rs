@@ -26,6 +26,7 @@ mod check;
 mod config;
 mod connect;
 pub mod pagination;
+mod probe;
 pub mod records;
 mod source;
 #[cfg(test)]

@@ -5,10 +5,14 @@
 //! `Link: <…>; rel="next"` header; a next-page URL in the body ([`NEXT_URL_PATHS`]); a cursor
 //! token sent back as a query parameter ([`CURSOR_PATHS`]); offset or page-number fields in
 //! the body or the first request's query ([`OFFSET_KEYS`], [`PAGE_KEYS`]); else the API has
-//! one page. Offset and page paging stop on an empty page, a page shorter than the page size
+//! one page, unless the first page says more records follow (`has_more: true`, a `total`
+//! beyond it, …): then the API is probed for offset or page-number paging ([`super::probe`]),
+//! and an API that answers neither stops the read with an error, never silently after the
+//! first page. Offset and page paging stop on an empty page, a page shorter than the page size
 //! (the configured `size`, the body's `limit`, else the first page's length), `has_more:
-//! false`, or a reached total. A page that repeats the previous one, a next URL already
-//! visited or a cursor already sent stops with an error instead of looping.
+//! false`, or a reached total. A page that repeats the previous one, a next URL already visited or a
+//! cursor already sent stops with an error instead of looping. Page numbers start at 1
+//! unless the first page says `page: 0` (or a probe finds `page=1` is the second page).
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -16,6 +20,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use reqwest::Url;
 use serde_json::Value;
 use synqx_api::connection::PaginationKind;
+
+use super::probe::{Outcome, Probe};
 
 /// Where a next-page URL may be in a body (JSON pointers), tried in order.
 pub const NEXT_URL_PATHS: [&str; 12] = [
@@ -64,15 +70,15 @@ pub const PAGE_KEYS: [(&str, &str); 5] = [
 pub const SIZE_KEYS: [&str; 5] = ["limit", "per_page", "page_size", "pageSize", "size"];
 /// Objects that may hold the paging fields.
 pub const CONTAINERS: [&str; 3] = ["meta", "pagination", "paging"];
-const HAS_MORE_KEYS: [&str; 5] = ["has_more", "hasMore", "has_next", "hasNext", "more"];
-const TOTAL_KEYS: [&str; 5] = [
+pub const HAS_MORE_KEYS: [&str; 5] = ["has_more", "hasMore", "has_next", "hasNext", "more"];
+pub const TOTAL_KEYS: [&str; 5] = [
     "total",
     "total_count",
     "totalCount",
     "total_results",
     "totalResults",
 ];
-const TOTAL_PAGES_KEYS: [&str; 6] = [
+pub const TOTAL_PAGES_KEYS: [&str; 6] = [
     "total_pages",
     "totalPages",
     "last_page",
@@ -145,6 +151,9 @@ pub struct Response<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Url(Url),
+    /// The response was a probe that returned records already read: drop them, then
+    /// request this URL.
+    Skip(Url),
     Done,
 }
 
@@ -163,6 +172,12 @@ pub struct Paginator {
     first_len: Option<u64>,
     previous: Option<u64>,
     visited: HashSet<u64>,
+    /// The probe in flight, while `auto` asks the API how it pages.
+    probe: Option<Probe>,
+    /// Why `auto` probed, once a probe chose the style.
+    probed: Option<String>,
+    /// The number of the first page: 0 or 1.
+    first_page: u64,
 }
 
 impl Paginator {
@@ -176,6 +191,9 @@ impl Paginator {
             first_len: None,
             previous: None,
             visited: HashSet::new(),
+            probe: None,
+            probed: None,
+            first_page: 1,
         }
     }
 
@@ -190,6 +208,20 @@ impl Paginator {
     /// The style in use, once the first response decided it.
     pub fn style(&self) -> Option<&Style> {
         self.style.as_ref()
+    }
+
+    /// The style in use and how `auto` found it, for the log and the step's message.
+    pub fn describe(&self) -> Option<String> {
+        let style = self.style.as_ref()?.describe();
+        Some(match &self.probed {
+            Some(signal) => format!("{style}, probed because page 1 says {signal}"),
+            None => style,
+        })
+    }
+
+    /// The parameter a probe in flight sends (`offset=10`) and why, for messages.
+    pub fn probing(&self) -> Option<(String, &str)> {
+        self.probe.as_ref().map(|p| (p.trying(), p.signal.as_str()))
     }
 
     /// Whether `auto` chose the style (so it is worth telling the user which).
@@ -208,8 +240,23 @@ impl Paginator {
         let page = self.pages;
         self.visited.insert(hash_of(response.url.as_str()));
         let len = response.records.len() as u64;
-        self.records += len;
         let fingerprint = fingerprint(response.records);
+        if let Some(mut probe) = self.probe.take() {
+            match probe.outcome(fingerprint, len) {
+                Outcome::Retry(url) => {
+                    self.probe = Some(probe);
+                    return Ok(Next::Skip(url));
+                }
+                Outcome::Failed(message) => return Err(message),
+                Outcome::Chosen { style, first_page } => {
+                    self.first_page = first_page;
+                    self.position = current_position(&style, response.url).unwrap_or(0);
+                    self.style = Some(style);
+                    self.probed = Some(probe.signal);
+                }
+            }
+        }
+        self.records += len;
         if len > 0 && self.previous == Some(fingerprint) {
             return Err(format!(
                 "page {page} ({}) repeats page {} record for record: the API ignores the pagination parameter, so paging would never end; set pagination.kind (and param) to what the API documents",
@@ -223,8 +270,19 @@ impl Paginator {
                 PaginationKind::Auto => detect(response, &self.options),
                 _ => forced(response, &self.options),
             };
-            self.position = start_position(&style, response);
             self.first_len = Some(len);
+            if style == Style::Single
+                && self.options.kind == PaginationKind::Auto
+                && let Some((probe, url)) =
+                    Probe::start(response.url, response.body, len, fingerprint, &self.options)
+            {
+                self.probe = Some(probe);
+                return Ok(Next::Url(url));
+            }
+            self.position = start_position(&style, response);
+            if matches!(style, Style::Page { .. }) && self.position == 0 {
+                self.first_page = 0;
+            }
             self.style = Some(style);
         }
         let Some(style) = self.style.clone() else {
@@ -304,9 +362,11 @@ impl Paginator {
                 return true;
             }
         }
+        // Pages read so far, counted from 1 whatever the first page's number.
+        let read_pages = current.saturating_add(1).saturating_sub(self.first_page);
         if let Style::Page { .. } = style
             && let Some(pages) = paging_number(response.body, &TOTAL_PAGES_KEYS)
-            && current >= pages
+            && read_pages >= pages
         {
             return true;
         }
@@ -441,11 +501,19 @@ fn forced(response: &Response<'_>, options: &Options) -> Style {
     }
 }
 
-/// The offset or page number of the first response.
+/// The offset or page number of the first response: from its request, else from the page
+/// field of its body (`page: 0` on a 0-based API), else 0 or 1.
 fn start_position(style: &Style, response: &Response<'_>) -> u64 {
+    let body_page = || {
+        PAGE_KEYS
+            .iter()
+            .find_map(|(key, _)| paging_number(response.body, &[key]))
+    };
     match style {
         Style::Offset { .. } => current_position(style, response.url).unwrap_or(0),
-        Style::Page { .. } => current_position(style, response.url).unwrap_or(1),
+        Style::Page { .. } => current_position(style, response.url)
+            .or_else(body_page)
+            .unwrap_or(1),
         _ => 0,
     }
 }
@@ -549,6 +617,20 @@ fn size_in(body: &Value) -> Option<u64> {
     paging_number(body, &SIZE_KEYS).filter(|s| *s > 0)
 }
 
+/// The first of `keys` present and not null, at the top level or in a paging object, with
+/// its name.
+pub fn paging_field<'a>(
+    body: &'a Value,
+    keys: &[&'static str],
+) -> Option<(&'static str, &'a Value)> {
+    std::iter::once(body)
+        .chain(CONTAINERS.iter().filter_map(|c| body.get(c)))
+        .find_map(|o| {
+            keys.iter()
+                .find_map(|k| o.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+        })
+}
+
 fn paging_fields<'a>(body: &'a Value, keys: &'a [&'a str]) -> impl Iterator<Item = &'a Value> + 'a {
     let objects = std::iter::once(body).chain(CONTAINERS.iter().filter_map(|c| body.get(c)));
     objects.flat_map(move |o| keys.iter().filter_map(move |k| o.get(k)))
@@ -576,7 +658,7 @@ fn hash_of(text: &str) -> u64 {
 }
 
 /// A cheap identity of a page's records: their count and the first and last record.
-fn fingerprint(records: &[Value]) -> u64 {
+pub fn fingerprint(records: &[Value]) -> u64 {
     let mut h = DefaultHasher::new();
     records.len().hash(&mut h);
     for r in [records.first(), records.last()].into_iter().flatten() {

@@ -18,7 +18,7 @@ use super::pagination::{Next, Paginator, Response, set_param};
 use super::records::{RecordsPath, locate};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
-use crate::engine::{ReadRequest, SchemaStream, Source};
+use crate::engine::{Counters, ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
 /// Reads API paths of one REST Connection.
@@ -48,6 +48,9 @@ struct Pager {
     paginator: Paginator,
     next: Option<Url>,
     path: Option<RecordsPath>,
+    /// Where the style `auto` chooses is told, until it is: the step's counters and the
+    /// message's beginning.
+    announce: Option<(Arc<Counters>, String)>,
 }
 
 impl Pager {
@@ -56,11 +59,18 @@ impl Pager {
             return Ok(None);
         };
         let number = self.paginator.pages() + 1;
-        let fetched = self
-            .client
-            .get(&url, number)
-            .await
-            .map_err(|e| service(&self.settings.at(), e))?;
+        let fetched = match self.client.get(&url, number).await {
+            Ok(fetched) => fetched,
+            Err(mut e) => {
+                if let Some((trying, signal)) = self.paginator.probing() {
+                    e.message = format!(
+                        "{}; pagination auto sent {trying} to learn how the API pages, because page 1 says {signal}: set pagination.kind (and param) to what the API documents",
+                        e.message
+                    );
+                }
+                return Err(service(&self.settings.at(), e));
+            }
+        };
         let shown = self.client.shown(&url);
         let mut body: Value = serde_json::from_slice(&fetched.body).map_err(|e| {
             Error::protocol(
@@ -101,12 +111,20 @@ impl Pager {
                 )
             })?
         };
-        self.next = match next {
-            Next::Url(u) => Some(u),
-            Next::Done => None,
+        if self.paginator.is_auto()
+            && let Some(style) = self.paginator.describe()
+            && let Some((counters, at)) = self.announce.take()
+        {
+            counters.note(format!("{at}: pagination auto chose {style}"));
+        }
+        let (next, keep) = match next {
+            Next::Url(u) => (Some(u), true),
+            Next::Skip(u) => (Some(u), false),
+            Next::Done => (None, true),
         };
+        self.next = next;
         let records = match body.pointer_mut(&path.0).map(Value::take) {
-            Some(Value::Array(items)) => items.into_iter().map(document).collect(),
+            Some(Value::Array(items)) if keep => items.into_iter().map(document).collect(),
             _ => Vec::new(),
         };
         Ok(Some(Page {
@@ -151,6 +169,14 @@ impl Source for RestSource {
             paginator,
             next: Some(first),
             path: None,
+            announce: Some((
+                request.rejects.counters().clone(),
+                format!(
+                    "{}: asset \"{}\"",
+                    self.settings.at(),
+                    request.spec.asset.fqn
+                ),
+            )),
         };
         // Sample: hold pages until enough records were seen to infer the schema.
         let mut held = Vec::new();
@@ -160,17 +186,6 @@ impl Source for RestSource {
             let Some(page) = pager.page().await? else {
                 break;
             };
-            if page.number == 1
-                && pager.paginator.is_auto()
-                && let Some(style) = pager.paginator.style()
-            {
-                request.rejects.counters().note(format!(
-                    "{}: asset \"{}\": pagination auto chose {}",
-                    self.settings.at(),
-                    request.spec.asset.fqn,
-                    style.describe()
-                ));
-            }
             for record in page.records.iter().take(SAMPLE_RECORDS - sampled) {
                 inference.observe(record);
             }

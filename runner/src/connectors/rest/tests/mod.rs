@@ -1,5 +1,6 @@
 mod failures;
 mod pagination;
+mod probe;
 mod records;
 mod server;
 mod source;

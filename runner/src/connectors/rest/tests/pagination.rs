@@ -30,15 +30,19 @@ fn walk(
             None => path.insert(locate(&body, None)?),
         };
         let records = records_path.records(&body)?;
-        ids.extend(records.iter().map(|r| r["id"].as_i64().unwrap()));
+        let page: Vec<i64> = records.iter().map(|r| r["id"].as_i64().unwrap()).collect();
         let response = Response {
             url: &url,
             link: link.as_deref(),
             body: &body,
             records,
         };
-        match paginator.next(&response)? {
-            Next::Url(next) => url = next,
+        let next = paginator.next(&response)?;
+        if !matches!(next, Next::Skip(_)) {
+            ids.extend(page);
+        }
+        match next {
+            Next::Url(next) | Next::Skip(next) => url = next,
             Next::Done => return Ok((ids, urls, paginator.style().unwrap().clone())),
         }
     }
@@ -458,6 +462,29 @@ fn page_numbers_stop_on_total_pages_short_and_empty_pages() {
     let (ids, urls, _) = walk(forced, "http://api.test/items", &api).unwrap();
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
     assert_eq!(urls.len(), 4);
+}
+
+#[test]
+fn zero_based_page_numbers_start_where_the_first_page_says() {
+    // `page: 0` on the first page: the next is 1, and total_pages counts from there.
+    let api = |url: &Url| {
+        let page = param(url, "page").unwrap_or(0);
+        (
+            None,
+            json!({"page": page, "total_pages": 4, "data": rows(page * 5, (page * 5 + 5).min(20))}),
+        )
+    };
+    let (ids, urls, _) = walk(auto(), "http://api.test/items", &api).unwrap();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    assert_eq!(
+        urls,
+        [
+            "http://api.test/items",
+            "http://api.test/items?page=1",
+            "http://api.test/items?page=2",
+            "http://api.test/items?page=3"
+        ]
+    );
 }
 
 #[test]

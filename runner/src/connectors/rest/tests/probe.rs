@@ -1,0 +1,216 @@
+//! `pagination.kind: auto` against APIs that say more records follow only with `has_more`,
+//! `total`, `total_pages` or a full page of `per_page`, and name no offset, page, cursor or
+//! next link: the source probes how the API pages and reads every record once, or stops with
+//! an error asking for `pagination.kind`, never silently after page 1.
+
+use serde_json::{Map, Value, json};
+
+use super::server::{Reply, Seen, Server};
+use super::support::{connection, read, records, source};
+
+const TOTAL: i64 = 95;
+const SIZE: i64 = 10;
+
+/// How a simulated API pages; every other paging parameter it ignores.
+#[derive(Clone, Copy)]
+enum Takes {
+    Offset,
+    /// Pages counted from 1.
+    Page,
+    /// Pages counted from 0.
+    PageFromZero,
+    /// Nothing: every request returns the first page.
+    Nothing,
+}
+
+/// An API of [`TOTAL`] records in pages of [`SIZE`] under `data`, paging as `takes` says,
+/// whose pages carry the fields `signal(from, to)` returns and no other paging field.
+fn api(
+    takes: Takes,
+    signal: impl Fn(i64, i64) -> Value + Send + Sync + 'static,
+) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+    move |seen: &Seen| {
+        let number = |name: &str| seen.param(name).and_then(|v| v.parse::<i64>().ok());
+        let from = match takes {
+            Takes::Offset => number("offset").unwrap_or(0),
+            Takes::Page => (number("page").unwrap_or(1) - 1) * SIZE,
+            Takes::PageFromZero => number("page").unwrap_or(0) * SIZE,
+            Takes::Nothing => 0,
+        };
+        let (from, to) = (from.min(TOTAL), (from + SIZE).min(TOTAL));
+        let mut body = Map::new();
+        body.insert("data".into(), Value::Array(records(from, to)));
+        if let Value::Object(fields) = signal(from, to) {
+            body.extend(fields);
+        }
+        Reply::json(&Value::Object(body))
+    }
+}
+
+fn requests(server: &Server) -> Vec<String> {
+    server
+        .seen()
+        .iter()
+        .map(|s| s.path_and_query.clone())
+        .collect()
+}
+
+/// Reads the API and checks every record arrived once, in order, and what `auto` said.
+async fn reads_everything(server: &Server, chosen: &str) -> Vec<String> {
+    let conn = connection(&server.url(), |_| {});
+    let got = read(&conn, source("orders"))
+        .await
+        .unwrap_or_else(|e| panic!("{chosen}: {e}"));
+    assert_eq!(
+        got.ids(),
+        (0..TOTAL).collect::<Vec<_>>(),
+        "{chosen}: {:?}",
+        requests(server)
+    );
+    let note = got.counters.notes().unwrap_or_default();
+    assert!(
+        note.contains(&format!("pagination auto chose {chosen}")),
+        "{note}"
+    );
+    requests(server)
+}
+
+#[tokio::test]
+async fn has_more_true_alone_probes_offset_paging() {
+    let server = Server::start(api(Takes::Offset, |_, to| json!({"has_more": to < TOTAL}))).await;
+    let seen = reads_everything(
+        &server,
+        "offset (param offset), probed because page 1 says has_more: true",
+    )
+    .await;
+    assert_eq!(seen.len(), 10, "one request a page: {seen:?}");
+    assert_eq!(seen[1], "/orders?offset=10");
+}
+
+#[tokio::test]
+async fn has_more_true_alone_probes_page_numbers_when_offset_is_ignored() {
+    let server = Server::start(api(Takes::Page, |_, to| json!({"hasMore": to < TOTAL}))).await;
+    let seen = reads_everything(
+        &server,
+        "page (param page), probed because page 1 says hasMore: true",
+    )
+    .await;
+    // offset=10 and page=1 return page 1 again: dropped, not read twice.
+    assert_eq!(
+        seen[..4],
+        [
+            "/orders",
+            "/orders?offset=10",
+            "/orders?page=1",
+            "/orders?page=2"
+        ]
+    );
+    assert_eq!(seen.len(), 12, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_total_beyond_the_first_page_probes_offset_and_stops_at_it() {
+    // Full pages to the end (90 records): only the total says where they stop.
+    let server = Server::start(api(Takes::Offset, |_, _| json!({"meta": {"total": TOTAL}}))).await;
+    reads_everything(
+        &server,
+        "offset (param offset), probed because page 1 says total: 95, 10 on page 1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn total_pages_and_per_page_probe_page_numbers_first_and_stop_at_the_last_page() {
+    let server = Server::start(api(
+        Takes::Page,
+        |_, _| json!({"total_pages": 10, "per_page": SIZE}),
+    ))
+    .await;
+    let seen = reads_everything(
+        &server,
+        "page (param page, size 10), probed because page 1 says total_pages: 10",
+    )
+    .await;
+    assert_eq!(seen[1..3], ["/orders?page=1", "/orders?page=2"]);
+    assert_eq!(seen.len(), 11, "no request past the last page: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_full_page_of_per_page_finds_pages_counted_from_zero() {
+    let server = Server::start(api(Takes::PageFromZero, |_, _| json!({"per_page": SIZE}))).await;
+    let seen = reads_everything(
+        &server,
+        "page (param page, size 10), probed because page 1 says a full page of 10 records",
+    )
+    .await;
+    // page=1 is the second page of a 0-based API: kept, and page=2 follows.
+    assert_eq!(seen[1..3], ["/orders?page=1", "/orders?page=2"]);
+    assert_eq!(seen.len(), 10, "{seen:?}");
+}
+
+#[tokio::test]
+async fn no_probe_when_the_first_page_says_it_is_the_last() {
+    for signal in [
+        json!({"has_more": false, "per_page": SIZE}),
+        json!({"total": SIZE}),
+        json!({"total_pages": 1}),
+    ] {
+        let body = signal.clone();
+        let server = Server::start(move |_| {
+            let mut page = body.clone();
+            page["data"] = Value::Array(records(0, SIZE));
+            Reply::json(&page)
+        })
+        .await;
+        let conn = connection(&server.url(), |_| {});
+        let got = read(&conn, source("orders")).await.unwrap();
+        assert_eq!(got.ids(), (0..SIZE).collect::<Vec<_>>(), "{signal}");
+        assert_eq!(requests(&server), ["/orders"], "{signal}");
+    }
+}
+
+#[tokio::test]
+async fn an_api_that_ignores_every_probe_is_an_error_asking_for_the_kind() {
+    let server = Server::start(api(Takes::Nothing, |_, _| json!({"has_more": true}))).await;
+    let conn = connection(&server.url(), |_| {});
+    let e = read(&conn, source("orders"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no error"))
+        .to_string();
+    let first = format!("{}/orders", server.url());
+    assert!(
+        e.contains(&format!(
+            "page 1 ({first}) says more records follow (has_more: true)"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("no other records for offset=10, page=1, page=2"),
+        "{e}"
+    );
+    assert!(e.contains("set pagination.kind"), "{e}");
+}
+
+#[tokio::test]
+async fn an_api_that_refuses_a_probe_parameter_names_the_probe() {
+    let server = Server::start(|seen: &Seen| {
+        if seen.param("offset").is_some() {
+            return Reply::raw(400, br#"{"error": "unknown parameter offset"}"#.to_vec());
+        }
+        Reply::json(&json!({"data": records(0, SIZE), "has_more": true}))
+    })
+    .await;
+    let conn = connection(&server.url(), |_| {});
+    let e = read(&conn, source("orders"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no error"))
+        .to_string();
+    assert!(e.contains("400"), "{e}");
+    assert!(
+        e.contains("pagination auto sent offset=10 to learn how the API pages, because page 1 says has_more: true"),
+        "{e}"
+    );
+    assert!(e.contains("set pagination.kind"), "{e}");
+}
