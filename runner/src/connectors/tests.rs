@@ -342,6 +342,19 @@ mod registry {
             e,
             "Connection \"c\": \"events\": a stream only appends entries; upsert needs kind hash or json"
         );
+        let mut expiring = destination("c", "events", WriteMode::Append, &[], None);
+        expiring.redis = Some(RedisWrite {
+            kind: Some(RedisWriteKind::Stream),
+            ttl: Some("1h".into()),
+        });
+        let e = err(validate(
+            &conn(&redis, &secrets),
+            Some(Usage::Destination(&expiring)),
+        ));
+        assert!(
+            e.starts_with("Connection \"c\": \"events\": redis.ttl applies to keys written as kind hash or json"),
+            "{e}"
+        );
         let e = err(validate(
             &conn(&redis, &secrets),
             Some(Usage::Source(&table_source("c", " "))),

@@ -2,13 +2,16 @@
 //! hashes as rows of their fields, strings as rows of their JSON) or a stream (`XRANGE`,
 //! incremental by entry id with `cursor: _id`). Sink: hashes or JSON strings at keys from a
 //! template (`orders:{id}`), or `XADD` to a stream; pipelined; optional TTL; overwrite swaps
-//! staged keys in with one transaction. Type map in [`types`].
+//! staged keys in with one transaction, replacing exactly the keys the template wrote
+//! ([`owned`]). Type map in [`types`].
 
 mod check;
 mod config;
 mod connect;
+mod owned;
 mod sink;
 mod source;
+mod template;
 #[cfg(all(test, feature = "redis-integration-tests"))]
 mod tests;
 pub mod types;
@@ -20,8 +23,9 @@ use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::RedisConfig;
-pub use sink::{RedisSink, Template};
+pub use sink::RedisSink;
 pub use source::RedisSource;
+pub use template::Template;
 
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};

@@ -2,7 +2,8 @@
 //! order (incrementally with `cursor: _id`: entries after the watermark's id), or a key
 //! pattern (`orders:*`), read with `SCAN`: hashes become rows of their fields, strings rows
 //! of their JSON (see [`super::types`]). Keys of other types are skipped and counted in the
-//! step's message. The first 1,000 documents decide the schema.
+//! step's message. The first 1,000 documents decide the schema; objects inside JSON strings
+//! are JSON text or, with `nested: flatten`, a column per field (`customer.name`).
 
 use std::sync::Arc;
 
@@ -264,7 +265,8 @@ impl Source for RedisSource {
         };
         let label = if kind == "stream" { "_id" } else { "_key" };
         let mut held = Vec::new();
-        let mut inference = Inference::new(synqx_api::pipeline::Nested::Json);
+        let nested = request.spec.nested.unwrap_or_default();
+        let mut inference = Inference::new(nested);
         let mut sampled = 0;
         while sampled < SAMPLE_RECORDS {
             let Some(chunk) = reader.next(&mut db, settings).await? else {
@@ -287,7 +289,7 @@ impl Source for RedisSource {
         }
         let schema: SchemaRef = Arc::new(mark_stream_ids(schema, label == "_id"));
         let emitter = Emitter {
-            converter: Converter::new(schema.clone(), synqx_api::pipeline::Nested::Json),
+            converter: Converter::new(schema.clone(), nested),
             rejects: request.rejects.clone(),
             filter: None,
             batch_bytes: request.batch_bytes,

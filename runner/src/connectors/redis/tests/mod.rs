@@ -1,2 +1,3 @@
+mod overwrite;
 mod roundtrip;
 mod support;

@@ -4,88 +4,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimeUnit};
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use synqx_api::pipeline::{RedisWriteKind, WriteMode};
 
-use super::support::{connection, password, raw, read, write};
+use super::support::{column_i64, connection, hashes, orders, password, raw, read, write};
 use crate::engine::cursor::{MaxTracker, later};
 use crate::error::Error;
 use synqx_testkit::unique_name;
-
-fn orders(ids: std::ops::Range<i64>) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("price", DataType::Float64, true),
-        Field::new("paid", DataType::Boolean, true),
-        Field::new(
-            "at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            true,
-        ),
-    ]));
-    let n = ids.clone().count();
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from_iter_values(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.clone().map(|i| format!("order {i}, \"quoted\" ü")),
-            )),
-            Arc::new(Float64Array::from_iter(
-                ids.clone().map(|i| (i % 3 != 0).then_some(i as f64 * 2.5)),
-            )),
-            Arc::new(BooleanArray::from_iter(
-                ids.clone().map(|i| Some(i % 2 == 0)),
-            )),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    ids.map(|i| 1_700_000_000_000_000 + i * 1_000_000),
-                )
-                .with_timezone("+00:00"),
-            ),
-        ],
-    )
-    .unwrap_or_else(|e| panic!("{e} ({n} rows)"))
-}
-
-/// Writes `batch` as hashes at `template`.
-async fn hashes(
-    conn: &synqx_api::ConnectionSpec,
-    template: &str,
-    mode: WriteMode,
-    batch: RecordBatch,
-) -> crate::engine::WriteOutcome {
-    write(
-        conn,
-        template,
-        RedisWriteKind::Hash,
-        mode,
-        None,
-        vec![Ok(batch)],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("writing hashes at {template}: {e}"))
-}
-
-fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
-    let mut all: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .unwrap_or_else(|| panic!("no {name} in {:?}", b.schema()))
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    all.sort();
-    all
-}
 
 #[tokio::test]
 async fn hashes_round_trip_with_their_types() {

@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{
+    AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 use futures::StreamExt;
 use synqx_api::ConnectionSpec;
 use synqx_api::SecretValue;
@@ -81,17 +85,31 @@ pub async fn read(
     fqn: &str,
     after: Option<&str>,
 ) -> Result<(Vec<RecordBatch>, Arc<Counters>)> {
+    read_source(spec, source(fqn), after).await
+}
+
+/// A source block reading `fqn` from the Connection `cache`.
+pub fn source(fqn: &str) -> SourceSpec {
+    SourceSpec {
+        connection: "cache".into(),
+        asset: Asset {
+            name: None,
+            fqn: fqn.into(),
+        },
+        ..Default::default()
+    }
+}
+
+/// Reads the source `spec_source` (with `after` as the `_id` watermark).
+pub async fn read_source(
+    spec: &ConnectionSpec,
+    spec_source: SourceSpec,
+    after: Option<&str>,
+) -> Result<(Vec<RecordBatch>, Arc<Counters>)> {
     let source = harness(spec)?.source;
     let counters = Arc::new(Counters::default());
     let request = ReadRequest {
-        spec: SourceSpec {
-            connection: "cache".into(),
-            asset: Asset {
-                name: None,
-                fqn: fqn.into(),
-            },
-            ..Default::default()
-        },
+        spec: spec_source,
         filter: after.map(|a| CursorFilter {
             column: "_id".into(),
             after: a.into(),
@@ -116,11 +134,24 @@ pub async fn write(
     ttl: Option<&str>,
     batches: Vec<Result<RecordBatch>>,
 ) -> Result<WriteOutcome> {
-    let sink = harness(spec)?.sink;
     let schema = match batches.first() {
         Some(Ok(b)) => b.schema(),
         _ => panic!("write needs a first batch for its schema"),
     };
+    let input = SchemaStream::new(schema, futures::stream::iter(batches));
+    write_stream(spec, fqn, kind, mode, ttl, input).await
+}
+
+/// Writes the batches of `input` to `fqn` as `kind` in `mode`.
+pub async fn write_stream(
+    spec: &ConnectionSpec,
+    fqn: &str,
+    kind: RedisWriteKind,
+    mode: WriteMode,
+    ttl: Option<&str>,
+    input: SchemaStream,
+) -> Result<WriteOutcome> {
+    let sink = harness(spec)?.sink;
     let request = WriteRequest {
         spec: Destination {
             connection: "cache".into(),
@@ -137,6 +168,78 @@ pub async fn write(
         },
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
     };
-    let input = SchemaStream::new(schema, futures::stream::iter(batches));
     sink.write(&request, input, &Counters::default()).await
+}
+
+/// Rows of orders `ids`: id, name, price (null every third), paid, at.
+pub fn orders(ids: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("price", DataType::Float64, true),
+        Field::new("paid", DataType::Boolean, true),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            true,
+        ),
+    ]));
+    let n = ids.clone().count();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| format!("order {i}, \"quoted\" ü")),
+            )),
+            Arc::new(Float64Array::from_iter(
+                ids.clone().map(|i| (i % 3 != 0).then_some(i as f64 * 2.5)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                ids.clone().map(|i| Some(i % 2 == 0)),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    ids.map(|i| 1_700_000_000_000_000 + i * 1_000_000),
+                )
+                .with_timezone("+00:00"),
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e} ({n} rows)"))
+}
+
+/// Writes `batch` as hashes at `template`.
+pub async fn hashes(
+    conn: &synqx_api::ConnectionSpec,
+    template: &str,
+    mode: WriteMode,
+    batch: RecordBatch,
+) -> crate::engine::WriteOutcome {
+    write(
+        conn,
+        template,
+        RedisWriteKind::Hash,
+        mode,
+        None,
+        vec![Ok(batch)],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("writing hashes at {template}: {e}"))
+}
+
+/// The values of Int64 column `name` in every batch, sorted.
+pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    let mut all: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap_or_else(|| panic!("no {name} in {:?}", b.schema()))
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    all.sort();
+    all
 }
