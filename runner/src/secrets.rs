@@ -43,7 +43,17 @@ pub const PLACEHOLDER: &str = "synqx-validate-placeholder";
 /// share the values: the run has one.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    values: Arc<RwLock<Vec<String>>>,
+    values: Arc<RwLock<Vec<Remembered>>>,
+}
+
+/// A value the redactor removes, and how it is found in a text.
+#[derive(Clone, PartialEq, Eq)]
+struct Remembered {
+    text: String,
+    /// Only where it stands as a word of its own. A user name is often an ordinary word
+    /// (`synqx`, `etl`) that also begins the names of databases and schemas a message must
+    /// still show; a credential is removed wherever it occurs.
+    whole_word: bool,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -54,35 +64,75 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    /// Remembers a credential, as it is and percent-encoded (as a URL, a query string or a
-    /// driver's connection string carries it); empty values are ignored (they would match
-    /// everywhere).
+    /// Remembers a credential (a password, a key, a token), as it is and percent-encoded (as
+    /// a URL, a query string or a driver's connection string carries it); it is removed
+    /// wherever it occurs. Empty values are ignored (they would match everywhere).
     pub fn remember(&self, value: &str) {
+        self.add(value, false);
+    }
+
+    /// Remembers a name that must not be shown (a user name from a Secret or a sealed value):
+    /// removed, as it is and percent-encoded, where it stands as a word of its own (between
+    /// characters that are not letters, digits or `_`).
+    pub fn remember_word(&self, value: &str) {
+        self.add(value, true);
+    }
+
+    fn add(&self, value: &str, whole_word: bool) {
         if value.is_empty() {
             return;
         }
         if let Ok(mut values) = self.values.write() {
-            for form in [value.to_string(), percent_encoded(value)] {
-                if !values.contains(&form) {
-                    values.push(form);
+            for text in [value.to_string(), percent_encoded(value)] {
+                // A value remembered both ways is a credential: removed wherever it occurs.
+                if let Some(known) = values.iter_mut().find(|v| v.text == text) {
+                    known.whole_word &= whole_word;
+                    continue;
                 }
+                values.push(Remembered { text, whole_word });
             }
             // Longest first, so a value that contains another is replaced whole.
-            values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+            values.sort_by_key(|v| std::cmp::Reverse(v.text.len()));
         }
     }
 
-    /// The text with every remembered credential replaced by `***`.
+    /// The text with every remembered value replaced by `***`.
     pub fn redact(&self, text: impl std::fmt::Display) -> String {
         let text = text.to_string();
         match self.values.read() {
-            Ok(values) => values
-                .iter()
-                .fold(text, |text, value| text.replace(value.as_str(), "***")),
+            Ok(values) => values.iter().fold(text, |text, value| {
+                if value.whole_word {
+                    replace_words(&text, &value.text)
+                } else {
+                    text.replace(value.text.as_str(), "***")
+                }
+            }),
             // A writer panicked while holding the lock: nothing can be trusted to be removed.
             Err(_) => "(message withheld: the redactor is unusable)".into(),
         }
     }
+}
+
+/// `text` with each occurrence of `word` that no letter, digit or `_` touches replaced by
+/// `***`. An edge of `word` that is itself a symbol (`@ops`) needs no boundary.
+fn replace_words(text: &str, word: &str) -> String {
+    let word_char = |c: char| c.is_alphanumeric() || c == '_';
+    let open_start = word.chars().next().is_some_and(word_char);
+    let open_end = word.chars().next_back().is_some_and(word_char);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices(word) {
+        let end = at + word.len();
+        let touched_before = open_start && text[..at].chars().next_back().is_some_and(word_char);
+        let touched_after = open_end && text[end..].chars().next().is_some_and(word_char);
+        if !touched_before && !touched_after {
+            out.push_str(&text[copied..at]);
+            out.push_str("***");
+            copied = end;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// `value` with every byte but RFC 3986's unreserved characters as `%XX`.
@@ -201,14 +251,15 @@ impl Secrets {
         }
         if let Some(r) = &value.secret_key_ref {
             // Whatever comes from a Secret or a sealed value (a user name too) is kept out of
-            // every message.
+            // every message: as a word here, wherever it occurs once `secret` takes it as a
+            // credential.
             if let Some(v) = self.documents.get(&r.name).and_then(|s| s.get(&r.key)) {
-                self.redactor.remember(v);
+                self.redactor.remember_word(v);
                 return Ok(v.clone());
             }
             let var = Self::env_name(&r.name, &r.key);
             if let Some(v) = self.env.get(&var) {
-                self.redactor.remember(v);
+                self.redactor.remember_word(v);
                 return Ok(v.clone());
             }
             let found = match self.documents.get(&r.name) {
@@ -244,7 +295,7 @@ impl Secrets {
             let plain = vault
                 .open(connection, field, sealed)
                 .map_err(|e| Error::Config(e.to_string()))?;
-            self.redactor.remember(&plain);
+            self.redactor.remember_word(&plain);
             return Ok(plain.as_str().to_owned());
         }
         Err(Error::Config(format!(
@@ -314,6 +365,27 @@ mod tests {
             redactor.redact("role zq_login, zq_env denied"),
             "role ***, *** denied"
         );
+    }
+
+    #[test]
+    fn a_user_name_is_redacted_only_where_it_stands_as_a_word() {
+        let docs = [secret("db", "user", "synqx"), secret("db", "admin", "@ops")];
+        let s = Secrets::new(docs.iter(), []);
+        let redactor = s.redactor();
+        for key in ["user", "admin"] {
+            let user = s.resolve("c", "f", &SecretValue::from_secret("db", key));
+            assert!(user.is_ok(), "{key}");
+        }
+        assert_eq!(
+            redactor.redact(
+                "user \"synqx\" cannot open synqx_ferretdb or synqx2 at postgres://synqx@h (synqx); @ops@opsx x@ops"
+            ),
+            "user \"***\" cannot open synqx_ferretdb or synqx2 at postgres://***@h (***); ***@opsx x***"
+        );
+        // The same value taken as a credential is removed wherever it occurs.
+        let password = s.secret("c", "g", &SecretValue::from_secret("db", "user"));
+        assert_eq!(password.ok().as_deref(), Some("synqx"));
+        assert_eq!(redactor.redact("synqx_ferretdb"), "***_ferretdb");
     }
 
     #[test]

@@ -23,8 +23,11 @@ impl MongodbConfig {
         // when it came from a Secret or a sealed value, as a user field is.
         let (user, password) = uri_credentials(&uri);
         let from_secret = spec.uri.value.is_none();
-        for part in password.into_iter().chain(user.filter(|_| from_secret)) {
-            redactor.remember(&part);
+        if let Some(password) = password {
+            redactor.remember(&password);
+        }
+        if let Some(user) = user.filter(|_| from_secret) {
+            redactor.remember_word(&user);
         }
         // `synqx validate` has no secret values: a placeholder stands for the URI.
         let known = uri != crate::secrets::PLACEHOLDER;

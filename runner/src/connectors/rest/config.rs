@@ -105,10 +105,13 @@ impl RestConfig {
                 if let Some(token) = &a.bearer_token {
                     Auth::Bearer(secret("rest.auth.bearerToken", token)?)
                 } else if let Some(b) = &a.basic {
-                    Auth::Basic {
-                        user: secret("rest.auth.basic.username", &b.username)?,
-                        password: secret("rest.auth.basic.password", &b.password)?,
-                    }
+                    let user = conn.resolve("rest.auth.basic.username", &b.username)?;
+                    let password = secret("rest.auth.basic.password", &b.password)?;
+                    // The header carries both in base64, which an API may quote back.
+                    conn.secrets
+                        .redactor()
+                        .remember(&basic_credentials(&user, &password));
+                    Auth::Basic { user, password }
                 } else if let Some(k) = &a.api_key {
                     let value = secret("rest.auth.apiKey.value", &k.value)?;
                     match (&k.header, &k.query) {
@@ -134,10 +137,16 @@ impl RestConfig {
                             format!("\"{}\" is not a URL: {e}", o.token_url),
                         )
                     })?;
+                    let client_id = secret("rest.auth.oauth2.clientId", &o.client_id)?;
+                    let client_secret = secret("rest.auth.oauth2.clientSecret", &o.client_secret)?;
+                    // The token request sends both as basic auth.
+                    conn.secrets
+                        .redactor()
+                        .remember(&basic_credentials(&client_id, &client_secret));
                     Auth::OAuth2(OAuth2Client {
                         token_url,
-                        client_id: secret("rest.auth.oauth2.clientId", &o.client_id)?,
-                        client_secret: secret("rest.auth.oauth2.clientSecret", &o.client_secret)?,
+                        client_id,
+                        client_secret,
                         scopes: o.scopes.clone(),
                     })
                 } else {
@@ -185,6 +194,13 @@ impl RestConfig {
     pub fn at(&self) -> String {
         format!("Connection \"{}\"", self.connection)
     }
+}
+
+/// The credentials of HTTP basic authentication as its header carries them:
+/// base64 of `user:password`.
+fn basic_credentials(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
 /// What one step reads: the asset's URL with its query, its headers, where the records are.

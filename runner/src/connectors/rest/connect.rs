@@ -336,12 +336,19 @@ impl Client {
                 client.token_url
             )));
         };
-        // Renew a little before the expiry the server announced, so no request races it.
+        // The token is a credential from here on: an API may quote it back in an error.
+        self.settings.redactor.remember(value);
+        // Renew a little before the expiry the server announced, so no request races it. The
+        // server's number is capped (a day) so no value it sends can overflow the clock.
         let renew_at = parsed
             .get("expires_in")
             .and_then(|v| v.as_f64())
             .map(|secs| {
-                let secs = secs.max(0.0);
+                let secs = if secs.is_finite() {
+                    secs.clamp(0.0, 86_400.0)
+                } else {
+                    0.0
+                };
                 let margin = (secs / 10.0).min(30.0);
                 Instant::now() + Duration::from_secs_f64(secs - margin)
             });

@@ -76,24 +76,9 @@ impl Splitter {
                         i = input.len();
                     }
                 },
-                State::QuoteInQuoted => {
-                    let b = input[i];
-                    i += 1;
-                    self.state = if b == b'"' {
-                        State::Quoted
-                    } else if b == b'\n' || b == b'\r' {
-                        found.newlines += u64::from(b == b'\n');
-                        if self.record_end(&mut found, limit, i) {
-                            return found;
-                        }
-                        State::FieldStart
-                    } else if b == self.delimiter {
-                        State::FieldStart
-                    } else {
-                        State::Unquoted
-                    };
-                }
-                State::FieldStart => {
+                // After a quote inside a quoted field, as at a field's start, a quote opens
+                // (or continues, `""`) quoted text and a line end or delimiter ends the field.
+                State::QuoteInQuoted | State::FieldStart => {
                     let b = input[i];
                     i += 1;
                     self.state = if b == b'"' {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use synqx_api::ConnectionSpec;
 use synqx_api::SecretValue;
-use synqx_api::connection::{FilesystemConnection, OAuth2Auth, RestAuth, RestConnection};
+use synqx_api::connection::{
+    BasicAuth, FilesystemConnection, OAuth2Auth, RestAuth, RestConnection,
+};
 use synqx_api::pipeline::{FileFormat, Incremental, SyncStep, WriteMode};
 use tokio_util::sync::CancellationToken;
 
@@ -275,6 +277,53 @@ async fn oauth2_tokens_are_renewed_when_they_expire_mid_run() {
         "{e}"
     );
     assert!(!e.contains("wrong-secret"), "{e}");
+}
+
+#[tokio::test]
+async fn an_api_quoting_the_authorization_header_back_shows_none_of_it() {
+    let server = Server::start(|seen| {
+        if seen.path() == "/oauth/token" {
+            // An expiry no clock can hold must not stop the run either.
+            return Reply::json(
+                &json!({"access_token": "tok-9f8e7d", "token_type": "bearer", "expires_in": 1e300}),
+            );
+        }
+        let sent = seen.header("authorization").unwrap_or_default().to_string();
+        Reply::raw(
+            403,
+            json!({"error": "forbidden", "you_sent": sent})
+                .to_string()
+                .into_bytes(),
+        )
+    })
+    .await;
+    let basic = RestAuth {
+        basic: Some(BasicAuth {
+            username: plain("api-user"),
+            password: plain("pw-777"),
+        }),
+        ..Default::default()
+    };
+    let oauth2 = RestAuth {
+        oauth2: Some(OAuth2Auth {
+            token_url: format!("{}/oauth/token", server.url()),
+            client_id: plain("synqx-client-id"),
+            client_secret: plain("s3cret"),
+            scopes: vec![],
+        }),
+        ..Default::default()
+    };
+    // base64 of "api-user:pw-777"; the access token as issued.
+    for (auth, secret) in [(basic, "YXBpLXVzZXI6cHctNzc3"), (oauth2, "tok-9f8e7d")] {
+        let conn = connection(&server.url(), |r| r.auth = Some(auth));
+        let e = read(&conn, source("orders"))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("HTTP 403") && e.contains("you_sent"), "{e}");
+        assert!(!e.contains(secret) && !e.contains("pw-777"), "{e}");
+    }
 }
 
 #[tokio::test]
