@@ -5,6 +5,7 @@
 //! ([`crate::step::execute`]), server-side-applies its own `status.steps[name]` entry while it
 //! runs and once at the end, and leaves a [`StepReport`] in the termination message.
 
+mod error;
 mod plan;
 mod report;
 mod status;
@@ -20,6 +21,7 @@ use synqx_api::dag::Plan;
 use synqx_api::run::{PipelineRun, StepPhase, StepReport};
 use tokio_util::sync::CancellationToken;
 
+pub use error::{PlanError, StatusWriteError};
 pub use plan::{choose_step, plan_connection, plan_from_revision};
 pub use report::{TerminationMessage, exit_code, write_termination_message};
 pub use status::{KubeStatus, StatusWriter, apply_body, final_entry, progress_entry};
@@ -157,7 +159,7 @@ pub async fn run(
                     execute_planned(&target, &revision, &plan, env, status.clone(), cancel).await,
                     plan.step(&target.step).is_some(),
                 ),
-                Err(message) => (report::failed(&target.step, message), true),
+                Err(e) => (report::failed(&target.step, format!("{target}: {e}")), true),
             };
             if known {
                 finish(&target, &report, status.as_ref(), started.elapsed()).await;
@@ -184,7 +186,7 @@ async fn load_plan(
     client: &Client,
     target: &Attempt,
     pinned: Option<String>,
-) -> Result<(String, Plan), String> {
+) -> Result<(String, Plan), PlanError> {
     let revision = match pinned.filter(|r| !r.is_empty()) {
         Some(revision) => revision,
         None => revision_of_run(client, target).await?,
@@ -193,30 +195,23 @@ async fn load_plan(
 }
 
 /// The revision the run's status names.
-async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, String> {
+async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, PlanError> {
     let runs: Api<PipelineRun> = Api::namespaced(client.clone(), &target.namespace);
     let run = runs.get(&target.run).await.map_err(|e| {
         if status::is_not_found(&e) {
-            format!(
-                "{target}: PipelineRun \"{}\" does not exist in namespace \"{}\": it was deleted, so there is nothing to run",
-                target.run, target.namespace
-            )
+            PlanError::RunGone {
+                run: target.run.clone(),
+                namespace: target.namespace.clone(),
+            }
         } else {
-            format!(
-                "{target}: cannot read the PipelineRun: {}",
-                status::explain(&e, "get on pipelineruns.synqx.io")
-            )
+            PlanError::ReadRun(e)
         }
     })?;
     run.status
         .as_ref()
         .and_then(|s| s.revision.clone())
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{target}: the PipelineRun has no status.revision and the Job names no --revision, so its plan is unknown; check the operator's logs"
-            )
-        })
+        .ok_or(PlanError::NoRevision)
 }
 
 /// The plan in ControllerRevision `revision`.
@@ -224,21 +219,14 @@ async fn read_plan(
     client: &Client,
     target: &Attempt,
     revision: String,
-) -> Result<(String, Plan), String> {
+) -> Result<(String, Plan), PlanError> {
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &target.namespace);
-    let found = revisions.get(&revision).await.map_err(|e| {
-        if status::is_not_found(&e) {
-            format!(
-                "{target}: ControllerRevision \"{revision}\" (the run's plan) does not exist: it was deleted; start a new run of the Pipeline"
-            )
-        } else {
-            format!(
-                "{target}: cannot read ControllerRevision \"{revision}\": {}",
-                status::explain(&e, "get on controllerrevisions.apps")
-            )
-        }
-    })?;
-    let plan = plan_from_revision(&found).map_err(|e| format!("{target}: {e}"))?;
+    let found = match revisions.get(&revision).await {
+        Ok(found) => found,
+        Err(e) if status::is_not_found(&e) => return Err(PlanError::RevisionGone(revision)),
+        Err(source) => return Err(PlanError::ReadRevision { revision, source }),
+    };
+    let plan = plan_from_revision(&found)?;
     Ok((revision, plan))
 }
 
@@ -254,7 +242,7 @@ pub async fn execute_planned(
 ) -> StepReport {
     let step = match choose_step(plan, &target.run, &target.step) {
         Ok(step) => step,
-        Err(message) => return report::failed(&target.step, format!("{target}: {message}")),
+        Err(e) => return report::failed(&target.step, format!("{target}: {e}")),
     };
     let incremental = step
         .sync

@@ -8,36 +8,32 @@ use serde::Deserialize as _;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::Step;
 
+use super::error::PlanError;
 use crate::connectors::ConnectionRef;
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
 /// The plan in a ControllerRevision's `data`.
-pub fn plan_from_revision(revision: &ControllerRevision) -> Result<Plan, String> {
-    let name = revision.metadata.name.as_deref().unwrap_or_default();
+pub fn plan_from_revision(revision: &ControllerRevision) -> Result<Plan, PlanError> {
+    let name = revision.metadata.name.clone().unwrap_or_default();
     let Some(data) = &revision.data else {
-        return Err(format!(
-            "ControllerRevision \"{name}\" has no data, so it holds no plan: it was not written by the SynqX operator; start a new run of the Pipeline"
-        ));
+        return Err(PlanError::NoData(name));
     };
     // Deserializing from a borrowed Value clones only the strings the plan keeps.
-    Plan::deserialize(&data.0).map_err(|e| {
-        format!(
-            "ControllerRevision \"{name}\" does not hold a SynqX plan: {e} (are the operator and the runner image of the same SynqX version?)"
-        )
-    })
+    Plan::deserialize(&data.0).map_err(|source| PlanError::NotAPlan { name, source })
 }
 
 /// The step named `step` of the plan, or an error listing the plan's steps.
-pub fn choose_step<'p>(plan: &'p Plan, run: &str, step: &str) -> Result<&'p Step, String> {
+pub fn choose_step<'p>(plan: &'p Plan, run: &str, step: &str) -> Result<&'p Step, PlanError> {
     if let Some(planned) = plan.step(step) {
         return Ok(&planned.step);
     }
     let names: Vec<&str> = plan.order().collect();
-    Err(format!(
-        "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {}); the Job's --step argument must name one of them",
-        names.join(", ")
-    ))
+    Err(PlanError::NoStep {
+        run: run.to_string(),
+        step: step.to_string(),
+        steps: names.join(", "),
+    })
 }
 
 /// A Connection of the plan, opened for `step`: relative paths start at `work_dir` and secret

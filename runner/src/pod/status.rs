@@ -15,6 +15,7 @@ use synqx_api::run::{PipelineRun, PipelineRunStatus, StepReport, StepStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::Attempt;
+use super::error::StatusWriteError;
 use crate::engine::{CounterSnapshot, Counters};
 
 /// Longest wait for the API server to answer one status write.
@@ -24,7 +25,7 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
 #[async_trait]
 pub trait StatusWriter: Send + Sync {
     /// Applies the entry; the error says why it was not written.
-    async fn apply(&self, entry: &StepStatus) -> Result<(), String>;
+    async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError>;
 }
 
 /// The run's status on the API server.
@@ -46,17 +47,14 @@ impl KubeStatus {
 
 #[async_trait]
 impl StatusWriter for KubeStatus {
-    async fn apply(&self, entry: &StepStatus) -> Result<(), String> {
+    async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError> {
         let body = apply_body(entry);
         let patch = Patch::Apply(&body);
         let write = self.api.patch_status(&self.run, &self.params, &patch);
         match tokio::time::timeout(APPLY_TIMEOUT, write).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(explain(&e, "patch on pipelineruns.synqx.io/status")),
-            Err(_) => Err(format!(
-                "the Kubernetes API did not answer within {}s",
-                APPLY_TIMEOUT.as_secs()
-            )),
+            Ok(Err(e)) => Err(StatusWriteError::Api(e)),
+            Err(_) => Err(StatusWriteError::Timeout(APPLY_TIMEOUT.as_secs())),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
@@ -95,22 +96,24 @@ impl Recorded {
 
 #[async_trait::async_trait]
 impl StatusWriter for Recorded {
-    async fn apply(&self, entry: &StepStatus) -> Result<(), String> {
+    async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError> {
         self.0
             .lock()
-            .map_err(|_| "poisoned".to_string())?
+            .unwrap_or_else(|e| panic!("the recorded entries: {e}"))
             .push(entry.clone());
         Ok(())
     }
 }
 
-/// A status writer whose every write fails.
-struct Unreachable;
+/// A status writer whose every write fails, counting the attempts.
+#[derive(Default)]
+struct Unreachable(AtomicUsize);
 
 #[async_trait::async_trait]
 impl StatusWriter for Unreachable {
-    async fn apply(&self, _: &StepStatus) -> Result<(), String> {
-        Err("connection refused".into())
+    async fn apply(&self, _: &StepStatus) -> Result<(), StatusWriteError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err(StatusWriteError::Timeout(20))
     }
 }
 
@@ -203,11 +206,14 @@ fn the_final_body_adds_the_watermark_and_leaves_the_error_to_the_operator() {
 fn a_step_is_chosen_by_name_and_a_wrong_name_lists_the_steps() {
     let plan = plan();
     assert_eq!(
-        choose_step(&plan, "orders-1", "count").map(|s| s.name.as_str()),
-        Ok("count")
+        choose_step(&plan, "orders-1", "count")
+            .map(|s| s.name.as_str())
+            .ok(),
+        Some("count")
     );
     let e = choose_step(&plan, "orders-1", "lod")
         .err()
+        .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
         e.contains("PipelineRun \"orders-1\" has no step \"lod\" (steps: load, count)"),
@@ -226,17 +232,23 @@ fn the_plan_comes_from_the_revision_data() {
         ..Default::default()
     };
     revision.metadata.name = Some("orders-5d8f".into());
-    assert_eq!(plan_from_revision(&revision).as_ref(), Ok(&plan));
+    assert_eq!(plan_from_revision(&revision).ok().as_ref(), Some(&plan));
 
     revision.data = Some(RawExtension(serde_json::json!({"steps": "no"})));
-    let e = plan_from_revision(&revision).err().unwrap_or_default();
+    let e = plan_from_revision(&revision)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(
         e.contains("ControllerRevision \"orders-5d8f\" does not hold a SynqX plan"),
         "{e}"
     );
 
     revision.data = None;
-    let e = plan_from_revision(&revision).err().unwrap_or_default();
+    let e = plan_from_revision(&revision)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(e.contains("\"orders-5d8f\" has no data"), "{e}");
 }
 
@@ -367,30 +379,39 @@ async fn progress_is_written_while_counters_change_and_stops_when_told() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(recorded.entries().len(), 1);
 
+    assert!(!task.is_finished(), "the progress task stopped on its own");
     stop.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
     assert!(
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_ok(),
-        "the progress task ends when told"
+        matches!(ended, Ok(Ok(()))),
+        "the progress task ends when told, without panicking: {ended:?}"
     );
 
-    // A writer that always fails is logged, never fatal.
+    // A writer that always fails is logged, never fatal: the task keeps trying.
     let stop = CancellationToken::new();
+    let unreachable = Arc::new(Unreachable::default());
     let task = tokio::spawn(report_progress(
-        Arc::new(Unreachable),
+        unreachable.clone(),
         target("load"),
         counters,
         Duration::from_millis(5),
         stop.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    stop.cancel();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unreachable.0.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_ok()
+        unreachable.0.load(Ordering::SeqCst) >= 3,
+        "the failed write was not tried again"
     );
+    assert!(
+        !task.is_finished(),
+        "a failed write stopped the progress task"
+    );
+    stop.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
 }
 
 #[tokio::test]
@@ -514,7 +535,7 @@ async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
     finish(
         &target("count"),
         &broken,
-        &Unreachable,
+        &Unreachable::default(),
         Duration::from_millis(1),
     )
     .await;

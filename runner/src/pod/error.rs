@@ -1,0 +1,60 @@
+//! What can stop a step's pod before or around its work: finding its plan on the API server,
+//! and writing its entry of the run's status. Each keeps the API's error as its source; the
+//! message says what was read or written and what to do. The caller puts the attempt
+//! (`run/step#attempt`) in front.
+
+use super::status::explain;
+
+/// Why the plan of the attempt could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "PipelineRun \"{run}\" does not exist in namespace \"{namespace}\": it was deleted, so there is nothing to run"
+    )]
+    RunGone { run: String, namespace: String },
+    #[error("cannot read the PipelineRun: {}", explain(.0, "get on pipelineruns.synqx.io"))]
+    ReadRun(#[source] kube::Error),
+    #[error(
+        "the PipelineRun has no status.revision and the Job names no --revision, so its plan is unknown; check the operator's logs"
+    )]
+    NoRevision,
+    #[error(
+        "ControllerRevision \"{0}\" (the run's plan) does not exist: it was deleted; start a new run of the Pipeline"
+    )]
+    RevisionGone(String),
+    #[error("cannot read ControllerRevision \"{revision}\": {}", explain(.source, "get on controllerrevisions.apps"))]
+    ReadRevision {
+        revision: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "ControllerRevision \"{0}\" has no data, so it holds no plan: it was not written by the SynqX operator; start a new run of the Pipeline"
+    )]
+    NoData(String),
+    #[error(
+        "ControllerRevision \"{name}\" does not hold a SynqX plan: {source} (are the operator and the runner image of the same SynqX version?)"
+    )]
+    NotAPlan {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {steps}); the Job's --step argument must name one of them"
+    )]
+    NoStep {
+        run: String,
+        step: String,
+        steps: String,
+    },
+}
+
+/// Why the step's entry of the run's status was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusWriteError {
+    #[error("{}", explain(.0, "patch on pipelineruns.synqx.io/status"))]
+    Api(#[source] kube::Error),
+    #[error("the Kubernetes API did not answer within {0}s")]
+    Timeout(u64),
+}
