@@ -97,23 +97,32 @@ async fn job_pods(ns: &TestNamespace, job: &str) -> Vec<Pod> {
 }
 
 /// Pid files the kubelet keeps for live processes of pods whose name starts with `prefix`.
+/// The folder exists once the kubelet has started a pod; reading it must work, or a count of
+/// zero would prove nothing.
 fn live_processes(cluster: &Cluster, prefix: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(cluster.run_dir.join("kubelet/pids")) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            std::fs::read_to_string(entry.path())
-                .map(|dir| {
-                    dir.rsplit('/')
-                        .next()
-                        .unwrap_or_default()
-                        .starts_with(prefix)
-                })
-                .unwrap_or(false)
-        })
-        .count()
+    let dir = cluster.run_dir.join("kubelet/pids");
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    let mut live = 0;
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .path();
+        let pod_dir = match std::fs::read_to_string(&path) {
+            Ok(pod_dir) => pod_dir,
+            // The process ended between the listing and the read: not live.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        };
+        if pod_dir
+            .rsplit('/')
+            .next()
+            .is_some_and(|pod| pod.starts_with(prefix))
+        {
+            live += 1;
+        }
+    }
+    live
 }
 
 #[tokio::test]

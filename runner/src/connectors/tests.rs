@@ -23,6 +23,30 @@ pub fn ok<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Drives a write whose input never ends until `staged` says it has put something where a
+/// drop must clean it up, then drops it (as a killed step would). Panics when the write ends
+/// on its own or stages nothing within 30 s: a cleanup test must have something to clean.
+pub async fn drop_once_staged<T>(
+    write: impl std::future::Future<Output = Result<T>>,
+    staged: impl Fn() -> bool,
+) {
+    let mut write = std::pin::pin!(write);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !staged() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the write staged nothing within 30 s"
+        );
+        tokio::select! {
+            done = &mut write => panic!(
+                "the write ended ({}) although its input never does",
+                if done.is_ok() { "succeeded" } else { "failed" }
+            ),
+            () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+        }
+    }
+}
+
 /// The message of a result that must be an error.
 pub fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
     match r {

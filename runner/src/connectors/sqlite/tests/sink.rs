@@ -6,7 +6,7 @@ use futures::StreamExt;
 use synqx_api::pipeline::WriteMode;
 
 use super::support::{Db, dest, err, ok, people};
-use crate::connectors::tests::upstream_error;
+use crate::connectors::tests::{drop_once_staged, upstream_error};
 use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
 use crate::error::Error;
 
@@ -97,15 +97,11 @@ async fn a_dropped_write_rolls_back_and_releases_the_database() {
         batch_bytes: 1024,
     };
     let counters = Counters::default();
-    let cancelled = tokio::time::timeout(
-        Duration::from_millis(300),
-        sink.write(&request, stalled, &counters),
-    )
+    // Staged: the first batch is inserted in the open transaction, then the input stalls.
+    drop_once_staged(sink.write(&request, stalled, &counters), || {
+        counters.snapshot().rows_written == 1
+    })
     .await;
-    assert!(
-        cancelled.is_err(),
-        "the write should still be waiting for rows"
-    );
     let next = db.write(
         dest("people", WriteMode::Append, &[], None),
         schema,
