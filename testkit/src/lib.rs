@@ -9,6 +9,7 @@
 //!   `scripts/emulators up` listen.
 //! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
 //!   read back.
+//! - [`golden`]: whether a test may rewrite the checked-in files it compares (never in CI).
 //!
 //! A test that needs a server fails when the server is not there, and says how to start it: a
 //! missing server is a broken test setup, never a reason to skip. Tests that need a server are
@@ -17,6 +18,7 @@
 
 pub mod emulators;
 pub mod files;
+pub mod golden;
 pub mod mysql;
 pub mod postgres;
 pub mod s3;

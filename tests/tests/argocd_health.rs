@@ -403,7 +403,7 @@ async fn argocd_health_checks_judge_captured_resources_in_every_state() {
 /// checks the checked-in cases have the same files and states (or updates them).
 fn judge(cases: &[Case]) {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let update = std::env::var_os("UPDATE_ARGOCD_TESTDATA").is_some();
+    let update = synqx_testkit::golden::update_requested("UPDATE_ARGOCD_TESTDATA");
     let mut folders = Vec::new();
     for kind in HEALTH_KINDS {
         let shipped = repo().join(format!("manifests/argocd/synqx.io/{kind}"));

@@ -47,7 +47,7 @@ fn install_and_runner_manifests_are_the_rendered_chart() {
         ("manifests/runner.yaml", runner_manifest()),
     ] {
         let path = root.join(file);
-        if std::env::var_os("UPDATE_MANIFESTS").is_some() {
+        if synqx_testkit::golden::update_requested("UPDATE_MANIFESTS") {
             std::fs::write(&path, &expected).unwrap_or_else(|e| panic!("{file}: {e}"));
         }
         let found = std::fs::read_to_string(&path).unwrap_or_default();

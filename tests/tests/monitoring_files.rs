@@ -14,7 +14,7 @@ fn plain_monitoring_files_are_generated_from_the_chart_sources() {
     let mut stale = Vec::new();
     for (path, expected) in monitoring::plain_files() {
         let file = repo().join(path);
-        if std::env::var_os("UPDATE_MANIFESTS").is_some() {
+        if synqx_testkit::golden::update_requested("UPDATE_MANIFESTS") {
             std::fs::write(&file, &expected).unwrap_or_else(|e| panic!("writing {path}: {e}"));
         }
         if std::fs::read_to_string(&file).unwrap_or_default() != expected {
