@@ -27,6 +27,14 @@ pub fn backoff(policy: Option<&RetryPolicy>, next: u32) -> Duration {
         .filter(|f| f.is_finite())
         .unwrap_or(DEFAULT_FACTOR)
         .max(1.0);
+    exponential(initial, factor, max, next)
+}
+
+/// The delay before attempt `next` (2, 3, ...) of an exponential backoff: `initial ×
+/// factor^(next-2)`, at most `max`; no input overflows. The one formula of every retry in
+/// SynqX: a step's retry policy here, a connector's retry of a transient failure
+/// (`RetrySchedule` of the runner's connectors).
+pub fn exponential(initial: Duration, factor: f64, max: Duration, next: u32) -> Duration {
     let exponent = i32::try_from(next.saturating_sub(2).min(64)).unwrap_or(64);
     let seconds = (initial.as_secs_f64() * factor.powi(exponent)).min(max.as_secs_f64());
     Duration::try_from_secs_f64(seconds).unwrap_or(max)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use backoff::backoff;
+pub use backoff::{backoff, exponential};
 
 use crate::dag::Plan;
 use crate::pipeline::{OnFailure, PipelineSpec, RetryPolicy, Step};

@@ -34,8 +34,7 @@ impl Default for RetrySchedule {
 impl RetrySchedule {
     /// The wait before attempt `n` (from 2): doubling from `initial`, capped at `max`.
     pub fn delay(&self, n: u32) -> Duration {
-        let doublings = n.saturating_sub(2).min(16);
-        self.initial.saturating_mul(1 << doublings).min(self.max)
+        synqx_api::scheduler::exponential(self.initial, 2.0, self.max, n)
     }
 }
 
