@@ -28,6 +28,21 @@ fn synqx(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap_or_else(|e| panic!("waiting for synqx: {e}"))
 }
 
+/// `synqx vault reseal` of `warehouse.yaml` in `dir`, with the keyring there; its output.
+fn reseal(dir: &Path) -> String {
+    stdout(&synqx(
+        dir,
+        &[
+            "vault",
+            "reseal",
+            "--vault-key",
+            "keyring.json",
+            "warehouse.yaml",
+        ],
+        None,
+    ))
+}
+
 fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -145,17 +160,7 @@ fn keygen_pubkey_seal_rotate_and_reseal() {
         stderr(&rotated)
     );
 
-    let out = stdout(&synqx(
-        d,
-        &[
-            "vault",
-            "reseal",
-            "--vault-key",
-            "keyring.json",
-            "warehouse.yaml",
-        ],
-        None,
-    ));
+    let out = reseal(d);
     assert!(out.contains("warehouse.yaml: 2 resealed"), "{out}");
     let resealed =
         std::fs::read_to_string(d.join("warehouse.yaml")).unwrap_or_else(|e| panic!("{e}"));
@@ -173,17 +178,7 @@ fn keygen_pubkey_seal_rotate_and_reseal() {
     assert!(resealed.starts_with("# the warehouse, sealed for namespace etl\n"));
     assert!(resealed.contains("host: db.example   # the primary\n"));
     // Resealing again changes nothing.
-    let out = stdout(&synqx(
-        d,
-        &[
-            "vault",
-            "reseal",
-            "--vault-key",
-            "keyring.json",
-            "warehouse.yaml",
-        ],
-        None,
-    ));
+    let out = reseal(d);
     assert!(
         out.contains("0 resealed") && out.contains("2 already sealed with it"),
         "{out}"
@@ -263,10 +258,9 @@ mod postgres {
 
     #[test]
     fn a_local_run_opens_a_sealed_postgres_login_with_vault_key() {
-        let url = synqx_testkit::servers::postgres().url();
-        let rest = url.split_once('@').map_or("", |(_, r)| r);
-        let (address, _) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = address.split_once(':').unwrap_or((address, "5432"));
+        let server = synqx_testkit::servers::postgres();
+        let url = server.url();
+        let (host, port, database) = (&server.host, server.port, &server.database);
         let schema = synqx_testkit::unique_name("vault");
         let role = format!("{schema}_role");
         let password = format!("Pw-{schema}-sealed");
@@ -311,7 +305,7 @@ mod postgres {
         };
         let pipeline = |connection: &str, user: &str, pw: &str| {
             format!(
-                "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: {connection}, namespace: etl}}\nspec:\n  postgres:\n    host: {host}\n    port: {port}\n    database: synqx\n    sslMode: disable\n    user: {{sealed: {user}}}\n    password: {{sealed: {pw}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: out, namespace: etl}}\nspec: {{sqlite: {{path: out.db}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: sealed, namespace: etl}}\nspec:\n  steps:\n    - name: copy\n      sync:\n        source: {{connection: {connection}, asset: {{fqn: {schema}.orders}}}}\n        destination: {{connection: out, asset: {{fqn: orders}}, mode: overwrite}}\n"
+                "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: {connection}, namespace: etl}}\nspec:\n  postgres:\n    host: {host}\n    port: {port}\n    database: {database}\n    sslMode: disable\n    user: {{sealed: {user}}}\n    password: {{sealed: {pw}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: out, namespace: etl}}\nspec: {{sqlite: {{path: out.db}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: sealed, namespace: etl}}\nspec:\n  steps:\n    - name: copy\n      sync:\n        source: {{connection: {connection}, asset: {{fqn: {schema}.orders}}}}\n        destination: {{connection: out, asset: {{fqn: orders}}, mode: overwrite}}\n"
             )
         };
         let user = seal("warehouse", "postgres.user", &role);
