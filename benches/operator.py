@@ -276,6 +276,10 @@ def reference_case(args, kubectl, template, deadline_s):
 
     def job(p, s):
         spec = json.loads(json.dumps(template))
+        # The selector the API server generated for the SynqX Job names that Job's uid: each
+        # reference Job gets its own.
+        spec.pop("selector", None)
+        spec.pop("manualSelector", None)
         spec["template"]["metadata"] = {"labels": {"bench/run": f"p{p}", "bench/step": f"s{s}"}}
         container = spec["template"]["spec"]["containers"][0]
         container["command"], container["args"] = ["synqx"], ["--version"]
