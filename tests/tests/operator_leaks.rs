@@ -1,9 +1,10 @@
 //! No credential reaches anything a reader of the cluster can see. Distinctive user names,
 //! passwords, keys and tokens, from a Secret and sealed, go to every connector kind the
-//! control plane runs (PostgreSQL, MySQL, Redis, MongoDB, REST), most of them wrong so that
-//! every error path runs: the Connections' checks and the steps of a run fail, a hostile API
-//! echoes the request it received, cut where a message is cut; one login is right, so a
-//! step succeeds too. Then every object, status, Event, termination message and pod log of
+//! control plane runs (PostgreSQL, MySQL, SQL Server, Redis, MongoDB, REST, S3, Snowflake,
+//! BigQuery), most of them wrong so that every error path runs: the Connections' checks and
+//! the steps of a run fail, a hostile server (standing in for an API, an S3 endpoint and
+//! Snowflake) echoes the request it received, cut where a message is cut; one login is
+//! right, so a step succeeds too. Then every object, status, Event, termination message and pod log of
 //! the namespace, the operator's logs, its `/metrics` and the files the steps wrote are
 //! searched: no value, nor the first characters of one, appears anywhere.
 
@@ -12,10 +13,12 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::cluster::{Cluster, wait_until};
 use synqx_e2e::runs::{apply, connection, finished, folder, http_get, setup, start_run, step};
 use synqx_e2e::secrets::{checked, lines_with, pod_logs, readable, seal, vault_published};
+use synqx_testkit::emulators;
 use synqx_testkit::postgres::psql;
 use synqx_testkit::servers::{mongodb_uri, mysql, postgres, redis};
 
@@ -25,9 +28,19 @@ const BODY_SHOWN: usize = 300;
 /// show this much of itself.
 const HEAD: usize = 12;
 
-/// An API that answers every request with 401 and quotes it back (as careless servers do),
-/// with the credential placed where the connector cuts a body short: a message must neither
-/// show the whole value nor its beginning. Returns the port and every request received.
+/// Where a credential stands in a request: after one of these.
+const MARKERS: [&str; 5] = [
+    "Bearer ",
+    "Basic ",
+    "api_key=",
+    "Credential=",
+    "\"PASSWORD\":\"",
+];
+
+/// A server that answers every request with 401 and quotes it back, headers and body (as
+/// careless servers do), with the credential placed where the connector cuts a body short: a
+/// message must neither show the whole value nor its beginning. Returns the port and every
+/// request received.
 fn echo_server() -> (u16, Arc<Mutex<String>>) {
     let listener =
         TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("binding the echo server: {e}"));
@@ -57,13 +70,28 @@ fn answer(mut stream: TcpStream, log: &Mutex<String>) -> std::io::Result<()> {
         }
         request.extend_from_slice(&buf[..n]);
     }
+    // The body too: Snowflake's login sends the password in it.
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let body_at = head.find("\r\n\r\n").map_or(request.len(), |at| at + 4);
+    while request.len() < body_at + length.min(1 << 20) {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
     let request = String::from_utf8_lossy(&request).into_owned();
     if let Ok(mut log) = log.lock() {
         log.push_str(&request);
     }
     // The credential starts HEAD characters before the cut (the body is one line of dots
     // and no spaces before it, which the connector would fold).
-    let start = ["Bearer ", "api_key="]
+    let start = MARKERS
         .iter()
         .find_map(|marker| request.find(marker).map(|at| at + marker.len()))
         .unwrap_or(0);
@@ -123,6 +151,18 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
     let (redis_user, redis_password) = (value("zqrdusr"), value("Zqrdpwd"));
     let (mongo_user, mongo_password) = (value("zqmgusr"), value("Zqmgpwd"));
     let (token, api_key) = (value("Zqtoken"), value("Zqapkey"));
+    let (basic_user, basic_password) = (value("zqbausr"), value("Zqbapwd"));
+    let (ms_user, ms_password) = (value("zqmsusr"), value("Zqmspwd"));
+    let (s3_key_id, s3_secret) = (value("ZQS3KEYID"), value("Zqs3sec"));
+    let (sf_user, sf_password) = (value("zqsfusr"), value("Zqsfpwd"));
+    // Not a key that parses: the connector must refuse it without quoting it.
+    let bq_key = value("Zqbqkey");
+    let bq_credentials = format!(
+        "{{\"type\": \"service_account\", \"client_email\": \"leak@synqx-test.iam.gserviceaccount.com\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n{bq_key}\\n-----END PRIVATE KEY-----\\n\", \"token_uri\": \"http://127.0.0.1:1/token\"}}"
+    );
+    // What an `Authorization: Basic` header carries.
+    let basic_header =
+        base64::engine::general_purpose::STANDARD.encode(format!("{basic_user}:{basic_password}"));
     let secrets = [
         &pg_user,
         &pg_password,
@@ -138,6 +178,16 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
         &mongo_password,
         &token,
         &api_key,
+        &basic_user,
+        &basic_password,
+        &basic_header,
+        &ms_user,
+        &ms_password,
+        &s3_key_id,
+        &s3_secret,
+        &sf_user,
+        &sf_password,
+        &bq_key,
     ];
 
     psql(&format!(
@@ -174,8 +224,14 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: leak-creds}}\nstringData:\n\
          \x20 pg-user: {pg_user}\n  pg-password: {pg_password}\n  ok-user: {ok_user}\n  ok-password: {ok_password}\n\
          \x20 my-user: {my_user}\n  my-password: {my_password}\n  redis-user: {redis_user}\n  redis-password: {redis_password}\n\
-         \x20 mongo-uri: {mongo_uri:?}\n  token: {token}\n  api-key: {api_key}\n---\n"
+         \x20 mongo-uri: {mongo_uri:?}\n  token: {token}\n  api-key: {api_key}\n\
+         \x20 basic-user: {basic_user}\n  basic-password: {basic_password}\n\
+         \x20 ms-user: {ms_user}\n  ms-password: {ms_password}\n\
+         \x20 s3-key-id: {s3_key_id}\n  s3-secret: {s3_secret}\n\
+         \x20 sf-user: {sf_user}\n  sf-password: {sf_password}\n  bq-credentials: {bq_credentials:?}\n---\n"
     );
+    let ms = emulators::sqlserver();
+    let echo = format!("http://127.0.0.1:{port}");
     let from = |key: &str| format!("{{secretKeyRef: {{name: leak-creds, key: {key}}}}}");
     let postgres_with = |user: &str, password: &str| {
         format!(
@@ -241,6 +297,48 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
                 from("api-key")
             ),
         ),
+        connection(
+            "rest-basic",
+            &format!(
+                "rest: {{baseUrl: \"{echo}/\", auth: {{basic: {{username: {}, password: {}}}}}}}",
+                from("basic-user"),
+                from("basic-password")
+            ),
+        ),
+        connection(
+            "ms-secret",
+            &format!(
+                "sqlserver: {{host: {}, port: {}, database: {}, encrypt: false, trustServerCertificate: true, user: {}, password: {}}}",
+                ms.host,
+                ms.port,
+                ms.database,
+                from("ms-user"),
+                from("ms-password")
+            ),
+        ),
+        connection(
+            "s3-echo",
+            &format!(
+                "s3: {{bucket: lake, region: us-east-1, endpoint: \"{echo}\", forcePathStyle: true, accessKeyId: {}, secretAccessKey: {}}}",
+                from("s3-key-id"),
+                from("s3-secret")
+            ),
+        ),
+        connection(
+            "sf-echo",
+            &format!(
+                "snowflake: {{account: leak, host: \"{echo}\", warehouse: wh, database: db, user: {}, password: {}}}",
+                from("sf-user"),
+                from("sf-password")
+            ),
+        ),
+        connection(
+            "bq-key",
+            &format!(
+                "bigquery: {{project: synqx-test, dataset: leak, credentialsJson: {}}}",
+                from("bq-credentials")
+            ),
+        ),
     ];
     // One step per Connection, each on its own, every one run even when others fail.
     let sources = [
@@ -252,13 +350,20 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
         ("mongo-secret", "orders".to_string()),
         ("rest-bearer", "items".to_string()),
         ("rest-query", "items".to_string()),
+        ("rest-basic", "items".to_string()),
+        ("ms-secret", "dbo.orders".to_string()),
+        ("s3-echo", "orders/".to_string()),
+        ("sf-echo", "orders".to_string()),
+        ("bq-key", "leak.orders".to_string()),
     ];
     let steps: String = sources
         .iter()
         .map(|(conn, fqn)| {
+            // Files need their format; the other sources know their rows' shape.
+            let format = if *conn == "s3-echo" { ", format: csv" } else { "" };
             format!(
                 "    - name: from-{conn}\n      sync:\n\
-                 \x20       source: {{connection: {conn}, asset: {{fqn: {fqn}}}}}\n\
+                 \x20       source: {{connection: {conn}, asset: {{fqn: {fqn}}}{format}}}\n\
                  \x20       destination: {{connection: lake, asset: {{fqn: {conn}/}}, format: csv, mode: overwrite}}\n"
             )
         })
@@ -300,10 +405,19 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
     }
     // The credentials did go out: the API received them and quoted them back.
     let received = received.lock().map(|r| r.clone()).unwrap_or_default();
-    assert!(
-        received.contains(&format!("Bearer {token}")) && received.contains(&api_key),
-        "the API never received the credentials: {received}"
-    );
+    for sent in [
+        format!("Bearer {token}"),
+        api_key.clone(),
+        format!("Basic {basic_header}"),
+        format!("Credential={s3_key_id}/"),
+        sf_password.clone(),
+    ] {
+        assert!(
+            received.contains(&sent),
+            "the echo server never received {}…: {received}",
+            &sent[..HEAD]
+        );
+    }
 
     let everything = [
         readable(cluster, &ns.name),
