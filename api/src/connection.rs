@@ -68,18 +68,33 @@ pub struct ConnectionSpec {
     pub sqlite: Option<SqliteConnection>,
 }
 
-/// TLS mode of a PostgreSQL or MySQL connection: `disable` (plain TCP), `prefer` (TLS when
-/// the server offers it), `require` (TLS, certificate not verified), `verify-ca` (certificate
-/// verified against the CA) or `verify-full` (certificate and host name verified).
+/// TLS mode of a PostgreSQL or MySQL connection: `require` (the default: TLS, certificate
+/// not verified), `verify-ca` (certificate verified against the trusted roots),
+/// `verify-full` (certificate and host name verified: the only mode that stops a server
+/// impersonating another), `prefer` (TLS when the server offers it, so an attacker on the
+/// path can downgrade it to plain TCP) or `disable` (plain TCP: the password crosses the
+/// network readable).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
-    #[default]
     Prefer,
+    #[default]
     Require,
     VerifyCa,
     VerifyFull,
+}
+
+impl std::fmt::Display for SslMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        })
+    }
 }
 
 /// Connection to a PostgreSQL server.
@@ -98,7 +113,7 @@ pub struct PostgresConnection {
     /// Password of the role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretValue>,
-    /// TLS mode (default `prefer`).
+    /// TLS mode: `require` (default), `verify-ca`, `verify-full`, `prefer` or `disable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<SslMode>,
 }
@@ -119,7 +134,7 @@ pub struct MysqlConnection {
     /// Password of the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretValue>,
-    /// TLS mode (default `prefer`).
+    /// TLS mode: `require` (default), `verify-ca`, `verify-full`, `prefer` or `disable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<SslMode>,
 }
@@ -366,7 +381,7 @@ pub struct S3Connection {
     /// Key prefix every asset FQN is below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// Access key id. Without it, the pod's ambient credentials are used.
+    /// Access key id (with `secretAccessKey`). Without keys, set `useAmbientCredentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<SecretValue>,
     /// Secret access key.
@@ -375,6 +390,12 @@ pub struct S3Connection {
     /// Session token of temporary credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<SecretValue>,
+    /// Use the ambient AWS credentials of the process instead of keys: `AWS_*` environment
+    /// variables, a web identity token (IRSA), the container or instance metadata service.
+    /// On a cluster the operator lends them only when it runs with
+    /// `--allow-ambient-credentials`; `synqx run` trusts its own environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_ambient_credentials: Option<bool>,
 }
 
 /// A local directory.
@@ -438,8 +459,9 @@ pub struct ConnectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
     /// `Ready` (the last check connected and authenticated), with reasons `Unreachable`,
-    /// `Unauthorized`, `NotFound` or `Invalid` when it did not, and `SecretNotFound` while a
-    /// referenced Secret or key is missing (no check runs until it exists).
+    /// `Unauthorized`, `NotFound` or `Invalid` when it did not, `SecretNotFound` while a
+    /// referenced Secret or key is missing and `SecretNotLabeled` while a referenced Secret
+    /// lacks the label `synqx.io/connection-secret: "true"` (no check runs until then).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Generation of the spec the conditions describe.

@@ -29,14 +29,16 @@ const RESERVED_KEYS: &[&str] = &["job-name", "controller-uid", "app.kubernetes.i
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerSpec {
-    /// Runner image (default: the operator's own version of `synqx`).
+    /// Runner image (default: the operator's own version of `synqx`); another one only if
+    /// the operator allows it (`--allowed-runner-images`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Resource requests and limits of the runner container; replaces the operator's
     /// defaults (`--step-resources`) as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Service account of the pods (default `synqx-runner`).
+    /// Service account of the pods (default `synqx-runner`); another one only where the
+    /// operator runs with `--allow-service-account-override`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// Node labels the pods must match.

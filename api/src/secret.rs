@@ -57,6 +57,29 @@ pub fn secret_env_name(secret: &str, key: &str) -> String {
 /// Prefix of every vault envelope.
 pub const SEALED_PREFIX: &str = "sqx1";
 
+/// The label a Secret carries to be usable by Connections on a cluster (value `"true"`):
+/// a Connection naming any other Secret of its namespace fails its check, and no step pod
+/// receives it.
+pub const CONNECTION_SECRET_LABEL: &str = "synqx.io/connection-secret";
+
+/// Whether a Secret's labels let Connections use it.
+pub fn opted_in(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(CONNECTION_SECRET_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// What to do about a Secret that has not opted in, for messages.
+pub fn opt_in_hint(secret: &str) -> String {
+    format!(
+        "add the label {CONNECTION_SECRET_LABEL}: \"true\" to the Secret if Connections may use it (kubectl label secret {secret} {CONNECTION_SECRET_LABEL}=true)"
+    )
+}
+
+/// The environment variable through which the operator tells step and check pods that it
+/// lends ambient cloud credentials (`--allow-ambient-credentials`); its value is `allowed`.
+pub const AMBIENT_CREDENTIALS_ENV: &str = "SYNQX_AMBIENT_CREDENTIALS";
+
 impl SecretValue {
     /// A plain value, for tests and generated resources.
     pub fn plain(value: impl Into<String>) -> Self {

@@ -54,6 +54,9 @@ pub enum Reason {
     Checking,
     /// Connection Ready false: a referenced Secret or key is missing.
     SecretNotFound,
+    /// Connection Ready false: a referenced Secret has not opted in to Connections (label
+    /// `synqx.io/connection-secret: "true"`).
+    SecretNotLabeled,
     /// Connection Ready: the check connected, authenticated and reached the target.
     Connected,
     /// Connection Ready false: the system could not be reached in time.
@@ -83,6 +86,7 @@ impl Reason {
             Self::PipelineNotReady => "PipelineNotReady",
             Self::Checking => "Checking",
             Self::SecretNotFound => "SecretNotFound",
+            Self::SecretNotLabeled => "SecretNotLabeled",
             Self::Connected => "Connected",
             Self::Unreachable => "Unreachable",
             Self::Unauthorized => "Unauthorized",

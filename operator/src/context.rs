@@ -22,6 +22,9 @@ pub struct Settings {
     pub revision_history: usize,
     /// Scratch volume, resources, deadlines and start timeout of step and check pods.
     pub pods: crate::step_pod::PodDefaults,
+    /// What Pipelines and Connections may ask for: images, service accounts, ambient
+    /// credentials.
+    pub policy: crate::policy::Policy,
 }
 
 /// The operator as the controllers of one scope see it.

@@ -15,10 +15,10 @@ use synqx_api::dag::Plan;
 use synqx_api::duration::parse_duration;
 use synqx_api::pipeline::{PipelineSpec, Step};
 use synqx_api::run::PipelineRun;
-use synqx_api::secret::secret_env_name;
+use synqx_api::secret::{AMBIENT_CREDENTIALS_ENV, secret_env_name};
 
 use crate::step_pod::{self, PodDefaults};
-use crate::{names, vault};
+use crate::{names, start_failure, vault};
 
 pub const LABEL_PIPELINE: &str = "synqx.io/pipeline";
 pub const LABEL_RUN: &str = "synqx.io/run";
@@ -43,6 +43,9 @@ pub struct StepJob<'a> {
     pub default_image: &'a str,
     /// Scratch volume, resources and deadline when the Pipeline sets none.
     pub pods: &'a PodDefaults,
+    /// Whether the operator lends ambient cloud credentials (`--allow-ambient-credentials`)
+    /// to Connections that ask for them.
+    pub lend_ambient_credentials: bool,
 }
 
 impl StepJob<'_> {
@@ -83,6 +86,9 @@ impl StepJob<'_> {
             });
         }
         env.extend(self.secret_env());
+        if self.lend_ambient_credentials {
+            env.push(ambient_credentials_env());
+        }
         // Only the operator's runner image gets the keyring (the Pipeline controller refuses
         // other images for Pipelines with sealed values; this holds for runs pinned before).
         if self.uses_sealed_values() && image == self.default_image {
@@ -217,6 +223,46 @@ impl StepJob<'_> {
     }
 }
 
+/// What tells the runner that this operator lends ambient cloud credentials to Connections
+/// that ask for them (`useAmbientCredentials: true`); without it the runner reads none.
+pub fn ambient_credentials_env() -> EnvVar {
+    EnvVar {
+        name: AMBIENT_CREDENTIALS_ENV.into(),
+        value: Some("allowed".into()),
+        ..Default::default()
+    }
+}
+
+/// The Job of an attempt the operator refuses to start, and `why`: it never creates a pod
+/// (`parallelism: 0`, no Secret in its template), records `why` where the reason of a pod
+/// that could not start goes ([`start_failure::ANNOTATION`]), and the Job controller ends it
+/// `Failed` at once (`activeDeadlineSeconds: 1`). So the attempt fails like any other, with
+/// `why` as the step's message, and `retry` and `onFailure` apply as usual.
+pub fn refused(mut job: Job, why: &str) -> Job {
+    job.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            start_failure::ANNOTATION.into(),
+            format!("the operator refused to start this step: {why}"),
+        );
+    if let Some(spec) = job.spec.as_mut() {
+        spec.parallelism = Some(0);
+        spec.active_deadline_seconds = Some(1);
+        for container in spec
+            .template
+            .spec
+            .iter_mut()
+            .flat_map(|pod| pod.containers.iter_mut())
+        {
+            if let Some(env) = container.env.as_mut() {
+                env.retain(|e| e.value_from.is_none());
+            }
+        }
+    }
+    job
+}
+
 /// A container that runs as non-root on a read-only root file system with no capabilities,
 /// its termination message falling back to its log's tail.
 pub fn hardened_container() -> Container {
@@ -346,6 +392,28 @@ spec:
         run
     }
 
+    /// Attempt 1 of the plan's first step, without a watermark.
+    fn first_attempt<'a>(
+        run: &'a PipelineRun,
+        pipeline: &'a PipelineSpec,
+        plan: &'a Plan,
+        default_image: &'a str,
+        pods: &'a PodDefaults,
+    ) -> StepJob<'a> {
+        StepJob {
+            run,
+            pipeline,
+            plan,
+            revision: "orders-0123456789",
+            step: &plan.steps[0].step,
+            attempt: 1,
+            watermark: None,
+            default_image,
+            pods,
+            lend_ambient_credentials: false,
+        }
+    }
+
     #[test]
     fn a_step_job_is_hardened_owned_and_carries_its_inputs() {
         let report = validate(&[InputFile {
@@ -366,6 +434,7 @@ spec:
             watermark: Some("2026-11-01T00:00:00Z"),
             default_image: "ghcr.io/synqx/synqx:0.1.0",
             pods: &PodDefaults::default(),
+            lend_ambient_credentials: false,
         };
         let job = step_job.build();
         assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-2"));
@@ -507,19 +576,9 @@ spec:
         let plan = &report.plans["orders"];
         let pipeline = report.bundle.pipeline("orders").expect("pipeline");
         let run = run();
+        let pods = PodDefaults::default();
         let env_with = |default_image: &str| {
-            let job = StepJob {
-                run: &run,
-                pipeline: &pipeline.spec,
-                plan,
-                revision: "orders-0123456789",
-                step: &plan.steps[0].step,
-                attempt: 1,
-                watermark: None,
-                default_image,
-                pods: &PodDefaults::default(),
-            }
-            .build();
+            let job = first_attempt(&run, &pipeline.spec, plan, default_image, &pods).build();
             let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
             pod.containers[0].env.clone().unwrap_or_default()
         };
@@ -541,6 +600,58 @@ spec:
         assert_eq!(
             keyring.map(|r| (r.name, r.key)),
             Some(("synqx-vault".to_string(), "keyring".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_refused_attempt_is_a_job_that_never_makes_a_pod_and_says_why() {
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: YAML,
+        }]);
+        let plan = &report.plans["orders"];
+        let pipeline = report.bundle.pipeline("orders").expect("pipeline");
+        let run = run();
+        let pods = PodDefaults::default();
+        let step_job = |lend_ambient_credentials| StepJob {
+            lend_ambient_credentials,
+            ..first_attempt(
+                &run,
+                &pipeline.spec,
+                plan,
+                "ghcr.io/synqx/synqx:0.1.0",
+                &pods,
+            )
+        };
+        let env_names = |job: &Job| -> Vec<String> {
+            let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            pod.map(|p| p.containers[0].env.clone().unwrap_or_default())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.name)
+                .collect()
+        };
+        let lending = step_job(true).build();
+        assert!(env_names(&lending).contains(&AMBIENT_CREDENTIALS_ENV.to_string()));
+        assert!(
+            !env_names(&step_job(false).build()).contains(&AMBIENT_CREDENTIALS_ENV.to_string())
+        );
+
+        let job = refused(step_job(false).build(), "Connection \"db\": no");
+        assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-1"));
+        assert_eq!(
+            start_failure::recorded(&job).as_deref(),
+            Some("the operator refused to start this step: Connection \"db\": no")
+        );
+        let spec = job.spec.clone().expect("spec");
+        assert_eq!(
+            (spec.parallelism, spec.active_deadline_seconds),
+            (Some(0), Some(1))
+        );
+        let names = env_names(&job);
+        assert!(
+            names.iter().all(|n| !n.starts_with("SYNQX_SECRET_")),
+            "{names:?}"
         );
     }
 }

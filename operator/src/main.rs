@@ -15,9 +15,11 @@ mod leader;
 mod metrics;
 mod names;
 mod pipeline_controller;
+mod policy;
 mod revision;
 mod run_controller;
 mod scheduling;
+mod secret_opt_in;
 mod start_failure;
 mod step_pod;
 mod termination;
@@ -109,6 +111,19 @@ struct RunArgs {
     /// Let Pipelines mount `hostPath` volumes into step pods.
     #[arg(long)]
     allow_host_path: bool,
+    /// Images a Pipeline's `spec.runner.image` may name besides --runner-image: image
+    /// references, or prefixes ending in `*`, comma-separated or repeated (default: none,
+    /// only --runner-image).
+    #[arg(long, value_delimiter = ',', value_parser = policy::parse_image_pattern)]
+    allowed_runner_images: Vec<String>,
+    /// Let a Pipeline's `spec.runner.serviceAccountName` name another service account than
+    /// synqx-runner (its pods act with that account's rights).
+    #[arg(long)]
+    allow_service_account_override: bool,
+    /// Lend the cloud credentials of the pods' environment (AWS variables, web identity,
+    /// instance metadata) to Connections that ask with `useAmbientCredentials: true`.
+    #[arg(long)]
+    allow_ambient_credentials: bool,
 }
 
 fn main() -> ExitCode {
@@ -176,6 +191,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             step_deadline: args.default_step_timeout,
             allow_host_path: args.allow_host_path,
             start_timeout: args.pod_start_timeout,
+        },
+        policy: policy::Policy {
+            allowed_images: args.allowed_runner_images.clone(),
+            allow_service_account_override: args.allow_service_account_override,
+            allow_ambient_credentials: args.allow_ambient_credentials,
         },
     };
     let shutdown = shutdown_signal();

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use synqx_api::SecretValue;
+pub use synqx_api::secret::AMBIENT_CREDENTIALS_ENV;
 use synqx_api::secret::secret_env_name;
 
 use crate::error::{Error, Result};
@@ -33,6 +34,32 @@ pub struct Secrets {
     redactor: Redactor,
     /// Resolve every reference to [`PLACEHOLDER`] (for checks without secrets).
     placeholders: bool,
+    /// Whether a Connection that asks for ambient cloud credentials may have them.
+    ambient: AmbientCredentials,
+}
+
+/// Who decides whether a Connection's `useAmbientCredentials: true` is honoured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AmbientCredentials {
+    /// `synqx run` and `synqx check FILE`: the process's own environment, which its user
+    /// chose; the Connection's word is enough.
+    #[default]
+    Trusted,
+    /// A pod whose operator runs with `--allow-ambient-credentials`.
+    Lent,
+    /// A pod whose operator lends none: the Connection's word is not enough.
+    Withheld,
+}
+
+impl AmbientCredentials {
+    /// What the operator said in the pod's environment ([`AMBIENT_CREDENTIALS_ENV`]).
+    pub fn of_pod(value: Option<&str>) -> Self {
+        if value == Some("allowed") {
+            Self::Lent
+        } else {
+            Self::Withheld
+        }
+    }
 }
 
 /// What a reference resolves to when Connections are only validated: `synqx validate` checks
@@ -207,6 +234,24 @@ impl Secrets {
     pub fn with_unusable_vault(mut self, problem: String) -> Self {
         self.vault = Some(Arc::new(Err(problem)));
         self
+    }
+
+    /// The same secrets in a pod whose operator does (or does not) lend ambient
+    /// credentials.
+    pub fn with_ambient_credentials(mut self, ambient: AmbientCredentials) -> Self {
+        self.ambient = ambient;
+        self
+    }
+
+    /// Whether a Connection that asks for the process's ambient cloud credentials may have
+    /// them; `Err` says why not and what to change, naming `field`.
+    pub fn ambient_credentials(&self, connection: &str, field: &str) -> Result<()> {
+        match self.ambient {
+            AmbientCredentials::Trusted | AmbientCredentials::Lent => Ok(()),
+            AmbientCredentials::Withheld => Err(Error::Config(format!(
+                "Connection \"{connection}\": {field}: this operator lends no ambient cloud credentials to Connections; an administrator can allow them with --allow-ambient-credentials (Helm value runner.allowAmbientCredentials), or give the Connection its own keys"
+            ))),
+        }
     }
 
     /// Secrets for validating Connections without their values: every reference resolves to

@@ -140,6 +140,18 @@ impl Moto {
         }
     }
 
+    /// The keys in `bucket` (up to 1,000), read with a plain unsigned listing.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        match request(self.port, &format!("GET /{bucket}?list-type=2 HTTP/1.1")) {
+            Ok((200, body)) => body
+                .split("<Key>")
+                .skip(1)
+                .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+                .collect(),
+            other => panic!("listing the keys of {bucket}: {other:?}"),
+        }
+    }
+
     /// Multipart uploads started in `bucket` and neither completed nor aborted.
     pub fn pending_uploads(&self, bucket: &str) -> usize {
         match request(self.port, &format!("GET /{bucket}?uploads HTTP/1.1")) {

@@ -43,6 +43,27 @@ pub async fn get_run(ns: &TestNamespace, run: &str) -> PipelineRun {
         .unwrap_or_else(|e| panic!("reading PipelineRun {run}: {e}"))
 }
 
+/// The `Ready` condition of a Pipeline (status, message) once the operator compiled it.
+pub async fn pipeline_ready(ns: &TestNamespace, name: &str) -> (String, String) {
+    let pipelines: Api<synqx_api::Pipeline> = ns.api();
+    let ready = || async {
+        let p = pipelines.get(name).await.ok()?;
+        let c = p
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "Ready")?;
+        Some((c.status, c.message))
+    };
+    crate::cluster::wait_until(
+        Duration::from_secs(60),
+        &format!("Pipeline {name} to be compiled"),
+        || async { ready().await.is_some() },
+    )
+    .await;
+    ready().await.unwrap_or_default()
+}
+
 /// Waits for the run to end and returns it.
 pub async fn finished(ns: &TestNamespace, run: &str) -> PipelineRun {
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;

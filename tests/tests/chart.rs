@@ -138,6 +138,59 @@ fn namespaced_values_grant_roles_only_in_the_listed_namespaces() {
 }
 
 #[test]
+fn the_policy_values_become_the_operators_flags_and_default_to_refusing() {
+    // As arguments of the operator (the CRDs' descriptions name the flags too).
+    let flags = [
+        "- \"--allowed-runner-images=",
+        "- --allow-service-account-override\n",
+        "- --allow-ambient-credentials\n",
+    ];
+    let default = template(NAMESPACE, &[]);
+    for flag in flags {
+        assert!(
+            !default.contains(flag),
+            "the default rendering has `{flag}`"
+        );
+    }
+    let allowing = template(
+        NAMESPACE,
+        &[
+            "--set",
+            "runner.allowedImages={registry.example.com/etl:2,registry.example.com/synqx:*}",
+            "--set",
+            "runner.allowServiceAccountOverride=true",
+            "--set",
+            "runner.allowAmbientCredentials=true",
+        ],
+    );
+    for expected in [
+        "- \"--allowed-runner-images=registry.example.com/etl:2\"\n",
+        "- \"--allowed-runner-images=registry.example.com/synqx:*\"\n",
+        "- --allow-service-account-override\n",
+        "- --allow-ambient-credentials\n",
+    ] {
+        assert!(allowing.contains(expected), "`{expected}` missing");
+    }
+    // The schema refuses an image pattern with a `*` anywhere but at its end.
+    let bad = helm::run(
+        &[
+            "template",
+            "x",
+            helm::CHART,
+            "--set",
+            "runner.allowedImages={registry.example.com/*/synqx}",
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("/runner/allowedImages/0"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
 fn the_values_schema_rejects_a_wrong_type_and_an_unknown_key() {
     let wrong_type = helm::run(
         &[

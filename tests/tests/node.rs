@@ -240,7 +240,7 @@ async fn s3_to_parquet_under_the_read_only_root(
         "{secretKeyRef: {name: s3-keys, key: id}}",
         "{secretKeyRef: {name: s3-keys, key: secret}}",
     );
-    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-keys}\nstringData: {id: testing, secret: testing}\n---\n";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-keys, labels: {synqx.io/connection-secret: \"true\"}}\nstringData: {id: testing, secret: testing}\n---\n";
     // The bucket is filled from this machine with the CLI.
     synqx_run(
         cluster,
@@ -306,6 +306,11 @@ async fn helm_upgrade_rolls_the_operator_without_losing_a_run(
             "--reuse-values",
             "--set",
             "runner.podStartTimeout=15s",
+            // For the unstartable pods next: an image and a service account of their own.
+            "--set",
+            "runner.allowedImages={127.0.0.1:9/synqx/no-such-image:0}",
+            "--set",
+            "runner.allowServiceAccountOverride=true",
             "--wait",
             "--timeout",
             "3m",

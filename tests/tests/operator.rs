@@ -537,7 +537,7 @@ async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
     apply(
         cluster,
         &ns,
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-keys}\nstringData: {id: AKIAEXAMPLE, secret: do-not-print}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s3-keys, labels: {synqx.io/connection-secret: \"true\"}}\nstringData: {id: AKIAEXAMPLE, secret: do-not-print}\n",
     );
     wait_until(
         Duration::from_secs(90),

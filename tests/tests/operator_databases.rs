@@ -41,7 +41,7 @@ async fn postgres_to_parquet_to_mariadb_through_jobs() {
 
     let (pg, my) = (postgres(), mysql());
     let yaml = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db-creds}}\nstringData: {{pg: {:?}, my: {:?}}}\n---\n{}{}{}\
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db-creds, labels: {{synqx.io/connection-secret: \"true\"}}}}\nstringData: {{pg: {:?}, my: {:?}}}\n---\n{}{}{}\
          apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: orders}}\nspec:\n  steps:\n\
          \x20   - name: extract\n      sync:\n\
          \x20       source: {{connection: warehouse, asset: {{fqn: {schema}.orders}}, incremental: {{cursor: id}}}}\n\
@@ -54,7 +54,7 @@ async fn postgres_to_parquet_to_mariadb_through_jobs() {
         connection(
             "warehouse",
             &format!(
-                "postgres: {{host: {}, port: {}, database: {}, sslMode: disable, user: {{value: {}}}, password: {{secretKeyRef: {{name: db-creds, key: pg}}}}}}",
+                "postgres: {{host: {}, port: {}, database: {}, user: {{value: {}}}, password: {{secretKeyRef: {{name: db-creds, key: pg}}}}}}",
                 pg.host, pg.port, pg.database, pg.user
             )
         ),

@@ -221,7 +221,7 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
         .unwrap_or_else(|| panic!("the MongoDB test URI has no login"));
     let mongo_uri = format!("mongodb://{mongo_user}:{mongo_password}@{mongo_at}");
     let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: leak-creds}}\nstringData:\n\
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: leak-creds, labels: {{synqx.io/connection-secret: \"true\"}}}}\nstringData:\n\
          \x20 pg-user: {pg_user}\n  pg-password: {pg_password}\n  ok-user: {ok_user}\n  ok-password: {ok_password}\n\
          \x20 my-user: {my_user}\n  my-password: {my_password}\n  redis-user: {redis_user}\n  redis-password: {redis_password}\n\
          \x20 mongo-uri: {mongo_uri:?}\n  token: {token}\n  api-key: {api_key}\n\

@@ -4,38 +4,14 @@
 //! cannot read; the plaintext appears in no object, Event or pod log; a sealed value pasted
 //! into another Connection and a Pipeline with an image of its own are refused, saying why.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;
-use synqx_api::Pipeline;
 use synqx_api::run::RunPhase;
-use synqx_e2e::cluster::{TestNamespace, wait_until};
-use synqx_e2e::runs::{apply, csv_rows, finished, folder, setup, start_run, step};
+use synqx_e2e::runs::{apply, csv_rows, finished, folder, pipeline_ready, setup, start_run, step};
 use synqx_e2e::secrets::{checked, readable, seal, vault_published};
 use synqx_testkit::postgres::psql;
 use synqx_testkit::servers::postgres;
-
-async fn pipeline_ready_message(ns: &TestNamespace, name: &str) -> (String, String) {
-    let pipelines: Api<Pipeline> = ns.api();
-    let ready = || async {
-        let p = pipelines.get(name).await.ok()?;
-        let c = p
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.r#type == "Ready")?;
-        Some((c.status, c.message))
-    };
-    wait_until(
-        Duration::from_secs(60),
-        &format!("Pipeline {name} to be compiled"),
-        || async { ready().await.is_some() },
-    )
-    .await;
-    ready().await.unwrap_or_default()
-}
 
 #[tokio::test]
 async fn a_sealed_postgres_login_opens_only_in_the_pods_that_use_it() {
@@ -154,7 +130,7 @@ async fn a_sealed_postgres_login_opens_only_in_the_pods_that_use_it() {
         &ns,
         &pipeline("own-image", "{image: \"registry.example/dump:1\"}"),
     );
-    let (status, message) = pipeline_ready_message(&ns, "own-image").await;
+    let (status, message) = pipeline_ready(&ns, "own-image").await;
     assert_eq!(status, "False", "{message}");
     assert!(
         message

@@ -184,13 +184,18 @@ fn block_problems(spec: &crate::ConnectionSpec) -> Vec<(String, String)> {
             ));
         }
     }
-    if let Some(s3) = &spec.s3
-        && s3.access_key_id.is_some() != s3.secret_access_key.is_some()
-    {
-        out.push((
-            "s3".to_string(),
-            "accessKeyId and secretAccessKey go together: set both, or neither to use the pod's ambient credentials".to_string(),
-        ));
+    if let Some(s3) = &spec.s3 {
+        if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+            out.push((
+                "s3".to_string(),
+                "accessKeyId and secretAccessKey go together: set both, or neither with useAmbientCredentials: true".to_string(),
+            ));
+        } else if s3.access_key_id.is_some() && s3.use_ambient_credentials == Some(true) {
+            out.push((
+                "s3.useAmbientCredentials".to_string(),
+                "cannot go with accessKeyId and secretAccessKey: use the keys, or remove them to use the ambient credentials".to_string(),
+            ));
+        }
     }
     if let Some(sf) = &spec.snowflake
         && sf.password.is_none()

@@ -1,7 +1,9 @@
 //! The Connection controller: checks that every Secret and key a Connection references exists
 //! and sealed values are well-formed, then on every change of its spec runs a short check Job
 //! (`synqx check`: connect, authenticate, probe the target) and records `Ready`, or
-//! `Unreachable`/`Unauthorized`/`Invalid` with the error, and when it was checked.
+//! `Unreachable`/`Unauthorized`/`Invalid` with the error, and when it was checked. A Secret
+//! that has not opted in to Connections fails the Connection before any Job
+//! ([`crate::secret_opt_in`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +19,16 @@ use kube::{Api, Resource, ResourceExt};
 use synqx_api::Connection;
 use synqx_api::apply::StatusApply;
 use synqx_api::connection::CheckReport;
-use synqx_api::secret::{check_sealed_format, secret_env_name};
+use synqx_api::secret::{check_sealed_format, opted_in, secret_env_name};
 
 use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::{Operator, Settings};
 use crate::error::{Error, Result, is_conflict};
-use crate::job::{DEFAULT_SERVICE_ACCOUNT, end_of, hardened_container, hardened_pod};
+use crate::job::{
+    DEFAULT_SERVICE_ACCOUNT, ambient_credentials_env, end_of, hardened_container, hardened_pod,
+};
+use crate::secret_opt_in::not_opted_in;
 use crate::{names, step_pod, termination, vault};
 use status::{Verdict, connection_status, says};
 
@@ -89,8 +94,10 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
     if let Err((reason, problem)) = references(connection, ctx, &namespace).await? {
         view.set(false, reason, &problem, false).await?;
         return Ok(match reason {
-            // A Secret created later fixes it: look again, Secrets are not watched.
-            Reason::SecretNotFound => Action::requeue(Duration::from_secs(30)),
+            // A Secret created or labeled later fixes it: look again, Secrets are not watched.
+            Reason::SecretNotFound | Reason::SecretNotLabeled => {
+                Action::requeue(Duration::from_secs(30))
+            }
             // Only a new spec fixes the others.
             _ => Action::await_change(),
         });
@@ -98,7 +105,13 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
     // A verdict for this generation, from its check Job or a spec that cannot be checked.
     let checked = status.observed_generation == Some(generation)
         && find(&status.conditions, ConditionType::Ready).is_some_and(|c| {
-            c.reason != Reason::Checking.as_str() && c.reason != Reason::SecretNotFound.as_str()
+            ![
+                Reason::Checking,
+                Reason::SecretNotFound,
+                Reason::SecretNotLabeled,
+            ]
+            .iter()
+            .any(|r| c.reason == r.as_str())
         });
     if checked {
         return Ok(Action::await_change());
@@ -174,6 +187,14 @@ async fn references(
                 ),
             )));
         };
+        // Before anything else about it, even its keys: a Secret that has not opted in is
+        // none of the Connection's business.
+        if !opted_in(secret.metadata.labels.as_ref()) {
+            return Ok(Err((
+                Reason::SecretNotLabeled,
+                not_opted_in(&field, &reference.name),
+            )));
+        }
         let has_key = secret
             .data
             .as_ref()
@@ -282,6 +303,9 @@ fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
     let mut env = env;
     if vault::needs_keyring(&connection.spec) {
         env.extend(vault::keyring_env());
+    }
+    if settings.policy.allow_ambient_credentials {
+        env.push(ambient_credentials_env());
     }
     let mut container = Container {
         name: "check".into(),

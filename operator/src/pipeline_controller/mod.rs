@@ -58,9 +58,18 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     let connections = used_connections(ctx, pipeline, &namespace);
 
     let compiled = compile(pipeline, &connections).and_then(|plan| {
-        runner_policy(pipeline, &ctx.settings.pods)
-            .and(keyring_policy(pipeline, &plan, &ctx.settings.runner_image))
-            .map(|()| plan)
+        let mut problems = runner_policy(pipeline, &ctx.settings);
+        problems.extend(
+            keyring_policy(pipeline, &plan, &ctx.settings.runner_image)
+                .err()
+                .into_iter()
+                .flatten(),
+        );
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(problems)
+        }
     });
     let plan = match compiled {
         Ok(plan) => plan,
@@ -166,34 +175,16 @@ fn used_connections(ctx: &Operator, pipeline: &Pipeline, namespace: &str) -> Vec
         .collect()
 }
 
-/// What this operator allows in `spec.runner` besides what `synqx validate` checks:
-/// `hostPath` volumes only with `--allow-host-path`.
-fn runner_policy(
-    pipeline: &Pipeline,
-    pods: &crate::step_pod::PodDefaults,
-) -> std::result::Result<(), Vec<String>> {
-    let Some(runner) = pipeline
-        .spec
-        .runner
-        .as_ref()
-        .filter(|_| !pods.allow_host_path)
-    else {
-        return Ok(());
-    };
-    let problems: Vec<String> = synqx_api::runner::host_path_problems(runner)
-        .into_iter()
-        .map(|(field, message)| {
-            format!(
-                "Pipeline/{}: spec.runner.{field}: {message}",
-                pipeline.name_any()
-            )
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+/// What this operator allows in `spec.runner` besides what `synqx validate` checks: its
+/// runner images, service accounts and `hostPath` volumes ([`crate::policy`]).
+fn runner_policy(pipeline: &Pipeline, settings: &crate::context::Settings) -> Vec<String> {
+    crate::policy::runner_problems(
+        &pipeline.name_any(),
+        pipeline.spec.runner.as_ref(),
+        &settings.runner_image,
+        &settings.policy,
+        settings.pods.allow_host_path,
+    )
 }
 
 /// The namespace's vault keyring goes only into pods that run the operator's runner image:

@@ -5,14 +5,16 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use synqx_api::PipelineRun;
+use synqx_api::pipeline::Step;
 use synqx_api::scheduler::Decision;
 
 use super::observe::Observation;
 use super::status::{Created, newly_succeeded};
 use crate::context::Operator;
 use crate::error::{Result, is_conflict, is_not_found};
-use crate::job::StepJob;
-use crate::watermark;
+use crate::job::{StepJob, refused, step_connections};
+use crate::secret_opt_in::OptIns;
+use crate::{policy, watermark};
 
 /// Steps that just succeeded commit their watermark before anything reports them done.
 pub async fn commit_watermarks(
@@ -62,6 +64,7 @@ pub async fn stop_and_start(
     }
     let pipeline = &observation.pipeline;
     let mut created = Created::new();
+    let mut opt_ins = OptIns::new(&ctx.client, &namespace);
     for (step, attempt) in &decision.start {
         let Some(planned) = observation.plan.step(step) else {
             continue;
@@ -87,8 +90,13 @@ pub async fn stop_and_start(
             watermark,
             default_image: &ctx.settings.runner_image,
             pods: &ctx.settings.pods,
+            lend_ambient_credentials: ctx.settings.policy.allow_ambient_credentials,
         };
-        match jobs.create(&PostParams::default(), &job.build()).await {
+        let body = match refusal(ctx, &mut opt_ins, observation, &planned.step).await? {
+            Some(why) => refused(job.build(), &why),
+            None => job.build(),
+        };
+        match jobs.create(&PostParams::default(), &body).await {
             Ok(_) => {}
             // Created before a restart: deterministic names make this the same Job.
             Err(error) if is_conflict(&error) => {}
@@ -97,4 +105,37 @@ pub async fn stop_and_start(
         created.insert(step.clone(), (*attempt, job.name()));
     }
     Ok(created)
+}
+
+/// Why the operator will not start `step` now, asked right before its Job: the Pipeline's
+/// `spec.runner` (which the Job takes as it is now, not as the run pinned it) asks for what
+/// this operator does not allow, or a Connection of the step names a Secret that has not
+/// opted in. A run pinned under laxer flags, or before a Secret lost its label, starts no pod
+/// these forbid.
+async fn refusal(
+    ctx: &Operator,
+    opt_ins: &mut OptIns,
+    observation: &Observation,
+    step: &Step,
+) -> Result<Option<String>> {
+    let pipeline = &observation.pipeline;
+    let settings = &ctx.settings;
+    let problems = policy::runner_problems(
+        &pipeline.name_any(),
+        pipeline.spec.runner.as_ref(),
+        &settings.runner_image,
+        &settings.policy,
+        settings.pods.allow_host_path,
+    );
+    if !problems.is_empty() {
+        return Ok(Some(problems.join("; ")));
+    }
+    for name in step_connections(step) {
+        if let Some(spec) = observation.plan.connections.get(name)
+            && let Some(why) = opt_ins.refusal(name, spec).await?
+        {
+            return Ok(Some(why));
+        }
+    }
+    Ok(None)
 }

@@ -29,7 +29,7 @@ pub(crate) use status::{explain, is_not_found};
 
 use crate::engine::Counters;
 use crate::local::group;
-use crate::secrets::Secrets;
+use crate::secrets::{AMBIENT_CREDENTIALS_ENV, AmbientCredentials, Secrets};
 use crate::step::{self, StepInputs};
 use crate::vault::{self, Vault};
 use synqx_api::vault::Zeroizing;
@@ -93,12 +93,14 @@ impl PodEnv {
         let termination_path = get(TERMINATION_MESSAGE_ENV)
             .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from);
         let namespace = get(vault::NAMESPACE_ENV);
+        // Ambient cloud credentials only when the operator said it lends them.
+        let ambient = AmbientCredentials::of_pod(get(AMBIENT_CREDENTIALS_ENV).as_deref());
         // The keyring is kept only as the vault, never among the variables.
         let keyring = vars
             .iter()
             .position(|(k, _)| k == vault::KEYRING_ENV)
             .map(|i| Zeroizing::new(vars.swap_remove(i).1));
-        let mut secrets = Secrets::new(std::iter::empty(), vars);
+        let mut secrets = Secrets::new(std::iter::empty(), vars).with_ambient_credentials(ambient);
         if let Some(text) = keyring {
             secrets = match Vault::from_pod_env(&text, namespace.as_deref()) {
                 Ok(vault) => secrets.with_vault(vault),

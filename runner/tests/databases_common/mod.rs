@@ -33,7 +33,6 @@ spec:
     database: "{}"
     user: {{value: "{}"}}
     password: {{secretKeyRef: {{name: dbs, key: pg}}}}
-    sslMode: disable
 "#,
         pg.password, my.password, pg.host, pg.port, pg.database, pg.user
     );

@@ -26,6 +26,8 @@ pub struct MysqlConfig {
     /// Carries the password: never formatted into a message (`MySqlConnectOptions` has no
     /// `Display`, and its `Debug` is never used here).
     pub options: MySqlConnectOptions,
+    /// The TLS mode asked for (`require` when the Connection names none), for messages.
+    pub ssl_mode: SslMode,
     /// Knows the password: every text the server or driver returns passes through it.
     pub redactor: Redactor,
 }
@@ -37,12 +39,13 @@ impl MysqlConfig {
         let database = conn.required("mysql.database", &spec.database)?;
         let user = conn.resolve("mysql.user", &spec.user)?;
         let port = spec.port.unwrap_or(DEFAULT_PORT);
+        let tls = spec.ssl_mode.unwrap_or_default();
         let mut options = MySqlConnectOptions::new()
             .host(host)
             .port(port)
             .username(&user)
             .database(database)
-            .ssl_mode(ssl_mode(spec.ssl_mode.unwrap_or_default()))
+            .ssl_mode(ssl_mode(tls))
             // utf8mb4 so 4-byte characters survive both ways.
             .charset("utf8mb4")
             // The session's sql_mode is set whole after connecting (see `connect.rs`); these
@@ -64,6 +67,7 @@ impl MysqlConfig {
             port,
             database: database.to_string(),
             options,
+            ssl_mode: tls,
             redactor: conn.secrets.redactor(),
         })
     }
@@ -113,7 +117,7 @@ mod tests {
                 database: "shop".into(),
                 user: value("app"),
                 password: Some(value("pw")),
-                ssl_mode: Some(SslMode::Require),
+                ssl_mode: None,
             }),
             ..Default::default()
         };
@@ -128,10 +132,12 @@ mod tests {
         assert_eq!(target.options.get_host(), "db.internal");
         assert_eq!(target.options.get_username(), "app");
         assert_eq!(target.options.get_database(), Some("shop"));
+        // TLS unless the Connection says otherwise.
         assert!(matches!(
             target.options.get_ssl_mode(),
             MySqlSslMode::Required
         ));
+        assert_eq!(target.ssl_mode, SslMode::Require);
         assert_eq!(
             target.server(),
             "Connection \"orders-db\" (MySQL at db.internal:3306, database \"shop\")"

@@ -6,6 +6,7 @@ use sqlx::{ConnectOptions, Executor};
 
 use super::config::{CONNECT_TIMEOUT, MysqlConfig};
 use crate::connectors::retry::{RetrySchedule, retry, sqlx_transient};
+use crate::connectors::sql::NO_TLS;
 use crate::error::{Error, Result};
 
 /// The session SynqX sets, whatever the server's defaults:
@@ -99,6 +100,10 @@ fn parse_version(text: &str) -> (u32, u32) {
 /// The password is never part of it: sqlx's errors do not carry it and the target is named by
 /// host, port and database only.
 pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
+    let no_tls = format!(
+        ": the server does not offer TLS, which mysql.sslMode: {} requires (require is the default): enable TLS on the server, or set mysql.sslMode: disable to send the login in plain text over a network you trust",
+        target.ssl_mode
+    );
     let hint = match mysql_code(&e) {
         Some(1045) => ": check mysql.user and mysql.password",
         Some(1044) => ": the user has no access to this database; grant it or fix mysql.database",
@@ -111,6 +116,7 @@ pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
                 ": check mysql.host, mysql.port and the network between them"
             }
             sqlx::Error::Io(_) if is_name_failure(&e) => ": check mysql.host",
+            sqlx::Error::Tls(tls) if tls.to_string() == NO_TLS => no_tls.as_str(),
             sqlx::Error::Tls(_) => ": check mysql.sslMode and the server's certificate",
             _ => "",
         },

@@ -26,6 +26,8 @@ pub struct PostgresConfig {
     pub user: String,
     /// Where the password comes from, in the user's words (`Secret "pg" key "password"`).
     pub password_from: String,
+    /// The TLS mode asked for (`require` when the Connection names none), for messages.
+    pub ssl_mode: SslMode,
     /// Retries of a failed connect.
     pub retry: RetrySchedule,
     /// Knows the password: every text the server or driver returns passes through it.
@@ -57,6 +59,7 @@ impl PostgresConfig {
             )));
         }
         let port = spec.port.unwrap_or(DEFAULT_PORT);
+        let tls = spec.ssl_mode.unwrap_or_default();
         // `new_without_pgpass` with every field set: the environment of the runner (PGHOST,
         // PGPASSWORD, ~/.pgpass) must never change what a Connection connects to.
         let mut options = PgConnectOptions::new_without_pgpass()
@@ -64,7 +67,7 @@ impl PostgresConfig {
             .port(port)
             .database(database)
             .username(&user)
-            .ssl_mode(ssl_mode(spec.ssl_mode.unwrap_or_default()))
+            .ssl_mode(ssl_mode(tls))
             .application_name("synqx")
             // A session zone other than UTC would shift every `timestamptz` rendered as text
             // (the `::text` fallback) and every watermark literal without an offset.
@@ -85,6 +88,7 @@ impl PostgresConfig {
             database: database.to_string(),
             user,
             password_from,
+            ssl_mode: tls,
             retry: RetrySchedule::default(),
             redactor: conn.secrets.redactor(),
         })
@@ -161,7 +165,9 @@ mod tests {
         assert_eq!(s.options.get_database(), Some("sales"));
         assert_eq!(s.options.get_username(), "etl");
         assert_eq!(s.options.get_application_name(), Some("synqx"));
-        assert!(matches!(s.options.get_ssl_mode(), PgSslMode::Prefer));
+        // TLS unless the Connection says otherwise.
+        assert!(matches!(s.options.get_ssl_mode(), PgSslMode::Require));
+        assert_eq!(s.ssl_mode, SslMode::Require);
         assert_eq!(
             s.password_from,
             "key \"password\" of Secret \"pg\" (postgres.password)"

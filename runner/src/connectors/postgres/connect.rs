@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError};
 use super::config::PostgresConfig;
 use crate::check::Reason;
 use crate::connectors::retry::{retry, sqlx_transient};
+use crate::connectors::sql::NO_TLS;
 use crate::error::{Error, Result};
 
 /// Longest wait for one connection attempt: the TCP connect, TLS and authentication.
@@ -110,10 +111,19 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
                 settings.host
             ),
         ),
+        // The Connection asks for what the server does not offer: only an edit fixes it.
+        sqlx::Error::Tls(tls) if tls.to_string() == NO_TLS => (
+            Reason::Invalid,
+            format!(
+                "PostgreSQL at {server} does not offer TLS, which postgres.sslMode: {} requires (require is the default): enable TLS on the server, or set postgres.sslMode: disable to send the login in plain text over a network you trust",
+                settings.ssl_mode
+            ),
+        ),
         sqlx::Error::Tls(tls) => (
             Reason::Unreachable,
             format!(
-                "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode and the server's certificate"
+                "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode ({}) and the server's certificate",
+                settings.ssl_mode
             ),
         ),
         other => (
@@ -216,5 +226,71 @@ mod tests {
             &sqlx::Error::Configuration("password=Hunter2pw is bad".into()),
         );
         assert!(!text.contains("Hunter2pw"), "{text}");
+    }
+
+    /// A server that answers PostgreSQL's TLS request with "no" (as one started without
+    /// `ssl = on` does): the default `sslMode` refuses to log in there, saying what to do.
+    #[tokio::test]
+    async fn the_default_ssl_mode_refuses_a_server_without_tls() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await?;
+            let mut request = [0u8; 8];
+            socket.read_exact(&mut request).await?;
+            socket.write_all(b"N").await?;
+            // Whatever a client sends after the refusal (a plain login) is read and dropped.
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                socket.read_to_end(&mut rest),
+            )
+            .await;
+            Ok::<_, std::io::Error>((request, rest))
+        });
+        let spec = ConnectionSpec {
+            postgres: Some(PostgresConnection {
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                database: "shop".into(),
+                user: SecretValue::plain("etl"),
+                password: Some(SecretValue::plain("Plain-text-pw")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let secrets = Secrets::default();
+        let settings = PostgresConfig::new(&ConnectionRef {
+            name: "warehouse",
+            spec: &spec,
+            base_dir: ".".into(),
+            secrets: &secrets,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let error = attempt(&settings)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("connected"));
+        let (reason, text) = connect_failure(&settings, &error);
+        assert_eq!(reason, Reason::Invalid);
+        assert_eq!(
+            text,
+            format!(
+                "PostgreSQL at 127.0.0.1:{port} does not offer TLS, which postgres.sslMode: require requires (require is the default): enable TLS on the server, or set postgres.sslMode: disable to send the login in plain text over a network you trust"
+            )
+        );
+        let (request, rest) = server
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The SSLRequest: length 8, code 80877103.
+        assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("etl"),
+            "nothing of the login was sent in plain text"
+        );
     }
 }

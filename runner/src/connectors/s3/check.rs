@@ -73,7 +73,7 @@ const UNREACHABLE: &str = "check s3.endpoint and s3.region, and that the runner'
 /// The reason of a failed listing and what to do: from S3's error code, else the HTTP status,
 /// else where it failed.
 fn classify(e: &object_store::Error) -> (Reason, &'static str) {
-    const UNAUTHORIZED: &str = "check s3.accessKeyId and s3.secretAccessKey (without them, the pod's ambient AWS credentials) and that they may list the bucket";
+    const UNAUTHORIZED: &str = "check s3.accessKeyId and s3.secretAccessKey (with s3.useAmbientCredentials, the AWS credentials of the environment) and that they may list the bucket";
     const NOT_FOUND: &str =
         "the bucket does not exist: create it, or fix s3.bucket (and s3.endpoint)";
     const INVALID: &str = "check s3.region, s3.endpoint and s3.forcePathStyle";

@@ -19,8 +19,8 @@ pub struct S3Config {
     pub endpoint: Option<Endpoint>,
     /// `forcePathStyle` without an endpoint: AWS with path-style requests (or not).
     pub path_style: Option<bool>,
-    /// Explicit keys; `None` uses the ambient AWS environment.
-    pub(super) keys: Option<Keys>,
+    /// Explicit keys, or the ambient AWS environment the Connection asked for and was lent.
+    pub(super) credentials: Credentials,
     /// Knows the keys: every message passes through it.
     pub redactor: Redactor,
 }
@@ -31,6 +31,15 @@ pub struct Endpoint {
     /// The URL, with the bucket in the host for virtual-hosted style.
     pub url: String,
     pub virtual_hosted: bool,
+}
+
+/// Where a bucket's requests get their signature from.
+#[derive(Clone, Debug)]
+pub(super) enum Credentials {
+    Keys(Keys),
+    /// `AWS_*` variables, web identity, container or instance metadata: only when the
+    /// Connection asks and, in a pod, the operator lends them.
+    Ambient,
 }
 
 /// Explicit credentials. Deliberately not `Debug`-printed with their values.
@@ -58,13 +67,19 @@ impl S3Config {
         let key_id = secret("s3.accessKeyId", &spec.access_key_id)?;
         let secret_key = secret("s3.secretAccessKey", &spec.secret_access_key)?;
         let token = secret("s3.sessionToken", &spec.session_token)?;
+        let ambient = spec.use_ambient_credentials == Some(true);
         let keys = match (key_id, secret_key) {
             // Explicit keys stand alone: an ambient AWS_SESSION_TOKEN must not pair with them.
+            (Some(_), Some(_)) if ambient => {
+                return Err(Error::Config(format!(
+                    "Connection \"{name}\": s3.useAmbientCredentials cannot go with s3.accessKeyId and s3.secretAccessKey: use the keys, or remove them"
+                )));
+            }
             (Some(id), Some(secret)) => Some(Keys { id, secret, token }),
             (None, None) if token.is_none() => None,
             _ => {
                 return Err(Error::Config(format!(
-                    "Connection \"{name}\": set s3.accessKeyId and s3.secretAccessKey together (s3.sessionToken only with both), or none of them to use the ambient AWS credentials"
+                    "Connection \"{name}\": set s3.accessKeyId and s3.secretAccessKey together (s3.sessionToken only with both), or none of them with s3.useAmbientCredentials: true"
                 )));
             }
         };
@@ -72,14 +87,28 @@ impl S3Config {
             Some(url) => Some(endpoint(name, url, &bucket, spec.force_path_style)?),
             None => None,
         };
+        let prefix = normalise_prefix(spec.prefix.as_deref().unwrap_or(""), name)?;
+        let credentials = match keys {
+            Some(keys) => Credentials::Keys(keys),
+            None if ambient => {
+                conn.secrets
+                    .ambient_credentials(name, "s3.useAmbientCredentials")?;
+                Credentials::Ambient
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "Connection \"{name}\": s3 has no credentials: set s3.accessKeyId and s3.secretAccessKey, or s3.useAmbientCredentials: true to use the AWS credentials of the environment (on a cluster the operator must allow them)"
+                )));
+            }
+        };
         Ok(Self {
             connection: name.to_string(),
-            prefix: normalise_prefix(spec.prefix.as_deref().unwrap_or(""), name)?,
+            prefix,
             bucket,
             region: spec.region.clone().filter(|r| !r.is_empty()),
             path_style: spec.force_path_style.filter(|_| endpoint.is_none()),
             endpoint,
-            keys,
+            credentials,
             redactor: conn.secrets.redactor(),
         })
     }
@@ -136,7 +165,7 @@ mod tests {
     use synqx_api::connection::S3Connection;
 
     use super::*;
-    use crate::secrets::Secrets;
+    use crate::secrets::{AmbientCredentials, Secrets};
 
     fn config(s3: S3Connection, secrets: &Secrets) -> Result<S3Config> {
         let spec = ConnectionSpec {
@@ -163,6 +192,7 @@ mod tests {
             prefix: Some("/raw//orders".into()),
             endpoint: Some("http://127.0.0.1:9000/".into()),
             force_path_style: Some(false),
+            use_ambient_credentials: Some(true),
             ..Default::default()
         };
         let c = config(base.clone(), &secrets).unwrap_or_else(|e| panic!("{e}"));
@@ -178,7 +208,7 @@ mod tests {
                 virtual_hosted: true
             })
         );
-        assert!(c.keys.is_none());
+        assert!(matches!(c.credentials, Credentials::Ambient));
 
         let e = message(config(
             S3Connection {
@@ -232,6 +262,62 @@ mod tests {
             &secrets,
         ));
         assert_eq!(e, "Connection \"lake\": s3.bucket is empty");
+    }
+
+    #[test]
+    fn ambient_credentials_only_when_the_connection_asks_and_the_pod_may() {
+        // In a pod, only the operator's exact word lends them.
+        assert_eq!(
+            AmbientCredentials::of_pod(Some("allowed")),
+            AmbientCredentials::Lent
+        );
+        for other in [None, Some(""), Some("true"), Some("Allowed")] {
+            assert_eq!(
+                AmbientCredentials::of_pod(other),
+                AmbientCredentials::Withheld
+            );
+        }
+        let trusted = Secrets::default();
+        let lent = Secrets::default().with_ambient_credentials(AmbientCredentials::Lent);
+        let withheld = Secrets::default().with_ambient_credentials(AmbientCredentials::Withheld);
+        let asking = S3Connection {
+            bucket: "lake".into(),
+            use_ambient_credentials: Some(true),
+            ..Default::default()
+        };
+        for secrets in [&trusted, &lent] {
+            let c = config(asking.clone(), secrets).unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(c.credentials, Credentials::Ambient));
+        }
+        assert_eq!(
+            message(config(asking.clone(), &withheld)),
+            "Connection \"lake\": s3.useAmbientCredentials: this operator lends no ambient cloud credentials to Connections; an administrator can allow them with --allow-ambient-credentials (Helm value runner.allowAmbientCredentials), or give the Connection its own keys"
+        );
+        // Not asking: nothing is lent, wherever it runs.
+        for secrets in [&trusted, &lent, &withheld] {
+            for flag in [None, Some(false)] {
+                let e = message(config(
+                    S3Connection {
+                        use_ambient_credentials: flag,
+                        ..asking.clone()
+                    },
+                    secrets,
+                ));
+                assert_eq!(
+                    e,
+                    "Connection \"lake\": s3 has no credentials: set s3.accessKeyId and s3.secretAccessKey, or s3.useAmbientCredentials: true to use the AWS credentials of the environment (on a cluster the operator must allow them)"
+                );
+            }
+        }
+        let both = S3Connection {
+            access_key_id: Some(SecretValue::plain("AKIDEXAMPLE")),
+            secret_access_key: Some(SecretValue::plain("secret")),
+            ..asking
+        };
+        assert!(
+            message(config(both, &lent)).contains("s3.useAmbientCredentials cannot go with"),
+            "keys and ambient credentials at once"
+        );
     }
 
     #[test]

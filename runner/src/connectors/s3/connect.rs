@@ -9,7 +9,7 @@ use object_store::list::PaginatedListStore;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
-use super::config::S3Config;
+use super::config::{Credentials, S3Config};
 use crate::error::{Error, Result};
 use crate::secrets::Redactor;
 
@@ -54,8 +54,8 @@ impl Patience {
 impl Bucket {
     /// The client of the config (no request is sent yet).
     pub(super) fn open(config: &S3Config, patience: Patience) -> Result<Self> {
-        let mut builder = match &config.keys {
-            Some(keys) => {
+        let mut builder = match &config.credentials {
+            Credentials::Keys(keys) => {
                 let builder = AmazonS3Builder::new()
                     .with_access_key_id(&keys.id)
                     .with_secret_access_key(&keys.secret);
@@ -64,7 +64,9 @@ impl Bucket {
                     None => builder,
                 }
             }
-            None => AmazonS3Builder::from_env(),
+            // The only place the process's AWS environment is read: S3Config lets it through
+            // only for a Connection that asked, where the operator lends it.
+            Credentials::Ambient => AmazonS3Builder::from_env(),
         };
         let mut options = ClientOptions::new().with_connect_timeout(patience.connect_timeout);
         if let Some(timeout) = patience.request_timeout {

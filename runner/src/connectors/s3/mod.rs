@@ -11,8 +11,9 @@
 //! - `sink`: parts staged under a hidden temporary prefix, copied into place at the commit.
 //! - `check`: the probe of `synqx check`, one bounded listing of at most one key.
 //!
-//! Credentials come from the Connection's secret values or, without them, from the pod's
-//! ambient AWS environment. Every error names the Connection, bucket and key, and passes
+//! Credentials come from the Connection's secret values, or from the ambient AWS environment
+//! only when the Connection says `useAmbientCredentials: true` and, in a pod, the operator
+//! lends them (`--allow-ambient-credentials`); otherwise none are read. Every error names the Connection, bucket and key, and passes
 //! through the run's redactor, which removes the credential values from the text (S3 error
 //! bodies can echo the access key id).
 

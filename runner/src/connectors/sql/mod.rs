@@ -12,3 +12,7 @@ pub mod statements;
 pub use dialect::SqlDialect;
 pub use names::{at_table, quoted_list, unique_suffix};
 pub use sink::SqlSink;
+
+/// What sqlx says when a Connection's `sslMode` asks for TLS and the server answers that it
+/// has none (PostgreSQL and MySQL alike).
+pub const NO_TLS: &str = "server does not support TLS";

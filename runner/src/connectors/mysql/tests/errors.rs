@@ -51,6 +51,29 @@ fn closed_port() -> u16 {
     port
 }
 
+/// The test server has no TLS (on purpose: `scripts/services`), so a Connection that leaves
+/// `sslMode` at its default refuses to log in there, and says what to do; `disable` is only
+/// ever a choice written down.
+#[tokio::test]
+async fn the_default_ssl_mode_refuses_a_server_without_tls() {
+    let s = server();
+    let mut default = spec("synqx", &s.user, SECRET, s.port);
+    if let Some(m) = default.mysql.as_mut() {
+        m.ssl_mode = None;
+    }
+    let e = read_error(&default, "t").await;
+    assert_eq!(
+        e,
+        format!(
+            "Connection \"shop-db\" (MySQL at {}:{}, database \"synqx\"): connecting: error occurred while attempting to establish a TLS connection: server does not support TLS: the server does not offer TLS, which mysql.sslMode: require requires (require is the default): enable TLS on the server, or set mysql.sslMode: disable to send the login in plain text over a network you trust",
+            s.host, s.port
+        )
+    );
+    let report = check(default).await;
+    assert_eq!(report.reason, "Invalid", "{report:?}");
+    assert!(report.message.contains("does not offer TLS"), "{report:?}");
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_named_without_the_password() {
     let s = server();

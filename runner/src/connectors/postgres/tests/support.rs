@@ -51,7 +51,8 @@ impl Pg {
                 database: s.database,
                 user: SecretValue::plain(user.unwrap_or(&s.user)),
                 password: Some(SecretValue::from_secret(SECRET, SECRET_KEY)),
-                ssl_mode: Some(synqx_api::connection::SslMode::Disable),
+                // The default, `require`: the test server serves TLS (scripts/services).
+                ssl_mode: None,
             }),
             ..Default::default()
         };

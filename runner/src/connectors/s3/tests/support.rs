@@ -36,6 +36,7 @@ pub(super) fn connection(endpoint: &str, bucket: &str, prefix: Option<&str>) -> 
             access_key_id: Some(SecretValue::plain("testing-key")),
             secret_access_key: Some(SecretValue::plain("testing-secret")),
             session_token: None,
+            use_ambient_credentials: None,
         }),
         ..Default::default()
     }
