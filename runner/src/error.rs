@@ -51,6 +51,13 @@ pub enum Error {
         #[source]
         source: Option<DataFusionError>,
     },
+    /// Documents after a JSON source's sample disagreed with the schema inferred from it: the
+    /// read is to run again with `columns` (widened or added), see `connectors::json_widen`.
+    #[error("{message}")]
+    Widened {
+        message: String,
+        columns: std::collections::BTreeMap<String, String>,
+    },
     /// The step was cancelled (Ctrl-C or timeout) before it committed.
     #[error("cancelled: {0}")]
     Cancelled(String),

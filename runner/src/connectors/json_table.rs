@@ -4,8 +4,9 @@
 //! or are flattened one level (`parent.child`), and documents become Arrow batches.
 //!
 //! After the sample the schema is fixed (it is known before the first batch). A later value
-//! that the column cannot hold, or a field the sample never saw, is a bad row that names the
-//! document, the field and the fix (`columns: {field: type}` declares it).
+//! that the column cannot hold, or a field the sample never saw, widens the schema: the read
+//! ends asking for another with wider columns ([`super::json_widen`]). In a column declared
+//! in `columns` it is a bad row that names the document, the field and the value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::formats::batching::{row_bytes, rows_per_batch};
 use super::formats::infer::{Inferred, settle, type_name};
+use super::json_widen::Widening;
 use crate::engine::cursor::filter_batch;
 use crate::engine::{CursorFilter, Rejects};
 use crate::error::{Context, Error, Result};
@@ -100,6 +102,14 @@ impl Inference {
         });
     }
 
+    /// Every column seen: its name, the kinds of its values, and whether they were all
+    /// objects or arrays.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, Inferred, bool)> {
+        self.columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kinds, c.json && !c.scalars))
+    }
+
     /// The schema: columns in the order first seen, types widened over the sample, `columns`
     /// overrides applied (an override may also declare a column the sample never saw).
     pub fn schema(&self, overrides: &BTreeMap<String, String>) -> Result<Schema> {
@@ -120,9 +130,18 @@ impl Inference {
         for (name, type_text) in overrides {
             let data_type = crate::types::parse_arrow(type_text)
                 .map_err(|e| Error::Config(format!("columns.{name}: {e}")))?;
+            let mut field = Field::new(name, data_type, true);
+            if matches!(
+                type_text.trim().to_ascii_lowercase().as_str(),
+                "json" | "jsonb"
+            ) {
+                field = field.with_metadata(
+                    [(JSON_EXTENSION.0.to_string(), JSON_EXTENSION.1.to_string())].into(),
+                );
+            }
             match fields.iter_mut().find(|f| f.name() == name) {
-                Some(f) => *f = Field::new(name, data_type, true),
-                None => fields.push(Field::new(name, data_type, true)),
+                Some(f) => *f = field,
+                None => fields.push(field),
             }
         }
         Ok(Schema::new(fields))
@@ -241,9 +260,11 @@ impl Converter {
     }
 }
 
-/// Sends documents on as batches cut to the byte budget, rejecting the ones that do not fit.
+/// Sends documents on as batches cut to the byte budget; a document that does not fit widens
+/// the schema (or, in a declared column, is rejected).
 pub struct Emitter {
     pub converter: Converter,
+    pub widening: Widening,
     pub rejects: Rejects,
     /// Rows at or below the watermark are dropped (for systems whose filter is inclusive).
     pub filter: Option<CursorFilter>,
@@ -254,7 +275,7 @@ impl Emitter {
     /// Sends `documents` (`bytes` of encoded size, at `location` for messages, where
     /// `, record N` is added) in batches. `Ok(false)` when the reader went away.
     pub async fn emit(
-        &self,
+        &mut self,
         documents: Vec<Map<String, Value>>,
         bytes: usize,
         location: String,
@@ -276,11 +297,18 @@ impl Emitter {
                 match self.converter.misfit(document) {
                     None => good.push(document),
                     Some(misfit) => {
-                        let raw = Value::Object(document.clone()).to_string();
                         let at = format!("{location}, record {}", start + i + 1);
-                        self.rejects.reject(&at, &misfit.reason, Some(&raw))?;
+                        if !self.widening.take(document, &misfit, &at) {
+                            let raw = Value::Object(document.clone()).to_string();
+                            self.rejects.reject(&at, &misfit.reason, Some(&raw))?;
+                        }
                     }
                 }
+            }
+            if self.widening.started() {
+                // The read ends in a widening: rows sent now would be read again.
+                start = end;
+                continue;
             }
             let mut batch = self.converter.batch(&good)?;
             if let Some(filter) = &self.filter {
@@ -292,6 +320,11 @@ impl Emitter {
             start = end;
         }
         Ok(true)
+    }
+
+    /// Ends the read: `Ok` when every document fitted, else [`Error::Widened`].
+    pub fn finish(&self) -> Result<()> {
+        self.widening.finish(self.converter.schema())
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) mod http_api;
 #[cfg(test)]
 mod http_stub;
 pub mod json_table;
+pub mod json_widen;
 mod jwt;
 pub mod mongodb;
 pub mod mysql;

@@ -33,6 +33,20 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Zeroes the counts for a step that runs again from the start (its notes stay).
+    pub fn restart(&self) {
+        for c in [
+            &self.rows_read,
+            &self.bytes_read,
+            &self.rows_written,
+            &self.bytes_written,
+            &self.batches,
+            &self.rows_rejected,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Records a note (once, however often it is said) and prints it to stderr.
     pub fn note(&self, text: impl Into<String>) {
         let text = text.into();

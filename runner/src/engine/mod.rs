@@ -90,6 +90,13 @@ pub trait Sink: Send + Sync {
         input: SchemaStream,
         counters: &Counters,
     ) -> Result<WriteOutcome>;
+
+    /// Whether a failed write leaves `destination` as it was (or a rerun makes it exact), so
+    /// the step may run again, as it does when a JSON source widens its schema. True for
+    /// loads that commit at the end; a sink that keeps what it appended says false.
+    fn restartable(&self, _destination: &Destination) -> bool {
+        true
+    }
 }
 
 /// Everything a sync step needs besides its connectors.
@@ -133,7 +140,7 @@ pub async fn run_sync(
     let step = run.step.clone();
     let cancel = run.cancel.clone();
     let timeout = run.timeout;
-    let work = run_sync_inner(sync, source, sink, run);
+    let work = run_widening(sync, source, sink, &run);
     let outcome = tokio::select! {
         result = work => result,
         () = cancel.cancelled() => Err(Error::Cancelled(format!("step \"{step}\" was cancelled before it committed; the destination is unchanged"))),
@@ -155,11 +162,56 @@ async fn sleep_or_forever(timeout: Option<Duration>) {
     }
 }
 
+/// Reads a JSON source's step at most this many times when later documents keep disagreeing
+/// with the schema inferred from the first ones.
+const MAX_READS: u32 = 3;
+
+/// Runs the step, and again with the columns a JSON source widened when documents after its
+/// sample disagreed with it (see `connectors::json_widen`): the first attempt's load failed,
+/// so the destination is as it was.
+async fn run_widening(
+    sync: &SyncStep,
+    source: Arc<dyn Source>,
+    sink: Arc<dyn Sink>,
+    run: &StepRun,
+) -> Result<StepOutcome> {
+    let mut sync = std::borrow::Cow::Borrowed(sync);
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        let (message, columns) =
+            match run_sync_inner(&sync, source.clone(), sink.clone(), run).await {
+                Err(Error::Widened { message, columns }) => (message, columns),
+                other => return other,
+            };
+        let declare = columns
+            .iter()
+            .map(|(k, v)| format!("\"{k}\": {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !sink.restartable(&sync.destination) {
+            return Err(Error::BadRow(format!(
+                "{message}; but the destination keeps what it appended, so step \"{}\" is not run again: declare the columns in the source (columns: {{{declare}}}) and run it again",
+                run.step
+            )));
+        }
+        if reads >= MAX_READS {
+            return Err(Error::BadRow(format!(
+                "{message}; the documents still disagreed after {MAX_READS} reads: declare the columns in the source (columns: {{{declare}}})"
+            )));
+        }
+        run.counters.restart();
+        run.counters
+            .note(format!("step \"{}\": {message}", run.step));
+        sync.to_mut().source.columns.extend(columns);
+    }
+}
+
 async fn run_sync_inner(
     sync: &SyncStep,
     source: Arc<dyn Source>,
     sink: Arc<dyn Sink>,
-    run: StepRun,
+    run: &StepRun,
 ) -> Result<StepOutcome> {
     let batch_bytes = match sync.batch_size.as_deref() {
         Some(text) => synqx_api::duration::parse_bytes(text)
@@ -209,7 +261,12 @@ async fn run_sync_inner(
     let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
     let mut stream = input.stream;
     let tracked = tokio::spawn(async move {
+        // A widening source ends its stream with this error; the sink may report its own.
+        let mut widened = None;
         while let Some(item) = stream.next().await {
+            if let Err(Error::Widened { message, columns }) = &item {
+                widened = Some((message.clone(), columns.clone()));
+            }
             let item = item.and_then(|batch| {
                 Counters::add(&counters.rows_read, batch.num_rows() as u64);
                 Counters::add(&counters.bytes_read, batch.get_array_memory_size() as u64);
@@ -228,7 +285,8 @@ async fn run_sync_inner(
                 break;
             }
         }
-        tracker.map(|t| t.value()).transpose().map(Option::flatten)
+        let max_seen = tracker.map(|t| t.value()).transpose().map(Option::flatten);
+        (max_seen, widened)
     });
     let from_source = SchemaStream::new(schema, receiver_stream(rx));
 
@@ -257,10 +315,14 @@ async fn run_sync_inner(
             &run.counters,
         )
         .await;
-    let max_seen = tracked
+    let (max_seen, widened) = tracked
         .await
-        .map_err(|e| Error::internal(format!("the source task of step \"{}\"", run.step), e))??;
+        .map_err(|e| Error::internal(format!("the source task of step \"{}\"", run.step), e))?;
     let _ = transform_task.await;
+    if let Some((message, columns)) = widened {
+        return Err(Error::Widened { message, columns });
+    }
+    let max_seen = max_seen?;
     let written = written?;
     let mut counters = run.counters.snapshot();
     counters.rows_written = written.rows;

@@ -305,3 +305,110 @@ async fn the_initial_watermark_applies_to_the_first_run_only() {
     assert_eq!(out.watermark_from, None);
     assert_eq!(out.watermark_to.as_deref(), Some("10"));
 }
+
+/// A JSON-like source whose documents after the sample disagree until `price` is declared.
+struct Widens {
+    reads: Mutex<u32>,
+    /// Widens on every read, whatever is declared.
+    always: bool,
+}
+
+#[async_trait]
+impl Source for Widens {
+    async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
+        *self.reads.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let mut items = vec![Ok(batch(&[1, 2]))];
+        if self.always || !request.spec.columns.contains_key("price") {
+            items.push(Err(Error::Widened {
+                message: "api: page 2, record 1: field \"price\" is a number 2.5".into(),
+                columns: [("price".to_string(), "float64".to_string())].into(),
+            }));
+        } else {
+            items.push(Ok(batch(&[3])));
+        }
+        Ok(SchemaStream::new(schema(), futures::stream::iter(items)))
+    }
+}
+
+/// A sink that keeps what it appended when a load fails.
+struct KeepsAppends(Collect);
+
+#[async_trait]
+impl Sink for KeepsAppends {
+    async fn write(
+        &self,
+        request: &WriteRequest,
+        input: SchemaStream,
+        counters: &Counters,
+    ) -> Result<WriteOutcome> {
+        self.0.write(request, input, counters).await
+    }
+
+    fn restartable(&self, _destination: &Destination) -> bool {
+        false
+    }
+}
+
+fn widens(always: bool) -> Arc<Widens> {
+    Arc::new(Widens {
+        reads: Mutex::new(0),
+        always,
+    })
+}
+
+#[tokio::test]
+async fn a_widened_schema_runs_the_step_again_with_the_columns() {
+    let source = widens(false);
+    let sink = Arc::new(Collect::default());
+    let run = run_of(None);
+    let counters = run.counters.clone();
+    let outcome = run_sync(&step(false, vec![]), source.clone(), sink.clone(), run)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(*source.reads.lock().unwrap(), 2);
+    assert_eq!(*sink.committed.lock().unwrap(), [1, 2, 3], "committed once");
+    assert_eq!(
+        (outcome.counters.rows_read, outcome.counters.rows_written),
+        (3, 3),
+        "counted once: {:?}",
+        counters.snapshot()
+    );
+    assert!(
+        outcome
+            .message
+            .unwrap_or_default()
+            .contains("step \"s\": api: page 2, record 1: field \"price\" is a number 2.5"),
+    );
+}
+
+#[tokio::test]
+async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever() {
+    let source = widens(false);
+    let sink = Arc::new(KeepsAppends(Collect::default()));
+    let e = run_sync(&step(false, vec![]), source.clone(), sink, run_of(None))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no error"))
+        .to_string();
+    assert_eq!(*source.reads.lock().unwrap(), 1);
+    assert!(
+        e.ends_with("but the destination keeps what it appended, so step \"s\" is not run again: declare the columns in the source (columns: {\"price\": float64}) and run it again"),
+        "{e}"
+    );
+    let source = widens(true);
+    let e = run_sync(
+        &step(false, vec![]),
+        source.clone(),
+        Arc::new(Collect::default()),
+        run_of(None),
+    )
+    .await
+    .err()
+    .unwrap_or_else(|| panic!("no error"))
+    .to_string();
+    assert_eq!(*source.reads.lock().unwrap(), 3);
+    assert!(
+        e.contains("the documents still disagreed after 3 reads"),
+        "{e}"
+    );
+}

@@ -53,6 +53,30 @@ impl Inferred {
         self.0 |= TEXT;
     }
 
+    /// The kinds a column of `data_type` holds, to widen it by values seen later.
+    pub fn of(data_type: &DataType) -> Self {
+        Self(match data_type {
+            DataType::Boolean => BOOL,
+            t if t.is_integer() => INT,
+            t if t.is_floating() => FLOAT,
+            DataType::Date32 | DataType::Date64 => DATE,
+            DataType::Timestamp(unit, zone) => {
+                let kind = if zone.is_some() { TSTZ } else { TS };
+                if *unit == TimeUnit::Nanosecond {
+                    kind | NANOS
+                } else {
+                    kind
+                }
+            }
+            _ => TEXT,
+        })
+    }
+
+    /// The kinds of both.
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
     /// Whether any value was seen.
     pub fn is_empty(self) -> bool {
         self.0 == 0

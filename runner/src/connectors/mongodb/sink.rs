@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Collection, Database};
-use synqx_api::pipeline::WriteMode;
+use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::config::MongodbConfig;
 use super::connect::{connect, failure};
@@ -84,6 +84,12 @@ impl Sink for MongoSink {
                     .await
             }
         }
+    }
+
+    /// An append keeps the documents it inserted before a failure; overwrite loads aside and
+    /// upsert replaces by key, so running them again is exact.
+    fn restartable(&self, destination: &Destination) -> bool {
+        destination.mode() != WriteMode::Append
     }
 }
 

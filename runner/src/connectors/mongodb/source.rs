@@ -18,6 +18,7 @@ use super::connect::{connect, failure};
 use super::types::document_to_json;
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
+use crate::connectors::json_widen::Widening;
 use crate::engine::{CursorFilter, ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -75,8 +76,9 @@ impl Source for MongoSource {
             }
         }
         let schema: SchemaRef = Arc::new(inference.schema(&spec.columns)?);
-        let emitter = Emitter {
+        let mut emitter = Emitter {
             converter: Converter::new(schema.clone(), nested),
+            widening: Widening::new(&spec.columns, nested),
             rejects: request.rejects.clone(),
             filter: None,
             batch_bytes: request.batch_bytes,
@@ -119,7 +121,7 @@ impl Source for MongoSource {
                         bytes = 0;
                     }
                     if done {
-                        return Ok::<(), Error>(());
+                        return emitter.finish();
                     }
                 }
             }

@@ -152,6 +152,14 @@ impl Sink for RedisSink {
         }
         outcome
     }
+
+    /// Entries appended to a stream stay after a failure; keys are written whole (or their
+    /// fields set), so writing them again is exact.
+    fn restartable(&self, destination: &Destination) -> bool {
+        let stream =
+            destination.redis.as_ref().and_then(|r| r.kind) == Some(RedisWriteKind::Stream);
+        !(stream && destination.mode() == WriteMode::Append)
+    }
 }
 
 impl RedisSink {

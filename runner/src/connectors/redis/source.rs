@@ -18,6 +18,7 @@ use super::connect::{connect, failure};
 use super::types::{fields_document, string_document};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
+use crate::connectors::json_widen::Widening;
 use crate::engine::cursor::{CURSOR_ORDER, STREAM_ID_ORDER, stream_id};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
@@ -288,8 +289,9 @@ impl Source for RedisSource {
             )]);
         }
         let schema: SchemaRef = Arc::new(mark_stream_ids(schema, label == "_id"));
-        let emitter = Emitter {
+        let mut emitter = Emitter {
             converter: Converter::new(schema.clone(), nested),
+            widening: Widening::new(&request.spec.columns, nested),
             rejects: request.rejects.clone(),
             filter: None,
             batch_bytes: request.batch_bytes,
@@ -320,7 +322,7 @@ impl Source for RedisSource {
                         "{at}: skipped {skipped} keys matching \"{pattern}\" that are neither hashes nor strings"
                     ));
                 }
-                Ok::<(), Error>(())
+                emitter.finish()
             }
             .await;
             if let Err(e) = result {

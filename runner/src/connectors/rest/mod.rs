@@ -19,8 +19,9 @@
 //! | only nulls                                  | `Utf8`                                    |
 //!
 //! `columns: {field: type}` on the source overrides a type or declares a field that the first
-//! records lack. After the sample, a value its column cannot hold or an unknown field is a bad
-//! row (`onError`).
+//! records lack. After the sample, a value its column cannot hold or an unknown field widens
+//! the schema and the step reads again ([`crate::connectors::json_widen`]); in a declared
+//! column it is a bad row (`onError`).
 
 mod check;
 mod config;

@@ -18,6 +18,7 @@ use super::pagination::{Next, Paginator, Response, set_param};
 use super::records::{RecordsPath, locate};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
+use crate::connectors::json_widen::Widening;
 use crate::engine::{Counters, ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -195,8 +196,9 @@ impl Source for RestSource {
         let schema: SchemaRef = Arc::new(inference.schema(&request.spec.columns)?);
         let converter = Converter::new(schema.clone(), asset.nested);
         let (tx, rx) = mpsc::channel(1);
-        let context = Emitter {
+        let mut context = Emitter {
             converter,
+            widening: Widening::new(&request.spec.columns, asset.nested),
             rejects: request.rejects.clone(),
             filter: request.filter.clone(),
             batch_bytes: request.batch_bytes,
@@ -218,10 +220,10 @@ impl Source for RestSource {
                         .emit(page.records, page.bytes, location, &tx)
                         .await?
                     {
-                        break;
+                        return Ok(());
                     }
                 }
-                Ok::<(), Error>(())
+                context.finish()
             }
             .await;
             if let Err(e) = result {

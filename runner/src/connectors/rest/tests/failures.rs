@@ -506,3 +506,84 @@ async fn check_reports_connected_unauthorized_and_unreachable() {
     assert_eq!(down.reason, "Unreachable", "{down:?}");
     let _ = &secrets;
 }
+
+#[tokio::test]
+async fn documents_after_the_sample_widen_the_schema_and_the_step_reads_again() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type};
+    // 1,500 records in pages of 500: from record 1,000 on, past the sample, prices have
+    // cents and a coupon appears.
+    let server = Server::start(|seen| {
+        let page: i64 = seen.param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let items: Vec<_> = (page * 500..page * 500 + 500)
+            .map(|i| {
+                if i < 1000 {
+                    json!({"id": i, "price": i})
+                } else {
+                    json!({"id": i, "price": i as f64 + 0.25, "coupon": format!("C{i}")})
+                }
+            })
+            .collect();
+        let next = (page < 2).then(|| format!("/widen?page={}", page + 1));
+        Reply::json(&json!({"data": items, "next": next}))
+    })
+    .await;
+    let lake = Lake::new();
+    let outcome = lake
+        .run(
+            &connection(&server.url(), |_| {}),
+            &step("widen", WriteMode::Overwrite),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(server.seen().len(), 6, "every page read twice");
+    assert_eq!(
+        (outcome.counters.rows_read, outcome.counters.rows_written),
+        (1500, 1500)
+    );
+    let message = outcome.message.unwrap_or_default();
+    assert!(message.contains("page 3 (http://127.0.0.1:"), "{message}");
+    assert!(
+        message.contains("reading again with the columns widened or added (coupon: new → string, price: int64 → float64)"),
+        "{message}"
+    );
+    let path = lake.dir.path().join("out.parquet");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+    let schema = batches[0].schema();
+    assert_eq!(
+        schema.field_with_name("price").unwrap().data_type(),
+        &DataType::Float64
+    );
+    assert!(schema.field_with_name("coupon").unwrap().is_nullable());
+    let mut seen = 0;
+    for b in &batches {
+        let ids = b
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        let prices = b
+            .column_by_name("price")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let coupons = b.column_by_name("coupon").unwrap().as_string::<i32>();
+        for r in 0..b.num_rows() {
+            let i = ids.value(r);
+            if i < 1000 {
+                assert_eq!((prices.value(r), coupons.is_null(r)), (i as f64, true));
+            } else {
+                assert_eq!(prices.value(r), i as f64 + 0.25);
+                assert_eq!(coupons.value(r), format!("C{i}"));
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 1500);
+}
