@@ -4,24 +4,31 @@
 //! | BSON                         | Arrow (read)                               | written back as        |
 //! |------------------------------|--------------------------------------------|------------------------|
 //! | double                       | `Float64`                                  | double                 |
-//! | int32, int64                 | `Int64`                                    | int64 (`Int32` → int32)|
+//! | int32 (every sampled value)  | `Int32`                                    | int32                  |
+//! | int64, or int32 mixed with it | `Int64`                                   | int64 (`Int32` → int32)|
 //! | string                       | `Utf8`                                     | string                 |
 //! | bool                         | `Boolean`                                  | bool                   |
 //! | date                         | `Timestamp(µs, UTC)` (millisecond values)  | date (milliseconds)    |
-//! | objectId                     | `Utf8`, 24 hex digits                      | objectId for `_id`, else string |
+//! | objectId                     | `Utf8`, 24 hex digits, marked `synqx.bson: objectId` when every sampled value is one | objectId for `_id` and marked columns, else string |
 //! | decimal128                   | `Utf8`, exact digits (`columns` can make it `decimal(p,s)`) | decimal128 from `Decimal128` |
-//! | binData                      | `Utf8`, base64                             | binData from `Binary`  |
+//! | binData                      | `Utf8`, base64, marked `synqx.bson: binData` when every sampled value is one | binData (subtype 0) from `Binary` and marked columns |
 //! | object, array (`nested: json`) | `Utf8` with `arrow.json`                 | object, array          |
 //! | object (`nested: flatten`)   | one column per field, `parent.child`       | fields of the row      |
 //! | Arrow `Struct`, `List` (from other sources) | –                             | object, array          |
 //! | timestamp (internal)         | `Int64`, seconds << 32 | increment         | int64                  |
 //! | regex, javascript, others    | `Utf8`, their extended JSON                | string                 |
 //! | null, missing                | null                                       | field left out         |
+//!
+//! The marks and `Int32` come from the BSON types of the sampled documents' top-level fields
+//! ([`BsonKinds`]), so a collection copied through SynqX keeps them; inside objects and
+//! arrays (JSON text) integers come back as int64 and objectIds and binData as strings.
+
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    DataType, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema, TimeUnit, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use base64::Engine;
 use mongodb::bson::{self, Bson, Document};
@@ -29,6 +36,65 @@ use serde_json::{Map, Number, Value};
 
 use crate::connectors::json_table::JSON_EXTENSION;
 use crate::error::{Context, Error, Result};
+
+/// Field metadata naming the BSON type a text column's values are written back as.
+pub const BSON_TYPE: &str = "synqx.bson";
+const OBJECT_ID: &str = "objectId";
+const BIN_DATA: &str = "binData";
+
+const INT32_KIND: u8 = 1;
+const OBJECT_ID_KIND: u8 = 1 << 1;
+const BIN_DATA_KIND: u8 = 1 << 2;
+const OTHER_KIND: u8 = 1 << 3;
+
+/// The BSON types seen in each top-level field of the sampled documents (nulls aside): what
+/// JSON cannot say about them.
+#[derive(Debug, Default)]
+pub struct BsonKinds(HashMap<String, u8>);
+
+impl BsonKinds {
+    pub fn observe(&mut self, document: &Document) {
+        for (key, value) in document {
+            let kind = match value {
+                Bson::Null | Bson::Undefined => continue,
+                Bson::Int32(_) => INT32_KIND,
+                Bson::ObjectId(_) => OBJECT_ID_KIND,
+                Bson::Binary(_) => BIN_DATA_KIND,
+                _ => OTHER_KIND,
+            };
+            *self.0.entry(key.clone()).or_default() |= kind;
+        }
+    }
+
+    /// `schema` with each column whose sampled values were all int32 as `Int32`, and all
+    /// objectIds or all binData marked ([`BSON_TYPE`]); columns `declared` in `columns` stay.
+    pub fn apply(&self, schema: Schema, declared: &BTreeMap<String, String>) -> Schema {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let field = f.as_ref().clone();
+                if declared.contains_key(f.name()) {
+                    return field;
+                }
+                match (self.0.get(f.name()).copied(), f.data_type()) {
+                    (Some(INT32_KIND), DataType::Int64) => field.with_data_type(DataType::Int32),
+                    (Some(OBJECT_ID_KIND), DataType::Utf8) => marked(field, OBJECT_ID),
+                    (Some(BIN_DATA_KIND), DataType::Utf8) => marked(field, BIN_DATA),
+                    _ => field,
+                }
+            })
+            .collect();
+        Schema::new_with_metadata(fields, schema.metadata().clone())
+    }
+}
+
+/// `field` marked as holding values of the BSON type `tag`.
+fn marked(field: Field, tag: &str) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(BSON_TYPE.to_string(), tag.to_string());
+    field.with_metadata(metadata)
+}
 
 /// A BSON value as the JSON the schema inference reads.
 pub fn to_json(value: Bson) -> Value {
@@ -97,6 +163,7 @@ pub fn rows_to_documents(batch: &RecordBatch) -> Result<Vec<Document>> {
         let column = batch.column(c);
         let is_json =
             field.metadata().get(JSON_EXTENSION.0).map(String::as_str) == Some(JSON_EXTENSION.1);
+        let bson_type = field.metadata().get(BSON_TYPE).map(String::as_str);
         for (row, document) in documents.iter_mut().enumerate() {
             if column.is_null(row) {
                 continue;
@@ -105,7 +172,7 @@ pub fn rows_to_documents(batch: &RecordBatch) -> Result<Vec<Document>> {
                 column.as_ref(),
                 row,
                 field.name(),
-                is_json,
+                (is_json, bson_type),
                 json_rows.get(row),
             )?;
             document.insert(field.name().clone(), value);
@@ -118,7 +185,7 @@ fn cell(
     column: &dyn Array,
     row: usize,
     name: &str,
-    is_json: bool,
+    (is_json, bson_type): (bool, Option<&str>),
     json_row: Option<&Map<String, Value>>,
 ) -> Result<Bson> {
     let bad = |why: String| Error::BadRow(format!("column \"{name}\", row {}: {why}", row + 1));
@@ -199,11 +266,18 @@ fn cell(
                 let value: Value = serde_json::from_str(&text)
                     .map_err(|e| bad(format!("is marked JSON but does not parse: {e}")))?;
                 json_to_bson(value)
-            } else if name == "_id"
+            } else if (name == "_id" || bson_type == Some(OBJECT_ID))
                 && text.len() == 24
                 && let Ok(id) = bson::oid::ObjectId::parse_str(&text)
             {
                 Bson::ObjectId(id)
+            } else if bson_type == Some(BIN_DATA)
+                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&text)
+            {
+                Bson::Binary(bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes,
+                })
             } else {
                 Bson::String(text)
             }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema};
 use mongodb::bson::{self, Bson, Document, doc};
 use synqx_api::pipeline::{Nested, Source as SourceSpec, WriteMode};
 
@@ -31,7 +31,18 @@ fn every_type(i: i64) -> Document {
         "sub": {"city": format!("c{i}"), "zip": i},
         "tags": ["a", i],
         "maybe": if i == 0 { Bson::Null } else { Bson::String("x".into()) },
+        "ref": bson::oid::ObjectId::parse_str(format!("75a1b2c3d4e5f607182930{i:02x}")).unwrap(),
     }
+}
+
+/// The metadata mark of column `name`.
+fn mark<'a>(schema: &'a Schema, name: &str) -> Option<&'a str> {
+    schema
+        .field_with_name(name)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .metadata()
+        .get(super::super::types::BSON_TYPE)
+        .map(String::as_str)
 }
 
 fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
@@ -70,7 +81,7 @@ async fn every_type_reads_into_arrow_and_writes_back() {
         types[..6],
         [
             ("_id", DataType::Utf8),
-            ("n32", DataType::Int64),
+            ("n32", DataType::Int32),
             ("n64", DataType::Int64),
             ("price", DataType::Float64),
             ("name", DataType::Utf8),
@@ -88,8 +99,21 @@ async fn every_type_reads_into_arrow_and_writes_back() {
             ("blob", DataType::Utf8),
             ("sub", DataType::Utf8),
             ("tags", DataType::Utf8),
-            ("maybe", DataType::Utf8)
+            ("maybe", DataType::Utf8),
+            ("ref", DataType::Utf8)
         ]
+    );
+    assert_eq!(
+        (
+            mark(&schema, "_id"),
+            mark(&schema, "ref"),
+            mark(&schema, "blob")
+        ),
+        (Some("objectId"), Some("objectId"), Some("binData"))
+    );
+    assert_eq!(
+        (mark(&schema, "name"), mark(&schema, "maybe")),
+        (None, None)
     );
     assert_eq!(
         schema
@@ -124,7 +148,8 @@ async fn every_type_reads_into_arrow_and_writes_back() {
     );
     assert!(b.column_by_name("maybe").unwrap().is_null(0));
 
-    // Written back: the same values, `_id` as an objectId again, nested documents as documents.
+    // Written back: every value as it was, in its BSON type (objectIds, binData and int32
+    // included); nested documents as documents, whose integers travel as JSON (int64).
     let copy = unique_name("m_types_copy");
     let out = write(
         &conn,
@@ -137,23 +162,21 @@ async fn every_type_reads_into_arrow_and_writes_back() {
     .unwrap();
     assert_eq!(out.rows, 3);
     let back = documents(&db, &copy, "_id").await;
-    let original = every_type(1);
-    let got = &back[1];
-    assert_eq!(got.get("_id"), original.get("_id"));
-    assert_eq!(got.get_i64("n32").unwrap(), 1);
-    assert_eq!(got.get("n64"), original.get("n64"));
-    assert_eq!(got.get("price"), original.get("price"));
-    assert_eq!(got.get("name"), original.get("name"));
-    assert_eq!(got.get("ok"), original.get("ok"));
-    assert_eq!(got.get("at"), original.get("at"));
-    assert_eq!(
-        got.get("sub"),
-        Some(&Bson::Document(doc! {"city": "c1", "zip": 1_i64}))
-    );
-    assert_eq!(
-        got.get("tags"),
-        Some(&Bson::Array(vec![Bson::String("a".into()), Bson::Int64(1)]))
-    );
+    assert_eq!(back.len(), 3);
+    for (i, got) in back.iter().enumerate() {
+        let n = i as i64;
+        let mut expected = every_type(n);
+        expected.insert("sub", doc! {"city": format!("c{n}"), "zip": n});
+        expected.insert(
+            "tags",
+            Bson::Array(vec![Bson::String("a".into()), Bson::Int64(n)]),
+        );
+        if n == 0 {
+            expected.remove("maybe");
+        }
+        assert_eq!(got, &expected, "document {i}");
+        assert!(matches!(got.get("n32"), Some(Bson::Int32(_))), "{got:?}");
+    }
     assert!(
         back[0].get("maybe").is_none(),
         "nulls are left out: {:?}",
@@ -186,12 +209,12 @@ async fn filter_projection_and_flatten() {
             .collect::<Vec<_>>(),
         ["_id", "n32", "sub.city", "sub.zip"]
     );
-    let n: Vec<i64> = batches
+    let n: Vec<i32> = batches
         .iter()
         .flat_map(|b| {
             b.column_by_name("n32")
                 .unwrap()
-                .as_primitive::<Int64Type>()
+                .as_primitive::<Int32Type>()
                 .values()
                 .to_vec()
         })
@@ -355,7 +378,7 @@ async fn incremental_reads_push_the_cursor_down_in_its_type() {
             n.extend(
                 b.column_by_name("n32")
                     .unwrap()
-                    .as_primitive::<Int64Type>()
+                    .as_primitive::<Int32Type>()
                     .values()
                     .iter()
                     .copied(),
@@ -432,7 +455,7 @@ async fn schema_drift_after_the_sample_names_the_document_and_field() {
         "{e}"
     );
     assert!(
-        e.contains("field \"n\" is a string \"not a number\", but the column is int64"),
+        e.contains("field \"n\" is a string \"not a number\", but the column is int32"),
         "{e}"
     );
 }
