@@ -188,7 +188,7 @@ def run_case(name: str, tool: str, argv: list[str], out: Path, work: Path, n: in
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         log(f"{name:<20} {tool:<28} run {i + 1}/{repeat}: {' '.join(argv)[:160]}")
-        run: Run = execute(argv, {}, out, work / f"{name}-{tool}".replace(" ", "_"), 64 * 2**30, timeout)
+        run: Run = execute([argv], {}, out, work / f"{name}-{tool}".replace(" ", "_"), out, 64 * 2**30, timeout)
         check = "–"
         if not run.error and digest is not None:
             try:
