@@ -6,9 +6,66 @@ use serde_json::Value;
 
 use crate::{Connection, Pipeline, PipelineRun};
 
-/// Every CRD, in a stable order.
+/// Every CRD, in a stable order, each integer bounded by its type ([`bound_integers`]).
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Connection::crd(), Pipeline::crd(), PipelineRun::crd()]
+    let mut crds = vec![Connection::crd(), Pipeline::crd(), PipelineRun::crd()];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            let schema = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut());
+            if let Some(schema) = schema
+                && let Ok(mut value) = serde_json::to_value(&*schema)
+            {
+                bound_integers(&mut value);
+                if let Ok(bounded) = serde_json::from_value(value) {
+                    *schema = bounded;
+                }
+            }
+        }
+    }
+    crds
+}
+
+/// Gives every integer of a schema the range of the Rust type it is read into. The API server
+/// knows no `uint32` or `uint64` format: without bounds, it stores a `parallelism` of 2^40 or
+/// a run's `rowsRead` of -1, which the operator then cannot decode, and one such object fails
+/// the operator's list of every object of its kind, in every namespace.
+pub fn bound_integers(node: &mut Value) {
+    if let Some(obj) = node.as_object_mut() {
+        let integer = obj.get("type").and_then(Value::as_str) == Some("integer");
+        let range = match obj.get("format").and_then(Value::as_str) {
+            Some("uint8") => Some((0.0, f64::from(u8::MAX))),
+            Some("uint16") => Some((0.0, f64::from(u16::MAX))),
+            Some("uint32") => Some((0.0, f64::from(u32::MAX))),
+            Some("int32") => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+            // The API server keeps integers as int64: only the sign needs saying.
+            Some("uint64") => Some((0.0, f64::INFINITY)),
+            _ => None,
+        };
+        if let Some((low, high)) = range.filter(|_| integer) {
+            let min = obj
+                .get("minimum")
+                .and_then(Value::as_f64)
+                .map_or(low, |m| m.max(low));
+            let max = obj
+                .get("maximum")
+                .and_then(Value::as_f64)
+                .map_or(high, |m| m.min(high));
+            obj.insert("minimum".into(), Value::from(min));
+            if max.is_finite() {
+                obj.insert("maximum".into(), Value::from(max));
+            }
+        }
+        for child in obj.values_mut() {
+            bound_integers(child);
+        }
+    } else if let Some(items) = node.as_array_mut() {
+        for item in items {
+            bound_integers(item);
+        }
+    }
 }
 
 /// The file name of a CRD under `crds/`: `<plural>.<group>.yaml`.
@@ -157,6 +214,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every integer below `node` that the API server would store beyond its Rust type.
+    fn unbounded(node: &Value, path: &str, out: &mut Vec<String>) {
+        if let Some(obj) = node.as_object() {
+            let format = obj
+                .get("format")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let integer = obj.get("type").and_then(Value::as_str) == Some("integer");
+            let bound = match format {
+                "int64" => true,
+                "uint64" => obj.get("minimum").and_then(Value::as_f64) == Some(0.0),
+                _ => obj.contains_key("minimum") && obj.contains_key("maximum"),
+            };
+            if integer && !bound {
+                out.push(format!("{path} ({format})"));
+            }
+            for (key, child) in obj {
+                unbounded(child, &format!("{path}.{key}"), out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_integer_is_bounded_by_the_type_it_is_read_into() {
+        let mut out = Vec::new();
+        for crd in all() {
+            for schema in schemas(&crd) {
+                unbounded(&schema, &file_name(&crd), &mut out);
+            }
+        }
+        assert!(out.is_empty(), "unbounded integers:\n{}", out.join("\n"));
+        let pipelines = all()
+            .into_iter()
+            .find(|c| file_name(c) == "pipelines.synqx.io.yaml")
+            .map(|c| schemas(&c))
+            .unwrap_or_default();
+        let parallelism = pipelines
+            .first()
+            .and_then(|s| schema_at(s, &["spec", "parallelism"]))
+            .and_then(|p| Some((p.get("minimum")?.as_f64()?, p.get("maximum")?.as_f64()?)));
+        assert_eq!(
+            parallelism,
+            Some((1.0, f64::from(u32::MAX))),
+            "a minimum of the field's own stays"
+        );
     }
 
     #[test]

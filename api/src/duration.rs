@@ -11,6 +11,8 @@ pub enum DurationError {
     NotADuration { text: String },
     #[error("`{text}`: number too large")]
     TooLarge { text: String },
+    #[error("`{text}` is longer than 3650d (ten years)")]
+    TooLong { text: String },
     #[error("`{text}`: missing unit after {number} (ms, s, m, h or d)")]
     MissingUnit { text: String, number: u64 },
     #[error("`{text}`: unknown unit `{unit}` (ms, s, m, h or d)")]
@@ -28,8 +30,23 @@ pub enum SizeError {
     OutOfRange { text: String },
 }
 
+/// The longest duration anything takes: ten years. Every duration a user writes stays within
+/// what a timer, a clock and a Job field can add without overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Parses a duration such as `10s`, `5m`, `1h30m`, `250ms` or `2d`. A bare number is seconds.
+/// Durations longer than [`MAX_DURATION`] are refused.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let parsed = parse_unbounded(text)?;
+    if parsed > MAX_DURATION {
+        return Err(DurationError::TooLong {
+            text: text.trim().into(),
+        });
+    }
+    Ok(parsed)
+}
+
+fn parse_unbounded(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(DurationError::Empty);
@@ -151,6 +168,22 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("10").is_ok());
         assert!(parse_duration("1h5").is_err_and(|e| e.to_string().contains("missing unit")));
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_refused_not_saturated() {
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
+        for huge in [
+            "3651d",
+            "999999999999999d",
+            "18446744073709551615",
+            "99999999999h",
+        ] {
+            assert_eq!(
+                parse_duration(huge).map_err(|e| e.to_string()),
+                Err(format!("`{huge}` is longer than 3650d (ten years)"))
+            );
+        }
     }
 
     #[test]

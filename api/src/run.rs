@@ -258,9 +258,57 @@ impl StepReport {
     }
 }
 
+/// The longest watermark, counted as JSON text: the watermark a step starts from, the one it
+/// reached and the rest of its report fit the 4 KiB Kubernetes keeps of a termination
+/// message, whatever the step's message.
+pub const MAX_WATERMARK_BYTES: usize = 1536;
+
+/// Why `value` cannot be a watermark: longer than [`MAX_WATERMARK_BYTES`] as JSON text.
+pub fn watermark_too_long(value: &str) -> Option<String> {
+    let bytes = serde_json::to_string(value)
+        .map(|json| json.len().saturating_sub(2))
+        .unwrap_or(usize::MAX);
+    (bytes > MAX_WATERMARK_BYTES).then(|| {
+        format!(
+            "is {bytes} bytes long as JSON; a watermark holds at most {MAX_WATERMARK_BYTES} (it travels in the step's report, of which Kubernetes keeps 4 KiB)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_of_the_longest_watermarks_and_a_long_message_fit_a_termination_message() {
+        // Control characters take six bytes as JSON: the bound counts what the report holds.
+        let longest = "\u{1}".repeat(MAX_WATERMARK_BYTES / 6);
+        assert_eq!(watermark_too_long(&longest), None);
+        assert!(watermark_too_long(&"\u{1}".repeat(MAX_WATERMARK_BYTES / 6 + 1)).is_some());
+        assert!(
+            watermark_too_long(&"x".repeat(5000))
+                .is_some_and(|m| m.starts_with("is 5000 bytes long as JSON")),
+        );
+        let report = StepReport {
+            step: "s".repeat(63),
+            phase: StepPhase::Succeeded,
+            rows_read: u64::MAX,
+            rows_written: u64::MAX,
+            rows_rejected: u64::MAX,
+            bytes_read: u64::MAX,
+            bytes_written: u64::MAX,
+            watermark: Some(WatermarkRange {
+                from: Some("y".repeat(MAX_WATERMARK_BYTES)),
+                to: Some(longest.clone()),
+            }),
+            message: Some("m".repeat(5000)),
+        };
+        let json = report.to_termination_message();
+        assert!(json.len() <= StepReport::MAX_BYTES, "{}", json.len());
+        let back: StepReport = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(back.watermark, report.watermark);
+        assert_eq!(back.rows_written, u64::MAX);
+    }
 
     #[test]
     fn a_report_fits_a_termination_message() {

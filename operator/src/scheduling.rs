@@ -59,8 +59,10 @@ pub fn decide(
             next: Some(next),
         });
     };
+    // A deadline too long for the clock to hold is never missed (validation refuses it; an
+    // object from before that still must not panic here).
     if let Some(deadline) = schedule.starting_deadline_seconds
-        && now - due > Duration::seconds(deadline)
+        && Duration::try_seconds(deadline).is_some_and(|limit| now - due > limit)
     {
         let reason =
             format!("missed the fire time by more than startingDeadlineSeconds ({deadline}s)");
@@ -159,6 +161,18 @@ mod tests {
             matches!(d.fire, Fire::Skip { at, .. } if at == utc(2026, 11, 27, 10, 0, 0)),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn a_deadline_too_long_for_the_clock_is_never_missed() {
+        let mut s = schedule("0 * * * *");
+        let last = utc(2026, 11, 27, 6, 0, 0);
+        let now = utc(2026, 11, 27, 10, 0, 30);
+        for deadline in [i64::MAX, i64::MAX / 1000, i64::MIN] {
+            s.starting_deadline_seconds = Some(deadline);
+            let d = decide(&s, last, now, 0).expect("decide");
+            assert!(matches!(d.fire, Fire::Run { .. }), "{deadline}: {d:?}");
+        }
     }
 
     #[test]

@@ -164,7 +164,11 @@ pub fn decide(facts: &RunFacts<'_>) -> Decision {
             {
                 let next = attempt.saturating_add(1);
                 let wait = backoff(policy, next);
-                let due = *finished + chrono::Duration::from_std(wait).unwrap_or_default();
+                // Checked: a delay past the end of the calendar means never, not a panic.
+                let due = chrono::Duration::from_std(wait)
+                    .ok()
+                    .and_then(|wait| finished.checked_add_signed(wait))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 let message = format!(
                     "attempt {attempt} of {} failed: {reason}",
                     limit.saturating_add(1)

@@ -184,6 +184,26 @@ fn a_failed_attempt_is_retried_after_its_backoff() {
 }
 
 #[test]
+fn a_backoff_past_the_end_of_the_calendar_waits_instead_of_panicking() {
+    // An object written before validation bounded these (or a file given to `synqx run`).
+    for initial in ["100000000d", "999999999999999d"] {
+        let mut case = Case::new().job("a", 1, failed(0));
+        case.retry = Some(RetryPolicy {
+            limit: u32::MAX,
+            backoff: Some(Backoff {
+                initial: Some(initial.into()),
+                factor: Some(f64::MAX),
+                max: Some(initial.into()),
+            }),
+        });
+        case.now = at(4);
+        let d = case.decide();
+        assert_eq!(phase(&d, "a"), StepPhase::Retrying, "{initial}");
+        assert!(d.wake_in.is_some(), "{initial}");
+    }
+}
+
+#[test]
 fn stop_starts_nothing_new_and_lets_running_steps_finish() {
     let d = Case::new()
         .job("a", 1, failed(1))

@@ -4,6 +4,11 @@ use super::{Bundle, Problem, name_of};
 use crate::connection::{ConnectorKind, PaginationKind};
 use crate::secret::{SecretValue, check_sealed_format};
 
+/// The longest one REST request may take.
+const REST_MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The most attempts of one REST request.
+const REST_MAX_ATTEMPTS: u32 = 100;
+
 /// Reports the problems of every Connection.
 pub(super) fn check_all(bundle: &Bundle, problems: &mut Vec<Problem>) {
     for doc in &bundle.connections {
@@ -248,14 +253,27 @@ fn block_problems(spec: &crate::ConnectionSpec) -> Vec<(String, String)> {
                 ),
             ));
         }
-        if let Some(Err(e)) = rest.timeout.as_deref().map(crate::duration::parse_duration) {
-            out.push(("rest.timeout".to_string(), e.to_string()));
+        match rest.timeout.as_deref().map(crate::duration::parse_duration) {
+            Some(Err(e)) => out.push(("rest.timeout".to_string(), e.to_string())),
+            Some(Ok(d)) if d > REST_MAX_TIMEOUT => out.push((
+                "rest.timeout".to_string(),
+                format!(
+                    "{} is longer than 1h for one request",
+                    crate::duration::format_duration(d)
+                ),
+            )),
+            _ => {}
         }
-        if rest.max_attempts == Some(0) {
-            out.push((
+        match rest.max_attempts {
+            Some(0) => out.push((
                 "rest.maxAttempts".to_string(),
                 "must be at least 1".to_string(),
-            ));
+            )),
+            Some(n) if n > REST_MAX_ATTEMPTS => out.push((
+                "rest.maxAttempts".to_string(),
+                format!("{n} is more than {REST_MAX_ATTEMPTS} attempts per request"),
+            )),
+            _ => {}
         }
         if rest.rate_limit == Some(0) {
             out.push((

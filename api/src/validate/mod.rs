@@ -6,9 +6,11 @@
 //! and so print the same messages.
 
 mod connection;
+mod limits;
 mod load;
 mod options;
 mod pipeline;
+mod query_text;
 mod suggest;
 
 use std::collections::BTreeMap;

@@ -5,8 +5,7 @@ use crate::connection::ConnectorKind;
 use crate::dag::{self, DagError, Plan};
 use crate::duration::{parse_bytes, parse_duration};
 use crate::pipeline::{
-    Compression, Destination, FileFormat, Pipeline, RetryPolicy, Source, Step, SyncStep, Transform,
-    WriteMode,
+    Compression, Destination, FileFormat, Pipeline, Source, Step, SyncStep, Transform, WriteMode,
 };
 use crate::schedule::{parse_cron, parse_time_zone};
 use crate::types::LogicalType;
@@ -102,21 +101,9 @@ pub(super) fn check(
         {
             c.push(None, Some("spec.schedule.timeZone".into()), e.to_string());
         }
-        if schedule.starting_deadline_seconds.is_some_and(|s| s < 0) {
-            c.push(
-                None,
-                Some("spec.schedule.startingDeadlineSeconds".into()),
-                "must not be negative",
-            );
-        }
     }
-    if spec.parallelism == Some(0) {
-        c.push(None, Some("spec.parallelism".into()), "must be at least 1");
-    }
-    if let Some(retry) = &spec.retry {
-        for (field, message) in retry_problems(retry) {
-            c.push(None, Some(format!("spec.retry.{field}")), message);
-        }
+    for (field, message) in super::limits::pipeline_problems(spec) {
+        c.push(None, Some(format!("spec.{field}")), message);
     }
     if let Some(runner) = &spec.runner {
         for (field, message) in crate::runner::problems(runner) {
@@ -145,21 +132,6 @@ pub(super) fn check(
     plan.filter(|_| valid)
 }
 
-fn retry_problems(retry: &RetryPolicy) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(b) = &retry.backoff {
-        for (field, value) in [("backoff.initial", &b.initial), ("backoff.max", &b.max)] {
-            if let Some(Err(e)) = value.as_deref().map(parse_duration) {
-                out.push((field, e.to_string()));
-            }
-        }
-        if b.factor.is_some_and(|f| !(1.0..=100.0).contains(&f)) {
-            out.push(("backoff.factor", "must be from 1 to 100".to_string()));
-        }
-    }
-    out
-}
-
 fn check_step(c: &mut Checker<'_>, step: &Step) {
     let valid_name = !step.name.is_empty()
         && step.name.len() <= 63
@@ -172,13 +144,8 @@ fn check_step(c: &mut Checker<'_>, step: &Step) {
     if !valid_name {
         c.step(step, "name", "must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit (it becomes part of Job names)");
     }
-    if let Some(Err(e)) = step.timeout.as_deref().map(parse_duration) {
-        c.step(step, "timeout", e.to_string());
-    }
-    if let Some(retry) = &step.retry {
-        for (field, message) in retry_problems(retry) {
-            c.step(step, format!("retry.{field}"), message);
-        }
+    for (field, message) in super::limits::step_problems(step) {
+        c.step(step, field, message);
     }
     match (&step.sync, &step.sql) {
         (Some(sync), None) => check_sync(c, step, sync),
@@ -224,9 +191,6 @@ fn check_sync(c: &mut Checker<'_>, step: &Step, sync: &SyncStep) {
                 sync.source.asset.fqn, sync.source.connection
             ),
         );
-    }
-    if let Some(Err(e)) = sync.batch_size.as_deref().map(parse_bytes) {
-        c.step(step, "sync.batchSize", e.to_string());
     }
     for (i, t) in sync.transforms.iter().enumerate() {
         for (field, message) in transform_problems(t) {
@@ -309,13 +273,13 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
             c.step(step, "sync.source.incremental.cursor", "must name a column");
         }
         if let Some(lb) = &inc.lookback
-            && lb.trim().parse::<f64>().is_err()
+            && !lb.trim().parse::<f64>().is_ok_and(f64::is_finite)
             && parse_duration(lb).is_err()
         {
             c.step(
                 step,
                 "sync.source.incremental.lookback",
-                format!("\"{lb}\" is neither a duration (`2h`) nor a number"),
+                format!("\"{lb}\" is neither a duration (`2h`) nor a finite number"),
             );
         }
     }
@@ -544,6 +508,13 @@ fn transform_problems(t: &Transform) -> Vec<(String, String)> {
                 "expression must not be empty".to_string(),
             ));
         }
+    }
+    if let Some(problem) = t
+        .sql
+        .as_deref()
+        .and_then(super::query_text::transform_problem)
+    {
+        out.push(("sql".to_string(), problem));
     }
     if let Some(derive) = &t.derive {
         if derive.is_empty() {

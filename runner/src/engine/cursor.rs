@@ -10,6 +10,7 @@ use arrow::util::display::array_value_to_string;
 use arrow_ord::ord::make_comparator;
 use chrono::{DateTime, NaiveDateTime};
 use synqx_api::duration::parse_duration;
+use synqx_api::run::watermark_too_long;
 
 use crate::error::{Context, Error, Result};
 
@@ -50,19 +51,27 @@ pub fn lower_bound(watermark: Option<&str>, lookback: Option<&str>) -> Result<Op
         parse_duration(lb).map_err(|e| Error::Config(format!("incremental.lookback: {e}")))?;
     let window = chrono::Duration::from_std(window)
         .map_err(|e| Error::Config(format!("incremental.lookback: {e}")))?;
+    // Checked: a watermark near the start of the calendar moved back by the window is an
+    // error, not a panic.
+    let before = || {
+        Error::Config(format!(
+            "incremental.lookback `{lb}` moves watermark `{wm}` before the earliest time there is"
+        ))
+    };
     if let Ok(t) = DateTime::parse_from_rfc3339(wm) {
-        return Ok(Some((t - window).to_rfc3339()));
+        let bound = t.checked_sub_signed(window).ok_or_else(before)?;
+        return Ok(Some(bound.to_rfc3339()));
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(wm, format) {
-            return Ok(Some(
-                (t - window).format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
-            ));
+            let bound = t.checked_sub_signed(window).ok_or_else(before)?;
+            return Ok(Some(bound.format("%Y-%m-%dT%H:%M:%S%.f").to_string()));
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(wm, "%Y-%m-%d") {
-        let days = window.num_days().max(1);
-        return Ok(Some((d - chrono::Duration::days(days)).to_string()));
+        let days = chrono::Days::new(u64::try_from(window.num_days().max(1)).unwrap_or(1));
+        let bound = d.checked_sub_days(days).ok_or_else(before)?;
+        return Ok(Some(bound.to_string()));
     }
     Err(Error::Config(format!(
         "incremental.lookback `{lb}` cannot be applied to watermark `{wm}` (a number needs a numeric lookback, a time a duration)"
@@ -167,9 +176,24 @@ impl MaxTracker {
             }
         };
         if better {
+            self.check_length(&candidate)?;
             self.best = Some(candidate);
         }
         Ok(())
+    }
+
+    /// A new highest value must fit a watermark: refused while reading, before the sink
+    /// commits anything, rather than after rows were written and the watermark cannot be kept.
+    fn check_length(&self, candidate: &ArrayRef) -> Result<()> {
+        let text = array_value_to_string(candidate.as_ref(), 0)
+            .context(|| format!("formatting cursor column \"{}\"", self.column))?;
+        match watermark_too_long(&text) {
+            None => Ok(()),
+            Some(problem) => Err(Error::Config(format!(
+                "incremental cursor column \"{}\" reached a value that {problem}: choose a cursor column with short values, such as a timestamp or an id",
+                self.column
+            ))),
+        }
     }
 
     /// Stream entry ids compare as number pairs: `10-0` is after `9-5`.
@@ -193,7 +217,9 @@ impl MaxTracker {
             }
         }
         if let Some((_, Some(value))) = max {
-            self.best = Some(Arc::new(StringArray::from(vec![value])));
+            let best: ArrayRef = Arc::new(StringArray::from(vec![value]));
+            self.check_length(&best)?;
+            self.best = Some(best);
         }
         Ok(())
     }
@@ -340,6 +366,36 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.num_rows(), 1);
+    }
+
+    #[test]
+    fn a_cursor_value_too_long_for_a_watermark_fails_while_reading() {
+        let mut t = MaxTracker::new("c");
+        let text = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v])) };
+        t.observe(&batch(text("a")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = t
+            .observe(&batch(text(&"z".repeat(5000))))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("incremental cursor column \"c\" reached a value that is 5000 bytes long as JSON; a watermark holds at most 1536"),
+            "{e}"
+        );
+        // The watermark so far stays what it was.
+        assert_eq!(t.value().ok().flatten().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_lookback_before_the_calendar_starts_is_an_error_not_a_panic() {
+        for wm in ["-262143-01-02", "-262143-01-01T00:00:00"] {
+            let e = lower_bound(Some(wm), Some("3650d"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("before the earliest time there is"), "{wm}: {e}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use indicatif::HumanBytes;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::{Api, Client};
 use synqx_api::dag::Plan;
-use synqx_api::run::{PipelineRun, StepPhase, StepReport};
+use synqx_api::run::{PipelineRun, StepPhase, StepReport, watermark_too_long};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{PlanError, StatusWriteError};
@@ -67,7 +67,7 @@ impl std::fmt::Display for Attempt {
 pub struct PodEnv {
     /// The committed watermark (`SYNQX_WATERMARK`); `None` reads everything.
     pub watermark: Option<String>,
-    /// Credentials from `SYNQX_SECRET_<SECRET>_<KEY>` variables, and the namespace's vault
+    /// Credentials from `SYNQX_SECRET_<SECRET>__<KEY>` variables, and the namespace's vault
     /// keyring from `SYNQX_VAULT_KEYRING` when the operator gave the pod one.
     pub secrets: Secrets,
     /// Where relative paths of Connections start, and where `rejects/` goes.
@@ -251,6 +251,14 @@ pub async fn execute_planned(
         .as_ref()
         .is_some_and(|s| s.source.incremental.is_some());
     let watermark = env.watermark.clone().filter(|_| incremental);
+    if let Some(problem) = watermark.as_deref().and_then(watermark_too_long) {
+        return report::failed(
+            &target.step,
+            format!(
+                "{target}: the watermark it starts from {problem}: set a shorter one (synqx state set, or the Pipeline's status.watermarks)"
+            ),
+        );
+    }
     eprintln!(
         "synqx step: {target}: started (revision {revision}, plan {}, {})",
         plan.short_hash(),

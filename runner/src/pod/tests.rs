@@ -521,6 +521,28 @@ async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
     assert_eq!(cancelled.phase, StepPhase::Cancelled);
     assert_eq!(exit_code(cancelled.phase), 130);
 
+    // A watermark too long to come back in the report: refused before a row moves.
+    let huge = "9".repeat(5000);
+    let too_long = execute_planned(
+        &target("load"),
+        "r",
+        &plan,
+        &env(dir.path(), Some(&huge)),
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(too_long.phase, StepPhase::Failed);
+    assert_eq!(too_long.rows_read, 0);
+    let message = too_long.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(
+            "step \"load\" attempt 2: the watermark it starts from is 5000 bytes long as JSON; a watermark holds at most 1536"
+        ),
+        "{message}"
+    );
+    assert!(too_long.to_termination_message().len() <= StepReport::MAX_BYTES);
+
     plan.connections.remove("warehouse");
     let broken = execute_planned(
         &target("count"),
