@@ -69,6 +69,8 @@ pub enum Reason {
     Unsupported,
     /// Connection Ready false: the check Job ended without a report.
     CheckFailed,
+    /// Any kind: the operator's reconciliation of the object panicked.
+    OperatorError,
 }
 
 impl Reason {
@@ -93,6 +95,7 @@ impl Reason {
             Self::NotFound => "NotFound",
             Self::Unsupported => "Unsupported",
             Self::CheckFailed => "CheckFailed",
+            Self::OperatorError => "OperatorError",
         }
     }
 

@@ -99,6 +99,10 @@ impl Operator {
             .reconcile_errors
             .with_label_values(&[controller, error.kind().as_str()])
             .inc();
+        let delay = match error {
+            Error::Panicked { .. } => delay.max(crate::contained::RETRY_PANICKED),
+            _ => delay,
+        };
         let kind = error.kind().as_str();
         tracing::warn!(controller, object, kind, %error, "reconciliation failed; retrying");
         kube::runtime::controller::Action::requeue(delay)

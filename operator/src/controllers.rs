@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::{Action, Config};
@@ -25,6 +25,18 @@ const CONCURRENCY: u16 = 16;
 pub struct Reconciler<K, C> {
     pub reconcile: fn(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action>>,
     pub error_policy: fn(Arc<K>, &Error, Arc<C>) -> Action,
+    /// Reports on the object that its reconciliation panicked (see [`crate::contained`]).
+    pub panicked: fn(Arc<K>, String, Arc<C>) -> BoxFuture<'static, ()>,
+}
+
+impl<K: Send + Sync + 'static, C: Send + Sync + 'static> Reconciler<K, C> {
+    /// The reconcile function the controller runs: every panic in it is contained.
+    fn contained(
+        &self,
+    ) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action>> + use<K, C> {
+        let (reconcile, panicked) = (self.reconcile, self.panicked);
+        move |object, ctx| crate::contained::contained(reconcile, panicked, object, ctx).boxed()
+    }
 }
 
 pub struct Reconcilers<C> {
@@ -77,7 +89,7 @@ pub fn run<C: Send + Sync + 'static>(
             })
             .graceful_shutdown_on(stopped(stop.clone()))
             .run(
-                reconcilers.pipelines.reconcile,
+                reconcilers.pipelines.contained(),
                 reconcilers.pipelines.error_policy,
                 ctx.clone(),
             )
@@ -87,7 +99,7 @@ pub fn run<C: Send + Sync + 'static>(
         .owns_shared_stream(triggers.jobs_for_runs)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(
-            reconcilers.runs.reconcile,
+            reconcilers.runs.contained(),
             reconcilers.runs.error_policy,
             ctx.clone(),
         )
@@ -98,7 +110,7 @@ pub fn run<C: Send + Sync + 'static>(
             .owns_shared_stream(triggers.jobs_for_connections)
             .graceful_shutdown_on(stopped(stop))
             .run(
-                reconcilers.connections.reconcile,
+                reconcilers.connections.contained(),
                 reconcilers.connections.error_policy,
                 ctx,
             )

@@ -35,6 +35,12 @@ pub enum Error {
         #[source]
         source: synqx_api::vault::VaultError,
     },
+    /// An object of ours would take a name someone else's object holds.
+    #[error("{kind} {name} exists and belongs to another object: delete or rename it")]
+    NameTaken { kind: &'static str, name: String },
+    /// The reconciliation panicked; the object failed, the operator serves the rest.
+    #[error("the operator failed on this object: {message}")]
+    Panicked { message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +64,10 @@ pub enum ErrorKind {
     ResumeFrom,
     /// A namespace's vault keyring that cannot be read.
     Vault,
+    /// A reconciliation that panicked.
+    Panic,
+    /// A name of ours held by someone else's object.
+    NameTaken,
 }
 
 impl ErrorKind {
@@ -71,6 +81,8 @@ impl ErrorKind {
             Self::Schedule => "schedule",
             Self::ResumeFrom => "resume_from",
             Self::Vault => "vault",
+            Self::Panic => "panic",
+            Self::NameTaken => "name_taken",
         }
     }
 }
@@ -89,6 +101,8 @@ impl Error {
             Self::Schedule { .. } => ErrorKind::Schedule,
             Self::ResumeFrom { .. } => ErrorKind::ResumeFrom,
             Self::Vault { .. } => ErrorKind::Vault,
+            Self::Panicked { .. } => ErrorKind::Panic,
+            Self::NameTaken { .. } => ErrorKind::NameTaken,
         }
     }
 }

@@ -6,6 +6,7 @@ mod cache_metrics;
 mod caches;
 mod condition;
 mod connection_controller;
+mod contained;
 mod context;
 mod controllers;
 mod error;
@@ -323,16 +324,19 @@ fn reconcilers() -> controllers::Reconcilers<Operator> {
         pipelines: Reconciler {
             reconcile: |pipeline, ctx| Box::pin(pipeline_controller::reconcile(pipeline, ctx)),
             error_policy: pipeline_controller::error_policy,
+            panicked: contained::pipeline_failed,
         },
         runs: Reconciler {
             reconcile: |run, ctx| Box::pin(run_controller::reconcile(run, ctx)),
             error_policy: run_controller::error_policy,
+            panicked: contained::run_failed,
         },
         connections: Reconciler {
             reconcile: |connection, ctx| {
                 Box::pin(connection_controller::reconcile(connection, ctx))
             },
             error_policy: connection_controller::error_policy,
+            panicked: contained::connection_failed,
         },
     }
 }

@@ -118,7 +118,7 @@ impl Metrics {
             )?,
             reconcile_errors: m.counter(
                 "reconcile_errors_total",
-                "Failed reconciliations by controller and kind of error (forbidden, conflict, unreachable, api, revision, schedule, resume_from).",
+                "Failed reconciliations by controller and kind of error (forbidden, conflict, unreachable, api, revision, schedule, resume_from, vault, panic, name_taken).",
                 &["controller", "kind"],
             )?,
             reconcile_seconds: m.histogram(
@@ -347,6 +347,17 @@ impl Metrics {
             self.forget(&gone.0, &gone.1);
         }
         *seen = now;
+        // A step renamed or removed keeps no series: edits cannot grow the label sets.
+        let steps: std::collections::BTreeSet<&(String, String, String)> =
+            observed.steps.iter().collect();
+        self.forget_where(|labels| {
+            let get = |name: &str| labels.get(name).cloned().unwrap_or_default();
+            let (namespace, pipeline) = (get("namespace"), get("pipeline"));
+            let step = (namespace.clone(), pipeline.clone(), get("step"));
+            labels.contains_key("step")
+                && observed.stale_after.contains_key(&(namespace, pipeline))
+                && !steps.contains(&step)
+        });
     }
 
     /// The counters with namespace, pipeline and step labels.
@@ -362,13 +373,21 @@ impl Metrics {
 
     /// Drops every counter and histogram series of one Pipeline.
     fn forget(&self, namespace: &str, pipeline: &str) {
+        self.forget_where(|labels| {
+            labels.get("namespace").map(String::as_str) == Some(namespace)
+                && labels.get("pipeline").map(String::as_str) == Some(pipeline)
+        });
+    }
+
+    /// Drops every counter and histogram series whose labels `gone` picks.
+    fn forget_where(&self, gone: impl Fn(&HashMap<String, String>) -> bool) {
         for counter in std::iter::once(&self.runs).chain(self.step_counters()) {
-            for labels in label_sets(counter, namespace, pipeline) {
+            for labels in label_sets(counter, &gone) {
                 let _ = counter.remove(&as_refs(&labels));
             }
         }
         for histogram in [&self.run_seconds, &self.step_seconds] {
-            for labels in label_sets(histogram, namespace, pipeline) {
+            for labels in label_sets(histogram, &gone) {
                 let _ = histogram.remove(&as_refs(&labels));
             }
         }
@@ -383,11 +402,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The label sets of `metric`'s series that belong to one Pipeline.
+/// The label sets of `metric`'s series that `pick` picks.
 fn label_sets(
     metric: &dyn Collector,
-    namespace: &str,
-    pipeline: &str,
+    pick: &impl Fn(&HashMap<String, String>) -> bool,
 ) -> Vec<HashMap<String, String>> {
     metric
         .collect()
@@ -400,10 +418,7 @@ fn label_sets(
                 .map(|pair| (pair.name().to_string(), pair.value().to_string()))
                 .collect::<HashMap<_, _>>()
         })
-        .filter(|labels| {
-            labels.get("namespace").map(String::as_str) == Some(namespace)
-                && labels.get("pipeline").map(String::as_str) == Some(pipeline)
-        })
+        .filter(|labels| pick(labels))
         .collect()
 }
 
@@ -632,7 +647,7 @@ mod tests {
     fn state_gauges_follow_the_caches_and_a_deleted_pipeline_leaves_no_series() {
         let metrics = Metrics::new().expect("metrics");
         let mut seen = Vec::new();
-        metrics.step_succeeded("etl", "gone", "load", &report(5, 0));
+        metrics.step_succeeded("etl", "gone", "extract", &report(5, 0));
         metrics.run_ended("etl", "gone", RunPhase::Failed, None);
         metrics.apply(&observed(&[("orders", 60.0), ("gone", 86400.0)]), &mut seen);
         let text = metrics.render();
@@ -645,7 +660,7 @@ mod tests {
             // Every Pipeline's run counters exist from the start, at zero.
             r#"synqx_runs_total{namespace="etl",phase="Failed",pipeline="orders"} 0"#,
             r#"synqx_runs_total{namespace="etl",phase="Failed",pipeline="gone"} 1"#,
-            r#"synqx_rows_written_total{namespace="etl",pipeline="gone",step="load"} 5"#,
+            r#"synqx_rows_written_total{namespace="etl",pipeline="gone",step="extract"} 5"#,
             r#"synqx_rows_rejected_total{namespace="etl",pipeline="orders",step="extract"} 0"#,
             r#"synqx_active_jobs{namespace="etl"} 0"#,
         ] {
@@ -655,6 +670,32 @@ mod tests {
         let text = metrics.render();
         assert!(!text.contains(r#"pipeline="gone""#), "{text}");
         assert!(text.contains(r#"pipeline="orders""#), "{text}");
+    }
+
+    #[test]
+    fn steps_renamed_away_leave_no_series_so_edits_cannot_grow_the_label_sets() {
+        let metrics = Metrics::new().expect("metrics");
+        let mut seen = Vec::new();
+        for i in 0..50 {
+            let step = format!("renamed-{i}");
+            metrics.step_succeeded("etl", "orders", &step, &report(1, 0));
+            metrics.step_ended("etl", "orders", &step, StepPhase::Failed, 1.0);
+        }
+        metrics.step_succeeded("etl", "orders", "extract", &report(7, 0));
+        metrics.apply(&observed(&[("orders", 60.0)]), &mut seen);
+        let text = metrics.render();
+        assert!(!text.contains("renamed-"), "{text}");
+        assert!(
+            text.contains(
+                r#"synqx_rows_written_total{namespace="etl",pipeline="orders",step="extract"} 7"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"synqx_runs_total{namespace="etl",phase="Failed",pipeline="orders"} 0"#
+            )
+        );
     }
 
     fn job(namespace: &str, created: &str, ready: Option<i32>, finished: bool) -> Job {

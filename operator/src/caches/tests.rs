@@ -32,7 +32,12 @@ struct Seen {
     pipelines: Mutex<BTreeSet<String>>,
     runs: Mutex<BTreeSet<String>>,
     connections: Mutex<BTreeSet<String>>,
+    /// Objects whose reconciliation panicked, as the `panicked` hook was told.
+    failed: Mutex<BTreeSet<String>>,
 }
+
+/// The object whose reconciliation panics in [`a_panicking_reconciliation_fails_its_object_and_the_rest_go_on`].
+const PANICS: &str = "p7";
 
 fn count(set: &Mutex<BTreeSet<String>>) -> usize {
     set.lock().map(|s| s.len()).unwrap_or_default()
@@ -76,6 +81,9 @@ fn recorder<K: Recorded>() -> Reconciler<K, Seen> {
             })
         },
         error_policy: |_, _, _| Action::await_change(),
+        panicked: |object, message, seen| {
+            Box::pin(async move { note(&seen.failed, format!("{}: {message}", object.name_any())) })
+        },
     }
 }
 
@@ -85,6 +93,23 @@ fn recording() -> Reconcilers<Seen> {
         runs: recorder(),
         connections: recorder(),
     }
+}
+
+/// Records like [`recording`], but the reconciliation of Pipeline [`PANICS`] panics after it
+/// was recorded (as an arithmetic overflow on a hostile object would).
+fn panicking() -> Reconcilers<Seen> {
+    let mut reconcilers = recording();
+    reconcilers.pipelines.reconcile = |object, seen| {
+        Box::pin(async move {
+            note(&seen.pipelines, object.name_any());
+            tokio::task::yield_now().await;
+            if object.name_any() == PANICS {
+                panic!("attempt to add with overflow");
+            }
+            Ok(Action::await_change())
+        })
+    };
+    reconcilers
 }
 
 fn meta(name: String) -> ObjectMeta {
@@ -189,6 +214,14 @@ fn watch_of<K: Send + 'static>(
 /// Runs the wiring until every cache holds every object and every controller reconciled
 /// every object of its kind; `Err` with what was reached when nothing moves any more.
 async fn drive(feeds: Feeds) -> Result<(), String> {
+    drive_with(feeds, recording(), Arc::new(Seen::default())).await
+}
+
+async fn drive_with(
+    feeds: Feeds,
+    reconcilers: Reconcilers<Seen>,
+    seen: Arc<Seen>,
+) -> Result<(), String> {
     let caches = feeds.caches();
     let triggers = feeds.triggers();
     let watches = feeds.follow(Sources {
@@ -199,12 +232,11 @@ async fn drive(feeds: Feeds) -> Result<(), String> {
         pods: watch_of(pod),
         revisions: watch_of(revision),
     });
-    let seen = Arc::new(Seen::default());
     let (_stop_tx, stop) = watch::channel(false);
     let controllers = tokio::spawn(crate::controllers::run(
         triggers,
         &caches,
-        recording(),
+        reconcilers,
         seen.clone(),
         stop,
     ));
@@ -240,6 +272,19 @@ async fn every_subscription_is_polled_so_no_watch_stalls() {
     let feeds = Feeds::new();
     let result = drive(feeds).await;
     assert_eq!(result, Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_reconciliation_fails_its_object_and_the_rest_go_on() {
+    let seen = Arc::new(Seen::default());
+    let result = drive_with(Feeds::new(), panicking(), seen.clone()).await;
+    assert_eq!(result, Ok(()), "every other object is still reconciled");
+    let failed: Vec<String> = seen
+        .failed
+        .lock()
+        .map(|f| f.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(failed, [format!("{PANICS}: attempt to add with overflow")]);
 }
 
 #[tokio::test(start_paused = true)]
