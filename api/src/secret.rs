@@ -16,7 +16,7 @@ pub struct SecretValue {
     pub value: Option<String>,
     /// A key of a Kubernetes Secret in the same namespace. Locally (`synqx run`), the Secret
     /// comes from a v1 Secret document in the given files or from the environment variable
-    /// `SYNQX_SECRET_<SECRET>_<KEY>`.
+    /// `SYNQX_SECRET_<SECRET>__<KEY>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
     /// Vault ciphertext produced by `synqx seal` (`sqx1:<key-id>:<nonce>:<ciphertext>`);
@@ -35,23 +35,50 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// The environment variable that carries a Secret's key to a runner:
-/// `SYNQX_SECRET_<SECRET>_<KEY>`, upper-cased, every character that is not a letter or digit
-/// replaced by `_`. The operator sets it from a `secretKeyRef` in a step's Job; locally a
-/// user exports it.
+/// The environment variable that carries a Secret's key to a runner, one name per Secret and
+/// key and never one name for two of them: `SYNQX_SECRET_<SECRET>__<KEY>`, each part
+/// upper-cased with `-` as `_` (`db-creds`/`password` is `SYNQX_SECRET_DB_CREDS__PASSWORD`,
+/// `db`/`creds-password` is `SYNQX_SECRET_DB__CREDS_PASSWORD`). A part with anything else (a
+/// `.`, an `_`, an upper-case letter, `--`, a `-` at either end) cannot be spelled back
+/// exactly, so the name then ends with `__` and 12 hex digits of a hash of the exact pair:
+/// such names hold two `__` or more, plain ones exactly one. The operator sets it from a
+/// `secretKeyRef` in a step's Job; locally a user exports it.
 pub fn secret_env_name(secret: &str, key: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    format!("SYNQX_SECRET_{}_{}", clean(secret), clean(key))
+    let name = format!("SYNQX_SECRET_{}__{}", env_part(secret), env_part(key));
+    if plain_part(secret) && plain_part(key) {
+        return name;
+    }
+    let hash: String =
+        ring::digest::digest(&ring::digest::SHA256, format!("{secret}\0{key}").as_bytes()).as_ref()
+            [..6]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+    format!("{name}__{hash}")
+}
+
+/// Lower-case letters and digits in groups joined by single `-`: spelled back exactly from
+/// its upper-cased form with `_` for `-`.
+fn plain_part(part: &str) -> bool {
+    !part.is_empty()
+        && part.split('-').all(|group| {
+            !group.is_empty()
+                && group
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+fn env_part(part: &str) -> String {
+    part.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Prefix of every vault envelope.
@@ -159,6 +186,44 @@ pub fn check_sealed_format(envelope: &str) -> Result<(), SealedFormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_env_names_never_stand_for_two_keys() {
+        assert_eq!(
+            secret_env_name("db-creds", "password"),
+            "SYNQX_SECRET_DB_CREDS__PASSWORD"
+        );
+        assert_eq!(
+            secret_env_name("db", "creds-password"),
+            "SYNQX_SECRET_DB__CREDS_PASSWORD"
+        );
+        let pairs = [
+            ("db-creds", "password"),
+            ("db", "creds-password"),
+            ("db", "creds_password"),
+            ("db", "Creds-Password"),
+            ("db.creds", "password"),
+            ("db", "creds.password"),
+            ("db", "-creds-password"),
+            ("db--creds", "password"),
+            ("db-creds", "password__0123456789AB"),
+            ("db-creds", "password-0123456789ab"),
+        ];
+        let names: std::collections::BTreeSet<String> =
+            pairs.iter().map(|(s, k)| secret_env_name(s, k)).collect();
+        assert_eq!(names.len(), pairs.len(), "{names:?}");
+        for name in &names {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "{name}"
+            );
+        }
+        assert!(
+            secret_env_name("db.creds", "password")
+                .starts_with("SYNQX_SECRET_DB_CREDS__PASSWORD__")
+        );
+    }
 
     #[test]
     fn sealed_format_is_checked() {

@@ -50,7 +50,8 @@ pub struct StepJob<'a> {
 
 impl StepJob<'_> {
     pub fn name(&self) -> String {
-        names::job_name(&self.run_name(), &self.step.name, self.attempt)
+        let uid = self.run.metadata.uid.as_deref().unwrap_or_default();
+        names::job_name(&self.run_name(), uid, &self.step.name, self.attempt)
     }
 
     fn run_name(&self) -> String {
@@ -190,7 +191,7 @@ impl StepJob<'_> {
             .any(vault::needs_keyring)
     }
 
-    /// `SYNQX_SECRET_<SECRET>_<KEY>` from `secretKeyRef`, for the Connections this step uses.
+    /// `SYNQX_SECRET_<SECRET>__<KEY>` from `secretKeyRef`, for the Connections this step uses.
     fn secret_env(&self) -> Vec<EnvVar> {
         let mut seen = BTreeMap::new();
         for connection in step_connections(self.step) {
@@ -298,6 +299,16 @@ pub fn hardened_pod() -> PodSpec {
         }),
         ..Default::default()
     }
+}
+
+/// Whether `job` is controlled by the object with `uid`: a Job of the same name that some
+/// other object (or someone else) created is never taken for one of ours.
+pub fn owned_by(job: &Job, uid: &str) -> bool {
+    job.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
 }
 
 /// Whether a Job has ended: `Complete` or `Failed`.
@@ -437,7 +448,11 @@ spec:
             lend_ambient_credentials: false,
         };
         let job = step_job.build();
-        assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-2"));
+        assert_eq!(
+            job.metadata.name,
+            Some(names::job_name("orders-1", "uid-1", "extract", 2))
+        );
+        assert!(owned_by(&job, "uid-1") && !owned_by(&job, "uid-2"));
         let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
@@ -544,7 +559,7 @@ spec:
             find(WATERMARK_ENV).and_then(|e| e.value).as_deref(),
             Some("2026-11-01T00:00:00Z")
         );
-        let secret = find("SYNQX_SECRET_DB_CREDENTIALS_PASSWORD")
+        let secret = find("SYNQX_SECRET_DB_CREDENTIALS__PASSWORD")
             .and_then(|e| e.value_from)
             .and_then(|v| v.secret_key_ref);
         assert_eq!(

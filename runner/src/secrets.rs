@@ -1,5 +1,5 @@
 //! Secret values: from v1 Secret documents in the given files, or from
-//! `SYNQX_SECRET_<SECRET>_<KEY>` environment variables (what the operator gives a step's pod).
+//! `SYNQX_SECRET_<SECRET>__<KEY>` environment variables (what the operator gives a step's pod).
 //! Plaintext stays in memory and never reaches logs, errors or the state database.
 //!
 //! One description and one redaction serve every connector: a connector resolves a field that
@@ -278,9 +278,9 @@ impl Secrets {
         Ok(plain)
     }
 
-    /// The environment variable that can carry a Secret's key: `SYNQX_SECRET_<SECRET>_<KEY>`,
-    /// upper-cased, with every character that is not a letter or digit replaced by `_` (the
-    /// name the operator gives it in a Job, [`secret_env_name`]).
+    /// The environment variable that can carry a Secret's key: `SYNQX_SECRET_<SECRET>__<KEY>`,
+    /// one name per Secret and key (the name the operator gives it in a Job,
+    /// [`secret_env_name`], which says how names that cannot be spelled back get a hash).
     pub fn env_name(secret: &str, key: &str) -> String {
         secret_env_name(secret, key)
     }
@@ -388,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             Secrets::env_name("api-creds", "token"),
-            "SYNQX_SECRET_API_CREDS_TOKEN"
+            "SYNQX_SECRET_API_CREDS__TOKEN"
         );
     }
 
@@ -397,7 +397,7 @@ mod tests {
         let docs = [secret("db", "user", "zq_login")];
         let s = Secrets::new(
             docs.iter(),
-            [("SYNQX_SECRET_ENV_USER".into(), "zq_env".into())],
+            [("SYNQX_SECRET_ENV__USER".into(), "zq_env".into())],
         );
         let redactor = s.redactor();
         for value in [
@@ -513,7 +513,7 @@ mod tests {
             e.contains("Secret \"db\" is in the files but has no key \"pw\" (keys: password)"),
             "{e}"
         );
-        assert!(e.contains("SYNQX_SECRET_DB_PW"), "{e}");
+        assert!(e.contains("SYNQX_SECRET_DB__PW"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

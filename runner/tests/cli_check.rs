@@ -105,7 +105,7 @@ fn every_connection_of_the_files_gets_one_line() {
     assert!(
         lines[4].starts_with(
             "connections.yaml: Connection/lake: Invalid: s3.secretAccessKey: secret key \"secret\" of Secret \"vault-keys\" is missing"
-        ) && lines[4].contains("export SYNQX_SECRET_VAULT_KEYS_SECRET"),
+        ) && lines[4].contains("export SYNQX_SECRET_VAULT_KEYS__SECRET"),
         "{stdout}"
     );
     assert!(!stdout.contains("AKIDCHECKME"), "{stdout}");
@@ -145,7 +145,7 @@ fn one_connection_can_be_chosen() {
     let out = synqx(
         dir.path(),
         &["check", "connections.yaml", "--connection", "lake"],
-        &[("SYNQX_SECRET_VAULT_KEYS_SECRET", "exported-secret")],
+        &[("SYNQX_SECRET_VAULT_KEYS__SECRET", "exported-secret")],
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));

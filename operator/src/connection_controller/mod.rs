@@ -27,6 +27,7 @@ use crate::context::{Operator, Settings};
 use crate::error::{Error, Result, is_conflict};
 use crate::job::{
     DEFAULT_SERVICE_ACCOUNT, ambient_credentials_env, end_of, hardened_container, hardened_pod,
+    owned_by,
 };
 use crate::secret_opt_in::not_opted_in;
 use crate::{names, step_pod, termination, vault};
@@ -53,11 +54,6 @@ pub fn error_policy(connection: Arc<Connection>, error: &Error, ctx: Arc<Operato
         error,
         Duration::from_secs(5),
     )
-}
-
-/// The check Job of one generation of a Connection's spec.
-pub fn check_job_name(connection: &str, generation: i64) -> String {
-    names::fit(&format!("{connection}-check-{generation}"))
 }
 
 async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Action> {
@@ -118,12 +114,21 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
     }
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let job_name = check_job_name(&name, generation);
+    let uid = connection.metadata.uid.clone().unwrap_or_default();
+    let job_name = names::check_job_name(&name, &uid, generation);
     // From the cache: a check Job created a moment ago and not cached yet answers 409 below.
-    let Some(job) = Caches::get(&ctx.caches.jobs, &namespace, &job_name) else {
+    let cached = Caches::get(&ctx.caches.jobs, &namespace, &job_name);
+    if let Some(job) = cached.as_ref().filter(|job| !owned_by(job, &uid)) {
+        return Err(Error::NameTaken {
+            kind: "Job",
+            name: job.name_any(),
+        });
+    }
+    let Some(job) = cached else {
         let job = check_job(connection, &job_name, &ctx.settings);
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}
+            // Ours when it is controlled by this Connection, read on the next pass.
             Err(error) if is_conflict(&error) => {}
             Err(error) => return Err(error.into()),
         }

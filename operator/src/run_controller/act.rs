@@ -11,8 +11,8 @@ use synqx_api::scheduler::Decision;
 use super::observe::Observation;
 use super::status::{Created, newly_succeeded};
 use crate::context::Operator;
-use crate::error::{Result, is_conflict, is_not_found};
-use crate::job::{StepJob, refused, step_connections};
+use crate::error::{Error, Result, is_conflict, is_not_found};
+use crate::job::{StepJob, owned_by, refused, step_connections};
 use crate::secret_opt_in::OptIns;
 use crate::{policy, watermark};
 
@@ -98,8 +98,18 @@ pub async fn stop_and_start(
         };
         match jobs.create(&PostParams::default(), &body).await {
             Ok(_) => {}
-            // Created before a restart: deterministic names make this the same Job.
-            Err(error) if is_conflict(&error) => {}
+            // Created before a restart: deterministic names make this the same Job, as long
+            // as this run controls it.
+            Err(error) if is_conflict(&error) => {
+                let uid = run.metadata.uid.as_deref().unwrap_or_default();
+                let existing = jobs.get(&job.name()).await?;
+                if !owned_by(&existing, uid) {
+                    return Err(Error::NameTaken {
+                        kind: "Job",
+                        name: job.name(),
+                    });
+                }
+            }
             Err(error) => return Err(error.into()),
         }
         created.insert(step.clone(), (*attempt, job.name()));

@@ -20,7 +20,7 @@ use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::Operator;
 use crate::error::{Error, Result};
-use crate::job::{LABEL_ATTEMPT, LABEL_STEP, end_of, job_ended};
+use crate::job::{LABEL_ATTEMPT, LABEL_STEP, end_of, job_ended, owned_by};
 use crate::{names, start_failure, termination};
 
 /// What the API server says about a run.
@@ -105,10 +105,14 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
             message: format!("the pinned revision {revision} no longer exists"),
         });
     };
+    // Only the Jobs this run controls: a Job labelled with the run's name by anyone else
+    // (or left by a deleted run of the same name) says nothing about this run.
+    let uid = run.metadata.uid.clone().unwrap_or_default();
     let jobs: Vec<Job> = ctx
         .caches
         .jobs_of(&namespace, &names::fit(&name))
         .iter()
+        .filter(|job| owned_by(job, &uid))
         .map(|job| job.as_ref().clone())
         .collect();
     // A pod that cannot start (an image that cannot be pulled, a missing Secret) fails its

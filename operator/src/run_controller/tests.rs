@@ -33,7 +33,7 @@ fn time(t: DateTime<Utc>) -> Time {
 fn job(run: &str, step: &str, attempt: u32, start: u64) -> Job {
     Job {
         metadata: ObjectMeta {
-            name: Some(names::job_name(run, step, attempt)),
+            name: Some(names::job_name(run, "uid", step, attempt)),
             labels: Some(
                 [
                     (LABEL_STEP.to_string(), step.to_string()),

@@ -104,7 +104,7 @@ enum Command {
     /// writing.
     ///
     /// With FILES, the Connections in them (credentials from their Secret documents or
-    /// SYNQX_SECRET_<SECRET>_<KEY>) are checked here, one line each. Without, the Connection
+    /// SYNQX_SECRET_<SECRET>__<KEY>) are checked here, one line each. Without, the Connection
     /// named by --connection is read from the cluster, as a check Job does (the operator starts
     /// it), and its report goes to the termination message. Exit 0 when every Connection is
     /// ready, 1 otherwise.

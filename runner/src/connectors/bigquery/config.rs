@@ -207,7 +207,7 @@ pub(crate) mod tests {
             bigquery: Some(block),
             ..Default::default()
         };
-        let secrets = Secrets::new([], [("SYNQX_SECRET_BQ_KEY".to_string(), key.to_string())]);
+        let secrets = Secrets::new([], [("SYNQX_SECRET_BQ__KEY".to_string(), key.to_string())]);
         BigQueryConfig::new(&ConnectionRef {
             name: "bq",
             spec: &spec,
@@ -279,7 +279,7 @@ pub(crate) mod tests {
         let secrets = Secrets::new(
             [],
             [(
-                "SYNQX_SECRET_BQ_KEY".to_string(),
+                "SYNQX_SECRET_BQ__KEY".to_string(),
                 key_file("https://oauth2.googleapis.com/token"),
             )],
         );

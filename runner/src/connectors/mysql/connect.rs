@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn connect_errors_name_the_server_and_never_the_password() {
-        let secrets = Secrets::new([], [("SYNQX_SECRET_MY_PW".into(), "Sup3r-s3cret".into())]);
+        let secrets = Secrets::new([], [("SYNQX_SECRET_MY__PW".into(), "Sup3r-s3cret".into())]);
         let spec = ConnectionSpec {
             mysql: Some(MysqlConnection {
                 host: "db".into(),

@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn prefixes_endpoints_and_keys_are_checked_without_a_store() {
-        let secrets = Secrets::new([], [("SYNQX_SECRET_S3_ID".into(), "AKIDEXAMPLE".into())]);
+        let secrets = Secrets::new([], [("SYNQX_SECRET_S3__ID".into(), "AKIDEXAMPLE".into())]);
         let base = S3Connection {
             bucket: " lake ".into(),
             prefix: Some("/raw//orders".into()),
@@ -325,8 +325,11 @@ mod tests {
         let secrets = Secrets::new(
             [],
             [
-                ("SYNQX_SECRET_S3_ID".into(), "AKIDEXAMPLE".into()),
-                ("SYNQX_SECRET_S3_KEY".into(), "wJalrXUtnFEMI/K7MDENG".into()),
+                ("SYNQX_SECRET_S3__ID".into(), "AKIDEXAMPLE".into()),
+                (
+                    "SYNQX_SECRET_S3__KEY".into(),
+                    "wJalrXUtnFEMI/K7MDENG".into(),
+                ),
             ],
         );
         let c = config(

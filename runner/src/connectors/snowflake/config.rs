@@ -204,11 +204,11 @@ mod tests {
             [],
             [
                 (
-                    "SYNQX_SECRET_SF_PASSWORD".to_string(),
+                    "SYNQX_SECRET_SF__PASSWORD".to_string(),
                     "hunter2".to_string(),
                 ),
                 (
-                    "SYNQX_SECRET_SF_KEY".to_string(),
+                    "SYNQX_SECRET_SF__KEY".to_string(),
                     TEST_KEY_PKCS8.to_string(),
                 ),
             ],
@@ -294,7 +294,7 @@ mod tests {
         let secrets = Secrets::new(
             [],
             [(
-                "SYNQX_SECRET_SF_KEY".to_string(),
+                "SYNQX_SECRET_SF__KEY".to_string(),
                 TEST_KEY_PKCS8.to_string(),
             )],
         );

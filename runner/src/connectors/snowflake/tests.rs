@@ -62,7 +62,7 @@ impl Warehouse {
             secrets: Secrets::new(
                 [],
                 [(
-                    "SYNQX_SECRET_SF_CREDS_PASSWORD".to_string(),
+                    "SYNQX_SECRET_SF_CREDS__PASSWORD".to_string(),
                     PASSWORD.to_string(),
                 )],
             ),

@@ -134,7 +134,7 @@ async fn a_missing_secret_is_invalid() {
         report.message
     );
     assert!(
-        report.message.contains("SYNQX_SECRET_LAKE_KEYS_ID"),
+        report.message.contains("SYNQX_SECRET_LAKE_KEYS__ID"),
         "{}",
         report.message
     );
