@@ -5,6 +5,7 @@
 
 mod input;
 mod memory;
+mod query;
 
 pub use memory::{MEMORY_VARIABLE, MemoryBudget};
 
@@ -46,6 +47,11 @@ pub async fn apply(
                 "step \"{step}\": transforms[{i}] ({}): {message}",
                 t.kind_name()
             )),
+            Problem::Refused(what) => Error::transform(format!(
+                "step \"{step}\": transforms[{i}] ({}): {}",
+                t.kind_name(),
+                query::Refusal::message(&what)
+            )),
             Problem::DataFusion(e) => planning(step, Some((i, t)), e),
         })?;
     }
@@ -76,10 +82,12 @@ fn session(memory: &MemoryBudget) -> Result<SessionContext> {
         // take most of a small pool.
         .with_sort_spill_reservation_bytes(memory.pool() / 8);
     config.options_mut().sql_parser.enable_ident_normalization = false;
-    Ok(SessionContext::new_with_config_rt(
-        config,
-        memory.runtime()?,
-    ))
+    let ctx = SessionContext::new_with_config_rt(config, memory.runtime()?);
+    query::without_files(&ctx).map_err(|e| Error::Transform {
+        message: format!("the transforms' session keeps a file system: {e}"),
+        source: Some(e),
+    })?;
+    Ok(ctx)
 }
 
 /// The transforms that can hold more than a batch (`sql`: sorts, groups, joins), as messages
@@ -153,6 +161,8 @@ fn exhausted(e: &DataFusionError) -> Option<String> {
 
 enum Problem {
     Column(String),
+    /// A `sql` transform that asks for more than a query: what it asked for.
+    Refused(String),
     DataFusion(DataFusionError),
 }
 
@@ -267,7 +277,10 @@ async fn apply_one(
     if let Some(query) = &t.sql {
         ctx.deregister_table(INPUT_TABLE)?;
         ctx.register_table(INPUT_TABLE, df.into_view())?;
-        return Ok(ctx.sql(query).await?);
+        return query::plan(ctx, query).await.map_err(|e| match e {
+            query::Refusal::Refused(what) => Problem::Refused(what),
+            query::Refusal::Other(e) => Problem::DataFusion(e),
+        });
     }
     Err(Problem::Column(
         "empty transform: set one of select, drop, rename, cast, filter, derive, hash or sql"

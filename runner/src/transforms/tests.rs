@@ -159,6 +159,59 @@ async fn sql_reads_the_input_table() {
 }
 
 #[tokio::test]
+async fn a_sql_transform_runs_queries_only_and_reaches_no_file() {
+    let token = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    let out = std::env::temp_dir().join(format!("synqx-copy-{}.csv", std::process::id()));
+    let attempts = [
+        (
+            format!("CREATE EXTERNAL TABLE t (x VARCHAR) STORED AS CSV LOCATION '{token}'"),
+            "CREATE EXTERNAL TABLE",
+        ),
+        (
+            format!(
+                "COPY (SELECT * FROM input) TO '{}' STORED AS CSV",
+                out.display()
+            ),
+            "COPY … TO",
+        ),
+        (
+            "CREATE TABLE t AS SELECT * FROM input".to_string(),
+            "CREATE TABLE",
+        ),
+        (
+            "CREATE VIEW v AS SELECT * FROM input".to_string(),
+            "CREATE VIEW",
+        ),
+        ("DROP TABLE input".to_string(), "DROP TABLE"),
+        (
+            "INSERT INTO input VALUES (1, 'x', 1.0, 'y')".to_string(),
+            "INSERT",
+        ),
+        ("SET datafusion.execution.batch_size = 1".to_string(), "SET"),
+        ("SELECT 1; SELECT 2".to_string(), "more than one statement"),
+    ];
+    for (sql, what) in attempts {
+        let err = run(vec![t(|t| t.sql = Some(sql.clone()))])
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(&format!(
+                "step \"clean\": transforms[0] (sql): {what} is not allowed: a sql transform runs one query over its input"
+            )),
+            "{sql}: {err}"
+        );
+    }
+    assert!(!out.exists(), "COPY wrote {}", out.display());
+
+    // Nor can a query reach the file system by itself.
+    let ctx = session(&budget()).unwrap_or_else(|e| panic!("{e}"));
+    let local = datafusion::execution::object_store::ObjectStoreUrl::local_filesystem();
+    assert!(ctx.runtime_env().object_store(&local).is_err());
+}
+
+#[tokio::test]
 async fn unknown_columns_name_step_and_transform() {
     let err = run(vec![
         t(|t| t.select = Some(vec!["id".into()])),

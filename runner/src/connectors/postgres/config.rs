@@ -70,8 +70,10 @@ impl PostgresConfig {
             .ssl_mode(ssl_mode(tls))
             .application_name("synqx")
             // A session zone other than UTC would shift every `timestamptz` rendered as text
-            // (the `::text` fallback) and every watermark literal without an offset.
-            .options([("TimeZone", "UTC")]);
+            // (the `::text` fallback) and every watermark literal without an offset. String
+            // literals (watermarks) double their quotes only: a role or database set to
+            // `standard_conforming_strings = off` would read a backslash in one as an escape.
+            .options([("TimeZone", "UTC"), ("standard_conforming_strings", "on")]);
         let password_from = match &spec.password {
             Some(value) => {
                 let plain = conn.secret("postgres.password", value)?;

@@ -10,6 +10,8 @@ mod names;
 #[cfg(feature = "postgres-integration-tests")]
 mod parallel;
 #[cfg(feature = "postgres-integration-tests")]
+mod session;
+#[cfg(feature = "postgres-integration-tests")]
 mod sink;
 #[cfg(feature = "postgres-integration-tests")]
 mod source;
