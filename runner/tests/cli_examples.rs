@@ -82,10 +82,26 @@ fn the_examples_use_every_connector_type() {
 
 #[test]
 fn every_invalid_example_fails_with_its_expected_text() {
-    let files = yaml_files("examples/invalid");
+    fails_with_expected_text("examples/invalid", 20);
+}
+
+/// What someone who may only write Pipelines and Connections in a namespace would try: huge
+/// numbers in every count and duration, names that collide or climb out, statements in a
+/// `sql` transform, files outside a Connection's folder, deep nesting. Each is refused with
+/// its own message; none panics. `tests/tests/operator_hostile.rs` applies the same files to a
+/// cluster.
+#[test]
+fn every_hostile_pipeline_is_refused_with_its_expected_text() {
+    fails_with_expected_text("tests/hostile", 30);
+}
+
+/// Every file of `dir` fails `synqx validate` with exactly the problems of its `# expect:`
+/// lines.
+fn fails_with_expected_text(dir: &str, at_least: usize) {
+    let files = yaml_files(dir);
     assert!(
-        files.len() >= 20,
-        "expected at least 20 invalid examples, found {}",
+        files.len() >= at_least,
+        "expected at least {at_least} files in {dir}, found {}",
         files.len()
     );
     for file in files {
