@@ -653,7 +653,10 @@ spec:
         );
 
         let job = refused(step_job(false).build(), "Connection \"db\": no");
-        assert_eq!(job.metadata.name.as_deref(), Some("orders-1-extract-1"));
+        assert_eq!(
+            job.metadata.name,
+            Some(names::job_name("orders-1", "uid-1", "extract", 1))
+        );
         assert_eq!(
             start_failure::recorded(&job).as_deref(),
             Some("the operator refused to start this step: Connection \"db\": no")
