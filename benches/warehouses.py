@@ -38,6 +38,8 @@ from files import (
 )  # fmt: skip
 
 REPO = Path(__file__).resolve().parent.parent
+# Run with `python -P`: on sys.path, the folder of the script would put benches/operator.py in
+# place of the standard library's `operator`, which the clients import.
 CLIENTS = Path(__file__).resolve().parent / "warehouse_clients.py"
 VENV = Path.home() / ".cache" / "synqx" / "venv" / "bench-warehouses"
 REFERENCE = "reference"
@@ -77,7 +79,7 @@ def clients_python() -> str:
 
 
 def client(python: str, *args: str) -> str:
-    done = subprocess.run([python, str(CLIENTS), *args], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([python, "-P", str(CLIENTS), *args], capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     return done.stdout.strip()
@@ -91,18 +93,21 @@ def create_dataset(emu: Emulators, dataset: str) -> None:
     import urllib.error
     import urllib.request
 
-    body = json.dumps({"datasetReference": {"projectId": emu.project, "datasetId": dataset}}).encode()
-    request = urllib.request.Request(f"{emu.bigquery}/bigquery/v2/projects/{emu.project}/datasets", body,
-                                     {"Content-Type": "application/json"})  # fmt: skip
+    datasets = f"{emu.bigquery}/bigquery/v2/projects/{emu.project}/datasets"
+    # Looked up first: bigquery-emulator v0.6.6 answers 500, not 409, for one already there.
     try:
-        urllib.request.urlopen(request, timeout=30).read()
+        urllib.request.urlopen(f"{datasets}/{dataset}", timeout=30).read()
+        return
     except urllib.error.HTTPError as e:
-        if e.code != 409:  # already there
+        if e.code != 404:
             raise
+    body = json.dumps({"datasetReference": {"projectId": emu.project, "datasetId": dataset}}).encode()
+    request = urllib.request.Request(datasets, body, {"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
 
 
 def ndjson_input(data: Dataset, duckdb: str) -> Path:
-    path = data.root / "input" / "lineitem.ndjson"
+    path = data.input_dir / "lineitem.ndjson"
     if not path.exists():
         log(f"[{data.label}] writing the NDJSON input of the BigQuery reference with DuckDB")
         duckdb_sql(duckdb, f"COPY (SELECT * FROM read_parquet({sql_string(data.input('parquet'))})) "
@@ -164,8 +169,8 @@ def command(tool: Tool, case: Case, data: Dataset, servers, emu: Emulators, pyth
     target = target_table(tool, data)
     if tool.key == REFERENCE:
         if case.key == "snowflake":
-            return [python, str(CLIENTS), "snowflake-load", emu.fakesnow, target, str(data.input("parquet"))], {}
-        return [python, str(CLIENTS), "bigquery-load", emu.bigquery, emu.project, dataset_for(data), target,
+            return [python, "-P", str(CLIENTS), "snowflake-load", emu.fakesnow, target, str(data.input("parquet"))], {}
+        return [python, "-P", str(CLIENTS), "bigquery-load", emu.bigquery, emu.project, dataset_for(data), target,
                 str(ndjson_input(data, duckdb))], {}  # fmt: skip
     if tool.key == "synqx":
         yaml = scratch / f"{case.key}.yaml"
@@ -206,7 +211,8 @@ def bench_one(tool: Tool, case: Case, data: Dataset, servers, emu, python, duckd
     if tool.key == "sling":
         env = {**sling_env(args.work), **env}
     log(f"[{data.label}] {case.title:<40} {tool.name:<40}: {shlex.join(argv)}")
-    run = execute(argv, env, out_dir, scratch / f"{case.key}-{tool.key}", 4 * data.input_bytes("csv"), args.timeout)
+    run = execute([argv], env, out_dir, scratch / f"{case.key}-{tool.key}", out_dir, 4 * data.input_bytes("csv"),
+                  args.timeout)  # fmt: skip
     if not run.error:
         try:
             rows = count(case, tool, data, emu, python)
