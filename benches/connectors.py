@@ -17,9 +17,9 @@ values. SynqX writes Parquet in both.
 
 Outputs are checked by content: every Parquet output is read back with pyarrow, sorted by
 `id`, and a SHA-256 over the id, name, price, active and category columns must equal the one
-computed from the generator. Peak RSS is the process tree's, sampled from /proc (see
-files.py). `--repeat N` runs every tool N times and keeps its fastest correct run (a failed or
-wrong run is reported at once). Prints one Markdown table.
+computed from the generator. Peak RSS is the kernel's high-water mark of every process of
+the run, summed (see measure.py). `--repeat N` runs every tool N times and keeps its fastest
+correct run (a failed or wrong run is reported at once). Prints one Markdown table.
 """
 
 from __future__ import annotations
