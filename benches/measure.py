@@ -11,7 +11,8 @@ starts helper processes. Nothing is polled.
 Content check: DuckDB reads the input and every output, casts each column to the input's
 type (as DuckDB infers it from the input) and sums a 64-bit hash of every value per column
 (order-independent, 128-bit sum). Equal sums for every column and equal row counts mean the
-same multiset of rows, value by value; types are compared separately.
+same values in every column; types are compared separately. With `whole_rows`, a last sum
+hashes each row's values together, so values moved between rows are caught too.
 """
 
 from __future__ import annotations
@@ -223,24 +224,37 @@ class Fingerprint:
     sums: dict[str, str]
 
 
-def fingerprint(duckdb: str, source: str, reference: dict[str, str] | None = None) -> Fingerprint:
+WHOLE_ROWS = "(whole rows)"  # the key of the whole-row checksum among a fingerprint's sums
+
+
+def fingerprint(
+    duckdb: str, source: str, reference: dict[str, str] | None = None, whole_rows: bool = False
+) -> Fingerprint:
     """`source` is a DuckDB relation (read_csv(...), read_parquet(...), a table function).
     With `reference` (column -> type), each column is cast to the reference's type first, so
     an output is compared value by value with the input whatever types it was written with;
-    a column the output lacks is reported missing."""
+    a column the output lacks is reported missing. `whole_rows` adds the sum of a hash of
+    each row's values (the cast ones, in the reference's column order) under WHOLE_ROWS."""
     described = duckdb_sql(duckdb, f"DESCRIBE SELECT * FROM {source}")
     types = {row[0]: row[1] for row in described}
     columns = list(reference or types)
-    parts = ["count(*)::VARCHAR"]
+    parts, casts = ["count(*)::VARCHAR"], []
     for name in columns:
         quoted = '"' + name.replace('"', '""') + '"'
         if name not in types:
             parts.append("'missing'")
             continue
         cast = f"TRY_CAST({quoted} AS {reference[name]})" if reference else quoted
+        casts.append(cast)
         parts.append(f"sum(hash({cast})::HUGEINT)::VARCHAR")
+    if whole_rows:
+        complete = casts and len(casts) == len(columns)
+        parts.append(f"sum(hash({', '.join(casts)})::HUGEINT)::VARCHAR" if complete else "'missing'")
     row = duckdb_sql(duckdb, f"SELECT {', '.join(parts)} FROM {source}")[0]
-    return Fingerprint(int(row[0]), types, dict(zip(columns, row[1:])))
+    sums = dict(zip(columns, row[1:]))
+    if whole_rows:
+        sums[WHOLE_ROWS] = row[-1]
+    return Fingerprint(int(row[0]), types, sums)
 
 
 def compare(expected: Fingerprint, found: Fingerprint) -> tuple[str | None, str | None]:
@@ -283,7 +297,7 @@ def check_output(run: Run, duckdb: str, fmt: str, out_dir: Path, expected: Finge
     try:
         if fmt == "parquet":
             run.rows_per_group = parquet_layout(duckdb, files)
-        found = fingerprint(duckdb, relation(fmt, files), expected.types)
+        found = fingerprint(duckdb, relation(fmt, files), expected.types, WHOLE_ROWS in expected.sums)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         run.wrong = f"cannot read the output: {e}"
         return

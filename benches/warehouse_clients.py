@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The emulators' native clients, for benches/warehouses.py: the reference load of each case
-and the row count of every output.
+"""The emulators' native clients, for benches/warehouses.py: the reference load of each case,
+and every output read back whole into a Parquet file that the benchmark checks by content.
 
     warehouse_clients.py snowflake-setup URL                   create the database BENCH
     warehouse_clients.py snowflake-load  URL TABLE PARQUET     PUT + COPY INTO with snowflake-connector-python
-    warehouse_clients.py snowflake-count URL TABLE
+    warehouse_clients.py snowflake-dump  URL TABLE OUT         SELECT * into the Parquet file OUT
     warehouse_clients.py bigquery-load   URL PROJECT DATASET TABLE NDJSON   load job with google-cloud-bigquery
-    warehouse_clients.py bigquery-count  URL PROJECT DATASET TABLE
+    warehouse_clients.py bigquery-dump   URL PROJECT DATASET TABLE OUT      tabledata.list into OUT
 
 Runs in the benchmark's own virtual environment (warehouses.py creates it). Tables live in
 the database BENCH (schema PUBLIC) on fakesnow and in DATASET on bigquery-emulator.
@@ -50,6 +50,16 @@ def bigquery(url: str, project: str):
     return bq.Client(project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=url))
 
 
+def write_parquet(table, out: str) -> None:
+    """The rows as read, with lower-case column names (Snowflake answers in upper case) and no
+    field metadata, for DuckDB to compare with the input."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fields = [pa.field(f.name.lower(), f.type) for f in table.schema]
+    pq.write_table(pa.Table.from_arrays(table.columns, schema=pa.schema(fields)), out)
+
+
 def main(argv: list[str]) -> int:
     what = argv[1] if len(argv) > 1 else ""
     if what == "snowflake-load":
@@ -63,11 +73,11 @@ def main(argv: list[str]) -> int:
     if what == "snowflake-setup":
         snowflake(argv[2])
         return 0
-    if what == "snowflake-count":
-        url, table = argv[2:4]
+    if what == "snowflake-dump":
+        url, table, out = argv[2:5]
         cur = snowflake(url)
-        cur.execute(f"SELECT COUNT(*) FROM {table}")
-        print(cur.fetchone()[0])
+        cur.execute(f"SELECT * FROM {table}")
+        write_parquet(cur.fetch_arrow_all(), out)
         return 0
     if what == "bigquery-load":
         from google.cloud import bigquery as bq
@@ -83,11 +93,10 @@ def main(argv: list[str]) -> int:
         with open(ndjson, "rb") as f:
             client.load_table_from_file(f, f"{project}.{dataset}.{table}", job_config=config).result()
         return 0
-    if what == "bigquery-count":
-        url, project, dataset, table = argv[2:6]
-        client = bigquery(url, project)
-        rows = list(client.query(f"SELECT COUNT(*) AS n FROM `{dataset}`.`{table}`").result())
-        print(rows[0]["n"])
+    if what == "bigquery-dump":
+        url, project, dataset, table, out = argv[2:7]
+        rows = bigquery(url, project).list_rows(f"{project}.{dataset}.{table}", page_size=50_000)
+        write_parquet(rows.to_arrow(create_bqstorage_client=False), out)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -11,6 +11,11 @@ same rows as newline-delimited JSON. "Speed vs reference" says how close SynqX, 
 reads PostgreSQL and converts every value, comes to what the emulator can take. Sling runs
 where it can reach an emulator, and the table says why where it cannot.
 
+Every output, the references' included, is checked by content: after the timed run the native
+client reads the table back whole into a Parquet file, and DuckDB computes the same
+checksums of it and of the input CSV (measure.py: per column, and over each whole row, sums
+of a 64-bit hash of the values cast to the input's types, so row order does not matter).
+
     python3 benches/warehouses.py [--sizes 1M] [--synqx PATH] [--tools reference,synqx,sling]
 
 Servers come from `scripts/services up` and `scripts/emulators up`; the native clients live
@@ -36,12 +41,15 @@ from files import (
     DEFAULT_SYNQX, Dataset, Run, absolute, become_subreaper, build_synqx, cell, describe, duckdb_sql,
     execute, find_duckdb, find_sling, log, machine, parse_size, prepare, sling_env, sql_string, version,
 )  # fmt: skip
+from measure import Fingerprint, check_output, fingerprint, relation
 
 REPO = Path(__file__).resolve().parent.parent
 # Run with `python -P`: on sys.path, the folder of the script would put benches/operator.py in
 # place of the standard library's `operator`, which the clients import.
 CLIENTS = Path(__file__).resolve().parent / "warehouse_clients.py"
 VENV = Path.home() / ".cache" / "synqx" / "venv" / "bench-warehouses"
+# pandas: snowflake-connector-python reads results as Arrow only with its pandas extra.
+REQUIREMENTS = ("snowflake-connector-python[pandas]<5", "google-cloud-bigquery", "pyarrow")
 REFERENCE = "reference"
 
 
@@ -68,18 +76,22 @@ def start_emulators() -> Emulators:
 
 
 def clients_python() -> str:
-    """The benchmark's own environment with the emulators' native clients."""
-    python = VENV / "bin" / "python"
+    """The benchmark's own environment with the emulators' native clients; the packages are
+    installed again when REQUIREMENTS changed (a stamp file in the environment says what it holds)."""
+    python, stamp, wanted = VENV / "bin" / "python", VENV / "synqx-requirements.txt", "\n".join(REQUIREMENTS)
     if not python.exists():
-        log(f"creating {VENV} with snowflake-connector-python and google-cloud-bigquery")
+        log(f"creating {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                        "snowflake-connector-python<5", "google-cloud-bigquery"], check=True)  # fmt: skip
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        log(f"installing {', '.join(REQUIREMENTS)} into {VENV}")
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS],
+                       check=True)  # fmt: skip
+        stamp.write_text(wanted)
     return str(python)
 
 
-def client(python: str, *args: str) -> str:
-    done = subprocess.run([python, "-P", str(CLIENTS), *args], capture_output=True, text=True, timeout=600)
+def client(python: str, *args: str, timeout: float = 600) -> str:
+    done = subprocess.run([python, "-P", str(CLIENTS), *args], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     return done.stdout.strip()
@@ -190,14 +202,31 @@ def command(tool: Tool, case: Case, data: Dataset, servers, emu: Emulators, pyth
     return argv, env
 
 
-def count(case: Case, tool: Tool, data: Dataset, emu: Emulators, python: str) -> int:
-    target = target_table(tool, data)
-    if case.key == "snowflake":
-        return int(client(python, "snowflake-count", emu.fakesnow, target))
-    return int(client(python, "bigquery-count", emu.bigquery, emu.project, dataset_for(data), target))
+def expected_content(data: Dataset, duckdb: str) -> Fingerprint:
+    """The input's checksums, with the whole-row one that the file benchmarks do not keep."""
+    return fingerprint(duckdb, relation("csv", [data.input("csv")]), whole_rows=True)
 
 
-def bench_one(tool: Tool, case: Case, data: Dataset, servers, emu, python, duckdb, args) -> Run:
+def verify(run: Run, case: Case, tool: Tool, data: Dataset, emu: Emulators, python: str, duckdb: str,
+           expected: Fingerprint, out_dir: Path, timeout: float) -> None:  # fmt: skip
+    """Reads the written table back whole with the native client into out_dir/read-back/ and
+    compares its checksums with the input's (the verdict goes into `run`)."""
+    folder = out_dir / "read-back"
+    folder.mkdir()
+    dump, target = folder / "table.parquet", target_table(tool, data)
+    try:
+        if case.key == "snowflake":
+            client(python, "snowflake-dump", emu.fakesnow, target, str(dump), timeout=timeout)
+        else:
+            client(python, "bigquery-dump", emu.bigquery, emu.project, dataset_for(data), target, str(dump),
+                   timeout=timeout)  # fmt: skip
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        run.wrong = f"cannot read the table back: {e}"
+        return
+    check_output(run, duckdb, "parquet", folder, expected)
+
+
+def bench_one(tool: Tool, case: Case, data: Dataset, servers, emu, python, duckdb, expected, args) -> Run:
     if not tool.binary:
         return Run(error=tool.missing)
     if tool.key == "sling" and case.key == "bigquery":
@@ -214,12 +243,7 @@ def bench_one(tool: Tool, case: Case, data: Dataset, servers, emu, python, duckd
     run = execute([argv], env, out_dir, scratch / f"{case.key}-{tool.key}", out_dir, 4 * data.input_bytes("csv"),
                   args.timeout)  # fmt: skip
     if not run.error:
-        try:
-            rows = count(case, tool, data, emu, python)
-            if rows != data.rows:
-                run.wrong = f"{rows:,} rows, expected {data.rows:,}"
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-            run.wrong = f"cannot count rows: {e}"
+        verify(run, case, tool, data, emu, python, duckdb, expected, out_dir, args.timeout)
     log(f"    -> {describe(run)}")
     return run
 
@@ -250,6 +274,7 @@ def report(rows, datasets, tools, emu, python, args) -> str:
         f"snowflake-connector-python {versions[0] if versions else '?'}, google-cloud-bigquery "
         f"{versions[1] if len(versions) > 1 else '?'}, Sling {version([find_sling(args.sling), '--version'])}",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; one run each; timeout {args.timeout:.0f} s",
+        "Check: each table read back whole; row count, per-column and whole-row checksums equal the input CSV's",
         "Data (TPC-H lineitem): " + "; ".join(f"{d.label} = {d.rows:,} rows" for d in datasets),
         "",
         *lines,
@@ -272,9 +297,11 @@ def main() -> int:
     if not duckdb or not tpchgen or not shutil.which("psql"):
         log("needs tpchgen-cli, duckdb-cli and psql: pip install tpchgen-cli duckdb-cli sling-linux-amd64")
         return 2
-    become_subreaper()
     args.work.mkdir(parents=True, exist_ok=True)
     servers, emu, python = start_servers(), start_emulators(), clients_python()
+    # After the servers start: they daemonise, and a subreaper would adopt them into the
+    # process tree whose RSS is measured.
+    become_subreaper()
     synqx = absolute(args.synqx)
     missing = ""
     if synqx is None and "synqx" in args.tools:
@@ -291,6 +318,7 @@ def main() -> int:
     rows = []
     for data in datasets:
         load_tables(servers, data)
+        expected = expected_content(data, duckdb)
         create_dataset(emu, dataset_for(data))
         client(python, "snowflake-setup", emu.fakesnow)
         psql(servers, "CHECKPOINT")
@@ -298,7 +326,7 @@ def main() -> int:
             if case.key not in args.cases.split(","):
                 continue
             for tool in tools:
-                rows.append((case, data, tool, bench_one(tool, case, data, servers, emu, python, duckdb, args)))
+                rows.append((case, data, tool, bench_one(tool, case, data, servers, emu, python, duckdb, expected, args)))
     print(report(rows, datasets, tools, emu, python, args))
     return 0
 
