@@ -86,6 +86,14 @@ impl ConnectionRef<'_> {
     }
 }
 
+/// A text field that may be left out: trimmed, and `None` when unset or blank.
+pub fn optional_text(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
 /// What a step uses a Connection for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

@@ -3,6 +3,7 @@
 //! PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`); encrypted keys are refused
 //! with a message that says how to decrypt them. Errors never quote the key.
 
+use crate::secrets::Redactor;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
@@ -166,6 +167,13 @@ pub fn pem_pieces(pem: &str) -> Vec<String> {
             .map(str::to_string),
     );
     pieces
+}
+
+/// Teaches a redactor a private key: the whole PEM and each line of its body.
+pub fn remember_key(redactor: &Redactor, pem: &str) {
+    for piece in pem_pieces(pem) {
+        redactor.remember(&piece);
+    }
 }
 
 #[cfg(test)]

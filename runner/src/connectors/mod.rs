@@ -55,13 +55,16 @@ pub mod sqlserver;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod validate;
+mod warehouse;
 
 use std::sync::Arc;
 
 use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
 
-pub use connector::{ConnectionRef, Connector, Registered, Role, Usage, unsupported};
+pub use connector::{
+    ConnectionRef, Connector, Registered, Role, Usage, optional_text, unsupported,
+};
 
 use crate::check::{Reason, invalid, report};
 use crate::engine::{Sink, Source};

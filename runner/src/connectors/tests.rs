@@ -18,6 +18,12 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 
+#[cfg(any(
+    feature = "snowflake-integration-tests",
+    feature = "bigquery-integration-tests"
+))]
+pub mod warehouses;
+
 /// The value of a result that must be a success.
 pub fn ok<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))

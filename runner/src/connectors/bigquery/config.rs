@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use synqx_api::connection::BigQueryConnection;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::jwt::{RsaSigner, pem_pieces};
+use crate::connectors::jwt::{RsaSigner, remember_key};
+use crate::connectors::{ConnectionRef, optional_text};
 use crate::error::{Error, Result};
 use crate::secrets::{PLACEHOLDER, Redactor};
 
@@ -69,12 +69,8 @@ impl BigQueryConfig {
         let project = conn
             .required("bigquery.project", &spec.project)?
             .to_string();
-        let endpoint = spec
-            .endpoint
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(|e| e.trim_end_matches('/').to_string());
+        let endpoint =
+            optional_text(spec.endpoint.as_deref()).map(|e| e.trim_end_matches('/').to_string());
         if let Some(e) = &endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
@@ -89,9 +85,7 @@ impl BigQueryConfig {
                 if let Ok(key) = serde_json::from_str::<KeyFile>(&json)
                     && let Some(pem) = &key.private_key
                 {
-                    for piece in pem_pieces(pem) {
-                        redactor.remember(&piece);
-                    }
+                    remember_key(&redactor, pem);
                 }
                 match json == PLACEHOLDER {
                     true => None,
@@ -105,17 +99,11 @@ impl BigQueryConfig {
                 )));
             }
         };
-        let optional = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
         Ok(Self {
             connection: name.to_string(),
             project,
-            dataset: optional(&spec.dataset),
-            location: optional(&spec.location),
+            dataset: optional_text(spec.dataset.as_deref()),
+            location: optional_text(spec.location.as_deref()),
             endpoint: endpoint.unwrap_or_else(|| PUBLIC_ENDPOINT.to_string()),
             account,
             redactor,

@@ -16,7 +16,6 @@
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
-use futures::StreamExt;
 use std::sync::Arc;
 use synqx_api::pipeline::WriteMode;
 
@@ -25,10 +24,8 @@ use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
-use crate::connectors::sql::plan::{
-    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
-};
 use crate::connectors::sql::unique_suffix;
+use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
@@ -48,7 +45,7 @@ impl Sink for BigQuerySink {
         let here = format!("{}, table \"{table}\"", settings.at());
         let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
         let mut outcome = WriteOutcome::default();
-        let result = load(
+        let loaded = load(
             &client,
             &here,
             &table,
@@ -58,11 +55,7 @@ impl Sink for BigQuerySink {
             &mut outcome,
         )
         .await;
-        if result.is_err() {
-            // Nothing was committed: take back the progress counted while staging.
-            uncount(counters, &outcome);
-        }
-        result.map(|()| outcome)
+        settle(loaded, outcome, counters)
     }
 }
 
@@ -85,12 +78,11 @@ async fn load(
     let existing_names: Option<Vec<&str>> = existing
         .as_ref()
         .map(|s| s.fields.iter().map(|f| f.name.as_str()).collect());
-    let evolution = spec.schema_evolution.unwrap_or_default();
-    let plan = plan_columns(
+    let plan = plan_load(
         here,
         existing_names.as_deref(),
         &input.schema,
-        evolution,
+        spec,
         same_name,
     )?;
     let schema = input.schema.clone();
@@ -104,15 +96,6 @@ async fn load(
             })
         })
         .collect::<Result<_>>()?;
-    let names: Vec<&str> = written.iter().map(|f| f.name.as_str()).collect();
-    check_primary_key(
-        here,
-        spec.mode(),
-        &spec.primary_key,
-        &names,
-        existing.is_none(),
-        same_name,
-    )?;
 
     if existing.is_none() {
         client
@@ -176,46 +159,22 @@ async fn stage_and_move(
     staged_fields: &[TableField],
     indexes: &[usize],
     request: &WriteRequest,
-    mut input: SchemaStream,
+    input: SchemaStream,
     counters: &Counters,
     outcome: &mut WriteOutcome,
 ) -> Result<()> {
     let settings = &client.settings;
     let failed = |e: Failure| error(settings, e);
-    let mut part = Vec::new();
-    let mut next_row: i64 = 0;
-    while let Some(batch) = input.stream.next().await {
-        let batch = batch?;
-        let projected = batch
-            .project(indexes)
-            .context(|| format!("{here}: selecting the written columns"))?;
-        let staged = with_row_numbers(&projected, next_row)?;
-        next_row += projected.num_rows() as i64;
-        encode(&staged, &mut part).map_err(|e| Error::BadRow(format!("{here}: {e}")))?;
-        count_sent(
-            outcome,
-            counters,
-            projected.num_rows() as u64,
-            written_bytes(&batch, indexes.iter().copied()),
-        );
-        if part.len() >= PART_BYTES {
-            client
-                .load_ndjson(
-                    &staging.dataset,
-                    &staging.name,
-                    staged_fields,
-                    std::mem::take(&mut part),
-                )
-                .await
-                .map_err(failed)?;
-        }
-    }
-    if !part.is_empty() {
-        client
-            .load_ndjson(&staging.dataset, &staging.name, staged_fields, part)
-            .await
-            .map_err(failed)?;
-    }
+    let mut parts = Parts {
+        client,
+        here,
+        staging,
+        fields: staged_fields,
+        part: Vec::new(),
+        next_row: 0,
+    };
+    stage_input(here, input, indexes, &mut parts, outcome, counters).await?;
+    parts.flush().await?;
     let sql = match request.spec.mode() {
         WriteMode::Append => insert_from_staging(table, staging, written),
         WriteMode::Overwrite => overwrite(table, staging, written),
@@ -223,6 +182,45 @@ async fn stage_and_move(
     };
     client.query(&sql, &[]).await.map_err(failed)?;
     Ok(())
+}
+
+/// Fills the staging table: rows numbered in load order, encoded as newline-delimited JSON and
+/// sent in load jobs of about [`PART_BYTES`].
+struct Parts<'a> {
+    client: &'a Client,
+    here: &'a str,
+    staging: &'a Table,
+    fields: &'a [TableField],
+    part: Vec<u8>,
+    next_row: i64,
+}
+
+impl Parts<'_> {
+    /// Loads what is encoded and not yet sent.
+    async fn flush(&mut self) -> Result<()> {
+        if self.part.is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::take(&mut self.part);
+        let (dataset, name) = (&self.staging.dataset, &self.staging.name);
+        self.client
+            .load_ndjson(dataset, name, self.fields, part)
+            .await
+            .map_err(|e| error(&self.client.settings, e))
+    }
+}
+
+impl Staging for Parts<'_> {
+    async fn stage(&mut self, batch: RecordBatch) -> Result<()> {
+        let staged = with_row_numbers(&batch, self.next_row)?;
+        self.next_row += batch.num_rows() as i64;
+        encode(&staged, &mut self.part)
+            .map_err(|e| Error::BadRow(format!("{}: {e}", self.here)))?;
+        if self.part.len() >= PART_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
 }
 
 /// The batch with the staging table's row-order column added.

@@ -3,10 +3,9 @@
 //! The incremental cursor is pushed down as `cursor > CAST(@watermark AS <its type>)`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -16,6 +15,7 @@ use super::sql::{incremental, same_name, select};
 use super::types::{TableField, arrow_field};
 use super::{BigQuerySource, error};
 use crate::connectors::http_api::{cut, receiver_stream, statement};
+use crate::connectors::warehouse::{column_index, source_query, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -24,11 +24,7 @@ impl Source for BigQuerySource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let settings = &self.settings;
         let spec = &request.spec;
-        let query = spec
-            .query
-            .as_deref()
-            .map(|q| q.trim().trim_end_matches(';').trim_end())
-            .filter(|q| !q.is_empty());
+        let query = source_query(spec);
         let (base, here) = match query {
             Some(q) => (
                 format!("SELECT * FROM ({q})"),
@@ -51,15 +47,10 @@ impl Source for BigQuerySource {
                     .await
                     .map_err(|e| error(settings, e))?;
                 let fields = described.schema.map(|s| s.fields).unwrap_or_default();
-                let cursor = fields.iter().find(|f| same_name(&f.name, &filter.column)).ok_or_else(|| {
-                    Error::Config(format!(
-                        "{here}: incremental cursor column \"{}\" is not a column (columns: {})",
-                        filter.column,
-                        fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
+                let what = "incremental cursor column";
+                let cursor = column_index(&here, what, &names(&fields), &filter.column, same_name)?;
                 (
-                    incremental(&base, cursor),
+                    incremental(&base, &fields[cursor]),
                     vec![("watermark".to_string(), filter.after.clone())],
                 )
             }
@@ -123,21 +114,11 @@ fn schema_of(
     fields: &[TableField],
     overrides: &BTreeMap<String, String>,
 ) -> Result<SchemaRef> {
-    let mut arrow: Vec<Field> = fields.iter().map(arrow_field).collect();
-    for (name, type_text) in overrides {
-        let Some(index) = fields.iter().position(|f| same_name(&f.name, name)) else {
-            return Err(Error::Config(format!(
-                "{here}: columns override \"{name}\" is not a column (columns: {})",
-                fields
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
-        let data_type = crate::types::parse_arrow(type_text)
-            .map_err(|e| Error::Config(format!("{here}: columns override \"{name}\": {e}")))?;
-        arrow[index] = Field::new(arrow[index].name(), data_type, true);
-    }
-    Ok(Arc::new(Schema::new(arrow)))
+    let arrow = fields.iter().map(arrow_field).collect();
+    with_overrides(here, arrow, &names(fields), overrides, same_name)
+}
+
+/// The result's column names.
+fn names(fields: &[TableField]) -> Vec<&str> {
+    fields.iter().map(|f| f.name.as_str()).collect()
 }

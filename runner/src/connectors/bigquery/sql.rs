@@ -249,6 +249,12 @@ mod tests {
         };
         assert_eq!(ddl_type(&tags), "ARRAY<STRING>");
         assert_eq!(ddl_type(&rec), "STRUCT<`x` INT64, `tags` ARRAY<STRING>>");
+        // schemaEvolution addColumns (bigquery-emulator cannot run ALTER TABLE).
+        let t = Table::parse("sales.orders", None).unwrap();
+        assert_eq!(
+            add_column(&t, &tags),
+            "ALTER TABLE `sales`.`orders` ADD COLUMN `tags` ARRAY<STRING>"
+        );
         let cursor = f("updated_at", "TIMESTAMP");
         assert_eq!(
             incremental("SELECT * FROM `d`.`t`", &cursor),

@@ -1,19 +1,19 @@
 //! The connector against bigquery-emulator (`scripts/emulators up` starts it and prints
 //! `SYNQX_TEST_BIGQUERY`): the mapped types through a load and a read, append and overwrite,
-//! incremental reads over three runs, a missing table, a failed overwrite, and `synqx check`.
+//! `schemaEvolution` fail and ignore, incremental reads over three runs, a missing table, a
+//! failed and a cancelled overwrite, and `synqx check`.
 //! Each test works in a dataset of its own. A missing emulator fails the test.
 //!
 //! Not here, because bigquery-emulator 0.6.6 gets them wrong (each is unit-tested against the
 //! API reference's shapes instead): `MERGE` (its rewrite names a table that does not exist:
 //! "no such table"), `BYTES` in loads (it keeps the base64 text instead of decoding it), JSON
-//! numbers in loads (it stores them as strings).
+//! numbers in loads (it stores them as strings), `ALTER TABLE … ADD COLUMN` for
+//! `schemaEvolution: addColumns` ("Statement not supported: AlterTableStatement").
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
-    ListArray, RecordBatch, StringArray, StructArray, Time64MicrosecondArray,
+    Array, AsArray, Decimal128Array, Int64Array, RecordBatch, StringArray, StructArray,
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, SchemaRef, TimeUnit};
@@ -24,9 +24,13 @@ use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 use synqx_testkit::{emulators, unique_name};
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, destination, err, ok, people, table_source};
-use crate::engine::{Counters, CursorFilter, Rejects, SchemaStream, WriteRequest};
-use crate::error::{Error, Result};
+use crate::connectors::tests::warehouses::{
+    MAPPED_NULLABLE, assert_mapped_values, batch_of, breaking_input, mapped_columns, people_rows,
+    people_with_score, person as row, sorted_by_id, value_text,
+};
+use crate::connectors::tests::{Harness, destination, err, ok, people};
+use crate::engine::{Counters, CursorFilter, WriteRequest};
+use crate::error::Result;
 use crate::secrets::Secrets;
 
 const CONNECTION: &str = "lakehouse";
@@ -105,107 +109,38 @@ impl Lakehouse {
         fqn: &str,
         filter: Option<CursorFilter>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.harness()
-            .read_with(
-                table_source(CONNECTION, fqn),
-                filter,
-                1 << 20,
-                Rejects::failing(),
-            )
-            .await
+        self.harness().read_table(CONNECTION, fqn, filter).await
     }
 
+    /// `(id, name)` rows of a people table, by id.
     async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
-        let (_, batches) = ok(self.read(fqn, None).await);
-        let mut rows: Vec<(i64, Option<String>)> = batches
-            .iter()
-            .flat_map(|b| {
-                let ids = b
-                    .column_by_name("id")
-                    .unwrap()
-                    .as_primitive::<Int64Type>()
-                    .clone();
-                let names = b.column_by_name("name").unwrap().as_string::<i32>().clone();
-                (0..b.num_rows())
-                    .map(|i| {
-                        (
-                            ids.value(i),
-                            names.is_valid(i).then(|| names.value(i).to_string()),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        rows.sort();
-        rows
+        people_rows(&ok(self.read(fqn, None).await).1)
     }
-}
-
-fn row(id: i64, name: &str) -> (i64, Option<String>) {
-    (id, Some(name.to_string()))
 }
 
 #[tokio::test]
 async fn the_mapped_types_round_trip() {
+    // JSON of strings only: the emulator stores JSON numbers as strings.
+    const DOC: &str = r#"{"a":"x"}"#;
     let lake = Lakehouse::new().await;
-    let json = Field::new("doc", DataType::Utf8, true).with_metadata(HashMap::from([(
-        "ARROW:extension:name".to_string(),
-        "arrow.json".to_string(),
-    )]));
     let point = Fields::from(vec![
         Field::new("x", DataType::Int64, true),
         Field::new("label", DataType::Utf8, true),
     ]);
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("amount", DataType::Decimal128(12, 3), true),
-        Field::new("ratio", DataType::Float64, true),
-        Field::new("name", DataType::Utf8, true),
-        json,
-        Field::new("flag", DataType::Boolean, true),
-        Field::new("day", DataType::Date32, true),
-        Field::new("at_time", DataType::Time64(TimeUnit::Microsecond), true),
-        Field::new(
-            "local_ts",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            true,
+    let mut columns = mapped_columns(DOC);
+    columns.insert(
+        2,
+        (
+            Field::new("big", DataType::Decimal128(38, 10), true),
+            Arc::new(
+                Decimal128Array::from(vec![Some(-123_456_789_012_345_678_901_234_567_891), None])
+                    .with_precision_and_scale(38, 10)
+                    .unwrap(),
+            ),
         ),
-        Field::new(
-            "utc_ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
-        Field::new_list("tags", Field::new("item", DataType::Int64, true), true),
+    );
+    columns.push((
         Field::new("point", DataType::Struct(point.clone()), true),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![1, 2])),
-        Arc::new(
-            Decimal128Array::from(vec![Some(12_345_678), None])
-                .with_precision_and_scale(12, 3)
-                .unwrap(),
-        ),
-        Arc::new(Float64Array::from(vec![Some(0.25), None])),
-        Arc::new(StringArray::from(vec![Some("Zoë ✓"), None])),
-        Arc::new(StringArray::from(vec![Some(r#"{"a":"x"}"#), None])),
-        Arc::new(BooleanArray::from(vec![Some(true), None])),
-        Arc::new(Date32Array::from(vec![Some(19_723), None])),
-        Arc::new(Time64MicrosecondArray::from(vec![
-            Some(45_296_789_012),
-            None,
-        ])),
-        Arc::new(TimestampMicrosecondArray::from(vec![
-            Some(1_704_067_200_123_456),
-            None,
-        ])),
-        Arc::new(
-            TimestampMicrosecondArray::from(vec![Some(1_704_067_200_654_321), None])
-                .with_timezone("UTC"),
-        ),
-        Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
-            Some(vec![Some(1), Some(2)]),
-            None,
-        ])),
         Arc::new(StructArray::new(
             point,
             vec![
@@ -214,8 +149,8 @@ async fn the_mapped_types_round_trip() {
             ],
             Some(vec![true, false].into()),
         )),
-    ];
-    let batch = RecordBatch::try_new(schema, columns).unwrap();
+    ));
+    let batch = batch_of(columns);
     assert_eq!(
         ok(lake
             .write("all_types", WriteMode::Append, vec![batch])
@@ -224,33 +159,19 @@ async fn the_mapped_types_round_trip() {
     );
 
     let (schema, batches) = ok(lake.read("all_types", None).await);
-    let read = arrow::compute::concat_batches(&schema, &batches).unwrap();
-    let order =
-        arrow::compute::sort_to_indices(read.column_by_name("id").unwrap(), None, None).unwrap();
-    let read = arrow::compute::take_record_batch(&read, &order).unwrap();
+    let read = sorted_by_id(&schema, &batches);
+    assert_mapped_values(&read, DOC);
     let col = |name: &str| {
         read.column_by_name(name)
             .unwrap_or_else(|| panic!("no {name} in {schema:?}"))
             .clone()
     };
-    let text =
-        |name: &str, i: usize| arrow::util::display::array_value_to_string(&col(name), i).unwrap();
+    let text = |name: &str| value_text(&read, name, 0);
     assert_eq!(col("amount").data_type(), &DataType::Decimal128(38, 9));
-    assert_eq!(text("amount", 0), "12345.678000000");
-    assert_eq!(text("ratio", 0), "0.25");
-    assert_eq!(text("name", 0), "Zoë ✓");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&text("doc", 0)).unwrap(),
-        serde_json::json!({"a": "x"})
-    );
-    assert!(super::types::is_json(
-        schema.field_with_name("doc").unwrap()
-    ));
-    assert_eq!(text("flag", 0), "true");
-    assert_eq!(text("day", 0), "2024-01-01");
-    assert_eq!(text("at_time", 0), "12:34:56.789012");
-    assert_eq!(text("local_ts", 0), "2024-01-01T00:00:00.123456");
-    assert_eq!(text("utc_ts", 0), "2024-01-01T00:00:00.654321Z");
+    assert_eq!(text("amount"), "12345.678000000");
+    // BIGNUMERIC reads as its exact decimal text.
+    assert_eq!(col("big").data_type(), &DataType::Utf8);
+    assert_eq!(text("big"), "-12345678901234567890.1234567891");
     assert_eq!(
         col("tags")
             .as_list::<i32>()
@@ -266,9 +187,7 @@ async fn the_mapped_types_round_trip() {
     let point = point.as_struct();
     assert_eq!(point.column(0).as_primitive::<Int64Type>().value(0), 5);
     assert_eq!(point.column(1).as_string::<i32>().value(0), "p");
-    for name in [
-        "amount", "ratio", "name", "doc", "flag", "day", "at_time", "local_ts", "utc_ts", "point",
-    ] {
+    for name in MAPPED_NULLABLE.iter().chain(&["big", "point"]) {
         assert!(col(name).is_null(1), "{name} keeps its null");
     }
 }
@@ -305,6 +224,39 @@ async fn append_and_overwrite_write_what_they_promise() {
         1
     );
     assert_eq!(lake.people("people").await, vec![row(9, "zed")]);
+}
+
+#[tokio::test]
+async fn new_columns_fail_or_are_left_out_as_schema_evolution_says() {
+    let lake = Lakehouse::new().await;
+    ok(lake
+        .write(
+            "evolving",
+            WriteMode::Append,
+            vec![people(&[(1, Some("ada"))])],
+        )
+        .await);
+    let batch = people_with_score(2, "bob", 1.5);
+    let wider = batch.schema();
+    let harness = lake.harness();
+    let write = |evolution| {
+        let spec = destination(
+            CONNECTION,
+            "evolving",
+            WriteMode::Append,
+            &[],
+            Some(evolution),
+        );
+        harness.write(spec, wider.clone(), vec![Ok(batch.clone())])
+    };
+    assert!(
+        err(write(SchemaEvolution::Fail).await)
+            .contains("the table has no column \"score\" of the source (schemaEvolution: fail")
+    );
+    assert_eq!(ok(write(SchemaEvolution::Ignore).await).rows, 1);
+    let (schema, batches) = ok(lake.read("evolving", None).await);
+    assert!(schema.field_with_name("score").is_err(), "{schema:?}");
+    assert_eq!(people_rows(&batches), vec![row(1, "ada"), row(2, "bob")]);
 }
 
 #[tokio::test]
@@ -386,18 +338,12 @@ async fn a_missing_table_is_named() {
 }
 
 #[tokio::test]
-async fn a_failed_overwrite_leaves_the_old_rows() {
+async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
     let lake = Lakehouse::new().await;
     ok(lake
         .write("kept", WriteMode::Append, vec![people(&[(1, Some("ada"))])])
         .await);
-    let input = SchemaStream::new(
-        people(&[]).schema(),
-        futures::stream::iter(vec![
-            Ok(people(&[(7, Some("new"))])),
-            Err(Error::Config("the source broke".into())),
-        ]),
-    );
+    let input = breaking_input(people(&[(7, Some("new"))]));
     let request = WriteRequest {
         spec: destination(CONNECTION, "kept", WriteMode::Overwrite, &[], None),
         batch_bytes: 1 << 20,
@@ -408,6 +354,13 @@ async fn a_failed_overwrite_leaves_the_old_rows() {
         "the source broke"
     );
     assert_eq!(counters.snapshot().rows_written, 0);
+    assert_eq!(lake.people("kept").await, vec![row(1, "ada")]);
+
+    // Cancelled while loading: the input stalls after one batch and the write is dropped, as
+    // the engine drops a cancelled step.
+    lake.harness()
+        .cancel_stalled_write(&request, people(&[(8, Some("half"))]))
+        .await;
     assert_eq!(lake.people("kept").await, vec![row(1, "ada")]);
 }
 

@@ -3,8 +3,8 @@
 
 use synqx_api::connection::SnowflakeConnection;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::jwt::{RsaSigner, pem_pieces};
+use crate::connectors::jwt::{RsaSigner, remember_key};
+use crate::connectors::{ConnectionRef, optional_text};
 use crate::error::{Error, Result};
 use crate::secrets::{PLACEHOLDER, Redactor};
 
@@ -66,13 +66,7 @@ impl SnowflakeConfig {
         let database = conn
             .required("snowflake.database", &spec.database)?
             .to_string();
-        let schema = spec
-            .schema
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("PUBLIC")
-            .to_string();
+        let schema = optional_text(spec.schema.as_deref()).unwrap_or_else(|| "PUBLIC".into());
         let user = conn.resolve("snowflake.user", &spec.user)?;
         if user.trim().is_empty() {
             return Err(Error::Config(format!(
@@ -94,9 +88,7 @@ impl SnowflakeConfig {
             (Some(password), None) => Auth::Password(conn.secret("snowflake.password", password)?),
             (None, Some(key)) => {
                 let pem = conn.secret("snowflake.privateKey", key)?;
-                for piece in pem_pieces(&pem) {
-                    redactor.remember(&piece);
-                }
+                remember_key(&redactor, &pem);
                 if pem == PLACEHOLDER {
                     Auth::KeyNotResolved
                 } else {
@@ -116,7 +108,7 @@ impl SnowflakeConfig {
             warehouse,
             database,
             schema,
-            role: spec.role.clone().filter(|r| !r.trim().is_empty()),
+            role: optional_text(spec.role.as_deref()),
             stage_files: true,
             redactor,
         })
@@ -159,8 +151,7 @@ impl SnowflakeConfig {
 /// The API's base URL: the account's public host, or `host` (a name, `name:port`, or a URL
 /// with `http://`/`https://`, which is how a local test server is reached).
 fn base_url(connection: &str, account: &str, host: Option<&str>) -> Result<String> {
-    let host = host.map(str::trim).filter(|h| !h.is_empty());
-    let url = match host {
+    let url = match optional_text(host).as_deref() {
         None => format!("https://{}.snowflakecomputing.com", account.to_lowercase()),
         Some(h) if h.starts_with("http://") || h.starts_with("https://") => {
             h.trim_end_matches('/').to_string()

@@ -83,6 +83,11 @@ impl<'a> Loader<'a> {
         })
     }
 
+    /// The session the load runs in.
+    pub fn session(&self) -> &'a Session {
+        self.session
+    }
+
     /// Stages one batch of the written columns (in the order given to `start`).
     pub async fn push(&mut self, batch: &RecordBatch) -> Result<(), Failure> {
         let staged = self.staged_batch(batch)?;

@@ -12,9 +12,9 @@
 //! Snowflake commits DDL at once, so tables and added columns are created before the
 //! transaction (they are empty or nullable and change no row).
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::Field;
 use async_trait::async_trait;
-use futures::StreamExt;
 use synqx_api::pipeline::WriteMode;
 
 use super::connect::{Failure, Session};
@@ -25,12 +25,10 @@ use super::sql::{
     insert_from_staging, merge, same_name,
 };
 use super::{SnowflakeSink, error};
-use crate::connectors::sql::plan::{
-    check_primary_key, count_sent, plan_columns, uncount, written_bytes,
-};
 use crate::connectors::sql::unique_suffix;
+use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
-use crate::error::{Context, Result};
+use crate::error::Result;
 
 #[async_trait]
 impl Sink for SnowflakeSink {
@@ -48,7 +46,7 @@ impl Sink for SnowflakeSink {
             .await
             .map_err(|e| error(settings, e))?;
         let mut outcome = WriteOutcome::default();
-        let result = load(
+        let loaded = load(
             &session,
             &here,
             &table,
@@ -58,12 +56,8 @@ impl Sink for SnowflakeSink {
             &mut outcome,
         )
         .await;
-        if result.is_err() {
-            // Nothing was committed: take back the progress counted while staging.
-            uncount(counters, &outcome);
-        }
         session.close().await;
-        result.map(|()| outcome)
+        settle(loaded, outcome, counters)
     }
 }
 
@@ -79,30 +73,19 @@ async fn load(
     let settings = session.settings();
     let failed = |e: Failure| error(settings, e);
     let spec = &request.spec;
-    let mode = spec.mode();
     let existing = existing_columns(session, table).await.map_err(failed)?;
     let existing_refs: Option<Vec<&str>> = existing
         .as_ref()
         .map(|c| c.iter().map(String::as_str).collect());
-    let evolution = spec.schema_evolution.unwrap_or_default();
-    let plan = plan_columns(
+    let plan = plan_load(
         here,
         existing_refs.as_deref(),
         &input.schema,
-        evolution,
+        spec,
         same_name,
     )?;
     let schema = input.schema.clone();
     let written: Vec<&Field> = plan.written.iter().map(|&i| schema.field(i)).collect();
-    let written_names: Vec<&str> = written.iter().map(|f| f.name().as_str()).collect();
-    check_primary_key(
-        here,
-        mode,
-        &spec.primary_key,
-        &written_names,
-        existing.is_none(),
-        same_name,
-    )?;
 
     if existing.is_none() {
         session
@@ -157,7 +140,7 @@ impl Load<'_> {
     async fn stage_and_move(
         &self,
         request: &WriteRequest,
-        mut input: SchemaStream,
+        input: SchemaStream,
         counters: &Counters,
         outcome: &mut WriteOutcome,
     ) -> Result<()> {
@@ -174,15 +157,7 @@ impl Load<'_> {
         let mut loader = Loader::start(session, staging.clone(), written)
             .await
             .map_err(failed)?;
-        while let Some(batch) = input.stream.next().await {
-            let batch = batch?;
-            let projected = batch
-                .project(indexes)
-                .context(|| format!("{here}: selecting the written columns"))?;
-            loader.push(&projected).await.map_err(failed)?;
-            let bytes = written_bytes(&batch, indexes.iter().copied());
-            count_sent(outcome, counters, projected.num_rows() as u64, bytes);
-        }
+        stage_input(here, input, indexes, &mut loader, outcome, counters).await?;
         loader.finish().await.map_err(failed)?;
 
         match request.spec.mode() {
@@ -243,4 +218,11 @@ async fn existing_columns(
         names.extend(column.iter().flatten().map(str::to_string));
     }
     Ok((!names.is_empty()).then_some(names))
+}
+
+impl Staging for Loader<'_> {
+    async fn stage(&mut self, batch: RecordBatch) -> Result<()> {
+        let settings = self.session().settings();
+        self.push(&batch).await.map_err(|e| error(settings, e))
+    }
 }

@@ -2,10 +2,10 @@
 //! incremental cursor pushed down as `cursor > CAST(? AS <its type>)`, then the result's
 //! inline part and chunks streamed as batches by a task that owns the session.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, SchemaRef};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -17,6 +17,7 @@ use super::sql::{incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
 use crate::connectors::http_api::{cut, receiver_stream};
+use crate::connectors::warehouse::{column_index, source_query, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -25,11 +26,7 @@ impl Source for SnowflakeSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let settings = &self.settings;
         let spec = &request.spec;
-        let query = spec
-            .query
-            .as_deref()
-            .map(trim_query)
-            .filter(|q| !q.is_empty());
+        let query = source_query(spec);
         let table = super::table(settings, &spec.asset.fqn)?;
         let here = match query {
             Some(_) => format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),
@@ -46,19 +43,11 @@ impl Source for SnowflakeSource {
         let (sql, bindings) = match &request.filter {
             None => (base, Vec::new()),
             Some(filter) => {
-                let cursor = described
-                    .rowtype
-                    .iter()
-                    .find(|c| same_name(&c.name, &filter.column))
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "{here}: incremental cursor column \"{}\" is not a column (columns: {})",
-                            filter.column,
-                            names(&described.rowtype)
-                        ))
-                    })?;
+                let columns = names(&described.rowtype);
+                let what = "incremental cursor column";
+                let cursor = column_index(&here, what, &columns, &filter.column, same_name)?;
                 (
-                    incremental(&base, cursor),
+                    incremental(&base, &described.rowtype[cursor]),
                     vec![Binding::text(filter.after.clone())],
                 )
             }
@@ -122,10 +111,10 @@ async fn stream_rows(
 fn schema_of(
     here: &str,
     rowtype: &[ColumnType],
-    overrides: &std::collections::BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
 ) -> Result<SchemaRef> {
     // Names as the user wrote them before Snowflake folded them: `ORDER_ID` reads as `order_id`.
-    let mut fields: Vec<Field> = rowtype
+    let fields: Vec<Field> = rowtype
         .iter()
         .map(|c| {
             let field = arrow_field(c);
@@ -133,35 +122,10 @@ fn schema_of(
             field.with_name(name)
         })
         .collect();
-    for (name, type_text) in overrides {
-        let Some(index) = rowtype.iter().position(|c| same_name(&c.name, name)) else {
-            return Err(Error::Config(format!(
-                "{here}: columns override \"{name}\" is not a column (columns: {})",
-                names(rowtype)
-            )));
-        };
-        let data_type = crate::types::parse_arrow(type_text)
-            .map_err(|e| Error::Config(format!("{here}: columns override \"{name}\": {e}")))?;
-        if !arrow::compute::can_cast_types(fields[index].data_type(), &data_type) {
-            return Err(Error::Config(format!(
-                "{here}: columns override \"{name}\": {} cannot be read as {data_type}",
-                fields[index].data_type()
-            )));
-        }
-        fields[index] = Field::new(fields[index].name(), data_type, true);
-    }
-    Ok(Arc::new(Schema::new(fields)))
+    with_overrides(here, fields, &names(rowtype), overrides, same_name)
 }
 
-fn names(rowtype: &[ColumnType]) -> String {
-    rowtype
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A query without the trailing semicolon and blanks a subquery cannot have.
-fn trim_query(q: &str) -> &str {
-    q.trim().trim_end_matches(';').trim_end()
+/// The result's column names as Snowflake answered them.
+fn names(rowtype: &[ColumnType]) -> Vec<&str> {
+    rowtype.iter().map(|c| c.name.as_str()).collect()
 }
