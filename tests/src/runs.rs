@@ -152,6 +152,15 @@ pub async fn job_names(ns: &TestNamespace, run: &str) -> Vec<String> {
     names
 }
 
+/// A step Job's name without the tag that hashes its run's UID, step and attempt:
+/// `flaky-1-load-2-9d307fc63c` reads `flaky-1-load-2`.
+pub fn readable_job_name(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((readable, tag)) if tag.len() == 10 => readable,
+        _ => name,
+    }
+}
+
 /// The steps that have a Job in `jobs`.
 pub fn steps_with_jobs(
     jobs: &[k8s_openapi::api::batch::v1::Job],

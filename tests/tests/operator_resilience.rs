@@ -16,8 +16,8 @@ use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, never_within, wait_until};
 use synqx_e2e::own_operator::{OwnOperator, lease_holder};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of, setup,
-    slow_query, sqlite, start_run, step,
+    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of,
+    readable_job_name, setup, slow_query, sqlite, start_run, step,
 };
 
 /// Tests that kill the shared operator must not overlap.
@@ -214,10 +214,7 @@ async fn runs_survive_the_operator_being_killed_five_times() {
         let jobs: Vec<String> = job_names(&ns, &run_name)
             .await
             .into_iter()
-            .map(|name| match name.rsplit_once('-') {
-                Some((readable, tag)) if tag.len() == 10 => readable.to_string(),
-                _ => name,
-            })
+            .map(|name| readable_job_name(&name).to_string())
             .collect();
         assert_eq!(jobs, expected_jobs);
     }

@@ -10,8 +10,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use synqx_api::PipelineRun;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::runs::{
-    apply, finished, folder, jobs_of, setup, slow_query, sqlite, start_run, step, step_reaches,
-    steps_with_jobs,
+    apply, finished, folder, jobs_of, readable_job_name, setup, slow_query, sqlite, start_run,
+    step, step_reaches, steps_with_jobs,
 };
 
 fn connections(data: &Path) -> String {
@@ -65,9 +65,9 @@ async fn a_failed_attempt_is_retried_after_its_backoff_as_a_new_job() {
     let load = step(&run, "load");
     assert_eq!((load.attempt, load.rows_written), (Some(2), Some(2)));
     let jobs = jobs_of(&ns, "flaky-1").await;
-    let mut names: Vec<String> = jobs
+    let mut names: Vec<&str> = jobs
         .iter()
-        .filter_map(|j| j.metadata.name.clone())
+        .filter_map(|j| j.metadata.name.as_deref().map(readable_job_name))
         .collect();
     names.sort();
     assert_eq!(
@@ -77,7 +77,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_as_a_new_job() {
     );
     let first_failed = jobs
         .iter()
-        .find(|j| j.metadata.name.as_deref() == Some("flaky-1-load-1"))
+        .find(|j| j.metadata.name.as_deref().map(readable_job_name) == Some("flaky-1-load-1"))
         .and_then(|j| {
             j.status
                 .as_ref()?
@@ -91,7 +91,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_as_a_new_job() {
         .expect("attempt 1 failed");
     let second_created = jobs
         .iter()
-        .find(|j| j.metadata.name.as_deref() == Some("flaky-1-load-2"))
+        .find(|j| j.metadata.name.as_deref().map(readable_job_name) == Some("flaky-1-load-2"))
         .and_then(|j| j.metadata.creation_timestamp.clone())
         .expect("attempt 2 created");
     // Timestamps have whole seconds: allow the one lost to truncation.
