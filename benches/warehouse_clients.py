@@ -80,9 +80,18 @@ def main(argv: list[str]) -> int:
         write_parquet(cur.fetch_arrow_all(), out)
         return 0
     if what == "bigquery-load":
+        import os
+
+        import google.cloud.bigquery.client as bq_client
         from google.cloud import bigquery as bq
 
         url, project, dataset, table, ndjson = argv[2:7]
+        # The client uploads a file in chunks of 100 MiB; bigquery-emulator v0.6.6 parses each
+        # chunk as a whole file (a second one fails: "json: string unexpected end of JSON
+        # input"), so the file goes up as one chunk (a multiple of 256 KiB, as uploads want).
+        quantum = 256 * 1024
+        whole = (os.path.getsize(ndjson) // quantum + 1) * quantum
+        bq_client._DEFAULT_CHUNKSIZE = max(bq_client._DEFAULT_CHUNKSIZE, whole)
         client = bigquery(url, project)
         client.delete_table(f"{project}.{dataset}.{table}", not_found_ok=True)
         config = bq.LoadJobConfig(
