@@ -2,7 +2,7 @@
 # containerd, runc and the CNI plugins from Debian; kubelet, kube-proxy and kube-scheduler
 # built from tests/cluster/kube; a bridge network of its own; the pause and SynqX images
 # imported into containerd's k8s.io namespace. Flags follow Kubernetes'
-# hack/local-up-cluster.sh, with what this kind of machine needs (see README, Develop).
+# hack/local-up-cluster.sh, with what this kind of machine needs (see docs/develop.md).
 #
 # Everything stays on this machine: the node, the API server and the test servers pods
 # reach use the bridge's own address, pods have no DNS server, and a FORWARD rule drops
