@@ -134,8 +134,7 @@ fn a_killed_postgres_overwrite_leaves_the_old_table() {
             postgres::int(&mut conn, &under_way).await
         })
         .await;
-        child.kill().unwrap_or_else(|e| panic!("{e}"));
-        let _ = child.wait();
+        synqx_testkit::kill(&mut child);
         let sessions = pg_sessions_of(pid);
         wait_until_gone("the killed run", async || {
             postgres::int(&mut conn, &sessions).await
@@ -210,8 +209,7 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
             postgres::int(&mut conn, &under_way).await
         })
         .await;
-        child.kill().unwrap_or_else(|e| panic!("{e}"));
-        let _ = child.wait();
+        synqx_testkit::kill(&mut child);
         let sessions = pg_sessions_of(pid);
         wait_until_gone("the killed run", async || {
             postgres::int(&mut conn, &sessions).await
@@ -303,8 +301,7 @@ fn a_killed_mariadb_overwrite_leaves_the_old_table() {
             my_count(&mut admin, &inserting).await
         })
         .await;
-        child.kill().unwrap_or_else(|e| panic!("{e}"));
-        let _ = child.wait();
+        synqx_testkit::kill(&mut child);
         let sessions =
             format!("SELECT count(*) FROM information_schema.processlist WHERE db = '{m}'");
         wait_until_gone("the killed run", async || my_count(&mut admin, &sessions).await).await;

@@ -3,9 +3,11 @@
 //! Parquet, and Parquet → BigQuery → PostgreSQL, each compared row for row with its source.
 
 mod databases_common;
+mod warehouses_common;
 
 use databases_common::*;
 use synqx_testkit::emulators;
+use warehouses_common::{BigQuery, Fakesnow};
 
 /// A table of the types both warehouses map, with a NULL row.
 const SOURCE: &str = "CREATE TABLE {s}.src (id integer, amount numeric(12,2), name text, flag boolean, \
@@ -18,40 +20,6 @@ const ROWS: &str = "INSERT INTO {s}.src VALUES \
 const COMPARED: &str =
     "id::bigint, amount::numeric(12,2), name, flag, day, at, local_at, doc::jsonb";
 
-/// Runs a statement on fakesnow through its REST API (login, then one query).
-async fn fakesnow_exec(url: &str, database: &str, sql: &str) {
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!(
-            "{url}/session/v1/login-request?databaseName={database}&schemaName=PUBLIC"
-        ))
-        .header("Content-Type", "application/json")
-        .body(r#"{"data": {"LOGIN_NAME": "setup", "PASSWORD": "setup", "SESSION_PARAMETERS": {}}}"#)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{}", emulators::unreachable("fakesnow", url, e)))
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let token = login["data"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {login}"));
-    let answer: serde_json::Value = http
-        .post(format!("{url}/queries/v1/query-request?requestId=setup"))
-        .header("Authorization", format!("Snowflake Token=\"{token}\""))
-        .header("Content-Type", "application/json")
-        .body(serde_json::json!({ "sqlText": sql }).to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(answer["success"], true, "{sql}: {answer}");
-}
-
 /// Rows of `a` missing in `b`, compared on [`COMPARED`].
 async fn missing(conn: &mut sqlx::postgres::PgConnection, s: &str, a: &str, b: &str) -> i64 {
     postgres::int(
@@ -59,6 +27,24 @@ async fn missing(conn: &mut sqlx::postgres::PgConnection, s: &str, a: &str, b: &
         &format!("SELECT count(*) FROM (SELECT {COMPARED} FROM {s}.{a} EXCEPT ALL SELECT {COMPARED} FROM {s}.{b}) x"),
     )
     .await
+}
+
+/// `dst` holds exactly the rows of `src`.
+async fn same_rows(conn: &mut sqlx::postgres::PgConnection, s: &str) {
+    assert_eq!(
+        postgres::int(conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+        3
+    );
+    assert_eq!(
+        missing(conn, s, "src", "dst").await,
+        0,
+        "source rows missing after the trip"
+    );
+    assert_eq!(
+        missing(conn, s, "dst", "src").await,
+        0,
+        "rows the trip made up"
+    );
 }
 
 #[test]
@@ -71,18 +57,7 @@ fn postgres_to_snowflake_to_parquet() {
         postgres::exec(&mut conn, &SOURCE.replace("{s}", s)).await;
         postgres::exec(&mut conn, &ROWS.replace("{s}", s)).await;
         let database = format!("E2E_{}", s.to_ascii_uppercase());
-        fakesnow_exec(
-            &url,
-            &database,
-            &format!("CREATE DATABASE IF NOT EXISTS {database}"),
-        )
-        .await;
-        fakesnow_exec(
-            &url,
-            &database,
-            &format!("CREATE SCHEMA IF NOT EXISTS {database}.PUBLIC"),
-        )
-        .await;
+        Fakesnow::create_database(&url, &database).await;
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
@@ -141,41 +116,22 @@ spec:
                 > 0,
             "Parquet parts in the lake"
         );
-        assert_eq!(
-            postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
-            3
-        );
-        assert_eq!(
-            missing(&mut conn, s, "src", "dst").await,
-            0,
-            "source rows missing after the trip"
-        );
-        assert_eq!(
-            missing(&mut conn, s, "dst", "src").await,
-            0,
-            "rows the trip made up"
-        );
+        same_rows(&mut conn, s).await;
     });
 }
 
 #[test]
 fn parquet_to_bigquery_to_postgres() {
     runtime().block_on(async {
-        let emulators::BigQueryEmulator { url, project } = emulators::bigquery();
+        let bigquery = BigQuery::new();
+        let (url, project) = (bigquery.url.clone(), bigquery.project.clone());
         let mut conn = postgres::connect().await;
         let schema = postgres::Schema::new(&mut conn, "bq_e2e").await;
         let s = &schema.name;
         postgres::exec(&mut conn, &SOURCE.replace("{s}", s)).await;
         postgres::exec(&mut conn, &ROWS.replace("{s}", s)).await;
         let dataset = format!("e2e_{s}");
-        let created = reqwest::Client::new()
-            .post(format!("{url}/bigquery/v2/projects/{project}/datasets"))
-            .header("Content-Type", "application/json")
-            .body(serde_json::json!({"datasetReference": {"projectId": project, "datasetId": dataset}}).to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}", emulators::unreachable("bigquery-emulator", &url, e)));
-        assert!(created.status().is_success(), "creating dataset {dataset}");
+        bigquery.create_dataset(&dataset).await;
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
@@ -217,8 +173,6 @@ spec:
             ),
         );
         run_ok(d, &[]);
-        assert_eq!(postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 3);
-        assert_eq!(missing(&mut conn, s, "src", "dst").await, 0, "source rows missing after the trip");
-        assert_eq!(missing(&mut conn, s, "dst", "src").await, 0, "rows the trip made up");
+        same_rows(&mut conn, s).await;
     });
 }

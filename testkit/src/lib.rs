@@ -10,6 +10,8 @@
 //! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
 //!   read back.
 //! - [`golden`]: whether a test may rewrite the checked-in files it compares (never in CI).
+//! - [`hold`]: a proxy that holds a client at the request a test names (a load's swap), and
+//!   [`kill`], which kills a process with SIGKILL and proves that this is how it ended.
 //!
 //! A test that needs a server fails when the server is not there, and says how to start it: a
 //! missing server is a broken test setup, never a reason to skip. Tests that need a server are
@@ -19,6 +21,7 @@
 pub mod emulators;
 pub mod files;
 pub mod golden;
+pub mod hold;
 pub mod mysql;
 pub mod postgres;
 pub mod s3;
@@ -69,6 +72,24 @@ pub(crate) fn client_output(mut command: Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Kills `child` with SIGKILL and waits for it, failing unless SIGKILL is what ended it (not
+/// an exit of its own just before).
+pub fn kill(child: &mut std::process::Child) {
+    use std::os::unix::process::ExitStatusExt;
+    child
+        .kill()
+        .unwrap_or_else(|e| panic!("cannot kill process {}: {e}", child.id()));
+    let status = child
+        .wait()
+        .unwrap_or_else(|e| panic!("cannot wait for process {}: {e}", child.id()));
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "process {} was not ended by SIGKILL: {status}",
+        child.id()
+    );
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub mod snowflake;
 pub mod sql;
 pub mod sqlite;
 pub mod sqlserver;
+pub(crate) mod staging;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod validate;

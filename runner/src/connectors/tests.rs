@@ -182,6 +182,7 @@ impl Harness {
         let request = WriteRequest {
             spec,
             batch_bytes: DEFAULT_BATCH_BYTES,
+            deadline: None,
         };
         let input = SchemaStream::new(schema, futures::stream::iter(batches));
         self.sink.write(&request, input, counters).await

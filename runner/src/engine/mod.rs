@@ -10,7 +10,7 @@ pub mod threads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
@@ -54,6 +54,10 @@ pub struct WriteRequest {
     pub spec: Destination,
     /// Byte budget of one batch.
     pub batch_bytes: usize,
+    /// When the step's timeout stops it (`None`: it has none). Sinks name what they stage
+    /// with it, so that a later load knows when a killed run's work objects are orphans
+    /// (`connectors::staging`).
+    pub deadline: Option<SystemTime>,
 }
 
 /// What a sink wrote, once committed.
@@ -140,7 +144,8 @@ pub async fn run_sync(
     let step = run.step.clone();
     let cancel = run.cancel.clone();
     let timeout = run.timeout;
-    let work = run_widening(sync, source, sink, &run);
+    let deadline = timeout.and_then(|t| SystemTime::now().checked_add(t));
+    let work = run_widening(sync, source, sink, &run, deadline);
     let outcome = tokio::select! {
         result = work => result,
         () = cancel.cancelled() => Err(Error::Cancelled(format!("step \"{step}\" was cancelled before it committed; the destination is unchanged"))),
@@ -174,13 +179,14 @@ async fn run_widening(
     source: Arc<dyn Source>,
     sink: Arc<dyn Sink>,
     run: &StepRun,
+    deadline: Option<SystemTime>,
 ) -> Result<StepOutcome> {
     let mut sync = std::borrow::Cow::Borrowed(sync);
     let mut reads = 0;
     loop {
         reads += 1;
         let (message, columns) =
-            match run_sync_inner(&sync, source.clone(), sink.clone(), run).await {
+            match run_sync_inner(&sync, source.clone(), sink.clone(), run, deadline).await {
                 Err(Error::Widened { message, columns }) => (message, columns),
                 other => return other,
             };
@@ -212,6 +218,7 @@ async fn run_sync_inner(
     source: Arc<dyn Source>,
     sink: Arc<dyn Sink>,
     run: &StepRun,
+    deadline: Option<SystemTime>,
 ) -> Result<StepOutcome> {
     let batch_bytes = match sync.batch_size.as_deref() {
         Some(text) => synqx_api::duration::parse_bytes(text)
@@ -307,6 +314,7 @@ async fn run_sync_inner(
     let write = WriteRequest {
         spec: sync.destination.clone(),
         batch_bytes,
+        deadline,
     };
     let written = sink
         .write(

@@ -259,6 +259,33 @@ impl Client {
         }
     }
 
+    /// The names of a dataset's tables (`tables.list`, every page).
+    pub async fn list_tables(&self, dataset: &str) -> Result<Vec<String>, Failure> {
+        let url = self.api(&format!("/datasets/{dataset}/tables"));
+        let what = format!("listing the tables of dataset {dataset}");
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("maxResults", "1000".to_string())];
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let answer = self.send(&what, self.http.get(&url).query(&query)).await?;
+            let tables = answer.get("tables").and_then(Value::as_array);
+            names.extend(tables.into_iter().flatten().filter_map(|t| {
+                t.pointer("/tableReference/tableId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }));
+            match answer.get("nextPageToken").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() && token.as_deref() != Some(next) => {
+                    token = Some(next.to_string());
+                }
+                _ => return Ok(names),
+            }
+        }
+    }
+
     /// Whether a dataset exists (`datasets.get`).
     pub async fn dataset_exists(&self, dataset: &str) -> Result<bool, Failure> {
         let url = self.api(&format!("/datasets/{dataset}"));

@@ -7,6 +7,10 @@
 //! - `overwrite`: `BEGIN TRANSACTION; DELETE FROM table WHERE TRUE; INSERT …; COMMIT TRANSACTION`;
 //! - `upsert`: `MERGE` on `primaryKey` from the last staged row of each key.
 //!
+//! The staging table is `_synqx_stage_<expiry>_<n>` in the table's dataset. A killed process
+//! leaves it behind; every later load into the dataset drops those whose expiry (the step's
+//! deadline, see `connectors::staging`) has passed.
+//!
 //! Load jobs rather than `tabledata.insertAll`: streamed rows sit in a buffer that DML cannot
 //! touch for up to 90 minutes, which would make the final statement fail.
 //! The table is created from the Arrow schema when it is missing; source columns it lacks
@@ -24,7 +28,7 @@ use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
-use crate::connectors::sql::unique_suffix;
+use crate::connectors::staging::Expiry;
 use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
@@ -119,7 +123,9 @@ async fn load(
             .map_err(failed)?;
     }
 
-    let staging = table.beside(&format!("_synqx_stage_{}", unique_suffix()));
+    sweep(client, table, here, counters).await;
+    let expiry = Expiry::of(request);
+    let staging = table.beside(&expiry.name(STAGE));
     let mut staged_fields = written.clone();
     staged_fields.push(TableField {
         name: ROW_COLUMN.into(),
@@ -134,6 +140,7 @@ async fn load(
         client,
         here,
         table,
+        expiry,
         &staging,
         &written,
         &staged_fields,
@@ -154,6 +161,7 @@ async fn stage_and_move(
     client: &Client,
     here: &str,
     table: &Table,
+    expiry: Expiry,
     staging: &Table,
     written: &[TableField],
     staged_fields: &[TableField],
@@ -175,6 +183,7 @@ async fn stage_and_move(
     };
     stage_input(here, input, indexes, &mut parts, outcome, counters).await?;
     parts.flush().await?;
+    expiry.check(here)?;
     let sql = match request.spec.mode() {
         WriteMode::Append => insert_from_staging(table, staging, written),
         WriteMode::Overwrite => overwrite(table, staging, written),
@@ -182,6 +191,37 @@ async fn stage_and_move(
     };
     client.query(&sql, &[]).await.map_err(failed)?;
     Ok(())
+}
+
+/// Where staging tables' names begin.
+const STAGE: &str = "_synqx_stage_";
+
+/// Drops the staging tables of killed loads in the table's dataset once their expiry passed.
+/// Best effort: what fails is noted, never fatal.
+async fn sweep(client: &Client, table: &Table, here: &str, counters: &Counters) {
+    let settings = &client.settings;
+    let names = match client.list_tables(&table.dataset).await {
+        Ok(names) => names,
+        Err(e) => {
+            counters.note(format!(
+                "{here}: staging tables of killed loads were not looked for: {}",
+                error(settings, e)
+            ));
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for name in names.iter().filter(|n| Expiry::passed(n, STAGE, now)) {
+        match client.drop_table(&table.dataset, name).await {
+            Ok(()) => counters.note(format!(
+                "{here}: dropped the staging table \"{name}\" of a killed load"
+            )),
+            Err(e) => counters.note(format!(
+                "{here}: dropping the staging table \"{name}\" of a killed load: {}",
+                error(settings, e)
+            )),
+        }
+    }
 }
 
 /// Fills the staging table: rows numbered in load order, encoded as newline-delimited JSON and

@@ -4,11 +4,14 @@
 //!
 //! MongoDB's `renameCollection` with `dropTarget` swaps atomically. FerretDB has no
 //! `dropTarget`: there the old collection is renamed aside first, the new one renamed in,
-//! and the old one dropped; a run killed between the two renames leaves both, named
-//! `<collection>__synqx_old_<n>` and `<collection>__synqx_new_<n>`, and no data lost. A failed
-//! overwrite drops its new collection and leaves the old one. Append and upsert write as they
-//! go (MongoDB without a replica set has no transactions): a failed run keeps what it wrote,
-//! and upsert makes the rerun exact.
+//! and the old one dropped. A failed overwrite drops its new collection and leaves the old
+//! one. A killed one leaves `<collection>__synqx_new_<expiry>_<n>` (and, on FerretDB, when
+//! killed between the two renames, the old rows as `<collection>__synqx_old_<expiry>_<n>`):
+//! the next overwrite into the database drops such collections once their expiry passed (the
+//! step's deadline, see `connectors::staging`) and renames an old collection back when its
+//! collection is missing, so the destination ends as the killed run found it. Append and
+//! upsert write as they go (MongoDB without a replica set has no transactions): a failed run
+//! keeps what it wrote, and upsert makes the rerun exact.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -19,6 +22,7 @@ use synqx_api::pipeline::{Destination, WriteMode};
 use super::config::MongodbConfig;
 use super::connect::{connect, failure};
 use super::types::rows_to_documents;
+use crate::connectors::staging::Expiry;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
@@ -26,6 +30,10 @@ use crate::error::{Error, Result};
 const CHUNK: usize = 1000;
 /// "NotImplemented", what FerretDB answers for `dropTarget: true`.
 const NOT_IMPLEMENTED: i32 = 238;
+/// Between a collection's name and the rest of the name of the collection an overwrite loads.
+const NEW: &str = "__synqx_new_";
+/// … and of the old collection, renamed aside where `dropTarget` is missing.
+const OLD: &str = "__synqx_old_";
 
 /// Writes collections of one MongoDB Connection.
 pub struct MongoSink {
@@ -61,16 +69,15 @@ impl Sink for MongoSink {
         let db = connect(s).await?;
         match mode {
             WriteMode::Overwrite => {
-                let nonce = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0);
-                let staged = format!("{name}__synqx_new_{nonce}");
+                sweep(s, &db, counters).await;
+                let expiry = Expiry::of(request);
+                let staged = expiry.name(&format!("{name}{NEW}"));
+                let old = format!("{name}{OLD}{}", &staged[name.len() + NEW.len()..]);
                 let written = self
                     .load(&db, &staged, mode, &[], input, counters, &at)
                     .await;
-                let outcome = match written {
-                    Ok(o) => self.swap(&db, &staged, &name, nonce, &at).await.map(|()| o),
+                let outcome = match written.and_then(|o| expiry.check(&at).map(|()| o)) {
+                    Ok(o) => self.swap(&db, &staged, &name, &old, &at).await.map(|()| o),
                     Err(e) => Err(e),
                 };
                 if outcome.is_err() {
@@ -161,7 +168,7 @@ impl MongoSink {
         db: &Database,
         staged: &str,
         target: &str,
-        nonce: u128,
+        old: &str,
         at: &str,
     ) -> Result<()> {
         let s = &self.settings;
@@ -190,18 +197,75 @@ impl MongoSink {
                 .map(|_| ())
                 .map_err(|e| failure(s, at, "renaming the new collection in on", e));
         }
-        let old = format!("{target}__synqx_old_{nonce}");
-        rename(target, &old, false)
+        rename(target, old, false)
             .await
             .map_err(|e| failure(s, at, "renaming the old collection aside on", e))?;
         if let Err(e) = rename(staged, target, false).await {
             // Put the old data back before reporting.
-            let _ = rename(&old, target, false).await;
+            let _ = rename(old, target, false).await;
             return Err(failure(s, at, "renaming the new collection in on", e));
         }
-        db.collection::<Document>(&old)
+        db.collection::<Document>(old)
             .drop()
             .await
             .map_err(|e| failure(s, at, "dropping the replaced collection from", e))
+    }
+}
+
+/// Drops the collections overwrites of killed runs left in the database once their expiry
+/// passed, and renames an old collection back when its collection is missing (a FerretDB
+/// swap killed between its two renames). Best effort: what fails is noted, never fatal.
+async fn sweep(settings: &MongodbConfig, db: &Database, counters: &Counters) {
+    let at = settings.at();
+    let names = match db.list_collection_names().await {
+        Ok(names) => names,
+        Err(e) => {
+            let e = failure(settings, &at, "listing collections of", e);
+            counters.note(format!(
+                "{e}; expired staging collections were not looked for"
+            ));
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for name in &names {
+        let Some((target, kind)) = [NEW, OLD]
+            .into_iter()
+            .find_map(|kind| name.find(kind).map(|i| (&name[..i], kind)))
+        else {
+            continue;
+        };
+        if target.is_empty() || !Expiry::passed(name, &format!("{target}{kind}"), now) {
+            continue;
+        }
+        let restore = kind == OLD && !names.iter().any(|n| n == target);
+        let done = if restore {
+            let database = &settings.database;
+            db.client()
+                .database("admin")
+                .run_command(doc! {
+                    "renameCollection": format!("{database}.{name}"),
+                    "to": format!("{database}.{target}"),
+                })
+                .await
+                .map(|_| format!("renamed \"{name}\", the rows a killed overwrite had renamed aside, back to \"{target}\""))
+        } else {
+            db.collection::<Document>(name)
+                .drop()
+                .await
+                .map(|()| format!("dropped \"{name}\", left by a killed overwrite of \"{target}\""))
+        };
+        match done {
+            Ok(what) => counters.note(format!("{}: {what}", settings.at_collection(target))),
+            Err(e) => counters.note(
+                failure(
+                    settings,
+                    &settings.at_collection(target),
+                    &format!("cleaning up \"{name}\" in"),
+                    e,
+                )
+                .to_string(),
+            ),
+        }
     }
 }

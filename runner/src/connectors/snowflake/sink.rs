@@ -7,6 +7,10 @@
 //!   rows until the commit; the table keeps its grants, clustering and comments);
 //! - `upsert`: `MERGE INTO table USING (staging, last row of each key)` on `primaryKey`.
 //!
+//! The staging table is `SYNQX_STAGE_<expiry>_<n>` beside the table. A killed process leaves
+//! it behind; every later load into the schema drops those whose expiry (the step's deadline,
+//! see `connectors::staging`) has passed.
+//!
 //! The table is created from the Arrow schema when it is missing (with `PRIMARY KEY`, which
 //! Snowflake records but does not enforce); source columns it lacks follow `schemaEvolution`.
 //! Snowflake commits DDL at once, so tables and added columns are created before the
@@ -22,10 +26,10 @@ use super::load::Loader;
 use super::query::Binding;
 use super::sql::{
     Table, add_column, columns_query, create_staging, create_table, delete_all,
-    insert_from_staging, merge, same_name,
+    insert_from_staging, merge, same_name, tables_query,
 };
 use super::{SnowflakeSink, error};
-use crate::connectors::sql::unique_suffix;
+use crate::connectors::staging::Expiry;
 use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::Result;
@@ -100,10 +104,9 @@ async fn load(
             .map_err(failed)?;
     }
 
-    let staging = table.beside(&format!(
-        "SYNQX_STAGE_{}",
-        unique_suffix().to_ascii_uppercase()
-    ));
+    sweep(session, table, here, counters).await;
+    let expiry = Expiry::of(request);
+    let staging = table.beside(&expiry.name(STAGE).to_ascii_uppercase());
     session
         .query(&create_staging(&staging, &written), &[])
         .await
@@ -112,6 +115,7 @@ async fn load(
         session,
         here,
         table,
+        expiry,
         staging: &staging,
         written: &written,
         indexes: &plan.written,
@@ -129,6 +133,7 @@ struct Load<'a> {
     session: &'a Session,
     here: &'a str,
     table: &'a Table,
+    expiry: Expiry,
     staging: &'a Table,
     written: &'a [&'a Field],
     /// The written columns' indexes in the source batches.
@@ -148,6 +153,7 @@ impl Load<'_> {
             session,
             here,
             table,
+            expiry,
             staging,
             written,
             indexes,
@@ -159,6 +165,7 @@ impl Load<'_> {
             .map_err(failed)?;
         stage_input(here, input, indexes, &mut loader, outcome, counters).await?;
         loader.finish().await.map_err(failed)?;
+        expiry.check(here)?;
 
         match request.spec.mode() {
             WriteMode::Append => {
@@ -191,20 +198,65 @@ impl Load<'_> {
     }
 }
 
+/// Where staging tables' names begin.
+const STAGE: &str = "SYNQX_STAGE_";
+
+/// Drops the staging tables of killed loads in the table's schema once their expiry passed.
+/// Best effort: what fails is noted, never fatal.
+async fn sweep(session: &Session, table: &Table, here: &str, counters: &Counters) {
+    let settings = session.settings();
+    let listed = first_column(
+        session,
+        &tables_query(table),
+        &[Binding::text(table.schema.clone())],
+    )
+    .await;
+    let names = match listed {
+        Ok(names) => names,
+        Err(e) => {
+            let e = error(settings, e);
+            counters.note(format!(
+                "{here}: staging tables of killed loads were not looked for: {e}"
+            ));
+            return;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for name in names.iter().filter(|n| Expiry::passed(n, STAGE, now)) {
+        let orphan = table.beside(name);
+        let sql = format!("DROP TABLE IF EXISTS {}", orphan.sql());
+        match session.query(&sql, &[]).await {
+            Ok(_) => counters.note(format!(
+                "{here}: dropped the staging table \"{name}\" of a killed load"
+            )),
+            Err(e) => counters.note(format!(
+                "{here}: dropping the staging table \"{name}\" of a killed load: {}",
+                error(settings, e)
+            )),
+        }
+    }
+}
+
 /// The table's column names in order, or `None` when there is no such table.
 async fn existing_columns(
     session: &Session,
     table: &Table,
 ) -> Result<Option<Vec<String>>, Failure> {
-    let result = session
-        .query(
-            &columns_query(table),
-            &[
-                Binding::text(table.schema.clone()),
-                Binding::text(table.name.clone()),
-            ],
-        )
-        .await?;
+    let bindings = [
+        Binding::text(table.schema.clone()),
+        Binding::text(table.name.clone()),
+    ];
+    let names = first_column(session, &columns_query(table), &bindings).await?;
+    Ok((!names.is_empty()).then_some(names))
+}
+
+/// The first column of a statement's result, as text.
+async fn first_column(
+    session: &Session,
+    sql: &str,
+    bindings: &[Binding],
+) -> Result<Vec<String>, Failure> {
+    let result = session.query(sql, bindings).await?;
     let mut batches = super::result::inline_batches(&result).map_err(Failure::protocol)?;
     // Results beyond the inline part come in chunks.
     for chunk in &result.chunks {
@@ -217,7 +269,7 @@ async fn existing_columns(
         let column = arrow::array::AsArray::as_string::<i32>(&column);
         names.extend(column.iter().flatten().map(str::to_string));
     }
-    Ok((!names.is_empty()).then_some(names))
+    Ok(names)
 }
 
 impl Staging for Loader<'_> {

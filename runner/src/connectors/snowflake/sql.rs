@@ -311,6 +311,15 @@ pub fn columns_query(table: &Table) -> String {
     )
 }
 
+/// The names of the tables in a schema (bound: the schema) whose names could be staging
+/// tables; the caller picks them out exactly.
+pub fn tables_query(table: &Table) -> String {
+    format!(
+        "SELECT TABLE_NAME FROM {}.INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE 'SYNQX%'",
+        quote(&table.database)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::datatypes::DataType;

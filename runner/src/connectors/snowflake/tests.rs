@@ -421,6 +421,7 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
     let request = crate::engine::WriteRequest {
         spec: destination(CONNECTION, "kept", WriteMode::Overwrite, &[], None),
         batch_bytes: 1 << 20,
+        deadline: None,
     };
     let counters = Counters::default();
     let failed = w

@@ -122,6 +122,7 @@ pub async fn write(
             ..Default::default()
         },
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+        deadline: None,
     };
     let input = SchemaStream::new(schema, futures::stream::iter(batches));
     harness(spec)?

@@ -167,6 +167,7 @@ pub async fn write_stream(
             ..Default::default()
         },
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+        deadline: None,
     };
     sink.write(&request, input, &Counters::default()).await
 }

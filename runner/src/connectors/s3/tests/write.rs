@@ -182,6 +182,7 @@ async fn a_dropped_write_aborts_its_upload_and_removes_its_temporaries() {
     let request = WriteRequest {
         spec: overwrite("out/", Some(FileFormat::Csv)),
         batch_bytes: 1 << 20,
+        deadline: None,
     };
     let counters = Counters::default();
     let write = lake.sink.write(

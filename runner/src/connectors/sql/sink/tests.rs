@@ -269,6 +269,7 @@ async fn write<S: Shape>(recorder: Recorder<S>, spec: Destination) -> (Result<u6
     let request = WriteRequest {
         spec,
         batch_bytes: 1 << 20,
+        deadline: None,
     };
     let input = SchemaStream::new(batch.schema(), futures::stream::iter(vec![Ok(batch)]));
     let counters = Counters::default();

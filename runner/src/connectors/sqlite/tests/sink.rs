@@ -67,6 +67,7 @@ async fn append_that_fails_midway_leaves_the_table_and_counters_as_they_were() {
     let request = WriteRequest {
         spec: dest("people", WriteMode::Append, &[], None),
         batch_bytes: 1024,
+        deadline: None,
     };
     let message = err(db.sink.write(&request, input, &counters).await);
     assert_eq!(message, "upstream broke");
@@ -95,6 +96,7 @@ async fn a_dropped_write_rolls_back_and_releases_the_database() {
     let request = WriteRequest {
         spec: dest("people", WriteMode::Append, &[], None),
         batch_bytes: 1024,
+        deadline: None,
     };
     let counters = Counters::default();
     // Staged: the first batch is inserted in the open transaction, then the input stalls.

@@ -1,0 +1,360 @@
+//! A `synqx run` killed (SIGKILL) in the middle of an overwrite into MongoDB (FerretDB),
+//! Snowflake (fakesnow) and BigQuery (bigquery-emulator), at the one moment that matters:
+//! the new rows are staged and the swap is on its way. A proxy between the runner and the
+//! server holds the swap's request (MongoDB's `renameCollection`, the warehouses' transaction)
+//! so the kill lands there every time. Then: the destination holds exactly its old rows; a
+//! rerun after the killed step's deadline loads the new rows and drops what the killed run
+//! staged (`connectors::staging`).
+
+mod databases_common;
+mod warehouses_common;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use databases_common::{run_ok, runtime, spawn_synqx, write_pipeline};
+use mongodb::bson::Document;
+use synqx_testkit::hold::HoldingProxy;
+use synqx_testkit::{emulators, servers, unique_name};
+use warehouses_common::{BigQuery, Fakesnow};
+
+/// The step's timeout: the killed run's staged objects are orphans once it has passed.
+const TIMEOUT_SECONDS: u64 = 20;
+
+type Rows = Vec<(i64, String)>;
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// `ids` as the rows `(id, "<tag> <id>")`.
+fn rows(tag: &str, ids: std::ops::RangeInclusive<i64>) -> Rows {
+    ids.map(|i| (i, format!("{tag} {i}"))).collect()
+}
+
+fn write_jsonl(path: &Path, rows: &Rows) {
+    let text: String = rows
+        .iter()
+        .map(|(id, payload)| format!("{}\n", serde_json::json!({"id": id, "payload": payload})))
+        .collect();
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// One destination system, as the scenario needs it.
+struct Target<'a> {
+    /// The Secret and Connection documents of Connection `dest` reaching the server at
+    /// `address` (the server's own, or the proxy's).
+    connection: &'a dyn Fn(&str) -> String,
+    /// The server's address as the Connection writes it, and its `host:port` inside it.
+    address: String,
+    upstream: String,
+    /// What the runner sends to swap the staged rows in.
+    swap: &'static [u8],
+    /// The destination's FQN.
+    fqn: String,
+    /// Rows of a table or collection, sorted by id.
+    read: &'a dyn Fn(String) -> Pending<'a, Rows>,
+    /// The names of the objects loads staged beside the destination, and where their name's
+    /// expiry starts.
+    staged: &'a dyn Fn() -> Pending<'a, Vec<String>>,
+    prefix: &'a str,
+}
+
+fn pipeline(fqn: &str, source: &str) -> String {
+    format!(
+        r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: lake}}
+spec: {{filesystem: {{path: ./lake}}}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {{name: killed}}
+spec:
+  steps:
+    - name: load
+      timeout: {TIMEOUT_SECONDS}s
+      sync:
+        source: {{connection: lake, asset: {{fqn: {source}}}}}
+        destination: {{connection: dest, asset: {{fqn: "{fqn}"}}, mode: overwrite}}
+"#
+    )
+}
+
+/// Old rows loaded; an overwrite with new rows killed with its swap held; the old rows still
+/// there; a rerun once the killed step's deadline passed: the new rows, nothing staged left.
+async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    std::fs::create_dir(d.join("lake")).unwrap_or_else(|e| panic!("{e}"));
+    let (old, new) = (rows("old", 1..=10), rows("new", 5..=1504));
+    write_jsonl(&d.join("lake/old.jsonl"), &old);
+    write_jsonl(&d.join("lake/new.jsonl"), &new);
+    let direct = (t.connection)(&t.address);
+
+    write_pipeline(d, &direct, &pipeline(&t.fqn, "old.jsonl"));
+    run_ok(d, &[]);
+    assert_eq!((t.read)(t.fqn.clone()).await, old, "the first load");
+
+    let proxy = HoldingProxy::start(&t.upstream, t.swap);
+    let via_proxy = (t.connection)(
+        &t.address
+            .replace(&t.upstream, &format!("127.0.0.1:{}", proxy.port)),
+    );
+    write_pipeline(d, &via_proxy, &pipeline(&t.fqn, "new.jsonl"));
+    let mut child = spawn_synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
+    proxy.wait_held(&mut child, Duration::from_secs(120));
+    // The new rows are staged, whole, and not swapped in.
+    let staged = (t.staged)().await;
+    assert_eq!(staged.len(), 1, "one staged object: {staged:?}");
+    assert_eq!((t.read)(staged[0].clone()).await, new, "the staged rows");
+    synqx_testkit::kill(&mut child);
+    assert_eq!(
+        (t.read)(t.fqn.clone()).await,
+        old,
+        "the killed overwrite changed the destination"
+    );
+    assert_eq!((t.staged)().await, staged, "the killed run's staged object");
+
+    // The staged object's name says when the killed step's deadline ended it.
+    let expiry: u64 = staged[0][t.prefix.len()..]
+        .split('_')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry in {}", staged[0]));
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    assert!(
+        expiry <= now() + TIMEOUT_SECONDS + 2,
+        "expiry {expiry} is not the step's deadline"
+    );
+    while now() <= expiry {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    write_pipeline(d, &direct, &pipeline(&t.fqn, "new.jsonl"));
+    let out = run_ok(d, &[]);
+    assert!(
+        out.contains(&staged[0]),
+        "the rerun names what it dropped:\n{out}"
+    );
+    assert_eq!((t.read)(t.fqn.clone()).await, new, "the rerun's rows");
+    assert_eq!(
+        (t.staged)().await,
+        Vec::<String>::new(),
+        "staged objects left"
+    );
+}
+
+/// `host:port` of a URL or URI: after the scheme (and the credentials), before the path.
+fn host_port(address: &str) -> String {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
+#[test]
+fn a_killed_mongodb_overwrite_leaves_the_old_collection() {
+    runtime().block_on(async {
+        let uri = servers::mongodb_uri();
+        let client = mongodb::Client::with_uri_str(&uri)
+            .await
+            .unwrap_or_else(|e| panic!("{}", servers::nosql_unreachable("MongoDB", &uri, e)));
+        let db = client.database("synqx_tests");
+        let collection = unique_name("killed");
+        let prefix = format!("{collection}__synqx_new_");
+        let connection = |uri: &str| {
+            format!(
+                r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{uri: "{uri}"}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: dest}}
+spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: synqx_tests}}}}
+---
+"#
+            )
+        };
+        let read = |name: String| -> Pending<'_, Rows> {
+            let db = db.clone();
+            Box::pin(async move {
+                let mut cursor = db
+                    .collection::<Document>(&name)
+                    .find(mongodb::bson::doc! {})
+                    .sort(mongodb::bson::doc! {"id": 1})
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut rows = Vec::new();
+                while cursor
+                    .advance()
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                {
+                    let doc = cursor
+                        .deserialize_current()
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let id = doc.get_i64("id").unwrap_or_else(|e| panic!("{doc}: {e}"));
+                    let payload = doc
+                        .get_str("payload")
+                        .unwrap_or_else(|e| panic!("{doc}: {e}"));
+                    rows.push((id, payload.to_string()));
+                }
+                rows
+            })
+        };
+        let staged = || -> Pending<'_, Vec<String>> {
+            let (db, collection) = (db.clone(), collection.clone());
+            Box::pin(async move {
+                let mut names: Vec<String> = db
+                    .list_collection_names()
+                    .await
+                    .unwrap_or_else(|e| panic!("listing collections: {e}"))
+                    .into_iter()
+                    .filter(|n| n.starts_with(&format!("{collection}__synqx_")))
+                    .collect();
+                names.sort();
+                names
+            })
+        };
+        killed_overwrite_leaves_the_old_rows(Target {
+            connection: &connection,
+            upstream: host_port(&uri),
+            address: uri.clone(),
+            swap: b"renameCollection",
+            fqn: collection.clone(),
+            read: &read,
+            staged: &staged,
+            prefix: &prefix,
+        })
+        .await;
+        let _ = db.collection::<Document>(&collection).drop().await;
+    });
+}
+
+#[test]
+fn a_killed_snowflake_overwrite_leaves_the_old_table() {
+    runtime().block_on(async {
+        let url = emulators::fakesnow();
+        let database = unique_name("KILLED").to_ascii_uppercase();
+        let fakesnow = Fakesnow::create_database(&url, &database).await;
+        let connection = |host: &str| {
+            format!(
+                r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: dest}}
+spec:
+  snowflake:
+    account: synqx-test
+    host: "{host}"
+    user: {{value: loader}}
+    password: {{value: unused}}
+    warehouse: WH
+    database: {database}
+    schema: PUBLIC
+---
+"#
+            )
+        };
+        let read = |table: String| -> Pending<'_, Rows> {
+            let (fakesnow, database) = (&fakesnow, &database);
+            Box::pin(async move {
+                let sql = format!("SELECT ID, PAYLOAD FROM {database}.PUBLIC.{table} ORDER BY ID");
+                as_rows(&sql, fakesnow.rows(&sql).await)
+            })
+        };
+        let staged = || -> Pending<'_, Vec<String>> {
+            let (fakesnow, database) = (&fakesnow, &database);
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT TABLE_NAME FROM {database}.INFORMATION_SCHEMA.TABLES \
+                     WHERE TABLE_SCHEMA = 'PUBLIC' AND TABLE_NAME LIKE 'SYNQX_STAGE_%' ORDER BY TABLE_NAME"
+                );
+                fakesnow.rows(&sql).await.into_iter().flatten().flatten().collect()
+            })
+        };
+        killed_overwrite_leaves_the_old_rows(Target {
+            connection: &connection,
+            upstream: host_port(&url),
+            address: url.clone(),
+            swap: br#""sqlText":"BEGIN""#,
+            fqn: "ORDERS".into(),
+            read: &read,
+            staged: &staged,
+            prefix: "SYNQX_STAGE_",
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_killed_bigquery_overwrite_leaves_the_old_table() {
+    runtime().block_on(async {
+        let bigquery = BigQuery::new();
+        let dataset = unique_name("killed");
+        bigquery.create_dataset(&dataset).await;
+        let connection = |endpoint: &str| {
+            format!(
+                r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: dest}}
+spec:
+  bigquery:
+    project: {project}
+    dataset: {dataset}
+    endpoint: "{endpoint}"
+---
+"#,
+                project = bigquery.project
+            )
+        };
+        let read = |table: String| -> Pending<'_, Rows> {
+            let (bigquery, dataset) = (&bigquery, &dataset);
+            Box::pin(async move {
+                let sql = format!("SELECT id, payload FROM `{dataset}`.`{table}` ORDER BY id");
+                as_rows(&sql, bigquery.rows(&sql).await)
+            })
+        };
+        let staged = || -> Pending<'_, Vec<String>> {
+            let (bigquery, dataset) = (&bigquery, &dataset);
+            Box::pin(async move {
+                let mut names: Vec<String> = bigquery
+                    .tables(dataset)
+                    .await
+                    .into_iter()
+                    .filter(|n| n.starts_with("_synqx_stage_"))
+                    .collect();
+                names.sort();
+                names
+            })
+        };
+        killed_overwrite_leaves_the_old_rows(Target {
+            connection: &connection,
+            upstream: host_port(&bigquery.url),
+            address: bigquery.url.clone(),
+            swap: b"BEGIN TRANSACTION",
+            fqn: "orders".into(),
+            read: &read,
+            staged: &staged,
+            prefix: "_synqx_stage_",
+        })
+        .await;
+    });
+}
+
+/// Rows of `(id, payload)` read back as text.
+fn as_rows(sql: &str, rows: Vec<Vec<Option<String>>>) -> Rows {
+    rows.into_iter()
+        .map(|r| match r.as_slice() {
+            [Some(id), Some(payload)] => (
+                id.parse().unwrap_or_else(|e| panic!("{sql}: id {id}: {e}")),
+                payload.clone(),
+            ),
+            other => panic!("{sql}: a row {other:?}"),
+        })
+        .collect()
+}
