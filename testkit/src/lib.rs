@@ -11,7 +11,8 @@
 //!   read back.
 //! - [`golden`]: whether a test may rewrite the checked-in files it compares (never in CI).
 //! - [`hold`]: a proxy that holds a client at the request a test names (a load's swap), and
-//!   [`kill`], which kills a process with SIGKILL and proves that this is how it ended.
+//!   [`kill`], which kills a process with SIGKILL and proves that this is how it ended;
+//!   [`run_with_peak`], a process run with its peak RSS as the kernel counted it.
 //!
 //! A test that needs a server fails when the server is not there, and says how to start it: a
 //! missing server is a broken test setup, never a reason to skip. Tests that need a server are
@@ -90,6 +91,38 @@ pub fn kill(child: &mut std::process::Child) {
         "process {} was not ended by SIGKILL: {status}",
         child.id()
     );
+}
+
+/// Runs `command` to its end with its output in files under `dir`, and returns how it ended,
+/// its output (stdout, then stderr) and its peak RSS in bytes: the kernel's high-water mark of
+/// the process (`ru_maxrss` from `wait4`, its VmHWM when it ended), not a sample.
+// The child is reaped by `wait4`, which the lint cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run_with_peak(
+    mut command: std::process::Command,
+    dir: &std::path::Path,
+) -> (std::process::ExitStatus, String, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let (out_path, err_path) = (dir.join("stdout.log"), dir.join("stderr.log"));
+    let file = |p: &std::path::Path| {
+        std::fs::File::create(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let child = command
+        .stdout(file(&out_path))
+        .stderr(file(&err_path))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let pid = i32::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of the C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let output = format!("{}{}", read(&out_path), read(&err_path));
+    let peak = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    (std::process::ExitStatus::from_raw(status), output, peak)
 }
 
 #[cfg(test)]

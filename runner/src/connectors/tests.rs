@@ -142,6 +142,7 @@ impl Harness {
             filter,
             batch_bytes,
             rejects,
+            memory: Default::default(),
         };
         let stream = self.source.read(&request).await?;
         let schema = stream.schema.clone();

@@ -45,6 +45,9 @@ pub struct ReadRequest {
     pub batch_bytes: usize,
     /// Where bad rows go.
     pub rejects: Rejects,
+    /// What the step may hold: sources that must hold a unit whole (a REST page) size it by
+    /// this.
+    pub memory: MemoryBudget,
 }
 
 /// What a sink is asked to write.
@@ -253,6 +256,7 @@ async fn run_sync_inner(
         filter,
         batch_bytes,
         rejects: rejects.clone(),
+        memory: run.memory.clone(),
     };
     let input = source.read(&request).await?;
 

@@ -35,6 +35,17 @@ pub struct MemoryBudget {
     pub scratch: PathBuf,
 }
 
+/// The budget where nothing sets one, spilling into the system's temporary folder.
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        Self {
+            bytes: DEFAULT_BUDGET,
+            from: "the default".into(),
+            scratch: std::env::temp_dir(),
+        }
+    }
+}
+
 impl MemoryBudget {
     /// The budget of a step run by this process (see the module docs).
     pub fn detect() -> Result<Self> {
@@ -54,11 +65,7 @@ impl MemoryBudget {
                 from: "the container's memory limit".into(),
                 scratch,
             },
-            None => Self {
-                bytes: DEFAULT_BUDGET,
-                from: "the default".into(),
-                scratch,
-            },
+            None => Self::default(),
         })
     }
 
@@ -90,6 +97,11 @@ impl MemoryBudget {
                 ),
                 source: Some(e),
             })
+    }
+
+    /// `512 MiB from SYNQX_STEP_MEMORY`, for messages.
+    pub fn describe_budget(&self) -> String {
+        format!("{} from {}", mib(self.bytes), self.from)
     }
 
     /// `256 MiB (half of 512 MiB from SYNQX_STEP_MEMORY)`, for messages.

@@ -13,13 +13,49 @@ use super::pagination::Options;
 use crate::connectors::ConnectionRef;
 use crate::error::{Error, Result};
 use crate::secrets::Redactor;
+use crate::transforms::MemoryBudget;
 
 /// Longest time one request may take unless `timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts per request unless `maxAttempts` says otherwise.
 pub const DEFAULT_ATTEMPTS: u32 = 5;
-/// Largest response body read: a page is parsed whole, so this bounds its memory.
+/// Largest response body read, whatever the step's memory: a page is parsed whole.
 pub const MAX_PAGE_BYTES: usize = 256 * 1024 * 1024;
+/// How many times its size a page takes while it is held: its body, the JSON values parsed
+/// from it (an object of four short fields, 89 bytes of text, costs about ten times that as
+/// a `serde_json` map) and the batches cut from them. Measured with `runner/tests/rest_memory.rs`
+/// (a debug build): pages of 4, 8 and 15 MiB raised the peak RSS 66, 121 and 215 MiB above the
+/// 76 MiB of an empty page, about 14 times their size; that test reads a page just below the
+/// limit this gives and checks the peak against the budget.
+pub const PAGE_EXPANSION: u64 = 16;
+
+/// The largest page a step may read, and why, for the message when a page is larger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageLimit {
+    pub bytes: usize,
+    pub why: String,
+}
+
+impl PageLimit {
+    /// A page held with its parsed values must fit in half of the step's memory budget (the
+    /// other half is the `sql` transforms' pool), and never beyond [`MAX_PAGE_BYTES`].
+    pub fn within(memory: &MemoryBudget) -> Self {
+        let fits = memory.bytes / 2 / PAGE_EXPANSION;
+        match usize::try_from(fits) {
+            Ok(bytes) if bytes < MAX_PAGE_BYTES => Self {
+                bytes,
+                why: format!(
+                    "in half of the step's memory budget of {}, since a page is held whole and takes about {PAGE_EXPANSION} times its size once parsed",
+                    memory.describe_budget()
+                ),
+            },
+            _ => Self {
+                bytes: MAX_PAGE_BYTES,
+                why: "a page is held and parsed whole, and SynqX reads at most this".into(),
+            },
+        }
+    }
+}
 
 /// How requests authenticate, with the secrets resolved.
 #[derive(Clone)]
@@ -247,5 +283,31 @@ impl Asset {
                 .or_else(|| settings.records_path.clone()),
             nested: source.nested.unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(bytes: u64) -> MemoryBudget {
+        MemoryBudget {
+            bytes,
+            from: "SYNQX_STEP_MEMORY".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_may_take_half_the_budget_once_parsed_and_never_beyond_the_cap() {
+        let limit = PageLimit::within(&budget(1 << 30));
+        assert_eq!(limit.bytes, 32 << 20);
+        assert_eq!(
+            limit.why,
+            "in half of the step's memory budget of 1024 MiB from SYNQX_STEP_MEMORY, since a page is held whole and takes about 16 times its size once parsed"
+        );
+        assert_eq!(PageLimit::within(&budget(16 << 30)).bytes, MAX_PAGE_BYTES);
+        assert_eq!(PageLimit::within(&budget(u64::MAX)).bytes, MAX_PAGE_BYTES);
+        assert_eq!(PageLimit::within(&budget(0)).bytes, 0);
     }
 }

@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Mutex;
 
-use super::config::{Auth, MAX_PAGE_BYTES, OAuth2Client, RestConfig};
+use super::config::{Auth, OAuth2Client, PageLimit, RestConfig};
 use crate::connectors::retry::RetrySchedule;
 
 /// Longest wait a `Retry-After` may ask for: beyond it the request fails and says so.
@@ -52,6 +52,7 @@ pub struct Client {
     headers: HeaderMap,
     limiter: Option<Limiter>,
     token: Mutex<Option<Token>>,
+    page_limit: PageLimit,
 }
 
 struct Token {
@@ -144,7 +145,13 @@ impl Client {
             headers,
             limiter,
             token: Mutex::new(None),
+            page_limit: PageLimit::within(&Default::default()),
         })
+    }
+
+    /// Reads pages of at most what `limit` says; larger ones fail the read.
+    pub fn limit_pages(&mut self, limit: PageLimit) {
+        self.page_limit = limit;
     }
 
     /// GETs `url` (page `page` of the read, for messages), retrying what is worth retrying.
@@ -180,13 +187,14 @@ impl Client {
                             .get(reqwest::header::LINK)
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_string);
-                        match read_body(response).await {
+                        match read_body(response, self.page_limit.bytes).await {
                             Ok(body) => return Ok(Fetched { link, body }),
                             Err(ReadFailure::TooLarge) => {
+                                let PageLimit { bytes, why } = &self.page_limit;
                                 return Err(rejected(format!(
-                                    "{}: page {page} ({shown}) is larger than {} MiB; a page is parsed whole, so ask the API for smaller pages (pagination.size)",
+                                    "{}: page {page} ({shown}) is larger than {} MiB, the most a page may be {why}: ask the API for smaller pages (pagination.size and sizeParam), or give the step more memory (SYNQX_STEP_MEMORY, else the container's memory limit)",
                                     self.settings.at(),
-                                    MAX_PAGE_BYTES / (1024 * 1024)
+                                    bytes / (1024 * 1024)
                                 )));
                             }
                             Err(ReadFailure::Transport(e)) => Failure::Transport(e),
@@ -425,16 +433,18 @@ enum ReadFailure {
     Transport(reqwest::Error),
 }
 
-async fn read_body(mut response: reqwest::Response) -> Result<bytes::Bytes, ReadFailure> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_PAGE_BYTES as u64)
-    {
+/// The body of `response`, refused as soon as it shows to be larger than `limit` bytes (by
+/// its `Content-Length`, else while it arrives) so that no more than that is ever held.
+async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, ReadFailure> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadFailure::TooLarge);
     }
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(ReadFailure::Transport)? {
-        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+        if body.len().saturating_add(chunk.len()) > limit {
             return Err(ReadFailure::TooLarge);
         }
         body.extend_from_slice(&chunk);

@@ -1,6 +1,8 @@
 //! The REST source: pages are fetched one after another; the first ones (up to
 //! [`SAMPLE_RECORDS`] records) are held to infer the schema, then every page is cut into
-//! batches by the byte budget and sent on while the next page is fetched. Incremental reads
+//! batches by the byte budget and sent on while the next page is fetched. A page is parsed
+//! whole, so it may be at most what the step's memory budget holds ([`PageLimit`]); a larger
+//! one fails the read as soon as its size shows, before it is held. Incremental reads
 //! send the watermark in `cursorParam` and drop records at or below it, in case the API's
 //! filter is inclusive.
 
@@ -12,7 +14,7 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::config::{Asset, RestConfig};
+use super::config::{Asset, PageLimit, RestConfig};
 use super::connect::{Client, HttpError};
 use super::pagination::{Next, Paginator, Response, set_param};
 use super::records::{RecordsPath, locate};
@@ -149,8 +151,9 @@ fn document(record: Value) -> Map<String, Value> {
 impl Source for RestSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let asset = Asset::new(&self.settings, &request.spec)?;
-        let client = Client::new(&self.settings, &asset.headers)
+        let mut client = Client::new(&self.settings, &asset.headers)
             .map_err(|e| service(&self.settings.at(), e))?;
+        client.limit_pages(PageLimit::within(&request.memory));
         let mut url = asset.url.clone();
         if let Some(filter) = &request.filter {
             let Some(param) = &self.settings.cursor_param else {

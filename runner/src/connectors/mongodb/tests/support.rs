@@ -89,6 +89,7 @@ pub async fn read(
         filter,
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
         rejects: Rejects::new(OnError::Fail, None, counters),
+        memory: Default::default(),
     };
     let mut stream = harness(spec)?.source.read(&request).await?;
     let mut batches = Vec::new();

@@ -24,6 +24,7 @@ async fn read_error(spec: &ConnectionSpec, fqn: &str) -> String {
         filter: None,
         batch_bytes: 1 << 20,
         rejects: Rejects::failing(),
+        memory: Default::default(),
     };
     let result = match source {
         Ok(s) => s.read(&request).await.map(|_| ()),

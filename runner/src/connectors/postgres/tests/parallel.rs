@@ -92,6 +92,7 @@ async fn a_parallel_read_is_one_snapshot_while_the_table_changes() {
         filter: None,
         batch_bytes: 64 * 1024,
         rejects: Rejects::new(Default::default(), None, Arc::new(Counters::default())),
+        memory: Default::default(),
     };
     let mut stream = pg
         .harness()

@@ -116,6 +116,7 @@ pub async fn read_source(
         }),
         batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
         rejects: Rejects::new(OnError::Fail, None, counters.clone()),
+        memory: Default::default(),
     };
     let mut stream = source.read(&request).await?;
     let mut batches = Vec::new();

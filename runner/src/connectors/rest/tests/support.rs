@@ -89,6 +89,7 @@ pub async fn read_with(
         filter,
         batch_bytes,
         rejects: Rejects::new(OnError::Fail, None, counters.clone()),
+        memory: Default::default(),
     };
     let mut stream = source.read(&request).await?;
     let mut batches = Vec::new();

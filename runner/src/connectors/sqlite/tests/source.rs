@@ -328,6 +328,7 @@ async fn batches_are_cut_at_the_byte_budget() {
         filter: None,
         batch_bytes: 2_000,
         rejects: Rejects::failing(),
+        memory: Default::default(),
     };
     let stream = ok(db.source.read(&request).await);
     let batches: Vec<RecordBatch> = ok(futures::TryStreamExt::try_collect(stream.stream).await);
