@@ -49,6 +49,9 @@ struct Target<'a> {
     upstream: String,
     /// What the runner sends to swap the staged rows in.
     swap: &'static [u8],
+    /// Kill at the second rename of FerretDB's swap (old collection aside, new one in)
+    /// rather than at the first request of the swap.
+    between_renames: bool,
     /// The destination's FQN.
     fqn: String,
     /// Rows of a table or collection, sorted by id.
@@ -95,7 +98,10 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     run_ok(d, &[]);
     assert_eq!((t.read)(t.fqn.clone()).await, old, "the first load");
 
-    let proxy = HoldingProxy::start(&t.upstream, t.swap);
+    // FerretDB refuses the first rename (`dropTarget`), renames the old collection aside,
+    // then the new one in: that third one is held.
+    let nth = if t.between_renames { 3 } else { 1 };
+    let proxy = HoldingProxy::start_at(&t.upstream, t.swap, nth);
     let via_proxy = (t.connection)(
         &t.address
             .replace(&t.upstream, &format!("127.0.0.1:{}", proxy.port)),
@@ -105,15 +111,27 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     proxy.wait_held(&mut child, Duration::from_secs(120));
     // The new rows are staged, whole, and not swapped in.
     let staged = (t.staged)().await;
-    assert_eq!(staged.len(), 1, "one staged object: {staged:?}");
+    let objects = if t.between_renames { 2 } else { 1 };
+    assert_eq!(staged.len(), objects, "staged objects: {staged:?}");
     assert_eq!((t.read)(staged[0].clone()).await, new, "the staged rows");
     synqx_testkit::kill(&mut child);
+    if t.between_renames {
+        // Nothing lost: the old rows wait under the name they were renamed to, and the
+        // collection is missing until a later overwrite renames them back.
+        assert_eq!((t.read)(staged[1].clone()).await, old, "the old rows aside");
+        assert_eq!((t.read)(t.fqn.clone()).await, Vec::new(), "{}", t.fqn);
+    } else {
+        assert_eq!(
+            (t.read)(t.fqn.clone()).await,
+            old,
+            "the killed overwrite changed the destination"
+        );
+    }
     assert_eq!(
-        (t.read)(t.fqn.clone()).await,
-        old,
-        "the killed overwrite changed the destination"
+        (t.staged)().await,
+        staged,
+        "the killed run's staged objects"
     );
-    assert_eq!((t.staged)().await, staged, "the killed run's staged object");
 
     // The staged object's name says when the killed step's deadline ended it.
     let expiry: u64 = staged[0][t.prefix.len()..]
@@ -136,10 +154,19 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
 
     write_pipeline(d, &direct, &pipeline(&t.fqn, "new.jsonl"));
     let out = run_ok(d, &[]);
-    assert!(
-        out.contains(&staged[0]),
-        "the rerun names what it dropped:\n{out}"
-    );
+    for name in &staged {
+        assert!(
+            out.contains(&format!("\"{name}\"")),
+            "the rerun names what it cleaned up ({name}):\n{out}"
+        );
+    }
+    if t.between_renames {
+        let restored = format!(
+            "renamed \"{}\", the rows a killed overwrite had renamed aside, back to \"{}\"",
+            staged[1], t.fqn
+        );
+        assert!(out.contains(&restored), "{restored}\nnot in:\n{out}");
+    }
     assert_eq!((t.read)(t.fqn.clone()).await, new, "the rerun's rows");
     assert_eq!(
         (t.staged)().await,
@@ -157,6 +184,17 @@ fn host_port(address: &str) -> String {
 
 #[test]
 fn a_killed_mongodb_overwrite_leaves_the_old_collection() {
+    killed_mongodb_overwrite(false);
+}
+
+/// FerretDB swaps in two renames (it has no `dropTarget`): killed between them, the old rows
+/// wait aside and the next overwrite renames them back before it loads.
+#[test]
+fn a_ferretdb_overwrite_killed_between_its_renames_loses_nothing() {
+    killed_mongodb_overwrite(true);
+}
+
+fn killed_mongodb_overwrite(between_renames: bool) {
     runtime().block_on(async {
         let uri = servers::mongodb_uri();
         let client = mongodb::Client::with_uri_str(&uri)
@@ -226,6 +264,7 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: s
             upstream: host_port(&uri),
             address: uri.clone(),
             swap: b"renameCollection",
+            between_renames,
             fqn: collection.clone(),
             read: &read,
             staged: &staged,
@@ -282,6 +321,7 @@ spec:
             upstream: host_port(&url),
             address: url.clone(),
             swap: br#""sqlText":"BEGIN""#,
+            between_renames: false,
             fqn: "ORDERS".into(),
             read: &read,
             staged: &staged,
@@ -337,6 +377,7 @@ spec:
             upstream: host_port(&bigquery.url),
             address: bigquery.url.clone(),
             swap: b"BEGIN TRANSACTION",
+            between_renames: false,
             fqn: "orders".into(),
             read: &read,
             staged: &staged,

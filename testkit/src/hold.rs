@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Child;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A proxy listening on loopback; see the module docs.
@@ -22,6 +22,12 @@ impl HoldingProxy {
     /// Starts a proxy to `upstream` (`host:port`) that holds the connection on which `marker`
     /// is sent. Panics when it cannot listen.
     pub fn start(upstream: &str, marker: &'static [u8]) -> Self {
+        Self::start_at(upstream, marker, 1)
+    }
+
+    /// Like [`HoldingProxy::start`], but lets the first `nth - 1` requests with `marker` (on
+    /// any connection) through and holds the `nth`.
+    pub fn start_at(upstream: &str, marker: &'static [u8], nth: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let port = listener
             .local_addr()
@@ -30,6 +36,7 @@ impl HoldingProxy {
         let held = Arc::new(AtomicBool::new(false));
         let upstream = upstream.to_string();
         let flag = held.clone();
+        let seen = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -37,8 +44,17 @@ impl HoldingProxy {
                     Ok(s) => s,
                     Err(e) => panic!("the proxy cannot reach {upstream}: {e}"),
                 };
-                let flag = flag.clone();
-                std::thread::spawn(move || relay(client, server, marker, &flag));
+                let (flag, seen) = (flag.clone(), seen.clone());
+                let hold = move |found: usize| {
+                    let before = seen.fetch_add(found, Ordering::SeqCst);
+                    let now = before + found;
+                    if before < nth && nth <= now {
+                        flag.store(true, Ordering::SeqCst);
+                        return true;
+                    }
+                    false
+                };
+                std::thread::spawn(move || relay(client, server, marker, hold));
             }
         });
         Self { port, held }
@@ -65,9 +81,15 @@ impl HoldingProxy {
     }
 }
 
-/// Copies both ways until the client sends `marker`; from then on nothing more goes to the
-/// server and the client's socket stays open, unanswered, until the client goes away.
-fn relay(mut client: TcpStream, mut server: TcpStream, marker: &[u8], held: &AtomicBool) {
+/// Copies both ways until the client sends `marker` and `hold` (given how many times) says
+/// to hold; from then on nothing more goes to the server and the client's socket stays open,
+/// unanswered, until the client goes away.
+fn relay(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    marker: &[u8],
+    hold: impl Fn(usize) -> bool,
+) {
     if let (Ok(mut from_server), Ok(mut to_client)) = (server.try_clone(), client.try_clone()) {
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut from_server, &mut to_client);
@@ -87,8 +109,11 @@ fn relay(mut client: TcpStream, mut server: TcpStream, marker: &[u8], held: &Ato
         };
         let mut window = std::mem::take(&mut tail);
         window.extend_from_slice(&buffer[..n]);
-        if window.windows(marker.len()).any(|w| w == marker) {
-            held.store(true, Ordering::SeqCst);
+        let found = window
+            .windows(marker.len())
+            .filter(|w| *w == marker)
+            .count();
+        if found > 0 && hold(found) {
             // Drain what the client still sends, until it is killed; then the server may go.
             while client.read(&mut buffer).is_ok_and(|n| n > 0) {}
             let _ = server.shutdown(Shutdown::Both);
