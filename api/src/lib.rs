@@ -9,6 +9,7 @@ pub mod dag;
 pub mod duration;
 pub mod pipeline;
 pub mod run;
+pub mod run_record;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

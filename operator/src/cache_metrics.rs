@@ -101,7 +101,8 @@ pub fn observe(
         let Some(status) = &run.status else { continue };
         let namespace = run.namespace().unwrap_or_default();
         let pipeline = run.spec.pipeline_ref.name.clone();
-        match status.phase {
+        // What the operator's record says: a status may claim an end it does not.
+        match synqx_api::run_record::trusted_phase(run) {
             Some(RunPhase::Succeeded) => {
                 if let Some(at) = status.completion_time.as_deref().and_then(unix) {
                     let newest = observed
@@ -153,11 +154,11 @@ mod tests {
         ));
         let runs = [
             run(
-                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: a, namespace: etl}\n\
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: a, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\"}'}}\n\
                  spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2026-01-01T00:01:00Z'}\n",
             ),
             run(
-                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: b, namespace: etl}\n\
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: b, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\"}'}}\n\
                  spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2026-01-01T00:03:00Z'}\n",
             ),
             run(

@@ -16,6 +16,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use synqx_api::run::RunPhase;
+use synqx_api::run_record::{RECORD_ANNOTATION, RunRecord};
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
 use crate::condition::{ConditionType, Reason, condition};
@@ -114,9 +116,33 @@ pub fn run_failed(
             after: "the run failed",
             fields: json!({"phase": "Failed", "completionTime": now_rfc3339()}),
         };
+        record_failed(&ctx, run.as_ref()).await;
         report(&ctx, run.as_ref(), failure, &message).await;
     }
     .boxed()
+}
+
+/// The operator's record of a run whose reconciliation panicked says it failed: the record,
+/// not the status, is what ends a run (see `synqx_api::run_record`). A failure to write it is
+/// logged; the run is then tried again after [`RETRY_PANICKED`].
+async fn record_failed(ctx: &Operator, run: &PipelineRun) {
+    let record = RunRecord {
+        phase: Some(RunPhase::Failed),
+        ..RunRecord::of(run).unwrap_or_default()
+    };
+    let patch = json!({"metadata": {"annotations": {RECORD_ANNOTATION: record.to_annotation()}}});
+    let runs: Api<PipelineRun> =
+        Api::namespaced(ctx.client.clone(), &run.namespace().unwrap_or_default());
+    if let Err(error) = runs
+        .patch(
+            &run.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(%error, run = run.name_any(), "recording that a panicked run failed");
+    }
 }
 
 /// A Connection whose reconciliation panicked is not Ready until its spec changes.

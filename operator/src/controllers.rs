@@ -79,9 +79,10 @@ pub fn run<C: Send + Sync + 'static>(
                 },
             )
             // A run that starts or ends changes its Pipeline's `lastRun`, which only the
-            // Pipeline controller writes; the progress of a running run does not.
+            // Pipeline controller writes; the progress of a running run does not (nor an end
+            // only its status claims).
             .watches_shared_stream(triggers.runs_for_pipelines, |run: Arc<PipelineRun>| {
-                let phase = run.status.as_ref().and_then(|s| s.phase);
+                let phase = synqx_api::run_record::trusted_phase(&run);
                 let moved = phase.is_none_or(|p| p.is_finished());
                 let pipeline = ObjectRef::<Pipeline>::new(&run.spec.pipeline_ref.name)
                     .within(&run.namespace().unwrap_or_default());

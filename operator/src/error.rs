@@ -26,6 +26,13 @@ pub enum Error {
         #[source]
         source: ScheduleError,
     },
+    /// The operator's record of a run cannot be put into a patch.
+    #[error("the operator's record of PipelineRun {run} cannot be written: {source}")]
+    Record {
+        run: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("resumeFrom names run \"{run}\", which does not exist")]
     ResumeFrom { run: String },
     /// The vault of a namespace cannot be read (a damaged `synqx-vault` Secret).
@@ -96,7 +103,7 @@ impl Error {
             Self::Api(kube::Error::HyperError(_) | kube::Error::Service(_)) => {
                 ErrorKind::Unreachable
             }
-            Self::Api(_) => ErrorKind::Api,
+            Self::Api(_) | Self::Record { .. } => ErrorKind::Api,
             Self::Revision { .. } | Self::Plan { .. } => ErrorKind::Revision,
             Self::Schedule { .. } => ErrorKind::Schedule,
             Self::ResumeFrom { .. } => ErrorKind::ResumeFrom,

@@ -32,14 +32,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [controllerrevisions]
   verbs: [get, list, watch, create, delete]
 # The pods of the operator's Jobs (watched: their termination messages and start-up
-# failures); Secrets only to confirm that the keys Connections name exist; the Job
-# controller's Events for pods it cannot create.
+# failures); Secrets only one by one by name (no list, no watch), to confirm that the keys
+# Connections name exist and opted in; the Job controller's Events for pods it cannot create.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
 - apiGroups: [""]
-  resources: [secrets, events]
-  verbs: [get, list]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
 # The vault of each namespace: the operator creates the keyring Secret synqx-vault once and
 # publishes its public key in the ConfigMap synqx-vault. It never updates or deletes a Secret.
 - apiGroups: [""]

@@ -31,6 +31,7 @@ use crate::revision;
 pub use compile::compile;
 use runs::run_ended;
 use status::{Compiled, PipelineInputs, owned, pipeline_status, ready_message};
+use synqx_api::run_record::RunRecord;
 
 const CONTROLLER: &str = "pipeline";
 /// The field manager of everything the Pipeline controller writes in a Pipeline's status.
@@ -102,9 +103,15 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
         .map(|r| r.as_ref().clone())
         .collect();
     let active: Vec<&PipelineRun> = runs.iter().filter(|r| !run_ended(r)).collect();
+    // The revision the operator's record pins, and the one the status shows: keeping one
+    // more revision is harmless, deleting a pinned one fails its run.
     let mut in_use: BTreeSet<String> = active
         .iter()
-        .filter_map(|r| r.status.as_ref()?.revision.clone())
+        .flat_map(|r| {
+            let recorded = RunRecord::of(r).and_then(|record| record.revision);
+            let shown = r.status.as_ref().and_then(|s| s.revision.clone());
+            recorded.into_iter().chain(shown)
+        })
         .collect();
     in_use.insert(current.clone());
     revision::prune(

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use synqx_api::run::{PipelineRef, PipelineRunSpec, RunPhase};
+use synqx_api::run_record::trusted_phase;
 use synqx_api::{Pipeline, PipelineRun};
 
 use crate::context::{self, Operator, parse_time};
@@ -14,12 +15,11 @@ use crate::job::LABEL_PIPELINE;
 use crate::names;
 use crate::scheduling::{self, Fire};
 
-/// Whether a run has ended.
+/// Whether a run has ended, as the operator's record says: a run whose status alone says
+/// so (which step pods may write) is still active for `concurrencyPolicy` and is never
+/// deleted as history.
 pub fn run_ended(run: &PipelineRun) -> bool {
-    run.status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .is_some_and(RunPhase::is_finished)
+    trusted_phase(run).is_some_and(RunPhase::is_finished)
 }
 
 /// What the schedule did in this pass.
@@ -172,7 +172,7 @@ pub fn beyond_history(pipeline: &Pipeline, runs: &[PipelineRun]) -> Vec<String> 
     let (mut ok, mut failed) = (0usize, 0usize);
     let mut doomed = Vec::new();
     for run in newest_first {
-        let over = match run.status.as_ref().and_then(|s| s.phase) {
+        let over = match trusted_phase(run) {
             Some(RunPhase::Succeeded) => {
                 ok = ok.saturating_add(1);
                 ok > keep_ok
@@ -224,6 +224,7 @@ pub async fn delete_old_runs(
 mod tests {
     use super::*;
     use synqx_api::run::PipelineRunStatus;
+    use synqx_api::run_record::{RECORD_ANNOTATION, RunRecord};
 
     fn run(name: &str, created: i64, phase: Option<RunPhase>) -> PipelineRun {
         let mut run = PipelineRun::new(name, Default::default());
@@ -235,7 +236,27 @@ mod tests {
             phase,
             ..Default::default()
         });
+        // The operator records the end of every run it ended.
+        let record = RunRecord {
+            phase: phase.filter(|p| p.is_finished()),
+            ..Default::default()
+        };
+        run.metadata.annotations =
+            Some([(RECORD_ANNOTATION.to_string(), record.to_annotation())].into());
         run
+    }
+
+    #[test]
+    fn a_run_whose_status_alone_says_it_ended_stays_active_and_in_history() {
+        let mut pipeline = Pipeline::new("p", Default::default());
+        pipeline.spec.successful_runs_history_limit = Some(0);
+        let mut forged = run("forged", 1, Some(RunPhase::Running));
+        if let Some(status) = forged.status.as_mut() {
+            status.phase = Some(RunPhase::Succeeded);
+        }
+        assert!(!run_ended(&forged));
+        let runs = [forged, run("ok", 2, Some(RunPhase::Succeeded))];
+        assert_eq!(beyond_history(&pipeline, &runs), ["ok"]);
     }
 
     #[test]

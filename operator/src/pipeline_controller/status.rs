@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use synqx_api::condition::Condition;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::{PipelineStatus, PlanSummary, RunReference};
+use synqx_api::run_record::trusted_phase;
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
 use crate::condition::{ConditionType, Reason, condition, find};
@@ -119,17 +120,14 @@ pub fn owned(status: &PipelineStatus) -> PipelineStatus {
     }
 }
 
-/// The newest run, with its phase when last seen.
+/// The newest run, with its phase when last seen (an end only as the operator's record has
+/// it).
 fn last_run(runs: &[PipelineRun]) -> Option<RunReference> {
     runs.iter()
         .max_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .map(|r| RunReference {
             name: r.name_any(),
-            phase: r
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .map(|p| p.as_str().to_string()),
+            phase: trusted_phase(r).map(|p| p.as_str().to_string()),
             start_time: r.status.as_ref().and_then(|s| s.start_time.clone()),
         })
 }

@@ -6,6 +6,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 use synqx_api::PipelineRun;
 use synqx_api::pipeline::Step;
+use synqx_api::run::PipelineRunStatus;
 use synqx_api::scheduler::Decision;
 
 use super::observe::Observation;
@@ -17,14 +18,15 @@ use crate::secret_opt_in::OptIns;
 use crate::{policy, watermark};
 
 /// Steps that just succeeded commit their watermark before anything reports them done.
+/// `previous` is the status as the operator's record has it.
 pub async fn commit_watermarks(
     ctx: &Operator,
     run: &PipelineRun,
+    previous: &PipelineRunStatus,
     observation: &Observation,
     decision: &Decision,
 ) -> Result<()> {
-    let previous = run.status.clone().unwrap_or_default();
-    for (step, attempt) in newly_succeeded(&previous, decision, &observation.jobs) {
+    for (step, attempt) in newly_succeeded(previous, decision, &observation.jobs) {
         let key = (step.to_string(), attempt);
         let (Some(report), Some(job)) = (
             observation.jobs.reports.get(&key),

@@ -1,13 +1,18 @@
 //! The PipelineRun controller. One pass reads in order:
+//! - the operator's record of the run ([`record`]): whether it ended, the revision it
+//!   pinned, the attempts that ended; the status is checked against it, never decided from;
 //! - observe ([`observe`]): the run's Pipeline, its pinned revision, its Jobs and their
 //!   reports, the run it resumes from;
 //! - decide (pure): the scheduler of `synqx_api::scheduler` says which attempts start, stop
 //!   or wait, and [`status`] builds the status that follows;
-//! - act ([`act`]): commit watermarks of steps that succeeded, delete and create Jobs;
-//! - report ([`report`]): apply the status, an Event per transition, metrics.
+//! - act ([`act`]): commit watermarks of steps that succeeded, write the record (the pinned
+//!   revision before any Job names it), delete and create Jobs;
+//! - report ([`report`]): write the record, apply the status, an Event per transition,
+//!   metrics.
 
 mod act;
 mod observe;
+mod record;
 mod report;
 mod status;
 #[cfg(test)]
@@ -20,6 +25,7 @@ use chrono::Utc;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use synqx_api::PipelineRun;
+use synqx_api::run_record::{RECORD_ANNOTATION, RunRecord};
 use synqx_api::scheduler::{Decision, RunFacts, RunPolicy};
 
 use crate::context::Operator;
@@ -27,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::job_slots::RETRY_HELD_BACK;
 use observe::{Observation, Observed};
 use report::Reporter;
-use status::{RunInputs, ended_status, run_status, waiting_status};
+use status::{RunInputs, ended_status, restored_status, run_status, waiting_status};
 
 const CONTROLLER: &str = "pipelinerun";
 /// How often a running run is looked at even without a Job event.
@@ -45,31 +51,57 @@ pub fn error_policy(run: Arc<PipelineRun>, error: &Error, ctx: Arc<Operator>) ->
 }
 
 async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
-    let previous = run.status.clone().unwrap_or_default();
-    if previous.phase.is_some_and(|p| p.is_finished()) {
+    let shown = run.status.clone().unwrap_or_default();
+    let namespace = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let reporter = Reporter { ctx, run };
+    // What the pass decides from: the operator's record, never the status (see
+    // `synqx_api::run_record` for why the record is an annotation).
+    let mut stored = run.annotations().get(RECORD_ANNOTATION).cloned();
+    let record = match RunRecord::of(run) {
+        Some(record) => record,
+        None => record::adopted(&shown, has_jobs(run, ctx, &namespace, &name)),
+    };
+    if record.finished() {
+        let checked = record::trusted(&shown, &record, |s| record.steps.contains_key(s));
+        // A run an older operator ended gets its record now.
+        reporter.record(stored.as_deref(), &record).await?;
+        if !checked.contradicted.is_empty() || shown.phase != record.phase {
+            reporter.contradicted(&checked.contradicted).await;
+            let restored = restored_status(&shown, &checked.status, Utc::now());
+            reporter.apply(restored).await?;
+        }
         return Ok(Action::await_change());
     }
-    let reporter = Reporter { ctx, run };
-    let observation = match observe::observe(run, ctx).await? {
+    let observation = match observe::observe(run, ctx, &record).await? {
         Observed::Ends {
             phase,
             reason,
             message,
         } => {
-            let status = ended_status(&previous, phase, reason, &message, Utc::now());
+            let checked = record::trusted(&shown, &record, |s| record.steps.contains_key(s));
+            reporter.contradicted(&checked.contradicted).await;
+            let status = ended_status(&checked.status, phase, reason, &message, Utc::now());
+            reporter
+                .record(stored.as_deref(), &record::project(&status))
+                .await?;
             reporter.ends(status, reason, &message).await?;
             return Ok(Action::await_change());
         }
         Observed::Waits { message } => {
-            let status = waiting_status(&previous, &message, Utc::now());
+            let status = waiting_status(&shown, &message, Utc::now());
             reporter.waits(status, &message).await?;
             return Ok(Action::requeue(WAITING_RESYNC));
         }
         Observed::Ready(observation) => observation,
     };
+    let plan = &observation.plan;
+    let checked = record::trusted(&shown, &record, |s| {
+        record.steps.contains_key(s) || plan.step(s).is_some()
+    });
+    reporter.contradicted(&checked.contradicted).await;
+    let previous = checked.status;
 
-    let namespace = run.namespace().unwrap_or_default();
-    let name = run.name_any();
     let cancel = run.spec.cancel == Some(true);
     let mut decision = decide(&observation, cancel, Utc::now(), usize::MAX);
     let wanted = decision.start.len();
@@ -78,7 +110,15 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         .truncate(ctx.slots.room(&namespace, &name, wanted));
     let held_back = decision.start.len() < wanted;
 
-    act::commit_watermarks(ctx, run, &observation, &decision).await?;
+    act::commit_watermarks(ctx, run, &previous, &observation, &decision).await?;
+    if record.revision.is_none() {
+        // Pinned before any Job names the revision, so a restart never pins another.
+        let pinned = RunRecord {
+            revision: Some(observation.revision.clone()),
+            ..record.clone()
+        };
+        stored = Some(reporter.record(stored.as_deref(), &pinned).await?);
+    }
     let created = act::stop_and_start(ctx, run, &observation, &decision).await?;
     ctx.slots
         .record(&namespace, &name, wanted, decision.start.len());
@@ -92,7 +132,13 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         revision: &observation.revision,
         now: Utc::now(),
     });
-    reporter.progress(status, &observation.jobs).await?;
+    // The record first: a status ahead of it would read as contradicting it.
+    reporter
+        .record(stored.as_deref(), &record::project(&status))
+        .await?;
+    reporter
+        .progress(&previous, status, &observation.jobs)
+        .await?;
     if decision.phase.is_finished() {
         return Ok(Action::await_change());
     }
@@ -106,6 +152,15 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
     } else {
         wake
     }))
+}
+
+/// Whether the run controls any Job (from the cache).
+fn has_jobs(run: &PipelineRun, ctx: &Operator, namespace: &str, name: &str) -> bool {
+    let uid = run.metadata.uid.clone().unwrap_or_default();
+    ctx.caches
+        .jobs_of(namespace, &crate::names::fit(name))
+        .iter()
+        .any(|job| crate::job::owned_by(job, &uid))
 }
 
 /// What happens next: the scheduler's decision over the attempts the Jobs describe, the

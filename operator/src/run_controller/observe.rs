@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use synqx_api::dag::Plan;
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepReport, StepStatus};
-use synqx_api::scheduler::{AttemptState, Attempts, RESUMED};
+use synqx_api::run_record::RunRecord;
+use synqx_api::scheduler::{AttemptState, Attempts};
 use synqx_api::{Pipeline, PipelineRun};
 
 use crate::caches::Caches;
@@ -64,7 +65,9 @@ impl JobStates {
     }
 }
 
-pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
+/// Observes `run` as the operator's `record` of it says it went so far; the status is read
+/// for nothing but the messages of attempts the record says ended.
+pub async fn observe(run: &PipelineRun, ctx: &Operator, record: &RunRecord) -> Result<Observed> {
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
     let status = run.status.clone().unwrap_or_default();
@@ -79,7 +82,7 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
         });
     };
     // The revision is pinned once; a run never changes plan afterwards.
-    let revision = match &status.revision {
+    let revision = match &record.revision {
         Some(revision) => revision.clone(),
         None if run.spec.cancel == Some(true) => {
             return Ok(Observed::Ends {
@@ -132,7 +135,7 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
     let mut reports = BTreeMap::new();
     for job in jobs.iter().filter(|j| job_ended(j)) {
         if let Some(key) = attempt_of(job)
-            && !recorded(&status, &key)
+            && !recorded(record, &key)
         {
             let report = report_of(ctx, &namespace, &job.name_any()).await?;
             if let Some(report) = report {
@@ -141,7 +144,7 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator) -> Result<Observed> {
         }
     }
     Ok(Observed::Ready(Box::new(Observation {
-        jobs: job_states(&jobs, reports, &status, Utc::now()),
+        jobs: job_states(&jobs, reports, &status, record, Utc::now()),
         resumed: resumed(ctx, run, &namespace).await?,
         pipeline,
         revision,
@@ -190,14 +193,14 @@ fn attempt_of(job: &Job) -> Option<(String, u32)> {
     Some((step, attempt))
 }
 
-/// Whether the run's status already holds the outcome of this attempt (its report was read
-/// once; the pod may be gone by now).
-fn recorded(status: &PipelineRunStatus, (step, attempt): &(String, u32)) -> bool {
-    known(status, step).is_some_and(|s| {
-        s.attempt == Some(*attempt)
+/// Whether the operator's record already holds the outcome of this attempt (its report was
+/// read once, its watermark committed; the pod may be gone by now).
+fn recorded(record: &RunRecord, (step, attempt): &(String, u32)) -> bool {
+    record.steps.get(step).is_some_and(|s| {
+        s.attempt == *attempt
             && matches!(
                 s.phase,
-                Some(StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying)
+                StepPhase::Succeeded | StepPhase::Failed | StepPhase::Retrying
             )
     })
 }
@@ -207,12 +210,14 @@ fn known<'a>(status: &'a PipelineRunStatus, step: &str) -> Option<&'a StepStatus
 }
 
 /// The attempts the Jobs describe. `reports` holds the termination reports read for Jobs that
-/// ended since the status last recorded them; a failed attempt's reason comes from its
-/// report, else from what the status recorded, else from the Job's condition.
+/// ended since the record last held them; a failed attempt's reason comes from its report,
+/// else from the message the status shows for an attempt the record holds, else from the
+/// Job's condition.
 pub fn job_states(
     jobs: &[Job],
     mut reports: BTreeMap<(String, u32), StepReport>,
     status: &PipelineRunStatus,
+    record: &RunRecord,
     now: DateTime<Utc>,
 ) -> JobStates {
     let mut states = JobStates::default();
@@ -233,7 +238,7 @@ pub fn job_states(
                     AttemptState::Succeeded { finished }
                 } else {
                     let report = reports.get(&key);
-                    let reason = if recorded(status, &key) {
+                    let reason = if recorded(record, &key) {
                         known(status, &key.0)
                             .and_then(|s| s.message.clone())
                             .unwrap_or_default()
@@ -307,7 +312,8 @@ pub fn parse_report(code: i32, text: &str) -> StepReport {
     })
 }
 
-/// Steps that succeeded in the run this one resumes from (or that it resumed itself).
+/// Steps that succeeded in the run this one resumes from (or that it resumed itself), as the
+/// operator's record of that run says: its status could say anything its step pods wrote.
 async fn resumed(ctx: &Operator, run: &PipelineRun, namespace: &str) -> Result<BTreeSet<String>> {
     let Some(from) = &run.spec.resume_from else {
         return Ok(BTreeSet::new());
@@ -322,16 +328,6 @@ async fn resumed(ctx: &Operator, run: &PipelineRun, namespace: &str) -> Result<B
             }
         }
     };
-    Ok(earlier
-        .status
-        .clone()
-        .unwrap_or_default()
-        .steps
-        .into_iter()
-        .filter(|s| {
-            s.phase == Some(StepPhase::Succeeded)
-                || (s.phase == Some(StepPhase::Skipped) && s.message.as_deref() == Some(RESUMED))
-        })
-        .map(|s| s.name)
-        .collect())
+    let record = RunRecord::of(&earlier).unwrap_or_default();
+    Ok(record.done_steps().map(str::to_string).collect())
 }

@@ -3,9 +3,11 @@
 
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
 use synqx_api::PipelineRun;
 use synqx_api::apply::StatusApply;
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase};
+use synqx_api::run_record::{RECORD_ANNOTATION, RunRecord};
 
 use super::observe::JobStates;
 use super::status::{Transition, controller_fields, transitions};
@@ -40,15 +42,85 @@ impl Reporter<'_> {
         Ok(())
     }
 
-    /// Applies the status of a run that goes on (or ended normally) and tells what moved;
-    /// a status the controller wrote before as it is now is not written again (most Job
-    /// events change nothing a user sees).
-    pub async fn progress(&self, status: PipelineRunStatus, jobs: &JobStates) -> Result<()> {
-        let previous = self.run.status.clone().unwrap_or_default();
-        if owned(&previous) == status {
+    /// Writes `record` as the operator's record of the run unless `stored` (the annotation's
+    /// text this pass read, or last wrote) holds it already; returns the text now stored. The
+    /// write is a JSON patch that first tests that the run still holds `stored` (or, with
+    /// none, still is the version read): a pass that decided from an older run writes
+    /// nothing, fails and is tried again on the current one.
+    pub async fn record(&self, stored: Option<&str>, record: &RunRecord) -> Result<String> {
+        let text = record.to_annotation();
+        if stored == Some(text.as_str()) {
+            return Ok(text);
+        }
+        let path = format!(
+            "/metadata/annotations/{}",
+            RECORD_ANNOTATION.replace('/', "~1")
+        );
+        let ops = match stored {
+            Some(old) => json!([
+                {"op": "test", "path": path, "value": old},
+                {"op": "replace", "path": path, "value": text},
+            ]),
+            None => {
+                let version = self.run.resource_version().unwrap_or_default();
+                let add = if self.run.metadata.annotations.is_some() {
+                    json!({"op": "add", "path": path, "value": text})
+                } else {
+                    json!({"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: text}})
+                };
+                json!([{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add])
+            }
+        };
+        let patch = Patch::<()>::Json(serde_json::from_value(ops).map_err(|source| {
+            crate::error::Error::Record {
+                run: self.run.name_any(),
+                source,
+            }
+        })?);
+        let runs: Api<PipelineRun> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        runs.patch(&self.run.name_any(), &PatchParams::default(), &patch)
+            .await?;
+        Ok(text)
+    }
+
+    /// Says that the status shown contradicted the operator's record in `fields` (a writer
+    /// other than the operator, such as a step pod's service account, changed them): a
+    /// warning in the log and an Event, naming the fields and never the values found. The
+    /// status the caller applies next restores them.
+    pub async fn contradicted(&self, fields: &[String]) {
+        if fields.is_empty() {
+            return;
+        }
+        let listed = fields.join(", ");
+        tracing::warn!(
+            namespace = %self.namespace(),
+            run = %self.run.name_any(),
+            fields = %listed,
+            "the run's status contradicted the operator's record; restoring it"
+        );
+        let note = format!(
+            "{listed} did not match the operator's record of this run (written by another identity than the operator, such as a step pod's service account); restored from the record, which decides"
+        );
+        self.ctx
+            .event(&self.run.object_ref(&()), true, "StatusRestored", note)
+            .await;
+    }
+
+    /// Applies the status of a run that goes on (or ended normally) and tells what moved
+    /// since `previous` (the status as the operator's record has it); a status the
+    /// controller wrote before as it is now is not written again (most Job events change
+    /// nothing a user sees).
+    pub async fn progress(
+        &self,
+        previous: &PipelineRunStatus,
+        status: PipelineRunStatus,
+        jobs: &JobStates,
+    ) -> Result<()> {
+        let shown = self.run.status.clone().unwrap_or_default();
+        if owned(&shown) == status {
             return Ok(());
         }
-        let moved = transitions(&previous, &status);
+        let moved = transitions(previous, &status);
         let phase = status.phase.unwrap_or_default();
         let revision = status.revision.clone().unwrap_or_default();
         self.apply(status).await?;

@@ -146,6 +146,34 @@ pub fn ended_status(
     status
 }
 
+/// The status of an ended run put back as the operator's record has it: `trusted` (the
+/// status shown with the record's revision, phase and step outcomes), its end written again
+/// (condition, completion time) when the status shown did not end that way.
+pub fn restored_status(
+    shown: &PipelineRunStatus,
+    trusted: &PipelineRunStatus,
+    now: DateTime<Utc>,
+) -> PipelineRunStatus {
+    let mut status = PipelineRunStatus {
+        steps: trusted.steps.iter().map(controller_fields).collect(),
+        ..trusted.clone()
+    };
+    let phase = trusted.phase.unwrap_or(RunPhase::Failed);
+    if shown.phase != Some(phase) {
+        let (ok, reason) = match phase {
+            RunPhase::Succeeded => (true, Reason::Succeeded),
+            RunPhase::Cancelled => (false, Reason::Cancelled),
+            _ => (false, Reason::StepsFailed),
+        };
+        let message = format!(
+            "the run ended {} (restored from the operator's record)",
+            phase.as_str()
+        );
+        end(&mut status, shown, ok, reason, &message, now);
+    }
+    status
+}
+
 /// The fields of a step entry the controller owns.
 pub fn controller_fields(step: &StepStatus) -> StepStatus {
     StepStatus {

@@ -15,7 +15,7 @@ pub enum PlanError {
     #[error("cannot read the PipelineRun: {}", explain(.0, "get on pipelineruns.synqx.io"))]
     ReadRun(#[source] kube::Error),
     #[error(
-        "the PipelineRun has no status.revision and the Job names no --revision, so its plan is unknown; check the operator's logs"
+        "the Job names no --revision and the operator has pinned no revision for the PipelineRun (annotation synqx.io/record), so its plan is unknown; check the operator's logs"
     )]
     NoRevision,
     #[error(

@@ -19,6 +19,7 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::{Api, Client};
 use synqx_api::dag::Plan;
 use synqx_api::run::{PipelineRun, StepPhase, StepReport, watermark_too_long};
+use synqx_api::run_record::RunRecord;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{PlanError, StatusWriteError};
@@ -182,8 +183,8 @@ pub async fn run(
 }
 
 /// Reads the plan in the ControllerRevision `pinned` (from the Job's arguments), or else in
-/// the one the run's `status.revision` names. The operator creates a step's Job before it
-/// writes the run's status, so only the argument is sure to be there when the pod starts.
+/// the one the operator's record of the run pinned (never the run's status, which the step
+/// pods of the namespace may write).
 async fn load_plan(
     client: &Client,
     target: &Attempt,
@@ -196,7 +197,7 @@ async fn load_plan(
     read_plan(client, target, revision).await
 }
 
-/// The revision the run's status names.
+/// The revision the operator's record of the run pinned.
 async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, PlanError> {
     let runs: Api<PipelineRun> = Api::namespaced(client.clone(), &target.namespace);
     let run = runs.get(&target.run).await.map_err(|e| {
@@ -209,9 +210,8 @@ async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, Pl
             PlanError::ReadRun(e)
         }
     })?;
-    run.status
-        .as_ref()
-        .and_then(|s| s.revision.clone())
+    RunRecord::of(&run)
+        .and_then(|record| record.revision)
         .filter(|r| !r.is_empty())
         .ok_or(PlanError::NoRevision)
 }
