@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use synqx_api::dag::Plan;
-use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepReport, StepStatus};
+use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepReport};
 use synqx_api::run_record::RunRecord;
 use synqx_api::scheduler::{AttemptState, Attempts};
 use synqx_api::{Pipeline, PipelineRun};
@@ -135,7 +135,7 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator, record: &RunRecord) -> R
     let mut reports = BTreeMap::new();
     for job in jobs.iter().filter(|j| job_ended(j)) {
         if let Some(key) = attempt_of(job)
-            && !recorded(record, &key)
+            && unread(record, &status, &key)
         {
             let report = report_of(ctx, &namespace, &job.name_any()).await?;
             if let Some(report) = report {
@@ -144,7 +144,7 @@ pub async fn observe(run: &PipelineRun, ctx: &Operator, record: &RunRecord) -> R
         }
     }
     Ok(Observed::Ready(Box::new(Observation {
-        jobs: job_states(&jobs, reports, &status, record, Utc::now()),
+        jobs: job_states(&jobs, reports, &status, Utc::now()),
         resumed: resumed(ctx, run, &namespace).await?,
         pipeline,
         revision,
@@ -205,19 +205,37 @@ fn recorded(record: &RunRecord, (step, attempt): &(String, u32)) -> bool {
     })
 }
 
-fn known<'a>(status: &'a PipelineRunStatus, step: &str) -> Option<&'a StepStatus> {
-    status.steps.iter().find(|s| s.name == step)
+/// Whether the report of an attempt that ended is still to be read: the record does not
+/// hold its outcome yet, or it failed and the status does not show its reason yet (the
+/// record is written first).
+fn unread(record: &RunRecord, status: &PipelineRunStatus, key: &(String, u32)) -> bool {
+    let failed = record
+        .steps
+        .get(&key.0)
+        .is_some_and(|s| matches!(s.phase, StepPhase::Failed | StepPhase::Retrying));
+    !recorded(record, key) || (failed && shown_message(status, key).is_none())
+}
+
+/// The message the status shows for this attempt of a step: the reason of a failed attempt
+/// whose report was read before (the pod may be gone since). A status that lags behind the
+/// record shows none yet, and the report is read again.
+fn shown_message(status: &PipelineRunStatus, (step, attempt): &(String, u32)) -> Option<String> {
+    status
+        .steps
+        .iter()
+        .find(|s| &s.name == step && s.attempt == Some(*attempt))
+        .and_then(|s| s.message.clone())
+        .filter(|m| !m.is_empty())
 }
 
 /// The attempts the Jobs describe. `reports` holds the termination reports read for Jobs that
 /// ended since the record last held them; a failed attempt's reason comes from its report,
-/// else from the message the status shows for an attempt the record holds, else from the
-/// Job's condition.
+/// else from the message the status shows for it (its pod may be gone), else from the Job's
+/// condition.
 pub fn job_states(
     jobs: &[Job],
     mut reports: BTreeMap<(String, u32), StepReport>,
     status: &PipelineRunStatus,
-    record: &RunRecord,
     now: DateTime<Utc>,
 ) -> JobStates {
     let mut states = JobStates::default();
@@ -238,11 +256,9 @@ pub fn job_states(
                     AttemptState::Succeeded { finished }
                 } else {
                     let report = reports.get(&key);
-                    let reason = if recorded(record, &key) {
-                        known(status, &key.0)
-                            .and_then(|s| s.message.clone())
-                            .unwrap_or_default()
-                    } else if let Some(message) = report.and_then(|r| r.message.clone()) {
+                    let reason = if let Some(message) = report.and_then(|r| r.message.clone()) {
+                        message
+                    } else if let Some(message) = shown_message(status, &key) {
                         message
                     } else {
                         start_failure::recorded(job).unwrap_or_else(|| {

@@ -14,13 +14,11 @@ use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepReport};
 use synqx_api::scheduler::scenarios::{self, SCRIPTED_FAILURE, Scenario, Trace};
 
 use super::observe::{Observation, job_states, parse_report};
-use super::record::project;
 use super::status::{Created, RunInputs, ended_status, run_status, transitions, waiting_status};
 use super::*;
 use crate::condition::Reason;
 use crate::job::{LABEL_ATTEMPT, LABEL_STEP};
 use crate::names;
-use synqx_api::run_record::RunRecord;
 
 fn at(seconds: u64) -> DateTime<Utc> {
     let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
@@ -97,7 +95,7 @@ fn play(scenario: &Scenario) -> Trace {
             pipeline: pipeline.clone().into(),
             revision: "scenario-1".into(),
             plan: plan.clone().into(),
-            jobs: job_states(&listed, reports, &status, &project(&status), at(now)),
+            jobs: job_states(&listed, reports, &status, at(now)),
             resumed: BTreeSet::new(),
         };
         let decision = decide(&observation, false, at(now), usize::MAX);
@@ -167,7 +165,6 @@ fn a_failed_attempt_reads_its_reason_from_the_report_then_from_the_status() {
         std::slice::from_ref(&failed),
         reports,
         &PipelineRunStatus::default(),
-        &RunRecord::default(),
         at(9),
     );
     assert_eq!(
@@ -177,7 +174,7 @@ fn a_failed_attempt_reads_its_reason_from_the_report_then_from_the_status() {
             reason: "table orders does not exist".into()
         }
     );
-    // Once the operator recorded the attempt, its pod (and report) may be gone.
+    // Once the status shows the attempt, its pod (and report) may be gone.
     let recorded = PipelineRunStatus {
         steps: vec![synqx_api::run::StepStatus {
             name: "load".into(),
@@ -188,13 +185,7 @@ fn a_failed_attempt_reads_its_reason_from_the_report_then_from_the_status() {
         }],
         ..Default::default()
     };
-    let states = job_states(
-        &[failed.clone()],
-        BTreeMap::new(),
-        &recorded,
-        &project(&recorded),
-        at(9),
-    );
+    let states = job_states(&[failed.clone()], BTreeMap::new(), &recorded, at(9));
     assert!(matches!(
         &states.attempts["load"][&1],
         synqx_api::scheduler::AttemptState::Failed { reason, .. } if reason == "table orders does not exist"
@@ -204,7 +195,6 @@ fn a_failed_attempt_reads_its_reason_from_the_report_then_from_the_status() {
         &[failed],
         BTreeMap::new(),
         &PipelineRunStatus::default(),
-        &RunRecord::default(),
         at(9),
     );
     assert!(matches!(
@@ -232,7 +222,6 @@ fn the_run_status_holds_only_the_fields_the_controller_owns() {
         &[a, slow],
         BTreeMap::new(),
         &PipelineRunStatus::default(),
-        &RunRecord::default(),
         at(1),
     );
     let observation = Observation {
