@@ -132,7 +132,9 @@ def synqx_yaml(case: Case, data: Dataset, servers, emu: Emulators, target: str) 
     warehouse = {
         "snowflake": f"""snowflake: {{account: bench, host: "{emu.fakesnow}", user: {{value: bench}},
       password: {{value: bench}}, warehouse: WH, database: BENCH, schema: PUBLIC}}""",
-        "bigquery": f"""bigquery: {{project: {emu.project}, dataset: {dataset_for(data)}, endpoint: "{emu.bigquery}"}}""",
+        # NDJSON loads: bigquery-emulator v0.6.6 misreads Parquet DECIMAL and DATE columns.
+        "bigquery": f"""bigquery: {{project: {emu.project}, dataset: {dataset_for(data)}, endpoint: "{emu.bigquery}",
+      loadFormat: json}}""",
     }[case.key]
     return f"""\
 apiVersion: v1

@@ -212,6 +212,20 @@ pub struct BigQueryConnection {
     /// Overrides the API endpoint (for a local emulator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// How sinks send rows to their load jobs: `parquet` (default: typed columns, compressed)
+    /// or `json` (newline-delimited JSON text). `json` is for emulators whose Parquet reader
+    /// misreads typed columns, such as bigquery-emulator 0.6.6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_format: Option<BigQueryLoadFormat>,
+}
+
+/// The file format of a BigQuery sink's load jobs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BigQueryLoadFormat {
+    #[default]
+    Parquet,
+    Json,
 }
 
 /// Pagination style of a REST API. `auto` (default) detects the style from the first

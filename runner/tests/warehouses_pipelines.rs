@@ -145,6 +145,8 @@ spec:
     project: {project}
     dataset: {dataset}
     endpoint: "{url}"
+    # The emulator's Parquet reader misreads NUMERIC, DATE, TIMESTAMP and JSON.
+    loadFormat: json
 ---
 "#
         );

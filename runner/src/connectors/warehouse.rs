@@ -11,6 +11,10 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 use super::sql::plan::{
@@ -131,6 +135,15 @@ pub async fn stage_input(
         count_sent(outcome, counters, rows, bytes);
     }
     Ok(())
+}
+
+/// A Parquet file of `schema` written in memory, as both warehouses load it: zstd-compressed,
+/// which Snowflake's `COPY INTO` and BigQuery's load jobs both read.
+pub fn parquet_writer(schema: &SchemaRef) -> Result<ArrowWriter<Vec<u8>>, ParquetError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
 }
 
 /// What a load reports: its outcome when it committed; when it failed nothing was committed,

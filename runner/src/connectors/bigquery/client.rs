@@ -1,7 +1,7 @@
 //! BigQuery's REST API (v2) as the client libraries call it: `jobs.query` then
 //! `jobs.getQueryResults` pages for statements and reads, `tables.get/insert/delete`, and load
-//! jobs from newline-delimited JSON sent as multipart uploads, followed with `jobs.get` until
-//! they are done. Every request carries the service account's bearer token (none for an
+//! jobs from Parquet files (or newline-delimited JSON) sent as multipart uploads, followed with `jobs.get` until they are
+//! done. Every request carries the service account's bearer token (none for an
 //! emulator endpoint without a key).
 
 use std::sync::Arc;
@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use synqx_api::connection::BigQueryLoadFormat;
 
 use super::auth::TokenSource;
 use super::config::BigQueryConfig;
@@ -299,19 +301,19 @@ impl Client {
         }
     }
 
-    /// Appends newline-delimited JSON rows to a table with a load job sent as a multipart
-    /// upload, and waits until the job is done.
-    pub async fn load_ndjson(
+    /// Appends the rows of a file in the Connection's `loadFormat` to a table with a load job
+    /// sent as a multipart upload, and waits until the job is done.
+    pub async fn load(
         &self,
         dataset: &str,
         table: &str,
         fields: &[TableField],
-        rows: Vec<u8>,
+        file: Vec<u8>,
     ) -> Result<(), Failure> {
         let job_id = format!("synqx_load_{}", crate::connectors::sql::unique_suffix());
         let metadata = load_job(&self.settings, &job_id, dataset, table, fields);
         let boundary = format!("synqx_{}", crate::connectors::sql::unique_suffix());
-        let body = multipart(&boundary, &metadata, rows);
+        let body = multipart(&boundary, &metadata, file);
         let url = format!(
             "{}/upload/bigquery/v2/projects/{}/jobs?uploadType=multipart",
             self.settings.endpoint, self.settings.project
@@ -352,7 +354,8 @@ impl Client {
     }
 }
 
-/// The load job's configuration: append newline-delimited JSON into an existing table.
+/// The load job's configuration: append a file into an existing table, read with the table's
+/// schema (not `autodetect`); for Parquet, LIST columns are read as repeated fields.
 pub fn load_job(
     settings: &BigQueryConfig,
     job_id: &str,
@@ -364,25 +367,29 @@ pub fn load_job(
     if let Some(location) = &settings.location {
         reference["location"] = json!(location);
     }
-    json!({
-        "jobReference": reference,
-        "configuration": {"load": {
-            "destinationTable": {"projectId": settings.project, "datasetId": dataset, "tableId": table},
-            "sourceFormat": "NEWLINE_DELIMITED_JSON",
-            "writeDisposition": "WRITE_APPEND",
-            "createDisposition": "CREATE_NEVER",
-            "schema": {"fields": fields},
-        }},
-    })
+    let mut load = json!({
+        "destinationTable": {"projectId": settings.project, "datasetId": dataset, "tableId": table},
+        "writeDisposition": "WRITE_APPEND",
+        "createDisposition": "CREATE_NEVER",
+        "schema": {"fields": fields},
+    });
+    match settings.load_format {
+        BigQueryLoadFormat::Parquet => {
+            load["sourceFormat"] = json!("PARQUET");
+            load["parquetOptions"] = json!({"enableListInference": true});
+        }
+        BigQueryLoadFormat::Json => load["sourceFormat"] = json!("NEWLINE_DELIMITED_JSON"),
+    }
+    json!({"jobReference": reference, "configuration": {"load": load}})
 }
 
-/// A `multipart/related` body: the job as JSON, then the rows.
-pub fn multipart(boundary: &str, metadata: &Value, rows: Vec<u8>) -> Vec<u8> {
+/// A `multipart/related` body: the job as JSON, then the file.
+pub fn multipart(boundary: &str, metadata: &Value, file: Vec<u8>) -> Vec<u8> {
     let mut body = format!(
         "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
     )
     .into_bytes();
-    body.extend(rows);
+    body.extend(file);
     body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
     body
 }
@@ -571,7 +578,7 @@ mod tests {
             ..Default::default()
         }];
         client
-            .load_ndjson("ds", "stage", &fields, b"{\"id\":1}\n".to_vec())
+            .load("ds", "stage", &fields, b"PAR1 rows PAR1".to_vec())
             .await
             .unwrap();
         let requests = stub.requests();
@@ -594,12 +601,13 @@ mod tests {
         assert_eq!(
             metadata["configuration"]["load"],
             json!({"destinationTable": {"projectId": "proj", "datasetId": "ds", "tableId": "stage"},
-                   "sourceFormat": "NEWLINE_DELIMITED_JSON", "writeDisposition": "WRITE_APPEND",
+                   "sourceFormat": "PARQUET", "parquetOptions": {"enableListInference": true},
+                   "writeDisposition": "WRITE_APPEND",
                    "createDisposition": "CREATE_NEVER", "schema": {"fields": [{"name": "id", "type": "INT64"}]}})
         );
         assert_eq!(
             parts[2],
-            "\r\nContent-Type: application/octet-stream\r\n\r\n{\"id\":1}\n\r\n"
+            "\r\nContent-Type: application/octet-stream\r\n\r\nPAR1 rows PAR1\r\n"
         );
         assert_eq!(
             requests[2].path(),
@@ -608,22 +616,37 @@ mod tests {
         assert_eq!(requests[2].query("location").as_deref(), Some("EU"));
     }
 
+    #[test]
+    fn a_json_load_job_reads_newline_delimited_json() {
+        let mut settings = BigQueryConfig::for_test("http://127.0.0.1:1", None, vec![]);
+        settings.load_format = BigQueryLoadFormat::Json;
+        let job = load_job(&settings, "job_1", "ds", "stage", &[]);
+        assert_eq!(
+            job,
+            json!({"jobReference": {"projectId": "proj", "jobId": "job_1", "location": "EU"},
+                   "configuration": {"load": {
+                       "destinationTable": {"projectId": "proj", "datasetId": "ds", "tableId": "stage"},
+                       "sourceFormat": "NEWLINE_DELIMITED_JSON", "writeDisposition": "WRITE_APPEND",
+                       "createDisposition": "CREATE_NEVER", "schema": {"fields": []}}}})
+        );
+    }
+
     #[tokio::test]
     async fn a_failed_load_job_names_its_reason() {
         let (client, _stub) = client(vec![
             token(),
             Reply::json(200, json!({"status": {"state": "DONE", "errorResult": {"reason": "invalid",
-                "message": "Error while reading data, error message: JSON parsing error in row starting at position 0"}}})),
+                "message": "Error while reading data, error message: Parquet column 'amount' has type INT32 which does not match the target cpp_type DOUBLE."}}})),
         ])
         .await;
         let e = client
-            .load_ndjson("ds", "stage", &[], Vec::new())
+            .load("ds", "stage", &[], Vec::new())
             .await
             .unwrap_err();
         assert_eq!(e.kind, Kind::Statement);
         assert_eq!(
             e.message,
-            "Connection \"bq\": loading rows into ds.stage: the job failed (invalid): Error while reading data, error message: JSON parsing error in row starting at position 0"
+            "Connection \"bq\": loading rows into ds.stage: the job failed (invalid): Error while reading data, error message: Parquet column 'amount' has type INT32 which does not match the target cpp_type DOUBLE."
         );
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use synqx_api::connection::BigQueryConnection;
+use synqx_api::connection::{BigQueryConnection, BigQueryLoadFormat};
 
 use crate::connectors::jwt::{RsaSigner, remember_key};
 use crate::connectors::{ConnectionRef, optional_text};
@@ -43,6 +43,8 @@ pub struct BigQueryConfig {
     pub location: Option<String>,
     /// `https://bigquery.googleapis.com`, or the `endpoint` override (a local emulator).
     pub endpoint: String,
+    /// The format of the sink's load jobs.
+    pub load_format: BigQueryLoadFormat,
     /// `None` only with an `endpoint` override (emulators take requests without a token), or
     /// when `synqx validate` checks the block without secret values.
     pub account: Option<Arc<ServiceAccount>>,
@@ -105,6 +107,7 @@ impl BigQueryConfig {
             dataset: optional_text(spec.dataset.as_deref()),
             location: optional_text(spec.location.as_deref()),
             endpoint: endpoint.unwrap_or_else(|| PUBLIC_ENDPOINT.to_string()),
+            load_format: spec.load_format.unwrap_or_default(),
             account,
             redactor,
         })
@@ -137,6 +140,7 @@ impl BigQueryConfig {
             dataset: Some("ds".into()),
             location: Some("EU".into()),
             endpoint: endpoint.into(),
+            load_format: BigQueryLoadFormat::Parquet,
             account,
             redactor,
         }

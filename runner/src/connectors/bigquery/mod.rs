@@ -2,13 +2,14 @@
 //! key signs an RS256 JWT that is exchanged for an OAuth2 token (refreshed before it expires),
 //! `endpoint` points the client at an emulator. Sources run `jobs.query` and page through
 //! `jobs.getQueryResults`, with the incremental cursor pushed down as a query parameter;
-//! sinks load newline-delimited JSON into a staging table with load jobs (multipart uploads),
-//! then move the rows with one statement or one transaction. The type map is in [`types`].
+//! sinks load Parquet into a staging table with load jobs (multipart uploads), then move the
+//! rows with one statement or one transaction. The type map is in [`types`].
 
 mod auth;
 mod check;
 mod client;
 mod config;
+mod load;
 mod rows;
 mod sink;
 mod source;

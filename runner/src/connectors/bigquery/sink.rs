@@ -1,7 +1,7 @@
-//! Writing a table. Rows are loaded as newline-delimited JSON into a staging table beside the
-//! target (load jobs of up to [`PART_BYTES`], so memory stays bounded); then one statement, or
-//! one transaction, moves them in, so a failed, cancelled or killed load leaves the table as it
-//! was:
+//! Writing a table. Rows are loaded as Parquet (see [`super::load`]), or newline-delimited
+//! JSON when the Connection's `loadFormat` says `json`, into a staging table beside the target (load jobs of up to [`PART_BYTES`], so memory stays bounded); then one
+//! statement, or one transaction, moves them in, so a failed, cancelled or killed load leaves
+//! the table as it was:
 //!
 //! - `append`: `INSERT INTO table SELECT … FROM staging`;
 //! - `overwrite`: `BEGIN TRANSACTION; DELETE FROM table WHERE TRUE; INSERT …; COMMIT TRANSACTION`;
@@ -21,9 +21,11 @@ use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use std::sync::Arc;
+use synqx_api::connection::BigQueryLoadFormat;
 use synqx_api::pipeline::WriteMode;
 
 use super::client::{Client, Failure};
+use super::load::Part;
 use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
@@ -33,7 +35,7 @@ use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
-/// Newline-delimited JSON sent in one load job.
+/// The file sent in one load job (Parquet: compressed, with what the writer still buffers).
 pub const PART_BYTES: usize = 32 * 1024 * 1024;
 
 #[async_trait]
@@ -178,7 +180,10 @@ async fn stage_and_move(
         here,
         staging,
         fields: staged_fields,
-        part: Vec::new(),
+        part: match settings.load_format {
+            BigQueryLoadFormat::Parquet => File::Parquet(Part::default()),
+            BigQueryLoadFormat::Json => File::Json(Vec::new()),
+        },
         next_row: 0,
     };
     stage_input(here, input, indexes, &mut parts, outcome, counters).await?;
@@ -224,27 +229,42 @@ async fn sweep(client: &Client, table: &Table, here: &str, counters: &Counters) 
     }
 }
 
-/// Fills the staging table: rows numbered in load order, encoded as newline-delimited JSON and
-/// sent in load jobs of about [`PART_BYTES`].
+/// Fills the staging table: rows numbered in load order, written as files in the Connection's
+/// `loadFormat` and sent in load jobs of about [`PART_BYTES`].
 struct Parts<'a> {
     client: &'a Client,
     here: &'a str,
     staging: &'a Table,
     fields: &'a [TableField],
-    part: Vec<u8>,
+    part: File,
     next_row: i64,
 }
 
+/// The load file being written.
+enum File {
+    Parquet(Part),
+    /// Newline-delimited JSON.
+    Json(Vec<u8>),
+}
+
 impl Parts<'_> {
+    fn bad(&self, detail: String) -> Error {
+        Error::BadRow(format!("{}: {detail}", self.here))
+    }
+
     /// Loads what is encoded and not yet sent.
     async fn flush(&mut self) -> Result<()> {
-        if self.part.is_empty() {
+        let file = match &mut self.part {
+            File::Parquet(part) => part.finish().map_err(|e| self.bad(e))?,
+            File::Json(rows) if rows.is_empty() => None,
+            File::Json(rows) => Some(std::mem::take(rows)),
+        };
+        let Some(file) = file else {
             return Ok(());
-        }
-        let part = std::mem::take(&mut self.part);
+        };
         let (dataset, name) = (&self.staging.dataset, &self.staging.name);
         self.client
-            .load_ndjson(dataset, name, self.fields, part)
+            .load(dataset, name, self.fields, file)
             .await
             .map_err(|e| error(&self.client.settings, e))
     }
@@ -254,9 +274,12 @@ impl Staging for Parts<'_> {
     async fn stage(&mut self, batch: RecordBatch) -> Result<()> {
         let staged = with_row_numbers(&batch, self.next_row)?;
         self.next_row += batch.num_rows() as i64;
-        encode(&staged, &mut self.part)
-            .map_err(|e| Error::BadRow(format!("{}: {e}", self.here)))?;
-        if self.part.len() >= PART_BYTES {
+        let bytes = match &mut self.part {
+            File::Parquet(part) => part.write(&staged).map(|()| part.bytes()),
+            File::Json(rows) => encode(&staged, rows).map(|()| rows.len()),
+        }
+        .map_err(|e| self.bad(e))?;
+        if bytes >= PART_BYTES {
             self.flush().await?;
         }
         Ok(())

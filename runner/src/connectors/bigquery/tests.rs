@@ -4,6 +4,13 @@
 //! failed and a cancelled overwrite, and `synqx check`.
 //! Each test works in a dataset of its own. A missing emulator fails the test.
 //!
+//! Loads are Parquet (the default `loadFormat`) where the emulator reads them right: INT64,
+//! FLOAT64, STRING, BOOL, RECORD and NULLs. Its Parquet reader misreads the other types
+//! (NUMERIC and BIGNUMERIC read 0, DATE 1970-01-01, TIME and TIMESTAMP values off, JSON kept as
+//! a JSON string) and fails on LIST columns (HTTP 500 "failed to convert array from struct"),
+//! so the tests of those types load with `loadFormat: json`; the Parquet written for them is
+//! checked in `load::tests`.
+//!
 //! Not here, because bigquery-emulator 0.6.6 gets them wrong (each is unit-tested against the
 //! API reference's shapes instead): `MERGE` (its rewrite names a table that does not exist:
 //! "no such table"), `BYTES` in loads (it keeps the base64 text instead of decoding it), JSON
@@ -18,7 +25,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, SchemaRef, TimeUnit};
 use synqx_api::ConnectionSpec;
-use synqx_api::connection::BigQueryConnection;
+use synqx_api::connection::{BigQueryConnection, BigQueryLoadFormat};
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use synqx_testkit::{emulators, unique_name};
@@ -41,8 +48,13 @@ struct Lakehouse {
 }
 
 impl Lakehouse {
-    /// A dataset of its own on the emulator.
+    /// A dataset of its own on the emulator, loaded with Parquet.
     async fn new() -> Self {
+        Self::loading(BigQueryLoadFormat::Parquet).await
+    }
+
+    /// A dataset of its own on the emulator, loaded in `format`.
+    async fn loading(format: BigQueryLoadFormat) -> Self {
         let emulators::BigQueryEmulator { url, project } = emulators::bigquery();
         let dataset = unique_name("synqx_t");
         let created = reqwest::Client::new()
@@ -63,6 +75,7 @@ impl Lakehouse {
                     project,
                     dataset: Some(dataset),
                     endpoint: Some(url),
+                    load_format: Some(format),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -118,15 +131,30 @@ impl Lakehouse {
     }
 }
 
-#[tokio::test]
-async fn the_mapped_types_round_trip() {
-    // JSON of strings only: the emulator stores JSON numbers as strings.
-    const DOC: &str = r#"{"a":"x"}"#;
-    let lake = Lakehouse::new().await;
+/// A RECORD column `point` of two rows: `{x: 5, label: p}` and NULL.
+fn point_column() -> (Field, arrow::array::ArrayRef) {
     let point = Fields::from(vec![
         Field::new("x", DataType::Int64, true),
         Field::new("label", DataType::Utf8, true),
     ]);
+    (
+        Field::new("point", DataType::Struct(point.clone()), true),
+        Arc::new(StructArray::new(
+            point,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(5), None])),
+                Arc::new(StringArray::from(vec![Some("p"), None])),
+            ],
+            Some(vec![true, false].into()),
+        )),
+    )
+}
+
+#[tokio::test]
+async fn the_mapped_types_round_trip() {
+    // JSON of strings only: the emulator stores JSON numbers as strings.
+    const DOC: &str = r#"{"a":"x"}"#;
+    let lake = Lakehouse::loading(BigQueryLoadFormat::Json).await;
     let mut columns = mapped_columns(DOC);
     columns.insert(
         2,
@@ -139,17 +167,7 @@ async fn the_mapped_types_round_trip() {
             ),
         ),
     );
-    columns.push((
-        Field::new("point", DataType::Struct(point.clone()), true),
-        Arc::new(StructArray::new(
-            point,
-            vec![
-                Arc::new(Int64Array::from(vec![Some(5), None])),
-                Arc::new(StringArray::from(vec![Some("p"), None])),
-            ],
-            Some(vec![true, false].into()),
-        )),
-    ));
+    columns.push(point_column());
     let batch = batch_of(columns);
     assert_eq!(
         ok(lake
@@ -189,6 +207,39 @@ async fn the_mapped_types_round_trip() {
     assert_eq!(point.column(1).as_string::<i32>().value(0), "p");
     for name in MAPPED_NULLABLE.iter().chain(&["big", "point"]) {
         assert!(col(name).is_null(1), "{name} keeps its null");
+    }
+}
+
+#[tokio::test]
+async fn parquet_loads_the_types_the_emulator_reads_by_content() {
+    let lake = Lakehouse::new().await;
+    let mut columns = mapped_columns("{}");
+    columns.retain(|(f, _)| ["id", "ratio", "name", "flag"].contains(&f.name().as_str()));
+    columns.push((
+        Field::new("small", DataType::Int16, true),
+        Arc::new(arrow::array::Int16Array::from(vec![Some(-7), None])),
+    ));
+    columns.push(point_column());
+    assert_eq!(
+        ok(lake
+            .write("parquet_types", WriteMode::Append, vec![batch_of(columns)])
+            .await),
+        2
+    );
+    let (schema, batches) = ok(lake.read("parquet_types", None).await);
+    let read = sorted_by_id(&schema, &batches);
+    let text = |name: &str| value_text(&read, name, 0);
+    assert_eq!(text("id"), "1");
+    assert_eq!(text("ratio"), "0.25");
+    assert_eq!(text("name"), "Zoë ✓");
+    assert_eq!(text("flag"), "true");
+    assert_eq!(text("small"), "-7");
+    assert_eq!(text("point"), "{x: 5, label: p}");
+    for name in ["ratio", "name", "flag", "small", "point"] {
+        let column = read
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no {name} in {schema:?}"));
+        assert!(column.is_null(1), "{name} keeps its null");
     }
 }
 
@@ -261,7 +312,8 @@ async fn new_columns_fail_or_are_left_out_as_schema_evolution_says() {
 
 #[tokio::test]
 async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
-    let lake = Lakehouse::new().await;
+    // Its cursor is a TIMESTAMP, which the emulator misreads from Parquet.
+    let lake = Lakehouse::loading(BigQueryLoadFormat::Json).await;
     let events = |rows: &[(i64, i64)]| {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),

@@ -113,7 +113,9 @@ pub fn table_field(field: &Field) -> Result<TableField, String> {
     })
 }
 
-fn scalar_kind(field: &Field, data_type: &DataType) -> Result<&'static str, String> {
+/// The column type created for a field of a scalar type; `Err` names a type BigQuery cannot
+/// hold.
+pub fn scalar_kind(field: &Field, data_type: &DataType) -> Result<&'static str, String> {
     Ok(match data_type {
         DataType::Boolean => "BOOL",
         DataType::Int8

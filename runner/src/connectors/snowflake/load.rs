@@ -12,8 +12,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 
 use super::bind;
@@ -283,10 +281,7 @@ fn staged_type(t: &DataType) -> DataType {
 }
 
 fn parquet_writer(schema: &SchemaRef) -> Result<ArrowWriter<Vec<u8>>, Failure> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+    crate::connectors::warehouse::parquet_writer(schema)
         .map_err(|e| Failure::protocol(format!("starting a staged Parquet file failed: {e}")))
 }
 
