@@ -10,6 +10,7 @@ mod contained;
 mod context;
 mod controllers;
 mod error;
+mod gateway;
 mod job;
 mod job_slots;
 mod leader;
@@ -73,6 +74,13 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Address of the gateway: the client API (lists, and WebSocket watches of runs) that
+    /// `synqx runs watch` and UIs read, authorised by TokenReview and SubjectAccessReview.
+    #[arg(long, default_value = "0.0.0.0:8081", conflicts_with = "no_gateway")]
+    gateway_addr: SocketAddr,
+    /// Serve no gateway.
+    #[arg(long)]
+    no_gateway: bool,
     /// Reconcile only while holding the leader Lease (run several replicas for HA).
     #[arg(long)]
     leader_elect: bool,
@@ -182,6 +190,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         (some, false) => some.iter().cloned().map(Some).collect(),
     };
     let served: Vec<String> = scopes.iter().flatten().cloned().collect();
+    // Every replica serves the gateway, leader or not: it reads through its own watches and
+    // its own client, so followers never spend the controllers' request budget.
+    let gateway = if args.no_gateway {
+        Vec::new()
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.gateway_addr)
+            .await
+            .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
+        let gateway_client = api_client::connect(args.api_qps).await?;
+        gateway::start(
+            listener,
+            gateway_client,
+            &scopes,
+            gateway::Limits::default(),
+        )
+    };
     let settings = Settings {
         runner_image: args.runner_image.clone(),
         max_concurrent_jobs: args.max_concurrent_jobs,
@@ -311,6 +335,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     server.abort();
     counter.abort();
+    for task in gateway {
+        task.abort();
+    }
     for watch in watches {
         watch.abort();
     }

@@ -1,0 +1,147 @@
+//! The gateway's own watches of Pipelines and PipelineRuns: on every replica (not only the
+//! leader), so any replica behind the Service answers. Each change of a run's status goes
+//! to the hub, which turns it into step transitions and counters.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use synqx_api::{Pipeline, PipelineRun};
+use tokio::task::JoinHandle;
+
+use super::hub::Hub;
+use super::message::RunView;
+
+/// kubectl's copy of the applied object: as large as the spec, never shown.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the gateway reads: one store of each kind per scope (a namespace, or all).
+#[derive(Clone, Default)]
+pub struct Stores {
+    scopes: Vec<(Option<String>, Store<Pipeline>, Store<PipelineRun>)>,
+}
+
+impl Stores {
+    /// The stores that hold `namespace`, if this operator serves it.
+    pub fn of(&self, namespace: &str) -> Option<(&Store<Pipeline>, &Store<PipelineRun>)> {
+        self.scopes
+            .iter()
+            .find(|(scope, ..)| scope.as_deref().is_none_or(|s| s == namespace))
+            .map(|(_, p, r)| (p, r))
+    }
+
+    /// Waits until every store has listed once.
+    pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        for (_, pipelines, runs) in &self.scopes {
+            pipelines.wait_until_ready().await?;
+            runs.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The view of a run followers get.
+pub fn view(run: &PipelineRun) -> RunView {
+    RunView {
+        name: run.name_any(),
+        namespace: run.namespace().unwrap_or_default(),
+        pipeline: run.spec.pipeline_ref.name.clone(),
+        created: run
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        status: run.status.clone().unwrap_or_default(),
+    }
+}
+
+/// Starts the watches of every scope; their tasks run until aborted.
+pub fn start(
+    client: &Client,
+    scopes: &[Option<String>],
+    hub: Arc<Hub>,
+) -> (Stores, Vec<JoinHandle<()>>) {
+    let mut stores = Stores::default();
+    let mut tasks = Vec::new();
+    for scope in scopes {
+        let (pipelines, pipelines_writer) = reflector::store();
+        let (runs, runs_writer) = reflector::store();
+        let pipeline_api: Api<Pipeline> = api(client, scope.as_deref());
+        let pipeline_stream = watcher(pipeline_api, watcher::Config::default())
+            .default_backoff()
+            .modify(|p| {
+                p.managed_fields_mut().clear();
+                p.annotations_mut().remove(LAST_APPLIED);
+            })
+            .reflect(pipelines_writer);
+        tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(pipeline_stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "the gateway's watch of Pipelines failed; retrying");
+                }
+            }
+        }));
+        let run_api: Api<PipelineRun> = api(client, scope.as_deref());
+        let run_stream = watcher(run_api, watcher::Config::default())
+            .default_backoff()
+            .modify(|r| {
+                r.managed_fields_mut().clear();
+                r.annotations_mut().remove(LAST_APPLIED);
+            })
+            .reflect(runs_writer);
+        let feed_hub = hub.clone();
+        let namespace = scope.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(run_stream);
+            let mut listed = HashSet::new();
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Init) => listed.clear(),
+                    Ok(watcher::Event::InitApply(run)) => {
+                        let view = view(&run);
+                        listed.insert((view.namespace.clone(), view.name.clone()));
+                        feed_hub.observe(view);
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        feed_hub.retain(namespace.as_deref(), &listed);
+                        listed.clear();
+                    }
+                    Ok(watcher::Event::Apply(run)) => feed_hub.observe(view(&run)),
+                    Ok(watcher::Event::Delete(run)) => {
+                        feed_hub.forget(&run.namespace().unwrap_or_default(), &run.name_any());
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the gateway's watch of PipelineRuns failed; retrying");
+                    }
+                }
+            }
+        }));
+        stores.scopes.push((scope.clone(), pipelines, runs));
+    }
+    // Counters of every run, coalesced to one message a second at most.
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            hub.flush_counters();
+        }
+    }));
+    (stores, tasks)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}

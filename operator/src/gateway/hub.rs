@@ -1,0 +1,285 @@
+//! Every followed run's log, and the followers of each: the one place messages enter (from
+//! the runs' status today, from step telemetry later) and leave (to WebSocket followers).
+//! Memory is bounded: each run keeps at most `log_length` messages, a follower's queue is
+//! `buffer` messages (a follower that falls further behind is dropped with a reason), and
+//! followers are limited per run and in total.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::broadcast;
+
+use super::log::{RunLog, Start};
+use super::message::{Message, RunView};
+
+/// The bounds of the hub's memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Messages kept per run for `?since=`.
+    pub log_length: usize,
+    /// Messages queued for one follower before it is dropped as too slow.
+    pub buffer: usize,
+    /// Followers of one run at once.
+    pub followers_per_run: usize,
+    /// Followers of all runs at once.
+    pub followers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            log_length: 512,
+            buffer: 256,
+            followers_per_run: 100,
+            followers: 1000,
+        }
+    }
+}
+
+type RunKey = (String, String);
+
+struct Entry {
+    log: RunLog,
+    tx: broadcast::Sender<Arc<Message>>,
+}
+
+/// The logs of the runs this operator serves.
+pub struct Hub {
+    /// The first sequence number of this process: microseconds since the Unix epoch at
+    /// start, so numbers of an earlier process (or another replica started earlier) are
+    /// older than anything kept here and get a snapshot marked `notKept`. Below 2^53, so
+    /// JavaScript reads them exactly.
+    base: u64,
+    limits: Limits,
+    runs: Mutex<HashMap<RunKey, Entry>>,
+    followers: Arc<AtomicUsize>,
+}
+
+/// Why a run cannot be followed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FollowError {
+    #[error("PipelineRun {namespace}/{name} is not known to this operator (yet)")]
+    NotFound { namespace: String, name: String },
+    #[error("{count} followers of PipelineRun {namespace}/{name} already: try again later")]
+    RunFull {
+        namespace: String,
+        name: String,
+        count: usize,
+    },
+    #[error("this operator serves {count} followers already: try again later")]
+    Full { count: usize },
+}
+
+/// A follower's start and queue.
+pub struct Follow {
+    pub start: Start,
+    pub rx: broadcast::Receiver<Arc<Message>>,
+    _counted: Counted,
+}
+
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Hub {
+    pub fn new(limits: Limits) -> Self {
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self::with_base(limits, base)
+    }
+
+    pub fn with_base(limits: Limits, base: u64) -> Self {
+        Self {
+            base,
+            limits,
+            runs: Mutex::default(),
+            followers: Arc::default(),
+        }
+    }
+
+    fn runs(&self) -> MutexGuard<'_, HashMap<RunKey, Entry>> {
+        // A panic while holding the lock leaves whole entries: the map stays usable.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a run's current state: its transitions go to its followers at once.
+    pub fn observe(&self, view: RunView) {
+        let key = (view.namespace.clone(), view.name.clone());
+        let mut runs = self.runs();
+        match runs.get_mut(&key) {
+            Some(entry) => {
+                for message in entry.log.observe(view) {
+                    // No receiver is not an error: the log keeps it for resumes.
+                    let _ = entry.tx.send(message);
+                }
+            }
+            None => {
+                let (tx, _) = broadcast::channel(self.limits.buffer.max(1));
+                let log = RunLog::new(view, self.base, self.limits.log_length);
+                runs.insert(key, Entry { log, tx });
+            }
+        }
+    }
+
+    /// Sends each run's pending counters as one message; called once a second.
+    pub fn flush_counters(&self) {
+        for entry in self.runs().values_mut() {
+            if let Some(message) = entry.log.flush_counters() {
+                let _ = entry.tx.send(message);
+            }
+        }
+    }
+
+    /// Forgets a deleted run: its followers' streams end.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.runs()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// Forgets every run of `namespace` (every namespace when `None`) not in `keep`: the runs
+    /// deleted while a watch was down.
+    pub fn retain(&self, namespace: Option<&str>, keep: &std::collections::HashSet<RunKey>) {
+        self.runs()
+            .retain(|key, _| namespace.is_some_and(|ns| ns != key.0) || keep.contains(key));
+    }
+
+    /// Starts following a run after `since`: the start and the queue are taken under one
+    /// lock, so nothing is lost or repeated between them.
+    pub fn follow(
+        &self,
+        namespace: &str,
+        name: &str,
+        since: Option<u64>,
+    ) -> Result<Follow, FollowError> {
+        let runs = self.runs();
+        let entry = runs
+            .get(&(namespace.to_string(), name.to_string()))
+            .ok_or_else(|| FollowError::NotFound {
+                namespace: namespace.into(),
+                name: name.into(),
+            })?;
+        let count = entry.tx.receiver_count();
+        if count >= self.limits.followers_per_run {
+            return Err(FollowError::RunFull {
+                namespace: namespace.into(),
+                name: name.into(),
+                count,
+            });
+        }
+        let total = self.followers.fetch_add(1, Ordering::SeqCst);
+        let counted = Counted(self.followers.clone());
+        if total >= self.limits.followers {
+            return Err(FollowError::Full { count: total });
+        }
+        Ok(Follow {
+            start: entry.log.start(since),
+            rx: entry.tx.subscribe(),
+            _counted: counted,
+        })
+    }
+
+    /// Followers connected now.
+    #[cfg(test)]
+    pub fn followers(&self) -> usize {
+        self.followers.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synqx_api::run::{PipelineRunStatus, RunPhase};
+
+    use super::*;
+
+    fn view(name: &str, phase: RunPhase) -> RunView {
+        RunView {
+            name: name.into(),
+            namespace: "ns".into(),
+            status: PipelineRunStatus {
+                phase: Some(phase),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn followers_are_limited_per_run_and_in_total() {
+        let limits = Limits {
+            followers_per_run: 2,
+            followers: 3,
+            ..Limits::default()
+        };
+        let hub = Hub::with_base(limits, 0);
+        hub.observe(view("a", RunPhase::Running));
+        hub.observe(view("b", RunPhase::Running));
+        let a1 = hub.follow("ns", "a", None);
+        let a2 = hub.follow("ns", "a", None);
+        assert!(a1.is_ok() && a2.is_ok());
+        assert!(matches!(
+            hub.follow("ns", "a", None),
+            Err(FollowError::RunFull { count: 2, .. })
+        ));
+        let b1 = hub.follow("ns", "b", None);
+        assert!(b1.is_ok());
+        assert!(matches!(
+            hub.follow("ns", "b", None),
+            Err(FollowError::Full { count: 3 })
+        ));
+        drop(a1);
+        assert_eq!(hub.followers(), 2);
+        assert!(hub.follow("ns", "b", None).is_ok());
+        assert!(matches!(
+            hub.follow("ns", "c", None),
+            Err(FollowError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_each_transition_once_and_a_deleted_run_ends_its_stream() {
+        let hub = Hub::with_base(Limits::default(), 10);
+        hub.observe(view("a", RunPhase::Pending));
+        let Ok(mut follow) = hub.follow("ns", "a", None) else {
+            panic!("the run is known")
+        };
+        assert!(matches!(
+            follow.start,
+            Start::Snapshot(Message { seq: 10, .. })
+        ));
+        hub.observe(view("a", RunPhase::Running));
+        hub.observe(view("a", RunPhase::Running));
+        hub.observe(view("a", RunPhase::Succeeded));
+        let mut seqs = Vec::new();
+        for _ in 0..2 {
+            match follow.rx.recv().await {
+                Ok(m) => seqs.push(m.seq),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(seqs, [11, 12]);
+        hub.forget("ns", "a");
+        assert!(matches!(
+            follow.rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn retain_forgets_only_missing_runs_of_the_namespace() {
+        let hub = Hub::with_base(Limits::default(), 0);
+        hub.observe(view("a", RunPhase::Running));
+        hub.observe(view("b", RunPhase::Running));
+        let keep = [("ns".to_string(), "a".to_string())].into_iter().collect();
+        hub.retain(Some("other"), &keep);
+        assert!(hub.follow("ns", "b", None).is_ok());
+        hub.retain(Some("ns"), &keep);
+        assert!(hub.follow("ns", "a", None).is_ok());
+        assert!(hub.follow("ns", "b", None).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The bounded log of one run's messages: what a follower resumes from with `?since=`. The
+//! log keeps the run's current view (the snapshot) and its last messages; older ones are
+//! evicted, and a `since` before them gets a fresh snapshot marked as such, never a silent
+//! gap. Counters are coalesced: changes wait in `pending` until [`RunLog::flush_counters`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use synqx_api::run::StepStatus;
+
+use super::message::{Body, Message, Reset, RunView, StepCounters};
+
+/// Where a follower starts.
+#[derive(Debug, PartialEq)]
+pub enum Start {
+    /// A snapshot as of the newest message, then everything after it.
+    Snapshot(Message),
+    /// The messages after `since`, then everything after them (possibly none yet).
+    Replay(Vec<Arc<Message>>),
+}
+
+/// One run's current view and last messages.
+#[derive(Debug)]
+pub struct RunLog {
+    view: RunView,
+    messages: VecDeque<Arc<Message>>,
+    /// Sequence number of the newest message (or of the first snapshot, before any).
+    last_seq: u64,
+    capacity: usize,
+    pending: BTreeMap<String, StepCounters>,
+}
+
+impl RunLog {
+    /// A log whose first message will be `base + 1`; `base` differs between operator
+    /// processes (see [`super::hub::Hub::new`]), so a `since` numbered by another process
+    /// falls outside what this one keeps.
+    pub fn new(view: RunView, base: u64, capacity: usize) -> Self {
+        Self {
+            view,
+            messages: VecDeque::new(),
+            last_seq: base,
+            capacity: capacity.max(1),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Takes the run's new state: returns the messages of its transitions (appended to the
+    /// log); counter changes wait for [`Self::flush_counters`].
+    pub fn observe(&mut self, view: RunView) -> Vec<Arc<Message>> {
+        let (bodies, counters) = diff(&self.view, &view);
+        self.view = view;
+        for moved in &bodies {
+            // A step's transition carries its counters: nothing of it is pending any more.
+            if let Body::Step { step, .. } = moved {
+                self.pending.remove(&step.name);
+            }
+        }
+        for c in counters {
+            self.pending.insert(c.name.clone(), c);
+        }
+        bodies.into_iter().map(|b| self.push(b)).collect()
+    }
+
+    /// The counters that changed since the last counters message, as one message.
+    pub fn flush_counters(&mut self) -> Option<Arc<Message>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let steps = std::mem::take(&mut self.pending).into_values().collect();
+        Some(self.push(Body::Counters { steps }))
+    }
+
+    /// Appends a message, evicting the oldest beyond the capacity.
+    pub fn push(&mut self, body: Body) -> Arc<Message> {
+        self.last_seq = self.last_seq.saturating_add(1);
+        let message = Arc::new(Message {
+            seq: self.last_seq,
+            body,
+        });
+        if self.messages.len() >= self.capacity {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(message.clone());
+        message
+    }
+
+    /// Where a follower that saw everything up to `since` starts.
+    pub fn start(&self, since: Option<u64>) -> Start {
+        let Some(since) = since else {
+            return Start::Snapshot(self.snapshot(None));
+        };
+        if since > self.last_seq {
+            return Start::Snapshot(self.snapshot(Some(Reset::Unknown)));
+        }
+        // The message right after `since` must still be here (or `since` is the newest).
+        let oldest = self
+            .messages
+            .front()
+            .map_or(self.last_seq.saturating_add(1), |m| m.seq);
+        if since.saturating_add(1) < oldest {
+            return Start::Snapshot(self.snapshot(Some(Reset::NotKept)));
+        }
+        Start::Replay(
+            self.messages
+                .iter()
+                .filter(|m| m.seq > since)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn snapshot(&self, reset: Option<Reset>) -> Message {
+        Message {
+            seq: self.last_seq,
+            body: Body::Snapshot {
+                reset,
+                run: self.view.clone(),
+            },
+        }
+    }
+}
+
+/// What changed between two views of a run: the transition messages, in the order a
+/// reader expects them (a run starts before its steps and ends after them), and the
+/// counters of steps that only moved their counters.
+pub fn diff(old: &RunView, new: &RunView) -> (Vec<Body>, Vec<StepCounters>) {
+    let mut steps = Vec::new();
+    let mut counters = Vec::new();
+    for step in &new.status.steps {
+        let before = old.status.steps.iter().find(|s| s.name == step.name);
+        match before {
+            Some(b) if !transitioned(b, step) => {
+                if StepCounters::of(b) != StepCounters::of(step) {
+                    counters.push(StepCounters::of(step));
+                }
+            }
+            _ => steps.push(Body::Step {
+                from: before.and_then(|b| b.phase),
+                step: step.clone(),
+            }),
+        }
+    }
+    let run = (old.status.phase != new.status.phase).then(|| Body::Run {
+        from: old.status.phase,
+        phase: new.status.phase,
+        progress: new.status.progress.clone(),
+        completion_time: new.status.completion_time.clone(),
+        duration: new.status.duration.clone(),
+    });
+    let ends = new.status.phase.is_some_and(|p| p.is_finished());
+    let bodies = match run {
+        Some(run) if ends => steps.into_iter().chain([run]).collect(),
+        Some(run) => [run].into_iter().chain(steps).collect(),
+        None => steps,
+    };
+    (bodies, counters)
+}
+
+/// Whether a step's entry changed by more than its counters.
+fn transitioned(old: &StepStatus, new: &StepStatus) -> bool {
+    old.phase != new.phase
+        || old.attempt != new.attempt
+        || old.job_name != new.job_name
+        || old.message != new.message
+        || old.started_at != new.started_at
+        || old.finished_at != new.finished_at
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,298 @@
+//! The gateway: the operator's HTTP API for clients (the `synqx` CLI, UIs), on its own port.
+//! `GET /api/v1/namespaces/{ns}/pipelines` and `…/pipelineruns` list what a UI shows;
+//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run. Every request is
+//! authorised as kubectl's would be ([`auth`]). The README has the routes and messages.
+
+pub mod auth;
+mod feed;
+mod hub;
+mod log;
+mod message;
+mod views;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kube::Client;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use self::auth::{Access, Denied};
+use self::feed::Stores;
+use self::hub::{Follow, FollowError};
+pub use self::hub::{Hub, Limits};
+use self::message::StepFilter;
+
+/// The WebSocket subprotocol of the watch route; the server selects it when offered (and
+/// never echoes the token's subprotocol).
+pub const PROTOCOL: &str = "v1.watch.synqx.io";
+/// How often an open WebSocket's token and right are reviewed again.
+pub const RECHECK: Duration = Duration::from_secs(60);
+/// How long a request waits for the gateway's first list, or for a new run to reach it.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the routes share.
+pub struct Gateway {
+    client: Client,
+    hub: Arc<Hub>,
+    stores: Stores,
+    recheck: Duration,
+}
+
+/// Starts the gateway's watches and serves its routes on `listener` until aborted.
+pub fn start(
+    listener: tokio::net::TcpListener,
+    client: Client,
+    scopes: &[Option<String>],
+    limits: Limits,
+) -> Vec<JoinHandle<()>> {
+    let hub = Arc::new(Hub::new(limits));
+    let (stores, mut tasks) = feed::start(&client, scopes, hub.clone());
+    let gateway = Arc::new(Gateway {
+        client,
+        hub,
+        stores,
+        recheck: RECHECK,
+    });
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router(gateway)).await {
+            tracing::error!(%error, "the gateway stopped serving");
+        }
+    }));
+    tasks
+}
+
+fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/namespaces/{namespace}/pipelines",
+            get(list_pipelines),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pipelineruns",
+            get(list_runs),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pipelineruns/{name}/watch",
+            get(watch_run),
+        )
+        .fallback(|| async {
+            failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "no such route: see the README's \"Gateway API\" for the routes".into(),
+            )
+        })
+        .with_state(gateway)
+}
+
+/// A refusal as the API server writes one (a `Status`), so clients read both alike.
+fn failure(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "code": code.as_u16(),
+    });
+    let mut response = (code, axum::Json(body)).into_response();
+    if code == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        let (code, reason) = match &self {
+            Denied::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            Denied::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
+            Denied::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        };
+        failure(code, reason, self.to_string())
+    }
+}
+
+impl Gateway {
+    /// The token of the request, reviewed for `access`.
+    async fn authorize(&self, headers: &HeaderMap, access: &Access) -> Result<String, Response> {
+        let token = auth::token(headers).map_err(IntoResponse::into_response)?;
+        match auth::authorize(&self.client, &token, access).await {
+            Ok(user) => {
+                tracing::debug!(%user, %access, "gateway request allowed");
+                Ok(token)
+            }
+            Err(denied) => {
+                tracing::info!(%denied, "gateway request refused");
+                Err(denied.into_response())
+            }
+        }
+    }
+
+    /// The stores of `namespace`, once listed.
+    async fn stores(&self, namespace: &str) -> Result<&Stores, Response> {
+        if self.stores.of(namespace).is_none() {
+            return Err(failure(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("namespace {namespace} is not served by this operator (--namespace)"),
+            ));
+        }
+        match tokio::time::timeout(CACHE_WAIT, self.stores.ready()).await {
+            Ok(Ok(())) => Ok(&self.stores),
+            _ => Err(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the gateway has not listed Pipelines and PipelineRuns yet; try again".into(),
+            )),
+        }
+    }
+
+    /// Follows a run, waiting a little for a run so new the gateway's watch has not seen it.
+    async fn follow(
+        &self,
+        namespace: &str,
+        name: &str,
+        since: Option<u64>,
+    ) -> Result<Follow, Response> {
+        self.stores(namespace).await?;
+        let deadline = tokio::time::Instant::now() + CACHE_WAIT;
+        loop {
+            match self.hub.follow(namespace, name, since) {
+                Ok(follow) => return Ok(follow),
+                Err(e @ FollowError::NotFound { .. }) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(failure(StatusCode::NOT_FOUND, "NotFound", e.to_string()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(failure(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "TooManyRequests",
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+async fn list_pipelines(
+    State(gateway): State<Arc<Gateway>>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let access = Access {
+        verb: "list",
+        resource: "pipelines",
+        namespace: namespace.clone(),
+        name: None,
+    };
+    if let Err(refused) = gateway.authorize(&headers, &access).await {
+        return refused;
+    }
+    let stores = match gateway.stores(&namespace).await {
+        Ok(stores) => stores,
+        Err(refused) => return refused,
+    };
+    let Some((pipelines, _)) = stores.of(&namespace) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespace {namespace} is not served"),
+        );
+    };
+    let all = pipelines.state();
+    let items = views::pipelines(all.iter().map(AsRef::as_ref), &namespace);
+    axum::Json(serde_json::json!({ "items": items })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    pipeline: Option<String>,
+}
+
+async fn list_runs(
+    State(gateway): State<Arc<Gateway>>,
+    Path(namespace): Path<String>,
+    Query(query): Query<RunsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let access = Access {
+        verb: "list",
+        resource: "pipelineruns",
+        namespace: namespace.clone(),
+        name: None,
+    };
+    if let Err(refused) = gateway.authorize(&headers, &access).await {
+        return refused;
+    }
+    let stores = match gateway.stores(&namespace).await {
+        Ok(stores) => stores,
+        Err(refused) => return refused,
+    };
+    let Some((_, runs)) = stores.of(&namespace) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespace {namespace} is not served"),
+        );
+    };
+    let all = runs.state();
+    let items = views::runs(
+        all.iter().map(AsRef::as_ref),
+        &namespace,
+        query.pipeline.as_deref(),
+    );
+    axum::Json(serde_json::json!({ "items": items })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct WatchQuery {
+    since: Option<u64>,
+    step: Option<String>,
+}
+
+async fn watch_run(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<WatchQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let access = Access {
+        verb: "get",
+        resource: "pipelineruns",
+        namespace: namespace.clone(),
+        name: Some(name.clone()),
+    };
+    let token = match gateway.authorize(&headers, &access).await {
+        Ok(token) => token,
+        Err(refused) => return refused,
+    };
+    let follow = match gateway.follow(&namespace, &name, query.since).await {
+        Ok(follow) => follow,
+        Err(refused) => return refused,
+    };
+    let follower = watch::Follower {
+        gateway,
+        follow,
+        filter: StepFilter::parse(query.step.as_deref()),
+        token,
+        access,
+    };
+    upgrade
+        .protocols([PROTOCOL])
+        .on_upgrade(move |socket| watch::stream(socket, follower))
+}
