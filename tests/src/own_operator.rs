@@ -43,6 +43,7 @@ impl<'c> OwnOperator<'c> {
             .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
         let child = Command::new(cluster.bin_dir.join("synqx-operator"))
             .args(["run", "--all-namespaces", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--gateway-addr", "127.0.0.1:0"])
             .args(args)
             .env("KUBECONFIG", &cluster.kubeconfig)
             .stdout(Stdio::null())

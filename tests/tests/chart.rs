@@ -75,6 +75,9 @@ fn default_values_install_everything_cluster_wide() {
         "RoleBinding/default/synqx-runner",
         "Deployment/synqx-system/synqx-operator",
         "Service/synqx-system/synqx-operator-metrics",
+        "Service/synqx-system/synqx-gateway",
+        "ClusterRole/synqx-operator-gateway",
+        "ClusterRoleBinding/synqx-operator-gateway",
         "PodDisruptionBudget/synqx-system/synqx-operator",
     ] {
         assert!(
@@ -90,6 +93,8 @@ fn default_values_install_everything_cluster_wide() {
         "imagePullPolicy: IfNotPresent",
         "helm.sh/resource-policy: keep",
         "- --pod-start-timeout=5m",
+        "- --gateway-addr=0.0.0.0:8081",
+        "- {name: gateway, containerPort: 8081}",
     ] {
         assert!(
             rendered.contains(expected),
@@ -110,11 +115,40 @@ fn default_values_install_everything_cluster_wide() {
 fn namespaced_values_grant_roles_only_in_the_listed_namespaces() {
     let rendered = template("synqx-chart-system", &["--values", NAMESPACED_VALUES]);
     let found = objects(&rendered);
+    // Cluster-wide only the gateway's reviews (TokenReview and SubjectAccessReview are
+    // cluster-scoped kinds), and only those two rights.
     let cluster_wide: Vec<&String> = found
         .iter()
         .filter(|o| o.starts_with("ClusterRole"))
         .collect();
-    assert!(cluster_wide.is_empty(), "{cluster_wide:?}");
+    assert_eq!(
+        cluster_wide,
+        [
+            "ClusterRole/synqx-operator-gateway",
+            "ClusterRoleBinding/synqx-operator-gateway"
+        ],
+        "{found:#?}"
+    );
+    let reviews = "rules:\n  - apiGroups: [authentication.k8s.io]\n    resources: [tokenreviews]\n    verbs: [create]\n  - apiGroups: [authorization.k8s.io]\n    resources: [subjectaccessreviews]\n    verbs: [create]\n---";
+    assert!(rendered.contains(reviews), "{rendered}");
+    // Without the gateway: nothing cluster-wide, no Service, and the operator is told so.
+    let without = template(
+        "synqx-chart-system",
+        &[
+            "--values",
+            NAMESPACED_VALUES,
+            "--set",
+            "gateway.enabled=false",
+        ],
+    );
+    let objects_without = objects(&without);
+    assert!(
+        !objects_without
+            .iter()
+            .any(|o| o.starts_with("ClusterRole") || o.ends_with("/synqx-gateway")),
+        "{objects_without:#?}"
+    );
+    assert!(without.contains("- --no-gateway\n"), "{without}");
     for ns in ["synqx-chart-etl-a", "synqx-chart-etl-b"] {
         for kind in ["Role", "RoleBinding"] {
             for name in ["synqx-operator", "synqx-runner"] {

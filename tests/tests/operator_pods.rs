@@ -57,6 +57,7 @@ async fn steps_whose_pods_cannot_start_fail_with_the_reason() {
     let log = std::fs::File::create(dir.path().join("operator.log")).expect("log");
     let mut operator = Command::new(cluster.bin_dir.join("synqx-operator"))
         .args(["run", "--all-namespaces", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--gateway-addr", "127.0.0.1:0"])
         .args(["--pod-start-timeout", "5s", "--log-format", "text"])
         // The unstartable runs ask for an image and a service account of their own.
         .args(["--allowed-runner-images", "registry.example/etl-tools:0"])

@@ -56,6 +56,7 @@ async fn runs_in_a_steady_state_cost_the_operator_no_list_and_few_writes() {
     let _operator = Operator(
         Command::new(cluster.bin_dir.join("synqx-operator"))
             .args(["run", "--all-namespaces", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--gateway-addr", "127.0.0.1:0"])
             .args(["--log-format", "text"])
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::null())

@@ -239,6 +239,7 @@ impl Standby {
                 "synqx-system",
             ])
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
+            .args(["--gateway-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("POD_NAME", "standby-replica")
             .stdout(Stdio::null())
