@@ -7,6 +7,7 @@ pub mod crd;
 
 pub mod dag;
 pub mod duration;
+pub mod gateway;
 pub mod pipeline;
 pub mod run;
 pub mod run_record;

@@ -15,10 +15,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
-
-/// The WebSocket subprotocol that carries a token (base64url, unpadded), the API server's
-/// own convention for clients that cannot set a header (browsers).
-pub const BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
+use synqx_api::gateway::BEARER_PROTOCOL;
 
 /// What a route reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kube::Client;
 use serde::Deserialize;
+use synqx_api::gateway::PROTOCOL;
 use tokio::task::JoinHandle;
 
 use self::auth::{Access, Denied};
@@ -30,9 +31,6 @@ use self::hub::{Follow, FollowError};
 pub use self::hub::{Hub, Limits};
 use self::message::StepFilter;
 
-/// The WebSocket subprotocol of the watch route; the server selects it when offered (and
-/// never echoes the token's subprotocol).
-pub const PROTOCOL: &str = "v1.watch.synqx.io";
 /// How often an open WebSocket's token and right are reviewed again.
 pub const RECHECK: Duration = Duration::from_secs(60);
 /// How long a request waits for the gateway's first list, or for a new run to reach it.
@@ -292,6 +290,7 @@ async fn watch_run(
         token,
         access,
     };
+    // Selected when offered; the token's subprotocol is never echoed.
     upgrade
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| watch::stream(socket, follower))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, close_code};
+use synqx_api::gateway::{CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Gateway;
@@ -17,11 +18,6 @@ use super::message::{Message, StepFilter};
 
 /// How long one frame may take to leave before the follower is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Close code of a follower whose token is no longer accepted (4000-4999: the
-/// application's own; 4401 reads as HTTP's 401).
-const CLOSE_UNAUTHORIZED: u16 = 4401;
-/// Close code of a follower whose right was revoked.
-const CLOSE_FORBIDDEN: u16 = 4403;
 
 /// Everything a follower's task needs.
 pub struct Follower {

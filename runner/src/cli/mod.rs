@@ -5,6 +5,7 @@ mod crd;
 mod files;
 mod graph;
 mod run;
+mod runs;
 mod state;
 mod step;
 mod validate;
@@ -158,11 +159,41 @@ enum Command {
         #[arg(long, default_value = ".synqx", env = "SYNQX_STATE", global = true)]
         state: PathBuf,
     },
+    /// Follow PipelineRuns on a cluster through the operator's gateway.
+    Runs {
+        #[command(subcommand)]
+        action: RunsCommand,
+    },
     /// Print every CustomResourceDefinition as YAML, ready for `kubectl apply -f -`.
     Crd {
         /// Write one file per CRD into this directory instead.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    /// Show a run's steps live, as the table `synqx run` prints: redrawn as they move on a
+    /// terminal, printed at each transition otherwise. Exit 0 when the run succeeds, 1 when
+    /// it fails or is cancelled.
+    Watch {
+        /// Name of the PipelineRun.
+        run: String,
+        /// Namespace of the run (default: the kubeconfig's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// URL of the operator's gateway, e.g. after `kubectl port-forward -n synqx-system
+        /// svc/synqx-gateway 8081`.
+        #[arg(long, env = "SYNQX_GATEWAY", default_value = "http://127.0.0.1:8081")]
+        gateway: String,
+        /// Bearer token of a user who may get the run (default: the kubeconfig's token),
+        /// e.g. from `kubectl create token`.
+        #[arg(long, env = "SYNQX_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Only these steps (comma-separated).
+        #[arg(long)]
+        step: Option<String>,
     },
 }
 
@@ -341,6 +372,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 files,
             } => vault::reseal(&keyring.source()?, &default_namespace, &files),
         },
+        Command::Runs {
+            action:
+                RunsCommand::Watch {
+                    run,
+                    namespace,
+                    gateway,
+                    token,
+                    step,
+                },
+        } => runs::watch(runs::WatchArgs {
+            run,
+            namespace,
+            gateway,
+            token,
+            step,
+        }),
         Command::Crd { dir } => crd::run(dir.as_deref()),
     }
 }
