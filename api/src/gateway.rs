@@ -117,6 +117,16 @@ impl StepCounters {
             watermark: step.watermark.clone(),
         }
     }
+
+    /// Writes these counters into a step's status entry.
+    pub fn apply_to(&self, step: &mut StepStatus) {
+        step.rows_read = self.rows_read;
+        step.rows_written = self.rows_written;
+        step.rows_rejected = self.rows_rejected;
+        step.bytes_read = self.bytes_read;
+        step.bytes_written = self.bytes_written;
+        step.watermark.clone_from(&self.watermark);
+    }
 }
 
 #[cfg(test)]

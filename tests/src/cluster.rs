@@ -191,9 +191,8 @@ impl Cluster {
         );
     }
 
-    /// A kubeconfig (written into `dir`) that acts as the service account `name` of
-    /// `namespace`, with a token the API server issues for an hour.
-    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, dir: &Path) -> PathBuf {
+    /// A token of the service account `name` of `namespace`, valid for an hour.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
         let out = self.kubectl(
             &["create", "token", name, "-n", namespace, "--duration", "1h"],
             None,
@@ -203,7 +202,13 @@ impl Cluster {
             "kubectl create token {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A kubeconfig (written into `dir`) that acts as the service account `name` of
+    /// `namespace`, with a token the API server issues for an hour.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, dir: &Path) -> PathBuf {
+        let token = self.service_account_token(namespace, name);
         let admin = Kubeconfig::read_from(&self.kubeconfig)
             .unwrap_or_else(|e| panic!("reading the kubeconfig: {e}"));
         let server = admin

@@ -23,20 +23,6 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A token of the service account `name` of `namespace`, valid for an hour.
-pub fn token(cluster: &Cluster, namespace: &str, name: &str) -> String {
-    let out = cluster.kubectl(
-        &["create", "token", name, "-n", namespace, "--duration", "1h"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "kubectl create token {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `GET path` with `token` (none: no Authorization header): the status and the JSON body.
 pub async fn get(path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -158,4 +144,29 @@ pub async fn next(socket: &mut Socket) -> Next {
             Some(Err(e)) => panic!("reading the watch: {e}"),
         }
     }
+}
+
+/// Waits until the operator pod that holds the leader Lease serves the gateway. Process
+/// pods share the host's network, so during a rollout the readiness probe may reach the old
+/// pod while the new one waits to bind the ports it held; the new pod binds the gateway's
+/// port before it asks for the Lease, so once it holds the Lease the port is its own.
+pub async fn wait_until_served(cluster: &Cluster) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client().await, "synqx-system");
+    crate::cluster::wait_until(
+        Duration::from_secs(120),
+        "the operator pod holding the Lease to serve the gateway",
+        || async {
+            let Some(holder) = crate::own_operator::lease_holder(cluster).await else {
+                return false;
+            };
+            let live = pods
+                .get_opt(&holder)
+                .await
+                .unwrap_or_else(|e| panic!("reading pod synqx-system/{holder}: {e}"))
+                .is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+            live && TcpStream::connect(("127.0.0.1", PORT)).await.is_ok()
+        },
+    )
+    .await;
 }

@@ -13,7 +13,7 @@ use kube::api::DeleteParams;
 use synqx_api::gateway::{Body, Message, PROTOCOL};
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
-use synqx_e2e::gateway::{Auth, Next, connect, get, next, token, watch_path};
+use synqx_e2e::gateway::{Auth, Next, connect, get, next, wait_until_served, watch_path};
 use synqx_e2e::runs::{apply, finished, setup, slow_query, sqlite, start_run};
 
 /// `viewer` may get and list Pipelines and runs, `stranger` may do nothing, `leaver` has
@@ -71,6 +71,7 @@ async fn prepare(
         pipeline
     );
     apply(cluster, &ns, &yaml);
+    wait_until_served(cluster).await;
     (cluster, ns, data)
 }
 
@@ -87,8 +88,8 @@ async fn forged_unprivileged_and_deleted_account_tokens_are_refused() {
     let (cluster, ns, _data) = prepare("gw-auth", &chain("quick", 1, 10)).await;
     start_run(cluster, &ns, "quick", "quick-1", "");
     finished(&ns, "quick-1").await;
-    let viewer = token(cluster, &ns.name, "viewer");
-    let stranger = token(cluster, &ns.name, "stranger");
+    let viewer = cluster.service_account_token(&ns.name, "viewer");
+    let stranger = cluster.service_account_token(&ns.name, "stranger");
     let runs = format!("/api/v1/namespaces/{}/pipelineruns", ns.name);
     let pipelines = format!("/api/v1/namespaces/{}/pipelines", ns.name);
 
@@ -152,7 +153,7 @@ async fn forged_unprivileged_and_deleted_account_tokens_are_refused() {
     // server keeps a TokenRequest token for at least 10 minutes, so the account is deleted
     // instead, which makes the API server refuse its still-unexpired token as it refuses an
     // expired one (TokenReview says unauthenticated).
-    let leaver = token(cluster, &ns.name, "leaver");
+    let leaver = cluster.service_account_token(&ns.name, "leaver");
     assert_eq!(get(&runs, Some(&leaver)).await.0, 200);
     let accounts: Api<ServiceAccount> = ns.api();
     accounts
@@ -170,7 +171,7 @@ async fn forged_unprivileged_and_deleted_account_tokens_are_refused() {
 #[tokio::test]
 async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded() {
     let (cluster, ns, _data) = prepare("gw-follow", &chain("slow", 1, 3_000_000)).await;
-    let viewer = token(cluster, &ns.name, "viewer");
+    let viewer = cluster.service_account_token(&ns.name, "viewer");
     start_run(cluster, &ns, "slow", "slow-1", "");
     // synqx runs watch follows the same run, as a user would.
     let cli = tokio::process::Command::new(cluster.bin_dir.join("synqx"))
@@ -333,7 +334,7 @@ async fn follow_with_reconnects(path: String, viewer: String, every: usize) -> F
 #[tokio::test]
 async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects() {
     let (cluster, ns, _data) = prepare("gw-fifty", &chain("chain", 4, 1_000_000)).await;
-    let viewer = token(cluster, &ns.name, "viewer");
+    let viewer = cluster.service_account_token(&ns.name, "viewer");
     start_run(cluster, &ns, "chain", "chain-1", "");
     let path = watch_path(&ns.name, "chain-1", "");
     let followers: Vec<_> = (0..50)

@@ -73,10 +73,7 @@ pub fn start(
         let pipeline_api: Api<Pipeline> = api(client, scope.as_deref());
         let pipeline_stream = watcher(pipeline_api, watcher::Config::default())
             .default_backoff()
-            .modify(|p| {
-                p.managed_fields_mut().clear();
-                p.annotations_mut().remove(LAST_APPLIED);
-            })
+            .modify(strip)
             .reflect(pipelines_writer);
         tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(pipeline_stream);
@@ -89,10 +86,7 @@ pub fn start(
         let run_api: Api<PipelineRun> = api(client, scope.as_deref());
         let run_stream = watcher(run_api, watcher::Config::default())
             .default_backoff()
-            .modify(|r| {
-                r.managed_fields_mut().clear();
-                r.annotations_mut().remove(LAST_APPLIED);
-            })
+            .modify(strip)
             .reflect(runs_writer);
         let feed_hub = hub.clone();
         let namespace = scope.clone();
@@ -133,6 +127,12 @@ pub fn start(
         }
     }));
     (stores, tasks)
+}
+
+/// Drops what the gateway never shows and costs memory: managed fields and kubectl's copy.
+fn strip<K: kube::Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().remove(LAST_APPLIED);
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -21,8 +21,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kube::Client;
+use kube::runtime::reflector::Store;
 use serde::Deserialize;
 use synqx_api::gateway::PROTOCOL;
+use synqx_api::{Pipeline, PipelineRun};
 use tokio::task::JoinHandle;
 
 use self::auth::{Access, Denied};
@@ -59,6 +61,9 @@ pub fn start(
         stores,
         recheck: RECHECK,
     });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving the gateway");
+    }
     tasks.push(tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router(gateway)).await {
             tracing::error!(%error, "the gateway stopped serving");
@@ -137,23 +142,43 @@ impl Gateway {
         }
     }
 
-    /// The stores of `namespace`, once listed.
-    async fn stores(&self, namespace: &str) -> Result<&Stores, Response> {
-        if self.stores.of(namespace).is_none() {
+    /// The caches of `namespace`, once listed.
+    async fn stores(
+        &self,
+        namespace: &str,
+    ) -> Result<(Store<Pipeline>, Store<PipelineRun>), Response> {
+        let Some((pipelines, runs)) = self.stores.of(namespace) else {
             return Err(failure(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("namespace {namespace} is not served by this operator (--namespace)"),
             ));
-        }
+        };
         match tokio::time::timeout(CACHE_WAIT, self.stores.ready()).await {
-            Ok(Ok(())) => Ok(&self.stores),
+            Ok(Ok(())) => Ok((pipelines.clone(), runs.clone())),
             _ => Err(failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 "the gateway has not listed Pipelines and PipelineRuns yet; try again".into(),
             )),
         }
+    }
+
+    /// The caches of `namespace` for a request whose token may list `resource` there.
+    async fn listed(
+        &self,
+        headers: &HeaderMap,
+        namespace: &str,
+        resource: &'static str,
+    ) -> Result<(Store<Pipeline>, Store<PipelineRun>), Response> {
+        let access = Access {
+            verb: "list",
+            resource,
+            namespace: namespace.to_string(),
+            name: None,
+        };
+        self.authorize(headers, &access).await?;
+        self.stores(namespace).await
     }
 
     /// Follows a run, waiting a little for a run so new the gateway's watch has not seen it.
@@ -191,29 +216,14 @@ async fn list_pipelines(
     Path(namespace): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let access = Access {
-        verb: "list",
-        resource: "pipelines",
-        namespace: namespace.clone(),
-        name: None,
-    };
-    if let Err(refused) = gateway.authorize(&headers, &access).await {
-        return refused;
+    match gateway.listed(&headers, &namespace, "pipelines").await {
+        Ok((pipelines, _)) => {
+            let all = pipelines.state();
+            let items = views::pipelines(all.iter().map(AsRef::as_ref), &namespace);
+            axum::Json(serde_json::json!({ "items": items })).into_response()
+        }
+        Err(refused) => refused,
     }
-    let stores = match gateway.stores(&namespace).await {
-        Ok(stores) => stores,
-        Err(refused) => return refused,
-    };
-    let Some((pipelines, _)) = stores.of(&namespace) else {
-        return failure(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("namespace {namespace} is not served"),
-        );
-    };
-    let all = pipelines.state();
-    let items = views::pipelines(all.iter().map(AsRef::as_ref), &namespace);
-    axum::Json(serde_json::json!({ "items": items })).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,33 +237,15 @@ async fn list_runs(
     Query(query): Query<RunsQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let access = Access {
-        verb: "list",
-        resource: "pipelineruns",
-        namespace: namespace.clone(),
-        name: None,
-    };
-    if let Err(refused) = gateway.authorize(&headers, &access).await {
-        return refused;
+    match gateway.listed(&headers, &namespace, "pipelineruns").await {
+        Ok((_, runs)) => {
+            let all = runs.state();
+            let pipeline = query.pipeline.as_deref();
+            let items = views::runs(all.iter().map(AsRef::as_ref), &namespace, pipeline);
+            axum::Json(serde_json::json!({ "items": items })).into_response()
+        }
+        Err(refused) => refused,
     }
-    let stores = match gateway.stores(&namespace).await {
-        Ok(stores) => stores,
-        Err(refused) => return refused,
-    };
-    let Some((_, runs)) = stores.of(&namespace) else {
-        return failure(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("namespace {namespace} is not served"),
-        );
-    };
-    let all = runs.state();
-    let items = views::runs(
-        all.iter().map(AsRef::as_ref),
-        &namespace,
-        query.pipeline.as_deref(),
-    );
-    axum::Json(serde_json::json!({ "items": items })).into_response()
 }
 
 #[derive(Debug, Deserialize)]
