@@ -47,7 +47,7 @@ pub enum Denied {
     #[error("user \"{user}\" may not {access}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Forbidden {
         user: String,
-        access: Access,
+        access: Box<Access>,
         reason: Option<String>,
     },
     /// 503: the API server could not answer the review.
@@ -162,7 +162,7 @@ pub async fn authorize(client: &Client, token: &str, access: &Access) -> Result<
     } else {
         Err(Denied::Forbidden {
             user: username,
-            access: access.clone(),
+            access: Box::new(access.clone()),
             reason: status.reason.filter(|r| !r.is_empty()),
         })
     }
@@ -218,12 +218,12 @@ mod tests {
     fn a_refusal_names_the_user_and_the_right() {
         let denied = Denied::Forbidden {
             user: "system:serviceaccount:etl:viewer".into(),
-            access: Access {
+            access: Box::new(Access {
                 verb: "get",
                 resource: "pipelineruns",
                 namespace: "etl".into(),
                 name: Some("orders-1".into()),
-            },
+            }),
             reason: None,
         };
         assert_eq!(

@@ -248,10 +248,7 @@ mod tests {
         let Ok(mut follow) = hub.follow("ns", "a", None) else {
             panic!("the run is known")
         };
-        assert!(matches!(
-            follow.start,
-            Start::Snapshot(Message { seq: 10, .. })
-        ));
+        assert!(matches!(&follow.start, Start::Snapshot(m) if m.seq == 10));
         hub.observe(view("a", RunPhase::Running));
         hub.observe(view("a", RunPhase::Running));
         hub.observe(view("a", RunPhase::Succeeded));

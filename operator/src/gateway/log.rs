@@ -14,7 +14,7 @@ use super::message::{Body, Message, Reset, RunView, StepCounters};
 #[derive(Debug, PartialEq)]
 pub enum Start {
     /// A snapshot as of the newest message, then everything after it.
-    Snapshot(Message),
+    Snapshot(Box<Message>),
     /// The messages after `since`, then everything after them (possibly none yet).
     Replay(Vec<Arc<Message>>),
 }
@@ -114,14 +114,14 @@ impl RunLog {
         )
     }
 
-    fn snapshot(&self, reset: Option<Reset>) -> Message {
-        Message {
+    fn snapshot(&self, reset: Option<Reset>) -> Box<Message> {
+        Box::new(Message {
             seq: self.last_seq,
             body: Body::Snapshot {
                 reset,
                 run: self.view.clone(),
             },
-        }
+        })
     }
 }
 

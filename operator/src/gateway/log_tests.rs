@@ -35,10 +35,10 @@ fn seqs(start: &Start) -> Vec<u64> {
 
 fn reset(start: &Start) -> (u64, Option<Reset>) {
     match start {
-        Start::Snapshot(Message {
-            seq,
-            body: Body::Snapshot { reset, .. },
-        }) => (*seq, *reset),
+        Start::Snapshot(message) => match &message.body {
+            Body::Snapshot { reset, .. } => (message.seq, *reset),
+            other => panic!("a snapshot start holds {other:?}"),
+        },
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }

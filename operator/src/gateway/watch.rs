@@ -55,7 +55,7 @@ async fn serve(socket: &mut WebSocket, follower: Follower) -> End {
     } = follower;
     let mut last = 0;
     let first = match start {
-        Start::Snapshot(snapshot) => vec![Arc::new(snapshot)],
+        Start::Snapshot(snapshot) => vec![Arc::from(snapshot)],
         Start::Replay(messages) => messages,
     };
     for message in first {
