@@ -191,17 +191,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let served: Vec<String> = scopes.iter().flatten().cloned().collect();
     // Every replica serves the gateway, leader or not: it reads through its own watches and
-    // its own client, so followers never spend the controllers' request budget.
+    // clients, so followers never spend the controllers' request budget.
     let gateway = if args.no_gateway {
         Vec::new()
     } else {
         let listener = tokio::net::TcpListener::bind(args.gateway_addr)
             .await
             .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
-        let gateway_client = api_client::connect(args.api_qps).await?;
+        let watch_client = api_client::connect(args.api_qps).await?;
+        let review_client = api_client::connect(args.api_qps).await?;
         gateway::start(
             listener,
-            gateway_client,
+            watch_client,
+            review_client,
             &scopes,
             gateway::Limits::default(),
         )

@@ -18,8 +18,11 @@ use crate::cluster::Cluster;
 
 /// The gateway's port on the host (the chart's default `gateway.port`).
 pub const PORT: u16 = 8081;
-/// The longest any one request or message may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest any one request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a watch may stay silent: a message comes only when the run moves, and a
+/// step's pod may take long to start on a loaded machine (as long as a run may take).
+pub const SILENCE: Duration = crate::runs::RUN_TIMEOUT;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -124,14 +127,16 @@ pub async fn connect(
 pub enum Next {
     Message(Box<Message>),
     Closed(Option<CloseFrame>),
+    /// Nothing within [`SILENCE`].
+    Silent,
 }
 
-/// The next message of a watch (pings and pongs skipped); fails after [`TIMEOUT`].
+/// The next message of a watch (pings and pongs skipped), waiting at most [`SILENCE`].
 pub async fn next(socket: &mut Socket) -> Next {
     loop {
-        let frame = tokio::time::timeout(TIMEOUT, socket.next())
-            .await
-            .unwrap_or_else(|_| panic!("no message from the gateway within {TIMEOUT:?}"));
+        let Ok(frame) = tokio::time::timeout(SILENCE, socket.next()).await else {
+            return Next::Silent;
+        };
         match frame {
             Some(Ok(Frame::Text(text))) => {
                 let message: Message = serde_json::from_str(text.as_str())
@@ -169,4 +174,68 @@ pub async fn wait_until_served(cluster: &Cluster) {
         },
     )
     .await;
+}
+
+/// A REST API on loopback whose `/records` answers only once opened: a step that reads it
+/// stays Running until the test lets it finish, so followers can connect first however
+/// slow the machine is. Every other path answers at once (a Connection's check).
+pub struct Gate {
+    pub port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap_or_else(|e| panic!("binding the gate's port: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the gate's address: {e}"))
+            .port();
+        let (open, opened) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut opened = opened.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let gated = String::from_utf8_lossy(&head).contains(" /records");
+                    if gated && opened.wait_for(|open| *open).await.is_err() {
+                        return;
+                    }
+                    let body = r#"[{"id":1,"name":"a"},{"id":2,"name":"b"}]"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self { port, open }
+    }
+
+    /// Lets every waiting and later request of `/records` through.
+    pub fn open(&self) {
+        let _ = self.open.send(true);
+    }
+
+    /// A `rest` Connection `name` to this API, then a `---` separator.
+    pub fn connection(&self, name: &str) -> String {
+        crate::runs::connection(
+            name,
+            &format!(
+                "rest: {{baseUrl: \"http://127.0.0.1:{}/\", timeout: 5m}}",
+                self.port
+            ),
+        )
+    }
 }

@@ -13,8 +13,8 @@ use kube::api::DeleteParams;
 use synqx_api::gateway::{Body, Message, PROTOCOL};
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
-use synqx_e2e::gateway::{Auth, Next, connect, get, next, wait_until_served, watch_path};
-use synqx_e2e::runs::{apply, finished, setup, slow_query, sqlite, start_run};
+use synqx_e2e::gateway::{Auth, Gate, Next, connect, get, next, wait_until_served, watch_path};
+use synqx_e2e::runs::{apply, finished, setup, slow_query, sqlite, start_run, step, step_reaches};
 
 /// `viewer` may get and list Pipelines and runs, `stranger` may do nothing, `leaver` has
 /// viewer's rights (and is deleted by a test).
@@ -39,16 +39,22 @@ fn accounts() -> String {
 }
 
 /// A Pipeline of `steps` steps run one after the other, each a query on `db` that keeps it
-/// busy for `rows` rows.
-fn chain(name: &str, steps: usize, rows: u64) -> String {
+/// busy for `rows` rows; after a first step `gated` (reading the [`Gate`] `api` into `db`)
+/// when asked.
+fn chain(name: &str, gated: bool, steps: usize, rows: u64) -> String {
     let mut yaml = format!(
         "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: {name}}}\nspec:\n  steps:\n"
     );
+    if gated {
+        yaml.push_str(
+            "    - {name: gated, sync: {source: {connection: api, asset: {fqn: records}}, destination: {connection: db, asset: {fqn: records}, mode: overwrite}}}\n",
+        );
+    }
     for n in 1..=steps {
-        let depends = if n > 1 {
-            format!(", dependsOn: [s{}]", n - 1)
-        } else {
-            String::new()
+        let depends = match (n, gated) {
+            (1, false) => String::new(),
+            (1, true) => ", dependsOn: [gated]".to_string(),
+            _ => format!(", dependsOn: [s{}]", n - 1),
         };
         yaml.push_str(&format!(
             "    - {{name: s{n}{depends}, sql: {{connection: db, statements: [\"{}\"]}}}}\n",
@@ -61,13 +67,15 @@ fn chain(name: &str, steps: usize, rows: u64) -> String {
 async fn prepare(
     prefix: &str,
     pipeline: &str,
+    gate: &Gate,
 ) -> (&'static Cluster, TestNamespace, tempfile::TempDir) {
     let (cluster, ns) = setup(prefix).await;
     let data = tempfile::tempdir().expect("tempdir");
     let yaml = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         accounts(),
         sqlite("db", &data.path().join("db.sqlite")),
+        gate.connection("api"),
         pipeline
     );
     apply(cluster, &ns, &yaml);
@@ -85,7 +93,12 @@ fn phase_of(message: &Message) -> Option<RunPhase> {
 
 #[tokio::test]
 async fn forged_unprivileged_and_deleted_account_tokens_are_refused() {
-    let (cluster, ns, _data) = prepare("gw-auth", &chain("quick", 1, 10)).await;
+    let (cluster, ns, _data) = prepare(
+        "gw-auth",
+        &chain("quick", false, 1, 10),
+        &Gate::start().await,
+    )
+    .await;
     start_run(cluster, &ns, "quick", "quick-1", "");
     finished(&ns, "quick-1").await;
     let viewer = cluster.service_account_token(&ns.name, "viewer");
@@ -170,7 +183,8 @@ async fn forged_unprivileged_and_deleted_account_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded() {
-    let (cluster, ns, _data) = prepare("gw-follow", &chain("slow", 1, 3_000_000)).await;
+    let gate = Gate::start().await;
+    let (cluster, ns, _data) = prepare("gw-follow", &chain("slow", true, 0, 0), &gate).await;
     let viewer = cluster.service_account_token(&ns.name, "viewer");
     start_run(cluster, &ns, "slow", "slow-1", "");
     // synqx runs watch follows the same run, as a user would.
@@ -184,11 +198,8 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
 
     // The token in the subprotocol; the gateway selects the watch protocol, never echoing
     // the token's.
-    let connected = connect(
-        &watch_path(&ns.name, "slow-1", ""),
-        Auth::Subprotocol(&viewer),
-    )
-    .await;
+    let path = watch_path(&ns.name, "slow-1", "");
+    let connected = connect(&path, Auth::Subprotocol(&viewer)).await;
     let Ok((mut socket, chosen)) = connected else {
         panic!(
             "the watch was refused: {connected:?}",
@@ -196,8 +207,9 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
         )
     };
     assert_eq!(chosen.as_deref(), Some(PROTOCOL));
-    let Next::Message(first) = next(&mut socket).await else {
-        panic!("the watch closed before its snapshot")
+    let first = match next(&mut socket).await {
+        Next::Message(first) => first,
+        other => panic!("no snapshot: {other:?}"),
     };
     let Body::Snapshot { reset: None, run } = &first.body else {
         panic!("the first message is not a plain snapshot: {first:?}")
@@ -206,12 +218,19 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
         (run.name.as_str(), run.pipeline.as_str()),
         ("slow-1", "slow")
     );
-    let mut phases: Vec<Option<StepPhase>> = run.status.steps.iter().map(|s| s.phase).collect();
+    // The step cannot finish before the gate opens: the follower sees it happen.
+    assert!(
+        !phase_of(&first).is_some_and(RunPhase::is_finished),
+        "{first:?}"
+    );
+    step_reaches(&ns, "slow-1", "gated", StepPhase::Running).await;
+    gate.open();
     let mut last = first.seq;
     let mut transitions = Vec::new();
     loop {
-        let Next::Message(message) = next(&mut socket).await else {
-            panic!("the watch closed before the run ended")
+        let message = match next(&mut socket).await {
+            Next::Message(message) => message,
+            other => panic!("{other:?} after message {last} and {transitions:?}"),
         };
         assert_eq!(
             message.seq,
@@ -220,24 +239,25 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
         );
         last = message.seq;
         if let Body::Step { from, step } = &message.body {
-            transitions.push((step.name.clone(), *from, step.phase));
-            phases.push(step.phase);
+            transitions.push((step.name.clone(), *from, step.phase, step.rows_written));
         }
         if phase_of(&message).is_some_and(RunPhase::is_finished) {
             assert_eq!(phase_of(&message), Some(RunPhase::Succeeded));
             break;
         }
     }
+    let run = finished(&ns, "slow-1").await;
+    let written = step(&run, "gated").rows_written;
+    assert_eq!(written, Some(2), "{run:?}");
     assert!(
         transitions.contains(&(
-            "s1".into(),
+            "gated".into(),
             Some(StepPhase::Running),
-            Some(StepPhase::Succeeded)
+            Some(StepPhase::Succeeded),
+            written
         )),
         "{transitions:?}"
     );
-    let running = phases.iter().position(|p| *p == Some(StepPhase::Running));
-    assert!(running.is_some(), "s1 was never seen Running: {phases:?}");
 
     let output = tokio::time::timeout(Duration::from_secs(60), cli)
         .await
@@ -250,18 +270,15 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
         "synqx runs watch: {}\n{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("Pipeline slow run slow-1: Succeeded in "),
-        "{stdout}"
-    );
     let table = stdout
-        .rsplit("Pipeline slow run slow-1:")
+        .rsplit("Pipeline slow run slow-1: ")
         .next()
         .unwrap_or_default();
+    assert!(table.starts_with("Succeeded in "), "{stdout}");
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("s1 ") && l.contains(" Succeeded ")),
+            .any(|l| l.starts_with("gated ") && l.contains(" Succeeded  2 ")),
         "{stdout}"
     );
 }
@@ -270,23 +287,25 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
 /// reconnected.
 struct Followed {
     messages: BTreeMap<u64, String>,
-    first: u64,
     reconnects: usize,
 }
 
 /// Follows `run` to its end, dropping the connection after every `every` messages and
 /// resuming with `since`; fails on a gap, a repeat, or a snapshot where a resume was due.
-async fn follow_with_reconnects(path: String, viewer: String, every: usize) -> Followed {
+/// Says on `ready` when it has its first snapshot.
+async fn follow_with_reconnects(
+    path: String,
+    viewer: String,
+    every: usize,
+    ready: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Followed {
     let mut messages = BTreeMap::new();
     let mut since: Option<u64> = None;
-    let mut first = 0;
     let mut reconnects = 0;
     loop {
-        let query = since.map(|s| format!("since={s}")).unwrap_or_default();
-        let url = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
+        let url = match since {
+            Some(s) => format!("{path}?since={s}"),
+            None => path.clone(),
         };
         let (mut socket, _) = connect(&url, Auth::Header(&viewer))
             .await
@@ -295,28 +314,26 @@ async fn follow_with_reconnects(path: String, viewer: String, every: usize) -> F
         loop {
             let message = match next(&mut socket).await {
                 Next::Message(message) => message,
-                Next::Closed(frame) => panic!("{url}: the gateway closed the watch: {frame:?}"),
+                other => panic!("{url}: {other:?} after {since:?}"),
             };
             match (&message.body, since) {
                 (Body::Snapshot { .. }, Some(s)) => {
                     panic!("{url}: a snapshot instead of the messages after {s}: {message:?}")
                 }
-                (Body::Snapshot { .. }, None) => first = message.seq,
-                (_, _) => {
-                    let expected = since.unwrap_or(first) + 1;
-                    assert_eq!(
-                        message.seq, expected,
-                        "{url}: a gap or a repeat: {message:?}"
-                    );
-                    let json = serde_json::to_string(&*message).unwrap_or_default();
-                    assert!(messages.insert(message.seq, json).is_none());
+                (Body::Snapshot { .. }, None) => {
+                    let _ = ready.send(());
                 }
+                (_, Some(s)) => {
+                    assert_eq!(message.seq, s + 1, "{url}: a gap or a repeat: {message:?}");
+                    let json = serde_json::to_string(&*message).unwrap_or_default();
+                    messages.insert(message.seq, json);
+                }
+                (_, None) => panic!("{url}: no snapshot first: {message:?}"),
             }
             since = Some(message.seq);
             if phase_of(&message).is_some_and(RunPhase::is_finished) {
                 return Followed {
                     messages,
-                    first,
                     reconnects,
                 };
             }
@@ -333,35 +350,38 @@ async fn follow_with_reconnects(path: String, viewer: String, every: usize) -> F
 
 #[tokio::test]
 async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects() {
-    let (cluster, ns, _data) = prepare("gw-fifty", &chain("chain", 4, 1_000_000)).await;
+    let gate = Gate::start().await;
+    let (cluster, ns, _data) = prepare("gw-fifty", &chain("chain", true, 3, 300_000), &gate).await;
     let viewer = cluster.service_account_token(&ns.name, "viewer");
     start_run(cluster, &ns, "chain", "chain-1", "");
     let path = watch_path(&ns.name, "chain-1", "");
+    let (ready, mut connected) = tokio::sync::mpsc::unbounded_channel();
     let followers: Vec<_> = (0..50)
         .map(|i| {
-            tokio::spawn(follow_with_reconnects(
-                path.clone(),
-                viewer.clone(),
-                1 + i % 3,
-            ))
+            let follower =
+                follow_with_reconnects(path.clone(), viewer.clone(), 1 + i % 3, ready.clone());
+            tokio::spawn(follower)
         })
         .collect();
     // One more follows only step s2.
     let filtered = {
         let path = watch_path(&ns.name, "chain-1", "step=s2");
         let viewer = viewer.clone();
+        let ready = ready.clone();
         tokio::spawn(async move {
             let (mut socket, _) = connect(&path, Auth::Header(&viewer))
                 .await
                 .unwrap_or_else(|(code, body)| panic!("{path}: {code} {body}"));
             let mut steps = Vec::new();
             loop {
-                let Next::Message(message) = next(&mut socket).await else {
-                    panic!("{path}: closed before the run ended")
+                let message = match next(&mut socket).await {
+                    Next::Message(message) => message,
+                    other => panic!("{path}: {other:?} before the run ended"),
                 };
                 match &message.body {
                     Body::Snapshot { run, .. } => {
-                        steps.extend(run.status.steps.iter().map(|s| s.name.clone()))
+                        let _ = ready.send(());
+                        steps.extend(run.status.steps.iter().map(|s| s.name.clone()));
                     }
                     Body::Step { step, .. } => steps.push(step.name.clone()),
                     Body::Counters { steps: counted } => {
@@ -375,6 +395,13 @@ async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects
             }
         })
     };
+    // Every follower is in before the first step may finish.
+    for n in 0..51 {
+        tokio::time::timeout(Duration::from_secs(120), connected.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {n} of 51 followers connected within 120 s"));
+    }
+    gate.open();
     let mut all = Vec::new();
     for follower in followers {
         all.push(
@@ -391,10 +418,10 @@ async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects
     );
     // Every follower ends at the same message, and any two hold the same message under the
     // same number.
-    let last = all
+    let last: Vec<Option<u64>> = all
         .iter()
-        .map(|f| f.messages.keys().max().copied().unwrap_or(f.first))
-        .collect::<Vec<_>>();
+        .map(|f| f.messages.keys().max().copied())
+        .collect();
     assert!(last.windows(2).all(|w| w[0] == w[1]), "{last:?}");
     let mut union: BTreeMap<u64, &String> = BTreeMap::new();
     for followed in &all {
@@ -402,32 +429,23 @@ async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects
             let seen = union.entry(*seq).or_insert(json);
             assert_eq!(*seen, json, "message {seq} differs between followers");
         }
-    }
-    // Each step's Running and Succeeded reached everyone who started before it ran.
-    let earliest = all
-        .iter()
-        .min_by_key(|f| f.first)
-        .map(|f| f.first)
-        .unwrap_or_default();
-    let complete: Vec<&Followed> = all.iter().filter(|f| f.first == earliest).collect();
-    let transitions: Vec<String> = complete[0]
-        .messages
-        .values()
-        .filter(|json| json.contains("\"type\":\"step\""))
-        .cloned()
-        .collect();
-    for n in 1..=4 {
-        assert!(
-            transitions
-                .iter()
-                .any(|j| j.contains(&format!("\"name\":\"s{n}\""))
-                    && j.contains("\"phase\":\"Succeeded\"")),
-            "s{n} Succeeded missing: {transitions:#?}"
-        );
+        // Each got every step turning Succeeded: all of them were in before the first did.
+        for name in ["gated", "s1", "s2", "s3"] {
+            assert!(
+                followed
+                    .messages
+                    .values()
+                    .any(|j| j.contains("\"type\":\"step\"")
+                        && j.contains(&format!("\"name\":\"{name}\""))
+                        && j.contains("\"phase\":\"Succeeded\"")),
+                "{name} Succeeded missing: {:#?}",
+                followed.messages
+            );
+        }
     }
     let reconnects: usize = all.iter().map(|f| f.reconnects).sum();
     assert!(
-        reconnects >= 50,
+        reconnects >= 100,
         "only {reconnects} reconnections were forced"
     );
 

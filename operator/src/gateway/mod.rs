@@ -46,17 +46,21 @@ pub struct Gateway {
     recheck: Duration,
 }
 
-/// Starts the gateway's watches and serves its routes on `listener` until aborted.
+/// Starts the gateway's watches and serves its routes on `listener` until aborted. The
+/// watches use `watch_client` and the reviews `review_client`, each with its own request
+/// budget: a crowd of clients connecting at once must not hold back the watches that feed
+/// them (a run's transitions would reach the gateway late, or only as its end state).
 pub fn start(
     listener: tokio::net::TcpListener,
-    client: Client,
+    watch_client: Client,
+    review_client: Client,
     scopes: &[Option<String>],
     limits: Limits,
 ) -> Vec<JoinHandle<()>> {
     let hub = Arc::new(Hub::new(limits));
-    let (stores, mut tasks) = feed::start(&client, scopes, hub.clone());
+    let (stores, mut tasks) = feed::start(&watch_client, scopes, hub.clone());
     let gateway = Arc::new(Gateway {
-        client,
+        client: review_client,
         hub,
         stores,
         recheck: RECHECK,
