@@ -280,12 +280,7 @@ fn apply(run: &mut Option<RunView>, message: &Message) {
                     .iter_mut()
                     .find(|s| s.name == counters.name)
                 {
-                    entry.rows_read = counters.rows_read;
-                    entry.rows_written = counters.rows_written;
-                    entry.rows_rejected = counters.rows_rejected;
-                    entry.bytes_read = counters.bytes_read;
-                    entry.bytes_written = counters.bytes_written;
-                    entry.watermark.clone_from(&counters.watermark);
+                    counters.apply_to(entry);
                 }
             }
         }
