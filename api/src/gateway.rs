@@ -60,6 +60,25 @@ pub enum Body {
     /// Counters of the steps that moved since the last counters message of the run (at
     /// most one a second per run).
     Counters { steps: Vec<StepCounters> },
+    /// Lines a step attempt logged, in the order it wrote them.
+    #[serde(rename_all = "camelCase")]
+    Log {
+        step: String,
+        attempt: u32,
+        lines: Vec<LogLine>,
+    },
+}
+
+/// One line of a step's log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// When the step wrote it (RFC 3339).
+    pub time: String,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`; absent for text that is not an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    pub text: String,
 }
 
 /// Why a follower gets a fresh snapshot instead of the messages after its `since`.
@@ -171,6 +190,18 @@ mod tests {
                         name: "load".into(),
                         rows_read: Some(9),
                         ..Default::default()
+                    }],
+                },
+            },
+            Message {
+                seq: 4,
+                body: Body::Log {
+                    step: "load".into(),
+                    attempt: 1,
+                    lines: vec![LogLine {
+                        time: "2026-12-02T07:30:00.000Z".into(),
+                        level: Some("INFO".into()),
+                        text: "loaded 500 rows".into(),
                     }],
                 },
             },

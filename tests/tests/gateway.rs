@@ -387,6 +387,7 @@ async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects
                     Body::Counters { steps: counted } => {
                         steps.extend(counted.iter().map(|s| s.name.clone()))
                     }
+                    Body::Log { step, .. } => steps.push(step.clone()),
                     Body::Run { .. } => {}
                 }
                 if phase_of(&message).is_some_and(RunPhase::is_finished) {

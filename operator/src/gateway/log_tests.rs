@@ -86,6 +86,7 @@ fn kind(body: &Body) -> String {
             .replace(')', ""),
         Body::Counters { steps } => format!("counters {}", steps.len()),
         Body::Snapshot { .. } => "snapshot".into(),
+        Body::Log { step, lines, .. } => format!("log {step} {}", lines.len()),
     }
 }
 
@@ -250,5 +251,15 @@ fn a_step_filter_keeps_its_steps_and_the_run() {
         },
     };
     assert_eq!(filter.apply(&run), Some(run.clone()));
+    let log = |name: &str| Message {
+        seq: 8,
+        body: Body::Log {
+            step: name.into(),
+            attempt: 1,
+            lines: vec![],
+        },
+    };
+    assert_eq!(filter.apply(&log("a")), None);
+    assert_eq!(filter.apply(&log("b")), Some(log("b")));
     assert_eq!(StepFilter::parse(Some(" , ")), StepFilter::default());
 }

@@ -39,6 +39,7 @@ impl StepFilter {
                 Body::Snapshot { reset: *reset, run }
             }
             Body::Step { step, .. } if !self.keeps(&step.name) => return None,
+            Body::Log { step, .. } if !self.keeps(step) => return None,
             Body::Counters { steps } => {
                 let steps: Vec<StepCounters> = steps
                     .iter()

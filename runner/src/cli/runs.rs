@@ -207,7 +207,7 @@ impl Shown {
 
     /// Applies a message and shows the result; returns the phase once the run finished.
     fn take(&mut self, message: Message) -> anyhow::Result<Option<RunPhase>> {
-        let transition = !matches!(message.body, Body::Counters { .. });
+        let transition = !matches!(message.body, Body::Counters { .. } | Body::Log { .. });
         if let Body::Snapshot {
             reset: Some(reset), ..
         } = &message.body
@@ -284,6 +284,8 @@ fn apply(run: &mut Option<RunView>, message: &Message) {
                 }
             }
         }
+        // The table shows no log; `synqx logs` does.
+        Body::Log { .. } => {}
     }
 }
 
