@@ -15,6 +15,7 @@ pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod secret;
+pub mod step_plan;
 pub mod types;
 pub mod validate;
 pub mod vault;

@@ -16,6 +16,7 @@ use synqx_api::duration::parse_duration;
 use synqx_api::pipeline::{PipelineSpec, Step};
 use synqx_api::run::PipelineRun;
 use synqx_api::secret::{AMBIENT_CREDENTIALS_ENV, secret_env_name};
+use synqx_api::step_plan::{STEP_PLAN_ENV, StepPlan, StepPlanError};
 
 use crate::step_pod::{self, PodDefaults};
 use crate::{names, start_failure, vault};
@@ -79,6 +80,15 @@ impl StepJob<'_> {
             .unwrap_or_else(|| self.default_image.to_string());
 
         let mut env = vec![vault::namespace_env()];
+        // A plan too large for the environment is refused before the Job is built
+        // ([`Self::plan_problem`]): that Job never starts a pod.
+        if let Ok(plan) = self.step_plan_env() {
+            env.push(EnvVar {
+                name: STEP_PLAN_ENV.into(),
+                value: Some(plan),
+                ..Default::default()
+            });
+        }
         if let Some(watermark) = self.watermark {
             env.push(EnvVar {
                 name: WATERMARK_ENV.into(),
@@ -173,6 +183,31 @@ impl StepJob<'_> {
             }),
             status: None,
         }
+    }
+
+    /// The step's part of the plan as the pod reads it from [`STEP_PLAN_ENV`], so it needs
+    /// no API call to start.
+    fn step_plan_env(&self) -> Result<String, StepPlanError> {
+        match StepPlan::of(self.plan, self.revision, &self.step.name) {
+            Some(plan) => plan.to_env_value(),
+            // The step is taken from the plan, so this is a step of another plan.
+            None => StepPlan {
+                revision: self.revision.to_string(),
+                plan_hash: self.plan.hash.clone(),
+                step: synqx_api::dag::PlannedStep {
+                    step: self.step.clone(),
+                    layer: 0,
+                    upstream: Vec::new(),
+                },
+                connections: BTreeMap::new(),
+            }
+            .to_env_value(),
+        }
+    }
+
+    /// Why the step cannot start in a pod: its plan does not fit in the pod's environment.
+    pub fn plan_problem(&self) -> Option<String> {
+        self.step_plan_env().err().map(|e| e.to_string())
     }
 
     fn timeout(&self) -> Option<std::time::Duration> {
@@ -559,6 +594,15 @@ spec:
             find(WATERMARK_ENV).and_then(|e| e.value).as_deref(),
             Some("2026-11-01T00:00:00Z")
         );
+        let step_plan = find(STEP_PLAN_ENV)
+            .and_then(|e| e.value)
+            .and_then(|text| StepPlan::from_env_value(&text).ok());
+        assert_eq!(
+            step_plan,
+            StepPlan::of(plan, "orders-0123456789", "extract"),
+            "the pod gets its step, revision and Connections in its environment"
+        );
+        assert_eq!(step_job.plan_problem(), None);
         let secret = find("SYNQX_SECRET_DB_CREDENTIALS__PASSWORD")
             .and_then(|e| e.value_from)
             .and_then(|v| v.secret_key_ref);

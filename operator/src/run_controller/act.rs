@@ -94,7 +94,11 @@ pub async fn stop_and_start(
             pods: &ctx.settings.pods,
             lend_ambient_credentials: ctx.settings.policy.allow_ambient_credentials,
         };
-        let body = match refusal(ctx, &mut opt_ins, observation, &planned.step).await? {
+        let why = match refusal(ctx, &mut opt_ins, observation, &planned.step).await? {
+            Some(why) => Some(why),
+            None => job.plan_problem(),
+        };
+        let body = match why {
             Some(why) => refused(job.build(), &why),
             None => job.build(),
         };

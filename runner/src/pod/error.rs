@@ -41,6 +41,10 @@ pub enum PlanError {
         source: serde_json::Error,
     },
     #[error(
+        "$SYNQX_STEP_PLAN does not hold the plan of a step: {0} (the operator that created the Job and the runner image are of different SynqX versions; run the operator's runner image)"
+    )]
+    NotAStepPlan(#[source] serde_json::Error),
+    #[error(
         "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {steps}); the Job's --step argument must name one of them"
     )]
     NoStep {

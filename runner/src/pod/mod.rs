@@ -1,7 +1,8 @@
 //! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job.
 //!
-//! The runner reads its run, the ControllerRevision that holds the run's plan and the
-//! watermark the operator hands it, executes the step with the engine `synqx run` uses
+//! The runner reads its step's part of the run's plan and the watermark from the environment
+//! the operator gave its pod (a Job of an older operator without [`STEP_PLAN_ENV`] has it read
+//! from the ControllerRevision that holds the plan), executes the step with the engine `synqx run` uses
 //! ([`crate::step::execute`]), server-side-applies its own `status.steps[name]` entry while it
 //! runs and once at the end, and leaves a [`StepReport`] in the termination message.
 
@@ -20,6 +21,8 @@ use kube::{Api, Client};
 use synqx_api::dag::Plan;
 use synqx_api::run::{PipelineRun, StepPhase, StepReport, watermark_too_long};
 use synqx_api::run_record::RunRecord;
+pub use synqx_api::step_plan::STEP_PLAN_ENV;
+use synqx_api::step_plan::StepPlan;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{PlanError, StatusWriteError};
@@ -66,6 +69,8 @@ impl std::fmt::Display for Attempt {
 
 /// What the pod's environment gives the step.
 pub struct PodEnv {
+    /// The step's part of the plan (`SYNQX_STEP_PLAN`), as JSON.
+    pub step_plan: Option<String>,
     /// The committed watermark (`SYNQX_WATERMARK`); `None` reads everything.
     pub watermark: Option<String>,
     /// Credentials from `SYNQX_SECRET_<SECRET>__<KEY>` variables, and the namespace's vault
@@ -91,6 +96,7 @@ impl PodEnv {
                 .filter(|v| !v.is_empty())
         };
         let watermark = get(WATERMARK_ENV);
+        let step_plan = get(STEP_PLAN_ENV);
         let termination_path = get(TERMINATION_MESSAGE_ENV)
             .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from);
         let namespace = get(vault::NAMESPACE_ENV);
@@ -109,6 +115,7 @@ impl PodEnv {
             };
         }
         Self {
+            step_plan,
             watermark,
             termination_path,
             work_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -157,7 +164,7 @@ pub async fn run(
                 &target.run,
                 &target.step,
             ));
-            let (report, known) = match load_plan(&client, &target, revision).await {
+            let (report, known) = match load_plan(&client, &target, env, revision).await {
                 Ok((revision, plan)) => (
                     execute_planned(&target, &revision, &plan, env, status.clone(), cancel).await,
                     plan.step(&target.step).is_some(),
@@ -182,19 +189,30 @@ pub async fn run(
     report
 }
 
-/// Reads the plan in the ControllerRevision `pinned` (from the Job's arguments), or else in
-/// the one the operator's record of the run pinned (never the run's status, which the step
-/// pods of the namespace may write).
+/// The step's plan from the pod's environment ([`STEP_PLAN_ENV`]), with no API call. Without
+/// it (a Job an older operator created), the plan in the ControllerRevision `pinned` (from the
+/// Job's arguments), or else in the one the operator's record of the run pinned (never the
+/// run's status, which the step pods of the namespace may write).
 async fn load_plan(
     client: &Client,
     target: &Attempt,
+    env: &PodEnv,
     pinned: Option<String>,
 ) -> Result<(String, Plan), PlanError> {
+    if let Some(text) = &env.step_plan {
+        return plan_from_env(text);
+    }
     let revision = match pinned.filter(|r| !r.is_empty()) {
         Some(revision) => revision,
         None => revision_of_run(client, target).await?,
     };
     read_plan(client, target, revision).await
+}
+
+/// The revision and the plan of one step that [`STEP_PLAN_ENV`] holds.
+pub fn plan_from_env(text: &str) -> Result<(String, Plan), PlanError> {
+    let step_plan = StepPlan::from_env_value(text).map_err(PlanError::NotAStepPlan)?;
+    Ok((step_plan.revision.clone(), step_plan.into_plan()))
 }
 
 /// The revision the operator's record of the run pinned.

@@ -77,6 +77,7 @@ fn target(step: &str) -> Attempt {
 
 fn env(dir: &Path, watermark: Option<&str>) -> PodEnv {
     PodEnv {
+        step_plan: None,
         watermark: watermark.map(str::to_string),
         secrets: Secrets::default(),
         work_dir: dir.to_path_buf(),
@@ -250,6 +251,34 @@ fn the_plan_comes_from_the_revision_data() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(e.contains("\"orders-5d8f\" has no data"), "{e}");
+}
+
+#[test]
+fn the_plan_comes_from_the_pods_environment_without_the_api() {
+    let plan = plan();
+    let Some(step_plan) = synqx_api::step_plan::StepPlan::of(&plan, "orders-5d8f", "count") else {
+        panic!("count is planned");
+    };
+    let text = step_plan.to_env_value().unwrap_or_else(|e| panic!("{e}"));
+    let (revision, one) = plan_from_env(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(revision, "orders-5d8f");
+    assert_eq!(one.hash, plan.hash);
+    assert_eq!(one.step("count"), plan.step("count"));
+    assert_eq!(
+        one.connections.keys().collect::<Vec<_>>(),
+        vec!["warehouse"]
+    );
+    assert!(choose_step(&one, "orders-1", "load").is_err());
+
+    let e = plan_from_env("{\"step\": 1}")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("$SYNQX_STEP_PLAN does not hold the plan of a step: "),
+        "{e}"
+    );
+    assert!(e.contains("different SynqX versions"), "{e}");
 }
 
 #[test]
