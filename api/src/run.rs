@@ -230,6 +230,25 @@ impl StepReport {
     /// The longest termination message Kubernetes keeps.
     pub const MAX_BYTES: usize = 4096;
 
+    /// The step's entry of its run's status with what the report tells: the final counters,
+    /// and the watermark range when one is known. Phase, attempt, times and the message are
+    /// the run controller's to write.
+    pub fn counters_entry(&self) -> StepStatus {
+        StepStatus {
+            name: self.step.clone(),
+            rows_read: Some(self.rows_read),
+            rows_written: Some(self.rows_written),
+            rows_rejected: Some(self.rows_rejected),
+            bytes_read: Some(self.bytes_read),
+            bytes_written: Some(self.bytes_written),
+            watermark: self
+                .watermark
+                .clone()
+                .filter(|w| w.from.is_some() || w.to.is_some()),
+            ..Default::default()
+        }
+    }
+
     /// JSON that fits a termination message: a long error message is cut to fit.
     pub fn to_termination_message(&self) -> String {
         let mut report = self.clone();

@@ -5,12 +5,14 @@
 //!   reports, the run it resumes from;
 //! - decide (pure): the scheduler of `synqx_api::scheduler` says which attempts start, stop
 //!   or wait, and [`status`] builds the status that follows;
-//! - act ([`act`]): commit watermarks of steps that succeeded, write the record (the pinned
+//! - act ([`act`]): commit watermarks of steps that succeeded, write the final counters of
+//!   attempts that reported ([`counters`]), write the record (the pinned
 //!   revision before any Job names it), delete and create Jobs;
 //! - report ([`report`]): write the record, apply the status, an Event per transition,
 //!   metrics.
 
 mod act;
+pub mod counters;
 mod observe;
 mod record;
 mod report;
@@ -111,6 +113,13 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
     let held_back = decision.start.len() < wanted;
 
     act::commit_watermarks(ctx, run, &previous, &observation, &decision).await?;
+    // Before the record holds the reports: a failed write reads them again next pass.
+    counters::apply(
+        ctx,
+        run,
+        &counters::final_counters(&observation.jobs.reports),
+    )
+    .await?;
     if record.revision.is_none() {
         // Pinned before any Job names the revision, so a restart never pins another.
         let pinned = RunRecord {

@@ -87,19 +87,7 @@ pub fn progress_entry(step: &str, counters: CounterSnapshot) -> StepStatus {
 
 /// The entry written at the end: the final counters and the watermark range when known.
 pub fn final_entry(report: &StepReport) -> StepStatus {
-    StepStatus {
-        name: report.step.clone(),
-        rows_read: Some(report.rows_read),
-        rows_written: Some(report.rows_written),
-        rows_rejected: Some(report.rows_rejected),
-        bytes_read: Some(report.bytes_read),
-        bytes_written: Some(report.bytes_written),
-        watermark: report
-            .watermark
-            .clone()
-            .filter(|w| w.from.is_some() || w.to.is_some()),
-        ..Default::default()
-    }
+    report.counters_entry()
 }
 
 /// Writes the counters every `every` while they change, until `stop` fires. A failed write is
