@@ -10,6 +10,8 @@
 use arrow::error::ArrowError;
 use datafusion::common::DataFusionError;
 
+pub use crate::bad_row::BadRow;
+
 /// An error while reading, transforming or writing data.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,9 +29,10 @@ pub enum Error {
         #[source]
         source: ArrowError,
     },
-    /// A row that cannot be read or converted: names the location, column and value.
+    /// A row that cannot be read, converted or written: its message names the location, column
+    /// and problem; the value is kept apart for the rejected file ([`BadRow`]).
     #[error("{0}")]
-    BadRow(String),
+    BadRow(Box<BadRow>),
     /// A database, an object store or a remote service (an HTTP API, MongoDB, Redis) reported
     /// an error. `detail` is what it said, without
     /// credentials and with what to do where that is known; `driver` is the driver's error
@@ -93,6 +96,12 @@ pub enum DriverError {
     Api(#[from] crate::connectors::http_api::Failure),
 }
 
+impl From<BadRow> for Error {
+    fn from(bad: BadRow) -> Self {
+        Self::BadRow(Box::new(bad))
+    }
+}
+
 /// Shorthand for data-plane results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -111,6 +120,12 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+
+    /// A bad row at `at` whose problem is worded without the row's data: a limit of a block,
+    /// a batch or a file, not one value.
+    pub fn bad_row(at: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::BadRow(Box::new(BadRow::new(at, problem)))
     }
 
     /// A driver's error with what was being done; its text is the detail. Use

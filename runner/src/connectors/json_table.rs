@@ -26,7 +26,7 @@ use super::formats::infer::{Inferred, settle, type_name};
 use super::json_widen::Widening;
 use crate::engine::cursor::filter_batch;
 use crate::engine::{CursorFilter, Rejects};
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// Field metadata that marks a text column holding JSON.
 pub const JSON_EXTENSION: (&str, &str) = ("ARROW:extension:name", "arrow.json");
@@ -167,11 +167,13 @@ fn for_each_field<'a>(
     }
 }
 
-/// A document that does not fit the schema: which field, and why.
+/// A document that does not fit the schema: which field, why (without the value), and the
+/// value, for the rejected file only.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Misfit {
     pub field: String,
     pub reason: String,
+    pub value: Option<String>,
 }
 
 /// Turns documents into batches of one schema.
@@ -214,6 +216,7 @@ impl Converter {
                     reason: format!(
                         "field \"{name}\" was not in the documents the schema was inferred from; declare it in the source's columns (e.g. columns: {{\"{name}\": text}}) to read it"
                     ),
+                    value: None,
                 });
                 return;
             };
@@ -222,11 +225,11 @@ impl Converter {
                 found = Some(Misfit {
                     field: name.to_string(),
                     reason: format!(
-                        "field \"{name}\" is {} {}, but the column is {} (inferred from earlier documents); declare its type in the source's columns (e.g. columns: {{\"{name}\": text}})",
+                        "field \"{name}\" is {}, but the column is {} (inferred from earlier documents); declare its type in the source's columns (e.g. columns: {{\"{name}\": text}})",
                         super::rest::records::kind_of(value),
-                        value,
                         type_name(data_type)
                     ),
+                    value: Some(value.to_string()),
                 });
             }
         });
@@ -300,7 +303,11 @@ impl Emitter {
                         let at = format!("{location}, record {}", start + i + 1);
                         if !self.widening.take(document, &misfit, &at) {
                             let raw = Value::Object(document.clone()).to_string();
-                            self.rejects.reject(&at, &misfit.reason, Some(&raw))?;
+                            let mut bad = BadRow::new(at, misfit.reason).row(raw);
+                            if let Some(value) = misfit.value {
+                                bad = bad.value(value);
+                            }
+                            self.rejects.reject(bad)?;
                         }
                     }
                 }
@@ -573,10 +580,11 @@ mod tests {
         assert!(
             misfit
                 .reason
-                .contains("is a number 1.5, but the column is int64"),
+                .contains("is a number, but the column is int64"),
             "{}",
             misfit.reason
         );
+        assert_eq!(misfit.value.as_deref(), Some("1.5"));
         assert!(
             misfit.reason.contains("columns: {\"id\": text}"),
             "{}",

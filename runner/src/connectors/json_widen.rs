@@ -182,7 +182,7 @@ mod tests {
         );
         assert!(
             message.starts_with(
-                "page 2, record 1: field \"price\" is a number 10.5, but the column is int64"
+                "page 2, record 1: field \"price\" is a number, but the column is int64"
             ),
             "{message}"
         );

@@ -63,7 +63,7 @@ pub fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
 
 /// An error a stream can return in the middle of a load.
 pub fn upstream_error() -> Error {
-    Error::BadRow("upstream broke".into())
+    Error::bad_row("", "upstream broke")
 }
 
 /// A destination of Connection `connection`.

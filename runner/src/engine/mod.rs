@@ -199,15 +199,21 @@ async fn run_widening(
             .collect::<Vec<_>>()
             .join(", ");
         if !sink.restartable(&sync.destination) {
-            return Err(Error::BadRow(format!(
-                "{message}; but the destination keeps what it appended, so step \"{}\" is not run again: declare the columns in the source (columns: {{{declare}}}) and run it again",
-                run.step
-            )));
+            return Err(Error::bad_row(
+                "",
+                format!(
+                    "{message}; but the destination keeps what it appended, so step \"{}\" is not run again: declare the columns in the source (columns: {{{declare}}}) and run it again",
+                    run.step
+                ),
+            ));
         }
         if reads >= MAX_READS {
-            return Err(Error::BadRow(format!(
-                "{message}; the documents still disagreed after {MAX_READS} reads: declare the columns in the source (columns: {{{declare}}})"
-            )));
+            return Err(Error::bad_row(
+                "",
+                format!(
+                    "{message}; the documents still disagreed after {MAX_READS} reads: declare the columns in the source (columns: {{{declare}}})"
+                ),
+            ));
         }
         run.counters.restart();
         run.counters
@@ -222,6 +228,27 @@ async fn run_sync_inner(
     sink: Arc<dyn Sink>,
     run: &StepRun,
     deadline: Option<SystemTime>,
+) -> Result<StepOutcome> {
+    let rejects = Rejects::new(
+        sync.on_error.unwrap_or_default(),
+        run.dead_letter.clone(),
+        run.counters.clone(),
+    );
+    // A bad row that ends the step (a sink's, a converter's) leaves its data in the rejected
+    // file, as the rejects do under `onError: fail`.
+    move_rows(sync, source, sink, run, deadline, &rejects)
+        .await
+        .map_err(|e| rejects.keep_error(e))
+}
+
+/// Reads, transforms and writes the step's rows and commits them.
+async fn move_rows(
+    sync: &SyncStep,
+    source: Arc<dyn Source>,
+    sink: Arc<dyn Sink>,
+    run: &StepRun,
+    deadline: Option<SystemTime>,
+    rejects: &Rejects,
 ) -> Result<StepOutcome> {
     let batch_bytes = match sync.batch_size.as_deref() {
         Some(text) => synqx_api::duration::parse_bytes(text)
@@ -246,11 +273,6 @@ async fn run_sync_inner(
         }
         None => None,
     };
-    let rejects = Rejects::new(
-        sync.on_error.unwrap_or_default(),
-        run.dead_letter.clone(),
-        run.counters.clone(),
-    );
     let request = ReadRequest {
         spec: sync.source.clone(),
         filter,

@@ -1,4 +1,5 @@
-//! Rows rejected under `onError: skip`: counted and written to a dead-letter JSONL file.
+//! Bad rows: under `onError: skip` counted and written to the step's rejected (dead-letter)
+//! JSONL file; under `fail` the first one ends the step, and its row is written there too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use synqx_api::pipeline::OnError;
 
 use super::Counters;
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 /// Where bad rows go. Under `fail` the first bad row is an error; under `skip` it is recorded
-/// with its location and reason, and reading goes on.
+/// with its location, column, problem and data, and reading goes on.
 #[derive(Clone)]
 pub struct Rejects {
     policy: OnError,
@@ -24,7 +25,7 @@ struct DeadLetter {
 }
 
 impl Rejects {
-    /// `dead_letter` is the JSONL file skipped rows are appended to (created on first use).
+    /// `dead_letter` is the JSONL file bad rows are appended to (created on first use).
     pub fn new(policy: OnError, dead_letter: Option<PathBuf>, counters: Arc<Counters>) -> Self {
         let file = dead_letter.map(|path| Arc::new(Mutex::new(DeadLetter { path, out: None })));
         Self {
@@ -48,17 +49,44 @@ impl Rejects {
         self.policy
     }
 
-    /// Handles one bad row: `location` names file and line (or table and row), `reason` the
-    /// column and value. Returns the error under `fail`; records the row under `skip`.
-    pub fn reject(&self, location: &str, reason: &str, raw: Option<&str>) -> Result<()> {
+    /// Handles one bad row. Under `fail` it is the step's error, its row written to the
+    /// rejected file first (the message names the file, never the value); under `skip` it is
+    /// counted and written to the file, and reading goes on.
+    pub fn reject(&self, bad: BadRow) -> Result<()> {
         if self.policy == OnError::Fail {
-            return Err(Error::BadRow(format!(
-                "{location}: {reason} (set onError: skip to skip such rows into a dead-letter file)"
-            )));
+            let bad = bad.hint("set onError: skip to skip such rows into the rejected file");
+            return Err(self.keep(bad).into());
         }
         Counters::add(&self.counters.rows_rejected, 1);
+        self.write(&bad)?;
+        Ok(())
+    }
+
+    /// The bad row that ends the step, its data written to the rejected file (when the step
+    /// has one) so that the message can leave it out and still point at it.
+    pub fn keep(&self, bad: BadRow) -> BadRow {
+        if bad.rejected_file().is_some() {
+            return bad;
+        }
+        match self.write(&bad) {
+            Ok(Some(path)) => bad.kept_in(&path),
+            Ok(None) => bad,
+            Err(e) => bad.hint(format!("the row could not be kept: {e}")),
+        }
+    }
+
+    /// The error that ends the step, with the data of a bad row kept (see [`Rejects::keep`]).
+    pub fn keep_error(&self, error: Error) -> Error {
+        match error {
+            Error::BadRow(bad) if bad.has_data() => self.keep(*bad).into(),
+            other => other,
+        }
+    }
+
+    /// Appends the row to the rejected file; `None` when the step has none.
+    fn write(&self, bad: &BadRow) -> Result<Option<PathBuf>> {
         let Some(file) = &self.file else {
-            return Ok(());
+            return Ok(None);
         };
         let mut dl = file
             .lock()
@@ -73,18 +101,21 @@ impl Rejects {
                 .append(true)
                 .open(&dl.path)
                 .map_err(|e| {
-                    Error::io(format!("opening dead-letter file {}", dl.path.display()), e)
+                    Error::io(
+                        format!("opening the rejected file {}", dl.path.display()),
+                        e,
+                    )
                 })?;
             dl.out = Some(std::io::BufWriter::new(f));
         }
-        let line = serde_json::json!({ "location": location, "reason": reason, "row": raw });
+        let line = bad.record();
         let path = dl.path.clone();
         if let Some(out) = dl.out.as_mut() {
             writeln!(out, "{line}")
                 .and_then(|_| out.flush())
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         }
-        Ok(())
+        Ok(Some(path))
     }
 
     /// The dead-letter file, if rows were written to it.

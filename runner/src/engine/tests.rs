@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use synqx_api::pipeline::{Asset, Incremental, SyncStep, Transform};
 
 use super::*;
+use crate::error::BadRow;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -45,9 +46,9 @@ impl Source for Memory {
         let mut items: Vec<Result<RecordBatch>> = Vec::new();
         for (i, b) in self.batches.iter().enumerate() {
             if self.fail_after == Some(i) {
-                items.push(Err(Error::BadRow(
-                    "memory: row 3: column \"id\": broken".into(),
-                )));
+                items.push(Err(BadRow::new("memory: row 3", "broken")
+                    .column("id")
+                    .into()));
                 break;
             }
             items.push(match &request.filter {
@@ -223,7 +224,7 @@ async fn a_failing_source_commits_nothing_and_returns_no_watermark() {
     .await;
     assert_eq!(
         err.err().map(|e| e.to_string()).as_deref(),
-        Some("memory: row 3: column \"id\": broken")
+        Some("memory: row 3, column \"id\": broken")
     );
     assert!(
         sink.committed

@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use synqx_api::pipeline::Transform;
 
 use super::*;
+use crate::error::BadRow;
 
 /// The default budget, spilling to the system's temporary folder.
 fn budget() -> MemoryBudget {
@@ -244,9 +245,13 @@ async fn source_errors_pass_through_unchanged() {
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
     let failing = SchemaStream::new(
         schema,
-        futures::stream::iter(vec![Err(Error::BadRow(
-            "orders.csv: line 3: column \"id\": cannot parse \"x\"".into(),
-        ))]),
+        futures::stream::iter(vec![Err(BadRow::new(
+            "orders.csv: line 3",
+            "cannot parse the value as int64",
+        )
+        .column("id")
+        .value("x")
+        .into())]),
     );
     let out = apply(
         &[t(|t| t.filter = Some("id > 0".into()))],
@@ -259,7 +264,7 @@ async fn source_errors_pass_through_unchanged() {
     let err: Result<Vec<RecordBatch>> = out.stream.try_collect().await;
     assert_eq!(
         err.err().map(|e| e.to_string()).as_deref(),
-        Some("orders.csv: line 3: column \"id\": cannot parse \"x\"")
+        Some("orders.csv: line 3, column \"id\": cannot parse the value as int64")
     );
 }
 

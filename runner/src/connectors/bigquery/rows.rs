@@ -90,7 +90,7 @@ fn column(field: &TableField, values: &[&Value], target: &DataType) -> Result<Ar
                 .map(|(i, t)| {
                     t.map(|t| {
                         epoch_micros(t)
-                            .ok_or_else(|| format!("row {}: `{t}` is not a TIMESTAMP", i + 1))
+                            .ok_or_else(|| format!("row {}: the value is not a TIMESTAMP", i + 1))
                     })
                     .transpose()
                 })
@@ -419,7 +419,7 @@ mod tests {
         ];
         assert_eq!(
             decode(&fields, &bad, &schema).unwrap_err(),
-            "column \"id\": row 1: value x does not fit Int64"
+            "column \"id\": row 1: the value does not fit Int64"
         );
     }
 

@@ -249,7 +249,7 @@ enum File {
 
 impl Parts<'_> {
     fn bad(&self, detail: String) -> Error {
-        Error::BadRow(format!("{}: {detail}", self.here))
+        Error::bad_row(self.here, detail)
     }
 
     /// Loads what is encoded and not yet sent.

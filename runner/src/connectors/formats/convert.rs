@@ -44,13 +44,12 @@ pub fn convert(array: &ArrayRef, to: &DataType) -> Result<Converted, ArrowError>
     Ok(Converted { array: out, failed })
 }
 
-/// A value of an array as text, quoted and cut for messages.
-pub fn quoted_value(array: &dyn Array, row: usize) -> String {
-    let text = array_value_to_string(array, row).unwrap_or_else(|_| "?".into());
-    quote(&text)
+/// A value of an array as text, for the rejected file (never for a message).
+pub fn value_text(array: &dyn Array, row: usize) -> String {
+    array_value_to_string(array, row).unwrap_or_else(|_| "?".into())
 }
 
-/// Text quoted for a message, cut to a readable length.
+/// A name quoted for a message, cut to a readable length.
 pub fn quote(text: &str) -> String {
     if text.chars().count() <= MAX_QUOTED {
         return format!("\"{text}\"");
@@ -134,7 +133,7 @@ mod tests {
                 .value(3),
             4
         );
-        assert_eq!(quoted_value(input.as_ref(), 2), "\"x\"");
+        assert_eq!(value_text(input.as_ref(), 2), "x");
         assert_eq!(quote(&"a".repeat(100)).chars().count(), MAX_QUOTED + 3);
     }
 

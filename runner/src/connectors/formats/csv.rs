@@ -42,7 +42,7 @@ fn read_error(e: csv::Error, file: &str) -> Error {
     let message = e.to_string();
     match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::io(format!("reading {file}{position}"), io),
-        _ => Error::BadRow(format!("{file}{position}: {message}")),
+        _ => Error::bad_row(format!("{file}{position}"), message),
     }
 }
 

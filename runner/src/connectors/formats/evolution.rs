@@ -224,8 +224,12 @@ fn rewrite<R: Read, W: Write>(
         .delimiter(format.csv.delimiter)
         .flexible(true)
         .from_writer(out);
-    let failed =
-        |e: ::csv::Error| Error::BadRow(format!("rewriting {name} with the added columns: {e}"));
+    let failed = |e: ::csv::Error| {
+        Error::bad_row(
+            format!("rewriting {name} with the added columns"),
+            e.to_string(),
+        )
+    };
     writer.write_record(header).map_err(failed)?;
     let mut record = ::csv::ByteRecord::new();
     while reader.read_byte_record(&mut record).map_err(failed)? {

@@ -21,11 +21,10 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 use serde_json::Value;
 
 use super::batching;
-use super::convert::quote;
 use super::infer::{Inferred, settle, type_name};
 use super::write::{Encoded, FileWriter, count};
 use crate::engine::Rejects;
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// The keys of JSON objects in the order written, nested objects included (`serde_json`'s
 /// `Map` sorts keys, which would reorder columns). Arrays contribute the keys of their
@@ -362,8 +361,7 @@ impl<R: BufRead> JsonlBatches<R> {
                 let raw = String::from_utf8_lossy(line.trim_ascii_end()).into_owned();
                 bad.push(BadLine {
                     line: self.line,
-                    reason: invalid_json(&e),
-                    raw,
+                    bad: BadRow::new("", invalid_json(&e)).row(raw),
                 });
                 continue;
             }
@@ -380,12 +378,9 @@ impl<R: BufRead> JsonlBatches<R> {
         let mut good = Vec::new();
         self.decode_rows(&buf, &rows, &mut good, &mut bad);
         bad.sort_by_key(|b| b.line);
-        for b in &bad {
-            self.rejects.reject(
-                &format!("{}: line {}", self.file, b.line),
-                &b.reason,
-                Some(&b.raw),
-            )?;
+        for b in bad {
+            self.rejects
+                .reject(b.bad.within(format_args!("{}: line {}", self.file, b.line)))?;
         }
         concat_batches(&self.schema, &good)
             .map(Some)
@@ -406,11 +401,14 @@ impl<R: BufRead> JsonlBatches<R> {
             Ok(batch) => good.push(batch),
             Err(error) if rows.len() == 1 => {
                 let text = buf[first.1.clone()].trim_ascii_end();
-                let reason = self.reason(text, error);
+                let mut found = self.reason(text);
+                if found.problem().is_empty() {
+                    // The decoder's own text quotes the value: it goes to the rejected file.
+                    found = BadRow::new("", "the line does not fit the schema").value(error);
+                }
                 bad.push(BadLine {
                     line: first.0,
-                    reason,
-                    raw: String::from_utf8_lossy(text).into_owned(),
+                    bad: found.row(String::from_utf8_lossy(text).into_owned()),
                 });
             }
             Err(_) => {
@@ -421,15 +419,18 @@ impl<R: BufRead> JsonlBatches<R> {
         }
     }
 
-    /// Why a line of valid JSON does not decode, naming the column and value when a value
-    /// is at fault.
-    fn reason(&self, line: &[u8], decode_error: String) -> String {
+    /// Why a line of valid JSON does not decode: the column and the value (kept apart) when a
+    /// value is at fault; an empty problem when no one column is.
+    fn reason(&self, line: &[u8]) -> BadRow {
         let value = match serde_json::from_slice::<Value>(line) {
             Ok(value) => value,
-            Err(e) => return invalid_json(&e),
+            Err(e) => return BadRow::new("", invalid_json(&e)),
         };
         let Value::Object(map) = &value else {
-            return format!("expected a JSON object, found {}", json_kind(&value));
+            return BadRow::new(
+                "",
+                format!("expected a JSON object, found {}", json_kind(&value)),
+            );
         };
         for field in self.schema.fields() {
             let Some(v) = map.get(field.name()).filter(|v| !v.is_null()) else {
@@ -439,25 +440,25 @@ impl<R: BufRead> JsonlBatches<R> {
             let object = serde_json::json!({ field.name(): v });
             if decode(&one, object.to_string().as_bytes(), 1).is_err() {
                 let shown = match v {
-                    Value::String(s) => quote(s),
-                    other => quote(&other.to_string()),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
                 };
-                return format!(
-                    "column \"{}\": cannot parse {shown} as {}",
-                    field.name(),
-                    type_name(field.data_type())
-                );
+                return BadRow::new(
+                    "",
+                    format!("cannot parse the value as {}", type_name(field.data_type())),
+                )
+                .column(field.name())
+                .value(shown);
             }
         }
-        decode_error
+        BadRow::new("", "")
     }
 }
 
-/// A line that cannot be read, before it goes to the rejects.
+/// A line that cannot be read, before it goes to the rejects (placed within the file then).
 struct BadLine {
     line: u64,
-    reason: String,
-    raw: String,
+    bad: BadRow,
 }
 
 /// A parse error without serde's position in the one-line document.

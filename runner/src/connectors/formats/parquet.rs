@@ -17,10 +17,10 @@ use parquet::file::reader::ChunkReader;
 pub use writer::{Codec, ParquetWriter, ROW_GROUP_ROWS};
 
 use super::batching;
-use super::convert::{convert, quoted_value};
+use super::convert::{convert, value_text};
 use super::infer::type_name;
 use crate::engine::Rejects;
-use crate::error::{Context, Result};
+use crate::error::{BadRow, Context, Result};
 
 /// The Arrow schema of a file (every column nullable, so files written with and without
 /// nulls agree) and the uncompressed bytes of a row.
@@ -165,18 +165,22 @@ impl ParquetBatches {
         for (row, column) in failed.iter().enumerate() {
             let Some(i) = column else { continue };
             let field = self.schema.field(*i);
-            let source = batch
-                .column_by_name(field.name())
-                .map(|c| quoted_value(c.as_ref(), row))
-                .unwrap_or_default();
-            let reason = format!(
-                "column \"{}\": cannot convert {source} to {}",
-                field.name(),
-                type_name(field.data_type())
-            );
             let location = format!("{}: row {}", self.file, self.rows_before + row as u64 + 1);
-            self.rejects
-                .reject(&location, &reason, row_as_json(&batch, row).as_deref())?;
+            let mut bad = BadRow::new(
+                location,
+                format!(
+                    "cannot convert the value to {}",
+                    type_name(field.data_type())
+                ),
+            )
+            .column(field.name());
+            if let Some(c) = batch.column_by_name(field.name()) {
+                bad = bad.value(value_text(c.as_ref(), row));
+            }
+            if let Some(json) = row_as_json(&batch, row) {
+                bad = bad.row(json);
+            }
+            self.rejects.reject(bad)?;
         }
         self.rows_before += rows as u64;
         let arranged = RecordBatch::try_new(self.schema.clone(), columns)
@@ -388,7 +392,7 @@ mod tests {
         assert_eq!(
             failing.err().map(|e| e.to_string()).as_deref(),
             Some(
-                "t.parquet: row 2: column \"code\": cannot convert \"x\" to int32 (set onError: skip to skip such rows into a dead-letter file)"
+                "t.parquet: row 2, column \"code\": cannot convert the value to int32; set onError: skip to skip such rows into the rejected file"
             )
         );
         let dead = dir.path().join("dead.jsonl");

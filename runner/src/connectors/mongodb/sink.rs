@@ -124,7 +124,7 @@ impl MongoSink {
         while let Some(batch) = input.stream.next().await {
             let batch = batch?;
             let documents = rows_to_documents(&batch).map_err(|e| match e {
-                Error::BadRow(m) => Error::BadRow(format!("{at}: {m}")),
+                Error::BadRow(bad) => bad.within(at).into(),
                 other => other,
             })?;
             for chunk in documents.chunks(CHUNK) {

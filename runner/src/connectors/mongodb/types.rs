@@ -35,7 +35,7 @@ use mongodb::bson::{self, Bson, Document};
 use serde_json::{Map, Number, Value};
 
 use crate::connectors::json_table::JSON_EXTENSION;
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// Field metadata naming the BSON type a text column's values are written back as.
 pub const BSON_TYPE: &str = "synqx.bson";
@@ -188,7 +188,13 @@ fn cell(
     (is_json, bson_type): (bool, Option<&str>),
     json_row: Option<&Map<String, Value>>,
 ) -> Result<Bson> {
-    let bad = |why: String| Error::BadRow(format!("column \"{name}\", row {}: {why}", row + 1));
+    let bad = |problem: &str, value: String| {
+        Error::from(
+            BadRow::new(format!("row {}", row + 1), problem)
+                .column(name)
+                .value(value),
+        )
+    };
     Ok(match column.data_type() {
         DataType::Boolean => Bson::Boolean(column.as_boolean().value(row)),
         DataType::Int8 => Bson::Int32(i32::from(column.as_primitive::<Int8Type>().value(row))),
@@ -201,7 +207,8 @@ fn cell(
         DataType::UInt64 => {
             let v = column.as_primitive::<UInt64Type>().value(row);
             Bson::Int64(
-                i64::try_from(v).map_err(|_| bad(format!("{v} does not fit MongoDB's int64")))?,
+                i64::try_from(v)
+                    .map_err(|_| bad("the value does not fit MongoDB's int64", v.to_string()))?,
             )
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
@@ -234,7 +241,7 @@ fn cell(
                 .context(|| format!("column \"{name}\""))?;
             Bson::Decimal128(
                 text.parse()
-                    .map_err(|e| bad(format!("{text} is not a decimal128: {e}")))?,
+                    .map_err(|e| bad("the value is not a decimal128", format!("{text}: {e}")))?,
             )
         }
         DataType::Binary
@@ -257,14 +264,24 @@ fn cell(
                 .and_then(|r| r.get(name))
                 .cloned()
                 .unwrap_or(Value::Null);
-            Bson::try_from(value).map_err(|e| bad(format!("cannot convert to BSON: {e}")))?
+            let shown = value.to_string();
+            Bson::try_from(value).map_err(|e| {
+                bad(
+                    "the value cannot be converted to BSON",
+                    format!("{shown}: {e}"),
+                )
+            })?
         }
         _ => {
             let text = arrow::util::display::array_value_to_string(column, row)
                 .context(|| format!("column \"{name}\""))?;
             if is_json {
-                let value: Value = serde_json::from_str(&text)
-                    .map_err(|e| bad(format!("is marked JSON but does not parse: {e}")))?;
+                let value: Value = serde_json::from_str(&text).map_err(|e| {
+                    bad(
+                        &format!("the value is marked JSON but does not parse: {e}"),
+                        text.clone(),
+                    )
+                })?;
                 json_to_bson(value)
             } else if (name == "_id" || bson_type == Some(OBJECT_ID))
                 && text.len() == 24

@@ -7,7 +7,8 @@ use sqlx::mysql::MySqlConnection;
 
 use super::literal::{Values, prepare};
 use super::quote;
-use crate::error::{Error, Result};
+use crate::connectors::formats::convert::value_text;
+use crate::error::{BadRow, Error, Result};
 
 /// A column written: where it is in the batches and how its values are written.
 #[derive(Clone, Debug)]
@@ -123,10 +124,15 @@ impl<'a> Inserter<'a> {
                     self.row.push_str(", ");
                 }
                 v.write(&mut self.row, row).map_err(|reason| {
-                    Error::BadRow(format!(
-                        "{}, row {row_number} of the load: column \"{}\": value {reason}",
-                        self.at, column.name
-                    ))
+                    let mut bad = BadRow::new(
+                        format!("{}, row {row_number} of the load", self.at),
+                        format!("the value {reason}"),
+                    )
+                    .column(&column.name);
+                    if let Some(array) = prepared.get(i) {
+                        bad = bad.value(value_text(array.as_ref(), row));
+                    }
+                    Error::from(bad)
                 })?;
             }
             self.row.push(')');
@@ -167,11 +173,16 @@ impl<'a> Inserter<'a> {
             .rfind(" at row ")
             .and_then(|i| text[i + 8..].trim().parse::<u64>().ok());
         match row {
-            Some(n) => Error::BadRow(format!(
-                "{}, row {} of the load: {text}",
-                self.at,
-                first_row + n.saturating_sub(1)
-            )),
+            Some(n) => BadRow::new(
+                format!(
+                    "{}, row {} of the load",
+                    self.at,
+                    first_row + n.saturating_sub(1)
+                ),
+                format!("MySQL refused the row: {}", without_values(&text)),
+            )
+            .value(text)
+            .into(),
             None => Error::database_detail(
                 format!("{}: inserting rows from {first_row} of the load", self.at),
                 text,
@@ -179,6 +190,23 @@ impl<'a> Inserter<'a> {
             ),
         }
     }
+}
+
+/// A server error about a row without the values it quotes: MySQL writes them in single
+/// quotes after `value:` (`Incorrect integer value: 'x' for column …`), the column after it.
+fn without_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("value: '") {
+        out.push_str(&rest[..i + "value".len()]);
+        let after = &rest[i + "value: '".len()..];
+        match after.find("' for column") {
+            Some(end) => rest = &after[end + 1..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -213,6 +241,24 @@ mod tests {
         assert_eq!(
             inserter.tail,
             " ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"
+        );
+    }
+
+    #[test]
+    fn server_errors_lose_the_values_they_quote_and_keep_the_column() {
+        assert_eq!(
+            without_values(
+                "Incorrect integer value: 'Ferdinand-4711' for column `db`.`t`.`n` at row 2"
+            ),
+            "Incorrect integer value for column `db`.`t`.`n` at row 2"
+        );
+        assert_eq!(
+            without_values("Incorrect date value: 'x' unterminated"),
+            "Incorrect date value"
+        );
+        assert_eq!(
+            without_values("Data too long for column 'name' at row 1"),
+            "Data too long for column 'name' at row 1"
         );
     }
 }

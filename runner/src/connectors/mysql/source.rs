@@ -33,7 +33,7 @@ use super::literal::string;
 use super::types::{Kind, ReadType, read_type};
 use super::{TableRef, at, quote};
 use crate::engine::{CursorFilter, ReadRequest, Rejects, SchemaStream, Source};
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 /// Reads tables and queries of a MySQL or MariaDB database.
 pub struct MysqlSource {
@@ -357,12 +357,17 @@ impl Reader {
             .zip(self.schema.fields())
             .map(|(column, field)| {
                 arrow::compute::cast(column, field.data_type()).map_err(|e| {
-                    Error::BadRow(format!(
-                        "{}: column \"{}\": converting to {} as columns overrides: {e}",
-                        self.at,
-                        field.name(),
-                        field.data_type()
-                    ))
+                    Error::from(
+                        BadRow::new(
+                            &self.at,
+                            format!(
+                                "converting to {} as columns overrides failed",
+                                field.data_type()
+                            ),
+                        )
+                        .column(field.name())
+                        .value(e.to_string()),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -394,12 +399,12 @@ impl Reader {
                 Ok(value) => values.push(value),
                 Err(bad) => {
                     return self.rejects.reject(
-                        &format!("{}, row {row_number}", self.at),
-                        &format!(
-                            "column \"{}\": value `{}` {}",
-                            self.names[i], bad.shown, bad.reason
-                        ),
-                        None,
+                        BadRow::new(
+                            format!("{}, row {row_number}", self.at),
+                            format!("the value {}", bad.reason),
+                        )
+                        .column(&self.names[i])
+                        .value(bad.shown),
                     );
                 }
             }

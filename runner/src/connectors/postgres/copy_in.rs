@@ -17,11 +17,10 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 
-use super::codec_decode::shown_text;
 use super::codec_encode::{Kind, View, parse_uuid};
 use super::copy_out::SIGNATURE;
 use super::types::{PgType, arrow_type};
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 struct Target {
     name: String,
@@ -198,16 +197,18 @@ impl CopyInEncoder {
         first_row: u64,
         reason: String,
     ) -> Error {
-        let value = ArrayFormatter::try_new(original, &FormatOptions::default())
-            .map(|f| shown_text(&f.value(row).to_string()))
-            .unwrap_or_else(|_| "the value".into());
-        Error::BadRow(format!(
-            "{}, row {}, column \"{}\": cannot write {value} to PostgreSQL type {}: {reason}; fix the value or change the column type",
-            self.context,
-            first_row + row as u64,
-            t.name,
-            t.pg_type.name
-        ))
+        let mut bad = BadRow::new(
+            format!("{}, row {}", self.context, first_row + row as u64),
+            format!(
+                "cannot write the value to PostgreSQL type {}: {reason}; fix the value or change the column type",
+                t.pg_type.name
+            ),
+        )
+        .column(&t.name);
+        if let Ok(f) = ArrayFormatter::try_new(original, &FormatOptions::default()) {
+            bad = bad.value(f.value(row).to_string());
+        }
+        bad.into()
     }
 }
 

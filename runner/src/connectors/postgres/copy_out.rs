@@ -13,7 +13,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 
 use super::codec_decode::{Bad, Decoder};
 use super::types::{PgType, arrow_field};
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 /// The fixed start of every binary COPY stream.
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -302,10 +302,16 @@ impl CopyOutDecoder {
 }
 
 fn bad_row(context: &str, row: u64, column: &Column, bad: Bad) -> Error {
-    Error::BadRow(format!(
-        "{context}, row {row}, column \"{}\" ({}): cannot read {}: {}",
-        column.name, column.pg_type.name, bad.value, bad.reason
-    ))
+    BadRow::new(
+        format!("{context}, row {row}"),
+        format!(
+            "cannot read the value as {}: {}",
+            column.pg_type.name, bad.reason
+        ),
+    )
+    .column(&column.name)
+    .value(bad.value)
+    .into()
 }
 
 /// A big-endian i32 at `at`; callers have checked the length.

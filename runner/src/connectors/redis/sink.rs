@@ -25,7 +25,7 @@ use super::owned::{Clock, STAGING_TTL, Staged, index_key, millis, prune, swap_ke
 use super::template::Template;
 use super::types::Cells;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 /// Rows per pipeline.
 const CHUNK: usize = 1000;
@@ -218,11 +218,16 @@ impl RedisSink {
                             continue;
                         };
                         let key = template.key(&cells, row).map_err(|c| {
-                            Error::BadRow(format!(
-                                "{at}: row {} has no value in column \"{}\", which the key template needs",
-                                outcome.rows + (row - start) as u64 + 1,
-                                batch.schema().field(c).name()
-                            ))
+                            Error::from(
+                                BadRow::new(
+                                    format!(
+                                        "{at}: row {}",
+                                        outcome.rows + (row - start) as u64 + 1
+                                    ),
+                                    "no value, which the key template needs",
+                                )
+                                .column(batch.schema().field(c).name()),
+                            )
                         })?;
                         let target = match staged.as_deref() {
                             Some(st) => st.staged(&key),

@@ -386,7 +386,7 @@ mod tests {
             &DataType::Int64,
         )
         .unwrap_err();
-        assert_eq!(e, "row 2: value 9999999999999999999 does not fit Int64");
+        assert_eq!(e, "row 2: the value does not fit Int64");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::types::{
     type_name,
 };
 use crate::engine::{CursorFilter, Rejects, cursor};
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// Batches are cut before their string data could overflow Arrow's 32-bit offsets; a single
 /// SQLite value is at most 1e9 bytes, so the data stays below 2^31.
@@ -409,19 +409,21 @@ impl RowBatches {
             column.truncate(self.len);
         }
         let field = self.schema.field(i);
-        let reason = match cell {
-            Ok(c) => format!(
-                "column \"{}\": cannot convert {} to {}",
-                field.name(),
-                c.quoted(),
-                type_name(field.data_type())
-            ),
-            Err(e) => format!("column \"{}\": {e}", field.name()),
-        };
         let location = format!("{}: row {}", self.origin.location, self.row_number);
+        let bad = match cell {
+            Ok(c) => BadRow::new(
+                location,
+                format!(
+                    "cannot convert the value to {}",
+                    type_name(field.data_type())
+                ),
+            )
+            .value(c.as_text()),
+            Err(e) => BadRow::new(location, e.to_string()),
+        };
         self.origin
             .rejects
-            .reject(&location, &reason, Some(&self.row_json(row)))
+            .reject(bad.column(field.name()).row(self.row_json(row)))
     }
 
     /// The row as a JSON object, for the dead-letter file.

@@ -4,9 +4,6 @@ use arrow::datatypes::DataType;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, TypeInfo, ValueRef};
 
-/// Longest value quoted in a rejection message.
-const QUOTED_CHARS: usize = 120;
-
 /// A value as SQLite stored it.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Cell<'r> {
@@ -50,16 +47,15 @@ impl Cell<'_> {
         }
     }
 
-    /// The value as quoted in messages, shortened.
-    pub(super) fn quoted(self) -> String {
-        let text = match self {
+    /// The value as text, for the rejected file (never for a message).
+    pub(super) fn as_text(self) -> String {
+        match self {
             Cell::Null => "NULL".to_string(),
             Cell::Int(v) => v.to_string(),
             Cell::Real(v) => format!("{v:?}"),
-            Cell::Text(s) => s.chars().take(QUOTED_CHARS).collect(),
+            Cell::Text(s) => s.to_string(),
             Cell::Blob(b) => format!("blob of {} bytes", b.len()),
-        };
-        format!("\"{}\"", text.replace('"', "\\\""))
+        }
     }
 
     pub(super) fn json(self) -> serde_json::Value {

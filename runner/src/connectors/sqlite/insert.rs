@@ -19,7 +19,8 @@ use sqlx::{Arguments, AssertSqlSafe, Encode, SqlSafeStr, SqlStr, Sqlite, Type};
 
 use super::quote;
 use super::types::{Storage, format_date, format_decimal, format_time, format_timestamp};
-use crate::error::{Context, Error, Result};
+use crate::connectors::formats::convert::value_text;
+use crate::error::{BadRow, Context, Error, Result};
 
 /// SQLite's limit of bound parameters in one statement (`SQLITE_MAX_VARIABLE_NUMBER`).
 const MAX_PARAMETERS: usize = 32_766;
@@ -136,13 +137,13 @@ impl<'a> Inserter<'a> {
             let rows = (total - start).min(self.rows_per_statement);
             let mut args = SqliteArguments::default();
             for row in start..start + rows {
-                for (value, column) in values.iter().zip(self.columns) {
+                for ((value, column), array) in values.iter().zip(self.columns).zip(&arrays) {
                     value.bind(&mut args, row).map_err(|reason| {
-                        Error::BadRow(format!(
-                            "{at}, column \"{}\", row {}: {reason}",
-                            column.name,
-                            before + row as u64 + 1
-                        ))
+                        Error::from(
+                            BadRow::new(format!("{at}, row {}", before + row as u64 + 1), reason)
+                                .column(&column.name)
+                                .value(value_text(array.as_ref(), row)),
+                        )
                     })?;
                 }
             }
@@ -257,7 +258,7 @@ impl<'a> Values<'a> {
                 let value = match a.is_valid(row).then(|| a.value(row)) {
                     Some(v) => Some(i64::try_from(v).map_err(|_| {
                         format!(
-                            "value {v} is above the largest SQLite INTEGER, {}",
+                            "the value is above the largest SQLite INTEGER, {}",
                             i64::MAX
                         )
                     })?),

@@ -31,6 +31,7 @@ use super::statements::{
 use super::transaction::{batch, execute, rollback};
 use super::types::column_type;
 use super::write_values::{Wire, WireColumn};
+use crate::connectors::formats::convert::value_text;
 use crate::connectors::sql::dialect::{
     ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
     Write, WriteColumn,
@@ -38,7 +39,7 @@ use crate::connectors::sql::dialect::{
 use crate::connectors::sql::plan::written_bytes;
 use crate::connectors::sql::unique_suffix;
 use crate::engine::SchemaStream;
-use crate::error::{Error, Result};
+use crate::error::{BadRow, Error, Result};
 
 #[async_trait]
 impl SqlDialect for SqlServerConfig {
@@ -266,18 +267,29 @@ impl SqlDialect for SqlServerConfig {
                         Error::Config(format!("{here}: the batch has no column \"{}\"", c.name()))
                     })?;
                     WireColumn::new(*wire, array)
-                        .map_err(|e| Error::BadRow(format!("{here}: column \"{}\": {e}", c.name())))
+                        .map(|w| (w, array))
+                        .map_err(|e| {
+                            // A failed cast quotes the value after the first colon.
+                            let bad = match e.split_once(": ") {
+                                Some((what, detail)) => {
+                                    BadRow::new(here, format!("{what} failed")).value(detail)
+                                }
+                                None => BadRow::new(here, e),
+                            };
+                            Error::from(bad.column(c.name()))
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?;
             for row in 0..batch.num_rows() {
                 let number = progress.outcome.rows + row as u64 + 1;
                 let mut token = TokenRow::with_capacity(values.len() + usize::from(numbered));
-                for (value, column) in values.iter().zip(columns) {
+                for ((value, array), column) in values.iter().zip(columns) {
                     token.push(value.value(row).map_err(|e| {
-                        Error::BadRow(format!(
-                            "{here}: row {number}, column \"{}\": {e}",
-                            column.name()
-                        ))
+                        Error::from(
+                            BadRow::new(format!("{here}: row {number}"), format!("the value {e}"))
+                                .column(column.name())
+                                .value(value_text(array.as_ref(), row)),
+                        )
                     })?);
                 }
                 if numbered {

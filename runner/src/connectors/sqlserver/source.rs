@@ -20,7 +20,7 @@ use super::statements::{self, Source as From, columns_query, cursor_condition, d
 use super::types::{ReadColumn, read_column};
 use super::{Table, at};
 use crate::engine::{ReadRequest, Rejects, SchemaStream, Source};
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// Reads tables and queries of a SQL Server database.
 pub struct SqlServerSource {
@@ -176,13 +176,9 @@ impl Reader {
                     rows += 1;
                     bytes += size;
                 }
-                Err((column, reason)) => {
-                    let location = format!("{}, row {row_number}", self.here);
-                    self.rejects.reject(
-                        &location,
-                        &format!("column \"{column}\": {reason}"),
-                        None,
-                    )?;
+                Err(bad) => {
+                    self.rejects
+                        .reject(bad.within(format_args!("{}, row {row_number}", self.here)))?;
                 }
             }
             if bytes >= self.batch_bytes {
@@ -206,25 +202,29 @@ impl Reader {
     fn convert(
         &self,
         values: Vec<ColumnData<'static>>,
-    ) -> std::result::Result<Vec<Cell<'static>>, (String, String)> {
+    ) -> std::result::Result<Vec<Cell<'static>>, Box<BadRow>> {
         if values.len() != self.builders.len() {
-            return Err((
-                "*".into(),
+            return Err(Box::new(BadRow::new(
+                "",
                 format!(
                     "the row has {} values for {} columns",
                     values.len(),
                     self.builders.len()
                 ),
-            ));
+            )));
         }
         values
             .into_iter()
             .zip(&self.builders)
             .zip(&self.columns)
             .map(|((value, builder), column)| {
-                builder
-                    .convert(value)
-                    .map_err(|reason| (column.name.clone(), reason))
+                builder.convert(value).map_err(|unread| {
+                    Box::new(
+                        BadRow::new("", unread.problem)
+                            .column(&column.name)
+                            .value(unread.value),
+                    )
+                })
             })
             .collect()
     }

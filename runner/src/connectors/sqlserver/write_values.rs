@@ -162,8 +162,8 @@ impl WireColumn {
                     ColumnData::Guid(None)
                 } else {
                     let bytes = arr.value(row);
-                    let uuid = Uuid::from_slice(bytes)
-                        .map_err(|e| format!("{} bytes are not a uuid: {e}", bytes.len()))?;
+                    let uuid =
+                        Uuid::from_slice(bytes).map_err(|e| format!("is not a uuid: {e}"))?;
                     ColumnData::Guid(Some(uuid))
                 }
             }
@@ -215,9 +215,7 @@ fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T, String> {
 pub fn unix_days_to_date(days: i32) -> Result<Date, String> {
     let sql_days = i64::from(days) + DAYS_TO_UNIX_EPOCH;
     if !(0..=MAX_DATE_DAYS).contains(&sql_days) {
-        return Err(format!(
-            "day {days} since 1970-01-01 is outside SQL Server's dates (0001-01-01 to 9999-12-31)"
-        ));
+        return Err("is outside SQL Server's dates (0001-01-01 to 9999-12-31)".to_string());
     }
     Ok(Date::new(sql_days as u32))
 }
@@ -225,7 +223,7 @@ pub fn unix_days_to_date(days: i32) -> Result<Date, String> {
 /// A `time(6)` from microseconds since midnight.
 pub fn micros_to_time(micros: i64) -> Result<Time, String> {
     if !(0..MICROS_PER_DAY).contains(&micros) {
-        return Err(format!("{micros} µs is not a time of day"));
+        return Err("is not a time of day".to_string());
     }
     Ok(Time::new(micros as u64, 6))
 }
@@ -234,13 +232,9 @@ pub fn micros_to_time(micros: i64) -> Result<Time, String> {
 pub fn micros_to_datetime2(micros: i64) -> Result<DateTime2, String> {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let time = micros.rem_euclid(MICROS_PER_DAY);
-    let days = i32::try_from(days).map_err(|_| format!("{micros} µs is out of range"))?;
+    let days = i32::try_from(days).map_err(|_| "is out of range".to_string())?;
     Ok(DateTime2::new(
-        unix_days_to_date(days).map_err(|_| {
-            format!(
-                "{micros} µs since 1970-01-01 is outside SQL Server's dates (0001-01-01 to 9999-12-31)"
-            )
-        })?,
+        unix_days_to_date(days)?,
         micros_to_time(time)?,
     ))
 }

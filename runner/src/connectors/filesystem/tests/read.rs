@@ -189,7 +189,7 @@ async fn malformed_rows_fail_the_stream_or_are_skipped_into_the_dead_letter_file
     assert_eq!(
         err.as_deref(),
         Some(
-            "orders.csv: line 4: column \"total\": cannot parse \"12,5x\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+            "orders.csv: line 4, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
         )
     );
     let dead = lake.base.path().join("dead.jsonl");
@@ -203,7 +203,7 @@ async fn malformed_rows_fail_the_stream_or_are_skipped_into_the_dead_letter_file
             .unwrap_or_default();
     assert_eq!(
         line,
-        serde_json::json!({"location": "orders.csv: line 4", "reason": "column \"total\": cannot parse \"12,5x\" as float64", "row": "3,\"12,5x\""})
+        serde_json::json!({"location": "orders.csv: line 4", "column": "total", "problem": "cannot parse the value as float64", "value": "12,5x", "row": "3,\"12,5x\""})
     );
 
     lake.put("events.jsonl", "{\"id\": 1}\n{\"id\": \n{\"id\": 3}\n");

@@ -16,9 +16,9 @@ use arrow::datatypes::SchemaRef;
 
 use super::blocks::Block;
 use super::fields::{Records, Span, value};
-use crate::connectors::formats::convert::{convert, quote};
+use crate::connectors::formats::convert::convert;
 use crate::connectors::formats::infer::type_name;
-use crate::error::{Context, Error, Result};
+use crate::error::{BadRow, Context, Error, Result};
 
 /// How a file's records map onto the schema of the read.
 pub struct Layout {
@@ -31,17 +31,17 @@ pub struct Layout {
     pub delimiter: u8,
 }
 
-/// A row that cannot be read, before it goes to the rejects.
-pub struct BadRow {
+/// A row that cannot be read, before it goes to the rejects: its line, and what is wrong
+/// (placed within the file by the reader).
+pub struct BadLine {
     pub line: u64,
-    pub reason: String,
-    pub raw: String,
+    pub bad: BadRow,
 }
 
 /// A parsed block: its good rows, and its bad rows in line order.
 pub struct Decoded {
     pub batch: RecordBatch,
-    pub bad: Vec<BadRow>,
+    pub bad: Vec<BadLine>,
 }
 
 /// One text column being collected.
@@ -65,9 +65,10 @@ impl TextColumn {
     fn push(&mut self, value: &[u8], file: &str) -> Result<()> {
         self.values.extend_from_slice(value);
         let end = i32::try_from(self.values.len()).map_err(|_| {
-            Error::BadRow(format!(
-                "{file}: a column of one batch holds more than 2 GiB of text; set a smaller batchSize"
-            ))
+            Error::bad_row(
+                file,
+                "a column of one batch holds more than 2 GiB of text; set a smaller batchSize",
+            )
         })?;
         self.offsets.push(end);
         self.valid.append(!value.is_empty());
@@ -106,7 +107,7 @@ pub fn decode(block: &Block, layout: &Layout) -> Result<Decoded> {
     match collect(block, layout, false)? {
         Some(decoded) => Ok(decoded),
         None => collect(block, layout, true)?
-            .ok_or_else(|| Error::BadRow(format!("{}: a block is not valid UTF-8", layout.file))),
+            .ok_or_else(|| Error::bad_row(&layout.file, "a block is not valid UTF-8")),
     }
 }
 
@@ -134,23 +135,25 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
     while let Some(line) = records.next_into(&mut spans) {
         if spans.len() != width {
             let fields = values(&spans);
-            bad.push(BadRow {
+            bad.push(BadLine {
                 line,
-                reason: format!("expected {width} fields, found {}", spans.len()),
-                raw: raw_line(layout.delimiter, fields.iter().map(Vec::as_slice)),
+                bad: BadRow::new(
+                    "",
+                    format!("expected {width} fields, found {}", spans.len()),
+                )
+                .row(raw_line(layout.delimiter, fields.iter().map(Vec::as_slice))),
             });
             continue;
         }
         if careful {
             let fields = values(&spans);
             if let Some(column) = fields.iter().position(|v| std::str::from_utf8(v).is_err()) {
-                bad.push(BadRow {
+                bad.push(BadLine {
                     line,
-                    reason: format!(
-                        "column \"{}\": value is not valid UTF-8",
-                        layout.names[column]
-                    ),
-                    raw: raw_line(layout.delimiter, fields.iter().map(Vec::as_slice)),
+                    bad: BadRow::new("", "the value is not valid UTF-8")
+                        .column(&layout.names[column])
+                        .value(String::from_utf8_lossy(&fields[column]))
+                        .row(raw_line(layout.delimiter, fields.iter().map(Vec::as_slice))),
                 });
                 continue;
             }
@@ -176,7 +179,7 @@ fn typed(
     layout: &Layout,
     text: &[ArrayRef],
     lines: &[u64],
-    mut bad: Vec<BadRow>,
+    mut bad: Vec<BadLine>,
 ) -> Result<Decoded> {
     let rows = lines.len();
     let mut failed: Vec<Option<usize>> = vec![None; rows];
@@ -201,17 +204,19 @@ fn typed(
             .downcast_ref::<StringArray>()
             .map(|a| a.value(row))
             .unwrap_or_default();
-        let reason = format!(
-            "column \"{}\": cannot parse {} as {}",
-            field.name(),
-            quote(value),
-            type_name(field.data_type())
-        );
         let values: Vec<String> = text.iter().map(|a| string_at(a, row)).collect();
-        bad.push(BadRow {
+        bad.push(BadLine {
             line: lines[row],
-            reason,
-            raw: raw_line(layout.delimiter, values.iter().map(String::as_bytes)),
+            bad: BadRow::new(
+                "",
+                format!("cannot parse the value as {}", type_name(field.data_type())),
+            )
+            .column(field.name())
+            .value(value)
+            .row(raw_line(
+                layout.delimiter,
+                values.iter().map(String::as_bytes),
+            )),
         });
     }
     bad.sort_by_key(|b| b.line);

@@ -240,11 +240,10 @@ impl CsvBatches {
 
     /// Sends a block's bad rows to the rejects and returns its good rows.
     fn accept(&self, decoded: Decoded) -> Result<RecordBatch> {
-        for bad in &decoded.bad {
+        for bad in decoded.bad {
             self.rejects.reject(
-                &format!("{}: line {}", self.file, bad.line),
-                &bad.reason,
-                Some(&bad.raw),
+                bad.bad
+                    .within(format_args!("{}: line {}", self.file, bad.line)),
             )?;
         }
         Ok(decoded.batch)

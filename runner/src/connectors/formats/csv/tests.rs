@@ -102,13 +102,33 @@ fn quoted_fields_and_nulls_are_read() {
     assert_eq!(at.value(0), 1_706_911_200_250_000);
 }
 
+fn orders_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+    ])
+}
+
+/// Rejects under `policy` that write to a rejected file in a folder of their own.
+fn rejects_to_file(
+    policy: OnError,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Arc<Counters>,
+    Rejects,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dead = dir.path().join("rejected.jsonl");
+    let counters = Arc::new(Counters::default());
+    let rejects = Rejects::new(policy, Some(dead.clone()), counters.clone());
+    (dir, dead, counters, rejects)
+}
+
 #[test]
 fn a_bad_value_fails_the_read_naming_file_line_column_and_value() {
     let text = "id,total\n1,2.5\n2,\"x\ny\"\n3,\"12,5x\"\n";
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("total", DataType::Float64, true),
-    ]);
+    let schema = orders_schema();
     let err = read(text, &schema, 100, Rejects::failing())
         .err()
         .map(|e| e.to_string());
@@ -116,7 +136,7 @@ fn a_bad_value_fails_the_read_naming_file_line_column_and_value() {
     assert_eq!(
         err.as_deref(),
         Some(
-            "orders.csv: line 3: column \"total\": cannot parse \"x\ny\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+            "orders.csv: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
         )
     );
     let only_last = "id,total\n1,2.5\n3,\"12,5x\"\n";
@@ -125,22 +145,49 @@ fn a_bad_value_fails_the_read_naming_file_line_column_and_value() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.starts_with("orders.csv: line 3: column \"total\": cannot parse \"12,5x\" as float64"),
+        err.starts_with("orders.csv: line 3, column \"total\": cannot parse the value as float64"),
         "{err}"
+    );
+    assert!(!err.contains("12,5x"), "{err}");
+}
+
+#[test]
+fn under_fail_the_bad_row_goes_to_the_rejected_file_the_error_names() {
+    let text = "id,total\n1,2.5\n3,Ferdinand-4711\n";
+    let schema = orders_schema();
+    let (_dir, dead, counters, rejects) = rejects_to_file(OnError::Fail);
+    let err = read(text, &schema, 100, rejects)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        err,
+        format!(
+            "orders.csv: line 3, column \"total\": cannot parse the value as float64; the row is in the rejected file {}; set onError: skip to skip such rows into the rejected file",
+            dead.display()
+        )
+    );
+    let kept: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&dead).unwrap_or_default().trim())
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        kept,
+        serde_json::json!({"location": "orders.csv: line 3", "column": "total",
+            "problem": "cannot parse the value as float64", "value": "Ferdinand-4711",
+            "row": "3,Ferdinand-4711"})
+    );
+    assert_eq!(
+        counters.snapshot().rows_rejected,
+        0,
+        "a failing row is not a skipped one"
     );
 }
 
 #[test]
 fn skipped_rows_are_counted_and_written_to_the_dead_letter_file() {
     let text = "id,total\n1,2.5\n2,oops\n3\n4,4.5,extra\n5,5.5\n";
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("total", DataType::Float64, true),
-    ]);
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dead = dir.path().join("rejected.jsonl");
-    let counters = Arc::new(Counters::default());
-    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), counters.clone());
+    let schema = orders_schema();
+    let (_dir, dead, counters, rejects) = rejects_to_file(OnError::Skip);
     let batches = ok(read(text, &schema, 2, rejects));
     let ids: Vec<i64> = batches
         .iter()
@@ -156,9 +203,9 @@ fn skipped_rows_are_counted_and_written_to_the_dead_letter_file() {
     assert_eq!(
         lines,
         vec![
-            serde_json::json!({"location": "orders.csv: line 3", "reason": "column \"total\": cannot parse \"oops\" as float64", "row": "2,oops"}),
-            serde_json::json!({"location": "orders.csv: line 4", "reason": "expected 2 fields, found 1", "row": "3"}),
-            serde_json::json!({"location": "orders.csv: line 5", "reason": "expected 2 fields, found 3", "row": "4,4.5,extra"}),
+            serde_json::json!({"location": "orders.csv: line 3", "column": "total", "problem": "cannot parse the value as float64", "value": "oops", "row": "2,oops"}),
+            serde_json::json!({"location": "orders.csv: line 4", "problem": "expected 2 fields, found 1", "row": "3"}),
+            serde_json::json!({"location": "orders.csv: line 5", "problem": "expected 2 fields, found 3", "row": "4,4.5,extra"}),
         ]
     );
 }

@@ -125,7 +125,7 @@ fn bad_lines_fail_with_file_line_column_and_value() {
     assert_eq!(
         err.as_deref(),
         Some(
-            "events.jsonl: line 3: column \"total\": cannot parse \"12,5x\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+            "events.jsonl: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
         )
     );
     let broken = "{\"id\": 1}\n{\"id\": 2,, }\n";
@@ -135,7 +135,7 @@ fn bad_lines_fail_with_file_line_column_and_value() {
     assert_eq!(
         err.as_deref(),
         Some(
-            "events.jsonl: line 2: invalid JSON at column 10: key must be a string (set onError: skip to skip such rows into a dead-letter file)"
+            "events.jsonl: line 2: invalid JSON at column 10: key must be a string; set onError: skip to skip such rows into the rejected file"
         )
     );
     let array = "[1, 2]\n";
@@ -190,17 +190,16 @@ fn skipped_lines_are_isolated_counted_and_dead_lettered() {
             "events.jsonl: line 17"
         ]
     );
-    assert_eq!(
-        dead_lines[0]["reason"],
-        "column \"id\": cannot parse \"five\" as int64"
-    );
+    assert_eq!(dead_lines[0]["column"], "id");
+    assert_eq!(dead_lines[0]["problem"], "cannot parse the value as int64");
+    assert_eq!(dead_lines[0]["value"], "five");
     assert_eq!(dead_lines[0]["row"], "{\"id\": \"five\"}");
     assert_eq!(
-        dead_lines[1]["reason"],
+        dead_lines[1]["problem"],
         "invalid JSON at column 8: EOF while parsing an object"
     );
     assert_eq!(
-        dead_lines[2]["reason"],
+        dead_lines[2]["problem"],
         "invalid JSON at column 11: trailing characters"
     );
 }

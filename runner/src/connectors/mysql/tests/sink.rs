@@ -100,7 +100,7 @@ async fn append_creates_adds_and_a_failed_append_adds_nothing() {
         .await);
     assert_eq!(
         e,
-        "Connection \"shop-db\", table \"people\", row 3 of the load: column \"score\": value NaN cannot be stored: MySQL floating-point columns hold finite numbers only"
+        "Connection \"shop-db\", table \"people\", row 3 of the load, column \"score\": the value cannot be stored: MySQL floating-point columns hold finite numbers only"
     );
     // The added column stays (NULL everywhere); no row was added.
     assert_eq!(

@@ -154,7 +154,7 @@ async fn a_time_outside_the_day_is_a_bad_row_naming_column_row_and_value() {
     let e = err(db.read(table_source("shifts"), None, 1 << 20).await);
     assert_eq!(
         e,
-        "Connection \"shop-db\", table \"shifts\", row 2: column \"length\": value `25:30:00` is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query) (set onError: skip to skip such rows into a dead-letter file)"
+        "Connection \"shop-db\", table \"shifts\", row 2, column \"length\": the value is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query); set onError: skip to skip such rows into the rejected file"
     );
     let e = err(db.read(table_source("no_such_table"), None, 1 << 20).await);
     assert!(

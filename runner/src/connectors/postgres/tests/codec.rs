@@ -311,18 +311,20 @@ fn values_arrow_cannot_hold_are_bad_rows_naming_column_row_and_value() {
         let ok = vec![be(1i32.to_be_bytes()), None];
         let bad = vec![be(2i32.to_be_bytes()), Some(value)];
         let e = decode(&columns, &stream(&[ok, bad])).unwrap_err();
-        assert!(matches!(e, Error::BadRow(_)), "{e:?}");
-        let e = e.to_string();
-        assert!(e.starts_with(CONTEXT), "{e}");
-        assert!(e.contains("row 2, column \"v\""), "{e}");
+        let (shown, kept) = shown_and_kept(&e);
+        assert!(shown.starts_with(CONTEXT), "{shown}");
+        assert!(shown.contains("row 2, column \"v\""), "{shown}");
         for x in expect {
-            assert!(e.contains(x), "{e} lacks {x}");
+            assert!(
+                shown.contains(x) || kept.contains(x),
+                "{shown} / {kept} lack {x}"
+            );
         }
     };
     check(
         "date",
         i32::MAX.to_be_bytes().to_vec(),
-        &["infinity", "(date)"],
+        &["infinity", "as date"],
     );
     check("timestamp", i64::MIN.to_be_bytes().to_vec(), &["-infinity"]);
     check("numeric(10,2)", numeric(0, 0, 0xC000, 0, &[]), &["NaN"]);
@@ -619,11 +621,16 @@ fn values_the_target_cannot_take_are_bad_rows() {
         let batch = batch_of(vec![("v", array)]);
         let enc = CopyInEncoder::new(&batch.schema(), &cols(&[("v", ty)]), CONTEXT.into()).unwrap();
         let e = enc.encode(&batch, 101, &mut BytesMut::new()).unwrap_err();
-        assert!(matches!(e, Error::BadRow(_)), "{e:?}");
-        let e = e.to_string();
-        assert!(e.starts_with(CONTEXT) && e.contains("column \"v\""), "{e}");
+        let (shown, kept) = shown_and_kept(&e);
+        assert!(
+            shown.starts_with(CONTEXT) && shown.contains("column \"v\""),
+            "{shown}"
+        );
         for x in expect {
-            assert!(e.contains(x), "{e} lacks {x}");
+            assert!(
+                shown.contains(x) || kept.contains(x),
+                "{shown} / {kept} lack {x}"
+            );
         }
     };
     check(
@@ -660,7 +667,7 @@ fn values_the_target_cannot_take_are_bad_rows() {
     check(
         Arc::new(StringArray::from(vec![long.as_str()])),
         "bigint",
-        &["…\" (501 bytes)"],
+        &[long.as_str()],
     );
     let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1)])]);
     let schema = Schema::new(vec![Field::new("v", list.data_type().clone(), true)]);
@@ -747,4 +754,21 @@ fn every_arrow_type_a_table_is_created_for_can_be_written_to_it() {
             .unwrap_or_else(|e| panic!("{} as {ddl}: {e}", field.data_type()));
         assert_eq!(back.column(0).null_count(), 2, "{ddl}");
     }
+}
+
+/// The message of a bad row and its record for the rejected file; the value the record holds
+/// is not in the message (unless it names a kind of value the problem explains, like NaN).
+fn shown_and_kept(e: &Error) -> (String, String) {
+    let Error::BadRow(bad) = e else {
+        panic!("not a bad row: {e:?}")
+    };
+    let shown = e.to_string();
+    let record = bad.record();
+    if let Some(value) = record["value"]
+        .as_str()
+        .filter(|v| !["NaN", "infinity", "-infinity"].contains(v))
+    {
+        assert!(!shown.contains(value), "{shown} shows {value}");
+    }
+    (shown, record.to_string())
 }

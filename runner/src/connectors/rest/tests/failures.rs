@@ -413,9 +413,10 @@ async fn schema_drift_after_the_sample_is_a_clear_error() {
     assert!(e.contains("page 3 (http://127.0.0.1:"), "{e}");
     assert!(e.contains("record 11"), "{e}");
     assert!(
-        e.contains("field \"id\" is a number 1.5, but the column is int64"),
+        e.contains("field \"id\" is a number, but the column is int64"),
         "{e}"
     );
+    assert!(!e.contains("1.5"), "{e}");
     let _ = record(0);
 }
 

@@ -160,7 +160,7 @@ async fn gzip_bodies_stream_in_byte_budget_batches_and_bad_rows_are_skipped() {
     assert_eq!(
         err.as_deref(),
         Some(
-            "orders.csv: line 4: column \"total\": cannot parse \"12,5x\" as float64 (set onError: skip to skip such rows into a dead-letter file)"
+            "orders.csv: line 4, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
         )
     );
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

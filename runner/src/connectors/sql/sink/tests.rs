@@ -201,7 +201,7 @@ impl<S: Shape> SqlDialect for Recorder<S> {
         while let Some(batch) = stream.next().await {
             progress.sent(batch?.num_rows() as u64, 1);
             if self.fail_load {
-                return Err(Error::BadRow("row 1 broke".into()));
+                return Err(Error::bad_row("row 1", "broke"));
             }
         }
         let names: Vec<&str> = target.columns.iter().map(|c| c.name()).collect();
@@ -390,7 +390,7 @@ async fn a_failed_load_rolls_back_and_drops_what_ddl_committed() {
         dest(WriteMode::Append, &[]),
     )
     .await;
-    assert_eq!(err(written), "row 1 broke");
+    assert_eq!(err(written), "row 1: broke");
     assert_eq!(
         log,
         [
@@ -407,7 +407,7 @@ async fn a_failed_load_rolls_back_and_drops_what_ddl_committed() {
         dest(WriteMode::Overwrite, &[]),
     )
     .await;
-    assert_eq!(err(written), "row 1 broke");
+    assert_eq!(err(written), "row 1: broke");
     assert_eq!(
         log,
         [

@@ -316,7 +316,7 @@ async fn uint64_above_the_sqlite_range_is_an_error_naming_column_row_and_value()
     assert_eq!(
         message.as_deref(),
         Some(
-            "Connection \"local-db\", table \"big\", column \"big\", row 3: value 18446744073709551615 is above the largest SQLite INTEGER, 9223372036854775807"
+            "Connection \"local-db\", table \"big\", row 3, column \"big\": the value is above the largest SQLite INTEGER, 9223372036854775807"
         )
     );
     assert_eq!(

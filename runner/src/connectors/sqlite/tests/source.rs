@@ -253,8 +253,8 @@ async fn a_bad_value_fails_the_read_naming_table_row_column_and_value() {
     assert_eq!(
         message.as_deref(),
         Some(
-            "Connection \"local-db\", table \"d\": row 2: column \"day\": cannot convert \"not a date\" to date \
-             (set onError: skip to skip such rows into a dead-letter file)"
+            "Connection \"local-db\", table \"d\": row 2, column \"day\": cannot convert the value to date; \
+             set onError: skip to skip such rows into the rejected file"
         )
     );
 }
@@ -290,7 +290,12 @@ async fn bad_values_are_skipped_counted_and_kept_under_skip() {
         let text = |key: &str| line[key].as_str().unwrap_or_default().to_string();
         (
             text("location"),
-            text("reason"),
+            format!(
+                "{}: {} ({})",
+                text("column"),
+                text("problem"),
+                text("value")
+            ),
             serde_json::from_str(&text("row")).unwrap_or_else(|e| panic!("{e}")),
         )
     };
@@ -299,12 +304,12 @@ async fn bad_values_are_skipped_counted_and_kept_under_skip() {
         [
             (
                 "Connection \"local-db\", table \"d\": row 2".to_string(),
-                "column \"day\": cannot convert \"not a date\" to date".to_string(),
+                "day: cannot convert the value to date (not a date)".to_string(),
                 serde_json::json!({"id": 2, "day": "not a date", "n": 2}),
             ),
             (
                 "Connection \"local-db\", table \"d\": row 3".to_string(),
-                "column \"n\": cannot convert \"40000\" to int16".to_string(),
+                "n: cannot convert the value to int16 (40000)".to_string(),
                 serde_json::json!({"id": 3, "day": "2024-01-03", "n": 40000}),
             ),
         ]
