@@ -3,8 +3,13 @@
 //! them and `synqx runs watch` reads them; step transitions and counters come from the run's
 //! status today, and the step pods' telemetry will publish the same messages.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::Pipeline;
+use crate::dag::{self, EdgeKind};
+use crate::pipeline::{RunReference, Schedule, Watermark};
 use crate::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus, WatermarkRange};
 
 /// The WebSocket subprotocol of the watch route: a client offers it (besides the token's
@@ -148,6 +153,133 @@ impl StepCounters {
     }
 }
 
+/// A Pipeline as the list route shows it: what a UI needs to list it and draw its graph.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineView {
+    pub name: String,
+    /// Step names, in the order of the spec.
+    pub steps: Vec<String>,
+    /// Steps of each parallel layer, in execution order.
+    pub layers: Vec<Vec<String>>,
+    /// The edges of the graph, each with the asset it carries when it comes from lineage.
+    #[serde(default)]
+    pub edges: Vec<EdgeView>,
+    /// `True` (compiled, Connections ready), `False` (with `reason` and `message`), or
+    /// absent before the first compile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunReference>,
+    #[serde(default)]
+    pub watermarks: BTreeMap<String, Watermark>,
+}
+
+/// The Ready condition of a Pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Why one step waits for another, as a UI draws it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeView {
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeViewKind,
+    /// The asset's friendly name (the upstream step's `destination.asset.name`, else the
+    /// downstream step's `source.asset.name`), or its FQN when neither names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqn: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EdgeViewKind {
+    /// Declared in `dependsOn`.
+    DependsOn,
+    /// The downstream step reads an asset the upstream step writes.
+    Lineage,
+}
+
+impl PipelineView {
+    /// The view of a Pipeline object: its spec's graph, and what its status says. The graph
+    /// is compiled from the spec as it is now (layers from the status when it does not
+    /// compile, so an invalid Pipeline still lists).
+    pub fn of(pipeline: &Pipeline) -> Self {
+        let status = pipeline.status.clone().unwrap_or_default();
+        let spec = &pipeline.spec;
+        let (layers, edges) = match dag::compile(spec, &BTreeMap::new()) {
+            Ok(plan) => (plan.layers.clone(), edges(&plan, spec)),
+            Err(_) => (status.layers, Vec::new()),
+        };
+        Self {
+            name: pipeline.metadata.name.clone().unwrap_or_default(),
+            steps: spec.steps.iter().map(|s| s.name.clone()).collect(),
+            layers,
+            edges,
+            ready: status
+                .conditions
+                .into_iter()
+                .find(|c| c.r#type == "Ready")
+                .map(|c| Ready {
+                    status: c.status,
+                    reason: c.reason,
+                    message: c.message,
+                }),
+            schedule: spec.schedule.clone(),
+            next_schedule_time: status.next_schedule_time,
+            last_run: status.last_run,
+            watermarks: status.watermarks,
+        }
+    }
+}
+
+/// The plan's edges with the friendly names of the assets they carry.
+pub fn edges(plan: &dag::Plan, spec: &crate::PipelineSpec) -> Vec<EdgeView> {
+    let step = |name: &str| spec.steps.iter().find(|s| s.name == name);
+    plan.edges
+        .iter()
+        .map(|edge| match &edge.kind {
+            EdgeKind::DependsOn => EdgeView {
+                from: edge.from.clone(),
+                to: edge.to.clone(),
+                kind: EdgeViewKind::DependsOn,
+                asset: None,
+                connection: None,
+                fqn: None,
+            },
+            EdgeKind::Lineage { connection, fqn } => {
+                let written = step(&edge.from)
+                    .and_then(|s| s.sync.as_ref())
+                    .and_then(|s| s.destination.asset.name.clone());
+                let read = step(&edge.to)
+                    .and_then(|s| s.sync.as_ref())
+                    .and_then(|s| s.source.asset.name.clone());
+                EdgeView {
+                    from: edge.from.clone(),
+                    to: edge.to.clone(),
+                    kind: EdgeViewKind::Lineage,
+                    asset: Some(written.or(read).unwrap_or_else(|| fqn.clone())),
+                    connection: Some(connection.clone()),
+                    fqn: Some(fqn.clone()),
+                }
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +346,28 @@ mod tests {
         let json = r#"{"seq":2,"type":"step","from":"Running","step":{"name":"load","phase":"Succeeded","rowsWritten":500}}"#;
         let read: Result<Message, _> = serde_json::from_str(json);
         assert!(read.is_ok(), "{read:?}");
+    }
+
+    #[test]
+    fn edges_carry_the_friendly_name_of_their_asset() {
+        let yaml = "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  steps:\n    - {name: extract, sync: {source: {connection: api, asset: {fqn: orders}}, destination: {connection: lake, asset: {name: Raw orders, fqn: raw/orders/}}}}\n    - {name: load, sync: {source: {connection: lake, asset: {fqn: raw/orders/}}, destination: {connection: db, asset: {fqn: orders}}}}\n    - {name: stats, dependsOn: [load], sql: {connection: db, statements: [\"select 1\"]}}\n";
+        let pipeline: Pipeline = match serde_yaml::from_str(yaml) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let view = PipelineView::of(&pipeline);
+        assert_eq!(view.layers, [["extract"], ["load"], ["stats"]]);
+        let found: Vec<(&str, &str, EdgeViewKind, Option<&str>)> = view
+            .edges
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.kind, e.asset.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("extract", "load", EdgeViewKind::Lineage, Some("Raw orders")),
+                ("load", "stats", EdgeViewKind::DependsOn, None),
+            ]
+        );
     }
 }

@@ -13,8 +13,8 @@ use kube::{Api, Client, ResourceExt};
 use synqx_api::{Pipeline, PipelineRun};
 use tokio::task::JoinHandle;
 
-use super::hub::Hub;
-use super::message::RunView;
+use synqx_api::gateway::RunView;
+use synqx_web::Hub;
 
 /// kubectl's copy of the applied object: as large as the spec, never shown.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

@@ -1,13 +1,12 @@
-//! The gateway: the operator's HTTP API for clients (the `synqx` CLI, UIs), on its own port.
-//! `GET /api/v1/namespaces/{ns}/pipelines` and `…/pipelineruns` list what a UI shows;
-//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run. Every request is
-//! authorised as kubectl's would be ([`auth`]). The README has the routes and messages.
+//! The gateway: the operator's HTTP API for clients (the `synqx` CLI, the web UI), on its own
+//! port. `GET /api/v1/namespaces/{ns}/pipelines` and `…/pipelineruns` list what a UI shows;
+//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run; `/` is the web UI,
+//! whose files need no token. Every API request is authorised as kubectl's would be
+//! ([`auth`]). The message log, followers and UI are [`synqx_web`]'s, shared with
+//! `synqx run --ui`. The README has the routes and messages.
 
 pub mod auth;
 mod feed;
-mod hub;
-mod log;
-mod message;
 mod views;
 mod watch;
 
@@ -17,21 +16,20 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kube::Client;
 use kube::runtime::reflector::Store;
-use serde::Deserialize;
 use synqx_api::gateway::PROTOCOL;
 use synqx_api::{Pipeline, PipelineRun};
+use synqx_web::assets::UiConfig;
+use synqx_web::{Follow, FollowError, RunsQuery, StepFilter, WatchQuery, failure};
+pub use synqx_web::{Hub, Limits};
 use tokio::task::JoinHandle;
 
 use self::auth::{Access, Denied};
 use self::feed::Stores;
-use self::hub::{Follow, FollowError};
-pub use self::hub::{Hub, Limits};
-use self::message::StepFilter;
 
 /// How often an open WebSocket's token and right are reviewed again.
 pub const RECHECK: Duration = Duration::from_secs(60);
@@ -77,46 +75,18 @@ pub fn start(
 }
 
 fn router(gateway: Arc<Gateway>) -> Router {
+    let ui = UiConfig {
+        namespace: None,
+        token: true,
+        title: "cluster gateway".into(),
+    };
     Router::new()
-        .route(
-            "/api/v1/namespaces/{namespace}/pipelines",
-            get(list_pipelines),
-        )
-        .route(
-            "/api/v1/namespaces/{namespace}/pipelineruns",
-            get(list_runs),
-        )
-        .route(
-            "/api/v1/namespaces/{namespace}/pipelineruns/{name}/watch",
-            get(watch_run),
-        )
-        .fallback(|| async {
-            failure(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "no such route: see the README's \"Gateway API\" for the routes".into(),
-            )
-        })
+        .route(synqx_web::LIST_PIPELINES, get(list_pipelines))
+        .route(synqx_web::LIST_RUNS, get(list_runs))
+        .route(synqx_web::WATCH_RUN, get(watch_run))
+        .merge(synqx_web::assets::routes(ui))
+        .fallback(|| async { synqx_web::no_route() })
         .with_state(gateway)
-}
-
-/// A refusal as the API server writes one (a `Status`), so clients read both alike.
-fn failure(code: StatusCode, reason: &str, message: String) -> Response {
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "reason": reason,
-        "message": message,
-        "code": code.as_u16(),
-    });
-    let mut response = (code, axum::Json(body)).into_response();
-    if code == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }
 
 impl IntoResponse for Denied {
@@ -199,17 +169,11 @@ impl Gateway {
                 Ok(follow) => return Ok(follow),
                 Err(e @ FollowError::NotFound { .. }) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(failure(StatusCode::NOT_FOUND, "NotFound", e.to_string()));
+                        return Err(synqx_web::refused_follow(&e));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => {
-                    return Err(failure(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequests",
-                        e.to_string(),
-                    ));
-                }
+                Err(e) => return Err(synqx_web::refused_follow(&e)),
             }
         }
     }
@@ -223,16 +187,10 @@ async fn list_pipelines(
     match gateway.listed(&headers, &namespace, "pipelines").await {
         Ok((pipelines, _)) => {
             let all = pipelines.state();
-            let items = views::pipelines(all.iter().map(AsRef::as_ref), &namespace);
-            axum::Json(serde_json::json!({ "items": items })).into_response()
+            synqx_web::items(&views::pipelines(all.iter().map(AsRef::as_ref), &namespace))
         }
         Err(refused) => refused,
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct RunsQuery {
-    pipeline: Option<String>,
 }
 
 async fn list_runs(
@@ -245,17 +203,14 @@ async fn list_runs(
         Ok((_, runs)) => {
             let all = runs.state();
             let pipeline = query.pipeline.as_deref();
-            let items = views::runs(all.iter().map(AsRef::as_ref), &namespace, pipeline);
-            axum::Json(serde_json::json!({ "items": items })).into_response()
+            synqx_web::items(&views::runs(
+                all.iter().map(AsRef::as_ref),
+                &namespace,
+                pipeline,
+            ))
         }
         Err(refused) => refused,
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct WatchQuery {
-    since: Option<u64>,
-    step: Option<String>,
 }
 
 async fn watch_run(
@@ -279,15 +234,14 @@ async fn watch_run(
         Ok(follow) => follow,
         Err(refused) => return refused,
     };
-    let follower = watch::Follower {
+    let filter = StepFilter::parse(query.step.as_deref());
+    let review = watch::Review {
         gateway,
-        follow,
-        filter: StepFilter::parse(query.step.as_deref()),
         token,
         access,
     };
     // Selected when offered; the token's subprotocol is never echoed.
     upgrade
         .protocols([PROTOCOL])
-        .on_upgrade(move |socket| watch::stream(socket, follower))
+        .on_upgrade(move |socket| synqx_web::follow::stream(socket, follow, filter, review))
 }

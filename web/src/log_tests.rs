@@ -1,7 +1,7 @@
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus};
 
 use super::*;
-use crate::gateway::message::StepFilter;
+use crate::filter::StepFilter;
 
 fn step(name: &str, phase: StepPhase, rows: u64) -> StepStatus {
     StepStatus {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use synqx_api::run::StepStatus;
 
-use super::message::{Body, Message, Reset, RunView, StepCounters};
+use synqx_api::gateway::{Body, Message, Reset, RunView, StepCounters};
 
 /// Where a follower starts.
 #[derive(Debug, PartialEq)]
@@ -31,8 +31,8 @@ pub struct RunLog {
 }
 
 impl RunLog {
-    /// A log whose first message will be `base + 1`; `base` differs between operator
-    /// processes (see [`super::hub::Hub::new`]), so a `since` numbered by another process
+    /// A log whose first message will be `base + 1`; `base` differs between gateway
+    /// processes (see [`crate::hub::Hub::new`]), so a `since` numbered by another process
     /// falls outside what this one keeps.
     pub fn new(view: RunView, base: u64, capacity: usize) -> Self {
         Self {
@@ -42,6 +42,11 @@ impl RunLog {
             capacity: capacity.max(1),
             pending: BTreeMap::new(),
         }
+    }
+
+    /// The run as of the newest message.
+    pub fn view(&self) -> &RunView {
+        &self.view
     }
 
     #[cfg(test)]

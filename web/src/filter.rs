@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-pub use synqx_api::gateway::{Body, Message, Reset, RunView, StepCounters};
+use synqx_api::gateway::{Body, Message, StepCounters};
 
 /// The steps a follower asked for with `?step=a,b` (none: every step).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

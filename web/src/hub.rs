@@ -1,5 +1,6 @@
 //! Every followed run's log, and the followers of each: the one place messages enter (from
-//! the runs' status today, from step telemetry later) and leave (to WebSocket followers).
+//! the runs' status and step telemetry on a cluster, from the engine in a local run) and
+//! leave (to WebSocket followers).
 //! Memory is bounded: each run keeps at most `log_length` messages, a follower's queue is
 //! `buffer` messages (a follower that falls further behind is dropped with a reason), and
 //! followers are limited per run and in total.
@@ -10,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::broadcast;
 
-use super::log::{RunLog, Start};
-use super::message::{Message, RunView};
+use crate::log::{RunLog, Start};
+use synqx_api::gateway::{Body, LogLine, Message, RunView};
 
 /// The bounds of the hub's memory.
 #[derive(Clone, Copy, Debug)]
@@ -44,12 +45,12 @@ struct Entry {
     tx: broadcast::Sender<Arc<Message>>,
 }
 
-/// The logs of the runs this operator serves.
+/// The logs of the runs a gateway serves.
 pub struct Hub {
     /// The first sequence number of this process: microseconds since the Unix epoch at
-    /// start, so numbers of an earlier process (or another replica started earlier) are
-    /// older than anything kept here and get a snapshot marked `notKept`. Below 2^53, so
-    /// JavaScript reads them exactly.
+    /// start, so numbers of an earlier process (or another operator replica started
+    /// earlier) are older than anything kept here and get a snapshot marked `notKept`.
+    /// Below 2^53, so JavaScript reads them exactly.
     base: u64,
     limits: Limits,
     runs: Mutex<HashMap<RunKey, Entry>>,
@@ -59,7 +60,7 @@ pub struct Hub {
 /// Why a run cannot be followed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FollowError {
-    #[error("PipelineRun {namespace}/{name} is not known to this operator (yet)")]
+    #[error("PipelineRun {namespace}/{name} is not known to this gateway (yet)")]
     NotFound { namespace: String, name: String },
     #[error("{count} followers of PipelineRun {namespace}/{name} already: try again later")]
     RunFull {
@@ -67,7 +68,7 @@ pub enum FollowError {
         name: String,
         count: usize,
     },
-    #[error("this operator serves {count} followers already: try again later")]
+    #[error("this gateway serves {count} followers already: try again later")]
     Full { count: usize },
 }
 
@@ -125,6 +126,35 @@ impl Hub {
                 runs.insert(key, Entry { log, tx });
             }
         }
+    }
+
+    /// Lines a step attempt logged, as one message to the run's followers. A run the hub does
+    /// not know (deleted, or not observed yet) drops them: there is no one to follow it.
+    pub fn log(&self, namespace: &str, name: &str, step: &str, attempt: u32, lines: Vec<LogLine>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut runs = self.runs();
+        if let Some(entry) = runs.get_mut(&(namespace.to_string(), name.to_string())) {
+            let message = entry.log.push(Body::Log {
+                step: step.to_string(),
+                attempt,
+                lines,
+            });
+            let _ = entry.tx.send(message);
+        }
+    }
+
+    /// The current view of every run of `namespace` the hub follows, newest first.
+    pub fn runs_of(&self, namespace: &str) -> Vec<RunView> {
+        let mut views: Vec<RunView> = self
+            .runs()
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, entry)| entry.log.view().clone())
+            .collect();
+        views.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        views
     }
 
     /// Sends each run's pending counters as one message; called once a second.
