@@ -42,10 +42,12 @@ fi
 # containerd, runc, the CNI plugins, buildah and skopeo, iptables, and a C compiler with a
 # static libc for the pause binary.
 missing=()
-for tool in openssl curl python3 g++ containerd runc buildah skopeo iptables ip cc objcopy; do
+for tool in openssl curl python3 g++ containerd runc buildah skopeo iptables ip cc objcopy node npm; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+# The web UI's tests drive Debian's chromium (headless) with playwright-core from npm.
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
 # bigquery-emulator embeds ZetaSQL, which only clang compiles; fakesnow lives in a venv.
 command -v clang++ >/dev/null 2>&1 || missing+=(clang)
@@ -54,7 +56,7 @@ if (( ${#missing[@]} > 0 )); then
   sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
   $sudo_if_needed apt-get update -qq
   $sudo_if_needed apt-get install -y -qq openssl curl python3 g++ containerd runc containernetworking-plugins \
-    buildah skopeo iptables iproute2 gcc libc6-dev binutils clang python3-venv
+    buildah skopeo iptables iproute2 gcc libc6-dev binutils clang python3-venv nodejs npm chromium
 fi
 # Helm for the chart tests, from its Go module (cached in ~/.cache/synqx/testbin).
 tests/cluster/build helm >/dev/null
@@ -110,6 +112,10 @@ step "tests"
 # redis-server, FerretDB and the warehouse emulators, and the control-plane feature the
 # end-to-end tests; the servers were started above, and a test whose server is missing fails.
 cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests
+
+step "web UI in headless Chromium"
+# Against `synqx run --ui` with the binary built above; chromium missing fails here.
+tests/browser/run
 
 step "tests on a containerd node"
 # The same binaries in real containers: the image from the debug build (scripts/image

@@ -45,6 +45,10 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reset: Option<Reset>,
         run: RunView,
+        /// The log lines the gateway still keeps (from its last messages), by step attempt
+        /// in the order they came: the tail a follower shows before new `log` messages.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<StepLog>,
     },
     /// The run's phase changed.
     #[serde(rename_all = "camelCase")]
@@ -72,6 +76,14 @@ pub enum Body {
         attempt: u32,
         lines: Vec<LogLine>,
     },
+}
+
+/// Lines of one step attempt's log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLog {
+    pub step: String,
+    pub attempt: u32,
+    pub lines: Vec<LogLine>,
 }
 
 /// One line of a step's log.
@@ -290,6 +302,7 @@ mod tests {
             Message {
                 seq: 1_764_650_000_000_001,
                 body: Body::Snapshot {
+                    logs: Vec::new(),
                     reset: Some(Reset::NotKept),
                     run: RunView {
                         name: "orders-1".into(),

@@ -320,6 +320,25 @@ fn invalid_files_run_nothing() {
     assert!(!dir.path().join("state").exists());
 }
 
+#[test]
+fn the_web_ui_serves_only_loopback_unless_asked() {
+    let dir = quickstart();
+    let pipeline = dir.path().join("pipeline.yaml").display().to_string();
+    let run = synqx(
+        dir.path(),
+        &["run", &pipeline, "--state", "state", "--ui", "0.0.0.0:0"],
+    );
+    let out = text(&run);
+    assert_ne!(run.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("--ui 0.0.0.0:0: a local run's web UI has no authentication"),
+        "{out}"
+    );
+    assert!(out.contains("add --ui-any-address"), "{out}");
+    // Refused before any step ran: nothing was written.
+    assert!(!dir.path().join("out").exists());
+}
+
 /// A pipeline of two independent branches where one fails, under a given onFailure.
 fn branches(on_failure: &str) -> String {
     format!(

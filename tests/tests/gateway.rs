@@ -211,7 +211,10 @@ async fn a_follower_gets_the_snapshot_then_a_step_turning_running_to_succeeded()
         Next::Message(first) => first,
         other => panic!("no snapshot: {other:?}"),
     };
-    let Body::Snapshot { reset: None, run } = &first.body else {
+    let Body::Snapshot {
+        reset: None, run, ..
+    } = &first.body
+    else {
         panic!("the first message is not a plain snapshot: {first:?}")
     };
     assert_eq!(

@@ -33,10 +33,15 @@ impl StepFilter {
             return Some(message.clone());
         }
         let body = match &message.body {
-            Body::Snapshot { reset, run } => {
+            Body::Snapshot { reset, run, logs } => {
                 let mut run = run.clone();
                 run.status.steps.retain(|s| self.keeps(&s.name));
-                Body::Snapshot { reset: *reset, run }
+                let logs = logs.iter().filter(|l| self.keeps(&l.step)).cloned();
+                Body::Snapshot {
+                    reset: *reset,
+                    run,
+                    logs: logs.collect(),
+                }
             }
             Body::Step { step, .. } if !self.keeps(&step.name) => return None,
             Body::Log { step, .. } if !self.keeps(step) => return None,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use synqx_api::run::StepStatus;
 
-use synqx_api::gateway::{Body, Message, Reset, RunView, StepCounters};
+use synqx_api::gateway::{Body, Message, Reset, RunView, StepCounters, StepLog};
 
 /// Where a follower starts.
 #[derive(Debug, PartialEq)]
@@ -125,8 +125,35 @@ impl RunLog {
             body: Body::Snapshot {
                 reset,
                 run: self.view.clone(),
+                logs: self.logs(),
             },
         })
+    }
+
+    /// The log lines among the kept messages, consecutive lines of one attempt together.
+    fn logs(&self) -> Vec<StepLog> {
+        let mut logs: Vec<StepLog> = Vec::new();
+        for message in &self.messages {
+            let Body::Log {
+                step,
+                attempt,
+                lines,
+            } = &message.body
+            else {
+                continue;
+            };
+            match logs.last_mut() {
+                Some(last) if last.step == *step && last.attempt == *attempt => {
+                    last.lines.extend(lines.iter().cloned());
+                }
+                _ => logs.push(StepLog {
+                    step: step.clone(),
+                    attempt: *attempt,
+                    lines: lines.clone(),
+                }),
+            }
+        }
+        logs
     }
 }
 

@@ -2,6 +2,7 @@ use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus};
 
 use super::*;
 use crate::filter::StepFilter;
+use synqx_api::gateway::LogLine;
 
 fn step(name: &str, phase: StepPhase, rows: u64) -> StepStatus {
     StepStatus {
@@ -180,6 +181,7 @@ fn a_step_filter_keeps_its_steps_and_the_run() {
         seq: 3,
         body: Body::Snapshot {
             reset: None,
+            logs: Vec::new(),
             run: view(
                 RunPhase::Running,
                 vec![
@@ -262,4 +264,40 @@ fn a_step_filter_keeps_its_steps_and_the_run() {
     assert_eq!(filter.apply(&log("a")), None);
     assert_eq!(filter.apply(&log("b")), Some(log("b")));
     assert_eq!(StepFilter::parse(Some(" , ")), StepFilter::default());
+}
+
+#[test]
+fn a_snapshot_carries_the_log_lines_still_kept() {
+    let line = |text: &str| LogLine {
+        time: "2026-12-02T07:30:00.000Z".into(),
+        level: Some("INFO".into()),
+        text: text.into(),
+    };
+    let log_of = |step: &str, attempt: u32, text: &str| Body::Log {
+        step: step.into(),
+        attempt,
+        lines: vec![line(text)],
+    };
+    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, 3);
+    log.push(log_of("a", 1, "evicted"));
+    log.push(log_of("a", 1, "one"));
+    log.push(log_of("a", 1, "two"));
+    log.push(log_of("b", 2, "three"));
+    let Start::Snapshot(message) = log.start(None) else {
+        panic!("a follower without since starts with a snapshot")
+    };
+    let Body::Snapshot { logs, .. } = &message.body else {
+        panic!("{message:?}")
+    };
+    let texts: Vec<(&str, u32, Vec<&str>)> = logs
+        .iter()
+        .map(|l| {
+            let lines = l.lines.iter().map(|l| l.text.as_str()).collect();
+            (l.step.as_str(), l.attempt, lines)
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [("a", 1, vec!["one", "two"]), ("b", 2, vec!["three"])]
+    );
 }

@@ -79,6 +79,15 @@ enum Command {
         /// metadata.namespace, else `default`).
         #[arg(long)]
         namespace: Option<String>,
+        /// Serve the web UI of this run at ADDR (e.g. 127.0.0.1:8089; port 0 picks one):
+        /// the graph, live counters and each step's log, in namespace `local`. It stays up
+        /// after the run until Ctrl-C.
+        #[arg(long, value_name = "ADDR")]
+        ui: Option<std::net::SocketAddr>,
+        /// Let --ui listen on an address that is not loopback (the UI has no
+        /// authentication: anyone who reaches the address sees the run).
+        #[arg(long, requires = "ui")]
+        ui_any_address: bool,
     },
     /// Run one attempt of one step of a PipelineRun, in the pod of its Job (the operator starts
     /// it): write the step's entry of the run's status and a termination message. Exit 0 when
@@ -305,6 +314,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             vault_key,
             namespace,
+            ui,
+            ui_any_address,
         } => run::run(run::Args {
             files,
             pipeline,
@@ -315,6 +326,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads: threads.map(usize::from),
             vault_key,
             namespace,
+            ui,
+            ui_any_address,
         }),
         Command::State { action, state: dir } => {
             let action = match action {

@@ -1,10 +1,12 @@
 //! `synqx run`: a pipeline on this machine, no cluster.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use synqx_runner::local::{LocalRun, Progress, RunOptions, choose_pipeline, render};
+use synqx_runner::local::{Live, LocalRun, Progress, RunOptions, choose_pipeline, render, serve};
 use synqx_runner::secrets::Secrets;
 use synqx_runner::state::StateStore;
 use synqx_runner::vault::Vault;
@@ -22,6 +24,8 @@ pub struct Args {
     pub threads: Option<usize>,
     pub vault_key: Option<PathBuf>,
     pub namespace: Option<String>,
+    pub ui: Option<SocketAddr>,
+    pub ui_any_address: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +67,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let state = StateStore::open(&args.state).await?;
+        let ui = match args.ui {
+            Some(addr) => {
+                let hub = Arc::new(synqx_web::Hub::new(synqx_web::Limits::default()));
+                let pipelines = report.bundle.pipelines.iter().map(|d| d.object.clone());
+                let server = serve::start(
+                    addr,
+                    args.ui_any_address,
+                    hub.clone(),
+                    state.clone(),
+                    pipelines.collect(),
+                )
+                .await?;
+                eprintln!("web UI: http://{}/", server.addr);
+                Some((server, Live::new(hub)))
+            }
+            None => None,
+        };
         let cancel = CancellationToken::new();
         let on_signal = cancel.clone();
         tokio::spawn(async move {
@@ -83,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
             cancel,
             progress: Progress::stderr(),
+            live: ui.as_ref().map(|(_, live)| live.clone()),
         };
         let summary = local.run().await?;
         print!("{}", render(&summary));
@@ -90,6 +112,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "state: {}",
             display(&args.state.join(synqx_runner::state::STATE_FILE))
         );
+        if let Some((server, _)) = &ui {
+            eprintln!("the web UI stays at http://{}/ until Ctrl-C", server.addr);
+            // Printed before the wait: a reader of a pipe sees the summary now.
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            let _ = tokio::signal::ctrl_c().await;
+        }
         Ok(if summary.succeeded() {
             ExitCode::SUCCESS
         } else {

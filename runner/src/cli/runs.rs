@@ -386,6 +386,7 @@ mod tests {
                 Body::Snapshot {
                     reset: None,
                     run: snapshot,
+                    logs: Vec::new(),
                 },
             ),
         );

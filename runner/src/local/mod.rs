@@ -3,7 +3,9 @@
 //! the local state database.
 
 mod drive;
+pub mod live;
 mod progress;
+pub mod serve;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ use synqx_api::scheduler::RunPolicy;
 use synqx_api::validate::{Doc, Report};
 use tokio_util::sync::CancellationToken;
 
+pub use live::Live;
 pub use progress::Progress;
 pub use summary::{RunSummary, StepSummary, group, render};
 
@@ -30,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 use crate::state::StateStore;
 use crate::step::StepInputs;
+use live::Level;
 
 /// A Connection of the files, ready to be opened: relative paths in it start at the directory
 /// of the file that declares it.
@@ -66,6 +70,8 @@ pub struct LocalRun<'a> {
     pub options: RunOptions,
     pub cancel: CancellationToken,
     pub progress: Progress,
+    /// The run as the web UI follows it (`synqx run --ui`), when served.
+    pub live: Option<Live>,
 }
 
 /// A run id that sorts by time: `20261127-093012-4f2a`.
@@ -107,6 +113,12 @@ impl LocalRun<'_> {
         self.state
             .start_run(&run_id, self.pipeline, &plan.hash)
             .await?;
+        if let Some(live) = &self.live {
+            let shown = plan.order().filter(|s| {
+                self.options.steps.is_empty() || self.options.steps.iter().any(|w| w == s)
+            });
+            live.begin(&run_id, self.pipeline, shown);
+        }
         let mut policy = RunPolicy::of(&pipeline.spec);
         if let Some(parallelism) = self.options.parallelism {
             policy.parallelism = Some(u32::try_from(parallelism.max(1)).unwrap_or(u32::MAX));
@@ -156,13 +168,17 @@ impl LocalRun<'_> {
             driven.phase
         };
         self.state.finish_run(&run_id, status.as_str()).await?;
-        Ok(RunSummary {
+        let summary = RunSummary {
             pipeline: self.pipeline.to_string(),
             run_id,
             status,
             duration: started.elapsed(),
             steps: driven.steps,
-        })
+        };
+        if let Some(live) = &self.live {
+            live.finish(&summary);
+        }
+        Ok(summary)
     }
 
     async fn run_step(&self, run_id: &str, step: &Step, attempt: u32) -> StepSummary {
@@ -170,7 +186,20 @@ impl LocalRun<'_> {
         let bar = self.progress.start(&step.name, counters.clone());
         let started_at = chrono::Utc::now();
         let started = Instant::now();
+        let follower = self.live.as_ref().map(|live| {
+            live.step_started(&step.name, attempt);
+            live.log(
+                &step.name,
+                attempt,
+                Level::Info,
+                live::describe(step, attempt),
+            );
+            live.follow_counters(&step.name, counters.clone())
+        });
         let result = self.execute(run_id, step, counters.clone()).await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         let mut summary = match result {
             Ok(outcome) => StepSummary::succeeded(&step.name, outcome),
             Err(Error::Cancelled(message)) => StepSummary::ended(
@@ -190,6 +219,11 @@ impl LocalRun<'_> {
         summary.started_at = Some(started_at);
         summary.duration = started.elapsed();
         self.progress.finish(bar, &summary);
+        if let Some(live) = &self.live {
+            for (level, line) in live::outcome(&summary) {
+                live.log(&step.name, attempt, level, line);
+            }
+        }
         summary
     }
 
@@ -280,6 +314,9 @@ struct Recorder<'r, 'a> {
 
 impl drive::Observer for Recorder<'_, '_> {
     async fn ended(&mut self, summary: &StepSummary) {
+        if let Some(live) = &self.run.live {
+            live.step_ended(summary);
+        }
         if self.failed.is_some() {
             return;
         }
@@ -302,13 +339,18 @@ impl drive::Observer for Recorder<'_, '_> {
             .and_then(|p| p.step(&summary.name))
             .and_then(|p| self.policy.retry_of(&p.step))
             .map_or(0, |r| r.limit);
-        self.run.progress.note(&format!(
+        let note = format!(
             "step \"{}\" failed (attempt {} of {}), retrying in {}: {}",
             summary.name,
             summary.attempt,
             limit.saturating_add(1),
             synqx_api::duration::format_duration(wait),
             summary.message.as_deref().unwrap_or_default()
-        ));
+        );
+        if let Some(live) = &self.run.live {
+            live.retrying(summary);
+            live.log(&summary.name, summary.attempt, Level::Warn, note.clone());
+        }
+        self.run.progress.note(&note);
     }
 }

@@ -62,10 +62,11 @@ export function drawDag(graph, link, title) {
     path.append(s('title', {}, `${edge.from} → ${edge.to}: ${edge.asset || where}`));
     svg.append(path);
     if (lineage && edge.asset) {
-      svg.append(s('text', {
+      // The tooltip sits beside the label, not in it, so the label's text is the name alone.
+      svg.append(s('g', {}, s('title', {}, `${edge.asset} (${where})`), s('text', {
         class: 'asset', x: (x0 + x3) / 2, y: (y0 + y3) / 2 - 6, 'text-anchor': 'middle',
         'data-from': edge.from, 'data-to': edge.to,
-      }, short(edge.asset, 26), s('title', {}, `${edge.asset} (${where})`)));
+      }, short(edge.asset, 26))));
     }
   }
   const nodes = new Map();
@@ -75,7 +76,8 @@ export function drawDag(graph, link, title) {
     const anchor = s('a', { href: link(name), 'aria-label': name },
       s('rect', { class: 'box', width: NODE_W, height: NODE_H, rx: 6 }),
       s('rect', { class: 'stripe', width: 6, height: NODE_H, rx: 3 }),
-      s('text', { class: 'name', x: 16, y: 20 }, short(name, 26), s('title', {}, name)),
+      s('title', {}, name),
+      s('text', { class: 'name', x: 16, y: 20 }, short(name, 26)),
       phaseText,
       detail);
     const g = s('g', { class: 'node Pending', transform: `translate(${p.x} ${p.y})`, 'data-step': name }, anchor);
@@ -83,9 +85,14 @@ export function drawDag(graph, link, title) {
     svg.append(g);
   }
 
-  /** Shows each step's phase and counters; `steps` maps a name to its status. */
+  /** Shows each step's phase and counters; `steps` maps a name to its status (or is null). */
   function update(steps, selected) {
     for (const [name, node] of nodes) {
+      // A pipeline's graph (no run): the boxes name the steps only.
+      if (!steps) {
+        node.g.setAttribute('class', 'node plain');
+        continue;
+      }
       const step = steps.get(name) || {};
       const phase = step.phase || 'Pending';
       node.g.setAttribute('class', ['node', phase, name === selected ? 'selected' : ''].join(' ').trim());

@@ -46,7 +46,7 @@ export function phase(value) {
   return h('span', { class: ['phase', name], 'data-phase': name }, name);
 }
 
-/** A schedule as one line: `*/15 * * * * (Europe/Berlin), suspended`. */
+/** A schedule as one line: the cron expression, its time zone, and whether it is suspended. */
 export function schedule(value) {
   if (!value) return 'manual';
   let text = value.cron;

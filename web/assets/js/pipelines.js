@@ -4,7 +4,7 @@ import * as api from '/ui/api.js';
 import { drawDag } from '/ui/dag.js';
 import { h, replace, table } from '/ui/dom.js';
 import { phase, schedule, time } from '/ui/format.js';
-import { runLink } from '/ui/run.js';
+import { legend, runLink } from '/ui/run.js';
 
 const pipelineLink = (ns, name) => `#/namespaces/${encodeURIComponent(ns)}/pipelines/${encodeURIComponent(name)}`;
 
@@ -71,9 +71,10 @@ export async function pipelinePage(root, ns, name) {
   const view = pipelines.find((p) => p.name === name);
   if (!view) throw new api.ApiError(404, 'NotFound', `Pipeline ${ns}/${name} does not exist.`);
   document.title = `${name} · SynqX`;
-  const graph = drawDag({ layers: view.layers, edges: view.edges },
-    () => pipelineLink(ns, name), `Steps of pipeline ${name} by layer`);
-  graph.update(new Map(), null);
+  // A step's box leads to the step in the pipeline's last run, where its log is.
+  const stepLink = (step) => (view.lastRun ? runLink(ns, view.lastRun.name, step) : pipelineLink(ns, name));
+  const graph = drawDag({ layers: view.layers, edges: view.edges }, stepLink, `Steps of pipeline ${name} by layer`);
+  graph.update(null, null);
   const marks = Object.entries(view.watermarks || {});
   replace(root,
     h('h1', {}, `Pipeline ${name}`),
@@ -85,6 +86,7 @@ export async function pipelinePage(root, ns, name) {
       h('div', {}, h('dt', {}, 'Last run'), h('dd', {}, lastRun(ns, view)))),
     h('h2', {}, 'Graph'),
     h('div', { class: 'panel dag' }, graph.element),
+    legend(),
     h('h2', {}, 'Watermarks'),
     marks.length
       ? table(`Watermarks of ${name}`, [{ label: 'Step' }, { label: 'Value' }, { label: 'Committed by' }, { label: 'At' }],

@@ -81,6 +81,11 @@ export class RunPage {
       case 'snapshot':
         this.run = message.run;
         this.steps = new Map((message.run.status.steps || []).map((s) => [s.name, s]));
+        // The snapshot holds the log tail the gateway still keeps: it replaces ours.
+        if (message.logs) {
+          this.logs = new Map();
+          for (const log of message.logs) this.addLog(log);
+        }
         break;
       case 'run':
         if (this.run) {
@@ -103,17 +108,20 @@ export class RunPage {
           this.steps.set(c.name, step);
         }
         break;
-      case 'log': {
-        const lines = this.logs.get(message.step) || [];
-        for (const line of message.lines) lines.push({ attempt: message.attempt, ...line });
-        if (lines.length > LOG_LIMIT) lines.splice(0, lines.length - LOG_LIMIT);
-        this.logs.set(message.step, lines);
+      case 'log':
+        this.addLog(message);
         break;
-      }
       default:
         return;
     }
     this.render();
+  }
+
+  addLog({ step, attempt, lines }) {
+    const kept = this.logs.get(step) || [];
+    for (const line of lines) kept.push({ attempt, ...line });
+    if (kept.length > LOG_LIMIT) kept.splice(0, kept.length - LOG_LIMIT);
+    this.logs.set(step, kept);
   }
 
   state(state, detail) {
@@ -140,6 +148,7 @@ export class RunPage {
       this.header,
       h('h2', { id: 'dag-title' }, 'Graph'),
       h('div', { class: 'panel dag' }, this.dag.element),
+      legend(),
       h('h2', {}, 'Steps'),
       this.table,
       h('h2', { id: 'log-title' }, 'Log'),
@@ -216,8 +225,9 @@ export class RunPage {
       : h('p', { class: 'empty' }, step ? `No log lines of step ${step} yet.` : 'Select a step to see its log.');
     replace(this.log,
       h('div', { class: 'log-head' },
-        h('h3', { class: 'skip' }, `Log of ${step || 'no step'}`),
-        h('span', { class: 'sub' }, step ? `Step ${step}${attempt ? `, attempt ${attempt}` : ''}: the last ${LOG_LIMIT} lines at most, as they arrive` : '')),
+        h('p', { class: 'sub' }, step
+          ? `Step ${step}${attempt ? `, attempt ${attempt}` : ''}: its last ${LOG_LIMIT} lines at most, as they arrive.`
+          : '')),
       body);
     const fresh = this.log.querySelector('ol');
     if (fresh) fresh.scrollTop = atEnd ? fresh.scrollHeight : previous;
@@ -231,6 +241,13 @@ export class RunPage {
       || all[0];
     return pick ? pick.name : null;
   }
+}
+
+/** What the graph's lines mean. */
+export function legend() {
+  return h('p', { class: 'legend' },
+    'Columns are layers: the steps of a layer may run at once. A solid arrow carries the named asset from the step that ',
+    'writes it to the step that reads it; a dashed arrow is a dependsOn.');
 }
 
 function fact(label, value) {
