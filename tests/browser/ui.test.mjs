@@ -11,19 +11,12 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { WAIT, cell, fail, open, waitForCell } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const screenshots = process.argv.includes('--screenshots');
 const synqx = path.resolve(process.env.SYNQX_BIN || path.join(repo, 'target', 'debug', 'synqx'));
-const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
-/** Every wait is on a condition; this only bounds how long a broken build takes to fail. */
-const WAIT = 120_000;
-
-function fail(message) {
-  throw new Error(message);
-}
 
 /** A REST API whose `/records` answers only once `open()` was called. */
 function gate() {
@@ -117,44 +110,16 @@ function startRun(dir, file) {
   return { child, address, exited, output: () => output };
 }
 
-/** The text of a step's cell in the steps table (`column` as its header says). */
-async function cell(page, step, column) {
-  return page.evaluate(([name, header]) => {
-    const table = document.querySelector(`tr[data-step="${name}"]`)?.closest('table');
-    if (!table) return null;
-    const index = [...table.querySelectorAll('thead th')].findIndex((th) => th.textContent === header);
-    const row = table.querySelector(`tr[data-step="${name}"]`);
-    return index < 0 || !row ? null : row.children[index].textContent;
-  }, [step, column]);
-}
-
-async function waitForCell(page, step, column, value) {
-  await page.waitForFunction(([name, header, wanted]) => {
-    const row = document.querySelector(`tr[data-step="${name}"]`);
-    const table = row?.closest('table');
-    if (!table) return false;
-    const index = [...table.querySelectorAll('thead th')].findIndex((th) => th.textContent === header);
-    return index >= 0 && row.children[index].textContent === wanted;
-  }, [step, column, value], { timeout: WAIT });
-}
-
 async function main() {
-  if (!existsSync(browserPath)) fail(`${browserPath} is missing: install Debian's chromium (apt-get install chromium)`);
   if (!existsSync(synqx)) fail(`${synqx} is missing: build it (cargo build --bin synqx) or set SYNQX_BIN`);
   const dir = mkdtempSync(path.join(tmpdir(), 'synqx-ui-'));
   const api = await gate();
   const file = path.join(dir, 'pipeline.yaml');
   writeFileSync(file, pipelineYaml(api.port));
+  const { browser, page, errors } = await open();
   const run = startRun(dir, file);
-  const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
-  const errors = [];
   try {
     const url = await run.address;
-    const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
-    page.on('pageerror', (error) => errors.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') errors.push(`console: ${message.text()}`);
-    });
 
     // The pipelines page: the pipeline, its schedule, and its last run (this one).
     await page.goto(url);

@@ -462,3 +462,58 @@ async fn fifty_followers_receive_every_message_in_order_across_forced_reconnects
         "{steps:?}"
     );
 }
+
+/// The web UI on the gateway in headless Chromium (`tests/browser/gateway.test.mjs`): a
+/// token pasted once, kept in session storage only, and a run followed live. The step is
+/// held on the gate until the page shows it running.
+#[tokio::test]
+async fn the_web_ui_asks_for_a_token_and_follows_a_run_live_in_chromium() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let gate = Gate::start().await;
+    let (cluster, ns, _data) = prepare("gw-ui", &chain("slow", true, 1, 10), &gate).await;
+    let viewer = cluster.service_account_token(&ns.name, "viewer");
+    start_run(cluster, &ns, "slow", "slow-1", "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/run");
+    let mut browser = tokio::process::Command::new(&script)
+        .arg("gateway")
+        .env(
+            "GATEWAY",
+            format!("http://127.0.0.1:{}", synqx_e2e::gateway::PORT),
+        )
+        .env("NAMESPACE", &ns.name)
+        .env("PIPELINE", "slow")
+        .env("RUN", "slow-1")
+        .env("STEP", "gated")
+        .env("TOKEN", &viewer)
+        .env("ROWS", "2")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", script.display()));
+    let Some(stdout) = browser.stdout.take() else {
+        panic!("the browser test's output is not piped")
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let mut said = Vec::new();
+    // The page shows the step running (the gate holds it) before the gate opens.
+    while let Ok(Some(line)) = lines.next_line().await {
+        said.push(line.clone());
+        if line == "RUNNING" {
+            break;
+        }
+    }
+    assert_eq!(said.last().map(String::as_str), Some("RUNNING"), "{said:?}");
+    gate.open();
+    while let Ok(Some(line)) = lines.next_line().await {
+        said.push(line);
+    }
+    let status = browser
+        .wait()
+        .await
+        .unwrap_or_else(|e| panic!("waiting for the browser test: {e}"));
+    assert!(status.success(), "the browser test failed: {said:?}");
+    assert_eq!(said.last().map(String::as_str), Some("OK"), "{said:?}");
+    let run = finished(&ns, "slow-1").await;
+    assert_eq!(step(&run, "gated").rows_written, Some(2), "{run:?}");
+}
