@@ -120,6 +120,17 @@ async function main() {
   const run = startRun(dir, file);
   try {
     const url = await run.address;
+    // Every WebSocket the page opens, so the test can drop one as a network would.
+    await page.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.synqxSockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          window.synqxSockets.push(this);
+        }
+      };
+    });
 
     // The pipelines page: the pipeline, its schedule, and its last run (this one).
     await page.goto(url);
@@ -146,8 +157,16 @@ async function main() {
     await page.locator('.dag g.node.Running[data-step="extract"]').waitFor({ timeout: WAIT });
     await page.evaluate(() => { window.synqxSamePage = true; });
     await page.locator('tr[data-step="extract"] a').first().click();
-    await page.locator('ol.log li', { hasText: 'attempt 1 started: reading api:records into db:staged (overwrite)' })
-      .waitFor({ timeout: WAIT });
+    const started = page.locator('ol.log li', { hasText: 'attempt 1 started: reading api:records into db:staged (overwrite)' });
+    await started.waitFor({ timeout: WAIT });
+
+    // A dropped connection: the page reconnects with since= the last message it got, and
+    // nothing is shown twice.
+    await page.evaluate(() => window.synqxSockets.at(-1).close());
+    await page.waitForFunction(() => window.synqxSockets.length === 2
+      && /[?&]since=\d+/.test(window.synqxSockets[1].url) && window.synqxSockets[1].readyState === WebSocket.OPEN,
+    null, { timeout: WAIT });
+    await page.locator('.live.on').waitFor({ timeout: WAIT });
     if (screenshots) {
       await page.screenshot({ path: path.join(repo, 'docs', 'ui-run-live.png'), fullPage: true });
     }
@@ -166,6 +185,7 @@ async function main() {
       if (value !== wanted) fail(`${step} ${column}: ${value}, expected ${wanted}`);
     }
     await page.locator('ol.log li', { hasText: /succeeded in .*: 3 rows read, 3 rows written/ }).waitFor({ timeout: WAIT });
+    if ((await started.count()) !== 1) fail('the first log line shows twice after the reconnect');
     const progress = await page.locator('.facts div', { hasText: 'Progress' }).locator('dd').textContent();
     if (progress !== '3/3') fail(`the run's progress: ${progress}`);
     if (screenshots) {
