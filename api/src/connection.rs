@@ -116,6 +116,12 @@ pub struct PostgresConnection {
     /// TLS mode: `require` (default), `verify-ca`, `verify-full`, `prefer` or `disable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<SslMode>,
+    /// The certificate authority that signed the server's certificate, for `sslMode:
+    /// verify-full` or `verify-ca` with a private CA: PEM text (`-----BEGIN CERTIFICATE-----`,
+    /// one or more), or the path of a PEM file (relative to the files' folder in a local run).
+    /// Without it the system's trusted roots are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_root_cert: Option<SecretValue>,
 }
 
 /// Connection to a MySQL or MariaDB server.
@@ -137,6 +143,12 @@ pub struct MysqlConnection {
     /// TLS mode: `require` (default), `verify-ca`, `verify-full`, `prefer` or `disable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<SslMode>,
+    /// The certificate authority that signed the server's certificate, for `sslMode:
+    /// verify-full` or `verify-ca` with a private CA: PEM text (`-----BEGIN CERTIFICATE-----`,
+    /// one or more), or the path of a PEM file (relative to the files' folder in a local run).
+    /// Without it the system's trusted roots are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_root_cert: Option<SecretValue>,
 }
 
 /// Connection to a Microsoft SQL Server.
@@ -613,10 +625,12 @@ impl ConnectionSpec {
         if let Some(c) = &self.postgres {
             push("postgres.user", Some(&c.user));
             push("postgres.password", c.password.as_ref());
+            push("postgres.sslRootCert", c.ssl_root_cert.as_ref());
         }
         if let Some(c) = &self.mysql {
             push("mysql.user", Some(&c.user));
             push("mysql.password", c.password.as_ref());
+            push("mysql.sslRootCert", c.ssl_root_cert.as_ref());
         }
         if let Some(c) = &self.sqlserver {
             push("sqlserver.user", Some(&c.user));

@@ -1,5 +1,7 @@
 //! Where the database test servers listen. `scripts/services up` starts PostgreSQL and
-//! MariaDB on loopback and prints `SYNQX_TEST_POSTGRES` and `SYNQX_TEST_MYSQL`;
+//! MariaDB on loopback and prints `SYNQX_TEST_POSTGRES` and `SYNQX_TEST_MYSQL` (and the TLS
+//! MariaDB's `SYNQX_TEST_MYSQL_TLS` and the test CAs' `SYNQX_TEST_TLS_CA`,
+//! `SYNQX_TEST_TLS_OTHER_CA`);
 //! `scripts/nosql-services up` starts redis-server and FerretDB (MongoDB) and prints
 //! `SYNQX_TEST_REDIS` and `SYNQX_TEST_MONGODB`. Without them the defaults are the ports the
 //! scripts use.
@@ -80,6 +82,39 @@ pub fn mysql() -> Server {
             .unwrap_or_else(|_| "mysql://synqx:synqx@127.0.0.1:53306/synqx".into()),
         3306,
     )
+}
+
+/// The second MariaDB test server, which serves TLS with a certificate [`tls_ca`] signed.
+pub fn mysql_tls() -> Server {
+    Server::parse(
+        &std::env::var("SYNQX_TEST_MYSQL_TLS")
+            .unwrap_or_else(|_| "mysql://synqx:synqx@127.0.0.1:53307/synqx".into()),
+        3306,
+    )
+}
+
+/// The certificate authority (a PEM file) that signed the certificate of the PostgreSQL and
+/// TLS MariaDB test servers.
+pub fn tls_ca() -> std::path::PathBuf {
+    services_file("SYNQX_TEST_TLS_CA", "ca.crt")
+}
+
+/// A certificate authority (a PEM file) that signed nothing the test servers use.
+pub fn tls_other_ca() -> std::path::PathBuf {
+    services_file("SYNQX_TEST_TLS_OTHER_CA", "other-ca.crt")
+}
+
+/// A file `scripts/services` made: from `var`, else where the script keeps it by default.
+fn services_file(var: &str, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(path) = std::env::var(var) {
+        return path.into();
+    }
+    let dir = std::env::var("SYNQX_SERVICES_DIR").unwrap_or_else(|_| {
+        let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+        format!("/tmp/synqx-services-{uid}")
+    });
+    std::path::Path::new(&dir).join("tls").join(name)
 }
 
 /// The Redis test server: password `synqx` for the default user, database 0.

@@ -45,8 +45,10 @@ pub const PUBLIC_KEY_CONFIG_KEY: &str = "publicKey";
 pub const SEALABLE_FIELDS: &[&str] = &[
     "postgres.user",
     "postgres.password",
+    "postgres.sslRootCert",
     "mysql.user",
     "mysql.password",
+    "mysql.sslRootCert",
     "sqlserver.user",
     "sqlserver.password",
     "snowflake.user",

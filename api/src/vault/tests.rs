@@ -265,11 +265,13 @@ fn every_secret_field_of_every_connector_can_be_sealed() {
         postgres: Some(PostgresConnection {
             user: v(),
             password: some(),
+            ssl_root_cert: some(),
             ..Default::default()
         }),
         mysql: Some(MysqlConnection {
             user: v(),
             password: some(),
+            ssl_root_cert: some(),
             ..Default::default()
         }),
         sqlserver: Some(SqlServerConnection {

@@ -7,6 +7,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use synqx_api::connection::SslMode;
 
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql::root_cert::{RootCert, root_cert};
 use crate::error::Result;
 use crate::secrets::Redactor;
 
@@ -28,6 +29,8 @@ pub struct MysqlConfig {
     pub options: MySqlConnectOptions,
     /// The TLS mode asked for (`require` when the Connection names none), for messages.
     pub ssl_mode: SslMode,
+    /// The certificate authority of `sslRootCert`, for messages.
+    pub root_cert: Option<RootCert>,
     /// Knows the password: every text the server or driver returns passes through it.
     pub redactor: Redactor,
 }
@@ -57,6 +60,12 @@ impl MysqlConfig {
             // Each read and write prepares few statements; a large cache only holds server
             // resources.
             .statement_cache_capacity(16);
+        let root_cert = root_cert(conn, "mysql", tls, spec.ssl_root_cert.as_ref())?;
+        options = match &root_cert {
+            Some(RootCert::Pem(pem)) => options.ssl_ca_from_pem(pem.clone()),
+            Some(RootCert::File(path)) => options.ssl_ca(path),
+            None => options,
+        };
         if let Some(password) = &spec.password {
             let password = conn.secret("mysql.password", password)?;
             options = options.password(&password);
@@ -68,6 +77,7 @@ impl MysqlConfig {
             database: database.to_string(),
             options,
             ssl_mode: tls,
+            root_cert,
             redactor: conn.secrets.redactor(),
         })
     }
@@ -118,6 +128,7 @@ mod tests {
                 user: value("app"),
                 password: Some(value("pw")),
                 ssl_mode: None,
+                ssl_root_cert: None,
             }),
             ..Default::default()
         };

@@ -7,6 +7,7 @@ use sqlx::{ConnectOptions, Executor};
 use super::config::{CONNECT_TIMEOUT, MysqlConfig};
 use crate::connectors::retry::{RetrySchedule, retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
+use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
 use crate::error::{Error, Result};
 
 /// The session SynqX sets, whatever the server's defaults:
@@ -104,6 +105,11 @@ pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
         ": the server does not offer TLS, which mysql.sslMode: {} requires (require is the default): enable TLS on the server, or set mysql.sslMode: disable to send the login in plain text over a network you trust",
         target.ssl_mode
     );
+    let handshake = format!(
+        ": check mysql.sslMode ({}) and the server's certificate: {}",
+        target.ssl_mode,
+        handshake_hint("mysql", target.root_cert.as_ref())
+    );
     let hint = match mysql_code(&e) {
         Some(1045) => ": check mysql.user and mysql.password",
         Some(1044) => ": the user has no access to this database; grant it or fix mysql.database",
@@ -117,7 +123,8 @@ pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
             }
             sqlx::Error::Io(_) if is_name_failure(&e) => ": check mysql.host",
             sqlx::Error::Tls(tls) if tls.to_string() == NO_TLS => no_tls.as_str(),
-            sqlx::Error::Tls(_) => ": check mysql.sslMode and the server's certificate",
+            sqlx::Error::Tls(_) => handshake.as_str(),
+            _ if is_certificate_failure(&e) => handshake.as_str(),
             _ => "",
         },
     };

@@ -8,6 +8,7 @@ use synqx_api::connection::SslMode;
 use crate::connectors::ConnectionRef;
 use crate::connectors::retry::RetrySchedule;
 use crate::connectors::sql::at_table;
+use crate::connectors::sql::root_cert::{RootCert, root_cert};
 use crate::error::{Error, Result};
 use crate::secrets::{Redactor, describe};
 
@@ -28,6 +29,8 @@ pub struct PostgresConfig {
     pub password_from: String,
     /// The TLS mode asked for (`require` when the Connection names none), for messages.
     pub ssl_mode: SslMode,
+    /// The certificate authority of `sslRootCert`, for messages.
+    pub root_cert: Option<RootCert>,
     /// Retries of a failed connect.
     pub retry: RetrySchedule,
     /// Knows the password: every text the server or driver returns passes through it.
@@ -74,6 +77,12 @@ impl PostgresConfig {
             // literals (watermarks) double their quotes only: a role or database set to
             // `standard_conforming_strings = off` would read a backslash in one as an escape.
             .options([("TimeZone", "UTC"), ("standard_conforming_strings", "on")]);
+        let root_cert = root_cert(conn, "postgres", tls, spec.ssl_root_cert.as_ref())?;
+        options = match &root_cert {
+            Some(RootCert::Pem(pem)) => options.ssl_root_cert_from_pem(pem.clone()),
+            Some(RootCert::File(path)) => options.ssl_root_cert(path),
+            None => options,
+        };
         let password_from = match &spec.password {
             Some(value) => {
                 let plain = conn.secret("postgres.password", value)?;
@@ -91,6 +100,7 @@ impl PostgresConfig {
             user,
             password_from,
             ssl_mode: tls,
+            root_cert,
             retry: RetrySchedule::default(),
             redactor: conn.secrets.redactor(),
         })

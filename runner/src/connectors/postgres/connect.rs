@@ -11,6 +11,7 @@ use super::config::PostgresConfig;
 use crate::check::Reason;
 use crate::connectors::retry::{retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
+use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
 use crate::error::{Error, Result};
 
 /// Longest wait for one connection attempt: the TCP connect, TLS and authentication.
@@ -119,11 +120,21 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
                 settings.ssl_mode
             ),
         ),
+        // Only an edit (the authority, the mode, the host) or a new server certificate fixes it.
+        sqlx::Error::Io(io) if is_certificate_failure(e) => (
+            Reason::Invalid,
+            format!(
+                "TLS with PostgreSQL at {server} failed: {io}; check postgres.sslMode ({}) and the server's certificate: {}",
+                settings.ssl_mode,
+                handshake_hint("postgres", settings.root_cert.as_ref())
+            ),
+        ),
         sqlx::Error::Tls(tls) => (
             Reason::Unreachable,
             format!(
-                "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode ({}) and the server's certificate",
-                settings.ssl_mode
+                "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode ({}) and the server's certificate: {}",
+                settings.ssl_mode,
+                handshake_hint("postgres", settings.root_cert.as_ref())
             ),
         ),
         other => (

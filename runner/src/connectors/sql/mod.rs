@@ -6,6 +6,7 @@
 pub mod dialect;
 pub mod names;
 pub mod plan;
+pub mod root_cert;
 pub mod sink;
 pub mod statements;
 

@@ -11,4 +11,6 @@ mod source;
 #[cfg(feature = "mysql-integration-tests")]
 mod support;
 #[cfg(feature = "mysql-integration-tests")]
+mod tls;
+#[cfg(feature = "mysql-integration-tests")]
 mod types;

@@ -34,6 +34,7 @@ pub(super) fn spec(database: &str, user: &str, password: &str, port: u16) -> Con
             user: SecretValue::plain(user),
             password: Some(SecretValue::plain(password)),
             ssl_mode: Some(SslMode::Disable),
+            ssl_root_cert: None,
         }),
         ..Default::default()
     }

@@ -17,3 +17,5 @@ mod sink;
 mod source;
 #[cfg(feature = "postgres-integration-tests")]
 mod support;
+#[cfg(feature = "postgres-integration-tests")]
+mod tls;

@@ -53,6 +53,7 @@ impl Pg {
                 password: Some(SecretValue::from_secret(SECRET, SECRET_KEY)),
                 // The default, `require`: the test server serves TLS (scripts/services).
                 ssl_mode: None,
+                ssl_root_cert: None,
             }),
             ..Default::default()
         };
