@@ -33,6 +33,10 @@ pub struct RunRecord {
     /// The phase the run ended with; absent while it goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<RunPhase>,
+    /// When the run ended (RFC 3339), as the operator wrote it when it ended the run: what
+    /// the time of a run's last success is read from, never the status's `completionTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     /// Steps whose current attempt ended, or that will not run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps: BTreeMap<String, StepRecord>,
@@ -122,6 +126,7 @@ mod tests {
         let record = RunRecord {
             revision: Some("orders-5d8f".into()),
             phase: Some(RunPhase::Succeeded),
+            finished_at: Some("2026-01-01T00:03:00Z".into()),
             steps: [
                 (
                     "extract".to_string(),
@@ -145,7 +150,7 @@ mod tests {
         let text = record.to_annotation();
         assert_eq!(
             text,
-            r#"{"revision":"orders-5d8f","phase":"Succeeded","steps":{"extract":{"phase":"Succeeded","attempt":2},"load":{"phase":"Skipped","attempt":0,"resumed":true}}}"#
+            r#"{"revision":"orders-5d8f","phase":"Succeeded","finishedAt":"2026-01-01T00:03:00Z","steps":{"extract":{"phase":"Succeeded","attempt":2},"load":{"phase":"Skipped","attempt":0,"resumed":true}}}"#
         );
         let parsed = RunRecord::of(&run(Some(&text), None));
         assert_eq!(parsed.as_ref(), Some(&record));

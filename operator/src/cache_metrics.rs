@@ -10,6 +10,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use synqx_api::run::{RunPhase, StepPhase};
+use synqx_api::run_record::RunRecord;
 use synqx_api::{Pipeline, PipelineRun};
 
 use crate::context::parse_time;
@@ -101,10 +102,12 @@ pub fn observe(
         let Some(status) = &run.status else { continue };
         let namespace = run.namespace().unwrap_or_default();
         let pipeline = run.spec.pipeline_ref.name.clone();
-        // What the operator's record says: a status may claim an end it does not.
+        // What the operator's record says: a status may claim an end it does not, or a later
+        // end than the real one (which would hold SynqXPipelineStale back).
         match synqx_api::run_record::trusted_phase(run) {
             Some(RunPhase::Succeeded) => {
-                if let Some(at) = status.completion_time.as_deref().and_then(unix) {
+                let finished = RunRecord::of(run).and_then(|r| r.finished_at);
+                if let Some(at) = finished.as_deref().and_then(unix) {
                     let newest = observed
                         .last_success
                         .entry((namespace, pipeline))
@@ -154,12 +157,22 @@ mod tests {
         ));
         let runs = [
             run(
-                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: a, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\"}'}}\n\
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: a, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\",\"finishedAt\":\"2026-01-01T00:01:00Z\"}'}}\n\
                  spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2026-01-01T00:01:00Z'}\n",
             ),
             run(
-                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: b, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\"}'}}\n\
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: b, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\",\"finishedAt\":\"2026-01-01T00:03:00Z\"}'}}\n\
                  spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2026-01-01T00:03:00Z'}\n",
+            ),
+            // A step pod forged a later end into the status: the record's time counts.
+            run(
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: f, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\",\"finishedAt\":\"2026-01-01T00:02:00Z\"}'}}\n\
+                 spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2099-01-01T00:00:00Z'}\n",
+            ),
+            // A record without an end time (an older operator's): the status alone proves nothing.
+            run(
+                "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: g, namespace: etl, annotations: {synqx.io/record: '{\"phase\":\"Succeeded\"}'}}\n\
+                 spec: {pipelineRef: {name: orders}}\nstatus: {phase: Succeeded, completionTime: '2099-01-01T00:00:00Z'}\n",
             ),
             run(
                 "apiVersion: synqx.io/v1alpha1\nkind: PipelineRun\nmetadata: {name: c, namespace: etl}\n\

@@ -8,11 +8,14 @@ use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus};
 use synqx_api::run_record::{RunRecord, StepRecord, has_outcome};
 use synqx_api::scheduler::RESUMED;
 
-/// The record the operator keeps of a status it built itself.
+/// The record the operator keeps of a status it built itself (its end time too: the status
+/// of the pass that ends a run has the completion time that pass wrote).
 pub fn project(status: &PipelineRunStatus) -> RunRecord {
+    let phase = status.phase.filter(|p| p.is_finished());
     RunRecord {
         revision: status.revision.clone(),
-        phase: status.phase.filter(|p| p.is_finished()),
+        phase,
+        finished_at: phase.and(status.completion_time.clone()),
         steps: status
             .steps
             .iter()
@@ -169,6 +172,23 @@ mod tests {
         let checked = trusted(&written, &record, |_| true);
         assert_eq!(checked.contradicted, Vec::<String>::new());
         assert_eq!(checked.status, written);
+    }
+
+    #[test]
+    fn the_record_keeps_the_end_time_of_the_pass_that_ended_the_run() {
+        let mut going = operators();
+        going.completion_time = Some("2099-01-01T00:00:00Z".into());
+        assert_eq!(
+            project(&going).finished_at,
+            None,
+            "a run going on has no end time, whatever its status says"
+        );
+        let mut ended = status(RunPhase::Succeeded, "orders-aaa", vec![]);
+        ended.completion_time = Some("2026-01-01T00:03:00Z".into());
+        assert_eq!(
+            project(&ended).finished_at.as_deref(),
+            Some("2026-01-01T00:03:00Z")
+        );
     }
 
     #[test]
