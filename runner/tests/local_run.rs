@@ -1,9 +1,19 @@
 //! `synqx run` end to end on the quickstart: files through transforms into Parquet and SQLite,
-//! incremental runs, state commands and failure semantics.
+//! incremental runs, state commands and failure semantics, and the run's web UI as a client
+//! of its API sees it (`--ui`: the graph with asset names, last run and watermarks, a watch
+//! whose snapshot holds each step's log lines, other namespaces refused).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use synqx_api::gateway::{Body, Message, PROTOCOL};
+use synqx_api::run::{RunPhase, StepPhase};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use arrow::array::Int64Array;
 use parquet::basic::Compression;
@@ -547,4 +557,160 @@ fn a_run_killed_mid_overwrite_leaves_the_old_table() {
     let full = synqx(d, &["run", "big.yaml", "--state", "state"]);
     assert!(full.status.success(), "{}", text(&full));
     assert_eq!(query(&db, "SELECT count(*) FROM t"), 400_000);
+}
+
+/// Bounds every wait of the web UI's test; each is on a condition.
+const UI_WAIT: Duration = Duration::from_secs(120);
+
+/// `GET path` of the web UI's API: the status and the JSON body.
+async fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let code = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"));
+    (code, body)
+}
+
+#[tokio::test]
+async fn the_web_ui_serves_a_local_run_with_its_graph_counters_and_logs() {
+    let dir = quickstart();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_synqx"))
+        .args(["run", "pipeline.yaml", "--state", "state"])
+        .args(["--ui", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting synqx run --ui: {e}"));
+    let Some(stderr) = child.stderr.take() else {
+        panic!("stderr is not piped")
+    };
+    let mut lines = BufReader::new(stderr).lines();
+    let mut said = Vec::new();
+    let mut base = None;
+    let mut served = false;
+    // The address first, then the line that says the run ended and the UI stays.
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(UI_WAIT, lines.next_line()).await {
+        if let Some(url) = line.strip_prefix("web UI: ") {
+            base = Some(url.trim_end_matches('/').to_string());
+        }
+        served = line.starts_with("the web UI stays at");
+        said.push(line);
+        if served {
+            break;
+        }
+    }
+    let Some(base) = base.filter(|_| served) else {
+        panic!("synqx run --ui did not serve and finish: {said:?}")
+    };
+
+    let (code, pipelines) = get(&base, "/api/v1/namespaces/local/pipelines").await;
+    assert_eq!(code, 200, "{pipelines}");
+    let quickstart = &pipelines["items"][0];
+    assert_eq!(quickstart["name"], "quickstart", "{pipelines}");
+    assert_eq!(quickstart["ready"]["status"], "True");
+    let edges = quickstart["edges"].as_array().cloned().unwrap_or_default();
+    let lineage = edges
+        .iter()
+        .find(|e| e["from"] == "orders-to-lake" && e["to"] == "orders-to-warehouse");
+    assert_eq!(
+        lineage.map(|e| (e["kind"].clone(), e["asset"].clone(), e["fqn"].clone())),
+        Some((
+            "lineage".into(),
+            "Orders (Parquet)".into(),
+            "orders/".into()
+        )),
+        "{edges:?}"
+    );
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["to"] == "daily-revenue" && e["kind"] == "dependsOn"),
+        "{edges:?}"
+    );
+    assert_eq!(quickstart["lastRun"]["phase"], "Succeeded", "{quickstart}");
+    assert!(
+        quickstart["watermarks"]["orders-to-lake"]["value"].is_string(),
+        "{quickstart}"
+    );
+
+    let (code, runs) = get(&base, "/api/v1/namespaces/local/pipelineruns").await;
+    assert_eq!(code, 200, "{runs}");
+    let run = &runs["items"][0];
+    assert_eq!(run["name"], quickstart["lastRun"]["name"], "{runs}");
+    assert_eq!(run["status"]["phase"], "Succeeded");
+    assert_eq!(run["status"]["progress"], "4/4");
+    let name = run["name"].as_str().unwrap_or_default().to_string();
+
+    let (code, refused) = get(&base, "/api/v1/namespaces/etl/pipelines").await;
+    assert_eq!((code, refused["reason"].as_str()), (404, Some("NotFound")));
+
+    // The watch: a snapshot of the finished run with each step's log tail.
+    let url = format!(
+        "{}/api/v1/namespaces/local/pipelineruns/{name}/watch",
+        base.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL));
+    let (mut socket, _) = tokio::time::timeout(UI_WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap_or_else(|_| panic!("the watch did not open"))
+        .unwrap_or_else(|e| panic!("the watch was refused: {e}"));
+    let first = loop {
+        match tokio::time::timeout(UI_WAIT, socket.next()).await {
+            Ok(Some(Ok(Frame::Text(text)))) => break text.to_string(),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no snapshot: {other:?}"),
+        }
+    };
+    let message: Message = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    let Body::Snapshot { run, logs, .. } = message.body else {
+        panic!("the first message is not a snapshot: {first}")
+    };
+    assert_eq!(run.status.phase, Some(RunPhase::Succeeded));
+    let customers = run.status.steps.iter().find(|s| s.name == "customers");
+    assert_eq!(
+        customers.map(|s| (s.phase, s.attempt, s.rows_written)),
+        Some((Some(StepPhase::Succeeded), Some(1), Some(500))),
+        "{run:?}"
+    );
+    let texts: Vec<String> = logs
+        .iter()
+        .filter(|l| l.step == "customers" && l.attempt == 1)
+        .flat_map(|l| l.lines.iter().map(|line| line.text.clone()))
+        .collect();
+    assert_eq!(
+        texts.first().map(String::as_str),
+        Some("attempt 1 started: reading inbox:customers.csv into warehouse:customers (upsert)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("succeeded in ")
+                && t.contains(": 500 rows read, 500 rows written")),
+        "{texts:?}"
+    );
+
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap_or_else(|e| panic!("GET /: {e}"));
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = page.text().await.unwrap_or_default();
+    assert!(html.contains("/ui/app.js"), "{html}");
+    let _ = child.kill().await;
 }
