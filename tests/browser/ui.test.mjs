@@ -96,7 +96,8 @@ function startRun(dir, file) {
     const timer = setTimeout(() => reject(new Error(`synqx run printed no web UI address:\n${output}`)), WAIT);
     const read = (chunk) => {
       output += chunk;
-      const found = /web UI: (http:\/\/[^\s]+)/.exec(output);
+      // The whole line: a chunk may end in the middle of the address.
+      const found = /web UI: (http:\/\/\S+)\n/.exec(output);
       if (found) {
         clearTimeout(timer);
         resolve(found[1]);
@@ -135,7 +136,10 @@ async function main() {
     // The pipelines page: the pipeline, its schedule, and its last run (this one).
     await page.goto(url);
     const row = page.locator('tr', { has: page.locator('a', { hasText: /^records$/ }) }).first();
-    await row.waitFor({ timeout: WAIT });
+    await row.waitFor({ timeout: WAIT }).catch(async (error) => {
+      // What the page shows instead says why (an API error, a script error).
+      fail(`${error.message}\npage: ${await page.locator('main').textContent()}\n${errors.join('\n')}`);
+    });
     const rowText = await row.textContent();
     if (!rowText.includes('*/15 * * * * (Europe/Berlin)')) fail(`the pipeline's row shows no schedule: ${rowText}`);
     if (await page.locator('#token-dialog[open]').count()) fail('a local run asked for a token');
