@@ -4,9 +4,11 @@
 //! BigQuery), most of them wrong so that every error path runs: the Connections' checks and
 //! the steps of a run fail, a hostile server (standing in for an API, an S3 endpoint and
 //! Snowflake) echoes the request it received, cut where a message is cut; one login is
-//! right, so a step succeeds too. Then every object, status, Event, termination message and pod log of
-//! the namespace, the operator's logs, its `/metrics` and the files the steps wrote are
-//! searched: no value, nor the first characters of one, appears anywhere.
+//! right, so a step succeeds too. A step also meets a bad row whose value is as distinctive,
+//! under `onError: fail`: its error names the row and the rejected file, never the value.
+//! Then every object, status, Event, termination message and pod log of the namespace, the
+//! operator's logs, its `/metrics` and the files the steps wrote are searched: no value, nor
+//! the first characters of one, appears anywhere.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -155,6 +157,8 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
     let (ms_user, ms_password) = (value("zqmsusr"), value("Zqmspwd"));
     let (s3_key_id, s3_secret) = (value("ZQS3KEYID"), value("Zqs3sec"));
     let (sf_user, sf_password) = (value("zqsfusr"), value("Zqsfpwd"));
+    // A value of a row, not a credential: it may reach the step's rejected file only.
+    let bad_value = value("Zqbadrow");
     // Not a key that parses: the connector must refuse it without quoting it.
     let bq_key = value("Zqbqkey");
     let bq_credentials = format!(
@@ -188,6 +192,7 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
         &sf_user,
         &sf_password,
         &bq_key,
+        &bad_value,
     ];
 
     psql(&format!(
@@ -196,6 +201,13 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
     ));
     let (port, received) = echo_server();
 
+    // The bad row's file lies outside what is searched below.
+    let inbox = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    std::fs::write(
+        inbox.path().join("orders.csv"),
+        format!("id,amount\n1,10\n2,{bad_value}\n"),
+    )
+    .unwrap_or_else(|e| panic!("writing the bad row: {e}"));
     // A namespace's first Connection makes the operator create its vault.
     apply(cluster, &ns, &folder("lake", &data.path().join("lake")));
     vault_published(&ns).await;
@@ -368,13 +380,20 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
             )
         })
         .collect();
+    let bad_row_step = "    - name: bad-row\n      sync:\n        onError: fail\n\
+         \x20       source: {connection: inbox, asset: {fqn: orders.csv}, columns: {amount: int64}}\n\
+         \x20       destination: {connection: lake, asset: {fqn: bad-row/}, format: csv, mode: overwrite}\n";
     let pipeline = format!(
-        "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: leaky}}\nspec:\n  onFailure: Continue\n  steps:\n{steps}---\n"
+        "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: leaky}}\nspec:\n  onFailure: Continue\n  steps:\n{steps}{bad_row_step}---\n"
     );
     apply(
         cluster,
         &ns,
-        &format!("{secret}{}{pipeline}", connections.concat()),
+        &format!(
+            "{secret}{}{}{pipeline}",
+            connections.concat(),
+            folder("inbox", inbox.path())
+        ),
     );
 
     for (conn, _) in &sources {
@@ -403,6 +422,14 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
             );
         }
     }
+    let bad = step(&run, "bad-row");
+    assert_eq!(bad.phase, Some(StepPhase::Failed), "{bad:#?}");
+    assert!(
+        bad.message.as_deref().is_some_and(|m| m
+            .contains("orders.csv: line 3, column \"amount\": cannot parse the value as int64")
+            && m.contains("the row is in the rejected file")),
+        "the bad row's error does not say where it is: {bad:#?}"
+    );
     // The credentials did go out: the API received them and quoted them back.
     let received = received.lock().map(|r| r.clone()).unwrap_or_default();
     for sent in [
