@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod step_plan;
+pub mod telemetry;
 pub mod types;
 pub mod validate;
 pub mod vault;

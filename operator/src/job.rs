@@ -147,6 +147,7 @@ impl StepJob<'_> {
         // The root file system is read-only: relative paths, temporary files and
         // dead-letter files of `onError: skip` live in the scratch volume.
         step_pod::add_scratch(&mut pod, &mut container, self.pods);
+        step_pod::add_gateway(&mut pod, &mut container, self.pods.gateway_url.as_deref());
         let mut pod_labels = labels.clone();
         let mut annotations = BTreeMap::new();
         step_pod::add_runner(

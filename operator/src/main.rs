@@ -39,7 +39,7 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::Api;
+use kube::{Api, Client};
 use synqx_api::duration::parse_duration;
 use tokio::sync::watch;
 
@@ -81,6 +81,11 @@ struct RunArgs {
     /// Serve no gateway.
     #[arg(long)]
     no_gateway: bool,
+    /// The gateway's URL as step pods reach it, for their telemetry (default: the
+    /// `synqx-gateway` Service of the operator's namespace on the --gateway-addr port; none
+    /// with --no-gateway, when pods report through their termination message only).
+    #[arg(long)]
+    gateway_url: Option<String>,
     /// Reconcile only while holding the leader Lease (run several replicas for HA).
     #[arg(long)]
     leader_elect: bool,
@@ -218,6 +223,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             step_deadline: args.default_step_timeout,
             allow_host_path: args.allow_host_path,
             start_timeout: args.pod_start_timeout,
+            gateway_url: gateway_url(&args, &client),
         },
         policy: policy::Policy {
             allowed_images: args.allowed_runner_images.clone(),
@@ -382,4 +388,23 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Where step pods send their telemetry: `--gateway-url`, else the `synqx-gateway` Service of
+/// the operator's namespace on the gateway's port; none without a gateway and a URL.
+fn gateway_url(args: &RunArgs, client: &Client) -> Option<String> {
+    if let Some(url) = &args.gateway_url {
+        return Some(url.clone());
+    }
+    if args.no_gateway {
+        return None;
+    }
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Some(format!(
+        "http://synqx-gateway.{namespace}.svc:{}",
+        args.gateway_addr.port()
+    ))
 }

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, PodSpec, ResourceRequirements, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, PodSpec, ProjectedVolumeSource, ResourceRequirements,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use synqx_api::runner::{RunnerSpec, RunnerVolume, SCRATCH_VOLUME, TMP_DIR, WORK_DIR};
+use synqx_api::telemetry::{AUDIENCE, GATEWAY_ENV, TOKEN_DIR, TOKEN_FILE, TOKEN_FILE_ENV};
 
 /// Defaults from the operator's command line.
 #[derive(Clone, Debug)]
@@ -26,6 +28,9 @@ pub struct PodDefaults {
     /// How long a pod may fail to start (image pull, configuration, scheduling) before its
     /// step fails with that reason.
     pub start_timeout: Duration,
+    /// The gateway's URL as step pods reach it (`--gateway-url`); none: they report only
+    /// through their termination message.
+    pub gateway_url: Option<String>,
 }
 
 impl Default for PodDefaults {
@@ -36,6 +41,7 @@ impl Default for PodDefaults {
             step_deadline: Duration::from_secs(6 * 3600),
             allow_host_path: false,
             start_timeout: Duration::from_secs(300),
+            gateway_url: None,
         }
     }
 }
@@ -118,6 +124,56 @@ pub fn add_scratch(pod: &mut PodSpec, container: &mut Container, defaults: &PodD
     if container.resources.is_none() {
         container.resources = Some(defaults.resources.clone());
     }
+}
+
+/// The volume of the step pod's token for the gateway.
+pub const GATEWAY_TOKEN_VOLUME: &str = "synqx-gateway-token";
+/// The life of that token: the shortest the API server grants; the kubelet renews it at 80%.
+pub const GATEWAY_TOKEN_SECONDS: i64 = 600;
+
+/// No Kubernetes credentials in the pod (`automountServiceAccountToken: false`); with a
+/// gateway, a projected token for it alone (audience `synqx`, bound to the pod, short-lived)
+/// and where to send it (`SYNQX_GATEWAY`, `SYNQX_TOKEN_FILE`).
+pub fn add_gateway(pod: &mut PodSpec, container: &mut Container, gateway_url: Option<&str>) {
+    pod.automount_service_account_token = Some(false);
+    let Some(url) = gateway_url else {
+        return;
+    };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: GATEWAY_TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(AUDIENCE.into()),
+                    expiration_seconds: Some(GATEWAY_TOKEN_SECONDS),
+                    path: TOKEN_FILE.into(),
+                }),
+                ..Default::default()
+            }]),
+            default_mode: None,
+        }),
+        ..Default::default()
+    });
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: GATEWAY_TOKEN_VOLUME.into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    let env = container.env.get_or_insert_with(Vec::new);
+    env.push(EnvVar {
+        name: GATEWAY_ENV.into(),
+        value: Some(url.to_string()),
+        ..Default::default()
+    });
+    env.push(EnvVar {
+        name: TOKEN_FILE_ENV.into(),
+        value: Some(format!("{TOKEN_DIR}/{TOKEN_FILE}")),
+        ..Default::default()
+    });
 }
 
 /// The parts of `spec.runner` that go into the pod besides image, resources, service
@@ -239,6 +295,67 @@ mod tests {
         assert_eq!(
             resources.limits.and_then(|l| l.get("memory").cloned()),
             Some(Quantity("8Gi".into()))
+        );
+    }
+
+    #[test]
+    fn a_pod_gets_no_api_credentials_and_a_token_for_the_gateway_only() {
+        let mut pod = PodSpec::default();
+        let mut container = Container::default();
+        add_gateway(&mut pod, &mut container, None);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!((pod.volumes.as_ref(), container.env.as_ref()), (None, None));
+
+        add_gateway(
+            &mut pod,
+            &mut container,
+            Some("http://synqx-gateway.synqx-system.svc:8081"),
+        );
+        let volumes = pod.volumes.unwrap_or_default();
+        let token = volumes[0]
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .and_then(|s| s[0].service_account_token.clone());
+        assert_eq!(
+            token,
+            Some(ServiceAccountTokenProjection {
+                audience: Some("synqx".into()),
+                expiration_seconds: Some(600),
+                path: "token".into(),
+            })
+        );
+        let mounts = container.volume_mounts.unwrap_or_default();
+        assert_eq!(
+            (
+                mounts[0].name.as_str(),
+                mounts[0].mount_path.as_str(),
+                mounts[0].read_only
+            ),
+            (
+                GATEWAY_TOKEN_VOLUME,
+                "/var/run/secrets/synqx.io/gateway",
+                Some(true)
+            )
+        );
+        let env: Vec<(String, Option<String>)> = container
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
+        assert_eq!(
+            env,
+            vec![
+                (
+                    "SYNQX_GATEWAY".to_string(),
+                    Some("http://synqx-gateway.synqx-system.svc:8081".to_string())
+                ),
+                (
+                    "SYNQX_TOKEN_FILE".to_string(),
+                    Some("/var/run/secrets/synqx.io/gateway/token".to_string())
+                ),
+            ]
         );
     }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use kube::{Api, Client};
 use synqx_api::Connection;
 use synqx_api::connection::CheckReport;
+use synqx_api::connection::ConnectionSpec;
+use synqx_api::telemetry::CONNECTION_ENV;
 
 use crate::connectors::{self, ConnectionRef};
 use crate::error::Error;
@@ -80,40 +82,30 @@ pub fn summary(label: &str, name: &str, report: &CheckReport) -> String {
     format!("{label}: {outcome}: {message}")
 }
 
-/// Checks the Connection `name` of the cluster: reads it from the API, probes it with the
+/// Checks the Connection `name` of the cluster: takes its spec from `$SYNQX_CONNECTION`
+/// (else, for a Job of an older operator, reads it from the API), probes it with the
 /// credentials of the environment, writes the report to the termination message and a line
 /// to stderr. `namespace` defaults to the kube client's. Never fails: every error ends in a
 /// report that is not ready.
 pub async fn in_cluster(namespace: Option<String>, name: &str, env: &PodEnv) -> CheckReport {
     let started = Instant::now();
-    let (namespace, report) = match Client::try_default().await {
-        Err(e) => (
+    let given = env
+        .connection
+        .as_deref()
+        .map(serde_json::from_str::<ConnectionSpec>);
+    let (namespace, report) = match given {
+        // The operator's check Jobs: the spec comes with the pod, which holds no credentials.
+        Some(Ok(spec)) => (namespace.unwrap_or_default(), probe(name, &spec, env).await),
+        Some(Err(e)) => (
             namespace.unwrap_or_default(),
             report(
-                Reason::Unreachable,
+                Reason::Invalid,
                 format!(
-                    "Connection \"{name}\": cannot reach the Kubernetes API to read the Connection: {e} (in a pod this needs the service account token; elsewhere set KUBECONFIG)"
+                    "Connection \"{name}\": ${CONNECTION_ENV} does not hold a Connection spec: {e} (the operator and the runner image are of different SynqX versions)"
                 ),
             ),
         ),
-        Ok(client) => {
-            let namespace = namespace
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| client.default_namespace().to_string());
-            let report = match read(client, &namespace, name).await {
-                Ok(connection) => {
-                    let conn = ConnectionRef {
-                        name,
-                        spec: &connection.spec,
-                        base_dir: env.work_dir.clone(),
-                        secrets: &env.secrets,
-                    };
-                    connectors::check(&conn).await
-                }
-                Err(report) => report,
-            };
-            (namespace, report)
-        }
+        None => from_api(namespace, name, env).await,
     };
     let label = if namespace.is_empty() {
         format!("synqx check: Connection \"{name}\"")
@@ -132,6 +124,42 @@ pub async fn in_cluster(namespace: Option<String>, name: &str, env: &PodEnv) -> 
         );
     }
     report
+}
+
+/// Probes the Connection `name` with the credentials of the environment.
+async fn probe(name: &str, spec: &ConnectionSpec, env: &PodEnv) -> CheckReport {
+    let conn = ConnectionRef {
+        name,
+        spec,
+        base_dir: env.work_dir.clone(),
+        secrets: &env.secrets,
+    };
+    connectors::check(&conn).await
+}
+
+/// The Connection read from the API (a check Job of an older operator), probed.
+async fn from_api(namespace: Option<String>, name: &str, env: &PodEnv) -> (String, CheckReport) {
+    match Client::try_default().await {
+        Err(e) => (
+            namespace.unwrap_or_default(),
+            report(
+                Reason::Unreachable,
+                format!(
+                    "Connection \"{name}\": cannot reach the Kubernetes API to read the Connection: {e} (in a pod this needs the service account token; elsewhere set KUBECONFIG)"
+                ),
+            ),
+        ),
+        Ok(client) => {
+            let namespace = namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| client.default_namespace().to_string());
+            let report = match read(client, &namespace, name).await {
+                Ok(connection) => probe(name, &connection.spec, env).await,
+                Err(report) => report,
+            };
+            (namespace, report)
+        }
+    }
 }
 
 /// The Connection from the API, or the report of why it cannot be read.

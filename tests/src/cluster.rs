@@ -279,13 +279,21 @@ impl Cluster {
     }
 }
 
-/// `manifests/install.yaml` with the operator Deployment at one replica.
+/// `manifests/install.yaml` with the operator Deployment at one replica, and step pods
+/// sending their telemetry to the gateway on the host's loopback: process pods share the
+/// host's network, and the process kubelet has no Service network.
 fn one_replica(manifest: &str) -> Result<String, String> {
     let replicas = "\nspec:\n  replicas: 2\n";
     if !manifest.contains(replicas) {
         return Err("manifests/install.yaml has no Deployment with `replicas: 2`".into());
     }
-    Ok(manifest.replacen(replicas, "\nspec:\n  replicas: 1\n", 1))
+    let url = "- --gateway-url=http://synqx-gateway.synqx-system.svc:8081\n";
+    if !manifest.contains(url) {
+        return Err(format!("manifests/install.yaml has no `{}`", url.trim()));
+    }
+    Ok(manifest
+        .replacen(replicas, "\nspec:\n  replicas: 1\n", 1)
+        .replacen(url, "- --gateway-url=http://127.0.0.1:8081\n", 1))
 }
 
 /// A namespace a test works in; deleted (in the background) when the test ends.

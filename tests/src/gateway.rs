@@ -28,13 +28,49 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// `GET path` with `token` (none: no Authorization header): the status and the JSON body.
 pub async fn get(path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, body) = request("GET", path, token, None).await;
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {path}: the body is not JSON ({e}): {body}"));
+    (status, json)
+}
+
+/// `POST path` of a JSON `body` with `token`: the status and the JSON body (`null` when
+/// empty, as a 204 is).
+pub async fn post(path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    let (status, answer) = request("POST", path, token, Some(body)).await;
+    if answer.trim().is_empty() {
+        return (status, serde_json::Value::Null);
+    }
+    let json = serde_json::from_str(&answer)
+        .unwrap_or_else(|e| panic!("POST {path}: the answer is not JSON ({e}): {answer}"));
+    (status, json)
+}
+
+/// One HTTP/1.0 exchange with the gateway: the status and the body.
+async fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", PORT)).await?;
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+        let content = body
+            .map(|b| {
+                format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                    b.len()
+                )
+            })
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}{content}\r\n{}",
+            body.unwrap_or_default()
+        );
         stream.write_all(request.as_bytes()).await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
@@ -42,17 +78,15 @@ pub async fn get(path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     };
     let response = tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .unwrap_or_else(|_| panic!("GET {path} on the gateway took over {TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("GET {path} on the gateway (127.0.0.1:{PORT}): {e}"));
+        .unwrap_or_else(|_| panic!("{method} {path} on the gateway took over {TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("{method} {path} on the gateway (127.0.0.1:{PORT}): {e}"));
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: not an HTTP answer: {response}"));
-    let json = serde_json::from_str(body)
-        .unwrap_or_else(|e| panic!("GET {path}: the body is not JSON ({e}): {body}"));
-    (status, json)
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {response}"));
+    (status, body.to_string())
 }
 
 /// How a watch sends its token.

@@ -61,3 +61,26 @@ impl Drop for OwnOperator<'_> {
         scale_operator(self.cluster, "1");
     }
 }
+
+/// Deletes one pod of the operator at once: the process kubelet kills it with SIGKILL, so it
+/// neither finishes its work nor releases its Lease.
+pub fn kill_pod(cluster: &Cluster, pod: &str) {
+    let out = cluster.kubectl(
+        &[
+            "delete",
+            "pod",
+            "-n",
+            "synqx-system",
+            pod,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "killing {pod}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -71,8 +71,6 @@ fn default_values_install_everything_cluster_wide() {
         "Role/synqx-system/synqx-operator-leader",
         "ServiceAccount/synqx-system/synqx-operator",
         "ServiceAccount/default/synqx-runner",
-        "Role/default/synqx-runner",
-        "RoleBinding/default/synqx-runner",
         "Deployment/synqx-system/synqx-operator",
         "Service/synqx-system/synqx-operator-metrics",
         "Service/synqx-system/synqx-gateway",
@@ -94,6 +92,7 @@ fn default_values_install_everything_cluster_wide() {
         "helm.sh/resource-policy: keep",
         "- --pod-start-timeout=5m",
         "- --gateway-addr=0.0.0.0:8081",
+        "- --gateway-url=http://synqx-gateway.synqx-system.svc:8081",
         "- {name: gateway, containerPort: 8081}",
     ] {
         assert!(
@@ -151,14 +150,19 @@ fn namespaced_values_grant_roles_only_in_the_listed_namespaces() {
     assert!(without.contains("- --no-gateway\n"), "{without}");
     for ns in ["synqx-chart-etl-a", "synqx-chart-etl-b"] {
         for kind in ["Role", "RoleBinding"] {
-            for name in ["synqx-operator", "synqx-runner"] {
-                let expected = format!("{kind}/{ns}/{name}");
-                assert!(
-                    found.contains(&expected),
-                    "{expected} missing from {found:#?}"
-                );
-            }
+            let expected = format!("{kind}/{ns}/synqx-operator");
+            assert!(
+                found.contains(&expected),
+                "{expected} missing from {found:#?}"
+            );
+            // The runner's identity has no rights: a service account and nothing else.
+            let runner = format!("{kind}/{ns}/synqx-runner");
+            assert!(!found.contains(&runner), "{runner} in {found:#?}");
         }
+        assert!(
+            found.contains(&format!("ServiceAccount/{ns}/synqx-runner")),
+            "{found:#?}"
+        );
         assert!(
             rendered.contains(&format!("- --namespace={ns}")),
             "{rendered}"

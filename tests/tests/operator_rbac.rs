@@ -1,10 +1,11 @@
 //! Least privilege, proven with real tokens on the test control plane. Acting as the
-//! step pods' service account `synqx-runner` (a token from the TokenRequest API): no Secret
-//! can be read or listed (the vault keyring included), no Job or Pod created, no run of
-//! another namespace touched, and what it may write, the status of the runs of its
-//! namespace, changes nothing the operator decides: a run whose phase, revision and steps
-//! were forged still runs its steps on its pinned plan and moves its data, and a run that
-//! resumes from a forged run skips nothing. The operator's own account cannot list Secrets.
+//! step pods' service account `synqx-runner` (a token from the TokenRequest API): nothing at
+//! all, no Secret read or listed (the vault keyring included), no Job or Pod created, no run,
+//! plan or Connection read, no status written, in its namespace or another. And what a user
+//! who may write the status of a namespace's runs writes there changes nothing the operator
+//! decides: a run whose phase, revision and steps were forged still runs its steps on its
+//! pinned plan and moves its data, and a run that resumes from a forged run skips nothing.
+//! The operator's own account cannot list Secrets.
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,12 +33,27 @@ const FORGED_RECORD: &str = r#"{"phase":"Succeeded"}"#;
 
 /// A client acting as the service account `synqx-runner` of `namespace`.
 async fn runner_client(cluster: &Cluster, namespace: &str, dir: &Path) -> Client {
-    let path = cluster.service_account_kubeconfig(namespace, "synqx-runner", dir);
+    account_client(cluster, namespace, "synqx-runner", dir).await
+}
+
+/// A client acting as the service account `status-writer` of `ns`, which may patch the
+/// status of the namespace's runs and nothing else.
+async fn status_writer(cluster: &Cluster, ns: &TestNamespace, dir: &Path) -> Client {
+    apply(
+        cluster,
+        ns,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: status-writer}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: status-writer}\nrules: [{apiGroups: [synqx.io], resources: [pipelineruns/status], verbs: [patch]}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: status-writer}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: status-writer}\nsubjects: [{kind: ServiceAccount, name: status-writer}]\n",
+    );
+    account_client(cluster, &ns.name, "status-writer", dir).await
+}
+
+async fn account_client(cluster: &Cluster, namespace: &str, name: &str, dir: &Path) -> Client {
+    let path = cluster.service_account_kubeconfig(namespace, name, dir);
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| panic!("{e}"));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("the runner's kubeconfig: {e}"));
-    Client::try_from(config).unwrap_or_else(|e| panic!("a client as synqx-runner: {e}"))
+        .unwrap_or_else(|e| panic!("the kubeconfig of {name}: {e}"));
+    Client::try_from(config).unwrap_or_else(|e| panic!("a client as {name}: {e}"))
 }
 
 /// Asserts that the API server refused `what` with 403 Forbidden.
@@ -176,35 +192,28 @@ async fn the_runner_identity_reads_no_secret_creates_no_workload_and_stays_in_it
         "get a run in another namespace",
         elsewhere.get("elsewhere").await,
     );
-    // Its own namespace's runs: not the run itself (its annotations hold the operator's
-    // record), and metadata sent through the status is dropped by the API server.
+    // Its own namespace: no run, plan or Connection read, no status written.
     apply(cluster, &ns, &resources(dir.path()));
     start_run(cluster, &ns, "victim", "cancelled", "  cancel: true\n");
     finished(&ns, "cancelled").await;
     let runs: Api<PipelineRun> = Api::namespaced(runner.clone(), &ns.name);
-    let annotate = json!({"metadata": {"annotations": {RECORD_ANNOTATION: FORGED_RECORD}}});
+    forbidden("get a run", runs.get("cancelled").await);
     forbidden(
-        "patch a run's annotations",
-        runs.patch(
+        "patch a run's status",
+        runs.patch_status(
             "cancelled",
             &PatchParams::default(),
-            &Patch::Merge(&annotate),
+            &Patch::Merge(&forged(&["slow", "copy"])),
         )
         .await,
     );
-    runs.patch_status(
-        "cancelled",
-        &PatchParams::default(),
-        &Patch::Merge(&annotate),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("a status patch carrying metadata: {e}"));
-    let after = get_run(&ns, "cancelled").await;
-    let annotations = after.metadata.annotations.unwrap_or_default();
-    assert_ne!(
-        annotations.get(RECORD_ANNOTATION).map(String::as_str),
-        Some(FORGED_RECORD),
-        "metadata sent through the status subresource was kept"
+    let connections: Api<synqx_api::Connection> = Api::namespaced(runner.clone(), &ns.name);
+    forbidden("get a Connection", connections.get("inbox").await);
+    let revisions: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(runner.clone(), &ns.name);
+    forbidden(
+        "list the plans",
+        revisions.list(&ListParams::default()).await,
     );
 
     // The operator's own account cannot list Secrets, in any namespace or all of them.
@@ -237,7 +246,7 @@ async fn the_runner_identity_reads_no_secret_creates_no_workload_and_stays_in_it
 }
 
 #[tokio::test]
-async fn what_the_runner_identity_writes_into_status_decides_nothing() {
+async fn what_another_identity_writes_into_status_decides_nothing() {
     let (cluster, ns) = setup("forge").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let inbox = dir.path().join("inbox");
@@ -245,8 +254,8 @@ async fn what_the_runner_identity_writes_into_status_decides_nothing() {
     let rows: String = (1..=25).map(|i| format!("{i},order-{i}\n")).collect();
     std::fs::write(inbox.join("orders.csv"), format!("id,name\n{rows}")).expect("orders.csv");
     apply(cluster, &ns, &resources(dir.path()));
-    let runner = runner_client(cluster, &ns.name, dir.path()).await;
-    let runs: Api<PipelineRun> = Api::namespaced(runner, &ns.name);
+    let writer = status_writer(cluster, &ns, dir.path()).await;
+    let runs: Api<PipelineRun> = Api::namespaced(writer, &ns.name);
 
     // A run that ended before it started: its status is forged to say both steps succeeded,
     // and a run resuming from it must still run both.
@@ -258,7 +267,23 @@ async fn what_the_runner_identity_writes_into_status_decides_nothing() {
         &Patch::Merge(&forged(&["slow", "copy"])),
     )
     .await
-    .unwrap_or_else(|e| panic!("the runner's status patch of decoy: {e}"));
+    .unwrap_or_else(|e| panic!("the status patch of decoy: {e}"));
+    // Metadata sent through the status subresource is dropped by the API server: the
+    // operator's record (an annotation) cannot be forged that way.
+    let annotate = json!({"metadata": {"annotations": {RECORD_ANNOTATION: FORGED_RECORD}}});
+    runs.patch_status("decoy", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .unwrap_or_else(|e| panic!("a status patch carrying metadata: {e}"));
+    let annotations = get_run(&ns, "decoy")
+        .await
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_ne!(
+        annotations.get(RECORD_ANNOTATION).map(String::as_str),
+        Some(FORGED_RECORD),
+        "metadata sent through the status subresource was kept"
+    );
 
     start_run(cluster, &ns, "victim", "resumed", "  resumeFrom: decoy\n");
     let resumed = finished(&ns, "resumed").await;
@@ -281,7 +306,7 @@ async fn what_the_runner_identity_writes_into_status_decides_nothing() {
         &Patch::Merge(&forged(&["slow", "copy"])),
     )
     .await
-    .unwrap_or_else(|e| panic!("the runner's status patch of victim-1: {e}"));
+    .unwrap_or_else(|e| panic!("the status patch of victim-1: {e}"));
     // The run goes on: both steps run on the pinned plan, the data arrive, and the status
     // shows the operator's truth again.
     let lake = dir.path().join("lake/orders");

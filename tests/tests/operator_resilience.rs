@@ -14,7 +14,7 @@ use kube::api::ListParams;
 use synqx_api::PipelineRun;
 use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, never_within, wait_until};
-use synqx_e2e::own_operator::{OwnOperator, lease_holder};
+use synqx_e2e::own_operator::{OwnOperator, kill_pod, lease_holder};
 use synqx_e2e::runs::{
     apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of,
     readable_job_name, setup, slow_query, sqlite, start_run, step,
@@ -22,29 +22,6 @@ use synqx_e2e::runs::{
 
 /// Tests that kill the shared operator must not overlap.
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Deletes one pod of the operator at once: the process kubelet kills it with SIGKILL, so it
-/// neither finishes its work nor releases its Lease.
-fn kill_pod(cluster: &Cluster, pod: &str) {
-    let out = cluster.kubectl(
-        &[
-            "delete",
-            "pod",
-            "-n",
-            "synqx-system",
-            pod,
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "killing {pod}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Whether the operator's pod of this name exists.
 async fn operator_pod_exists(cluster: &Cluster, pod: &str) -> bool {

@@ -306,6 +306,14 @@ fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
         })
         .collect();
     let mut env = env;
+    // The spec travels with the pod, which holds no Kubernetes credentials to read it.
+    if let Ok(spec) = serde_json::to_string(&connection.spec) {
+        env.push(EnvVar {
+            name: synqx_api::telemetry::CONNECTION_ENV.into(),
+            value: Some(spec),
+            ..Default::default()
+        });
+    }
     if vault::needs_keyring(&connection.spec) {
         env.extend(vault::keyring_env());
     }
@@ -332,6 +340,8 @@ fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
         ..hardened_pod()
     };
     step_pod::add_scratch(&mut pod, &mut container, &settings.pods);
+    // A check reports through its termination message only: no token at all.
+    step_pod::add_gateway(&mut pod, &mut container, None);
     pod.containers = vec![container];
     Job {
         metadata: ObjectMeta {

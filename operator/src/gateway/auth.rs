@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use base64::Engine as _;
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
@@ -103,12 +103,16 @@ pub fn token(headers: &HeaderMap) -> Result<String, Denied> {
     )))
 }
 
-/// Reviews `token` and whether its user may do `access`; returns the user's name.
-pub async fn authorize(client: &Client, token: &str, access: &Access) -> Result<String, Denied> {
+/// The API server's review of `token` for `audiences` (none: its own).
+pub async fn review_token(
+    client: &Client,
+    token: &str,
+    audiences: Option<Vec<String>>,
+) -> Result<TokenReviewStatus, Denied> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_string()),
-            audiences: None,
+            audiences,
         },
         ..Default::default()
     };
@@ -119,7 +123,12 @@ pub async fn authorize(client: &Client, token: &str, access: &Access) -> Result<
             what: "TokenReview",
             source,
         })?;
-    let status = reviewed.status.unwrap_or_default();
+    Ok(reviewed.status.unwrap_or_default())
+}
+
+/// Reviews `token` and whether its user may do `access`; returns the user's name.
+pub async fn authorize(client: &Client, token: &str, access: &Access) -> Result<String, Denied> {
+    let status = review_token(client, token, None).await?;
     let user = status.user.unwrap_or_default();
     if status.authenticated != Some(true) {
         let why = status.error.filter(|e| !e.is_empty());

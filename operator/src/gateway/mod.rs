@@ -3,10 +3,14 @@
 //! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run; `/` is the web UI,
 //! whose files need no token. Every API request is authorised as kubectl's would be
 //! ([`auth`]). The message log, followers and UI are [`synqx_web`]'s, shared with
-//! `synqx run --ui`. The README has the routes and messages.
+//! `synqx run --ui`. Step pods report their counters, phase and log lines to
+//! `POST /internal/v1/telemetry` ([`telemetry`]), and the gateway writes the counters into
+//! their runs' status ([`counters`]). The README has the routes and messages.
 
 pub mod auth;
+mod counters;
 mod feed;
+mod telemetry;
 mod views;
 mod watch;
 
@@ -14,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kube::Client;
 use kube::runtime::reflector::Store;
 use synqx_api::gateway::PROTOCOL;
@@ -29,6 +34,7 @@ pub use synqx_web::{Hub, Limits};
 use tokio::task::JoinHandle;
 
 use self::auth::{Access, Denied};
+use self::counters::CounterWriter;
 use self::feed::Stores;
 
 /// How often an open WebSocket's token and right are reviewed again.
@@ -42,6 +48,8 @@ pub struct Gateway {
     hub: Arc<Hub>,
     stores: Stores,
     recheck: Duration,
+    /// Counters step pods reported, until written into their runs' status.
+    counters: Arc<CounterWriter>,
 }
 
 /// Starts the gateway's watches and serves its routes on `listener` until aborted. The
@@ -62,7 +70,18 @@ pub fn start(
         hub,
         stores,
         recheck: RECHECK,
+        counters: Arc::default(),
     });
+    // The counters step pods reported, written at most once a second per run.
+    let writer = gateway.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            writer.counters.flush(&writer.client, &writer.stores).await;
+        }
+    }));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving the gateway");
     }
@@ -84,6 +103,10 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route(synqx_web::LIST_PIPELINES, get(list_pipelines))
         .route(synqx_web::LIST_RUNS, get(list_runs))
         .route(synqx_web::WATCH_RUN, get(watch_run))
+        .route(
+            synqx_api::telemetry::PATH,
+            post(telemetry::receive).layer(DefaultBodyLimit::max(telemetry::MAX_BODY_BYTES)),
+        )
         .merge(synqx_web::assets::routes(ui))
         .fallback(|| async { synqx_web::no_route() })
         .with_state(gateway)

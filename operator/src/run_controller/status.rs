@@ -1,7 +1,8 @@
 //! Decide, the second half: the run's status as the run controller owns it, built by pure
 //! functions from the previous status and the decision. The controller owns the run's
 //! phase, revision, progress, times and conditions, and of each step its phase, attempt,
-//! Job, times and message; the step's runner owns its counters and watermark range.
+//! Job, times and message; a step's counters and watermark range are written apart, by the
+//! gateway from the pod's telemetry and by [`super::counters`] from its final report.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -45,6 +45,10 @@ pub enum PlanError {
     )]
     NotAStepPlan(#[source] serde_json::Error),
     #[error(
+        "the pod has no $SYNQX_STEP_PLAN and no Kubernetes credentials to read its plan with: its Job was not created by the SynqX operator"
+    )]
+    NoStepPlan,
+    #[error(
         "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {steps}); the Job's --step argument must name one of them"
     )]
     NoStep {
@@ -54,11 +58,33 @@ pub enum PlanError {
     },
 }
 
-/// Why the step's entry of the run's status was not written.
+/// Why the step's counters did not reach the run's status.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
     #[error("{}", explain(.0, "patch on pipelineruns.synqx.io/status"))]
     Api(#[source] kube::Error),
     #[error("the Kubernetes API did not answer within {0}s")]
     Timeout(u64),
+    #[error(
+        "the gateway {url} cannot be reached: {source} (check the operator's --gateway-url and the pod's network policy)"
+    )]
+    Gateway {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the gateway {url} refused the report (HTTP {code}): {message}")]
+    Refused {
+        url: String,
+        code: u16,
+        message: String,
+    },
+    #[error("cannot read the pod's token for the gateway at {}: {source} (the operator mounts it as a projected volume)", path.display())]
+    Token {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the report as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
 }

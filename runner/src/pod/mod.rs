@@ -1,15 +1,17 @@
 //! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job.
 //!
 //! The runner reads its step's part of the run's plan and the watermark from the environment
-//! the operator gave its pod (a Job of an older operator without [`STEP_PLAN_ENV`] has it read
-//! from the ControllerRevision that holds the plan), executes the step with the engine `synqx run` uses
-//! ([`crate::step::execute`]), server-side-applies its own `status.steps[name]` entry while it
-//! runs and once at the end, and leaves a [`StepReport`] in the termination message.
+//! the operator gave its pod, which holds no Kubernetes credentials (a Job of an older
+//! operator without [`STEP_PLAN_ENV`] has it read from the ControllerRevision that holds the
+//! plan), executes the step with the engine `synqx run` uses ([`crate::step::execute`]),
+//! reports its counters and log lines to the operator's gateway while it runs and once at
+//! the end ([`telemetry`]), and leaves a [`StepReport`] in the termination message.
 
 mod error;
 mod plan;
 mod report;
 mod status;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +30,10 @@ use tokio_util::sync::CancellationToken;
 pub use error::{PlanError, StatusWriteError};
 pub use plan::{choose_step, plan_connection, plan_from_revision};
 pub use report::{TerminationMessage, exit_code, write_termination_message};
-pub use status::{KubeStatus, StatusWriter, apply_body, final_entry, progress_entry};
+pub use status::{KubeStatus, NoStatus, StatusWriter, apply_body, final_entry, progress_entry};
 pub(crate) use status::{explain, is_not_found};
+use synqx_api::telemetry::{CONNECTION_ENV, GATEWAY_ENV, TOKEN_FILE_ENV};
+pub use telemetry::{TELEMETRY_EVERY, Telemetry};
 
 use crate::engine::Counters;
 use crate::local::group;
@@ -71,6 +75,12 @@ impl std::fmt::Display for Attempt {
 pub struct PodEnv {
     /// The step's part of the plan (`SYNQX_STEP_PLAN`), as JSON.
     pub step_plan: Option<String>,
+    /// The operator's gateway (`SYNQX_GATEWAY`), where progress and log lines go.
+    pub gateway: Option<String>,
+    /// The projected token for the gateway (`SYNQX_TOKEN_FILE`).
+    pub token_file: Option<PathBuf>,
+    /// The spec of the Connection a check pod checks (`SYNQX_CONNECTION`), as JSON.
+    pub connection: Option<String>,
     /// The committed watermark (`SYNQX_WATERMARK`); `None` reads everything.
     pub watermark: Option<String>,
     /// Credentials from `SYNQX_SECRET_<SECRET>__<KEY>` variables, and the namespace's vault
@@ -97,6 +107,9 @@ impl PodEnv {
         };
         let watermark = get(WATERMARK_ENV);
         let step_plan = get(STEP_PLAN_ENV);
+        let gateway = get(GATEWAY_ENV);
+        let token_file = get(TOKEN_FILE_ENV).map(PathBuf::from);
+        let connection = get(CONNECTION_ENV);
         let termination_path = get(TERMINATION_MESSAGE_ENV)
             .map_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into(), PathBuf::from);
         let namespace = get(vault::NAMESPACE_ENV);
@@ -116,6 +129,9 @@ impl PodEnv {
         }
         Self {
             step_plan,
+            gateway,
+            token_file,
+            connection,
             watermark,
             termination_path,
             work_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -124,9 +140,10 @@ impl PodEnv {
     }
 }
 
-/// Runs one attempt of a step against the cluster and reports it: the run's status, the
-/// termination message and stderr. `namespace` defaults to the kube client's namespace.
-/// Never fails: every error ends in a `Failed` report.
+/// Runs one attempt of a step and reports it: counters and log lines to the operator's
+/// gateway (or, in a Job of an older operator, the run's status), the termination message
+/// and stderr. `namespace` defaults to the kube client's namespace when the plan is read
+/// from the API. Never fails: every error ends in a `Failed` report.
 pub async fn run(
     namespace: Option<String>,
     run: String,
@@ -143,42 +160,36 @@ pub async fn run(
         step,
         attempt,
     };
-    let report = match Client::try_default().await {
-        Err(e) => {
-            let report = report::failed(
-                &target.step,
-                format!(
-                    "{target}: cannot reach the Kubernetes API: {e} (in a pod this needs the service account token; elsewhere set KUBECONFIG)"
-                ),
-            );
-            log_end(&target, &report, started.elapsed());
-            report
+    let report = match &env.step_plan {
+        // The operator's Jobs: the plan and the gateway come with the pod, which holds no
+        // Kubernetes credentials.
+        Some(text) => {
+            let status = reporter(&target, env);
+            run_loaded(&target, plan_from_env(text), env, status, cancel, started).await
         }
-        Ok(client) => {
-            if target.namespace.is_empty() {
-                target.namespace = client.default_namespace().to_string();
+        None => match Client::try_default().await {
+            Err(e) => {
+                let report = report::failed(
+                    &target.step,
+                    format!("{target}: {}: {e}", PlanError::NoStepPlan),
+                );
+                eprintln!("{}", end_line(&target, &report, started.elapsed()));
+                report
             }
-            let status: Arc<dyn StatusWriter> = Arc::new(KubeStatus::new(
-                client.clone(),
-                &target.namespace,
-                &target.run,
-                &target.step,
-            ));
-            let (report, known) = match load_plan(&client, &target, env, revision).await {
-                Ok((revision, plan)) => (
-                    execute_planned(&target, &revision, &plan, env, status.clone(), cancel).await,
-                    plan.step(&target.step).is_some(),
-                ),
-                Err(e) => (report::failed(&target.step, format!("{target}: {e}")), true),
-            };
-            if known {
-                finish(&target, &report, status.as_ref(), started.elapsed()).await;
-            } else {
-                // A step the plan does not have gets no entry in the run's status.
-                log_end(&target, &report, started.elapsed());
+            Ok(client) => {
+                if target.namespace.is_empty() {
+                    target.namespace = client.default_namespace().to_string();
+                }
+                let status: Arc<dyn StatusWriter> = Arc::new(KubeStatus::new(
+                    client.clone(),
+                    &target.namespace,
+                    &target.run,
+                    &target.step,
+                ));
+                let loaded = load_plan(&client, &target, revision).await;
+                run_loaded(&target, loaded, env, status, cancel, started).await
             }
-            report
-        }
+        },
     };
     if let Err(e) = write_termination_message(&env.termination_path, &report) {
         eprintln!(
@@ -189,19 +200,58 @@ pub async fn run(
     report
 }
 
-/// The step's plan from the pod's environment ([`STEP_PLAN_ENV`]), with no API call. Without
-/// it (a Job an older operator created), the plan in the ControllerRevision `pinned` (from the
-/// Job's arguments), or else in the one the operator's record of the run pinned (never the
-/// run's status, which the step pods of the namespace may write).
+/// Where the step's counters and lines go: the gateway when the pod was given one and its
+/// token, else only the termination message.
+fn reporter(target: &Attempt, env: &PodEnv) -> Arc<dyn StatusWriter> {
+    let (Some(gateway), Some(token_file)) = (&env.gateway, &env.token_file) else {
+        eprintln!(
+            "synqx step: {target}: no gateway to report progress to (${GATEWAY_ENV}, ${TOKEN_FILE_ENV}): the operator learns the final numbers from the termination message"
+        );
+        return Arc::new(NoStatus);
+    };
+    match Telemetry::new(gateway, token_file.clone(), target.clone()) {
+        Ok(telemetry) => Arc::new(telemetry),
+        Err(e) => {
+            eprintln!("synqx step: {target}: {e}; reporting only through the termination message");
+            Arc::new(NoStatus)
+        }
+    }
+}
+
+/// Executes the step of a loaded plan and reports its end.
+async fn run_loaded(
+    target: &Attempt,
+    loaded: Result<(String, Plan), PlanError>,
+    env: &PodEnv,
+    status: Arc<dyn StatusWriter>,
+    cancel: CancellationToken,
+    started: Instant,
+) -> StepReport {
+    let (report, known) = match loaded {
+        Ok((revision, plan)) => (
+            execute_planned(target, &revision, &plan, env, status.clone(), cancel).await,
+            plan.step(&target.step).is_some(),
+        ),
+        Err(e) => (report::failed(&target.step, format!("{target}: {e}")), true),
+    };
+    if known {
+        finish(target, &report, status.as_ref(), started.elapsed()).await;
+    } else {
+        // A step the plan does not have gets no entry in the run's status.
+        status.log(end_line(target, &report, started.elapsed()));
+    }
+    report
+}
+
+/// For a Job an older operator created, without [`STEP_PLAN_ENV`]: the plan in the
+/// ControllerRevision `pinned` (from the Job's arguments), or else in the one the operator's
+/// record of the run pinned (never the run's status, which the step pods of the namespace
+/// may write).
 async fn load_plan(
     client: &Client,
     target: &Attempt,
-    env: &PodEnv,
     pinned: Option<String>,
 ) -> Result<(String, Plan), PlanError> {
-    if let Some(text) = &env.step_plan {
-        return plan_from_env(text);
-    }
     let revision = match pinned.filter(|r| !r.is_empty()) {
         Some(revision) => revision,
         None => revision_of_run(client, target).await?,
@@ -277,7 +327,7 @@ pub async fn execute_planned(
             ),
         );
     }
-    eprintln!(
+    status.log(format!(
         "synqx step: {target}: started (revision {revision}, plan {}, {})",
         plan.short_hash(),
         match &watermark {
@@ -285,7 +335,7 @@ pub async fn execute_planned(
             None if incremental => "no watermark yet: reading everything".to_string(),
             None => "not incremental".to_string(),
         }
-    );
+    ));
     if cancel.is_cancelled() {
         return report::cancelled(
             &target.step,
@@ -294,11 +344,12 @@ pub async fn execute_planned(
     }
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
+    let every = status.every();
     let progress = tokio::spawn(status::report_progress(
         status,
         target.clone(),
         counters.clone(),
-        PROGRESS_EVERY,
+        every,
         stop.clone(),
     ));
     let inputs = StepInputs {
@@ -331,15 +382,16 @@ pub async fn finish(
     status: &dyn StatusWriter,
     elapsed: Duration,
 ) {
-    if let Err(e) = status.apply(&final_entry(report)).await {
+    // The end line goes with the last report.
+    status.log(end_line(target, report, elapsed));
+    if let Err(e) = status.finish(report).await {
         eprintln!(
-            "synqx step: {target}: could not write the run's status: {e} (the termination message still reports the outcome)"
+            "synqx step: {target}: could not report the end: {e} (the termination message still reports the outcome)"
         );
     }
-    log_end(target, report, elapsed);
 }
 
-fn log_end(target: &Attempt, report: &StepReport, elapsed: Duration) {
+fn end_line(target: &Attempt, report: &StepReport, elapsed: Duration) -> String {
     let phase = match report.phase {
         StepPhase::Succeeded => "succeeded",
         StepPhase::Cancelled => "cancelled",
@@ -364,7 +416,7 @@ fn log_end(target: &Attempt, report: &StepReport, elapsed: Duration) {
         .as_deref()
         .map(|m| format!(": {}", m.strip_prefix(&prefix).unwrap_or(m)))
         .unwrap_or_default();
-    eprintln!(
+    format!(
         "synqx step: {target}: {phase} after {:.1}s: read {} rows ({}), wrote {} rows ({}), rejected {}{watermark}{message}",
         elapsed.as_secs_f64(),
         group(report.rows_read),
@@ -372,7 +424,7 @@ fn log_end(target: &Attempt, report: &StepReport, elapsed: Duration) {
         group(report.rows_written),
         HumanBytes(report.bytes_written),
         group(report.rows_rejected),
-    );
+    )
 }
 
 #[cfg(test)]

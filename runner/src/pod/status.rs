@@ -1,5 +1,7 @@
-//! The step's own entry of its run's `status.steps`, server-side-applied under a field manager
-//! of its own (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes the
+//! Where the step's counters go: the operator's gateway ([`super::telemetry`]) when the pod
+//! was given one, else (a Job of an older operator) the step's own entry of its run's
+//! `status.steps`, server-side-applied under a field manager of its own
+//! (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes the
 //! counters and the watermark range, and nothing else: phase, attempt, Job name, times and
 //! the message (the error, which the operator reads from the termination message) belong to
 //! the operator's run controller. One writer per field.
@@ -26,6 +28,41 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
 pub trait StatusWriter: Send + Sync {
     /// Applies the entry; the error says why it was not written.
     async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError>;
+
+    /// The last write: the report's counters and watermark range.
+    async fn finish(&self, report: &StepReport) -> Result<(), StatusWriteError> {
+        self.apply(&final_entry(report)).await
+    }
+
+    /// A line of the step's log: on stderr, and wherever this writer sends lines.
+    fn log(&self, text: String) {
+        eprintln!("{text}");
+    }
+
+    /// Whether lines wait to be sent, so a write is due even with counters unchanged.
+    fn has_lines(&self) -> bool {
+        false
+    }
+
+    /// Shortest time between two progress writes.
+    fn every(&self) -> Duration {
+        super::PROGRESS_EVERY
+    }
+}
+
+/// Counters that go nowhere but the termination message: a pod with neither a gateway nor
+/// Kubernetes credentials.
+pub struct NoStatus;
+
+#[async_trait]
+impl StatusWriter for NoStatus {
+    async fn apply(&self, _: &StepStatus) -> Result<(), StatusWriteError> {
+        Ok(())
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
 }
 
 /// The run's status on the API server.
@@ -101,20 +138,33 @@ pub(super) async fn report_progress(
     stop: CancellationToken,
 ) {
     let mut written: Option<CounterSnapshot> = None;
+    // Only the first failure of a streak is logged, and the recovery, not every tick.
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
         let now = counters.snapshot();
-        if written == Some(now) {
+        if written == Some(now) && !status.has_lines() {
             continue;
         }
         match status.apply(&progress_entry(&target.step, now)).await {
-            Ok(()) => written = Some(now),
-            Err(e) => eprintln!(
-                "synqx step: {target}: could not write progress to the run's status: {e} (the step goes on)"
-            ),
+            Ok(()) => {
+                written = Some(now);
+                if std::mem::take(&mut failing) {
+                    status.log(format!(
+                        "synqx step: {target}: progress reaches the operator again"
+                    ));
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                status.log(format!(
+                    "synqx step: {target}: could not report progress: {e} (the step goes on; its termination message tells the final numbers)"
+                ));
+            }
+            Err(_) => {}
         }
     }
 }

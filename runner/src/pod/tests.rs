@@ -78,6 +78,9 @@ fn target(step: &str) -> Attempt {
 fn env(dir: &Path, watermark: Option<&str>) -> PodEnv {
     PodEnv {
         step_plan: None,
+        gateway: None,
+        token_file: None,
+        connection: None,
         watermark: watermark.map(str::to_string),
         secrets: Secrets::default(),
         work_dir: dir.to_path_buf(),

@@ -93,6 +93,18 @@ pub async fn keep_fresh(client: Client, pod: Pod, dir: PathBuf) {
 }
 
 async fn write_token(client: &Client, pod: &Pod, dir: &Path) -> Result<(), IdentityError> {
+    let token = request(client, pod, vec![], TOKEN_SECONDS).await?;
+    write(&dir.join("token"), token.as_bytes())
+}
+
+/// A token of the pod's service account for `audiences` (none: the API server's), valid
+/// for `seconds` and bound to the pod, so it dies with it.
+pub async fn request(
+    client: &Client,
+    pod: &Pod,
+    audiences: Vec<String>,
+    seconds: i64,
+) -> Result<String, IdentityError> {
     let namespace = pod
         .metadata
         .namespace
@@ -101,8 +113,8 @@ async fn write_token(client: &Client, pod: &Pod, dir: &Path) -> Result<(), Ident
     let account = service_account_name(pod);
     let request = TokenRequest {
         spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(TOKEN_SECONDS),
+            audiences,
+            expiration_seconds: Some(seconds),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -121,8 +133,7 @@ async fn write_token(client: &Client, pod: &Pod, dir: &Path) -> Result<(), Ident
             account: account.clone(),
             source,
         })?;
-    let token = issued.status.map(|s| s.token).unwrap_or_default();
-    write(&dir.join("token"), token.as_bytes())
+    Ok(issued.status.map(|s| s.token).unwrap_or_default())
 }
 
 pub fn service_account_name(pod: &Pod) -> String {
@@ -133,7 +144,7 @@ pub fn service_account_name(pod: &Pod) -> String {
 }
 
 /// Writes through a temporary file so a reader never sees half a token.
-fn write(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, bytes)
         .and_then(|()| std::fs::rename(&partial, path))

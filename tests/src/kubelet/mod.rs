@@ -2,7 +2,8 @@
 //! manager can schedule and run SynqX's pods on a machine without a container runtime.
 //!
 //! It registers one Ready Node, binds every pending pod to it, and runs each pod in a
-//! worker ([`pod`]): identity from the TokenRequest API ([`identity`]), environment as a
+//! worker ([`pod`]): identity from the TokenRequest API ([`identity`]) and projected token
+//! volumes ([`projected`]), environment as a
 //! kubelet resolves it ([`env`]), containers as process groups ([`container`]). Probes,
 //! volumes and resource limits are not enforced; a process sees the host's file system.
 
@@ -11,6 +12,7 @@ pub mod env;
 pub mod identity;
 pub mod node;
 pub mod pod;
+pub mod projected;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use super::container::{self, ContainerEvent, Exit, Launch};
 use super::env::{ClusterLookup, resolve};
 use super::identity::{self, ClusterAccess};
+use super::projected;
 
 /// What the kubelet shares with every pod worker.
 pub struct NodeContext {
@@ -264,18 +265,32 @@ impl Worker {
             .get_opt(&account_name)
             .await
             .map_err(|e| config_error(e.to_string()))?;
-        if identity::wants_token(&self.pod, account.as_ref()) {
+        let wants_token = identity::wants_token(&self.pod, account.as_ref());
+        if wants_token {
             let kubeconfig = identity::issue(&client, &self.pod, &self.ctx.access, &self.dir)
                 .await
                 .map_err(|e| config_error(e.to_string()))?;
             base_env.push(("KUBECONFIG".to_string(), kubeconfig.display().to_string()));
-            if refresher.is_none() {
-                let task = identity::keep_fresh(client.clone(), self.pod.clone(), self.dir.clone());
-                *refresher = Some(tokio::spawn(task));
-            }
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let projected = projected::token_files(&spec, &self.dir).map_err(config_error)?;
+        projected::write_all(&client, &self.pod, &projected)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        if refresher.is_none() && (wants_token || !projected.is_empty()) {
+            let (pod, dir) = (self.pod.clone(), self.dir.clone());
+            let client = client.clone();
+            let files = projected::keep_fresh(client.clone(), pod.clone(), projected);
+            *refresher = Some(tokio::spawn(async move {
+                let account = async move {
+                    if wants_token {
+                        identity::keep_fresh(client, pod, dir).await;
+                    }
+                };
+                tokio::join!(account, files);
+            }));
         }
 
-        let spec = self.pod.spec.clone().unwrap_or_default();
         let restart_policy = spec
             .restart_policy
             .clone()
@@ -289,6 +304,7 @@ impl Worker {
                     .await
                     .map_err(|e| config_error(e.to_string()))?,
             );
+            projected::map_paths(&spec, c, &self.dir, &mut env);
             let program = container::program(c, &env, &self.ctx.bin_dir, &self.ctx.path_var)
                 .map_err(|message| ("ErrImageNeverPull".to_string(), message))?;
             launches.push(Launch {
