@@ -41,22 +41,26 @@ fi
 # The containerd node (tests/cluster/up --node containerd) and the image build need
 # containerd, runc, the CNI plugins, buildah and skopeo, iptables, and a C compiler with a
 # static libc for the pause binary.
-missing=()
-for tool in openssl curl python3 g++ containerd runc buildah skopeo iptables ip cc objcopy node npm; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+# Each tool with the Debian package that brings it; only what is missing is installed, so a
+# Node.js from elsewhere (NodeSource's ships its own npm, which Debian's npm conflicts with)
+# stays as it is.
+packages=()
+need() { command -v "$1" >/dev/null 2>&1 || packages+=("$2"); }
+need openssl openssl; need curl curl; need python3 python3; need g++ g++
+need containerd containerd; need runc runc; need buildah buildah; need skopeo skopeo
+need iptables iptables; need ip iproute2; need cc gcc; need objcopy binutils
+need node nodejs; need npm npm
+[[ -x /usr/lib/cni/bridge ]] || packages+=(containernetworking-plugins)
 # The web UI's tests drive Debian's chromium (headless) with playwright-core from npm.
-[[ -x /usr/bin/chromium ]] || missing+=(chromium)
-[[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+[[ -x /usr/bin/chromium ]] || packages+=(chromium)
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || packages+=(libc6-dev)
 # bigquery-emulator embeds ZetaSQL, which only clang compiles; fakesnow lives in a venv.
-command -v clang++ >/dev/null 2>&1 || missing+=(clang)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-if (( ${#missing[@]} > 0 )); then
+need clang++ clang
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+if (( ${#packages[@]} > 0 )); then
   sudo_if_needed=""; [[ "$(id -u)" != 0 ]] && sudo_if_needed="sudo"
   $sudo_if_needed apt-get update -qq
-  $sudo_if_needed apt-get install -y -qq openssl curl python3 g++ containerd runc containernetworking-plugins \
-    buildah skopeo iptables iproute2 gcc libc6-dev binutils clang python3-venv nodejs npm chromium
+  $sudo_if_needed apt-get install -y -qq "${packages[@]}"
 fi
 # Helm for the chart tests, from its Go module (cached in ~/.cache/synqx/testbin).
 tests/cluster/build helm >/dev/null
