@@ -81,6 +81,15 @@ struct RunArgs {
     /// Serve no gateway.
     #[arg(long)]
     no_gateway: bool,
+    /// Directory where the gateway keeps each step attempt's log (gzip JSON lines), so
+    /// `synqx logs` reads it after the pod is gone: the chart mounts a PersistentVolume
+    /// here (default: no store; only the last lines, in memory, while the run is followed).
+    #[arg(long, env = "SYNQX_LOGS_DIR")]
+    logs_dir: Option<std::path::PathBuf>,
+    /// Most bytes (uncompressed) kept of one step attempt's log; later lines are dropped
+    /// and a marker line says how many.
+    #[arg(long, default_value = "64Mi", value_parser = gateway::logs::parse_bytes)]
+    logs_max_bytes: u64,
     /// The gateway's URL as step pods reach it, for their telemetry (default: the
     /// `synqx-gateway` Service of the operator's namespace on the --gateway-addr port; none
     /// with --no-gateway, when pods report through their termination message only).
@@ -205,12 +214,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
         let watch_client = api_client::connect(args.api_qps).await?;
         let review_client = api_client::connect(args.api_qps).await?;
+        let logs = args.logs_dir.clone().map(|dir| {
+            let store = Arc::new(gateway::logs::DirStore::new(dir));
+            Arc::new(gateway::logs::Logs::new(store, args.logs_max_bytes))
+        });
         gateway::start(
             listener,
             watch_client,
             review_client,
             &scopes,
             gateway::Limits::default(),
+            logs,
         )
     };
     let settings = Settings {

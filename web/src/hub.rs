@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::broadcast;
 
 use crate::log::{RunLog, Start};
-use synqx_api::gateway::{Body, LogLine, Message, RunView};
+use synqx_api::gateway::{Body, LogLine, Message, RunView, StepLog};
 
 /// The bounds of the hub's memory.
 #[derive(Clone, Copy, Debug)]
@@ -143,6 +143,14 @@ impl Hub {
             });
             let _ = entry.tx.send(message);
         }
+    }
+
+    /// The log lines still kept of a run (from its last messages), by step attempt; `None`
+    /// when the hub does not follow the run.
+    pub fn kept_logs(&self, namespace: &str, name: &str) -> Option<Vec<StepLog>> {
+        self.runs()
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|entry| entry.log.logs())
     }
 
     /// The current view of every run of `namespace` the hub follows, newest first.

@@ -21,6 +21,7 @@ pub use hub::{Follow, FollowError, Hub, Limits};
 pub const LIST_PIPELINES: &str = "/api/v1/namespaces/{namespace}/pipelines";
 pub const LIST_RUNS: &str = "/api/v1/namespaces/{namespace}/pipelineruns";
 pub const WATCH_RUN: &str = "/api/v1/namespaces/{namespace}/pipelineruns/{name}/watch";
+pub const RUN_LOGS: &str = "/api/v1/namespaces/{namespace}/pipelineruns/{name}/logs";
 
 /// The query of the runs list: `?pipeline=P`.
 #[derive(Debug, Default, Deserialize)]

@@ -131,7 +131,7 @@ impl RunLog {
     }
 
     /// The log lines among the kept messages, consecutive lines of one attempt together.
-    fn logs(&self) -> Vec<StepLog> {
+    pub fn logs(&self) -> Vec<StepLog> {
         let mut logs: Vec<StepLog> = Vec::new();
         for message in &self.messages {
             let Body::Log {

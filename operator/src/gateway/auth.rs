@@ -26,6 +26,18 @@ pub struct Access {
     pub name: Option<String>,
 }
 
+impl Access {
+    /// `get pipelineruns {name}`: what reading one run (its watch, its logs) needs.
+    pub fn get_run(namespace: &str, name: &str) -> Self {
+        Self {
+            verb: "get",
+            resource: "pipelineruns",
+            namespace: namespace.to_string(),
+            name: Some(name.to_string()),
+        }
+    }
+}
+
 impl std::fmt::Display for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}.synqx.io", self.verb, self.resource)?;

@@ -1,6 +1,7 @@
 //! The gateway's own watches of Pipelines and PipelineRuns: on every replica (not only the
 //! leader), so any replica behind the Service answers. Each change of a run's status goes
-//! to the hub, which turns it into step transitions and counters.
+//! to the hub, which turns it into step transitions and counters, and ends the stored logs
+//! of the step attempts that ended.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use tokio::task::JoinHandle;
 
 use synqx_api::gateway::RunView;
 use synqx_web::Hub;
+
+use super::logs::Logs;
 
 /// kubectl's copy of the applied object: as large as the spec, never shown.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -64,6 +67,7 @@ pub fn start(
     client: &Client,
     scopes: &[Option<String>],
     hub: Arc<Hub>,
+    logs: Option<Arc<Logs>>,
 ) -> (Stores, Vec<JoinHandle<()>>) {
     let mut stores = Stores::default();
     let mut tasks = Vec::new();
@@ -89,6 +93,7 @@ pub fn start(
             .modify(strip)
             .reflect(runs_writer);
         let feed_hub = hub.clone();
+        let feed_logs = logs.clone();
         let namespace = scope.clone();
         tasks.push(tokio::spawn(async move {
             let mut stream = std::pin::pin!(run_stream);
@@ -105,9 +110,19 @@ pub fn start(
                         feed_hub.retain(namespace.as_deref(), &listed);
                         listed.clear();
                     }
-                    Ok(watcher::Event::Apply(run)) => feed_hub.observe(view(&run)),
+                    Ok(watcher::Event::Apply(run)) => {
+                        let view = view(&run);
+                        if let Some(logs) = &feed_logs {
+                            logs.finish_ended(&view.namespace, &view.name, Some(&view)).await;
+                        }
+                        feed_hub.observe(view);
+                    }
                     Ok(watcher::Event::Delete(run)) => {
-                        feed_hub.forget(&run.namespace().unwrap_or_default(), &run.name_any());
+                        let (namespace, name) = (run.namespace().unwrap_or_default(), run.name_any());
+                        if let Some(logs) = &feed_logs {
+                            logs.finish_ended(&namespace, &name, None).await;
+                        }
+                        feed_hub.forget(&namespace, &name);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "the gateway's watch of PipelineRuns failed; retrying");

@@ -1,6 +1,7 @@
 //! The gateway: the operator's HTTP API for clients (the `synqx` CLI, the web UI), on its own
 //! port. `GET /api/v1/namespaces/{ns}/pipelines` and `…/pipelineruns` list what a UI shows;
-//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run; `/` is the web UI,
+//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run, and `…/logs` reads its
+//! step logs, kept beyond the pods by [`logs`]; `/` is the web UI,
 //! whose files need no token. Every API request is authorised as kubectl's would be
 //! ([`auth`]). The message log, followers and UI are [`synqx_web`]'s, shared with
 //! `synqx run --ui`. Step pods report their counters, phase and log lines to
@@ -10,6 +11,7 @@
 pub mod auth;
 mod counters;
 mod feed;
+pub mod logs;
 mod telemetry;
 mod views;
 mod watch;
@@ -36,6 +38,7 @@ use tokio::task::JoinHandle;
 use self::auth::{Access, Denied};
 use self::counters::CounterWriter;
 use self::feed::Stores;
+use self::logs::Logs;
 
 /// How often an open WebSocket's token and right are reviewed again.
 pub const RECHECK: Duration = Duration::from_secs(60);
@@ -50,6 +53,8 @@ pub struct Gateway {
     recheck: Duration,
     /// Counters step pods reported, until written into their runs' status.
     counters: Arc<CounterWriter>,
+    /// Where step logs are kept beyond the pods (none: only the lines in memory).
+    logs: Option<Arc<Logs>>,
 }
 
 /// Starts the gateway's watches and serves its routes on `listener` until aborted. The
@@ -62,15 +67,17 @@ pub fn start(
     review_client: Client,
     scopes: &[Option<String>],
     limits: Limits,
+    logs: Option<Arc<Logs>>,
 ) -> Vec<JoinHandle<()>> {
     let hub = Arc::new(Hub::new(limits));
-    let (stores, mut tasks) = feed::start(&watch_client, scopes, hub.clone());
+    let (stores, mut tasks) = feed::start(&watch_client, scopes, hub.clone(), logs.clone());
     let gateway = Arc::new(Gateway {
         client: review_client,
         hub,
         stores,
         recheck: RECHECK,
         counters: Arc::default(),
+        logs,
     });
     // The counters step pods reported, written at most once a second per run.
     let writer = gateway.clone();
@@ -103,6 +110,7 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route(synqx_web::LIST_PIPELINES, get(list_pipelines))
         .route(synqx_web::LIST_RUNS, get(list_runs))
         .route(synqx_web::WATCH_RUN, get(watch_run))
+        .route(synqx_web::RUN_LOGS, get(logs::route::get_logs))
         .route(
             synqx_api::telemetry::PATH,
             post(telemetry::receive).layer(DefaultBodyLimit::max(telemetry::MAX_BODY_BYTES)),
@@ -243,12 +251,7 @@ async fn watch_run(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let access = Access {
-        verb: "get",
-        resource: "pipelineruns",
-        namespace: namespace.clone(),
-        name: Some(name.clone()),
-    };
+    let access = Access::get_run(&namespace, &name);
     let token = match gateway.authorize(&headers, &access).await {
         Ok(token) => token,
         Err(refused) => return refused,

@@ -3,7 +3,7 @@
 //! token (audience `synqx`, projected into the pod) is reviewed with a TokenReview, which
 //! names the pod it is bound to; that pod must be the one its Job runs, and that Job the one
 //! the run controller created for the run, step and attempt the report names ([`bind`]).
-//! Log lines go to the run's followers at once; counters reach the run's status through
+//! Log lines are stored ([`super::logs`]) and go to the run's followers at once; counters reach the run's status through
 //! [`super::counters`], at most one write per run a second.
 
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use synqx_api::PipelineRun;
 use synqx_api::telemetry::{AUDIENCE, MAX_LINES, Report};
 
 use super::auth::{self, Denied};
+use super::logs::{LogKey, StoreError};
 use super::{Gateway, failure};
 use crate::names;
 
@@ -175,7 +176,8 @@ fn controller(owners: Option<&[OwnerReference]>) -> Option<&OwnerReference> {
 
 impl Gateway {
     /// The pod, its Job and the run a report names, read to bind the report to the token.
-    async fn bound(&self, report: &Report, token: &PodToken) -> Result<(), Response> {
+    /// Returns the run's Pipeline.
+    async fn bound(&self, report: &Report, token: &PodToken) -> Result<String, Response> {
         let forbidden = |e: NotBound| failure(StatusCode::FORBIDDEN, "Forbidden", e.to_string());
         let unavailable = |what: &str, e: kube::Error| {
             failure(
@@ -216,7 +218,34 @@ impl Gateway {
             .await
             .map_err(|e| unavailable("the Job", e))?
             .unwrap_or_default();
-        bind(report, token, &pod, &job, &run).map_err(forbidden)
+        bind(report, token, &pod, &job, &run).map_err(forbidden)?;
+        Ok(run.spec.pipeline_ref.name.clone())
+    }
+
+    /// Stores the report's lines before the pod hears 204, and ends the attempt's log with
+    /// its last report. A store that fails does not refuse the report: its counters matter
+    /// more than its lines, and a full volume must not stall every run's status.
+    async fn store_lines(&self, report: &Report, pipeline: &str) {
+        let Some(logs) = &self.logs else {
+            return;
+        };
+        let stored = async {
+            let key = LogKey::new(
+                &report.namespace,
+                pipeline,
+                &report.run,
+                &report.step,
+                report.attempt,
+            )?;
+            logs.append(&key, &report.lines).await?;
+            if report.phase.is_some_and(|p| p.is_final()) {
+                logs.finish(&key).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(error) = stored.await {
+            tracing::warn!(%error, "storing step log lines failed; they are shown live only");
+        }
     }
 }
 
@@ -247,11 +276,15 @@ pub async fn receive(
             );
         }
     };
-    if let Err(refused) = gateway.bound(&report, &token).await {
-        tracing::info!(pod = %token.pod_name, run = %report.run, step = %report.step, "telemetry refused: not bound");
-        return refused;
-    }
+    let pipeline = match gateway.bound(&report, &token).await {
+        Ok(pipeline) => pipeline,
+        Err(refused) => {
+            tracing::info!(pod = %token.pod_name, run = %report.run, step = %report.step, "telemetry refused: not bound");
+            return refused;
+        }
+    };
     report.lines.truncate(MAX_LINES);
+    gateway.store_lines(&report, &pipeline).await;
     let lines = std::mem::take(&mut report.lines);
     gateway.hub.log(
         &report.namespace,
