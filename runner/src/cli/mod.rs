@@ -4,6 +4,7 @@ mod check;
 mod crd;
 mod files;
 mod graph;
+mod logs;
 mod run;
 mod runs;
 mod state;
@@ -173,6 +174,19 @@ enum Command {
         #[command(subcommand)]
         action: RunsCommand,
     },
+    /// Print a PipelineRun's step logs through the operator's gateway: from its log store
+    /// after the pods are gone, and live with -f until the run ends. Lines print as
+    /// `time step level text` (without the step when one step is asked for).
+    Logs {
+        #[command(flatten)]
+        target: runs::RunOnGateway,
+        /// Only this step (default: every step, each its latest attempt).
+        #[arg(long)]
+        step: Option<String>,
+        /// Follow the run's new lines live until it ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// Print every CustomResourceDefinition as YAML, ready for `kubectl apply -f -`.
     Crd {
         /// Write one file per CRD into this directory instead.
@@ -187,19 +201,8 @@ enum RunsCommand {
     /// terminal, printed at each transition otherwise. Exit 0 when the run succeeds, 1 when
     /// it fails or is cancelled.
     Watch {
-        /// Name of the PipelineRun.
-        run: String,
-        /// Namespace of the run (default: the kubeconfig's).
-        #[arg(long, short = 'n')]
-        namespace: Option<String>,
-        /// URL of the operator's gateway, e.g. after `kubectl port-forward -n synqx-system
-        /// svc/synqx-gateway 8081`.
-        #[arg(long, env = "SYNQX_GATEWAY", default_value = "http://127.0.0.1:8081")]
-        gateway: String,
-        /// Bearer token of a user who may get the run (default: the kubeconfig's token),
-        /// e.g. from `kubectl create token`.
-        #[arg(long, env = "SYNQX_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        target: runs::RunOnGateway,
         /// Only these steps (comma-separated).
         #[arg(long)]
         step: Option<String>,
@@ -386,20 +389,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => vault::reseal(&keyring.source()?, &default_namespace, &files),
         },
         Command::Runs {
-            action:
-                RunsCommand::Watch {
-                    run,
-                    namespace,
-                    gateway,
-                    token,
-                    step,
-                },
-        } => runs::watch(runs::WatchArgs {
-            run,
-            namespace,
-            gateway,
-            token,
+            action: RunsCommand::Watch { target, step },
+        } => runs::watch(runs::WatchArgs { target, step }),
+        Command::Logs {
+            target,
             step,
+            follow,
+        } => logs::logs(logs::LogsArgs {
+            target,
+            step,
+            follow,
         }),
         Command::Crd { dir } => crd::run(dir.as_deref()),
     }

@@ -26,11 +26,26 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as Frame};
 /// Connection attempts in a row that may fail before the watch gives up.
 const RECONNECTS: u32 = 5;
 
-pub struct WatchArgs {
+/// The run a gateway command reads, and how it reaches the gateway.
+#[derive(clap::Args, Debug)]
+pub struct RunOnGateway {
+    /// Name of the PipelineRun.
     pub run: String,
+    /// Namespace of the run (default: the kubeconfig's).
+    #[arg(long, short = 'n')]
     pub namespace: Option<String>,
+    /// URL of the operator's gateway, e.g. after `kubectl port-forward -n synqx-system
+    /// svc/synqx-gateway 8081`.
+    #[arg(long, env = "SYNQX_GATEWAY", default_value = "http://127.0.0.1:8081")]
     pub gateway: String,
+    /// Bearer token of a user who may get the run (default: the kubeconfig's token),
+    /// e.g. from `kubectl create token`.
+    #[arg(long, env = "SYNQX_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+pub struct WatchArgs {
+    pub target: RunOnGateway,
     pub step: Option<String>,
 }
 
@@ -48,17 +63,20 @@ enum Ended {
     Finished(RunPhase),
     /// The connection dropped (or the gateway closed it for a reason one may resume from).
     Dropped(String),
+    /// The gateway does not know the run.
+    Unknown(String),
 }
 
-async fn follow(args: WatchArgs) -> anyhow::Result<ExitCode> {
+/// The namespace and bearer token of a gateway command: the flags, else the kubeconfig's.
+pub(super) async fn credentials(target: &RunOnGateway) -> anyhow::Result<(String, String)> {
     let config = kube::Config::infer().await.ok();
-    let namespace = args
+    let namespace = target
         .namespace
         .clone()
         .or_else(|| config.as_ref().map(|c| c.default_namespace.clone()))
         .unwrap_or_else(|| "default".into());
     let token = match (
-        &args.token,
+        &target.token,
         config.as_ref().and_then(|c| c.auth_info.token.as_ref()),
     ) {
         (Some(token), _) => token.clone(),
@@ -67,48 +85,94 @@ async fn follow(args: WatchArgs) -> anyhow::Result<ExitCode> {
             "no token for the gateway: pass --token (or set SYNQX_TOKEN), e.g. --token \"$(kubectl create token NAME -n {namespace})\" for a service account that may get pipelineruns"
         ),
     };
-    let base = websocket_base(&args.gateway)?;
-    let mut shown = Shown::new(std::io::stdout().is_terminal());
+    Ok((namespace, token))
+}
+
+/// What takes a followed run's messages.
+pub(super) trait Follower {
+    /// Takes a message; returns the run's phase once it finished.
+    fn take(&mut self, message: Message) -> anyhow::Result<Option<RunPhase>>;
+    /// The last message taken, to resume after.
+    fn seq(&self) -> Option<u64>;
+}
+
+/// The run a gateway command follows.
+pub(super) struct Target<'a> {
+    pub command: &'a str,
+    pub gateway: &'a str,
+    pub namespace: &'a str,
+    pub run: &'a str,
+    pub token: &'a str,
+    pub step: Option<&'a str>,
+}
+
+/// How following a run ended.
+pub(super) enum Followed {
+    Finished(RunPhase),
+    /// The gateway does not know the run (404): deleted, or never created.
+    Unknown(String),
+}
+
+/// Follows a run until it finishes, resuming after dropped connections.
+pub(super) async fn follow_run(
+    target: &Target<'_>,
+    follower: &mut impl Follower,
+) -> anyhow::Result<Followed> {
+    let base = websocket_base(target.gateway)?;
     let mut failures = 0;
     loop {
         let mut url = format!(
-            "{base}/api/v1/namespaces/{namespace}/pipelineruns/{}/watch",
-            args.run
+            "{base}/api/v1/namespaces/{}/pipelineruns/{}/watch",
+            target.namespace, target.run
         );
         let mut query = Vec::new();
-        if let Some(seq) = shown.seq {
+        if let Some(seq) = follower.seq() {
             query.push(format!("since={seq}"));
         }
-        if let Some(step) = &args.step {
+        if let Some(step) = target.step {
             query.push(format!("step={step}"));
         }
         if !query.is_empty() {
             url = format!("{url}?{}", query.join("&"));
         }
-        match watch_once(&url, &token, &mut shown).await? {
-            Ended::Finished(phase) => {
-                return Ok(if phase == RunPhase::Succeeded {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
-            }
+        match watch_once(&url, target.token, follower).await? {
+            Ended::Finished(phase) => return Ok(Followed::Finished(phase)),
+            Ended::Unknown(why) => return Ok(Followed::Unknown(why)),
             Ended::Dropped(why) => {
                 failures += 1;
                 if failures > RECONNECTS {
                     bail!(
-                        "following PipelineRun {namespace}/{} through {}: {why} ({RECONNECTS} reconnections failed)",
-                        args.run,
-                        args.gateway
+                        "following PipelineRun {}/{} through {}: {why} ({RECONNECTS} reconnections failed)",
+                        target.namespace,
+                        target.run,
+                        target.gateway
                     );
                 }
-                eprintln!("synqx runs watch: {why}; reconnecting");
+                eprintln!("{}: {why}; reconnecting", target.command);
                 tokio::time::sleep(Duration::from_secs(1 << failures.min(4))).await;
             }
         }
-        if shown.seq.is_some() {
+        if follower.seq().is_some() {
             failures = 0;
         }
+    }
+}
+
+async fn follow(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let (namespace, token) = credentials(&args.target).await?;
+    let target = Target {
+        command: "synqx runs watch",
+        gateway: &args.target.gateway,
+        namespace: &namespace,
+        run: &args.target.run,
+        token: &token,
+        step: args.step.as_deref(),
+    };
+    let mut shown = Shown::new(std::io::stdout().is_terminal());
+    match follow_run(&target, &mut shown).await? {
+        Followed::Finished(RunPhase::Succeeded) => Ok(ExitCode::SUCCESS),
+        Followed::Finished(_) => Ok(ExitCode::FAILURE),
+        Followed::Unknown(why) => bail!("{why}"),
     }
 }
 
@@ -124,7 +188,7 @@ fn websocket_base(gateway: &str) -> anyhow::Result<String> {
     }
 }
 
-async fn watch_once(url: &str, token: &str, shown: &mut Shown) -> anyhow::Result<Ended> {
+async fn watch_once(url: &str, token: &str, shown: &mut impl Follower) -> anyhow::Result<Ended> {
     let mut request = url
         .into_client_request()
         .with_context(|| format!("the gateway URL {url}"))?;
@@ -147,6 +211,11 @@ async fn watch_once(url: &str, token: &str, shown: &mut Shown) -> anyhow::Result
             if status.is_server_error() {
                 return Ok(Ended::Dropped(format!(
                     "the gateway answered {status}: {message}"
+                )));
+            }
+            if status == tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND {
+                return Ok(Ended::Unknown(format!(
+                    "the gateway refused {url}: {status}: {message}"
                 )));
             }
             bail!("the gateway refused {url}: {status}: {message}");
@@ -193,6 +262,16 @@ struct Shown {
     seq: Option<u64>,
     terminal: bool,
     drawn_lines: usize,
+}
+
+impl Follower for Shown {
+    fn take(&mut self, message: Message) -> anyhow::Result<Option<RunPhase>> {
+        Shown::take(self, message)
+    }
+
+    fn seq(&self) -> Option<u64> {
+        self.seq
+    }
 }
 
 impl Shown {
