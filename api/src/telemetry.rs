@@ -6,8 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::connection::ConnectionSpec;
 use crate::gateway::{LogLine, StepCounters};
 use crate::run::StepPhase;
+use crate::step_plan::MAX_STEP_PLAN_BYTES;
 
 /// The gateway's route for step telemetry.
 pub const PATH: &str = "/internal/v1/telemetry";
@@ -20,6 +22,9 @@ pub const TOKEN_FILE_ENV: &str = "SYNQX_TOKEN_FILE";
 /// The environment variable that gives a Connection's check pod the Connection's spec (JSON),
 /// so it reads nothing from the Kubernetes API.
 pub const CONNECTION_ENV: &str = "SYNQX_CONNECTION";
+/// The longest JSON the operator puts in [`CONNECTION_ENV`]: one environment variable, so
+/// the same Linux limit as a step's plan (`MAX_ARG_STRLEN` less room for the name).
+pub const MAX_CONNECTION_BYTES: usize = MAX_STEP_PLAN_BYTES;
 /// Where the operator mounts that token in step pods.
 pub const TOKEN_DIR: &str = "/var/run/secrets/synqx.io/gateway";
 /// The token's file name in [`TOKEN_DIR`].
@@ -47,6 +52,45 @@ pub struct Report {
     /// Lines logged since the previous report that reached the gateway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LogLine>,
+}
+
+/// Why a Connection's spec cannot travel in its check pod's environment.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionEnvError {
+    #[error(
+        "Connection \"{connection}\" is {size} bytes as JSON, more than the {max} bytes one environment variable of its check pod (${CONNECTION_ENV}) can hold: move long values (a certificate, headers, a key) into a Secret and reference it with secretKeyRef, which is not part of that size"
+    )]
+    TooLarge {
+        connection: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("Connection \"{connection}\" cannot be written as JSON: {source}")]
+    Encode {
+        connection: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The value of [`CONNECTION_ENV`] for the Connection `connection`: compact JSON of its spec
+/// (secret references, never values) of at most [`MAX_CONNECTION_BYTES`].
+pub fn connection_env_value(
+    connection: &str,
+    spec: &ConnectionSpec,
+) -> Result<String, ConnectionEnvError> {
+    let text = serde_json::to_string(spec).map_err(|source| ConnectionEnvError::Encode {
+        connection: connection.to_string(),
+        source,
+    })?;
+    if text.len() > MAX_CONNECTION_BYTES {
+        return Err(ConnectionEnvError::TooLarge {
+            connection: connection.to_string(),
+            size: text.len(),
+            max: MAX_CONNECTION_BYTES,
+        });
+    }
+    Ok(text)
 }
 
 /// A line cut to [`MAX_LINE_BYTES`] on a character boundary, with a marker when cut.
@@ -88,6 +132,24 @@ mod tests {
         assert!(json.contains("\"rowsRead\":10"), "{json}");
         let back: Result<Report, _> = serde_json::from_str(&json);
         assert_eq!(back.ok(), Some(report));
+    }
+
+    #[test]
+    fn a_connection_too_large_for_an_environment_variable_is_refused_with_its_size() {
+        let spec = |path: String| -> ConnectionSpec {
+            serde_json::from_value(serde_json::json!({"filesystem": {"path": path}}))
+                .unwrap_or_else(|e| panic!("a filesystem Connection: {e}"))
+        };
+        let small = connection_env_value("files", &spec("/data".into()));
+        assert!(small.is_ok_and(|text| text.contains("/data")));
+        let e = connection_env_value("files", &spec("x".repeat(MAX_CONNECTION_BYTES)))
+            .err()
+            .unwrap_or_else(|| panic!("128 KiB of path does not fit"));
+        let text = e.to_string();
+        assert!(text.starts_with("Connection \"files\" is 131"), "{text}");
+        assert!(text.contains(&MAX_CONNECTION_BYTES.to_string()), "{text}");
+        assert!(text.contains("$SYNQX_CONNECTION"), "{text}");
+        assert!(text.contains("secretKeyRef"), "{text}");
     }
 
     #[test]

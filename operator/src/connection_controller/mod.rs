@@ -20,6 +20,7 @@ use synqx_api::Connection;
 use synqx_api::apply::StatusApply;
 use synqx_api::connection::CheckReport;
 use synqx_api::secret::{check_sealed_format, opted_in, secret_env_name};
+use synqx_api::telemetry::{CONNECTION_ENV, connection_env_value};
 
 use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
@@ -125,7 +126,17 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
         });
     }
     let Some(job) = cached else {
-        let job = check_job(connection, &job_name, &ctx.settings);
+        // The spec travels with the pod, which holds no Kubernetes credentials to read it;
+        // one that cannot is a problem of the spec, which only a new spec fixes.
+        let spec = match connection_env_value(&name, &connection.spec) {
+            Ok(spec) => spec,
+            Err(problem) => {
+                view.set(false, Reason::Invalid, &problem.to_string(), false)
+                    .await?;
+                return Ok(Action::await_change());
+            }
+        };
+        let job = check_job(connection, &job_name, &spec, &ctx.settings);
         match jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {}
             // Ours when it is controlled by this Connection, read on the next pass.
@@ -277,7 +288,9 @@ async fn report_of(ctx: &Operator, namespace: &str, job: &str) -> Result<Option<
     Ok(ended.and_then(|t| serde_json::from_str::<CheckReport>(&t.message).ok()))
 }
 
-fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
+/// The check Job of `connection`, with `spec`, its [`connection_env_value`], in the
+/// environment.
+fn check_job(connection: &Connection, name: &str, spec: &str, settings: &Settings) -> Job {
     let namespace = connection.namespace().unwrap_or_default();
     let connection_name = connection.name_any();
     let labels = [
@@ -306,14 +319,11 @@ fn check_job(connection: &Connection, name: &str, settings: &Settings) -> Job {
         })
         .collect();
     let mut env = env;
-    // The spec travels with the pod, which holds no Kubernetes credentials to read it.
-    if let Ok(spec) = serde_json::to_string(&connection.spec) {
-        env.push(EnvVar {
-            name: synqx_api::telemetry::CONNECTION_ENV.into(),
-            value: Some(spec),
-            ..Default::default()
-        });
-    }
+    env.push(EnvVar {
+        name: CONNECTION_ENV.into(),
+        value: Some(spec.to_string()),
+        ..Default::default()
+    });
     if vault::needs_keyring(&connection.spec) {
         env.extend(vault::keyring_env());
     }
