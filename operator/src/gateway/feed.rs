@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use synqx_api::{Pipeline, PipelineRun};
@@ -18,6 +20,7 @@ use synqx_api::gateway::RunView;
 use synqx_web::Hub;
 
 use super::logs::Logs;
+use crate::caches::MANAGED;
 
 /// kubectl's copy of the applied object: as large as the spec, never shown.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -25,25 +28,52 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// What the gateway reads: one store of each kind per scope (a namespace, or all).
 #[derive(Clone, Default)]
 pub struct Stores {
-    scopes: Vec<(Option<String>, Store<Pipeline>, Store<PipelineRun>)>,
+    scopes: Vec<Scope>,
+}
+
+/// The stores of one scope.
+#[derive(Clone)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub pipelines: Store<Pipeline>,
+    pub runs: Store<PipelineRun>,
+    /// The names and UIDs of the operator's pods: a token bound to a pod is trusted again
+    /// without a review while its pod is here ([`super::telemetry`]).
+    pub pods: Store<PartialObjectMeta<Pod>>,
 }
 
 impl Stores {
-    /// The stores that hold `namespace`, if this operator serves it.
-    pub fn of(&self, namespace: &str) -> Option<(&Store<Pipeline>, &Store<PipelineRun>)> {
+    fn scope(&self, namespace: &str) -> Option<&Scope> {
         self.scopes
             .iter()
-            .find(|(scope, ..)| scope.as_deref().is_none_or(|s| s == namespace))
-            .map(|(_, p, r)| (p, r))
+            .find(|scope| scope.namespace.as_deref().is_none_or(|s| s == namespace))
+    }
+
+    /// The stores that hold `namespace`, if this operator serves it.
+    pub fn of(&self, namespace: &str) -> Option<(&Store<Pipeline>, &Store<PipelineRun>)> {
+        self.scope(namespace).map(|s| (&s.pipelines, &s.runs))
+    }
+
+    /// Whether the pod `name` of `namespace` with UID `uid` is in the pod watch.
+    pub fn has_pod(&self, namespace: &str, name: &str, uid: &str) -> bool {
+        self.scope(namespace)
+            .and_then(|s| s.pods.get(&ObjectRef::new(name).within(namespace)))
+            .is_some_and(|pod| pod.metadata.uid.as_deref() == Some(uid))
     }
 
     /// Waits until every store has listed once.
     pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        for (_, pipelines, runs) in &self.scopes {
-            pipelines.wait_until_ready().await?;
-            runs.wait_until_ready().await?;
+        for scope in &self.scopes {
+            scope.pipelines.wait_until_ready().await?;
+            scope.runs.wait_until_ready().await?;
         }
         Ok(())
+    }
+
+    /// Stores filled by a test rather than by watches.
+    #[cfg(test)]
+    pub fn of_scopes(scopes: Vec<Scope>) -> Self {
+        Self { scopes }
     }
 }
 
@@ -130,7 +160,27 @@ pub fn start(
                 }
             }
         }));
-        stores.scopes.push((scope.clone(), pipelines, runs));
+        // Metadata only, of the operator's pods: all a binding needs, and small.
+        let (pods, pods_writer) = reflector::store();
+        let pod_api: Api<PartialObjectMeta<Pod>> = api(client, scope.as_deref());
+        let pod_stream = watcher(pod_api, watcher::Config::default().labels(MANAGED))
+            .default_backoff()
+            .modify(strip)
+            .reflect(pods_writer);
+        tasks.push(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(pod_stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "the gateway's watch of step pods failed; retrying");
+                }
+            }
+        }));
+        stores.scopes.push(Scope {
+            namespace: scope.clone(),
+            pipelines,
+            runs,
+            pods,
+        });
     }
     // Counters of every run, coalesced to one message a second at most.
     tasks.push(tokio::spawn(async move {

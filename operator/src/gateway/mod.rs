@@ -55,6 +55,8 @@ pub struct Gateway {
     counters: Arc<CounterWriter>,
     /// Where step logs are kept beyond the pods (none: only the lines in memory).
     logs: Option<Arc<Logs>>,
+    /// Step pods' tokens bound lately to the attempts they report for.
+    bindings: telemetry::Bindings,
 }
 
 /// Starts the gateway's watches and serves its routes on `listener` until aborted. The
@@ -78,6 +80,7 @@ pub fn start(
         recheck: RECHECK,
         counters: Arc::default(),
         logs,
+        bindings: telemetry::Bindings::default(),
     });
     // The counters step pods reported, written at most once a second per run.
     let writer = gateway.clone();

@@ -3,10 +3,13 @@
 //! token (audience `synqx`, projected into the pod) is reviewed with a TokenReview, which
 //! names the pod it is bound to; that pod must be the one its Job runs, and that Job the one
 //! the run controller created for the run, step and attempt the report names ([`bind`]).
-//! Log lines are stored ([`super::logs`]) and go to the run's followers at once; counters reach the run's status through
+//! A binding is kept a while ([`bindings`]), so a pod's later reports cost no API call.
+//! Log lines are stored ([`super::logs`]) and go to the run's followers at once; counters
+//! reach the run's status through
 //! [`super::counters`], at most one write per run a second.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,11 +22,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
 use synqx_api::PipelineRun;
 use synqx_api::telemetry::{AUDIENCE, MAX_LINES, Report};
+use tokio::time::Instant;
 
 use super::auth::{self, Denied};
 use super::logs::{LogKey, StoreError};
 use super::{Gateway, failure};
 use crate::names;
+pub use bindings::Bindings;
+use bindings::{Binding, TokenHash};
+
+mod bindings;
 
 /// The longest report body the route reads: room for [`MAX_LINES`] lines of the longest kind,
 /// escaped as JSON.
@@ -259,12 +267,22 @@ pub async fn receive(
         Ok(token) => token,
         Err(denied) => return denied.into_response(),
     };
-    let token = match review(&gateway.client, &token).await {
-        Ok(token) => token,
-        Err(denied) => {
-            tracing::info!(%denied, "telemetry refused");
-            return denied.into_response();
-        }
+    let hash = TokenHash::of(&token);
+    let alive = |pod: &PodToken| {
+        gateway
+            .stores
+            .has_pod(&pod.namespace, &pod.pod_name, &pod.pod_uid)
+    };
+    let cached = gateway.bindings.pod(hash, Instant::now(), alive);
+    let pod_token = match cached {
+        Some(pod_token) => pod_token,
+        None => match review(&gateway.client, &token).await {
+            Ok(pod_token) => pod_token,
+            Err(denied) => {
+                tracing::info!(%denied, "telemetry refused");
+                return denied.into_response();
+            }
+        },
     };
     let mut report: Report = match serde_json::from_slice(&body) {
         Ok(report) => report,
@@ -276,12 +294,22 @@ pub async fn receive(
             );
         }
     };
-    let pipeline = match gateway.bound(&report, &token).await {
-        Ok(pipeline) => pipeline,
-        Err(refused) => {
-            tracing::info!(pod = %token.pod_name, run = %report.run, step = %report.step, "telemetry refused: not bound");
-            return refused;
-        }
+    // The pipeline of the run is what the bound attempt's log is stored under.
+    let pipeline = match gateway.bindings.pipeline(hash, &report) {
+        Some(pipeline) => pipeline,
+        None => match gateway.bound(&report, &pod_token).await {
+            Ok(pipeline) => {
+                let exp = bindings::expiry(&token);
+                let (now, wall) = (Instant::now(), SystemTime::now());
+                let binding = Binding::new(pod_token, pipeline.clone(), &report);
+                gateway.bindings.keep(hash, exp, binding, now, wall);
+                pipeline
+            }
+            Err(refused) => {
+                tracing::info!(pod = %pod_token.pod_name, run = %report.run, step = %report.step, "telemetry refused: not bound");
+                return refused;
+            }
+        },
     };
     report.lines.truncate(MAX_LINES);
     gateway.store_lines(&report, &pipeline).await;
@@ -297,5 +325,7 @@ pub async fn receive(
     StatusCode::NO_CONTENT.into_response()
 }
 
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod tests;

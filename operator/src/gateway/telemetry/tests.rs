@@ -20,7 +20,7 @@ fn owner(kind: &str, name: &str, uid: &str) -> OwnerReference {
     }
 }
 
-fn run() -> PipelineRun {
+pub(super) fn run() -> PipelineRun {
     let mut run = PipelineRun::new(
         "orders-1",
         PipelineRunSpec {
@@ -36,7 +36,7 @@ fn run() -> PipelineRun {
 }
 
 /// The Job the run controller creates for `step` attempt `attempt`, and its pod.
-fn attempt(step: &str, attempt: u32) -> (Job, Pod) {
+pub(super) fn attempt(step: &str, attempt: u32) -> (Job, Pod) {
     let name = names::job_name("orders-1", "run-uid", step, attempt);
     let mut job = Job::default();
     job.metadata.name = Some(name.clone());
