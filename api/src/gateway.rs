@@ -233,7 +233,10 @@ impl PipelineView {
         let status = pipeline.status.clone().unwrap_or_default();
         let spec = &pipeline.spec;
         let (layers, edges) = match dag::compile(spec, &BTreeMap::new()) {
-            Ok(plan) => (plan.layers.clone(), edges(&plan, spec)),
+            Ok(plan) => {
+                let edges = edges(&plan, |name| spec.steps.iter().find(|s| s.name == name));
+                (plan.layers.clone(), edges)
+            }
             Err(_) => (status.layers, Vec::new()),
         };
         Self {
@@ -258,9 +261,37 @@ impl PipelineView {
     }
 }
 
-/// The plan's edges with the friendly names of the assets they carry.
-pub fn edges(plan: &dag::Plan, spec: &crate::PipelineSpec) -> Vec<EdgeView> {
-    let step = |name: &str| spec.steps.iter().find(|s| s.name == name);
+/// The graph a run was planned with: the layers and edges of the plan its revision holds,
+/// whatever its Pipeline says now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphView {
+    /// The ControllerRevision of the plan.
+    pub revision: String,
+    /// Steps of each parallel layer, in execution order.
+    pub layers: Vec<Vec<String>>,
+    /// The edges, each with the asset it carries when it comes from lineage.
+    pub edges: Vec<EdgeView>,
+}
+
+impl GraphView {
+    /// The graph of `plan`, stored in ControllerRevision `revision`.
+    pub fn of_plan(plan: &dag::Plan, revision: &str) -> Self {
+        let step = |name: &str| plan.step(name).map(|p| &p.step);
+        Self {
+            revision: revision.to_string(),
+            layers: plan.layers.clone(),
+            edges: edges(plan, step),
+        }
+    }
+}
+
+/// The plan's edges with the friendly names of the assets they carry, from the steps `step`
+/// finds by name.
+pub fn edges<'a>(
+    plan: &dag::Plan,
+    step: impl Fn(&str) -> Option<&'a crate::pipeline::Step>,
+) -> Vec<EdgeView> {
     plan.edges
         .iter()
         .map(|edge| match &edge.kind {
@@ -382,5 +413,32 @@ mod tests {
                 ("load", "stats", EdgeViewKind::DependsOn, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_runs_graph_is_its_pinned_plans_whatever_the_pipeline_says_now() {
+        let yaml = "apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  steps:\n    - {name: extract, sync: {source: {connection: api, asset: {fqn: orders}}, destination: {connection: lake, asset: {name: Raw orders, fqn: raw/orders/}}}}\n    - {name: load, sync: {source: {connection: lake, asset: {fqn: raw/orders/}}, destination: {connection: db, asset: {fqn: orders}}}}\n";
+        let mut pipeline: Pipeline = match serde_yaml::from_str(yaml) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let pinned = match dag::compile(&pipeline.spec, &BTreeMap::new()) {
+            Ok(plan) => plan,
+            Err(e) => panic!("{e:?}"),
+        };
+        // The Pipeline changes after the run pinned its plan: a step is renamed.
+        pipeline.spec.steps[1].name = "load-mart".into();
+        let now = PipelineView::of(&pipeline);
+        assert_eq!(now.layers, [["extract"], ["load-mart"]]);
+
+        let graph = GraphView::of_plan(&pinned, "p-5d8f");
+        assert_eq!(graph.revision, "p-5d8f");
+        assert_eq!(graph.layers, [["extract"], ["load"]]);
+        let found: Vec<(&str, &str, Option<&str>)> = graph
+            .edges
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.asset.as_deref()))
+            .collect();
+        assert_eq!(found, [("extract", "load", Some("Raw orders"))]);
     }
 }

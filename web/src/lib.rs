@@ -22,6 +22,7 @@ pub const LIST_PIPELINES: &str = "/api/v1/namespaces/{namespace}/pipelines";
 pub const LIST_RUNS: &str = "/api/v1/namespaces/{namespace}/pipelineruns";
 pub const WATCH_RUN: &str = "/api/v1/namespaces/{namespace}/pipelineruns/{name}/watch";
 pub const RUN_LOGS: &str = "/api/v1/namespaces/{namespace}/pipelineruns/{name}/logs";
+pub const RUN_GRAPH: &str = "/api/v1/namespaces/{namespace}/pipelineruns/{name}/graph";
 
 /// The query of the runs list: `?pipeline=P`.
 #[derive(Debug, Default, Deserialize)]

@@ -1,7 +1,8 @@
 //! The gateway: the operator's HTTP API for clients (the `synqx` CLI, the web UI), on its own
 //! port. `GET /api/v1/namespaces/{ns}/pipelines` and `…/pipelineruns` list what a UI shows;
-//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run, and `…/logs` reads its
-//! step logs, kept beyond the pods by [`logs`]; `/` is the web UI,
+//! `…/pipelineruns/{name}/watch` is a WebSocket that follows one run, `…/logs` reads its
+//! step logs, kept beyond the pods by [`logs`], and `…/graph` the graph of the plan it
+//! pinned ([`graph`]); `/` is the web UI,
 //! whose files need no token. Every API request is authorised as kubectl's would be
 //! ([`auth`]). The message log, followers and UI are [`synqx_web`]'s, shared with
 //! `synqx run --ui`. Step pods report their counters, phase and log lines to
@@ -11,6 +12,7 @@
 pub mod auth;
 mod counters;
 mod feed;
+mod graph;
 pub mod logs;
 mod telemetry;
 mod views;
@@ -57,6 +59,8 @@ pub struct Gateway {
     logs: Option<Arc<Logs>>,
     /// Step pods' tokens bound lately to the attempts they report for.
     bindings: telemetry::Bindings,
+    /// The plans of the revisions runs pinned, read once each.
+    plans: crate::revision::Plans,
 }
 
 /// Starts the gateway's watches and serves its routes on `listener` until aborted. The
@@ -81,6 +85,7 @@ pub fn start(
         counters: Arc::default(),
         logs,
         bindings: telemetry::Bindings::default(),
+        plans: crate::revision::Plans::default(),
     });
     // The counters step pods reported, written at most once a second per run.
     let writer = gateway.clone();
@@ -114,6 +119,7 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route(synqx_web::LIST_RUNS, get(list_runs))
         .route(synqx_web::WATCH_RUN, get(watch_run))
         .route(synqx_web::RUN_LOGS, get(logs::route::get_logs))
+        .route(synqx_web::RUN_GRAPH, get(graph::run_graph))
         .route(
             synqx_api::telemetry::PATH,
             post(telemetry::receive).layer(DefaultBodyLimit::max(telemetry::MAX_BODY_BYTES)),

@@ -86,6 +86,11 @@ export async function runs(ns, pipeline) {
   return (await getJson(`${base(ns)}/pipelineruns${query}`)).items || [];
 }
 
+/** The graph of the plan a run pinned: `{revision, layers, edges}`. */
+export async function runGraph(ns, name) {
+  return getJson(`${base(ns)}/pipelineruns/${encodeURIComponent(name)}/graph`);
+}
+
 /** The URL and subprotocols of a run's watch, resuming after `since` when given. */
 export function watch(ns, name, since) {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';

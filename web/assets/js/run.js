@@ -60,13 +60,15 @@ export class RunPage {
     this.render();
   }
 
-  /** The pipeline's layers and edges; the run's steps in one layer when it is gone. */
+  /**
+   * The layers and edges of the plan the run pinned, which stay as they were when its
+   * pipeline changes; the pipeline's when there is no pinned plan to read (a local run, a
+   * run not started yet); the run's steps in one layer when neither is there.
+   */
   async pipelineGraph(pipeline) {
-    let view = null;
-    try {
-      view = (await api.pipelines(this.ns)).find((p) => p.name === pipeline) || null;
-    } catch (error) {
-      if (!(error instanceof api.ApiError) || error.code !== 403) throw error;
+    let view = await this.optional(() => api.runGraph(this.ns, this.name), [403, 404]);
+    if (!view) {
+      view = await this.optional(async () => (await api.pipelines(this.ns)).find((p) => p.name === pipeline) || null, [403]);
     }
     const names = [...this.steps.keys()];
     const layers = view && view.layers.length ? view.layers.map((l) => l.filter((n) => this.steps.has(n))) : [];
@@ -74,6 +76,16 @@ export class RunPage {
     const rest = names.filter((n) => !placed.has(n));
     if (rest.length) layers.push(rest);
     return { layers: layers.filter((l) => l.length), edges: view ? view.edges : [], pipeline: view };
+  }
+
+  /** What `read` answers, or null when it is refused with one of `codes`. */
+  async optional(read, codes) {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof api.ApiError && codes.includes(error.code)) return null;
+      throw error;
+    }
   }
 
   apply(message) {

@@ -158,6 +158,7 @@ async fn a_pods_reports_cost_one_review_until_the_pod_is_gone() {
         counters: Arc::default(),
         logs: None,
         bindings: Bindings::default(),
+        plans: crate::revision::Plans::default(),
     });
     let report = Report {
         namespace: "etl".into(),
