@@ -141,7 +141,7 @@ impl Cluster {
         let installed = INSTALLED.get_or_init(|| {
             let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
                 .map_err(|e| format!("reading manifests/install.yaml: {e}"))?;
-            let manifest = one_replica(&manifest)?;
+            let manifest = one_replica(&manifest, &self.run_dir)?;
             let deployment = ["-n", "synqx-system", "deployment/synqx-operator"];
             let steps: [(&str, Vec<&str>, Option<&str>); 3] = [
                 (
@@ -179,7 +179,7 @@ impl Cluster {
     pub fn install_synqx_without_operator(&self) {
         let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
             .unwrap_or_else(|e| panic!("reading manifests/install.yaml: {e}"));
-        let manifest = one_replica(&manifest)
+        let manifest = one_replica(&manifest, &self.run_dir)
             .unwrap_or_else(|e| panic!("{e}"))
             .replacen("\nspec:\n  replicas: 1\n", "\nspec:\n  replicas: 0\n", 1);
         let args = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
@@ -281,8 +281,11 @@ impl Cluster {
 
 /// `manifests/install.yaml` with the operator Deployment at one replica, and step pods
 /// sending their telemetry to the gateway on the host's loopback: process pods share the
-/// host's network, and the process kubelet has no Service network.
-fn one_replica(manifest: &str) -> Result<String, String> {
+/// host's network, and the process kubelet has no Service network. The claim of the step
+/// logs' volume binds to a hostPath PersistentVolume in `run_dir`, and the operator keeps
+/// its logs there: the process kubelet runs containers on the host's file system, so the
+/// volume's path is the one the operator writes to.
+fn one_replica(manifest: &str, run_dir: &Path) -> Result<String, String> {
     let replicas = "\nspec:\n  replicas: 2\n";
     if !manifest.contains(replicas) {
         return Err("manifests/install.yaml has no Deployment with `replicas: 2`".into());
@@ -291,9 +294,23 @@ fn one_replica(manifest: &str) -> Result<String, String> {
     if !manifest.contains(url) {
         return Err(format!("manifests/install.yaml has no `{}`", url.trim()));
     }
+    let logs_dir = "- --logs-dir=/var/lib/synqx/logs\n";
+    if !manifest.contains(logs_dir) {
+        return Err(format!(
+            "manifests/install.yaml has no `{}`",
+            logs_dir.trim()
+        ));
+    }
+    let volume = run_dir.join("operator-logs");
+    let volume = volume.display();
+    let persistent_volume = format!(
+        "---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: synqx-logs-test\nspec:\n  capacity: {{storage: 8Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {{path: \"{volume}\", type: DirectoryOrCreate}}\n  claimRef: {{namespace: synqx-system, name: synqx-logs}}\n"
+    );
     Ok(manifest
         .replacen(replicas, "\nspec:\n  replicas: 1\n", 1)
-        .replacen(url, "- --gateway-url=http://127.0.0.1:8081\n", 1))
+        .replacen(url, "- --gateway-url=http://127.0.0.1:8081\n", 1)
+        .replacen(logs_dir, &format!("- --logs-dir={volume}\n"), 1)
+        + &persistent_volume)
 }
 
 /// A namespace a test works in; deleted (in the background) when the test ends.

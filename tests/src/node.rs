@@ -120,6 +120,38 @@ impl Drop for LocalVolume {
     }
 }
 
+/// The volume a default install's claim `synqx-logs` binds to, as a cluster's provisioner
+/// would give it one: a local PersistentVolume on the node, owned by the operator's user,
+/// in a folder of the cluster's that outlives the releases (the claim is kept on uninstall).
+pub fn logs_volume(cluster: &Cluster) {
+    let dir = cluster.run_dir.join("node-operator-logs");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let status = Command::new("chown")
+        .args(["65532:65532"])
+        .arg(&dir)
+        .status()
+        .unwrap_or_else(|e| panic!("chown: {e}"));
+    assert!(status.success(), "chown 65532:65532 {}", dir.display());
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: synqx-logs-node}}
+spec:
+  capacity: {{storage: 8Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  claimRef: {{namespace: {RELEASE_NAMESPACE}, name: synqx-logs}}
+  local: {{path: {path}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{NODE_NAME}]}}]
+"#,
+        path = dir.display()
+    );
+    kubectl(cluster, &["apply", "-f", "-"], Some(&yaml));
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));

@@ -298,3 +298,92 @@ async fn both_renderings_pass_a_server_side_dry_run() {
         );
     }
 }
+
+#[test]
+fn step_logs_are_kept_on_a_volume_by_default_and_the_values_choose_it() {
+    let rendered = template(NAMESPACE, &[]);
+    assert!(
+        objects(&rendered).contains(&"PersistentVolumeClaim/synqx-system/synqx-logs".to_string()),
+        "{rendered}"
+    );
+    for expected in [
+        "- --logs-dir=/var/lib/synqx/logs",
+        "- --logs-max-bytes=64Mi",
+        "- {name: logs, mountPath: /var/lib/synqx/logs}",
+        "claimName: synqx-logs",
+        "storage: 8Gi",
+        "fsGroup: 65532",
+        // A ReadWriteOnce volume: both replicas on its node.
+        "topologyKey: kubernetes.io/hostname",
+    ] {
+        assert!(
+            rendered.contains(expected),
+            "the default rendering lacks `{expected}`"
+        );
+    }
+    assert!(
+        !rendered.contains("storageClassName"),
+        "the cluster's default class"
+    );
+
+    let chosen = template(
+        NAMESPACE,
+        &[
+            "--set",
+            "logs.persistence.storageClass=fast",
+            "--set",
+            "logs.persistence.size=50Gi",
+            "--set",
+            "logs.persistence.accessModes={ReadWriteMany}",
+            "--set",
+            "logs.maxBytes=1Gi",
+        ],
+    );
+    for expected in [
+        "storageClassName: \"fast\"",
+        "storage: 50Gi",
+        "- ReadWriteMany",
+        "- --logs-max-bytes=1Gi",
+    ] {
+        assert!(chosen.contains(expected), "`{expected}` missing:\n{chosen}");
+    }
+    assert!(
+        !chosen.contains("topologyKey: kubernetes.io/hostname"),
+        "ReadWriteMany spreads the replicas"
+    );
+
+    let existing = template(
+        NAMESPACE,
+        &["--set", "logs.persistence.existingClaim=shared-logs"],
+    );
+    assert!(existing.contains("claimName: shared-logs"));
+    assert!(
+        !objects(&existing)
+            .iter()
+            .any(|o| o.starts_with("PersistentVolumeClaim/"))
+    );
+
+    let off = template(NAMESPACE, &["--set", "logs.persistence.enabled=false"]);
+    assert!(
+        !objects(&off)
+            .iter()
+            .any(|o| o.starts_with("PersistentVolumeClaim/"))
+    );
+    assert!(!off.contains("--logs-dir"), "no store without the volume");
+    assert!(!off.contains("mountPath: /var/lib/synqx/logs"));
+
+    let refused = helm::run(
+        &[
+            "template",
+            helm::RELEASE,
+            helm::CHART,
+            "--set",
+            "logs.maxBytes=lots",
+        ],
+        None,
+    );
+    assert!(
+        !refused.status.success(),
+        "a size that is no size is refused"
+    );
+}

@@ -58,6 +58,7 @@ async fn install(cluster: &Cluster) {
         &["uninstall", "synqx", "-n", RELEASE_NAMESPACE, "--wait"],
         Some(&cluster.kubeconfig),
     );
+    synqx_e2e::node::logs_volume(cluster);
     helm(
         cluster,
         &[
