@@ -1,14 +1,16 @@
 //! The operator as a process of the test, started with the flags a test needs, in place of
 //! the shared operator pod (scaled to zero while it runs, back to one when it is dropped).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, wait_until};
+use crate::gateway::PORT;
 use crate::runs::scale_operator;
 
 /// Who holds the operator's Lease; fails on any error of the API server.
@@ -27,31 +29,99 @@ pub async fn lease_holder(cluster: &Cluster) -> Option<String> {
 pub struct OwnOperator<'c> {
     cluster: &'c Cluster,
     child: Child,
+    args: Vec<String>,
+    log: PathBuf,
 }
 
 impl<'c> OwnOperator<'c> {
     /// Stops the operator pod (waiting until it gave up its Lease), then starts the process.
     pub async fn start(cluster: &'c Cluster, args: &[&str], log: &Path) -> Self {
-        scale_operator(cluster, "0");
+        stop_pod(cluster).await;
+        let mut all = vec!["--gateway-addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::spawn(cluster, &all, log)
+    }
+
+    /// As [`Self::start`], with the gateway on the host port the tests reach
+    /// ([`crate::gateway::PORT`]) and step pods reporting their telemetry to it.
+    pub async fn start_with_gateway(cluster: &'c Cluster, args: &[&str], log: &Path) -> Self {
+        stop_pod(cluster).await;
+        let addr = format!("127.0.0.1:{PORT}");
+        let url = format!("http://{addr}");
+        let mut all = vec!["--gateway-addr", &addr, "--gateway-url", &url];
+        all.extend_from_slice(args);
+        let operator = Self::spawn(cluster, &all, log);
+        operator.wait_until_serving().await;
+        operator
+    }
+
+    /// Kills the process and starts it again with the same flags: what it kept in memory
+    /// is gone. The log continues in the same file.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_child(self.cluster, &self.args, &self.log);
+        if self.args.iter().any(|a| a == "--gateway-url") {
+            self.wait_until_serving().await;
+        }
+    }
+
+    fn spawn(cluster: &'c Cluster, args: &[&str], log: &Path) -> Self {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_child(cluster, &args, log);
+        Self {
+            cluster,
+            child,
+            args,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Waits until this process serves the gateway's port (a pod that held it is gone: the
+    /// process binds it at start, and exits when it cannot).
+    async fn wait_until_serving(&self) {
         wait_until(
             Duration::from_secs(60),
-            "the operator pod to stop",
-            || async { lease_holder(cluster).await.is_none() },
+            "the operator process to serve the gateway",
+            || async { TcpStream::connect(("127.0.0.1", PORT)).await.is_ok() },
         )
         .await;
-        let log = std::fs::File::create(log)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = Command::new(cluster.bin_dir.join("synqx-operator"))
-            .args(["run", "--all-namespaces", "--metrics-addr", "127.0.0.1:0"])
-            .args(["--gateway-addr", "127.0.0.1:0"])
-            .args(args)
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting synqx-operator {args:?}: {e}"));
-        Self { cluster, child }
     }
+}
+
+/// The operator process with `args`, its log appended to `log`.
+fn spawn_child(cluster: &Cluster, args: &[String], log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+    Command::new(cluster.bin_dir.join("synqx-operator"))
+        .args(["run", "--all-namespaces", "--metrics-addr", "127.0.0.1:0"])
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting synqx-operator {args:?}: {e}"))
+}
+
+/// Scales the operator pod to zero and waits until it gave up its Lease and its gateway's
+/// port.
+async fn stop_pod(cluster: &Cluster) {
+    scale_operator(cluster, "0");
+    wait_until(
+        Duration::from_secs(60),
+        "the operator pod to stop",
+        || async { lease_holder(cluster).await.is_none() },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(60),
+        "the operator pod to free the gateway's port",
+        || async { TcpStream::connect(("127.0.0.1", PORT)).await.is_err() },
+    )
+    .await;
 }
 
 impl Drop for OwnOperator<'_> {
