@@ -60,6 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "default".into());
         secrets = secrets.with_vault(Vault::from_file(path, namespace)?);
     }
+    // What the engine and connectors say (notes, retries) goes to stderr, redacted.
+    synqx_runner::pod::step_log::install(None, secrets.redactor());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(synqx_runner::engine::threads::count())
         .enable_all()

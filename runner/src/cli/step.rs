@@ -16,6 +16,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let env = PodEnv::from_process();
+    // Every message of the step, to stderr and the gateway, redacted.
+    pod::step_log::install(Some(env.log.clone()), env.secrets.redactor());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 () = interrupted() => "SIGINT",
                 () = terminated() => "SIGTERM",
             };
-            eprintln!(
+            tracing::warn!(
                 "synqx step: step \"{step}\": {signal} received: cancelling (nothing is committed)"
             );
             on_signal.cancel();

@@ -38,6 +38,15 @@ impl RetrySchedule {
     }
 }
 
+/// Logs a connect attempt that failed and is tried again: `at` names the server, `error` is
+/// the failure with credentials already removed.
+pub fn log_connect_retry(at: &str, error: &str, attempt: u32, wait: Duration) {
+    tracing::warn!(
+        "{at}: connecting failed ({error}); attempt {attempt} in {:.1}s",
+        wait.as_secs_f64()
+    );
+}
+
 /// Runs `op` until it succeeds, fails permanently, or the attempts are used up; returns the
 /// last error. `on_retry` hears about each retried failure (for logs).
 pub async fn retry<T, E, F, Fut>(

@@ -47,14 +47,14 @@ impl Counters {
         }
     }
 
-    /// Records a note (once, however often it is said) and prints it to stderr.
+    /// Records a note (once, however often it is said) and logs it.
     pub fn note(&self, text: impl Into<String>) {
         let text = text.into();
         let Ok(mut notes) = self.notes.lock() else {
             return;
         };
         if !notes.contains(&text) {
-            eprintln!("{text}");
+            tracing::info!("{text}");
             notes.push(text);
         }
     }

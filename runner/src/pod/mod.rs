@@ -11,6 +11,7 @@ mod error;
 mod plan;
 mod report;
 mod status;
+pub mod step_log;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ pub use plan::{choose_step, plan_connection, plan_from_revision};
 pub use report::{TerminationMessage, exit_code, write_termination_message};
 pub use status::{KubeStatus, NoStatus, StatusWriter, apply_body, final_entry, progress_entry};
 pub(crate) use status::{explain, is_not_found};
+pub use step_log::StepLog;
 use synqx_api::telemetry::{CONNECTION_ENV, GATEWAY_ENV, TOKEN_FILE_ENV};
 pub use telemetry::{TELEMETRY_EVERY, Telemetry};
 
@@ -90,6 +92,8 @@ pub struct PodEnv {
     pub work_dir: PathBuf,
     /// Where the [`StepReport`] is written at the end.
     pub termination_path: PathBuf,
+    /// The lines the step logs, for the gateway; [`step_log::install`] feeds it.
+    pub log: StepLog,
 }
 
 impl PodEnv {
@@ -136,6 +140,7 @@ impl PodEnv {
             termination_path,
             work_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             secrets,
+            log: StepLog::default(),
         }
     }
 }
@@ -173,7 +178,7 @@ pub async fn run(
                     &target.step,
                     format!("{target}: {}: {e}", PlanError::NoStepPlan),
                 );
-                eprintln!("{}", end_line(&target, &report, started.elapsed()));
+                tracing::error!("{}", end_line(&target, &report, started.elapsed()));
                 report
             }
             Ok(client) => {
@@ -192,7 +197,7 @@ pub async fn run(
         },
     };
     if let Err(e) = write_termination_message(&env.termination_path, &report) {
-        eprintln!(
+        tracing::error!(
             "synqx step: {target}: cannot write the termination message to {}: {e} (the run's status still has the counters)",
             env.termination_path.display()
         );
@@ -204,15 +209,17 @@ pub async fn run(
 /// token, else only the termination message.
 fn reporter(target: &Attempt, env: &PodEnv) -> Arc<dyn StatusWriter> {
     let (Some(gateway), Some(token_file)) = (&env.gateway, &env.token_file) else {
-        eprintln!(
+        tracing::warn!(
             "synqx step: {target}: no gateway to report progress to (${GATEWAY_ENV}, ${TOKEN_FILE_ENV}): the operator learns the final numbers from the termination message"
         );
         return Arc::new(NoStatus);
     };
-    match Telemetry::new(gateway, token_file.clone(), target.clone()) {
+    match Telemetry::new(gateway, token_file.clone(), target.clone(), env.log.clone()) {
         Ok(telemetry) => Arc::new(telemetry),
         Err(e) => {
-            eprintln!("synqx step: {target}: {e}; reporting only through the termination message");
+            tracing::warn!(
+                "synqx step: {target}: {e}; reporting only through the termination message"
+            );
             Arc::new(NoStatus)
         }
     }
@@ -238,7 +245,7 @@ async fn run_loaded(
         finish(target, &report, status.as_ref(), started.elapsed()).await;
     } else {
         // A step the plan does not have gets no entry in the run's status.
-        status.log(end_line(target, &report, started.elapsed()));
+        tracing::error!("{}", end_line(target, &report, started.elapsed()));
     }
     report
 }
@@ -327,7 +334,7 @@ pub async fn execute_planned(
             ),
         );
     }
-    status.log(format!(
+    tracing::info!(
         "synqx step: {target}: started (revision {revision}, plan {}, {})",
         plan.short_hash(),
         match &watermark {
@@ -335,7 +342,7 @@ pub async fn execute_planned(
             None if incremental => "no watermark yet: reading everything".to_string(),
             None => "not incremental".to_string(),
         }
-    ));
+    );
     if cancel.is_cancelled() {
         return report::cancelled(
             &target.step,
@@ -383,9 +390,14 @@ pub async fn finish(
     elapsed: Duration,
 ) {
     // The end line goes with the last report.
-    status.log(end_line(target, report, elapsed));
+    let line = end_line(target, report, elapsed);
+    match report.phase {
+        StepPhase::Succeeded => tracing::info!("{line}"),
+        StepPhase::Cancelled => tracing::warn!("{line}"),
+        _ => tracing::error!("{line}"),
+    }
     if let Err(e) = status.finish(report).await {
-        eprintln!(
+        tracing::error!(
             "synqx step: {target}: could not report the end: {e} (the termination message still reports the outcome)"
         );
     }

@@ -34,11 +34,6 @@ pub trait StatusWriter: Send + Sync {
         self.apply(&final_entry(report)).await
     }
 
-    /// A line of the step's log: on stderr, and wherever this writer sends lines.
-    fn log(&self, text: String) {
-        eprintln!("{text}");
-    }
-
     /// Whether lines wait to be sent, so a write is due even with counters unchanged.
     fn has_lines(&self) -> bool {
         false
@@ -153,16 +148,14 @@ pub(super) async fn report_progress(
             Ok(()) => {
                 written = Some(now);
                 if std::mem::take(&mut failing) {
-                    status.log(format!(
-                        "synqx step: {target}: progress reaches the operator again"
-                    ));
+                    tracing::info!("synqx step: {target}: progress reaches the operator again");
                 }
             }
             Err(e) if !failing => {
                 failing = true;
-                status.log(format!(
+                tracing::warn!(
                     "synqx step: {target}: could not report progress: {e} (the step goes on; its termination message tells the final numbers)"
-                ));
+                );
             }
             Err(_) => {}
         }

@@ -1,50 +1,29 @@
 //! The step's reports to the operator's gateway (`POST /internal/v1/telemetry`): counters as
 //! absolute values, the phase, and the lines the step logged since the last report that got
-//! through. The pod holds no Kubernetes credentials: it authenticates with the projected
+//! through ([`StepLog`]). The pod holds no Kubernetes credentials: it authenticates with the projected
 //! token of audience `synqx` the operator mounts (read again for every report, as the
 //! kubelet renews it). A report that does not get through is logged and its lines are kept
-//! for the next one (up to [`MAX_KEPT_LINES`]); the step goes on either way, and its
+//! for the next one (up to [`super::step_log::MAX_KEPT_LINES`]); the step goes on either way, and its
 //! termination message still tells the operator the final numbers.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use synqx_api::gateway::{LogLine, StepCounters};
 use synqx_api::run::{StepPhase, StepReport, StepStatus};
-use synqx_api::telemetry::{MAX_LINES, MAX_LINES_BYTES, PATH, Report, bounded_line};
+use synqx_api::telemetry::{PATH, Report};
 
 use super::Attempt;
 use super::error::StatusWriteError;
 use super::status::StatusWriter;
+use super::step_log::{self, StepLog};
 
 /// How often the counters are reported while they change (the gateway writes at most one
 /// status a second per run).
 pub const TELEMETRY_EVERY: Duration = Duration::from_secs(1);
-/// The most lines kept while the gateway cannot be reached; older ones are dropped and
-/// counted in a line that says so.
-pub const MAX_KEPT_LINES: usize = 5000;
 /// Longest wait for the gateway to answer one report.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The lines waiting to be sent, bounded.
-#[derive(Default)]
-struct Lines {
-    kept: VecDeque<LogLine>,
-    dropped: u64,
-}
-
-impl Lines {
-    /// Drops the oldest lines beyond [`MAX_KEPT_LINES`], counting them.
-    fn bound(&mut self) {
-        while self.kept.len() > MAX_KEPT_LINES {
-            self.kept.pop_front();
-            self.dropped = self.dropped.saturating_add(1);
-        }
-    }
-}
 
 /// Reports to the gateway at `url` for one attempt.
 pub struct Telemetry {
@@ -52,16 +31,17 @@ pub struct Telemetry {
     url: String,
     token_file: PathBuf,
     target: Attempt,
-    lines: Mutex<Lines>,
+    log: StepLog,
 }
 
 impl Telemetry {
     /// `gateway` is the gateway's base URL (`$SYNQX_GATEWAY`), `token_file` the projected
-    /// token (`$SYNQX_TOKEN_FILE`).
+    /// token (`$SYNQX_TOKEN_FILE`), `log` the lines the step logs ([`super::step_log`]).
     pub fn new(
         gateway: &str,
         token_file: PathBuf,
         target: Attempt,
+        log: StepLog,
     ) -> Result<Self, StatusWriteError> {
         let http = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
@@ -75,45 +55,12 @@ impl Telemetry {
             url: format!("{}{PATH}", gateway.trim_end_matches('/')),
             token_file,
             target,
-            lines: Mutex::default(),
+            log,
         })
     }
 
-    fn lines(&self) -> MutexGuard<'_, Lines> {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Up to [`MAX_LINES`] of the lines waiting (and [`MAX_LINES_BYTES`] of text), oldest
-    /// first, and how many were dropped before them.
-    fn take_lines(&self) -> (u64, Vec<LogLine>) {
-        let mut lines = self.lines();
-        let dropped = std::mem::take(&mut lines.dropped);
-        // The line that counts the dropped ones takes a place of its own.
-        let room = MAX_LINES - usize::from(dropped > 0);
-        let mut count = 0;
-        let mut bytes = 0;
-        for line in lines.kept.iter().take(room) {
-            bytes += line.text.len();
-            if count > 0 && bytes > MAX_LINES_BYTES {
-                break;
-            }
-            count += 1;
-        }
-        (dropped, lines.kept.drain(..count).collect())
-    }
-
-    /// Puts lines that were not delivered back in front of the newer ones.
-    fn keep_unsent(&self, dropped: u64, unsent: Vec<LogLine>) {
-        let mut lines = self.lines();
-        lines.dropped = lines.dropped.saturating_add(dropped);
-        for line in unsent.into_iter().rev() {
-            lines.kept.push_front(line);
-        }
-        lines.bound();
-    }
-
     async fn send(&self, phase: StepPhase, counters: StepCounters) -> Result<(), StatusWriteError> {
-        let (dropped, lines) = self.take_lines();
+        let (dropped, lines) = self.log.take();
         let mut report = Report {
             namespace: self.target.namespace.clone(),
             run: self.target.run.clone(),
@@ -125,7 +72,7 @@ impl Telemetry {
         };
         if dropped > 0 {
             report.lines.push(LogLine {
-                time: now(),
+                time: step_log::now(),
                 level: Some("WARN".into()),
                 text: format!(
                     "{dropped} lines were dropped while the gateway could not be reached"
@@ -135,7 +82,7 @@ impl Telemetry {
         report.lines.extend(lines.iter().cloned());
         let result = self.post(&report).await;
         if result.is_err() {
-            self.keep_unsent(dropped, lines);
+            self.log.keep_unsent(dropped, lines);
         }
         result
     }
@@ -192,28 +139,13 @@ impl StatusWriter for Telemetry {
             .await
     }
 
-    fn log(&self, text: String) {
-        eprintln!("{text}");
-        let mut lines = self.lines();
-        lines.kept.push_back(LogLine {
-            time: now(),
-            level: None,
-            text: bounded_line(&text),
-        });
-        lines.bound();
-    }
-
     fn has_lines(&self) -> bool {
-        !self.lines().kept.is_empty()
+        self.log.has_lines()
     }
 
     fn every(&self) -> Duration {
         TELEMETRY_EVERY
     }
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

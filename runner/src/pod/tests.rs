@@ -85,6 +85,7 @@ fn env(dir: &Path, watermark: Option<&str>) -> PodEnv {
         secrets: Secrets::default(),
         work_dir: dir.to_path_buf(),
         termination_path: dir.join("termination-log"),
+        log: StepLog::default(),
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{ConnectOptions, Executor};
 
 use super::config::{CONNECT_TIMEOUT, MysqlConfig};
-use crate::connectors::retry::{RetrySchedule, retry, sqlx_transient};
+use crate::connectors::retry::{RetrySchedule, log_connect_retry, retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ pub(super) async fn connect(target: &MysqlConfig) -> Result<Session> {
     let conn = retry(
         RetrySchedule::default(),
         sqlx_transient,
-        |_, _, _| {},
+        |attempt, e, wait| log_connect_retry(&target.server(), &e.to_string(), attempt, wait),
         attempt,
     )
     .await

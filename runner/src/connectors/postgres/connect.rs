@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError};
 
 use super::config::PostgresConfig;
 use crate::check::Reason;
-use crate::connectors::retry::{retry, sqlx_transient};
+use crate::connectors::retry::{log_connect_retry, retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ pub async fn connect(settings: &PostgresConfig) -> Result<PgConnection> {
     retry(
         settings.retry,
         sqlx_transient,
-        |_, _, _| {},
+        |attempt, e, wait| log_connect_retry(&settings.at(), &settings.redact(e), attempt, wait),
         || attempt(settings),
     )
     .await

@@ -253,6 +253,20 @@ impl Client {
                 }
                 _ => backoff.delay(attempt),
             };
+            // What failed, without the error's text: a transport error quotes the URL, which
+            // may carry the API key.
+            let why = match &failure {
+                Failure::Status { status, .. } => format!("HTTP {status}"),
+                Failure::Transport(e) if e.is_timeout() => "no answer in time".into(),
+                Failure::Transport(e) if e.is_connect() => "the connection failed".into(),
+                Failure::Transport(_) => "the request failed".into(),
+            };
+            tracing::warn!(
+                "{}: page {page} ({shown}): {why}; attempt {attempt} of {} in {:.1}s",
+                self.settings.at(),
+                backoff.attempts,
+                wait.as_secs_f64()
+            );
             tokio::time::sleep(wait).await;
         }
     }

@@ -11,7 +11,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::config::SqlServerConfig;
 use super::errors::{Failure, is_transient};
-use crate::connectors::retry::retry;
+use crate::connectors::retry::{log_connect_retry, retry};
 use crate::error::{Error, Result};
 
 /// A connected client.
@@ -35,14 +35,7 @@ pub async fn connect_failure(
     retry(
         settings.retry,
         is_transient,
-        |attempt, e, wait| {
-            eprintln!(
-                "{}: connecting failed ({}); attempt {attempt} in {:.1}s",
-                settings.at(),
-                settings.redact(e),
-                wait.as_secs_f64()
-            )
-        },
+        |attempt, e, wait| log_connect_retry(&settings.at(), &settings.redact(e), attempt, wait),
         || following_routing(settings),
     )
     .await

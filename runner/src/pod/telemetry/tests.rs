@@ -13,6 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::*;
+use crate::pod::step_log::MAX_KEPT_LINES;
+use std::sync::{Mutex, PoisonError};
+use synqx_api::telemetry::{MAX_LINES, MAX_LINES_BYTES};
 
 /// What the stand-in saw: the Authorization header and the report of each request.
 type Seen = Arc<Mutex<Vec<(String, Report)>>>;
@@ -103,8 +106,10 @@ async fn a_report_carries_the_token_the_attempt_the_counters_and_the_lines() {
     let token = dir.path().join("token");
     std::fs::write(&token, "tok-1\n").unwrap_or_else(|e| panic!("{e}"));
     let (url, seen) = gateway(Arc::new(AtomicU16::new(204))).await;
-    let telemetry = Telemetry::new(&url, token.clone(), target()).unwrap_or_else(|e| panic!("{e}"));
-    telemetry.log("synqx step: started".into());
+    let log = StepLog::default();
+    let telemetry = Telemetry::new(&url, token.clone(), target(), log.clone())
+        .unwrap_or_else(|e| panic!("{e}"));
+    log.push("INFO", "synqx step: started");
     assert!(telemetry.has_lines());
     telemetry
         .apply(&counters(5))
@@ -176,9 +181,11 @@ async fn lines_wait_while_the_gateway_refuses_and_go_with_the_next_report() {
     std::fs::write(&token, "tok").unwrap_or_else(|e| panic!("{e}"));
     let status = Arc::new(AtomicU16::new(503));
     let (url, seen) = gateway(status.clone()).await;
-    let telemetry = Telemetry::new(&url, token, target()).unwrap_or_else(|e| panic!("{e}"));
+    let log = StepLog::default();
+    let telemetry =
+        Telemetry::new(&url, token, target(), log.clone()).unwrap_or_else(|e| panic!("{e}"));
     for n in 0..(MAX_KEPT_LINES + 3) {
-        telemetry.log(format!("line {n}"));
+        log.push("INFO", &format!("line {n}"));
     }
     let refused = telemetry.apply(&counters(1)).await;
     assert!(
@@ -208,8 +215,13 @@ async fn lines_wait_while_the_gateway_refuses_and_go_with_the_next_report() {
 #[tokio::test]
 async fn a_missing_token_or_an_unreachable_gateway_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let telemetry = Telemetry::new("http://127.0.0.1:9", dir.path().join("none"), target())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let telemetry = Telemetry::new(
+        "http://127.0.0.1:9",
+        dir.path().join("none"),
+        target(),
+        StepLog::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let e = telemetry
         .apply(&counters(1))
         .await
@@ -236,9 +248,11 @@ async fn one_report_carries_at_most_a_mebibyte_of_lines() {
     let token = dir.path().join("token");
     std::fs::write(&token, "tok").unwrap_or_else(|e| panic!("{e}"));
     let (url, seen) = gateway(Arc::new(AtomicU16::new(204))).await;
-    let telemetry = Telemetry::new(&url, token, target()).unwrap_or_else(|e| panic!("{e}"));
+    let log = StepLog::default();
+    let telemetry =
+        Telemetry::new(&url, token, target(), log.clone()).unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..200 {
-        telemetry.log("x".repeat(8000));
+        log.push("INFO", &"x".repeat(8000));
     }
     telemetry
         .apply(&counters(1))
