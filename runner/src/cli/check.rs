@@ -11,7 +11,7 @@ use synqx_api::validate::Doc;
 use synqx_runner::check::{self, summary};
 use synqx_runner::connectors;
 use synqx_runner::local::file_connection;
-use synqx_runner::pod::PodEnv;
+use synqx_runner::pod::{PodEnv, step_log};
 use synqx_runner::secrets::Secrets;
 use synqx_runner::vault::Vault;
 
@@ -32,6 +32,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match (args.files.is_empty(), args.connection) {
         (true, Some(name)) => {
             let env = PodEnv::from_process();
+            // A connector's retries go to stderr, the check pod's log, redacted.
+            step_log::install(None, env.secrets.redactor());
             let report = runtime.block_on(check::in_cluster(args.namespace, &name, &env));
             Ok(ExitCode::from(check::exit_code(&report)))
         }
@@ -91,6 +93,7 @@ fn in_files(
     if let Some(vault) = vault {
         secrets = secrets.with_vault(vault);
     }
+    step_log::install(None, secrets.redactor());
     let reports =
         runtime.block_on(futures::future::join_all(chosen.iter().map(|doc| async {
             connectors::check(&file_connection(doc, &secrets)).await
