@@ -8,8 +8,14 @@
 //! (max-min fairness). A namespace alone takes every free slot; a run that got all it wanted
 //! withdraws its claim, and a claim not renewed (its run deleted) lapses after
 //! [`CLAIM_LAPSES`].
+//!
+//! The Job cache lags the API server, and runs are reconciled concurrently: counted from the
+//! cache alone, two runs asking in the same instant would both see the slot that just freed,
+//! and a run asking right after another created its Job would see that slot still free. So a
+//! slot handed out is held by the run it went to (a reservation) until the run says which
+//! Jobs it created, and each of those counts as running until the cache shows it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,6 +30,10 @@ use crate::job::{LABEL_RUN, job_ended};
 pub const RETRY_HELD_BACK: Duration = Duration::from_secs(2);
 /// A claim not renewed for this long no longer counts.
 const CLAIM_LAPSES: Duration = Duration::from_secs(15);
+/// A reservation never recorded (its reconcile failed and did not come back), or a created
+/// Job the cache has not shown for this long, no longer counts: the cache shows a Job within
+/// a second or two, and a Job it never shows was deleted.
+const UNSEEN_LAPSES: Duration = Duration::from_secs(30);
 
 /// The operator's Job slots: the Job caches of every scope it serves, and the claims.
 pub struct JobSlots {
@@ -32,11 +42,15 @@ pub struct JobSlots {
     book: Mutex<Book>,
 }
 
-/// Claims by run and when each namespace last got a slot.
+/// Claims by run, slots handed out but not yet used, and when each namespace last got a slot.
 #[derive(Default)]
 struct Book {
     /// `(namespace, run)` → Jobs the run still wants, and when it said so.
     claims: BTreeMap<(String, String), (usize, Instant)>,
+    /// `(namespace, run)` → slots [`JobSlots::room`] gave the run, until it records.
+    reserved: BTreeMap<(String, String), (usize, Instant)>,
+    /// `(namespace, Job)` → when a run said it created the Job, until the cache shows it.
+    unseen: BTreeMap<(String, String), Instant>,
     served: BTreeMap<String, Instant>,
 }
 
@@ -60,58 +74,91 @@ impl JobSlots {
         }
     }
 
-    /// How many of the `wanted` Jobs run `run` of `namespace` may start now.
+    /// How many of the `wanted` Jobs run `run` of `namespace` may start now. The slots given
+    /// are the run's until it calls [`JobSlots::record`] (or asks again): no other run gets
+    /// them meanwhile.
     pub fn room(&self, namespace: &str, run: &str, wanted: usize) -> usize {
         let Some(max) = self.max else {
             return wanted;
         };
         let mut claims: BTreeMap<String, Claim> = BTreeMap::new();
-        let mut running_total = 0usize;
+        let mut seen = BTreeSet::new();
         for job in self.jobs.iter().flat_map(Store::state) {
-            if job.labels().contains_key(LABEL_RUN) && !job_ended(&job) {
-                let ns = job.namespace().unwrap_or_default();
-                let claim = claims.entry(ns).or_default();
-                claim.running = claim.running.saturating_add(1);
-                running_total = running_total.saturating_add(1);
+            if !job.labels().contains_key(LABEL_RUN) {
+                continue;
             }
-        }
-        let free = max.saturating_sub(running_total);
-        let now = Instant::now();
-        {
-            let mut book = self.lock();
-            book.claims
-                .retain(|_, (_, at)| now.duration_since(*at) < CLAIM_LAPSES);
-            for ((ns, other), (more, _)) in &book.claims {
-                if ns == namespace && other == run {
-                    continue;
-                }
+            let ns = job.namespace().unwrap_or_default();
+            if !job_ended(&job) {
                 let claim = claims.entry(ns.clone()).or_default();
-                claim.wanted = claim.wanted.saturating_add(*more);
+                claim.running = claim.running.saturating_add(1);
             }
-            for (ns, claim) in &mut claims {
-                claim.served = book.served.get(ns).copied();
-            }
-            let mine = claims.entry(namespace.to_string()).or_default();
-            mine.wanted = mine.wanted.saturating_add(wanted);
-            mine.served = book.served.get(namespace).copied();
+            seen.insert((ns, job.name_any()));
         }
-        share(free, &mut claims, namespace).min(wanted)
+        let now = Instant::now();
+        let me = (namespace.to_string(), run.to_string());
+        // One lock from counting to reserving: two runs asking at once are served in turn.
+        let mut book = self.lock();
+        book.claims
+            .retain(|_, (_, at)| now.duration_since(*at) < CLAIM_LAPSES);
+        book.unseen
+            .retain(|key, at| !seen.contains(key) && now.duration_since(*at) < UNSEEN_LAPSES);
+        // This run's own reservation is being replaced: one run is never reconciled twice
+        // at once.
+        book.reserved
+            .retain(|key, (_, at)| key != &me && now.duration_since(*at) < UNSEEN_LAPSES);
+        let held = book
+            .unseen
+            .keys()
+            .map(|(ns, _)| (ns, 1))
+            .chain(book.reserved.iter().map(|((ns, _), (n, _))| (ns, *n)));
+        for (ns, n) in held {
+            let claim = claims.entry(ns.clone()).or_default();
+            claim.running = claim.running.saturating_add(n);
+        }
+        let running_total = claims
+            .values()
+            .fold(0usize, |total, c| total.saturating_add(c.running));
+        let free = max.saturating_sub(running_total);
+        for (key, (more, _)) in &book.claims {
+            if key == &me {
+                continue;
+            }
+            let claim = claims.entry(key.0.clone()).or_default();
+            claim.wanted = claim.wanted.saturating_add(*more);
+        }
+        for (ns, claim) in &mut claims {
+            claim.served = book.served.get(ns).copied();
+        }
+        let mine = claims.entry(namespace.to_string()).or_default();
+        mine.wanted = mine.wanted.saturating_add(wanted);
+        mine.served = book.served.get(namespace).copied();
+        let given = share(free, &mut claims, namespace).min(wanted);
+        if given > 0 {
+            book.reserved.insert(me, (given, now));
+        }
+        given
     }
 
-    /// Records that `run` wanted `wanted` Jobs and started `started` of them.
-    pub fn record(&self, namespace: &str, run: &str, wanted: usize, started: usize) {
+    /// Records that `run` wanted `wanted` Jobs and created `started` (their names), which
+    /// replaces its reservation.
+    pub fn record(&self, namespace: &str, run: &str, wanted: usize, started: &[String]) {
         if self.max.is_none() {
             return;
         }
         let now = Instant::now();
         let mut book = self.lock();
         let key = (namespace.to_string(), run.to_string());
-        if started < wanted {
-            book.claims.insert(key, (wanted - started, now));
+        book.reserved.remove(&key);
+        for job in started {
+            book.unseen
+                .insert((namespace.to_string(), job.clone()), now);
+        }
+        if started.len() < wanted {
+            book.claims.insert(key, (wanted - started.len(), now));
         } else {
             book.claims.remove(&key);
         }
-        if started > 0 {
+        if !started.is_empty() {
             book.served.insert(namespace.to_string(), now);
         }
     }
@@ -148,6 +195,10 @@ pub fn share(free: usize, claims: &mut BTreeMap<String, Claim>, me: &str) -> usi
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use kube::runtime::reflector::{self, store::Writer};
+    use kube::runtime::watcher;
+
     use super::*;
 
     fn claims(list: &[(&str, usize, usize, Option<u64>)]) -> BTreeMap<String, Claim> {
@@ -214,18 +265,95 @@ mod tests {
         assert_eq!(taken, [2, 6, 2]);
     }
 
+    /// A Job cache the tests write to, as the operator's watch would.
+    fn cache() -> (Store<Job>, Writer<Job>) {
+        reflector::store()
+    }
+
+    fn show(cache: &mut Writer<Job>, namespace: &str, name: &str, ended: bool) {
+        let mut job = Job::default();
+        job.metadata.name = Some(name.into());
+        job.metadata.namespace = Some(namespace.into());
+        job.metadata.labels = Some([(LABEL_RUN.to_string(), "run".to_string())].into());
+        if ended {
+            job.status = Some(JobStatus {
+                conditions: Some(vec![JobCondition {
+                    type_: "Complete".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+        }
+        cache.apply_watcher_event(&watcher::Event::Apply(job));
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_slot_given_is_held_until_used_and_its_job_until_the_cache_shows_it_ended() {
+        let (store, mut writer) = cache();
+        let slots = JobSlots::new(Some(1), vec![store]);
+        assert_eq!(slots.room("a", "a1", 3), 1);
+        // `b` asks before `a` created its Job: the slot is `a`'s.
+        assert_eq!(slots.room("b", "b1", 1), 0);
+        slots.record("b", "b1", 1, &[]);
+        // Created, and not in the cache yet: still taken.
+        slots.record("a", "a1", 3, &names(&["a1-s1"]));
+        assert_eq!(slots.room("b", "b1", 1), 0);
+        slots.record("b", "b1", 1, &[]);
+        show(&mut writer, "a", "a1-s1", false);
+        assert_eq!(
+            slots.room("b", "b1", 1),
+            0,
+            "running, as the cache shows it"
+        );
+        slots.record("b", "b1", 1, &[]);
+        show(&mut writer, "a", "a1-s1", true);
+        // Ended: the slot goes to `b`, which claims one and was never served, not to `a`.
+        assert_eq!(slots.room("a", "a1", 2), 0);
+        slots.record("a", "a1", 2, &[]);
+        assert_eq!(slots.room("b", "b1", 1), 1);
+    }
+
+    #[test]
+    fn a_run_asking_again_replaces_its_own_reservation() {
+        let slots = JobSlots::new(Some(1), Vec::new());
+        assert_eq!(slots.room("a", "a1", 1), 1);
+        // Its reconcile failed before it recorded; the retry asks again.
+        assert_eq!(slots.room("a", "a1", 1), 1);
+        assert_eq!(
+            slots.room("a", "a2", 1),
+            0,
+            "another run of the namespace waits"
+        );
+    }
+
     #[test]
     fn claims_are_withdrawn_when_satisfied_and_steer_the_next_room() {
-        let slots = JobSlots::new(Some(2), Vec::new());
+        let (store, mut writer) = cache();
+        let slots = JobSlots::new(Some(2), vec![store]);
         // `flood` alone: both slots.
         assert_eq!(slots.room("flood", "f1", 5), 2);
-        slots.record("flood", "f1", 5, 2);
-        // Nothing runs in the empty caches, so 2 are free; `small` claims one and
-        // `flood`, served last, gets the other.
-        slots.record("small", "s1", 1, 0);
+        slots.record("flood", "f1", 5, &names(&["f1-a", "f1-b"]));
+        assert_eq!(
+            slots.room("flood", "f2", 5),
+            0,
+            "both Jobs hold their slots"
+        );
+        slots.record("flood", "f2", 5, &[]);
+        slots.record("small", "s1", 1, &[]);
+        // Both end: `small` claims one and `flood`, served last, gets the other.
+        show(&mut writer, "flood", "f1-a", true);
+        show(&mut writer, "flood", "f1-b", true);
         assert_eq!(slots.room("flood", "f2", 5), 1);
+        slots.record("flood", "f2", 5, &names(&["f2-a"]));
         assert_eq!(slots.room("small", "s1", 1), 1);
-        slots.record("small", "s1", 1, 1);
+        slots.record("small", "s1", 1, &names(&["s1-a"]));
+        show(&mut writer, "flood", "f2-a", true);
+        show(&mut writer, "small", "s1-a", true);
         // `small` got what it wanted: `flood` has every slot again.
         assert_eq!(slots.room("flood", "f2", 5), 2);
         // Without a limit, every wanted Job starts and nothing is recorded.

@@ -129,8 +129,8 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         stored = Some(reporter.record(stored.as_deref(), &pinned).await?);
     }
     let created = act::stop_and_start(ctx, run, &observation, &decision).await?;
-    ctx.slots
-        .record(&namespace, &name, wanted, decision.start.len());
+    let job_names: Vec<String> = created.values().map(|(_, job)| job.clone()).collect();
+    ctx.slots.record(&namespace, &name, wanted, &job_names);
 
     let status = run_status(&RunInputs {
         previous: &previous,
