@@ -10,6 +10,7 @@
 //! buffer holds through every controller.
 
 mod index;
+mod progress_only;
 #[cfg(test)]
 mod tests;
 
@@ -127,6 +128,7 @@ pub struct Triggers {
     pub runs_for_pipelines: Subscription<PipelineRun>,
     /// Connections, for the Pipeline controller (they make Pipelines valid or not).
     pub connections_for_pipelines: Subscription<Connection>,
+    /// Runs, for their controller, without the changes that only moved step counters.
     pub runs: Subscription<PipelineRun>,
     pub jobs_for_runs: Subscription<Job>,
     pub connections: Subscription<Connection>,
@@ -293,7 +295,7 @@ impl Feeds {
             pipelines: self.pipelines.subscribe(),
             runs_for_pipelines: self.runs.subscribe(),
             connections_for_pipelines: self.connections.subscribe(),
-            runs: self.runs.subscribe(),
+            runs: progress_only::skip_progress_only(self.runs.subscribe()),
             jobs_for_runs: self.jobs.subscribe(),
             connections: self.connections.subscribe(),
             jobs_for_connections: self.jobs.subscribe(),
