@@ -651,6 +651,18 @@ async fn the_web_ui_serves_a_local_run_with_its_graph_counters_and_logs() {
     let (code, refused) = get(&base, "/api/v1/namespaces/etl/pipelines").await;
     assert_eq!((code, refused["reason"].as_str()), (404, Some("NotFound")));
 
+    // The run's graph is the plan it ran, with the pipeline's layers and lineage edges.
+    let (code, graph) = get(
+        &base,
+        &format!("/api/v1/namespaces/local/pipelineruns/{name}/graph"),
+    )
+    .await;
+    assert_eq!(code, 200, "{graph}");
+    assert_eq!(graph["layers"], quickstart["layers"], "{graph}");
+    assert_eq!(graph["edges"], quickstart["edges"], "{graph}");
+    let (code, unknown) = get(&base, "/api/v1/namespaces/local/pipelineruns/nope/graph").await;
+    assert_eq!((code, unknown["reason"].as_str()), (404, Some("NotFound")));
+
     // The watch: a snapshot of the finished run with each step's log tail.
     let url = format!(
         "{}/api/v1/namespaces/local/pipelineruns/{name}/watch",

@@ -4,8 +4,9 @@
 //! [`NAMESPACE`]. There is no authentication, so only a loopback address is served unless
 //! the user asks for another one explicitly.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,10 +15,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use synqx_api::Pipeline;
-use synqx_api::gateway::{PROTOCOL, PipelineView, Ready, RunView};
+use kube::ResourceExt;
+use synqx_api::gateway::{GraphView, PROTOCOL, PipelineView, Ready, RunView};
 use synqx_api::pipeline::{RunReference, Watermark};
 use synqx_api::run::{PipelineRunStatus, StepStatus, WatermarkRange};
+use synqx_api::{Pipeline, dag};
 use synqx_web::assets::UiConfig;
 use synqx_web::follow::Always;
 use synqx_web::{FollowError, Hub, RunsQuery, StepFilter, WatchQuery, failure};
@@ -28,6 +30,8 @@ use crate::state::{RunRecord, StateStore};
 
 /// Earlier runs listed next to the current one.
 const HISTORY: u32 = 50;
+/// The revision a local run's graph names: it is planned from the files, not a stored plan.
+const LOCAL_REVISION: &str = "local";
 
 /// Why the UI cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,9 @@ struct Local {
     hub: Arc<Hub>,
     state: StateStore,
     pipelines: Vec<Pipeline>,
+    /// Earlier runs the hub took from the state database for a watch: their plan is not
+    /// kept, so their graph is not the files' graph.
+    earlier: Mutex<HashSet<String>>,
 }
 
 /// The UI's server; it stops when dropped.
@@ -89,6 +96,7 @@ pub async fn start(
         hub: hub.clone(),
         state,
         pipelines,
+        earlier: Mutex::default(),
     });
     let ui = UiConfig {
         namespace: Some(NAMESPACE.to_string()),
@@ -99,6 +107,7 @@ pub async fn start(
         .route(synqx_web::LIST_PIPELINES, get(list_pipelines))
         .route(synqx_web::LIST_RUNS, get(list_runs))
         .route(synqx_web::WATCH_RUN, get(watch_run))
+        .route(synqx_web::RUN_GRAPH, get(run_graph))
         .merge(synqx_web::assets::routes(ui))
         .fallback(|| async { synqx_web::no_route() })
         .with_state(local);
@@ -279,6 +288,47 @@ fn phase<P: serde::de::DeserializeOwned>(word: &str) -> Option<P> {
     serde_json::from_value(serde_json::Value::String(word.to_string())).ok()
 }
 
+/// The graph of the run this process runs: the plan compiled from the given files, as the
+/// operator's gateway serves a run's pinned plan. Earlier runs' plans are not kept: 404, and
+/// the page draws their pipeline as it is now.
+async fn run_graph(
+    State(local): State<Arc<Local>>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = not_served(&namespace) {
+        return refused;
+    }
+    let earlier = local
+        .earlier
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&name);
+    let run = local
+        .hub
+        .runs_of(NAMESPACE)
+        .into_iter()
+        .find(|r| r.name == name);
+    let plan = run
+        .filter(|_| !earlier)
+        .and_then(|run| {
+            local
+                .pipelines
+                .iter()
+                .find(|p| p.name_any() == run.pipeline)
+        })
+        .and_then(|pipeline| dag::compile(&pipeline.spec, &BTreeMap::new()).ok());
+    match plan {
+        Some(plan) => axum::Json(GraphView::of_plan(&plan, LOCAL_REVISION)).into_response(),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "run {name} is not the run this synqx run runs: the plan of an earlier run is not kept"
+            ),
+        ),
+    }
+}
+
 async fn watch_run(
     State(local): State<Arc<Local>>,
     Path((namespace, name)): Path<(String, String)>,
@@ -297,7 +347,14 @@ async fn watch_run(
         };
         if let Some(record) = records.into_iter().find(|r| r.id == name) {
             match past_run(&local.state, record).await {
-                Ok(view) => local.hub.observe(view),
+                Ok(view) => {
+                    local
+                        .earlier
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(view.name.clone());
+                    local.hub.observe(view);
+                }
                 Err(error) => return state_failure(&error),
             }
             follow = local.hub.follow(NAMESPACE, &name, query.since);
