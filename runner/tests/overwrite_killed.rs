@@ -60,6 +60,10 @@ struct Target<'a> {
     /// expiry starts.
     staged: &'a dyn Fn() -> Pending<'a, Vec<String>>,
     prefix: &'a str,
+    /// A name as the run's messages show it: a credential of `connection` is `***` wherever
+    /// it occurs, even inside a name (the test servers' password `synqx` is in every staged
+    /// name).
+    shown: &'a dyn Fn(&str) -> String,
 }
 
 fn pipeline(fqn: &str, source: &str) -> String {
@@ -155,6 +159,7 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     write_pipeline(d, &direct, &pipeline(&t.fqn, "new.jsonl"));
     let out = run_ok(d, &[]);
     for name in &staged {
+        let name = (t.shown)(name);
         assert!(
             out.contains(&format!("\"{name}\"")),
             "the rerun names what it cleaned up ({name}):\n{out}"
@@ -163,7 +168,8 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     if t.between_renames {
         let restored = format!(
             "renamed \"{}\", the rows a killed overwrite had renamed aside, back to \"{}\"",
-            staged[1], t.fqn
+            (t.shown)(&staged[1]),
+            (t.shown)(&t.fqn)
         );
         assert!(out.contains(&restored), "{restored}\nnot in:\n{out}");
     }
@@ -192,6 +198,12 @@ fn a_killed_mongodb_overwrite_leaves_the_old_collection() {
 #[test]
 fn a_ferretdb_overwrite_killed_between_its_renames_loses_nothing() {
     killed_mongodb_overwrite(true);
+}
+
+/// The password of a `mongodb://user:password@host` URI.
+fn uri_password(uri: &str) -> Option<&str> {
+    let authority = uri.split_once("://")?.1.split_once('@')?.0;
+    authority.split_once(':').map(|(_, password)| password)
 }
 
 fn killed_mongodb_overwrite(between_renames: bool) {
@@ -269,6 +281,10 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: s
             read: &read,
             staged: &staged,
             prefix: &prefix,
+            shown: &|name: &str| match uri_password(&uri) {
+                Some(password) => name.replace(password, "***"),
+                None => name.to_string(),
+            },
         })
         .await;
         let _ = db.collection::<Document>(&collection).drop().await;
@@ -326,6 +342,7 @@ spec:
             read: &read,
             staged: &staged,
             prefix: "SYNQX_STAGE_",
+            shown: &str::to_string,
         })
         .await;
     });
@@ -382,6 +399,7 @@ spec:
             read: &read,
             staged: &staged,
             prefix: "_synqx_stage_",
+            shown: &str::to_string,
         })
         .await;
     });
