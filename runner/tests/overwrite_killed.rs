@@ -212,7 +212,10 @@ fn killed_mongodb_overwrite(between_renames: bool) {
         let client = mongodb::Client::with_uri_str(&uri)
             .await
             .unwrap_or_else(|e| panic!("{}", servers::nosql_unreachable("MongoDB", &uri, e)));
-        let db = client.database("synqx_tests");
+        // A database of its own: a rerun sweeps every expired staging collection of its
+        // database, so a test sharing one would clean up the other's leftovers.
+        let database = unique_name("killed_db");
+        let db = client.database(&database);
         let collection = unique_name("killed");
         let prefix = format!("{collection}__synqx_new_");
         let connection = |uri: &str| {
@@ -225,7 +228,7 @@ stringData: {{uri: "{uri}"}}
 apiVersion: synqx.io/v1alpha1
 kind: Connection
 metadata: {{name: dest}}
-spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: synqx_tests}}}}
+spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: {database}}}}}
 ---
 "#
             )
@@ -287,7 +290,7 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: s
             },
         })
         .await;
-        let _ = db.collection::<Document>(&collection).drop().await;
+        let _ = db.drop().await;
     });
 }
 
