@@ -6,7 +6,7 @@
 //! query column whose wire type differs from its probed type (a literal `1` is sent as a
 //! BIGINT) still decodes; the value must fit the column's Arrow type.
 
-use super::decode::{Value, parse_decimal};
+use super::decode::{Value, ValueError, parse_decimal};
 use super::types::Kind;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
@@ -17,13 +17,13 @@ const UNIX_EPOCH_FROM_CE: i32 = 719_163;
 /// Why a value cannot be converted, and the value as the user would write it.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Bad {
-    pub reason: String,
+    pub reason: ValueError,
     pub shown: String,
 }
 
-fn bad(reason: impl Into<String>, shown: impl Into<String>) -> Bad {
+fn bad(reason: ValueError, shown: impl Into<String>) -> Bad {
     Bad {
-        reason: reason.into(),
+        reason,
         shown: shown.into(),
     }
 }
@@ -52,7 +52,7 @@ fn unsigned(bytes: &[u8]) -> Option<u64> {
 fn text(bytes: &[u8]) -> Result<&str, Bad> {
     std::str::from_utf8(bytes).map_err(|_| {
         bad(
-            "is not valid UTF-8",
+            ValueError::NotUtf8,
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)]),
         )
     })
@@ -60,21 +60,31 @@ fn text(bytes: &[u8]) -> Result<&str, Bad> {
 
 /// Decodes one non-NULL value of a column of `kind`.
 pub(super) fn decode(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, Bad> {
-    let int = |lo: i64, hi: i64, name: &str| {
-        let v = signed(bytes).ok_or_else(|| bad(format!("is not an {name}"), hex(bytes)))?;
+    let int = |lo: i64, hi: i64, type_name: &'static str| {
+        let v =
+            signed(bytes).ok_or_else(|| bad(ValueError::NotANumber { type_name }, hex(bytes)))?;
         if (lo..=hi).contains(&v) {
             Ok(Value::Int(v))
         } else {
-            Err(bad(format!("does not fit {name}"), v.to_string()))
+            Err(bad(ValueError::DoesNotFit { type_name }, v.to_string()))
         }
     };
-    let uint = |hi: u64, name: &str| {
-        let v = unsigned(bytes).ok_or_else(|| bad(format!("is not a {name}"), hex(bytes)))?;
+    let uint = |hi: u64, type_name: &'static str| {
+        let v =
+            unsigned(bytes).ok_or_else(|| bad(ValueError::NotANumber { type_name }, hex(bytes)))?;
         if v <= hi {
             Ok(Value::UInt(v))
         } else {
-            Err(bad(format!("does not fit {name}"), v.to_string()))
+            Err(bad(ValueError::DoesNotFit { type_name }, v.to_string()))
         }
+    };
+    let not_a_float = || {
+        let type_name = if kind == Kind::Float32 {
+            "Float32"
+        } else {
+            "Float64"
+        };
+        bad(ValueError::NotANumber { type_name }, hex(bytes))
     };
     match kind {
         Kind::BoolNumber | Kind::BoolBit => Ok(Value::Bool(bytes.iter().any(|b| *b != 0))),
@@ -91,11 +101,9 @@ pub(super) fn decode(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, Bad> {
                 f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]).into(),
             )),
             8 => Ok(Value::Float(f64::from_le_bytes(
-                bytes
-                    .try_into()
-                    .map_err(|_| bad("is not a float", hex(bytes)))?,
+                bytes.try_into().map_err(|_| not_a_float())?,
             ))),
-            _ => Err(bad("is not a float", hex(bytes))),
+            _ => Err(not_a_float()),
         },
         Kind::Decimal(p, s) => {
             let t = text(bytes)?;
@@ -145,10 +153,7 @@ pub(super) fn decode(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, Bad> {
                 if micros > 0 {
                     shown.push_str(&format!(".{micros:06}"));
                 }
-                return Err(bad(
-                    "is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query)",
-                    shown,
-                ));
+                return Err(bad(ValueError::NotATimeOfDay, shown));
             }
             Ok(Value::Temporal(total))
         }
@@ -181,7 +186,12 @@ fn date(bytes: &[u8]) -> Result<Option<i32>, Bad> {
     }
     chrono::NaiveDate::from_ymd_opt(year, month, day)
         .map(|d| Some(chrono::Datelike::num_days_from_ce(&d) - UNIX_EPOCH_FROM_CE))
-        .ok_or_else(|| bad("is not a date", format!("{year:04}-{month:02}-{day:02}")))
+        .ok_or_else(|| {
+            bad(
+                ValueError::NotADate,
+                format!("{year:04}-{month:02}-{day:02}"),
+            )
+        })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -202,7 +212,7 @@ mod tests {
         assert_eq!(decode(Kind::Int32, &1i64.to_le_bytes()), Ok(Value::Int(1)));
         assert_eq!(
             decode(Kind::Int8, &300i16.to_le_bytes()),
-            Err(bad("does not fit Int8", "300"))
+            Err(bad(ValueError::DoesNotFit { type_name: "Int8" }, "300"))
         );
         assert_eq!(
             decode(Kind::UInt64, &u64::MAX.to_le_bytes()),

@@ -26,6 +26,32 @@ const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 /// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
 const UNIX_EPOCH_FROM_CE: i32 = 719_163;
 
+/// Why a value read from MySQL has no Arrow value of its column's type. The message follows
+/// "the value", and the caller names the row, the column and the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ValueError {
+    #[error("is not valid UTF-8")]
+    NotUtf8,
+    #[error("is not a number of type {type_name}")]
+    NotANumber { type_name: &'static str },
+    #[error("does not fit {type_name}")]
+    DoesNotFit { type_name: &'static str },
+    #[error("is not a decimal({precision},{scale})")]
+    NotADecimal { precision: u8, scale: i8 },
+    #[error("is not a date (YYYY-MM-DD)")]
+    NotADate,
+    #[error("is not a time (HH:MM:SS)")]
+    NotATime,
+    #[error(
+        "is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query)"
+    )]
+    NotATimeOfDay,
+    #[error("is not a datetime (YYYY-MM-DD HH:MM:SS)")]
+    NotADatetime,
+    #[error("is not a UUID")]
+    NotAUuid,
+}
+
 /// One parsed value, borrowing the row's bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Value<'r> {
@@ -46,49 +72,25 @@ pub(super) enum Value<'r> {
 /// decoder the source used before the binary protocol measured faster, kept for the
 /// measurement in `tests_source.rs`.
 #[cfg(test)]
-pub(super) fn parse(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, String> {
-    let text = || std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8".to_string());
-    let number = |what: &str| format!("is not {what}");
+pub(super) fn parse(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, ValueError> {
+    fn number<T: std::str::FromStr>(text: &str, type_name: &'static str) -> Result<T, ValueError> {
+        text.parse()
+            .map_err(|_| ValueError::NotANumber { type_name })
+    }
+    let text = || std::str::from_utf8(bytes).map_err(|_| ValueError::NotUtf8);
     Ok(match kind {
-        Kind::BoolNumber => {
-            Value::Bool(text()?.parse::<i64>().map_err(|_| number("a number"))? != 0)
-        }
+        Kind::BoolNumber => Value::Bool(number::<i64>(text()?, "Int64")? != 0),
         Kind::BoolBit => Value::Bool(bytes.iter().any(|b| *b != 0)),
-        Kind::Int8 => Value::Int(text()?.parse::<i8>().map_err(|_| number("an Int8"))?.into()),
-        Kind::Int16 => Value::Int(
-            text()?
-                .parse::<i16>()
-                .map_err(|_| number("an Int16"))?
-                .into(),
-        ),
-        Kind::Int32 => Value::Int(
-            text()?
-                .parse::<i32>()
-                .map_err(|_| number("an Int32"))?
-                .into(),
-        ),
-        Kind::Int64 => Value::Int(text()?.parse::<i64>().map_err(|_| number("an Int64"))?),
-        Kind::UInt8 => Value::UInt(text()?.parse::<u8>().map_err(|_| number("a UInt8"))?.into()),
-        Kind::UInt16 => Value::UInt(
-            text()?
-                .parse::<u16>()
-                .map_err(|_| number("a UInt16"))?
-                .into(),
-        ),
-        Kind::UInt32 => Value::UInt(
-            text()?
-                .parse::<u32>()
-                .map_err(|_| number("a UInt32"))?
-                .into(),
-        ),
-        Kind::UInt64 => Value::UInt(text()?.parse::<u64>().map_err(|_| number("a UInt64"))?),
-        Kind::Float32 => Value::Float(
-            text()?
-                .parse::<f32>()
-                .map_err(|_| number("a Float32"))?
-                .into(),
-        ),
-        Kind::Float64 => Value::Float(text()?.parse::<f64>().map_err(|_| number("a Float64"))?),
+        Kind::Int8 => Value::Int(number::<i8>(text()?, "Int8")?.into()),
+        Kind::Int16 => Value::Int(number::<i16>(text()?, "Int16")?.into()),
+        Kind::Int32 => Value::Int(number::<i32>(text()?, "Int32")?.into()),
+        Kind::Int64 => Value::Int(number(text()?, "Int64")?),
+        Kind::UInt8 => Value::UInt(number::<u8>(text()?, "UInt8")?.into()),
+        Kind::UInt16 => Value::UInt(number::<u16>(text()?, "UInt16")?.into()),
+        Kind::UInt32 => Value::UInt(number::<u32>(text()?, "UInt32")?.into()),
+        Kind::UInt64 => Value::UInt(number(text()?, "UInt64")?),
+        Kind::Float32 => Value::Float(number::<f32>(text()?, "Float32")?.into()),
+        Kind::Float64 => Value::Float(number(text()?, "Float64")?),
         Kind::Decimal(p, s) => Value::Decimal(parse_decimal(text()?, p, s)?),
         Kind::Date => match parse_date(text()?)? {
             Some(days) => Value::Temporal(days.into()),
@@ -107,8 +109,8 @@ pub(super) fn parse(kind: Kind, bytes: &[u8]) -> Result<Value<'_>, String> {
 
 /// `-123.4500` as the unscaled integer of a decimal with scale `scale`; more digits than the
 /// precision allows are an error, never rounded.
-pub(super) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, String> {
-    let bad = || format!("is not a decimal({precision},{scale})");
+pub(super) fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, ValueError> {
+    let bad = || ValueError::NotADecimal { precision, scale };
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -152,8 +154,8 @@ fn digits(text: &str) -> Option<i64> {
 }
 
 /// `YYYY-MM-DD` as days since 1970-01-01; `None` for a zero date or one with a zero part.
-pub(super) fn parse_date(text: &str) -> Result<Option<i32>, String> {
-    let bad = || "is not a date (YYYY-MM-DD)".to_string();
+pub(super) fn parse_date(text: &str) -> Result<Option<i32>, ValueError> {
+    let bad = || ValueError::NotADate;
     let mut parts = text.splitn(3, '-');
     let (Some(y), Some(m), Some(d)) = (
         parts.next().and_then(digits),
@@ -197,21 +199,18 @@ fn clock_micros(text: &str) -> Option<i64> {
 }
 
 /// A `time` value as microseconds since midnight.
-pub(super) fn parse_time(text: &str) -> Result<i64, String> {
-    let micros = clock_micros(text).ok_or_else(|| "is not a time (HH:MM:SS)".to_string())?;
+pub(super) fn parse_time(text: &str) -> Result<i64, ValueError> {
+    let micros = clock_micros(text).ok_or(ValueError::NotATime)?;
     if !(0..MICROS_PER_DAY).contains(&micros) {
-        return Err(
-            "is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query)"
-                .to_string(),
-        );
+        return Err(ValueError::NotATimeOfDay);
     }
     Ok(micros)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]` as microseconds since 1970-01-01 00:00:00; `None` for a
 /// zero date.
-pub(super) fn parse_datetime(text: &str) -> Result<Option<i64>, String> {
-    let bad = || "is not a datetime (YYYY-MM-DD HH:MM:SS)".to_string();
+pub(super) fn parse_datetime(text: &str) -> Result<Option<i64>, ValueError> {
+    let bad = || ValueError::NotADatetime;
     let (date, clock) = text
         .split_once(' ')
         .or_else(|| text.split_once('T'))
@@ -225,8 +224,8 @@ pub(super) fn parse_datetime(text: &str) -> Result<Option<i64>, String> {
     Ok(Some(i64::from(days) * MICROS_PER_DAY + micros))
 }
 
-pub(super) fn parse_uuid(text: &str) -> Result<[u8; 16], String> {
-    let bad = || "is not a UUID".to_string();
+pub(super) fn parse_uuid(text: &str) -> Result<[u8; 16], ValueError> {
+    let bad = || ValueError::NotAUuid;
     let mut out = [0u8; 16];
     let mut hex = text.bytes().filter(|b| *b != b'-');
     for byte in &mut out {
@@ -462,7 +461,13 @@ mod tests {
             parse_decimal(max, 38, 10),
             Ok(99_999_999_999_999_999_999_999_999_999_999_999_999)
         );
-        assert!(parse_decimal("1.234", 5, 2).is_err());
+        assert_eq!(
+            parse_decimal("1.234", 5, 2),
+            Err(ValueError::NotADecimal {
+                precision: 5,
+                scale: 2
+            })
+        );
         assert!(parse_decimal("123456", 5, 0).is_err());
         assert!(parse_decimal("1e5", 5, 0).is_err());
         assert!(parse_decimal("-", 5, 0).is_err());
@@ -477,8 +482,9 @@ mod tests {
         assert!(parse_date("2024-02-30").is_err());
         assert_eq!(parse_time("01:02:03.5"), Ok(3_723_500_000));
         assert_eq!(parse_time("23:59:59.999999"), Ok(MICROS_PER_DAY - 1));
-        assert!(parse_time("24:00:00").is_err_and(|e| e.contains("outside 00:00:00")));
-        assert!(parse_time("-00:00:01").is_err_and(|e| e.contains("outside")));
+        assert_eq!(parse_time("24:00:00"), Err(ValueError::NotATimeOfDay));
+        assert_eq!(parse_time("-00:00:01"), Err(ValueError::NotATimeOfDay));
+        assert_eq!(parse_time("noon"), Err(ValueError::NotATime));
         assert_eq!(
             parse_datetime("1970-01-01 00:00:01.000002"),
             Ok(Some(1_000_002))
@@ -495,7 +501,10 @@ mod tests {
             parse(Kind::UInt64, b"18446744073709551615"),
             Ok(Value::UInt(u64::MAX))
         );
-        assert!(parse(Kind::Int8, b"128").is_err());
+        assert_eq!(
+            parse(Kind::Int8, b"128"),
+            Err(ValueError::NotANumber { type_name: "Int8" })
+        );
         assert_eq!(
             parse(Kind::Uuid, b"00112233-4455-6677-8899-aabbccddeeff"),
             Ok(Value::Uuid([
@@ -503,6 +512,6 @@ mod tests {
                 0xee, 0xff
             ]))
         );
-        assert!(parse(Kind::Utf8, b"\xff").is_err());
+        assert_eq!(parse(Kind::Utf8, b"\xff"), Err(ValueError::NotUtf8));
     }
 }

@@ -5,7 +5,7 @@ use arrow::array::{ArrayRef, RecordBatch};
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
-use super::literal::{Values, prepare};
+use super::literal::{LiteralError, Values, prepare};
 use super::quote;
 use crate::connectors::formats::convert::value_text;
 use crate::error::{BadRow, Error, Result};
@@ -95,19 +95,14 @@ impl<'a> Inserter<'a> {
                             self.at, c.name
                         ))
                     })
-                    .and_then(|a| {
-                        prepare(a).map_err(|e| {
-                            Error::Config(format!("{}: column \"{}\": {e}", self.at, c.name))
-                        })
-                    })
+                    .and_then(|a| prepare(a).map_err(|e| column_error(self.at, &c.name, e)))
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
         let values = prepared
             .iter()
             .zip(self.columns)
             .map(|(array, c)| {
-                Values::of(array, c.uuid_text)
-                    .map_err(|e| Error::Config(format!("{}: column \"{}\": {e}", self.at, c.name)))
+                Values::of(array, c.uuid_text).map_err(|e| column_error(self.at, &c.name, e))
             })
             .collect::<Result<Vec<_>>>()?;
 
@@ -207,6 +202,17 @@ fn without_values(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A column that cannot be written, with where it is: a failed cast keeps Arrow's error.
+fn column_error(at: &str, column: &str, error: LiteralError) -> Error {
+    match error {
+        LiteralError::Cast { from, to, source } => Error::arrow(
+            format!("{at}: column \"{column}\": converting {from} to {to}"),
+            source,
+        ),
+        other => Error::Config(format!("{at}: column \"{column}\": {other}")),
+    }
 }
 
 #[cfg(test)]

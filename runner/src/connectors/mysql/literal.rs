@@ -15,6 +15,7 @@ use arrow::datatypes::{
     Int32Type, Int64Type, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, UInt8Type,
     UInt16Type, UInt32Type, UInt64Type,
 };
+use arrow::error::ArrowError;
 use chrono::NaiveDate;
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
@@ -52,6 +53,27 @@ pub(super) fn writable_type(data_type: &DataType) -> Option<DataType> {
     })
 }
 
+/// Why a column or one of its values cannot be written as a MySQL literal. The caller names
+/// the load, the column and the row.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LiteralError {
+    #[error("the type {0} cannot be written")]
+    Unwritable(DataType),
+    #[error("converting {from} to {to}: {source}")]
+    Cast {
+        from: DataType,
+        to: DataType,
+        #[source]
+        source: ArrowError,
+    },
+    #[error("cannot be stored: MySQL floating-point columns hold finite numbers only")]
+    NotFinite,
+    #[error("is outside the years 1 to 9999 MySQL dates can hold")]
+    DateOutOfRange,
+    #[error("is not a time of day (00:00:00 to 23:59:59.999999)")]
+    NotATimeOfDay,
+}
+
 /// One column of a batch, cast and downcast once per batch.
 pub(super) enum Values<'a> {
     Null,
@@ -79,18 +101,22 @@ pub(super) enum Values<'a> {
 }
 
 /// A column cast to its writable type (kept alive while `Values` borrows it).
-pub(super) fn prepare(array: &ArrayRef) -> Result<ArrayRef, String> {
-    let wanted = writable_type(array.data_type())
-        .ok_or_else(|| format!("the type {} cannot be written", array.data_type()))?;
-    if &wanted == array.data_type() {
+pub(super) fn prepare(array: &ArrayRef) -> Result<ArrayRef, LiteralError> {
+    let from = array.data_type();
+    let wanted = writable_type(from).ok_or_else(|| LiteralError::Unwritable(from.clone()))?;
+    if &wanted == from {
         return Ok(Arc::clone(array));
     }
-    cast(array, &wanted).map_err(|e| format!("converting {} to {wanted}: {e}", array.data_type()))
+    cast(array, &wanted).map_err(|source| LiteralError::Cast {
+        from: from.clone(),
+        to: wanted,
+        source,
+    })
 }
 
 impl<'a> Values<'a> {
     /// The values of a prepared column; `uuid_text` when its target column is `uuid`.
-    pub fn of(array: &'a ArrayRef, uuid_text: bool) -> Result<Self, String> {
+    pub fn of(array: &'a ArrayRef, uuid_text: bool) -> Result<Self, LiteralError> {
         fn p<T: ArrowPrimitiveType>(a: &ArrayRef) -> &PrimitiveArray<T> {
             a.as_primitive::<T>()
         }
@@ -118,7 +144,7 @@ impl<'a> Values<'a> {
                 Self::UuidText(array.as_fixed_size_binary())
             }
             DataType::FixedSizeBinary(_) => Self::FixedBinary(array.as_fixed_size_binary()),
-            other => return Err(format!("the type {other} cannot be written")),
+            other => return Err(LiteralError::Unwritable(other.clone())),
         })
     }
 
@@ -148,7 +174,7 @@ impl<'a> Values<'a> {
     }
 
     /// Appends the literal of `row`. The error says what is wrong with the value, without it.
-    pub fn write(&self, out: &mut String, row: usize) -> Result<(), String> {
+    pub fn write(&self, out: &mut String, row: usize) -> Result<(), LiteralError> {
         if self.is_null(row) {
             out.push_str("NULL");
             return Ok(());
@@ -187,7 +213,7 @@ impl<'a> Values<'a> {
             Self::Time(a) => {
                 let micros = a.value(row);
                 if !(0..MICROS_PER_DAY).contains(&micros) {
-                    return Err("is not a time of day (00:00:00 to 23:59:59.999999)".to_string());
+                    return Err(LiteralError::NotATimeOfDay);
                 }
                 out.push('\'');
                 clock(out, micros);
@@ -231,21 +257,17 @@ impl<'a> Values<'a> {
     }
 }
 
-fn float32(out: &mut String, value: f32) -> Result<(), String> {
+fn float32(out: &mut String, value: f32) -> Result<(), LiteralError> {
     if !value.is_finite() {
-        return Err(
-            "cannot be stored: MySQL floating-point columns hold finite numbers only".to_string(),
-        );
+        return Err(LiteralError::NotFinite);
     }
     let _ = write!(out, "{value:e}");
     Ok(())
 }
 
-fn float(out: &mut String, value: f64) -> Result<(), String> {
+fn float(out: &mut String, value: f64) -> Result<(), LiteralError> {
     if !value.is_finite() {
-        return Err(
-            "cannot be stored: MySQL floating-point columns hold finite numbers only".to_string(),
-        );
+        return Err(LiteralError::NotFinite);
     }
     // `{:e}` is the shortest text that reads back to the same value, with an exponent: MySQL
     // reads it as a double, where plain digits (`0.000…25`) would be an exact decimal literal
@@ -275,14 +297,14 @@ fn decimal(out: &mut String, value: i128, scale: i8) {
 }
 
 /// `YYYY-MM-DD` of a day counted from 1970-01-01.
-fn date(out: &mut String, days: impl TryInto<i32>) -> Result<(), String> {
+fn date(out: &mut String, days: impl TryInto<i32>) -> Result<(), LiteralError> {
     let day = days
         .try_into()
         .ok()
         .and_then(|d| d.checked_add(UNIX_EPOCH_FROM_CE))
         .and_then(NaiveDate::from_num_days_from_ce_opt)
         .filter(|d| (1..=9999).contains(&chrono::Datelike::year(d)))
-        .ok_or_else(|| "is outside the years 1 to 9999 MySQL dates can hold".to_string())?;
+        .ok_or(LiteralError::DateOutOfRange)?;
     let _ = write!(out, "{}", day.format("%Y-%m-%d"));
     Ok(())
 }
@@ -333,12 +355,16 @@ mod tests {
 
     use super::*;
 
-    fn literal(array: ArrayRef, row: usize) -> Result<String, String> {
+    fn literal(array: ArrayRef, row: usize) -> Result<String, LiteralError> {
         let prepared = prepare(&array)?;
         let values = Values::of(&prepared, false)?;
         let mut out = String::new();
         values.write(&mut out, row)?;
         Ok(out)
+    }
+
+    fn text(array: ArrayRef, row: usize) -> Option<String> {
+        literal(array, row).ok()
     }
 
     #[test]
@@ -349,43 +375,53 @@ mod tests {
             None,
         ]));
         assert_eq!(
-            literal(strings.clone(), 0).as_deref(),
-            Ok("'it''s a \\ back\u{0}slash 😀'")
+            text(strings.clone(), 0).as_deref(),
+            Some("'it''s a \\ back\u{0}slash 😀'")
         );
-        assert_eq!(literal(strings.clone(), 1).as_deref(), Ok("''"));
-        assert_eq!(literal(strings, 2).as_deref(), Ok("NULL"));
+        assert_eq!(text(strings.clone(), 1).as_deref(), Some("''"));
+        assert_eq!(text(strings, 2).as_deref(), Some("NULL"));
         let binary: ArrayRef = Arc::new(BinaryArray::from(vec![&b"\x00'\xff"[..], &b""[..]]));
-        assert_eq!(literal(binary.clone(), 0).as_deref(), Ok("X'0027FF'"));
-        assert_eq!(literal(binary, 1).as_deref(), Ok("X''"));
+        assert_eq!(text(binary.clone(), 0).as_deref(), Some("X'0027FF'"));
+        assert_eq!(text(binary, 1).as_deref(), Some("X''"));
         let large: ArrayRef = Arc::new(arrow::array::LargeStringArray::from(vec!["a'b"]));
-        assert_eq!(literal(large, 0).as_deref(), Ok("'a''b'"));
+        assert_eq!(text(large, 0).as_deref(), Some("'a''b'"));
     }
 
     #[test]
     fn numbers_decimals_and_times_are_exact() {
         let ints: ArrayRef = Arc::new(Int64Array::from(vec![i64::MIN]));
-        assert_eq!(literal(ints, 0).as_deref(), Ok("-9223372036854775808"));
+        assert_eq!(text(ints, 0).as_deref(), Some("-9223372036854775808"));
         let decimals: ArrayRef = Arc::new(
             Decimal128Array::from(vec![-1_234_500, 5, i128::from(i64::MAX)])
                 .with_precision_and_scale(38, 4)
                 .unwrap_or_else(|e| panic!("{e}")),
         );
-        assert_eq!(literal(decimals.clone(), 0).as_deref(), Ok("-123.4500"));
-        assert_eq!(literal(decimals.clone(), 1).as_deref(), Ok("0.0005"));
-        assert_eq!(literal(decimals, 2).as_deref(), Ok("922337203685477.5807"));
+        assert_eq!(text(decimals.clone(), 0).as_deref(), Some("-123.4500"));
+        assert_eq!(text(decimals.clone(), 1).as_deref(), Some("0.0005"));
+        assert_eq!(text(decimals, 2).as_deref(), Some("922337203685477.5807"));
         let floats: ArrayRef = Arc::new(Float64Array::from(vec![0.1, f64::NAN]));
-        assert_eq!(literal(floats.clone(), 0).as_deref(), Ok("1e-1"));
-        assert!(literal(floats, 1).is_err_and(|e| e.contains("finite numbers only")));
+        assert_eq!(text(floats.clone(), 0).as_deref(), Some("1e-1"));
+        assert!(matches!(literal(floats, 1), Err(LiteralError::NotFinite)));
+        let far: ArrayRef = Arc::new(Date32Array::from(vec![2_932_897]));
+        assert!(matches!(literal(far, 0), Err(LiteralError::DateOutOfRange)));
+        let list: ArrayRef = Arc::new(arrow::array::ListArray::new_null(
+            Arc::new(arrow::datatypes::Field::new("item", DataType::Int32, true)),
+            1,
+        ));
+        assert!(matches!(
+            literal(list, 0),
+            Err(LiteralError::Unwritable(DataType::List(_)))
+        ));
         let dates: ArrayRef = Arc::new(Date32Array::from(vec![-354_285, 2_932_896]));
-        assert_eq!(literal(dates.clone(), 0).as_deref(), Ok("'1000-01-01'"));
-        assert_eq!(literal(dates, 1).as_deref(), Ok("'9999-12-31'"));
+        assert_eq!(text(dates.clone(), 0).as_deref(), Some("'1000-01-01'"));
+        assert_eq!(text(dates, 1).as_deref(), Some("'9999-12-31'"));
         let times: ArrayRef = Arc::new(Time64MicrosecondArray::from(vec![3_723_000_004]));
-        assert_eq!(literal(times, 0).as_deref(), Ok("'01:02:03.000004'"));
+        assert_eq!(text(times, 0).as_deref(), Some("'01:02:03.000004'"));
         let stamps: ArrayRef =
             Arc::new(TimestampMicrosecondArray::from(vec![-1]).with_timezone("+00:00"));
         assert_eq!(
-            literal(stamps, 0).as_deref(),
-            Ok("'1969-12-31 23:59:59.999999'")
+            text(stamps, 0).as_deref(),
+            Some("'1969-12-31 23:59:59.999999'")
         );
     }
 

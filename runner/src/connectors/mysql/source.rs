@@ -208,17 +208,30 @@ fn column_list(columns: &[(String, ReadType)]) -> String {
         .join(", ")
 }
 
+/// Why a watermark cannot be compared with its cursor column; the caller names the column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum CursorError {
+    #[error(
+        "the watermark `{watermark}` is not {expected} (reset it with `synqx state reset` or set it with `synqx state set`)"
+    )]
+    Watermark {
+        watermark: String,
+        expected: &'static str,
+    },
+    #[error("a column of type {0} cannot be a cursor")]
+    Unsupported(DataType),
+}
+
 /// The watermark as a literal compared in the cursor column's type: numbers unquoted once
 /// they parse, times cast to the column's type, strings quoted.
 pub(super) fn cursor_literal(
     filter: &CursorFilter,
     data_type: &DataType,
-) -> Result<String, String> {
+) -> Result<String, CursorError> {
     let after = filter.after.trim();
-    let invalid = |what: &str| {
-        format!(
-            "the watermark `{after}` is not {what} (reset it with `synqx state reset` or set it with `synqx state set`)"
-        )
+    let invalid = |expected: &'static str| CursorError::Watermark {
+        watermark: after.to_string(),
+        expected,
     };
     Ok(match data_type {
         DataType::Int8
@@ -273,7 +286,7 @@ pub(super) fn cursor_literal(
             string(&mut out, after);
             out
         }
-        other => return Err(format!("a column of type {other} cannot be a cursor")),
+        other => return Err(CursorError::Unsupported(other.clone())),
     })
 }
 
@@ -461,6 +474,16 @@ mod tests {
             lit("-1.50", DataType::Decimal128(5, 2)).as_deref(),
             Ok("-1.50")
         );
-        assert!(lit("1 OR 1=1", DataType::Decimal128(5, 2)).is_err());
+        assert_eq!(
+            lit("1 OR 1=1", DataType::Decimal128(5, 2)),
+            Err(CursorError::Watermark {
+                watermark: "1 OR 1=1".into(),
+                expected: "a decimal"
+            })
+        );
+        assert_eq!(
+            lit("1", DataType::Binary),
+            Err(CursorError::Unsupported(DataType::Binary))
+        );
     }
 }

@@ -158,10 +158,27 @@ pub(super) fn read_type(column_type: &str, json: bool) -> Option<ReadType> {
     read
 }
 
+/// Why an Arrow field has no MySQL column type; the caller names the column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ColumnTypeError {
+    #[error(
+        "decimal({precision},{scale}) does not fit MySQL's decimal (precision up to 65, scale 0 to 30)"
+    )]
+    Decimal { precision: u8, scale: i8 },
+    #[error(
+        "the type {0} has no MySQL column type; cast it to a string or number in a transform first"
+    )]
+    Unsupported(DataType),
+}
+
 /// The column type a table created for an Arrow field gets. `key`: the column is part of the
 /// primary key, which MySQL cannot index as longtext or longblob without a prefix length.
 /// `uuid_type`: the server has MariaDB's `uuid`. Errors say why the type cannot be stored.
-pub(super) fn declared_type(field: &Field, key: bool, uuid_type: bool) -> Result<String, String> {
+pub(super) fn declared_type(
+    field: &Field,
+    key: bool,
+    uuid_type: bool,
+) -> Result<String, ColumnTypeError> {
     let extension = field.metadata().get(EXTENSION).map(String::as_str);
     Ok(match field.data_type() {
         DataType::Null => "longtext".into(),
@@ -181,9 +198,10 @@ pub(super) fn declared_type(field: &Field, key: bool, uuid_type: bool) -> Result
         | DataType::Decimal128(p, s)
         | DataType::Decimal256(p, s) => {
             if *p > 65 || *s < 0 || *s > 30 {
-                return Err(format!(
-                    "decimal({p},{s}) does not fit MySQL's decimal (precision up to 65, scale 0 to 30)"
-                ));
+                return Err(ColumnTypeError::Decimal {
+                    precision: *p,
+                    scale: *s,
+                });
             }
             format!("decimal({p},{s})")
         }
@@ -213,11 +231,7 @@ pub(super) fn declared_type(field: &Field, key: bool, uuid_type: bool) -> Result
                 uuid_type,
             );
         }
-        other => {
-            return Err(format!(
-                "the type {other} has no MySQL column type; cast it to a string or number in a transform first"
-            ));
-        }
+        other => return Err(ColumnTypeError::Unsupported(other.clone())),
     })
 }
 
@@ -322,7 +336,12 @@ mod tests {
                 false,
                 true
             )
-            .is_err_and(|e| e.contains("precision up to 65"))
+            .is_err_and(|e| e
+                == ColumnTypeError::Decimal {
+                    precision: 70,
+                    scale: 2
+                }
+                && e.to_string().contains("precision up to 65"))
         );
         let list = DataType::List(std::sync::Arc::new(Field::new(
             "item",
