@@ -10,7 +10,7 @@ use arrow::datatypes::DataType;
 use bytes::{BufMut, BytesMut};
 
 use super::codec_decode::{EPOCH_DAYS, EPOCH_MICROS};
-use super::numeric;
+use super::numeric::{self, NumericError};
 use super::types::{PgType, oid};
 
 /// PostgreSQL's date range in days from 2000-01-01: Julian day 0 (4714-11-24 BC) up to
@@ -22,6 +22,35 @@ const PG_DATE_END: i64 = 2_147_483_494 - 2_451_545;
 const PG_TIMESTAMP_MIN: i64 = -211_813_488_000_000_000;
 const PG_TIMESTAMP_END: i64 = 9_223_371_331_200_000_000;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Why PostgreSQL cannot take a value; the caller names the row, the column and its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The value became null when converted from its Arrow type (a failed cast).
+    #[error("it cannot be converted from Arrow {from}")]
+    Unconvertible { from: DataType },
+    #[error("{0}; write it as decimal digits")]
+    Numeric(#[source] NumericError),
+    #[error(
+        "PostgreSQL text cannot hold the NUL character (\\0); remove it in a transform, e.g. replace(column, chr(0), '')"
+    )]
+    NulInText,
+    #[error("{bytes} bytes exceed PostgreSQL's 1 GB value limit")]
+    TooLong { bytes: usize },
+    #[error("outside PostgreSQL's date range (4713 BC to 5874897 AD)")]
+    DateOutOfRange,
+    #[error("outside the 24 hours of a time of day")]
+    NotATimeOfDay,
+    #[error("outside PostgreSQL's timestamp range (4713 BC to 294276 AD)")]
+    TimestampOutOfRange,
+    /// An element of an array value, counted from 1.
+    #[error("element {element}: {source}")]
+    Element {
+        element: usize,
+        #[source]
+        source: Box<EncodeError>,
+    },
+}
 
 /// How the values of one target column are written; chosen once from its type.
 #[derive(Clone, Debug)]
@@ -158,7 +187,7 @@ impl<'a> View<'a> {
 
     /// Appends value `i` as a field; Err says why PostgreSQL cannot take it.
     #[inline]
-    pub fn put(&self, i: usize, buf: &mut BytesMut) -> Result<(), String> {
+    pub fn put(&self, i: usize, buf: &mut BytesMut) -> Result<(), EncodeError> {
         if self.is_null(i) {
             buf.put_i32(-1);
             return Ok(());
@@ -189,13 +218,14 @@ impl<'a> View<'a> {
                 buf.put_f64(a.value(i));
             }
             View::Decimal(a, scale) => numeric::put_i128(a.value(i), *scale, buf),
-            View::NumericText(a) => numeric::put_text(a.value(i), buf)
-                .map_err(|e| format!("{e}; write it as decimal digits"))?,
+            View::NumericText(a) => {
+                numeric::put_text(a.value(i), buf).map_err(EncodeError::Numeric)?
+            }
             View::Text(a) => {
                 let text = a.value(i).as_bytes();
                 // PostgreSQL refuses it for the whole COPY, naming neither row nor column.
                 if text.contains(&0) {
-                    return Err("PostgreSQL text cannot hold the NUL character (\\0); remove it in a transform, e.g. replace(column, chr(0), '')".into());
+                    return Err(EncodeError::NulInText);
                 }
                 put_bytes(text, buf)?
             }
@@ -214,7 +244,7 @@ impl<'a> View<'a> {
             View::Date(a) => {
                 let days = i64::from(a.value(i)) - i64::from(EPOCH_DAYS);
                 if !(PG_DATE_MIN..PG_DATE_END).contains(&days) {
-                    return Err("outside PostgreSQL's date range (4713 BC to 5874897 AD)".into());
+                    return Err(EncodeError::DateOutOfRange);
                 }
                 buf.put_i32(4);
                 buf.put_i32(days as i32);
@@ -222,7 +252,7 @@ impl<'a> View<'a> {
             View::Time(a) => {
                 let micros = a.value(i);
                 if !(0..=MICROS_PER_DAY).contains(&micros) {
-                    return Err("outside the 24 hours of a time of day".into());
+                    return Err(EncodeError::NotATimeOfDay);
                 }
                 buf.put_i32(8);
                 buf.put_i64(micros);
@@ -230,9 +260,7 @@ impl<'a> View<'a> {
             View::Timestamp(a) => {
                 let micros = a.value(i).checked_sub(EPOCH_MICROS).unwrap_or(i64::MIN);
                 if !(PG_TIMESTAMP_MIN..PG_TIMESTAMP_END).contains(&micros) {
-                    return Err(
-                        "outside PostgreSQL's timestamp range (4713 BC to 294276 AD)".into(),
-                    );
+                    return Err(EncodeError::TimestampOutOfRange);
                 }
                 buf.put_i32(8);
                 buf.put_i64(micros);
@@ -260,9 +288,10 @@ impl<'a> View<'a> {
                     buf.put_i32(1);
                 }
                 for j in start..end {
-                    items
-                        .put(j, buf)
-                        .map_err(|e| format!("element {}: {e}", j - start + 1))?;
+                    items.put(j, buf).map_err(|e| EncodeError::Element {
+                        element: j - start + 1,
+                        source: Box::new(e),
+                    })?;
                 }
                 let len = length(buf.len() - at - 4)?;
                 buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
@@ -272,11 +301,11 @@ impl<'a> View<'a> {
     }
 }
 
-fn length(n: usize) -> Result<i32, String> {
-    i32::try_from(n).map_err(|_| format!("{n} bytes exceed PostgreSQL's 1 GB value limit"))
+fn length(n: usize) -> Result<i32, EncodeError> {
+    i32::try_from(n).map_err(|_| EncodeError::TooLong { bytes: n })
 }
 
-fn put_bytes(v: &[u8], buf: &mut BytesMut) -> Result<(), String> {
+fn put_bytes(v: &[u8], buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_i32(length(v.len())?);
     buf.put_slice(v);
     Ok(())

@@ -17,7 +17,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 
-use super::codec_encode::{Kind, View, parse_uuid};
+use super::codec_encode::{EncodeError, Kind, View, parse_uuid};
 use super::copy_out::SIGNATURE;
 use super::types::{PgType, arrow_type};
 use crate::error::{BadRow, Error, Result};
@@ -110,7 +110,9 @@ impl CopyInEncoder {
                     original.as_ref(),
                     row,
                     first_row,
-                    format!("it cannot be converted from Arrow {}", original.data_type()),
+                    EncodeError::Unconvertible {
+                        from: original.data_type().clone(),
+                    },
                 ));
             }
             converted.push(array);
@@ -195,7 +197,7 @@ impl CopyInEncoder {
         original: &dyn Array,
         row: usize,
         first_row: u64,
-        reason: String,
+        reason: EncodeError,
     ) -> Error {
         let mut bad = BadRow::new(
             format!("{}, row {}", self.context, first_row + row as u64),

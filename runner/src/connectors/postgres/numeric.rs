@@ -17,33 +17,26 @@ const MINUS_INFINITY: u16 = 0xF000;
 const DSCALE_MAX: i64 = 0x3FFF;
 
 /// Why a numeric value has no Decimal128 or wire form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NumericError {
     /// The bytes are not a binary numeric.
+    #[error("malformed binary numeric")]
     Malformed,
     /// `NaN`, which Decimal128 cannot hold.
+    #[error("NaN has no decimal value")]
     NaN,
     /// `Infinity` or `-Infinity`, which Decimal128 cannot hold.
+    #[error("infinity has no decimal value")]
     Infinity,
     /// More digits than Decimal128 holds.
+    #[error("too many digits for a 38-digit decimal")]
     Overflow,
     /// More fractional digits than the target scale keeps.
+    #[error("more fractional digits than the column's scale")]
     Inexact,
     /// Text that is not a number.
+    #[error("not a number")]
     NotANumber,
-}
-
-impl std::fmt::Display for NumericError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Malformed => "malformed binary numeric",
-            Self::NaN => "NaN has no decimal value",
-            Self::Infinity => "infinity has no decimal value",
-            Self::Overflow => "too many digits for a 38-digit decimal",
-            Self::Inexact => "more fractional digits than the column's scale",
-            Self::NotANumber => "not a number",
-        })
-    }
 }
 
 struct Header {

@@ -298,9 +298,22 @@ fn extension(field: &Field) -> Option<&str> {
     field.metadata().get(EXTENSION_NAME).map(String::as_str)
 }
 
+/// Why an Arrow field has no PostgreSQL column type; the caller names the column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DdlTypeError {
+    #[error(
+        "nested list {0} cannot be stored: PostgreSQL arrays of arrays must be rectangular; flatten it or serialize it to JSON text first"
+    )]
+    NestedList(DataType),
+    #[error(
+        "Arrow type {0} has no PostgreSQL column type; select its fields or serialize it to JSON text first"
+    )]
+    Unsupported(DataType),
+}
+
 /// The column type CREATE TABLE / ALTER TABLE ADD COLUMN uses for an Arrow field (reads the
 /// extension metadata). Err says why the type cannot be stored (e.g. a struct or map).
-pub fn ddl_type(field: &Field) -> Result<String, String> {
+pub fn ddl_type(field: &Field) -> Result<String, DdlTypeError> {
     use DataType as D;
     Ok(match field.data_type() {
         D::Boolean => "boolean".into(),
@@ -327,19 +340,12 @@ pub fn ddl_type(field: &Field) -> Result<String, String> {
         D::Interval(_) | D::Duration(_) => "interval".into(),
         D::List(item) | D::LargeList(item) => match item.data_type() {
             D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::ListView(_) => {
-                return Err(format!(
-                    "nested list {} cannot be stored: PostgreSQL arrays of arrays must be rectangular; flatten it or serialize it to JSON text first",
-                    field.data_type()
-                ));
+                return Err(DdlTypeError::NestedList(field.data_type().clone()));
             }
             _ => format!("{}[]", ddl_type(item)?),
         },
         D::Null => "text".into(),
-        other => {
-            return Err(format!(
-                "Arrow type {other} has no PostgreSQL column type; select its fields or serialize it to JSON text first"
-            ));
-        }
+        other => return Err(DdlTypeError::Unsupported(other.clone())),
     })
 }
 
@@ -442,12 +448,14 @@ mod tests {
         );
         assert_eq!(ddl(list(DataType::Int64)).unwrap(), "bigint[]");
         assert_eq!(ddl(DataType::Null).unwrap(), "text");
-        assert!(
-            ddl(list(list(DataType::Int64)))
-                .unwrap_err()
-                .contains("nested list")
-        );
+        let nested = list(list(DataType::Int64));
+        assert_eq!(ddl(nested.clone()), Err(DdlTypeError::NestedList(nested)));
         let s = DataType::Struct(vec![Field::new("a", DataType::Int32, true)].into());
-        assert!(ddl(s).unwrap_err().contains("no PostgreSQL column type"));
+        assert!(
+            ddl(s)
+                .unwrap_err()
+                .to_string()
+                .contains("no PostgreSQL column type")
+        );
     }
 }
