@@ -66,6 +66,10 @@ impl AmbientCredentials {
 /// the fields of a Connection without the secret values, which exist only where it runs.
 pub const PLACEHOLDER: &str = "synqx-validate-placeholder";
 
+/// Credentials with fewer characters than this are removed only where they stand as a word of
+/// their own (see [`Redactor::remember`]).
+pub const SHORT_CREDENTIAL: usize = 8;
+
 /// The credential values resolved so far, removed from any text a message could carry. Clones
 /// share the values: the run has one.
 #[derive(Clone, Default)]
@@ -94,8 +98,15 @@ impl Redactor {
     /// Remembers a credential (a password, a key, a token), as it is and percent-encoded (as
     /// a URL, a query string or a driver's connection string carries it); it is removed
     /// wherever it occurs. Empty values are ignored (they would match everywhere).
+    ///
+    /// A credential shorter than [`SHORT_CREDENTIAL`] characters is removed where it stands as
+    /// a word of its own, like a user name: a short password such as `synqx` or `etl` is also
+    /// a piece of the names a message must show (`__synqx_new_orders`, `etl_prod`), and
+    /// removing it inside them would garble them while hiding nothing. Wherever a credential
+    /// is actually written out (a URL, a connection string, a quoted value, a header) it stands
+    /// between separators, and is removed there.
     pub fn remember(&self, value: &str) {
-        self.add(value, false);
+        self.add(value, value.chars().count() < SHORT_CREDENTIAL);
     }
 
     /// Remembers a name that must not be shown (a user name from a Secret or a sealed value):
@@ -427,10 +438,30 @@ mod tests {
             ),
             "user \"***\" cannot open synqx_ferretdb or synqx2 at postgres://***@h (***); ***@opsx x***"
         );
-        // The same value taken as a credential is removed wherever it occurs.
-        let password = s.secret("c", "g", &SecretValue::from_secret("db", "user"));
-        assert_eq!(password.ok().as_deref(), Some("synqx"));
-        assert_eq!(redactor.redact("synqx_ferretdb"), "***_ferretdb");
+    }
+
+    #[test]
+    fn a_short_credential_is_redacted_where_it_stands_as_a_word() {
+        let docs = [
+            secret("db", "password", "synqx"),
+            secret("db", "long", "s3cr3t-long"),
+        ];
+        let s = Secrets::new(docs.iter(), []);
+        let redactor = s.redactor();
+        let short = s.secret("c", "f", &SecretValue::from_secret("db", "password"));
+        assert_eq!(short.ok().as_deref(), Some("synqx"));
+        let long = s.secret("c", "g", &SecretValue::from_secret("db", "long"));
+        assert_eq!(long.ok().as_deref(), Some("s3cr3t-long"));
+        // Written out, a short password stands between separators and is removed; inside the
+        // names SynqX and the user give to tables, it is left so that the names stay readable.
+        assert_eq!(
+            redactor.redact(
+                "postgres://u:synqx@h/db password=synqx; 'synqx' staged __synqx_new_orders in synqx_lake"
+            ),
+            "postgres://u:***@h/db password=***; '***' staged __synqx_new_orders in synqx_lake"
+        );
+        // A credential of 8 characters or more is removed wherever it occurs.
+        assert_eq!(redactor.redact("xs3cr3t-longx"), "x***x");
     }
 
     #[test]
