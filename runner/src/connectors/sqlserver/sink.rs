@@ -29,8 +29,8 @@ use super::statements::{
     ORDINAL_COLUMN, add_columns, columns_query, create_table, insert_select, merge, swap,
 };
 use super::transaction::{batch, execute, rollback};
-use super::types::column_type;
-use super::write_values::{Wire, WireColumn};
+use super::types::{ColumnTypeError, column_type};
+use super::write_values::{Wire, WireColumn, WriteValueError};
 use crate::connectors::formats::convert::value_text;
 use crate::connectors::sql::dialect::{
     ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
@@ -269,12 +269,13 @@ impl SqlDialect for SqlServerConfig {
                     WireColumn::new(*wire, array)
                         .map(|w| (w, array))
                         .map_err(|e| {
-                            // A failed cast quotes the value after the first colon.
-                            let bad = match e.split_once(": ") {
-                                Some((what, detail)) => {
-                                    BadRow::new(here, format!("{what} failed")).value(detail)
+                            // A failed cast quotes the value in Arrow's error.
+                            let bad = match e {
+                                WriteValueError::Cast { to, source } => {
+                                    BadRow::new(here, format!("converting to {to} failed"))
+                                        .value(source.to_string())
                                 }
-                                None => BadRow::new(here, e),
+                                other => BadRow::new(here, other.to_string()),
                             };
                             Error::from(bad.column(c.name()))
                         })
@@ -366,19 +367,22 @@ impl SqlDialect for SqlServerConfig {
 
 /// The SQL Server type of a column created for `field`.
 fn sql_type(at: &str, field: &Field, in_key: bool) -> Result<String> {
-    column_type(field, in_key).map_err(|why| unsupported(at, field, &why))
+    column_type(field, in_key).map_err(|why| unsupported(at, why))
 }
 
 /// How values of `field` go over the wire in a bulk load.
 fn wire(at: &str, field: &Field) -> Result<Wire> {
-    Wire::of(field).ok_or_else(|| unsupported(at, field, &field.data_type().to_string()))
+    Wire::of(field).ok_or_else(|| {
+        let why = ColumnTypeError::Unsupported {
+            column: field.name().clone(),
+            data_type: field.data_type().clone(),
+        };
+        unsupported(at, why)
+    })
 }
 
-fn unsupported(at: &str, field: &Field, why: &str) -> Error {
-    Error::Config(format!(
-        "{at}: column \"{}\" has the type {why}, which SQL Server cannot store; cast it with a transform first",
-        field.name()
-    ))
+fn unsupported(at: &str, why: ColumnTypeError) -> Error {
+    Error::Config(format!("{at}: {why}"))
 }
 
 /// Runs the connector's own statements about the write's table as a batch.

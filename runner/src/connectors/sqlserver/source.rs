@@ -342,11 +342,7 @@ fn column(
 ) -> Result<ReadColumn> {
     let precision = precision.and_then(|p| u8::try_from(p).ok());
     let scale = scale.and_then(|s| i8::try_from(s).ok());
-    read_column(name, sql_type, precision, scale).map_err(|t| {
-        Error::Config(format!(
-            "{here}: column \"{name}\" has the type {t}, which synqx cannot read; cast it in a source query"
-        ))
-    })
+    read_column(name, sql_type, precision, scale).map_err(|e| Error::Config(format!("{here}: {e}")))
 }
 
 /// The column of that name: exact first, then without case (SQL Server's default collation

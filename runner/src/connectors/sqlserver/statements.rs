@@ -90,13 +90,32 @@ pub enum Source<'a> {
     Query(&'a str),
 }
 
+/// Why a watermark cannot be compared with its cursor column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("watermark `{watermark}` is not {expected} (cursor column \"{column}\" is {sql_type})")]
+    Watermark {
+        watermark: String,
+        expected: &'static str,
+        column: String,
+        sql_type: String,
+    },
+    #[error(
+        "cursor column \"{column}\" has the type {sql_type}, which cannot be compared (use a number, date, time or text column)"
+    )]
+    Uncomparable { column: String, sql_type: String },
+}
+
 /// `[cursor] > <typed literal>`, the incremental filter. The watermark is validated against
 /// the column's type so a bad value fails here with a clear message, not on the server.
-pub fn cursor_condition(column: &str, sql_type: &str, after: &str) -> Result<String, String> {
+pub fn cursor_condition(column: &str, sql_type: &str, after: &str) -> Result<String, CursorError> {
     let name = quote(column);
     let after = after.trim();
-    let bad = |what: &str| {
-        format!("watermark `{after}` is not {what} (cursor column \"{column}\" is {sql_type})")
+    let bad = |expected: &'static str| CursorError::Watermark {
+        watermark: after.to_string(),
+        expected,
+        column: column.to_string(),
+        sql_type: sql_type.to_string(),
     };
     let value = match sql_type {
         "tinyint" | "smallint" | "int" | "bigint" => after
@@ -149,9 +168,10 @@ pub fn cursor_condition(column: &str, sql_type: &str, after: &str) -> Result<Str
         }
         "char" | "varchar" | "nchar" | "nvarchar" | "sysname" => literal(after),
         other => {
-            return Err(format!(
-                "cursor column \"{column}\" has the type {other}, which cannot be compared (use a number, date, time or text column)"
-            ));
+            return Err(CursorError::Uncomparable {
+                column: column.to_string(),
+                sql_type: other.to_string(),
+            });
         }
     };
     Ok(format!("{name} > {value}"))

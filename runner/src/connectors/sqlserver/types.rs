@@ -34,6 +34,49 @@ pub struct ReadColumn {
     pub select: Select,
 }
 
+/// Why a SQL Server column cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadTypeError {
+    #[error(
+        "column \"{column}\" has the type {sql_type} with precision {precision} and scale {scale}, which synqx cannot read; cast it in a source query"
+    )]
+    Decimal {
+        column: String,
+        sql_type: String,
+        precision: u8,
+        scale: i8,
+    },
+    #[error(
+        "column \"{column}\" has the type {sql_type}, which synqx cannot read; cast it in a source query"
+    )]
+    Unknown { column: String, sql_type: String },
+}
+
+/// Why a column cannot be created for an Arrow field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ColumnTypeError {
+    #[error(
+        "column \"{column}\" has the type {data_type}, which SQL Server cannot store; cast it with a transform first"
+    )]
+    Unsupported { column: String, data_type: DataType },
+    #[error(
+        "column \"{column}\" has the type Decimal128({precision}, {scale}), which SQL Server cannot store: its decimals have at most 38 digits; cast it with a transform first"
+    )]
+    Precision {
+        column: String,
+        precision: u8,
+        scale: i8,
+    },
+    #[error(
+        "column \"{column}\" has the type Decimal128({precision}, {scale}), which SQL Server cannot store: the scale must be between 0 and the precision, and below 38; cast it with a transform first"
+    )]
+    Scale {
+        column: String,
+        precision: u8,
+        scale: i8,
+    },
+}
+
 /// The column a SQL Server type becomes. `precision`/`scale` are those of decimal and numeric
 /// columns. `Err` names the type when it cannot be read.
 pub fn read_column(
@@ -41,7 +84,7 @@ pub fn read_column(
     sql_type: &str,
     precision: Option<u8>,
     scale: Option<i8>,
-) -> Result<ReadColumn, String> {
+) -> Result<ReadColumn, ReadTypeError> {
     let sql_type = sql_type.trim().to_ascii_lowercase();
     // `sys.dm_exec_describe_first_result_set` spells types with their length: `nvarchar(50)`.
     let base = sql_type
@@ -63,7 +106,12 @@ pub fn read_column(
         "decimal" | "numeric" => {
             let (p, s) = (precision.unwrap_or(18), scale.unwrap_or(0));
             if !(1..=38).contains(&p) || s < 0 || s as u8 > p {
-                return Err(format!("{sql_type} with precision {p} and scale {s}"));
+                return Err(ReadTypeError::Decimal {
+                    column: name.to_string(),
+                    sql_type,
+                    precision: p,
+                    scale: s,
+                });
             }
             DataType::Decimal128(p, s)
         }
@@ -97,7 +145,12 @@ pub fn read_column(
             select = Select::AsWellKnownText;
             DataType::Utf8
         }
-        _ => return Err(sql_type.clone()),
+        _ => {
+            return Err(ReadTypeError::Unknown {
+                column: name.to_string(),
+                sql_type,
+            });
+        }
     };
     Ok(ReadColumn {
         name: name.to_string(),
@@ -114,7 +167,7 @@ pub fn has_extension(field: &Field, name: &str) -> bool {
 
 /// The column type a created table gives an Arrow field; `in_key` for primary-key columns,
 /// whose index keys SQL Server limits to 900 bytes. `Err` describes the unsupported type.
-pub fn column_type(field: &Field, in_key: bool) -> Result<String, String> {
+pub fn column_type(field: &Field, in_key: bool) -> Result<String, ColumnTypeError> {
     let text = |key: &str, max: &str| if in_key { key } else { max }.to_string();
     Ok(match field.data_type() {
         DataType::Boolean => "bit".into(),
@@ -127,16 +180,20 @@ pub fn column_type(field: &Field, in_key: bool) -> Result<String, String> {
         DataType::Float64 => "float".into(),
         DataType::Decimal128(p, s) => {
             if *p > 38 {
-                return Err(format!(
-                    "Decimal128({p}, {s}): SQL Server decimals have at most 38 digits"
-                ));
+                return Err(ColumnTypeError::Precision {
+                    column: field.name().clone(),
+                    precision: *p,
+                    scale: *s,
+                });
             }
             // tiberius cannot encode a decimal of scale 38, nor can a negative scale be
             // declared.
             if *s < 0 || *s >= 38 || *s as u8 > *p {
-                return Err(format!(
-                    "Decimal128({p}, {s}): the scale must be between 0 and the precision, and below 38"
-                ));
+                return Err(ColumnTypeError::Scale {
+                    column: field.name().clone(),
+                    precision: *p,
+                    scale: *s,
+                });
             }
             format!("decimal({p},{s})")
         }
@@ -154,7 +211,12 @@ pub fn column_type(field: &Field, in_key: bool) -> Result<String, String> {
         DataType::Time32(_) | DataType::Time64(_) => "time(6)".into(),
         DataType::Timestamp(_, None) => "datetime2(6)".into(),
         DataType::Timestamp(_, Some(_)) => "datetimeoffset(6)".into(),
-        other => return Err(format!("{other}")),
+        other => {
+            return Err(ColumnTypeError::Unsupported {
+                column: field.name().clone(),
+                data_type: other.clone(),
+            });
+        }
     })
 }
 
@@ -230,12 +292,16 @@ mod tests {
     fn unknown_types_and_bad_decimals_are_named() {
         assert_eq!(
             read_column("c", "vector(3)", None, None).unwrap_err(),
-            "vector(3)"
+            ReadTypeError::Unknown {
+                column: "c".into(),
+                sql_type: "vector(3)".into()
+            }
         );
-        assert!(
+        assert_eq!(
             read_column("c", "decimal", Some(40), Some(2))
                 .unwrap_err()
-                .contains("precision 40")
+                .to_string(),
+            "column \"c\" has the type decimal with precision 40 and scale 2, which synqx cannot read; cast it in a source query"
         );
         assert_eq!(
             read_column("c", "decimal", Some(38), Some(38))
@@ -300,12 +366,19 @@ mod tests {
         assert!(
             column_type(&too_wide, false)
                 .unwrap_err()
-                .contains("at most 38")
+                .to_string()
+                .contains("at most 38 digits")
         );
         let negative = Field::new("d", DataType::Decimal128(10, -2), true);
-        assert!(column_type(&negative, false).is_err());
+        assert!(matches!(
+            column_type(&negative, false),
+            Err(ColumnTypeError::Scale { scale: -2, .. })
+        ));
         let scale38 = Field::new("d", DataType::Decimal128(38, 38), true);
-        assert!(column_type(&scale38, false).is_err());
+        assert!(matches!(
+            column_type(&scale38, false),
+            Err(ColumnTypeError::Scale { scale: 38, .. })
+        ));
         let list = Field::new(
             "l",
             DataType::List(std::sync::Arc::new(Field::new(
@@ -315,7 +388,13 @@ mod tests {
             ))),
             true,
         );
-        assert!(column_type(&list, false).unwrap_err().starts_with("List"));
+        assert!(matches!(
+            column_type(&list, false),
+            Err(ColumnTypeError::Unsupported {
+                data_type: DataType::List(_),
+                ..
+            })
+        ));
         let interval = Field::new(
             "i",
             DataType::Interval(arrow::datatypes::IntervalUnit::DayTime),

@@ -13,12 +13,33 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::error::ArrowError;
 use tiberius::numeric::Numeric;
 use tiberius::time::{Date, DateTime2, DateTimeOffset, Time};
 use tiberius::{ColumnData, Uuid};
 
 use super::read_values::{DAYS_TO_UNIX_EPOCH, MAX_DATE_DAYS, MICROS_PER_DAY};
 use super::types::{UUID_EXTENSION, has_extension};
+
+/// Why a column or a value cannot go to SQL Server; the caller names the load, row and column.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteValueError {
+    #[error("converting to {to}: {source}")]
+    Cast {
+        to: DataType,
+        #[source]
+        source: ArrowError,
+    },
+    /// The column was not converted to the type its wire form reads: a defect of SynqX.
+    #[error("unexpected array type {0}")]
+    UnexpectedArray(DataType),
+    #[error("is not a uuid: it has {bytes} bytes, not 16")]
+    NotAUuid { bytes: usize },
+    #[error("is outside SQL Server's dates (0001-01-01 to 9999-12-31)")]
+    DateOutOfRange,
+    #[error("is not a time of day")]
+    NotATimeOfDay,
+}
 
 /// How the values of one Arrow column go on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,26 +120,23 @@ pub struct WireColumn {
 }
 
 impl WireColumn {
-    pub fn new(wire: Wire, array: &ArrayRef) -> Result<Self, String> {
+    pub fn new(wire: Wire, array: &ArrayRef) -> Result<Self, WriteValueError> {
         let target = wire.canonical(array.data_type());
         let array = if array.data_type() == &target {
             Arc::clone(array)
         } else {
-            cast(array, &target).map_err(|e| format!("converting to {target}: {e}"))?
+            cast(array, &target).map_err(|source| WriteValueError::Cast { to: target, source })?
         };
         Ok(Self { wire, array })
     }
 
     /// The value of one row. `Err` describes a value SQL Server cannot hold.
-    pub fn value(&self, row: usize) -> Result<ColumnData<'static>, String> {
+    pub fn value(&self, row: usize) -> Result<ColumnData<'static>, WriteValueError> {
         let a = &self.array;
         let null = a.is_null(row);
         macro_rules! prim {
             ($t:ty, $variant:ident) => {{
-                let arr = a
-                    .as_any()
-                    .downcast_ref::<$t>()
-                    .ok_or_else(|| format!("expected {} values", stringify!($t)))?;
+                let arr = downcast::<$t>(a)?;
                 ColumnData::$variant((!null).then(|| arr.value(row)))
             }};
         }
@@ -162,8 +180,8 @@ impl WireColumn {
                     ColumnData::Guid(None)
                 } else {
                     let bytes = arr.value(row);
-                    let uuid =
-                        Uuid::from_slice(bytes).map_err(|e| format!("is not a uuid: {e}"))?;
+                    let uuid = Uuid::from_slice(bytes)
+                        .map_err(|_| WriteValueError::NotAUuid { bytes: bytes.len() })?;
                     ColumnData::Guid(Some(uuid))
                 }
             }
@@ -190,7 +208,8 @@ impl WireColumn {
             }
             Wire::DateTimeOffset => {
                 let arr = a.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>();
-                let arr = arr.ok_or_else(|| "expected timestamps".to_string())?;
+                let arr =
+                    arr.ok_or_else(|| WriteValueError::UnexpectedArray(a.data_type().clone()))?;
                 match null {
                     true => ColumnData::DateTimeOffset(None),
                     // Arrow timestamps are UTC instants whatever their zone; written with
@@ -205,34 +224,34 @@ impl WireColumn {
     }
 }
 
-fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T, String> {
+fn downcast<T: 'static>(a: &ArrayRef) -> Result<&T, WriteValueError> {
     a.as_any()
         .downcast_ref::<T>()
-        .ok_or_else(|| format!("unexpected array type {}", a.data_type()))
+        .ok_or_else(|| WriteValueError::UnexpectedArray(a.data_type().clone()))
 }
 
 /// A `date` from days since 1970-01-01; `Err` outside 0001-01-01..9999-12-31.
-pub fn unix_days_to_date(days: i32) -> Result<Date, String> {
+pub fn unix_days_to_date(days: i32) -> Result<Date, WriteValueError> {
     let sql_days = i64::from(days) + DAYS_TO_UNIX_EPOCH;
     if !(0..=MAX_DATE_DAYS).contains(&sql_days) {
-        return Err("is outside SQL Server's dates (0001-01-01 to 9999-12-31)".to_string());
+        return Err(WriteValueError::DateOutOfRange);
     }
     Ok(Date::new(sql_days as u32))
 }
 
 /// A `time(6)` from microseconds since midnight.
-pub fn micros_to_time(micros: i64) -> Result<Time, String> {
+pub fn micros_to_time(micros: i64) -> Result<Time, WriteValueError> {
     if !(0..MICROS_PER_DAY).contains(&micros) {
-        return Err("is not a time of day".to_string());
+        return Err(WriteValueError::NotATimeOfDay);
     }
     Ok(Time::new(micros as u64, 6))
 }
 
 /// A `datetime2(6)` from microseconds since 1970-01-01.
-pub fn micros_to_datetime2(micros: i64) -> Result<DateTime2, String> {
+pub fn micros_to_datetime2(micros: i64) -> Result<DateTime2, WriteValueError> {
     let days = micros.div_euclid(MICROS_PER_DAY);
     let time = micros.rem_euclid(MICROS_PER_DAY);
-    let days = i32::try_from(days).map_err(|_| "is out of range".to_string())?;
+    let days = i32::try_from(days).map_err(|_| WriteValueError::DateOutOfRange)?;
     Ok(DateTime2::new(
         unix_days_to_date(days)?,
         micros_to_time(time)?,
@@ -359,18 +378,20 @@ mod tests {
             assert_eq!(dt2.time().scale(), 6);
             assert_eq!(datetime2_to_micros(dt2), micros, "{micros}");
         }
-        assert!(
-            micros_to_datetime2(first - 1)
-                .unwrap_err()
-                .contains("outside")
-        );
-        assert!(
-            micros_to_datetime2(last + 1)
-                .unwrap_err()
-                .contains("outside")
-        );
-        assert!(unix_days_to_date(2_932_897).is_err());
-        assert!(micros_to_time(MICROS_PER_DAY).is_err());
+        for outside in [first - 1, last + 1, i64::MIN] {
+            assert!(matches!(
+                micros_to_datetime2(outside),
+                Err(WriteValueError::DateOutOfRange)
+            ));
+        }
+        assert!(matches!(
+            unix_days_to_date(2_932_897),
+            Err(WriteValueError::DateOutOfRange)
+        ));
+        assert!(matches!(
+            micros_to_time(MICROS_PER_DAY),
+            Err(WriteValueError::NotATimeOfDay)
+        ));
     }
 
     #[test]
