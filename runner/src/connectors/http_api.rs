@@ -5,6 +5,7 @@
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
 use tokio::sync::mpsc;
 
 use crate::check::Reason;
@@ -120,18 +121,31 @@ pub fn json_field(field: Field) -> Field {
     )
 }
 
+/// Why [`checked_cast`] failed: Arrow has no such cast, or a value does not fit.
+#[derive(Debug, thiserror::Error)]
+pub enum CastError {
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    /// `row` counts from 1. The value is not named: the message may reach a run's status.
+    #[error("row {row}: the value does not fit {target}")]
+    DoesNotFit { row: usize, target: DataType },
+}
+
 /// A cast that fails instead of turning values into nulls, naming the first such row (not its
 /// value: the message may reach a run's status).
-pub fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, String> {
+pub fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, CastError> {
     if array.data_type() == target {
         return Ok(array.clone());
     }
-    let out = cast(array, target).map_err(|e| e.to_string())?;
+    let out = cast(array, target)?;
     if out.null_count() > array.null_count() {
         let row = (0..array.len())
             .find(|&i| array.is_valid(i) && out.is_null(i))
             .unwrap_or(0);
-        return Err(format!("row {}: the value does not fit {target}", row + 1));
+        return Err(CastError::DoesNotFit {
+            row: row + 1,
+            target: target.clone(),
+        });
     }
     Ok(out)
 }
@@ -181,7 +195,9 @@ mod tests {
     fn a_lossy_cast_names_the_row_and_not_the_value() {
         let text: ArrayRef = Arc::new(StringArray::from(vec![Some("1"), None, Some("x")]));
         assert_eq!(
-            checked_cast(&text, &DataType::Int64).unwrap_err(),
+            checked_cast(&text, &DataType::Int64)
+                .unwrap_err()
+                .to_string(),
             "row 3: the value does not fit Int64"
         );
         let ints: ArrayRef = Arc::new(Int64Array::from(vec![1]));

@@ -50,7 +50,7 @@ async fn probe(settings: Arc<SnowflakeConfig>) -> Result<(), Failure> {
         .query("SELECT CURRENT_DATABASE(), CURRENT_SCHEMA()", &[])
         .await;
     session.close().await;
-    let batches = inline_batches(&result?).map_err(Failure::protocol)?;
+    let batches = inline_batches(&result?).map_err(|e| Failure::protocol(e.to_string()))?;
     let current = |i: usize| -> Option<String> {
         let batch = batches.first()?;
         let column = arrow::compute::cast(batch.column(i), &DataType::Utf8).ok()?;

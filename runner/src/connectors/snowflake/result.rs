@@ -16,6 +16,7 @@ use arrow::buffer::Buffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
 use arrow::datatypes::{Field, Fields, Schema};
+use arrow::error::ArrowError;
 use arrow_ipc::reader::read_record_batch;
 use base64::Engine;
 use std::collections::HashMap;
@@ -23,10 +24,51 @@ use std::collections::HashMap;
 use super::connect::{Failure, Kind, Session, transport};
 use super::query::{Chunk, QueryResult};
 use super::types::ColumnType;
-use crate::connectors::http_api::checked_cast;
+use crate::connectors::http_api::{CastError, checked_cast};
+
+/// Why a result's rows cannot be read. The caller names the Connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultError {
+    #[error("the inline result is not base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("a result chunk is not valid gzip: {0}")]
+    Gzip(#[source] std::io::Error),
+    #[error("a result chunk ends in the middle of a message")]
+    Truncated,
+    #[error("a result chunk has a message of negative length {0}")]
+    NegativeLength(i32),
+    #[error("a result chunk has an unreadable message: {0}")]
+    Unreadable(#[source] ArrowError),
+    #[error("a result chunk has rows before its schema")]
+    RowsBeforeSchema,
+    #[error("a result chunk has an unexpected {0:?} message")]
+    UnexpectedMessage(arrow_ipc::MessageHeader),
+    #[error("a result chunk cannot be decoded: {0}")]
+    Undecodable(#[source] ArrowError),
+    #[error("a result batch has {batch} columns, the result describes {described}")]
+    ColumnCount { batch: usize, described: usize },
+    #[error("column \"{column}\": {source}")]
+    Column {
+        column: String,
+        #[source]
+        source: Box<ResultError>,
+    },
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    #[error(transparent)]
+    Cast(#[from] CastError),
+    #[error("a timestamp struct without \"{0}\"")]
+    MissingPart(&'static str),
+    /// A timestamp struct whose nanoseconds overflow; `row` counts from 1.
+    #[error("row {row}: timestamp out of range")]
+    TimestampOutOfRange { row: usize },
+    /// A scaled integer whose nanoseconds overflow; `row` counts from 1.
+    #[error("row {row}: value {value} out of range")]
+    ValueOutOfRange { row: usize, value: i64 },
+}
 
 /// Decodes an Arrow IPC stream (gzip-compressed or not) into its batches.
-pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
+pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, ResultError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
@@ -35,7 +77,7 @@ pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| format!("a result chunk is not valid gzip: {e}"))?;
+            .map_err(ResultError::Gzip)?;
         plain = out;
         &plain[..]
     } else {
@@ -48,11 +90,11 @@ pub fn ipc_batches(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
 /// timestamp structs declare non-nullable `epoch` and `fraction` children yet leave them
 /// unset under a null timestamp, which Arrow's own stream reader refuses. The data is still
 /// checked as any IPC read checks it; only the declared nullability is relaxed.
-fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
+fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, ResultError> {
+    use ResultError::Truncated;
     let buffer = Buffer::from(bytes.to_vec());
-    let truncated = || "a result chunk ends in the middle of a message".to_string();
-    let word = |at: usize| -> Result<i32, String> {
-        let b = buffer.get(at..at + 4).ok_or_else(truncated)?;
+    let word = |at: usize| -> Result<i32, ResultError> {
+        let b = buffer.get(at..at + 4).ok_or(Truncated)?;
         Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     let mut offset = 0usize;
@@ -67,26 +109,24 @@ fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
             offset += 4;
         }
         let Ok(length) = usize::try_from(length) else {
-            return Err(format!(
-                "a result chunk has a message of negative length {length}"
-            ));
+            return Err(ResultError::NegativeLength(length));
         };
         if length == 0 {
             break;
         }
-        let meta = buffer.get(offset..offset + length).ok_or_else(truncated)?;
+        let meta = buffer.get(offset..offset + length).ok_or(Truncated)?;
         let message = arrow_ipc::root_as_message(meta)
-            .map_err(|e| format!("a result chunk has an unreadable message: {e}"))?;
+            .map_err(|e| ResultError::Unreadable(ArrowError::ParseError(e.to_string())))?;
         offset += length;
-        let body_length = usize::try_from(message.bodyLength()).map_err(|_| truncated())?;
+        let body_length = usize::try_from(message.bodyLength()).map_err(|_| Truncated)?;
         if offset + body_length > buffer.len() {
-            return Err(truncated());
+            return Err(Truncated);
         }
         let body = buffer.slice_with_length(offset, body_length);
         offset += body_length;
         match message.header_type() {
             arrow_ipc::MessageHeader::Schema => {
-                let fb = message.header_as_schema().ok_or_else(truncated)?;
+                let fb = message.header_as_schema().ok_or(Truncated)?;
                 let declared = arrow_ipc::convert::fb_to_schema(fb);
                 let fields: Vec<Field> = declared.fields().iter().map(|f| nullable(f)).collect();
                 schema = Some(Arc::new(Schema::new_with_metadata(
@@ -95,10 +135,8 @@ fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
                 )));
             }
             arrow_ipc::MessageHeader::RecordBatch => {
-                let header = message.header_as_record_batch().ok_or_else(truncated)?;
-                let schema = schema
-                    .clone()
-                    .ok_or("a result chunk has rows before its schema")?;
+                let header = message.header_as_record_batch().ok_or(Truncated)?;
+                let schema = schema.clone().ok_or(ResultError::RowsBeforeSchema)?;
                 let batch = read_record_batch(
                     &body,
                     header,
@@ -107,14 +145,10 @@ fn decode_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, String> {
                     None,
                     &message.version(),
                 )
-                .map_err(|e| format!("a result chunk cannot be decoded: {e}"))?;
+                .map_err(ResultError::Undecodable)?;
                 batches.push(batch);
             }
-            other => {
-                return Err(format!(
-                    "a result chunk has an unexpected {other:?} message"
-                ));
-            }
+            other => return Err(ResultError::UnexpectedMessage(other)),
         }
     }
     Ok(batches)
@@ -136,13 +170,13 @@ fn nullable(field: &Field) -> Field {
 }
 
 /// The inline part of a result.
-pub fn inline_batches(result: &QueryResult) -> Result<Vec<RecordBatch>, String> {
+pub fn inline_batches(result: &QueryResult) -> Result<Vec<RecordBatch>, ResultError> {
     match result.rowset_base64.as_deref() {
         None | Some("") => Ok(Vec::new()),
         Some(text) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text)
-                .map_err(|e| format!("the inline result is not base64: {e}"))?;
+                .map_err(ResultError::Base64)?;
             ipc_batches(&bytes)
         }
     }
@@ -200,13 +234,12 @@ pub fn convert_batch(
     batch: &RecordBatch,
     columns: &[ColumnType],
     schema: &SchemaRef,
-) -> Result<RecordBatch, String> {
+) -> Result<RecordBatch, ResultError> {
     if batch.num_columns() != columns.len() {
-        return Err(format!(
-            "a result batch has {} columns, the result describes {}",
-            batch.num_columns(),
-            columns.len()
-        ));
+        return Err(ResultError::ColumnCount {
+            batch: batch.num_columns(),
+            described: columns.len(),
+        });
     }
     let arrays = batch
         .columns()
@@ -214,11 +247,13 @@ pub fn convert_batch(
         .zip(columns)
         .zip(schema.fields())
         .map(|((array, column), field)| {
-            convert(array, column, field.data_type())
-                .map_err(|e| format!("column \"{}\": {e}", column.name))
+            convert(array, column, field.data_type()).map_err(|e| ResultError::Column {
+                column: column.name.clone(),
+                source: Box::new(e),
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
 
 /// One column into its target type.
@@ -226,7 +261,7 @@ pub fn convert(
     array: &ArrayRef,
     column: &ColumnType,
     target: &DataType,
-) -> Result<ArrayRef, String> {
+) -> Result<ArrayRef, ResultError> {
     let scale = column.scale();
     match (array.data_type(), target) {
         (a, t) if a == t => Ok(array.clone()),
@@ -235,17 +270,15 @@ pub fn convert(
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64,
             DataType::Decimal128(p, s),
         ) => {
-            let ints = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let ints = cast(array, &DataType::Int64)?;
             let ints = ints.as_primitive::<Int64Type>();
             let unscaled: Decimal128Array = ints.unary(i128::from);
-            let at_scale = unscaled
-                .with_precision_and_scale(38, scale as i8)
-                .map_err(|e| e.to_string())?;
-            cast(&at_scale, &DataType::Decimal128(*p, *s)).map_err(|e| e.to_string())
+            let at_scale = unscaled.with_precision_and_scale(38, scale as i8)?;
+            Ok(cast(&at_scale, &DataType::Decimal128(*p, *s))?)
         }
-        (DataType::Decimal128(..), DataType::Int64) => checked_cast(array, target),
+        (DataType::Decimal128(..), DataType::Int64) => Ok(checked_cast(array, target)?),
         (DataType::Int8 | DataType::Int16 | DataType::Int32, DataType::Int64) => {
-            cast(array, target).map_err(|e| e.to_string())
+            Ok(cast(array, target)?)
         }
         (DataType::Struct(_), DataType::Timestamp(unit, zone)) => {
             let parts = array.as_struct();
@@ -253,12 +286,12 @@ pub fn convert(
             Ok(timestamp_array(&nanos, *unit, zone.clone()))
         }
         (DataType::Int64 | DataType::Int32, DataType::Timestamp(unit, zone)) => {
-            let scaled = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let scaled = cast(array, &DataType::Int64)?;
             let nanos = rescale_to_nanos(scaled.as_primitive::<Int64Type>(), scale)?;
             Ok(timestamp_array(&nanos, *unit, zone.clone()))
         }
         (DataType::Int64 | DataType::Int32, DataType::Time64(unit)) => {
-            let scaled = cast(array, &DataType::Int64).map_err(|e| e.to_string())?;
+            let scaled = cast(array, &DataType::Int64)?;
             let nanos = rescale_to_nanos(scaled.as_primitive::<Int64Type>(), scale)?;
             Ok(match unit {
                 TimeUnit::Nanosecond => Arc::new(Time64NanosecondArray::new(
@@ -271,18 +304,18 @@ pub fn convert(
                 )),
             })
         }
-        _ => checked_cast(array, target),
+        _ => Ok(checked_cast(array, target)?),
     }
 }
 
 /// Nanoseconds since the epoch from `{epoch (s), fraction (ns)}`; the `timezone` field of
 /// TIMESTAMP_TZ is the offset of the value's zone, and the epoch is already UTC.
-fn struct_nanos(parts: &StructArray) -> Result<Int64Array, String> {
-    let field = |name: &str| {
-        parts
+fn struct_nanos(parts: &StructArray) -> Result<Int64Array, ResultError> {
+    let field = |name: &'static str| -> Result<ArrayRef, ResultError> {
+        let part = parts
             .column_by_name(name)
-            .ok_or_else(|| format!("a timestamp struct without \"{name}\""))
-            .and_then(|a| cast(a, &DataType::Int64).map_err(|e| e.to_string()))
+            .ok_or(ResultError::MissingPart(name))?;
+        Ok(cast(part, &DataType::Int64)?)
     };
     let epoch = field("epoch")?;
     let fraction = field("fraction")?;
@@ -301,7 +334,7 @@ fn struct_nanos(parts: &StructArray) -> Result<Int64Array, String> {
             .value(i)
             .checked_mul(1_000_000_000)
             .and_then(|n| n.checked_add(fraction.value(i)))
-            .ok_or_else(|| format!("row {}: timestamp out of range", i + 1))?;
+            .ok_or(ResultError::TimestampOutOfRange { row: i + 1 })?;
         out.push(Some(nanos));
     }
     Ok(Int64Array::from(out))
@@ -311,17 +344,17 @@ fn struct_nanos(parts: &StructArray) -> Result<Int64Array, String> {
 fn rescale_to_nanos(
     values: &arrow::array::PrimitiveArray<Int64Type>,
     scale: i64,
-) -> Result<Int64Array, String> {
+) -> Result<Int64Array, ResultError> {
     let scale = scale.clamp(0, 9);
     let factor = 10i64.pow((9 - scale) as u32);
     let mut out = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         out.push(match v {
             None => None,
-            Some(v) => Some(
-                v.checked_mul(factor)
-                    .ok_or_else(|| format!("row {}: value {v} out of range", i + 1))?,
-            ),
+            Some(v) => Some(v.checked_mul(factor).ok_or(ResultError::ValueOutOfRange {
+                row: i + 1,
+                value: v,
+            })?),
         });
     }
     Ok(Int64Array::from(out))
@@ -386,7 +419,14 @@ mod tests {
             &DataType::Int64,
         )
         .unwrap_err();
-        assert_eq!(e, "row 2: the value does not fit Int64");
+        assert!(matches!(
+            e,
+            ResultError::Cast(CastError::DoesNotFit {
+                row: 2,
+                target: DataType::Int64
+            })
+        ));
+        assert_eq!(e.to_string(), "row 2: the value does not fit Int64");
     }
 
     #[test]

@@ -257,7 +257,8 @@ async fn first_column(
     bindings: &[Binding],
 ) -> Result<Vec<String>, Failure> {
     let result = session.query(sql, bindings).await?;
-    let mut batches = super::result::inline_batches(&result).map_err(Failure::protocol)?;
+    let mut batches =
+        super::result::inline_batches(&result).map_err(|e| Failure::protocol(e.to_string()))?;
     // Results beyond the inline part come in chunks.
     for chunk in &result.chunks {
         batches.extend(session.chunk(&result, chunk).await?);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::config::SnowflakeConfig;
 use super::connect::{Failure, Session};
 use super::query::{Binding, QueryResult};
-use super::result::{convert_batch, inline_batches};
+use super::result::{ResultError, convert_batch, inline_batches};
 use super::sql::{incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
@@ -80,7 +80,7 @@ async fn stream_rows(
     tx: &mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
     let settings: &SnowflakeConfig = session.settings();
-    let failed = |m: String| error(settings, Failure::protocol(m));
+    let failed = |e: ResultError| error(settings, Failure::protocol(e.to_string()));
     let send = |batches: Vec<RecordBatch>| async move {
         for batch in batches {
             let batch = convert_batch(&batch, &result.rowtype, schema).map_err(failed)?;
