@@ -27,8 +27,11 @@ use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StructArray
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
+use parquet::errors::ParquetError;
 
+use super::rows::RowsError;
 use super::types::scalar_kind;
 use crate::connectors::warehouse::parquet_writer;
 
@@ -36,6 +39,19 @@ use crate::connectors::warehouse::parquet_writer;
 const NUMERIC: DataType = DataType::Decimal128(38, 9);
 /// The table's `BIGNUMERIC` as Parquet.
 const BIGNUMERIC: DataType = DataType::Decimal256(76, 38);
+
+/// Why a Parquet part cannot be written; the caller names the load.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    #[error(transparent)]
+    Rows(#[from] RowsError),
+    #[error("starting a Parquet part failed: {0}")]
+    Start(#[source] ParquetError),
+    #[error("writing a Parquet part failed: {0}")]
+    Write(#[source] ParquetError),
+    #[error("closing a Parquet part failed: {0}")]
+    Close(#[source] ParquetError),
+}
 
 /// One Parquet file being written, sized by the bytes it holds.
 #[derive(Default)]
@@ -45,18 +61,15 @@ pub struct Part {
 
 impl Part {
     /// Writes a batch; the first one fixes the file's schema.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), PartError> {
         let batch = as_loaded(batch)?;
         let writer = match &mut self.writer {
             Some(w) => w,
             None => self.writer.insert(Box::new(
-                parquet_writer(&batch.schema())
-                    .map_err(|e| format!("starting a Parquet part failed: {e}"))?,
+                parquet_writer(&batch.schema()).map_err(PartError::Start)?,
             )),
         };
-        writer
-            .write(&batch)
-            .map_err(|e| format!("writing a Parquet part failed: {e}"))
+        writer.write(&batch).map_err(PartError::Write)
     }
 
     /// The bytes the file holds so far, written and buffered.
@@ -67,35 +80,35 @@ impl Part {
     }
 
     /// The finished file, or `None` when nothing was written since the last one.
-    pub fn finish(&mut self) -> Result<Option<Vec<u8>>, String> {
+    pub fn finish(&mut self) -> Result<Option<Vec<u8>>, PartError> {
         self.writer
             .take()
-            .map(|w| {
-                w.into_inner()
-                    .map_err(|e| format!("closing a Parquet part failed: {e}"))
-            })
+            .map(|w| w.into_inner().map_err(PartError::Close))
             .transpose()
     }
 }
 
 /// The batch with each column in the type the load reads (see the module's table).
-pub fn as_loaded(batch: &RecordBatch) -> Result<RecordBatch, String> {
+pub fn as_loaded(batch: &RecordBatch) -> Result<RecordBatch, RowsError> {
     let schema = batch.schema();
     let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = schema
         .fields()
         .iter()
         .zip(batch.columns())
-        .map(|(f, a)| loaded(f, a).map_err(|e| format!("column \"{}\": {e}", f.name())))
+        .map(|(f, a)| loaded(f, a).map_err(|e| e.in_column(f.name())))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// One column as loaded, and its field (always nullable: table columns are `NULLABLE`).
-fn loaded(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
-    let to = |t: DataType| -> Result<(Field, ArrayRef), String> {
-        let array = cast(array, &t).map_err(|e| e.to_string())?;
+fn loaded(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), RowsError> {
+    let to = |t: DataType| -> Result<(Field, ArrayRef), RowsError> {
+        let array = cast(array, &t)?;
         Ok((Field::new(field.name(), t, true), array))
     };
     match array.data_type() {
@@ -131,11 +144,11 @@ fn loaded(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> 
 }
 
 /// Every value of a JSON column parses as JSON; the first that does not is named by its row.
-fn check_json(text: &ArrayRef) -> Result<(), String> {
+fn check_json(text: &ArrayRef) -> Result<(), RowsError> {
     for (i, value) in text.as_string::<i32>().iter().enumerate() {
         if let Some(value) = value {
             serde_json::from_str::<serde::de::IgnoredAny>(value)
-                .map_err(|e| format!("row {}: not JSON: {e}", i + 1))?;
+                .map_err(|source| RowsError::NotJson { row: i + 1, source })?;
         }
     }
     Ok(())
@@ -143,12 +156,12 @@ fn check_json(text: &ArrayRef) -> Result<(), String> {
 
 /// A list column: NULL lists empty, items as loaded, under the `element` name of Parquet's
 /// LIST layout that list inference reads.
-fn list(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
+fn list(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), RowsError> {
     let item = match array.data_type() {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => f.clone(),
-        other => return Err(format!("{other} is not a list")),
+        other => return Err(not_a(other, "list")),
     };
-    let lists = cast(array, &DataType::List(item.clone())).map_err(|e| e.to_string())?;
+    let lists = cast(array, &DataType::List(item.clone()))?;
     let lists = lists.as_list::<i32>();
     let offsets = lists.value_offsets();
     let mut lengths = Vec::with_capacity(lists.len());
@@ -159,15 +172,16 @@ fn list(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
             continue;
         }
         let (start, end) = (offsets[i], offsets[i + 1]);
-        lengths.push(usize::try_from(end - start).map_err(|e| e.to_string())?);
+        // The offsets of a valid list only grow.
+        lengths.push(usize::try_from(end - start).unwrap_or(0));
         kept.extend((start..end).map(|p| p as u64));
     }
-    let values = take(lists.values(), &UInt64Array::from(kept), None).map_err(|e| e.to_string())?;
+    let values = take(lists.values(), &UInt64Array::from(kept), None)?;
     if values.null_count() > 0 {
         let mut at = 0;
         for (row, length) in lengths.iter().enumerate() {
             if (at..at + length).any(|p| values.is_null(p)) {
-                return Err(format!("row {}: BigQuery arrays cannot hold NULL", row + 1));
+                return Err(RowsError::NullInArray { row: row + 1 });
             }
             at += length;
         }
@@ -179,8 +193,7 @@ fn list(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
         OffsetBuffer::from_lengths(lengths),
         values,
         None,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     Ok((
         Field::new(field.name(), DataType::List(element), true),
         Arc::new(array),
@@ -188,25 +201,29 @@ fn list(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
 }
 
 /// A struct column with its members as loaded.
-fn record(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), String> {
+fn record(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), RowsError> {
     let parts = array.as_struct();
     let DataType::Struct(members) = array.data_type() else {
-        return Err(format!("{} is not a struct", array.data_type()));
+        return Err(not_a(array.data_type(), "struct"));
     };
     let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = members
         .iter()
         .zip(parts.columns())
-        .map(|(f, a)| loaded(f, a).map_err(|e| format!("{}: {e}", f.name())))
+        .map(|(f, a)| loaded(f, a).map_err(|e| e.in_member(f.name())))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();
     let fields = Fields::from(fields);
-    let array = StructArray::try_new(fields.clone(), columns, parts.nulls().cloned())
-        .map_err(|e| e.to_string())?;
+    let array = StructArray::try_new(fields.clone(), columns, parts.nulls().cloned())?;
     Ok((
         Field::new(field.name(), DataType::Struct(fields), true),
         Arc::new(array),
     ))
+}
+
+/// A column whose type is not the `kind` its branch of [`loaded`] took it for: a defect.
+fn not_a(data_type: &DataType, kind: &str) -> RowsError {
+    ArrowError::InvalidArgumentError(format!("{data_type} is not a {kind}")).into()
 }
 
 #[cfg(test)]
@@ -376,7 +393,18 @@ mod tests {
             Arc::new(StringArray::from(vec![Some("{}"), Some("{nope")])),
         )]);
         let e = as_loaded(&not_json).unwrap_err();
-        assert!(e.starts_with("column \"doc\": row 2: not JSON: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("column \"doc\": row 2: not JSON: "),
+            "{e}"
+        );
+        let RowsError::Column { source, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            matches!(**source, RowsError::NotJson { row: 2, .. }),
+            "{e:?}"
+        );
         let null_item = batch(vec![(
             Field::new_list("tags", Field::new("item", DataType::Int64, true), true),
             Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
@@ -386,7 +414,7 @@ mod tests {
             ])),
         )]);
         assert_eq!(
-            as_loaded(&null_item).unwrap_err(),
+            as_loaded(&null_item).unwrap_err().to_string(),
             "column \"tags\": row 3: BigQuery arrays cannot hold NULL"
         );
     }

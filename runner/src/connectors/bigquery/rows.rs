@@ -12,20 +12,82 @@ use arrow::array::{
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Fields, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use super::types::{TableField, is_json};
-use crate::connectors::http_api::checked_cast;
+use super::types::{FieldTypeError, TableField, is_json};
+use crate::connectors::http_api::{CastError, checked_cast};
+
+/// Why rows cannot be read from a result page or written for a load. Messages name the column
+/// (and record member) and the row, never the value; the caller names the table.
+#[derive(Debug, thiserror::Error)]
+pub enum RowsError {
+    #[error("column \"{column}\": {source}")]
+    Column {
+        column: String,
+        #[source]
+        source: Box<RowsError>,
+    },
+    /// A member of a record (struct) column.
+    #[error("{member}: {source}")]
+    Member {
+        member: String,
+        #[source]
+        source: Box<RowsError>,
+    },
+    #[error("a repeated field read as {0}")]
+    RepeatedAs(DataType),
+    #[error("row {row}: the value is not a TIMESTAMP")]
+    NotATimestamp { row: usize },
+    #[error("row {row}: BYTES not in base64")]
+    NotBase64 {
+        row: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("row {row}: not JSON: {source}")]
+    NotJson {
+        row: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("row {row}: BigQuery arrays cannot hold NULL")]
+    NullInArray { row: usize },
+    #[error(transparent)]
+    Type(#[from] FieldTypeError),
+    #[error(transparent)]
+    Cast(#[from] CastError),
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+impl RowsError {
+    /// The error of column `column`.
+    pub fn in_column(self, column: &str) -> Self {
+        Self::Column {
+            column: column.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The error of record member `member`.
+    pub fn in_member(self, member: &str) -> Self {
+        Self::Member {
+            member: member.to_string(),
+            source: Box::new(self),
+        }
+    }
+}
 
 /// One page of rows as a batch of `schema` (built from `fields` by [`super::types`]).
 pub fn decode(
     fields: &[TableField],
     rows: &[Value],
     schema: &SchemaRef,
-) -> Result<RecordBatch, String> {
+) -> Result<RecordBatch, RowsError> {
     let cells: Vec<&[Value]> = rows
         .iter()
         .map(|r| {
@@ -41,23 +103,22 @@ pub fn decode(
             .iter()
             .map(|c| c.get(i).and_then(|v| v.get("v")).unwrap_or(&Value::Null))
             .collect();
-        let array = column(field, &values, target.data_type())
-            .map_err(|e| format!("column \"{}\": {e}", field.name))?;
+        let array =
+            column(field, &values, target.data_type()).map_err(|e| e.in_column(&field.name))?;
         columns.push(array);
     }
-    RecordBatch::try_new_with_options(
+    Ok(RecordBatch::try_new_with_options(
         schema.clone(),
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 /// One column from the `v` of each row.
-fn column(field: &TableField, values: &[&Value], target: &DataType) -> Result<ArrayRef, String> {
+fn column(field: &TableField, values: &[&Value], target: &DataType) -> Result<ArrayRef, RowsError> {
     if field.repeated() {
         let DataType::List(item) = target else {
-            return Err(format!("a repeated field read as {target}"));
+            return Err(RowsError::RepeatedAs(target.clone()));
         };
         let element = TableField {
             mode: None,
@@ -88,15 +149,12 @@ fn column(field: &TableField, values: &[&Value], target: &DataType) -> Result<Ar
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    t.map(|t| {
-                        epoch_micros(t)
-                            .ok_or_else(|| format!("row {}: the value is not a TIMESTAMP", i + 1))
-                    })
-                    .transpose()
+                    t.map(|t| epoch_micros(t).ok_or(RowsError::NotATimestamp { row: i + 1 }))
+                        .transpose()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let array = TimestampMicrosecondArray::from(micros).with_timezone("UTC");
-            checked_cast(&(Arc::new(array) as ArrayRef), target)
+            Ok(checked_cast(&(Arc::new(array) as ArrayRef), target)?)
         }
         "BYTES" => {
             let bytes = text
@@ -106,19 +164,19 @@ fn column(field: &TableField, values: &[&Value], target: &DataType) -> Result<Ar
                     t.map(|t| {
                         STANDARD
                             .decode(t)
-                            .map_err(|_| format!("row {}: BYTES not in base64", i + 1))
+                            .map_err(|source| RowsError::NotBase64 { row: i + 1, source })
                     })
                     .transpose()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let array = BinaryArray::from_iter(bytes);
-            checked_cast(&(Arc::new(array) as ArrayRef), target)
+            Ok(checked_cast(&(Arc::new(array) as ArrayRef), target)?)
         }
-        _ => checked_cast(&(Arc::new(text) as ArrayRef), target),
+        _ => Ok(checked_cast(&(Arc::new(text) as ArrayRef), target)?),
     }
 }
 
-fn record(field: &TableField, values: &[&Value], children: &Fields) -> Result<ArrayRef, String> {
+fn record(field: &TableField, values: &[&Value], children: &Fields) -> Result<ArrayRef, RowsError> {
     let nulls = NullBuffer::from(values.iter().map(|v| !v.is_null()).collect::<Vec<_>>());
     let mut arrays = Vec::with_capacity(children.len());
     for (i, (child, target)) in field.fields.iter().zip(children.iter()).enumerate() {
@@ -133,12 +191,14 @@ fn record(field: &TableField, values: &[&Value], children: &Fields) -> Result<Ar
             .collect();
         arrays.push(
             column(child, &child_values, target.data_type())
-                .map_err(|e| format!("{}: {e}", child.name))?,
+                .map_err(|e| e.in_member(&child.name))?,
         );
     }
-    StructArray::try_new(children.clone(), arrays, Some(nulls))
-        .map(|a| Arc::new(a) as ArrayRef)
-        .map_err(|e| e.to_string())
+    Ok(Arc::new(StructArray::try_new(
+        children.clone(),
+        arrays,
+        Some(nulls),
+    )?))
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -177,13 +237,13 @@ pub fn epoch_micros(text: &str) -> Option<i64> {
 }
 
 /// The batch as newline-delimited JSON, one object per row, keys the field names.
-pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), RowsError> {
     let schema = batch.schema();
     let columns = schema
         .fields()
         .iter()
         .zip(batch.columns())
-        .map(|(f, a)| values(f, a).map_err(|e| format!("column \"{}\": {e}", f.name())))
+        .map(|(f, a)| values(f, a).map_err(|e| e.in_column(f.name())))
         .collect::<Result<Vec<_>, _>>()?;
     let keys: Vec<String> = schema
         .fields()
@@ -209,12 +269,12 @@ pub fn encode(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// Each value of a column as JSON text, `None` for null.
-fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String> {
+fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, RowsError> {
     let n = array.len();
     let quoted = |text: &str| Value::String(text.to_string()).to_string();
     Ok(match array.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if is_json(field) => {
-            let text = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let text = cast(array, &DataType::Utf8)?;
             let text = text.as_string::<i32>();
             (0..n)
                 .map(|i| {
@@ -222,7 +282,7 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String
                         .then(|| {
                             serde_json::from_str::<Value>(text.value(i))
                                 .map(|v| v.to_string())
-                                .map_err(|e| format!("row {}: not JSON: {e}", i + 1))
+                                .map_err(|source| RowsError::NotJson { row: i + 1, source })
                         })
                         .transpose()
                 })
@@ -232,7 +292,7 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String
         | DataType::LargeBinary
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => {
-            let bytes = cast(array, &DataType::LargeBinary).map_err(|e| e.to_string())?;
+            let bytes = cast(array, &DataType::LargeBinary)?;
             let bytes = bytes.as_binary::<i64>();
             bytes
                 .iter()
@@ -257,8 +317,7 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String
             })
             .collect(),
         DataType::Timestamp(unit, Some(_)) => {
-            let utc = cast(array, &DataType::Timestamp(*unit, Some("+00:00".into())))
-                .map_err(|e| e.to_string())?;
+            let utc = cast(array, &DataType::Timestamp(*unit, Some("+00:00".into())))?;
             plain(&utc)?
                 .into_iter()
                 .map(|v| v.map(|t| quoted(&t)))
@@ -268,8 +327,7 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String
             let list = cast(
                 array,
                 &DataType::List(Arc::new(list_item(array.data_type()))),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let list = list.as_list::<i32>();
             let item_field = list_item(array.data_type());
             (0..n)
@@ -280,14 +338,14 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, String
                     }
                     let items = values(&item_field, &list.value(i))?;
                     if items.iter().any(Option::is_none) {
-                        return Err(format!("row {}: BigQuery arrays cannot hold NULL", i + 1));
+                        return Err(RowsError::NullInArray { row: i + 1 });
                     }
                     Ok(Some(format!(
                         "[{}]",
                         items.into_iter().flatten().collect::<Vec<_>>().join(",")
                     )))
                 })
-                .collect::<Result<_, String>>()?
+                .collect::<Result<_, RowsError>>()?
         }
         DataType::Struct(children) => {
             let parts = array.as_struct();
@@ -329,9 +387,9 @@ fn list_item(data_type: &DataType) -> Field {
 }
 
 /// Values as Arrow displays them.
-fn plain(array: &ArrayRef) -> Result<Vec<Option<String>>, String> {
+fn plain(array: &ArrayRef) -> Result<Vec<Option<String>>, ArrowError> {
     let options = FormatOptions::default();
-    let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())?;
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &options)?;
     Ok((0..array.len())
         .map(|i| array.is_valid(i).then(|| formatter.value(i).to_string()))
         .collect())
@@ -418,7 +476,7 @@ mod tests {
             json!({"f": [{"v": "x"}, {"v": null}, {"v": null}, {"v": null}, {"v": []}, {"v": null}]}),
         ];
         assert_eq!(
-            decode(&fields, &bad, &schema).unwrap_err(),
+            decode(&fields, &bad, &schema).unwrap_err().to_string(),
             "column \"id\": row 1: the value does not fit Int64"
         );
     }

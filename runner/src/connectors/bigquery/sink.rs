@@ -25,7 +25,7 @@ use synqx_api::connection::BigQueryLoadFormat;
 use synqx_api::pipeline::WriteMode;
 
 use super::client::{Client, Failure};
-use super::load::Part;
+use super::load::{Part, PartError};
 use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
@@ -248,8 +248,8 @@ enum File {
 }
 
 impl Parts<'_> {
-    fn bad(&self, detail: String) -> Error {
-        Error::bad_row(self.here, detail)
+    fn bad(&self, detail: impl std::fmt::Display) -> Error {
+        Error::bad_row(self.here, detail.to_string())
     }
 
     /// Loads what is encoded and not yet sent.
@@ -276,7 +276,9 @@ impl Staging for Parts<'_> {
         self.next_row += batch.num_rows() as i64;
         let bytes = match &mut self.part {
             File::Parquet(part) => part.write(&staged).map(|()| part.bytes()),
-            File::Json(rows) => encode(&staged, rows).map(|()| rows.len()),
+            File::Json(rows) => encode(&staged, rows)
+                .map(|()| rows.len())
+                .map_err(PartError::from),
         }
         .map_err(|e| self.bad(e))?;
         if bytes >= PART_BYTES {

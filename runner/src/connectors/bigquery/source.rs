@@ -92,7 +92,7 @@ async fn pages(
     let mut page = first;
     loop {
         let batch = decode(fields, &page.rows, schema)
-            .map_err(|e| Error::bad_row(format!("{}: {what}", settings.at()), e))?;
+            .map_err(|e| Error::bad_row(format!("{}: {what}", settings.at()), e.to_string()))?;
         for part in cut(&batch, budget) {
             if part.num_rows() > 0 && tx.send(Ok(part)).await.is_err() {
                 return Ok(());
