@@ -7,6 +7,7 @@
 //! ([`crate::secrets::Redactor`]): the message shows the redacted `detail`, and code that needs
 //! the driver's error asks [`Error::driver_error`].
 
+use crate::withheld::withhold;
 use arrow::error::ArrowError;
 use datafusion::common::DataFusionError;
 
@@ -128,19 +129,20 @@ impl Error {
         Self::BadRow(Box::new(BadRow::new(at, problem)))
     }
 
-    /// A driver's error with what was being done; its text is the detail. Use
+    /// A driver's error with what was being done; its text, with the row values a server
+    /// quoted withheld ([`withhold`]), is the detail. Use
     /// [`Error::database_detail`] where the text can carry a credential or needs a hint.
     pub fn database(context: impl Into<String>, source: impl Into<DriverError>) -> Self {
         let source = source.into();
         Self::Database {
             context: context.into(),
-            detail: source.to_string(),
+            detail: withhold(&source.to_string()),
             driver: Some(Box::new(source)),
         }
     }
 
     /// A driver's error with what was being done and the text the user reads (redacted, with
-    /// what to do).
+    /// what to do); the row values a server quoted in it are withheld ([`withhold`]).
     pub fn database_detail(
         context: impl Into<String>,
         detail: impl Into<String>,
@@ -148,7 +150,7 @@ impl Error {
     ) -> Self {
         Self::Database {
             context: context.into(),
-            detail: detail.into(),
+            detail: withhold(&detail.into()),
             driver: Some(Box::new(source.into())),
         }
     }

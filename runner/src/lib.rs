@@ -15,5 +15,6 @@ pub mod step;
 pub mod transforms;
 pub mod types;
 pub mod vault;
+pub mod withheld;
 
 pub use error::{Error, Result};

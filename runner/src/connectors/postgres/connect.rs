@@ -13,6 +13,7 @@ use crate::connectors::retry::{log_connect_retry, retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
 use crate::error::{Error, Result};
+use crate::withheld::withhold_postgres_data_exception;
 
 /// Longest wait for one connection attempt: the TCP connect, TLS and authentication.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -160,13 +161,15 @@ pub fn database(settings: &PostgresConfig, context: String, e: sqlx::Error) -> E
     Error::database_detail(context, settings.redact(server_message(&e)), e)
 }
 
-/// What the server said: message, SQLSTATE and detail. The server's hints are left out: the
+/// What the server said: message, SQLSTATE and detail, the values of a data exception
+/// withheld (the rest are withheld with every driver error's text). The server's hints are left out: the
 /// one it gives for a failed `DROP` recommends `CASCADE`, which would drop the user's views.
 pub fn server_message(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => {
-            let mut text = db.message().to_string();
-            if let Some(code) = db.code() {
+            let code = db.code().unwrap_or_default();
+            let mut text = withhold_postgres_data_exception(&code, db.message());
+            if !code.is_empty() {
                 text.push_str(&format!(" ({code})"));
             }
             if let Some(detail) = db

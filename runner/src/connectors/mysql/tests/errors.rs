@@ -248,3 +248,27 @@ async fn load_data_local_infile_is_refused_through_sqlx() {
         "{e}"
     );
 }
+
+/// A row the table refuses is named by its key, never by its values: the message reaches the
+/// run's status and Events, which readers of the run see.
+#[tokio::test]
+async fn a_refused_row_names_its_key_but_never_its_values() {
+    let db = Db::new().await;
+    db.sql("CREATE TABLE people (id BIGINT PRIMARY KEY, name VARCHAR(40) NOT NULL, UNIQUE KEY by_name (name))")
+        .await;
+    db.sql("INSERT INTO people VALUES (1, 'zq-hidden-name')")
+        .await;
+    let e = err(db
+        .write(
+            dest("people", WriteMode::Append, &[], None),
+            people(&[]).schema(),
+            vec![Ok(people(&[(2, Some("zq-hidden-name"))]))],
+        )
+        .await);
+    assert!(e.contains("Duplicate entry '…' for key 'by_name'"), "{e}");
+    assert!(!e.contains("zq-hidden"), "a value leaked: {e}");
+    assert_eq!(
+        db.dump("SELECT id, name FROM people").await,
+        ["1, zq-hidden-name"]
+    );
+}

@@ -200,11 +200,54 @@ async fn sql_statements_run_in_one_transaction_and_a_failure_rolls_all_back() {
     ];
     let e = message(crate::connectors::run_sql(&pg.conn(), &failing).await);
     assert!(
-        e.starts_with("Connection \"warehouse\": statements[1] failed, nothing was committed: invalid input syntax for type integer"),
+        e.starts_with("Connection \"warehouse\": statements[1] failed, nothing was committed: invalid input syntax for type integer: \"…\" (22P02)"),
         "{e}"
     );
+    assert!(!e.contains("not a number"), "the value leaked: {e}");
     assert_eq!(
         pg.dump(&format!("SELECT * FROM {t} ORDER BY id")).await,
         ["(1)", "(12)", "(13)"]
+    );
+}
+
+/// A row the table refuses is named by its constraint and key columns, never by its values:
+/// the message reaches the run's status and Events, which readers of the run see.
+#[tokio::test]
+async fn a_refused_row_names_its_constraint_but_never_its_values() {
+    let pg = Pg::new("pg_withheld").await;
+    let t = pg.fqn("people");
+    pg.sql(&format!(
+        "CREATE TABLE {t} (id bigint PRIMARY KEY, name text NOT NULL UNIQUE); INSERT INTO {t} VALUES (1, 'zq-hidden-name')"
+    ))
+    .await;
+    let write = |rows: &'static [(i64, Option<&'static str>)]| {
+        let batch = crate::connectors::tests::people(rows);
+        pg.write(
+            destination(&t, WriteMode::Append, &[]),
+            batch.schema(),
+            vec![Ok(batch)],
+        )
+    };
+    let duplicate = message(write(&[(2, Some("zq-hidden-name"))]).await);
+    assert!(
+        duplicate.contains(
+            "violates unique constraint \"people_name_key\" (23505); Key (name)=(…) already exists."
+        ),
+        "{duplicate}"
+    );
+    let missing = message(write(&[(3, None)]).await);
+    assert!(
+        missing.contains("violates not-null constraint (23502); Failing row contains (…)."),
+        "{missing}"
+    );
+    for e in [&duplicate, &missing] {
+        assert!(
+            !e.contains("zq-hidden") && !e.contains("(3,"),
+            "a value leaked: {e}"
+        );
+    }
+    assert_eq!(
+        pg.dump(&format!("SELECT id, name FROM {t}")).await,
+        ["(1,zq-hidden-name)"]
     );
 }
