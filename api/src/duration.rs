@@ -26,7 +26,7 @@ pub enum SizeError {
     NotASize { text: String },
     #[error("`{text}`: unknown size unit `{unit}` (B, KiB, MiB, GiB, KB, MB, GB)")]
     UnknownUnit { text: String, unit: String },
-    #[error("`{text}` is out of range")]
+    #[error("`{text}` is out of range: a size is at least 1 byte and below 16 EiB")]
     OutOfRange { text: String },
 }
 
@@ -200,7 +200,18 @@ mod tests {
         assert_eq!(parse_bytes("256MB"), Ok(256_000_000));
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert_eq!(parse_bytes("64Mi"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2_000_000_000));
         assert!(parse_bytes("8 parsecs").is_err());
-        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("12Xi").is_err());
+        assert!(parse_bytes("-1").is_err());
+        assert_eq!(
+            parse_bytes("0").map_err(|e| e.to_string()),
+            Err("`0` is out of range: a size is at least 1 byte and below 16 EiB".into())
+        );
+        assert!(matches!(
+            parse_bytes("99999999999999Gi"),
+            Err(SizeError::OutOfRange { .. })
+        ));
     }
 }

@@ -49,20 +49,31 @@ pub struct Observed {
     pub steps: Vec<StepKey>,
 }
 
+/// Why a Pipeline's stale threshold annotation is not used: the threshold falls back to 24h.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StaleAfterError {
+    #[error(
+        "annotation {annotation}: \"{text}\" must be longer than zero (e.g. 6h); using the default 24h",
+        annotation = STALE_AFTER
+    )]
+    Zero { text: String },
+    #[error("annotation {annotation}: {source}; using the default 24h", annotation = STALE_AFTER)]
+    NotADuration {
+        #[source]
+        source: synqx_api::duration::DurationError,
+    },
+}
+
 /// The stale threshold a Pipeline sets with its annotation, or the default; an annotation
 /// that is not a duration is an error that names it (the threshold falls back to 24h).
-pub fn stale_after(pipeline: &Pipeline) -> Result<Duration, String> {
+pub fn stale_after(pipeline: &Pipeline) -> Result<Duration, StaleAfterError> {
     let Some(text) = pipeline.annotations().get(STALE_AFTER) else {
         return Ok(DEFAULT_STALE_AFTER);
     };
     match synqx_api::duration::parse_duration(text) {
         Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(format!(
-            "annotation {STALE_AFTER}: \"{text}\" must be longer than zero (e.g. 6h); using the default 24h"
-        )),
-        Err(problem) => Err(format!(
-            "annotation {STALE_AFTER}: {problem}; using the default 24h"
-        )),
+        Ok(_) => Err(StaleAfterError::Zero { text: text.clone() }),
+        Err(source) => Err(StaleAfterError::NotADuration { source }),
     }
 }
 
@@ -216,13 +227,18 @@ mod tests {
         let broken = pipeline(&format!(
             "{HEAD}metadata: {{name: p, namespace: etl, annotations: {{synqx.io/stale-after: soon}}}}\nspec: {{steps: []}}\n"
         ));
-        let problem = stale_after(&broken).expect_err("not a duration");
+        let problem = stale_after(&broken)
+            .expect_err("not a duration")
+            .to_string();
         assert!(problem.contains("synqx.io/stale-after"), "{problem}");
         assert!(problem.contains("soon"), "{problem}");
         let zero = pipeline(&format!(
             "{HEAD}metadata: {{name: p, namespace: etl, annotations: {{synqx.io/stale-after: 0s}}}}\nspec: {{steps: []}}\n"
         ));
-        assert!(stale_after(&zero).is_err());
+        assert_eq!(
+            stale_after(&zero),
+            Err(StaleAfterError::Zero { text: "0s".into() })
+        );
         let observed = observe(&[broken], &[], chrono::Utc::now());
         assert_eq!(observed.stale_after.values().next(), Some(&86400.0));
     }

@@ -88,7 +88,7 @@ struct RunArgs {
     logs_dir: Option<std::path::PathBuf>,
     /// Most bytes (uncompressed) kept of one step attempt's log; later lines are dropped
     /// and a marker line says how many.
-    #[arg(long, default_value = "64Mi", value_parser = gateway::logs::parse_bytes)]
+    #[arg(long, default_value = "64Mi", value_parser = synqx_api::duration::parse_bytes)]
     logs_max_bytes: u64,
     /// The gateway's URL as step pods reach it, for their telemetry (default: the
     /// `synqx-gateway` Service of the operator's namespace on the --gateway-addr port; none

@@ -38,14 +38,23 @@ impl Policy {
     }
 }
 
+/// An `--allowed-runner-images` entry that is neither an image reference nor a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--allowed-runner-images {text:?}: expected an image reference (registry.example.com/synqx:1.2.3) or a prefix ending in * (registry.example.com/synqx:*)"
+)]
+pub struct ImagePatternError {
+    text: String,
+}
+
 /// Parses `--allowed-runner-images`: one image reference, or a prefix ending in `*`.
-pub fn parse_image_pattern(text: &str) -> Result<String, String> {
+pub fn parse_image_pattern(text: &str) -> Result<String, ImagePatternError> {
     let text = text.trim();
     let bare = text.strip_suffix('*').unwrap_or(text);
     if bare.is_empty() || bare.contains('*') || bare.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "--allowed-runner-images {text:?}: expected an image reference (registry.example.com/synqx:1.2.3) or a prefix ending in * (registry.example.com/synqx:*)"
-        ));
+        return Err(ImagePatternError {
+            text: text.to_string(),
+        });
     }
     Ok(text.to_string())
 }
@@ -172,7 +181,7 @@ mod tests {
             Ok("registry.example.com/synqx:*".to_string())
         );
         for bad in ["", "*", "a*b", "reg/x *"] {
-            let e = parse_image_pattern(bad).unwrap_err();
+            let e = parse_image_pattern(bad).unwrap_err().to_string();
             assert!(e.starts_with("--allowed-runner-images"), "{e}");
         }
     }

@@ -67,14 +67,37 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
+/// A `--step-resources` that is not a ResourceRequirements object.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--step-resources {text:?}: {source} (expected e.g. {})",
+    DEFAULT_RESOURCES
+)]
+pub struct ResourcesError {
+    text: String,
+    #[source]
+    source: serde_json::Error,
+}
+
 /// Parses `--step-resources`: a ResourceRequirements object as JSON.
-pub fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
-    serde_json::from_str(text)
-        .map_err(|e| format!("--step-resources {text:?}: {e} (expected e.g. {DEFAULT_RESOURCES})"))
+pub fn parse_resources(text: &str) -> Result<ResourceRequirements, ResourcesError> {
+    serde_json::from_str(text).map_err(|source| ResourcesError {
+        text: text.to_string(),
+        source,
+    })
+}
+
+/// A `--scratch-size-limit` that is not a Kubernetes quantity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a size: a number with an optional suffix (Ki, Mi, Gi, Ti, k, M, G, T), e.g. 4Gi"
+)]
+pub struct QuantityError {
+    text: String,
 }
 
 /// Parses `--scratch-size-limit`: a Kubernetes quantity such as `4Gi` or `500M`.
-pub fn parse_quantity(text: &str) -> Result<Quantity, String> {
+pub fn parse_quantity(text: &str) -> Result<Quantity, QuantityError> {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let suffix = &text[digits.len()..];
     let known = [
@@ -86,9 +109,9 @@ pub fn parse_quantity(text: &str) -> Result<Quantity, String> {
     if number && known.contains(&suffix) {
         Ok(Quantity(text.to_string()))
     } else {
-        Err(format!(
-            "{text:?} is not a size: a number with an optional suffix (Ki, Mi, Gi, Ti, k, M, G, T), e.g. 4Gi"
-        ))
+        Err(QuantityError {
+            text: text.to_string(),
+        })
     }
 }
 
@@ -268,8 +291,13 @@ mod tests {
         assert_eq!(env[0].name, "TMPDIR");
         assert_eq!(env[0].value.as_deref(), Some("/tmp"));
         assert_eq!(container.resources, Some(default_resources()));
-        assert_eq!(parse_resources(DEFAULT_RESOURCES), Ok(default_resources()));
-        let err = parse_resources("{\"requests\": 1}").unwrap_err();
+        assert_eq!(
+            parse_resources(DEFAULT_RESOURCES).ok(),
+            Some(default_resources())
+        );
+        let err = parse_resources("{\"requests\": 1}")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--step-resources"), "{err}");
     }
 

@@ -156,7 +156,7 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     }
     if let Err(problem) = crate::cache_metrics::stale_after(pipeline) {
         let reference = pipeline.object_ref(&());
-        ctx.event(&reference, true, "InvalidAnnotation", problem)
+        ctx.event(&reference, true, "InvalidAnnotation", problem.to_string())
             .await;
     }
 

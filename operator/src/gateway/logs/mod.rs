@@ -228,31 +228,3 @@ impl Logs {
 
 #[cfg(test)]
 mod tests;
-
-/// A size in bytes as `--logs-max-bytes` takes it: a number with an optional binary or
-/// decimal suffix (`64Mi`, `500M`, `1Gi`).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let factor: u64 = match &text[digits.len()..] {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown suffix \"{other}\" in {text}: use bytes or k, M, G, Ki, Mi, Gi (e.g. 64Mi)"
-            ));
-        }
-    };
-    let number: u64 = digits.parse().map_err(|_| {
-        format!("{text} is not a size: expected a whole number with an optional suffix, e.g. 64Mi")
-    })?;
-    match number.checked_mul(factor) {
-        Some(0) => Err("a log bound of 0 bytes keeps nothing: give at least 1Ki".into()),
-        Some(bytes) => Ok(bytes),
-        None => Err(format!("{text} is too large a size")),
-    }
-}

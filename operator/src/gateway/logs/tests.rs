@@ -263,14 +263,3 @@ fn the_route_picks_each_steps_latest_attempt_or_the_one_asked_for() {
     assert_eq!(first.keys().collect::<Vec<_>>(), ["a"]);
     assert_eq!(first["a"].lines, [line(0)]);
 }
-
-#[test]
-fn sizes_parse_with_their_suffix_and_overflow_is_refused() {
-    assert_eq!(parse_bytes("64Mi"), Ok(64 << 20));
-    assert_eq!(parse_bytes("1000"), Ok(1000));
-    assert_eq!(parse_bytes("2G"), Ok(2_000_000_000));
-    assert!(parse_bytes("0").is_err());
-    assert!(parse_bytes("12Xi").is_err());
-    assert!(parse_bytes("-1").is_err());
-    assert!(parse_bytes("99999999999999Gi").is_err());
-}
