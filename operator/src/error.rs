@@ -75,6 +75,8 @@ pub enum ErrorKind {
     Panic,
     /// A name of ours held by someone else's object.
     NameTaken,
+    /// The operator's record of a run that cannot be put into a patch.
+    Record,
 }
 
 impl ErrorKind {
@@ -90,6 +92,7 @@ impl ErrorKind {
             Self::Vault => "vault",
             Self::Panic => "panic",
             Self::NameTaken => "name_taken",
+            Self::Record => "record",
         }
     }
 }
@@ -103,7 +106,8 @@ impl Error {
             Self::Api(kube::Error::HyperError(_) | kube::Error::Service(_)) => {
                 ErrorKind::Unreachable
             }
-            Self::Api(_) | Self::Record { .. } => ErrorKind::Api,
+            Self::Api(_) => ErrorKind::Api,
+            Self::Record { .. } => ErrorKind::Record,
             Self::Revision { .. } | Self::Plan { .. } => ErrorKind::Revision,
             Self::Schedule { .. } => ErrorKind::Schedule,
             Self::ResumeFrom { .. } => ErrorKind::ResumeFrom,
@@ -155,5 +159,10 @@ mod tests {
         };
         assert_eq!(error.kind(), ErrorKind::Revision);
         assert!(std::error::Error::source(&error).is_some());
+        let record = Error::Record {
+            run: "r".into(),
+            source: serde_json::from_str::<u32>("x").expect_err("not JSON"),
+        };
+        assert_eq!(record.kind().as_str(), "record");
     }
 }
