@@ -89,16 +89,20 @@ pub struct Step {
 }
 
 impl Step {
-    /// The connection the step reads from (`sync`) or runs on (`sql`).
+    /// The Connections the step names: the source and destination of a `sync`, the Connection
+    /// a `sql` step runs on.
     pub fn connections(&self) -> Vec<&str> {
-        match (&self.sync, &self.sql) {
-            (Some(s), _) => vec![
+        // Validation allows one of `sync` and `sql`; both are named should a step carry both,
+        // so that no reader of this list (the pod's Secrets, the Pipeline's readiness) misses
+        // one.
+        let sync = self.sync.iter().flat_map(|s| {
+            [
                 s.source.connection.as_str(),
                 s.destination.connection.as_str(),
-            ],
-            (None, Some(q)) => vec![q.connection.as_str()],
-            (None, None) => Vec::new(),
-        }
+            ]
+        });
+        let sql = self.sql.iter().map(|q| q.connection.as_str());
+        sync.chain(sql).collect()
     }
 }
 
@@ -662,4 +666,23 @@ pub struct RunReference {
     /// When it started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_names_every_connection_it_uses() {
+        let step = |yaml: &str| -> Step {
+            serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"))
+        };
+        let sync = "{name: load, sync: {source: {connection: db, asset: {fqn: t}}, destination: {connection: lake, asset: {fqn: t}}}}";
+        let sql = "{name: merge, sql: {connection: warehouse, statements: [select 1]}}";
+        let both = "{name: odd, sync: {source: {connection: db, asset: {fqn: t}}, destination: {connection: lake, asset: {fqn: t}}}, sql: {connection: warehouse, statements: [select 1]}}";
+        assert_eq!(step(sync).connections(), ["db", "lake"]);
+        assert_eq!(step(sql).connections(), ["warehouse"]);
+        // The CRD refuses a step with both bodies; should one get through, none is missed.
+        assert_eq!(step(both).connections(), ["db", "lake", "warehouse"]);
+    }
 }

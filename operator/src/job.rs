@@ -221,7 +221,8 @@ impl StepJob<'_> {
     /// Whether a Connection this step uses holds a sealed value: only then does the pod get
     /// the namespace's keyring.
     fn uses_sealed_values(&self) -> bool {
-        step_connections(self.step)
+        self.step
+            .connections()
             .into_iter()
             .filter_map(|name| self.plan.connections.get(name))
             .any(vault::needs_keyring)
@@ -230,7 +231,7 @@ impl StepJob<'_> {
     /// `SYNQX_SECRET_<SECRET>__<KEY>` from `secretKeyRef`, for the Connections this step uses.
     fn secret_env(&self) -> Vec<EnvVar> {
         let mut seen = BTreeMap::new();
-        for connection in step_connections(self.step) {
+        for connection in self.step.connections() {
             let Some(spec) = self.plan.connections.get(connection) else {
                 continue;
             };
@@ -360,19 +361,6 @@ pub fn end_of(job: &Job) -> Option<&JobCondition> {
         .as_ref()?
         .iter()
         .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
-}
-
-/// The Connections a step names.
-pub fn step_connections(step: &Step) -> Vec<&str> {
-    let mut names = Vec::new();
-    if let Some(sync) = &step.sync {
-        names.push(sync.source.connection.as_str());
-        names.push(sync.destination.connection.as_str());
-    }
-    if let Some(sql) = &step.sql {
-        names.push(sql.connection.as_str());
-    }
-    names
 }
 
 #[cfg(test)]

@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use kube::ResourceExt;
 use synqx_api::dag::Plan;
 use synqx_api::validate::{Problem, validate_objects};
-use synqx_api::{Connection, Pipeline};
-
-use crate::job::step_connections;
+use synqx_api::{Connection, Pipeline, Step};
 
 /// Compiles `pipeline` with the namespace's Connections; returns the problems that concern
 /// this Pipeline or a Connection it uses, each as `synqx validate` prints it.
@@ -19,7 +17,7 @@ pub fn compile(pipeline: &Pipeline, connections: &[Connection]) -> Result<Plan, 
         .spec
         .steps
         .iter()
-        .flat_map(step_connections)
+        .flat_map(Step::connections)
         .collect();
     let used_connections: Vec<Connection> = connections
         .iter()

@@ -21,7 +21,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use synqx_api::apply::StatusApply;
 use synqx_api::pipeline::PipelineStatus;
-use synqx_api::{Connection, Pipeline, PipelineRun};
+use synqx_api::{Connection, Pipeline, PipelineRun, Step};
 
 use crate::caches::Caches;
 use crate::condition::{ConditionType, is_true};
@@ -174,7 +174,7 @@ fn used_connections(ctx: &Operator, pipeline: &Pipeline, namespace: &str) -> Vec
         .spec
         .steps
         .iter()
-        .flat_map(crate::job::step_connections)
+        .flat_map(Step::connections)
         .collect();
     used.into_iter()
         .filter_map(|name| Caches::get(&ctx.caches.connections, namespace, name))

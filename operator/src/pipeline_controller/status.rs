@@ -10,11 +10,10 @@ use synqx_api::condition::Condition;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::{PipelineStatus, PlanSummary, RunReference};
 use synqx_api::run_record::trusted_phase;
-use synqx_api::{Connection, Pipeline, PipelineRun};
+use synqx_api::{Connection, Pipeline, PipelineRun, Step};
 
 use crate::condition::{ConditionType, Reason, condition, find};
 use crate::context::rfc3339;
-use crate::job::step_connections;
 
 /// What compiling the Pipeline gave.
 pub enum Compiled<'a> {
@@ -139,7 +138,7 @@ fn connections_ready(i: &PipelineInputs<'_>, existing: &[Condition], now: &str) 
         .spec
         .steps
         .iter()
-        .flat_map(step_connections)
+        .flat_map(Step::connections)
         .collect();
     let not_ready: Vec<String> = i
         .connections

@@ -13,7 +13,7 @@ use super::observe::Observation;
 use super::status::{Created, newly_succeeded};
 use crate::context::Operator;
 use crate::error::{Error, Result, is_conflict, is_not_found};
-use crate::job::{StepJob, owned_by, refused, step_connections};
+use crate::job::{StepJob, owned_by, refused};
 use crate::secret_opt_in::OptIns;
 use crate::{policy, watermark};
 
@@ -146,7 +146,7 @@ async fn refusal(
     if !problems.is_empty() {
         return Ok(Some(problems.join("; ")));
     }
-    for name in step_connections(step) {
+    for name in step.connections() {
         if let Some(spec) = observation.plan.connections.get(name)
             && let Some(why) = opt_ins.refusal(name, spec).await?
         {
