@@ -107,6 +107,11 @@ macro_rules! each_vec {
     };
 }
 
+/// An Arrow type no SQLite value is read into; the caller names the column.
+#[derive(Debug, thiserror::Error)]
+#[error("type {0} cannot be read from SQLite")]
+struct UnreadableType(DataType);
+
 /// One column: its Arrow type, values and validity.
 struct Column {
     data_type: DataType,
@@ -115,7 +120,7 @@ struct Column {
 }
 
 impl Column {
-    fn new(data_type: &DataType) -> Result<Self, String> {
+    fn new(data_type: &DataType) -> Result<Self, UnreadableType> {
         let values = match data_type {
             DataType::Boolean => Values::Boolean(Vec::new()),
             DataType::Int8 => Values::Int8(Vec::new()),
@@ -134,7 +139,7 @@ impl Column {
             DataType::Timestamp(_, _) => Values::Timestamp(Vec::new()),
             DataType::Utf8 => Values::Utf8(Var::new()),
             DataType::Binary => Values::Binary(Var::new()),
-            other => return Err(format!("type {other} cannot be read from SQLite")),
+            other => return Err(UnreadableType(other.clone())),
         };
         Ok(Self {
             data_type: data_type.clone(),

@@ -4,6 +4,19 @@ use arrow::datatypes::DataType;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, TypeInfo, ValueRef};
 
+/// Why a stored value cannot be read; the caller names the row and column.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadError {
+    #[error(transparent)]
+    Column(#[from] sqlx::Error),
+    #[error("cannot read a {class} value: {source}")]
+    Decode {
+        class: &'static str,
+        #[source]
+        source: sqlx::error::BoxDynError,
+    },
+}
+
 /// A value as SQLite stored it.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Cell<'r> {
@@ -16,8 +29,8 @@ pub(super) enum Cell<'r> {
 
 impl Cell<'_> {
     /// Reads column `i` of a row in its storage class.
-    pub(super) fn read(row: &SqliteRow, i: usize) -> Result<Cell<'_>, String> {
-        let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    pub(super) fn read(row: &SqliteRow, i: usize) -> Result<Cell<'_>, ReadError> {
+        let raw = row.try_get_raw(i)?;
         if raw.is_null() {
             return Ok(Cell::Null);
         }
@@ -34,7 +47,7 @@ impl Cell<'_> {
             "TEXT" => <&str as Decode<Sqlite>>::decode(raw).map(Cell::Text),
             _ => <&[u8] as Decode<Sqlite>>::decode(raw).map(Cell::Blob),
         };
-        decoded.map_err(|e| format!("cannot read a {class} value: {e}"))
+        decoded.map_err(|source| ReadError::Decode { class, source })
     }
 
     /// The Arrow type of a column whose declared type says nothing, from its first value.

@@ -140,9 +140,12 @@ impl<'a> Inserter<'a> {
                 for ((value, column), array) in values.iter().zip(self.columns).zip(&arrays) {
                     value.bind(&mut args, row).map_err(|reason| {
                         Error::from(
-                            BadRow::new(format!("{at}, row {}", before + row as u64 + 1), reason)
-                                .column(&column.name)
-                                .value(value_text(array.as_ref(), row)),
+                            BadRow::new(
+                                format!("{at}, row {}", before + row as u64 + 1),
+                                reason.to_string(),
+                            )
+                            .column(&column.name)
+                            .value(value_text(array.as_ref(), row)),
                         )
                     })?;
                 }
@@ -250,18 +253,13 @@ impl<'a> Values<'a> {
     }
 
     /// Binds the value of `row`; the error says why it cannot be stored.
-    fn bind(&self, args: &mut SqliteArguments, row: usize) -> Result<(), String> {
+    fn bind(&self, args: &mut SqliteArguments, row: usize) -> Result<(), BindError> {
         match self {
             Self::Boolean(a) => add(args, a.is_valid(row).then(|| a.value(row))),
             Self::Integer(a) => add(args, a.is_valid(row).then(|| a.value(row))),
             Self::UInt64(a) => {
                 let value = match a.is_valid(row).then(|| a.value(row)) {
-                    Some(v) => Some(i64::try_from(v).map_err(|_| {
-                        format!(
-                            "the value is above the largest SQLite INTEGER, {}",
-                            i64::MAX
-                        )
-                    })?),
+                    Some(v) => Some(i64::try_from(v).map_err(|_| BindError::AboveInteger)?),
                     None => None,
                 };
                 add(args, value)
@@ -293,22 +291,35 @@ impl<'a> Values<'a> {
     }
 }
 
+/// Why a value cannot be bound; the caller names the row and column.
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    #[error("the value is above the largest SQLite INTEGER, {}", i64::MAX)]
+    AboveInteger,
+    /// `value` is the Arrow value: days or microseconds.
+    #[error("value {value} is out of the range of a {what}")]
+    OutOfRange { value: i64, what: &'static str },
+    #[error(transparent)]
+    Encode(sqlx::error::BoxDynError),
+}
+
 fn add<'q, T: Encode<'q, Sqlite> + Type<Sqlite>>(
     args: &mut SqliteArguments,
     value: T,
-) -> Result<(), String> {
-    Arguments::add(args, value).map_err(|e| e.to_string())
+) -> Result<(), BindError> {
+    Arguments::add(args, value).map_err(BindError::Encode)
 }
 
-fn text<T: std::fmt::Display + Copy>(
+fn text<T: Into<i64> + Copy>(
     value: Option<T>,
     format: impl Fn(T) -> Option<String>,
-    what: &str,
-) -> Result<Option<String>, String> {
+    what: &'static str,
+) -> Result<Option<String>, BindError> {
     match value {
         None => Ok(None),
-        Some(v) => format(v)
-            .map(Some)
-            .ok_or_else(|| format!("value {v} is out of the range of a {what}")),
+        Some(v) => format(v).map(Some).ok_or(BindError::OutOfRange {
+            value: v.into(),
+            what,
+        }),
     }
 }

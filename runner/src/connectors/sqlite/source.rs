@@ -290,17 +290,26 @@ impl Pushdown {
     }
 }
 
+/// A watermark that does not convert to the type of its cursor column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "watermark `{watermark}` does not convert to the type {type_name} of cursor column \"{column}\""
+)]
+struct CursorError {
+    watermark: String,
+    type_name: String,
+    column: String,
+}
+
 /// `cursor > bound`, with the bound converted to the column's type so SQLite compares numbers
 /// with numbers and stored text with text of the same form.
-fn pushdown(filter: &CursorFilter, data_type: Option<&DataType>) -> Result<Pushdown, String> {
+fn pushdown(filter: &CursorFilter, data_type: Option<&DataType>) -> Result<Pushdown, CursorError> {
     let column = quote(&filter.column);
     let after = filter.after.trim();
-    let bad = |t: &DataType| {
-        format!(
-            "watermark `{after}` does not convert to the type {} of cursor column \"{}\"",
-            type_name(t),
-            filter.column
-        )
+    let bad = |t: &DataType| CursorError {
+        watermark: after.to_string(),
+        type_name: type_name(t),
+        column: filter.column.clone(),
     };
     let compare = |value| Pushdown {
         condition: format!("{column} > ?"),
@@ -396,10 +405,10 @@ mod tests {
         );
         let err = pushdown(&filter("soon"), Some(&DataType::Date32))
             .err()
-            .unwrap_or_default();
+            .map(|e| e.to_string());
         assert_eq!(
-            err,
-            "watermark `soon` does not convert to the type date of cursor column \"c\""
+            err.as_deref(),
+            Some("watermark `soon` does not convert to the type date of cursor column \"c\"")
         );
     }
 
