@@ -9,6 +9,7 @@ pub mod dag;
 pub mod duration;
 pub mod gateway;
 pub mod pipeline;
+pub mod redact;
 pub mod run;
 pub mod run_record;
 pub mod runner;

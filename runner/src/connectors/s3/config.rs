@@ -1,168 +1,39 @@
-//! The Connection's `s3` block: bucket, prefix, endpoint and credentials, checked and resolved.
-//! Pure: the client is built from it only when the connector is used (`connect.rs`).
+//! The Connection's `s3` block, checked and resolved by `synqx_s3` with the run's secrets:
+//! values from the pod's environment or the given files, ambient credentials only when the
+//! operator lends them. Pure: the client is built from it only when the connector is used
+//! (`connect.rs`).
 
-use synqx_api::SecretValue;
+pub use synqx_s3::S3Settings as S3Config;
 
 use crate::connectors::ConnectionRef;
 use crate::error::{Error, Result};
-use crate::secrets::Redactor;
 
-/// A bucket and key prefix, and how to reach them.
-#[derive(Clone, Debug)]
-pub struct S3Config {
-    /// Name of the Connection, for messages.
-    pub connection: String,
-    pub bucket: String,
-    /// Empty, or the Connection's prefix with one trailing `/`.
-    pub prefix: String,
-    pub region: Option<String>,
-    pub endpoint: Option<Endpoint>,
-    /// `forcePathStyle` without an endpoint: AWS with path-style requests (or not).
-    pub path_style: Option<bool>,
-    /// Explicit keys, or the ambient AWS environment the Connection asked for and was lent.
-    pub(super) credentials: Credentials,
-    /// Knows the keys: every message passes through it.
-    pub redactor: Redactor,
-}
-
-/// An S3-compatible endpoint as object_store takes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The URL, with the bucket in the host for virtual-hosted style.
-    pub url: String,
-    pub virtual_hosted: bool,
-}
-
-/// Where a bucket's requests get their signature from.
-#[derive(Clone, Debug)]
-pub(super) enum Credentials {
-    Keys(Keys),
-    /// `AWS_*` variables, web identity, container or instance metadata: only when the
-    /// Connection asks and, in a pod, the operator lends them.
-    Ambient,
-}
-
-/// Explicit credentials. Deliberately not `Debug`-printed with their values.
-#[derive(Clone)]
-pub(super) struct Keys {
-    pub id: String,
-    pub secret: String,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(***)")
+impl From<synqx_s3::SettingsError> for Error {
+    fn from(e: synqx_s3::SettingsError) -> Self {
+        Error::Config(e.to_string())
     }
 }
 
-impl S3Config {
-    pub fn new(conn: &ConnectionRef<'_>) -> Result<Self> {
-        let name = conn.name;
-        let spec = conn.block(conn.spec.s3.as_ref())?;
-        let bucket = conn.required("s3.bucket", &spec.bucket)?.to_string();
-        let secret = |field: &str, value: &Option<SecretValue>| {
-            value.as_ref().map(|v| conn.secret(field, v)).transpose()
-        };
-        let key_id = secret("s3.accessKeyId", &spec.access_key_id)?;
-        let secret_key = secret("s3.secretAccessKey", &spec.secret_access_key)?;
-        let token = secret("s3.sessionToken", &spec.session_token)?;
-        let ambient = spec.use_ambient_credentials == Some(true);
-        let keys = match (key_id, secret_key) {
-            // Explicit keys stand alone: an ambient AWS_SESSION_TOKEN must not pair with them.
-            (Some(_), Some(_)) if ambient => {
-                return Err(Error::Config(format!(
-                    "Connection \"{name}\": s3.useAmbientCredentials cannot go with s3.accessKeyId and s3.secretAccessKey: use the keys, or remove them"
-                )));
-            }
-            (Some(id), Some(secret)) => Some(Keys { id, secret, token }),
-            (None, None) if token.is_none() => None,
-            _ => {
-                return Err(Error::Config(format!(
-                    "Connection \"{name}\": set s3.accessKeyId and s3.secretAccessKey together (s3.sessionToken only with both), or none of them with s3.useAmbientCredentials: true"
-                )));
-            }
-        };
-        let endpoint = match spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
-            Some(url) => Some(endpoint(name, url, &bucket, spec.force_path_style)?),
-            None => None,
-        };
-        let prefix = normalise_prefix(spec.prefix.as_deref().unwrap_or(""), name)?;
-        let credentials = match keys {
-            Some(keys) => Credentials::Keys(keys),
-            None if ambient => {
-                conn.secrets
-                    .ambient_credentials(name, "s3.useAmbientCredentials")?;
-                Credentials::Ambient
-            }
-            None => {
-                return Err(Error::Config(format!(
-                    "Connection \"{name}\": s3 has no credentials: set s3.accessKeyId and s3.secretAccessKey, or s3.useAmbientCredentials: true to use the AWS credentials of the environment (on a cluster the operator must allow them)"
-                )));
-            }
-        };
-        Ok(Self {
-            connection: name.to_string(),
-            prefix,
-            bucket,
-            region: spec.region.clone().filter(|r| !r.is_empty()),
-            path_style: spec.force_path_style.filter(|_| endpoint.is_none()),
-            endpoint,
-            credentials,
-            redactor: conn.secrets.redactor(),
-        })
-    }
-
-    /// `s3://bucket/prefix/relative`, for messages.
-    pub fn url(&self, relative: &str) -> String {
-        format!("s3://{}/{}{relative}", self.bucket, self.prefix)
-    }
-}
-
-/// The endpoint of `url`: path style unless `forcePathStyle` is `false`, where object_store
-/// wants the bucket in the host.
-fn endpoint(
-    connection: &str,
-    url: &str,
-    bucket: &str,
-    path_style: Option<bool>,
-) -> Result<Endpoint> {
-    let url = url.trim_end_matches('/');
-    let hosted = |url: &str| {
-        let (scheme, rest) = url.split_once("://")?;
-        (!rest.is_empty()).then(|| format!("{scheme}://{bucket}.{rest}"))
-    };
-    match path_style {
-        Some(false) => Ok(Endpoint {
-            url: hosted(url).ok_or_else(|| {
-                Error::Config(format!(
-                    "Connection \"{connection}\": s3.endpoint must be a URL such as https://minio.example:9000, got `{url}`"
-                ))
-            })?,
-            virtual_hosted: true,
-        }),
-        _ => Ok(Endpoint {
-            url: url.to_string(),
-            virtual_hosted: false,
-        }),
-    }
-}
-
-/// The prefix as keys start with it: no leading or doubled `/`, one trailing `/`.
-fn normalise_prefix(prefix: &str, connection: &str) -> Result<String> {
-    let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
-    if parts.iter().any(|p| *p == "." || *p == "..") {
-        return Err(Error::Config(format!(
-            "Connection \"{connection}\": s3.prefix `{prefix}` may not contain `.` or `..`"
-        )));
-    }
-    Ok(parts.iter().map(|p| format!("{p}/")).collect())
+/// The settings of the Connection `conn`.
+pub fn of(conn: &ConnectionRef<'_>) -> Result<S3Config> {
+    let spec = conn.block(conn.spec.s3.as_ref())?;
+    S3Config::new(
+        conn.name,
+        spec,
+        |field, value| conn.secret(field, value),
+        || {
+            conn.secrets
+                .ambient_credentials(conn.name, "s3.useAmbientCredentials")
+        },
+        conn.secrets.redactor(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use synqx_api::ConnectionSpec;
     use synqx_api::connection::S3Connection;
+    use synqx_api::{ConnectionSpec, SecretValue};
+    use synqx_s3::{Credentials, Endpoint};
 
     use super::*;
     use crate::secrets::{AmbientCredentials, Secrets};
@@ -172,7 +43,7 @@ mod tests {
             s3: Some(s3),
             ..Default::default()
         };
-        S3Config::new(&ConnectionRef {
+        of(&ConnectionRef {
             name: "lake",
             spec: &spec,
             base_dir: ".".into(),

@@ -50,7 +50,7 @@ impl Connector for S3 {
     type Config = S3Config;
 
     fn config(conn: &ConnectionRef<'_>) -> Result<S3Config> {
-        S3Config::new(conn)
+        config::of(conn)
     }
 
     fn validate_source(_config: &S3Config, source: &SourceSpec) -> Result<()> {

@@ -12,7 +12,7 @@ use synqx_api::connection::S3Connection;
 use synqx_api::{ConnectionSpec, SecretValue};
 use synqx_testkit::s3::{self as moto, Moto};
 
-use super::super::S3Config;
+use super::super::config;
 use super::super::connect::{Bucket, Patience};
 use crate::connectors::ConnectionRef;
 pub(super) use crate::connectors::formats::tests::{
@@ -87,7 +87,7 @@ impl Lake {
             base_dir: std::env::temp_dir(),
             secrets: &secrets,
         };
-        let raw = ok(S3Config::new(&conn).and_then(|c| Bucket::open(&c, Patience::TRANSFER)));
+        let raw = ok(config::of(&conn).and_then(|c| Bucket::open(&c, Patience::TRANSFER)));
         Self {
             moto,
             bucket,
