@@ -23,6 +23,57 @@ use synqx_api::connection::PaginationKind;
 
 use super::probe::{Outcome, Probe};
 
+/// Why paging cannot go on safely. Messages name the page and its URL; the caller names the
+/// Connection and redacts the URLs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    #[error(
+        "page 1 ({first_url}) says more records follow ({signal}) but has no offset, page, cursor or next link, and the API returned no other records for {tried}: set pagination.kind (and param) to what the API documents"
+    )]
+    Unpageable {
+        first_url: String,
+        signal: String,
+        tried: String,
+    },
+    #[error(
+        "page {page} ({url}) repeats page {} record for record: the API ignores the pagination parameter, so paging would never end; set pagination.kind (and param) to what the API documents",
+        page - 1
+    )]
+    Repeats { page: u64, url: String },
+    #[error(
+        "page {page} ({url}) returns cursor \"{cursor}\" at {path} again: paging would loop; check cursorPath and param"
+    )]
+    CursorRepeats {
+        page: u64,
+        url: String,
+        cursor: String,
+        path: String,
+    },
+    #[error("page {page}: the {param} parameter overflows")]
+    Overflow { page: u64, param: String },
+    #[error("page {page}: the next request {url} was already made; paging would loop")]
+    Requested { page: u64, url: String },
+    /// `what` says where the link was found: `Link header`, `next URL at /next`.
+    #[error("page {page} ({current}): the {what} \"{target}\" is not a URL: {source}")]
+    NotAUrl {
+        page: u64,
+        current: String,
+        what: String,
+        target: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error(
+        "page {page} ({current}): the {what} points to {url}, which was already read: the API's next links loop"
+    )]
+    LinksLoop {
+        page: u64,
+        current: String,
+        what: String,
+        url: String,
+    },
+}
+
 /// Where a next-page URL may be in a body (JSON pointers), tried in order.
 pub const NEXT_URL_PATHS: [&str; 12] = [
     "/next",
@@ -235,7 +286,7 @@ impl Paginator {
     }
 
     /// The request after `response`, or `Done`. Errors say why paging cannot go on safely.
-    pub fn next(&mut self, response: &Response<'_>) -> Result<Next, String> {
+    pub fn next(&mut self, response: &Response<'_>) -> Result<Next, PagingError> {
         self.pages += 1;
         let page = self.pages;
         self.visited.insert(hash_of(response.url.as_str()));
@@ -258,11 +309,10 @@ impl Paginator {
         }
         self.records += len;
         if len > 0 && self.previous == Some(fingerprint) {
-            return Err(format!(
-                "page {page} ({}) repeats page {} record for record: the API ignores the pagination parameter, so paging would never end; set pagination.kind (and param) to what the API documents",
-                response.url,
-                page - 1
-            ));
+            return Err(PagingError::Repeats {
+                page,
+                url: response.url.to_string(),
+            });
         }
         self.previous = Some(fingerprint);
         if self.style.is_none() {
@@ -306,10 +356,12 @@ impl Paginator {
                     return Ok(Next::Done);
                 };
                 if !self.visited.insert(hash_of(&format!("cursor\0{cursor}"))) {
-                    return Err(format!(
-                        "page {page} ({}) returns cursor \"{cursor}\" at {path} again: paging would loop; check cursorPath and param",
-                        response.url
-                    ));
+                    return Err(PagingError::CursorRepeats {
+                        page,
+                        url: response.url.to_string(),
+                        cursor,
+                        path,
+                    });
                 }
                 let mut url = response.url.clone();
                 set_param(&mut url, &param, &cursor);
@@ -323,13 +375,17 @@ impl Paginator {
                     Style::Offset { .. } => self.position.checked_add(len),
                     _ => self.position.checked_add(1),
                 }
-                .ok_or_else(|| format!("page {page}: the {param} parameter overflows"))?;
+                .ok_or_else(|| PagingError::Overflow {
+                    page,
+                    param: param.clone(),
+                })?;
                 let mut url = response.url.clone();
                 set_param(&mut url, param, &next.to_string());
                 if !self.visited.insert(hash_of(url.as_str())) {
-                    return Err(format!(
-                        "page {page}: the next request {url} was already made; paging would loop"
-                    ));
+                    return Err(PagingError::Requested {
+                        page,
+                        url: url.to_string(),
+                    });
                 }
                 Ok(Next::Url(url))
             }
@@ -374,18 +430,23 @@ impl Paginator {
     }
 
     /// A next URL, resolved against the current one, unless it was visited already.
-    fn follow(&mut self, current: &Url, target: &str, what: &str) -> Result<Next, String> {
-        let url = current.join(target).map_err(|e| {
-            format!(
-                "page {} ({current}): the {what} \"{target}\" is not a URL: {e}",
-                self.pages
-            )
-        })?;
+    fn follow(&mut self, current: &Url, target: &str, what: &str) -> Result<Next, PagingError> {
+        let url = current
+            .join(target)
+            .map_err(|source| PagingError::NotAUrl {
+                page: self.pages,
+                current: current.to_string(),
+                what: what.to_string(),
+                target: target.to_string(),
+                source,
+            })?;
         if !self.visited.insert(hash_of(url.as_str())) {
-            return Err(format!(
-                "page {} ({current}): the {what} points to {url}, which was already read: the API's next links loop",
-                self.pages
-            ));
+            return Err(PagingError::LinksLoop {
+                page: self.pages,
+                current: current.to_string(),
+                what: what.to_string(),
+                url: url.to_string(),
+            });
         }
         Ok(Next::Url(url))
     }

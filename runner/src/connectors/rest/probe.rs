@@ -16,7 +16,8 @@ use reqwest::Url;
 use serde_json::Value;
 
 use super::pagination::{
-    HAS_MORE_KEYS, Options, SIZE_KEYS, Style, TOTAL_KEYS, TOTAL_PAGES_KEYS, paging_field, set_param,
+    HAS_MORE_KEYS, Options, PagingError, SIZE_KEYS, Style, TOTAL_KEYS, TOTAL_PAGES_KEYS,
+    paging_field, set_param,
 };
 
 /// Page-size fields that mean the API counts pages rather than records.
@@ -38,7 +39,7 @@ pub enum Outcome {
     /// The API pages this way; the response is the second page. `first_page` is 0 or 1.
     Chosen { style: Style, first_page: u64 },
     /// No probe moved the API: the message asks for `pagination.kind`.
-    Failed(String),
+    Failed(PagingError),
 }
 
 /// A probe in progress.
@@ -129,12 +130,11 @@ impl Probe {
                     self.left.remove(0);
                     self.retry(next)
                 }
-                None => Outcome::Failed(format!(
-                    "page 1 ({}) says more records follow ({}) but has no offset, page, cursor or next link, and the API returned no other records for {}: set pagination.kind (and param) to what the API documents",
-                    self.first_url,
-                    self.signal,
-                    self.tried.join(", ")
-                )),
+                None => Outcome::Failed(PagingError::Unpageable {
+                    first_url: self.first_url.to_string(),
+                    signal: self.signal.clone(),
+                    tried: self.tried.join(", "),
+                }),
             },
         }
     }

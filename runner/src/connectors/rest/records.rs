@@ -9,6 +9,29 @@ use serde_json::Value;
 /// Keys that usually hold the records, in the order they are tried.
 pub const RECORD_KEYS: [&str; 6] = ["data", "items", "results", "records", "value", "entries"];
 
+/// Why a response has no records where they were looked for; the message says what it holds,
+/// so the user can set `recordsPath`. The caller names the page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    /// `path` as [`RecordsPath::describe`] shows it; `found` as [`kind_of`] names it.
+    #[error("{path} holds {found}, not an array of records")]
+    NotAnArray { path: String, found: &'static str },
+    #[error("recordsPath \"{pointer}\" is not in the response (top-level keys: {top_keys})")]
+    Missing { pointer: String, top_keys: String },
+    #[error("the response is {found}, not a JSON object or array")]
+    NotObjectOrArray { found: &'static str },
+    #[error(
+        "no array of records in the response (top-level keys: {top_keys}); set recordsPath to the JSON pointer of the records, e.g. /result/items"
+    )]
+    NoRecords { top_keys: String },
+    #[error(
+        "the response has several arrays of objects ({}); set recordsPath to the one that holds the records, e.g. /{}",
+        keys.join(", "),
+        keys[0]
+    )]
+    SeveralArrays { keys: Vec<String> },
+}
+
 /// Where the records of a page were found, as a JSON pointer (`""` is the body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordsPath(pub String);
@@ -17,15 +40,14 @@ impl RecordsPath {
     /// The records of a body at this path. A page without the path has no records (the last
     /// page of some APIs leaves the key out); a path that holds something other than an array
     /// is an error.
-    pub fn records<'a>(&self, body: &'a Value) -> Result<&'a [Value], String> {
+    pub fn records<'a>(&self, body: &'a Value) -> Result<&'a [Value], RecordsError> {
         match body.pointer(&self.0) {
             None | Some(Value::Null) => Ok(&[]),
             Some(Value::Array(items)) => Ok(items),
-            Some(other) => Err(format!(
-                "{} holds {}, not an array of records",
-                self.describe(),
-                kind_of(other)
-            )),
+            Some(other) => Err(RecordsError::NotAnArray {
+                path: self.describe(),
+                found: kind_of(other),
+            }),
         }
     }
 
@@ -41,28 +63,27 @@ impl RecordsPath {
 
 /// Finds the records of the first page: `explicit` when given, else by the rules of this
 /// module. The error says what the body holds, so the user can set `recordsPath`.
-pub fn locate(body: &Value, explicit: Option<&str>) -> Result<RecordsPath, String> {
+pub fn locate(body: &Value, explicit: Option<&str>) -> Result<RecordsPath, RecordsError> {
     if let Some(pointer) = explicit.filter(|p| !p.is_empty()) {
         return match body.pointer(pointer) {
             Some(Value::Array(_)) => Ok(RecordsPath(pointer.to_string())),
-            Some(other) => Err(format!(
-                "recordsPath \"{pointer}\" holds {}, not an array of records",
-                kind_of(other)
-            )),
-            None => Err(format!(
-                "recordsPath \"{pointer}\" is not in the response (top-level keys: {})",
-                top_keys(body)
-            )),
+            Some(other) => Err(RecordsError::NotAnArray {
+                path: format!("recordsPath \"{pointer}\""),
+                found: kind_of(other),
+            }),
+            None => Err(RecordsError::Missing {
+                pointer: pointer.to_string(),
+                top_keys: top_keys(body),
+            }),
         };
     }
     if body.is_array() {
         return Ok(RecordsPath(String::new()));
     }
     let Value::Object(map) = body else {
-        return Err(format!(
-            "the response is {}, not a JSON object or array",
-            kind_of(body)
-        ));
+        return Err(RecordsError::NotObjectOrArray {
+            found: kind_of(body),
+        });
     };
     for key in RECORD_KEYS {
         match map.get(key) {
@@ -84,19 +105,12 @@ pub fn locate(body: &Value, explicit: Option<&str>) -> Result<RecordsPath, Strin
         .collect();
     match arrays.as_slice() {
         [only] => Ok(RecordsPath(pointer_of(&[only.as_str()]))),
-        [] => Err(format!(
-            "no array of records in the response (top-level keys: {}); set recordsPath to the JSON pointer of the records, e.g. /result/items",
-            top_keys(body)
-        )),
-        several => Err(format!(
-            "the response has several arrays of objects ({}); set recordsPath to the one that holds the records, e.g. /{}",
-            several
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            several[0]
-        )),
+        [] => Err(RecordsError::NoRecords {
+            top_keys: top_keys(body),
+        }),
+        several => Err(RecordsError::SeveralArrays {
+            keys: several.iter().map(|k| k.to_string()).collect(),
+        }),
     }
 }
 

@@ -11,12 +11,11 @@ use crate::connectors::rest::records::locate;
 /// A simulated API: the `Link` header and body for a URL.
 type Api = dyn Fn(&Url) -> (Option<String>, Value);
 
+/// The ids read, the URLs requested and the style.
+type Walked = (Vec<i64>, Vec<String>, Style);
+
 /// Walks an API from `start` and returns the ids read, the URLs requested and the style.
-fn walk(
-    options: Options,
-    start: &str,
-    api: &Api,
-) -> Result<(Vec<i64>, Vec<String>, Style), String> {
+fn walk(options: Options, start: &str, api: &Api) -> Result<Walked, Box<dyn std::error::Error>> {
     let mut paginator = Paginator::new(options);
     let mut url = paginator.first_url(Url::parse(start).unwrap());
     let mut ids = Vec::new();
@@ -539,7 +538,9 @@ fn a_looping_next_link_is_an_error() {
             json!({"next": next, "items": rows(page * 10, page * 10 + 10)}),
         )
     };
-    let e = walk(auto(), "http://api.test/items", &api).unwrap_err();
+    let e = walk(auto(), "http://api.test/items", &api)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("page 3 (http://api.test/items?p=2)"), "{e}");
     assert!(
         e.contains("points to http://api.test/items?p=1, which was already read"),
@@ -553,7 +554,9 @@ fn a_looping_next_link_is_an_error() {
             json!({"items": rows(page * 10, page * 10 + 10)}),
         )
     };
-    let e = walk(auto(), "http://api.test/items?p=0", &api).unwrap_err();
+    let e = walk(auto(), "http://api.test/items?p=0", &api)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("Link header points to http://api.test/items?p=0"),
         "{e}"
@@ -569,7 +572,9 @@ fn a_repeated_cursor_is_an_error() {
             json!({"next_cursor": "same", "data": rows(n * 2, n * 2 + 2)}),
         )
     };
-    let e = walk(auto(), "http://api.test/items", &api).unwrap_err();
+    let e = walk(auto(), "http://api.test/items", &api)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("returns cursor \"same\" at /next_cursor again"),
         "{e}"
@@ -580,7 +585,9 @@ fn a_repeated_cursor_is_an_error() {
 fn a_page_that_repeats_the_previous_one_is_an_error() {
     // The API ignores the page parameter and always returns the first page.
     let api = |_: &Url| (None, json!({"page": 1, "data": rows(0, 5)}));
-    let e = walk(auto(), "http://api.test/items", &api).unwrap_err();
+    let e = walk(auto(), "http://api.test/items", &api)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("page 2 (http://api.test/items?page=2) repeats page 1 record for record"),
         "{e}"
