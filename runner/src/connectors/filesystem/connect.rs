@@ -117,7 +117,7 @@ mod tests {
     use synqx_api::pipeline::FileFormat;
 
     use super::*;
-    use crate::connectors::formats::read::common_format;
+    use crate::connectors::formats::read::{FormatError, common_format};
 
     #[test]
     fn folders_and_globs_list_sorted_visible_files() {
@@ -160,8 +160,15 @@ mod tests {
         let selection = Selection::parse("raw/").unwrap_or_else(|e| panic!("{e}"));
         let (files, _) = list(dir.path(), &selection).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            common_format(&files),
+            common_format(&files).map_err(|e| e.to_string()),
             Err("the files have several formats (csv, jsonl)".into())
+        );
+        assert_eq!(
+            common_format(&files),
+            Err(FormatError::Several(vec![
+                FileFormat::Csv,
+                FileFormat::Jsonl
+            ]))
         );
         assert_eq!(common_format(&files[..2]), Ok(FileFormat::Csv));
     }

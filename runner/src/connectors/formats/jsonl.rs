@@ -273,13 +273,24 @@ fn refine(data_type: &DataType, values: &[&Value]) -> DataType {
     }
 }
 
-fn decoder(schema: SchemaRef, rows: usize) -> std::result::Result<Decoder, String> {
+/// Why lines do not decode into a batch of the schema. Arrow's text may quote the value: it
+/// goes to the rejected file, never into a message.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("a line holds more than one JSON value")]
+    SeveralValues,
+    #[error("a line must hold exactly one JSON object")]
+    NotOneObject,
+}
+
+fn decoder(schema: SchemaRef, rows: usize) -> std::result::Result<Decoder, DecodeError> {
     // Numbers in a text column are kept as their text rather than rejected.
-    arrow::json::ReaderBuilder::new(schema)
+    Ok(arrow::json::ReaderBuilder::new(schema)
         .with_batch_size(rows.max(1))
         .with_coerce_primitive(true)
-        .build_decoder()
-        .map_err(|e| e.to_string())
+        .build_decoder()?)
 }
 
 /// Decodes `bytes`, which must hold exactly `rows` objects.
@@ -287,27 +298,24 @@ fn decode(
     schema: &SchemaRef,
     bytes: &[u8],
     rows: usize,
-) -> std::result::Result<RecordBatch, String> {
+) -> std::result::Result<RecordBatch, DecodeError> {
     let mut decoder = decoder(schema.clone(), rows)?;
     let mut offset = 0;
     while offset < bytes.len() {
-        let n = decoder
-            .decode(&bytes[offset..])
-            .map_err(|e| e.to_string())?;
+        let n = decoder.decode(&bytes[offset..])?;
         if n == 0 {
             break;
         }
         offset += n;
     }
     if offset < bytes.len() {
-        return Err("a line holds more than one JSON value".into());
+        return Err(DecodeError::SeveralValues);
     }
     let batch = decoder
-        .flush()
-        .map_err(|e| e.to_string())?
+        .flush()?
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
     if batch.num_rows() != rows {
-        return Err("a line must hold exactly one JSON object".into());
+        return Err(DecodeError::NotOneObject);
     }
     Ok(batch)
 }
@@ -404,7 +412,8 @@ impl<R: BufRead> JsonlBatches<R> {
                 let mut found = self.reason(text);
                 if found.problem().is_empty() {
                     // The decoder's own text quotes the value: it goes to the rejected file.
-                    found = BadRow::new("", "the line does not fit the schema").value(error);
+                    found = BadRow::new("", "the line does not fit the schema")
+                        .value(error.to_string());
                 }
                 bad.push(BadLine {
                     line: first.0,

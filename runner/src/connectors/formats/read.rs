@@ -31,8 +31,17 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// Why a folder read without `format` has no one format; the caller names the asset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("no file has a csv, jsonl or parquet extension")]
+    NoneKnown,
+    #[error("the files have several formats ({})", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Several(Vec<FileFormat>),
+}
+
 /// The one format of the listed files' extensions, for a folder read without `format`.
-pub fn common_format(files: &[Listed]) -> std::result::Result<FileFormat, String> {
+pub fn common_format(files: &[Listed]) -> std::result::Result<FileFormat, FormatError> {
     let mut found: Vec<FileFormat> = files
         .iter()
         .filter_map(|f| FileFormat::from_path(&f.name))
@@ -41,14 +50,8 @@ pub fn common_format(files: &[Listed]) -> std::result::Result<FileFormat, String
     found.dedup();
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => Err("no file has a csv, jsonl or parquet extension".into()),
-        many => Err(format!(
-            "the files have several formats ({})",
-            many.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        [] => Err(FormatError::NoneKnown),
+        many => Err(FormatError::Several(many.to_vec())),
     }
 }
 
