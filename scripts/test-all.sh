@@ -115,7 +115,8 @@ step "tests"
 # The integration-test features compile the tests that need PostgreSQL, MariaDB, moto,
 # redis-server, FerretDB and the warehouse emulators, and the control-plane feature the
 # end-to-end tests; the servers were started above, and a test whose server is missing fails.
-cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests
+cargo test --workspace --locked "${E2E[@]}" --features synqx-runner/integration-tests \
+  --features synqx-operator/s3-integration-tests
 
 step "web UI in headless Chromium"
 # Against `synqx run --ui` with the binary built above; chromium missing fails here.

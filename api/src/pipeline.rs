@@ -53,12 +53,31 @@ pub struct PipelineSpec {
     /// Pod settings of the Jobs that run the steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSpec>,
+    /// Where the gateway keeps the step logs of this Pipeline's runs: an `s3` Connection in
+    /// the Pipeline's namespace and a key prefix, instead of the operator's log store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsSpec>,
     /// Succeeded PipelineRuns to keep (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successful_runs_history_limit: Option<u32>,
     /// Failed PipelineRuns to keep (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_runs_history_limit: Option<u32>,
+}
+
+/// A log store in object storage: the bucket of an `s3` Connection, below a prefix.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsSpec {
+    /// Name of an `s3` Connection in the same namespace. Its Secrets must be labeled
+    /// `synqx.io/connection-secret: "true"`, as for steps.
+    #[schemars(length(min = 1, max = 253))]
+    pub connection: String,
+    /// Key prefix of the logs, below the Connection's own `prefix` (default `synqx-logs`).
+    /// Each step attempt's log is a series of objects
+    /// `<prefix>/<namespace>/<pipeline>/<run>/<step>/<attempt>/<end>.jsonl.gz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// One node of the DAG. Exactly one body (`sync` or `sql`) is set.

@@ -86,6 +86,13 @@ struct RunArgs {
     /// here (default: no store; only the last lines, in memory, while the run is followed).
     #[arg(long, env = "SYNQX_LOGS_DIR")]
     logs_dir: Option<std::path::PathBuf>,
+    /// Keep step logs in object storage instead: the bucket of this `s3` Connection in the
+    /// operator's namespace, below --logs-prefix (a Pipeline's `spec.logs` names its own).
+    #[arg(long, env = "SYNQX_LOGS_CONNECTION", conflicts_with = "logs_dir")]
+    logs_connection: Option<String>,
+    /// Key prefix of the logs below the --logs-connection's own prefix.
+    #[arg(long, default_value = gateway::logs::connection::DEFAULT_PREFIX)]
+    logs_prefix: String,
     /// Most bytes (uncompressed) kept of one step attempt's log; later lines are dropped
     /// and a marker line says how many.
     #[arg(long, default_value = "64Mi", value_parser = synqx_api::duration::parse_bytes)]
@@ -187,6 +194,32 @@ fn init_logs(format: &str) {
     }
 }
 
+/// Where the gateway keeps step logs: the operator's store (a directory, or an `s3`
+/// Connection of its namespace) unless a Pipeline names its own.
+fn log_store(args: &RunArgs, client: &kube::Client) -> gateway::logs::Select {
+    use gateway::logs::select::OperatorStore;
+    let default = match (&args.logs_dir, &args.logs_connection) {
+        (Some(dir), _) => OperatorStore::Store(Arc::new(gateway::logs::DirStore::new(dir.clone()))),
+        (None, Some(connection)) => OperatorStore::Connection(gateway::logs::StoreRef {
+            namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            connection: connection.clone(),
+            prefix: args.logs_prefix.clone(),
+            named_by: "--logs-connection".into(),
+            // The administrator chose this Connection for the operator itself.
+            ambient: true,
+        }),
+        (None, None) => OperatorStore::None,
+    };
+    gateway::logs::Select::new(
+        default,
+        Some(client.clone()),
+        args.allow_ambient_credentials,
+    )
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logs(&args.log_format);
     let client = api_client::connect(args.api_qps).await?;
@@ -214,10 +247,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
         let watch_client = api_client::connect(args.api_qps).await?;
         let review_client = api_client::connect(args.api_qps).await?;
-        let logs = args.logs_dir.clone().map(|dir| {
-            let store = Arc::new(gateway::logs::DirStore::new(dir));
-            Arc::new(gateway::logs::Logs::new(store, args.logs_max_bytes))
-        });
+        let logs = Some(Arc::new(gateway::logs::Logs::new(
+            Arc::new(log_store(&args, &watch_client)),
+            args.logs_max_bytes,
+        )));
         gateway::start(
             listener,
             watch_client,

@@ -111,22 +111,7 @@ pub async fn ensure(client: &Client, namespace: &str) -> Result<String> {
             }
         }
     };
-    let source = format!("Secret {namespace}/{VAULT_OBJECT_NAME}");
-    let text = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(KEYRING_SECRET_KEY))
-        .map(|b| Zeroizing::new(String::from_utf8_lossy(&b.0).into_owned()))
-        .ok_or_else(|| {
-            vault_error(
-                namespace,
-                VaultError::Keyring {
-                    source_name: source.clone(),
-                    reason: format!("it has no key \"{KEYRING_SECRET_KEY}\": restore it from a backup (deleting the Secret makes the operator create a new keyring, and every value sealed before must be sealed again)"),
-                },
-            )
-        })?;
-    let keyring = Keyring::from_text(&source, &text).map_err(|e| vault_error(namespace, e))?;
+    let keyring = parse_keyring(namespace, &secret).map_err(|e| vault_error(namespace, e))?;
     let public = keyring.newest().public_key();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let published = maps
@@ -161,6 +146,33 @@ pub async fn ensure(client: &Client, namespace: &str) -> Result<String> {
         tracing::info!(namespace, key = %public.id(), "published the vault public key");
     }
     Ok(public.id().to_string())
+}
+
+/// The keyring of `namespace`, if its Secret exists: what opens the sealed values of the
+/// Connections the operator itself uses (a Pipeline's log store).
+pub async fn keyring(client: &Client, namespace: &str) -> Result<Option<Keyring>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match secrets.get_opt(VAULT_OBJECT_NAME).await? {
+        Some(secret) => parse_keyring(namespace, &secret)
+            .map(Some)
+            .map_err(|e| vault_error(namespace, e)),
+        None => Ok(None),
+    }
+}
+
+/// The keyring in the vault Secret of `namespace`.
+fn parse_keyring(namespace: &str, secret: &Secret) -> std::result::Result<Keyring, VaultError> {
+    let source = format!("Secret {namespace}/{VAULT_OBJECT_NAME}");
+    let text = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(KEYRING_SECRET_KEY))
+        .map(|b| Zeroizing::new(String::from_utf8_lossy(&b.0).into_owned()))
+        .ok_or_else(|| VaultError::Keyring {
+            source_name: source.clone(),
+            reason: format!("it has no key \"{KEYRING_SECRET_KEY}\": restore it from a backup (deleting the Secret makes the operator create a new keyring, and every value sealed before must be sealed again)"),
+        })?;
+    Keyring::from_text(&source, &text)
 }
 
 fn vault_error(namespace: &str, source: VaultError) -> Error {

@@ -372,6 +372,32 @@ fn step_logs_are_kept_on_a_volume_by_default_and_the_values_choose_it() {
     assert!(!off.contains("--logs-dir"), "no store without the volume");
     assert!(!off.contains("mountPath: /var/lib/synqx/logs"));
 
+    // An object store instead: the Connection and prefix as flags, no volume, and the
+    // right to read the Connection and its Secrets in the operator's namespace.
+    let bucket = template(
+        NAMESPACE,
+        &[
+            "--set",
+            "logs.connection=lake",
+            "--set",
+            "logs.prefix=ops/logs",
+        ],
+    );
+    for expected in [
+        "- --logs-connection=lake",
+        "- --logs-prefix=ops/logs",
+        "resources: [connections]",
+    ] {
+        assert!(bucket.contains(expected), "`{expected}` missing:\n{bucket}");
+    }
+    assert!(!bucket.contains("--logs-dir"), "one store");
+    assert!(!bucket.contains("mountPath: /var/lib/synqx/logs"));
+    assert!(
+        !objects(&bucket)
+            .iter()
+            .any(|o| o.starts_with("PersistentVolumeClaim/"))
+    );
+
     let refused = helm::run(
         &[
             "template",

@@ -59,3 +59,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [events]
   verbs: [create, patch]
 {{- end }}
+
+{{/* Whether step logs go to the PersistentVolume: enabled, and no object store named instead. */}}
+{{- define "synqx.logsVolume" -}}
+{{- if and .Values.logs.persistence.enabled (not .Values.logs.connection) }}true{{ end }}
+{{- end }}

@@ -136,7 +136,7 @@ impl LogStore for DirStore {
         .await
     }
 
-    async fn append(&self, key: &LogKey, member: Vec<u8>) -> Result<(), StoreError> {
+    async fn append(&self, key: &LogKey, member: Vec<u8>, _end: u64) -> Result<(), StoreError> {
         let path = self.path(key);
         self.blocking("writing", key.to_string(), move || {
             if let Some(dir) = path.parent() {

@@ -63,8 +63,14 @@ impl AttemptLog {
         member(&batch).map(Some)
     }
 
+    /// Uncompressed bytes of the log so far, the marker included: where the next member
+    /// starts (object stores name members by it).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The member of the marker line when lines were dropped: what ends the log.
-    pub fn finish(&self, time: String) -> std::io::Result<Option<Vec<u8>>> {
+    pub fn finish(&mut self, time: String) -> std::io::Result<Option<Vec<u8>>> {
         if self.dropped_lines == 0 {
             return Ok(None);
         }
@@ -75,6 +81,9 @@ impl AttemptLog {
         };
         let mut json = serde_json::to_vec(&marker).map_err(std::io::Error::other)?;
         json.push(b'\n');
+        self.written = self
+            .written
+            .saturating_add(u64::try_from(json.len()).unwrap_or(u64::MAX));
         member(&json).map(Some)
     }
 }

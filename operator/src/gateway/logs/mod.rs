@@ -5,9 +5,12 @@
 //! `GET …/pipelineruns/{name}/logs` ([`route`]) reads it back, from the store when it holds
 //! the attempt and from the gateway's memory otherwise.
 
+pub mod connection;
 mod dir;
 pub mod gzip;
 pub mod route;
+pub mod s3;
+pub mod select;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,8 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use synqx_api::gateway::{LogLine, RunView};
 
+pub use self::connection::{ConnectionError, StoreRef};
 pub use self::dir::DirStore;
 use self::gzip::AttemptLog;
+pub use self::select::Select;
 
 /// One step attempt's log: where it is kept. Every part is a checked name ([`LogKey::new`]),
 /// so no part can climb out of a store's root.
@@ -100,6 +105,28 @@ pub enum StoreError {
     },
     #[error(transparent)]
     BadName(#[from] BadName),
+    /// A request to object storage failed; the reason has the credentials removed, and the
+    /// source is kept for its kind, not for printing.
+    #[error(
+        "{action} {url} (Connection {connection}): {reason}; check the bucket, the Connection's credentials and the network, then try again"
+    )]
+    Object {
+        action: &'static str,
+        connection: String,
+        url: String,
+        reason: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The Connection of a log store cannot be used (kept a short while, so shared).
+    #[error(transparent)]
+    Connection(Arc<ConnectionError>),
+    #[error("reading {what} to find its log store: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Where step logs are kept: a directory (a PersistentVolume), or object storage.
@@ -112,8 +139,9 @@ pub trait LogStore: Send + Sync {
     /// Makes an attempt's log ready for appending after a restart (a member cut short by a
     /// crash is cut off) and returns its uncompressed length.
     async fn resume(&self, key: &LogKey) -> Result<u64, StoreError>;
-    /// Appends one gzip member to an attempt's log.
-    async fn append(&self, key: &LogKey, member: Vec<u8>) -> Result<(), StoreError>;
+    /// Appends one gzip member to an attempt's log; `end` is the log's uncompressed length
+    /// with it, larger with every member (a store may name members by it).
+    async fn append(&self, key: &LogKey, member: Vec<u8>, end: u64) -> Result<(), StoreError>;
     /// The attempts of a run with a stored log, whatever its Pipeline.
     async fn attempts(&self, namespace: &str, run: &str) -> Result<Vec<LogKey>, StoreError>;
 }
@@ -165,7 +193,7 @@ impl Logs {
             .append(lines)
             .map_err(|source| self.io("encoding", key, source))?;
         if let Some(member) = member {
-            self.store.append(key, member).await?;
+            self.store.append(key, member, log.written()).await?;
         }
         Ok(())
     }
@@ -175,8 +203,8 @@ impl Logs {
         let Some(entry) = self.open().remove(key) else {
             return Ok(());
         };
-        let state = entry.lock().await;
-        let Some(log) = state.as_ref() else {
+        let mut state = entry.lock().await;
+        let Some(log) = state.as_mut() else {
             return Ok(());
         };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -184,7 +212,7 @@ impl Logs {
             .finish(now)
             .map_err(|source| self.io("encoding", key, source))?
         {
-            self.store.append(key, marker).await?;
+            self.store.append(key, marker, log.written()).await?;
         }
         Ok(())
     }
@@ -228,3 +256,6 @@ impl Logs {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "s3-integration-tests"))]
+mod moto_tests;

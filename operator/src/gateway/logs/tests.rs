@@ -183,11 +183,21 @@ fn names_that_could_leave_the_root_are_refused() {
     assert!(LogKey::new("etl", "orders.v2", "orders-1", "load_all", 3).is_ok());
 }
 
-#[tokio::test]
-async fn the_attempts_of_a_run_are_listed_whatever_its_pipeline() {
-    let (_dir, store, logs) = setup(1 << 20);
-    for (step, attempt) in [("load", 1), ("load", 2), ("extract", 1)] {
-        logs.append(&key(step, attempt), &[line(0)])
+/// The attempts `store` lists for a run with steps in two Pipelines, among other runs.
+async fn attempts_listed(store: Arc<dyn LogStore>) {
+    let logs = Logs::new(store.clone(), 1 << 20);
+    let other =
+        LogKey::new("etl", "billing", "orders-1", "sum", 1).unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere =
+        LogKey::new("etl", "orders", "orders-2", "load", 1).unwrap_or_else(|e| panic!("{e}"));
+    for k in [
+        key("load", 1),
+        key("load", 2),
+        key("extract", 1),
+        other.clone(),
+        elsewhere,
+    ] {
+        logs.append(&k, &[line(0)])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -195,13 +205,26 @@ async fn the_attempts_of_a_run_are_listed_whatever_its_pipeline() {
         .attempts("etl", "orders-1")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(keys, [key("extract", 1), key("load", 1), key("load", 2)]);
+    assert_eq!(
+        keys,
+        [other, key("extract", 1), key("load", 1), key("load", 2)],
+        "{}",
+        store.describe()
+    );
     let none = store
         .attempts("etl", "other")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(none.is_empty());
     assert!(store.attempts("..", "orders-1").await.is_err());
+}
+
+#[tokio::test]
+async fn the_attempts_of_a_run_are_listed_whatever_its_pipeline() {
+    let (_dir, store, _) = setup(1 << 20);
+    attempts_listed(store).await;
+    let (_, in_memory) = super::s3::in_memory();
+    attempts_listed(in_memory).await;
 }
 
 #[tokio::test]
