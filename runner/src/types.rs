@@ -29,11 +29,9 @@ pub fn to_arrow(t: LogicalType) -> DataType {
     }
 }
 
-/// Parses a type name straight to Arrow, with the error text of `LogicalType::parse`.
-pub fn parse_arrow(name: &str) -> Result<DataType, String> {
-    LogicalType::parse(name)
-        .map(to_arrow)
-        .map_err(|e| e.to_string())
+/// Parses a type name straight to Arrow, with the error of `LogicalType::parse`.
+pub fn parse_arrow(name: &str) -> Result<DataType, synqx_api::types::TypeError> {
+    LogicalType::parse(name).map(to_arrow)
 }
 
 #[cfg(test)]
