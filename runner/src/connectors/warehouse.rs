@@ -23,6 +23,17 @@ use super::sql::plan::{
 use crate::engine::{Counters, SchemaStream, WriteOutcome};
 use crate::error::{Context, Error, Result};
 
+/// Why an asset FQN names no warehouse table; the caller names the Connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FqnError {
+    /// `forms` are the shapes the warehouse takes: `table, schema.table or database.schema.table`.
+    #[error("asset fqn \"{fqn}\" must be {forms}")]
+    Shape { fqn: String, forms: &'static str },
+    /// A BigQuery `table` alone, on a Connection without a default dataset.
+    #[error("asset fqn \"{fqn}\" names no dataset and the Connection has no bigquery.dataset")]
+    NoDataset { fqn: String },
+}
+
 /// How a warehouse compares column names.
 pub type SameName = fn(&str, &str) -> bool;
 

@@ -3,6 +3,7 @@
 //! overwrite in one transaction, upsert by `MERGE`).
 
 use super::types::TableField;
+use crate::connectors::warehouse::FqnError;
 
 /// The staging table's column that keeps the order rows arrived in.
 pub const ROW_COLUMN: &str = "_synqx_row";
@@ -27,10 +28,12 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn parse(fqn: &str, dataset: Option<&str>) -> Result<Self, String> {
+    pub fn parse(fqn: &str, dataset: Option<&str>) -> Result<Self, FqnError> {
         let parts: Vec<&str> = fqn.split('.').map(str::trim).collect();
-        let shape =
-            || format!("asset fqn \"{fqn}\" must be table, dataset.table or project.dataset.table");
+        let shape = || FqnError::Shape {
+            fqn: fqn.to_string(),
+            forms: "table, dataset.table or project.dataset.table",
+        };
         if parts.iter().any(|p| p.is_empty()) {
             return Err(shape());
         }
@@ -41,9 +44,9 @@ impl Table {
                     dataset: d.to_string(),
                     name: t.to_string(),
                 }),
-                None => Err(format!(
-                    "asset fqn \"{fqn}\" names no dataset and the Connection has no bigquery.dataset"
-                )),
+                None => Err(FqnError::NoDataset {
+                    fqn: fqn.to_string(),
+                }),
             },
             [d, t] => Ok(Self {
                 project: None,
@@ -210,10 +213,11 @@ mod tests {
             "`sales`.`orders`"
         );
         assert_eq!(Table::parse("p.d.t", None).unwrap().sql(), "`p`.`d`.`t`");
-        assert!(
-            Table::parse("orders", None)
-                .unwrap_err()
-                .contains("no bigquery.dataset")
+        assert_eq!(
+            Table::parse("orders", None),
+            Err(FqnError::NoDataset {
+                fqn: "orders".into()
+            })
         );
         assert!(Table::parse("a..b", None).is_err());
     }

@@ -8,12 +8,26 @@ use arrow::compute::cast;
 use arrow::datatypes::{
     DataType, Date32Type, Time64NanosecondType, TimeUnit, TimestampNanosecondType,
 };
+use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::query::{BindValue, Binding};
 
+/// Why a column cannot be bound; the caller names the column.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+    #[error("timestamps beyond the years 1677-2262 cannot be sent: {0}")]
+    TimestampCast(#[source] ArrowError),
+    #[error("timestamps beyond the years 1677-2262 cannot be sent")]
+    TimestampRange,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// One column as an array binding; `Err` names the row that cannot be sent.
-pub fn column(array: &ArrayRef) -> Result<Binding, String> {
+pub fn column(array: &ArrayRef) -> Result<Binding, BindError> {
     let n = array.len();
     let (kind, values): (&'static str, Vec<Option<String>>) = match array.data_type() {
         DataType::Int8
@@ -34,7 +48,7 @@ pub fn column(array: &ArrayRef) -> Result<Binding, String> {
             )
         }
         DataType::Date32 | DataType::Date64 => {
-            let days = cast(array, &DataType::Date32).map_err(|e| e.to_string())?;
+            let days = cast(array, &DataType::Date32)?;
             let days = days.as_primitive::<Date32Type>();
             (
                 "DATE",
@@ -44,8 +58,7 @@ pub fn column(array: &ArrayRef) -> Result<Binding, String> {
             )
         }
         DataType::Time32(_) | DataType::Time64(_) => {
-            let nanos =
-                cast(array, &DataType::Time64(TimeUnit::Nanosecond)).map_err(|e| e.to_string())?;
+            let nanos = cast(array, &DataType::Time64(TimeUnit::Nanosecond))?;
             let nanos = nanos.as_primitive::<Time64NanosecondType>();
             (
                 "TIME",
@@ -53,13 +66,11 @@ pub fn column(array: &ArrayRef) -> Result<Binding, String> {
             )
         }
         DataType::Timestamp(_, zone) => {
-            let nanos =
-                cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None)).map_err(|e| {
-                    format!("timestamps beyond the years 1677-2262 cannot be sent: {e}")
-                })?;
+            let nanos = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+                .map_err(BindError::TimestampCast)?;
             let nanos = nanos.as_primitive::<TimestampNanosecondType>();
             if nanos.null_count() > array.null_count() {
-                return Err("timestamps beyond the years 1677-2262 cannot be sent".into());
+                return Err(BindError::TimestampRange);
             }
             match zone {
                 // Instants are sent in UTC: offset 0, written as 0 + 1440.
@@ -80,7 +91,7 @@ pub fn column(array: &ArrayRef) -> Result<Binding, String> {
         | DataType::LargeBinary
         | DataType::BinaryView
         | DataType::FixedSizeBinary(_) => {
-            let bytes = cast(array, &DataType::LargeBinary).map_err(|e| e.to_string())?;
+            let bytes = cast(array, &DataType::LargeBinary)?;
             let bytes = bytes.as_binary::<i64>();
             ("BINARY", bytes.iter().map(|v| v.map(hex)).collect())
         }
@@ -98,23 +109,21 @@ pub fn column(array: &ArrayRef) -> Result<Binding, String> {
 }
 
 /// Values as Arrow displays them (numbers, decimals, text, floats with `NaN`/`inf`).
-fn formatted(array: &ArrayRef) -> Result<Vec<Option<String>>, String> {
+fn formatted(array: &ArrayRef) -> Result<Vec<Option<String>>, ArrowError> {
     let options = FormatOptions::default();
-    let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())?;
+    let formatter = ArrayFormatter::try_new(array.as_ref(), &options)?;
     Ok((0..array.len())
         .map(|i| array.is_valid(i).then(|| formatter.value(i).to_string()))
         .collect())
 }
 
 /// Nested values as JSON text, one document per row.
-fn json_values(array: &ArrayRef) -> Result<Vec<Option<String>>, String> {
-    let batch = arrow::array::RecordBatch::try_from_iter([("v", array.clone())])
-        .map_err(|e| e.to_string())?;
+fn json_values(array: &ArrayRef) -> Result<Vec<Option<String>>, BindError> {
+    let batch = arrow::array::RecordBatch::try_from_iter([("v", array.clone())])?;
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_slice(&writer.into_inner()).map_err(|e| e.to_string())?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&writer.into_inner())?;
     Ok(rows
         .into_iter()
         .enumerate()

@@ -129,7 +129,9 @@ impl<'a> Loader<'a> {
         for array in batch.columns() {
             columns.push(match array.data_type() {
                 t if staged_type(t) == DataType::Utf8 && is_nested(t) => {
-                    let text = match bind::column(array).map_err(Failure::protocol)?.value {
+                    let binding =
+                        bind::column(array).map_err(|e| Failure::protocol(e.to_string()))?;
+                    let text = match binding.value {
                         BindValue::Many(v) => v,
                         BindValue::One(v) => vec![v],
                     };
@@ -165,7 +167,7 @@ impl<'a> Loader<'a> {
             .map_err(|e| Failure::protocol(format!("closing a staged Parquet file failed: {e}")))?;
         *parts += 1;
         let answer = self.session.query(&put_command(name, *parts), &[]).await?;
-        let url = upload_target(&answer.other).map_err(Failure::protocol)?;
+        let url = upload_target(&answer.other).map_err(|e| Failure::protocol(e.to_string()))?;
         let settings = self.session.settings();
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
         let response = self
@@ -237,11 +239,22 @@ fn put_command(stage: &str, part: u32) -> String {
     )
 }
 
+/// Why this client cannot upload to the stage a PUT answer describes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum UploadError {
+    #[error("the PUT answer has no stageInfo")]
+    NoStageInfo,
+    #[error("the {location} stage wants client-side encryption")]
+    Encrypted { location: String },
+    #[error("the {location} stage offers no presigned upload URL")]
+    NoPresignedUrl { location: String },
+}
+
 /// The presigned URL a PUT answer offers, or why this client cannot upload there.
-fn upload_target(answer: &std::collections::BTreeMap<String, Value>) -> Result<String, String> {
-    let info = answer
-        .get("stageInfo")
-        .ok_or("the PUT answer has no stageInfo")?;
+fn upload_target(
+    answer: &std::collections::BTreeMap<String, Value>,
+) -> Result<String, UploadError> {
+    let info = answer.get("stageInfo").ok_or(UploadError::NoStageInfo)?;
     let location = info
         .get("locationType")
         .and_then(Value::as_str)
@@ -250,13 +263,15 @@ fn upload_target(answer: &std::collections::BTreeMap<String, Value>) -> Result<S
         .get("encryptionMaterial")
         .is_some_and(|m| !m.is_null())
     {
-        return Err(format!("the {location} stage wants client-side encryption"));
+        return Err(UploadError::Encrypted {
+            location: location.to_string(),
+        });
     }
     match info.get("presignedUrl").and_then(Value::as_str) {
         Some(url) if location == "GCS" && !url.is_empty() => Ok(url.to_string()),
-        _ => Err(format!(
-            "the {location} stage offers no presigned upload URL"
-        )),
+        _ => Err(UploadError::NoPresignedUrl {
+            location: location.to_string(),
+        }),
     }
 }
 
@@ -314,15 +329,17 @@ mod tests {
             "encryptionMaterial": {"queryStageMasterKey": "a2V5", "queryId": "q", "smkId": 1}}),
         );
         assert_eq!(
-            upload_target(&s3).unwrap_err(),
+            upload_target(&s3).unwrap_err().to_string(),
             "the S3 stage wants client-side encryption"
         );
         let gcs_token = answer(
             json!({"stageInfo": {"locationType": "GCS", "creds": {"GCS_ACCESS_TOKEN": "t"}}}),
         );
         assert_eq!(
-            upload_target(&gcs_token).unwrap_err(),
-            "the GCS stage offers no presigned upload URL"
+            upload_target(&gcs_token),
+            Err(UploadError::NoPresignedUrl {
+                location: "GCS".into()
+            })
         );
     }
 

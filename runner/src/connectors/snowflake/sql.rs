@@ -5,6 +5,7 @@
 use arrow::datatypes::Field;
 
 use super::types::{ColumnType, column_type, loads_as_json};
+use crate::connectors::warehouse::FqnError;
 
 /// The staging table's column that keeps the order rows arrived in, so that an upsert keeps
 /// the last row of each key.
@@ -66,22 +67,20 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn parse(fqn: &str, database: &str, schema: &str) -> Result<Self, String> {
+    pub fn parse(fqn: &str, database: &str, schema: &str) -> Result<Self, FqnError> {
         let parts: Vec<&str> = fqn.split('.').map(str::trim).collect();
+        let shape = || FqnError::Shape {
+            fqn: fqn.to_string(),
+            forms: "table, schema.table or database.schema.table",
+        };
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(format!(
-                "asset fqn \"{fqn}\" must be table, schema.table or database.schema.table"
-            ));
+            return Err(shape());
         }
         let (database, schema, name) = match parts.as_slice() {
             [t] => (database, schema, *t),
             [s, t] => (database, *s, *t),
             [d, s, t] => (*d, *s, *t),
-            _ => {
-                return Err(format!(
-                    "asset fqn \"{fqn}\" must be table, schema.table or database.schema.table"
-                ));
-            }
+            _ => return Err(shape()),
         };
         Ok(Self {
             database: stored_name(database),
