@@ -402,6 +402,20 @@ impl std::fmt::Display for Compression {
     }
 }
 
+/// A `compressionLevel` the codec does not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LevelError {
+    #[error("{level} is not a {codec} level (use {} to {}; default {default})", range.start(), range.end())]
+    OutOfRange {
+        codec: Compression,
+        level: i32,
+        range: std::ops::RangeInclusive<i32>,
+        default: i32,
+    },
+    #[error("{0} has no levels (gzip, zstd and brotli do)")]
+    NoLevels(Compression),
+}
+
 /// Compression of files: `none`, `gzip`, `zstd`, `snappy`, `lz4` or `brotli`. Text files
 /// take `gzip`; Parquet compresses its pages with any of them (`lz4` is Parquet's
 /// `LZ4_RAW`).
@@ -437,17 +451,18 @@ impl Compression {
 
     /// `level` checked against the codec's range, or the codec's default level; `None` for a
     /// codec without levels. The error says what is allowed.
-    pub fn level(self, level: Option<i32>) -> Result<Option<i32>, String> {
+    pub fn level(self, level: Option<i32>) -> Result<Option<i32>, LevelError> {
         match (self.levels(), level) {
             (Some((_, default)), None) => Ok(Some(default)),
             (Some((range, _)), Some(l)) if range.contains(&l) => Ok(Some(l)),
-            (Some((range, default)), Some(l)) => Err(format!(
-                "{l} is not a {self} level (use {} to {}; default {default})",
-                range.start(),
-                range.end()
-            )),
+            (Some((range, default)), Some(level)) => Err(LevelError::OutOfRange {
+                codec: self,
+                level,
+                range,
+                default,
+            }),
             (None, None) => Ok(None),
-            (None, Some(_)) => Err(format!("{self} has no levels (gzip, zstd and brotli do)")),
+            (None, Some(_)) => Err(LevelError::NoLevels(self)),
         }
     }
 }

@@ -234,8 +234,13 @@ pub fn problems(runner: &RunnerSpec) -> Vec<(String, String)> {
     ] {
         for (key, value) in map {
             let field = format!("{what}[\"{key}\"]");
-            if let Err(message) = check_key(key) {
-                out.push((field.clone(), message));
+            if !is_key(key) {
+                out.push((
+                    field.clone(),
+                    format!(
+                        "\"{key}\" is not a valid key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                    ),
+                ));
             } else if RESERVED_KEYS.contains(&key.as_str())
                 || RESERVED_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
             {
@@ -315,21 +320,16 @@ fn is_name_part(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A qualified key `[prefix/]name`: the prefix a DNS subdomain, the name a name part.
-fn check_key(key: &str) -> Result<(), String> {
+/// Whether `key` is a qualified key `[prefix/]name`: the prefix a DNS subdomain, the name a
+/// name part.
+fn is_key(key: &str) -> bool {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
     let prefix_ok =
         prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label));
-    if prefix_ok && is_name_part(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "\"{key}\" is not a valid key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ))
-    }
+    prefix_ok && is_name_part(name)
 }
 
 #[cfg(test)]

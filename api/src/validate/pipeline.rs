@@ -447,7 +447,7 @@ fn check_compression_level(c: &mut Checker<'_>, step: &Step, dest: &Destination)
         (None, None) => return,
     };
     if let Err(e) = codec.level(Some(level)) {
-        c.step(step, "sync.destination.compressionLevel", e);
+        c.step(step, "sync.destination.compressionLevel", e.to_string());
     }
 }
 

@@ -18,6 +18,25 @@ const HINTS_LEN: usize = 3 * HINT_LEN;
 const AES_KEY_LEN: usize = 32;
 const HKDF_INFO: &[u8] = b"synqx vault sqx1 aes-256-gcm key and nonce";
 
+/// What is wrong with the text of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error(
+        "expected 4 `:`-separated parts `{SEALED_PREFIX}:<key-id>:<ephemeral-key>:<ciphertext>`, found {found}"
+    )]
+    Parts { found: usize },
+    #[error("it starts with `{found}:`, not `{SEALED_PREFIX}:`")]
+    Prefix { found: String },
+    #[error("the key id is empty")]
+    EmptyKeyId,
+    #[error("the ephemeral key is not 32 bytes of base64url")]
+    EphemeralKey,
+    #[error("the ciphertext is not base64url")]
+    NotBase64,
+    #[error("the ciphertext is too short")]
+    TooShort,
+}
+
 /// A parsed envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedValue {
@@ -29,40 +48,33 @@ pub struct SealedValue {
 
 impl SealedValue {
     /// Reads `sqx1:<key-id>:<ephemeral-public-key>:<ciphertext>`; the reason says what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, EnvelopeError> {
         let parts: Vec<&str> = text.trim().split(':').collect();
         let [prefix, key_id, ephemeral, sealed] = parts.as_slice() else {
-            return Err(format!(
-                "expected 4 `:`-separated parts `{SEALED_PREFIX}:<key-id>:<ephemeral-key>:<ciphertext>`, found {}",
-                parts.len()
-            ));
+            return Err(EnvelopeError::Parts { found: parts.len() });
         };
         if *prefix != SEALED_PREFIX {
-            return Err(format!(
-                "it starts with `{prefix}:`, not `{SEALED_PREFIX}:`"
-            ));
+            return Err(EnvelopeError::Prefix {
+                found: prefix.to_string(),
+            });
         }
         if key_id.is_empty() {
-            return Err("the key id is empty".into());
+            return Err(EnvelopeError::EmptyKeyId);
         }
         let ephemeral: [u8; 32] = B64
             .decode(ephemeral)
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or("the ephemeral key is not 32 bytes of base64url")?;
-        let sealed = B64
-            .decode(sealed)
-            .map_err(|_| "the ciphertext is not base64url")?;
+            .ok_or(EnvelopeError::EphemeralKey)?;
+        let sealed = B64.decode(sealed).map_err(|_| EnvelopeError::NotBase64)?;
         if sealed.len() < HINTS_LEN + AES_256_GCM.tag_len() + 1 {
-            return Err("the ciphertext is too short".into());
+            return Err(EnvelopeError::TooShort);
         }
         let (hints, ciphertext) = sealed.split_at(HINTS_LEN);
         Ok(Self {
             key_id: (*key_id).to_string(),
             ephemeral,
-            hints: hints
-                .try_into()
-                .map_err(|_| "the ciphertext is too short")?,
+            hints: hints.try_into().map_err(|_| EnvelopeError::TooShort)?,
             ciphertext: ciphertext.to_vec(),
         })
     }

@@ -18,6 +18,7 @@
 //! X25519 function comes from `x25519-dalek`.
 
 mod envelope;
+pub use envelope::EnvelopeError;
 mod keyring;
 #[cfg(test)]
 mod tests;
@@ -125,7 +126,11 @@ impl fmt::Display for BindingPart {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("{binding}: malformed sealed value: {reason} (produce it with `synqx seal`)")]
-    Malformed { binding: Binding, reason: String },
+    Malformed {
+        binding: Binding,
+        #[source]
+        reason: envelope::EnvelopeError,
+    },
     #[error(
         "{binding}: sealed with vault key \"{key_id}\", which the keyring does not hold (it holds {held}): the value was sealed for another namespace or with a key since removed; seal it again with `synqx seal`"
     )]
