@@ -30,7 +30,7 @@ pub struct Secrets {
     env: BTreeMap<String, String>,
     /// The namespace's keyring, which opens sealed values; or why the one given cannot be
     /// used (said when a sealed value needs it).
-    vault: Option<Arc<std::result::Result<Vault, String>>>,
+    vault: Option<Arc<Result<Vault>>>,
     /// Every credential resolved so far.
     redactor: Redactor,
     /// Resolve every reference to [`PLACEHOLDER`] (for checks without secrets).
@@ -123,7 +123,7 @@ impl Secrets {
 
     /// The same secrets with a keyring that cannot be used: a sealed value fails with
     /// `problem`, anything else resolves as before.
-    pub fn with_unusable_vault(mut self, problem: String) -> Self {
+    pub fn with_unusable_vault(mut self, problem: Error) -> Self {
         self.vault = Some(Arc::new(Err(problem)));
         self
     }

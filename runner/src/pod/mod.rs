@@ -128,7 +128,7 @@ impl PodEnv {
         if let Some(text) = keyring {
             secrets = match Vault::from_pod_env(&text, namespace.as_deref()) {
                 Ok(vault) => secrets.with_vault(vault),
-                Err(e) => secrets.with_unusable_vault(e.to_string()),
+                Err(e) => secrets.with_unusable_vault(e),
             };
         }
         Self {
