@@ -108,17 +108,17 @@ pub struct Step {
 }
 
 impl Step {
-    /// The Connections the step names: the source and destination of a `sync`, the Connection
-    /// a `sql` step runs on.
+    /// The Connections the step names: the source, destination and rejects of a `sync`, the
+    /// Connection a `sql` step runs on.
     pub fn connections(&self) -> Vec<&str> {
         // Validation allows one of `sync` and `sql`; both are named should a step carry both,
         // so that no reader of this list (the pod's Secrets, the Pipeline's readiness) misses
         // one.
         let sync = self.sync.iter().flat_map(|s| {
-            [
-                s.source.connection.as_str(),
-                s.destination.connection.as_str(),
-            ]
+            [&s.source.connection, &s.destination.connection]
+                .into_iter()
+                .chain(s.rejects.as_ref().map(|r| &r.connection))
+                .map(String::as_str)
         });
         let sql = self.sql.iter().map(|q| q.connection.as_str());
         sync.chain(sql).collect()
@@ -142,6 +142,12 @@ pub struct SyncStep {
     /// it into a dead-letter file, counted as rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
+    /// Where the step's rejected rows are kept for good, besides its rejected file (which a
+    /// step's pod takes with it when it goes): a destination like `destination`, a folder
+    /// or bucket prefix with `format: jsonl` or a table, always appended to. Each row has the
+    /// run, step, location, column, problem, value and row of what was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejects: Option<Destination>,
     /// Byte budget of one batch in flight, e.g. `8MiB` (default). Memory of a step is bounded
     /// by this budget times the channel depth, never by the size of the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -716,6 +722,8 @@ mod tests {
         let both = "{name: odd, sync: {source: {connection: db, asset: {fqn: t}}, destination: {connection: lake, asset: {fqn: t}}}, sql: {connection: warehouse, statements: [select 1]}}";
         assert_eq!(step(sync).connections(), ["db", "lake"]);
         assert_eq!(step(sql).connections(), ["warehouse"]);
+        let rejects = "{name: load, sync: {source: {connection: db, asset: {fqn: t}}, destination: {connection: lake, asset: {fqn: t}}, rejects: {connection: dlq, asset: {fqn: rejects/}, format: jsonl}}}";
+        assert_eq!(step(rejects).connections(), ["db", "lake", "dlq"]);
         // The CRD refuses a step with both bodies; should one get through, none is missed.
         assert_eq!(step(both).connections(), ["db", "lake", "warehouse"]);
     }

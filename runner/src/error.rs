@@ -62,6 +62,19 @@ pub enum Error {
         message: String,
         columns: std::collections::BTreeMap<String, String>,
     },
+    /// A step's load committed, but the rows it rejected could not be kept where
+    /// `sync.rejects` says (`place`). The step fails, so that someone looks before its pod and
+    /// the rejected file `file` go.
+    #[error(
+        "the load committed, but its rejected rows could not be kept in {place}: {source}; they are in the rejected file {} while it lasts: fix sync.rejects and run again (the watermark was not advanced)",
+        file.display()
+    )]
+    RejectsNotKept {
+        place: String,
+        file: std::path::PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
     /// The step was cancelled (Ctrl-C or timeout) before it committed.
     #[error("cancelled: {0}")]
     Cancelled(String),

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synqx_api::duration::{format_duration, parse_duration};
-use synqx_api::pipeline::Step;
+use synqx_api::pipeline::{Destination, Step};
 use tokio_util::sync::CancellationToken;
 
 use crate::connectors::{self, ConnectionRef, Usage};
+use crate::engine::kept_rejects::{self, RejectedRows};
 use crate::engine::{self, Counters, StepOutcome, StepRun};
 use crate::error::{Error, Result};
 use crate::transforms::MemoryBudget;
@@ -27,6 +28,9 @@ pub struct StepInputs {
     pub cancel: CancellationToken,
     /// Dead-letter file for rows skipped under `onError: skip`.
     pub dead_letter: Option<PathBuf>,
+    /// The run, as the rows kept by `sync.rejects` name it: a local run's id, a
+    /// PipelineRun's name.
+    pub run: String,
 }
 
 /// Executes one step. `connection` opens a Connection by the name the step uses; it decides
@@ -77,18 +81,82 @@ pub async fn execute<'c>(
     let to = connection(&sync.destination.connection)?;
     connectors::validate(&from, Some(Usage::Source(&sync.source)))?;
     connectors::validate(&to, Some(Usage::Destination(&sync.destination)))?;
+    let rejects = match &sync.rejects {
+        Some(target) => {
+            let conn = connection(&target.connection)?;
+            connectors::validate(&conn, Some(Usage::Destination(target)))?;
+            Some((target, connectors::sink(&conn)?))
+        }
+        None => None,
+    };
     let source = connectors::source(&from)?;
     let sink = connectors::sink(&to)?;
+    // A retry of the run appends to the rejected file its earlier attempts wrote; their rows
+    // are kept already.
+    let rejected_before = match &inputs.dead_letter {
+        Some(path) => tokio::fs::metadata(path).await.map_or(0, |m| m.len()),
+        None => 0,
+    };
     let run = StepRun {
         step: step.name.clone(),
         watermark: inputs.watermark,
         counters: inputs.counters,
         cancel: inputs.cancel,
         timeout,
-        dead_letter: inputs.dead_letter,
+        dead_letter: inputs.dead_letter.clone(),
         memory: MemoryBudget::detect()?,
     };
-    engine::run_sync(sync, source, sink, run).await
+    let result = engine::run_sync(sync, source, sink, run).await;
+    let (Some((target, sink)), Some(file)) = (rejects, &inputs.dead_letter) else {
+        return result;
+    };
+    let rows = RejectedRows {
+        file,
+        from: rejected_before,
+        run: &inputs.run,
+        step: &step.name,
+    };
+    let kept = kept_rejects::keep(&rows, target, sink.as_ref()).await;
+    kept_where(result, kept, target, file)
+}
+
+/// The step's result once its rejected rows were kept in `target` (or failed to be).
+fn kept_where(
+    result: Result<StepOutcome>,
+    kept: Result<u64>,
+    target: &Destination,
+    file: &std::path::Path,
+) -> Result<StepOutcome> {
+    let place = format!(
+        "Connection \"{}\", asset \"{}\"",
+        target.connection, target.asset.fqn
+    );
+    match (result, kept) {
+        (result, Ok(0)) => result,
+        (Ok(mut outcome), Ok(rows)) => {
+            let note = format!("{rows} rejected rows kept in {place}");
+            tracing::info!("{note}");
+            outcome.message = Some(match outcome.message.take() {
+                Some(before) => format!("{before}; {note}"),
+                None => note,
+            });
+            Ok(outcome)
+        }
+        // The load committed, but the rows it rejected would be lost with the step's pod:
+        // the step fails so that someone looks.
+        (Ok(_), Err(e)) => Err(Error::RejectsNotKept {
+            place,
+            file: file.to_path_buf(),
+            source: Box::new(e),
+        }),
+        (Err(Error::BadRow(bad)), Ok(_)) => {
+            Err(bad.hint(format!("it is kept in {place} too")).into())
+        }
+        (Err(Error::BadRow(bad)), Err(e)) => Err(bad
+            .hint(format!("it could not be kept in {place}: {e}"))
+            .into()),
+        (Err(e), _) => Err(e),
+    }
 }
 
 async fn sleep_or_forever(timeout: Option<Duration>) {
@@ -124,6 +192,7 @@ mod tests {
             counters: Arc::new(Counters::default()),
             cancel,
             dead_letter: None,
+            run: "r1".into(),
         }
     }
 

@@ -179,7 +179,10 @@ fn check_sync(c: &mut Checker<'_>, step: &Step, sync: &SyncStep) {
         .ok()
         .flatten();
     check_source(c, step, &sync.source, source_kind);
-    check_destination(c, step, &sync.destination, dest_kind);
+    check_destination(c, step, "sync.destination", &sync.destination, dest_kind);
+    if let Some(rejects) = &sync.rejects {
+        check_rejects(c, step, sync, rejects);
+    }
     if sync.source.connection == sync.destination.connection
         && sync.source.asset.fqn.trim() == sync.destination.asset.fqn.trim()
     {
@@ -200,6 +203,40 @@ fn check_sync(c: &mut Checker<'_>, step: &Step, sync: &SyncStep) {
                 format!("sync.transforms[{i}].{field}")
             };
             c.step(step, field, message);
+        }
+    }
+}
+
+/// Where rejected rows are kept: a destination that is only ever appended to, apart from the
+/// step's own source and destination.
+fn check_rejects(c: &mut Checker<'_>, step: &Step, sync: &SyncStep, rejects: &Destination) {
+    let kind = c
+        .connection_kind(step, "rejects", &rejects.connection)
+        .ok()
+        .flatten();
+    check_destination(c, step, "sync.rejects", rejects, kind);
+    if rejects.mode() != WriteMode::Append {
+        c.step(
+            step,
+            "sync.rejects.mode",
+            "rejected rows are only ever appended: remove mode, or set it to append",
+        );
+    }
+    let own = [
+        ("source", &sync.source.connection, &sync.source.asset.fqn),
+        (
+            "destination",
+            &sync.destination.connection,
+            &sync.destination.asset.fqn,
+        ),
+    ];
+    for (what, connection, fqn) in own {
+        if rejects.connection == *connection && rejects.asset.fqn.trim() == fqn.trim() {
+            c.step(
+                step,
+                "sync.rejects.asset.fqn",
+                format!("\"{fqn}\" on Connection \"{connection}\" is the step's {what}: keep rejected rows in an asset of their own"),
+            );
         }
     }
 }
@@ -307,46 +344,53 @@ fn check_source(c: &mut Checker<'_>, step: &Step, source: &Source, kind: Option<
     }
 }
 
+/// Problems of a destination block at `at` (`sync.destination`, `sync.rejects`).
 fn check_destination(
     c: &mut Checker<'_>,
     step: &Step,
+    at: &str,
     dest: &Destination,
     kind: Option<ConnectorKind>,
 ) {
     let conn = &dest.connection;
     let fqn = &dest.asset.fqn;
     if fqn.trim().is_empty() {
-        c.step(step, "sync.destination.asset.fqn", "must not be empty");
+        c.step(step, format!("{at}.asset.fqn"), "must not be empty");
     }
     if fqn.contains(['*', '?', '[']) {
         c.step(
             step,
-            "sync.destination.asset.fqn",
+            format!("{at}.asset.fqn"),
             format!("\"{fqn}\" is a glob; a destination is one table, file or folder"),
         );
     }
     if dest.mode() == WriteMode::Upsert && dest.primary_key.is_empty() {
         c.step(
             step,
-            "sync.destination.primaryKey",
+            format!("{at}.primaryKey"),
             "mode upsert requires primaryKey (the columns that identify a row)",
         );
     }
     if let Some(kind) = kind {
         for (field, message) in super::options::destination_options(dest, kind) {
+            // The options name their fields as a destination's.
+            let field = match field.strip_prefix("sync.destination") {
+                Some(rest) => format!("{at}{rest}"),
+                None => field,
+            };
             c.step(step, field, message);
         }
         if !kind.can_be_destination() {
             c.step(
                 step,
-                "sync.destination.connection",
+                format!("{at}.connection"),
                 format!("{kind} Connection \"{conn}\" cannot be a destination"),
             );
         } else if dest.mode() == WriteMode::Upsert && !kind.supports_upsert() {
-            c.step(step, "sync.destination.mode", format!("upsert is not possible on {kind} Connection \"{conn}\" (files have no keys to merge on): use append or overwrite"));
+            c.step(step, format!("{at}.mode"), format!("upsert is not possible on {kind} Connection \"{conn}\" (files have no keys to merge on): use append or overwrite"));
         }
         if kind.is_files() && file_format(dest.format, fqn).is_none() {
-            c.step(step, "sync.destination.format", format!("destination asset \"{fqn}\" on {kind} Connection \"{conn}\" needs a format: set format to csv, jsonl or parquet, or give the FQN an extension"));
+            c.step(step, format!("{at}.format"), format!("destination asset \"{fqn}\" on {kind} Connection \"{conn}\" needs a format: set format to csv, jsonl or parquet, or give the FQN an extension"));
         }
         if !kind.is_files() {
             for (field, set) in [
@@ -358,7 +402,7 @@ fn check_destination(
                 if set {
                     c.step(
                         step,
-                        format!("sync.destination.{field}"),
+                        format!("{at}.{field}"),
                         format!("applies only to files; \"{conn}\" is a {kind} Connection"),
                     );
                 }
@@ -367,11 +411,11 @@ fn check_destination(
     }
     if let Some(size) = &dest.file_size {
         if let Err(e) = parse_bytes(size) {
-            c.step(step, "sync.destination.fileSize", e.to_string());
+            c.step(step, format!("{at}.fileSize"), e.to_string());
         } else if !fqn.ends_with('/') {
             c.step(
                 step,
-                "sync.destination.fileSize",
+                format!("{at}.fileSize"),
                 format!("rotation needs a folder: end the FQN \"{fqn}\" with '/'"),
             );
         }
@@ -380,7 +424,7 @@ fn check_destination(
         check_delimiter(
             c,
             step,
-            "sync.destination.csv.delimiter",
+            &format!("{at}.csv.delimiter"),
             csv.delimiter.as_deref(),
         );
     }
@@ -388,18 +432,18 @@ fn check_destination(
         check_compression(
             c,
             step,
-            "sync.destination.compression",
+            &format!("{at}.compression"),
             comp,
             file_format(dest.format, fqn),
         );
     }
-    check_compression_level(c, step, dest);
+    check_compression_level(c, step, at, dest);
     let mut seen = std::collections::BTreeSet::new();
     for k in &dest.primary_key {
         if !seen.insert(k) {
             c.step(
                 step,
-                "sync.destination.primaryKey",
+                format!("{at}.primaryKey"),
                 format!("column \"{k}\" is listed twice"),
             );
         }
@@ -433,7 +477,7 @@ fn check_compression(
 
 /// `compressionLevel` against the codec the destination writes (Parquet's default is zstd;
 /// text files are uncompressed unless they say gzip).
-fn check_compression_level(c: &mut Checker<'_>, step: &Step, dest: &Destination) {
+fn check_compression_level(c: &mut Checker<'_>, step: &Step, at: &str, dest: &Destination) {
     let Some(level) = dest.compression_level else {
         return;
     };
@@ -447,7 +491,7 @@ fn check_compression_level(c: &mut Checker<'_>, step: &Step, dest: &Destination)
         (None, None) => return,
     };
     if let Err(e) = codec.level(Some(level)) {
-        c.step(step, "sync.destination.compressionLevel", e.to_string());
+        c.step(step, format!("{at}.compressionLevel"), e.to_string());
     }
 }
 

@@ -120,3 +120,46 @@ fn truncated_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn rejects_are_a_destination_of_their_own_only_appended_to() {
+    let lake = "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {name: lake}\nspec:\n  filesystem: {path: /lake}\n---\n";
+    let pipeline = |rejects: &str| {
+        format!(
+            "{DB}{lake}apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p}}\nspec:\n  steps:\n  - name: load\n    sync:\n      source: {{connection: db, asset: {{fqn: orders}}}}\n      destination: {{connection: lake, asset: {{fqn: orders/}}, format: parquet}}\n      rejects: {rejects}\n"
+        )
+    };
+    let fine = run(&pipeline(
+        "{connection: lake, asset: {fqn: rejected/orders/}, format: jsonl}",
+    ));
+    assert!(fine.is_valid(), "{:?}", fine.problems);
+    assert_eq!(fine.plans["p"].connections.len(), 2);
+    for (rejects, problem) in [
+        (
+            "{connection: lake, asset: {fqn: rejected/}, mode: overwrite, format: jsonl}",
+            "step \"load\": sync.rejects.mode: rejected rows are only ever appended: remove mode, or set it to append",
+        ),
+        (
+            "{connection: lake, asset: {fqn: orders/}, format: jsonl}",
+            "step \"load\": sync.rejects.asset.fqn: \"orders/\" on Connection \"lake\" is the step's destination: keep rejected rows in an asset of their own",
+        ),
+        (
+            "{connection: lake, asset: {fqn: rejected/}}",
+            "step \"load\": sync.rejects.format: destination asset \"rejected/\" on filesystem Connection \"lake\" needs a format",
+        ),
+        (
+            "{connection: db, asset: {fqn: rejected}, format: jsonl}",
+            "step \"load\": sync.rejects.format: applies only to files; \"db\" is a sqlite Connection",
+        ),
+        (
+            "{connection: nowhere, asset: {fqn: rejected}}",
+            "rejects connection \"nowhere\" does not exist (connections: db, lake)",
+        ),
+    ] {
+        let found = messages(&pipeline(rejects));
+        assert!(
+            found.iter().any(|m| m.contains(problem)),
+            "{problem}\nnot in {found:?}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod counters;
 pub mod cursor;
+pub mod kept_rejects;
 pub mod rejects;
 pub mod stream;
 pub mod threads;

@@ -263,6 +263,7 @@ impl LocalRun<'_> {
                 &step.name,
                 run_id,
             )),
+            run: run_id.to_string(),
         };
         crate::step::execute(step, |name| self.connection(name), inputs).await
     }

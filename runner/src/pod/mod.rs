@@ -367,6 +367,7 @@ pub async fn execute_planned(
             "{}-{}-{}.jsonl",
             target.step, target.run, target.attempt
         ))),
+        run: target.run.clone(),
     };
     let open = |name: &str| plan_connection(plan, name, &target.step, &env.secrets, &env.work_dir);
     let result = step::execute(step, open, inputs).await;
