@@ -228,8 +228,9 @@ impl Cluster {
 
     /// Lets step Jobs run in `namespace`: the runner identity of `manifests/runner.yaml`.
     pub fn serve_namespace(&self, namespace: &str) {
-        let template =
-            std::fs::read_to_string(self.repo.join("manifests/runner.yaml")).unwrap_or_default();
+        let path = self.repo.join("manifests/runner.yaml");
+        let template = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let apply = self.kubectl(
             &["apply", "-f", "-"],
             Some(&template.replace("NAMESPACE", namespace)),

@@ -43,11 +43,15 @@ pub async fn get_run(ns: &TestNamespace, run: &str) -> PipelineRun {
         .unwrap_or_else(|e| panic!("reading PipelineRun {run}: {e}"))
 }
 
-/// The `Ready` condition of a Pipeline (status, message) once the operator compiled it.
+/// The `Ready` condition of a Pipeline (status, message) once the operator compiled it. An
+/// error of the API server fails the test, naming the Pipeline.
 pub async fn pipeline_ready(ns: &TestNamespace, name: &str) -> (String, String) {
     let pipelines: Api<synqx_api::Pipeline> = ns.api();
     let ready = || async {
-        let p = pipelines.get(name).await.ok()?;
+        let p = pipelines
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Pipeline {name}: {e}"));
         let c = p
             .status?
             .conditions
@@ -61,7 +65,9 @@ pub async fn pipeline_ready(ns: &TestNamespace, name: &str) -> (String, String) 
         || async { ready().await.is_some() },
     )
     .await;
-    ready().await.unwrap_or_default()
+    ready()
+        .await
+        .unwrap_or_else(|| panic!("Pipeline {name} lost its Ready condition"))
 }
 
 /// Waits for the run to end and returns it.

@@ -56,7 +56,10 @@ pub async fn vault_published(ns: &TestNamespace) {
 pub async fn checked(ns: &TestNamespace, name: &str) -> (String, String, String) {
     let connections: Api<Connection> = ns.api();
     let verdict = || async {
-        let c = connections.get(name).await.ok()?;
+        let c = connections
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Connection {name}: {e}"));
         let ready = c
             .status?
             .conditions
@@ -70,7 +73,9 @@ pub async fn checked(ns: &TestNamespace, name: &str) -> (String, String, String)
         || async { verdict().await.is_some() },
     )
     .await;
-    verdict().await.unwrap_or_default()
+    verdict()
+        .await
+        .unwrap_or_else(|| panic!("Connection {name} is being checked again"))
 }
 
 /// Everything of a namespace a user or a tool can read, as text: every object with its
