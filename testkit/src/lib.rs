@@ -119,7 +119,10 @@ pub fn run_with_peak(
     // SAFETY: `pid` is our child, not yet waited for; both pointers are to live locals.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let read = |p: &std::path::Path| {
+        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
     let output = format!("{}{}", read(&out_path), read(&err_path));
     let peak = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
     (std::process::ExitStatus::from_raw(status), output, peak)
