@@ -16,6 +16,11 @@ use crate::error::{Context, Error, Result};
 
 /// Field metadata that says how a text cursor column orders, when not as text: the value
 /// [`STREAM_ID_ORDER`] marks Redis stream entry ids (`<ms>-<seq>`, ordered as number pairs).
+/// What to do about a watermark that does not fit its cursor column, for every message that
+/// refuses one.
+pub const FIX_WATERMARK: &str =
+    "reset it with `synqx state reset` or set it with `synqx state set`";
+
 pub const CURSOR_ORDER: &str = "synqx.cursor.order";
 /// See [`CURSOR_ORDER`].
 pub const STREAM_ID_ORDER: &str = "stream-id";
@@ -84,7 +89,7 @@ fn bound_as(after: &str, data_type: &DataType, column: &str) -> Result<ArrayRef>
     let typed = cast(&text, data_type).context(|| format!("watermark `{after}` does not convert to the type {data_type} of cursor column \"{column}\""))?;
     if typed.null_count() > 0 {
         return Err(Error::Config(format!(
-            "watermark `{after}` does not convert to the type {data_type} of cursor column \"{column}\" (reset it with `synqx state reset` or set it with `synqx state set`)"
+            "watermark `{after}` does not convert to the type {data_type} of cursor column \"{column}\" ({FIX_WATERMARK})"
         )));
     }
     Ok(typed)

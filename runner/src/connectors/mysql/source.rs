@@ -32,6 +32,7 @@ use super::decode::{Batch, Value, parse_date, parse_datetime, parse_decimal};
 use super::literal::string;
 use super::types::{Kind, ReadType, read_type};
 use super::{TableRef, at, quote};
+use crate::engine::cursor::FIX_WATERMARK;
 use crate::engine::{CursorFilter, ReadRequest, Rejects, SchemaStream, Source};
 use crate::error::{BadRow, Error, Result};
 
@@ -211,9 +212,7 @@ fn column_list(columns: &[(String, ReadType)]) -> String {
 /// Why a watermark cannot be compared with its cursor column; the caller names the column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(super) enum CursorError {
-    #[error(
-        "the watermark `{watermark}` is not {expected} (reset it with `synqx state reset` or set it with `synqx state set`)"
-    )]
+    #[error("the watermark `{watermark}` is not {expected} ({})", FIX_WATERMARK)]
     Watermark {
         watermark: String,
         expected: &'static str,

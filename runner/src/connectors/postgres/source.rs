@@ -22,6 +22,7 @@ use super::ddl::{self, After, Selected};
 use super::types::{PgType, arrow_type};
 use super::{Table, quote};
 use crate::connectors::sql::names::unique_suffix;
+use crate::engine::cursor::FIX_WATERMARK;
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -321,7 +322,9 @@ impl Read {
                 "; a table the query reads does not exist".to_string()
             }
             Some("22007" | "22008" | "22P02" | "22003") if self.after.is_some() => {
-                "; the stored watermark does not convert to the type of the cursor column (reset it with `synqx state reset`)".to_string()
+                format!(
+                    "; the stored watermark does not convert to the type of the cursor column ({FIX_WATERMARK})"
+                )
             }
             _ => String::new(),
         };

@@ -22,6 +22,7 @@ use super::types::{
 };
 use super::{qualified, quote, same_name, table_columns};
 use crate::connectors::sql::names::unique_suffix;
+use crate::engine::cursor::FIX_WATERMARK;
 use crate::engine::{CursorFilter, ReadRequest, SchemaStream, Source};
 use crate::error::{Context, Error, Result};
 
@@ -293,7 +294,8 @@ impl Pushdown {
 /// A watermark that does not convert to the type of its cursor column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "watermark `{watermark}` does not convert to the type {type_name} of cursor column \"{column}\""
+    "watermark `{watermark}` does not convert to the type {type_name} of cursor column \"{column}\" ({})",
+    FIX_WATERMARK
 )]
 struct CursorError {
     watermark: String,
@@ -408,7 +410,9 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("watermark `soon` does not convert to the type date of cursor column \"c\"")
+            Some(
+                "watermark `soon` does not convert to the type date of cursor column \"c\" (reset it with `synqx state reset` or set it with `synqx state set`)"
+            )
         );
     }
 

@@ -8,6 +8,7 @@ use super::Table;
 use super::quote;
 use super::types::{ReadColumn, Select};
 use crate::connectors::sql::dialect::ColumnDef;
+use crate::engine::cursor::FIX_WATERMARK;
 
 /// The column of the staging table that numbers the rows in input order, so the last row of
 /// a key wins the MERGE.
@@ -93,7 +94,10 @@ pub enum Source<'a> {
 /// Why a watermark cannot be compared with its cursor column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
-    #[error("watermark `{watermark}` is not {expected} (cursor column \"{column}\" is {sql_type})")]
+    #[error(
+        "watermark `{watermark}` is not {expected} (cursor column \"{column}\" is {sql_type}; {})",
+        FIX_WATERMARK
+    )]
     Watermark {
         watermark: String,
         expected: &'static str,

@@ -127,7 +127,7 @@ fn cursor_watermarks_that_do_not_fit_the_column_are_rejected() {
     let e = cursor_condition("id", "int", "1 OR 1=1").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "watermark `1 OR 1=1` is not an integer (cursor column \"id\" is int)"
+        "watermark `1 OR 1=1` is not an integer (cursor column \"id\" is int; reset it with `synqx state reset` or set it with `synqx state set`)"
     );
     for bad in ["1e", "--1", "1.2.3", "0x10", "", "1;"] {
         assert!(cursor_condition("a", "decimal", bad).is_err(), "{bad}");
