@@ -30,6 +30,9 @@ pub enum AttemptState {
     Active,
     Succeeded {
         finished: DateTime<Utc>,
+        /// What the step noted (leftovers cleaned up, rejected rows kept, the pagination
+        /// `auto` chose), shown as its message.
+        note: Option<String>,
     },
     Failed {
         finished: DateTime<Utc>,
@@ -149,10 +152,10 @@ pub fn decide(facts: &RunFacts<'_>) -> Decision {
                     message: None,
                 }
             }
-            Some((&attempt, AttemptState::Succeeded { .. })) => StepState {
+            Some((&attempt, AttemptState::Succeeded { note, .. })) => StepState {
                 phase: StepPhase::Succeeded,
                 attempt,
-                message: None,
+                message: note.clone(),
             },
             Some((&attempt, AttemptState::Cancelled { .. })) => StepState {
                 phase: StepPhase::Cancelled,

@@ -83,7 +83,10 @@ impl Case {
 }
 
 fn ok(at_s: i64) -> AttemptState {
-    AttemptState::Succeeded { finished: at(at_s) }
+    AttemptState::Succeeded {
+        finished: at(at_s),
+        note: None,
+    }
 }
 
 fn failed(at_s: i64) -> AttemptState {
@@ -352,7 +355,10 @@ fn play(scenario: &scenarios::Scenario) -> scenarios::Trace {
                 let (_, ok) = scenario.outcome(step, *attempt);
                 let finished = at(now as i64);
                 let state = if ok {
-                    AttemptState::Succeeded { finished }
+                    AttemptState::Succeeded {
+                        finished,
+                        note: None,
+                    }
                 } else {
                     AttemptState::Failed {
                         finished,

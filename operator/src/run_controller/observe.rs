@@ -216,8 +216,8 @@ fn unread(record: &RunRecord, status: &PipelineRunStatus, key: &(String, u32)) -
     !recorded(record, key) || (failed && shown_message(status, key).is_none())
 }
 
-/// The message the status shows for this attempt of a step: the reason of a failed attempt
-/// whose report was read before (the pod may be gone since). A status that lags behind the
+/// The message the status shows for this attempt of a step: the reason of a failed attempt,
+/// or the notes of a succeeded one, whose report was read before (the pod may be gone since). A status that lags behind the
 /// record shows none yet, and the report is read again.
 fn shown_message(status: &PipelineRunStatus, (step, attempt): &(String, u32)) -> Option<String> {
     status
@@ -253,7 +253,13 @@ pub fn job_states(
                     .unwrap_or(now);
                 states.finished.insert(key.clone(), finished);
                 if c.type_ == "Complete" {
-                    AttemptState::Succeeded { finished }
+                    // The notes of the step, from its report, else as the status shows them
+                    // (the report is read once, when the Job ends).
+                    let note = reports
+                        .get(&key)
+                        .and_then(|r| r.message.clone())
+                        .or_else(|| shown_message(status, &key));
+                    AttemptState::Succeeded { finished, note }
                 } else {
                     let report = reports.get(&key);
                     let reason = if let Some(message) = report.and_then(|r| r.message.clone()) {

@@ -149,7 +149,10 @@ async fn sleep(wake: Option<Duration>) {
 
 fn attempt_state(summary: &StepSummary, now: DateTime<Utc>) -> AttemptState {
     match summary.status {
-        StepPhase::Succeeded => AttemptState::Succeeded { finished: now },
+        StepPhase::Succeeded => AttemptState::Succeeded {
+            finished: now,
+            note: summary.message.clone(),
+        },
         StepPhase::Cancelled => AttemptState::Cancelled { finished: now },
         _ => AttemptState::Failed {
             finished: now,
