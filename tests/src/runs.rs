@@ -70,6 +70,18 @@ pub async fn pipeline_ready(ns: &TestNamespace, name: &str) -> (String, String) 
         .unwrap_or_else(|| panic!("Pipeline {name} lost its Ready condition"))
 }
 
+/// Waits for the run to end, fails the test unless it succeeded, and returns it.
+pub async fn succeeded(ns: &TestNamespace, run: &str) -> PipelineRun {
+    let found = finished(ns, run).await;
+    assert_eq!(
+        found.status.as_ref().and_then(|s| s.phase),
+        Some(synqx_api::run::RunPhase::Succeeded),
+        "run {run}: {:?}",
+        found.status
+    );
+    found
+}
+
 /// Waits for the run to end and returns it.
 pub async fn finished(ns: &TestNamespace, run: &str) -> PipelineRun {
     let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;

@@ -10,11 +10,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use synqx_api::gateway::{Body, LogLine};
-use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
 use synqx_e2e::gateway::{Auth, Next, PORT, connect, next, watch_path};
 use synqx_e2e::own_operator::OwnOperator;
-use synqx_e2e::runs::{apply, connection, finished, folder, setup, sqlite, start_run};
+use synqx_e2e::runs::{apply, connection, folder, setup, sqlite, start_run, succeeded};
 use synqx_e2e::secrets::{seal, vault_published};
 
 /// The tests each run their own operator process on the gateway's one host port: one at a
@@ -131,13 +130,7 @@ async fn delete_jobs(cluster: &Cluster, ns: &TestNamespace, run: &str) {
 /// as the gateway's watch has them.
 async fn run_orders(cluster: &Cluster, ns: &TestNamespace, viewer: &str) -> Vec<LogLine> {
     start_run(cluster, ns, "orders", "orders-1", "");
-    let run = finished(ns, "orders-1").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    succeeded(ns, "orders-1").await;
     let expected = watched_lines(ns, "orders-1", "load", viewer).await;
     assert!(!expected.is_empty(), "the step logged nothing");
     expected

@@ -14,7 +14,7 @@ use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{never_within, wait_until};
 use synqx_e2e::runs::{
     apply, csv_rows, event_reasons, finished, folder, get_run, http_get, jobs_of, setup, sqlite,
-    start_run, step,
+    start_run, step, succeeded,
 };
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -203,13 +203,7 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     // The second run moves only the rows added in between.
     write_orders(&inbox, "2.csv", 6..=8);
     start_run(cluster, &ns, "shop", "shop-2", "");
-    let run = finished(&ns, "shop-2").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    let run = succeeded(&ns, "shop-2").await;
     assert_eq!(step(&run, "orders").rows_read, Some(3));
     assert_eq!(step(&run, "orders").rows_written, Some(3));
     assert_eq!(step(&run, "orders-db").rows_written, Some(3));
@@ -400,13 +394,7 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
 
     // Fixed, it becomes Ready and the waiting run goes on.
     apply(cluster, &ns, &pipeline("", "db"));
-    let run = finished(&ns, "broken-1").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    let run = succeeded(&ns, "broken-1").await;
     assert_eq!(step(&run, "b").phase, Some(StepPhase::Succeeded));
 }
 
@@ -454,13 +442,7 @@ async fn a_pipeline_applied_before_its_connection_waits_for_it() {
             data.path().join("late.sqlite").display()
         ),
     );
-    let run = finished(&ns, "early-1").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    succeeded(&ns, "early-1").await;
 }
 
 #[tokio::test]

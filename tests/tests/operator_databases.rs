@@ -4,8 +4,7 @@
 
 use kube::Api;
 use synqx_api::Pipeline;
-use synqx_api::run::RunPhase;
-use synqx_e2e::runs::{apply, connection, finished, folder, setup, start_run, step};
+use synqx_e2e::runs::{apply, connection, folder, setup, start_run, step, succeeded};
 use synqx_testkit::mysql::mariadb;
 use synqx_testkit::postgres::psql;
 use synqx_testkit::servers::{mysql, postgres};
@@ -71,13 +70,7 @@ async fn postgres_to_parquet_to_mariadb_through_jobs() {
     let pipelines: Api<Pipeline> = ns.api();
 
     start_run(cluster, &ns, "orders", "orders-1", "");
-    let run = finished(&ns, "orders-1").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    let run = succeeded(&ns, "orders-1").await;
     assert_eq!(step(&run, "extract").rows_written, Some(5));
     assert_eq!(step(&run, "load").rows_written, Some(5));
     assert_eq!(
@@ -95,13 +88,7 @@ async fn postgres_to_parquet_to_mariadb_through_jobs() {
         "UPDATE {schema}.orders SET note = 'changed' WHERE id = 2"
     ));
     start_run(cluster, &ns, "orders", "orders-2", "");
-    let run = finished(&ns, "orders-2").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    let run = succeeded(&ns, "orders-2").await;
     let extract = step(&run, "extract");
     assert_eq!(
         (extract.rows_read, extract.rows_written),

@@ -17,7 +17,7 @@ use synqx_e2e::cluster::{Cluster, never_within, wait_until};
 use synqx_e2e::own_operator::{OwnOperator, kill_pod, lease_holder};
 use synqx_e2e::runs::{
     apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of,
-    readable_job_name, setup, slow_query, sqlite, start_run, step,
+    readable_job_name, setup, slow_query, sqlite, start_run, step, succeeded,
 };
 
 /// Tests that kill the shared operator must not overlap.
@@ -169,13 +169,7 @@ async fn runs_survive_the_operator_being_killed_five_times() {
 
     for (name, rows) in &expected {
         let run_name = format!("{name}-1");
-        let run = finished(&ns, &run_name).await;
-        assert_eq!(
-            run.status.as_ref().and_then(|s| s.phase),
-            Some(RunPhase::Succeeded),
-            "{:?}",
-            run.status
-        );
+        let run = succeeded(&ns, &run_name).await;
         assert_eq!(step(&run, "load").rows_written, Some(*rows as u64));
         assert_eq!(
             csv_rows(&data.path().join("lake").join(name)),

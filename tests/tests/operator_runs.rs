@@ -11,7 +11,7 @@ use synqx_api::PipelineRun;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::runs::{
     apply, finished, folder, jobs_of, readable_job_name, setup, slow_query, sqlite, start_run,
-    step, step_reaches, steps_with_jobs,
+    step, step_reaches, steps_with_jobs, succeeded,
 };
 
 fn connections(data: &Path) -> String {
@@ -55,13 +55,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_as_a_new_job() {
     std::fs::create_dir_all(data.path().join("late")).expect("mkdir");
     std::fs::write(data.path().join("late/x.csv"), "id\n1\n2\n").expect("write");
 
-    let run = finished(&ns, "flaky-1").await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
+    let run = succeeded(&ns, "flaky-1").await;
     let load = step(&run, "load");
     assert_eq!((load.attempt, load.rows_written), (Some(2), Some(2)));
     let jobs = jobs_of(&ns, "flaky-1").await;
@@ -215,13 +209,7 @@ async fn cancel_ends_a_run_and_resume_from_runs_only_what_failed_and_what_follow
     std::fs::create_dir_all(data.path().join("late")).expect("mkdir");
     std::fs::write(data.path().join("late/x.csv"), "id\n1\n").expect("write");
     start_run(cluster, &ns, "chain", "chain-3", "  resumeFrom: chain-2\n");
-    let resumed = finished(&ns, "chain-3").await;
-    assert_eq!(
-        resumed.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        resumed.status
-    );
+    let resumed = succeeded(&ns, "chain-3").await;
     let ran = steps_with_jobs(&jobs_of(&ns, "chain-3").await);
     assert_eq!(
         ran.into_iter().collect::<Vec<_>>(),
@@ -309,4 +297,67 @@ async fn a_running_run_keeps_its_revision_when_the_pipeline_changes() {
     )
     .await;
     assert!(runs.get_opt("evolving-2").await.is_ok_and(|r| r.is_some()));
+}
+
+/// A step's rejected file goes with its pod; `sync.rejects` keeps the rows in a table of
+/// their own, named by the run, while the run's status shows counts and never the value.
+#[tokio::test]
+async fn rejected_rows_outlive_the_step_pod_in_the_rejects_table() {
+    let (cluster, ns) = setup("rejects").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(data.path().join("late")).expect("mkdir");
+    std::fs::write(
+        data.path().join("late/orders.csv"),
+        "id,amount\n1,10\n2,Zq-rejected-amount\n3,30\n",
+    )
+    .expect("write");
+    let yaml = format!(
+        "{}---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: orders}}\nspec:\n  steps:\n\
+         \x20   - name: load\n      sync:\n        onError: skip\n\
+         \x20       source: {{connection: late, asset: {{fqn: orders.csv}}, columns: {{amount: int64}}}}\n\
+         \x20       destination: {{connection: db, asset: {{fqn: orders}}}}\n\
+         \x20       rejects: {{connection: other, asset: {{fqn: rejected_rows}}}}\n",
+        connections(data.path())
+    );
+    apply(cluster, &ns, &yaml);
+    start_run(cluster, &ns, "orders", "orders-1", "");
+    let run = succeeded(&ns, "orders-1").await;
+    let load = step(&run, "load");
+    assert_eq!((load.rows_written, load.rows_rejected), (Some(2), Some(1)));
+    assert!(
+        load.message
+            .as_deref()
+            .is_some_and(|m| m
+                .contains("1 rejected rows kept in Connection \"other\", asset \"rejected_rows\"")),
+        "{:?}",
+        run.status
+    );
+    let status = serde_json::to_string(&run.status).expect("status as JSON");
+    assert!(
+        !status.contains("Zq-rejected"),
+        "the value is in the status: {status}"
+    );
+    // The reader runs a runtime of its own: not on this test's runtime thread.
+    let db = data.path().join("other.sqlite");
+    let kept = tokio::task::spawn_blocking(move || {
+        synqx_testkit::sqlite::rows(
+            &db,
+            "SELECT run, step, location, \"column\", value, row FROM rejected_rows",
+        )
+    })
+    .await
+    .expect("reading the rejects table");
+    assert_eq!(
+        kept,
+        [[
+            "orders-1",
+            "load",
+            "orders.csv: line 3",
+            "amount",
+            "Zq-rejected-amount",
+            "2,Zq-rejected-amount"
+        ]
+        .map(|v| Some(v.to_string()))
+        .to_vec()]
+    );
 }

@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::ListParams;
 use serde_json::json;
 use synqx_api::gateway::Body;
-use synqx_api::run::{PipelineRun, RunPhase, StepReport};
+use synqx_api::run::{PipelineRun, StepReport};
 use synqx_api::telemetry::{AUDIENCE, PATH};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
 use synqx_e2e::gateway::{Auth, Gate, Next, connect, next, post, wait_until_served, watch_path};
 use synqx_e2e::own_operator::{kill_pod, lease_holder};
-use synqx_e2e::runs::{apply, finished, folder, setup, sqlite, start_run, step};
+use synqx_e2e::runs::{apply, folder, setup, sqlite, start_run, step, succeeded};
 
 /// The tests that restart the operator must not overlap the others of this file.
 static GATEWAY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -191,18 +191,6 @@ async fn termination_report(ns: &TestNamespace, run: &PipelineRun, step_name: &s
     serde_json::from_str(&message).unwrap_or_else(|e| {
         panic!("the termination message of Job {job} is no report ({e}): {message}")
     })
-}
-
-/// The run, once it ended, which must be `Succeeded`.
-async fn succeeded(ns: &TestNamespace, name: &str) -> PipelineRun {
-    let run = finished(ns, name).await;
-    assert_eq!(
-        run.status.as_ref().and_then(|s| s.phase),
-        Some(RunPhase::Succeeded),
-        "{:?}",
-        run.status
-    );
-    run
 }
 
 /// No field manager of a step pod wrote the run's status: its numbers are the operator's.
