@@ -242,9 +242,21 @@ impl Cluster {
         );
     }
 
-    /// The logs the process kubelet kept of the newest pod with this name.
+    /// The logs the process kubelet kept of the newest pod with this name; fails the test when
+    /// they cannot be read (a pod that never ran on the node included).
     pub fn pod_logs(&self, namespace: &str, pod: &str) -> String {
-        crate::kubelet::pod_logs(&self.run_dir.join("kubelet"), namespace, pod).unwrap_or_default()
+        self.pod_logs_if_ran(namespace, pod)
+            .unwrap_or_else(|| panic!("no pod {namespace}/{pod} ran on this node: it has no logs"))
+    }
+
+    /// The logs of the newest pod with this name, `None` when no such pod ran on the node (a
+    /// pod the scheduler never bound, say); fails the test when they cannot be read.
+    pub fn pod_logs_if_ran(&self, namespace: &str, pod: &str) -> Option<String> {
+        match crate::kubelet::pod_logs(&self.run_dir.join("kubelet"), namespace, pod) {
+            Ok(logs) => Some(logs),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("reading the logs of pod {namespace}/{pod}: {e}"),
+        }
     }
 
     /// A fresh namespace whose `default` service account exists, deleted when dropped.
