@@ -13,8 +13,8 @@ use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{never_within, wait_until};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, get_run, http_get, jobs_of, setup, sqlite,
-    start_run, step, succeeded,
+    apply, connection, csv_rows, event_reasons, finished, folder, get_run, http_get, jobs_of,
+    setup, sqlite, start_run, step, succeeded,
 };
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -456,7 +456,15 @@ async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
         folder("present", data.path()),
         folder("absent", &data.path().join("no/such/folder")),
     );
-    apply(cluster, &ns, &yaml);
+    // Too large for the one environment variable a check pod gets it in.
+    let big = connection(
+        "big",
+        &format!(
+            "rest: {{baseUrl: \"http://127.0.0.1:9\", headers: {{X-Padding: {}}}}}",
+            "x".repeat(140_000)
+        ),
+    );
+    apply(cluster, &ns, &format!("{big}{yaml}"));
     let connections: Api<synqx_api::Connection> = ns.api();
     let ready = |name: &'static str| {
         let connections = connections.clone();
@@ -479,7 +487,10 @@ async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
             let done = |r: Option<(String, String, String, bool)>| {
                 r.is_some_and(|(_, reason, _, _)| reason != "Checking")
             };
-            done(ready("present").await) && done(ready("absent").await) && done(ready("lake").await)
+            done(ready("present").await)
+                && done(ready("absent").await)
+                && done(ready("lake").await)
+                && done(ready("big").await)
         },
     )
     .await;
@@ -514,6 +525,28 @@ async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
         .expect("jobs")
         .items;
     assert!(checks.is_empty(), "a check Job ran without its Secret");
+    // The oversized Connection is refused by its size, with what to do, and no check Job
+    // that could not start is made for it.
+    let (status, reason, message, _) = ready("big").await.expect("big");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "Invalid"),
+        "{message}"
+    );
+    assert!(
+        message.contains("bytes as JSON, more than the 131008 bytes")
+            && message.contains("move long values"),
+        "{message}"
+    );
+    let big_checks = jobs
+        .list(&ListParams::default().labels("synqx.io/connection=big"))
+        .await
+        .expect("jobs")
+        .items;
+    assert!(
+        big_checks.is_empty(),
+        "a check Job was made for the oversized Connection"
+    );
 
     // With the Secret there, the check runs: nothing listens on the endpoint's port.
     apply(
