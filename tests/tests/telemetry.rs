@@ -14,6 +14,7 @@ use serde_json::json;
 use synqx_api::gateway::Body;
 use synqx_api::run::{PipelineRun, StepReport};
 use synqx_api::telemetry::{AUDIENCE, PATH};
+use synqx_e2e::audit::{AuditLog, OPERATOR_USER, tally};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
 use synqx_e2e::gateway::{Auth, Gate, Next, connect, next, post, wait_until_served, watch_path};
 use synqx_e2e::own_operator::{kill_pod, lease_holder};
@@ -428,4 +429,50 @@ async fn a_gateway_restarted_while_a_step_runs_gets_its_reports_again() {
         (Some(reported.bytes_read), Some(reported.bytes_written))
     );
     assert_written_by_the_operator(&run);
+}
+
+/// A step reporting once a second costs the API server one TokenReview for its pod, not one
+/// per report: the gateway keeps a reviewed token for its pod's life (at most 2 minutes).
+#[tokio::test]
+async fn a_pod_reporting_every_second_is_reviewed_once() {
+    let _serial = GATEWAY.lock().await;
+    let (cluster, ns) = setup("telemetry-cache").await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let rows = 3_000_000;
+    let yaml = format!(
+        "{}apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: many}}\nspec:\n  steps:\n    - {{name: load, sync: {{source: {{connection: db, asset: {{fqn: numbers}}, query: \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) SELECT x AS id FROM c\"}}, destination: {{connection: db, asset: {{fqn: copied}}, mode: overwrite}}}}}}\n",
+        sqlite("db", &data.path().join("db.sqlite")),
+    );
+    apply(cluster, &ns, &yaml);
+    let audit = AuditLog::of(cluster);
+    let from = audit.end();
+    start_run(cluster, &ns, "many", "many-1", "");
+    let run = succeeded(&ns, "many-1").await;
+    assert_eq!(step(&run, "load").rows_written, Some(rows));
+    let operator: Vec<_> = audit
+        .since(from)
+        .into_iter()
+        .filter(|r| r.user.username == OPERATOR_USER)
+        .collect();
+    let count = |verb: &str, resource: &str, subresource: Option<&str>| {
+        operator
+            .iter()
+            .filter(|r| {
+                r.verb == verb && r.resource() == resource && r.subresource() == subresource
+            })
+            .count()
+    };
+    // Each status write of the counters is one report or more that reached the gateway.
+    let writes = count("patch", "pipelineruns", Some("status"));
+    assert!(
+        writes >= 4,
+        "the step reported too seldom to tell a cache: {:?}",
+        tally(&operator)
+    );
+    assert_eq!(
+        count("create", "tokenreviews", None),
+        1,
+        "one review for the step's one pod: {:?}",
+        tally(&operator)
+    );
 }
