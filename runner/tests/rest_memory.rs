@@ -4,10 +4,9 @@
 //! read whole. Both stay within the budget, measured as the kernel's high-water mark of the
 //! runner's process (`ru_maxrss` from `wait4`, its VmHWM when it ended).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
 
+use synqx_testkit::http::{Reply, StandIn};
 use synqx_testkit::{files, run_with_peak};
 
 /// The step's memory budget, and the page limit it gives: half of it over the 16 times its
@@ -26,44 +25,33 @@ fn record(i: u64) -> String {
 const RECORD_BYTES: u64 = 89;
 
 /// An API answering every request with one page, a JSON array of `records` records, sent
-/// as it is made (no `Content-Length`: the body ends when the connection closes), so the
-/// server never holds it either.
-fn start_api(records: u64) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let head =
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
-            if stream.write_all(head.as_bytes()).is_err() {
-                continue;
+/// as it is made in chunks of about a MiB (no `Content-Length`), so the server never holds
+/// it either.
+fn start_api(records: u64) -> StandIn {
+    StandIn::start(move |_| {
+        let mut next = 0;
+        let chunks = std::iter::from_fn(move || {
+            if next == records {
+                return None;
             }
             let mut chunk = String::with_capacity(1 << 20);
-            for i in 0..records {
-                chunk.push_str(&record(i));
-                if i + 1 == records {
-                    chunk.pop();
-                    chunk.push(']');
-                }
-                if chunk.len() >= (1 << 20) - 100 || i + 1 == records {
-                    if stream.write_all(chunk.as_bytes()).is_err() {
-                        break;
-                    }
-                    chunk.clear();
-                }
+            if next == 0 {
+                chunk.push('[');
             }
-        }
-    });
-    port
+            while next < records && chunk.len() < (1 << 20) - 100 {
+                chunk.push_str(&record(next));
+                next += 1;
+            }
+            if next == records {
+                chunk.pop();
+                chunk.push(']');
+            }
+            Some(chunk.into_bytes())
+        });
+        Reply::status(200)
+            .with_header("content-type", "application/json")
+            .streamed(chunks)
+    })
 }
 
 fn write_pipeline(dir: &Path, port: u16) {
@@ -113,7 +101,8 @@ struct Run {
 
 /// `synqx run` with the budget against a page of `records` records.
 fn run(records: u64) -> Run {
-    let port = start_api(records);
+    let api = start_api(records);
+    let port = api.port;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     write_pipeline(dir.path(), port);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synqx"));

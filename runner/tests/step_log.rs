@@ -3,15 +3,8 @@
 //! the connector uses is in none of them. Its own test binary: the log subscriber is the
 //! process's global one, which every thread of the engine uses.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use synqx_api::run::StepPhase;
 use synqx_api::step_plan::StepPlan;
 use synqx_api::telemetry::{PATH, Report};
@@ -19,69 +12,26 @@ use synqx_api::validate::{InputFile, validate};
 use synqx_runner::pod::step_log::{self, StepLog};
 use synqx_runner::pod::{PodEnv, run};
 use synqx_runner::secrets::Secrets;
-use tokio::net::TcpListener;
+use synqx_testkit::http::{Reply, StandIn};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "s3cr3t-key-4711";
 
-/// What the stand-in server saw: every telemetry report.
-type Reports = Arc<Mutex<Vec<Report>>>;
-
 /// One loopback server that is both the step's REST API (`/records`: 503 first, then two
-/// records) and the operator's gateway (collecting reports).
-async fn server() -> (String, Reports) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let reports: Reports = Arc::default();
-    let seen = reports.clone();
-    let pages = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (seen, pages) = (seen.clone(), pages.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let (seen, pages) = (seen.clone(), pages.clone());
-                    async move {
-                        let path = request.uri().path().to_string();
-                        let body = request
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let (code, text) = if path == PATH {
-                            if let Ok(report) = serde_json::from_slice::<Report>(&body) {
-                                seen.lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .push(report);
-                            }
-                            (204, String::new())
-                        } else if pages.fetch_add(1, Ordering::SeqCst) == 0 {
-                            (503, "busy".to_string())
-                        } else {
-                            (200, r#"[{"id": 1}, {"id": 2}]"#.to_string())
-                        };
-                        let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
-                        *response.status_mut() = hyper::StatusCode::from_u16(code)
-                            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-                        if code == 503 {
-                            response.headers_mut().insert(
-                                "retry-after",
-                                hyper::header::HeaderValue::from_static("0"),
-                            );
-                        }
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+/// records) and the operator's gateway (taking reports).
+fn server() -> StandIn {
+    let pages = AtomicUsize::new(0);
+    StandIn::start(move |request| {
+        if request.path() == PATH {
+            Reply::status(204)
+        } else if pages.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::status(503)
+                .with_header("retry-after", "0")
+                .with_body("busy")
+        } else {
+            Reply::json(200, r#"[{"id": 1}, {"id": 2}]"#)
         }
-    });
-    (format!("http://{addr}"), reports)
+    })
 }
 
 /// The step's plan, as the operator puts it in the pod's environment.
@@ -138,7 +88,8 @@ async fn a_steps_retries_and_progress_reach_the_gateway_as_lines_without_the_key
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let token = dir.path().join("token");
     std::fs::write(&token, "tok").unwrap_or_else(|e| panic!("{e}"));
-    let (url, reports) = server().await;
+    let server = server();
+    let url = server.url();
     let secret = (Secrets::env_name("api-creds", "key"), KEY.to_string());
     let env = PodEnv {
         step_plan: Some(step_plan(&url)),
@@ -165,10 +116,12 @@ async fn a_steps_retries_and_progress_reach_the_gateway_as_lines_without_the_key
     assert_eq!(report.phase, StepPhase::Succeeded, "{:?}", report.message);
     assert_eq!(report.rows_written, 2);
 
-    let reports = reports
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let reports: Vec<Report> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == PATH)
+        .map(|r| r.json())
+        .collect();
     let lines: Vec<(String, String)> = reports
         .iter()
         .flat_map(|r| &r.lines)

@@ -9,6 +9,8 @@
 //!   `scripts/emulators up` listen.
 //! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
 //!   read back.
+//! - [`http`]: a stand-in HTTP server on loopback that records requests and answers with
+//!   what the test says (an API, the operator's gateway).
 //! - [`golden`]: whether a test may rewrite the checked-in files it compares (never in CI).
 //! - [`hold`]: a proxy that holds a client at the request a test names (a load's swap), and
 //!   [`kill`], which kills a process with SIGKILL and proves that this is how it ended;
@@ -23,6 +25,7 @@ pub mod emulators;
 pub mod files;
 pub mod golden;
 pub mod hold;
+pub mod http;
 pub mod mysql;
 pub mod postgres;
 pub mod s3;

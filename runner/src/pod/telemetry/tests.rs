@@ -1,75 +1,66 @@
 //! Reports against a local gateway stand-in: what a report carries, and lines kept while the
 //! gateway cannot be reached.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use synqx_testkit::http::{Reply, StandIn};
 
 use super::*;
 use crate::pod::step_log::MAX_KEPT_LINES;
-use std::sync::{Mutex, PoisonError};
 use synqx_api::telemetry::{MAX_LINES, MAX_LINES_BYTES};
 
-/// What the stand-in saw: the Authorization header and the report of each request.
-type Seen = Arc<Mutex<Vec<(String, Report)>>>;
+/// A gateway stand-in on loopback answering `status` (changeable while it runs), and the
+/// telemetry of [`target`] reporting to it with the token in the file `token`.
+struct Rig {
+    /// Holds the token file: a test binds it, or a pattern with `..` deletes it at once.
+    _dir: tempfile::TempDir,
+    token: std::path::PathBuf,
+    status: Arc<AtomicU16>,
+    gateway: StandIn,
+    log: StepLog,
+    telemetry: Telemetry,
+}
 
-/// A gateway stand-in on loopback answering `status` (changeable while it runs).
-async fn gateway(status: Arc<AtomicU16>) -> (String, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let seen: Seen = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let log = log.clone();
-            let status = status.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let log = log.clone();
-                    let status = status.clone();
-                    async move {
-                        let auth = request
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_string();
-                        let path = request.uri().path().to_string();
-                        let body = request
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        assert_eq!(path, PATH);
-                        if let Ok(report) = serde_json::from_slice::<Report>(&body) {
-                            log.lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .push((auth, report));
-                        }
-                        let mut response = hyper::Response::new(Full::new(Bytes::new()));
-                        *response.status_mut() =
-                            hyper::StatusCode::from_u16(status.load(Ordering::SeqCst))
-                                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (format!("http://{addr}/"), seen)
+fn rig(status: u16, token: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap_or_else(|e| panic!("{e}"));
+    let status = Arc::new(AtomicU16::new(status));
+    let answer = status.clone();
+    let gateway = StandIn::start(move |_| Reply::status(answer.load(Ordering::SeqCst)));
+    let log = StepLog::default();
+    let telemetry = Telemetry::new(
+        &format!("{}/", gateway.url()),
+        token_file.clone(),
+        target(),
+        log.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Rig {
+        _dir: dir,
+        token: token_file,
+        status,
+        gateway,
+        log,
+        telemetry,
+    }
+}
+
+/// The Authorization header and the report of each request the gateway received; fails on
+/// a request to any other path or one that is no report.
+fn seen(gateway: &StandIn) -> Vec<(String, Report)> {
+    gateway
+        .requests()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.path(), PATH, "{r:?}");
+            (
+                r.header("authorization").unwrap_or_default().to_string(),
+                r.json(),
+            )
+        })
+        .collect()
 }
 
 /// Authorization, phase, rows read and written, and lines of a report seen.
@@ -102,13 +93,14 @@ fn counters(rows: u64) -> StepStatus {
 
 #[tokio::test]
 async fn a_report_carries_the_token_the_attempt_the_counters_and_the_lines() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let token = dir.path().join("token");
-    std::fs::write(&token, "tok-1\n").unwrap_or_else(|e| panic!("{e}"));
-    let (url, seen) = gateway(Arc::new(AtomicU16::new(204))).await;
-    let log = StepLog::default();
-    let telemetry = Telemetry::new(&url, token.clone(), target(), log.clone())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let Rig {
+        _dir,
+        token,
+        gateway,
+        log,
+        telemetry,
+        ..
+    } = rig(204, "tok-1\n");
     log.push("INFO", "synqx step: started");
     assert!(telemetry.has_lines());
     telemetry
@@ -130,7 +122,7 @@ async fn a_report_carries_the_token_the_attempt_the_counters_and_the_lines() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let seen = seen(&gateway);
     let shown: Vec<Shown<'_>> = seen
         .iter()
         .map(|(auth, r)| {
@@ -176,14 +168,14 @@ async fn a_report_carries_the_token_the_attempt_the_counters_and_the_lines() {
 
 #[tokio::test]
 async fn lines_wait_while_the_gateway_refuses_and_go_with_the_next_report() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let token = dir.path().join("token");
-    std::fs::write(&token, "tok").unwrap_or_else(|e| panic!("{e}"));
-    let status = Arc::new(AtomicU16::new(503));
-    let (url, seen) = gateway(status.clone()).await;
-    let log = StepLog::default();
-    let telemetry =
-        Telemetry::new(&url, token, target(), log.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let Rig {
+        _dir,
+        status,
+        gateway,
+        log,
+        telemetry,
+        ..
+    } = rig(503, "tok");
     for n in 0..(MAX_KEPT_LINES + 3) {
         log.push("INFO", &format!("line {n}"));
     }
@@ -197,7 +189,7 @@ async fn lines_wait_while_the_gateway_refuses_and_go_with_the_next_report() {
         .apply(&counters(2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let seen = seen(&gateway);
     let (_, delivered) = seen.last().cloned().unwrap_or_else(|| panic!("no report"));
     assert_eq!(delivered.counters.rows_read, Some(2));
     assert_eq!(delivered.lines.len(), MAX_LINES);
@@ -244,13 +236,13 @@ async fn a_missing_token_or_an_unreachable_gateway_is_an_error_naming_it() {
 
 #[tokio::test]
 async fn one_report_carries_at_most_a_mebibyte_of_lines() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let token = dir.path().join("token");
-    std::fs::write(&token, "tok").unwrap_or_else(|e| panic!("{e}"));
-    let (url, seen) = gateway(Arc::new(AtomicU16::new(204))).await;
-    let log = StepLog::default();
-    let telemetry =
-        Telemetry::new(&url, token, target(), log.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let Rig {
+        _dir,
+        gateway,
+        log,
+        telemetry,
+        ..
+    } = rig(204, "tok");
     for _ in 0..200 {
         log.push("INFO", &"x".repeat(8000));
     }
@@ -258,7 +250,7 @@ async fn one_report_carries_at_most_a_mebibyte_of_lines() {
         .apply(&counters(1))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let seen = seen(&gateway);
     let (_, first) = seen.last().cloned().unwrap_or_else(|| panic!("no report"));
     assert_eq!(first.lines.len(), MAX_LINES_BYTES / 8000);
     assert!(telemetry.has_lines(), "the rest goes with the next report");
