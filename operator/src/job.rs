@@ -614,7 +614,7 @@ spec:
     fn only_a_step_whose_connections_hold_sealed_values_gets_the_keyring() {
         let sealed = YAML.replace(
             "password: {secretKeyRef: {name: db-credentials, key: password}}",
-            "password: {sealed: \"sqx1:k1:AAAA:BBBB\"}",
+            "password: {sealed: \"sqx1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\"}",
         );
         let report = validate(&[InputFile {
             name: "p.yaml",

@@ -201,7 +201,7 @@ mod tests {
         assert!(!needs_keyring(&spec));
         if let Some(pg) = spec.postgres.as_mut() {
             pg.password = Some(SecretValue {
-                sealed: Some("sqx1:k1:AAAA:BBBB".into()),
+                sealed: Some("sqx1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB".into()),
                 ..Default::default()
             });
         }

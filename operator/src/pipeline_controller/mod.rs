@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn only_the_operators_runner_image_may_open_sealed_values() {
-        let sealed = "{sealed: \"sqx1:k1:AAAA:BBBB\"}";
+        let sealed = "{sealed: \"sqx1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\"}";
         let problems = keyring_problems(sealed, "attacker.example/dump:1").unwrap_err();
         assert_eq!(
             problems,
