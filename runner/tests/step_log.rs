@@ -29,7 +29,7 @@ fn server() -> StandIn {
                 .with_header("retry-after", "0")
                 .with_body("busy")
         } else {
-            Reply::json(200, r#"[{"id": 1}, {"id": 2}]"#)
+            Reply::json(200, serde_json::json!([{"id": 1}, {"id": 2}]))
         }
     })
 }
@@ -120,7 +120,7 @@ async fn a_steps_retries_and_progress_reach_the_gateway_as_lines_without_the_key
         .requests()
         .iter()
         .filter(|r| r.path() == PATH)
-        .map(|r| r.json())
+        .map(|r| r.parse())
         .collect();
     let lines: Vec<(String, String)> = reports
         .iter()

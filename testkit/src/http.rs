@@ -41,8 +41,19 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of the query parameter `name`, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        url_pairs(query).find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// The body as JSON; fails the test when it is none.
+    pub fn json(&self) -> serde_json::Value {
+        self.parse()
+    }
+
     /// The body parsed as JSON into `T`; fails the test when it is not one.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> T {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "the body of {} {} is not what the test expects ({e}): {}",
@@ -52,6 +63,36 @@ impl Request {
             )
         })
     }
+}
+
+/// The pairs of `a=1&b=x%20y` (a query, or a form body), percent-decoded.
+pub fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k), decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the stand-in answers.
@@ -78,8 +119,10 @@ impl Reply {
         }
     }
 
-    /// `status` with a JSON body.
-    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    /// `status` with `body` as JSON.
+    pub fn json(status: u16, body: impl serde::Serialize) -> Self {
+        let body = serde_json::to_vec(&body)
+            .unwrap_or_else(|e| panic!("the test's reply is no JSON: {e}"));
         Self::status(status)
             .with_header("content-type", "application/json")
             .with_body(body)
@@ -270,12 +313,12 @@ mod tests {
     #[test]
     fn it_records_each_request_and_answers_in_script_order() {
         let server = StandIn::scripted(vec![
-            Reply::json(201, r#"{"ok":true}"#).with_header("x-one", "1"),
+            Reply::json(201, serde_json::json!({"ok": true})).with_header("x-one", "1"),
             Reply::status(503),
         ]);
         let first = exchange(
             server.port,
-            "POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Key: v\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            "POST /a?b=x%20y+z&c HTTP/1.1\r\nHost: x\r\nX-Key: v\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
         );
         assert!(first.starts_with("HTTP/1.1 201"), "{first}");
         assert!(first.contains("x-one: 1"), "{first}");
@@ -292,8 +335,11 @@ mod tests {
                 seen[0].path(),
                 seen[0].target.as_str()
             ),
-            ("POST", "/a", "/a?b=1")
+            ("POST", "/a", "/a?b=x%20y+z&c")
         );
+        assert_eq!(seen[0].query("b").as_deref(), Some("x y z"));
+        assert_eq!(seen[0].query("c").as_deref(), Some(""));
+        assert_eq!(seen[0].query("d"), None);
         assert_eq!(seen[0].header("x-key"), Some("v"));
         assert_eq!(seen[0].body, b"hello");
     }

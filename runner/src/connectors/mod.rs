@@ -36,8 +36,6 @@ mod connector;
 pub mod filesystem;
 pub mod formats;
 pub(crate) mod http_api;
-#[cfg(test)]
-mod http_stub;
 pub mod json_table;
 pub mod json_widen;
 mod jwt;

@@ -157,13 +157,13 @@ mod tests {
     use super::*;
     use crate::connectors::bigquery::config::service_account;
     use crate::connectors::bigquery::config::tests::key_file;
-    use crate::connectors::http_stub::{HttpStub, Reply, url_pairs};
     use crate::connectors::jwt::RsaSigner;
     use crate::connectors::jwt::tests::{TEST_KEY_PKCS8, verified_claims};
+    use synqx_testkit::http::{Reply, StandIn, url_pairs};
 
     #[tokio::test]
     async fn a_service_account_trades_a_signed_assertion_for_a_token_and_refreshes_it() {
-        let stub = HttpStub::start(vec![
+        let stub = StandIn::scripted(vec![
             Reply::json(
                 200,
                 json!({"access_token": "ya29.first", "expires_in": 3599, "token_type": "Bearer"}),
@@ -172,9 +172,8 @@ mod tests {
                 200,
                 json!({"access_token": "ya29.second", "expires_in": 3599, "token_type": "Bearer"}),
             ),
-        ])
-        .await;
-        let token_uri = format!("{}/token", stub.url);
+        ]);
+        let token_uri = format!("{}/token", stub.url());
         let source = TokenSource::new(Arc::new(
             service_account("bq", &key_file(&token_uri)).unwrap(),
         ));
@@ -214,13 +213,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_account_says_why_without_the_assertion() {
-        let stub = HttpStub::start(vec![Reply::json(
+        let stub = StandIn::scripted(vec![Reply::json(
             400,
             json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
-        )])
-        .await;
+        )]);
         let source = TokenSource::new(Arc::new(
-            service_account("bq", &key_file(&format!("{}/token", stub.url))).unwrap(),
+            service_account("bq", &key_file(&format!("{}/token", stub.url()))).unwrap(),
         ));
         let e = source
             .token(&reqwest::Client::new())

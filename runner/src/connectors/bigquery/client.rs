@@ -490,7 +490,7 @@ mod tests {
     use super::*;
     use crate::connectors::bigquery::config::service_account;
     use crate::connectors::bigquery::config::tests::key_file;
-    use crate::connectors::http_stub::{HttpStub, Reply};
+    use synqx_testkit::http::{Reply, StandIn};
 
     fn token() -> Reply {
         Reply::json(
@@ -499,10 +499,10 @@ mod tests {
         )
     }
 
-    async fn client(replies: Vec<Reply>) -> (Client, HttpStub) {
-        let stub = HttpStub::start(replies).await;
-        let account = service_account("bq", &key_file(&format!("{}/token", stub.url))).unwrap();
-        let settings = BigQueryConfig::for_test(&stub.url, Some(Arc::new(account)), vec![]);
+    async fn client(replies: Vec<Reply>) -> (Client, StandIn) {
+        let stub = StandIn::scripted(replies);
+        let account = service_account("bq", &key_file(&format!("{}/token", stub.url()))).unwrap();
+        let settings = BigQueryConfig::for_test(&stub.url(), Some(Arc::new(account)), vec![]);
         (Client::new(Arc::new(settings)).unwrap(), stub)
     }
 
@@ -652,15 +652,20 @@ mod tests {
 
     #[tokio::test]
     async fn api_errors_are_classified_and_redacted() {
-        let stub = HttpStub::start(vec![
-            Reply::json(404, json!({"error": {"code": 404, "message": "Not found: Table proj:ds.nope was not found in location EU",
+        let stub = StandIn::scripted(vec![
+            Reply::json(
+                404,
+                json!({"error": {"code": 404, "message": "Not found: Table proj:ds.nope was not found in location EU",
                                               "errors": [{"message": "Not found: Table proj:ds.nope", "domain": "global", "reason": "notFound"}],
-                                              "status": "NOT_FOUND"}})),
-            Reply::json(403, json!({"error": {"code": 403, "message": "Access Denied: hunter2-key-line",
-                                              "errors": [{"reason": "accessDenied"}], "status": "PERMISSION_DENIED"}})),
-        ])
-        .await;
-        let settings = BigQueryConfig::for_test(&stub.url, None, vec!["hunter2-key-line".into()]);
+                                              "status": "NOT_FOUND"}}),
+            ),
+            Reply::json(
+                403,
+                json!({"error": {"code": 403, "message": "Access Denied: hunter2-key-line",
+                                              "errors": [{"reason": "accessDenied"}], "status": "PERMISSION_DENIED"}}),
+            ),
+        ]);
+        let settings = BigQueryConfig::for_test(&stub.url(), None, vec!["hunter2-key-line".into()]);
         let client = Client::new(Arc::new(settings)).unwrap();
         let e = client
             .query("SELECT * FROM `ds`.`nope`", &[])

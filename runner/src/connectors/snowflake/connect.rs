@@ -312,9 +312,9 @@ fn classify(code: Option<&str>, message: &str) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connectors::http_stub::{HttpStub, Reply};
     use crate::connectors::jwt::RsaSigner;
     use crate::connectors::jwt::tests::{TEST_KEY_FINGERPRINT, TEST_KEY_PKCS8, verified_claims};
+    use synqx_testkit::http::{Reply, StandIn};
 
     fn login_ok() -> Reply {
         Reply::json(
@@ -326,9 +326,9 @@ mod tests {
 
     #[tokio::test]
     async fn password_login_sends_what_the_drivers_send() {
-        let stub = HttpStub::start(vec![login_ok()]).await;
+        let stub = StandIn::scripted(vec![login_ok()]);
         let settings = SnowflakeConfig::for_test(
-            &stub.url,
+            &stub.url(),
             Auth::Password("hunter2".into()),
             vec!["hunter2".into()],
         );
@@ -355,11 +355,11 @@ mod tests {
 
     #[tokio::test]
     async fn key_pair_login_sends_a_jwt_with_the_key_fingerprint() {
-        let stub = HttpStub::start(vec![login_ok()]).await;
+        let stub = StandIn::scripted(vec![login_ok()]);
         let signer = RsaSigner::from_pem(TEST_KEY_PKCS8).unwrap();
         let check = RsaSigner::from_pem(TEST_KEY_PKCS8).unwrap();
         let settings =
-            SnowflakeConfig::for_test(&stub.url, Auth::KeyPair(Box::new(signer)), vec![]);
+            SnowflakeConfig::for_test(&stub.url(), Auth::KeyPair(Box::new(signer)), vec![]);
         Session::login(Arc::new(settings)).await.unwrap();
         let body = stub.requests()[0].json();
         assert_eq!(body["data"]["AUTHENTICATOR"], "SNOWFLAKE_JWT");
@@ -386,16 +386,15 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_password_is_unauthorized_and_never_quoted() {
         // The answer Snowflake documents for bad credentials (error 390100).
-        let stub = HttpStub::start(vec![Reply::json(
+        let stub = StandIn::scripted(vec![Reply::json(
             200,
             json!({"data": {"nextAction": "RETRY_LOGIN", "authnMethod": "USERNAME_PASSWORD"},
                    "code": "390100",
                    "message": "Incorrect username or password was specified.",
                    "success": false}),
-        )])
-        .await;
+        )]);
         let settings = SnowflakeConfig::for_test(
-            &stub.url,
+            &stub.url(),
             Auth::Password("hunter2".into()),
             vec!["hunter2".into()],
         );
@@ -434,18 +433,17 @@ mod tests {
         // of the private key into an error.
         let key_line = TEST_KEY_PKCS8.lines().nth(3).unwrap().to_string();
         let echo = format!("bad login hunter2 with key {key_line}");
-        let stub = HttpStub::start(vec![
+        let stub = StandIn::scripted(vec![
             Reply::json(
                 200,
                 json!({"code": "390100", "message": echo, "success": false}),
             ),
             Reply::json(502, json!("not json: hunter2")),
-        ])
-        .await;
+        ]);
         let mut secrets = crate::connectors::jwt::pem_pieces(TEST_KEY_PKCS8);
         secrets.push("hunter2".into());
         let settings = Arc::new(SnowflakeConfig::for_test(
-            &stub.url,
+            &stub.url(),
             Auth::Password("hunter2".into()),
             secrets,
         ));

@@ -237,7 +237,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::connectors::http_stub::{HttpStub, Reply};
+    use synqx_testkit::http::{Reply, StandIn};
 
     /// The first value of a JSON result (rows affected), as the server wrote it.
     fn first_count(result: &QueryResult) -> Option<&str> {
@@ -245,15 +245,15 @@ mod tests {
     }
     use crate::connectors::snowflake::config::{Auth, SnowflakeConfig};
 
-    async fn session(replies: Vec<Reply>) -> (Session, HttpStub) {
+    async fn session(replies: Vec<Reply>) -> (Session, StandIn) {
         let mut all = vec![Reply::json(
             200,
             json!({"data": {"token": "t1"}, "success": true}),
         )];
         all.extend(replies);
-        let stub = HttpStub::start(all).await;
+        let stub = StandIn::scripted(all);
         let settings =
-            SnowflakeConfig::for_test(&stub.url, Auth::Password("pw".into()), vec!["pw".into()]);
+            SnowflakeConfig::for_test(&stub.url(), Auth::Password("pw".into()), vec!["pw".into()]);
         (Session::login(Arc::new(settings)).await.unwrap(), stub)
     }
 

@@ -521,29 +521,28 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_are_fetched_with_the_headers_or_key_the_result_names() {
-        use crate::connectors::http_stub::{HttpStub, Reply};
         use crate::connectors::snowflake::config::{Auth, SnowflakeConfig};
         use crate::connectors::snowflake::query::Chunk;
+        use synqx_testkit::http::{Reply, StandIn};
 
         let batch =
             RecordBatch::try_from_iter([("A", Arc::new(Int64Array::from(vec![7])) as ArrayRef)])
                 .unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &ipc_of(&batch)).unwrap();
-        let stub = HttpStub::start(vec![
+        let stub = StandIn::scripted(vec![
             Reply::json(
                 200,
                 serde_json::json!({"data": {"token": "t"}, "success": true}),
             ),
-            Reply::bytes(200, gz.finish().unwrap()),
-            Reply::bytes(200, ipc_of(&batch)),
-            Reply::bytes(403, b"<Error>AccessDenied</Error>".to_vec()),
-        ])
-        .await;
-        let settings = SnowflakeConfig::for_test(&stub.url, Auth::Password("pw".into()), vec![]);
+            Reply::status(200).with_body(gz.finish().unwrap()),
+            Reply::status(200).with_body(ipc_of(&batch)),
+            Reply::status(403).with_body(b"<Error>AccessDenied</Error>".to_vec()),
+        ]);
+        let settings = SnowflakeConfig::for_test(&stub.url(), Auth::Password("pw".into()), vec![]);
         let session = Session::login(Arc::new(settings)).await.unwrap();
         let chunk = Chunk {
-            url: format!("{}/results/0_0?X-Amz-Signature=secret", stub.url),
+            url: format!("{}/results/0_0?X-Amz-Signature=secret", stub.url()),
             row_count: 1,
         };
         // With chunkHeaders (what the API sends for most accounts) ...

@@ -57,7 +57,7 @@ fn seen(gateway: &StandIn) -> Vec<(String, Report)> {
             assert_eq!(r.path(), PATH, "{r:?}");
             (
                 r.header("authorization").unwrap_or_default().to_string(),
-                r.json(),
+                r.parse(),
             )
         })
         .collect()
