@@ -63,6 +63,19 @@ fn seen(gateway: &StandIn) -> Vec<(String, Report)> {
         .collect()
 }
 
+/// Applies `rows` as the counters, which must be delivered, and returns the last report the
+/// gateway received.
+async fn delivered(telemetry: &Telemetry, gateway: &StandIn, rows: u64) -> Report {
+    telemetry
+        .apply(&counters(rows))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, last) = seen(gateway)
+        .pop()
+        .unwrap_or_else(|| panic!("the gateway received no report"));
+    last
+}
+
 /// Authorization, phase, rows read and written, and lines of a report seen.
 type Shown<'a> = (
     &'a str,
@@ -185,12 +198,7 @@ async fn lines_wait_while_the_gateway_refuses_and_go_with_the_next_report() {
         "{refused:?}"
     );
     status.store(204, Ordering::SeqCst);
-    telemetry
-        .apply(&counters(2))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let seen = seen(&gateway);
-    let (_, delivered) = seen.last().cloned().unwrap_or_else(|| panic!("no report"));
+    let delivered = delivered(&telemetry, &gateway, 2).await;
     assert_eq!(delivered.counters.rows_read, Some(2));
     assert_eq!(delivered.lines.len(), MAX_LINES);
     assert_eq!(
@@ -246,12 +254,7 @@ async fn one_report_carries_at_most_a_mebibyte_of_lines() {
     for _ in 0..200 {
         log.push("INFO", &"x".repeat(8000));
     }
-    telemetry
-        .apply(&counters(1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let seen = seen(&gateway);
-    let (_, first) = seen.last().cloned().unwrap_or_else(|| panic!("no report"));
+    let first = delivered(&telemetry, &gateway, 1).await;
     assert_eq!(first.lines.len(), MAX_LINES_BYTES / 8000);
     assert!(telemetry.has_lines(), "the rest goes with the next report");
 }
