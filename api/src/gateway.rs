@@ -102,8 +102,9 @@ pub struct LogLine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Reset {
-    /// `since` is older than the oldest message kept: evicted, or numbered by an operator
-    /// process that has restarted since (or another replica).
+    /// `since` is older than the oldest message kept: evicted (by count or bytes; the
+    /// lines are still in the run's stored log, the `logs` route), or numbered by an
+    /// operator process that has restarted since (or another replica).
     NotKept,
     /// `since` is ahead of the newest message: numbered by another operator process.
     Unknown,

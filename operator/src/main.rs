@@ -97,6 +97,11 @@ struct RunArgs {
     /// and a marker line says how many.
     #[arg(long, default_value = "64Mi", value_parser = synqx_api::duration::parse_bytes)]
     logs_max_bytes: u64,
+    /// Most bytes (of JSON) of a run's last messages the gateway keeps in memory for
+    /// watches that resume with `?since=`; older ones are evicted (the stored log keeps
+    /// every line). The newest message is kept whatever its size.
+    #[arg(long, default_value = "16Mi", value_parser = synqx_api::duration::parse_bytes)]
+    watch_buffer_bytes: u64,
     /// The gateway's URL as step pods reach it, for their telemetry (default: the
     /// `synqx-gateway` Service of the operator's namespace on the --gateway-addr port; none
     /// with --no-gateway, when pods report through their termination message only).
@@ -256,7 +261,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             watch_client,
             review_client,
             &scopes,
-            gateway::Limits::default(),
+            gateway::Limits {
+                log_bytes: args.watch_buffer_bytes,
+                ..gateway::Limits::default()
+            },
             logs,
         )
     };

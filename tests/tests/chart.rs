@@ -309,6 +309,7 @@ fn step_logs_are_kept_on_a_volume_by_default_and_the_values_choose_it() {
     for expected in [
         "- --logs-dir=/var/lib/synqx/logs",
         "- --logs-max-bytes=64Mi",
+        "- --watch-buffer-bytes=16Mi",
         "- {name: logs, mountPath: /var/lib/synqx/logs}",
         "claimName: synqx-logs",
         "storage: 8Gi",
@@ -337,6 +338,8 @@ fn step_logs_are_kept_on_a_volume_by_default_and_the_values_choose_it() {
             "logs.persistence.accessModes={ReadWriteMany}",
             "--set",
             "logs.maxBytes=1Gi",
+            "--set",
+            "gateway.watchBufferBytes=64Mi",
         ],
     );
     for expected in [
@@ -344,6 +347,7 @@ fn step_logs_are_kept_on_a_volume_by_default_and_the_values_choose_it() {
         "storage: 50Gi",
         "- ReadWriteMany",
         "- --logs-max-bytes=1Gi",
+        "- --watch-buffer-bytes=64Mi",
     ] {
         assert!(chosen.contains(expected), "`{expected}` missing:\n{chosen}");
     }

@@ -1,10 +1,11 @@
 //! One WebSocket follower of a run: its start (a snapshot, or the messages after `since`),
 //! then every new message that passes its step filter, as JSON text frames. A follower that
-//! falls `buffer` messages behind, whose right to read is withdrawn ([`Recheck`]), or whose
-//! run is deleted is closed with a reason saying so and how to resume.
+//! falls `buffer` messages or the run's log bytes behind, whose right to read is withdrawn
+//! ([`Recheck`]), or whose run is deleted is closed with a reason saying so and how to
+//! resume.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, close_code};
@@ -96,7 +97,11 @@ async fn serve<R: Recheck>(
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Ok(message) => {
+                Ok(queued) => {
+                    let message = match upgrade(&queued, last) {
+                        Ok(message) => message,
+                        Err(close) => return End::Close(close),
+                    };
                     last = message.seq;
                     if let Err(end) = send(socket, filter, &message).await {
                         return end;
@@ -129,6 +134,17 @@ async fn serve<R: Recheck>(
             },
         }
     }
+}
+
+/// A queued message, unless the run's log evicted it before this follower read it: the
+/// follower is that far behind, and resumes from the log (or a snapshot) by reconnecting.
+fn upgrade(message: &Weak<Message>, last: u64) -> Result<Arc<Message>, Close> {
+    message.upgrade().ok_or_else(|| Close {
+        code: close_code::POLICY,
+        reason: format!(
+            "too slow: the messages after {last} are no longer kept; reconnect with since={last}"
+        ),
+    })
 }
 
 async fn send(socket: &mut WebSocket, filter: &StepFilter, message: &Message) -> Result<(), End> {
@@ -169,6 +185,33 @@ fn cut(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::ws::close_code;
+    use synqx_api::gateway::{Body, Message};
+
+    #[test]
+    fn a_message_evicted_before_it_is_read_closes_the_follower_naming_its_since() {
+        let message = Arc::new(Message {
+            seq: 8,
+            body: Body::Counters { steps: vec![] },
+        });
+        let queued = Arc::downgrade(&message);
+        assert_eq!(super::upgrade(&queued, 7).ok(), Some(message.clone()));
+        drop(message);
+        let Err(close) = super::upgrade(&queued, 7) else {
+            panic!("an evicted message cannot be read")
+        };
+        assert_eq!(close.code, close_code::POLICY);
+        assert!(
+            close.reason.ends_with("reconnect with since=7"),
+            "{}",
+            close.reason
+        );
+        // A reason fits a close frame.
+        assert!(close.reason.len() <= 123, "{}", close.reason);
+    }
+
     #[test]
     fn close_reasons_are_cut_on_a_character_boundary() {
         assert_eq!(super::cut("ab€cd", 4), "ab");

@@ -1,17 +1,20 @@
 //! Every followed run's log, and the followers of each: the one place messages enter (from
 //! the runs' status and step telemetry on a cluster, from the engine in a local run) and
 //! leave (to WebSocket followers).
-//! Memory is bounded: each run keeps at most `log_length` messages, a follower's queue is
-//! `buffer` messages (a follower that falls further behind is dropped with a reason), and
-//! followers are limited per run and in total.
+//! Memory is bounded: each run keeps at most `log_length` messages and `log_bytes` of their
+//! JSON, a follower's queue is `buffer` messages (a follower that falls further behind is
+//! dropped with a reason), and followers are limited per run and in total.
+//! A follower's queue holds weak references: the bodies live in the run's log only, so a
+//! slow follower never keeps more than the log's bytes alive; once the log evicted a
+//! message the follower has not read yet, the follower is closed as too slow.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::broadcast;
 
-use crate::log::{RunLog, Start};
+use crate::log::{Bound, RunLog, Start};
 use synqx_api::gateway::{Body, LogLine, Message, RunView, StepLog};
 
 /// The bounds of the hub's memory.
@@ -19,6 +22,8 @@ use synqx_api::gateway::{Body, LogLine, Message, RunView, StepLog};
 pub struct Limits {
     /// Messages kept per run for `?since=`.
     pub log_length: usize,
+    /// Bytes of JSON kept per run for `?since=` (one log report can be a MiB of lines).
+    pub log_bytes: u64,
     /// Messages queued for one follower before it is dropped as too slow.
     pub buffer: usize,
     /// Followers of one run at once.
@@ -27,10 +32,15 @@ pub struct Limits {
     pub followers: usize,
 }
 
+/// [`Limits::log_bytes`] by default: a verbose step's last few seconds of lines, so a
+/// follower that reconnects quickly loses nothing, at a bounded cost per run.
+pub const DEFAULT_LOG_BYTES: u64 = 16 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             log_length: 512,
+            log_bytes: DEFAULT_LOG_BYTES,
             buffer: 256,
             followers_per_run: 100,
             followers: 1000,
@@ -42,7 +52,7 @@ type RunKey = (String, String);
 
 struct Entry {
     log: RunLog,
-    tx: broadcast::Sender<Arc<Message>>,
+    tx: broadcast::Sender<Weak<Message>>,
 }
 
 /// The logs of the runs a gateway serves.
@@ -75,7 +85,9 @@ pub enum FollowError {
 /// A follower's start and queue.
 pub struct Follow {
     pub start: Start,
-    pub rx: broadcast::Receiver<Arc<Message>>,
+    /// The messages after the start; one that no longer upgrades was evicted from the run's
+    /// log before this follower read it.
+    pub rx: broadcast::Receiver<Weak<Message>>,
     _counted: Counted,
 }
 
@@ -117,12 +129,16 @@ impl Hub {
             Some(entry) => {
                 for message in entry.log.observe(view) {
                     // No receiver is not an error: the log keeps it for resumes.
-                    let _ = entry.tx.send(message);
+                    let _ = entry.tx.send(Arc::downgrade(&message));
                 }
             }
             None => {
                 let (tx, _) = broadcast::channel(self.limits.buffer.max(1));
-                let log = RunLog::new(view, self.base, self.limits.log_length);
+                let bound = Bound {
+                    messages: self.limits.log_length,
+                    bytes: self.limits.log_bytes,
+                };
+                let log = RunLog::new(view, self.base, bound);
                 runs.insert(key, Entry { log, tx });
             }
         }
@@ -141,7 +157,7 @@ impl Hub {
                 attempt,
                 lines,
             });
-            let _ = entry.tx.send(message);
+            let _ = entry.tx.send(Arc::downgrade(&message));
         }
     }
 
@@ -169,7 +185,7 @@ impl Hub {
     pub fn flush_counters(&self) {
         for entry in self.runs().values_mut() {
             if let Some(message) = entry.log.flush_counters() {
-                let _ = entry.tx.send(message);
+                let _ = entry.tx.send(Arc::downgrade(&message));
             }
         }
     }
@@ -293,11 +309,11 @@ mod tests {
         let mut seqs = Vec::new();
         for _ in 0..2 {
             match follow.rx.recv().await {
-                Ok(m) => seqs.push(m.seq),
+                Ok(m) => seqs.push(m.upgrade().map(|m| m.seq)),
                 Err(e) => panic!("{e}"),
             }
         }
-        assert_eq!(seqs, [11, 12]);
+        assert_eq!(seqs, [Some(11), Some(12)]);
         hub.forget("ns", "a");
         assert!(matches!(
             follow.rx.recv().await,
@@ -316,5 +332,82 @@ mod tests {
         hub.retain(Some("ns"), &keep);
         assert!(hub.follow("ns", "a", None).is_ok());
         assert!(hub.follow("ns", "b", None).is_err());
+    }
+
+    fn line(text: &str) -> Vec<LogLine> {
+        vec![LogLine {
+            time: "2026-12-02T07:30:00.000Z".into(),
+            level: None,
+            text: text.into(),
+        }]
+    }
+
+    /// The seq and line of a log message.
+    fn text(message: &Message) -> (u64, String) {
+        match &message.body {
+            Body::Log { lines, .. } => (message.seq, lines[0].text.clone()),
+            other => panic!("a log message was expected, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_follower_holds_no_evicted_message_and_resumes_with_a_snapshot() {
+        let texts: Vec<String> = (0..8).map(|i| format!("{i}").repeat(10_000)).collect();
+        // Room for about three of these messages, far fewer than the queue's count.
+        let limits = Limits {
+            log_bytes: 35_000,
+            ..Limits::default()
+        };
+        let hub = Hub::with_base(limits, 0);
+        hub.observe(view("a", RunPhase::Running));
+        let Ok(mut slow) = hub.follow("ns", "a", None) else {
+            panic!("the run is known")
+        };
+        for text in &texts {
+            hub.log("ns", "a", "s", 1, line(text));
+        }
+        // The queue does not keep the evicted messages alive: the first five are gone...
+        let mut queued = Vec::new();
+        for _ in 0..texts.len() {
+            match slow.rx.recv().await {
+                Ok(m) => queued.push(m.upgrade().as_deref().map(text)),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let kept: Vec<Option<(u64, String)>> = (1..=8)
+            .map(|seq| (seq > 5).then(|| (seq, texts[seq as usize - 1].clone())))
+            .collect();
+        assert_eq!(queued, kept);
+        // ...so the follower resumes after the last one it read (none): a snapshot marked
+        // notKept, with the lines still kept.
+        let Ok(resumed) = hub.follow("ns", "a", Some(0)) else {
+            panic!("the run is known")
+        };
+        let Start::Snapshot(snapshot) = &resumed.start else {
+            panic!("{:?}", resumed.start)
+        };
+        let Body::Snapshot { reset, logs, .. } = &snapshot.body else {
+            panic!("{snapshot:?}")
+        };
+        assert_eq!(*reset, Some(synqx_api::gateway::Reset::NotKept));
+        assert_eq!(snapshot.seq, 8);
+        let lines: Vec<&str> = logs
+            .iter()
+            .flat_map(|l| l.lines.iter().map(|l| l.text.as_str()))
+            .collect();
+        assert_eq!(lines, [&texts[5], &texts[6], &texts[7]]);
+        // One that read up to 5 loses nothing.
+        let Ok(Follow {
+            start: Start::Replay(replay),
+            ..
+        }) = hub.follow("ns", "a", Some(5))
+        else {
+            panic!("since=5 is still kept")
+        };
+        let replay: Vec<(u64, String)> = replay.iter().map(|m| text(m)).collect();
+        assert_eq!(
+            replay,
+            kept[5..].iter().flatten().cloned().collect::<Vec<_>>()
+        );
     }
 }

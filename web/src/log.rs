@@ -1,7 +1,8 @@
 //! The bounded log of one run's messages: what a follower resumes from with `?since=`. The
-//! log keeps the run's current view (the snapshot) and its last messages; older ones are
-//! evicted, and a `since` before them gets a fresh snapshot marked as such, never a silent
-//! gap. Counters are coalesced: changes wait in `pending` until [`RunLog::flush_counters`].
+//! log keeps the run's current view (the snapshot) and its last messages, at most
+//! [`Bound::messages`] of them and [`Bound::bytes`] of their JSON; older ones are evicted,
+//! and a `since` before them gets a fresh snapshot marked as such, never a silent gap.
+//! Counters are coalesced: changes wait in `pending` until [`RunLog::flush_counters`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -19,14 +20,27 @@ pub enum Start {
     Replay(Vec<Arc<Message>>),
 }
 
+/// How much of a run's messages its log keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Messages kept, at most (at least 1).
+    pub messages: usize,
+    /// Bytes of the kept messages' JSON, at most; the newest message is kept whatever its
+    /// size, so a follower always gets what was just sent.
+    pub bytes: u64,
+}
+
 /// One run's current view and last messages.
 #[derive(Debug)]
 pub struct RunLog {
     view: RunView,
-    messages: VecDeque<Arc<Message>>,
+    /// The kept messages with the size of each one's JSON.
+    messages: VecDeque<(Arc<Message>, u64)>,
+    /// The sum of the kept messages' sizes.
+    bytes: u64,
     /// Sequence number of the newest message (or of the first snapshot, before any).
     last_seq: u64,
-    capacity: usize,
+    bound: Bound,
     pending: BTreeMap<String, StepCounters>,
 }
 
@@ -34,12 +48,16 @@ impl RunLog {
     /// A log whose first message will be `base + 1`; `base` differs between gateway
     /// processes (see [`crate::hub::Hub::new`]), so a `since` numbered by another process
     /// falls outside what this one keeps.
-    pub fn new(view: RunView, base: u64, capacity: usize) -> Self {
+    pub fn new(view: RunView, base: u64, bound: Bound) -> Self {
         Self {
             view,
             messages: VecDeque::new(),
+            bytes: 0,
             last_seq: base,
-            capacity: capacity.max(1),
+            bound: Bound {
+                messages: bound.messages.max(1),
+                ..bound
+            },
             pending: BTreeMap::new(),
         }
     }
@@ -52,6 +70,12 @@ impl RunLog {
     #[cfg(test)]
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// The bytes of JSON the log keeps now.
+    #[cfg(test)]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Takes the run's new state: returns the messages of its transitions (appended to the
@@ -80,17 +104,23 @@ impl RunLog {
         Some(self.push(Body::Counters { steps }))
     }
 
-    /// Appends a message, evicting the oldest beyond the capacity.
+    /// Appends a message, evicting the oldest beyond the bound.
     pub fn push(&mut self, body: Body) -> Arc<Message> {
         self.last_seq = self.last_seq.saturating_add(1);
         let message = Arc::new(Message {
             seq: self.last_seq,
             body,
         });
-        if self.messages.len() >= self.capacity {
-            self.messages.pop_front();
+        let size = json_size(&message);
+        self.messages.push_back((message.clone(), size));
+        self.bytes = self.bytes.saturating_add(size);
+        while self.messages.len() > 1
+            && (self.messages.len() > self.bound.messages || self.bytes > self.bound.bytes)
+        {
+            if let Some((_, evicted)) = self.messages.pop_front() {
+                self.bytes = self.bytes.saturating_sub(evicted);
+            }
         }
-        self.messages.push_back(message.clone());
         message
     }
 
@@ -106,15 +136,15 @@ impl RunLog {
         let oldest = self
             .messages
             .front()
-            .map_or(self.last_seq.saturating_add(1), |m| m.seq);
+            .map_or(self.last_seq.saturating_add(1), |(m, _)| m.seq);
         if since.saturating_add(1) < oldest {
             return Start::Snapshot(self.snapshot(Some(Reset::NotKept)));
         }
         Start::Replay(
             self.messages
                 .iter()
-                .filter(|m| m.seq > since)
-                .cloned()
+                .filter(|(m, _)| m.seq > since)
+                .map(|(m, _)| m.clone())
                 .collect(),
         )
     }
@@ -133,7 +163,7 @@ impl RunLog {
     /// The log lines among the kept messages, consecutive lines of one attempt together.
     pub fn logs(&self) -> Vec<StepLog> {
         let mut logs: Vec<StepLog> = Vec::new();
-        for message in &self.messages {
+        for (message, _) in &self.messages {
             let Body::Log {
                 step,
                 attempt,
@@ -155,6 +185,26 @@ impl RunLog {
         }
         logs
     }
+}
+
+/// The size of `message` as a follower receives it: its JSON, counted without writing it.
+fn json_size(message: &Message) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .saturating_add(u64::try_from(buf.len()).unwrap_or(u64::MAX));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A message that cannot be encoded is never sent either; it costs its count only.
+    let _ = serde_json::to_writer(&mut count, message);
+    count.0
 }
 
 /// What changed between two views of a run: the transition messages, in the order a

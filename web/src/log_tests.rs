@@ -27,6 +27,14 @@ fn view(phase: RunPhase, steps: Vec<StepStatus>) -> RunView {
     }
 }
 
+/// A bound by count only.
+fn count(messages: usize) -> Bound {
+    Bound {
+        messages,
+        bytes: u64::MAX,
+    }
+}
+
 fn seqs(start: &Start) -> Vec<u64> {
     match start {
         Start::Replay(messages) => messages.iter().map(|m| m.seq).collect(),
@@ -46,7 +54,7 @@ fn reset(start: &Start) -> (u64, Option<Reset>) {
 
 #[test]
 fn a_run_starts_before_its_steps_and_ends_after_them() {
-    let mut log = RunLog::new(view(RunPhase::Pending, vec![]), 100, 10);
+    let mut log = RunLog::new(view(RunPhase::Pending, vec![]), 100, count(10));
     let started = log.observe(view(
         RunPhase::Running,
         vec![step("a", StepPhase::Running, 0)],
@@ -102,7 +110,7 @@ fn counters_wait_for_the_flush_and_a_transition_supersedes_them() {
             ],
         )
     };
-    let mut log = RunLog::new(running(0), 0, 10);
+    let mut log = RunLog::new(running(0), 0, count(10));
     assert!(log.observe(running(5)).is_empty());
     assert!(log.observe(running(9)).is_empty());
     let flushed = log.flush_counters().map(|m| m.body.clone());
@@ -136,7 +144,7 @@ fn counters_wait_for_the_flush_and_a_transition_supersedes_them() {
 
 #[test]
 fn since_replays_exactly_the_messages_after_it() {
-    let mut log = RunLog::new(view(RunPhase::Pending, vec![]), 1000, 10);
+    let mut log = RunLog::new(view(RunPhase::Pending, vec![]), 1000, count(10));
     for n in 0..5 {
         log.push(Body::Counters {
             steps: vec![StepCounters {
@@ -157,7 +165,7 @@ fn since_replays_exactly_the_messages_after_it() {
 
 #[test]
 fn evicted_messages_give_a_snapshot_marked_not_kept() {
-    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, 3);
+    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, count(3));
     for _ in 0..5 {
         log.push(Body::Counters { steps: vec![] });
     }
@@ -169,7 +177,7 @@ fn evicted_messages_give_a_snapshot_marked_not_kept() {
 
 #[test]
 fn a_fresh_log_resumes_from_its_base_only() {
-    let log = RunLog::new(view(RunPhase::Running, vec![]), 50, 3);
+    let log = RunLog::new(view(RunPhase::Running, vec![]), 50, count(3));
     assert_eq!(seqs(&log.start(Some(50))), Vec::<u64>::new());
     assert_eq!(reset(&log.start(Some(49))), (50, Some(Reset::NotKept)));
 }
@@ -278,7 +286,7 @@ fn a_snapshot_carries_the_log_lines_still_kept() {
         attempt,
         lines: vec![line(text)],
     };
-    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, 3);
+    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, count(3));
     log.push(log_of("a", 1, "evicted"));
     log.push(log_of("a", 1, "one"));
     log.push(log_of("a", 1, "two"));
@@ -300,4 +308,110 @@ fn a_snapshot_carries_the_log_lines_still_kept() {
         texts,
         [("a", 1, vec!["one", "two"]), ("b", 2, vec!["three"])]
     );
+}
+
+/// A log message of one line `text` of step `a`.
+fn log_line(text: &str) -> Body {
+    Body::Log {
+        step: "a".into(),
+        attempt: 1,
+        lines: vec![LogLine {
+            time: "2026-12-02T07:30:00.000Z".into(),
+            level: None,
+            text: text.into(),
+        }],
+    }
+}
+
+/// The text of each log message of a replay, in order.
+fn replayed(start: &Start) -> Vec<(u64, String)> {
+    let Start::Replay(messages) = start else {
+        panic!("expected a replay, got {start:?}")
+    };
+    messages
+        .iter()
+        .map(|m| match &m.body {
+            Body::Log { lines, .. } => (m.seq, lines[0].text.clone()),
+            other => panic!("a log message was expected, got {other:?}"),
+        })
+        .collect()
+}
+
+/// The text of the log lines a snapshot carries, and its reset.
+fn snapshot_lines(start: &Start) -> (Option<Reset>, Vec<String>) {
+    let Start::Snapshot(message) = start else {
+        panic!("expected a snapshot, got {start:?}")
+    };
+    let Body::Snapshot { reset, logs, .. } = &message.body else {
+        panic!("{message:?}")
+    };
+    let lines = logs
+        .iter()
+        .flat_map(|l| l.lines.iter().map(|l| l.text.clone()))
+        .collect();
+    (*reset, lines)
+}
+
+#[test]
+fn the_log_is_bounded_by_bytes_evicting_the_oldest_messages() {
+    let texts: Vec<String> = (0..6).map(|i| format!("{i}").repeat(1000)).collect();
+    // The JSON of one of these messages, measured as the log measures it.
+    let mut probe = RunLog::new(view(RunPhase::Running, vec![]), 0, count(1));
+    probe.push(log_line(&texts[0]));
+    let one = probe.bytes();
+    assert!(one > 1000, "a message's JSON holds its line: {one}");
+    // Room for three messages and a half: the fourth evicts the first.
+    let bound = Bound {
+        messages: 512,
+        bytes: one * 7 / 2,
+    };
+    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, bound);
+    for text in &texts {
+        log.push(log_line(text));
+        assert!(
+            log.bytes() <= bound.bytes,
+            "{} > {}",
+            log.bytes(),
+            bound.bytes
+        );
+    }
+    assert_eq!(log.bytes(), one * 3);
+    // Kept: 4, 5, 6. A follower that saw 3 resumes with exactly them.
+    assert_eq!(
+        replayed(&log.start(Some(3))),
+        [
+            (4, texts[3].clone()),
+            (5, texts[4].clone()),
+            (6, texts[5].clone())
+        ]
+    );
+    assert_eq!(replayed(&log.start(Some(5))), [(6, texts[5].clone())]);
+    // One that saw only 2 missed message 3: a snapshot saying so, with the lines still kept
+    // (the rest is in the stored log).
+    assert_eq!(
+        snapshot_lines(&log.start(Some(2))),
+        (Some(Reset::NotKept), texts[3..].to_vec())
+    );
+    assert_eq!(reset(&log.start(Some(2))).0, 6);
+}
+
+#[test]
+fn a_message_larger_than_the_bound_is_kept_alone() {
+    let bound = Bound {
+        messages: 512,
+        bytes: 100,
+    };
+    let mut log = RunLog::new(view(RunPhase::Running, vec![]), 0, bound);
+    log.push(log_line("small"));
+    let big = "x".repeat(500);
+    log.push(log_line(&big));
+    // The newest message stays, so a follower that saw 1 still gets it; nothing older.
+    assert_eq!(replayed(&log.start(Some(1))), [(2, big.clone())]);
+    assert_eq!(
+        snapshot_lines(&log.start(Some(0))),
+        (Some(Reset::NotKept), vec![big])
+    );
+    log.push(log_line("after"));
+    assert_eq!(replayed(&log.start(Some(2))), [(3, "after".to_string())]);
+    assert_eq!(reset(&log.start(Some(1))), (3, Some(Reset::NotKept)));
 }
