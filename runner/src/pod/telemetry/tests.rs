@@ -76,6 +76,14 @@ async fn delivered(telemetry: &Telemetry, gateway: &StandIn, rows: u64) -> Repor
     last
 }
 
+/// The error of applying counters, which must fail.
+async fn refusal(telemetry: &Telemetry) -> String {
+    match telemetry.apply(&counters(1)).await {
+        Ok(()) => panic!("the counters were delivered"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Authorization, phase, rows read and written, and lines of a report seen.
 type Shown<'a> = (
     &'a str,
@@ -222,20 +230,10 @@ async fn a_missing_token_or_an_unreachable_gateway_is_an_error_naming_it() {
         StepLog::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let e = telemetry
-        .apply(&counters(1))
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = refusal(&telemetry).await;
     assert!(e.contains("none"), "{e}");
     std::fs::write(dir.path().join("none"), "tok").unwrap_or_else(|e| panic!("{e}"));
-    let e = telemetry
-        .apply(&counters(1))
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = refusal(&telemetry).await;
     assert!(
         e.contains("http://127.0.0.1:9/internal/v1/telemetry"),
         "{e}"
