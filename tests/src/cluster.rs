@@ -134,6 +134,18 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("running kubectl: {e}"))
     }
 
+    /// `kubectl ARGS` as the admin, which must succeed: its stdout. Fails naming the command
+    /// and kubectl's error.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Installs SynqX with `manifests/install.yaml`, as users do, once per test process, and
     /// waits until the operator's pod is available. One replica: process pods share the
     /// host's network, so a second would find the metrics port taken.
@@ -193,16 +205,12 @@ impl Cluster {
 
     /// A token of the service account `name` of `namespace`, valid for an hour.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
-        let out = self.kubectl(
+        self.kubectl_ok(
             &["create", "token", name, "-n", namespace, "--duration", "1h"],
             None,
-        );
-        assert!(
-            out.status.success(),
-            "kubectl create token {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        )
+        .trim()
+        .to_string()
     }
 
     /// A kubeconfig (written into `dir`) that acts as the service account `name` of

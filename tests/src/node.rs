@@ -28,17 +28,6 @@ pub fn helm(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `kubectl ARGS`; panics with kubectl's error when it fails.
-pub fn kubectl(cluster: &Cluster, args: &[&str], stdin: Option<&str>) -> String {
-    let out = cluster.kubectl(args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A folder of the node owned by the step pods' user (65532), removed when dropped, and a
 /// local PersistentVolume on it pre-bound to a claim `data` in `ns`.
 pub struct LocalVolume {
@@ -83,7 +72,7 @@ spec:
             ns = ns.name,
             path = dir.path().display()
         );
-        kubectl(cluster, &["apply", "-f", "-"], Some(&yaml));
+        cluster.kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
         Self {
             dir,
             pv,
@@ -149,7 +138,7 @@ spec:
 "#,
         path = dir.display()
     );
-    kubectl(cluster, &["apply", "-f", "-"], Some(&yaml));
+    cluster.kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
 }
 
 /// Copies a folder tree.

@@ -20,12 +20,7 @@ pub async fn setup(prefix: &str) -> (&'static Cluster, TestNamespace) {
 }
 
 pub fn apply(cluster: &Cluster, ns: &TestNamespace, yaml: &str) {
-    let out = cluster.kubectl(&["apply", "--namespace", &ns.name, "-f", "-"], Some(yaml));
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.kubectl_ok(&["apply", "--namespace", &ns.name, "-f", "-"], Some(yaml));
 }
 
 pub fn start_run(cluster: &Cluster, ns: &TestNamespace, pipeline: &str, run: &str, extra: &str) {
@@ -149,14 +144,61 @@ pub async fn step_reaches(
     }
 }
 
-/// The Jobs of a run; fails on any error of the API server (never an empty list instead).
-pub async fn jobs_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = ns.api();
+/// The objects of kind `K` the operator labeled as `run`'s; fails on any error of the API
+/// server (never an empty list instead).
+async fn of_run<K>(ns: &TestNamespace, run: &str) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let params = kube::api::ListParams::default().labels(&format!("synqx.io/run={run}"));
-    jobs.list(&params)
+    ns.api::<K>()
+        .list(&params)
         .await
-        .unwrap_or_else(|e| panic!("listing the Jobs of run {run}: {e}"))
+        .unwrap_or_else(|e| panic!("listing the {}s of run {run}: {e}", K::kind(&())))
         .items
+}
+
+/// The pods of a run, as [`of_run`] lists them.
+pub async fn pods_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    of_run(ns, run).await
+}
+
+/// Deletes the Jobs of a run and waits until none of its pods is left.
+pub async fn delete_jobs(cluster: &Cluster, ns: &TestNamespace, run: &str) {
+    cluster.kubectl_ok(
+        &[
+            "delete",
+            "jobs",
+            "-n",
+            &ns.name,
+            "-l",
+            &format!("synqx.io/run={run}"),
+            "--cascade=foreground",
+        ],
+        None,
+    );
+    crate::cluster::wait_until(
+        Duration::from_secs(120),
+        &format!("the pods of run {run} to be deleted"),
+        || async { pods_of(ns, run).await.is_empty() },
+    )
+    .await;
+}
+
+/// Deletes the PipelineRun `run` and waits until it is gone.
+pub fn delete_run(cluster: &Cluster, ns: &TestNamespace, run: &str) {
+    cluster.kubectl_ok(
+        &["delete", "pipelinerun", "-n", &ns.name, run, "--wait"],
+        None,
+    );
+}
+
+/// The Jobs of a run, as [`of_run`] lists them.
+pub async fn jobs_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::batch::v1::Job> {
+    of_run(ns, run).await
 }
 
 /// The names of the Jobs of a run, sorted.
@@ -212,25 +254,20 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 /// The reasons of the Events about one object, oldest first.
 pub fn event_reasons(cluster: &Cluster, ns: &TestNamespace, object: &str) -> Vec<String> {
     let selector = format!("regarding.name={object}");
-    let out = cluster.kubectl(
-        &[
-            "get",
-            "events.events.k8s.io",
-            "-n",
-            &ns.name,
-            "--field-selector",
-            &selector,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "kubectl get events: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    cluster
+        .kubectl_ok(
+            &[
+                "get",
+                "events.events.k8s.io",
+                "-n",
+                &ns.name,
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+            None,
+        )
         .split_whitespace()
         .map(String::from)
         .collect()
@@ -287,7 +324,7 @@ pub fn start_unstartable_runs(
 
 /// Scales the installed operator's Deployment, for tests that run their own operator.
 pub fn scale_operator(cluster: &Cluster, replicas: &str) {
-    let out = cluster.kubectl(
+    cluster.kubectl_ok(
         &[
             "scale",
             "-n",
@@ -297,10 +334,5 @@ pub fn scale_operator(cluster: &Cluster, replicas: &str) {
             replicas,
         ],
         None,
-    );
-    assert!(
-        out.status.success(),
-        "kubectl scale deployment/synqx-operator: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }

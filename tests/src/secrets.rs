@@ -81,7 +81,7 @@ pub async fn checked(ns: &TestNamespace, name: &str) -> (String, String, String)
 /// Everything of a namespace a user or a tool can read, as text: every object with its
 /// status (pods with their termination messages), Events, and the logs of its pods.
 pub fn readable(cluster: &Cluster, ns: &str) -> String {
-    let out = cluster.kubectl(
+    let mut text = cluster.kubectl_ok(
         &[
             "get",
             "pipelines,pipelineruns,connections,jobs,pods,events,configmaps,controllerrevisions",
@@ -92,12 +92,6 @@ pub fn readable(cluster: &Cluster, ns: &str) -> String {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "kubectl get: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&pod_logs(cluster, ns));
     text
 }

@@ -5,15 +5,14 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
 use synqx_api::gateway::{Body, LogLine};
-use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
+use synqx_e2e::cluster::{Cluster, TestNamespace};
 use synqx_e2e::gateway::{Auth, Next, PORT, connect, next, watch_path};
 use synqx_e2e::own_operator::OwnOperator;
-use synqx_e2e::runs::{apply, connection, folder, setup, sqlite, start_run, succeeded};
+use synqx_e2e::runs::{
+    apply, connection, delete_jobs, delete_run, folder, setup, sqlite, start_run, succeeded,
+};
 use synqx_e2e::secrets::{seal, vault_published};
 
 /// The tests each run their own operator process on the gateway's one host port: one at a
@@ -93,39 +92,6 @@ fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Deletes the run's Jobs and waits until no pod of the run is left.
-async fn delete_jobs(cluster: &Cluster, ns: &TestNamespace, run: &str) {
-    let selector = format!("synqx.io/run={run}");
-    let out = cluster.kubectl(
-        &[
-            "delete",
-            "jobs",
-            "-n",
-            &ns.name,
-            "-l",
-            &selector,
-            "--cascade=foreground",
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "deleting the Jobs of {run}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pods: kube::Api<Pod> = ns.api();
-    wait_until(
-        Duration::from_secs(120),
-        "the run's pods to be deleted",
-        || async {
-            pods.list(&ListParams::default().labels(&selector))
-                .await
-                .is_ok_and(|l| l.items.is_empty())
-        },
-    )
-    .await;
-}
-
 /// Runs `orders` as `orders-1` until it succeeds; returns the lines its step `load` logged,
 /// as the gateway's watch has them.
 async fn run_orders(cluster: &Cluster, ns: &TestNamespace, viewer: &str) -> Vec<LogLine> {
@@ -134,19 +100,6 @@ async fn run_orders(cluster: &Cluster, ns: &TestNamespace, viewer: &str) -> Vec<
     let expected = watched_lines(ns, "orders-1", "load", viewer).await;
     assert!(!expected.is_empty(), "the step logged nothing");
     expected
-}
-
-/// Deletes the PipelineRun `run` and waits until it is gone.
-fn delete_run(cluster: &Cluster, ns: &TestNamespace, run: &str) {
-    let out = cluster.kubectl(
-        &["delete", "pipelinerun", "-n", &ns.name, run, "--wait"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "deleting {run}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

@@ -20,9 +20,7 @@ use kube::api::ListParams;
 use synqx_api::Pipeline;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
-use synqx_e2e::node::{
-    LocalVolume, NodeMoto, RELEASE_NAMESPACE, copy_tree, helm, kubectl, synqx_run,
-};
+use synqx_e2e::node::{LocalVolume, NodeMoto, RELEASE_NAMESPACE, copy_tree, helm, synqx_run};
 use synqx_e2e::runs::{
     apply, csv_rows, finished, slow_query, start_run, start_unstartable_runs, step,
 };
@@ -70,8 +68,7 @@ async fn install(cluster: &Cluster) {
             "--create-namespace",
         ],
     );
-    kubectl(
-        cluster,
+    cluster.kubectl_ok(
         &[
             "rollout",
             "status",
@@ -186,11 +183,7 @@ async fn quickstart_on_a_volume(cluster: &Cluster, ns: &TestNamespace, volume: &
         .job_name
         .clone()
         .unwrap_or_else(|| panic!("customers has no Job"));
-    let logs = kubectl(
-        cluster,
-        &["logs", "-n", &ns.name, &format!("job/{job}")],
-        None,
-    );
+    let logs = cluster.kubectl_ok(&["logs", "-n", &ns.name, &format!("job/{job}")], None);
     assert!(
         logs.contains("synqx step: ")
             && logs.contains("step \"customers\" attempt 1: started")
@@ -405,7 +398,7 @@ async fn helm_uninstall_keeps_crds_pipelines_and_data(
         cluster,
         &["uninstall", "synqx", "-n", RELEASE_NAMESPACE, "--wait"],
     );
-    let crds = kubectl(cluster, &["get", "crd", "-o", "name"], None);
+    let crds = cluster.kubectl_ok(&["get", "crd", "-o", "name"], None);
     for crd in [
         "pipelines.synqx.io",
         "pipelineruns.synqx.io",
@@ -423,8 +416,7 @@ async fn helm_uninstall_keeps_crds_pipelines_and_data(
             .is_some(),
         "the quickstart Pipeline was removed"
     );
-    let deployments = kubectl(
-        cluster,
+    let deployments = cluster.kubectl_ok(
         &["get", "deployments", "-n", RELEASE_NAMESPACE, "-o", "name"],
         None,
     );
