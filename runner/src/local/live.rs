@@ -300,7 +300,11 @@ mod tests {
         let mut seen: Vec<Message> = Vec::new();
         for _ in 0..3 {
             match follow.rx.recv().await {
-                Ok(m) => seen.push((*m).clone()),
+                // The queue holds weak references: the run's buffer keeps the messages.
+                Ok(m) => match m.upgrade() {
+                    Some(m) => seen.push((*m).clone()),
+                    None => panic!("message {} was evicted before it was read", seen.len()),
+                },
                 Err(e) => panic!("{e}"),
             }
         }
