@@ -7,11 +7,13 @@ use std::path::Path;
 use std::process::Output;
 
 use synqx_api::gateway::{Body, LogLine};
+use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, TestNamespace};
 use synqx_e2e::gateway::{Auth, Next, PORT, connect, next, watch_path};
 use synqx_e2e::own_operator::OwnOperator;
 use synqx_e2e::runs::{
-    apply, connection, delete_jobs, delete_run, folder, setup, sqlite, start_run, succeeded,
+    apply, connection, delete_jobs, delete_run, folder, get_run, setup, slow_query, sqlite,
+    start_run, succeeded,
 };
 use synqx_e2e::secrets::{seal, vault_published};
 
@@ -92,6 +94,18 @@ fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// An operator of its own, serving the gateway and keeping logs on the volume `store`; it
+/// logs to `data/operator.log`.
+async fn operator_on_volume(
+    cluster: &'static Cluster,
+    data: &Path,
+    store: &Path,
+) -> OwnOperator<'static> {
+    let store = store.to_string_lossy().into_owned();
+    OwnOperator::start_with_gateway(cluster, &["--logs-dir", &store], &data.join("operator.log"))
+        .await
+}
+
 /// Runs `orders` as `orders-1` until it succeeds; returns the lines its step `load` logged,
 /// as the gateway's watch has them.
 async fn run_orders(cluster: &Cluster, ns: &TestNamespace, viewer: &str) -> Vec<LogLine> {
@@ -106,15 +120,11 @@ async fn run_orders(cluster: &Cluster, ns: &TestNamespace, viewer: &str) -> Vec<
 async fn a_steps_whole_log_is_printed_from_the_volume_after_its_pod_and_run_are_gone() {
     let _serial = OPERATOR.lock().await;
     let (cluster, ns) = setup("logs-pv").await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let store = tempfile::tempdir().expect("tempdir");
-    let store_dir = store.path().to_string_lossy().into_owned();
-    let mut operator = OwnOperator::start_with_gateway(
-        cluster,
-        &["--logs-dir", &store_dir],
-        &data.path().join("operator.log"),
-    )
-    .await;
+    let (data, store) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut operator = operator_on_volume(cluster, data.path(), store.path()).await;
     apply(cluster, &ns, &orders(data.path(), ""));
     let viewer = cluster.service_account_token(&ns.name, "viewer");
     let expected = run_orders(cluster, &ns, &viewer).await;
@@ -237,4 +247,108 @@ async fn a_pipelines_own_s3_store_keeps_its_steps_whole_log_after_its_pod_and_ru
         "the secret key is in the operator's log"
     );
     assert!(!log.contains(key_id), "the key id is in the operator's log");
+}
+
+/// `synqx logs -f` started while a step runs prints its lines as they come, before the run
+/// ends, and exits by itself once the run ended, having printed each line once.
+#[tokio::test]
+async fn logs_follow_a_running_step_live_and_end_with_its_run() {
+    let _serial = OPERATOR.lock().await;
+    let (cluster, ns) = setup("logs-follow").await;
+    let (data, store) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let operator = operator_on_volume(cluster, data.path(), store.path()).await;
+    apply(
+        cluster,
+        &ns,
+        &format!(
+            "{VIEWER}{}apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: slow}}\nspec:\n  steps:\n    - {{name: load, sql: {{connection: db, statements: [\"{}\"]}}}}\n",
+            sqlite("db", &data.path().join("db.sqlite")),
+            slow_query(40_000_000),
+        ),
+    );
+    let viewer = cluster.service_account_token(&ns.name, "viewer");
+    start_run(cluster, &ns, "slow", "slow-1", "");
+    let mut child = std::process::Command::new(cluster.bin_dir.join("synqx"))
+        .args(["logs", "slow-1", "--step", "load", "-f", "-n", &ns.name])
+        .args(["--gateway", &format!("http://127.0.0.1:{PORT}")])
+        .args(["--token", &viewer])
+        .env("KUBECONFIG", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running synqx logs -f: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The step's first line arrives while the run still runs: it is followed, not replayed.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(120), lines_rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("synqx logs -f printed nothing within 120 s"))
+        .unwrap_or_else(|| panic!("synqx logs -f ended before printing a line"));
+    assert!(
+        first.contains("synqx step: ") && first.contains(": started"),
+        "{first}"
+    );
+    let phase = get_run(&ns, "slow-1").await.status.and_then(|s| s.phase);
+    assert_eq!(
+        phase,
+        Some(RunPhase::Running),
+        "printed only after the run: {first}"
+    );
+
+    succeeded(&ns, "slow-1").await;
+    // It ends by itself once the run ended.
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    return Err("synqx logs -f did not end within 60 s of its run".to_string());
+                }
+                Err(e) => return Err(format!("waiting for synqx logs -f: {e}")),
+            }
+        }
+    })
+    .await
+    .expect("the waiting thread");
+    let status = waited.unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "synqx logs -f failed: {status}");
+    let mut printed_lines = vec![first];
+    while let Some(line) = lines_rx.recv().await {
+        printed_lines.push(line);
+    }
+    let expected = watched_lines(&ns, "slow-1", "load", &viewer).await;
+    assert_eq!(
+        printed_lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+        printed(&expected),
+        "each line once, the last one after the step ended"
+    );
+    assert!(
+        printed_lines
+            .last()
+            .is_some_and(|l| l.contains("succeeded")),
+        "{printed_lines:?}"
+    );
+    drop(operator);
 }
