@@ -1,10 +1,11 @@
 //! A `synqx run` killed (SIGKILL) in the middle of an overwrite into MongoDB (FerretDB),
 //! Snowflake (fakesnow) and BigQuery (bigquery-emulator), at the one moment that matters:
 //! the new rows are staged and the swap is on its way. A proxy between the runner and the
-//! server holds the swap's request (MongoDB's `renameCollection`, the warehouses' transaction)
-//! so the kill lands there every time. Then: the destination holds exactly its old rows; a
-//! rerun after the killed step's deadline loads the new rows and drops what the killed run
-//! staged (`connectors::staging`).
+//! server holds the swap's request (MongoDB's `renameCollection`, BigQuery's transaction;
+//! Snowflake's `ALTER TABLE … SWAP WITH`, and, in a second run, the transaction fakesnow gets
+//! once it refused that swap as a syntax error) so the kill lands there every time. Then: the
+//! destination holds exactly its old rows; a rerun after the killed step's deadline loads the
+//! new rows and drops what the killed run staged (`connectors::staging`).
 
 mod databases_common;
 mod warehouses_common;
@@ -49,6 +50,9 @@ struct Target<'a> {
     upstream: String,
     /// What the runner sends to swap the staged rows in.
     swap: &'static [u8],
+    /// How many staged objects hold the new rows when the swap is held (Snowflake's swap:
+    /// the staging table and the filled copy of the table).
+    staged_new: usize,
     /// Kill at the second rename of FerretDB's swap (old collection aside, new one in)
     /// rather than at the first request of the swap.
     between_renames: bool,
@@ -111,9 +115,15 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     proxy.wait_held(&mut child, Duration::from_secs(120));
     // The new rows are staged, whole, and not swapped in.
     let staged = (t.staged)().await;
-    let objects = if t.between_renames { 2 } else { 1 };
+    let objects = t.staged_new + usize::from(t.between_renames);
     assert_eq!(staged.len(), objects, "staged objects: {staged:?}");
-    assert_eq!((t.read)(staged[0].clone()).await, new, "the staged rows");
+    for name in &staged[..t.staged_new] {
+        assert_eq!(
+            (t.read)(name.clone()).await,
+            new,
+            "the staged rows of {name}"
+        );
+    }
     synqx_testkit::kill(&mut child);
     if t.between_renames {
         // Nothing lost: the old rows wait under the name they were renamed to, and the
@@ -268,6 +278,7 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: {
             upstream: host_port(&uri),
             address: uri.clone(),
             swap: b"renameCollection",
+            staged_new: 1,
             between_renames,
             fqn: collection.clone(),
             read: &read,
@@ -279,8 +290,22 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: {
     });
 }
 
+/// Killed while `ALTER TABLE … SWAP WITH` is on its way, the moment of Snowflake's own path:
+/// the staging table and the filled copy of the table both hold the new rows.
 #[test]
-fn a_killed_snowflake_overwrite_leaves_the_old_table() {
+fn a_snowflake_overwrite_killed_at_its_swap_leaves_the_old_table() {
+    killed_snowflake_overwrite(b"SWAP WITH", 2);
+}
+
+/// fakesnow refuses the swap as a syntax error and the overwrite replaces the rows in one
+/// transaction instead: killed when it begins, with the copy dropped and the staging table
+/// left.
+#[test]
+fn a_snowflake_overwrite_killed_at_its_fallback_transaction_leaves_the_old_table() {
+    killed_snowflake_overwrite(br#""sqlText":"BEGIN""#, 1);
+}
+
+fn killed_snowflake_overwrite(swap: &'static [u8], staged_new: usize) {
     runtime().block_on(async {
         let url = emulators::fakesnow();
         let database = unique_name("KILLED").to_ascii_uppercase();
@@ -324,7 +349,8 @@ spec:
             connection: &connection,
             upstream: host_port(&url),
             address: url.clone(),
-            swap: br#""sqlText":"BEGIN""#,
+            swap,
+            staged_new,
             between_renames: false,
             fqn: "ORDERS".into(),
             read: &read,
@@ -381,6 +407,7 @@ spec:
             upstream: host_port(&bigquery.url),
             address: bigquery.url.clone(),
             swap: b"BEGIN TRANSACTION",
+            staged_new: 1,
             between_renames: false,
             fqn: "orders".into(),
             read: &read,

@@ -109,6 +109,12 @@ spec:
         );
         let out = run_ok(d, &[]);
         assert!(!out.contains("sf-e2e-pass"), "{out}");
+        // fakesnow cannot parse the overwrite's `ALTER TABLE … SWAP WITH`; the step says how
+        // it replaced the rows instead.
+        assert!(
+            out.contains("the server refused `ALTER TABLE … SWAP WITH` as a syntax error"),
+            "{out}"
+        );
         assert!(
             std::fs::read_dir(lake.join("orders"))
                 .map(|r| r.count())

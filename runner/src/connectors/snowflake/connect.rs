@@ -298,6 +298,16 @@ pub(super) fn server_failure(
     }
 }
 
+/// The server's own text in a failure [`server_failure`] made: what follows `Snowflake error
+/// <code>: ` (the statement quoted before it is not the server's).
+pub(super) fn server_text(failure: &Failure) -> Option<&str> {
+    let code = failure.code.as_deref()?;
+    let (_, text) = failure
+        .message
+        .split_once(&format!("Snowflake error {code}: "))?;
+    Some(text)
+}
+
 /// Snowflake's codes: 390xxx are authentication and session errors; 002003 is an object that
 /// does not exist or is not authorised; 002043 a missing object in `USE`.
 fn classify(code: Option<&str>, message: &str) -> Kind {

@@ -2,8 +2,8 @@
 //! key-pair JWT (RS256, signed with `ring`), statements with positional (array) bindings,
 //! results as Arrow IPC (inline and in chunks), asynchronous statements for loads. Sources
 //! read a table or a query with the incremental cursor pushed down; sinks stage rows in a
-//! temporary table (Parquet files through an internal stage, or array-bound `INSERT`s) and
-//! move them into the table with one statement or one transaction. The type map is in
+//! staging table (Parquet files through an internal stage, or array-bound `INSERT`s) and
+//! move them into the table with one statement, a swap or one transaction. The type map is in
 //! [`types`].
 
 mod bind;
@@ -11,6 +11,7 @@ mod check;
 mod config;
 mod connect;
 mod load;
+mod overwrite;
 mod query;
 mod result;
 mod sink;

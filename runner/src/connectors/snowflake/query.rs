@@ -233,7 +233,7 @@ fn parse(at: String, data: Value) -> Result<QueryResult, Failure> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -245,7 +245,10 @@ mod tests {
     }
     use crate::connectors::snowflake::config::{Auth, SnowflakeConfig};
 
-    async fn session(replies: Vec<Reply>) -> (Session, StandIn) {
+    /// A session logged in to a stand-in that answers the statements with `replies`, in order.
+    pub(in crate::connectors::snowflake) async fn session(
+        replies: Vec<Reply>,
+    ) -> (Session, StandIn) {
         let mut all = vec![Reply::json(
             200,
             json!({"data": {"token": "t1"}, "success": true}),

@@ -1,14 +1,15 @@
 //! Writing a table. Rows go to a staging table first (see [`super::load`]); then one statement,
-//! or one transaction, moves them in, so a failed, cancelled or killed load leaves the table as
-//! it was:
+//! a swap or one transaction moves them in, so a failed, cancelled or killed load leaves the
+//! table as it was:
 //!
 //! - `append`: `INSERT INTO table SELECT … FROM staging`;
-//! - `overwrite`: `BEGIN; DELETE FROM table; INSERT … SELECT …; COMMIT` (readers see the old
-//!   rows until the commit; the table keeps its grants, clustering and comments);
+//! - `overwrite`: a copy of the table (`LIKE … COPY GRANTS`) filled and swapped in with
+//!   `ALTER TABLE … SWAP WITH`, or, where the server cannot parse `SWAP`, `BEGIN; DELETE FROM
+//!   table; INSERT … SELECT …; COMMIT` (see [`super::overwrite`]);
 //! - `upsert`: `MERGE INTO table USING (staging, last row of each key)` on `primaryKey`.
 //!
-//! The staging table is `SYNQX_STAGE_<expiry>_<n>` beside the table. A killed process leaves
-//! it behind; every later load into the schema drops those whose expiry (the step's deadline,
+//! The staging table (and an overwrite's copy) is `SYNQX_STAGE_<expiry>_<n>` beside the table.
+//! A killed process leaves it behind; every later load into the schema drops those whose expiry (the step's deadline,
 //! see `connectors::staging`) has passed.
 //!
 //! The table is created from the Arrow schema when it is missing (with `PRIMARY KEY`, which
@@ -23,9 +24,10 @@ use synqx_api::pipeline::WriteMode;
 
 use super::connect::{Failure, Session};
 use super::load::Loader;
+use super::overwrite::Overwrite;
 use super::query::Binding;
 use super::sql::{
-    Table, add_column, columns_query, create_staging, create_table, delete_all,
+    Table, add_column, columns_query, create_staging, create_table, drop_table,
     insert_from_staging, merge, same_name, tables_query,
 };
 use super::{SnowflakeSink, error};
@@ -122,9 +124,7 @@ async fn load(
     };
     let result = load.stage_and_move(request, input, counters, outcome).await;
     // Dropped after a failure too; only a killed process leaves a staging table behind.
-    let _ = session
-        .query(&format!("DROP TABLE IF EXISTS {}", staging.sql()), &[])
-        .await;
+    let _ = session.query(&drop_table(&staging), &[]).await;
     result
 }
 
@@ -179,19 +179,18 @@ impl Load<'_> {
                 session.query_async(&sql, &[]).await.map_err(failed)?;
             }
             WriteMode::Overwrite => {
-                session.query("BEGIN", &[]).await.map_err(failed)?;
-                let swapped = async {
-                    session.query(&delete_all(table), &[]).await?;
-                    session
-                        .query_async(&insert_from_staging(table, staging, written), &[])
-                        .await?;
-                    session.query("COMMIT", &[]).await
+                let fresh = table.beside(&expiry.name(STAGE).to_ascii_uppercase());
+                Overwrite {
+                    session,
+                    here,
+                    table,
+                    staging,
+                    fresh: &fresh,
+                    written,
                 }
-                .await;
-                if let Err(e) = swapped {
-                    let _ = session.query("ROLLBACK", &[]).await;
-                    return Err(failed(e));
-                }
+                .run(counters)
+                .await
+                .map_err(failed)?;
             }
         }
         Ok(())
@@ -224,8 +223,7 @@ async fn sweep(session: &Session, table: &Table, here: &str, counters: &Counters
     let now = std::time::SystemTime::now();
     for name in names.iter().filter(|n| Expiry::passed(n, STAGE, now)) {
         let orphan = table.beside(name);
-        let sql = format!("DROP TABLE IF EXISTS {}", orphan.sql());
-        match session.query(&sql, &[]).await {
+        match session.query(&drop_table(&orphan), &[]).await {
             Ok(_) => counters.note(format!(
                 "{here}: dropped the staging table \"{name}\" of a killed load"
             )),

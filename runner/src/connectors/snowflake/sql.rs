@@ -1,6 +1,6 @@
 //! The SQL this connector sends: names as Snowflake resolves them, table definitions, the
 //! incremental condition, and the statements that move a staged load into its table (append,
-//! overwrite in one transaction, upsert by `MERGE`).
+//! overwrite by `SWAP WITH` or in one transaction, upsert by `MERGE`).
 
 use arrow::datatypes::Field;
 
@@ -256,9 +256,31 @@ pub fn insert_from_staging(table: &Table, staging: &Table, fields: &[&Field]) ->
 }
 
 /// Replaces every row: run inside one transaction with the insert, so readers see the old rows
-/// or the new ones, never neither.
+/// or the new ones, never neither (the overwrite of a server that refuses [`swap`]).
 pub fn delete_all(table: &Table) -> String {
     format!("DELETE FROM {}", table.sql())
+}
+
+/// An empty table beside `table` with its columns, defaults, constraints and clustering, and
+/// with its grants except OWNERSHIP (`COPY GRANTS`): the one an overwrite fills and swaps in.
+/// It is owned by the Connection's role.
+pub fn create_like(fresh: &Table, table: &Table) -> String {
+    format!(
+        "CREATE TABLE {} LIKE {} COPY GRANTS",
+        fresh.sql(),
+        table.sql()
+    )
+}
+
+/// Exchanges two tables' names in one metadata operation: each keeps its rows, columns and
+/// grants, so `table` then names the filled one and `fresh` the old rows.
+pub fn swap(table: &Table, fresh: &Table) -> String {
+    format!("ALTER TABLE {} SWAP WITH {}", table.sql(), fresh.sql())
+}
+
+/// `DROP TABLE IF EXISTS`, for a load's own tables.
+pub fn drop_table(table: &Table) -> String {
+    format!("DROP TABLE IF EXISTS {}", table.sql())
 }
 
 /// Upserts the staged rows by key; of several staged rows with one key, the last one wins.
