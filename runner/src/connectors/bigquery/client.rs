@@ -486,20 +486,22 @@ fn job_failure(settings: &BigQueryConfig, what: &str, error: &Value) -> Failure 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::connectors::bigquery::config::service_account;
     use crate::connectors::bigquery::config::tests::key_file;
     use synqx_testkit::http::{Reply, StandIn};
 
-    fn token() -> Reply {
+    /// The token endpoint's answer to a service account's JWT.
+    pub(in crate::connectors::bigquery) fn token() -> Reply {
         Reply::json(
             200,
             json!({"access_token": "ya29.token", "expires_in": 3599, "token_type": "Bearer"}),
         )
     }
 
-    async fn client(replies: Vec<Reply>) -> (Client, StandIn) {
+    /// A client with a service account whose token endpoint and API are `replies`, in order.
+    pub(in crate::connectors::bigquery) async fn client(replies: Vec<Reply>) -> (Client, StandIn) {
         let stub = StandIn::scripted(replies);
         let account = service_account("bq", &key_file(&format!("{}/token", stub.url()))).unwrap();
         let settings = BigQueryConfig::for_test(&stub.url(), Some(Arc::new(account)), vec![]);

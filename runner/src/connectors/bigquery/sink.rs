@@ -189,13 +189,34 @@ async fn stage_and_move(
     stage_input(here, input, indexes, &mut parts, outcome, counters).await?;
     parts.flush().await?;
     expiry.check(here)?;
-    let sql = match request.spec.mode() {
+    let mode = request.spec.mode();
+    move_rows(
+        client,
+        mode,
+        &request.spec.primary_key,
+        table,
+        staging,
+        written,
+    )
+    .await
+    .map_err(failed)
+}
+
+/// Moves the staged rows into the table as `mode` says, with one statement (`jobs.query`).
+async fn move_rows(
+    client: &Client,
+    mode: WriteMode,
+    key: &[String],
+    table: &Table,
+    staging: &Table,
+    written: &[TableField],
+) -> Result<(), Failure> {
+    let sql = match mode {
         WriteMode::Append => insert_from_staging(table, staging, written),
         WriteMode::Overwrite => overwrite(table, staging, written),
-        WriteMode::Upsert => merge(table, staging, written, &request.spec.primary_key),
+        WriteMode::Upsert => merge(table, staging, written, key),
     };
-    client.query(&sql, &[]).await.map_err(failed)?;
-    Ok(())
+    client.query(&sql, &[]).await.map(drop)
 }
 
 /// Where staging tables' names begin.
@@ -303,4 +324,61 @@ fn with_row_numbers(batch: &RecordBatch, first: i64) -> Result<RecordBatch> {
     )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .context(|| "numbering staged rows".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use synqx_testkit::http::Reply;
+
+    use super::*;
+    use crate::connectors::bigquery::client::PAGE_ROWS;
+    use crate::connectors::bigquery::client::tests::{client, token};
+
+    fn field(name: &str, kind: &str) -> TableField {
+        TableField {
+            name: name.into(),
+            kind: kind.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upsert_is_one_jobs_query_of_its_merge() {
+        // The answer of jobs.query in the v2 reference to a DML statement (a running one is
+        // followed on getQueryResults: `client::tests`).
+        let (client, stub) = client(vec![
+            token(),
+            Reply::json(200, json!({"kind": "bigquery#queryResponse", "jobComplete": true,
+                                    "jobReference": {"projectId": "proj", "jobId": "job_m", "location": "EU"},
+                                    "numDmlAffectedRows": "3", "totalRows": "0"})),
+        ])
+        .await;
+        let table = Table::parse("sales.orders", None).unwrap();
+        let staging = table.beside("_synqx_stage_1900000001_a_b_0");
+        let written = [field("id", "INT64"), field("name", "STRING")];
+        move_rows(
+            &client,
+            WriteMode::Upsert,
+            &["id".into()],
+            &table,
+            &staging,
+            &written,
+        )
+        .await
+        .unwrap();
+
+        let requests = stub.requests();
+        assert_eq!(requests.len(), 2);
+        let query = &requests[1];
+        assert_eq!(query.method, "POST");
+        assert_eq!(query.path(), "/bigquery/v2/projects/proj/queries");
+        assert_eq!(query.header("Authorization"), Some("Bearer ya29.token"));
+        // The whole request: the statement, GoogleSQL, no parameters, the dataset's location.
+        assert_eq!(
+            query.json(),
+            json!({"query": "MERGE `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1900000001_a_b_0` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)",
+                   "useLegacySql": false, "maxResults": PAGE_ROWS, "timeoutMs": 10_000, "location": "EU"})
+        );
+    }
 }
