@@ -150,6 +150,19 @@ pub fn checked_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, Cas
     Ok(out)
 }
 
+/// Each value of a binary column (Binary, LargeBinary, BinaryView, FixedSizeBinary) through
+/// `f`, `None` for null.
+pub fn binary_values<T>(
+    array: &ArrayRef,
+    f: impl Fn(&[u8]) -> T,
+) -> Result<Vec<Option<T>>, ArrowError> {
+    let bytes = cast(array, &DataType::LargeBinary)?;
+    Ok(arrow::array::AsArray::as_binary::<i64>(&bytes)
+        .iter()
+        .map(|b| b.map(&f))
+        .collect())
+}
+
 /// A batch cut into slices of about `budget` bytes.
 pub fn cut(batch: &RecordBatch, budget: usize) -> Vec<RecordBatch> {
     let size = batch.get_array_memory_size().max(1);

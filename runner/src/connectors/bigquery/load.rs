@@ -33,6 +33,7 @@ use parquet::errors::ParquetError;
 
 use super::rows::RowsError;
 use super::types::scalar_kind;
+use crate::connectors::http_api::checked_cast;
 use crate::connectors::warehouse::parquet_writer;
 
 /// The table's `NUMERIC` as Parquet: BigQuery's own precision and scale.
@@ -107,8 +108,9 @@ pub fn as_loaded(batch: &RecordBatch) -> Result<RecordBatch, RowsError> {
 
 /// One column as loaded, and its field (always nullable: table columns are `NULLABLE`).
 fn loaded(field: &Field, array: &ArrayRef) -> Result<(Field, ArrayRef), RowsError> {
+    // A value the load's type cannot hold is an error naming its row, never a NULL.
     let to = |t: DataType| -> Result<(Field, ArrayRef), RowsError> {
-        let array = cast(array, &t)?;
+        let array = checked_cast(array, &t)?;
         Ok((Field::new(field.name(), t, true), array))
     };
     match array.data_type() {

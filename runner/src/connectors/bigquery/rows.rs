@@ -19,7 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 use super::types::{FieldTypeError, TableField, is_json};
-use crate::connectors::http_api::{CastError, checked_cast};
+use crate::connectors::http_api::{CastError, binary_values, checked_cast};
 
 /// Why rows cannot be read from a result page or written for a load. Messages name the column
 /// (and record member) and the row, never the value; the caller names the table.
@@ -291,14 +291,7 @@ fn values(field: &Field, array: &ArrayRef) -> Result<Vec<Option<String>>, RowsEr
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => {
-            let bytes = cast(array, &DataType::LargeBinary)?;
-            let bytes = bytes.as_binary::<i64>();
-            bytes
-                .iter()
-                .map(|b| b.map(|b| quoted(&STANDARD.encode(b))))
-                .collect()
-        }
+        | DataType::FixedSizeBinary(_) => binary_values(array, |b| quoted(&STANDARD.encode(b)))?,
         DataType::Boolean
         | DataType::Int8
         | DataType::Int16

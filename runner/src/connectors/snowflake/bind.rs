@@ -12,6 +12,7 @@ use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::query::{BindValue, Binding};
+use crate::connectors::http_api::{CastError, binary_values, checked_cast};
 
 /// Why a column cannot be bound; the caller names the column.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +20,7 @@ pub enum BindError {
     #[error(transparent)]
     Arrow(#[from] ArrowError),
     #[error("timestamps beyond the years 1677-2262 cannot be sent: {0}")]
-    TimestampCast(#[source] ArrowError),
-    #[error("timestamps beyond the years 1677-2262 cannot be sent")]
-    TimestampRange,
+    Timestamp(#[source] CastError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 }
@@ -66,12 +65,9 @@ pub fn column(array: &ArrayRef) -> Result<Binding, BindError> {
             )
         }
         DataType::Timestamp(_, zone) => {
-            let nanos = cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))
-                .map_err(BindError::TimestampCast)?;
+            let nanos = checked_cast(array, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+                .map_err(BindError::Timestamp)?;
             let nanos = nanos.as_primitive::<TimestampNanosecondType>();
-            if nanos.null_count() > array.null_count() {
-                return Err(BindError::TimestampRange);
-            }
             match zone {
                 // Instants are sent in UTC: offset 0, written as 0 + 1440.
                 Some(_) => (
@@ -90,11 +86,7 @@ pub fn column(array: &ArrayRef) -> Result<Binding, BindError> {
         DataType::Binary
         | DataType::LargeBinary
         | DataType::BinaryView
-        | DataType::FixedSizeBinary(_) => {
-            let bytes = cast(array, &DataType::LargeBinary)?;
-            let bytes = bytes.as_binary::<i64>();
-            ("BINARY", bytes.iter().map(|v| v.map(hex)).collect())
-        }
+        | DataType::FixedSizeBinary(_) => ("BINARY", binary_values(array, hex)?),
         DataType::List(_)
         | DataType::LargeList(_)
         | DataType::FixedSizeList(..)
@@ -233,5 +225,21 @@ mod tests {
                 array.data_type()
             );
         }
+    }
+
+    #[test]
+    fn a_timestamp_nanoseconds_cannot_hold_is_refused_with_its_row() {
+        // 3000-01-01 in microseconds: beyond what nanoseconds since 1970 hold in an i64.
+        let array: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(0),
+            None,
+            Some(32_503_680_000_000_000),
+        ]));
+        let e = column(&array).unwrap_err().to_string();
+        assert!(
+            e.starts_with("timestamps beyond the years 1677-2262 cannot be sent: "),
+            "{e}"
+        );
+        assert!(e.contains("row 3"), "{e}");
     }
 }
