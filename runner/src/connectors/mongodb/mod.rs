@@ -7,6 +7,7 @@
 mod check;
 mod config;
 mod connect;
+mod shape;
 mod sink;
 mod source;
 #[cfg(all(test, feature = "mongodb-integration-tests"))]

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 
 use super::config::MongodbConfig;
 use super::connect::{connect, failure};
-use super::types::{BsonKinds, document_to_json};
+use super::shape::Shape;
+use super::types::{apply, document_to_json};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
 use crate::connectors::json_widen::Widening;
@@ -63,22 +64,26 @@ impl Source for MongoSource {
         let mut cursor = find.await.map_err(|e| failure(s, &at, "reading", e))?;
         let mut held: Vec<(Map<String, Value>, usize)> = Vec::new();
         let mut inference = Inference::new(nested);
-        let mut kinds = BsonKinds::default();
+        let mut shape = Shape::default();
         while held.len() < SAMPLE_RECORDS {
             match cursor.next().await {
                 None => break,
                 Some(document) => {
                     let document = document.map_err(|e| failure(s, &at, "reading", e))?;
                     let size = document_size(&document);
-                    kinds.observe(&document);
+                    shape.observe_document(&document);
                     let json = document_to_json(document);
                     inference.observe(&json);
                     held.push((json, size));
                 }
             }
         }
-        let schema: SchemaRef =
-            Arc::new(kinds.apply(inference.schema(&spec.columns)?, &spec.columns));
+        let schema: SchemaRef = Arc::new(apply(
+            &shape,
+            inference.schema(&spec.columns)?,
+            &spec.columns,
+            nested,
+        )?);
         let mut emitter = Emitter {
             converter: Converter::new(schema.clone(), nested),
             widening: Widening::new(&spec.columns, nested),

@@ -10,20 +10,24 @@
 //! | bool                         | `Boolean`                                  | bool                   |
 //! | date                         | `Timestamp(µs, UTC)` (millisecond values)  | date (milliseconds)    |
 //! | objectId                     | `Utf8`, 24 hex digits, marked `synqx.bson: objectId` when every sampled value is one | objectId for `_id` and marked columns, else string |
-//! | decimal128                   | `Utf8`, exact digits (`columns` can make it `decimal(p,s)`) | decimal128 from `Decimal128` |
-//! | binData                      | `Utf8`, base64, marked `synqx.bson: binData` when every sampled value is one | binData (subtype 0) from `Binary` and marked columns |
-//! | object, array (`nested: json`) | `Utf8` with `arrow.json`                 | object, array          |
-//! | object (`nested: flatten`)   | one column per field, `parent.child`       | fields of the row      |
+//! | decimal128                   | `Utf8`, exact digits, marked `decimal128` likewise (`columns` can make it `decimal(p,s)`) | decimal128 from marked columns and `Decimal128` |
+//! | binData                      | `Utf8`, base64, marked `binData` (subtype 0) or `binData:04` (its subtype) when every sampled value is binData of that subtype (of several: `binData`) | binData of the marked subtype; `Binary` as subtype 0 or the mark's |
+//! | object, array (`nested: json`) | `Utf8` with `arrow.json`, plain JSON; `synqx.bson.nested` records what its integers and strings were | object, array, in the recorded types |
+//! | object (`nested: flatten`)   | one column per field, `parent.child`, typed and marked as above | fields of the row |
 //! | Arrow `Struct`, `List` (from other sources) | –                             | object, array          |
-//! | timestamp (internal)         | `Int64`, seconds << 32 | increment         | int64                  |
-//! | regex, javascript, others    | `Utf8`, their extended JSON                | string                 |
+//! | timestamp (internal)         | `Int64`, seconds << 32 \| increment, marked `timestamp` | timestamp when marked, else int64 |
+//! | regex, javascript, others    | `Utf8`, their relaxed extended JSON        | string (in JSON text: object) |
 //! | null, missing                | null                                       | field left out         |
 //!
-//! The marks and `Int32` come from the BSON types of the sampled documents' top-level fields
-//! ([`BsonKinds`]), so a collection copied through SynqX keeps them; inside objects and
-//! arrays (JSON text) integers come back as int64 and objectIds and binData as strings.
+//! Marks and `Int32` come from the BSON types of the sampled documents ([`Shape`]), so a
+//! collection copied through SynqX keeps its types, inside objects and arrays too: JSON text
+//! stays plain JSON for other destinations, and the column's `synqx.bson.nested` metadata
+//! says, place by place, where its integers were int32 (or timestamps) and its strings
+//! objectIds, dates, decimal128s or binData of a subtype — where every sampled value of that
+//! JSON kind there was of that type. Elsewhere integers come back as int64 and strings as
+//! strings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -34,66 +38,61 @@ use base64::Engine;
 use mongodb::bson::{self, Bson, Document};
 use serde_json::{Map, Number, Value};
 
+use synqx_api::pipeline::Nested;
+
+use super::shape::{self, BSON_NESTED, BSON_TYPE, Integer, Mark, Restore, Shape};
 use crate::connectors::json_table::JSON_EXTENSION;
 use crate::error::{BadRow, Context, Error, Result};
 
-/// Field metadata naming the BSON type a text column's values are written back as.
-pub const BSON_TYPE: &str = "synqx.bson";
-const OBJECT_ID: &str = "objectId";
-const BIN_DATA: &str = "binData";
-
-const INT32_KIND: u8 = 1;
-const OBJECT_ID_KIND: u8 = 1 << 1;
-const BIN_DATA_KIND: u8 = 1 << 2;
-const OTHER_KIND: u8 = 1 << 3;
-
-/// The BSON types seen in each top-level field of the sampled documents (nulls aside): what
-/// JSON cannot say about them.
-#[derive(Debug, Default)]
-pub struct BsonKinds(HashMap<String, u8>);
-
-impl BsonKinds {
-    pub fn observe(&mut self, document: &Document) {
-        for (key, value) in document {
-            let kind = match value {
-                Bson::Null | Bson::Undefined => continue,
-                Bson::Int32(_) => INT32_KIND,
-                Bson::ObjectId(_) => OBJECT_ID_KIND,
-                Bson::Binary(_) => BIN_DATA_KIND,
-                _ => OTHER_KIND,
-            };
-            *self.0.entry(key.clone()).or_default() |= kind;
+/// `schema` with the types of the sampled documents (`shape`) applied: a column whose
+/// sampled values were all int32 as `Int32`; a text column whose values were all objectIds,
+/// dates, decimal128s or binData of one subtype, or an integer column of timestamps,
+/// marked ([`BSON_TYPE`]); a JSON text column given what its integers and strings were
+/// ([`BSON_NESTED`]). Columns `declared` in `columns` stay as declared.
+pub fn apply(
+    shape: &Shape,
+    schema: Schema,
+    declared: &BTreeMap<String, String>,
+    nested: Nested,
+) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        let mut field = f.as_ref().clone();
+        let Some(place) = shape
+            .column(f.name(), nested == Nested::Flatten)
+            .filter(|_| !declared.contains_key(f.name()))
+        else {
+            fields.push(field);
+            continue;
+        };
+        let is_json =
+            f.metadata().get(JSON_EXTENSION.0).map(String::as_str) == Some(JSON_EXTENSION.1);
+        let mut metadata = field.metadata().clone();
+        match f.data_type() {
+            DataType::Utf8 if is_json => {
+                if let Some(restore) = place.restore() {
+                    let text = serde_json::to_string(&restore).map_err(|e| {
+                        Error::Config(format!(
+                            "column \"{}\": recording its BSON types: {e}",
+                            f.name()
+                        ))
+                    })?;
+                    metadata.insert(BSON_NESTED.to_string(), text);
+                }
+            }
+            DataType::Int64 if place.integer() == Some(Integer::Int32) => {
+                field = field.with_data_type(DataType::Int32);
+            }
+            DataType::Utf8 | DataType::Int64 => {
+                if let Some(mark) = place.column_mark() {
+                    metadata.insert(BSON_TYPE.to_string(), mark.to_string());
+                }
+            }
+            _ => {}
         }
+        fields.push(field.with_metadata(metadata));
     }
-
-    /// `schema` with each column whose sampled values were all int32 as `Int32`, and all
-    /// objectIds or all binData marked ([`BSON_TYPE`]); columns `declared` in `columns` stay.
-    pub fn apply(&self, schema: Schema, declared: &BTreeMap<String, String>) -> Schema {
-        let fields: Vec<Field> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let field = f.as_ref().clone();
-                if declared.contains_key(f.name()) {
-                    return field;
-                }
-                match (self.0.get(f.name()).copied(), f.data_type()) {
-                    (Some(INT32_KIND), DataType::Int64) => field.with_data_type(DataType::Int32),
-                    (Some(OBJECT_ID_KIND), DataType::Utf8) => marked(field, OBJECT_ID),
-                    (Some(BIN_DATA_KIND), DataType::Utf8) => marked(field, BIN_DATA),
-                    _ => field,
-                }
-            })
-            .collect();
-        Schema::new_with_metadata(fields, schema.metadata().clone())
-    }
-}
-
-/// `field` marked as holding values of the BSON type `tag`.
-fn marked(field: Field, tag: &str) -> Field {
-    let mut metadata = field.metadata().clone();
-    metadata.insert(BSON_TYPE.to_string(), tag.to_string());
-    field.with_metadata(metadata)
+    Ok(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// A BSON value as the JSON the schema inference reads.
@@ -161,9 +160,7 @@ pub fn rows_to_documents(batch: &RecordBatch) -> Result<Vec<Document>> {
     let mut documents = vec![Document::new(); batch.num_rows()];
     for (c, field) in schema.fields().iter().enumerate() {
         let column = batch.column(c);
-        let is_json =
-            field.metadata().get(JSON_EXTENSION.0).map(String::as_str) == Some(JSON_EXTENSION.1);
-        let bson_type = field.metadata().get(BSON_TYPE).map(String::as_str);
+        let plan = Plan::of(field)?;
         for (row, document) in documents.iter_mut().enumerate() {
             if column.is_null(row) {
                 continue;
@@ -172,7 +169,7 @@ pub fn rows_to_documents(batch: &RecordBatch) -> Result<Vec<Document>> {
                 column.as_ref(),
                 row,
                 field.name(),
-                (is_json, bson_type),
+                &plan,
                 json_rows.get(row),
             )?;
             document.insert(field.name().clone(), value);
@@ -181,11 +178,45 @@ pub fn rows_to_documents(batch: &RecordBatch) -> Result<Vec<Document>> {
     Ok(documents)
 }
 
+/// How one column's cells are written: what its field metadata says.
+#[derive(Debug, Default)]
+struct Plan {
+    /// A text column holding JSON (`arrow.json`).
+    json: bool,
+    /// The BSON type its values are written back as ([`BSON_TYPE`]).
+    mark: Option<Mark>,
+    /// What the integers and strings inside its JSON were ([`BSON_NESTED`]).
+    nested: Option<Restore>,
+}
+
+impl Plan {
+    fn of(field: &Field) -> Result<Self> {
+        let metadata = field.metadata();
+        let invalid = |key: &str, e: String| {
+            Error::Config(format!(
+                "column \"{}\": field metadata {key} is not valid ({e}); it is what a MongoDB source records, remove it or correct it",
+                field.name()
+            ))
+        };
+        Ok(Self {
+            json: metadata.get(JSON_EXTENSION.0).map(String::as_str) == Some(JSON_EXTENSION.1),
+            mark: metadata
+                .get(BSON_TYPE)
+                .map(|m| m.parse().map_err(|e| invalid(BSON_TYPE, e)))
+                .transpose()?,
+            nested: metadata
+                .get(BSON_NESTED)
+                .map(|m| serde_json::from_str(m).map_err(|e| invalid(BSON_NESTED, e.to_string())))
+                .transpose()?,
+        })
+    }
+}
+
 fn cell(
     column: &dyn Array,
     row: usize,
     name: &str,
-    (is_json, bson_type): (bool, Option<&str>),
+    plan: &Plan,
     json_row: Option<&Map<String, Value>>,
 ) -> Result<Bson> {
     let bad = |problem: &str, value: String| {
@@ -200,7 +231,10 @@ fn cell(
         DataType::Int8 => Bson::Int32(i32::from(column.as_primitive::<Int8Type>().value(row))),
         DataType::Int16 => Bson::Int32(i32::from(column.as_primitive::<Int16Type>().value(row))),
         DataType::Int32 => Bson::Int32(column.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => Bson::Int64(column.as_primitive::<Int64Type>().value(row)),
+        DataType::Int64 => {
+            let integer = (plan.mark == Some(Mark::Timestamp)).then_some(Integer::Timestamp);
+            shape::integer(column.as_primitive::<Int64Type>().value(row), integer)
+        }
         DataType::UInt8 => Bson::Int32(i32::from(column.as_primitive::<UInt8Type>().value(row))),
         DataType::UInt16 => Bson::Int32(i32::from(column.as_primitive::<UInt16Type>().value(row))),
         DataType::UInt32 => Bson::Int64(i64::from(column.as_primitive::<UInt32Type>().value(row))),
@@ -250,8 +284,12 @@ fn cell(
         | DataType::FixedSizeBinary(_) => {
             let bytes = arrow::compute::cast(&column.slice(row, 1), &DataType::LargeBinary)
                 .context(|| format!("column \"{name}\""))?;
+            let subtype = match plan.mark {
+                Some(Mark::BinData(subtype)) => subtype,
+                _ => 0,
+            };
             Bson::Binary(bson::Binary {
-                subtype: bson::spec::BinarySubtype::Generic,
+                subtype: subtype.into(),
                 bytes: bytes.as_binary::<i64>().value(0).to_vec(),
             })
         }
@@ -275,48 +313,25 @@ fn cell(
         _ => {
             let text = arrow::util::display::array_value_to_string(column, row)
                 .context(|| format!("column \"{name}\""))?;
-            if is_json {
+            if plan.json {
                 let value: Value = serde_json::from_str(&text).map_err(|e| {
                     bad(
                         &format!("the value is marked JSON but does not parse: {e}"),
                         text.clone(),
                     )
                 })?;
-                json_to_bson(value)
-            } else if (name == "_id" || bson_type == Some(OBJECT_ID))
-                && text.len() == 24
-                && let Ok(id) = bson::oid::ObjectId::parse_str(&text)
-            {
-                Bson::ObjectId(id)
-            } else if bson_type == Some(BIN_DATA)
-                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&text)
-            {
-                Bson::Binary(bson::Binary {
-                    subtype: bson::spec::BinarySubtype::Generic,
-                    bytes,
-                })
+                // Plain JSON (not extended JSON: a `$date` key stays a key), in the types
+                // the source recorded.
+                Restore::to_bson(value, plan.nested.as_ref())
+            } else if name == "_id" && plan.mark.is_none() {
+                shape::text(text, Mark::ObjectId)
+            } else if let Some(mark) = plan.mark {
+                shape::text(text, mark)
             } else {
                 Bson::String(text)
             }
         }
     })
-}
-
-/// Plain JSON (not extended JSON: a `$date` key stays a key) as BSON.
-fn json_to_bson(value: Value) -> Bson {
-    match value {
-        Value::Null => Bson::Null,
-        Value::Bool(b) => Bson::Boolean(b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Bson::Int64(i),
-            None => Bson::Double(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Bson::String(s),
-        Value::Array(items) => Bson::Array(items.into_iter().map(json_to_bson).collect()),
-        Value::Object(map) => {
-            Bson::Document(map.into_iter().map(|(k, v)| (k, json_to_bson(v))).collect())
-        }
-    }
 }
 
 #[cfg(test)]

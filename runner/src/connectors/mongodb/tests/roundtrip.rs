@@ -18,7 +18,17 @@ use synqx_testkit::unique_name;
 
 const DB: &str = "synqx_tests";
 
+fn binary(subtype: u8, bytes: Vec<u8>) -> Bson {
+    Bson::Binary(bson::Binary {
+        subtype: subtype.into(),
+        bytes,
+    })
+}
+
 fn every_type(i: i64) -> Document {
+    let uuid = binary(4, (0..16).map(|b| b * 7 + i as u8).collect());
+    let id = bson::oid::ObjectId::parse_str(format!("85a1b2c3d4e5f607182930{i:02x}")).unwrap();
+    let at = bson::DateTime::from_millis(1_600_000_000_007 + i);
     doc! {
         "_id": bson::oid::ObjectId::parse_str(format!("65a1b2c3d4e5f607182930{i:02x}")).unwrap(),
         "n32": i as i32,
@@ -27,11 +37,16 @@ fn every_type(i: i64) -> Document {
         "name": format!("doc {i} ü \"q\""),
         "ok": i % 2 == 0,
         "at": bson::DateTime::from_millis(1_700_000_000_000 + i * 1000),
-        "blob": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![i as u8, 255] }),
-        "sub": {"city": format!("c{i}"), "zip": i},
-        "tags": ["a", i],
+        "blob": binary(0, vec![i as u8, 255]),
+        "sub": {"city": format!("c{i}"), "zip": i as i32, "big": (1_i64 << 40) + i, "uuid": uuid.clone(),
+                "owner": id, "seen": at, "md5": binary(5, vec![i as u8; 16]),
+                "lines": [{"qty": i as i32 + 1, "sku": binary(0x80, vec![i as u8])}]},
+        "tags": ["a", i as i32],
         "maybe": if i == 0 { Bson::Null } else { Bson::String("x".into()) },
         "ref": bson::oid::ObjectId::parse_str(format!("75a1b2c3d4e5f607182930{i:02x}")).unwrap(),
+        "uuid": uuid,
+        "custom": binary(0x80, vec![i as u8, 1, 2]),
+        "ts": Bson::Timestamp(bson::Timestamp { time: 1_700_000_000 + i as u32, increment: 3 }),
     }
 }
 
@@ -41,7 +56,7 @@ fn mark<'a>(schema: &'a Schema, name: &str) -> Option<&'a str> {
         .field_with_name(name)
         .unwrap_or_else(|e| panic!("{e}"))
         .metadata()
-        .get(super::super::types::BSON_TYPE)
+        .get(super::super::shape::BSON_TYPE)
         .map(String::as_str)
 }
 
@@ -100,16 +115,43 @@ async fn every_type_reads_into_arrow_and_writes_back() {
             ("sub", DataType::Utf8),
             ("tags", DataType::Utf8),
             ("maybe", DataType::Utf8),
-            ("ref", DataType::Utf8)
+            ("ref", DataType::Utf8),
+            ("uuid", DataType::Utf8),
+            ("custom", DataType::Utf8),
+            ("ts", DataType::Int64),
         ]
     );
     assert_eq!(
-        (
-            mark(&schema, "_id"),
-            mark(&schema, "ref"),
-            mark(&schema, "blob")
-        ),
-        (Some("objectId"), Some("objectId"), Some("binData"))
+        ["_id", "ref", "blob", "uuid", "custom", "ts"].map(|c| mark(&schema, c)),
+        [
+            Some("objectId"),
+            Some("objectId"),
+            Some("binData"),
+            Some("binData:04"),
+            Some("binData:80"),
+            Some("timestamp")
+        ]
+    );
+    // What JSON text cannot say about the nested values, recorded for the way back.
+    let nested = |c: &str| {
+        schema
+            .field_with_name(c)
+            .unwrap()
+            .metadata()
+            .get("synqx.bson.nested")
+            .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap())
+    };
+    assert_eq!(
+        nested("sub"),
+        Some(serde_json::json!({"fields": {
+            "zip": {"int": "int32"}, "uuid": {"str": "binData:04"}, "owner": {"str": "objectId"},
+            "seen": {"str": "date"}, "md5": {"str": "binData:05"},
+            "lines": {"items": {"fields": {"qty": {"int": "int32"}, "sku": {"str": "binData:80"}}}},
+        }}))
+    );
+    assert_eq!(
+        nested("tags"),
+        Some(serde_json::json!({"items": {"int": "int32"}}))
     );
     assert_eq!(
         (mark(&schema, "name"), mark(&schema, "maybe")),
@@ -142,14 +184,18 @@ async fn every_type_reads_into_arrow_and_writes_back() {
     );
     assert_eq!(strings(&batches, "name")[2], "doc 2 ü \"q\"");
     assert_eq!(strings(&batches, "blob")[1], "Af8=");
+    // Plain JSON for every other destination.
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&strings(&batches, "sub")[2]).unwrap(),
-        serde_json::json!({"city": "c2", "zip": 2})
+        serde_json::json!({"city": "c2", "zip": 2, "big": (1_i64 << 40) + 2,
+            "uuid": "AgkQFx4lLDM6QUhPVl1kaw==", "owner": "85a1b2c3d4e5f60718293002",
+            "seen": "2020-09-13T12:26:40.009Z", "md5": "AgICAgICAgICAgICAgICAg==",
+            "lines": [{"qty": 3, "sku": "Ag=="}]})
     );
     assert!(b.column_by_name("maybe").unwrap().is_null(0));
 
-    // Written back: every value as it was, in its BSON type (objectIds, binData and int32
-    // included); nested documents as documents, whose integers travel as JSON (int64).
+    // Written back: every value as it was, in its BSON type (objectIds, binData of each
+    // subtype, int32 and timestamps included), inside objects and arrays too.
     let copy = unique_name("m_types_copy");
     let out = write(
         &conn,
@@ -166,16 +212,18 @@ async fn every_type_reads_into_arrow_and_writes_back() {
     for (i, got) in back.iter().enumerate() {
         let n = i as i64;
         let mut expected = every_type(n);
-        expected.insert("sub", doc! {"city": format!("c{n}"), "zip": n});
-        expected.insert(
-            "tags",
-            Bson::Array(vec![Bson::String("a".into()), Bson::Int64(n)]),
-        );
         if n == 0 {
             expected.remove("maybe");
         }
         assert_eq!(got, &expected, "document {i}");
+        // Document equality ignores neither types nor subtypes; said once more, plainly.
+        let sub = got.get_document("sub").unwrap();
         assert!(matches!(got.get("n32"), Some(Bson::Int32(_))), "{got:?}");
+        assert!(matches!(sub.get("zip"), Some(Bson::Int32(_))), "{sub:?}");
+        assert!(
+            matches!(sub.get("uuid"), Some(Bson::Binary(b)) if b.subtype == bson::spec::BinarySubtype::Uuid),
+            "{sub:?}"
+        );
     }
     assert!(
         back[0].get("maybe").is_none(),
@@ -207,7 +255,33 @@ async fn filter_projection_and_flatten() {
             .iter()
             .map(|f| f.name().as_str())
             .collect::<Vec<_>>(),
-        ["_id", "n32", "sub.city", "sub.zip"]
+        [
+            "_id",
+            "n32",
+            "sub.city",
+            "sub.zip",
+            "sub.big",
+            "sub.uuid",
+            "sub.owner",
+            "sub.seen",
+            "sub.md5",
+            "sub.lines"
+        ]
+    );
+    // Flattened fields are typed and marked as top-level ones.
+    assert_eq!(
+        (
+            schema.field_with_name("sub.zip").unwrap().data_type(),
+            schema.field_with_name("sub.big").unwrap().data_type(),
+            mark(&schema, "sub.uuid"),
+            mark(&schema, "sub.owner"),
+        ),
+        (
+            &DataType::Int32,
+            &DataType::Int64,
+            Some("binData:04"),
+            Some("objectId")
+        )
     );
     let n: Vec<i32> = batches
         .iter()
