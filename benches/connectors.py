@@ -12,12 +12,15 @@ it with its REST client and `JSONLinkPaginator`; both write Parquet to a local f
 MongoDB: FerretDB from `scripts/nosql-services up` (started here when SYNQX_TEST_MONGODB is
 not set) holds `--mongo-records` documents; the plain client is a pymongo loop that reads every
 document and drops it (the server-side limit). Redis: redis-server from the same script holds
-`--records` hashes; the plain client is redis-py's SCAN plus pipelined HGETALL, dropping the
-values. SynqX writes Parquet in both.
+`--records` hashes; the plain clients read them the way SynqX does, SCAN by pattern plus one
+pipelined HGETALL per batch of keys: `benches/redis-scan` (Go, go-redis; built here with `go
+build` and cached under ~/.cache/synqx/testbin, keyed by its source) is the server-side limit,
+and redis-py shows what a Python client reaches. SynqX writes Parquet in both.
 
 Outputs are checked by content: every Parquet output is read back with pyarrow, sorted by
 `id`, and a SHA-256 over the id, name, price, active and category columns must equal the one
-computed from the generator. Peak RSS is the kernel's high-water mark of every process of
+computed from the generator. redis-scan prints the number of hashes it read and a checksum
+of every field of each (see its source); both must equal those of the generator's hashes. Peak RSS is the kernel's high-water mark of every process of
 the run, summed (see measure.py). `--repeat N` runs every tool N times and keeps its fastest
 correct run (a failed or wrong run is reported at once). Prints one Markdown table.
 """
@@ -29,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -53,6 +57,44 @@ def record(i: int) -> dict:
         "category": f"c{i % 17}",
         "updated_at": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
     }
+
+
+def redis_fields(i: int) -> dict[str, str]:
+    """Record `i` as the benchmark stores it in a Redis hash."""
+    rec = record(i)
+    rec["active"] = "true" if rec["active"] else "false"
+    return {k: str(v) for k, v in rec.items()}
+
+
+def redis_scan_expected(n: int) -> str:
+    """What redis-scan prints after reading the benchmark's `n` hashes: their number and
+    the sum (mod 2^64) of the first 8 bytes of each hash's SHA-256 over its fields sorted by
+    name, each name and value NUL-terminated (the order SCAN returns keys in does not
+    matter)."""
+    total = 0
+    for i in range(n):
+        fields = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in sorted(redis_fields(i).items()))
+        total += int.from_bytes(hashlib.sha256(fields).digest()[:8], "big")
+    return f"{n} {total % 2**64:016x}"
+
+
+def build_redis_scan() -> str:
+    """The redis-scan binary, built from benches/redis-scan into a cache folder keyed by a
+    hash of its source, go.mod and go.sum; a warm call finds it and returns at once."""
+    source = REPO / "benches" / "redis-scan"
+    key = hashlib.sha256(b"".join((source / f).read_bytes() for f in ("go.mod", "go.sum", "main.go"))).hexdigest()[:16]
+    cache = Path(os.environ.get("SYNQX_TESTBIN_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synqx" / "testbin")
+    out = cache / f"redis-scan-{key}"
+    binary = out / "redis-scan"
+    if (out / ".complete").exists():
+        return str(binary)
+    if not shutil.which("go"):
+        raise RuntimeError("the 'go' command is not on PATH; the Redis reference (benches/redis-scan) is built with it; install Go 1.26 or newer")
+    log(f"building benches/redis-scan into {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."], cwd=source, check=True)
+    (out / ".complete").touch()
+    return str(binary)
 
 
 def expected_digest(n: int) -> str:
@@ -180,15 +222,18 @@ print(n)
 """
 
 
-def run_case(name: str, tool: str, argv: list[str], out: Path, work: Path, n: int, digest: str | None, timeout: float, repeat: int) -> dict:
+def run_case(name: str, tool: str, argv: list[str], out: Path, work: Path, n: int, digest: str | None, timeout: float, repeat: int,
+             printed: str | None = None, reference: bool = False) -> dict:
     """Best of `repeat` runs: the fastest correct one; a failed or wrong run is returned at
-    once, since a faster wrong answer proves nothing."""
+    once, since a faster wrong answer proves nothing. `digest` checks a Parquet output,
+    `printed` what the tool prints; `reference` marks the run the others are compared with."""
     best: dict | None = None
+    logs = work / f"{name}-{tool}".replace(" ", "_")
     for i in range(repeat):
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         log(f"{name:<20} {tool:<28} run {i + 1}/{repeat}: {' '.join(argv)[:160]}")
-        run: Run = execute([argv], {}, out, work / f"{name}-{tool}".replace(" ", "_"), out, 64 * 2**30, timeout)
+        run: Run = execute([argv], {}, out, logs, out, 64 * 2**30, timeout)
         check = "–"
         if not run.error and digest is not None:
             try:
@@ -196,8 +241,11 @@ def run_case(name: str, tool: str, argv: list[str], out: Path, work: Path, n: in
                 check = "ok" if (rows, got) == (n, digest) else f"WRONG: {rows:,} rows, digest {got[:12]}"
             except Exception as e:  # noqa: BLE001
                 check = f"WRONG: {e}"
+        elif not run.error and printed is not None:
+            said = Path(f"{logs}.out").read_text().strip()
+            check = "ok" if said == printed else f"WRONG: printed {said[:60]!r}, expected {printed!r}"
         log(f"    -> {describe(run)}; check {check}")
-        result = {"case": name, "tool": tool, "run": run, "rows": n, "check": check}
+        result = {"case": name, "tool": tool, "run": run, "rows": n, "check": check, "reference": reference}
         if run.error or check.startswith("WRONG"):
             return result
         if best is None or run.seconds < best["run"].seconds:
@@ -237,10 +285,9 @@ def main() -> int:
         rows.append(run_case("REST → Parquet", "SynqX", [synqx, "run", str(yaml), "--state", str(work / "state-rest")], work / "rest-synqx", work, n, digest, args.timeout, args.repeat))
         script = work / "dlt_rest.py"
         script.write_text(DLT_SCRIPT)
-        rows.append(run_case("REST → Parquet", "dlt", [sys.executable, str(script), url, str(work / "rest-dlt"), str(work / "dlt-pipelines")], work / "rest-dlt", work, n, digest, args.timeout, args.repeat))
+        rows.append(run_case("REST → Parquet", "dlt", [sys.executable, str(script), url, str(work / "rest-dlt"), str(work / "dlt-pipelines")], work / "rest-dlt", work, n, digest, args.timeout, args.repeat, reference=True))
         server.shutdown()
     if cases & {"mongodb", "redis"} and not (os.environ.get("SYNQX_TEST_MONGODB") and os.environ.get("SYNQX_TEST_REDIS")):
-        import subprocess
         services = subprocess.run(["bash", "-c", "eval \"$(scripts/services up)\" && scripts/nosql-services up"], cwd=REPO, capture_output=True, text=True, check=True).stdout
         for part in services.replace("export ", "").split():
             k, _, v = part.partition("=")
@@ -258,7 +305,7 @@ def main() -> int:
             for start in range(0, mongo_n, 10_000):
                 coll.insert_many([record(i) for i in range(start, min(mongo_n, start + 10_000))], ordered=False)
         digest = expected_digest(mongo_n)
-        rows.append(run_case("MongoDB → Parquet", "pymongo find loop (reference)", [sys.executable, "-c", PYMONGO_LOOP, uri, "synqx_bench", "items"], work / "mongo-ref", work, mongo_n, None, args.timeout, args.repeat))
+        rows.append(run_case("MongoDB → Parquet", "pymongo find loop (reference)", [sys.executable, "-c", PYMONGO_LOOP, uri, "synqx_bench", "items"], work / "mongo-ref", work, mongo_n, None, args.timeout, args.repeat, printed=str(mongo_n), reference=True))
         yaml = work / "mongo.yaml"
         yaml.write_text(synqx_yaml(f"{{mongodb: {{uri: {{value: '{uri}'}}, database: synqx_bench}}}}", "items", work / "mongo-synqx"))
         rows.append(run_case("MongoDB → Parquet", "SynqX", [synqx, "run", str(yaml), "--state", str(work / "state-mongo")], work / "mongo-synqx", work, mongo_n, digest, args.timeout, args.repeat))
@@ -268,22 +315,27 @@ def main() -> int:
         r = redis.Redis.from_url(url)
         if r.get("bench:loaded") != str(n).encode():
             log(f"loading {n:,} hashes into Redis (not timed)")
+            r.delete("bench:loaded")
             for start in range(0, n, 10_000):
                 p = r.pipeline(transaction=False)
                 for i in range(start, min(n, start + 10_000)):
-                    rec = record(i)
-                    rec["active"] = "true" if rec["active"] else "false"
-                    p.hset(f"bench:item:{i}", mapping={k: str(v) for k, v in rec.items()})
+                    p.hset(f"bench:item:{i}", mapping=redis_fields(i))
                 p.execute()
+            # Hashes left by an earlier, larger load would be read too.
+            stale = [k for k in r.scan_iter("bench:item:*", count=10_000) if int(k.rsplit(b":", 1)[1]) >= n]
+            for start in range(0, len(stale), 10_000):
+                r.delete(*stale[start:start + 10_000])
             r.set("bench:loaded", str(n))
         digest = expected_digest(n)
-        rows.append(run_case("Redis → Parquet", "redis-py SCAN + HGETALL (reference)", [sys.executable, "-c", REDIS_LOOP, url, "bench:item:*"], work / "redis-ref", work, n, None, args.timeout, args.repeat))
+        rows.append(run_case("Redis → Parquet", "go-redis SCAN + pipelined HGETALL (reference)", [build_redis_scan(), url, "bench:item:*"], work / "redis-go", work, n, None, args.timeout, args.repeat,
+                             printed=redis_scan_expected(n), reference=True))
+        rows.append(run_case("Redis → Parquet", "redis-py SCAN + pipelined HGETALL", [sys.executable, "-c", REDIS_LOOP, url, "bench:item:*"], work / "redis-py", work, n, None, args.timeout, args.repeat, printed=str(n)))
         host = urlparse(url)
         yaml = work / "redis.yaml"
         yaml.write_text(synqx_yaml(f"{{redis: {{host: {host.hostname}, port: {host.port}, password: {{value: '{host.password}'}}}}}}", "bench:item:*", work / "redis-synqx"))
         rows.append(run_case("Redis → Parquet", "SynqX", [synqx, "run", str(yaml), "--state", str(work / "state-redis")], work / "redis-synqx", work, n, digest, args.timeout, args.repeat))
     print(f"\n{machine()}; {time.strftime('%Y-%m-%d')}\n")
-    print("| case | records | tool | seconds | records/s | vs other | peak RSS MiB | check |")
+    print("| case | records | tool | seconds | records/s | vs reference | peak RSS MiB | check |")
     print("|---|--:|---|--:|--:|--:|--:|---|")
     by_case: dict[str, list[dict]] = {}
     for row in rows:
@@ -294,8 +346,9 @@ def main() -> int:
             if run.error:
                 print(f"| {case} | {row['rows']:,} | {row['tool']} | – | – | – | – | {run.error} |")
                 continue
-            others = [e["run"].seconds for e in entries if e is not row and e["run"].seconds]
-            ratio = f"{others[0] / run.seconds:.2f}×" if others else "–"
+            # A ratio above 1 is faster than the reference.
+            reference = [e["run"].seconds for e in entries if e["reference"] and e["run"].seconds]
+            ratio = f"{reference[0] / run.seconds:.2f}×" if reference else "–"
             print(f"| {case} | {row['rows']:,} | {row['tool']} | {run.seconds:.2f} | {row['rows'] / run.seconds:,.0f} | {ratio} | {run.peak_rss / 2**20:.0f} | {row['check']} |")
     return 0
 
