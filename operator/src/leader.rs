@@ -11,10 +11,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How long a lease holds without renewal.
 pub const LEASE_SECONDS: i32 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(4);
+/// Tries at giving the Lease up when another write (a renewal in flight) gets in between.
+const RELEASE_TRIES: usize = 3;
 
 pub struct Elector {
     api: Api<Lease>,
@@ -58,6 +61,17 @@ impl Elector {
             api,
             name: name.into(),
             identity: identity.into(),
+        }
+    }
+
+    /// Runs the election in its own task until [`Election::resign`].
+    pub fn spawn(self, leader: watch::Sender<bool>) -> Election {
+        let (api, name, identity) = (self.api.clone(), self.name.clone(), self.identity.clone());
+        Election {
+            task: tokio::spawn(self.run(leader)),
+            api,
+            name,
+            identity,
         }
     }
 
@@ -127,28 +141,67 @@ impl Elector {
             ..Default::default()
         }
     }
+}
 
-    /// Gives the Lease up on shutdown so another replica takes over at once.
-    pub async fn release(api: &Api<Lease>, name: &str, identity: &str) {
-        let Ok(Some(mut lease)) = api.get_opt(name).await else {
-            return;
-        };
-        let Some(spec) = lease.spec.as_mut() else {
-            return;
-        };
-        if spec.holder_identity.as_deref() != Some(identity) {
-            return;
+/// A running election (see [`Elector::spawn`]).
+pub struct Election {
+    task: JoinHandle<()>,
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+}
+
+impl Election {
+    /// Stops campaigning, then gives the Lease up if this replica holds it, so another
+    /// replica takes over at once. Stopped first: a renewal in flight, or the next one, would
+    /// otherwise take the Lease again after it was given up, and keep it held by a replica
+    /// that is gone until it expires.
+    pub async fn resign(self) {
+        self.task.abort();
+        // Cancelled is the expected end; a panic in the election has been logged already.
+        let _ = self.task.await;
+        for _ in 0..RELEASE_TRIES {
+            match release(&self.api, &self.name, &self.identity).await {
+                Ok(()) => return,
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "releasing the leader Lease failed; the next leader waits for it to expire");
+                    return;
+                }
+            }
         }
-        spec.holder_identity = None;
-        spec.renew_time = None;
-        if let Err(error) = api.replace(name, &PostParams::default(), &lease).await {
-            tracing::warn!(%error, "releasing the leader Lease failed; the next leader waits for it to expire");
-        }
+        tracing::warn!(
+            "releasing the leader Lease kept conflicting with other writes; the next leader waits for it to expire"
+        );
     }
+}
+
+/// Clears the Lease's holder if it is `identity`.
+async fn release(api: &Api<Lease>, name: &str, identity: &str) -> Result<(), kube::Error> {
+    let Some(mut lease) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return Ok(());
+    };
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    api.replace(name, &PostParams::default(), &lease)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
     use super::*;
 
     fn spec(holder: Option<&str>, renewed: i64) -> LeaseSpec {
@@ -172,6 +225,122 @@ mod tests {
         assert_eq!(
             claim(&spec(Some("b"), 85), "a", 100),
             Claim::HeldBy("b".into())
+        );
+    }
+
+    /// A fake API server holding one Lease, writing it only with the resourceVersion it
+    /// holds, as the real one does.
+    #[derive(Clone, Default)]
+    struct Leases(Arc<Mutex<Held>>);
+
+    #[derive(Default)]
+    struct Held {
+        lease: Option<Lease>,
+        version: u64,
+        /// The next write conflicts, as if another writer got in first.
+        conflict: bool,
+    }
+
+    impl Leases {
+        fn holder(&self) -> Option<String> {
+            let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            held.lease
+                .as_ref()
+                .and_then(|l| l.spec.as_ref()?.holder_identity.clone())
+        }
+
+        fn conflict_next_write(&self) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .conflict = true;
+        }
+
+        fn answer(&self, method: &str, body: &[u8]) -> (u16, String) {
+            let status = |code: u16| {
+                let reason = match code {
+                    404 => "NotFound",
+                    409 => "Conflict",
+                    _ => "BadRequest",
+                };
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": "fake"});
+                (code, status.to_string())
+            };
+            let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if method == "GET" {
+                return match &held.lease {
+                    Some(lease) => (200, serde_json::to_string(lease).unwrap_or_default()),
+                    None => status(404),
+                };
+            }
+            let Ok(mut lease) = serde_json::from_slice::<Lease>(body) else {
+                return status(400);
+            };
+            let sent = lease.metadata.resource_version.clone().unwrap_or_default();
+            let fresh = held.version.to_string();
+            if held.conflict || (method == "PUT" && sent != fresh) {
+                // The write that got in first.
+                held.conflict = false;
+                held.version += 1;
+                let version = held.version.to_string();
+                if let Some(lease) = held.lease.as_mut() {
+                    lease.metadata.resource_version = Some(version);
+                }
+                return status(409);
+            }
+            held.version += 1;
+            lease.metadata.resource_version = Some(held.version.to_string());
+            held.lease = Some(lease.clone());
+            (200, serde_json::to_string(&lease).unwrap_or_default())
+        }
+
+        fn api(&self) -> Api<Lease> {
+            let server = self.clone();
+            let service = tower::service_fn(move |request: hyper::Request<kube::client::Body>| {
+                let server = server.clone();
+                async move {
+                    let method = request.method().as_str().to_string();
+                    let body = request
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let (code, body) = server.answer(&method, &body);
+                    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() =
+                        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            Api::namespaced(kube::Client::new(service, "synqx-system"), "synqx-system")
+        }
+    }
+
+    /// Time is paused: the election's renewals, were it still running, come at once, so the
+    /// end of the test proves none took the Lease again.
+    #[tokio::test(start_paused = true)]
+    async fn a_resigned_replica_gives_the_lease_up_and_does_not_take_it_again() {
+        let leases = Leases::default();
+        let (leader, mut leading) = watch::channel(false);
+        let election = Elector::new(leases.api(), "synqx-operator", "a").spawn(leader);
+        if leading.wait_for(|l| *l).await.is_err() {
+            panic!("the election ended before it took a free Lease");
+        }
+        assert_eq!(leases.holder().as_deref(), Some("a"));
+        // A renewal gets its write in between the release's read and write.
+        leases.conflict_next_write();
+        election.resign().await;
+        assert_eq!(
+            leases.holder(),
+            None,
+            "the release gave up after a conflict"
+        );
+        tokio::time::sleep(RENEW_EVERY * 3).await;
+        assert_eq!(
+            leases.holder(),
+            None,
+            "the election took the Lease again after resigning"
         );
     }
 }

@@ -298,9 +298,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_string());
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_namespace);
     let (leader_tx, mut leader) = watch::channel(!args.leader_elect);
+    let mut election = None;
     if args.leader_elect {
-        tokio::spawn(
-            leader::Elector::new(leases.clone(), "synqx-operator", &identity).run(leader_tx),
+        election = Some(
+            leader::Elector::new(leases.clone(), "synqx-operator", &identity).spawn(leader_tx),
         );
         metrics.ready.store(true, Ordering::SeqCst);
         tracing::info!(%identity, lease = %format!("{lease_namespace}/synqx-operator"), "waiting for the leader Lease");
@@ -310,7 +311,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             tokio::select! {
                 changed = leader.changed() => changed.context("the leader election stopped")?,
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    // An attempt in flight may have taken the Lease this instant.
+                    if let Some(election) = election.take() {
+                        election.resign().await;
+                    }
+                    return Ok(());
+                }
             }
         }
     }
@@ -386,8 +393,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: letting reconciliations in flight finish");
             let _ = stop_tx.send(true);
             controllers.await;
-            if args.leader_elect {
-                leader::Elector::release(&leases, "synqx-operator", &identity).await;
+            if let Some(election) = election.take() {
+                election.resign().await;
             }
         }
         () = lost => {

@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use kube::api::ListParams;
 use tokio::net::TcpStream;
 
 use crate::cluster::{Cluster, wait_until};
@@ -106,14 +108,14 @@ fn spawn_child(cluster: &Cluster, args: &[String], log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("starting synqx-operator {args:?}: {e}"))
 }
 
-/// Scales the operator pod to zero and waits until it gave up its Lease and its gateway's
-/// port.
+/// Scales the operator pod to zero and waits until its pods are gone, the Lease is free
+/// (given up, or left by a killed holder and expired), and the gateway's port is free.
 async fn stop_pod(cluster: &Cluster) {
     scale_operator(cluster, "0");
     wait_until(
         Duration::from_secs(60),
-        "the operator pod to stop",
-        || async { lease_holder(cluster).await.is_none() },
+        "the operator pod to stop and its Lease to be free",
+        || async { operator_pods(cluster).await == 0 && lease_is_free(cluster).await },
     )
     .await;
     wait_until(
@@ -122,6 +124,36 @@ async fn stop_pod(cluster: &Cluster) {
         || async { TcpStream::connect(("127.0.0.1", PORT)).await.is_err() },
     )
     .await;
+}
+
+/// The operator's pods; fails on any error of the API server.
+async fn operator_pods(cluster: &Cluster) -> usize {
+    let pods: Api<Pod> = Api::namespaced(cluster.client().await, "synqx-system");
+    pods.list(&ListParams::default().labels("app.kubernetes.io/name=synqx-operator"))
+        .await
+        .unwrap_or_else(|e| panic!("listing the operator's pods in synqx-system: {e}"))
+        .items
+        .len()
+}
+
+/// Whether nobody holds the operator's Lease: no holder, or one that stopped renewing it
+/// (a process killed while it led) so long ago that it expired.
+async fn lease_is_free(cluster: &Cluster) -> bool {
+    let leases: Api<Lease> = Api::namespaced(cluster.client().await, "synqx-system");
+    let Some(spec) = leases
+        .get_opt("synqx-operator")
+        .await
+        .unwrap_or_else(|e| panic!("reading the Lease synqx-system/synqx-operator: {e}"))
+        .and_then(|l| l.spec)
+    else {
+        return true;
+    };
+    if spec.holder_identity.as_deref().is_none_or(str::is_empty) {
+        return true;
+    }
+    let renewed = spec.renew_time.map_or(0, |t| t.0.as_second());
+    let lasts = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+    renewed.saturating_add(lasts) < k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 impl Drop for OwnOperator<'_> {
