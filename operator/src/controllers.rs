@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::{Action, Config};
@@ -45,14 +45,21 @@ pub struct Reconcilers<C> {
     pub connections: Reconciler<Connection, C>,
 }
 
-/// Runs the three controllers until `stop` turns true (or their triggers end).
-pub fn run<C: Send + Sync + 'static>(
+/// Runs the three controllers until `stop` turns true (or their triggers end). `wake_runs`
+/// names runs to reconcile now although nothing of theirs changed (a Job slot was set aside
+/// for them, see [`crate::job_slots`]).
+pub fn run<C, W>(
     triggers: Triggers,
     caches: &Caches,
     reconcilers: Reconcilers<C>,
     ctx: Arc<C>,
+    wake_runs: W,
     stop: watch::Receiver<bool>,
-) -> impl Future<Output = ()> + use<C> {
+) -> impl Future<Output = ()> + use<C, W>
+where
+    C: Send + Sync + 'static,
+    W: Stream<Item = ObjectRef<PipelineRun>> + Send + 'static,
+{
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         while !*rx.borrow_and_update() {
             if rx.changed().await.is_err() {
@@ -98,6 +105,7 @@ pub fn run<C: Send + Sync + 'static>(
     let run_controller = Controller::for_shared_stream(triggers.runs, caches.runs.clone())
         .with_config(config())
         .owns_shared_stream(triggers.jobs_for_runs)
+        .reconcile_on(wake_runs)
         .graceful_shutdown_on(stopped(stop.clone()))
         .run(
             reconcilers.runs.contained(),

@@ -14,19 +14,27 @@
 //! and a run asking right after another created its Job would see that slot still free. So a
 //! slot handed out is held by the run it went to (a reservation) until the run says which
 //! Jobs it created, and each of those counts as running until the cache shows it.
+//!
+//! A slot that frees is noticed by the run whose Job ended, which is seldom the run the slot
+//! goes to. So when a run asks and some of the free slots go to other runs' claims, those
+//! runs are woken ([`JobSlots::wakes`]) rather than left to find it on their next retry,
+//! during which the namespace that freed it would take it again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures::Stream;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
+use synqx_api::PipelineRun;
+use tokio::sync::broadcast;
 
 use crate::job::{LABEL_RUN, job_ended};
 
-/// How long a run that was held back waits before it asks again: a slot another namespace
-/// may not take stays free at most this long.
+/// How long a run that was held back waits before it asks again if no wake reaches it (one
+/// lost to a full queue, or a slot freed by a Job that no run of this operator looks at).
 pub const RETRY_HELD_BACK: Duration = Duration::from_secs(2);
 /// A claim not renewed for this long no longer counts.
 const CLAIM_LAPSES: Duration = Duration::from_secs(15);
@@ -34,12 +42,19 @@ const CLAIM_LAPSES: Duration = Duration::from_secs(15);
 /// Job the cache has not shown for this long, no longer counts: the cache shows a Job within
 /// a second or two, and a Job it never shows was deleted.
 const UNSEEN_LAPSES: Duration = Duration::from_secs(30);
+/// Wakes queued for the run controllers; one that lags loses the oldest and falls back on
+/// [`RETRY_HELD_BACK`].
+const WAKES_QUEUED: usize = 1024;
+
+/// A run: `(namespace, name)`.
+type RunKey = (String, String);
 
 /// The operator's Job slots: the Job caches of every scope it serves, and the claims.
 pub struct JobSlots {
     max: Option<usize>,
     jobs: Vec<Store<Job>>,
     book: Mutex<Book>,
+    wake: broadcast::Sender<ObjectRef<PipelineRun>>,
 }
 
 /// Claims by run, slots handed out but not yet used, and when each namespace last got a slot.
@@ -71,7 +86,22 @@ impl JobSlots {
             max: max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             jobs,
             book: Mutex::default(),
+            wake: broadcast::channel(WAKES_QUEUED).0,
         }
+    }
+
+    /// The runs that should ask again now: slots were set aside for their claims. Each run
+    /// controller polls one of these streams.
+    pub fn wakes(&self) -> impl Stream<Item = ObjectRef<PipelineRun>> + Send + 'static {
+        futures::stream::unfold(self.wake.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(run) => return Some((run, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
     }
 
     /// How many of the `wanted` Jobs run `run` of `namespace` may start now. The slots given
@@ -132,9 +162,16 @@ impl JobSlots {
         let mine = claims.entry(namespace.to_string()).or_default();
         mine.wanted = mine.wanted.saturating_add(wanted);
         mine.served = book.served.get(namespace).copied();
-        let given = share(free, &mut claims, namespace).min(wanted);
+        let allotted = allot(free, &mut claims);
+        let given = allotted.get(namespace).copied().unwrap_or(0).min(wanted);
         if given > 0 {
-            book.reserved.insert(me, (given, now));
+            book.reserved.insert(me.clone(), (given, now));
+        }
+        let woken = to_wake(&book.claims, &allotted, &me, given);
+        drop(book);
+        for (ns, run) in woken {
+            // No receiver (no controller running yet) is not an error: the retry covers it.
+            let _ = self.wake.send(ObjectRef::new(&run).within(&ns));
         }
         given
     }
@@ -170,11 +207,11 @@ impl JobSlots {
     }
 }
 
-/// How many of `free` slots go to `me`, handed out one at a time to the namespace with the
-/// fewest running Jobs among those that still want one, ties to the one served least
+/// How `free` slots are split between namespaces, handed out one at a time to the namespace
+/// with the fewest running Jobs among those that still want one, ties to the one served least
 /// recently, then by name.
-pub fn share(free: usize, claims: &mut BTreeMap<String, Claim>, me: &str) -> usize {
-    let mut mine = 0;
+pub fn allot(free: usize, claims: &mut BTreeMap<String, Claim>) -> BTreeMap<String, usize> {
+    let mut allotted: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..free {
         let next = claims
             .iter()
@@ -186,11 +223,43 @@ pub fn share(free: usize, claims: &mut BTreeMap<String, Claim>, me: &str) -> usi
             claim.running = claim.running.saturating_add(1);
             claim.wanted -= 1;
         }
-        if next == me {
-            mine += 1;
+        let n = allotted.entry(next).or_default();
+        *n = n.saturating_add(1);
+    }
+    allotted
+}
+
+/// The claiming runs that the slots `allotted` to their namespaces are for, beyond the
+/// `given` that run `me` takes itself: in each namespace, the runs that asked least recently,
+/// as many as their namespace's slots cover (a run claiming several counts once per slot).
+fn to_wake(
+    claims: &BTreeMap<RunKey, (usize, Instant)>,
+    allotted: &BTreeMap<String, usize>,
+    me: &RunKey,
+    given: usize,
+) -> Vec<RunKey> {
+    let mut woken = Vec::new();
+    for (ns, &slots) in allotted {
+        let mut left = if ns == &me.0 {
+            slots.saturating_sub(given)
+        } else {
+            slots
+        };
+        let mut waiting: Vec<(&RunKey, usize, Instant)> = claims
+            .iter()
+            .filter(|(key, _)| &key.0 == ns && *key != me)
+            .map(|(key, (wants, at))| (key, *wants, *at))
+            .collect();
+        waiting.sort_by_key(|(_, _, at)| *at);
+        for (key, wants, _) in waiting {
+            if left == 0 {
+                break;
+            }
+            left = left.saturating_sub(wants);
+            woken.push(key.clone());
         }
     }
-    mine
+    woken
 }
 
 #[cfg(test)]
@@ -200,6 +269,11 @@ mod tests {
     use kube::runtime::watcher;
 
     use super::*;
+
+    /// How many of `free` slots go to `me`.
+    fn share(free: usize, claims: &mut BTreeMap<String, Claim>, me: &str) -> usize {
+        allot(free, claims).get(me).copied().unwrap_or(0)
+    }
 
     fn claims(list: &[(&str, usize, usize, Option<u64>)]) -> BTreeMap<String, Claim> {
         let start = Instant::now();
@@ -359,5 +433,44 @@ mod tests {
         // Without a limit, every wanted Job starts and nothing is recorded.
         let unlimited = JobSlots::new(None, Vec::new());
         assert_eq!(unlimited.room("flood", "f1", 50), 50);
+    }
+
+    /// Every wake queued so far, without waiting for more.
+    fn woken(wakes: &mut (impl Stream<Item = ObjectRef<PipelineRun>> + Unpin)) -> Vec<String> {
+        use futures::FutureExt;
+        use futures::StreamExt;
+        let mut runs = Vec::new();
+        while let Some(Some(run)) = wakes.next().now_or_never() {
+            runs.push(format!(
+                "{}/{}",
+                run.namespace.unwrap_or_default(),
+                run.name
+            ));
+        }
+        runs
+    }
+
+    #[tokio::test]
+    async fn a_slot_freed_for_another_runs_claim_wakes_that_run() {
+        let (store, mut writer) = cache();
+        let slots = JobSlots::new(Some(2), vec![store]);
+        let mut wakes = Box::pin(slots.wakes());
+        assert_eq!(slots.room("flood", "f1", 5), 2);
+        slots.record("flood", "f1", 5, &names(&["f1-a", "f1-b"]));
+        show(&mut writer, "flood", "f1-a", false);
+        show(&mut writer, "flood", "f1-b", false);
+        slots.record("flood", "f2", 3, &[]);
+        slots.record("small", "s1", 1, &[]);
+        slots.record("small", "s2", 1, &[]);
+        assert_eq!(woken(&mut wakes), Vec::<String>::new(), "no slot freed yet");
+        // One flood Job ends; its run asks and the slot goes to `small`'s oldest claim.
+        show(&mut writer, "flood", "f1-a", true);
+        assert_eq!(slots.room("flood", "f1", 3), 0);
+        assert_eq!(woken(&mut wakes), ["small/s1"]);
+        slots.record("flood", "f1", 3, &[]);
+        // The other ends too: one slot each, so `small`'s run and the other flood run wake.
+        show(&mut writer, "flood", "f1-b", true);
+        assert_eq!(slots.room("flood", "f1", 0), 0);
+        assert_eq!(woken(&mut wakes), ["flood/f2", "small/s1"]);
     }
 }

@@ -373,7 +373,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 caches.clone(),
                 slots.clone(),
             ));
-            controllers::run(triggers, &caches, reconcilers(), ctx, stop_rx.clone())
+            let wakes = slots.wakes();
+            controllers::run(
+                triggers,
+                &caches,
+                reconcilers(),
+                ctx,
+                wakes,
+                stop_rx.clone(),
+            )
         },
     ));
     metrics.ready.store(true, Ordering::SeqCst);

@@ -247,6 +247,7 @@ async fn drive_with(
         &caches,
         reconcilers,
         seen.clone(),
+        futures::stream::pending(),
         stop,
     ));
     let all = LISTED + CREATED;
