@@ -32,7 +32,54 @@ node_check() {
   fi
   [[ "$(id -u)" == 0 ]] || fail "the containerd node runs containers and makes a network bridge: run as root"
   if ip link show "$node_bridge" >/dev/null 2>&1; then
-    fail "the network bridge $node_bridge exists already: another test node runs on this machine (stop it with its tests/cluster/down), or a crashed one left it (ip link delete $node_bridge)"
+    if node_elsewhere_runs; then
+      fail "the network bridge $node_bridge belongs to another test node that still runs on this machine (its run directory: $(cat "$node_owner_file" 2>/dev/null || echo unknown)): stop it with SYNQX_CLUSTER_DIR=<that directory> tests/cluster/down"
+    fi
+    node_clear_stale
+  fi
+}
+
+# A node whose processes were killed with its machine or its test run (SIGKILL, a restart)
+# leaves its bridge, its iptables rules and its mounts behind. This record names the run
+# directory of the node that made the bridge, so the next node can tell a live owner from
+# a dead one and clear what the dead one left.
+node_owner_file="/run/synqx-test-node"
+
+# True while the node that made the bridge still runs: a component recorded in its run
+# directory is alive, or (for a bridge made before the record existed) some kubelet or
+# kube-proxy runs on this machine.
+node_elsewhere_runs() {
+  local owner c exe
+  owner="$(cat "$node_owner_file" 2>/dev/null || true)"
+  if [[ -n "$owner" && "$owner" != "$run_dir" ]]; then
+    for c in "${components[@]}"; do
+      (run_dir="$owner" live_pid "$c" >/dev/null) && return 0
+    done
+  fi
+  for exe in /proc/[0-9]*/exe; do
+    case "$(basename "$(readlink "$exe" 2>/dev/null || true)")" in
+      kubelet | kube-proxy) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# Clears what a dead node left: through its own run directory's down when it is known
+# (mounts, kube-proxy's rules, the run directory), and the bridge and rules in any case.
+node_clear_stale() {
+  local owner
+  owner="$(cat "$node_owner_file" 2>/dev/null || true)"
+  echo "the network bridge $node_bridge was left by a test node that no longer runs (run directory: ${owner:-not recorded}); clearing it" >&2
+  if [[ -n "$owner" && "$owner" != "$run_dir" && -d "$owner" ]]; then
+    SYNQX_CLUSTER_DIR="$owner" "$cluster_here/down" || true
+  fi
+  while iptables -D "${node_forward_rule[@]}" 2>/dev/null; do :; done
+  node_remove_kube_chains iptables
+  node_remove_kube_chains ip6tables
+  ip link delete "$node_bridge" 2>/dev/null || true
+  rm -f "$node_owner_file"
+  if ip link show "$node_bridge" >/dev/null 2>&1; then
+    fail "the network bridge $node_bridge left by a dead test node could not be removed: ip link delete $node_bridge"
   fi
 }
 
@@ -41,6 +88,7 @@ node_check() {
 node_network_up() {
   ip link add "$node_bridge" type bridge
   echo "$node_bridge" > "$run_dir/proc/bridge"
+  echo "$run_dir" > "$node_owner_file"
   ip addr add "$node_gateway/24" dev "$node_bridge"
   ip link set "$node_bridge" up
   iptables -I "${node_forward_rule[@]}"
@@ -258,6 +306,7 @@ node_cleanup() {
   fi
   if [[ -f "$run_dir/proc/bridge" ]]; then
     ip link delete "$node_bridge" 2>/dev/null || true
+    [[ "$(cat "$node_owner_file" 2>/dev/null || true)" == "$run_dir" ]] && rm -f "$node_owner_file"
     echo "removed the bridge $node_bridge" >&2
   fi
   # Deepest first, so nested mounts come off before their parents.
