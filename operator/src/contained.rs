@@ -204,7 +204,7 @@ where
         tracing::warn!(%error, object = object.name_any(), "recording a panicked reconciliation");
     }
     let reason = Reason::OperatorError.as_str();
-    ctx.event(&object.object_ref(&()), true, reason, note).await;
+    ctx.event(&object.object_ref(&()), true, reason, note);
 }
 
 #[cfg(test)]

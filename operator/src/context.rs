@@ -1,14 +1,15 @@
 //! What every controller of a scope shares: the client, the operator's settings, metrics,
-//! the event recorder and the caches of the scope's watches.
+//! the queue of Events and the caches of the scope's watches.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 
 use crate::caches::Caches;
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::metrics::Metrics;
 
 /// Settings from the command line.
@@ -39,7 +40,9 @@ pub struct Operator {
     pub slots: Arc<crate::job_slots::JobSlots>,
     /// Plans of the revisions runs pinned, read once each.
     pub plans: crate::revision::Plans,
-    recorder: Recorder,
+    /// The newest version of each run this operator wrote, which a pass waits to see.
+    pub own_writes: crate::own_writes::OwnWrites,
+    events: Events,
 }
 
 impl Operator {
@@ -49,20 +52,17 @@ impl Operator {
         metrics: Arc<Metrics>,
         caches: Caches,
         slots: Arc<crate::job_slots::JobSlots>,
+        events: Events,
     ) -> Self {
-        let instance = std::env::var("POD_NAME").ok();
-        let reporter = Reporter {
-            controller: "synqx-operator".into(),
-            instance,
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events,
             client,
             settings,
             metrics,
             caches,
             slots,
             plans: crate::revision::Plans::default(),
+            own_writes: crate::own_writes::OwnWrites::default(),
         }
     }
 
@@ -108,15 +108,16 @@ impl Operator {
         kube::runtime::controller::Action::requeue(delay)
     }
 
-    /// Publishes a Kubernetes Event about `object`; a failure is logged, never fatal.
-    pub async fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
-        self.event_about(object, None, warning, reason, note).await;
+    /// Queues a Kubernetes Event about `object` (see `events`: published in the background,
+    /// dropped when too many wait); never fails and never waits.
+    pub fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+        self.event_about(object, None, warning, reason, note);
     }
 
     /// An Event about `object` that concerns `related` too (the Job of a step, the run a
     /// schedule created). Events with the same reason about the same objects are folded
     /// into one series, so `related` keeps the Events of different Jobs apart.
-    pub async fn event_about(
+    pub fn event_about(
         &self,
         object: &ObjectReference,
         related: Option<ObjectReference>,
@@ -135,9 +136,7 @@ impl Operator {
             action: reason.into(),
             secondary: related,
         };
-        if let Err(error) = self.recorder.publish(&event, object).await {
-            tracing::warn!(%error, reason, "publishing an event failed");
-        }
+        self.events.send(object, event);
     }
 }
 

@@ -10,12 +10,14 @@ mod contained;
 mod context;
 mod controllers;
 mod error;
+mod events;
 mod gateway;
 mod job;
 mod job_slots;
 mod leader;
 mod metrics;
 mod names;
+mod own_writes;
 mod pipeline_controller;
 mod policy;
 mod revision;
@@ -143,6 +145,10 @@ struct RunArgs {
     /// are retried with backoff.
     #[arg(long, default_value_t = api_client::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
     api_qps: u32,
+    /// Most Kubernetes Events published a second, through a client of their own; Events
+    /// are queued and published in the background, the newest dropped when too many wait.
+    #[arg(long, default_value_t = events::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
+    events_qps: u32,
     /// Let Pipelines mount `hostPath` volumes into step pods.
     #[arg(long)]
     allow_host_path: bool,
@@ -364,6 +370,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         settings.max_concurrent_jobs,
         all_jobs.clone(),
     ));
+    let (events, publisher) = events::Events::spawn(
+        api_client::connect(args.events_qps).await?,
+        kube::runtime::events::Reporter {
+            controller: "synqx-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+        events::QUEUED,
+        metrics.events.clone(),
+    );
     let controllers = futures::future::join_all(scope_caches.into_iter().zip(triggers).map(
         |(caches, triggers)| {
             let ctx = Arc::new(Operator::new(
@@ -372,6 +387,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 metrics.clone(),
                 caches.clone(),
                 slots.clone(),
+                events.clone(),
             ));
             let wakes = slots.wakes();
             controllers::run(
@@ -401,6 +417,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: letting reconciliations in flight finish");
             let _ = stop_tx.send(true);
             controllers.await;
+            publisher.finish().await;
             if let Some(election) = election.take() {
                 election.resign().await;
             }

@@ -49,6 +49,8 @@ pub struct Metrics {
     pending_jobs: IntGaugeVec,
     pending_job_age: GaugeVec,
     pub leader: IntGauge,
+    /// Kubernetes Events by result: published, failed, dropped (the queue was full).
+    pub events: IntCounterVec,
     /// Set once the controllers run (or this replica stands by, healthy, for the lease).
     pub ready: AtomicBool,
     /// The controllers' caches (one set per namespace served), once they run on this replica.
@@ -210,6 +212,12 @@ impl Metrics {
                 "leader",
                 "1 while this replica holds the leader lease.",
             )?)?,
+            events: m.counter(
+                "events_total",
+                "Kubernetes Events by result: published, failed, or dropped because more than \
+                 the queue holds waited (--events-qps).",
+                &["result"],
+            )?,
             ready: AtomicBool::new(false),
             caches: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),

@@ -95,8 +95,7 @@ pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>)
                 true,
                 "WatermarkNotCommitted",
                 note,
-            )
-            .await;
+            );
             Ok(())
         }
         Commit::Write { value } => {
@@ -120,8 +119,7 @@ pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>)
                 false,
                 "WatermarkCommitted",
                 note,
-            )
-            .await;
+            );
             Ok(())
         }
     }

@@ -273,6 +273,25 @@ pub fn event_reasons(cluster: &Cluster, ns: &TestNamespace, object: &str) -> Vec
         .collect()
 }
 
+/// Waits, up to 30 s, until the reasons of the Events about `object` satisfy `enough`, and
+/// returns them. The operator publishes Events in the background, a moment after what they
+/// tell has happened, so a test that saw a status reads them through this.
+pub async fn wait_for_events(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    object: &str,
+    what: &str,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    crate::cluster::wait_until(Duration::from_secs(30), what, || {
+        seen = event_reasons(cluster, ns, object);
+        std::future::ready(enough(&seen))
+    })
+    .await;
+    seen
+}
+
 /// A Connection document followed by `---`: `connection("lake", "filesystem: {path: /x}")`.
 pub fn connection(name: &str, spec: &str) -> String {
     format!(

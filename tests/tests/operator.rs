@@ -13,8 +13,8 @@ use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{never_within, wait_until};
 use synqx_e2e::runs::{
-    apply, connection, csv_rows, event_reasons, finished, folder, get_run, http_get, jobs_of,
-    setup, sqlite, start_run, step, succeeded,
+    apply, connection, csv_rows, finished, folder, get_run, http_get, jobs_of, setup, sqlite,
+    start_run, step, succeeded, wait_for_events,
 };
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -265,13 +265,16 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     .await;
 
     // Events tell the story of each run; /metrics counts it.
-    let reasons = event_reasons(cluster, &ns, "shop-2");
+    let reasons = wait_for_events(cluster, &ns, "shop-2", "the Event RunSucceeded", |r| {
+        r.iter().any(|r| r == "RunSucceeded")
+    })
+    .await;
     let succeeded = reasons.iter().filter(|r| *r == "StepSucceeded").count();
     assert_eq!(
         succeeded, 6,
         "one StepSucceeded Event per step: {reasons:?}"
     );
-    for expected in ["RunStarted", "StepRunning", "StepSucceeded", "RunSucceeded"] {
+    for expected in ["RunStarted", "StepRunning", "StepSucceeded"] {
         assert!(
             reasons.iter().any(|r| r == expected),
             "no {expected} event in {reasons:?}"
@@ -299,6 +302,17 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
         "{metrics}"
     );
     assert!(metrics.contains("synqx_leader 1"), "{metrics}");
+    // The Events above went out through the operator's Event queue, counted.
+    let published = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("synqx_events_total{result=\"published\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no count of published Events in {metrics}"));
+    assert!(
+        published >= reasons.len() as f64,
+        "{published} Events counted as published, {} seen: {reasons:?}",
+        reasons.len()
+    );
 }
 
 #[tokio::test]

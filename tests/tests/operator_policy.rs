@@ -16,8 +16,8 @@ use synqx_e2e::cluster::wait_until;
 use synqx_e2e::node::synqx_run;
 use synqx_e2e::own_operator::OwnOperator;
 use synqx_e2e::runs::{
-    apply, connection, event_reasons, finished, folder, get_run, jobs_of, pipeline_ready, setup,
-    start_run, step,
+    apply, connection, finished, folder, get_run, jobs_of, pipeline_ready, setup, start_run, step,
+    wait_for_events,
 };
 use synqx_e2e::secrets::checked;
 use synqx_testkit::servers::postgres;
@@ -68,10 +68,14 @@ async fn a_runner_image_the_operator_does_not_allow_is_refused_naming_field_and_
         pipeline_ready(&ns, "tools").await,
         ("False".to_string(), expected.clone())
     );
-    assert!(
-        event_reasons(cluster, &ns, "tools").contains(&"Invalid".to_string()),
-        "no Invalid Event about Pipeline tools"
-    );
+    wait_for_events(
+        cluster,
+        &ns,
+        "tools",
+        "an Invalid Event about Pipeline tools",
+        |r| r.iter().any(|r| r == "Invalid"),
+    )
+    .await;
     // A run of it waits, saying why, and starts no Job.
     start_run(cluster, &ns, "tools", "tools-1", "");
     let waiting = || async {
@@ -179,10 +183,14 @@ async fn a_secret_without_the_label_fails_the_check_and_the_runs_until_it_is_lab
             format!("postgres.password: {hint}").as_str()
         )
     );
-    assert!(
-        event_reasons(cluster, &ns, "warehouse").contains(&"SecretNotLabeled".to_string()),
-        "no SecretNotLabeled Event about Connection warehouse"
-    );
+    wait_for_events(
+        cluster,
+        &ns,
+        "warehouse",
+        "a SecretNotLabeled Event about Connection warehouse",
+        |r| r.iter().any(|r| r == "SecretNotLabeled"),
+    )
+    .await;
 
     // A run fails its step with the reason, and no pod ever had the Secret.
     start_run(cluster, &ns, "count", "count-1", "");
@@ -195,7 +203,9 @@ async fn a_secret_without_the_label_fails_the_check_and_the_runs_until_it_is_lab
                 "the operator refused to start this step: Connection \"warehouse\": postgres.password: {hint}"
             )
             .as_str()
-        )
+        ),
+        "{:#?}",
+        run.status
     );
     let pods: Api<Pod> = ns.api();
     let started = pods
@@ -278,7 +288,11 @@ async fn ambient_credentials_reach_s3_only_when_the_connection_asks_and_the_oper
         let run = finished(&ns, &run_name).await;
         assert_eq!(phase(&run), Some(RunPhase::Failed), "{:#?}", run.status);
         let message = step(&run, "copy").message.clone().unwrap_or_default();
-        assert!(message.contains(expected), "{pipeline}: {message}");
+        assert!(
+            message.contains(expected),
+            "{pipeline}: {message}: {:#?}",
+            run.status
+        );
     }
 
     // An operator that lends them: only the Connection that asks gets them.

@@ -16,8 +16,8 @@ use synqx_api::run::RunPhase;
 use synqx_e2e::cluster::{Cluster, never_within, wait_until};
 use synqx_e2e::own_operator::{OwnOperator, kill_pod, lease_holder};
 use synqx_e2e::runs::{
-    apply, csv_rows, event_reasons, finished, folder, get_run, job_names, jobs_of,
-    readable_job_name, setup, slow_query, sqlite, start_run, step, succeeded,
+    apply, csv_rows, finished, folder, get_run, job_names, jobs_of, readable_job_name, setup,
+    slow_query, sqlite, start_run, step, succeeded, wait_for_events,
 };
 
 /// Tests that kill the shared operator must not overlap.
@@ -417,24 +417,18 @@ async fn a_minutely_schedule_creates_one_run_per_minute_and_forbid_skips_while_o
         "the minute in between was skipped: {names:?}"
     );
     // Each scheduled run has an Event of its own (related to the run), published right
-    // after the run was created.
-    wait_until(
-        Duration::from_secs(15),
-        "an Event for each scheduled run",
-        || async {
-            event_reasons(cluster, &ns, "ticker")
-                .iter()
-                .filter(|r| *r == "RunScheduled")
-                .count()
-                == 2
+    // after the run was created, and the skipped minute one too.
+    wait_for_events(
+        cluster,
+        &ns,
+        "ticker",
+        "an Event for each scheduled run and one for the skipped minute",
+        |r| {
+            r.iter().filter(|r| *r == "RunScheduled").count() == 2
+                && r.iter().any(|r| r == "ScheduleSkipped")
         },
     )
     .await;
-    let reasons = event_reasons(cluster, &ns, "ticker");
-    assert!(
-        reasons.iter().any(|r| r == "ScheduleSkipped"),
-        "{reasons:?}"
-    );
     let first_run = runs.get(&names[0]).await.expect("first run");
     assert_eq!(
         first_run.status.and_then(|s| s.phase),

@@ -275,8 +275,7 @@ impl View<'_> {
         if reason != Reason::Checking {
             let note = message.to_string();
             self.ctx
-                .event(&connection.object_ref(&()), !ready, reason.as_str(), note)
-                .await;
+                .event(&connection.object_ref(&()), !ready, reason.as_str(), note);
         }
         Ok(())
     }

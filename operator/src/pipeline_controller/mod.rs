@@ -86,8 +86,7 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
                 now: Utc::now(),
             });
             if report(ctx, pipeline, status).await? {
-                ctx.event(&pipeline.object_ref(&()), true, "Invalid", message)
-                    .await;
+                ctx.event(&pipeline.object_ref(&()), true, "Invalid", message);
             }
             return Ok(Action::await_change());
         }
@@ -144,20 +143,17 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     if report(ctx, pipeline, status).await? {
         let reference = pipeline.object_ref(&());
         if !is_true(&previous.conditions, ConditionType::Ready) {
-            ctx.event(&reference, false, "Ready", ready_message(&plan))
-                .await;
+            ctx.event(&reference, false, "Ready", ready_message(&plan));
         }
         if let Some(c) = connections_ready.filter(|c| c.status == "False")
             && previous.conditions.get(1).map(|o| &o.message) != Some(&c.message)
         {
-            ctx.event(&reference, true, "ConnectionsNotReady", c.message)
-                .await;
+            ctx.event(&reference, true, "ConnectionsNotReady", c.message);
         }
     }
     if let Err(problem) = crate::cache_metrics::stale_after(pipeline) {
         let reference = pipeline.object_ref(&());
-        ctx.event(&reference, true, "InvalidAnnotation", problem.to_string())
-            .await;
+        ctx.event(&reference, true, "InvalidAnnotation", problem.to_string());
     }
 
     let wake = scheduled

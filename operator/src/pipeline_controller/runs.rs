@@ -67,7 +67,7 @@ pub async fn schedule(
         Fire::Nothing => None,
         Fire::Skip { at, reason } => {
             let note = format!("fire time {at}: {reason}");
-            ctx.event(&reference, true, "ScheduleSkipped", note).await;
+            ctx.event(&reference, true, "ScheduleSkipped", note);
             Some(at)
         }
         Fire::Run { at, cancel } => {
@@ -108,8 +108,7 @@ async fn replace(
             false,
             "RunReplaced",
             note,
-        )
-        .await;
+        );
     }
     Ok(())
 }
@@ -146,8 +145,7 @@ async fn create(
                 false,
                 "RunScheduled",
                 note,
-            )
-            .await;
+            );
             Ok(())
         }
         // Deterministic names: this fire time was handled before a restart.
@@ -210,7 +208,6 @@ pub async fn delete_old_runs(
                     "RunDeleted",
                     note,
                 )
-                .await
             }
             Err(error) if is_not_found(&error) => {}
             Err(error) => return Err(error.into()),

@@ -51,8 +51,10 @@ pub async fn apply(ctx: &Operator, run: &PipelineRun, entries: &[StepStatus]) ->
             ..Default::default()
         });
         let params = PatchParams::apply(&field_manager(&entry.name)).force();
-        runs.patch_status(&run.name_any(), &params, &Patch::Apply(&body))
+        let written = runs
+            .patch_status(&run.name_any(), &params, &Patch::Apply(&body))
             .await?;
+        ctx.own_writes.saw(&written);
     }
     Ok(())
 }

@@ -42,6 +42,9 @@ const CONTROLLER: &str = "pipelinerun";
 const RUNNING_RESYNC: Duration = Duration::from_secs(30);
 /// How often a run waiting for its Pipeline looks again.
 const WAITING_RESYNC: Duration = Duration::from_secs(5);
+/// When a pass that saw a run older than the operator's own last write of it looks again,
+/// unless the watch event of that write comes first.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 pub async fn reconcile(run: Arc<PipelineRun>, ctx: Arc<Operator>) -> Result<Action> {
     ctx.reconciled(CONTROLLER, reconcile_inner(&run, &ctx))
@@ -53,6 +56,11 @@ pub fn error_policy(run: Arc<PipelineRun>, error: &Error, ctx: Arc<Operator>) ->
 }
 
 async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
+    if ctx.own_writes.behind(run) {
+        // The watch has not delivered this operator's last write of the run yet: deciding
+        // from this version would take the operator's own status for someone else's.
+        return Ok(Action::requeue(CATCH_UP));
+    }
     let shown = run.status.clone().unwrap_or_default();
     let namespace = run.namespace().unwrap_or_default();
     let name = run.name_any();
@@ -69,7 +77,7 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         // A run an older operator ended gets its record now.
         reporter.record(stored.as_deref(), &record).await?;
         if !checked.contradicted.is_empty() || shown.phase != record.phase {
-            reporter.contradicted(&checked.contradicted).await;
+            reporter.contradicted(&checked.contradicted);
             let restored = restored_status(&shown, &checked.status, Utc::now());
             reporter.apply(restored).await?;
         }
@@ -82,7 +90,7 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
             message,
         } => {
             let checked = record::trusted(&shown, &record, |s| record.steps.contains_key(s));
-            reporter.contradicted(&checked.contradicted).await;
+            reporter.contradicted(&checked.contradicted);
             let status = ended_status(&checked.status, phase, reason, &message, Utc::now());
             reporter
                 .record(stored.as_deref(), &record::project(&status))
@@ -101,7 +109,7 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
     let checked = record::trusted(&shown, &record, |s| {
         record.steps.contains_key(s) || plan.step(s).is_some()
     });
-    reporter.contradicted(&checked.contradicted).await;
+    reporter.contradicted(&checked.contradicted);
     let previous = checked.status;
 
     let cancel = run.spec.cancel == Some(true);

@@ -37,8 +37,10 @@ impl Reporter<'_> {
         let runs: Api<PipelineRun> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
         let body = StatusApply::of::<PipelineRun>(status);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        runs.patch_status(&self.run.name_any(), &params, &Patch::Apply(&body))
+        let written = runs
+            .patch_status(&self.run.name_any(), &params, &Patch::Apply(&body))
             .await?;
+        self.ctx.own_writes.saw(&written);
         Ok(())
     }
 
@@ -78,8 +80,10 @@ impl Reporter<'_> {
             }
         })?);
         let runs: Api<PipelineRun> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
-        runs.patch(&self.run.name_any(), &PatchParams::default(), &patch)
+        let written = runs
+            .patch(&self.run.name_any(), &PatchParams::default(), &patch)
             .await?;
+        self.ctx.own_writes.saw(&written);
         Ok(text)
     }
 
@@ -87,7 +91,7 @@ impl Reporter<'_> {
     /// other than the operator, such as a step pod's service account, changed them): a
     /// warning in the log and an Event, naming the fields and never the values found. The
     /// status the caller applies next restores them.
-    pub async fn contradicted(&self, fields: &[String]) {
+    pub fn contradicted(&self, fields: &[String]) {
         if fields.is_empty() {
             return;
         }
@@ -102,8 +106,7 @@ impl Reporter<'_> {
             "{listed} did not match the operator's record of this run (written by another identity than the operator, such as a step pod's service account); restored from the record, which decides"
         );
         self.ctx
-            .event(&self.run.object_ref(&()), true, "StatusRestored", note)
-            .await;
+            .event(&self.run.object_ref(&()), true, "StatusRestored", note);
     }
 
     /// Applies the status of a run that goes on (or ended normally) and tells what moved
@@ -127,7 +130,7 @@ impl Reporter<'_> {
         let reference = self.run.object_ref(&());
         if previous.revision.is_none() {
             let note = format!("pinned revision {revision}");
-            self.ctx.event(&reference, false, "RunStarted", note).await;
+            self.ctx.event(&reference, false, "RunStarted", note);
         }
         let mut skipped = Vec::new();
         for transition in moved {
@@ -164,17 +167,14 @@ impl Reporter<'_> {
             };
             let related = context::reference("batch/v1", "Job", &self.namespace(), &job);
             self.ctx
-                .event_about(&reference, Some(related), warning, &reason, note)
-                .await;
+                .event_about(&reference, Some(related), warning, &reason, note);
         }
         if !skipped.is_empty() {
             let note = format!("not run: {}", skipped.join("; "));
-            self.ctx
-                .event(&reference, false, "StepsSkipped", note)
-                .await;
+            self.ctx.event(&reference, false, "StepsSkipped", note);
         }
         if phase.is_finished() {
-            self.ended(phase).await;
+            self.ended(phase);
         }
         Ok(())
     }
@@ -188,14 +188,12 @@ impl Reporter<'_> {
     ) -> Result<()> {
         let phase = status.phase.unwrap_or(RunPhase::Failed);
         self.apply(status).await?;
-        self.ctx
-            .event(
-                &self.run.object_ref(&()),
-                true,
-                reason.as_str(),
-                message.to_string(),
-            )
-            .await;
+        self.ctx.event(
+            &self.run.object_ref(&()),
+            true,
+            reason.as_str(),
+            message.to_string(),
+        );
         self.count_run(phase);
         Ok(())
     }
@@ -207,30 +205,26 @@ impl Reporter<'_> {
             return Ok(());
         }
         self.apply(status).await?;
-        self.ctx
-            .event(
-                &self.run.object_ref(&()),
-                true,
-                "Waiting",
-                message.to_string(),
-            )
-            .await;
+        self.ctx.event(
+            &self.run.object_ref(&()),
+            true,
+            "Waiting",
+            message.to_string(),
+        );
         Ok(())
     }
 
-    async fn ended(&self, phase: RunPhase) {
+    fn ended(&self, phase: RunPhase) {
         let name = self.run.name_any();
         tracing::info!(namespace = %self.namespace(), run = %name, phase = phase.as_str(), "run ended");
         let warning = phase != RunPhase::Succeeded;
         let note = format!("run {name} ended {}", phase.as_str());
-        self.ctx
-            .event(
-                &self.run.object_ref(&()),
-                warning,
-                &format!("Run{}", phase.as_str()),
-                note,
-            )
-            .await;
+        self.ctx.event(
+            &self.run.object_ref(&()),
+            warning,
+            &format!("Run{}", phase.as_str()),
+            note,
+        );
         self.count_run(phase);
     }
 
