@@ -17,6 +17,8 @@ Measured with this process's clock from watches on Jobs and runs:
   runs per minute             succeeded runs / (last run end - runs created)
   operator peak RSS, CPU      VmHWM and utime+stime of the operator's process (kernel)
   API requests per run        from the API server's audit log, by client
+  reconciliations             per run and, idle, per minute, by controller (the operator's
+                              synqx_reconcile_total)
 
 It fails (exit 1) when a run does not succeed, when the Job count is not pipelines × steps,
 or when a wait runs out (--timeout).
@@ -203,6 +205,26 @@ class Audit:
         return counts
 
 
+def operator_reconciles():
+    """Reconciliations so far by controller, from the operator's /metrics (its pod listens on
+    host port 8080)."""
+    with urllib.request.urlopen("http://127.0.0.1:8080/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    counts = {}
+    prefix = 'synqx_reconcile_total{controller="'
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            key, _, value = line.rpartition(" ")
+            counts[key[len(prefix):].split('"', 1)[0]] = float(value)
+    if not counts:
+        sys.exit("the operator's /metrics on 127.0.0.1:8080 has no synqx_reconcile_total")
+    return counts
+
+
+def since(before, after):
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
+
+
 def percentiles(values):
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -240,6 +262,7 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
     time.sleep(2)
     pid = operator_process()
     cpu_before, audit_before = cpu_seconds(pid), audit.end()
+    reconciles_before = operator_reconciles()
     created = time.monotonic()
     sh(kubectl, "create", "-n", NAMESPACE, "-f", "-", stdin=runs_yaml(args.pipelines))
     finished = {}
@@ -256,6 +279,7 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
         "cpu": cpu_seconds(pid) - cpu_before,
         "rss": rss_mib(pid, "VmHWM"),
         "requests": audit.clients(audit_before, audit.end()),
+        "reconciles": since(reconciles_before, operator_reconciles()),
         "succeeded": sum(1 for _, phase in finished.values() if phase == "Succeeded"),
         "elapsed": max(t for t, _ in finished.values()) - created,
         "jobs": len(watch.added),
@@ -336,13 +360,45 @@ def idle_case(args, kubectl, data):
                  {"status": {"phase": "Succeeded", "startTime": now, "completionTime": now,
                              "steps": [{"name": "s0", "phase": "Succeeded"}, {"name": "s1", "phase": "Succeeded"}]}},
                  "application/merge-patch+json")
-    # Settle: the operator has seen everything and has nothing to do.
-    time.sleep(30)
+    settle(kubectl, args.timeout)
     pid = operator_process()
-    before = cpu_seconds(pid)
+    before, reconciles_before = cpu_seconds(pid), operator_reconciles()
     time.sleep(60)
     return {"cpu_per_minute": cpu_seconds(pid) - before, "rss": rss_mib(pid, "VmRSS"),
+            "reconciles": since(reconciles_before, operator_reconciles()),
             "pipelines": args.idle_pipelines, "runs": per_pipeline * args.idle_pipelines}
+
+
+def settle(kubectl, deadline_s):
+    """Waits until the idle namespace asks nothing more of the operator: every Connection
+    checked, no check Job running, and the operator's reconciliations in a 15 s window no
+    more than in the window before (what is left is its periodic resyncs)."""
+    deadline = Deadline(deadline_s, "the idle namespace to settle")
+    while True:
+        connections = json.loads(sh(kubectl, "get", "sqc", "-n", IDLE, "-o", "json"))["items"]
+        checking = sum(
+            1 for c in connections
+            if not any(k["type"] == "Ready" and k.get("reason") != "Checking"
+                       for k in (c.get("status") or {}).get("conditions", [])))
+        jobs = json.loads(sh(kubectl, "get", "jobs", "-n", IDLE, "-o", "json"))["items"]
+        running = sum(
+            1 for j in jobs
+            if not any(k["status"] == "True" and k["type"] in ("Complete", "Failed")
+                       for k in (j.get("status") or {}).get("conditions") or []))
+        if not checking and not running:
+            break
+        deadline.check(f"({checking} Connections being checked, {running} Jobs running)")
+        time.sleep(5)
+    previous = None
+    while True:
+        start = sum(operator_reconciles().values())
+        time.sleep(15)
+        window = sum(operator_reconciles().values()) - start
+        print(f"settling: {window:.0f} reconciliations in 15 s", file=sys.stderr)
+        if previous is not None and window <= previous:
+            return
+        previous = window
+        deadline.check(f"({window:.0f} reconciliations in the last 15 s)")
 
 
 def row(name, values, unit="ms", scale=1000):
@@ -418,10 +474,14 @@ def main():
         print(f"| operator CPU during the runs | {synqx['cpu']:.1f} s |")
         for client, count in sorted(requests.items()):
             print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
+        for controller, count in sorted(synqx["reconciles"].items()):
+            print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |")
         if idle:
             print(f"| idle: {idle['pipelines']} scheduled Pipelines, {idle['runs']} finished runs: operator RSS "
                   f"| {idle['rss']:.1f} MiB |")
             print(f"| idle: operator CPU | {idle['cpu_per_minute'] / 60 * 100:.2f} % of a core |")
+            for controller, count in sorted(idle["reconciles"].items()):
+                print(f"| idle: reconciliations a minute: {controller} | {count:.0f} |")
         if problems:
             sys.exit("FAILED: " + "; ".join(problems))
     finally:
