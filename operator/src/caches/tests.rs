@@ -140,8 +140,8 @@ fn run(i: usize) -> PipelineRun {
 
 fn connection(i: usize) -> Connection {
     Connection {
-        // Another namespace than the Pipelines: each Connection event maps to every Pipeline
-        // of its namespace, which is not what this test counts.
+        // Another namespace than the Pipelines: a Connection event maps to the Pipelines of
+        // its namespace that name it, which is not what this test counts.
         metadata: ObjectMeta {
             namespace: Some("connections".into()),
             ..meta(format!("c{i}"))
