@@ -48,7 +48,7 @@ STEP = "load"
 LINES_PER_REPORT = 500  # the runner's MAX_LINES
 
 # sh, Deadline and rss_mib as the operator benchmark has them.
-_spec = importlib.util.spec_from_file_location("bench_operator", REPO / "benches/operator.py")
+_spec = importlib.util.spec_from_file_location("bench_operator", REPO / "benches/operator_scale.py")
 bench_operator = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_operator)
 sh, Deadline, rss_mib = bench_operator.sh, bench_operator.Deadline, bench_operator.rss_mib

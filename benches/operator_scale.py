@@ -23,7 +23,7 @@ Measured with this process's clock from watches on Jobs and runs:
 It fails (exit 1) when a run does not succeed, when the Job count is not pipelines × steps,
 or when a wait runs out (--timeout).
 
-  python3 benches/operator.py [--pipelines 200] [--steps 10] [--idle-pipelines 2000]
+  python3 benches/operator_scale.py [--pipelines 200] [--steps 10] [--idle-pipelines 2000]
                               [--idle-runs 10000] [--profile release] [--timeout 1800]
 
 It builds the binaries (cargo, --profile), starts its own cluster in /tmp/synqx-bench-cluster
@@ -445,7 +445,6 @@ def main():
         synqx = synqx_case(args, kubectl, data, audit, args.timeout)
         any_job = next(iter(synqx["watch"].objects.values()))
         reference = reference_case(args, kubectl, any_job["spec"], args.timeout)
-        idle = idle_case(args, kubectl, data) if args.idle_pipelines else None
 
         expected = args.pipelines * args.steps
         problems = []
@@ -459,8 +458,9 @@ def main():
         per_minute = synqx["succeeded"] / synqx["elapsed"] * 60
         reference_per_minute = args.pipelines / reference["elapsed"] * 60
         requests = synqx["requests"]
+        # Printed before the idle case starts, so a failure there does not lose these figures.
         print(f"\n{args.pipelines} pipelines × {args.steps} steps ({expected} Jobs), profile {args.profile}, "
-              f"{os.cpu_count()} cores; command: python3 benches/operator.py {' '.join(sys.argv[1:])}\n")
+              f"{os.cpu_count()} cores; command: python3 benches/operator_scale.py {' '.join(sys.argv[1:])}\n")
         print("| case | p50 | p95 | p99 | max |\n|---|---|---|---|---|")
         print(row("SynqX step-ready → Job-created", synqx["ready"]))
         print(row("reference step-ready → Job-created", reference["ready"]))
@@ -475,7 +475,8 @@ def main():
         for client, count in sorted(requests.items()):
             print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
         for controller, count in sorted(synqx["reconciles"].items()):
-            print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |")
+            print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |", flush=True)
+        idle = idle_case(args, kubectl, data) if args.idle_pipelines else None
         if idle:
             print(f"| idle: {idle['pipelines']} scheduled Pipelines, {idle['runs']} finished runs: operator RSS "
                   f"| {idle['rss']:.1f} MiB |")

@@ -44,8 +44,7 @@ from files import (
 from measure import ANSI, Fingerprint, check_output, fingerprint, relation
 
 REPO = Path(__file__).resolve().parent.parent
-# Run with `python -P`: on sys.path, the folder of the script would put benches/operator.py in
-# place of the standard library's `operator`, which the clients import.
+# Run with `python -P`: the clients need nothing from the folder of the scripts on sys.path.
 CLIENTS = Path(__file__).resolve().parent / "warehouse_clients.py"
 VENV = Path.home() / ".cache" / "synqx" / "venv" / "bench-warehouses"
 # pandas: snowflake-connector-python reads results as Arrow only with its pandas extra.
