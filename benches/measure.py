@@ -8,6 +8,11 @@ re-parented to us and reaped here). A descendant reaped by its own parent is fol
 that parent's figure by the kernel as a maximum, not a sum; none of the tools measured here
 starts helper processes. Nothing is polled.
 
+The processes we start are started by GNU time (`/usr/bin/time -f %M`), which reports its
+child's `ru_maxrss`: the kernel carries a process's high-water mark across `exec`, so a tool
+forked straight from this interpreter would report at least the interpreter's own RSS at
+the fork (hundreds of MiB once a content check has read an output), whatever it used itself.
+
 Content check: DuckDB reads the input and every output, casts each column to the input's
 type (as DuckDB infers it from the input) and sums a 64-bit hash of every value per column
 (order-independent, 128-bit sum). Equal sums for every column and equal row counts mean the
@@ -45,6 +50,19 @@ class Run:
     output_bytes: int | None = None
     rows_per_group: str | None = None  # Parquet outputs: rows per row group
     extra: dict = field(default_factory=dict)
+
+
+TIME = "/usr/bin/time"
+
+
+def launched_rss(report: Path) -> int:
+    """Bytes: the child's peak RSS as GNU time wrote it (its last line, in KiB); 0 when the
+    launcher was killed before it wrote one."""
+    try:
+        lines = report.read_text().split()
+    except OSError:
+        return 0
+    return int(lines[-1]) * 1024 if lines and lines[-1].isdigit() else 0
 
 
 def become_subreaper() -> None:
@@ -98,6 +116,11 @@ def execute(
     Wall time is from the first start to the last exit. Peak RSS is the sum of `ru_maxrss`
     of every process reaped (see the module doc)."""
     out_log, err_log = logs.with_suffix(".out"), logs.with_suffix(".err")
+    if not os.access(TIME, os.X_OK):
+        return Run(error=f"{TIME} is missing: peak RSS is taken with GNU time (Debian package 'time')")
+    reports = [logs.with_suffix(f".rss{i}") for i in range(len(argvs))]
+    for report in reports:
+        report.unlink(missing_ok=True)
     procs: list[subprocess.Popen] = []
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
         start = time.perf_counter()
@@ -106,7 +129,7 @@ def execute(
             for i, argv in enumerate(argvs):
                 last = i == len(argvs) - 1
                 proc = subprocess.Popen(
-                    argv, stdin=stdin, stderr=err,
+                    [TIME, "-f", "%M", "-o", str(reports[i]), *argv], stdin=stdin, stderr=err,
                     stdout=(subprocess.DEVNULL if discard_stdout else out) if last else subprocess.PIPE,
                     env={**os.environ, **env}, cwd=cwd,
                     process_group=procs[0].pid if procs else 0,
@@ -120,7 +143,8 @@ def execute(
                 kill_group(p.pid)
             return Run(error=f"cannot start: {e}")
         pgid = procs[0].pid
-        pending = {p.pid for p in procs}
+        launched = {p.pid for p in procs}
+        pending = set(launched)
         codes: dict[int, int] = {}
         peak, reaped, runaway, timed_out = 0, 0, None, False
         next_disk = 0.0
@@ -134,10 +158,11 @@ def execute(
                 break
             if pid:
                 reaped += 1
-                peak += usage.ru_maxrss * 1024
-                if pid in pending:
+                if pid in pending:  # a launcher: its child's figure is in its report
                     pending.discard(pid)
                     codes[pid] = os.waitstatus_to_exitcode(status)
+                else:  # an orphan of the tool, forked from it: its own figure
+                    peak += usage.ru_maxrss * 1024
                 continue
             now = time.perf_counter()
             if now > deadline:
@@ -161,7 +186,9 @@ def execute(
             if pid == 0:
                 break
             reaped += 1
-            peak += usage.ru_maxrss * 1024
+            if pid not in launched:
+                peak += usage.ru_maxrss * 1024
+        peak += sum(launched_rss(r) for r in reports)
         for p in procs:
             p.returncode = codes.get(p.pid, -9)  # reaped here, not by Popen
 
