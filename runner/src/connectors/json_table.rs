@@ -344,12 +344,51 @@ fn fits(value: &Value, data_type: &DataType) -> bool {
         (Value::Number(n), DataType::Int64) => n.is_i64(),
         (Value::Number(n), DataType::Float64) => n.as_f64().is_some(),
         (Value::String(s), DataType::Date32 | DataType::Timestamp(_, _)) => {
-            cast_text(&[Some(s.as_str())], data_type).is_some_and(|a| a.null_count() == 0)
+            parses_as_time(s, data_type).unwrap_or_else(|| {
+                cast_text(&[Some(s.as_str())], data_type).is_some_and(|a| a.null_count() == 0)
+            })
         }
         (Value::Number(_) | Value::String(_), t) if t.is_numeric() => {
             cast_text(&[Some(&scalar_text(value))], t).is_some_and(|a| a.null_count() == 0)
         }
         _ => false,
+    }
+}
+
+/// Whether `text` casts to a date or a UTC timestamp, decided with the parsers the cast uses
+/// but without building an array per value (every value of such a column passes here);
+/// `None` for the types it does not decide (a zone other than UTC), which take the cast.
+fn parses_as_time(text: &str, data_type: &DataType) -> Option<bool> {
+    use arrow::compute::kernels::cast_utils::{Parser, string_to_datetime};
+    use arrow::datatypes::{
+        ArrowTimestampType, Date32Type, TimeUnit, TimestampMicrosecondType,
+        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    match data_type {
+        DataType::Date32 => Some(Date32Type::parse(text).is_some()),
+        DataType::Timestamp(unit, zone)
+            if zone
+                .as_deref()
+                .is_none_or(|z| matches!(z, "+00:00" | "UTC")) =>
+        {
+            let Ok(at) = string_to_datetime(&chrono::Utc, text) else {
+                return Some(false);
+            };
+            let naive = at.naive_utc();
+            Some(match unit {
+                TimeUnit::Second => TimestampSecondType::from_naive_datetime(naive, None).is_some(),
+                TimeUnit::Millisecond => {
+                    TimestampMillisecondType::from_naive_datetime(naive, None).is_some()
+                }
+                TimeUnit::Microsecond => {
+                    TimestampMicrosecondType::from_naive_datetime(naive, None).is_some()
+                }
+                TimeUnit::Nanosecond => {
+                    TimestampNanosecondType::from_naive_datetime(naive, None).is_some()
+                }
+            })
+        }
+        _ => None,
     }
 }
 
@@ -444,6 +483,43 @@ mod tests {
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect()
+    }
+
+    #[test]
+    fn dates_and_utc_timestamps_fit_exactly_when_the_cast_takes_them() {
+        use arrow::datatypes::TimeUnit;
+        let types = [
+            DataType::Date32,
+            DataType::Timestamp(TimeUnit::Second, None),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        ];
+        let texts = [
+            "2024-03-01",
+            "2024-02-30",
+            "2024-03-01T10:20:30Z",
+            "2024-03-01 10:20:30.123456+02:00",
+            "2024-03-01T10:20:30",
+            "1500-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "03/01/2024",
+            "",
+            "x",
+        ];
+        for data_type in &types {
+            for text in texts {
+                let by_cast =
+                    cast_text(&[Some(text)], data_type).is_some_and(|a| a.null_count() == 0);
+                assert_eq!(
+                    parses_as_time(text, data_type),
+                    Some(by_cast),
+                    "{text} as {data_type}"
+                );
+            }
+        }
+        let elsewhere = DataType::Timestamp(TimeUnit::Microsecond, Some("Europe/Paris".into()));
+        assert_eq!(parses_as_time("2024-03-01T10:20:30", &elsewhere), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod check;
 mod config;
 mod connect;
 mod owned;
+mod scan;
 mod sink;
 mod source;
 mod template;

@@ -1,9 +1,10 @@
 //! The Redis source. The asset FQN is either a stream's key, read with `XRANGE` in entry-id
 //! order (incrementally with `cursor: _id`: entries after the watermark's id), or a key
-//! pattern (`orders:*`), read with `SCAN`: hashes become rows of their fields, strings rows
-//! of their JSON (see [`super::types`]). Keys of other types are skipped and counted in the
-//! step's message. The first 1,000 documents decide the schema; objects inside JSON strings
-//! are JSON text or, with `nested: flatten`, a column per field (`customer.name`).
+//! pattern (`orders:*`), read with `SCAN` a few chunks ahead ([`super::scan`]): hashes
+//! become rows of their fields, strings rows of their JSON (see [`super::types`]). Keys of
+//! other types are skipped and counted in the step's message. The first 1,000 documents
+//! decide the schema; objects inside JSON strings are JSON text or, with `nested: flatten`,
+//! a column per field (`customer.name`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::config::RedisConfig;
 use super::connect::{connect, failure};
+use super::scan::{self, CHUNK, Fetched, Read, pairs};
 use super::types::{fields_document, string_document};
 use crate::connectors::formats::infer::SAMPLE_RECORDS;
 use crate::connectors::json_table::{Converter, Emitter, Inference};
@@ -22,9 +24,6 @@ use crate::connectors::json_widen::Widening;
 use crate::engine::cursor::{CURSOR_ORDER, STREAM_ID_ORDER, stream_id};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
-
-/// Keys asked for per `SCAN` and entries per `XRANGE`.
-const CHUNK: usize = 1000;
 
 /// Reads keys and streams of one Redis Connection.
 pub struct RedisSource {
@@ -41,8 +40,10 @@ impl RedisSource {
 enum Reader {
     Keys {
         pattern: String,
-        cursor: u64,
-        done: bool,
+        fetched: mpsc::Receiver<Result<Fetched>>,
+        /// The reading task: awaited when its chunks end, so a task that died is an error
+        /// rather than the end of the keys.
+        reading: Option<tokio::task::JoinHandle<()>>,
         skipped: u64,
     },
     Stream {
@@ -67,78 +68,36 @@ impl Reader {
         match self {
             Self::Keys {
                 pattern,
-                cursor,
-                done,
+                fetched,
+                reading,
                 skipped,
             } => loop {
-                if *done {
+                let Some(chunk) = fetched.recv().await else {
+                    if let Some(task) = reading.take() {
+                        task.await.map_err(|e| {
+                            Error::internal(
+                                format!("{}: reading keys \"{pattern}\"", settings.at()),
+                                e,
+                            )
+                        })?;
+                    }
                     return Ok(None);
-                }
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(*cursor)
-                    .arg("MATCH")
-                    .arg(pattern.as_str())
-                    .arg("COUNT")
-                    .arg(CHUNK)
-                    .query_async(db)
-                    .await
-                    .map_err(|e| {
-                        failure(settings, &format!("scanning keys \"{pattern}\" on"), e)
-                    })?;
-                *cursor = next;
-                *done = next == 0;
-                if keys.is_empty() {
-                    continue;
-                }
-                let mut types = redis::pipe();
-                for k in &keys {
-                    types.cmd("TYPE").arg(k);
-                }
-                let types: Vec<String> = types
-                    .query_async(db)
-                    .await
-                    .map_err(|e| failure(settings, "reading key types on", e))?;
-                let mut values = redis::pipe();
-                let mut read = Vec::new();
-                for (key, kind) in keys.iter().zip(&types) {
-                    match kind.as_str() {
-                        "hash" => {
-                            values.cmd("HGETALL").arg(key);
-                        }
-                        "string" => {
-                            values.cmd("GET").arg(key);
-                        }
-                        _ => {
-                            *skipped += 1;
-                            continue;
-                        }
-                    }
-                    read.push((key, kind.as_str()));
-                }
-                let answers: Vec<redis::Value> = values
-                    .query_async(db)
-                    .await
-                    .map_err(|e| failure(settings, "reading keys on", e))?;
-                let mut documents = Vec::with_capacity(read.len());
+                };
+                let chunk = chunk?;
+                *skipped += chunk.skipped;
+                let mut documents = Vec::with_capacity(chunk.keys.len());
                 let mut bytes = 0;
-                for ((key, kind), answer) in read.into_iter().zip(answers) {
-                    // A key deleted between SCAN and the read answers nil: it is gone.
-                    if matches!(answer, redis::Value::Nil) {
-                        continue;
-                    }
-                    let document = if kind == "hash" {
-                        let fields = pairs(answer);
-                        if fields.is_empty() {
-                            continue;
+                for (key, read) in chunk.keys {
+                    documents.push(match read {
+                        Read::Hash(fields) => {
+                            bytes += fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                            fields_document(("_key", &key), fields)
                         }
-                        bytes += fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-                        fields_document(("_key", key), fields)
-                    } else {
-                        let text = text(answer);
-                        bytes += text.len();
-                        string_document(key, &text)
-                    };
-                    documents.push(document);
+                        Read::Text(text) => {
+                            bytes += text.len();
+                            string_document(&key, text)
+                        }
+                    });
                 }
                 if !documents.is_empty() {
                     return Ok(Some(Chunk { documents, bytes }));
@@ -181,35 +140,6 @@ impl Reader {
                 Ok(Some(Chunk { documents, bytes }))
             }
         }
-    }
-}
-
-/// A flat array (or map) of field, value, field, value… as pairs of text.
-fn pairs(value: redis::Value) -> Vec<(String, String)> {
-    match value {
-        redis::Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|kv| match kv {
-                [k, v] => Some((text(k.clone()), text(v.clone()))),
-                _ => None,
-            })
-            .collect(),
-        redis::Value::Map(items) => items.into_iter().map(|(k, v)| (text(k), text(v))).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A Redis value as text (bytes that are not UTF-8 are replaced).
-fn text(value: redis::Value) -> String {
-    match value {
-        redis::Value::BulkString(b) => String::from_utf8(b)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        redis::Value::SimpleString(s) => s,
-        redis::Value::Int(i) => i.to_string(),
-        redis::Value::Double(d) => d.to_string(),
-        redis::Value::Boolean(b) => b.to_string(),
-        redis::Value::VerbatimString { text, .. } => text,
-        _ => String::new(),
     }
 }
 
@@ -257,10 +187,11 @@ impl Source for RedisSource {
                     settings.at()
                 )));
             }
+            let (fetched, reading) = scan::spawn(db.clone(), settings.clone(), fqn.clone());
             Reader::Keys {
                 pattern: fqn.clone(),
-                cursor: 0,
-                done: false,
+                fetched,
+                reading: Some(reading),
                 skipped: 0,
             }
         };

@@ -17,14 +17,14 @@ use crate::connectors::json_table::JSON_EXTENSION;
 use crate::error::{Context, Result};
 
 /// A stored text as the JSON value it reads back as exactly, else the text itself.
-pub fn scalar(text: &str) -> Value {
-    match text {
+pub fn scalar(text: String) -> Value {
+    match text.as_str() {
         "true" => return Value::Bool(true),
         "false" => return Value::Bool(false),
         _ => {}
     }
-    if let Ok(i) = text.parse::<i64>()
-        && i.to_string() == text
+    if canonical_integer(&text)
+        && let Ok(i) = text.parse::<i64>()
     {
         return Value::Number(i.into());
     }
@@ -34,7 +34,19 @@ pub fn scalar(text: &str) -> Value {
     {
         return Value::Number(n);
     }
-    Value::String(text.to_string())
+    Value::String(text)
+}
+
+/// Whether `text` is an integer as an integer prints (`0`, `12`, `-3`; not `007`, `+1`,
+/// `-0`): checked on the bytes, since every field of every hash passes here.
+fn canonical_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    match digits.as_bytes() {
+        [] => false,
+        [b'0'] => digits.len() == text.len(),
+        [b'0', ..] => false,
+        bytes => bytes.iter().all(u8::is_ascii_digit),
+    }
 }
 
 /// A hash (or a stream entry's fields) as a document, `label` (`_key` or `_id`) first.
@@ -42,16 +54,16 @@ pub fn fields_document(label: (&str, &str), fields: Vec<(String, String)>) -> Ma
     let mut doc = Map::with_capacity(fields.len() + 1);
     doc.insert(label.0.to_string(), Value::String(label.1.to_string()));
     for (k, v) in fields {
-        doc.insert(k, scalar(&v));
+        doc.insert(k, scalar(v));
     }
     doc
 }
 
 /// A string key as a document.
-pub fn string_document(key: &str, text: &str) -> Map<String, Value> {
+pub fn string_document(key: &str, text: String) -> Map<String, Value> {
     let mut doc = Map::new();
     doc.insert("_key".to_string(), Value::String(key.to_string()));
-    match serde_json::from_str::<Value>(text) {
+    match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(map)) => doc.extend(map),
         _ => {
             doc.insert("value".to_string(), scalar(text));
@@ -143,12 +155,18 @@ mod tests {
 
     #[test]
     fn stored_text_reads_back_as_the_scalar_it_spells_exactly() {
-        assert_eq!(scalar("12"), json!(12));
-        assert_eq!(scalar("-3"), json!(-3));
-        assert_eq!(scalar("2.5"), json!(2.5));
-        assert_eq!(scalar("true"), json!(true));
+        assert_eq!(scalar("12".into()), json!(12));
+        assert_eq!(scalar("-3".into()), json!(-3));
+        assert_eq!(scalar("0".into()), json!(0));
+        assert_eq!(scalar("2.5".into()), json!(2.5));
+        assert_eq!(scalar("true".into()), json!(true));
         for text in [
             "007",
+            "-0",
+            "-007",
+            "--1",
+            "-",
+            "1_000",
             "1e3",
             "1.50",
             "+1",
@@ -157,7 +175,7 @@ mod tests {
             "x",
             "99999999999999999999",
         ] {
-            assert_eq!(scalar(text), json!(text), "{text}");
+            assert_eq!(scalar(text.into()), json!(text), "{text}");
         }
     }
 
@@ -172,15 +190,15 @@ mod tests {
             json!({"_key": "o:1", "id": 1, "name": "Ada"})
         );
         assert_eq!(
-            Value::Object(string_document("k", "{\"a\": [1]}")),
+            Value::Object(string_document("k", "{\"a\": [1]}".into())),
             json!({"_key": "k", "a": [1]})
         );
         assert_eq!(
-            Value::Object(string_document("k", "plain")),
+            Value::Object(string_document("k", "plain".into())),
             json!({"_key": "k", "value": "plain"})
         );
         assert_eq!(
-            Value::Object(string_document("k", "42")),
+            Value::Object(string_document("k", "42".into())),
             json!({"_key": "k", "value": 42})
         );
     }

@@ -1,3 +1,4 @@
+mod keys;
 mod overwrite;
 mod roundtrip;
 mod support;
