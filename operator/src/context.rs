@@ -42,6 +42,8 @@ pub struct Operator {
     pub plans: crate::revision::Plans,
     /// The newest version of each run this operator wrote, which a pass waits to see.
     pub own_writes: crate::own_writes::OwnWrites,
+    /// The namespaces whose vault was ensured lately.
+    pub vaults: crate::vault::Ensured,
     events: Events,
 }
 
@@ -63,6 +65,7 @@ impl Operator {
             slots,
             plans: crate::revision::Plans::default(),
             own_writes: crate::own_writes::OwnWrites::default(),
+            vaults: crate::vault::Ensured::default(),
         }
     }
 

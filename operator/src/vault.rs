@@ -5,7 +5,9 @@
 //! through a resource a step pod's service account can read, and no plaintext value ever
 //! exists in the API server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -74,6 +76,41 @@ fn labels() -> BTreeMap<String, String> {
         "app.kubernetes.io/managed-by".to_string(),
         "synqx-operator".to_string(),
     )])
+}
+
+/// How long a namespace's vault, once ensured, is taken as still there. `synqx vault rotate`
+/// publishes its new key itself, so this only bounds how long a deleted ConfigMap or Secret
+/// stays missing; without it every Connection pass spent two GETs on the vault, which under
+/// thousands of Connections used most of the `--api-qps` budget.
+pub const FRESH: Duration = Duration::from_secs(60);
+
+/// The namespaces whose vault was ensured, and when.
+#[derive(Default)]
+pub struct Ensured {
+    at: Mutex<HashMap<String, Instant>>,
+}
+
+impl Ensured {
+    /// [`ensure`] unless it succeeded for `namespace` within [`FRESH`].
+    pub async fn ensure(&self, client: &Client, namespace: &str) -> Result<()> {
+        if !self.due(namespace, Instant::now()) {
+            return Ok(());
+        }
+        ensure(client, namespace).await?;
+        self.note(namespace, Instant::now());
+        Ok(())
+    }
+
+    fn due(&self, namespace: &str, now: Instant) -> bool {
+        let at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
+        at.get(namespace)
+            .is_none_or(|then| now.saturating_duration_since(*then) >= FRESH)
+    }
+
+    fn note(&self, namespace: &str, now: Instant) {
+        let mut at = self.at.lock().unwrap_or_else(PoisonError::into_inner);
+        at.insert(namespace.to_string(), now);
+    }
 }
 
 /// Makes sure `namespace` has a keyring (created once, never replaced: replacing it would
@@ -215,5 +252,18 @@ mod tests {
         assert_eq!(keyring, Some((VAULT_OBJECT_NAME, KEYRING_SECRET_KEY)));
         assert!(env.iter().all(|e| e.value.is_none()), "no value inline");
         assert_eq!(env[1].name, NAMESPACE_ENV);
+    }
+
+    #[test]
+    fn a_namespace_is_ensured_again_only_once_its_vault_is_no_longer_fresh() {
+        let ensured = Ensured::default();
+        let start = Instant::now();
+        assert!(ensured.due("a", start), "never ensured");
+        ensured.note("a", start);
+        assert!(!ensured.due("a", start + FRESH / 2));
+        assert!(ensured.due("b", start + FRESH / 2), "per namespace");
+        assert!(ensured.due("a", start + FRESH));
+        ensured.note("a", start + FRESH);
+        assert!(!ensured.due("a", start + FRESH + Duration::from_secs(1)));
     }
 }

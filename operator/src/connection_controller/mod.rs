@@ -76,8 +76,8 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
     };
 
     // Every namespace with a Connection has a vault, so `synqx seal` finds its public key.
-    match vault::ensure(&ctx.client, &namespace).await {
-        Ok(_) => {}
+    match ctx.vaults.ensure(&ctx.client, &namespace).await {
+        Ok(()) => {}
         Err(error @ Error::Vault { .. }) if vault::needs_keyring(&connection.spec) => {
             view.set(false, Reason::Invalid, &error.to_string(), false)
                 .await?;
