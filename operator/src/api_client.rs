@@ -35,10 +35,8 @@ pub fn limited<S>(builder: ClientBuilder<S>, qps: u32) -> ClientBuilder<RateLimi
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
 
-    use http_body_util::Full;
     use hyper::body::Bytes;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::Api;
@@ -50,14 +48,12 @@ mod tests {
     async fn requests_beyond_the_rate_wait_for_the_next_second() {
         let sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let record = sent.clone();
-        let server = tower::service_fn(move |_: hyper::Request<kube::client::Body>| {
+        let server = crate::fake_api::service(move |_, _| {
             if let Ok(mut sent) = record.lock() {
                 sent.push(Instant::now());
             }
-            async {
-                let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#;
-                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
-            }
+            let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#;
+            std::future::ready((200, Bytes::from(body)))
         });
         let client = limited(ClientBuilder::new(server, "default"), 3).build();
         let maps: Api<ConfigMap> = Api::namespaced(client, "default");

@@ -56,29 +56,25 @@ impl Events {
 
     /// Queues an Event about `object`; a full queue drops it.
     pub fn send(&self, object: &ObjectReference, event: Event) {
-        match self.queue.try_send((event, object.clone())) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full((event, _))) => {
-                self.counts.with_label_values(&["dropped"]).inc();
-                tracing::debug!(reason = %event.reason, "the Event queue is full; dropping the Event");
-            }
-            Err(mpsc::error::TrySendError::Closed((event, _))) => {
-                self.counts.with_label_values(&["dropped"]).inc();
-                tracing::debug!(reason = %event.reason, "Events are no longer published; dropping the Event");
-            }
+        if let Err(e) = self.queue.try_send((event, object.clone())) {
+            self.counts.with_label_values(&["dropped"]).inc();
+            let why = match &e {
+                mpsc::error::TrySendError::Full(_) => "the Event queue is full",
+                mpsc::error::TrySendError::Closed(_) => "Events are no longer published",
+            };
+            let (event, _) = e.into_inner();
+            tracing::debug!(reason = %event.reason, "{why}; dropping the Event");
         }
     }
 }
 
 impl Publisher {
-    /// Publishes what is queued now, for at most a few seconds, then stops.
+    /// Publishes what is queued now, for at most [`FLUSH`], then stops.
     pub async fn finish(self) {
         let _ = self.stop.send(());
         let mut task = self.task;
-        if tokio::time::timeout(FLUSH + Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(FLUSH, &mut task).await.is_err() {
+            tracing::warn!("stopped before every queued Event was published");
             task.abort();
         }
     }
@@ -113,25 +109,18 @@ async fn publish(
             },
         }
     }
-    // Stopping: what was queued before the stop is published, within FLUSH.
+    // Stopping: what was queued before the stop is published; `finish` bounds how long.
     queue.close();
-    let flush = async {
-        while let Some((event, object)) = queue.recv().await {
-            one(event, object).await;
-        }
-    };
-    if tokio::time::timeout(FLUSH, flush).await.is_err() {
-        tracing::warn!("stopped before every queued Event was published");
+    while let Some((event, object)) = queue.recv().await {
+        one(event, object).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
 
-    use http_body_util::{BodyExt, Full};
-    use kube::client::ClientBuilder;
+    use hyper::body::Bytes;
     use kube::runtime::events::EventType;
     use prometheus::Opts;
     use tokio::sync::Semaphore;
@@ -164,15 +153,9 @@ mod tests {
         seen: Arc<Mutex<Vec<String>>>,
         arrived: Arc<tokio::sync::Notify>,
     ) -> Client {
-        let service = tower::service_fn(move |request: hyper::Request<kube::client::Body>| {
+        crate::fake_api::client(move |_, body: Bytes| {
             let (gate, seen, arrived) = (gate.clone(), seen.clone(), arrived.clone());
             async move {
-                let body = request
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
                 let sent: serde_json::Value =
                     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
                 let reason = sent["reason"].as_str().unwrap_or("?").to_string();
@@ -183,10 +166,9 @@ mod tests {
                 if let Ok(mut seen) = seen.lock() {
                     seen.push(reason);
                 }
-                Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                (200, body)
             }
-        });
-        ClientBuilder::new(service, "default").build()
+        })
     }
 
     fn reporter() -> Reporter {

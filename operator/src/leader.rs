@@ -196,10 +196,8 @@ async fn release(api: &Api<Lease>, name: &str, identity: &str) -> Result<(), kub
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
     use std::sync::{Arc, Mutex, PoisonError};
 
-    use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
 
     use super::*;
@@ -296,24 +294,11 @@ mod tests {
 
         fn api(&self) -> Api<Lease> {
             let server = self.clone();
-            let service = tower::service_fn(move |request: hyper::Request<kube::client::Body>| {
-                let server = server.clone();
-                async move {
-                    let method = request.method().as_str().to_string();
-                    let body = request
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let (code, body) = server.answer(&method, &body);
-                    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() =
-                        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
-                    Ok::<_, Infallible>(response)
-                }
+            let client = crate::fake_api::client(move |method: String, body: Bytes| {
+                let (code, body) = server.answer(&method, &body);
+                std::future::ready((code, Bytes::from(body)))
             });
-            Api::namespaced(kube::Client::new(service, "synqx-system"), "synqx-system")
+            Api::namespaced(client, "synqx-system")
         }
     }
 

@@ -11,6 +11,8 @@ mod context;
 mod controllers;
 mod error;
 mod events;
+#[cfg(test)]
+mod fake_api;
 mod gateway;
 mod job;
 mod job_slots;
