@@ -154,6 +154,12 @@ impl Client {
         if let Some(location) = &self.settings.location {
             body["location"] = json!(location);
         }
+        // A source's `query` names tables as the Connection's asset names do: unqualified
+        // ones are in its dataset.
+        if let Some(dataset) = &self.settings.dataset {
+            body["defaultDataset"] =
+                json!({"projectId": self.settings.project, "datasetId": dataset});
+        }
         if !parameters.is_empty() {
             body["parameterMode"] = json!("NAMED");
             body["queryParameters"] = json!(
@@ -545,7 +551,8 @@ pub(super) mod tests {
         assert_eq!(
             query.json(),
             json!({"query": "SELECT id FROM `d`.`t` WHERE x > CAST(@watermark AS INT64)", "useLegacySql": false,
-                   "maxResults": PAGE_ROWS, "timeoutMs": SERVER_WAIT_MS, "location": "EU", "parameterMode": "NAMED",
+                   "maxResults": PAGE_ROWS, "timeoutMs": SERVER_WAIT_MS, "location": "EU",
+                   "defaultDataset": {"projectId": "proj", "datasetId": "ds"}, "parameterMode": "NAMED",
                    "queryParameters": [{"name": "watermark", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "7"}}]})
         );
         assert_eq!(requests[2].method, "GET");

@@ -462,6 +462,24 @@ async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
 }
 
 #[tokio::test]
+async fn a_query_source_reads_what_the_query_returns_and_filters_it_incrementally() {
+    let lake = Lakehouse::new().await;
+    let rows = people(&[(1, Some("ada")), (2, Some("bob")), (3, Some("cy"))]);
+    ok(lake.write("people", WriteMode::Append, vec![rows]).await);
+    // Unqualified: the Connection's dataset is the query's default. The semicolon is the user's.
+    let query = "SELECT id, UPPER(name) AS name FROM people WHERE id <> 2;";
+    let h = lake.harness();
+    let read = |after| h.query_people(CONNECTION, query, "id", after);
+    assert_eq!(read(None).await, vec![row(1, "ADA"), row(3, "CY")]);
+    // The watermark filters what the query returns, not the table: row 2 stays out.
+    assert_eq!(read(Some("0")).await, vec![row(1, "ADA"), row(3, "CY")]);
+    assert_eq!(read(Some("1")).await, vec![row(3, "CY")]);
+    assert_eq!(read(Some("3")).await, vec![]);
+    h.assert_missing_cursor_is_named(CONNECTION, query, "id, name")
+        .await;
+}
+
+#[tokio::test]
 async fn a_missing_table_is_named() {
     let lake = Lakehouse::new().await;
     let e = err(lake.read("no_such_table", None).await);

@@ -167,6 +167,18 @@ impl Warehouse {
     }
 }
 
+/// Runs each statement in a session of its own, failing the test on any error.
+async fn run_sql(w: &Warehouse, statements: &[&str]) {
+    let session = w.session().await;
+    for sql in statements {
+        session
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    session.close().await;
+}
+
 #[tokio::test]
 async fn every_mapped_type_round_trips_through_stage_files() {
     let w = Warehouse::new().await;
@@ -339,19 +351,14 @@ async fn new_columns_follow_schema_evolution() {
 #[tokio::test]
 async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
     let w = Warehouse::new().await;
-    let session = w.session().await;
-    let run = |sql: String| {
-        let session = &session;
-        async move {
-            session
-                .query(&sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        }
-    };
-    run("CREATE TABLE events (id NUMBER(19,0), updated_at TIMESTAMP_NTZ(6))".into()).await;
-    run("INSERT INTO events VALUES (1, '2024-01-01 10:00:00'), (2, '2024-01-02 10:00:00')".into())
-        .await;
+    run_sql(
+        &w,
+        &[
+            "CREATE TABLE events (id NUMBER(19,0), updated_at TIMESTAMP_NTZ(6))",
+            "INSERT INTO events VALUES (1, '2024-01-01 10:00:00'), (2, '2024-01-02 10:00:00')",
+        ],
+    )
+    .await;
 
     let read_after = |after: Option<String>| {
         let w = &w;
@@ -382,13 +389,15 @@ async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
         Vec::<i64>::new()
     );
     // Run 3: one late row at the watermark (not re-read) and one above it.
-    run("INSERT INTO events VALUES (3, '2024-01-02 10:00:00'), (4, '2024-01-03 09:00:00')".into())
-        .await;
+    run_sql(
+        &w,
+        &["INSERT INTO events VALUES (3, '2024-01-02 10:00:00'), (4, '2024-01-03 09:00:00')"],
+    )
+    .await;
     assert_eq!(
         read_after(Some("2024-01-02T10:00:00".into())).await,
         vec![4]
     );
-    session.close().await;
 
     let missing = w
         .read(
@@ -402,6 +411,94 @@ async fn incremental_reads_only_rows_above_the_watermark_over_three_runs() {
     assert!(err(missing).contains(
         "incremental cursor column \"changed\" is not a column (columns: ID, UPDATED_AT)"
     ),);
+}
+
+#[tokio::test]
+async fn a_query_source_reads_what_the_query_returns_and_filters_it_incrementally() {
+    let w = Warehouse::new().await;
+    run_sql(
+        &w,
+        &[
+            "CREATE TABLE orders (id NUMBER(19,0), status VARCHAR, updated_at TIMESTAMP_NTZ(6))",
+            "INSERT INTO orders VALUES (1, 'open', '2024-01-01 10:00:00'), \
+             (2, 'void', '2024-01-02 10:00:00'), (3, 'open', '2024-01-03 10:00:00')",
+        ],
+    )
+    .await;
+    // `name` so that the rows read as people; the trailing semicolon is the user's.
+    let query = "SELECT id, UPPER(status) AS name, updated_at FROM orders WHERE status <> 'void';";
+    let h = w.harness();
+    let read = |after| h.query_people(CONNECTION, query, "updated_at", after);
+    assert_eq!(read(None).await, vec![row(1, "OPEN"), row(3, "OPEN")]);
+    // The watermark filters what the query returns, not the table: row 2 stays out.
+    assert_eq!(
+        read(Some("2024-01-01T10:00:00")).await,
+        vec![row(3, "OPEN")]
+    );
+    assert_eq!(read(Some("2024-01-03T10:00:00")).await, vec![]);
+    h.assert_missing_cursor_is_named(CONNECTION, query, "ID, NAME, UPDATED_AT")
+        .await;
+}
+
+#[tokio::test]
+async fn local_zoned_timestamps_objects_and_arrays_read_back_and_load_again() {
+    let w = Warehouse::new().await;
+    run_sql(
+        &w,
+        &[
+            "CREATE TABLE shapes (id NUMBER(19,0), seen TIMESTAMP_LTZ(6), attrs OBJECT, \
+             tags ARRAY)",
+            "INSERT INTO shapes SELECT 1, '2024-05-01 12:30:00.25 +00:00'::TIMESTAMP_LTZ(6), \
+             PARSE_JSON('{\"a\":1,\"b\":\"x\"}'), PARSE_JSON('[1,\"two\"]')",
+        ],
+    )
+    .await;
+    let json = |t: String| {
+        serde_json::from_str::<serde_json::Value>(&t).unwrap_or_else(|e| panic!("{t}: {e}"))
+    };
+    let check = |read: &RecordBatch, row: usize| {
+        let schema = read.schema();
+        // In the unit of the scale the server describes (fakesnow says 9 for LTZ(6)), in UTC.
+        let seen = schema
+            .field_with_name("seen")
+            .map(|f| f.data_type().clone());
+        assert!(
+            matches!(&seen, Ok(DataType::Timestamp(_, Some(zone))) if zone.as_ref() == "UTC"),
+            "{seen:?}"
+        );
+        assert_eq!(value_text(read, "seen", row), "2024-05-01T12:30:00.250Z");
+        for name in ["attrs", "tags"] {
+            let field = schema
+                .field_with_name(name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(crate::connectors::http_api::is_json(field), "{field:?}");
+        }
+        assert_eq!(
+            json(value_text(read, "attrs", row)),
+            serde_json::json!({"a": 1, "b": "x"})
+        );
+        assert_eq!(
+            json(value_text(read, "tags", row)),
+            serde_json::json!([1, "two"])
+        );
+    };
+    let (schema, batches) = ok(w.read("shapes", None).await);
+    let first = sorted_by_id(&schema, &batches);
+    check(&first, 0);
+
+    // What was read loads into the same columns: the other direction of the map.
+    let mut columns = first.columns().to_vec();
+    columns[0] = Arc::new(arrow::array::Int64Array::from(vec![2]));
+    let again = RecordBatch::try_new(first.schema(), columns).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ok(w.write("shapes", WriteMode::Append, &[], vec![again]).await),
+        1
+    );
+    let (schema, batches) = ok(w.read("shapes", None).await);
+    let both = sorted_by_id(&schema, &batches);
+    assert_eq!(both.num_rows(), 2);
+    check(&both, 0);
+    check(&both, 1);
 }
 
 #[tokio::test]

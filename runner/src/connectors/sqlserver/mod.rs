@@ -3,10 +3,12 @@
 //! **No SQL Server has run this connector**: none can run where it was written. What runs
 //! against iridium-server (a T-SQL engine with a TDS server; `tests/server.rs`) is login,
 //! `synqx check`, a refused login, streamed `SELECT`s of int, decimal(38,10), nvarchar and bit
-//! columns, and an integer cursor pushed down. Everything else (bulk loads, `MERGE`,
-//! `sp_rename` swaps, transactions, datetime2 and datetimeoffset values, query sources) is
-//! unproven I/O around pure functions with unit tests of their exact SQL, type map, value
-//! conversions and error classification. Treat it as experimental.
+//! columns, an integer cursor pushed down, and the sink's `#temporary` staging table and its
+//! copy into the target. Everything else (bulk loads, `MERGE`, `sp_rename` swaps,
+//! transactions, datetime2 and datetimeoffset values, query sources) is unproven I/O around
+//! pure functions with unit tests of their exact SQL, type map, value conversions and error
+//! classification; the bulk load's `INSERT BULK` is tiberius's own and proven nowhere. Treat
+//! it as experimental.
 //!
 //! Asset FQNs are `table` (schema `dbo`), `schema.table` or `database.schema.table`;
 //! identifiers are bracket-quoted (`[a]]b]`).

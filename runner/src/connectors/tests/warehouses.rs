@@ -13,6 +13,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use futures::StreamExt;
+use synqx_api::pipeline::Source as SourceSpec;
 
 use super::{Harness, table_source};
 use crate::connectors::http_api::{is_json, json_field};
@@ -231,6 +232,65 @@ impl Harness {
         let spec = table_source(connection, fqn);
         self.read_with(spec, filter, DEFAULT_BATCH_BYTES, Rejects::failing())
             .await
+    }
+
+    /// Reads what `query` returns through Connection `connection` (asset `fqn` names it in
+    /// messages; with `filter`, only the rows above the watermark); a bad row fails the read.
+    pub async fn read_query(
+        &self,
+        connection: &str,
+        fqn: &str,
+        query: &str,
+        filter: Option<CursorFilter>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let spec = SourceSpec {
+            query: Some(query.into()),
+            ..table_source(connection, fqn)
+        };
+        self.read_with(spec, filter, DEFAULT_BATCH_BYTES, Rejects::failing())
+            .await
+    }
+
+    /// The people rows ([`people_rows`]) `query` returns; with `after`, only those above it
+    /// on the cursor column `cursor`. A failed read fails the test.
+    pub async fn query_people(
+        &self,
+        connection: &str,
+        query: &str,
+        cursor: &str,
+        after: Option<&str>,
+    ) -> Vec<(i64, Option<String>)> {
+        let filter = after.map(|after| CursorFilter {
+            column: cursor.into(),
+            after: after.into(),
+        });
+        let read = self.read_query(connection, "queried", query, filter).await;
+        people_rows(&read.unwrap_or_else(|e| panic!("{e}")).1)
+    }
+
+    /// Checks that reading `query` incrementally on a column it does not return fails, and
+    /// that the message names the query's asset and the `columns` the query has.
+    pub async fn assert_missing_cursor_is_named(
+        &self,
+        connection: &str,
+        query: &str,
+        columns: &str,
+    ) {
+        let filter = CursorFilter {
+            column: "changed".into(),
+            after: "1".into(),
+        };
+        let read = self
+            .read_query(connection, "queried", query, Some(filter))
+            .await;
+        let e = match read {
+            Ok(_) => panic!("a cursor column the query lacks was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("query of asset \"queried\""), "{e}");
+        let named =
+            format!("incremental cursor column \"changed\" is not a column (columns: {columns})");
+        assert!(e.contains(&named), "{e}");
     }
 
     /// Writes `request` from an input that stalls after `batch`, and drops the write while it
