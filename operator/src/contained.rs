@@ -23,6 +23,7 @@ use synqx_api::{Connection, Pipeline, PipelineRun};
 use crate::condition::{ConditionType, Reason, condition};
 use crate::context::{Operator, now_rfc3339};
 use crate::error::{Error, Result};
+use crate::event_reason::EventReason;
 
 /// The field manager of the status a panicked reconciliation leaves. The controllers apply
 /// their own status with `force`, so the next reconciliation that succeeds takes it back.
@@ -203,7 +204,7 @@ where
     {
         tracing::warn!(%error, object = object.name_any(), "recording a panicked reconciliation");
     }
-    let reason = Reason::OperatorError.as_str();
+    let reason = EventReason::Condition(Reason::OperatorError);
     ctx.event(&object.object_ref(&()), true, reason, note);
 }
 

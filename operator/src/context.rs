@@ -9,6 +9,7 @@ use kube::runtime::events::{Event, EventType};
 
 use crate::caches::Caches;
 use crate::error::{Error, Result};
+use crate::event_reason::EventReason;
 use crate::events::Events;
 use crate::metrics::Metrics;
 
@@ -113,7 +114,13 @@ impl Operator {
 
     /// Queues a Kubernetes Event about `object` (see `events`: published in the background,
     /// dropped when too many wait); never fails and never waits.
-    pub fn event(&self, object: &ObjectReference, warning: bool, reason: &str, note: String) {
+    pub fn event(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: EventReason,
+        note: String,
+    ) {
         self.event_about(object, None, warning, reason, note);
     }
 
@@ -125,7 +132,7 @@ impl Operator {
         object: &ObjectReference,
         related: Option<ObjectReference>,
         warning: bool,
-        reason: &str,
+        reason: EventReason,
         note: String,
     ) {
         let event = Event {
@@ -134,9 +141,9 @@ impl Operator {
             } else {
                 EventType::Normal
             },
-            reason: reason.into(),
+            reason: reason.as_str().into_owned(),
             note: Some(note.chars().take(1000).collect()),
-            action: reason.into(),
+            action: reason.as_str().into_owned(),
             secondary: related,
         };
         self.events.send(object, event);

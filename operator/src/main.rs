@@ -10,6 +10,7 @@ mod contained;
 mod context;
 mod controllers;
 mod error;
+mod event_reason;
 mod events;
 #[cfg(test)]
 mod fake_api;

@@ -10,6 +10,7 @@ use synqx_api::run::StepReport;
 
 use crate::context::{self, Operator, now_rfc3339};
 use crate::error::Result;
+use crate::event_reason::EventReason;
 
 /// What committing a reported watermark does.
 #[derive(Debug, PartialEq)]
@@ -93,7 +94,7 @@ pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>)
             ctx.event(
                 &pipeline.object_ref(&()),
                 true,
-                "WatermarkNotCommitted",
+                EventReason::WatermarkNotCommitted,
                 note,
             );
             Ok(())
@@ -117,7 +118,7 @@ pub async fn commit(ctx: &Operator, pipeline: &Pipeline, commit: &Committed<'_>)
                 &pipeline.object_ref(&()),
                 Some(related),
                 false,
-                "WatermarkCommitted",
+                EventReason::WatermarkCommitted,
                 note,
             );
             Ok(())

@@ -26,6 +26,7 @@ use crate::caches::Caches;
 use crate::condition::{ConditionType, Reason, find};
 use crate::context::{Operator, Settings};
 use crate::error::{Error, Result, is_conflict};
+use crate::event_reason::EventReason;
 use crate::job::{
     DEFAULT_SERVICE_ACCOUNT, ambient_credentials_env, end_of, hardened_container, hardened_pod,
     owned_by,
@@ -274,8 +275,12 @@ impl View<'_> {
             .await?;
         if reason != Reason::Checking {
             let note = message.to_string();
-            self.ctx
-                .event(&connection.object_ref(&()), !ready, reason.as_str(), note);
+            self.ctx.event(
+                &connection.object_ref(&()),
+                !ready,
+                EventReason::Condition(reason),
+                note,
+            );
         }
         Ok(())
     }

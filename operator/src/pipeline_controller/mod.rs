@@ -24,9 +24,10 @@ use synqx_api::pipeline::PipelineStatus;
 use synqx_api::{Connection, Pipeline, PipelineRun, Step};
 
 use crate::caches::Caches;
-use crate::condition::{ConditionType, is_true};
+use crate::condition::{ConditionType, Reason, is_true};
 use crate::context::Operator;
 use crate::error::{Error, Result};
+use crate::event_reason::EventReason;
 use crate::revision;
 pub use compile::compile;
 use runs::run_ended;
@@ -86,7 +87,12 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
                 now: Utc::now(),
             });
             if report(ctx, pipeline, status).await? {
-                ctx.event(&pipeline.object_ref(&()), true, "Invalid", message);
+                ctx.event(
+                    &pipeline.object_ref(&()),
+                    true,
+                    EventReason::Condition(Reason::Invalid),
+                    message,
+                );
             }
             return Ok(Action::await_change());
         }
@@ -143,17 +149,32 @@ async fn reconcile_inner(pipeline: &Pipeline, ctx: &Operator) -> Result<Action> 
     if report(ctx, pipeline, status).await? {
         let reference = pipeline.object_ref(&());
         if !is_true(&previous.conditions, ConditionType::Ready) {
-            ctx.event(&reference, false, "Ready", ready_message(&plan));
+            ctx.event(
+                &reference,
+                false,
+                EventReason::PipelineReady,
+                ready_message(&plan),
+            );
         }
         if let Some(c) = connections_ready.filter(|c| c.status == "False")
             && previous.conditions.get(1).map(|o| &o.message) != Some(&c.message)
         {
-            ctx.event(&reference, true, "ConnectionsNotReady", c.message);
+            ctx.event(
+                &reference,
+                true,
+                EventReason::ConnectionsNotReady,
+                c.message,
+            );
         }
     }
     if let Err(problem) = crate::cache_metrics::stale_after(pipeline) {
         let reference = pipeline.object_ref(&());
-        ctx.event(&reference, true, "InvalidAnnotation", problem.to_string());
+        ctx.event(
+            &reference,
+            true,
+            EventReason::InvalidAnnotation,
+            problem.to_string(),
+        );
     }
 
     let wake = scheduled

@@ -11,6 +11,7 @@ use synqx_api::{Pipeline, PipelineRun};
 
 use crate::context::{self, Operator, parse_time};
 use crate::error::{Error, Result, is_conflict, is_not_found};
+use crate::event_reason::EventReason;
 use crate::job::LABEL_PIPELINE;
 use crate::names;
 use crate::scheduling::{self, Fire};
@@ -67,7 +68,7 @@ pub async fn schedule(
         Fire::Nothing => None,
         Fire::Skip { at, reason } => {
             let note = format!("fire time {at}: {reason}");
-            ctx.event(&reference, true, "ScheduleSkipped", note);
+            ctx.event(&reference, true, EventReason::ScheduleSkipped, note);
             Some(at)
         }
         Fire::Run { at, cancel } => {
@@ -106,7 +107,7 @@ async fn replace(
             &pipeline.object_ref(&()),
             Some(related),
             false,
-            "RunReplaced",
+            EventReason::RunReplaced,
             note,
         );
     }
@@ -143,7 +144,7 @@ async fn create(
                 &pipeline.object_ref(&()),
                 Some(related),
                 false,
-                "RunScheduled",
+                EventReason::RunScheduled,
                 note,
             );
             Ok(())
@@ -205,7 +206,7 @@ pub async fn delete_old_runs(
                     &pipeline.object_ref(&()),
                     Some(related),
                     false,
-                    "RunDeleted",
+                    EventReason::RunDeleted,
                     note,
                 )
             }

@@ -14,6 +14,7 @@ use super::status::{Transition, controller_fields, transitions};
 use crate::condition::Reason;
 use crate::context::{self, Operator};
 use crate::error::Result;
+use crate::event_reason::EventReason;
 
 /// The field manager of everything the run controller writes in a run's status.
 pub const FIELD_MANAGER: &str = "synqx-run-controller";
@@ -105,8 +106,12 @@ impl Reporter<'_> {
         let note = format!(
             "{listed} did not match the operator's record of this run (written by another identity than the operator, such as a step pod's service account); restored from the record, which decides"
         );
-        self.ctx
-            .event(&self.run.object_ref(&()), true, "StatusRestored", note);
+        self.ctx.event(
+            &self.run.object_ref(&()),
+            true,
+            EventReason::StatusRestored,
+            note,
+        );
     }
 
     /// Applies the status of a run that goes on (or ended normally) and tells what moved
@@ -130,7 +135,8 @@ impl Reporter<'_> {
         let reference = self.run.object_ref(&());
         if previous.revision.is_none() {
             let note = format!("pinned revision {revision}");
-            self.ctx.event(&reference, false, "RunStarted", note);
+            self.ctx
+                .event(&reference, false, EventReason::RunStarted, note);
         }
         let mut skipped = Vec::new();
         for transition in moved {
@@ -160,18 +166,19 @@ impl Reporter<'_> {
                 continue;
             };
             let warning = matches!(step_phase, StepPhase::Failed | StepPhase::Retrying);
-            let reason = format!("Step{}", step_phase.as_str());
+            let reason = EventReason::Step(step_phase);
             let note = match message {
                 Some(m) => format!("step {step} attempt {attempt}: {m}"),
                 None => format!("step {step} attempt {attempt}"),
             };
             let related = context::reference("batch/v1", "Job", &self.namespace(), &job);
             self.ctx
-                .event_about(&reference, Some(related), warning, &reason, note);
+                .event_about(&reference, Some(related), warning, reason, note);
         }
         if !skipped.is_empty() {
             let note = format!("not run: {}", skipped.join("; "));
-            self.ctx.event(&reference, false, "StepsSkipped", note);
+            self.ctx
+                .event(&reference, false, EventReason::StepsSkipped, note);
         }
         if phase.is_finished() {
             self.ended(phase);
@@ -191,7 +198,7 @@ impl Reporter<'_> {
         self.ctx.event(
             &self.run.object_ref(&()),
             true,
-            reason.as_str(),
+            EventReason::Condition(reason),
             message.to_string(),
         );
         self.count_run(phase);
@@ -208,7 +215,7 @@ impl Reporter<'_> {
         self.ctx.event(
             &self.run.object_ref(&()),
             true,
-            "Waiting",
+            EventReason::Waiting,
             message.to_string(),
         );
         Ok(())
@@ -222,7 +229,7 @@ impl Reporter<'_> {
         self.ctx.event(
             &self.run.object_ref(&()),
             warning,
-            &format!("Run{}", phase.as_str()),
+            EventReason::RunEnded(phase),
             note,
         );
         self.count_run(phase);
