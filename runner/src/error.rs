@@ -78,6 +78,12 @@ pub enum Error {
     /// The step was cancelled (Ctrl-C or timeout) before it committed.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// An invariant of SynqX's own code did not hold: a defect, not a problem of the data or
+    /// the configuration, so the message says to report it rather than what to change.
+    #[error(
+        "{0} (a defect of SynqX, not of the data or the configuration: please report it with this message)"
+    )]
+    Defect(String),
     /// A task of the engine panicked or was aborted: a defect of SynqX, not of the data or the
     /// configuration.
     #[error("{context} failed: {source}")]

@@ -88,9 +88,12 @@ impl Rejects {
         let Some(file) = &self.file else {
             return Ok(None);
         };
-        let mut dl = file
-            .lock()
-            .map_err(|_| Error::Config("dead-letter file lock poisoned".into()))?;
+        let mut dl = file.lock().map_err(|poisoned| {
+            Error::Defect(format!(
+                "a writer of the rejected file {} panicked",
+                poisoned.into_inner().path.display()
+            ))
+        })?;
         if dl.out.is_none() {
             if let Some(parent) = dl.path.parent() {
                 std::fs::create_dir_all(parent)

@@ -120,7 +120,7 @@ impl CopyInEncoder {
         let mut views = Vec::with_capacity(self.targets.len());
         for (t, array) in self.targets.iter().zip(&converted) {
             views.push(View::new(&t.kind, array.as_ref()).ok_or_else(|| {
-                Error::Config(format!(
+                Error::Defect(format!(
                     "{}: column \"{}\" was converted to Arrow {} but the encoder of {} expects {}",
                     self.context,
                     t.name,

@@ -141,7 +141,7 @@ impl ParquetWriter {
             );
         }
         if leaves.len() != group.columns.len() {
-            return Err(Error::Config(format!(
+            return Err(Error::Defect(format!(
                 "writing {}: {} leaf columns for {} column writers",
                 self.file,
                 leaves.len(),
