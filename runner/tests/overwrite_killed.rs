@@ -185,13 +185,6 @@ async fn killed_overwrite_leaves_the_old_rows(t: Target<'_>) {
     );
 }
 
-/// `host:port` of a URL or URI: after the scheme (and the credentials), before the path.
-fn host_port(address: &str) -> String {
-    let rest = address.split_once("://").map_or(address, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
-}
-
 #[test]
 fn a_killed_mongodb_overwrite_leaves_the_old_collection() {
     killed_mongodb_overwrite(false);
@@ -275,7 +268,7 @@ spec: {{mongodb: {{uri: {{secretKeyRef: {{name: creds, key: uri}}}}, database: {
         };
         killed_overwrite_leaves_the_old_rows(Target {
             connection: &connection,
-            upstream: host_port(&uri),
+            upstream: servers::address_of(&uri),
             address: uri.clone(),
             swap: b"renameCollection",
             staged_new: 1,
@@ -347,7 +340,7 @@ spec:
         };
         killed_overwrite_leaves_the_old_rows(Target {
             connection: &connection,
-            upstream: host_port(&url),
+            upstream: servers::address_of(&url),
             address: url.clone(),
             swap,
             staged_new,
@@ -404,7 +397,7 @@ spec:
         };
         killed_overwrite_leaves_the_old_rows(Target {
             connection: &connection,
-            upstream: host_port(&bigquery.url),
+            upstream: servers::address_of(&bigquery.url),
             address: bigquery.url.clone(),
             swap: b"BEGIN TRANSACTION",
             staged_new: 1,

@@ -133,6 +133,20 @@ pub fn mongodb_uri() -> String {
         .unwrap_or_else(|_| "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN".into())
 }
 
+/// `host:port` of a URL or URI: after the scheme and the login, before the path and options.
+pub fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
+/// The URI with another login (`user:password@`), its address, path and options kept.
+pub fn with_login(uri: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+    let place = rest.rsplit_once('@').map_or(rest, |(_, p)| p);
+    format!("{scheme}://{user}:{password}@{place}")
+}
+
 /// The message of a test that could not reach the Redis or MongoDB test server.
 pub fn nosql_unreachable(what: &str, at: &str, error: impl std::fmt::Display) -> String {
     format!(
@@ -143,6 +157,22 @@ pub fn nosql_unreachable(what: &str, at: &str, error: impl std::fmt::Display) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_logins_of_uris() {
+        let uri = "mongodb://synqx:synqx@127.0.0.1:57017/?authMechanism=PLAIN";
+        assert_eq!(address_of(uri), "127.0.0.1:57017");
+        assert_eq!(address_of("http://127.0.0.1:59050"), "127.0.0.1:59050");
+        assert_eq!(address_of("127.0.0.1:6379?x=1"), "127.0.0.1:6379");
+        assert_eq!(
+            with_login(uri, "leak", "s3cret"),
+            "mongodb://leak:s3cret@127.0.0.1:57017/?authMechanism=PLAIN"
+        );
+        assert_eq!(
+            with_login("redis://127.0.0.1:6379/0", "u", "p"),
+            "redis://u:p@127.0.0.1:6379/0"
+        );
+    }
 
     #[test]
     fn urls_parse_into_their_parts_and_back() {

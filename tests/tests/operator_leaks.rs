@@ -22,7 +22,7 @@ use synqx_e2e::runs::{apply, connection, finished, folder, http_get, setup, star
 use synqx_e2e::secrets::{checked, lines_with, pod_logs, readable, seal, vault_published};
 use synqx_testkit::emulators;
 use synqx_testkit::postgres::psql;
-use synqx_testkit::servers::{mongodb_uri, mysql, postgres, redis};
+use synqx_testkit::servers::{mongodb_uri, mysql, postgres, redis, with_login};
 
 /// How many characters of a message the REST connector keeps of a response body.
 const BODY_SHOWN: usize = 300;
@@ -227,11 +227,7 @@ async fn no_credential_shows_in_objects_events_logs_or_metrics() {
     );
 
     let (pg, my, rd) = (postgres(), mysql(), redis());
-    let mongo_at = mongodb_uri()
-        .split_once('@')
-        .map(|(_, at)| at.to_string())
-        .unwrap_or_else(|| panic!("the MongoDB test URI has no login"));
-    let mongo_uri = format!("mongodb://{mongo_user}:{mongo_password}@{mongo_at}");
+    let mongo_uri = with_login(&mongodb_uri(), &mongo_user, &mongo_password);
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: leak-creds, labels: {{synqx.io/connection-secret: \"true\"}}}}\nstringData:\n\
          \x20 pg-user: {pg_user}\n  pg-password: {pg_password}\n  ok-user: {ok_user}\n  ok-password: {ok_password}\n\

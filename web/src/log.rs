@@ -254,5 +254,4 @@ fn transitioned(old: &StepStatus, new: &StepStatus) -> bool {
 }
 
 #[cfg(test)]
-#[path = "log_tests.rs"]
 mod tests;

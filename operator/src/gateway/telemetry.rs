@@ -326,6 +326,4 @@ pub async fn receive(
 }
 
 #[cfg(test)]
-mod route_tests;
-#[cfg(test)]
 mod tests;

@@ -256,6 +256,3 @@ impl Logs {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(all(test, feature = "s3-integration-tests"))]
-mod moto_tests;

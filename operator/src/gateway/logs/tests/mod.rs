@@ -1,3 +1,5 @@
+//! The log stores and the route: on a local folder here, on S3 (moto) in `moto.rs`.
+
 use std::io::Write;
 use std::sync::Arc;
 
@@ -7,6 +9,9 @@ use synqx_api::run::{PipelineRunStatus, StepPhase, StepStatus};
 use super::gzip::{decode, marker_text};
 use super::route::{LogsQuery, pick};
 use super::*;
+
+#[cfg(feature = "s3-integration-tests")]
+mod moto;
 
 fn line(n: usize) -> LogLine {
     LogLine {

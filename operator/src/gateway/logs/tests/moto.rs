@@ -12,9 +12,9 @@ use synqx_api::redact::Redactor;
 use synqx_s3::{Patience, S3Settings, SettingsError};
 use synqx_testkit::s3 as moto;
 
-use super::gzip::decode;
-use super::s3::S3Store;
-use super::{LogKey, LogStore, Logs};
+use crate::gateway::logs::gzip::decode;
+use crate::gateway::logs::s3::S3Store;
+use crate::gateway::logs::{LogKey, LogStore, Logs};
 
 const KEY_ID: &str = "AKIDLOGSTORE1234";
 const SECRET: &str = "wJalrXUtnFEMI/logs/store/secret";

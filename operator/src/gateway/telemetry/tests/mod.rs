@@ -1,4 +1,4 @@
-//! Binding a reviewed token to the attempt a report names.
+//! Binding a reviewed token to the attempt a report names; the route in `route.rs`.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -8,6 +8,8 @@ use synqx_api::run::{PipelineRef, PipelineRunSpec};
 use synqx_api::telemetry::Report;
 
 use super::*;
+
+mod route;
 
 fn owner(kind: &str, name: &str, uid: &str) -> OwnerReference {
     OwnerReference {

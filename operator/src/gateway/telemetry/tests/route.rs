@@ -17,9 +17,9 @@ use kube::runtime::watcher::Event;
 use synqx_api::PipelineRun;
 use synqx_api::telemetry::{AUDIENCE, Report};
 
-use super::tests::{attempt, run};
-use super::*;
+use super::{attempt, run};
 use crate::gateway::feed::{Scope, Stores};
+use crate::gateway::telemetry::*;
 use crate::gateway::{Hub, Limits, RECHECK};
 
 /// What the fake API server holds and how often it was asked.
