@@ -136,9 +136,11 @@ pub async fn step_reaches(
         }) {
             return found;
         }
+        // The run as last seen says where it stopped (its phase, each step's phase and message).
         assert!(
             tokio::time::Instant::now() < deadline,
-            "step {step_name} of {run} never reached {phase:?}"
+            "step {step_name} of {run} never reached {phase:?}; the run's status was {:?}",
+            found.status
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
