@@ -1,6 +1,8 @@
 //! Compiling a Pipeline on the cluster: the objects go straight to the checks of
-//! `synqx validate` ([`validate_objects`]), so the problems read the same on the cluster as
-//! on a laptop, without the file name.
+//! `synqx validate` ([`validate_objects`]) and then to the connectors' own checks of each
+//! step (an FQN a database cannot name, a format a store cannot write, a statement a
+//! connector refuses), so the problems read the same on the cluster as on a laptop, without
+//! the file name, and a Pipeline a connector would refuse is Invalid before any run.
 
 use std::collections::BTreeSet;
 
@@ -25,6 +27,8 @@ pub fn compile(pipeline: &Pipeline, connections: &[Connection]) -> Result<Plan, 
         .cloned()
         .collect();
     let mut report = validate_objects(&used_connections, std::slice::from_ref(pipeline));
+    let mut connector_problems = synqx_runner::connectors::validate::problems(&report);
+    report.problems.append(&mut connector_problems);
     let relevant = |p: &Problem| match p.resource.as_deref() {
         Some(resource) => {
             resource == format!("Pipeline/{name}")
@@ -154,6 +158,44 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
         assert!(
             all.contains("Connection/broken"),
             "a used Connection's problem: {all}"
+        );
+    }
+
+    /// A step only its connector can judge (an FQN SQLite cannot name): Invalid on the
+    /// cluster with the message `synqx validate` prints, before any run starts a pod.
+    #[test]
+    fn a_step_its_connector_refuses_does_not_compile_and_reads_as_synqx_validate() {
+        let yaml = with_pipeline(
+            "    - name: copy\n      sync:\n        source: {connection: db, asset: {fqn: other.orders}}\n        destination: {connection: db, asset: {fqn: orders_copy}}\n",
+        );
+        let (pipeline, connections) = objects(&yaml);
+        let on_cluster = compile(&pipeline, &connections).expect_err("refused by sqlite");
+        let mut files = validate(&[InputFile {
+            name: "p.yaml",
+            text: &yaml,
+        }]);
+        assert!(
+            files.problems.iter().all(|p| p.resource.as_deref() == Some("Connection/broken")),
+            "the API's own checks pass this step: {:?}",
+            files.problems
+        );
+        let connector = synqx_runner::connectors::validate::problems(&files);
+        files.problems = connector;
+        let from_files: Vec<String> = files
+            .problems
+            .iter()
+            .map(|p| {
+                let text = p.to_string();
+                text.strip_prefix("p.yaml: ").unwrap_or(&text).to_string()
+            })
+            .collect();
+        assert_eq!(on_cluster, from_files);
+        assert_eq!(on_cluster.len(), 1, "{on_cluster:?}");
+        assert!(
+            on_cluster[0].contains("step \"copy\"")
+                && on_cluster[0].contains("spec.steps[0].sync.source")
+                && on_cluster[0].contains("asset \"other.orders\" is not a SQLite table"),
+            "{on_cluster:?}"
         );
     }
 }
