@@ -16,7 +16,11 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use synqx_api::run::RunPhase;
+use synqx_api::apply::StatusApply;
+use synqx_api::condition::Condition;
+use synqx_api::connection::ConnectionStatus;
+use synqx_api::pipeline::PipelineStatus;
+use synqx_api::run::{PipelineRunStatus, RunPhase};
 use synqx_api::run_record::{RECORD_ANNOTATION, RunRecord};
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
@@ -73,52 +77,126 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     said.chars().take(MAX_MESSAGE).collect()
 }
 
-/// How a panicked reconciliation shows on its object: the condition it turns False, what
-/// happens next, and status fields besides the condition.
-struct Failure<'a> {
-    kind: &'a str,
-    condition: ConditionType,
-    previous: Vec<synqx_api::condition::Condition>,
-    after: &'a str,
-    fields: serde_json::Value,
+/// What a panicked reconciliation says on its object: the `OperatorError` condition of type
+/// `condition` (False), and the note of the condition and the Event, which names the kind
+/// and what happens next (`after`).
+fn failed_condition(
+    kind: &str,
+    condition_type: ConditionType,
+    previous: &[Condition],
+    generation: Option<i64>,
+    (message, after, now): (&str, &str, &str),
+) -> (Condition, String) {
+    let note = format!(
+        "the operator failed on this {kind} ({message}); other objects are served as before; {after}"
+    );
+    let failed = condition(
+        previous,
+        condition_type,
+        false,
+        Reason::OperatorError,
+        &note,
+        generation,
+        now,
+    );
+    (failed, note)
 }
 
 /// A Pipeline whose reconciliation panicked: `Ready` turns False until one succeeds (tried
 /// again every 5 minutes), so no run pins its plan meanwhile.
+fn pipeline_failure(pipeline: &Pipeline, message: &str, now: &str) -> (PipelineStatus, String) {
+    let previous = pipeline.status.as_ref().map(|s| s.conditions.as_slice());
+    let (failed, note) = failed_condition(
+        "Pipeline",
+        ConditionType::Ready,
+        previous.unwrap_or_default(),
+        pipeline.metadata.generation,
+        (message, "it is tried again every 5 minutes", now),
+    );
+    let status = PipelineStatus {
+        conditions: vec![failed],
+        ..Default::default()
+    };
+    (status, note)
+}
+
+/// A run whose reconciliation panicked fails: it would panic again on every pass.
+fn run_failure(run: &PipelineRun, message: &str, now: &str) -> (PipelineRunStatus, String) {
+    let previous = run.status.as_ref().map(|s| s.conditions.as_slice());
+    let (failed, note) = failed_condition(
+        "PipelineRun",
+        ConditionType::Succeeded,
+        previous.unwrap_or_default(),
+        run.metadata.generation,
+        (message, "the run failed", now),
+    );
+    let status = PipelineRunStatus {
+        phase: Some(RunPhase::Failed),
+        completion_time: Some(now.to_string()),
+        conditions: vec![failed],
+        ..Default::default()
+    };
+    (status, note)
+}
+
+/// A Connection whose reconciliation panicked is not Ready until its spec changes.
+fn connection_failure(
+    connection: &Connection,
+    message: &str,
+    now: &str,
+) -> (ConnectionStatus, String) {
+    let previous = connection.status.as_ref().map(|s| s.conditions.as_slice());
+    let (failed, note) = failed_condition(
+        "Connection",
+        ConditionType::Ready,
+        previous.unwrap_or_default(),
+        connection.metadata.generation,
+        (message, "edit it to check it again", now),
+    );
+    let status = ConnectionStatus {
+        observed_generation: connection.metadata.generation,
+        conditions: vec![failed],
+        ..Default::default()
+    };
+    (status, note)
+}
+
+/// Reports a Pipeline whose reconciliation panicked.
 pub fn pipeline_failed(
     pipeline: Arc<Pipeline>,
     message: String,
     ctx: Arc<Operator>,
 ) -> BoxFuture<'static, ()> {
     async move {
-        let failure = Failure {
-            kind: "Pipeline",
-            condition: ConditionType::Ready,
-            previous: pipeline.status.clone().unwrap_or_default().conditions,
-            after: "it is tried again every 5 minutes",
-            fields: json!({}),
-        };
-        report(&ctx, pipeline.as_ref(), failure, &message).await;
+        let failure = pipeline_failure(&pipeline, &message, &now_rfc3339());
+        report(&ctx, pipeline.as_ref(), failure).await;
     }
     .boxed()
 }
 
-/// A run whose reconciliation panicked fails: it would panic again on every pass.
+/// Reports a run whose reconciliation panicked, and records that it failed.
 pub fn run_failed(
     run: Arc<PipelineRun>,
     message: String,
     ctx: Arc<Operator>,
 ) -> BoxFuture<'static, ()> {
     async move {
-        let failure = Failure {
-            kind: "PipelineRun",
-            condition: ConditionType::Succeeded,
-            previous: run.status.clone().unwrap_or_default().conditions,
-            after: "the run failed",
-            fields: json!({"phase": "Failed", "completionTime": now_rfc3339()}),
-        };
         record_failed(&ctx, run.as_ref()).await;
-        report(&ctx, run.as_ref(), failure, &message).await;
+        let failure = run_failure(&run, &message, &now_rfc3339());
+        report(&ctx, run.as_ref(), failure).await;
+    }
+    .boxed()
+}
+
+/// Reports a Connection whose reconciliation panicked.
+pub fn connection_failed(
+    connection: Arc<Connection>,
+    message: String,
+    ctx: Arc<Operator>,
+) -> BoxFuture<'static, ()> {
+    async move {
+        let failure = connection_failure(&connection, &message, &now_rfc3339());
+        report(&ctx, connection.as_ref(), failure).await;
     }
     .boxed()
 }
@@ -146,57 +224,20 @@ async fn record_failed(ctx: &Operator, run: &PipelineRun) {
     }
 }
 
-/// A Connection whose reconciliation panicked is not Ready until its spec changes.
-pub fn connection_failed(
-    connection: Arc<Connection>,
-    message: String,
-    ctx: Arc<Operator>,
-) -> BoxFuture<'static, ()> {
-    async move {
-        let failure = Failure {
-            kind: "Connection",
-            condition: ConditionType::Ready,
-            previous: connection.status.clone().unwrap_or_default().conditions,
-            after: "edit it to check it again",
-            fields: json!({"observedGeneration": connection.metadata.generation}),
-        };
-        report(&ctx, connection.as_ref(), failure, &message).await;
-    }
-    .boxed()
-}
-
-/// Applies the failure's condition and fields to `object` under [`FIELD_MANAGER`] and
-/// publishes a Warning Event; a failure of either is logged (the error metric already counts
-/// the panic).
-async fn report<K>(ctx: &Operator, object: &K, failure: Failure<'_>, message: &str)
+/// Applies the failure's status to `object` under [`FIELD_MANAGER`] (the one writer besides
+/// the object's controller, whose forced apply takes the fields back once a reconciliation
+/// succeeds) and publishes a Warning Event; a failure of either is logged (the error metric
+/// already counts the panic).
+async fn report<K, S>(ctx: &Operator, object: &K, (status, note): (S, String))
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
+    S: serde::Serialize + std::fmt::Debug,
 {
-    let note = format!(
-        "the operator failed on this {} ({message}); other objects are served as before; {}",
-        failure.kind, failure.after
-    );
-    let failed = condition(
-        &failure.previous,
-        failure.condition,
-        false,
-        Reason::OperatorError,
-        &note,
-        object.meta().generation,
-        &now_rfc3339(),
-    );
-    let mut status = failure.fields;
-    status["conditions"] = json!([failed]);
-    let namespace = object.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let body = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
+    let body = StatusApply::of::<K>(status);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     if let Err(error) = api
         .patch_status(&object.name_any(), &params, &Patch::Apply(&body))
@@ -223,5 +264,45 @@ mod tests {
         let odd = std::panic::catch_unwind(|| std::panic::panic_any(42_u8));
         let payload = odd.expect_err("it panicked");
         assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
+    }
+
+    /// The typed status of each kind carries the failed condition and only the fields this
+    /// writer owns: phase and completion of a run, the generation of a Connection.
+    #[test]
+    fn a_panicked_object_gets_only_the_fields_its_failure_owns() {
+        let now = "2026-12-03T10:00:00Z";
+        let run: PipelineRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "synqx.io/v1alpha1", "kind": "PipelineRun",
+            "metadata": {"name": "r", "namespace": "etl", "generation": 2},
+            "spec": {"pipelineRef": {"name": "p"}},
+            "status": {"phase": "Running", "progress": "1/3"},
+        }))
+        .expect("a run");
+        let (status, note) = run_failure(&run, "boom", now);
+        let body = serde_json::to_value(StatusApply::of::<PipelineRun>(status)).expect("json");
+        let condition = &body["status"]["conditions"][0];
+        assert_eq!(body["kind"], "PipelineRun");
+        assert_eq!(body["status"]["phase"], "Failed");
+        assert_eq!(body["status"]["completionTime"], now);
+        assert_eq!(condition["type"], "Succeeded");
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "OperatorError");
+        assert_eq!(condition["message"], note);
+        assert!(note.contains("this PipelineRun (boom)") && note.ends_with("the run failed"));
+        let mut fields: Vec<&String> = body["status"].as_object().expect("status").keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["completionTime", "conditions", "phase"]);
+
+        let connection: Connection = serde_json::from_value(serde_json::json!({
+            "apiVersion": "synqx.io/v1alpha1", "kind": "Connection",
+            "metadata": {"name": "db", "namespace": "etl", "generation": 5},
+            "spec": {"sqlite": {"path": "/tmp/db.sqlite"}},
+        }))
+        .expect("a connection");
+        let (status, _) = connection_failure(&connection, "boom", now);
+        let body = serde_json::to_value(&status).expect("json");
+        assert_eq!(body["observedGeneration"], 5);
+        assert_eq!(body["conditions"][0]["type"], "Ready");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(2));
     }
 }
