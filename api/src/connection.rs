@@ -715,13 +715,45 @@ mod tests {
 
 /// What `synqx check` reports for a Connection: written as JSON to the check Job's
 /// termination message, read by the operator into the Connection's `Ready` condition.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckReport {
     /// Whether the check connected, authenticated and reached the target.
     pub ready: bool,
-    /// `Connected` when ready; else `Unreachable`, `Unauthorized`, `NotFound` or `Invalid`.
-    pub reason: String,
+    /// Why the check ended as it did: `Connected` exactly when it is ready.
+    pub reason: CheckReason,
     /// What was checked, or what failed and what to do (credentials redacted).
     pub message: String,
+}
+
+/// Why a check ended as it did: the `reason` of its [`CheckReport`], and of the Connection's
+/// `Ready` condition.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckReason {
+    /// Connected, authenticated and reached the target.
+    Connected,
+    /// The system did not answer: refused, unknown host, timed out.
+    Unreachable,
+    /// The system answered, but rejected the credentials or forbade the request.
+    Unauthorized,
+    /// The system answered, but the target (bucket, database, directory) does not exist.
+    NotFound,
+    /// The spec cannot work as written, or a secret it needs is missing.
+    Invalid,
+    /// This version of synqx has no connector for the system.
+    Unsupported,
+}
+
+impl CheckReason {
+    /// The reason as the report and the Connection's `Ready` condition write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "Connected",
+            Self::Unreachable => "Unreachable",
+            Self::Unauthorized => "Unauthorized",
+            Self::NotFound => "NotFound",
+            Self::Invalid => "Invalid",
+            Self::Unsupported => "Unsupported",
+        }
+    }
 }

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::run::RunPhase;
 pub use crate::runner::{RunnerSpec, RunnerVolume};
 
 /// A Pipeline is a DAG of steps. Edges come from `dependsOn` and from lineage: a step whose
@@ -702,7 +703,7 @@ pub struct RunReference {
     pub name: String,
     /// Its phase when last seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<RunPhase>,
     /// When it started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,

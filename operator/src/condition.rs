@@ -2,6 +2,7 @@
 //! condition keeping its transition time while its status does not change.
 
 use synqx_api::condition::Condition;
+use synqx_api::connection::CheckReason;
 
 /// The condition types the operator writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,20 +100,16 @@ impl Reason {
         }
     }
 
-    /// The reason a check report names (`synqx check` writes it); one it does not know is a
-    /// failed check.
-    pub fn of_check(reason: &str) -> Self {
-        [
-            Self::Connected,
-            Self::Unreachable,
-            Self::Unauthorized,
-            Self::NotFound,
-            Self::Invalid,
-            Self::Unsupported,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == reason)
-        .unwrap_or(Self::CheckFailed)
+    /// The condition's reason for the reason a check report names.
+    pub fn of_check(reason: CheckReason) -> Self {
+        match reason {
+            CheckReason::Connected => Self::Connected,
+            CheckReason::Unreachable => Self::Unreachable,
+            CheckReason::Unauthorized => Self::Unauthorized,
+            CheckReason::NotFound => Self::NotFound,
+            CheckReason::Invalid => Self::Invalid,
+            CheckReason::Unsupported => Self::Unsupported,
+        }
     }
 }
 
@@ -184,10 +181,30 @@ mod tests {
         );
     }
 
+    /// Each reason of a check names the condition's reason of the same text; a report with a
+    /// reason this version does not know is no report (the check then counts as failed,
+    /// `CheckFailed`, like one that ended without a report).
     #[test]
-    fn check_reasons_are_read_back_and_unknown_ones_are_failed_checks() {
-        assert_eq!(Reason::of_check("Unauthorized"), Reason::Unauthorized);
-        assert_eq!(Reason::of_check("Connected"), Reason::Connected);
-        assert_eq!(Reason::of_check("Exploded"), Reason::CheckFailed);
+    fn check_reasons_are_read_back_and_unknown_ones_are_no_report() {
+        use CheckReason::*;
+        for reason in [
+            Connected,
+            Unreachable,
+            Unauthorized,
+            NotFound,
+            Invalid,
+            Unsupported,
+        ] {
+            assert_eq!(Reason::of_check(reason).as_str(), reason.as_str());
+            let text = format!(
+                r#"{{"ready":false,"reason":"{}","message":"m"}}"#,
+                reason.as_str()
+            );
+            let report: synqx_api::connection::CheckReport =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(report.reason, reason);
+        }
+        let unknown = r#"{"ready":false,"reason":"Exploded","message":"m"}"#;
+        assert!(serde_json::from_str::<synqx_api::connection::CheckReport>(unknown).is_err());
     }
 }

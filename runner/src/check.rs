@@ -19,42 +19,13 @@ use crate::pod::{PodEnv, TerminationMessage, explain, is_not_found, write_termin
 /// Longest wait for the Kubernetes API to return the Connection.
 const API_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Why a check ended as it did: the `reason` of its [`CheckReport`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// Connected, authenticated and reached the target.
-    Connected,
-    /// The system did not answer: refused, unknown host, timed out.
-    Unreachable,
-    /// The system answered, but rejected the credentials or forbade the request.
-    Unauthorized,
-    /// The system answered, but the target (bucket, directory, folder) does not exist.
-    NotFound,
-    /// The spec cannot work as written, or a secret it needs is missing.
-    Invalid,
-    /// This version of synqx has no connector for the system.
-    Unsupported,
-}
+pub use synqx_api::connection::CheckReason;
 
-impl Reason {
-    /// The reason as the Connection's `Ready` condition shows it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connected => "Connected",
-            Self::Unreachable => "Unreachable",
-            Self::Unauthorized => "Unauthorized",
-            Self::NotFound => "NotFound",
-            Self::Invalid => "Invalid",
-            Self::Unsupported => "Unsupported",
-        }
-    }
-}
-
-/// A report: ready exactly when `reason` is [`Reason::Connected`].
-pub fn report(reason: Reason, message: impl Into<String>) -> CheckReport {
+/// A report: ready exactly when `reason` is [`CheckReason::Connected`].
+pub fn report(reason: CheckReason, message: impl Into<String>) -> CheckReport {
     CheckReport {
-        ready: reason == Reason::Connected,
-        reason: reason.as_str().to_string(),
+        ready: reason == CheckReason::Connected,
+        reason,
         message: message.into(),
     }
 }
@@ -62,7 +33,7 @@ pub fn report(reason: Reason, message: impl Into<String>) -> CheckReport {
 /// The report of a Connection that cannot be opened as written (a configuration error of its
 /// connector: a bad field or a missing secret).
 pub fn invalid(error: &Error) -> CheckReport {
-    report(Reason::Invalid, error.to_string())
+    report(CheckReason::Invalid, error.to_string())
 }
 
 /// 0 when the Connection is ready, 1 otherwise.
@@ -78,7 +49,7 @@ pub fn summary(label: &str, name: &str, report: &CheckReport) -> String {
         .message
         .strip_prefix(&prefix)
         .unwrap_or(&report.message);
-    let outcome = if report.ready { "OK" } else { &report.reason };
+    let outcome = if report.ready { "OK" } else { report.reason.as_str() };
     format!("{label}: {outcome}: {message}")
 }
 
@@ -99,7 +70,7 @@ pub async fn in_cluster(namespace: Option<String>, name: &str, env: &PodEnv) -> 
         Some(Err(e)) => (
             namespace.unwrap_or_default(),
             report(
-                Reason::Invalid,
+                CheckReason::Invalid,
                 format!(
                     "Connection \"{name}\": ${CONNECTION_ENV} does not hold a Connection spec: {e} (the operator and the runner image are of different SynqX versions)"
                 ),
@@ -143,7 +114,7 @@ async fn from_api(namespace: Option<String>, name: &str, env: &PodEnv) -> (Strin
         Err(e) => (
             namespace.unwrap_or_default(),
             report(
-                Reason::Unreachable,
+                CheckReason::Unreachable,
                 format!(
                     "Connection \"{name}\": cannot reach the Kubernetes API to read the Connection: {e} (in a pod this needs the service account token; elsewhere set KUBECONFIG)"
                 ),
@@ -167,7 +138,7 @@ async fn read(client: Client, namespace: &str, name: &str) -> Result<Connection,
     let connections: Api<Connection> = Api::namespaced(client, namespace);
     let Ok(got) = tokio::time::timeout(API_TIMEOUT, connections.get(name)).await else {
         return Err(report(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "Connection \"{name}\": the Kubernetes API did not return it within {}s: check the pod's network policy and the API server",
                 API_TIMEOUT.as_secs()
@@ -177,15 +148,15 @@ async fn read(client: Client, namespace: &str, name: &str) -> Result<Connection,
     got.map_err(|e| {
         if is_not_found(&e) {
             report(
-                Reason::NotFound,
+                CheckReason::NotFound,
                 format!(
                     "Connection \"{name}\" does not exist in namespace \"{namespace}\": it was deleted, so there is nothing to check"
                 ),
             )
         } else {
             let reason = match &e {
-                kube::Error::Api(s) if s.is_forbidden() || s.code == 401 => Reason::Unauthorized,
-                _ => Reason::Unreachable,
+                kube::Error::Api(s) if s.is_forbidden() || s.code == 401 => CheckReason::Unauthorized,
+                _ => CheckReason::Unreachable,
             };
             report(
                 reason,
@@ -245,19 +216,19 @@ mod tests {
 
     #[test]
     fn reports_are_ready_only_when_connected() {
-        let ok = report(Reason::Connected, "Connection \"lake\": listed /data");
+        let ok = report(CheckReason::Connected, "Connection \"lake\": listed /data");
         assert!(ok.ready);
-        assert_eq!(ok.reason, "Connected");
+        assert_eq!(ok.reason.as_str(), "Connected");
         assert_eq!(exit_code(&ok), 0);
-        let down = report(Reason::Unreachable, "Connection \"lake\": refused");
+        let down = report(CheckReason::Unreachable, "Connection \"lake\": refused");
         assert!(!down.ready);
-        assert_eq!(down.reason, "Unreachable");
+        assert_eq!(down.reason.as_str(), "Unreachable");
         assert_eq!(exit_code(&down), 1);
         assert_eq!(
             invalid(&Error::Config(
                 "Connection \"x\": s3.bucket is empty".into()
             )),
-            report(Reason::Invalid, "Connection \"x\": s3.bucket is empty")
+            report(CheckReason::Invalid, "Connection \"x\": s3.bucket is empty")
         );
     }
 
@@ -267,7 +238,7 @@ mod tests {
             summary(
                 "lake",
                 "lake",
-                &report(Reason::Connected, "Connection \"lake\": listed /data")
+                &report(CheckReason::Connected, "Connection \"lake\": listed /data")
             ),
             "lake: OK: listed /data"
         );
@@ -275,7 +246,7 @@ mod tests {
             summary(
                 "synqx check: Connection \"ns/db\"",
                 "db",
-                &report(Reason::NotFound, "Connection \"db\": no folder /x")
+                &report(CheckReason::NotFound, "Connection \"db\": no folder /x")
             ),
             "synqx check: Connection \"ns/db\": NotFound: no folder /x"
         );
@@ -283,17 +254,17 @@ mod tests {
 
     #[test]
     fn the_termination_message_is_json_that_fits() {
-        let small = report(Reason::NotFound, "Connection \"lake\": no bucket");
+        let small = report(CheckReason::NotFound, "Connection \"lake\": no bucket");
         assert_eq!(
             small.to_termination_message(),
             r#"{"ready":false,"reason":"NotFound","message":"Connection \"lake\": no bucket"}"#
         );
         // Quotes double in JSON, and a multi-byte character must not be split.
-        let long = report(Reason::Unreachable, "\"é".repeat(3000));
+        let long = report(CheckReason::Unreachable, "\"é".repeat(3000));
         let json = long.to_termination_message();
         assert!(json.len() <= CheckReport::MAX_BYTES, "{}", json.len());
         let back: CheckReport = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back.reason, "Unreachable");
+        assert_eq!(back.reason.as_str(), "Unreachable");
         assert!(back.message.ends_with("..."), "{}", back.message);
         assert!(back.message.len() > 1000, "{}", back.message.len());
     }

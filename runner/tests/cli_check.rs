@@ -186,7 +186,7 @@ fn without_a_cluster_the_report_says_unreachable() {
     let json = std::fs::read_to_string(&termination).unwrap_or_else(|e| panic!("{e}"));
     let report: CheckReport = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
     assert!(!report.ready);
-    assert_eq!(report.reason, "Unreachable");
+    assert_eq!(report.reason.as_str(), "Unreachable");
     assert!(
         report
             .message

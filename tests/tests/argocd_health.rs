@@ -169,7 +169,7 @@ fn last_run_is(pipeline: &Pipeline, phase: &str) -> bool {
         .status
         .as_ref()
         .and_then(|s| s.last_run.as_ref())
-        .is_some_and(|r| r.phase.as_deref() == Some(phase))
+        .is_some_and(|r| r.phase.is_some_and(|p| p.as_str() == phase))
 }
 
 #[tokio::test]

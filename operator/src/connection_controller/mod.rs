@@ -151,25 +151,28 @@ async fn reconcile_inner(connection: &Connection, ctx: &Operator) -> Result<Acti
     let Some(ended) = end_of(&job) else {
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
-    let report = report_of(ctx, &namespace, &job_name)
-        .await?
-        .unwrap_or_else(|| CheckReport {
-            ready: false,
-            reason: if ended.reason.as_deref() == Some("DeadlineExceeded") {
+    // A check Job that ended without a report (killed, or a runner that died) failed; one
+    // past its deadline could not reach the system in time.
+    let (ready, reason, message) = match report_of(ctx, &namespace, &job_name).await? {
+        Some(report) => (
+            report.ready,
+            Reason::of_check(report.reason),
+            report.message,
+        ),
+        None => {
+            let reason = if ended.reason.as_deref() == Some("DeadlineExceeded") {
                 Reason::Unreachable
             } else {
                 Reason::CheckFailed
-            }
-            .as_str()
-            .into(),
-            message: format!(
+            };
+            let message = format!(
                 "the check Job {job_name} ended without a report: {}",
                 ended.message.clone().unwrap_or_default()
-            ),
-        });
-    let reason = Reason::of_check(&report.reason);
-    view.set(report.ready, reason, &report.message, true)
-        .await?;
+            );
+            (false, reason, message)
+        }
+    };
+    view.set(ready, reason, &message, true).await?;
     Ok(Action::await_change())
 }
 

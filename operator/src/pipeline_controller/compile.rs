@@ -175,7 +175,10 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
             text: &yaml,
         }]);
         assert!(
-            files.problems.iter().all(|p| p.resource.as_deref() == Some("Connection/broken")),
+            files
+                .problems
+                .iter()
+                .all(|p| p.resource.as_deref() == Some("Connection/broken")),
             "the API's own checks pass this step: {:?}",
             files.problems
         );

@@ -126,7 +126,7 @@ fn last_run(runs: &[PipelineRun]) -> Option<RunReference> {
         .max_by_key(|r| r.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .map(|r| RunReference {
             name: r.name_any(),
-            phase: trusted_phase(r).map(|p| p.as_str().to_string()),
+            phase: trusted_phase(r),
             start_time: r.status.as_ref().and_then(|s| s.start_time.clone()),
         })
 }
@@ -250,8 +250,8 @@ mod tests {
         assert_eq!(status.summary.as_ref().map(|s| s.steps), Some(1));
         let last = status.last_run.clone().expect("last run");
         assert_eq!(
-            (last.name.as_str(), last.phase.as_deref()),
-            ("p-2", Some("Running"))
+            (last.name.as_str(), last.phase),
+            ("p-2", Some(synqx_api::run::RunPhase::Running))
         );
         assert_eq!(
             status.next_schedule_time.as_deref(),

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use tokio::sync::mpsc;
 
-use crate::check::Reason;
+use crate::check::CheckReason;
 use crate::error::{Error, Result};
 
 /// The extension name JSON text carries, as the other connectors give it.
@@ -31,11 +31,11 @@ pub enum Kind {
 
 impl Kind {
     /// The reason `synqx check` reports for a failed probe.
-    pub fn reason(self) -> Reason {
+    pub fn reason(self) -> CheckReason {
         match self {
-            Kind::Unauthorized => Reason::Unauthorized,
-            Kind::NotFound => Reason::NotFound,
-            Kind::Unreachable | Kind::Statement | Kind::Protocol => Reason::Unreachable,
+            Kind::Unauthorized => CheckReason::Unauthorized,
+            Kind::NotFound => CheckReason::NotFound,
+            Kind::Unreachable | Kind::Statement | Kind::Protocol => CheckReason::Unreachable,
         }
     }
 }
@@ -235,6 +235,6 @@ mod tests {
         let f = Failure::new(Kind::NotFound, "Connection \"c\": no table t (pw hunter2)");
         let e = f.into_error("Connection \"c\"", |t| t.replace("hunter2", "***"));
         assert_eq!(e.to_string(), "Connection \"c\": no table t (pw ***)");
-        assert_eq!(Kind::Statement.reason(), Reason::Unreachable);
+        assert_eq!(Kind::Statement.reason(), CheckReason::Unreachable);
     }
 }

@@ -65,7 +65,7 @@ pub use connector::{
     ConnectionRef, Connector, Registered, Role, Usage, optional_text, unsupported,
 };
 
-use crate::check::{Reason, invalid, report};
+use crate::check::{CheckReason, invalid, report};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 
@@ -165,7 +165,7 @@ async fn check_in(registry: &[&dyn Registered], conn: &ConnectionRef<'_>) -> Che
     match connector_in(registry, conn) {
         Ok(connector) => connector.check(conn).await,
         Err(_) => report(
-            Reason::Unsupported,
+            CheckReason::Unsupported,
             format!(
                 "Connection \"{}\": the {kind} connector is not available in this version of synqx (available: {}); steps that use this Connection cannot run until a version with it is installed",
                 conn.name,

@@ -205,7 +205,7 @@ async fn pipeline_state(
         .collect();
     let last_run = last.map(|r| RunReference {
         name: r.id,
-        phase: Some(r.status),
+        phase: phase(&r.status),
         start_time: Some(r.started_at),
     });
     Ok((last_run, watermarks))

@@ -8,17 +8,17 @@ use synqx_api::connection::CheckReport;
 
 use super::client::{Client, Failure, Kind};
 use super::config::BigQueryConfig;
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) async fn check(config: BigQueryConfig) -> CheckReport {
     let settings = Arc::new(config);
     match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
-        Ok(Ok(what)) => report(Reason::Connected, format!("{}: {what}", settings.at())),
+        Ok(Ok(what)) => report(CheckReason::Connected, format!("{}: {what}", settings.at())),
         Ok(Err(f)) => report(f.kind.reason(), f.message),
         Err(_) => report(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "{}: no answer from {} within {}s",
                 settings.at(),

@@ -535,7 +535,7 @@ async fn check_reaches_the_dataset_and_names_a_missing_one() {
         secrets: &secrets,
     };
     let report = crate::connectors::check(&conn).await;
-    assert_eq!(report.reason, "NotFound", "{report:?}");
+    assert_eq!(report.reason.as_str(), "NotFound", "{report:?}");
     assert!(
         report
             .message

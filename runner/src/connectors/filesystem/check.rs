@@ -5,25 +5,26 @@ use std::io::ErrorKind;
 use synqx_api::connection::CheckReport;
 
 use super::config::FilesystemConfig;
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
     let dir = config.root;
     let name = config.connection.as_str();
     let shown = dir.display();
-    let fail =
-        |reason: Reason, what: String| report(reason, format!("Connection \"{name}\": {what}"));
+    let fail = |reason: CheckReason, what: String| {
+        report(reason, format!("Connection \"{name}\": {what}"))
+    };
     let unreadable = |e: std::io::Error| {
         if e.kind() == ErrorKind::PermissionDenied {
             fail(
-                Reason::Unauthorized,
+                CheckReason::Unauthorized,
                 format!(
                     "cannot read directory {shown}: {e}: give the runner's user read access to it"
                 ),
             )
         } else {
             fail(
-                Reason::Unreachable,
+                CheckReason::Unreachable,
                 format!("cannot read directory {shown}: {e}"),
             )
         }
@@ -33,7 +34,7 @@ pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
         // parent existing is enough.
         Err(e) if e.kind() == ErrorKind::NotFound && dir.parent().is_some_and(|p| p.is_dir()) => {
             return report(
-                Reason::Connected,
+                CheckReason::Connected,
                 format!(
                     "Connection \"{name}\": directory {shown} does not exist yet: it will be created on the first write (its parent exists)"
                 ),
@@ -41,7 +42,7 @@ pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return fail(
-                Reason::NotFound,
+                CheckReason::NotFound,
                 format!(
                     "directory {shown} does not exist: create or mount it, or fix filesystem.path (a relative path starts at the directory of the YAML file, or at the working directory of the runner's pod)"
                 ),
@@ -50,7 +51,7 @@ pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
         Err(e) => return unreadable(e),
         Ok(meta) if !meta.is_dir() => {
             return fail(
-                Reason::Invalid,
+                CheckReason::Invalid,
                 format!(
                     "{shown} is a file, not a directory: filesystem.path must name the directory the assets are below"
                 ),
@@ -65,7 +66,7 @@ pub(super) async fn check(config: FilesystemConfig) -> CheckReport {
     };
     match listed {
         Ok(first) => report(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "Connection \"{name}\": directory {shown} exists and can be listed ({})",
                 if first.is_some() {
@@ -107,7 +108,7 @@ mod tests {
         std::fs::create_dir(&lake).unwrap_or_else(|e| panic!("{e}"));
         let report = check_path(base.path(), "lake").await;
         assert!(report.ready, "{report:?}");
-        assert_eq!(report.reason, "Connected");
+        assert_eq!(report.reason.as_str(), "Connected");
         assert_eq!(
             report.message,
             format!(
@@ -135,7 +136,7 @@ mod tests {
 
         let report = check_path(base.path(), "deep/lake").await;
         assert!(!report.ready);
-        assert_eq!(report.reason, "NotFound");
+        assert_eq!(report.reason.as_str(), "NotFound");
         assert!(
             report.message.starts_with(&format!(
                 "Connection \"lake\": directory {} does not exist: create or mount it",
@@ -152,7 +153,7 @@ mod tests {
         std::fs::write(base.path().join("lake"), "x").unwrap_or_else(|e| panic!("{e}"));
         let report = check_path(base.path(), "lake").await;
         assert!(!report.ready);
-        assert_eq!(report.reason, "Invalid");
+        assert_eq!(report.reason.as_str(), "Invalid");
         assert!(
             report
                 .message

@@ -5,10 +5,10 @@ use synqx_api::connection::CheckReport;
 
 use super::config::MongodbConfig;
 use super::connect::{connect, reason};
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 pub async fn check(settings: MongodbConfig) -> CheckReport {
-    let say = |r: Reason, what: String| {
+    let say = |r: CheckReason, what: String| {
         report(
             r,
             settings
@@ -18,11 +18,11 @@ pub async fn check(settings: MongodbConfig) -> CheckReport {
     };
     let db = match connect(&settings).await {
         Ok(db) => db,
-        Err(e) => return say(Reason::Invalid, e.to_string()),
+        Err(e) => return say(CheckReason::Invalid, e.to_string()),
     };
     match db.list_collection_names().await {
         Ok(names) => say(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "connected to database \"{}\" ({} collections)",
                 settings.database,

@@ -9,7 +9,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use super::config::MongodbConfig;
-use crate::check::Reason;
+use crate::check::CheckReason;
 use crate::error::{Error, Result};
 
 /// Longest wait to find a server.
@@ -32,29 +32,29 @@ pub async fn connect(settings: &MongodbConfig) -> Result<Database> {
 }
 
 /// What a MongoDB error means for `synqx check`.
-pub fn reason(e: &mongodb::error::Error) -> Reason {
+pub fn reason(e: &mongodb::error::Error) -> CheckReason {
     let text = e.to_string().to_lowercase();
     match e.kind.as_ref() {
-        ErrorKind::Authentication { .. } => Reason::Unauthorized,
-        ErrorKind::Command(c) if matches!(c.code, 13 | 18) => Reason::Unauthorized,
+        ErrorKind::Authentication { .. } => CheckReason::Unauthorized,
+        ErrorKind::Command(c) if matches!(c.code, 13 | 18) => CheckReason::Unauthorized,
         ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::DnsResolve { .. } => {
-            Reason::Unreachable
+            CheckReason::Unreachable
         }
         // FerretDB passes the login on to PostgreSQL and reports its refusal as a plain error.
         _ if text.contains("password authentication failed")
             || text.contains("authentication failed") =>
         {
-            Reason::Unauthorized
+            CheckReason::Unauthorized
         }
-        _ => Reason::Invalid,
+        _ => CheckReason::Invalid,
     }
 }
 
 /// A MongoDB error as the step's error: where, what was being done, and what to check.
 pub fn failure(settings: &MongodbConfig, at: &str, doing: &str, e: mongodb::error::Error) -> Error {
     let hint = match reason(&e) {
-        Reason::Unauthorized => " (check the user and password in the Connection's uri)",
-        Reason::Unreachable => " (is the server running, and reachable from here?)",
+        CheckReason::Unauthorized => " (check the user and password in the Connection's uri)",
+        CheckReason::Unreachable => " (is the server running, and reachable from here?)",
         _ => "",
     };
     let detail = settings

@@ -8,7 +8,7 @@ use synqx_api::connection::CheckReport;
 
 use super::config::MysqlConfig;
 use super::connect::{connect_error, mysql_code};
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 /// Longest wait for the server to accept and answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ pub(super) async fn check(target: &MysqlConfig) -> CheckReport {
     };
     match tokio::time::timeout(TIMEOUT, probe).await {
         Ok(Ok(database)) => report(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "{}: connected; the session uses database \"{}\"",
                 target.server(),
@@ -33,7 +33,7 @@ pub(super) async fn check(target: &MysqlConfig) -> CheckReport {
         ),
         Ok(Err(e)) => report(reason_of(&e), connect_error(target, e).to_string()),
         Err(_) => report(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "{}: no answer within {}s; check mysql.host, mysql.port and the network between them",
                 target.server(),
@@ -43,15 +43,15 @@ pub(super) async fn check(target: &MysqlConfig) -> CheckReport {
     }
 }
 
-fn reason_of(e: &sqlx::Error) -> Reason {
+fn reason_of(e: &sqlx::Error) -> CheckReason {
     match mysql_code(e) {
         // Access denied: wrong password, no access to the database, a command denied.
-        Some(1045 | 1044 | 1142 | 1227 | 1698) => Reason::Unauthorized,
-        Some(1049) => Reason::NotFound,
-        Some(_) => Reason::Invalid,
+        Some(1045 | 1044 | 1142 | 1227 | 1698) => CheckReason::Unauthorized,
+        Some(1049) => CheckReason::NotFound,
+        Some(_) => CheckReason::Invalid,
         None => match e {
-            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => Reason::Invalid,
-            _ => Reason::Unreachable,
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => CheckReason::Invalid,
+            _ => CheckReason::Unreachable,
         },
     }
 }

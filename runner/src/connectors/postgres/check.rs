@@ -6,10 +6,11 @@ use synqx_api::connection::CheckReport;
 
 use super::config::PostgresConfig;
 use super::connect::{attempt, connect_failure, server_message};
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 pub(super) async fn check(settings: &PostgresConfig) -> CheckReport {
-    let say = |reason: Reason, what: String| report(reason, format!("{}: {what}", settings.at()));
+    let say =
+        |reason: CheckReason, what: String| report(reason, format!("{}: {what}", settings.at()));
     let mut db = match attempt(settings).await {
         Ok(db) => db,
         Err(e) => {
@@ -26,14 +27,14 @@ pub(super) async fn check(settings: &PostgresConfig) -> CheckReport {
     match answer {
         // A user name from a Secret or a sealed value is a credential: the redactor hides it.
         Ok((database, user, version)) => say(
-            Reason::Connected,
+            CheckReason::Connected,
             settings.redact(format!(
                 "connected to database \"{database}\" on PostgreSQL {version} at {}:{} as user \"{user}\"",
                 settings.host, settings.port
             )),
         ),
         Err(e) => say(
-            Reason::Invalid,
+            CheckReason::Invalid,
             settings.redact(format!(
                 "connected to {}, but the first query failed: {}",
                 settings.server(),

@@ -8,7 +8,7 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnection, PgDatabaseError};
 
 use super::config::PostgresConfig;
-use crate::check::Reason;
+use crate::check::CheckReason;
 use crate::connectors::retry::{log_connect_retry, retry, sqlx_transient};
 use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
@@ -48,19 +48,19 @@ pub async fn attempt(settings: &PostgresConfig) -> sqlx::Result<PgConnection> {
 
 /// Why a connect failed and what to do, for an error or a check report. Never contains the
 /// password.
-pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, String) {
+pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (CheckReason, String) {
     let server = format!("{}:{}", settings.host, settings.port);
     let (reason, text) = match e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("28P01") => (
-                Reason::Unauthorized,
+                CheckReason::Unauthorized,
                 format!(
                     "PostgreSQL at {server} rejected the password of user \"{}\" (28P01): the password in {} is wrong, or the user does not exist; fix the Secret or the user",
                     settings.user, settings.password_from
                 ),
             ),
             Some("28000") => (
-                Reason::Unauthorized,
+                CheckReason::Unauthorized,
                 format!(
                     "PostgreSQL at {server} does not let user \"{}\" connect to database \"{}\" (28000): {}; allow it in pg_hba.conf or grant the role LOGIN",
                     settings.user,
@@ -69,14 +69,14 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
                 ),
             ),
             Some("3D000") => (
-                Reason::NotFound,
+                CheckReason::NotFound,
                 format!(
                     "database \"{}\" does not exist on PostgreSQL at {server} (3D000): create it or fix postgres.database",
                     settings.database
                 ),
             ),
             Some("42501") => (
-                Reason::Unauthorized,
+                CheckReason::Unauthorized,
                 format!(
                     "user \"{}\" may not connect to database \"{}\" on {server} (42501): {}; GRANT CONNECT ON DATABASE to it",
                     settings.user,
@@ -85,7 +85,7 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
                 ),
             ),
             code => (
-                Reason::Unreachable,
+                CheckReason::Unreachable,
                 format!(
                     "PostgreSQL at {server} refused the connection{}: {}",
                     code.map(|c| format!(" ({c})")).unwrap_or_default(),
@@ -94,20 +94,20 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
             ),
         },
         sqlx::Error::Io(io) if io.kind() == ErrorKind::ConnectionRefused => (
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "cannot connect to PostgreSQL at {server}: connection refused; is the server running and listening on port {}?",
                 settings.port
             ),
         ),
         sqlx::Error::Io(io) if io.kind() == ErrorKind::TimedOut => (
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "cannot connect to PostgreSQL at {server}: {io}; check postgres.host, the port and any firewall between"
             ),
         ),
         sqlx::Error::Io(io) if is_name_resolution(io) => (
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "cannot resolve host \"{}\" ({io}): fix postgres.host",
                 settings.host
@@ -115,7 +115,7 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
         ),
         // The Connection asks for what the server does not offer: only an edit fixes it.
         sqlx::Error::Tls(tls) if tls.to_string() == NO_TLS => (
-            Reason::Invalid,
+            CheckReason::Invalid,
             format!(
                 "PostgreSQL at {server} does not offer TLS, which postgres.sslMode: {} requires (require is the default): enable TLS on the server, or set postgres.sslMode: disable to send the login in plain text over a network you trust",
                 settings.ssl_mode
@@ -123,7 +123,7 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
         ),
         // Only an edit (the authority, the mode, the host) or a new server certificate fixes it.
         sqlx::Error::Io(io) if is_certificate_failure(e) => (
-            Reason::Invalid,
+            CheckReason::Invalid,
             format!(
                 "TLS with PostgreSQL at {server} failed: {io}; check postgres.sslMode ({}) and the server's certificate: {}",
                 settings.ssl_mode,
@@ -131,7 +131,7 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
             ),
         ),
         sqlx::Error::Tls(tls) => (
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "TLS with PostgreSQL at {server} failed: {tls}; check postgres.sslMode ({}) and the server's certificate: {}",
                 settings.ssl_mode,
@@ -139,7 +139,7 @@ pub fn connect_failure(settings: &PostgresConfig, e: &sqlx::Error) -> (Reason, S
             ),
         ),
         other => (
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!("cannot connect to PostgreSQL at {server}: {other}"),
         ),
     };
@@ -289,7 +289,7 @@ mod tests {
             .err()
             .unwrap_or_else(|| panic!("connected"));
         let (reason, text) = connect_failure(&settings, &error);
-        assert_eq!(reason, Reason::Invalid);
+        assert_eq!(reason, CheckReason::Invalid);
         assert_eq!(
             text,
             format!(

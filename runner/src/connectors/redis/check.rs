@@ -5,10 +5,10 @@ use synqx_api::connection::CheckReport;
 
 use super::config::RedisConfig;
 use super::connect::reason;
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 pub async fn check(settings: RedisConfig) -> CheckReport {
-    let say = |r: Reason, what: String| {
+    let say = |r: CheckReason, what: String| {
         report(
             r,
             settings
@@ -20,7 +20,7 @@ pub async fn check(settings: RedisConfig) -> CheckReport {
         redis::Client::open(info).map_err(|e| crate::error::Error::Config(e.to_string()))
     }) {
         Ok(c) => c,
-        Err(e) => return say(Reason::Invalid, e.to_string()),
+        Err(e) => return say(CheckReason::Invalid, e.to_string()),
     };
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(10)))
@@ -48,7 +48,7 @@ pub async fn check(settings: RedisConfig) -> CheckReport {
                 .trim()
                 .to_string();
             say(
-                Reason::Connected,
+                CheckReason::Connected,
                 format!("connected to Redis {version} at {}", settings.server()),
             )
         }

@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError};
 
 use super::config::RedisConfig;
-use crate::check::Reason;
+use crate::check::CheckReason;
 use crate::error::{Error, Result};
 
 /// Longest wait for a connection or one command's answer.
@@ -28,24 +28,24 @@ pub async fn connect(settings: &RedisConfig) -> Result<MultiplexedConnection> {
 }
 
 /// What a Redis error means for `synqx check`.
-pub fn reason(e: &RedisError) -> Reason {
+pub fn reason(e: &RedisError) -> CheckReason {
     let code = e.code().unwrap_or_default();
     if e.kind() == ErrorKind::AuthenticationFailed
         || matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM")
     {
-        Reason::Unauthorized
+        CheckReason::Unauthorized
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() {
-        Reason::Unreachable
+        CheckReason::Unreachable
     } else {
-        Reason::Invalid
+        CheckReason::Invalid
     }
 }
 
 /// A Redis error as the step's error: what was being done, on which server, and what to do.
 pub fn failure(settings: &RedisConfig, doing: &str, e: RedisError) -> Error {
     let hint = match reason(&e) {
-        Reason::Unauthorized => " (check the Connection's username and password)",
-        Reason::Unreachable => " (is the server running, and reachable from here?)",
+        CheckReason::Unauthorized => " (check the Connection's username and password)",
+        CheckReason::Unreachable => " (is the server running, and reachable from here?)",
         _ => "",
     };
     let detail = settings

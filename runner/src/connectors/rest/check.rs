@@ -7,18 +7,18 @@ use synqx_api::connection::CheckReport;
 
 use super::config::RestConfig;
 use super::connect::{Client, FailureKind};
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 pub async fn check(mut settings: RestConfig) -> CheckReport {
     settings.max_attempts = 1;
     let client = match Client::new(&settings, &settings.headers) {
         Ok(c) => c,
-        Err(e) => return report(Reason::Invalid, e.message),
+        Err(e) => return report(CheckReason::Invalid, e.message),
     };
     let url = settings.base_url.clone();
     match client.get(&url, 1).await {
         Ok(_) => report(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "{}: {} answered with {}",
                 settings.at(),
@@ -28,7 +28,7 @@ pub async fn check(mut settings: RestConfig) -> CheckReport {
         ),
         Err(e) => match e.kind {
             FailureKind::NotFound => report(
-                Reason::Connected,
+                CheckReason::Connected,
                 format!(
                     "{}: {} is reachable with {} (HTTP 404 at the base URL itself; steps read paths below it)",
                     settings.at(),
@@ -37,7 +37,7 @@ pub async fn check(mut settings: RestConfig) -> CheckReport {
                 ),
             ),
             FailureKind::Rejected if e.message.contains("HTTP 405") => report(
-                Reason::Connected,
+                CheckReason::Connected,
                 format!(
                     "{}: {} is reachable with {} (HTTP 405 at the base URL itself)",
                     settings.at(),
@@ -45,9 +45,9 @@ pub async fn check(mut settings: RestConfig) -> CheckReport {
                     settings.auth.describe()
                 ),
             ),
-            FailureKind::Unauthorized => report(Reason::Unauthorized, e.message),
-            FailureKind::Unreachable => report(Reason::Unreachable, e.message),
-            FailureKind::Rejected => report(Reason::Invalid, e.message),
+            FailureKind::Unauthorized => report(CheckReason::Unauthorized, e.message),
+            FailureKind::Unreachable => report(CheckReason::Unreachable, e.message),
+            FailureKind::Rejected => report(CheckReason::Invalid, e.message),
         },
     }
 }

@@ -9,7 +9,7 @@ use synqx_api::connection::CheckReport;
 
 use super::config::S3Config;
 use super::connect::{Bucket, Patience, xml_tag};
-use crate::check::{Reason, invalid, report};
+use crate::check::{CheckReason, invalid, report};
 
 /// Timeouts and retries of the probe's requests.
 const PATIENCE: Patience = Patience {
@@ -33,7 +33,7 @@ pub(super) async fn check(config: S3Config) -> CheckReport {
     };
     let listing = bucket.lister.list_paginated(prefix, options);
     let at = bucket.url("");
-    let say = |reason: Reason, what: String| {
+    let say = |reason: CheckReason, what: String| {
         report(
             reason,
             format!("Connection \"{}\": {what}", bucket.connection),
@@ -41,7 +41,7 @@ pub(super) async fn check(config: S3Config) -> CheckReport {
     };
     match tokio::time::timeout(TIMEOUT, listing).await {
         Ok(Ok(page)) => say(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "listed {at} ({})",
                 if page.result.objects.is_empty() {
@@ -59,7 +59,7 @@ pub(super) async fn check(config: S3Config) -> CheckReport {
             )
         }
         Err(_) => say(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "listing {at}: no answer within {}s: {UNREACHABLE}",
                 TIMEOUT.as_secs()
@@ -72,14 +72,14 @@ const UNREACHABLE: &str = "check s3.endpoint and s3.region, and that the runner'
 
 /// The reason of a failed listing and what to do: from S3's error code, else the HTTP status,
 /// else where it failed.
-fn classify(e: &object_store::Error) -> (Reason, &'static str) {
+fn classify(e: &object_store::Error) -> (CheckReason, &'static str) {
     const UNAUTHORIZED: &str = "check s3.accessKeyId and s3.secretAccessKey (with s3.useAmbientCredentials, the AWS credentials of the environment) and that they may list the bucket";
     const NOT_FOUND: &str =
         "the bucket does not exist: create it, or fix s3.bucket (and s3.endpoint)";
     const INVALID: &str = "check s3.region, s3.endpoint and s3.forcePathStyle";
     let text = e.to_string();
     match xml_tag(&text, "Code").as_deref() {
-        Some("NoSuchBucket") => return (Reason::NotFound, NOT_FOUND),
+        Some("NoSuchBucket") => return (CheckReason::NotFound, NOT_FOUND),
         Some(
             "InvalidAccessKeyId"
             | "SignatureDoesNotMatch"
@@ -92,27 +92,27 @@ fn classify(e: &object_store::Error) -> (Reason, &'static str) {
             | "InvalidSecurity"
             | "NotSignedUp"
             | "UnauthorizedAccess",
-        ) => return (Reason::Unauthorized, UNAUTHORIZED),
+        ) => return (CheckReason::Unauthorized, UNAUTHORIZED),
         Some(
             "PermanentRedirect"
             | "AuthorizationHeaderMalformed"
             | "InvalidBucketName"
             | "IllegalLocationConstraintException"
             | "InvalidRequest",
-        ) => return (Reason::Invalid, INVALID),
+        ) => return (CheckReason::Invalid, INVALID),
         _ => {}
     }
     match http_status(&text) {
-        Some(401 | 403) => (Reason::Unauthorized, UNAUTHORIZED),
-        Some(404) => (Reason::NotFound, NOT_FOUND),
-        Some(500..) => (Reason::Unreachable, UNREACHABLE),
-        Some(_) => (Reason::Invalid, INVALID),
+        Some(401 | 403) => (CheckReason::Unauthorized, UNAUTHORIZED),
+        Some(404) => (CheckReason::NotFound, NOT_FOUND),
+        Some(500..) => (CheckReason::Unreachable, UNREACHABLE),
+        Some(_) => (CheckReason::Invalid, INVALID),
         // Failing before the listing was sent means the credentials could not be had.
         None if !text.contains("list request") => (
-            Reason::Unauthorized,
+            CheckReason::Unauthorized,
             "no credentials: set s3.accessKeyId and s3.secretAccessKey, or give the pod AWS credentials (AWS_* variables, a web identity, an instance profile)",
         ),
-        None => (Reason::Unreachable, UNREACHABLE),
+        None => (CheckReason::Unreachable, UNREACHABLE),
     }
 }
 

@@ -12,7 +12,7 @@ use synqx_api::connection::CheckReport;
 use super::config::SnowflakeConfig;
 use super::connect::{Failure, Kind, Session};
 use super::result::inline_batches;
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 /// Longest wait for the whole probe.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,7 +21,7 @@ pub(super) async fn check(config: SnowflakeConfig) -> CheckReport {
     let settings = Arc::new(config);
     match tokio::time::timeout(TIMEOUT, probe(settings.clone())).await {
         Ok(Ok(())) => report(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "{}: logged in to {} as {}, database {}, schema {}",
                 settings.at(),
@@ -33,7 +33,7 @@ pub(super) async fn check(config: SnowflakeConfig) -> CheckReport {
         ),
         Ok(Err(failure)) => report(failure.kind.reason(), failure.message),
         Err(_) => report(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "{}: no answer from {} within {}s",
                 settings.at(),

@@ -563,7 +563,7 @@ async fn check_reports_a_reachable_account() {
     let w = Warehouse::new().await;
     let report = crate::connectors::check(&w.conn()).await;
     assert!(report.ready, "{report:?}");
-    assert_eq!(report.reason, "Connected");
+    assert_eq!(report.reason.as_str(), "Connected");
     assert!(
         report.message.contains("logged in to http://127.0.0.1:"),
         "{}",

@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection};
 use synqx_api::connection::CheckReport;
 
 use super::config::SqliteConfig;
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 
 /// Longest wait for the file to open and answer; a writer of the same file can hold a lock.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) async fn check(config: SqliteConfig) -> CheckReport {
     let path = config.path.as_path();
     let shown = path.display();
-    let say = |reason: Reason, what: String| {
+    let say = |reason: CheckReason, what: String| {
         report(
             reason,
             format!("Connection \"{}\": {what}", config.connection),
@@ -27,17 +27,17 @@ pub(super) async fn check(config: SqliteConfig) -> CheckReport {
     let io_failure = |what: &str, e: std::io::Error| {
         if e.kind() == ErrorKind::PermissionDenied {
             say(
-                Reason::Unauthorized,
+                CheckReason::Unauthorized,
                 format!("cannot read {what}: {e}: give the runner's user access to it"),
             )
         } else {
-            say(Reason::Unreachable, format!("cannot read {what}: {e}"))
+            say(CheckReason::Unreachable, format!("cannot read {what}: {e}"))
         }
     };
     match tokio::fs::metadata(path).await {
         Ok(meta) if meta.is_dir() => {
             return say(
-                Reason::Invalid,
+                CheckReason::Invalid,
                 format!("{shown} is a directory: sqlite.path must name the database file"),
             );
         }
@@ -61,7 +61,7 @@ pub(super) async fn check(config: SqliteConfig) -> CheckReport {
     };
     match tokio::time::timeout(TIMEOUT, probe).await {
         Ok(Ok(tables)) => say(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "opened SQLite database {shown} ({tables} table{})",
                 if tables == 1 { "" } else { "s" }
@@ -70,8 +70,8 @@ pub(super) async fn check(config: SqliteConfig) -> CheckReport {
         Ok(Err(e)) => {
             let reason = reason_of(&e);
             let hint = match reason {
-                Reason::Invalid => ": sqlite.path must name a SQLite database file",
-                Reason::Unauthorized => ": give the runner's user read access to it",
+                CheckReason::Invalid => ": sqlite.path must name a SQLite database file",
+                CheckReason::Unauthorized => ": give the runner's user read access to it",
                 _ => "",
             };
             say(
@@ -80,7 +80,7 @@ pub(super) async fn check(config: SqliteConfig) -> CheckReport {
             )
         }
         Err(_) => say(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "SQLite database {shown} did not answer within {}s: another process may hold a lock on it",
                 TIMEOUT.as_secs()
@@ -92,7 +92,7 @@ pub(super) async fn check(config: SqliteConfig) -> CheckReport {
 /// The report of a database file that does not exist: ready when its folder does.
 fn missing_file(
     path: &Path,
-    say: impl Fn(Reason, String) -> CheckReport,
+    say: impl Fn(CheckReason, String) -> CheckReport,
     io_failure: impl Fn(&str, std::io::Error) -> CheckReport,
 ) -> CheckReport {
     let shown = path.display();
@@ -102,20 +102,20 @@ fn missing_file(
         .unwrap_or(Path::new("."));
     match std::fs::metadata(folder) {
         Ok(meta) if meta.is_dir() => say(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "database file {shown} does not exist yet: it will be created on the first write (its folder exists)"
             ),
         ),
         Ok(_) => say(
-            Reason::Invalid,
+            CheckReason::Invalid,
             format!(
                 "{} is a file, not a folder, so database file {shown} cannot be created: fix sqlite.path",
                 folder.display()
             ),
         ),
         Err(e) if e.kind() == ErrorKind::NotFound => say(
-            Reason::NotFound,
+            CheckReason::NotFound,
             format!(
                 "folder {} of database file {shown} does not exist: create or mount it, or fix sqlite.path",
                 folder.display()
@@ -126,7 +126,7 @@ fn missing_file(
 }
 
 /// The reason of a failed open or query, from SQLite's primary result code.
-fn reason_of(e: &sqlx::Error) -> Reason {
+fn reason_of(e: &sqlx::Error) -> CheckReason {
     const SQLITE_PERM: i64 = 3;
     const SQLITE_READONLY: i64 = 8;
     const SQLITE_CORRUPT: i64 = 11;
@@ -139,9 +139,11 @@ fn reason_of(e: &sqlx::Error) -> Reason {
         .and_then(|c| c.parse::<i64>().ok())
         .map(|c| c & 0xff);
     match code {
-        Some(SQLITE_NOTADB | SQLITE_CORRUPT) => Reason::Invalid,
-        Some(SQLITE_PERM | SQLITE_READONLY | SQLITE_AUTH | SQLITE_CANTOPEN) => Reason::Unauthorized,
-        _ => Reason::Unreachable,
+        Some(SQLITE_NOTADB | SQLITE_CORRUPT) => CheckReason::Invalid,
+        Some(SQLITE_PERM | SQLITE_READONLY | SQLITE_AUTH | SQLITE_CANTOPEN) => {
+            CheckReason::Unauthorized
+        }
+        _ => CheckReason::Unreachable,
     }
 }
 
@@ -184,7 +186,7 @@ mod tests {
 
         let report = check_path(base.path(), "warehouse.db").await;
         assert!(report.ready, "{report:?}");
-        assert_eq!(report.reason, "Connected");
+        assert_eq!(report.reason.as_str(), "Connected");
         assert_eq!(
             report.message,
             format!(
@@ -200,7 +202,7 @@ mod tests {
         let base = tempdir();
         let report = check_path(base.path(), "new.db").await;
         assert!(report.ready, "{report:?}");
-        assert_eq!(report.reason, "Connected");
+        assert_eq!(report.reason.as_str(), "Connected");
         assert!(
             report
                 .message
@@ -216,7 +218,7 @@ mod tests {
         let base = tempdir();
         let report = check_path(base.path(), "no/such/folder/x.db").await;
         assert!(!report.ready);
-        assert_eq!(report.reason, "NotFound");
+        assert_eq!(report.reason.as_str(), "NotFound");
         assert!(
             report.message.starts_with(&format!(
                 "Connection \"db\": folder {} of database file",
@@ -238,7 +240,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let report = check_path(base.path(), "notes.db").await;
         assert!(!report.ready);
-        assert_eq!(report.reason, "Invalid", "{report:?}");
+        assert_eq!(report.reason.as_str(), "Invalid", "{report:?}");
         assert!(
             report
                 .message
@@ -247,7 +249,7 @@ mod tests {
             report.message
         );
         let report = check_path(base.path(), ".").await;
-        assert_eq!(report.reason, "Invalid", "{report:?}");
+        assert_eq!(report.reason.as_str(), "Invalid", "{report:?}");
         assert!(report.message.contains("is a directory"), "{report:?}");
     }
 }

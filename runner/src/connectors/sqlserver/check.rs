@@ -9,7 +9,7 @@ use synqx_api::connection::CheckReport;
 use super::config::SqlServerConfig;
 use super::connect::connect_failure;
 use super::errors::{Failure, Kind, server_text};
-use crate::check::{Reason, report};
+use crate::check::{CheckReason, report};
 use crate::connectors::retry::RetrySchedule;
 
 /// Longest wait for the whole probe.
@@ -52,7 +52,7 @@ pub(super) async fn check(mut settings: SqlServerConfig) -> CheckReport {
     };
     match tokio::time::timeout(TIMEOUT, probe).await {
         Ok(Ok(database)) => report(
-            Reason::Connected,
+            CheckReason::Connected,
             format!(
                 "{}: connected to SQL Server at {server} as \"{}\", database \"{database}\"",
                 settings.at(),
@@ -61,7 +61,7 @@ pub(super) async fn check(mut settings: SqlServerConfig) -> CheckReport {
         ),
         Ok(Err(failure)) => report(failure.reason(), failure.text),
         Err(_) => report(
-            Reason::Unreachable,
+            CheckReason::Unreachable,
             format!(
                 "{}: SQL Server at {server} did not answer within {}s",
                 settings.at(),
@@ -107,7 +107,7 @@ mod tests {
             started.elapsed()
         );
         assert!(!report.ready);
-        assert_eq!(report.reason, "Unreachable", "{report:?}");
+        assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
         assert!(
             report.message.starts_with(&format!(
                 "Connection \"mssql\": cannot reach SQL Server at 127.0.0.1:{port} ("
@@ -127,7 +127,7 @@ mod tests {
     async fn an_invalid_spec_is_invalid_without_connecting() {
         let report = crate::check::check_spec("mssql", with(1433, "  "), Path::new(".")).await;
         assert!(!report.ready);
-        assert_eq!(report.reason, "Invalid");
+        assert_eq!(report.reason.as_str(), "Invalid");
         assert_eq!(
             report.message,
             "Connection \"mssql\": sqlserver.host is empty"
@@ -137,7 +137,7 @@ mod tests {
             c.user.value = Some(String::new());
         }
         let report = crate::check::check_spec("mssql", no_user, Path::new(".")).await;
-        assert_eq!(report.reason, "Invalid");
+        assert_eq!(report.reason.as_str(), "Invalid");
         assert!(
             report.message.contains("sqlserver.user is empty"),
             "{}",

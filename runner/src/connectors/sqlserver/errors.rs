@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use tiberius::error::Error as TdsError;
 
 use super::config::SqlServerConfig;
-use crate::check::Reason;
+use crate::check::CheckReason;
 use crate::connectors::retry::io_transient;
 use crate::error::Error;
 
@@ -135,11 +135,11 @@ impl Failure {
     }
 
     /// The reason a check reports for it.
-    pub fn reason(&self) -> Reason {
+    pub fn reason(&self) -> CheckReason {
         match self.kind {
-            Kind::LoginFailed | Kind::PermissionDenied => Reason::Unauthorized,
-            Kind::NoDatabase | Kind::MissingObject => Reason::NotFound,
-            _ => Reason::Unreachable,
+            Kind::LoginFailed | Kind::PermissionDenied => CheckReason::Unauthorized,
+            Kind::NoDatabase | Kind::MissingObject => CheckReason::NotFound,
+            _ => CheckReason::Unreachable,
         }
     }
 }
@@ -285,7 +285,7 @@ mod tests {
                 "Connection refused (os error 111)",
             ),
         );
-        assert_eq!(refused.reason(), Reason::Unreachable);
+        assert_eq!(refused.reason(), CheckReason::Unreachable);
         assert_eq!(
             refused.text,
             "Connection \"mssql\": cannot reach SQL Server at db.example:1433 (Connection refused (os error 111)): is it running and listening there? check sqlserver.host, sqlserver.port and the network between them"
@@ -371,14 +371,14 @@ mod tests {
             kind_of_code(18456),
             "Login failed for user 'etl'. (error 18456)",
         );
-        assert_eq!(login.reason(), Reason::Unauthorized);
+        assert_eq!(login.reason(), CheckReason::Unauthorized);
         assert!(login.text.contains("the user or the password is wrong; check sqlserver.user and the password in the plain value of sqlserver.password"), "{}", login.text);
         let db = Failure::connect(
             &s,
             kind_of_code(4060),
             "Cannot open database \"sales\" (error 4060)",
         );
-        assert_eq!(db.reason(), Reason::NotFound);
+        assert_eq!(db.reason(), CheckReason::NotFound);
         assert!(
             db.text.contains("cannot open database \"sales\""),
             "{}",

@@ -263,7 +263,7 @@ mod registry {
             "Connection \"c\": the snowflake connector is not available in this version of synqx (available: bigquery, filesystem, mongodb, mysql, postgres, redis, rest, s3, sqlite, sqlserver)"
         );
         let report = check_in(&registry, &conn(&spec, &secrets)).await;
-        assert_eq!(report.reason, "Unsupported");
+        assert_eq!(report.reason.as_str(), "Unsupported");
         assert!(report.message.starts_with(&e), "{}", report.message);
     }
 

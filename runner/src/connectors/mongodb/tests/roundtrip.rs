@@ -491,7 +491,7 @@ async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
         secrets: &secrets,
     };
     let report = crate::connectors::check(&at(&conn)).await;
-    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     assert!(!report.message.contains("Wr0ngPassw0rd"));
     let good = connection(&uri(), DB);
     let report = crate::connectors::check(&at(&good)).await;
@@ -501,7 +501,7 @@ async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
         DB,
     );
     let report = crate::connectors::check(&at(&down)).await;
-    assert_eq!(report.reason, "Unreachable", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
     assert!(!report.message.contains("secret-pw"), "{report:?}");
 }
 

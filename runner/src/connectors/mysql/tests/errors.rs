@@ -71,7 +71,7 @@ async fn the_default_ssl_mode_refuses_a_server_without_tls() {
         )
     );
     let report = check(default).await;
-    assert_eq!(report.reason, "Invalid", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Invalid", "{report:?}");
     assert!(report.message.contains("does not offer TLS"), "{report:?}");
 }
 
@@ -89,7 +89,7 @@ async fn a_wrong_password_is_named_without_the_password() {
         "{e}"
     );
     let report = check(wrong).await;
-    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     assert!(report.message.contains("1045"), "{report:?}");
 
     let unknown = spec(&db_name, &s.user, &s.password, s.port);
@@ -100,7 +100,7 @@ async fn a_wrong_password_is_named_without_the_password() {
         "{e}"
     );
     let report = check(unknown).await;
-    assert_eq!(report.reason, "NotFound", "{report:?}");
+    assert_eq!(report.reason.as_str(), "NotFound", "{report:?}");
 }
 
 #[tokio::test]
@@ -108,7 +108,7 @@ async fn unreachable_servers_are_named_with_what_to_check() {
     let s = server();
     let refused = spec("synqx", &s.user, SECRET, closed_port());
     let report = check(refused.clone()).await;
-    assert_eq!(report.reason, "Unreachable", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
     assert!(
         report.message.ends_with(
             "nothing accepts connections there; is the server running and mysql.port right?"
@@ -135,7 +135,7 @@ async fn check_reports_a_working_connection() {
     let db = Db::new().await;
     let report = check(db.spec.clone()).await;
     assert!(report.ready, "{report:?}");
-    assert_eq!(report.reason, "Connected");
+    assert_eq!(report.reason.as_str(), "Connected");
     let s = server();
     assert_eq!(
         report.message,

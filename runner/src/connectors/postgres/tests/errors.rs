@@ -38,7 +38,7 @@ async fn a_wrong_password_names_the_user_and_where_the_password_comes_from() {
     );
     assert!(!e.contains("Wr0ngPassw0rd"));
     let report = crate::connectors::check(&pg.conn()).await;
-    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     assert!(!report.ready);
     assert!(!report.message.contains("Wr0ngPassw0rd"));
 }
@@ -65,7 +65,7 @@ async fn an_unknown_host_and_a_refused_port_say_so() {
         spec.port = Some(port);
     });
     let report = crate::connectors::check(&pg.conn()).await;
-    assert_eq!(report.reason, "Unreachable", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
     assert_eq!(
         report.message,
         format!(
@@ -85,7 +85,7 @@ async fn a_missing_database_is_named() {
         "{e}"
     );
     let report = crate::connectors::check(&pg.conn()).await;
-    assert_eq!(report.reason, "NotFound", "{report:?}");
+    assert_eq!(report.reason.as_str(), "NotFound", "{report:?}");
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn the_check_connects_and_names_the_database() {
     let report = crate::connectors::check(&login.conn()).await;
     pg.sql(&format!("DROP ROLE \"{role}\"")).await;
     assert!(report.ready, "{report:?}");
-    assert_eq!(report.reason, "Connected");
+    assert_eq!(report.reason.as_str(), "Connected");
     let s = server();
     assert!(
         report.message.starts_with(&format!(

@@ -342,7 +342,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
         secrets: &secrets,
     })
     .await;
-    assert_eq!(report.reason, "Unauthorized", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     let ok = crate::connectors::check(&crate::connectors::ConnectionRef {
         name: "cache",
         spec: &conn,
@@ -365,7 +365,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
         secrets: &secrets,
     })
     .await;
-    assert_eq!(report.reason, "Unreachable", "{report:?}");
+    assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
 }
 
 #[tokio::test]

@@ -501,10 +501,10 @@ async fn check_reports_connected_unauthorized_and_unreachable() {
         ok.message
     );
     let refused = check(with("bad-token-value")).await;
-    assert_eq!(refused.reason, "Unauthorized", "{refused:?}");
+    assert_eq!(refused.reason.as_str(), "Unauthorized", "{refused:?}");
     assert!(!refused.message.contains("bad-token-value"));
     let down = check(connection("http://127.0.0.1:9", |_| {})).await;
-    assert_eq!(down.reason, "Unreachable", "{down:?}");
+    assert_eq!(down.reason.as_str(), "Unreachable", "{down:?}");
     let _ = &secrets;
 }
 
