@@ -49,7 +49,11 @@ pub fn summary(label: &str, name: &str, report: &CheckReport) -> String {
         .message
         .strip_prefix(&prefix)
         .unwrap_or(&report.message);
-    let outcome = if report.ready { "OK" } else { report.reason.as_str() };
+    let outcome = if report.ready {
+        "OK"
+    } else {
+        report.reason.as_str()
+    };
     format!("{label}: {outcome}: {message}")
 }
 

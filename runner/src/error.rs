@@ -48,6 +48,15 @@ pub enum Error {
     /// The configuration cannot work (a missing secret, an unsupported option, a bad FQN).
     #[error("{0}")]
     Config(String),
+    /// A sealed value or a vault keyring could not be opened: the vault's error names the
+    /// binding or the keyring and what to do.
+    #[error(transparent)]
+    Vault(#[from] synqx_api::vault::VaultError),
+    /// An `s3` block cannot work as written, or its client cannot be built from it.
+    #[error(transparent)]
+    S3Settings(#[from] synqx_s3::SettingsError),
+    #[error(transparent)]
+    S3Client(#[from] synqx_s3::ClientError),
     /// A transform failed to plan or run. `source` is DataFusion's error, when it had one.
     #[error("{message}")]
     Transform {

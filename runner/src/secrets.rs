@@ -229,9 +229,7 @@ impl Secrets {
             };
             // The driver keeps its own copy for the connection's lifetime; this one is
             // wiped as soon as the connector has taken it.
-            let plain = vault
-                .open(connection, field, sealed)
-                .map_err(|e| Error::Config(e.to_string()))?;
+            let plain = vault.open(connection, field, sealed)?;
             self.redactor.remember_word(&plain);
             return Ok(plain.as_str().to_owned());
         }

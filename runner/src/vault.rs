@@ -56,8 +56,7 @@ impl Vault {
                 "{KEYRING_ENV} is set but {NAMESPACE_ENV} is not: sealed values open only for the namespace they were sealed for (the operator sets both)"
             )));
         };
-        let keyring = Keyring::from_text(&format!("${KEYRING_ENV}"), text)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let keyring = Keyring::from_text(&format!("${KEYRING_ENV}"), text)?;
         Ok(Self::new(
             keyring,
             namespace,
@@ -88,5 +87,5 @@ pub fn read_keyring(path: &Path) -> Result<Keyring> {
         std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading the vault keyring {}", path.display()), e))?,
     );
-    Keyring::from_text(&path.display().to_string(), &text).map_err(|e| Error::Config(e.to_string()))
+    Ok(Keyring::from_text(&path.display().to_string(), &text)?)
 }

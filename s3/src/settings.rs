@@ -100,10 +100,17 @@ impl S3Settings {
             }
         };
         let endpoint = match spec.endpoint.as_deref().filter(|e| !e.is_empty()) {
-            Some(url) => Some(endpoint(url, bucket, spec.force_path_style).map_err(invalid)?),
+            Some(url) => Some(endpoint(url, bucket, spec.force_path_style).ok_or_else(|| {
+                invalid(format!(
+                    "s3.endpoint must be a URL such as https://minio.example:9000, got `{}`",
+                    url.trim_end_matches('/')
+                ))
+            })?),
             None => None,
         };
-        let prefix = normalise_prefix(spec.prefix.as_deref().unwrap_or("")).map_err(invalid)?;
+        let prefix = spec.prefix.as_deref().unwrap_or("");
+        let prefix = normalise_prefix(prefix)
+            .ok_or_else(|| invalid(format!("s3.prefix `{prefix}` may not contain `.` or `..`")))?;
         let credentials = match keys {
             Some(keys) => Credentials::Keys(keys),
             None if wants_ambient => {
@@ -133,32 +140,31 @@ impl S3Settings {
 }
 
 /// The endpoint of `url`: path style unless `forcePathStyle` is `false`, where object_store
-/// wants the bucket in the host.
-fn endpoint(url: &str, bucket: &str, path_style: Option<bool>) -> Result<Endpoint, String> {
+/// wants the bucket in the host; `None` when the bucket cannot go in the host of `url` (not a
+/// URL with a scheme and a host).
+fn endpoint(url: &str, bucket: &str, path_style: Option<bool>) -> Option<Endpoint> {
     let url = url.trim_end_matches('/');
-    let hosted = |url: &str| {
-        let (scheme, rest) = url.split_once("://")?;
-        (!rest.is_empty()).then(|| format!("{scheme}://{bucket}.{rest}"))
-    };
     match path_style {
-        Some(false) => Ok(Endpoint {
-            url: hosted(url).ok_or_else(|| {
-                format!("s3.endpoint must be a URL such as https://minio.example:9000, got `{url}`")
-            })?,
-            virtual_hosted: true,
-        }),
-        _ => Ok(Endpoint {
+        Some(false) => {
+            let (scheme, rest) = url.split_once("://")?;
+            (!rest.is_empty()).then(|| Endpoint {
+                url: format!("{scheme}://{bucket}.{rest}"),
+                virtual_hosted: true,
+            })
+        }
+        _ => Some(Endpoint {
             url: url.to_string(),
             virtual_hosted: false,
         }),
     }
 }
 
-/// The prefix as keys start with it: no leading or doubled `/`, one trailing `/`.
-pub fn normalise_prefix(prefix: &str) -> Result<String, String> {
+/// The prefix as keys start with it: no leading or doubled `/`, one trailing `/`; `None` when
+/// a part of it is `.` or `..`.
+pub fn normalise_prefix(prefix: &str) -> Option<String> {
     let parts: Vec<&str> = prefix.split('/').filter(|p| !p.is_empty()).collect();
     if parts.iter().any(|p| *p == "." || *p == "..") {
-        return Err(format!("s3.prefix `{prefix}` may not contain `.` or `..`"));
+        return None;
     }
-    Ok(parts.iter().map(|p| format!("{p}/")).collect())
+    Some(parts.iter().map(|p| format!("{p}/")).collect())
 }

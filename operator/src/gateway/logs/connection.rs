@@ -97,12 +97,8 @@ pub enum ConnectionError {
         namespace: String,
         connection: String,
     },
-    #[error("the logs prefix `{prefix}` of {named_by}: {problem}")]
-    Prefix {
-        prefix: String,
-        named_by: String,
-        problem: String,
-    },
+    #[error("the logs prefix `{prefix}` of {named_by} may not contain `.` or `..`")]
+    Prefix { prefix: String, named_by: String },
 }
 
 /// The store of `target`: its Connection read, its credentials resolved, its client built
@@ -161,11 +157,10 @@ pub async fn open(client: &Client, target: &StoreRef) -> Result<S3Store, Connect
         },
         redactor,
     )?;
-    let logs_prefix = synqx_s3::settings::normalise_prefix(&target.prefix).map_err(|problem| {
+    let logs_prefix = synqx_s3::settings::normalise_prefix(&target.prefix).ok_or_else(|| {
         ConnectionError::Prefix {
             prefix: target.prefix.clone(),
             named_by: target.named_by.clone(),
-            problem,
         }
     })?;
     let client = synqx_s3::client(&settings, Patience::TRANSFER).map_err(|source| {

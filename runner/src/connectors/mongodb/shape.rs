@@ -203,10 +203,21 @@ impl fmt::Display for Mark {
     }
 }
 
-impl FromStr for Mark {
-    type Err = String;
+/// A `synqx.bson_type` mark that names no BSON type SynqX writes back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMark {
+    #[error("\"{0}\": the subtype is not two hex digits")]
+    Subtype(String),
+    #[error(
+        "\"{0}\" is none of objectId, date, decimal128, timestamp, binData, binData:<two hex digits>"
+    )]
+    Unknown(String),
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl FromStr for Mark {
+    type Err = BadMark;
+
+    fn from_str(text: &str) -> Result<Self, BadMark> {
         Ok(match text {
             "objectId" => Self::ObjectId,
             "date" => Self::Date,
@@ -215,14 +226,9 @@ impl FromStr for Mark {
             "binData" => Self::BinData(0),
             _ => match text.strip_prefix("binData:") {
                 Some(hex) if hex.len() == 2 => Self::BinData(
-                    u8::from_str_radix(hex, 16)
-                        .map_err(|_| format!("\"{text}\": the subtype is not two hex digits"))?,
+                    u8::from_str_radix(hex, 16).map_err(|_| BadMark::Subtype(text.into()))?,
                 ),
-                _ => {
-                    return Err(format!(
-                        "\"{text}\" is none of objectId, date, decimal128, timestamp, binData, binData:<two hex digits>"
-                    ));
-                }
+                _ => return Err(BadMark::Unknown(text.into())),
             },
         })
     }
@@ -433,12 +439,16 @@ mod tests {
             assert_eq!(mark.to_string().parse::<Mark>(), Ok(mark));
         }
         assert_eq!(Mark::BinData(4).to_string(), "binData:04");
-        assert!(
-            "binData:4"
-                .parse::<Mark>()
-                .unwrap_err()
-                .contains("binData:4")
+        assert_eq!(
+            "binData:4".parse::<Mark>(),
+            Err(BadMark::Unknown("binData:4".into()))
         );
-        assert!("uuid".parse::<Mark>().unwrap_err().contains("none of"));
+        assert_eq!(
+            "binData:zz".parse::<Mark>(),
+            Err(BadMark::Subtype("binData:zz".into()))
+        );
+        let unknown = "uuid".parse::<Mark>();
+        assert_eq!(unknown, Err(BadMark::Unknown("uuid".into())));
+        assert!(unknown.is_err_and(|e| e.to_string().contains("\"uuid\" is none of objectId")));
     }
 }

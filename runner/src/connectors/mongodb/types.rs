@@ -40,7 +40,7 @@ use serde_json::{Map, Number, Value};
 
 use synqx_api::pipeline::Nested;
 
-use super::shape::{self, BSON_NESTED, BSON_TYPE, Integer, Mark, Restore, Shape};
+use super::shape::{self, BSON_NESTED, BSON_TYPE, BadMark, Integer, Mark, Restore, Shape};
 use crate::connectors::json_table::JSON_EXTENSION;
 use crate::error::{BadRow, Context, Error, Result};
 
@@ -202,7 +202,10 @@ impl Plan {
             json: metadata.get(JSON_EXTENSION.0).map(String::as_str) == Some(JSON_EXTENSION.1),
             mark: metadata
                 .get(BSON_TYPE)
-                .map(|m| m.parse().map_err(|e| invalid(BSON_TYPE, e)))
+                .map(|m| {
+                    m.parse()
+                        .map_err(|e: BadMark| invalid(BSON_TYPE, e.to_string()))
+                })
                 .transpose()?,
             nested: metadata
                 .get(BSON_NESTED)

@@ -4,7 +4,7 @@
 use synqx_api::connection::CheckReport;
 
 use super::config::RedisConfig;
-use super::connect::reason;
+use super::connect::{self, reason};
 use crate::check::{CheckReason, report};
 
 pub async fn check(settings: RedisConfig) -> CheckReport {
@@ -17,7 +17,7 @@ pub async fn check(settings: RedisConfig) -> CheckReport {
         )
     };
     let client = match settings.info().and_then(|info| {
-        redis::Client::open(info).map_err(|e| crate::error::Error::Config(e.to_string()))
+        redis::Client::open(info).map_err(|e| connect::failure(&settings, "opening", e))
     }) {
         Ok(c) => c,
         Err(e) => return say(CheckReason::Invalid, e.to_string()),

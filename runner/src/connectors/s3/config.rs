@@ -6,13 +6,7 @@
 pub use synqx_s3::S3Settings as S3Config;
 
 use crate::connectors::ConnectionRef;
-use crate::error::{Error, Result};
-
-impl From<synqx_s3::SettingsError> for Error {
-    fn from(e: synqx_s3::SettingsError) -> Self {
-        Error::Config(e.to_string())
-    }
-}
+use crate::error::Result;
 
 /// The settings of the Connection `conn`.
 pub fn of(conn: &ConnectionRef<'_>) -> Result<S3Config> {

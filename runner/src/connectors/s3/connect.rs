@@ -30,8 +30,7 @@ pub(crate) struct Bucket {
 impl Bucket {
     /// The client of the config (no request is sent yet).
     pub(super) fn open(config: &S3Config, patience: Patience) -> Result<Self> {
-        let store =
-            Arc::new(synqx_s3::client(config, patience).map_err(|e| Error::Config(e.to_string()))?);
+        let store = Arc::new(synqx_s3::client(config, patience)?);
         Ok(Self {
             store: store.clone(),
             lister: store,
