@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use synqx_api::connection::CheckReport;
 
-use super::client::{Client, Failure, Kind};
 use super::config::BigQueryConfig;
+use super::connect::{Client, Failure, Kind};
 use crate::check::{CheckReason, report};
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -7,8 +7,8 @@
 
 mod auth;
 mod check;
-mod client;
 mod config;
+mod connect;
 mod load;
 mod rows;
 mod sink;
@@ -29,7 +29,7 @@ pub use config::BigQueryConfig;
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
-use client::Failure;
+use connect::Failure;
 use sql::Table;
 
 /// The `bigquery` connector.

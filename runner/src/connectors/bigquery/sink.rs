@@ -24,7 +24,7 @@ use std::sync::Arc;
 use synqx_api::connection::BigQueryLoadFormat;
 use synqx_api::pipeline::WriteMode;
 
-use super::client::{Client, Failure};
+use super::connect::{Client, Failure};
 use super::load::{Part, PartError};
 use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
@@ -332,8 +332,8 @@ mod tests {
     use synqx_testkit::http::Reply;
 
     use super::*;
-    use crate::connectors::bigquery::client::PAGE_ROWS;
-    use crate::connectors::bigquery::client::tests::{client, token};
+    use crate::connectors::bigquery::connect::PAGE_ROWS;
+    use crate::connectors::bigquery::connect::tests::{client, token};
 
     fn field(name: &str, kind: &str) -> TableField {
         TableField {
@@ -346,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn an_upsert_is_one_jobs_query_of_its_merge() {
         // The answer of jobs.query in the v2 reference to a DML statement (a running one is
-        // followed on getQueryResults: `client::tests`).
+        // followed on getQueryResults: `connect::tests`).
         let (client, stub) = client(vec![
             token(),
             Reply::json(200, json!({"kind": "bigquery#queryResponse", "jobComplete": true,

@@ -9,7 +9,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::client::{Client, ResultPage};
+use super::connect::{Client, ResultPage};
 use super::rows::decode;
 use super::sql::{incremental, same_name, select};
 use super::types::{TableField, arrow_field};
