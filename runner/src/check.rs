@@ -58,7 +58,7 @@ pub fn summary(label: &str, name: &str, report: &CheckReport) -> String {
 }
 
 /// Checks the Connection `name` of the cluster: takes its spec from `$SYNQX_CONNECTION`
-/// (else, for a Job of an older operator, reads it from the API), probes it with the
+/// (else, run by hand, reads it from the cluster with the kube client's credentials), probes it with the
 /// credentials of the environment, writes the report to the termination message and a line
 /// to stderr. `namespace` defaults to the kube client's. Never fails: every error ends in a
 /// report that is not ready.
@@ -112,7 +112,7 @@ async fn probe(name: &str, spec: &ConnectionSpec, env: &PodEnv) -> CheckReport {
     connectors::check(&conn).await
 }
 
-/// The Connection read from the API (a check Job of an older operator), probed.
+/// The Connection read from the API (`synqx check --connection NAME` run by hand), probed.
 async fn from_api(namespace: Option<String>, name: &str, env: &PodEnv) -> (String, CheckReport) {
     match Client::try_default().await {
         Err(e) => (

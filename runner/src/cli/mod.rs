@@ -91,10 +91,11 @@ enum Command {
         ui_any_address: bool,
     },
     /// Run one attempt of one step of a PipelineRun, in the pod of its Job (the operator starts
-    /// it): write the step's entry of the run's status and a termination message. Exit 0 when
+    /// it, with the step's plan in $SYNQX_STEP_PLAN): report to the operator's gateway and
+    /// write a termination message. Exit 0 when
     /// it succeeded, 1 when it failed, 130 when it was cancelled (SIGTERM or SIGINT).
     Step {
-        /// Namespace of the PipelineRun (default: $POD_NAMESPACE, else the kube client's).
+        /// Namespace of the PipelineRun (default: $POD_NAMESPACE).
         #[arg(long, env = "POD_NAMESPACE")]
         namespace: Option<String>,
         /// Name of the PipelineRun.
@@ -106,8 +107,8 @@ enum Command {
         /// Attempt number, from 1.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         attempt: u32,
-        /// The ControllerRevision holding the run's plan, as the operator pinned it (default:
-        /// the run's status.revision).
+        /// The ControllerRevision of the run's plan, as the operator pinned it: the plan in
+        /// $SYNQX_STEP_PLAN must be of this revision.
         #[arg(long)]
         revision: Option<String>,
     },

@@ -1,53 +1,23 @@
-//! What can stop a step's pod before or around its work: finding its plan on the API server,
-//! and writing its entry of the run's status. Each keeps the API's error as its source; the
-//! message says what was read or written and what to do. The caller puts the attempt
+//! What can stop a step's pod before or around its work: its plan missing from its
+//! environment, and its counters not reaching the gateway. Each keeps its cause as its
+//! source; the message says what failed and what to do. The caller puts the attempt
 //! (`run/step#attempt`) in front.
-
-use super::status::explain;
 
 /// Why the plan of the attempt could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "PipelineRun \"{run}\" does not exist in namespace \"{namespace}\": it was deleted, so there is nothing to run"
-    )]
-    RunGone { run: String, namespace: String },
-    #[error("cannot read the PipelineRun: {}", explain(.0, "get on pipelineruns.synqx.io"))]
-    ReadRun(#[source] kube::Error),
-    #[error(
-        "the Job names no --revision and the operator has pinned no revision for the PipelineRun (annotation synqx.io/record), so its plan is unknown; check the operator's logs"
-    )]
-    NoRevision,
-    #[error(
-        "ControllerRevision \"{0}\" (the run's plan) does not exist: it was deleted; start a new run of the Pipeline"
-    )]
-    RevisionGone(String),
-    #[error("cannot read ControllerRevision \"{revision}\": {}", explain(.source, "get on controllerrevisions.apps"))]
-    ReadRevision {
-        revision: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(
-        "ControllerRevision \"{0}\" has no data, so it holds no plan: it was not written by the SynqX operator; start a new run of the Pipeline"
-    )]
-    NoData(String),
-    #[error(
-        "ControllerRevision \"{name}\" does not hold a SynqX plan: {source} (are the operator and the runner image of the same SynqX version?)"
-    )]
-    NotAPlan {
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
         "$SYNQX_STEP_PLAN does not hold the plan of a step: {0} (the operator that created the Job and the runner image are of different SynqX versions; run the operator's runner image)"
     )]
     NotAStepPlan(#[source] serde_json::Error),
     #[error(
-        "the pod has no $SYNQX_STEP_PLAN and no Kubernetes credentials to read its plan with: its Job was not created by the SynqX operator"
+        "the pod has no $SYNQX_STEP_PLAN, so no plan to run: its Job was not created by the SynqX operator (a step runs only in the Jobs the operator creates for a PipelineRun)"
     )]
     NoStepPlan,
+    #[error(
+        "the Job's --revision names ControllerRevision \"{named}\" but $SYNQX_STEP_PLAN holds the plan of \"{carried}\": the Job was not made by one operator; start a new run of the Pipeline"
+    )]
+    OtherRevision { named: String, carried: String },
     #[error(
         "the plan of PipelineRun \"{run}\" has no step \"{step}\" (steps: {steps}); the Job's --step argument must name one of them"
     )]
@@ -61,10 +31,6 @@ pub enum PlanError {
 /// Why the step's counters did not reach the run's status.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusWriteError {
-    #[error("{}", explain(.0, "patch on pipelineruns.synqx.io/status"))]
-    Api(#[source] kube::Error),
-    #[error("the Kubernetes API did not answer within {0}s")]
-    Timeout(u64),
     #[error(
         "the gateway {url} cannot be reached: {source} (check the operator's --gateway-url and the pod's network policy)"
     )]
@@ -87,4 +53,30 @@ pub enum StatusWriteError {
     },
     #[error("cannot write the report as JSON: {0}")]
     Encode(#[source] serde_json::Error),
+}
+
+/// Whether the API server answered 404.
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}
+
+/// An API error as one readable line, with what to do: the server's message and code (not the
+/// whole Status), the permission the runner's service account lacks when it was forbidden, or
+/// a pointer to the network when the server could not be reached. `permission` names the verb
+/// and resource, e.g. `get on pipelineruns.synqx.io`.
+pub(crate) fn explain(e: &kube::Error, permission: &str) -> String {
+    match e {
+        kube::Error::Api(s) if s.is_forbidden() => format!(
+            "{} (HTTP {}): the pod's service account needs {permission}",
+            s.message, s.code
+        ),
+        kube::Error::Api(s) if !s.message.is_empty() => {
+            format!("{} (HTTP {})", s.message, s.code)
+        }
+        kube::Error::Api(s) => format!("HTTP {} {}", s.code, s.reason),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
+            "{e}: the Kubernetes API cannot be reached from here; check the pod's network policy and the API server"
+        ),
+        other => other.to_string(),
+    }
 }

@@ -1,9 +1,7 @@
 //! `synqx step`: one attempt of one step of a PipelineRun, in the pod of its Job.
 //!
 //! The runner reads its step's part of the run's plan and the watermark from the environment
-//! the operator gave its pod, which holds no Kubernetes credentials (a Job of an older
-//! operator without [`STEP_PLAN_ENV`] has it read from the ControllerRevision that holds the
-//! plan), executes the step with the engine `synqx run` uses ([`crate::step::execute`]),
+//! the operator gave its pod, which holds no Kubernetes credentials, executes the step with the engine `synqx run` uses ([`crate::step::execute`]),
 //! reports its counters and log lines to the operator's gateway while it runs and once at
 //! the end ([`telemetry`]), and leaves a [`StepReport`] in the termination message.
 
@@ -19,20 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::HumanBytes;
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use kube::{Api, Client};
 use synqx_api::dag::Plan;
-use synqx_api::run::{PipelineRun, StepPhase, StepReport, watermark_too_long};
-use synqx_api::run_record::RunRecord;
+use synqx_api::run::{StepPhase, StepReport, watermark_too_long};
 pub use synqx_api::step_plan::STEP_PLAN_ENV;
 use synqx_api::step_plan::StepPlan;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{PlanError, StatusWriteError};
-pub use plan::{choose_step, plan_connection, plan_from_revision};
+pub(crate) use error::{explain, is_not_found};
+pub use plan::{choose_step, plan_connection};
 pub use report::{TerminationMessage, exit_code, write_termination_message};
-pub use status::{KubeStatus, NoStatus, StatusWriter, apply_body, final_entry, progress_entry};
-pub(crate) use status::{explain, is_not_found};
+pub use status::{NoStatus, StatusWriter, final_entry, progress_entry};
 pub use step_log::StepLog;
 use synqx_api::telemetry::{CONNECTION_ENV, GATEWAY_ENV, TOKEN_FILE_ENV};
 pub use telemetry::{TELEMETRY_EVERY, Telemetry};
@@ -146,9 +141,9 @@ impl PodEnv {
 }
 
 /// Runs one attempt of a step and reports it: counters and log lines to the operator's
-/// gateway (or, in a Job of an older operator, the run's status), the termination message
-/// and stderr. `namespace` defaults to the kube client's namespace when the plan is read
-/// from the API. Never fails: every error ends in a `Failed` report.
+/// gateway, the termination message and stderr. `revision`, the Job's `--revision`, must be
+/// the one of the plan in [`STEP_PLAN_ENV`]. Never fails: every error ends in a `Failed`
+/// report.
 pub async fn run(
     namespace: Option<String>,
     run: String,
@@ -159,42 +154,26 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> StepReport {
     let started = Instant::now();
-    let mut target = Attempt {
+    let target = Attempt {
         namespace: namespace.unwrap_or_default(),
         run,
         step,
         attempt,
     };
+    // The plan and the gateway come with the pod, which holds no Kubernetes credentials: it
+    // makes no API call, and writes nothing but to the gateway and its termination message.
     let report = match &env.step_plan {
-        // The operator's Jobs: the plan and the gateway come with the pod, which holds no
-        // Kubernetes credentials.
         Some(text) => {
             let status = reporter(&target, env);
-            run_loaded(&target, plan_from_env(text), env, status, cancel, started).await
+            let loaded = plan_from_env(text).and_then(|loaded| pinned(loaded, revision));
+            run_loaded(&target, loaded, env, status, cancel, started).await
         }
-        None => match Client::try_default().await {
-            Err(e) => {
-                let report = report::failed(
-                    &target.step,
-                    format!("{target}: {}: {e}", PlanError::NoStepPlan),
-                );
-                tracing::error!("{}", end_line(&target, &report, started.elapsed()));
-                report
-            }
-            Ok(client) => {
-                if target.namespace.is_empty() {
-                    target.namespace = client.default_namespace().to_string();
-                }
-                let status: Arc<dyn StatusWriter> = Arc::new(KubeStatus::new(
-                    client.clone(),
-                    &target.namespace,
-                    &target.run,
-                    &target.step,
-                ));
-                let loaded = load_plan(&client, &target, revision).await;
-                run_loaded(&target, loaded, env, status, cancel, started).await
-            }
-        },
+        None => {
+            let report =
+                report::failed(&target.step, format!("{target}: {}", PlanError::NoStepPlan));
+            tracing::error!("{}", end_line(&target, &report, started.elapsed()));
+            report
+        }
     };
     if let Err(e) = write_termination_message(&env.termination_path, &report) {
         tracing::error!(
@@ -250,61 +229,25 @@ async fn run_loaded(
     report
 }
 
-/// For a Job an older operator created, without [`STEP_PLAN_ENV`]: the plan in the
-/// ControllerRevision `pinned` (from the Job's arguments), or else in the one the operator's
-/// record of the run pinned (never the run's status, which the step pods of the namespace
-/// may write).
-async fn load_plan(
-    client: &Client,
-    target: &Attempt,
-    pinned: Option<String>,
+/// The plan, when it is of the revision the Job's `--revision` names (when it names one): a
+/// Job whose two disagree was not made by one operator, and runs nothing.
+fn pinned(
+    (revision, plan): (String, Plan),
+    named: Option<String>,
 ) -> Result<(String, Plan), PlanError> {
-    let revision = match pinned.filter(|r| !r.is_empty()) {
-        Some(revision) => revision,
-        None => revision_of_run(client, target).await?,
-    };
-    read_plan(client, target, revision).await
+    match named.filter(|n| !n.is_empty()) {
+        Some(named) if named != revision => Err(PlanError::OtherRevision {
+            named,
+            carried: revision,
+        }),
+        _ => Ok((revision, plan)),
+    }
 }
 
 /// The revision and the plan of one step that [`STEP_PLAN_ENV`] holds.
 pub fn plan_from_env(text: &str) -> Result<(String, Plan), PlanError> {
     let step_plan = StepPlan::from_env_value(text).map_err(PlanError::NotAStepPlan)?;
     Ok((step_plan.revision.clone(), step_plan.into_plan()))
-}
-
-/// The revision the operator's record of the run pinned.
-async fn revision_of_run(client: &Client, target: &Attempt) -> Result<String, PlanError> {
-    let runs: Api<PipelineRun> = Api::namespaced(client.clone(), &target.namespace);
-    let run = runs.get(&target.run).await.map_err(|e| {
-        if status::is_not_found(&e) {
-            PlanError::RunGone {
-                run: target.run.clone(),
-                namespace: target.namespace.clone(),
-            }
-        } else {
-            PlanError::ReadRun(e)
-        }
-    })?;
-    RunRecord::of(&run)
-        .and_then(|record| record.revision)
-        .filter(|r| !r.is_empty())
-        .ok_or(PlanError::NoRevision)
-}
-
-/// The plan in ControllerRevision `revision`.
-async fn read_plan(
-    client: &Client,
-    target: &Attempt,
-    revision: String,
-) -> Result<(String, Plan), PlanError> {
-    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &target.namespace);
-    let found = match revisions.get(&revision).await {
-        Ok(found) => found,
-        Err(e) if status::is_not_found(&e) => return Err(PlanError::RevisionGone(revision)),
-        Err(source) => return Err(PlanError::ReadRevision { revision, source }),
-    };
-    let plan = plan_from_revision(&found)?;
-    Ok((revision, plan))
 }
 
 /// Executes the step of a known plan: progress written every [`PROGRESS_EVERY`] while it

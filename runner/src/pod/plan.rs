@@ -1,10 +1,8 @@
-//! The run's plan, as the operator stored it: read from a ControllerRevision, the step chosen by
-//! name and its Connections opened from the specs the plan embeds.
+//! The run's plan, as the operator gave it to the pod: the step chosen by name and its
+//! Connections opened from the specs the plan embeds.
 
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use serde::Deserialize as _;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::Step;
 
@@ -12,16 +10,6 @@ use super::error::PlanError;
 use crate::connectors::ConnectionRef;
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
-
-/// The plan in a ControllerRevision's `data`.
-pub fn plan_from_revision(revision: &ControllerRevision) -> Result<Plan, PlanError> {
-    let name = revision.metadata.name.clone().unwrap_or_default();
-    let Some(data) = &revision.data else {
-        return Err(PlanError::NoData(name));
-    };
-    // Deserializing from a borrowed Value clones only the strings the plan keeps.
-    Plan::deserialize(&data.0).map_err(|source| PlanError::NotAPlan { name, source })
-}
 
 /// The step named `step` of the plan, or an error listing the plan's steps.
 pub fn choose_step<'p>(plan: &'p Plan, run: &str, step: &str) -> Result<&'p Step, PlanError> {

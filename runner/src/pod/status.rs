@@ -1,27 +1,21 @@
 //! Where the step's counters go: the operator's gateway ([`super::telemetry`]) when the pod
-//! was given one, else (a Job of an older operator) the step's own entry of its run's
-//! `status.steps`, server-side-applied under a field manager of its own
-//! (`synqx-step-<STEP>`), so parallel steps never conflict. The runner writes the
-//! counters and the watermark range, and nothing else: phase, attempt, Job name, times and
-//! the message (the error, which the operator reads from the termination message) belong to
-//! the operator's run controller. One writer per field.
+//! was given one, else nowhere but the termination message. The runner never writes the
+//! run's status: the operator does, the live counters from what the gateway received and
+//! the final ones from the termination message. The entries it sends hold the counters and
+//! the watermark range and nothing else: phase, attempt, Job name, times and the message
+//! (the error, which the operator reads from the termination message) are the run
+//! controller's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use synqx_api::apply::StatusApply;
-use synqx_api::run::{PipelineRun, PipelineRunStatus, StepReport, StepStatus};
+use synqx_api::run::{StepReport, StepStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::Attempt;
 use super::error::StatusWriteError;
 use crate::engine::{CounterSnapshot, Counters};
-
-/// Longest wait for the API server to answer one status write.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where the step's status entry goes.
 #[async_trait]
@@ -58,50 +52,6 @@ impl StatusWriter for NoStatus {
     fn every(&self) -> Duration {
         Duration::from_secs(3600)
     }
-}
-
-/// The run's status on the API server.
-pub struct KubeStatus {
-    api: Api<PipelineRun>,
-    run: String,
-    params: PatchParams,
-}
-
-impl KubeStatus {
-    pub fn new(client: Client, namespace: &str, run: &str, step: &str) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            run: run.to_string(),
-            params: PatchParams::apply(&field_manager(step)).force(),
-        }
-    }
-}
-
-#[async_trait]
-impl StatusWriter for KubeStatus {
-    async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError> {
-        let body = apply_body(entry);
-        let patch = Patch::Apply(&body);
-        let write = self.api.patch_status(&self.run, &self.params, &patch);
-        match tokio::time::timeout(APPLY_TIMEOUT, write).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StatusWriteError::Api(e)),
-            Err(_) => Err(StatusWriteError::Timeout(APPLY_TIMEOUT.as_secs())),
-        }
-    }
-}
-
-/// The field manager of a step's status entry.
-pub fn field_manager(step: &str) -> String {
-    format!("synqx-step-{step}")
-}
-
-/// The body of the server-side apply: a PipelineRun with only this step's entry.
-pub fn apply_body(entry: &StepStatus) -> StatusApply<PipelineRunStatus> {
-    StatusApply::of::<PipelineRun>(PipelineRunStatus {
-        steps: vec![entry.clone()],
-        ..Default::default()
-    })
 }
 
 /// The entry written while the step runs: counters only.
@@ -159,31 +109,5 @@ pub(super) async fn report_progress(
             }
             Err(_) => {}
         }
-    }
-}
-
-/// Whether the API server answered 404.
-pub(crate) fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.is_not_found())
-}
-
-/// An API error as one readable line, with what to do: the server's message and code (not the
-/// whole Status), the permission the runner's service account lacks when it was forbidden, or
-/// a pointer to the network when the server could not be reached. `permission` names the verb
-/// and resource, e.g. `get on pipelineruns.synqx.io`.
-pub(crate) fn explain(e: &kube::Error, permission: &str) -> String {
-    match e {
-        kube::Error::Api(s) if s.is_forbidden() => format!(
-            "{} (HTTP {}): the pod's service account needs {permission}",
-            s.message, s.code
-        ),
-        kube::Error::Api(s) if !s.message.is_empty() => {
-            format!("{} (HTTP {})", s.message, s.code)
-        }
-        kube::Error::Api(s) => format!("HTTP {} {}", s.code, s.reason),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
-            "{e}: the Kubernetes API cannot be reached from here; check the pod's network policy and the API server"
-        ),
-        other => other.to_string(),
     }
 }

@@ -1,17 +1,15 @@
-//! `synqx step` without a cluster: the status bodies it applies, the step chosen from a plan,
+//! `synqx step` without a cluster: the status entries it sends, the step chosen from a plan,
 //! the termination message, and whole attempts run against a recording status writer.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use synqx_api::run::{StepStatus, WatermarkRange};
 use synqx_api::validate::{InputFile, validate};
 
 use super::report::from_result;
-use super::status::{field_manager, report_progress};
+use super::status::report_progress;
 use super::*;
 use crate::engine::{CounterSnapshot, StepOutcome};
 use crate::error::Error;
@@ -118,7 +116,11 @@ struct Unreachable(AtomicUsize);
 impl StatusWriter for Unreachable {
     async fn apply(&self, _: &StepStatus) -> Result<(), StatusWriteError> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Err(StatusWriteError::Timeout(20))
+        Err(StatusWriteError::Refused {
+            url: "http://gateway".into(),
+            code: 503,
+            message: "unavailable".into(),
+        })
     }
 }
 
@@ -134,29 +136,23 @@ fn counters() -> CounterSnapshot {
 }
 
 #[test]
-fn the_progress_body_holds_only_the_counters_the_runner_owns() {
-    let body =
-        serde_json::to_value(apply_body(&progress_entry("load", counters()))).unwrap_or_default();
+fn the_progress_entry_holds_only_the_counters() {
+    let entry = serde_json::to_value(progress_entry("load", counters())).unwrap_or_default();
     assert_eq!(
-        body,
+        entry,
         serde_json::json!({
-            "apiVersion": "synqx.io/v1alpha1",
-            "kind": "PipelineRun",
-            "status": {"steps": [{
-                "name": "load",
-                "rowsRead": 10,
-                "rowsWritten": 8,
-                "rowsRejected": 2,
-                "bytesRead": 100,
-                "bytesWritten": 80,
-            }]},
+            "name": "load",
+            "rowsRead": 10,
+            "rowsWritten": 8,
+            "rowsRejected": 2,
+            "bytesRead": 100,
+            "bytesWritten": 80,
         })
     );
-    assert_eq!(field_manager("load"), "synqx-step-load");
 }
 
 #[test]
-fn the_final_body_adds_the_watermark_and_leaves_the_error_to_the_operator() {
+fn the_final_entry_adds_the_watermark_and_leaves_the_error_to_the_operator() {
     let succeeded = StepReport {
         step: "load".into(),
         phase: StepPhase::Succeeded,
@@ -168,9 +164,9 @@ fn the_final_body_adds_the_watermark_and_leaves_the_error_to_the_operator() {
         }),
         ..Default::default()
     };
-    let body = serde_json::to_value(apply_body(&final_entry(&succeeded))).unwrap_or_default();
+    let body = serde_json::to_value(final_entry(&succeeded)).unwrap_or_default();
     assert_eq!(
-        body["status"]["steps"][0],
+        body,
         serde_json::json!({
             "name": "load",
             "rowsRead": 3,
@@ -191,7 +187,7 @@ fn the_final_body_adds_the_watermark_and_leaves_the_error_to_the_operator() {
     let entry = final_entry(&failed);
     assert_eq!(entry.rows_read, Some(3));
     assert_eq!(entry.watermark, None, "an empty range is not written");
-    let body = serde_json::to_value(apply_body(&entry)).unwrap_or_default();
+    let body = serde_json::to_value(&entry).unwrap_or_default();
     for field in [
         "phase",
         "attempt",
@@ -200,10 +196,7 @@ fn the_final_body_adds_the_watermark_and_leaves_the_error_to_the_operator() {
         "finishedAt",
         "message",
     ] {
-        assert!(
-            body["status"]["steps"][0].get(field).is_none(),
-            "{field} belongs to the operator"
-        );
+        assert!(body.get(field).is_none(), "{field} belongs to the operator");
     }
 }
 
@@ -225,36 +218,6 @@ fn a_step_is_chosen_by_name_and_a_wrong_name_lists_the_steps() {
         "{e}"
     );
     assert!(e.contains("--step"), "{e}");
-}
-
-#[test]
-fn the_plan_comes_from_the_revision_data() {
-    let plan = plan();
-    let mut revision = ControllerRevision {
-        data: Some(RawExtension(
-            serde_json::to_value(&plan).unwrap_or_else(|e| panic!("{e}")),
-        )),
-        ..Default::default()
-    };
-    revision.metadata.name = Some("orders-5d8f".into());
-    assert_eq!(plan_from_revision(&revision).ok().as_ref(), Some(&plan));
-
-    revision.data = Some(RawExtension(serde_json::json!({"steps": "no"})));
-    let e = plan_from_revision(&revision)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(
-        e.contains("ControllerRevision \"orders-5d8f\" does not hold a SynqX plan"),
-        "{e}"
-    );
-
-    revision.data = None;
-    let e = plan_from_revision(&revision)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(e.contains("\"orders-5d8f\" has no data"), "{e}");
 }
 
 #[test]
@@ -283,6 +246,58 @@ fn the_plan_comes_from_the_pods_environment_without_the_api() {
         "{e}"
     );
     assert!(e.contains("different SynqX versions"), "{e}");
+}
+
+/// A pod without the plan, or whose `--revision` is not the plan's, runs nothing, makes no
+/// API call (it has no credentials) and says why in its termination message.
+#[tokio::test]
+async fn a_pod_without_its_plan_or_with_another_revision_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let planless = run(
+        Some("etl".into()),
+        "orders-1".into(),
+        "count".into(),
+        1,
+        None,
+        &env(dir.path(), None),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(planless.phase, StepPhase::Failed);
+    let message = planless.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the pod has no $SYNQX_STEP_PLAN, so no plan to run"),
+        "{message}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("termination-log"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(written.contains("no $SYNQX_STEP_PLAN"), "{written}");
+
+    let Some(step_plan) = synqx_api::step_plan::StepPlan::of(&plan(), "orders-5d8f", "count")
+    else {
+        panic!("count is planned");
+    };
+    let mut with_plan = env(dir.path(), None);
+    with_plan.step_plan = Some(step_plan.to_env_value().unwrap_or_else(|e| panic!("{e}")));
+    let other = run(
+        Some("etl".into()),
+        "orders-1".into(),
+        "count".into(),
+        1,
+        Some("orders-0000".into()),
+        &with_plan,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(other.phase, StepPhase::Failed);
+    assert_eq!(other.rows_read, 0);
+    let message = other.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(
+            "--revision names ControllerRevision \"orders-0000\" but $SYNQX_STEP_PLAN holds the plan of \"orders-5d8f\""
+        ),
+        "{message}"
+    );
 }
 
 #[test]
