@@ -26,13 +26,6 @@ pub enum Error {
         #[source]
         source: ScheduleError,
     },
-    /// The operator's record of a run cannot be put into a patch.
-    #[error("the operator's record of PipelineRun {run} cannot be written: {source}")]
-    Record {
-        run: String,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("resumeFrom names run \"{run}\", which does not exist")]
     ResumeFrom { run: String },
     /// The vault of a namespace cannot be read (a damaged `synqx-vault` Secret).
@@ -75,8 +68,6 @@ pub enum ErrorKind {
     Panic,
     /// A name of ours held by someone else's object.
     NameTaken,
-    /// The operator's record of a run that cannot be put into a patch.
-    Record,
 }
 
 impl ErrorKind {
@@ -92,7 +83,6 @@ impl ErrorKind {
             Self::Vault => "vault",
             Self::Panic => "panic",
             Self::NameTaken => "name_taken",
-            Self::Record => "record",
         }
     }
 }
@@ -107,7 +97,6 @@ impl Error {
                 ErrorKind::Unreachable
             }
             Self::Api(_) => ErrorKind::Api,
-            Self::Record { .. } => ErrorKind::Record,
             Self::Revision { .. } | Self::Plan { .. } => ErrorKind::Revision,
             Self::Schedule { .. } => ErrorKind::Schedule,
             Self::ResumeFrom { .. } => ErrorKind::ResumeFrom,
@@ -159,10 +148,5 @@ mod tests {
         };
         assert_eq!(error.kind(), ErrorKind::Revision);
         assert!(std::error::Error::source(&error).is_some());
-        let record = Error::Record {
-            run: "r".into(),
-            source: serde_json::from_str::<u32>("x").expect_err("not JSON"),
-        };
-        assert_eq!(record.kind().as_str(), "record");
     }
 }

@@ -168,16 +168,10 @@ pub async fn ensure(client: &Client, namespace: &str) -> Result<String> {
             data: Some(BTreeMap::from([(PUBLIC_KEY_CONFIG_KEY.to_string(), line)])),
             ..Default::default()
         };
-        let body = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": map.metadata,
-            "data": map.data,
-        });
         maps.patch(
             VAULT_OBJECT_NAME,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
+            &Patch::Apply(&map),
         )
         .await?;
         tracing::info!(namespace, key = %public.id(), "published the vault public key");

@@ -9,10 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use json_patch::{AddOperation, PatchOperation, TestOperation};
+use jsonptr::PointerBuf;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::Value;
 use synqx_api::PipelineRun;
 use synqx_api::gateway::StepCounters;
 use synqx_api::run::{PipelineRunStatus, StepPhase};
@@ -36,7 +38,7 @@ pub struct Pending {
 #[derive(Debug, Default, PartialEq)]
 pub struct RunPatch {
     /// JSON patch operations; empty when there is nothing to write.
-    pub ops: Vec<Value>,
+    pub ops: Vec<PatchOperation>,
     /// Steps settled by this patch once it is written (or with nothing to write).
     pub settled: Vec<String>,
 }
@@ -101,13 +103,14 @@ impl CounterWriter {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..Default::default()
             };
-            let written = match serde_json::from_value(Value::Array(patch.ops)) {
-                Ok(ops) => api
-                    .patch_status(&name, &params, &Patch::<()>::Json(ops))
-                    .await
-                    .map(|_| ()),
-                Err(e) => Err(kube::Error::SerdeError(e)),
-            };
+            let written = api
+                .patch_status(
+                    &name,
+                    &params,
+                    &Patch::<()>::Json(json_patch::Patch(patch.ops)),
+                )
+                .await
+                .map(|_| ());
             match written {
                 Ok(()) => self.settle(&key, &steps, Some(&patch.settled)),
                 // A test that failed (the steps moved) or an unreachable API server: the
@@ -170,28 +173,23 @@ pub fn run_patch(status: &PipelineRunStatus, pending: &BTreeMap<String, Pending>
             patch.settled.push(step.clone());
             continue;
         }
-        let at = format!("/status/steps/{index}");
-        patch
-            .ops
-            .push(json!({"op": "test", "path": format!("{at}/name"), "value": step}));
-        let c = &reported.counters;
-        for (field, value) in [
-            ("rowsRead", c.rows_read),
-            ("rowsWritten", c.rows_written),
-            ("rowsRejected", c.rows_rejected),
-            ("bytesRead", c.bytes_read),
-            ("bytesWritten", c.bytes_written),
-        ] {
-            if let Some(value) = value {
-                patch
-                    .ops
-                    .push(json!({"op": "add", "path": format!("{at}/{field}"), "value": value}));
-            }
-        }
-        if let Some(watermark) = &c.watermark {
-            patch
-                .ops
-                .push(json!({"op": "add", "path": format!("{at}/watermark"), "value": watermark}));
+        // Each counter the report has, under the name the status gives it (the report's
+        // counters serialize as the status entry's fields), after a test that the index
+        // still holds the step.
+        let at =
+            |field: &str| PointerBuf::from_tokens(["status", "steps", &index.to_string(), field]);
+        let Ok(Value::Object(fields)) = serde_json::to_value(&reported.counters) else {
+            continue;
+        };
+        patch.ops.push(PatchOperation::Test(TestOperation {
+            path: at("name"),
+            value: Value::String(step.clone()),
+        }));
+        for (field, value) in fields.into_iter().filter(|(f, _)| f != "name") {
+            patch.ops.push(PatchOperation::Add(AddOperation {
+                path: at(&field),
+                value,
+            }));
         }
         patch.settled.push(step.clone());
     }
@@ -271,15 +269,15 @@ mod tests {
             &pending(vec![reported("load", 2, 7), reported("count", 1, 4)]),
         );
         assert_eq!(
-            patch.ops,
-            vec![
-                json!({"op": "test", "path": "/status/steps/2/name", "value": "count"}),
-                json!({"op": "add", "path": "/status/steps/2/rowsRead", "value": 4}),
-                json!({"op": "add", "path": "/status/steps/2/bytesRead", "value": 32}),
-                json!({"op": "test", "path": "/status/steps/1/name", "value": "load"}),
-                json!({"op": "add", "path": "/status/steps/1/rowsRead", "value": 7}),
-                json!({"op": "add", "path": "/status/steps/1/bytesRead", "value": 56}),
-            ]
+            serde_json::to_value(&patch.ops).unwrap_or_default(),
+            serde_json::json!([
+                serde_json::json!({"op": "test", "path": "/status/steps/2/name", "value": "count"}),
+                serde_json::json!({"op": "add", "path": "/status/steps/2/rowsRead", "value": 4}),
+                serde_json::json!({"op": "add", "path": "/status/steps/2/bytesRead", "value": 32}),
+                serde_json::json!({"op": "test", "path": "/status/steps/1/name", "value": "load"}),
+                serde_json::json!({"op": "add", "path": "/status/steps/1/rowsRead", "value": 7}),
+                serde_json::json!({"op": "add", "path": "/status/steps/1/bytesRead", "value": 56}),
+            ])
         );
         assert_eq!(patch.settled, vec!["count".to_string(), "load".to_string()]);
     }

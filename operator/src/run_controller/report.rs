@@ -1,9 +1,10 @@
 //! Report: the run's status applied under the run controller's field manager, an Event for
 //! every transition, and the metrics of steps and runs that ended.
 
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation, TestOperation};
+use jsonptr::PointerBuf;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use synqx_api::PipelineRun;
 use synqx_api::apply::StatusApply;
 use synqx_api::run::{PipelineRunStatus, RunPhase, StepPhase};
@@ -55,31 +56,8 @@ impl Reporter<'_> {
         if stored == Some(text.as_str()) {
             return Ok(text);
         }
-        let path = format!(
-            "/metadata/annotations/{}",
-            RECORD_ANNOTATION.replace('/', "~1")
-        );
-        let ops = match stored {
-            Some(old) => json!([
-                {"op": "test", "path": path, "value": old},
-                {"op": "replace", "path": path, "value": text},
-            ]),
-            None => {
-                let version = self.run.resource_version().unwrap_or_default();
-                let add = if self.run.metadata.annotations.is_some() {
-                    json!({"op": "add", "path": path, "value": text})
-                } else {
-                    json!({"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: text}})
-                };
-                json!([{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add])
-            }
-        };
-        let patch = Patch::<()>::Json(serde_json::from_value(ops).map_err(|source| {
-            crate::error::Error::Record {
-                run: self.run.name_any(),
-                source,
-            }
-        })?);
+        let ops = record_patch(self.run, stored, &text);
+        let patch = Patch::<()>::Json(json_patch::Patch(ops));
         let runs: Api<PipelineRun> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
         let written = runs
             .patch(&self.run.name_any(), &PatchParams::default(), &patch)
@@ -276,5 +254,91 @@ pub fn owned(status: &PipelineRunStatus) -> PipelineRunStatus {
     PipelineRunStatus {
         steps: status.steps.iter().map(controller_fields).collect(),
         ..status.clone()
+    }
+}
+/// The JSON patch that writes `text` as the run's record: it tests that the run still holds
+/// `stored` (or, with none, still is the version read) before it writes.
+fn record_patch(run: &PipelineRun, stored: Option<&str>, text: &str) -> Vec<PatchOperation> {
+    let path = PointerBuf::from_tokens(["metadata", "annotations", RECORD_ANNOTATION]);
+    match stored {
+        Some(old) => vec![
+            PatchOperation::Test(TestOperation {
+                path: path.clone(),
+                value: old.into(),
+            }),
+            PatchOperation::Replace(ReplaceOperation {
+                path,
+                value: text.to_string().into(),
+            }),
+        ],
+        None => {
+            let version = run.resource_version().unwrap_or_default();
+            let add = if run.metadata.annotations.is_some() {
+                AddOperation {
+                    path,
+                    value: text.to_string().into(),
+                }
+            } else {
+                let annotations = serde_json::Map::from_iter([(
+                    RECORD_ANNOTATION.to_string(),
+                    text.to_string().into(),
+                )]);
+                AddOperation {
+                    path: PointerBuf::from_tokens(["metadata", "annotations"]),
+                    value: annotations.into(),
+                }
+            };
+            vec![
+                PatchOperation::Test(TestOperation {
+                    path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
+                    value: version.into(),
+                }),
+                PatchOperation::Add(add),
+            ]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(annotations: Option<&[(&str, &str)]>) -> PipelineRun {
+        let mut run = PipelineRun::new("r", Default::default());
+        run.metadata.resource_version = Some("41".into());
+        run.metadata.annotations = annotations.map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
+        run
+    }
+
+    /// The record's key escapes its `/` in the pointer; the write tests what it read first.
+    #[test]
+    fn the_record_patch_tests_what_was_read_before_it_writes() {
+        let json = |ops: Vec<PatchOperation>| serde_json::to_value(ops).unwrap_or_default();
+        let key = "/metadata/annotations/synqx.io~1record";
+        assert_eq!(
+            json(record_patch(&run(None), Some("old"), "new")),
+            serde_json::json!([
+                {"op": "test", "path": key, "value": "old"},
+                {"op": "replace", "path": key, "value": "new"},
+            ])
+        );
+        assert_eq!(
+            json(record_patch(&run(Some(&[("a", "b")])), None, "new")),
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+                {"op": "add", "path": key, "value": "new"},
+            ])
+        );
+        assert_eq!(
+            json(record_patch(&run(None), None, "new")),
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+                {"op": "add", "path": "/metadata/annotations", "value": {RECORD_ANNOTATION: "new"}},
+            ])
+        );
     }
 }
