@@ -39,7 +39,7 @@ pub const MAX_LINES_BYTES: usize = 1024 * 1024;
 /// One report of a step attempt.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub struct TelemetryReport {
     pub namespace: String,
     pub run: String,
     pub step: String,
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_report_reads_back_as_written() {
-        let report = Report {
+        let report = TelemetryReport {
             namespace: "etl".into(),
             run: "orders-1".into(),
             step: "load".into(),
@@ -130,7 +130,7 @@ mod tests {
         };
         let json = serde_json::to_string(&report).unwrap_or_default();
         assert!(json.contains("\"rowsRead\":10"), "{json}");
-        let back: Result<Report, _> = serde_json::from_str(&json);
+        let back: Result<TelemetryReport, _> = serde_json::from_str(&json);
         assert_eq!(back.ok(), Some(report));
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use synqx_api::run::StepPhase;
 use synqx_api::step_plan::StepPlan;
-use synqx_api::telemetry::{PATH, Report};
+use synqx_api::telemetry::{PATH, TelemetryReport};
 use synqx_api::validate::{InputFile, validate};
 use synqx_runner::pod::step_log::{self, StepLog};
 use synqx_runner::pod::{PodEnv, run};
@@ -116,7 +116,7 @@ async fn a_steps_retries_and_progress_reach_the_gateway_as_lines_without_the_key
     assert_eq!(report.phase, StepPhase::Succeeded, "{:?}", report.message);
     assert_eq!(report.rows_written, 2);
 
-    let reports: Vec<Report> = server
+    let reports: Vec<TelemetryReport> = server
         .requests()
         .iter()
         .filter(|r| r.path() == PATH)

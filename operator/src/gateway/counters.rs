@@ -18,7 +18,7 @@ use serde_json::Value;
 use synqx_api::PipelineRun;
 use synqx_api::gateway::StepCounters;
 use synqx_api::run::{PipelineRunStatus, StepPhase};
-use synqx_api::telemetry::Report;
+use synqx_api::telemetry::TelemetryReport;
 
 use super::feed::Stores;
 
@@ -55,7 +55,7 @@ impl CounterWriter {
     }
 
     /// Keeps a report's counters, unless a later attempt of its step reported already.
-    pub fn take(&self, report: Report) {
+    pub fn take(&self, report: TelemetryReport) {
         let key = (report.namespace, report.run);
         let mut pending = self.pending();
         let steps = pending.entry(key).or_default();
@@ -212,8 +212,8 @@ mod tests {
         }
     }
 
-    fn reported(step: &str, attempt: u32, rows: u64) -> Report {
-        Report {
+    fn reported(step: &str, attempt: u32, rows: u64) -> TelemetryReport {
+        TelemetryReport {
             namespace: "etl".into(),
             run: "orders-1".into(),
             step: step.into(),
@@ -228,7 +228,7 @@ mod tests {
         }
     }
 
-    fn pending(reports: Vec<Report>) -> BTreeMap<String, Pending> {
+    fn pending(reports: Vec<TelemetryReport>) -> BTreeMap<String, Pending> {
         let writer = CounterWriter::default();
         for report in reports {
             writer.take(report);

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
 use synqx_api::PipelineRun;
-use synqx_api::telemetry::{AUDIENCE, MAX_LINES, Report};
+use synqx_api::telemetry::{AUDIENCE, MAX_LINES, TelemetryReport};
 use tokio::time::Instant;
 
 use super::auth::{self, Denied};
@@ -132,7 +132,7 @@ fn pod_token(
 /// token was issued for, its controller is the Job the run controller names for that run,
 /// step and attempt, and that Job's controller is the run.
 pub fn bind(
-    report: &Report,
+    report: &TelemetryReport,
     token: &PodToken,
     pod: &Pod,
     job: &Job,
@@ -185,7 +185,7 @@ fn controller(owners: Option<&[OwnerReference]>) -> Option<&OwnerReference> {
 impl Gateway {
     /// The pod, its Job and the run a report names, read to bind the report to the token.
     /// Returns the run's Pipeline.
-    async fn bound(&self, report: &Report, token: &PodToken) -> Result<String, Response> {
+    async fn bound(&self, report: &TelemetryReport, token: &PodToken) -> Result<String, Response> {
         let forbidden = |e: NotBound| failure(StatusCode::FORBIDDEN, "Forbidden", e.to_string());
         let unavailable = |what: &str, e: kube::Error| {
             failure(
@@ -233,7 +233,7 @@ impl Gateway {
     /// Stores the report's lines before the pod hears 204, and ends the attempt's log with
     /// its last report. A store that fails does not refuse the report: its counters matter
     /// more than its lines, and a full volume must not stall every run's status.
-    async fn store_lines(&self, report: &Report, pipeline: &str) {
+    async fn store_lines(&self, report: &TelemetryReport, pipeline: &str) {
         let Some(logs) = &self.logs else {
             return;
         };
@@ -284,7 +284,7 @@ pub async fn receive(
             }
         },
     };
-    let mut report: Report = match serde_json::from_slice(&body) {
+    let mut report: TelemetryReport = match serde_json::from_slice(&body) {
         Ok(report) => report,
         Err(e) => {
             return failure(

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use synqx_api::gateway::{Body, LogLine, Message, StepLog};
 use synqx_api::run::RunPhase;
 
-use super::runs::{Followed, Follower, RunOnGateway, Target, credentials, follow_run};
+use super::runs::{FollowTarget, Followed, Follower, RunOnGateway, credentials, follow_run};
 
 pub struct LogsArgs {
     pub target: RunOnGateway,
@@ -45,7 +45,7 @@ async fn print(args: LogsArgs) -> anyhow::Result<ExitCode> {
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
-    let target = Target {
+    let target = FollowTarget {
         command: "synqx logs",
         gateway,
         namespace: &namespace,

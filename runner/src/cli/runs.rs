@@ -97,7 +97,7 @@ pub(super) trait Follower {
 }
 
 /// The run a gateway command follows.
-pub(super) struct Target<'a> {
+pub(super) struct FollowTarget<'a> {
     pub command: &'a str,
     pub gateway: &'a str,
     pub namespace: &'a str,
@@ -115,7 +115,7 @@ pub(super) enum Followed {
 
 /// Follows a run until it finishes, resuming after dropped connections.
 pub(super) async fn follow_run(
-    target: &Target<'_>,
+    target: &FollowTarget<'_>,
     follower: &mut impl Follower,
 ) -> anyhow::Result<Followed> {
     let base = websocket_base(target.gateway)?;
@@ -160,7 +160,7 @@ pub(super) async fn follow_run(
 
 async fn follow(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let (namespace, token) = credentials(&args.target).await?;
-    let target = Target {
+    let target = FollowTarget {
         command: "synqx runs watch",
         gateway: &args.target.gateway,
         namespace: &namespace,

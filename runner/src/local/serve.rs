@@ -26,7 +26,7 @@ use synqx_web::{FollowError, Hub, RunsQuery, StepFilter, WatchQuery, failure};
 use tokio::task::JoinHandle;
 
 use super::live::NAMESPACE;
-use crate::state::{RunRecord, StateStore};
+use crate::state::{RunRow, StateStore};
 
 /// Earlier runs listed next to the current one.
 const HISTORY: u32 = 50;
@@ -244,7 +244,7 @@ async fn list_runs(
 }
 
 /// An earlier run as the state database recorded it.
-async fn past_run(state: &StateStore, record: RunRecord) -> crate::error::Result<RunView> {
+async fn past_run(state: &StateStore, record: RunRow) -> crate::error::Result<RunView> {
     let steps = state.steps(&record.id).await?;
     let steps = steps
         .into_iter()

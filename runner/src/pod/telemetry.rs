@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use synqx_api::gateway::{LogLine, StepCounters};
 use synqx_api::run::{StepPhase, StepReport, StepStatus};
-use synqx_api::telemetry::{PATH, Report};
+use synqx_api::telemetry::{PATH, TelemetryReport};
 
 use super::Attempt;
 use super::error::StatusWriteError;
@@ -61,7 +61,7 @@ impl Telemetry {
 
     async fn send(&self, phase: StepPhase, counters: StepCounters) -> Result<(), StatusWriteError> {
         let (dropped, lines) = self.log.take();
-        let mut report = Report {
+        let mut report = TelemetryReport {
             namespace: self.target.namespace.clone(),
             run: self.target.run.clone(),
             step: self.target.step.clone(),
@@ -87,7 +87,7 @@ impl Telemetry {
         result
     }
 
-    async fn post(&self, report: &Report) -> Result<(), StatusWriteError> {
+    async fn post(&self, report: &TelemetryReport) -> Result<(), StatusWriteError> {
         let token = std::fs::read_to_string(&self.token_file).map_err(|source| {
             StatusWriteError::Token {
                 path: self.token_file.clone(),

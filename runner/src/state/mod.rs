@@ -44,9 +44,9 @@ pub struct StepRecord {
     pub message: Option<String>,
 }
 
-/// A run with its steps.
+/// A run as the local state database keeps it (its steps are rows of their own).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunRecord {
+pub struct RunRow {
     pub id: String,
     pub pipeline: String,
     pub status: String,
@@ -195,7 +195,7 @@ impl StateStore {
     }
 
     /// The most recent runs, newest first, optionally of one pipeline.
-    pub async fn runs(&self, pipeline: Option<&str>, limit: u32) -> Result<Vec<RunRecord>> {
+    pub async fn runs(&self, pipeline: Option<&str>, limit: u32) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, pipeline, status, started_at, finished_at FROM runs WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2",
         )
@@ -206,7 +206,7 @@ impl StateStore {
         .context(|| "reading runs".to_string())?;
         Ok(rows
             .into_iter()
-            .map(|r| RunRecord {
+            .map(|r| RunRow {
                 id: r.get(0),
                 pipeline: r.get(1),
                 status: r.get(2),

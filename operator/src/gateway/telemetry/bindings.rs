@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use ring::digest::{SHA256, digest};
-use synqx_api::telemetry::Report;
+use synqx_api::telemetry::TelemetryReport;
 use tokio::time::Instant;
 
 use super::PodToken;
@@ -43,7 +43,7 @@ struct Target {
 }
 
 impl Target {
-    fn of(report: &Report) -> Self {
+    fn of(report: &TelemetryReport) -> Self {
         Self {
             namespace: report.namespace.clone(),
             run: report.run.clone(),
@@ -64,7 +64,7 @@ pub struct Binding {
 
 impl Binding {
     /// `pod`, which runs the attempt `report` names, of a run of `pipeline`.
-    pub fn new(pod: PodToken, pipeline: String, report: &Report) -> Self {
+    pub fn new(pod: PodToken, pipeline: String, report: &TelemetryReport) -> Self {
         Self {
             pod,
             pipeline,
@@ -109,7 +109,7 @@ impl Bindings {
     /// The Pipeline of the run when the token was bound to the very attempt `report` names;
     /// `None` for another attempt, which is bound anew (and refused unless the pod runs that
     /// one too).
-    pub fn pipeline(&self, token: TokenHash, report: &Report) -> Option<String> {
+    pub fn pipeline(&self, token: TokenHash, report: &TelemetryReport) -> Option<String> {
         self.map()
             .get(&token)
             .filter(|k| k.binding.target == Target::of(report))
@@ -178,8 +178,8 @@ mod tests {
         }
     }
 
-    fn report(attempt: u32) -> Report {
-        Report {
+    fn report(attempt: u32) -> TelemetryReport {
+        TelemetryReport {
             namespace: "etl".into(),
             run: "orders-1".into(),
             step: "load".into(),

@@ -13,7 +13,7 @@ use super::commit::{Staged, Swap, Temporaries};
 use super::config::FilesystemConfig;
 use super::connect::{DirOpener, list};
 use crate::connectors::formats::Selection;
-use crate::connectors::formats::parts::{self, PartStore, Target, write_id};
+use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::task_failed;
 use crate::connectors::formats::scan::Opener;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -42,7 +42,7 @@ async fn write(
     input: SchemaStream,
     counters: &Counters,
 ) -> Result<WriteOutcome> {
-    let target = Target::resolve(&request.spec)?;
+    let target = PartsTarget::resolve(&request.spec)?;
     let schema = input.schema.clone();
     let (staged, fed) = parts::pump(input, counters, move |rx| {
         let id = write_id();
@@ -73,7 +73,7 @@ enum Layout {
 }
 
 /// A file being written: where it is staged and where it goes.
-pub(super) struct Staging {
+pub(super) struct StagedFile {
     file: File,
     staged: PathBuf,
     destination: PathBuf,
@@ -101,7 +101,7 @@ fn create_dir(path: &Path) -> Result<()> {
 
 impl DirParts {
     /// Creates the staging area and lists the files the write builds on.
-    fn prepare(root: PathBuf, target: &Target, id: &str) -> Result<(Self, Vec<String>)> {
+    fn prepare(root: PathBuf, target: &PartsTarget, id: &str) -> Result<(Self, Vec<String>)> {
         let path = root.join(&target.relative);
         let parent = path
             .parent()
@@ -198,9 +198,9 @@ impl Opener for DirParts {
 }
 
 impl PartStore for DirParts {
-    type Open = Staging;
+    type Open = StagedFile;
 
-    fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, Staging)> {
+    fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, StagedFile)> {
         let destination = self.opener.root.join(destination);
         let staged = match &self.layout {
             Layout::Parts {
@@ -227,7 +227,7 @@ impl PartStore for DirParts {
         let sink = file
             .try_clone()
             .context(|| format!("writing {}", staged.display()))?;
-        let open = Staging {
+        let open = StagedFile {
             file,
             staged,
             destination,
@@ -235,7 +235,7 @@ impl PartStore for DirParts {
         Ok((Box::new(sink), open))
     }
 
-    fn close(&mut self, open: Staging) -> Result<u64> {
+    fn close(&mut self, open: StagedFile) -> Result<u64> {
         open.file
             .sync_all()
             .context(|| format!("writing {}", open.staged.display()))?;

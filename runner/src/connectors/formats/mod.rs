@@ -156,7 +156,7 @@ pub fn validate_source(source: &SourceSpec) -> Result<()> {
 /// Checks a file destination without touching a store: one file or a folder below the
 /// Connection's path, a format, a compression of that format, a mode files can have.
 pub fn validate_destination(destination: &Destination) -> Result<()> {
-    parts::Target::resolve(destination).map(drop)
+    parts::PartsTarget::resolve(destination).map(drop)
 }
 
 /// The format of a source: given, or implied by the FQN's extension.

@@ -37,7 +37,7 @@ pub fn write_id() -> String {
 
 /// A destination, checked without touching any store.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct PartsTarget {
     pub fqn: String,
     /// A folder of part files, or one file.
     pub folder: bool,
@@ -49,7 +49,7 @@ pub struct Target {
     pub evolution: SchemaEvolution,
 }
 
-impl Target {
+impl PartsTarget {
     pub fn resolve(spec: &Destination) -> Result<Self> {
         let fqn = spec.asset.fqn.clone();
         let mode = spec.mode();
@@ -159,7 +159,7 @@ async fn feed(mut stream: BatchStream, tx: &mpsc::Sender<Msg>, counters: &Counte
 /// builds on: for an append to a folder, the files in it; for one file, that file when it
 /// exists and is not empty. `id` names the part files.
 pub fn run<S: PartStore>(
-    target: Target,
+    target: PartsTarget,
     id: &str,
     incoming: SchemaRef,
     store: &mut S,
@@ -196,7 +196,7 @@ struct Current<H> {
 }
 
 struct Writer<'s, S: PartStore> {
-    target: Target,
+    target: PartsTarget,
     schema: SchemaRef,
     id: String,
     store: &'s mut S,
@@ -211,7 +211,7 @@ struct Writer<'s, S: PartStore> {
 
 impl<'s, S: PartStore> Writer<'s, S> {
     fn prepare(
-        target: Target,
+        target: PartsTarget,
         id: &str,
         incoming: SchemaRef,
         store: &'s mut S,
@@ -383,7 +383,7 @@ mod tests {
             file_size: Some("1KiB".into()),
             ..Default::default()
         };
-        let folder = Target::resolve(&spec).unwrap_or_else(|e| panic!("{e}"));
+        let folder = PartsTarget::resolve(&spec).unwrap_or_else(|e| panic!("{e}"));
         assert!(folder.folder);
         assert_eq!(
             (folder.relative.as_str(), folder.file_size),
@@ -391,7 +391,7 @@ mod tests {
         );
         spec.asset.fqn = "/out/a.jsonl.gz".into();
         spec.format = None;
-        let file = Target::resolve(&spec).unwrap_or_else(|e| panic!("{e}"));
+        let file = PartsTarget::resolve(&spec).unwrap_or_else(|e| panic!("{e}"));
         assert!(!file.folder);
         assert_eq!(file.relative, "out/a.jsonl.gz");
         assert_eq!(file.format.extension(), "jsonl.gz");

@@ -12,7 +12,7 @@ use crate::error::{BadRow, Error, Result};
 
 /// A column written: where it is in the batches and how its values are written.
 #[derive(Clone, Debug)]
-pub(super) struct WriteColumn {
+pub(super) struct InsertColumn {
     /// Index in the input batches.
     pub index: usize,
     pub name: String,
@@ -23,7 +23,7 @@ pub(super) struct WriteColumn {
 /// Builds and sends the INSERT statements of one load.
 pub(super) struct Inserter<'a> {
     at: &'a str,
-    columns: &'a [WriteColumn],
+    columns: &'a [InsertColumn],
     /// `INSERT INTO t (a, b) VALUES `.
     head: String,
     /// ` ON DUPLICATE KEY UPDATE …` for upserts, else empty.
@@ -38,7 +38,7 @@ impl<'a> Inserter<'a> {
     pub fn new(
         at: &'a str,
         table_sql: &str,
-        columns: &'a [WriteColumn],
+        columns: &'a [InsertColumn],
         upsert_key: Option<&[String]>,
         limit: usize,
     ) -> Self {
@@ -47,7 +47,7 @@ impl<'a> Inserter<'a> {
         let tail = match upsert_key {
             None => String::new(),
             Some(key) => {
-                let mut updated: Vec<&WriteColumn> = columns
+                let mut updated: Vec<&InsertColumn> = columns
                     .iter()
                     .filter(|c| !key.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
                     .collect();
@@ -222,12 +222,12 @@ mod tests {
     #[test]
     fn upserts_update_every_column_outside_the_key() {
         let columns = vec![
-            WriteColumn {
+            InsertColumn {
                 index: 0,
                 name: "id".into(),
                 uuid_text: false,
             },
-            WriteColumn {
+            InsertColumn {
                 index: 1,
                 name: "na`me".into(),
                 uuid_text: false,

@@ -32,12 +32,12 @@ use super::catalog::{table_columns, unique_keys};
 use super::config::MysqlConfig;
 use super::connect::{Session, connect, database};
 use super::ddl::{add_columns, create_table, execute};
-use super::insert::{Inserter, WriteColumn as InsertColumn};
+use super::insert::{InsertColumn, Inserter};
 use super::literal::writable_type;
 use super::types::declared_type;
 use super::{TableRef, quote, work_table};
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
     Write,
 };
 use crate::connectors::sql::plan::written_bytes;
@@ -204,7 +204,7 @@ impl SqlDialect for MysqlConfig {
         &self,
         session: &mut Session,
         write: &Write<'_, TableRef>,
-        target: Target<'_, TableRef>,
+        target: LoadTarget<'_, TableRef>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()> {

@@ -22,7 +22,7 @@ use super::copy_out::SIGNATURE;
 use super::types::{PgType, arrow_type};
 use crate::error::{BadRow, Error, Result};
 
-struct Target {
+struct CopyTarget {
     name: String,
     pg_type: PgType,
     /// The column's index in the incoming schema.
@@ -34,7 +34,7 @@ struct Target {
 
 /// Encodes batches of one schema into the rows of a binary COPY to known target columns.
 pub struct CopyInEncoder {
-    targets: Vec<Target>,
+    targets: Vec<CopyTarget>,
     context: String,
 }
 
@@ -73,7 +73,7 @@ impl CopyInEncoder {
                     t.name
                 )));
             }
-            targets.push(Target {
+            targets.push(CopyTarget {
                 name: name.clone(),
                 pg_type: t.clone(),
                 index,
@@ -159,7 +159,7 @@ impl CopyInEncoder {
         Ok(())
     }
 
-    fn convert(&self, t: &Target, array: &ArrayRef) -> Result<ArrayRef> {
+    fn convert(&self, t: &CopyTarget, array: &ArrayRef) -> Result<ArrayRef> {
         let from = array.data_type();
         if same_layout(from, &t.arrow) {
             return Ok(array.clone());
@@ -193,7 +193,7 @@ impl CopyInEncoder {
 
     fn bad_row(
         &self,
-        t: &Target,
+        t: &CopyTarget,
         original: &dyn Array,
         row: usize,
         first_row: u64,

@@ -30,7 +30,7 @@ use super::ddl::{self, NewColumn};
 use super::types::{PgType, ddl_type};
 use super::{Table, quote};
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, OverwriteAs, Progress, SqlDialect, Target, UpsertPath, Write,
+    ColumnDef, ExistingColumn, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath, Write,
     WriteColumn,
 };
 use crate::connectors::sql::{quoted_list, unique_suffix};
@@ -263,7 +263,7 @@ impl SqlDialect for PostgresConfig {
         &self,
         conn: &mut PgConnection,
         write: &Write<'_, Table>,
-        target: Target<'_, Table>,
+        target: LoadTarget<'_, Table>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()> {

@@ -27,7 +27,7 @@ use super::connect::Bucket;
 use super::source::{ObjectChunks, ObjectOpener, list_below};
 use super::upload::Upload;
 use crate::connectors::formats::Selection;
-use crate::connectors::formats::parts::{self, PartStore, Target, write_id};
+use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::{Listed, task_failed};
 use crate::connectors::formats::scan::Opener;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -56,7 +56,7 @@ async fn write(
     input: SchemaStream,
     counters: &Counters,
 ) -> Result<WriteOutcome> {
-    let target = Target::resolve(&request.spec)?;
+    let target = PartsTarget::resolve(&request.spec)?;
     let existing = existing(bucket, &target).await?;
     let id = write_id();
     let store = ObjectParts::new(bucket.clone(), target.clone(), &id, &existing)?;
@@ -83,7 +83,7 @@ async fn write(
 
 /// The objects the write builds on: the folder's objects for an append to a folder, the
 /// object itself when a single key exists and is not empty.
-async fn existing(bucket: &Bucket, target: &Target) -> Result<Vec<Listed>> {
+async fn existing(bucket: &Bucket, target: &PartsTarget) -> Result<Vec<Listed>> {
     if target.folder {
         if target.mode != WriteMode::Append {
             return Ok(Vec::new());
@@ -103,7 +103,7 @@ async fn existing(bucket: &Bucket, target: &Target) -> Result<Vec<Listed>> {
 }
 
 /// An object being written: its upload, temporary key and final key.
-pub(super) struct Staging {
+pub(super) struct StagedObject {
     upload: Upload,
     temporary: Path,
     destination: Path,
@@ -115,7 +115,7 @@ struct ObjectParts {
     opener: ObjectOpener,
     bucket: Bucket,
     handle: Handle,
-    target: Target,
+    target: PartsTarget,
     /// `.<name>.synqx-tmp-<id>` next to the target, relative to the prefix.
     temporary: String,
     /// Every temporary key created, for the cleanup.
@@ -127,7 +127,7 @@ struct ObjectParts {
 }
 
 impl ObjectParts {
-    fn new(bucket: Bucket, target: Target, id: &str, existing: &[Listed]) -> Result<Self> {
+    fn new(bucket: Bucket, target: PartsTarget, id: &str, existing: &[Listed]) -> Result<Self> {
         let opener = ObjectOpener::new(bucket.clone(), existing)?;
         let handle = opener.handle.clone();
         let (parent, name) = match target.relative.rsplit_once('/') {
@@ -271,9 +271,9 @@ impl Opener for ObjectParts {
 }
 
 impl PartStore for ObjectParts {
-    type Open = Staging;
+    type Open = StagedObject;
 
-    fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, Staging)> {
+    fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, StagedObject)> {
         let temporary = if self.target.folder {
             let file = destination.rsplit('/').next().unwrap_or(destination);
             format!("{}/{file}", self.temporary)
@@ -289,7 +289,7 @@ impl PartStore for ObjectParts {
         );
         self.temps.push(key.clone());
         self.uploads.push(upload.clone());
-        let open = Staging {
+        let open = StagedObject {
             upload: upload.clone(),
             temporary: key,
             destination: self.bucket.key(destination)?,
@@ -297,7 +297,7 @@ impl PartStore for ObjectParts {
         Ok((Box::new(upload), open))
     }
 
-    fn close(&mut self, open: Staging) -> Result<u64> {
+    fn close(&mut self, open: StagedObject) -> Result<u64> {
         let size = open.upload.finish()?;
         self.uploads.retain(|u| !u.same(&open.upload));
         self.staged.push((open.temporary, open.destination));

@@ -79,7 +79,7 @@ pub enum LoadKind<'a> {
 
 /// Where a load sends its rows: the table, the columns written, and how.
 #[derive(Clone, Copy, Debug)]
-pub struct Target<'a, T> {
+pub struct LoadTarget<'a, T> {
     pub table: &'a T,
     pub columns: &'a [WriteColumn],
     pub kind: LoadKind<'a>,
@@ -245,7 +245,7 @@ pub trait SqlDialect: Send + Sync + 'static {
         &self,
         conn: &mut Self::Conn,
         write: &Write<'_, Self::Table>,
-        target: Target<'_, Self::Table>,
+        target: LoadTarget<'_, Self::Table>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()>;

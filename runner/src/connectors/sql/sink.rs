@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use synqx_api::pipeline::WriteMode;
 
 use super::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
     Write, WriteColumn,
 };
 use super::plan::{ColumnPlan, check_primary_key, plan_columns, require_key};
@@ -179,7 +179,7 @@ impl<D: SqlDialect> Load<'_, D> {
             (None, WriteMode::Upsert) => LoadKind::Upsert(key),
             (None, _) => LoadKind::Insert,
         };
-        let target = Target {
+        let target = LoadTarget {
             table: staging.as_ref().or(loaded.as_ref()).unwrap_or(write.table),
             columns: &columns,
             kind,

@@ -29,7 +29,7 @@ const MAX_ROWS: usize = 1_000;
 
 /// A source column that is written.
 #[derive(Clone, Debug)]
-pub(super) struct WriteColumn {
+pub(super) struct InsertColumn {
     /// Position in the input schema.
     pub index: usize,
     pub name: String,
@@ -39,7 +39,7 @@ pub(super) struct WriteColumn {
 /// Inserts batches into one table, optionally merging by key.
 pub(super) struct Inserter<'a> {
     at: &'a str,
-    columns: &'a [WriteColumn],
+    columns: &'a [InsertColumn],
     prefix: String,
     suffix: String,
     rows_per_statement: usize,
@@ -52,7 +52,7 @@ impl<'a> Inserter<'a> {
     pub(super) fn new(
         at: &'a str,
         target: &str,
-        columns: &'a [WriteColumn],
+        columns: &'a [InsertColumn],
         key: Option<&[String]>,
     ) -> Self {
         let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();

@@ -17,11 +17,11 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::config::SqliteConfig;
 use super::connect::connect;
-use super::insert::{Inserter, WriteColumn as InsertColumn};
+use super::insert::{InsertColumn, Inserter};
 use super::types::{Storage, declared_type};
 use super::{TableColumn, qualified, quote, same_name, table_columns};
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
     Write,
 };
 use crate::connectors::sql::plan::written_bytes;
@@ -228,7 +228,7 @@ impl SqlDialect for SqliteConfig {
         &self,
         conn: &mut SqliteConnection,
         write: &Write<'_, String>,
-        target: Target<'_, String>,
+        target: LoadTarget<'_, String>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()> {

@@ -33,7 +33,7 @@ use super::types::{ColumnTypeError, column_type};
 use super::write_values::{Wire, WireColumn, WriteValueError};
 use crate::connectors::formats::convert::value_text;
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, OverwriteAs, Progress, SqlDialect, Target, UpsertPath,
+    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
     Write, WriteColumn,
 };
 use crate::connectors::sql::plan::written_bytes;
@@ -236,7 +236,7 @@ impl SqlDialect for SqlServerConfig {
         &self,
         client: &mut Client,
         write: &Write<'_, Table>,
-        target: Target<'_, Table>,
+        target: LoadTarget<'_, Table>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()> {

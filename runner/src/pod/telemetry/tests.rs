@@ -49,7 +49,7 @@ fn rig(status: u16, token: &str) -> Rig {
 
 /// The Authorization header and the report of each request the gateway received; fails on
 /// a request to any other path or one that is no report.
-fn seen(gateway: &StandIn) -> Vec<(String, Report)> {
+fn seen(gateway: &StandIn) -> Vec<(String, TelemetryReport)> {
     gateway
         .requests()
         .iter()
@@ -65,7 +65,7 @@ fn seen(gateway: &StandIn) -> Vec<(String, Report)> {
 
 /// Applies `rows` as the counters, which must be delivered, and returns the last report the
 /// gateway received.
-async fn delivered(telemetry: &Telemetry, gateway: &StandIn, rows: u64) -> Report {
+async fn delivered(telemetry: &Telemetry, gateway: &StandIn, rows: u64) -> TelemetryReport {
     telemetry
         .apply(&counters(rows))
         .await

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use synqx_api::PipelineRun;
 use synqx_api::run::{PipelineRef, PipelineRunSpec};
-use synqx_api::telemetry::Report;
+use synqx_api::telemetry::TelemetryReport;
 
 use super::*;
 
@@ -64,8 +64,8 @@ fn token_of(pod: &Pod) -> PodToken {
     }
 }
 
-fn report(step: &str, attempt: u32) -> Report {
-    Report {
+fn report(step: &str, attempt: u32) -> TelemetryReport {
+    TelemetryReport {
         namespace: "etl".into(),
         run: "orders-1".into(),
         step: step.into(),

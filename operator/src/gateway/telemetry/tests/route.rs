@@ -15,7 +15,7 @@ use kube::core::PartialObjectMetaExt;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use synqx_api::PipelineRun;
-use synqx_api::telemetry::{AUDIENCE, Report};
+use synqx_api::telemetry::{AUDIENCE, TelemetryReport};
 
 use super::{attempt, run};
 use crate::gateway::feed::{Scope, Stores};
@@ -128,7 +128,7 @@ fn request(token: &str) -> HeaderMap {
     headers
 }
 
-fn body(report: &Report) -> Bytes {
+fn body(report: &TelemetryReport) -> Bytes {
     Bytes::from(serde_json::to_vec(report).unwrap_or_default())
 }
 
@@ -160,7 +160,7 @@ async fn a_pods_reports_cost_one_review_until_the_pod_is_gone() {
         bindings: Bindings::default(),
         plans: crate::revision::Plans::default(),
     });
-    let report = Report {
+    let report = TelemetryReport {
         namespace: "etl".into(),
         run: "orders-1".into(),
         step: "load".into(),
@@ -182,7 +182,7 @@ async fn a_pods_reports_cost_one_review_until_the_pod_is_gone() {
     }
 
     // The same token reporting for another attempt of the run is bound anew, and refused.
-    let other = Report {
+    let other = TelemetryReport {
         attempt: 3,
         ..report.clone()
     };

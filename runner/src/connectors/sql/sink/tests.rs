@@ -12,7 +12,7 @@ use futures::StreamExt;
 use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::*;
-use crate::connectors::sql::dialect::{ColumnDef, ExistingColumn, Progress, Target, Write};
+use crate::connectors::sql::dialect::{ColumnDef, ExistingColumn, LoadTarget, Progress, Write};
 use crate::connectors::tests::{destination, err, ok};
 use crate::error::Error;
 
@@ -193,7 +193,7 @@ impl<S: Shape> SqlDialect for Recorder<S> {
         &self,
         _conn: &mut (),
         _write: &Write<'_, String>,
-        target: Target<'_, String>,
+        target: LoadTarget<'_, String>,
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()> {
