@@ -11,6 +11,8 @@ use synqx_api::dag::Plan;
 use synqx_api::validate::{Problem, validate_objects};
 use synqx_api::{Connection, Pipeline, Step};
 
+use crate::context::Settings;
+
 /// Compiles `pipeline` with the namespace's Connections; returns the problems that concern
 /// this Pipeline or a Connection it uses, each as `synqx validate` prints it.
 pub fn compile(pipeline: &Pipeline, connections: &[Connection]) -> Result<Plan, Vec<String>> {
@@ -49,6 +51,77 @@ pub fn compile(pipeline: &Pipeline, connections: &[Connection]) -> Result<Plan, 
         _ if problems.is_empty() => Err(vec![format!("Pipeline/{name}: could not be compiled")]),
         _ => Err(problems),
     }
+}
+
+/// Compiles `pipeline` ([`compile`]) and holds it to this operator's policy: the plan, or
+/// every problem either found.
+pub fn admit(
+    pipeline: &Pipeline,
+    connections: &[Connection],
+    settings: &Settings,
+) -> Result<Plan, Vec<String>> {
+    let plan = compile(pipeline, connections)?;
+    let mut problems = runner_policy(pipeline, settings);
+    problems.extend(
+        keyring_policy(pipeline, &plan, &settings.runner_image)
+            .err()
+            .into_iter()
+            .flatten(),
+    );
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What this operator allows in `spec.runner` besides what `synqx validate` checks: its
+/// runner images, service accounts and `hostPath` volumes ([`crate::policy`]).
+fn runner_policy(pipeline: &Pipeline, settings: &Settings) -> Vec<String> {
+    crate::policy::runner_problems(
+        &pipeline.name_any(),
+        pipeline.spec.runner.as_ref(),
+        &settings.runner_image,
+        &settings.policy,
+        settings.pods.allow_host_path,
+    )
+}
+
+/// The namespace's vault keyring goes only into pods that run the operator's runner image:
+/// an image of the Pipeline's own choosing could read it and open every sealed value of the
+/// namespace.
+fn keyring_policy(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    runner_image: &str,
+) -> std::result::Result<(), Vec<String>> {
+    let Some(image) = pipeline
+        .spec
+        .runner
+        .as_ref()
+        .and_then(|r| r.image.as_deref())
+        .filter(|image| *image != runner_image)
+    else {
+        return Ok(());
+    };
+    let sealed: Vec<&str> = plan
+        .connections
+        .iter()
+        .filter(|(_, spec)| crate::vault::needs_keyring(spec))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if sealed.is_empty() {
+        return Ok(());
+    }
+    Err(vec![format!(
+        "Pipeline/{}: spec.runner.image: \"{image}\" cannot open sealed values: only the operator's runner image ({runner_image}) receives the namespace's vault keyring, and Connection {} holds sealed values; remove spec.runner.image, or use secretKeyRef for these Connections",
+        pipeline.name_any(),
+        sealed
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )])
 }
 
 #[cfg(test)]
@@ -199,6 +272,40 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
                 && on_cluster[0].contains("spec.steps[0].sync.source")
                 && on_cluster[0].contains("asset \"other.orders\" is not a SQLite table"),
             "{on_cluster:?}"
+        );
+    }
+
+    const OPERATOR_IMAGE: &str = "ghcr.io/synqx/synqx:0.1.0";
+
+    fn keyring_problems(password: &str, image: &str) -> Result<(), Vec<String>> {
+        let yaml = format!(
+            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db, namespace: etl}}\nspec:\n  postgres: {{host: h, database: d, user: {{value: u}}, password: {password}}}\n---\n\
+             apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p, namespace: etl}}\nspec:\n  runner: {{image: \"{image}\"}}\n  steps:\n    - {{name: a, sql: {{connection: db, statements: [\"select 1\"]}}}}\n"
+        );
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: &yaml,
+        }]);
+        assert!(report.is_valid(), "{:?}", report.problems);
+        let pipeline = &report.bundle.pipelines[0].object;
+        keyring_policy(pipeline, &report.plans["p"], OPERATOR_IMAGE)
+    }
+
+    #[test]
+    fn only_the_operators_runner_image_may_open_sealed_values() {
+        let sealed = "{sealed: \"sqx1:k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\"}";
+        let problems = keyring_problems(sealed, "attacker.example/dump:1").unwrap_err();
+        assert_eq!(
+            problems,
+            vec![format!(
+                "Pipeline/p: spec.runner.image: \"attacker.example/dump:1\" cannot open sealed values: only the operator's runner image ({OPERATOR_IMAGE}) receives the namespace's vault keyring, and Connection \"db\" holds sealed values; remove spec.runner.image, or use secretKeyRef for these Connections"
+            )]
+        );
+        assert_eq!(keyring_problems(sealed, OPERATOR_IMAGE), Ok(()));
+        let referenced = "{secretKeyRef: {name: s, key: k}}";
+        assert_eq!(
+            keyring_problems(referenced, "attacker.example/dump:1"),
+            Ok(())
         );
     }
 }

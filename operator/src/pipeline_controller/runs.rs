@@ -36,12 +36,12 @@ pub struct Scheduled {
 pub async fn schedule(
     pipeline: &Pipeline,
     ctx: &Operator,
-    runs: &Api<PipelineRun>,
     active: &[&PipelineRun],
 ) -> Result<Scheduled> {
     let Some(schedule) = &pipeline.spec.schedule else {
         return Ok(Scheduled::default());
     };
+    let runs = &runs_api(ctx, pipeline);
     let name = pipeline.name_any();
     let status = pipeline.status.clone().unwrap_or_default();
     let created = pipeline
@@ -83,6 +83,14 @@ pub async fn schedule(
         handled,
         next: decision.next,
     })
+}
+
+/// The runs of the Pipeline's namespace on the API server.
+fn runs_api(ctx: &Operator, pipeline: &Pipeline) -> Api<PipelineRun> {
+    Api::namespaced(
+        ctx.client.clone(),
+        &pipeline.namespace().unwrap_or_default(),
+    )
 }
 
 /// `concurrencyPolicy: Replace`: cancels the active runs.
@@ -193,10 +201,10 @@ pub fn beyond_history(pipeline: &Pipeline, runs: &[PipelineRun]) -> Vec<String> 
 pub async fn delete_old_runs(
     pipeline: &Pipeline,
     ctx: &Operator,
-    api: &Api<PipelineRun>,
     runs: &mut Vec<PipelineRun>,
 ) -> Result<()> {
     let doomed = beyond_history(pipeline, runs);
+    let api = runs_api(ctx, pipeline);
     for name in &doomed {
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
