@@ -108,6 +108,13 @@ pub struct Step {
     pub sql: Option<SqlStep>,
 }
 
+impl PipelineSpec {
+    /// Every Connection a step names, once each.
+    pub fn connections(&self) -> std::collections::BTreeSet<&str> {
+        self.steps.iter().flat_map(Step::connections).collect()
+    }
+}
+
 impl Step {
     /// The Connections the step names: the source, destination and rejects of a `sync`, the
     /// Connection a `sql` step runs on.

@@ -4,12 +4,10 @@
 //! connector refuses), so the problems read the same on the cluster as on a laptop, without
 //! the file name, and a Pipeline a connector would refuse is Invalid before any run.
 
-use std::collections::BTreeSet;
-
 use kube::ResourceExt;
 use synqx_api::dag::Plan;
 use synqx_api::validate::{Problem, validate_objects};
-use synqx_api::{Connection, Pipeline, Step};
+use synqx_api::{Connection, Pipeline};
 
 use crate::context::Settings;
 
@@ -17,12 +15,7 @@ use crate::context::Settings;
 /// this Pipeline or a Connection it uses, each as `synqx validate` prints it.
 pub fn compile(pipeline: &Pipeline, connections: &[Connection]) -> Result<Plan, Vec<String>> {
     let name = pipeline.name_any();
-    let used: BTreeSet<&str> = pipeline
-        .spec
-        .steps
-        .iter()
-        .flat_map(Step::connections)
-        .collect();
+    let used = pipeline.spec.connections();
     let used_connections: Vec<Connection> = connections
         .iter()
         .filter(|c| used.contains(c.name_any().as_str()))

@@ -1,10 +1,8 @@
 //! What a pass of the Pipeline controller reads: the Connections its steps use and its
 //! runs, from the operator's caches (never a list call).
 
-use std::collections::BTreeSet;
-
 use kube::ResourceExt;
-use synqx_api::{Connection, Pipeline, PipelineRun, Step};
+use synqx_api::{Connection, Pipeline, PipelineRun};
 
 use super::runs::run_ended;
 use crate::caches::Caches;
@@ -42,12 +40,7 @@ pub fn observe(ctx: &Operator, pipeline: &Pipeline) -> Observed {
 /// The Connections the Pipeline's steps name, as the cache holds them; a missing one is left
 /// out, and compiling names it.
 fn used_connections(ctx: &Operator, pipeline: &Pipeline, namespace: &str) -> Vec<Connection> {
-    let used: BTreeSet<&str> = pipeline
-        .spec
-        .steps
-        .iter()
-        .flat_map(Step::connections)
-        .collect();
+    let used = pipeline.spec.connections();
     used.into_iter()
         .filter_map(|name| Caches::get(&ctx.caches.connections, namespace, name))
         .map(|c| c.as_ref().clone())

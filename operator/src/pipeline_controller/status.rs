@@ -2,15 +2,13 @@
 //! conditions, the compiled plan's revision and shape, the last run and the schedule's
 //! times. The watermarks are not the controller's: each is committed by the run of its step.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use synqx_api::condition::Condition;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::{PipelineStatus, PlanSummary, RunReference};
 use synqx_api::run_record::trusted_phase;
-use synqx_api::{Connection, Pipeline, PipelineRun, Step};
+use synqx_api::{Connection, Pipeline, PipelineRun};
 
 use crate::condition::{ConditionType, Reason, condition, find};
 use crate::context::rfc3339;
@@ -133,13 +131,7 @@ fn last_run(runs: &[PipelineRun]) -> Option<RunReference> {
 
 /// `ConnectionsReady`: whether every Connection the steps use passed its last check.
 fn connections_ready(i: &PipelineInputs<'_>, existing: &[Condition], now: &str) -> Condition {
-    let used: BTreeSet<&str> = i
-        .pipeline
-        .spec
-        .steps
-        .iter()
-        .flat_map(Step::connections)
-        .collect();
+    let used = i.pipeline.spec.connections();
     let not_ready: Vec<String> = i
         .connections
         .iter()
