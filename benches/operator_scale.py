@@ -181,7 +181,8 @@ class Audit:
         return self.path.stat().st_size
 
     def clients(self, start, stop):
-        counts = {}
+        """Requests by client, and the operator's by verb and resource (what to cut)."""
+        counts, operator = {}, {}
         with self.path.open() as log:
             log.seek(start)
             text = log.read(stop - start)
@@ -193,6 +194,10 @@ class Audit:
             agent = event.get("userAgent", "")
             if user.endswith(":synqx-operator"):
                 client = "operator"
+                ref = event.get("objectRef", {})
+                what = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+                key = f"{event.get('verb', '?')} {what}"
+                operator[key] = operator.get(key, 0) + 1
             elif user.endswith(":synqx-runner"):
                 client = "steps"
             elif user.startswith("system:kube-controller-manager") or user.startswith("system:serviceaccount:kube-system:"):
@@ -202,7 +207,7 @@ class Audit:
             else:
                 client = "kubelet and others"
             counts[client] = counts.get(client, 0) + 1
-        return counts
+        return counts, operator
 
 
 def operator_reconciles():
@@ -275,10 +280,12 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
         deadline.check(f"({len(finished)} of {args.pipelines} ended)")
         time.sleep(1)
     time.sleep(2)
+    requests, operator_requests = audit.clients(audit_before, audit.end())
     result = {
         "cpu": cpu_seconds(pid) - cpu_before,
         "rss": rss_mib(pid, "VmHWM"),
-        "requests": audit.clients(audit_before, audit.end()),
+        "requests": requests,
+        "operator_requests": operator_requests,
         "reconciles": since(reconciles_before, operator_reconciles()),
         "succeeded": sum(1 for _, phase in finished.values() if phase == "Succeeded"),
         "elapsed": max(t for t, _ in finished.values()) - created,
@@ -474,6 +481,8 @@ def main():
         print(f"| operator CPU during the runs | {synqx['cpu']:.1f} s |")
         for client, count in sorted(requests.items()):
             print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
+        for what, count in sorted(synqx["operator_requests"].items(), key=lambda kv: -kv[1]):
+            print(f"| operator requests per run: {what} | {count / args.pipelines:.1f} |")
         for controller, count in sorted(synqx["reconciles"].items()):
             print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |", flush=True)
         idle = idle_case(args, kubectl, data) if args.idle_pipelines else None
