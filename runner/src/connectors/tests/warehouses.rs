@@ -13,9 +13,9 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use futures::StreamExt;
-use synqx_api::pipeline::Source as SourceSpec;
+use synqx_api::pipeline::{SchemaEvolution, Source as SourceSpec, WriteMode};
 
-use super::{Harness, table_source};
+use super::{Harness, destination, ok, table_source};
 use crate::connectors::http_api::{is_json, json_field};
 use crate::engine::{
     Counters, CursorFilter, DEFAULT_BATCH_BYTES, Rejects, SchemaStream, WriteRequest,
@@ -232,6 +232,38 @@ impl Harness {
         let spec = table_source(connection, fqn);
         self.read_with(spec, filter, DEFAULT_BATCH_BYTES, Rejects::failing())
             .await
+    }
+
+    /// The people rows ([`people_rows`]) of the table `fqn`; a failed read fails the test.
+    pub async fn table_people(&self, connection: &str, fqn: &str) -> Vec<(i64, Option<String>)> {
+        people_rows(&ok(self.read_table(connection, fqn, None).await).1)
+    }
+
+    /// Loads `batches` into the table `fqn` of Connection `connection` as `mode` (with
+    /// `primaryKey` `key`, `schemaEvolution: addColumns`), counting into `counters`; returns
+    /// the rows written.
+    pub async fn load(
+        &self,
+        (connection, fqn): (&str, &str),
+        mode: WriteMode,
+        key: &[&str],
+        batches: Vec<RecordBatch>,
+        counters: &Counters,
+    ) -> Result<u64> {
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .unwrap_or_else(|| panic!("a load of {fqn} needs a batch"));
+        let spec = destination(
+            connection,
+            fqn,
+            mode,
+            key,
+            Some(SchemaEvolution::AddColumns),
+        );
+        let input = batches.into_iter().map(Ok).collect();
+        let outcome = self.write_counted(spec, schema, input, counters).await?;
+        Ok(outcome.rows)
     }
 
     /// Reads what `query` returns through Connection `connection` (asset `fqn` names it in

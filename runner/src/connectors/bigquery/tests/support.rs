@@ -7,14 +7,13 @@ use arrow::array::{Int64Array, RecordBatch, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field, Fields, SchemaRef};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::{BigQueryConnection, BigQueryLoadFormat};
-use synqx_api::pipeline::{SchemaEvolution, WriteMode};
+use synqx_api::pipeline::WriteMode;
 
 use synqx_testkit::{emulators, unique_name};
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::warehouses::people_rows;
-use crate::connectors::tests::{Harness, destination, ok};
-use crate::engine::CursorFilter;
+use crate::connectors::tests::Harness;
+use crate::engine::{Counters, CursorFilter};
 use crate::error::Result;
 use crate::secrets::Secrets;
 
@@ -102,22 +101,10 @@ impl Lakehouse {
         key: &[&str],
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        let schema = batches[0].schema();
-        let outcome = self
-            .harness()
-            .write(
-                destination(
-                    CONNECTION,
-                    fqn,
-                    mode,
-                    key,
-                    Some(SchemaEvolution::AddColumns),
-                ),
-                schema,
-                batches.into_iter().map(Ok).collect(),
-            )
-            .await?;
-        Ok(outcome.rows)
+        let counters = Counters::default();
+        self.harness()
+            .load((CONNECTION, fqn), mode, key, batches, &counters)
+            .await
     }
 
     pub(super) async fn read(
@@ -130,7 +117,7 @@ impl Lakehouse {
 
     /// `(id, name)` rows of a people table, by id.
     pub(super) async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
-        people_rows(&ok(self.read(fqn, None).await).1)
+        self.harness().table_people(CONNECTION, fqn).await
     }
 }
 

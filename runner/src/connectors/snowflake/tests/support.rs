@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use synqx_api::connection::SnowflakeConnection;
-use synqx_api::pipeline::{SchemaEvolution, WriteMode};
+use synqx_api::pipeline::WriteMode;
 use synqx_api::{ConnectionSpec, SecretValue};
 
 use synqx_testkit::{emulators, unique_name};
@@ -14,8 +14,7 @@ use synqx_testkit::{emulators, unique_name};
 use crate::connectors::snowflake::Snowflake;
 use crate::connectors::snowflake::config::SnowflakeConfig;
 use crate::connectors::snowflake::connect::Session;
-use crate::connectors::tests::warehouses::people_rows;
-use crate::connectors::tests::{Harness, destination, ok};
+use crate::connectors::tests::{Harness, ok};
 use crate::connectors::{ConnectionRef, Connector};
 use crate::engine::{Counters, CursorFilter};
 use crate::error::Result;
@@ -129,23 +128,10 @@ impl Warehouse {
         key: &[&str],
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        let schema = batches[0].schema();
         let counters = Counters::default();
-        let outcome = harness
-            .write_counted(
-                destination(
-                    CONNECTION,
-                    fqn,
-                    mode,
-                    key,
-                    Some(SchemaEvolution::AddColumns),
-                ),
-                schema,
-                batches.into_iter().map(Ok).collect(),
-                &counters,
-            )
-            .await?;
-        Ok(outcome.rows)
+        harness
+            .load((CONNECTION, fqn), mode, key, batches, &counters)
+            .await
     }
 
     pub(super) async fn read(
@@ -158,7 +144,7 @@ impl Warehouse {
 
     /// `(id, name)` rows of a people table, by id.
     pub(super) async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
-        people_rows(&ok(self.read(fqn, None).await).1)
+        self.harness().table_people(CONNECTION, fqn).await
     }
 }
 
