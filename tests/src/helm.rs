@@ -73,7 +73,7 @@ pub fn install_manifest() -> String {
     format!(
         "# SynqX: the namespace {NAMESPACE}, then `helm template {RELEASE} {CHART} --namespace {NAMESPACE}`\n\
          # with the chart's default values. Generated: edit the chart, then run\n\
-         # `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test chart`.\n\
+         # `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test chart`.\n\
          apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n{}",
         template(NAMESPACE, &[])
     )

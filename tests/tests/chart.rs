@@ -53,7 +53,7 @@ fn install_and_runner_manifests_are_the_rendered_chart() {
         let found = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             found == expected,
-            "{file} is not what the chart renders: run `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test chart`"
+            "{file} is not what the chart renders: run `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test chart`"
         );
     }
 }
