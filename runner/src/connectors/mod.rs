@@ -19,7 +19,10 @@
 //!    - `source.rs`, `sink.rs`: `impl Source`/`impl Sink`. A SQL database implements
 //!      `sql::SqlDialect` in `sink.rs` instead of a sink of its own: the generic `sql::SqlSink`
 //!      plans, evolves the schema, stages and swaps; the dialect supplies its SQL and its bulk
-//!      path. File stores use `formats` for everything but listing, opening and staging.
+//!      path. A warehouse (Snowflake, BigQuery: DDL outside transactions, loads through
+//!      staging tables and bulk files) implements `warehouse::Warehouse` on its session or
+//!      client, and `warehouse::write` is its sink's whole load. File stores use `formats`
+//!      for everything but listing, opening and staging.
 //!    - `check.rs`: the probe of `synqx check`: connect, authenticate, reach the target,
 //!      write nothing, answer within seconds.
 //!    - `types.rs`: the type map between the system and Arrow (file stores share `formats`).

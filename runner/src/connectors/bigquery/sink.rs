@@ -1,21 +1,19 @@
-//! Writing a table. Rows are loaded as Parquet (see [`super::load`]), or newline-delimited
-//! JSON when the Connection's `loadFormat` says `json`, into a staging table beside the target (load jobs of up to [`PART_BYTES`], so memory stays bounded); then one
-//! statement, or one transaction, moves them in, so a failed, cancelled or killed load leaves
-//! the table as it was:
+//! BigQuery's side of the warehouse load ([`crate::connectors::warehouse::write`], which plans
+//! the columns, creates or widens the table, sweeps and drops the staging tables). Rows are
+//! loaded as Parquet (see [`super::load`]), or newline-delimited JSON when the Connection's
+//! `loadFormat` says `json`, into a staging table beside the target (load jobs of up to
+//! [`PART_BYTES`], so memory stays bounded); then one statement, or one transaction, moves
+//! them in:
 //!
 //! - `append`: `INSERT INTO table SELECT … FROM staging`;
 //! - `overwrite`: `BEGIN TRANSACTION; DELETE FROM table WHERE TRUE; INSERT …; COMMIT TRANSACTION`;
 //! - `upsert`: `MERGE` on `primaryKey` from the last staged row of each key.
 //!
-//! The staging table is `_synqx_stage_<expiry>_<n>` in the table's dataset. A killed process
-//! leaves it behind; every later load into the dataset drops those whose expiry (the step's
-//! deadline, see `connectors::staging`) has passed.
+//! The staging table is `_synqx_stage_<expiry>_<n>` in the table's dataset, so a later load
+//! into the dataset drops what a killed one left.
 //!
 //! Load jobs rather than `tabledata.insertAll`: streamed rows sit in a buffer that DML cannot
 //! touch for up to 90 minutes, which would make the final statement fail.
-//! The table is created from the Arrow schema when it is missing; source columns it lacks
-//! follow `schemaEvolution` (`ALTER TABLE … ADD COLUMN`, before the rows move: new columns are
-//! nullable and change no row).
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -30,8 +28,7 @@ use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
-use crate::connectors::staging::Expiry;
-use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
+use crate::connectors::warehouse::{Load, Staging, Warehouse, stage_input, write};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
@@ -50,156 +47,137 @@ impl Sink for BigQuerySink {
         let table = super::table(settings, &request.spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
-        let mut outcome = WriteOutcome::default();
-        let loaded = load(
-            &client,
-            &here,
-            &table,
-            request,
-            input,
-            counters,
-            &mut outcome,
-        )
-        .await;
-        settle(loaded, outcome, counters)
+        write(&client, &here, &table, request, input, counters).await
     }
 }
 
-async fn load(
-    client: &Client,
-    here: &str,
-    table: &Table,
-    request: &WriteRequest,
-    input: SchemaStream,
-    counters: &Counters,
-    outcome: &mut WriteOutcome,
-) -> Result<()> {
-    let settings = &client.settings;
-    let failed = |e: Failure| error(settings, e);
-    let spec = &request.spec;
-    let existing = client
-        .table(&table.dataset, &table.name)
-        .await
-        .map_err(failed)?;
-    let existing_names: Option<Vec<&str>> = existing
-        .as_ref()
-        .map(|s| s.fields.iter().map(|f| f.name.as_str()).collect());
-    let plan = plan_load(
-        here,
-        existing_names.as_deref(),
-        &input.schema,
-        spec,
-        same_name,
-    )?;
-    let schema = input.schema.clone();
-    let written: Vec<TableField> = plan
-        .written
-        .iter()
-        .map(|&i| {
-            let field = schema.field(i);
-            table_field(field).map_err(|t| {
-                Error::Config(format!("{here}: column \"{}\" has the type {t}, which BigQuery cannot store; cast it with a transform first", field.name()))
-            })
+#[async_trait]
+impl Warehouse for Client {
+    type Table = Table;
+    type Column = TableField;
+    const STAGE: &'static str = "_synqx_stage_";
+
+    fn same_name(a: &str, b: &str) -> bool {
+        same_name(a, b)
+    }
+
+    fn column(&self, here: &str, field: &Field) -> Result<TableField> {
+        table_field(field).map_err(|t| {
+            Error::Config(format!(
+                "{here}: column \"{}\" has the type {t}, which BigQuery cannot store; cast it with a transform first",
+                field.name()
+            ))
         })
-        .collect::<Result<_>>()?;
-
-    if existing.is_none() {
-        client
-            .create_table(&table.dataset, &table.name, &written)
-            .await
-            .map_err(failed)?;
-    }
-    for &i in &plan.added {
-        let field = written
-            .iter()
-            .find(|f| same_name(&f.name, schema.field(i).name()))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{here}: added column \"{}\" is not written",
-                    schema.field(i).name()
-                ))
-            })?;
-        client
-            .query(&add_column(table, field), &[])
-            .await
-            .map_err(failed)?;
     }
 
-    sweep(client, table, here, counters).await;
-    let expiry = Expiry::of(request);
-    let staging = table.beside(&expiry.name(STAGE));
-    let mut staged_fields = written.clone();
-    staged_fields.push(TableField {
+    fn beside(&self, table: &Table, name: &str) -> Table {
+        table.beside(name)
+    }
+
+    async fn existing_columns(&self, table: &Table) -> Result<Option<Vec<String>>> {
+        let schema = self
+            .table(&table.dataset, &table.name)
+            .await
+            .map_err(|e| error(&self.settings, e))?;
+        Ok(schema.map(|s| s.fields.into_iter().map(|f| f.name).collect()))
+    }
+
+    /// BigQuery has no enforced keys: the table is created without one.
+    async fn create_target(
+        &self,
+        table: &Table,
+        columns: &[TableField],
+        _key: &[String],
+    ) -> Result<()> {
+        self.create_table(&table.dataset, &table.name, columns)
+            .await
+            .map_err(|e| error(&self.settings, e))
+    }
+
+    async fn add_column(&self, table: &Table, column: &TableField) -> Result<()> {
+        self.query(&add_column(table, column), &[])
+            .await
+            .map(drop)
+            .map_err(|e| error(&self.settings, e))
+    }
+
+    async fn tables_beside(&self, table: &Table) -> Result<Vec<String>> {
+        self.list_tables(&table.dataset)
+            .await
+            .map_err(|e| error(&self.settings, e))
+    }
+
+    async fn drop_work_table(&self, table: &Table) -> Result<()> {
+        self.drop_table(&table.dataset, &table.name)
+            .await
+            .map_err(|e| error(&self.settings, e))
+    }
+
+    async fn create_staging(&self, load: &Load<'_, Self>) -> Result<()> {
+        let staging = load.staging;
+        self.create_table(
+            &staging.dataset,
+            &staging.name,
+            &staged_fields(load.columns),
+        )
+        .await
+        .map_err(|e| error(&self.settings, e))
+    }
+
+    async fn fill_staging(
+        &self,
+        load: &Load<'_, Self>,
+        input: SchemaStream,
+        outcome: &mut WriteOutcome,
+        counters: &Counters,
+    ) -> Result<()> {
+        let mut parts = Parts {
+            client: self,
+            here: load.here,
+            staging: load.staging,
+            fields: staged_fields(load.columns),
+            part: match self.settings.load_format {
+                BigQueryLoadFormat::Parquet => File::Parquet(Part::default()),
+                BigQueryLoadFormat::Json => File::Json(Vec::new()),
+            },
+            next_row: 0,
+        };
+        stage_input(
+            load.here,
+            input,
+            load.indexes,
+            &mut parts,
+            outcome,
+            counters,
+        )
+        .await?;
+        parts.flush().await
+    }
+
+    async fn move_rows(&self, load: &Load<'_, Self>, _counters: &Counters) -> Result<()> {
+        let spec = load.spec;
+        move_rows(
+            self,
+            spec.mode(),
+            &spec.primary_key,
+            load.table,
+            load.staging,
+            load.columns,
+        )
+        .await
+        .map_err(|e| error(&self.settings, e))
+    }
+}
+
+/// The staging table's columns: the written ones and the order rows arrived in.
+fn staged_fields(columns: &[TableField]) -> Vec<TableField> {
+    let mut fields = columns.to_vec();
+    fields.push(TableField {
         name: ROW_COLUMN.into(),
         kind: "INT64".into(),
         ..Default::default()
     });
-    client
-        .create_table(&staging.dataset, &staging.name, &staged_fields)
-        .await
-        .map_err(failed)?;
-    let moved = stage_and_move(
-        client,
-        here,
-        table,
-        expiry,
-        &staging,
-        &written,
-        &staged_fields,
-        &plan.written,
-        request,
-        input,
-        counters,
-        outcome,
-    )
-    .await;
-    // Dropped after a failure too; only a killed process leaves a staging table behind.
-    let _ = client.drop_table(&staging.dataset, &staging.name).await;
-    moved
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn stage_and_move(
-    client: &Client,
-    here: &str,
-    table: &Table,
-    expiry: Expiry,
-    staging: &Table,
-    written: &[TableField],
-    staged_fields: &[TableField],
-    indexes: &[usize],
-    request: &WriteRequest,
-    input: SchemaStream,
-    counters: &Counters,
-    outcome: &mut WriteOutcome,
-) -> Result<()> {
-    let settings = &client.settings;
-    let failed = |e: Failure| error(settings, e);
-    let mut parts = Parts {
-        client,
-        here,
-        staging,
-        fields: staged_fields,
-        part: match settings.load_format {
-            BigQueryLoadFormat::Parquet => File::Parquet(Part::default()),
-            BigQueryLoadFormat::Json => File::Json(Vec::new()),
-        },
-        next_row: 0,
-    };
-    stage_input(here, input, indexes, &mut parts, outcome, counters).await?;
-    parts.flush().await?;
-    expiry.check(here)?;
-    let mode = request.spec.mode();
-    move_rows(
-        client,
-        mode,
-        &request.spec.primary_key,
-        table,
-        staging,
-        written,
-    )
-    .await
-    .map_err(failed)
+    fields
 }
 
 /// Moves the staged rows into the table as `mode` says, with one statement (`jobs.query`).
@@ -219,44 +197,13 @@ async fn move_rows(
     client.query(&sql, &[]).await.map(drop)
 }
 
-/// Where staging tables' names begin.
-const STAGE: &str = "_synqx_stage_";
-
-/// Drops the staging tables of killed loads in the table's dataset once their expiry passed.
-/// Best effort: what fails is noted, never fatal.
-async fn sweep(client: &Client, table: &Table, here: &str, counters: &Counters) {
-    let settings = &client.settings;
-    let names = match client.list_tables(&table.dataset).await {
-        Ok(names) => names,
-        Err(e) => {
-            counters.note(format!(
-                "{here}: staging tables of killed loads were not looked for: {}",
-                error(settings, e)
-            ));
-            return;
-        }
-    };
-    let now = std::time::SystemTime::now();
-    for name in names.iter().filter(|n| Expiry::passed(n, STAGE, now)) {
-        match client.drop_table(&table.dataset, name).await {
-            Ok(()) => counters.note(format!(
-                "{here}: dropped the staging table \"{name}\" of a killed load"
-            )),
-            Err(e) => counters.note(format!(
-                "{here}: dropping the staging table \"{name}\" of a killed load: {}",
-                error(settings, e)
-            )),
-        }
-    }
-}
-
 /// Fills the staging table: rows numbered in load order, written as files in the Connection's
 /// `loadFormat` and sent in load jobs of about [`PART_BYTES`].
 struct Parts<'a> {
     client: &'a Client,
     here: &'a str,
     staging: &'a Table,
-    fields: &'a [TableField],
+    fields: Vec<TableField>,
     part: File,
     next_row: i64,
 }
@@ -285,7 +232,7 @@ impl Parts<'_> {
         };
         let (dataset, name) = (&self.staging.dataset, &self.staging.name);
         self.client
-            .load(dataset, name, self.fields, file)
+            .load(dataset, name, &self.fields, file)
             .await
             .map_err(|e| error(&self.client.settings, e))
     }
@@ -378,7 +325,7 @@ mod tests {
         // the Connection's dataset as the default.
         assert_eq!(
             query.json(),
-            json!({"query": "MERGE `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1900000001_a_b_0` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)",
+            json!({"query": "MERGE INTO `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1900000001_a_b_0` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)",
                    "useLegacySql": false, "maxResults": PAGE_ROWS, "timeoutMs": 10_000, "location": "EU",
                    "defaultDataset": {"projectId": "proj", "datasetId": "ds"}})
         );

@@ -3,7 +3,7 @@
 //! overwrite in one transaction, upsert by `MERGE`).
 
 use super::types::TableField;
-use crate::connectors::warehouse::FqnError;
+use crate::connectors::warehouse::{FqnError, merge_statement};
 
 /// The staging table's column that keeps the order rows arrived in.
 pub const ROW_COLUMN: &str = "_synqx_row";
@@ -165,33 +165,15 @@ pub fn overwrite(table: &Table, staging: &Table, fields: &[TableField]) -> Strin
 /// Upserts the staged rows by key; of several staged rows with one key, the last one wins.
 pub fn merge(table: &Table, staging: &Table, fields: &[TableField], key: &[String]) -> String {
     let keys: Vec<String> = key.iter().map(|k| ident(k)).collect();
-    let on = keys
-        .iter()
-        .map(|k| format!("t.{k} = s.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let updates: Vec<String> = fields
-        .iter()
-        .filter(|f| !key.iter().any(|k| same_name(k, &f.name)))
-        .map(|f| format!("{c} = s.{c}", c = ident(&f.name)))
-        .collect();
-    let names = column_list(fields);
-    let matched = if updates.is_empty() {
-        String::new()
-    } else {
-        format!(" WHEN MATCHED THEN UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "MERGE {} AS t USING (SELECT {names} FROM {} WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {ROW_COLUMN} DESC) = 1) AS s ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({})",
-        table.sql(),
+    // `WHERE TRUE`: GoogleSQL takes QUALIFY only after a WHERE, GROUP BY or HAVING.
+    let source = format!(
+        "SELECT {} FROM {} WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {ROW_COLUMN} DESC) = 1",
+        column_list(fields),
         staging.sql(),
-        keys.join(", "),
-        fields
-            .iter()
-            .map(|f| format!("s.{}", ident(&f.name)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+        keys.join(", ")
+    );
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    merge_statement(&table.sql(), &source, &names, key, ident, same_name)
 }
 
 #[cfg(test)]
@@ -233,7 +215,7 @@ mod tests {
                 &[f("id", "INT64"), f("name", "STRING")],
                 &["id".into()]
             ),
-            "MERGE `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)"
+            "MERGE INTO `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)"
         );
         assert_eq!(
             overwrite(&t, &s, &[f("id", "INT64")]),

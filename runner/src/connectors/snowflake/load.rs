@@ -50,7 +50,7 @@ impl<'a> Loader<'a> {
     pub async fn start(
         session: &'a Session,
         staging: Table,
-        written: &[&Field],
+        written: &[Field],
     ) -> Result<Self, Failure> {
         let mut fields: Vec<Field> = written
             .iter()

@@ -35,7 +35,7 @@ pub struct Overwrite<'a> {
     pub staging: &'a Table,
     /// The table filled and swapped in, beside `table`.
     pub fresh: &'a Table,
-    pub written: &'a [&'a Field],
+    pub written: &'a [Field],
 }
 
 impl Overwrite<'_> {
@@ -181,7 +181,7 @@ mod tests {
             table: &table,
             staging: &staging,
             fresh: &fresh,
-            written: &[&id],
+            written: &[id],
         }
         .run(&counters)
         .await;

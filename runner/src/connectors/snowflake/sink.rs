@@ -1,6 +1,7 @@
-//! Writing a table. Rows go to a staging table first (see [`super::load`]); then one statement,
-//! a swap or one transaction moves them in, so a failed, cancelled or killed load leaves the
-//! table as it was:
+//! Snowflake's side of the warehouse load ([`crate::connectors::warehouse::write`], which
+//! plans the columns, creates or widens the table, sweeps and drops the staging tables). Rows
+//! go to a staging table first (see [`super::load`]); then one statement, a swap or one
+//! transaction moves them in:
 //!
 //! - `append`: `INSERT INTO table SELECT … FROM staging`;
 //! - `overwrite`: a copy of the table (`LIKE … COPY GRANTS`) filled and swapped in with
@@ -8,14 +9,10 @@
 //!   table; INSERT … SELECT …; COMMIT` (see [`super::overwrite`]);
 //! - `upsert`: `MERGE INTO table USING (staging, last row of each key)` on `primaryKey`.
 //!
-//! The staging table (and an overwrite's copy) is `SYNQX_STAGE_<expiry>_<n>` beside the table.
-//! A killed process leaves it behind; every later load into the schema drops those whose expiry (the step's deadline,
-//! see `connectors::staging`) has passed.
-//!
-//! The table is created from the Arrow schema when it is missing (with `PRIMARY KEY`, which
-//! Snowflake records but does not enforce); source columns it lacks follow `schemaEvolution`.
-//! Snowflake commits DDL at once, so tables and added columns are created before the
-//! transaction (they are empty or nullable and change no row).
+//! The staging table (and an overwrite's copy) is `SYNQX_STAGE_<expiry>_<n>` beside the
+//! table, so a later load into the schema drops what a killed one left. A missing table is
+//! created from the Arrow schema with `PRIMARY KEY`, which Snowflake records but does not
+//! enforce.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Field;
@@ -32,7 +29,7 @@ use super::sql::{
 };
 use super::{SnowflakeSink, error};
 use crate::connectors::staging::Expiry;
-use crate::connectors::warehouse::{Staging, plan_load, settle, stage_input};
+use crate::connectors::warehouse::{Load, Staging, Warehouse, stage_input, write};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::Result;
 
@@ -45,207 +42,146 @@ impl Sink for SnowflakeSink {
         counters: &Counters,
     ) -> Result<WriteOutcome> {
         let settings = &self.settings;
-        let spec = &request.spec;
-        let table = super::table(settings, &spec.asset.fqn)?;
+        let table = super::table(settings, &request.spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let session = Session::login(settings.clone())
             .await
             .map_err(|e| error(settings, e))?;
-        let mut outcome = WriteOutcome::default();
-        let loaded = load(
-            &session,
-            &here,
-            &table,
-            request,
-            input,
-            counters,
-            &mut outcome,
-        )
-        .await;
+        let written = write(&session, &here, &table, request, input, counters).await;
         session.close().await;
-        settle(loaded, outcome, counters)
+        written
     }
 }
 
-async fn load(
-    session: &Session,
-    here: &str,
-    table: &Table,
-    request: &WriteRequest,
-    input: SchemaStream,
-    counters: &Counters,
-    outcome: &mut WriteOutcome,
-) -> Result<()> {
-    let settings = session.settings();
-    let failed = |e: Failure| error(settings, e);
-    let spec = &request.spec;
-    let existing = existing_columns(session, table).await.map_err(failed)?;
-    let existing_refs: Option<Vec<&str>> = existing
-        .as_ref()
-        .map(|c| c.iter().map(String::as_str).collect());
-    let plan = plan_load(
-        here,
-        existing_refs.as_deref(),
-        &input.schema,
-        spec,
-        same_name,
-    )?;
-    let schema = input.schema.clone();
-    let written: Vec<&Field> = plan.written.iter().map(|&i| schema.field(i)).collect();
-
-    if existing.is_none() {
-        session
-            .query(&create_table(table, &written, &spec.primary_key), &[])
+impl Session {
+    /// Runs one statement whose result is not needed, with the engine's error.
+    async fn run(&self, sql: &str) -> Result<()> {
+        self.query(sql, &[])
             .await
-            .map_err(failed)?;
-    }
-    for &i in &plan.added {
-        session
-            .query(&add_column(table, schema.field(i)), &[])
-            .await
-            .map_err(failed)?;
+            .map(drop)
+            .map_err(|e| error(self.settings(), e))
     }
 
-    sweep(session, table, here, counters).await;
-    let expiry = Expiry::of(request);
-    let staging = table.beside(&expiry.name(STAGE).to_ascii_uppercase());
-    session
-        .query(&create_staging(&staging, &written), &[])
+    /// Runs one statement as an asynchronous query (a load's long statements).
+    async fn run_async(&self, sql: &str) -> Result<()> {
+        self.query_async(sql, &[])
+            .await
+            .map(drop)
+            .map_err(|e| error(self.settings(), e))
+    }
+}
+
+#[async_trait]
+impl Warehouse for Session {
+    type Table = Table;
+    /// Snowflake's column types follow from the Arrow field (`types`).
+    type Column = Field;
+    const STAGE: &'static str = "SYNQX_STAGE_";
+
+    fn same_name(a: &str, b: &str) -> bool {
+        same_name(a, b)
+    }
+
+    fn column(&self, _here: &str, field: &Field) -> Result<Field> {
+        Ok(field.clone())
+    }
+
+    fn beside(&self, table: &Table, name: &str) -> Table {
+        table.beside(name)
+    }
+
+    /// Snowflake stores unquoted names upper-cased; the load's tables are named as stored.
+    fn work_name(&self, expiry: Expiry) -> String {
+        expiry.name(Self::STAGE).to_ascii_uppercase()
+    }
+
+    async fn existing_columns(&self, table: &Table) -> Result<Option<Vec<String>>> {
+        let bindings = [
+            Binding::text(table.schema.clone()),
+            Binding::text(table.name.clone()),
+        ];
+        let names = first_column(self, &columns_query(table), &bindings)
+            .await
+            .map_err(|e| error(self.settings(), e))?;
+        Ok((!names.is_empty()).then_some(names))
+    }
+
+    async fn create_target(&self, table: &Table, columns: &[Field], key: &[String]) -> Result<()> {
+        self.run(&create_table(table, columns, key)).await
+    }
+
+    async fn add_column(&self, table: &Table, column: &Field) -> Result<()> {
+        self.run(&add_column(table, column)).await
+    }
+
+    async fn tables_beside(&self, table: &Table) -> Result<Vec<String>> {
+        first_column(
+            self,
+            &tables_query(table),
+            &[Binding::text(table.schema.clone())],
+        )
         .await
-        .map_err(failed)?;
-    let load = Load {
-        session,
-        here,
-        table,
-        expiry,
-        staging: &staging,
-        written: &written,
-        indexes: &plan.written,
-    };
-    let result = load.stage_and_move(request, input, counters, outcome).await;
-    // Dropped after a failure too; only a killed process leaves a staging table behind.
-    let _ = session.query(&drop_table(&staging), &[]).await;
-    result
-}
+        .map_err(|e| error(self.settings(), e))
+    }
 
-/// One load: where it goes, through which staging table, with which source columns.
-struct Load<'a> {
-    session: &'a Session,
-    here: &'a str,
-    table: &'a Table,
-    expiry: Expiry,
-    staging: &'a Table,
-    written: &'a [&'a Field],
-    /// The written columns' indexes in the source batches.
-    indexes: &'a [usize],
-}
+    async fn drop_work_table(&self, table: &Table) -> Result<()> {
+        self.run(&drop_table(table)).await
+    }
 
-impl Load<'_> {
-    /// Fills the staging table from the input, then moves its rows into the table as the mode says.
-    async fn stage_and_move(
+    async fn create_staging(&self, load: &Load<'_, Self>) -> Result<()> {
+        self.run(&create_staging(load.staging, load.columns)).await
+    }
+
+    async fn fill_staging(
         &self,
-        request: &WriteRequest,
+        load: &Load<'_, Self>,
         input: SchemaStream,
-        counters: &Counters,
         outcome: &mut WriteOutcome,
+        counters: &Counters,
     ) -> Result<()> {
-        let Load {
-            session,
-            here,
-            table,
-            expiry,
-            staging,
-            written,
-            indexes,
-        } = *self;
-        let settings = session.settings();
-        let failed = |e: Failure| error(settings, e);
-        let mut loader = Loader::start(session, staging.clone(), written)
+        let failed = |e: Failure| error(self.settings(), e);
+        let mut loader = Loader::start(self, load.staging.clone(), load.columns)
             .await
             .map_err(failed)?;
-        stage_input(here, input, indexes, &mut loader, outcome, counters).await?;
-        loader.finish().await.map_err(failed)?;
-        expiry.check(here)?;
+        stage_input(
+            load.here,
+            input,
+            load.indexes,
+            &mut loader,
+            outcome,
+            counters,
+        )
+        .await?;
+        loader.finish().await.map(drop).map_err(failed)
+    }
 
-        match request.spec.mode() {
+    async fn move_rows(&self, load: &Load<'_, Self>, counters: &Counters) -> Result<()> {
+        let (table, staging, columns) = (load.table, load.staging, load.columns);
+        match load.spec.mode() {
             WriteMode::Append => {
-                session
-                    .query_async(&insert_from_staging(table, staging, written), &[])
+                self.run_async(&insert_from_staging(table, staging, columns))
                     .await
-                    .map_err(failed)?;
             }
             WriteMode::Upsert => {
-                let sql = merge(table, staging, written, &request.spec.primary_key);
-                session.query_async(&sql, &[]).await.map_err(failed)?;
+                self.run_async(&merge(table, staging, columns, &load.spec.primary_key))
+                    .await
             }
             WriteMode::Overwrite => {
-                let fresh = table.beside(&expiry.name(STAGE).to_ascii_uppercase());
+                let fresh = table.beside(&self.work_name(load.expiry));
                 Overwrite {
-                    session,
-                    here,
+                    session: self,
+                    here: load.here,
                     table,
                     staging,
                     fresh: &fresh,
-                    written,
+                    written: columns,
                 }
                 .run(counters)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| error(self.settings(), e))
             }
         }
-        Ok(())
     }
-}
-
-/// Where staging tables' names begin.
-const STAGE: &str = "SYNQX_STAGE_";
-
-/// Drops the staging tables of killed loads in the table's schema once their expiry passed.
-/// Best effort: what fails is noted, never fatal.
-async fn sweep(session: &Session, table: &Table, here: &str, counters: &Counters) {
-    let settings = session.settings();
-    let listed = first_column(
-        session,
-        &tables_query(table),
-        &[Binding::text(table.schema.clone())],
-    )
-    .await;
-    let names = match listed {
-        Ok(names) => names,
-        Err(e) => {
-            let e = error(settings, e);
-            counters.note(format!(
-                "{here}: staging tables of killed loads were not looked for: {e}"
-            ));
-            return;
-        }
-    };
-    let now = std::time::SystemTime::now();
-    for name in names.iter().filter(|n| Expiry::passed(n, STAGE, now)) {
-        let orphan = table.beside(name);
-        match session.query(&drop_table(&orphan), &[]).await {
-            Ok(_) => counters.note(format!(
-                "{here}: dropped the staging table \"{name}\" of a killed load"
-            )),
-            Err(e) => counters.note(format!(
-                "{here}: dropping the staging table \"{name}\" of a killed load: {}",
-                error(settings, e)
-            )),
-        }
-    }
-}
-
-/// The table's column names in order, or `None` when there is no such table.
-async fn existing_columns(
-    session: &Session,
-    table: &Table,
-) -> Result<Option<Vec<String>>, Failure> {
-    let bindings = [
-        Binding::text(table.schema.clone()),
-        Binding::text(table.name.clone()),
-    ];
-    let names = first_column(session, &columns_query(table), &bindings).await?;
-    Ok((!names.is_empty()).then_some(names))
 }
 
 /// The first column of a statement's result, as text.

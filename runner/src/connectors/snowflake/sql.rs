@@ -5,7 +5,7 @@
 use arrow::datatypes::Field;
 
 use super::types::{ColumnType, column_type, loads_as_json};
-use crate::connectors::warehouse::FqnError;
+use crate::connectors::warehouse::{FqnError, merge_statement};
 
 /// The staging table's column that keeps the order rows arrived in, so that an upsert keeps
 /// the last row of each key.
@@ -168,7 +168,7 @@ pub fn incremental(base: &str, cursor: &ColumnType) -> String {
 
 /// `CREATE TABLE` for the written fields, with the primary key (Snowflake records it, it does
 /// not enforce it).
-pub fn create_table(table: &Table, fields: &[&Field], key: &[String]) -> String {
+pub fn create_table(table: &Table, fields: &[Field], key: &[String]) -> String {
     let mut columns: Vec<String> = fields
         .iter()
         .map(|f| format!("{} {}", ident(f.name()), column_type(f)))
@@ -191,7 +191,7 @@ pub fn create_table(table: &Table, fields: &[&Field], key: &[String]) -> String 
 /// after the load, and after a failed one; a killed process leaves it behind, named
 /// `SYNQX_STAGE_…`. (Not a temporary table: a `COPY INTO` a temporary table is what fakesnow
 /// cannot resolve.)
-pub fn create_staging(staging: &Table, fields: &[&Field]) -> String {
+pub fn create_staging(staging: &Table, fields: &[Field]) -> String {
     let mut columns: Vec<String> = fields
         .iter()
         .map(|f| {
@@ -222,7 +222,7 @@ pub fn add_column(table: &Table, field: &Field) -> String {
 }
 
 /// The staged columns as the table takes them: JSON text parsed into VARIANT.
-fn staged_values(fields: &[&Field], prefix: &str) -> Vec<String> {
+fn staged_values(fields: &[Field], prefix: &str) -> Vec<String> {
     fields
         .iter()
         .map(|f| {
@@ -236,7 +236,7 @@ fn staged_values(fields: &[&Field], prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn column_list(fields: &[&Field]) -> String {
+fn column_list(fields: &[Field]) -> String {
     fields
         .iter()
         .map(|f| ident(f.name()))
@@ -245,7 +245,7 @@ fn column_list(fields: &[&Field]) -> String {
 }
 
 /// Appends the staged rows, in their order.
-pub fn insert_from_staging(table: &Table, staging: &Table, fields: &[&Field]) -> String {
+pub fn insert_from_staging(table: &Table, staging: &Table, fields: &[Field]) -> String {
     format!(
         "INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {ROW_COLUMN}",
         table.sql(),
@@ -284,19 +284,7 @@ pub fn drop_table(table: &Table) -> String {
 }
 
 /// Upserts the staged rows by key; of several staged rows with one key, the last one wins.
-pub fn merge(table: &Table, staging: &Table, fields: &[&Field], key: &[String]) -> String {
-    let keys: Vec<String> = key.iter().map(|k| ident(k)).collect();
-    let on = keys
-        .iter()
-        .map(|k| format!("t.{k} = s.{k}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let updates: Vec<String> = fields
-        .iter()
-        .filter(|f| !key.iter().any(|k| same_name(k, f.name())))
-        .map(|f| format!("{c} = s.{c}", c = ident(f.name())))
-        .collect();
-    let names = column_list(fields);
+pub fn merge(table: &Table, staging: &Table, fields: &[Field], key: &[String]) -> String {
     let source = format!(
         "SELECT {} FROM {} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {ROW_COLUMN} DESC) = 1",
         fields
@@ -306,22 +294,10 @@ pub fn merge(table: &Table, staging: &Table, fields: &[&Field], key: &[String]) 
             .collect::<Vec<_>>()
             .join(", "),
         staging.sql(),
-        keys.join(", ")
+        key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
     );
-    let matched = if updates.is_empty() {
-        String::new()
-    } else {
-        format!(" WHEN MATCHED THEN UPDATE SET {}", updates.join(", "))
-    };
-    format!(
-        "MERGE INTO {} AS t USING ({source}) AS s ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({})",
-        table.sql(),
-        fields
-            .iter()
-            .map(|f| format!("s.{}", ident(f.name())))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+    merge_statement(&table.sql(), &source, &names, key, ident, same_name)
 }
 
 /// The columns of a table, in order, from the database's information schema.
@@ -400,20 +376,21 @@ mod tests {
         let doc = Field::new("doc", DataType::Utf8, true)
             .with_metadata([("ARROW:extension:name".to_string(), "arrow.json".to_string())].into());
         let staging = table().beside("SYNQX_STAGE_1");
+        let fields = [id, doc];
         assert_eq!(
-            merge(&table(), &staging, &[&id, &doc], &["id".into()]),
+            merge(&table(), &staging, &fields, &["id".into()]),
             "MERGE INTO \"DB\".\"SALES\".\"ORDERS\" AS t USING (SELECT \"ID\" AS \"ID\", PARSE_JSON(\"DOC\") AS \"DOC\" FROM \"DB\".\"SALES\".\"SYNQX_STAGE_1\" QUALIFY ROW_NUMBER() OVER (PARTITION BY \"ID\" ORDER BY _SYNQX_ROW DESC) = 1) AS s ON t.\"ID\" = s.\"ID\" WHEN MATCHED THEN UPDATE SET \"DOC\" = s.\"DOC\" WHEN NOT MATCHED THEN INSERT (\"ID\", \"DOC\") VALUES (s.\"ID\", s.\"DOC\")"
         );
         assert_eq!(
-            create_staging(&staging, &[&id, &doc]),
+            create_staging(&staging, &fields),
             "CREATE TRANSIENT TABLE \"DB\".\"SALES\".\"SYNQX_STAGE_1\" (\"ID\" NUMBER(19,0), \"DOC\" VARCHAR, _SYNQX_ROW NUMBER(19,0))"
         );
         assert_eq!(
-            create_table(&table(), &[&id, &doc], &["id".into()]),
+            create_table(&table(), &fields, &["id".into()]),
             "CREATE TABLE IF NOT EXISTS \"DB\".\"SALES\".\"ORDERS\" (\"ID\" NUMBER(19,0), \"DOC\" VARIANT, PRIMARY KEY (\"ID\"))"
         );
         assert_eq!(
-            insert_from_staging(&table(), &staging, &[&id, &doc]),
+            insert_from_staging(&table(), &staging, &fields),
             "INSERT INTO \"DB\".\"SALES\".\"ORDERS\" (\"ID\", \"DOC\") SELECT \"ID\", PARSE_JSON(\"DOC\") FROM \"DB\".\"SALES\".\"SYNQX_STAGE_1\" ORDER BY _SYNQX_ROW"
         );
     }

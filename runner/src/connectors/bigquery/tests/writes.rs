@@ -81,7 +81,7 @@ async fn the_emulator_refuses_the_upserts_merge_and_the_rows_stay() {
     let e = generic(&e, lake.dataset());
     assert!(
         e.starts_with(
-            "Connection \"lakehouse\": `MERGE `<dataset>`.`people` AS t USING (SELECT `id`, `name` FROM `<dataset>`.`<staging>` WHERE TRUE …`: BigQuery error 400 jobInternalError: failed to exec merge statement CREATE TABLE zetasqlite_merged_table AS SELECT DISTINCT * FROM (SELECT * FROM SELECT `id#3`,`name#4` FROM ( SELECT"
+            "Connection \"lakehouse\": `MERGE INTO `<dataset>`.`people` AS t USING (SELECT `id`, `name` FROM `<dataset>`.`<staging>` WHERE …`: BigQuery error 400 jobInternalError: failed to exec merge statement CREATE TABLE zetasqlite_merged_table AS SELECT DISTINCT * FROM (SELECT * FROM SELECT `id#3`,`name#4` FROM ( SELECT"
         ),
         "{e}"
     );

@@ -1,8 +1,13 @@
 //! What the Snowflake and BigQuery sources and sinks decide alike. A source reads the step's
 //! query or table, finds its cursor among the result's columns and applies the step's
-//! `columns` overrides; a sink plans the columns it writes (`schemaEvolution`, `primaryKey`),
-//! drains its input into a staging table through a [`Staging`], and keeps the progress it
-//! counted only when the load committed. Each connector brings its own SQL, names and I/O.
+//! `columns` overrides; a sink is one load ([`sink`]) driven through its [`Warehouse`]: it
+//! plans the columns it writes (`schemaEvolution`, `primaryKey`), drains its input into a
+//! staging table through a [`Staging`], and keeps the progress it counted only when the load
+//! committed. Each connector brings its own SQL, names and I/O.
+
+mod sink;
+
+pub use sink::{Load, Warehouse, write};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -94,7 +99,7 @@ pub fn with_overrides(
 /// The source columns a load writes into the table whose columns are `existing` (`None`: no
 /// table yet, the load creates it), as `schemaEvolution` says, with `primaryKey` checked
 /// against them.
-pub fn plan_load(
+fn plan_load(
     here: &str,
     existing: Option<&[&str]>,
     source: &Schema,
@@ -148,6 +153,40 @@ pub async fn stage_input(
     Ok(())
 }
 
+/// The `MERGE` of an upsert. `source` selects the last staged row of each key; a table row with
+/// the same `key` takes the other written `columns`' values, a key the table lacks is
+/// inserted. `ident` quotes a name and `same_name` compares two as the warehouse does.
+pub fn merge_statement(
+    table: &str,
+    source: &str,
+    columns: &[&str],
+    key: &[String],
+    ident: fn(&str) -> String,
+    same_name: SameName,
+) -> String {
+    let each = |names: &[&str], shape: &dyn Fn(&str) -> String| -> Vec<String> {
+        names.iter().map(|n| shape(&ident(n))).collect()
+    };
+    let keys: Vec<&str> = key.iter().map(String::as_str).collect();
+    let not_key: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|c| !key.iter().any(|k| same_name(k, c)))
+        .collect();
+    let on = each(&keys, &|k| format!("t.{k} = s.{k}")).join(" AND ");
+    let updates = each(&not_key, &|c| format!("{c} = s.{c}"));
+    let matched = if updates.is_empty() {
+        String::new()
+    } else {
+        format!(" WHEN MATCHED THEN UPDATE SET {}", updates.join(", "))
+    };
+    let names = each(columns, &|c| c.to_string()).join(", ");
+    let values = each(columns, &|c| format!("s.{c}")).join(", ");
+    format!(
+        "MERGE INTO {table} AS t USING ({source}) AS s ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    )
+}
+
 /// A Parquet file of `schema` written in memory, as both warehouses load it: zstd-compressed,
 /// which Snowflake's `COPY INTO` and BigQuery's load jobs both read.
 pub fn parquet_writer(schema: &SchemaRef) -> Result<ArrowWriter<Vec<u8>>, ParquetError> {
@@ -159,11 +198,7 @@ pub fn parquet_writer(schema: &SchemaRef) -> Result<ArrowWriter<Vec<u8>>, Parque
 
 /// What a load reports: its outcome when it committed; when it failed nothing was committed,
 /// so the progress it counted while staging is taken back.
-pub fn settle(
-    loaded: Result<()>,
-    outcome: WriteOutcome,
-    counters: &Counters,
-) -> Result<WriteOutcome> {
+fn settle(loaded: Result<()>, outcome: WriteOutcome, counters: &Counters) -> Result<WriteOutcome> {
     if loaded.is_err() {
         uncount(counters, &outcome);
     }
