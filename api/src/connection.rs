@@ -745,6 +745,16 @@ pub enum CheckReason {
 }
 
 impl CheckReason {
+    /// Every reason, for readers that must know each one.
+    pub const ALL: [CheckReason; 6] = [
+        Self::Connected,
+        Self::Unreachable,
+        Self::Unauthorized,
+        Self::NotFound,
+        Self::Invalid,
+        Self::Unsupported,
+    ];
+
     /// The reason as the report and the Connection's `Ready` condition write it.
     pub fn as_str(self) -> &'static str {
         match self {

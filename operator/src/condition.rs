@@ -186,15 +186,7 @@ mod tests {
     /// `CheckFailed`, like one that ended without a report).
     #[test]
     fn check_reasons_are_read_back_and_unknown_ones_are_no_report() {
-        use CheckReason::*;
-        for reason in [
-            Connected,
-            Unreachable,
-            Unauthorized,
-            NotFound,
-            Invalid,
-            Unsupported,
-        ] {
+        for reason in CheckReason::ALL {
             assert_eq!(Reason::of_check(reason).as_str(), reason.as_str());
             let text = format!(
                 r#"{{"ready":false,"reason":"{}","message":"m"}}"#,

@@ -121,7 +121,7 @@ fn keyring_policy(
 mod tests {
     use super::*;
     use serde::Deserialize;
-    use synqx_api::validate::{InputFile, validate};
+    use synqx_api::validate::{InputFile, Report, validate};
 
     fn objects(yaml: &str) -> (Pipeline, Vec<Connection>) {
         let mut pipeline = None;
@@ -192,6 +192,18 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
         );
     }
 
+    /// The problems `synqx validate` prints for the file `p.yaml`, without the file's name.
+    fn without_file(files: &Report) -> Vec<String> {
+        files
+            .problems
+            .iter()
+            .map(|p| {
+                let text = p.to_string();
+                text.strip_prefix("p.yaml: ").unwrap_or(&text).to_string()
+            })
+            .collect()
+    }
+
     #[test]
     fn problems_read_as_synqx_validate_prints_them_without_the_file() {
         let yaml = with_pipeline(
@@ -203,14 +215,7 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
             name: "p.yaml",
             text: &yaml,
         }]);
-        let mut from_files: Vec<String> = files
-            .problems
-            .iter()
-            .map(|p| {
-                let text = p.to_string();
-                text.strip_prefix("p.yaml: ").unwrap_or(&text).to_string()
-            })
-            .collect();
+        let mut from_files = without_file(&files);
         on_cluster.sort();
         from_files.sort();
         assert_eq!(on_cluster, from_files);
@@ -250,15 +255,7 @@ spec: {sqlite: {path: /tmp/x.sqlite}, filesystem: {path: /tmp}}
         );
         let connector = synqx_runner::connectors::validate::problems(&files);
         files.problems = connector;
-        let from_files: Vec<String> = files
-            .problems
-            .iter()
-            .map(|p| {
-                let text = p.to_string();
-                text.strip_prefix("p.yaml: ").unwrap_or(&text).to_string()
-            })
-            .collect();
-        assert_eq!(on_cluster, from_files);
+        assert_eq!(on_cluster, without_file(&files));
         assert_eq!(on_cluster.len(), 1, "{on_cluster:?}");
         assert!(
             on_cluster[0].contains("step \"copy\"")

@@ -382,16 +382,7 @@ mod tests {
     use arrow::datatypes::{Field, Fields};
 
     use super::*;
-
-    fn col(kind: &str, precision: Option<i64>, scale: Option<i64>) -> ColumnType {
-        ColumnType {
-            name: "C".into(),
-            kind: kind.into(),
-            precision,
-            scale,
-            nullable: true,
-        }
-    }
+    use crate::connectors::snowflake::types::tests::col;
 
     #[test]
     fn scaled_integers_become_decimals() {

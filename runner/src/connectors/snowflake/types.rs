@@ -136,10 +136,15 @@ pub fn loads_as_json(field: &Field) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn col(kind: &str, precision: Option<i64>, scale: Option<i64>) -> ColumnType {
+    /// A result column `C` of Snowflake's `kind`, as the result's row type describes it.
+    pub(in crate::connectors::snowflake) fn col(
+        kind: &str,
+        precision: Option<i64>,
+        scale: Option<i64>,
+    ) -> ColumnType {
         ColumnType {
             name: "C".into(),
             kind: kind.into(),

@@ -1,6 +1,7 @@
 //! What the tests of the warehouse connectors against their emulators share (Snowflake and
 //! BigQuery): the round trip of the types every warehouse maps, people rows read back whatever
-//! integer type the warehouse returns, inputs that break or stall mid-load, and table reads.
+//! integer type the warehouse returns, inputs that break or stall mid-load, table reads, and
+//! the Connection a test owns on an emulator ([`TestConnection`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +14,80 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use futures::StreamExt;
+use synqx_api::ConnectionSpec;
 use synqx_api::pipeline::{SchemaEvolution, Source as SourceSpec, WriteMode};
 
 use super::{Harness, destination, ok, table_source};
+use crate::connectors::ConnectionRef;
 use crate::connectors::http_api::{is_json, json_field};
 use crate::engine::{
     Counters, CursorFilter, DEFAULT_BATCH_BYTES, Rejects, SchemaStream, WriteRequest,
 };
 use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+/// A Connection a test owns on an emulator (a database or dataset of its own), opened through
+/// the registry as a step opens it. Each warehouse's fixture derefs to it.
+pub struct TestConnection {
+    pub name: &'static str,
+    pub spec: ConnectionSpec,
+    pub secrets: Secrets,
+}
+
+impl TestConnection {
+    pub fn conn(&self) -> ConnectionRef<'_> {
+        ConnectionRef {
+            name: self.name,
+            spec: &self.spec,
+            base_dir: ".".into(),
+            secrets: &self.secrets,
+        }
+    }
+
+    pub fn harness(&self) -> Harness {
+        Harness::open(&self.conn())
+    }
+
+    /// Loads `batches` into `fqn` as `mode` with `primaryKey` `key`; returns the rows written.
+    pub async fn write_keyed(
+        &self,
+        fqn: &str,
+        mode: WriteMode,
+        key: &[&str],
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        self.write_with(&self.harness(), fqn, mode, key, batches)
+            .await
+    }
+
+    /// [`Self::write_keyed`] through a sink opened otherwise (`harness`).
+    pub async fn write_with(
+        &self,
+        harness: &Harness,
+        fqn: &str,
+        mode: WriteMode,
+        key: &[&str],
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let counters = Counters::default();
+        harness
+            .load((self.name, fqn), mode, key, batches, &counters)
+            .await
+    }
+
+    pub async fn read(
+        &self,
+        fqn: &str,
+        filter: Option<CursorFilter>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.harness().read_table(self.name, fqn, filter).await
+    }
+
+    /// `(id, name)` rows of a people table, by id.
+    pub async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
+        self.harness().table_people(self.name, fqn).await
+    }
+}
 
 /// The `(id, name)` of every row of batches with those columns, sorted. Ids of any integer or
 /// decimal type are read as Int64: warehouses give integers back wider than they took them.

@@ -4,24 +4,27 @@
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray, StructArray};
-use arrow::datatypes::{DataType, Field, Fields, SchemaRef};
+use arrow::datatypes::{DataType, Field, Fields};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::{BigQueryConnection, BigQueryLoadFormat};
 use synqx_api::pipeline::WriteMode;
 
 use synqx_testkit::{emulators, unique_name};
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::tests::Harness;
-use crate::engine::{Counters, CursorFilter};
+use crate::connectors::tests::warehouses::TestConnection;
 use crate::error::Result;
 use crate::secrets::Secrets;
 
 pub(super) const CONNECTION: &str = "lakehouse";
 
-pub(super) struct Lakehouse {
-    pub(super) spec: ConnectionSpec,
-    pub(super) secrets: Secrets,
+pub(super) struct Lakehouse(TestConnection);
+
+impl std::ops::Deref for Lakehouse {
+    type Target = TestConnection;
+
+    fn deref(&self) -> &TestConnection {
+        &self.0
+    }
 }
 
 impl Lakehouse {
@@ -46,7 +49,8 @@ impl Lakehouse {
             "creating dataset {dataset}: {:?}",
             created.text().await
         );
-        Self {
+        Self(TestConnection {
+            name: CONNECTION,
             spec: ConnectionSpec {
                 bigquery: Some(BigQueryConnection {
                     project,
@@ -58,7 +62,7 @@ impl Lakehouse {
                 ..Default::default()
             },
             secrets: Secrets::default(),
-        }
+        })
     }
 
     /// The dataset of its own.
@@ -70,20 +74,6 @@ impl Lakehouse {
             .unwrap_or_default()
     }
 
-    pub(super) fn conn(&self) -> ConnectionRef<'_> {
-        ConnectionRef {
-            name: CONNECTION,
-            spec: &self.spec,
-            base_dir: ".".into(),
-            secrets: &self.secrets,
-        }
-    }
-
-    /// The Connection opened through the registry, as a step opens it.
-    pub(super) fn harness(&self) -> Harness {
-        Harness::open(&self.conn())
-    }
-
     pub(super) async fn write(
         &self,
         fqn: &str,
@@ -91,33 +81,6 @@ impl Lakehouse {
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
         self.write_keyed(fqn, mode, &[], batches).await
-    }
-
-    /// A write with `primaryKey` `key`.
-    pub(super) async fn write_keyed(
-        &self,
-        fqn: &str,
-        mode: WriteMode,
-        key: &[&str],
-        batches: Vec<RecordBatch>,
-    ) -> Result<u64> {
-        let counters = Counters::default();
-        self.harness()
-            .load((CONNECTION, fqn), mode, key, batches, &counters)
-            .await
-    }
-
-    pub(super) async fn read(
-        &self,
-        fqn: &str,
-        filter: Option<CursorFilter>,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.harness().read_table(CONNECTION, fqn, filter).await
-    }
-
-    /// `(id, name)` rows of a people table, by id.
-    pub(super) async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
-        self.harness().table_people(CONNECTION, fqn).await
     }
 }
 

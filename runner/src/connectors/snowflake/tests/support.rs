@@ -3,21 +3,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use synqx_api::connection::SnowflakeConnection;
-use synqx_api::pipeline::WriteMode;
 use synqx_api::{ConnectionSpec, SecretValue};
 
 use synqx_testkit::{emulators, unique_name};
 
+use crate::connectors::Connector;
 use crate::connectors::snowflake::Snowflake;
 use crate::connectors::snowflake::config::SnowflakeConfig;
 use crate::connectors::snowflake::connect::Session;
+use crate::connectors::tests::warehouses::TestConnection;
 use crate::connectors::tests::{Harness, ok};
-use crate::connectors::{ConnectionRef, Connector};
-use crate::engine::{Counters, CursorFilter};
-use crate::error::Result;
 use crate::secrets::Secrets;
 
 pub(super) const CONNECTION: &str = "warehouse";
@@ -40,15 +36,21 @@ pub(super) fn spec(database: &str) -> ConnectionSpec {
 }
 
 /// A database of its own, with the connection's schema, and the source and sink over it.
-pub(super) struct Warehouse {
-    pub(super) spec: ConnectionSpec,
-    pub(super) secrets: Secrets,
+pub(super) struct Warehouse(TestConnection);
+
+impl std::ops::Deref for Warehouse {
+    type Target = TestConnection;
+
+    fn deref(&self) -> &TestConnection {
+        &self.0
+    }
 }
 
 impl Warehouse {
     pub(super) async fn new() -> Self {
         let database = unique_name("SYNQX_T").to_ascii_uppercase();
-        let warehouse = Self {
+        let warehouse = Self(TestConnection {
+            name: CONNECTION,
             spec: spec(&database),
             secrets: Secrets::new(
                 [],
@@ -57,7 +59,7 @@ impl Warehouse {
                     PASSWORD.to_string(),
                 )],
             ),
-        };
+        });
         let session = warehouse.session().await;
         for sql in [
             format!("CREATE DATABASE IF NOT EXISTS {database}"),
@@ -72,15 +74,6 @@ impl Warehouse {
         warehouse
     }
 
-    pub(super) fn conn(&self) -> ConnectionRef<'_> {
-        ConnectionRef {
-            name: CONNECTION,
-            spec: &self.spec,
-            base_dir: ".".into(),
-            secrets: &self.secrets,
-        }
-    }
-
     pub(super) async fn session(&self) -> Session {
         let settings = ok(SnowflakeConfig::new(&self.conn()));
         Session::login(Arc::new(settings))
@@ -93,11 +86,6 @@ impl Warehouse {
             })
     }
 
-    /// The Connection opened through the registry, as a step opens it.
-    pub(super) fn harness(&self) -> Harness {
-        Harness::open(&self.conn())
-    }
-
     /// A sink that loads with array-bound `INSERT`s, the path of stages this client cannot
     /// upload to (every real account's: their stages want client-side encryption).
     pub(super) fn binding_harness(&self) -> Harness {
@@ -107,44 +95,6 @@ impl Warehouse {
             source: ok(Snowflake::source(ok(Snowflake::config(&self.conn())))),
             sink: ok(Snowflake::sink(config)),
         }
-    }
-
-    pub(super) async fn write(
-        &self,
-        fqn: &str,
-        mode: WriteMode,
-        key: &[&str],
-        batches: Vec<RecordBatch>,
-    ) -> Result<u64> {
-        self.write_with(&self.harness(), fqn, mode, key, batches)
-            .await
-    }
-
-    pub(super) async fn write_with(
-        &self,
-        harness: &Harness,
-        fqn: &str,
-        mode: WriteMode,
-        key: &[&str],
-        batches: Vec<RecordBatch>,
-    ) -> Result<u64> {
-        let counters = Counters::default();
-        harness
-            .load((CONNECTION, fqn), mode, key, batches, &counters)
-            .await
-    }
-
-    pub(super) async fn read(
-        &self,
-        fqn: &str,
-        filter: Option<CursorFilter>,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.harness().read_table(CONNECTION, fqn, filter).await
-    }
-
-    /// `(id, name)` rows of a people table, by id.
-    pub(super) async fn people(&self, fqn: &str) -> Vec<(i64, Option<String>)> {
-        self.harness().table_people(CONNECTION, fqn).await
     }
 }
 

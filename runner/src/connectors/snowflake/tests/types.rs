@@ -135,7 +135,8 @@ async fn local_zoned_timestamps_objects_and_arrays_read_back_and_load_again() {
     columns[0] = Arc::new(arrow::array::Int64Array::from(vec![2]));
     let again = RecordBatch::try_new(first.schema(), columns).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        ok(w.write("shapes", WriteMode::Append, &[], vec![again]).await),
+        ok(w.write_keyed("shapes", WriteMode::Append, &[], vec![again])
+            .await),
         1
     );
     let (schema, batches) = ok(w.read("shapes", None).await);

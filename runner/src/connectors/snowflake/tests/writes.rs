@@ -11,14 +11,14 @@ use super::support::*;
 #[tokio::test]
 async fn append_overwrite_and_upsert_write_what_they_promise() {
     let w = Warehouse::new().await;
-    ok(w.write(
+    ok(w.write_keyed(
         "people",
         WriteMode::Append,
         &["id"],
         vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
     )
     .await);
-    ok(w.write(
+    ok(w.write_keyed(
         "people",
         WriteMode::Append,
         &["id"],
@@ -36,7 +36,8 @@ async fn append_overwrite_and_upsert_write_what_they_promise() {
         people(&[(2, Some("bee"))]),
     ];
     assert_eq!(
-        ok(w.write("people", WriteMode::Upsert, &["id"], batches).await),
+        ok(w.write_keyed("people", WriteMode::Upsert, &["id"], batches)
+            .await),
         3
     );
     assert_eq!(
@@ -72,7 +73,7 @@ async fn append_overwrite_and_upsert_write_what_they_promise() {
 #[tokio::test]
 async fn new_columns_follow_schema_evolution() {
     let w = Warehouse::new().await;
-    ok(w.write(
+    ok(w.write_keyed(
         "evolving",
         WriteMode::Append,
         &[],
@@ -99,8 +100,10 @@ async fn new_columns_follow_schema_evolution() {
         err(fail)
             .contains("the table has no column \"score\" of the source (schemaEvolution: fail")
     );
-    ok(w.write("evolving", WriteMode::Append, &[], vec![batch])
-        .await);
+    ok(
+        w.write_keyed("evolving", WriteMode::Append, &[], vec![batch])
+            .await,
+    );
     let (schema, batches) = ok(w.read("evolving", None).await);
     assert!(schema.field_with_name("score").is_ok(), "{schema:?}");
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
@@ -109,7 +112,7 @@ async fn new_columns_follow_schema_evolution() {
 #[tokio::test]
 async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
     let w = Warehouse::new().await;
-    ok(w.write(
+    ok(w.write_keyed(
         "kept",
         WriteMode::Append,
         &[],
