@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use synqx_api::pipeline::{Compression, FileFormat};
 
 use super::CsvSettings;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// One file being written.
 pub trait FileWriter: Send {
@@ -183,6 +183,13 @@ impl Encoded {
             Self::Plain(mut c) => c.flush(),
             Self::Gzip(g) => (*g).finish()?.flush(),
         }
+    }
+
+    /// Ends the text file `file` (its gzip trailer, a flush) and returns the bytes it holds.
+    pub fn close(self, file: &str) -> Result<u64> {
+        let counter = self.counter();
+        self.finish().context(|| format!("writing {file}"))?;
+        Ok(count(&counter))
     }
 }
 
