@@ -1,7 +1,9 @@
 //! What the tests of the file formats and of every file connector share: source and
-//! destination specs of a lake, batches holding every type that must survive a round trip, and
-//! an in-memory file and a rejected file to write into.
+//! destination specs of a lake, batches holding every type that must survive a round trip, an
+//! in-memory file and a rejected file to write into, and the scenarios every file connector
+//! runs (`lakes`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,11 +13,14 @@ use arrow::array::{
     ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, TimeUnit};
-use synqx_api::pipeline::{Asset, Destination, FileFormat, OnError, Source as SourceSpec};
+use synqx_api::pipeline::{
+    Asset, Destination, FileFormat, OnError, Source as SourceSpec, WriteMode,
+};
 
 pub use crate::connectors::tests::{err, ok};
 use crate::engine::{Counters, Rejects};
 
+pub(crate) mod lakes;
 mod options;
 
 pub fn source(fqn: &str) -> SourceSpec {
@@ -39,6 +44,20 @@ pub fn destination(fqn: &str, format: Option<FileFormat>) -> Destination {
         format,
         ..Default::default()
     }
+}
+
+/// `destination` in mode overwrite.
+pub fn overwrite(fqn: &str, format: Option<FileFormat>) -> Destination {
+    Destination {
+        mode: Some(WriteMode::Overwrite),
+        ..destination(fqn, format)
+    }
+}
+
+/// The `columns` of a source that reads `price` of [`scalars`] back as the decimal it was:
+/// text formats would infer a float.
+pub fn decimal_price() -> BTreeMap<String, String> {
+    BTreeMap::from([("price".to_string(), "decimal(12,2)".to_string())])
 }
 
 pub const TZ: &str = "+00:00";
@@ -165,6 +184,27 @@ pub fn id_values(batches: &[RecordBatch]) -> Vec<Option<i64>> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// `rows` rows of an id and 90 bytes of text: about 100 bytes a row as CSV, so that a batch
+/// of 100,000 rows is more than one part of a multipart upload.
+pub fn wide(rows: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("pad", DataType::Utf8, true),
+    ]));
+    let pad: StringArray = rows.clone().map(|i| Some(format!("r{i:089}"))).collect();
+    let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(rows)), Arc::new(pad)];
+    RecordBatch::try_new(schema, columns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `text` compressed as a gzip file.
+pub fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    encoder.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A file in memory that a writer under test owns a handle to, read once the writer is done.
