@@ -4,7 +4,7 @@
 //! dropped write leaves the destination as it was.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -15,7 +15,6 @@ use super::connect::{DirOpener, list};
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::task_failed;
-use crate::connectors::formats::scan::Opener;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Result};
 
@@ -185,20 +184,13 @@ impl DirParts {
     }
 }
 
-impl Opener for DirParts {
-    type Chunks = File;
-
-    fn stream(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        self.opener.stream(name)
-    }
-
-    fn chunks(&self, name: &str) -> Result<File> {
-        self.opener.chunks(name)
-    }
-}
-
 impl PartStore for DirParts {
+    type Opener = DirOpener;
     type Open = StagedFile;
+
+    fn opener(&self) -> &DirOpener {
+        &self.opener
+    }
 
     fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, StagedFile)> {
         let destination = self.opener.root.join(destination);

@@ -280,13 +280,10 @@ impl FileWriter for CsvWriter {
             let empty = RecordBatch::new_empty(self.schema.clone());
             self.write(&empty)?;
         }
-        if let Some(writer) = self.writer.take() {
-            writer
-                .into_inner()
-                .finish()
-                .context(|| format!("writing {}", self.file))?;
+        match self.writer.take() {
+            Some(writer) => writer.into_inner().close(&self.file),
+            None => Ok(count(&self.counter)),
         }
-        Ok(count(&self.counter))
     }
 }
 

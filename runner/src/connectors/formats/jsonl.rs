@@ -538,16 +538,13 @@ impl FileWriter for JsonlWriter {
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {
-        if let Some(mut writer) = self.writer.take() {
-            writer
-                .finish()
-                .context(|| format!("writing {}", self.file))?;
-            writer
-                .into_inner()
-                .finish()
-                .context(|| format!("writing {}", self.file))?;
-        }
-        Ok(count(&self.counter))
+        let Some(mut writer) = self.writer.take() else {
+            return Ok(count(&self.counter));
+        };
+        writer
+            .finish()
+            .context(|| format!("writing {}", self.file))?;
+        writer.into_inner().close(&self.file)
     }
 }
 

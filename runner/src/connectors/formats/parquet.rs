@@ -236,6 +236,7 @@ mod tests {
     use synqx_api::pipeline::OnError;
 
     use super::*;
+    use crate::connectors::formats::tests::{err, row_counts};
     use crate::connectors::formats::write::{Counting, FileWriter};
     use crate::engine::Counters;
 
@@ -297,15 +298,13 @@ mod tests {
             ]));
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             let file = File::create(dir.path().join("t.parquet")).unwrap_or_else(|e| panic!("{e}"));
-            let error = ParquetWriter::new(
+            let error = err(ParquetWriter::new(
                 schema,
                 Counting::new(Box::new(file)),
                 Codec(ParquetCompression::SNAPPY),
                 "out/t.parquet",
             )
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+            .map(drop));
             assert!(
                 error.contains("out/t.parquet: column \"waited\" is an interval"),
                 "{error}"
@@ -365,10 +364,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .collect::<Result<_>>()
                 .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            out.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
-            vec![2, 1]
-        );
+        assert_eq!(row_counts(&out), [2, 1]);
         assert_eq!(out[0].column(0).null_count(), 2);
         assert_eq!(out[1].column(1).as_primitive::<Int64Type>().value(0), 3);
     }

@@ -105,11 +105,13 @@ impl PartsTarget {
     }
 }
 
-/// Where the files of a write are staged until the store commits them. As an [`Opener`] it
-/// also reads the files already at the destination.
-pub trait PartStore: Opener {
+/// Where the files of a write are staged until the store commits them.
+pub trait PartStore {
+    /// What reads the files already at the destination: an append's columns and old content.
+    type Opener: Opener;
     /// A file being written, as the store tracks it.
     type Open: Send;
+    fn opener(&self) -> &Self::Opener;
     /// Starts the file that becomes `destination` (relative to the root) at the commit;
     /// nothing is visible under that name before.
     fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, Self::Open)>;
@@ -229,7 +231,7 @@ impl<'s, S: PartStore> Writer<'s, S> {
                     (name.clone(), gzip)
                 })
                 .collect();
-            if let Some(columns) = existing_columns(&*store, &files, &format)? {
+            if let Some(columns) = existing_columns(store.opener(), &files, &format)? {
                 schema = evolve(&incoming, &columns, target.evolution, &target.fqn, false)?.schema;
             }
         } else if !target.folder && target.mode == WriteMode::Append && !existing.is_empty() {
@@ -237,7 +239,7 @@ impl<'s, S: PartStore> Writer<'s, S> {
             let fixed_order = format.format == FileFormat::Csv;
             let mut widen = false;
             let file = [(target.relative.clone(), gzip)];
-            if let Some(columns) = existing_columns(&*store, &file, &format)? {
+            if let Some(columns) = existing_columns(store.opener(), &file, &format)? {
                 let evolved = evolve(
                     &incoming,
                     &columns,
@@ -286,7 +288,9 @@ impl<'s, S: PartStore> Writer<'s, S> {
         let mut format = self.target.format;
         let preamble_bytes = match self.preamble {
             Preamble::None => 0,
-            Preamble::Copy { gzip } => copy_file(self.store.stream(old)?, gzip, &mut *sink, old)?,
+            Preamble::Copy { gzip } => {
+                copy_file(self.store.opener().stream(old)?, gzip, &mut *sink, old)?
+            }
             Preamble::Widen { gzip } => {
                 let header: Vec<String> = self
                     .schema
@@ -295,7 +299,7 @@ impl<'s, S: PartStore> Writer<'s, S> {
                     .map(|f| f.name().clone())
                     .collect();
                 widen_csv(
-                    self.store.stream(old)?,
+                    self.store.opener().stream(old)?,
                     gzip,
                     &header,
                     &format,

@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use synqx_api::pipeline::{Compression, FileFormat};
 
 use super::CsvSettings;
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// One file being written.
 pub trait FileWriter: Send {
@@ -184,6 +184,13 @@ impl Encoded {
             Self::Gzip(g) => (*g).finish()?.flush(),
         }
     }
+
+    /// Ends the text file `file` (its gzip trailer, a flush) and returns the bytes it holds.
+    pub fn close(self, file: &str) -> Result<u64> {
+        let counter = self.counter();
+        self.finish().context(|| format!("writing {file}"))?;
+        Ok(count(&counter))
+    }
 }
 
 impl Write for Encoded {
@@ -275,29 +282,16 @@ mod tests {
 
     #[test]
     fn gzip_output_is_counted_and_decodes() {
-        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
-        struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0
-                    .lock()
-                    .map_err(|_| io::Error::other("poisoned"))?
-                    .extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
+        let out = crate::connectors::formats::tests::Memory::default();
         let mut enc = Encoded::new(
-            Counting::new(Box::new(Shared(out.clone()))),
+            Counting::new(Box::new(out.clone())),
             Some(flate2::Compression::best()),
         );
         let counter = enc.counter();
         enc.write_all(b"hello\nworld\n")
             .unwrap_or_else(|e| panic!("{e}"));
         enc.finish().unwrap_or_else(|e| panic!("{e}"));
-        let bytes = out.lock().map(|b| b.clone()).unwrap_or_default();
+        let bytes = out.bytes();
         assert_eq!(count(&counter), bytes.len() as u64);
         let mut text = String::new();
         flate2::read::GzDecoder::new(bytes.as_slice())

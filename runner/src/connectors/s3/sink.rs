@@ -14,7 +14,7 @@
 //! Appending to an existing CSV or JSONL object rewrites it (old content, then the new rows)
 //! into the new object, as for a local file; a Parquet object cannot be appended to.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -24,12 +24,11 @@ use synqx_api::pipeline::WriteMode;
 use tokio::runtime::Handle;
 
 use super::connect::Bucket;
-use super::source::{ObjectChunks, ObjectOpener, list_below};
+use super::source::{ObjectOpener, list_below};
 use super::upload::Upload;
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::{Listed, task_failed};
-use crate::connectors::formats::scan::Opener;
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
@@ -254,24 +253,13 @@ impl Drop for ObjectParts {
     }
 }
 
-impl Opener for ObjectParts {
-    type Chunks = ObjectChunks;
-
-    fn stream(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        self.opener.stream(name)
-    }
-
-    fn chunks(&self, name: &str) -> Result<ObjectChunks> {
-        self.opener.chunks(name)
-    }
-
-    fn footer(&self, name: &str) -> Result<ObjectChunks> {
-        self.opener.footer(name)
-    }
-}
-
 impl PartStore for ObjectParts {
+    type Opener = ObjectOpener;
     type Open = StagedObject;
+
+    fn opener(&self) -> &ObjectOpener {
+        &self.opener
+    }
 
     fn create(&mut self, destination: &str) -> Result<(Box<dyn Write + Send>, StagedObject)> {
         let temporary = if self.target.folder {

@@ -1,6 +1,6 @@
 //! A temporary lake for the connector's tests: a Connection over a temp directory, opened
-//! through the registry. The test data is shared with the other file connectors
-//! (`formats::tests`).
+//! through the registry. The scenarios and test data are shared with the other file
+//! connectors (`formats::tests`).
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -9,15 +9,13 @@ use synqx_api::ConnectionSpec;
 use synqx_api::connection::FilesystemConnection;
 
 use crate::connectors::ConnectionRef;
-pub(super) use crate::connectors::formats::tests::{
-    destination, id_values, ids, nested, ok, scalars, source,
-};
+use crate::connectors::formats::tests::lakes;
 use crate::connectors::tests::Harness;
 use crate::secrets::Secrets;
 
 /// A Connection whose `filesystem.path` is `lake`, relative to a temp base directory.
 pub(super) struct Lake {
-    pub(super) base: tempfile::TempDir,
+    base: tempfile::TempDir,
     harness: Harness,
 }
 
@@ -57,33 +55,62 @@ impl Lake {
         self.root().join(relative)
     }
 
-    pub(super) fn put(&self, relative: &str, contents: impl AsRef<[u8]>) {
-        let path = self.path(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{relative}: {e}"));
-    }
-
-    pub(super) fn text(&self, relative: &str) -> String {
-        std::fs::read_to_string(self.path(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
-    }
-
-    /// Every path below the root, relative and sorted, hidden ones included.
-    pub(super) fn files(&self) -> Vec<String> {
-        fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    /// Every path below the root, relative and sorted, hidden ones included; folders (with a
+    /// trailing `/`) only when `folders` is set.
+    fn walk(&self, folders: bool) -> Vec<String> {
+        fn walk(dir: &Path, prefix: &str, folders: bool, out: &mut Vec<String>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
                 if entry.path().is_dir() {
-                    walk(&entry.path(), &format!("{name}/"), out);
+                    let name = format!("{name}/");
+                    walk(&entry.path(), &name, folders, out);
+                    if folders {
+                        out.push(name);
+                    }
                 } else {
                     out.push(name);
                 }
             }
         }
         let mut out = Vec::new();
-        walk(&self.root(), "", &mut out);
+        walk(&self.root(), "", folders, &mut out);
         out.sort();
         out
+    }
+}
+
+impl lakes::Lake for Lake {
+    fn location(&self) -> String {
+        self.root().display().to_string()
+    }
+
+    async fn put(&self, relative: &str, contents: impl Into<Vec<u8>>) {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, contents.into()).unwrap_or_else(|e| panic!("{relative}: {e}"));
+    }
+
+    async fn bytes(&self, relative: &str) -> Vec<u8> {
+        std::fs::read(self.path(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+    }
+
+    async fn size(&self, relative: &str) -> u64 {
+        let meta = std::fs::metadata(self.path(relative));
+        meta.unwrap_or_else(|e| panic!("{relative}: {e}")).len()
+    }
+
+    async fn files(&self) -> Vec<String> {
+        self.walk(false)
+    }
+
+    /// Folders too: a write that does not commit must remove the folders it staged in.
+    async fn snapshot(&self) -> Vec<String> {
+        self.walk(true)
+    }
+
+    fn staging(&self) -> bool {
+        self.walk(false).iter().any(|f| f.contains(".synqx-tmp"))
     }
 }

@@ -1,12 +1,11 @@
-use std::sync::Mutex;
-
 use arrow::array::{Array, AsArray, Int64Array, StringArray, StructArray};
 use arrow::datatypes::{Fields, Float64Type, Int64Type, TimeUnit};
 use synqx_api::pipeline::OnError;
 
 use super::*;
+use crate::connectors::formats::tests::{Memory, Rejected, err, id_values, ok, row_counts};
 use crate::connectors::formats::write::Counting;
-use crate::engine::{Counters, Rejects};
+use crate::engine::Rejects;
 
 const ORDERS: &str = "id,total,paid,day,at,note\n\
 1,10.5,true,2024-01-31,2024-01-31T10:00:00+00:00,\"a, b\"\n\
@@ -43,10 +42,6 @@ fn read(
     .collect()
 }
 
-fn ok<T>(result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[test]
 fn sample_infers_every_scalar_type() {
     let schema = schema_of(ORDERS, &CsvSettings::default());
@@ -75,13 +70,7 @@ fn sample_infers_every_scalar_type() {
 fn quoted_fields_and_nulls_are_read() {
     let schema = schema_of(ORDERS, &CsvSettings::default());
     let batches = ok(read(ORDERS, &schema, 3, Rejects::failing()));
-    assert_eq!(
-        batches
-            .iter()
-            .map(RecordBatch::num_rows)
-            .collect::<Vec<_>>(),
-        vec![3, 1]
-    );
+    assert_eq!(row_counts(&batches), [3, 1]);
     let notes: Vec<Option<&str>> = batches
         .iter()
         .flat_map(|b| b.column(5).as_string::<i32>().iter())
@@ -109,75 +98,47 @@ fn orders_schema() -> Schema {
     ])
 }
 
-/// Rejects under `policy` that write to a rejected file in a folder of their own.
-fn rejects_to_file(
-    policy: OnError,
-) -> (
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Arc<Counters>,
-    Rejects,
-) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dead = dir.path().join("rejected.jsonl");
-    let counters = Arc::new(Counters::default());
-    let rejects = Rejects::new(policy, Some(dead.clone()), counters.clone());
-    (dir, dead, counters, rejects)
-}
-
 #[test]
 fn a_bad_value_fails_the_read_naming_file_line_column_and_value() {
     let text = "id,total\n1,2.5\n2,\"x\ny\"\n3,\"12,5x\"\n";
     let schema = orders_schema();
-    let err = read(text, &schema, 100, Rejects::failing())
-        .err()
-        .map(|e| e.to_string());
     // The second record spans lines 3 and 4: it is reported at the line it starts on.
     assert_eq!(
-        err.as_deref(),
-        Some(
-            "orders.csv: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
-        )
+        err(read(text, &schema, 100, Rejects::failing())),
+        "orders.csv: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
     );
     let only_last = "id,total\n1,2.5\n3,\"12,5x\"\n";
-    let err = read(only_last, &schema, 100, Rejects::failing())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let message = err(read(only_last, &schema, 100, Rejects::failing()));
     assert!(
-        err.starts_with("orders.csv: line 3, column \"total\": cannot parse the value as float64"),
-        "{err}"
+        message
+            .starts_with("orders.csv: line 3, column \"total\": cannot parse the value as float64"),
+        "{message}"
     );
-    assert!(!err.contains("12,5x"), "{err}");
+    assert!(!message.contains("12,5x"), "{message}");
 }
 
 #[test]
 fn under_fail_the_bad_row_goes_to_the_rejected_file_the_error_names() {
     let text = "id,total\n1,2.5\n3,Ferdinand-4711\n";
     let schema = orders_schema();
-    let (_dir, dead, counters, rejects) = rejects_to_file(OnError::Fail);
-    let err = read(text, &schema, 100, rejects)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let rejected = Rejected::new(OnError::Fail);
     assert_eq!(
-        err,
+        err(read(text, &schema, 100, rejected.rejects())),
         format!(
             "orders.csv: line 3, column \"total\": cannot parse the value as float64; the row is in the rejected file {}; set onError: skip to skip such rows into the rejected file",
-            dead.display()
+            rejected.path.display()
         )
     );
-    let kept: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&dead).unwrap_or_default().trim())
-            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        kept,
-        serde_json::json!({"location": "orders.csv: line 3", "column": "total",
+        rejected.lines(),
+        vec![
+            serde_json::json!({"location": "orders.csv: line 3", "column": "total",
             "problem": "cannot parse the value as float64", "value": "Ferdinand-4711",
             "row": "3,Ferdinand-4711"})
+        ]
     );
     assert_eq!(
-        counters.snapshot().rows_rejected,
+        rejected.counters.snapshot().rows_rejected,
         0,
         "a failing row is not a skipped one"
     );
@@ -187,21 +148,12 @@ fn under_fail_the_bad_row_goes_to_the_rejected_file_the_error_names() {
 fn skipped_rows_are_counted_and_written_to_the_dead_letter_file() {
     let text = "id,total\n1,2.5\n2,oops\n3\n4,4.5,extra\n5,5.5\n";
     let schema = orders_schema();
-    let (_dir, dead, counters, rejects) = rejects_to_file(OnError::Skip);
-    let batches = ok(read(text, &schema, 2, rejects));
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
-    assert_eq!(ids, vec![1, 5]);
-    assert_eq!(counters.snapshot().rows_rejected, 3);
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let rejected = Rejected::new(OnError::Skip);
+    let batches = ok(read(text, &schema, 2, rejected.rejects()));
+    assert_eq!(id_values(&batches), [Some(1), Some(5)]);
+    assert_eq!(rejected.counters.snapshot().rows_rejected, 3);
     assert_eq!(
-        lines,
+        rejected.lines(),
         vec![
             serde_json::json!({"location": "orders.csv: line 3", "column": "total", "problem": "cannot parse the value as float64", "value": "oops", "row": "2,oops"}),
             serde_json::json!({"location": "orders.csv: line 4", "problem": "expected 2 fields, found 1", "row": "3"}),
@@ -267,12 +219,13 @@ fn files_without_header_use_positional_names_and_other_delimiters() {
 
 #[test]
 fn duplicate_header_names_and_empty_files() {
-    let err = header("a,b,a\n".as_bytes(), &CsvSettings::default(), "d.csv")
-        .err()
-        .map(|e| e.to_string());
     assert_eq!(
-        err.as_deref(),
-        Some("d.csv: the header names column \"a\" twice")
+        err(header(
+            "a,b,a\n".as_bytes(),
+            &CsvSettings::default(),
+            "d.csv"
+        )),
+        "d.csv: the header names column \"a\" twice"
     );
     assert!(ok(header("".as_bytes(), &CsvSettings::default(), "e.csv")).is_empty());
     let mut sampler = CsvSampler::default();
@@ -288,26 +241,11 @@ fn duplicate_header_names_and_empty_files() {
     );
 }
 
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn write_csv(schema: SchemaRef, batches: &[RecordBatch], settings: CsvSettings) -> String {
-    let out = Arc::new(Mutex::new(Vec::new()));
+    let out = Memory::default();
     let mut writer = ok(CsvWriter::new(
         schema,
-        Encoded::new(Counting::new(Box::new(Shared(out.clone()))), None),
+        Encoded::new(Counting::new(Box::new(out.clone())), None),
         settings,
         "o.csv",
     ));
@@ -315,10 +253,7 @@ fn write_csv(schema: SchemaRef, batches: &[RecordBatch], settings: CsvSettings) 
         ok(writer.write(b));
     }
     let bytes = ok(Box::new(writer).finish());
-    let text = out
-        .lock()
-        .map(|b| String::from_utf8_lossy(&b).to_string())
-        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&out.bytes()).to_string();
     assert_eq!(bytes, text.len() as u64);
     text
 }
@@ -387,13 +322,7 @@ fn read_all(
     threads: usize,
     step: usize,
 ) -> (Vec<Vec<Option<String>>>, String) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dead = dir.path().join("dead.jsonl");
-    let rejects = Rejects::new(
-        OnError::Skip,
-        Some(dead.clone()),
-        Arc::new(Counters::default()),
-    );
+    let rejected = Rejected::new(OnError::Skip);
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("text", DataType::Utf8, true),
@@ -411,7 +340,7 @@ fn read_all(
         schema,
         batch_rows,
         threads,
-        rejects,
+        rejected.rejects(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
     .collect::<Result<Vec<_>>>()
@@ -431,7 +360,8 @@ fn read_all(
             );
         }
     }
-    (rows, std::fs::read_to_string(&dead).unwrap_or_default())
+    let dead = std::fs::read_to_string(&rejected.path).unwrap_or_default();
+    (rows, dead)
 }
 
 #[test]

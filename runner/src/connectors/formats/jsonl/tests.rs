@@ -1,22 +1,16 @@
-use std::sync::Mutex;
-
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use synqx_api::pipeline::OnError;
 
 use super::*;
+use crate::connectors::formats::tests::{Memory, Rejected, err, id_values, ok, row_counts};
 use crate::connectors::formats::write::Counting;
-use crate::engine::Counters;
 
 const EVENTS: &str = r#"{"id": 1, "user": {"name": "ann", "tags": ["a", "b"]}, "score": 1.5, "ok": true, "day": "2024-01-31", "at": "2024-01-31T10:00:00Z", "note": null}
 
 {"id": 2, "user": {"name": "bob", "tags": []}, "score": 2, "ok": false, "day": "2024-02-01", "at": "2024-02-01T10:00:00.5+01:00", "note": "2024"}
 {"id": 3, "user": null, "score": null, "ok": null, "day": null, "at": null, "note": "x"}
 "#;
-
-fn ok<T>(result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn schema_of(text: &str) -> Schema {
     let mut sampler = JsonlSampler::default();
@@ -74,13 +68,7 @@ fn inference_keeps_key_order_nesting_and_temporal_strings() {
 fn lines_decode_into_typed_and_nested_columns() {
     let schema = schema_of(EVENTS);
     let batches = ok(read(EVENTS, &schema, 2, Rejects::failing()));
-    assert_eq!(
-        batches
-            .iter()
-            .map(RecordBatch::num_rows)
-            .collect::<Vec<_>>(),
-        vec![2, 1]
-    );
+    assert_eq!(row_counts(&batches), [2, 1]);
     let first = &batches[0];
     assert_eq!(
         first
@@ -119,33 +107,20 @@ fn bad_lines_fail_with_file_line_column_and_value() {
         Field::new("total", DataType::Float64, true),
     ]);
     let text = "{\"id\": 1, \"total\": 2.5}\n\n{\"id\": 2, \"total\": \"12,5x\"}\n";
-    let err = read(text, &schema, 100, Rejects::failing())
-        .err()
-        .map(|e| e.to_string());
     assert_eq!(
-        err.as_deref(),
-        Some(
-            "events.jsonl: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
-        )
+        err(read(text, &schema, 100, Rejects::failing())),
+        "events.jsonl: line 3, column \"total\": cannot parse the value as float64; set onError: skip to skip such rows into the rejected file"
     );
     let broken = "{\"id\": 1}\n{\"id\": 2,, }\n";
-    let err = read(broken, &schema, 100, Rejects::failing())
-        .err()
-        .map(|e| e.to_string());
     assert_eq!(
-        err.as_deref(),
-        Some(
-            "events.jsonl: line 2: invalid JSON at column 10: key must be a string; set onError: skip to skip such rows into the rejected file"
-        )
+        err(read(broken, &schema, 100, Rejects::failing())),
+        "events.jsonl: line 2: invalid JSON at column 10: key must be a string; set onError: skip to skip such rows into the rejected file"
     );
     let array = "[1, 2]\n";
-    let err = read(array, &schema, 100, Rejects::failing())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let message = err(read(array, &schema, 100, Rejects::failing()));
     assert!(
-        err.starts_with("events.jsonl: line 1: expected a JSON object, found an array"),
-        "{err}"
+        message.starts_with("events.jsonl: line 1: expected a JSON object, found an array"),
+        "{message}"
     );
 }
 
@@ -161,23 +136,15 @@ fn skipped_lines_are_isolated_counted_and_dead_lettered() {
             _ => text.push_str(&format!("{{\"id\": {i}}}\n")),
         }
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dead = dir.path().join("dead.jsonl");
-    let counters = Arc::new(Counters::default());
-    let rejects = Rejects::new(OnError::Skip, Some(dead.clone()), counters.clone());
-    let batches = ok(read(&text, &schema, 8, rejects));
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+    let rejected = Rejected::new(OnError::Skip);
+    let batches = ok(read(&text, &schema, 8, rejected.rejects()));
+    let expected: Vec<Option<i64>> = (1..=20)
+        .filter(|i| ![5, 6, 17].contains(i))
+        .map(Some)
         .collect();
-    let expected: Vec<i64> = (1..=20).filter(|i| ![5, 6, 17].contains(i)).collect();
-    assert_eq!(ids, expected);
-    assert_eq!(counters.snapshot().rows_rejected, 3);
-    let dead_lines: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    assert_eq!(id_values(&batches), expected);
+    assert_eq!(rejected.counters.snapshot().rows_rejected, 3);
+    let dead_lines = rejected.lines();
     let locations: Vec<&str> = dead_lines
         .iter()
         .filter_map(|v| v["location"].as_str())
@@ -204,29 +171,14 @@ fn skipped_lines_are_isolated_counted_and_dead_lettered() {
     );
 }
 
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn written_lines_read_back_with_the_same_values() {
     let schema = Arc::new(schema_of(EVENTS));
     let batches = ok(read(EVENTS, &schema, 10, Rejects::failing()));
-    let out = Arc::new(Mutex::new(Vec::new()));
+    let out = Memory::default();
     let mut writer = JsonlWriter::new(
         Encoded::new(
-            Counting::new(Box::new(Shared(out.clone()))),
+            Counting::new(Box::new(out.clone())),
             Some(flate2::Compression::default()),
         ),
         "o.jsonl.gz",
@@ -235,7 +187,7 @@ fn written_lines_read_back_with_the_same_values() {
         ok(writer.write(b));
     }
     let bytes = ok(Box::new(writer).finish());
-    let gz = out.lock().map(|b| b.clone()).unwrap_or_default();
+    let gz = out.bytes();
     assert_eq!(bytes, gz.len() as u64);
     let text = crate::connectors::formats::text_input(Box::new(std::io::Cursor::new(gz)), true);
     let again: Vec<RecordBatch> =

@@ -267,6 +267,7 @@ mod tests {
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
+    use crate::connectors::formats::tests::id_values;
 
     fn batch(from: i64, rows: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -409,20 +410,16 @@ mod tests {
             .collect();
         let full = ROW_GROUP_ROWS as i64;
         assert_eq!(groups, vec![full, full, 1_000]);
-        let ids: Vec<i64> = ParquetRecordBatchReaderBuilder::try_new(
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
             File::open(&path).unwrap_or_else(|e| panic!("{e}")),
         )
         .and_then(|b| b.build())
         .unwrap_or_else(|e| panic!("{e}"))
-        .flat_map(|b| {
-            let b = b.unwrap_or_else(|e| panic!("{e}"));
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.values().to_vec())
-                .unwrap_or_default()
-        })
-        .collect();
-        assert_eq!(ids, (0..rows as i64).collect::<Vec<_>>());
+        .collect::<std::result::Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            id_values(&batches),
+            (0..rows as i64).map(Some).collect::<Vec<_>>()
+        );
     }
 }

@@ -1,17 +1,26 @@
-//! Test data every file connector's tests share: source and destination specs of a lake, and
-//! batches holding every type that must survive a round trip.
+//! What the tests of the file formats and of every file connector share: source and
+//! destination specs of a lake, batches holding every type that must survive a round trip, an
+//! in-memory file and a rejected file to write into, and the scenarios every file connector
+//! runs (`lakes`).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
     ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Int64Type, Schema, TimeUnit};
-use synqx_api::pipeline::{Asset, Destination, FileFormat, Source as SourceSpec};
+use synqx_api::pipeline::{
+    Asset, Destination, FileFormat, OnError, Source as SourceSpec, WriteMode,
+};
 
-pub use crate::connectors::tests::ok;
+pub use crate::connectors::tests::{err, ok};
+use crate::engine::{Counters, Rejects};
 
+pub(crate) mod lakes;
 mod options;
 
 pub fn source(fqn: &str) -> SourceSpec {
@@ -35,6 +44,20 @@ pub fn destination(fqn: &str, format: Option<FileFormat>) -> Destination {
         format,
         ..Default::default()
     }
+}
+
+/// `destination` in mode overwrite.
+pub fn overwrite(fqn: &str, format: Option<FileFormat>) -> Destination {
+    Destination {
+        mode: Some(WriteMode::Overwrite),
+        ..destination(fqn, format)
+    }
+}
+
+/// The `columns` of a source that reads `price` of [`scalars`] back as the decimal it was:
+/// text formats would infer a float.
+pub fn decimal_price() -> BTreeMap<String, String> {
+    BTreeMap::from([("price".to_string(), "decimal(12,2)".to_string())])
 }
 
 pub const TZ: &str = "+00:00";
@@ -141,6 +164,11 @@ pub fn ids(values: std::ops::Range<i64>) -> RecordBatch {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The number of rows of each batch, in order.
+pub fn row_counts(batches: &[RecordBatch]) -> Vec<usize> {
+    batches.iter().map(RecordBatch::num_rows).collect()
+}
+
 /// The `id` column of batches, in order.
 pub fn id_values(batches: &[RecordBatch]) -> Vec<Option<i64>> {
     use arrow::array::AsArray;
@@ -156,4 +184,87 @@ pub fn id_values(batches: &[RecordBatch]) -> Vec<Option<i64>> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// `rows` rows of an id and 90 bytes of text: about 100 bytes a row as CSV, so that a batch
+/// of 100,000 rows is more than one part of a multipart upload.
+pub fn wide(rows: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("pad", DataType::Utf8, true),
+    ]));
+    let pad: StringArray = rows.clone().map(|i| Some(format!("r{i:089}"))).collect();
+    let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(rows)), Arc::new(pad)];
+    RecordBatch::try_new(schema, columns).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `text` compressed as a gzip file.
+pub fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    encoder.finish().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A file in memory that a writer under test owns a handle to, read once the writer is done.
+#[derive(Clone, Default)]
+pub struct Memory(Arc<Mutex<Vec<u8>>>);
+
+impl Memory {
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl Write for Memory {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Rejects under a policy that write to a rejected file in a folder of their own, and count
+/// into counters of their own.
+pub struct Rejected {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub counters: Arc<Counters>,
+    rejects: Rejects,
+}
+
+impl Rejected {
+    pub fn new(policy: OnError) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("rejected.jsonl");
+        let counters = Arc::new(Counters::default());
+        let rejects = Rejects::new(policy, Some(path.clone()), counters.clone());
+        Self {
+            _dir: dir,
+            path,
+            counters,
+            rejects,
+        }
+    }
+
+    /// Rejects for one read; every read given them writes to the same file.
+    pub fn rejects(&self) -> Rejects {
+        self.rejects.clone()
+    }
+
+    /// The lines of the rejected file, one JSON document each.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
 }

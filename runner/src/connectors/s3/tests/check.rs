@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::CheckReport;
 
-use super::support::{assert_redacted, connection, keyed, secret_documents};
+use super::support::{assert_redacted, connection, keyed, keyed_secrets};
 use crate::connectors::ConnectionRef;
 use crate::secrets::Secrets;
 use synqx_testkit::s3::{self as moto, closed_endpoint, echoing_server};
@@ -20,6 +20,16 @@ async fn check(spec: &ConnectionSpec, secrets: &Secrets) -> CheckReport {
         secrets,
     };
     crate::connectors::check(&conn).await
+}
+
+/// The report on a connection to `bucket` at `endpoint` with keys from a Secret, which must
+/// be `reason` for not being ready, and name no key.
+async fn refused(endpoint: String, bucket: &str, reason: &str) -> CheckReport {
+    let report = check(&keyed(endpoint, bucket), &keyed_secrets()).await;
+    assert!(!report.ready, "{report:?}");
+    assert_eq!(report.reason.as_str(), reason, "{report:?}");
+    assert_redacted(&report.message);
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,25 +58,18 @@ async fn an_existing_bucket_is_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_is_not_found() {
-    let moto = moto::server();
-    let secrets = Secrets::new([secret_documents()].iter(), []);
-    let report = check(&keyed(moto.endpoint(), "synqx-no-such-bucket"), &secrets).await;
-    assert!(!report.ready);
-    assert_eq!(report.reason.as_str(), "NotFound", "{report:?}");
+    let endpoint = moto::server().endpoint();
+    let report = refused(endpoint, "synqx-no-such-bucket", "NotFound").await;
     assert_eq!(
         report.message,
         "Connection \"lake\": listing s3://synqx-no-such-bucket/lake/: NoSuchBucket: The specified bucket does not exist: the bucket does not exist: create it, or fix s3.bucket (and s3.endpoint)"
     );
-    assert_redacted(&report.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_keys_are_unauthorized() {
-    let moto = moto::strict_server();
-    let secrets = Secrets::new([secret_documents()].iter(), []);
-    let report = check(&keyed(moto.endpoint(), "orders"), &secrets).await;
-    assert!(!report.ready);
-    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
+    let endpoint = moto::strict_server().endpoint();
+    let report = refused(endpoint, "orders", "Unauthorized").await;
     assert!(
         report.message.starts_with(
             "Connection \"lake\": listing s3://orders/lake/: InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records.: check s3.accessKeyId and s3.secretAccessKey"
@@ -74,14 +77,12 @@ async fn rejected_keys_are_unauthorized() {
         "{}",
         report.message
     );
-    assert_redacted(&report.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_echoed_by_a_rejecting_server_are_redacted() {
     let (endpoint, seen) = echoing_server();
-    let secrets = Secrets::new([secret_documents()].iter(), []);
-    let report = check(&keyed(endpoint, "orders"), &secrets).await;
+    let report = refused(endpoint, "orders", "Unauthorized").await;
     let requests = seen.lock().map(|s| s.join("\n")).unwrap_or_default();
     assert!(
         requests.contains("AKIDSYNQXREDACTME01"),
@@ -91,9 +92,7 @@ async fn keys_echoed_by_a_rejecting_server_are_redacted() {
         requests.contains("max-keys=1"),
         "not a listing of one key: {requests}"
     );
-    assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     assert!(report.message.contains("Credential=***/"), "{report:?}");
-    assert_redacted(&report.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

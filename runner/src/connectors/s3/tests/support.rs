@@ -1,6 +1,6 @@
 //! A lake in a fresh bucket of the test binary's moto server: a connection with a key prefix,
-//! its source and sink, and direct access to the bucket for what the tests check. The test
-//! data is shared with the other file connectors (`formats::tests`).
+//! its source and sink, and direct access to the bucket for what the tests check. The
+//! scenarios and test data are shared with the other file connectors (`formats::tests`).
 
 use std::ops::Deref;
 
@@ -15,9 +15,7 @@ use synqx_testkit::s3::{self as moto, Moto};
 use super::super::config;
 use super::super::connect::{Bucket, Patience};
 use crate::connectors::ConnectionRef;
-pub(super) use crate::connectors::formats::tests::{
-    destination, id_values, ids, nested, ok, scalars, source,
-};
+use crate::connectors::formats::tests::{lakes, ok};
 use crate::connectors::tests::Harness;
 use crate::secrets::Secrets;
 
@@ -100,25 +98,6 @@ impl Lake {
         Path::from(format!("{PREFIX}/{relative}"))
     }
 
-    /// Puts an object below the prefix.
-    pub(super) async fn put(&self, relative: &str, contents: impl Into<Vec<u8>>) {
-        let payload = PutPayload::from(contents.into());
-        let put = self.raw.store.put(&Self::key(relative), payload).await;
-        put.unwrap_or_else(|e| panic!("{relative}: {e}"));
-    }
-
-    pub(super) async fn bytes(&self, relative: &str) -> Vec<u8> {
-        let got = self.raw.store.get(&Self::key(relative)).await;
-        let body = got.unwrap_or_else(|e| panic!("{relative}: {e}")).bytes();
-        body.await
-            .unwrap_or_else(|e| panic!("{relative}: {e}"))
-            .to_vec()
-    }
-
-    pub(super) async fn text(&self, relative: &str) -> String {
-        String::from_utf8_lossy(&self.bytes(relative).await).to_string()
-    }
-
     /// Size and ETag of an object below the prefix.
     pub(super) async fn head(&self, relative: &str) -> (u64, String) {
         let meta = self.raw.store.head(&Self::key(relative)).await;
@@ -142,8 +121,35 @@ impl Lake {
         keys
     }
 
-    /// Keys below the prefix, relative to it.
-    pub(super) async fn files(&self) -> Vec<String> {
+    pub(super) fn pending_uploads(&self) -> usize {
+        self.moto.pending_uploads(&self.bucket)
+    }
+}
+
+impl lakes::Lake for Lake {
+    fn location(&self) -> String {
+        format!("s3://{}/{PREFIX}/ (Connection \"lake\")", self.bucket)
+    }
+
+    async fn put(&self, relative: &str, contents: impl Into<Vec<u8>>) {
+        let payload = PutPayload::from(contents.into());
+        let put = self.raw.store.put(&Self::key(relative), payload).await;
+        put.unwrap_or_else(|e| panic!("{relative}: {e}"));
+    }
+
+    async fn bytes(&self, relative: &str) -> Vec<u8> {
+        let got = self.raw.store.get(&Self::key(relative)).await;
+        let body = got.unwrap_or_else(|e| panic!("{relative}: {e}")).bytes();
+        body.await
+            .unwrap_or_else(|e| panic!("{relative}: {e}"))
+            .to_vec()
+    }
+
+    async fn size(&self, relative: &str) -> u64 {
+        self.head(relative).await.0
+    }
+
+    async fn files(&self) -> Vec<String> {
         let below = format!("{PREFIX}/");
         self.keys()
             .await
@@ -152,12 +158,30 @@ impl Lake {
             .collect()
     }
 
-    pub(super) fn pending_uploads(&self) -> usize {
-        self.moto.pending_uploads(&self.bucket)
+    /// Every key of the bucket, and the multipart uploads not finished, which the store keeps
+    /// (and bills) until they are aborted.
+    async fn snapshot(&self) -> Vec<String> {
+        let mut everything = self.keys().await;
+        let uploads = self.pending_uploads();
+        if uploads > 0 {
+            everything.push(format!("{uploads} unfinished multipart upload(s)"));
+        }
+        everything
+    }
+
+    /// Only a multipart upload stages before the commit: a smaller object goes up in one PUT
+    /// when its encoder finishes.
+    fn staging(&self) -> bool {
+        self.pending_uploads() > 0
     }
 }
 
-pub(super) fn secret_documents() -> Secret {
+/// The Secrets of `keyed` connections: their keys, which no message may show.
+pub(super) fn keyed_secrets() -> Secrets {
+    Secrets::new([secret_documents()].iter(), [])
+}
+
+fn secret_documents() -> Secret {
     let mut secret = Secret::default();
     secret.metadata.name = Some("lake-keys".into());
     secret.string_data = Some(

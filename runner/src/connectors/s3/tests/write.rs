@@ -1,69 +1,51 @@
-//! Writing to a real S3 server (moto): rotation, multipart uploads, commits by copy, cleanup
-//! after failed and dropped writes, appends, and a whole step through the engine.
+//! Writing to a real S3 server (moto): the scenarios every file connector shares
+//! (`formats::tests::lakes`), and what is S3's own: multipart uploads, keys below the prefix,
+//! and a whole step through the engine.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use futures::StreamExt;
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::FilesystemConnection;
-use synqx_api::pipeline::{FileFormat, SyncStep, WriteMode};
+use synqx_api::pipeline::{FileFormat, SyncStep};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::super::upload::{PART_SIZE, Upload};
-use super::support::{Lake, PREFIX, destination, id_values, ids, ok, open, source};
+use super::support::{Lake, PREFIX, open};
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, drop_once_staged};
-use crate::engine::{Counters, SchemaStream, StepRun, WriteRequest, run_sync};
+use crate::connectors::formats::tests::lakes::{Lake as _, lake_tests, write};
+use crate::connectors::formats::tests::{destination, ok, overwrite, source, wide};
+use crate::connectors::tests::Harness;
+use crate::engine::{Counters, StepRun, run_sync};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
-fn overwrite(fqn: &str, format: Option<FileFormat>) -> synqx_api::pipeline::Destination {
-    let mut d = destination(fqn, format);
-    d.mode = Some(WriteMode::Overwrite);
-    d
-}
+lake_tests!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] Lake::new("write") => write);
 
-/// `rows` rows of an id and 90 bytes of text: about 100 bytes a row as CSV.
-fn wide(rows: std::ops::Range<i64>) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, true),
-        Field::new("pad", DataType::Utf8, true),
-    ]));
-    let pad: StringArray = rows.clone().map(|i| Some(format!("r{i:089}"))).collect();
-    let columns = vec![
-        Arc::new(Int64Array::from_iter_values(rows)) as _,
-        Arc::new(pad) as _,
-    ];
-    RecordBatch::try_new(schema, columns).unwrap_or_else(|e| panic!("{e}"))
+/// The round trips of every format on one lake, which then holds nothing but their objects,
+/// all below the connection's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_round_trips_below_the_prefix() {
+    let lake = Lake::new("formats");
+    write::csv_round_trips_every_scalar_type(&lake).await;
+    write::jsonl_round_trips_scalars_and_nested_values(&lake).await;
+    write::parquet_round_trips_with_zstd_and_snappy(&lake).await;
+    let keys = lake.keys().await;
+    let below: Vec<String> = lake
+        .files()
+        .await
+        .iter()
+        .map(|f| format!("{PREFIX}/{f}"))
+        .collect();
+    assert_eq!(keys, below);
+    assert!(keys.iter().all(|k| !k.contains("synqx-tmp")), "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parts_rotate_and_large_objects_go_up_in_multipart_parts() {
-    let lake = Lake::new("rotate");
-    let mut d = destination("out/", Some(FileFormat::Jsonl));
-    d.file_size = Some("1KiB".into());
-    // 25 batches of 10 rows of `{"id":NNN}\n` (11 bytes): a part is full after 10 batches.
-    let batches: Vec<Result<RecordBatch>> = (0..25)
-        .map(|i| Ok(ids(i * 10 + 100..i * 10 + 110)))
-        .collect();
-    let outcome = ok(lake.write(d, ids(0..1).schema(), batches).await);
-    let files = lake.files().await;
-    assert_eq!(files.len(), 3, "{files:?}");
-    let mut sizes = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        assert!(file.ends_with(&format!("-{i:05}.jsonl")), "{files:?}");
-        sizes.push(lake.head(file).await.0);
-    }
-    assert_eq!(sizes, vec![1100, 1100, 550]);
-    assert_eq!(outcome.bytes, 2750);
-    let (_, back) = ok(lake.read(source("out/")).await);
-    assert_eq!(id_values(&back), (100..350).map(Some).collect::<Vec<_>>());
-
+async fn large_objects_go_up_in_multipart_parts() {
+    let lake = Lake::new("large");
     // 100,000 rows of about 100 bytes: more than one 8 MiB part.
     let big = wide(0..100_000);
     let halves = vec![Ok(big.slice(0, 50_000)), Ok(big.slice(50_000, 50_000))];
@@ -114,161 +96,7 @@ async fn more_than_a_part_goes_up_in_parts_and_an_abort_leaves_nothing() {
     assert_eq!(lake.pending_uploads(), 1);
     unfinished.abort().await;
     assert_eq!(lake.pending_uploads(), 0);
-    let files = lake.files().await;
-    assert_eq!(files, vec!["big.bin", "small.bin"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_overwrite_leaves_the_old_objects_and_no_temporaries() {
-    let lake = Lake::new("failed");
-    for (fqn, format) in [("out/", Some(FileFormat::Csv)), ("one.jsonl", None)] {
-        ok(lake
-            .write(
-                overwrite(fqn, format),
-                wide(0..1).schema(),
-                vec![Ok(wide(0..3))],
-            )
-            .await);
-        let before = lake.keys().await;
-        // The first batch alone is more than a part: a multipart upload is under way when
-        // the input fails.
-        let input = vec![
-            Ok(wide(10..100_010)),
-            Err(Error::transform("boom in transform")),
-            Ok(wide(20..30)),
-        ];
-        let err = lake
-            .write(overwrite(fqn, format), wide(0..1).schema(), input)
-            .await
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("boom in transform"));
-        assert_eq!(lake.keys().await, before, "{fqn}");
-        assert_eq!(lake.pending_uploads(), 0, "{fqn}");
-        let (_, batches) = ok(lake.read(source(fqn)).await);
-        assert_eq!(id_values(&batches), vec![Some(0), Some(1), Some(2)]);
-    }
-    // A successful overwrite replaces every object of the folder, in one new part.
-    lake.put("out/_SUCCESS", "").await;
-    let replaced = ok(lake
-        .write(
-            overwrite("out/", Some(FileFormat::Csv)),
-            ids(0..1).schema(),
-            vec![Ok(ids(7..8))],
-        )
-        .await);
-    assert_eq!(replaced.rows, 1);
-    let (_, batches) = ok(lake.read(source("out/")).await);
-    assert_eq!(id_values(&batches), vec![Some(7)]);
-    let files = lake.files().await;
-    assert_eq!(files.len(), 2, "{files:?}");
-    assert!(files.iter().all(|f| !f.contains("synqx-tmp")), "{files:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_write_aborts_its_upload_and_removes_its_temporaries() {
-    let lake = Lake::new("dropped");
-    ok(lake
-        .write(
-            overwrite("out/", Some(FileFormat::Csv)),
-            ids(0..1).schema(),
-            vec![Ok(ids(0..3))],
-        )
-        .await);
-    let before = lake.keys().await;
-    // More than a part, then an input that never ends: the write is dropped once a multipart
-    // upload is under way.
-    let input = futures::stream::iter(vec![Ok(wide(0..100_000))]).chain(futures::stream::pending());
-    let request = WriteRequest {
-        spec: overwrite("out/", Some(FileFormat::Csv)),
-        batch_bytes: 1 << 20,
-        deadline: None,
-    };
-    let counters = Counters::default();
-    let write = lake.sink.write(
-        &request,
-        SchemaStream::new(wide(0..1).schema(), input),
-        &counters,
-    );
-    drop_once_staged(write, || lake.pending_uploads() > 0).await;
-    // The writing thread notices the closed channel; its staging area cleans up in a task.
-    let mut clean = false;
-    for _ in 0..150 {
-        if lake.keys().await == before && lake.pending_uploads() == 0 {
-            clean = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        clean,
-        "{:?} uploads: {}",
-        lake.keys().await,
-        lake.pending_uploads()
-    );
-    let (_, batches) = ok(lake.read(source("out/")).await);
-    assert_eq!(id_values(&batches), vec![Some(0), Some(1), Some(2)]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_add_parts_and_rewrite_single_text_objects() {
-    let lake = Lake::new("append");
-    let folder = destination("pq/", Some(FileFormat::Parquet));
-    for range in [0..2, 2..4] {
-        ok(lake
-            .write(folder.clone(), ids(0..1).schema(), vec![Ok(ids(range))])
-            .await);
-    }
-    assert_eq!(lake.files().await.len(), 2);
-    let (_, parts) = ok(lake.read(source("pq/")).await);
-    assert_eq!(id_values(&parts), vec![Some(0), Some(1), Some(2), Some(3)]);
-
-    for fqn in ["one.csv", "one.csv.gz", "one.jsonl"] {
-        let first = ok(lake
-            .write(
-                destination(fqn, None),
-                ids(0..1).schema(),
-                vec![Ok(ids(0..2))],
-            )
-            .await);
-        let second = ok(lake
-            .write(
-                destination(fqn, None),
-                ids(0..1).schema(),
-                vec![Ok(ids(2..4))],
-            )
-            .await);
-        assert_eq!(first.bytes + second.bytes, lake.head(fqn).await.0, "{fqn}");
-        let (_, batches) = ok(lake.read(source(fqn)).await);
-        assert_eq!(
-            id_values(&batches),
-            vec![Some(0), Some(1), Some(2), Some(3)],
-            "{fqn}"
-        );
-    }
-    assert_eq!(lake.text("one.csv").await, "id\n0\n1\n2\n3\n");
-    let files = lake.files().await;
-    assert!(!files.iter().any(|f| f.contains("synqx")), "{files:?}");
-
-    let schema = ids(0..1).schema();
-    let mut upsert = destination("pq/", Some(FileFormat::Parquet));
-    upsert.mode = Some(WriteMode::Upsert);
-    upsert.primary_key = vec!["id".into()];
-    let cases = [
-        (
-            upsert,
-            "destination pq/: files have no keys, so mode upsert is not possible (use append or overwrite)",
-        ),
-        (
-            destination("one.parquet", None),
-            "destination one.parquet: a Parquet file cannot be appended to; write to a folder (an FQN ending in `/`) to add part files, or use mode overwrite",
-        ),
-    ];
-    for (spec, message) in cases {
-        let err = lake.write(spec, schema.clone(), vec![Ok(ids(0..1))]).await;
-        assert_eq!(err.err().map(|e| e.to_string()).as_deref(), Some(message));
-    }
-    assert_eq!(lake.files().await, files);
+    assert_eq!(lake.files().await, ["big.bin", "small.bin"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
