@@ -233,14 +233,7 @@ pub(super) fn cursor_literal(
         expected,
     };
     Ok(match data_type {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => after
+        t if t.is_integer() => after
             .parse::<i128>()
             .map_err(|_| invalid("an integer"))?
             .to_string(),
