@@ -2,7 +2,8 @@
 //! ([`SqlSink`]) and one `sql` step body ([`statements::run`]) driven by each database's
 //! [`SqlDialect`], the decisions every load makes alike (`plan`: which columns, which key),
 //! the names of the tables they create beside a user's (`names`), the DDL they write alike
-//! (`ddl`), and what the sqlx-based ones do alike with a session (`session`).
+//! (`ddl`), what the sqlx-based ones do alike with a session (`session`), and what their tests
+//! share (`tests`).
 
 pub mod ddl;
 pub mod dialect;
@@ -12,6 +13,8 @@ pub mod root_cert;
 pub mod session;
 pub mod sink;
 pub mod statements;
+#[cfg(test)]
+pub(crate) mod tests;
 
 pub use dialect::SqlDialect;
 pub use names::{at_table, quoted_list, unique_suffix};
