@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::mysql::MySqlConnection;
 
 use super::{TableRef, quote};
-use crate::connectors::sql::dialect::ColumnDef;
+use crate::connectors::sql::{self, dialect::ColumnDef};
 use crate::error::{Error, Result};
 
 /// Creates `table` with the columns and, when given, `PRIMARY KEY (key…)`.
@@ -18,20 +18,11 @@ pub(super) async fn create_table(
     key: &[String],
     at: &str,
 ) -> Result<()> {
-    let mut definitions: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} {}", quote(&c.name), c.declared))
-        .collect();
-    if !key.is_empty() {
-        let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
-        definitions.push(format!("PRIMARY KEY ({})", list.join(", ")));
-    }
     // InnoDB is named: the write modes rely on its transactions, and NO_ENGINE_SUBSTITUTION
     // makes a server without it fail here rather than create a table that cannot roll back.
     let sql = format!(
-        "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        table.sql(),
-        definitions.join(",\n  ")
+        "{} ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        sql::ddl::create_table(&table.sql(), columns, key, quote)
     );
     execute(conn, sql, || {
         format!("{at}: creating table \"{}\"", table.table)

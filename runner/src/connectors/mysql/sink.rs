@@ -25,8 +25,8 @@
 
 use arrow::datatypes::Field;
 use async_trait::async_trait;
-use futures::StreamExt;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use futures::TryStreamExt;
+use sqlx::Executor;
 
 use super::catalog::{table_columns, unique_keys};
 use super::config::MysqlConfig;
@@ -38,10 +38,10 @@ use super::types::declared_type;
 use super::{TableRef, quote, work_table};
 use crate::connectors::sql::dialect::{
     ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
-    Write,
+    Write, with_rows,
 };
-use crate::connectors::sql::plan::written_bytes;
 use crate::connectors::sql::quoted_list;
+use crate::connectors::sql::{self, ddl::identifiers};
 use crate::engine::SchemaStream;
 use crate::error::{Error, Result};
 
@@ -108,16 +108,15 @@ impl SqlDialect for MysqlConfig {
     }
 
     async fn roll_back(&self, session: &mut Session) {
-        let _ = (&mut session.conn).execute("ROLLBACK").await;
+        sql::session::roll_back(&mut session.conn).await;
     }
 
     async fn close(&self, session: Session) {
-        let _ = session.conn.close().await;
+        sql::session::close(session.conn).await;
     }
 
     async fn execute(&self, session: &mut Session, context: &str, statement: &str) -> Result<u64> {
-        sqlx::raw_sql(AssertSqlSafe(statement))
-            .execute(&mut session.conn)
+        sql::session::run(&mut session.conn, statement)
             .await
             .map(|done| done.rows_affected())
             .map_err(|e| database(self, context.to_string(), e))
@@ -191,12 +190,11 @@ impl SqlDialect for MysqlConfig {
         if keys.iter().any(|k| normalized(k) == wanted) {
             return Ok(());
         }
-        let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
         Err(Error::Config(format!(
             "{at}: upsert needs a unique key on ({}), and the table has none; add one (ALTER TABLE {} ADD UNIQUE ({})) or choose another primaryKey",
             quoted_list(key),
             write.table.sql(),
-            list.join(", ")
+            identifiers(key, quote)
         )))
     }
 
@@ -229,17 +227,12 @@ impl SqlDialect for MysqlConfig {
             key,
             session.statement_bytes,
         );
-        let mut stream = input.stream;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
+        let mut batches = with_rows(input);
+        while let Some(batch) = batches.try_next().await? {
             inserter
                 .insert(&mut session.conn, &batch, progress.outcome.rows)
                 .await?;
-            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
-            progress.sent(batch.num_rows() as u64, bytes);
+            progress.sent_batch(&batch, columns.iter().map(|c| c.index));
         }
         Ok(())
     }

@@ -233,14 +233,7 @@ pub(super) fn cursor_literal(
         expected,
     };
     Ok(match data_type {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => after
+        t if t.is_integer() => after
             .parse::<i128>()
             .map_err(|_| invalid("an integer"))?
             .to_string(),
@@ -428,17 +421,11 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn filter(after: &str) -> CursorFilter {
-        CursorFilter {
-            column: "c".into(),
-            after: after.into(),
-        }
-    }
+    use crate::connectors::sql::tests::cursor;
 
     #[test]
     fn watermarks_become_typed_literals_and_bad_ones_are_refused() {
-        let lit = |after: &str, t: DataType| cursor_literal(&filter(after), &t);
+        let lit = |after: &str, t: DataType| cursor_literal(&cursor("c", after), &t);
         assert_eq!(lit("42", DataType::Int64).as_deref(), Ok("42"));
         assert!(lit("42; DROP TABLE t", DataType::Int64).is_err());
         assert_eq!(

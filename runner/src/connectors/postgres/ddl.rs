@@ -2,32 +2,15 @@
 //! unit-tested; identifiers are always quoted and values always literals.
 
 use super::{Table, literal, quote};
+use crate::connectors::sql::{self, dialect::ColumnDef};
 
 /// Name of the ordinal column of an upsert's staging table: the order rows arrived in, so the
 /// last of several rows with one key wins.
 pub const ORDINAL: &str = "__synqx_ordinal";
 
-/// A column to create: its name and PostgreSQL type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewColumn {
-    pub name: String,
-    pub sql_type: String,
-}
-
 /// `CREATE TABLE` with the columns and, when given, the primary key.
-pub fn create_table(table: &Table, columns: &[NewColumn], primary_key: &[String]) -> String {
-    let mut definitions: Vec<String> = columns
-        .iter()
-        .map(|c| format!("{} {}", quote(&c.name), c.sql_type))
-        .collect();
-    if !primary_key.is_empty() {
-        definitions.push(format!("PRIMARY KEY ({})", list(primary_key)));
-    }
-    format!(
-        "CREATE TABLE {} (\n  {}\n)",
-        table.sql(),
-        definitions.join(",\n  ")
-    )
+pub fn create_table(table: &Table, columns: &[ColumnDef], primary_key: &[String]) -> String {
+    sql::ddl::create_table(&table.sql(), columns, primary_key, quote)
 }
 
 /// A new table with everything of `like`: columns, defaults, constraints, indexes, comments.
@@ -39,12 +22,12 @@ pub fn create_like(table: &Table, like: &Table) -> String {
     )
 }
 
-pub fn add_column(table: &Table, column: &NewColumn) -> String {
+pub fn add_column(table: &Table, column: &ColumnDef) -> String {
     format!(
         "ALTER TABLE {} ADD COLUMN {} {}",
         table.sql(),
         quote(&column.name),
-        column.sql_type
+        column.declared
     )
 }
 
@@ -201,11 +184,7 @@ pub fn subquery(query: &str) -> String {
 }
 
 fn list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| quote(n))
-        .collect::<Vec<_>>()
-        .join(", ")
+    sql::ddl::identifiers(names, quote)
 }
 
 #[cfg(test)]
@@ -219,10 +198,10 @@ mod tests {
         }
     }
 
-    fn col(name: &str, sql_type: &str) -> NewColumn {
-        NewColumn {
+    fn col(name: &str, declared: &str) -> ColumnDef {
+        ColumnDef {
             name: name.into(),
-            sql_type: sql_type.into(),
+            declared: declared.into(),
         }
     }
 

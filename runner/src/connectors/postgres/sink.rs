@@ -19,20 +19,22 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::StreamExt;
 use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{AssertSqlSafe, Executor};
 use synqx_api::pipeline::WriteMode;
 
 use super::catalog::{self, Column};
 use super::config::PostgresConfig;
 use super::connect::{connect, database, server_message, sqlstate};
 use super::copy_in::CopyInEncoder;
-use super::ddl::{self, NewColumn};
+use super::ddl;
 use super::types::{PgType, ddl_type};
 use super::{Table, quote};
+use crate::connectors::sql::ddl::identifiers;
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath, Write,
-    WriteColumn,
+    ColumnDef, ExistingColumn, FromStaging, LoadTarget, OverwriteAs, Progress, SqlDialect,
+    UpsertPath, Write, WriteColumn, not_this_way,
 };
+use crate::connectors::sql::session;
 use crate::connectors::sql::{quoted_list, unique_suffix};
 use crate::engine::SchemaStream;
 use crate::error::{Error, Result};
@@ -114,11 +116,11 @@ impl SqlDialect for PostgresConfig {
     }
 
     async fn roll_back(&self, conn: &mut PgConnection) {
-        let _ = conn.execute("ROLLBACK").await;
+        session::roll_back(conn).await;
     }
 
     async fn close(&self, conn: PgConnection) {
-        let _ = conn.close().await;
+        session::close(conn).await;
     }
 
     async fn execute(
@@ -127,8 +129,7 @@ impl SqlDialect for PostgresConfig {
         context: &str,
         statement: &str,
     ) -> Result<u64> {
-        sqlx::raw_sql(AssertSqlSafe(statement))
-            .execute(conn)
+        session::run(conn, statement)
             .await
             .map(|done| done.rows_affected())
             .map_err(|e| database(self, context.to_string(), e))
@@ -177,14 +178,13 @@ impl SqlDialect for PostgresConfig {
         columns: &[ColumnDef],
         key: &[String],
     ) -> Result<()> {
-        let columns: Vec<NewColumn> = columns.iter().map(new_column).collect();
         Pg {
             config: self,
             write,
         }
         .execute(
             conn,
-            ddl::create_table(table, &columns, key),
+            ddl::create_table(table, columns, key),
             "creating the table",
         )
         .await
@@ -217,7 +217,7 @@ impl SqlDialect for PostgresConfig {
             write,
         };
         for column in columns {
-            let sql = ddl::add_column(table, &new_column(column));
+            let sql = ddl::add_column(table, column);
             pg.execute(conn, sql, "adding a column").await?;
         }
         Ok(())
@@ -302,13 +302,18 @@ impl SqlDialect for PostgresConfig {
             .await
     }
 
-    async fn merge(
+    /// Only an upsert stages its rows here: they are merged by the key.
+    async fn move_staged(
         &self,
         conn: &mut PgConnection,
         write: &Write<'_, Table>,
         staging: &Table,
         columns: &[String],
+        how: FromStaging,
     ) -> Result<()> {
+        if how != FromStaging::Merge {
+            return Err(not_this_way(write, "copy staged rows"));
+        }
         let sql = ddl::merge(write.table, &staging.name, columns, write.key());
         Pg {
             config: self,
@@ -332,13 +337,6 @@ impl SqlDialect for PostgresConfig {
         }
         .swap(conn, loaded, existed)
         .await
-    }
-}
-
-fn new_column(c: &ColumnDef) -> NewColumn {
-    NewColumn {
-        name: c.name.clone(),
-        sql_type: c.declared.clone(),
     }
 }
 
@@ -433,13 +431,12 @@ impl Pg<'_> {
         if catalog::has_unique_key(&keys, key) {
             return Ok(());
         }
-        let columns: Vec<String> = key.iter().map(|k| quote(k)).collect();
         Err(Error::Config(format!(
             "{}: upsert needs a primary key or unique constraint on exactly ({}), and the table has none; add one (ALTER TABLE {} ADD PRIMARY KEY ({})) or change primaryKey",
             self.write.at,
             quoted_list(key),
             self.write.table.sql(),
-            columns.join(", ")
+            identifiers(key, quote)
         )))
     }
 

@@ -3,8 +3,10 @@
 //! columns, evolve the schema, create, stage, load, merge, swap, commit or roll back) is the
 //! sink's, the same for every database.
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, FieldRef};
 use async_trait::async_trait;
+use futures::{Stream, TryStreamExt};
 use synqx_api::pipeline::{Destination, WriteMode};
 
 use crate::engine::{Counters, SchemaStream, WriteOutcome};
@@ -18,6 +20,16 @@ pub enum UpsertPath {
     Direct,
     /// They are loaded into a staging table numbered in arrival order and merged from there.
     Staged,
+}
+
+/// How the rows of a staging table reach the write's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FromStaging {
+    /// Merged by the key from a numbered staging table, the last row of a key winning (an
+    /// upsert, [`UpsertPath::Staged`]).
+    Merge,
+    /// Copied as they are (an append, `APPEND_STAGED`).
+    Copy,
 }
 
 /// How an overwritten table is created.
@@ -124,10 +136,24 @@ impl<'a> Progress<'a> {
         super::plan::count_sent(&mut self.outcome, self.counters, rows, bytes);
     }
 
+    /// Counts a batch sent: its rows, and the bytes of the columns written (by their
+    /// `indexes` in the batch).
+    pub fn sent_batch(&mut self, batch: &RecordBatch, indexes: impl Iterator<Item = usize>) {
+        let bytes = super::plan::written_bytes(batch, indexes);
+        self.sent(batch.num_rows() as u64, bytes);
+    }
+
     /// Takes back what was counted: the load was not committed.
     pub fn take_back(&self) {
         super::plan::uncount(self.counters, &self.outcome);
     }
+}
+
+/// The batches of a load's input that hold rows: an empty one needs no statement.
+pub fn with_rows(input: SchemaStream) -> impl Stream<Item = Result<RecordBatch>> + Send + Unpin {
+    input
+        .stream
+        .try_filter(|batch| std::future::ready(batch.num_rows() > 0))
 }
 
 /// One SQL database, as the generic sink and `sql` steps use it. Every method that talks to
@@ -228,8 +254,8 @@ pub trait SqlDialect: Send + Sync + 'static {
     ) -> Result<()>;
     /// Creates the staging table of a load into the write's table, for the columns written
     /// and, when `numbered`, the arrival ordinal after them. It goes with the session or the
-    /// transaction. Called only with [`UpsertPath::Staged`] or `APPEND_STAGED`, as are
-    /// `merge` and `insert_select`.
+    /// transaction. Called only with [`UpsertPath::Staged`] or `APPEND_STAGED`, as is
+    /// `move_staged`.
     async fn create_staging(
         &self,
         _conn: &mut Self::Conn,
@@ -249,26 +275,17 @@ pub trait SqlDialect: Send + Sync + 'static {
         input: SchemaStream,
         progress: &mut Progress<'_>,
     ) -> Result<()>;
-    /// Merges a numbered staging table into the write's table by its key: the last row of a
-    /// key wins.
-    async fn merge(
+    /// Moves the rows of a staging table into the write's table, as `how` says; `columns` are
+    /// those written.
+    async fn move_staged(
         &self,
         _conn: &mut Self::Conn,
         write: &Write<'_, Self::Table>,
         _staging: &Self::Table,
         _columns: &[String],
+        _how: FromStaging,
     ) -> Result<()> {
-        Err(not_this_way(write, "merge staged rows"))
-    }
-    /// Copies a staging table's rows into the write's table.
-    async fn insert_select(
-        &self,
-        _conn: &mut Self::Conn,
-        write: &Write<'_, Self::Table>,
-        _staging: &Self::Table,
-        _columns: &[String],
-    ) -> Result<()> {
-        Err(not_this_way(write, "copy staged rows"))
+        Err(not_this_way(write, "move staged rows"))
     }
     /// Puts the loaded table in place of the write's table (`existed`: there is one to
     /// replace); `columns` are those written, for what of the old table to carry over.
@@ -287,7 +304,7 @@ pub trait SqlDialect: Send + Sync + 'static {
 }
 
 /// The error of a step a dialect's constants say it never takes: a defect of the dialect.
-fn not_this_way<T>(write: &Write<'_, T>, what: &str) -> Error {
+pub fn not_this_way<T>(write: &Write<'_, T>, what: &str) -> Error {
     Error::Config(format!(
         "{}: this database's connector does not {what}; its SqlDialect constants and methods disagree",
         write.at

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use synqx_api::pipeline::WriteMode;
 
 use super::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
-    Write, WriteColumn,
+    ColumnDef, ExistingColumn, FromStaging, LoadKind, LoadTarget, OverwriteAs, Progress,
+    SqlDialect, UpsertPath, Write, WriteColumn,
 };
 use super::plan::{ColumnPlan, check_primary_key, plan_columns, require_key};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
@@ -186,10 +186,12 @@ impl<D: SqlDialect> Load<'_, D> {
         };
         d.load(conn, write, target, input, &mut self.progress)
             .await?;
-        match (&staging, mode) {
-            (Some(staging), WriteMode::Upsert) => d.merge(conn, write, staging, &written).await?,
-            (Some(staging), _) => d.insert_select(conn, write, staging, &written).await?,
-            (None, _) => {}
+        if let Some(staging) = &staging {
+            let how = match mode {
+                WriteMode::Upsert => FromStaging::Merge,
+                WriteMode::Append | WriteMode::Overwrite => FromStaging::Copy,
+            };
+            d.move_staged(conn, write, staging, &written, how).await?;
         }
         if !D::TRANSACTIONAL_DDL {
             self.commit(conn).await?;

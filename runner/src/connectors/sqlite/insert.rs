@@ -20,6 +20,7 @@ use sqlx::{Arguments, AssertSqlSafe, Encode, SqlSafeStr, SqlStr, Sqlite, Type};
 use super::quote;
 use super::types::{Storage, format_date, format_decimal, format_time, format_timestamp};
 use crate::connectors::formats::convert::value_text;
+use crate::connectors::sql::ddl::identifiers;
 use crate::error::{BadRow, Context, Error, Result};
 
 /// SQLite's limit of bound parameters in one statement (`SQLITE_MAX_VARIABLE_NUMBER`).
@@ -60,7 +61,6 @@ impl<'a> Inserter<'a> {
         let suffix = match key {
             None => String::new(),
             Some(key) => {
-                let key_list: Vec<String> = key.iter().map(|k| quote(k)).collect();
                 let updates: Vec<String> = columns
                     .iter()
                     .filter(|c| !key.iter().any(|k| super::same_name(k, &c.name)))
@@ -71,7 +71,7 @@ impl<'a> Inserter<'a> {
                 } else {
                     format!("DO UPDATE SET {}", updates.join(", "))
                 };
-                format!(" ON CONFLICT ({}) {action}", key_list.join(", "))
+                format!(" ON CONFLICT ({}) {action}", identifiers(key, quote))
             }
         };
         let rows_per_statement = (MAX_PARAMETERS / columns.len().max(1)).clamp(1, MAX_ROWS);

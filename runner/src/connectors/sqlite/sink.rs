@@ -11,20 +11,21 @@
 
 use arrow::datatypes::Field;
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use sqlx::sqlite::SqliteConnection;
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{AssertSqlSafe, Executor};
 
 use super::config::SqliteConfig;
 use super::connect::connect;
 use super::insert::{InsertColumn, Inserter};
 use super::types::{Storage, declared_type};
 use super::{TableColumn, qualified, quote, same_name, table_columns};
+use crate::connectors::sql::ddl::{create_table, identifiers};
 use crate::connectors::sql::dialect::{
     ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
-    Write,
+    Write, with_rows,
 };
-use crate::connectors::sql::plan::written_bytes;
+use crate::connectors::sql::session;
 use crate::connectors::sql::{quoted_list, unique_suffix};
 use crate::engine::SchemaStream;
 use crate::error::{Context, Error, Result};
@@ -86,11 +87,11 @@ impl SqlDialect for SqliteConfig {
     }
 
     async fn roll_back(&self, conn: &mut SqliteConnection) {
-        let _ = conn.execute("ROLLBACK").await;
+        session::roll_back(conn).await;
     }
 
     async fn close(&self, conn: SqliteConnection) {
-        let _ = conn.close().await;
+        session::close(conn).await;
     }
 
     async fn execute(
@@ -99,8 +100,7 @@ impl SqlDialect for SqliteConfig {
         context: &str,
         statement: &str,
     ) -> Result<u64> {
-        sqlx::raw_sql(AssertSqlSafe(statement))
-            .execute(conn)
+        session::run(conn, statement)
             .await
             .map(|done| done.rows_affected())
             .context(|| context.to_string())
@@ -133,19 +133,7 @@ impl SqlDialect for SqliteConfig {
         columns: &[ColumnDef],
         key: &[String],
     ) -> Result<()> {
-        let mut definitions: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{} {}", quote(&c.name), c.declared))
-            .collect();
-        if !key.is_empty() {
-            let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
-            definitions.push(format!("PRIMARY KEY ({})", list.join(", ")));
-        }
-        let sql = format!(
-            "CREATE TABLE {} (\n  {}\n)",
-            qualified(table),
-            definitions.join(",\n  ")
-        );
+        let sql = create_table(&qualified(table), columns, key, quote);
         execute(conn, sql, || {
             format!("{}: creating table \"{table}\"", write.at)
         })
@@ -208,12 +196,11 @@ impl SqlDialect for SqliteConfig {
             }
         }
         let index = format!("{table}__synqx_key_{}", key.join("_"));
-        let list: Vec<String> = key.iter().map(|k| quote(k)).collect();
         let sql = format!(
             "CREATE UNIQUE INDEX \"main\".{} ON {} ({})",
             quote(&index),
             quote(table),
-            list.join(", ")
+            identifiers(key, quote)
         );
         (&mut *conn).execute(AssertSqlSafe(sql)).await.map_err(|e| {
             Error::Config(format!(
@@ -250,15 +237,10 @@ impl SqlDialect for SqliteConfig {
             LoadKind::Insert | LoadKind::Staging { .. } => None,
         };
         let inserter = Inserter::new(at, &qualified(target.table), &columns, key);
-        let mut stream = input.stream;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
+        let mut batches = with_rows(input);
+        while let Some(batch) = batches.try_next().await? {
             inserter.insert(conn, &batch, progress.outcome.rows).await?;
-            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
-            progress.sent(batch.num_rows() as u64, bytes);
+            progress.sent_batch(&batch, columns.iter().map(|c| c.index));
         }
         Ok(())
     }

@@ -372,40 +372,35 @@ fn number(text: &str) -> Option<BoundValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn filter(after: &str) -> CursorFilter {
-        CursorFilter {
-            column: "c".into(),
-            after: after.into(),
-        }
-    }
+    use crate::connectors::sql::tests::cursor;
 
     #[test]
     fn bounds_take_the_column_type() {
-        let p = pushdown(&filter("41"), Some(&DataType::Int16)).unwrap_or_else(|e| panic!("{e}"));
+        let p =
+            pushdown(&cursor("c", "41"), Some(&DataType::Int16)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.condition, "\"c\" > ?");
         assert!(matches!(p.value, BoundValue::Int(41)));
         assert!(!p.exact);
         let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
-        let p =
-            pushdown(&filter("2024-01-02T03:04:05.5"), Some(&ts)).unwrap_or_else(|e| panic!("{e}"));
+        let p = pushdown(&cursor("c", "2024-01-02T03:04:05.5"), Some(&ts))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(&p.value, BoundValue::Text(t) if t == "2024-01-02 03:04:05.500000"));
         assert!(p.exact);
         let tz = DataType::Timestamp(
             arrow::datatypes::TimeUnit::Microsecond,
             Some("+00:00".into()),
         );
-        let p = pushdown(&filter("2024-01-02T04:04:05+01:00"), Some(&tz))
+        let p = pushdown(&cursor("c", "2024-01-02T04:04:05+01:00"), Some(&tz))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(&p.value, BoundValue::Text(t) if t == "2024-01-02T03:04:05.000000Z"));
-        let p = pushdown(&filter("12.50"), Some(&DataType::Decimal128(10, 2)))
+        let p = pushdown(&cursor("c", "12.50"), Some(&DataType::Decimal128(10, 2)))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.condition, "CAST(\"c\" AS REAL) >= ?");
         assert!(matches!(p.value, BoundValue::Real(v) if v < 12.5 && v > 12.4999));
         assert!(
-            matches!(pushdown(&filter("x"), None).map(|p| p.value), Ok(BoundValue::Text(t)) if t == "x")
+            matches!(pushdown(&cursor("c", "x"), None).map(|p| p.value), Ok(BoundValue::Text(t)) if t == "x")
         );
-        let err = pushdown(&filter("soon"), Some(&DataType::Date32))
+        let err = pushdown(&cursor("c", "soon"), Some(&DataType::Date32))
             .err()
             .map(|e| e.to_string());
         assert_eq!(

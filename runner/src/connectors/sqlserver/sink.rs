@@ -18,7 +18,7 @@
 
 use arrow::datatypes::Field;
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::TryStreamExt;
 use tiberius::{ColumnData, TokenRow};
 
 use super::Table;
@@ -33,10 +33,9 @@ use super::types::{ColumnTypeError, column_type};
 use super::write_values::{Wire, WireColumn, WriteValueError};
 use crate::connectors::formats::convert::value_text;
 use crate::connectors::sql::dialect::{
-    ColumnDef, ExistingColumn, LoadKind, LoadTarget, OverwriteAs, Progress, SqlDialect, UpsertPath,
-    Write, WriteColumn,
+    ColumnDef, ExistingColumn, FromStaging, LoadKind, LoadTarget, OverwriteAs, Progress,
+    SqlDialect, UpsertPath, Write, WriteColumn, with_rows,
 };
-use crate::connectors::sql::plan::written_bytes;
 use crate::connectors::sql::unique_suffix;
 use crate::engine::SchemaStream;
 use crate::error::{BadRow, Error, Result};
@@ -253,12 +252,8 @@ impl SqlDialect for SqlServerConfig {
             .bulk_insert(&table)
             .await
             .map_err(|e| statement_error(self, Some(&shown), "bulk loading", e))?;
-        let mut stream = input.stream;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
+        let mut batches = with_rows(input);
+        while let Some(batch) = batches.try_next().await? {
             let values = columns
                 .iter()
                 .zip(&wires)
@@ -300,8 +295,7 @@ impl SqlDialect for SqlServerConfig {
                     statement_error(self, Some(&shown), &format!("bulk loading row {number}"), e)
                 })?;
             }
-            let bytes = written_bytes(&batch, columns.iter().map(|c| c.index));
-            progress.sent(batch.num_rows() as u64, bytes);
+            progress.sent_batch(&batch, columns.iter().map(|c| c.index));
         }
         bulk.finalize()
             .await
@@ -309,35 +303,27 @@ impl SqlDialect for SqlServerConfig {
         Ok(())
     }
 
-    async fn merge(
+    async fn move_staged(
         &self,
         client: &mut Client,
         write: &Write<'_, Table>,
         staging: &Table,
         columns: &[String],
+        how: FromStaging,
     ) -> Result<()> {
-        let sql = merge(
-            &write.table.quoted(),
-            &staging.quoted(),
-            columns,
-            write.key(),
-        );
+        let (target, staged) = (write.table.quoted(), staging.quoted());
+        let (sql, doing) = match how {
+            FromStaging::Merge => (
+                merge(&target, &staged, columns, write.key()),
+                "merging the staged rows",
+            ),
+            FromStaging::Copy => (
+                insert_select(&target, &staged, columns),
+                "copying the staged rows",
+            ),
+        };
         let shown = write.table.shown();
-        execute(client, self, Some(&shown), &sql, "merging the staged rows")
-            .await
-            .map(drop)
-    }
-
-    async fn insert_select(
-        &self,
-        client: &mut Client,
-        write: &Write<'_, Table>,
-        staging: &Table,
-        columns: &[String],
-    ) -> Result<()> {
-        let sql = insert_select(&write.table.quoted(), &staging.quoted(), columns);
-        let shown = write.table.shown();
-        execute(client, self, Some(&shown), &sql, "copying the staged rows")
+        execute(client, self, Some(&shown), &sql, doing)
             .await
             .map(drop)
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use super::Table;
 use super::quote;
 use super::types::{ReadColumn, Select};
-use crate::connectors::sql::dialect::ColumnDef;
+use crate::connectors::sql::{self, dialect::ColumnDef};
 use crate::engine::cursor::FIX_WATERMARK;
 
 /// The column of the staging table that numbers the rows in input order, so the last row of
@@ -236,21 +236,21 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
 
 /// `CREATE TABLE`, with `PRIMARY KEY (…)` when a key is given (its columns NOT NULL).
 pub fn create_table(table: &str, columns: &[ColumnDef], key: &[String]) -> String {
-    let mut lines: Vec<String> = columns
+    let columns: Vec<ColumnDef> = columns
         .iter()
         .map(|c| {
-            let null = if key.iter().any(|k| k == &c.name) {
+            let null = if key.contains(&c.name) {
                 "NOT NULL"
             } else {
                 "NULL"
             };
-            format!("{} {} {null}", quote(&c.name), c.declared)
+            ColumnDef {
+                name: c.name.clone(),
+                declared: format!("{} {null}", c.declared),
+            }
         })
         .collect();
-    if !key.is_empty() {
-        lines.push(format!("PRIMARY KEY ({})", quoted_list(key)));
-    }
-    format!("CREATE TABLE {table} (\n  {}\n)", lines.join(",\n  "))
+    sql::ddl::create_table(table, &columns, key, quote)
 }
 
 /// `ALTER TABLE … ADD …` for the columns the table lacks.
@@ -330,12 +330,9 @@ pub fn merge(target: &str, staging: &str, columns: &[String], key: &[String]) ->
     )
 }
 
-pub fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| quote(n))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Names as a statement lists them: `[a], [b]`.
+fn quoted_list(names: &[String]) -> String {
+    sql::ddl::identifiers(names, quote)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use super::support::{Db, dest, err, ok, people};
+use crate::connectors::sql::tests::write_people;
 use crate::engine::WriteOutcome;
 use crate::error::Error;
 
@@ -19,11 +20,8 @@ fn failure() -> crate::error::Result<RecordBatch> {
 
 /// Tables of the database SynqX left behind (work tables of overwrite included).
 async fn tables(db: &Db) -> Vec<String> {
-    db.dump(&format!(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' ORDER BY TABLE_NAME",
-        db.name
-    ))
-    .await
+    db.catalog("TABLE_NAME", "TABLES", "ORDER BY TABLE_NAME")
+        .await
 }
 
 #[tokio::test]
@@ -42,21 +40,21 @@ async fn append_creates_adds_and_a_failed_append_adds_nothing() {
         .await);
     assert_eq!(out, WriteOutcome { rows: 3, bytes });
     assert_eq!(
-        db.dump(&format!(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'people' ORDER BY ORDINAL_POSITION",
-            db.name
-        ))
+        db.catalog(
+            "COLUMN_NAME, COLUMN_TYPE",
+            "COLUMNS",
+            "AND TABLE_NAME = 'people' ORDER BY ORDINAL_POSITION"
+        )
         .await,
         ["id, bigint(20)", "name, longtext"]
     );
     // `database.table` names the same table.
-    ok(db
-        .write(
-            dest(&format!("{}.people", db.name), WriteMode::Append, &[], None),
-            schema.clone(),
-            vec![Ok(people(&[(4, Some(""))]))],
-        )
-        .await);
+    ok(write_people(
+        &db,
+        dest(&format!("{}.people", db.name), WriteMode::Append, &[], None),
+        &[(4, Some(""))],
+    )
+    .await);
     let before = db.dump(ALL).await;
     assert_eq!(before, ["1, ada", "2, NULL", "3, o'hara \\ 😀", "4, "]);
 
@@ -168,10 +166,11 @@ async fn overwrite_swaps_atomically_and_a_failed_overwrite_keeps_the_table() {
     assert_eq!(db.dump(ALL).await, ["7, new", "8, NULL"]);
     // The table's keys and column types are kept (CREATE TABLE … LIKE).
     assert_eq!(
-        db.dump(&format!(
-            "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'people' ORDER BY INDEX_NAME",
-            db.name
-        ))
+        db.catalog(
+            "DISTINCT INDEX_NAME",
+            "STATISTICS",
+            "AND TABLE_NAME = 'people' ORDER BY INDEX_NAME"
+        )
         .await,
         ["by_id", "by_name"]
     );
@@ -200,13 +199,12 @@ async fn overwrite_swaps_atomically_and_a_failed_overwrite_keeps_the_table() {
     }
 
     // Overwriting a missing table creates it.
-    ok(db
-        .write(
-            dest("created", WriteMode::Overwrite, &["id"], None),
-            schema,
-            vec![Ok(people(&[(1, Some("a"))]))],
-        )
-        .await);
+    ok(write_people(
+        &db,
+        dest("created", WriteMode::Overwrite, &["id"], None),
+        &[(1, Some("a"))],
+    )
+    .await);
     assert_eq!(db.dump("SELECT * FROM created").await, ["1, a"]);
     assert_eq!(tables(&db).await, ["created", "people"]);
 }
@@ -221,38 +219,31 @@ async fn upsert_merges_by_key_last_duplicate_wins_and_reruns_are_idempotent() {
             Ok(people(&[(2, Some("bobby")), (3, None)])),
         ]
     };
-    ok(db
-        .write(
-            dest("people", WriteMode::Upsert, &["id"], None),
-            schema.clone(),
-            load(),
-        )
-        .await);
+    // Twice: a rerun of the same load must change nothing.
+    let upsert_load = || {
+        let spec = dest("people", WriteMode::Upsert, &["id"], None);
+        db.write(spec, schema.clone(), load())
+    };
+    ok(upsert_load().await);
     let expected = ["1, ada", "2, bobby", "3, NULL"];
     assert_eq!(db.dump(ALL).await, expected);
     assert_eq!(
-        db.dump(&format!(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'people' AND CONSTRAINT_NAME = 'PRIMARY'",
-            db.name
-        ))
+        db.catalog(
+            "COLUMN_NAME",
+            "KEY_COLUMN_USAGE",
+            "AND TABLE_NAME = 'people' AND CONSTRAINT_NAME = 'PRIMARY'"
+        )
         .await,
         ["id"]
     );
-    ok(db
-        .write(
-            dest("people", WriteMode::Upsert, &["id"], None),
-            schema.clone(),
-            load(),
-        )
-        .await);
+    ok(upsert_load().await);
     assert_eq!(db.dump(ALL).await, expected);
-    ok(db
-        .write(
-            dest("people", WriteMode::Upsert, &["id"], None),
-            schema.clone(),
-            vec![Ok(people(&[(3, Some("cy")), (4, Some("dee"))]))],
-        )
-        .await);
+    ok(write_people(
+        &db,
+        dest("people", WriteMode::Upsert, &["id"], None),
+        &[(3, Some("cy")), (4, Some("dee"))],
+    )
+    .await);
     assert_eq!(
         db.dump(ALL).await,
         ["1, ada", "2, bobby", "3, cy", "4, dee"]
@@ -273,13 +264,12 @@ async fn upsert_merges_by_key_last_duplicate_wins_and_reruns_are_idempotent() {
     );
 
     db.sql("CREATE TABLE nokey (id BIGINT, name TEXT)").await;
-    let e = err(db
-        .write(
-            dest("nokey", WriteMode::Upsert, &["id"], None),
-            schema.clone(),
-            vec![Ok(people(&[(1, Some("a"))]))],
-        )
-        .await);
+    let e = err(write_people(
+        &db,
+        dest("nokey", WriteMode::Upsert, &["id"], None),
+        &[(1, Some("a"))],
+    )
+    .await);
     assert_eq!(
         e,
         "Connection \"shop-db\", table \"nokey\": upsert needs a unique key on (\"id\"), and the table has none; add one (ALTER TABLE `".to_string()
@@ -300,66 +290,38 @@ async fn schema_evolution_adds_fails_or_ignores_new_columns() {
     let db = Db::new().await;
     db.sql("CREATE TABLE people (id BIGINT PRIMARY KEY)").await;
     db.sql("INSERT INTO people VALUES (1)").await;
-    let schema = people(&[]).schema();
-    let e = err(db
-        .write(
-            dest(
-                "people",
-                WriteMode::Append,
-                &[],
-                Some(SchemaEvolution::Fail),
-            ),
-            schema.clone(),
-            vec![Ok(people(&[(2, Some("b"))]))],
-        )
-        .await);
+    let evolve = async |table: &str,
+                        mode: WriteMode,
+                        key: &[&str],
+                        evolution: SchemaEvolution,
+                        rows: &[(i64, Option<&str>)]| {
+        write_people(&db, dest(table, mode, key, Some(evolution)), rows).await
+    };
+    let e = err(evolve(
+        "people",
+        WriteMode::Append,
+        &[],
+        SchemaEvolution::Fail,
+        &[(2, Some("b"))],
+    )
+    .await);
     assert_eq!(
         e,
         "Connection \"shop-db\", table \"people\": the table has no column \"name\" of the source (schemaEvolution: fail; set addColumns to add them or ignore to leave them out)"
     );
-    ok(db
-        .write(
-            dest(
-                "people",
-                WriteMode::Append,
-                &[],
-                Some(SchemaEvolution::Ignore),
-            ),
-            schema.clone(),
-            vec![Ok(people(&[(2, Some("b"))]))],
-        )
-        .await);
+    let ignore = SchemaEvolution::Ignore;
+    ok(evolve("people", WriteMode::Append, &[], ignore, &[(2, Some("b"))]).await);
     assert_eq!(
         db.dump("SELECT * FROM people ORDER BY id").await,
         ["1", "2"]
     );
-    ok(db
-        .write(
-            dest(
-                "people",
-                WriteMode::Upsert,
-                &["id"],
-                Some(SchemaEvolution::AddColumns),
-            ),
-            schema.clone(),
-            vec![Ok(people(&[(2, Some("b")), (3, Some("c"))]))],
-        )
-        .await);
+    let add = SchemaEvolution::AddColumns;
+    let rows = [(2, Some("b")), (3, Some("c"))];
+    ok(evolve("people", WriteMode::Upsert, &["id"], add, &rows).await);
     assert_eq!(db.dump(ALL).await, ["1, NULL", "2, b", "3, c"]);
     // Overwrite adds them to the table it loads.
     db.sql("CREATE TABLE narrow (id BIGINT)").await;
-    ok(db
-        .write(
-            dest(
-                "narrow",
-                WriteMode::Overwrite,
-                &[],
-                Some(SchemaEvolution::AddColumns),
-            ),
-            schema,
-            vec![Ok(people(&[(5, Some("e"))]))],
-        )
-        .await);
+    ok(evolve("narrow", WriteMode::Overwrite, &[], add, &[(5, Some("e"))]).await);
     assert_eq!(db.dump("SELECT id, name FROM narrow").await, ["5, e"]);
 
     let list = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));

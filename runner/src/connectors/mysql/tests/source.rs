@@ -4,12 +4,14 @@
 use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use futures::StreamExt;
-use sqlx::mysql::MySql;
+use futures::stream::BoxStream;
+use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Decode, Row, ValueRef};
 
 use super::support::{Db, err, ok, table_source};
+use crate::connectors::sql::tests::{cursor, data_types};
 use crate::engine::CursorFilter;
 
 fn ids(batches: &[RecordBatch], column: usize) -> Vec<i64> {
@@ -23,10 +25,7 @@ fn ids(batches: &[RecordBatch], column: usize) -> Vec<i64> {
 }
 
 fn filter(column: &str, after: &str) -> Option<CursorFilter> {
-    Some(CursorFilter {
-        column: column.into(),
-        after: after.into(),
-    })
+    Some(cursor(column, after))
 }
 
 #[tokio::test]
@@ -41,31 +40,24 @@ async fn incremental_reads_skip_rows_equal_to_the_watermark() {
            (4, 30, '2024-01-02 00:00:00', 'd')",
     )
     .await;
-    let (schema, batches) = ok(db
-        .read(table_source("events"), filter("version", "20"), 1 << 20)
-        .await);
-    assert_eq!(schema.field(1).data_type(), &DataType::Int32);
-    assert_eq!(ids(&batches, 0), [4]);
-    let (schema, batches) = ok(db
-        .read(
-            table_source("events"),
-            filter("at", "2024-01-01T00:00:00.000002"),
-            1 << 20,
-        )
-        .await);
-    assert_eq!(
-        schema.field(2).data_type(),
-        &DataType::Timestamp(TimeUnit::Microsecond, None)
-    );
-    assert_eq!(ids(&batches, 0), [4]);
-    let (_, batches) = ok(db
-        .read(
-            table_source("events"),
-            filter("at", "2024-01-01T00:00:00.000001"),
-            1 << 20,
-        )
-        .await);
-    assert_eq!(ids(&batches, 0), [2, 3, 4]);
+    // A row equal to the watermark was read by the run that set it: only rows above it come.
+    let mut batches = Vec::new();
+    for (column, after, expected) in [
+        ("version", "20", &[4][..]),
+        ("at", "2024-01-01T00:00:00.000002", &[4]),
+        ("at", "2024-01-01T00:00:00.000001", &[2, 3, 4]),
+    ] {
+        let (schema, read) = ok(db
+            .read(table_source("events"), filter(column, after), 1 << 20)
+            .await);
+        batches = read;
+        assert_eq!(
+            data_types(&schema)[1..3],
+            ["Int32", "Timestamp(µs)"],
+            "{column} > {after}"
+        );
+        assert_eq!(ids(&batches, 0), expected, "{column} > {after}");
+    }
     // The watermark the engine keeps for this column reads back the same way.
     let at = batches[0]
         .column(2)
@@ -165,6 +157,17 @@ async fn a_time_outside_the_day_is_a_bad_row_naming_column_row_and_value() {
     );
 }
 
+/// The rows of the measurement table `m`, fetched with the text protocol (`raw_sql`) or the
+/// binary protocol (`query`).
+fn rows_of_m(conn: &mut MySqlConnection, text: bool) -> BoxStream<'_, sqlx::Result<MySqlRow>> {
+    let sql = "SELECT id, big, score, amount, label, at, note FROM m".to_string();
+    if text {
+        sqlx::raw_sql(AssertSqlSafe(sql)).fetch(conn)
+    } else {
+        sqlx::query(AssertSqlSafe(sql)).fetch(conn)
+    }
+}
+
 /// Rows of the measurement table `m` read with the text protocol (`raw_sql`) or the binary
 /// protocol (`query`), every value decoded into the same Arrow builders: by `decode::parse`
 /// from its text, or by `binary::decode` from its wire bytes as the source does.
@@ -194,12 +197,7 @@ async fn decode_all(db: &Db, text: bool) -> usize {
     ));
     let mut batch = Batch::new(schema, &kinds);
     let mut conn = db.connect().await;
-    let sql = "SELECT id, big, score, amount, label, at, note FROM m".to_string();
-    let mut rows = if text {
-        sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut conn)
-    } else {
-        sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn)
-    };
+    let mut rows = rows_of_m(&mut conn, text);
     let mut count = 0;
     while let Some(row) = rows.next().await {
         let row = row.unwrap_or_else(|e| panic!("{e}"));
@@ -231,12 +229,7 @@ async fn decode_all(db: &Db, text: bool) -> usize {
 /// what the protocol and sqlx cost without the decoding.
 async fn fetch_only(db: &Db, text: bool) -> (usize, usize) {
     let mut conn = db.connect().await;
-    let sql = "SELECT id, big, score, amount, label, at, note FROM m".to_string();
-    let mut rows = if text {
-        sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut conn)
-    } else {
-        sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn)
-    };
+    let mut rows = rows_of_m(&mut conn, text);
     let (mut count, mut bytes) = (0, 0);
     while let Some(row) = rows.next().await {
         let row = row.unwrap_or_else(|e| panic!("{e}"));

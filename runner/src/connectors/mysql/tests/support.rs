@@ -78,11 +78,21 @@ impl Db {
         server::exec(&mut self.connect().await, sql).await;
     }
 
-    /// Every row of a query, its values as text (`NULL`, binary as hex) joined by `, `.
     pub fn conn(&self) -> ConnectionRef<'_> {
         conn(&self.spec, &SECRETS)
     }
 
+    /// What an `information_schema` view says about this test's database: `SELECT {columns}
+    /// FROM information_schema.{view} WHERE TABLE_SCHEMA = <this database> {rest}`.
+    pub async fn catalog(&self, columns: &str, view: &str, rest: &str) -> Vec<String> {
+        let schema = &self.name;
+        self.dump(&format!(
+            "SELECT {columns} FROM information_schema.{view} WHERE TABLE_SCHEMA = '{schema}' {rest}"
+        ))
+        .await
+    }
+
+    /// Every row of a query, its values as text (`NULL`, binary as hex) joined by `, `.
     pub async fn dump(&self, sql: &str) -> Vec<String> {
         server::rows(&mut self.connect().await, sql)
             .await

@@ -15,6 +15,7 @@ use synqx_api::pipeline::WriteMode;
 
 use super::super::types::{EXTENSION, JSON, UUID};
 use super::support::{Db, dest, ok, table_source};
+use crate::connectors::sql::tests::{data_types, write_batch};
 
 fn with_extension(field: Field, name: &str) -> Field {
     field.with_metadata(HashMap::from([(EXTENSION.to_string(), name.to_string())]))
@@ -160,29 +161,43 @@ async fn every_mapped_type_round_trips_with_extremes_and_nulls() {
     let schema = Arc::new(Schema::new(
         columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
     ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.iter().map(|(_, a)| a.clone()).collect(),
+    let batch = RecordBatch::try_new(schema, columns.iter().map(|(_, a)| a.clone()).collect())
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(write_batch(
+        &db,
+        dest("everything", WriteMode::Append, &["id"], None),
+        batch,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    ok(db
-        .write(
-            dest("everything", WriteMode::Append, &["id"], None),
-            schema.clone(),
-            vec![Ok(batch.clone())],
-        )
-        .await);
+    .await);
     assert_eq!(
-        db.dump(&format!(
-            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = 'everything' ORDER BY ORDINAL_POSITION",
-            db.name
-        ))
+        db.catalog(
+            "COLUMN_TYPE",
+            "COLUMNS",
+            "AND TABLE_NAME = 'everything' ORDER BY ORDINAL_POSITION"
+        )
         .await,
         [
-            "bigint(20)", "tinyint(1)", "tinyint(4)", "smallint(6)", "int(11)", "bigint(20)",
-            "tinyint(3) unsigned", "smallint(5) unsigned", "int(10) unsigned",
-            "bigint(20) unsigned", "float", "double", "decimal(38,10)", "longtext", "longblob",
-            "longtext", "uuid", "date", "time(6)", "datetime(6)", "datetime(6)"
+            "bigint(20)",
+            "tinyint(1)",
+            "tinyint(4)",
+            "smallint(6)",
+            "int(11)",
+            "bigint(20)",
+            "tinyint(3) unsigned",
+            "smallint(5) unsigned",
+            "int(10) unsigned",
+            "bigint(20) unsigned",
+            "float",
+            "double",
+            "decimal(38,10)",
+            "longtext",
+            "longblob",
+            "longtext",
+            "uuid",
+            "date",
+            "time(6)",
+            "datetime(6)",
+            "datetime(6)"
         ]
     );
 
@@ -235,13 +250,8 @@ async fn server_types_read_as_the_map_says_with_zero_dates_as_null() {
     )
     .await;
     let (schema, batches) = ok(db.read(table_source("legacy"), None, 1 << 20).await);
-    let types: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| f.data_type().to_string())
-        .collect();
     assert_eq!(
-        types,
+        data_types(&schema),
         [
             "Int16",
             "Boolean",

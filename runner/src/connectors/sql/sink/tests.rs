@@ -208,24 +208,19 @@ impl<S: Shape> SqlDialect for Recorder<S> {
         self.note(format!("load {} {names:?} {:?}", target.table, target.kind));
         Ok(())
     }
-    async fn merge(
+    async fn move_staged(
         &self,
         _conn: &mut (),
         write: &Write<'_, String>,
         staging: &String,
         columns: &[String],
+        how: FromStaging,
     ) -> Result<()> {
-        self.note(format!("merge {staging} into {} {columns:?}", write.table));
-        Ok(())
-    }
-    async fn insert_select(
-        &self,
-        _conn: &mut (),
-        write: &Write<'_, String>,
-        staging: &String,
-        columns: &[String],
-    ) -> Result<()> {
-        self.note(format!("copy {staging} into {} {columns:?}", write.table));
+        let verb = match how {
+            FromStaging::Merge => "merge",
+            FromStaging::Copy => "copy",
+        };
+        self.note(format!("{verb} {staging} into {} {columns:?}", write.table));
         Ok(())
     }
     async fn swap(

@@ -15,6 +15,7 @@ use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use super::support::{Db, decimals, dest, err, ok, people, table_source};
 use crate::connectors::ConnectionRef;
+use crate::connectors::sql::tests::{write_batch, write_people};
 use crate::engine::Rejects;
 use crate::secrets::Secrets;
 
@@ -245,18 +246,9 @@ async fn every_type_round_trips_with_nulls_and_extremes() {
             .map(|(name, written, _)| Field::new(*name, written.data_type().clone(), true))
             .collect::<Vec<_>>(),
     ));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        columns.iter().map(|c| c.1.clone()).collect(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    ok(db
-        .write(
-            dest("rt", WriteMode::Append, &[], None),
-            schema,
-            vec![Ok(batch)],
-        )
-        .await);
+    let batch = RecordBatch::try_new(schema, columns.iter().map(|c| c.1.clone()).collect())
+        .unwrap_or_else(|e| panic!("{e}"));
+    ok(write_batch(&db, dest("rt", WriteMode::Append, &[], None), batch).await);
 
     let declared = db
         .dump("SELECT group_concat(name || ' ' || type, ', ') FROM pragma_table_info('rt')")
@@ -302,22 +294,11 @@ async fn uint64_above_the_sqlite_range_is_an_error_naming_column_row_and_value()
     let db = Db::new().await;
     let schema = Arc::new(Schema::new(vec![Field::new("big", DataType::UInt64, true)]));
     let values: ArrayRef = Arc::new(UInt64Array::from(vec![Some(1), None, Some(u64::MAX)]));
-    let batch =
-        RecordBatch::try_new(schema.clone(), vec![values]).unwrap_or_else(|e| panic!("{e}"));
-    let message = db
-        .write(
-            dest("big", WriteMode::Append, &[], None),
-            schema,
-            vec![Ok(batch)],
-        )
-        .await
-        .err()
-        .map(|e| e.to_string());
+    let batch = RecordBatch::try_new(schema, vec![values]).unwrap_or_else(|e| panic!("{e}"));
+    let message = err(write_batch(&db, dest("big", WriteMode::Append, &[], None), batch).await);
     assert_eq!(
-        message.as_deref(),
-        Some(
-            "Connection \"local-db\", table \"big\", row 3, column \"big\": the value is above the largest SQLite INTEGER, 9223372036854775807"
-        )
+        message,
+        "Connection \"local-db\", table \"big\", row 3, column \"big\": the value is above the largest SQLite INTEGER, 9223372036854775807"
     );
     assert_eq!(
         db.dump("SELECT count(*) FROM sqlite_master WHERE name = 'big'")
@@ -353,11 +334,7 @@ async fn schema_evolution_adds_fails_or_ignores_new_columns() {
     }
     let batch = with_extra();
     let write = |table: &str, mode, evolution| {
-        db.write(
-            dest(table, mode, &[], evolution),
-            batch.schema(),
-            vec![Ok(batch.clone())],
-        )
+        write_batch(&db, dest(table, mode, &[], evolution), batch.clone())
     };
 
     ok(write("added", WriteMode::Append, None).await);
@@ -392,14 +369,7 @@ async fn schema_evolution_adds_fails_or_ignores_new_columns() {
 async fn large_writes_are_split_under_the_parameter_limit() {
     let db = Db::new().await;
     let rows: Vec<(i64, Option<&str>)> = (0..2_500).map(|i| (i, Some("x"))).collect();
-    let batch = people(&rows);
-    let out = ok(db
-        .write(
-            dest("many", WriteMode::Append, &[], None),
-            batch.schema(),
-            vec![Ok(batch)],
-        )
-        .await);
+    let out = ok(write_people(&db, dest("many", WriteMode::Append, &[], None), &rows).await);
     assert_eq!(out.rows, 2_500);
     assert_eq!(
         db.dump("SELECT count(*), sum(id), min(id), max(id) FROM many")
@@ -419,13 +389,7 @@ async fn large_writes_are_split_under_the_parameter_limit() {
         .collect();
     let wide = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .unwrap_or_else(|e| panic!("{e}"));
-    ok(db
-        .write(
-            dest("wide", WriteMode::Append, &[], None),
-            wide.schema(),
-            vec![Ok(wide)],
-        )
-        .await);
+    ok(write_batch(&db, dest("wide", WriteMode::Append, &[], None), wide).await);
     assert_eq!(
         db.dump("SELECT count(*), sum(c0), max(c39) FROM wide")
             .await,
@@ -437,24 +401,22 @@ async fn large_writes_are_split_under_the_parameter_limit() {
 async fn messages_name_the_connection_and_table() {
     let db = Db::new().await;
     let batch = people(&[(1, None)]);
-    let message = err(db
-        .write(
-            dest("other.people", WriteMode::Append, &[], None),
-            batch.schema(),
-            vec![Ok(batch.clone())],
-        )
-        .await);
+    let message = err(write_batch(
+        &db,
+        dest("other.people", WriteMode::Append, &[], None),
+        batch.clone(),
+    )
+    .await);
     assert_eq!(
         message,
         "Connection \"local-db\": asset \"other.people\" is not a SQLite table (write `table` or `main.table`)"
     );
-    let message = err(db
-        .write(
-            dest("people", WriteMode::Append, &["nope"], None),
-            batch.schema(),
-            vec![Ok(batch)],
-        )
-        .await);
+    let message = err(write_batch(
+        &db,
+        dest("people", WriteMode::Append, &["nope"], None),
+        batch,
+    )
+    .await);
     assert_eq!(
         message,
         "Connection \"local-db\", table \"people\": primaryKey column \"nope\" is not among the columns written (\"id\", \"name\")"

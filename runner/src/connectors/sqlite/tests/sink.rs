@@ -3,12 +3,34 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use synqx_api::pipeline::WriteMode;
+use synqx_api::pipeline::{Destination, WriteMode};
 
 use super::support::{Db, dest, err, ok, people};
+use crate::connectors::sql::tests::{write_batch, write_people};
 use crate::connectors::tests::{drop_once_staged, upstream_error};
 use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
 use crate::error::Error;
+
+/// An append to table `people`.
+fn append_people() -> Destination {
+    dest("people", WriteMode::Append, &[], None)
+}
+
+/// The request of an append to `people`, as the engine makes it.
+fn append_request() -> WriteRequest {
+    WriteRequest {
+        spec: append_people(),
+        batch_bytes: 1024,
+        deadline: None,
+    }
+}
+
+/// A database whose table `people` holds one row, `(1, name)`: what a failed load must leave.
+async fn one_person(name: &str) -> Db {
+    let db = Db::new().await;
+    ok(write_people(&db, append_people(), &[(1, Some(name))]).await);
+    db
+}
 
 #[tokio::test]
 async fn append_creates_the_table_then_adds_rows() {
@@ -20,7 +42,7 @@ async fn append_creates_the_table_then_adds_rows() {
     let out = ok(db
         .write(
             dest("main.people", WriteMode::Append, &[], None),
-            schema.clone(),
+            schema,
             vec![Ok(first), Ok(second)],
         )
         .await);
@@ -30,13 +52,7 @@ async fn append_creates_the_table_then_adds_rows() {
             .await,
         ["'id', 'INTEGER', 0", "'name', 'TEXT', 0"]
     );
-    let out = ok(db
-        .write(
-            dest("people", WriteMode::Append, &[], None),
-            schema,
-            vec![Ok(people(&[(4, Some("o'hara"))]))],
-        )
-        .await);
+    let out = ok(write_people(&db, append_people(), &[(4, Some("o'hara"))]).await);
     assert_eq!(out.rows, 1);
     assert_eq!(
         db.dump("SELECT id, name FROM people ORDER BY id").await,
@@ -47,15 +63,8 @@ async fn append_creates_the_table_then_adds_rows() {
 
 #[tokio::test]
 async fn append_that_fails_midway_leaves_the_table_and_counters_as_they_were() {
-    let db = Db::new().await;
+    let db = one_person("a").await;
     let schema = people(&[]).schema();
-    ok(db
-        .write(
-            dest("people", WriteMode::Append, &[], None),
-            schema.clone(),
-            vec![Ok(people(&[(1, Some("a"))]))],
-        )
-        .await);
     let input = SchemaStream::new(
         schema,
         futures::stream::iter(vec![
@@ -64,11 +73,7 @@ async fn append_that_fails_midway_leaves_the_table_and_counters_as_they_were() {
         ]),
     );
     let counters = Counters::default();
-    let request = WriteRequest {
-        spec: dest("people", WriteMode::Append, &[], None),
-        batch_bytes: 1024,
-        deadline: None,
-    };
+    let request = append_request();
     let message = err(db.sink.write(&request, input, &counters).await);
     assert_eq!(message, "upstream broke");
     assert_eq!(counters.snapshot().rows_written, 0);
@@ -78,37 +83,22 @@ async fn append_that_fails_midway_leaves_the_table_and_counters_as_they_were() {
 
 #[tokio::test]
 async fn a_dropped_write_rolls_back_and_releases_the_database() {
-    let db = Db::new().await;
+    let db = one_person("a").await;
     let schema = people(&[]).schema();
-    ok(db
-        .write(
-            dest("people", WriteMode::Append, &[], None),
-            schema.clone(),
-            vec![Ok(people(&[(1, Some("a"))]))],
-        )
-        .await);
     let sink = db.own_sink();
     let stalled = SchemaStream::new(
-        schema.clone(),
+        schema,
         futures::stream::iter(vec![Ok(people(&[(2, Some("b"))]))])
             .chain(futures::stream::pending()),
     );
-    let request = WriteRequest {
-        spec: dest("people", WriteMode::Append, &[], None),
-        batch_bytes: 1024,
-        deadline: None,
-    };
+    let request = append_request();
     let counters = Counters::default();
     // Staged: the first batch is inserted in the open transaction, then the input stalls.
     drop_once_staged(sink.write(&request, stalled, &counters), || {
         counters.snapshot().rows_written == 1
     })
     .await;
-    let next = db.write(
-        dest("people", WriteMode::Append, &[], None),
-        schema,
-        vec![Ok(people(&[(3, Some("c"))]))],
-    );
+    let next = write_people(&db, append_people(), &[(3, Some("c"))]);
     ok(tokio::time::timeout(Duration::from_secs(30), next)
         .await
         .unwrap_or_else(|_| panic!("the write lock was not released")));
@@ -126,13 +116,12 @@ async fn overwrite_replaces_the_table_and_keeps_its_indexes_and_views() {
             CREATE VIEW named AS SELECT name FROM people")
         .await;
     let batch = people(&[(7, Some("new")), (8, Some("newer"))]);
-    let out = ok(db
-        .write(
-            dest("people", WriteMode::Overwrite, &["id"], None),
-            batch.schema(),
-            vec![Ok(batch)],
-        )
-        .await);
+    let out = ok(write_batch(
+        &db,
+        dest("people", WriteMode::Overwrite, &["id"], None),
+        batch,
+    )
+    .await);
     assert_eq!(out.rows, 2);
     assert_eq!(
         db.dump("SELECT * FROM people ORDER BY id").await,
@@ -162,15 +151,8 @@ async fn overwrite_replaces_the_table_and_keeps_its_indexes_and_views() {
 
 #[tokio::test]
 async fn overwrite_that_fails_midway_leaves_the_old_table_intact() {
-    let db = Db::new().await;
+    let db = one_person("kept").await;
     let schema = people(&[]).schema();
-    ok(db
-        .write(
-            dest("people", WriteMode::Append, &[], None),
-            schema.clone(),
-            vec![Ok(people(&[(1, Some("kept"))]))],
-        )
-        .await);
     let batches = vec![
         Ok(people(&[(2, Some("lost"))])),
         Err(Error::transform("derive failed")),
@@ -215,13 +197,7 @@ async fn upsert_merges_by_key_and_running_it_twice_changes_nothing() {
     let db = Db::new().await;
     let schema = people(&[]).schema();
     let upsert = || dest("people", WriteMode::Upsert, &["id"], None);
-    ok(db
-        .write(
-            upsert(),
-            schema.clone(),
-            vec![Ok(people(&[(1, Some("a")), (2, Some("b")), (3, None)]))],
-        )
-        .await);
+    ok(write_people(&db, upsert(), &[(1, Some("a")), (2, Some("b")), (3, None)]).await);
     let change = || {
         vec![
             Ok(people(&[(2, Some("B")), (4, Some("d"))])),
@@ -263,13 +239,12 @@ async fn upsert_adds_a_unique_index_or_says_which_duplicates_prevent_it() {
     )
     .await;
     let batch = people(&[(2, Some("B")), (3, Some("c"))]);
-    ok(db
-        .write(
-            dest("plain", WriteMode::Upsert, &["id"], None),
-            batch.schema(),
-            vec![Ok(batch.clone())],
-        )
-        .await);
+    ok(write_batch(
+        &db,
+        dest("plain", WriteMode::Upsert, &["id"], None),
+        batch.clone(),
+    )
+    .await);
     assert_eq!(
         db.dump("SELECT id, name FROM plain ORDER BY id").await,
         ["1, 'a'", "2, 'B'", "3, 'c'"]
@@ -279,13 +254,7 @@ async fn upsert_adds_a_unique_index_or_says_which_duplicates_prevent_it() {
             .await,
         ["'plain__synqx_key_id'"]
     );
-    let message = err(db
-        .write(
-            dest("dup", WriteMode::Upsert, &["id"], None),
-            batch.schema(),
-            vec![Ok(batch)],
-        )
-        .await);
+    let message = err(write_batch(&db, dest("dup", WriteMode::Upsert, &["id"], None), batch).await);
     assert!(message.starts_with("Connection \"local-db\", table \"dup\": upsert needs a unique key on (\"id\"), and creating the unique index \"dup__synqx_key_id\" failed:"), "{message}");
     assert!(
         message.contains("remove the rows that share a key or choose another primaryKey"),

@@ -9,9 +9,10 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::util::pretty::pretty_format_batches;
 use synqx_api::pipeline::{OnError, WriteMode};
 
-use super::support::{Db, decimals, dest, ok, people, table_source};
+use super::support::{Db, decimals, dest, err, ok, table_source};
+use crate::connectors::sql::tests::{cursor, data_types, named_types, write_batch, write_people};
 use crate::engine::cursor::MaxTracker;
-use crate::engine::{Counters, CursorFilter, Rejects};
+use crate::engine::{Counters, Rejects};
 
 fn pretty(batches: &[RecordBatch]) -> String {
     pretty_format_batches(batches)
@@ -40,6 +41,16 @@ fn events(rows: &[(i64, i64)]) -> RecordBatch {
     RecordBatch::try_new(schema, vec![ids, at]).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The ids of a batch: its first column, of `Int64` (none when it is of another type).
+fn first_ids(batch: &RecordBatch) -> Vec<i64> {
+    batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .map(|a| a.values().to_vec())
+        .unwrap_or_default()
+}
+
 /// Reads with the cursor above `after`, returns the ids read (sorted) and the new watermark.
 async fn read_after(
     db: &Db,
@@ -47,21 +58,13 @@ async fn read_after(
     column: &str,
     after: Option<String>,
 ) -> (Vec<i64>, Option<String>) {
-    let filter = after.map(|after| CursorFilter {
-        column: column.into(),
-        after,
-    });
+    let filter = after.map(|after| cursor(column, &after));
     let (_, batches) = ok(db.read(spec.clone(), filter, Rejects::failing()).await);
     let mut tracker = MaxTracker::new(column);
     let mut ids = Vec::new();
     for batch in &batches {
         ok(tracker.observe(batch));
-        let column = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .map(|a| a.values().to_vec());
-        ids.extend(column.unwrap_or_default());
+        ids.extend(first_ids(batch));
     }
     ids.sort_unstable();
     (ids, ok(tracker.value()))
@@ -71,11 +74,10 @@ async fn read_after(
 async fn incremental_reads_push_the_cursor_down_and_never_repeat_a_row() {
     let db = Db::new().await;
     let append = |rows: &[(i64, i64)]| {
-        let batch = events(rows);
-        db.write(
+        write_batch(
+            &db,
             dest("events", WriteMode::Append, &[], None),
-            batch.schema(),
-            vec![Ok(batch)],
+            events(rows),
         )
     };
     ok(append(&[(1, 0), (2, 1_000_000), (3, 1_000_000)]).await);
@@ -130,33 +132,19 @@ async fn query_sources_keep_declared_types_and_infer_the_rest() {
     ]));
     let ids: ArrayRef = Arc::new(Int16Array::from(vec![1, 2, 3]));
     let batch = RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![ids, decimals(vec![Some(110), Some(111), Some(200)], 10, 2)],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    ok(db
-        .write(
-            dest("orders", WriteMode::Append, &[], None),
-            schema,
-            vec![Ok(batch)],
-        )
-        .await);
+    ok(write_batch(&db, dest("orders", WriteMode::Append, &[], None), batch).await);
     let spec = synqx_api::pipeline::Source {
         query: Some("SELECT id, amount, amount * 2 AS twice, 'x' || id AS label FROM orders -- trailing comment".into()),
         ..table_source("orders")
     };
-    let filter = CursorFilter {
-        column: "amount".into(),
-        after: "1.10".into(),
-    };
+    let filter = cursor("amount", "1.10");
     let (schema, batches) = ok(db.read(spec, Some(filter), Rejects::failing()).await);
-    let types: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect();
     assert_eq!(
-        types,
+        named_types(&schema),
         [
             "id Int16",
             "amount Decimal128(10, 2)",
@@ -180,13 +168,8 @@ async fn query_sources_keep_declared_types_and_infer_the_rest() {
         ..table_source("orders")
     };
     let (schema, batches) = ok(db.read(pragma, None, Rejects::failing()).await);
-    let names: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect();
     assert_eq!(
-        names,
+        named_types(&schema),
         [
             "cid Int64",
             "name Utf8",
@@ -211,13 +194,8 @@ async fn tables_of_other_tools_map_their_declared_types() {
     let (schema, batches) = ok(db
         .read(table_source("main.odd \"name\""), None, Rejects::failing())
         .await);
-    let types: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| f.data_type().to_string())
-        .collect();
     assert_eq!(
-        types,
+        data_types(&schema),
         [
             "Int64",
             "Int32",
@@ -245,17 +223,11 @@ async fn tables_of_other_tools_map_their_declared_types() {
 async fn a_bad_value_fails_the_read_naming_table_row_column_and_value() {
     let db = Db::new().await;
     db.sql("CREATE TABLE d (id INTEGER, day DATE); INSERT INTO d VALUES (1, '2024-01-01'), (2, 'not a date'), (3, '2024-01-03')").await;
-    let message = db
-        .read(table_source("d"), None, Rejects::failing())
-        .await
-        .err()
-        .map(|e| e.to_string());
+    let message = err(db.read(table_source("d"), None, Rejects::failing()).await);
     assert_eq!(
-        message.as_deref(),
-        Some(
-            "Connection \"local-db\", table \"d\": row 2, column \"day\": cannot convert the value to date; \
-             set onError: skip to skip such rows into the rejected file"
-        )
+        message,
+        "Connection \"local-db\", table \"d\": row 2, column \"day\": cannot convert the value to date; \
+         set onError: skip to skip such rows into the rejected file"
     );
 }
 
@@ -320,14 +292,7 @@ async fn bad_values_are_skipped_counted_and_kept_under_skip() {
 async fn batches_are_cut_at_the_byte_budget() {
     let db = Db::new().await;
     let rows: Vec<(i64, Option<&str>)> = (0..1_000).map(|i| (i, Some("x"))).collect();
-    let batch = people(&rows);
-    ok(db
-        .write(
-            dest("people", WriteMode::Append, &[], None),
-            batch.schema(),
-            vec![Ok(batch)],
-        )
-        .await);
+    ok(write_people(&db, dest("people", WriteMode::Append, &[], None), &rows).await);
     let request = crate::engine::ReadRequest {
         spec: table_source("people"),
         filter: None,
@@ -340,16 +305,7 @@ async fn batches_are_cut_at_the_byte_budget() {
     // 8 + 1 bytes of id, 4 + 1 of name offsets and validity, 1 of text: 15 a row.
     let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
     assert_eq!(sizes, [134, 134, 134, 134, 134, 134, 134, 62]);
-    let ids: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.values().to_vec())
-                .unwrap_or_default()
-        })
-        .collect();
+    let ids: Vec<i64> = batches.iter().flat_map(first_ids).collect();
     assert_eq!(ids, (0..1_000).collect::<Vec<_>>());
 }
 
@@ -366,13 +322,8 @@ async fn column_overrides_force_a_type() {
         ..table_source("t")
     };
     let (schema, batches) = ok(db.read(spec.clone(), None, Rejects::failing()).await);
-    let types: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| f.data_type().to_string())
-        .collect();
     assert_eq!(
-        types,
+        data_types(&schema),
         ["Int64", "Decimal128(6, 2)", "Timestamp(µs, \"+00:00\")"]
     );
     assert_eq!(
@@ -383,15 +334,9 @@ async fn column_overrides_force_a_type() {
         columns: BTreeMap::from([("nope".to_string(), "int".to_string())]),
         ..spec
     };
-    let message = db
-        .read(bad, None, Rejects::failing())
-        .await
-        .err()
-        .map(|e| e.to_string());
+    let message = err(db.read(bad, None, Rejects::failing()).await);
     assert_eq!(
-        message.as_deref(),
-        Some(
-            "Connection \"local-db\", table \"t\": columns override \"nope\" is not a column (columns: id, amount, seen)"
-        )
+        message,
+        "Connection \"local-db\", table \"t\": columns override \"nope\" is not a column (columns: id, amount, seen)"
     );
 }

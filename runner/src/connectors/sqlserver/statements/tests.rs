@@ -72,54 +72,65 @@ fn selects_list_columns_and_convert_the_ones_tiberius_cannot_read_exactly() {
 
 #[test]
 fn cursor_conditions_use_typed_validated_literals() {
-    assert_eq!(
-        cursor_condition("updated_at", "datetime2", "2024-03-10T12:00:00.1234567"),
-        Ok("[updated_at] > CAST(N'2024-03-10T12:00:00.123456' AS datetime2(7))".into())
-    );
-    assert_eq!(
-        cursor_condition("updated_at", "datetime", "2024-03-10 12:00:00"),
-        Ok("[updated_at] > CAST(N'2024-03-10T12:00:00.000000' AS datetime2(7))".into())
-    );
-    assert_eq!(
-        cursor_condition("ts", "datetimeoffset", "2024-03-10T14:00:00+02:00"),
-        Ok("[ts] > CAST(N'2024-03-10T12:00:00.000000+00:00' AS datetimeoffset(7))".into())
-    );
-    assert_eq!(
-        cursor_condition("id", "int", " 42 "),
-        Ok("[id] > 42".into())
-    );
-    assert_eq!(
-        cursor_condition("id", "bigint", "-9223372036854775808"),
-        Ok("[id] > -9223372036854775808".into())
-    );
-    assert_eq!(
-        cursor_condition("amount", "decimal", "12.50"),
-        Ok("[amount] > 12.50".into())
-    );
-    assert_eq!(
-        cursor_condition("f", "float", "1.5e-3"),
-        Ok("[f] > 1.5e-3".into())
-    );
-    assert_eq!(
-        cursor_condition("code", "nvarchar", "O'Brien; DROP TABLE x"),
-        Ok("[code] > N'O''Brien; DROP TABLE x'".into())
-    );
-    assert_eq!(
-        cursor_condition("d", "date", "2024-03-10"),
-        Ok("[d] > CAST(N'2024-03-10' AS date)".into())
-    );
-    assert_eq!(
-        cursor_condition("t", "time", "08:30:00"),
-        Ok("[t] > CAST(N'08:30:00.000000' AS time(7))".into())
-    );
-    assert_eq!(
-        cursor_condition(
+    for (column, sql_type, watermark, condition) in [
+        (
+            "updated_at",
+            "datetime2",
+            "2024-03-10T12:00:00.1234567",
+            "[updated_at] > CAST(N'2024-03-10T12:00:00.123456' AS datetime2(7))",
+        ),
+        (
+            "updated_at",
+            "datetime",
+            "2024-03-10 12:00:00",
+            "[updated_at] > CAST(N'2024-03-10T12:00:00.000000' AS datetime2(7))",
+        ),
+        (
+            "ts",
+            "datetimeoffset",
+            "2024-03-10T14:00:00+02:00",
+            "[ts] > CAST(N'2024-03-10T12:00:00.000000+00:00' AS datetimeoffset(7))",
+        ),
+        ("id", "int", " 42 ", "[id] > 42"),
+        (
+            "id",
+            "bigint",
+            "-9223372036854775808",
+            "[id] > -9223372036854775808",
+        ),
+        ("amount", "decimal", "12.50", "[amount] > 12.50"),
+        ("f", "float", "1.5e-3", "[f] > 1.5e-3"),
+        (
+            "code",
+            "nvarchar",
+            "O'Brien; DROP TABLE x",
+            "[code] > N'O''Brien; DROP TABLE x'",
+        ),
+        (
+            "d",
+            "date",
+            "2024-03-10",
+            "[d] > CAST(N'2024-03-10' AS date)",
+        ),
+        (
+            "t",
+            "time",
+            "08:30:00",
+            "[t] > CAST(N'08:30:00.000000' AS time(7))",
+        ),
+        (
             "g",
             "uniqueidentifier",
-            "67E55044-10B1-426F-9247-BB680E5FE0C8"
+            "67E55044-10B1-426F-9247-BB680E5FE0C8",
+            "[g] > CAST(N'67e55044-10b1-426f-9247-bb680e5fe0c8' AS uniqueidentifier)",
         ),
-        Ok("[g] > CAST(N'67e55044-10b1-426f-9247-bb680e5fe0c8' AS uniqueidentifier)".into())
-    );
+    ] {
+        assert_eq!(
+            cursor_condition(column, sql_type, watermark),
+            Ok(condition.to_string()),
+            "{sql_type} {watermark:?}"
+        );
+    }
 }
 
 #[test]
