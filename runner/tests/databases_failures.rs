@@ -1,12 +1,12 @@
 //! A `synqx run` killed (SIGKILL) in the middle of loading a database table: what the table
 //! holds afterwards, and what a run to completion makes of it.
 
-mod databases_common;
+mod support;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use databases_common::*;
+use support::*;
 
 /// Rows of the generated source: enough that the load takes seconds in a debug build.
 const BIG: i64 = 1_000_000;

@@ -1,9 +1,9 @@
 //! The database connectors end to end through `synqx run`: every mapped type through a
 //! Parquet folder and between servers, and incremental runs that race concurrent inserts.
 
-mod databases_common;
+mod support;
 
-use databases_common::*;
+use support::*;
 
 /// Every column of the source table, its PostgreSQL type and the type the table created from
 /// its Arrow schema gets back.

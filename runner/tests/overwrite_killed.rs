@@ -7,7 +7,7 @@
 //! destination holds exactly its old rows; a rerun after the killed step's deadline loads the
 //! new rows and drops what the killed run staged (`connectors::staging`).
 
-mod databases_common;
+mod support;
 mod warehouses_common;
 
 use std::future::Future;
@@ -15,8 +15,8 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use databases_common::{run_ok, runtime, spawn_synqx, write_pipeline};
 use mongodb::bson::Document;
+use support::{LAKE, run_ok, runtime, spawn_synqx, write_pipeline};
 use synqx_testkit::hold::HoldingProxy;
 use synqx_testkit::{emulators, servers, unique_name};
 use warehouses_common::{BigQuery, Fakesnow};
@@ -68,12 +68,7 @@ struct Target<'a> {
 
 fn pipeline(fqn: &str, source: &str) -> String {
     format!(
-        r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lake}}
-spec: {{filesystem: {{path: ./lake}}}}
----
-apiVersion: synqx.io/v1alpha1
+        r#"{LAKE}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: killed}}
 spec:

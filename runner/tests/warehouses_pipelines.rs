@@ -2,10 +2,10 @@
 //! `scripts/emulators up` starts (fakesnow, bigquery-emulator): PostgreSQL → Snowflake →
 //! Parquet, and Parquet → BigQuery → PostgreSQL, each compared row for row with its source.
 
-mod databases_common;
+mod support;
 mod warehouses_common;
 
-use databases_common::*;
+use support::*;
 use synqx_testkit::emulators;
 use warehouses_common::{BigQuery, Fakesnow};
 
