@@ -19,7 +19,7 @@ use mongodb::bson::Document;
 use support::{LAKE, run_ok, runtime, spawn_synqx, write_pipeline};
 use synqx_testkit::hold::HoldingProxy;
 use synqx_testkit::{emulators, servers, unique_name};
-use warehouses_common::{BigQuery, Fakesnow};
+use warehouses_common::{BigQuery, Fakesnow, fakesnow_connection};
 
 /// The step's timeout: the killed run's staged objects are orphans once it has passed.
 const TIMEOUT_SECONDS: u64 = 20;
@@ -298,24 +298,8 @@ fn killed_snowflake_overwrite(swap: &'static [u8], staged_new: usize) {
         let url = emulators::fakesnow();
         let database = unique_name("KILLED").to_ascii_uppercase();
         let fakesnow = Fakesnow::create_database(&url, &database).await;
-        let connection = |host: &str| {
-            format!(
-                r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: dest}}
-spec:
-  snowflake:
-    account: synqx-test
-    host: "{host}"
-    user: {{value: loader}}
-    password: {{value: unused}}
-    warehouse: WH
-    database: {database}
-    schema: PUBLIC
----
-"#
-            )
-        };
+        let connection =
+            |host: &str| fakesnow_connection("dest", host, &database, "{value: unused}");
         let read = |table: String| -> Pending<'_, Rows> {
             let (fakesnow, database) = (&fakesnow, &database);
             Box::pin(async move {

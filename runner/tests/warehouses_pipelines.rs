@@ -7,7 +7,7 @@ mod warehouses_common;
 
 use support::*;
 use synqx_testkit::emulators;
-use warehouses_common::{BigQuery, Fakesnow};
+use warehouses_common::{BigQuery, Fakesnow, fakesnow_connection};
 
 /// A table of the types both warehouses map, with a NULL row.
 const SOURCE: &str = "CREATE TABLE {s}.src (id integer, amount numeric(12,2), name text, flag boolean, \
@@ -62,30 +62,17 @@ fn postgres_to_snowflake_to_parquet() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
         let lake = d.join("lake");
-        let snowflake = format!(
-            r#"apiVersion: v1
+        let secret = r#"apiVersion: v1
 kind: Secret
-metadata: {{name: sf-creds}}
-stringData: {{password: "sf-e2e-pass"}}
+metadata: {name: sf-creds}
+stringData: {password: "sf-e2e-pass"}
 ---
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: warehouse}}
-spec:
-  snowflake:
-    account: synqx-test
-    host: "{url}"
-    user: {{value: loader}}
-    password: {{secretKeyRef: {{name: sf-creds, key: password}}}}
-    warehouse: WH
-    database: {database}
-    schema: PUBLIC
----
-"#
-        );
+"#;
+        let password = "{secretKeyRef: {name: sf-creds, key: password}}";
+        let snowflake = fakesnow_connection("warehouse", &url, &database, password);
         write_pipeline(
             d,
-            &format!("{snowflake}{}", connections(None, Some(&lake))),
+            &format!("{secret}{snowflake}{}", connections(None, Some(&lake))),
             &format!(
                 r#"apiVersion: synqx.io/v1alpha1
 kind: Pipeline
