@@ -339,21 +339,7 @@ fn a_killed_bigquery_overwrite_leaves_the_old_table() {
         let bigquery = BigQuery::new();
         let dataset = unique_name("killed");
         bigquery.create_dataset(&dataset).await;
-        let connection = |endpoint: &str| {
-            format!(
-                r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: dest}}
-spec:
-  bigquery:
-    project: {project}
-    dataset: {dataset}
-    endpoint: "{endpoint}"
----
-"#,
-                project = bigquery.project
-            )
-        };
+        let connection = |endpoint: &str| bigquery.connection("dest", &dataset, endpoint, "");
         let read = |table: String| -> Pending<'_, Rows> {
             let (bigquery, dataset) = (&bigquery, &dataset);
             Box::pin(async move {

@@ -117,7 +117,6 @@ spec:
 fn parquet_to_bigquery_to_postgres() {
     runtime().block_on(async {
         let bigquery = BigQuery::new();
-        let (url, project) = (bigquery.url.clone(), bigquery.project.clone());
         let mut conn = postgres::connect().await;
         let schema = postgres::Schema::new(&mut conn, "bq_e2e").await;
         let s = &schema.name;
@@ -129,23 +128,16 @@ fn parquet_to_bigquery_to_postgres() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
         let lake = d.join("lake");
-        let bigquery = format!(
-            r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lakehouse}}
-spec:
-  bigquery:
-    project: {project}
-    dataset: {dataset}
-    endpoint: "{url}"
-    # The emulator's Parquet reader misreads NUMERIC, DATE, TIMESTAMP and JSON.
-    loadFormat: json
----
-"#
+        // The emulator's Parquet reader misreads NUMERIC, DATE, TIMESTAMP and JSON.
+        let lakehouse = bigquery.connection(
+            "lakehouse",
+            &dataset,
+            &bigquery.url,
+            "    loadFormat: json\n",
         );
         write_pipeline(
             d,
-            &format!("{bigquery}{}", connections(None, Some(&lake))),
+            &format!("{lakehouse}{}", connections(None, Some(&lake))),
             &format!(
                 r#"apiVersion: synqx.io/v1alpha1
 kind: Pipeline

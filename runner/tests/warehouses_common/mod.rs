@@ -157,6 +157,25 @@ impl BigQuery {
         }
     }
 
+    /// Connection `name` to dataset `dataset` of the project, its API at `endpoint` (the
+    /// emulator's, or a proxy's), with the further `bigquery` settings `more` (lines indented
+    /// by four), the document ended.
+    pub fn connection(&self, name: &str, dataset: &str, endpoint: &str, more: &str) -> String {
+        let project = &self.project;
+        format!(
+            r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: {name}}}
+spec:
+  bigquery:
+    project: {project}
+    dataset: {dataset}
+    endpoint: "{endpoint}"
+{more}---
+"#
+        )
+    }
+
     fn api(&self, path: &str) -> String {
         format!("{}/bigquery/v2/projects/{}{path}", self.url, self.project)
     }
