@@ -4,23 +4,15 @@
 //! of `scripts/nosql-services up` (SYNQX_TEST_MONGODB, SYNQX_TEST_REDIS); the API is a small
 //! HTTP server on loopback in this test.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use synqx_testkit::{servers, unique_name};
-
-fn synqx(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synqx"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
-}
+use support::{LAKE, run_ok, synqx, text};
+use synqx_testkit::{files, servers, unique_name};
 
 /// An API of 25 records in pages of 10 with a `next` URL, answering at most 200 requests.
 fn start_api() -> u16 {
@@ -71,6 +63,7 @@ fn api_to_mongodb_to_redis_to_parquet_through_the_binary() {
     let collection = unique_name("cli_items");
     let prefix = unique_name("cli_item");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
     let yaml = format!(
         r#"apiVersion: v1
 kind: Secret
@@ -92,12 +85,7 @@ kind: Connection
 metadata: {{name: cache}}
 spec: {{redis: {{host: "{host}", port: {rport}, password: {{secretKeyRef: {{name: creds, key: redis-password}}}}}}}}
 ---
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lake}}
-spec: {{filesystem: {{path: ./lake}}}}
----
-apiVersion: synqx.io/v1alpha1
+{LAKE}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: nosql}}
 spec:
@@ -119,56 +107,43 @@ spec:
         host = redis.host,
         rport = redis.port,
     );
-    std::fs::write(dir.path().join("nosql.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("pipeline.yaml"), yaml).unwrap_or_else(|e| panic!("{e}"));
 
-    let check = synqx(dir.path(), &["check", "nosql.yaml"]);
-    let stdout = String::from_utf8_lossy(&check.stdout).to_string()
-        + &String::from_utf8_lossy(&check.stderr);
+    let checked = text(&synqx(d, &["check", "pipeline.yaml"]));
     for name in ["api", "docs", "cache"] {
         assert!(
-            stdout
+            checked
                 .lines()
                 .any(|l| l.contains(&format!("Connection/{name}")) && l.contains(": OK: ")),
-            "{name} is not OK:\n{stdout}"
+            "{name} is not OK:\n{checked}"
         );
     }
 
     for run in 1..=2 {
-        let out = synqx(dir.path(), &["run", "nosql.yaml", "--state", "state"]);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "run {run}:\n{text}");
+        let out = run_ok(d, &[]);
         assert!(
-            text.contains("pagination auto chose nextUrl (nextPath /next)"),
-            "run {run}:\n{text}"
+            out.contains("pagination auto chose nextUrl (nextPath /next)"),
+            "run {run}:\n{out}"
         );
-        let file = std::fs::File::open(dir.path().join("lake/items.parquet"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let batch = files::parquet_rows(&d.join("lake/items.parquet"));
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no {name}: {:?}", batch.schema()))
+        };
+        let (id, meta) = (column("id"), column("meta"));
         let mut ids = Vec::new();
-        for batch in reader {
-            let batch = batch.unwrap_or_else(|e| panic!("{e}"));
-            let id = batch
-                .column_by_name("id")
-                .unwrap_or_else(|| panic!("no id: {:?}", batch.schema()));
-            let meta = batch
-                .column_by_name("meta")
-                .unwrap_or_else(|| panic!("no meta: {:?}", batch.schema()));
-            for r in 0..batch.num_rows() {
-                let i = id.as_primitive::<Int64Type>().value(r);
-                // The nested object went API → MongoDB subdocument → Redis field → text.
-                let meta: serde_json::Value =
-                    serde_json::from_str(meta.as_string::<i32>().value(r))
-                        .unwrap_or_else(|e| panic!("meta of {i}: {e}"));
-                assert_eq!(
-                    meta,
-                    serde_json::json!({"tier": i % 3}),
-                    "run {run}, id {i}"
-                );
-                ids.push(i);
-            }
+        for r in 0..batch.num_rows() {
+            let i = id.as_primitive::<Int64Type>().value(r);
+            // The nested object went API → MongoDB subdocument → Redis field → text.
+            let meta: serde_json::Value = serde_json::from_str(meta.as_string::<i32>().value(r))
+                .unwrap_or_else(|e| panic!("meta of {i}: {e}"));
+            assert_eq!(
+                meta,
+                serde_json::json!({"tier": i % 3}),
+                "run {run}, id {i}"
+            );
+            ids.push(i);
         }
         ids.sort();
         assert_eq!(

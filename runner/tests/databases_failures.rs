@@ -1,12 +1,13 @@
 //! A `synqx run` killed (SIGKILL) in the middle of loading a database table: what the table
 //! holds afterwards, and what a run to completion makes of it.
 
-mod databases_common;
+mod support;
 
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use databases_common::*;
+use support::*;
 
 /// Rows of the generated source: enough that the load takes seconds in a debug build.
 const BIG: i64 = 1_000_000;
@@ -95,6 +96,36 @@ fn pg_copy_under_way(pid: u32) -> String {
     )
 }
 
+/// Runs the pipeline of `dir`, kills it once its COPY into a work table (`what`) has sent rows,
+/// and waits until the server has dropped the killed run's sessions.
+async fn kill_during_the_copy(conn: &mut sqlx::PgConnection, dir: &Path, what: &str) {
+    let mut child = spawn_synqx(dir, &["run", "pipeline.yaml", "--state", "state"]);
+    let pid = child.id();
+    let under_way = pg_copy_under_way(pid);
+    wait_for(&mut child, what, async || {
+        postgres::int(conn, &under_way).await
+    })
+    .await;
+    synqx_testkit::kill(&mut child);
+    let sessions = pg_sessions_of(pid);
+    wait_until_gone("the killed run", async || {
+        postgres::int(conn, &sessions).await
+    })
+    .await;
+}
+
+/// `{s}.{table}` as `(id, payload)` rows `'old <id>'` of ids `from..=1000`.
+async fn old_table(conn: &mut sqlx::PgConnection, s: &str, table: &str, from: i64) {
+    postgres::exec(
+        conn,
+        &format!(
+            "CREATE TABLE {s}.{table} (id bigint PRIMARY KEY, payload text); \
+             INSERT INTO {s}.{table} SELECT g, 'old ' || g FROM generate_series({from}, 1000) g"
+        ),
+    )
+    .await;
+}
+
 /// Overwrite, killed during the COPY into `dst_synqx_new_…`: the old table keeps its rows and
 /// the half-loaded table is gone with the transaction that created it.
 #[test]
@@ -104,14 +135,7 @@ fn a_killed_postgres_overwrite_leaves_the_old_table() {
         let schema = postgres::Schema::new(&mut conn, "kill_over").await;
         let s = schema.name.clone();
         big_source(&mut conn, &s, BIG).await;
-        postgres::exec(
-            &mut conn,
-            &format!(
-                "CREATE TABLE {s}.dst (id bigint PRIMARY KEY, payload text); \
-                 INSERT INTO {s}.dst SELECT g, 'old ' || g FROM generate_series(1, 1000) g"
-            ),
-        )
-        .await;
+        old_table(&mut conn, &s, "dst", 1).await;
         let before = pg_checksum(&mut conn, &format!("{s}.dst")).await;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
@@ -126,20 +150,7 @@ fn a_killed_postgres_overwrite_leaves_the_old_table() {
                 "mode: overwrite",
             ),
         );
-
-        let mut child = spawn_synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-        let pid = child.id();
-        let under_way = pg_copy_under_way(pid);
-        wait_for(&mut child, "the COPY into the new table", async || {
-            postgres::int(&mut conn, &under_way).await
-        })
-        .await;
-        synqx_testkit::kill(&mut child);
-        let sessions = pg_sessions_of(pid);
-        wait_until_gone("the killed run", async || {
-            postgres::int(&mut conn, &sessions).await
-        })
-        .await;
+        kill_during_the_copy(&mut conn, d, "the COPY into the new table").await;
 
         assert_eq!(pg_checksum(&mut conn, &format!("{s}.dst")).await, before);
         let leftovers = postgres::int(
@@ -165,14 +176,7 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
         big_source(&mut conn, &s, BIG).await;
         // Rows the load replaces (1–1000) and six it must leave alone (-5–0).
         for table in ["dst", "reference"] {
-            postgres::exec(
-                &mut conn,
-                &format!(
-                    "CREATE TABLE {s}.{table} (id bigint PRIMARY KEY, payload text); \
-                     INSERT INTO {s}.{table} SELECT g, 'old ' || g FROM generate_series(-5, 1000) g"
-                ),
-            )
-            .await;
+            old_table(&mut conn, &s, table, -5).await;
         }
         let upsert = "mode: upsert, primaryKey: [id]";
         let clean = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -202,19 +206,7 @@ fn a_killed_postgres_upsert_rerun_equals_a_clean_run() {
                 upsert,
             ),
         );
-        let mut child = spawn_synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-        let pid = child.id();
-        let under_way = pg_copy_under_way(pid);
-        wait_for(&mut child, "the COPY into the staging table", async || {
-            postgres::int(&mut conn, &under_way).await
-        })
-        .await;
-        synqx_testkit::kill(&mut child);
-        let sessions = pg_sessions_of(pid);
-        wait_until_gone("the killed run", async || {
-            postgres::int(&mut conn, &sessions).await
-        })
-        .await;
+        kill_during_the_copy(&mut conn, d, "the COPY into the staging table").await;
         assert_eq!(
             postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
             1006,

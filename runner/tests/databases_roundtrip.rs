@@ -1,9 +1,9 @@
 //! The database connectors end to end through `synqx run`: every mapped type through a
 //! Parquet folder and between servers, and incremental runs that race concurrent inserts.
 
-mod databases_common;
+mod support;
 
-use databases_common::*;
+use support::*;
 
 /// Every column of the source table, its PostgreSQL type and the type the table created from
 /// its Arrow schema gets back.
@@ -58,6 +58,28 @@ newline', 'üüüüüüüüüüüüüüüüüüüü', 'ab', true, '5874897-12-31
  '0f0e0d0c-0b0a-0908-0706-050403020100', 'null', '"string"', '\x00'::bytea,
  '{NULL,1,NULL}', '{NULL,"",NULL}')
 "#;
+
+/// `(name, type)` of every column of the PostgreSQL table `table`, in order.
+async fn column_types(conn: &mut sqlx::PgConnection, table: &str) -> Vec<Vec<Option<String>>> {
+    postgres::rows(
+        conn,
+        &format!(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ),
+    )
+    .await
+}
+
+/// `(name, type)` as [`column_types`] lists them.
+fn named_types<'a>(
+    columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Vec<Option<String>>> {
+    columns
+        .into_iter()
+        .map(|(n, t)| vec![Some(n.to_string()), Some(t.to_string())])
+        .collect()
+}
 
 /// A Postgres table with every mapped type goes into a Parquet folder and from there into a
 /// new table, in one pipeline, and comes back equal (EXCEPT both ways) and typed per the map.
@@ -129,9 +151,7 @@ spec:
 "#
             ),
         );
-        let out = synqx(bare.path(), &["run", "pipeline.yaml", "--state", "state"]);
-        let t = text(&out);
-        assert!(!out.status.success(), "{t}");
+        let t = run_failing(bare.path());
         assert!(
             t.contains("column \"c_interval\" is an interval") && t.contains("convert it in a transform"),
             "{t}"
@@ -142,19 +162,11 @@ spec:
             .filter(|c| c.0 != "c_interval")
             .collect();
         for (table, columns) in [("dst", via_parquet), ("direct", PG_COLUMNS.iter().collect())] {
-            let types = postgres::rows(
-                &mut conn,
-                &format!(
-                    "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-                     WHERE attrelid = '{s}.{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-                ),
-            )
-            .await;
-            let expected: Vec<Vec<Option<String>>> = columns
-                .iter()
-                .map(|(n, _, t)| vec![Some(n.to_string()), Some(t.to_string())])
-                .collect();
-            assert_eq!(types, expected, "column types of the created table {table}");
+            assert_eq!(
+                column_types(&mut conn, &format!("{s}.{table}")).await,
+                named_types(columns.iter().map(|(n, _, t)| (*n, *t))),
+                "column types of the created table {table}"
+            );
 
             // json becomes jsonb (JSON text carries the arrow.json extension, which a created
             // table stores as jsonb), so the source's json is compared as jsonb: key order,
@@ -213,124 +225,41 @@ enum Becomes {
 }
 
 /// Column, MariaDB type, how it is read back there, the PostgreSQL type the created table gets.
+#[rustfmt::skip]
 const MY_COLUMNS: &[(&str, &str, &str, Becomes, &str)] = &[
-    ("c_bool", "tinyint(1)", "c_bool", Becomes::Bool, "boolean"),
-    ("c_boolean", "bool", "c_boolean", Becomes::Bool, "boolean"),
-    ("c_bit1", "bit(1)", "c_bit1 + 0", Becomes::Bool, "boolean"),
-    ("c_tiny", "tinyint", "c_tiny", Becomes::Same, "smallint"),
-    ("c_small", "smallint", "c_small", Becomes::Same, "smallint"),
-    (
-        "c_medium",
-        "mediumint",
-        "c_medium",
-        Becomes::Same,
-        "integer",
-    ),
-    ("c_int", "int", "c_int", Becomes::Same, "integer"),
-    ("c_big", "bigint", "c_big", Becomes::Same, "bigint"),
-    (
-        "c_utiny",
-        "tinyint unsigned",
-        "c_utiny",
-        Becomes::Same,
-        "smallint",
-    ),
-    (
-        "c_usmall",
-        "smallint unsigned",
-        "c_usmall",
-        Becomes::Same,
-        "integer",
-    ),
-    (
-        "c_umedium",
-        "mediumint unsigned",
-        "c_umedium",
-        Becomes::Same,
-        "bigint",
-    ),
-    ("c_uint", "int unsigned", "c_uint", Becomes::Same, "bigint"),
-    (
-        "c_ubig",
-        "bigint unsigned",
-        "c_ubig",
-        Becomes::Same,
-        "numeric(20,0)",
-    ),
-    ("c_float", "float", "c_float", Becomes::Float, "real"),
-    (
-        "c_double",
-        "double",
-        "c_double",
-        Becomes::Float,
-        "double precision",
-    ),
-    (
-        "c_dec",
-        "decimal(38,10)",
-        "c_dec",
-        Becomes::Same,
-        "numeric(38,10)",
-    ),
-    ("c_wide", "decimal(65,30)", "c_wide", Becomes::Same, "text"),
-    (
-        "c_bits",
-        "bit(12)",
-        "LPAD(HEX(c_bits), 4, '0')",
-        Becomes::Bytes,
-        "bytea",
-    ),
-    ("c_year", "year", "c_year", Becomes::Same, "smallint"),
-    ("c_char", "char(3)", "c_char", Becomes::Same, "text"),
-    (
-        "c_varchar",
-        "varchar(20)",
-        "c_varchar",
-        Becomes::Same,
-        "text",
-    ),
-    ("c_text", "text", "c_text", Becomes::Same, "text"),
-    ("c_enum", "enum('a','ü')", "c_enum", Becomes::Same, "text"),
-    ("c_set", "set('x','y')", "c_set", Becomes::Same, "text"),
-    ("c_json", "json", "c_json", Becomes::Json, "jsonb"),
-    (
-        "c_binary",
-        "binary(4)",
-        "HEX(c_binary)",
-        Becomes::Bytes,
-        "bytea",
-    ),
-    (
-        "c_varbinary",
-        "varbinary(10)",
-        "HEX(c_varbinary)",
-        Becomes::Bytes,
-        "bytea",
-    ),
-    ("c_blob", "blob", "HEX(c_blob)", Becomes::Bytes, "bytea"),
-    ("c_uuid", "uuid", "c_uuid", Becomes::Same, "uuid"),
-    ("c_date", "date", "c_date", Becomes::Date, "date"),
-    (
-        "c_time",
-        "time(6)",
-        "c_time",
-        Becomes::Same,
-        "time without time zone",
-    ),
-    (
-        "c_datetime",
-        "datetime(6)",
-        "c_datetime",
-        Becomes::Date,
-        "timestamp without time zone",
-    ),
-    (
-        "c_ts",
-        "timestamp(6) NULL",
-        "c_ts",
-        Becomes::Utc,
-        "timestamp with time zone",
-    ),
+    ("c_bool",      "tinyint(1)",         "c_bool",                    Becomes::Bool,  "boolean"),
+    ("c_boolean",   "bool",               "c_boolean",                 Becomes::Bool,  "boolean"),
+    ("c_bit1",      "bit(1)",             "c_bit1 + 0",                Becomes::Bool,  "boolean"),
+    ("c_tiny",      "tinyint",            "c_tiny",                    Becomes::Same,  "smallint"),
+    ("c_small",     "smallint",           "c_small",                   Becomes::Same,  "smallint"),
+    ("c_medium",    "mediumint",          "c_medium",                  Becomes::Same,  "integer"),
+    ("c_int",       "int",                "c_int",                     Becomes::Same,  "integer"),
+    ("c_big",       "bigint",             "c_big",                     Becomes::Same,  "bigint"),
+    ("c_utiny",     "tinyint unsigned",   "c_utiny",                   Becomes::Same,  "smallint"),
+    ("c_usmall",    "smallint unsigned",  "c_usmall",                  Becomes::Same,  "integer"),
+    ("c_umedium",   "mediumint unsigned", "c_umedium",                 Becomes::Same,  "bigint"),
+    ("c_uint",      "int unsigned",       "c_uint",                    Becomes::Same,  "bigint"),
+    ("c_ubig",      "bigint unsigned",    "c_ubig",                    Becomes::Same,  "numeric(20,0)"),
+    ("c_float",     "float",              "c_float",                   Becomes::Float, "real"),
+    ("c_double",    "double",             "c_double",                  Becomes::Float, "double precision"),
+    ("c_dec",       "decimal(38,10)",     "c_dec",                     Becomes::Same,  "numeric(38,10)"),
+    ("c_wide",      "decimal(65,30)",     "c_wide",                    Becomes::Same,  "text"),
+    ("c_bits",      "bit(12)",            "LPAD(HEX(c_bits), 4, '0')", Becomes::Bytes, "bytea"),
+    ("c_year",      "year",               "c_year",                    Becomes::Same,  "smallint"),
+    ("c_char",      "char(3)",            "c_char",                    Becomes::Same,  "text"),
+    ("c_varchar",   "varchar(20)",        "c_varchar",                 Becomes::Same,  "text"),
+    ("c_text",      "text",               "c_text",                    Becomes::Same,  "text"),
+    ("c_enum",      "enum('a','ü')",      "c_enum",                    Becomes::Same,  "text"),
+    ("c_set",       "set('x','y')",       "c_set",                     Becomes::Same,  "text"),
+    ("c_json",      "json",               "c_json",                    Becomes::Json,  "jsonb"),
+    ("c_binary",    "binary(4)",          "HEX(c_binary)",             Becomes::Bytes, "bytea"),
+    ("c_varbinary", "varbinary(10)",      "HEX(c_varbinary)",          Becomes::Bytes, "bytea"),
+    ("c_blob",      "blob",               "HEX(c_blob)",               Becomes::Bytes, "bytea"),
+    ("c_uuid",      "uuid",               "c_uuid",                    Becomes::Same,  "uuid"),
+    ("c_date",      "date",               "c_date",                    Becomes::Date,  "date"),
+    ("c_time",      "time(6)",            "c_time",                    Becomes::Same,  "time without time zone"),
+    ("c_datetime",  "datetime(6)",        "c_datetime",                Becomes::Date,  "timestamp without time zone"),
+    ("c_ts",        "timestamp(6) NULL",  "c_ts",                      Becomes::Utc,   "timestamp with time zone"),
 ];
 
 /// Row 1 NULL everywhere, rows 2 and 3 the lowest and highest values, row 4 zero dates (read
@@ -443,42 +372,27 @@ spec:
         );
         run_ok(d, &[]);
 
-        let types = postgres::rows(
-            &mut conn,
-            &format!(
-                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-                 WHERE attrelid = '{s}.dst'::regclass AND attnum > 1 AND NOT attisdropped ORDER BY attnum"
-            ),
-        )
-        .await;
-        let expected: Vec<Vec<Option<String>>> = MY_COLUMNS
-            .iter()
-            .map(|(n, _, _, _, t)| vec![Some(n.to_string()), Some(t.to_string())])
-            .collect();
-        assert_eq!(types, expected, "column types of the table created in PostgreSQL");
+        // MariaDB's `int` id is an `integer` too.
+        let id = std::iter::once(("id", "integer"));
+        assert_eq!(
+            column_types(&mut conn, &format!("{s}.dst")).await,
+            named_types(id.chain(MY_COLUMNS.iter().map(|(n, .., t)| (*n, *t)))),
+            "column types of the table created in PostgreSQL"
+        );
 
+        // Every column as text, by id.
+        let select = |from: &str, column: fn(&(&str, &str, &str, Becomes, &str)) -> String| {
+            let columns: Vec<String> = MY_COLUMNS.iter().map(column).collect();
+            format!("SELECT {} FROM {from} ORDER BY id", columns.join(", "))
+        };
         let mysql_side = mysql::rows(
             &mut mc,
-            &format!(
-                "SELECT {} FROM src ORDER BY id",
-                MY_COLUMNS
-                    .iter()
-                    .map(|c| format!("CAST({} AS CHAR)", c.2))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            &select("src", |c| format!("CAST({} AS CHAR)", c.2)),
         )
         .await;
         let pg_side = postgres::rows(
             &mut conn,
-            &format!(
-                "SELECT {} FROM {s}.dst ORDER BY id",
-                MY_COLUMNS
-                    .iter()
-                    .map(|c| format!("{}::text", c.0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            &select(&format!("{s}.dst"), |c| format!("{}::text", c.0)),
         )
         .await;
         assert_eq!(pg_side.len(), 4, "rows in PostgreSQL");
@@ -497,7 +411,11 @@ spec:
                 }
             }
         }
-        assert!(wrong.is_empty(), "values that changed:\n{}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "values that changed:\n{}",
+            wrong.join("\n")
+        );
         // Anchors the comparison above cannot vouch for on its own: the extremes really are
         // there, and a zero date really is NULL.
         let anchors = postgres::rows(
@@ -534,14 +452,15 @@ spec:
         // MariaDB text may hold NUL, PostgreSQL text cannot: the run fails naming the column
         // and row, and the overwrite leaves the table as it was.
         mysql::exec(&mut mc, "INSERT INTO src (id, c_text) VALUES (5, 'a\\0b')").await;
-        let out = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-        let t = text(&out);
-        assert!(!out.status.success(), "{t}");
+        let t = run_failing(d);
         assert!(
             t.contains("row 5, column \"c_text\"") && t.contains("NUL character"),
             "{t}"
         );
-        assert_eq!(postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await, 4);
+        assert_eq!(
+            postgres::int(&mut conn, &format!("SELECT count(*) FROM {s}.dst")).await,
+            4
+        );
         drop(schema);
         drop(db);
     });
@@ -553,9 +472,20 @@ enum Origin {
     Mariadb,
 }
 
-/// Inserts rows `ids` with cursor `cur(id)` into the source table.
+/// Runs `sql` on the source's server: MariaDB when there is a connection to it, else PostgreSQL.
+async fn exec_at_source(
+    pg_conn: &mut sqlx::PgConnection,
+    my_conn: Option<&mut sqlx::MySqlConnection>,
+    sql: &str,
+) {
+    match my_conn {
+        Some(c) => mysql::exec(c, sql).await,
+        None => postgres::exec(pg_conn, sql).await,
+    }
+}
+
+/// Inserts rows `(id, cursor)` into the source table.
 async fn insert_source(
-    origin: Origin,
     pg_conn: &mut sqlx::PgConnection,
     my_conn: Option<&mut sqlx::MySqlConnection>,
     table: &str,
@@ -566,10 +496,7 @@ async fn insert_source(
         .map(|(id, cur)| format!("({id}, {cur}, 'row {id}')"))
         .collect();
     let sql = format!("INSERT INTO {table} VALUES {}", values.join(", "));
-    match (origin, my_conn) {
-        (Origin::Mariadb, Some(c)) => mysql::exec(c, &sql).await,
-        _ => postgres::exec(pg_conn, &sql).await,
-    }
+    exec_at_source(pg_conn, my_conn, &sql).await;
 }
 
 /// Three incremental runs into PostgreSQL while rows keep arriving. Run 1 reads ids 1–20 with
@@ -616,15 +543,12 @@ fn incremental_with_concurrent_inserts(origin: Origin, lookback: bool) {
             format!("CREATE TABLE {ctl} (secs double precision)"),
             format!("INSERT INTO {ctl} VALUES (0)"),
         ] {
-            match mc.as_mut() {
-                Some(c) => mysql::exec(c, &sql).await,
-                None => postgres::exec(&mut conn, &sql).await,
-            }
+            exec_at_source(&mut conn, mc.as_mut(), &sql).await;
         }
         let pairs = |ids: std::ops::RangeInclusive<i64>| -> Vec<(i64, i64)> {
             ids.map(|id| (id, (id + 1) / 2)).collect()
         };
-        insert_source(origin, &mut conn, mc.as_mut(), &src, &pairs(1..=20)).await;
+        insert_source(&mut conn, mc.as_mut(), &src, &pairs(1..=20)).await;
 
         let (mode, incremental) = if lookback {
             (
@@ -668,12 +592,8 @@ spec:
         assert_eq!(postgres::text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=20, &[]), "after run 1");
         assert_eq!(watermark(d, "incr", "load").as_deref(), Some("10"));
 
-        insert_source(origin, &mut conn, mc.as_mut(), &src, &pairs(21..=40)).await;
-        let slow = format!("UPDATE {ctl} SET secs = 0.1");
-        match mc.as_mut() {
-            Some(c) => mysql::exec(c, &slow).await,
-            None => postgres::exec(&mut conn, &slow).await,
-        }
+        insert_source(&mut conn, mc.as_mut(), &src, &pairs(21..=40)).await;
+        exec_at_source(&mut conn, mc.as_mut(), &format!("UPDATE {ctl} SET secs = 0.1")).await;
         let mut run2 = spawn_synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
         // The source is inside its statement once a row's sleep shows on the server: its
         // snapshot (PostgreSQL) or read view (InnoDB, opened at the first row) is taken.
@@ -710,7 +630,6 @@ spec:
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         insert_source(
-            origin,
             &mut conn,
             mc.as_mut(),
             &src,
@@ -726,11 +645,7 @@ spec:
         assert_eq!(postgres::text(&mut conn, &ids_sql).await.unwrap_or_default(), list(1..=40, &[]), "after run 2");
         assert_eq!(watermark(d, "incr", "load").as_deref(), Some("20"));
 
-        let fast = format!("UPDATE {ctl} SET secs = 0");
-        match mc.as_mut() {
-            Some(c) => mysql::exec(c, &fast).await,
-            None => postgres::exec(&mut conn, &fast).await,
-        }
+        exec_at_source(&mut conn, mc.as_mut(), &format!("UPDATE {ctl} SET secs = 0")).await;
         run_ok(d, &[]);
         let after3 = if lookback {
             list(1..=44, &[])

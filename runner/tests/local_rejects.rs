@@ -5,43 +5,20 @@
 //! their own (a folder of JSON lines, a table), where they outlive the step's pod; a retry
 //! does not keep them twice; and a destination that cannot take them fails the step.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use support::{INBOX_AND_DB, synqx, text};
 
 /// A value no message, state or counter may show.
 const SECRET: &str = "Zebulon-Quartz-7731";
 /// A value the sink (not the source) refuses: above SQLite's largest INTEGER.
 const TOO_BIG: &str = "18446744073709551615";
 
-fn synqx(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synqx"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
-}
-
-fn printed(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn pipeline(on_error: &str, column: &str, kind: &str) -> String {
     format!(
-        r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: inbox}}
-spec: {{filesystem: {{path: ./data}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: db}}
-spec: {{sqlite: {{path: ./out/db.sqlite}}}}
----
-apiVersion: synqx.io/v1alpha1
+        r#"{INBOX_AND_DB}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: rejects}}
 spec:
@@ -94,7 +71,7 @@ fn run_pipeline(dir: &Path, pipeline: &str, csv: &str) -> (String, Option<i32>) 
     std::fs::write(dir.join("data/orders.csv"), csv).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("pipeline.yaml"), pipeline).unwrap_or_else(|e| panic!("{e}"));
     let out = synqx(dir, &["run", "pipeline.yaml", "--state", "state"]);
-    (printed(&out), out.status.code())
+    (text(&out), out.status.code())
 }
 
 /// The rejected files of the run, and every other file of its state folder.

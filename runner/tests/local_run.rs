@@ -3,8 +3,10 @@
 //! of its API sees it (`--ui`: the graph with asset names, last run and watermarks, a watch
 //! whose snapshot holds each step's log lines, other namespaces refused).
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,26 +19,11 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use arrow::array::Int64Array;
 use parquet::basic::Compression;
+use support::{INBOX_AND_DB, run_ok, synqx, synqx_command, text};
 use synqx_testkit::{files, sqlite};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn synqx(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synqx"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -161,9 +148,7 @@ fn the_quickstart_runs_incrementally() {
     expected.extend(kept_orders(&d.join("data/orders/orders-2024-02.csv")));
     expected.sort_unstable();
 
-    let first = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-    let out = text(&first);
-    assert!(first.status.success(), "{out}");
+    let out = run_ok(d, &[]);
     assert!(out.contains("Pipeline quickstart run "), "{out}");
     assert_eq!(
         step_line(&out, "orders-to-lake")[1..4],
@@ -191,9 +176,7 @@ fn the_quickstart_runs_incrementally() {
     );
 
     // Nothing new: no rows move, and the warehouse and the lake are as they were.
-    let second = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-    let out = text(&second);
-    assert!(second.status.success(), "{out}");
+    let out = run_ok(d, &[]);
     assert_eq!(
         step_line(&out, "orders-to-lake")[1..4],
         ["Succeeded", "0", "0"],
@@ -213,9 +196,7 @@ fn the_quickstart_runs_incrementally() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let more = kept_orders(&d.join("extra/orders-2024-03.csv")).len() as i64;
-    let third = synqx(d, &["run", "pipeline.yaml", "--state", "state"]);
-    let out = text(&third);
-    assert!(third.status.success(), "{out}");
+    let out = run_ok(d, &[]);
     assert_eq!(
         step_line(&out, "orders-to-lake")[1..4],
         ["Succeeded", "1,000", &group(more)],
@@ -233,36 +214,9 @@ fn the_quickstart_runs_incrementally() {
         shown.contains("quickstart/orders-to-lake: 2024-03-"),
         "{shown}"
     );
-    let reset = synqx(
-        d,
-        &[
-            "state",
-            "reset",
-            "--pipeline",
-            "quickstart",
-            "--step",
-            "orders-to-lake",
-            "--state",
-            "state",
-        ],
-    );
-    assert!(
-        text(&reset).contains("removed 1 watermark"),
-        "{}",
-        text(&reset)
-    );
-    let fourth = synqx(
-        d,
-        &[
-            "run",
-            "pipeline.yaml",
-            "--state",
-            "state",
-            "--step",
-            "orders-to-lake",
-        ],
-    );
-    let out = text(&fourth);
+    let reset = orders_to_lake_state(d, &["reset"]);
+    assert!(reset.contains("removed 1 watermark"), "{reset}");
+    let out = run_ok(d, &["--step", "orders-to-lake"]);
     assert_eq!(
         step_line(&out, "orders-to-lake")[1..3],
         ["Succeeded", "6,000"],
@@ -277,6 +231,19 @@ fn the_quickstart_runs_incrementally() {
 
 fn group(n: i64) -> String {
     synqx_runner::local::group(n.max(0) as u64)
+}
+
+/// `synqx state VERB` of the quickstart's step `orders-to-lake`, which must succeed: what it
+/// printed.
+fn orders_to_lake_state(d: &Path, verb: &[&str]) -> String {
+    let step = ["--pipeline", "quickstart", "--step", "orders-to-lake"];
+    let out = synqx(
+        d,
+        &[&["state"][..], verb, &step, &["--state", "state"]].concat(),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "synqx state {verb:?} failed:\n{t}");
+    t
 }
 
 #[test]
@@ -352,17 +319,7 @@ fn the_web_ui_serves_only_loopback_unless_asked() {
 /// A pipeline of two independent branches where one fails, under a given onFailure.
 fn branches(on_failure: &str) -> String {
     format!(
-        r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: inbox}}
-spec: {{filesystem: {{path: ./data}}}}
----
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: db}}
-spec: {{sqlite: {{path: ./out/db.sqlite}}}}
----
-apiVersion: synqx.io/v1alpha1
+        r#"{INBOX_AND_DB}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: branches}}
 spec:
@@ -418,63 +375,16 @@ fn on_failure_continue_finishes_independent_branches() {
 fn full_refresh_and_state_set_move_the_starting_point() {
     let dir = quickstart();
     let d = dir.path();
-    let first = synqx(
-        d,
-        &[
-            "run",
-            "pipeline.yaml",
-            "--state",
-            "state",
-            "--step",
-            "orders-to-lake",
-        ],
-    );
-    assert!(first.status.success(), "{}", text(&first));
-    let again = text(&synqx(
-        d,
-        &[
-            "run",
-            "pipeline.yaml",
-            "--state",
-            "state",
-            "--step",
-            "orders-to-lake",
-            "--full-refresh",
-        ],
-    ));
+    run_ok(d, &["--step", "orders-to-lake"]);
+    let again = run_ok(d, &["--step", "orders-to-lake", "--full-refresh"]);
     assert_eq!(
         step_line(&again, "orders-to-lake")[1..3],
         ["Succeeded", "5,000"],
         "{again}"
     );
     // Set the watermark to the end of January: only February's rows are read.
-    let set = synqx(
-        d,
-        &[
-            "state",
-            "set",
-            "--pipeline",
-            "quickstart",
-            "--step",
-            "orders-to-lake",
-            "--watermark",
-            "2024-02-01T00:00:00Z",
-            "--state",
-            "state",
-        ],
-    );
-    assert!(set.status.success(), "{}", text(&set));
-    let feb = text(&synqx(
-        d,
-        &[
-            "run",
-            "pipeline.yaml",
-            "--state",
-            "state",
-            "--step",
-            "orders-to-lake",
-        ],
-    ));
+    orders_to_lake_state(d, &["set", "--watermark", "2024-02-01T00:00:00Z"]);
+    let feb = run_ok(d, &["--step", "orders-to-lake"]);
     let csv = std::fs::read_to_string(d.join("data/orders/orders-2024-02.csv")).unwrap_or_default();
     let expected = csv
         .lines()
@@ -509,7 +419,7 @@ fn a_run_killed_mid_overwrite_leaves_the_old_table() {
     std::fs::write(d.join("data/big.csv"), big).unwrap_or_else(|e| panic!("{e}"));
     let yaml = |mode: &str, fqn: &str| {
         format!(
-            "apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: inbox}}\nspec: {{filesystem: {{path: ./data}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db}}\nspec: {{sqlite: {{path: ./out/db.sqlite}}}}\n---\napiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: big}}\nspec:\n  steps:\n    - name: load\n      sync:\n        source: {{connection: inbox, asset: {{fqn: {fqn}}}}}\n        destination: {{connection: db, asset: {{fqn: t}}, mode: {mode}}}\n"
+            "{INBOX_AND_DB}apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: big}}\nspec:\n  steps:\n    - name: load\n      sync:\n        source: {{connection: inbox, asset: {{fqn: {fqn}}}}}\n        destination: {{connection: db, asset: {{fqn: t}}, mode: {mode}}}\n"
         )
     };
     std::fs::write(d.join("small.yaml"), yaml("overwrite", "customers.csv"))
@@ -523,11 +433,9 @@ fn a_run_killed_mid_overwrite_leaves_the_old_table() {
         .unwrap_or_else(|e| panic!("{e}"));
     let wal = d.join("out/db.sqlite-wal");
     let before = wal_size(&wal);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_synqx"))
-        .args(["run", "big.yaml", "--state", "state"])
-        .current_dir(d)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let mut child = synqx_command(d, &["run", "big.yaml", "--state", "state"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     // The load has started once its uncommitted pages overflow SQLite's cache into the WAL.

@@ -7,7 +7,7 @@
 //! destination holds exactly its old rows; a rerun after the killed step's deadline loads the
 //! new rows and drops what the killed run staged (`connectors::staging`).
 
-mod databases_common;
+mod support;
 mod warehouses_common;
 
 use std::future::Future;
@@ -15,11 +15,11 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use databases_common::{run_ok, runtime, spawn_synqx, write_pipeline};
 use mongodb::bson::Document;
+use support::{LAKE, run_ok, runtime, spawn_synqx, write_pipeline};
 use synqx_testkit::hold::HoldingProxy;
 use synqx_testkit::{emulators, servers, unique_name};
-use warehouses_common::{BigQuery, Fakesnow};
+use warehouses_common::{BigQuery, Fakesnow, fakesnow_connection};
 
 /// The step's timeout: the killed run's staged objects are orphans once it has passed.
 const TIMEOUT_SECONDS: u64 = 20;
@@ -68,12 +68,7 @@ struct Target<'a> {
 
 fn pipeline(fqn: &str, source: &str) -> String {
     format!(
-        r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lake}}
-spec: {{filesystem: {{path: ./lake}}}}
----
-apiVersion: synqx.io/v1alpha1
+        r#"{LAKE}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: killed}}
 spec:
@@ -303,24 +298,8 @@ fn killed_snowflake_overwrite(swap: &'static [u8], staged_new: usize) {
         let url = emulators::fakesnow();
         let database = unique_name("KILLED").to_ascii_uppercase();
         let fakesnow = Fakesnow::create_database(&url, &database).await;
-        let connection = |host: &str| {
-            format!(
-                r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: dest}}
-spec:
-  snowflake:
-    account: synqx-test
-    host: "{host}"
-    user: {{value: loader}}
-    password: {{value: unused}}
-    warehouse: WH
-    database: {database}
-    schema: PUBLIC
----
-"#
-            )
-        };
+        let connection =
+            |host: &str| fakesnow_connection("dest", host, &database, "{value: unused}");
         let read = |table: String| -> Pending<'_, Rows> {
             let (fakesnow, database) = (&fakesnow, &database);
             Box::pin(async move {
@@ -360,21 +339,7 @@ fn a_killed_bigquery_overwrite_leaves_the_old_table() {
         let bigquery = BigQuery::new();
         let dataset = unique_name("killed");
         bigquery.create_dataset(&dataset).await;
-        let connection = |endpoint: &str| {
-            format!(
-                r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: dest}}
-spec:
-  bigquery:
-    project: {project}
-    dataset: {dataset}
-    endpoint: "{endpoint}"
----
-"#,
-                project = bigquery.project
-            )
-        };
+        let connection = |endpoint: &str| bigquery.connection("dest", &dataset, endpoint, "");
         let read = |table: String| -> Pending<'_, Rows> {
             let (bigquery, dataset) = (&bigquery, &dataset);
             Box::pin(async move {

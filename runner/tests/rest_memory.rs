@@ -4,8 +4,11 @@
 //! read whole. Both stay within the budget, measured as the kernel's high-water mark of the
 //! runner's process (`ru_maxrss` from `wait4`, its VmHWM when it ended).
 
+mod support;
+
 use std::path::Path;
 
+use support::{LAKE, synqx_command};
 use synqx_testkit::http::{Reply, StandIn};
 use synqx_testkit::{files, run_with_peak};
 
@@ -70,12 +73,7 @@ spec:
     auth: {{apiKey: {{query: api_key, value: {{secretKeyRef: {{name: api-creds, key: key}}}}}}}}
     pagination: {{kind: none}}
 ---
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lake}}
-spec: {{filesystem: {{path: ./lake}}}}
----
-apiVersion: synqx.io/v1alpha1
+{LAKE}apiVersion: synqx.io/v1alpha1
 kind: Pipeline
 metadata: {{name: huge}}
 spec:
@@ -105,12 +103,8 @@ fn run(records: u64) -> Run {
     let port = api.port;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     write_pipeline(dir.path(), port);
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synqx"));
-    command
-        .args(["run", "pipeline.yaml", "--state", "state"])
-        .current_dir(dir.path())
-        .env("SYNQX_STEP_MEMORY", format!("{BUDGET_MIB}MiB"))
-        .env_remove("KUBERNETES_SERVICE_HOST");
+    let mut command = synqx_command(dir.path(), &["run", "pipeline.yaml", "--state", "state"]);
+    command.env("SYNQX_STEP_MEMORY", format!("{BUDGET_MIB}MiB"));
     let (status, out, peak) = run_with_peak(command, dir.path());
     eprintln!(
         "a page of {} MiB: peak RSS {} MiB",

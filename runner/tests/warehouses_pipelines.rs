@@ -2,12 +2,12 @@
 //! `scripts/emulators up` starts (fakesnow, bigquery-emulator): PostgreSQL → Snowflake →
 //! Parquet, and Parquet → BigQuery → PostgreSQL, each compared row for row with its source.
 
-mod databases_common;
+mod support;
 mod warehouses_common;
 
-use databases_common::*;
+use support::*;
 use synqx_testkit::emulators;
-use warehouses_common::{BigQuery, Fakesnow};
+use warehouses_common::{BigQuery, Fakesnow, fakesnow_connection};
 
 /// A table of the types both warehouses map, with a NULL row.
 const SOURCE: &str = "CREATE TABLE {s}.src (id integer, amount numeric(12,2), name text, flag boolean, \
@@ -62,30 +62,17 @@ fn postgres_to_snowflake_to_parquet() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
         let lake = d.join("lake");
-        let snowflake = format!(
-            r#"apiVersion: v1
+        let secret = r#"apiVersion: v1
 kind: Secret
-metadata: {{name: sf-creds}}
-stringData: {{password: "sf-e2e-pass"}}
+metadata: {name: sf-creds}
+stringData: {password: "sf-e2e-pass"}
 ---
-apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: warehouse}}
-spec:
-  snowflake:
-    account: synqx-test
-    host: "{url}"
-    user: {{value: loader}}
-    password: {{secretKeyRef: {{name: sf-creds, key: password}}}}
-    warehouse: WH
-    database: {database}
-    schema: PUBLIC
----
-"#
-        );
+"#;
+        let password = "{secretKeyRef: {name: sf-creds, key: password}}";
+        let snowflake = fakesnow_connection("warehouse", &url, &database, password);
         write_pipeline(
             d,
-            &format!("{snowflake}{}", connections(None, Some(&lake))),
+            &format!("{secret}{snowflake}{}", connections(None, Some(&lake))),
             &format!(
                 r#"apiVersion: synqx.io/v1alpha1
 kind: Pipeline
@@ -130,7 +117,6 @@ spec:
 fn parquet_to_bigquery_to_postgres() {
     runtime().block_on(async {
         let bigquery = BigQuery::new();
-        let (url, project) = (bigquery.url.clone(), bigquery.project.clone());
         let mut conn = postgres::connect().await;
         let schema = postgres::Schema::new(&mut conn, "bq_e2e").await;
         let s = &schema.name;
@@ -142,23 +128,16 @@ fn parquet_to_bigquery_to_postgres() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
         let lake = d.join("lake");
-        let bigquery = format!(
-            r#"apiVersion: synqx.io/v1alpha1
-kind: Connection
-metadata: {{name: lakehouse}}
-spec:
-  bigquery:
-    project: {project}
-    dataset: {dataset}
-    endpoint: "{url}"
-    # The emulator's Parquet reader misreads NUMERIC, DATE, TIMESTAMP and JSON.
-    loadFormat: json
----
-"#
+        // The emulator's Parquet reader misreads NUMERIC, DATE, TIMESTAMP and JSON.
+        let lakehouse = bigquery.connection(
+            "lakehouse",
+            &dataset,
+            &bigquery.url,
+            "    loadFormat: json\n",
         );
         write_pipeline(
             d,
-            &format!("{bigquery}{}", connections(None, Some(&lake))),
+            &format!("{lakehouse}{}", connections(None, Some(&lake))),
             &format!(
                 r#"apiVersion: synqx.io/v1alpha1
 kind: Pipeline

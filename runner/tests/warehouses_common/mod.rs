@@ -12,6 +12,28 @@ use base64::Engine;
 use serde_json::{Value, json};
 use synqx_testkit::emulators;
 
+/// Connection `name` to the fakesnow at `host`, its database `database` (schema `PUBLIC`),
+/// with `password` (a SecretValue in YAML: `{value: …}`, `{secretKeyRef: …}`), the document
+/// ended. fakesnow takes any account, user and warehouse; these are the tests' own.
+pub fn fakesnow_connection(name: &str, host: &str, database: &str, password: &str) -> String {
+    format!(
+        r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: {name}}}
+spec:
+  snowflake:
+    account: synqx-test
+    host: "{host}"
+    user: {{value: loader}}
+    password: {password}
+    warehouse: WH
+    database: {database}
+    schema: PUBLIC
+---
+"#
+    )
+}
+
 /// A session on fakesnow, in `database` (schema `PUBLIC`).
 pub struct Fakesnow {
     url: String,
@@ -133,6 +155,25 @@ impl BigQuery {
             project,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Connection `name` to dataset `dataset` of the project, its API at `endpoint` (the
+    /// emulator's, or a proxy's), with the further `bigquery` settings `more` (lines indented
+    /// by four), the document ended.
+    pub fn connection(&self, name: &str, dataset: &str, endpoint: &str, more: &str) -> String {
+        let project = &self.project;
+        format!(
+            r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {{name: {name}}}
+spec:
+  bigquery:
+    project: {project}
+    dataset: {dataset}
+    endpoint: "{endpoint}"
+{more}---
+"#
+        )
     }
 
     fn api(&self, path: &str) -> String {

@@ -18,6 +18,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 
+pub mod named;
 #[cfg(any(
     feature = "snowflake-integration-tests",
     feature = "bigquery-integration-tests"

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schem
 use mongodb::bson::{self, Bson, Document, doc};
 use synqx_api::pipeline::{Nested, Source as SourceSpec, WriteMode};
 
-use super::support::{connection, documents, raw, read, uri, write};
+use super::support::{check, connection, documents, raw, read, uri, write};
 use crate::engine::CursorFilter;
 use crate::engine::cursor::MaxTracker;
 use crate::error::Error;
@@ -312,8 +312,14 @@ fn rows(ids: &[i64], names: &[&str]) -> RecordBatch {
     .unwrap()
 }
 
-fn pairs(docs: &[Document]) -> Vec<(i64, String)> {
-    docs.iter()
+/// `(id, name)` rows.
+type Pairs = Vec<(i64, String)>;
+
+/// The `(id, name)` of every document of `collection`, by id.
+async fn pairs(db: &mongodb::Database, collection: &str) -> Pairs {
+    documents(db, collection, "id")
+        .await
+        .iter()
         .map(|d| {
             (
                 d.get_i64("id").unwrap(),
@@ -323,68 +329,59 @@ fn pairs(docs: &[Document]) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// No collection a load staged beside `collection` is left.
+async fn nothing_staged(db: &mongodb::Database, collection: &str) {
+    let names = db.list_collection_names().await.unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(&format!("{collection}__synqx"))),
+        "staged collection left: {names:?}"
+    );
+}
+
 #[tokio::test]
 async fn append_upsert_and_overwrite() {
     let db = raw(DB).await;
     let name = unique_name("m_modes");
     let conn = connection(&uri(), DB);
-    write(
-        &conn,
-        &name,
-        WriteMode::Append,
-        &[],
-        vec![Ok(rows(&[1, 2], &["a", "b"]))],
-    )
-    .await
-    .unwrap();
-    write(
-        &conn,
-        &name,
-        WriteMode::Append,
-        &[],
-        vec![Ok(rows(&[3], &["c"]))],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        pairs(&documents(&db, &name, "id").await),
-        [(1, "a".into()), (2, "b".into()), (3, "c".into())]
-    );
-    write(
-        &conn,
-        &name,
-        WriteMode::Upsert,
-        &["id"],
-        vec![Ok(rows(&[2, 4], &["B", "d"]))],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        pairs(&documents(&db, &name, "id").await),
-        [
-            (1, "a".into()),
-            (2, "B".into()),
-            (3, "c".into()),
-            (4, "d".into())
-        ]
-    );
-    write(
-        &conn,
-        &name,
-        WriteMode::Overwrite,
-        &[],
-        vec![Ok(rows(&[9], &["z"]))],
-    )
-    .await
-    .unwrap();
-    assert_eq!(pairs(&documents(&db, &name, "id").await), [(9, "z".into())]);
-    let names = db.list_collection_names().await.unwrap();
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with(&format!("{name}__synqx"))),
-        "{names:?}"
-    );
+    let pair = |id: i64, name: &str| (id, name.to_string());
+    // Each write, then the whole collection.
+    let steps: [(WriteMode, &[&str], RecordBatch, Pairs); 4] = [
+        (
+            WriteMode::Append,
+            &[],
+            rows(&[1, 2], &["a", "b"]),
+            vec![pair(1, "a"), pair(2, "b")],
+        ),
+        (
+            WriteMode::Append,
+            &[],
+            rows(&[3], &["c"]),
+            vec![pair(1, "a"), pair(2, "b"), pair(3, "c")],
+        ),
+        (
+            WriteMode::Upsert,
+            &["id"],
+            rows(&[2, 4], &["B", "d"]),
+            vec![pair(1, "a"), pair(2, "B"), pair(3, "c"), pair(4, "d")],
+        ),
+        (
+            WriteMode::Overwrite,
+            &[],
+            rows(&[9], &["z"]),
+            vec![pair(9, "z")],
+        ),
+    ];
+    for (mode, key, batch, expected) in steps {
+        let sent = batch.num_rows() as u64;
+        let out = write(&conn, &name, mode, key, vec![Ok(batch)])
+            .await
+            .unwrap();
+        assert_eq!(out.rows, sent, "{mode:?}");
+        assert_eq!(pairs(&db, &name).await, expected, "after {mode:?}");
+    }
+    nothing_staged(&db, &name).await;
 }
 
 #[tokio::test]
@@ -413,17 +410,8 @@ async fn a_failed_overwrite_leaves_the_old_collection() {
     )
     .await;
     assert!(failed.is_err());
-    assert_eq!(
-        pairs(&documents(&db, &name, "id").await),
-        [(1, "a".into()), (2, "b".into())]
-    );
-    let names = db.list_collection_names().await.unwrap();
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with(&format!("{name}__synqx"))),
-        "staged collection left: {names:?}"
-    );
+    assert_eq!(pairs(&db, &name).await, [(1, "a".into()), (2, "b".into())]);
+    nothing_staged(&db, &name).await;
 }
 
 #[tokio::test]
@@ -483,24 +471,16 @@ async fn bad_credentials_and_unreachable_servers_are_clear_and_redacted() {
     );
     assert!(e.contains("check the user and password"), "{e}");
     assert!(!e.contains("Wr0ngPassw0rd"), "{e}");
-    let secrets = crate::secrets::Secrets::default();
-    let at = |spec| crate::connectors::ConnectionRef {
-        name: "docs",
-        spec,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    };
-    let report = crate::connectors::check(&at(&conn)).await;
+    let report = check(&conn).await;
     assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
     assert!(!report.message.contains("Wr0ngPassw0rd"));
-    let good = connection(&uri(), DB);
-    let report = crate::connectors::check(&at(&good)).await;
+    let report = check(&connection(&uri(), DB)).await;
     assert!(report.ready, "{report:?}");
     let down = connection(
         "mongodb://synqx:secret-pw@127.0.0.1:9/?serverSelectionTimeoutMS=500&connectTimeoutMS=500",
         DB,
     );
-    let report = crate::connectors::check(&at(&down)).await;
+    let report = check(&down).await;
     assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
     assert!(!report.message.contains("secret-pw"), "{report:?}");
 }

@@ -1,25 +1,22 @@
 //! The MongoDB test server (FerretDB from `scripts/nosql-services up`, `SYNQX_TEST_MONGODB`),
 //! Connections to it, and read and write helpers. A missing server fails the test.
 
-use std::sync::Arc;
-
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 use mongodb::bson::Document;
 use synqx_api::ConnectionSpec;
 use synqx_api::SecretValue;
-use synqx_api::connection::MongoConnection;
-use synqx_api::pipeline::{Asset, Destination, OnError, Source as SourceSpec, WriteMode};
+use synqx_api::connection::{CheckReport, MongoConnection};
+use synqx_api::pipeline::{Asset, Source as SourceSpec, WriteMode};
 
 use synqx_testkit::servers;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::tests::Harness;
-use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, WriteOutcome, WriteRequest,
-};
+use crate::connectors::tests::{destination, named};
+use crate::engine::{CursorFilter, DEFAULT_BATCH_BYTES, Rejects, WriteOutcome};
 use crate::error::Result;
-use crate::secrets::Secrets;
+
+/// The name of the Connections of these tests.
+pub const CONNECTION: &str = "docs";
 
 /// URI of the test server.
 pub fn uri() -> String {
@@ -56,21 +53,6 @@ pub async fn raw(database: &str) -> mongodb::Database {
     db
 }
 
-/// The Connection `docs` of `spec`, opened through the registry as a step opens it.
-pub fn harness(spec: &ConnectionSpec) -> Result<Harness> {
-    let secrets = Secrets::default();
-    let conn = ConnectionRef {
-        name: "docs",
-        spec,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    };
-    Ok(Harness {
-        source: crate::connectors::source(&conn)?,
-        sink: crate::connectors::sink(&conn)?,
-    })
-}
-
 /// Reads `source` (its connection and asset are set here) with an optional cursor filter.
 pub async fn read(
     spec: &ConnectionSpec,
@@ -78,24 +60,15 @@ pub async fn read(
     collection: &str,
     filter: Option<CursorFilter>,
 ) -> Result<Vec<RecordBatch>> {
-    source.connection = "docs".into();
+    source.connection = CONNECTION.into();
     source.asset = Asset {
         name: None,
         fqn: collection.into(),
     };
-    let counters = Arc::new(Counters::default());
-    let request = ReadRequest {
-        spec: source,
-        filter,
-        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
-        rejects: Rejects::new(OnError::Fail, None, counters),
-        memory: Default::default(),
-    };
-    let mut stream = harness(spec)?.source.read(&request).await?;
-    let mut batches = Vec::new();
-    while let Some(b) = stream.stream.next().await {
-        batches.push(b?);
-    }
+    let harness = named::open(CONNECTION, spec)?;
+    let (_, batches) = harness
+        .read_with(source, filter, DEFAULT_BATCH_BYTES, Rejects::failing())
+        .await?;
     Ok(batches)
 }
 
@@ -111,25 +84,15 @@ pub async fn write(
         Some(Ok(b)) => b.schema(),
         _ => panic!("write needs a first batch for its schema"),
     };
-    let request = WriteRequest {
-        spec: Destination {
-            connection: "docs".into(),
-            asset: Asset {
-                name: None,
-                fqn: collection.into(),
-            },
-            mode: Some(mode),
-            primary_key: key.iter().map(|k| k.to_string()).collect(),
-            ..Default::default()
-        },
-        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
-        deadline: None,
-    };
-    let input = SchemaStream::new(schema, futures::stream::iter(batches));
-    harness(spec)?
-        .sink
-        .write(&request, input, &Counters::default())
+    let to = destination(CONNECTION, collection, mode, key, None);
+    named::open(CONNECTION, spec)?
+        .write(to, schema, batches)
         .await
+}
+
+/// What `synqx check` reports of the Connection `spec`.
+pub async fn check(spec: &ConnectionSpec) -> CheckReport {
+    named::check(CONNECTION, spec).await
 }
 
 /// Every document of a collection, sorted by `sort`.

@@ -13,31 +13,11 @@ use synqx_api::pipeline::{Nested, RedisWriteKind, WriteMode};
 use synqx_testkit::unique_name;
 
 use super::support::{
-    column_i64, connection, hashes, orders, password, raw, read, read_source, source, write,
-    write_stream,
+    Db, column_i64, connection, get, hashes, hget, keys, nothing_staged, orders, password, pttl,
+    put, raw, read, read_source, source, write, write_stream,
 };
 use crate::connectors::redis::owned::STAGING_TTL;
 use crate::engine::SchemaStream;
-
-type Db = redis::aio::MultiplexedConnection;
-
-async fn keys(db: &mut Db, pattern: &str) -> Vec<String> {
-    let mut found: Vec<String> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(db)
-        .await
-        .unwrap_or_else(|e| panic!("KEYS {pattern}: {e}"));
-    found.sort();
-    found
-}
-
-async fn pttl(db: &mut Db, key: &str) -> i64 {
-    redis::cmd("PTTL")
-        .arg(key)
-        .query_async(db)
-        .await
-        .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
-}
 
 async fn set(db: &mut Db, key: &str, value: &str) {
     redis::cmd("SET")
@@ -114,11 +94,7 @@ async fn overwrite_keeps_the_keys_of_another_template_under_the_same_prefix() {
     let mut users_now: Vec<String> = (3..8).map(|i| format!("{prefix}:user:{i}")).collect();
     users_now.sort();
     assert_eq!(recorded, users_now);
-    assert!(
-        keys(&mut db, &format!("synqx-staging:*{prefix}*"))
-            .await
-            .is_empty()
-    );
+    nothing_staged(&mut db, &prefix).await;
 }
 
 #[tokio::test]
@@ -134,26 +110,22 @@ async fn overwrite_of_templates_that_start_with_a_column_touches_only_their_keys
         ("{key}", RedisWriteKind::Json),
         ("{tenant}:{n}", RedisWriteKind::Hash),
     ] {
-        write(
+        put(
             &conn,
             template,
             kind,
             WriteMode::Append,
-            None,
-            vec![Ok(keyed(&prefix, 0..4))],
+            keyed(&prefix, 0..4),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{template}: {e}"));
-        write(
+        .await;
+        put(
             &conn,
             template,
             kind,
             WriteMode::Overwrite,
-            None,
-            vec![Ok(keyed(&prefix, 2..6))],
+            keyed(&prefix, 2..6),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{template}: {e}"));
+        .await;
     }
     let mut expected: Vec<String> = (2..6)
         .flat_map(|i| [format!("{prefix}-{i}"), format!("{prefix}:{i}")])
@@ -162,34 +134,21 @@ async fn overwrite_of_templates_that_start_with_a_column_touches_only_their_keys
     expected.sort();
     assert_eq!(keys(&mut db, &format!("{prefix}*")).await, expected);
     for key in &unrelated {
-        let value: String = redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut db)
-            .await
-            .unwrap();
-        assert_eq!(value, "kept", "{key}");
+        assert_eq!(get(&mut db, key).await.as_deref(), Some("kept"), "{key}");
     }
-    let text: String = redis::cmd("GET")
-        .arg(format!("{prefix}-5"))
-        .query_async(&mut db)
+    let text = get(&mut db, &format!("{prefix}-5"))
         .await
-        .unwrap();
+        .unwrap_or_default();
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["n"],
-        5
+        5,
+        "{text}"
     );
-    let n: String = redis::cmd("HGET")
-        .arg(format!("{prefix}:5"))
-        .arg("n")
-        .query_async(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(n, "5");
-    assert!(
-        keys(&mut db, &format!("synqx-staging:*{prefix}*"))
-            .await
-            .is_empty()
+    assert_eq!(
+        hget(&mut db, &format!("{prefix}:5"), "n").await.as_deref(),
+        Some("5")
     );
+    nothing_staged(&mut db, &prefix).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@ use arrow::array::{Array, AsArray, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use synqx_api::pipeline::{RedisWriteKind, WriteMode};
 
-use super::support::{column_i64, connection, hashes, orders, password, raw, read, write};
+use super::support::{
+    check, column_i64, connection, get, hashes, hget, nothing_staged, orders, password, pttl, put,
+    raw, read, write,
+};
 use crate::engine::cursor::{MaxTracker, later};
 use crate::error::Error;
 use synqx_testkit::unique_name;
@@ -82,20 +85,14 @@ async fn json_strings_round_trip_and_expire_with_ttl() {
     )
     .await
     .unwrap();
-    let text: String = redis::cmd("GET")
-        .arg(format!("{prefix}:o:4"))
-        .query_async(&mut db)
+    let text = get(&mut db, &format!("{prefix}:o:4"))
         .await
-        .unwrap();
+        .unwrap_or_else(|| panic!("no key {prefix}:o:4"));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["id"], 4);
     assert_eq!(json["price"], 10.0);
     assert_eq!(json["paid"], true);
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("{prefix}:o:4"))
-        .query_async(&mut db)
-        .await
-        .unwrap();
+    let ttl = pttl(&mut db, &format!("{prefix}:o:4")).await;
     assert!(ttl > 3_500_000 && ttl <= 3_600_000, "PTTL {ttl}");
     let (batches, _) = read(&conn, &format!("{prefix}:o:*"), None).await.unwrap();
     assert_eq!(column_i64(&batches, "id"), (0..10).collect::<Vec<_>>());
@@ -170,16 +167,14 @@ async fn streams_are_read_incrementally_over_three_runs() {
     assert_eq!(seen.len(), 1512);
     // Written back to another stream with XADD, the entries keep their fields.
     let copy = unique_name("rs_copy");
-    write(
+    put(
         &conn,
         &copy,
         RedisWriteKind::Stream,
         WriteMode::Append,
-        None,
-        vec![Ok(orders(0..5))],
+        orders(0..5),
     )
-    .await
-    .unwrap();
+    .await;
     let len: i64 = redis::cmd("XLEN")
         .arg(&copy)
         .query_async(&mut db)
@@ -216,36 +211,25 @@ async fn overwrite_swaps_keys_and_a_failed_one_leaves_the_old() {
     assert!(failed.is_err());
     let (batches, _) = read(&conn, &format!("{prefix}:*"), None).await.unwrap();
     assert_eq!(column_i64(&batches, "id"), (3..8).collect::<Vec<_>>());
-    let staged: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("synqx-staging:*{prefix}*"))
-        .query_async(&mut db)
-        .await
-        .unwrap();
-    assert!(staged.is_empty(), "staged keys left: {staged:?}");
+    nothing_staged(&mut db, &prefix).await;
     // Streams are swapped whole.
     let stream = unique_name("ro_stream");
-    write(
-        &conn,
-        &stream,
-        RedisWriteKind::Stream,
-        WriteMode::Append,
-        None,
-        vec![Ok(orders(0..4))],
-    )
-    .await
-    .unwrap();
-    write(
-        &conn,
-        &stream,
-        RedisWriteKind::Stream,
-        WriteMode::Overwrite,
-        None,
-        vec![Ok(orders(10..12))],
-    )
-    .await
-    .unwrap();
-    let (batches, _) = read(&conn, &stream, None).await.unwrap();
-    assert_eq!(column_i64(&batches, "id"), [10, 11]);
+    for (mode, ids) in [(WriteMode::Append, 0..4), (WriteMode::Overwrite, 10..12)] {
+        put(
+            &conn,
+            &stream,
+            RedisWriteKind::Stream,
+            mode,
+            orders(ids.clone()),
+        )
+        .await;
+        let (batches, _) = read(&conn, &stream, None).await.unwrap();
+        assert_eq!(
+            column_i64(&batches, "id"),
+            ids.collect::<Vec<_>>(),
+            "{mode:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -270,40 +254,20 @@ async fn upsert_replaces_whole_hashes_and_append_merges_fields() {
         })
         .collect();
     one = RecordBatch::try_new(one.schema(), cols).unwrap();
-    write(
-        &conn,
-        &template,
-        RedisWriteKind::Hash,
-        WriteMode::Append,
-        None,
-        vec![Ok(one.clone())],
-    )
-    .await
-    .unwrap();
-    let price: Option<String> = redis::cmd("HGET")
-        .arg(format!("{prefix}:1"))
-        .arg("price")
-        .query_async(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(price.as_deref(), Some("2.5"));
-    write(
-        &conn,
-        &template,
-        RedisWriteKind::Hash,
-        WriteMode::Upsert,
-        None,
-        vec![Ok(one)],
-    )
-    .await
-    .unwrap();
-    let price: Option<String> = redis::cmd("HGET")
-        .arg(format!("{prefix}:1"))
-        .arg("price")
-        .query_async(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(price, None);
+    let key = format!("{prefix}:1");
+    for (mode, price) in [(WriteMode::Append, Some("2.5")), (WriteMode::Upsert, None)] {
+        hashes(&conn, &template, mode, one.clone()).await;
+        assert_eq!(
+            hget(&mut db, &key, "price").await.as_deref(),
+            price,
+            "{mode:?}"
+        );
+        assert_eq!(
+            hget(&mut db, &key, "id").await.as_deref(),
+            Some("1"),
+            "{mode:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -334,22 +298,9 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
         "{e}"
     );
     assert!(!e.contains("not-the-password"), "{e}");
-    let secrets = crate::secrets::Secrets::default();
-    let report = crate::connectors::check(&crate::connectors::ConnectionRef {
-        name: "cache",
-        spec: &bad,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    })
-    .await;
+    let report = check(&bad).await;
     assert_eq!(report.reason.as_str(), "Unauthorized", "{report:?}");
-    let ok = crate::connectors::check(&crate::connectors::ConnectionRef {
-        name: "cache",
-        spec: &conn,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    })
-    .await;
+    let ok = check(&conn).await;
     assert!(
         ok.ready && ok.message.contains("connected to Redis 7."),
         "{ok:?}"
@@ -358,13 +309,7 @@ async fn bad_templates_wrong_passwords_and_unreachable_servers_are_clear() {
     if let Some(r) = down.redis.as_mut() {
         r.port = Some(9);
     }
-    let report = crate::connectors::check(&crate::connectors::ConnectionRef {
-        name: "cache",
-        spec: &down,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    })
-    .await;
+    let report = check(&down).await;
     assert_eq!(report.reason.as_str(), "Unreachable", "{report:?}");
 }
 

@@ -8,23 +8,21 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
-use futures::StreamExt;
 use synqx_api::ConnectionSpec;
 use synqx_api::SecretValue;
-use synqx_api::connection::RedisConnection;
-use synqx_api::pipeline::{
-    Asset, Destination, OnError, RedisWrite, RedisWriteKind, Source as SourceSpec, WriteMode,
-};
+use synqx_api::connection::{CheckReport, RedisConnection};
+use synqx_api::pipeline::{OnError, RedisWrite, RedisWriteKind, Source as SourceSpec, WriteMode};
 
 use synqx_testkit::servers;
 
-use crate::connectors::ConnectionRef;
-use crate::connectors::tests::Harness;
+use crate::connectors::tests::{destination, named, table_source};
 use crate::engine::{
-    Counters, CursorFilter, ReadRequest, Rejects, SchemaStream, WriteOutcome, WriteRequest,
+    Counters, CursorFilter, DEFAULT_BATCH_BYTES, Rejects, SchemaStream, WriteOutcome, WriteRequest,
 };
 use crate::error::Result;
-use crate::secrets::Secrets;
+
+/// The name of the Connections of these tests.
+pub const CONNECTION: &str = "cache";
 
 /// A Connection to the test server with `password`.
 pub fn connection(password: &str) -> ConnectionSpec {
@@ -50,7 +48,7 @@ pub fn password() -> String {
 }
 
 /// A raw connection for setting up and checking data; fails the test when the server is down.
-pub async fn raw() -> redis::aio::MultiplexedConnection {
+pub async fn raw() -> Db {
     let server = servers::redis();
     let client = redis::Client::open(server.url()).unwrap_or_else(|e| panic!("{e}"));
     client
@@ -64,19 +62,9 @@ pub async fn raw() -> redis::aio::MultiplexedConnection {
         })
 }
 
-/// The Connection `cache` of `spec`, opened through the registry as a step opens it.
-pub fn harness(spec: &ConnectionSpec) -> Result<Harness> {
-    let secrets = Secrets::default();
-    let conn = ConnectionRef {
-        name: "cache",
-        spec,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    };
-    Ok(Harness {
-        source: crate::connectors::source(&conn)?,
-        sink: crate::connectors::sink(&conn)?,
-    })
+/// What `synqx check` reports of the Connection `spec`.
+pub async fn check(spec: &ConnectionSpec) -> CheckReport {
+    named::check(CONNECTION, spec).await
 }
 
 /// Reads `fqn` (with `after` as the `_id` watermark).
@@ -88,16 +76,9 @@ pub async fn read(
     read_source(spec, source(fqn), after).await
 }
 
-/// A source block reading `fqn` from the Connection `cache`.
+/// A source block reading `fqn` from the Connection of these tests.
 pub fn source(fqn: &str) -> SourceSpec {
-    SourceSpec {
-        connection: "cache".into(),
-        asset: Asset {
-            name: None,
-            fqn: fqn.into(),
-        },
-        ..Default::default()
-    }
+    table_source(CONNECTION, fqn)
 }
 
 /// Reads the source `spec_source` (with `after` as the `_id` watermark).
@@ -106,23 +87,15 @@ pub async fn read_source(
     spec_source: SourceSpec,
     after: Option<&str>,
 ) -> Result<(Vec<RecordBatch>, Arc<Counters>)> {
-    let source = harness(spec)?.source;
     let counters = Arc::new(Counters::default());
-    let request = ReadRequest {
-        spec: spec_source,
-        filter: after.map(|a| CursorFilter {
-            column: "_id".into(),
-            after: a.into(),
-        }),
-        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
-        rejects: Rejects::new(OnError::Fail, None, counters.clone()),
-        memory: Default::default(),
-    };
-    let mut stream = source.read(&request).await?;
-    let mut batches = Vec::new();
-    while let Some(b) = stream.stream.next().await {
-        batches.push(b?);
-    }
+    let filter = after.map(|a| CursorFilter {
+        column: "_id".into(),
+        after: a.into(),
+    });
+    let rejects = Rejects::new(OnError::Fail, None, counters.clone());
+    let (_, batches) = named::open(CONNECTION, spec)?
+        .read_with(spec_source, filter, DEFAULT_BATCH_BYTES, rejects)
+        .await?;
     Ok((batches, counters))
 }
 
@@ -152,22 +125,15 @@ pub async fn write_stream(
     ttl: Option<&str>,
     input: SchemaStream,
 ) -> Result<WriteOutcome> {
-    let sink = harness(spec)?.sink;
+    let sink = named::open(CONNECTION, spec)?.sink;
+    let mut to = destination(CONNECTION, fqn, mode, &[], None);
+    to.redis = Some(RedisWrite {
+        kind: Some(kind),
+        ttl: ttl.map(str::to_string),
+    });
     let request = WriteRequest {
-        spec: Destination {
-            connection: "cache".into(),
-            asset: Asset {
-                name: None,
-                fqn: fqn.into(),
-            },
-            mode: Some(mode),
-            redis: Some(RedisWrite {
-                kind: Some(kind),
-                ttl: ttl.map(str::to_string),
-            }),
-            ..Default::default()
-        },
-        batch_bytes: crate::engine::DEFAULT_BATCH_BYTES,
+        spec: to,
+        batch_bytes: DEFAULT_BATCH_BYTES,
         deadline: None,
     };
     sink.write(&request, input, &Counters::default()).await
@@ -211,23 +177,75 @@ pub fn orders(ids: std::ops::Range<i64>) -> RecordBatch {
     .unwrap_or_else(|e| panic!("{e} ({n} rows)"))
 }
 
+/// Writes `batch` to `fqn` as `kind` in `mode`, without a TTL; the write must succeed.
+pub async fn put(
+    conn: &ConnectionSpec,
+    fqn: &str,
+    kind: RedisWriteKind,
+    mode: WriteMode,
+    batch: RecordBatch,
+) -> WriteOutcome {
+    write(conn, fqn, kind, mode, None, vec![Ok(batch)])
+        .await
+        .unwrap_or_else(|e| panic!("writing {kind:?} at {fqn} ({mode:?}): {e}"))
+}
+
 /// Writes `batch` as hashes at `template`.
 pub async fn hashes(
-    conn: &synqx_api::ConnectionSpec,
+    conn: &ConnectionSpec,
     template: &str,
     mode: WriteMode,
     batch: RecordBatch,
-) -> crate::engine::WriteOutcome {
-    write(
-        conn,
-        template,
-        RedisWriteKind::Hash,
-        mode,
-        None,
-        vec![Ok(batch)],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("writing hashes at {template}: {e}"))
+) -> WriteOutcome {
+    put(conn, template, RedisWriteKind::Hash, mode, batch).await
+}
+
+/// A raw connection of [`raw`].
+pub type Db = redis::aio::MultiplexedConnection;
+
+/// The keys matching `pattern`, sorted.
+pub async fn keys(db: &mut Db, pattern: &str) -> Vec<String> {
+    let mut found: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(db)
+        .await
+        .unwrap_or_else(|e| panic!("KEYS {pattern}: {e}"));
+    found.sort();
+    found
+}
+
+/// No key an overwrite staged for keys of `prefix` is left.
+pub async fn nothing_staged(db: &mut Db, prefix: &str) {
+    let staged = keys(db, &format!("synqx-staging:*{prefix}*")).await;
+    assert!(staged.is_empty(), "staged keys left: {staged:?}");
+}
+
+/// The string at `key`, None when there is none.
+pub async fn get(db: &mut Db, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(db)
+        .await
+        .unwrap_or_else(|e| panic!("GET {key}: {e}"))
+}
+
+/// Field `field` of the hash at `key`, None when there is none.
+pub async fn hget(db: &mut Db, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query_async(db)
+        .await
+        .unwrap_or_else(|e| panic!("HGET {key} {field}: {e}"))
+}
+
+/// The time to live of `key` in milliseconds (-1: none, -2: no key).
+pub async fn pttl(db: &mut Db, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(db)
+        .await
+        .unwrap_or_else(|e| panic!("PTTL {key}: {e}"))
 }
 
 /// The values of Int64 column `name` in every batch, sorted.

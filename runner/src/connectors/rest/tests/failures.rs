@@ -19,6 +19,7 @@ use super::server::{Reply, Server};
 use super::support::{api, connection, read, record, records, source};
 use crate::connectors::ConnectionRef;
 use crate::connectors::formats::tests::destination;
+use crate::connectors::tests::named;
 use crate::engine::{Counters, StepOutcome, StepRun, run_sync};
 use crate::error::Result;
 use crate::secrets::Secrets;
@@ -473,17 +474,7 @@ async fn check_reports_connected_unauthorized_and_unreachable() {
         _ => Reply::raw(401, b"who are you".to_vec()),
     })
     .await;
-    let secrets = Secrets::default();
-    let check = |spec: ConnectionSpec| async move {
-        let secrets = Secrets::default();
-        let conn = ConnectionRef {
-            name: "api",
-            spec: &spec,
-            base_dir: std::env::temp_dir(),
-            secrets: &secrets,
-        };
-        crate::connectors::check(&conn).await
-    };
+    let check = async |spec: ConnectionSpec| named::check("api", &spec).await;
     let with = |token: &str| {
         connection(&server.url(), |r: &mut RestConnection| {
             r.auth = Some(RestAuth {
@@ -505,7 +496,6 @@ async fn check_reports_connected_unauthorized_and_unreachable() {
     assert!(!refused.message.contains("bad-token-value"));
     let down = check(connection("http://127.0.0.1:9", |_| {})).await;
     assert_eq!(down.reason.as_str(), "Unreachable", "{down:?}");
-    let _ = &secrets;
 }
 
 #[tokio::test]

@@ -132,6 +132,24 @@ fn link_header_parsing() {
     assert_eq!(next_link("garbage"), None);
 }
 
+/// Page `page` (from 0) of pages of 5 records under `key`, with `next(page + 1)` at `path`
+/// while more records follow, and null after the last page.
+fn page_pointing_next(
+    page: i64,
+    key: &str,
+    path: &[&str],
+    next: impl FnOnce(i64) -> String,
+) -> (Option<String>, Value) {
+    let next = if (page + 1) * 5 < TOTAL {
+        json!(next(page + 1))
+    } else {
+        Value::Null
+    };
+    let mut body = json!({ key: slice(page * 5, 5) });
+    place(&mut body, path, next);
+    (None, body)
+}
+
 /// An API with a next URL at `path` (a JSON pointer of plain keys); relative or absolute.
 fn next_url_api(
     path: &'static [&'static str],
@@ -139,19 +157,14 @@ fn next_url_api(
 ) -> impl Fn(&Url) -> (Option<String>, Value) {
     move |url: &Url| {
         let page = param(url, "p").unwrap_or(0);
-        let next = if (page + 1) * 5 < TOTAL {
-            let target = format!("/v1/items?p={}", page + 1);
-            json!(if absolute {
+        page_pointing_next(page, "data", path, |n| {
+            let target = format!("/v1/items?p={n}");
+            if absolute {
                 format!("http://api.test{target}")
             } else {
                 target
-            })
-        } else {
-            Value::Null
-        };
-        let mut body = json!({"data": slice(page * 5, 5)});
-        place(&mut body, path, next);
-        (None, body)
+            }
+        })
     }
 }
 
@@ -232,14 +245,7 @@ fn cursor_api(
         let page: i64 = cursor(url, param)
             .map(|c| c.trim_start_matches("tok-").parse().unwrap())
             .unwrap_or(0);
-        let next = if (page + 1) * 5 < TOTAL {
-            json!(format!("tok-{}", page + 1))
-        } else {
-            Value::Null
-        };
-        let mut body = json!({"results": slice(page * 5, 5)});
-        place(&mut body, path, next);
-        (None, body)
+        page_pointing_next(page, "results", path, |n| format!("tok-{n}"))
     }
 }
 

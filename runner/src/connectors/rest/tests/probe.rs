@@ -6,7 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use super::server::{Reply, Seen, Server};
-use super::support::{connection, read, records, source};
+use super::support::{Read, connection, read, records, source};
+use crate::error::Result;
 
 const TOTAL: i64 = 95;
 const SIZE: i64 = 10;
@@ -55,10 +56,22 @@ fn requests(server: &Server) -> Vec<String> {
         .collect()
 }
 
+/// Reads `orders` of the API with `pagination.kind: auto`.
+async fn read_orders(server: &Server) -> Result<Read> {
+    read(&connection(&server.url(), |_| {}), source("orders")).await
+}
+
+/// The message of the error [`read_orders`] must end in.
+async fn read_error(server: &Server) -> String {
+    match read_orders(server).await {
+        Ok(got) => panic!("no error, {} records", got.rows()),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Reads the API and checks every record arrived once, in order, and what `auto` said.
 async fn reads_everything(server: &Server, chosen: &str) -> Vec<String> {
-    let conn = connection(&server.url(), |_| {});
-    let got = read(&conn, source("orders"))
+    let got = read_orders(server)
         .await
         .unwrap_or_else(|e| panic!("{chosen}: {e}"));
     assert_eq!(
@@ -75,77 +88,83 @@ async fn reads_everything(server: &Server, chosen: &str) -> Vec<String> {
     requests(server)
 }
 
-#[tokio::test]
-async fn has_more_true_alone_probes_offset_paging() {
-    let server = Server::start(api(Takes::Offset, |_, to| json!({"has_more": to < TOTAL}))).await;
-    let seen = reads_everything(
-        &server,
-        "offset (param offset), probed because page 1 says has_more: true",
-    )
-    .await;
-    assert_eq!(seen.len(), 10, "one request a page: {seen:?}");
-    assert_eq!(seen[1], "/orders?offset=10");
+/// An API whose page 1 says more records follow, and how `auto` reads it.
+struct Probed {
+    /// What page 1 says, and what else holds.
+    case: &'static str,
+    takes: Takes,
+    signal: fn(i64, i64) -> Value,
+    /// What `auto` says it chose.
+    chosen: &'static str,
+    /// The first requests, and how many there are in all.
+    first: &'static [&'static str],
+    requests: usize,
 }
 
 #[tokio::test]
-async fn has_more_true_alone_probes_page_numbers_when_offset_is_ignored() {
-    let server = Server::start(api(Takes::Page, |_, to| json!({"hasMore": to < TOTAL}))).await;
-    let seen = reads_everything(
-        &server,
-        "page (param page), probed because page 1 says hasMore: true",
-    )
-    .await;
-    // offset=10 and page=1 return page 1 again: dropped, not read twice.
-    assert_eq!(
-        seen[..4],
-        [
-            "/orders",
-            "/orders?offset=10",
-            "/orders?page=1",
-            "/orders?page=2"
-        ]
-    );
-    assert_eq!(seen.len(), 12, "{seen:?}");
-}
-
-#[tokio::test]
-async fn a_total_beyond_the_first_page_probes_offset_and_stops_at_it() {
-    // Full pages to the end (90 records): only the total says where they stop.
-    let server = Server::start(api(Takes::Offset, |_, _| json!({"meta": {"total": TOTAL}}))).await;
-    reads_everything(
-        &server,
-        "offset (param offset), probed because page 1 says total: 95, 10 on page 1",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn total_pages_and_per_page_probe_page_numbers_first_and_stop_at_the_last_page() {
-    let server = Server::start(api(
-        Takes::Page,
-        |_, _| json!({"total_pages": 10, "per_page": SIZE}),
-    ))
-    .await;
-    let seen = reads_everything(
-        &server,
-        "page (param page, size 10), probed because page 1 says total_pages: 10",
-    )
-    .await;
-    assert_eq!(seen[1..3], ["/orders?page=1", "/orders?page=2"]);
-    assert_eq!(seen.len(), 11, "no request past the last page: {seen:?}");
-}
-
-#[tokio::test]
-async fn a_full_page_of_per_page_finds_pages_counted_from_zero() {
-    let server = Server::start(api(Takes::PageFromZero, |_, _| json!({"per_page": SIZE}))).await;
-    let seen = reads_everything(
-        &server,
-        "page (param page, size 10), probed because page 1 says a full page of 10 records",
-    )
-    .await;
-    // page=1 is the second page of a 0-based API: kept, and page=2 follows.
-    assert_eq!(seen[1..3], ["/orders?page=1", "/orders?page=2"]);
-    assert_eq!(seen.len(), 10, "{seen:?}");
+async fn what_page_1_says_makes_auto_probe_how_the_api_pages() {
+    let cases = [
+        Probed {
+            case: "has_more: true alone",
+            takes: Takes::Offset,
+            signal: |_, to| json!({"has_more": to < TOTAL}),
+            chosen: "offset (param offset), probed because page 1 says has_more: true",
+            first: &["/orders", "/orders?offset=10"],
+            requests: 10,
+        },
+        // offset=10 and page=1 return page 1 again: dropped, not read twice.
+        Probed {
+            case: "hasMore: true alone, offset ignored",
+            takes: Takes::Page,
+            signal: |_, to| json!({"hasMore": to < TOTAL}),
+            chosen: "page (param page), probed because page 1 says hasMore: true",
+            first: &[
+                "/orders",
+                "/orders?offset=10",
+                "/orders?page=1",
+                "/orders?page=2",
+            ],
+            requests: 12,
+        },
+        // Full pages to the end (90 records): only the total says where they stop.
+        Probed {
+            case: "a total beyond the first page",
+            takes: Takes::Offset,
+            signal: |_, _| json!({"meta": {"total": TOTAL}}),
+            chosen: "offset (param offset), probed because page 1 says total: 95, 10 on page 1",
+            first: &["/orders", "/orders?offset=10"],
+            requests: 10,
+        },
+        // Page numbers first, and no request past the last page.
+        Probed {
+            case: "total_pages and per_page",
+            takes: Takes::Page,
+            signal: |_, _| json!({"total_pages": 10, "per_page": SIZE}),
+            chosen: "page (param page, size 10), probed because page 1 says total_pages: 10",
+            first: &["/orders", "/orders?page=1", "/orders?page=2"],
+            requests: 11,
+        },
+        // page=1 is the second page of a 0-based API: kept, and page=2 follows.
+        Probed {
+            case: "a full page of per_page, pages counted from 0",
+            takes: Takes::PageFromZero,
+            signal: |_, _| json!({"per_page": SIZE}),
+            chosen: "page (param page, size 10), probed because page 1 says a full page of 10 records",
+            first: &["/orders", "/orders?page=1", "/orders?page=2"],
+            requests: 10,
+        },
+    ];
+    for probed in cases {
+        let server = Server::start(api(probed.takes, probed.signal)).await;
+        let seen = reads_everything(&server, probed.chosen).await;
+        assert_eq!(seen.len(), probed.requests, "{}: {seen:?}", probed.case);
+        assert_eq!(
+            seen[..probed.first.len()],
+            *probed.first,
+            "{}: {seen:?}",
+            probed.case
+        );
+    }
 }
 
 #[tokio::test]
@@ -162,8 +181,7 @@ async fn no_probe_when_the_first_page_says_it_is_the_last() {
             Reply::json(&page)
         })
         .await;
-        let conn = connection(&server.url(), |_| {});
-        let got = read(&conn, source("orders")).await.unwrap();
+        let got = read_orders(&server).await.unwrap();
         assert_eq!(got.ids(), (0..SIZE).collect::<Vec<_>>(), "{signal}");
         assert_eq!(requests(&server), ["/orders"], "{signal}");
     }
@@ -172,12 +190,7 @@ async fn no_probe_when_the_first_page_says_it_is_the_last() {
 #[tokio::test]
 async fn an_api_that_ignores_every_probe_is_an_error_asking_for_the_kind() {
     let server = Server::start(api(Takes::Nothing, |_, _| json!({"has_more": true}))).await;
-    let conn = connection(&server.url(), |_| {});
-    let e = read(&conn, source("orders"))
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("no error"))
-        .to_string();
+    let e = read_error(&server).await;
     let first = format!("{}/orders", server.url());
     assert!(
         e.contains(&format!(
@@ -201,12 +214,7 @@ async fn an_api_that_refuses_a_probe_parameter_names_the_probe() {
         Reply::json(&json!({"data": records(0, SIZE), "has_more": true}))
     })
     .await;
-    let conn = connection(&server.url(), |_| {});
-    let e = read(&conn, source("orders"))
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("no error"))
-        .to_string();
+    let e = read_error(&server).await;
     assert!(e.contains("400"), "{e}");
     assert!(
         e.contains("pagination auto sent offset=10 to learn how the API pages, because page 1 says has_more: true"),

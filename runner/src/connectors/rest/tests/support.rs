@@ -12,10 +12,9 @@ use synqx_api::connection::RestConnection;
 use synqx_api::pipeline::{Asset, OnError, Source as SourceSpec};
 
 use super::server::{Reply, Seen};
-use crate::connectors::ConnectionRef;
+use crate::connectors::tests::named;
 use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects};
 use crate::error::Result;
-use crate::secrets::Secrets;
 
 /// A REST Connection to `base_url`, changed by `tweak`.
 pub fn connection(base_url: &str, tweak: impl FnOnce(&mut RestConnection)) -> ConnectionSpec {
@@ -75,14 +74,7 @@ pub async fn read_with(
     filter: Option<CursorFilter>,
     batch_bytes: usize,
 ) -> Result<Read> {
-    let secrets = Secrets::default();
-    let conn = ConnectionRef {
-        name: "api",
-        spec: conn,
-        base_dir: std::env::temp_dir(),
-        secrets: &secrets,
-    };
-    let source = crate::connectors::source(&conn)?;
+    let source = named::source("api", conn)?;
     let counters = Arc::new(Counters::default());
     let request = ReadRequest {
         spec,

@@ -1,6 +1,7 @@
-//! What the database integration tests share beyond `synqx-testkit` (the servers, a schema
-//! or database per test): pipeline files with the Connections of both servers, and the
-//! `synqx` binary.
+//! What the tests of the `synqx` binary share beyond `synqx-testkit` (the servers, a schema or
+//! database per test): the binary run in a folder, the pipeline files it runs, the Connection
+//! documents many of them start with (the database servers', a lake, an inbox), and the
+//! watermarks it keeps.
 
 #![allow(dead_code)]
 
@@ -10,6 +11,28 @@ use std::process::{Child, Command, Output, Stdio};
 // Not every test file talks to both servers.
 #[allow(unused_imports)]
 pub use synqx_testkit::{mysql, postgres, runtime};
+
+/// Connection `inbox` (the files of `./data`) and `db` (SQLite at `./out/db.sqlite`), each
+/// document ended: what a local pipeline from files into a database starts with.
+pub const INBOX_AND_DB: &str = r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: inbox}
+spec: {filesystem: {path: ./data}}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: db}
+spec: {sqlite: {path: ./out/db.sqlite}}
+---
+"#;
+
+/// Connection `lake` (the folder `./lake`), the document ended.
+pub const LAKE: &str = r#"apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: lake}
+spec: {filesystem: {path: ./lake}}
+---
+"#;
 
 /// The Secret and Connection documents: `pg` (the PostgreSQL test database), `my` (the
 /// MariaDB database `mysql_database`, when given) and `lake` (a folder), passwords from a
@@ -78,28 +101,33 @@ pub fn write_pipeline(dir: &Path, connections: &str, pipeline: &str) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn command(dir: &Path, args: &[&str]) -> Command {
+/// `synqx ARGS` in `dir`, not started; without `KUBERNETES_SERVICE_HOST`, as on a workstation,
+/// so that the tests run the same when they run in a pod.
+pub fn synqx_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_synqx"));
-    cmd.args(args).current_dir(dir);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("KUBERNETES_SERVICE_HOST");
     cmd
 }
 
 /// `synqx ARGS` in `dir`, to completion.
 pub fn synqx(dir: &Path, args: &[&str]) -> Output {
-    command(dir, args)
+    synqx_command(dir, args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
 }
 
 /// `synqx ARGS` in `dir`, started and left running.
 pub fn spawn_synqx(dir: &Path, args: &[&str]) -> Child {
-    command(dir, args)
+    synqx_command(dir, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run synqx: {e}"))
 }
 
+/// What a run printed, stdout then stderr.
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -115,6 +143,14 @@ pub fn run_ok(dir: &Path, extra: &[&str]) -> String {
     let out = synqx(dir, &args);
     let t = text(&out);
     assert!(out.status.success(), "synqx run failed:\n{t}");
+    t
+}
+
+/// `synqx run pipeline.yaml --state state` in `dir`, which must fail: what it printed.
+pub fn run_failing(dir: &Path) -> String {
+    let out = synqx(dir, &["run", "pipeline.yaml", "--state", "state"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "synqx run succeeded:\n{t}");
     t
 }
 
