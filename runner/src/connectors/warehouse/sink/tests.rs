@@ -16,11 +16,13 @@ use crate::error::Error;
 
 const HERE: &str = "Connection \"w\", table \"t\"";
 
-/// A warehouse of one schema: tables by name, each a list of column names and the ids of its
-/// rows (the first column of what is staged).
+/// A table: its column names and the ids of its rows (the first column of what is staged).
+type Stored = (Vec<String>, Vec<i64>);
+
+/// A warehouse of one schema: tables by name.
 #[derive(Default)]
 struct Memory {
-    tables: Mutex<BTreeMap<String, (Vec<String>, Vec<i64>)>>,
+    tables: Mutex<BTreeMap<String, Stored>>,
     calls: Mutex<Vec<String>>,
     /// Fails the staging of the batch with this index.
     fail_staging_at: Option<usize>,
@@ -49,7 +51,7 @@ impl Memory {
         lock(&self.calls).clone()
     }
 
-    fn table(&self, name: &str) -> Option<(Vec<String>, Vec<i64>)> {
+    fn table(&self, name: &str) -> Option<Stored> {
         lock(&self.tables).get(name).cloned()
     }
 
@@ -208,6 +210,15 @@ fn input(batches: Vec<crate::error::Result<RecordBatch>>) -> SchemaStream {
     SchemaStream::new(people(&[]).schema(), futures::stream::iter(batches))
 }
 
+/// Writes [`two_batches`] into the table `t` of `memory`.
+async fn load_t(
+    memory: &Memory,
+    request: &WriteRequest,
+    counters: &Counters,
+) -> Result<WriteOutcome> {
+    write(memory, HERE, &"t".into(), request, two_batches(), counters).await
+}
+
 fn two_batches() -> SchemaStream {
     input(vec![
         Ok(people(&[(1, Some("ada")), (2, None)])),
@@ -220,15 +231,7 @@ async fn a_missing_table_is_created_with_its_key_then_filled_through_a_dropped_s
     let memory = Memory::default();
     let counters = Counters::default();
     let request = request(WriteMode::Append, None);
-    let outcome = ok(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &request,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    let outcome = ok(load_t(&memory, &request, &counters).await);
 
     assert_eq!(
         memory.calls(),
@@ -253,7 +256,7 @@ async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says(
     let memory = Memory::with_table("t", &["ID"], &[7]);
     let counters = Counters::default();
     let added = request(WriteMode::Append, Some(SchemaEvolution::AddColumns));
-    ok(write(&memory, HERE, &"t".into(), &added, two_batches(), &counters).await);
+    ok(load_t(&memory, &added, &counters).await);
     assert_eq!(
         memory.calls()[..2],
         [r#"add t.name"#, r#"stage ["id", "name"]"#]
@@ -262,15 +265,7 @@ async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says(
 
     let memory = Memory::with_table("t", &["ID"], &[7]);
     let ignored = request(WriteMode::Overwrite, Some(SchemaEvolution::Ignore));
-    ok(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &ignored,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    ok(load_t(&memory, &ignored, &counters).await);
     assert_eq!(
         memory.calls(),
         [r#"stage ["id"]"#, "move Overwrite", "drop <stage>"],
@@ -283,15 +278,7 @@ async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says(
 
     let memory = Memory::with_table("t", &["ID"], &[7]);
     let refused = request(WriteMode::Append, Some(SchemaEvolution::Fail));
-    let e = err(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &refused,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    let e = err(load_t(&memory, &refused, &counters).await);
     assert!(
         e.starts_with(HERE) && e.contains("no column \"name\""),
         "{e}"
@@ -311,15 +298,7 @@ async fn a_failed_staging_moves_nothing_drops_its_table_and_takes_back_what_it_c
     };
     let counters = Counters::default();
     let request = request(WriteMode::Overwrite, None);
-    let e = err(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &request,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    let e = err(load_t(&memory, &request, &counters).await);
     assert_eq!(e, upstream_error().to_string());
     assert_eq!(memory.calls(), [r#"stage ["id", "name"]"#, "drop <stage>"]);
     assert_eq!(
@@ -349,15 +328,7 @@ async fn staging_tables_of_killed_loads_are_dropped_and_others_left() {
     }
     let counters = Counters::default();
     let request = request(WriteMode::Append, None);
-    ok(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &request,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    ok(load_t(&memory, &request, &counters).await);
 
     assert_eq!(
         memory.calls()[0],
@@ -388,15 +359,7 @@ async fn a_schema_that_cannot_be_listed_is_noted_and_the_load_goes_on() {
     };
     let counters = Counters::default();
     let request = request(WriteMode::Upsert, None);
-    ok(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &request,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    ok(load_t(&memory, &request, &counters).await);
     assert_eq!(memory.table("t").map(|t| t.1), Some(vec![1, 2, 3]));
     let notes = counters.notes().unwrap_or_default();
     assert!(
@@ -414,15 +377,7 @@ async fn a_load_whose_staging_outlived_its_expiry_moves_nothing() {
     let mut request = request(WriteMode::Overwrite, None);
     // A deadline already past: the staged rows may have been swept by another load.
     request.deadline = Some(UNIX_EPOCH + Duration::from_secs(1_000));
-    let e = err(write(
-        &memory,
-        HERE,
-        &"t".into(),
-        &request,
-        two_batches(),
-        &counters,
-    )
-    .await);
+    let e = err(load_t(&memory, &request, &counters).await);
     assert!(e.contains("nothing was swapped in"), "{e}");
     assert!(
         !memory.calls().iter().any(|c| c.starts_with("move")),
