@@ -368,8 +368,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    wait_for_value(timeout, what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `look` every 200 ms until it finds something and returns what it found (the state
+/// it saw, not a second reading that may have moved on); panics naming `what` after
+/// `timeout`.
+pub async fn wait_for_value<T, F, Fut>(timeout: Duration, what: &str, mut look: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
+    loop {
+        if let Some(found) = look().await {
+            return found;
+        }
         if tokio::time::Instant::now() >= deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use synqx_api::Connection;
 
-use crate::cluster::{Cluster, TestNamespace, wait_until};
+use crate::cluster::{Cluster, TestNamespace, wait_for_value, wait_until};
 
 /// `synqx seal` for one field of a Connection of `ns`, with the public key the cluster
 /// publishes (what a user does; it needs no Secret).
@@ -67,15 +67,13 @@ pub async fn checked(ns: &TestNamespace, name: &str) -> (String, String, String)
             .find(|c| c.r#type == "Ready")?;
         (ready.reason != "Checking").then_some((ready.status, ready.reason, ready.message))
     };
-    wait_until(
+    // The verdict seen, not a second reading: a Secret that just changed starts a new check.
+    wait_for_value(
         Duration::from_secs(120),
         &format!("Connection {name} to be checked"),
-        || async { verdict().await.is_some() },
+        verdict,
     )
-    .await;
-    verdict()
-        .await
-        .unwrap_or_else(|| panic!("Connection {name} is being checked again"))
+    .await
 }
 
 /// Everything of a namespace a user or a tool can read, as text: every object with its
