@@ -226,7 +226,7 @@ impl Converter {
                     field: name.to_string(),
                     reason: format!(
                         "field \"{name}\" is {}, but the column is {} (inferred from earlier documents); declare its type in the source's columns (e.g. columns: {{\"{name}\": text}})",
-                        super::rest::records::kind_of(value),
+                        super::formats::jsonl::kind_of(value),
                         type_name(data_type)
                     ),
                     value: Some(value.to_string()),

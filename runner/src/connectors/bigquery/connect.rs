@@ -496,7 +496,7 @@ pub(super) mod tests {
     use super::*;
     use crate::connectors::bigquery::config::service_account;
     use crate::connectors::bigquery::config::tests::key_file;
-    use synqx_testkit::http::{Reply, StandIn};
+    use synqx_testkit::http::{Reply, Request, StandIn};
 
     /// The token endpoint's answer to a service account's JWT.
     pub(in crate::connectors::bigquery) fn token() -> Reply {
@@ -512,6 +512,15 @@ pub(super) mod tests {
         let account = service_account("bq", &key_file(&format!("{}/token", stub.url()))).unwrap();
         let settings = BigQueryConfig::for_test(&stub.url(), Some(Arc::new(account)), vec![]);
         (Client::new(Arc::new(settings)).unwrap(), stub)
+    }
+
+    /// The body of a `jobs.query` call, after checking that it is one: a POST to the project's
+    /// queries with the service account's token as bearer.
+    pub(in crate::connectors::bigquery) fn jobs_query(request: &Request) -> Value {
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path(), "/bigquery/v2/projects/proj/queries");
+        assert_eq!(request.header("Authorization"), Some("Bearer ya29.token"));
+        request.json()
     }
 
     #[tokio::test]
@@ -544,12 +553,8 @@ pub(super) mod tests {
         assert_eq!(next.rows, vec![json!({"f": [{"v": "2"}]})]);
 
         let requests = stub.requests();
-        let query = &requests[1];
-        assert_eq!(query.method, "POST");
-        assert_eq!(query.path(), "/bigquery/v2/projects/proj/queries");
-        assert_eq!(query.header("Authorization"), Some("Bearer ya29.token"));
         assert_eq!(
-            query.json(),
+            jobs_query(&requests[1]),
             json!({"query": "SELECT id FROM `d`.`t` WHERE x > CAST(@watermark AS INT64)", "useLegacySql": false,
                    "maxResults": PAGE_ROWS, "timeoutMs": SERVER_WAIT_MS, "location": "EU",
                    "defaultDataset": {"projectId": "proj", "datasetId": "ds"}, "parameterMode": "NAMED",

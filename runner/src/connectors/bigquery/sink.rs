@@ -280,7 +280,7 @@ mod tests {
 
     use super::*;
     use crate::connectors::bigquery::connect::PAGE_ROWS;
-    use crate::connectors::bigquery::connect::tests::{client, token};
+    use crate::connectors::bigquery::connect::tests::{client, jobs_query, token};
 
     fn field(name: &str, kind: &str) -> TableField {
         TableField {
@@ -317,14 +317,10 @@ mod tests {
 
         let requests = stub.requests();
         assert_eq!(requests.len(), 2);
-        let query = &requests[1];
-        assert_eq!(query.method, "POST");
-        assert_eq!(query.path(), "/bigquery/v2/projects/proj/queries");
-        assert_eq!(query.header("Authorization"), Some("Bearer ya29.token"));
         // The whole request: the statement, GoogleSQL, no parameters, the dataset's location,
         // the Connection's dataset as the default.
         assert_eq!(
-            query.json(),
+            jobs_query(&requests[1]),
             json!({"query": "MERGE INTO `sales`.`orders` AS t USING (SELECT `id`, `name` FROM `sales`.`_synqx_stage_1900000001_a_b_0` WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY `id` ORDER BY _synqx_row DESC) = 1) AS s ON t.`id` = s.`id` WHEN MATCHED THEN UPDATE SET `name` = s.`name` WHEN NOT MATCHED THEN INSERT (`id`, `name`) VALUES (s.`id`, s.`name`)",
                    "useLegacySql": false, "maxResults": PAGE_ROWS, "timeoutMs": 10_000, "location": "EU",
                    "defaultDataset": {"projectId": "proj", "datasetId": "ds"}})

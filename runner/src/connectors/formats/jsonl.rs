@@ -438,7 +438,7 @@ impl<R: BufRead> JsonlBatches<R> {
         let Value::Object(map) = &value else {
             return BadRow::new(
                 "",
-                format!("expected a JSON object, found {}", json_kind(&value)),
+                format!("expected a JSON object, found {}", kind_of(&value)),
             );
         };
         for field in self.schema.fields() {
@@ -479,7 +479,8 @@ fn invalid_json(e: &serde_json::Error) -> String {
     format!("invalid JSON at column {}: {message}", e.column())
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// What a JSON value is, for messages (`a number`, `an object`, …).
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

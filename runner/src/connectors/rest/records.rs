@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::connectors::formats::jsonl::kind_of;
+
 /// Keys that usually hold the records, in the order they are tried.
 pub const RECORD_KEYS: [&str; 6] = ["data", "items", "results", "records", "value", "entries"];
 
@@ -138,17 +140,5 @@ fn top_keys(body: &Value) -> String {
             .join(", "),
         Value::Object(_) => "none".to_string(),
         other => format!("none, the body is {}", kind_of(other)),
-    }
-}
-
-/// What a JSON value is, for messages.
-pub fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
