@@ -1,10 +1,12 @@
 //! Streams of Arrow batches that know their schema before the first row.
 
+use std::future::Future;
 use std::pin::Pin;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::Stream;
+use tokio::sync::mpsc;
 
 use crate::error::Result;
 
@@ -32,5 +34,87 @@ impl SchemaStream {
     /// A stream with a schema and no rows.
     pub fn empty(schema: SchemaRef) -> Self {
         Self::new(schema, futures::stream::empty())
+    }
+
+    /// The batches `produce` sends from a task of its own, one batch ahead (the task waits
+    /// while the engine works on the last one). An error `produce` returns is the stream's
+    /// last item. Detached: the task ends when `produce` does, or at its next send once the
+    /// stream is dropped.
+    pub fn produced_by<F, Fut>(schema: SchemaRef, produce: F) -> Self
+    where
+        F: FnOnce(mpsc::Sender<Result<RecordBatch>>) -> Fut,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel(1);
+        let failed = tx.clone();
+        let produced = produce(tx);
+        tokio::spawn(async move {
+            if let Err(e) = produced.await {
+                let _ = failed.send(Err(e)).await;
+            }
+        });
+        Self::new(schema, futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::Int64Type;
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::connectors::tests::{people, upstream_error};
+
+    fn ids(batch: &RecordBatch) -> Vec<i64> {
+        batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_produced_stream_yields_what_its_task_sent_then_the_error_it_ended_with() {
+        let mut stream = SchemaStream::produced_by(people(&[]).schema(), |tx| async move {
+            for id in [1, 2] {
+                let batch = people(&[(id, Some("x"))]);
+                tx.send(Ok(batch)).await.map_err(|_| upstream_error())?;
+            }
+            Err(upstream_error())
+        });
+        let mut seen = Vec::new();
+        let mut last = None;
+        while let Some(item) = stream.stream.next().await {
+            match item {
+                Ok(batch) => seen.extend(ids(&batch)),
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(last, Some(upstream_error().to_string()));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_produced_stream_ends_its_task_at_the_next_send() {
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        let mut stream = SchemaStream::produced_by(people(&[]).schema(), |tx| async move {
+            let mut sent = 0u64;
+            while tx.send(Ok(people(&[(1, None)]))).await.is_ok() {
+                sent += 1;
+            }
+            let _ = ended_tx.send(sent);
+            Ok(())
+        });
+        assert!(stream.stream.next().await.is_some_and(|b| b.is_ok()));
+        drop(stream);
+        let sent = tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .unwrap_or_else(|_| panic!("the task still runs after its stream was dropped"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // One batch read, at most one more held in the channel of one.
+        assert!((1..=2).contains(&sent), "{sent}");
     }
 }

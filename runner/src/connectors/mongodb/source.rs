@@ -11,7 +11,6 @@ use futures::StreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::{Collection, Database};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use super::config::MongodbConfig;
 use super::connect::{connect, failure};
@@ -91,57 +90,45 @@ impl Source for MongoSource {
             filter: None,
             batch_bytes: request.batch_bytes,
         };
-        let (tx, mut rx) = mpsc::channel(1);
         let settings = s.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let mut read = 0usize;
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let mut bytes = 0;
-                let mut held = held.into_iter();
-                loop {
-                    let next = match held.next() {
-                        Some(d) => Some(d),
-                        None => match cursor.next().await {
-                            None => None,
-                            Some(d) => {
-                                let d = d.map_err(|e| failure(&settings, &at, "reading", e))?;
-                                let size = document_size(&d);
-                                Some((document_to_json(d), size))
-                            }
-                        },
-                    };
-                    let done = next.is_none();
-                    if let Some((d, size)) = next {
-                        chunk.push(d);
-                        bytes += size;
-                    }
-                    if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
-                        let location =
-                            format!("{at}: documents {}..{}", read + 1, read + chunk.len());
-                        read += chunk.len();
-                        if !emitter
-                            .emit(std::mem::take(&mut chunk), bytes, location, &tx)
-                            .await?
-                        {
-                            return Ok(());
+        Ok(SchemaStream::produced_by(schema, move |tx| async move {
+            let mut read = 0usize;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut bytes = 0;
+            let mut held = held.into_iter();
+            loop {
+                let next = match held.next() {
+                    Some(d) => Some(d),
+                    None => match cursor.next().await {
+                        None => None,
+                        Some(d) => {
+                            let d = d.map_err(|e| failure(&settings, &at, "reading", e))?;
+                            let size = document_size(&d);
+                            Some((document_to_json(d), size))
                         }
-                        bytes = 0;
+                    },
+                };
+                let done = next.is_none();
+                if let Some((d, size)) = next {
+                    chunk.push(d);
+                    bytes += size;
+                }
+                if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+                    let location = format!("{at}: documents {}..{}", read + 1, read + chunk.len());
+                    read += chunk.len();
+                    if !emitter
+                        .emit(std::mem::take(&mut chunk), bytes, location, &tx)
+                        .await?
+                    {
+                        return Ok(());
                     }
-                    if done {
-                        return emitter.finish();
-                    }
+                    bytes = 0;
+                }
+                if done {
+                    return emitter.finish();
                 }
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        Ok(SchemaStream::new(
-            schema,
-            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
-        ))
+        }))
     }
 }
 

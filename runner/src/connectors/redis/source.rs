@@ -227,43 +227,37 @@ impl Source for RedisSource {
             filter: None,
             batch_bytes: request.batch_bytes,
         };
-        let (tx, mut rx) = mpsc::channel(1);
         let at = format!("{}: \"{fqn}\"", settings.at());
         let settings = settings.clone();
         let counters = request.rejects.counters().clone();
-        tokio::spawn(async move {
-            let result = async {
-                let mut held = held.into_iter();
-                loop {
-                    let chunk = match held.next() {
+        Ok(SchemaStream::produced_by(schema, move |tx| async move {
+            let mut held = held.into_iter();
+            loop {
+                let chunk = match held.next() {
+                    Some(c) => c,
+                    None => match reader.next(&mut db, &settings).await? {
                         Some(c) => c,
-                        None => match reader.next(&mut db, &settings).await? {
-                            Some(c) => c,
-                            None => break,
-                        },
-                    };
-                    if !emitter.emit(chunk.documents, chunk.bytes, at.clone(), &tx).await? {
-                        return Ok(());
-                    }
-                }
-                if let Reader::Keys { skipped, pattern, .. } = &reader
-                    && *skipped > 0
+                        None => break,
+                    },
+                };
+                if !emitter
+                    .emit(chunk.documents, chunk.bytes, at.clone(), &tx)
+                    .await?
                 {
-                    counters.note(format!(
-                        "{at}: skipped {skipped} keys matching \"{pattern}\" that are neither hashes nor strings"
-                    ));
+                    return Ok(());
                 }
-                emitter.finish()
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+            if let Reader::Keys {
+                skipped, pattern, ..
+            } = &reader
+                && *skipped > 0
+            {
+                counters.note(format!(
+                    "{at}: skipped {skipped} keys matching \"{pattern}\" that are neither hashes nor strings"
+                ));
             }
-        });
-        Ok(SchemaStream::new(
-            schema,
-            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
-        ))
+            emitter.finish()
+        }))
     }
 }
 

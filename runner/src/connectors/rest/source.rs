@@ -12,7 +12,6 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use reqwest::Url;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use super::config::{Asset, PageLimit, RestConfig};
 use super::connect::{Client, HttpError};
@@ -198,7 +197,6 @@ impl Source for RestSource {
         }
         let schema: SchemaRef = Arc::new(inference.schema(&request.spec.columns)?);
         let converter = Converter::new(schema.clone(), asset.nested);
-        let (tx, rx) = mpsc::channel(1);
         let mut context = Emitter {
             converter,
             widening: Widening::new(&request.spec.columns, asset.nested),
@@ -207,37 +205,26 @@ impl Source for RestSource {
             batch_bytes: request.batch_bytes,
         };
         let at = self.settings.at();
-        tokio::spawn(async move {
-            let result = async {
-                let mut held = held.into_iter();
-                loop {
-                    let page = match held.next() {
+        Ok(SchemaStream::produced_by(schema, move |tx| async move {
+            let mut held = held.into_iter();
+            loop {
+                let page = match held.next() {
+                    Some(page) => page,
+                    None => match pager.page().await? {
                         Some(page) => page,
-                        None => match pager.page().await? {
-                            Some(page) => page,
-                            None => break,
-                        },
-                    };
-                    let location = format!("{at}: page {} ({})", page.number, page.url);
-                    if !context
-                        .emit(page.records, page.bytes, location, &tx)
-                        .await?
-                    {
-                        return Ok(());
-                    }
+                        None => break,
+                    },
+                };
+                let location = format!("{at}: page {} ({})", page.number, page.url);
+                if !context
+                    .emit(page.records, page.bytes, location, &tx)
+                    .await?
+                {
+                    return Ok(());
                 }
-                context.finish()
             }
-            .await;
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
-        });
-        let mut rx = rx;
-        Ok(SchemaStream::new(
-            schema,
-            futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
-        ))
+            context.finish()
+        }))
     }
 }
 
