@@ -17,9 +17,15 @@ use tokio::sync::watch;
 use crate::caches::{Caches, Triggers};
 use crate::error::{Error, Result};
 
-/// Reconciliations in flight at once, per controller: bounds memory and API load when
-/// hundreds of objects change together.
+/// Reconciliations in flight at once, for Pipelines and Connections: bounds memory and API
+/// load when hundreds of objects change together.
 const CONCURRENCY: u16 = 16;
+/// Reconciliations of runs in flight at once. Higher, because a run's pass reads only the
+/// caches and then mostly waits: for its Job creates and then for its status write, which
+/// queues behind every other run's Job creates (`request_budget`). With 16, passes waiting to
+/// write a status held every slot, and the runs behind them could not create their Jobs.
+/// The request budget, not this, bounds the API load.
+const RUN_CONCURRENCY: u16 = 256;
 
 /// How one controller reconciles objects of kind `K` with context `C`.
 pub struct Reconciler<K, C> {
@@ -95,7 +101,7 @@ where
             )
             .for_each(|_| futures::future::ready(()));
     let run_controller = Controller::for_shared_stream(triggers.runs, caches.runs.clone())
-        .with_config(config())
+        .with_config(Config::default().concurrency(RUN_CONCURRENCY))
         .owns_shared_stream(triggers.jobs_for_runs)
         .reconcile_on(wake_runs)
         .graceful_shutdown_on(stopped(stop.clone()))

@@ -23,6 +23,7 @@ mod names;
 mod own_writes;
 mod pipeline_controller;
 mod policy;
+mod request_budget;
 mod revision;
 mod run_controller;
 mod scheduling;
@@ -144,10 +145,13 @@ struct RunArgs {
     /// missing service account) before the step fails with that reason.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pod_start_timeout: Duration,
-    /// Most requests a second to the Kubernetes API, as bursts within a second; answers 429
-    /// are retried with backoff.
+    /// Most requests a second to the Kubernetes API, after a first --api-burst; status
+    /// writes wait behind Job creates and reads. Answers 429 are retried with backoff.
     #[arg(long, default_value_t = api_client::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
     api_qps: u32,
+    /// Requests to the Kubernetes API that may go at once before --api-qps holds them.
+    #[arg(long, default_value_t = api_client::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    api_burst: u32,
     /// Most Kubernetes Events published a second, through a client of their own; Events
     /// are queued and published in the background, the newest dropped when too many wait.
     #[arg(long, default_value_t = events::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
@@ -171,6 +175,11 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    if !synqx_runner::allocator::configure() {
+        eprintln!(
+            "warning: the allocator did not take its settings; the operator may keep more memory"
+        );
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => synqx_api::crd::all_to_yaml()
@@ -236,7 +245,7 @@ fn log_store(args: &RunArgs, client: &kube::Client) -> gateway::logs::Select {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logs(&args.log_format);
-    let client = api_client::connect(args.api_qps).await?;
+    let client = api_client::connect(args.api_qps, args.api_burst).await?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     // Bound before anything else: a taken port is an error to see at once, not a silent
     // operator without metrics or probes.
@@ -244,6 +253,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on --metrics-addr {}", args.metrics_addr))?;
     let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
+    tokio::spawn(synqx_runner::allocator::trim_periodically());
     // Each scope is one namespace, or `None` for all of them.
     let scopes: Vec<Option<String>> = match (&args.namespace[..], args.all_namespaces) {
         (_, true) => vec![None],
@@ -259,8 +269,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.gateway_addr)
             .await
             .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
-        let watch_client = api_client::connect(args.api_qps).await?;
-        let review_client = api_client::connect(args.api_qps).await?;
+        let watch_client = api_client::connect(args.api_qps, args.api_burst).await?;
+        let review_client = api_client::connect(args.api_qps, args.api_burst).await?;
         let logs = Some(Arc::new(gateway::logs::Logs::new(
             Arc::new(log_store(&args, &watch_client)),
             args.logs_max_bytes,
@@ -374,7 +384,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         all_jobs.clone(),
     ));
     let (events, publisher) = events::Events::spawn(
-        api_client::connect(args.events_qps).await?,
+        api_client::connect(args.events_qps, args.events_qps).await?,
         kube::runtime::events::Reporter {
             controller: "synqx-operator".into(),
             instance: std::env::var("POD_NAME").ok(),

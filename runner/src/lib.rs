@@ -2,6 +2,7 @@
 //! runner behind `synqx run`, the in-pod runner behind `synqx step` and the Connection probe
 //! behind `synqx check`.
 
+pub mod allocator;
 pub mod bad_row;
 pub mod check;
 pub mod connectors;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if !synqx_runner::allocator::configure() {
+        eprintln!("warning: the allocator did not take its settings; peak memory may be higher");
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

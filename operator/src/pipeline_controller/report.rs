@@ -18,8 +18,11 @@ use crate::context::Operator;
 use crate::error::Result;
 use crate::event_reason::EventReason;
 
-/// How often a valid Pipeline is looked at even when nothing changed (schedules, metrics).
-const RESYNC: Duration = Duration::from_secs(300);
+/// How often a valid Pipeline is looked at even when nothing changed. Everything a Pipeline
+/// depends on is watched (its spec, its Connections, its runs' ends) and a schedule wakes it
+/// at its own time, so this is only a safety net; each look compiles the Pipeline again, and
+/// at five minutes 2,000 idle Pipelines cost the operator 6 % of a core.
+const RESYNC: Duration = Duration::from_secs(3600);
 
 /// An invalid Pipeline's status, and a Warning Event with every problem when it changed.
 pub async fn invalid(
@@ -119,7 +122,7 @@ mod tests {
         assert_eq!(wake(None, now), RESYNC);
         let soon = now + chrono::Duration::seconds(10);
         assert_eq!(wake(Some(soon), now), Duration::from_millis(10_200));
-        let late = now + chrono::Duration::hours(2);
+        let late = now + chrono::Duration::hours(3);
         assert_eq!(wake(Some(late), now), RESYNC);
         let past = now - chrono::Duration::seconds(3);
         assert_eq!(wake(Some(past), now), Duration::from_millis(200));
