@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -94,6 +94,15 @@ async fn job_pods(ns: &TestNamespace, job: &str) -> Vec<Pod> {
         .await
         .unwrap_or_else(|e| panic!("listing the pods of Job {job}: {e}"))
         .items
+}
+
+/// The status of Deployment `name`; reading it must work.
+async fn deployment_status(deployments: &Api<Deployment>, name: &str) -> Option<DeploymentStatus> {
+    deployments
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Deployment {name}: {e}"))
+        .status
 }
 
 /// Pid files the kubelet keeps for live processes of pods whose name starts with `prefix`.
@@ -536,11 +545,8 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
     apply_ok(cluster, &ns.name, &deployment("silent", other, silent));
     let deployments: Api<Deployment> = ns.api();
     wait_until(WAIT, "the probed deployment to be available", || async {
-        deployments
-            .get("served")
+        deployment_status(&deployments, "served")
             .await
-            .unwrap_or_else(|e| panic!("reading Deployment served: {e}"))
-            .status
             .and_then(|s| s.available_replicas)
             == Some(1)
     })
@@ -548,11 +554,8 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
     // The other one's probe asks a port nobody serves: its pod runs, and is never ready while
     // its probe is asked a few times over.
     wait_until(WAIT, "the silent deployment's pod to run", || async {
-        deployments
-            .get("silent")
+        deployment_status(&deployments, "silent")
             .await
-            .unwrap_or_else(|e| panic!("reading Deployment silent: {e}"))
-            .status
             .and_then(|s| s.replicas)
             == Some(1)
     })
