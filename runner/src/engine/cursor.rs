@@ -359,6 +359,16 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.num_rows(), 1);
+
+        let missing = MaxTracker::new("x")
+            .observe(&b)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            missing,
+            "incremental cursor column \"x\" is not in the source (columns: c)"
+        );
     }
 
     #[test]
