@@ -115,22 +115,6 @@ pub fn people(rows: &[(i64, Option<&str>)]) -> RecordBatch {
     RecordBatch::try_new(schema, vec![ids, names]).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `base` with the columns of `extra` after its own.
-pub fn with_columns(base: &RecordBatch, extra: Vec<(Field, ArrayRef)>) -> RecordBatch {
-    let mut fields: Vec<Field> = base
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut columns = base.columns().to_vec();
-    for (field, column) in extra {
-        fields.push(field);
-        columns.push(column);
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// A Connection opened as a source and as a sink through the registry, as a step opens it.
 #[derive(Clone)]
 pub struct Harness {

@@ -17,7 +17,7 @@ use synqx_api::pipeline::{
     Asset, Destination, FileFormat, OnError, Source as SourceSpec, WriteMode,
 };
 
-use crate::connectors::tests::with_columns;
+use crate::connectors::formats::convert::with_columns;
 pub use crate::connectors::tests::{err, ok};
 use crate::engine::{Counters, Rejects};
 
@@ -157,6 +157,7 @@ pub fn nested() -> RecordBatch {
             ),
         ],
     )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A batch of `ids` in one `id` column.

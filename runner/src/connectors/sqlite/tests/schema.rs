@@ -15,8 +15,8 @@ use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use super::support::{Db, decimals, dest, err, ok, people, table_source};
 use crate::connectors::ConnectionRef;
+use crate::connectors::formats::convert::with_columns;
 use crate::connectors::sql::tests::{write_batch, write_people};
-use crate::connectors::tests::with_columns;
 use crate::engine::Rejects;
 use crate::secrets::Secrets;
 
@@ -317,6 +317,7 @@ fn with_extra() -> RecordBatch {
             Arc::new(StringArray::from(vec![Some("e")])),
         )],
     )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
