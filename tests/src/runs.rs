@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::Api;
+use kube::api::ListParams;
 use synqx_api::PipelineRun;
 
 use crate::cluster::{Cluster, TestNamespace};
@@ -166,6 +168,24 @@ where
 /// The pods of a run, as [`of_run`] lists them.
 pub async fn pods_of(ns: &TestNamespace, run: &str) -> Vec<k8s_openapi::api::core::v1::Pod> {
     of_run(ns, run).await
+}
+
+/// The pods of Job `job`.
+pub async fn pods_of_job(ns: &TestNamespace, job: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = ns.api();
+    pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap_or_else(|e| panic!("listing the pods of Job {job}: {e}"))
+        .items
+}
+
+/// The status of every container of `pods` that has one.
+pub fn container_statuses(pods: &[Pod]) -> impl Iterator<Item = &ContainerStatus> {
+    pods.iter().flat_map(|p| {
+        p.status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+    })
 }
 
 /// Deletes the Jobs of a run and waits until none of its pods is left.

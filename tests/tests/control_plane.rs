@@ -5,13 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::ListParams;
 use synqx_e2e::cluster::{Cluster, TestNamespace, background, never_within, wait_until};
+use synqx_e2e::runs::pods_of_job;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -88,12 +87,19 @@ async fn finished(ns: &TestNamespace, name: &str) -> (Job, String) {
     }
 }
 
-async fn job_pods(ns: &TestNamespace, job: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = ns.api();
-    pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+/// What the first pod of Job `job` logged; the Job must have a pod.
+async fn job_logs(cluster: &Cluster, ns: &TestNamespace, job: &str) -> String {
+    let pod = pods_of_job(ns, job).await.into_iter().next().expect("pod");
+    cluster.pod_logs(&ns.name, &pod.metadata.name.unwrap_or_default())
+}
+
+/// The status of Deployment `name`; reading it must work.
+async fn deployment_status(deployments: &Api<Deployment>, name: &str) -> Option<DeploymentStatus> {
+    deployments
+        .get(name)
         .await
-        .unwrap_or_else(|e| panic!("listing the pods of Job {job}: {e}"))
-        .items
+        .unwrap_or_else(|e| panic!("reading Deployment {name}: {e}"))
+        .status
 }
 
 /// Pid files the kubelet keeps for live processes of pods whose name starts with `prefix`.
@@ -253,7 +259,7 @@ async fn a_job_running_synqx_completes_with_its_output_logged() {
     apply_ok(cluster, &ns.name, &job("version", &[], &["--version"], ""));
     let (_, outcome) = finished(&ns, "version").await;
     assert_eq!(outcome, "Complete");
-    let pods = job_pods(&ns, "version").await;
+    let pods = pods_of_job(&ns, "version").await;
     let pod = pods.first().expect("the job's pod");
     let name = pod.metadata.name.clone().unwrap_or_default();
     assert_eq!(
@@ -293,7 +299,7 @@ async fn a_pod_exiting_3_fails_its_job_with_the_code_and_termination_message() {
     let (job, outcome) = finished(&ns, "exit").await;
     assert_eq!(outcome, "Failed");
     assert_eq!(job.status.and_then(|s| s.failed), Some(1));
-    let pods = job_pods(&ns, "exit").await;
+    let pods = pods_of_job(&ns, "exit").await;
     let pod = pods.first().expect("the job's pod");
     let status = pod.status.clone().unwrap_or_default();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
@@ -338,7 +344,7 @@ async fn a_job_past_its_active_deadline_is_killed() {
     })
     .await;
     wait_until(WAIT, "the deadline job's pod to be deleted", || async {
-        job_pods(&ns, "deadline").await.is_empty()
+        pods_of_job(&ns, "deadline").await.is_empty()
     })
     .await;
 }
@@ -385,8 +391,7 @@ spec:
     );
     let (_, outcome) = finished(&ns, "env").await;
     assert_eq!(outcome, "Complete");
-    let pod = job_pods(&ns, "env").await.into_iter().next().expect("pod");
-    let logs = cluster.pod_logs(&ns.name, &pod.metadata.name.unwrap_or_default());
+    let logs = job_logs(cluster, &ns, "env").await;
     let expected = format!(
         "password=hunter2 region=eu-west ns={} url=postgres://etl:hunter2@db kubeconfig=set",
         ns.name
@@ -432,12 +437,7 @@ subjects:
     let (_, denied) = finished(&ns, "denied").await;
     assert_eq!(allowed, "Complete");
     assert_eq!(denied, "Failed");
-    let pod = job_pods(&ns, "denied")
-        .await
-        .into_iter()
-        .next()
-        .expect("pod");
-    let logs = cluster.pod_logs(&ns.name, &pod.metadata.name.unwrap_or_default());
+    let logs = job_logs(cluster, &ns, "denied").await;
     let who = format!("system:serviceaccount:{}:reader", ns.name);
     assert!(
         logs.contains("Forbidden") || logs.contains("forbidden"),
@@ -455,7 +455,7 @@ async fn deleting_a_job_removes_its_pods_and_processes() {
     let ns = cluster.namespace("gc").await;
     apply_ok(cluster, &ns.name, &job("sleeper", &["sleep"], &["300"], ""));
     wait_until(WAIT, "the sleeper pod to run", || async {
-        job_pods(&ns, "sleeper")
+        pods_of_job(&ns, "sleeper")
             .await
             .iter()
             .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -467,7 +467,7 @@ async fn deleting_a_job_removes_its_pods_and_processes() {
         .await
         .expect("delete job");
     wait_until(WAIT, "the garbage collector to delete the pod", || async {
-        job_pods(&ns, "sleeper").await.is_empty()
+        pods_of_job(&ns, "sleeper").await.is_empty()
     })
     .await;
     assert_eq!(live_processes(cluster, "sleeper-"), 0);
@@ -536,11 +536,8 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
     apply_ok(cluster, &ns.name, &deployment("silent", other, silent));
     let deployments: Api<Deployment> = ns.api();
     wait_until(WAIT, "the probed deployment to be available", || async {
-        deployments
-            .get("served")
+        deployment_status(&deployments, "served")
             .await
-            .unwrap_or_else(|e| panic!("reading Deployment served: {e}"))
-            .status
             .and_then(|s| s.available_replicas)
             == Some(1)
     })
@@ -548,11 +545,8 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
     // The other one's probe asks a port nobody serves: its pod runs, and is never ready while
     // its probe is asked a few times over.
     wait_until(WAIT, "the silent deployment's pod to run", || async {
-        deployments
-            .get("silent")
+        deployment_status(&deployments, "silent")
             .await
-            .unwrap_or_else(|e| panic!("reading Deployment silent: {e}"))
-            .status
             .and_then(|s| s.replicas)
             == Some(1)
     })

@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::ListParams;
+use synqx_api::pipeline::PipelineStatus;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{never_within, wait_until};
@@ -24,6 +25,31 @@ fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
     }
     std::fs::create_dir_all(dir.join("orders")).expect("mkdir");
     std::fs::write(dir.join("orders").join(file), csv).expect("write orders");
+}
+
+/// Whether Pipeline `name` holds the condition `kind` with status `True`; a Pipeline that
+/// cannot be read yet does not.
+async fn pipeline_holds(pipelines: &Api<Pipeline>, name: &str, kind: &str) -> bool {
+    pipelines
+        .get(name)
+        .await
+        .ok()
+        .and_then(|p| p.status)
+        .is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.r#type == kind && c.status == "True")
+        })
+}
+
+/// Pipeline `name`'s status as it is now.
+async fn pipeline_status(pipelines: &Api<Pipeline>, name: &str) -> PipelineStatus {
+    pipelines
+        .get(name)
+        .await
+        .expect("pipeline")
+        .status
+        .unwrap_or_default()
 }
 
 /// Six steps in three layers: `orders` fans out to `orders-db` (through lineage: it reads
@@ -87,29 +113,11 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     apply(cluster, &ns, &six_step_pipeline(data.path()));
 
     let pipelines: Api<Pipeline> = ns.api();
-    wait_until(
-        Duration::from_secs(60),
-        "the pipeline to be Ready",
-        || async {
-            pipelines
-                .get("shop")
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.r#type == "Ready" && c.status == "True")
-                })
-        },
-    )
+    wait_until(Duration::from_secs(60), "the pipeline to be Ready", || {
+        pipeline_holds(&pipelines, "shop", "Ready")
+    })
     .await;
-    let status = pipelines
-        .get("shop")
-        .await
-        .expect("pipeline")
-        .status
-        .unwrap_or_default();
+    let status = pipeline_status(&pipelines, "shop").await;
     assert_eq!(
         status.layers,
         [
@@ -180,13 +188,7 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     assert_eq!(step(&run, "customers-copy").rows_written, Some(3));
     assert_eq!(csv_rows(&data.path().join("lake/customers")), 3);
 
-    let watermarks = pipelines
-        .get("shop")
-        .await
-        .expect("pipeline")
-        .status
-        .unwrap_or_default()
-        .watermarks;
+    let watermarks = pipeline_status(&pipelines, "shop").await.watermarks;
     assert_eq!(
         watermarks.get("orders").map(|w| w.value.as_str()),
         Some("5")
@@ -213,13 +215,7 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
         (orders.from.as_deref(), orders.to.as_deref()),
         (Some("5"), Some("8"))
     );
-    let watermarks = pipelines
-        .get("shop")
-        .await
-        .expect("pipeline")
-        .status
-        .unwrap_or_default()
-        .watermarks;
+    let watermarks = pipeline_status(&pipelines, "shop").await.watermarks;
     assert_eq!(
         watermarks.get("orders").map(|w| w.value.as_str()),
         Some("8")
@@ -249,18 +245,7 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     wait_until(
         Duration::from_secs(60),
         "the pipeline's ConnectionsReady condition",
-        || async {
-            pipelines
-                .get("shop")
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.r#type == "ConnectionsReady" && c.status == "True")
-                })
-        },
+        || pipeline_holds(&pipelines, "shop", "ConnectionsReady"),
     )
     .await;
 
@@ -352,12 +337,11 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
         },
     )
     .await;
-    if let Some(c) = pipelines
-        .get("broken")
+    if let Some(c) = pipeline_status(&pipelines, "broken")
         .await
-        .expect("pipeline")
-        .status
-        .and_then(|s| s.conditions.into_iter().next())
+        .conditions
+        .into_iter()
+        .next()
     {
         message = c.message;
     }
@@ -433,14 +417,12 @@ async fn a_pipeline_applied_before_its_connection_waits_for_it() {
         || {
             let pipelines = pipelines.clone();
             async move {
-                let status = pipelines.get("early").await.expect("pipeline").status;
-                status.is_some_and(|s| {
-                    s.conditions.iter().any(|c| {
-                        c.r#type == "Ready"
-                            && c.status == "False"
-                            && c.message
-                                .contains("connection \"late\" does not exist (connections: none)")
-                    })
+                let status = pipeline_status(&pipelines, "early").await;
+                status.conditions.iter().any(|c| {
+                    c.r#type == "Ready"
+                        && c.status == "False"
+                        && c.message
+                            .contains("connection \"late\" does not exist (connections: none)")
                 })
             }
         },

@@ -14,7 +14,7 @@ use synqx_api::run::RunPhase;
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{Cluster, TestNamespace};
 use synqx_e2e::own_operator::lease_holder;
-use synqx_e2e::runs::{apply, csv_rows, finished, folder, setup, start_run};
+use synqx_e2e::runs::{apply, container_statuses, csv_rows, finished, folder, setup, start_run};
 
 /// What became of one hostile file.
 #[derive(Debug)]
@@ -34,14 +34,7 @@ async fn operator_state(cluster: &Cluster) -> (i32, Option<String>) {
         .list(&ListParams::default().labels("app.kubernetes.io/name=synqx-operator"))
         .await
         .unwrap_or_else(|e| panic!("listing the operator's pods: {e}"));
-    let restarts = list
-        .items
-        .iter()
-        .flat_map(|p| {
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-        })
+    let restarts = container_statuses(&list.items)
         .map(|c| c.restart_count)
         .sum();
     (restarts, lease_holder(cluster).await)

@@ -18,7 +18,9 @@ use synqx_e2e::audit::{AuditLog, OPERATOR_USER, tally};
 use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
 use synqx_e2e::gateway::{Auth, Gate, Next, connect, next, post, wait_until_served, watch_path};
 use synqx_e2e::own_operator::{kill_pod, lease_holder};
-use synqx_e2e::runs::{apply, folder, setup, sqlite, start_run, step, succeeded};
+use synqx_e2e::runs::{
+    apply, container_statuses, folder, pods_of_job, setup, sqlite, start_run, step, succeeded,
+};
 
 /// The tests that restart the operator must not overlap the others of this file.
 static GATEWAY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -174,19 +176,7 @@ async fn termination_report(ns: &TestNamespace, run: &PipelineRun, step_name: &s
         .job_name
         .clone()
         .expect("the step's Job");
-    let pods: kube::Api<Pod> = ns.api();
-    let list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .unwrap_or_else(|e| panic!("listing the pods of Job {job}: {e}"));
-    let message = list
-        .items
-        .iter()
-        .flat_map(|p| {
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-        })
+    let message = container_statuses(&pods_of_job(ns, &job).await)
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
         .unwrap_or_else(|| panic!("no termination message in the pods of Job {job}"));
     serde_json::from_str(&message).unwrap_or_else(|e| {
@@ -347,14 +337,8 @@ async fn a_run_whose_pods_hold_no_credentials_ends_with_exact_counters_and_water
             )
         );
         assert_written_by_the_operator(&run);
-        let pods: kube::Api<Pod> = ns.api();
         let job = load.job_name.clone().unwrap_or_default();
-        for pod in pods
-            .list(&ListParams::default().labels(&format!("job-name={job}")))
-            .await
-            .unwrap_or_else(|e| panic!("listing the pods of {job}: {e}"))
-            .items
-        {
+        for pod in pods_of_job(&ns, &job).await {
             assert_no_credentials(cluster, &pod);
         }
     }

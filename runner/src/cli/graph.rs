@@ -78,6 +78,13 @@ fn describe(step: &Step) -> String {
     }
 }
 
+/// What the step named `step_name` does: empty for a name the plan does not hold.
+fn describe_named(plan: &Plan, step_name: &str) -> String {
+    plan.step(step_name)
+        .map(|s| describe(&s.step))
+        .unwrap_or_default()
+}
+
 fn edge_label(kind: &EdgeKind) -> String {
     match kind {
         EdgeKind::DependsOn => "dependsOn".to_string(),
@@ -136,15 +143,11 @@ pub fn dot(name: &str, plan: &Plan) -> String {
             "  subgraph cluster_layer_{i} {{\n    label=\"layer {i}\";\n    style=dashed;"
         );
         for step_name in layer {
-            let detail = plan
-                .step(step_name)
-                .map(|s| describe(&s.step))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    \"{0}\" [label=\"{0}\\n{1}\"];",
                 dot_escape(step_name),
-                dot_escape(&detail)
+                dot_escape(&describe_named(plan, step_name))
             );
         }
         out.push_str("  }\n");
@@ -183,16 +186,12 @@ pub fn mermaid(name: &str, plan: &Plan) -> String {
     for (i, layer) in plan.layers.iter().enumerate() {
         let _ = writeln!(out, "  subgraph layer{i}[\"layer {i}\"]");
         for step_name in layer {
-            let detail = plan
-                .step(step_name)
-                .map(|s| describe(&s.step))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "    {}[\"{}<br/><small>{}</small>\"]",
                 id(step_name),
                 mermaid_escape(step_name),
-                mermaid_escape(&detail)
+                mermaid_escape(&describe_named(plan, step_name))
             );
         }
         out.push_str("  end\n");

@@ -95,22 +95,22 @@ fn bound_as(after: &str, data_type: &DataType, column: &str) -> Result<ArrayRef>
     Ok(typed)
 }
 
+/// Where the cursor column `column` is in `batch`; a source without it is a spec error that
+/// lists the columns it has.
+fn cursor_index(batch: &RecordBatch, column: &str) -> Result<usize> {
+    let schema = batch.schema();
+    schema.index_of(column).map_err(|_| {
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        Error::Config(format!(
+            "incremental cursor column \"{column}\" is not in the source (columns: {})",
+            columns.join(", ")
+        ))
+    })
+}
+
 /// Keeps the rows of `batch` whose cursor is above the bound.
 pub fn filter_batch(batch: &RecordBatch, filter: &CursorFilter) -> Result<RecordBatch> {
-    let Some(index) = batch.schema().index_of(&filter.column).ok() else {
-        return Err(Error::Config(format!(
-            "incremental cursor column \"{}\" is not in the source (columns: {})",
-            filter.column,
-            batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
-    let column = batch.column(index);
+    let column = batch.column(cursor_index(batch, &filter.column)?);
     let bound = bound_as(&filter.after, column.data_type(), &filter.column)?;
     let keep: BooleanArray = gt(column, &Scalar::new(bound))
         .context(|| format!("comparing cursor column \"{}\"", filter.column))?;
@@ -134,19 +134,7 @@ impl MaxTracker {
 
     /// Looks at one batch.
     pub fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Ok(index) = batch.schema().index_of(&self.column) else {
-            return Err(Error::Config(format!(
-                "incremental cursor column \"{}\" is not in the source (columns: {})",
-                self.column,
-                batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
+        let index = cursor_index(batch, &self.column)?;
         let column = batch.column(index);
         if column.len() == column.null_count() {
             return Ok(());
@@ -371,6 +359,16 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.num_rows(), 1);
+
+        let missing = MaxTracker::new("x")
+            .observe(&b)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            missing,
+            "incremental cursor column \"x\" is not in the source (columns: c)"
+        );
     }
 
     #[test]

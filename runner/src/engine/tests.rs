@@ -67,6 +67,16 @@ struct Collect {
     delay: Option<Duration>,
 }
 
+impl Collect {
+    /// The ids committed so far: a lock poisoned by a panicking writer still holds them.
+    fn ids(&self) -> Vec<i64> {
+        self.committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 #[async_trait]
 impl Sink for Collect {
     async fn write(
@@ -150,10 +160,7 @@ async fn rows_flow_through_transforms_into_the_sink() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        *sink.committed.lock().unwrap_or_else(|e| e.into_inner()),
-        vec![2, 4]
-    );
+    assert_eq!(sink.ids(), vec![2, 4]);
     assert_eq!(out.counters.rows_read, 5);
     assert_eq!(out.counters.rows_written, 2);
     assert_eq!(out.counters.batches, 2);
@@ -188,10 +195,7 @@ async fn the_watermark_is_the_highest_cursor_and_is_pushed_down_next_time() {
             after: "7".into()
         })
     );
-    assert_eq!(
-        *sink.committed.lock().unwrap_or_else(|e| e.into_inner()),
-        vec![9]
-    );
+    assert_eq!(sink.ids(), vec![9]);
     assert_eq!(
         (
             second.watermark_from.as_deref(),
@@ -226,12 +230,7 @@ async fn a_failing_source_commits_nothing_and_returns_no_watermark() {
         err.err().map(|e| e.to_string()).as_deref(),
         Some("memory: row 3, column \"id\": broken")
     );
-    assert!(
-        sink.committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    );
+    assert!(sink.ids().is_empty());
 }
 
 #[tokio::test]
@@ -258,12 +257,7 @@ async fn cancellation_and_timeout_stop_before_the_commit() {
     )
     .await;
     assert!(matches!(err, Err(Error::Cancelled(_))));
-    assert!(
-        sink.committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    );
+    assert!(sink.ids().is_empty());
 
     let sink = slow();
     let mut run = run_of(None);
@@ -279,12 +273,7 @@ async fn cancellation_and_timeout_stop_before_the_commit() {
     .map(|e| e.to_string())
     .unwrap_or_default();
     assert!(err.contains("exceeded its timeout of 50ms"), "{err}");
-    assert!(
-        sink.committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    );
+    assert!(sink.ids().is_empty());
 }
 
 #[tokio::test]
@@ -312,6 +301,13 @@ struct Widens {
     reads: Mutex<u32>,
     /// Widens on every read, whatever is declared.
     always: bool,
+}
+
+impl Widens {
+    /// How many times the step read it.
+    fn read_count(&self) -> u32 {
+        *self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -366,8 +362,8 @@ async fn a_widened_schema_runs_the_step_again_with_the_columns() {
     let outcome = run_sync(&step(false, vec![]), source.clone(), sink.clone(), run)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(*source.reads.lock().unwrap(), 2);
-    assert_eq!(*sink.committed.lock().unwrap(), [1, 2, 3], "committed once");
+    assert_eq!(source.read_count(), 2);
+    assert_eq!(sink.ids(), [1, 2, 3], "committed once");
     assert_eq!(
         (outcome.counters.rows_read, outcome.counters.rows_written),
         (3, 3),
@@ -391,7 +387,7 @@ async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever(
         .err()
         .unwrap_or_else(|| panic!("no error"))
         .to_string();
-    assert_eq!(*source.reads.lock().unwrap(), 1);
+    assert_eq!(source.read_count(), 1);
     assert!(
         e.ends_with("but the destination keeps what it appended, so step \"s\" is not run again: declare the columns in the source (columns: {\"price\": float64}) and run it again"),
         "{e}"
@@ -407,7 +403,7 @@ async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever(
     .err()
     .unwrap_or_else(|| panic!("no error"))
     .to_string();
-    assert_eq!(*source.reads.lock().unwrap(), 3);
+    assert_eq!(source.read_count(), 3);
     assert!(
         e.contains("the documents still disagreed after 3 reads"),
         "{e}"

@@ -87,6 +87,32 @@ fn env(dir: &Path, watermark: Option<&str>) -> PodEnv {
     }
 }
 
+/// Runs `step` of `plan` as attempt 2 of PipelineRun etl/orders-1, uncancelled, keeping the
+/// status entries it writes in `recorded`.
+async fn attempt(
+    step: &str,
+    revision: &str,
+    plan: &Plan,
+    env: &PodEnv,
+    recorded: &Arc<Recorded>,
+) -> StepReport {
+    execute_planned(
+        &target(step),
+        revision,
+        plan,
+        env,
+        recorded.clone(),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// The message of a report that must say the attempt failed.
+fn failure(report: &StepReport) -> String {
+    assert_eq!(report.phase, StepPhase::Failed, "{report:?}");
+    report.message.clone().unwrap_or_default()
+}
+
 /// A status writer that keeps every entry it is given.
 #[derive(Default)]
 struct Recorded(Mutex<Vec<StepStatus>>);
@@ -263,8 +289,7 @@ async fn a_pod_without_its_plan_or_with_another_revision_runs_nothing() {
         CancellationToken::new(),
     )
     .await;
-    assert_eq!(planless.phase, StepPhase::Failed);
-    let message = planless.message.clone().unwrap_or_default();
+    let message = failure(&planless);
     assert!(
         message.contains("the pod has no $SYNQX_STEP_PLAN, so no plan to run"),
         "{message}"
@@ -289,9 +314,8 @@ async fn a_pod_without_its_plan_or_with_another_revision_runs_nothing() {
         CancellationToken::new(),
     )
     .await;
-    assert_eq!(other.phase, StepPhase::Failed);
+    let message = failure(&other);
     assert_eq!(other.rows_read, 0);
-    let message = other.message.clone().unwrap_or_default();
     assert!(
         message.contains(
             "--revision names ControllerRevision \"orders-0000\" but $SYNQX_STEP_PLAN holds the plan of \"orders-5d8f\""
@@ -475,13 +499,12 @@ async fn an_attempt_runs_the_planned_step_from_its_watermark() {
     let recorded = Arc::new(Recorded::default());
     let t = target("load");
 
-    let first = execute_planned(
-        &t,
+    let first = attempt(
+        "load",
         "orders-5d8f",
         &plan,
         &env(dir.path(), None),
-        recorded.clone(),
-        CancellationToken::new(),
+        &recorded,
     )
     .await;
     assert_eq!(first.phase, StepPhase::Succeeded, "{:?}", first.message);
@@ -505,13 +528,12 @@ async fn an_attempt_runs_the_planned_step_from_its_watermark() {
     assert_eq!(last.watermark.and_then(|w| w.to).as_deref(), Some("3"));
 
     // From the committed watermark: nothing new.
-    let second = execute_planned(
-        &t,
+    let second = attempt(
+        "load",
         "orders-5d8f",
         &plan,
         &env(dir.path(), Some("3")),
-        recorded.clone(),
-        CancellationToken::new(),
+        &recorded,
     )
     .await;
     assert_eq!(second.phase, StepPhase::Succeeded, "{:?}", second.message);
@@ -519,13 +541,12 @@ async fn an_attempt_runs_the_planned_step_from_its_watermark() {
     assert_eq!(second.watermark.and_then(|w| w.from).as_deref(), Some("3"));
 
     // The sql step of the same plan, on the same working directory.
-    let count = execute_planned(
-        &target("count"),
+    let count = attempt(
+        "count",
         "orders-5d8f",
         &plan,
         &env(dir.path(), Some("ignored")),
-        recorded.clone(),
-        CancellationToken::new(),
+        &recorded,
     )
     .await;
     assert_eq!(count.phase, StepPhase::Succeeded, "{:?}", count.message);
@@ -538,17 +559,8 @@ async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
     let mut plan = plan();
     let recorded = Arc::new(Recorded::default());
 
-    let missing = execute_planned(
-        &target("lod"),
-        "r",
-        &plan,
-        &env(dir.path(), None),
-        recorded.clone(),
-        CancellationToken::new(),
-    )
-    .await;
-    assert_eq!(missing.phase, StepPhase::Failed);
-    let message = missing.message.clone().unwrap_or_default();
+    let missing = attempt("lod", "r", &plan, &env(dir.path(), None), &recorded).await;
+    let message = failure(&missing);
     assert!(
         message.starts_with("PipelineRun etl/orders-1 step \"lod\" attempt 2: "),
         "{message}"
@@ -571,18 +583,9 @@ async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
 
     // A watermark too long to come back in the report: refused before a row moves.
     let huge = "9".repeat(5000);
-    let too_long = execute_planned(
-        &target("load"),
-        "r",
-        &plan,
-        &env(dir.path(), Some(&huge)),
-        recorded.clone(),
-        CancellationToken::new(),
-    )
-    .await;
-    assert_eq!(too_long.phase, StepPhase::Failed);
+    let too_long = attempt("load", "r", &plan, &env(dir.path(), Some(&huge)), &recorded).await;
+    let message = failure(&too_long);
     assert_eq!(too_long.rows_read, 0);
-    let message = too_long.message.clone().unwrap_or_default();
     assert!(
         message.contains(
             "step \"load\" attempt 2: the watermark it starts from is 5000 bytes long as JSON; a watermark holds at most 1536"
@@ -592,15 +595,7 @@ async fn an_attempt_that_cannot_run_fails_or_is_cancelled_with_a_reason() {
     assert!(too_long.to_termination_message().len() <= StepReport::MAX_BYTES);
 
     plan.connections.remove("warehouse");
-    let broken = execute_planned(
-        &target("count"),
-        "r",
-        &plan,
-        &env(dir.path(), None),
-        recorded.clone(),
-        CancellationToken::new(),
-    )
-    .await;
+    let broken = attempt("count", "r", &plan, &env(dir.path(), None), &recorded).await;
     assert_eq!(broken.phase, StepPhase::Failed);
     finish(
         &target("count"),

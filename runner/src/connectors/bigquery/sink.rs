@@ -16,7 +16,7 @@
 //! touch for up to 90 minutes, which would make the final statement fail.
 
 use arrow::array::{Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field};
 use async_trait::async_trait;
 use std::sync::Arc;
 use synqx_api::connection::BigQueryLoadFormat;
@@ -28,6 +28,7 @@ use super::rows::encode;
 use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, overwrite, same_name};
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
+use crate::connectors::formats::convert::with_columns;
 use crate::connectors::warehouse::{Load, Staging, Warehouse, stage_input, write};
 use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
@@ -258,19 +259,15 @@ impl Staging for Parts<'_> {
 
 /// The batch with the staging table's row-order column added.
 fn with_row_numbers(batch: &RecordBatch, first: i64) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(ROW_COLUMN, DataType::Int64, false));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        first..first + batch.num_rows() as i64,
-    )));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .context(|| "numbering staged rows".to_string())
+    let numbers = Int64Array::from_iter_values(first..first + batch.num_rows() as i64);
+    with_columns(
+        batch,
+        vec![(
+            Field::new(ROW_COLUMN, DataType::Int64, false),
+            Arc::new(numbers),
+        )],
+    )
+    .context(|| "numbering staged rows".to_string())
 }
 
 #[cfg(test)]
@@ -288,6 +285,22 @@ mod tests {
             kind: kind.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn staged_rows_are_numbered_after_their_columns_from_the_first_row() {
+        let batch = crate::connectors::tests::people(&[(7, Some("ada")), (8, None)]);
+        let staged = with_row_numbers(&batch, 41).unwrap_or_else(|e| panic!("{e}"));
+        let (fields, staged_fields) = (batch.schema_ref().fields(), staged.schema_ref().fields());
+        assert_eq!(staged_fields.len(), 3);
+        assert_eq!(staged_fields[..2], fields[..]);
+        assert_eq!(
+            staged_fields[2].as_ref(),
+            &Field::new(ROW_COLUMN, DataType::Int64, false)
+        );
+        assert_eq!(staged.columns()[..2], batch.columns()[..]);
+        let numbers = staged.column(2).as_any().downcast_ref::<Int64Array>();
+        assert_eq!(numbers.map(|n| n.values().to_vec()), Some(vec![41, 42]));
     }
 
     #[tokio::test]

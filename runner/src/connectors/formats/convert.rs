@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::util::display::array_value_to_string;
 
@@ -56,6 +56,25 @@ pub fn quote(text: &str) -> String {
     }
     let cut: String = text.chars().take(MAX_QUOTED).collect();
     format!("\"{cut}…\"")
+}
+
+/// `batch` with the columns of `extra` after its own.
+pub fn with_columns(
+    batch: &RecordBatch,
+    extra: Vec<(Field, ArrayRef)>,
+) -> Result<RecordBatch, ArrowError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    for (field, column) in extra {
+        fields.push(field);
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Rearranges a batch into `target`: columns by name, cast where the type differs, null where

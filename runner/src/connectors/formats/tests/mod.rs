@@ -17,6 +17,7 @@ use synqx_api::pipeline::{
     Asset, Destination, FileFormat, OnError, Source as SourceSpec, WriteMode,
 };
 
+use crate::connectors::formats::convert::with_columns;
 pub use crate::connectors::tests::{err, ok};
 use crate::engine::{Counters, Rejects};
 
@@ -143,18 +144,20 @@ pub fn nested() -> RecordBatch {
         None,
         Some(vec![Some(3)]),
     ]);
-    let mut fields: Vec<Field> = base
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("user", DataType::Struct(user_fields), true));
-    fields.push(Field::new("tags", tags.data_type().clone(), true));
-    let mut columns = base.columns().to_vec();
-    columns.push(Arc::new(user));
-    columns.push(Arc::new(tags));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("{e}"))
+    with_columns(
+        &base,
+        vec![
+            (
+                Field::new("user", DataType::Struct(user_fields), true),
+                Arc::new(user),
+            ),
+            (
+                Field::new("tags", tags.data_type().clone(), true),
+                Arc::new(tags),
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A batch of `ids` in one `id` column.

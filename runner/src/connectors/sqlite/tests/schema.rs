@@ -15,6 +15,7 @@ use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use super::support::{Db, decimals, dest, err, ok, people, table_source};
 use crate::connectors::ConnectionRef;
+use crate::connectors::formats::convert::with_columns;
 use crate::connectors::sql::tests::{write_batch, write_people};
 use crate::engine::Rejects;
 use crate::secrets::Secrets;
@@ -309,18 +310,14 @@ async fn uint64_above_the_sqlite_range_is_an_error_naming_column_row_and_value()
 
 /// `(id, name, extra)` rows for schema evolution.
 fn with_extra() -> RecordBatch {
-    let base = people(&[(9, Some("i"))]);
-    let extra: ArrayRef = Arc::new(StringArray::from(vec![Some("e")]));
-    let mut fields: Vec<Field> = base
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("extra", DataType::Utf8, true));
-    let mut columns = base.columns().to_vec();
-    columns.push(extra);
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or_else(|e| panic!("{e}"))
+    with_columns(
+        &people(&[(9, Some("i"))]),
+        vec![(
+            Field::new("extra", DataType::Utf8, true),
+            Arc::new(StringArray::from(vec![Some("e")])),
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
