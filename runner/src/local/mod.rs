@@ -74,16 +74,6 @@ pub struct LocalRun<'a> {
     pub live: Option<Live>,
 }
 
-/// A run id that sorts by time: `20261127-093012-4f2a`.
-pub fn new_run_id() -> String {
-    let now = chrono::Utc::now();
-    format!(
-        "{}-{:04x}",
-        now.format("%Y%m%d-%H%M%S"),
-        now.timestamp_subsec_micros() & 0xffff
-    )
-}
-
 impl LocalRun<'_> {
     /// Runs the pipeline's plan with the scheduler the operator uses: each step as soon as
     /// its upstream steps succeeded, at most `parallelism` at once, retries after their
@@ -108,11 +98,8 @@ impl LocalRun<'_> {
                 )));
             }
         }
-        let run_id = new_run_id();
         let started = Instant::now();
-        self.state
-            .start_run(&run_id, self.pipeline, &plan.hash)
-            .await?;
+        let run_id = self.state.start_run(self.pipeline, &plan.hash).await?;
         if let Some(live) = &self.live {
             let shown = plan.order().filter(|s| {
                 self.options.steps.is_empty() || self.options.steps.iter().any(|w| w == s)

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
@@ -13,6 +14,21 @@ use crate::error::{Context, Error, Result};
 
 /// The state database file below a state directory.
 pub const STATE_FILE: &str = "state.db";
+
+/// How many ids `start_run` draws before it gives up.
+const RUN_ID_DRAWS: usize = 32;
+
+/// A run id that sorts by time: `20261127-093012-4f2a`. The suffix mixes the clock's
+/// microseconds with the process id and a per-process counter, so ids drawn in the same
+/// second differ; `start_run` still checks that the id is free.
+pub fn new_run_id() -> String {
+    static DRAWN: AtomicU32 = AtomicU32::new(0);
+    let now = chrono::Utc::now();
+    let mixed = now.timestamp_subsec_micros()
+        ^ std::process::id().rotate_left(7)
+        ^ DRAWN.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37);
+    format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), mixed & 0xffff)
+}
 
 /// A handle to the local state database.
 #[derive(Clone)]
@@ -92,17 +108,37 @@ impl StateStore {
         &self.dir
     }
 
-    /// Records the start of a run.
-    pub async fn start_run(&self, id: &str, pipeline: &str, plan_hash: &str) -> Result<()> {
-        sqlx::query("INSERT INTO runs (id, pipeline, plan_hash, status, started_at) VALUES (?, ?, ?, 'Running', ?)")
-            .bind(id)
-            .bind(pipeline)
-            .bind(plan_hash)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .context(|| format!("recording run {id}"))?;
-        Ok(())
+    /// Records the start of a run under a fresh id and returns the id. Two runs started in
+    /// the same state directory within one second (a rerun right after a killed run) can
+    /// draw the same id; a taken id is never reused, a new one is drawn instead.
+    pub async fn start_run(&self, pipeline: &str, plan_hash: &str) -> Result<String> {
+        for _ in 0..RUN_ID_DRAWS {
+            let id = new_run_id();
+            if self.claim_run(&id, pipeline, plan_hash).await? {
+                return Ok(id);
+            }
+        }
+        Err(Error::Config(format!(
+            "could not find a free run id in {} after {RUN_ID_DRAWS} tries; \
+             check that the state database is not shared with a runaway process",
+            self.dir.display()
+        )))
+    }
+
+    /// Inserts the run `id` unless that id is taken; whether it was inserted.
+    async fn claim_run(&self, id: &str, pipeline: &str, plan_hash: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO runs (id, pipeline, plan_hash, status, started_at) \
+             VALUES (?, ?, ?, 'Running', ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(pipeline)
+        .bind(plan_hash)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .context(|| format!("recording run {id}"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records how a run ended.
@@ -300,6 +336,8 @@ async fn upsert_watermark(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn record(step: &str, status: &str, to: Option<&str>) -> StepRecord {
@@ -317,10 +355,12 @@ mod tests {
         let state = StateStore::open(dir.path())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        state
-            .start_run("r1", "p", "h")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            state
+                .claim_run("r1", "p", "h")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
         state
             .record_step("r1", "p", &record("a", "Succeeded", Some("10")))
             .await
@@ -342,6 +382,33 @@ mod tests {
         assert_eq!(steps.len(), 2);
         let runs = state.runs(Some("p"), 10).await.unwrap_or_default();
         assert_eq!(runs[0].status, "Failed");
+    }
+
+    #[tokio::test]
+    async fn a_taken_run_id_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let claim = async |id: &str| {
+            state
+                .claim_run(id, "p", "h")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(claim("r1").await);
+        assert!(!claim("r1").await, "a second run took a taken id");
+        let mut ids = BTreeSet::new();
+        for _ in 0..200 {
+            let id = state
+                .start_run("p", "h")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(ids.insert(id.clone()), "run id {id} handed out twice");
+        }
+        let runs = state.runs(Some("p"), 1000).await.unwrap_or_default();
+        assert_eq!(runs.len(), 201);
+        assert!(runs.iter().all(|r| r.status == "Running"));
     }
 
     #[tokio::test]
