@@ -27,6 +27,8 @@ pub struct Settings {
     /// What Pipelines and Connections may ask for: images, service accounts, ambient
     /// credentials.
     pub policy: crate::policy::Policy,
+    /// Which step transitions become Events.
+    pub step_events: crate::event_reason::StepEvents,
 }
 
 /// The operator as the controllers of one scope see it.

@@ -46,6 +46,32 @@ pub enum EventReason {
     RunEnded(RunPhase),
 }
 
+/// Which transitions of a step with a Job become Events (`--step-events`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StepEvents {
+    /// Every transition: `StepPending`, `StepRunning`, `StepSucceeded` too.
+    All,
+    /// Only attempts that did not succeed: `StepRetrying`, `StepFailed`, `StepCancelled`.
+    /// A step starting and succeeding is in the run's status and in the Job controller's
+    /// own Events on the step's Job; an Event for each would double the Event writes of a
+    /// busy cluster for nothing a reader looks for in `kubectl describe`.
+    #[default]
+    Failures,
+}
+
+impl StepEvents {
+    /// Whether a step that reached `phase` gets an Event.
+    pub fn tells(self, phase: StepPhase) -> bool {
+        match self {
+            Self::All => true,
+            Self::Failures => matches!(
+                phase,
+                StepPhase::Retrying | StepPhase::Failed | StepPhase::Cancelled
+            ),
+        }
+    }
+}
+
 impl EventReason {
     pub fn as_str(self) -> Cow<'static, str> {
         let name = match self {
@@ -162,6 +188,24 @@ mod tests {
             EventReason::RunEnded(RunPhase::Succeeded).as_str(),
             "RunSucceeded"
         );
+    }
+
+    #[test]
+    fn by_default_only_steps_that_did_not_succeed_get_events() {
+        let told = |events: StepEvents| -> Vec<StepPhase> {
+            use StepPhase::*;
+            [
+                Pending, Running, Retrying, Succeeded, Failed, Skipped, Cancelled,
+            ]
+            .into_iter()
+            .filter(|phase| events.tells(*phase))
+            .collect()
+        };
+        assert_eq!(
+            told(StepEvents::default()),
+            [StepPhase::Retrying, StepPhase::Failed, StepPhase::Cancelled]
+        );
+        assert_eq!(told(StepEvents::All).len(), 7);
     }
 
     #[test]

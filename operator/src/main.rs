@@ -50,6 +50,7 @@ use synqx_api::duration::parse_duration;
 use tokio::sync::watch;
 
 use crate::context::{Operator, Settings};
+use crate::event_reason::StepEvents;
 use crate::metrics::Metrics;
 
 /// The SynqX operator: runs Pipelines declared as Kubernetes resources.
@@ -156,6 +157,10 @@ struct RunArgs {
     /// are queued and published in the background, the newest dropped when too many wait.
     #[arg(long, default_value_t = events::DEFAULT_QPS, value_parser = clap::value_parser!(u32).range(1..))]
     events_qps: u32,
+    /// Which step transitions become Events on their run: `failures` (default: retries,
+    /// failures, cancellations) or `all` (each step's start and success too).
+    #[arg(long, value_enum, default_value_t = StepEvents::default())]
+    step_events: StepEvents,
     /// Let Pipelines mount `hostPath` volumes into step pods.
     #[arg(long)]
     allow_host_path: bool,
@@ -304,6 +309,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             allow_service_account_override: args.allow_service_account_override,
             allow_ambient_credentials: args.allow_ambient_credentials,
         },
+        step_events: args.step_events,
     };
     let shutdown = shutdown_signal();
     let mut shutdown = std::pin::pin!(shutdown);

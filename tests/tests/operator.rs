@@ -254,15 +254,16 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
         r.iter().any(|r| r == "RunSucceeded")
     })
     .await;
-    let succeeded = reasons.iter().filter(|r| *r == "StepSucceeded").count();
-    assert_eq!(
-        succeeded, 6,
-        "one StepSucceeded Event per step: {reasons:?}"
+    // The run's Events came in order, RunSucceeded last: with the default --step-events,
+    // steps that started and succeeded have none (their Jobs and the status tell that).
+    assert!(
+        reasons.iter().any(|r| r == "RunStarted"),
+        "no RunStarted event in {reasons:?}"
     );
-    for expected in ["RunStarted", "StepRunning", "StepSucceeded"] {
+    for unwanted in ["StepPending", "StepRunning", "StepSucceeded"] {
         assert!(
-            reasons.iter().any(|r| r == expected),
-            "no {expected} event in {reasons:?}"
+            !reasons.iter().any(|r| r == unwanted),
+            "a {unwanted} event in {reasons:?}"
         );
     }
     let metrics = http_get(8080, "/metrics").expect("the operator serves /metrics on port 8080");

@@ -143,6 +143,9 @@ impl Reporter<'_> {
                 });
                 continue;
             };
+            if !self.ctx.settings.step_events.tells(step_phase) {
+                continue;
+            }
             let warning = matches!(step_phase, StepPhase::Failed | StepPhase::Retrying);
             let reason = EventReason::Step(step_phase);
             let note = match message {
