@@ -18,10 +18,11 @@ use crate::names;
 
 /// Stores `plan` for `pipeline` unless a revision of it exists; returns the revision's name.
 /// What exists comes from the cache; a revision created meanwhile answers 409, which is the
-/// same outcome.
+/// same outcome. A plan stored here is kept in `plans` as written.
 pub async fn store(
     api: &Api<ControllerRevision>,
     caches: &Caches,
+    plans: &Plans,
     pipeline: &Pipeline,
     plan: &Plan,
 ) -> Result<String> {
@@ -53,7 +54,10 @@ pub async fn store(
         revision: number,
     };
     match api.create(&PostParams::default(), &revision).await {
-        Ok(_) => Ok(name),
+        Ok(_) => {
+            plans.remember(&namespace, &name, plan);
+            Ok(name)
+        }
         Err(error) if is_conflict(&error) => Ok(name),
         Err(error) => Err(error.into()),
     }
@@ -85,12 +89,28 @@ impl Plans {
             return Ok(None);
         };
         let plan = Arc::new(plan);
+        self.keep(key, plan.clone());
+        Ok(Some(plan))
+    }
+
+    /// Keeps the plan just written as revision `name`, so the first pass of each run that
+    /// pins it reads no revision from the API server (a wave of runs starting together would
+    /// otherwise spend one request each before their first Job). Only a plan this operator
+    /// wrote itself: the hash in a revision's name ignores the order of steps, so a plan
+    /// compiled later may differ from the stored one in that order.
+    fn remember(&self, namespace: &str, name: &str, plan: &Plan) {
+        let key = (namespace.to_string(), name.to_string());
+        if !self.lock().contains_key(&key) {
+            self.keep(key, Arc::new(plan.clone()));
+        }
+    }
+
+    fn keep(&self, key: (String, String), plan: Arc<Plan>) {
         let mut read = self.lock();
         if read.len() >= PLANS_KEPT {
             read.clear();
         }
-        read.insert(key, plan.clone());
-        Ok(Some(plan))
+        read.insert(key, plan);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Plan>>> {
@@ -137,4 +157,81 @@ pub async fn prune(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper::body::Bytes;
+    use synqx_api::validate::{InputFile, validate};
+
+    use super::*;
+    use crate::caches::Feeds;
+
+    const YAML: &str = r#"
+apiVersion: synqx.io/v1alpha1
+kind: Connection
+metadata: {name: lake}
+spec:
+  filesystem: {path: /lake}
+---
+apiVersion: synqx.io/v1alpha1
+kind: Pipeline
+metadata: {name: orders, namespace: etl, uid: uid-orders}
+spec:
+  steps:
+    - name: copy
+      sync:
+        source: {connection: lake, asset: {fqn: in.csv}}
+        destination: {connection: lake, asset: {fqn: out.csv}}
+"#;
+
+    /// A run's first pass after its Pipeline's plan was stored reads the plan from memory,
+    /// not from the API server: the fake server counts every GET, and would answer one with
+    /// a revision whose plan differs.
+    #[tokio::test]
+    async fn a_stored_plan_is_read_without_asking_the_api_server() {
+        let report = validate(&[InputFile {
+            name: "p.yaml",
+            text: YAML,
+        }]);
+        assert!(report.is_valid(), "{:?}", report.problems);
+        let plan = &report.plans["orders"];
+        let pipeline = report.bundle.pipeline("orders").cloned();
+        let pipeline = pipeline.unwrap_or_else(|| panic!("no Pipeline orders in {YAML}"));
+        let gets = Arc::new(AtomicUsize::new(0));
+        let seen = gets.clone();
+        let client = crate::fake_api::client(move |method: String, body: Bytes| {
+            let seen = seen.clone();
+            async move {
+                if method == "GET" {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let gone = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"not found"}"#;
+                    return (404, Bytes::from_static(gone));
+                }
+                // The created revision, as the API server echoes it.
+                (201, body)
+            }
+        });
+        let api: Api<ControllerRevision> = Api::namespaced(client, "etl");
+        let caches = Feeds::new().caches();
+        let plans = Plans::default();
+        let name = store(&api, &caches, &plans, &pipeline, plan)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let read = plans
+            .load(&api, "etl", &name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.as_deref(), Some(plan));
+        assert_eq!(gets.load(Ordering::SeqCst), 0, "the plan was asked for");
+        // A revision this operator did not write is read from the API server.
+        let other = plans
+            .load(&api, "etl", "orders-other")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(other.is_none());
+        assert_eq!(gets.load(Ordering::SeqCst), 1);
+    }
 }

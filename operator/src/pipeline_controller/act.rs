@@ -24,7 +24,7 @@ pub async fn store_revision(
 ) -> Result<String> {
     let namespace = pipeline.namespace().unwrap_or_default();
     let revisions: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = revision::store(&revisions, &ctx.caches, pipeline, plan).await?;
+    let current = revision::store(&revisions, &ctx.caches, &ctx.plans, pipeline, plan).await?;
     revision::prune(
         &revisions,
         &ctx.caches,

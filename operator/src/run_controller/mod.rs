@@ -5,9 +5,9 @@
 //!   reports, the run it resumes from;
 //! - decide (pure): the scheduler of `synqx_api::scheduler` says which attempts start, stop
 //!   or wait, and [`status`] builds the status that follows;
-//! - act ([`act`]): commit watermarks of steps that succeeded, write the final counters of
-//!   attempts that reported ([`counters`]), write the record (the pinned
-//!   revision before any Job names it), delete and create Jobs;
+//! - act ([`act`]): commit watermarks of steps that succeeded, write the record (the pinned
+//!   revision before any Job names it), delete and create Jobs, write the final counters of
+//!   attempts that reported ([`counters`]);
 //! - report ([`report`]): write the record, apply the status, an Event per transition,
 //!   metrics.
 
@@ -121,13 +121,6 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
     let held_back = decision.start.len() < wanted;
 
     act::commit_watermarks(ctx, run, &previous, &observation, &decision).await?;
-    // Before the record holds the reports: a failed write reads them again next pass.
-    counters::apply(
-        ctx,
-        run,
-        &counters::final_counters(&observation.jobs.reports),
-    )
-    .await?;
     if record.revision.is_none() {
         // Pinned before any Job names the revision, so a restart never pins another.
         let pinned = RunRecord {
@@ -137,6 +130,15 @@ async fn reconcile_inner(run: &PipelineRun, ctx: &Operator) -> Result<Action> {
         stored = Some(reporter.record(stored.as_deref(), &pinned).await?);
     }
     let created = act::stop_and_start(ctx, run, &observation, &decision).await?;
+    // After the Jobs a step's end unblocks: this is a status write, which waits behind
+    // every Job create. Before the record holds the reports: a failed write reads them
+    // again next pass.
+    counters::apply(
+        ctx,
+        run,
+        &counters::final_counters(&observation.jobs.reports),
+    )
+    .await?;
     let job_names: Vec<String> = created.values().map(|(_, job)| job.clone()).collect();
     ctx.slots.record(&namespace, &name, wanted, &job_names);
 
