@@ -314,6 +314,18 @@ pub async fn wait_for_events(
     seen
 }
 
+/// The reasons of a succeeded run's Events, once its last one (RunSucceeded) is published.
+pub async fn events_of_succeeded_run(
+    cluster: &Cluster,
+    ns: &TestNamespace,
+    run: &str,
+) -> Vec<String> {
+    wait_for_events(cluster, ns, run, "the Event RunSucceeded", |r| {
+        r.iter().any(|r| r == "RunSucceeded")
+    })
+    .await
+}
+
 /// A Connection document followed by `---`: `connection("lake", "filesystem: {path: /x}")`.
 pub fn connection(name: &str, spec: &str) -> String {
     format!(

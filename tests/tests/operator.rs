@@ -14,8 +14,8 @@ use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::{Pipeline, PipelineRun};
 use synqx_e2e::cluster::{never_within, wait_until};
 use synqx_e2e::runs::{
-    apply, connection, csv_rows, finished, folder, get_run, http_get, jobs_of, setup, sqlite,
-    start_run, step, succeeded, wait_for_events,
+    apply, connection, csv_rows, events_of_succeeded_run, finished, folder, get_run, http_get,
+    jobs_of, setup, sqlite, start_run, step, succeeded,
 };
 
 fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -250,10 +250,7 @@ async fn a_six_step_pipeline_runs_layer_by_layer_and_moves_only_new_rows_the_sec
     .await;
 
     // Events tell the story of each run; /metrics counts it.
-    let reasons = wait_for_events(cluster, &ns, "shop-2", "the Event RunSucceeded", |r| {
-        r.iter().any(|r| r == "RunSucceeded")
-    })
-    .await;
+    let reasons = events_of_succeeded_run(cluster, &ns, "shop-2").await;
     // The run's Events came in order, RunSucceeded last: with the default --step-events,
     // steps that started and succeeded have none (their Jobs and the status tell that).
     assert!(

@@ -10,8 +10,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use synqx_api::PipelineRun;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_e2e::runs::{
-    apply, finished, folder, jobs_of, readable_job_name, setup, slow_query, sqlite, start_run,
-    step, step_reaches, steps_with_jobs, succeeded, wait_for_events,
+    apply, events_of_succeeded_run, finished, folder, jobs_of, readable_job_name, setup,
+    slow_query, sqlite, start_run, step, step_reaches, steps_with_jobs, succeeded,
 };
 
 fn connections(data: &Path) -> String {
@@ -60,10 +60,7 @@ async fn a_failed_attempt_is_retried_after_its_backoff_as_a_new_job() {
     assert_eq!((load.attempt, load.rows_written), (Some(2), Some(2)));
     // The failed attempt is an Event; the attempt that succeeded is not (the default
     // --step-events). The run's Events are published in order, RunSucceeded last.
-    let reasons = wait_for_events(cluster, &ns, "flaky-1", "the Event RunSucceeded", |r| {
-        r.iter().any(|r| r == "RunSucceeded")
-    })
-    .await;
+    let reasons = events_of_succeeded_run(cluster, &ns, "flaky-1").await;
     assert!(
         reasons.iter().any(|r| r == "StepRetrying"),
         "no StepRetrying event in {reasons:?}"
