@@ -2,7 +2,9 @@
 """Operator scale benchmark on the real test control plane (tests/cluster), one invocation:
 
 1. SynqX: N Pipelines of M trivial steps (SQLite `SELECT 1`, four layers: one root, a
-   fan-out, a second fan-out, one fan-in), one PipelineRun each, all started together.
+   fan-out, a second fan-out, one fan-in), one PipelineRun each, all created at once when
+   the operator is idle: the Connections checked and 12 s more to refill its request budget
+   (--runs-while-checking: as soon as the Pipelines are Ready, while the checks go on).
 2. Reference: the same DAGs as plain Jobs, created by this script itself in dependency order
    as soon as their upstream Jobs complete (the same pod template as SynqX's step Jobs,
    running `synqx --version`): what the control plane manages on this machine without SynqX.
@@ -19,12 +21,15 @@ Measured with this process's clock from watches on Jobs and runs:
   API requests per run        from the API server's audit log, by client
   reconciliations             per run and, idle, per minute, by controller (the operator's
                               synqx_reconcile_total)
+  requests around creation    the operator's requests in each second from 15 s before the
+                              runs were created to 10 s after (audit log)
 
 It fails (exit 1) when a run does not succeed, when the Job count is not pipelines × steps,
 or when a wait runs out (--timeout).
 
   python3 benches/operator_scale.py [--pipelines 200] [--steps 10] [--idle-pipelines 2000]
-                              [--idle-runs 10000] [--profile release] [--timeout 1800]
+                              [--idle-runs 10000] [--idle-connections 200] [--runs-while-checking]
+                              [--profile release] [--timeout 1800]
 
 It builds the binaries (cargo, --profile), starts its own cluster in /tmp/synqx-bench-cluster
 (stopped at the end), installs SynqX from manifests/install.yaml and prints one table. The
@@ -33,7 +38,9 @@ gives a network namespace of its own; `ip link set lo up` inside it).
 """
 
 import argparse
+import datetime
 import json
+import math
 import os
 import ssl
 import statistics
@@ -72,13 +79,18 @@ def upstream_of(step, steps):
     return list(range(first + 1, steps - 1)) or list(range(1, first + 1))
 
 
-def pipelines_yaml(count, steps, data, schedule=None, history=None):
+def pipelines_yaml(count, steps, data, schedule=None, history=None, connections=None):
+    """`count` Pipelines of `steps` steps; Pipeline p uses Connection db-(p mod connections),
+    one Connection each by default."""
+    connections = connections or count
     docs = []
     for p in range(count):
-        docs.append(
-            f"apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db-{p}}}\n"
-            f"spec: {{sqlite: {{path: {data}/p{p}.db}}}}\n"
-        )
+        c = p % connections
+        if p < connections:
+            docs.append(
+                f"apiVersion: synqx.io/v1alpha1\nkind: Connection\nmetadata: {{name: db-{c}}}\n"
+                f"spec: {{sqlite: {{path: {data}/p{c}.db}}}}\n"
+            )
         lines = [f"apiVersion: synqx.io/v1alpha1\nkind: Pipeline\nmetadata: {{name: p{p}}}\nspec:"]
         if schedule:
             lines.append(f"  schedule: {{cron: \"{schedule}\"}}")
@@ -88,7 +100,7 @@ def pipelines_yaml(count, steps, data, schedule=None, history=None):
         for s in range(steps):
             ups = ", ".join(f"s{u}" for u in upstream_of(s, steps))
             lines.append(
-                f"    - {{name: s{s}, dependsOn: [{ups}], sql: {{connection: db-{p}, statements: [\"SELECT 1\"]}}}}"
+                f"    - {{name: s{s}, dependsOn: [{ups}], sql: {{connection: db-{c}, statements: [\"SELECT 1\"]}}}}"
             )
         docs.append("\n".join(lines) + "\n")
     return "---\n".join(docs)
@@ -209,6 +221,30 @@ class Audit:
             counts[client] = counts.get(client, 0) + 1
         return counts, operator
 
+    def operator_seconds(self, start, stop, zero, before, after):
+        """The operator's requests in each second from `before` to `after` seconds around the
+        wall time `zero`, as (status writes, other): whether its request budget (a burst,
+        then --api-qps) was spent when the runs arrived."""
+        seconds = {s: [0, 0] for s in range(-before, after)}
+        with self.path.open() as log:
+            log.seek(start)
+            text = log.read(stop - start)
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if not event.get("user", {}).get("username", "").endswith(":synqx-operator"):
+                continue
+            stamp = event.get("requestReceivedTimestamp", "")
+            try:
+                at = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            second = math.floor(at - zero)
+            if second in seconds:
+                seconds[second][0 if event.get("objectRef", {}).get("subresource") == "status" else 1] += 1
+        return seconds
+
 
 def operator_reconciles():
     """Reconciliations so far by controller, from the operator's /metrics (its pod listens on
@@ -270,13 +306,18 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
             break
         deadline.check(f"({ready} of {args.pipelines})")
         time.sleep(1)
+    if not args.runs_while_checking:
+        # The runs arrive at an operator with nothing else to do: its Connections checked and
+        # its request budget refilled (--api-burst 600 at --api-qps 50 takes 12 s).
+        wait_for_checks(kubectl, NAMESPACE, Deadline(deadline_s, "the Connections to be checked"), poll=1)
+        time.sleep(12)
     watch = JobWatch(kubectl, NAMESPACE, "synqx.io/run")
     watch.start()
     time.sleep(2)
     pid = operator_process()
     cpu_before, audit_before = cpu_seconds(pid), audit.end()
     reconciles_before = operator_reconciles()
-    created = time.monotonic()
+    created, created_wall = time.monotonic(), time.time()
     sh(kubectl, "create", "-n", NAMESPACE, "-f", "-", stdin=runs_yaml(args.pipelines))
     # The roots' step-ready is the moment the script began to create the runs; this says how
     # much of their latency is the creation of the runs themselves.
@@ -292,6 +333,7 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
         time.sleep(1)
     time.sleep(2)
     requests, operator_requests = audit.clients(audit_before, audit.end())
+    around_creation = audit.operator_seconds(0, audit.end(), created_wall, 15, 10)
     result = {
         "cpu": cpu_seconds(pid) - cpu_before,
         "rss": rss_mib(pid, "VmHWM"),
@@ -303,6 +345,7 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
         "jobs": len(watch.added),
         "watch": watch,
         "runs_created": runs_created,
+        "around_creation": around_creation,
     }
     result["ready"], result["by_layer"], result["makespan"] = latencies(
         watch, args.steps, created, "synqx.io/run", "synqx.io/step")
@@ -367,7 +410,8 @@ def idle_case(args, kubectl, data):
     sh(kubectl, "create", "namespace", IDLE)
     per_pipeline = max(1, args.idle_runs // max(1, args.idle_pipelines))
     sh(kubectl, "apply", "--server-side", "-n", IDLE, "-f", "-",
-       stdin=pipelines_yaml(args.idle_pipelines, 2, data, schedule="0 0 1 1 *", history=per_pipeline))
+       stdin=pipelines_yaml(args.idle_pipelines, 2, data, schedule="0 0 1 1 *", history=per_pipeline,
+                            connections=args.idle_connections))
     call = api_client()
     base = f"/apis/synqx.io/v1alpha1/namespaces/{IDLE}/pipelineruns"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -386,7 +430,27 @@ def idle_case(args, kubectl, data):
     time.sleep(60)
     return {"cpu_per_minute": cpu_seconds(pid) - before, "rss": rss_mib(pid, "VmRSS"),
             "reconciles": since(reconciles_before, operator_reconciles()),
-            "pipelines": args.idle_pipelines, "runs": per_pipeline * args.idle_pipelines}
+            "pipelines": args.idle_pipelines, "runs": per_pipeline * args.idle_pipelines,
+            "connections": min(args.idle_connections, args.idle_pipelines)}
+
+
+def wait_for_checks(kubectl, namespace, deadline, poll=5):
+    """Waits until every Connection of `namespace` is checked and no Job there runs."""
+    while True:
+        connections = json.loads(sh(kubectl, "get", "sqc", "-n", namespace, "-o", "json"))["items"]
+        checking = sum(
+            1 for c in connections
+            if not any(k["type"] == "Ready" and k.get("reason") != "Checking"
+                       for k in (c.get("status") or {}).get("conditions", [])))
+        jobs = json.loads(sh(kubectl, "get", "jobs", "-n", namespace, "-o", "json"))["items"]
+        running = sum(
+            1 for j in jobs
+            if not any(k["status"] == "True" and k["type"] in ("Complete", "Failed")
+                       for k in (j.get("status") or {}).get("conditions") or []))
+        if not checking and not running:
+            return
+        deadline.check(f"({checking} Connections being checked, {running} Jobs running)")
+        time.sleep(poll)
 
 
 def settle(kubectl, deadline_s):
@@ -394,21 +458,7 @@ def settle(kubectl, deadline_s):
     checked, no check Job running, and the operator's reconciliations in a 15 s window no
     more than in the window before (what is left is its periodic resyncs)."""
     deadline = Deadline(deadline_s, "the idle namespace to settle")
-    while True:
-        connections = json.loads(sh(kubectl, "get", "sqc", "-n", IDLE, "-o", "json"))["items"]
-        checking = sum(
-            1 for c in connections
-            if not any(k["type"] == "Ready" and k.get("reason") != "Checking"
-                       for k in (c.get("status") or {}).get("conditions", [])))
-        jobs = json.loads(sh(kubectl, "get", "jobs", "-n", IDLE, "-o", "json"))["items"]
-        running = sum(
-            1 for j in jobs
-            if not any(k["status"] == "True" and k["type"] in ("Complete", "Failed")
-                       for k in (j.get("status") or {}).get("conditions") or []))
-        if not checking and not running:
-            break
-        deadline.check(f"({checking} Connections being checked, {running} Jobs running)")
-        time.sleep(5)
+    wait_for_checks(kubectl, IDLE, deadline)
     previous = None
     while True:
         start = sum(operator_reconciles().values())
@@ -427,12 +477,75 @@ def row(name, values, unit="ms", scale=1000):
             f"| {top * scale:.0f} {unit} |")
 
 
+def busy_cases(args, kubectl, data, audit):
+    """SynqX and the bare-Jobs reference on the same DAGs; prints their tables and returns
+    what went wrong."""
+    synqx = synqx_case(args, kubectl, data, audit, args.timeout)
+    any_job = next(iter(synqx["watch"].objects.values()))
+    reference = reference_case(args, kubectl, any_job["spec"], args.timeout)
+
+    expected = args.pipelines * args.steps
+    problems = []
+    if synqx["succeeded"] != args.pipelines:
+        problems.append(f"{args.pipelines - synqx['succeeded']} SynqX runs did not succeed")
+    if synqx["jobs"] != expected:
+        problems.append(f"SynqX created {synqx['jobs']} Jobs, not {expected}")
+    if reference["failed"]:
+        problems.append(f"{reference['failed']} reference Jobs failed")
+
+    per_minute = synqx["succeeded"] / synqx["elapsed"] * 60
+    reference_per_minute = args.pipelines / reference["elapsed"] * 60
+    requests = synqx["requests"]
+    # Printed before the idle case starts, so a failure there does not lose these figures.
+    print(f"\n{args.pipelines} pipelines × {args.steps} steps ({expected} Jobs), profile {args.profile}, "
+          f"{os.cpu_count()} cores; command: python3 benches/operator_scale.py {' '.join(sys.argv[1:])}\n")
+    print("| case | p50 | p95 | p99 | max |\n|---|---|---|---|---|")
+    print(row("SynqX step-ready → Job-created", synqx["ready"]))
+    print(row("reference step-ready → Job-created", reference["ready"]))
+    for layer in sorted(synqx["by_layer"]):
+        print(row(f"SynqX step-ready → Job-created, layer {layer} "
+                  f"({len(synqx['by_layer'][layer])} Jobs)", synqx["by_layer"][layer]))
+        print(row(f"reference step-ready → Job-created, layer {layer}", reference["by_layer"].get(layer, [0])))
+    print(row("SynqX run makespan", synqx["makespan"], "s", 1))
+    print(row("reference run makespan", reference["makespan"], "s", 1))
+    print("\n| measure | value |\n|---|---|")
+    print(f"| SynqX runs per minute (succeeded) | {per_minute:.1f} |")
+    print(f"| reference runs per minute | {reference_per_minute:.1f} |")
+    print(f"| SynqX / reference throughput | {per_minute / reference_per_minute:.2f} |")
+    print(f"| operator peak RSS | {synqx['rss']:.1f} MiB |")
+    print(f"| operator CPU during the runs | {synqx['cpu']:.1f} s |")
+    print(f"| the {args.pipelines} runs created (one kubectl call) | {synqx['runs_created'] * 1000:.0f} ms |")
+    print("| operator requests a second around the runs' creation (second: status writes + others) | "
+          + ", ".join(f"{s}: {w}+{o}" for s, (w, o) in sorted(synqx["around_creation"].items())) + " |")
+    # The fewest requests a run needs: one create per Job, and the status writes that show
+    # what a user can see change (the run starting, then each step's end together with the
+    # starts it unblocks; the run's end is its last step's).
+    minimum = args.steps + 1 + args.steps
+    operator = requests.get("operator", 0) / args.pipelines
+    print(f"| operator requests per run against the minimum ({args.steps} creates, "
+          f"{args.steps + 1} status writes) | {operator:.1f} = {operator / minimum:.2f}× |")
+    for client, count in sorted(requests.items()):
+        print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
+    for what, count in sorted(synqx["operator_requests"].items(), key=lambda kv: -kv[1]):
+        print(f"| operator requests per run: {what} | {count / args.pipelines:.1f} |")
+    for controller, count in sorted(synqx["reconciles"].items()):
+        print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |", flush=True)
+    return problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipelines", type=int, default=200)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--idle-pipelines", type=int, default=2000)
     parser.add_argument("--idle-runs", type=int, default=10000)
+    # Each Connection is checked by a Job when it appears; 2,000 of them keep the process
+    # kubelet busy for over half an hour before the operator can be idle.
+    parser.add_argument("--idle-connections", type=int, default=200,
+                        help="Connections the idle Pipelines share (each checked once by a Job)")
+    parser.add_argument("--runs-while-checking", action="store_true",
+                        help="create the runs as soon as the Pipelines are Ready, while their "
+                             "Connections are still being checked")
     parser.add_argument("--profile", default="release")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds each wait may take")
     args = parser.parse_args()
@@ -462,57 +575,15 @@ def main():
         data = tempfile.mkdtemp(prefix="synqx-bench-")
         audit = Audit()
 
-        synqx = synqx_case(args, kubectl, data, audit, args.timeout)
-        any_job = next(iter(synqx["watch"].objects.values()))
-        reference = reference_case(args, kubectl, any_job["spec"], args.timeout)
-
-        expected = args.pipelines * args.steps
-        problems = []
-        if synqx["succeeded"] != args.pipelines:
-            problems.append(f"{args.pipelines - synqx['succeeded']} SynqX runs did not succeed")
-        if synqx["jobs"] != expected:
-            problems.append(f"SynqX created {synqx['jobs']} Jobs, not {expected}")
-        if reference["failed"]:
-            problems.append(f"{reference['failed']} reference Jobs failed")
-
-        per_minute = synqx["succeeded"] / synqx["elapsed"] * 60
-        reference_per_minute = args.pipelines / reference["elapsed"] * 60
-        requests = synqx["requests"]
-        # Printed before the idle case starts, so a failure there does not lose these figures.
-        print(f"\n{args.pipelines} pipelines × {args.steps} steps ({expected} Jobs), profile {args.profile}, "
-              f"{os.cpu_count()} cores; command: python3 benches/operator_scale.py {' '.join(sys.argv[1:])}\n")
-        print("| case | p50 | p95 | p99 | max |\n|---|---|---|---|---|")
-        print(row("SynqX step-ready → Job-created", synqx["ready"]))
-        print(row("reference step-ready → Job-created", reference["ready"]))
-        for layer in sorted(synqx["by_layer"]):
-            print(row(f"SynqX step-ready → Job-created, layer {layer} "
-                      f"({len(synqx['by_layer'][layer])} Jobs)", synqx["by_layer"][layer]))
-            print(row(f"reference step-ready → Job-created, layer {layer}", reference["by_layer"].get(layer, [0])))
-        print(row("SynqX run makespan", synqx["makespan"], "s", 1))
-        print(row("reference run makespan", reference["makespan"], "s", 1))
-        print("\n| measure | value |\n|---|---|")
-        print(f"| SynqX runs per minute (succeeded) | {per_minute:.1f} |")
-        print(f"| reference runs per minute | {reference_per_minute:.1f} |")
-        print(f"| SynqX / reference throughput | {per_minute / reference_per_minute:.2f} |")
-        print(f"| operator peak RSS | {synqx['rss']:.1f} MiB |")
-        print(f"| operator CPU during the runs | {synqx['cpu']:.1f} s |")
-        print(f"| the {args.pipelines} runs created (one kubectl call) | {synqx['runs_created'] * 1000:.0f} ms |")
-        # The fewest requests a run needs: one create per Job, and the status writes that show
-        # what a user can see change (the run starting, then each step's end together with the
-        # starts it unblocks; the run's end is its last step's).
-        minimum = args.steps + 1 + args.steps
-        operator = requests.get("operator", 0) / args.pipelines
-        print(f"| operator requests per run against the minimum ({args.steps} creates, "
-              f"{args.steps + 1} status writes) | {operator:.1f} = {operator / minimum:.2f}× |")
-        for client, count in sorted(requests.items()):
-            print(f"| API requests per run: {client} | {count / args.pipelines:.1f} |")
-        for what, count in sorted(synqx["operator_requests"].items(), key=lambda kv: -kv[1]):
-            print(f"| operator requests per run: {what} | {count / args.pipelines:.1f} |")
-        for controller, count in sorted(synqx["reconciles"].items()):
-            print(f"| reconciliations per run: {controller} | {count / args.pipelines:.1f} |", flush=True)
+        problems = busy_cases(args, kubectl, data, audit) if args.pipelines else []
         idle = idle_case(args, kubectl, data) if args.idle_pipelines else None
         if idle:
-            print(f"| idle: {idle['pipelines']} scheduled Pipelines, {idle['runs']} finished runs: operator RSS "
+            if not args.pipelines:
+                print(f"\nidle case only, profile {args.profile}, {os.cpu_count()} cores; command: "
+                      f"python3 benches/operator_scale.py {' '.join(sys.argv[1:])}\n")
+                print("| measure | value |\n|---|---|")
+            print(f"| idle: {idle['pipelines']} scheduled Pipelines, {idle['connections']} Connections, "
+                  f"{idle['runs']} finished runs: operator RSS "
                   f"| {idle['rss']:.1f} MiB |")
             print(f"| idle: operator CPU | {idle['cpu_per_minute'] / 60 * 100:.2f} % of a core |")
             for controller, count in sorted(idle["reconciles"].items()):
