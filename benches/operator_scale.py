@@ -316,6 +316,9 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
     time.sleep(2)
     pid = operator_process()
     cpu_before, audit_before = cpu_seconds(pid), audit.end()
+    # Where the peak comes from: the Pipelines' compiles and the Connections' checks, or the
+    # runs.
+    rss_before = {field: rss_mib(pid, field) for field in ("VmRSS", "VmHWM")}
     reconciles_before = operator_reconciles()
     created, created_wall = time.monotonic(), time.time()
     sh(kubectl, "create", "-n", NAMESPACE, "-f", "-", stdin=runs_yaml(args.pipelines))
@@ -339,6 +342,7 @@ def synqx_case(args, kubectl, data, audit, deadline_s):
         "rss": rss_mib(pid, "VmHWM"),
         # What of the memory held after the runs is the heap and what is the binary's pages:
         # the operator links the runner library for the connectors' checks.
+        "rss_before": rss_before,
         "rss_after": {field: rss_mib(pid, field) for field in ("VmRSS", "RssAnon", "RssFile")},
         "requests": requests,
         "operator_requests": operator_requests,
@@ -523,6 +527,9 @@ def busy_cases(args, kubectl, data, audit):
     print(f"| reference runs per minute | {reference_per_minute:.1f} |")
     print(f"| SynqX / reference throughput | {per_minute / reference_per_minute:.2f} |")
     print(f"| operator peak RSS | {synqx['rss']:.1f} MiB |")
+    before = synqx["rss_before"]
+    print(f"| operator RSS and peak RSS before the runs were created | "
+          f"{before['VmRSS']:.1f} and {before['VmHWM']:.1f} MiB |")
     after = synqx["rss_after"]
     print(f"| operator RSS after the runs: heap and stacks + binary and libraries | "
           f"{after['VmRSS']:.1f} MiB = {after['RssAnon']:.1f} + {after['RssFile']:.1f} MiB |")
