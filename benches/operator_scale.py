@@ -308,7 +308,9 @@ def latencies(watch, steps, created, label_run, label_step, roots_ready=None):
     ready_to_created, by_layer, ends = [], {}, {}
     for (run, step), name in by_run_step.items():
         ups = upstream_of(int(step[1:]), steps)
-        ready = (roots_ready or {}).get(run, created) if not ups else max(
+        if roots_ready is not None and run not in roots_ready:
+            sys.exit(f"no creation of run {run} in the audit log for its root step")
+        ready = (created if roots_ready is None else roots_ready[run]) if not ups else max(
             watch.completed.get(by_run_step.get((run, f"s{u}")), created) for u in ups)
         latency = watch.added[name] - ready
         ready_to_created.append(latency)
