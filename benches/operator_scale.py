@@ -195,16 +195,20 @@ class Audit:
     def end(self):
         return self.path.stat().st_size
 
-    def clients(self, start, stop):
-        """Requests by client, and the operator's by verb and resource (what to cut)."""
-        counts, operator = {}, {}
+    def events(self, start, stop, needle=""):
+        """The audit events written between byte offsets `start` and `stop`, those whose line
+        holds `needle`."""
         with self.path.open() as log:
             log.seek(start)
             text = log.read(stop - start)
         for line in text.splitlines():
-            if not line.strip():
-                continue
-            event = json.loads(line)
+            if line.strip() and needle in line:
+                yield json.loads(line)
+
+    def clients(self, start, stop):
+        """Requests by client, and the operator's by verb and resource (what to cut)."""
+        counts, operator = {}, {}
+        for event in self.events(start, stop):
             user = event.get("user", {}).get("username", "")
             agent = event.get("userAgent", "")
             if user.endswith(":synqx-operator"):
@@ -229,13 +233,7 @@ class Audit:
         wall time `zero`, as (status writes, other): whether its request budget (a burst,
         then --api-qps) was spent when the runs arrived."""
         seconds = {s: [0, 0] for s in range(-before, after)}
-        with self.path.open() as log:
-            log.seek(start)
-            text = log.read(stop - start)
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            event = json.loads(line)
+        for event in self.events(start, stop, ":synqx-operator"):
             if not event.get("user", {}).get("username", "").endswith(":synqx-operator"):
                 continue
             stamp = event.get("requestReceivedTimestamp", "")
@@ -248,20 +246,14 @@ class Audit:
                 seconds[second][0 if event.get("objectRef", {}).get("subresource") == "status" else 1] += 1
         return seconds
 
-
     def stored(self, start, stop, namespace, resource):
         """When the API server stored each object of `resource` created in `namespace`, as
         wall time: a run's roots are ready from that moment, not before."""
         stamps = {}
-        with self.path.open() as log:
-            log.seek(start)
-            text = log.read(stop - start)
-        for line in text.splitlines():
-            if f'"resource":"{resource}"' not in line or '"verb":"create"' not in line:
-                continue
-            event = json.loads(line)
+        for event in self.events(start, stop, f'"resource":"{resource}"'):
             ref = event.get("objectRef", {})
-            if (ref.get("namespace") != namespace or event.get("stage") != "ResponseComplete"
+            if (event.get("verb") != "create" or ref.get("namespace") != namespace
+                    or event.get("stage") != "ResponseComplete"
                     or event.get("responseStatus", {}).get("code", 500) >= 300 or "name" not in ref):
                 continue
             stamps[ref["name"]] = datetime.datetime.fromisoformat(
