@@ -7,6 +7,10 @@
 //! A follower's queue holds weak references: the bodies live in the run's log only, so a
 //! slow follower never keeps more than the log's bytes alive; once the log evicted a
 //! message the follower has not read yet, the follower is closed as too slow.
+//! A run's queue exists only while someone follows it: a queue is `buffer` slots allocated
+//! up front (some 10 KiB at 256), and a gateway knows every run of its namespaces, most of
+//! them finished and followed by no one; with 10,000 runs in history the queues were most
+//! of the operator's memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,7 +56,28 @@ type RunKey = (String, String);
 
 struct Entry {
     log: RunLog,
-    tx: broadcast::Sender<Weak<Message>>,
+    /// The followers' queue, while there are followers.
+    tx: Option<broadcast::Sender<Weak<Message>>>,
+}
+
+impl Entry {
+    /// Hands `message` to the followers, and frees the queue once the last one has left.
+    fn send(&mut self, message: &Arc<Message>) {
+        if let Some(tx) = &self.tx {
+            if tx.receiver_count() == 0 {
+                self.tx = None;
+            } else {
+                // A follower that left since the count is not an error: the log keeps it.
+                let _ = tx.send(Arc::downgrade(message));
+            }
+        }
+    }
+
+    fn followers(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, broadcast::Sender::receiver_count)
+    }
 }
 
 /// The logs of the runs a gateway serves.
@@ -128,18 +153,16 @@ impl Hub {
         match runs.get_mut(&key) {
             Some(entry) => {
                 for message in entry.log.observe(view) {
-                    // No receiver is not an error: the log keeps it for resumes.
-                    let _ = entry.tx.send(Arc::downgrade(&message));
+                    entry.send(&message);
                 }
             }
             None => {
-                let (tx, _) = broadcast::channel(self.limits.buffer.max(1));
                 let bound = Bound {
                     messages: self.limits.log_length,
                     bytes: self.limits.log_bytes,
                 };
                 let log = RunLog::new(view, self.base, bound);
-                runs.insert(key, Entry { log, tx });
+                runs.insert(key, Entry { log, tx: None });
             }
         }
     }
@@ -157,7 +180,7 @@ impl Hub {
                 attempt,
                 lines,
             });
-            let _ = entry.tx.send(Arc::downgrade(&message));
+            entry.send(&message);
         }
     }
 
@@ -185,7 +208,7 @@ impl Hub {
     pub fn flush_counters(&self) {
         for entry in self.runs().values_mut() {
             if let Some(message) = entry.log.flush_counters() {
-                let _ = entry.tx.send(Arc::downgrade(&message));
+                entry.send(&message);
             }
         }
     }
@@ -211,14 +234,14 @@ impl Hub {
         name: &str,
         since: Option<u64>,
     ) -> Result<Follow, FollowError> {
-        let runs = self.runs();
+        let mut runs = self.runs();
         let entry = runs
-            .get(&(namespace.to_string(), name.to_string()))
+            .get_mut(&(namespace.to_string(), name.to_string()))
             .ok_or_else(|| FollowError::NotFound {
                 namespace: namespace.into(),
                 name: name.into(),
             })?;
-        let count = entry.tx.receiver_count();
+        let count = entry.followers();
         if count >= self.limits.followers_per_run {
             return Err(FollowError::RunFull {
                 namespace: namespace.into(),
@@ -231,9 +254,11 @@ impl Hub {
         if total >= self.limits.followers {
             return Err(FollowError::Full { count: total });
         }
+        let buffer = self.limits.buffer.max(1);
+        let tx = entry.tx.get_or_insert_with(|| broadcast::channel(buffer).0);
         Ok(Follow {
+            rx: tx.subscribe(),
             start: entry.log.start(since),
-            rx: entry.tx.subscribe(),
             _counted: counted,
         })
     }
@@ -242,6 +267,12 @@ impl Hub {
     #[cfg(test)]
     pub fn followers(&self) -> usize {
         self.followers.load(Ordering::SeqCst)
+    }
+
+    /// Runs with a followers' queue allocated.
+    #[cfg(test)]
+    fn queues(&self) -> usize {
+        self.runs().values().filter(|e| e.tx.is_some()).count()
     }
 }
 
@@ -319,6 +350,38 @@ mod tests {
             follow.rx.recv().await,
             Err(broadcast::error::RecvError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_queue_exists_only_while_the_run_is_followed() {
+        let hub = Hub::with_base(Limits::default(), 0);
+        for name in ["a", "b", "c"] {
+            hub.observe(view(name, RunPhase::Succeeded));
+        }
+        assert_eq!(hub.queues(), 0, "no one follows a run yet");
+
+        let Ok(first) = hub.follow("ns", "a", None) else {
+            panic!("the run is known")
+        };
+        assert_eq!(hub.queues(), 1);
+        drop(first);
+        // The queue goes with the next message after the last follower left.
+        hub.observe(view("a", RunPhase::Failed));
+        assert_eq!(hub.queues(), 0);
+
+        // A new follower gets a new queue, and the messages after its start.
+        let Ok(mut again) = hub.follow("ns", "a", None) else {
+            panic!("the run is known")
+        };
+        let Start::Snapshot(start) = &again.start else {
+            panic!("a follower without `since` starts from a snapshot")
+        };
+        let after = start.seq;
+        hub.observe(view("a", RunPhase::Succeeded));
+        match again.rx.recv().await {
+            Ok(m) => assert_eq!(m.upgrade().map(|m| m.seq), Some(after + 1)),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     #[test]
