@@ -7,10 +7,10 @@
 //! A follower's queue holds weak references: the bodies live in the run's log only, so a
 //! slow follower never keeps more than the log's bytes alive; once the log evicted a
 //! message the follower has not read yet, the follower is closed as too slow.
-//! A run's queue exists only while someone follows it: a queue is `buffer` slots allocated
-//! up front (some 10 KiB at 256), and a gateway knows every run of its namespaces, most of
-//! them finished and followed by no one; with 10,000 runs in history the queues were most
-//! of the operator's memory.
+//! A run's queue exists only while someone follows it (freed by the next flush after its
+//! last follower left): a queue is `buffer` slots allocated up front (some 10 KiB at 256),
+//! and a gateway knows every run of its namespaces, most of them finished and followed by
+//! no one; with 10,000 runs in history the queues were most of the operator's memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,15 +61,11 @@ struct Entry {
 }
 
 impl Entry {
-    /// Hands `message` to the followers, and frees the queue once the last one has left.
-    fn send(&mut self, message: &Arc<Message>) {
+    /// Hands `message` to the followers, if any.
+    fn send(&self, message: &Arc<Message>) {
         if let Some(tx) = &self.tx {
-            if tx.receiver_count() == 0 {
-                self.tx = None;
-            } else {
-                // A follower that left since the count is not an error: the log keeps it.
-                let _ = tx.send(Arc::downgrade(message));
-            }
+            // No follower left is not an error: the log keeps the message for resumes.
+            let _ = tx.send(Arc::downgrade(message));
         }
     }
 
@@ -204,11 +200,16 @@ impl Hub {
         views
     }
 
-    /// Sends each run's pending counters as one message; called once a second.
+    /// Sends each run's pending counters as one message, and frees the queues whose last
+    /// follower has left (a finished run gets no message that could do it); called once a
+    /// second.
     pub fn flush_counters(&self) {
         for entry in self.runs().values_mut() {
             if let Some(message) = entry.log.flush_counters() {
                 entry.send(&message);
+            }
+            if entry.followers() == 0 {
+                entry.tx = None;
             }
         }
     }
@@ -365,8 +366,9 @@ mod tests {
         };
         assert_eq!(hub.queues(), 1);
         drop(first);
-        // The queue goes with the next message after the last follower left.
-        hub.observe(view("a", RunPhase::Failed));
+        // The queue goes with the next flush after the last follower left, with or without
+        // a message.
+        hub.flush_counters();
         assert_eq!(hub.queues(), 0);
 
         // A new follower gets a new queue, and the messages after its start.
@@ -377,10 +379,12 @@ mod tests {
             panic!("a follower without `since` starts from a snapshot")
         };
         let after = start.seq;
-        hub.observe(view("a", RunPhase::Succeeded));
-        match again.rx.recv().await {
-            Ok(m) => assert_eq!(m.upgrade().map(|m| m.seq), Some(after + 1)),
-            Err(e) => panic!("{e}"),
+        hub.observe(view("a", RunPhase::Failed));
+        let received = tokio::time::timeout(std::time::Duration::from_secs(5), again.rx.recv());
+        match received.await {
+            Ok(Ok(m)) => assert_eq!(m.upgrade().map(|m| m.seq), Some(after + 1)),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("the new follower got no message within 5 s"),
         }
     }
 
