@@ -266,25 +266,42 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         (some, false) => some.iter().cloned().map(Some).collect(),
     };
     let served: Vec<String> = scopes.iter().flatten().cloned().collect();
-    // Every replica serves the gateway, leader or not: it reads through its own watches and
-    // clients, so followers never spend the controllers' request budget.
+    // The watches run on every replica, leader or not: the gateway on every replica reads
+    // them. The controllers' subscriptions pass events on only once this replica leads.
+    let (leader_tx, mut leader) = watch::channel(!args.leader_elect);
+    let mut feeds: Vec<caches::Feeds> = scopes.iter().map(|_| caches::Feeds::new()).collect();
+    let scope_caches: Vec<caches::Caches> = feeds.iter().map(caches::Feeds::caches).collect();
+    let triggers: Vec<caches::Triggers> = feeds.iter().map(|f| f.triggers(&leader)).collect();
     let gateway = if args.no_gateway {
         Vec::new()
     } else {
         let listener = tokio::net::TcpListener::bind(args.gateway_addr)
             .await
             .with_context(|| format!("listening on --gateway-addr {}", args.gateway_addr))?;
-        let watch_client = api_client::connect(args.api_qps, args.api_burst).await?;
+        let logs_client = api_client::connect(args.api_qps, args.api_burst).await?;
         let review_client = api_client::connect(args.api_qps, args.api_burst).await?;
         let logs = Some(Arc::new(gateway::logs::Logs::new(
-            Arc::new(log_store(&args, &watch_client)),
+            Arc::new(log_store(&args, &logs_client)),
             args.logs_max_bytes,
         )));
+        let followed = feeds
+            .iter_mut()
+            .zip(&scope_caches)
+            .zip(&scopes)
+            .map(|((feeds, caches), namespace)| {
+                let scope = gateway::Scope {
+                    namespace: namespace.clone(),
+                    pipelines: caches.pipelines.clone(),
+                    runs: caches.runs.clone(),
+                    pods: caches.pods.clone(),
+                };
+                (scope, feeds.runs.tap(gateway::RUN_EVENTS))
+            })
+            .collect();
         gateway::start(
             listener,
-            watch_client,
             review_client,
-            &scopes,
+            followed,
             gateway::Limits {
                 log_bytes: args.watch_buffer_bytes,
                 ..gateway::Limits::default()
@@ -292,6 +309,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             logs,
         )
     };
+    let mut watches = Vec::new();
+    for (feeds, scope) in feeds.into_iter().zip(&scopes) {
+        watches.extend(feeds.watch(&client, scope));
+    }
     let settings = Settings {
         runner_image: args.runner_image.clone(),
         max_concurrent_jobs: args.max_concurrent_jobs,
@@ -322,7 +343,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_namespace);
-    let (leader_tx, mut leader) = watch::channel(!args.leader_elect);
     let mut election = None;
     if args.leader_elect {
         election = Some(
@@ -362,15 +382,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    // One set of watches per scope, every subscription taken before they start.
-    let feeds: Vec<caches::Feeds> = scopes.iter().map(|_| caches::Feeds::new()).collect();
-    let scope_caches: Vec<caches::Caches> = feeds.iter().map(caches::Feeds::caches).collect();
-    let triggers: Vec<caches::Triggers> = feeds.iter().map(caches::Feeds::triggers).collect();
     let all_jobs: Vec<_> = scope_caches.iter().map(|c| c.jobs.clone()).collect();
-    let mut watches = Vec::new();
-    for (feeds, scope) in feeds.into_iter().zip(&scopes) {
-        watches.extend(feeds.watch(&client, scope));
-    }
     for caches in &scope_caches {
         caches
             .wait_until_ready()

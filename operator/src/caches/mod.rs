@@ -9,6 +9,7 @@
 //! it every other subscriber of that kind: the wiring test drives more events than the
 //! buffer holds through every controller.
 
+mod gate;
 mod index;
 mod progress_only;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use synqx_api::{Connection, Pipeline, PipelineRun};
 
+pub use gate::Leading;
 pub use index::Index;
 
 use crate::job::{LABEL_PIPELINE, LABEL_RUN};
@@ -138,7 +140,11 @@ pub struct Triggers {
 /// A stream of the objects a watch applied, in order.
 pub type Subscription<K> = std::pin::Pin<Box<dyn Stream<Item = Arc<K>> + Send>>;
 
-/// One watch: the writer of its store, the index that follows it, what it strips.
+/// Watch events as a reader outside the controllers gets them, after the store took them.
+pub type Tap<K> = tokio::sync::mpsc::Receiver<watcher::Event<K>>;
+
+/// One watch: the writer of its store, the index that follows it, what it strips, and who
+/// else reads its events.
 pub struct Feed<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
@@ -146,6 +152,7 @@ where
     writer: reflector::store::Writer<K>,
     index: Option<Index<K>>,
     strip: fn(&mut K),
+    tap: Option<tokio::sync::mpsc::Sender<watcher::Event<K>>>,
 }
 
 impl<K> Feed<K>
@@ -158,7 +165,18 @@ where
             writer,
             index,
             strip,
+            tap: None,
         }
+    }
+
+    /// Every event of the watch, in order, each once the store holds it: what the gateway
+    /// turns into step transitions needs the deletions and the ends of relists too, which a
+    /// subscription does not carry. `capacity` events wait for the reader before the watch
+    /// does.
+    pub fn tap(&mut self, capacity: usize) -> Tap<K> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        self.tap = Some(tx);
+        rx
     }
 
     fn reader(&self) -> Store<K> {
@@ -180,6 +198,12 @@ where
         Box::pin(futures::stream::select(handle.map(Some), wake).filter_map(futures::future::ready))
     }
 
+    /// A subscription for a controller: nothing until this replica leads, then the store's
+    /// objects and every change after.
+    fn subscribe_when(&self, leading: &Leading) -> Subscription<K> {
+        gate::until_leading(self.subscribe(), self.reader(), leading.clone())
+    }
+
     /// Feeds `events` (a watch of the API server, or what a test sends) into the store, the
     /// index and the subscribers, until the events end.
     fn follow<S>(self, events: S) -> impl Future<Output = ()> + Send + 'static
@@ -190,8 +214,8 @@ where
             writer,
             index,
             strip,
+            tap,
         } = self;
-        let kind = K::kind(&()).to_string();
         events
             .modify(strip)
             .map_ok(move |event| {
@@ -202,10 +226,21 @@ where
             })
             .reflect_shared(writer)
             .for_each(move |event| {
-                if let Err(error) = event {
-                    tracing::warn!(%error, kind, "watch failed; retrying with backoff");
+                let tap = tap.clone();
+                async move {
+                    match event {
+                        Ok(event) => {
+                            if let Some(tap) = tap {
+                                // A reader that went away takes nothing from the watch.
+                                let _ = tap.send(event).await;
+                            }
+                        }
+                        Err(error) => {
+                            let kind = K::kind(&());
+                            tracing::warn!(%error, %kind, "watch failed; retrying with backoff");
+                        }
+                    }
                 }
-                futures::future::ready(())
             })
     }
 
@@ -289,16 +324,17 @@ impl Feeds {
         }
     }
 
-    /// Every subscription the controllers consume; each must be polled by one of them.
-    pub fn triggers(&self) -> Triggers {
+    /// Every subscription the controllers consume, each passed on once this replica leads
+    /// ([`gate`]); from then on each must be polled by one of them.
+    pub fn triggers(&self, leading: &Leading) -> Triggers {
         Triggers {
-            pipelines: self.pipelines.subscribe(),
-            runs_for_pipelines: self.runs.subscribe(),
-            connections_for_pipelines: self.connections.subscribe(),
-            runs: progress_only::skip_progress_only(self.runs.subscribe()),
-            jobs_for_runs: self.jobs.subscribe(),
-            connections: self.connections.subscribe(),
-            jobs_for_connections: self.jobs.subscribe(),
+            pipelines: self.pipelines.subscribe_when(leading),
+            runs_for_pipelines: self.runs.subscribe_when(leading),
+            connections_for_pipelines: self.connections.subscribe_when(leading),
+            runs: progress_only::skip_progress_only(self.runs.subscribe_when(leading)),
+            jobs_for_runs: self.jobs.subscribe_when(leading),
+            connections: self.connections.subscribe_when(leading),
+            jobs_for_connections: self.jobs.subscribe_when(leading),
         }
     }
 

@@ -223,16 +223,30 @@ struct Stuck {
 /// Runs the wiring until every cache holds every object and every controller reconciled
 /// every object of its kind; `Err` with what was reached when nothing moves any more.
 async fn drive(feeds: Feeds) -> Result<(), Stuck> {
-    drive_with(feeds, recording(), Arc::new(Seen::default())).await
+    let (_lead, leading) = watch::channel(true);
+    drive_with(feeds, recording(), Arc::new(Seen::default()), leading).await
+}
+
+/// How many objects each cache holds.
+fn cached(caches: &Caches) -> [(&'static str, usize); 6] {
+    [
+        ("Pipelines cached", caches.pipelines.state().len()),
+        ("runs cached", caches.runs.state().len()),
+        ("Connections cached", caches.connections.state().len()),
+        ("Jobs cached", caches.jobs.state().len()),
+        ("pods cached", caches.pods.state().len()),
+        ("revisions cached", caches.revisions.state().len()),
+    ]
 }
 
 async fn drive_with(
     feeds: Feeds,
     reconcilers: Reconcilers<Seen>,
     seen: Arc<Seen>,
+    leading: Leading,
 ) -> Result<(), Stuck> {
     let caches = feeds.caches();
-    let triggers = feeds.triggers();
+    let triggers = feeds.triggers(&leading);
     let watches = feeds.follow(Sources {
         pipelines: watch_of(pipeline),
         runs: watch_of(run),
@@ -252,17 +266,13 @@ async fn drive_with(
     ));
     let all = LISTED + CREATED;
     let state = || {
-        [
-            ("Pipelines cached", caches.pipelines.state().len()),
-            ("runs cached", caches.runs.state().len()),
-            ("Connections cached", caches.connections.state().len()),
-            ("Jobs cached", caches.jobs.state().len()),
-            ("pods cached", caches.pods.state().len()),
-            ("revisions cached", caches.revisions.state().len()),
+        let mut state = cached(&caches).to_vec();
+        state.extend([
             ("Pipelines reconciled", count(&seen.pipelines)),
             ("runs reconciled", count(&seen.runs)),
             ("Connections reconciled", count(&seen.connections)),
-        ]
+        ]);
+        state
     };
     let done = async {
         while state().iter().any(|(_, n)| *n < all) {
@@ -276,7 +286,7 @@ async fn drive_with(
     }
     outcome.map_err(|_| Stuck {
         of: all,
-        reached: state().to_vec(),
+        reached: state(),
     })
 }
 
@@ -290,7 +300,8 @@ async fn every_subscription_is_polled_so_no_watch_stalls() {
 #[tokio::test(start_paused = true)]
 async fn a_panicking_reconciliation_fails_its_object_and_the_rest_go_on() {
     let seen = Arc::new(Seen::default());
-    let result = drive_with(Feeds::new(), panicking(), seen.clone()).await;
+    let (_lead, leading) = watch::channel(true);
+    let result = drive_with(Feeds::new(), panicking(), seen.clone(), leading).await;
     assert_eq!(result, Ok(()), "every other object is still reconciled");
     let failed: Vec<String> = seen
         .failed
@@ -309,6 +320,66 @@ async fn a_subscription_nobody_polls_stalls_its_watch_and_the_test_sees_it() {
     let error = result.expect_err("an unpolled subscription must stall the runs' watch");
     // The list reached the cache; nothing after the buffer filled did.
     assert!(error.reached.contains(&("runs cached", LISTED)), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_keeps_its_caches_current_and_reconciles_everything_once_it_leads() {
+    let feeds = Feeds::new();
+    let caches = feeds.caches();
+    let seen = Arc::new(Seen::default());
+    let (lead, leading) = watch::channel(false);
+    let reconciled_before_leading = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            // More events than the buffer holds went through every watch although no
+            // controller reads its subscriptions yet.
+            while cached(&caches).iter().any(|(_, n)| *n < LISTED + CREATED) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Time is paused: this sleep ends only once every task is idle, the
+            // controllers included, so whatever they would reconcile they have.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let reconciled = [&seen.pipelines, &seen.runs, &seen.connections].map(count);
+            let _ = lead.send(true);
+            reconciled
+        }
+    });
+    let result = drive_with(feeds, recording(), seen, leading).await;
+    assert_eq!(result, Ok(()), "once it leads, every object is reconciled");
+    assert_eq!(reconciled_before_leading.await.ok(), Some([0, 0, 0]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_runs_tap_gets_every_event_in_order_once_the_store_holds_it() {
+    let mut feeds = Feeds::new();
+    // A small tap: a slow reader holds the watch back rather than losing events.
+    let mut tap = feeds.runs.tap(8);
+    let runs = feeds.caches().runs;
+    let read = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while events.len() < LISTED + CREATED + 2 {
+            let Some(event) = tap.recv().await else { break };
+            let cached = |run: &PipelineRun| Caches::get(&runs, "ns", &run.name_any()).is_some();
+            events.push(match event {
+                Event::Init => "init".to_string(),
+                // A relist's objects reach the store together, at its end.
+                Event::InitApply(run) => format!("listed {}", run.name_any()),
+                Event::InitDone => format!(
+                    "listed, r0 cached {}",
+                    Caches::get(&runs, "ns", "r0").is_some()
+                ),
+                Event::Apply(run) => format!("applied {} cached {}", run.name_any(), cached(&run)),
+                Event::Delete(run) => format!("deleted {}", run.name_any()),
+            });
+        }
+        events
+    });
+    assert_eq!(drive(feeds).await, Ok(()));
+    let mut expected = vec!["init".to_string()];
+    expected.extend((0..LISTED).map(|i| format!("listed r{i}")));
+    expected.push("listed, r0 cached true".into());
+    expected.extend((LISTED..LISTED + CREATED).map(|i| format!("applied r{i} cached true")));
+    assert_eq!(read.await.ok(), Some(expected));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,18 +1,17 @@
-//! The gateway's own watches of Pipelines and PipelineRuns: on every replica (not only the
-//! leader), so any replica behind the Service answers. Each change of a run's status goes
-//! to the hub, which turns it into step transitions and counters, and ends the stored logs
-//! of the step attempts that ended.
+//! What the gateway reads of the operator's watches ([`crate::caches`]), which run on every
+//! replica (not only the leader) so that any replica behind the Service answers: the stores
+//! of Pipelines, PipelineRuns and step pods, and every event of the runs' watch. Each change
+//! of a run's status goes to the hub, which turns it into step transitions and counters, and
+//! ends the stored logs of the step attempts that ended.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::PartialObjectMeta;
+use kube::ResourceExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::watcher;
 use synqx_api::{Pipeline, PipelineRun};
 use tokio::task::JoinHandle;
 
@@ -20,10 +19,7 @@ use synqx_api::gateway::RunView;
 use synqx_web::Hub;
 
 use super::logs::Logs;
-use crate::caches::MANAGED;
-
-/// kubectl's copy of the applied object: as large as the spec, never shown.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use crate::caches::Tap;
 
 /// What the gateway reads: one store of each kind per scope (a namespace, or all).
 #[derive(Clone, Default)]
@@ -37,9 +33,9 @@ pub struct Scope {
     pub namespace: Option<String>,
     pub pipelines: Store<Pipeline>,
     pub runs: Store<PipelineRun>,
-    /// The names and UIDs of the operator's pods: a token bound to a pod is trusted again
-    /// without a review while its pod is here ([`super::telemetry`]).
-    pub pods: Store<PartialObjectMeta<Pod>>,
+    /// The operator's pods: a token bound to a pod is trusted again without a review while
+    /// its pod (by name and UID) is here ([`super::telemetry`]).
+    pub pods: Store<Pod>,
 }
 
 impl Stores {
@@ -92,95 +88,55 @@ pub fn view(run: &PipelineRun) -> RunView {
     }
 }
 
-/// Starts the watches of every scope; their tasks run until aborted.
+/// Follows the run events of every scope (taps of the operator's watches, [`Feed::tap`]);
+/// the tasks run until aborted.
+///
+/// [`Feed::tap`]: crate::caches::Feed::tap
 pub fn start(
-    client: &Client,
-    scopes: &[Option<String>],
+    scopes: Vec<(Scope, Tap<PipelineRun>)>,
     hub: Arc<Hub>,
     logs: Option<Arc<Logs>>,
 ) -> (Stores, Vec<JoinHandle<()>>) {
     let mut stores = Stores::default();
     let mut tasks = Vec::new();
-    for scope in scopes {
-        let (pipelines, pipelines_writer) = reflector::store();
-        let (runs, runs_writer) = reflector::store();
-        let pipeline_api: Api<Pipeline> = api(client, scope.as_deref());
-        let pipeline_stream = watcher(pipeline_api, watcher::Config::default())
-            .default_backoff()
-            .modify(strip)
-            .reflect(pipelines_writer);
-        tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(pipeline_stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::warn!(%error, "the gateway's watch of Pipelines failed; retrying");
-                }
-            }
-        }));
-        let run_api: Api<PipelineRun> = api(client, scope.as_deref());
-        let run_stream = watcher(run_api, watcher::Config::default())
-            .default_backoff()
-            .modify(strip)
-            .reflect(runs_writer);
+    for (scope, mut events) in scopes {
         let feed_hub = hub.clone();
         let feed_logs = logs.clone();
-        let namespace = scope.clone();
+        let namespace = scope.namespace.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(run_stream);
             let mut listed = HashSet::new();
-            while let Some(event) = stream.next().await {
+            while let Some(event) = events.recv().await {
                 match event {
-                    Ok(watcher::Event::Init) => listed.clear(),
-                    Ok(watcher::Event::InitApply(run)) => {
+                    watcher::Event::Init => listed.clear(),
+                    watcher::Event::InitApply(run) => {
                         let view = view(&run);
                         listed.insert((view.namespace.clone(), view.name.clone()));
                         feed_hub.observe(view);
                     }
-                    Ok(watcher::Event::InitDone) => {
+                    watcher::Event::InitDone => {
                         feed_hub.retain(namespace.as_deref(), &listed);
                         listed.clear();
                     }
-                    Ok(watcher::Event::Apply(run)) => {
+                    watcher::Event::Apply(run) => {
                         let view = view(&run);
                         if let Some(logs) = &feed_logs {
-                            logs.finish_ended(&view.namespace, &view.name, Some(&view)).await;
+                            logs.finish_ended(&view.namespace, &view.name, Some(&view))
+                                .await;
                         }
                         feed_hub.observe(view);
                     }
-                    Ok(watcher::Event::Delete(run)) => {
-                        let (namespace, name) = (run.namespace().unwrap_or_default(), run.name_any());
+                    watcher::Event::Delete(run) => {
+                        let (namespace, name) =
+                            (run.namespace().unwrap_or_default(), run.name_any());
                         if let Some(logs) = &feed_logs {
                             logs.finish_ended(&namespace, &name, None).await;
                         }
                         feed_hub.forget(&namespace, &name);
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "the gateway's watch of PipelineRuns failed; retrying");
-                    }
                 }
             }
         }));
-        // Metadata only, of the operator's pods: all a binding needs, and small.
-        let (pods, pods_writer) = reflector::store();
-        let pod_api: Api<PartialObjectMeta<Pod>> = api(client, scope.as_deref());
-        let pod_stream = watcher(pod_api, watcher::Config::default().labels(MANAGED))
-            .default_backoff()
-            .modify(strip)
-            .reflect(pods_writer);
-        tasks.push(tokio::spawn(async move {
-            let mut stream = std::pin::pin!(pod_stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::warn!(%error, "the gateway's watch of step pods failed; retrying");
-                }
-            }
-        }));
-        stores.scopes.push(Scope {
-            namespace: scope.clone(),
-            pipelines,
-            runs,
-            pods,
-        });
+        stores.scopes.push(scope);
     }
     // Counters of every run, coalesced to one message a second at most.
     tasks.push(tokio::spawn(async move {
@@ -192,21 +148,4 @@ pub fn start(
         }
     }));
     (stores, tasks)
-}
-
-/// Drops what the gateway never shows and costs memory: managed fields and kubectl's copy.
-fn strip<K: kube::Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
-    object.annotations_mut().remove(LAST_APPLIED);
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }

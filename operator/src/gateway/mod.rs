@@ -39,13 +39,18 @@ use tokio::task::JoinHandle;
 
 use self::auth::{Access, Denied};
 use self::counters::CounterWriter;
+pub use self::feed::Scope;
 use self::feed::Stores;
 use self::logs::Logs;
+use crate::caches::Tap;
 
 /// How often an open WebSocket's token and right are reviewed again.
 pub const RECHECK: Duration = Duration::from_secs(60);
 /// How long a request waits for the gateway's first list, or for a new run to reach it.
 const CACHE_WAIT: Duration = Duration::from_secs(5);
+/// Run events the runs' watch holds for the gateway before it waits: a relist's burst
+/// passes in a few rounds, and a stuck log store shows as a late run, not as lost events.
+pub const RUN_EVENTS: usize = 256;
 
 /// What the routes share.
 pub struct Gateway {
@@ -63,20 +68,19 @@ pub struct Gateway {
     plans: crate::revision::Plans,
 }
 
-/// Starts the gateway's watches and serves its routes on `listener` until aborted. The
-/// watches use `watch_client` and the reviews `review_client`, each with its own request
-/// budget: a crowd of clients connecting at once must not hold back the watches that feed
-/// them (a run's transitions would reach the gateway late, or only as its end state).
+/// Follows `scopes` (the operator's caches of each and the events of its runs' watch) and
+/// serves the routes on `listener` until aborted. Reviews and counter writes use
+/// `review_client`, with its own request budget: a crowd of clients connecting at once must
+/// not hold back the controllers' requests.
 pub fn start(
     listener: tokio::net::TcpListener,
-    watch_client: Client,
     review_client: Client,
-    scopes: &[Option<String>],
+    scopes: Vec<(Scope, Tap<PipelineRun>)>,
     limits: Limits,
     logs: Option<Arc<Logs>>,
 ) -> Vec<JoinHandle<()>> {
     let hub = Arc::new(Hub::new(limits));
-    let (stores, mut tasks) = feed::start(&watch_client, scopes, hub.clone(), logs.clone());
+    let (stores, mut tasks) = feed::start(scopes, hub.clone(), logs.clone());
     let gateway = Arc::new(Gateway {
         client: review_client,
         hub,

@@ -11,7 +11,6 @@ use hyper::body::Bytes;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewStatus, UserInfo};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::PartialObjectMetaExt;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use synqx_api::PipelineRun;
@@ -143,8 +142,7 @@ async fn a_pods_reports_cost_one_review_until_the_pod_is_gone() {
     }));
     let (pipelines, _) = listed(Vec::new());
     let (runs, _) = listed(vec![run]);
-    let meta = pod.metadata.clone().into_response_partial::<Pod>();
-    let (pods, mut pods_writer) = listed(vec![meta.clone()]);
+    let (pods, mut pods_writer) = listed(vec![pod.clone()]);
     let gateway = Arc::new(Gateway {
         client: client(&server),
         hub: Arc::new(Hub::new(Limits::default())),
@@ -191,7 +189,7 @@ async fn a_pods_reports_cost_one_review_until_the_pod_is_gone() {
 
     // The pod is deleted: the watch drops it, the API server refuses its token.
     lock(&server).pod = None;
-    pods_writer.apply_watcher_event(&Event::Delete(meta));
+    pods_writer.apply_watcher_event(&Event::Delete(pod));
     let response = receive(State(gateway.clone()), request(token), body(&report)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(lock(&server).reviews, 2, "the token was reviewed again");
