@@ -594,6 +594,16 @@ def busy_cases(args, kubectl, data, audit):
     return problems
 
 
+def with_operator_env(install, env):
+    """The install manifest with `env` (the names whose value is set) added to the operator's."""
+    lines = "".join(f"            - name: {name}\n              value: '{value}'\n"
+                    for name, value in env.items() if value)
+    anchor = "          env:\n            - name: POD_NAME\n"
+    if anchor not in install:
+        sys.exit("the install manifest has no operator env to add to")
+    return install.replace(anchor, anchor.replace("            - name: POD_NAME\n", lines + "            - name: POD_NAME\n"), 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipelines", type=int, default=200)
@@ -607,6 +617,9 @@ def main():
     parser.add_argument("--runs-while-checking", action="store_true",
                         help="create the runs as soon as the Pipelines are Ready, while their "
                              "Connections are still being checked")
+    parser.add_argument("--preload", help="a shared library the operator runs with (LD_PRELOAD), "
+                                          "e.g. another allocator")
+    parser.add_argument("--malloc-conf", help="MALLOC_CONF for the operator (jemalloc's settings)")
     parser.add_argument("--profile", default="release")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds each wait may take")
     args = parser.parse_args()
@@ -628,6 +641,7 @@ def main():
         # One operator replica: process pods share the host's network (port 8080).
         install = (REPO / "manifests/install.yaml").read_text().replace(
             "\nspec:\n  replicas: 2\n", "\nspec:\n  replicas: 1\n", 1)
+        install = with_operator_env(install, {"LD_PRELOAD": args.preload, "MALLOC_CONF": args.malloc_conf})
         sh(kubectl, "apply", "--server-side", "-f", "-", stdin=install)
         sh(kubectl, "rollout", "status", "--timeout=120s", "-n", "synqx-system", "deployment/synqx-operator")
         sh(kubectl, "create", "namespace", NAMESPACE)
