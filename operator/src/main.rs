@@ -1,6 +1,7 @@
 //! `synqx-operator`: the SynqX control plane. `run` starts the controllers (behind a leader
 //! Lease when asked), `crd` prints the CustomResourceDefinitions.
 
+mod allocator;
 mod api_client;
 mod cache_metrics;
 mod caches;
@@ -180,11 +181,6 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    if !synqx_runner::allocator::configure() {
-        eprintln!(
-            "warning: the allocator did not take its settings; the operator may keep more memory"
-        );
-    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => synqx_api::crd::all_to_yaml()
@@ -258,7 +254,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on --metrics-addr {}", args.metrics_addr))?;
     let server = tokio::spawn(metrics::serve(listener, metrics.clone()));
-    tokio::spawn(synqx_runner::allocator::trim_periodically());
     // Each scope is one namespace, or `None` for all of them.
     let scopes: Vec<Option<String>> = match (&args.namespace[..], args.all_namespaces) {
         (_, true) => vec![None],

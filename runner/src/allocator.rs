@@ -1,17 +1,13 @@
-//! The allocator's settings, for `synqx` and `synqx-operator`. glibc's defaults keep what a
+//! The allocator's settings, for `synqx`. glibc's defaults keep what a
 //! burst allocated: its threshold for giving large blocks a mapping of their own rises after
 //! the first ones are freed, so later large buffers (record batches, column chunks, response
 //! bodies) come from the heap and stay there; its arenas, up to eight per core, each hold on
 //! to their own free memory. Measured on CSV → Parquet of 6M rows: peak RSS 107 MiB with the
 //! defaults, 82 MiB with a fixed 128 KiB threshold and two arenas (the threshold is most of
-//! it); Parquet → CSV 165 and 145 MiB. The operator, long-lived and bursty, also returns
-//! free pages to the kernel once a minute ([`trim_periodically`]).
+//! it); Parquet → CSV 165 and 145 MiB. (The operator, long-lived and bursty, runs jemalloc
+//! instead: `synqx-operator`'s `allocator`.)
 
-use std::time::Duration;
-
-/// How often free pages in the middle of the heap go back to the kernel.
-pub const TRIM_EVERY: Duration = Duration::from_secs(60);
-/// Arenas: the engine and the operator run two worker threads on a 2-core node.
+/// Arenas: the engine runs two worker threads on a 2-core node.
 const ARENAS: i32 = 2;
 /// Blocks from this size get a mapping of their own, returned to the kernel when freed.
 const MAPPED_FROM: i32 = 128 * 1024;
@@ -32,29 +28,6 @@ pub fn configure() -> bool {
 pub fn configure() -> bool {
     true
 }
-
-/// Returns the free pages of every arena to the kernel, every [`TRIM_EVERY`], until the
-/// runtime stops.
-pub async fn trim_periodically() {
-    let mut ticks = tokio::time::interval(TRIM_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        // Walks every arena under its lock: off the runtime's workers.
-        let _ = tokio::task::spawn_blocking(trim).await;
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim() {
-    // SAFETY: malloc_trim takes the allocator's own locks; it is safe to call at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
 
 #[cfg(test)]
 mod tests {
