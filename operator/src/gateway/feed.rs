@@ -1,8 +1,8 @@
 //! What the gateway reads of the operator's watches ([`crate::caches`]), which run on every
 //! replica (not only the leader) so that any replica behind the Service answers: the stores
 //! of Pipelines, PipelineRuns and step pods, and every event of the runs' watch. Each change
-//! of a run's status goes to the hub, which turns it into step transitions and counters, and
-//! ends the stored logs of the step attempts that ended.
+//! of a run's status goes to the hub, which turns it into step transitions and counters,
+//! after the stored logs of the step attempts that ended are finished ([`super::finisher`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use synqx_api::gateway::RunView;
 use synqx_web::Hub;
 
+use super::finisher::{Change, Finisher};
 use super::logs::Logs;
 use crate::caches::Tap;
 
@@ -99,9 +100,9 @@ pub fn start(
 ) -> (Stores, Vec<JoinHandle<()>>) {
     let mut stores = Stores::default();
     let mut tasks = Vec::new();
+    let finisher = Arc::new(Finisher::new(hub.clone(), logs));
     for (scope, mut events) in scopes {
-        let feed_hub = hub.clone();
-        let feed_logs = logs.clone();
+        let finisher = finisher.clone();
         let namespace = scope.namespace.clone();
         tasks.push(tokio::spawn(async move {
             let mut listed = HashSet::new();
@@ -111,28 +112,17 @@ pub fn start(
                     watcher::Event::InitApply(run) => {
                         let view = view(&run);
                         listed.insert((view.namespace.clone(), view.name.clone()));
-                        feed_hub.observe(view);
+                        finisher.apply(Change::seen(view));
                     }
                     watcher::Event::InitDone => {
-                        feed_hub.retain(namespace.as_deref(), &listed);
+                        finisher.retain(namespace.as_deref(), &listed);
                         listed.clear();
                     }
-                    watcher::Event::Apply(run) => {
-                        let view = view(&run);
-                        if let Some(logs) = &feed_logs {
-                            logs.finish_ended(&view.namespace, &view.name, Some(&view))
-                                .await;
-                        }
-                        feed_hub.observe(view);
-                    }
-                    watcher::Event::Delete(run) => {
-                        let (namespace, name) =
-                            (run.namespace().unwrap_or_default(), run.name_any());
-                        if let Some(logs) = &feed_logs {
-                            logs.finish_ended(&namespace, &name, None).await;
-                        }
-                        feed_hub.forget(&namespace, &name);
-                    }
+                    watcher::Event::Apply(run) => finisher.apply(Change::seen(view(&run))),
+                    watcher::Event::Delete(run) => finisher.apply(Change::Gone {
+                        namespace: run.namespace().unwrap_or_default(),
+                        name: run.name_any(),
+                    }),
                 }
             }
         }));

@@ -12,6 +12,7 @@
 pub mod auth;
 mod counters;
 mod feed;
+mod finisher;
 mod graph;
 pub mod logs;
 mod telemetry;
