@@ -10,62 +10,123 @@ use serde::{Deserialize, Serialize};
 use crate::condition::Condition;
 use crate::secret::SecretValue;
 
-/// A Connection describes one physical system SynqX reads from or writes to. Exactly one
-/// connector block (`postgres`, `mysql`, `sqlserver`, `snowflake`, `bigquery`, `rest`, `s3`,
-/// `filesystem`, `mongodb`, `redis`, `sqlite`) is set, like a Pod volume.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[kube(
-    group = "synqx.io",
-    version = "v1alpha1",
-    kind = "Connection",
-    doc = "Connection: one physical system SynqX reads from or writes to (a database, bucket, directory or API).",
-    namespaced,
-    status = "ConnectionStatus",
-    shortname = "sqc",
-    category = "synqx",
-    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".status.type","description":"Connector type"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the last check succeeded"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new(
-    "[has(self.postgres), has(self.mysql), has(self.sqlserver), has(self.snowflake), has(self.bigquery), has(self.rest), has(self.s3), has(self.filesystem), has(self.mongodb), has(self.redis), has(self.sqlite)].filter(x, x).size() == 1"
-).message("exactly one connector block must be set (postgres, mysql, sqlserver, snowflake, bigquery, rest, s3, filesystem, mongodb, redis or sqlite)"))]
-pub struct ConnectionSpec {
+mod blocks;
+
+pub use self::blocks::Block;
+
+/// `a, b or c`, of names.
+macro_rules! or_list {
+    ($last:ident) => { stringify!($last) };
+    ($a:ident, $last:ident) => { concat!(stringify!($a), " or ", stringify!($last)) };
+    ($a:ident, $($rest:ident),+) => { concat!(stringify!($a), ", ", or_list!($($rest),+)) };
+}
+
+/// Declares every connector block once: its kind, its field of [`ConnectionSpec`] (the name
+/// written in YAML) and its type, which describes itself through [`Block`]. A new connector
+/// is one line here, its block type, and its folder in the runner.
+macro_rules! connectors {
+    (
+        $(#[doc = $doc0:literal])* $kind0:ident => $field0:ident: $block0:ty,
+        $( $(#[doc = $doc:literal])* $kind:ident => $field:ident: $block:ty, )*
+    ) => {
+        /// A Connection describes one physical system SynqX reads from or writes to. Exactly
+        /// one connector block is set, like a Pod volume.
+        #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+        #[kube(
+            group = "synqx.io",
+            version = "v1alpha1",
+            kind = "Connection",
+            doc = "Connection: one physical system SynqX reads from or writes to (a database, bucket, directory or API).",
+            namespaced,
+            status = "ConnectionStatus",
+            shortname = "sqc",
+            category = "synqx",
+            printcolumn = r#"{"name":"Type","type":"string","jsonPath":".status.type","description":"Connector type"}"#,
+            printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Whether the last check succeeded"}"#,
+            printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+        )]
+        #[serde(rename_all = "camelCase")]
+        #[x_kube(validation = kube::core::Rule::new(concat!(
+            "[has(self.", stringify!($field0), ")",
+            $( ", has(self.", stringify!($field), ")", )*
+            "].filter(x, x).size() == 1"
+        )).message(concat!(
+            "exactly one connector block must be set (", or_list!($field0 $(, $field)*), ")"
+        )))]
+        pub struct ConnectionSpec {
+            $(#[doc = $doc0])*
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub $field0: Option<$block0>,
+            $(
+                $(#[doc = $doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$block>,
+            )*
+        }
+
+        /// The kind of system a Connection points at, with what it can do.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ConnectorKind {
+            $kind0,
+            $($kind,)*
+        }
+
+        impl ConnectorKind {
+            /// Every kind, in the order of the connector blocks.
+            pub const ALL: &[ConnectorKind] = &[Self::$kind0, $(Self::$kind,)*];
+
+            /// The connector block name, as written in YAML.
+            pub fn block_name(self) -> &'static str {
+                match self {
+                    Self::$kind0 => stringify!($field0),
+                    $(Self::$kind => stringify!($field),)*
+                }
+            }
+        }
+
+        impl ConnectionSpec {
+            /// The connector blocks that are set (a valid spec has exactly one), with their
+            /// kinds, in the order of [`ConnectorKind::ALL`].
+            pub fn blocks(&self) -> Vec<(ConnectorKind, &dyn Block)> {
+                let mut set: Vec<(ConnectorKind, &dyn Block)> = Vec::new();
+                if let Some(block) = &self.$field0 {
+                    set.push((ConnectorKind::$kind0, block));
+                }
+                $(
+                    if let Some(block) = &self.$field {
+                        set.push((ConnectorKind::$kind, block));
+                    }
+                )*
+                set
+            }
+        }
+    };
+}
+
+connectors! {
     /// A PostgreSQL database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<PostgresConnection>,
+    Postgres => postgres: PostgresConnection,
     /// A MySQL or MariaDB database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mysql: Option<MysqlConnection>,
+    Mysql => mysql: MysqlConnection,
     /// A Microsoft SQL Server database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sqlserver: Option<SqlServerConnection>,
+    SqlServer => sqlserver: SqlServerConnection,
     /// A Snowflake account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snowflake: Option<SnowflakeConnection>,
+    Snowflake => snowflake: SnowflakeConnection,
     /// A Google BigQuery project.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bigquery: Option<BigQueryConnection>,
+    BigQuery => bigquery: BigQueryConnection,
     /// An HTTP JSON API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rest: Option<RestConnection>,
+    Rest => rest: RestConnection,
     /// An S3 (or S3-compatible) bucket.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Connection>,
+    S3 => s3: S3Connection,
     /// A local directory: asset FQNs are paths below it; a trailing `/` means a folder of part
     /// files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filesystem: Option<FilesystemConnection>,
+    Filesystem => filesystem: FilesystemConnection,
     /// A MongoDB database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mongodb: Option<MongoConnection>,
+    Mongodb => mongodb: MongoConnection,
     /// A Redis server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis: Option<RedisConnection>,
+    Redis => redis: RedisConnection,
     /// An embedded SQLite database file: asset FQNs are table names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sqlite: Option<SqliteConnection>,
+    Sqlite => sqlite: SqliteConnection,
 }
 
 /// TLS mode of a PostgreSQL or MySQL connection: `require` (the default: TLS, certificate
@@ -498,55 +559,7 @@ pub struct ConnectionStatus {
     pub last_checked: Option<String>,
 }
 
-/// The kind of system a Connection points at, with what it can do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ConnectorKind {
-    Postgres,
-    Mysql,
-    SqlServer,
-    Snowflake,
-    BigQuery,
-    Rest,
-    S3,
-    Filesystem,
-    Mongodb,
-    Redis,
-    Sqlite,
-}
-
 impl ConnectorKind {
-    /// Every kind, in the order of the connector blocks.
-    pub const ALL: [ConnectorKind; 11] = [
-        Self::Postgres,
-        Self::Mysql,
-        Self::SqlServer,
-        Self::Snowflake,
-        Self::BigQuery,
-        Self::Rest,
-        Self::S3,
-        Self::Filesystem,
-        Self::Mongodb,
-        Self::Redis,
-        Self::Sqlite,
-    ];
-
-    /// The connector block name, as written in YAML.
-    pub fn block_name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::Mysql => "mysql",
-            Self::SqlServer => "sqlserver",
-            Self::Snowflake => "snowflake",
-            Self::BigQuery => "bigquery",
-            Self::Rest => "rest",
-            Self::S3 => "s3",
-            Self::Filesystem => "filesystem",
-            Self::Mongodb => "mongodb",
-            Self::Redis => "redis",
-            Self::Sqlite => "sqlite",
-        }
-    }
-
     /// Systems that run SQL: tables as assets, `sql` steps, queries on sources.
     pub fn is_sql(self) -> bool {
         matches!(
@@ -583,27 +596,9 @@ impl fmt::Display for ConnectorKind {
 }
 
 impl ConnectionSpec {
-    /// The connector blocks that are set (a valid spec has exactly one).
+    /// The kinds of the connector blocks that are set (a valid spec has exactly one).
     pub fn kinds(&self) -> Vec<ConnectorKind> {
-        let set = [
-            self.postgres.is_some(),
-            self.mysql.is_some(),
-            self.sqlserver.is_some(),
-            self.snowflake.is_some(),
-            self.bigquery.is_some(),
-            self.rest.is_some(),
-            self.s3.is_some(),
-            self.filesystem.is_some(),
-            self.mongodb.is_some(),
-            self.redis.is_some(),
-            self.sqlite.is_some(),
-        ];
-        ConnectorKind::ALL
-            .into_iter()
-            .zip(set)
-            .filter(|(_, s)| *s)
-            .map(|(k, _)| k)
-            .collect()
+        self.blocks().into_iter().map(|(kind, _)| kind).collect()
     }
 
     /// The connector kind when exactly one block is set.
@@ -615,60 +610,29 @@ impl ConnectionSpec {
     }
 
     /// Every secret field of the spec with its path below `spec` (e.g. `postgres.password`).
-    pub fn secret_values<'s>(&'s self) -> Vec<(String, &'s SecretValue)> {
-        let mut out: Vec<(String, &SecretValue)> = Vec::new();
-        let mut push = |path: &str, v: Option<&'s SecretValue>| {
-            if let Some(v) = v {
-                out.push((path.to_string(), v));
-            }
-        };
-        if let Some(c) = &self.postgres {
-            push("postgres.user", Some(&c.user));
-            push("postgres.password", c.password.as_ref());
-            push("postgres.sslRootCert", c.ssl_root_cert.as_ref());
-        }
-        if let Some(c) = &self.mysql {
-            push("mysql.user", Some(&c.user));
-            push("mysql.password", c.password.as_ref());
-            push("mysql.sslRootCert", c.ssl_root_cert.as_ref());
-        }
-        if let Some(c) = &self.sqlserver {
-            push("sqlserver.user", Some(&c.user));
-            push("sqlserver.password", c.password.as_ref());
-        }
-        if let Some(c) = &self.snowflake {
-            push("snowflake.user", Some(&c.user));
-            push("snowflake.password", c.password.as_ref());
-            push("snowflake.privateKey", c.private_key.as_ref());
-        }
-        if let Some(c) = &self.bigquery {
-            push("bigquery.credentialsJson", c.credentials_json.as_ref());
-        }
-        if let Some(auth) = self.rest.as_ref().and_then(|r| r.auth.as_ref()) {
-            push("rest.auth.bearerToken", auth.bearer_token.as_ref());
-            if let Some(b) = &auth.basic {
-                push("rest.auth.basic.username", Some(&b.username));
-                push("rest.auth.basic.password", Some(&b.password));
-            }
-            if let Some(k) = &auth.api_key {
-                push("rest.auth.apiKey.value", Some(&k.value));
-            }
-            if let Some(o) = &auth.oauth2 {
-                push("rest.auth.oauth2.clientId", Some(&o.client_id));
-                push("rest.auth.oauth2.clientSecret", Some(&o.client_secret));
+    pub fn secret_values(&self) -> Vec<(String, &SecretValue)> {
+        let mut out = Vec::new();
+        for (kind, block) in self.blocks() {
+            for (path, value) in block.secrets() {
+                if let Some(value) = value {
+                    out.push((format!("{}.{path}", kind.block_name()), value));
+                }
             }
         }
-        if let Some(c) = &self.s3 {
-            push("s3.accessKeyId", c.access_key_id.as_ref());
-            push("s3.secretAccessKey", c.secret_access_key.as_ref());
-            push("s3.sessionToken", c.session_token.as_ref());
-        }
-        if let Some(c) = &self.mongodb {
-            push("mongodb.uri", Some(&c.uri));
-        }
-        if let Some(c) = &self.redis {
-            push("redis.username", c.username.as_ref());
-            push("redis.password", c.password.as_ref());
+        out
+    }
+
+    /// Field problems of the connector blocks, as (path below `spec`, message).
+    pub fn block_problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (kind, block) in self.blocks() {
+            for (path, message) in block.problems() {
+                let path = match path.as_str() {
+                    "" => kind.block_name().to_string(),
+                    below => format!("{}.{below}", kind.block_name()),
+                };
+                out.push((path, message));
+            }
         }
         out
     }
@@ -694,6 +658,28 @@ mod tests {
             spec.kinds(),
             vec![ConnectorKind::Filesystem, ConnectorKind::Sqlite]
         );
+    }
+
+    #[test]
+    fn block_problems_are_named_below_spec_with_the_block_itself_by_its_name() {
+        let spec = ConnectionSpec {
+            s3: Some(S3Connection {
+                bucket: "raw".into(),
+                access_key_id: Some(SecretValue::plain("AKIA")),
+                ..Default::default()
+            }),
+            snowflake: Some(SnowflakeConnection {
+                account: "acme".into(),
+                warehouse: " ".into(),
+                database: "dw".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let paths: Vec<String> = spec.block_problems().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["snowflake.warehouse", "snowflake", "s3"]);
+        let secrets: Vec<String> = spec.secret_values().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(secrets, ["snowflake.user", "s3.accessKeyId"]);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //!
 //! # Adding a connector
 //!
-//! 1. Add its Connection block to `api/src/connection.rs` (a `ConnectorKind` and a field of
-//!    `ConnectionSpec`), if the API does not have it yet.
+//! 1. Add its Connection block to the API, if it does not have it yet: the block's type in
+//!    `api/src/connection/mod.rs` with its `impl Block` (secret fields, field checks) in
+//!    `api/src/connection/blocks.rs`, and one line in the `connectors!` table there, which
+//!    makes the `ConnectorKind`, the field of `ConnectionSpec` and the CRD's one-block rule.
+//!    Regenerate the CRDs (`cargo run --bin synqx -- crd --dir crds`).
 //! 2. Make a folder `connectors/<system>/` with the same anatomy as every other:
 //!    - `mod.rs`: what the connector does (the module docs are its reference: FQNs, type map,
 //!      write modes), a unit struct `pub struct <System>;` and its `impl Connector`.
