@@ -617,9 +617,12 @@ def main():
     parser.add_argument("--runs-while-checking", action="store_true",
                         help="create the runs as soon as the Pipelines are Ready, while their "
                              "Connections are still being checked")
-    parser.add_argument("--preload", help="a shared library the operator runs with (LD_PRELOAD), "
-                                          "e.g. another allocator")
-    parser.add_argument("--malloc-conf", help="MALLOC_CONF for the operator (jemalloc's settings)")
+    parser.add_argument("--preload", help="a shared library the operator runs with (LD_PRELOAD); "
+                                          "an allocator preloaded serves only C's malloc, since "
+                                          "the operator's Rust allocations go to the jemalloc it links")
+    parser.add_argument("--malloc-conf", help="jemalloc's settings for the operator, on top of those "
+                        "compiled in: _RJEM_MALLOC_CONF for the jemalloc it links, and MALLOC_CONF "
+                        "for one preloaded with --preload")
     parser.add_argument("--profile", default="release")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds each wait may take")
     args = parser.parse_args()
@@ -641,7 +644,8 @@ def main():
         # One operator replica: process pods share the host's network (port 8080).
         install = (REPO / "manifests/install.yaml").read_text().replace(
             "\nspec:\n  replicas: 2\n", "\nspec:\n  replicas: 1\n", 1)
-        install = with_operator_env(install, {"LD_PRELOAD": args.preload, "MALLOC_CONF": args.malloc_conf})
+        install = with_operator_env(install, {"LD_PRELOAD": args.preload, "MALLOC_CONF": args.malloc_conf,
+                                                   "_RJEM_MALLOC_CONF": args.malloc_conf})
         sh(kubectl, "apply", "--server-side", "-f", "-", stdin=install)
         sh(kubectl, "rollout", "status", "--timeout=120s", "-n", "synqx-system", "deployment/synqx-operator")
         sh(kubectl, "create", "namespace", NAMESPACE)

@@ -73,6 +73,74 @@ fn kept_orders(path: &Path) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// The quickstart's `daily_revenue`, computed from its CSV files (every month in
+/// `data/orders`): orders neither `test` nor `refunded`, by day of `created_at` and the
+/// customer's country, as (day, country, orders, revenue in cents), ordered by day and country
+/// as the table is read.
+fn expected_revenue(data: &Path) -> Vec<(String, String, i64, i64)> {
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let customers = read(&data.join("customers.csv"));
+    let country: std::collections::HashMap<&str, &str> = customers
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .map(|f| (f[0], f[3]))
+        .collect();
+    let mut days = std::collections::BTreeMap::<(String, String), (i64, i64)>::new();
+    let mut months: Vec<PathBuf> = std::fs::read_dir(data.join("orders"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).path())
+        .collect();
+    months.sort();
+    for path in months {
+        let amounts: std::collections::HashMap<i64, i64> = kept_orders(&path).into_iter().collect();
+        for line in read(&path).lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            if matches!(f[2], "test" | "refunded") {
+                continue;
+            }
+            let id: i64 = f[0].parse().unwrap_or_else(|e| panic!("{f:?}: {e}"));
+            let cents = amounts[&id];
+            let to = country
+                .get(f[1])
+                .unwrap_or_else(|| panic!("order {id}: no customer {}", f[1]));
+            let day = days
+                .entry((f[5][..10].to_string(), to.to_string()))
+                .or_default();
+            *day = (day.0 + 1, day.1 + cents);
+        }
+    }
+    days.into_iter()
+        .map(|((day, country), (orders, cents))| (day, country, orders, cents))
+        .collect()
+}
+
+/// `daily_revenue` as read back, in the shape of [`expected_revenue`].
+fn revenue_rows(rows: &[Vec<Option<String>>]) -> Vec<(String, String, i64, i64)> {
+    let text = |row: &[Option<String>], i: usize| {
+        row.get(i)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("daily_revenue row {row:?}: no column {i}"))
+    };
+    rows.iter()
+        .map(|row| {
+            let orders = text(row, 2)
+                .parse()
+                .unwrap_or_else(|e| panic!("{row:?}: {e}"));
+            let revenue: f64 = text(row, 3)
+                .parse()
+                .unwrap_or_else(|e| panic!("{row:?}: {e}"));
+            (
+                text(row, 0),
+                text(row, 1),
+                orders,
+                (revenue * 100.0).round() as i64,
+            )
+        })
+        .collect()
+}
+
 fn query(db: &Path, sql: &str) -> i64 {
     sqlite::int(db, sql)
 }
@@ -169,7 +237,10 @@ fn the_quickstart_runs_incrementally() {
         written.customers,
         hashed_customers(&d.join("data/customers.csv"))
     );
-    assert!(!written.revenue.is_empty());
+    // The SQL step's table: orders and revenue per day and country, to the cent.
+    let revenue = expected_revenue(&d.join("data"));
+    assert!(revenue.len() > 10, "{revenue:?}");
+    assert_eq!(revenue_rows(&written.revenue), revenue);
     assert_eq!(
         query(&db, "SELECT count(*) FROM orders WHERE status = 'test'"),
         0
@@ -205,6 +276,10 @@ fn the_quickstart_runs_incrementally() {
     assert_eq!(
         query(&db, "SELECT count(*) FROM orders"),
         expected.len() as i64 + more
+    );
+    assert_eq!(
+        revenue_rows(&outputs(d).revenue),
+        expected_revenue(&d.join("data"))
     );
 
     // The state shows the watermarks; a reset makes the next run read everything again, and

@@ -40,7 +40,7 @@ pub fn read(relative: &str) -> String {
 pub fn plain_files() -> Vec<(&'static str, String)> {
     let rules = format!(
         "# Generated from {RULES_SOURCE} (the chart's PrometheusRule has the same rules);\n\
-         # edit that file, then `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test monitoring_files`.\n{}",
+         # edit that file, then `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test monitoring_files`.\n{}",
         read(RULES_SOURCE)
     );
     vec![
@@ -61,7 +61,7 @@ fn argocd_cm() -> String {
          # Merge into the argocd-cm ConfigMap of your ArgoCD (`kubectl -n argocd patch configmap\n\
          # argocd-cm --patch-file manifests/argocd/argocd-cm.yaml`). Generated from\n\
          # manifests/argocd/synqx.io/<Kind>/health.lua by\n\
-         # `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test monitoring_files`.\n\
+         # `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test monitoring_files`.\n\
          apiVersion: v1\n\
          kind: ConfigMap\n\
          metadata:\n\

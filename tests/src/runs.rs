@@ -40,6 +40,17 @@ pub async fn get_run(ns: &TestNamespace, run: &str) -> PipelineRun {
         .unwrap_or_else(|e| panic!("reading PipelineRun {run}: {e}"))
 }
 
+/// Object `name` of `api`, which must exist and be readable: an error of the API server fails
+/// the test, naming the object, rather than reading as "not yet" in a wait.
+pub async fn read<K>(api: &Api<K>, name: &str) -> K
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading {} {name}: {e}", K::kind(&())))
+}
+
 /// The `Ready` condition of a Pipeline (status, message) once the operator compiled it. An
 /// error of the API server fails the test, naming the Pipeline.
 pub async fn pipeline_ready(ns: &TestNamespace, name: &str) -> (String, String) {

@@ -413,7 +413,7 @@ fn judge(cases: &[Case]) {
             .expect("copy health.lua");
         let mut tests = String::from(
             "# Resources captured from end-to-end runs (tests/tests/argocd_health.rs; refresh with\n\
-             # UPDATE_ARGOCD_TESTDATA=1 cargo test -p synqx-e2e --test argocd_health), in ArgoCD's\n\
+             # UPDATE_ARGOCD_TESTDATA=1 cargo test -p synqx-e2e --features control-plane --test argocd_health), in ArgoCD's\n\
              # health_test.yaml format.\ntests:\n",
         );
         for case in cases.iter().filter(|c| c.kind == kind) {

@@ -498,11 +498,8 @@ spec:
         WAIT,
         "the deployment to have 2 available replicas",
         || async {
-            deployments
-                .get("idle")
+            deployment_status(&deployments, "idle")
                 .await
-                .ok()
-                .and_then(|d| d.status)
                 .and_then(|s| s.available_replicas)
                 == Some(2)
         },

@@ -24,7 +24,7 @@ fn plain_monitoring_files_are_generated_from_the_chart_sources() {
     assert!(
         stale.is_empty(),
         "{stale:?} differ from their sources in charts/synqx/files: run \
-         `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test monitoring_files`"
+         `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test monitoring_files`"
     );
 }
 
@@ -241,7 +241,7 @@ fn the_argocd_config_map_installs_every_health_check_verbatim() {
             cm["data"][key.as_str()].as_str(),
             Some(script.as_str()),
             "{key} in manifests/argocd/argocd-cm.yaml differs from synqx.io/{kind}/health.lua: \
-             run `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --test monitoring_files`"
+             run `UPDATE_MANIFESTS=1 cargo test -p synqx-e2e --features control-plane --test monitoring_files`"
         );
     }
 }

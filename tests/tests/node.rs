@@ -275,7 +275,12 @@ async fn helm_upgrade_rolls_the_operator_without_losing_a_run(
     let client = cluster.client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
     let generation = |d: Option<Deployment>| d.and_then(|d| d.metadata.generation).unwrap_or(0);
-    let before = generation(deployments.get_opt("synqx-operator").await.ok().flatten());
+    let before = generation(
+        deployments
+            .get_opt("synqx-operator")
+            .await
+            .unwrap_or_else(|e| panic!("reading Deployment synqx-operator: {e}")),
+    );
     apply(
         cluster,
         ns,
@@ -375,13 +380,12 @@ async fn host_path_is_refused_naming_the_field(cluster: &Cluster, ns: &TestNames
         Duration::from_secs(60),
         "Pipeline host to be Invalid",
         || async {
-            pipelines.get("host").await.ok().is_some_and(|p| {
-                p.status.unwrap_or_default().conditions.iter().any(|c| {
-                    c.r#type == "Ready"
-                        && c.status == "False"
-                        && c.message.contains("spec.runner.volumes[0].hostPath")
-                        && c.message.contains("--allow-host-path")
-                })
+            let p = synqx_e2e::runs::read(&pipelines, "host").await;
+            p.status.unwrap_or_default().conditions.iter().any(|c| {
+                c.r#type == "Ready"
+                    && c.status == "False"
+                    && c.message.contains("spec.runner.volumes[0].hostPath")
+                    && c.message.contains("--allow-host-path")
             })
         },
     )

@@ -27,14 +27,12 @@ fn write_orders(dir: &Path, file: &str, ids: std::ops::RangeInclusive<u32>) {
     std::fs::write(dir.join("orders").join(file), csv).expect("write orders");
 }
 
-/// Whether Pipeline `name` holds the condition `kind` with status `True`; a Pipeline that
-/// cannot be read yet does not.
+/// Whether Pipeline `name` holds the condition `kind` with status `True`; an error reading
+/// it fails the test.
 async fn pipeline_holds(pipelines: &Api<Pipeline>, name: &str, kind: &str) -> bool {
-    pipelines
-        .get(name)
+    synqx_e2e::runs::read(pipelines, name)
         .await
-        .ok()
-        .and_then(|p| p.status)
+        .status
         .is_some_and(|s| {
             s.conditions
                 .iter()
@@ -321,11 +319,9 @@ async fn an_invalid_pipeline_says_why_runs_nothing_and_runs_once_fixed() {
         || {
             let pipelines = pipelines.clone();
             async move {
-                pipelines
-                    .get("broken")
+                synqx_e2e::runs::read(&pipelines, "broken")
                     .await
-                    .ok()
-                    .and_then(|p| p.status)
+                    .status
                     .is_some_and(|s| {
                         s.conditions.iter().any(|c| {
                             c.r#type == "Ready" && c.status == "False" && c.reason == "Invalid"
@@ -463,11 +459,9 @@ async fn connections_are_checked_by_a_job_and_name_what_is_missing() {
     let ready = |name: &'static str| {
         let connections = connections.clone();
         async move {
-            connections
-                .get(name)
+            synqx_e2e::runs::read(&connections, name)
                 .await
-                .ok()
-                .and_then(|c| c.status)
+                .status
                 .and_then(|s| {
                     let c = s.conditions.into_iter().find(|c| c.r#type == "Ready")?;
                     Some((c.status, c.reason, c.message, s.last_checked.is_some()))

@@ -261,11 +261,10 @@ async fn a_running_run_keeps_its_revision_when_the_pipeline_changes() {
     );
     let pipelines: Api<synqx_api::Pipeline> = ns.api();
     synqx_e2e::cluster::wait_until(Duration::from_secs(60), "a new revision", || async {
-        pipelines
-            .get("evolving")
+        synqx_e2e::runs::read(&pipelines, "evolving")
             .await
-            .ok()
-            .and_then(|p| p.status?.revision)
+            .status
+            .and_then(|s| s.revision)
             .is_some_and(|r| r != pinned)
     })
     .await;
