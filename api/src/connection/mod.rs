@@ -22,12 +22,12 @@ macro_rules! or_list {
 }
 
 /// Declares every connector block once: its kind, its field of [`ConnectionSpec`] (the name
-/// written in YAML) and its type, which describes itself through [`Block`]. A new connector
-/// is one line here, its block type, and its folder in the runner.
+/// written in YAML), its type, which describes itself through [`Block`], and its [`Family`].
+/// A new connector is one line here, its block type, and its folder in the runner.
 macro_rules! connectors {
     (
-        $(#[doc = $doc0:literal])* $kind0:ident => $field0:ident: $block0:ty,
-        $( $(#[doc = $doc:literal])* $kind:ident => $field:ident: $block:ty, )*
+        $(#[doc = $doc0:literal])* $kind0:ident => $field0:ident: $block0:ty as $family0:ident,
+        $( $(#[doc = $doc:literal])* $kind:ident => $field:ident: $block:ty as $family:ident, )*
     ) => {
         /// A Connection describes one physical system SynqX reads from or writes to. Exactly
         /// one connector block is set, like a Pod volume.
@@ -82,6 +82,14 @@ macro_rules! connectors {
                     $(Self::$kind => stringify!($field),)*
                 }
             }
+
+            /// The family of systems it belongs to, which says what its steps may do.
+            pub fn family(self) -> Family {
+                match self {
+                    Self::$kind0 => Family::$family0,
+                    $(Self::$kind => Family::$family,)*
+                }
+            }
         }
 
         impl ConnectionSpec {
@@ -105,28 +113,28 @@ macro_rules! connectors {
 
 connectors! {
     /// A PostgreSQL database.
-    Postgres => postgres: PostgresConnection,
+    Postgres => postgres: PostgresConnection as Sql,
     /// A MySQL or MariaDB database.
-    Mysql => mysql: MysqlConnection,
+    Mysql => mysql: MysqlConnection as Sql,
     /// A Microsoft SQL Server database.
-    SqlServer => sqlserver: SqlServerConnection,
+    SqlServer => sqlserver: SqlServerConnection as Sql,
     /// A Snowflake account.
-    Snowflake => snowflake: SnowflakeConnection,
+    Snowflake => snowflake: SnowflakeConnection as Sql,
     /// A Google BigQuery project.
-    BigQuery => bigquery: BigQueryConnection,
+    BigQuery => bigquery: BigQueryConnection as Sql,
     /// An HTTP JSON API.
-    Rest => rest: RestConnection,
+    Rest => rest: RestConnection as Api,
     /// An S3 (or S3-compatible) bucket.
-    S3 => s3: S3Connection,
+    S3 => s3: S3Connection as Files,
     /// A local directory: asset FQNs are paths below it; a trailing `/` means a folder of part
     /// files.
-    Filesystem => filesystem: FilesystemConnection,
+    Filesystem => filesystem: FilesystemConnection as Files,
     /// A MongoDB database.
-    Mongodb => mongodb: MongoConnection,
+    Mongodb => mongodb: MongoConnection as Documents,
     /// A Redis server.
-    Redis => redis: RedisConnection,
+    Redis => redis: RedisConnection as KeyValue,
     /// An embedded SQLite database file: asset FQNs are table names.
-    Sqlite => sqlite: SqliteConnection,
+    Sqlite => sqlite: SqliteConnection as Sql,
 }
 
 /// TLS mode of a PostgreSQL or MySQL connection: `require` (the default: TLS, certificate
@@ -559,28 +567,35 @@ pub struct ConnectionStatus {
     pub last_checked: Option<String>,
 }
 
+/// What kind of system a connector reaches, which decides what a step may do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Runs SQL: tables as assets, `sql` steps, queries on sources, upserts by key.
+    Sql,
+    /// Holds files: assets need a `format`; no keys to upsert on.
+    Files,
+    /// An HTTP API read page by page; nothing is written to it.
+    Api,
+    /// A document database: collections as assets, upserts by `_id`.
+    Documents,
+    /// A key-value store: keys built from a template, upserts by key.
+    KeyValue,
+}
+
 impl ConnectorKind {
     /// Systems that run SQL: tables as assets, `sql` steps, queries on sources.
     pub fn is_sql(self) -> bool {
-        matches!(
-            self,
-            Self::Postgres
-                | Self::Mysql
-                | Self::SqlServer
-                | Self::Snowflake
-                | Self::BigQuery
-                | Self::Sqlite
-        )
+        self.family() == Family::Sql
     }
 
     /// Systems that hold files: assets need a `format`.
     pub fn is_files(self) -> bool {
-        matches!(self, Self::S3 | Self::Filesystem)
+        self.family() == Family::Files
     }
 
     /// Whether a step may write to this system.
     pub fn can_be_destination(self) -> bool {
-        !matches!(self, Self::Rest)
+        self.family() != Family::Api
     }
 
     /// Whether an upsert by primary key is possible (files have no keys to merge on).
@@ -638,67 +653,6 @@ impl ConnectionSpec {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kind_needs_exactly_one_block() {
-        let mut spec = ConnectionSpec::default();
-        assert_eq!(spec.kind(), None);
-        spec.sqlite = Some(SqliteConnection {
-            path: "x.db".into(),
-        });
-        assert_eq!(spec.kind(), Some(ConnectorKind::Sqlite));
-        spec.filesystem = Some(FilesystemConnection {
-            path: "data".into(),
-        });
-        assert_eq!(spec.kind(), None);
-        assert_eq!(
-            spec.kinds(),
-            vec![ConnectorKind::Filesystem, ConnectorKind::Sqlite]
-        );
-    }
-
-    #[test]
-    fn block_problems_are_named_below_spec_with_the_block_itself_by_its_name() {
-        let spec = ConnectionSpec {
-            s3: Some(S3Connection {
-                bucket: "raw".into(),
-                access_key_id: Some(SecretValue::plain("AKIA")),
-                ..Default::default()
-            }),
-            snowflake: Some(SnowflakeConnection {
-                account: "acme".into(),
-                warehouse: " ".into(),
-                database: "dw".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let paths: Vec<String> = spec.block_problems().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["snowflake.warehouse", "snowflake", "s3"]);
-        let secrets: Vec<String> = spec.secret_values().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(secrets, ["snowflake.user", "s3.accessKeyId"]);
-    }
-
-    #[test]
-    fn secret_values_are_listed_with_paths() {
-        let spec = ConnectionSpec {
-            postgres: Some(PostgresConnection {
-                host: "db".into(),
-                database: "d".into(),
-                user: SecretValue::plain("etl"),
-                password: Some(SecretValue::from_secret("creds", "password")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let paths: Vec<String> = spec.secret_values().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, ["postgres.user", "postgres.password"]);
-    }
-}
-
 /// What `synqx check` reports for a Connection: written as JSON to the check Job's
 /// termination message, read by the operator into the Connection's `Ready` condition.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -753,3 +707,6 @@ impl CheckReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
