@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Pipeline;
 use crate::dag::{self, EdgeKind};
 use crate::pipeline::{RunReference, Schedule, Watermark};
-use crate::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus, WatermarkRange};
+use crate::run::{PipelineRunStatus, RunPhase, StepPhase, StepStatus};
 
 /// The WebSocket subprotocol of the watch route: a client offers it (besides the token's
 /// `base64url.bearer.authorization.k8s.io.<token>`, when it sends the token that way) and the
@@ -67,8 +67,9 @@ pub enum Body {
         step: StepStatus,
     },
     /// Counters of the steps that moved since the last counters message of the run (at
-    /// most one a second per run).
-    Counters { steps: Vec<StepCounters> },
+    /// most one a second per run): each a step's name, counters and watermark range
+    /// ([`StepStatus::counters`]), its other fields unset.
+    Counters { steps: Vec<StepStatus> },
     /// Lines a step attempt logged, in the order it wrote them.
     #[serde(rename_all = "camelCase")]
     Log {
@@ -121,49 +122,6 @@ pub struct RunView {
     pub created: Option<String>,
     #[serde(default)]
     pub status: PipelineRunStatus,
-}
-
-/// A step's counters and watermark range.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepCounters {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows_read: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows_written: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows_rejected: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_read: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_written: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watermark: Option<WatermarkRange>,
-}
-
-impl StepCounters {
-    pub fn of(step: &StepStatus) -> Self {
-        Self {
-            name: step.name.clone(),
-            rows_read: step.rows_read,
-            rows_written: step.rows_written,
-            rows_rejected: step.rows_rejected,
-            bytes_read: step.bytes_read,
-            bytes_written: step.bytes_written,
-            watermark: step.watermark.clone(),
-        }
-    }
-
-    /// Writes these counters into a step's status entry.
-    pub fn apply_to(&self, step: &mut StepStatus) {
-        step.rows_read = self.rows_read;
-        step.rows_written = self.rows_written;
-        step.rows_rejected = self.rows_rejected;
-        step.bytes_read = self.bytes_read;
-        step.bytes_written = self.bytes_written;
-        step.watermark.clone_from(&self.watermark);
-    }
 }
 
 /// A Pipeline as the list route shows it: what a UI needs to list it and draw its graph.
@@ -363,7 +321,7 @@ mod tests {
             Message {
                 seq: 3,
                 body: Body::Counters {
-                    steps: vec![StepCounters {
+                    steps: vec![StepStatus {
                         name: "load".into(),
                         rows_read: Some(9),
                         ..Default::default()

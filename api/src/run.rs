@@ -186,6 +186,39 @@ pub struct StepStatus {
     pub message: Option<String>,
 }
 
+impl StepStatus {
+    /// Only what a step counts as it goes: its name, counters and watermark range, as the
+    /// telemetry and the gateway's counters messages carry them; the other fields unset.
+    pub fn counters(&self) -> StepStatus {
+        StepStatus {
+            name: self.name.clone(),
+            rows_read: self.rows_read,
+            rows_written: self.rows_written,
+            rows_rejected: self.rows_rejected,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            watermark: self.watermark.clone(),
+            ..StepStatus::default()
+        }
+    }
+
+    /// Takes the counters and watermark range of `from`, keeping the name, phase, attempt,
+    /// Job, times and message.
+    pub fn take_counters(&mut self, from: &StepStatus) {
+        let kept = std::mem::take(self);
+        *self = StepStatus {
+            name: kept.name,
+            phase: kept.phase,
+            attempt: kept.attempt,
+            job_name: kept.job_name,
+            started_at: kept.started_at,
+            finished_at: kept.finished_at,
+            message: kept.message,
+            ..from.counters()
+        };
+    }
+}
+
 /// The watermark a step started from and the one it reached.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::connection::ConnectionSpec;
-use crate::gateway::{LogLine, StepCounters};
-use crate::run::StepPhase;
+use crate::gateway::LogLine;
+use crate::run::{StepPhase, StepStatus};
 use crate::step_plan::MAX_STEP_PLAN_BYTES;
 
 /// The gateway's route for step telemetry.
@@ -48,7 +48,7 @@ pub struct TelemetryReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<StepPhase>,
     /// The counters and watermark range as of this report (`name` is the step).
-    pub counters: StepCounters,
+    pub counters: StepStatus,
     /// Lines logged since the previous report that reached the gateway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LogLine>,
@@ -117,7 +117,7 @@ mod tests {
             step: "load".into(),
             attempt: 2,
             phase: Some(StepPhase::Running),
-            counters: StepCounters {
+            counters: StepStatus {
                 name: "load".into(),
                 rows_read: Some(10),
                 ..Default::default()

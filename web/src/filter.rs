@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use synqx_api::gateway::{Body, Message, StepCounters};
+use synqx_api::gateway::{Body, Message};
+use synqx_api::run::StepStatus;
 
 /// The steps a follower asked for with `?step=a,b` (none: every step).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,7 +47,7 @@ impl StepFilter {
             Body::Step { step, .. } if !self.keeps(&step.name) => return None,
             Body::Log { step, .. } if !self.keeps(step) => return None,
             Body::Counters { steps } => {
-                let steps: Vec<StepCounters> = steps
+                let steps: Vec<StepStatus> = steps
                     .iter()
                     .filter(|s| self.keeps(&s.name))
                     .cloned()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use synqx_api::run::StepStatus;
 
-use synqx_api::gateway::{Body, Message, Reset, RunView, StepCounters, StepLog};
+use synqx_api::gateway::{Body, Message, Reset, RunView, StepLog};
 
 /// Where a follower starts.
 #[derive(Debug, PartialEq)]
@@ -41,7 +41,7 @@ pub struct RunLog {
     /// Sequence number of the newest message (or of the first snapshot, before any).
     last_seq: u64,
     bound: Bound,
-    pending: BTreeMap<String, StepCounters>,
+    pending: BTreeMap<String, StepStatus>,
 }
 
 impl RunLog {
@@ -210,15 +210,15 @@ fn json_size(message: &Message) -> u64 {
 /// What changed between two views of a run: the transition messages, in the order a
 /// reader expects them (a run starts before its steps and ends after them), and the
 /// counters of steps that only moved their counters.
-pub fn diff(old: &RunView, new: &RunView) -> (Vec<Body>, Vec<StepCounters>) {
+pub fn diff(old: &RunView, new: &RunView) -> (Vec<Body>, Vec<StepStatus>) {
     let mut steps = Vec::new();
     let mut counters = Vec::new();
     for step in &new.status.steps {
         let before = old.status.steps.iter().find(|s| s.name == step.name);
         match before {
             Some(b) if !transitioned(b, step) => {
-                if StepCounters::of(b) != StepCounters::of(step) {
-                    counters.push(StepCounters::of(step));
+                if b.counters() != step.counters() {
+                    counters.push(step.counters());
                 }
             }
             _ => steps.push(Body::Step {

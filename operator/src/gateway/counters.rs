@@ -16,8 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
 use serde_json::Value;
 use synqx_api::PipelineRun;
-use synqx_api::gateway::StepCounters;
-use synqx_api::run::{PipelineRunStatus, StepPhase};
+use synqx_api::run::{PipelineRunStatus, StepPhase, StepStatus};
 use synqx_api::telemetry::TelemetryReport;
 
 use super::feed::Stores;
@@ -28,10 +27,10 @@ pub const FIELD_MANAGER: &str = "synqx-gateway";
 type RunKey = (String, String);
 
 /// A step's latest reported counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pending {
     pub attempt: u32,
-    pub counters: StepCounters,
+    pub counters: StepStatus,
 }
 
 /// What one flush of a run writes.
@@ -169,7 +168,7 @@ pub fn run_patch(status: &PipelineRunStatus, pending: &BTreeMap<String, Pending>
             continue;
         }
         let ended = shown.phase.is_some_and(|p| p != StepPhase::Running);
-        if attempt > reported.attempt || ended || StepCounters::of(shown) == reported.counters {
+        if attempt > reported.attempt || ended || shown.counters() == reported.counters {
             patch.settled.push(step.clone());
             continue;
         }
@@ -198,7 +197,6 @@ pub fn run_patch(status: &PipelineRunStatus, pending: &BTreeMap<String, Pending>
 
 #[cfg(test)]
 mod tests {
-    use synqx_api::run::StepStatus;
 
     use super::*;
 
@@ -218,7 +216,7 @@ mod tests {
             run: "orders-1".into(),
             step: step.into(),
             attempt,
-            counters: StepCounters {
+            counters: StepStatus {
                 name: step.into(),
                 rows_read: Some(rows),
                 bytes_read: Some(rows * 8),

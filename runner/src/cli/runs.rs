@@ -359,7 +359,7 @@ fn apply(run: &mut Option<RunView>, message: &Message) {
                     .iter_mut()
                     .find(|s| s.name == counters.name)
                 {
-                    counters.apply_to(entry);
+                    entry.take_counters(counters);
                 }
             }
         }
@@ -429,7 +429,6 @@ fn elapsed(start: Option<&str>, end: Option<&str>, now: DateTime<Utc>) -> Durati
 
 #[cfg(test)]
 mod tests {
-    use synqx_api::gateway::StepCounters;
     use synqx_api::run::PipelineRunStatus;
 
     use super::*;
@@ -474,7 +473,7 @@ mod tests {
             &message(
                 2,
                 Body::Counters {
-                    steps: vec![StepCounters {
+                    steps: vec![StepStatus {
                         name: "extract".into(),
                         rows_read: Some(1500),
                         ..Default::default()

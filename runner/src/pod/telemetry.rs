@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use synqx_api::gateway::{LogLine, StepCounters};
+use synqx_api::gateway::LogLine;
 use synqx_api::run::{StepPhase, StepReport, StepStatus};
 use synqx_api::telemetry::{PATH, TelemetryReport};
 
@@ -59,7 +59,7 @@ impl Telemetry {
         })
     }
 
-    async fn send(&self, phase: StepPhase, counters: StepCounters) -> Result<(), StatusWriteError> {
+    async fn send(&self, phase: StepPhase, counters: StepStatus) -> Result<(), StatusWriteError> {
         let (dropped, lines) = self.log.take();
         let mut report = TelemetryReport {
             namespace: self.target.namespace.clone(),
@@ -131,11 +131,11 @@ impl Telemetry {
 #[async_trait]
 impl StatusWriter for Telemetry {
     async fn apply(&self, entry: &StepStatus) -> Result<(), StatusWriteError> {
-        self.send(StepPhase::Running, StepCounters::of(entry)).await
+        self.send(StepPhase::Running, entry.counters()).await
     }
 
     async fn finish(&self, report: &StepReport) -> Result<(), StatusWriteError> {
-        self.send(report.phase, StepCounters::of(&report.counters_entry()))
+        self.send(report.phase, report.counters_entry().counters())
             .await
     }
 

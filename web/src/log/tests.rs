@@ -147,7 +147,7 @@ fn since_replays_exactly_the_messages_after_it() {
     let mut log = RunLog::new(view(RunPhase::Pending, vec![]), 1000, count(10));
     for n in 0..5 {
         log.push(Body::Counters {
-            steps: vec![StepCounters {
+            steps: vec![StepStatus {
                 name: format!("s{n}"),
                 ..Default::default()
             }],
@@ -221,11 +221,11 @@ fn a_step_filter_keeps_its_steps_and_the_run() {
         seq: 5,
         body: Body::Counters {
             steps: vec![
-                StepCounters {
+                StepStatus {
                     name: "a".into(),
                     ..Default::default()
                 },
-                StepCounters {
+                StepStatus {
                     name: "b".into(),
                     ..Default::default()
                 },
@@ -243,7 +243,7 @@ fn a_step_filter_keeps_its_steps_and_the_run() {
     let only_a = Message {
         seq: 6,
         body: Body::Counters {
-            steps: vec![StepCounters {
+            steps: vec![StepStatus {
                 name: "a".into(),
                 ..Default::default()
             }],
