@@ -229,6 +229,20 @@ pub struct Source {
     pub parallelism: Option<u32>,
 }
 
+impl Source {
+    /// The step's `query` without the blanks and trailing semicolons a subquery cannot hold,
+    /// or `None` when the step reads the whole asset.
+    pub fn query_text(&self) -> Option<&str> {
+        self.query
+            .as_deref()
+            .map(|q| {
+                q.trim()
+                    .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+            })
+            .filter(|q| !q.is_empty())
+    }
+}
+
 /// What a nested object of a JSON or BSON document becomes in a table.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -734,5 +748,15 @@ mod tests {
         assert_eq!(step(rejects).connections(), ["db", "lake", "dlq"]);
         // The CRD refuses a step with both bodies; should one get through, none is missed.
         assert_eq!(step(both).connections(), ["db", "lake", "warehouse"]);
+    }
+
+    #[test]
+    fn a_query_loses_its_trailing_semicolons_and_an_empty_one_reads_the_asset() {
+        let mut source = Source::default();
+        assert_eq!(source.query_text(), None);
+        source.query = Some("  SELECT 1; ;\n".into());
+        assert_eq!(source.query_text(), Some("SELECT 1"));
+        source.query = Some(" ; ".into());
+        assert_eq!(source.query_text(), None);
     }
 }

@@ -8,7 +8,8 @@
 //! 1. Add its Connection block to the API, if it does not have it yet: the block's type in
 //!    `api/src/connection/mod.rs` with its `impl Block` (secret fields, field checks) in
 //!    `api/src/connection/blocks.rs`, and one line in the `connectors!` table there, which
-//!    makes the `ConnectorKind`, the field of `ConnectionSpec` and the CRD's one-block rule.
+//!    makes the `ConnectorKind`, the field of `ConnectionSpec` and the CRD's one-block rule,
+//!    and names its `Family` (SQL, files, API, documents, key-value: what a step may do).
 //!    Regenerate the CRDs (`cargo run --bin synqx -- crd --dir crds`).
 //! 2. Make a folder `connectors/<system>/` with the same anatomy as every other:
 //!    - `mod.rs`: what the connector does (the module docs are its reference: FQNs, type map,
@@ -16,9 +17,12 @@
 //!    - `config.rs`: `<System>Config::new(&ConnectionRef)`, the block parsed and checked with
 //!      no I/O. Credentials go through `conn.secret(field, value)` so the run's redactor knows
 //!      them; messages say where a value comes from with `secrets::describe`, never what it is.
-//!    - `connect.rs`: opening a connection or client (retries of transient failures with
-//!      `retry::retry`), and what each failure means to the user, text passed through the
-//!      config's redactor.
+//!    - `connect.rs`: `connect(&settings)`, opening a connection or client (retries of
+//!      transient failures with `retry::retry`), and what each failure means to the user,
+//!      text passed through the config's redactor. Where `check.rs` tells failures apart, one
+//!      `attempt(&settings)` without retries and a classifier `connect_failure(&settings, &e)
+//!      -> (CheckReason, String)` that both the error and the check report use. Sources and
+//!      sinks hold the config as `settings`.
 //!    - `source.rs`, `sink.rs`: `impl Source`/`impl Sink`. A SQL database implements
 //!      `sql::SqlDialect` in `sink.rs` instead of a sink of its own: the generic `sql::SqlSink`
 //!      plans, evolves the schema, stages and swaps; the dialect supplies its SQL and its bulk

@@ -15,7 +15,7 @@ use super::sql::{incremental, same_name, select};
 use super::types::{TableField, arrow_field};
 use super::{BigQuerySource, error};
 use crate::connectors::http_api::{cut, receiver_stream, statement};
-use crate::connectors::warehouse::{column_index, source_query, with_overrides};
+use crate::connectors::warehouse::{column_index, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -24,7 +24,7 @@ impl Source for BigQuerySource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let settings = &self.settings;
         let spec = &request.spec;
-        let query = source_query(spec);
+        let query = spec.query_text();
         let (base, here) = match query {
             Some(q) => (
                 format!("SELECT * FROM ({q})"),

@@ -48,11 +48,11 @@ impl Connector for Filesystem {
     }
 
     fn source(config: FilesystemConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(FilesystemSource { config }))
+        Ok(Arc::new(FilesystemSource { settings: config }))
     }
 
     fn sink(config: FilesystemConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(FilesystemSink { config }))
+        Ok(Arc::new(FilesystemSink { settings: config }))
     }
 
     async fn check(config: FilesystemConfig) -> CheckReport {

@@ -20,7 +20,7 @@ use crate::error::{Context, Result};
 
 /// Writes files below a directory.
 pub struct FilesystemSink {
-    pub(super) config: FilesystemConfig,
+    pub(super) settings: FilesystemConfig,
 }
 
 #[async_trait]
@@ -31,7 +31,7 @@ impl Sink for FilesystemSink {
         input: SchemaStream,
         counters: &Counters,
     ) -> Result<WriteOutcome> {
-        write(self.config.root.clone(), request, input, counters).await
+        write(self.settings.root.clone(), request, input, counters).await
     }
 }
 

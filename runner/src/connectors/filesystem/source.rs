@@ -14,13 +14,13 @@ use crate::error::Result;
 
 /// Reads files below a directory.
 pub struct FilesystemSource {
-    pub(super) config: FilesystemConfig,
+    pub(super) settings: FilesystemConfig,
 }
 
 #[async_trait]
 impl Source for FilesystemSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
-        read(self.config.root.clone(), request).await
+        read(self.settings.root.clone(), request).await
     }
 }
 

@@ -138,19 +138,19 @@ mod tests {
             base_dir: ".".into(),
             secrets: &secrets,
         };
-        let target = MysqlConfig::new(&conn).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(target.port, 3306);
-        assert_eq!(target.options.get_host(), "db.internal");
-        assert_eq!(target.options.get_username(), "app");
-        assert_eq!(target.options.get_database(), Some("shop"));
+        let settings = MysqlConfig::new(&conn).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.port, 3306);
+        assert_eq!(settings.options.get_host(), "db.internal");
+        assert_eq!(settings.options.get_username(), "app");
+        assert_eq!(settings.options.get_database(), Some("shop"));
         // TLS unless the Connection says otherwise.
         assert!(matches!(
-            target.options.get_ssl_mode(),
+            settings.options.get_ssl_mode(),
             MySqlSslMode::Required
         ));
-        assert_eq!(target.ssl_mode, SslMode::Require);
+        assert_eq!(settings.ssl_mode, SslMode::Require);
         assert_eq!(
-            target.server(),
+            settings.server(),
             "Connection \"orders-db\" (MySQL at db.internal:3306, database \"shop\")"
         );
 

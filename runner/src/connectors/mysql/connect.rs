@@ -1,13 +1,14 @@
 //! Opening a session: connect with retries of transient failures, then fix the session
 //! settings every statement SynqX builds relies on.
 
+use sqlx::Executor;
 use sqlx::mysql::MySqlConnection;
-use sqlx::{ConnectOptions, Executor};
 
 use super::config::{CONNECT_TIMEOUT, MysqlConfig};
+use crate::check::CheckReason;
 use crate::connectors::retry::{RetrySchedule, log_connect_retry, retry, sqlx_transient};
-use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
+use crate::connectors::sql::{NO_TLS, session};
 use crate::error::{Error, Result};
 
 /// The session SynqX sets, whatever the server's defaults:
@@ -45,38 +46,35 @@ impl Session {
 }
 
 /// Connects, retrying transient failures (a server restarting, a refused connection).
-pub(super) async fn connect(target: &MysqlConfig) -> Result<Session> {
-    let attempt = || async {
-        match tokio::time::timeout(CONNECT_TIMEOUT, target.options.connect()).await {
-            Ok(result) => result,
-            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-            ))),
-        }
-    };
+pub async fn connect(settings: &MysqlConfig) -> Result<Session> {
     let conn = retry(
         RetrySchedule::default(),
         sqlx_transient,
-        |attempt, e, wait| log_connect_retry(&target.server(), &e.to_string(), attempt, wait),
-        attempt,
+        |attempt, e, wait| log_connect_retry(&settings.server(), &e.to_string(), attempt, wait),
+        || attempt(settings),
     )
     .await
-    .map_err(|e| connect_error(target, e))?;
-    setup(target, conn).await
+    .map_err(|e| connect_error(settings, e))?;
+    setup(settings, conn).await
 }
 
-async fn setup(target: &MysqlConfig, mut conn: MySqlConnection) -> Result<Session> {
-    let at = || format!("{}: setting up the session", target.server());
+/// One connect, bounded by [`CONNECT_TIMEOUT`]; a timeout is an I/O error, transient as the
+/// others.
+pub async fn attempt(settings: &MysqlConfig) -> sqlx::Result<MySqlConnection> {
+    session::connect_within(&settings.options, CONNECT_TIMEOUT).await
+}
+
+async fn setup(settings: &MysqlConfig, mut conn: MySqlConnection) -> Result<Session> {
+    let at = || format!("{}: setting up the session", settings.server());
     (&mut conn)
         .execute(SQL_MODE)
         .await
-        .map_err(|e| database(target, at(), e))?;
+        .map_err(|e| database(settings, at(), e))?;
     let (packet, version): (u64, String) =
         sqlx::query_as("SELECT CAST(@@max_allowed_packet AS UNSIGNED), VERSION()")
             .fetch_one(&mut conn)
             .await
-            .map_err(|e| database(target, at(), e))?;
+            .map_err(|e| database(settings, at(), e))?;
     // Room for the statement's header and the protocol's own bytes.
     let limit = usize::try_from(packet)
         .unwrap_or(usize::MAX)
@@ -97,44 +95,63 @@ fn parse_version(text: &str) -> (u32, u32) {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
 
-/// A connect failure as the user needs it: where, what the server said, and what to check.
-/// The password is never part of it: sqlx's errors do not carry it and the target is named by
-/// host, port and database only.
-pub(super) fn connect_error(target: &MysqlConfig, e: sqlx::Error) -> Error {
+/// Why a connect failed and what to do, for an error or a check report: where, what the
+/// server said, and what to check. The password is never part of it: sqlx's errors do not
+/// carry it and the server is named by host, port and database only.
+pub fn connect_failure(settings: &MysqlConfig, e: &sqlx::Error) -> (CheckReason, String) {
     let no_tls = format!(
         ": the server does not offer TLS, which mysql.sslMode: {} requires (require is the default): enable TLS on the server, or set mysql.sslMode: disable to send the login in plain text over a network you trust",
-        target.ssl_mode
+        settings.ssl_mode
     );
     let handshake = format!(
         ": check mysql.sslMode ({}) and the server's certificate: {}",
-        target.ssl_mode,
-        handshake_hint("mysql", target.root_cert.as_ref())
+        settings.ssl_mode,
+        handshake_hint("mysql", settings.root_cert.as_ref())
     );
-    let hint = match mysql_code(&e) {
+    let hint = match mysql_code(e) {
         Some(1045) => ": check mysql.user and mysql.password",
         Some(1044) => ": the user has no access to this database; grant it or fix mysql.database",
         Some(1049) => ": the database does not exist; create it or fix mysql.database",
-        _ => match &e {
+        _ => match e {
             sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 ": nothing accepts connections there; is the server running and mysql.port right?"
             }
             sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
                 ": check mysql.host, mysql.port and the network between them"
             }
-            sqlx::Error::Io(_) if is_name_failure(&e) => ": check mysql.host",
+            sqlx::Error::Io(_) if is_name_failure(e) => ": check mysql.host",
             sqlx::Error::Tls(tls) if tls.to_string() == NO_TLS => no_tls.as_str(),
             sqlx::Error::Tls(_) => handshake.as_str(),
-            _ if is_certificate_failure(&e) => handshake.as_str(),
+            _ if is_certificate_failure(e) => handshake.as_str(),
             _ => "",
         },
     };
-    let detail = format!("{}{hint}", target.redactor.redact(&e));
-    Error::database_detail(format!("{}: connecting", target.server()), detail, e)
+    let reason = match mysql_code(e) {
+        // Access denied: wrong password, no access to the database, a command denied.
+        Some(1045 | 1044 | 1142 | 1227 | 1698) => CheckReason::Unauthorized,
+        Some(1049) => CheckReason::NotFound,
+        Some(_) => CheckReason::Invalid,
+        None => match e {
+            sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => CheckReason::Invalid,
+            _ => CheckReason::Unreachable,
+        },
+    };
+    (reason, format!("{}{hint}", settings.redactor.redact(e)))
+}
+
+/// A failed connect as an error naming the server.
+fn connect_error(settings: &MysqlConfig, e: sqlx::Error) -> Error {
+    let (_, detail) = connect_failure(settings, &e);
+    Error::database_detail(format!("{}: connecting", settings.server()), detail, e)
 }
 
 /// A server or driver error about `context`, the credentials removed from its text.
-pub(super) fn database(target: &MysqlConfig, context: impl Into<String>, e: sqlx::Error) -> Error {
-    Error::database_detail(context, target.redactor.redact(&e), e)
+pub(super) fn database(
+    settings: &MysqlConfig,
+    context: impl Into<String>,
+    e: sqlx::Error,
+) -> Error {
+    Error::database_detail(context, settings.redactor.redact(&e), e)
 }
 
 fn is_name_failure(e: &sqlx::Error) -> bool {

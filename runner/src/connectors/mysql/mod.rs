@@ -93,7 +93,7 @@ impl Connector for Mysql {
     }
 
     fn source(config: MysqlConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(MysqlSource { target: config }))
+        Ok(Arc::new(MysqlSource { settings: config }))
     }
 
     fn sink(config: MysqlConfig) -> Result<Arc<dyn Sink>> {
@@ -119,16 +119,16 @@ pub struct TableRef {
 }
 
 impl TableRef {
-    fn parse(target: &MysqlConfig, fqn: &str) -> Result<Self> {
+    fn parse(settings: &MysqlConfig, fqn: &str) -> Result<Self> {
         let fqn = fqn.trim();
         let (database, table) = match fqn.split_once('.') {
             Some((database, table)) => (database, table),
-            None => (target.database.as_str(), fqn),
+            None => (settings.database.as_str(), fqn),
         };
         if database.is_empty() || table.is_empty() {
             return Err(Error::Config(format!(
                 "Connection \"{}\": asset \"{fqn}\" is not a MySQL table (write `table` or `database.table`)",
-                target.connection
+                settings.connection
             )));
         }
         Ok(Self {
@@ -161,8 +161,8 @@ impl std::fmt::Display for TableRef {
 }
 
 /// `Connection "c", table "t"`: the start of every message about a table.
-fn at(target: &MysqlConfig, table: &TableRef) -> String {
-    at_table(&target.connection, &table.shown)
+fn at(settings: &MysqlConfig, table: &TableRef) -> String {
+    at_table(&settings.connection, &table.shown)
 }
 
 /// An identifier in backticks, with embedded backticks doubled.

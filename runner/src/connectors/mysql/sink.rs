@@ -26,7 +26,6 @@
 use arrow::datatypes::Field;
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use sqlx::Executor;
 
 use super::catalog::{table_columns, unique_keys};
 use super::config::MysqlConfig;
@@ -89,26 +88,6 @@ impl SqlDialect for MysqlConfig {
 
     async fn connect(&self) -> Result<Session> {
         connect(self).await
-    }
-
-    async fn begin(&self, session: &mut Session, at: &str) -> Result<()> {
-        (&mut session.conn)
-            .execute("BEGIN")
-            .await
-            .map(drop)
-            .map_err(|e| database(self, format!("{at}: starting the load's transaction"), e))
-    }
-
-    async fn commit(&self, session: &mut Session, at: &str) -> Result<()> {
-        (&mut session.conn)
-            .execute("COMMIT")
-            .await
-            .map(drop)
-            .map_err(|e| database(self, format!("{at}: committing"), e))
-    }
-
-    async fn roll_back(&self, session: &mut Session) {
-        sql::session::roll_back(&mut session.conn).await;
     }
 
     async fn close(&self, session: Session) {

@@ -38,36 +38,32 @@ use crate::error::{BadRow, Error, Result};
 
 /// Reads tables and queries of a MySQL or MariaDB database.
 pub struct MysqlSource {
-    pub(super) target: MysqlConfig,
+    pub(super) settings: MysqlConfig,
 }
 
 #[async_trait]
 impl Source for MysqlSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let spec = &request.spec;
-        let table = TableRef::parse(&self.target, &spec.asset.fqn)?;
-        let query = spec
-            .query
-            .as_deref()
-            .map(trim_query)
-            .filter(|q| !q.is_empty());
+        let table = TableRef::parse(&self.settings, &spec.asset.fqn)?;
+        let query = spec.query_text();
         let at = match query {
             Some(_) => format!(
                 "Connection \"{}\", query of asset \"{}\"",
-                self.target.connection, table.shown
+                self.settings.connection, table.shown
             ),
-            None => at(&self.target, &table),
+            None => at(&self.settings, &table),
         };
-        let mut session = connect(&self.target).await?;
+        let mut session = connect(&self.settings).await?;
         let conn = &mut session.conn;
         let catalog = match query {
             Some(q) => query_columns(conn, q)
                 .await
-                .map_err(|e| database(&self.target, format!("{at}: preparing the query"), e))?,
+                .map_err(|e| database(&self.settings, format!("{at}: preparing the query"), e))?,
             None => {
-                let columns = table_columns(conn, &table)
-                    .await
-                    .map_err(|e| database(&self.target, format!("{at}: reading its columns"), e))?;
+                let columns = table_columns(conn, &table).await.map_err(|e| {
+                    database(&self.settings, format!("{at}: reading its columns"), e)
+                })?;
                 if columns.is_empty() {
                     return Err(missing_table(conn, &table, &at).await);
                 }
@@ -192,13 +188,6 @@ fn read_types(catalog: &[CatalogColumn], at: &str) -> Result<Vec<(String, ReadTy
                 })
         })
         .collect()
-}
-
-/// The query without trailing semicolons, so it can be wrapped in a subquery.
-fn trim_query(query: &str) -> &str {
-    query
-        .trim()
-        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }
 
 fn column_list(columns: &[(String, ReadType)]) -> String {

@@ -4,14 +4,13 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnection, PgDatabaseError};
 
 use super::config::PostgresConfig;
 use crate::check::CheckReason;
 use crate::connectors::retry::{log_connect_retry, retry, sqlx_transient};
-use crate::connectors::sql::NO_TLS;
 use crate::connectors::sql::root_cert::{handshake_hint, is_certificate_failure};
+use crate::connectors::sql::{NO_TLS, session};
 use crate::error::{Error, Result};
 use crate::withheld::withhold_postgres_data_exception;
 
@@ -37,13 +36,7 @@ pub async fn connect(settings: &PostgresConfig) -> Result<PgConnection> {
 /// One connect, bounded by [`CONNECT_TIMEOUT`]; a timeout is an I/O error, transient as the
 /// others.
 pub async fn attempt(settings: &PostgresConfig) -> sqlx::Result<PgConnection> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, settings.options.connect()).await {
-        Ok(result) => result,
-        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-            ErrorKind::TimedOut,
-            format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-        ))),
-    }
+    session::connect_within(&settings.options, CONNECT_TIMEOUT).await
 }
 
 /// Why a connect failed and what to do, for an error or a check report. Never contains the

@@ -101,24 +101,6 @@ impl SqlDialect for PostgresConfig {
         connect(self).await
     }
 
-    async fn begin(&self, conn: &mut PgConnection, at: &str) -> Result<()> {
-        conn.execute("BEGIN")
-            .await
-            .map(drop)
-            .map_err(|e| database(self, format!("{at}: starting a transaction"), e))
-    }
-
-    async fn commit(&self, conn: &mut PgConnection, at: &str) -> Result<()> {
-        conn.execute("COMMIT")
-            .await
-            .map(drop)
-            .map_err(|e| database(self, format!("{at}: committing"), e))
-    }
-
-    async fn roll_back(&self, conn: &mut PgConnection) {
-        session::roll_back(conn).await;
-    }
-
     async fn close(&self, conn: PgConnection) {
         session::close(conn).await;
     }

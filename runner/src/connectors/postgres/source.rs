@@ -39,13 +39,7 @@ impl Source for PostgresSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let settings = self.settings.clone();
         let table = Table::parse(&settings.connection, &request.spec.asset.fqn)?;
-        let query = request
-            .spec
-            .query
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(str::to_string);
+        let query = request.spec.query_text().map(str::to_string);
         let read = Read {
             at: match &query {
                 Some(_) => format!("{}, query of asset \"{table}\"", settings.at()),

@@ -17,7 +17,7 @@ use super::sql::{incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
 use crate::connectors::http_api::{cut, receiver_stream};
-use crate::connectors::warehouse::{column_index, source_query, with_overrides};
+use crate::connectors::warehouse::{column_index, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
 
@@ -26,7 +26,7 @@ impl Source for SnowflakeSource {
     async fn read(&self, request: &ReadRequest) -> Result<SchemaStream> {
         let settings = &self.settings;
         let spec = &request.spec;
-        let query = source_query(spec);
+        let query = spec.query_text();
         let table = super::table(settings, &spec.asset.fqn)?;
         let here = match query {
             Some(_) => format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),

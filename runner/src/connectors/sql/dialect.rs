@@ -199,15 +199,26 @@ pub trait SqlDialect: Send + Sync + 'static {
         in_key: bool,
     ) -> Result<String>;
 
+    /// The statement that starts the load's transaction.
+    const BEGIN: &'static str = "BEGIN";
+
     /// Opens a session (with retries of transient failures).
     async fn connect(&self) -> Result<Self::Conn>;
     /// Starts a transaction.
-    async fn begin(&self, conn: &mut Self::Conn, at: &str) -> Result<()>;
+    async fn begin(&self, conn: &mut Self::Conn, at: &str) -> Result<()> {
+        let context = format!("{at}: starting a transaction");
+        self.execute(conn, &context, Self::BEGIN).await.map(drop)
+    }
     /// Commits it.
-    async fn commit(&self, conn: &mut Self::Conn, at: &str) -> Result<()>;
+    async fn commit(&self, conn: &mut Self::Conn, at: &str) -> Result<()> {
+        let context = format!("{at}: committing");
+        self.execute(conn, &context, "COMMIT").await.map(drop)
+    }
     /// Rolls back what is open. The error that caused it matters more than a failed
     /// rollback, and closing the session rolls back anyway.
-    async fn roll_back(&self, conn: &mut Self::Conn);
+    async fn roll_back(&self, conn: &mut Self::Conn) {
+        let _ = self.execute(conn, "rolling back", "ROLLBACK").await;
+    }
     /// Ends the session.
     async fn close(&self, conn: Self::Conn);
     /// Runs one statement of a `sql` step, as written; returns the rows it affected.

@@ -38,6 +38,9 @@ impl SqlDialect for SqliteConfig {
     const TRANSACTIONAL_DDL: bool = true;
     const UPSERT: UpsertPath = UpsertPath::Direct;
     const OVERWRITE: OverwriteAs = OverwriteAs::FromSchema;
+    // IMMEDIATE takes the write lock up front: a deferred transaction that starts reading and
+    // then writes can fail with SQLITE_BUSY without waiting.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
     fn connection(&self) -> &str {
         &self.connection
@@ -71,23 +74,6 @@ impl SqlDialect for SqliteConfig {
 
     async fn connect(&self) -> Result<SqliteConnection> {
         connect(self).await
-    }
-
-    async fn begin(&self, conn: &mut SqliteConnection, at: &str) -> Result<()> {
-        // IMMEDIATE takes the write lock up front: a deferred transaction that starts reading
-        // and then writes can fail with SQLITE_BUSY without waiting.
-        execute(conn, "BEGIN IMMEDIATE".into(), || {
-            format!("{at}: starting a write transaction")
-        })
-        .await
-    }
-
-    async fn commit(&self, conn: &mut SqliteConnection, at: &str) -> Result<()> {
-        execute(conn, "COMMIT".into(), || format!("{at}: committing")).await
-    }
-
-    async fn roll_back(&self, conn: &mut SqliteConnection) {
-        session::roll_back(conn).await;
     }
 
     async fn close(&self, conn: SqliteConnection) {

@@ -52,11 +52,7 @@ impl Source for SqliteSource {
             .fetch_one(&mut *tx)
             .await
             .context(|| format!("{}: reading the schema", self.db.at(&table)))?;
-        let query = spec
-            .query
-            .as_deref()
-            .map(trim_query)
-            .filter(|q| !q.is_empty());
+        let query = spec.query_text();
         let at = match query {
             Some(_) => format!(
                 "Connection \"{}\", query of asset \"{table}\"",
@@ -167,13 +163,6 @@ impl Source for SqliteSource {
         let batches = RowBatches::new(rows, pending, schema.clone(), origin)?;
         Ok(SchemaStream::new(schema, batches.into_stream()))
     }
-}
-
-/// The query without trailing semicolons, so it can be wrapped in a subquery.
-fn trim_query(query: &str) -> &str {
-    query
-        .trim()
-        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }
 
 fn column_list(columns: &[(String, Option<DataType>)]) -> String {
@@ -409,10 +398,5 @@ mod tests {
                 "watermark `soon` does not convert to the type date of cursor column \"c\" (reset it with `synqx state reset` or set it with `synqx state set`)"
             )
         );
-    }
-
-    #[test]
-    fn trailing_semicolons_are_dropped() {
-        assert_eq!(trim_query(" SELECT 1; ;\n"), "SELECT 1");
     }
 }

@@ -7,22 +7,19 @@ use std::time::Duration;
 use synqx_api::connection::CheckReport;
 
 use super::config::SqlServerConfig;
-use super::connect::connect_failure;
+use super::connect::attempt;
 use super::errors::{Failure, Kind, server_text};
 use crate::check::{CheckReason, report};
-use crate::connectors::retry::RetrySchedule;
 
 /// Longest wait for the whole probe.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-pub(super) async fn check(mut settings: SqlServerConfig) -> CheckReport {
-    settings.retry = RetrySchedule {
-        attempts: 1,
-        ..RetrySchedule::default()
-    };
+pub(super) async fn check(settings: &SqlServerConfig) -> CheckReport {
     let server = format!("{}:{}", settings.host, settings.port);
     let probe = async {
-        let mut client = connect_failure(&settings).await.map_err(|(f, _)| f)?;
+        let mut client = attempt(settings)
+            .await
+            .map_err(|e| Failure::of_connect(settings, &e))?;
         let query_failed = |e: tiberius::error::Error| Failure {
             kind: Kind::Other,
             detail: settings.redact(format!("SELECT DB_NAME() failed: {}", server_text(&e))),

@@ -11,6 +11,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::config::SqlServerConfig;
 use super::errors::{Failure, is_transient};
+use crate::check::CheckReason;
 use crate::connectors::retry::{log_connect_retry, retry};
 use crate::error::{Error, Result};
 
@@ -23,34 +24,35 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection, after up to `settings.retry.attempts` attempts while the server is
 /// restarting or not reachable yet. The error names the Connection and says what to do.
 pub async fn connect(settings: &SqlServerConfig) -> Result<Client> {
-    connect_failure(settings)
-        .await
-        .map_err(|(f, e)| Error::database_detail(settings.at(), f.detail, e))
-}
-
-/// Like [`connect`], with the failure classified (for the check probe).
-pub async fn connect_failure(
-    settings: &SqlServerConfig,
-) -> std::result::Result<Client, (Failure, TdsError)> {
     retry(
         settings.retry,
         is_transient,
         |attempt, e, wait| log_connect_retry(&settings.at(), &settings.redact(e), attempt, wait),
-        || following_routing(settings),
+        || attempt(settings),
     )
     .await
-    .map_err(|e| (Failure::of_connect(settings, &e), e))
+    .map_err(|e| {
+        let (_, detail) = connect_failure(settings, &e);
+        Error::database_detail(settings.at(), detail, e)
+    })
 }
 
 /// One connect; when the server routes the client elsewhere, one connect there.
-async fn following_routing(settings: &SqlServerConfig) -> std::result::Result<Client, TdsError> {
-    match attempt(settings, &settings.host, settings.port).await {
-        Err(TdsError::Routing { host, port }) => attempt(settings, &host, port).await,
+pub async fn attempt(settings: &SqlServerConfig) -> std::result::Result<Client, TdsError> {
+    match attempt_at(settings, &settings.host, settings.port).await {
+        Err(TdsError::Routing { host, port }) => attempt_at(settings, &host, port).await,
         other => other,
     }
 }
 
-async fn attempt(
+/// Why a connect failed and what to do, for an error or a check report. Never contains the
+/// password.
+pub fn connect_failure(settings: &SqlServerConfig, e: &TdsError) -> (CheckReason, String) {
+    let failure = Failure::of_connect(settings, e);
+    (failure.reason(), failure.detail)
+}
+
+async fn attempt_at(
     settings: &SqlServerConfig,
     host: &str,
     port: u16,

@@ -118,7 +118,7 @@ impl Connector for SqlServer {
     }
 
     async fn check(config: SqlServerConfig) -> CheckReport {
-        check::check(config).await
+        check::check(&config).await
     }
 
     async fn run_sql(config: SqlServerConfig, statements: &[String]) -> Result<u64> {

@@ -33,11 +33,7 @@ impl Source for SqlServerSource {
         let settings = &self.settings;
         let spec = &request.spec;
         let table = Table::parse(&settings.connection, &spec.asset.fqn)?;
-        let query = spec
-            .query
-            .as_deref()
-            .map(trim_query)
-            .filter(|q| !q.is_empty());
+        let query = spec.query_text();
         let here = match query {
             Some(_) => format!("{}, query of asset \"{}\"", settings.at(), spec.asset.fqn),
             None => at(&settings.connection, &table),
@@ -361,10 +357,4 @@ fn column_names(columns: &[ReadColumn]) -> String {
         .map(|c| c.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn trim_query(query: &str) -> &str {
-    query
-        .trim()
-        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }

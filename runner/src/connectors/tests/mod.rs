@@ -25,6 +25,21 @@ pub mod named;
 ))]
 pub mod warehouses;
 
+/// Lets a test's database or lake (a struct with a `harness` field) read and write through
+/// the connector it opened, as `db.read_with(..)` or `lake.sink`.
+macro_rules! opened_through_harness {
+    ($fixture:ty) => {
+        impl std::ops::Deref for $fixture {
+            type Target = $crate::connectors::tests::Harness;
+
+            fn deref(&self) -> &Self::Target {
+                &self.harness
+            }
+        }
+    };
+}
+pub(crate) use opened_through_harness;
+
 /// The value of a result that must be a success.
 pub fn ok<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))

@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
-use synqx_api::pipeline::{Destination, Source as SourceSpec};
+use synqx_api::pipeline::Destination;
 
 use super::sql::plan::{
     ColumnPlan, check_primary_key, count_sent, plan_columns, uncount, written_bytes,
@@ -41,15 +41,6 @@ pub enum FqnError {
 
 /// How a warehouse compares column names.
 pub type SameName = fn(&str, &str) -> bool;
-
-/// The step's `query` without the trailing semicolon and blanks a subquery cannot hold, or
-/// `None` when the step reads a table.
-pub fn source_query(spec: &SourceSpec) -> Option<&str> {
-    spec.query
-        .as_deref()
-        .map(|q| q.trim().trim_end_matches(';').trim_end())
-        .filter(|q| !q.is_empty())
-}
 
 /// The index of the column `wanted` among a result's `columns`, or an error that names what
 /// looked for it (`what`: "incremental cursor column") and lists the columns there are.
@@ -218,16 +209,6 @@ mod tests {
 
     fn caseless(a: &str, b: &str) -> bool {
         a.eq_ignore_ascii_case(b)
-    }
-
-    #[test]
-    fn a_query_loses_its_semicolon_and_an_empty_one_reads_the_table() {
-        let mut spec = crate::connectors::tests::table_source("w", "t");
-        assert_eq!(source_query(&spec), None);
-        spec.query = Some("  SELECT 1 ;\n".into());
-        assert_eq!(source_query(&spec), Some("SELECT 1"));
-        spec.query = Some(" ; ".into());
-        assert_eq!(source_query(&spec), None);
     }
 
     #[test]

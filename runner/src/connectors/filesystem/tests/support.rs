@@ -2,7 +2,6 @@
 //! through the registry. The scenarios and test data are shared with the other file
 //! connectors (`formats::tests`).
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use synqx_api::ConnectionSpec;
@@ -10,7 +9,7 @@ use synqx_api::connection::FilesystemConnection;
 
 use crate::connectors::ConnectionRef;
 use crate::connectors::formats::tests::lakes;
-use crate::connectors::tests::Harness;
+use crate::connectors::tests::{Harness, opened_through_harness};
 use crate::secrets::Secrets;
 
 /// A Connection whose `filesystem.path` is `lake`, relative to a temp base directory.
@@ -19,13 +18,7 @@ pub(super) struct Lake {
     harness: Harness,
 }
 
-impl Deref for Lake {
-    type Target = Harness;
-
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+opened_through_harness!(Lake);
 
 impl Lake {
     pub(super) fn new() -> Self {

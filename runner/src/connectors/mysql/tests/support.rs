@@ -2,8 +2,6 @@
 //! connector opened on it through the registry, and the database read back through a
 //! separate connection so assertions see what was committed.
 
-use std::ops::Deref;
-
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use sqlx::mysql::MySqlConnection;
@@ -13,7 +11,7 @@ use synqx_api::{ConnectionSpec, SecretValue};
 use synqx_testkit::mysql::{self as server, Database};
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, destination};
+use crate::connectors::tests::{Harness, destination, opened_through_harness};
 pub(super) use crate::connectors::tests::{err, ok, people};
 use crate::engine::{CursorFilter, Rejects};
 use crate::error::Result;
@@ -48,13 +46,7 @@ pub(super) struct Db {
     harness: Harness,
 }
 
-impl Deref for Db {
-    type Target = Harness;
-
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+opened_through_harness!(Db);
 
 impl Db {
     pub async fn new() -> Db {

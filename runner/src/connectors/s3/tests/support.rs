@@ -2,8 +2,6 @@
 //! its source and sink, and direct access to the bucket for what the tests check. The
 //! scenarios and test data are shared with the other file connectors (`formats::tests`).
 
-use std::ops::Deref;
-
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use object_store::path::Path;
@@ -16,7 +14,7 @@ use super::super::config;
 use super::super::connect::{Bucket, Patience};
 use crate::connectors::ConnectionRef;
 use crate::connectors::formats::tests::{lakes, ok};
-use crate::connectors::tests::Harness;
+use crate::connectors::tests::{Harness, opened_through_harness};
 use crate::secrets::Secrets;
 
 /// Key prefix of the lakes' connections.
@@ -58,13 +56,7 @@ pub(super) struct Lake {
     harness: Harness,
 }
 
-impl Deref for Lake {
-    type Target = Harness;
-
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+opened_through_harness!(Lake);
 
 impl Lake {
     /// A new bucket, and a connection `lake` to it with prefix `lake/`.

@@ -1,7 +1,6 @@
 //! What the SQLite tests share: a real database file in a temporary directory, opened through
 //! the registry, and read back through SQLite itself so assertions see what was committed.
 
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use super::super::SqliteConfig;
 use super::super::cell::Cell;
 use super::super::connect::Database;
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, destination};
+use crate::connectors::tests::{Harness, destination, opened_through_harness};
 pub(super) use crate::connectors::tests::{err, ok, people};
 use crate::engine::{CursorFilter, Rejects, Sink};
 use crate::error::Result;
@@ -34,13 +33,7 @@ pub(super) struct Db {
     harness: Harness,
 }
 
-impl Deref for Db {
-    type Target = Harness;
-
-    fn deref(&self) -> &Harness {
-        &self.harness
-    }
-}
+opened_through_harness!(Db);
 
 impl Db {
     pub async fn new() -> Db {

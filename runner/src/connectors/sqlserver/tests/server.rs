@@ -147,9 +147,9 @@ async fn orders(spec: &ConnectionSpec) -> String {
 #[tokio::test]
 async fn check_logs_in_and_a_wrong_password_is_refused() {
     let password = password();
-    let report = check(settings(&spec(&password))).await;
+    let report = check(&settings(&spec(&password))).await;
     assert!(report.ready, "{report:?}");
-    let report = check(settings(&spec("not-the-password-9f2"))).await;
+    let report = check(&settings(&spec("not-the-password-9f2"))).await;
     // iridium-server refuses with error 50000, not SQL Server's 18456, so the check cannot call
     // it Unauthorized (the 18456 classification is unit-tested in errors.rs).
     assert!(!report.ready);
