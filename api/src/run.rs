@@ -387,4 +387,55 @@ mod tests {
             Some(small)
         );
     }
+
+    #[test]
+    fn counters_carry_only_what_a_step_counts_and_taking_them_keeps_the_rest() {
+        let running = StepStatus {
+            name: "load".into(),
+            phase: Some(StepPhase::Running),
+            attempt: Some(2),
+            job_name: Some("orders-load-2".into()),
+            rows_read: Some(10),
+            started_at: Some("2026-12-05T03:00:00Z".into()),
+            message: Some("retrying".into()),
+            ..Default::default()
+        };
+        let reported = StepStatus {
+            name: "load".into(),
+            phase: Some(StepPhase::Failed),
+            rows_read: Some(500),
+            rows_written: Some(480),
+            rows_rejected: Some(20),
+            bytes_read: Some(9000),
+            bytes_written: Some(7000),
+            watermark: Some(WatermarkRange {
+                from: Some("1".into()),
+                to: Some("9".into()),
+            }),
+            message: Some("not shown".into()),
+            ..Default::default()
+        };
+        let counters = reported.counters();
+        assert_eq!(
+            serde_json::to_value(&counters).ok(),
+            Some(serde_json::json!({
+                "name": "load", "rowsRead": 500, "rowsWritten": 480, "rowsRejected": 20,
+                "bytesRead": 9000, "bytesWritten": 7000, "watermark": {"from": "1", "to": "9"}
+            }))
+        );
+        let mut shown = running.clone();
+        shown.take_counters(&counters);
+        assert_eq!(
+            shown,
+            StepStatus {
+                rows_read: Some(500),
+                rows_written: Some(480),
+                rows_rejected: Some(20),
+                bytes_read: Some(9000),
+                bytes_written: Some(7000),
+                watermark: counters.watermark.clone(),
+                ..running
+            }
+        );
+    }
 }
