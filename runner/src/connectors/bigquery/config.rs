@@ -16,7 +16,9 @@ pub const PUBLIC_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// Where Google issues OAuth2 tokens for service accounts.
 const TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
-/// A service-account key as Google's JSON key file holds it.
+/// A service-account key as Google's JSON key file holds it. Its `Debug` shows none of the
+/// key (the signer's prints none).
+#[derive(Debug)]
 pub struct ServiceAccount {
     pub client_email: String,
     pub private_key_id: Option<String>,
@@ -36,6 +38,7 @@ struct KeyFile {
 }
 
 /// Everything a client needs, and the secrets to scrub from messages.
+#[derive(Debug)]
 pub struct BigQueryConfig {
     pub connection: String,
     pub project: String,
@@ -51,16 +54,6 @@ pub struct BigQueryConfig {
     /// Knows the key file and each line of its private key: every text the API or the HTTP
     /// client returns passes through it.
     pub redactor: Redactor,
-}
-
-impl std::fmt::Debug for BigQueryConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BigQueryConfig")
-            .field("connection", &self.connection)
-            .field("project", &self.project)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
-    }
 }
 
 impl BigQueryConfig {

@@ -1,6 +1,7 @@
 //! The `snowflake` block turned into what a session needs. Pure: secrets are resolved from
 //! memory and nothing touches the network, so a bad spec fails before a step starts.
 
+use secrecy::SecretString;
 use synqx_api::connection::SnowflakeConnection;
 
 use crate::connectors::jwt::{RsaSigner, remember_key};
@@ -8,9 +9,11 @@ use crate::connectors::{ConnectionRef, optional_text};
 use crate::error::{Error, Result};
 use crate::secrets::{PLACEHOLDER, Redactor};
 
-/// How the session logs in.
+/// How the session logs in. Its `Debug` shows no secret: the password is a [`SecretString`]
+/// and the key's `Debug` prints none of it.
+#[derive(Debug)]
 pub enum Auth {
-    Password(String),
+    Password(SecretString),
     /// Key-pair authentication: an RS256 JWT signed with the user's private key.
     KeyPair(Box<RsaSigner>),
     /// `synqx validate` checks the block without secret values: the key referenced is
@@ -19,6 +22,7 @@ pub enum Auth {
 }
 
 /// Everything a session needs, and the secrets to scrub from messages.
+#[derive(Debug)]
 pub struct SnowflakeConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
@@ -38,18 +42,6 @@ pub struct SnowflakeConfig {
     /// Knows the password or key (and each line of the key): every text the server or the
     /// HTTP client returns passes through it.
     pub redactor: Redactor,
-}
-
-impl std::fmt::Debug for SnowflakeConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnowflakeConfig")
-            .field("connection", &self.connection)
-            .field("base_url", &self.base_url)
-            .field("account", &self.account)
-            .field("user", &self.user)
-            .field("database", &self.database)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SnowflakeConfig {
@@ -85,7 +77,9 @@ impl SnowflakeConfig {
                     "Connection \"{name}\": snowflake needs password or privateKey (key-pair authentication)"
                 )));
             }
-            (Some(password), None) => Auth::Password(conn.secret("snowflake.password", password)?),
+            (Some(password), None) => {
+                Auth::Password(conn.secret("snowflake.password", password)?.into())
+            }
             (None, Some(key)) => {
                 let pem = conn.secret("snowflake.privateKey", key)?;
                 remember_key(&redactor, &pem);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -142,7 +143,7 @@ fn login_body(settings: &SnowflakeConfig, now: u64) -> Result<Value, Failure> {
     });
     match &settings.auth {
         Auth::Password(password) => {
-            data["PASSWORD"] = json!(password);
+            data["PASSWORD"] = json!(password.expose_secret());
         }
         Auth::KeyPair(signer) => {
             let account = jwt_account(&settings.account);

@@ -1,6 +1,7 @@
 //! The Connection's `sqlserver` block as tiberius settings. Pure: secrets are resolved from
 //! memory and nothing touches the network.
 
+use secrecy::{ExposeSecret, SecretString};
 use tiberius::{AuthMethod, EncryptionLevel};
 
 use crate::connectors::ConnectionRef;
@@ -8,8 +9,9 @@ use crate::connectors::retry::RetrySchedule;
 use crate::error::{Error, Result};
 use crate::secrets::{Redactor, describe};
 
-/// Everything needed to connect, resolved from the spec and its secrets.
-#[derive(Clone)]
+/// Everything needed to connect, resolved from the spec and its secrets. Its `Debug` shows no
+/// secret: the password is a [`SecretString`].
+#[derive(Clone, Debug)]
 pub struct SqlServerConfig {
     /// Name of the Connection, for messages.
     pub connection: String,
@@ -28,23 +30,9 @@ pub struct SqlServerConfig {
     /// Retries of a failed connect.
     pub retry: RetrySchedule,
     /// Kept to log in.
-    password: String,
+    password: SecretString,
     /// Knows the password: every text the server or driver returns passes through it.
     pub redactor: Redactor,
-}
-
-impl std::fmt::Debug for SqlServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlServerConfig")
-            .field("connection", &self.connection)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("encrypt", &self.encrypt)
-            .field("trust_server_certificate", &self.trust_server_certificate)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SqlServerConfig {
@@ -68,11 +56,11 @@ impl SqlServerConfig {
         }
         let (password, password_from) = match &spec.password {
             Some(value) => (
-                conn.secret("sqlserver.password", value)?,
+                SecretString::from(conn.secret("sqlserver.password", value)?),
                 describe("sqlserver.password", value),
             ),
             None => (
-                String::new(),
+                SecretString::default(),
                 "nowhere (sqlserver.password is not set)".into(),
             ),
         };
@@ -104,7 +92,10 @@ impl SqlServerConfig {
         config.port(port);
         config.database(&self.database);
         config.application_name("synqx");
-        config.authentication(AuthMethod::sql_server(&self.user, &self.password));
+        config.authentication(AuthMethod::sql_server(
+            &self.user,
+            self.password.expose_secret(),
+        ));
         // Without `encrypt`, the login (and its password) is still encrypted; only the data
         // that follows is not.
         config.encryption(if self.plaintext_login {
