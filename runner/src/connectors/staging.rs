@@ -91,9 +91,8 @@ mod tests {
 
     fn request(deadline: Option<SystemTime>) -> WriteRequest {
         WriteRequest {
-            spec: destination("c", "t", WriteMode::Overwrite, &[], None),
-            batch_bytes: 1,
             deadline,
+            ..WriteRequest::to(destination("c", "t", WriteMode::Overwrite, &[], None))
         }
     }
 

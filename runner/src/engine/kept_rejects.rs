@@ -12,7 +12,7 @@ use futures::StreamExt;
 use synqx_api::pipeline::Destination;
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 
-use super::{Counters, SchemaStream, Sink, WriteRequest};
+use super::{SchemaStream, Sink, WriteRequest};
 use crate::error::{Error, Result};
 
 /// Rows of a batch of kept rejects: few, and each small next to a batch of data.
@@ -70,12 +70,7 @@ pub async fn keep(rows: &RejectedRows<'_>, target: &Destination, sink: &dyn Sink
         schema(),
         futures::stream::once(async move { Ok(first) }).chain(rest),
     );
-    let request = WriteRequest {
-        spec: target.clone(),
-        batch_bytes: super::DEFAULT_BATCH_BYTES,
-        deadline: None,
-    };
-    let outcome = sink.write(&request, input, &Counters::default()).await?;
+    let outcome = sink.write(&WriteRequest::to(target.clone()), input).await?;
     Ok(outcome.rows)
 }
 

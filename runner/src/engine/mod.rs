@@ -62,6 +62,21 @@ pub struct WriteRequest {
     /// with it, so that a later load knows when a killed run's work objects are orphans
     /// (`connectors::staging`).
     pub deadline: Option<SystemTime>,
+    /// The step's counters, which a sink advances as it sends rows ([`WriteOutcome::count`]).
+    pub counters: Arc<Counters>,
+}
+
+impl WriteRequest {
+    /// A write into `spec` in batches of the default size, with no deadline and counters of
+    /// its own.
+    pub fn to(spec: Destination) -> Self {
+        WriteRequest {
+            spec,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            deadline: None,
+            counters: Arc::default(),
+        }
+    }
 }
 
 /// What a sink wrote, once committed.
@@ -92,12 +107,7 @@ pub trait Source: Send + Sync {
 /// a failed or cancelled write leaves the destination as it was.
 #[async_trait]
 pub trait Sink: Send + Sync {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome>;
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome>;
 
     /// Whether a failed write leaves `destination` as it was (or a rerun makes it exact), so
     /// the step may run again, as it does when a JSON source widens its schema. True for
@@ -342,13 +352,10 @@ async fn move_rows(
         spec: sync.destination.clone(),
         batch_bytes,
         deadline,
+        counters: run.counters.clone(),
     };
     let written = sink
-        .write(
-            &write,
-            SchemaStream::new(out_schema, receiver_stream(rx2)),
-            &run.counters,
-        )
+        .write(&write, SchemaStream::new(out_schema, receiver_stream(rx2)))
         .await;
     let (max_seen, widened) = tracked
         .await

@@ -83,7 +83,6 @@ impl Sink for Collect {
         &self,
         _request: &WriteRequest,
         mut input: SchemaStream,
-        _counters: &Counters,
     ) -> Result<WriteOutcome> {
         let mut pending = Vec::new();
         while let Some(b) = input.stream.next().await {
@@ -332,13 +331,8 @@ struct KeepsAppends(Collect);
 
 #[async_trait]
 impl Sink for KeepsAppends {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        self.0.write(request, input, counters).await
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
+        self.0.write(request, input).await
     }
 
     fn restartable(&self, _destination: &Destination) -> bool {

@@ -29,8 +29,8 @@ use super::sql::{ROW_COLUMN, Table, add_column, insert_from_staging, merge, over
 use super::types::{TableField, table_field};
 use super::{BigQuerySink, error};
 use crate::connectors::formats::convert::with_columns;
-use crate::connectors::warehouse::{Load, Staging, Warehouse, stage_input, write};
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::connectors::warehouse::{Load, Staging, Warehouse, write};
+use crate::engine::{SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Error, Result};
 
 /// The file sent in one load job (Parquet: compressed, with what the writer still buffers).
@@ -38,17 +38,12 @@ pub const PART_BYTES: usize = 32 * 1024 * 1024;
 
 #[async_trait]
 impl Sink for BigQuerySink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
         let settings = &self.settings;
         let table = super::table(settings, &request.spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let client = Client::new(settings.clone()).map_err(|e| error(settings, e))?;
-        write(&client, &here, &table, request, input, counters).await
+        write(&client, &here, &table, request, input).await
     }
 }
 
@@ -130,7 +125,6 @@ impl Warehouse for Client {
         load: &Load<'_, Self>,
         input: SchemaStream,
         outcome: &mut WriteOutcome,
-        counters: &Counters,
     ) -> Result<()> {
         let mut parts = Parts {
             client: self,
@@ -143,19 +137,11 @@ impl Warehouse for Client {
             },
             next_row: 0,
         };
-        stage_input(
-            load.here,
-            input,
-            load.indexes,
-            &mut parts,
-            outcome,
-            counters,
-        )
-        .await?;
+        load.stage(input, &mut parts, outcome).await?;
         parts.flush().await
     }
 
-    async fn move_rows(&self, load: &Load<'_, Self>, _counters: &Counters) -> Result<()> {
+    async fn move_rows(&self, load: &Load<'_, Self>) -> Result<()> {
         let spec = load.spec;
         move_rows(
             self,

@@ -15,7 +15,7 @@ use super::connect::{DirOpener, list};
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::task_failed;
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::engine::{SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Context, Result};
 
 /// Writes files below a directory.
@@ -25,25 +25,15 @@ pub struct FilesystemSink {
 
 #[async_trait]
 impl Sink for FilesystemSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        write(self.settings.root.clone(), request, input, counters).await
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
+        write(self.settings.root.clone(), request, input).await
     }
 }
 
-async fn write(
-    root: PathBuf,
-    request: &WriteRequest,
-    input: SchemaStream,
-    counters: &Counters,
-) -> Result<WriteOutcome> {
+async fn write(root: PathBuf, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
     let target = PartsTarget::resolve(&request.spec)?;
     let schema = input.schema.clone();
-    let (staged, fed) = parts::pump(input, counters, move |rx| {
+    let (staged, fed) = parts::pump(input, &request.counters, move |rx| {
         let id = write_id();
         let (mut store, existing) = DirParts::prepare(root, &target, &id)?;
         let outcome = parts::run(target, &id, schema, &mut store, &existing, rx)?;

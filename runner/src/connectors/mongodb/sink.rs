@@ -48,14 +48,8 @@ impl MongoSink {
 
 #[async_trait]
 impl Sink for MongoSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        let s = &self.settings;
-        let spec = &request.spec;
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
+        let (s, spec, counters) = (&self.settings, &request.spec, &request.counters);
         let name = spec.asset.fqn.trim().to_string();
         let at = s.at_collection(&name);
         let mode = spec.mode();

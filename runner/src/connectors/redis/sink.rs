@@ -91,12 +91,7 @@ struct Plan<'a> {
 
 #[async_trait]
 impl Sink for RedisSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
         let s = &self.settings;
         let spec = &request.spec;
         let fqn = spec.asset.fqn.trim();
@@ -133,7 +128,7 @@ impl Sink for RedisSink {
             clock,
         };
         let written = self
-            .write_rows(&mut db, input, &plan, staged.as_mut(), counters)
+            .write_rows(&mut db, input, &plan, staged.as_mut(), &request.counters)
             .await;
         let Some(staged) = staged else {
             return written;

@@ -29,7 +29,7 @@ use super::upload::Upload;
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::{Listed, task_failed};
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::engine::{SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::{Error, Result};
 
 /// Writes objects into a bucket.
@@ -39,13 +39,8 @@ pub struct S3Sink {
 
 #[async_trait]
 impl Sink for S3Sink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
-        write(&self.bucket, request, input, counters).await
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
+        write(&self.bucket, request, input).await
     }
 }
 
@@ -53,7 +48,6 @@ async fn write(
     bucket: &Bucket,
     request: &WriteRequest,
     input: SchemaStream,
-    counters: &Counters,
 ) -> Result<WriteOutcome> {
     let target = PartsTarget::resolve(&request.spec)?;
     let existing = existing(bucket, &target).await?;
@@ -61,7 +55,7 @@ async fn write(
     let store = ObjectParts::new(bucket.clone(), target.clone(), &id, &existing)?;
     let names: Vec<String> = existing.into_iter().map(|f| f.name).collect();
     let schema = input.schema.clone();
-    let ((mut store, written), fed) = parts::pump(input, counters, move |rx| {
+    let ((mut store, written), fed) = parts::pump(input, &request.counters, move |rx| {
         let mut store = store;
         let written = parts::run(target, &id, schema, &mut store, &names, rx);
         (store, written)

@@ -29,25 +29,20 @@ use super::sql::{
 };
 use super::{SnowflakeSink, error};
 use crate::connectors::staging::Expiry;
-use crate::connectors::warehouse::{Load, Staging, Warehouse, stage_input, write};
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::connectors::warehouse::{Load, Staging, Warehouse, write};
+use crate::engine::{SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::Result;
 
 #[async_trait]
 impl Sink for SnowflakeSink {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
         let settings = &self.settings;
         let table = super::table(settings, &request.spec.asset.fqn)?;
         let here = format!("{}, table \"{table}\"", settings.at());
         let session = Session::login(settings.clone())
             .await
             .map_err(|e| error(settings, e))?;
-        let written = write(&session, &here, &table, request, input, counters).await;
+        let written = write(&session, &here, &table, request, input).await;
         session.close().await;
         written
     }
@@ -137,25 +132,16 @@ impl Warehouse for Session {
         load: &Load<'_, Self>,
         input: SchemaStream,
         outcome: &mut WriteOutcome,
-        counters: &Counters,
     ) -> Result<()> {
         let failed = |e: Failure| error(self.settings(), e);
         let mut loader = Loader::start(self, load.staging.clone(), load.columns)
             .await
             .map_err(failed)?;
-        stage_input(
-            load.here,
-            input,
-            load.indexes,
-            &mut loader,
-            outcome,
-            counters,
-        )
-        .await?;
+        load.stage(input, &mut loader, outcome).await?;
         loader.finish().await.map(drop).map_err(failed)
     }
 
-    async fn move_rows(&self, load: &Load<'_, Self>, counters: &Counters) -> Result<()> {
+    async fn move_rows(&self, load: &Load<'_, Self>) -> Result<()> {
         let (table, staging, columns) = (load.table, load.staging, load.columns);
         match load.spec.mode() {
             WriteMode::Append => {
@@ -176,7 +162,7 @@ impl Warehouse for Session {
                     fresh: &fresh,
                     written: columns,
                 }
-                .run(counters)
+                .run(load.counters)
                 .await
                 .map_err(|e| error(self.settings(), e))
             }

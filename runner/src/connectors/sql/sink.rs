@@ -23,7 +23,7 @@ use super::dialect::{
     SqlDialect, UpsertPath, Write, WriteColumn,
 };
 use super::plan::{ColumnPlan, check_primary_key, plan_columns, require_key};
-use crate::engine::{Counters, SchemaStream, Sink, WriteOutcome, WriteRequest};
+use crate::engine::{SchemaStream, Sink, WriteOutcome, WriteRequest};
 use crate::error::Result;
 
 /// Writes tables of the database `D` speaks to.
@@ -39,12 +39,7 @@ impl<D: SqlDialect> SqlSink<D> {
 
 #[async_trait]
 impl<D: SqlDialect> Sink for SqlSink<D> {
-    async fn write(
-        &self,
-        request: &WriteRequest,
-        input: SchemaStream,
-        counters: &Counters,
-    ) -> Result<WriteOutcome> {
+    async fn write(&self, request: &WriteRequest, input: SchemaStream) -> Result<WriteOutcome> {
         let d = &self.dialect;
         let table = d.table(&request.spec.asset.fqn)?;
         let at = super::at_table(d.connection(), &table);
@@ -63,7 +58,7 @@ impl<D: SqlDialect> Sink for SqlSink<D> {
         let mut load = Load {
             dialect: d,
             write: &write,
-            progress: Progress::new(counters),
+            progress: Progress::new(&request.counters),
             created: Vec::new(),
             open: false,
         };

@@ -184,7 +184,7 @@ impl Harness {
         schema: SchemaRef,
         batches: Vec<Result<RecordBatch>>,
     ) -> Result<WriteOutcome> {
-        self.write_counted(spec, schema, batches, &Counters::default())
+        self.write_counted(spec, schema, batches, &Arc::default())
             .await
     }
 
@@ -194,15 +194,14 @@ impl Harness {
         spec: Destination,
         schema: SchemaRef,
         batches: Vec<Result<RecordBatch>>,
-        counters: &Counters,
+        counters: &Arc<Counters>,
     ) -> Result<WriteOutcome> {
         let request = WriteRequest {
-            spec,
-            batch_bytes: DEFAULT_BATCH_BYTES,
-            deadline: None,
+            counters: counters.clone(),
+            ..WriteRequest::to(spec)
         };
         let input = SchemaStream::new(schema, futures::stream::iter(batches));
-        self.sink.write(&request, input, counters).await
+        self.sink.write(&request, input).await
     }
 }
 

@@ -68,7 +68,7 @@ impl TestConnection {
         key: &[&str],
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
-        let counters = Counters::default();
+        let counters = Arc::new(Counters::default());
         harness
             .load((self.name, fqn), mode, key, batches, &counters)
             .await
@@ -314,7 +314,7 @@ impl Harness {
         mode: WriteMode,
         key: &[&str],
         batches: Vec<RecordBatch>,
-        counters: &Counters,
+        counters: &Arc<Counters>,
     ) -> Result<u64> {
         let schema = batches
             .first()
@@ -396,8 +396,7 @@ impl Harness {
     /// file is being filled), as the engine drops a cancelled step. Fails when the write ends
     /// on its own or stages nothing: a cancel before the load began would prove nothing.
     pub async fn cancel_stalled_write(&self, request: &WriteRequest, batch: RecordBatch) {
-        let counters = Counters::default();
-        let write = self.sink.write(request, stalled_input(batch), &counters);
-        super::drop_once_staged(write, || counters.snapshot().rows_written > 0).await;
+        let write = self.sink.write(request, stalled_input(batch));
+        super::drop_once_staged(write, || request.counters.snapshot().rows_written > 0).await;
     }
 }

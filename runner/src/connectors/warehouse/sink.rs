@@ -15,7 +15,7 @@ use arrow::datatypes::Field;
 use async_trait::async_trait;
 use synqx_api::pipeline::Destination;
 
-use super::{plan_load, settle};
+use super::{Staging, plan_load, settle, stage_input};
 use crate::connectors::staging::Expiry;
 use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
 use crate::error::Result;
@@ -62,16 +62,15 @@ pub trait Warehouse: Sync {
     /// Creates the staging table of `load`.
     async fn create_staging(&self, load: &Load<'_, Self>) -> Result<()>;
     /// Drains `input` into the staging table through the warehouse's bulk path (with
-    /// [`super::stage_input`], which counts what it sends) and returns once the rows are in it.
+    /// [`Load::stage`], which counts what it sends) and returns once the rows are in it.
     async fn fill_staging(
         &self,
         load: &Load<'_, Self>,
         input: SchemaStream,
         outcome: &mut WriteOutcome,
-        counters: &Counters,
     ) -> Result<()>;
     /// Moves the staged rows into the table as the destination's mode says, at one moment.
-    async fn move_rows(&self, load: &Load<'_, Self>, counters: &Counters) -> Result<()>;
+    async fn move_rows(&self, load: &Load<'_, Self>) -> Result<()>;
 }
 
 /// One load: where it goes, through which staging table, with which source columns.
@@ -87,6 +86,29 @@ pub struct Load<'a, W: Warehouse + ?Sized> {
     pub spec: &'a Destination,
     /// When the load's own tables belong to nobody any more.
     pub expiry: Expiry,
+    /// The step's counters: rows and bytes sent, and notes.
+    pub counters: &'a Counters,
+}
+
+impl<W: Warehouse + ?Sized> Load<'_, W> {
+    /// Drains `input` into `staging` with [`stage_input`]: the written columns of every
+    /// batch, counted in `outcome` and in the step's counters.
+    pub async fn stage(
+        &self,
+        input: SchemaStream,
+        staging: &mut impl Staging,
+        outcome: &mut WriteOutcome,
+    ) -> Result<()> {
+        stage_input(
+            self.here,
+            input,
+            self.indexes,
+            staging,
+            outcome,
+            self.counters,
+        )
+        .await
+    }
 }
 
 /// Writes `input` into `table` (`here` as messages name it). The rows and bytes counted while
@@ -97,20 +119,10 @@ pub async fn write<W: Warehouse>(
     table: &W::Table,
     request: &WriteRequest,
     input: SchemaStream,
-    counters: &Counters,
 ) -> Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
-    let loaded = load(
-        warehouse,
-        here,
-        table,
-        request,
-        input,
-        counters,
-        &mut outcome,
-    )
-    .await;
-    settle(loaded, outcome, counters)
+    let loaded = load(warehouse, here, table, request, input, &mut outcome).await;
+    settle(loaded, outcome, &request.counters)
 }
 
 async fn load<W: Warehouse>(
@@ -119,10 +131,10 @@ async fn load<W: Warehouse>(
     table: &W::Table,
     request: &WriteRequest,
     input: SchemaStream,
-    counters: &Counters,
     outcome: &mut WriteOutcome,
 ) -> Result<()> {
     let spec = &request.spec;
+    let counters = &request.counters;
     let schema = input.schema.clone();
     let existing = warehouse.existing_columns(table).await?;
     let existing_names: Option<Vec<&str>> = existing
@@ -156,9 +168,10 @@ async fn load<W: Warehouse>(
         indexes: &plan.written,
         spec,
         expiry,
+        counters,
     };
     warehouse.create_staging(&load).await?;
-    let moved = stage_and_move(warehouse, &load, input, counters, outcome).await;
+    let moved = stage_and_move(warehouse, &load, input, outcome).await;
     // Dropped after a failure too; only a killed process leaves a staging table behind.
     let _ = warehouse.drop_work_table(&staging).await;
     moved
@@ -168,14 +181,11 @@ async fn stage_and_move<W: Warehouse>(
     warehouse: &W,
     load: &Load<'_, W>,
     input: SchemaStream,
-    counters: &Counters,
     outcome: &mut WriteOutcome,
 ) -> Result<()> {
-    warehouse
-        .fill_staging(load, input, outcome, counters)
-        .await?;
+    warehouse.fill_staging(load, input, outcome).await?;
     load.expiry.check(load.here)?;
-    warehouse.move_rows(load, counters).await
+    warehouse.move_rows(load).await
 }
 
 /// Drops the load tables of killed loads beside `table` once their expiry passed. Best

@@ -7,7 +7,7 @@ use crate::connectors::tests::warehouses::{
     breaking_input, people_rows, people_with_score, person as row,
 };
 use crate::connectors::tests::{destination, err, ok, people};
-use crate::engine::{Counters, WriteRequest};
+use crate::engine::WriteRequest;
 
 use super::support::*;
 
@@ -129,17 +129,18 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
         .write("kept", WriteMode::Append, vec![people(&[(1, Some("ada"))])])
         .await);
     let input = breaking_input(people(&[(7, Some("new"))]));
-    let request = WriteRequest {
-        spec: destination(CONNECTION, "kept", WriteMode::Overwrite, &[], None),
-        batch_bytes: 1 << 20,
-        deadline: None,
-    };
-    let counters = Counters::default();
+    let request = WriteRequest::to(destination(
+        CONNECTION,
+        "kept",
+        WriteMode::Overwrite,
+        &[],
+        None,
+    ));
     assert_eq!(
-        err(lake.harness().sink.write(&request, input, &counters).await),
+        err(lake.harness().sink.write(&request, input).await),
         "the source broke"
     );
-    assert_eq!(counters.snapshot().rows_written, 0);
+    assert_eq!(request.counters.snapshot().rows_written, 0);
     assert_eq!(lake.people("kept").await, vec![row(1, "ada")]);
 
     // Cancelled while loading: the input stalls after one batch and the write is dropped, as

@@ -41,7 +41,7 @@ fn people(ids: &[i64], names: &[&str]) -> RecordBatch {
 async fn append_creates_the_table_and_a_second_load_doubles_the_rows() {
     let pg = Pg::new("pg_append").await;
     let fqn = pg.fqn("People");
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
     let outcome = pg
         .write_counted(
             destination(&fqn, WriteMode::Append, &[]),
@@ -116,7 +116,7 @@ async fn a_failing_overwrite_leaves_the_old_table_and_no_new_one() {
     ))
     .await;
     // A stream that breaks after a batch.
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
     let e = message(
         pg.write_counted(
             destination(&pg.fqn("t"), WriteMode::Overwrite, &[]),

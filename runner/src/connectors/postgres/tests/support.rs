@@ -2,6 +2,8 @@
 //! connector opened on it through the registry, and the database read back through a separate
 //! connection so assertions see what was committed.
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use synqx_api::connection::PostgresConnection;
@@ -129,7 +131,7 @@ impl Pg {
         destination: Destination,
         schema: SchemaRef,
         batches: Vec<Result<RecordBatch>>,
-        counters: &Counters,
+        counters: &Arc<Counters>,
     ) -> Result<WriteOutcome> {
         self.harness()
             .write_counted(destination, schema, batches, counters)

@@ -131,12 +131,7 @@ pub async fn write_stream(
         kind: Some(kind),
         ttl: ttl.map(str::to_string),
     });
-    let request = WriteRequest {
-        spec: to,
-        batch_bytes: DEFAULT_BATCH_BYTES,
-        deadline: None,
-    };
-    sink.write(&request, input, &Counters::default()).await
+    sink.write(&WriteRequest::to(to), input).await
 }
 
 /// Rows of orders `ids`: id, name, price (null every third), paid, at.

@@ -1,5 +1,7 @@
 //! Each write mode, schema evolution, and overwrites that fail or are cancelled.
 
+use std::sync::Arc;
+
 use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use crate::connectors::tests::warehouses::{breaking_input, people_with_score, person as row};
@@ -47,7 +49,7 @@ async fn append_overwrite_and_upsert_write_what_they_promise() {
 
     // fakesnow cannot parse `ALTER TABLE … SWAP WITH`: the overwrite replaces the rows in one
     // transaction instead, and the step's note says why.
-    let counters = Counters::default();
+    let counters = Arc::new(Counters::default());
     let batch = people(&[(9, Some("zed"))]);
     let overwritten = w
         .harness()
@@ -119,24 +121,21 @@ async fn a_failed_or_cancelled_overwrite_leaves_the_old_rows() {
         vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
     )
     .await);
-    let request = crate::engine::WriteRequest {
-        spec: destination(CONNECTION, "kept", WriteMode::Overwrite, &[], None),
-        batch_bytes: 1 << 20,
-        deadline: None,
-    };
-    let counters = Counters::default();
+    let request = crate::engine::WriteRequest::to(destination(
+        CONNECTION,
+        "kept",
+        WriteMode::Overwrite,
+        &[],
+        None,
+    ));
     let failed = w
         .harness()
         .sink
-        .write(
-            &request,
-            breaking_input(people(&[(7, Some("new"))])),
-            &counters,
-        )
+        .write(&request, breaking_input(people(&[(7, Some("new"))])))
         .await;
     assert_eq!(err(failed), "the source broke");
     assert_eq!(
-        counters.snapshot().rows_written,
+        request.counters.snapshot().rows_written,
         0,
         "uncommitted rows are taken back"
     );

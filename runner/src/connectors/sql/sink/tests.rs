@@ -261,14 +261,11 @@ async fn write<S: Shape>(recorder: Recorder<S>, spec: Destination) -> (Result<u6
     let log = recorder.log.clone();
     let sink = SqlSink::new(recorder);
     let batch = rows();
-    let request = WriteRequest {
-        spec,
-        batch_bytes: 1 << 20,
-        deadline: None,
-    };
     let input = SchemaStream::new(batch.schema(), futures::stream::iter(vec![Ok(batch)]));
-    let counters = Counters::default();
-    let written = sink.write(&request, input, &counters).await.map(|o| o.rows);
+    let written = sink
+        .write(&WriteRequest::to(spec), input)
+        .await
+        .map(|o| o.rows);
     let log = log.lock().map(|l| l.clone()).unwrap_or_default();
     (written, log)
 }

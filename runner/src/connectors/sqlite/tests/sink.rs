@@ -8,7 +8,7 @@ use synqx_api::pipeline::{Destination, WriteMode};
 use super::support::{Db, dest, err, ok, people};
 use crate::connectors::sql::tests::{write_batch, write_people};
 use crate::connectors::tests::{drop_once_staged, upstream_error};
-use crate::engine::{Counters, SchemaStream, WriteOutcome, WriteRequest};
+use crate::engine::{SchemaStream, WriteOutcome, WriteRequest};
 use crate::error::Error;
 
 /// An append to table `people`.
@@ -19,9 +19,8 @@ fn append_people() -> Destination {
 /// The request of an append to `people`, as the engine makes it.
 fn append_request() -> WriteRequest {
     WriteRequest {
-        spec: append_people(),
         batch_bytes: 1024,
-        deadline: None,
+        ..WriteRequest::to(append_people())
     }
 }
 
@@ -72,12 +71,11 @@ async fn append_that_fails_midway_leaves_the_table_and_counters_as_they_were() {
             Err(upstream_error()),
         ]),
     );
-    let counters = Counters::default();
     let request = append_request();
-    let message = err(db.sink.write(&request, input, &counters).await);
+    let message = err(db.sink.write(&request, input).await);
     assert_eq!(message, "upstream broke");
-    assert_eq!(counters.snapshot().rows_written, 0);
-    assert_eq!(counters.snapshot().bytes_written, 0);
+    assert_eq!(request.counters.snapshot().rows_written, 0);
+    assert_eq!(request.counters.snapshot().bytes_written, 0);
     assert_eq!(db.dump("SELECT id, name FROM people").await, ["1, 'a'"]);
 }
 
@@ -92,10 +90,9 @@ async fn a_dropped_write_rolls_back_and_releases_the_database() {
             .chain(futures::stream::pending()),
     );
     let request = append_request();
-    let counters = Counters::default();
     // Staged: the first batch is inserted in the open transaction, then the input stalls.
-    drop_once_staged(sink.write(&request, stalled, &counters), || {
-        counters.snapshot().rows_written == 1
+    drop_once_staged(sink.write(&request, stalled), || {
+        request.counters.snapshot().rows_written == 1
     })
     .await;
     let next = write_people(&db, append_people(), &[(3, Some("c"))]);

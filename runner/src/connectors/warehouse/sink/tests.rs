@@ -11,7 +11,7 @@ use synqx_api::pipeline::{SchemaEvolution, WriteMode};
 
 use super::*;
 use crate::connectors::tests::{destination, err, ok, people, upstream_error};
-use crate::connectors::warehouse::{Staging, stage_input};
+use crate::connectors::warehouse::Staging;
 use crate::error::Error;
 
 const HERE: &str = "Connection \"w\", table \"t\"";
@@ -138,25 +138,16 @@ impl Warehouse for Memory {
         load: &Load<'_, Self>,
         input: SchemaStream,
         outcome: &mut WriteOutcome,
-        counters: &Counters,
     ) -> Result<()> {
         let mut filler = Filler {
             memory: self,
             staging: load.staging,
             batches: 0,
         };
-        stage_input(
-            load.here,
-            input,
-            load.indexes,
-            &mut filler,
-            outcome,
-            counters,
-        )
-        .await
+        load.stage(input, &mut filler, outcome).await
     }
 
-    async fn move_rows(&self, load: &Load<'_, Self>, _counters: &Counters) -> Result<()> {
+    async fn move_rows(&self, load: &Load<'_, Self>) -> Result<()> {
         self.record(format!("move {:?}", load.spec.mode()));
         let mut tables = lock(&self.tables);
         let staged = tables
@@ -200,9 +191,8 @@ impl Staging for Filler<'_> {
 
 fn request(mode: WriteMode, evolution: Option<SchemaEvolution>) -> WriteRequest {
     WriteRequest {
-        spec: destination("w", "t", mode, &["id"], evolution),
         batch_bytes: 1,
-        deadline: None,
+        ..WriteRequest::to(destination("w", "t", mode, &["id"], evolution))
     }
 }
 
@@ -211,12 +201,8 @@ fn input(batches: Vec<crate::error::Result<RecordBatch>>) -> SchemaStream {
 }
 
 /// Writes [`two_batches`] into the table `t` of `memory`.
-async fn load_t(
-    memory: &Memory,
-    request: &WriteRequest,
-    counters: &Counters,
-) -> Result<WriteOutcome> {
-    write(memory, HERE, &"t".into(), request, two_batches(), counters).await
+async fn load_t(memory: &Memory, request: &WriteRequest) -> Result<WriteOutcome> {
+    write(memory, HERE, &"t".into(), request, two_batches()).await
 }
 
 fn two_batches() -> SchemaStream {
@@ -229,9 +215,8 @@ fn two_batches() -> SchemaStream {
 #[tokio::test]
 async fn a_missing_table_is_created_with_its_key_then_filled_through_a_dropped_staging_table() {
     let memory = Memory::default();
-    let counters = Counters::default();
     let request = request(WriteMode::Append, None);
-    let outcome = ok(load_t(&memory, &request, &counters).await);
+    let outcome = ok(load_t(&memory, &request).await);
 
     assert_eq!(
         memory.calls(),
@@ -248,15 +233,14 @@ async fn a_missing_table_is_created_with_its_key_then_filled_through_a_dropped_s
     );
     assert_eq!(memory.names(), ["t"], "nothing of the load is left");
     assert_eq!(outcome.rows, 3);
-    assert_eq!(counters.snapshot().rows_written, 3);
+    assert_eq!(request.counters.snapshot().rows_written, 3);
 }
 
 #[tokio::test]
 async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says() {
     let memory = Memory::with_table("t", &["ID"], &[7]);
-    let counters = Counters::default();
     let added = request(WriteMode::Append, Some(SchemaEvolution::AddColumns));
-    ok(load_t(&memory, &added, &counters).await);
+    ok(load_t(&memory, &added).await);
     assert_eq!(
         memory.calls()[..2],
         [r#"add t.name"#, r#"stage ["id", "name"]"#]
@@ -265,7 +249,7 @@ async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says(
 
     let memory = Memory::with_table("t", &["ID"], &[7]);
     let ignored = request(WriteMode::Overwrite, Some(SchemaEvolution::Ignore));
-    ok(load_t(&memory, &ignored, &counters).await);
+    ok(load_t(&memory, &ignored).await);
     assert_eq!(
         memory.calls(),
         [r#"stage ["id"]"#, "move Overwrite", "drop <stage>"],
@@ -278,7 +262,7 @@ async fn columns_the_table_lacks_are_added_or_left_out_as_schema_evolution_says(
 
     let memory = Memory::with_table("t", &["ID"], &[7]);
     let refused = request(WriteMode::Append, Some(SchemaEvolution::Fail));
-    let e = err(load_t(&memory, &refused, &counters).await);
+    let e = err(load_t(&memory, &refused).await);
     assert!(
         e.starts_with(HERE) && e.contains("no column \"name\""),
         "{e}"
@@ -296,9 +280,8 @@ async fn a_failed_staging_moves_nothing_drops_its_table_and_takes_back_what_it_c
         fail_staging_at: Some(1),
         ..Memory::with_table("t", &["id", "name"], &[7])
     };
-    let counters = Counters::default();
     let request = request(WriteMode::Overwrite, None);
-    let e = err(load_t(&memory, &request, &counters).await);
+    let e = err(load_t(&memory, &request).await);
     assert_eq!(e, upstream_error().to_string());
     assert_eq!(memory.calls(), [r#"stage ["id", "name"]"#, "drop <stage>"]);
     assert_eq!(
@@ -308,7 +291,7 @@ async fn a_failed_staging_moves_nothing_drops_its_table_and_takes_back_what_it_c
     );
     assert_eq!(memory.names(), ["t"]);
     assert_eq!(
-        counters.snapshot().rows_written,
+        request.counters.snapshot().rows_written,
         0,
         "the staged batch is not counted"
     );
@@ -326,9 +309,8 @@ async fn staging_tables_of_killed_loads_are_dropped_and_others_left() {
     for name in [&killed, &running, &"stage_of_someone_else".to_string()] {
         lock(&memory.tables).insert(name.clone(), (Vec::new(), Vec::new()));
     }
-    let counters = Counters::default();
     let request = request(WriteMode::Append, None);
-    ok(load_t(&memory, &request, &counters).await);
+    ok(load_t(&memory, &request).await);
 
     assert_eq!(
         memory.calls()[0],
@@ -346,7 +328,7 @@ async fn staging_tables_of_killed_loads_are_dropped_and_others_left() {
         ]
     );
     assert_eq!(
-        counters.notes().as_deref(),
+        request.counters.notes().as_deref(),
         Some(format!("{HERE}: dropped the staging table \"{killed}\" of a killed load").as_str())
     );
 }
@@ -357,11 +339,10 @@ async fn a_schema_that_cannot_be_listed_is_noted_and_the_load_goes_on() {
         fail_listing: true,
         ..Memory::with_table("t", &["id", "name"], &[])
     };
-    let counters = Counters::default();
     let request = request(WriteMode::Upsert, None);
-    ok(load_t(&memory, &request, &counters).await);
+    ok(load_t(&memory, &request).await);
     assert_eq!(memory.table("t").map(|t| t.1), Some(vec![1, 2, 3]));
-    let notes = counters.notes().unwrap_or_default();
+    let notes = request.counters.notes().unwrap_or_default();
     assert!(
         notes.starts_with(&format!(
             "{HERE}: staging tables of killed loads were not looked for:"
@@ -373,11 +354,10 @@ async fn a_schema_that_cannot_be_listed_is_noted_and_the_load_goes_on() {
 #[tokio::test]
 async fn a_load_whose_staging_outlived_its_expiry_moves_nothing() {
     let memory = Memory::with_table("t", &["id", "name"], &[7]);
-    let counters = Counters::default();
     let mut request = request(WriteMode::Overwrite, None);
     // A deadline already past: the staged rows may have been swept by another load.
     request.deadline = Some(UNIX_EPOCH + Duration::from_secs(1_000));
-    let e = err(load_t(&memory, &request, &counters).await);
+    let e = err(load_t(&memory, &request).await);
     assert!(e.contains("nothing was swapped in"), "{e}");
     assert!(
         !memory.calls().iter().any(|c| c.starts_with("move")),

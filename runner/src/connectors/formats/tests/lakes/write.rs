@@ -14,7 +14,7 @@ use super::super::{
 };
 use super::Lake;
 use crate::connectors::tests::drop_once_staged;
-use crate::engine::{Counters, SchemaStream, WriteRequest};
+use crate::engine::{SchemaStream, WriteRequest};
 use crate::error::{Error, Result};
 
 pub(crate) async fn csv_round_trips_every_scalar_type(lake: &impl Lake) {
@@ -202,17 +202,10 @@ pub(crate) async fn a_dropped_write_leaves_the_old_data_and_removes_its_temporar
     // More than a part of a multipart upload, then an input that never ends: the write is
     // dropped, as a killed step's would be, once it has staged something.
     let input = futures::stream::iter(vec![Ok(wide(0..100_000))]).chain(futures::stream::pending());
-    let request = WriteRequest {
-        spec: destination,
-        batch_bytes: 1 << 20,
-        deadline: None,
-    };
-    let counters = Counters::default();
-    let write = lake.sink.write(
-        &request,
-        SchemaStream::new(wide(0..1).schema(), input),
-        &counters,
-    );
+    let request = WriteRequest::to(destination);
+    let write = lake
+        .sink
+        .write(&request, SchemaStream::new(wide(0..1).schema(), input));
     drop_once_staged(write, || lake.staging()).await;
     // The writing thread notices the closed channel and cleans up; S3 in a task of its own.
     let mut left = lake.snapshot().await;
