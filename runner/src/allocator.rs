@@ -4,8 +4,11 @@
 //! bodies) come from the heap and stay there; its arenas, up to eight per core, each hold on
 //! to their own free memory. Measured on CSV → Parquet of 6M rows: peak RSS 107 MiB with the
 //! defaults, 82 MiB with a fixed 128 KiB threshold and two arenas (the threshold is most of
-//! it); Parquet → CSV 165 and 145 MiB. (The operator, long-lived and bursty, runs jemalloc
-//! instead: `synqx-operator`'s `allocator`.)
+//! it); Parquet → CSV 165 and 145 MiB. The price is speed: each large buffer is mapped and
+//! faulted in afresh, about 15 % of CSV → Parquet's time against glibc's defaults. jemalloc
+//! was measured in its place (docs/benchmarks.md, "Which allocator `synqx` runs"): with a
+//! decay it held 10–90 MiB more, without one CSV → Parquet took 1.7× as long. (The operator,
+//! long-lived and bursty, runs jemalloc: `synqx-operator`'s `allocator`.)
 
 /// Arenas: the engine runs two worker threads on a 2-core node.
 const ARENAS: i32 = 2;
