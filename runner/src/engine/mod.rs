@@ -334,33 +334,40 @@ async fn move_rows(
     });
     let from_source = SchemaStream::new(schema, receiver_stream(rx));
 
-    // Transform task, then the sink drains the last channel and commits.
-    let transformed =
-        crate::transforms::apply(&sync.transforms, from_source, &run.step, &run.memory).await?;
-    let (tx2, rx2) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
-    let out_schema = transformed.schema.clone();
-    let mut tstream = transformed.stream;
-    let transform_task = tokio::spawn(async move {
-        while let Some(item) = tstream.next().await {
-            let failed = item.is_err();
-            if tx2.send(item).await.is_err() || failed {
-                break;
+    // Transform task, then the sink drains the last channel and commits. Without transforms
+    // the sink reads the source's channel itself: a task and channel that only pass batches
+    // on would hold three more of them in memory (a tenth of the peak of Parquet → CSV each).
+    let (to_sink, transform_task) = if sync.transforms.is_empty() {
+        (from_source, None)
+    } else {
+        let transformed =
+            crate::transforms::apply(&sync.transforms, from_source, &run.step, &run.memory).await?;
+        let (tx2, rx2) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
+        let mut tstream = transformed.stream;
+        let task = tokio::spawn(async move {
+            while let Some(item) = tstream.next().await {
+                let failed = item.is_err();
+                if tx2.send(item).await.is_err() || failed {
+                    break;
+                }
             }
-        }
-    });
+        });
+        let to_sink = SchemaStream::new(transformed.schema, receiver_stream(rx2));
+        (to_sink, Some(task))
+    };
     let write = WriteRequest {
         spec: sync.destination.clone(),
         batch_bytes,
         deadline,
         counters: run.counters.clone(),
     };
-    let written = sink
-        .write(&write, SchemaStream::new(out_schema, receiver_stream(rx2)))
-        .await;
+    let written = sink.write(&write, to_sink).await;
     let (max_seen, widened) = tracked
         .await
         .map_err(|e| Error::internal(format!("the source task of step \"{}\"", run.step), e))?;
-    let _ = transform_task.await;
+    if let Some(task) = transform_task {
+        let _ = task.await;
+    }
     if let Some((message, columns)) = widened {
         return Err(Error::Widened { message, columns });
     }

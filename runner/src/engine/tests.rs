@@ -403,3 +403,60 @@ async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever(
         "{e}"
     );
 }
+
+/// A source that never ends and counts the batches it has been asked for.
+struct Endless {
+    produced: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Source for Endless {
+    async fn read(&self, _request: &ReadRequest) -> Result<SchemaStream> {
+        let produced = self.produced.clone();
+        let batches = futures::stream::iter(0..).map(move |i| {
+            produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(batch(&[i]))
+        });
+        Ok(SchemaStream::new(schema(), batches))
+    }
+}
+
+/// Takes one batch, then never reads again (a destination that stalls).
+struct Stalls;
+
+#[async_trait]
+impl Sink for Stalls {
+    async fn write(
+        &self,
+        _request: &WriteRequest,
+        mut input: SchemaStream,
+    ) -> Result<WriteOutcome> {
+        let _first = input.stream.next().await;
+        std::future::pending().await
+    }
+}
+
+/// What a step holds when its destination stalls: with the clock paused, the step's timeout
+/// fires only once no task can move, so the count is taken when the source is blocked.
+/// Without transforms: the batch the sink holds, the source channel's, and the one the
+/// source task waits to send; a task between them that only passed batches on would hold
+/// three more.
+#[tokio::test(start_paused = true)]
+async fn a_step_without_transforms_holds_only_the_source_channel_s_batches() {
+    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut run = run_of(None);
+    run.timeout = Some(Duration::from_secs(3600));
+    let source = Arc::new(Endless {
+        produced: produced.clone(),
+    });
+    let err = run_sync(&step(false, vec![]), source, Arc::new(Stalls), run)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("exceeded its timeout"), "{err}");
+    assert_eq!(
+        produced.load(std::sync::atomic::Ordering::SeqCst),
+        1 + CHANNEL_DEPTH + 1
+    );
+}
