@@ -146,8 +146,9 @@ pub struct StepOutcome {
     pub message: Option<String>,
 }
 
-/// Runs one sync step: source, transforms and sink as tasks joined by bounded channels. The
-/// new watermark is returned only after the sink committed.
+/// Runs one sync step: source, transforms and sink as tasks joined by bounded channels (the
+/// transforms' task only when there are transforms). The new watermark is returned only
+/// after the sink committed.
 pub async fn run_sync(
     sync: &SyncStep,
     source: Arc<dyn Source>,
