@@ -13,7 +13,9 @@
 //!    Regenerate the CRDs (`cargo run --bin synqx -- crd --dir crds`).
 //! 2. Make a folder `connectors/<system>/` with the same anatomy as every other:
 //!    - `mod.rs`: what the connector does (the module docs are its reference: FQNs, type map,
-//!      write modes), a unit struct `pub struct <System>;` and its `impl Connector`.
+//!      write modes), a unit struct `pub struct <System>;` and its `impl Connector` (a SQL
+//!      database implements `sql::SqlDatabase` instead: its config, source and check; the
+//!      rest of its `Connector` follows from its `SqlDialect`).
 //!    - `config.rs`: `<System>Config::new(&ConnectionRef)`, the block parsed and checked with
 //!      no I/O. Credentials go through `conn.secret(field, value)` so the run's redactor knows
 //!      them; messages say where a value comes from with `secrets::describe`, never what it is.
@@ -32,7 +34,10 @@
 //!      for everything but listing, opening and staging.
 //!    - `check.rs`: the probe of `synqx check`: connect, authenticate, reach the target,
 //!      write nothing, answer within seconds.
-//!    - `types.rs`: the type map between the system and Arrow (file stores share `formats`).
+//!    - `types.rs`: the type map between the system and Arrow (file stores share `formats`,
+//!      the REST source `json_table`, whose inference it documents in its module docs). A
+//!      connector that only reads (REST) has no `sink.rs`: its `Connector::sink` refuses the
+//!      role by name ([`unsupported`]).
 //!    - `tests/`: `mod.rs` lists the test files, `support.rs` opens the connector with
 //!      [`tests::Harness`] and reads data back through the system's own client
 //!      (`synqx-testkit` has the servers); tests that need a server are behind the crate

@@ -59,53 +59,32 @@ use std::sync::Arc;
 
 use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
-use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::MysqlConfig;
 pub use source::MysqlSource;
 
-use crate::connectors::sql::{SqlSink, at_table, statements, unique_suffix};
-use crate::connectors::{ConnectionRef, Connector};
-use crate::engine::{Sink, Source};
+use crate::connectors::ConnectionRef;
+use crate::connectors::sql::{SqlDatabase, at_table, unique_suffix};
+use crate::engine::Source;
 use crate::error::{Error, Result};
 
 /// The `mysql` connector (MySQL and MariaDB).
 pub struct Mysql;
 
-impl Connector for Mysql {
+impl SqlDatabase for Mysql {
     const KIND: ConnectorKind = ConnectorKind::Mysql;
-    type Config = MysqlConfig;
+    type Dialect = MysqlConfig;
 
     fn config(conn: &ConnectionRef<'_>) -> Result<MysqlConfig> {
         MysqlConfig::new(conn)
     }
 
-    fn validate_source(config: &MysqlConfig, source: &SourceSpec) -> Result<()> {
-        TableRef::parse(config, &source.asset.fqn).map(drop)
-    }
-
-    fn validate_destination(config: &MysqlConfig, destination: &Destination) -> Result<()> {
-        TableRef::parse(config, &destination.asset.fqn).map(drop)
-    }
-
-    fn validate_sql(_config: &MysqlConfig, _statements: &[String]) -> Result<()> {
-        Ok(())
-    }
-
-    fn source(config: MysqlConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(MysqlSource { settings: config }))
-    }
-
-    fn sink(config: MysqlConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlSink::new(config)))
+    fn source(config: MysqlConfig) -> Arc<dyn Source> {
+        Arc::new(MysqlSource { settings: config })
     }
 
     async fn check(config: MysqlConfig) -> CheckReport {
         check::check(&config).await
-    }
-
-    async fn run_sql(config: MysqlConfig, statements: &[String]) -> Result<u64> {
-        statements::run(&config, statements).await
     }
 }
 

@@ -30,53 +30,32 @@ use std::sync::Arc;
 
 use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
-use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::PostgresConfig;
 pub use source::PostgresSource;
 
-use crate::connectors::sql::{SqlSink, statements};
-use crate::connectors::{ConnectionRef, Connector};
-use crate::engine::{Sink, Source};
+use crate::connectors::ConnectionRef;
+use crate::connectors::sql::SqlDatabase;
+use crate::engine::Source;
 use crate::error::{Error, Result};
 
 /// The `postgres` connector.
 pub struct Postgres;
 
-impl Connector for Postgres {
+impl SqlDatabase for Postgres {
     const KIND: ConnectorKind = ConnectorKind::Postgres;
-    type Config = PostgresConfig;
+    type Dialect = PostgresConfig;
 
     fn config(conn: &ConnectionRef<'_>) -> Result<PostgresConfig> {
         PostgresConfig::new(conn)
     }
 
-    fn validate_source(config: &PostgresConfig, source: &SourceSpec) -> Result<()> {
-        Table::parse(&config.connection, &source.asset.fqn).map(drop)
-    }
-
-    fn validate_destination(config: &PostgresConfig, destination: &Destination) -> Result<()> {
-        Table::parse(&config.connection, &destination.asset.fqn).map(drop)
-    }
-
-    fn validate_sql(_config: &PostgresConfig, _statements: &[String]) -> Result<()> {
-        Ok(())
-    }
-
-    fn source(config: PostgresConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(PostgresSource { settings: config }))
-    }
-
-    fn sink(config: PostgresConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlSink::new(config)))
+    fn source(config: PostgresConfig) -> Arc<dyn Source> {
+        Arc::new(PostgresSource { settings: config })
     }
 
     async fn check(config: PostgresConfig) -> CheckReport {
         check::check(&config).await
-    }
-
-    async fn run_sql(config: PostgresConfig, statements: &[String]) -> Result<u64> {
-        statements::run(&config, statements).await
     }
 }
 

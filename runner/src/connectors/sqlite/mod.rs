@@ -23,56 +23,35 @@ use std::sync::Arc;
 use sqlx::Executor;
 use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
-use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::SqliteConfig;
 pub use source::SqliteSource;
 
-use crate::connectors::sql::{SqlSink, statements};
-use crate::connectors::{ConnectionRef, Connector};
-use crate::engine::{Sink, Source};
+use crate::connectors::ConnectionRef;
+use crate::connectors::sql::SqlDatabase;
+use crate::engine::Source;
 use crate::error::Result;
 use connect::Database;
 
 /// The `sqlite` connector.
 pub struct Sqlite;
 
-impl Connector for Sqlite {
+impl SqlDatabase for Sqlite {
     const KIND: ConnectorKind = ConnectorKind::Sqlite;
-    type Config = SqliteConfig;
+    type Dialect = SqliteConfig;
 
     fn config(conn: &ConnectionRef<'_>) -> Result<SqliteConfig> {
         SqliteConfig::new(conn)
     }
 
-    fn validate_source(config: &SqliteConfig, source: &SourceSpec) -> Result<()> {
-        config.table(&source.asset.fqn).map(drop)
-    }
-
-    fn validate_destination(config: &SqliteConfig, destination: &Destination) -> Result<()> {
-        config.table(&destination.asset.fqn).map(drop)
-    }
-
-    fn validate_sql(_config: &SqliteConfig, _statements: &[String]) -> Result<()> {
-        Ok(())
-    }
-
-    fn source(config: SqliteConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(SqliteSource {
+    fn source(config: SqliteConfig) -> Arc<dyn Source> {
+        Arc::new(SqliteSource {
             db: Database::new(config),
-        }))
-    }
-
-    fn sink(config: SqliteConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlSink::new(config)))
+        })
     }
 
     async fn check(config: SqliteConfig) -> CheckReport {
         check::check(config).await
-    }
-
-    async fn run_sql(config: SqliteConfig, statements: &[String]) -> Result<u64> {
-        statements::run(&config, statements).await
     }
 }
 /// An identifier in double quotes, with embedded quotes doubled.

@@ -76,53 +76,32 @@ use std::sync::Arc;
 
 use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
-use synqx_api::pipeline::{Destination, Source as SourceSpec};
 
 pub use config::SqlServerConfig;
 pub use source::SqlServerSource;
 
-use crate::connectors::sql::{self, SqlSink, at_table};
-use crate::connectors::{ConnectionRef, Connector};
-use crate::engine::{Sink, Source};
+use crate::connectors::ConnectionRef;
+use crate::connectors::sql::{SqlDatabase, at_table};
+use crate::engine::Source;
 use crate::error::{Error, Result};
 
 /// The `sqlserver` connector.
 pub struct SqlServer;
 
-impl Connector for SqlServer {
+impl SqlDatabase for SqlServer {
     const KIND: ConnectorKind = ConnectorKind::SqlServer;
-    type Config = SqlServerConfig;
+    type Dialect = SqlServerConfig;
 
     fn config(conn: &ConnectionRef<'_>) -> Result<SqlServerConfig> {
         SqlServerConfig::new(conn)
     }
 
-    fn validate_source(config: &SqlServerConfig, source: &SourceSpec) -> Result<()> {
-        Table::parse(&config.connection, &source.asset.fqn).map(drop)
-    }
-
-    fn validate_destination(config: &SqlServerConfig, destination: &Destination) -> Result<()> {
-        Table::parse(&config.connection, &destination.asset.fqn).map(drop)
-    }
-
-    fn validate_sql(_config: &SqlServerConfig, _statements: &[String]) -> Result<()> {
-        Ok(())
-    }
-
-    fn source(config: SqlServerConfig) -> Result<Arc<dyn Source>> {
-        Ok(Arc::new(SqlServerSource { settings: config }))
-    }
-
-    fn sink(config: SqlServerConfig) -> Result<Arc<dyn Sink>> {
-        Ok(Arc::new(SqlSink::new(config)))
+    fn source(config: SqlServerConfig) -> Arc<dyn Source> {
+        Arc::new(SqlServerSource { settings: config })
     }
 
     async fn check(config: SqlServerConfig) -> CheckReport {
         check::check(&config).await
-    }
-
-    async fn run_sql(config: SqlServerConfig, statements: &[String]) -> Result<u64> {
-        sql::statements::run(&config, statements).await
     }
 }
 

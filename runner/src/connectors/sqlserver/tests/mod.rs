@@ -4,3 +4,5 @@
 mod names;
 #[cfg(feature = "sqlserver-integration-tests")]
 mod server;
+#[cfg(feature = "sqlserver-integration-tests")]
+mod support;
