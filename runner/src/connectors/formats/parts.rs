@@ -2,17 +2,19 @@
 //! says where a file is staged and how it is made durable (a [`PartStore`]); this resolves the
 //! destination, decides the columns of an append, names and rotates the part files, puts an
 //! appended file's old content in front, and counts rows and bytes. Encoding runs on a
-//! blocking thread fed by a bounded channel (see [`pump`]).
+//! blocking thread that takes the step's batches itself (see [`pump`]).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::Utc;
 use futures::StreamExt;
 use synqx_api::pipeline::{Destination, FileFormat, SchemaEvolution, WriteMode};
-use tokio::sync::mpsc;
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use super::convert::project;
 use super::evolution::{copy_file, evolve, existing_columns, widen_csv};
@@ -20,7 +22,7 @@ use super::read::task_failed;
 use super::scan::Opener;
 use super::write::{FileWriter, WriteFormat};
 use super::{CsvSettings, Selection, format_of, gzipped};
-use crate::engine::{BatchStream, CHANNEL_DEPTH, Counters, SchemaStream, WriteOutcome};
+use crate::engine::{BatchStream, Counters, SchemaStream, WriteOutcome};
 use crate::error::{Context, Error, Result};
 
 /// Part size when `fileSize` is not given.
@@ -127,37 +129,73 @@ pub enum Msg {
     Finish,
 }
 
-/// Feeds `input` through a bounded channel to `work`, which runs on a blocking thread and
-/// gets the receiving end, and counts the rows handed over. Returns what `work` returned and
-/// how the input ended; `work` is awaited even when the input failed, so it can clean up.
+/// The input of a write's blocking half: it takes each batch from the step's stream itself,
+/// so that no task and channel between them hold more batches in memory (each held batch is
+/// several MiB, and a step's peak is the batches it holds).
+pub struct Incoming {
+    stream: BatchStream,
+    handle: Handle,
+    /// Resolves when the write's future is dropped (the step was cancelled or failed).
+    stopped: oneshot::Receiver<()>,
+    /// How the input ended, when it failed: the write's caller gets it back.
+    failed: Arc<Mutex<Option<Error>>>,
+    counters: Arc<Counters>,
+}
+
+impl Incoming {
+    /// The next batch, or `Finish` at the end of the input; `None` when the input failed or
+    /// the write was dropped, after which nothing may be committed. Blocks.
+    pub fn recv(&mut self) -> Option<Msg> {
+        let next = self.handle.block_on(async {
+            tokio::select! {
+                biased;
+                _ = &mut self.stopped => None,
+                item = self.stream.next() => Some(item),
+            }
+        });
+        match next? {
+            None => Some(Msg::Finish),
+            Some(Ok(batch)) => {
+                Counters::add(&self.counters.rows_written, batch.num_rows() as u64);
+                Some(Msg::Batch(batch))
+            }
+            Some(Err(e)) => {
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                None
+            }
+        }
+    }
+}
+
+/// Runs `work` on a blocking thread with the input as [`Incoming`], and counts the rows it
+/// takes. Returns what `work` returned and how the input ended; `work` runs to its end even
+/// when the input failed, so it can clean up. Dropping the returned future makes `work`'s
+/// next [`Incoming::recv`] answer `None`.
 pub async fn pump<T: Send + 'static>(
     input: SchemaStream,
-    counters: &Counters,
-    work: impl FnOnce(mpsc::Receiver<Msg>) -> T + Send + 'static,
+    counters: &Arc<Counters>,
+    work: impl FnOnce(Incoming) -> T + Send + 'static,
 ) -> Result<(T, Result<()>)> {
-    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    let worker = tokio::task::spawn_blocking(move || work(rx));
-    let fed = feed(input.stream, &tx, counters).await;
-    drop(tx);
-    let done = worker.await.map_err(task_failed)?;
+    let (_stop, stopped) = oneshot::channel();
+    let failed = Arc::new(Mutex::new(None));
+    let incoming = Incoming {
+        stream: input.stream,
+        handle: Handle::current(),
+        stopped,
+        failed: failed.clone(),
+        counters: counters.clone(),
+    };
+    let done = tokio::task::spawn_blocking(move || work(incoming))
+        .await
+        .map_err(task_failed)?;
+    let fed = match failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    };
     Ok((done, fed))
 }
 
-async fn feed(mut stream: BatchStream, tx: &mpsc::Sender<Msg>, counters: &Counters) -> Result<()> {
-    while let Some(item) = stream.next().await {
-        let batch = item?;
-        let rows = batch.num_rows() as u64;
-        if tx.send(Msg::Batch(batch)).await.is_err() {
-            // The worker stopped on an error, which it returns.
-            return Ok(());
-        }
-        Counters::add(&counters.rows_written, rows);
-    }
-    let _ = tx.send(Msg::Finish).await;
-    Ok(())
-}
-
-/// Writes what arrives on `rx` into `store` (blocking). `existing` names the files the write
+/// Writes what arrives from `input` into `store` (blocking). `existing` names the files the write
 /// builds on: for an append to a folder, the files in it; for one file, that file when it
 /// exists and is not empty. `id` names the part files.
 pub fn run<S: PartStore>(
@@ -166,11 +204,11 @@ pub fn run<S: PartStore>(
     incoming: SchemaRef,
     store: &mut S,
     existing: &[String],
-    mut rx: mpsc::Receiver<Msg>,
+    mut input: Incoming,
 ) -> Result<WriteOutcome> {
     let mut writer = Writer::prepare(target, id, incoming, store, existing)?;
     loop {
-        match rx.blocking_recv() {
+        match input.recv() {
             Some(Msg::Batch(batch)) => writer.write(&batch)?,
             Some(Msg::Finish) => return writer.finish(),
             None => {
@@ -366,7 +404,102 @@ impl<'s, S: PartStore> Writer<'s, S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
     use super::*;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![1, 2, 3]))])
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn input(
+        stream: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
+    ) -> SchemaStream {
+        SchemaStream::new(batch().schema(), stream)
+    }
+
+    /// What a blocking half was given.
+    fn tag(msg: Option<Msg>) -> &'static str {
+        match msg {
+            Some(Msg::Batch(_)) => "batch",
+            Some(Msg::Finish) => "finish",
+            None => "stopped",
+        }
+    }
+
+    #[tokio::test]
+    async fn the_blocking_half_takes_each_batch_when_it_needs_it() {
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counting = produced.clone();
+        let endless = futures::stream::repeat_with(move || {
+            counting.fetch_add(1, Ordering::SeqCst);
+            Ok(batch())
+        });
+        let counters = Arc::new(Counters::default());
+        let seen = produced.clone();
+        let (held, fed) = pump(input(endless), &counters, move |mut incoming| {
+            // Nothing reads ahead of the writer: while it holds a batch, that batch is all
+            // the input has produced.
+            (0..3)
+                .map(|_| {
+                    assert_eq!(tag(incoming.recv()), "batch");
+                    seen.load(Ordering::SeqCst)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(fed.is_ok());
+        assert_eq!(held, vec![1, 2, 3]);
+        assert_eq!(counters.snapshot().rows_written, 9);
+    }
+
+    #[tokio::test]
+    async fn a_failed_input_is_returned_and_its_writer_is_stopped() {
+        let items = vec![
+            Ok(batch()),
+            Err(Error::Config("row 7 is bad".into())),
+            Ok(batch()),
+        ];
+        let counters = Arc::new(Counters::default());
+        let (seen, fed) = pump(
+            input(futures::stream::iter(items)),
+            &counters,
+            |mut incoming| [tag(incoming.recv()), tag(incoming.recv())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen, ["batch", "stopped"]);
+        let e = fed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("row 7 is bad"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_write_stops_its_blocking_half() {
+        // One batch, then an input that never ends nor yields: only the drop can stop it.
+        let stalled = futures::stream::iter([Ok(batch())]).chain(futures::stream::pending());
+        let (took, first) = tokio::sync::oneshot::channel();
+        let (ended, last) = tokio::sync::oneshot::channel();
+        let counters = Arc::new(Counters::default());
+        let write = tokio::spawn(async move {
+            pump(input(stalled), &counters, move |mut incoming| {
+                let _ = took.send(tag(incoming.recv()));
+                let _ = ended.send(tag(incoming.recv()));
+            })
+            .await
+        });
+        let first = tokio::time::timeout(Duration::from_secs(10), first).await;
+        assert_eq!(first.ok().and_then(Result::ok), Some("batch"));
+        write.abort();
+        let last = tokio::time::timeout(Duration::from_secs(10), last).await;
+        assert_eq!(last.ok().and_then(Result::ok), Some("stopped"));
+    }
 
     #[test]
     fn write_ids_differ_and_sort_by_time() {
