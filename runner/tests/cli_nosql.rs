@@ -1,65 +1,38 @@
 //! REST, MongoDB and Redis through the `synqx` binary: `synqx check` on each, and one pipeline
 //! API → MongoDB (upsert) → Redis hashes (overwrite) → Parquet, run twice, a nested object
 //! carried all the way. Needs the servers
-//! of `scripts/nosql-services up` (SYNQX_TEST_MONGODB, SYNQX_TEST_REDIS); the API is a small
+//! of `scripts/nosql-services up` (SYNQX_TEST_MONGODB, SYNQX_TEST_REDIS); the API is a stand-in
 //! HTTP server on loopback in this test.
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use support::{LAKE, run_ok, synqx, text};
+use synqx_testkit::http::{Reply, StandIn};
 use synqx_testkit::{files, servers, unique_name};
 
-/// An API of 25 records in pages of 10 with a `next` URL, answering at most 200 requests.
-fn start_api() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(200) {
-            let Ok(mut stream) = stream else { continue };
-            let mut line = String::new();
-            let mut reader = BufReader::new(&stream);
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Drain the headers.
-            let mut header = String::new();
-            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                header.clear();
-            }
-            let page: i64 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|path| path.split("page=").nth(1))
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            let records: Vec<serde_json::Value> = (page * 10..(page * 10 + 10).min(25))
-                .map(|i| serde_json::json!({"id": i, "name": format!("n{i}"), "meta": {"tier": i % 3}}))
-                .collect();
-            let next = ((page + 1) * 10 < 25).then(|| format!("/items?page={}", page + 1));
-            let body = serde_json::json!({"data": records, "next": next}).to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+/// An API of 25 records in pages of 10 with a `next` URL.
+fn start_api() -> StandIn {
+    StandIn::start(|request| {
+        let page: i64 = request
+            .query("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let records: Vec<serde_json::Value> = (page * 10..(page * 10 + 10).min(25))
+            .map(|i| serde_json::json!({"id": i, "name": format!("n{i}"), "meta": {"tier": i % 3}}))
+            .collect();
+        let next = ((page + 1) * 10 < 25).then(|| format!("/items?page={}", page + 1));
+        Reply::json(200, serde_json::json!({"data": records, "next": next}))
+    })
 }
 
 #[test]
 fn api_to_mongodb_to_redis_to_parquet_through_the_binary() {
     let mongo = servers::mongodb_uri();
     let redis = servers::redis();
-    let port = start_api();
+    let api = start_api();
+    let port = api.port;
     let collection = unique_name("cli_items");
     let prefix = unique_name("cli_item");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -2,11 +2,14 @@
 //! gateway: it records every request (method, target, headers, body) and answers each with
 //! what the test's closure returns, or with the next of a script. It runs on a thread and a
 //! runtime of its own, so a plain `#[test]` can use it as well as a `#[tokio::test]`, and it
-//! stops when dropped.
+//! stops when dropped. It answers at most [`MAX_REQUESTS`], so a client that pages or retries
+//! without end fails its test instead of spinning forever.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,6 +20,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+/// Requests one stand-in answers at most; each later one gets a 503.
+pub const MAX_REQUESTS: usize = 20_000;
+
 /// One request as the stand-in received it.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -25,6 +31,8 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it arrived, for tests of how a client spaces its requests.
+    pub at: Instant,
 }
 
 impl Request {
@@ -100,6 +108,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     body: Body,
+    /// How long the stand-in waits before it answers: a slow server.
+    pub delay: Duration,
 }
 
 enum Body {
@@ -116,6 +126,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Body::Whole(Bytes::new()),
+            delay: Duration::ZERO,
         }
     }
 
@@ -123,6 +134,12 @@ impl Reply {
     pub fn json(status: u16, body: impl serde::Serialize) -> Self {
         let body = serde_json::to_vec(&body)
             .unwrap_or_else(|e| panic!("the test's reply is no JSON: {e}"));
+        Self::json_text(status, body)
+    }
+
+    /// `status` with `body` as written, labelled JSON: what a server sends that says JSON and
+    /// may not mean it (a broken document, an error in plain words).
+    pub fn json_text(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Self::status(status)
             .with_header("content-type", "application/json")
             .with_body(body)
@@ -141,6 +158,12 @@ impl Reply {
     /// A body sent chunk by chunk as `chunks` makes them.
     pub fn streamed(mut self, chunks: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Self {
         self.body = Body::Streamed(Box::new(chunks));
+        self
+    }
+
+    /// The same reply, sent after `delay`.
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 }
@@ -228,17 +251,26 @@ async fn serve(
     log: Arc<Mutex<Vec<Request>>>,
     answer: Arc<Answer>,
 ) {
+    let served = Arc::new(AtomicUsize::new(0));
     while let Ok((stream, _)) = listener.accept().await {
-        let (log, answer) = (log.clone(), answer.clone());
+        let (log, answer, served) = (log.clone(), answer.clone(), served.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let (log, answer) = (log.clone(), answer.clone());
+                let (log, answer, served) = (log.clone(), answer.clone(), served.clone());
                 async move {
                     let request = record(request).await?;
-                    let reply = answer(&request);
+                    let reply = if served.fetch_add(1, Ordering::SeqCst) >= MAX_REQUESTS {
+                        Reply::status(503).with_body("the stand-in's request limit is reached")
+                    } else {
+                        answer(&request)
+                    };
+                    // Logged before the delay, so a test sees a request its client gave up on.
                     log.lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(request);
+                    if !reply.delay.is_zero() {
+                        tokio::time::sleep(reply.delay).await;
+                    }
                     response(reply)
                 }
             });
@@ -252,6 +284,7 @@ async fn serve(
 
 /// The request, its body read whole.
 async fn record(request: hyper::Request<Incoming>) -> Result<Request, hyper::Error> {
+    let at = Instant::now();
     let method = request.method().to_string();
     let target = request
         .uri()
@@ -269,6 +302,7 @@ async fn record(request: hyper::Request<Incoming>) -> Result<Request, hyper::Err
         target,
         headers,
         body,
+        at,
     })
 }
 
@@ -342,6 +376,38 @@ mod tests {
         assert_eq!(seen[0].query("d"), None);
         assert_eq!(seen[0].header("x-key"), Some("v"));
         assert_eq!(seen[0].body, b"hello");
+    }
+
+    #[test]
+    fn a_delayed_reply_waits_and_each_request_has_its_time() {
+        let server = StandIn::start(|request| match request.path() {
+            "/slow" => Reply::status(200).delayed(Duration::from_millis(300)),
+            _ => Reply::status(204),
+        });
+        let started = Instant::now();
+        let slow = exchange(
+            server.port,
+            "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        let waited = started.elapsed();
+        assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+        assert!(
+            waited >= Duration::from_millis(300),
+            "answered after {waited:?}, the reply said 300ms"
+        );
+        let fast = exchange(
+            server.port,
+            "GET /fast HTTP/1.1\r\nConnection: close\r\n\r\n",
+        );
+        assert!(fast.starts_with("HTTP/1.1 204"), "{fast}");
+        let seen = server.requests();
+        assert_eq!(seen.len(), 2);
+        assert!(started <= seen[0].at, "{seen:?}");
+        let gap = seen[1].at.duration_since(seen[0].at);
+        assert!(
+            gap >= Duration::from_millis(300),
+            "the second request came {gap:?} after the first, which took 300ms to answer"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What SynqX's tests share, so that each test says only what it checks:
 //!
 //! - [`servers`]: where the PostgreSQL and MariaDB test servers of `scripts/services up` listen
-//!   (`SYNQX_TEST_POSTGRES`, `SYNQX_TEST_MYSQL`), parsed once.
+//!   (`SYNQX_TEST_POSTGRES`, `SYNQX_TEST_MYSQL`), parsed once; and a loopback port nothing
+//!   listens on, for the tests of a refused connection.
 //! - [`postgres`] and [`mysql`]: connections to them, statements, rows read back as text,
 //!   and a schema or database of a test's own that is dropped when the test ends.
 //! - [`s3`]: moto's S3 server, started on a free port on first use, and fake S3 endpoints.

@@ -154,6 +154,17 @@ pub fn nosql_unreachable(what: &str, at: &str, error: impl std::fmt::Display) ->
     )
 }
 
+/// A port on loopback nothing listens on, so a connection to it is refused at once: the
+/// port of a listener just closed, which the system does not hand out again straight away.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot listen on loopback to find a closed port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the address of a loopback listener: {e}"))
+        .port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +182,19 @@ mod tests {
         assert_eq!(
             with_login("redis://127.0.0.1:6379/0", "u", "p"),
             "redis://u:p@127.0.0.1:6379/0"
+        );
+    }
+
+    #[test]
+    fn nothing_listens_on_a_closed_port() {
+        let port = closed_port();
+        let refused = std::net::TcpStream::connect(("127.0.0.1", port))
+            .err()
+            .unwrap_or_else(|| panic!("something answered on the closed port {port}"));
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{refused}"
         );
     }
 

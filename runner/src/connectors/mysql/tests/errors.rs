@@ -6,7 +6,7 @@ use synqx_api::ConnectionSpec;
 use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::WriteMode;
 
-use synqx_testkit::servers::mysql as server;
+use synqx_testkit::servers::{closed_port, mysql as server};
 use synqx_testkit::unique_name;
 
 use super::support::{CONNECTION, Db, admin, conn, dest, err, ok, people, spec, table_source};
@@ -42,14 +42,6 @@ async fn check(spec: ConnectionSpec) -> CheckReport {
         "the password leaked: {report:?}"
     );
     report
-}
-
-/// A port on loopback nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(1);
-    drop(listener);
-    port
 }
 
 /// The test server has no TLS (on purpose: `scripts/services`), so a Connection that leaves

@@ -7,6 +7,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use synqx_api::pipeline::WriteMode;
 
+use synqx_testkit::servers::closed_port;
 use synqx_testkit::unique_name;
 
 use super::support::{Pg, SECRET, destination, message, server_url as server, source};
@@ -54,12 +55,7 @@ async fn an_unknown_host_and_a_refused_port_say_so() {
     assert!(e.ends_with("fix postgres.host"), "{e}");
 
     // A port nothing listens on: refused at once, retried, then reported.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
-    drop(listener);
+    let port = closed_port();
     let pg = changed(|spec| {
         spec.host = "127.0.0.1".into();
         spec.port = Some(port);

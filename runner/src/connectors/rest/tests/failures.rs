@@ -13,9 +13,10 @@ use synqx_api::connection::{
     BasicAuth, FilesystemConnection, OAuth2Auth, RestAuth, RestConnection,
 };
 use synqx_api::pipeline::{FileFormat, Incremental, SyncStep, WriteMode};
+use synqx_testkit::http::{Reply, StandIn};
+use synqx_testkit::servers::closed_port;
 use tokio_util::sync::CancellationToken;
 
-use super::server::{Reply, Server};
 use super::support::{api, connection, read, record, records, source};
 use crate::connectors::ConnectionRef;
 use crate::connectors::formats::tests::destination;
@@ -33,15 +34,15 @@ fn plain(v: &str) -> SecretValue {
 
 #[tokio::test]
 async fn a_looping_next_link_stops_with_an_error() {
-    let server = Server::start(|seen| {
-        let page: i64 = seen.param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let server = StandIn::start(|seen| {
+        let page: i64 = seen.query("page").and_then(|p| p.parse().ok()).unwrap_or(0);
         // Page 2 links back to page 1.
         let next = if page < 2 { page + 1 } else { 1 };
         Reply::json(
-            &json!({"data": records(page * 5, page * 5 + 5), "next": format!("/loop?page={next}")}),
+            200,
+            json!({"data": records(page * 5, page * 5 + 5), "next": format!("/loop?page={next}")}),
         )
-    })
-    .await;
+    });
     let e = read(&connection(&server.url(), |_| {}), source("loop"))
         .await
         .err()
@@ -52,26 +53,25 @@ async fn a_looping_next_link_stops_with_an_error() {
         e.contains("which was already read: the API's next links loop"),
         "{e}"
     );
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[tokio::test]
 async fn throttled_requests_wait_for_retry_after() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    let server = Server::start(move |_| {
+    let server = StandIn::start(move |_| {
         if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::raw(429, b"slow down".to_vec()).with_header("retry-after", "1")
+            Reply::json_text(429, b"slow down").with_header("retry-after", "1")
         } else {
-            Reply::json(&json!({"items": records(0, 3)}))
+            Reply::json(200, json!({"items": records(0, 3)}))
         }
-    })
-    .await;
+    });
     let got = read(&connection(&server.url(), |_| {}), source("x"))
         .await
         .unwrap();
     assert_eq!(got.ids(), [0, 1, 2]);
-    let seen = server.seen();
+    let seen = server.requests();
     assert_eq!(seen.len(), 2);
     let waited = seen[1].at.duration_since(seen[0].at);
     assert!(
@@ -84,22 +84,18 @@ async fn throttled_requests_wait_for_retry_after() {
 async fn flaky_server_errors_are_retried_and_persistent_ones_reported() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
-    let server = Server::start(move |seen| {
+    let server = StandIn::start(move |seen| {
         if seen.path() == "/down" {
-            return Reply::raw(503, b"maintenance".to_vec());
+            return Reply::json_text(503, b"maintenance");
         }
         // Every other request fails once with 502 or 500.
         let n = counted.fetch_add(1, Ordering::SeqCst);
         if n.is_multiple_of(2) {
-            Reply::raw(
-                if n.is_multiple_of(4) { 502 } else { 500 },
-                b"oops".to_vec(),
-            )
+            Reply::json_text(if n.is_multiple_of(4) { 502 } else { 500 }, b"oops")
         } else {
             api("cursor", 30, 10, "items")(seen)
         }
-    })
-    .await;
+    });
     let conn = connection(&server.url(), |_| {});
     assert_eq!(
         read(&conn, source("x")).await.unwrap().ids(),
@@ -193,15 +189,14 @@ fn step(fqn: &str, mode: WriteMode) -> SyncStep {
 
 #[tokio::test]
 async fn a_malformed_page_names_url_and_page_and_commits_nothing() {
-    let server = Server::start(|seen| match seen.param("page").as_deref() {
-        Some("2") => Reply::raw(200, b"{\"data\": [{\"id\": 20}, {\"id\": 21,]}".to_vec()),
+    let server = StandIn::start(|seen| match seen.query("page").as_deref() {
+        Some("2") => Reply::json_text(200, b"{\"data\": [{\"id\": 20}, {\"id\": 21,]}"),
         _ => api("nextUrl", 30, 10, "data")(seen),
-    })
-    .await;
+    });
     let lake = Lake::new();
     let rest = connection(&server.url(), |_| {});
     // A first run fills the destination; the second, whose page 3 is malformed, must leave it.
-    let good = Server::start(api("nextUrl", 5, 10, "data")).await;
+    let good = StandIn::start(api("nextUrl", 5, 10, "data"));
     lake.run(
         &connection(&good.url(), |_| {}),
         &step("orders", WriteMode::Overwrite),
@@ -227,17 +222,18 @@ async fn oauth2_tokens_are_renewed_when_they_expire_mid_run() {
     // Tokens live 1 s; each page takes 300 ms, so 12 pages need several tokens.
     let issued: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let tokens = issued.clone();
-    let server = Server::start(move |seen| {
+    let server = StandIn::start(move |seen| {
         if seen.path() == "/oauth/token" {
             // "synqx-client-id:s3cret" in base64.
             if seen.header("authorization") != Some("Basic c3lucXgtY2xpZW50LWlkOnMzY3JldA==") {
-                return Reply::raw(401, b"{\"error\": \"invalid_client\"}".to_vec());
+                return Reply::json_text(401, b"{\"error\": \"invalid_client\"}");
             }
             let mut tokens = tokens.lock().unwrap();
             let token = format!("t{}", tokens.len());
             tokens.push((token.clone(), Instant::now()));
             return Reply::json(
-                &json!({"access_token": token, "token_type": "bearer", "expires_in": 1}),
+                200,
+                json!({"access_token": token, "token_type": "bearer", "expires_in": 1}),
             );
         }
         let valid = {
@@ -248,11 +244,10 @@ async fn oauth2_tokens_are_renewed_when_they_expire_mid_run() {
             })
         };
         if !valid {
-            return Reply::raw(401, b"{\"error\": \"token expired\"}".to_vec());
+            return Reply::json_text(401, b"{\"error\": \"token expired\"}");
         }
         api("cursor", 120, 10, "items")(seen).delayed(Duration::from_millis(300))
-    })
-    .await;
+    });
     let auth = |secret: &str| RestAuth {
         oauth2: Some(OAuth2Auth {
             token_url: format!("{}/oauth/token", server.url()),
@@ -282,22 +277,22 @@ async fn oauth2_tokens_are_renewed_when_they_expire_mid_run() {
 
 #[tokio::test]
 async fn an_api_quoting_the_authorization_header_back_shows_none_of_it() {
-    let server = Server::start(|seen| {
+    let server = StandIn::start(|seen| {
         if seen.path() == "/oauth/token" {
             // An expiry no clock can hold must not stop the run either.
             return Reply::json(
-                &json!({"access_token": "tok-9f8e7d", "token_type": "bearer", "expires_in": 1e300}),
+                200,
+                json!({"access_token": "tok-9f8e7d", "token_type": "bearer", "expires_in": 1e300}),
             );
         }
         let sent = seen.header("authorization").unwrap_or_default().to_string();
-        Reply::raw(
+        Reply::json_text(
             403,
             json!({"error": "forbidden", "you_sent": sent})
                 .to_string()
                 .into_bytes(),
         )
-    })
-    .await;
+    });
     let basic = RestAuth {
         basic: Some(BasicAuth {
             username: plain("api-user"),
@@ -331,8 +326,8 @@ async fn an_api_quoting_the_authorization_header_back_shows_none_of_it() {
 async fn incremental_over_two_runs_sends_the_watermark() {
     let rows = Arc::new(Mutex::new(records(0, 25)));
     let served = rows.clone();
-    let server = Server::start(move |seen| {
-        let after = seen.param("updated_since");
+    let server = StandIn::start(move |seen| {
+        let after = seen.query("updated_since");
         let all = served.lock().unwrap().clone();
         let newer: Vec<_> = all
             .into_iter()
@@ -343,9 +338,8 @@ async fn incremental_over_two_runs_sends_the_watermark() {
                     .is_none_or(|a| r["updated_at"].as_str().unwrap_or_default() >= a)
             })
             .collect();
-        Reply::json(&json!({"data": newer}))
-    })
-    .await;
+        Reply::json(200, json!({"data": newer}))
+    });
     let rest = connection(&server.url(), |r| {
         r.cursor_param = Some("updated_since".into())
     });
@@ -360,12 +354,12 @@ async fn incremental_over_two_runs_sends_the_watermark() {
     assert_eq!(first.counters.rows_read, 25);
     let watermark = first.watermark_to.clone().unwrap();
     assert_eq!(watermark, "2024-01-01T00:00:24Z");
-    assert_eq!(server.seen()[0].param("updated_since"), None);
+    assert_eq!(server.requests()[0].query("updated_since"), None);
     rows.lock().unwrap().extend(records(25, 30));
     sync.destination.asset.fqn = "out2.parquet".into();
     let second = lake.run(&rest, &sync, Some(&watermark)).await.unwrap();
     assert_eq!(
-        server.seen()[1].param("updated_since").as_deref(),
+        server.requests()[1].query("updated_since").as_deref(),
         Some("2024-01-01T00:00:24Z")
     );
     assert_eq!(second.counters.rows_read, 5, "only the new records");
@@ -374,7 +368,7 @@ async fn incremental_over_two_runs_sends_the_watermark() {
 
 #[tokio::test]
 async fn the_auto_choice_is_the_step_message() {
-    let server = Server::start(api("offset", 12, 5, "results")).await;
+    let server = StandIn::start(api("offset", 12, 5, "results"));
     let lake = Lake::new();
     let outcome = lake
         .run(
@@ -395,17 +389,16 @@ async fn the_auto_choice_is_the_step_message() {
 
 #[tokio::test]
 async fn schema_drift_after_the_sample_is_a_clear_error() {
-    let server = Server::start(|seen| {
-        let page: i64 = seen.param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let server = StandIn::start(|seen| {
+        let page: i64 = seen.query("page").and_then(|p| p.parse().ok()).unwrap_or(0);
         let mut items = records(page * 600, page * 600 + 600);
         if page == 2 {
             items[10]["price"] = json!("call us");
             items[10]["id"] = json!(1.5);
         }
         let next = (page < 2).then(|| format!("/drift?page={}", page + 1));
-        Reply::json(&json!({"data": items, "next": next}))
-    })
-    .await;
+        Reply::json(200, json!({"data": items, "next": next}))
+    });
     let e = read(&connection(&server.url(), |_| {}), source("drift"))
         .await
         .err()
@@ -423,7 +416,7 @@ async fn schema_drift_after_the_sample_is_a_clear_error() {
 
 #[tokio::test]
 async fn timeouts_and_unreachable_servers_are_reported() {
-    let server = Server::start(|_| Reply::json(&json!([])).delayed(Duration::from_secs(5))).await;
+    let server = StandIn::start(|_| Reply::json(200, json!([])).delayed(Duration::from_secs(5)));
     let conn = connection(&server.url(), |r| {
         r.timeout = Some("300ms".into());
         r.max_attempts = Some(1);
@@ -434,10 +427,7 @@ async fn timeouts_and_unreachable_servers_are_reported() {
         "{e}"
     );
 
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let conn = connection(&format!("http://127.0.0.1:{port}"), |r| {
         r.max_attempts = Some(1)
     });
@@ -453,10 +443,10 @@ async fn timeouts_and_unreachable_servers_are_reported() {
 
 #[tokio::test]
 async fn requests_respect_the_rate_limit() {
-    let server = Server::start(api("page", 40, 10, "data")).await;
+    let server = StandIn::start(api("page", 40, 10, "data"));
     let conn = connection(&server.url(), |r| r.rate_limit = Some(5));
     assert_eq!(read(&conn, source("x")).await.unwrap().rows(), 40);
-    let seen = server.seen();
+    let seen = server.requests();
     assert_eq!(seen.len(), 4);
     for pair in seen.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
@@ -469,11 +459,10 @@ async fn requests_respect_the_rate_limit() {
 
 #[tokio::test]
 async fn check_reports_connected_unauthorized_and_unreachable() {
-    let server = Server::start(|seen| match seen.header("authorization") {
-        Some("Bearer good") => Reply::raw(404, b"no root here".to_vec()),
-        _ => Reply::raw(401, b"who are you".to_vec()),
-    })
-    .await;
+    let server = StandIn::start(|seen| match seen.header("authorization") {
+        Some("Bearer good") => Reply::json_text(404, b"no root here"),
+        _ => Reply::json_text(401, b"who are you"),
+    });
     let check = async |spec: ConnectionSpec| named::check("api", &spec).await;
     let with = |token: &str| {
         connection(&server.url(), |r: &mut RestConnection| {
@@ -504,8 +493,8 @@ async fn documents_after_the_sample_widen_the_schema_and_the_step_reads_again() 
     use arrow::datatypes::{DataType, Float64Type};
     // 1,500 records in pages of 500: from record 1,000 on, past the sample, prices have
     // cents and a coupon appears.
-    let server = Server::start(|seen| {
-        let page: i64 = seen.param("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let server = StandIn::start(|seen| {
+        let page: i64 = seen.query("page").and_then(|p| p.parse().ok()).unwrap_or(0);
         let items: Vec<_> = (page * 500..page * 500 + 500)
             .map(|i| {
                 if i < 1000 {
@@ -516,9 +505,8 @@ async fn documents_after_the_sample_widen_the_schema_and_the_step_reads_again() 
             })
             .collect();
         let next = (page < 2).then(|| format!("/widen?page={}", page + 1));
-        Reply::json(&json!({"data": items, "next": next}))
-    })
-    .await;
+        Reply::json(200, json!({"data": items, "next": next}))
+    });
     let lake = Lake::new();
     let outcome = lake
         .run(
@@ -528,7 +516,7 @@ async fn documents_after_the_sample_widen_the_schema_and_the_step_reads_again() 
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(server.seen().len(), 6, "every page read twice");
+    assert_eq!(server.requests().len(), 6, "every page read twice");
     assert_eq!(
         (outcome.counters.rows_read, outcome.counters.rows_written),
         (1500, 1500)

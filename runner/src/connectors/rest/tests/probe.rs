@@ -4,8 +4,8 @@
 //! an error asking for `pagination.kind`, never silently after page 1.
 
 use serde_json::{Map, Value, json};
+use synqx_testkit::http::{Reply, Request, StandIn};
 
-use super::server::{Reply, Seen, Server};
 use super::support::{Read, connection, read, records, source};
 use crate::error::Result;
 
@@ -29,9 +29,9 @@ enum Takes {
 fn api(
     takes: Takes,
     signal: impl Fn(i64, i64) -> Value + Send + Sync + 'static,
-) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
-    move |seen: &Seen| {
-        let number = |name: &str| seen.param(name).and_then(|v| v.parse::<i64>().ok());
+) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |seen: &Request| {
+        let number = |name: &str| seen.query(name).and_then(|v| v.parse::<i64>().ok());
         let from = match takes {
             Takes::Offset => number("offset").unwrap_or(0),
             Takes::Page => (number("page").unwrap_or(1) - 1) * SIZE,
@@ -44,25 +44,21 @@ fn api(
         if let Value::Object(fields) = signal(from, to) {
             body.extend(fields);
         }
-        Reply::json(&Value::Object(body))
+        Reply::json(200, Value::Object(body))
     }
 }
 
-fn requests(server: &Server) -> Vec<String> {
-    server
-        .seen()
-        .iter()
-        .map(|s| s.path_and_query.clone())
-        .collect()
+fn requests(server: &StandIn) -> Vec<String> {
+    server.requests().iter().map(|s| s.target.clone()).collect()
 }
 
 /// Reads `orders` of the API with `pagination.kind: auto`.
-async fn read_orders(server: &Server) -> Result<Read> {
+async fn read_orders(server: &StandIn) -> Result<Read> {
     read(&connection(&server.url(), |_| {}), source("orders")).await
 }
 
 /// The message of the error [`read_orders`] must end in.
-async fn read_error(server: &Server) -> String {
+async fn read_error(server: &StandIn) -> String {
     match read_orders(server).await {
         Ok(got) => panic!("no error, {} records", got.rows()),
         Err(e) => e.to_string(),
@@ -70,7 +66,7 @@ async fn read_error(server: &Server) -> String {
 }
 
 /// Reads the API and checks every record arrived once, in order, and what `auto` said.
-async fn reads_everything(server: &Server, chosen: &str) -> Vec<String> {
+async fn reads_everything(server: &StandIn, chosen: &str) -> Vec<String> {
     let got = read_orders(server)
         .await
         .unwrap_or_else(|e| panic!("{chosen}: {e}"));
@@ -155,7 +151,7 @@ async fn what_page_1_says_makes_auto_probe_how_the_api_pages() {
         },
     ];
     for probed in cases {
-        let server = Server::start(api(probed.takes, probed.signal)).await;
+        let server = StandIn::start(api(probed.takes, probed.signal));
         let seen = reads_everything(&server, probed.chosen).await;
         assert_eq!(seen.len(), probed.requests, "{}: {seen:?}", probed.case);
         assert_eq!(
@@ -175,12 +171,11 @@ async fn no_probe_when_the_first_page_says_it_is_the_last() {
         json!({"total_pages": 1}),
     ] {
         let body = signal.clone();
-        let server = Server::start(move |_| {
+        let server = StandIn::start(move |_| {
             let mut page = body.clone();
             page["data"] = Value::Array(records(0, SIZE));
-            Reply::json(&page)
-        })
-        .await;
+            Reply::json(200, &page)
+        });
         let got = read_orders(&server).await.unwrap();
         assert_eq!(got.ids(), (0..SIZE).collect::<Vec<_>>(), "{signal}");
         assert_eq!(requests(&server), ["/orders"], "{signal}");
@@ -189,7 +184,7 @@ async fn no_probe_when_the_first_page_says_it_is_the_last() {
 
 #[tokio::test]
 async fn an_api_that_ignores_every_probe_is_an_error_asking_for_the_kind() {
-    let server = Server::start(api(Takes::Nothing, |_, _| json!({"has_more": true}))).await;
+    let server = StandIn::start(api(Takes::Nothing, |_, _| json!({"has_more": true})));
     let e = read_error(&server).await;
     let first = format!("{}/orders", server.url());
     assert!(
@@ -207,13 +202,12 @@ async fn an_api_that_ignores_every_probe_is_an_error_asking_for_the_kind() {
 
 #[tokio::test]
 async fn an_api_that_refuses_a_probe_parameter_names_the_probe() {
-    let server = Server::start(|seen: &Seen| {
-        if seen.param("offset").is_some() {
-            return Reply::raw(400, br#"{"error": "unknown parameter offset"}"#.to_vec());
+    let server = StandIn::start(|seen: &Request| {
+        if seen.query("offset").is_some() {
+            return Reply::json_text(400, br#"{"error": "unknown parameter offset"}"#);
         }
-        Reply::json(&json!({"data": records(0, SIZE), "has_more": true}))
-    })
-    .await;
+        Reply::json(200, json!({"data": records(0, SIZE), "has_more": true}))
+    });
     let e = read_error(&server).await;
     assert!(e.contains("400"), "{e}");
     assert!(

@@ -8,8 +8,8 @@ use serde_json::json;
 use synqx_api::SecretValue;
 use synqx_api::connection::{ApiKeyAuth, BasicAuth, PaginationKind, RestAuth, RestPagination};
 use synqx_api::pipeline::Nested;
+use synqx_testkit::http::{Reply, StandIn};
 
-use super::server::{Reply, Server};
 use super::support::{api, connection, read, read_with, record, records, source};
 use crate::connectors::rest::records::RECORD_KEYS;
 
@@ -35,20 +35,20 @@ async fn auto_detects_every_pagination_style_and_reads_every_record() {
         ("offset", "results", "offset (param offset, size 10)"),
         ("page", "records", "page (param page)"),
     ] {
-        let server = Server::start(api(style, TOTAL, 10, key)).await;
+        let server = StandIn::start(api(style, TOTAL, 10, key));
         let conn = connection(&server.url(), |_| {});
         let got = read(&conn, source("v1/orders"))
             .await
             .unwrap_or_else(|e| panic!("{style}: {e}"));
         assert_eq!(got.ids(), (0..TOTAL).collect::<Vec<_>>(), "{style}");
         assert_eq!(
-            server.seen().len(),
+            server.requests().len(),
             10,
             "{style}: one request per page: {:?}",
             server
-                .seen()
+                .requests()
                 .iter()
-                .map(|s| &s.path_and_query)
+                .map(|s| &s.target)
                 .collect::<Vec<_>>()
         );
         let note = got.counters.notes().unwrap_or_default();
@@ -57,7 +57,7 @@ async fn auto_detects_every_pagination_style_and_reads_every_record() {
             "{style}: {note}"
         );
         assert!(
-            server.seen().iter().all(|s| s.path() == "/v1/orders"),
+            server.requests().iter().all(|s| s.path() == "/v1/orders"),
             "{style}"
         );
     }
@@ -72,7 +72,7 @@ async fn forced_styles_read_the_same_records() {
         ("offset", "results", PaginationKind::Offset, Some("offset")),
         ("page", "records", PaginationKind::Page, Some("page")),
     ] {
-        let server = Server::start(api(style, TOTAL, 10, key)).await;
+        let server = StandIn::start(api(style, TOTAL, 10, key));
         let conn = connection(&server.url(), |r| {
             r.pagination = Some(RestPagination {
                 kind,
@@ -93,7 +93,7 @@ async fn forced_styles_read_the_same_records() {
         );
     }
     // Forced none reads one page even when the API has more.
-    let server = Server::start(api("nextUrl", TOTAL, 10, "data")).await;
+    let server = StandIn::start(api("nextUrl", TOTAL, 10, "data"));
     let conn = connection(&server.url(), |r| {
         r.pagination = Some(RestPagination {
             kind: PaginationKind::None,
@@ -109,9 +109,9 @@ async fn forced_styles_read_the_same_records() {
 #[tokio::test]
 async fn records_are_found_under_every_usual_key_and_at_records_path() {
     for key in RECORD_KEYS {
-        let server =
-            Server::start(move |_| Reply::json(&json!({"meta": {"count": 3}, key: records(0, 3)})))
-                .await;
+        let server = StandIn::start(move |_| {
+            Reply::json(200, json!({"meta": {"count": 3}, key: records(0, 3)}))
+        });
         let conn = connection(&server.url(), |_| {});
         assert_eq!(
             read(&conn, source("x")).await.unwrap().ids(),
@@ -120,7 +120,7 @@ async fn records_are_found_under_every_usual_key_and_at_records_path() {
         );
     }
     let body = json!({"result": {"items": records(0, 4)}, "related": records(10, 12), "data": {"note": "not here"}});
-    let server = Server::start(move |_| Reply::json(&body)).await;
+    let server = StandIn::start(move |_| Reply::json(200, &body));
     // On the Connection...
     let conn = connection(&server.url(), |r| {
         r.records_path = Some("/result/items".into())
@@ -136,10 +136,12 @@ async fn records_are_found_under_every_usual_key_and_at_records_path() {
         .unwrap();
     assert_eq!(auto.ids(), [10, 11]);
     // Two such arrays are ambiguous, and the error says what to set.
-    let server = Server::start(|_| {
-        Reply::json(&json!({"orders": records(0, 1), "customers": records(0, 1)}))
-    })
-    .await;
+    let server = StandIn::start(|_| {
+        Reply::json(
+            200,
+            json!({"orders": records(0, 1), "customers": records(0, 1)}),
+        )
+    });
     let e = read(&connection(&server.url(), |_| {}), source("x"))
         .await
         .err()
@@ -157,7 +159,7 @@ async fn records_are_found_under_every_usual_key_and_at_records_path() {
 
 #[tokio::test]
 async fn types_and_nested_objects_as_json_or_flattened() {
-    let server = Server::start(|_| Reply::json(&json!({"data": records(0, 3)}))).await;
+    let server = StandIn::start(|_| Reply::json(200, json!({"data": records(0, 3)})));
     let conn = connection(&server.url(), |_| {});
     let read_json = read(&conn, source("x")).await.unwrap();
     let batch = &read_json.batches[0];
@@ -205,7 +207,7 @@ async fn types_and_nested_objects_as_json_or_flattened() {
 
 #[tokio::test]
 async fn params_and_headers_of_the_asset_are_sent() {
-    let server = Server::start(api("cursor", 25, 10, "items")).await;
+    let server = StandIn::start(api("cursor", 25, 10, "items"));
     let conn = connection(&server.url(), |r| {
         r.headers = [("X-Team".to_string(), "data".to_string())].into();
     });
@@ -213,21 +215,11 @@ async fn params_and_headers_of_the_asset_are_sent() {
     spec.params = [("status".to_string(), "paid".to_string())].into();
     spec.headers = [("X-Trace".to_string(), "t1".to_string())].into();
     assert_eq!(read(&conn, spec).await.unwrap().rows(), 25);
-    let seen = server.seen();
+    let seen = server.requests();
     assert_eq!(seen.len(), 3);
     for s in &seen {
-        assert_eq!(
-            s.param("status").as_deref(),
-            Some("paid"),
-            "{}",
-            s.path_and_query
-        );
-        assert_eq!(
-            s.param("fixed").as_deref(),
-            Some("1"),
-            "{}",
-            s.path_and_query
-        );
+        assert_eq!(s.query("status").as_deref(), Some("paid"), "{}", s.target);
+        assert_eq!(s.query("fixed").as_deref(), Some("1"), "{}", s.target);
         assert_eq!(s.header("x-team"), Some("data"));
         assert_eq!(s.header("x-trace"), Some("t1"));
     }
@@ -236,22 +228,21 @@ async fn params_and_headers_of_the_asset_are_sent() {
 #[tokio::test]
 async fn every_auth_kind_is_sent_and_wrong_credentials_are_refused_without_leaking() {
     // The server accepts exactly one credential per path.
-    let server = Server::start(|seen| {
+    let server = StandIn::start(|seen| {
         let ok = match seen.path() {
             "/bearer" => seen.header("authorization") == Some("Bearer tok-123"),
             // "user:pa ss" in base64.
             "/basic" => seen.header("authorization") == Some("Basic dXNlcjpwYSBzcw=="),
             "/header" => seen.header("x-api-key") == Some("key-456"),
-            "/query" => seen.param("api_key").as_deref() == Some("key-789"),
+            "/query" => seen.query("api_key").as_deref() == Some("key-789"),
             _ => false,
         };
         if ok {
-            Reply::json(&json!([{"id": 1}]))
+            Reply::json(200, json!([{"id": 1}]))
         } else {
-            Reply::raw(401, b"{\"error\": \"bad credentials\"}".to_vec())
+            Reply::json_text(401, b"{\"error\": \"bad credentials\"}")
         }
-    })
-    .await;
+    });
     let cases: [(&str, RestAuth, RestAuth); 4] = [
         (
             "bearer",
@@ -345,7 +336,7 @@ async fn every_auth_kind_is_sent_and_wrong_credentials_are_refused_without_leaki
 #[tokio::test]
 async fn a_huge_page_is_cut_into_batches_within_the_budget() {
     // One page of 60,000 records (about 10 MB of JSON), read with a 256 KiB budget.
-    let server = Server::start(|_| Reply::json(&json!({"items": records(0, 60_000)}))).await;
+    let server = StandIn::start(|_| Reply::json(200, json!({"items": records(0, 60_000)})));
     let conn = connection(&server.url(), |_| {});
     let budget = 256 * 1024;
     let got = read_with(&conn, source("big"), None, budget).await.unwrap();

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::RestConnection;
 use synqx_api::pipeline::{Asset, OnError, Source as SourceSpec};
+use synqx_testkit::http::{Reply, Request};
 
-use super::server::{Reply, Seen};
 use crate::connectors::tests::named;
 use crate::engine::{Counters, CursorFilter, ReadRequest, Rejects};
 use crate::error::Result;
@@ -126,17 +126,17 @@ pub fn api(
     total: i64,
     size: i64,
     key: &'static str,
-) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
-    move |seen: &Seen| {
+) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    move |seen: &Request| {
         let number = |name: &str, default: i64| {
-            seen.param(name)
+            seen.query(name)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(default)
         };
         let (from, extra): (i64, Vec<(&str, Value)>) = match style {
             "linkHeader" | "nextUrl" => (number("page", 0) * size, vec![]),
             "cursor" => (
-                seen.param("cursor")
+                seen.query("cursor")
                     .map(|c| c.trim_start_matches("c").parse().unwrap_or(0))
                     .unwrap_or(0),
                 vec![],
@@ -196,7 +196,7 @@ pub fn api(
         for (k, v) in extra {
             body[k] = v;
         }
-        let mut reply = Reply::json(&body);
+        let mut reply = Reply::json(200, &body);
         for (k, v) in reply_headers {
             reply = reply.with_header(&k, &v);
         }
