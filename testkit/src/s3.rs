@@ -9,7 +9,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,8 +25,27 @@ pub struct Moto {
     _guard: Child,
 }
 
-static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
-static STRICT: OnceLock<Result<Moto, String>> = OnceLock::new();
+static MOTO: OnceLock<Result<Moto, StartError>> = OnceLock::new();
+static STRICT: OnceLock<Result<Moto, StartError>> = OnceLock::new();
+
+/// Why `moto_server` could not start; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{INSTALL} ({0})")]
+    NotInstalled(#[source] std::io::Error),
+    #[error("cannot run moto_server: {0}; {INSTALL}")]
+    CannotRun(#[source] std::io::Error),
+    #[error("`moto_server --help` failed ({status}): {stderr}; {INSTALL}")]
+    Broken { status: ExitStatus, stderr: String },
+    #[error("finding a free port for moto_server: {0}")]
+    NoPort(#[source] std::io::Error),
+    #[error("starting moto_server: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("moto_server on port {port} exited ({status}); {INSTALL}")]
+    Exited { port: u16, status: ExitStatus },
+    #[error("moto_server did not answer on 127.0.0.1:{port} within {STARTUP:?}")]
+    NoAnswer { port: u16 },
+}
 
 /// The server, started once; a test fails (never skips) when it cannot run.
 pub fn server() -> &'static Moto {
@@ -46,28 +65,27 @@ pub fn strict_server() -> &'static Moto {
 }
 
 /// Starts `moto_server` with the environment assignments `env` (shell syntax).
-fn start(env: &str) -> Result<Moto, String> {
+fn start(env: &str) -> Result<Moto, StartError> {
     match Command::new("moto_server")
         .arg("--help")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
     {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Err(format!("{INSTALL} ({e})")),
-        Err(e) => return Err(format!("cannot run moto_server: {e}; {INSTALL}")),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(StartError::NotInstalled(e)),
+        Err(e) => return Err(StartError::CannotRun(e)),
         Ok(out) if !out.status.success() => {
-            return Err(format!(
-                "`moto_server --help` failed ({}): {}; {INSTALL}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(StartError::Broken {
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(_) => {}
     }
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("finding a free port for moto_server: {e}"))?;
+        .map_err(StartError::NoPort)?;
     let script = format!(
         "{env} moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & server=$!; read line; kill $server; wait $server"
     );
@@ -78,7 +96,7 @@ fn start(env: &str) -> Result<Moto, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting moto_server: {e}"))?;
+        .map_err(StartError::Spawn)?;
     let started = Instant::now();
     loop {
         // Any answer will do: the strict server refuses the unsigned request.
@@ -89,15 +107,11 @@ fn start(env: &str) -> Result<Moto, String> {
             });
         }
         if let Ok(Some(status)) = guard.try_wait() {
-            return Err(format!(
-                "moto_server on port {port} exited ({status}); {INSTALL}"
-            ));
+            return Err(StartError::Exited { port, status });
         }
         if started.elapsed() > STARTUP {
             let _ = guard.kill();
-            return Err(format!(
-                "moto_server did not answer on 127.0.0.1:{port} within {STARTUP:?}"
-            ));
+            return Err(StartError::NoAnswer { port });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -197,9 +211,5 @@ pub fn echoing_server() -> (String, Arc<Mutex<Vec<String>>>) {
 
 /// An endpoint nothing listens on: every connection to it is refused.
 pub fn closed_endpoint() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9);
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", crate::servers::closed_port())
 }

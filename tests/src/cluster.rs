@@ -26,7 +26,48 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static NODE_CLUSTER: OnceLock<Cluster> = OnceLock::new();
-static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+static INSTALLED: OnceLock<Result<(), SetupError>> = OnceLock::new();
+
+/// Why the test control plane, or SynqX on it, is not available.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no repository root above {}", .0.display())]
+    NoRepositoryRoot(PathBuf),
+    #[error("locating the test binary: {0}")]
+    TestBinary(#[source] std::io::Error),
+    #[error("cannot locate the target folder above {}", .0.display())]
+    NoTargetFolder(PathBuf),
+    #[error(
+        "{} is not built; run `cargo build --workspace --bins` before these tests \
+         (scripts/test-all.sh does)",
+        .0.display()
+    )]
+    NotBuilt(PathBuf),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A command that ran and failed: what it was for, and its stderr.
+    #[error("{what}: {stderr}")]
+    Failed { what: String, stderr: String },
+    #[error("manifests/install.yaml has no {0}")]
+    Manifest(String),
+}
+
+impl SetupError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+
+    fn failed(what: impl Into<String>, output: &Output) -> Self {
+        Self::Failed {
+            what: what.into(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
 
 impl Cluster {
     /// The cluster for this test process; the first call starts it (or finds it running).
@@ -56,25 +97,22 @@ impl Cluster {
         })
     }
 
-    fn up(args: &[&str], dir_variable: &str, default_dir: &str) -> Result<Cluster, String> {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+    fn up(args: &[&str], dir_variable: &str, default_dir: &str) -> Result<Cluster, SetupError> {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = manifest_dir
             .parent()
-            .ok_or("no repository root")?
+            .ok_or_else(|| SetupError::NoRepositoryRoot(manifest_dir.to_path_buf()))?
             .to_path_buf();
         // Test binaries live in <target>/<profile>/deps; the synqx binaries one level up.
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(SetupError::TestBinary)?;
         let bin_dir = exe
             .parent()
             .and_then(Path::parent)
-            .ok_or("cannot locate the target folder")?
+            .ok_or_else(|| SetupError::NoTargetFolder(exe.clone()))?
             .to_path_buf();
         for binary in ["synqx", "synqx-operator", "synqx-kubelet"] {
             if !bin_dir.join(binary).is_file() {
-                return Err(format!(
-                    "{} is not built; run `cargo build --workspace --bins` before these tests \
-                     (scripts/test-all.sh does)",
-                    bin_dir.join(binary).display()
-                ));
+                return Err(SetupError::NotBuilt(bin_dir.join(binary)));
             }
         }
         let run_dir = std::env::var_os(dir_variable)
@@ -85,15 +123,13 @@ impl Cluster {
             .env("SYNQX_BIN_DIR", &bin_dir)
             .env("SYNQX_CLUSTER_DIR", &run_dir)
             .output()
-            .map_err(|e| format!("running tests/cluster/up: {e}"))?;
+            .map_err(SetupError::io("running tests/cluster/up"))?;
         if !output.status.success() {
-            return Err(format!(
-                "tests/cluster/up failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            return Err(SetupError::failed("tests/cluster/up failed", &output));
         }
-        let testbin =
-            std::fs::read_to_string(run_dir.join("bin-path")).map_err(|e| e.to_string())?;
+        let bin_path = run_dir.join("bin-path");
+        let testbin = std::fs::read_to_string(&bin_path)
+            .map_err(SetupError::io(format!("reading {}", bin_path.display())))?;
         Ok(Cluster {
             kubeconfig: run_dir.join("kubeconfig"),
             testbin: PathBuf::from(testbin.trim()),
@@ -152,7 +188,7 @@ impl Cluster {
     pub fn install_synqx(&self) {
         let installed = INSTALLED.get_or_init(|| {
             let manifest = std::fs::read_to_string(self.repo.join("manifests/install.yaml"))
-                .map_err(|e| format!("reading manifests/install.yaml: {e}"))?;
+                .map_err(SetupError::io("reading manifests/install.yaml"))?;
             let manifest = one_replica(&manifest, &self.run_dir)?;
             let deployment = ["-n", "synqx-system", "deployment/synqx-operator"];
             let steps: [(&str, Vec<&str>, Option<&str>); 3] = [
@@ -176,7 +212,7 @@ impl Cluster {
             for (what, args, stdin) in steps {
                 let out = self.kubectl(&args, stdin);
                 if !out.status.success() {
-                    return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
+                    return Err(SetupError::failed(what, &out));
                 }
             }
             Ok(())
@@ -288,7 +324,15 @@ impl Cluster {
         wait_until(
             Duration::from_secs(30),
             "the default service account",
-            || async { accounts.get_opt("default").await.ok().flatten().is_some() },
+            || async {
+                accounts
+                    .get_opt("default")
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("reading the default service account of namespace {name}: {e}")
+                    })
+                    .is_some()
+            },
         )
         .await;
         TestNamespace {
@@ -306,21 +350,18 @@ impl Cluster {
 /// logs' volume binds to a hostPath PersistentVolume in `run_dir`, and the operator keeps
 /// its logs there: the process kubelet runs containers on the host's file system, so the
 /// volume's path is the one the operator writes to.
-fn one_replica(manifest: &str, run_dir: &Path) -> Result<String, String> {
+fn one_replica(manifest: &str, run_dir: &Path) -> Result<String, SetupError> {
     let replicas = "\nspec:\n  replicas: 2\n";
     if !manifest.contains(replicas) {
-        return Err("manifests/install.yaml has no Deployment with `replicas: 2`".into());
+        return Err(SetupError::Manifest("Deployment with `replicas: 2`".into()));
     }
     let url = "- --gateway-url=http://synqx-gateway.synqx-system.svc:8081\n";
     if !manifest.contains(url) {
-        return Err(format!("manifests/install.yaml has no `{}`", url.trim()));
+        return Err(SetupError::Manifest(format!("`{}`", url.trim())));
     }
     let logs_dir = "- --logs-dir=/var/lib/synqx/logs\n";
     if !manifest.contains(logs_dir) {
-        return Err(format!(
-            "manifests/install.yaml has no `{}`",
-            logs_dir.trim()
-        ));
+        return Err(SetupError::Manifest(format!("`{}`", logs_dir.trim())));
     }
     let volume = run_dir.join("operator-logs");
     let volume = volume.display();

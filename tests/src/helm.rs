@@ -11,7 +11,16 @@ pub const CHART: &str = "charts/synqx";
 pub const RELEASE: &str = "synqx";
 pub const NAMESPACE: &str = "synqx-system";
 
-static HELM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static HELM: OnceLock<Result<PathBuf, BuildError>> = OnceLock::new();
+
+/// Why helm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("running tests/cluster/build helm: {0}")]
+    Run(#[source] std::io::Error),
+    #[error("tests/cluster/build helm failed: {stderr}")]
+    Failed { stderr: String },
+}
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -26,12 +35,11 @@ pub fn helm() -> &'static Path {
         let out = Command::new(repo().join("tests/cluster/build"))
             .arg("helm")
             .output()
-            .map_err(|e| format!("running tests/cluster/build helm: {e}"))?;
+            .map_err(BuildError::Run)?;
         if !out.status.success() {
-            return Err(format!(
-                "tests/cluster/build helm failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(BuildError::Failed {
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
         }
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Ok(PathBuf::from(dir).join("helm"))

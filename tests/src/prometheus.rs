@@ -11,6 +11,29 @@ use serde_json::Value;
 use crate::monitoring;
 use crate::runs::http_get;
 
+/// Why an instant query gave no result; each names the query.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{query}: {source}")]
+    Http {
+        query: String,
+        source: std::io::Error,
+    },
+    #[error("{query}: {source}: {body}")]
+    NotJson {
+        query: String,
+        body: String,
+        source: serde_json::Error,
+    },
+    /// Prometheus answered with an error of its own.
+    #[error("{query}: {kind}: {error}")]
+    Refused {
+        query: String,
+        kind: Value,
+        error: Value,
+    },
+}
+
 pub struct Prometheus {
     child: Child,
     pub port: u16,
@@ -80,16 +103,29 @@ impl Prometheus {
     }
 
     /// The result of an instant query: one entry per series; an error names the query.
-    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+    pub fn query(&self, promql: &str) -> Result<Vec<Value>, QueryError> {
+        let query = || promql.to_string();
         let path = format!("/api/v1/query?query={}", percent_encode(promql));
-        let body = http_get(self.port, &path).map_err(|e| format!("{promql}: {e}"))?;
-        let answer: Value =
-            serde_json::from_str(&body).map_err(|e| format!("{promql}: {e}: {body}"))?;
+        let body = http_get(self.port, &path).map_err(|source| QueryError::Http {
+            query: query(),
+            source,
+        })?;
+        let answer: Value = match serde_json::from_str(&body) {
+            Ok(answer) => answer,
+            Err(source) => {
+                return Err(QueryError::NotJson {
+                    query: query(),
+                    body,
+                    source,
+                });
+            }
+        };
         if answer["status"] != "success" {
-            return Err(format!(
-                "{promql}: {}: {}",
-                answer["errorType"], answer["error"]
-            ));
+            return Err(QueryError::Refused {
+                query: query(),
+                kind: answer["errorType"].clone(),
+                error: answer["error"].clone(),
+            });
         }
         Ok(answer["data"]["result"]
             .as_array()

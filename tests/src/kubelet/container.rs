@@ -35,6 +35,22 @@ pub fn image_binary(image: &str) -> &str {
     last.split(':').next().unwrap_or(last)
 }
 
+/// Why a container maps to no local program; a kubelet reports it as `ErrImageNeverPull`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error(
+        "image {image:?} has no command and is not a SynqX image; the process kubelet runs \
+         SynqX images as the built binaries and other images only through their command"
+    )]
+    NotSynqx { image: String },
+    #[error("image {image:?} maps to {} which is not built", .path.display())]
+    NotBuilt { image: String, path: PathBuf },
+    #[error("command {command:?} does not exist on this host")]
+    NoSuchFile { command: String },
+    #[error("command {command:?} is neither a built SynqX binary nor on PATH")]
+    NotOnPath { command: String },
+}
+
 /// Maps a container to a local program. `command[0]` is looked up among the built binaries
 /// first (so `/usr/local/bin/synqx` in an image means our `synqx`), then on `PATH`; with no
 /// command, an image whose name contains `synqx` runs the built binary of the same name.
@@ -43,7 +59,7 @@ pub fn program(
     env: &[(String, String)],
     bin_dir: &Path,
     path_var: &str,
-) -> Result<Program, String> {
+) -> Result<Program, ProgramError> {
     let expand_all = |items: &Option<Vec<String>>| -> Vec<String> {
         items
             .iter()
@@ -57,18 +73,12 @@ pub fn program(
 
     let Some((first, rest)) = command.split_first() else {
         if !image.contains("synqx") {
-            return Err(format!(
-                "image {image:?} has no command and is not a SynqX image; the process kubelet runs \
-                 SynqX images as the built binaries and other images only through their command"
-            ));
+            return Err(ProgramError::NotSynqx { image });
         }
         let path = bin_dir.join(image_binary(&image));
         return match path.is_file() {
             true => Ok(Program { path, args }),
-            false => Err(format!(
-                "image {image:?} maps to {} which is not built",
-                path.display()
-            )),
+            false => Err(ProgramError::NotBuilt { image, path }),
         };
     };
     let mut full = rest.to_vec();
@@ -88,14 +98,18 @@ pub fn program(
         let path = PathBuf::from(first);
         return match path.is_file() {
             true => Ok(Program { path, args: full }),
-            false => Err(format!("command {first:?} does not exist on this host")),
+            false => Err(ProgramError::NoSuchFile {
+                command: first.clone(),
+            }),
         };
     }
     std::env::split_paths(path_var)
         .map(|dir| dir.join(first))
         .find(|candidate| candidate.is_file())
         .map(|path| Program { path, args: full })
-        .ok_or_else(|| format!("command {first:?} is neither a built SynqX binary nor on PATH"))
+        .ok_or_else(|| ProgramError::NotOnPath {
+            command: first.clone(),
+        })
 }
 
 /// What a container's process ended with.
@@ -464,9 +478,13 @@ mod tests {
         let p = resolve(container("busybox", &["sh", "-c"], &["exit 3"])).expect("host command");
         assert_eq!(p.path, host.path().join("sh"));
 
-        let err = resolve(container("nginx:1.27", &[], &[])).expect_err("no command");
+        let err = resolve(container("nginx:1.27", &[], &[]))
+            .expect_err("no command")
+            .to_string();
         assert!(err.contains("not a SynqX image"), "{err}");
-        let err = resolve(container("busybox", &["nope"], &[])).expect_err("unknown");
+        let err = resolve(container("busybox", &["nope"], &[]))
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("\"nope\" is neither"), "{err}");
     }
 }

@@ -79,6 +79,22 @@ pub async fn run(ctx: Arc<NodeContext>, mut updates: watch::Receiver<PodUpdate>,
     }
 }
 
+/// Why a container has no folder to start in; a kubelet reports it as
+/// `CreateContainerConfigError`.
+#[derive(Debug, thiserror::Error)]
+enum WorkingDirError {
+    #[error("creating {}: {source}", .dir.display())]
+    Create {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "workingDir {wanted} is not inside an emptyDir volume; the process kubelet runs containers on the host's \
+         file system and only maps emptyDir volumes"
+    )]
+    NotInEmptyDir { wanted: String },
+}
+
 struct Worker {
     ctx: Arc<NodeContext>,
     pod: Pod,
@@ -273,7 +289,8 @@ impl Worker {
             base_env.push(("KUBECONFIG".to_string(), kubeconfig.display().to_string()));
         }
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let projected = projected::token_files(&spec, &self.dir).map_err(config_error)?;
+        let projected =
+            projected::token_files(&spec, &self.dir).map_err(|e| config_error(e.to_string()))?;
         projected::write_all(&client, &self.pod, &projected)
             .await
             .map_err(|e| config_error(e.to_string()))?;
@@ -306,12 +323,14 @@ impl Worker {
             );
             projected::map_paths(&spec, c, &self.dir, &mut env);
             let program = container::program(c, &env, &self.ctx.bin_dir, &self.ctx.path_var)
-                .map_err(|message| ("ErrImageNeverPull".to_string(), message))?;
+                .map_err(|e| ("ErrImageNeverPull".to_string(), e.to_string()))?;
             launches.push(Launch {
                 index,
                 program,
                 env,
-                working_dir: self.working_dir(&spec, c).map_err(config_error)?,
+                working_dir: self
+                    .working_dir(&spec, c)
+                    .map_err(|e| config_error(e.to_string()))?,
                 log: self.dir.join(format!("{}.log", c.name)),
                 termination_message: self.dir.join(format!("{}.termination-log", c.name)),
                 fallback_to_logs: c.termination_message_policy.as_deref()
@@ -331,7 +350,7 @@ impl Worker {
         &self,
         spec: &k8s_openapi::api::core::v1::PodSpec,
         c: &Container,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, WorkingDirError> {
         let Some(wanted) = &c.working_dir else {
             return Ok(self.dir.clone());
         };
@@ -349,15 +368,16 @@ impl Worker {
             };
             if empty_dir {
                 let dir = self.dir.join("volumes").join(&mount.name).join(rest);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir).map_err(|source| WorkingDirError::Create {
+                    dir: dir.clone(),
+                    source,
+                })?;
                 return Ok(dir);
             }
         }
-        Err(format!(
-            "workingDir {wanted} is not inside an emptyDir volume; the process kubelet runs containers on the host's \
-             file system and only maps emptyDir volumes"
-        ))
+        Err(WorkingDirError::NotInEmptyDir {
+            wanted: wanted.clone(),
+        })
     }
 
     fn set_waiting(&mut self, reason: &str, message: &str) {

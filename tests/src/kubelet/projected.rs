@@ -24,6 +24,14 @@ pub struct TokenFile {
     pub seconds: i64,
 }
 
+/// A token path of a projected volume that would leave the volume's folder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("volume {volume}: path {path} must be relative and stay inside the volume")]
+pub struct PathOutsideVolume {
+    pub volume: String,
+    pub path: String,
+}
+
 /// The folder of volume `name` in the pod's folder.
 fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
     pod_dir.join("volumes").join(name)
@@ -31,7 +39,7 @@ fn volume_dir(pod_dir: &Path, name: &str) -> PathBuf {
 
 /// The token files of the pod's projected volumes (other sources are not written); an error
 /// names a path that would leave its volume.
-pub fn token_files(spec: &PodSpec, pod_dir: &Path) -> Result<Vec<TokenFile>, String> {
+pub fn token_files(spec: &PodSpec, pod_dir: &Path) -> Result<Vec<TokenFile>, PathOutsideVolume> {
     let mut files = Vec::new();
     for volume in spec.volumes.iter().flatten() {
         let Some(projected) = &volume.projected else {
@@ -49,10 +57,10 @@ pub fn token_files(spec: &PodSpec, pod_dir: &Path) -> Result<Vec<TokenFile>, Str
                     .components()
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
-                return Err(format!(
-                    "volume {}: path {} must be relative and stay inside the volume",
-                    volume.name, token.path
-                ));
+                return Err(PathOutsideVolume {
+                    volume: volume.name.clone(),
+                    path: token.path.clone(),
+                });
             }
             files.push(TokenFile {
                 path: volume_dir(pod_dir, &volume.name).join(relative),
@@ -180,7 +188,14 @@ mod tests {
             Some(Duration::from_secs(480))
         );
         for bad in ["/etc/passwd", "../../escape"] {
-            assert!(token_files(&spec(bad), Path::new("/p")).is_err(), "{bad}");
+            assert_eq!(
+                token_files(&spec(bad), Path::new("/p")),
+                Err(PathOutsideVolume {
+                    volume: "gateway-token".into(),
+                    path: bad.into(),
+                }),
+                "{bad}"
+            );
         }
     }
 
