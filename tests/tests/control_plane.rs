@@ -9,7 +9,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use synqx_e2e::cluster::{Cluster, TestNamespace, background, never_within, wait_until};
+use synqx_e2e::cluster::{
+    Cluster, TestNamespace, background, never_within, wait_for_value, wait_until,
+};
 use synqx_e2e::runs::pods_of_job;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -58,33 +60,23 @@ spec:
 /// Waits until the Job has a `Complete` or `Failed` condition and returns it.
 async fn finished(ns: &TestNamespace, name: &str) -> (Job, String) {
     let jobs: Api<Job> = ns.api();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait_for_value(WAIT, &format!("job {name} to finish"), || async {
         let job = jobs
             .get(name)
             .await
             .unwrap_or_else(|e| panic!("reading Job {name}: {e}"));
-        {
-            let done = job
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| {
-                    c.iter().find(|c| {
-                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
-                    })
-                })
-                .map(|c| c.type_.clone());
-            if let Some(kind) = done {
-                return (job, kind);
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {name} did not finish within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let done = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            })
+            .map(|c| c.type_.clone());
+        done.map(|kind| (job, kind))
+    })
+    .await
 }
 
 /// What the first pod of Job `job` logged; the Job must have a pod.

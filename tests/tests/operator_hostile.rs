@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::ListParams;
 use synqx_api::run::RunPhase;
 use synqx_api::{Pipeline, PipelineRun};
-use synqx_e2e::cluster::{Cluster, TestNamespace};
+use synqx_e2e::cluster::{Cluster, TestNamespace, wait_for_value};
 use synqx_e2e::own_operator::lease_holder;
 use synqx_e2e::runs::{apply, container_statuses, csv_rows, finished, folder, setup, start_run};
 
@@ -87,28 +87,22 @@ fn pipelines_of(text: &str) -> Vec<String> {
 /// is True, and its message.
 async fn verdict(ns: &TestNamespace, name: &str) -> (bool, String) {
     let pipelines: Api<Pipeline> = ns.api();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("a verdict on Pipeline {name}");
+    wait_for_value(Duration::from_secs(60), &what, || async {
         let pipeline = pipelines
             .get(name)
             .await
             .unwrap_or_else(|e| panic!("reading Pipeline {name}: {e}"));
         let generation = pipeline.metadata.generation;
-        let ready = pipeline
+        pipeline
             .status
             .unwrap_or_default()
             .conditions
             .into_iter()
-            .find(|c| c.r#type == "Ready" && c.observed_generation == generation);
-        if let Some(c) = ready {
-            return (c.status == "True", c.message);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no verdict on Pipeline {name} within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .find(|c| c.r#type == "Ready" && c.observed_generation == generation)
+            .map(|c| (c.status == "True", c.message))
+    })
+    .await
 }
 
 /// The message of the failed step of a run that ended.

@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::ListParams;
 use synqx_api::PipelineRun;
 use synqx_api::run::RunPhase;
-use synqx_e2e::cluster::{Cluster, never_within, wait_until};
+use synqx_e2e::cluster::{Cluster, never_within, wait_for_value, wait_until};
 use synqx_e2e::own_operator::{OwnOperator, kill_pod, lease_holder};
 use synqx_e2e::runs::{
     apply, csv_rows, finished, folder, get_run, job_names, jobs_of, readable_job_name, setup,
@@ -34,17 +34,19 @@ async fn operator_pod_exists(cluster: &Cluster, pod: &str) -> bool {
 
 /// The operator pod that leads now: it holds the Lease and exists.
 async fn leading_pod(cluster: &Cluster) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(holder) = lease_holder(cluster).await
-            && holder.starts_with("synqx-operator-")
-            && operator_pod_exists(cluster, &holder).await
-        {
-            return holder;
-        }
-        assert!(Instant::now() < deadline, "no operator pod led within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_value(
+        Duration::from_secs(60),
+        "an operator pod to lead",
+        || async {
+            let holder = lease_holder(cluster)
+                .await
+                .filter(|h| h.starts_with("synqx-operator-"))?;
+            operator_pod_exists(cluster, &holder)
+                .await
+                .then_some(holder)
+        },
+    )
+    .await
 }
 
 /// Kills the leading operator pod and waits until another pod leads; returns the killed one.

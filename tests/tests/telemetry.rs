@@ -15,7 +15,7 @@ use synqx_api::gateway::Body;
 use synqx_api::run::{PipelineRun, StepReport};
 use synqx_api::telemetry::{AUDIENCE, PATH};
 use synqx_e2e::audit::{AuditLog, OPERATOR_USER, tally};
-use synqx_e2e::cluster::{Cluster, TestNamespace, wait_until};
+use synqx_e2e::cluster::{Cluster, TestNamespace, wait_for_value, wait_until};
 use synqx_e2e::gateway::{Auth, Gate, Next, connect, next, post, wait_until_served, watch_path};
 use synqx_e2e::own_operator::{kill_pod, lease_holder};
 use synqx_e2e::runs::{
@@ -48,25 +48,16 @@ fn gated(name: &str, steps: &[&str], data: &Path) -> String {
 async fn running_pod(ns: &TestNamespace, run: &str, step: &str) -> Pod {
     let pods: kube::Api<Pod> = ns.api();
     let selector = format!("synqx.io/run={run},synqx.io/step={step}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
+    let what = format!("a running pod of step {step} of {run}");
+    wait_for_value(Duration::from_secs(120), &what, || async {
+        pods.list(&ListParams::default().labels(&selector))
             .await
-            .unwrap_or_else(|e| panic!("listing pods {selector}: {e}"));
-        if let Some(pod) = list
+            .unwrap_or_else(|e| panic!("listing pods {selector}: {e}"))
             .items
             .into_iter()
             .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        {
-            return pod;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no pod of step {step} of {run} ran within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// Seconds since the Unix epoch.
