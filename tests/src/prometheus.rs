@@ -29,8 +29,9 @@ pub enum QueryError {
     #[error("{query}: {kind}: {error}")]
     Refused {
         query: String,
-        kind: Value,
-        error: Value,
+        /// Its `errorType` and `error`, as the JSON it sent.
+        kind: String,
+        error: String,
     },
 }
 
@@ -123,8 +124,8 @@ impl Prometheus {
         if answer["status"] != "success" {
             return Err(QueryError::Refused {
                 query: query(),
-                kind: answer["errorType"].clone(),
-                error: answer["error"].clone(),
+                kind: answer["errorType"].to_string(),
+                error: answer["error"].to_string(),
             });
         }
         Ok(answer["data"]["result"]
