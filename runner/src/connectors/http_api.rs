@@ -6,7 +6,6 @@ use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
-use tokio::sync::mpsc;
 
 use crate::check::CheckReason;
 use crate::error::{Error, Result};
@@ -175,15 +174,6 @@ pub fn cut(batch: &RecordBatch, budget: usize) -> Vec<RecordBatch> {
         .step_by(step)
         .map(|o| batch.slice(o, step.min(rows - o)))
         .collect()
-}
-
-/// The batches a reading task sends, as the stream a source returns.
-pub fn receiver_stream(
-    rx: mpsc::Receiver<Result<RecordBatch>>,
-) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! The streaming engine: a step is `Source -> Transform* -> Sink`, each a task, joined by
-//! bounded channels of Arrow batches. Memory is bounded by bytes: sources cut batches to a
-//! byte budget, and each channel holds at most a few batches.
+//! The streaming engine: a step is `Source -> Transform* -> Sink`, each working concurrently,
+//! joined by bounded channels of Arrow batches. Memory is bounded by bytes: sources cut
+//! batches to a byte budget, each channel holds at most a few batches, and no task exists only
+//! to pass batches on (a source that produces ahead is read by the sink directly, see
+//! `observe`; a step without transforms has no transform task).
 
 pub mod counters;
 pub mod cursor;
 pub mod kept_rejects;
+mod observe;
 pub mod rejects;
 pub mod stream;
 pub mod threads;
@@ -22,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use counters::{CounterSnapshot, Counters};
 pub use cursor::CursorFilter;
+use observe::{Observed, Observer};
 pub use rejects::Rejects;
 pub use stream::{BatchStream, SchemaStream};
 
@@ -294,46 +298,13 @@ async fn move_rows(
     };
     let input = source.read(&request).await?;
 
-    // Source task: count, track the cursor, drop pseudo-columns, hand batches on.
-    let mut tracker = incremental.map(|inc| cursor::MaxTracker::new(inc.cursor.clone()));
-    let drop_modified = incremental.is_some_and(|i| i.cursor == FILE_MODIFIED_COLUMN);
-    let schema = if drop_modified {
-        without_column(&input.schema, FILE_MODIFIED_COLUMN)
-    } else {
-        input.schema.clone()
-    };
-    let counters = run.counters.clone();
-    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
-    let mut stream = input.stream;
-    let tracked = tokio::spawn(async move {
-        // A widening source ends its stream with this error; the sink may report its own.
-        let mut widened = None;
-        while let Some(item) = stream.next().await {
-            if let Err(Error::Widened { message, columns }) = &item {
-                widened = Some((message.clone(), columns.clone()));
-            }
-            let item = item.and_then(|batch| {
-                Counters::add(&counters.rows_read, batch.num_rows() as u64);
-                Counters::add(&counters.bytes_read, batch.get_array_memory_size() as u64);
-                Counters::add(&counters.batches, 1);
-                if let Some(t) = tracker.as_mut() {
-                    t.observe(&batch)?;
-                }
-                if drop_modified {
-                    drop_column(&batch, FILE_MODIFIED_COLUMN)
-                } else {
-                    Ok(batch)
-                }
-            });
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-        let max_seen = tracker.map(|t| t.value()).transpose().map(Option::flatten);
-        (max_seen, widened)
-    });
-    let from_source = SchemaStream::new(schema, receiver_stream(rx));
+    // Count, track the cursor, drop pseudo-columns: in a task of the engine's own unless the
+    // source produces ahead in one of its own (see `observe`).
+    let observer = Observer::new(
+        run.counters.clone(),
+        incremental.map(|inc| inc.cursor.as_str()),
+    );
+    let (from_source, watch) = observe::observe(input, observer);
 
     // Transform task, then the sink drains the last channel and commits. Without transforms
     // the sink reads the source's channel itself: a task and channel that only pass batches
@@ -363,9 +334,7 @@ async fn move_rows(
         counters: run.counters.clone(),
     };
     let written = sink.write(&write, to_sink).await;
-    let (max_seen, widened) = tracked
-        .await
-        .map_err(|e| Error::internal(format!("the source task of step \"{}\"", run.step), e))?;
+    let Observed { max_seen, widened } = watch.finish(&run.step).await?;
     if let Some(task) = transform_task {
         let _ = task.await;
     }
@@ -391,30 +360,6 @@ fn receiver_stream(
     mut rx: mpsc::Receiver<Result<RecordBatch>>,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-fn without_column(schema: &arrow::datatypes::SchemaRef, name: &str) -> arrow::datatypes::SchemaRef {
-    let fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .filter(|f| f.name() != name)
-        .cloned()
-        .collect();
-    Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        fields,
-        schema.metadata().clone(),
-    ))
-}
-
-fn drop_column(batch: &RecordBatch, name: &str) -> Result<RecordBatch> {
-    match batch.schema().index_of(name) {
-        Ok(i) => {
-            let mut b = batch.clone();
-            b.remove_column(i);
-            Ok(b)
-        }
-        Err(_) => Ok(batch.clone()),
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 pub struct SchemaStream {
     pub schema: SchemaRef,
     pub stream: BatchStream,
+    /// Whether a task of the source's own produces the batches ahead and the stream only
+    /// receives them: the engine then needs no task of its own to keep the source working
+    /// while the sink writes, and one that only passed batches on would hold more of them.
+    pub produced_ahead: bool,
 }
 
 impl SchemaStream {
@@ -28,7 +32,20 @@ impl SchemaStream {
         Self {
             schema,
             stream: Box::pin(stream),
+            produced_ahead: false,
         }
+    }
+
+    /// The same stream, said to be produced ahead by a task of its own (see
+    /// [`SchemaStream::produced_ahead`]).
+    pub fn ahead(mut self) -> Self {
+        self.produced_ahead = true;
+        self
+    }
+
+    /// The batches a task of the source's own sends into `rx`.
+    pub fn received(schema: SchemaRef, mut rx: mpsc::Receiver<Result<RecordBatch>>) -> Self {
+        Self::new(schema, futures::stream::poll_fn(move |cx| rx.poll_recv(cx))).ahead()
     }
 
     /// A stream with a schema and no rows.
@@ -45,7 +62,7 @@ impl SchemaStream {
         F: FnOnce(mpsc::Sender<Result<RecordBatch>>) -> Fut,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(1);
         let failed = tx.clone();
         let produced = produce(tx);
         tokio::spawn(async move {
@@ -53,7 +70,7 @@ impl SchemaStream {
                 let _ = failed.send(Err(e)).await;
             }
         });
-        Self::new(schema, futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+        Self::received(schema, rx)
     }
 }
 

@@ -37,6 +37,9 @@ struct Memory {
     batches: Vec<RecordBatch>,
     fail_after: Option<usize>,
     seen_filter: Mutex<Option<CursorFilter>>,
+    /// Whether the stream says it is produced ahead: the engine then observes the batches
+    /// as the sink takes them instead of in a task of its own.
+    ahead: bool,
 }
 
 #[async_trait]
@@ -56,7 +59,8 @@ impl Source for Memory {
                 None => Ok(b.clone()),
             });
         }
-        Ok(SchemaStream::new(schema(), futures::stream::iter(items)))
+        let stream = SchemaStream::new(schema(), futures::stream::iter(items));
+        Ok(if self.ahead { stream.ahead() } else { stream })
     }
 }
 
@@ -137,10 +141,15 @@ fn run_of(watermark: Option<&str>) -> StepRun {
 }
 
 fn memory(batches: Vec<RecordBatch>, fail_after: Option<usize>) -> Arc<Memory> {
+    memory_ahead(batches, fail_after, false)
+}
+
+fn memory_ahead(batches: Vec<RecordBatch>, fail_after: Option<usize>, ahead: bool) -> Arc<Memory> {
     Arc::new(Memory {
         batches,
         fail_after,
         seen_filter: Mutex::new(None),
+        ahead,
     })
 }
 
@@ -166,9 +175,17 @@ async fn rows_flow_through_transforms_into_the_sink() {
     assert_eq!(out.watermark_to, None);
 }
 
+/// Whether the engine observes the batches in a task of its own or as the sink takes them
+/// (a source that produces ahead), the counters and the watermark are the same.
 #[tokio::test]
 async fn the_watermark_is_the_highest_cursor_and_is_pushed_down_next_time() {
-    let source = memory(vec![batch(&[3, 9, 4]), batch(&[7])], None);
+    for ahead in [false, true] {
+        watermark_is_the_highest_cursor(ahead).await;
+    }
+}
+
+async fn watermark_is_the_highest_cursor(ahead: bool) {
+    let source = memory_ahead(vec![batch(&[3, 9, 4]), batch(&[7])], None, ahead);
     let first = run_sync(
         &step(true, vec![]),
         source.clone(),
@@ -177,7 +194,8 @@ async fn the_watermark_is_the_highest_cursor_and_is_pushed_down_next_time() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(first.watermark_to.as_deref(), Some("9"));
+    assert_eq!(first.watermark_to.as_deref(), Some("9"), "ahead: {ahead}");
+    assert_eq!((first.counters.rows_read, first.counters.batches), (4, 2));
     let sink = Arc::new(Collect::default());
     let second = run_sync(
         &step(true, vec![]),
@@ -217,19 +235,22 @@ async fn the_watermark_is_the_highest_cursor_and_is_pushed_down_next_time() {
 
 #[tokio::test]
 async fn a_failing_source_commits_nothing_and_returns_no_watermark() {
-    let sink = Arc::new(Collect::default());
-    let err = run_sync(
-        &step(true, vec![]),
-        memory(vec![batch(&[1]), batch(&[2])], Some(1)),
-        sink.clone(),
-        run_of(None),
-    )
-    .await;
-    assert_eq!(
-        err.err().map(|e| e.to_string()).as_deref(),
-        Some("memory: row 3, column \"id\": broken")
-    );
-    assert!(sink.ids().is_empty());
+    for ahead in [false, true] {
+        let sink = Arc::new(Collect::default());
+        let err = run_sync(
+            &step(true, vec![]),
+            memory_ahead(vec![batch(&[1]), batch(&[2])], Some(1), ahead),
+            sink.clone(),
+            run_of(None),
+        )
+        .await;
+        assert_eq!(
+            err.err().map(|e| e.to_string()).as_deref(),
+            Some("memory: row 3, column \"id\": broken"),
+            "ahead: {ahead}"
+        );
+        assert!(sink.ids().is_empty());
+    }
 }
 
 #[tokio::test]
@@ -459,4 +480,46 @@ async fn a_step_without_transforms_holds_only_the_source_channel_s_batches() {
         produced.load(std::sync::atomic::Ordering::SeqCst),
         1 + CHANNEL_DEPTH + 1
     );
+}
+
+/// Produces batches ahead in a task of its own, counting them, without end.
+struct EndlessAhead {
+    produced: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Source for EndlessAhead {
+    async fn read(&self, _request: &ReadRequest) -> Result<SchemaStream> {
+        let produced = self.produced.clone();
+        Ok(SchemaStream::produced_by(schema(), move |tx| async move {
+            for i in 0.. {
+                produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if tx.send(Ok(batch(&[i]))).await.is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// A source that produces ahead is observed as the sink takes its batches: the batch the
+/// sink holds, the one in the source's own channel and the one its task waits to send. A task
+/// of the engine's own between them would hold three more (the one it waits to send and its
+/// channel's).
+#[tokio::test(start_paused = true)]
+async fn a_source_that_produces_ahead_gets_no_task_of_the_engine_s_own() {
+    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut run = run_of(None);
+    run.timeout = Some(Duration::from_secs(3600));
+    let source = Arc::new(EndlessAhead {
+        produced: produced.clone(),
+    });
+    let err = run_sync(&step(false, vec![]), source, Arc::new(Stalls), run)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("exceeded its timeout"), "{err}");
+    assert_eq!(produced.load(std::sync::atomic::Ordering::SeqCst), 3);
 }

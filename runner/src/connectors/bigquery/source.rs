@@ -14,7 +14,7 @@ use super::rows::decode;
 use super::sql::{incremental, same_name, select};
 use super::types::{TableField, arrow_field};
 use super::{BigQuerySource, error};
-use crate::connectors::http_api::{cut, receiver_stream, statement};
+use crate::connectors::http_api::{cut, statement};
 use crate::connectors::warehouse::{column_index, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
@@ -74,7 +74,7 @@ impl Source for BigQuerySource {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::new(schema, receiver_stream(rx)))
+        Ok(SchemaStream::received(schema, rx))
     }
 }
 

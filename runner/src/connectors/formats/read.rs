@@ -176,9 +176,9 @@ pub fn prepare<O: Opener>(
 /// its next send fails.
 pub fn stream<O: Opener + 'static>(prepared: Prepared<O>) -> SchemaStream {
     let schema = prepared.schema.clone();
-    let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     drop(tokio::task::spawn_blocking(move || produce(&prepared, &tx)));
-    SchemaStream::new(schema, futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    SchemaStream::received(schema, rx)
 }
 
 fn modified_field() -> Field {

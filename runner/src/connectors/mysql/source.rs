@@ -151,7 +151,7 @@ impl Source for MysqlSource {
                     .map(|e| Err(Error::internal("the MySQL reading task", e)))
             }),
         );
-        Ok(SchemaStream::new(schema, batches))
+        Ok(SchemaStream::new(schema, batches).ahead())
     }
 }
 

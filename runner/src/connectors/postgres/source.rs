@@ -53,7 +53,7 @@ impl Source for PostgresSource {
             parallelism: request.spec.parallelism.unwrap_or(1).max(1) as usize,
         };
         let (started_tx, started_rx) = oneshot::channel();
-        let (batches_tx, mut batches_rx) = mpsc::channel::<Result<RecordBatch>>(AHEAD);
+        let (batches_tx, batches_rx) = mpsc::channel::<Result<RecordBatch>>(AHEAD);
         let at = read.at.clone();
         let task = tokio::spawn(async move {
             read.run(started_tx, batches_tx).await;
@@ -69,10 +69,7 @@ impl Source for PostgresSource {
                 });
             }
         };
-        Ok(SchemaStream::new(
-            schema,
-            futures::stream::poll_fn(move |cx| batches_rx.poll_recv(cx)),
-        ))
+        Ok(SchemaStream::received(schema, batches_rx))
     }
 }
 

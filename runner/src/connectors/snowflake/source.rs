@@ -16,7 +16,7 @@ use super::result::{ResultError, convert_batch, inline_batches};
 use super::sql::{incremental, read_name, same_name, select};
 use super::types::{ColumnType, arrow_field};
 use super::{SnowflakeSource, error};
-use crate::connectors::http_api::{cut, receiver_stream};
+use crate::connectors::http_api::cut;
 use crate::connectors::warehouse::{column_index, with_overrides};
 use crate::engine::{ReadRequest, SchemaStream, Source};
 use crate::error::{Error, Result};
@@ -67,7 +67,7 @@ impl Source for SnowflakeSource {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::new(schema, receiver_stream(rx)))
+        Ok(SchemaStream::received(schema, rx))
     }
 }
 

@@ -117,10 +117,7 @@ impl Source for SqlServerSource {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(SchemaStream::new(schema, stream))
+        Ok(SchemaStream::received(schema, rx))
     }
 }
 
