@@ -16,9 +16,7 @@ use super::infer::{UTC, column_list};
 use super::scan::{self, Opener, ReadSpec};
 use super::{CsvSettings, Selection, batching, format_of};
 use crate::engine::cursor::filter_batch;
-use crate::engine::{
-    CHANNEL_DEPTH, CursorFilter, FILE_MODIFIED_COLUMN, ReadRequest, Rejects, SchemaStream,
-};
+use crate::engine::{CursorFilter, FILE_MODIFIED_COLUMN, ReadRequest, Rejects, SchemaStream};
 use crate::error::{Context, Error, Result};
 
 /// One selected file (or object).
@@ -171,12 +169,17 @@ pub fn prepare<O: Opener>(
     })
 }
 
+/// Batches decoded ahead of the one the step works on, as every source has: the thread
+/// decodes the next while this one waits, which keeps both busy; each more would only be
+/// memory (a decoded Parquet batch is about 8 MiB).
+const AHEAD: usize = 1;
+
 /// The stream of a prepared read: a blocking thread decodes the files into a bounded
 /// channel. Detached: the thread ends at the last file, or when the stream is dropped and
 /// its next send fails.
 pub fn stream<O: Opener + 'static>(prepared: Prepared<O>) -> SchemaStream {
     let schema = prepared.schema.clone();
-    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::channel(AHEAD);
     drop(tokio::task::spawn_blocking(move || produce(&prepared, &tx)));
     SchemaStream::received(schema, rx)
 }
