@@ -5,10 +5,11 @@ use std::pin::Pin;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A stream of batches.
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
@@ -43,9 +44,22 @@ impl SchemaStream {
         self
     }
 
-    /// The batches a task of the source's own sends into `rx`.
-    pub fn received(schema: SchemaRef, mut rx: mpsc::Receiver<Result<RecordBatch>>) -> Self {
-        Self::new(schema, futures::stream::poll_fn(move |cx| rx.poll_recv(cx))).ahead()
+    /// The batches `producer`, a task of the source's own, sends into `rx`; `what` names it.
+    /// A producer that panicked ends the stream with an error: its channel closes as it would
+    /// at the end, and a sink that took that for the end would commit a partial load.
+    pub fn received<T: Send + 'static>(
+        schema: SchemaRef,
+        mut rx: mpsc::Receiver<Result<RecordBatch>>,
+        producer: JoinHandle<T>,
+        what: impl Into<String>,
+    ) -> Self {
+        let what = what.into();
+        let died = futures::stream::once(producer).filter_map(move |ended| {
+            let failed = ended.err().map(|e| Err(Error::internal(what.clone(), e)));
+            async move { failed }
+        });
+        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Self::new(schema, batches.chain(died)).ahead()
     }
 
     /// A stream with a schema and no rows.
@@ -65,12 +79,12 @@ impl SchemaStream {
         let (tx, rx) = mpsc::channel(1);
         let failed = tx.clone();
         let produced = produce(tx);
-        tokio::spawn(async move {
+        let producer = tokio::spawn(async move {
             if let Err(e) = produced.await {
                 let _ = failed.send(Err(e)).await;
             }
         });
-        Self::received(schema, rx)
+        Self::received(schema, rx, producer, "the source's reading task")
     }
 }
 
@@ -133,5 +147,38 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         // One batch read, at most one more held in the channel of one.
         assert!((1..=2).contains(&sent), "{sent}");
+    }
+
+    /// A producer that dies (a decoder panicking on a corrupt file) closes its channel as
+    /// one that finished would: the stream must end with an error, not as if complete.
+    #[tokio::test]
+    async fn a_producer_that_panics_ends_its_stream_with_an_error() {
+        let (tx, rx) = mpsc::channel(1);
+        let producer = tokio::spawn(async move {
+            let _ = tx.send(Ok(people(&[(1, Some("x"))]))).await;
+            panic!("corrupt page");
+        });
+        let stream = SchemaStream::received(people(&[]).schema(), rx, producer, "the test reader");
+        let items: Vec<_> = stream.stream.collect().await;
+        assert_eq!(items.len(), 2);
+        assert!(items[0].as_ref().is_ok_and(|b| ids(b) == vec![1]));
+        let last = items[1]
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(last.contains("the test reader"), "{last}");
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_finishes_adds_nothing_to_its_stream() {
+        let (tx, rx) = mpsc::channel(1);
+        let producer = tokio::spawn(async move {
+            let _ = tx.send(Ok(people(&[(1, Some("x"))]))).await;
+        });
+        let stream = SchemaStream::received(people(&[]).schema(), rx, producer, "the test reader");
+        let items: Vec<_> = stream.stream.collect().await;
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_ok());
     }
 }

@@ -69,12 +69,17 @@ impl Source for BigQuerySource {
         let task_schema = schema.clone();
         let budget = request.batch_bytes;
         let what = statement(&sql);
-        tokio::spawn(async move {
+        let producer = tokio::spawn(async move {
             if let Err(e) = pages(&client, &what, first, &fields, &task_schema, budget, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::received(schema, rx))
+        Ok(SchemaStream::received(
+            schema,
+            rx,
+            producer,
+            "the BigQuery reading task",
+        ))
     }
 }
 

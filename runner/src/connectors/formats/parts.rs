@@ -140,12 +140,19 @@ pub struct Incoming {
     /// How the input ended, when it failed: the write's caller gets it back.
     failed: Arc<Mutex<Option<Error>>>,
     counters: Arc<Counters>,
+    /// Set once `recv` answered `Finish` or `None`: after that it answers `None` and polls
+    /// nothing (neither the stopped signal nor the stream may be polled again).
+    ended: bool,
 }
 
 impl Incoming {
     /// The next batch, or `Finish` at the end of the input; `None` when the input failed or
     /// the write was dropped, after which nothing may be committed. Blocks.
     pub fn recv(&mut self) -> Option<Msg> {
+        if self.ended {
+            return None;
+        }
+        self.ended = true;
         let next = self.handle.block_on(async {
             tokio::select! {
                 biased;
@@ -156,6 +163,7 @@ impl Incoming {
         match next? {
             None => Some(Msg::Finish),
             Some(Ok(batch)) => {
+                self.ended = false;
                 Counters::add(&self.counters.rows_written, batch.num_rows() as u64);
                 Some(Msg::Batch(batch))
             }
@@ -184,6 +192,7 @@ pub async fn pump<T: Send + 'static>(
         stopped,
         failed: failed.clone(),
         counters: counters.clone(),
+        ended: false,
     };
     let done = tokio::task::spawn_blocking(move || work(incoming))
         .await
@@ -471,11 +480,18 @@ mod tests {
         let (seen, fed) = pump(
             input(futures::stream::iter(items)),
             &counters,
-            |mut incoming| [tag(incoming.recv()), tag(incoming.recv())],
+            |mut incoming| {
+                [
+                    tag(incoming.recv()),
+                    tag(incoming.recv()),
+                    tag(incoming.recv()),
+                ]
+            },
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(seen, ["batch", "stopped"]);
+        // The batch after the failure is never handed over.
+        assert_eq!(seen, ["batch", "stopped", "stopped"]);
         let e = fed.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("row 7 is bad"), "{e}");
     }

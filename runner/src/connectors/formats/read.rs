@@ -180,8 +180,8 @@ const AHEAD: usize = 1;
 pub fn stream<O: Opener + 'static>(prepared: Prepared<O>) -> SchemaStream {
     let schema = prepared.schema.clone();
     let (tx, rx) = mpsc::channel(AHEAD);
-    drop(tokio::task::spawn_blocking(move || produce(&prepared, &tx)));
-    SchemaStream::received(schema, rx)
+    let producer = tokio::task::spawn_blocking(move || produce(&prepared, &tx));
+    SchemaStream::received(schema, rx, producer, "the file reader")
 }
 
 fn modified_field() -> Field {

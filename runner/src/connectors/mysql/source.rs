@@ -142,16 +142,12 @@ impl Source for MysqlSource {
         };
         let (tx, rx) = mpsc::channel(1);
         let task = tokio::spawn(reader.run(session.conn, sql, tx));
-        let mut rx = rx;
-        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).chain(
-            futures::stream::once(task).filter_map(|joined| async move {
-                // The reader reports its own errors; only a panic is left to say.
-                joined
-                    .err()
-                    .map(|e| Err(Error::internal("the MySQL reading task", e)))
-            }),
-        );
-        Ok(SchemaStream::new(schema, batches).ahead())
+        Ok(SchemaStream::received(
+            schema,
+            rx,
+            task,
+            "the MySQL reading task",
+        ))
     }
 }
 

@@ -69,7 +69,12 @@ impl Source for PostgresSource {
                 });
             }
         };
-        Ok(SchemaStream::received(schema, batches_rx))
+        Ok(SchemaStream::received(
+            schema,
+            batches_rx,
+            task,
+            format!("{at}: the reading task"),
+        ))
     }
 }
 

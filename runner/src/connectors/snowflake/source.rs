@@ -60,14 +60,19 @@ impl Source for SnowflakeSource {
         let (tx, rx) = mpsc::channel(1);
         let task_schema = schema.clone();
         let budget = request.batch_bytes;
-        tokio::spawn(async move {
+        let producer = tokio::spawn(async move {
             let outcome = stream_rows(&session, &result, &task_schema, budget, &tx).await;
             session.close().await;
             if let Err(e) = outcome {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::received(schema, rx))
+        Ok(SchemaStream::received(
+            schema,
+            rx,
+            producer,
+            "the Snowflake reading task",
+        ))
     }
 }
 

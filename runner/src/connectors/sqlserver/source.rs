@@ -112,12 +112,17 @@ impl Source for SqlServerSource {
             batch_bytes: request.batch_bytes.max(1),
             rejects: request.rejects.clone(),
         };
-        tokio::spawn(async move {
+        let producer = tokio::spawn(async move {
             if let Err(e) = reader.run(client, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(SchemaStream::received(schema, rx))
+        Ok(SchemaStream::received(
+            schema,
+            rx,
+            producer,
+            "the SQL Server reading task",
+        ))
     }
 }
 
