@@ -22,6 +22,7 @@ use futures::StreamExt;
 use synqx_api::pipeline::{Destination, Source as SourceSpec, SyncStep};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use counters::{CounterSnapshot, Counters};
 pub use cursor::CursorFilter;
@@ -316,14 +317,17 @@ async fn move_rows(
             crate::transforms::apply(&sync.transforms, from_source, &run.step, &run.memory).await?;
         let (tx2, rx2) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
         let mut tstream = transformed.stream;
-        let task = tokio::spawn(async move {
+        // Aborted when the step ends or is dropped (cancelled, timed out): a sort or an
+        // aggregation would otherwise read the rest of the source before its next send found
+        // that nobody listens any more.
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
             while let Some(item) = tstream.next().await {
                 let failed = item.is_err();
                 if tx2.send(item).await.is_err() || failed {
                     break;
                 }
             }
-        });
+        }));
         let to_sink = SchemaStream::new(transformed.schema, receiver_stream(rx2));
         (to_sink, Some(task))
     };
@@ -334,10 +338,10 @@ async fn move_rows(
         counters: run.counters.clone(),
     };
     let written = sink.write(&write, to_sink).await;
+    // The sink has read to the end or failed: either way the transform has nothing left to
+    // do, and dropping it drops the source's stream, which ends the observer's task.
+    drop(transform_task);
     let Observed { max_seen, widened } = watch.finish(&run.step).await?;
-    if let Some(task) = transform_task {
-        let _ = task.await;
-    }
     if let Some((message, columns)) = widened {
         return Err(Error::Widened { message, columns });
     }

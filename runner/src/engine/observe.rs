@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::cursor::MaxTracker;
 use super::{CHANNEL_DEPTH, Counters, FILE_MODIFIED_COLUMN, SchemaStream};
@@ -85,7 +85,8 @@ impl Observer {
 
 /// Where the observer runs, to ask it what it saw once the sink is done.
 pub enum Watch {
-    Task(JoinHandle<Observer>),
+    /// Aborted if the step is dropped (cancelled, timed out) before it asked.
+    Task(AbortOnDropHandle<Observer>),
     Inline(Arc<Mutex<Observer>>),
 }
 
@@ -135,7 +136,7 @@ pub fn observe(input: SchemaStream, mut observer: Observer) -> (SchemaStream, Wa
         return (SchemaStream::new(schema, observed), Watch::Inline(shared));
     }
     let (tx, mut rx) = mpsc::channel::<Result<RecordBatch>>(CHANNEL_DEPTH);
-    let task = tokio::spawn(async move {
+    let task = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(item) = stream.next().await {
             let item = observer.take(item);
             let failed = item.is_err();
@@ -144,7 +145,7 @@ pub fn observe(input: SchemaStream, mut observer: Observer) -> (SchemaStream, Wa
             }
         }
         observer
-    });
+    }));
     let received = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     (SchemaStream::new(schema, received), Watch::Task(task))
 }

@@ -425,31 +425,56 @@ async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever(
     );
 }
 
-/// Counts the batches it produces, without end: in its stream's `poll_next`, or `ahead` in a
-/// task of its own.
+/// Counts the batches it produces, one a millisecond without end: in its stream's
+/// `poll_next`, or `ahead` in a task of its own. `stopped` is cancelled once whatever produces
+/// the batches is dropped.
 struct Endless {
     produced: Arc<std::sync::atomic::AtomicUsize>,
     ahead: bool,
+    stopped: CancellationToken,
+}
+
+impl Endless {
+    fn new(ahead: bool) -> Arc<Self> {
+        Arc::new(Self {
+            produced: Arc::default(),
+            ahead,
+            stopped: CancellationToken::new(),
+        })
+    }
+
+    fn produced(&self) -> usize {
+        self.produced.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl Source for Endless {
     async fn read(&self, _request: &ReadRequest) -> Result<SchemaStream> {
         let produced = self.produced.clone();
+        let guard = self.stopped.clone().drop_guard();
+        let next = move |i: i64| {
+            let produced = produced.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(batch(&[i]))
+            }
+        };
         if self.ahead {
             return Ok(SchemaStream::produced_by(schema(), move |tx| async move {
+                let _guard = guard;
                 for i in 0.. {
-                    produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if tx.send(Ok(batch(&[i]))).await.is_err() {
+                    if tx.send(next(i).await).await.is_err() {
                         break;
                     }
                 }
                 Ok(())
             }));
         }
-        let batches = futures::stream::iter(0..).map(move |i| {
-            produced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(batch(&[i]))
+        let batches = futures::stream::iter(0..).then(next).map(move |b| {
+            let _held = &guard;
+            b
         });
         Ok(SchemaStream::new(schema(), batches))
     }
@@ -474,20 +499,16 @@ impl Sink for Stalls {
 /// stalls: with the clock paused, the step's timeout fires only once no task can move, so the
 /// count is taken when the source is blocked.
 async fn produced_when_stalled(ahead: bool) -> usize {
-    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut run = run_of(None);
     run.timeout = Some(Duration::from_secs(3600));
-    let source = Arc::new(Endless {
-        produced: produced.clone(),
-        ahead,
-    });
-    let err = run_sync(&step(false, vec![]), source, Arc::new(Stalls), run)
+    let source = Endless::new(ahead);
+    let err = run_sync(&step(false, vec![]), source.clone(), Arc::new(Stalls), run)
         .await
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("exceeded its timeout"), "{err}");
-    produced.load(std::sync::atomic::Ordering::SeqCst)
+    source.produced()
 }
 
 /// The batch the sink holds, the engine's channel's, and the one the engine's task waits to
@@ -504,4 +525,86 @@ async fn a_step_without_transforms_holds_only_the_source_channel_s_batches() {
 #[tokio::test(start_paused = true)]
 async fn a_source_that_produces_ahead_gets_no_task_of_the_engine_s_own() {
     assert_eq!(produced_when_stalled(true).await, 3);
+}
+
+/// Refuses the destination before it reads a batch (a connection refused, say).
+struct Refuses;
+
+#[async_trait]
+impl Sink for Refuses {
+    async fn write(&self, _request: &WriteRequest, _input: SchemaStream) -> Result<WriteOutcome> {
+        Err(Error::Config("the destination refused the load".into()))
+    }
+}
+
+/// A transform that reads its whole input before it yields a row.
+fn sorted() -> Vec<Transform> {
+    vec![Transform {
+        sql: Some("SELECT * FROM input ORDER BY id DESC".into()),
+        ..Default::default()
+    }]
+}
+
+/// Waits, bounded, until the source's producer was dropped.
+async fn stops_reading(source: &Endless) {
+    let stopped = source.stopped.cancelled();
+    if tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .is_err()
+    {
+        panic!(
+            "the source was still read after the step ended ({} batches)",
+            source.produced()
+        );
+    }
+}
+
+/// The sort would read the (endless) source to its end before its first send found the
+/// sink gone: the step must end with the sink's error and stop reading at once.
+#[tokio::test(start_paused = true)]
+async fn a_failed_sink_stops_a_transform_that_reads_its_whole_input() {
+    for ahead in [false, true] {
+        let source = Endless::new(ahead);
+        let mut run = run_of(None);
+        run.timeout = Some(Duration::from_secs(60));
+        let err = run_sync(
+            &step(false, sorted()),
+            source.clone(),
+            Arc::new(Refuses),
+            run,
+        )
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("the destination refused the load"),
+            "ahead: {ahead}: {err}"
+        );
+        stops_reading(&source).await;
+    }
+}
+
+/// A cancelled step drops its transform with it instead of leaving it to read the source.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_step_stops_its_transform() {
+    for ahead in [false, true] {
+        let source = Endless::new(ahead);
+        let run = run_of(None);
+        let cancel = run.cancel.clone();
+        let step = step(false, sorted());
+        let running = run_sync(&step, source.clone(), Arc::new(Stalls), run);
+        let cancelled = async {
+            while source.produced() < 10 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cancel.cancel();
+        };
+        let (outcome, ()) = tokio::join!(running, cancelled);
+        assert!(
+            matches!(outcome, Err(Error::Cancelled(_))),
+            "ahead: {ahead}"
+        );
+        stops_reading(&source).await;
+    }
 }
