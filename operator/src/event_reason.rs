@@ -1,6 +1,6 @@
 //! Why the operator published an Event: every reason it gives, named once. `kubectl get
 //! events --field-selector reason=…`, alerts and the tests select Events by these names, so
-//! they are part of the interface the README lists.
+//! they are part of the interface docs/kubernetes.md lists.
 
 use std::borrow::Cow;
 
@@ -209,13 +209,16 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_reason() {
-        let readme = include_str!("../../README.md");
+    fn the_kubernetes_doc_lists_every_reason() {
+        let doc = include_str!("../../docs/kubernetes.md");
         let missing: Vec<_> = published()
             .into_iter()
             .map(|r| r.as_str())
-            .filter(|name| !readme.contains(&format!("`{name}`")))
+            .filter(|name| !doc.contains(&format!("`{name}`")))
             .collect();
-        assert!(missing.is_empty(), "README.md does not list {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "docs/kubernetes.md does not list {missing:?}"
+        );
     }
 }

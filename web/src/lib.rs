@@ -1,8 +1,8 @@
 //! What both servers of the client API share: the operator's gateway and `synqx run --ui`.
 //! The web UI's files, embedded in the binary ([`assets`]); each run's bounded message log
 //! and its followers ([`hub`], [`log`]); a follower's step filter and WebSocket stream
-//! ([`filter`], [`follow`]); and refusals in the API server's `Status` shape. The README's
-//! "Gateway API" has the routes and messages.
+//! ([`filter`], [`follow`]); and refusals in the API server's `Status` shape.
+//! docs/gateway.md ("Gateway API") has the routes and messages.
 
 pub mod assets;
 pub mod filter;
@@ -66,7 +66,7 @@ pub fn no_route() -> Response {
     failure(
         StatusCode::NOT_FOUND,
         "NotFound",
-        "no such route: see the README's \"Gateway API\" for the routes".into(),
+        "no such route: see docs/gateway.md (\"Gateway API\") for the routes".into(),
     )
 }
 

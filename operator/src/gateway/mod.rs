@@ -7,7 +7,7 @@
 //! ([`auth`]). The message log, followers and UI are [`synqx_web`]'s, shared with
 //! `synqx run --ui`. Step pods report their counters, phase and log lines to
 //! `POST /internal/v1/telemetry` ([`telemetry`]), and the gateway writes the counters into
-//! their runs' status ([`counters`]). The README has the routes and messages.
+//! their runs' status ([`counters`]). docs/gateway.md has the routes and messages.
 
 pub mod auth;
 mod counters;

@@ -44,7 +44,7 @@
 //!      feature `<system>-integration-tests`, which `scripts/test-all.sh` turns on (and
 //!      installs and starts the server).
 //! 3. Add one line to [`CONNECTORS`].
-//! 4. Add a row to the connector table of the README.
+//! 4. Add a row to the connector table of docs/connectors.md.
 
 pub mod bigquery;
 mod connector;

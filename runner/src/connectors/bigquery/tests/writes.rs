@@ -71,7 +71,7 @@ async fn the_emulator_refuses_the_upserts_merge_and_the_rows_stay() {
         .await;
     let e = match upsert {
         Ok(rows) => panic!(
-            "bigquery-emulator ran the upsert's MERGE ({rows} rows; now {:?}): prove upsert against it and say so in the README",
+            "bigquery-emulator ran the upsert's MERGE ({rows} rows; now {:?}): prove upsert against it and say so in docs/connectors.md",
             lake.people("people").await
         ),
         Err(e) => e.to_string(),
