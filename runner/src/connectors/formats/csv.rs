@@ -7,22 +7,19 @@ mod decode;
 mod fields;
 mod read;
 mod split;
+mod write;
 
 pub use read::CsvBatches;
+pub use write::CsvWriter;
 
 use std::io::Read;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema};
 use csv::ByteRecord;
 
-use super::convert::nested_as_json;
 use super::infer::Inferred;
-use super::write::{Encoded, FileWriter, count};
 use super::{CsvSettings, batching};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 
 fn records<R: Read>(input: R, settings: &CsvSettings) -> csv::Reader<R> {
     // Field counts are checked per record so that a short or long row is one bad row, not
@@ -187,103 +184,6 @@ impl CsvSampler {
             Schema::new(fields),
             batching::row_bytes(self.bytes, self.rows.max(1), self.columns.len()),
         ))
-    }
-}
-
-/// Writes batches as CSV. Nested columns are written as JSON text, which CSV can hold.
-pub struct CsvWriter {
-    writer: Option<arrow::csv::Writer<Encoded>>,
-    counter: Arc<AtomicU64>,
-    schema: SchemaRef,
-    text_schema: SchemaRef,
-    header: bool,
-    wrote: bool,
-    file: String,
-}
-
-impl CsvWriter {
-    pub fn new(
-        schema: SchemaRef,
-        sink: Encoded,
-        settings: CsvSettings,
-        file: &str,
-    ) -> Result<Self> {
-        let counter = sink.counter();
-        let fields: Vec<Field> = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                if f.data_type().is_nested() {
-                    f.as_ref().clone().with_data_type(DataType::Utf8)
-                } else {
-                    f.as_ref().clone()
-                }
-            })
-            .collect();
-        let writer = arrow::csv::WriterBuilder::new()
-            .with_header(settings.header)
-            .with_delimiter(settings.delimiter)
-            .build(sink);
-        Ok(Self {
-            writer: Some(writer),
-            counter,
-            schema,
-            text_schema: Arc::new(Schema::new(fields)),
-            header: settings.header,
-            wrote: false,
-            file: file.to_string(),
-        })
-    }
-
-    fn flat(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        if self.text_schema == self.schema {
-            return Ok(batch.clone());
-        }
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, column)| {
-                if field.data_type().is_nested() {
-                    nested_as_json(field, column)
-                } else {
-                    Ok(column.clone())
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        RecordBatch::try_new(self.text_schema.clone(), columns)
-            .context(|| format!("writing {}", self.file))
-    }
-}
-
-impl FileWriter for CsvWriter {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let flat = self.flat(batch)?;
-        let Some(writer) = self.writer.as_mut() else {
-            return Ok(());
-        };
-        writer
-            .write(&flat)
-            .context(|| format!("writing {}", self.file))?;
-        self.wrote = true;
-        Ok(())
-    }
-
-    fn size(&self) -> u64 {
-        count(&self.counter)
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<u64> {
-        if !self.wrote && self.header {
-            // An empty file still names its columns.
-            let empty = RecordBatch::new_empty(self.schema.clone());
-            self.write(&empty)?;
-        }
-        match self.writer.take() {
-            Some(writer) => writer.into_inner().close(&self.file),
-            None => Ok(count(&self.counter)),
-        }
     }
 }
 

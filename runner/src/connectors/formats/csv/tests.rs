@@ -2,9 +2,15 @@ use arrow::array::{Array, AsArray, Int64Array, StringArray, StructArray};
 use arrow::datatypes::{Fields, Float64Type, Int64Type, TimeUnit};
 use synqx_api::pipeline::OnError;
 
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
 use super::*;
 use crate::connectors::formats::tests::{Memory, Rejected, err, id_values, ok, row_counts};
 use crate::connectors::formats::write::Counting;
+use crate::connectors::formats::write::{Encoded, FileWriter};
 use crate::engine::Rejects;
 
 const ORDERS: &str = "id,total,paid,day,at,note\n\
@@ -435,6 +441,75 @@ fn invalid_utf8_rejects_only_its_row_on_any_thread_count() {
         assert!(
             dead.contains("line 3") && dead.contains("not valid UTF-8"),
             "{dead}"
+        );
+    }
+}
+
+/// Rows formatted in pieces on several threads, in rounds, come out as one thread writes
+/// them: same bytes, same order, the header once.
+#[test]
+fn pieces_formatted_on_several_threads_make_the_same_file() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("price", DataType::Float64, true),
+        Field::new("note", DataType::Utf8, true),
+        Field::new("day", DataType::Date32, true),
+    ]));
+    let batch = |from: i64, rows: i64| {
+        let ids: Vec<i64> = (from..from + rows).collect();
+        ok(RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(arrow::array::Float64Array::from(
+                    ids.iter()
+                        .map(|i| (i % 7 != 0).then_some(*i as f64 / 3.0))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    ids.iter()
+                        .map(|i| (i % 5 != 0).then(|| format!("row {i}, \"q\"\n")))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(arrow::array::Date32Array::from(
+                    ids.iter().map(|i| Some(*i as i32)).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .map_err(|e| Error::arrow("test", e)))
+    };
+    let batches = [batch(0, 1000), batch(1000, 0), batch(1000, 333)];
+    let write = |threads: usize, piece_bytes: usize| {
+        let out = Memory::default();
+        let mut writer = CsvWriter::with_pieces(
+            schema.clone(),
+            Encoded::new(Counting::new(Box::new(out.clone())), None),
+            CsvSettings::default(),
+            "o.csv",
+            threads,
+            piece_bytes,
+        );
+        for b in &batches {
+            ok(writer.write(b));
+        }
+        let bytes = ok(Box::new(writer).finish());
+        assert_eq!(bytes, out.bytes().len() as u64);
+        String::from_utf8_lossy(&out.bytes()).to_string()
+    };
+    let one = write(1, usize::MAX);
+    assert!(one.starts_with("id,price,note,day\n0,,,1970-01-01\n1,0.3333333333333333,\"row 1, \"\"q\"\"\n\",1970-01-02\n"));
+    assert_eq!(one.matches("id,price").count(), 1);
+    assert!(
+        one.ends_with("1332,444.0,\"row 1332, \"\"q\"\"\n\",1973-08-25\n"),
+        "{}",
+        &one[one.len() - 80..]
+    );
+    // A few hundred bytes a piece: dozens of rounds of three pieces per batch.
+    for (threads, piece_bytes) in [(2, usize::MAX), (3, 512), (2, 1)] {
+        assert_eq!(
+            write(threads, piece_bytes),
+            one,
+            "{threads} threads, {piece_bytes} bytes"
         );
     }
 }
