@@ -7,7 +7,7 @@
 //! extra decodes rather than decoding the batch line by line.
 
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -15,13 +15,15 @@ use std::sync::atomic::AtomicU64;
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::json::reader::{Decoder, infer_json_schema_from_iterator};
-use arrow::json::writer::{LineDelimited, Writer};
+use arrow::json::writer::LineDelimited;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::batching;
 use super::infer::{Inferred, settle, type_name};
+use super::pieces::Pieces;
 use super::write::{Encoded, FileWriter, count};
 use crate::engine::Rejects;
 use crate::error::{BadRow, Context, Error, Result};
@@ -502,35 +504,49 @@ impl<R: BufRead> Iterator for JsonlBatches<R> {
     }
 }
 
-/// Writes batches as one JSON object a line. Nulls are written, so every line names every
-/// column and a later inference sees all of them.
+/// Writes batches as one JSON object a line, formatted on the step's threads (see `pieces`).
+/// Nulls are written, so every line names every column and a later inference sees all of
+/// them.
 pub struct JsonlWriter {
-    writer: Option<Writer<Encoded, LineDelimited>>,
+    sink: Option<Encoded>,
     counter: Arc<AtomicU64>,
+    pieces: Pieces,
     file: String,
 }
 
 impl JsonlWriter {
     pub fn new(sink: Encoded, file: &str) -> Self {
-        let counter = sink.counter();
-        let writer = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, LineDelimited>(sink);
+        Self::with_pieces(sink, file, Pieces::per_thread())
+    }
+
+    fn with_pieces(sink: Encoded, file: &str, pieces: Pieces) -> Self {
         Self {
-            writer: Some(writer),
-            counter,
+            counter: sink.counter(),
+            sink: Some(sink),
+            pieces,
             file: file.to_string(),
         }
     }
 }
 
+/// Appends `batch`'s rows to `out`, a JSON object a line.
+fn json_lines(batch: &RecordBatch, out: &mut Vec<u8>) -> std::result::Result<(), ArrowError> {
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(out);
+    writer.write(batch)?;
+    writer.finish()
+}
+
 impl FileWriter for JsonlWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
+        let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
-        writer
-            .write(batch)
+        self.pieces
+            .write(batch, json_lines, |text| {
+                sink.write_all(text).map_err(ArrowError::from)
+            })
             .context(|| format!("writing {}", self.file))
     }
 
@@ -539,13 +555,10 @@ impl FileWriter for JsonlWriter {
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {
-        let Some(mut writer) = self.writer.take() else {
-            return Ok(count(&self.counter));
-        };
-        writer
-            .finish()
-            .context(|| format!("writing {}", self.file))?;
-        writer.into_inner().close(&self.file)
+        match self.sink.take() {
+            Some(sink) => sink.close(&self.file),
+            None => Ok(count(&self.counter)),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod infer;
 pub mod jsonl;
 pub mod parquet;
 pub mod parts;
+pub mod pieces;
 pub mod read;
 pub mod scan;
 #[cfg(test)]

@@ -486,8 +486,7 @@ fn pieces_formatted_on_several_threads_make_the_same_file() {
             Encoded::new(Counting::new(Box::new(out.clone())), None),
             CsvSettings::default(),
             "o.csv",
-            threads,
-            piece_bytes,
+            crate::connectors::formats::pieces::Pieces::sized(threads, piece_bytes),
         );
         for b in &batches {
             ok(writer.write(b));

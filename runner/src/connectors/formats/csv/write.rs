@@ -1,8 +1,4 @@
-//! Writing batches as CSV, formatted on the step's threads: each batch is cut into pieces of
-//! rows, a round of pieces (one per thread) is formatted into buffers at once, and the
-//! buffers are written in order. Formatting values as text is most of the cost of writing
-//! CSV, and one thread formatting while another decodes left a core idle. The buffers are
-//! kept from one round to the next, so the text in memory is `threads` pieces, not a batch.
+//! Writing batches as CSV, formatted on the step's threads (see `pieces`).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -10,15 +6,13 @@ use std::sync::atomic::AtomicU64;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 
 use crate::connectors::formats::CsvSettings;
 use crate::connectors::formats::convert::nested_as_json;
+use crate::connectors::formats::pieces::Pieces;
 use crate::connectors::formats::write::{Encoded, FileWriter, count};
-use crate::engine::threads;
 use crate::error::{Context, Result};
-
-/// Arrow bytes of a piece: about a megabyte of text each.
-const PIECE_BYTES: usize = 1024 * 1024;
 
 /// Writes batches as CSV. Nested columns are written as JSON text, which CSV can hold.
 pub struct CsvWriter {
@@ -30,9 +24,7 @@ pub struct CsvWriter {
     /// The header line is still to be written (at the first batch, or at the end of a file
     /// without rows).
     header_due: bool,
-    /// One text buffer per thread, reused for every round.
-    buffers: Vec<Vec<u8>>,
-    piece_bytes: usize,
+    pieces: Pieces,
     file: String,
 }
 
@@ -48,19 +40,17 @@ impl CsvWriter {
             sink,
             settings,
             file,
-            threads::count(),
-            PIECE_BYTES,
+            Pieces::per_thread(),
         ))
     }
 
-    /// A writer formatting on `threads` threads, pieces of about `piece_bytes` Arrow bytes.
+    /// A writer formatting with `pieces`.
     pub(super) fn with_pieces(
         schema: SchemaRef,
         sink: Encoded,
         settings: CsvSettings,
         file: &str,
-        threads: usize,
-        piece_bytes: usize,
+        pieces: Pieces,
     ) -> Self {
         let fields: Vec<Field> = schema
             .fields()
@@ -80,8 +70,7 @@ impl CsvWriter {
             text_schema: Arc::new(Schema::new(fields)),
             delimiter: settings.delimiter,
             header_due: settings.header,
-            buffers: (0..threads.max(1)).map(|_| Vec::new()).collect(),
-            piece_bytes: piece_bytes.max(1),
+            pieces,
             file: file.to_string(),
         }
     }
@@ -116,17 +105,17 @@ impl CsvWriter {
             true,
             &mut line,
         )
-        .and_then(|()| self.put(&line))
+        .and_then(|()| put(&mut self.sink, &line))
         .context(|| format!("writing {}", self.file))?;
         self.header_due = false;
         Ok(())
     }
+}
 
-    fn put(&mut self, text: &[u8]) -> std::result::Result<(), arrow::error::ArrowError> {
-        match self.sink.as_mut() {
-            Some(sink) => sink.write_all(text).map_err(Into::into),
-            None => Ok(()),
-        }
+fn put(sink: &mut Option<Encoded>, text: &[u8]) -> std::result::Result<(), ArrowError> {
+    match sink.as_mut() {
+        Some(sink) => sink.write_all(text).map_err(Into::into),
+        None => Ok(()),
     }
 }
 
@@ -136,7 +125,7 @@ fn format(
     delimiter: u8,
     header: bool,
     out: &mut Vec<u8>,
-) -> std::result::Result<(), arrow::error::ArrowError> {
+) -> std::result::Result<(), ArrowError> {
     let mut writer = arrow::csv::WriterBuilder::new()
         .with_header(header)
         .with_delimiter(delimiter)
@@ -150,34 +139,15 @@ impl FileWriter for CsvWriter {
             self.write_header()?;
         }
         let flat = self.flat(batch)?;
-        let rows = flat.num_rows();
-        let pieces = (flat.get_array_memory_size() / self.piece_bytes).max(self.buffers.len());
-        let piece_rows = rows.div_ceil(pieces).max(1);
         let delimiter = self.delimiter;
-        let mut start = 0;
-        while start < rows {
-            let mut round = Vec::with_capacity(self.buffers.len());
-            for buffer in self.buffers.iter_mut() {
-                if start >= rows {
-                    break;
-                }
-                let len = piece_rows.min(rows - start);
-                buffer.clear();
-                round.push((flat.slice(start, len), buffer));
-                start += len;
-            }
-            let threads = round.len();
-            let formatted = threads::map(round, threads, |(piece, buffer)| {
-                format(&piece, delimiter, false, buffer)
-            });
-            for (i, done) in formatted.into_iter().enumerate() {
-                done.context(|| format!("writing {}", self.file))?;
-                let text = std::mem::take(&mut self.buffers[i]);
-                let put = self.put(&text);
-                self.buffers[i] = text;
-                put.context(|| format!("writing {}", self.file))?;
-            }
-        }
+        let sink = &mut self.sink;
+        self.pieces
+            .write(
+                &flat,
+                |piece, text| format(piece, delimiter, false, text),
+                |text| put(sink, text),
+            )
+            .context(|| format!("writing {}", self.file))?;
         Ok(())
     }
 

@@ -212,3 +212,30 @@ fn written_lines_read_back_with_the_same_values() {
         vec!["b", "a"]
     );
 }
+
+/// Lines formatted in pieces on several threads come out as one thread writes them.
+#[test]
+fn pieces_formatted_on_several_threads_make_the_same_lines() {
+    let schema = Arc::new(schema_of(EVENTS));
+    let batches = ok(read(EVENTS, &schema, 10, Rejects::failing()));
+    let write = |pieces: Pieces| {
+        let out = Memory::default();
+        let mut writer = JsonlWriter::with_pieces(
+            Encoded::new(Counting::new(Box::new(out.clone())), None),
+            "o.jsonl",
+            pieces,
+        );
+        for b in &batches {
+            ok(writer.write(b));
+        }
+        let bytes = ok(Box::new(writer).finish());
+        assert_eq!(bytes, out.bytes().len() as u64);
+        String::from_utf8_lossy(&out.bytes()).to_string()
+    };
+    let one = write(Pieces::sized(1, usize::MAX));
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(one.lines().count(), rows);
+    assert!(one.starts_with(r#"{"id":1,"user":{"name":"ann""#), "{one}");
+    // One row a piece: every row formatted on its own, three at a time.
+    assert_eq!(write(Pieces::sized(3, 1)), one);
+}
