@@ -18,6 +18,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "toolchain"
 cargo --version
+# Old test executables of earlier runs (a new hash per change) would fill the disk over time.
+scripts/prune-target "$CARGO_TARGET_DIR"
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     rustup component add "$component"
