@@ -321,6 +321,8 @@ struct Widens {
     reads: Mutex<u32>,
     /// Widens on every read, whatever is declared.
     always: bool,
+    /// Says it produces ahead, as the sources that widen (REST, MongoDB) do.
+    ahead: bool,
 }
 
 impl Widens {
@@ -343,7 +345,8 @@ impl Source for Widens {
         } else {
             items.push(Ok(batch(&[3])));
         }
-        Ok(SchemaStream::new(schema(), futures::stream::iter(items)))
+        let stream = SchemaStream::new(schema(), futures::stream::iter(items));
+        Ok(if self.ahead { stream.ahead() } else { stream })
     }
 }
 
@@ -361,68 +364,73 @@ impl Sink for KeepsAppends {
     }
 }
 
-fn widens(always: bool) -> Arc<Widens> {
+fn widens(always: bool, ahead: bool) -> Arc<Widens> {
     Arc::new(Widens {
         reads: Mutex::new(0),
         always,
+        ahead,
     })
 }
 
 #[tokio::test]
 async fn a_widened_schema_runs_the_step_again_with_the_columns() {
-    let source = widens(false);
-    let sink = Arc::new(Collect::default());
-    let run = run_of(None);
-    let counters = run.counters.clone();
-    let outcome = run_sync(&step(false, vec![]), source.clone(), sink.clone(), run)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(source.read_count(), 2);
-    assert_eq!(sink.ids(), [1, 2, 3], "committed once");
-    assert_eq!(
-        (outcome.counters.rows_read, outcome.counters.rows_written),
-        (3, 3),
-        "counted once: {:?}",
-        counters.snapshot()
-    );
-    assert!(
-        outcome
-            .message
-            .unwrap_or_default()
-            .contains("step \"s\": api: page 2, record 1: field \"price\" is a number 2.5"),
-    );
+    for ahead in [false, true] {
+        let source = widens(false, ahead);
+        let sink = Arc::new(Collect::default());
+        let run = run_of(None);
+        let counters = run.counters.clone();
+        let outcome = run_sync(&step(false, vec![]), source.clone(), sink.clone(), run)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(source.read_count(), 2, "ahead: {ahead}");
+        assert_eq!(sink.ids(), [1, 2, 3], "committed once (ahead: {ahead})");
+        assert_eq!(
+            (outcome.counters.rows_read, outcome.counters.rows_written),
+            (3, 3),
+            "counted once (ahead: {ahead}): {:?}",
+            counters.snapshot()
+        );
+        assert!(
+            outcome
+                .message
+                .unwrap_or_default()
+                .contains("step \"s\": api: page 2, record 1: field \"price\" is a number 2.5"),
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_widening_is_not_run_again_into_a_sink_that_keeps_appends_nor_forever() {
-    let source = widens(false);
-    let sink = Arc::new(KeepsAppends(Collect::default()));
-    let e = run_sync(&step(false, vec![]), source.clone(), sink, run_of(None))
+    for ahead in [false, true] {
+        let source = widens(false, ahead);
+        let sink = Arc::new(KeepsAppends(Collect::default()));
+        let e = run_sync(&step(false, vec![]), source.clone(), sink, run_of(None))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("no error"))
+            .to_string();
+        assert_eq!(source.read_count(), 1, "ahead: {ahead}");
+        assert!(
+            e.ends_with("but the destination keeps what it appended, so step \"s\" is not run again: declare the columns in the source (columns: {\"price\": float64}) and run it again"),
+            "{e}"
+        );
+        let source = widens(true, ahead);
+        let e = run_sync(
+            &step(false, vec![]),
+            source.clone(),
+            Arc::new(Collect::default()),
+            run_of(None),
+        )
         .await
         .err()
         .unwrap_or_else(|| panic!("no error"))
         .to_string();
-    assert_eq!(source.read_count(), 1);
-    assert!(
-        e.ends_with("but the destination keeps what it appended, so step \"s\" is not run again: declare the columns in the source (columns: {\"price\": float64}) and run it again"),
-        "{e}"
-    );
-    let source = widens(true);
-    let e = run_sync(
-        &step(false, vec![]),
-        source.clone(),
-        Arc::new(Collect::default()),
-        run_of(None),
-    )
-    .await
-    .err()
-    .unwrap_or_else(|| panic!("no error"))
-    .to_string();
-    assert_eq!(source.read_count(), 3);
-    assert!(
-        e.contains("the documents still disagreed after 3 reads"),
-        "{e}"
-    );
+        assert_eq!(source.read_count(), 3, "ahead: {ahead}");
+        assert!(
+            e.contains("the documents still disagreed after 3 reads"),
+            "{e}"
+        );
+    }
 }
 
 /// Counts the batches it produces, one a millisecond without end: in its stream's
