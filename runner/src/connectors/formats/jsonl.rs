@@ -508,7 +508,7 @@ impl<R: BufRead> Iterator for JsonlBatches<R> {
 /// Nulls are written, so every line names every column and a later inference sees all of
 /// them.
 pub struct JsonlWriter {
-    sink: Option<Encoded>,
+    sink: Encoded,
     counter: Arc<AtomicU64>,
     pieces: Pieces,
     file: String,
@@ -522,7 +522,7 @@ impl JsonlWriter {
     fn with_pieces(sink: Encoded, file: &str, pieces: Pieces) -> Self {
         Self {
             counter: sink.counter(),
-            sink: Some(sink),
+            sink,
             pieces,
             file: file.to_string(),
         }
@@ -540,9 +540,7 @@ fn json_lines(batch: &RecordBatch, out: &mut Vec<u8>) -> std::result::Result<(),
 
 impl FileWriter for JsonlWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Some(sink) = self.sink.as_mut() else {
-            return Ok(());
-        };
+        let sink = &mut self.sink;
         self.pieces
             .write(batch, json_lines, |text| {
                 sink.write_all(text).map_err(ArrowError::from)
@@ -554,11 +552,9 @@ impl FileWriter for JsonlWriter {
         count(&self.counter)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<u64> {
-        match self.sink.take() {
-            Some(sink) => sink.close(&self.file),
-            None => Ok(count(&self.counter)),
-        }
+    fn finish(self: Box<Self>) -> Result<u64> {
+        let this = *self;
+        this.sink.close(&this.file)
     }
 }
 

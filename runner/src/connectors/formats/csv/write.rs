@@ -16,7 +16,7 @@ use crate::error::{Context, Result};
 
 /// Writes batches as CSV. Nested columns are written as JSON text, which CSV can hold.
 pub struct CsvWriter {
-    sink: Option<Encoded>,
+    sink: Encoded,
     counter: Arc<AtomicU64>,
     schema: SchemaRef,
     text_schema: SchemaRef,
@@ -65,7 +65,7 @@ impl CsvWriter {
             .collect();
         Self {
             counter: sink.counter(),
-            sink: Some(sink),
+            sink,
             schema,
             text_schema: Arc::new(Schema::new(fields)),
             delimiter: settings.delimiter,
@@ -105,17 +105,10 @@ impl CsvWriter {
             true,
             &mut line,
         )
-        .and_then(|()| put(&mut self.sink, &line))
+        .and_then(|()| self.sink.write_all(&line).map_err(ArrowError::from))
         .context(|| format!("writing {}", self.file))?;
         self.header_due = false;
         Ok(())
-    }
-}
-
-fn put(sink: &mut Option<Encoded>, text: &[u8]) -> std::result::Result<(), ArrowError> {
-    match sink.as_mut() {
-        Some(sink) => sink.write_all(text).map_err(Into::into),
-        None => Ok(()),
     }
 }
 
@@ -145,7 +138,7 @@ impl FileWriter for CsvWriter {
             .write(
                 &flat,
                 |piece, text| format(piece, delimiter, false, text),
-                |text| put(sink, text),
+                |text| sink.write_all(text).map_err(ArrowError::from),
             )
             .context(|| format!("writing {}", self.file))?;
         Ok(())
@@ -160,9 +153,7 @@ impl FileWriter for CsvWriter {
             // An empty file still names its columns.
             self.write_header()?;
         }
-        match self.sink.take() {
-            Some(sink) => sink.close(&self.file),
-            None => Ok(count(&self.counter)),
-        }
+        let this = *self;
+        this.sink.close(&this.file)
     }
 }
