@@ -7,6 +7,7 @@ mod decode;
 mod fields;
 mod read;
 mod split;
+mod text;
 mod write;
 
 pub use read::CsvBatches;

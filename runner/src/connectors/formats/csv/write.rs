@@ -8,6 +8,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
+use super::text::CsvText;
 use crate::connectors::formats::CsvSettings;
 use crate::connectors::formats::convert::nested_as_json;
 use crate::connectors::formats::pieces::Pieces;
@@ -20,7 +21,7 @@ pub struct CsvWriter {
     counter: Arc<AtomicU64>,
     schema: SchemaRef,
     text_schema: SchemaRef,
-    delimiter: u8,
+    text: CsvText,
     /// The header line is still to be written (at the first batch, or at the end of a file
     /// without rows).
     header_due: bool,
@@ -68,7 +69,7 @@ impl CsvWriter {
             sink,
             schema,
             text_schema: Arc::new(Schema::new(fields)),
-            delimiter: settings.delimiter,
+            text: CsvText::new(settings.delimiter),
             header_due: settings.header,
             pieces,
             file: file.to_string(),
@@ -96,34 +97,19 @@ impl CsvWriter {
             .context(|| format!("writing {}", self.file))
     }
 
-    /// The header line, as Arrow's CSV writer spells it.
+    /// The header line: the column names.
     fn write_header(&mut self) -> Result<()> {
         let mut line = Vec::new();
-        format(
-            &RecordBatch::new_empty(self.text_schema.clone()),
-            self.delimiter,
-            true,
+        self.text.names(
+            self.text_schema.fields().iter().map(|f| f.name().as_str()),
             &mut line,
-        )
-        .and_then(|()| self.sink.write_all(&line).map_err(ArrowError::from))
-        .context(|| format!("writing {}", self.file))?;
+        );
+        self.sink
+            .write_all(&line)
+            .context(|| format!("writing {}", self.file))?;
         self.header_due = false;
         Ok(())
     }
-}
-
-/// Formats `batch` as CSV into `out`, after what it holds.
-fn format(
-    batch: &RecordBatch,
-    delimiter: u8,
-    header: bool,
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), ArrowError> {
-    let mut writer = arrow::csv::WriterBuilder::new()
-        .with_header(header)
-        .with_delimiter(delimiter)
-        .build(out);
-    writer.write(batch)
 }
 
 impl FileWriter for CsvWriter {
@@ -132,12 +118,12 @@ impl FileWriter for CsvWriter {
             self.write_header()?;
         }
         let flat = self.flat(batch)?;
-        let delimiter = self.delimiter;
+        let text = &self.text;
         let sink = &mut self.sink;
         self.pieces
             .write(
                 &flat,
-                |piece, text| format(piece, delimiter, false, text),
+                |piece, out| text.rows(piece, out),
                 |text| sink.write_all(text).map_err(ArrowError::from),
             )
             .context(|| format!("writing {}", self.file))?;
