@@ -332,14 +332,15 @@ fn short_float(value: f64, out: &mut Vec<u8>) -> bool {
         return false;
     }
     for (decimals, scale) in SCALES.iter().enumerate() {
-        let scaled = (magnitude * scale).round();
-        if scaled / scale == magnitude {
+        // Rounded to the nearest whole number without a call to `round`: below 2^52, adding
+        // a half is exact, and the conversion cuts the rest off.
+        let scaled = (magnitude * scale + 0.5) as u64;
+        if scaled as f64 / scale == magnitude {
             if value < 0.0 {
                 out.push(b'-');
             }
             let mut digits = itoa::Buffer::new();
-            // A whole number below 10^13: the conversion is exact.
-            let digits = digits.format(scaled as u64).as_bytes();
+            let digits = digits.format(scaled).as_bytes();
             fixed(digits, decimals, out);
             if decimals == 0 {
                 out.extend_from_slice(b".0");
