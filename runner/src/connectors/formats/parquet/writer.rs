@@ -7,16 +7,19 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use arrow::array::RecordBatch;
+use std::collections::HashSet;
+
+use arrow::array::{Array, ArrayAccessor, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, IntervalUnit, SchemaRef};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
     compute_leaves,
 };
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{BrotliLevel, Compression as ParquetCompression, GzipLevel, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use synqx_api::pipeline::Compression;
 
 use crate::connectors::formats::write::{Counting, FileWriter, count};
@@ -74,10 +77,31 @@ struct RowGroup {
     rows: usize,
 }
 
+/// A text or binary column whose first batch holds more distinct values than this share of
+/// its values (a comment, an id) is written without a dictionary.
+const UNIQUE_SHARE: (usize, usize) = (1, 2);
+
+/// Values of the first batch counted for that, and the fewest that decide it.
+const SAMPLE_VALUES: usize = 20_000;
+const SAMPLE_MIN: usize = 1_000;
+
+/// The file before its first batch: the sink and the settings it will be written with.
+struct Pending {
+    sink: Counting,
+    properties: WriterPropertiesBuilder,
+}
+
+/// The file once started.
+struct Started {
+    file_writer: SerializedFileWriter<Counting>,
+    factory: ArrowRowGroupWriterFactory,
+}
+
 /// Writes batches into one Parquet file.
 pub struct ParquetWriter {
-    file_writer: Option<SerializedFileWriter<Counting>>,
-    factory: ArrowRowGroupWriterFactory,
+    /// Until the first batch, which decides the columns that get no dictionary.
+    pending: Option<Pending>,
+    started: Option<Started>,
     schema: SchemaRef,
     open: Option<RowGroup>,
     /// Row groups written so far.
@@ -100,36 +124,67 @@ impl ParquetWriter {
                 field.data_type()
             )));
         }
+        // A schema Parquet cannot hold fails here, not at the first batch.
+        ArrowSchemaConverter::new()
+            .convert(&schema)
+            .context(|| format!("creating {file}"))?;
         let properties = WriterProperties::builder()
             .set_compression(codec.0)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
-        let counter = sink.counter();
-        // ArrowWriter converts the schema and embeds it in the footer; the row groups are
-        // then written through its lower-level parts.
-        let (file_writer, factory) = ArrowWriter::try_new(sink, schema.clone(), Some(properties))
-            .and_then(ArrowWriter::into_serialized_writer)
-            .context(|| format!("creating {file}"))?;
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         Ok(Self {
-            file_writer: Some(file_writer),
-            factory,
+            counter: sink.counter(),
+            pending: Some(Pending { sink, properties }),
+            started: None,
             schema,
             open: None,
             groups: 0,
-            counter,
             threads: threads::count(),
             file: file.to_string(),
         })
     }
 
+    /// Starts the file, without a dictionary for the columns that `first` (its first batch,
+    /// if any) shows nearly unique: their dictionary would fill up and be given up in every
+    /// row group, after every value had been looked up in it. The started file is returned.
+    fn start(&mut self, first: Option<&RecordBatch>) -> Result<&mut Started> {
+        if let Some(Pending {
+            sink,
+            mut properties,
+        }) = self.pending.take()
+        {
+            for name in first.map(nearly_unique).unwrap_or_default() {
+                properties =
+                    properties.set_column_dictionary_enabled(ColumnPath::from(name), false);
+            }
+            // ArrowWriter converts the schema and embeds it in the footer; the row groups are
+            // then written through its lower-level parts.
+            let (file_writer, factory) =
+                ArrowWriter::try_new(sink, self.schema.clone(), Some(properties.build()))
+                    .and_then(ArrowWriter::into_serialized_writer)
+                    .context(|| format!("creating {}", self.file))?;
+            self.started = Some(Started {
+                file_writer,
+                factory,
+            });
+        }
+        self.started.as_mut().ok_or_else(|| {
+            Error::Defect(format!(
+                "writing {}: the file was already finished",
+                self.file
+            ))
+        })
+    }
+
     /// Encodes `batch` into the open row group, which must have room for all its rows.
     fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+        let groups = self.groups;
         let group = match self.open.take() {
             Some(group) => group,
             None => RowGroup {
                 columns: self
+                    .start(Some(batch))?
                     .factory
-                    .create_column_writers(self.groups)
+                    .create_column_writers(groups)
                     .context(|| format!("writing {}", self.file))?,
                 rows: 0,
             },
@@ -170,7 +225,7 @@ impl ParquetWriter {
         let Some(group) = self.open.take() else {
             return Ok(());
         };
-        let Some(file_writer) = self.file_writer.as_mut() else {
+        let Some(Started { file_writer, .. }) = self.started.as_mut() else {
             return Ok(());
         };
         let chunks = threads::map(group.columns, self.threads, ArrowColumnWriter::close)
@@ -220,6 +275,47 @@ fn holds_interval(data_type: &DataType) -> bool {
     }
 }
 
+/// The top-level text and binary columns of `batch` whose first values are more than
+/// `UNIQUE_SHARE` distinct; none when the batch has too few values to tell.
+fn nearly_unique(batch: &RecordBatch) -> Vec<String> {
+    let schema = batch.schema();
+    schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(_, column)| {
+            let mut seen: HashSet<&[u8]> = HashSet::new();
+            let mut values = 0;
+            let mut count = |value| {
+                values += 1;
+                seen.insert(value);
+            };
+            match column.data_type() {
+                DataType::Utf8 => sample(column.as_string::<i32>(), |v| count(v.as_bytes())),
+                DataType::LargeUtf8 => sample(column.as_string::<i64>(), |v| count(v.as_bytes())),
+                DataType::Utf8View => sample(column.as_string_view(), |v| count(v.as_bytes())),
+                DataType::Binary => sample(column.as_binary::<i32>(), count),
+                DataType::LargeBinary => sample(column.as_binary::<i64>(), count),
+                DataType::BinaryView => sample(column.as_binary_view(), count),
+                _ => return false,
+            }
+            values >= SAMPLE_MIN && seen.len() * UNIQUE_SHARE.1 > values * UNIQUE_SHARE.0
+        })
+        .map(|(field, _)| field.name().clone())
+        .collect()
+}
+
+/// Hands the first `SAMPLE_VALUES` non-null values of `array` to `count`.
+fn sample<'a, T: ?Sized + 'a>(
+    array: impl ArrayAccessor<Item = &'a T>,
+    mut count: impl FnMut(&'a T),
+) {
+    (0..array.len())
+        .filter(|i| array.is_valid(*i))
+        .take(SAMPLE_VALUES)
+        .for_each(|i| count(array.value(i)));
+}
+
 impl FileWriter for ParquetWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
@@ -239,15 +335,17 @@ impl FileWriter for ParquetWriter {
 
     fn size(&self) -> u64 {
         let written = self
-            .file_writer
+            .started
             .as_ref()
-            .map_or(0, SerializedFileWriter::bytes_written);
+            .map_or(0, |s| s.file_writer.bytes_written());
         (written + self.open_bytes()) as u64
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64> {
         self.flush()?;
-        if let Some(file_writer) = self.file_writer.take() {
+        // A file without rows still has its schema.
+        self.start(None)?;
+        if let Some(Started { file_writer, .. }) = self.started.take() {
             let mut sink = file_writer
                 .into_inner()
                 .context(|| format!("writing the footer of {}", self.file))?;
@@ -421,5 +519,95 @@ mod tests {
             id_values(&batches),
             (0..rows as i64).map(Some).collect::<Vec<_>>()
         );
+    }
+
+    /// A file of `batches` (ids, a unique comment, a flag of three values), written with
+    /// snappy; returns, per column, whether its first row group has a dictionary page.
+    fn dictionaries(dir: &std::path::Path, batches: &[usize]) -> Vec<(String, bool)> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("comment", DataType::Utf8, true),
+            Field::new("flag", DataType::Utf8, true),
+        ]));
+        let path = dir.join("d.parquet");
+        let file = File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let codec =
+            Codec::new(Compression::Snappy, None, "d.parquet").unwrap_or_else(|e| panic!("{e}"));
+        let mut writer = ParquetWriter::new(
+            schema.clone(),
+            Counting::new(Box::new(file)),
+            codec,
+            "d.parquet",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut written = Vec::new();
+        let mut from = 0i64;
+        for rows in batches {
+            let ids: Vec<i64> = (from..from + *rows as i64).collect();
+            from += *rows as i64;
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(StringArray::from_iter(ids.iter().map(|i| {
+                        (i % 10 != 0).then(|| format!("carefully final deposits {i}"))
+                    }))),
+                    Arc::new(StringArray::from_iter_values(
+                        ids.iter().map(|i| ["A", "N", "R"][(i % 3) as usize]),
+                    )),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            writer.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+            written.push(batch);
+        }
+        Box::new(writer).finish().unwrap_or_else(|e| panic!("{e}"));
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .and_then(|b| b.build())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .collect::<std::result::Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+        let concat = |batches: &[RecordBatch]| {
+            arrow::compute::concat_batches(&schema, batches).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            concat(&read),
+            concat(&written),
+            "the file reads back as written"
+        );
+        let file = reader(&path);
+        let Some(group) = file.metadata().row_groups().first() else {
+            return Vec::new();
+        };
+        group
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_path().string(),
+                    c.dictionary_page_offset().is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nearly_unique_text_column_is_written_without_a_dictionary() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let with = |comment: bool| {
+            vec![
+                ("id".to_string(), true),
+                ("comment".to_string(), comment),
+                ("flag".to_string(), true),
+            ]
+        };
+        // The first batch decides, for the whole file.
+        assert_eq!(dictionaries(dir.path(), &[30_000, 100_000]), with(false));
+        // Too few values to tell: the default, a dictionary for every column.
+        assert_eq!(dictionaries(dir.path(), &[500, 100_000]), with(true));
+        // No rows at all: a file with the schema and no row group.
+        assert_eq!(dictionaries(dir.path(), &[]), Vec::new());
     }
 }
