@@ -1,17 +1,19 @@
 //! Rows spelled as CSV text, byte for byte as Arrow's CSV writer spells them (its number, date,
-//! decimal and null spellings, and the `csv` crate's quoting), without its per-value `fmt`
-//! calls and second buffer, which were most of the cost of writing CSV. Integers, floats,
-//! text, dates, decimals and booleans are written straight into the output; any other type,
-//! and a date or decimal outside the fast path's range, goes through Arrow's formatter.
+//! decimal, timestamp and null spellings, and the `csv` crate's quoting), without its
+//! per-value `fmt` calls and second buffer, which were most of the cost of writing CSV.
+//! Integers, floats, text, dates, timestamps without a zone or in UTC, decimals and booleans
+//! are written straight into the output; any other type, and a value outside the fast path's
+//! range, goes through Arrow's formatter.
 
 use std::fmt;
 
 use arrow::array::{Array, ArrayAccessor, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Date32Type, Decimal32Type, Decimal64Type, Decimal128Type,
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type,
+    Decimal128Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::error::ArrowError;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -227,6 +229,38 @@ fn fast_spelling(array: &ArrayRef) -> Option<Spell<'_>> {
             let days = array.as_primitive::<Date32Type>().values();
             Box::new(move |row, out| date(days[row], out))
         }
+        DataType::Date64 => moments(array.as_primitive::<Date64Type>().values(), 1_000, b""),
+        DataType::Timestamp(unit, zone) => {
+            // Without a zone Arrow spells the date and time as they are; in UTC the same as
+            // RFC 3339 with a `Z`. Other zones are left to it.
+            let suffix: &[u8] = match zone.as_deref() {
+                None => b"",
+                Some("UTC" | "+00:00") => b"Z",
+                Some(_) => return None,
+            };
+            match unit {
+                TimeUnit::Second => moments(
+                    array.as_primitive::<TimestampSecondType>().values(),
+                    1,
+                    suffix,
+                ),
+                TimeUnit::Millisecond => moments(
+                    array.as_primitive::<TimestampMillisecondType>().values(),
+                    1_000,
+                    suffix,
+                ),
+                TimeUnit::Microsecond => moments(
+                    array.as_primitive::<TimestampMicrosecondType>().values(),
+                    1_000_000,
+                    suffix,
+                ),
+                TimeUnit::Nanosecond => moments(
+                    array.as_primitive::<TimestampNanosecondType>().values(),
+                    1_000_000_000,
+                    suffix,
+                ),
+            }
+        }
         DataType::Boolean => {
             let values = array.as_boolean().values();
             Box::new(move |row, out| {
@@ -374,6 +408,58 @@ fn date(days: i32, out: &mut Vec<u8>) -> bool {
     text[8] += (day / 10) as u8;
     text[9] += (day % 10) as u8;
     out.extend_from_slice(&text);
+    true
+}
+
+/// Moments counted in `1 / per_second` of a second from 1970-01-01T00:00:00, spelled by
+/// `moment` and followed by `suffix`.
+fn moments<'a>(values: &'a [i64], per_second: i64, suffix: &'a [u8]) -> Spell<'a> {
+    Box::new(move |row, out| {
+        moment(values[row], per_second, out) && {
+            out.extend_from_slice(suffix);
+            true
+        }
+    })
+}
+
+/// Spells a moment as chrono does (`2024-01-31T10:00:00`, then a point and 3, 6 or 9 digits,
+/// the fewest that hold the fraction of the second, if it has one), for years 0 to 9999;
+/// others are left to Arrow.
+fn moment(value: i64, per_second: i64, out: &mut Vec<u8>) -> bool {
+    let seconds = value.div_euclid(per_second);
+    let nanos = value.rem_euclid(per_second) * (1_000_000_000 / per_second);
+    let Ok(days) = i32::try_from(seconds.div_euclid(86_400)) else {
+        return false;
+    };
+    if !date(days, out) {
+        return false;
+    }
+    let of_day = seconds.rem_euclid(86_400);
+    for (separator, part) in [
+        (b'T', of_day / 3_600),
+        (b':', of_day / 60 % 60),
+        (b':', of_day % 60),
+    ] {
+        out.extend_from_slice(&[
+            separator,
+            b'0' + (part / 10) as u8,
+            b'0' + (part % 10) as u8,
+        ]);
+    }
+    if nanos != 0 {
+        let (fraction, width) = if nanos % 1_000_000 == 0 {
+            (nanos / 1_000_000, 3)
+        } else if nanos % 1_000 == 0 {
+            (nanos / 1_000, 6)
+        } else {
+            (nanos, 9)
+        };
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(fraction).as_bytes();
+        out.push(b'.');
+        out.resize(out.len() + width - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    }
     true
 }
 

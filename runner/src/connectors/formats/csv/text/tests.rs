@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    BinaryArray, BooleanArray, Date32Array, Decimal32Array, Decimal64Array, Decimal128Array,
-    Float32Array, Float64Array, Int8Array, Int64Array, LargeStringArray, StringArray,
-    StringViewArray, TimestampMicrosecondArray, UInt64Array,
+    BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal32Array, Decimal64Array,
+    Decimal128Array, Float32Array, Float64Array, Int8Array, Int64Array, LargeStringArray,
+    StringArray, StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
+    TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
 };
 use arrow::datatypes::{Field, Schema};
 use chrono::{Datelike, NaiveDate};
@@ -276,6 +277,81 @@ fn every_type() -> RecordBatch {
                 Some(-1),
                 Some(86_400_000_000),
                 Some(1),
+            ])),
+        ),
+        (
+            "ts_s",
+            Arc::new(TimestampSecondArray::from(vec![
+                Some(0),
+                Some(-1),
+                None,
+                Some(1_700_000_000),
+                Some(300_000_000_000),
+                Some(-62_167_219_200),
+            ])),
+        ),
+        (
+            "ts_ms",
+            Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1),
+                Some(-1),
+                Some(1_700_000_000_120),
+                None,
+                Some(86_399_999),
+                Some(253_402_300_800_000),
+            ])),
+        ),
+        (
+            "ts_us_utc",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![
+                    Some(0),
+                    Some(-1),
+                    Some(1_700_000_000_123_456),
+                    Some(1_500),
+                    None,
+                    Some(5_000),
+                ])
+                .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "ts_ns_offset",
+            Arc::new(
+                TimestampNanosecondArray::from(vec![
+                    Some(1),
+                    Some(i64::MAX),
+                    Some(i64::MIN),
+                    Some(1_000_000),
+                    Some(1_001_000),
+                    None,
+                ])
+                .with_timezone("+00:00"),
+            ),
+        ),
+        (
+            "ts_ms_paris",
+            Arc::new(
+                TimestampMillisecondArray::from(vec![
+                    Some(0),
+                    None,
+                    Some(1_700_000_000_120),
+                    Some(-1),
+                    Some(5),
+                    Some(86_400_000),
+                ])
+                .with_timezone("Europe/Paris"),
+            ),
+        ),
+        (
+            "d64",
+            Arc::new(Date64Array::from(vec![
+                Some(0),
+                Some(-1),
+                Some(1_700_000_000_123),
+                None,
+                Some(86_400_000),
+                Some(253_402_300_800_000),
             ])),
         ),
         (
