@@ -415,10 +415,11 @@ fn date(days: i32, out: &mut Vec<u8>) -> bool {
 /// `moment` and followed by `suffix`.
 fn moments<'a>(values: &'a [i64], per_second: i64, suffix: &'a [u8]) -> Spell<'a> {
     Box::new(move |row, out| {
-        moment(values[row], per_second, out) && {
-            out.extend_from_slice(suffix);
-            true
+        if !moment(values[row], per_second, out) {
+            return false;
         }
+        out.extend_from_slice(suffix);
+        true
     })
 }
 

@@ -416,6 +416,15 @@ mod tests {
         (path, size)
     }
 
+    /// Every batch of the file at `path`.
+    fn read_back(path: &std::path::Path) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap_or_else(|e| panic!("{e}")))
+            .and_then(|b| b.build())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .collect::<std::result::Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn reader(path: &std::path::Path) -> SerializedFileReader<File> {
         SerializedFileReader::new(File::open(path).unwrap_or_else(|e| panic!("{e}")))
             .unwrap_or_else(|e| panic!("{e}"))
@@ -508,13 +517,7 @@ mod tests {
             .collect();
         let full = ROW_GROUP_ROWS as i64;
         assert_eq!(groups, vec![full, full, 1_000]);
-        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&path).unwrap_or_else(|e| panic!("{e}")),
-        )
-        .and_then(|b| b.build())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .collect::<std::result::Result<_, _>>()
-        .unwrap_or_else(|e| panic!("{e}"));
+        let batches = read_back(&path);
         assert_eq!(
             id_values(&batches),
             (0..rows as i64).map(Some).collect::<Vec<_>>()
@@ -562,13 +565,7 @@ mod tests {
             written.push(batch);
         }
         Box::new(writer).finish().unwrap_or_else(|e| panic!("{e}"));
-        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&path).unwrap_or_else(|e| panic!("{e}")),
-        )
-        .and_then(|b| b.build())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .collect::<std::result::Result<_, _>>()
-        .unwrap_or_else(|e| panic!("{e}"));
+        let read = read_back(&path);
         let concat = |batches: &[RecordBatch]| {
             arrow::compute::concat_batches(&schema, batches).unwrap_or_else(|e| panic!("{e}"))
         };
