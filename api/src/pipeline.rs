@@ -156,7 +156,7 @@ pub struct SyncStep {
     /// run, step, location, column, problem, value and row of what was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejects: Option<Destination>,
-    /// Byte budget of one batch in flight, e.g. `8MiB` (default). Memory of a step is bounded
+    /// Byte budget of one batch in flight, e.g. `2MiB` (default). Memory of a step is bounded
     /// by this budget times the channel depth, never by the size of the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<String>,

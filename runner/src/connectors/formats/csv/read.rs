@@ -95,11 +95,12 @@ impl Parallel {
     }
 }
 
-/// Records of one block when `threads` parse at once: a share of the batch, so that the
-/// `threads + 1` blocks in flight (each with its bytes, text and typed columns) hold about
-/// half a batch budget together, not `threads + 1` budgets; the blocks become the batches.
+/// Records of one block when `threads` parse at once: the batch shared among the threads, so
+/// that the `threads + 1` blocks in flight (each with its bytes, text and typed columns) hold
+/// about one and a half batch budgets on two threads; the blocks become the batches. Smaller
+/// blocks cost more than they save: each is a batch the writer encodes on its threads.
 fn parallel_block_rows(batch_rows: usize, threads: usize) -> usize {
-    let share = batch_rows / threads.saturating_mul(4).max(1);
+    let share = batch_rows / threads.max(1);
     share.max(1024).min(batch_rows)
 }
 
@@ -278,9 +279,10 @@ mod tests {
 
     #[test]
     fn parallel_blocks_are_a_share_of_the_batch_never_more() {
-        assert_eq!(parallel_block_rows(65_536, 2), 8_192);
-        assert_eq!(parallel_block_rows(65_536, 1), 16_384);
-        assert_eq!(parallel_block_rows(100_000, 64), 1_024);
+        assert_eq!(parallel_block_rows(65_536, 2), 32_768);
+        assert_eq!(parallel_block_rows(65_536, 1), 65_536);
+        assert_eq!(parallel_block_rows(100_000, 64), 1_562);
+        assert_eq!(parallel_block_rows(100_000, 1_000), 1_024);
         assert_eq!(parallel_block_rows(500, 2), 500);
     }
 }
