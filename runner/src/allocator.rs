@@ -9,11 +9,18 @@
 //! was measured in its place (docs/benchmarks.md, "Which allocator `synqx` runs"): with a
 //! decay it held 10–90 MiB more, without one CSV → Parquet took 1.7× as long. (The operator,
 //! long-lived and bursty, runs jemalloc: `synqx-operator`'s `allocator`.)
+//!
+//! The threshold is 64 KiB, not 128: a step's 64–128 KiB blocks (the Parquet writer's
+//! per-batch level buffers, a CSV block's growing columns, compression contexts) otherwise
+//! fragment the arenas as batches come and go. With 2 MiB batches it took 2–6 MiB off the
+//! peaks of the Parquet writes (from CSV, PostgreSQL and MariaDB) at the same speed, and the
+//! other cases moved within 2 MiB; 32 KiB took 9 MiB more off CSV → Parquet but cost it 38 %
+//! of its time (docs/benchmarks.md, "Smaller batches, and a lower mapping threshold").
 
 /// Arenas: the engine runs two worker threads on a 2-core node.
 const ARENAS: i32 = 2;
 /// Blocks from this size get a mapping of their own, returned to the kernel when freed.
-const MAPPED_FROM: i32 = 128 * 1024;
+const MAPPED_FROM: i32 = 64 * 1024;
 
 /// Sets the arenas and the mapping threshold; call before any thread starts. Whether glibc
 /// took both.
