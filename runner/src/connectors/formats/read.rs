@@ -171,7 +171,7 @@ pub fn prepare<O: Opener>(
 
 /// Batches decoded ahead of the one the step works on, as every source has: the thread
 /// decodes the next while this one waits, which keeps both busy; each more would only be
-/// memory (a decoded Parquet batch is about 8 MiB).
+/// memory (a decoded Parquet batch is about a `batchSize`, 2 MiB by default).
 const AHEAD: usize = 1;
 
 /// The stream of a prepared read: a blocking thread decodes the files into a bounded
