@@ -35,8 +35,8 @@ use crate::transforms::MemoryBudget;
 
 /// Default byte budget of one batch. Batches are the unit of work, not of speed: decoders build
 /// them row by row and writers consume them column by column, so a database or Parquet source
-/// runs as fast with 2 MiB as with 8 MiB, and a step holds a few batches less memory (about
-/// 8–15 MiB of lineitem at 6M rows, see docs/benchmarks.md). CSV parsing, which splits work
+/// runs as fast with 2 MiB as with 8 MiB, and a step holds a few batches less memory (6–16
+/// MiB less of lineitem at 6M rows, see docs/benchmarks.md). CSV parsing, which splits work
 /// by batch, sizes its blocks from this budget so that they stay large enough to pay.
 pub const DEFAULT_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Batches a channel between two tasks holds at most.
