@@ -9,7 +9,7 @@
 //! - [`emulators`]: where fakesnow, bigquery-emulator and iridium-server of
 //!   `scripts/emulators up` listen.
 //! - [`files`]: Parquet files read back (rows and column codecs); [`sqlite`]: database files
-//!   read back.
+//!   read back; [`rows`]: any query's rows as plain values.
 //! - [`http`]: a stand-in HTTP server on loopback that records requests and answers with
 //!   what the test says (an API, the operator's gateway).
 //! - [`golden`]: whether a test may rewrite the checked-in files it compares (never in CI).
@@ -29,6 +29,7 @@ pub mod hold;
 pub mod http;
 pub mod mysql;
 pub mod postgres;
+pub mod rows;
 pub mod s3;
 pub mod servers;
 pub mod sqlite;

@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Decode, Row, ValueRef};
 
+use crate::rows::{cells, hex};
 use crate::servers::mysql as server;
 use crate::{clean_up, unique_name};
 
@@ -49,29 +50,20 @@ pub async fn rows(conn: &mut MySqlConnection, sql: &str) -> Vec<Vec<Option<Strin
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|i| {
-                    let raw = row
-                        .try_get_raw(i)
-                        .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"));
-                    if raw.is_null() {
-                        return None;
-                    }
-                    let bytes = <&[u8] as Decode<MySql>>::decode(raw)
-                        .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"));
-                    Some(match std::str::from_utf8(bytes) {
-                        Ok(s) if !s.contains('\0') => s.to_string(),
-                        _ => format!(
-                            "0x{}",
-                            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                        ),
-                    })
-                })
-                .collect()
+    cells(&rows, |row, i| {
+        let raw = row
+            .try_get_raw(i)
+            .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"));
+        if raw.is_null() {
+            return None;
+        }
+        let bytes = <&[u8] as Decode<MySql>>::decode(raw)
+            .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"));
+        Some(match std::str::from_utf8(bytes) {
+            Ok(s) if !s.contains('\0') => s.to_string(),
+            _ => format!("0x{}", hex(bytes)),
         })
-        .collect()
+    })
 }
 
 /// A database of its own, dropped when the test ends (also when it fails).

@@ -6,6 +6,7 @@ use std::process::Command;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
+use crate::rows::cells;
 use crate::servers::{Server, postgres as server};
 use crate::{clean_up, unique_name};
 
@@ -47,16 +48,10 @@ pub async fn rows(conn: &mut PgConnection, sql: &str) -> Vec<Vec<Option<String>>
         .fetch_all(conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| {
-                    r.try_get::<Option<String>, _>(i)
-                        .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"))
-                })
-                .collect()
-        })
-        .collect()
+    cells(&rows, |row, i| {
+        row.try_get::<Option<String>, _>(i)
+            .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"))
+    })
 }
 
 /// Every row of a query as PostgreSQL prints a row value, `(1,a,)`, in the query's order.

@@ -5,6 +5,8 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 
+use crate::rows::cells;
+
 /// Every row of a query, each value as text (`None` for NULL): integers and reals in their
 /// usual form, text as it is.
 pub fn rows(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -24,22 +26,16 @@ pub fn rows(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| {
-                        if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-                            return v.map(|v| v.to_string());
-                        }
-                        if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
-                            return v.map(|v| v.to_string());
-                        }
-                        row.try_get::<Option<String>, _>(i)
-                            .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"))
-                    })
-                    .collect()
-            })
-            .collect()
+        cells(&rows, |row, i| {
+            if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                return v.map(|v| v.to_string());
+            }
+            if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+                return v.map(|v| v.to_string());
+            }
+            row.try_get::<Option<String>, _>(i)
+                .unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"))
+        })
     })
 }
 

@@ -29,6 +29,14 @@ fn apply_ok(cluster: &Cluster, namespace: &str, yaml: &str) {
     );
 }
 
+/// A namespace of the shared cluster with `yaml` applied in it, as a test starts.
+async fn applied(prefix: &str, yaml: &str) -> (&'static Cluster, TestNamespace) {
+    let cluster = Cluster::shared();
+    let ns = cluster.namespace(prefix).await;
+    apply_ok(cluster, &ns.name, yaml);
+    (cluster, ns)
+}
+
 /// A Job of one container in the SynqX image, with the given command (if any) and args.
 fn job(name: &str, command: &[&str], args: &[&str], extra_spec: &str) -> String {
     let list = |items: &[&str]| serde_json::to_string(items).unwrap_or_default();
@@ -246,9 +254,7 @@ async fn each_validation_rule_rejects_a_bad_object_with_its_message() {
 
 #[tokio::test]
 async fn a_job_running_synqx_completes_with_its_output_logged() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("version").await;
-    apply_ok(cluster, &ns.name, &job("version", &[], &["--version"], ""));
+    let (cluster, ns) = applied("version", &job("version", &[], &["--version"], "")).await;
     let (_, outcome) = finished(&ns, "version").await;
     assert_eq!(outcome, "Complete");
     let pods = pods_of_job(&ns, "version").await;
@@ -314,13 +320,11 @@ async fn a_pod_exiting_3_fails_its_job_with_the_code_and_termination_message() {
 
 #[tokio::test]
 async fn a_job_past_its_active_deadline_is_killed() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("deadline").await;
-    apply_ok(
-        cluster,
-        &ns.name,
+    let (cluster, ns) = applied(
+        "deadline",
         &job("deadline", &["sleep"], &["300"], "activeDeadlineSeconds: 3"),
-    );
+    )
+    .await;
     let (job, outcome) = finished(&ns, "deadline").await;
     assert_eq!(outcome, "Failed");
     let reason = job
@@ -343,12 +347,7 @@ async fn a_job_past_its_active_deadline_is_killed() {
 
 #[tokio::test]
 async fn a_pod_gets_its_environment_as_a_kubelet_resolves_it() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("env").await;
-    apply_ok(
-        cluster,
-        &ns.name,
-        r#"apiVersion: v1
+    let (cluster, ns) = applied("env", r#"apiVersion: v1
 kind: Secret
 metadata: {name: db}
 stringData: {password: hunter2}
@@ -379,8 +378,7 @@ spec:
               valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
             - name: URL
               value: "postgres://etl:$(PASSWORD)@db"
-"#,
-    );
+"#).await;
     let (_, outcome) = finished(&ns, "env").await;
     assert_eq!(outcome, "Complete");
     let logs = job_logs(cluster, &ns, "env").await;
@@ -393,11 +391,8 @@ spec:
 
 #[tokio::test]
 async fn rbac_applies_to_a_pods_service_account() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("rbac").await;
-    apply_ok(
-        cluster,
-        &ns.name,
+    let (cluster, ns) = applied(
+        "rbac",
         r#"apiVersion: v1
 kind: ServiceAccount
 metadata: {name: reader}
@@ -417,7 +412,8 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-configmaps
 subjects:
   - {kind: ServiceAccount, name: reader}
 "#,
-    );
+    )
+    .await;
     for (name, resource) in [("allowed", "configmaps"), ("denied", "secrets")] {
         let spec = job(name, &["kubectl", "get"], &[resource], "").replace(
             "      restartPolicy: Never",
@@ -443,9 +439,7 @@ subjects:
 
 #[tokio::test]
 async fn deleting_a_job_removes_its_pods_and_processes() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("gc").await;
-    apply_ok(cluster, &ns.name, &job("sleeper", &["sleep"], &["300"], ""));
+    let (cluster, ns) = applied("gc", &job("sleeper", &["sleep"], &["300"], "")).await;
     wait_until(WAIT, "the sleeper pod to run", || async {
         pods_of_job(&ns, "sleeper")
             .await
@@ -467,11 +461,8 @@ async fn deleting_a_job_removes_its_pods_and_processes() {
 
 #[tokio::test]
 async fn a_deployment_runs_its_pods() {
-    let cluster = Cluster::shared();
-    let ns = cluster.namespace("deploy").await;
-    apply_ok(
-        cluster,
-        &ns.name,
+    let (cluster, ns) = applied(
+        "deploy",
         r#"apiVersion: apps/v1
 kind: Deployment
 metadata: {name: idle}
@@ -484,7 +475,8 @@ spec:
       containers:
         - {name: main, image: ghcr.io/synqx/synqx:dev, command: [sleep, "300"]}
 "#,
-    );
+    )
+    .await;
     let deployments: Api<Deployment> = ns.api();
     wait_until(
         WAIT,

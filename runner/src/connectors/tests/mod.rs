@@ -165,10 +165,20 @@ impl Harness {
         Ok((schema, stream.stream.try_collect().await?))
     }
 
+    /// Reads what `filter` lets through in batches of `batch_bytes`; a bad row fails the read.
+    pub async fn read_filtered(
+        &self,
+        spec: SourceSpec,
+        filter: Option<CursorFilter>,
+        batch_bytes: usize,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        self.read_with(spec, filter, batch_bytes, Rejects::failing())
+            .await
+    }
+
     /// Reads everything with the default batch budget; a bad row fails the read.
     pub async fn read(&self, spec: SourceSpec) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.read_with(spec, None, DEFAULT_BATCH_BYTES, Rejects::failing())
-            .await
+        self.read_filtered(spec, None, DEFAULT_BATCH_BYTES).await
     }
 
     /// Every row a read yields, as one batch.

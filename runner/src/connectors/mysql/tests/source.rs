@@ -48,7 +48,7 @@ async fn incremental_reads_skip_rows_equal_to_the_watermark() {
         ("at", "2024-01-01T00:00:00.000001", &[2, 3, 4]),
     ] {
         let (schema, read) = ok(db
-            .read(table_source("events"), filter(column, after), 1 << 20)
+            .read_filtered(table_source("events"), filter(column, after), 1 << 20)
             .await);
         batches = read;
         assert_eq!(
@@ -66,14 +66,14 @@ async fn incremental_reads_skip_rows_equal_to_the_watermark() {
     assert_eq!(at.value(0), 1_704_067_200_000_002);
 
     let e = err(db
-        .read(table_source("events"), filter("updated_at", "1"), 1 << 20)
+        .read_filtered(table_source("events"), filter("updated_at", "1"), 1 << 20)
         .await);
     assert_eq!(
         e,
         "Connection \"shop-db\", table \"events\": incremental cursor column \"updated_at\" is not a column (columns: id, version, at, note)"
     );
     let e = err(db
-        .read(
+        .read_filtered(
             table_source("events"),
             filter("version", "1 OR 1=1"),
             1 << 20,
@@ -96,7 +96,7 @@ async fn a_query_source_is_typed_and_filtered() {
     let mut spec = table_source("orders");
     spec.query =
         Some("SELECT id, amount * 2 AS doubled, status FROM orders WHERE status = 'paid';".into());
-    let (schema, batches) = ok(db.read(spec.clone(), None, 1 << 20).await);
+    let (schema, batches) = ok(db.read_filtered(spec.clone(), None, 1 << 20).await);
     assert_eq!(ids(&batches, 0), [1, 2]);
     assert!(
         matches!(schema.field(1).data_type(), DataType::Decimal128(_, 2)),
@@ -106,13 +106,13 @@ async fn a_query_source_is_typed_and_filtered() {
         .column(1)
         .as_primitive::<arrow::datatypes::Decimal128Type>();
     assert_eq!(doubled.value(0), 1998);
-    let (_, batches) = ok(db.read(spec, filter("id", "1"), 1 << 20).await);
+    let (_, batches) = ok(db.read_filtered(spec, filter("id", "1"), 1 << 20).await);
     assert_eq!(ids(&batches, 0), [2]);
 
     // A columns override reads the server's type and casts it.
     let mut spec = table_source("orders");
     spec.columns.insert("amount".into(), "Utf8".into());
-    let (schema, batches) = ok(db.read(spec, None, 1 << 20).await);
+    let (schema, batches) = ok(db.read_filtered(spec, None, 1 << 20).await);
     assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
     assert_eq!(batches[0].schema(), schema);
     assert_eq!(batches[0].column(1).as_string::<i32>().value(0), "9.99");
@@ -126,7 +126,7 @@ async fn a_large_table_streams_in_many_batches() {
          INSERT INTO big SELECT seq, CONCAT('row-', seq) FROM seq_1_to_200000",
     )
     .await;
-    let (_, batches) = ok(db.read(table_source("big"), None, 64 << 10).await);
+    let (_, batches) = ok(db.read_filtered(table_source("big"), None, 64 << 10).await);
     assert!(batches.len() > 50, "{} batches", batches.len());
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(total, 200_000);
@@ -143,12 +143,16 @@ async fn a_time_outside_the_day_is_a_bad_row_naming_column_row_and_value() {
          INSERT INTO shifts VALUES (1, '08:00:00', '2024-01-01'), (2, '25:30:00', '2024-01-02')",
     )
     .await;
-    let e = err(db.read(table_source("shifts"), None, 1 << 20).await);
+    let e = err(db
+        .read_filtered(table_source("shifts"), None, 1 << 20)
+        .await);
     assert_eq!(
         e,
         "Connection \"shop-db\", table \"shifts\", row 2, column \"length\": the value is outside 00:00:00 to 23:59:59.999999, so it is not a time of day (read it as text with CAST(… AS CHAR) in a query); set onError: skip to skip such rows into the rejected file"
     );
-    let e = err(db.read(table_source("no_such_table"), None, 1 << 20).await);
+    let e = err(db
+        .read_filtered(table_source("no_such_table"), None, 1 << 20)
+        .await);
     assert!(
         e.starts_with(
             "Connection \"shop-db\", table \"no_such_table\": error returned from database: 1146"
@@ -278,7 +282,7 @@ async fn binary_protocol_is_faster_than_text() {
         );
     }
     let started = Instant::now();
-    let (_, batches) = ok(db.read(table_source("m"), None, 8 << 20).await);
+    let (_, batches) = ok(db.read_filtered(table_source("m"), None, 8 << 20).await);
     let source = started.elapsed();
     assert_eq!(
         batches.iter().map(RecordBatch::num_rows).sum::<usize>(),

@@ -2,19 +2,17 @@
 //! connector opened on it through the registry, and the database read back through a
 //! separate connection so assertions see what was committed.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use sqlx::mysql::MySqlConnection;
 use synqx_api::connection::{MysqlConnection, SslMode};
 use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 use synqx_testkit::mysql::{self as server, Database};
+use synqx_testkit::rows::lines;
 
 use crate::connectors::ConnectionRef;
 use crate::connectors::tests::{Harness, destination, opened_through_harness};
 pub(super) use crate::connectors::tests::{err, ok, people};
-use crate::engine::{CursorFilter, Rejects};
-use crate::error::Result;
+
 use crate::secrets::Secrets;
 
 pub(super) const CONNECTION: &str = "shop-db";
@@ -86,27 +84,16 @@ impl Db {
 
     /// Every row of a query, its values as text (`NULL`, binary as hex) joined by `, `.
     pub async fn dump(&self, sql: &str) -> Vec<String> {
-        server::rows(&mut self.connect().await, sql)
-            .await
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .collect()
-    }
-
-    /// Reads through the source; a bad row fails the read.
-    pub async fn read(
-        &self,
-        spec: SourceSpec,
-        filter: Option<CursorFilter>,
-        batch_bytes: usize,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.read_with(spec, filter, batch_bytes, Rejects::failing())
-            .await
+        let rows = server::rows(&mut self.connect().await, sql).await;
+        lines(
+            rows.into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect(),
+        )
     }
 }
 

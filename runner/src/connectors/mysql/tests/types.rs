@@ -203,7 +203,7 @@ async fn every_mapped_type_round_trips_with_extremes_and_nulls() {
 
     let mut spec = table_source("everything");
     spec.query = None;
-    let (read_schema, batches) = ok(db.read(spec, None, 1 << 20).await);
+    let (read_schema, batches) = ok(db.read_filtered(spec, None, 1 << 20).await);
     assert_eq!(batches.len(), 1);
     let read = &batches[0];
     for (i, (field, written)) in columns.iter().enumerate() {
@@ -249,7 +249,9 @@ async fn server_types_read_as_the_map_says_with_zero_dates_as_null() {
            '2024-05-01 10:00:00.123', 123456789012345678901234567890123456789012345678901234.5, '{}')",
     )
     .await;
-    let (schema, batches) = ok(db.read(table_source("legacy"), None, 1 << 20).await);
+    let (schema, batches) = ok(db
+        .read_filtered(table_source("legacy"), None, 1 << 20)
+        .await);
     assert_eq!(
         data_types(&schema),
         [

@@ -22,7 +22,7 @@ fn changed(change: impl FnOnce(&mut synqx_api::connection::PostgresConnection)) 
 }
 
 async fn read_error(pg: &Pg, fqn: &str) -> String {
-    message(pg.read(source(fqn), None, 1 << 20).await)
+    message(pg.harness().read_filtered(source(fqn), None, 1 << 20).await)
 }
 
 #[tokio::test]

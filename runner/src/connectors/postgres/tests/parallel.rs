@@ -47,14 +47,16 @@ async fn a_parallel_read_holds_exactly_the_rows_of_a_single_stream_read() {
     .await;
     let fqn = pg.fqn("t");
     let (_, single) = pg
-        .read(source(&fqn), None, 256 * 1024)
+        .harness()
+        .read_filtered(source(&fqn), None, 256 * 1024)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let expected = rows(&single);
     assert_eq!(expected.len(), 50_000 - 50_000 / 7);
     for n in [2, 4, 64] {
         let (_, batches) = pg
-            .read(parallel(&fqn, n), None, 256 * 1024)
+            .harness()
+            .read_filtered(parallel(&fqn, n), None, 256 * 1024)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rows(&batches), expected, "parallelism {n}");
@@ -66,11 +68,13 @@ async fn a_parallel_read_holds_exactly_the_rows_of_a_single_stream_read() {
         })
     };
     let (_, single) = pg
-        .read(source(&fqn), filter(), 256 * 1024)
+        .harness()
+        .read_filtered(source(&fqn), filter(), 256 * 1024)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (_, batches) = pg
-        .read(parallel(&fqn, 3), filter(), 256 * 1024)
+        .harness()
+        .read_filtered(parallel(&fqn, 3), filter(), 256 * 1024)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rows(&batches), rows(&single));

@@ -33,7 +33,8 @@ async fn a_table_reads_with_its_schema_known_before_the_first_row() {
     ))
     .await;
     let (schema, batches) = pg
-        .read(source(&pg.fqn("Things")), None, 1 << 20)
+        .harness()
+        .read_filtered(source(&pg.fqn("Things")), None, 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let types: Vec<(String, DataType)> = schema
@@ -82,7 +83,8 @@ async fn the_integer_cursor_is_pushed_down_and_the_watermark_row_is_not_read_aga
         after: "20".into(),
     };
     let (_, batches) = pg
-        .read(source(&pg.fqn("t")), Some(filter), 1 << 20)
+        .harness()
+        .read_filtered(source(&pg.fqn("t")), Some(filter), 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // 20 < 9 as text, 20 > 9 as numbers: the comparison is numeric.
@@ -110,7 +112,8 @@ async fn the_timestamp_cursor_compares_as_timestamps_at_the_boundary() {
         let pg = &pg;
         async move {
             let (_, batches) = pg
-                .read(source(&pg.fqn("t")), Some(filter), 1 << 20)
+                .harness()
+                .read_filtered(source(&pg.fqn("t")), Some(filter), 1 << 20)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let mut ids = ids(&batches, "id");
@@ -138,7 +141,8 @@ async fn a_query_source_reads_its_columns_and_filters_by_its_cursor() {
         "SELECT id, amount * 2 AS doubled, upper(region) AS region FROM {table} WHERE region = 'eu';"
     ));
     let (schema, batches) = pg
-        .read(spec.clone(), None, 1 << 20)
+        .harness()
+        .read_filtered(spec.clone(), None, 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -150,7 +154,8 @@ async fn a_query_source_reads_its_columns_and_filters_by_its_cursor() {
         after: "1".into(),
     };
     let (_, batches) = pg
-        .read(spec.clone(), Some(filter), 1 << 20)
+        .harness()
+        .read_filtered(spec.clone(), Some(filter), 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ids(&batches, "id"), [3]);
@@ -174,7 +179,11 @@ async fn a_missing_cursor_column_names_the_column_the_table_and_its_columns() {
         column: "updated_at".into(),
         after: "1".into(),
     };
-    let e = message(pg.read(source(&pg.fqn("t")), Some(filter), 1 << 20).await);
+    let e = message(
+        pg.harness()
+            .read_filtered(source(&pg.fqn("t")), Some(filter), 1 << 20)
+            .await,
+    );
     assert_eq!(
         e,
         format!(
@@ -195,7 +204,8 @@ async fn a_large_table_streams_in_many_batches_of_the_budget() {
     ))
     .await;
     let (_, batches) = pg
-        .read(source(&pg.fqn("big")), None, 256 * 1024)
+        .harness()
+        .read_filtered(source(&pg.fqn("big")), None, 256 * 1024)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(batches.len() >= 20, "{} batches", batches.len());

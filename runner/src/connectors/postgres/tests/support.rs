@@ -15,7 +15,7 @@ pub(super) use synqx_testkit::servers::postgres as server_url;
 use crate::connectors::ConnectionRef;
 use crate::connectors::tests::{self, Harness};
 pub(super) use crate::connectors::tests::{err as message, upstream_error};
-use crate::engine::{Counters, CursorFilter, Rejects, WriteOutcome};
+use crate::engine::{Counters, WriteOutcome};
 use crate::error::Result;
 use crate::secrets::Secrets;
 
@@ -135,18 +135,6 @@ impl Pg {
     ) -> Result<WriteOutcome> {
         self.harness()
             .write_counted(destination, schema, batches, counters)
-            .await
-    }
-
-    /// Reads an asset; a bad row fails the read.
-    pub async fn read(
-        &self,
-        spec: SourceSpec,
-        filter: Option<CursorFilter>,
-        batch_bytes: usize,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        self.harness()
-            .read_with(spec, filter, batch_bytes, Rejects::failing())
             .await
     }
 }

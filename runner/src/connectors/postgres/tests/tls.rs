@@ -42,7 +42,8 @@ async fn round_trip(pg: &Pg) {
         ["(1,ada)", "(2,grace)"]
     );
     let (_, batches) = pg
-        .read(source(&pg.fqn("people")), None, 1 << 20)
+        .harness()
+        .read_filtered(source(&pg.fqn("people")), None, 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
@@ -74,7 +75,11 @@ async fn verify_full_with_the_authority_from_a_secret_connects() {
 #[tokio::test]
 async fn another_authority_is_refused_saying_what_to_check() {
     let pg = verifying("tlsother", path(tls_other_ca())).await;
-    let e = message(pg.read(source(&pg.fqn("t")), None, 1 << 20).await);
+    let e = message(
+        pg.harness()
+            .read_filtered(source(&pg.fqn("t")), None, 1 << 20)
+            .await,
+    );
     let s = server_url();
     assert!(
         e.starts_with(&format!(
@@ -100,7 +105,11 @@ async fn another_authority_is_refused_saying_what_to_check() {
 #[tokio::test]
 async fn verify_full_without_the_authority_is_refused() {
     let pg = verifying("tlsnone", None).await;
-    let e = message(pg.read(source(&pg.fqn("t")), None, 1 << 20).await);
+    let e = message(
+        pg.harness()
+            .read_filtered(source(&pg.fqn("t")), None, 1 << 20)
+            .await,
+    );
     assert!(e.contains("failed: "), "{e}");
     assert!(
         e.contains(

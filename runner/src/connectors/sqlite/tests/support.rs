@@ -7,10 +7,11 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Decimal128Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection as RawConnection};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, Connection};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::SqliteConnection;
 use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+use synqx_testkit::rows::{cells, hex, lines};
 
 use super::super::SqliteConfig;
 use super::super::cell::Cell;
@@ -104,25 +105,15 @@ impl Db {
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(
-                        |i| match Cell::read(row, i).unwrap_or_else(|e| panic!("{e}")) {
-                            Cell::Null => "NULL".to_string(),
-                            Cell::Int(v) => v.to_string(),
-                            Cell::Real(v) => format!("{v:?}"),
-                            Cell::Text(s) => format!("'{s}'"),
-                            Cell::Blob(b) => format!(
-                                "x'{}'",
-                                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-                            ),
-                        },
-                    )
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .collect()
+        lines(cells(&rows, |row, i| {
+            match Cell::read(row, i).unwrap_or_else(|e| panic!("{e}")) {
+                Cell::Null => "NULL".to_string(),
+                Cell::Int(v) => v.to_string(),
+                Cell::Real(v) => format!("{v:?}"),
+                Cell::Text(s) => format!("'{s}'"),
+                Cell::Blob(b) => format!("x'{}'", hex(b)),
+            }
+        }))
     }
 
     /// Reads through the source with a 1 MiB batch budget.
