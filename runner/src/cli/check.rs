@@ -10,7 +10,6 @@ use synqx_api::Connection;
 use synqx_api::validate::Doc;
 use synqx_runner::check::{self, summary};
 use synqx_runner::connectors;
-use synqx_runner::local::file_connection;
 use synqx_runner::pod::{PodEnv, step_log};
 use synqx_runner::secrets::Secrets;
 use synqx_runner::vault::Vault;
@@ -94,10 +93,9 @@ fn in_files(
         secrets = secrets.with_vault(vault);
     }
     step_log::install(None, secrets.redactor());
-    let reports =
-        runtime.block_on(futures::future::join_all(chosen.iter().map(|doc| async {
-            connectors::check(&file_connection(doc, &secrets)).await
-        })));
+    let reports = runtime.block_on(futures::future::join_all(chosen.iter().map(|doc| async {
+        connectors::check(&connectors::ConnectionRef::of_file(doc, &secrets)).await
+    })));
     for (doc, report) in chosen.iter().zip(&reports) {
         let name = name_of(doc);
         let label = format!("{}: Connection/{name}", doc.file);

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use synqx_api::connection::CheckReport;
 use synqx_api::pipeline::{Destination, Source as SourceSpec};
-use synqx_api::{ConnectionSpec, ConnectorKind, SecretValue};
+use synqx_api::validate::Doc;
+use synqx_api::{Connection, ConnectionSpec, ConnectorKind, SecretValue};
 
 use crate::check::invalid;
 use crate::engine::{Sink, Source};
@@ -25,6 +26,22 @@ pub struct ConnectionRef<'a> {
     /// Directory that relative paths in the spec are resolved against.
     pub base_dir: PathBuf,
     pub secrets: &'a Secrets,
+}
+
+impl<'a> ConnectionRef<'a> {
+    /// A Connection of the files (`synqx run`, `validate`, `check`): relative paths in it start
+    /// at the directory of the file that declares it.
+    pub fn of_file(doc: &'a Doc<Connection>, secrets: &'a Secrets) -> Self {
+        ConnectionRef {
+            name: doc.object.metadata.name.as_deref().unwrap_or_default(),
+            spec: &doc.object.spec,
+            base_dir: Path::new(&doc.file)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            secrets,
+        }
+    }
 }
 
 impl ConnectionRef<'_> {

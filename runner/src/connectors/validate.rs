@@ -7,11 +7,10 @@
 //! with a problem of its own is skipped, and so is a step whose Connection has one.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
+use synqx_api::Pipeline;
 use synqx_api::pipeline::Step;
 use synqx_api::validate::{Doc, Problem, Report};
-use synqx_api::{Connection, Pipeline};
 
 use super::{CONNECTORS, ConnectionRef, Usage};
 use crate::secrets::Secrets;
@@ -33,7 +32,7 @@ pub fn problems(report: &Report) -> Vec<Problem> {
             broken.insert(name.to_string());
             continue;
         }
-        let conn = connection_ref(doc, &secrets);
+        let conn = ConnectionRef::of_file(doc, &secrets);
         if let Err(e) = registered(&conn).map_or(Ok(()), |c| c.validate_connection(&conn)) {
             broken.insert(name.to_string());
             let prefix = format!("Connection \"{name}\": ");
@@ -71,7 +70,7 @@ pub fn problems(report: &Report) -> Vec<Problem> {
                 else {
                     continue;
                 };
-                let conn = connection_ref(conn_doc, &secrets);
+                let conn = ConnectionRef::of_file(conn_doc, &secrets);
                 let Some(connector) = registered(&conn) else {
                     continue;
                 };
@@ -128,19 +127,6 @@ fn step_problem(
 fn registered(conn: &ConnectionRef<'_>) -> Option<&'static dyn super::Registered> {
     let kind = conn.spec.kind()?;
     CONNECTORS.iter().copied().find(|c| c.kind() == kind)
-}
-
-/// A Connection of the files: relative paths start at the directory of its file.
-fn connection_ref<'a>(doc: &'a Doc<Connection>, secrets: &'a Secrets) -> ConnectionRef<'a> {
-    ConnectionRef {
-        name: name_of(&doc.object),
-        spec: &doc.object.spec,
-        base_dir: Path::new(&doc.file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-        secrets,
-    }
 }
 
 fn name_of<K: kube::Resource>(object: &K) -> &str {

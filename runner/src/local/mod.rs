@@ -11,16 +11,14 @@ mod summary;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synqx_api::Connection;
 use synqx_api::dag::Plan;
 use synqx_api::pipeline::Step;
 use synqx_api::run::{RunPhase, StepPhase};
 use synqx_api::scheduler::RunPolicy;
-use synqx_api::validate::{Doc, Report};
+use synqx_api::validate::Report;
 use tokio_util::sync::CancellationToken;
 
 pub use live::Live;
@@ -34,20 +32,6 @@ use crate::secrets::Secrets;
 use crate::state::StateStore;
 use crate::step::StepInputs;
 use live::Level;
-
-/// A Connection of the files, ready to be opened: relative paths in it start at the directory
-/// of the file that declares it.
-pub fn file_connection<'a>(doc: &'a Doc<Connection>, secrets: &'a Secrets) -> ConnectionRef<'a> {
-    ConnectionRef {
-        name: doc.object.metadata.name.as_deref().unwrap_or_default(),
-        spec: &doc.object.spec,
-        base_dir: Path::new(&doc.file)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-        secrets,
-    }
-}
 
 /// Options of a local run.
 #[derive(Clone, Debug, Default)]
@@ -222,7 +206,7 @@ impl LocalRun<'_> {
             .iter()
             .find(|d| d.object.metadata.name.as_deref() == Some(name))
             .ok_or_else(|| Error::Config(format!("Connection \"{name}\" is not in the given files (add its YAML to the command line)")))?;
-        Ok(file_connection(doc, self.secrets))
+        Ok(ConnectionRef::of_file(doc, self.secrets))
     }
 
     async fn execute(
