@@ -313,24 +313,30 @@ mod postgres {
         std::fs::write(d.join("pipeline.yaml"), pipeline("warehouse", &user, &pw))
             .unwrap_or_else(|e| panic!("{e}"));
 
+        // A run with the keyring: its output, and all it printed.
+        let run_sealed = |file: &str| {
+            let out = synqx(
+                d,
+                &[
+                    "run",
+                    file,
+                    "--state",
+                    "state",
+                    "--vault-key",
+                    "keyring.json",
+                ],
+                None,
+            );
+            let text = all(&out);
+            (out, text)
+        };
+
         // Without the keyring the run says what it needs.
         let out = synqx(d, &["run", "pipeline.yaml", "--state", "state"], None);
         assert!(!out.status.success());
         assert!(all(&out).contains("--vault-key FILE"), "{}", all(&out));
 
-        let out = synqx(
-            d,
-            &[
-                "run",
-                "pipeline.yaml",
-                "--state",
-                "state",
-                "--vault-key",
-                "keyring.json",
-            ],
-            None,
-        );
-        let text = all(&out);
+        let (out, text) = run_sealed("pipeline.yaml");
         assert!(out.status.success(), "{text}");
         assert!(!text.contains(&password) && !text.contains(&role), "{text}");
         let rows = runtime.block_on(async {
@@ -350,19 +356,7 @@ mod postgres {
         // The same ciphertexts pasted into another Connection do not open there.
         std::fs::write(d.join("moved.yaml"), pipeline("copied", &user, &pw))
             .unwrap_or_else(|e| panic!("{e}"));
-        let out = synqx(
-            d,
-            &[
-                "run",
-                "moved.yaml",
-                "--state",
-                "state",
-                "--vault-key",
-                "keyring.json",
-            ],
-            None,
-        );
-        let text = all(&out);
+        let (out, text) = run_sealed("moved.yaml");
         assert!(!out.status.success(), "{text}");
         assert!(
             text.contains("Connection \"etl/copied\" field spec.postgres.")

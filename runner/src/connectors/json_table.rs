@@ -592,11 +592,7 @@ mod tests {
 
         let schema = infer(values.clone(), Nested::Flatten);
         assert_eq!(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>(),
+            crate::connectors::tests::field_names(&schema),
             ["id", "customer.name", "customer.address", "tags"]
         );
         let converter = Converter::new(Arc::new(schema), Nested::Flatten);

@@ -454,13 +454,7 @@ mod tests {
         );
         assert_eq!(batch.column(3).as_binary::<i32>().value(0), b"\x00\xff\x10");
         assert_eq!(
-            batch
-                .column(4)
-                .as_list::<i32>()
-                .value(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec(),
+            crate::connectors::tests::int64_list(batch.column(4), 0),
             vec![1, 2]
         );
         assert_eq!(batch.column(4).as_list::<i32>().value(1).len(), 0);

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use futures::TryStreamExt;
 use synqx_api::pipeline::{Asset, Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 
@@ -128,6 +128,21 @@ pub fn people(rows: &[(i64, Option<&str>)]) -> RecordBatch {
         rows.iter().map(|r| r.1).collect::<Vec<_>>(),
     ));
     RecordBatch::try_new(schema, vec![ids, names]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The names of a schema's fields, in order: what a test compares a read's columns with.
+pub fn field_names(schema: &Schema) -> Vec<&str> {
+    schema.fields().iter().map(|f| f.name().as_str()).collect()
+}
+
+/// The values of the list at `row` of a column of Int64 lists.
+pub fn int64_list(column: &dyn Array, row: usize) -> Vec<i64> {
+    column
+        .as_list::<i32>()
+        .value(row)
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
 }
 
 /// A Connection opened as a source and as a sink through the registry, as a step opens it.

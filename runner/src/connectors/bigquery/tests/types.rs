@@ -7,10 +7,10 @@ use arrow::datatypes::{DataType, Field, Int64Type};
 use synqx_api::connection::BigQueryLoadFormat;
 use synqx_api::pipeline::WriteMode;
 
-use crate::connectors::tests::ok;
 use crate::connectors::tests::warehouses::{
     MAPPED_NULLABLE, assert_mapped_values, batch_of, mapped_columns, sorted_by_id, value_text,
 };
+use crate::connectors::tests::{int64_list, ok};
 
 use super::support::*;
 
@@ -54,15 +54,7 @@ async fn the_mapped_types_round_trip() {
     // BIGNUMERIC reads as its exact decimal text.
     assert_eq!(col("big").data_type(), &DataType::Utf8);
     assert_eq!(text("big"), "-12345678901234567890.1234567891");
-    assert_eq!(
-        col("tags")
-            .as_list::<i32>()
-            .value(0)
-            .as_primitive::<Int64Type>()
-            .values()
-            .to_vec(),
-        vec![1, 2]
-    );
+    assert_eq!(int64_list(&col("tags"), 0), vec![1, 2]);
     // BigQuery arrays are never NULL: a null list reads back empty.
     assert_eq!(col("tags").as_list::<i32>().value(1).len(), 0);
     let point = col("point");

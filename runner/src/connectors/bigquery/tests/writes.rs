@@ -11,9 +11,8 @@ use crate::engine::WriteRequest;
 
 use super::support::*;
 
-#[tokio::test]
-async fn append_and_overwrite_write_what_they_promise() {
-    let lake = Lakehouse::new().await;
+/// The rows a test starts from: ada (1) and bob (2), appended to `people`.
+async fn append_ada_and_bob(lake: &Lakehouse) {
     ok(lake
         .write(
             "people",
@@ -21,6 +20,12 @@ async fn append_and_overwrite_write_what_they_promise() {
             vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
         )
         .await);
+}
+
+#[tokio::test]
+async fn append_and_overwrite_write_what_they_promise() {
+    let lake = Lakehouse::new().await;
+    append_ada_and_bob(&lake).await;
     ok(lake
         .write(
             "people",
@@ -54,13 +59,7 @@ async fn append_and_overwrite_write_what_they_promise() {
 async fn the_emulator_refuses_the_upserts_merge_and_the_rows_stay() {
     let lake = Lakehouse::new().await;
     let old = vec![row(1, "ada"), row(2, "bob")];
-    ok(lake
-        .write(
-            "people",
-            WriteMode::Append,
-            vec![people(&[(1, Some("ada")), (2, Some("bob"))])],
-        )
-        .await);
+    append_ada_and_bob(&lake).await;
     let upsert = lake
         .write_keyed(
             "people",

@@ -5,6 +5,7 @@ use synqx_api::pipeline::OnError;
 use super::*;
 use crate::connectors::formats::tests::{Memory, Rejected, err, id_values, ok, row_counts};
 use crate::connectors::formats::write::Counting;
+use crate::connectors::tests::field_names;
 
 const EVENTS: &str = r#"{"id": 1, "user": {"name": "ann", "tags": ["a", "b"]}, "score": 1.5, "ok": true, "day": "2024-01-31", "at": "2024-01-31T10:00:00Z", "note": null}
 
@@ -39,9 +40,8 @@ fn read(
 #[test]
 fn inference_keeps_key_order_nesting_and_temporal_strings() {
     let schema = schema_of(EVENTS);
-    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
-        names,
+        field_names(&schema),
         vec!["id", "user", "score", "ok", "day", "at", "note"]
     );
     let user = DataType::Struct(Fields::from(vec![

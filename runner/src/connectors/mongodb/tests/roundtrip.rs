@@ -11,6 +11,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use synqx_api::pipeline::{Nested, Source as SourceSpec, WriteMode};
 
 use super::support::{check, connection, documents, raw, read, uri, write};
+use crate::connectors::tests::field_names;
 use crate::engine::CursorFilter;
 use crate::engine::cursor::MaxTracker;
 use crate::error::Error;
@@ -250,11 +251,7 @@ async fn filter_projection_and_flatten() {
     let batches = read(&conn, spec, &name, None).await.unwrap();
     let schema = batches[0].schema();
     assert_eq!(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>(),
+        field_names(&schema),
         [
             "_id",
             "n32",

@@ -17,6 +17,7 @@ use super::super::{
     Rejected, destination, err, gzip, id_values, ids, ok, overwrite, row_counts, source,
 };
 use super::Lake;
+use crate::connectors::tests::field_names;
 use crate::engine::{CursorFilter, Rejects};
 
 /// Hidden files, temporaries and files of another format are never read.
@@ -101,13 +102,7 @@ pub(crate) async fn later_files_may_add_columns_but_not_change_parquet_types(lak
     lake.put("csv/a.csv", "id\n1\n").await;
     lake.put("csv/b.csv", "name,id\nx,2\n").await;
     let all = ok(lake.read_all(source("csv/")).await);
-    let names: Vec<&str> = all
-        .schema_ref()
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
-    assert_eq!(names, ["id", "name"]);
+    assert_eq!(field_names(all.schema_ref()), ["id", "name"]);
     assert_eq!(id_values(std::slice::from_ref(&all)), [Some(1), Some(2)]);
     assert!(all.column(1).is_null(0));
     assert_eq!(all.column(1).as_string::<i32>().value(1), "x");
