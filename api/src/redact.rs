@@ -89,6 +89,17 @@ impl Redactor {
     }
 }
 
+/// A redactor that knows these credentials, each remembered as [`Redactor::remember`] does.
+impl<S: AsRef<str>> FromIterator<S> for Redactor {
+    fn from_iter<I: IntoIterator<Item = S>>(credentials: I) -> Self {
+        let redactor = Redactor::default();
+        for credential in credentials {
+            redactor.remember(credential.as_ref());
+        }
+        redactor
+    }
+}
+
 /// `text` with each occurrence of `word` that no letter, digit or `_` touches replaced by
 /// `***`. An edge of `word` that is itself a symbol (`@ops`) needs no boundary.
 fn replace_words(text: &str, word: &str) -> String {

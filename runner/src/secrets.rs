@@ -367,6 +367,17 @@ mod tests {
     }
 
     #[test]
+    fn a_redactor_collected_from_credentials_remembers_each_as_a_credential() {
+        let redactor: Redactor = ["s3cr3t-token", "pw"].into_iter().collect();
+        assert_eq!(
+            redactor.redact("token=s3cr3t-token pw=pw pwd"),
+            "token=*** ***=*** pwd"
+        );
+        // Neither changes when percent-encoded: each is kept once.
+        assert_eq!(format!("{redactor:?}"), "Redactor(2 values)");
+    }
+
+    #[test]
     fn url_encoded_credentials_are_redacted_too() {
         let s = Secrets::default();
         let plain = s.secret("c", "f", &SecretValue::plain("p@ss word"));

@@ -123,10 +123,6 @@ impl BigQueryConfig {
         account: Option<Arc<ServiceAccount>>,
         secrets: Vec<String>,
     ) -> Self {
-        let redactor = Redactor::default();
-        for secret in &secrets {
-            redactor.remember(secret);
-        }
         Self {
             connection: "bq".into(),
             project: "proj".into(),
@@ -135,7 +131,7 @@ impl BigQueryConfig {
             endpoint: endpoint.into(),
             load_format: BigQueryLoadFormat::Parquet,
             account,
-            redactor,
+            redactor: secrets.into_iter().collect(),
         }
     }
 }

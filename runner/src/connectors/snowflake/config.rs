@@ -122,10 +122,6 @@ impl SnowflakeConfig {
     /// A config for unit tests of the protocol, against a stub at `base_url`.
     #[cfg(test)]
     pub fn for_test(base_url: &str, auth: Auth, secrets: Vec<String>) -> Self {
-        let redactor = Redactor::default();
-        for secret in &secrets {
-            redactor.remember(secret);
-        }
         Self {
             connection: "sf".into(),
             base_url: base_url.into(),
@@ -137,7 +133,7 @@ impl SnowflakeConfig {
             schema: "PUBLIC".into(),
             role: Some("ETL".into()),
             stage_files: true,
-            redactor,
+            redactor: secrets.into_iter().collect(),
         }
     }
 }

@@ -40,6 +40,26 @@ macro_rules! opened_through_harness {
 }
 pub(crate) use opened_through_harness;
 
+/// `dest` and `table_source` for a test module's Connection `$connection`: the specs its
+/// tests write and read with, naming it.
+macro_rules! specs_naming {
+    ($connection:expr) => {
+        pub(super) fn dest(
+            fqn: &str,
+            mode: synqx_api::pipeline::WriteMode,
+            key: &[&str],
+            evolution: Option<synqx_api::pipeline::SchemaEvolution>,
+        ) -> synqx_api::pipeline::Destination {
+            $crate::connectors::tests::destination($connection, fqn, mode, key, evolution)
+        }
+
+        pub(super) fn table_source(fqn: &str) -> synqx_api::pipeline::Source {
+            $crate::connectors::tests::table_source($connection, fqn)
+        }
+    };
+}
+pub(crate) use specs_naming;
+
 /// The value of a result that must be a success.
 pub fn ok<T>(r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))

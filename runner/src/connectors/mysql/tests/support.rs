@@ -4,13 +4,12 @@
 
 use sqlx::mysql::MySqlConnection;
 use synqx_api::connection::{MysqlConnection, SslMode};
-use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
 use synqx_api::{ConnectionSpec, SecretValue};
 use synqx_testkit::mysql::{self as server, Database};
 use synqx_testkit::rows::lines;
 
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, destination, opened_through_harness};
+use crate::connectors::tests::{Harness, opened_through_harness, specs_naming};
 pub(super) use crate::connectors::tests::{err, ok, people};
 
 use crate::secrets::Secrets;
@@ -112,15 +111,4 @@ pub(super) async fn admin(sql: &str) {
     server::exec(&mut server::connect(None).await, sql).await;
 }
 
-pub(super) fn dest(
-    fqn: &str,
-    mode: WriteMode,
-    key: &[&str],
-    evolution: Option<SchemaEvolution>,
-) -> Destination {
-    destination(CONNECTION, fqn, mode, key, evolution)
-}
-
-pub(super) fn table_source(fqn: &str) -> SourceSpec {
-    crate::connectors::tests::table_source(CONNECTION, fqn)
-}
+specs_naming!(CONNECTION);

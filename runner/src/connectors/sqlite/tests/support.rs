@@ -10,14 +10,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection as RawConnection};
 use sqlx::{AssertSqlSafe, Connection};
 use synqx_api::ConnectionSpec;
 use synqx_api::connection::SqliteConnection;
-use synqx_api::pipeline::{Destination, SchemaEvolution, Source as SourceSpec, WriteMode};
+use synqx_api::pipeline::Source as SourceSpec;
 use synqx_testkit::rows::{cells, hex, lines};
 
 use super::super::SqliteConfig;
 use super::super::cell::Cell;
 use super::super::connect::Database;
 use crate::connectors::ConnectionRef;
-use crate::connectors::tests::{Harness, destination, opened_through_harness};
+use crate::connectors::tests::{Harness, opened_through_harness, specs_naming};
 pub(super) use crate::connectors::tests::{err, ok, people};
 use crate::engine::{CursorFilter, Rejects, Sink};
 use crate::error::Result;
@@ -127,18 +127,7 @@ impl Db {
     }
 }
 
-pub(super) fn dest(
-    fqn: &str,
-    mode: WriteMode,
-    key: &[&str],
-    evolution: Option<SchemaEvolution>,
-) -> Destination {
-    destination(CONNECTION, fqn, mode, key, evolution)
-}
-
-pub(super) fn table_source(fqn: &str) -> SourceSpec {
-    crate::connectors::tests::table_source(CONNECTION, fqn)
-}
+specs_naming!(CONNECTION);
 
 pub(super) fn decimals(values: Vec<Option<i128>>, p: u8, s: i8) -> ArrayRef {
     Arc::new(
