@@ -93,13 +93,27 @@ async fn job_logs(cluster: &Cluster, ns: &TestNamespace, job: &str) -> String {
     cluster.pod_logs(&ns.name, &pod.metadata.name.unwrap_or_default())
 }
 
-/// The status of Deployment `name`; reading it must work.
-async fn deployment_status(deployments: &Api<Deployment>, name: &str) -> Option<DeploymentStatus> {
-    deployments
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("reading Deployment {name}: {e}"))
-        .status
+/// Waits until Deployment `name` has `want` replicas as `count` reads them from its status
+/// (`what` says which, for the message); reading it must work.
+async fn wait_for_replicas(
+    deployments: &Api<Deployment>,
+    name: &str,
+    what: &str,
+    count: fn(&DeploymentStatus) -> Option<i32>,
+    want: i32,
+) {
+    let description = format!("Deployment {name} to have {want} {what} replicas");
+    wait_until(WAIT, &description, || async {
+        deployments
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Deployment {name}: {e}"))
+            .status
+            .as_ref()
+            .and_then(count)
+            == Some(want)
+    })
+    .await;
 }
 
 /// Pid files the kubelet keeps for live processes of pods whose name starts with `prefix`.
@@ -478,15 +492,12 @@ spec:
     )
     .await;
     let deployments: Api<Deployment> = ns.api();
-    wait_until(
-        WAIT,
-        "the deployment to have 2 available replicas",
-        || async {
-            deployment_status(&deployments, "idle")
-                .await
-                .and_then(|s| s.available_replicas)
-                == Some(2)
-        },
+    wait_for_replicas(
+        &deployments,
+        "idle",
+        "available",
+        |s| s.available_replicas,
+        2,
     )
     .await;
     assert_eq!(live_processes(cluster, "idle-"), 2);
@@ -516,22 +527,17 @@ async fn a_pod_is_ready_only_once_its_readiness_probe_answers() {
     apply_ok(cluster, &ns.name, &deployment("served", served, served));
     apply_ok(cluster, &ns.name, &deployment("silent", other, silent));
     let deployments: Api<Deployment> = ns.api();
-    wait_until(WAIT, "the probed deployment to be available", || async {
-        deployment_status(&deployments, "served")
-            .await
-            .and_then(|s| s.available_replicas)
-            == Some(1)
-    })
+    wait_for_replicas(
+        &deployments,
+        "served",
+        "available",
+        |s| s.available_replicas,
+        1,
+    )
     .await;
     // The other one's probe asks a port nobody serves: its pod runs, and is never ready while
     // its probe is asked a few times over.
-    wait_until(WAIT, "the silent deployment's pod to run", || async {
-        deployment_status(&deployments, "silent")
-            .await
-            .and_then(|s| s.replicas)
-            == Some(1)
-    })
-    .await;
+    wait_for_replicas(&deployments, "silent", "non-terminated", |s| s.replicas, 1).await;
     never_within(
         ns.api::<Deployment>(),
         "silent",

@@ -18,6 +18,11 @@ use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
+/// `Connection "c"`: how every message about a Connection starts.
+pub fn connection_at(name: &str) -> String {
+    format!("Connection \"{name}\"")
+}
+
 /// A Connection ready to be opened: its spec, where relative paths start, and how its secret
 /// values are resolved.
 pub struct ConnectionRef<'a> {

@@ -77,7 +77,7 @@ use synqx_api::ConnectorKind;
 use synqx_api::connection::CheckReport;
 
 pub use connector::{
-    ConnectionRef, Connector, Registered, Role, Usage, optional_text, unsupported,
+    ConnectionRef, Connector, Registered, Role, Usage, connection_at, optional_text, unsupported,
 };
 
 use crate::check::{CheckReason, invalid, report};

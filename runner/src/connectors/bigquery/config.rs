@@ -113,7 +113,7 @@ impl BigQueryConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// A config for unit tests against a stub at `endpoint`.

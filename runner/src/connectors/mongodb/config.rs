@@ -48,7 +48,7 @@ impl MongodbConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// A collection an asset FQN names, checked as MongoDB names them (not empty, no `$`,

@@ -113,7 +113,7 @@ impl PostgresConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// `Connection "c", table "s.t"`.

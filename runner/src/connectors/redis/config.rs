@@ -47,7 +47,7 @@ impl RedisConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// `host:port/db`, for messages.

@@ -228,7 +228,7 @@ impl RestConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 }
 

@@ -116,7 +116,7 @@ impl SnowflakeConfig {
 
     /// `Connection "c"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// A config for unit tests of the protocol, against a stub at `base_url`.

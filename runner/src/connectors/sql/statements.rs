@@ -7,7 +7,7 @@ use crate::error::Result;
 
 /// Runs the statements; returns the rows they affected.
 pub async fn run<D: SqlDialect>(dialect: &D, statements: &[String]) -> Result<u64> {
-    let at = format!("Connection \"{}\"", dialect.connection());
+    let at = crate::connectors::connection_at(dialect.connection());
     let mut conn = dialect.connect().await?;
     let result = run_in(dialect, &mut conn, &at, statements).await;
     if result.is_err() {

@@ -82,7 +82,7 @@ impl SqlServerConfig {
 
     /// `Connection "name"`: the start of every message.
     pub fn at(&self) -> String {
-        format!("Connection \"{}\"", self.connection)
+        crate::connectors::connection_at(&self.connection)
     }
 
     /// The tiberius configuration for a server (the spec's, or the one a gateway routes to).
