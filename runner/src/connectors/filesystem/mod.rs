@@ -2,7 +2,8 @@
 //! file, a folder of part files (trailing `/`) or a glob. Files are CSV, JSONL or Parquet: the
 //! type map, inference, encoding and rotation are `formats`'s, shared with every file store;
 //! this folder lists and opens files (`connect.rs`), stages writes under hidden names and
-//! commits them by renames (`sink.rs`, `commit.rs`).
+//! commits them by renames (`sink.rs`, `commit.rs`), having started their writeback as they
+//! were written (`write_behind.rs`).
 
 mod check;
 mod commit;
@@ -10,6 +11,7 @@ mod config;
 mod connect;
 mod sink;
 mod source;
+mod write_behind;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use super::commit::{Staged, Swap, Temporaries};
 use super::config::FilesystemConfig;
 use super::connect::{DirOpener, list};
+use super::write_behind::WriteBehind;
 use crate::connectors::formats::Selection;
 use crate::connectors::formats::parts::{self, PartStore, PartsTarget, write_id};
 use crate::connectors::formats::read::task_failed;
@@ -214,7 +215,7 @@ impl PartStore for DirParts {
             staged,
             destination,
         };
-        Ok((Box::new(sink), open))
+        Ok((Box::new(WriteBehind::new(sink)), open))
     }
 
     fn close(&mut self, open: StagedFile) -> Result<u64> {
