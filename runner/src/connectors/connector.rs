@@ -18,7 +18,8 @@ use crate::engine::{Sink, Source};
 use crate::error::{Error, Result};
 use crate::secrets::Secrets;
 
-/// `Connection "c"`: how every message about a Connection starts.
+/// `Connection "c"`: how a connector's messages about its Connection start (its config's
+/// `at()`).
 pub fn connection_at(name: &str) -> String {
     format!("Connection \"{name}\"")
 }
