@@ -5,6 +5,7 @@
 mod blocks;
 mod decode;
 mod fields;
+mod parsed;
 mod read;
 mod split;
 mod text;

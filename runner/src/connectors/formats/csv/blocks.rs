@@ -14,6 +14,8 @@ pub struct Block {
     pub bytes: Vec<u8>,
     /// The parser's line number at the start of the block (1 + line feeds before it).
     pub first_line: u64,
+    /// Records the block holds, counting empty lines: the most rows it can give.
+    pub records: usize,
 }
 
 /// Reads blocks of at most `records` records from a stream.
@@ -70,6 +72,7 @@ impl<R: Read> BlockReader<R> {
         let block = Block {
             bytes,
             first_line: self.line,
+            records: found,
         };
         self.line += newlines;
         Ok(Some(block))

@@ -1,21 +1,24 @@
 //! Parsing one block of whole CSV records into a batch of the read's schema.
 //!
-//! Fields are copied straight into one byte buffer per column and each column's bytes are
-//! checked as UTF-8 once (not field by field); a block with invalid UTF-8 is parsed again
-//! field by field to find the rows to reject. Text columns are then converted to their types
-//! with Arrow's vectorised cast; only rows whose value did not convert are looked at one by
-//! one. Empty fields are null, as Arrow's CSV reader and writer have it.
+//! Numbers and dates are parsed from the field's bytes as they are collected, with the parser
+//! Arrow's cast uses (`parsed`). Other fields are copied straight into one byte buffer per
+//! column and each column's bytes are checked as UTF-8 once (not field by field), then
+//! converted with Arrow's vectorised cast; fields of no column of the read are not collected.
+//! A block with invalid UTF-8 is parsed again field by field to find the rows to reject; a
+//! rejected row is read again from the block for its line. Empty fields are null, as Arrow's
+//! CSV reader and writer have it.
 
 use std::sync::Arc;
 
 use arrow::array::BooleanBufferBuilder;
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 
 use super::blocks::Block;
 use super::fields::{Records, Span, value};
+use super::parsed::{ParsedColumn, parsed_column};
 use crate::connectors::formats::convert::convert;
 use crate::connectors::formats::infer::type_name;
 use crate::error::{BadRow, Context, Error, Result};
@@ -111,16 +114,59 @@ pub fn decode(block: &Block, layout: &Layout) -> Result<Decoded> {
     }
 }
 
-/// Collects the block's records as text columns. `careful` checks each field's UTF-8 and
-/// rejects the rows where it fails; otherwise `None` is returned when a column is not UTF-8.
+/// How one field of the file's records is collected.
+enum Collector {
+    /// Not in the read's schema: a rejected row is read again from the block for its line.
+    Skip,
+    /// As text, cast to the schema's type afterwards.
+    Text(TextColumn),
+    /// Parsed into the schema's type as it is collected.
+    Parsed(Box<dyn ParsedColumn>),
+}
+
+/// A collected field, as a column.
+enum Collected {
+    Skip,
+    Text(ArrayRef),
+    Parsed(ArrayRef, Vec<usize>),
+}
+
+/// The collector of each field of the file's records.
+fn collectors(layout: &Layout, rows: usize, bytes_per_column: usize) -> Vec<Collector> {
+    (0..layout.names.len())
+        .map(|p| {
+            let Some(i) = layout.positions.iter().position(|&q| q == Some(p)) else {
+                return Collector::Skip;
+            };
+            match parsed_column(layout.schema.field(i).data_type(), rows) {
+                Some(parsed) => Collector::Parsed(parsed),
+                None => Collector::Text(TextColumn::new(rows, bytes_per_column)),
+            }
+        })
+        .collect()
+}
+
+/// The fields of the record that starts at `start` in `input`, as values.
+fn record_at(input: &[u8], start: usize, delimiter: u8) -> Vec<Vec<u8>> {
+    let input = input.get(start..).unwrap_or_default();
+    let mut spans = Vec::new();
+    Records::new(input, delimiter, 0).next_into(&mut spans);
+    let mut scratch = Vec::new();
+    spans
+        .iter()
+        .map(|&s| value(input, s, &mut scratch).to_vec())
+        .collect()
+}
+
+/// Collects the block's records into columns. `careful` checks each field's UTF-8 and rejects
+/// the rows where it fails; otherwise `None` is returned when a field is not UTF-8.
 fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decoded>> {
     let width = layout.names.len();
     let input = block.bytes.as_slice();
-    let bytes_per_column = input.len() / width.max(1);
-    let mut text: Vec<TextColumn> = (0..width)
-        .map(|_| TextColumn::new(1024, bytes_per_column))
-        .collect();
-    let mut lines = Vec::new();
+    let rows = block.records.max(1);
+    let mut columns = collectors(layout, rows, input.len() / width.max(1));
+    // The line and the start in the block of every row kept.
+    let (mut lines, mut starts) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     let mut bad = Vec::new();
     let mut records = Records::new(input, layout.delimiter, block.first_line);
     let (mut spans, mut scratch) = (Vec::with_capacity(width), Vec::new());
@@ -132,7 +178,11 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
             .map(|&s| value(input, s, &mut scratch).to_vec())
             .collect()
     };
-    while let Some(line) = records.next_into(&mut spans) {
+    loop {
+        let start = records.offset();
+        let Some(line) = records.next_into(&mut spans) else {
+            break;
+        };
         if spans.len() != width {
             let fields = values(&spans);
             bad.push(BadLine {
@@ -158,53 +208,83 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
                 continue;
             }
         }
-        for (column, &span) in text.iter_mut().zip(&spans) {
-            column.push(value(input, span, &mut scratch), &layout.file)?;
+        for (column, &span) in columns.iter_mut().zip(&spans) {
+            match column {
+                Collector::Skip => {}
+                Collector::Text(text) => {
+                    text.push(value(input, span, &mut scratch), &layout.file)?
+                }
+                Collector::Parsed(parsed) => {
+                    if !parsed.push(value(input, span, &mut scratch)) {
+                        return Ok(None);
+                    }
+                }
+            }
         }
         lines.push(line);
+        starts.push(start);
     }
-    let mut columns = Vec::with_capacity(width);
-    for column in text {
-        match column.finish() {
-            Some(array) => columns.push(array),
-            None => return Ok(None),
-        }
+    let mut collected = Vec::with_capacity(width);
+    for column in columns {
+        collected.push(match column {
+            Collector::Skip => Collected::Skip,
+            Collector::Text(text) => match text.finish() {
+                Some(array) => Collected::Text(array),
+                None => return Ok(None),
+            },
+            Collector::Parsed(parsed) => {
+                let (array, failed) = parsed
+                    .finish()
+                    .context(|| format!("reading {}", layout.file))?;
+                Collected::Parsed(array, failed)
+            }
+        });
     }
-    typed(layout, &columns, &lines, bad).map(Some)
+    typed(layout, input, collected, &lines, &starts, bad).map(Some)
 }
 
 /// Converts the text columns to the schema's types; rows with a value that does not convert
-/// join the bad rows.
+/// (or did not parse) join the bad rows.
 fn typed(
     layout: &Layout,
-    text: &[ArrayRef],
+    input: &[u8],
+    collected: Vec<Collected>,
     lines: &[u64],
+    starts: &[usize],
     mut bad: Vec<BadLine>,
 ) -> Result<Decoded> {
     let rows = lines.len();
     let mut failed: Vec<Option<usize>> = vec![None; rows];
     let mut columns = Vec::with_capacity(layout.schema.fields().len());
     for (i, field) in layout.schema.fields().iter().enumerate() {
-        let Some(p) = layout.positions[i] else {
-            columns.push(new_null_array(field.data_type(), rows));
-            continue;
+        let here = || format!("{}: column \"{}\"", layout.file, field.name());
+        let (array, rejected) = match layout.positions[i].and_then(|p| collected.get(p)) {
+            None => {
+                columns.push(new_null_array(field.data_type(), rows));
+                continue;
+            }
+            Some(Collected::Text(text)) => {
+                let converted = convert(text, field.data_type()).context(here)?;
+                (converted.array, converted.failed)
+            }
+            Some(Collected::Parsed(array, rejected)) => (array.clone(), rejected.clone()),
+            Some(Collected::Skip) => {
+                return Err(Error::Defect(format!("{}: not collected", here())));
+            }
         };
-        let converted = convert(&text[p], field.data_type())
-            .context(|| format!("{}: column \"{}\"", layout.file, field.name()))?;
-        for row in converted.failed {
+        for row in rejected {
             failed[row].get_or_insert(i);
         }
-        columns.push(converted.array);
+        columns.push(array);
     }
     for (row, column) in failed.iter().enumerate() {
         let Some(i) = column else { continue };
-        let (field, p) = (layout.schema.field(*i), layout.positions[*i].unwrap_or(0));
-        let value = text[p]
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .map(|a| a.value(row))
+        let field = layout.schema.field(*i);
+        let fields = record_at(input, starts[row], layout.delimiter);
+        let value = layout.positions[*i]
+            .and_then(|p| fields.get(p))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let values: Vec<String> = text.iter().map(|a| string_at(a, row)).collect();
         bad.push(BadLine {
             line: lines[row],
             bad: BadRow::new(
@@ -213,10 +293,7 @@ fn typed(
             )
             .column(field.name())
             .value(value)
-            .row(raw_line(
-                layout.delimiter,
-                values.iter().map(String::as_bytes),
-            )),
+            .row(raw_line(layout.delimiter, fields.iter().map(Vec::as_slice))),
         });
     }
     bad.sort_by_key(|b| b.line);
@@ -229,13 +306,4 @@ fn typed(
     let batch =
         filter_record_batch(&batch, &keep).context(|| format!("reading {}", layout.file))?;
     Ok(Decoded { batch, bad })
-}
-
-fn string_at(array: &ArrayRef, row: usize) -> String {
-    array
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .filter(|a| a.is_valid(row))
-        .map(|a| a.value(row).to_string())
-        .unwrap_or_default()
 }

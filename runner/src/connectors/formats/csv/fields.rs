@@ -36,6 +36,12 @@ impl<'a> Records<'a> {
         }
     }
 
+    /// Where the next record, or the empty lines before it, starts in the block: reading
+    /// from there again gives that record's fields.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// The next record's fields into `fields`; returns the line number the parser is at
     /// when the record begins, `None` at the end of the block.
     pub fn next_into(&mut self, fields: &mut Vec<Span>) -> Option<u64> {

@@ -169,6 +169,49 @@ fn skipped_rows_are_counted_and_written_to_the_dead_letter_file() {
 }
 
 #[test]
+fn a_row_rejected_by_a_parsed_or_a_cast_column_keeps_its_whole_line() {
+    // `note` is in the file but not in the read; `total` is parsed as it is collected,
+    // `price` collected as text and cast.
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("total", DataType::Float64, true),
+        Field::new("price", DataType::Decimal128(12, 2), true),
+    ]);
+    let text = "id,note,total,price\n1,\"a, b\",2.5,1.00\n2,\"say \"\"hi\"\"\",oops,2.00\n\
+                3,c,3.5,bad\n\n4,,,\n";
+    let rejected = Rejected::new(OnError::Skip);
+    let batches = ok(read(text, &schema, 10, rejected.rejects()));
+    assert_eq!(id_values(&batches), [Some(1), Some(4)]);
+    let totals: Vec<Option<f64>> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(1)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(totals, [Some(2.5), None]);
+    let prices: Vec<Option<i128>> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(2)
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(prices, [Some(100), None]);
+    assert_eq!(
+        rejected.lines(),
+        vec![
+            serde_json::json!({"location": "orders.csv: line 3", "column": "total", "problem": "cannot parse the value as float64", "value": "oops", "row": "2,\"say \"\"hi\"\"\",oops,2.00"}),
+            serde_json::json!({"location": "orders.csv: line 4", "column": "price", "problem": "cannot parse the value as decimal(12,2)", "value": "bad", "row": "3,c,3.5,bad"}),
+        ]
+    );
+}
+
+#[test]
 fn columns_are_matched_by_header_name_and_missing_ones_are_null() {
     let schema = Schema::new(vec![
         Field::new("total", DataType::Decimal128(12, 2), true),
