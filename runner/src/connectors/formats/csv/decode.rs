@@ -1,11 +1,11 @@
 //! Parsing one block of whole CSV records into a batch of the read's schema.
 //!
-//! Numbers and dates are parsed from the field's bytes as they are collected, with the parser
-//! Arrow's cast uses (`parsed`). Other fields are copied straight into one byte buffer per
-//! column and each column's bytes are checked as UTF-8 once (not field by field), then
-//! converted with Arrow's vectorised cast; fields of no column of the read are not collected.
-//! A block with invalid UTF-8 is parsed again field by field to find the rows to reject; a
-//! rejected row is read again from the block for its line. Empty fields are null, as Arrow's
+//! The block is checked as UTF-8 once. Numbers and dates are parsed from the field's text as
+//! they are collected, with the parser Arrow's cast uses (`parsed`). Other fields are copied
+//! straight into one byte buffer per column, then converted with Arrow's vectorised cast;
+//! fields of no column of the read are not collected. A block with invalid UTF-8 is parsed
+//! again field by field to find the rows to reject; a rejected row is read again from the
+//! block for its line. Empty fields are null, as Arrow's
 //! CSV reader and writer have it.
 
 use std::sync::Arc;
@@ -159,7 +159,7 @@ fn record_at(input: &[u8], start: usize, delimiter: u8) -> Vec<Vec<u8>> {
 }
 
 /// Collects the block's records into columns. `careful` checks each field's UTF-8 and rejects
-/// the rows where it fails; otherwise `None` is returned when a field is not UTF-8.
+/// the rows where it fails; otherwise `None` is returned when the block is not UTF-8.
 fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decoded>> {
     let width = layout.names.len();
     let input = block.bytes.as_slice();
@@ -168,6 +168,17 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
     // The line and the start in the block of every row kept.
     let (mut lines, mut starts) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     let mut bad = Vec::new();
+    // Unless rows are checked one by one, the whole block is checked as UTF-8 at once: its
+    // fields, cut at ASCII delimiters, quotes and line ends, are then text too. A block that
+    // is not is read again carefully, whichever field (read or not) holds the bad bytes.
+    let text = if careful {
+        None
+    } else {
+        match std::str::from_utf8(input) {
+            Ok(text) => Some(text),
+            Err(_) => return Ok(None),
+        }
+    };
     let mut records = Records::new(input, layout.delimiter, block.first_line);
     let (mut spans, mut scratch) = (Vec::with_capacity(width), Vec::new());
     // The record's fields as values, for a row that goes to the rejects.
@@ -215,8 +226,13 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
                     text.push(value(input, span, &mut scratch), &layout.file)?
                 }
                 Collector::Parsed(parsed) => {
-                    if !parsed.push(value(input, span, &mut scratch)) {
-                        return Ok(None);
+                    let field = match text {
+                        Some(text) if span.plain => text.get(span.start..span.end),
+                        _ => std::str::from_utf8(value(input, span, &mut scratch)).ok(),
+                    };
+                    match field {
+                        Some(field) => parsed.push(field),
+                        None => return Ok(None),
                     }
                 }
             }

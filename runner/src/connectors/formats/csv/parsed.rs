@@ -3,8 +3,8 @@
 //! Arrow's cast turns text into numbers and dates one value at a time with its `Parser`
 //! (`parse_string`: a null stays null, a value that does not parse becomes null). These
 //! columns call the same `Parser` on each field as it is collected, so the result is the
-//! cast's, value for value, without first copying every field into a text column, checking
-//! that column's UTF-8 and walking it again. Other types (text, booleans, decimals,
+//! cast's, value for value, without first copying every field into a text column and
+//! walking it again. Other types (text, booleans, decimals,
 //! timestamps) are still collected as text and cast as a whole.
 
 use std::sync::Arc;
@@ -20,9 +20,8 @@ use arrow::error::ArrowError;
 
 /// A column of one block being parsed.
 pub trait ParsedColumn: Send {
-    /// Adds a field's bytes (empty is null). `false` when they are not UTF-8: the block is
-    /// then read again field by field, and such rows go to the rejects.
-    fn push(&mut self, value: &[u8]) -> bool;
+    /// Adds a field (empty is null).
+    fn push(&mut self, value: &str);
 
     /// The column, and its rows whose value did not parse (null in the column).
     fn finish(self: Box<Self>) -> Result<(ArrayRef, Vec<usize>), ArrowError>;
@@ -69,14 +68,11 @@ impl<P: Parser> Values<P> {
 }
 
 impl<P: Parser> ParsedColumn for Values<P> {
-    fn push(&mut self, value: &[u8]) -> bool {
+    fn push(&mut self, value: &str) {
         let parsed = if value.is_empty() {
             None
         } else {
-            let Ok(text) = std::str::from_utf8(value) else {
-                return false;
-            };
-            let parsed = P::parse(text);
+            let parsed = P::parse(value);
             if parsed.is_none() {
                 self.failed.push(self.values.len());
             }
@@ -84,7 +80,6 @@ impl<P: Parser> ParsedColumn for Values<P> {
         };
         self.valid.append(parsed.is_some());
         self.values.push(parsed.unwrap_or_default());
-        true
     }
 
     fn finish(mut self: Box<Self>) -> Result<(ArrayRef, Vec<usize>), ArrowError> {
@@ -111,7 +106,7 @@ mod tests {
         let mut column = parsed_column(data_type, fields.len())
             .unwrap_or_else(|| panic!("{data_type} is not parsed by value"));
         for field in fields {
-            assert!(column.push(field.as_bytes()));
+            column.push(field);
         }
         let (array, failed) = column.finish().unwrap_or_else(|e| panic!("{e}"));
         let text: ArrayRef = Arc::new(
@@ -215,13 +210,6 @@ mod tests {
         ] {
             assert!(parsed_column(&data_type, 1).is_none(), "{data_type}");
         }
-    }
-
-    #[test]
-    fn bytes_that_are_not_utf8_are_refused() {
-        let mut column = parsed_column(&DataType::Int64, 2).unwrap_or_else(|| panic!("Int64"));
-        assert!(column.push(b"1"));
-        assert!(!column.push(b"\xff1"));
     }
 
     proptest! {

@@ -488,6 +488,41 @@ fn invalid_utf8_rejects_only_its_row_on_any_thread_count() {
     }
 }
 
+#[test]
+fn invalid_utf8_in_a_parsed_column_or_one_not_read_rejects_its_row() {
+    let text = b"id,note,amount\n1,a,1.5\n2,\xff,2.5\n3,b,3\xff\n4,\xc3\xa9,4.5\n".to_vec();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("amount", DataType::Float64, true),
+    ]));
+    for threads in [1, 2] {
+        let rejected = Rejected::new(OnError::Skip);
+        let batches: Vec<RecordBatch> = ok(ok(CsvBatches::new(
+            std::io::Cursor::new(text.clone()),
+            &CsvSettings::default(),
+            "orders.csv",
+            schema.clone(),
+            10,
+            threads,
+            rejected.rejects(),
+        ))
+        .collect::<Result<Vec<_>>>());
+        assert_eq!(id_values(&batches), [Some(1), Some(4)]);
+        let problems: Vec<(String, String)> = rejected
+            .lines()
+            .iter()
+            .map(|l| (l["location"].to_string(), l["problem"].to_string()))
+            .collect();
+        let bad = |line: u32| {
+            (
+                format!("\"orders.csv: line {line}\""),
+                "\"the value is not valid UTF-8\"".to_string(),
+            )
+        };
+        assert_eq!(problems, [bad(3), bad(4)]);
+    }
+}
+
 /// Rows formatted in pieces on several threads, in rounds, come out as one thread writes
 /// them: same bytes, same order, the header once.
 #[test]
