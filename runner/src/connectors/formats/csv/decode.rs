@@ -104,8 +104,8 @@ pub fn raw_line<'a>(delimiter: u8, fields: impl IntoIterator<Item = &'a [u8]>) -
         .to_string()
 }
 
-/// Parses a block: fast (UTF-8 checked per column) and, only when that finds invalid bytes,
-/// again field by field.
+/// Parses a block: fast (the block's UTF-8 checked at once) and, only when that finds invalid
+/// bytes, again field by field.
 pub fn decode(block: &Block, layout: &Layout) -> Result<Decoded> {
     match collect(block, layout, false)? {
         Some(decoded) => Ok(decoded),
@@ -131,7 +131,9 @@ enum Collected {
     Parsed(ArrayRef, Vec<usize>),
 }
 
-/// The collector of each field of the file's records.
+/// The collector of each field of the file's records, by the type of the schema column that
+/// reads it. Columns find their field by name and a read's column names are distinct, so no
+/// two columns read one field.
 fn collectors(layout: &Layout, rows: usize, bytes_per_column: usize) -> Vec<Collector> {
     (0..layout.names.len())
         .map(|p| {
