@@ -148,16 +148,21 @@ fn collectors(layout: &Layout, rows: usize, bytes_per_column: usize) -> Vec<Coll
         .collect()
 }
 
-/// The fields of the record that starts at `start` in `input`, as values.
-fn record_at(input: &[u8], start: usize, delimiter: u8) -> Vec<Vec<u8>> {
-    let input = input.get(start..).unwrap_or_default();
-    let mut spans = Vec::new();
-    Records::new(input, delimiter, 0).next_into(&mut spans);
+/// A record's fields (`spans` of `input`) as values, for a row that goes to the rejects.
+fn field_values(input: &[u8], spans: &[Span]) -> Vec<Vec<u8>> {
     let mut scratch = Vec::new();
     spans
         .iter()
         .map(|&s| value(input, s, &mut scratch).to_vec())
         .collect()
+}
+
+/// The fields of the record that starts at `start` in `input`, as values.
+fn record_at(input: &[u8], start: usize, delimiter: u8) -> Vec<Vec<u8>> {
+    let input = input.get(start..).unwrap_or_default();
+    let mut spans = Vec::new();
+    Records::new(input, delimiter, 0).next_into(&mut spans);
+    field_values(input, &spans)
 }
 
 /// Collects the block's records into columns. `careful` checks each field's UTF-8 and rejects
@@ -183,21 +188,13 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
     };
     let mut records = Records::new(input, layout.delimiter, block.first_line);
     let (mut spans, mut scratch) = (Vec::with_capacity(width), Vec::new());
-    // The record's fields as values, for a row that goes to the rejects.
-    let values = |spans: &[Span]| -> Vec<Vec<u8>> {
-        let mut scratch = Vec::new();
-        spans
-            .iter()
-            .map(|&s| value(input, s, &mut scratch).to_vec())
-            .collect()
-    };
     loop {
         let start = records.offset();
         let Some(line) = records.next_into(&mut spans) else {
             break;
         };
         if spans.len() != width {
-            let fields = values(&spans);
+            let fields = field_values(input, &spans);
             bad.push(BadLine {
                 line,
                 bad: BadRow::new(
@@ -209,7 +206,7 @@ fn collect(block: &Block, layout: &Layout, careful: bool) -> Result<Option<Decod
             continue;
         }
         if careful {
-            let fields = values(&spans);
+            let fields = field_values(input, &spans);
             if let Some(column) = fields.iter().position(|v| std::str::from_utf8(v).is_err()) {
                 bad.push(BadLine {
                     line,
