@@ -94,11 +94,17 @@ impl<'a> Records<'a> {
         let start = self.pos;
         let mut from = start + 1;
         let mut plain = true;
+        // One jump at a time to the next quote or line feed (which only moves the line
+        // count): quoted fields rarely hold line feeds, so this is one search per quote.
         let close = loop {
-            match memchr::memchr(b'"', &input[from..]) {
+            match memchr::memchr2(b'"', b'\n', &input[from..]) {
                 Some(at) => {
                     let at = from + at;
-                    self.line += newlines(&input[from..at]);
+                    if input[at] == b'\n' {
+                        self.line += 1;
+                        from = at + 1;
+                        continue;
+                    }
                     if input.get(at + 1) == Some(&b'"') {
                         plain = false;
                         from = at + 2;
@@ -108,7 +114,6 @@ impl<'a> Records<'a> {
                 }
                 None => {
                     // Unterminated: the field runs to the end of the input.
-                    self.line += newlines(&input[from..]);
                     fields.push(Span {
                         start,
                         end: input.len(),
@@ -149,10 +154,6 @@ impl<'a> Records<'a> {
             self.pos = end;
         }
     }
-}
-
-fn newlines(bytes: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// The value of a raw quoted field (from its opening quote): `""` is one quote, the closing
