@@ -6,15 +6,20 @@
 //! cast's, value for value, without first copying every field into a text column and
 //! walking it again. Other types (text, booleans, decimals,
 //! timestamps) are still collected as text and cast as a whole.
+//!
+//! A date written `YYYY-MM-DD`, the form nearly every file uses, is read by a shorter path
+//! of its own (the `Parser` tries several forms through `chrono`); any other text, and a
+//! date that does not exist, goes to the `Parser`, so the values stay the cast's.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanBufferBuilder, PrimitiveArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::Parser;
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type,
-    Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Float16Type, Float32Type, Float64Type,
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::error::ArrowError;
 
@@ -31,7 +36,7 @@ pub trait ParsedColumn: Send {
 /// value by value; `None` for the types collected as text.
 pub fn parsed_column(data_type: &DataType, rows: usize) -> Option<Box<dyn ParsedColumn>> {
     fn of<P: Parser>(rows: usize) -> Option<Box<dyn ParsedColumn>> {
-        Some(Box::new(Values::<P>::new(rows)))
+        Some(Box::new(Values::<Cast<P>>::new(rows)))
     }
     match data_type {
         DataType::Int8 => of::<Int8Type>(rows),
@@ -45,19 +50,80 @@ pub fn parsed_column(data_type: &DataType, rows: usize) -> Option<Box<dyn Parsed
         DataType::Float16 => of::<Float16Type>(rows),
         DataType::Float32 => of::<Float32Type>(rows),
         DataType::Float64 => of::<Float64Type>(rows),
-        DataType::Date32 => of::<Date32Type>(rows),
+        DataType::Date32 => Some(Box::new(Values::<IsoDate>::new(rows))),
         DataType::Date64 => of::<Date64Type>(rows),
         _ => None,
     }
 }
 
-struct Values<P: Parser> {
-    values: Vec<P::Native>,
+/// How a column's fields become values: `None` where the cast would give a null.
+trait Parse: Send + 'static {
+    type Type: ArrowPrimitiveType;
+
+    fn parse(value: &str) -> Option<<Self::Type as ArrowPrimitiveType>::Native>;
+}
+
+/// The cast's own parser.
+struct Cast<P>(PhantomData<fn() -> P>);
+
+impl<P: Parser> Parse for Cast<P> {
+    type Type = P;
+
+    fn parse(value: &str) -> Option<P::Native> {
+        P::parse(value)
+    }
+}
+
+/// Dates as days since 1970-01-01: `YYYY-MM-DD` read here, anything else by the cast's parser.
+struct IsoDate;
+
+impl Parse for IsoDate {
+    type Type = Date32Type;
+
+    fn parse(value: &str) -> Option<i32> {
+        iso_date(value.as_bytes()).or_else(|| Date32Type::parse(value))
+    }
+}
+
+/// The days since 1970-01-01 of a date written exactly `YYYY-MM-DD` that exists; `None` for
+/// any other text (which the cast's parser then decides on).
+fn iso_date(text: &[u8]) -> Option<i32> {
+    let &[y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = text else {
+        return None;
+    };
+    let digit = |b: u8| b.is_ascii_digit().then(|| i32::from(b - b'0'));
+    let year = ((digit(y0)? * 10 + digit(y1)?) * 10 + digit(y2)?) * 10 + digit(y3)?;
+    let month = digit(m0)? * 10 + digit(m1)?;
+    let day = digit(d0)? * 10 + digit(d1)?;
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > days_in_month {
+        return None;
+    }
+    // Days from the civil calendar in 400-year eras that start on March 1st (so a leap day
+    // ends its year), as in H. Hinnant's `days_from_civil`.
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
+struct Values<P: Parse> {
+    values: Vec<<P::Type as ArrowPrimitiveType>::Native>,
     valid: BooleanBufferBuilder,
     failed: Vec<usize>,
 }
 
-impl<P: Parser> Values<P> {
+impl<P: Parse> Values<P> {
     fn new(rows: usize) -> Self {
         Self {
             values: Vec::with_capacity(rows),
@@ -67,7 +133,7 @@ impl<P: Parser> Values<P> {
     }
 }
 
-impl<P: Parser> ParsedColumn for Values<P> {
+impl<P: Parse> ParsedColumn for Values<P> {
     fn push(&mut self, value: &str) {
         let parsed = if value.is_empty() {
             None
@@ -86,7 +152,7 @@ impl<P: Parser> ParsedColumn for Values<P> {
         let nulls = NullBuffer::new(self.valid.finish());
         let nulls = (nulls.null_count() > 0).then_some(nulls);
         let values = ScalarBuffer::from(std::mem::take(&mut self.values));
-        let array = PrimitiveArray::<P>::try_new(values, nulls)?;
+        let array = PrimitiveArray::<P::Type>::try_new(values, nulls)?;
         Ok((Arc::new(array), std::mem::take(&mut self.failed)))
     }
 }
@@ -212,7 +278,75 @@ mod tests {
         }
     }
 
+    /// The short path's days for `text`, which must be the cast's whenever it gives any.
+    fn same_date(text: &str) -> Option<i32> {
+        let short = iso_date(text.as_bytes());
+        assert_eq!(short, Date32Type::parse(text), "{text}");
+        short
+    }
+
+    #[test]
+    fn iso_dates_are_the_casts_days_for_every_day_of_every_year() {
+        let mut days = 0;
+        for year in 0..=9999 {
+            // Every day of the years around 1970 and of the leap rules' edges; the ends and
+            // leap days of every month of the others.
+            let all = (1890..=2110).contains(&year) || year % 100 == 0;
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    if all || [0, 1, 28, 29, 30, 31, 32].contains(&day) {
+                        let text = format!("{year:04}-{month:02}-{day:02}");
+                        days += usize::from(same_date(&text).is_some());
+                    }
+                }
+            }
+        }
+        // The short path read the valid dates itself (none fell through to the cast).
+        assert!(days > 500_000, "{days}");
+        assert_eq!(same_date("1970-01-01"), Some(0));
+        assert_eq!(same_date("1969-12-31"), Some(-1));
+        assert_eq!(same_date("2000-03-01"), Some(11_017));
+        assert_eq!(same_date("0000-01-01"), Some(-719_528));
+        assert_eq!(same_date("9999-12-31"), Some(2_932_896));
+    }
+
+    #[test]
+    fn other_date_forms_fall_through_to_the_cast() {
+        for text in [
+            "2024-1-05",
+            "2024-01-5",
+            "+2024-01-05",
+            " 2024-01-05",
+            "2024-01-05 ",
+            "2024/01/05",
+            "2024-01-05T00:00:00",
+            "2023-02-29",
+            "2024-00-10",
+            "2024-13-10",
+            "2024-01-00",
+            "2024-04-31",
+            "20x4-01-05",
+            "2024-0a-05",
+            "2024-01-0\u{e9}",
+        ] {
+            assert_eq!(iso_date(text.as_bytes()), None, "{text}");
+            assert_eq!(
+                IsoDate::parse(text),
+                Date32Type::parse(text),
+                "{text} through the column's parser"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn dates_of_any_digits_and_dashes_are_the_casts(
+            text in "[-0-9 +]{10}|[0-9]{4}-[0-9]{2}-[0-9]{2}",
+        ) {
+            same_date(&text);
+            prop_assert_eq!(IsoDate::parse(&text), Date32Type::parse(&text));
+        }
+
         #[test]
         fn random_fields_parse_as_the_cast_parses_them(
             fields in proptest::collection::vec(
