@@ -258,12 +258,22 @@ fn split<T: Digits>(int: T, frac: T, scale: u8, digits: &mut [u16; 24]) -> (usiz
 /// Appends the field (length word and value) of Decimal128 `value` at `scale` (0..=38).
 pub fn put_i128(value: i128, scale: u8, buf: &mut BytesMut) {
     let abs = value.unsigned_abs();
-    let p10 = 10u128.pow(u32::from(scale.min(38)));
-    let (int, frac) = (abs / p10, abs % p10);
     let mut digits = [0u16; 24];
-    let (n, weight) = match (u64::try_from(int), u64::try_from(frac)) {
-        (Ok(i), Ok(f)) => split(i, f, scale, &mut digits),
-        _ => split(int, frac, scale, &mut digits),
+    // Nearly every value fits 64 bits, where a division is a machine instruction rather
+    // than a call into 128-bit arithmetic.
+    let (n, weight) = match u64::try_from(abs) {
+        Ok(small) if scale <= 19 => {
+            let p10 = 10u64.pow(u32::from(scale));
+            split(small / p10, small % p10, scale, &mut digits)
+        }
+        _ => {
+            let p10 = 10u128.pow(u32::from(scale.min(38)));
+            let (int, frac) = (abs / p10, abs % p10);
+            match (u64::try_from(int), u64::try_from(frac)) {
+                (Ok(i), Ok(f)) => split(i, f, scale, &mut digits),
+                _ => split(int, frac, scale, &mut digits),
+            }
+        }
     };
     buf.reserve(12 + 2 * n);
     buf.put_i32(8 + 2 * n as i32);
@@ -500,6 +510,31 @@ mod tests {
         Decimal128Type::format_decimal(v, 38, scale as i8)
     }
 
+    #[test]
+    fn decimals_at_the_edge_of_64_bits_survive_the_wire() {
+        let max = i128::from(u64::MAX);
+        for v in [
+            max,
+            max + 1,
+            -max,
+            -max - 1,
+            10i128.pow(19) - 1,
+            10i128.pow(19),
+            1,
+            0,
+        ] {
+            for scale in [0u8, 2, 4, 18, 19, 20, 38] {
+                let field = field_of_i128(v, scale);
+                assert_eq!(to_i128(&field, scale as i8), Ok(v), "{v} at scale {scale}");
+                assert_eq!(
+                    field,
+                    field_of_text(&decimal_text(v, scale)).unwrap(),
+                    "{v} at scale {scale}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn decimals_survive_the_wire(v in -(10i128.pow(38) - 1)..10i128.pow(38), scale in 0u8..=38) {
@@ -516,6 +551,14 @@ mod tests {
             prop_assert_eq!(text_of(&field), decimal_text(v, scale));
             // A wider target scale is the same value times a power of ten.
             prop_assert_eq!(to_i128(&field, scale as i8 + 2), Ok(v * 100));
+        }
+
+        #[test]
+        fn decimals_of_64_bits_survive_the_wire(v in -i128::from(u64::MAX)..=i128::from(u64::MAX), scale in 0u8..=38) {
+            let field = field_of_i128(v, scale);
+            prop_assert_eq!(to_i128(&field, scale as i8), Ok(v));
+            prop_assert_eq!(text_of(&field), decimal_text(v, scale));
+            prop_assert_eq!(field_of_text(&decimal_text(v, scale)).unwrap(), field);
         }
 
         #[test]
