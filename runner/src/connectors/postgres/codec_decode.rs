@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
     FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, IntervalMonthDayNanoBuilder, ListArray, StringBuilder, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder,
+    Int64Builder, IntervalMonthDayNanoBuilder, ListArray, StringArray, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, FieldRef, IntervalMonthDayNano};
@@ -69,6 +69,39 @@ fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], Bad> {
         .map_err(|_| Bad::bytes(format!("a binary {what} has {N} bytes, not {}", v.len()), v))
 }
 
+/// Why a column's values could not become an array.
+#[derive(Debug)]
+pub enum Unfinished {
+    /// Value `row` of the batch cannot be read (text that is not UTF-8, which is checked for
+    /// the whole batch at once).
+    Bad {
+        row: usize,
+        bad: Bad,
+    },
+    Arrow(ArrowError),
+}
+
+impl From<ArrowError> for Unfinished {
+    fn from(e: ArrowError) -> Self {
+        Unfinished::Arrow(e)
+    }
+}
+
+/// A text column collected as bytes, then checked as UTF-8 in one pass over all of its
+/// values (one call per value costs more than the check itself for short text); when that
+/// fails, the first value that is not UTF-8 names the row.
+fn text_array(bytes: BinaryArray) -> Result<StringArray, Unfinished> {
+    StringArray::try_from_binary(bytes.clone()).map_err(|e| {
+        let first_bad = bytes.iter().enumerate().find_map(|(row, v)| {
+            Some(Unfinished::Bad {
+                row,
+                bad: utf8(v?).err()?,
+            })
+        });
+        first_bad.unwrap_or(Unfinished::Arrow(e))
+    })
+}
+
 fn utf8(v: &[u8]) -> Result<&str, Bad> {
     std::str::from_utf8(v).map_err(|e| {
         Bad::new(
@@ -88,7 +121,7 @@ pub enum Decoder {
     F64(Float64Builder),
     Decimal(Decimal128Builder, i8),
     NumericText(StringBuilder),
-    Text(StringBuilder),
+    Text(BinaryBuilder),
     Jsonb(StringBuilder),
     Bytea(BinaryBuilder),
     Uuid(FixedSizeBinaryBuilder),
@@ -139,14 +172,11 @@ impl Decoder {
                     .ok()?,
                 *s,
             ),
-            DataType::Utf8 => {
-                let b = StringBuilder::with_capacity(rows, bytes);
-                match t.oid {
-                    oid::NUMERIC => Decoder::NumericText(b),
-                    oid::JSONB => Decoder::Jsonb(b),
-                    _ => Decoder::Text(b),
-                }
-            }
+            DataType::Utf8 => match t.oid {
+                oid::NUMERIC => Decoder::NumericText(StringBuilder::with_capacity(rows, bytes)),
+                oid::JSONB => Decoder::Jsonb(StringBuilder::with_capacity(rows, bytes)),
+                _ => Decoder::Text(BinaryBuilder::with_capacity(rows, bytes)),
+            },
             DataType::Binary => Decoder::Bytea(BinaryBuilder::with_capacity(rows, bytes)),
             DataType::FixedSizeBinary(16) => {
                 Decoder::Uuid(FixedSizeBinaryBuilder::with_capacity(rows, 16))
@@ -201,8 +231,8 @@ impl Decoder {
             Decoder::F32(b) => b.append_null(),
             Decoder::F64(b) => b.append_null(),
             Decoder::Decimal(b, _) => b.append_null(),
-            Decoder::NumericText(b) | Decoder::Text(b) | Decoder::Jsonb(b) => b.append_null(),
-            Decoder::Bytea(b) => b.append_null(),
+            Decoder::NumericText(b) | Decoder::Jsonb(b) => b.append_null(),
+            Decoder::Text(b) | Decoder::Bytea(b) => b.append_null(),
             Decoder::Uuid(b) => b.append_null(),
             Decoder::Date(b) => b.append_null(),
             Decoder::Time(b) => b.append_null(),
@@ -245,7 +275,7 @@ impl Decoder {
                 numeric::write_text(v, b).map_err(|e| Bad::bytes(e.to_string(), v))?;
                 b.append_value("");
             }
-            Decoder::Text(b) => b.append_value(utf8(v)?),
+            Decoder::Text(b) => b.append_value(v),
             Decoder::Jsonb(b) => match v.split_first() {
                 Some((1, json)) => b.append_value(utf8(json)?),
                 _ => return Err(Bad::bytes("binary jsonb without version byte 1", v)),
@@ -319,7 +349,7 @@ impl Decoder {
     }
 
     /// The column's values since the last call; the builder is left empty.
-    pub fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+    pub fn finish(&mut self) -> Result<ArrayRef, Unfinished> {
         Ok(match self {
             Decoder::Bool(b) => Arc::new(b.finish()),
             Decoder::I16(b) => Arc::new(b.finish()),
@@ -328,7 +358,8 @@ impl Decoder {
             Decoder::F32(b) => Arc::new(b.finish()),
             Decoder::F64(b) => Arc::new(b.finish()),
             Decoder::Decimal(b, _) => Arc::new(b.finish()),
-            Decoder::NumericText(b) | Decoder::Text(b) | Decoder::Jsonb(b) => Arc::new(b.finish()),
+            Decoder::NumericText(b) | Decoder::Jsonb(b) => Arc::new(b.finish()),
+            Decoder::Text(b) => Arc::new(text_array(b.finish())?),
             Decoder::Bytea(b) => Arc::new(b.finish()),
             Decoder::Uuid(b) => Arc::new(b.finish()),
             Decoder::Date(b) => Arc::new(b.finish()),
@@ -408,9 +439,21 @@ impl ListDecoder {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let values = self.items.finish()?;
+    fn finish(&mut self) -> Result<ArrayRef, Unfinished> {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        // A bad element names its array's row, and its place in the array.
+        let values = self.items.finish().map_err(|e| match e {
+            Unfinished::Bad { row: item, bad } => {
+                let within = |o: &i32| usize::try_from(*o).is_ok_and(|o| o <= item);
+                let row = offsets.partition_point(within).saturating_sub(1);
+                let first = offsets.get(row).and_then(|&o| usize::try_from(o).ok());
+                let element = first.map_or(0, |first| item - first + 1);
+                let reason = format!("element {element}: {}", bad.reason);
+                let bad = Bad::new(reason, bad.value);
+                Unfinished::Bad { row, bad }
+            }
+            other => other,
+        })?;
         let nulls = self.nulls.finish();
         Ok(Arc::new(ListArray::try_new(
             self.item_field.clone(),

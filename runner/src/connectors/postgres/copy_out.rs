@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
 
-use super::codec_decode::{Bad, Decoder};
+use super::codec_decode::{Bad, Decoder, Unfinished};
 use super::types::{PgType, arrow_field};
 use crate::error::{BadRow, Error, Result};
 
@@ -279,9 +279,15 @@ impl CopyOutDecoder {
 
     fn flush(&mut self) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        let first_row = self.rows - self.batch_rows as u64 + 1;
         for (column, field) in self.columns.iter_mut().zip(self.schema.fields()) {
-            let array = column.decoder.finish().map_err(|e| {
-                Error::arrow(format!("{}: column \"{}\"", self.context, column.name), e)
+            let array = column.decoder.finish().map_err(|e| match e {
+                Unfinished::Bad { row, bad } => {
+                    bad_row(&self.context, first_row + row as u64, column, bad)
+                }
+                Unfinished::Arrow(e) => {
+                    Error::arrow(format!("{}: column \"{}\"", self.context, column.name), e)
+                }
             })?;
             // The next batch will be about as large: size its builders up front rather than
             // growing them by doubling, which copies every value several times.

@@ -354,6 +354,76 @@ fn values_arrow_cannot_hold_are_bad_rows_naming_column_row_and_value() {
     assert_eq!(b.column(0).as_string::<i32>().value(0), "NaN");
 }
 
+/// A one-dimensional `text[]` value of `items` (None for NULL), as PostgreSQL sends it.
+fn text_array(items: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for word in [1, i32::from(items.iter().any(Option::is_none)), 25] {
+        v.extend_from_slice(&word.to_be_bytes());
+    }
+    v.extend_from_slice(&(items.len() as i32).to_be_bytes());
+    v.extend_from_slice(&1i32.to_be_bytes());
+    for item in items {
+        match item {
+            Some(t) => {
+                v.extend_from_slice(&(t.len() as i32).to_be_bytes());
+                v.extend_from_slice(t);
+            }
+            None => v.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    v
+}
+
+#[test]
+fn text_that_is_not_utf8_names_its_row_whatever_the_batches() {
+    let columns = cols(&[("id", "integer"), ("v", "text"), ("tags", "text[]")]);
+    let row = |id: i32, v: &[u8], tags: &[Option<&[u8]>]| {
+        vec![
+            be(id.to_be_bytes()),
+            Some(v.to_vec()),
+            Some(text_array(tags)),
+        ]
+    };
+    let good: &[Option<&[u8]>] = &[Some(b"a"), None, Some("é".as_bytes())];
+    let first_error = |rows: &[Vec<Option<Vec<u8>>>], batch_bytes: usize| {
+        let e = decode_with(&columns, &[&stream(rows)], batch_bytes).unwrap_err();
+        shown_and_kept(&e)
+    };
+    // The valid rows decode as they were sent.
+    let fine = [row(1, "Grüße".as_bytes(), good), row(2, b"", &[])];
+    let batch = decode(&columns, &stream(&fine)).unwrap();
+    let text = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!((text.value(0), text.value(1)), ("Grüße", ""));
+    for batch_bytes in [1, 64, 1 << 20] {
+        // A bad byte in row 4 of 5, one batch per row or all in one.
+        let mut rows: Vec<_> = (1..=5).map(|id| row(id, b"fine", good)).collect();
+        rows[3][1] = Some(b"ab\xff".to_vec());
+        let (shown, kept) = first_error(&rows, batch_bytes);
+        assert!(shown.contains("row 4, column \"v\""), "{shown}");
+        assert!(
+            shown.contains("invalid UTF-8") && kept.contains("ab"),
+            "{shown} / {kept}"
+        );
+        // A character cut between two values is valid only joined: row 2's value is not.
+        let mut rows: Vec<_> = (1..=3).map(|id| row(id, b"fine", good)).collect();
+        rows[1][1] = Some(b"caf\xc3".to_vec());
+        rows[2][1] = Some(b"\xa9".to_vec());
+        let (shown, _) = first_error(&rows, batch_bytes);
+        assert!(shown.contains("row 2, column \"v\""), "{shown}");
+        // The second element of row 3's array, after an empty array in row 2.
+        let mut rows: Vec<_> = (1..=4).map(|id| row(id, b"fine", good)).collect();
+        rows[1][2] = Some(text_array(&[]));
+        rows[2][2] = Some(text_array(&[Some(b"ok"), Some(b"\xfe")]));
+        let (shown, _) = first_error(&rows, batch_bytes);
+        assert!(shown.contains("row 3, column \"tags\""), "{shown}");
+        assert!(shown.contains("element 2: invalid UTF-8"), "{shown}");
+    }
+}
+
 #[test]
 fn columns_without_a_binary_mapping_are_config_errors() {
     let inet = PgType {
