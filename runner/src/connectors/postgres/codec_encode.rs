@@ -1,6 +1,8 @@
 //! Column encoders of binary COPY: each writes one Arrow value as a length-prefixed field into
 //! the output buffer, with no allocation per value.
 
+use std::ops::Range;
+
 use arrow::array::{
     Array, BinaryArray, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray,
     Float32Array, Float64Array, Int16Array, Int32Array, Int64Array, IntervalMonthDayNanoArray,
@@ -131,13 +133,16 @@ pub enum View<'a> {
     List(&'a ListArray, Box<View<'a>>, u32),
 }
 
-/// Whether a NUL byte is anywhere in the text of `array`'s values: one search of the column
-/// spares a search of each value when there is none, as there nearly never is.
-fn holds_nul(array: &StringArray) -> bool {
+/// Whether a NUL byte is anywhere in the text of values `items` of `array`: one search of the
+/// column spares a search of each value when there is none, as there nearly never is.
+fn holds_nul(array: &StringArray, items: Range<usize>) -> bool {
     let offsets = array.value_offsets();
-    let (Some(&start), Some(&end)) = (offsets.first(), offsets.last()) else {
-        return false;
+    let (Some(&start), Some(&end)) = (offsets.get(items.start), offsets.get(items.end)) else {
+        return true;
     };
+    if items.is_empty() {
+        return false;
+    }
     let text = array.value_data();
     let used = usize::try_from(start).ok().zip(usize::try_from(end).ok());
     used.and_then(|(start, end)| text.get(start..end))
@@ -151,6 +156,12 @@ fn cast<T: 'static>(array: &dyn Array) -> Option<&T> {
 impl<'a> View<'a> {
     /// The typed view of `array`, which has the Arrow type `kind` was made for.
     pub fn new(kind: &Kind, array: &'a dyn Array) -> Option<View<'a>> {
+        View::of_items(kind, array, None)
+    }
+
+    /// The view of `array`, of which only the values `used` are written (an array column's
+    /// elements: a slice of a list keeps all of its child's values); `None` for all.
+    fn of_items(kind: &Kind, array: &'a dyn Array, used: Option<Range<usize>>) -> Option<Self> {
         Some(match kind {
             Kind::Bool => View::Bool(cast(array)?),
             Kind::I16 => View::I16(cast(array)?),
@@ -162,7 +173,7 @@ impl<'a> View<'a> {
             Kind::NumericText => View::NumericText(cast(array)?),
             Kind::Text => {
                 let text: &StringArray = cast(array)?;
-                View::Text(text, holds_nul(text))
+                View::Text(text, holds_nul(text, used.unwrap_or(0..text.len())))
             }
             Kind::Jsonb => View::Jsonb(cast(array)?),
             Kind::Bytea => View::Bytea(cast(array)?),
@@ -173,9 +184,13 @@ impl<'a> View<'a> {
             Kind::Interval => View::Interval(cast(array)?),
             Kind::List(item, element) => {
                 let list: &ListArray = cast(array)?;
+                let offsets = list.value_offsets();
+                let bound = |o: Option<&i32>| o.and_then(|&o| usize::try_from(o).ok());
+                let items = bound(offsets.first()).zip(bound(offsets.last()));
+                let used = items.map(|(first, last)| first..last);
                 View::List(
                     list,
-                    Box::new(View::new(item, list.values().as_ref())?),
+                    Box::new(View::of_items(item, list.values().as_ref(), used)?),
                     *element,
                 )
             }
@@ -354,18 +369,47 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::StringArray;
+    use arrow::array::{Array, ListArray, ListBuilder, StringArray, StringBuilder};
 
-    use super::holds_nul;
+    use super::{Kind, View, holds_nul};
 
     #[test]
     fn a_nul_is_found_only_in_the_values_a_slice_shows() {
         let text = StringArray::from(vec![Some("a\0b"), Some("plain"), None, Some("x\0")]);
-        assert!(holds_nul(&text));
-        assert!(!holds_nul(&text.slice(1, 2)));
-        assert!(holds_nul(&text.slice(2, 2)));
-        assert!(holds_nul(&text.slice(0, 1)));
-        assert!(!holds_nul(&text.slice(1, 0)));
-        assert!(!holds_nul(&StringArray::from(vec!["none", "here"])));
+        let all = |t: &StringArray| holds_nul(t, 0..t.len());
+        assert!(all(&text));
+        assert!(!all(&text.slice(1, 2)));
+        assert!(all(&text.slice(2, 2)));
+        assert!(all(&text.slice(0, 1)));
+        assert!(!all(&text.slice(1, 0)));
+        assert!(!all(&StringArray::from(vec!["none", "here"])));
+        // The elements a list's rows use, out of all of its child's values.
+        assert!(!holds_nul(&text, 1..3));
+        assert!(holds_nul(&text, 3..4));
+        assert!(!holds_nul(&text, 2..2));
+        // A range beyond the values searches each value, as a NUL would.
+        assert!(holds_nul(&text, 3..9));
+    }
+
+    #[test]
+    fn a_list_slice_searches_only_the_elements_of_its_rows() {
+        let rows = [
+            Some(vec![Some("a\0")]),
+            Some(vec![Some("b"), None]),
+            Some(vec![]),
+        ];
+        let mut list = ListBuilder::new(StringBuilder::new());
+        for row in rows {
+            list.append_option(row);
+        }
+        let list = list.finish();
+        let kind = Kind::List(Box::new(Kind::Text), 25);
+        let nul_in = |array: &ListArray| match View::new(&kind, array) {
+            Some(View::List(_, item, _)) => matches!(*item, View::Text(_, true)),
+            _ => panic!("a text[] column has a list view"),
+        };
+        assert!(nul_in(&list));
+        assert!(!nul_in(&list.slice(1, 2)));
+        assert!(nul_in(&list.slice(0, 1)));
     }
 }

@@ -280,15 +280,28 @@ impl CopyOutDecoder {
     fn flush(&mut self) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         let first_row = self.rows - self.batch_rows as u64 + 1;
-        for (column, field) in self.columns.iter_mut().zip(self.schema.fields()) {
-            let array = column.decoder.finish().map_err(|e| match e {
-                Unfinished::Bad { row, bad } => {
-                    bad_row(&self.context, first_row + row as u64, column, bad)
+        // Text is checked as the batch is finished, column by column: of the bad values
+        // found, the first row's is the one reported.
+        let mut first_bad: Option<(usize, usize, Bad)> = None;
+        for (c, (column, field)) in self
+            .columns
+            .iter_mut()
+            .zip(self.schema.fields())
+            .enumerate()
+        {
+            let array = match column.decoder.finish() {
+                Ok(array) => array,
+                Err(Unfinished::Bad { row, bad }) => {
+                    if first_bad.as_ref().is_none_or(|(first, ..)| row < *first) {
+                        first_bad = Some((row, c, bad));
+                    }
+                    continue;
                 }
-                Unfinished::Arrow(e) => {
-                    Error::arrow(format!("{}: column \"{}\"", self.context, column.name), e)
+                Err(Unfinished::Arrow(e)) => {
+                    let at = format!("{}: column \"{}\"", self.context, column.name);
+                    return Err(Error::arrow(at, e));
                 }
-            })?;
+            };
             // The next batch will be about as large: size its builders up front rather than
             // growing them by doubling, which copies every value several times.
             let data = array.to_data();
@@ -299,6 +312,10 @@ impl CopyOutDecoder {
                 column.decoder = next;
             }
             arrays.push(array);
+        }
+        if let Some((row, c, bad)) = first_bad {
+            let column = &self.columns[c];
+            return Err(bad_row(&self.context, first_row + row as u64, column, bad));
         }
         self.batch_rows = 0;
         self.batch_size = 0;

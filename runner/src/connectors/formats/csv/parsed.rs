@@ -343,7 +343,11 @@ mod tests {
         fn dates_of_any_digits_and_dashes_are_the_casts(
             text in "[-0-9 +]{10}|[0-9]{4}-[0-9]{2}-[0-9]{2}",
         ) {
-            same_date(&text);
+            // The cast reads some forms the short path leaves to it (`2024-01-5 `, extended
+            // years): only a date the short path reads must be the cast's.
+            if let Some(days) = iso_date(text.as_bytes()) {
+                prop_assert_eq!(Some(days), Date32Type::parse(&text));
+            }
             prop_assert_eq!(IsoDate::parse(&text), Date32Type::parse(&text));
         }
 

@@ -421,6 +421,12 @@ fn text_that_is_not_utf8_names_its_row_whatever_the_batches() {
         let (shown, _) = first_error(&rows, batch_bytes);
         assert!(shown.contains("row 3, column \"tags\""), "{shown}");
         assert!(shown.contains("element 2: invalid UTF-8"), "{shown}");
+        // Bad text in two columns: the earlier row is named, whichever column comes first.
+        let mut rows: Vec<_> = (1..=4).map(|id| row(id, b"fine", good)).collect();
+        rows[2][1] = Some(b"\xff".to_vec());
+        rows[1][2] = Some(text_array(&[Some(b"\xfe")]));
+        let (shown, _) = first_error(&rows, batch_bytes);
+        assert!(shown.contains("row 2, column \"tags\""), "{shown}");
     }
 }
 
