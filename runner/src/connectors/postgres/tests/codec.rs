@@ -35,17 +35,22 @@ fn stream(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
     for row in rows {
         s.extend_from_slice(&(row.len() as i16).to_be_bytes());
         for f in row {
-            match f {
-                Some(v) => {
-                    s.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    s.extend_from_slice(v);
-                }
-                None => s.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
+            put_field(&mut s, f.as_deref());
         }
     }
     s.extend_from_slice(&(-1i16).to_be_bytes());
     s
+}
+
+/// A field as binary COPY and array elements write it: its length (-1 for NULL), its bytes.
+fn put_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
 }
 
 fn decode_with(
@@ -363,13 +368,7 @@ fn text_array(items: &[Option<&[u8]>]) -> Vec<u8> {
     v.extend_from_slice(&(items.len() as i32).to_be_bytes());
     v.extend_from_slice(&1i32.to_be_bytes());
     for item in items {
-        match item {
-            Some(t) => {
-                v.extend_from_slice(&(t.len() as i32).to_be_bytes());
-                v.extend_from_slice(t);
-            }
-            None => v.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
+        put_field(&mut v, *item);
     }
     v
 }
